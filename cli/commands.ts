@@ -1,0 +1,178 @@
+/**
+ * What the CLI verbs do against a running lab, as functions that return text
+ * (or stream it), so `podlab` itself, the demo walkthrough and the tests all go
+ * through the same code.
+ */
+import { ApiClient } from '../control-plane/client.ts';
+import type { Node, Pod } from '../control-plane/types.ts';
+import type { ImpairmentSpec } from '../overlay/impairment.ts';
+import { ControlClient } from './control-client.ts';
+import { formatList, formatNodes, formatPods } from './format.ts';
+import { LabError, requireLab } from './lab.ts';
+import type { LabRecord } from './state.ts';
+
+export type Output = 'table' | 'wide' | 'json' | 'yaml';
+
+/** The node record of a running lab. */
+export function nodeOf(rec: LabRecord, name: string): LabRecord['nodes'][number] {
+  const n = rec.nodes.find((x) => x.name === name);
+  if (!n) throw new LabError(`no node "${name}" in this lab (nodes: ${rec.nodes.map((x) => x.name).join(', ')})`);
+  return n;
+}
+
+/** One control call to a node agent. */
+export async function callNode<T>(stateDir: string, node: string, method: string, params: unknown): Promise<T> {
+  const rec = requireLab(stateDir);
+  const c = await ControlClient.connect(nodeOf(rec, node).control);
+  try {
+    return await c.call<T>(method, params);
+  } finally {
+    c.close();
+  }
+}
+
+export async function getResources(stateDir: string, kind: string, opts: { name?: string; namespace?: string; all?: boolean; output: Output }): Promise<string> {
+  const rec = requireLab(stateDir);
+  const api = new ApiClient(rec.apiUrl);
+  const wide = opts.output === 'wide';
+  const k = normalizeKind(kind);
+  if (k === 'nodes') {
+    let nodes = (await api.list<Node>('nodes')).items;
+    if (opts.name) nodes = nodes.filter((n) => n.metadata.name === opts.name);
+    if (opts.name && !nodes.length) throw new LabError(`Error from server (NotFound): nodes "${opts.name}" not found`);
+    nodes.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name, undefined, { numeric: true }));
+    return opts.output === 'json' || opts.output === 'yaml' ? formatList(nodes, opts.output) : formatNodes(nodes, wide);
+  }
+  const ns = opts.all ? undefined : (opts.namespace ?? 'default');
+  let pods = (await api.list<Pod>('pods', { namespace: ns })).items;
+  if (opts.name) pods = pods.filter((p) => p.metadata.name === opts.name);
+  if (opts.name && !pods.length) throw new LabError(`Error from server (NotFound): pods "${opts.name}" not found`);
+  pods.sort((a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.metadata.name.localeCompare(b.metadata.name, undefined, { numeric: true }));
+  return opts.output === 'json' || opts.output === 'yaml' ? formatList(pods, opts.output) : formatPods(pods, wide, !!opts.all);
+}
+
+/** kubectl's kind aliases for what podlab serves. */
+export function normalizeKind(kind: string): 'nodes' | 'pods' {
+  const k = kind.toLowerCase();
+  if (['node', 'nodes', 'no'].includes(k)) return 'nodes';
+  if (['pod', 'pods', 'po'].includes(k)) return 'pods';
+  throw new LabError(`error: the server doesn't have a resource type "${kind}" (podlab serves: nodes, pods)`);
+}
+
+/** Finds which node runs a pod: from the apiserver, or, while it is down, by asking the agents. */
+export async function locatePod(stateDir: string, ref: string, namespace = 'default'): Promise<{ rec: LabRecord & { apiUrl: string }; key: string; node: string }> {
+  const rec = requireLab(stateDir);
+  const api = new ApiClient(rec.apiUrl);
+  const [ns, name] = ref.includes('/') ? ref.split('/', 2) : [namespace, ref.replace(/^pods?\//, '')];
+  const key = `${ns}/${name}`;
+  let pod: Pod | null;
+  try {
+    pod = await api.get<Pod>('pods', name, ns);
+  } catch (e) {
+    if ((e as Error).name !== 'ApiConnectionError') throw e;
+    // The data plane does not need the apiserver, and neither does exec.
+    for (const n of rec.nodes) {
+      const info = await callNode<{ pods: { key: string }[] }>(stateDir, n.name, 'info', {}).catch(() => null);
+      if (info?.pods.some((p) => p.key === key)) return { rec, key, node: n.name };
+    }
+    throw new LabError(`the apiserver is not answering and no node has pod ${key}`);
+  }
+  if (!pod) throw new LabError(`Error from server (NotFound): pods "${name}" not found in namespace "${ns}"`);
+  const node = pod.spec?.nodeName;
+  if (!node) throw new LabError(`pod ${key} is not scheduled to a node yet`);
+  if (pod.status?.phase !== 'Running') throw new LabError(`pod ${key} is ${pod.status?.phase ?? 'Pending'}, not Running`);
+  return { rec, key, node };
+}
+
+/**
+ * Runs a command in a pod, streaming its output; resolves with its exit code.
+ * `signal` aborting (Ctrl-C) asks the command to stop and print its summary,
+ * as SIGINT does to ping.
+ */
+export async function execInPod(
+  stateDir: string,
+  ref: string,
+  argv: string[],
+  io: { stdout(s: string): void; stderr(s: string): void; signal?: AbortSignal; namespace?: string },
+): Promise<number> {
+  const { rec, key, node } = await locatePod(stateDir, ref, io.namespace);
+  const c = await ControlClient.connect(nodeOf(rec, node).control);
+  try {
+    let id = 0;
+    const onAbort = () => c.cancel(id);
+    io.signal?.addEventListener('abort', onAbort, { once: true });
+    const res = await c.call<{ exitCode: number }>(
+      'exec',
+      { pod: key, argv },
+      (fd, s) => (fd === 1 ? io.stdout(s) : io.stderr(s)),
+      (i) => (id = i),
+    );
+    io.signal?.removeEventListener('abort', onAbort);
+    return res.exitCode;
+  } finally {
+    c.close();
+  }
+}
+
+/** `podlab node NODE ...`: iproute2 views, `ip link set dev D mtu N`, `stats`. */
+export async function nodeCommand(stateDir: string, node: string, argv: string[]): Promise<string> {
+  if (argv[0] === 'stats') {
+    const s = await callNode<Record<string, unknown>>(stateDir, node, 'stats', {});
+    return formatStats(s);
+  }
+  const set = argv.join(' ').match(/^ip link set (?:dev )?(\S+) mtu (\d+)$/);
+  if (set) {
+    await callNode(stateDir, node, 'stack.mtu', { dev: set[1], mtu: Number(set[2]) });
+    return '';
+  }
+  const r = await callNode<{ stdout: string }>(stateDir, node, 'node.cmd', { argv: stripShow(argv) });
+  return filterDev(r.stdout, argv);
+}
+
+/** `ip neigh show dev flannel.1` → the lines of that device only. */
+function filterDev(out: string, argv: string[]): string {
+  const i = argv.indexOf('dev');
+  if (i < 0 || !argv[i + 1]) return out;
+  const dev = argv[i + 1];
+  return out
+    .split('\n')
+    .filter((l) => l && new RegExp(`\\bdev ${dev.replace('.', '\\.')}\\b`).test(l))
+    .map((l) => l + '\n')
+    .join('');
+}
+
+function stripShow(argv: string[]): string[] {
+  const i = argv.indexOf('dev');
+  const base = i >= 0 ? argv.slice(0, i) : argv;
+  return base.filter((a) => a !== 'show' && a !== 'list');
+}
+
+function formatStats(s: Record<string, unknown>): string {
+  const lines: string[] = [`node ${s.node}`];
+  const ifaces = s.interfaces as Record<string, { rxPackets: number; rxBytes: number; txPackets: number; txBytes: number; drops: Record<string, number> }>;
+  lines.push('INTERFACE        RX-PACKETS   RX-BYTES     TX-PACKETS   TX-BYTES     DROPS');
+  for (const [name, c] of Object.entries(ifaces)) {
+    const drops = Object.entries(c.drops).map(([r, n]) => `${r}=${n}`).join(' ') || '0';
+    lines.push(`${name.padEnd(16)} ${String(c.rxPackets).padEnd(12)} ${String(c.rxBytes).padEnd(12)} ${String(c.txPackets).padEnd(12)} ${String(c.txBytes).padEnd(12)} ${drops}`);
+  }
+  const ip = s.ip as { drops: Record<string, number> };
+  lines.push(`ip drops: ${Object.entries(ip.drops).map(([r, n]) => `${r}=${n}`).join(' ') || 'none'}`);
+  const imp = s.impairments as Record<string, { spec: ImpairmentSpec; stats: Record<string, number> }>;
+  for (const [peer, v] of Object.entries(imp)) lines.push(`impairment to ${peer}: ${JSON.stringify(v.spec)} ${JSON.stringify(v.stats)}`);
+  return lines.join('\n') + '\n';
+}
+
+/** Parses `5%` or `5` as a fraction (0.05); names the flag when it is not a percentage. */
+export function parsePercent(v: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)%?$/.exec(v.trim());
+  if (!m || Number(m[1]) > 100) throw new LabError(`${flag}: '${v}' is not a percentage from 0% to 100%`);
+  return Number(m[1]) / 100;
+}
+
+/** Parses `20ms`, `1.5s`, `20` (ms). */
+export function parseDuration(v: string, flag: string): number {
+  const m = /^(\d+(?:\.\d+)?)(us|ms|s)?$/.exec(v.trim());
+  if (!m) throw new LabError(`${flag}: '${v}' is not a duration like 20ms or 1s`);
+  const n = Number(m[1]);
+  return m[2] === 's' ? n * 1000 : m[2] === 'us' ? n / 1000 : n;
+}

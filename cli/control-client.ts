@@ -1,0 +1,73 @@
+/**
+ * The CLI side of an agent's control channel.
+ */
+import net from 'node:net';
+import { frame, type ClientMessage, type ServerMessage } from '../node-agent/control-protocol.ts';
+
+/** A failed control call, carrying the agent's error name. */
+export class RemoteError extends Error {
+  constructor(
+    override readonly name: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class ControlClient {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void; out?: (fd: 1 | 2, s: string) => void }>();
+  private ch!: ReturnType<typeof frame<ServerMessage, ClientMessage>>;
+  private sock!: net.Socket;
+
+  private constructor() {}
+
+  /** Connects to an agent's Unix socket. */
+  static async connect(socketPath: string, timeoutMs = 5000): Promise<ControlClient> {
+    const c = new ControlClient();
+    c.sock = net.createConnection(socketPath);
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timed out connecting to ${socketPath}`)), timeoutMs);
+      c.sock.once('connect', () => (clearTimeout(t), resolve()));
+      c.sock.once('error', (e) => (clearTimeout(t), reject(e)));
+    });
+    c.ch = frame<ServerMessage, ClientMessage>(c.sock);
+    c.ch.onMessage((m) => c.dispatch(m));
+    c.sock.on('close', () => {
+      for (const p of c.pending.values()) p.reject(new Error('agent closed the control channel'));
+      c.pending.clear();
+    });
+    c.sock.on('error', () => {});
+    return c;
+  }
+
+  private dispatch(m: ServerMessage): void {
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    if (m.t === 'out') p.out?.(m.fd, m.data);
+    else {
+      this.pending.delete(m.id);
+      if (m.t === 'res') p.resolve(m.result);
+      else p.reject(new RemoteError(m.error.name, m.error.message));
+    }
+  }
+
+  /** One call; `out` receives streamed output. Returns the call id via `onId` for cancelling. */
+  call<T = unknown>(method: string, params: unknown, out?: (fd: 1 | 2, s: string) => void, onId?: (id: number) => void): Promise<T> {
+    const id = this.nextId++;
+    onId?.(id);
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, out });
+      this.ch.send({ t: 'req', id, method, params });
+    });
+  }
+
+  cancel(id: number): void {
+    this.ch.send({ t: 'cancel', id });
+  }
+
+  close(): void {
+    this.sock.end();
+    this.sock.destroy();
+  }
+}

@@ -1,0 +1,381 @@
+/**
+ * Bringing a lab up and down: the apiserver and one node-agent per node, each
+ * its own OS process, on loopback addresses (local mode, no root): the
+ * apiserver on `<net>.10`, node-N on `<net>.(10+N)`, every node's VXLAN socket
+ * on its own address at UDP 8472.
+ *
+ * Processes are started detached (own process group, output to
+ * `<stateDir>/logs/`) and recorded in lab.json as they start, so that a
+ * failure at any step, a Ctrl-C, or a later `podlab down` stops exactly them
+ * and nothing else. Startup is all-or-nothing.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ApiClient } from '../control-plane/client.ts';
+import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
+import { intToIpv4 } from '../packet/addr.ts';
+import { parseCidr } from '../node-agent/route-table.ts';
+import type { LoadedObject } from './manifest.ts';
+import { isOurProcess, labIsLive, readLab, writeLab, type LabRecord, type ProcRecord } from './state.ts';
+
+/** A lab-level failure with a message meant for the user. */
+export class LabError extends Error {
+  override name = 'LabError';
+}
+
+export interface UpOptions {
+  stateDir: string;
+  nodes: number;
+  podsPerNode: number;
+  manifests: LoadedObject[];
+  /** Loopback network for the lab, e.g. 127.0.0.0/24. */
+  labNet: string;
+  apiPort: number;
+  clusterCidr: string;
+  vxlanPort: number;
+  seed: number;
+  mtu: number;
+  /** Wait for every node Ready and pod Running before returning. */
+  waitReady: boolean;
+  /** Recorded as the lab's supervisor (foreground `up`). */
+  supervisorPid?: number;
+  timeoutMs?: number;
+  onProgress?: (msg: string) => void;
+}
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const TSX = import.meta.resolve('tsx');
+
+/** Node addresses of a lab network: the apiserver and node-i. */
+export function labAddresses(labNet: string, nodes: number): { api: string; nodes: string[] } {
+  const { net, prefixLen } = parseCidr(labNet);
+  const size = 2 ** (32 - prefixLen);
+  if (10 + nodes >= size - 1) throw new LabError(`--lab-net ${labNet} is too small for ${nodes} nodes (node addresses start at .11)`);
+  return { api: intToIpv4(net + 10), nodes: Array.from({ length: nodes }, (_, i) => intToIpv4(net + 11 + i)) };
+}
+
+/** Checks the option values, naming the flag at fault. */
+export function validateUpOptions(o: UpOptions): void {
+  if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > 200) throw new LabError(`--nodes: must be an integer from 1 to 200, got ${o.nodes}`);
+  if (!Number.isInteger(o.podsPerNode) || o.podsPerNode < 0 || o.podsPerNode > 250) throw new LabError(`--pods-per-node: must be an integer from 0 to 250, got ${o.podsPerNode}`);
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(o.labNet);
+  if (!m || Number(m[1]) !== 127 || Number(m[5]) < 8 || Number(m[5]) > 28 || m.slice(2, 5).some((x) => Number(x) > 255)) {
+    // Local mode lives on loopback only: it must never bind or send to a real network.
+    throw new LabError(`--lab-net: must be a CIDR inside 127.0.0.0/8 with a prefix from /8 to /28, got '${o.labNet}'`);
+  }
+  if (!Number.isInteger(o.apiPort) || o.apiPort < 0 || o.apiPort > 65535) throw new LabError(`--api-port: must be 0-65535, got ${o.apiPort}`);
+  if (!Number.isInteger(o.vxlanPort) || o.vxlanPort < 1 || o.vxlanPort > 65535) throw new LabError(`--vxlan-port: must be 1-65535, got ${o.vxlanPort}`);
+  if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(o.clusterCidr)) throw new LabError(`--cluster-cidr: not an IPv4 CIDR: '${o.clusterCidr}'`);
+  if (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 9000) throw new LabError(`--mtu: must be 576-9000, got ${o.mtu}`);
+  labAddresses(o.labNet, o.nodes);
+}
+
+/** The arguments of one node agent; kept in lab.json so `podlab node NODE restart` can reuse them. */
+function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): string[] {
+  return [
+    '--import', TSX, path.join(ROOT, 'node-agent/main.ts'),
+    '--name', name, '--ip', ip, '--underlay', o.labNet, '--api', apiUrl, '--state-dir', o.stateDir,
+    '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),
+  ];
+}
+
+/** Starts a detached child with output to a log file; resolves with its pid. */
+export function spawnLogged(stateDir: string, name: string, args: string[]): { pid: number; log: string; offset: number } {
+  const logDir = path.join(stateDir, 'logs');
+  fs.mkdirSync(logDir, { recursive: true });
+  const log = path.join(logDir, `${name}.log`);
+  const fd = fs.openSync(log, 'a');
+  // Logs outlive labs: readers start at what this run appends.
+  const offset = fs.fstatSync(fd).size;
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd], cwd: ROOT, env: { ...process.env } });
+  fs.closeSync(fd);
+  child.unref();
+  if (!child.pid) throw new LabError(`could not start ${name}`);
+  return { pid: child.pid, log, offset };
+}
+
+/** Waits until a JSON event line with `event` (or an error line) appears in a log, from `offset`. */
+export async function waitForEvent(
+  logFile: string,
+  event: string,
+  pid: number,
+  timeoutMs: number,
+  offset = 0,
+): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let text = '';
+    try {
+      text = fs.readFileSync(logFile).subarray(offset).toString('utf8');
+    } catch {
+      /* not yet */
+    }
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        const j = JSON.parse(line) as Record<string, unknown>;
+        if (j.event === event) return j;
+        if (j.event === 'error') throw new LabError(String(j.message));
+      } catch (e) {
+        if (e instanceof LabError) throw e;
+      }
+    }
+    let alive = true;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      alive = false;
+    }
+    if (!alive) throw new LabError(`process ${pid} exited during startup; last log lines:\n${tail(text, 8)}`);
+    if (Date.now() > deadline) throw new LabError(`timed out waiting for "${event}" from pid ${pid} (log: ${logFile}):\n${tail(text, 8)}`);
+    await sleep(50);
+  }
+}
+
+function tail(text: string, n: number): string {
+  return text.trim().split('\n').slice(-n).map((l) => '  ' + l).join('\n');
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function portFree(host: string, port: number): Promise<boolean> {
+  if (port === 0) return true;
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, host, () => s.close(() => resolve(true)));
+  });
+}
+
+/** Refuses to start over a live lab; clears a dead one's leftovers. */
+function claimStateDir(stateDir: string): void {
+  const old = readLab(stateDir);
+  if (old && labIsLive(old)) {
+    throw new LabError(`a lab is already running (state dir ${stateDir}, started ${old.startedAt}); run 'podlab down' first, or set PODLAB_HOME for a second lab`);
+  }
+  if (old) cleanState(stateDir);
+}
+
+/** Removes everything of a lab but its logs. */
+export function cleanState(stateDir: string): void {
+  if (!fs.existsSync(stateDir)) return;
+  for (const entry of fs.readdirSync(stateDir)) {
+    if (entry === 'logs') continue;
+    fs.rmSync(path.join(stateDir, entry), { recursive: true, force: true });
+  }
+}
+
+/** Brings a lab up; on any failure everything started so far is stopped again. */
+export async function up(o: UpOptions): Promise<LabRecord> {
+  validateUpOptions(o);
+  const say = o.onProgress ?? (() => {});
+  const timeout = o.timeoutMs ?? 30_000;
+  claimStateDir(o.stateDir);
+  const addrs = labAddresses(o.labNet, o.nodes);
+  if (!(await portFree(addrs.api, o.apiPort))) throw new LabError(`--api-port: ${addrs.api}:${o.apiPort} is already in use (choose another with --api-port, or 0 for any)`);
+
+  const rec: LabRecord = {
+    version: 1,
+    status: 'starting',
+    stateDir: o.stateDir,
+    startedAt: new Date().toISOString(),
+    supervisorPid: o.supervisorPid,
+    options: { nodes: o.nodes, labNet: o.labNet, apiPort: o.apiPort, clusterCidr: o.clusterCidr, vxlanPort: o.vxlanPort, seed: o.seed, mtu: o.mtu },
+    procs: [],
+    nodes: [],
+  };
+  writeLab(rec);
+  try {
+    const apiArgs = ['--import', TSX, path.join(ROOT, 'control-plane/main.ts'), '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr];
+    const api = spawnLogged(o.stateDir, 'apiserver', apiArgs);
+    rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log });
+    writeLab(rec);
+    const listening = await waitForEvent(api.log, 'listening', api.pid, timeout, api.offset);
+    rec.apiUrl = String(listening.url);
+    // Pin the port actually bound, so a restarted apiserver comes back where the agents look.
+    apiArgs[apiArgs.indexOf('--port') + 1] = new URL(rec.apiUrl).port;
+    writeLab(rec);
+    say(`apiserver listening on ${rec.apiUrl}`);
+
+    // Nodes are registered in order before their agents start, so node-N always
+    // gets the N-th podCIDR and a seed replays the same lab (agents race otherwise).
+    const api1 = new ApiClient(rec.apiUrl);
+    for (let i = 0; i < addrs.nodes.length; i++) {
+      const name = `node-${i + 1}`;
+      await api1.create('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name, labels: { 'kubernetes.io/hostname': name } }, spec: {} });
+    }
+    const started = addrs.nodes.map((ip, i) => {
+      const name = `node-${i + 1}`;
+      const args = agentArgs(o, name, ip, rec.apiUrl!);
+      const p = spawnLogged(o.stateDir, name, args);
+      const pr: ProcRecord = { role: 'node', name, pid: p.pid, args, log: p.log };
+      rec.procs.push(pr);
+      return { name, ip, pr, offset: p.offset };
+    });
+    writeLab(rec);
+    for (const s of started) {
+      const ready = await waitForEvent(s.pr.log, 'ready', s.pr.pid, timeout, s.offset);
+      rec.nodes.push({ name: s.name, ip: s.ip, control: String(ready.control) });
+      say(`${s.name} ready: ${s.ip}, podCIDR ${ready.podCIDR}, VtepMAC ${ready.vtepMac}`);
+    }
+    writeLab(rec);
+
+    const api2 = new ApiClient(rec.apiUrl);
+    await createWorkload(api2, o);
+    if (o.waitReady) await waitPodsRunning(api2, timeout);
+    rec.status = 'running';
+    writeLab(rec);
+    return rec;
+  } catch (e) {
+    await down(o.stateDir).catch(() => {});
+    throw e instanceof LabError ? e : new LabError((e as Error).message);
+  }
+}
+
+/** The pods of `--pods-per-node M`: pod-<node><letter>, pinned to their node. */
+export function demoPods(nodes: number, perNode: number): Pod[] {
+  const pods: Pod[] = [];
+  for (let n = 1; n <= nodes; n++) {
+    for (let k = 0; k < perNode; k++) {
+      const suffix = k < 26 ? String.fromCharCode(97 + k) : `x${k}`;
+      pods.push({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: `pod-${n}${suffix}`, namespace: 'default', labels: { app: 'podlab-demo' } } as unknown as Pod['metadata'],
+        spec: { nodeName: `node-${n}`, containers: [{ name: 'main', image: 'busybox' }] },
+      });
+    }
+  }
+  return pods;
+}
+
+async function createWorkload(api: ApiClient, o: UpOptions): Promise<void> {
+  for (const p of demoPods(o.nodes, o.podsPerNode)) await api.create('pods', p, 'default');
+  await applyObjects(api, o.manifests);
+}
+
+/** Creates (or replaces) manifest objects in order; namespaces first. */
+export async function applyObjects(api: ApiClient, objs: LoadedObject[]): Promise<string[]> {
+  const done: string[] = [];
+  const ordered = [...objs].sort((a, b) => Number(b.obj.kind === 'Namespace') - Number(a.obj.kind === 'Namespace'));
+  for (const { obj, file, line } of ordered) {
+    const resource = obj.kind === 'Namespace' ? 'namespaces' : 'pods';
+    const ns = obj.kind === 'Namespace' ? undefined : (obj.metadata.namespace ?? 'default');
+    try {
+      const existing = await api.get<KubeObject>(resource, obj.metadata.name, ns);
+      if (existing) {
+        done.push(`${obj.kind.toLowerCase()}/${obj.metadata.name} unchanged`);
+        continue;
+      }
+      await api.create(resource, obj, ns);
+      done.push(`${obj.kind.toLowerCase()}/${obj.metadata.name} created`);
+    } catch (e) {
+      throw new LabError(`${file}:${line}: ${obj.kind} ${obj.metadata.name}: ${(e as Error).message}`);
+    }
+  }
+  return done;
+}
+
+/** Polls until every pod is Running with an IP. */
+export async function waitPodsRunning(api: ApiClient, timeoutMs: number): Promise<Pod[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const pods = (await api.list<Pod>('pods')).items;
+    const pending = pods.filter((p) => p.status?.phase !== 'Running' || !p.status?.podIP);
+    if (!pending.length) return pods;
+    if (Date.now() > deadline) throw new LabError(`pods not Running after ${timeoutMs} ms: ${pending.map((p) => p.metadata.name).join(', ')}`);
+    await sleep(100);
+  }
+}
+
+/** Polls until every node is Ready. */
+export async function waitNodesReady(api: ApiClient, names: string[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const nodes = (await api.list<Node>('nodes')).items;
+    const ready = new Set(nodes.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).map((n) => n.metadata.name));
+    if (names.every((n) => ready.has(n))) return;
+    if (Date.now() > deadline) throw new LabError(`nodes not Ready after ${timeoutMs} ms: ${names.filter((n) => !ready.has(n)).join(', ')}`);
+    await sleep(100);
+  }
+}
+
+/** Stops a process of ours by pid: SIGTERM, then SIGKILL after `graceMs`. */
+export async function stopProcess(pid: number, stateDir: string, graceMs = 4000): Promise<void> {
+  if (!isOurProcess(pid, stateDir)) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    if (!isOurProcess(pid, stateDir)) return;
+    await sleep(25);
+  }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+  while (isOurProcess(pid, stateDir)) await sleep(10);
+}
+
+/**
+ * Stops every process of the lab (agents first, then the apiserver) and
+ * removes its state but the logs. Safe to run on a half-started or crashed lab.
+ */
+export async function down(stateDir: string): Promise<{ stopped: number }> {
+  const rec = readLab(stateDir);
+  if (!rec) {
+    cleanState(stateDir);
+    return { stopped: 0 };
+  }
+  const order = [...rec.procs.filter((p) => p.role === 'node'), ...rec.procs.filter((p) => p.role === 'apiserver')];
+  const alive = order.filter((p) => isOurProcess(p.pid, stateDir));
+  await Promise.all(alive.filter((p) => p.role === 'node').map((p) => stopProcess(p.pid, stateDir)));
+  await Promise.all(alive.filter((p) => p.role === 'apiserver').map((p) => stopProcess(p.pid, stateDir)));
+  cleanState(stateDir);
+  return { stopped: alive.length };
+}
+
+/**
+ * Restarts one process of the lab (a node agent by node name, or `apiserver`)
+ * with its recorded arguments; `kill` sends SIGKILL first, as a crash would.
+ */
+export async function restartProcess(stateDir: string, name: string, opts: { kill?: boolean; timeoutMs?: number } = {}): Promise<{ pid: number }> {
+  const rec = readLab(stateDir);
+  if (!rec) throw new LabError(`no lab in ${stateDir}`);
+  const pr = rec.procs.find((p) => p.name === name);
+  if (!pr) throw new LabError(`no process ${name} in this lab (${rec.procs.map((p) => p.name).join(', ')})`);
+  await killProcess(stateDir, name, { kill: opts.kill });
+  const p = spawnLogged(stateDir, name, pr.args);
+  pr.pid = p.pid;
+  writeLab(rec);
+  await waitForEvent(pr.log, pr.role === 'apiserver' ? 'listening' : 'ready', p.pid, opts.timeoutMs ?? 30_000, p.offset);
+  return { pid: p.pid };
+}
+
+/** Stops one process of the lab without restarting it (SIGKILL with `kill`, else SIGTERM). */
+export async function killProcess(stateDir: string, name: string, opts: { kill?: boolean } = {}): Promise<void> {
+  const rec = readLab(stateDir);
+  const pr = rec?.procs.find((p) => p.name === name);
+  if (!rec || !pr) throw new LabError(`no process ${name} in the lab in ${stateDir}`);
+  if (!opts.kill) return stopProcess(pr.pid, stateDir);
+  try {
+    if (isOurProcess(pr.pid, stateDir)) process.kill(pr.pid, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+  while (isOurProcess(pr.pid, stateDir)) await sleep(10);
+}
+
+/** The running lab, or a LabError telling the user to start one. */
+export function requireLab(stateDir: string): LabRecord & { apiUrl: string } {
+  const rec = readLab(stateDir);
+  if (!rec || !rec.apiUrl || !labIsLive(rec)) throw new LabError(`no running lab in ${stateDir}: start one with 'podlab up' (or set PODLAB_HOME)`);
+  return rec as LabRecord & { apiUrl: string };
+}

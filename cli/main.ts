@@ -1,0 +1,249 @@
+/**
+ * `podlab`: the kubectl-like command line of the lab.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import fs from 'node:fs';
+import { ApiClient } from '../control-plane/client.ts';
+import type { ImpairmentSpec } from '../overlay/impairment.ts';
+import { callNode, execInPod, getResources, nodeCommand, parseDuration, parsePercent, type Output } from './commands.ts';
+import { runDemo } from './demo.ts';
+import { LabError, applyObjects, down, requireLab, restartProcess, up } from './lab.ts';
+import { ManifestError, loadManifestFile, type LoadedObject } from './manifest.ts';
+import { readLab, resolveStateDir } from './state.ts';
+
+const program = new Command();
+program
+  .name('podlab')
+  .description('An emulator of Kubernetes pod networking: real processes, real VXLAN (UDP 8472), kubectl-like commands.')
+  .option('--state-dir <dir>', 'lab state directory (default: $PODLAB_HOME or ./.podlab)')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+const stateDir = () => resolveStateDir(program.opts().stateDir as string | undefined);
+const out = (s: string) => process.stdout.write(s);
+const int = (flag: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new LabError(`${flag}: '${v}' is not an integer`);
+  return n;
+};
+
+function loadAll(files: string[] | undefined): LoadedObject[] {
+  return (files ?? []).flatMap((f) => loadManifestFile(f));
+}
+
+program
+  .command('up')
+  .description('start a lab: an apiserver and one node-agent process per node on 127.0.0.x, pods on every node')
+  .option('--nodes <n>', 'number of nodes', int('--nodes'), 3)
+  .option('--pods-per-node <m>', 'pods to create on each node (pod-<node><letter>)', int('--pods-per-node'), 0)
+  .option('-f, --filename <file...>', 'Kubernetes YAML with Pods/Namespaces to create (multi-document)')
+  .option('--detach', 'return once every node is Ready and every pod Running; the lab keeps running')
+  .option('--demo', 'the npm start lab: 3 nodes x 2 pods and a printed walkthrough, until Ctrl-C')
+  .addOption(new Option('--lab-net <cidr>', 'loopback network of the lab: apiserver at .10, node-N at .(10+N)').default('127.0.0.0/24'))
+  .option('--api-port <port>', 'apiserver port (0 = any free port)', int('--api-port'), 6443)
+  .option('--cluster-cidr <cidr>', 'pod network; each node gets a /24 of it', '10.244.0.0/16')
+  .option('--vxlan-port <port>', 'VXLAN UDP port (Flannel and Linux: 8472; IANA: 4789)', int('--vxlan-port'), 8472)
+  .option('--mtu <bytes>', 'underlay MTU (pods and flannel.1 get 50 less)', int('--mtu'), 1500)
+  .option('--seed <n>', 'seed for every random choice (MACs, impairments, ids)', int('--seed'), 1)
+  .action(async (o) => {
+    const demo = !!o.demo;
+    const manifests = loadAll(o.filename); // checked before anything starts
+    const dir = stateDir();
+    const rec = await up({
+      stateDir: dir,
+      nodes: demo && o.nodes === 3 ? 3 : o.nodes,
+      podsPerNode: demo && o.podsPerNode === 0 ? 2 : o.podsPerNode,
+      manifests,
+      labNet: o.labNet,
+      apiPort: o.apiPort,
+      clusterCidr: o.clusterCidr,
+      vxlanPort: o.vxlanPort,
+      seed: o.seed,
+      mtu: o.mtu,
+      waitReady: true,
+      supervisorPid: o.detach ? undefined : process.pid,
+      onProgress: (m) => process.stderr.write(`podlab: ${m}\n`),
+    });
+    out(`podlab: lab up: ${rec.nodes.length} nodes on ${o.labNet}, apiserver ${rec.apiUrl}, state ${dir}\n`);
+    if (o.detach) return;
+    const ac = new AbortController();
+    const stop = () => ac.abort();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    try {
+      if (demo) await runDemo(dir, ac.signal);
+      else out(`podlab: running in the foreground; Ctrl-C stops the lab (or use --detach)\n`);
+      if (!ac.signal.aborted) await new Promise((r) => ac.signal.addEventListener('abort', r, { once: true }));
+    } finally {
+      process.stderr.write('\npodlab: stopping the lab...\n');
+      const r = await down(dir);
+      process.stderr.write(`podlab: stopped ${r.stopped} processes\n`);
+    }
+  });
+
+program
+  .command('down')
+  .description('stop every process of the lab and remove its state (logs are kept)')
+  .option('--force', 'also clean up after a crashed lab (same as down; never fails when nothing runs)')
+  .action(async () => {
+    const dir = stateDir();
+    const had = readLab(dir);
+    const r = await down(dir);
+    out(had ? `podlab: lab stopped (${r.stopped} processes)\n` : `podlab: no lab in ${dir}\n`);
+  });
+
+program
+  .command('apply')
+  .description('create the Pods and Namespaces of a YAML file in the running lab')
+  .requiredOption('-f, --filename <file...>', 'YAML file(s), multi-document; - reads stdin')
+  .action(async (o) => {
+    const objs = loadAll(o.filename);
+    const rec = requireLab(stateDir());
+    for (const line of await applyObjects(new ApiClient(rec.apiUrl), objs)) out(line + '\n');
+  });
+
+program
+  .command('delete')
+  .description('delete a pod or node: delete pod NAME | delete node NAME | delete -f FILE')
+  .argument('[kind]', 'pod | node')
+  .argument('[names...]', 'object names')
+  .option('-n, --namespace <ns>', 'namespace', 'default')
+  .option('-f, --filename <file...>', 'delete the objects of these files')
+  .action(async (kind: string | undefined, names: string[], o) => {
+    const rec = requireLab(stateDir());
+    const api = new ApiClient(rec.apiUrl);
+    const targets: { resource: string; name: string; ns?: string }[] = [];
+    for (const l of loadAll(o.filename)) {
+      targets.push(l.obj.kind === 'Namespace' ? { resource: 'namespaces', name: l.obj.metadata.name } : { resource: 'pods', name: l.obj.metadata.name, ns: l.obj.metadata.namespace ?? 'default' });
+    }
+    if (kind) {
+      const k = kind.toLowerCase().replace(/s$/, '');
+      if (!['pod', 'po', 'node', 'no', 'namespace', 'ns'].includes(k)) throw new LabError(`delete: unsupported kind '${kind}' (pod, node, namespace)`);
+      if (!names.length) throw new LabError(`delete ${kind}: name required`);
+      const resource = k.startsWith('po') ? 'pods' : k.startsWith('no') ? 'nodes' : 'namespaces';
+      for (const n of names) targets.push({ resource, name: n, ns: resource === 'pods' ? o.namespace : undefined });
+    }
+    if (!targets.length) throw new LabError('delete: nothing to delete (give KIND NAME or -f FILE)');
+    for (const t of targets) {
+      const r = await api.delete(t.resource, t.name, t.ns);
+      if (!r) throw new LabError(`Error from server (NotFound): ${t.resource} "${t.name}" not found`);
+      out(`${t.resource.replace(/s$/, '')} "${t.name}" deleted\n`);
+    }
+  });
+
+program
+  .command('get')
+  .description('list nodes or pods, as kubectl get')
+  .argument('<kind>', 'nodes | pods (no, po)')
+  .argument('[name]', 'one object')
+  .addOption(new Option('-o, --output <format>', 'output format').choices(['wide', 'json', 'yaml']))
+  .option('-n, --namespace <ns>', 'namespace', 'default')
+  .option('-A, --all-namespaces', 'pods of every namespace')
+  .action(async (kind: string, name: string | undefined, o) => {
+    out(await getResources(stateDir(), kind, { name, namespace: o.namespace, all: o.allNamespaces, output: (o.output ?? 'table') as Output }));
+  });
+
+program
+  .command('exec')
+  .description('run a command in a pod: ping, udp, ip, hostname (podlab exec POD -- ping -c 3 10.244.2.2)')
+  .argument('<pod>', 'pod name (or namespace/name)')
+  .argument('<command...>', 'the command after --')
+  .option('-n, --namespace <ns>', 'namespace', 'default')
+  .addHelpText(
+    'after',
+    `
+Commands available in pods:
+  ping [-c N] [-i INTERVAL] [-W TIMEOUT] [-w DEADLINE] [-s SIZE] [-t TTL] [-M do|want|dont] [-q] DEST
+  udp send DEST PORT [MESSAGE] [-n COUNT] [-i INTERVAL] [-p SRCPORT]
+  udp listen PORT [-n COUNT] [-w TIMEOUT] [--echo]
+  ip addr | ip route | ip neigh | ip link
+  hostname`,
+  )
+  .action(async (pod: string, command: string[], o) => {
+    const ac = new AbortController();
+    const onInt = () => ac.abort();
+    process.on('SIGINT', onInt);
+    try {
+      process.exitCode = await execInPod(stateDir(), pod, command, {
+        stdout: (s) => process.stdout.write(s),
+        stderr: (s) => process.stderr.write(s),
+        signal: ac.signal,
+        namespace: o.namespace,
+      });
+    } finally {
+      process.off('SIGINT', onInt);
+    }
+  });
+
+program
+  .command('node')
+  .description("look inside a node: ip route | ip neigh | ip link | ip addr | bridge fdb | stats | restart [--kill] | ip link set dev DEV mtu N")
+  .argument('<node>', 'node name, e.g. node-1')
+  .argument('<command...>', 'what to show or do')
+  .allowUnknownOption()
+  .action(async (node: string, command: string[]) => {
+    const dir = stateDir();
+    if (command[0] === 'restart') {
+      const r = await restartProcess(dir, node, { kill: command.includes("--kill") });
+      out(`podlab: ${node} restarted (pid ${r.pid})\n`);
+      return;
+    }
+    out(await nodeCommand(dir, node, command));
+  });
+
+program
+  .command('impair')
+  .description('impair the underlay from NODE towards a peer node (seeded; see --seed of up)')
+  .argument('<node>', 'the sending node')
+  .option('--peer <node>', 'the peer node (by name or IP)')
+  .option('--loss <pct>', 'drop this share of datagrams, e.g. 5%')
+  .option('--delay <time>', 'delay every datagram, e.g. 20ms')
+  .option('--jitter <time>', 'vary the delay uniformly by up to this much')
+  .option('--duplicate <pct>', 'send this share twice')
+  .option('--reorder <pct>', 'let this share overtake the others')
+  .option('--corrupt <pct>', 'flip one bit in this share')
+  .option('--blackhole', 'drop everything')
+  .option('--clear', 'remove the impairment (towards --peer, or every peer)')
+  .action(async (node: string, o) => {
+    const dir = stateDir();
+    if (o.clear) {
+      const r = await callNode<{ cleared: string[] }>(dir, node, 'impair.clear', { peer: o.peer });
+      out(`podlab: cleared impairments on ${node} towards ${r.cleared.join(', ') || 'nobody'}\n`);
+      return;
+    }
+    if (!o.peer) throw new LabError('impair: --peer NODE is required (or --clear)');
+    const spec: ImpairmentSpec = {};
+    if (o.loss !== undefined) spec.loss = parsePercent(o.loss, '--loss');
+    if (o.delay !== undefined) spec.delayMs = parseDuration(o.delay, '--delay');
+    if (o.jitter !== undefined) spec.jitterMs = parseDuration(o.jitter, '--jitter');
+    if (o.duplicate !== undefined) spec.duplicate = parsePercent(o.duplicate, '--duplicate');
+    if (o.reorder !== undefined) spec.reorder = parsePercent(o.reorder, '--reorder');
+    if (o.corrupt !== undefined) spec.corrupt = parsePercent(o.corrupt, '--corrupt');
+    if (o.blackhole) spec.blackhole = true;
+    if (!Object.keys(spec).length) throw new LabError('impair: give at least one of --loss --delay --jitter --duplicate --reorder --corrupt --blackhole');
+    const r = await callNode<{ ip: string }>(dir, node, 'impair.set', { peer: o.peer, spec });
+    out(`podlab: ${node} -> ${o.peer} (${r.ip}): ${JSON.stringify(spec)}\n`);
+  });
+
+/** Prints errors the way kubectl does: one line, no stack, exit 1. */
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exitCode = e.exitCode;
+      return;
+    }
+    if (e instanceof LabError || e instanceof ManifestError || (e as Error).name === 'RemoteError' || (e as Error).name === 'ControlError' || (e as Error).name === 'ApiError') {
+      process.stderr.write(`podlab: ${(e as Error).message}\n`);
+    } else if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ECONNREFUSED') {
+      process.stderr.write(`podlab: the lab is not answering (${(e as Error).message}); is it running? try 'podlab down' then 'podlab up'\n`);
+    } else {
+      process.stderr.write(`podlab: ${(e as Error).stack ?? e}\n`);
+    }
+    process.exitCode = 1;
+  }
+}
+
+await main();
+void fs;

@@ -1,0 +1,56 @@
+/**
+ * Time as an injected dependency: protocol machines (ARP ageing, bridge FDB
+ * ageing, reassembly, impairment delays) take a Clock so tests can drive them
+ * with a manual clock instead of real waits.
+ */
+export interface Timer {
+  cancel(): void;
+}
+
+export interface Clock {
+  /** Milliseconds, monotonic. */
+  now(): number;
+  setTimeout(fn: () => void, ms: number): Timer;
+}
+
+/** The real clock: performance.now() and real timers (unref'd, so they never keep a process alive). */
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  setTimeout(fn, ms) {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return { cancel: () => clearTimeout(t) };
+  },
+};
+
+/** A clock that only moves when told to; timers fire in due order during `advance`. */
+export class ManualClock implements Clock {
+  private t = 0;
+  private seq = 0;
+  private timers: { at: number; seq: number; fn: () => void; live: boolean }[] = [];
+
+  now(): number {
+    return this.t;
+  }
+
+  setTimeout(fn: () => void, ms: number): Timer {
+    const timer = { at: this.t + Math.max(0, ms), seq: this.seq++, fn, live: true };
+    this.timers.push(timer);
+    return { cancel: () => void (timer.live = false) };
+  }
+
+  /** Moves time forward by `ms`, firing every timer that falls due on the way. */
+  advance(ms: number): void {
+    const end = this.t + ms;
+    for (;;) {
+      this.timers = this.timers.filter((x) => x.live);
+      this.timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
+      const next = this.timers[0];
+      if (!next || next.at > end) break;
+      this.t = next.at;
+      next.live = false;
+      next.fn();
+    }
+    this.t = end;
+  }
+}

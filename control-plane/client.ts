@@ -1,0 +1,357 @@
+/**
+ * A small typed client for the podlab apiserver (and, path-wise, for any
+ * kube-apiserver): CRUD, merge patches, and streaming watches.
+ *
+ * Resource names go through the registry, so callers may say `pods`, `pod`,
+ * `Pod`, `po` or a group-qualified name once such kinds are registered.
+ * Failures are typed: `ApiError` when the server answered with a Status,
+ * `ApiConnectionError` when it could not be reached or a stream broke.
+ */
+import { Agent, request as httpRequest, type IncomingMessage, type ClientRequest } from 'node:http';
+import { ApiError, isStatus, makeStatus } from './errors.ts';
+import { MERGE_PATCH_TYPE } from './merge-patch.ts';
+import { registry, resourcePath, type ResourceType } from './resources.ts';
+import type { KubeObject, List, WatchEvent, WatchEventType } from './types.ts';
+
+export { ApiError } from './errors.ts';
+
+/** The server could not be reached, the connection broke, or it sent something that is not the API. */
+export class ApiConnectionError extends Error {
+  override readonly name = 'ApiConnectionError';
+  /** Method and URL of the failed request. */
+  readonly request: string;
+  constructor(request: string, message: string, cause?: unknown) {
+    super(`${request}: ${message}`, { cause });
+    this.request = request;
+  }
+}
+
+/** A resource name the registry does not know. */
+export class UnknownResourceError extends Error {
+  override readonly name = 'UnknownResourceError';
+  constructor(resource: string) {
+    super(`unknown resource type "${resource}"`);
+  }
+}
+
+/** Options of list(). */
+export interface ListRequestOptions {
+  /** Limit to one namespace; omit to list across all namespaces. */
+  namespace?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+}
+
+/** Options of watch(). */
+export interface WatchRequestOptions extends ListRequestOptions {
+  /** Resume after this version; omit or "0" to start with ADDED events for existing objects. */
+  resourceVersion?: string;
+  /** Ask for periodic BOOKMARK events. */
+  allowWatchBookmarks?: boolean;
+  /** Server closes the stream cleanly after this many seconds. */
+  timeoutSeconds?: number;
+  /** Aborting ends the iteration quietly. */
+  signal?: AbortSignal;
+  /** Called once the server accepted the watch (response headers arrived). */
+  onOpen?: () => void;
+}
+
+/** Construction options of ApiClient. */
+export interface ApiClientOptions {
+  /** Per-request timeout for non-watch requests (default 30 s). */
+  timeoutMs?: number;
+}
+
+const WATCH_TYPES: readonly WatchEventType[] = ['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR'];
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Decodes one watch line; throws on anything that is not a watch event. */
+export function decodeWatchEvent<T>(line: string): WatchEvent<T> {
+  const parsed: unknown = JSON.parse(line);
+  if (!isRecord(parsed) || !WATCH_TYPES.includes(parsed.type as WatchEventType) || !isRecord(parsed.object)) {
+    throw new Error(`not a watch event: ${line.slice(0, 200)}`);
+  }
+  return { type: parsed.type as WatchEventType, object: parsed.object as T };
+}
+
+/** Client for one apiserver. Reuses connections (keep-alive); call close() when done. */
+export class ApiClient {
+  /** Base URL without trailing slash, e.g. `http://127.0.0.1:6443`. */
+  readonly baseUrl: string;
+  private readonly url: URL;
+  private readonly agent = new Agent({ keepAlive: true, keepAliveMsecs: 1000 });
+  private readonly timeoutMs: number;
+
+  constructor(baseUrl: string, opts: ApiClientOptions = {}) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.url = new URL(this.baseUrl);
+    if (this.url.protocol !== 'http:') throw new Error(`ApiClient supports http:// URLs only, got ${baseUrl}`);
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+  }
+
+  /** Resolves a resource name via the registry; throws UnknownResourceError. */
+  resource(name: string | ResourceType): ResourceType {
+    if (typeof name !== 'string') return name;
+    const rt = registry.resolve(name);
+    if (!rt) throw new UnknownResourceError(name);
+    return rt;
+  }
+
+  /** Lists objects (across all namespaces unless `namespace` is given). */
+  async list<T = KubeObject>(resource: string, opts: ListRequestOptions = {}): Promise<List<T>> {
+    const rt = this.resource(resource);
+    const q = query({ labelSelector: opts.labelSelector, fieldSelector: opts.fieldSelector });
+    const body = await this.call('GET', resourcePath(rt, { namespace: opts.namespace }) + q);
+    if (!isRecord(body) || !Array.isArray(body.items) || !isRecord(body.metadata)) throw this.protocolError('GET', 'list response is not a List');
+    return body as unknown as List<T>;
+  }
+
+  /** Gets one object, or null when it does not exist. Namespaced kinds default to `default`. */
+  async get<T = KubeObject>(resource: string, name: string, namespace?: string): Promise<T | null> {
+    const rt = this.resource(resource);
+    try {
+      return (await this.call('GET', this.itemPath(rt, name, namespace))) as T;
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 404) return null;
+      throw err;
+    }
+  }
+
+  /** Creates an object; the namespace is the argument, else the object's, else `default`. */
+  async create<T = KubeObject>(resource: string, obj: object, namespace?: string): Promise<T> {
+    const rt = this.resource(resource);
+    const ns = rt.namespaced ? (namespace ?? metaOf(obj).namespace ?? 'default') : undefined;
+    return (await this.call('POST', resourcePath(rt, { namespace: ns }), obj)) as T;
+  }
+
+  /** Replaces an object (PUT). Set metadata.resourceVersion for optimistic concurrency (409 on conflict). */
+  async update<T = KubeObject>(resource: string, obj: object): Promise<T> {
+    const rt = this.resource(resource);
+    const meta = metaOf(obj);
+    return (await this.call('PUT', this.itemPath(rt, meta.name, meta.namespace), obj)) as T;
+  }
+
+  /** Replaces an object's status (PUT .../status); other fields of `obj` are ignored by the server. */
+  async updateStatus<T = KubeObject>(resource: string, obj: object): Promise<T> {
+    const rt = this.resource(resource);
+    const meta = metaOf(obj);
+    return (await this.call('PUT', this.itemPath(rt, meta.name, meta.namespace, 'status'), obj)) as T;
+  }
+
+  /** JSON merge patch (RFC 7386) of an object. */
+  async patch<T = KubeObject>(resource: string, name: string, patch: object, namespace?: string): Promise<T> {
+    const rt = this.resource(resource);
+    return (await this.call('PATCH', this.itemPath(rt, name, namespace), patch, MERGE_PATCH_TYPE)) as T;
+  }
+
+  /** JSON merge patch of an object's status subresource (`{status: {...}}`). */
+  async patchStatus<T = KubeObject>(resource: string, name: string, patch: object, namespace?: string): Promise<T> {
+    const rt = this.resource(resource);
+    return (await this.call('PATCH', this.itemPath(rt, name, namespace, 'status'), patch, MERGE_PATCH_TYPE)) as T;
+  }
+
+  /** Deletes an object; returns its final state, or null when it did not exist. */
+  async delete<T = KubeObject>(resource: string, name: string, namespace?: string): Promise<T | null> {
+    const rt = this.resource(resource);
+    try {
+      return (await this.call('DELETE', this.itemPath(rt, name, namespace))) as T;
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 404) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Streams watch events. Ends when the server closes the stream (e.g.
+   * timeoutSeconds) or the signal aborts; throws ApiError if the server
+   * refuses the watch and ApiConnectionError if the connection breaks.
+   * A 410 for a too-old resourceVersion arrives as an ERROR event.
+   */
+  async *watch<T = KubeObject>(resource: string, opts: WatchRequestOptions = {}): AsyncGenerator<WatchEvent<T>, void, undefined> {
+    const rt = this.resource(resource);
+    const path =
+      resourcePath(rt, { namespace: opts.namespace }) +
+      query({
+        watch: 'true',
+        resourceVersion: opts.resourceVersion,
+        labelSelector: opts.labelSelector,
+        fieldSelector: opts.fieldSelector,
+        allowWatchBookmarks: opts.allowWatchBookmarks ? 'true' : undefined,
+        timeoutSeconds: opts.timeoutSeconds !== undefined ? String(opts.timeoutSeconds) : undefined,
+      });
+    const label = `GET ${this.baseUrl}${path}`;
+    if (opts.signal?.aborted) return;
+    const opened = await this.open('GET', path, undefined, undefined, opts.signal, false);
+    if (!opened) return; // aborted before the response arrived
+    const { req, res } = opened;
+    try {
+      if (res.statusCode !== 200) {
+        const text = await readAll(res).catch(() => '');
+        throw toApiError(res.statusCode ?? 0, text);
+      }
+      opts.onOpen?.();
+      res.setEncoding('utf8');
+      let buf = '';
+      try {
+        for await (const chunk of res as AsyncIterable<string>) {
+          buf += chunk;
+          let nl: number;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, nl).trim();
+            buf = buf.slice(nl + 1);
+            if (line === '') continue;
+            let ev: WatchEvent<T>;
+            try {
+              ev = decodeWatchEvent<T>(line);
+            } catch (err) {
+              throw new ApiConnectionError(label, `malformed watch stream: ${(err as Error).message}`, err);
+            }
+            yield ev;
+          }
+        }
+      } catch (err) {
+        if (opts.signal?.aborted) return;
+        if (err instanceof ApiConnectionError) throw err;
+        throw new ApiConnectionError(label, `watch stream broken: ${(err as Error).message}`, err);
+      }
+      if (buf.trim() !== '') yield decodeWatchEvent<T>(buf.trim());
+    } finally {
+      req.destroy();
+    }
+  }
+
+  /** Closes idle keep-alive connections. The client stays usable. */
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private itemPath(rt: ResourceType, name: string, namespace?: string, subresource?: string): string {
+    return resourcePath(rt, { namespace: rt.namespaced ? (namespace ?? 'default') : undefined, name, subresource });
+  }
+
+  private protocolError(method: string, message: string): ApiConnectionError {
+    return new ApiConnectionError(`${method} ${this.baseUrl}`, message);
+  }
+
+  /** One request/response with a JSON body; retries once when a reused keep-alive socket turns out dead. */
+  private async call(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<unknown> {
+    const label = `${method} ${this.baseUrl}${path}`;
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    for (let attempt = 0; ; attempt++) {
+      let opened: { req: ClientRequest; res: IncomingMessage } | null;
+      try {
+        opened = await this.open(method, path, payload, contentType, undefined, true);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException & { reusedSocket?: boolean };
+        if (attempt === 0 && e.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) continue;
+        throw err instanceof ApiError || err instanceof ApiConnectionError ? err : new ApiConnectionError(label, e.message, err);
+      }
+      if (!opened) throw new ApiConnectionError(label, 'aborted');
+      const { res } = opened;
+      let text: string;
+      try {
+        text = await readAll(res);
+      } catch (err) {
+        throw new ApiConnectionError(label, `response broken: ${(err as Error).message}`, err);
+      }
+      const code = res.statusCode ?? 0;
+      if (code < 200 || code >= 300) throw toApiError(code, text);
+      try {
+        return JSON.parse(text) as unknown;
+      } catch (err) {
+        throw new ApiConnectionError(label, `response is not JSON: ${text.slice(0, 200)}`, err);
+      }
+    }
+  }
+
+  /**
+   * Sends a request and resolves with the response headers received, or
+   * null when `signal` aborted first. `timed` applies the request timeout
+   * (not for watches, which are long-lived by design).
+   */
+  private open(
+    method: string,
+    path: string,
+    payload: string | undefined,
+    contentType: string | undefined,
+    signal: AbortSignal | undefined,
+    timed: boolean,
+  ): Promise<{ req: ClientRequest; res: IncomingMessage } | null> {
+    const label = `${method} ${this.baseUrl}${path}`;
+    return new Promise((resolve, reject) => {
+      const headers: Record<string, string | number> = { Accept: 'application/json' };
+      if (payload !== undefined) {
+        headers['Content-Type'] = contentType ?? 'application/json';
+        headers['Content-Length'] = Buffer.byteLength(payload);
+      }
+      const req = httpRequest({
+        host: this.url.hostname.replace(/^\[|\]$/g, ''),
+        port: this.url.port || 80,
+        method,
+        path,
+        headers,
+        agent: this.agent,
+        signal,
+      });
+      let settled = false;
+      req.on('response', (res) => {
+        settled = true;
+        resolve({ req, res });
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (settled) return;
+        settled = true;
+        if (signal?.aborted) {
+          resolve(null);
+          return;
+        }
+        const wrapped = new ApiConnectionError(label, err.code === 'ECONNREFUSED' ? 'connection refused (is the apiserver running?)' : err.message, err);
+        Object.assign(wrapped, { code: err.code, reusedSocket: req.reusedSocket });
+        reject(wrapped);
+      });
+      if (timed) {
+        req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`no response within ${this.timeoutMs} ms`)));
+      }
+      req.end(payload);
+    });
+  }
+}
+
+function metaOf(obj: object): { name: string; namespace?: string } {
+  const meta = (obj as { metadata?: unknown }).metadata;
+  if (!isRecord(meta) || typeof meta.name !== 'string' || meta.name === '') throw new Error('object has no metadata.name');
+  return { name: meta.name, namespace: typeof meta.namespace === 'string' ? meta.namespace : undefined };
+}
+
+function query(params: Record<string, string | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== '') q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+function readAll(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', reject);
+    res.on('aborted', () => reject(new Error('response aborted')));
+  });
+}
+
+/** Turns an error response into an ApiError, synthesizing a Status when the body is not one. */
+function toApiError(code: number, text: string): ApiError {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  if (isStatus(parsed)) return new ApiError(parsed);
+  const reason = code === 404 ? 'NotFound' : code === 409 ? 'Conflict' : code === 422 ? 'Invalid' : code === 410 ? 'Gone' : code === 405 ? 'MethodNotAllowed' : code >= 500 ? 'InternalError' : 'BadRequest';
+  return new ApiError(makeStatus(code, reason, text.trim() || `HTTP ${code}`));
+}

@@ -1,0 +1,131 @@
+/**
+ * Process entry of the apiserver:
+ *
+ *   node --import tsx control-plane/main.ts --host 127.0.0.1 --port 6443 --state-dir DIR
+ *        [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]
+ *
+ * Prints exactly one line on stdout once listening,
+ * `{"event":"listening","url":"http://127.0.0.1:PORT","pid":N}`, and writes
+ * the same JSON to `<stateDir>/apiserver/endpoint.json` (the launcher reads
+ * either). Exit codes: 0 on SIGTERM/SIGINT, 1 on a runtime failure such as
+ * EADDRINUSE, 2 on bad flags. Set PODLAB_DEBUG to log every request to stderr.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startApiServer, type ApiServer } from './apiserver.ts';
+import { ConfigError, DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parseIpamConfig } from './ipam.ts';
+import { writeFileAtomic } from './persistence.ts';
+
+const PROG = 'podlab-apiserver';
+
+/** Bad command-line usage; exits 2. */
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** Parsed flags. */
+interface Flags {
+  host: string;
+  port: number;
+  stateDir: string;
+  clusterCidr: string;
+  nodeCidrMaskSize: number;
+}
+
+function parseFlags(argv: string[]): Flags {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        host: { type: 'string' },
+        port: { type: 'string' },
+        'state-dir': { type: 'string' },
+        'cluster-cidr': { type: 'string' },
+        'node-cidr-mask-size': { type: 'string' },
+      },
+    }));
+  } catch (err) {
+    // parseArgs names the offending flag in its message (e.g. "Unknown option '--prot'").
+    throw new UsageError((err as Error).message);
+  }
+  const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const host = str('host') ?? '127.0.0.1';
+  const portText = str('port') ?? '6443';
+  if (!/^\d+$/.test(portText) || Number(portText) > 65535) throw new UsageError(`--port: must be an integer 0-65535, got ${JSON.stringify(portText)}`);
+  const stateDir = str('state-dir');
+  if (!stateDir) throw new UsageError('--state-dir: required (directory for apiserver/state.json)');
+  const clusterCidr = str('cluster-cidr') ?? DEFAULT_CLUSTER_CIDR;
+  const maskText = str('node-cidr-mask-size') ?? String(DEFAULT_NODE_CIDR_MASK_SIZE);
+  if (!/^\d+$/.test(maskText)) throw new UsageError(`--node-cidr-mask-size: must be an integer, got ${JSON.stringify(maskText)}`);
+  const nodeCidrMaskSize = Number(maskText);
+  try {
+    parseIpamConfig(clusterCidr, nodeCidrMaskSize);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize };
+}
+
+async function main(): Promise<void> {
+  let flags: Flags;
+  try {
+    flags = parseFlags(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${PROG}: error: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const debug = Boolean(process.env.PODLAB_DEBUG);
+  let server: ApiServer;
+  try {
+    server = await startApiServer({
+      host: flags.host,
+      port: flags.port,
+      stateDir: flags.stateDir,
+      clusterCidr: flags.clusterCidr,
+      nodeCidrMaskSize: flags.nodeCidrMaskSize,
+      log: debug ? (e) => process.stderr.write(`${JSON.stringify({ level: 'debug', component: 'apiserver', msg: 'request', ...e })}\n`) : undefined,
+    });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'EADDRINUSE') {
+      process.stderr.write(`${PROG}: error: ${flags.host}:${flags.port} is already in use (another apiserver running? pick another --port, or 0 for any)\n`);
+    } else if (e.code === 'EADDRNOTAVAIL') {
+      process.stderr.write(`${PROG}: error: --host ${flags.host} is not an address of this machine\n`);
+    } else {
+      process.stderr.write(`${PROG}: error: ${e.name}: ${e.message}\n`);
+    }
+    process.exit(1);
+  }
+  const line = JSON.stringify({ event: 'listening', url: server.url, pid: process.pid });
+  try {
+    const dir = join(flags.stateDir, 'apiserver');
+    mkdirSync(dir, { recursive: true });
+    writeFileAtomic(join(dir, 'endpoint.json'), `${line}\n`);
+  } catch (err) {
+    process.stderr.write(`${PROG}: error: cannot write endpoint.json: ${(err as Error).message}\n`);
+    await server.close();
+    process.exit(1);
+  }
+  process.stdout.write(`${line}\n`);
+  if (debug) process.stderr.write(`${JSON.stringify({ level: 'debug', component: 'apiserver', msg: 'listening', url: server.url })}\n`);
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    if (debug) process.stderr.write(`${JSON.stringify({ level: 'debug', component: 'apiserver', msg: 'stopping', signal })}\n`);
+    // Watches are ended cleanly so informers reconnect rather than see a reset; then exit regardless.
+    const hardStop = setTimeout(() => process.exit(0), 3000);
+    hardStop.unref();
+    void server.close().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+void main();

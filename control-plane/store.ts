@@ -1,0 +1,788 @@
+/**
+ * The apiserver's object store: what etcd plus the generic registry do in a
+ * real cluster, in one synchronous in-memory class.
+ *
+ * Why synchronous: a mutation validates, runs admission (IPAM, scheduler),
+ * bumps the single resourceVersion counter, persists the whole state and
+ * only then delivers watch events, all in one call. Nothing can interleave,
+ * so there is no window in which a watcher sees an event that a crash could
+ * still lose, and no window between replaying history and going live.
+ * The cost is a full state write per mutation, fine at emulator scale
+ * (tens of nodes, hundreds of pods).
+ */
+import { randomUUID, randomInt } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
+import { formatTimestamp, systemClock, type Clock } from './clock.ts';
+import { alreadyExists, ApiError, badRequest, conflict, expired, forbidden, internalError, invalid, makeStatus, notFound } from './errors.ts';
+import { applyMergePatch, stripStrategicDirectives } from './merge-patch.ts';
+import { NodeIpam, parseIpamConfig } from './ipam.ts';
+import { FileStatePersister, StateFileError, type StatePersister } from './persistence.ts';
+import { Scheduler } from './scheduler.ts';
+import { apiVersionOf, NAMESPACES, registry as defaultRegistry, resourceKeyOf, type ResourceRegistry, type ResourceType } from './resources.ts';
+import { matches, parseSelector, selectableAttrs, type SelectableAttrs, type Selector } from './selectors.ts';
+import type { KubeObject, List, WatchEventType } from './types.ts';
+import { validateObjectMeta } from './validation.ts';
+
+/** Default number of watch events kept for `watch?resourceVersion=N`. */
+export const DEFAULT_HISTORY_LIMIT = 10_000;
+
+/** Namespaces that exist from the first start and may not be deleted. */
+export const SYSTEM_NAMESPACES = ['default', 'kube-system'] as const;
+
+/** Version tag of state.json. */
+const STATE_FORMAT = 'podlab-apiserver-state/v1';
+
+/** A resource as the caller names it: a registry entry or any name the registry resolves. */
+export type ResourceRef = ResourceType | string;
+
+/** A committed change, as delivered to in-process subscribers (controllers). */
+export interface StoreEvent {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  rt: ResourceType;
+  /** The object after the change (for DELETED: the last state, with the deletion's resourceVersion). Do not mutate. */
+  object: KubeObject;
+  /** The object before the change (MODIFIED/DELETED). Do not mutate. */
+  prev?: KubeObject;
+  resourceVersion: number;
+}
+
+/** What an admission hook sees: it may mutate `obj` or throw an ApiError. */
+export interface AdmissionContext {
+  op: 'create' | 'update';
+  rt: ResourceType;
+  obj: KubeObject;
+  old?: KubeObject;
+  subresource?: 'status';
+}
+
+/** A mutating/validating admission step run after validation, before commit. */
+export type AdmissionHook = (ctx: AdmissionContext) => void;
+
+/** Extra state a controller keeps in state.json (e.g. the scheduler's round-robin pointer). */
+export interface StateSection {
+  save(): unknown;
+  load(data: unknown): void;
+}
+
+/** Options of list and watch. */
+export interface ListOptions {
+  /** Limit to one namespace (namespaced kinds only). */
+  namespace?: string;
+  labelSelector?: string;
+  fieldSelector?: string;
+}
+
+/** Options of watch. */
+export interface WatchOptions extends ListOptions {
+  /** Absent or "0": synthetic ADDED for current objects first; "N": every event after N. */
+  resourceVersion?: string;
+}
+
+/** One event as delivered to a watcher; `json` is the object's serialized form (shared, do not parse twice). */
+export interface StoreWatchEvent {
+  type: Exclude<WatchEventType, 'BOOKMARK' | 'ERROR'>;
+  object: KubeObject;
+  json: string;
+}
+
+/** Handle of an active watch. */
+export interface WatchHandle {
+  stop(): void;
+}
+
+/** Construction options of {@link Store}. */
+export interface StoreOptions {
+  persister?: StatePersister;
+  clock?: Clock;
+  historyLimit?: number;
+  registry?: ResourceRegistry;
+}
+
+interface StoredRecord {
+  rt: ResourceType;
+  obj: KubeObject;
+  json: string;
+  attrs: SelectableAttrs;
+}
+
+interface HistoryEntry {
+  rv: number;
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  rec: StoredRecord;
+  prevAttrs?: SelectableAttrs;
+  /** Serialized form for state.json, cached because history entries never change. */
+  persisted: string;
+}
+
+interface Watcher {
+  rt: ResourceType;
+  namespace?: string;
+  selector: Selector;
+  sink: (ev: StoreWatchEvent) => void;
+}
+
+interface Change {
+  rt: ResourceType;
+  key: string;
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  /** New object (ADDED/MODIFIED); its resourceVersion is assigned at commit. */
+  next?: KubeObject;
+  prev?: StoredRecord;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const TOP_ORDER = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
+const META_ORDER = ['name', 'generateName', 'namespace', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'labels', 'annotations'];
+
+function ordered<T extends object>(obj: T, order: readonly string[]): T {
+  const out: Record<string, unknown> = {};
+  const src = obj as Record<string, unknown>;
+  for (const k of order) if (src[k] !== undefined) out[k] = src[k];
+  for (const [k, v] of Object.entries(src)) if (!order.includes(k) && v !== undefined) out[k] = v;
+  return out as T;
+}
+
+/** Canonical key order (apiVersion, kind, metadata, spec, status), so stored JSON reads like kubectl output. */
+function canonical(obj: KubeObject): KubeObject {
+  const top = ordered(obj, TOP_ORDER);
+  top.metadata = ordered(obj.metadata, META_ORDER);
+  return top;
+}
+
+function objectKey(namespace: string | undefined, name: string): string {
+  return namespace ? `${namespace}/${name}` : name;
+}
+
+const GENERATE_NAME_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
+
+/** The store. Construct, register controllers, then {@link Store.open}. */
+export class Store {
+  readonly clock: Clock;
+  readonly registry: ResourceRegistry;
+  private readonly persister?: StatePersister;
+  private readonly historyLimit: number;
+  private readonly objects = new Map<string, Map<string, StoredRecord>>();
+  private rv = 0;
+  /** Every event with rv > historyStartRv is still in `history`. */
+  private historyStartRv = 0;
+  private history: HistoryEntry[] = [];
+  private readonly watchers = new Set<Watcher>();
+  private readonly subscribers = new Set<(ev: StoreEvent) => void>();
+  private readonly admission: AdmissionHook[] = [];
+  private readonly sections = new Map<string, StateSection>();
+  private readonly openHooks: (() => void)[] = [];
+  private readonly queue: StoreEvent[] = [];
+  private readonly queuedEntries: HistoryEntry[] = [];
+  private draining = false;
+  private opened = false;
+
+  constructor(opts: StoreOptions = {}) {
+    this.clock = opts.clock ?? systemClock;
+    this.registry = opts.registry ?? defaultRegistry;
+    this.persister = opts.persister;
+    this.historyLimit = opts.historyLimit ?? DEFAULT_HISTORY_LIMIT;
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  /** Adds an admission step (run in registration order on create/update). */
+  addAdmission(hook: AdmissionHook): void {
+    this.admission.push(hook);
+  }
+
+  /** Subscribes to every committed change, in resourceVersion order. Returns an unsubscribe function. */
+  subscribe(fn: (ev: StoreEvent) => void): () => void {
+    this.subscribers.add(fn);
+    return () => this.subscribers.delete(fn);
+  }
+
+  /** Registers a named section of controller state saved with every commit. Call before open(). */
+  registerSection(name: string, section: StateSection): void {
+    this.sections.set(name, section);
+  }
+
+  /** Runs `fn` once the state is loaded (controllers catch up here). */
+  onOpen(fn: () => void): void {
+    if (this.opened) fn();
+    else this.openHooks.push(fn);
+  }
+
+  /**
+   * Loads persisted state, or on first start creates the system namespaces.
+   * Throws StateFileError when the saved state cannot be parsed.
+   */
+  open(): void {
+    if (this.opened) return;
+    const doc = this.persister?.load() ?? null;
+    if (doc !== null) this.loadDocument(doc);
+    this.opened = true;
+    if (doc === null) {
+      for (const ns of SYSTEM_NAMESPACES) {
+        if (!this.lookup(NAMESPACES, undefined, ns)) this.create(NAMESPACES, { metadata: { name: ns } });
+      }
+    }
+    for (const fn of this.openHooks.splice(0)) fn();
+  }
+
+  /** Drops all watchers; the store stays readable. */
+  close(): void {
+    this.watchers.clear();
+    this.subscribers.clear();
+  }
+
+  /** The current value of the global resourceVersion counter. */
+  resourceVersion(): string {
+    return String(this.rv);
+  }
+
+  /** Oldest resourceVersion a watch may still resume from. */
+  oldestResumableVersion(): string {
+    return String(this.historyStartRv);
+  }
+
+  /** Resolves a resource reference; unknown names are a 404 like an unknown URL. */
+  resolve(resource: ResourceRef): ResourceType {
+    if (typeof resource !== 'string') return resource;
+    const rt = this.registry.resolve(resource);
+    if (!rt) throw new ApiError(makeStatus(404, 'NotFound', `the server doesn't have a resource type "${resource}"`));
+    return rt;
+  }
+
+  // ------------------------------------------------------------------ reads
+
+  /** Returns a copy of the object or throws 404. */
+  get<T extends KubeObject = KubeObject>(resource: ResourceRef, name: string, namespace?: string): T {
+    const rt = this.resolve(resource);
+    const rec = this.lookup(rt, namespace, name);
+    if (!rec) throw notFound(rt.plural, name, rt.group);
+    return JSON.parse(rec.json) as T;
+  }
+
+  /** Like get, but undefined instead of 404. */
+  tryGet<T extends KubeObject = KubeObject>(resource: ResourceRef, name: string, namespace?: string): T | undefined {
+    const rt = this.resolve(resource);
+    const rec = this.lookup(rt, namespace, name);
+    return rec ? (JSON.parse(rec.json) as T) : undefined;
+  }
+
+  /** Lists copies of matching objects, sorted by namespace/name, with the current resourceVersion. */
+  list<T extends KubeObject = KubeObject>(resource: ResourceRef, opts: ListOptions = {}): List<T> {
+    return JSON.parse(this.listJson(resource, opts)) as List<T>;
+  }
+
+  /** Same as list(), already serialized (the HTTP layer sends this as-is). */
+  listJson(resource: ResourceRef, opts: ListOptions = {}): string {
+    const rt = this.resolve(resource);
+    const recs = this.select(rt, opts.namespace, parseSelector(rt, opts.labelSelector, opts.fieldSelector));
+    const head = JSON.stringify({ apiVersion: 'v1', kind: rt.listKind, metadata: { resourceVersion: this.resourceVersion() } });
+    // Splice the cached item JSON into the envelope instead of re-serializing every object.
+    return `${head.slice(0, -1)},"items":[${recs.map((r) => r.json).join(',')}]}`;
+  }
+
+  /**
+   * Read-only view of the live objects of a kind for in-process controllers
+   * (no copies: callers must not mutate them).
+   */
+  objectsOf(resource: ResourceRef): readonly KubeObject[] {
+    const rt = this.resolve(resource);
+    return [...(this.objects.get(resourceKeyOf(rt))?.values() ?? [])].map((r) => r.obj);
+  }
+
+  // -------------------------------------------------------------- mutations
+
+  /**
+   * Creates an object (POST). The namespace comes from `opts.namespace`
+   * (the URL) or the body, defaulting to `default`; a mismatch is a 400.
+   */
+  create<T extends KubeObject = KubeObject>(resource: ResourceRef, body: unknown, opts: { namespace?: string } = {}): T {
+    const rt = this.resolve(resource);
+    const obj = this.decode(rt, body, opts.namespace);
+    const meta = obj.metadata;
+    if (rt.namespaced) {
+      meta.namespace ??= 'default';
+      if (!this.lookup(NAMESPACES, undefined, meta.namespace)) throw notFound('namespaces', meta.namespace);
+    }
+    if (!meta.name && typeof meta.generateName === 'string' && meta.generateName) {
+      meta.name = this.generateName(rt, meta.namespace, meta.generateName);
+    }
+    meta.uid = randomUUID();
+    meta.creationTimestamp = formatTimestamp(this.clock.now());
+    meta.generation = 1;
+    meta.resourceVersion = '';
+    rt.defaulting?.(obj, 'create', undefined);
+    this.validate(rt, obj, undefined);
+    if (this.lookup(rt, meta.namespace, meta.name)) throw alreadyExists(rt.plural, meta.name, rt.group);
+    for (const hook of this.admission) hook({ op: 'create', rt, obj });
+    const [rec] = this.commit([{ rt, key: objectKey(meta.namespace, meta.name), type: 'ADDED', next: obj }]);
+    return JSON.parse(rec.json) as T;
+  }
+
+  /**
+   * Replaces an object (PUT) or, with `subresource: 'status'`, only its
+   * status. A set `metadata.resourceVersion` that is not current is a 409.
+   * The main resource ignores status changes and the status subresource
+   * ignores everything but status, as in k8s. A no-op update commits nothing.
+   */
+  update<T extends KubeObject = KubeObject>(
+    resource: ResourceRef,
+    body: unknown,
+    opts: { namespace?: string; name?: string; subresource?: 'status' } = {},
+  ): T {
+    const rt = this.resolve(resource);
+    const incoming = this.decode(rt, body, opts.namespace);
+    const name = opts.name ?? incoming.metadata.name;
+    if (!name) throw badRequest('name is required to update an object');
+    if (incoming.metadata.name && incoming.metadata.name !== name) {
+      throw badRequest(`the name of the object (${incoming.metadata.name}) does not match the name on the URL (${name})`);
+    }
+    const namespace = rt.namespaced ? (incoming.metadata.namespace ?? opts.namespace ?? 'default') : undefined;
+    const old = this.lookup(rt, namespace, name);
+    if (!old) throw notFound(rt.plural, name, rt.group);
+    return this.applyUpdate<T>(rt, old, incoming, opts.subresource);
+  }
+
+  /**
+   * JSON merge patch (RFC 7386) of an object or its status. `strategic`
+   * patches have their `$` directives stripped and are then merged the same
+   * way (see merge-patch.ts).
+   */
+  patch<T extends KubeObject = KubeObject>(
+    resource: ResourceRef,
+    name: string,
+    patch: unknown,
+    opts: { namespace?: string; subresource?: 'status'; strategic?: boolean } = {},
+  ): T {
+    const rt = this.resolve(resource);
+    if (!isRecord(patch)) throw badRequest('a merge patch must be a JSON object');
+    const namespace = rt.namespaced ? (opts.namespace ?? 'default') : undefined;
+    const old = this.lookup(rt, namespace, name);
+    if (!old) throw notFound(rt.plural, name, rt.group);
+    const effective = opts.strategic ? stripStrategicDirectives(patch) : patch;
+    const merged = applyMergePatch(JSON.parse(old.json), effective);
+    const incoming = this.decode(rt, merged, namespace);
+    if (incoming.metadata.name !== name) {
+      throw badRequest(`the name of the object (${incoming.metadata.name}) does not match the name on the URL (${name})`);
+    }
+    return this.applyUpdate<T>(rt, old, incoming, opts.subresource);
+  }
+
+  /**
+   * Controller write path: copies the live object, lets `fn` change it
+   * (spec and status alike), and commits if anything changed. Skips
+   * validation: callers are trusted in-process code.
+   */
+  mutate<T extends KubeObject = KubeObject>(resource: ResourceRef, name: string, namespace: string | undefined, fn: (draft: T) => void): T {
+    const rt = this.resolve(resource);
+    const old = this.lookup(rt, rt.namespaced ? namespace : undefined, name);
+    if (!old) throw notFound(rt.plural, name, rt.group);
+    const draft = JSON.parse(old.json) as T;
+    fn(draft);
+    this.keepSystemFields(draft, old.obj);
+    if (isDeepStrictEqual(draft, old.obj)) return draft;
+    const [rec] = this.commit([{ rt, key: objectKey(old.obj.metadata.namespace, name), type: 'MODIFIED', next: draft, prev: old }]);
+    return JSON.parse(rec.json) as T;
+  }
+
+  /**
+   * Deletes an object and returns its final state (with the deletion's
+   * resourceVersion). Deleting a namespace deletes everything in it first.
+   */
+  delete<T extends KubeObject = KubeObject>(
+    resource: ResourceRef,
+    name: string,
+    opts: { namespace?: string; preconditions?: { resourceVersion?: string; uid?: string } } = {},
+  ): T {
+    const rt = this.resolve(resource);
+    const namespace = rt.namespaced ? (opts.namespace ?? 'default') : undefined;
+    const old = this.lookup(rt, namespace, name);
+    if (!old) throw notFound(rt.plural, name, rt.group);
+    const pre = opts.preconditions;
+    if (pre?.uid && pre.uid !== old.obj.metadata.uid) {
+      throw conflict(rt.plural, name, `Precondition failed: UID in precondition: ${pre.uid}, UID in object meta: ${old.obj.metadata.uid}`, rt.group);
+    }
+    if (pre?.resourceVersion && pre.resourceVersion !== old.obj.metadata.resourceVersion) {
+      throw conflict(
+        rt.plural,
+        name,
+        `Precondition failed: ResourceVersion in precondition: ${pre.resourceVersion}, ResourceVersion in object meta: ${old.obj.metadata.resourceVersion}`,
+        rt.group,
+      );
+    }
+    const changes: Change[] = [];
+    if (rt === NAMESPACES || resourceKeyOf(rt) === resourceKeyOf(NAMESPACES)) {
+      if ((SYSTEM_NAMESPACES as readonly string[]).includes(name)) throw forbidden('namespaces', name, 'this namespace may not be deleted');
+      // The namespace controller's job, done eagerly: empty the namespace, then remove it.
+      for (const other of this.registry.all()) {
+        if (!other.namespaced) continue;
+        for (const rec of this.objects.get(resourceKeyOf(other))?.values() ?? []) {
+          if (rec.obj.metadata.namespace === name) {
+            changes.push({ rt: other, key: objectKey(name, rec.obj.metadata.name), type: 'DELETED', prev: rec });
+          }
+        }
+      }
+    }
+    changes.push({ rt, key: objectKey(namespace, name), type: 'DELETED', prev: old });
+    const recs = this.commit(changes);
+    return JSON.parse(recs[recs.length - 1].json) as T;
+  }
+
+  // ------------------------------------------------------------------ watch
+
+  /**
+   * Starts a watch. Delivers history (or synthetic ADDED events) to `sink`
+   * synchronously before returning, then live events. Throws a 410 ApiError
+   * when `resourceVersion` is older than the retained history, a 504 when it
+   * is newer than the store, and a 400 on a bad selector.
+   */
+  watch(resource: ResourceRef, opts: WatchOptions, sink: (ev: StoreWatchEvent) => void): WatchHandle {
+    const rt = this.resolve(resource);
+    const selector = parseSelector(rt, opts.labelSelector, opts.fieldSelector);
+    const namespace = rt.namespaced ? opts.namespace : undefined;
+    const watcher: Watcher = { rt, namespace, selector, sink };
+    const rvParam = opts.resourceVersion ?? '';
+    if (rvParam === '' || rvParam === '0') {
+      for (const rec of this.select(rt, namespace, selector)) sink({ type: 'ADDED', object: rec.obj, json: rec.json });
+    } else {
+      if (!/^\d+$/.test(rvParam)) throw badRequest(`invalid resource version: ${JSON.stringify(rvParam)}`);
+      const from = Number(rvParam);
+      if (from < this.historyStartRv) throw expired(rvParam, String(this.historyStartRv + 1));
+      if (from > this.rv) {
+        throw new ApiError(makeStatus(504, 'Timeout', `Too large resource version: ${from}, current: ${this.rv}`));
+      }
+      // History is contiguous and sorted by rv; start at the first entry after `from`.
+      let i = this.history.length;
+      while (i > 0 && this.history[i - 1].rv > from) i--;
+      for (; i < this.history.length; i++) this.deliverTo(watcher, this.history[i]);
+    }
+    this.watchers.add(watcher);
+    return { stop: () => this.watchers.delete(watcher) };
+  }
+
+  // -------------------------------------------------------------- internals
+
+  private lookup(rt: ResourceType, namespace: string | undefined, name: string): StoredRecord | undefined {
+    return this.objects.get(resourceKeyOf(rt))?.get(objectKey(rt.namespaced ? namespace : undefined, name));
+  }
+
+  private select(rt: ResourceType, namespace: string | undefined, selector: Selector): StoredRecord[] {
+    const out: StoredRecord[] = [];
+    for (const rec of this.objects.get(resourceKeyOf(rt))?.values() ?? []) {
+      if (rt.namespaced && namespace !== undefined && rec.obj.metadata.namespace !== namespace) continue;
+      if (matches(selector, rec.attrs)) out.push(rec);
+    }
+    return out.sort((a, b) => {
+      const ka = objectKey(a.obj.metadata.namespace, a.obj.metadata.name);
+      const kb = objectKey(b.obj.metadata.namespace, b.obj.metadata.name);
+      return ka < kb ? -1 : ka > kb ? 1 : 0;
+    });
+  }
+
+  /** Turns an untyped body into a KubeObject of kind `rt`, checking shape and namespace. */
+  private decode(rt: ResourceType, body: unknown, urlNamespace: string | undefined): KubeObject {
+    if (!isRecord(body)) throw badRequest('the body of the request must be a JSON object');
+    const copy = structuredClone(body);
+    const apiVersion = copy.apiVersion ?? apiVersionOf(rt);
+    const kind = copy.kind ?? rt.kind;
+    if (apiVersion !== apiVersionOf(rt) || kind !== rt.kind) {
+      throw badRequest(`${String(kind)} in version "${String(apiVersion)}" cannot be handled as a ${rt.kind}: the object's kind does not match the resource`);
+    }
+    const metaIn = copy.metadata ?? {};
+    if (!isRecord(metaIn)) throw badRequest('metadata must be a JSON object');
+    const meta = { ...metaIn } as Record<string, unknown>;
+    for (const key of ['name', 'namespace', 'generateName', 'resourceVersion', 'uid'] as const) {
+      if (meta[key] !== undefined && typeof meta[key] !== 'string') throw badRequest(`metadata.${key} must be a string`);
+      if (meta[key] === '') delete meta[key];
+    }
+    if (rt.namespaced) {
+      if (urlNamespace !== undefined && meta.namespace !== undefined && meta.namespace !== urlNamespace) {
+        throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+      }
+      meta.namespace ??= urlNamespace;
+    } else {
+      delete meta.namespace;
+    }
+    meta.name ??= '';
+    const obj = { ...copy, apiVersion, kind, metadata: meta } as unknown as KubeObject;
+    return obj;
+  }
+
+  private validate(rt: ResourceType, obj: KubeObject, old: KubeObject | undefined): void {
+    const errs = [...validateObjectMeta(obj, rt.nameRule ?? 'dns1123-subdomain'), ...(rt.validate?.(obj, old) ?? [])];
+    if (errs.length > 0) throw invalid(rt.kind, obj.metadata.name, errs, rt.group);
+  }
+
+  /** Server-owned metadata is never taken from a request body. */
+  private keepSystemFields(obj: KubeObject, old: KubeObject): void {
+    obj.metadata.uid = old.metadata.uid;
+    obj.metadata.creationTimestamp = old.metadata.creationTimestamp;
+    obj.metadata.name = old.metadata.name;
+    if (old.metadata.namespace !== undefined) obj.metadata.namespace = old.metadata.namespace;
+    else delete obj.metadata.namespace;
+    obj.metadata.resourceVersion = old.metadata.resourceVersion;
+    delete obj.metadata.generateName;
+    if (old.metadata.generateName !== undefined) obj.metadata.generateName = old.metadata.generateName;
+    const specChanged = !isDeepStrictEqual(obj.spec, old.spec);
+    obj.metadata.generation = (old.metadata.generation ?? 1) + (specChanged ? 1 : 0);
+  }
+
+  private applyUpdate<T extends KubeObject>(rt: ResourceType, old: StoredRecord, incoming: KubeObject, subresource: 'status' | undefined): T {
+    const name = old.obj.metadata.name;
+    const wantRv = incoming.metadata.resourceVersion;
+    if (wantRv && wantRv !== old.obj.metadata.resourceVersion) {
+      throw conflict(rt.plural, name, 'the object has been modified; please apply your changes to the latest version and try again', rt.group);
+    }
+    const wantUid = incoming.metadata.uid;
+    if (wantUid && wantUid !== old.obj.metadata.uid) {
+      throw conflict(rt.plural, name, `Precondition failed: UID in precondition: ${wantUid}, UID in object meta: ${old.obj.metadata.uid}`, rt.group);
+    }
+    let next: KubeObject;
+    if (subresource === 'status') {
+      next = JSON.parse(old.json) as KubeObject;
+      if (incoming.status === undefined) delete next.status;
+      else next.status = incoming.status;
+    } else {
+      next = incoming;
+      if (rt.hasStatus) {
+        if (old.obj.status === undefined) delete next.status;
+        else next.status = structuredClone(old.obj.status);
+      }
+    }
+    this.keepSystemFields(next, old.obj);
+    rt.defaulting?.(next, 'update', old.obj);
+    this.validate(rt, next, old.obj);
+    for (const hook of this.admission) hook({ op: 'update', rt, obj: next, old: old.obj, subresource });
+    // A no-op update commits nothing, like etcd's guaranteed update: watchers see no event.
+    if (isDeepStrictEqual(next, old.obj)) return JSON.parse(old.json) as T;
+    const [rec] = this.commit([{ rt, key: objectKey(old.obj.metadata.namespace, name), type: 'MODIFIED', next, prev: old }]);
+    return JSON.parse(rec.json) as T;
+  }
+
+  private generateName(rt: ResourceType, namespace: string | undefined, prefix: string): string {
+    for (let attempt = 0; attempt < 100; attempt++) {
+      let suffix = '';
+      for (let i = 0; i < 5; i++) suffix += GENERATE_NAME_ALPHABET[randomInt(GENERATE_NAME_ALPHABET.length)];
+      const name = `${prefix}${suffix}`;
+      if (!this.lookup(rt, namespace, name)) return name;
+    }
+    throw internalError('could not generate a unique name');
+  }
+
+  private makeRecord(rt: ResourceType, input: KubeObject): StoredRecord {
+    const obj = canonical(input);
+    return { rt, obj, json: JSON.stringify(obj), attrs: selectableAttrs(rt, obj) };
+  }
+
+  private makeEntry(rv: number, type: HistoryEntry['type'], rec: StoredRecord, prevAttrs: SelectableAttrs | undefined): HistoryEntry {
+    const prev = prevAttrs ? `,"prevAttrs":${JSON.stringify(prevAttrs)}` : '';
+    const persisted = `{"rv":${rv},"type":"${type}","resource":${JSON.stringify(resourceKeyOf(rec.rt))},"object":${rec.json}${prev}}`;
+    return { rv, type, rec, prevAttrs, persisted };
+  }
+
+  /**
+   * Applies changes, each with its own resourceVersion, persists, then
+   * delivers the events. On a persistence failure everything is rolled back
+   * and a 500 is thrown, so memory never runs ahead of disk.
+   */
+  private commit(changes: Change[]): StoredRecord[] {
+    const savedRv = this.rv;
+    const savedHistoryLength = this.history.length;
+    const undo: { map: Map<string, StoredRecord>; key: string; prev?: StoredRecord }[] = [];
+    const recs: StoredRecord[] = [];
+    const entries: HistoryEntry[] = [];
+    for (const ch of changes) {
+      const rv = ++this.rv;
+      const map = this.kindMap(ch.rt);
+      undo.push({ map, key: ch.key, prev: map.get(ch.key) });
+      let rec: StoredRecord;
+      if (ch.type === 'DELETED') {
+        if (!ch.prev) throw new Error('DELETED change without prev');
+        const last = JSON.parse(ch.prev.json) as KubeObject;
+        last.metadata.resourceVersion = String(rv);
+        rec = this.makeRecord(ch.rt, last);
+        map.delete(ch.key);
+      } else {
+        if (!ch.next) throw new Error(`${ch.type} change without object`);
+        const obj = JSON.parse(JSON.stringify(ch.next)) as KubeObject;
+        obj.metadata.resourceVersion = String(rv);
+        rec = this.makeRecord(ch.rt, obj);
+        map.set(ch.key, rec);
+      }
+      const entry = this.makeEntry(rv, ch.type, rec, ch.prev?.attrs);
+      this.history.push(entry);
+      entries.push(entry);
+      recs.push(rec);
+    }
+    try {
+      this.persist();
+    } catch (err) {
+      for (const u of undo.reverse()) {
+        if (u.prev) u.map.set(u.key, u.prev);
+        else u.map.delete(u.key);
+      }
+      this.rv = savedRv;
+      this.history.length = savedHistoryLength;
+      throw internalError(`cannot persist state: ${(err as Error).message}`);
+    }
+    this.trimHistory();
+    changes.forEach((ch, i) => {
+      this.queue.push({ type: ch.type, rt: ch.rt, object: recs[i].obj, prev: ch.prev?.obj, resourceVersion: entries[i].rv });
+      this.queuedEntries.push(entries[i]);
+    });
+    this.drain();
+    return recs;
+  }
+
+  /** Delivers queued events in order; re-entrant commits (controllers reacting) just enqueue. */
+  private drain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.queue.length > 0) {
+        const ev = this.queue.shift() as StoreEvent;
+        const entry = this.queuedEntries.shift() as HistoryEntry;
+        for (const fn of [...this.subscribers]) {
+          try {
+            fn(ev);
+          } catch (err) {
+            // A broken controller must not break the commit that already happened.
+            process.emitWarning(`store subscriber failed: ${(err as Error).stack ?? String(err)}`);
+          }
+        }
+        for (const w of [...this.watchers]) this.deliverTo(w, entry);
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** Sends one history entry to one watcher, translating selector transitions like the apiserver. */
+  private deliverTo(w: Watcher, entry: HistoryEntry): void {
+    if (entry.rec.rt !== w.rt && resourceKeyOf(entry.rec.rt) !== resourceKeyOf(w.rt)) return;
+    if (w.namespace !== undefined && entry.rec.obj.metadata.namespace !== w.namespace) return;
+    const nowMatches = matches(w.selector, entry.rec.attrs);
+    let type: StoreWatchEvent['type'] | undefined;
+    if (entry.type === 'ADDED') type = nowMatches ? 'ADDED' : undefined;
+    else if (entry.type === 'DELETED') type = nowMatches ? 'DELETED' : undefined;
+    else {
+      const before = entry.prevAttrs ? matches(w.selector, entry.prevAttrs) : false;
+      if (before && nowMatches) type = 'MODIFIED';
+      else if (!before && nowMatches) type = 'ADDED';
+      else if (before && !nowMatches) type = 'DELETED';
+    }
+    if (!type) return;
+    try {
+      w.sink({ type, object: entry.rec.obj, json: entry.rec.json });
+    } catch (err) {
+      this.watchers.delete(w);
+      process.emitWarning(`watch sink failed, watch dropped: ${(err as Error).message}`);
+    }
+  }
+
+  private kindMap(rt: ResourceType): Map<string, StoredRecord> {
+    const key = resourceKeyOf(rt);
+    let map = this.objects.get(key);
+    if (!map) {
+      map = new Map();
+      this.objects.set(key, map);
+    }
+    return map;
+  }
+
+  private trimHistory(): void {
+    const excess = this.history.length - this.historyLimit;
+    if (excess <= 0) return;
+    this.historyStartRv = this.history[excess - 1].rv;
+    this.history.splice(0, excess);
+  }
+
+  private persist(): void {
+    if (!this.persister) return;
+    const objects: string[] = [];
+    for (const [key, map] of this.objects) {
+      for (const rec of map.values()) objects.push(`{"resource":${JSON.stringify(key)},"object":${rec.json}}`);
+    }
+    const sections: Record<string, unknown> = {};
+    for (const [name, s] of this.sections) sections[name] = s.save();
+    // Trim what we write the same way memory will be trimmed right after.
+    const excess = Math.max(0, this.history.length - this.historyLimit);
+    const startRv = excess > 0 ? this.history[excess - 1].rv : this.historyStartRv;
+    const history = this.history.slice(excess).map((e) => e.persisted);
+    const doc =
+      `{"format":${JSON.stringify(STATE_FORMAT)},"resourceVersion":"${this.rv}","historyStartRv":"${startRv}",` +
+      `"sections":${JSON.stringify(sections)},"objects":[${objects.join(',')}],"history":[${history.join(',')}]}`;
+    this.persister.save(doc);
+  }
+
+  private loadDocument(doc: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(doc);
+    } catch (err) {
+      throw new StateFileError(`state file is not valid JSON: ${(err as Error).message}`);
+    }
+    if (!isRecord(parsed) || parsed.format !== STATE_FORMAT) throw new StateFileError(`state file has an unknown format (want ${STATE_FORMAT})`);
+    const rv = Number(parsed.resourceVersion);
+    const startRv = Number(parsed.historyStartRv);
+    if (!Number.isInteger(rv) || !Number.isInteger(startRv)) throw new StateFileError('state file has a bad resourceVersion');
+    if (!Array.isArray(parsed.objects) || !Array.isArray(parsed.history)) throw new StateFileError('state file lacks objects/history');
+    const byKey = new Map(this.registry.all().map((rt) => [resourceKeyOf(rt), rt] as const));
+    const resourceOf = (v: unknown): ResourceType => {
+      const rt = typeof v === 'string' ? byKey.get(v) : undefined;
+      if (!rt) throw new StateFileError(`state file names an unknown resource ${JSON.stringify(v)}`);
+      return rt;
+    };
+    const objectOf = (v: unknown): KubeObject => {
+      if (!isRecord(v) || !isRecord(v.metadata) || typeof v.metadata.name !== 'string') throw new StateFileError('state file holds a malformed object');
+      return v as unknown as KubeObject;
+    };
+    for (const item of parsed.objects) {
+      if (!isRecord(item)) throw new StateFileError('state file holds a malformed object entry');
+      const rt = resourceOf(item.resource);
+      const obj = objectOf(item.object);
+      this.kindMap(rt).set(objectKey(obj.metadata.namespace, obj.metadata.name), this.makeRecord(rt, obj));
+    }
+    for (const item of parsed.history) {
+      if (!isRecord(item) || typeof item.rv !== 'number') throw new StateFileError('state file holds a malformed history entry');
+      const type = item.type;
+      if (type !== 'ADDED' && type !== 'MODIFIED' && type !== 'DELETED') throw new StateFileError(`bad history event type ${String(type)}`);
+      const rt = resourceOf(item.resource);
+      const rec = this.makeRecord(rt, objectOf(item.object));
+      const prevAttrs = isRecord(item.prevAttrs) ? (item.prevAttrs as unknown as SelectableAttrs) : undefined;
+      this.history.push(this.makeEntry(item.rv, type, rec, prevAttrs));
+    }
+    this.rv = rv;
+    this.historyStartRv = startRv;
+    const sections = isRecord(parsed.sections) ? parsed.sections : {};
+    for (const [name, s] of this.sections) if (sections[name] !== undefined) s.load(sections[name]);
+  }
+}
+
+/** Options of {@link openStore}. */
+export interface OpenStoreOptions extends Omit<StoreOptions, 'persister'> {
+  /** Persist to `<stateDir>/apiserver/state.json`; omit for a purely in-memory store. */
+  stateDir?: string;
+  /** Overrides stateDir (tests use MemoryStatePersister). */
+  persister?: StatePersister;
+  /** `--cluster-cidr`, default 10.244.0.0/16. */
+  clusterCidr?: string;
+  /** `--node-cidr-mask-size`, default 24. */
+  nodeCidrMaskSize?: number;
+}
+
+/**
+ * Builds the apiserver's store with its in-process controllers (node IPAM,
+ * scheduler) installed, and loads persisted state. Throws ConfigError on bad
+ * IPAM flags and StateFileError on an unreadable state file.
+ */
+export function openStore(opts: OpenStoreOptions = {}): Store {
+  const ipam = new NodeIpam(parseIpamConfig(opts.clusterCidr, opts.nodeCidrMaskSize));
+  const persister = opts.persister ?? (opts.stateDir !== undefined ? new FileStatePersister(opts.stateDir) : undefined);
+  const store = new Store({ clock: opts.clock, historyLimit: opts.historyLimit, registry: opts.registry, persister });
+  ipam.install(store);
+  new Scheduler().install(store);
+  store.open();
+  return store;
+}

@@ -1,0 +1,452 @@
+/**
+ * One node of the lab: what kubelet, the CNI plugins and flanneld do on a real
+ * node, in one process.
+ *
+ * - Registers its Node (like kubelet) with an InternalIP and Flannel's
+ *   annotations (backend-data with VNI and VtepMAC, public-ip); the apiserver's
+ *   node IPAM gives it a podCIDR. A restarted agent finds its Node and keeps the
+ *   podCIDR and VtepMAC, as flanneld keeps its lease, so peers need not change.
+ * - Builds the node's namespace: eth0 on the underlay (the node IP), the cni0
+ *   bridge (`<podCIDR>.1/24`), flannel.1 (`<podCIDR>.0/32`, MTU 1450).
+ * - Watches Nodes and programs one neighbour + FDB entry + route per remote
+ *   node (overlay/flannel-plan.ts); watches its Pods and gives each a network
+ *   namespace with a veth into cni0 and an address from host-local IPAM.
+ * - Serves the CLI on a Unix socket: exec in pods, iproute2 views, counters,
+ *   impairments.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { systemClock, type Clock } from '../common/clock.ts';
+import { createLogger } from '../common/log.ts';
+import { SeededRng, deriveMac, seedFrom } from '../common/rng.ts';
+import {
+  FLANNEL_BACKEND_DATA,
+  FLANNEL_BACKEND_TYPE,
+  FLANNEL_BACKEND_TYPE_VXLAN,
+  FLANNEL_KUBE_SUBNET_MANAGER,
+  FLANNEL_PUBLIC_IP,
+  parseFlannelBackendData,
+} from '../control-plane/annotations.ts';
+import { ApiClient } from '../control-plane/client.ts';
+import { Informer } from '../control-plane/informer.ts';
+import type { Node, Pod } from '../control-plane/types.ts';
+import { ipv4ToInt } from '../packet/addr.ts';
+import { leaseFromNode, planFlannel, type Lease } from '../overlay/flannel-plan.ts';
+import { validateImpairment, type ImpairmentSpec } from '../overlay/impairment.ts';
+import { ControlError, ControlServer, type CallContext } from './control-server.ts';
+import { podCommands, matchIpObject } from './exec/index.ts';
+import { UsageError } from './exec/types.ts';
+import { HostLocalIpam } from './ipam.ts';
+import { formatBridgeFdb, formatIpAddr, formatIpLink, formatIpNeigh, formatIpRoute } from './iproute2.ts';
+import { NodeDataPlane } from './dataplane.ts';
+import type { NetDevice } from './netdev.ts';
+import type { PodNet } from './pod-net.ts';
+import { parseCidr } from './route-table.ts';
+
+export interface AgentOptions {
+  name: string;
+  /** The node's underlay address (`InternalIP`, Flannel's public-ip). */
+  ip: string;
+  /** The underlay network the node sits on, e.g. 127.0.0.0/24 in local mode. */
+  underlayCidr: string;
+  apiUrl: string;
+  stateDir: string;
+  clusterCidr?: string;
+  vxlanPort?: number;
+  vni?: number;
+  seed?: number;
+  /** Underlay MTU; flannel.1 and the pods get this minus 50 (VXLAN's overhead). */
+  mtu?: number;
+  clock?: Clock;
+  heartbeatMs?: number;
+}
+
+const log = createLogger('podlab:agent');
+
+export class NodeAgent {
+  readonly name: string;
+  readonly clock: Clock;
+  readonly rng: SeededRng;
+  /** Set once registered: the node's namespace, underlay and pods. */
+  dp!: NodeDataPlane;
+  podCIDR = '';
+  vtepMac = '';
+  private readonly opts: Required<Omit<AgentOptions, 'clock'>>;
+  private readonly api: ApiClient;
+  private nodeInformer?: Informer<Node>;
+  private podInformer?: Informer<Pod>;
+  private control?: ControlServer;
+  private ipam!: HostLocalIpam;
+  private readonly programmed = new Map<string, Lease>();
+  private readonly peersByName = new Map<string, string>();
+  private heartbeat?: NodeJS.Timeout;
+  private stopped = false;
+  private execCount = 0;
+  private podQueue: Promise<void> = Promise.resolve();
+
+  constructor(opts: AgentOptions) {
+    this.opts = {
+      clusterCidr: '10.244.0.0/16',
+      vxlanPort: 8472,
+      vni: 1,
+      seed: 1,
+      mtu: 1500,
+      heartbeatMs: 10_000,
+      ...opts,
+    };
+    this.name = opts.name;
+    this.clock = opts.clock ?? systemClock;
+    this.rng = new SeededRng(seedFrom(this.opts.seed, `node:${opts.name}`));
+    this.api = new ApiClient(opts.apiUrl);
+  }
+
+  /**
+   * The control socket lives in the state directory unless that path would
+   * exceed the 107 bytes a Unix socket path may have; then in the temp dir,
+   * under a name derived from the state directory.
+   */
+  get controlSocketPath(): string {
+    const p = path.join(this.opts.stateDir, 'nodes', this.name, 'control.sock');
+    if (Buffer.byteLength(p) < 100) return p;
+    const h = createHash('sha256').update(this.opts.stateDir).digest('hex').slice(0, 12);
+    return path.join(os.tmpdir(), `podlab-${h}-${this.name}.sock`);
+  }
+
+  /** Registers, builds the data plane, starts watching and serving. */
+  async start(): Promise<void> {
+    fs.mkdirSync(path.join(this.opts.stateDir, 'nodes', this.name), { recursive: true, mode: 0o700 });
+    const node = await this.register();
+    this.podCIDR = node.spec!.podCIDR!;
+    this.dp = new NodeDataPlane({
+      name: this.name,
+      ip: this.opts.ip,
+      underlayCidr: this.opts.underlayCidr,
+      podCIDR: this.podCIDR,
+      vtepMac: this.vtepMac,
+      clusterCidr: this.opts.clusterCidr,
+      vxlanPort: this.opts.vxlanPort,
+      vni: this.opts.vni,
+      seed: this.opts.seed,
+      mtu: this.opts.mtu,
+      clock: this.clock,
+      rng: this.rng,
+    });
+    await this.dp.start();
+    this.ipam = new HostLocalIpam(this.opts.stateDir, this.name, this.podCIDR);
+
+    this.nodeInformer = new Informer<Node>(this.api, 'nodes');
+    const resync = () => this.reconcilePeers();
+    this.nodeInformer.on('add', resync);
+    this.nodeInformer.on('update', resync);
+    this.nodeInformer.on('delete', resync);
+    this.nodeInformer.on('status', (s: unknown) => log.debug('node watch', { status: s }));
+    await this.nodeInformer.start();
+    this.reconcilePeers();
+
+    this.podInformer = new Informer<Pod>(this.api, 'pods', { fieldSelector: `spec.nodeName=${this.name}` });
+    this.podInformer.on('add', (p: Pod) => this.enqueuePod(p));
+    this.podInformer.on('update', (_o: Pod, p: Pod) => this.enqueuePod(p));
+    this.podInformer.on('delete', (p: Pod) => this.enqueuePodDelete(p));
+    await this.podInformer.start();
+    for (const p of this.podInformer.list()) this.enqueuePod(p);
+    await this.podQueue;
+    this.releaseOrphanAddresses();
+
+    this.control = new ControlServer(this.controlSocketPath);
+    this.registerHandlers(this.control);
+    await this.control.listen();
+
+    await this.setReady(true);
+    this.heartbeat = setInterval(() => void this.setReady(true).catch(() => {}), this.opts.heartbeatMs);
+    this.heartbeat.unref();
+    log.info('node ready', { node: this.name, ip: this.opts.ip, podCIDR: this.podCIDR, vtepMac: this.vtepMac });
+  }
+
+  /**
+   * Creates the Node or, when it exists (agent restart), reuses its VtepMAC
+   * and podCIDR and refreshes the annotations and addresses.
+   */
+  private async register(): Promise<Node> {
+    const existing = await this.api.get<Node>('nodes', this.name);
+    const known = parseFlannelBackendData(existing?.metadata.annotations?.[FLANNEL_BACKEND_DATA]);
+    this.vtepMac = known?.VtepMAC ?? deriveMac(this.opts.seed, `vtep:${this.name}`);
+    const annotations = {
+      [FLANNEL_BACKEND_TYPE]: FLANNEL_BACKEND_TYPE_VXLAN,
+      [FLANNEL_BACKEND_DATA]: JSON.stringify({ VNI: this.opts.vni, VtepMAC: this.vtepMac }),
+      [FLANNEL_PUBLIC_IP]: this.opts.ip,
+      [FLANNEL_KUBE_SUBNET_MANAGER]: 'true',
+    };
+    const addresses = [
+      { type: 'InternalIP' as const, address: this.opts.ip },
+      { type: 'Hostname' as const, address: this.name },
+    ];
+    if (existing) {
+      const patched = await this.api.patch<Node>('nodes', this.name, { metadata: { annotations } });
+      await this.api.patchStatus<Node>('nodes', this.name, { status: { addresses } });
+      if (!patched.spec?.podCIDR) throw new Error(`node ${this.name} has no podCIDR`);
+      return patched;
+    }
+    const created = await this.api.create<Node>('nodes', {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: {
+        name: this.name,
+        labels: { 'kubernetes.io/hostname': this.name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' },
+        annotations,
+      },
+      spec: {},
+      status: { addresses, conditions: [] },
+    } as unknown as Node);
+    if (!created.spec?.podCIDR) throw new Error(`apiserver gave node ${this.name} no podCIDR`);
+    return created;
+  }
+
+  // ------------------------------------------------------------ peers (flanneld)
+
+  private reconcilePeers(): void {
+    if (!this.nodeInformer) return;
+    const leases: Lease[] = [];
+    this.peersByName.clear();
+    for (const n of this.nodeInformer.list()) {
+      const l = leaseFromNode(n);
+      if (typeof l === 'string') {
+        log.debug('skipping node', { reason: l });
+        continue;
+      }
+      this.peersByName.set(l.node, l.publicIp);
+      leases.push(l);
+    }
+    const actions = planFlannel(leases, this.programmed, { node: this.name, vni: this.opts.vni });
+    for (const a of actions) this.dp.applyFlannel(a);
+    for (const l of leases) if (l.node !== this.name && l.vni === this.opts.vni) this.programmed.set(l.node, l);
+    for (const name of [...this.programmed.keys()]) if (!leases.some((l) => l.node === name)) this.programmed.delete(name);
+    if (actions.length) log.info('flannel plan applied', { actions: actions.length });
+  }
+
+  // ------------------------------------------------------------ pods (kubelet + CNI)
+
+  /** Pod changes are applied one at a time, in order, so IPAM never races. */
+  private enqueuePod(p: Pod): void {
+    this.podQueue = this.podQueue.then(() => this.syncPod(p)).catch((e) => log.error('pod sync failed', { pod: p.metadata.name, error: String(e) }));
+  }
+
+  private enqueuePodDelete(p: Pod): void {
+    this.podQueue = this.podQueue.then(() => this.removePod(p)).catch((e) => log.error('pod delete failed', { pod: p.metadata.name, error: String(e) }));
+  }
+
+  private async syncPod(p: Pod): Promise<void> {
+    if (this.stopped) return;
+    const key = `${p.metadata.namespace}/${p.metadata.name}`;
+    const have = this.dp.pods.get(key);
+    if (have && have.opts.uid === p.metadata.uid) {
+      if (p.status?.phase !== 'Running' || p.status?.podIP !== have.ip) await this.reportRunning(p, have.ip);
+      return;
+    }
+    if (have) this.teardownPod(have);
+    const ip = this.ipam.allocate(p.metadata.uid, p.status?.podIP && this.inPodCidr(p.status.podIP) ? p.status.podIP : undefined);
+    const net = this.dp.addPod({ namespace: p.metadata.namespace ?? 'default', name: p.metadata.name, uid: p.metadata.uid, ip });
+    log.info('pod network ready', { pod: key, ip, veth: net.hostVeth.name });
+    if (p.status?.phase !== 'Running' || p.status?.podIP !== ip) await this.reportRunning(p, ip);
+  }
+
+  private inPodCidr(ip: string): boolean {
+    const { net, prefixLen } = parseCidr(this.podCIDR);
+    const mask = prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
+    return ((ipv4ToInt(ip) & mask) >>> 0) === net;
+  }
+
+  private async reportRunning(p: Pod, ip: string): Promise<void> {
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const cond = (type: string) => ({ type, status: 'True' as const, lastProbeTime: null, lastTransitionTime: now });
+    await this.api.patchStatus<Pod>(
+      'pods',
+      p.metadata.name,
+      {
+        status: {
+          phase: 'Running',
+          podIP: ip,
+          podIPs: [{ ip }],
+          hostIP: this.opts.ip,
+          hostIPs: [{ ip: this.opts.ip }],
+          startTime: p.status?.startTime ?? now,
+          conditions: [cond('PodReadyToStartContainers'), cond('Initialized'), cond('Ready'), cond('ContainersReady'), cond('PodScheduled')],
+          containerStatuses: p.spec?.containers.map((c) => ({
+            name: c.name,
+            image: c.image,
+            imageID: '',
+            ready: true,
+            started: true,
+            restartCount: 0,
+            state: { running: { startedAt: now } },
+          })),
+        },
+      },
+      p.metadata.namespace,
+    );
+  }
+
+  private async removePod(p: Pod): Promise<void> {
+    const key = `${p.metadata.namespace}/${p.metadata.name}`;
+    const have = this.dp.pods.get(key);
+    if (have && have.opts.uid === p.metadata.uid) this.teardownPod(have);
+    this.ipam.release(p.metadata.uid);
+  }
+
+  private teardownPod(net: PodNet): void {
+    this.dp.removePod(net);
+    log.info('pod network removed', { pod: net.key, ip: net.ip });
+  }
+
+  /** Frees addresses whose pods no longer exist (a pod deleted while the agent was down). */
+  private releaseOrphanAddresses(): void {
+    const live = new Set([...this.dp.pods.values()].map((p) => p.opts.uid));
+    for (const [ip, owner] of this.ipam.allocations()) {
+      if (!live.has(owner)) {
+        this.ipam.release(owner);
+        log.info('released orphan address', { ip, owner });
+      }
+    }
+  }
+
+  private async setReady(ready: boolean): Promise<void> {
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    await this.api.patchStatus<Node>('nodes', this.name, {
+      status: {
+        conditions: [
+          {
+            type: 'Ready',
+            status: ready ? 'True' : 'False',
+            lastHeartbeatTime: now,
+            lastTransitionTime: now,
+            reason: ready ? 'KubeletReady' : 'KubeletNotReady',
+            message: ready ? 'podlab node agent is posting ready status' : 'podlab node agent stopped',
+          },
+        ],
+      },
+    });
+  }
+
+  // ------------------------------------------------------------ control channel
+
+  /** Finds a pod of this node by `name` or `namespace/name`. */
+  findPod(ref: string): PodNet {
+    const key = ref.includes('/') ? ref : `default/${ref}`;
+    const pod = this.dp.pods.get(key);
+    if (!pod) throw new ControlError(`pod ${key} is not on node ${this.name}`);
+    return pod;
+  }
+
+  /** Devices of the node's namespace, for `ip link`. */
+  devices(): NetDevice[] {
+    return this.dp.devices();
+  }
+
+  /** Runs `ip ...` / `bridge fdb` against the node's namespace. */
+  nodeCommand(argv: string[]): string {
+    const [tool, obj] = argv;
+    if (tool === 'bridge' && (obj === 'fdb' || obj === 'f')) return formatBridgeFdb(this.dp.bridge, { dev: 'flannel.1', fdb: this.dp.vtep.fdb });
+    if (tool === 'ip') {
+      const out = matchIpObject(obj ?? '', {
+        addr: () => formatIpAddr(this.dp.stack),
+        route: () => formatIpRoute(this.dp.stack),
+        neigh: () => formatIpNeigh(this.dp.stack),
+        link: () => formatIpLink(this.devices(), { vxlan: { vni: this.opts.vni, port: this.opts.vxlanPort, local: this.opts.ip } }),
+      });
+      if (out !== undefined) return out;
+    }
+    throw new ControlError(`unsupported node command '${argv.join(' ')}': try ip route | ip neigh | ip link | ip addr | bridge fdb`);
+  }
+
+  /** Per-interface counters and drop reasons. */
+  stats(): Record<string, unknown> {
+    const ifaces: Record<string, unknown> = {};
+    for (const d of this.devices()) ifaces[d.name] = d.counters.toJSON();
+    const pods: Record<string, unknown> = {};
+    for (const p of this.dp.pods.values()) pods[p.key] = { eth0: p.eth0.counters.toJSON(), ip: p.stack.counters.toJSON() };
+    const impairments: Record<string, unknown> = {};
+    for (const [peer, imp] of this.dp.underlay.impairmentsByPeer()) impairments[peer] = { spec: imp.spec, stats: imp.stats };
+    return {
+      node: this.name,
+      interfaces: ifaces,
+      ip: this.dp.stack.counters.toJSON(),
+      underlay: { refused: this.dp.underlay.refused, sendErrors: this.dp.underlay.sendErrors, sourcePorts: this.dp.underlay.sourcePortList },
+      impairments,
+      pods,
+    };
+  }
+
+  private peerIp(peer: string): string {
+    const ip = this.peersByName.get(peer) ?? (/^\d+\.\d+\.\d+\.\d+$/.test(peer) ? peer : undefined);
+    if (!ip) throw new ControlError(`unknown peer node '${peer}' (known: ${[...this.peersByName.keys()].join(', ')})`);
+    return ip;
+  }
+
+  private registerHandlers(c: ControlServer): void {
+    c.handle('info', async () => ({
+      name: this.name,
+      ip: this.opts.ip,
+      podCIDR: this.podCIDR,
+      vtepMac: this.vtepMac,
+      pid: process.pid,
+      pods: [...this.dp.pods.values()].map((p) => ({ key: p.key, ip: p.ip, veth: p.hostVeth.name, mac: p.eth0.mac })),
+    }));
+    c.handle('node.cmd', async (params) => ({ stdout: this.nodeCommand((params as { argv: string[] }).argv) }));
+    c.handle('stats', async () => this.stats());
+    c.handle('exec', async (params, ctx) => this.exec(params as { pod: string; argv: string[] }, ctx));
+    c.handle('impair.set', async (params) => {
+      const { peer, spec } = params as { peer: string; spec: ImpairmentSpec };
+      const bad = validateImpairment(spec);
+      if (bad) throw new ControlError(bad);
+      const ip = this.peerIp(peer);
+      this.dp.underlay.setImpairment(ip, spec);
+      return { peer, ip, spec };
+    });
+    c.handle('impair.clear', async (params) => {
+      const { peer } = (params ?? {}) as { peer?: string };
+      const peers = peer ? [this.peerIp(peer)] : [...this.dp.underlay.impairmentsByPeer().keys()];
+      for (const ip of peers) this.dp.underlay.setImpairment(ip, null);
+      return { cleared: peers };
+    });
+    c.handle('stack.mtu', async (params) => {
+      const { dev, mtu } = params as { dev: string; mtu: number };
+      const iface = this.dp.stack.interfaces.get(dev);
+      if (!iface) throw new ControlError(`no device ${dev} on ${this.name}`);
+      if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw new ControlError(`mtu ${mtu}: must be 68-65535`);
+      iface.dev.mtu = mtu;
+      return { dev, mtu };
+    });
+  }
+
+  private async exec(params: { pod: string; argv: string[] }, ctx: CallContext): Promise<{ exitCode: number }> {
+    const pod = this.findPod(params.pod);
+    const argv = params.argv;
+    const cmd = podCommands[argv[0] ?? ''];
+    if (!cmd) {
+      ctx.stderr(`exec: "${argv[0] ?? ''}": executable file not found in $PATH (podlab pods have: ${Object.keys(podCommands).join(', ')})\n`);
+      return { exitCode: 127 };
+    }
+    try {
+      const exitCode = await cmd({ pod, argv, stdout: ctx.stdout, stderr: ctx.stderr, signal: ctx.signal, clock: this.clock, rng: this.rng.fork(`exec:${pod.key}:${this.execCount++}`) });
+      return { exitCode };
+    } catch (e) {
+      if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+        ctx.stderr(`${(e as Error).message}\n`);
+        return { exitCode: 2 };
+      }
+      throw e;
+    }
+  }
+
+  /** Stops serving and closes sockets; the Node object stays (a restart resumes it). */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.nodeInformer?.stop();
+    this.podInformer?.stop();
+    await this.control?.close();
+    await this.dp?.close();
+  }
+}

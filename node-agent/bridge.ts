@@ -1,0 +1,116 @@
+/**
+ * The cni0 Linux bridge: a learning switch between the host-side veth ends and
+ * the node's own IP stack (the bridge's "local port", the cni0 device itself).
+ *
+ * As the kernel bridge does: source MACs are learned per port and aged out
+ * (default 300 s, `bridge fdb`); a frame to a known unicast MAC goes out of that
+ * port only; broadcast, multicast and unknown unicast are flooded to every
+ * other port and to the local port; frames to the bridge's own MAC go up to the
+ * node's stack only.
+ */
+import type { Clock } from '../common/clock.ts';
+import { NetDevice } from './netdev.ts';
+
+/** One learned or permanent forwarding entry. */
+export interface BridgeFdbEntry {
+  mac: string;
+  port: NetDevice;
+  /** Permanent entries are the ports' own MACs (`vlan 1 master cni0 permanent`). */
+  permanent: boolean;
+  updatedAt: number;
+}
+
+function isGroupMac(frame: Buffer): boolean {
+  return (frame[0] & 1) === 1;
+}
+
+function macAt(frame: Buffer, off: number): string {
+  // Hot path: hex of 6 bytes without intermediate arrays.
+  const h = frame.toString('hex', off, off + 6);
+  return `${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}:${h.slice(6, 8)}:${h.slice(8, 10)}:${h.slice(10, 12)}`;
+}
+
+export class Bridge {
+  /** The bridge device itself (cni0): its IP stack side. */
+  readonly dev: NetDevice;
+  readonly ports = new Set<NetDevice>();
+  private readonly fdb = new Map<string, BridgeFdbEntry>();
+
+  constructor(
+    name: string,
+    mac: string,
+    mtu: number,
+    private readonly clock: Clock,
+    readonly ageingMs = 300_000,
+  ) {
+    this.dev = new NetDevice(name, 'bridge', mac, mtu);
+    // What the node's stack transmits on cni0 enters the switch from the local port.
+    this.dev.wire = (frame) => this.forward(frame, null);
+  }
+
+  /** Enslaves a device (`ip link set vethX master cni0`). */
+  addPort(port: NetDevice): void {
+    port.master = this.dev;
+    this.ports.add(port);
+    this.fdb.set(port.mac, { mac: port.mac, port, permanent: true, updatedAt: this.clock.now() });
+    port.onFrame = (frame) => this.forward(frame, port);
+  }
+
+  /** Releases a port and forgets everything learned on it. */
+  removePort(port: NetDevice): void {
+    this.ports.delete(port);
+    port.master = undefined;
+    for (const [mac, e] of this.fdb) if (e.port === port) this.fdb.delete(mac);
+  }
+
+  /** The forwarding database, learned entries aged first. */
+  entries(): BridgeFdbEntry[] {
+    this.age();
+    return [...this.fdb.values()];
+  }
+
+  private age(): void {
+    const now = this.clock.now();
+    for (const [mac, e] of this.fdb) {
+      if (!e.permanent && now - e.updatedAt > this.ageingMs) this.fdb.delete(mac);
+    }
+  }
+
+  /** Switches one frame that came in on `from` (null = the bridge's local port). */
+  private forward(frame: Buffer, from: NetDevice | null): void {
+    if (frame.length < 14) {
+      (from ?? this.dev).counters.drop('runt-frame');
+      return;
+    }
+    const now = this.clock.now();
+    if (from && !isGroupMac(frame.subarray(6))) {
+      const src = macAt(frame, 6);
+      const known = this.fdb.get(src);
+      if (!known) this.fdb.set(src, { mac: src, port: from, permanent: false, updatedAt: now });
+      else if (!known.permanent) {
+        known.port = from;
+        known.updatedAt = now;
+      }
+    }
+    if (isGroupMac(frame)) {
+      this.flood(frame, from);
+      return;
+    }
+    const dst = macAt(frame, 0);
+    if (dst === this.dev.mac) {
+      if (from) this.dev.receive(frame);
+      return;
+    }
+    const entry = this.fdb.get(dst);
+    if (entry && (entry.permanent || now - entry.updatedAt <= this.ageingMs)) {
+      if (entry.port !== from) entry.port.transmit(frame);
+      return;
+    }
+    this.flood(frame, from);
+  }
+
+  private flood(frame: Buffer, from: NetDevice | null): void {
+    for (const p of this.ports) if (p !== from) p.transmit(frame);
+    if (from) this.dev.receive(frame);
+  }
+}

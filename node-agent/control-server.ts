@@ -1,0 +1,95 @@
+/**
+ * The agent side of the control channel: a Unix socket server dispatching
+ * calls to named handlers. A handler may stream output (exec) and is told
+ * through an AbortSignal when the client cancels or disconnects.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import { frame, type ClientMessage, type ServerMessage } from './control-protocol.ts';
+
+export interface CallContext {
+  stdout(s: string): void;
+  stderr(s: string): void;
+  signal: AbortSignal;
+}
+
+export type Handler = (params: unknown, ctx: CallContext) => Promise<unknown>;
+
+/** A control-call failure the client should print as is. */
+export class ControlError extends Error {
+  override name = 'ControlError';
+}
+
+export class ControlServer {
+  private server?: net.Server;
+  private readonly handlers = new Map<string, Handler>();
+  private readonly sockets = new Set<net.Socket>();
+
+  constructor(readonly socketPath: string) {}
+
+  handle(method: string, fn: Handler): void {
+    this.handlers.set(method, fn);
+  }
+
+  async listen(): Promise<void> {
+    fs.rmSync(this.socketPath, { force: true });
+    const server = net.createServer((sock) => this.serve(sock));
+    this.server = server;
+    const oldMask = process.umask(0o177); // the socket is created 0600
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.socketPath, () => resolve());
+      });
+    } finally {
+      process.umask(oldMask);
+    }
+    fs.chmodSync(this.socketPath, 0o600);
+  }
+
+  private serve(sock: net.Socket): void {
+    this.sockets.add(sock);
+    const ch = frame<ClientMessage, ServerMessage>(sock);
+    const running = new Map<number, AbortController>();
+    sock.on('close', () => {
+      this.sockets.delete(sock);
+      for (const ac of running.values()) ac.abort();
+    });
+    sock.on('error', () => {});
+    ch.onMessage((m) => {
+      if (m?.t === 'cancel') {
+        running.get(m.id)?.abort();
+        return;
+      }
+      if (m?.t !== 'req' || typeof m.id !== 'number' || typeof m.method !== 'string') {
+        sock.destroy();
+        return;
+      }
+      const fn = this.handlers.get(m.method);
+      if (!fn) {
+        ch.send({ t: 'err', id: m.id, error: { name: 'ControlError', message: `unknown method ${m.method}` } });
+        return;
+      }
+      const ac = new AbortController();
+      running.set(m.id, ac);
+      const ctx: CallContext = {
+        stdout: (data) => ch.send({ t: 'out', id: m.id, fd: 1, data }),
+        stderr: (data) => ch.send({ t: 'out', id: m.id, fd: 2, data }),
+        signal: ac.signal,
+      };
+      fn(m.params, ctx).then(
+        (result) => ch.send({ t: 'res', id: m.id, result: result ?? null }),
+        (err: unknown) => {
+          const e = err instanceof Error ? err : new Error(String(err));
+          ch.send({ t: 'err', id: m.id, error: { name: e.name, message: e.message } });
+        },
+      ).finally(() => running.delete(m.id));
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    fs.rmSync(this.socketPath, { force: true });
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * host-local IPAM, as the CNI plugin that Flannel's CNI config delegates to:
+ * one file per allocated address under
+ * `<stateDir>/nodes/<node>/ipam/cbr0/<IP>` holding the owner (the pod's uid),
+ * and `last_reserved_ip.0` so allocation continues round-robin after the last
+ * address handed out instead of reusing a just-freed one at once.
+ *
+ * The range is the node's podCIDR minus the network address (`.0`, which is
+ * flannel.1's), the gateway (`.1`, cni0) and the broadcast address.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { intToIpv4, ipv4ToInt } from '../packet/addr.ts';
+import { parseCidr } from './route-table.ts';
+
+/** Typed IPAM failure: range exhausted, or an address held by another pod. */
+export class IpamError extends Error {
+  override name = 'IpamError';
+}
+
+export class HostLocalIpam {
+  private readonly dir: string;
+  private readonly first: number;
+  private readonly last: number;
+
+  constructor(stateDir: string, node: string, podCIDR: string) {
+    this.dir = path.join(stateDir, 'nodes', node, 'ipam', 'cbr0');
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const { net, prefixLen } = parseCidr(podCIDR);
+    const size = 2 ** (32 - prefixLen);
+    this.first = net + 2;
+    this.last = net + size - 2;
+  }
+
+  /** The address already held by `owner`, if any. */
+  find(owner: string): string | undefined {
+    for (const f of this.files()) if (this.owner(f) === owner) return f;
+    return undefined;
+  }
+
+  /**
+   * Allocates for `owner`; with `want`, claims exactly that address (a restarted
+   * agent rebuilding a pod that already has status.podIP).
+   */
+  allocate(owner: string, want?: string): string {
+    const held = this.find(owner);
+    if (held && (!want || held === want)) return held;
+    if (want) {
+      const cur = this.owner(want);
+      if (cur && cur !== owner) throw new IpamError(`address ${want} is already allocated to ${cur}`);
+      this.write(want, owner);
+      return want;
+    }
+    const used = new Set(this.files());
+    const lastReserved = this.readLast();
+    const size = this.last - this.first + 1;
+    const start = lastReserved !== undefined && lastReserved >= this.first && lastReserved <= this.last ? lastReserved + 1 : this.first;
+    for (let i = 0; i < size; i++) {
+      const n = this.first + ((start - this.first + i) % size);
+      const ip = intToIpv4(n >>> 0);
+      if (!used.has(ip)) {
+        this.write(ip, owner);
+        fs.writeFileSync(path.join(this.dir, 'last_reserved_ip.0'), ip);
+        return ip;
+      }
+    }
+    throw new IpamError(`no free address left in ${intToIpv4(this.first)}-${intToIpv4(this.last)}`);
+  }
+
+  /** Frees whatever `owner` holds. */
+  release(owner: string): void {
+    for (const f of this.files()) if (this.owner(f) === owner) fs.rmSync(path.join(this.dir, f), { force: true });
+  }
+
+  /** Every allocation: IP → owner. */
+  allocations(): Map<string, string> {
+    return new Map(this.files().map((f) => [f, this.owner(f) ?? '']));
+  }
+
+  private files(): string[] {
+    return fs.readdirSync(this.dir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
+  }
+
+  private owner(ip: string): string | undefined {
+    try {
+      return fs.readFileSync(path.join(this.dir, ip), 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  }
+
+  private write(ip: string, owner: string): void {
+    fs.writeFileSync(path.join(this.dir, ip), owner + '\n', { mode: 0o600 });
+  }
+
+  private readLast(): number | undefined {
+    try {
+      return ipv4ToInt(fs.readFileSync(path.join(this.dir, 'last_reserved_ip.0'), 'utf8').trim());
+    } catch {
+      return undefined;
+    }
+  }
+}

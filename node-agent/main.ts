@@ -1,0 +1,81 @@
+/**
+ * The node-agent process: `node --import tsx node-agent/main.ts --name node-1
+ * --ip 127.0.0.11 --underlay 127.0.0.0/24 --api http://127.0.0.10:6443
+ * --state-dir .podlab`. Prints one JSON line `{"event":"ready",...}` on stdout
+ * once the node is Ready (the launcher waits for it), or `{"event":"error"}`
+ * and exits 1.
+ */
+import { parseArgs } from 'node:util';
+import { createLogger } from '../common/log.ts';
+import { NodeAgent } from './agent.ts';
+
+const log = createLogger('podlab:agent');
+
+function fail(msg: string, code = 2): never {
+  process.stdout.write(JSON.stringify({ event: 'error', message: msg }) + '\n');
+  process.stderr.write(`node-agent: ${msg}\n`);
+  process.exit(code);
+}
+
+let parsed;
+try {
+  parsed = parseArgs({
+    options: {
+      name: { type: 'string' },
+      ip: { type: 'string' },
+      underlay: { type: 'string', default: '127.0.0.0/24' },
+      api: { type: 'string' },
+      'state-dir': { type: 'string' },
+      'cluster-cidr': { type: 'string', default: '10.244.0.0/16' },
+      'vxlan-port': { type: 'string', default: '8472' },
+      vni: { type: 'string', default: '1' },
+      seed: { type: 'string', default: '1' },
+      mtu: { type: 'string', default: '1500' },
+    },
+  });
+} catch (e) {
+  fail((e as Error).message);
+}
+const v = parsed.values;
+for (const req of ['name', 'ip', 'api', 'state-dir'] as const) if (!v[req]) fail(`--${req} is required`);
+const int = (flag: string, s: string, min: number, max: number) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < min || n > max) fail(`--${flag}: '${s}' must be an integer from ${min} to ${max}`);
+  return n;
+};
+
+const agent = new NodeAgent({
+  name: v.name!,
+  ip: v.ip!,
+  underlayCidr: v.underlay!,
+  apiUrl: v.api!,
+  stateDir: v['state-dir']!,
+  clusterCidr: v['cluster-cidr'],
+  vxlanPort: int('vxlan-port', v['vxlan-port']!, 1, 65535),
+  vni: int('vni', v.vni!, 0, 0xffffff),
+  seed: int('seed', v.seed!, -(2 ** 31), 2 ** 31 - 1),
+  mtu: int('mtu', v.mtu!, 576, 65535),
+});
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log.info('stopping', { signal });
+  const force = setTimeout(() => process.exit(0), 3000);
+  force.unref();
+  await agent.stop().catch(() => {});
+  process.exit(0);
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));
+
+try {
+  await agent.start();
+  process.stdout.write(
+    JSON.stringify({ event: 'ready', node: agent.name, pid: process.pid, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath }) + '\n',
+  );
+} catch (e) {
+  await agent.stop().catch(() => {});
+  fail((e as Error).message, 1);
+}

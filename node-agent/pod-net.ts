@@ -1,0 +1,67 @@
+/**
+ * A pod's network namespace, as the CNI bridge plugin (which Flannel's CNI
+ * config delegates to) leaves it: a veth pair whose host end `vethXXXXXXXX` is
+ * a cni0 port and whose pod end is `eth0` with the pod IP; `lo`; and the routes
+ * `default via <gw>`, `<cluster CIDR> via <gw>` and the connected podCIDR.
+ * Every container of the pod shares this one namespace (the pause container's
+ * role in the seeds).
+ */
+import { createHash } from 'node:crypto';
+import type { Clock } from '../common/clock.ts';
+import { deriveMac, seedFrom } from '../common/rng.ts';
+import { IpStack } from './ip-stack.ts';
+import { NetDevice, vethPair } from './netdev.ts';
+
+export interface PodNetOptions {
+  namespace: string;
+  name: string;
+  uid: string;
+  ip: string;
+  podCIDR: string;
+  gateway: string;
+  clusterCidr: string;
+  mtu: number;
+  seed: number;
+  clock: Clock;
+  nodeName: string;
+}
+
+/** The host-side veth name, derived from the pod as the CNI plugin derives a random one. */
+export function hostVethName(namespace: string, name: string, uid: string): string {
+  return 'veth' + createHash('sha256').update(`${namespace}/${name}/${uid}`).digest('hex').slice(0, 8);
+}
+
+export class PodNet {
+  readonly key: string;
+  readonly stack: IpStack;
+  readonly eth0: NetDevice;
+  readonly lo: NetDevice;
+  readonly hostVeth: NetDevice;
+  readonly netnsName: string;
+
+  constructor(readonly opts: PodNetOptions) {
+    this.key = `${opts.namespace}/${opts.name}`;
+    this.netnsName = `cni-${opts.uid.slice(0, 8)}`;
+    const { hostEnd, podEnd } = vethPair(
+      { name: hostVethName(opts.namespace, opts.name, opts.uid), mac: deriveMac(opts.seed, `veth:${opts.uid}`), netns: opts.nodeName },
+      { name: 'eth0', mac: deriveMac(opts.seed, `pod:${opts.uid}`), netns: this.netnsName },
+      opts.mtu,
+    );
+    this.hostVeth = hostEnd;
+    this.eth0 = podEnd;
+    this.lo = new NetDevice('lo', 'loopback', '00:00:00:00:00:00', 65536, { ifindex: 1 });
+    this.stack = new IpStack(`pod ${this.key}`, { clock: opts.clock, forwarding: false, idSeed: seedFrom(opts.seed, `ipid:${opts.uid}`) });
+    this.stack.addInterface(this.lo, { arp: false });
+    this.stack.addAddress('lo', '127.0.0.1', 8);
+    this.stack.addInterface(this.eth0, { arp: true });
+    const prefixLen = Number(opts.podCIDR.split('/')[1]);
+    this.stack.addAddress('eth0', opts.ip, prefixLen);
+    const [cnet, clen] = opts.clusterCidr.split('/');
+    this.stack.routes.replace({ dst: '0.0.0.0', prefixLen: 0, gateway: opts.gateway, dev: 'eth0', proto: 'boot', scope: 'global' });
+    this.stack.routes.replace({ dst: cnet, prefixLen: Number(clen), gateway: opts.gateway, dev: 'eth0', proto: 'boot', scope: 'global' });
+  }
+
+  get ip(): string {
+    return this.opts.ip;
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * The underlay: real UDP sockets on the node's IP. One socket listens on the
+ * VXLAN port (8472, Linux's legacy default that Flannel uses); a small pool of
+ * sockets on ephemeral ports sends, picked by a hash of the inner flow, the way
+ * the kernel derives a VXLAN source port from the inner headers (RFC 7348
+ * section 5: source port entropy for ECMP). Every datagram to a peer passes
+ * that peer's impairment first.
+ *
+ * Safety: datagrams are only ever sent to addresses inside `allowed` (127.0.0.0/8
+ * in local mode); anything else is refused and counted.
+ */
+import dgram from 'node:dgram';
+import { once } from 'node:events';
+import type { Clock } from '../common/clock.ts';
+import type { SeededRng } from '../common/rng.ts';
+import { ipv4ToInt } from '../packet/addr.ts';
+import { Impairment, type ImpairmentSpec } from './impairment.ts';
+
+/** A typed failure to set up the underlay (port in use, bad address). */
+export class UnderlayError extends Error {
+  override name = 'UnderlayError';
+  constructor(
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface UnderlayOptions {
+  localIp: string;
+  port: number;
+  /** Number of sending sockets (distinct source ports). */
+  sourcePorts?: number;
+  /** Only destinations inside this CIDR are ever sent to. */
+  allowed?: { net: string; prefixLen: number };
+  clock: Clock;
+  rng: SeededRng;
+}
+
+export type DatagramHandler = (buf: Buffer, from: { address: string; port: number }) => void;
+
+export class UdpUnderlay {
+  private rx?: dgram.Socket;
+  private tx: dgram.Socket[] = [];
+  private readonly impairments = new Map<string, Impairment>();
+  readonly sourcePortList: number[] = [];
+  refused = 0;
+  sendErrors = 0;
+  onDatagram: DatagramHandler = () => {};
+  private readonly allowNet: number;
+  private readonly allowMask: number;
+
+  constructor(private readonly opts: UnderlayOptions) {
+    const allowed = opts.allowed ?? { net: '127.0.0.0', prefixLen: 8 };
+    this.allowMask = allowed.prefixLen === 0 ? 0 : (0xffffffff << (32 - allowed.prefixLen)) >>> 0;
+    this.allowNet = (ipv4ToInt(allowed.net) & this.allowMask) >>> 0;
+  }
+
+  /** Binds the listening socket and the sending pool. */
+  async start(): Promise<void> {
+    this.rx = await bindUdp(this.opts.localIp, this.opts.port);
+    this.rx.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
+    for (let i = 0; i < (this.opts.sourcePorts ?? 4); i++) {
+      const s = await bindUdp(this.opts.localIp, 0);
+      // Replies never come to the sending sockets, but drain anything that does.
+      s.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
+      this.tx.push(s);
+      this.sourcePortList.push(s.address().port);
+    }
+  }
+
+  /** Sends one datagram to a peer's underlay address, through its impairment. */
+  send(peerIp: string, port: number, buf: Buffer, flowHash: number): void {
+    if (((ipv4ToInt(peerIp) & this.allowMask) >>> 0) !== this.allowNet) {
+      this.refused++;
+      return;
+    }
+    const sock = this.tx[flowHash % this.tx.length] ?? this.rx;
+    if (!sock) return;
+    const emit = (b: Buffer) =>
+      sock.send(b, port, peerIp, (err) => {
+        if (err) this.sendErrors++;
+      });
+    const imp = this.impairments.get(peerIp);
+    if (imp) imp.apply(buf, emit);
+    else emit(buf);
+  }
+
+  /** Sets (or with null clears) the impairment towards one peer address. */
+  setImpairment(peerIp: string, spec: ImpairmentSpec | null): void {
+    if (!spec) this.impairments.delete(peerIp);
+    else this.impairments.set(peerIp, new Impairment(spec, this.opts.rng.fork(`impair:${peerIp}`), this.opts.clock));
+  }
+
+  impairmentsByPeer(): Map<string, Impairment> {
+    return this.impairments;
+  }
+
+  /** The source port the kernel would use for a flow hash. */
+  sourcePortFor(flowHash: number): number {
+    return this.sourcePortList[flowHash % this.sourcePortList.length] ?? this.opts.port;
+  }
+
+  async close(): Promise<void> {
+    const all = [this.rx, ...this.tx].filter((s): s is dgram.Socket => !!s);
+    await Promise.all(all.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.rx = undefined;
+    this.tx = [];
+  }
+}
+
+async function bindUdp(address: string, port: number): Promise<dgram.Socket> {
+  const sock = dgram.createSocket({ type: 'udp4', reuseAddr: false });
+  const failed = once(sock, 'error').then(([err]) => {
+    throw err;
+  });
+  sock.bind({ address, port, exclusive: true });
+  try {
+    await Promise.race([once(sock, 'listening'), failed]);
+  } catch (err) {
+    sock.close();
+    const code = (err as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
+    const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EADDRNOTAVAIL' ? 'address not available on this host' : code;
+    throw new UnderlayError(`cannot bind UDP ${address}:${port}: ${why}`, code);
+  }
+  failed.catch(() => {});
+  // Keep serving after the first error; later errors are per-send and counted.
+  sock.removeAllListeners('error');
+  sock.on('error', () => {});
+  return sock;
+}

@@ -1,0 +1,498 @@
+/**
+ * IPv4 (RFC 791), with fragmentation and reassembly.
+ *
+ * ```text
+ *  0                   1                   2                   3
+ *  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |Version|  IHL  |   DSCP    |ECN|          Total Length         |
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |         Identification        |R|D|M|    Fragment Offset      |
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |  Time to Live |    Protocol   |        Header Checksum        |
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |                        Source Address                         |
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |                     Destination Address                       |
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * |                    Options (IHL > 5)          |    Padding    |
+ * +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+ * ```
+ *
+ * DSCP/ECN: RFC 2474 / RFC 3168 (the old TOS byte). Flags: R reserved,
+ * D = Don't Fragment, M = More Fragments. The fragment offset field counts
+ * 8-byte units; `Ipv4Repr.fragmentOffset` is in bytes.
+ */
+import { readIpv4, writeIpv4 } from './addr.ts';
+import { checksumAdjust, internetChecksum } from './checksum.ts';
+import { WireError } from './errors.ts';
+
+/** IP protocol number of ICMP (IANA). */
+export const IPPROTO_ICMP = 1;
+/** IP protocol number of TCP (IANA). */
+export const IPPROTO_TCP = 6;
+/** IP protocol number of UDP (IANA). */
+export const IPPROTO_UDP = 17;
+
+/** Length of an IPv4 header without options (IHL = 5). */
+export const IPV4_HEADER_LEN = 20;
+/** Longest IPv4 header: IHL = 15, i.e. 40 bytes of options. */
+export const IPV4_MAX_HEADER_LEN = 60;
+/** Largest datagram the 16-bit Total Length field can describe. */
+export const IPV4_MAX_TOTAL_LEN = 65535;
+/** Smallest MTU every IPv4 link must support (RFC 791 §3.2). */
+export const IPV4_MIN_MTU = 68;
+
+const VER_IHL = 0;
+const TOS = 1;
+const TOTAL_LEN = 2;
+const IDENT = 4;
+const FLAGS_FRAG = 6;
+const TTL = 8;
+const PROTOCOL = 9;
+const CHECKSUM = 10;
+const SRC = 12;
+const DST = 16;
+
+const FLAG_DF = 0x4000;
+const FLAG_MF = 0x2000;
+const FRAG_OFFSET_MASK = 0x1fff;
+
+/** A decoded IPv4 datagram. Derived fields (IHL, total length, checksum) are computed on serialize. */
+export interface Ipv4Repr {
+  src: string;
+  dst: string;
+  protocol: number;
+  ttl: number;
+  id: number;
+  dontFragment: boolean;
+  moreFragments: boolean;
+  /** Offset of this fragment's data in the original datagram, in bytes (a multiple of 8). */
+  fragmentOffset: number;
+  /** Differentiated Services codepoint, 6 bits (RFC 2474). */
+  dscp: number;
+  /** Explicit Congestion Notification, 2 bits (RFC 3168). */
+  ecn: number;
+  /** Raw option bytes, present only when IHL > 5 (includes any trailing padding as received). */
+  options?: Buffer;
+  payload: Buffer;
+}
+
+/** Options for `parseIpv4`. */
+export interface ParseIpv4Options {
+  /** Verify the header checksum (default true). Turn off only for captures with checksum offload. */
+  verifyChecksum?: boolean;
+}
+
+/**
+ * Parses an IPv4 datagram. `payload` (and `options`) are views into `buf`.
+ *
+ * Checks, in the order Linux's ip_rcv_core does: header present, version 4,
+ * IHL >= 5 ('bad-ihl'), header within the buffer ('truncated'), total length
+ * >= header length ('bad-length'), total length <= buffer ('truncated'),
+ * checksum. Bytes beyond the total length (Ethernet padding) are ignored.
+ * The reserved flag bit is ignored, as Linux does; it is written as 0.
+ */
+export function parseIpv4(buf: Buffer, opts?: ParseIpv4Options): Ipv4Repr | WireError {
+  if (buf.length < IPV4_HEADER_LEN) {
+    return new WireError('ipv4', 'truncated', `${buf.length} bytes is shorter than the 20-byte IPv4 header`);
+  }
+  const verIhl = buf[VER_IHL];
+  if (verIhl >> 4 !== 4) {
+    return new WireError('ipv4', 'bad-version', `IP version ${verIhl >> 4}, expected 4`);
+  }
+  const hlen = (verIhl & 0x0f) << 2;
+  if (hlen < IPV4_HEADER_LEN) {
+    return new WireError('ipv4', 'bad-ihl', `IHL ${verIhl & 0x0f} is below the minimum of 5`);
+  }
+  if (hlen > buf.length) {
+    return new WireError('ipv4', 'truncated', `IHL says ${hlen} header bytes but only ${buf.length} present`);
+  }
+  const totalLen = (buf[TOTAL_LEN] << 8) | buf[TOTAL_LEN + 1];
+  if (totalLen < hlen) {
+    return new WireError('ipv4', 'bad-length', `total length ${totalLen} is smaller than the ${hlen}-byte header`);
+  }
+  if (totalLen > buf.length) {
+    return new WireError('ipv4', 'truncated', `total length ${totalLen} exceeds the ${buf.length} bytes present`);
+  }
+  if (opts?.verifyChecksum !== false && internetChecksum(buf.subarray(0, hlen)) !== 0) {
+    const got = (buf[CHECKSUM] << 8) | buf[CHECKSUM + 1];
+    return new WireError('ipv4', 'bad-checksum', `header checksum 0x${got.toString(16).padStart(4, '0')} does not verify`);
+  }
+  const flagsFrag = (buf[FLAGS_FRAG] << 8) | buf[FLAGS_FRAG + 1];
+  const repr: Ipv4Repr = {
+    src: readIpv4(buf, SRC),
+    dst: readIpv4(buf, DST),
+    protocol: buf[PROTOCOL],
+    ttl: buf[TTL],
+    id: (buf[IDENT] << 8) | buf[IDENT + 1],
+    dontFragment: (flagsFrag & FLAG_DF) !== 0,
+    moreFragments: (flagsFrag & FLAG_MF) !== 0,
+    fragmentOffset: (flagsFrag & FRAG_OFFSET_MASK) << 3,
+    dscp: buf[TOS] >> 2,
+    ecn: buf[TOS] & 0x03,
+    payload: buf.subarray(hlen, totalLen),
+  };
+  if (hlen > IPV4_HEADER_LEN) repr.options = buf.subarray(IPV4_HEADER_LEN, hlen);
+  return repr;
+}
+
+function checkField(name: string, v: number, max: number): void {
+  if (!Number.isInteger(v) || v < 0 || v > max) throw new RangeError(`IPv4 ${name} ${v} out of range 0..${max}`);
+}
+
+/**
+ * Serializes a datagram, computing IHL, total length and header checksum.
+ * Options are zero-padded (End of Option List, RFC 791 §3.1) to a multiple of
+ * 4 bytes. Throws RangeError on an unencodable Repr (field out of range,
+ * more than 40 option bytes, datagram over 65535 bytes, offset not a multiple of 8).
+ */
+export function serializeIpv4(repr: Ipv4Repr): Buffer {
+  checkField('protocol', repr.protocol, 0xff);
+  checkField('ttl', repr.ttl, 0xff);
+  checkField('id', repr.id, 0xffff);
+  checkField('dscp', repr.dscp, 0x3f);
+  checkField('ecn', repr.ecn, 0x03);
+  checkField('fragmentOffset', repr.fragmentOffset, FRAG_OFFSET_MASK << 3);
+  if (repr.fragmentOffset & 7) throw new RangeError(`IPv4 fragmentOffset ${repr.fragmentOffset} is not a multiple of 8`);
+  const optLen = repr.options ? (repr.options.length + 3) & ~3 : 0;
+  if (optLen > IPV4_MAX_HEADER_LEN - IPV4_HEADER_LEN) {
+    throw new RangeError(`IPv4 options of ${repr.options!.length} bytes exceed 40`);
+  }
+  const hlen = IPV4_HEADER_LEN + optLen;
+  const totalLen = hlen + repr.payload.length;
+  if (totalLen > IPV4_MAX_TOTAL_LEN) throw new RangeError(`IPv4 datagram of ${totalLen} bytes exceeds 65535`);
+
+  const buf = Buffer.allocUnsafe(totalLen);
+  buf[VER_IHL] = 0x40 | (hlen >> 2);
+  buf[TOS] = (repr.dscp << 2) | repr.ecn;
+  buf[TOTAL_LEN] = totalLen >> 8;
+  buf[TOTAL_LEN + 1] = totalLen & 0xff;
+  buf[IDENT] = repr.id >> 8;
+  buf[IDENT + 1] = repr.id & 0xff;
+  const flagsFrag = (repr.dontFragment ? FLAG_DF : 0) | (repr.moreFragments ? FLAG_MF : 0) | (repr.fragmentOffset >> 3);
+  buf[FLAGS_FRAG] = flagsFrag >> 8;
+  buf[FLAGS_FRAG + 1] = flagsFrag & 0xff;
+  buf[TTL] = repr.ttl;
+  buf[PROTOCOL] = repr.protocol;
+  buf[CHECKSUM] = 0;
+  buf[CHECKSUM + 1] = 0;
+  writeIpv4(buf, SRC, repr.src);
+  writeIpv4(buf, DST, repr.dst);
+  if (optLen > 0) {
+    const opts = repr.options!;
+    opts.copy(buf, IPV4_HEADER_LEN);
+    buf.fill(0, IPV4_HEADER_LEN + opts.length, hlen);
+  }
+  const sum = internetChecksum(buf.subarray(0, hlen));
+  buf[CHECKSUM] = sum >> 8;
+  buf[CHECKSUM + 1] = sum & 0xff;
+  repr.payload.copy(buf, hlen);
+  return buf;
+}
+
+/**
+ * Header length in bytes from the IHL field of `buf` (0 for an empty buffer).
+ * No validation: use on buffers `parseIpv4` already accepted.
+ */
+export function ipv4HeaderLen(buf: Buffer): number {
+  return buf.length === 0 ? 0 : (buf[VER_IHL] & 0x0f) << 2;
+}
+
+/** Destination address of the IPv4 header at the start of `buf`, as a dotted quad. No validation. */
+export function readIpv4Dst(buf: Buffer): string {
+  return readIpv4(buf, DST);
+}
+
+/** Destination address as an unsigned 32-bit integer, for route lookups without string work. No validation. */
+export function readIpv4DstInt(buf: Buffer): number {
+  return buf.readUInt32BE(DST);
+}
+
+/** Source address of the IPv4 header at the start of `buf`, as a dotted quad. No validation. */
+export function readIpv4Src(buf: Buffer): string {
+  return readIpv4(buf, SRC);
+}
+
+/**
+ * Forwarding hot path: decrements the TTL of the IPv4 header at the start of
+ * `buf` in place and patches the header checksum incrementally (RFC 1624
+ * eqn. 3, as Linux's ip_decrease_ttl does) instead of re-summing the header.
+ * Returns the new TTL. If the TTL is already 0 (or `buf` is shorter than an
+ * IPv4 header) nothing is changed and 0 is returned.
+ *
+ * Like Linux ip_forward, callers should check `buf[8] <= 1` *before* calling
+ * and send ICMP time-exceeded quoting the datagram as received.
+ */
+export function decrementTtlInPlace(buf: Buffer): number {
+  if (buf.length < IPV4_HEADER_LEN) return 0;
+  const ttl = buf[TTL];
+  if (ttl === 0) return 0;
+  const proto = buf[PROTOCOL];
+  const hc = (buf[CHECKSUM] << 8) | buf[CHECKSUM + 1];
+  // TTL shares a 16-bit checksum word with Protocol.
+  const nc = checksumAdjust(hc, (ttl << 8) | proto, ((ttl - 1) << 8) | proto);
+  buf[TTL] = ttl - 1;
+  buf[CHECKSUM] = nc >> 8;
+  buf[CHECKSUM + 1] = nc & 0xff;
+  return ttl - 1;
+}
+
+// ---------------------------------------------------------------------------
+// Fragmentation (RFC 791 §2.3 "Fragmentation", §3.2 fragmentation procedure)
+// ---------------------------------------------------------------------------
+
+/**
+ * The options that must be repeated in every fragment: those whose type octet
+ * has the copied flag (0x80) set (RFC 791 §3.1), zero-padded to 4 bytes.
+ * NOP/EOL are not copied; malformed option lists stop the scan (what was
+ * collected so far is kept, the rest dropped).
+ */
+function copiedOptions(options: Buffer | undefined): Buffer | undefined {
+  if (!options || options.length === 0) return undefined;
+  const keep: Buffer[] = [];
+  let len = 0;
+  let i = 0;
+  while (i < options.length) {
+    const type = options[i];
+    if (type === 0) break; // End of Option List
+    if (type === 1) {
+      i++; // No Operation
+      continue;
+    }
+    if (i + 1 >= options.length) break;
+    const olen = options[i + 1];
+    if (olen < 2 || i + olen > options.length) break;
+    if (type & 0x80) {
+      keep.push(options.subarray(i, i + olen));
+      len += olen;
+    }
+    i += olen;
+  }
+  if (len === 0) return undefined;
+  const out = Buffer.alloc((len + 3) & ~3);
+  let o = 0;
+  for (const k of keep) o += k.copy(out, o);
+  return out;
+}
+
+/**
+ * Splits `repr` into fragments that each fit in `mtu` bytes (IP header
+ * included), per RFC 791: every fragment but the last carries a multiple of
+ * 8 data bytes and MF=1; offsets are relative to the original datagram (so an
+ * already-fragmented Repr can be fragmented again); the first fragment keeps
+ * all options, later ones only copied-flag options.
+ *
+ * Returns `[repr]` unchanged if it fits. Returns `[]` if it does not fit and
+ * DF is set: the caller must then drop it and send ICMP dest-unreachable
+ * code 4 (ICMP_UNREACH_NEEDFRAG) with `nextHopMtu = mtu` (RFC 1191).
+ * Fragment payloads are views into `repr.payload` (no copy).
+ * Throws RangeError if `mtu` cannot carry the header plus 8 data bytes.
+ */
+export function fragmentIpv4(repr: Ipv4Repr, mtu: number): Ipv4Repr[] {
+  const firstHlen = IPV4_HEADER_LEN + (repr.options ? (repr.options.length + 3) & ~3 : 0);
+  const payload = repr.payload;
+  if (firstHlen + payload.length <= mtu) return [repr];
+  if (repr.dontFragment) return [];
+
+  const laterOptions = copiedOptions(repr.options);
+  const laterHlen = IPV4_HEADER_LEN + (laterOptions ? laterOptions.length : 0);
+  const firstMax = (mtu - firstHlen) & ~7;
+  const laterMax = (mtu - laterHlen) & ~7;
+  if (!(firstMax >= 8 && laterMax >= 8)) {
+    throw new RangeError(`MTU ${mtu} too small to fragment a datagram with a ${firstHlen}-byte header`);
+  }
+
+  const out: Ipv4Repr[] = [];
+  let off = 0;
+  while (off < payload.length) {
+    const first = off === 0;
+    const max = first ? firstMax : laterMax;
+    const remaining = payload.length - off;
+    const last = remaining <= max;
+    const n = last ? remaining : max;
+    const frag: Ipv4Repr = {
+      src: repr.src,
+      dst: repr.dst,
+      protocol: repr.protocol,
+      ttl: repr.ttl,
+      id: repr.id,
+      dontFragment: false,
+      // The last piece inherits MF: it may itself be a non-final fragment.
+      moreFragments: last ? repr.moreFragments : true,
+      fragmentOffset: repr.fragmentOffset + off,
+      dscp: repr.dscp,
+      ecn: repr.ecn,
+      payload: payload.subarray(off, off + n),
+    };
+    const options = first ? repr.options : laterOptions;
+    if (options) frag.options = options;
+    out.push(frag);
+    off += n;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Reassembly (RFC 791 §3.2 reassembly procedure)
+// ---------------------------------------------------------------------------
+
+interface Fragment {
+  start: number;
+  end: number;
+  data: Buffer;
+}
+
+interface FragQueue {
+  firstSeenMs: number;
+  /** Received pieces, sorted by `start`, pairwise disjoint. */
+  frags: Fragment[];
+  /** Sum of received piece lengths; complete when it equals `totalLen`. */
+  received: number;
+  /** Length of the reassembled payload, known once the MF=0 piece arrived; -1 before. */
+  totalLen: number;
+  /** The offset-0 fragment, whose header (and options) the datagram takes. */
+  first?: Ipv4Repr;
+}
+
+/** Options for `Reassembler`. */
+export interface ReassemblerOptions {
+  /** Drop an incomplete datagram this long after its first fragment arrived (default 30000, Linux's ipfrag_time). */
+  timeoutMs?: number;
+  /** Most datagrams reassembled at once; the oldest is dropped to make room (default 1024). */
+  maxDatagrams?: number;
+  /**
+   * Called for each incomplete datagram dropped by timeout, with its offset-0
+   * fragment if that arrived: RFC 792 / RFC 1122 §3.3.2 say a host then sends
+   * ICMP time-exceeded code 1 (ICMP_TIMXCEED_REASS) quoting it, and only then.
+   */
+  onExpire?: (firstFragment: Ipv4Repr | undefined) => void;
+}
+
+/**
+ * IPv4 reassembly, keyed by (src, dst, protocol, id) as RFC 791 specifies.
+ * Time is injected (`nowMs`) so tests and simulations are deterministic.
+ *
+ * Overlap policy follows Linux since the FragmentSmack fix (CVE-2018-5391,
+ * RFC 5722 applied to IPv4): a fragment lying entirely within data already
+ * received is a duplicate and ignored; any other overlap discards the whole
+ * datagram. Inconsistent ends (two different last fragments, data past the
+ * end) and reassembled sizes over 65535 bytes also discard it. As in Linux,
+ * a non-final fragment whose length is not a multiple of 8 is trimmed.
+ *
+ * Payloads of pushed fragments are referenced, not copied, until the datagram
+ * completes (then one copy into the result): do not reuse their buffers.
+ */
+export class Reassembler {
+  readonly timeoutMs: number;
+  readonly maxDatagrams: number;
+  private readonly onExpire?: (firstFragment: Ipv4Repr | undefined) => void;
+  private readonly queues = new Map<string, FragQueue>();
+
+  constructor(opts: ReassemblerOptions = {}) {
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.maxDatagrams = opts.maxDatagrams ?? 1024;
+    this.onExpire = opts.onExpire;
+  }
+
+  /** Number of incomplete datagrams currently held. */
+  get size(): number {
+    return this.queues.size;
+  }
+
+  /**
+   * Adds a datagram. Returns it unchanged if it is not a fragment (MF=0 and
+   * offset 0), the reassembled datagram (MF=0, offset 0, header fields of the
+   * first fragment) when this fragment completes one, and null otherwise.
+   */
+  push(repr: Ipv4Repr, nowMs: number): Ipv4Repr | null {
+    if (!repr.moreFragments && repr.fragmentOffset === 0) return repr;
+    const start = repr.fragmentOffset;
+    let end = start + repr.payload.length;
+    if (repr.moreFragments) end &= ~7;
+    if (end <= start) return null; // empty piece: nothing to add
+
+    const key = `${repr.src}|${repr.dst}|${repr.protocol}|${repr.id}`;
+    let q = this.queues.get(key);
+    if (q && nowMs - q.firstSeenMs >= this.timeoutMs) {
+      this.queues.delete(key);
+      this.onExpire?.(q.first);
+      q = undefined;
+    }
+    // "Ping of death": the datagram could never be described by Total Length.
+    if (end + IPV4_HEADER_LEN > IPV4_MAX_TOTAL_LEN) return q ? this.discard(key) : null;
+    if (!q) {
+      if (this.queues.size >= this.maxDatagrams) {
+        // Map iterates in insertion order, so the first key is the oldest queue.
+        const oldest = this.queues.keys().next().value as string;
+        this.queues.delete(oldest);
+      }
+      q = { firstSeenMs: nowMs, frags: [], received: 0, totalLen: -1 };
+      this.queues.set(key, q);
+    }
+
+    if (!repr.moreFragments) {
+      const maxEnd = q.frags.length ? q.frags[q.frags.length - 1].end : 0;
+      if ((q.totalLen >= 0 && q.totalLen !== end) || end < maxEnd) return this.discard(key);
+      q.totalLen = end;
+    } else if (q.totalLen >= 0 && end > q.totalLen) {
+      return this.discard(key);
+    }
+
+    // Binary search for the first piece with start >= ours.
+    const frags = q.frags;
+    let lo = 0;
+    let hi = frags.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (frags[mid].start < start) lo = mid + 1;
+      else hi = mid;
+    }
+    const prev = lo > 0 ? frags[lo - 1] : undefined;
+    const next = lo < frags.length ? frags[lo] : undefined;
+    if (prev && start < prev.end) {
+      if (end <= prev.end) return null; // duplicate, fully inside prev
+      return this.discard(key);
+    }
+    if (next && end > next.start) {
+      if (start === next.start && end <= next.end) return null; // duplicate, fully inside next
+      return this.discard(key);
+    }
+    frags.splice(lo, 0, { start, end, data: repr.payload.subarray(0, end - start) });
+    q.received += end - start;
+    if (start === 0) q.first = repr;
+
+    if (q.totalLen < 0 || q.received !== q.totalLen) return null;
+    // Pieces are disjoint and within [0, totalLen), so equal byte counts mean no holes.
+    this.queues.delete(key);
+    const first = q.first!;
+    const optLen = first.options ? (first.options.length + 3) & ~3 : 0;
+    if (IPV4_HEADER_LEN + optLen + q.totalLen > IPV4_MAX_TOTAL_LEN) return null;
+    const payload = Buffer.allocUnsafe(q.totalLen);
+    for (const f of frags) f.data.copy(payload, f.start);
+    return { ...first, moreFragments: false, fragmentOffset: 0, payload };
+  }
+
+  /** Drops incomplete datagrams whose first fragment is at least `timeoutMs` old; returns how many. */
+  expire(nowMs: number): number {
+    let n = 0;
+    for (const [key, q] of this.queues) {
+      if (nowMs - q.firstSeenMs >= this.timeoutMs) {
+        this.queues.delete(key);
+        n++;
+        this.onExpire?.(q.first);
+      }
+    }
+    return n;
+  }
+
+  /** Drops everything held. */
+  clear(): void {
+    this.queues.clear();
+  }
+
+  private discard(key: string): null {
+    this.queues.delete(key);
+    return null;
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * Two nodes' data planes in one process, joined by real UDP sockets on
+ * loopback (127.0.60.0/24): pods ping across the bridge and across VXLAN, and
+ * the kernel-like error paths (TTL, MTU/DF, ARP failure, bad datagrams) behave.
+ */
+import test from 'ava';
+import dgram from 'node:dgram';
+import { ManualClock, systemClock, type Clock } from '../common/clock.ts';
+import { SeededRng } from '../common/rng.ts';
+import { planFlannel, type Lease } from '../overlay/flannel-plan.ts';
+import { NodeDataPlane } from '../node-agent/dataplane.ts';
+import { ping } from '../node-agent/exec/ping.ts';
+import type { PodNet } from '../node-agent/pod-net.ts';
+
+const NET = '127.0.60.0/24';
+
+function makeNode(n: number, clock: Clock, port = 8472): NodeDataPlane {
+  return new NodeDataPlane({
+    name: `node-${n}`,
+    ip: `127.0.60.${10 + n}`,
+    underlayCidr: NET,
+    podCIDR: `10.244.${n}.0/24`,
+    vtepMac: `02:00:00:00:00:0${n}`,
+    clusterCidr: '10.244.0.0/16',
+    vxlanPort: port,
+    vni: 1,
+    seed: 42,
+    mtu: 1500,
+    clock,
+    rng: new SeededRng(n),
+  });
+}
+
+function lease(dp: NodeDataPlane): Lease {
+  return { node: dp.opts.name, podCIDR: dp.opts.podCIDR, publicIp: dp.opts.ip, vtepMac: dp.opts.vtepMac, vni: 1 };
+}
+
+function mesh(nodes: NodeDataPlane[]): void {
+  for (const me of nodes) {
+    for (const a of planFlannel(nodes.map(lease), new Map(), { node: me.opts.name, vni: 1 })) me.applyFlannel(a);
+  }
+}
+
+async function runPing(pod: PodNet, argv: string[], clock: Clock = systemClock): Promise<{ code: number; out: string }> {
+  let out = '';
+  const code = await ping({
+    pod,
+    argv: ['ping', ...argv],
+    stdout: (s) => (out += s),
+    stderr: (s) => (out += s),
+    signal: new AbortController().signal,
+    clock,
+    rng: new SeededRng(9),
+  });
+  return { code, out };
+}
+
+const pod = (dp: NodeDataPlane, name: string, ip: string) => dp.addPod({ namespace: 'default', name, uid: `uid-${name}`, ip });
+
+test.serial('pods ping on one node (bridge, TTL 64) and across nodes (VXLAN, TTL 62)', async (t) => {
+  const n1 = makeNode(1, systemClock);
+  const n2 = makeNode(2, systemClock);
+  await n1.start();
+  await n2.start();
+  t.teardown(() => Promise.all([n1.close(), n2.close()]));
+  mesh([n1, n2]);
+  const a = pod(n1, 'a', '10.244.1.2');
+  pod(n1, 'b', '10.244.1.3');
+  pod(n2, 'c', '10.244.2.2');
+
+  const same = await runPing(a, ['-c', '3', '-i', '0.01', '10.244.1.3']);
+  t.is(same.code, 0, same.out);
+  t.regex(same.out, /^PING 10\.244\.1\.3 \(10\.244\.1\.3\) 56\(84\) bytes of data\.$/m);
+  t.regex(same.out, /64 bytes from 10\.244\.1\.3: icmp_seq=1 ttl=64 time=/);
+  t.regex(same.out, /3 packets transmitted, 3 received, 0% packet loss/);
+
+  const cross = await runPing(a, ['-c', '3', '-i', '0.01', '10.244.2.2']);
+  t.is(cross.code, 0, cross.out);
+  t.regex(cross.out, /64 bytes from 10\.244\.2\.2: icmp_seq=3 ttl=62 time=/);
+  t.regex(cross.out, /3 packets transmitted, 3 received, 0% packet loss/);
+  t.true(n1.eth0.counters.txPackets >= 3 && n2.eth0.counters.rxPackets >= 3, 'VXLAN datagrams crossed the underlay');
+
+  // The node itself answers on its cni0 and flannel.1 addresses.
+  t.regex((await runPing(a, ['-c', '1', '10.244.1.1'])).out, /ttl=64/);
+  t.regex((await runPing(a, ['-c', '1', '10.244.2.0'])).out, /from 10\.244\.2\.0: icmp_seq=1 ttl=63/);
+
+  // Large echo: fragmented by the pod (PMTUDISC_WANT), reassembled by the peer pod, and the reply too.
+  const big = await runPing(a, ['-c', '1', '-s', '3000', '10.244.2.2']);
+  t.regex(big.out, /3008 bytes from 10\.244\.2\.2/, big.out);
+});
+
+test.serial('TTL runs out at the first router; DF over the MTU gets fragmentation-needed', async (t) => {
+  const n1 = makeNode(1, systemClock);
+  const n2 = makeNode(2, systemClock);
+  await n1.start();
+  await n2.start();
+  t.teardown(() => Promise.all([n1.close(), n2.close()]));
+  mesh([n1, n2]);
+  const a = pod(n1, 'a', '10.244.1.2');
+  pod(n2, 'c', '10.244.2.2');
+
+  const ttl = await runPing(a, ['-c', '1', '-t', '1', '10.244.2.2']);
+  t.is(ttl.code, 1);
+  t.regex(ttl.out, /From 10\.244\.1\.1 icmp_seq=1 Time to live exceeded/);
+  t.regex(ttl.out, /1 packets transmitted, 0 received, \+1 errors, 100% packet loss/);
+  // TTL 2 survives node-1 and expires at node-2, which answers from flannel.1's address.
+  t.regex((await runPing(a, ['-c', '1', '-t', '2', '10.244.2.2'])).out, /From 10\.244\.2\.0 icmp_seq=1 Time to live exceeded/);
+
+  n1.stack.interfaces.get('flannel.1')!.dev.mtu = 1400;
+  const df = await runPing(a, ['-c', '1', '-M', 'do', '-s', '1422', '10.244.2.2']);
+  t.regex(df.out, /From 10\.244\.1\.1 icmp_seq=1 Frag needed and DF set \(mtu = 1400\)/, df.out);
+  t.is(n1.stack.interfaces.get('flannel.1')!.dev.counters.drops.get('frag-needed'), 1);
+  const local = await runPing(a, ['-c', '1', '-M', 'do', '-s', '2000', '10.244.2.2']);
+  t.regex(local.out, /ping: local error: message too long, mtu=1450/);
+});
+
+test.serial('malformed and wrong-VNI datagrams on :8472 are counted and dropped; pings go on', async (t) => {
+  const n1 = makeNode(1, systemClock);
+  const n2 = makeNode(2, systemClock);
+  await n1.start();
+  await n2.start();
+  t.teardown(() => Promise.all([n1.close(), n2.close()]));
+  mesh([n1, n2]);
+  const a = pod(n1, 'a', '10.244.1.2');
+  pod(n2, 'c', '10.244.2.2');
+
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.60.99', () => r()));
+  const rng = new SeededRng(1234);
+  const send = (b: Buffer) => new Promise<void>((r) => sock.send(b, 8472, '127.0.60.12', () => r()));
+  for (let i = 0; i < 200; i++) {
+    const b = Buffer.alloc(rng.int(0, 200));
+    for (let j = 0; j < b.length; j++) b[j] = rng.int(0, 255);
+    if (b.length > 0) b[0] = b[0] & 0xf7; // never a valid I flag
+    await send(b);
+  }
+  const wrongVni = Buffer.alloc(8 + 60);
+  wrongVni.writeUInt32BE(0x08000000, 0);
+  wrongVni.writeUInt32BE(7 << 8, 4);
+  await send(wrongVni);
+  sock.close();
+  await new Promise((r) => setTimeout(r, 100));
+  const drops = n2.eth0.counters.drops;
+  const malformed = [...drops.entries()].filter(([k]) => k.startsWith('malformed-vxlan')).reduce((s, [, v]) => s + v, 0);
+  t.is(malformed, 200, JSON.stringify(Object.fromEntries(drops)));
+  t.is(drops.get('wrong-vni'), 1);
+  const after = await runPing(a, ['-c', '2', '-i', '0.01', '10.244.2.2']);
+  t.regex(after.out, /2 received, 0% packet loss/);
+});
+
+test('an unresolvable neighbour: 3 ARP probes a second apart, then Destination Host Unreachable', async (t) => {
+  const clock = new ManualClock();
+  const n1 = makeNode(1, clock);
+  const a = pod(n1, 'a', '10.244.1.2');
+  let out = '';
+  const done = ping({ pod: a, argv: ['ping', '-c', '1', '-W', '5', '10.244.1.77'], stdout: (s) => (out += s), stderr: (s) => (out += s), signal: new AbortController().signal, clock, rng: new SeededRng(1) });
+  const arps = () => a.eth0.counters.txPackets;
+  await Promise.resolve();
+  t.is(arps(), 1, 'first ARP request at once');
+  for (let i = 0; i < 40; i++) {
+    clock.advance(100);
+    await new Promise((r) => setImmediate(r));
+  }
+  const code = await done;
+  t.is(arps(), 3);
+  t.regex(out, /From 10\.244\.1\.2 icmp_seq=1 Destination Host Unreachable/);
+  t.is(code, 1);
+  t.regex((await Promise.resolve(a.stack.neigh.get('eth0', '10.244.1.77')))!.state, /FAILED/);
+});
