@@ -73,7 +73,10 @@ program
     try {
       if (demo) await runDemo(dir, ac.signal);
       else out(`podlab: running in the foreground; Ctrl-C stops the lab (or use --detach)\n`);
+      // Every child is unref'd: this timer is what keeps a foreground lab's CLI alive until Ctrl-C.
+      const keepAlive = setInterval(() => {}, 1 << 30);
       if (!ac.signal.aborted) await new Promise((r) => ac.signal.addEventListener('abort', r, { once: true }));
+      clearInterval(keepAlive);
     } finally {
       process.stderr.write('\npodlab: stopping the lab...\n');
       const r = await down(dir);

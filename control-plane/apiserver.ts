@@ -5,8 +5,9 @@
  * Shapes follow kube-apiserver closely enough for `kubectl --server
  * http://127.0.0.1:PORT get pods -o wide` to work: errors are `Status`
  * objects with the matching HTTP code, lists carry `metadata.resourceVersion`,
- * and a request that asks for `as=Table` simply gets the plain List (kubectl
- * then prints it itself).
+ * and a request whose Accept asks for `as=Table;g=meta.k8s.io` gets a
+ * server-side printed Table (see tables.ts) — any other Accept gets the
+ * plain object or List.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -16,6 +17,8 @@ import { MERGE_PATCH_TYPE, STRATEGIC_MERGE_PATCH_TYPE } from './merge-patch.ts';
 import { bookmarkObject, discoveryFor, parseResourcePath, type ResourceRoute } from './routes.ts';
 import { parseSelector } from './selectors.ts';
 import { openStore, type Store } from './store.ts';
+import { buildTable, DEFAULT_TABLE, parseIncludeObject, wantsTable } from './tables.ts';
+import type { KubeObject } from './types.ts';
 
 /** Options of {@link startApiServer}. */
 export interface ApiServerOptions {
@@ -169,11 +172,21 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     };
     activeWatches.add(finish);
     res.on('close', finish);
+    // kubectl get -w asks for Tables: one row per event, column definitions only in the first.
+    const asTable = wantsTable(req.headers.accept);
+    const includeObject = parseIncludeObject(q.get('includeObject'));
+    let firstTable = true;
+    const encode = (type: string, obj: KubeObject, json: string): string => {
+      if (!asTable) return `{"type":"${type}","object":${json}}\n`;
+      const table = buildTable(route.rt.table ?? DEFAULT_TABLE, [obj], { now: store.clock.now(), includeObject, withColumns: firstTable });
+      firstTable = false;
+      return `${JSON.stringify({ type, object: table })}\n`;
+    };
     try {
       handle = store.watch(
         route.rt,
         { namespace: route.namespace, labelSelector, fieldSelector, resourceVersion: q.get('resourceVersion') ?? undefined },
-        (ev) => write(`{"type":"${ev.type}","object":${ev.json}}\n`),
+        (ev) => write(encode(ev.type, ev.object, ev.json)),
       );
     } catch (err) {
       const status = err instanceof ApiError ? err.status : internalError(String(err)).status;
@@ -205,12 +218,19 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
           handleWatch(req, res, route, q);
           return 200;
         }
-        const body = store.listJson(rt, {
-          namespace,
-          labelSelector: q.get('labelSelector') ?? undefined,
-          fieldSelector: q.get('fieldSelector') ?? undefined,
-        });
-        sendJson(res, 200, body);
+        const listOpts = { namespace, labelSelector: q.get('labelSelector') ?? undefined, fieldSelector: q.get('fieldSelector') ?? undefined };
+        if (wantsTable(req.headers.accept)) {
+          const list = store.list(rt, listOpts);
+          const table = buildTable(rt.table ?? DEFAULT_TABLE, list.items, {
+            resourceVersion: list.metadata.resourceVersion,
+            now: store.clock.now(),
+            includeObject: parseIncludeObject(q.get('includeObject')),
+            withColumns: true,
+          });
+          sendJson(res, 200, JSON.stringify(table));
+        } else {
+          sendJson(res, 200, store.listJson(rt, listOpts));
+        }
         return 200;
       }
       if (method === 'POST') {
@@ -224,7 +244,18 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     const status = subresource === 'status' ? ('status' as const) : undefined;
     switch (method) {
       case 'GET': {
-        sendJson(res, 200, JSON.stringify(store.get(rt, name, namespace)));
+        const obj = store.get(rt, name, namespace);
+        if (wantsTable(req.headers.accept) && !status) {
+          const table = buildTable(rt.table ?? DEFAULT_TABLE, [obj], {
+            resourceVersion: obj.metadata.resourceVersion,
+            now: store.clock.now(),
+            includeObject: parseIncludeObject(q.get('includeObject')),
+            withColumns: true,
+          });
+          sendJson(res, 200, JSON.stringify(table));
+        } else {
+          sendJson(res, 200, JSON.stringify(obj));
+        }
         return 200;
       }
       case 'PUT': {

@@ -10,6 +10,7 @@ import type { KubeObject } from './types.ts';
 import type { FieldError } from './errors.ts';
 import { defaultNamespace, defaultNodeFromOld, defaultPod, validateNamespace, validateNode, validatePod } from './validation.ts';
 import type { NameRule } from './validation.ts';
+import { NAMESPACE_TABLE, NODE_TABLE, POD_TABLE, type TableDefinition } from './tables.ts';
 
 /** A field-selector getter: returns the field as a string ("" when absent, as k8s does). */
 export type FieldGetter = (obj: KubeObject) => string;
@@ -37,6 +38,8 @@ export interface ResourceType {
   defaulting?: (obj: KubeObject, op: 'create' | 'update', old: KubeObject | undefined) => void;
   /** Kind-specific validation; `old` is set on update. */
   validate?: (obj: KubeObject, old: KubeObject | undefined) => FieldError[];
+  /** Server-side printing for `kubectl get` (default: Name + Created At). */
+  table?: TableDefinition;
 }
 
 /** The `apiVersion` string for a resource (`v1`, `discovery.k8s.io/v1`). */
@@ -154,6 +157,7 @@ export const NAMESPACES: ResourceType = {
   fieldSelectors: { 'status.phase': fieldPath('status.phase') },
   defaulting: defaultNamespace,
   validate: validateNamespace,
+  table: NAMESPACE_TABLE,
 };
 
 /** Core v1 Node. */
@@ -172,6 +176,7 @@ export const NODES: ResourceType = {
   },
   defaulting: (obj, _op, old) => defaultNodeFromOld(obj, old),
   validate: validateNode,
+  table: NODE_TABLE,
 };
 
 /** Core v1 Pod. */
@@ -194,6 +199,7 @@ export const PODS: ResourceType = {
   },
   defaulting: defaultPod,
   validate: validatePod,
+  table: POD_TABLE,
 };
 
 /** The process-wide registry used by the apiserver and the client. */

@@ -132,7 +132,41 @@ export function discoveryFor(registry: ResourceRegistry, pathname: string, serve
     return { discovery: apiResourceList(registry, seg[1], seg[2]) };
   }
   if (seg.length === 1 && seg[0] === 'version') return { discovery: VERSION_INFO };
+  if (seg[0] === 'openapi' && seg[1] === 'v3') return openApiV3(registry, seg.slice(2));
   return null;
+}
+
+/**
+ * A minimal OpenAPI v3 tree. It carries no schemas; it exists so that
+ * kubectl's create/apply validation finds that every kind's PATCH accepts
+ * `fieldValidation` and therefore leaves validation to the server (which
+ * validates anyway) instead of failing with "failed to download openapi".
+ */
+function openApiV3(registry: ResourceRegistry, rest: string[]): DiscoveryRoute | null {
+  const gvs = [
+    ...new Set(registry.all().map((t) => (t.group ? `apis/${t.group}/${t.version}` : `api/${t.version}`))),
+  ];
+  if (rest.length === 0) {
+    return { discovery: { paths: Object.fromEntries(gvs.map((gv) => [gv, { serverRelativeURL: `/openapi/v3/${gv}?hash=podlab` }])) } };
+  }
+  const gv = rest.join('/');
+  if (!gvs.includes(gv)) return null;
+  const paths: Record<string, unknown> = {};
+  for (const rt of registry.all()) {
+    if ((rt.group ? `apis/${rt.group}/${rt.version}` : `api/${rt.version}`) !== gv) continue;
+    const prefix = `/${gv}${rt.namespaced ? '/namespaces/{namespace}' : ''}/${rt.plural}`;
+    const gvk = { group: rt.group, version: rt.version, kind: rt.kind };
+    const fieldValidation = { name: 'fieldValidation', in: 'query', schema: { type: 'string', uniqueItems: true } };
+    const op = (action: string) => ({
+      'x-kubernetes-action': action,
+      'x-kubernetes-group-version-kind': gvk,
+      parameters: [fieldValidation],
+      responses: { '200': { description: 'OK' } },
+    });
+    paths[prefix] = { post: op('post') };
+    paths[`${prefix}/{name}`] = { put: op('put'), patch: op('patch') };
+  }
+  return { discovery: { openapi: '3.0.0', info: { title: 'Kubernetes', version: VERSION_INFO.gitVersion }, paths, components: { schemas: {} } } };
 }
 
 /** The `apiVersion` and `kind` of a BOOKMARK event object for a resource. */

@@ -94,6 +94,16 @@ export interface UdpHandlers {
   error?: (e: UdpError) => void;
 }
 
+/**
+ * A transport protocol plugged into the stack (TCP): it receives every local
+ * datagram of its protocol number (checksum of the IP header verified,
+ * reassembled) and the ICMP errors that quote one of its datagrams.
+ */
+export interface ProtocolHandler {
+  input(ip: Ipv4Repr): void;
+  icmpError?(e: { from: string; type: 'dest-unreachable' | 'time-exceeded'; code: number; nextHopMtu?: number; quote: Buffer }): void;
+}
+
 /** Outcome of a locally originated send. */
 export type SendResult =
   | { ok: true }
@@ -132,6 +142,7 @@ export class IpStack {
   private readonly local = new Set<string>();
   private readonly icmpSockets = new Map<number, (e: IcmpEvent) => void>();
   private readonly udpSockets = new Map<number, UdpHandlers>();
+  private readonly protocols = new Map<number, ProtocolHandler>();
   private readonly reassembler: Reassembler;
   private nextId: number;
 
@@ -203,6 +214,11 @@ export class IpStack {
   }
 
   // ---------------------------------------------------------------- sockets
+
+  /** Plugs a transport protocol (by IP protocol number) into the stack. */
+  registerProtocol(protocol: number, handler: ProtocolHandler): void {
+    this.protocols.set(protocol, handler);
+  }
 
   /** A ping socket: receives echo replies and ICMP errors for echo requests with this id. */
   openIcmp(id: number, handler: (e: IcmpEvent) => void): { close(): void } {
@@ -441,6 +457,8 @@ export class IpStack {
     }
     if (ip.protocol === IPPROTO_ICMP) return this.deliverIcmp(ip, raw);
     if (ip.protocol === IPPROTO_UDP) return this.deliverUdp(ip, raw);
+    const handler = this.protocols.get(ip.protocol);
+    if (handler) return handler.input(ip);
     this.counters.drop('unknown-protocol');
     this.sendIcmpError(ip, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_PROTOCOL, original: EMPTY });
   }
@@ -498,6 +516,8 @@ export class IpStack {
       const sport = body.readUInt16BE(0);
       const dport = body.readUInt16BE(2);
       this.udpSockets.get(sport)?.error?.({ from, type, code, dstIp: intToIpv4(quote.readUInt32BE(16)), dstPort: dport });
+    } else {
+      this.protocols.get(proto)?.icmpError?.({ from, type, code, nextHopMtu, quote });
     }
   }
 

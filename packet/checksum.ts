@@ -4,7 +4,7 @@
  * The checksum is the 16-bit one's complement of the one's complement sum of
  * the data taken as big-endian 16-bit words. We accumulate in a plain JS
  * number (exact up to 2^53, i.e. ~2^37 words, far beyond any packet) and fold
- * the carries once at the end (RFC 1071 §2(B) "deferred carries").
+ * the carries once at the end (RFC 1071 §2(C), "deferred carries").
  *
  * A datagram's checksummed bytes are often spread over several buffers
  * (pseudo-header, header, payload). If one of those has an odd length, the
@@ -25,7 +25,7 @@ export function onesComplementSum(buf: Buffer, start = 0, end = buf.length, seed
   let s = seed;
   let i = start;
   if (end - start >= 64) {
-    // 32-bit reads cut the loop count in half; each adds at most 0x1fffe, so
+    // 32-bit reads (RFC 1071 §2(B), "parallel summation") halve the loop count; each adds at most 0x1fffe, so
     // the double stays exact for ~2^36 words. Worth it only past DataView setup.
     const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const end4 = end - 3;

@@ -75,6 +75,17 @@ export function parseEthernet(buf: Buffer): EthernetRepr | WireError {
   };
 }
 
+/** Writes a 14-byte Ethernet II header at `buf[off]`. Throws RangeError on an invalid MAC or EtherType. */
+export function writeEthernetHeader(buf: Buffer, off: number, dst: string, src: string, etherType: number): void {
+  if (!Number.isInteger(etherType) || etherType < MIN_ETHERTYPE || etherType > 0xffff) {
+    throw new RangeError(`invalid EtherType ${etherType}`);
+  }
+  writeMac(buf, off + DST, dst);
+  writeMac(buf, off + SRC, src);
+  buf[off + ETHERTYPE] = etherType >>> 8;
+  buf[off + ETHERTYPE + 1] = etherType & 0xff;
+}
+
 /**
  * Serializes a frame. By default it is zero-padded to the 60-byte minimum as
  * a NIC does, so captures look like real wire traffic. Pass `{ pad: false }`
@@ -83,17 +94,11 @@ export function parseEthernet(buf: Buffer): EthernetRepr | WireError {
  * Throws RangeError on an invalid MAC or EtherType.
  */
 export function serializeEthernet(repr: EthernetRepr, opts?: { pad?: boolean }): Buffer {
-  const { etherType, payload } = repr;
-  if (!Number.isInteger(etherType) || etherType < MIN_ETHERTYPE || etherType > 0xffff) {
-    throw new RangeError(`invalid EtherType ${etherType}`);
-  }
+  const { payload } = repr;
   const len = PAYLOAD + payload.length;
   const total = opts?.pad === false ? len : Math.max(len, ETHERNET_MIN_FRAME_LEN);
   const buf = Buffer.allocUnsafe(total);
-  writeMac(buf, DST, repr.dst);
-  writeMac(buf, SRC, repr.src);
-  buf[ETHERTYPE] = etherType >>> 8;
-  buf[ETHERTYPE + 1] = etherType & 0xff;
+  writeEthernetHeader(buf, 0, repr.dst, repr.src, repr.etherType);
   payload.copy(buf, PAYLOAD);
   if (total > len) buf.fill(0, len);
   return buf;

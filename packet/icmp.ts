@@ -18,7 +18,7 @@
  * The checksum covers the whole ICMP message (RFC 792). Messages podlab does
  * not model are kept losslessly as `kind: 'other'`.
  */
-import { internetChecksum } from './checksum.ts';
+import { foldChecksum, internetChecksum, onesComplementSum } from './checksum.ts';
 import { WireError } from './errors.ts';
 
 /** ICMP type: echo reply (RFC 792). */
@@ -93,13 +93,13 @@ export interface ParseIcmpOptions {
  * Parses an ICMP message: `buf` is exactly the IPv4 payload. Echo messages
  * with a nonzero code, and the unused bytes of unreach/time-exceeded, are not
  * what RFC 792 specifies; the former parse as `other` (lossless), the latter
- * are ignored (RFC 1122 §3.2.2: "unused" fields are ignored on receipt).
+ * are ignored on receipt (robustness principle, RFC 1122 §1.2.2).
  */
 export function parseIcmp(buf: Buffer, opts?: ParseIcmpOptions): IcmpRepr | WireError {
   if (buf.length < ICMP_HEADER_LEN) {
     return new WireError('icmp', 'truncated', `ICMP message of ${buf.length} bytes is shorter than 8`);
   }
-  if (opts?.verifyChecksum !== false && internetChecksum(buf) !== 0) {
+  if (opts?.verifyChecksum !== false && foldChecksum(onesComplementSum(buf)) !== 0xffff) {
     const got = (buf[CHECKSUM] << 8) | buf[CHECKSUM + 1];
     return new WireError('icmp', 'bad-checksum', `checksum 0x${got.toString(16).padStart(4, '0')} does not verify`);
   }

@@ -24,7 +24,7 @@
  * 8-byte units; `Ipv4Repr.fragmentOffset` is in bytes.
  */
 import { readIpv4, writeIpv4 } from './addr.ts';
-import { checksumAdjust, internetChecksum } from './checksum.ts';
+import { checksumAdjust, foldChecksum, onesComplementSum } from './checksum.ts';
 import { WireError } from './errors.ts';
 
 /** IP protocol number of ICMP (IANA). */
@@ -87,11 +87,13 @@ export interface ParseIpv4Options {
 /**
  * Parses an IPv4 datagram. `payload` (and `options`) are views into `buf`.
  *
- * Checks, in the order Linux's ip_rcv_core does: header present, version 4,
- * IHL >= 5 ('bad-ihl'), header within the buffer ('truncated'), total length
- * >= header length ('bad-length'), total length <= buffer ('truncated'),
- * checksum. Bytes beyond the total length (Ethernet padding) are ignored.
- * The reserved flag bit is ignored, as Linux does; it is written as 0.
+ * Checks the same things as Linux's ip_rcv_core, in this order: header
+ * present, version 4 ('bad-version'), IHL >= 5 ('bad-ihl'), header within the
+ * buffer ('truncated'), total length >= header length ('bad-length'), total
+ * length <= buffer ('truncated'), header checksum ('bad-checksum'; verified
+ * last so that a reason names the first structural problem). Bytes beyond the
+ * total length (Ethernet padding) are ignored. The reserved flag bit is
+ * ignored, as Linux does, and written back as 0.
  */
 export function parseIpv4(buf: Buffer, opts?: ParseIpv4Options): Ipv4Repr | WireError {
   if (buf.length < IPV4_HEADER_LEN) {
@@ -115,7 +117,8 @@ export function parseIpv4(buf: Buffer, opts?: ParseIpv4Options): Ipv4Repr | Wire
   if (totalLen > buf.length) {
     return new WireError('ipv4', 'truncated', `total length ${totalLen} exceeds the ${buf.length} bytes present`);
   }
-  if (opts?.verifyChecksum !== false && internetChecksum(buf.subarray(0, hlen)) !== 0) {
+  // A correct header sums to 0xffff (its checksum is the complement of the rest).
+  if (opts?.verifyChecksum !== false && foldChecksum(onesComplementSum(buf, 0, hlen)) !== 0xffff) {
     const got = (buf[CHECKSUM] << 8) | buf[CHECKSUM + 1];
     return new WireError('ipv4', 'bad-checksum', `header checksum 0x${got.toString(16).padStart(4, '0')} does not verify`);
   }
@@ -141,13 +144,20 @@ function checkField(name: string, v: number, max: number): void {
   if (!Number.isInteger(v) || v < 0 || v > max) throw new RangeError(`IPv4 ${name} ${v} out of range 0..${max}`);
 }
 
+/** Header length `repr` serializes to: 20 plus its options padded to 32 bits. */
+export function ipv4HeaderLenFor(repr: Pick<Ipv4Repr, 'options'>): number {
+  return IPV4_HEADER_LEN + (repr.options ? (repr.options.length + 3) & ~3 : 0);
+}
+
 /**
- * Serializes a datagram, computing IHL, total length and header checksum.
- * Options are zero-padded (End of Option List, RFC 791 §3.1) to a multiple of
- * 4 bytes. Throws RangeError on an unencodable Repr (field out of range,
- * more than 40 option bytes, datagram over 65535 bytes, offset not a multiple of 8).
+ * Writes the IPv4 header for `repr` (its `payload` is ignored) at `buf[off]`,
+ * for a payload of `payloadLen` bytes, computing IHL, total length and the
+ * header checksum. Returns the header length. This is the building block of
+ * `serializeIpv4`, exposed so encapsulation paths can emit several headers
+ * into one buffer with a single copy of the payload.
+ * Throws RangeError on an unencodable Repr (see `serializeIpv4`).
  */
-export function serializeIpv4(repr: Ipv4Repr): Buffer {
+export function writeIpv4Header(buf: Buffer, off: number, repr: Omit<Ipv4Repr, 'payload'>, payloadLen: number): number {
   checkField('protocol', repr.protocol, 0xff);
   checkField('ttl', repr.ttl, 0xff);
   checkField('id', repr.id, 0xffff);
@@ -155,38 +165,47 @@ export function serializeIpv4(repr: Ipv4Repr): Buffer {
   checkField('ecn', repr.ecn, 0x03);
   checkField('fragmentOffset', repr.fragmentOffset, FRAG_OFFSET_MASK << 3);
   if (repr.fragmentOffset & 7) throw new RangeError(`IPv4 fragmentOffset ${repr.fragmentOffset} is not a multiple of 8`);
-  const optLen = repr.options ? (repr.options.length + 3) & ~3 : 0;
-  if (optLen > IPV4_MAX_HEADER_LEN - IPV4_HEADER_LEN) {
-    throw new RangeError(`IPv4 options of ${repr.options!.length} bytes exceed 40`);
-  }
-  const hlen = IPV4_HEADER_LEN + optLen;
-  const totalLen = hlen + repr.payload.length;
+  const hlen = ipv4HeaderLenFor(repr);
+  if (hlen > IPV4_MAX_HEADER_LEN) throw new RangeError(`IPv4 options of ${repr.options!.length} bytes exceed 40`);
+  const totalLen = hlen + payloadLen;
   if (totalLen > IPV4_MAX_TOTAL_LEN) throw new RangeError(`IPv4 datagram of ${totalLen} bytes exceeds 65535`);
 
-  const buf = Buffer.allocUnsafe(totalLen);
-  buf[VER_IHL] = 0x40 | (hlen >> 2);
-  buf[TOS] = (repr.dscp << 2) | repr.ecn;
-  buf[TOTAL_LEN] = totalLen >> 8;
-  buf[TOTAL_LEN + 1] = totalLen & 0xff;
-  buf[IDENT] = repr.id >> 8;
-  buf[IDENT + 1] = repr.id & 0xff;
+  buf[off + VER_IHL] = 0x40 | (hlen >> 2);
+  buf[off + TOS] = (repr.dscp << 2) | repr.ecn;
+  buf[off + TOTAL_LEN] = totalLen >> 8;
+  buf[off + TOTAL_LEN + 1] = totalLen & 0xff;
+  buf[off + IDENT] = repr.id >> 8;
+  buf[off + IDENT + 1] = repr.id & 0xff;
   const flagsFrag = (repr.dontFragment ? FLAG_DF : 0) | (repr.moreFragments ? FLAG_MF : 0) | (repr.fragmentOffset >> 3);
-  buf[FLAGS_FRAG] = flagsFrag >> 8;
-  buf[FLAGS_FRAG + 1] = flagsFrag & 0xff;
-  buf[TTL] = repr.ttl;
-  buf[PROTOCOL] = repr.protocol;
-  buf[CHECKSUM] = 0;
-  buf[CHECKSUM + 1] = 0;
-  writeIpv4(buf, SRC, repr.src);
-  writeIpv4(buf, DST, repr.dst);
-  if (optLen > 0) {
+  buf[off + FLAGS_FRAG] = flagsFrag >> 8;
+  buf[off + FLAGS_FRAG + 1] = flagsFrag & 0xff;
+  buf[off + TTL] = repr.ttl;
+  buf[off + PROTOCOL] = repr.protocol;
+  buf[off + CHECKSUM] = 0;
+  buf[off + CHECKSUM + 1] = 0;
+  writeIpv4(buf, off + SRC, repr.src);
+  writeIpv4(buf, off + DST, repr.dst);
+  if (hlen > IPV4_HEADER_LEN) {
     const opts = repr.options!;
-    opts.copy(buf, IPV4_HEADER_LEN);
-    buf.fill(0, IPV4_HEADER_LEN + opts.length, hlen);
+    opts.copy(buf, off + IPV4_HEADER_LEN);
+    buf.fill(0, off + IPV4_HEADER_LEN + opts.length, off + hlen); // End of Option List padding
   }
-  const sum = internetChecksum(buf.subarray(0, hlen));
-  buf[CHECKSUM] = sum >> 8;
-  buf[CHECKSUM + 1] = sum & 0xff;
+  const sum = ~foldChecksum(onesComplementSum(buf, off, off + hlen)) & 0xffff;
+  buf[off + CHECKSUM] = sum >> 8;
+  buf[off + CHECKSUM + 1] = sum & 0xff;
+  return hlen;
+}
+
+/**
+ * Serializes a datagram, computing IHL, total length and header checksum.
+ * Options are zero-padded (End of Option List, RFC 791 §3.1) to a multiple of
+ * 4 bytes. Throws RangeError on an unencodable Repr (field out of range,
+ * more than 40 option bytes, datagram over 65535 bytes, offset not a multiple of 8).
+ */
+export function serializeIpv4(repr: Ipv4Repr): Buffer {
+  const hlen = ipv4HeaderLenFor(repr);
+  const buf = Buffer.allocUnsafe(hlen + repr.payload.length);
+  writeIpv4Header(buf, 0, repr, repr.payload.length);
   repr.payload.copy(buf, hlen);
   return buf;
 }
@@ -290,7 +309,7 @@ function copiedOptions(options: Buffer | undefined): Buffer | undefined {
  * Throws RangeError if `mtu` cannot carry the header plus 8 data bytes.
  */
 export function fragmentIpv4(repr: Ipv4Repr, mtu: number): Ipv4Repr[] {
-  const firstHlen = IPV4_HEADER_LEN + (repr.options ? (repr.options.length + 3) & ~3 : 0);
+  const firstHlen = ipv4HeaderLenFor(repr);
   const payload = repr.payload;
   if (firstHlen + payload.length <= mtu) return [repr];
   if (repr.dontFragment) return [];
@@ -466,8 +485,7 @@ export class Reassembler {
     // Pieces are disjoint and within [0, totalLen), so equal byte counts mean no holes.
     this.queues.delete(key);
     const first = q.first!;
-    const optLen = first.options ? (first.options.length + 3) & ~3 : 0;
-    if (IPV4_HEADER_LEN + optLen + q.totalLen > IPV4_MAX_TOTAL_LEN) return null;
+    if (ipv4HeaderLenFor(first) + q.totalLen > IPV4_MAX_TOTAL_LEN) return null;
     const payload = Buffer.allocUnsafe(q.totalLen);
     for (const f of frags) f.data.copy(payload, f.start);
     return { ...first, moreFragments: false, fragmentOffset: 0, payload };

@@ -93,7 +93,19 @@ function block(type: number, bodyLen: number, fill: (buf: Buffer, off: number) =
 }
 
 function utf8Opt(code: number, s: string): Opt {
-  return { code, value: Buffer.from(s, 'utf8') };
+  const value = Buffer.from(s, 'utf8');
+  if (value.length > 0xffff) throw new RangeError(`pcapng option ${code} of ${value.length} bytes exceeds 65535`);
+  return { code, value };
+}
+
+/**
+ * Wall-clock nanoseconds with hrtime resolution: the epoch offset is taken
+ * once, so successive packets get distinct, monotonic timestamps even within
+ * one millisecond (Date.now() alone would tie them).
+ */
+const EPOCH_OFFSET_NS = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+function nowNs(): bigint {
+  return EPOCH_OFFSET_NS + process.hrtime.bigint();
 }
 
 /** Options for `PcapngWriter.addInterface`. */
@@ -110,7 +122,7 @@ export interface PcapngInterfaceOptions {
 
 /** Options for `PcapngWriter.packet`. */
 export interface PcapngPacketOptions {
-  /** Nanoseconds since the Unix epoch (default: now, at ms precision). */
+  /** Nanoseconds since the Unix epoch (default: now, monotonic with ns resolution). */
   timestampNs?: bigint;
   /** Direction relative to the capturing interface, stored in epb_flags. */
   direction?: 'in' | 'out';
@@ -170,7 +182,7 @@ export class PcapngWriter {
     const snaplen = this.snaplens[ifId];
     if (snaplen === undefined) throw new RangeError(`unknown pcapng interface id ${ifId}`);
     const capLen = snaplen === 0 ? data.length : Math.min(data.length, snaplen); // 0 = no limit
-    const ts = opts?.timestampNs ?? BigInt(Date.now()) * 1_000_000n;
+    const ts = opts?.timestampNs ?? nowNs();
     const options: Opt[] = [];
     if (opts?.comment !== undefined) options.push(utf8Opt(OPT_COMMENT, opts.comment));
     if (opts?.direction !== undefined) {

@@ -23,7 +23,7 @@
  * A transmitted checksum of 0 means "none" (RFC 768); a computed 0 is
  * therefore sent as 0xffff, its one's complement twin.
  */
-import { internetChecksumSeeded, pseudoHeaderSum } from './checksum.ts';
+import { foldChecksum, onesComplementSum, pseudoHeaderSum } from './checksum.ts';
 import { WireError } from './errors.ts';
 
 /** Length of the UDP header. */
@@ -59,11 +59,12 @@ export interface SerializeUdpOptions {
 
 /**
  * Parses a UDP datagram; `buf` is the IPv4 payload, `src`/`dst` the IPv4
- * addresses for the pseudo-header. The Length field must be >= 8
+ * addresses for the pseudo-header (dotted quads, or unsigned 32-bit integers
+ * to skip string parsing on hot paths). The Length field must be >= 8
  * ('bad-length') and fit in `buf` ('truncated'); bytes beyond it are ignored,
  * as Linux's __udp4_lib_rcv trims to it. `payload` is a view into `buf`.
  */
-export function parseUdp(buf: Buffer, src: string, dst: string, opts?: ParseUdpOptions): UdpRepr | WireError {
+export function parseUdp(buf: Buffer, src: string | number, dst: string | number, opts?: ParseUdpOptions): UdpRepr | WireError {
   if (buf.length < UDP_HEADER_LEN) {
     return new WireError('udp', 'truncated', `UDP datagram of ${buf.length} bytes is shorter than the 8-byte header`);
   }
@@ -75,11 +76,9 @@ export function parseUdp(buf: Buffer, src: string, dst: string, opts?: ParseUdpO
     return new WireError('udp', 'truncated', `UDP length ${len} exceeds the ${buf.length} bytes present`);
   }
   const cksum = (buf[CHECKSUM] << 8) | buf[CHECKSUM + 1];
-  if (cksum !== 0 && opts?.verifyChecksum !== false) {
-    const dgram = len === buf.length ? buf : buf.subarray(0, len);
-    if (internetChecksumSeeded(pseudoHeaderSum(src, dst, IPPROTO_UDP, len), dgram) !== 0) {
-      return new WireError('udp', 'bad-checksum', `checksum 0x${cksum.toString(16).padStart(4, '0')} does not verify`);
-    }
+  // A correct datagram (with pseudo-header) sums to 0xffff.
+  if (cksum !== 0 && opts?.verifyChecksum !== false && foldChecksum(onesComplementSum(buf, 0, len, pseudoHeaderSum(src, dst, IPPROTO_UDP, len))) !== 0xffff) {
+    return new WireError('udp', 'bad-checksum', `checksum 0x${cksum.toString(16).padStart(4, '0')} does not verify`);
   }
   return {
     srcPort: (buf[SRC_PORT] << 8) | buf[SRC_PORT + 1],
@@ -89,32 +88,51 @@ export function parseUdp(buf: Buffer, src: string, dst: string, opts?: ParseUdpO
 }
 
 /**
+ * Writes the UDP header for a datagram occupying `buf[off, off + 8 + payloadLen)`
+ * whose payload is *already* in place at `off + 8`, computing Length and
+ * (unless `checksum: false`) the checksum over the pseudo-header and payload.
+ * The building block of `serializeUdp`, for single-copy encapsulation.
+ * Throws RangeError on a bad port or address, or a datagram over 65535 bytes.
+ */
+export function writeUdpHeader(
+  buf: Buffer,
+  off: number,
+  ports: { srcPort: number; dstPort: number },
+  payloadLen: number,
+  src: string | number,
+  dst: string | number,
+  opts?: SerializeUdpOptions,
+): void {
+  const { srcPort, dstPort } = ports;
+  if (!Number.isInteger(srcPort) || srcPort < 0 || srcPort > 0xffff) throw new RangeError(`invalid UDP source port ${srcPort}`);
+  if (!Number.isInteger(dstPort) || dstPort < 0 || dstPort > 0xffff) throw new RangeError(`invalid UDP destination port ${dstPort}`);
+  const len = UDP_HEADER_LEN + payloadLen;
+  if (len > 0xffff) throw new RangeError(`UDP datagram of ${len} bytes exceeds 65535`);
+  // Addresses are validated even without a checksum, so a bad Repr fails the same way either way.
+  const seed = pseudoHeaderSum(src, dst, IPPROTO_UDP, len);
+  buf[off + SRC_PORT] = srcPort >> 8;
+  buf[off + SRC_PORT + 1] = srcPort & 0xff;
+  buf[off + DST_PORT] = dstPort >> 8;
+  buf[off + DST_PORT + 1] = dstPort & 0xff;
+  buf[off + LENGTH] = len >> 8;
+  buf[off + LENGTH + 1] = len & 0xff;
+  buf[off + CHECKSUM] = 0;
+  buf[off + CHECKSUM + 1] = 0;
+  if (opts?.checksum !== false) {
+    const sum = ~foldChecksum(onesComplementSum(buf, off, off + len, seed)) & 0xffff || 0xffff;
+    buf[off + CHECKSUM] = sum >> 8;
+    buf[off + CHECKSUM + 1] = sum & 0xff;
+  }
+}
+
+/**
  * Serializes a UDP datagram for IPv4 `src` -> `dst`, computing Length and
  * (unless `checksum: false`) the checksum. Throws RangeError on a bad port,
  * address, or a datagram over 65535 bytes.
  */
-export function serializeUdp(repr: UdpRepr, src: string, dst: string, opts?: SerializeUdpOptions): Buffer {
-  const { srcPort, dstPort, payload } = repr;
-  if (!Number.isInteger(srcPort) || srcPort < 0 || srcPort > 0xffff) throw new RangeError(`invalid UDP source port ${srcPort}`);
-  if (!Number.isInteger(dstPort) || dstPort < 0 || dstPort > 0xffff) throw new RangeError(`invalid UDP destination port ${dstPort}`);
-  const len = UDP_HEADER_LEN + payload.length;
-  if (len > 0xffff) throw new RangeError(`UDP datagram of ${len} bytes exceeds 65535`);
-  const buf = Buffer.allocUnsafe(len);
-  buf[SRC_PORT] = srcPort >> 8;
-  buf[SRC_PORT + 1] = srcPort & 0xff;
-  buf[DST_PORT] = dstPort >> 8;
-  buf[DST_PORT + 1] = dstPort & 0xff;
-  buf[LENGTH] = len >> 8;
-  buf[LENGTH + 1] = len & 0xff;
-  buf[CHECKSUM] = 0;
-  buf[CHECKSUM + 1] = 0;
-  payload.copy(buf, UDP_HEADER_LEN);
-  // Addresses are validated even without a checksum, so a bad Repr fails the same way either way.
-  const seed = pseudoHeaderSum(src, dst, IPPROTO_UDP, len);
-  if (opts?.checksum !== false) {
-    const sum = internetChecksumSeeded(seed, buf) || 0xffff;
-    buf[CHECKSUM] = sum >> 8;
-    buf[CHECKSUM + 1] = sum & 0xff;
-  }
+export function serializeUdp(repr: UdpRepr, src: string | number, dst: string | number, opts?: SerializeUdpOptions): Buffer {
+  const buf = Buffer.allocUnsafe(UDP_HEADER_LEN + repr.payload.length);
+  repr.payload.copy(buf, UDP_HEADER_LEN);
+  writeUdpHeader(buf, 0, repr, repr.payload.length, src, dst, opts);
   return buf;
 }

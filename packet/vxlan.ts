@@ -61,19 +61,23 @@ export function parseVxlan(buf: Buffer): VxlanRepr | WireError {
   };
 }
 
+/** Writes the 8-byte VXLAN header (flags 0x08, VNI) at `buf[off]`. Throws RangeError if the VNI is not 24-bit. */
+export function writeVxlanHeader(buf: Buffer, off: number, vni: number): void {
+  if (!Number.isInteger(vni) || vni < 0 || vni > VXLAN_MAX_VNI) throw new RangeError(`invalid VNI ${vni}`);
+  buf[off + FLAGS] = VXLAN_FLAG_I;
+  buf[off + RESERVED1] = 0;
+  buf[off + RESERVED1 + 1] = 0;
+  buf[off + RESERVED1 + 2] = 0;
+  buf[off + VNI] = vni >> 16;
+  buf[off + VNI + 1] = (vni >> 8) & 0xff;
+  buf[off + VNI + 2] = vni & 0xff;
+  buf[off + RESERVED2] = 0;
+}
+
 /** Serializes a VXLAN header followed by the inner frame. Throws RangeError if the VNI is not 24-bit. */
 export function serializeVxlan(repr: VxlanRepr): Buffer {
-  const { vni, payload } = repr;
-  if (!Number.isInteger(vni) || vni < 0 || vni > VXLAN_MAX_VNI) throw new RangeError(`invalid VNI ${vni}`);
-  const buf = Buffer.allocUnsafe(VXLAN_HEADER_LEN + payload.length);
-  buf[FLAGS] = VXLAN_FLAG_I;
-  buf[RESERVED1] = 0;
-  buf[RESERVED1 + 1] = 0;
-  buf[RESERVED1 + 2] = 0;
-  buf[VNI] = vni >> 16;
-  buf[VNI + 1] = (vni >> 8) & 0xff;
-  buf[VNI + 2] = vni & 0xff;
-  buf[RESERVED2] = 0;
-  payload.copy(buf, VXLAN_HEADER_LEN);
+  const buf = Buffer.allocUnsafe(VXLAN_HEADER_LEN + repr.payload.length);
+  writeVxlanHeader(buf, 0, repr.vni);
+  repr.payload.copy(buf, VXLAN_HEADER_LEN);
   return buf;
 }

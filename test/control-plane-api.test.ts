@@ -114,13 +114,9 @@ test('REST verbs and status codes for namespaced and cluster-scoped resources', 
   t.like((await http(u, 'POST', '/api/v1/namespaces/default/pods', podBody('web'))).json, { reason: 'AlreadyExists' });
   t.is((await http(u, 'GET', '/api/v1/namespaces/default/pods/web')).code, 200);
 
-  // kubectl asks for server-side tables; podlab answers with the plain list.
-  const table = await http(u, 'GET', '/api/v1/namespaces/default/pods?limit=500', undefined, {
-    accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json',
-  });
-  t.is(table.code, 200);
-  t.like(table.json, { kind: 'PodList', apiVersion: 'v1' });
-  t.is((table.json as { items: unknown[] }).items.length, 1);
+  const plain = await http(u, 'GET', '/api/v1/namespaces/default/pods?limit=500', undefined, { accept: 'application/json' });
+  t.like(plain.json, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: pod.metadata.resourceVersion } });
+  t.is((plain.json as { items: unknown[] }).items.length, 1);
   t.is(((await http(u, 'GET', '/api/v1/pods')).json as { items: unknown[] }).items.length, 1);
   t.is(((await http(u, 'GET', '/api/v1/namespaces/kube-system/pods')).json as { items: unknown[] }).items.length, 0);
 
@@ -179,6 +175,53 @@ test('REST verbs and status codes for namespaced and cluster-scoped resources', 
   t.is((await http(u, 'DELETE', '/api/v1/namespaces/default')).code, 403);
   t.is((await http(u, 'DELETE', '/api/v1/nodes/node-1', { preconditions: { uid: 'nope' } })).code, 409);
   t.is((await http(u, 'DELETE', '/api/v1/nodes/node-1')).code, 200);
+});
+
+const TABLE_ACCEPT = 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json';
+
+interface Table {
+  kind: string;
+  apiVersion: string;
+  columnDefinitions: { name: string; priority: number }[];
+  rows: { cells: unknown[]; object?: { kind: string; metadata: { name: string } } }[];
+}
+
+test('kubectl support: as=Table gets server-side printed tables (list, get, watch); OpenAPI v3 stub', async (t) => {
+  const { api, client } = await server(t);
+  await client.create('nodes', { ...nodeBody('node-1'), status: { addresses: [{ type: 'InternalIP', address: '10.99.0.11' }], conditions: [{ type: 'Ready', status: 'True' }] } });
+  await client.create('pods', podBody('web'));
+  await client.patchStatus('pods', 'web', { status: { phase: 'Running', podIP: '10.244.1.2', conditions: [{ type: 'Ready', status: 'True' }] } });
+  const list = (await http(api.url, 'GET', '/api/v1/namespaces/default/pods?limit=500', undefined, { accept: TABLE_ACCEPT })).json as Table;
+  t.is(list.kind, 'Table');
+  t.is(list.apiVersion, 'meta.k8s.io/v1');
+  t.deepEqual(list.columnDefinitions.map((c) => c.name), ['Name', 'Ready', 'Status', 'Restarts', 'Age', 'IP', 'Node', 'Nominated Node', 'Readiness Gates']);
+  t.deepEqual(list.columnDefinitions.filter((c) => c.priority === 1).map((c) => c.name), ['IP', 'Node', 'Nominated Node', 'Readiness Gates']);
+  t.deepEqual(list.rows[0].cells.filter((_c, i) => i !== 4), ['web', '1/1', 'Running', '0', '10.244.1.2', 'node-1', '<none>', '<none>']);
+  t.regex(String(list.rows[0].cells[4]), /^\d+s$/);
+  t.like(list.rows[0].object, { kind: 'PartialObjectMetadata', metadata: { name: 'web' } });
+  const nodes = (await http(api.url, 'GET', '/api/v1/nodes', undefined, { accept: TABLE_ACCEPT })).json as Table;
+  t.deepEqual([nodes.rows[0].cells[0], nodes.rows[0].cells[1], nodes.rows[0].cells[5]], ['node-1', 'Ready', '10.99.0.11']);
+  const one = (await http(api.url, 'GET', '/api/v1/namespaces/default/pods/web', undefined, { accept: TABLE_ACCEPT })).json as Table;
+  t.is(one.rows.length, 1);
+
+  const raw = await new Promise<string>((resolve, reject) => {
+    const req = request(`${api.url}/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=1`, { headers: { accept: TABLE_ACCEPT } }, (res) => {
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (buf += c));
+      res.on('end', () => resolve(buf));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  const [ev] = raw.split('\n').filter(Boolean).map((l) => JSON.parse(l) as WatchEvent<Table>);
+  t.is(ev.type, 'ADDED');
+  t.is(ev.object.kind, 'Table');
+  t.is(ev.object.rows[0].cells[0], 'web');
+
+  const root = (await http(api.url, 'GET', '/openapi/v3')).json as { paths: Record<string, { serverRelativeURL: string }> };
+  const doc = (await http(api.url, 'GET', root.paths['api/v1'].serverRelativeURL)).json as { paths: Record<string, { patch?: { parameters: { name: string }[] } }> };
+  t.is(doc.paths['/api/v1/namespaces/{namespace}/pods/{name}'].patch?.parameters[0].name, 'fieldValidation');
 });
 
 test('watch stream: chunked NDJSON, from 0 (synthetic ADDED then live) and from N (history only after N)', async (t) => {

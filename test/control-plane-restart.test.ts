@@ -69,7 +69,7 @@ test('kill -9 and restart on the same port: state survives and an informer neith
   const first = spawnApiserver(t, ['--host', '127.0.0.1', '--port', '0', '--state-dir', dir]);
   const hello = await listening(first);
   t.is(hello.event, 'listening');
-  t.is(hello.pid, first.child.pid);
+  t.is(hello.pid, first.child.pid ?? -1);
   t.regex(hello.url, /^http:\/\/127\.0\.0\.1:\d+$/);
   t.deepEqual(JSON.parse(readFileSync(join(dir, 'apiserver', 'endpoint.json'), 'utf8')), hello);
   const port = new URL(hello.url).port;

@@ -37,6 +37,8 @@ import {
   checksumAdjust,
   checksumAdjust32,
   decrementTtlInPlace,
+  foldChecksum,
+  onesComplementSum,
   icmpErrorQuote,
   internetChecksum,
   internetChecksumSeeded,
@@ -333,6 +335,22 @@ test('checksum: odd lengths split across buffers equal the concatenation', (t) =
   }
   t.is(internetChecksum(hex`01`, hex`02`), internetChecksum(hex`01 02`));
   t.is(internetChecksum(hex`01`, Buffer.alloc(0), hex`02 03`), internetChecksum(hex`01 02 03`));
+});
+
+test('checksum: onesComplementSum (32-bit fast path) equals a naive 16-bit reference at any offset', (t) => {
+  const naive = (b: Buffer, start: number, end: number): number => {
+    let s = 0;
+    for (let i = start; i < end; i += 2) s += (b[i] << 8) | (i + 1 < end ? b[i + 1] : 0);
+    return s;
+  };
+  const rnd = xorshift32(4);
+  const big = Buffer.from(Array.from({ length: 2048 }, () => rnd() & 0xff));
+  for (let i = 0; i < 400; i++) {
+    const start = rnd() % 1024;
+    const end = start + (rnd() % 1024);
+    t.is(foldChecksum(onesComplementSum(big, start, end)), foldChecksum(naive(big, start, end)), `[${start}, ${end})`);
+  }
+  t.is(onesComplementSum(big, 10, 10, 1234), 1234, 'empty range returns the seed');
 });
 
 test('checksum: pseudo-header sum matches an explicit pseudo-header', (t) => {
@@ -824,4 +842,16 @@ test('pcapng: snaplen truncation, odd lengths, several interfaces, no options', 
     { ifId: 1, timestampNs: 6n, data: frame },
   ]);
   t.throws(() => w.packet(2, frame), { instanceOf: RangeError });
+});
+
+test('pcapng: default timestamps are wall-clock ns and strictly increase', (t) => {
+  const w = new PcapngWriter();
+  const i = w.addInterface({ name: 'x' });
+  const before = BigInt(Date.now()) * 1_000_000n;
+  const blocks = [w.header(), i.block, w.packet(i.id, ramp(0, 1)), w.packet(i.id, ramp(0, 1))];
+  const r = readPcapng(Buffer.concat(blocks));
+  if (isWireError(r)) return t.fail(r.message);
+  const [a, b] = r.packets.map((p) => p.timestampNs);
+  t.true(b > a);
+  t.true(a >= before - 5_000_000n && a < before + 5_000_000_000n, `${a} vs ${before}`);
 });

@@ -9,7 +9,10 @@ import { isValidIpv4 } from '../../packet/addr.ts';
 import type { UdpError } from '../ip-stack.ts';
 import { UsageError, type ExecContext } from './types.ts';
 
-const USAGE = 'Usage: udp send DEST PORT [MESSAGE] [-n COUNT] [-i INTERVAL] [-p SRCPORT]\n       udp listen PORT [-n COUNT] [-w TIMEOUT] [--echo]';
+const USAGE =
+  'Usage: udp send DEST PORT [MESSAGE] [-n COUNT] [-i INTERVAL] [-p SRCPORT]\n' +
+  '       udp listen PORT [-n COUNT] [-w TIMEOUT] [--echo]\n' +
+  '       udp bench DEST PORT [-n COUNT] [-W WINDOW] [-s SIZE]   (against `udp listen PORT --echo`; prints JSON)';
 
 function port(v: string | undefined, what: string): number {
   const n = Number(v);
@@ -35,7 +38,7 @@ export async function udp(ctx: ExecContext): Promise<number> {
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
-    options: { n: { type: 'string' }, i: { type: 'string' }, p: { type: 'string' }, w: { type: 'string' }, echo: { type: 'boolean' } },
+    options: { n: { type: 'string' }, i: { type: 'string' }, p: { type: 'string' }, w: { type: 'string' }, W: { type: 'string' }, s: { type: 'string' }, echo: { type: 'boolean' } },
   });
   const stack = ctx.pod.stack;
   if (sub === 'send') {
@@ -98,5 +101,55 @@ export async function udp(ctx: ExecContext): Promise<number> {
     sock.close();
     return got > 0 || count === Infinity ? 0 : 1;
   }
+  if (sub === 'bench') return udpBench(ctx, positionals, values);
   throw new UsageError(USAGE);
+}
+
+/**
+ * Echo throughput with a window of datagrams in flight: the same measurement
+ * bench/ makes over raw Node sockets, so the two can be compared as a ratio.
+ */
+async function udpBench(ctx: ExecContext, positionals: string[], values: { n?: string; W?: string; s?: string }): Promise<number> {
+  const [dest, dport] = positionals;
+  if (!dest || !isValidIpv4(dest)) throw new UsageError(USAGE);
+  const dstPort = port(dport, 'port');
+  const total = values.n ? Number(values.n) : 10_000;
+  const window = values.W ? Number(values.W) : 32;
+  const size = values.s ? Number(values.s) : 64;
+  const stack = ctx.pod.stack;
+  const payload = Buffer.alloc(size, 0x61);
+  let sent = 0;
+  let received = 0;
+  let finish: () => void = () => {};
+  const done = new Promise<void>((r) => (finish = r));
+  const sock = stack.bindUdp(0, {
+    message: () => {
+      received++;
+      if (received >= total) finish();
+      else if (sent < total) {
+        sent++;
+        stack.sendUdp(sock.port, dest, dstPort, payload);
+      }
+    },
+  });
+  const start = ctx.clock.now();
+  // Losses would stall a window: a watchdog refills it when nothing came back for 50 ms.
+  let last = received;
+  const watchdog = setInterval(() => {
+    if (received === last && sent < total) {
+      sent++;
+      stack.sendUdp(sock.port, dest, dstPort, payload);
+    }
+    last = received;
+  }, 50);
+  ctx.signal.addEventListener('abort', () => finish(), { once: true });
+  const timeout = setTimeout(() => finish(), 60_000);
+  for (; sent < Math.min(window, total); sent++) stack.sendUdp(sock.port, dest, dstPort, payload);
+  await done;
+  clearInterval(watchdog);
+  clearTimeout(timeout);
+  sock.close();
+  const secs = (ctx.clock.now() - start) / 1000;
+  ctx.stdout(JSON.stringify({ sent, received, seconds: secs, pps: received / secs }) + '\n');
+  return received >= total ? 0 : 1;
 }

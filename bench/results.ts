@@ -1,0 +1,46 @@
+/**
+ * bench/results/latest.json: one entry per measure, each with its value, unit,
+ * the baseline measured in the same run and the ratio, so every issue adds its
+ * measures to the same file.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface Measure {
+  name: string;
+  value: number;
+  unit: string;
+  /** What the value is compared with, measured in the same run. */
+  baselineName: string;
+  baseline: number;
+  /** value / baseline. For times, above 1 means slower than the baseline. */
+  ratio: number;
+  note?: string;
+}
+
+export const RESULTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results', 'latest.json');
+
+/** Merges measures into latest.json by name (measures of other runs stay). */
+export function writeResults(measures: Measure[]): void {
+  let old: { measures?: Measure[] } = {};
+  try {
+    old = JSON.parse(fs.readFileSync(RESULTS, 'utf8'));
+  } catch {
+    /* first run */
+  }
+  const byName = new Map((old.measures ?? []).map((m) => [m.name, m]));
+  for (const m of measures) byName.set(m.name, m);
+  fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
+  const doc = { updatedAt: new Date().toISOString(), node: process.version, measures: [...byName.values()] };
+  fs.writeFileSync(RESULTS, JSON.stringify(doc, null, 2) + '\n');
+}
+
+export function measure(name: string, value: number, unit: string, baselineName: string, baseline: number, note?: string): Measure {
+  return { name, value: round(value), unit, baselineName, baseline: round(baseline), ratio: round(value / baseline, 4), note };
+}
+
+function round(x: number, digits = 3): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}

@@ -1,0 +1,121 @@
+/**
+ * `npm run bench`: measures podlab against what Node itself can do on the same
+ * machine in the same run, and prints ratios (never absolute thresholds).
+ *
+ * - UDP echo throughput: pod-to-pod across nodes (through veth, cni0, routing,
+ *   flannel.1, a real VXLAN datagram, and back) versus a raw Node UDP echo
+ *   between two processes on loopback; same window of 32 datagrams in flight.
+ * - Ping round-trip time: pod-to-pod across nodes versus a raw UDP ping-pong
+ *   between two processes.
+ */
+import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execInPod } from '../cli/commands.ts';
+import { ROOT, down, up } from '../cli/lab.ts';
+import { measure, writeResults, RESULTS, type Measure } from './results.ts';
+
+const N = Number(process.env.BENCH_PACKETS ?? 20_000);
+const WINDOW = 32;
+const PINGS = 50;
+
+async function startEchoServer(): Promise<{ port: number; stop(): void }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/udp-echo-server.ts'), '127.0.0.1'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d) => {
+      buf += d;
+      const m = /"port":(\d+)/.exec(buf);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', () => reject(new Error('echo server exited')));
+  });
+  return { port, stop: () => child.kill('SIGTERM') };
+}
+
+/** Raw Node UDP: echo throughput with WINDOW in flight. */
+async function rawUdpPps(port: number): Promise<number> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  const payload = Buffer.alloc(64, 0x61);
+  let sent = 0;
+  let received = 0;
+  const start = performance.now();
+  await new Promise<void>((resolve) => {
+    let last = 0;
+    const watchdog = setInterval(() => {
+      if (received === last && sent < N) (sent++, sock.send(payload, port, '127.0.0.1'));
+      last = received;
+    }, 50);
+    sock.on('message', () => {
+      received++;
+      if (received >= N) (clearInterval(watchdog), resolve());
+      else if (sent < N) (sent++, sock.send(payload, port, '127.0.0.1'));
+    });
+    for (; sent < WINDOW; sent++) sock.send(payload, port, '127.0.0.1');
+  });
+  const pps = received / ((performance.now() - start) / 1000);
+  sock.close();
+  return pps;
+}
+
+/** Raw Node UDP: ping-pong RTT, one at a time, 10 ms apart (as ping -i 0.01). */
+async function rawUdpRtt(port: number): Promise<number> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  const rtts: number[] = [];
+  for (let i = 0; i < PINGS; i++) {
+    const t0 = performance.now();
+    await new Promise<void>((resolve) => {
+      sock.once('message', () => resolve());
+      sock.send(Buffer.alloc(64), port, '127.0.0.1');
+    });
+    rtts.push(performance.now() - t0);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  sock.close();
+  return rtts.reduce((a, b) => a + b, 0) / rtts.length;
+}
+
+async function main(): Promise<void> {
+  const measures: Measure[] = [];
+  const echo = await startEchoServer();
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bench-'));
+  try {
+    const rawPps = await rawUdpPps(echo.port);
+    const rawRtt = await rawUdpRtt(echo.port);
+    process.stderr.write(`baseline: raw UDP echo ${rawPps.toFixed(0)} pps, rtt ${rawRtt.toFixed(3)} ms\n`);
+
+    await up({ stateDir, nodes: 2, podsPerNode: 1, manifests: [], labNet: '127.0.99.0/24', apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true });
+    const quiet = { stdout: () => {}, stderr: (s: string) => process.stderr.write(s) };
+    const listen = new AbortController();
+    const server = execInPod(stateDir, 'pod-2a', ['udp', 'listen', '7777', '--echo'], { ...quiet, signal: listen.signal });
+    await new Promise((r) => setTimeout(r, 300));
+    let out = '';
+    await execInPod(stateDir, 'pod-1a', ['udp', 'bench', '10.244.2.2', '7777', '-n', String(N), '-W', String(WINDOW)], { stdout: (s) => (out += s), stderr: quiet.stderr });
+    const podPps = (JSON.parse(out) as { pps: number }).pps;
+    listen.abort();
+    await server;
+
+    let pingOut = '';
+    await execInPod(stateDir, 'pod-1a', ['ping', '-q', '-c', String(PINGS), '-i', '0.01', '10.244.2.2'], { stdout: (s) => (pingOut += s), stderr: quiet.stderr });
+    const m = /rtt min\/avg\/max\/mdev = [\d.]+\/([\d.]+)\//.exec(pingOut);
+    const podRtt = m ? Number(m[1]) : NaN;
+
+    measures.push(measure('cross-node pod UDP echo throughput (VXLAN)', podPps, 'packets/s', 'raw Node UDP echo between two processes', rawPps, `${N} datagrams of 64 bytes, ${WINDOW} in flight`));
+    measures.push(measure('cross-node pod ping RTT (VXLAN)', podRtt, 'ms', 'raw Node UDP ping-pong between two processes', rawRtt, `${PINGS} pings, 10 ms apart; ratio > 1 = slower`));
+  } finally {
+    echo.stop();
+    await down(stateDir);
+    fs.rmSync(stateDir, { recursive: true, force: true });
+  }
+  writeResults(measures);
+  for (const x of measures) {
+    process.stdout.write(`${x.name}: ${x.value} ${x.unit} | baseline (${x.baselineName}): ${x.baseline} ${x.unit} | ratio ${x.ratio}\n`);
+  }
+  process.stdout.write(`written to ${RESULTS}\n`);
+}
+
+await main();
