@@ -16,7 +16,7 @@ export class RemoteError extends Error {
 
 export class ControlClient {
   private nextId = 1;
-  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void; out?: (fd: 1 | 2, s: string) => void }>();
+  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void; out?: (fd: 1 | 2, s: string) => void; evt?: (d: unknown) => void }>();
   private ch!: ReturnType<typeof frame<ServerMessage, ClientMessage>>;
   private sock!: net.Socket;
 
@@ -45,6 +45,7 @@ export class ControlClient {
     const p = this.pending.get(m.id);
     if (!p) return;
     if (m.t === 'out') p.out?.(m.fd, m.data);
+    else if (m.t === 'evt') p.evt?.(m.data);
     else {
       this.pending.delete(m.id);
       if (m.t === 'res') p.resolve(m.result);
@@ -52,12 +53,15 @@ export class ControlClient {
     }
   }
 
-  /** One call; `out` receives streamed output. Returns the call id via `onId` for cancelling. */
-  call<T = unknown>(method: string, params: unknown, out?: (fd: 1 | 2, s: string) => void, onId?: (id: number) => void): Promise<T> {
+  /**
+   * One call; `out` receives streamed output, `evt` structured stream items.
+   * Returns the call id via `onId` for cancelling.
+   */
+  call<T = unknown>(method: string, params: unknown, out?: (fd: 1 | 2, s: string) => void, onId?: (id: number) => void, evt?: (d: unknown) => void): Promise<T> {
     const id = this.nextId++;
     onId?.(id);
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, out });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, out, evt });
       this.ch.send({ t: 'req', id, method, params });
     });
   }

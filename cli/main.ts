@@ -6,7 +6,10 @@ import fs from 'node:fs';
 import { ApiClient } from '../control-plane/client.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import { callNode, execInPod, getResources, nodeCommand, parseDuration, parsePercent, type Output } from './commands.ts';
+import { capture } from './capture.ts';
 import { runDemo } from './demo.ts';
+import { formatTrace, trace } from './trace.ts';
+import { FILTER_HELP } from '../node-agent/capture/filter.ts';
 import { LabError, applyObjects, down, requireLab, restartProcess, up } from './lab.ts';
 import { ManifestError, loadManifestFile, type LoadedObject } from './manifest.ts';
 import { readLab, resolveStateDir } from './state.ts';
@@ -226,6 +229,58 @@ program
     if (!Object.keys(spec).length) throw new LabError('impair: give at least one of --loss --delay --jitter --duplicate --reorder --corrupt --blackhole');
     const r = await callNode<{ ip: string }>(dir, node, 'impair.set', { peer: o.peer, spec });
     out(`podlab: ${node} -> ${o.peer} (${r.ip}): ${JSON.stringify(spec)}\n`);
+  });
+
+program
+  .command('capture')
+  .description('capture a node\'s interfaces to pcapng: eth0 (outer VXLAN), flannel.1, cni0, vethXXXX, pod/NAME')
+  .argument('<node>', 'the node, e.g. node-1')
+  .argument('[iface]', 'interface(s), comma-separated: eth0, flannel.1, cni0, a host veth, or pod/NAME for a pod\'s eth0')
+  .option('-w, --write <file>', 'write pcapng to FILE, or - for stdout (live: | wireshark -k -i -)')
+  .option('-c, --count <n>', 'stop after N packets', int('-c'))
+  .option('--duration <sec>', 'stop after SEC seconds', (v) => Number(v))
+  .option('-f, --filter <expr>', 'capture filter (a pcap-filter subset, see below)')
+  .option('--pod <name>', "capture the pod's own eth0 (same as IFACE pod/NAME)")
+  .option('--all', 'every interface of the node at once, interleaved in time order')
+  .option('--list', 'list the interfaces of the node')
+  .addHelpText('after', `\nFilter: ${FILTER_HELP}\nExamples:\n  podlab capture node-1 flannel.1 -w - | wireshark -k -i -\n  podlab capture node-1 eth0 -c 10 -w vxlan.pcapng && tshark -r vxlan.pcapng -d udp.port==8472,vxlan\n  podlab capture node-2 --pod pod-2a -f 'icmp'`)
+  .action(async (node: string, iface: string | undefined, o) => {
+    const dir = stateDir();
+    if (o.list) {
+      const list = await callNode<{ ref: string; description: string }[]>(dir, node, 'capture.list', {});
+      for (const x of list) out(`${x.ref.padEnd(24)} ${x.description}\n`);
+      return;
+    }
+    const ifaces = [...(iface ? iface.split(',') : []), ...(o.pod ? [`pod/${o.pod}`] : [])];
+    if (!ifaces.length && !o.all) throw new LabError('capture: name an interface (eth0, flannel.1, cni0, vethXXXX, pod/NAME) or use --all; --list shows them');
+    const ac = new AbortController();
+    const onInt = () => ac.abort();
+    process.on('SIGINT', onInt);
+    const toStdout = o.write === '-';
+    const log = (s: string) => (toStdout || o.write ? process.stderr.write(s) : process.stdout.write(s));
+    try {
+      const r = await capture(dir, { node, ifaces, all: o.all, write: o.write, count: o.count, durationS: o.duration, filter: o.filter, signal: ac.signal, log });
+      process.stderr.write(`${r.captured} packets captured${r.dropped ? `, ${r.dropped} dropped (reader too slow)` : ''}\n`);
+    } finally {
+      process.off('SIGINT', onInt);
+    }
+  });
+
+program
+  .command('trace')
+  .description('send one real packet from a pod and print every hop it took, with the decisions and values used')
+  .argument('<pod>', 'the sending pod')
+  .argument('<dest>', 'destination IP (a pod, a node, anything)')
+  .addOption(new Option('--proto <proto>', 'probe protocol').choices(['icmp', 'udp', 'tcp']).default('icmp'))
+  .option('--port <n>', 'destination port (udp)', int('--port'))
+  .option('--size <bytes>', 'probe payload size (56 like ping); with a lowered MTU shows fragmentation-needed', int('--size'))
+  .option('--ttl <n>', 'probe TTL (1 expires at the first router)', int('--ttl'))
+  .option('--timeout <sec>', 'how long to wait for an answer', (v) => Number(v), 2)
+  .option('--seed <n>', 'seed for the probe id', int('--seed'), 1)
+  .addOption(new Option('-o, --output <format>', 'json for structured output').choices(['json']))
+  .action(async (pod: string, dest: string, o) => {
+    const r = await trace(stateDir(), pod, dest, { proto: o.proto, port: o.port, seed: o.seed, timeoutMs: o.timeout * 1000, size: o.size, ttl: o.ttl });
+    out(o.output === 'json' ? JSON.stringify(r, null, 2) + '\n' : formatTrace(r));
   });
 
 /** Prints errors the way kubectl does: one line, no stack, exit 1. */

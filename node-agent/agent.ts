@@ -38,6 +38,10 @@ import { validateImpairment, type ImpairmentSpec } from '../overlay/impairment.t
 import { ControlError, ControlServer, type CallContext } from './control-server.ts';
 import { podCommands, matchIpObject } from './exec/index.ts';
 import { UsageError } from './exec/types.ts';
+import { captureTargets, runCapture } from './capture/session.ts';
+import { FilterError } from './capture/filter.ts';
+import { sendProbe } from './trace-probe.ts';
+import { tracer, type TraceFilter } from './trace.ts';
 import { HostLocalIpam } from './ipam.ts';
 import { formatBridgeFdb, formatIpAddr, formatIpLink, formatIpNeigh, formatIpRoute } from './iproute2.ts';
 import { NodeDataPlane } from './dataplane.ts';
@@ -119,6 +123,7 @@ export class NodeAgent {
     fs.mkdirSync(path.join(this.opts.stateDir, 'nodes', this.name), { recursive: true, mode: 0o700 });
     const node = await this.register();
     this.podCIDR = node.spec!.podCIDR!;
+    tracer.node = this.name;
     this.dp = new NodeDataPlane({
       name: this.name,
       ip: this.opts.ip,
@@ -377,6 +382,10 @@ export class NodeAgent {
     };
   }
 
+  private captureTargets() {
+    return captureTargets(this.dp, this.name, this.opts.seed, (ip) => [...this.peersByName].find(([, v]) => v === ip)?.[0]);
+  }
+
   private peerIp(peer: string): string {
     const ip = this.peersByName.get(peer) ?? (/^\d+\.\d+\.\d+\.\d+$/.test(peer) ? peer : undefined);
     if (!ip) throw new ControlError(`unknown peer node '${peer}' (known: ${[...this.peersByName.keys()].join(', ')})`);
@@ -408,6 +417,43 @@ export class NodeAgent {
       const peers = peer ? [this.peerIp(peer)] : [...this.dp.underlay.impairmentsByPeer().keys()];
       for (const ip of peers) this.dp.underlay.setImpairment(ip, null);
       return { cleared: peers };
+    });
+    c.handle('capture.list', async () => {
+      const seen = new Set<unknown>();
+      return [...this.captureTargets().entries()].filter(([, t]) => !seen.has(t) && seen.add(t)).map(([k, t]) => ({ ref: k, name: t.name, description: t.description }));
+    });
+    c.handle('capture', async (params, ctx) => {
+      const { ifaces, all, filter, count } = params as { ifaces?: string[]; all?: boolean; filter?: string; count?: number };
+      const targets = this.captureTargets();
+      const chosen = all
+        ? [...new Set(targets.values())]
+        : (ifaces ?? []).map((name) => {
+            const t = targets.get(name);
+            if (!t) throw new ControlError(`${this.name} has no interface '${name}' (it has: ${[...targets.keys()].join(', ')})`);
+            return t;
+          });
+      if (!chosen.length) throw new ControlError('capture: name an interface, or --all');
+      ctx.emit({ type: 'interfaces', list: chosen.map((t) => ({ name: t.name, description: t.description })) });
+      try {
+        return await runCapture(chosen, { filter, count, signal: ctx.signal, emit: (e) => ctx.emit(e) });
+      } catch (e) {
+        if (e instanceof FilterError) throw new ControlError(e.message);
+        throw e;
+      }
+    });
+    c.handle('trace.start', async (params) => {
+      tracer.start((params as { filter: TraceFilter }).filter);
+      return { node: this.name };
+    });
+    c.handle('trace.probe', async (params) => {
+      const { filter, pod, ...opts } = params as { filter: TraceFilter; pod: string; timeoutMs?: number; size?: number; ttl?: number };
+      return sendProbe(this.findPod(pod), filter, this.clock, opts);
+    });
+    c.handle('trace.collect', async (params) => {
+      const { id } = params as { id: string };
+      const hops = tracer.collect(id);
+      tracer.stop(id);
+      return hops;
     });
     c.handle('stack.mtu', async (params) => {
       const { dev, mtu } = params as { dev: string; mtu: number };

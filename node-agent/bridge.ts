@@ -9,7 +9,8 @@
  * node's stack only.
  */
 import type { Clock } from '../common/clock.ts';
-import { NetDevice } from './netdev.ts';
+import { NetDevice, describeFrame } from './netdev.ts';
+import { tracer } from './trace.ts';
 
 /** One learned or permanent forwarding entry. */
 export interface BridgeFdbEntry {
@@ -44,6 +45,8 @@ export class Bridge {
     readonly ageingMs = 300_000,
   ) {
     this.dev = new NetDevice(name, 'bridge', mac, mtu);
+    // A capture on cni0 sees every frame crossing the bridge, as tcpdump (promiscuous) does.
+    this.dev.tapInDevice = false;
     // What the node's stack transmits on cni0 enters the switch from the local port.
     this.dev.wire = (frame) => this.forward(frame, null);
   }
@@ -83,6 +86,7 @@ export class Bridge {
       return;
     }
     const now = this.clock.now();
+    if (this.dev.taps.size) for (const tap of this.dev.taps) tap(frame, from ? 'in' : 'out', this.dev);
     if (from && !isGroupMac(frame.subarray(6))) {
       const src = macAt(frame, 6);
       const known = this.fdb.get(src);
@@ -93,19 +97,23 @@ export class Bridge {
       }
     }
     if (isGroupMac(frame)) {
+      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: ${describeFrame(frame)}: broadcast, flooded to every port`);
       this.flood(frame, from);
       return;
     }
     const dst = macAt(frame, 0);
     if (dst === this.dev.mac) {
+      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: destination ${dst} is ${this.dev.name}'s own MAC (the gateway): up to the node's IP stack`);
       if (from) this.dev.receive(frame);
       return;
     }
     const entry = this.fdb.get(dst);
     if (entry && (entry.permanent || now - entry.updatedAt <= this.ageingMs)) {
+      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: fdb ${dst} -> port ${entry.port.name}${entry.permanent ? ' (permanent)' : ' (learned)'}: forwarded`, { detail: { fdb: { mac: dst, port: entry.port.name } } });
       if (entry.port !== from) entry.port.transmit(frame);
       return;
     }
+    if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: ${dst} not in the fdb: flooded to every port`);
     this.flood(frame, from);
   }
 

@@ -6,6 +6,7 @@
  *   client → agent: {t:'req', id, method, params}   one call
  *                   {t:'cancel', id}                 Ctrl-C for a running exec
  *   agent → client: {t:'out', id, fd: 1|2, data}     exec output, streamed
+ *                   {t:'evt', id, data}              structured stream items (capture packets)
  *                   {t:'res', id, result}            the call's result (exec: {exitCode})
  *                   {t:'err', id, error: {name, message}}
  */
@@ -18,11 +19,14 @@ export type ClientMessage =
 
 export type ServerMessage =
   | { t: 'out'; id: number; fd: 1 | 2; data: string }
+  | { t: 'evt'; id: number; data: unknown }
   | { t: 'res'; id: number; result: unknown }
   | { t: 'err'; id: number; error: { name: string; message: string } };
 
+const HIGH_WATER = 8 * 1024 * 1024;
+
 /** Wraps a socket into a message reader and writer. */
-export function frame<In, Out>(sock: Socket): { onMessage(cb: (m: In) => void): void; send(m: Out): void; end(): void } {
+export function frame<In, Out>(sock: Socket): { onMessage(cb: (m: In) => void): void; send(m: Out): boolean; end(): void } {
   const enc = new PackrStream({ useRecords: false });
   const dec = new UnpackrStream({ useRecords: false });
   enc.pipe(sock);
@@ -32,9 +36,8 @@ export function frame<In, Out>(sock: Socket): { onMessage(cb: (m: In) => void): 
   enc.on('error', () => sock.destroy());
   return {
     onMessage: (cb) => dec.on('data', (m: In) => cb(m)),
-    send: (m) => {
-      if (!sock.destroyed && sock.writable) enc.write(m);
-    },
+    // False once the peer reads slower than we write (back-pressure).
+    send: (m) => (!sock.destroyed && sock.writable ? enc.write(m) && sock.writableLength < HIGH_WATER : false),
     end: () => enc.end(),
   };
 }

@@ -10,6 +10,8 @@ import { frame, type ClientMessage, type ServerMessage } from './control-protoco
 export interface CallContext {
   stdout(s: string): void;
   stderr(s: string): void;
+  /** Streams a structured item; false when the client is not keeping up. */
+  emit(data: unknown): boolean;
   signal: AbortSignal;
 }
 
@@ -73,8 +75,9 @@ export class ControlServer {
       const ac = new AbortController();
       running.set(m.id, ac);
       const ctx: CallContext = {
-        stdout: (data) => ch.send({ t: 'out', id: m.id, fd: 1, data }),
-        stderr: (data) => ch.send({ t: 'out', id: m.id, fd: 2, data }),
+        stdout: (data) => void ch.send({ t: 'out', id: m.id, fd: 1, data }),
+        stderr: (data) => void ch.send({ t: 'out', id: m.id, fd: 2, data }),
+        emit: (data) => ch.send({ t: 'evt', id: m.id, data }),
         signal: ac.signal,
       };
       fn(m.params, ctx).then(

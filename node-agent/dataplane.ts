@@ -44,7 +44,7 @@ export class NodeDataPlane {
 
   constructor(readonly opts: DataPlaneOptions) {
     const { name, seed, clock } = opts;
-    this.stack = new IpStack(`node ${name}`, { clock, forwarding: true, idSeed: opts.rng.int(0, 0xffff) });
+    this.stack = new IpStack(`node ${name}`, { clock, forwarding: true, idSeed: opts.rng.int(0, 0xffff), traceNs: 'node' });
     const lo = new NetDevice('lo', 'loopback', '00:00:00:00:00:00', 65536);
     this.stack.addInterface(lo, { arp: false });
     this.stack.addAddress('lo', '127.0.0.1', 8);

@@ -42,9 +42,11 @@ import {
   type Ipv4Repr,
 } from '../packet/ipv4.ts';
 import { parseUdp, serializeUdp } from '../packet/udp.ts';
+import { formatRoute } from './iproute2.ts';
 import { NeighbourTable } from './neighbour.ts';
 import { Counters, NetDevice } from './netdev.ts';
 import { RouteTable, cidrContains, type Route } from './route-table.ts';
+import { tracer } from './trace.ts';
 
 /** An interface as the stack sees it: the device, its addresses, whether it ARPs. */
 export interface StackInterface {
@@ -126,6 +128,8 @@ export interface IpStackOptions {
   defaultTtl?: number;
   /** Seeds the IP identification counter so runs replay. */
   idSeed?: number;
+  /** The namespace's label in traces: `node` or `pod NAME`. */
+  traceNs?: string;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -145,6 +149,7 @@ export class IpStack {
   private readonly protocols = new Map<number, ProtocolHandler>();
   private readonly reassembler: Reassembler;
   private nextId: number;
+  readonly traceNs: string;
 
   constructor(
     readonly name: string,
@@ -155,6 +160,7 @@ export class IpStack {
     this.defaultTtl = opts.defaultTtl ?? 64;
     this.nextId = (opts.idSeed ?? 0) & 0xffff;
     this.reassembler = new Reassembler();
+    this.traceNs = opts.traceNs ?? name;
     this.neigh = new NeighbourTable(this.clock, (dev, ip) => this.sendArpRequest(dev, ip));
   }
 
@@ -303,6 +309,15 @@ export class IpStack {
       // PMTUDISC_WANT fragments locally, and fragments never carry DF.
       repr.dontFragment = false;
     }
+    if (tracer.current) {
+      // A packet born inside a traced path (an echo reply, an ICMP error) is its own leg.
+      const ctx = tracer.matchIpv4(serializeIpv4(repr)) ?? tracer.current;
+      tracer.run(ctx, () => {
+        tracer.hop(this.traceNs, 'send', `${repr.src} > ${repr.dst}: new packet, route "${formatRoute(route)}"`);
+        this.output(repr, null, route);
+      });
+      return { ok: true };
+    }
     this.output(repr, null, route);
     return { ok: true };
   }
@@ -327,14 +342,21 @@ export class IpStack {
     if (bytes.length > iface.dev.mtu) {
       if (repr.dontFragment) {
         iface.dev.counters.drop('frag-needed');
+        if (tracer.current) this.traceDrop(route.dev, `packet of ${bytes.length} bytes with DF set exceeds ${route.dev} mtu ${iface.dev.mtu}: dropped, ICMP fragmentation needed (mtu ${iface.dev.mtu}) sent back`, 'mtu-df');
         if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_NEEDFRAG, nextHopMtu: iface.dev.mtu, original: EMPTY });
         return;
       }
-      for (const frag of fragmentIpv4(repr, iface.dev.mtu)) this.output(frag, null, route);
+      const frags = fragmentIpv4(repr, iface.dev.mtu);
+      if (tracer.current) tracer.hop(this.traceNs, route.dev, `${bytes.length} bytes exceed mtu ${iface.dev.mtu}: sent as ${frags.length} fragments`);
+      for (const frag of frags) this.output(frag, null, route);
       return;
     }
     const nextHop = route.gateway ?? repr.dst;
     const emit = (mac: string) => {
+      if (tracer.current) {
+        const e = this.neigh.get(route.dev, nextHop);
+        tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev} lladdr ${mac} ${e?.state ?? ''}`.trim(), { detail: { neighbour: { ip: nextHop, dev: route.dev, mac, state: e?.state } } });
+      }
       const frame = Buffer.allocUnsafe(14 + bytes.length);
       writeEthHeader(frame, mac, iface.dev.mac, ETHERTYPE_IPV4);
       bytes.copy(frame, 14);
@@ -344,19 +366,22 @@ export class IpStack {
       const e = this.neigh.get(route.dev, nextHop);
       if (!e?.mac) {
         iface.dev.counters.drop('no-neighbour');
+        if (tracer.current) this.traceDrop(route.dev, `no neighbour entry for ${nextHop} on ${route.dev} (NOARP device): dropped`, 'no-neighbour');
         if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_HOST, original: EMPTY });
         return;
       }
       emit(e.mac);
       return;
     }
-    this.neigh.resolve(route.dev, nextHop, emit, () => {
+    if (tracer.current && !this.neigh.get(route.dev, nextHop)?.mac) tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev}: not resolved yet, ARP request sent, packet queued`);
+    this.neigh.resolve(route.dev, nextHop, tracer.bind(emit), tracer.bind(() => {
       iface.dev.counters.drop('neighbour-failed');
+      if (tracer.current) this.traceDrop(route.dev, `ARP for ${nextHop} on ${route.dev} unanswered after 3 probes: dropped, host unreachable`, 'arp-unresolved');
       // Forwarded packets get ICMP host unreachable; locally originated ones are reported
       // to the sending socket, as the kernel reports EHOSTUNREACH to ping.
       if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_HOST, original: EMPTY });
       else this.reportLocalError(repr, bytes, 'dest-unreachable', ICMP_UNREACH_HOST, repr.src);
-    });
+    }));
   }
 
   // ---------------------------------------------------------------- input
@@ -370,6 +395,7 @@ export class IpStack {
     }
     if (eth.dst !== dev.mac && eth.dst !== BROADCAST_MAC && (frame[0] & 1) === 0) {
       dev.counters.drop('other-host');
+      if (tracer.current) this.traceDrop(dev.name, `destination MAC ${eth.dst} is not ${dev.name}'s: dropped`, 'other-host');
       return;
     }
     if (eth.etherType === ETHERTYPE_ARP) return this.inputArp(dev, eth.payload);
@@ -389,6 +415,7 @@ export class IpStack {
     }
     if (!this.forwarding) {
       dev.counters.drop('not-for-us');
+      if (tracer.current) this.traceDrop(dev.name, `${ip.dst} is not an address of this namespace: dropped`, 'not-for-us');
       return;
     }
     this.forward(ip, raw, dev);
@@ -397,14 +424,19 @@ export class IpStack {
   private forward(ip: Ipv4Repr, raw: Buffer, inDev: NetDevice): void {
     if (ip.ttl <= 1) {
       inDev.counters.drop('ttl-exceeded');
+      if (tracer.current) this.traceDrop('routing', `ttl ${ip.ttl} would reach 0 here: dropped, ICMP time exceeded sent back to ${ip.src}`, 'ttl-exceeded');
       this.sendIcmpError(ip, raw, { kind: 'time-exceeded', code: ICMP_TIMXCEED_INTRANS, original: EMPTY });
       return;
     }
     const route = this.routes.lookup(ip.dst);
     if (!route) {
       inDev.counters.drop('no-route');
+      if (tracer.current) this.traceDrop('routing', `no route to ${ip.dst}: dropped, ICMP net unreachable sent back to ${ip.src}`, 'no-route');
       this.sendIcmpError(ip, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_NET, original: EMPTY });
       return;
+    }
+    if (tracer.current) {
+      tracer.hop(this.traceNs, 'routing', `${ip.dst} matches "${formatRoute(route)}"; ttl ${ip.ttl} -> ${ip.ttl - 1}`, { detail: { route: formatRoute(route), ttl: ip.ttl - 1 } });
     }
     // Copy before patching: the received frame may be shared (bridge flooding).
     const copy = Buffer.from(raw);
@@ -455,6 +487,7 @@ export class IpStack {
       ip = whole;
       raw = serializeIpv4({ ...whole, moreFragments: false, fragmentOffset: 0 });
     }
+    if (tracer.current) tracer.hop(this.traceNs, 'local', `${ip.dst} is a local address: delivered to the ${ip.protocol === IPPROTO_ICMP ? 'ICMP' : ip.protocol === IPPROTO_UDP ? 'UDP' : `protocol ${ip.protocol}`} layer`);
     if (ip.protocol === IPPROTO_ICMP) return this.deliverIcmp(ip, raw);
     if (ip.protocol === IPPROTO_UDP) return this.deliverUdp(ip, raw);
     const handler = this.protocols.get(ip.protocol);
@@ -535,6 +568,7 @@ export class IpStack {
     const sock = this.udpSockets.get(udp.dstPort);
     if (!sock) {
       this.counters.drop('udp-port-unreachable');
+      if (tracer.current) this.traceDrop('udp', `no socket on UDP port ${udp.dstPort}: ICMP port unreachable sent back`, 'port-unreachable');
       if (ip.dst !== '255.255.255.255') this.sendIcmpError(ip, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_PORT, original: EMPTY });
       return;
     }
@@ -555,7 +589,12 @@ export class IpStack {
     const quoted = { ...err, original: icmpErrorQuote(raw) } as IcmpRepr;
     const route = this.routes.lookup(orig.src);
     if (!route) return;
+    if (tracer.current) tracer.hop(this.traceNs, 'icmp', `sends ICMP ${err.kind} (code ${'code' in err ? err.code : 0}) to ${orig.src}`);
     this.send({ dst: orig.src, src: this.sourceFor(route), protocol: IPPROTO_ICMP, payload: serializeIcmp(quoted), pmtudisc: 'dont' });
+  }
+
+  private traceDrop(point: string, summary: string, reason: string): void {
+    tracer.hop(this.traceNs, point, summary, { drop: reason });
   }
 
   /** True when `ip` is covered by an address prefix on `devName`. */

@@ -137,6 +137,8 @@ export class NeighbourTable {
   }
 
   private probe(e: NeighEntry): void {
+    // Resolved (possibly synchronously, inside solicit) or replaced: probing is over.
+    if (e.state !== 'INCOMPLETE' || this.entries.get(this.key(e.dev, e.ip)) !== e) return;
     if (e.probes >= this.maxProbes) {
       e.state = 'FAILED';
       e.updatedAt = this.clock.now();
@@ -150,6 +152,7 @@ export class NeighbourTable {
     }
     e.probes++;
     this.solicit(e.dev, e.ip);
+    if (e.state !== 'INCOMPLETE') return;
     e.timer = this.clock.setTimeout(() => this.probe(e), this.retransMs);
   }
 

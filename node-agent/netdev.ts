@@ -5,6 +5,8 @@
  * direct calls; what is "on the wire" is always a complete Ethernet frame.
  */
 
+import { describeIpv4, tracer } from './trace.ts';
+
 /** Why a frame was dropped: shown by `podlab node NODE stats` and by trace. */
 export type DropReason = string;
 
@@ -62,6 +64,10 @@ export class NetDevice {
   master?: NetDevice;
   /** For a veth end: the peer's ifindex and namespace label, for `ip link`'s `@ifN` and link-netns. */
   peer?: { ifindex: number; netns: string };
+  /** The namespace the device lives in, for traces: `node` or `pod NAME`. */
+  ns = 'node';
+  /** False where a device's owner taps frames itself (the bridge sees forwarded frames too). */
+  tapInDevice = true;
 
   constructor(
     readonly name: string,
@@ -81,7 +87,8 @@ export class NetDevice {
     }
     this.counters.txPackets++;
     this.counters.txBytes += frame.length;
-    if (this.taps.size) for (const tap of this.taps) tap(frame, 'out', this);
+    if (this.taps.size && this.tapInDevice) for (const tap of this.taps) tap(frame, 'out', this);
+    if (tracer.current) tracer.hop(this.ns, this.name, describeFrame(frame), { dir: 'tx' });
     this.wire(frame, this);
   }
 
@@ -93,7 +100,8 @@ export class NetDevice {
     }
     this.counters.rxPackets++;
     this.counters.rxBytes += frame.length;
-    if (this.taps.size) for (const tap of this.taps) tap(frame, 'in', this);
+    if (this.taps.size && this.tapInDevice) for (const tap of this.taps) tap(frame, 'in', this);
+    if (tracer.current) tracer.hop(this.ns, this.name, describeFrame(frame), { dir: 'rx' });
     this.onFrame(frame, this);
   }
 }
@@ -115,4 +123,13 @@ export function vethPair(
   hostEnd.wire = (f) => podEnd.receive(f);
   podEnd.wire = (f) => hostEnd.receive(f);
   return { hostEnd, podEnd };
+}
+
+/** One line for a frame in a trace: MACs, then the IPv4 summary. */
+export function describeFrame(frame: Buffer): string {
+  if (frame.length < 14) return 'runt frame';
+  const mac = (o: number) => frame.toString('hex', o, o + 6).replace(/(..)(?!$)/g, '$1:');
+  const type = frame.readUInt16BE(12);
+  const l3 = type === 0x0800 ? describeIpv4(frame.subarray(14)) : type === 0x0806 ? 'ARP' : `ethertype 0x${type.toString(16)}`;
+  return `${mac(6)} > ${mac(0)}, ${l3}`;
 }

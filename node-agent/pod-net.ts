@@ -8,9 +8,11 @@
  */
 import { createHash } from 'node:crypto';
 import type { Clock } from '../common/clock.ts';
-import { deriveMac, seedFrom } from '../common/rng.ts';
+import { SeededRng, deriveMac, seedFrom } from '../common/rng.ts';
 import { IpStack } from './ip-stack.ts';
 import { NetDevice, vethPair } from './netdev.ts';
+import type { TcpConfig } from './tcp/config.ts';
+import { TcpStack } from './tcp/stack.ts';
 
 export interface PodNetOptions {
   namespace: string;
@@ -24,6 +26,8 @@ export interface PodNetOptions {
   seed: number;
   clock: Clock;
   nodeName: string;
+  /** TCP tunables for the pod's stack (default: DEFAULT_TCP_CONFIG, the lab's short timers). */
+  tcp?: Partial<TcpConfig>;
 }
 
 /** The host-side veth name, derived from the pod as the CNI plugin derives a random one. */
@@ -34,6 +38,8 @@ export function hostVethName(namespace: string, name: string, uid: string): stri
 export class PodNet {
   readonly key: string;
   readonly stack: IpStack;
+  /** The pod's TCP (shared by its containers, like the namespace). */
+  readonly tcp: TcpStack;
   readonly eth0: NetDevice;
   readonly lo: NetDevice;
   readonly hostVeth: NetDevice;
@@ -50,7 +56,11 @@ export class PodNet {
     this.hostVeth = hostEnd;
     this.eth0 = podEnd;
     this.lo = new NetDevice('lo', 'loopback', '00:00:00:00:00:00', 65536, { ifindex: 1 });
-    this.stack = new IpStack(`pod ${this.key}`, { clock: opts.clock, forwarding: false, idSeed: seedFrom(opts.seed, `ipid:${opts.uid}`) });
+    const ns = `pod ${opts.name}`;
+    hostEnd.ns = 'node';
+    podEnd.ns = ns;
+    this.lo.ns = ns;
+    this.stack = new IpStack(`pod ${this.key}`, { clock: opts.clock, forwarding: false, idSeed: seedFrom(opts.seed, `ipid:${opts.uid}`), traceNs: ns });
     this.stack.addInterface(this.lo, { arp: false });
     this.stack.addAddress('lo', '127.0.0.1', 8);
     this.stack.addInterface(this.eth0, { arp: true });
@@ -59,6 +69,7 @@ export class PodNet {
     const [cnet, clen] = opts.clusterCidr.split('/');
     this.stack.routes.replace({ dst: '0.0.0.0', prefixLen: 0, gateway: opts.gateway, dev: 'eth0', proto: 'boot', scope: 'global' });
     this.stack.routes.replace({ dst: cnet, prefixLen: Number(clen), gateway: opts.gateway, dev: 'eth0', proto: 'boot', scope: 'global' });
+    this.tcp = new TcpStack(this.stack, { clock: opts.clock, rng: new SeededRng(seedFrom(opts.seed, `tcp:${opts.uid}`)), config: opts.tcp });
   }
 
   get ip(): string {

@@ -62,34 +62,40 @@ export class Impairment {
     private readonly holdMs = 20,
   ) {}
 
-  /** Passes one datagram through the impairments to `deliver`. */
-  apply(buf: Buffer, deliver: (buf: Buffer) => void): void {
+  /**
+   * Passes one datagram through the impairments to `deliver`; returns what
+   * was done to it (for traces): 'lost', 'blackholed', or the effects applied.
+   */
+  apply(buf: Buffer, deliver: (buf: Buffer) => void): string {
     const s = this.spec;
     if (s.blackhole) {
       this.stats.blackholed++;
-      return;
+      return 'blackholed';
     }
     if (this.rng.chance(s.loss ?? 0)) {
       this.stats.lost++;
-      return;
+      return 'lost';
     }
+    const effects: string[] = [];
     let out = buf;
     if (this.rng.chance(s.corrupt ?? 0)) {
       out = Buffer.from(buf);
       const bit = this.rng.int(0, out.length * 8 - 1);
       out[bit >> 3] ^= 1 << (bit & 7);
       this.stats.corrupted++;
+      effects.push(`corrupted (bit ${bit})`);
     }
     const copies = this.rng.chance(s.duplicate ?? 0) ? 2 : 1;
-    if (copies === 2) this.stats.duplicated++;
+    if (copies === 2) (this.stats.duplicated++, effects.push('duplicated'));
     const reorder = this.rng.chance(s.reorder ?? 0);
-    if (reorder) this.stats.reordered++;
+    if (reorder) (this.stats.reordered++, effects.push('reordered'));
     for (let i = 0; i < copies; i++) {
       const delay = reorder ? 0 : this.delay();
       if (reorder && !(s.delayMs ?? 0)) {
         this.hold(out, deliver);
       } else if (delay > 0) {
         this.stats.delayed++;
+        if (i === 0) effects.push(`delayed ${delay.toFixed(1)} ms`);
         this.clock.setTimeout(() => deliver(out), delay);
       } else {
         this.stats.passed++;
@@ -97,6 +103,7 @@ export class Impairment {
         this.release(deliver);
       }
     }
+    return effects.length ? effects.join(', ') : 'passed';
   }
 
   private delay(): number {

@@ -57,6 +57,11 @@ export class UdpUnderlay {
     this.allowNet = (ipv4ToInt(allowed.net) & this.allowMask) >>> 0;
   }
 
+  /** The node's underlay address. */
+  get localIp(): string {
+    return this.opts.localIp;
+  }
+
   /** Binds the listening socket and the sending pool. */
   async start(): Promise<void> {
     this.rx = await bindUdp(this.opts.localIp, this.opts.port);
@@ -70,21 +75,25 @@ export class UdpUnderlay {
     }
   }
 
-  /** Sends one datagram to a peer's underlay address, through its impairment. */
-  send(peerIp: string, port: number, buf: Buffer, flowHash: number): void {
+  /**
+   * Sends one datagram to a peer's underlay address, through its impairment.
+   * Returns what happened, for traces: 'sent', 'refused', or the impairment's verdict.
+   */
+  send(peerIp: string, port: number, buf: Buffer, flowHash: number): string {
     if (((ipv4ToInt(peerIp) & this.allowMask) >>> 0) !== this.allowNet) {
       this.refused++;
-      return;
+      return 'refused';
     }
     const sock = this.tx[flowHash % this.tx.length] ?? this.rx;
-    if (!sock) return;
+    if (!sock) return 'refused';
     const emit = (b: Buffer) =>
       sock.send(b, port, peerIp, (err) => {
         if (err) this.sendErrors++;
       });
     const imp = this.impairments.get(peerIp);
-    if (imp) imp.apply(buf, emit);
-    else emit(buf);
+    if (imp) return imp.apply(buf, emit);
+    emit(buf);
+    return 'sent';
   }
 
   /** Sets (or with null clears) the impairment towards one peer address. */

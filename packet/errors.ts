@@ -61,7 +61,11 @@ export class WireError extends Error {
   }
 }
 
-/** Type guard for the `Repr | WireError` union every parser returns. */
+/**
+ * Type guard for the `Repr | WireError` union every parser returns. Falls
+ * back to a structural check so it still works if two copies of this module
+ * get loaded (e.g. via different import paths), where `instanceof` would not.
+ */
 export function isWireError(x: unknown): x is WireError {
-  return x instanceof WireError;
+  return x instanceof WireError || (x instanceof Error && x.name === 'WireError' && 'layer' in x && 'reason' in x);
 }

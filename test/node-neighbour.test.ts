@@ -15,6 +15,22 @@ test('a solicitation answered synchronously releases the queued packet at once',
   t.is(table.get('eth0', '10.0.0.9')!.state, 'REACHABLE');
 });
 
+test('a resolved neighbour is not probed again (no ARP every second)', (t) => {
+  const clock = new ManualClock();
+  let probes = 0;
+  let table!: NeighbourTable;
+  table = new NeighbourTable(clock, (dev, ip) => (probes++, table.learn(dev, ip, '02:00:00:00:00:09', true)));
+  table.resolve('eth0', '10.0.0.9', () => {}, () => t.fail());
+  clock.advance(10_000);
+  t.is(probes, 1);
+  const async = new NeighbourTable(clock, () => probes++);
+  async.resolve('eth0', '10.0.0.8', () => {}, () => t.fail());
+  clock.advance(500);
+  async.learn('eth0', '10.0.0.8', '02:00:00:00:00:08', true);
+  clock.advance(10_000);
+  t.is(probes, 2);
+});
+
 test('REACHABLE turns STALE after reachable time; unanswered probes fail queued packets', (t) => {
   const clock = new ManualClock();
   const probes: string[] = [];

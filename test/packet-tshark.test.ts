@@ -31,9 +31,18 @@ import {
   ICMP_TIMXCEED_INTRANS,
   ICMP_UNREACH_NEEDFRAG,
   ICMP_UNREACH_PORT,
+  ETHERTYPE_ARP,
   IPPROTO_ICMP,
   IPPROTO_UDP,
   PcapngWriter,
+  VXLAN_PORT_LINUX,
+  isWireError,
+  parseArp,
+  parseEthernet,
+  parseIcmp,
+  parseIpv4,
+  parseUdp,
+  parseVxlan,
   buildArpFrame,
   buildIcmpEchoFrame,
   buildIpv4Frame,
@@ -102,6 +111,7 @@ interface Expect {
 interface Built {
   pcap: Buffer;
   expects: Expect[];
+  frames: Buffer[];
 }
 
 function buildCapture(): Built {
@@ -111,11 +121,13 @@ function buildCapture(): Built {
   const ifNames = ['eth0', 'cni0'];
   const blocks: Buffer[] = [w.header(), eth0.block, cni0.block];
   const expects: Expect[] = [];
+  const frames: Buffer[] = [];
   let ts = 1_700_000_000_000_000_000n;
   const add = (ifId: number, frame: Buffer, e: Omit<Expect, 'ifName'>): void => {
     ts += 1_000_123n; // ~1 ms apart, with sub-µs digits to exercise if_tsresol = 9
     blocks.push(w.packet(ifId, frame, { timestampNs: ts, direction: e.direction, comment: e.comment }));
     expects.push({ ...e, ifName: ifNames[ifId] });
+    frames.push(frame);
   };
 
   // 1-2: ARP request and reply on the pod bridge.
@@ -287,7 +299,7 @@ function buildCapture(): Built {
     });
   });
 
-  return { pcap: Buffer.concat(blocks), expects };
+  return { pcap: Buffer.concat(blocks), expects, frames };
 }
 
 // ---------------------------------------------------------------------------
@@ -320,6 +332,100 @@ function flatten(node: unknown, out: Map<string, string[]> = new Map()): Map<str
   return out;
 }
 
+/**
+ * Our own dissection of `frame` with the packet/ parsers, as tshark field
+ * name -> values in the order tshark lists them (outer layer first, ICMP
+ * quotes after their ICMP header). Every value here must match tshark's.
+ */
+function ourFields(frame: Buffer): Map<string, string[]> {
+  const m = new Map<string, string[]>();
+  const put = (k: string, v: string | number): void => {
+    const list = m.get(k) ?? [];
+    list.push(String(v));
+    m.set(k, list);
+  };
+  const hex4 = (n: number): string => `0x${n.toString(16).padStart(4, '0')}`;
+  const fail = (what: string): never => {
+    throw new Error(`our parser rejected our own ${what}`);
+  };
+
+  const eth = (b: Buffer): void => {
+    const e = parseEthernet(b);
+    if (isWireError(e)) return fail(`Ethernet frame: ${e.message}`);
+    put('eth.dst', e.dst);
+    put('eth.src', e.src);
+    put('eth.type', hex4(e.etherType));
+    if (e.etherType === ETHERTYPE_ARP) arp(e.payload);
+    else if (e.etherType === ETHERTYPE_IPV4) ip(e.payload, false);
+  };
+  const arp = (b: Buffer): void => {
+    const a = parseArp(b);
+    if (isWireError(a)) return fail(`ARP: ${a.message}`);
+    put('arp.opcode', a.op);
+    put('arp.src.hw_mac', a.senderMac);
+    put('arp.src.proto_ipv4', a.senderIp);
+    put('arp.dst.hw_mac', a.targetMac);
+    put('arp.dst.proto_ipv4', a.targetIp);
+  };
+  const ip = (b: Buffer, quoted: boolean): void => {
+    const r = parseIpv4(b);
+    if (isWireError(r)) {
+      if (quoted) return; // a quote cut short of its total length: checked field by field instead
+      return fail(`IPv4: ${r.message}`);
+    }
+    put('ip.version', 4);
+    put('ip.hdr_len', 20 + (r.options?.length ?? 0));
+    put('ip.dsfield.dscp', r.dscp);
+    put('ip.dsfield.ecn', r.ecn);
+    put('ip.len', b.readUInt16BE(2));
+    put('ip.id', hex4(r.id));
+    put('ip.flags.rb', 0);
+    put('ip.flags.df', r.dontFragment ? 1 : 0);
+    put('ip.flags.mf', r.moreFragments ? 1 : 0);
+    put('ip.frag_offset', r.fragmentOffset / 8); // tshark's field value is in 8-byte units
+    put('ip.ttl', r.ttl);
+    put('ip.proto', r.protocol);
+    put('ip.checksum', hex4(b.readUInt16BE(10)));
+    put('ip.src', r.src);
+    put('ip.dst', r.dst);
+    if (r.moreFragments || r.fragmentOffset > 0) return; // tshark dissects the reassembled datagram: checked by hand
+    if (r.protocol === IPPROTO_ICMP) icmp(r.payload);
+    else if (r.protocol === IPPROTO_UDP) udp(r.payload, r.src, r.dst, quoted);
+  };
+  const udp = (b: Buffer, src: string, dst: string, quoted: boolean): void => {
+    const u = parseUdp(b, src, dst);
+    if (isWireError(u)) return fail(`UDP: ${u.message}`);
+    put('udp.srcport', u.srcPort);
+    put('udp.dstport', u.dstPort);
+    put('udp.length', 8 + u.payload.length);
+    put('udp.checksum', hex4(b.readUInt16BE(6)));
+    if (!quoted && u.dstPort === VXLAN_PORT_LINUX) {
+      const v = parseVxlan(u.payload);
+      if (isWireError(v)) return fail(`VXLAN: ${v.message}`);
+      put('vxlan.flags', '0x0800'); // tshark reads the flags as 16 bits: I = 0x0800
+      put('vxlan.flag_i', 1);
+      put('vxlan.vni', v.vni);
+      eth(v.payload);
+    }
+  };
+  const icmp = (b: Buffer): void => {
+    const c = parseIcmp(b);
+    if (isWireError(c)) return fail(`ICMP: ${c.message}`);
+    put('icmp.type', b[0]);
+    put('icmp.code', b[1]);
+    put('icmp.checksum', hex4(b.readUInt16BE(2)));
+    if (c.kind === 'echo-request' || c.kind === 'echo-reply') {
+      put('icmp.ident', c.id);
+      put('icmp.seq', c.seq);
+    } else if (c.kind === 'dest-unreachable' || c.kind === 'time-exceeded') {
+      if (c.kind === 'dest-unreachable' && c.nextHopMtu !== undefined) put('icmp.mtu', c.nextHopMtu);
+      ip(c.original, true);
+    }
+  };
+  eth(frame);
+  return m;
+}
+
 /** Every field of `e` appears in tshark's decoding with the expected value(s). */
 function checkFields(t: import('ava').ExecutionContext, n: number, e: Expect, fields: Map<string, string[]>): void {
   for (const [name, want] of Object.entries(e.fields)) {
@@ -334,7 +440,7 @@ tsharkTest('tshark decodes our frames exactly as our Reprs say, checksums Good',
   const dir = mkdtempSync(join(tmpdir(), 'podlab-tshark-'));
   const file = join(dir, 'capture.pcapng');
   try {
-    const { pcap, expects } = buildCapture();
+    const { pcap, expects, frames } = buildCapture();
     writeFileSync(file, pcap);
     // Keep a copy to open in Wireshark: PODLAB_PCAP_OUT=/tmp/x.pcapng npx ava test/packet-tshark.test.ts
     if (process.env.PODLAB_PCAP_OUT) writeFileSync(process.env.PODLAB_PCAP_OUT, pcap);
@@ -343,6 +449,7 @@ tsharkTest('tshark decodes our frames exactly as our Reprs say, checksums Good',
 
     const json = JSON.parse(await run(['-r', file, ...COMMON, '-T', 'json', '--no-duplicate-keys'])) as { _source: { layers: Layers } }[];
     t.is(json.length, expects.length, 'one dissection per frame');
+    let compared = 0;
     json.forEach((pkt, i) => {
       const n = i + 1;
       const e = expects[i];
@@ -367,7 +474,14 @@ tsharkTest('tshark decodes our frames exactly as our Reprs say, checksums Good',
         if (k.endsWith('.checksum.status')) for (const s of v) t.not(s, '0', `frame ${n} (${e.what}): ${k} is Bad`);
       }
       checkFields(t, n, e, fields);
+      // And, generically, every field our parsers decode from the same bytes.
+      for (const [name, ours] of ourFields(frames[i])) {
+        t.deepEqual(fields.get(name)?.slice(0, ours.length), ours, `frame ${n} (${e.what}): ${name} as tshark sees it vs our parse`);
+        compared += ours.length;
+      }
     });
+    t.log(`${compared} field values of our own parse matched tshark's`);
+    t.true(compared > 250);
     // Nanosecond timestamps from if_tsresol = 9 survive.
     t.is((json[0]._source.layers.frame as Record<string, string>)['frame.time_epoch'], '1700000000.001000123');
   } finally {
