@@ -7,6 +7,8 @@
  *   between two processes on loopback; same window of 32 datagrams in flight.
  * - Ping round-trip time: pod-to-pod across nodes versus a raw UDP ping-pong
  *   between two processes.
+ * - Capture: the data path's rate with capture support idle versus the same
+ *   path with the hooks removed, and while capturing (bench/capture.ts).
  */
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -15,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execInPod } from '../cli/commands.ts';
 import { ROOT, down, up } from '../cli/lab.ts';
+import { benchCapture } from './capture.ts';
 import { measure, writeResults, RESULTS, type Measure } from './results.ts';
 
 const N = Number(process.env.BENCH_PACKETS ?? 20_000);
@@ -111,6 +114,7 @@ async function main(): Promise<void> {
     await down(stateDir);
     fs.rmSync(stateDir, { recursive: true, force: true });
   }
+  measures.push(...(await benchCapture()));
   writeResults(measures);
   for (const x of measures) {
     process.stdout.write(`${x.name}: ${x.value} ${x.unit} | baseline (${x.baselineName}): ${x.baseline} ${x.unit} | ratio ${x.ratio}\n`);

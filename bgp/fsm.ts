@@ -698,7 +698,7 @@ export class BgpPeerFsm {
   stop(data?: Buffer): FsmAction[] {
     const out: FsmAction[] = [];
     if (this.second) {
-      out.push(...this.second.handle({ type: 'ManualStop', data }));
+      out.push(...this.second.handle({ type: 'ManualStop', data }).filter((a) => a.type !== 'state'));
       out.push(...this.second.dispose());
       this.second = undefined;
     }
@@ -746,6 +746,10 @@ export class BgpPeerFsm {
     const f = this.owner(conn);
     if (!f) return [];
     if (msg.type === 'open') {
+      if (f === this.second && this.main.state === 'Established') {
+        this.collisions++;
+        return this.dump(f);
+      }
       const other = f === this.main ? this.second : this.main;
       if (other && (other.state === 'OpenSent' || other.state === 'OpenConfirm')) {
         const loser = this.collisionLoser(f, other, msg.bgpId);
@@ -785,7 +789,7 @@ export class BgpPeerFsm {
   private dump(loser: BgpFsm): FsmAction[] {
     loser.autoRestart = false;
     const fromState = this.main.state;
-    const out = loser.handle({ type: 'OpenCollisionDump' }).filter((a) => a.type !== 'state');
+    const out: FsmAction[] = loser.handle({ type: 'OpenCollisionDump' }).filter((a) => a.type !== 'state');
     out.push(...loser.dispose());
     if (loser === this.second) {
       this.second = undefined;
@@ -815,9 +819,17 @@ export class BgpPeerFsm {
   }
 
   private tidy(f: BgpFsm, actions: FsmAction[]): FsmAction[] {
+    if (f === this.main) {
+      // Main reached Established while the peer's own connection is still opening: that one goes (§6.8).
+      if (this.main.state === 'Established' && this.second) {
+        this.collisions++;
+        actions.push(...this.dump(this.second));
+      }
+      return actions;
+    }
     if (f !== this.second) return actions;
     // The second FSM's own state changes are not the peer's.
-    const out = actions.filter((a) => a.type !== 'state');
+    const out: FsmAction[] = actions.filter((a) => a.type !== 'state');
     if (f.state === 'Idle') {
       out.push(...f.dispose());
       this.second = undefined;

@@ -6,15 +6,19 @@
  * store reports the mutation as done, so a `kill -9` right after a 201 loses
  * nothing and a crash mid-write leaves the previous complete file in place.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Where the store's serialized state lives. */
 export interface StatePersister {
   /** Returns the last saved document, or null on first start. */
   load(): string | null;
-  /** Durably replaces the saved document; throws if it could not. */
-  save(document: string): void;
+  /**
+   * Durably replaces the saved document, given as UTF-8 chunks to be written
+   * back to back (the store caches each object's and event's bytes, so a
+   * save is a gather-write rather than a re-serialization). Throws if it could not.
+   */
+  save(chunks: readonly Uint8Array[]): void;
 }
 
 /** A failure reading or parsing the state file; the apiserver refuses to start on it rather than wipe state. */
@@ -43,9 +47,9 @@ export class FileStatePersister implements StatePersister {
     }
   }
 
-  save(document: string): void {
+  save(chunks: readonly Uint8Array[]): void {
     mkdirSync(this.dir, { recursive: true });
-    writeFileAtomic(this.path, document);
+    writeFileAtomic(this.path, chunks);
   }
 }
 
@@ -59,8 +63,8 @@ export class MemoryStatePersister implements StatePersister {
     return this.document;
   }
 
-  save(document: string): void {
-    this.document = document;
+  save(chunks: readonly Uint8Array[]): void {
+    this.document = Buffer.concat(chunks).toString('utf8');
     this.saves++;
   }
 }
@@ -69,13 +73,12 @@ export class MemoryStatePersister implements StatePersister {
  * Writes `data` to `path` so that readers (and a post-crash restart) see
  * either the old or the new content, never a torn file.
  */
-export function writeFileAtomic(path: string, data: string): void {
+export function writeFileAtomic(path: string, data: string | readonly Uint8Array[]): void {
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w', 0o644);
   try {
-    const buf = Buffer.from(data, 'utf8');
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    const chunks = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data;
+    writeAllChunks(fd, chunks);
     fsyncSync(fd);
   } catch (err) {
     closeSync(fd);
@@ -90,5 +93,24 @@ export function writeFileAtomic(path: string, data: string): void {
     fsyncSync(dirFd);
   } finally {
     closeSync(dirFd);
+  }
+}
+
+/** Gather-writes every chunk, coping with short writes and the iovec limit. */
+function writeAllChunks(fd: number, chunks: readonly Uint8Array[]): void {
+  const IOV_MAX = 1024;
+  let pending = chunks.filter((c) => c.byteLength > 0).map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+  while (pending.length > 0) {
+    const batch = pending.slice(0, IOV_MAX);
+    let written = writevSync(fd, batch);
+    // Drop fully written chunks; keep the unwritten tail of a partially written one.
+    let i = 0;
+    while (i < batch.length && written >= batch[i].length) {
+      written -= batch[i].length;
+      i++;
+    }
+    const rest = pending.slice(i);
+    if (written > 0) rest[0] = rest[0].subarray(written);
+    pending = rest;
   }
 }

@@ -97,6 +97,18 @@ test.serial('pcapng from each interface kind decodes in tshark with the right la
   }
 });
 
+test.serial('the shipped Wireshark profile decodes UDP 8472 as VXLAN without -d', async (t) => {
+  if (!needTshark(t)) return;
+  const file = await captureDuring(['eth0'], 2, ips['pod-2b'], 'udp port 8472');
+  const cfg = path.join(tmp, 'wireshark-config');
+  fs.cpSync(path.join(ROOT, 'wireshark/profiles/podlab'), path.join(cfg, 'profiles/podlab'), { recursive: true });
+  const run = (args: string[]) =>
+    new Promise<string>((resolve, reject) =>
+      execFile('tshark', ['-r', file, ...args, '-T', 'fields', '-e', 'frame.protocols'], { env: { ...process.env, WIRESHARK_CONFIG_DIR: cfg } }, (e, out) => (e ? reject(e) : resolve(out))),
+    );
+  t.regex(await run(['-C', 'podlab']), /^eth:ethertype:ip:udp:vxlan:eth:ethertype:ip:icmp/m);
+});
+
 test.serial('several interfaces at once interleave in time order; --all covers the node', async (t) => {
   if (!needTshark(t)) return;
   const rows = await decode(await captureDuring(['eth0', 'flannel.1'], 4, ips['pod-3a'], 'icmp or udp'));
