@@ -68,7 +68,8 @@ export type ConnDirection = 'outgoing' | 'incoming';
  */
 export type FsmEvent =
   | { type: 'ManualStart' }
-  | { type: 'ManualStop'; data?: Buffer }
+  /** Administrative stop: NOTIFICATION Cease with `subcode` (default 2, Administrative Shutdown) and `data`. */
+  | { type: 'ManualStop'; subcode?: number; data?: Buffer }
   | { type: 'AutomaticStart' }
   | { type: 'ConnectRetryTimerExpires' }
   | { type: 'HoldTimerExpires' }
@@ -365,7 +366,7 @@ export class BgpFsm {
   private openSent(ev: FsmEvent): Transition {
     switch (ev.type) {
       case 'ManualStop':
-        return this.down('ManualStop', notif(ERR_CEASE, CEASE_ADMIN_SHUTDOWN, ev.data), true);
+        return this.down('ManualStop', notif(ERR_CEASE, ev.subcode ?? CEASE_ADMIN_SHUTDOWN, ev.data), true);
       case 'HoldTimerExpires':
         return this.down('hold timer expired (no OPEN)', notif(ERR_HOLD_TIMER_EXPIRED, 0));
       case 'TcpConnectionFails':
@@ -406,7 +407,7 @@ export class BgpFsm {
   private openConfirm(ev: FsmEvent): Transition {
     switch (ev.type) {
       case 'ManualStop':
-        return this.down('ManualStop', notif(ERR_CEASE, CEASE_ADMIN_SHUTDOWN, ev.data), true);
+        return this.down('ManualStop', notif(ERR_CEASE, ev.subcode ?? CEASE_ADMIN_SHUTDOWN, ev.data), true);
       case 'HoldTimerExpires':
         return this.down('hold timer expired', notif(ERR_HOLD_TIMER_EXPIRED, 0));
       case 'KeepaliveTimerExpires':
@@ -440,7 +441,7 @@ export class BgpFsm {
   private established(ev: FsmEvent): Transition {
     switch (ev.type) {
       case 'ManualStop':
-        return this.down('ManualStop', notif(ERR_CEASE, CEASE_ADMIN_SHUTDOWN, ev.data), true);
+        return this.down('ManualStop', notif(ERR_CEASE, ev.subcode ?? CEASE_ADMIN_SHUTDOWN, ev.data), true);
       case 'HoldTimerExpires':
         return this.down('hold timer expired', notif(ERR_HOLD_TIMER_EXPIRED, 0));
       case 'KeepaliveTimerExpires':
@@ -694,15 +695,19 @@ export class BgpPeerFsm {
     return this.run(this.main, { type: 'ManualStart' });
   }
 
-  /** ManualStop on every connection: NOTIFICATION Cease/Administrative Shutdown (6/2, `data` = RFC 9003 text) where a session exists. */
-  stop(data?: Buffer): FsmAction[] {
+  /**
+   * ManualStop on every connection: NOTIFICATION Cease (default subcode 2,
+   * Administrative Shutdown; `data` e.g. an RFC 9003 shutdown communication)
+   * wherever an OPEN was sent.
+   */
+  stop(data?: Buffer, subcode: number = CEASE_ADMIN_SHUTDOWN): FsmAction[] {
     const out: FsmAction[] = [];
     if (this.second) {
-      out.push(...this.second.handle({ type: 'ManualStop', data }).filter((a) => a.type !== 'state'));
+      out.push(...this.second.handle({ type: 'ManualStop', subcode, data }).filter((a) => a.type !== 'state'));
       out.push(...this.second.dispose());
       this.second = undefined;
     }
-    out.push(...this.run(this.main, { type: 'ManualStop', data }));
+    out.push(...this.run(this.main, { type: 'ManualStop', subcode, data }));
     return out;
   }
 

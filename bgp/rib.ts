@@ -421,8 +421,6 @@ export class Rib {
     if (reflect) {
       out.originatorId = a.originatorId ?? src!.routerId;
       out.clusterList = [this.clusterId!, ...(a.clusterList ?? [])];
-    } else if (peer.ibgp && src?.ibgp === false) {
-      // learned over eBGP: no reflection attributes to carry
     }
     const other = (a.other ?? [])
       .filter((o) => o.flags & ATTR_FLAG_TRANSITIVE)
@@ -441,7 +439,7 @@ export class Rib {
   }
 
   private importCheck(peer: RibPeer, a: PathAttributes): RejectReason | undefined {
-    if (asPathContains(a.asPath ?? [], this.asn) && !peer.ibgp) return 'as-path-loop';
+    if (asPathContains(a.asPath ?? [], this.asn)) return 'as-path-loop';
     if (a.originatorId !== undefined && a.originatorId === this.routerId) return 'originator-id-loop';
     if (this.clusterId !== undefined && a.clusterList?.includes(this.clusterId)) return 'cluster-list-loop';
     if (a.nextHop === peer.localAddress) return 'next-hop-local';
@@ -472,10 +470,16 @@ export class Rib {
         continue;
       }
       this.loc.set(prefix, { best: r.best, reason: r.reason });
-      if (prev?.best !== r.best) out.push({ prefix, previous: prev?.best, best: r.best, reason: r.reason });
+      if (prev && samePath(prev.best, r.best)) continue; // re-announced unchanged
+      out.push({ prefix, previous: prev?.best, best: r.best, reason: r.reason });
     }
     return out;
   }
+}
+
+/** Same origin and same attributes: a re-announcement that changes nothing. */
+function samePath(a: RoutePath, b: RoutePath): boolean {
+  return a === b || (a.source === b.source && a.peer?.address === b.peer?.address && attrKey(a.attributes) === attrKey(b.attributes));
 }
 
 /** Orders prefixes numerically by address, then length. */

@@ -33,8 +33,10 @@ export interface ApiServerOptions {
   /** `--node-cidr-mask-size` (default 24). */
   nodeCidrMaskSize?: number;
   clock?: Clock;
-  /** Watch history length (default 10,000 events). */
+  /** Watch history length in memory (default 10,000 events). */
   historyLimit?: number;
+  /** Newest events also persisted in state.json (default 1,000). */
+  persistedHistoryLimit?: number;
   /** How often BOOKMARK events go to watchers that allow them (default 30 s). */
   bookmarkIntervalMs?: number;
   /** Receives one record per finished request (main.ts prints them when PODLAB_DEBUG is set). */
@@ -135,6 +137,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     nodeCidrMaskSize: opts.nodeCidrMaskSize,
     clock: opts.clock,
     historyLimit: opts.historyLimit,
+    persistedHistoryLimit: opts.persistedHistoryLimit,
   });
   const bookmarkMs = opts.bookmarkIntervalMs ?? DEFAULT_BOOKMARK_INTERVAL_MS;
   const activeWatches = new Set<() => void>();

@@ -169,6 +169,9 @@ export class ApiClient {
    * timeoutSeconds) or the signal aborts; throws ApiError if the server
    * refuses the watch and ApiConnectionError if the connection breaks.
    * A 410 for a too-old resourceVersion arrives as an ERROR event.
+   * Like any async generator it is lazy: the request is only sent when
+   * iteration starts, so pass `resourceVersion` to avoid missing changes
+   * made in between.
    */
   async *watch<T = KubeObject>(resource: string, opts: WatchRequestOptions = {}): AsyncGenerator<WatchEvent<T>, void, undefined> {
     const rt = this.resource(resource);

@@ -77,7 +77,8 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter {
   private lastRv = '';
   private synced = false;
   private stopped = false;
-  private connected = false;
+  /** Unknown until the first attempt, so an apiserver that is down at start is reported too. */
+  private connected: boolean | undefined = undefined;
   private running?: Promise<void>;
   private readonly abort = new AbortController();
   private sleepTimer?: { timer: Timer; wake: () => void };

@@ -8,11 +8,13 @@
  * `{"event":"listening","url":"http://127.0.0.1:PORT","pid":N}`, and writes
  * the same JSON to `<stateDir>/apiserver/endpoint.json` (the launcher reads
  * either). Exit codes: 0 on SIGTERM/SIGINT, 1 on a runtime failure such as
- * EADDRINUSE, 2 on bad flags. Set PODLAB_DEBUG to log every request to stderr.
+ * EADDRINUSE, 2 on bad flags. Logs go to stderr via common/log.ts; set
+ * PODLAB_DEBUG=* (or podlab:apiserver) to log every request.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { createLogger } from '../common/log.ts';
 import { startApiServer, type ApiServer } from './apiserver.ts';
 import { ConfigError, DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parseIpamConfig } from './ipam.ts';
 import { writeFileAtomic } from './persistence.ts';
@@ -79,7 +81,8 @@ async function main(): Promise<void> {
     process.stderr.write(`${PROG}: error: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  const debug = Boolean(process.env.PODLAB_DEBUG);
+  // PODLAB_DEBUG=* (or podlab:apiserver) turns on one line per request.
+  const log = createLogger('podlab:apiserver');
   let server: ApiServer;
   try {
     server = await startApiServer({
@@ -88,7 +91,7 @@ async function main(): Promise<void> {
       stateDir: flags.stateDir,
       clusterCidr: flags.clusterCidr,
       nodeCidrMaskSize: flags.nodeCidrMaskSize,
-      log: debug ? (e) => process.stderr.write(`${JSON.stringify({ level: 'debug', component: 'apiserver', msg: 'request', ...e })}\n`) : undefined,
+      log: log.debugEnabled ? (e) => log.debug('request', { ...e }) : undefined,
     });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -112,13 +115,13 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   process.stdout.write(`${line}\n`);
-  if (debug) process.stderr.write(`${JSON.stringify({ level: 'debug', component: 'apiserver', msg: 'listening', url: server.url })}\n`);
+  log.info('listening', { url: server.url, stateDir: flags.stateDir, clusterCidr: flags.clusterCidr, nodeCidrMaskSize: flags.nodeCidrMaskSize });
 
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    if (debug) process.stderr.write(`${JSON.stringify({ level: 'debug', component: 'apiserver', msg: 'stopping', signal })}\n`);
+    log.info('stopping', { signal });
     // Watches are ended cleanly so informers reconnect rather than see a reset; then exit regardless.
     const hardStop = setTimeout(() => process.exit(0), 3000);
     hardStop.unref();

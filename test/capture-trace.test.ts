@@ -5,7 +5,7 @@
  * traffic flows; trace names every hop for same-node and cross-node
  * destinations and the right drop reason for unroutable, TTL, MTU and loss.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -64,7 +64,7 @@ async function decode(file: string): Promise<string[][]> {
   return out.trim().split('\n').map((l) => l.split('|'));
 }
 
-const needTshark = (t: Parameters<Parameters<typeof test>[1]>[0]) => requireOrSkip(t, hasTool('tshark'), 'tshark is not installed');
+const needTshark = (t: ExecutionContext) => requireOrSkip(t, hasTool('tshark'), 'tshark is not installed');
 
 test.serial('pcapng from each interface kind decodes in tshark with the right layers, names and no expert warnings', async (t) => {
   if (!needTshark(t)) return;

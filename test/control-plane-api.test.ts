@@ -434,3 +434,48 @@ async function waitFor(cond: () => boolean, timeoutMs = 8000): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+test('informer: retries forever with capped exponential backoff on an injected clock, and syncs once the server answers', async (t) => {
+  const { ManualClock } = await import('../control-plane/clock.ts');
+  const clock = new ManualClock();
+  let up = false;
+  const calls: number[] = [];
+  class FlakyClient extends ApiClient {
+    override async list<T>(): Promise<import('../control-plane/types.ts').List<T>> {
+      calls.push(clock.now());
+      if (!up) throw new ApiConnectionError('GET /api/v1/pods', 'connection refused');
+      return { apiVersion: 'v1', kind: 'PodList', metadata: { resourceVersion: '7' }, items: [] };
+    }
+    override async *watch<T>(): AsyncGenerator<WatchEvent<T>, void, undefined> {
+      await new Promise(() => {}); // a watch that never delivers
+    }
+  }
+  const inf = new Informer<Pod>(new FlakyClient('http://127.0.0.1:1'), 'pods', { clock });
+  const states: string[] = [];
+  inf.on('status', (s) => states.push(s.state));
+  const started = inf.start();
+  const flush = async () => {
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  };
+  await flush();
+  const t0 = clock.now();
+  const gaps = [100, 200, 400, 800, 1600, 2000, 2000];
+  for (const gap of gaps) {
+    const before = calls.length;
+    clock.advance(gap - 1);
+    await flush();
+    t.is(calls.length, before, `no retry before ${gap} ms`);
+    clock.advance(1);
+    await flush();
+    t.is(calls.length, before + 1, `retry after ${gap} ms`);
+  }
+  t.deepEqual(calls.map((c) => c - t0), [0, 100, 300, 700, 1500, 3100, 5100, 7100]);
+  t.false(inf.hasSynced);
+  up = true;
+  clock.advance(2000);
+  await started;
+  t.true(inf.hasSynced);
+  t.is(inf.resourceVersion, '7');
+  t.deepEqual(states, ['disconnected', 'connected']);
+  await Promise.race([inf.stop(), new Promise((r) => setTimeout(r, 1000))]);
+});

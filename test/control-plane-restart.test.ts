@@ -3,11 +3,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../control-plane/client.ts';
 import { Informer, objectKey } from '../control-plane/informer.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 
-const CWD = '/work/main';
+/** The repository root (this file lives in test/), so the test also runs from a clone elsewhere. */
+const CWD = fileURLToPath(new URL('..', import.meta.url));
 
 interface Proc {
   child: ChildProcess;

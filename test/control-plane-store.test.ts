@@ -413,3 +413,22 @@ test('persistence failure rolls the mutation back and reports 500', (t) => {
   store.create('pods', pod('kept'));
   t.deepEqual(seen, ['kept']);
 });
+
+test('persistence: only the newest events are written; older resume points become 410 after a restart', (t) => {
+  const persister = new MemoryStatePersister();
+  const s1 = openStore({ persister, historyLimit: 100, persistedHistoryLimit: 3 });
+  const versions: string[] = [];
+  for (const n of ['a', 'b', 'c', 'd', 'e']) versions.push(s1.create<Pod>('pods', pod(n)).metadata.resourceVersion);
+  // In memory the whole history is still there.
+  const all: string[] = [];
+  s1.watch('pods', { resourceVersion: versions[0] }, (ev) => all.push(ev.object.metadata.name));
+  t.deepEqual(all, ['b', 'c', 'd', 'e']);
+  const doc = JSON.parse(persister.document ?? '{}') as { history: unknown[] };
+  t.is(doc.history.length, 3);
+
+  const s2 = openStore({ persister, historyLimit: 100, persistedHistoryLimit: 3 });
+  const tail: string[] = [];
+  s2.watch('pods', { resourceVersion: versions[1] }, (ev) => tail.push(ev.object.metadata.name));
+  t.deepEqual(tail, ['c', 'd', 'e']);
+  t.is(apiErr(t, () => s2.watch('pods', { resourceVersion: versions[0] }, () => {})).code, 410);
+});

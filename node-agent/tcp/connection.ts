@@ -126,6 +126,8 @@ export function wscaleFor(rcvBuf: number): number {
 
 export class TcpConnection {
   state: TcpState = 'CLOSED';
+  /** False until open()/acceptSyn(): a new socket may be written to before it connects. */
+  private started = false;
   readonly stats: ConnectionStats = {
     segsOut: 0,
     segsIn: 0,
@@ -216,6 +218,8 @@ export class TcpConnection {
 
   // ---- ACK state
   private ackNow = false;
+  private dupAckNow = false;
+  private lastOowAck = -Infinity;
   private delackBytes = 0;
   private softError: TcpErrorCode | null = null;
 
@@ -274,6 +278,7 @@ export class TcpConnection {
 
   /** Active open: sends the SYN (RFC 9293 §3.10.1). */
   open(): void {
+    this.started = true;
     this.state = 'SYN-SENT';
     this.sndNxt = seqAdd(this.iss, 1);
     this.sndMax = this.sndNxt;
@@ -283,6 +288,7 @@ export class TcpConnection {
 
   /** Passive open: a listener got `seg`, a SYN (RFC 9293 §3.10.7.2). */
   acceptSyn(seg: TcpRepr): void {
+    this.started = true;
     this.stats.segsIn++;
     this.irs = seg.seq;
     this.rcvNxt = seqAdd(seg.seq, 1);
@@ -326,7 +332,7 @@ export class TcpConnection {
 
   /** Queues data; false when the send buffer is over `sndBuf` (wait for 'drain'). */
   write(data: Buffer): boolean {
-    if (this.finQueued || this.state === 'CLOSED' || this.state === 'TIME-WAIT') {
+    if (this.finQueued || (this.state === 'CLOSED' && this.started) || this.state === 'TIME-WAIT') {
       throw new TcpError('EPIPE', 'write', undefined, undefined, 'the socket has been ended');
     }
     this.sendQueue.push(data);
@@ -338,7 +344,7 @@ export class TcpConnection {
 
   /** Half-close: FIN after the queued data (RFC 9293 §3.10.4). */
   end(): void {
-    if (this.finQueued || this.state === 'CLOSED' || this.state === 'TIME-WAIT') return;
+    if (this.finQueued || (this.state === 'CLOSED' && this.started) || this.state === 'TIME-WAIT') return;
     this.finQueued = true;
     this.finSeq = seqAdd(this.qSeq, this.sendQueue.length);
     if (this.state === 'ESTABLISHED') this.state = 'FIN-WAIT-1';
@@ -350,7 +356,7 @@ export class TcpConnection {
   abort(err?: TcpError): void {
     if (this.state === 'CLOSED') return;
     if (this.state !== 'SYN-SENT' && this.state !== 'TIME-WAIT') {
-      this.send(TCP_RST | TCP_ACK, this.sndNxt, this.rcvNxt, 0, 0, 0);
+      this.send(TCP_RST | TCP_ACK, this.sndMax, this.rcvNxt, 0, 0, 0);
     }
     this.closeNow(err ?? null);
   }
@@ -395,8 +401,18 @@ export class TcpConnection {
     if (!ok) {
       if (f.rst) return;
       if (this.state === 'TIME-WAIT' && f.fin) this.armTimer('time-wait', this.now + this.cfg.timeWaitMs);
-      this.ackNow = true; // duplicate, or a zero-window probe: tell the peer where we are
-      if (wnd === 0 && seg.payload.length) this.stats.zeroWindowProbes++;
+      // RFC 9293 §3.10.7.4: with a zero window, still take valid ACKs.
+      if (wnd === 0 && len === 0 && f.ack && !f.syn && this.state !== 'SYN-RECEIVED') this.processAck(seg);
+      if (len > 0 || seg.seq === seqAdd(this.rcvNxt, -1)) {
+        // A duplicate, or a zero-window probe (seq = RCV.NXT - 1): tell the peer where we are.
+        this.ackNow = true;
+        if (len === 0) this.stats.zeroWindowProbes++;
+      } else if (this.now - this.lastOowAck >= 500) {
+        // An out-of-window pure ACK: answer, but at most twice a second, so two
+        // confused ends cannot ping-pong ACKs forever (Linux's tcp_invalid_ratelimit).
+        this.lastOowAck = this.now;
+        this.ackNow = true;
+      }
       return;
     }
 
@@ -586,7 +602,9 @@ export class TcpConnection {
       this.cwnd += mss; // window inflation: one segment left the network
       return;
     }
-    if (this.dupAcks === 3 && seqGt(this.sndUna, this.recover)) {
+    // `recover` holds SND.MAX at the last loss event (RFC 6582's "highest sequence number
+    // transmitted" + 1), so "the ACK covers more than recover" reads SND.UNA >= recover.
+    if (this.dupAcks === this.dupThreshold() && seqGe(this.sndUna, this.recover)) {
       // Fast retransmit (RFC 5681 §3.2, RFC 6582 §3.2 step 2).
       const flight = seqDiff(this.sndMax, this.sndUna);
       this.ssthresh = Math.max(Math.floor(flight / 2), 2 * mss);
@@ -597,6 +615,18 @@ export class TcpConnection {
       this.inRecovery = true;
       this.armTimer('rto', this.now + this.rto);
     }
+  }
+
+  /**
+   * Duplicate ACKs that trigger fast retransmit: 3, or fewer with little in
+   * flight and nothing new to send (early retransmit, RFC 5827), so a loss
+   * near the end of a burst need not wait for the RTO.
+   */
+  private dupThreshold(): number {
+    const outstanding = Math.ceil(seqDiff(this.sndNxt, this.sndUna) / this.sndMss);
+    const unsent = seqDiff(seqAdd(this.qSeq, this.sendQueue.length), this.sndNxt) > 0;
+    if (outstanding < 4 && !unsent) return Math.max(1, outstanding - 1);
+    return 3;
   }
 
   private processData(seq: number, data: Buffer, fin: boolean, psh: boolean): void {
@@ -618,7 +648,10 @@ export class TcpConnection {
     if (seq !== this.rcvNxt) {
       this.insertOoo(seq, chunk, fin);
       this.stats.oooSegments++;
-      this.ackNow = true; // duplicate ACK, so the sender's fast retransmit can work
+      // A duplicate ACK, sent pure even if we have data going the other way: an
+      // ACK riding on data does not count as a duplicate (RFC 5681 §2).
+      this.ackNow = true;
+      this.dupAckNow = true;
       return;
     }
     if (!chunk.length && !fin) return this.dupData();
@@ -818,6 +851,10 @@ export class TcpConnection {
       return;
     }
     let sent = 0;
+    if (this.dupAckNow) {
+      this.dupAckNow = false;
+      this.sendAck();
+    }
     if (SYNCHRONIZED_SEND.has(st)) {
       const limitedTransmit = !this.inRecovery && this.dupAcks > 0 && this.dupAcks < 3 ? this.dupAcks * this.sndMss : 0;
       for (;;) {
@@ -865,8 +902,10 @@ export class TcpConnection {
       this.stats.bytesSent += len;
     } else {
       this.timing = false; // Karn: never time a retransmission
+      const fresh = Math.max(0, Math.min(len, seqDiff(seqAdd(seq, len), this.sndMax)));
       this.stats.retransmits++;
-      this.stats.bytesRetrans += len;
+      this.stats.bytesRetrans += len - fresh;
+      this.stats.bytesSent += fresh;
     }
     if (seq === this.sndNxt) this.sndNxt = end;
     if (seqGt(end, this.sndMax)) this.sndMax = end;
@@ -877,14 +916,17 @@ export class TcpConnection {
   private retransmitOne(seq: number): void {
     const dataEnd = seqAdd(this.qSeq, this.sendQueue.length);
     const avail = Math.max(0, seqDiff(dataEnd, seq));
-    const len = Math.min(this.sndMss, avail);
+    // Never beyond the peer's window edge (it never shrinks, so SND.UNA's segment always fits).
+    const room = Math.max(1, seqDiff(seqAdd(this.sndUna, this.sndWnd), seq));
+    const len = Math.min(this.sndMss, avail, room);
     const fin = this.finQueued && seqAdd(seq, len) === this.finSeq && seqGt(this.sndMax, this.finSeq);
     if (!len && !fin) return;
     this.sendData(seq, len, fin);
   }
 
+  /** A pure ACK. Its sequence number is SND.MAX, as Linux's snd_nxt, which never goes back. */
   private sendAck(): void {
-    this.send(TCP_ACK, this.sndNxt, this.rcvNxt, this.advertise(), 0, 0);
+    this.send(TCP_ACK, this.sndMax, this.rcvNxt, this.advertise(), 0, 0);
   }
 
   private send(flags: number, seq: number, ack: number, window: number, dataOff: number, dataLen: number, options?: TcpOptions): void {
@@ -1010,6 +1052,7 @@ export class TcpConnection {
     }
     if (this.sndUna === this.sndMax) return;
     const now = this.now;
+    if (process.env.TCPDBG) console.log('RTO', this.localPort, now, JSON.stringify({ flight: seqDiff(this.sndNxt, this.sndUna), max: seqDiff(this.sndMax, this.sndUna), dup: this.dupAcks, rec: this.inRecovery, cwnd: this.cwnd, retries: this.retries, una: this.sndUna, wnd: this.sndWnd, q: this.sendQueue.length }));
     if (this.retries === 0) this.firstRtoAt = now;
     this.retries++;
     if (this.retries > cfg.maxRetransmits || now - this.firstRtoAt >= cfg.userTimeoutMs) {
@@ -1038,14 +1081,10 @@ export class TcpConnection {
     if (this.probes > this.cfg.maxRetransmits || now - this.firstProbeAt >= this.cfg.userTimeoutMs * 4) {
       return this.fail(this.softError ?? 'ETIMEDOUT', 'write');
     }
-    // One byte of new data beyond the closed window; snd.nxt stays, so the byte is sent
-    // again normally when the window opens. Its ACK is acceptable because snd.max covers it.
-    const seq = this.sndNxt;
-    const off = seqDiff(seq, this.qSeq);
-    const end = seqAdd(seq, 1);
-    if (seqGt(end, this.sndMax)) this.sndMax = end;
+    // Linux's probe (tcp_xmit_probe_skb): an empty segment with an old sequence number,
+    // SND.UNA - 1, which the peer must answer with an ACK carrying its current window.
     this.stats.zeroWindowProbes++;
-    this.send(TCP_ACK, seq, this.rcvNxt, this.advertise(), off, 1);
+    this.send(TCP_ACK, seqAdd(this.sndUna, -1), this.rcvNxt, this.advertise(), 0, 0);
     this.armTimer('persist', now + this.persistInterval());
   }
 

@@ -1,0 +1,116 @@
+/**
+ * The checked, normalised form of a scenario file: what `validate.ts` produces
+ * from YAML and what the runner executes. Times are milliseconds, ratios are
+ * fractions, every node and pod reference has been checked against the lab the
+ * scenario describes. `line` fields point back into the file for reports.
+ */
+import type { ImpairmentSpec } from '../overlay/impairment.ts';
+import type { LoadedObject } from '../cli/manifest.ts';
+
+/** A point in scenario time: timeline start, or the start/end of a named step, plus an offset. */
+export interface TimeRef {
+  /** Step name; undefined = the start of the timeline. */
+  step?: string;
+  edge: 'start' | 'end';
+  offsetMs: number;
+  /** As written, for messages. */
+  text: string;
+}
+
+/** A slice of scenario time; `lastMs` = the most recent stretch of this length. */
+export interface Window {
+  from?: TimeRef;
+  to?: TimeRef;
+  /** `to` written as `+DUR`: relative to `from`. */
+  toRelativeMs?: number;
+  lastMs?: number;
+  text: string;
+}
+
+/** Which pods a reference means. */
+export interface PodSelector {
+  name?: string;
+  namespace?: string;
+  node?: string;
+  prefix?: string;
+  labels?: Record<string, string>;
+}
+
+/** A pod reference: one pod by name, or a selector with a pick rule. */
+export type PodRef =
+  | { type: 'name'; key: string; text: string }
+  | { type: 'selector'; selector: PodSelector; pick: 'first' | 'random' | 'all'; text: string }
+  | { type: 'ip'; ip: string; text: string };
+
+/** One traffic flow: a stream of probes with sequence numbers 1..count, one per tick. */
+export interface FlowSpec {
+  name: string;
+  /** Registered flow kind (ping, udp; tcp/http when TCP lands). */
+  kind: string;
+  from: PodRef;
+  to: PodRef;
+  rateHz: number;
+  count: number;
+  /** Payload bytes (ping -s, udp -s); undefined = the tool's default. */
+  size?: number;
+  /** Set the IPv4 DF bit (ping -M do). */
+  df?: boolean;
+  port?: number;
+  /** A random delay before the first probe, drawn from the scenario seed. */
+  startJitterMs: number;
+  line: number;
+}
+
+export type FaultSpec =
+  | { kind: 'link'; from: string[]; to: string[]; oneWay: boolean; spec: ImpairmentSpec }
+  | { kind: 'partition'; a: string[]; b: string[] }
+  | { kind: 'kill' | 'freeze' | 'thaw'; target: string }
+  | { kind: 'restart'; target: string; kill: boolean }
+  | { kind: 'delete-pods'; pods: PodRef; count?: number; recreate: boolean }
+  | { kind: 'delete-node'; node: string }
+  | { kind: 'scale'; prefix: string; replicas: number; namespace: string; labels: Record<string, string>; nodes?: string[] }
+  | { kind: 'mtu'; node: string; dev: string; mtu: number }
+  | { kind: 'heal'; nodes?: string[] };
+
+export type Comparison = '>=' | '>' | '<=' | '<' | '==' | '!=';
+
+export type Condition = { name: string; withinMs?: number; line: number } & (
+  | { kind: 'reachability'; from: PodRef; to: PodRef; expect: 'reachable' | 'unreachable'; count: number }
+  | { kind: 'delivery'; flow: string; min?: number; max?: number; window?: Window }
+  | { kind: 'latency'; flow: string; percentile: number; maxMs?: number; minMs?: number; window?: Window }
+  | { kind: 'no-route'; node: string; on?: string[] }
+  | { kind: 'counter'; node: string; dev: string; counter: string; reason?: string; op: Comparison; value: number }
+  | { kind: 'flow-errors'; flow: string; error: string; min?: number; max?: number }
+);
+
+export type StepBody =
+  | { type: 'traffic'; flows: FlowSpec[]; wait: boolean }
+  | { type: 'fault'; fault: FaultSpec }
+  | { type: 'wait'; forMs?: number; until?: Condition; flows?: string[]; timeoutMs: number; intervalMs: number }
+  | { type: 'assert'; conditions: Condition[] };
+
+export interface Step {
+  index: number;
+  name?: string;
+  line: number;
+  body: StepBody;
+}
+
+export interface LabSpec {
+  nodes: number;
+  podsPerNode: number;
+  backend: string;
+  proxyMode?: string;
+  bgpTopology?: string;
+  mtu: number;
+}
+
+export interface Scenario {
+  file: string;
+  name: string;
+  description: string;
+  seed: number;
+  lab: LabSpec;
+  workload: LoadedObject[];
+  timeline: Step[];
+}

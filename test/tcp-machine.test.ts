@@ -1,0 +1,437 @@
+/**
+ * The TCP machine on a ManualClock: two namespaces' stacks joined by a veth
+ * pair whose wire is an in-memory link with a 1 ms delay and seeded faults
+ * (test/helpers/tcp-link.ts). Handshake, data, MSS, RST on a closed port,
+ * SYN retries, RTO backoff and Karn's rule, the bound on a vanished peer,
+ * fast retransmit, zero-window probing, out-of-order buffering, FIN /
+ * half-close / TIME-WAIT, RST, backlog, EADDRINUSE, ICMP host unreachable,
+ * options we do not implement, loopback, and a lossy, reordering link.
+ */
+import test from 'ava';
+import { createHash } from 'node:crypto';
+import { IPPROTO_TCP } from '../packet/ipv4.ts';
+import { serializeTcp, NO_FLAGS, TCP_MAX_WSCALE } from '../packet/tcp.ts';
+import { TcpError } from '../node-agent/tcp/errors.ts';
+import type { TcpSocket } from '../node-agent/tcp/socket.ts';
+import { A_IP, B_IP, TcpLink, pattern, type Seen } from './helpers/tcp-link.ts';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const flagsOf = (s: Seen) => {
+  const f = s.seg.flags;
+  return (f.syn ? 'S' : '') + (f.fin ? 'F' : '') + (f.rst ? 'R' : '') + (f.psh ? 'P' : '') + (f.ack ? '.' : '');
+};
+
+/** A listener on B that collects everything each connection receives. */
+function sink(link: TcpLink, port: number, opts: { allowHalfOpen?: boolean; backlog?: number } = {}) {
+  const got: Buffer[] = [];
+  const socks: TcpSocket[] = [];
+  const server = link.tcpB.listen(port, opts, (s) => {
+    socks.push(s);
+    s.on('data', (d) => got.push(d));
+  });
+  return { server, socks, data: () => Buffer.concat(got) };
+}
+
+/** A TCP echo server on B with flow control. */
+function echo(link: TcpLink, port: number) {
+  return link.tcpB.listen(port, {}, (s) => {
+    s.on('data', (d) => {
+      if (!s.write(d)) {
+        s.pause();
+        s.once('drain', () => s.resume());
+      }
+    });
+    s.on('error', () => {});
+  });
+}
+
+/** Writes `data` with backpressure, then ends. */
+function sendAll(sock: TcpSocket, data: Buffer, chunk = 65536): void {
+  let off = 0;
+  const pump = () => {
+    while (off < data.length) {
+      const ok = sock.write(data.subarray(off, off + chunk));
+      off += chunk;
+      if (!ok) return;
+    }
+    sock.end();
+  };
+  sock.on('drain', pump);
+  if (sock.state === 'ESTABLISHED') pump();
+  else sock.once('connect', pump);
+}
+
+test('three-way handshake: SYN with MSS and window scale, seeded ISN, both ends ESTABLISHED', async (t) => {
+  const link = new TcpLink();
+  const { socks } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  let connected = -1;
+  c.on('connect', () => (connected = link.clock.now()));
+  await link.until(() => connected >= 0 && socks.length > 0, 100, 1);
+  t.is(c.state, 'ESTABLISHED');
+  t.is(socks.length, 1);
+  t.is(socks[0].state, 'ESTABLISHED');
+  t.is(socks[0].remoteAddress, A_IP);
+  t.is(socks[0].remotePort, c.localPort);
+  t.is(c.remoteAddress, B_IP);
+  t.is(c.localAddress, A_IP);
+  t.true(c.localPort >= 32768 && c.localPort <= 60999, `ephemeral port ${c.localPort}`);
+  t.is(connected, 2, 'one RTT of 2 ms');
+
+  const [syn, synAck, ack] = link.seen;
+  t.is(link.seen.length, 3);
+  t.is(flagsOf(syn), 'S');
+  t.deepEqual(syn.seg.options, { mss: 1460, windowScale: 3 });
+  t.is(syn.seg.window, 65535, 'a SYN window is never scaled');
+  t.is(flagsOf(synAck), 'S.');
+  t.is(synAck.seg.ack, (syn.seg.seq + 1) >>> 0);
+  t.deepEqual(synAck.seg.options, { mss: 1460, windowScale: 3 });
+  t.is(flagsOf(ack), '.');
+  t.is(ack.seg.seq, (syn.seg.seq + 1) >>> 0);
+  t.is(ack.seg.ack, (synAck.seg.seq + 1) >>> 0);
+  t.is(ack.seg.window << 3, 256 * 1024, 'scaled window = the 256 KiB receive buffer');
+  t.is(c.conn.info().rto, 200, 'RTO floor of 200 ms after a 2 ms sample');
+
+  // Same seeds, same ISNs and ports: a run replays.
+  const again = new TcpLink();
+  sink(again, 80);
+  const c2 = again.tcpA.connect({ host: B_IP, port: 80 });
+  await again.until(() => c2.state === 'ESTABLISHED', 100, 1);
+  t.is(again.seen[0].seg.seq, syn.seg.seq);
+  t.is(again.seen[1].seg.seq, synAck.seg.seq);
+  t.is(c2.localPort, c.localPort);
+});
+
+test('data flows both ways in order; segments never exceed the MSS (interface MTU - 40)', async (t) => {
+  const link = new TcpLink({ mtu: 1000 });
+  const fromA = pattern(300_000, 1);
+  const fromB = pattern(200_000, 2);
+  const gotB: Buffer[] = [];
+  link.tcpB.listen(80, { allowHalfOpen: true }, (s) => {
+    s.on('data', (d) => gotB.push(d));
+    sendAll(s, fromB);
+  });
+  const c = link.tcpA.connect({ host: B_IP, port: 80, allowHalfOpen: true });
+  const gotA: Buffer[] = [];
+  c.on('data', (d) => gotA.push(d));
+  let closed = false;
+  c.on('close', () => (closed = true));
+  sendAll(c, fromA);
+  await link.until(() => closed, 10_000, 1);
+  t.true(closed);
+  t.is(sha(Buffer.concat(gotB)), sha(fromA));
+  t.is(sha(Buffer.concat(gotA)), sha(fromB));
+  t.is(link.seen[0].seg.options.mss, 960);
+  t.true(link.seen.every((s) => s.seg.payload.length <= 960));
+  t.is(Math.max(...link.seen.map((s) => s.seg.payload.length)), 960);
+});
+
+test('a closed port answers RST (seq 0, ack ISN+1): connect fails with ECONNREFUSED at once', async (t) => {
+  const link = new TcpLink();
+  const c = link.tcpA.connect({ host: B_IP, port: 81 });
+  let err: TcpError | undefined;
+  let closedWithError: boolean | undefined;
+  c.on('error', (e) => (err = e));
+  c.on('close', (h) => (closedWithError = h));
+  const took = await link.until(() => closedWithError !== undefined, 1000, 1);
+  t.is(err?.code, 'ECONNREFUSED');
+  t.is(err?.message, `connect ECONNREFUSED ${B_IP}:81`);
+  t.true(err instanceof TcpError);
+  t.true(closedWithError);
+  t.is(took, 2);
+  const rst = link.seen[1];
+  t.is(flagsOf(rst), 'R.');
+  t.is(rst.seg.seq, 0);
+  t.is(rst.seg.ack, (link.seen[0].seg.seq + 1) >>> 0);
+  t.is(link.tcpB.counters.rstOut, 1);
+  t.is(link.tcpA.connections().length, 0);
+});
+
+test('SYN retries: a silent peer fails connect with ETIMEDOUT after SYNs at 0, 1, 3, 7 s, at 15 s', async (t) => {
+  const link = new TcpLink();
+  link.down['a>b'] = true;
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  let err: TcpError | undefined;
+  c.on('error', (e) => (err = e));
+  const took = await link.until(() => !!err, 30_000, 50);
+  t.is(err?.code, 'ETIMEDOUT');
+  t.is(took, 15_000);
+  t.deepEqual(
+    link.seen.map((s) => s.at),
+    [0, 1000, 3000, 7000],
+  );
+  t.true(link.seen.every((s) => flagsOf(s) === 'S' && s.seg.seq === link.seen[0].seg.seq));
+});
+
+test('RTO: exponential backoff from 200 ms; a vanished peer fails with ETIMEDOUT 15 s after the first retransmission', async (t) => {
+  const link = new TcpLink();
+  sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  link.down['a>b'] = true;
+  link.down['b>a'] = true;
+  const t0 = link.clock.now();
+  c.write(pattern(1000));
+  let err: TcpError | undefined;
+  c.on('error', (e) => (err = e));
+  const took = await link.until(() => !!err, 60_000, 10);
+  t.is(err?.code, 'ETIMEDOUT');
+  const sends = link.dataSegs('a>b').map((s) => s.at - t0);
+  t.is(sends[0], 0);
+  const gaps = sends.slice(1).map((x, i) => x - sends[i]);
+  t.deepEqual(gaps, [200, 400, 800, 1600, 3200, 6400], `retransmissions at ${sends.join(', ')} ms`);
+  t.is(took, 200 + 15_000, 'failure 15 s after the first retransmission');
+  t.is(c.state, 'CLOSED');
+});
+
+test("Karn's rule: a retransmitted segment gives no RTT sample; the backed-off RTO holds until a fresh one", async (t) => {
+  const link = new TcpLink();
+  const { data } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  let dropped = false;
+  link.drop = (s) => s.dir === 'a>b' && s.seg.payload.length > 0 && !dropped && (dropped = true);
+  c.write(pattern(100));
+  await link.until(() => c.bufferedAmount === 0, 2000, 1);
+  t.is(data().length, 100);
+  const info = c.conn.info();
+  t.true(Number(info.srtt) < 5, `srtt ${info.srtt} ms must not include the 200 ms retransmission wait`);
+  t.is(info.rto, 400, 'backed off once, no new sample yet');
+  c.write(pattern(100));
+  await link.until(() => c.bufferedAmount === 0, 2000, 1);
+  t.is(c.conn.info().rto, 200, 'a fresh sample recomputes the RTO');
+});
+
+test('fast retransmit on the third duplicate ACK, NewReno recovery, no timeout', async (t) => {
+  const link = new TcpLink();
+  const { data } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  let n = 0;
+  let lostSeq = -1;
+  link.drop = (s) => {
+    if (s.dir !== 'a>b' || !s.seg.payload.length) return false;
+    if (++n === 5) {
+      lostSeq = s.seg.seq;
+      return true;
+    }
+    return false;
+  };
+  const payload = pattern(200_000);
+  c.write(payload);
+  await link.until(() => data().length === payload.length, 5000, 1);
+  t.is(sha(data()), sha(payload));
+  t.is(c.conn.stats.fastRetransmits, 1);
+  t.is(c.conn.stats.timeouts, 0);
+  // The retransmission follows three duplicate ACKs for the lost segment (1 ms on the wire).
+  const idx = link.seen.findIndex((s) => s.dir === 'a>b' && s.seg.seq === lostSeq && !s.dropped);
+  const rtx = link.seen[idx];
+  const arrived = link.seen.slice(0, idx).filter((s) => s.dir === 'b>a' && s.seg.ack === lostSeq && s.seg.payload.length === 0 && s.at + 1 <= rtx.at);
+  t.true(arrived.length >= 1 + 3, 'the ACK that first reached the hole, then three duplicates');
+  t.true(rtx.at - link.seen.find((s) => s.seg.seq === lostSeq)!.at < 10, 'well before the 200 ms RTO');
+});
+
+test('zero window: a paused reader closes the window, the writer probes, and resumes when it opens', async (t) => {
+  const link = new TcpLink();
+  let server: TcpSocket | undefined;
+  const got: Buffer[] = [];
+  link.tcpB.listen(80, {}, (s) => {
+    server = s;
+    s.pause();
+    s.on('data', (d) => got.push(d));
+  });
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  const payload = pattern(600_000);
+  let drains = 0;
+  c.on('drain', () => drains++);
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  t.false(c.write(payload), 'over the 256 KiB send buffer: write() asks to wait');
+  await link.run(5000, 10);
+  t.is(got.length, 0, 'nothing delivered while paused');
+  const zeroAcks = link.seen.filter((s) => s.dir === 'b>a' && s.seg.window === 0);
+  t.true(zeroAcks.length > 0, 'the receiver advertised a zero window');
+  t.is(c.conn.sndWnd, 0);
+  t.true(c.conn.stats.zeroWindowProbes >= 3, `probes sent: ${c.conn.stats.zeroWindowProbes}`);
+  const probes = link.seen.filter((s) => s.dir === 'a>b' && s.seg.payload.length === 0 && s.seg.seq === ((c.conn.sndUna - 1) >>> 0));
+  t.true(probes.length >= 3, 'probes are SND.UNA - 1 segments, as Linux sends');
+  const gaps = probes.slice(1).map((p, i) => p.at - probes[i].at);
+  t.true(gaps.every((g, i) => i === 0 || g >= gaps[i - 1]), `probe intervals back off: ${gaps.join(', ')}`);
+  t.is(c.state, 'ESTABLISHED', 'an answering peer with a zero window is not a dead peer');
+  t.is(link.seen.filter((s) => s.dir === 'b>a' && s.seg.payload.length).length, 0);
+  const accepted = (c.conn.sndUna - (link.seen[0].seg.seq + 1)) >>> 0;
+  t.true(accepted <= 256 * 1024 && accepted > 256 * 1024 - 8, `the receive buffer was filled (${accepted} bytes, window scale rounds down)`);
+  server!.resume();
+  await link.until(() => Buffer.concat(got).length === payload.length, 10_000, 5);
+  t.is(sha(Buffer.concat(got)), sha(payload));
+  t.true(drains >= 1);
+});
+
+test('out-of-order segments are buffered and delivered in order', async (t) => {
+  const link = new TcpLink({ reorder: 0.3, seed: 11 });
+  const { data } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  const payload = pattern(500_000);
+  sendAll(c, payload);
+  await link.until(() => data().length === payload.length, 20_000, 1);
+  t.is(sha(data()), sha(payload));
+  const server = link.tcpB.connections()[0];
+  t.true(server.stats.oooSegments > 10, `out-of-order segments: ${server.stats.oooSegments}`);
+});
+
+test('FIN, half-close and TIME-WAIT for 2 s (configurable); the passive closer goes LAST-ACK -> CLOSED', async (t) => {
+  for (const timeWaitMs of [2000, 500]) {
+    const link = new TcpLink({ config: { timeWaitMs } });
+    let serverSock: TcpSocket | undefined;
+    const serverGot: Buffer[] = [];
+    link.tcpB.listen(80, { allowHalfOpen: true }, (s) => {
+      serverSock = s;
+      s.on('data', (d) => serverGot.push(d));
+      // Half-close: after the client's FIN, the server still sends.
+      s.on('end', () => {
+        s.write('still here after your FIN\n');
+        s.end('bye\n');
+      });
+    });
+    const c = link.tcpA.connect({ host: B_IP, port: 80 });
+    const got: Buffer[] = [];
+    const events: string[] = [];
+    c.on('data', (d) => got.push(d));
+    c.on('end', () => events.push(`end@${c.state}`));
+    c.on('close', () => events.push(`close@${c.state}`));
+    await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+    c.end('request\n');
+    t.is(c.state, 'FIN-WAIT-1');
+    await link.until(() => events.length === 2 && serverSock?.state === 'CLOSED', 1000, 1);
+    t.is(Buffer.concat(serverGot).toString(), 'request\n');
+    t.is(Buffer.concat(got).toString(), 'still here after your FIN\nbye\n');
+    t.deepEqual(events, ['end@TIME-WAIT', 'close@TIME-WAIT']);
+    t.is(serverSock!.state, 'CLOSED');
+    t.is(link.tcpB.connections().length, 0);
+    t.is(link.tcpA.connections().length, 1, 'the 4-tuple lingers in TIME-WAIT');
+    const enteredTw = link.clock.now();
+    await link.until(() => link.tcpA.connections().length === 0, 10_000, 10);
+    t.true(Math.abs(link.clock.now() - enteredTw - timeWaitMs) <= 20, `TIME-WAIT lasted ${link.clock.now() - enteredTw} ms`);
+    const fins = link.seen.filter((s) => s.seg.flags.fin).map((s) => s.dir);
+    t.deepEqual(fins, ['a>b', 'b>a']);
+  }
+});
+
+test('RST from the peer: ECONNRESET; a segment after it gets RST too', async (t) => {
+  const link = new TcpLink();
+  link.tcpB.listen(80, {}, (s) => s.on('data', () => s.destroy()));
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  let err: TcpError | undefined;
+  c.on('error', (e) => (err = e));
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  c.write('hello');
+  await link.until(() => !!err, 1000, 1);
+  t.is(err?.code, 'ECONNRESET');
+  t.is(c.state, 'CLOSED');
+  t.true(link.seen.some((s) => s.dir === 'b>a' && s.seg.flags.rst));
+});
+
+test('listen backlog: SYNs beyond it are dropped; the client retransmits and gets in', async (t) => {
+  const link = new TcpLink();
+  const { socks, server } = sink(link, 80, { backlog: 2 });
+  void server;
+  link.down['b>a'] = true; // no SYN-ACK gets back: the server's half-open queue fills
+  const clients = [0, 1, 2].map(() => link.tcpA.connect({ host: B_IP, port: 80 }));
+  await link.run(100, 10);
+  t.is(link.tcpB.listening()[0].halfOpen, 2);
+  t.is(link.tcpB.counters.listenOverflows, 1);
+  t.is(link.seen.filter((s) => s.dir === 'a>b' && s.seg.flags.syn).length, 3);
+  link.down['b>a'] = false;
+  await link.until(() => clients.every((c) => c.state === 'ESTABLISHED'), 10_000, 10);
+  t.true(clients.every((c) => c.state === 'ESTABLISHED'));
+  t.is(socks.length, 3);
+  t.is(link.tcpB.listening()[0].halfOpen, 0);
+});
+
+test('listen on a taken port: EADDRINUSE as a typed error; after close() the port is free', (t) => {
+  const link = new TcpLink();
+  const s1 = link.tcpB.listen(8080, {});
+  const e = t.throws(() => link.tcpB.listen(8080, {}), { instanceOf: TcpError });
+  t.is((e as TcpError).code, 'EADDRINUSE');
+  t.is(e?.message, 'listen EADDRINUSE :::8080');
+  s1.close();
+  t.notThrows(() => link.tcpB.listen(8080, {}));
+});
+
+test('ICMP host unreachable from the IP layer (ARP gives up): connect fails with EHOSTUNREACH', async (t) => {
+  const link = new TcpLink();
+  const c = link.tcpA.connect({ host: '10.0.0.9', port: 80 });
+  let err: TcpError | undefined;
+  c.on('error', (e) => (err = e));
+  const took = await link.until(() => !!err, 30_000, 10);
+  t.is(err?.code, 'EHOSTUNREACH');
+  t.is(err?.message, 'connect EHOSTUNREACH 10.0.0.9:80');
+  t.true(took < 15_000, `failed after ${took} ms, before the SYN retries run out`);
+});
+
+test('options we do not implement (SACK-permitted, timestamps, unknown kinds) are ignored; ours are MSS and window scale', async (t) => {
+  const link = new TcpLink();
+  sink(link, 80);
+  link.down['b>a'] = true; // keep A's stack from resetting the SYN-ACK of a connection it never opened
+  const syn = serializeTcp(
+    {
+      srcPort: 40000,
+      dstPort: 80,
+      seq: 1000,
+      ack: 0,
+      flags: { ...NO_FLAGS, syn: true },
+      window: 64240,
+      urgent: 0,
+      options: { mss: 1200, sackPermitted: true, timestamp: { value: 1, echo: 0 }, windowScale: 20 },
+      payload: Buffer.alloc(0),
+    },
+    A_IP,
+    B_IP,
+  );
+  link.a.send({ dst: B_IP, protocol: IPPROTO_TCP, payload: syn });
+  await link.run(10, 1);
+  const synAck = link.seen.find((s) => s.dir === 'b>a')!;
+  t.deepEqual(synAck.seg.options, { mss: 1460, windowScale: 3 });
+  const conn = link.tcpB.connections()[0];
+  t.is(conn.state, 'SYN-RECEIVED');
+  t.is(conn.sndMss, 1200, 'the peer MSS bounds ours');
+  t.is(conn.info().sndShift, TCP_MAX_WSCALE, 'a shift above 14 is used as 14 (RFC 7323)');
+});
+
+test('loopback: two sockets of one stack talk over 127.0.0.1 and the pod address', async (t) => {
+  const link = new TcpLink();
+  const got: string[] = [];
+  link.tcpA.listen(9000, {}, (s) => s.on('data', (d) => s.write(d.toString().toUpperCase())));
+  for (const host of ['127.0.0.1', 'localhost', A_IP]) {
+    const c = link.tcpA.connect({ host, port: 9000 });
+    c.on('data', (d) => got.push(`${host}:${d}`));
+    c.write('ping');
+    await link.until(() => got.length === 1, 1000, 1);
+    t.deepEqual(got.splice(0), [`${host}:PING`]);
+    t.is(c.remoteAddress, host === 'localhost' ? '127.0.0.1' : host);
+    t.is(c.localAddress, c.remoteAddress, 'the kernel picks the destination as source on lo');
+    t.is(c.conn.sndMss, 65536 - 40, 'lo MTU');
+    c.destroy();
+  }
+  t.is(link.seen.length, 0, 'nothing crossed eth0');
+});
+
+test('5% loss and 5% reordering each way: a 1 MB echo completes intact (seeded)', async (t) => {
+  for (const seed of [1, 2, 3]) {
+    const link = new TcpLink({ loss: 0.05, reorder: 0.05, seed });
+    echo(link, 7);
+    const c = link.tcpA.connect({ host: B_IP, port: 7 });
+    const got: Buffer[] = [];
+    c.on('data', (d) => got.push(d));
+    let closed = false;
+    c.on('close', () => (closed = true));
+    c.on('error', (e) => t.fail(`seed ${seed}: ${e.message}`));
+    const payload = pattern(1_000_000, seed);
+    sendAll(c, payload);
+    const took = await link.until(() => closed, 120_000, 5);
+    t.true(closed, `seed ${seed}: finished`);
+    t.is(sha(Buffer.concat(got)), sha(payload), `seed ${seed}: echoed stream intact`);
+    const lost = link.seen.filter((s) => s.dropped).length;
+    t.log(`seed ${seed}: ${took} ms simulated, ${lost}/${link.seen.length} segments lost, client ${JSON.stringify(c.conn.stats)}`);
+    t.true(lost > 50);
+  }
+});
