@@ -87,13 +87,14 @@ export async function locatePod(stateDir: string, ref: string, namespace = 'defa
 /**
  * Runs a command in a pod, streaming its output; resolves with its exit code.
  * `signal` aborting (Ctrl-C) asks the command to stop and print its summary,
- * as SIGINT does to ping.
+ * as SIGINT does to ping. With `stdin`, its chunks are forwarded as the
+ * command's standard input (then EOF); without, the command sees EOF at once.
  */
 export async function execInPod(
   stateDir: string,
   ref: string,
   argv: string[],
-  io: { stdout(s: string): void; stderr(s: string): void; signal?: AbortSignal; namespace?: string },
+  io: { stdout(s: string): void; stderr(s: string): void; signal?: AbortSignal; namespace?: string; stdin?: AsyncIterable<Uint8Array | string> },
 ): Promise<number> {
   const { rec, key, node } = await locatePod(stateDir, ref, io.namespace);
   const c = await ControlClient.connect(nodeOf(rec, node).control);
@@ -101,14 +102,39 @@ export async function execInPod(
     let id = 0;
     const onAbort = () => c.cancel(id);
     io.signal?.addEventListener('abort', onAbort, { once: true });
-    const res = await c.call<{ exitCode: number }>(
+    const call = c.call<{ exitCode: number }>(
       'exec',
-      { pod: key, argv },
+      { pod: key, argv, stdin: !!io.stdin },
       (fd, s) => (fd === 1 ? io.stdout(s) : io.stderr(s)),
       (i) => (id = i),
     );
-    io.signal?.removeEventListener('abort', onAbort);
-    return res.exitCode;
+    let done = false;
+    let it: AsyncIterator<Uint8Array | string> | undefined;
+    if (io.stdin) {
+      // Forward stdin until EOF or until the command exits (then stop reading it).
+      it = io.stdin[Symbol.asyncIterator]();
+      void (async () => {
+        try {
+          for (;;) {
+            const r = await it!.next();
+            if (done) return;
+            if (r.done) break;
+            c.sendStdin(id, typeof r.value === 'string' ? Buffer.from(r.value) : r.value);
+          }
+          c.endStdin(id);
+        } catch {
+          if (!done) c.endStdin(id);
+        }
+      })();
+    }
+    try {
+      const res = await call;
+      return res.exitCode;
+    } finally {
+      done = true;
+      void it?.return?.();
+      io.signal?.removeEventListener('abort', onAbort);
+    }
   } finally {
     c.close();
   }

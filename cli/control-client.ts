@@ -70,6 +70,16 @@ export class ControlClient {
     this.ch.send({ t: 'cancel', id });
   }
 
+  /** Forwards bytes to a running call's standard input. */
+  sendStdin(id: number, data: Uint8Array): void {
+    this.ch.send({ t: 'stdin', id, data });
+  }
+
+  /** Ends a running call's standard input (EOF). */
+  endStdin(id: number): void {
+    this.ch.send({ t: 'stdin-end', id });
+  }
+
   close(): void {
     this.sock.end();
     this.sock.destroy();

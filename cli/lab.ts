@@ -19,6 +19,11 @@ import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import { intToIpv4 } from '../packet/addr.ts';
 import { parseCidr } from '../node-agent/route-table.ts';
 import type { LoadedObject } from './manifest.ts';
+import type { Backend } from '../overlay/flannel-plan.ts';
+import { DEFAULT_WIRE_PORT } from '../node-agent/dataplane.ts';
+
+/** Backends `up` offers in this build. */
+export const SUPPORTED_BACKENDS: Backend[] = ['vxlan', 'host-gw'];
 import { isOurProcess, labIsLive, readLab, writeLab, type LabRecord, type ProcRecord } from './state.ts';
 
 /** A lab-level failure with a message meant for the user. */
@@ -36,6 +41,10 @@ export interface UpOptions {
   apiPort: number;
   clusterCidr: string;
   vxlanPort: number;
+  /** vxlan (default), host-gw or bgp. */
+  backend?: Backend;
+  /** The bare-IPv4 wire's UDP port (host-gw, bgp). */
+  wirePort?: number;
   seed: number;
   mtu: number;
   /** Wait for every node Ready and pod Running before returning. */
@@ -70,6 +79,10 @@ export function validateUpOptions(o: UpOptions): void {
   if (!Number.isInteger(o.vxlanPort) || o.vxlanPort < 1 || o.vxlanPort > 65535) throw new LabError(`--vxlan-port: must be 1-65535, got ${o.vxlanPort}`);
   if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(o.clusterCidr)) throw new LabError(`--cluster-cidr: not an IPv4 CIDR: '${o.clusterCidr}'`);
   if (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 9000) throw new LabError(`--mtu: must be 576-9000, got ${o.mtu}`);
+  if (o.backend !== undefined && !SUPPORTED_BACKENDS.includes(o.backend)) {
+    throw new LabError(`--backend: must be one of ${SUPPORTED_BACKENDS.join(', ')}, got '${o.backend}'`);
+  }
+  if (o.wirePort !== undefined && (!Number.isInteger(o.wirePort) || o.wirePort < 1 || o.wirePort > 65535)) throw new LabError(`--wire-port: must be 1-65535, got ${o.wirePort}`);
   labAddresses(o.labNet, o.nodes);
 }
 
@@ -79,6 +92,7 @@ function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): stri
     '--import', TSX, path.join(ROOT, 'node-agent/main.ts'),
     '--name', name, '--ip', ip, '--underlay', o.labNet, '--api', apiUrl, '--state-dir', o.stateDir,
     '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),
+    '--backend', o.backend ?? 'vxlan', '--wire-port', String(o.wirePort ?? DEFAULT_WIRE_PORT),
   ];
 }
 
@@ -183,7 +197,7 @@ export async function up(o: UpOptions): Promise<LabRecord> {
     stateDir: o.stateDir,
     startedAt: new Date().toISOString(),
     supervisorPid: o.supervisorPid,
-    options: { nodes: o.nodes, labNet: o.labNet, apiPort: o.apiPort, clusterCidr: o.clusterCidr, vxlanPort: o.vxlanPort, seed: o.seed, mtu: o.mtu },
+    options: { nodes: o.nodes, labNet: o.labNet, apiPort: o.apiPort, clusterCidr: o.clusterCidr, vxlanPort: o.vxlanPort, seed: o.seed, mtu: o.mtu, backend: o.backend ?? 'vxlan' },
     procs: [],
     nodes: [],
   };

@@ -10,7 +10,7 @@ import { capture } from './capture.ts';
 import { runDemo } from './demo.ts';
 import { formatTrace, trace } from './trace.ts';
 import { FILTER_HELP } from '../node-agent/capture/filter.ts';
-import { LabError, applyObjects, down, requireLab, restartProcess, up } from './lab.ts';
+import { LabError, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up } from './lab.ts';
 import { ManifestError, loadManifestFile, type LoadedObject } from './manifest.ts';
 import { readLab, resolveStateDir } from './state.ts';
 
@@ -45,7 +45,9 @@ program
   .addOption(new Option('--lab-net <cidr>', 'loopback network of the lab: apiserver at .10, node-N at .(10+N)').default('127.0.0.0/24'))
   .option('--api-port <port>', 'apiserver port (0 = any free port)', int('--api-port'), 6443)
   .option('--cluster-cidr <cidr>', 'pod network; each node gets a /24 of it', '10.244.0.0/16')
+  .option('--backend <name>', `pod network backend: ${SUPPORTED_BACKENDS.join(' | ')} (vxlan: Flannel VXLAN overlay; host-gw: Flannel host-gw, no encapsulation)`, 'vxlan')
   .option('--vxlan-port <port>', 'VXLAN UDP port (Flannel and Linux: 8472; IANA: 4789)', int('--vxlan-port'), 8472)
+  .option('--wire-port <port>', 'UDP port of the bare-IPv4 underlay wire of host-gw/bgp in local mode (Wireshark: -d udp.port==N,ip)', int('--wire-port'), 8473)
   .option('--mtu <bytes>', 'underlay MTU (pods and flannel.1 get 50 less)', int('--mtu'), 1500)
   .option('--seed <n>', 'seed for every random choice (MACs, impairments, ids)', int('--seed'), 1)
   .action(async (o) => {
@@ -61,6 +63,8 @@ program
       apiPort: o.apiPort,
       clusterCidr: o.clusterCidr,
       vxlanPort: o.vxlanPort,
+      backend: o.backend,
+      wirePort: o.wirePort,
       seed: o.seed,
       mtu: o.mtu,
       waitReady: true,
@@ -151,10 +155,11 @@ program
 
 program
   .command('exec')
-  .description('run a command in a pod: ping, udp, ip, hostname (podlab exec POD -- ping -c 3 10.244.2.2)')
+  .description('run a command in a pod: ping, udp, curl, nc, transfer, ip, ss, ps, hostname (podlab exec POD -- ping -c 3 10.244.2.2)')
   .argument('<pod>', 'pod name (or namespace/name)')
   .argument('<command...>', 'the command after --')
   .option('-n, --namespace <ns>', 'namespace', 'default')
+  .option('-i, --stdin', "forward this terminal's standard input to the command (always done when stdin is not a terminal)")
   .addHelpText(
     'after',
     `
@@ -163,6 +168,11 @@ Commands available in pods:
   udp send DEST PORT [MESSAGE] [-n COUNT] [-i INTERVAL] [-p SRCPORT]
   udp listen PORT [-n COUNT] [-w TIMEOUT] [--echo]
   ip addr | ip route | ip neigh | ip link
+  curl [-s] [-v] [-f] [-i] [-I] [-m SECONDS] [-o /dev/null] [-w FORMAT] URL
+  nc [-v] [-z] [-w SECONDS] HOST PORT | nc -l [-k] PORT | nc -u HOST PORT     (stdin: pipe into podlab exec, or -i)
+  transfer --bytes N [--seed S] HOST:PORT      (to a podlab/echo pod; SHA-256 verified)
+  ss [-t] [-u] [-l] [-a] [-n] [-i]
+  ps
   hostname`,
   )
   .action(async (pod: string, command: string[], o) => {
@@ -175,6 +185,8 @@ Commands available in pods:
         stderr: (s) => process.stderr.write(s),
         signal: ac.signal,
         namespace: o.namespace,
+        // Standard input goes to the command when piped in, or with -i (nc, transfer read it).
+        stdin: o.stdin || !process.stdin.isTTY ? process.stdin : undefined,
       });
     } finally {
       process.off('SIGINT', onInt);

@@ -29,6 +29,7 @@ export interface LabOptionsRecord {
   vxlanPort: number;
   seed: number;
   mtu: number;
+  backend?: string;
 }
 
 export interface LabRecord {

@@ -44,3 +44,16 @@ export function parseFlannelBackendData(value: string | undefined): FlannelVxlan
   if (typeof vni !== 'number' || !Number.isInteger(vni) || typeof mac !== 'string') return null;
   return { VNI: vni, VtepMAC: mac };
 }
+
+/**
+ * podlab's own: the node's eth0 MAC. In local mode the unencapsulated underlay
+ * (host-gw, bgp) carries bare IPv4 with no ARP, so peers program a permanent
+ * neighbour entry from this instead (a real L2 segment would ARP for it).
+ */
+export const PODLAB_ETH0_MAC = 'podlab.io/eth0-mac';
+
+/** podlab's own: the UDP port of the node's bare-IPv4 underlay wire (local mode). */
+export const PODLAB_WIRE_PORT = 'podlab.io/wire-port';
+
+/** calico-node's annotation of the node's address and prefix, e.g. `127.0.0.11/24`. */
+export const CALICO_IPV4_ADDRESS = 'projectcalico.org/IPv4Address';

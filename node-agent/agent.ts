@@ -27,13 +27,15 @@ import {
   FLANNEL_BACKEND_TYPE_VXLAN,
   FLANNEL_KUBE_SUBNET_MANAGER,
   FLANNEL_PUBLIC_IP,
+  CALICO_IPV4_ADDRESS,
+  PODLAB_ETH0_MAC,
   parseFlannelBackendData,
 } from '../control-plane/annotations.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
-import { leaseFromNode, planFlannel, type Lease } from '../overlay/flannel-plan.ts';
+import { leaseFromNode, planFlannel, type Backend, type Lease } from '../overlay/flannel-plan.ts';
 import { validateImpairment, type ImpairmentSpec } from '../overlay/impairment.ts';
 import { ControlError, ControlServer, type CallContext } from './control-server.ts';
 import { podCommands, matchIpObject } from './exec/index.ts';
@@ -44,9 +46,10 @@ import { sendProbe } from './trace-probe.ts';
 import { tracer, type TraceFilter } from './trace.ts';
 import { HostLocalIpam } from './ipam.ts';
 import { formatBridgeFdb, formatIpAddr, formatIpLink, formatIpNeigh, formatIpRoute } from './iproute2.ts';
-import { NodeDataPlane } from './dataplane.ts';
+import { DEFAULT_WIRE_PORT, NodeDataPlane } from './dataplane.ts';
 import type { NetDevice } from './netdev.ts';
 import type { PodNet } from './pod-net.ts';
+import { containerStateOverride, startPodApps, stopPodApps } from './apps/index.ts';
 import { parseCidr } from './route-table.ts';
 
 export interface AgentOptions {
@@ -60,6 +63,10 @@ export interface AgentOptions {
   clusterCidr?: string;
   vxlanPort?: number;
   vni?: number;
+  /** vxlan (Flannel VXLAN), host-gw (Flannel host-gw) or bgp (Calico-style). */
+  backend?: Backend;
+  /** UDP port of the bare-IPv4 wire (host-gw, bgp in local mode). */
+  wirePort?: number;
   seed?: number;
   /** Underlay MTU; flannel.1 and the pods get this minus 50 (VXLAN's overhead). */
   mtu?: number;
@@ -95,6 +102,8 @@ export class NodeAgent {
       clusterCidr: '10.244.0.0/16',
       vxlanPort: 8472,
       vni: 1,
+      backend: 'vxlan',
+      wirePort: DEFAULT_WIRE_PORT,
       seed: 1,
       mtu: 1500,
       heartbeatMs: 10_000,
@@ -133,6 +142,8 @@ export class NodeAgent {
       clusterCidr: this.opts.clusterCidr,
       vxlanPort: this.opts.vxlanPort,
       vni: this.opts.vni,
+      backend: this.opts.backend,
+      wirePort: this.opts.wirePort,
       seed: this.opts.seed,
       mtu: this.opts.mtu,
       clock: this.clock,
@@ -177,12 +188,24 @@ export class NodeAgent {
     const existing = await this.api.get<Node>('nodes', this.name);
     const known = parseFlannelBackendData(existing?.metadata.annotations?.[FLANNEL_BACKEND_DATA]);
     this.vtepMac = known?.VtepMAC ?? deriveMac(this.opts.seed, `vtep:${this.name}`);
-    const annotations = {
-      [FLANNEL_BACKEND_TYPE]: FLANNEL_BACKEND_TYPE_VXLAN,
-      [FLANNEL_BACKEND_DATA]: JSON.stringify({ VNI: this.opts.vni, VtepMAC: this.vtepMac }),
+    const annotations: Record<string, string | null> = {
+      [PODLAB_ETH0_MAC]: deriveMac(this.opts.seed, `eth0:${this.name}`),
       [FLANNEL_PUBLIC_IP]: this.opts.ip,
       [FLANNEL_KUBE_SUBNET_MANAGER]: 'true',
     };
+    if (this.opts.backend === 'vxlan') {
+      annotations[FLANNEL_BACKEND_TYPE] = FLANNEL_BACKEND_TYPE_VXLAN;
+      annotations[FLANNEL_BACKEND_DATA] = JSON.stringify({ VNI: this.opts.vni, VtepMAC: this.vtepMac });
+    } else if (this.opts.backend === 'host-gw') {
+      // flanneld's host-gw backend publishes no backend data.
+      annotations[FLANNEL_BACKEND_TYPE] = 'host-gw';
+      annotations[FLANNEL_BACKEND_DATA] = 'null';
+    } else {
+      // calico-node announces the node's address; flannel's annotations are not there.
+      annotations[FLANNEL_BACKEND_TYPE] = null;
+      annotations[FLANNEL_BACKEND_DATA] = null;
+      annotations[CALICO_IPV4_ADDRESS] = `${this.opts.ip}/${this.opts.underlayCidr.split('/')[1]}`;
+    }
     const addresses = [
       { type: 'InternalIP' as const, address: this.opts.ip },
       { type: 'Hostname' as const, address: this.name },
@@ -199,7 +222,7 @@ export class NodeAgent {
       metadata: {
         name: this.name,
         labels: { 'kubernetes.io/hostname': this.name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' },
-        annotations,
+        annotations: Object.fromEntries(Object.entries(annotations).filter(([, v]) => v !== null)),
       },
       spec: {},
       status: { addresses, conditions: [] },
@@ -223,9 +246,10 @@ export class NodeAgent {
       this.peersByName.set(l.node, l.publicIp);
       leases.push(l);
     }
-    const actions = planFlannel(leases, this.programmed, { node: this.name, vni: this.opts.vni });
-    for (const a of actions) this.dp.applyFlannel(a);
-    for (const l of leases) if (l.node !== this.name && l.vni === this.opts.vni) this.programmed.set(l.node, l);
+    const self = { node: this.name, vni: this.opts.vni, backend: this.opts.backend };
+    const actions = planFlannel(leases, this.programmed, self);
+    for (const a of actions) this.dp.applyPlan(a);
+    for (const l of leases) if (l.node !== this.name && l.backend === self.backend && (l.backend !== 'vxlan' || l.vni === self.vni)) this.programmed.set(l.node, l);
     for (const name of [...this.programmed.keys()]) if (!leases.some((l) => l.node === name)) this.programmed.delete(name);
     if (actions.length) log.info('flannel plan applied', { actions: actions.length });
   }
@@ -253,6 +277,8 @@ export class NodeAgent {
     const ip = this.ipam.allocate(p.metadata.uid, p.status?.podIP && this.inPodCidr(p.status.podIP) ? p.status.podIP : undefined);
     const net = this.dp.addPod({ namespace: p.metadata.namespace ?? 'default', name: p.metadata.name, uid: p.metadata.uid, ip });
     log.info('pod network ready', { pod: key, ip, veth: net.hostVeth.name });
+    // Issue 4: run the containers' built-in apps by image (node-agent/apps/); a failure is logged, not thrown.
+    startPodApps(net, p.spec?.containers ?? [], { podName: p.metadata.name, nodeName: this.name, log: (m, f) => (/fail/.test(m) ? log.error(m, f) : log.info(m, f)) });
     if (p.status?.phase !== 'Running' || p.status?.podIP !== ip) await this.reportRunning(p, ip);
   }
 
@@ -285,6 +311,7 @@ export class NodeAgent {
             started: true,
             restartCount: 0,
             state: { running: { startedAt: now } },
+            ...containerStateOverride(this.dp.pods.get(`${p.metadata.namespace ?? 'default'}/${p.metadata.name}`), c.name), // issue 4: app failed to start
           })),
         },
       },
@@ -300,6 +327,7 @@ export class NodeAgent {
   }
 
   private teardownPod(net: PodNet): void {
+    stopPodApps(net); // issue 4: stop the pod's apps and its TCP
     this.dp.removePod(net);
     log.info('pod network removed', { pod: net.key, ip: net.ip });
   }
@@ -351,13 +379,13 @@ export class NodeAgent {
   /** Runs `ip ...` / `bridge fdb` against the node's namespace. */
   nodeCommand(argv: string[]): string {
     const [tool, obj] = argv;
-    if (tool === 'bridge' && (obj === 'fdb' || obj === 'f')) return formatBridgeFdb(this.dp.bridge, { dev: 'flannel.1', fdb: this.dp.vtep.fdb });
+    if (tool === 'bridge' && (obj === 'fdb' || obj === 'f')) return formatBridgeFdb(this.dp.bridge, this.dp.vtep ? { dev: 'flannel.1', fdb: this.dp.vtep.fdb } : undefined);
     if (tool === 'ip') {
       const out = matchIpObject(obj ?? '', {
         addr: () => formatIpAddr(this.dp.stack),
         route: () => formatIpRoute(this.dp.stack),
         neigh: () => formatIpNeigh(this.dp.stack),
-        link: () => formatIpLink(this.devices(), { vxlan: { vni: this.opts.vni, port: this.opts.vxlanPort, local: this.opts.ip } }),
+        link: () => formatIpLink(this.devices(), this.dp.vtep ? { vxlan: { vni: this.opts.vni, port: this.opts.vxlanPort, local: this.opts.ip } } : {}),
       });
       if (out !== undefined) return out;
     }

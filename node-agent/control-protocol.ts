@@ -5,6 +5,8 @@
  *
  *   client → agent: {t:'req', id, method, params}   one call
  *                   {t:'cancel', id}                 Ctrl-C for a running exec
+ *                   {t:'stdin', id, data}            bytes for a running exec's standard input
+ *                   {t:'stdin-end', id}              its end of file
  *   agent → client: {t:'out', id, fd: 1|2, data}     exec output, streamed
  *                   {t:'evt', id, data}              structured stream items (capture packets)
  *                   {t:'res', id, result}            the call's result (exec: {exitCode})
@@ -15,7 +17,9 @@ import type { Socket } from 'node:net';
 
 export type ClientMessage =
   | { t: 'req'; id: number; method: string; params: unknown }
-  | { t: 'cancel'; id: number };
+  | { t: 'cancel'; id: number }
+  | { t: 'stdin'; id: number; data: Uint8Array }
+  | { t: 'stdin-end'; id: number };
 
 export type ServerMessage =
   | { t: 'out'; id: number; fd: 1 | 2; data: string }

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { frame, type ClientMessage, type ServerMessage } from './control-protocol.ts';
+import { StdinQueue } from './stdin-queue.ts';
 
 export interface CallContext {
   stdout(s: string): void;
@@ -13,6 +14,8 @@ export interface CallContext {
   /** Streams a structured item; false when the client is not keeping up. */
   emit(data: unknown): boolean;
   signal: AbortSignal;
+  /** What the client forwards as standard input ({t:'stdin'} messages); ends on {t:'stdin-end'}. */
+  stdin?: AsyncIterable<Buffer>;
 }
 
 export type Handler = (params: unknown, ctx: CallContext) => Promise<unknown>;
@@ -53,6 +56,7 @@ export class ControlServer {
     this.sockets.add(sock);
     const ch = frame<ClientMessage, ServerMessage>(sock);
     const running = new Map<number, AbortController>();
+    const stdins = new Map<number, StdinQueue>();
     sock.on('close', () => {
       this.sockets.delete(sock);
       for (const ac of running.values()) ac.abort();
@@ -61,6 +65,12 @@ export class ControlServer {
     ch.onMessage((m) => {
       if (m?.t === 'cancel') {
         running.get(m.id)?.abort();
+        return;
+      }
+      if (m?.t === 'stdin' || m?.t === 'stdin-end') {
+        const q = stdins.get(m.id);
+        if (m.t === 'stdin' && m.data) q?.push(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
+        else if (m.t === 'stdin-end') q?.end();
         return;
       }
       if (m?.t !== 'req' || typeof m.id !== 'number' || typeof m.method !== 'string') {
@@ -74,11 +84,15 @@ export class ControlServer {
       }
       const ac = new AbortController();
       running.set(m.id, ac);
+      const stdin = new StdinQueue();
+      stdins.set(m.id, stdin);
+      ac.signal.addEventListener('abort', () => stdin.end(), { once: true });
       const ctx: CallContext = {
         stdout: (data) => void ch.send({ t: 'out', id: m.id, fd: 1, data }),
         stderr: (data) => void ch.send({ t: 'out', id: m.id, fd: 2, data }),
         emit: (data) => ch.send({ t: 'evt', id: m.id, data }),
         signal: ac.signal,
+        stdin,
       };
       fn(m.params, ctx).then(
         (result) => ch.send({ t: 'res', id: m.id, result: result ?? null }),
@@ -86,7 +100,10 @@ export class ControlServer {
           const e = err instanceof Error ? err : new Error(String(err));
           ch.send({ t: 'err', id: m.id, error: { name: e.name, message: e.message } });
         },
-      ).finally(() => running.delete(m.id));
+      ).finally(() => {
+        running.delete(m.id);
+        stdins.delete(m.id);
+      });
     });
   }
 

@@ -7,20 +7,28 @@
 import type { Clock } from '../common/clock.ts';
 import { SeededRng, deriveMac } from '../common/rng.ts';
 import { intToIpv4 } from '../packet/addr.ts';
-import { gatewayOf, type FlannelAction } from '../overlay/flannel-plan.ts';
+import { gatewayOf, type Backend, type PlanAction } from '../overlay/flannel-plan.ts';
 import { UdpUnderlay } from '../overlay/underlay-udp.ts';
 import { Vtep } from '../overlay/vtep.ts';
 import { Bridge } from './bridge.ts';
-import { IpStack } from './ip-stack.ts';
+import { IpStack, writeEthHeader } from './ip-stack.ts';
+import { tracer } from './trace.ts';
 import { NetDevice } from './netdev.ts';
 import { PodNet } from './pod-net.ts';
 import { parseCidr } from './route-table.ts';
+
+/** The bare-IPv4 wire's default port in local mode (next to VXLAN's 8472). */
+export const DEFAULT_WIRE_PORT = 8473;
 
 /** VXLAN over IPv4 costs 50 bytes: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8. */
 export const VXLAN_OVERHEAD = 50;
 
 export interface DataPlaneOptions {
   name: string;
+  /** vxlan (default): flannel.1 and UDP 8472; host-gw and bgp: bare IPv4 on the wire. */
+  backend?: Backend;
+  /** The bare-IPv4 wire's UDP port (unencapsulated backends, local mode). */
+  wirePort?: number;
   ip: string;
   underlayCidr: string;
   podCIDR: string;
@@ -38,7 +46,11 @@ export class NodeDataPlane {
   readonly stack: IpStack;
   readonly eth0: NetDevice;
   readonly bridge: Bridge;
-  readonly vtep: Vtep;
+  /** flannel.1; absent with the unencapsulated backends. */
+  readonly vtep?: Vtep;
+  readonly backend: Backend;
+  /** eth0 neighbours' MAC → underlay IP, for the bare wire (kept from the plan). */
+  private readonly wirePeers = new Map<string, string>();
   readonly underlay: UdpUnderlay;
   readonly pods = new Map<string, PodNet>();
 
@@ -50,29 +62,76 @@ export class NodeDataPlane {
     this.stack.addAddress('lo', '127.0.0.1', 8);
 
     this.eth0 = new NetDevice('eth0', 'ether', deriveMac(seed, `eth0:${name}`), opts.mtu);
-    this.stack.addInterface(this.eth0, { arp: true });
+    // On the bare wire eth0 has no ARP: peers' MACs are programmed (see flannel-plan.ts).
+    this.stack.addInterface(this.eth0, { arp: (opts.backend ?? 'vxlan') === 'vxlan' });
     const under = parseCidr(opts.underlayCidr);
     this.stack.addAddress('eth0', opts.ip, under.prefixLen);
 
+    this.backend = opts.backend ?? 'vxlan';
+    const encap = this.backend === 'vxlan';
     this.underlay = new UdpUnderlay({
       localIp: opts.ip,
-      port: opts.vxlanPort,
+      port: encap ? opts.vxlanPort : 0,
+      wirePort: encap ? undefined : (opts.wirePort ?? DEFAULT_WIRE_PORT),
       allowed: { net: intToIpv4(under.net), prefixLen: under.prefixLen },
       clock,
       rng: opts.rng.fork('underlay'),
     });
-    this.vtep = new Vtep({ vni: opts.vni, mac: opts.vtepMac, mtu: this.podMtu, port: opts.vxlanPort, underlay: this.underlay, eth0: this.eth0 });
-    this.underlay.onDatagram = (buf, from) => this.vtep.decap(buf, from);
-    this.stack.addInterface(this.vtep.dev, { arp: false });
-    this.stack.addAddress('flannel.1', gatewayOf(opts.podCIDR), 32);
+    if (encap) {
+      const vtep = new Vtep({ vni: opts.vni, mac: opts.vtepMac, mtu: this.podMtu, port: opts.vxlanPort, underlay: this.underlay, eth0: this.eth0 });
+      this.vtep = vtep;
+      this.underlay.onDatagram = (buf, from) => vtep.decap(buf, from);
+      this.stack.addInterface(vtep.dev, { arp: false });
+      this.stack.addAddress('flannel.1', gatewayOf(opts.podCIDR), 32);
+    } else {
+      this.attachWire();
+    }
 
     this.bridge = new Bridge('cni0', deriveMac(seed, `cni0:${name}`), this.podMtu, clock);
     this.stack.addInterface(this.bridge.dev, { arp: true });
     this.stack.addAddress('cni0', this.gateway, parseCidr(opts.podCIDR).prefixLen);
   }
 
+  /** Pods and flannel.1 lose VXLAN's 50 bytes; without encapsulation pods get the full MTU. */
   get podMtu(): number {
-    return this.opts.mtu - VXLAN_OVERHEAD;
+    return (this.opts.backend ?? 'vxlan') === 'vxlan' ? this.opts.mtu - VXLAN_OVERHEAD : this.opts.mtu;
+  }
+
+  /**
+   * The unencapsulated underlay of local mode: what eth0 transmits goes, minus
+   * its Ethernet header, as a bare IPv4 packet to the peer that owns the
+   * destination MAC; what arrives is framed again for eth0.
+   */
+  private attachWire(): void {
+    this.eth0.wire = (frame) => {
+      const dst = frame.toString('hex', 0, 6).replace(/(..)(?!$)/g, '$1:');
+      const peer = this.wirePeers.get(dst);
+      if (!peer) {
+        this.eth0.counters.drop('no-wire-peer');
+        if (tracer.current) tracer.hop('node', 'eth0', `no underlay peer owns ${dst}: dropped`, { drop: 'no-wire-peer' });
+        return;
+      }
+      const verdict = this.underlay.sendBare(peer, frame.subarray(14));
+      if (tracer.current) {
+        const lost = verdict === 'lost' || verdict === 'blackholed' || verdict === 'refused';
+        tracer.hop('node', 'underlay', lost ? `bare IPv4 packet ${verdict} (towards ${peer})` : `bare IPv4 packet (pod addresses intact, no encapsulation) sent to ${peer}:${this.underlay.wirePort} UDP${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`, {
+          drop: lost ? (verdict === 'refused' ? 'underlay-refused' : `impairment-${verdict}`) : undefined,
+        });
+      }
+    };
+    this.underlay.onBare = (buf, from) => {
+      const ctx = tracer.filters.size ? tracer.matchIpv4(buf) : null;
+      const deliver = () => {
+        if (tracer.current) tracer.hop('node', 'underlay', `bare IPv4 packet from ${from.address}:${from.port}, ${buf.length} bytes`);
+        const frame = Buffer.allocUnsafe(14 + buf.length);
+        const srcMac = [...this.wirePeers].find(([, ip]) => ip === from.address)?.[0] ?? '02:00:00:00:00:00';
+        writeEthHeader(frame, this.eth0.mac, srcMac, 0x0800);
+        buf.copy(frame, 14);
+        this.eth0.receive(frame);
+      };
+      if (ctx) tracer.run(ctx, deliver);
+      else deliver();
+    };
   }
 
   /** cni0's address: the pods' default gateway (`<podCIDR>.1`). */
@@ -113,23 +172,25 @@ export class NodeDataPlane {
     this.pods.delete(net.key);
   }
 
-  /** Applies one step of a Flannel plan to the kernel-like tables. */
-  applyFlannel(a: FlannelAction): void {
+  /** Applies one step of a plan to the kernel-like tables. */
+  applyPlan(a: PlanAction): void {
     switch (a.op) {
       case 'add-neigh':
-        return this.stack.neigh.setPermanent('flannel.1', a.ip, a.mac);
+        if (a.dev === 'eth0') this.wirePeers.set(a.mac, a.ip);
+        return this.stack.neigh.setPermanent(a.dev, a.ip, a.mac);
       case 'del-neigh':
-        this.stack.neigh.delete('flannel.1', a.ip);
+        if (a.dev === 'eth0') for (const [mac, ip] of this.wirePeers) if (ip === a.ip) this.wirePeers.delete(mac);
+        this.stack.neigh.delete(a.dev, a.ip);
         return;
       case 'add-fdb':
-        this.vtep.fdb.set(a.mac, a.dst);
+        this.vtep?.fdb.set(a.mac, a.dst);
         return;
       case 'del-fdb':
-        this.vtep.fdb.delete(a.mac);
+        this.vtep?.fdb.delete(a.mac);
         return;
       case 'add-route': {
         const [dst, len] = a.cidr.split('/');
-        this.stack.routes.replace({ dst, prefixLen: Number(len), gateway: a.via, dev: 'flannel.1', onlink: true, proto: 'boot', scope: 'global' });
+        this.stack.routes.replace({ dst, prefixLen: Number(len), gateway: a.via, dev: a.dev, onlink: a.onlink || undefined, proto: a.proto, scope: 'global' });
         return;
       }
       case 'del-route': {

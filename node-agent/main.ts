@@ -7,6 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { createLogger } from '../common/log.ts';
+import { BACKENDS, type Backend } from '../overlay/flannel-plan.ts';
 import { NodeAgent } from './agent.ts';
 
 const log = createLogger('podlab:agent');
@@ -29,6 +30,8 @@ try {
       'cluster-cidr': { type: 'string', default: '10.244.0.0/16' },
       'vxlan-port': { type: 'string', default: '8472' },
       vni: { type: 'string', default: '1' },
+      backend: { type: 'string', default: 'vxlan' },
+      'wire-port': { type: 'string', default: '8473' },
       seed: { type: 'string', default: '1' },
       mtu: { type: 'string', default: '1500' },
     },
@@ -44,6 +47,8 @@ const int = (flag: string, s: string, min: number, max: number) => {
   return n;
 };
 
+if (!(BACKENDS as string[]).includes(v.backend!)) fail(`--backend: must be one of ${BACKENDS.join(', ')}, got '${v.backend}'`);
+
 const agent = new NodeAgent({
   name: v.name!,
   ip: v.ip!,
@@ -53,6 +58,8 @@ const agent = new NodeAgent({
   clusterCidr: v['cluster-cidr'],
   vxlanPort: int('vxlan-port', v['vxlan-port']!, 1, 65535),
   vni: int('vni', v.vni!, 0, 0xffffff),
+  backend: v.backend as Backend,
+  wirePort: int('wire-port', v['wire-port']!, 1, 65535),
   seed: int('seed', v.seed!, -(2 ** 31), 2 ** 31 - 1),
   mtu: int('mtu', v.mtu!, 576, 65535),
 });

@@ -6,6 +6,11 @@
  * section 5: source port entropy for ECMP). Every datagram to a peer passes
  * that peer's impairment first.
  *
+ * The unencapsulated backends (host-gw, bgp) use a second socket in local
+ * mode, the "wire" (port 8473 by default), carrying bare IPv4 packets with
+ * pod addresses intact, as a Calico underlay carries them (Wireshark:
+ * `-d udp.port==8473,ip`).
+ *
  * Safety: datagrams are only ever sent to addresses inside `allowed` (127.0.0.0/8
  * in local mode); anything else is refused and counted.
  */
@@ -29,7 +34,10 @@ export class UnderlayError extends Error {
 
 export interface UnderlayOptions {
   localIp: string;
+  /** The VXLAN port (8472); 0 = no VXLAN socket (unencapsulated backends). */
   port: number;
+  /** The bare-IPv4 wire's port (unencapsulated backends in local mode); absent = no wire. */
+  wirePort?: number;
   /** Number of sending sockets (distinct source ports). */
   sourcePorts?: number;
   /** Only destinations inside this CIDR are ever sent to. */
@@ -48,6 +56,9 @@ export class UdpUnderlay {
   refused = 0;
   sendErrors = 0;
   onDatagram: DatagramHandler = () => {};
+  /** Bare IPv4 packets arriving on the wire port. */
+  onBare: DatagramHandler = () => {};
+  private wire?: dgram.Socket;
   private readonly allowNet: number;
   private readonly allowMask: number;
 
@@ -64,8 +75,14 @@ export class UdpUnderlay {
 
   /** Binds the listening socket and the sending pool. */
   async start(): Promise<void> {
-    this.rx = await bindUdp(this.opts.localIp, this.opts.port);
-    this.rx.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
+    if (this.opts.port) {
+      this.rx = await bindUdp(this.opts.localIp, this.opts.port);
+      this.rx.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
+    }
+    if (this.opts.wirePort !== undefined) {
+      this.wire = await bindUdp(this.opts.localIp, this.opts.wirePort);
+      this.wire.on('message', (msg, rinfo) => this.onBare(msg, rinfo));
+    }
     for (let i = 0; i < (this.opts.sourcePorts ?? 4); i++) {
       const s = await bindUdp(this.opts.localIp, 0);
       // Replies never come to the sending sockets, but drain anything that does.
@@ -96,6 +113,34 @@ export class UdpUnderlay {
     return 'sent';
   }
 
+  /**
+   * Sends one bare IPv4 packet over the wire to a peer (unencapsulated
+   * backends in local mode), through the peer's impairment, from the wire
+   * socket itself so the peer sees a fixed source port. Returns what happened.
+   */
+  sendBare(peerIp: string, packet: Buffer): string {
+    if (((ipv4ToInt(peerIp) & this.allowMask) >>> 0) !== this.allowNet) {
+      this.refused++;
+      return 'refused';
+    }
+    const sock = this.wire;
+    const port = this.opts.wirePort;
+    if (!sock || port === undefined) return 'refused';
+    const emit = (b: Buffer) =>
+      sock.send(b, port, peerIp, (err) => {
+        if (err) this.sendErrors++;
+      });
+    const imp = this.impairments.get(peerIp);
+    if (imp) return imp.apply(packet, emit);
+    emit(packet);
+    return 'sent';
+  }
+
+  /** The bound wire port, if any. */
+  get wirePort(): number | undefined {
+    return this.wire?.address().port;
+  }
+
   /** Sets (or with null clears) the impairment towards one peer address. */
   setImpairment(peerIp: string, spec: ImpairmentSpec | null): void {
     if (!spec) this.impairments.delete(peerIp);
@@ -112,9 +157,10 @@ export class UdpUnderlay {
   }
 
   async close(): Promise<void> {
-    const all = [this.rx, ...this.tx].filter((s): s is dgram.Socket => !!s);
+    const all = [this.rx, this.wire, ...this.tx].filter((s): s is dgram.Socket => !!s);
     await Promise.all(all.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.rx = undefined;
+    this.wire = undefined;
     this.tx = [];
   }
 }

@@ -32,12 +32,12 @@ function makeNode(n: number, clock: Clock, port = 8472): NodeDataPlane {
 }
 
 function lease(dp: NodeDataPlane): Lease {
-  return { node: dp.opts.name, podCIDR: dp.opts.podCIDR, publicIp: dp.opts.ip, vtepMac: dp.opts.vtepMac, vni: 1 };
+  return { node: dp.opts.name, podCIDR: dp.opts.podCIDR, publicIp: dp.opts.ip, vtepMac: dp.opts.vtepMac, vni: 1, backend: 'vxlan' };
 }
 
 function mesh(nodes: NodeDataPlane[]): void {
   for (const me of nodes) {
-    for (const a of planFlannel(nodes.map(lease), new Map(), { node: me.opts.name, vni: 1 })) me.applyFlannel(a);
+    for (const a of planFlannel(nodes.map(lease), new Map(), { node: me.opts.name, vni: 1 })) me.applyPlan(a);
   }
 }
 

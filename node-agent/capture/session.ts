@@ -61,32 +61,38 @@ export function captureTargets(dp: NodeDataPlane, node: string, seed: number, pe
     const name = peerName(ip);
     return name ? deriveMac(seed, `eth0:${name}`) : '02:00:00:00:00:00';
   };
-  t.set('eth0', {
-    name: 'eth0',
-    description: `eth0 (underlay ${dp.opts.ip}, outer VXLAN datagrams) on ${node}`,
-    attach(cb) {
-      const tap: OuterTap = (dir, peer, localPort, udpPayload) => {
-        const local = dp.opts.ip;
-        const [srcIp, dstIp, sport, dport] = dir === 'out' ? [local, peer.ip, localPort, peer.port] : [peer.ip, local, peer.port, localPort];
-        const udp = Buffer.allocUnsafe(8 + udpPayload.length);
-        udpPayload.copy(udp, 8);
-        writeUdpHeader(udp, 0, { srcPort: sport, dstPort: dport }, udpPayload.length, srcIp, dstIp, { checksum: false });
-        const mine = dp.eth0.mac;
-        const theirs = peerMac(peer.ip);
-        ipId = (ipId + 1) & 0xffff;
-        const frame = buildIpv4Frame(
-          { srcMac: dir === 'out' ? mine : theirs, dstMac: dir === 'out' ? theirs : mine, srcIp, dstIp },
-          IPPROTO_UDP,
-          udp,
-          { ttl: 64, id: ipId, dontFragment: false },
-        );
-        cb(frame, dir);
-      };
-      dp.vtep.outerTaps.add(tap);
-      return () => dp.vtep.outerTaps.delete(tap);
-    },
-  });
-  t.set('flannel.1', deviceTarget(dp.vtep.dev, node, `VXLAN device flannel.1 (VNI ${dp.vtep.vni})`));
+  const vtep = dp.vtep;
+  if (!vtep) {
+    // Unencapsulated backends: eth0 carries the pods' own packets; its frames are the capture.
+    t.set('eth0', deviceTarget(dp.eth0, node, `eth0 (underlay ${dp.opts.ip}, bare IPv4, no encapsulation)`));
+  } else {
+    t.set('eth0', {
+      name: 'eth0',
+      description: `eth0 (underlay ${dp.opts.ip}, outer VXLAN datagrams) on ${node}`,
+      attach(cb) {
+        const tap: OuterTap = (dir, peer, localPort, udpPayload) => {
+          const local = dp.opts.ip;
+          const [srcIp, dstIp, sport, dport] = dir === 'out' ? [local, peer.ip, localPort, peer.port] : [peer.ip, local, peer.port, localPort];
+          const udp = Buffer.allocUnsafe(8 + udpPayload.length);
+          udpPayload.copy(udp, 8);
+          writeUdpHeader(udp, 0, { srcPort: sport, dstPort: dport }, udpPayload.length, srcIp, dstIp, { checksum: false });
+          const mine = dp.eth0.mac;
+          const theirs = peerMac(peer.ip);
+          ipId = (ipId + 1) & 0xffff;
+          const frame = buildIpv4Frame(
+            { srcMac: dir === 'out' ? mine : theirs, dstMac: dir === 'out' ? theirs : mine, srcIp, dstIp },
+            IPPROTO_UDP,
+            udp,
+            { ttl: 64, id: ipId, dontFragment: false },
+          );
+          cb(frame, dir);
+        };
+        vtep.outerTaps.add(tap);
+        return () => vtep.outerTaps.delete(tap);
+      },
+    });
+    t.set('flannel.1', deviceTarget(vtep.dev, node, `VXLAN device flannel.1 (VNI ${vtep.vni})`));
+  }
   t.set('cni0', deviceTarget(dp.bridge.dev, node, 'bridge cni0'));
   for (const pod of dp.pods.values()) {
     t.set(pod.hostVeth.name, deviceTarget(pod.hostVeth, node, `host end of ${pod.key}'s veth`));

@@ -10,7 +10,7 @@ import type { UdpError } from '../ip-stack.ts';
 import { UsageError, type ExecContext } from './types.ts';
 
 const USAGE =
-  'Usage: udp send DEST PORT [MESSAGE] [-n COUNT] [-i INTERVAL] [-p SRCPORT]\n' +
+  'Usage: udp send DEST PORT [MESSAGE] [-n COUNT] [-i INTERVAL] [-p SRCPORT] [-s SIZE]\n' +
   '       udp listen PORT [-n COUNT] [-w TIMEOUT] [--echo]\n' +
   '       udp bench DEST PORT [-n COUNT] [-W WINDOW] [-s SIZE]   (against `udp listen PORT --echo`; prints JSON)';
 
@@ -48,6 +48,9 @@ export async function udp(ctx: ExecContext): Promise<number> {
     const count = values.n ? Number(values.n) : 1;
     const intervalMs = (values.i ? Number(values.i) : 1) * 1000;
     if (!Number.isInteger(count) || count < 1) throw new UsageError(`udp: invalid count '${values.n}'`);
+    // -s pads each message with '.' to SIZE bytes (the default text keeps its sequence number first).
+    const size = values.s === undefined ? 0 : Number(values.s);
+    if (!Number.isInteger(size) || size < 0 || size > 65507) throw new UsageError(`udp: invalid size '${values.s}': must be 0-65507`);
     const errors: UdpError[] = [];
     const sock = stack.bindUdp(values.p ? port(values.p, 'source port') : 0, {
       message: (m) => ctx.stdout(`reply from ${m.srcIp}:${m.srcPort}: ${m.data.toString()}\n`),
@@ -58,7 +61,7 @@ export async function udp(ctx: ExecContext): Promise<number> {
     });
     try {
       for (let i = 1; i <= count && !ctx.signal.aborted; i++) {
-        const text = msg.length ? msg.join(' ') : `hello ${i} from ${ctx.pod.opts.name}`;
+        const text = (msg.length ? msg.join(' ') : `hello ${i} from ${ctx.pod.opts.name}`).padEnd(size, '.');
         const r = stack.sendUdp(sock.port, dest, dstPort, Buffer.from(text));
         if (!r.ok) {
           ctx.stderr(`udp: send: ${r.error === 'ENETUNREACH' ? 'Network is unreachable' : r.error === 'EMSGSIZE' ? `Message too long (mtu ${r.mtu})` : r.error}\n`);

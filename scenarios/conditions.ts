@@ -1,0 +1,235 @@
+/**
+ * Conditions: what `assert` checks and `wait until` waits for. Each kind is
+ * one function returning an Outcome: ok, what was expected, what was found,
+ * and on failure a message a person can act on ("pod-1a -> pod-3a: 0/2 replies").
+ *
+ * Adding a condition (transfer, lb-spread, bgp-converged when they land) = one
+ * entry in CONDITIONS and its name in validate.ts's CONDITION_KINDS.
+ */
+import type { Condition, Window } from './model.ts';
+import { sleep, type RunContext } from './context.ts';
+import { LabTimeoutError } from './lab-io.ts';
+import { StepError, type PodInfo } from './pods.ts';
+import { percentile, type FlowRecord } from './traffic.ts';
+import { compare, fmtMs, fmtPct } from './units.ts';
+
+export interface Outcome {
+  ok: boolean;
+  expected: string;
+  actual: string;
+  message?: string;
+  detail?: unknown;
+}
+
+type CondFn<K extends Condition['kind']> = (c: Extract<Condition, { kind: K }>, ctx: RunContext) => Promise<Outcome>;
+
+/** Answers still on their way are not counted as lost for this long. */
+export const GRACE_MS = 1000;
+
+function flowOf(ctx: RunContext, name: string): FlowRecord {
+  const f = ctx.flows.get(name);
+  if (!f) throw new StepError(`flow ${name} was never started`);
+  return f;
+}
+
+/** A window in scenario ms; open ends are the flow's start and now. */
+export function resolveWindow(w: Window | undefined, ctx: RunContext, flow: FlowRecord): { from: number; to: number } {
+  const end = flow.finished ? (flow.endedAtMs ?? ctx.now()) : ctx.now() - GRACE_MS;
+  if (!w) return { from: -Infinity, to: Infinity };
+  if (w.lastMs !== undefined) return { from: end - w.lastMs, to: end };
+  const at = (r: NonNullable<Window['from']>) => {
+    const t = ctx.timeOf(r);
+    if (t === undefined) throw new StepError(`window ${w.text}: step '${r.step}' has not run`);
+    return t;
+  };
+  const from = w.from ? at(w.from) : -Infinity;
+  const to = w.toRelativeMs !== undefined ? from + w.toRelativeMs : w.to ? at(w.to) : Infinity;
+  return { from, to };
+}
+
+/**
+ * When a window ends in the future of a running flow, the check waits for it
+ * (plus the grace for answers), so an assert can be written right after the
+ * fault it measures.
+ */
+export async function waitForWindow(c: Condition, ctx: RunContext): Promise<void> {
+  if (c.kind !== 'delivery' && c.kind !== 'latency') return;
+  const flow = flowOf(ctx, c.flow);
+  if (!c.window || c.window.lastMs !== undefined) return;
+  const { to } = resolveWindow(c.window, ctx, flow);
+  if (!Number.isFinite(to)) return;
+  while (!flow.finished && ctx.now() < to + GRACE_MS && !ctx.signal.aborted) {
+    await Promise.race([sleep(Math.min(250, to + GRACE_MS - ctx.now()), ctx.signal), flow.done]);
+  }
+}
+
+function inWindow(c: { window?: Window }, ctx: RunContext, flow: FlowRecord) {
+  const { from, to } = resolveWindow(c.window, ctx, flow);
+  const all = flow.samples(ctx.now(), GRACE_MS);
+  const s = all.filter((x) => x.t >= from && x.t < to);
+  const where = c.window ? ` in ${c.window.text} (${fmtMs(Math.max(0, from))}..${Number.isFinite(to) ? fmtMs(to) : 'end'})` : '';
+  return { s, where };
+}
+
+async function pingPair(ctx: RunContext, a: PodInfo, ip: string, count: number): Promise<{ replies: number; note?: string }> {
+  if (ctx.down.has(a.node)) return { replies: 0, note: `${a.node} is down` };
+  if (ctx.frozen.has(a.node)) return { replies: 0, note: `${a.node} is frozen` };
+  let out = '';
+  try {
+    await ctx.io.exec(a.node, a.key, ['ping', '-c', String(count), '-i', '0.05', '-W', '1', ip], { stdout: (s) => (out += s), stderr: (s) => (out += s), timeoutMs: count * 50 + 4000, signal: ctx.signal });
+  } catch (e) {
+    return { replies: 0, note: e instanceof LabTimeoutError ? 'no answer from the agent' : (e as Error).message };
+  }
+  const m = /(\d+) packets transmitted, (\d+) received(?:, \+(\d+) errors)?/.exec(out);
+  const err = /From \S+ icmp_seq=\d+ (.*)/.exec(out)?.[1] ?? /ping: (.*)/.exec(out)?.[1];
+  return { replies: m ? Number(m[2]) : 0, note: err };
+}
+
+/** Runs at most `n` at a time. */
+async function pool<T, R>(items: T[], n: number, fn: (x: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i]);
+      }
+    }),
+  );
+  return out;
+}
+
+const short = (k: string) => k.replace(/^default\//, '');
+
+export const CONDITIONS: { [K in Condition['kind']]: CondFn<K> } = {
+  async reachability(c, ctx) {
+    await ctx.pods.refresh();
+    const sources = ctx.pods.resolve(c.from, ctx.rng);
+    const targets = c.to.type === 'ip' ? [{ key: c.to.ip, ip: c.to.ip } as PodInfo] : ctx.pods.resolve(c.to, ctx.rng);
+    const pairs = sources.flatMap((a) => targets.filter((b) => b.key !== a.key).map((b) => [a, b] as const));
+    if (!pairs.length) throw new StepError(`reachability: no pairs between ${c.from.text} and ${c.to.text}`);
+    const results = await pool(pairs, 12, async ([a, b]) => {
+      if (!b.ip) return { a, b, replies: 0, note: `${short(b.key)} has no IP` };
+      return { a, b, ...(await pingPair(ctx, a, b.ip, c.count)) };
+    });
+    const want = c.expect === 'reachable';
+    const bad = results.filter((r) => r.replies > 0 !== want);
+    const matrix = results.map((r) => ({ from: short(r.a.key), to: short(r.b.key), replies: r.replies, sent: c.count, note: r.note }));
+    return {
+      ok: !bad.length,
+      expected: `${pairs.length} pair${pairs.length === 1 ? '' : 's'} ${c.expect}`,
+      actual: bad.length ? `${bad.length} of ${pairs.length} pairs ${want ? 'unreachable' : 'reachable'}` : `${pairs.length} of ${pairs.length} pairs ${c.expect}`,
+      message: bad.length
+        ? bad
+            .slice(0, 12)
+            .map((r) => `${short(r.a.key)} -> ${short(r.b.key)} (${r.b.ip || 'no IP'}): ${r.replies}/${c.count} replies${r.note ? ` (${r.note})` : ''}`)
+            .join('; ') + (bad.length > 12 ? `; and ${bad.length - 12} more` : '')
+        : undefined,
+      detail: matrix,
+    };
+  },
+
+  async delivery(c, ctx) {
+    const flow = flowOf(ctx, c.flow);
+    const { s, where } = inWindow(c, ctx, flow);
+    const bounds = [c.min !== undefined && `>= ${fmtPct(c.min)}`, c.max !== undefined && `<= ${fmtPct(c.max)}`].filter(Boolean).join(' and ');
+    if (!s.length) return { ok: false, expected: `delivery ${bounds}${where}`, actual: 'no probes were sent in that window', message: `flow ${c.flow} sent nothing${where}${flow.note ? ` (${flow.note})` : ''}` };
+    const got = s.filter((x) => x.rtt !== null).length;
+    const r = got / s.length;
+    const ok = (c.min === undefined || r >= c.min) && (c.max === undefined || r <= c.max);
+    const lost = s.filter((x) => x.rtt === null).map((x) => x.seq);
+    return {
+      ok,
+      expected: `delivery ${bounds}${where}`,
+      actual: `${fmtPct(r)} (${got}/${s.length})`,
+      message: ok ? undefined : `flow ${c.flow} (${flow.from?.key ? short(flow.from.key) : '?'} -> ${flow.to?.pod ? short(flow.to.pod) : flow.to?.ip}): ${got} of ${s.length} probes answered${where}; lost seqs ${compactSeqs(lost)}${flow.note ? ` (${flow.note})` : ''}`,
+      detail: { probes: s.length, answered: got, lostSeqs: lost },
+    };
+  },
+
+  async latency(c, ctx) {
+    const flow = flowOf(ctx, c.flow);
+    const { s, where } = inWindow(c, ctx, flow);
+    const rtts = s.filter((x) => x.rtt !== null).map((x) => x.rtt!).sort((a, b) => a - b);
+    const bounds = [c.minMs !== undefined && `>= ${fmtMs(c.minMs)}`, c.maxMs !== undefined && `<= ${fmtMs(c.maxMs)}`].filter(Boolean).join(' and ');
+    const expected = `p${c.percentile} rtt ${bounds}${where}`;
+    if (!rtts.length) return { ok: false, expected, actual: 'no replies', message: `flow ${c.flow} got no replies${where}` };
+    const v = percentile(rtts, c.percentile);
+    const ok = (c.maxMs === undefined || v <= c.maxMs) && (c.minMs === undefined || v >= c.minMs);
+    return { ok, expected, actual: `${fmtMs(v)} over ${rtts.length} replies (max ${fmtMs(rtts[rtts.length - 1])})`, message: ok ? undefined : `flow ${c.flow}: p${c.percentile} round trip ${fmtMs(v)}, wanted ${bounds}` };
+  },
+
+  async 'no-route'(c, ctx) {
+    const cidr = ctx.podCidrs.get(c.node);
+    if (!cidr) throw new StepError(`no podCIDR known for ${c.node}`);
+    const on = (c.on ?? ctx.nodes.filter((n) => n !== c.node)).filter((n) => !ctx.down.has(n) && !ctx.deletedNodes.has(n));
+    const still: string[] = [];
+    const silent: string[] = [];
+    for (const n of on) {
+      try {
+        const r = await ctx.io.call<{ stdout: string }>(n, 'node.cmd', { argv: ['ip', 'route'] }, 2000);
+        if (r.stdout.split('\n').some((l) => l.startsWith(cidr + ' '))) still.push(n);
+      } catch {
+        silent.push(n);
+      }
+    }
+    const ok = !still.length && !silent.length;
+    return {
+      ok,
+      expected: `no route to ${c.node}'s ${cidr} on ${on.join(', ') || 'any node'}`,
+      actual: ok ? 'gone everywhere' : [still.length && `still routed on ${still.join(', ')}`, silent.length && `no answer from ${silent.join(', ')}`].filter(Boolean).join('; '),
+      message: ok ? undefined : `${cidr} (${c.node}'s pods) is still in the routing table of ${still.join(', ') || '-'}${silent.length ? `; ${silent.join(', ')} did not answer` : ''}`,
+    };
+  },
+
+  async counter(c, ctx) {
+    const s = await ctx.io.call<{ interfaces: Record<string, Cnt>; ip: Cnt; pods: Record<string, { eth0: Cnt }> }>(c.node, 'stats', {});
+    const dev = c.dev === 'ip' ? s.ip : c.dev.startsWith('pod/') ? s.pods[c.dev.slice(4).includes('/') ? c.dev.slice(4) : `default/${c.dev.slice(4)}`]?.eth0 : s.interfaces[c.dev];
+    if (!dev) throw new StepError(`${c.node} has no device '${c.dev}' (it has: ${Object.keys(s.interfaces).join(', ')}, ip, pod/NAME)`);
+    let v: number;
+    if (c.counter === 'drops') {
+      v = Object.entries(dev.drops ?? {})
+        .filter(([k]) => !c.reason || k === c.reason || k.startsWith(c.reason + ':'))
+        .reduce((n, [, x]) => n + x, 0);
+    } else v = dev[({ 'rx-packets': 'rxPackets', 'rx-bytes': 'rxBytes', 'tx-packets': 'txPackets', 'tx-bytes': 'txBytes' } as const)[c.counter as 'rx-packets']] ?? 0;
+    const ok = compare(v, c.op, c.value);
+    const what = `${c.node} ${c.dev} ${c.counter}${c.reason ? ' ' + c.reason : ''}`;
+    return { ok, expected: `${what} ${c.op} ${c.value}`, actual: `${v}`, message: ok ? undefined : `${what} is ${v}, wanted ${c.op} ${c.value}${c.counter === 'drops' ? ` (drops on ${c.dev}: ${JSON.stringify(dev.drops ?? {})})` : ''}` };
+  },
+
+  async 'flow-errors'(c, ctx) {
+    const flow = flowOf(ctx, c.flow);
+    const n = c.error === 'any' ? Object.values(flow.errors).reduce((a, b) => a + b, 0) : (flow.errors[c.error] ?? 0);
+    const ok = (c.min === undefined || n >= c.min) && (c.max === undefined || n <= c.max);
+    const bounds = [c.min !== undefined && `>= ${c.min}`, c.max !== undefined && `<= ${c.max}`].filter(Boolean).join(' and ');
+    return { ok, expected: `${c.error} errors ${bounds}`, actual: `${n}`, message: ok ? undefined : `flow ${c.flow} counted ${n} ${c.error} errors (all: ${JSON.stringify(flow.errors)})` };
+  },
+};
+
+interface Cnt {
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  drops: Record<string, number>;
+}
+
+/** Evaluates a condition once. */
+export function evaluate(c: Condition, ctx: RunContext): Promise<Outcome> {
+  const fn = CONDITIONS[c.kind] as CondFn<typeof c.kind>;
+  return fn(c as never, ctx);
+}
+
+/** [3,4,5,9] → "3-5, 9" (at most 40 ranges). */
+export function compactSeqs(seqs: number[]): string {
+  if (!seqs.length) return 'none';
+  const parts: string[] = [];
+  for (let i = 0; i < seqs.length; ) {
+    let j = i;
+    while (j + 1 < seqs.length && seqs[j + 1] === seqs[j] + 1) j++;
+    parts.push(i === j ? `${seqs[i]}` : `${seqs[i]}-${seqs[j]}`);
+    i = j + 1;
+  }
+  return parts.length > 40 ? parts.slice(0, 40).join(', ') + `, ... (${seqs.length} in all)` : parts.join(', ');
+}

@@ -1,0 +1,668 @@
+/**
+ * Scenario files: YAML in, a checked `Scenario` out, or a ScenarioError
+ * `FILE:LINE: FIELD: message` naming the first problem, before anything starts.
+ *
+ * The structure mirrors `scenarios/schema.json` (what editors validate against);
+ * on top of it this checks what a schema cannot: that nodes exist in the lab,
+ * pods exist in the workload, flows and steps are defined before they are
+ * referenced, and that reserved features (BGP, TCP, Services) are reported as
+ * "not supported yet in this build". Line numbers come from `yaml`'s
+ * LineCounter, as in cli/manifest.ts; inline workload manifests go through the
+ * same checker as `podlab apply -f`, with lines mapped back into this file.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { LineCounter, isMap, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { demoPods } from '../cli/lab.ts';
+import { ManifestError, loadManifestFile, parseManifests, type LoadedObject } from '../cli/manifest.ts';
+import { isValidIpv4 } from '../packet/addr.ts';
+import type { ImpairmentSpec } from '../overlay/impairment.ts';
+import { BACKENDS, PENDING, PROXY_MODES, pendingMessage } from './capabilities.ts';
+import type { Comparison, Condition, FaultSpec, FlowSpec, LabSpec, PodRef, PodSelector, Scenario, Step, StepBody, Window } from './model.ts';
+import { COMPARISONS, fmtMs, fmtPct, isName, parseDurationText, parseRate, parseRatio, parseTimeRef } from './units.ts';
+
+/** A scenario problem, located in its file. Nothing has been started when this is thrown. */
+export class ScenarioError extends Error {
+  override name = 'ScenarioError';
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly field: string,
+    readonly detail: string,
+  ) {
+    super(`${file}:${line}: ${field ? field + ': ' : ''}${detail}`);
+  }
+}
+
+type Path = (string | number)[];
+
+/** The fault kinds the runner implements (faults.ts registers one function per kind). */
+export const FAULT_KINDS = ['link', 'partition', 'kill', 'freeze', 'thaw', 'restart', 'delete-pods', 'delete-node', 'scale', 'mtu', 'heal'] as const;
+/** The condition kinds usable in `assert` and `wait.until`. */
+export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors'] as const;
+/** The flow kinds traffic steps can start (traffic.ts registers one driver per kind). */
+export const FLOW_KINDS = ['ping', 'udp'] as const;
+/** Errors a flow counts, by kind (`flow-errors` conditions name them). */
+export const FLOW_ERRORS = ['frag-needed', 'host-unreachable', 'net-unreachable', 'port-unreachable', 'ttl-exceeded', 'local', 'other', 'any'] as const;
+export const COUNTERS = ['rx-packets', 'rx-bytes', 'tx-packets', 'tx-bytes', 'drops'] as const;
+const PROCESS_TARGETS = 'apiserver';
+
+function fieldName(p: Path): string {
+  return p.map((x, i) => (typeof x === 'number' ? `[${x}]` : i ? `.${x}` : x)).join('');
+}
+
+/** Line lookups and failures for one parsed document. */
+class Cx {
+  constructor(
+    readonly doc: Document.Parsed,
+    readonly lc: LineCounter,
+    readonly file: string,
+    readonly text: string,
+  ) {}
+
+  node(p: Path): YamlNode | undefined {
+    return (p.length ? this.doc.getIn(p, true) : this.doc.contents) as YamlNode | undefined;
+  }
+
+  lineOf(p: Path): number {
+    for (let q = p; ; q = q.slice(0, -1)) {
+      const n = this.node(q);
+      if (n && n.range) return this.lc.linePos(n.range[0]).line;
+      if (!q.length) return 1;
+    }
+  }
+
+  fail(p: Path, msg: string): never {
+    throw new ScenarioError(this.file, this.lineOf(p), fieldName(p), msg);
+  }
+}
+
+/** A value at a path, with typed accessors that fail with the path's line. */
+class F {
+  constructor(
+    readonly cx: Cx,
+    readonly path: Path,
+    readonly v: unknown,
+  ) {}
+
+  get line(): number {
+    return this.cx.lineOf(this.path);
+  }
+
+  get present(): boolean {
+    return this.v !== undefined && this.v !== null;
+  }
+
+  fail(msg: string): never {
+    return this.cx.fail(this.path, msg);
+  }
+
+  isMap(): boolean {
+    return typeof this.v === 'object' && this.v !== null && !Array.isArray(this.v);
+  }
+
+  /** Checks this is a mapping with only `allowed` keys. */
+  map(allowed: readonly string[], what: string): this {
+    if (!this.isMap()) this.fail(`${what} must be a mapping`);
+    for (const k of Object.keys(this.v as object)) {
+      if (!allowed.includes(k)) this.cx.fail([...this.path, k], `unknown field '${k}' in ${what} (expected: ${allowed.join(', ')})`);
+    }
+    return this;
+  }
+
+  at(k: string | number): F {
+    const v = this.v && typeof this.v === 'object' ? (this.v as Record<string | number, unknown>)[k] : undefined;
+    return new F(this.cx, [...this.path, k], v);
+  }
+
+  has(k: string): boolean {
+    return this.at(k).present;
+  }
+
+  opt<T>(k: string, fn: (f: F) => T): T | undefined {
+    const f = this.at(k);
+    return f.present ? fn(f) : undefined;
+  }
+
+  req<T>(k: string, fn: (f: F) => T): T {
+    const f = this.at(k);
+    if (!f.present) this.cx.fail(f.path, 'required field is missing');
+    return fn(f);
+  }
+
+  str(): string {
+    if (typeof this.v !== 'string' || !this.v) this.fail(`must be a non-empty string, got ${JSON.stringify(this.v)}`);
+    return this.v as string;
+  }
+
+  name(what = 'name'): string {
+    if (!isName(this.v)) this.fail(`invalid ${what} ${JSON.stringify(this.v)}: use lowercase letters, digits, '-' and '_' (at most 63)`);
+    return this.v as string;
+  }
+
+  int(min: number, max: number): number {
+    const v = this.v;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) this.fail(`must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+    return v as number;
+  }
+
+  bool(): boolean {
+    if (typeof this.v !== 'boolean') this.fail(`must be true or false, got ${JSON.stringify(this.v)}`);
+    return this.v as boolean;
+  }
+
+  oneOf<T extends string>(values: readonly T[], pendingKey?: string): T {
+    const v = this.v;
+    if (typeof v === 'string' && pendingKey) {
+      const p = pendingMessage(pendingKey, v);
+      if (p) this.fail(p);
+    }
+    if (typeof v !== 'string' || !values.includes(v as T)) this.fail(`must be one of ${values.join(', ')}; got ${JSON.stringify(v)}`);
+    return v as T;
+  }
+
+  duration(min = 0, max = 3_600_000): number {
+    const ms = parseDurationText(this.v);
+    if (ms === null) this.fail(`expected a duration like 500ms, 2s or 1m, got ${JSON.stringify(this.v)}`);
+    if (ms! < min || ms! > max) this.fail(`must be from ${fmtMs(min)} to ${fmtMs(max)}, got ${this.v}`);
+    return ms!;
+  }
+
+  ratio(): number {
+    const r = parseRatio(this.v);
+    if (r === null) this.fail(`expected a percentage like 5% or a fraction from 0 to 1, got ${JSON.stringify(this.v)}`);
+    return r!;
+  }
+
+  list(what: string, minItems = 0): F[] {
+    if (!Array.isArray(this.v)) this.fail(`${what} must be a list`);
+    const a = this.v as unknown[];
+    if (a.length < minItems) this.fail(`${what} needs at least ${minItems} item${minItems === 1 ? '' : 's'}`);
+    return a.map((_, i) => this.at(i));
+  }
+
+  /** A scalar or a list of them. */
+  oneOrMany(what: string): F[] {
+    return Array.isArray(this.v) ? this.list(what, 1) : [this];
+  }
+}
+
+interface KnownPod {
+  key: string;
+  node?: string;
+  labels: Record<string, string>;
+}
+
+/** What the validator knows while walking the timeline. */
+class Scope {
+  readonly nodes: string[];
+  readonly pods = new Map<string, KnownPod>();
+  readonly prefixes = new Set<string>();
+  readonly steps = new Set<string>();
+  readonly flows = new Map<string, FlowSpec>();
+
+  constructor(lab: LabSpec, workload: LoadedObject[]) {
+    this.nodes = Array.from({ length: lab.nodes }, (_, i) => `node-${i + 1}`);
+    for (const p of demoPods(lab.nodes, lab.podsPerNode)) this.addPod(p.metadata.namespace ?? 'default', p.metadata.name, p.spec?.nodeName, p.metadata.labels ?? {});
+    for (const o of workload) {
+      if (o.obj.kind !== 'Pod') continue;
+      const spec = o.obj.spec as { nodeName?: string } | undefined;
+      this.addPod(o.obj.metadata.namespace ?? 'default', o.obj.metadata.name, spec?.nodeName, (o.obj.metadata.labels as Record<string, string> | undefined) ?? {});
+    }
+  }
+
+  addPod(ns: string, name: string, node: string | undefined, labels: Record<string, string>): void {
+    this.pods.set(`${ns}/${name}`, { key: `${ns}/${name}`, node, labels });
+  }
+
+  node(f: F, extra: string[] = []): string {
+    const v = f.str();
+    if (!this.nodes.includes(v) && !extra.includes(v)) f.fail(`unknown node '${v}' (this lab has ${[...this.nodes, ...extra].join(', ')})`);
+    return v;
+  }
+
+  podKnown(key: string): boolean {
+    if (this.pods.has(key)) return true;
+    const [ns, name] = key.split('/');
+    return [...this.prefixes].some((p) => p.startsWith(`${ns}/`) && name.startsWith(p.slice(ns.length + 1)));
+  }
+}
+
+/** Reads and checks a scenario file. */
+export function loadScenarioFile(file: string): Scenario {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ScenarioError(file, 0, '', `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return parseScenario(text, file);
+}
+
+/** Parses and checks scenario text; `file` names it in messages and anchors `file:` references. */
+export function parseScenario(text: string, file: string): Scenario {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length) {
+    const e = doc.errors[0];
+    throw new ScenarioError(file, lc.linePos(e.pos[0]).line, '', `invalid YAML: ${e.message.split('\n')[0]}`);
+  }
+  const cx = new Cx(doc, lc, file, text);
+  if (!isMap(doc.contents)) cx.fail([], 'a scenario must be a mapping with name, lab, workload and timeline');
+  const root = new F(cx, [], doc.toJS());
+  root.map(['name', 'description', 'seed', 'lab', 'workload', 'timeline'], 'a scenario');
+  const name = root.req('name', (f) => f.name('scenario name'));
+  const description = root.opt('description', (f) => f.str()) ?? '';
+  const seed = root.opt('seed', (f) => f.int(-(2 ** 31), 2 ** 31 - 1)) ?? 1;
+  const lab = parseLab(root.at('lab'));
+  const workload = root.opt('workload', (f) => f.list('workload').flatMap((item) => parseWorkloadItem(item, file))) ?? [];
+  const scope = new Scope(lab, workload);
+  const timeline = root.req('timeline', (f) => f.list('timeline', 1)).map((s, i) => parseStep(s, i, scope));
+  return { file, name, description, seed, lab, workload, timeline };
+}
+
+function parseLab(f: F): LabSpec {
+  const lab: LabSpec = { nodes: 3, podsPerNode: 1, backend: 'vxlan', mtu: 1500 };
+  if (!f.present) return lab;
+  f.map(['nodes', 'podsPerNode', 'backend', 'proxyMode', 'bgpTopology', 'mtu'], 'lab');
+  lab.nodes = f.opt('nodes', (x) => x.int(1, 20)) ?? lab.nodes;
+  lab.podsPerNode = f.opt('podsPerNode', (x) => x.int(0, 26)) ?? lab.podsPerNode;
+  lab.backend = f.opt('backend', (x) => x.oneOf(BACKENDS, 'backend')) ?? lab.backend;
+  lab.proxyMode = f.opt('proxyMode', (x) => {
+    const p = pendingMessage('proxyMode', String(x.v));
+    if (p) x.fail(p);
+    return x.oneOf(PROXY_MODES.length ? PROXY_MODES : Object.keys(PENDING.proxyMode));
+  });
+  lab.bgpTopology = f.opt('bgpTopology', (x) => {
+    const p = pendingMessage('bgpTopology', String(x.v));
+    if (p) x.fail(p);
+    return x.oneOf(Object.keys(PENDING.bgpTopology));
+  });
+  lab.mtu = f.opt('mtu', (x) => x.int(576, 9000)) ?? lab.mtu;
+  return lab;
+}
+
+/** A workload item: `file: pods.yaml` (relative to the scenario) or an inline manifest. */
+function parseWorkloadItem(f: F, file: string): LoadedObject[] {
+  if (!f.isMap()) f.fail('a workload item must be a Kubernetes manifest or `file: PATH`');
+  const keys = Object.keys(f.v as object);
+  if (keys.includes('file')) {
+    if (keys.length > 1) f.fail(`'file' stands alone: a workload item is either file: PATH or an inline manifest (also found: ${keys.filter((k) => k !== 'file').join(', ')})`);
+    const rel = f.at('file').str();
+    const abs = path.resolve(path.dirname(file), rel);
+    if (!fs.existsSync(abs)) f.at('file').fail(`no such file: ${rel} (resolved against the scenario's directory: ${abs})`);
+    return loadManifestFile(abs);
+  }
+  // The manifest checker works on text: hand it this item's own text, indented
+  // as in the file, and map its line numbers back.
+  const node = f.cx.node(f.path)!;
+  const [start, , end] = node.range!;
+  const pos = f.cx.lc.linePos(start);
+  const snippet = ' '.repeat(pos.col - 1) + f.cx.text.slice(start, end);
+  try {
+    return parseManifests(snippet, file).map((o) => ({ ...o, line: o.line + pos.line - 1 }));
+  } catch (e) {
+    if (!(e instanceof ManifestError)) throw e;
+    throw new ScenarioError(file, e.line + pos.line - 1, fieldName(f.path) + (e.field ? '.' + e.field : ''), e.detail);
+  }
+}
+
+const STEP_KEYS = ['traffic', 'fault', 'wait', 'assert'] as const;
+
+function parseStep(f: F, index: number, scope: Scope): Step {
+  f.map(['name', ...STEP_KEYS], `timeline step ${index + 1}`);
+  const kinds = STEP_KEYS.filter((k) => f.has(k));
+  if (kinds.length !== 1) f.fail(kinds.length ? `a step has exactly one of ${STEP_KEYS.join(', ')}; this one has ${kinds.join(' and ')}` : `a step needs one of ${STEP_KEYS.join(', ')}`);
+  const name = f.opt('name', (x) => x.name('step name'));
+  if (name && scope.steps.has(name)) f.at('name').fail(`step name '${name}' is used twice`);
+  const kind = kinds[0];
+  const b = f.at(kind);
+  let body: StepBody;
+  switch (kind) {
+    case 'traffic':
+      body = parseTraffic(b, scope);
+      break;
+    case 'fault':
+      body = { type: 'fault', fault: parseFault(b, scope) };
+      break;
+    case 'wait':
+      body = parseWait(b, scope);
+      break;
+    case 'assert':
+      body = { type: 'assert', conditions: b.oneOrMany('assert').map((c) => parseCondition(c, scope)) };
+      break;
+  }
+  // Declared after the body: a step's windows may not refer to the step itself.
+  if (name) scope.steps.add(name);
+  return { index, name, line: f.line, body };
+}
+
+// ------------------------------------------------------------------ traffic
+
+const FLOW_FIELDS = ['name', 'kind', 'from', 'to', 'rate', 'duration', 'count', 'size', 'df', 'port', 'startJitter'];
+
+function parseTraffic(f: F, scope: Scope): StepBody {
+  if (!f.isMap()) f.fail('traffic must be a mapping: one flow, or flows: [...]');
+  let flows: F[];
+  if (f.has('flows')) {
+    f.map(['flows', 'wait'], 'traffic');
+    flows = f.at('flows').list('traffic.flows', 1);
+  } else {
+    f.map([...FLOW_FIELDS, 'wait'], 'traffic');
+    flows = [f];
+  }
+  const wait = f.opt('wait', (x) => x.bool()) ?? false;
+  const specs = flows.map((x) => parseFlow(x, scope, x === f ? [...FLOW_FIELDS, 'wait'] : FLOW_FIELDS));
+  return { type: 'traffic', flows: specs, wait };
+}
+
+function parseFlow(f: F, scope: Scope, allowed: string[]): FlowSpec {
+  f.map(allowed, 'a flow');
+  const name = f.req('name', (x) => x.name('flow name'));
+  if (scope.flows.has(name)) f.at('name').fail(`flow name '${name}' is used twice`);
+  const kind = f.opt('kind', (x) => x.oneOf(FLOW_KINDS, 'flow')) ?? 'ping';
+  const from = f.req('from', (x) => parsePodRef(x, scope, 'one'));
+  if (from.type === 'ip') f.at('from').fail('a flow starts in a pod: give a pod name or a pod: selector');
+  const to = f.req('to', (x) => parsePodRef(x, scope, 'one'));
+  const rateHz = f.opt('rate', (x) => {
+    const r = parseRate(x.v);
+    if (r === null || r > 200) x.fail(`expected a rate like 20 or 20/s (at most 200/s), got ${JSON.stringify(x.v)}`);
+    return r!;
+  }) ?? 10;
+  if (f.has('duration') && f.has('count')) f.fail('give duration or count, not both');
+  const count = f.has('count') ? f.at('count').int(1, 100_000) : Math.max(1, Math.round(((f.opt('duration', (x) => x.duration(1, 600_000)) ?? 5000) / 1000) * rateHz));
+  const size = f.opt('size', (x) => (kind === 'udp' ? x.int(32, 65000) : x.int(0, 65507)));
+  const df = f.opt('df', (x) => {
+    if (kind !== 'ping') x.fail(`df is a ping option (ping -M do); ${kind} flows cannot set it`);
+    return x.bool();
+  });
+  const port = f.opt('port', (x) => {
+    if (kind !== 'udp') x.fail(`port is a udp option; ${kind} flows have no port`);
+    return x.int(1, 65535);
+  });
+  const startJitterMs = f.opt('startJitter', (x) => x.duration(0, 60_000)) ?? 0;
+  const spec: FlowSpec = { name, kind, from, to, rateHz, count, size, df, port: kind === 'udp' ? (port ?? 9000) : undefined, startJitterMs, line: f.line };
+  scope.flows.set(name, spec);
+  return spec;
+}
+
+/**
+ * A pod reference: `pod-1a`, `ns/name`, `{pod: {node, labels, prefix, namespace, name}, pick}`,
+ * `{ip: 10.244.9.9}` (a destination only). `want` = 'one' means it must pick one pod.
+ */
+function parsePodRef(f: F, scope: Scope, want: 'one' | 'many'): PodRef {
+  if (typeof f.v === 'string') {
+    const key = f.v.includes('/') ? f.v : `default/${f.v}`;
+    if (!scope.podKnown(key)) {
+      const known = [...scope.pods.keys()].map((k) => k.replace(/^default\//, ''));
+      f.fail(`unknown pod '${f.v}' (pods of this scenario: ${known.join(', ') || 'none'})`);
+    }
+    return { type: 'name', key, text: f.v };
+  }
+  if (!f.isMap()) f.fail('expected a pod name, a pod: selector or ip: ADDRESS');
+  if (f.has('service')) f.at('service').fail(pendingMessage('target', 'service')!);
+  if (f.has('ip')) {
+    f.map(['ip'], 'an ip target');
+    const ip = f.at('ip').str();
+    if (!isValidIpv4(ip)) f.at('ip').fail(`not an IPv4 address: '${ip}'`);
+    return { type: 'ip', ip, text: ip };
+  }
+  f.map(['pod', 'pick'], 'a pod reference');
+  const s = f.req('pod', (x) => x.map(['name', 'namespace', 'node', 'prefix', 'labels'], 'a pod selector'));
+  const selector: PodSelector = {};
+  selector.name = s.opt('name', (x) => x.str());
+  selector.namespace = s.opt('namespace', (x) => x.str());
+  selector.node = s.opt('node', (x) => scope.node(x));
+  selector.prefix = s.opt('prefix', (x) => x.str());
+  selector.labels = s.opt('labels', (x) => {
+    x.map(Object.keys(x.v as object), 'labels');
+    for (const [k, v] of Object.entries(x.v as object)) if (typeof v !== 'string') x.at(k).fail('label values must be strings');
+    return x.v as Record<string, string>;
+  });
+  const pick = f.opt('pick', (x) => x.oneOf(['first', 'random', 'all'] as const)) ?? (want === 'one' ? 'first' : 'all');
+  if (want === 'one' && pick === 'all') f.at('pick').fail('a flow goes from one pod to one pod: pick first or random');
+  const text = [selector.name, selector.prefix && `${selector.prefix}*`, selector.node && `on ${selector.node}`, selector.labels && Object.entries(selector.labels).map(([k, v]) => `${k}=${v}`).join(',')].filter(Boolean).join(' ');
+  return { type: 'selector', selector, pick, text: `${pick} pod ${text || '(any)'}` };
+}
+
+// ------------------------------------------------------------------ faults
+
+const IMPAIR_FIELDS = ['loss', 'delay', 'jitter', 'duplicate', 'reorder', 'corrupt'];
+
+function nodeList(f: F, scope: Scope): string[] {
+  return f.oneOrMany('a node list').map((x) => scope.node(x));
+}
+
+function parseFault(f: F, scope: Scope): FaultSpec {
+  if (!f.isMap()) f.fail('fault must be a mapping with a kind');
+  const kind = f.req('kind', (x) => {
+    const p = pendingMessage('fault', String(x.v));
+    if (p) x.fail(p);
+    return x.oneOf(FAULT_KINDS);
+  });
+  const only = (...fields: string[]) => f.map(['kind', ...fields], `a ${kind} fault`);
+  const proc = (x: F) => scope.node(x, [PROCESS_TARGETS]);
+  switch (kind) {
+    case 'link': {
+      only('from', 'to', 'direction', ...IMPAIR_FIELDS);
+      const from = f.req('from', (x) => nodeList(x, scope));
+      const to = f.opt('to', (x) => nodeList(x, scope)) ?? scope.nodes.filter((n) => !from.includes(n));
+      if (to.some((n) => from.includes(n))) f.at('to').fail('a node cannot impair its link to itself');
+      if (!to.length) f.fail('no peer nodes: give to:');
+      const spec: ImpairmentSpec = {};
+      f.opt('loss', (x) => (spec.loss = x.ratio()));
+      f.opt('delay', (x) => (spec.delayMs = x.duration(0, 60_000)));
+      f.opt('jitter', (x) => (spec.jitterMs = x.duration(0, 60_000)));
+      f.opt('duplicate', (x) => (spec.duplicate = x.ratio()));
+      f.opt('reorder', (x) => (spec.reorder = x.ratio()));
+      f.opt('corrupt', (x) => (spec.corrupt = x.ratio()));
+      if (!Object.keys(spec).length) f.fail(`a link fault needs at least one of ${IMPAIR_FIELDS.join(', ')}`);
+      const oneWay = (f.opt('direction', (x) => x.oneOf(['both', 'one-way'] as const)) ?? 'both') === 'one-way';
+      return { kind, from, to, oneWay, spec };
+    }
+    case 'partition': {
+      only('nodes', 'from');
+      const a = f.req('nodes', (x) => nodeList(x, scope));
+      const b = f.opt('from', (x) => nodeList(x, scope)) ?? scope.nodes.filter((n) => !a.includes(n));
+      if (b.some((n) => a.includes(n))) f.at('from').fail('a node cannot be on both sides of a partition');
+      if (!b.length) f.fail('nothing on the other side: every node is in nodes');
+      return { kind, a, b };
+    }
+    case 'kill':
+    case 'freeze':
+    case 'thaw':
+      only('node');
+      return { kind, target: f.req('node', proc) };
+    case 'restart':
+      only('node', 'kill');
+      return { kind, target: f.req('node', proc), kill: f.opt('kill', (x) => x.bool()) ?? false };
+    case 'delete-pods': {
+      only('pods', 'count', 'recreate');
+      const pods = f.req('pods', (x) => parsePodRef(x, scope, 'many'));
+      if (pods.type === 'ip') f.at('pods').fail('delete-pods takes pods, not addresses');
+      return { kind, pods, count: f.opt('count', (x) => x.int(1, 1000)), recreate: f.opt('recreate', (x) => x.bool()) ?? false };
+    }
+    case 'delete-node':
+      only('node');
+      return { kind, node: f.req('node', (x) => scope.node(x)) };
+    case 'scale': {
+      only('prefix', 'replicas', 'namespace', 'labels', 'nodes');
+      const prefix = f.req('prefix', (x) => {
+        const s = x.str();
+        if (!/^[a-z0-9]([-a-z0-9]*)?$/.test(s)) x.fail(`invalid prefix '${s}': lowercase letters, digits and '-' (pods are named PREFIX1, PREFIX2, ...)`);
+        return s;
+      });
+      const namespace = f.opt('namespace', (x) => x.str()) ?? 'default';
+      const labels = f.opt('labels', (x) => {
+        x.map(Object.keys(x.v as object), 'labels');
+        for (const [k, v] of Object.entries(x.v as object)) if (typeof v !== 'string') x.at(k).fail('label values must be strings');
+        return x.v as Record<string, string>;
+      }) ?? {};
+      const replicas = f.req('replicas', (x) => x.int(0, 200));
+      const nodes = f.opt('nodes', (x) => nodeList(x, scope));
+      scope.prefixes.add(`${namespace}/${prefix}`);
+      return { kind, prefix, replicas, namespace, labels, nodes };
+    }
+    case 'mtu':
+      only('node', 'dev', 'mtu');
+      return { kind, node: f.req('node', (x) => scope.node(x)), dev: f.opt('dev', (x) => x.oneOf(['flannel.1', 'cni0', 'eth0'] as const)) ?? 'flannel.1', mtu: f.req('mtu', (x) => x.int(68, 65535)) };
+    case 'heal':
+      only('nodes');
+      return { kind, nodes: f.opt('nodes', (x) => nodeList(x, scope)) };
+  }
+}
+
+// ------------------------------------------------------------------ wait
+
+function parseWait(f: F, scope: Scope): StepBody {
+  if (typeof f.v === 'string') return { type: 'wait', forMs: f.duration(0, 600_000), timeoutMs: 0, intervalMs: 0 };
+  f.map(['for', 'until', 'flows', 'timeout', 'interval'], 'wait');
+  const modes = ['for', 'until', 'flows'].filter((k) => f.has(k));
+  if (modes.length !== 1) f.fail(`wait takes exactly one of for: DURATION, until: CONDITION, flows: [NAMES] | all${modes.length ? ` (got ${modes.join(', ')})` : ''}`);
+  if (f.has('for')) {
+    if (f.has('timeout') || f.has('interval')) f.fail('timeout and interval go with until: or flows:, not for:');
+    return { type: 'wait', forMs: f.at('for').duration(0, 600_000), timeoutMs: 0, intervalMs: 0 };
+  }
+  const timeoutMs = f.opt('timeout', (x) => x.duration(1, 600_000)) ?? (f.has('until') ? 10_000 : 0);
+  const intervalMs = f.opt('interval', (x) => x.duration(10, 60_000)) ?? 250;
+  if (f.has('flows')) {
+    const x = f.at('flows');
+    const names = x.v === 'all' ? [...scope.flows.keys()] : x.oneOrMany('flows').map((n) => flowName(n, scope));
+    if (!names.length) x.fail('no flows have been started before this step');
+    return { type: 'wait', flows: names, timeoutMs, intervalMs };
+  }
+  const until = parseCondition(f.at('until'), scope);
+  if (until.withinMs !== undefined) f.at('until').at('within').fail("within: belongs to assert; a wait's deadline is its timeout:");
+  return { type: 'wait', until, timeoutMs, intervalMs };
+}
+
+// ------------------------------------------------------------------ conditions
+
+function flowName(f: F, scope: Scope): string {
+  const n = f.str();
+  if (!scope.flows.has(n)) f.fail(`unknown flow '${n}' (flows started before this step: ${[...scope.flows.keys()].join(', ') || 'none'})`);
+  return n;
+}
+
+function parseWindow(f: F, scope: Scope): Window {
+  f.map(['from', 'to', 'last'], 'window');
+  if (f.has('last')) {
+    if (f.has('from') || f.has('to')) f.fail('window takes last: DURATION, or from:/to:, not both');
+    const lastMs = f.at('last').duration(1, 3_600_000);
+    return { lastMs, text: `last ${fmtMs(lastMs)}` };
+  }
+  if (!f.has('from') && !f.has('to')) f.fail('window needs from:, to: or last:');
+  const ref = (x: F) => {
+    const r = parseTimeRef(x.v);
+    if (!r) x.fail(`expected a time like 3s, STEP, STEP.start or STEP+500ms, got ${JSON.stringify(x.v)}`);
+    if (r!.step && !scope.steps.has(r!.step)) x.fail(`no step named '${r!.step}' before this one (named steps so far: ${[...scope.steps].join(', ') || 'none'})`);
+    return r!;
+  };
+  const w: Window = { text: '' };
+  w.from = f.opt('from', ref);
+  f.opt('to', (x) => {
+    if (typeof x.v === 'string' && x.v.trim().startsWith('+')) {
+      if (!w.from) x.fail('to: +DURATION is relative to from:, which is missing');
+      w.toRelativeMs = new F(x.cx, x.path, x.v.trim().slice(1)).duration(1, 3_600_000);
+    } else w.to = ref(x);
+  });
+  w.text = `[${w.from?.text ?? 'start'}, ${w.toRelativeMs !== undefined ? `+${fmtMs(w.toRelativeMs)}` : (w.to?.text ?? 'end')}]`;
+  return w;
+}
+
+function parseCondition(f: F, scope: Scope): Condition {
+  if (!f.isMap()) f.fail('a condition must be a mapping with a kind');
+  const kind = f.req('kind', (x) => {
+    const p = pendingMessage('condition', String(x.v));
+    if (p) x.fail(p);
+    return x.oneOf(CONDITION_KINDS);
+  });
+  const only = (...fields: string[]) => f.map(['kind', 'name', 'within', ...fields], `a ${kind} condition`);
+  const base = { line: f.line, withinMs: undefined as number | undefined };
+  const given = () => f.opt('name', (x) => x.str());
+  const within = () => f.opt('within', (x) => x.duration(1, 600_000));
+  const ratioBounds = () => {
+    const min = f.opt('min', (x) => x.ratio());
+    const max = f.opt('max', (x) => x.ratio());
+    if (min === undefined && max === undefined) f.fail('give min:, max: or both');
+    if (min !== undefined && max !== undefined && min > max) f.at('min').fail(`min ${fmtPct(min)} is above max ${fmtPct(max)}`);
+    return { min, max };
+  };
+  switch (kind) {
+    case 'reachability': {
+      only('from', 'to', 'expect', 'count');
+      const anyPod: PodRef = { type: 'selector', selector: {}, pick: 'all', text: 'every pod' };
+      const from = f.opt('from', (x) => parsePodRef(x, scope, 'many')) ?? anyPod;
+      if (from.type === 'ip') f.at('from').fail('reachability is checked from pods');
+      const to = f.opt('to', (x) => parsePodRef(x, scope, 'many')) ?? anyPod;
+      const expect = f.opt('expect', (x) => x.oneOf(['reachable', 'unreachable'] as const)) ?? 'reachable';
+      const count = f.opt('count', (x) => x.int(1, 20)) ?? 2;
+      return { ...base, kind, from, to, expect, count, withinMs: within(), name: given() ?? `${from.text} -> ${to.text} ${expect}` };
+    }
+    case 'delivery': {
+      only('flow', 'min', 'max', 'window');
+      const flow = f.req('flow', (x) => flowName(x, scope));
+      const { min, max } = ratioBounds();
+      const window = f.opt('window', (x) => parseWindow(x, scope));
+      const bounds = [min !== undefined && `>= ${fmtPct(min)}`, max !== undefined && `<= ${fmtPct(max)}`].filter(Boolean).join(' and ');
+      return { ...base, kind, flow, min, max, window, withinMs: within(), name: given() ?? `delivery of ${flow} ${bounds}${window ? ` in ${window.text}` : ''}` };
+    }
+    case 'latency': {
+      only('flow', 'percentile', 'max', 'min', 'window');
+      const flow = f.req('flow', (x) => flowName(x, scope));
+      const percentile = f.opt('percentile', (x) => {
+        if (typeof x.v !== 'number' || !(x.v > 0 && x.v <= 100)) x.fail(`must be a number from 0 (excluded) to 100, got ${JSON.stringify(x.v)}`);
+        return x.v as number;
+      }) ?? 50;
+      const maxMs = f.opt('max', (x) => x.duration(0, 600_000));
+      const minMs = f.opt('min', (x) => x.duration(0, 600_000));
+      if (maxMs === undefined && minMs === undefined) f.fail('give max: (and/or min:) as a duration, e.g. max: 50ms');
+      const window = f.opt('window', (x) => parseWindow(x, scope));
+      const bounds = [minMs !== undefined && `>= ${fmtMs(minMs)}`, maxMs !== undefined && `<= ${fmtMs(maxMs)}`].filter(Boolean).join(' and ');
+      return { ...base, kind, flow, percentile, maxMs, minMs, window, withinMs: within(), name: given() ?? `p${percentile} latency of ${flow} ${bounds}${window ? ` in ${window.text}` : ''}` };
+    }
+    case 'no-route': {
+      only('node', 'on');
+      const node = f.req('node', (x) => scope.node(x));
+      const on = f.opt('on', (x) => nodeList(x, scope));
+      if (on?.includes(node)) f.at('on').fail(`${node} always has a route to its own pods`);
+      return { ...base, kind, node, on, withinMs: within() ?? 5000, name: given() ?? `no route to ${node} on ${on ? on.join(', ') : 'every other node'}` };
+    }
+    case 'counter': {
+      only('expr', 'node', 'dev', 'counter', 'reason', 'op', 'value');
+      if (f.has('expr')) {
+        if (['node', 'dev', 'counter', 'reason', 'op', 'value'].some((k) => f.has(k))) f.fail('give expr: or the node/dev/counter/op/value fields, not both');
+        return { ...base, ...parseCounterExpr(f.at('expr'), scope), withinMs: within(), name: given() ?? String(f.at('expr').v) };
+      }
+      const node = f.req('node', (x) => scope.node(x));
+      const dev = f.req('dev', (x) => x.str());
+      const counter = f.req('counter', (x) => x.oneOf(COUNTERS));
+      const reason = f.opt('reason', (x) => {
+        if (counter !== 'drops') x.fail('reason goes with counter: drops');
+        return x.str();
+      });
+      const op = f.opt('op', (x) => x.oneOf(COMPARISONS)) ?? '>=';
+      const value = f.req('value', (x) => x.int(0, Number.MAX_SAFE_INTEGER));
+      return { ...base, kind, node, dev, counter, reason, op, value, withinMs: within(), name: given() ?? `${node} ${dev} ${counter}${reason ? ' ' + reason : ''} ${op} ${value}` };
+    }
+    case 'flow-errors': {
+      only('flow', 'error', 'min', 'max');
+      const flow = f.req('flow', (x) => flowName(x, scope));
+      const error = f.opt('error', (x) => x.oneOf(FLOW_ERRORS)) ?? 'any';
+      const min = f.opt('min', (x) => x.int(0, 1e9));
+      const max = f.opt('max', (x) => x.int(0, 1e9));
+      if (min === undefined && max === undefined) f.fail('give min:, max: or both (counts of errors)');
+      return { ...base, kind, flow, error, min, max, withinMs: within(), name: given() ?? `${error} errors of ${flow}${min !== undefined ? ` >= ${min}` : ''}${max !== undefined ? ` <= ${max}` : ''}` };
+    }
+  }
+}
+
+/** `node-2 eth0 drops malformed-vxlan >= 1`, `node-1 flannel.1 tx-packets == 0`. */
+function parseCounterExpr(f: F, scope: Scope): Extract<Condition, { kind: 'counter' }> {
+  const s = f.str().trim();
+  const m = /^(\S+)\s+(\S+)\s+(rx-packets|rx-bytes|tx-packets|tx-bytes|drops)(?:\s+([^\s<>=!]+))?\s*(>=|<=|==|!=|>|<)\s*(\d+)$/.exec(s);
+  if (!m) f.fail(`expected 'NODE DEV COUNTER [REASON] OP VALUE' (COUNTER: ${COUNTERS.join(', ')}; OP: ${COMPARISONS.join(' ')}), e.g. 'node-2 eth0 drops malformed-vxlan >= 1'; got '${s}'`);
+  if (!scope.nodes.includes(m![1])) f.fail(`unknown node '${m![1]}' (this lab has ${scope.nodes.join(', ')})`);
+  if (m![4] && m![3] !== 'drops') f.fail(`a reason ('${m![4]}') goes with drops only`);
+  return { kind: 'counter', node: m![1], dev: m![2], counter: m![3], reason: m![4], op: m![5] as Comparison, value: Number(m![6]), name: s, line: f.line };
+}

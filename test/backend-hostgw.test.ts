@@ -1,0 +1,88 @@
+/**
+ * Flannel host-gw in a real 3-node lab (127.0.76.0/24): no flannel.1, routes
+ * `<podCIDR> via <node IP> dev eth0`, pod MTU 1500, every pair pings, and the
+ * underlay carries bare IPv4 packets with pod addresses (no VXLAN header).
+ */
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ApiClient } from '../control-plane/client.ts';
+import type { Pod } from '../control-plane/types.ts';
+import { nodeCommand } from '../cli/commands.ts';
+import { trace } from '../cli/trace.ts';
+import { eventually, hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
+
+let lab: TestLab;
+test.before(async () => {
+  lab = await startLab('127.0.76.0/24', { backend: 'host-gw' });
+});
+test.after.always(async () => {
+  await lab?.close();
+});
+
+const pods = async () => (await new ApiClient(lab.rec.apiUrl).list<Pod>('pods')).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+
+test.serial('routes point at the peer nodes on eth0; no flannel.1; pods get MTU 1500', async (t) => {
+  const route = await nodeCommand(lab.stateDir, 'node-1', ['ip', 'route']);
+  t.regex(route, /^10\.244\.2\.0\/24 via 127\.0\.76\.12 dev eth0$/m);
+  t.regex(route, /^10\.244\.3\.0\/24 via 127\.0\.76\.13 dev eth0$/m);
+  t.notRegex(route, /flannel\.1/);
+  t.notRegex(await nodeCommand(lab.stateDir, 'node-1', ['ip', 'link']), /flannel\.1/);
+  t.regex((await lab.exec('pod-1a', ['ip', 'link'])).out, /eth0@if\d+: .* mtu 1500 /);
+});
+
+test.serial('every ordered pair of pods pings with 0% loss', async (t) => {
+  const all = await pods();
+  const pairs = all.flatMap((a) => all.filter((b) => b !== a).map((b) => [a, b] as const));
+  const results = await Promise.all(pairs.map(([a, b]) => lab.exec(a.metadata.name, ['ping', '-c', '2', '-i', '0.05', b.status!.podIP!])));
+  results.forEach((r, i) => t.regex(r.out, /2 received, 0% packet loss/, `${pairs[i][0].metadata.name} -> ${pairs[i][1].metadata.name}\n${r.out}`));
+});
+
+test.serial('trace: routed to the peer node and sent as a bare IPv4 packet', async (t) => {
+  const all = await pods();
+  const r = await trace(lab.stateDir, 'pod-1a', all.find((p) => p.metadata.name === 'pod-3a')!.status!.podIP!, { proto: 'icmp' });
+  t.is(r.result.kind, 'reply');
+  t.true(r.hops.some((h) => h.point === 'routing' && /via 127\.0\.76\.13 dev eth0/.test(h.summary)));
+  t.true(r.hops.some((h) => h.point === 'underlay' && /no encapsulation/.test(h.summary)));
+  t.false(r.hops.some((h) => h.point.startsWith('vxlan')));
+});
+
+test.serial('the underlay carries the pods\' own packets, no VXLAN header', async (t) => {
+  if (!requireOrSkip(t, hasTool('tshark'), 'tshark is not installed')) return;
+  if (!requireOrSkip(t, process.getuid?.() === 0, 'capturing on lo needs root')) return;
+  const dst = (await pods()).find((p) => p.metadata.name === 'pod-2a')!.status!.podIP!;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-hostgw-'));
+  const file = path.join(dir, 'wire.pcapng');
+  const cap = spawn('tshark', ['-i', 'lo', '-f', 'udp port 8473 and host 127.0.76.11', '-c', '2', '-a', 'duration:30', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => {
+    if (cap.exitCode === null) cap.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  let err = '';
+  cap.stderr.on('data', (d) => (err += d));
+  await eventually(() => /Capturing on/.test(err), 20_000);
+  const exited = new Promise<void>((r) => cap.on('exit', () => r()));
+  let done = false;
+  void exited.then(() => (done = true));
+  for (let i = 0; i < 20 && !done; i++) {
+    await lab.exec('pod-1a', ['ping', '-c', '1', dst]);
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 200))]);
+  }
+  await exited;
+  const out = await new Promise<string>((resolve) => {
+    const p = spawn('tshark', ['-r', file, '-d', 'udp.port==8473,ip', '-T', 'fields', '-E', 'separator=|', '-e', 'frame.protocols', '-e', 'ip.src', '-e', 'ip.dst', '-e', '_ws.expert.severity']);
+    let o = '';
+    p.stdout.on('data', (d) => (o += d));
+    p.on('exit', () => resolve(o));
+  });
+  const rows = out.trim().split('\n').map((l) => l.split('|'));
+  t.is(rows.length, 2, out);
+  for (const [protocols, src, dst2] of rows) {
+    t.regex(protocols, /^(sll|eth):ethertype:ip:udp:ip:icmp/, protocols);
+    t.notRegex(protocols, /vxlan/);
+    t.regex(src, /^127\.0\.76\.1[12],10\.244\.[12]\.\d+$/);
+    t.regex(dst2, /^127\.0\.76\.1[12],10\.244\.[12]\.\d+$/);
+  }
+});
