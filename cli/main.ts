@@ -13,6 +13,7 @@ import { FILTER_HELP } from '../node-agent/capture/filter.ts';
 import { LabError, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up } from './lab.ts';
 import { ManifestError, loadManifestFile, type LoadedObject } from './manifest.ts';
 import { readLab, resolveStateDir } from './state.ts';
+import { registerScenarioCommand } from '../scenarios/cli.ts';
 
 const program = new Command();
 program
@@ -165,7 +166,7 @@ program
     `
 Commands available in pods:
   ping [-c N] [-i INTERVAL] [-W TIMEOUT] [-w DEADLINE] [-s SIZE] [-t TTL] [-M do|want|dont] [-q] DEST
-  udp send DEST PORT [MESSAGE] [-n COUNT] [-i INTERVAL] [-p SRCPORT]
+  udp send DEST PORT [MESSAGE] [-n COUNT] [-i INTERVAL] [-p SRCPORT] [-s SIZE]
   udp listen PORT [-n COUNT] [-w TIMEOUT] [--echo]
   ip addr | ip route | ip neigh | ip link
   curl [-s] [-v] [-f] [-i] [-I] [-m SECONDS] [-o /dev/null] [-w FORMAT] URL
@@ -294,6 +295,8 @@ program
     const r = await trace(stateDir(), pod, dest, { proto: o.proto, port: o.port, seed: o.seed, timeoutMs: o.timeout * 1000, size: o.size, ttl: o.ttl });
     out(o.output === 'json' ? JSON.stringify(r, null, 2) + '\n' : formatTrace(r));
   });
+
+registerScenarioCommand(program);
 
 /** Prints errors the way kubectl does: one line, no stack, exit 1. */
 async function main(): Promise<void> {

@@ -172,6 +172,7 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter {
     let backoff = initial;
     let needList = true;
     let relistCause: Error | undefined;
+    let eventsSinceList = 0;
     while (!this.stopped) {
       try {
         if (needList) {
@@ -186,7 +187,7 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter {
           }
           relistCause = undefined;
           this.setConnected(true);
-          backoff = initial;
+          eventsSinceList = 0;
         }
         let opened = false;
         const stream = this.client.watch<T | Status>(this.resource, {
@@ -205,6 +206,7 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter {
         for await (const ev of stream) {
           if (this.stopped) break;
           this.apply(ev);
+          if (ev.type !== 'ERROR') eventsSinceList++;
         }
         // A clean end (server timeout or shutdown): resume right away, unless it never opened.
         if (!opened && !this.stopped) await this.sleep(backoff);
@@ -215,6 +217,11 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter {
           needList = true;
           relistCause = e;
           // Relisting right away is what client-go does; the server is evidently up.
+          // But a watch that fails again straight after a relist must not spin.
+          if (eventsSinceList === 0) {
+            await this.sleep(backoff);
+            backoff = Math.min(backoff * 2, max);
+          }
           continue;
         }
         this.setConnected(false, e);

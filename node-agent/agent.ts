@@ -50,6 +50,7 @@ import { DEFAULT_WIRE_PORT, NodeDataPlane } from './dataplane.ts';
 import type { NetDevice } from './netdev.ts';
 import type { PodNet } from './pod-net.ts';
 import { containerStateOverride, startPodApps, stopPodApps } from './apps/index.ts';
+import { EMPTY_STDIN } from './stdin-queue.ts';
 import { parseCidr } from './route-table.ts';
 
 export interface AgentOptions {
@@ -431,7 +432,7 @@ export class NodeAgent {
     }));
     c.handle('node.cmd', async (params) => ({ stdout: this.nodeCommand((params as { argv: string[] }).argv) }));
     c.handle('stats', async () => this.stats());
-    c.handle('exec', async (params, ctx) => this.exec(params as { pod: string; argv: string[] }, ctx));
+    c.handle('exec', async (params, ctx) => this.exec(params as { pod: string; argv: string[]; stdin?: boolean }, ctx));
     c.handle('impair.set', async (params) => {
       const { peer, spec } = params as { peer: string; spec: ImpairmentSpec };
       const bad = validateImpairment(spec);
@@ -493,7 +494,7 @@ export class NodeAgent {
     });
   }
 
-  private async exec(params: { pod: string; argv: string[] }, ctx: CallContext): Promise<{ exitCode: number }> {
+  private async exec(params: { pod: string; argv: string[]; stdin?: boolean }, ctx: CallContext): Promise<{ exitCode: number }> {
     const pod = this.findPod(params.pod);
     const argv = params.argv;
     const cmd = podCommands[argv[0] ?? ''];
@@ -502,7 +503,7 @@ export class NodeAgent {
       return { exitCode: 127 };
     }
     try {
-      const exitCode = await cmd({ pod, argv, stdout: ctx.stdout, stderr: ctx.stderr, signal: ctx.signal, clock: this.clock, rng: this.rng.fork(`exec:${pod.key}:${this.execCount++}`) });
+      const exitCode = await cmd({ pod, argv, stdout: ctx.stdout, stderr: ctx.stderr, signal: ctx.signal, clock: this.clock, rng: this.rng.fork(`exec:${pod.key}:${this.execCount++}`), stdin: params.stdin ? ctx.stdin : EMPTY_STDIN });
       return { exitCode };
     } catch (e) {
       if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {

@@ -36,6 +36,8 @@ export class Bridge {
   readonly dev: NetDevice;
   readonly ports = new Set<NetDevice>();
   private readonly fdb = new Map<string, BridgeFdbEntry>();
+  /** br_netfilter: conntrack translation of bridged IPv4 frames, when connections are tracked. */
+  nf?: { active: boolean; bridged(frame: Buffer): Buffer };
 
   constructor(
     name: string,
@@ -107,6 +109,8 @@ export class Bridge {
       if (from) this.dev.receive(frame);
       return;
     }
+    // Bridged between two ports (not up to the node): br_netfilter's conntrack pass.
+    if (from && this.nf?.active) frame = this.nf.bridged(frame);
     const entry = this.fdb.get(dst);
     if (entry && (entry.permanent || now - entry.updatedAt <= this.ageingMs)) {
       if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: fdb ${dst} -> port ${entry.port.name}${entry.permanent ? ' (permanent)' : ' (learned)'}: forwarded`, { detail: { fdb: { mac: dst, port: entry.port.name } } });

@@ -13,6 +13,8 @@ import { Vtep } from '../overlay/vtep.ts';
 import { Bridge } from './bridge.ts';
 import { IpStack, writeEthHeader } from './ip-stack.ts';
 import { tracer } from './trace.ts';
+import { Conntrack } from './conntrack.ts';
+import { Netfilter } from './netfilter.ts';
 import { NetDevice } from './netdev.ts';
 import { PodNet } from './pod-net.ts';
 import { parseCidr } from './route-table.ts';
@@ -53,6 +55,8 @@ export class NodeDataPlane {
   private readonly wirePeers = new Map<string, string>();
   readonly underlay: UdpUnderlay;
   readonly pods = new Map<string, PodNet>();
+  /** kube-proxy's hooks and the connection table; an engine is plugged in by the agent. */
+  readonly netfilter: Netfilter;
 
   constructor(readonly opts: DataPlaneOptions) {
     const { name, seed, clock } = opts;
@@ -90,6 +94,18 @@ export class NodeDataPlane {
     this.bridge = new Bridge('cni0', deriveMac(seed, `cni0:${name}`), this.podMtu, clock);
     this.stack.addInterface(this.bridge.dev, { arp: true });
     this.stack.addAddress('cni0', this.gateway, parseCidr(opts.podCIDR).prefixLen);
+
+    this.netfilter = new Netfilter(new Conntrack(clock), {
+      isLocal: (ip) => this.stack.isLocal(ip),
+      sourceTowards: (dst) => {
+        const r = this.stack.routes.lookup(dst);
+        return r ? this.stack.sourceFor(r) : undefined;
+      },
+      reject: (raw, from) => this.stack.rejectPortUnreachable(raw, from),
+      isLocalPod: (ip) => [...this.pods.values()].some((p) => p.ip === ip),
+    });
+    this.stack.nf = this.netfilter;
+    this.bridge.nf = this.netfilter;
   }
 
   /** Pods and flannel.1 lose VXLAN's 50 bytes; without encapsulation pods get the full MTU. */

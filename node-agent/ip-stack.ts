@@ -47,6 +47,7 @@ import { NeighbourTable } from './neighbour.ts';
 import { Counters, NetDevice } from './netdev.ts';
 import { RouteTable, cidrContains, type Route } from './route-table.ts';
 import { tracer } from './trace.ts';
+import type { Netfilter } from './netfilter.ts';
 
 /** An interface as the stack sees it: the device, its addresses, whether it ARPs. */
 export interface StackInterface {
@@ -150,6 +151,8 @@ export class IpStack {
   private readonly reassembler: Reassembler;
   private nextId: number;
   readonly traceNs: string;
+  /** kube-proxy's hooks (node namespaces only). */
+  nf?: Netfilter;
 
   constructor(
     readonly name: string,
@@ -275,7 +278,7 @@ export class IpStack {
 
   /** Originates one IPv4 datagram from this namespace. */
   send(opts: SendOptions): SendResult {
-    const route = this.routeFor(opts.dst);
+    let route = this.routeFor(opts.dst);
     if (!route) {
       this.counters.drop('no-route');
       return { ok: false, error: 'ENETUNREACH' };
@@ -301,6 +304,18 @@ export class IpStack {
       const raw = serializeIpv4(repr);
       queueMicrotask(() => this.deliverLocal(repr, raw));
       return { ok: true };
+    }
+    if (this.nf) {
+      // OUTPUT: the node's own packets pass kube-proxy's rules too (NodePort edge, host-network clients).
+      const r = this.nf.hook(serializeIpv4(repr), 'output');
+      if (r.verdict === 'drop') return { ok: false, error: 'ENETUNREACH' };
+      const t = parseIpv4(r.raw, { verifyChecksum: false });
+      if (!isWireError(t) && (t.dst !== repr.dst || t.src !== repr.src)) {
+        const r2 = this.routeFor(t.dst);
+        if (!r2) return { ok: false, error: 'ENETUNREACH' };
+        Object.assign(repr, { src: t.src, dst: t.dst, payload: t.payload });
+        route = r2;
+      }
     }
     const mtu = this.interfaces.get(route.dev)?.dev.mtu ?? 1500;
     const total = 20 + opts.payload.length;
@@ -403,12 +418,26 @@ export class IpStack {
       dev.counters.drop('unknown-ethertype');
       return;
     }
-    const ip = parseIpv4(eth.payload);
-    if (isWireError(ip)) {
-      dev.counters.drop(`malformed-ipv4:${ip.reason}`);
+    const parsed = parseIpv4(eth.payload);
+    if (isWireError(parsed)) {
+      dev.counters.drop(`malformed-ipv4:${parsed.reason}`);
       return;
     }
-    const raw = eth.payload.subarray(0, 20 + (ip.options?.length ?? 0) + ip.payload.length);
+    let ip = parsed;
+    let raw = eth.payload.subarray(0, 20 + (ip.options?.length ?? 0) + ip.payload.length);
+    if (this.nf) {
+      const r = this.nf.hook(raw, 'prerouting');
+      if (r.verdict === 'drop') {
+        dev.counters.drop(r.reason);
+        return;
+      }
+      if (r.raw !== raw) {
+        raw = r.raw;
+        const again = parseIpv4(raw, { verifyChecksum: false });
+        if (isWireError(again)) return;
+        ip = again;
+      }
+    }
     if (this.local.has(ip.dst) || ip.dst === '255.255.255.255') {
       this.deliverLocal(ip, raw);
       return;
@@ -591,6 +620,16 @@ export class IpStack {
     if (!route) return;
     if (tracer.current) tracer.hop(this.traceNs, 'icmp', `sends ICMP ${err.kind} (code ${'code' in err ? err.code : 0}) to ${orig.src}`);
     this.send({ dst: orig.src, src: this.sourceFor(route), protocol: IPPROTO_ICMP, payload: serializeIcmp(quoted), pmtudisc: 'dont' });
+  }
+
+  /** REJECT with ICMP port unreachable about `raw`, sent from `from` (kube-proxy, no endpoints). */
+  rejectPortUnreachable(raw: Buffer, from: string): void {
+    const orig = parseIpv4(raw, { verifyChecksum: false });
+    if (isWireError(orig)) return;
+    const route = this.routes.lookup(orig.src);
+    if (!route) return;
+    const payload = serializeIcmp({ kind: 'dest-unreachable', code: ICMP_UNREACH_PORT, original: icmpErrorQuote(raw) });
+    this.send({ dst: orig.src, src: from, protocol: IPPROTO_ICMP, payload, pmtudisc: 'dont' });
   }
 
   private traceDrop(point: string, summary: string, reason: string): void {

@@ -5,13 +5,15 @@
  * JSON Schema (editors do not complain) but rejected at validation time with
  * "not supported yet in this build", before anything starts.
  *
- * When a feature lands: move its name from `PENDING` to the supported list here
- * and register its implementation (a flow driver in traffic.ts, a fault in
+ * When a feature lands: take its name out of `PENDING` (backends need nothing:
+ * they are read from `podlab up`'s own list) and register its implementation (a flow driver in traffic.ts, a fault in
  * faults.ts, a condition in conditions.ts).
  */
 
-/** Overlay backends `podlab up` offers (it has no --backend flag yet: Flannel VXLAN only). */
-export const BACKENDS = ['vxlan'] as const;
+import { SUPPORTED_BACKENDS } from '../cli/lab.ts';
+
+/** Backends `podlab up --backend` offers in this build (read from cli/lab.ts, so a new backend is accepted as soon as it lands). */
+export const BACKENDS: readonly string[] = SUPPORTED_BACKENDS;
 
 /** kube-proxy modes `podlab up` offers: none yet (no --proxy-mode, no Services). */
 export const PROXY_MODES: readonly string[] = [];
@@ -19,8 +21,8 @@ export const PROXY_MODES: readonly string[] = [];
 /** Names the format reserves, with what they wait for. */
 export const PENDING: Record<string, Record<string, string>> = {
   backend: {
-    'host-gw': 'the host-gw backend (podlab up has only --backend vxlan for now)',
-    bgp: 'the BGP backend (podlab up has only --backend vxlan for now)',
+    'host-gw': 'the host-gw backend (podlab up --backend host-gw)',
+    bgp: 'the BGP backend (podlab up --backend bgp)',
   },
   proxyMode: {
     iptables: 'Services and kube-proxy (podlab up has no --proxy-mode yet)',
@@ -51,6 +53,7 @@ export const PENDING: Record<string, Record<string, string>> = {
 
 /** The "not supported yet" message for a reserved name. */
 export function pendingMessage(what: string, value: string): string | null {
+  if (what === 'backend' && BACKENDS.includes(value)) return null;
   const why = PENDING[what]?.[value];
   return why ? `'${value}' is not supported yet in this build: it needs ${why}` : null;
 }

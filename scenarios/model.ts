@@ -64,7 +64,9 @@ export interface FlowSpec {
 export type FaultSpec =
   | { kind: 'link'; from: string[]; to: string[]; oneWay: boolean; spec: ImpairmentSpec }
   | { kind: 'partition'; a: string[]; b: string[] }
-  | { kind: 'kill' | 'freeze' | 'thaw'; target: string }
+  | { kind: 'kill'; target: string }
+  | { kind: 'freeze'; target: string }
+  | { kind: 'thaw'; target: string }
   | { kind: 'restart'; target: string; kill: boolean }
   | { kind: 'delete-pods'; pods: PodRef; count?: number; recreate: boolean }
   | { kind: 'delete-node'; node: string }

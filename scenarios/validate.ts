@@ -201,7 +201,10 @@ class Scope {
   readonly steps = new Set<string>();
   readonly flows = new Map<string, FlowSpec>();
 
-  constructor(lab: LabSpec, workload: LoadedObject[]) {
+  constructor(
+    readonly lab: LabSpec,
+    workload: LoadedObject[],
+  ) {
     this.nodes = Array.from({ length: lab.nodes }, (_, i) => `node-${i + 1}`);
     for (const p of demoPods(lab.nodes, lab.podsPerNode)) this.addPod(p.metadata.namespace ?? 'default', p.metadata.name, p.spec?.nodeName, p.metadata.labels ?? {});
     for (const o of workload) {
@@ -472,7 +475,7 @@ function parseFault(f: F, scope: Scope): FaultSpec {
     case 'freeze':
     case 'thaw':
       only('node');
-      return { kind, target: f.req('node', proc) };
+      return { kind, target: f.req('node', proc) } as FaultSpec;
     case 'restart':
       only('node', 'kill');
       return { kind, target: f.req('node', proc), kill: f.opt('kill', (x) => x.bool()) ?? false };
@@ -503,9 +506,12 @@ function parseFault(f: F, scope: Scope): FaultSpec {
       scope.prefixes.add(`${namespace}/${prefix}`);
       return { kind, prefix, replicas, namespace, labels, nodes };
     }
-    case 'mtu':
+    case 'mtu': {
       only('node', 'dev', 'mtu');
-      return { kind, node: f.req('node', (x) => scope.node(x)), dev: f.opt('dev', (x) => x.oneOf(['flannel.1', 'cni0', 'eth0'] as const)) ?? 'flannel.1', mtu: f.req('mtu', (x) => x.int(68, 65535)) };
+      const dev = f.opt('dev', (x) => x.oneOf(['flannel.1', 'cni0', 'eth0'] as const)) ?? 'flannel.1';
+      if (dev === 'flannel.1' && scope.lab.backend !== 'vxlan') (f.has('dev') ? f.at('dev') : f).fail(`the ${scope.lab.backend} backend has no flannel.1 (VXLAN only): use dev: eth0 or cni0`);
+      return { kind, node: f.req('node', (x) => scope.node(x)), dev, mtu: f.req('mtu', (x) => x.int(68, 65535)) };
+    }
     case 'heal':
       only('nodes');
       return { kind, nodes: f.opt('nodes', (x) => nodeList(x, scope)) };

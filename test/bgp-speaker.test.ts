@@ -238,6 +238,26 @@ test('malformed messages from a raw socket: the right NOTIFICATION, a clean clos
   t.pass();
 });
 
+test('removePeer: Cease 6/3 (Peer De-configured) to the peer, its routes withdrawn on both sides', async (t) => {
+  const a = speaker(t, 61);
+  const b = speaker(t, 62);
+  const ta = routeTable(a);
+  const tb = routeTable(b);
+  await a.start();
+  await b.start();
+  a.addPeer({ address: '127.0.96.62', asn: ASN });
+  b.addPeer({ address: '127.0.96.61', asn: ASN });
+  a.announce('10.244.61.0/24');
+  b.announce('10.244.62.0/24');
+  await waitFor(() => ta.size === 1 && tb.size === 1, 10_000, 'routes exchanged');
+  t.true(a.removePeer('127.0.96.62'));
+  t.false(a.removePeer('127.0.96.62'));
+  t.is(ta.size, 0, 'withdrawn locally at once');
+  await waitFor(() => tb.size === 0, 5000, 'withdrawn at the peer');
+  t.like(b.summary().peers[0].lastError, { direction: 'received', code: 6, subcode: 3, name: 'Cease / Peer De-configured' });
+  t.deepEqual(a.summary().peers, []);
+});
+
 test('both sides dial at once: collision detection leaves exactly one session per pair', async (t) => {
   const ns = [51, 52, 53];
   const sp = ns.map((n) => speaker(t, n));

@@ -6,6 +6,10 @@ import { ping } from './ping.ts';
 import type { ExecContext, PodCommand } from './types.ts';
 import { UsageError } from './types.ts';
 import { udp } from './udp.ts';
+import { curl } from './curl.ts';
+import { nc } from './nc.ts';
+import { ps, ss } from './ss.ts';
+import { transfer } from './transfer.ts';
 
 /** `ip addr|route|neigh|link` as seen from inside the pod's namespace. */
 export async function ip(ctx: ExecContext): Promise<number> {
@@ -39,4 +43,4 @@ export async function hostname(ctx: ExecContext): Promise<number> {
   return 0;
 }
 
-export const podCommands: Record<string, PodCommand> = { ping, udp, ip, hostname };
+export const podCommands: Record<string, PodCommand> = { ping, udp, ip, hostname, curl, nc, transfer, ss, ps };

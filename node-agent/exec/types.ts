@@ -15,6 +15,8 @@ export interface ExecContext {
   signal: AbortSignal;
   clock: Clock;
   rng: SeededRng;
+  /** Standard input forwarded by the CLI (`podlab exec -i`, or a pipe); absent or empty means EOF at once. */
+  stdin?: AsyncIterable<Buffer>;
 }
 
 /** A command: resolves to its exit code. */
