@@ -173,6 +173,30 @@ function claimStateDir(stateDir: string): void {
   if (old) cleanState(stateDir);
 }
 
+/**
+ * `<stateDir>/kubeconfig`, so a real kubectl talks to the lab's apiserver:
+ * `KUBECONFIG=.podlab/kubeconfig kubectl get pods -o wide`.
+ */
+export function writeKubeconfig(stateDir: string, apiUrl: string): void {
+  const text = [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    '- name: podlab',
+    '  cluster:',
+    `    server: ${apiUrl}`,
+    'contexts:',
+    '- name: podlab',
+    '  context: {cluster: podlab, user: podlab, namespace: default}',
+    'current-context: podlab',
+    'users:',
+    '- name: podlab',
+    '  user: {}',
+    '',
+  ].join('\n');
+  fs.writeFileSync(path.join(stateDir, 'kubeconfig'), text, { mode: 0o600 });
+}
+
 /** Removes everything of a lab but its logs. */
 export function cleanState(stateDir: string): void {
   if (!fs.existsSync(stateDir)) return;
@@ -242,6 +266,7 @@ export async function up(o: UpOptions): Promise<LabRecord> {
     if (o.waitReady) await waitPodsRunning(api2, timeout);
     rec.status = 'running';
     writeLab(rec);
+    writeKubeconfig(o.stateDir, rec.apiUrl);
     return rec;
   } catch (e) {
     await down(o.stateDir).catch(() => {});

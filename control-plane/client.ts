@@ -60,6 +60,12 @@ export interface WatchRequestOptions extends ListRequestOptions {
 export interface ApiClientOptions {
   /** Per-request timeout for non-watch requests (default 30 s). */
   timeoutMs?: number;
+  /**
+   * Talk HTTP over this Unix socket instead of TCP (netns labs: the apiserver
+   * lives in a network namespace, the CLI reaches it through a socket file).
+   * A base URL `unix:/path/api.sock` sets it too.
+   */
+  socketPath?: string;
 }
 
 const WATCH_TYPES: readonly WatchEventType[] = ['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR'];
@@ -84,11 +90,21 @@ export class ApiClient {
   private readonly url: URL;
   private readonly agent = new Agent({ keepAlive: true, keepAliveMsecs: 1000 });
   private readonly timeoutMs: number;
+  /** Set for `unix:` base URLs (or opts.socketPath): HTTP over a Unix socket. */
+  readonly socketPath?: string;
 
   constructor(baseUrl: string, opts: ApiClientOptions = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
-    this.url = new URL(this.baseUrl);
-    if (this.url.protocol !== 'http:') throw new Error(`ApiClient supports http:// URLs only, got ${baseUrl}`);
+    if (this.baseUrl.startsWith('unix:')) {
+      // `unix:/abs/path/api.sock`: the path is the socket; requests carry Host: localhost.
+      this.socketPath = this.baseUrl.slice('unix:'.length);
+      if (!this.socketPath.startsWith('/')) throw new Error(`ApiClient: a unix: URL needs an absolute socket path, got ${baseUrl}`);
+      this.url = new URL('http://localhost');
+    } else {
+      this.url = new URL(this.baseUrl);
+      if (this.url.protocol !== 'http:') throw new Error(`ApiClient supports http:// and unix:/path URLs only, got ${baseUrl}`);
+      this.socketPath = opts.socketPath;
+    }
     this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 
@@ -291,8 +307,7 @@ export class ApiClient {
         headers['Content-Length'] = Buffer.byteLength(payload);
       }
       const req = httpRequest({
-        host: this.url.hostname.replace(/^\[|\]$/g, ''),
-        port: this.url.port || 80,
+        ...(this.socketPath ? { socketPath: this.socketPath } : { host: this.url.hostname.replace(/^\[|\]$/g, ''), port: this.url.port || 80 }),
         method,
         path,
         headers,

@@ -2,13 +2,15 @@
  * Process entry of the apiserver:
  *
  *   node --import tsx control-plane/main.ts --host 127.0.0.1 --port 6443 --state-dir DIR
- *        [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24]
+ *        [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24] [--unix-socket PATH]
  *
  * Prints exactly one line on stdout once listening,
  * `{"event":"listening","url":"http://127.0.0.1:PORT","pid":N}`, and writes
  * the same JSON to `<stateDir>/apiserver/endpoint.json` (the launcher reads
  * either). Exit codes: 0 on SIGTERM/SIGINT, 1 on a runtime failure such as
- * EADDRINUSE, 2 on bad flags. Logs go to stderr via common/log.ts; set
+ * EADDRINUSE, 2 on bad flags. With --unix-socket the same HTTP is also served
+ * on that socket file (netns labs: the CLI in the root namespace uses it), and
+ * the listening line carries `"unix":"PATH"`. Logs go to stderr via common/log.ts; set
  * PODLAB_DEBUG=* (or podlab:apiserver) to log every request.
  */
 import { mkdirSync } from 'node:fs';
@@ -18,6 +20,7 @@ import { createLogger } from '../common/log.ts';
 import { startApiServer, type ApiServer } from './apiserver.ts';
 import { ConfigError, DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parseIpamConfig } from './ipam.ts';
 import { writeFileAtomic } from './persistence.ts';
+import { startUnixRelay, type UnixRelay } from './unix-proxy.ts';
 
 const PROG = 'podlab-apiserver';
 
@@ -33,6 +36,8 @@ interface Flags {
   stateDir: string;
   clusterCidr: string;
   nodeCidrMaskSize: number;
+  /** Also serve on this Unix socket (netns labs). */
+  unixSocket?: string;
 }
 
 function parseFlags(argv: string[]): Flags {
@@ -48,6 +53,7 @@ function parseFlags(argv: string[]): Flags {
         'state-dir': { type: 'string' },
         'cluster-cidr': { type: 'string' },
         'node-cidr-mask-size': { type: 'string' },
+        'unix-socket': { type: 'string' },
       },
     }));
   } catch (err) {
@@ -70,7 +76,7 @@ function parseFlags(argv: string[]): Flags {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
-  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize };
+  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket') };
 }
 
 async function main(): Promise<void> {
@@ -104,7 +110,17 @@ async function main(): Promise<void> {
     }
     process.exit(1);
   }
-  const line = JSON.stringify({ event: 'listening', url: server.url, pid: process.pid });
+  let relay: UnixRelay | undefined;
+  if (flags.unixSocket) {
+    try {
+      relay = await startUnixRelay(flags.unixSocket, flags.host === '0.0.0.0' ? '127.0.0.1' : flags.host, server.port);
+    } catch (err) {
+      process.stderr.write(`${PROG}: error: cannot listen on --unix-socket ${flags.unixSocket}: ${(err as Error).message}\n`);
+      await server.close();
+      process.exit(1);
+    }
+  }
+  const line = JSON.stringify({ event: 'listening', url: server.url, pid: process.pid, ...(relay ? { unix: relay.path } : {}) });
   try {
     const dir = join(flags.stateDir, 'apiserver');
     mkdirSync(dir, { recursive: true });
@@ -125,7 +141,7 @@ async function main(): Promise<void> {
     // Watches are ended cleanly so informers reconnect rather than see a reset; then exit regardless.
     const hardStop = setTimeout(() => process.exit(0), 3000);
     hardStop.unref();
-    void server.close().then(() => process.exit(0));
+    void Promise.all([server.close(), relay?.close()]).then(() => process.exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

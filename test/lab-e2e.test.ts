@@ -7,7 +7,7 @@
  * pod IPs; an apiserver restart loses nothing; down leaves nothing running.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -139,6 +139,18 @@ test.serial('tshark on lo sees VXLAN with VNI 1, node IPs outside and pod IPs in
     t.is(expert, '', `expert info in: ${line}`);
     t.is(malformed, '', line);
   }
+});
+
+test.serial('a real kubectl reads the lab through the kubeconfig podlab writes', async (t) => {
+  if (!requireOrSkip(t, hasTool('kubectl'), 'kubectl is not installed')) return;
+  const kubectl = (args: string[]) =>
+    new Promise<string>((resolve, reject) =>
+      execFile('kubectl', args, { env: { ...process.env, KUBECONFIG: path.join(lab.stateDir, 'kubeconfig') }, timeout: 30_000 }, (e, out, err) => (e ? reject(new Error(err || e.message)) : resolve(out))),
+    );
+  const pods = await kubectl(['get', 'pods', '-o', 'wide']);
+  t.regex(pods, /^pod-1a\s+1\/1\s+Running\s+0\s+\S+\s+10\.244\.1\.\d+\s+node-1/m);
+  const nodes = JSON.parse(await kubectl(['get', 'nodes', '-o', 'json']));
+  t.deepEqual(nodes.items.map((n: Node) => n.spec?.podCIDR).sort(), ['10.244.1.0/24', '10.244.2.0/24', '10.244.3.0/24']);
 });
 
 test.serial('random datagrams to :8472 are counted and dropped; pings keep working', async (t) => {
