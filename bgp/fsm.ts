@@ -305,6 +305,7 @@ export class BgpFsm {
         if (!this.started) return this.stay('AutomaticStart ignored: administratively down');
         return this.startSession('automatic restart');
       case 'TcpConnectionConfirmed':
+        if (ev.direction === 'outgoing') return this.stay('stale outgoing connection closed', [{ type: 'close', conn: ev.conn }]);
         if (!this.started) {
           // Administratively down: refuse (RFC 4271 §8.2.2 Idle, RFC 4486 Connection Rejected).
           return this.stay('connection refused: administratively down', [
@@ -315,7 +316,7 @@ export class BgpFsm {
         // Waiting to restart after an error: take the peer's connection instead of waiting.
         clearTimer(this.idleHoldTimer);
         this.idleHoldTimer = undefined;
-        return this.acceptConnection(ev.conn, ev.direction, `${ev.direction} TCP connection (automatic start)`);
+        return this.acceptConnection(ev.conn, ev.direction, 'incoming TCP connection (automatic start)');
       default:
         return this.stay(`${ev.type} ignored in Idle`);
     }

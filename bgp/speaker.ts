@@ -54,7 +54,7 @@
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import type { Clock, Timer } from '../common/clock.ts';
+import type { Clock } from '../common/clock.ts';
 import { systemClock } from '../common/clock.ts';
 import { type Logger, createLogger } from '../common/log.ts';
 import { SeededRng, seedFrom } from '../common/rng.ts';
@@ -264,7 +264,7 @@ interface Conn {
   connected: boolean;
   closing: boolean;
   as4: boolean;
-  killTimer?: Timer;
+  killTimer?: { cancel(): void };
 }
 
 interface Peer {
@@ -422,9 +422,8 @@ export class BgpSpeaker extends EventEmitter<BgpSpeakerEvents> {
 
   /** Withdraws a prefix announced with `announce`. Returns false if it was not announced. */
   withdraw(prefix: string): boolean {
-    const changes = this.rib.withdrawLocal(prefix);
-    const known = changes.length > 0 || this.rib.localPrefixes().includes(normalizePrefix(prefix));
-    this.propagate(changes);
+    const known = this.rib.localPrefixes().includes(normalizePrefix(prefix));
+    this.propagate(this.rib.withdrawLocal(prefix));
     return known;
   }
 
@@ -581,7 +580,10 @@ export class BgpSpeaker extends EventEmitter<BgpSpeakerEvents> {
       return;
     }
     c.socket.end(); // flushes a NOTIFICATION queued just before
-    c.killTimer = this.clock.setTimeout(() => c.socket.destroy(), CLOSE_LINGER_MS);
+    // Real time, not the protocol clock: this is socket hygiene, and must run even under a ManualClock.
+    const linger = setTimeout(() => c.socket.destroy(), CLOSE_LINGER_MS);
+    linger.unref();
+    c.killTimer = { cancel: () => clearTimeout(linger) };
   }
 
   private send(peer: Peer, id: number, msg: BgpMessage): void {

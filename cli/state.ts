@@ -8,17 +8,41 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 export interface ProcRecord {
-  role: 'apiserver' | 'node';
+  /** kernel-node: the small agent that programs a kernel (real Linux) node of a netns lab. */
+  role: 'apiserver' | 'node' | 'kernel-node';
   name: string;
   pid: number;
   args: string[];
   log: string;
+  /** netns labs: the network namespace the process runs in (started with `ip netns exec`). */
+  netns?: string;
 }
 
 export interface NodeRecord {
   name: string;
   ip: string;
   control: string;
+  /** netns labs: `kernel` for a node that is the Linux kernel itself (kernel vxlan flannel.1). */
+  kind?: 'emulated' | 'kernel';
+  /** netns labs: the node's network namespace. */
+  netns?: string;
+}
+
+/**
+ * What a netns lab created outside its processes: every namespace, recorded
+ * before it is created, so `podlab down` (also `--force` after a crash)
+ * deletes exactly these. Veths live only inside them and go with them.
+ */
+export interface NetnsRecord {
+  /** Every namespace name starts with it (default `podlab`). */
+  prefix: string;
+  /** The namespace holding the lab bridge and the apiserver (`<prefix>-underlay`). */
+  underlay: string;
+  /** The lab bridge inside it (`podlab0`). */
+  bridge: string;
+  /** The lab's underlay subnet, e.g. 10.250.0.0/24 (inside the namespaces only). */
+  subnet: string;
+  namespaces: string[];
 }
 
 export interface LabOptionsRecord {
@@ -30,6 +54,10 @@ export interface LabOptionsRecord {
   seed: number;
   mtu: number;
   backend?: string;
+  /** local (default) or netns. */
+  mode?: string;
+  underlayNet?: string;
+  kernelNodes?: number;
 }
 
 export interface LabRecord {
@@ -43,6 +71,12 @@ export interface LabRecord {
   options: LabOptionsRecord;
   procs: ProcRecord[];
   nodes: NodeRecord[];
+  /** netns labs: the apiserver's URL inside the lab network (apiUrl is then its unix: socket). */
+  apiInternalUrl?: string;
+  /** netns labs: the apiserver's Unix socket, as in apiUrl. */
+  apiSocket?: string;
+  /** netns labs: the namespaces to delete on down. */
+  netns?: NetnsRecord;
 }
 
 /** Where the lab keeps its state. */

@@ -11,6 +11,7 @@ import type { FieldError } from './errors.ts';
 import { defaultNamespace, defaultNodeFromOld, defaultPod, validateNamespace, validateNode, validatePod } from './validation.ts';
 import type { NameRule } from './validation.ts';
 import { NAMESPACE_TABLE, NODE_TABLE, POD_TABLE, type TableDefinition } from './tables.ts';
+import { BGP_CONFIGURATIONS, BGP_PEERS } from './calico.ts';
 
 /** A field-selector getter: returns the field as a string ("" when absent, as k8s does). */
 export type FieldGetter = (obj: KubeObject) => string;
@@ -207,3 +208,5 @@ export const registry = new ResourceRegistry();
 registry.register(NAMESPACES);
 registry.register(NODES);
 registry.register(PODS);
+registry.register(BGP_CONFIGURATIONS);
+registry.register(BGP_PEERS);

@@ -258,6 +258,42 @@ test('removePeer: Cease 6/3 (Peer De-configured) to the peer, its routes withdra
   t.deepEqual(a.summary().peers, []);
 });
 
+test('eBGP towards a 2-octet-only speaker: AS_TRANS + AS4_PATH out, next hop self, no LOCAL_PREF; its 2-octet path in', async (t) => {
+  const A = '127.0.96.71';
+  const OLD = '127.0.96.72';
+  const a = speaker(t, 71, { asn: 4_200_000_001 });
+  const table = routeTable(a);
+  await a.start();
+  a.addPeer({ address: OLD, asn: 65001, passive: true });
+  a.announce('10.244.71.0/24', { nextHop: '127.0.96.99' });
+  const raw = await rawConnect(OLD, A, false);
+  t.teardown(() => raw.socket.destroy());
+  const open = await raw.next();
+  t.like(open, { type: 'open', myAs: 23456 });
+  t.deepEqual(open.type === 'open' && open.capabilities.find((c) => c.kind === 'four-octet-as'), { kind: 'four-octet-as', asn: 4_200_000_001 });
+  // An old speaker: no capabilities at all (implicit IPv4 unicast, 2-octet ASNs).
+  raw.write(serializeBgpMessage({ type: 'open', myAs: 65001, holdTime: 9, bgpId: OLD, capabilities: [] }));
+  raw.write(serializeKeepalive());
+  let u: BgpMessage;
+  do u = await raw.next();
+  while (u.type !== 'update' || !u.nlri.length);
+  t.deepEqual(u.type === 'update' && u.attributes, {
+    origin: 'igp',
+    asPath: [{ type: 'sequence', asns: [23456] }],
+    nextHop: A,
+    as4Path: [{ type: 'sequence', asns: [4_200_000_001] }],
+  });
+  raw.write(
+    serializeBgpMessage(
+      { type: 'update', withdrawn: [], attributes: { origin: 'igp', asPath: [{ type: 'sequence', asns: [65001, 65002] }], nextHop: OLD, localPref: 999 }, nlri: ['10.99.0.0/16'] },
+      { as4: false },
+    ),
+  );
+  await waitFor(() => table.has('10.99.0.0/16'), 5000, 'route from the 2-octet speaker');
+  t.like(table.get('10.99.0.0/16'), { nextHop: OLD, path: [65001, 65002], localPref: 100 });
+  t.like(a.summary().peers[0], { type: 'external', as4: false, state: 'Established' });
+});
+
 test('both sides dial at once: collision detection leaves exactly one session per pair', async (t) => {
   const ns = [51, 52, 53];
   const sp = ns.map((n) => speaker(t, n));
@@ -310,13 +346,13 @@ interface Raw {
 }
 
 /** A TCP connection from `from` to a speaker, with a framer on the receive side. */
-async function rawConnect(from: string, to: string): Promise<Raw> {
+async function rawConnect(from: string, to: string, as4 = true): Promise<Raw> {
   const socket = net.connect({ host: to, port: PORT, localAddress: from });
   await new Promise<void>((r, j) => {
     socket.once('connect', () => r());
     socket.once('error', j);
   });
-  const framer = new BgpFramer({ as4: true });
+  const framer = new BgpFramer({ as4 });
   const queue: BgpMessage[] = [];
   let wake: (() => void) | undefined;
   socket.on('data', (d) => {

@@ -91,7 +91,9 @@ test('discovery documents, version and health endpoints', async (t) => {
   t.like(v1.resources.find((r) => r.name === 'nodes'), { namespaced: false, kind: 'Node' });
   t.like(v1.resources.find((r) => r.name === 'namespaces'), { namespaced: false, kind: 'Namespace' });
   t.truthy(v1.resources.find((r) => r.name === 'pods/status'));
-  t.like((await http(api.url, 'GET', '/apis')).json, { kind: 'APIGroupList', groups: [] });
+  const groups = (await http(api.url, 'GET', '/apis')).json as { kind: string; groups: { name: string; preferredVersion: { groupVersion: string } }[] };
+  t.is(groups.kind, 'APIGroupList');
+  t.like(groups.groups.find((g) => g.name === 'projectcalico.org'), { preferredVersion: { groupVersion: 'projectcalico.org/v3' } });
   t.like((await http(api.url, 'GET', '/version')).json, { major: '1', minor: '30', gitVersion: 'v1.30.0-podlab' });
   for (const p of ['/healthz', '/readyz']) {
     const r = await http(api.url, 'GET', p);
