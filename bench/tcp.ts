@@ -123,8 +123,8 @@ function median(xs: number[]): number {
   return s[s.length >> 1];
 }
 
-async function startChild(script: string): Promise<{ port: number; stop(): void }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(HERE, script), '127.0.0.1'], { cwd: path.join(HERE, '..'), stdio: ['ignore', 'pipe', 'inherit'] });
+async function startChild(script: string, ...args: string[]): Promise<{ port: number; stop(): void }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(HERE, script), '127.0.0.1', ...args], { cwd: path.join(HERE, '..'), stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
     child.stdout!.on('data', (d) => {
@@ -168,9 +168,12 @@ async function rawRpc(port: number): Promise<number> {
     const t0 = performance.now();
     await new Promise<void>((resolve, reject) => {
       const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-      c.on('connect', () => c.end('ping-ping-ping!\n'));
+      c.on('connect', () => c.write('ping-ping-ping!\n'));
       c.on('data', () => {});
-      c.on('end', () => resolve());
+      c.on('end', () => {
+        c.end();
+        resolve();
+      });
       c.on('error', reject);
     });
     times.push(performance.now() - t0);
@@ -180,14 +183,16 @@ async function rawRpc(port: number): Promise<number> {
 
 /** TCP measures, each against Node's own TCP measured in the same run. */
 export async function benchTcp(): Promise<Measure[]> {
-  const sink = await startChild('tcp-sink-server.ts');
+  const sink = await startChild('tcp-sink-server.ts', 'discard');
+  const replier = await startChild('tcp-sink-server.ts', 'reply');
   let rawBps: number;
   let rawMs: number;
   try {
     rawBps = await rawThroughput(sink.port);
-    rawMs = await rawRpc(sink.port);
+    rawMs = await rawRpc(replier.port);
   } finally {
     sink.stop();
+    replier.stop();
   }
   const lab = await twoNodes();
   let emuBps: number;

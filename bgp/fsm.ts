@@ -729,10 +729,10 @@ export class BgpPeerFsm {
         return this.run(this.main, { type: 'TcpConnectionConfirmed', conn, direction });
       case 'Established':
         this.collisions++;
-        return reject(conn, 'session already Established');
+        return reject(conn); // §6.8: a collision with an Established session closes the new connection
       case 'OpenSent':
       case 'OpenConfirm': {
-        if (this.second) return reject(conn, 'a second connection is already being opened');
+        if (this.second) return reject(conn); // a third concurrent connection
         this.second = this.spawn();
         this.second.autoRestart = false;
         this.second.started = true;
@@ -864,7 +864,8 @@ export class BgpPeerFsm {
   }
 }
 
-function reject(conn: number, _why: string): FsmAction[] {
+/** Closes a connection that lost a collision before any FSM took it: Cease 6/7, then close. */
+function reject(conn: number): FsmAction[] {
   return [
     { type: 'send', conn, message: { type: 'notification', code: ERR_CEASE, subcode: CEASE_CONNECTION_COLLISION, data: Buffer.alloc(0) } },
     { type: 'close', conn },

@@ -3,4 +3,11 @@
 import { register } from 'tsx/esm/api';
 
 register();
-await import('../cli/main.ts');
+// `podlab agent|apiserver|kernel-node ...` are the lab's processes (netns labs and containers start them
+// this way, see cli/daemons.ts); everything else is the kubectl-like CLI.
+if (['agent', 'apiserver', 'kernel-node'].includes(process.argv[2] ?? '')) {
+  const { runDaemon } = await import('../cli/daemons.ts');
+  await runDaemon(process.argv[2], process.argv.slice(3));
+} else {
+  await import('../cli/main.ts');
+}

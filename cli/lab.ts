@@ -15,16 +15,25 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../control-plane/client.ts';
+import { registry } from '../control-plane/resources.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import { intToIpv4 } from '../packet/addr.ts';
 import { parseCidr } from '../node-agent/route-table.ts';
 import type { LoadedObject } from './manifest.ts';
 import type { Backend } from '../overlay/flannel-plan.ts';
 import { DEFAULT_WIRE_PORT } from '../node-agent/dataplane.ts';
+import { DEFAULT_RR_CLUSTER_ID, RR_CLUSTER_ANNOTATION, RR_LABEL } from '../node-agent/bgp-backend.ts';
 
 /** Backends `up` offers in this build. */
-export const SUPPORTED_BACKENDS: Backend[] = ['vxlan', 'host-gw'];
+export const SUPPORTED_BACKENDS: Backend[] = ['vxlan', 'host-gw', 'bgp'];
+
+/** BGP's own port when the process may bind it (root), else 1179; every node has its own address, so they can share it. */
+export function defaultBgpPort(): number {
+  return process.getuid?.() === 0 ? 179 : 1179;
+}
 import { isOurProcess, labIsLive, readLab, writeLab, type LabRecord, type ProcRecord } from './state.ts';
+import { upNetns } from './netns-lab.ts';
+import { removeLabNamespaces } from './netns.ts';
 
 /** A lab-level failure with a message meant for the user. */
 export class LabError extends Error {
@@ -45,6 +54,11 @@ export interface UpOptions {
   backend?: Backend;
   /** The bare-IPv4 wire's UDP port (host-gw, bgp). */
   wirePort?: number;
+  /** BGP (backend bgp): port (default 179 as root, else 1179), hold time, topology, reflectors. */
+  bgpPort?: number;
+  bgpHoldTime?: number;
+  bgpTopology?: 'full-mesh' | 'route-reflector';
+  bgpReflectors?: number;
   seed: number;
   mtu: number;
   /** Wait for every node Ready and pod Running before returning. */
@@ -53,6 +67,15 @@ export interface UpOptions {
   supervisorPid?: number;
   timeoutMs?: number;
   onProgress?: (msg: string) => void;
+  // --- issue 7: netns labs (cli/netns-lab.ts) ---
+  /** local (default: loopback addresses) or netns (root: network namespaces, a bridge, kernel nodes). */
+  mode?: 'local' | 'netns';
+  /** netns: the underlay subnet inside the lab's namespaces (default 10.250.0.0/24). */
+  underlayNet?: string;
+  /** netns: nodes that are the Linux kernel itself (kernel vxlan flannel.1), knode-1..K. */
+  kernelNodes?: number;
+  /** netns: every namespace is `<prefix>-...` (default podlab). */
+  netnsPrefix?: string;
 }
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -83,6 +106,18 @@ export function validateUpOptions(o: UpOptions): void {
     throw new LabError(`--backend: must be one of ${SUPPORTED_BACKENDS.join(', ')}, got '${o.backend}'`);
   }
   if (o.wirePort !== undefined && (!Number.isInteger(o.wirePort) || o.wirePort < 1 || o.wirePort > 65535)) throw new LabError(`--wire-port: must be 1-65535, got ${o.wirePort}`);
+  if (o.bgpPort !== undefined && (!Number.isInteger(o.bgpPort) || o.bgpPort < 1 || o.bgpPort > 65535)) throw new LabError(`--bgp-port: must be 1-65535, got ${o.bgpPort}`);
+  if (o.bgpPort !== undefined && o.bgpPort < 1024 && process.getuid?.() !== 0) throw new LabError(`--bgp-port: ${o.bgpPort} needs root; use e.g. --bgp-port 1179`);
+  if (o.bgpHoldTime !== undefined && (!Number.isInteger(o.bgpHoldTime) || (o.bgpHoldTime !== 0 && (o.bgpHoldTime < 3 || o.bgpHoldTime > 65535)))) {
+    throw new LabError(`--bgp-hold-time: must be 0 or 3-65535 seconds (RFC 4271), got ${o.bgpHoldTime}`);
+  }
+  if (o.bgpTopology !== undefined && o.bgpTopology !== 'full-mesh' && o.bgpTopology !== 'route-reflector') {
+    throw new LabError(`--bgp-topology: must be full-mesh or route-reflector, got '${o.bgpTopology}'`);
+  }
+  if (o.bgpReflectors !== undefined && (!Number.isInteger(o.bgpReflectors) || o.bgpReflectors < 1 || o.bgpReflectors > o.nodes)) {
+    throw new LabError(`--bgp-reflectors: must be 1 to --nodes (${o.nodes}), got ${o.bgpReflectors}`);
+  }
+  if ((o.bgpTopology || o.bgpReflectors) && o.backend !== 'bgp') throw new LabError('--bgp-topology/--bgp-reflectors need --backend bgp');
   labAddresses(o.labNet, o.nodes);
 }
 
@@ -93,18 +128,24 @@ function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): stri
     '--name', name, '--ip', ip, '--underlay', o.labNet, '--api', apiUrl, '--state-dir', o.stateDir,
     '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),
     '--backend', o.backend ?? 'vxlan', '--wire-port', String(o.wirePort ?? DEFAULT_WIRE_PORT),
+    '--bgp-port', String(o.bgpPort ?? defaultBgpPort()), '--bgp-hold-time', String(o.bgpHoldTime ?? 9), '--bgp-topology', o.bgpTopology ?? 'full-mesh',
   ];
 }
 
-/** Starts a detached child with output to a log file; resolves with its pid. */
-export function spawnLogged(stateDir: string, name: string, args: string[]): { pid: number; log: string; offset: number } {
+/**
+ * Starts a detached child with output to a log file; resolves with its pid.
+ * With `netns` (netns labs) it runs inside that network namespace through
+ * `ip netns exec`, which execs: the pid is still the node process's own.
+ */
+export function spawnLogged(stateDir: string, name: string, args: string[], netns?: string): { pid: number; log: string; offset: number } {
   const logDir = path.join(stateDir, 'logs');
   fs.mkdirSync(logDir, { recursive: true });
   const log = path.join(logDir, `${name}.log`);
   const fd = fs.openSync(log, 'a');
   // Logs outlive labs: readers start at what this run appends.
   const offset = fs.fstatSync(fd).size;
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd], cwd: ROOT, env: { ...process.env } });
+  const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, process.execPath, ...args]] : [process.execPath, args];
+  const child = spawn(cmd, argv, { detached: true, stdio: ['ignore', fd, fd], cwd: ROOT, env: { ...process.env } });
   fs.closeSync(fd);
   child.unref();
   if (!child.pid) throw new LabError(`could not start ${name}`);
@@ -208,6 +249,7 @@ export function cleanState(stateDir: string): void {
 
 /** Brings a lab up; on any failure everything started so far is stopped again. */
 export async function up(o: UpOptions): Promise<LabRecord> {
+  if (o.mode === 'netns') return upNetns(o); // issue 7: cli/netns-lab.ts
   validateUpOptions(o);
   const say = o.onProgress ?? (() => {});
   const timeout = o.timeoutMs ?? 30_000;
@@ -241,9 +283,17 @@ export async function up(o: UpOptions): Promise<LabRecord> {
     // Nodes are registered in order before their agents start, so node-N always
     // gets the N-th podCIDR and a seed replays the same lab (agents race otherwise).
     const api1 = new ApiClient(rec.apiUrl);
+    const reflectors = o.bgpTopology === 'route-reflector' ? (o.bgpReflectors ?? Math.min(2, o.nodes)) : 0;
     for (let i = 0; i < addrs.nodes.length; i++) {
       const name = `node-${i + 1}`;
-      await api1.create('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name, labels: { 'kubernetes.io/hostname': name } }, spec: {} });
+      // The first --bgp-reflectors nodes are route reflectors, labelled as Calico's docs do.
+      const rr = i < reflectors;
+      await api1.create('nodes', {
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name, labels: { 'kubernetes.io/hostname': name, ...(rr ? { [RR_LABEL]: 'true' } : {}) }, annotations: rr ? { [RR_CLUSTER_ANNOTATION]: DEFAULT_RR_CLUSTER_ID } : {} },
+        spec: {},
+      });
     }
     const started = addrs.nodes.map((ip, i) => {
       const name = `node-${i + 1}`;
@@ -296,21 +346,39 @@ async function createWorkload(api: ApiClient, o: UpOptions): Promise<void> {
   await applyObjects(api, o.manifests);
 }
 
-/** Creates (or replaces) manifest objects in order; namespaces first. */
+/**
+ * `kubectl apply` for manifest objects, in order, namespaces first: creates
+ * what is missing, updates what differs (spec, labels, annotations), leaves the
+ * rest. Kinds resolve through the apiserver's resource registry.
+ */
 export async function applyObjects(api: ApiClient, objs: LoadedObject[]): Promise<string[]> {
   const done: string[] = [];
   const ordered = [...objs].sort((a, b) => Number(b.obj.kind === 'Namespace') - Number(a.obj.kind === 'Namespace'));
   for (const { obj, file, line } of ordered) {
-    const resource = obj.kind === 'Namespace' ? 'namespaces' : 'pods';
-    const ns = obj.kind === 'Namespace' ? undefined : (obj.metadata.namespace ?? 'default');
+    const rt = registry.byKind(obj.apiVersion, obj.kind);
+    if (!rt) throw new LabError(`${file}:${line}: kind ${obj.kind} (${obj.apiVersion}) is not served by podlab`);
+    const ns = rt.namespaced ? (obj.metadata.namespace ?? 'default') : undefined;
+    const label = `${rt.singular}/${obj.metadata.name}`;
     try {
-      const existing = await api.get<KubeObject>(resource, obj.metadata.name, ns);
-      if (existing) {
-        done.push(`${obj.kind.toLowerCase()}/${obj.metadata.name} unchanged`);
+      const existing = await api.get<KubeObject>(rt.plural, obj.metadata.name, ns);
+      if (!existing) {
+        await api.create(rt.plural, obj, ns);
+        done.push(`${label} created`);
         continue;
       }
-      await api.create(resource, obj, ns);
-      done.push(`${obj.kind.toLowerCase()}/${obj.metadata.name} created`);
+      const same = (a: unknown, b: unknown) => JSON.stringify(a ?? {}) === JSON.stringify(b ?? {});
+      const want = { spec: obj.spec, labels: obj.metadata.labels, annotations: obj.metadata.annotations };
+      const have = { spec: existing.spec, labels: existing.metadata.labels, annotations: existing.metadata.annotations };
+      // Only fields the manifest sets count (the server defaults the rest).
+      const wantSpec = JSON.parse(JSON.stringify(want.spec ?? {})) as Record<string, unknown>;
+      const haveSpec = (have.spec ?? {}) as Record<string, unknown>;
+      const specSame = Object.keys(wantSpec).every((k) => same(wantSpec[k], haveSpec[k]));
+      if (specSame && (!want.labels || same(want.labels, have.labels)) && (!want.annotations || same(want.annotations, have.annotations))) {
+        done.push(`${label} unchanged`);
+        continue;
+      }
+      await api.patch(rt.plural, obj.metadata.name, { metadata: { labels: obj.metadata.labels, annotations: obj.metadata.annotations }, spec: obj.spec }, ns);
+      done.push(`${label} configured`);
     } catch (e) {
       throw new LabError(`${file}:${line}: ${obj.kind} ${obj.metadata.name}: ${(e as Error).message}`);
     }
@@ -373,10 +441,12 @@ export async function down(stateDir: string): Promise<{ stopped: number }> {
     cleanState(stateDir);
     return { stopped: 0 };
   }
-  const order = [...rec.procs.filter((p) => p.role === 'node'), ...rec.procs.filter((p) => p.role === 'apiserver')];
+  const order = [...rec.procs.filter((p) => p.role !== 'apiserver'), ...rec.procs.filter((p) => p.role === 'apiserver')];
   const alive = order.filter((p) => isOurProcess(p.pid, stateDir));
-  await Promise.all(alive.filter((p) => p.role === 'node').map((p) => stopProcess(p.pid, stateDir)));
+  await Promise.all(alive.filter((p) => p.role !== 'apiserver').map((p) => stopProcess(p.pid, stateDir)));
   await Promise.all(alive.filter((p) => p.role === 'apiserver').map((p) => stopProcess(p.pid, stateDir)));
+  // netns labs (issue 7): delete every namespace lab.json and the kernel nodes recorded; their veths go with them.
+  if (rec.netns) await removeLabNamespaces(stateDir, rec);
   cleanState(stateDir);
   return { stopped: alive.length };
 }
@@ -391,7 +461,7 @@ export async function restartProcess(stateDir: string, name: string, opts: { kil
   const pr = rec.procs.find((p) => p.name === name);
   if (!pr) throw new LabError(`no process ${name} in this lab (${rec.procs.map((p) => p.name).join(', ')})`);
   await killProcess(stateDir, name, { kill: opts.kill });
-  const p = spawnLogged(stateDir, name, pr.args);
+  const p = spawnLogged(stateDir, name, pr.args, pr.netns);
   pr.pid = p.pid;
   writeLab(rec);
   await waitForEvent(pr.log, pr.role === 'apiserver' ? 'listening' : 'ready', p.pid, opts.timeoutMs ?? 30_000, p.offset);

@@ -46,7 +46,11 @@ program
   .addOption(new Option('--lab-net <cidr>', 'loopback network of the lab: apiserver at .10, node-N at .(10+N)').default('127.0.0.0/24'))
   .option('--api-port <port>', 'apiserver port (0 = any free port)', int('--api-port'), 6443)
   .option('--cluster-cidr <cidr>', 'pod network; each node gets a /24 of it', '10.244.0.0/16')
-  .option('--backend <name>', `pod network backend: ${SUPPORTED_BACKENDS.join(' | ')} (vxlan: Flannel VXLAN overlay; host-gw: Flannel host-gw, no encapsulation)`, 'vxlan')
+  .option('--backend <name>', `pod network backend: ${SUPPORTED_BACKENDS.join(' | ')} (vxlan: Flannel VXLAN overlay; host-gw: Flannel host-gw; bgp: Calico-style BGP routing; the last two without encapsulation)`, 'vxlan')
+  .option('--bgp-topology <t>', 'with --backend bgp: full-mesh (Calico default) | route-reflector')
+  .option('--bgp-reflectors <n>', 'with --bgp-topology route-reflector: how many nodes reflect (default 2)', int('--bgp-reflectors'))
+  .option('--bgp-port <port>', 'BGP port of every node (default 179 as root, else 1179)', int('--bgp-port'))
+  .option('--bgp-hold-time <sec>', 'BGP hold time proposed by the nodes (keepalive = a third)', int('--bgp-hold-time'), 9)
   .option('--vxlan-port <port>', 'VXLAN UDP port (Flannel and Linux: 8472; IANA: 4789)', int('--vxlan-port'), 8472)
   .option('--wire-port <port>', 'UDP port of the bare-IPv4 underlay wire of host-gw/bgp in local mode (Wireshark: -d udp.port==N,ip)', int('--wire-port'), 8473)
   .option('--mtu <bytes>', 'underlay MTU (pods and flannel.1 get 50 less)', int('--mtu'), 1500)
@@ -66,6 +70,10 @@ program
       vxlanPort: o.vxlanPort,
       backend: o.backend,
       wirePort: o.wirePort,
+      bgpTopology: o.bgpTopology,
+      bgpReflectors: o.bgpReflectors,
+      bgpPort: o.bgpPort,
+      bgpHoldTime: o.backend === 'bgp' ? o.bgpHoldTime : undefined,
       seed: o.seed,
       mtu: o.mtu,
       waitReady: true,
@@ -196,7 +204,7 @@ Commands available in pods:
 
 program
   .command('node')
-  .description("look inside a node: ip route | ip neigh | ip link | ip addr | bridge fdb | stats | restart [--kill] | ip link set dev DEV mtu N")
+  .description("look inside a node: ip route | ip neigh | ip link | ip addr | bridge fdb | bgp summary | bgp routes | stats | restart [--kill] | ip link set dev DEV mtu N")
   .argument('<node>', 'node name, e.g. node-1')
   .argument('<command...>', 'what to show or do')
   .allowUnknownOption()

@@ -24,6 +24,8 @@ export class ManifestError extends Error {
 export const SUPPORTED_KINDS: Record<string, string> = {
   Pod: 'v1',
   Namespace: 'v1',
+  BGPConfiguration: 'projectcalico.org/v3',
+  BGPPeer: 'projectcalico.org/v3',
 };
 
 export interface LoadedObject {

@@ -200,18 +200,18 @@ export function writeKernelPodNetns(stateDir: string, node: string, names: strin
  * recorded, and any `<kernel-node-ns>-*` left by a crash between a
  * namespace's creation and its record.
  */
-export async function labNamespaces(stateDir: string, rec: { netns?: { namespaces: string[] }; nodes: { name: string; kind?: string; netns?: string }[] }, existing?: string[]): Promise<string[]> {
+export async function labNamespaces(stateDir: string, rec: { netns?: { prefix: string; namespaces: string[] } }, existing?: string[]): Promise<string[]> {
   if (!rec.netns) return [];
+  const { prefix } = rec.netns;
   const listed = rec.netns.namespaces.filter((n) => n.startsWith('podlab-'));
   const have = existing ?? (await listNetns());
   const pods = new Set<string>();
   const nodeNs = new Set(listed);
-  for (const n of rec.nodes) {
-    for (const p of readKernelPodNetns(stateDir, n.name)) pods.add(p);
-  }
   for (const ns of listed) {
-    // Pods of a kernel node are `<node-ns>-<pod>`; the underlay has none.
-    for (const h of have) if (h.startsWith(`${ns}-`) && !nodeNs.has(h) && !ns.endsWith('-underlay')) pods.add(h);
+    // Pods of a kernel node (`knode-N`) are `<node-ns>-<pod>`; no other namespace has children.
+    if (!ns.startsWith(`${prefix}-`) || !/^knode-\d+$/.test(ns.slice(prefix.length + 1))) continue;
+    for (const p of readKernelPodNetns(stateDir, ns.slice(prefix.length + 1))) pods.add(p);
+    for (const h of have) if (h.startsWith(`${ns}-`) && !nodeNs.has(h)) pods.add(h);
   }
   const underlay = listed.filter((n) => n.endsWith('-underlay'));
   const nodes = listed.filter((n) => !underlay.includes(n));

@@ -47,6 +47,8 @@ import { tracer, type TraceFilter } from './trace.ts';
 import { HostLocalIpam } from './ipam.ts';
 import { formatBridgeFdb, formatIpAddr, formatIpLink, formatIpNeigh, formatIpRoute } from './iproute2.ts';
 import { DEFAULT_WIRE_PORT, NodeDataPlane } from './dataplane.ts';
+import { CalicoBgp, type BgpTopology } from './bgp-backend.ts';
+import type { BgpConfiguration, BgpPeer } from '../control-plane/calico.ts';
 import type { NetDevice } from './netdev.ts';
 import type { PodNet } from './pod-net.ts';
 import { containerStateOverride, startPodApps, stopPodApps } from './apps/index.ts';
@@ -68,6 +70,10 @@ export interface AgentOptions {
   backend?: Backend;
   /** UDP port of the bare-IPv4 wire (host-gw, bgp in local mode). */
   wirePort?: number;
+  /** BGP (backend bgp): listen/peer port, hold time (s), topology. */
+  bgpPort?: number;
+  bgpHoldTime?: number;
+  bgpTopology?: BgpTopology;
   seed?: number;
   /** Underlay MTU; flannel.1 and the pods get this minus 50 (VXLAN's overhead). */
   mtu?: number;
@@ -94,6 +100,10 @@ export class NodeAgent {
   private readonly programmed = new Map<string, Lease>();
   private readonly peersByName = new Map<string, string>();
   private heartbeat?: NodeJS.Timeout;
+  private bgp?: CalicoBgp;
+  private bgpConfigInformer?: Informer<BgpConfiguration>;
+  private bgpPeerInformer?: Informer<BgpPeer>;
+  private bgpQueue: Promise<void> = Promise.resolve();
   private stopped = false;
   private execCount = 0;
   private podQueue: Promise<void> = Promise.resolve();
@@ -105,6 +115,9 @@ export class NodeAgent {
       vni: 1,
       backend: 'vxlan',
       wirePort: DEFAULT_WIRE_PORT,
+      bgpPort: 179,
+      bgpHoldTime: 9,
+      bgpTopology: 'full-mesh',
       seed: 1,
       mtu: 1500,
       heartbeatMs: 10_000,
@@ -161,6 +174,7 @@ export class NodeAgent {
     this.nodeInformer.on('status', (s: unknown) => log.debug('node watch', { status: s }));
     await this.nodeInformer.start();
     this.reconcilePeers();
+    if (this.opts.backend === 'bgp') await this.startBgp();
 
     this.podInformer = new Informer<Pod>(this.api, 'pods', { fieldSelector: `spec.nodeName=${this.name}` });
     this.podInformer.on('add', (p: Pod) => this.enqueuePod(p));
@@ -253,6 +267,41 @@ export class NodeAgent {
     for (const l of leases) if (l.node !== this.name && l.backend === self.backend && (l.backend !== 'vxlan' || l.vni === self.vni)) this.programmed.set(l.node, l);
     for (const name of [...this.programmed.keys()]) if (!leases.some((l) => l.node === name)) this.programmed.delete(name);
     if (actions.length) log.info('flannel plan applied', { actions: actions.length });
+  }
+
+  /** calico-node's role: a BGP speaker fed by Nodes, the BGPConfiguration and BGPPeers. */
+  private async startBgp(): Promise<void> {
+    this.bgp = new CalicoBgp({
+      node: this.name,
+      ip: this.opts.ip,
+      podCIDR: this.podCIDR,
+      port: this.opts.bgpPort,
+      holdTime: this.opts.bgpHoldTime,
+      topology: this.opts.bgpTopology,
+      clock: this.clock,
+      seed: this.opts.seed,
+      apply: (a) => this.dp.applyPlan(a),
+    });
+    this.bgpConfigInformer = new Informer<BgpConfiguration>(this.api, 'bgpconfigurations');
+    this.bgpPeerInformer = new Informer<BgpPeer>(this.api, 'bgppeers');
+    const again = () => this.reconcileBgp();
+    for (const inf of [this.bgpConfigInformer, this.bgpPeerInformer, this.nodeInformer!] as Informer[]) {
+      inf.on('add', again);
+      inf.on('update', again);
+      inf.on('delete', again);
+    }
+    await Promise.all([this.bgpConfigInformer.start(), this.bgpPeerInformer.start()]);
+    this.reconcileBgp();
+    await this.bgpQueue;
+  }
+
+  /** Reconciles BGP peers, one run at a time, in order. */
+  private reconcileBgp(): void {
+    const bgp = this.bgp;
+    if (!bgp || this.stopped) return;
+    this.bgpQueue = this.bgpQueue
+      .then(() => bgp.reconcile(this.nodeInformer!.list(), this.bgpConfigInformer!.list().find((c) => c.metadata.name === 'default'), this.bgpPeerInformer!.list()))
+      .catch((e) => log.error('bgp reconcile failed', { error: String(e) }));
   }
 
   // ------------------------------------------------------------ pods (kubelet + CNI)
@@ -380,6 +429,12 @@ export class NodeAgent {
   /** Runs `ip ...` / `bridge fdb` against the node's namespace. */
   nodeCommand(argv: string[]): string {
     const [tool, obj] = argv;
+    if (tool === 'bgp') {
+      if (!this.bgp) throw new ControlError(`${this.name} runs the ${this.opts.backend} backend: no BGP speaker (start the lab with --backend bgp)`);
+      if (obj === 'summary' || obj === 'protocols' || obj === undefined) return this.bgp.summary();
+      if (obj === 'routes' || obj === 'route') return this.bgp.routes();
+      throw new ControlError('usage: bgp summary | bgp routes');
+    }
     if (tool === 'bridge' && (obj === 'fdb' || obj === 'f')) return formatBridgeFdb(this.dp.bridge, this.dp.vtep ? { dev: 'flannel.1', fdb: this.dp.vtep.fdb } : undefined);
     if (tool === 'ip') {
       const out = matchIpObject(obj ?? '', {
@@ -521,6 +576,11 @@ export class NodeAgent {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.nodeInformer?.stop();
     this.podInformer?.stop();
+    this.bgpConfigInformer?.stop();
+    this.bgpPeerInformer?.stop();
+    // A clean stop tells BGP peers at once (Cease), so they withdraw our routes without waiting for the hold time.
+    await this.bgpQueue.catch(() => {});
+    await this.bgp?.stop().catch(() => {});
     await this.control?.close();
     await this.dp?.close();
   }

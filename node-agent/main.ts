@@ -32,6 +32,9 @@ try {
       vni: { type: 'string', default: '1' },
       backend: { type: 'string', default: 'vxlan' },
       'wire-port': { type: 'string', default: '8473' },
+      'bgp-port': { type: 'string', default: '179' },
+      'bgp-hold-time': { type: 'string', default: '9' },
+      'bgp-topology': { type: 'string', default: 'full-mesh' },
       seed: { type: 'string', default: '1' },
       mtu: { type: 'string', default: '1500' },
     },
@@ -49,6 +52,16 @@ const int = (flag: string, s: string, min: number, max: number) => {
 
 if (!(BACKENDS as string[]).includes(v.backend!)) fail(`--backend: must be one of ${BACKENDS.join(', ')}, got '${v.backend}'`);
 
+function holdTime(s: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || (n !== 0 && (n < 3 || n > 65535))) fail(`--bgp-hold-time: '${s}' must be 0 or 3-65535 seconds (RFC 4271)`);
+  return n;
+}
+function topology(s: string): 'full-mesh' | 'route-reflector' {
+  if (s !== 'full-mesh' && s !== 'route-reflector') fail(`--bgp-topology: must be full-mesh or route-reflector, got '${s}'`);
+  return s;
+}
+
 const agent = new NodeAgent({
   name: v.name!,
   ip: v.ip!,
@@ -60,6 +73,9 @@ const agent = new NodeAgent({
   vni: int('vni', v.vni!, 0, 0xffffff),
   backend: v.backend as Backend,
   wirePort: int('wire-port', v['wire-port']!, 1, 65535),
+  bgpPort: int('bgp-port', v['bgp-port']!, 1, 65535),
+  bgpHoldTime: holdTime(v['bgp-hold-time']!),
+  bgpTopology: topology(v['bgp-topology']!),
   seed: int('seed', v.seed!, -(2 ** 31), 2 ** 31 - 1),
   mtu: int('mtu', v.mtu!, 576, 65535),
 });

@@ -11,6 +11,7 @@ export * from './arp.ts';
 export * from './ipv4.ts';
 export * from './icmp.ts';
 export * from './udp.ts';
+export * from './tcp.ts';
 export * from './vxlan.ts';
 export * from './pcapng.ts';
 export * from './frame.ts';

@@ -78,10 +78,12 @@ export function registerScenarioCommand(program: Command): void {
         process.stderr.write(signals === 1 ? `\npodlab: ${sig}: stopping the scenario and tearing its lab down...\n` : 'podlab: still tearing down (processes are stopped by pid; this takes a few seconds)\n');
         ac.abort();
       };
-      const onInt = () => onSignal('SIGINT');
-      const onTerm = () => onSignal('SIGTERM');
-      process.on('SIGINT', onInt);
-      process.on('SIGTERM', onTerm);
+      const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => [sig, () => onSignal(sig)] as const);
+      for (const [sig, fn] of handlers) process.on(sig, fn);
+      // A closed stdout/stderr (| head, a dead terminal) must not kill the run before its teardown.
+      const ignore = () => {};
+      process.stdout.on('error', ignore);
+      process.stderr.on('error', ignore);
       try {
         const progress = new Progress(process.stderr);
         const report = await runScenario(scenario, { seed: o.seed, labNet: o.labNet, signal: ac.signal, progress, keepState: o.keepState });
@@ -95,8 +97,7 @@ export function registerScenarioCommand(program: Command): void {
       } catch (e) {
         fail(e);
       } finally {
-        process.off('SIGINT', onInt);
-        process.off('SIGTERM', onTerm);
+        for (const [sig, fn] of handlers) process.off(sig, fn);
       }
     });
 

@@ -7,7 +7,7 @@
  * entry in CONDITIONS and its name in validate.ts's CONDITION_KINDS.
  */
 import type { Condition, Window } from './model.ts';
-import { sleep, type RunContext } from './context.ts';
+import { within, type RunContext } from './context.ts';
 import { LabTimeoutError } from './lab-io.ts';
 import { StepError, type PodInfo } from './pods.ts';
 import { percentile, type FlowRecord } from './traffic.ts';
@@ -59,7 +59,7 @@ export async function waitForWindow(c: Condition, ctx: RunContext): Promise<void
   const { to } = resolveWindow(c.window, ctx, flow);
   if (!Number.isFinite(to)) return;
   while (!flow.finished && ctx.now() < to + GRACE_MS && !ctx.signal.aborted) {
-    await Promise.race([sleep(Math.min(250, to + GRACE_MS - ctx.now()), ctx.signal), flow.done]);
+    await within(flow.done, Math.min(250, to + GRACE_MS - ctx.now()), ctx.signal);
   }
 }
 

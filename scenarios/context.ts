@@ -101,3 +101,19 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', done, { once: true });
   });
 }
+
+/**
+ * Waits for `p`, at most `ms`, waking early when `signal` aborts; its timer is
+ * cleared either way (a pending timer would keep the CLI alive after the run).
+ */
+export async function within(p: Promise<unknown>, ms: number, signal?: AbortSignal): Promise<void> {
+  const ac = new AbortController();
+  const onAbort = () => ac.abort();
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await Promise.race([p.then(() => undefined, () => undefined), sleep(ms, ac.signal)]);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    ac.abort();
+  }
+}

@@ -53,7 +53,7 @@ export interface FlowSpec {
   count: number;
   /** Payload bytes (ping -s, udp -s); undefined = the tool's default. */
   size?: number;
-  /** Set the IPv4 DF bit (ping -M do). */
+  /** true: DF set, never fragment (ping -M do); false: fragment (ping -M dont); unset: the tool's default. */
   df?: boolean;
   port?: number;
   /** A random delay before the first probe, drawn from the scenario seed. */

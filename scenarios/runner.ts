@@ -12,6 +12,7 @@
  * selector picks, which pods a scale-down deletes, start jitter) comes from a
  * SeededRng forked per step, so the same seed makes the same decisions.
  */
+import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,7 +24,7 @@ import { LabError, down, up } from '../cli/lab.ts';
 import type { Backend } from '../overlay/flannel-plan.ts';
 import { readLab } from '../cli/state.ts';
 import type { Condition, FlowSpec, Scenario, Step, TimeRef } from './model.ts';
-import { sleep, type AssertRecord, type RunContext, type StepRecord } from './context.ts';
+import { sleep, within, type AssertRecord, type RunContext, type StepRecord } from './context.ts';
 import { evaluate, waitForWindow, type Outcome } from './conditions.ts';
 import { applyFault, describeFault } from './faults.ts';
 import { LabIo } from './lab-io.ts';
@@ -58,6 +59,8 @@ export async function runScenario(sc: Scenario, o: RunOptions = {}): Promise<Sce
   const progress = o.progress;
   const say = (s: string) => progress?.line(s);
   const signal = o.signal ?? new AbortController().signal;
+  // Every running command and poll listens for the abort: many listeners are expected.
+  setMaxListeners(10_000, signal);
   const report: ScenarioReport = {
     format: 'podlab-scenario-report/1',
     scenario: { name: sc.name, description: sc.description, file: sc.file },
@@ -211,8 +214,8 @@ async function teardown(stateDir: string, ctx: RunContext | undefined, keep?: bo
   }
   if (ctx) {
     for (const f of ctx.flows.values()) f.ac.abort();
-    await Promise.race([Promise.all([...ctx.flows.values()].map((f) => f.done)), sleep(3000)]);
-    await Promise.race([ctx.listeners.close(), sleep(3000)]);
+    await within(Promise.all([...ctx.flows.values()].map((f) => f.done)), 3000);
+    await within(ctx.listeners.close(), 3000);
   }
   await down(stateDir).catch(() => {});
   if (!keep) fs.rmSync(stateDir, { recursive: true, force: true });
@@ -360,15 +363,14 @@ function remainingMs(flows: FlowRecord[], c: RunContext): number {
 }
 
 async function waitFlows(flows: FlowRecord[], c: RunContext, timeoutMs: number): Promise<void> {
-  const all = Promise.all(flows.map((f) => f.done));
-  await Promise.race([all, sleep(timeoutMs, c.signal)]);
+  await within(Promise.all(flows.map((f) => f.done)), timeoutMs, c.signal);
   if (c.signal.aborted) throw new Interrupted();
   const late = flows.filter((f) => !f.finished);
   for (const f of late) {
     f.ac.abort();
     f.note = `did not finish within ${fmtMs(timeoutMs)}; stopped`;
   }
-  if (late.length) await Promise.race([Promise.all(late.map((f) => f.done)), sleep(3000)]);
+  if (late.length) await within(Promise.all(late.map((f) => f.done)), 3000);
 }
 
 export type { Verdict };

@@ -259,7 +259,7 @@ const pingDriver: FlowDriver = async (rec, env) => {
   const s = rec.spec;
   const argv = ['ping', '-c', String(s.count), '-i', secs(rec.intervalMs), '-W', '2'];
   if (s.size !== undefined) argv.push('-s', String(s.size));
-  if (s.df) argv.push('-M', 'do');
+  if (s.df !== undefined) argv.push('-M', s.df ? 'do' : 'dont');
   argv.push(rec.to.ip);
   const onLine = (line: string) => {
     const now = env.now();

@@ -9,9 +9,12 @@
  * with 5% loss + 5% reordering set on the underlay between the two nodes.
  */
 import test from 'ava';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { callNode, execInPod } from '../cli/commands.ts';
+import { ROOT } from '../cli/lab.ts';
 import type { LoadedObject } from '../cli/manifest.ts';
 import { startLab, type TestLab } from './helpers/lab.ts';
 
@@ -171,6 +174,22 @@ test.serial('nc: stdin is forwarded to the pod; echo across nodes over TCP and U
   t.is(sink.code, 0);
   const ps = await exec('sink', ['ps']);
   t.regex(ps.out, /bytes=10000/);
+});
+
+test.serial('the podlab CLI forwards a piped stdin to the command (exec ... -- nc), and exits when it is done', async (t) => {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/podlab.js'), '--state-dir', lab.stateDir, 'exec', 'client', '--', 'nc', ip.echo, '7'], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  child.stdin.write('line one\n');
+  setTimeout(() => child.stdin.end('line two\n'), 200);
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  t.is(code, 0, err);
+  t.is(out, 'line one\nline two\n');
 });
 
 test.serial('transfer 5 MB across nodes to podlab/echo: SHA-256 verified', async (t) => {

@@ -409,9 +409,18 @@ test('loopback: two sockets of one stack talk over 127.0.0.1 and the pod address
     t.deepEqual(got.splice(0), [`${host}:PING`]);
     t.is(c.remoteAddress, host === 'localhost' ? '127.0.0.1' : host);
     t.is(c.localAddress, c.remoteAddress, 'the kernel picks the destination as source on lo');
-    t.is(c.conn.sndMss, 65536 - 40, 'lo MTU');
+    t.is(c.conn.sndMss, 65495, 'lo: MTU 65536, but no datagram over 65535 bytes');
     c.destroy();
   }
+  // A bulk transfer over lo uses 65495-byte segments.
+  const sunk: Buffer[] = [];
+  link.tcpA.listen(9001, {}, (s) => s.on('data', (d) => sunk.push(d)));
+  const bulk = link.tcpA.connect({ host: '127.0.0.1', port: 9001 });
+  const payload = pattern(1_000_000);
+  sendAll(bulk, payload);
+  await link.until(() => Buffer.concat(sunk).length === payload.length, 5000, 1);
+  t.is(sha(Buffer.concat(sunk)), sha(payload));
+  t.true(sunk.some((b) => b.length === 65495));
   t.is(link.seen.length, 0, 'nothing crossed eth0');
 });
 

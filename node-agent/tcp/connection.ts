@@ -1052,7 +1052,6 @@ export class TcpConnection {
     }
     if (this.sndUna === this.sndMax) return;
     const now = this.now;
-    if (process.env.TCPDBG) console.log('RTO', this.localPort, now, JSON.stringify({ flight: seqDiff(this.sndNxt, this.sndUna), max: seqDiff(this.sndMax, this.sndUna), dup: this.dupAcks, rec: this.inRecovery, cwnd: this.cwnd, retries: this.retries, una: this.sndUna, wnd: this.sndWnd, q: this.sendQueue.length }));
     if (this.retries === 0) this.firstRtoAt = now;
     this.retries++;
     if (this.retries > cfg.maxRetransmits || now - this.firstRtoAt >= cfg.userTimeoutMs) {

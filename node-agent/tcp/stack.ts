@@ -182,7 +182,10 @@ export class TcpStack implements ConnectionHost {
     return [...this.listeners.values()].map((l) => ({ port: l.port, host: l.host, backlog: l.backlog, halfOpen: l.halfOpen }));
   }
 
-  /** The namespace goes away (pod deleted): every connection and listener closes, nothing is sent. */
+  /**
+   * The namespace goes away (pod deleted): listeners close and every
+   * connection is reset, as the kernel resets the sockets of killed processes.
+   */
   shutdown(): void {
     for (const l of [...this.listeners.values()]) l.server.close();
     for (const c of [...this.conns.values()]) this.run(() => c.abort(new TcpError('ECONNABORTED', 'read', c.remoteAddr, c.remotePort)));
@@ -376,7 +379,8 @@ export class TcpStack implements ConnectionHost {
 
   /** Source address and MSS towards `dst`, or undefined without a route. */
   private pathTo(dst: string): { src: string; mss: number } | undefined {
-    if (this.ip.isLocal(dst)) return { src: dst, mss: this.mssOverride ?? (this.ip.interfaces.get('lo')?.dev.mtu ?? 65536) - 40 };
+    // On lo (MTU 65536) the MSS is 65495, as Linux advertises: a datagram cannot exceed 65535 bytes.
+    if (this.ip.isLocal(dst)) return { src: dst, mss: this.mssOverride ?? Math.min(this.ip.interfaces.get('lo')?.dev.mtu ?? 65536, 65535) - 40 };
     const route = this.ip.routes.lookup(dst);
     if (!route) return undefined;
     const src = this.ip.sourceFor(route);

@@ -1,0 +1,452 @@
+/**
+ * A kernel node: a network namespace configured exactly as flanneld and the
+ * CNI bridge plugin configure a real Kubernetes node, kept in sync from the
+ * apiserver by this small agent, so the Linux kernel itself is a peer of the
+ * emulated nodes (same VXLAN on UDP 8472, same Node annotations).
+ *
+ * What it does, in the roles of a real node:
+ * - flanneld: creates `flannel.1` (kernel vxlan, VNI 1, dstport 8472,
+ *   nolearning, MTU 1450), publishes its VtepMAC (read back from the kernel)
+ *   in the Node's `flannel.alpha.coreos.com/backend-data`, puts
+ *   `<podCIDR>.0/32` on it, sets ip_forward=1 and rp_filter=0; watches Nodes
+ *   and applies overlay/flannel-plan.ts's plan with `ip`/`bridge -n <ns>`
+ *   (kernel-node/commands.ts): one neighbour, one FDB entry, one route per
+ *   remote node, removed when the node goes.
+ * - the CNI bridge plugin + host-local IPAM: `cni0` with `<podCIDR>.1/24`;
+ *   each Pod bound to this node gets a namespace `<node-ns>-<pod>` with a veth
+ *   into cni0, an address from node-agent/ipam.ts (the same host-local files)
+ *   and a default route via `.1`.
+ * - kubelet: registers the Node, posts Ready, reports pods Running with their
+ *   podIP; serves the CLI's control socket: `podlab exec` runs the real
+ *   command (`ip netns exec <pod-ns> ping ...`), `podlab node` shows the real
+ *   `ip route` / `ip neigh` / `bridge fdb`.
+ *
+ * It runs in the root namespace (it must: `ip netns add` from inside `ip netns
+ * exec` would bind-mount the new namespace into a private mount namespace) and
+ * talks to the apiserver over its Unix socket; every change it makes goes
+ * through `ip -n <podlab-namespace>`, never to the root namespace. Pod
+ * namespaces are recorded (before creation) in `nodes/<node>/netns.json`, so
+ * `podlab down` removes them even after a crash.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createLogger } from '../common/log.ts';
+import { FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE, FLANNEL_BACKEND_TYPE_VXLAN, FLANNEL_KUBE_SUBNET_MANAGER, FLANNEL_PUBLIC_IP, PODLAB_ETH0_MAC } from '../control-plane/annotations.ts';
+import { ApiClient } from '../control-plane/client.ts';
+import { Informer } from '../control-plane/informer.ts';
+import type { Node, Pod } from '../control-plane/types.ts';
+import { gatewayOf, leaseFromNode, planFlannel, type Lease, type PlanAction } from '../overlay/flannel-plan.ts';
+import { intToIpv4, ipv4ToInt } from '../packet/addr.ts';
+import { ControlError, ControlServer, type CallContext } from '../node-agent/control-server.ts';
+import { HostLocalIpam } from '../node-agent/ipam.ts';
+import { parseCidr } from '../node-agent/route-table.ts';
+import { NetnsError, delNetns, ipIn, ipJson, listNetns, netnsNames, readKernelPodNetns, run, sysctlIn, writeKernelPodNetns, addNetns } from '../cli/netns.ts';
+import { CNI_BRIDGE, KERNEL_POD_COMMANDS, VTEP_DEV, isAlreadyGone, nodeViewCommand, planCommand, podCommands, vtepCommands, type Argv } from './commands.ts';
+
+const log = createLogger('podlab:kernel-node');
+
+export interface KernelNodeOptions {
+  name: string;
+  /** The node's network namespace (created by the lab, with eth0 on the underlay). */
+  netns: string;
+  /** eth0's address: InternalIP, Flannel's public-ip, the VTEP's local address. */
+  ip: string;
+  apiUrl: string;
+  stateDir: string;
+  vxlanPort?: number;
+  vni?: number;
+  /** Underlay MTU; flannel.1, cni0 and pods get 50 less. */
+  mtu?: number;
+  heartbeatMs?: number;
+}
+
+interface KernelPod {
+  key: string;
+  uid: string;
+  ip: string;
+  netns: string;
+  hostVeth: string;
+}
+
+const VXLAN_OVERHEAD = 50;
+
+export class KernelNodeAgent {
+  readonly name: string;
+  podCIDR = '';
+  vtepMac = '';
+  private readonly o: Required<KernelNodeOptions>;
+  private readonly api: ApiClient;
+  private nodeInformer?: Informer<Node>;
+  private podInformer?: Informer<Pod>;
+  private control?: ControlServer;
+  private ipam!: HostLocalIpam;
+  private readonly programmed = new Map<string, Lease>();
+  private readonly pods = new Map<string, KernelPod>();
+  private queue: Promise<void> = Promise.resolve();
+  private timers: NodeJS.Timeout[] = [];
+  private stopped = false;
+
+  constructor(opts: KernelNodeOptions) {
+    this.o = { vxlanPort: 8472, vni: 1, mtu: 1500, heartbeatMs: 10_000, ...opts };
+    this.name = opts.name;
+    this.api = new ApiClient(opts.apiUrl);
+  }
+
+  get podMtu(): number {
+    return this.o.mtu - VXLAN_OVERHEAD;
+  }
+
+  /** Same rule as the emulated agents: the state dir, unless the path is too long for a Unix socket. */
+  get controlSocketPath(): string {
+    const p = path.join(this.o.stateDir, 'nodes', this.name, 'control.sock');
+    if (Buffer.byteLength(p) < 100) return p;
+    const h = createHash('sha256').update(this.o.stateDir).digest('hex').slice(0, 12);
+    return path.join(os.tmpdir(), `podlab-${h}-${this.name}.sock`);
+  }
+
+  async start(): Promise<void> {
+    fs.mkdirSync(path.join(this.o.stateDir, 'nodes', this.name), { recursive: true, mode: 0o700 });
+    const ns = this.o.netns;
+    const addrs = await ipJson<{ addr_info?: { local: string }[] }[]>(ns, 'addr', 'show', 'dev', 'eth0').catch((e: Error) => {
+      throw new NetnsError(`kernel node ${this.name}: namespace ${ns} has no eth0 (${e.message})`);
+    });
+    if (!addrs.some((a) => a.addr_info?.some((i) => i.local === this.o.ip))) throw new NetnsError(`kernel node ${this.name}: eth0 in ${ns} does not have ${this.o.ip}`);
+
+    // flanneld: routing on, no reverse-path filtering (VXLAN replies arrive on flannel.1).
+    await sysctlIn(ns, { 'net.ipv4.ip_forward': 1, 'net.ipv4.conf.all.rp_filter': 0, 'net.ipv4.conf.default.rp_filter': 0 });
+    const links = await ipJson<{ ifname: string; address: string }[]>(ns, 'link', 'show');
+    if (!links.some((l) => l.ifname === VTEP_DEV)) {
+      for (const c of vtepCommands(ns, { vni: this.o.vni, localIp: this.o.ip, port: this.o.vxlanPort, mtu: this.podMtu })) await this.exec(c);
+    }
+    const [vtep] = await ipJson<{ address: string }[]>(ns, 'link', 'show', VTEP_DEV);
+    this.vtepMac = vtep.address;
+    const eth0Mac = links.find((l) => l.ifname === 'eth0')?.address;
+
+    const node = await this.register(eth0Mac);
+    this.podCIDR = node.spec!.podCIDR!;
+    const { prefixLen } = parseCidr(this.podCIDR);
+    await ipIn(ns, 'addr', 'replace', `${gatewayOf(this.podCIDR)}/32`, 'dev', VTEP_DEV);
+    if (!links.some((l) => l.ifname === CNI_BRIDGE)) await ipIn(ns, 'link', 'add', CNI_BRIDGE, 'type', 'bridge');
+    await ipIn(ns, 'addr', 'replace', `${this.gateway}/${prefixLen}`, 'dev', CNI_BRIDGE);
+    await ipIn(ns, 'link', 'set', CNI_BRIDGE, 'mtu', String(this.podMtu), 'up');
+    this.ipam = new HostLocalIpam(this.o.stateDir, this.name, this.podCIDR);
+
+    this.nodeInformer = new Informer<Node>(this.api, 'nodes');
+    const resync = () => this.enqueue(() => this.reconcilePeers());
+    this.nodeInformer.on('add', resync).on('update', resync).on('delete', resync);
+    await this.nodeInformer.start();
+    resync();
+
+    this.podInformer = new Informer<Pod>(this.api, 'pods', { fieldSelector: `spec.nodeName=${this.name}` });
+    this.podInformer.on('add', (p: Pod) => this.enqueue(() => this.syncPod(p)));
+    this.podInformer.on('update', (_o: Pod, p: Pod) => this.enqueue(() => this.syncPod(p)));
+    this.podInformer.on('delete', (p: Pod) => this.enqueue(() => this.removePod(p)));
+    await this.podInformer.start();
+    for (const p of this.podInformer.list()) this.enqueue(() => this.syncPod(p));
+    // Like flanneld's periodic lease resync: re-apply the plan if someone changed the tables.
+    this.timers.push(setInterval(resync, 30_000));
+    await this.queue;
+
+    this.control = new ControlServer(this.controlSocketPath);
+    this.registerHandlers(this.control);
+    await this.control.listen();
+    await this.setReady();
+    this.timers.push(setInterval(() => void this.setReady().catch(() => {}), this.o.heartbeatMs));
+    for (const t of this.timers) t.unref();
+    log.info('kernel node ready', { node: this.name, netns: ns, ip: this.o.ip, podCIDR: this.podCIDR, vtepMac: this.vtepMac });
+  }
+
+  get gateway(): string {
+    return intToIpv4((parseCidr(this.podCIDR).net + 1) >>> 0);
+  }
+
+  /** Changes are applied one at a time, in order (plans, pods, IPAM). */
+  private enqueue(fn: () => Promise<void>): void {
+    this.queue = this.queue.then(fn).catch((e) => log.error('sync failed', { node: this.name, error: String(e) }));
+  }
+
+  private async exec(argv: Argv): Promise<string> {
+    const [cmd, ...args] = argv;
+    const ns = args[1];
+    if (args[0] !== '-n' || !ns?.startsWith('podlab-')) throw new NetnsError(`refusing a command outside the lab's namespaces: ${argv.join(' ')}`);
+    return (await run(cmd, args)).stdout;
+  }
+
+  // ------------------------------------------------------------ Node (kubelet + flanneld)
+
+  private async register(eth0Mac: string | undefined): Promise<Node> {
+    const annotations: Record<string, string> = {
+      [FLANNEL_BACKEND_TYPE]: FLANNEL_BACKEND_TYPE_VXLAN,
+      [FLANNEL_BACKEND_DATA]: JSON.stringify({ VNI: this.o.vni, VtepMAC: this.vtepMac }),
+      [FLANNEL_PUBLIC_IP]: this.o.ip,
+      [FLANNEL_KUBE_SUBNET_MANAGER]: 'true',
+      'podlab.io/node-kind': 'kernel',
+      ...(eth0Mac ? { [PODLAB_ETH0_MAC]: eth0Mac } : {}),
+    };
+    const addresses = [
+      { type: 'InternalIP' as const, address: this.o.ip },
+      { type: 'Hostname' as const, address: this.name },
+    ];
+    const existing = await this.api.get<Node>('nodes', this.name);
+    let node: Node;
+    if (existing) {
+      node = await this.api.patch<Node>('nodes', this.name, { metadata: { annotations, labels: { 'kubernetes.io/os': 'linux', 'podlab.io/kernel-node': 'true' } } });
+      await this.api.patchStatus<Node>('nodes', this.name, { status: { addresses } });
+    } else {
+      node = await this.api.create<Node>('nodes', {
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name: this.name, labels: { 'kubernetes.io/hostname': this.name, 'kubernetes.io/os': 'linux', 'podlab.io/kernel-node': 'true' }, annotations },
+        spec: {},
+        status: { addresses, conditions: [] },
+      } as unknown as Node);
+    }
+    if (!node.spec?.podCIDR) throw new Error(`apiserver gave kernel node ${this.name} no podCIDR`);
+    return node;
+  }
+
+  private async setReady(): Promise<void> {
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    await this.api.patchStatus<Node>('nodes', this.name, {
+      status: {
+        conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: now, lastTransitionTime: now, reason: 'KubeletReady', message: 'podlab kernel node agent is posting ready status' }],
+      },
+    });
+  }
+
+  /** flanneld's loop body: compute the plan from the leases, then apply it with iproute2. */
+  private async reconcilePeers(): Promise<void> {
+    if (!this.nodeInformer || this.stopped) return;
+    const leases: Lease[] = [];
+    for (const n of this.nodeInformer.list()) {
+      const l = leaseFromNode(n);
+      if (typeof l !== 'string') leases.push(l);
+    }
+    const self = { node: this.name, vni: this.o.vni, backend: 'vxlan' as const };
+    const actions = planFlannel(leases, this.programmed, self);
+    const failed = new Set<string>();
+    for (const a of actions) {
+      if (failed.has(a.node)) continue;
+      try {
+        await this.exec(planCommand(this.o.netns, a));
+      } catch (e) {
+        if (a.op.startsWith('del-') && isAlreadyGone((e as Error).message)) continue;
+        failed.add(a.node);
+        log.error('plan step failed', { node: this.name, action: describe(a), error: (e as Error).message });
+      }
+    }
+    for (const l of leases) {
+      if (l.node === this.name || l.backend !== 'vxlan' || l.vni !== this.o.vni) continue;
+      if (failed.has(l.node)) this.programmed.delete(l.node);
+      else this.programmed.set(l.node, l);
+    }
+    for (const name of [...this.programmed.keys()]) if (!leases.some((l) => l.node === name)) this.programmed.delete(name);
+    if (actions.length) log.info('flannel plan applied', { actions: actions.map(describe) });
+  }
+
+  // ------------------------------------------------------------ pods (CNI bridge + host-local)
+
+  private podKey(p: Pod): string {
+    return `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
+  }
+
+  private inPodCidr(ip: string): boolean {
+    const { net, prefixLen } = parseCidr(this.podCIDR);
+    const mask = prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
+    return ((ipv4ToInt(ip) & mask) >>> 0) === net;
+  }
+
+  private recordPodNetns(add?: string, remove?: string): void {
+    const names = readKernelPodNetns(this.o.stateDir, this.name).filter((n) => n !== remove);
+    if (add) names.push(add);
+    writeKernelPodNetns(this.o.stateDir, this.name, names);
+  }
+
+  private async syncPod(p: Pod): Promise<void> {
+    if (this.stopped || p.metadata.deletionTimestamp) return;
+    const key = this.podKey(p);
+    const have = this.pods.get(key);
+    if (have && have.uid !== p.metadata.uid) await this.teardown(have);
+    const ns = netnsNames.kernelPod(this.o.netns, p.metadata.namespace ?? 'default', p.metadata.name);
+    const ip = this.ipam.allocate(p.metadata.uid, p.status?.podIP && this.inPodCidr(p.status.podIP) ? p.status.podIP : undefined);
+    const hostVeth = `veth${createHash('sha256').update(p.metadata.uid).digest('hex').slice(0, 8)}`;
+    const pod: KernelPod = { key, uid: p.metadata.uid, ip, netns: ns, hostVeth };
+    if (!(await this.podNetnsReady(pod))) {
+      this.recordPodNetns(ns);
+      if ((await listNetns()).includes(ns)) await delNetns(ns);
+      await addNetns(ns);
+      const { prefixLen } = parseCidr(this.podCIDR);
+      for (const c of podCommands(this.o.netns, ns, { hostVeth, ip, prefixLen, gateway: this.gateway, mtu: this.podMtu })) await this.exec(c);
+      log.info('pod network ready', { pod: key, ip, netns: ns, veth: hostVeth });
+    }
+    this.pods.set(key, pod);
+    if (p.status?.phase !== 'Running' || p.status?.podIP !== ip) await this.reportRunning(p, ip);
+  }
+
+  /** A pod namespace survives an agent restart: reuse it when eth0 already has the address. */
+  private async podNetnsReady(pod: KernelPod): Promise<boolean> {
+    try {
+      const a = await ipJson<{ addr_info?: { local: string }[] }[]>(pod.netns, 'addr', 'show', 'dev', 'eth0');
+      return a.some((x) => x.addr_info?.some((i) => i.local === pod.ip));
+    } catch {
+      return false;
+    }
+  }
+
+  private async reportRunning(p: Pod, ip: string): Promise<void> {
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const cond = (type: string) => ({ type, status: 'True' as const, lastProbeTime: null, lastTransitionTime: now });
+    await this.api.patchStatus<Pod>(
+      'pods',
+      p.metadata.name,
+      {
+        status: {
+          phase: 'Running',
+          podIP: ip,
+          podIPs: [{ ip }],
+          hostIP: this.o.ip,
+          hostIPs: [{ ip: this.o.ip }],
+          startTime: p.status?.startTime ?? now,
+          conditions: [cond('PodReadyToStartContainers'), cond('Initialized'), cond('Ready'), cond('ContainersReady'), cond('PodScheduled')],
+          containerStatuses: p.spec?.containers.map((c) => ({ name: c.name, image: c.image, imageID: '', ready: true, started: true, restartCount: 0, state: { running: { startedAt: now } } })),
+        },
+      },
+      p.metadata.namespace,
+    );
+  }
+
+  private async removePod(p: Pod): Promise<void> {
+    const have = this.pods.get(this.podKey(p));
+    if (have && have.uid === p.metadata.uid) await this.teardown(have);
+    this.ipam.release(p.metadata.uid);
+  }
+
+  private async teardown(pod: KernelPod): Promise<void> {
+    await delNetns(pod.netns);
+    this.recordPodNetns(undefined, pod.netns);
+    this.ipam.release(pod.uid);
+    this.pods.delete(pod.key);
+    log.info('pod network removed', { pod: pod.key, netns: pod.netns });
+  }
+
+  // ------------------------------------------------------------ control channel (the CLI)
+
+  private findPod(ref: string): KernelPod {
+    const key = ref.includes('/') ? ref : `default/${ref}`;
+    const pod = this.pods.get(key);
+    if (!pod) throw new ControlError(`pod ${key} is not on node ${this.name}`);
+    return pod;
+  }
+
+  private registerHandlers(c: ControlServer): void {
+    const kernelOnly = (what: string, hint: string) => async () => {
+      throw new ControlError(`${this.name} is a kernel node: ${what} is not available through podlab; ${hint}`);
+    };
+    c.handle('info', async () => ({
+      name: this.name,
+      kind: 'kernel',
+      netns: this.o.netns,
+      ip: this.o.ip,
+      podCIDR: this.podCIDR,
+      vtepMac: this.vtepMac,
+      pid: process.pid,
+      pods: [...this.pods.values()].map((p) => ({ key: p.key, ip: p.ip, veth: p.hostVeth, netns: p.netns })),
+    }));
+    c.handle('node.cmd', async (params) => {
+      const argv = (params as { argv: string[] }).argv;
+      const cmd = nodeViewCommand(this.o.netns, argv);
+      if (!cmd) throw new ControlError(`unsupported node command '${argv.join(' ')}': try ip route | ip neigh | ip link | ip addr | bridge fdb`);
+      return { stdout: await this.exec(cmd) };
+    });
+    c.handle('stats', async () => this.stats());
+    c.handle('exec', async (params, ctx) => this.execInPod(params as { pod: string; argv: string[]; stdin?: boolean }, ctx));
+    // A trace through a kernel node shows the emulated nodes' hops; the kernel reports none.
+    c.handle('trace.start', async () => ({ node: this.name }));
+    c.handle('trace.collect', async () => []);
+    c.handle('trace.probe', kernelOnly('trace from a kernel pod', `run: podlab exec POD -- tracepath -n DEST (or ip netns exec <pod-ns> ...)`));
+    c.handle('capture.list', kernelOnly('capture', `run: ip netns exec ${this.o.netns} tshark -i eth0 -d udp.port==${this.o.vxlanPort},vxlan (or -i flannel.1, cni0)`));
+    c.handle('capture', kernelOnly('capture', `run: ip netns exec ${this.o.netns} tshark -i eth0 -d udp.port==${this.o.vxlanPort},vxlan (or -i flannel.1, cni0)`));
+    c.handle('impair.set', kernelOnly('impair', 'impair the emulated side (podlab impair NODE --peer ' + this.name + ' ...)'));
+    c.handle('impair.clear', kernelOnly('impair', 'nothing to clear'));
+    c.handle('stack.mtu', async (params) => {
+      const { dev, mtu } = params as { dev: string; mtu: number };
+      if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw new ControlError(`mtu ${mtu}: must be 68-65535`);
+      await ipIn(this.o.netns, 'link', 'set', 'dev', dev, 'mtu', String(mtu)).catch((e: Error) => {
+        throw new ControlError(e.message);
+      });
+      return { dev, mtu };
+    });
+  }
+
+  /** Counters from the kernel (`ip -s -j link`), in the shape `podlab node NODE stats` prints. */
+  private async stats(): Promise<Record<string, unknown>> {
+    type L = { ifname: string; stats64?: { rx: { bytes: number; packets: number; dropped: number; errors: number }; tx: { bytes: number; packets: number; dropped: number; errors: number } } };
+    const links = await ipJson<L[]>(this.o.netns, '-s', 'link', 'show');
+    const interfaces: Record<string, unknown> = {};
+    for (const l of links) {
+      const s = l.stats64;
+      if (!s) continue;
+      const drops: Record<string, number> = {};
+      if (s.rx.dropped) drops['rx-dropped'] = s.rx.dropped;
+      if (s.tx.dropped) drops['tx-dropped'] = s.tx.dropped;
+      if (s.rx.errors) drops['rx-errors'] = s.rx.errors;
+      if (s.tx.errors) drops['tx-errors'] = s.tx.errors;
+      interfaces[l.ifname] = { rxPackets: s.rx.packets, rxBytes: s.rx.bytes, txPackets: s.tx.packets, txBytes: s.tx.bytes, drops };
+    }
+    return { node: this.name, kind: 'kernel', interfaces, ip: { drops: {} }, impairments: {}, pods: {} };
+  }
+
+  /** `podlab exec` on a kernel pod: the real program, in the pod's namespace. */
+  private async execInPod(params: { pod: string; argv: string[]; stdin?: boolean }, ctx: CallContext): Promise<{ exitCode: number }> {
+    const pod = this.findPod(params.pod);
+    const [prog, ...rest] = params.argv;
+    if (prog === 'hostname') {
+      ctx.stdout(`${pod.key.split('/')[1]}\n`);
+      return { exitCode: 0 };
+    }
+    if (!prog || !(KERNEL_POD_COMMANDS as readonly string[]).includes(prog)) {
+      ctx.stderr(`exec: "${prog ?? ''}": not available in kernel pods (podlab runs these for real in the pod's namespace: ${KERNEL_POD_COMMANDS.join(', ')}, hostname)\n`);
+      return { exitCode: 127 };
+    }
+    const child = spawn('ip', ['netns', 'exec', pod.netns, prog, ...rest], { stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdout.setEncoding('utf8').on('data', (s: string) => ctx.stdout(s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => ctx.stderr(s));
+    child.stdin.on('error', () => {});
+    // Ctrl-C in the CLI: SIGINT, so ping prints its summary as it would in a terminal.
+    const onAbort = () => child.kill('SIGINT');
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    if (params.stdin && ctx.stdin) {
+      void (async () => {
+        for await (const chunk of ctx.stdin!) if (!child.stdin.destroyed) child.stdin.write(chunk);
+        child.stdin.end();
+      })().catch(() => child.stdin.end());
+    } else child.stdin.end();
+    return new Promise((resolve) => {
+      child.on('error', (e) => {
+        ctx.stderr(`exec: ${prog}: ${e.message}\n`);
+        resolve({ exitCode: 127 });
+      });
+      child.on('close', (code, signal) => {
+        ctx.signal.removeEventListener('abort', onAbort);
+        resolve({ exitCode: code ?? (signal === 'SIGINT' ? 130 : 1) });
+      });
+    });
+  }
+
+  /** Stops serving; the namespaces stay (a restarted agent adopts them; `podlab down` removes them). */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.nodeInformer?.stop();
+    await this.podInformer?.stop();
+    await this.control?.close();
+  }
+}
+
+function describe(a: PlanAction): string {
+  return planCommand('NS', a).join(' ').replace(' -n NS', '');
+}

@@ -1,0 +1,82 @@
+/**
+ * The kernel node agent process (`podlab kernel-node ...`, root only):
+ *
+ *   podlab kernel-node --name knode-1 --netns podlab-knode-1 --ip 10.250.0.14
+ *       --api unix:/path/.podlab/api.sock --state-dir .podlab [--vxlan-port 8472] [--vni 1] [--mtu 1500]
+ *
+ * The namespace must exist with eth0 carrying --ip (the netns lab creates it).
+ * Prints `{"event":"ready",...}` once the node is Ready, or `{"event":"error"}`
+ * and exits 1 (2 for bad flags), like node-agent/main.ts.
+ */
+import { parseArgs } from 'node:util';
+import { createLogger } from '../common/log.ts';
+import { isValidIpv4 } from '../packet/addr.ts';
+import { KernelNodeAgent } from './agent.ts';
+
+const log = createLogger('podlab:kernel-node');
+
+function fail(msg: string, code = 2): never {
+  process.stdout.write(JSON.stringify({ event: 'error', message: msg }) + '\n');
+  process.stderr.write(`kernel-node: ${msg}\n`);
+  process.exit(code);
+}
+
+let parsed;
+try {
+  parsed = parseArgs({
+    options: {
+      name: { type: 'string' },
+      netns: { type: 'string' },
+      ip: { type: 'string' },
+      api: { type: 'string' },
+      'state-dir': { type: 'string' },
+      'vxlan-port': { type: 'string', default: '8472' },
+      vni: { type: 'string', default: '1' },
+      mtu: { type: 'string', default: '1500' },
+    },
+  });
+} catch (e) {
+  fail((e as Error).message);
+}
+const v = parsed.values;
+for (const req of ['name', 'netns', 'ip', 'api', 'state-dir'] as const) if (!v[req]) fail(`--${req} is required`);
+if (process.getuid?.() !== 0) fail('a kernel node needs root (it creates network namespaces and a kernel vxlan device)');
+if (!v.netns!.startsWith('podlab-')) fail(`--netns: lab namespaces are named podlab-..., got '${v.netns}'`);
+if (!isValidIpv4(v.ip!)) fail(`--ip: not an IPv4 address: '${v.ip}'`);
+const int = (flag: string, s: string, min: number, max: number) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < min || n > max) fail(`--${flag}: '${s}' must be an integer from ${min} to ${max}`);
+  return n;
+};
+
+const agent = new KernelNodeAgent({
+  name: v.name!,
+  netns: v.netns!,
+  ip: v.ip!,
+  apiUrl: v.api!,
+  stateDir: v['state-dir']!,
+  vxlanPort: int('vxlan-port', v['vxlan-port']!, 1, 65535),
+  vni: int('vni', v.vni!, 0, 0xffffff),
+  mtu: int('mtu', v.mtu!, 576, 9000),
+});
+
+let stopping = false;
+async function shutdown(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  log.info('stopping', { signal });
+  const force = setTimeout(() => process.exit(0), 3000);
+  force.unref();
+  await agent.stop().catch(() => {});
+  process.exit(0);
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));
+
+try {
+  await agent.start();
+  process.stdout.write(JSON.stringify({ event: 'ready', node: agent.name, pid: process.pid, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath, kind: 'kernel' }) + '\n');
+} catch (e) {
+  await agent.stop().catch(() => {});
+  fail((e as Error).message, 1);
+}

@@ -1,0 +1,264 @@
+/**
+ * A netfilter rule walker over {@link Rule} data: the same rules that
+ * `iptables-save` prints are the ones a packet is matched against, so what a
+ * student reads is what happens.
+ *
+ * Semantics follow the kernel's xtables: rules of a chain in order; `-j CHAIN`
+ * pushes, RETURN or the end of a user chain pops, the end of a built-in chain
+ * applies its policy (ACCEPT here); DNAT/REDIRECT/MASQUERADE/ACCEPT end the
+ * table, DROP/REJECT end the packet; MARK continues. The stateful matches keep
+ * the kernel's state:
+ * - `statistic --mode random`: `(random_u32 & 0x7fffffff) < lround(2^31 * p)`,
+ *   the 31-bit draw taken from the injected SeededRng;
+ * - `recent`: per-list entries keyed by source address with their last-seen
+ *   time, `--rcheck --seconds` against the injected clock, `--reap` removing
+ *   the list's oldest entry when stale, at most 100 entries per list
+ *   (xt_recent's ip_list_tot) with the least recently seen evicted.
+ *
+ * Speed: a chain with many rules gets an index on (destination /32, protocol,
+ * destination port); a packet is tried against the union of its bucket and
+ * the rules that cannot be indexed, in rule order, so the verdict is exactly
+ * that of a linear walk (KUBE-SERVICES with 10,000 services costs a few map
+ * lookups instead of 10,000 comparisons).
+ */
+import type { SeededRng } from '../../common/rng.ts';
+import type { EngineClock } from '../types.ts';
+import { inAddr, saveText, type Match, type Rule, type TableName } from './rules.ts';
+
+/** Per-packet state while walking tables. */
+export interface WalkPacket {
+  src: number;
+  srcStr: string;
+  dst: number;
+  dstStr: string;
+  proto: 'tcp' | 'udp';
+  sport: number;
+  dport: number;
+  /** nfmark. */
+  mark: number;
+  /** conntrack state bits of this (first) packet: NEW, plus DNAT once translated. */
+  ctDnat: boolean;
+}
+
+/** How a table walk ended. */
+export type WalkVerdict =
+  | { kind: 'accept' }
+  | { kind: 'drop'; rule: Rule }
+  | { kind: 'reject'; rule: Rule }
+  | { kind: 'dnat'; ip: string; port: number; rule: Rule }
+  | { kind: 'redirect'; port: number; rule: Rule }
+  | { kind: 'masquerade'; rule: Rule };
+
+/** What the walker asks its owner about addresses and ipsets. */
+export interface WalkEnv {
+  isLocal(ip: number, ipStr: string): boolean;
+  /** ipset membership for `-m set --match-set NAME FLAGS`; absent → never matches. */
+  inSet?(name: string, flags: string, pkt: WalkPacket): boolean;
+}
+
+interface IndexedChain {
+  rules: Rule[];
+  /** key → ascending rule indices, for rules with an exact (dst/32|*, proto, dport). */
+  buckets?: Map<string, number[]>;
+  /** Indices of rules the index cannot key, ascending. */
+  wild?: number[];
+}
+
+const INDEX_THRESHOLD = 16;
+
+function l4Of(r: Rule): { proto: string; dport: number } | undefined {
+  for (const m of r.matches) if (m.kind === 'l4' && m.dport !== undefined) return { proto: m.proto, dport: m.dport };
+  return undefined;
+}
+
+function indexChain(rules: Rule[]): IndexedChain {
+  if (rules.length < INDEX_THRESHOLD) return { rules };
+  const buckets = new Map<string, number[]>();
+  const wild: number[] = [];
+  rules.forEach((r, i) => {
+    const l4 = l4Of(r);
+    if (!l4 || !r.proto) return wild.push(i);
+    let key: string;
+    if (!r.dst) key = `*|${l4.proto}|${l4.dport}`;
+    else if (!r.dst.neg && r.dst.mask === 0xffffffff) key = `${r.dst.net}|${l4.proto}|${l4.dport}`;
+    else return wild.push(i);
+    let b = buckets.get(key);
+    if (!b) buckets.set(key, (b = []));
+    b.push(i);
+  });
+  return { rules, buckets, wild };
+}
+
+/** Merges ascending index lists. */
+function merge(lists: number[][]): number[] {
+  const nonEmpty = lists.filter((l) => l.length > 0);
+  if (nonEmpty.length === 0) return [];
+  if (nonEmpty.length === 1) return nonEmpty[0];
+  return nonEmpty.flat().sort((a, b) => a - b);
+}
+
+const EMPTY: number[] = [];
+const RECENT_LIST_MAX = 100;
+
+/** xt_recent state: list name → source address → last-seen ms (Map order = least recently seen first). */
+export class RecentTables {
+  readonly lists = new Map<string, Map<string, number>>();
+
+  private list(name: string): Map<string, number> {
+    let l = this.lists.get(name);
+    if (!l) this.lists.set(name, (l = new Map()));
+    return l;
+  }
+
+  /** `--rcheck --seconds S [--reap]`. */
+  rcheck(name: string, src: string, now: number, seconds: number, reap: boolean): boolean {
+    const l = this.lists.get(name);
+    const last = l?.get(src);
+    if (!l || last === undefined) return false;
+    const since = now - seconds * 1000;
+    const hit = last >= since;
+    if (reap) {
+      // recent_entry_reap: only the list's oldest entry, if it is stale.
+      const [oldestKey, oldestTime] = l.entries().next().value as [string, number];
+      if (oldestTime < since) l.delete(oldestKey);
+    }
+    return hit;
+  }
+
+  /** `--set`: records `src` as seen now. */
+  set(name: string, src: string, now: number): void {
+    const l = this.list(name);
+    l.delete(src);
+    if (l.size >= RECENT_LIST_MAX) l.delete(l.keys().next().value as string);
+    l.set(src, now);
+  }
+}
+
+/** Compiled tables plus the state of stateful matches. */
+export class RuleWalker {
+  private readonly chains = new Map<string, IndexedChain>();
+  readonly recent = new RecentTables();
+
+  constructor(
+    private readonly rng: SeededRng,
+    private readonly clock: EngineClock,
+  ) {}
+
+  /** Replaces the rules of a table (built-in chain rules included). Recent lists survive, as in the kernel. */
+  load(table: TableName, rules: readonly Rule[]): void {
+    for (const key of [...this.chains.keys()]) if (key.startsWith(`${table}/`)) this.chains.delete(key);
+    const by = new Map<string, Rule[]>();
+    for (const r of rules) {
+      let l = by.get(r.chain);
+      if (!l) by.set(r.chain, (l = []));
+      l.push(r);
+    }
+    for (const [chain, list] of by) this.chains.set(`${table}/${chain}`, indexChain(list));
+  }
+
+  private candidates(c: IndexedChain, pkt: WalkPacket): number[] | undefined {
+    if (!c.buckets) return undefined;
+    return merge([c.buckets.get(`${pkt.dst}|${pkt.proto}|${pkt.dport}`) ?? EMPTY, c.buckets.get(`*|${pkt.proto}|${pkt.dport}`) ?? EMPTY, c.wild ?? EMPTY]);
+  }
+
+  private matchOne(m: Match, pkt: WalkPacket, env: WalkEnv, steps: string[], r: Rule): boolean {
+    switch (m.kind) {
+      case 'comment':
+        return true;
+      case 'l4':
+        return m.proto === pkt.proto && (m.dport === undefined || m.dport === pkt.dport);
+      case 'statistic': {
+        const draw = Math.floor(this.rng.next() * 0x80000000);
+        const hit = draw < m.threshold;
+        if (!hit) steps.push(`  ${r.table} ${r.chain}: -m statistic --probability ${m.probability} not taken (draw ${(draw / 0x80000000).toFixed(4)})`);
+        return hit;
+      }
+      case 'recent':
+        if (m.op === 'set') {
+          this.recent.set(m.name, pkt.srcStr, this.clock.now());
+          return true;
+        }
+        return this.recent.rcheck(m.name, pkt.srcStr, this.clock.now(), m.seconds ?? 0, m.reap === true);
+      case 'addrtype': {
+        const local = m.side === 'src' ? env.isLocal(pkt.src, pkt.srcStr) : env.isLocal(pkt.dst, pkt.dstStr);
+        return local !== m.neg;
+      }
+      case 'mark':
+        return (((pkt.mark & m.mask) >>> 0) === m.value) !== m.neg;
+      case 'conntrack': {
+        const has = m.states.some((s) => s === 'NEW' || (s === 'DNAT' && pkt.ctDnat));
+        return has !== m.neg;
+      }
+      case 'state':
+        return m.states.includes('NEW');
+      case 'set':
+        return env.inSet ? env.inSet(m.name, m.flags, pkt) : false;
+    }
+  }
+
+  private matches(r: Rule, pkt: WalkPacket, env: WalkEnv, steps: string[]): boolean {
+    if (r.proto && r.proto !== pkt.proto) return false;
+    if (r.src && inAddr(r.src, pkt.src) === r.src.neg) return false;
+    if (r.dst && inAddr(r.dst, pkt.dst) === r.dst.neg) return false;
+    for (const m of r.matches) if (!this.matchOne(m, pkt, env, steps, r)) return false;
+    return true;
+  }
+
+  /**
+   * Walks `table`'s built-in `chain` for `pkt` (mutating its mark), recording
+   * every rule that fired in `steps` in iptables-save form.
+   */
+  walk(table: TableName, chain: string, pkt: WalkPacket, env: WalkEnv, steps: string[]): WalkVerdict {
+    interface Frame {
+      c: IndexedChain;
+      cand?: number[];
+      pos: number;
+    }
+    const root = this.chains.get(`${table}/${chain}`);
+    if (!root) return { kind: 'accept' };
+    const stack: Frame[] = [{ c: root, cand: this.candidates(root, pkt), pos: 0 }];
+    let depth = 0;
+    while (stack.length > 0) {
+      const f = stack[stack.length - 1];
+      const limit = f.cand ? f.cand.length : f.c.rules.length;
+      if (f.pos >= limit) {
+        stack.pop(); // end of chain: return (built-in: policy ACCEPT)
+        continue;
+      }
+      const r = f.c.rules[f.cand ? f.cand[f.pos] : f.pos];
+      f.pos++;
+      if (!this.matches(r, pkt, env, steps)) continue;
+      const t = r.target;
+      if (t.kind !== 'none') steps.push(`${table} ${saveText(r)}`);
+      switch (t.kind) {
+        case 'none':
+          break;
+        case 'jump': {
+          const next = this.chains.get(`${table}/${t.chain}`);
+          if (++depth > 64) throw new Error(`iptables: chain loop at ${t.chain}`);
+          if (next) stack.push({ c: next, cand: this.candidates(next, pkt), pos: 0 });
+          break;
+        }
+        case 'RETURN':
+          stack.pop();
+          break;
+        case 'MARK':
+          pkt.mark = t.op === 'or' ? (pkt.mark | t.value) >>> 0 : (pkt.mark ^ t.value) >>> 0;
+          break;
+        case 'ACCEPT':
+          return { kind: 'accept' };
+        case 'DROP':
+          return { kind: 'drop', rule: r };
+        case 'REJECT':
+          return { kind: 'reject', rule: r };
+        case 'DNAT':
+          return { kind: 'dnat', ip: t.ip, port: t.port, rule: r };
+        case 'REDIRECT':
+          return { kind: 'redirect', port: t.port, rule: r };
+        case 'MASQUERADE':
+          return { kind: 'masquerade', rule: r };
+      }
+    }
+    return { kind: 'accept' };
+  }
+}

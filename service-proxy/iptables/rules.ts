@@ -1,0 +1,386 @@
+/**
+ * iptables rules as data, with the two text forms a student meets:
+ *
+ * - restore form: the exact argument order kube-proxy writes into its
+ *   `iptables-restore` input (what pkg/proxy/iptables/proxier_test.go
+ *   compares), e.g. `-A KUBE-SERVICES -m comment --comment "ns/svc cluster IP"
+ *   -m tcp -p tcp -d 10.96.0.10 --dport 80 -j KUBE-SVC-...`;
+ * - save form: what `iptables-save` prints after the kernel stored the rule:
+ *   addresses as CIDRs (`-d 10.96.0.10/32`), `-s/-d/-p` first, then matches in
+ *   order, then the target; `--probability` re-read from the kernel's 31-bit
+ *   fixed point with `%.11f` (`0.3333333333` is stored as 715827883 and printed
+ *   `0.33333333349`); `--or-mark 0x4000` printed as `--set-xmark 0x4000/0x4000`;
+ *   `-m recent` with its implicit `--mask 255.255.255.255 --rsource`; REJECT
+ *   with its default `--reject-with icmp-port-unreachable`; comments quoted
+ *   by libxtables' xtables_save_string rule.
+ *
+ * A rule is built once with {@link RuleBuilder}, which records both forms at
+ * the same time; evaluation (evaluate.ts) reads the structured fields.
+ */
+import { ipv4ToInt } from '../../packet/addr.ts';
+
+/** The tables kube-proxy writes. */
+export type TableName = 'nat' | 'filter';
+
+/** `-s` / `-d`. */
+export interface AddrMatch {
+  net: number;
+  mask: number;
+  /** As iptables-save prints it: `a.b.c.d/len`. */
+  cidr: string;
+  neg: boolean;
+}
+
+/** A `-m` match with its options. */
+export type Match =
+  | { kind: 'comment'; text: string }
+  | { kind: 'l4'; proto: 'tcp' | 'udp'; dport?: number }
+  | { kind: 'statistic'; probability: string; threshold: number }
+  | { kind: 'recent'; op: 'rcheck' | 'set'; name: string; seconds?: number; reap?: boolean }
+  | { kind: 'addrtype'; side: 'src' | 'dst'; type: 'LOCAL'; neg: boolean }
+  | { kind: 'mark'; value: number; mask: number; neg: boolean }
+  | { kind: 'conntrack'; states: string[]; neg: boolean }
+  | { kind: 'state'; states: string[] }
+  | { kind: 'set'; name: string; flags: string };
+
+/** A `-j` target. `none` is a rule without `-j` (it only counts packets). */
+export type Target =
+  | { kind: 'jump'; chain: string }
+  | { kind: 'DNAT'; ip: string; port: number }
+  | { kind: 'REDIRECT'; port: number }
+  | { kind: 'MARK'; op: 'or' | 'xor'; value: number }
+  | { kind: 'MASQUERADE'; randomFully: boolean }
+  | { kind: 'RETURN' | 'ACCEPT' | 'DROP' | 'REJECT' | 'none' };
+
+/** One rule. */
+export interface Rule {
+  table: TableName;
+  chain: string;
+  src?: AddrMatch;
+  dst?: AddrMatch;
+  proto?: 'tcp' | 'udp';
+  matches: Match[];
+  target: Target;
+  /** kube-proxy's tokens after `-A CHAIN`, in its order. */
+  restore: string[];
+  /** Cached save form (built on first use). */
+  saveText?: string;
+}
+
+/** Parses `a.b.c.d` or `a.b.c.d/len` into an address match. */
+export function addrMatch(text: string, neg = false): AddrMatch {
+  const [ip, lenText] = text.split('/');
+  const len = lenText === undefined ? 32 : Number(lenText);
+  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  const net = (ipv4ToInt(ip) & mask) >>> 0;
+  const a = (net >>> 24) & 255, b = (net >>> 16) & 255, c = (net >>> 8) & 255, d = net & 255;
+  return { net, mask, cidr: `${a}.${b}.${c}.${d}/${len}`, neg };
+}
+
+/** True if the unsigned address lies in the match's network (ignoring negation). */
+export function inAddr(m: AddrMatch, ip: number): boolean {
+  return ((ip & m.mask) >>> 0) === m.net;
+}
+
+/** The kernel's statistic threshold for a probability text: lround(2^31 * p). */
+export function statisticThreshold(probability: string): number {
+  return Math.round(0x80000000 * Number(probability));
+}
+
+const NO_QUOTE = /^[A-Za-z0-9_-]+$/;
+
+/** libxtables' xtables_save_string: bare when only [A-Za-z0-9_-], else double-quoted with `"`, `\`, `'` escaped. */
+export function saveString(value: string): string {
+  if (value.length > 0 && NO_QUOTE.test(value)) return value;
+  return `"${value.replace(/["\\']/g, (c) => `\\${c}`)}"`;
+}
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/** Builds a rule, recording kube-proxy's argument order and the structured form together. */
+export class RuleBuilder {
+  private readonly r: Rule;
+  private lastL4?: Extract<Match, { kind: 'l4' }>;
+
+  constructor(table: TableName, chain: string) {
+    this.r = { table, chain, matches: [], target: { kind: 'none' }, restore: [] };
+  }
+
+  /** `-m comment --comment TEXT`; `quoted` when kube-proxy itself wrote the quotes (its `"%s cluster IP"` strings). */
+  comment(text: string, quoted: boolean): this {
+    this.r.restore.push('-m', 'comment', '--comment', quoted ? `"${text}"` : text);
+    this.r.matches.push({ kind: 'comment', text });
+    return this;
+  }
+
+  /** `-p tcp`. */
+  p(proto: 'tcp' | 'udp'): this {
+    this.r.restore.push('-p', proto);
+    this.r.proto = proto;
+    return this;
+  }
+
+  /** `-m tcp` (the protocol's own match, which carries `--dport`). */
+  m(proto: 'tcp' | 'udp'): this {
+    this.r.restore.push('-m', proto);
+    this.lastL4 = { kind: 'l4', proto };
+    this.r.matches.push(this.lastL4);
+    return this;
+  }
+
+  /** `--dport N` of the last `-m tcp|udp`. */
+  dport(port: number): this {
+    this.r.restore.push('--dport', String(port));
+    if (!this.lastL4) throw new Error('--dport without -m tcp|udp');
+    this.lastL4.dport = port;
+    return this;
+  }
+
+  /** `[!] -s ADDR` as written (kube-proxy writes bare IPs or CIDRs). */
+  s(text: string, neg = false): this {
+    this.r.restore.push(...(neg ? ['!'] : []), '-s', text);
+    this.r.src = addrMatch(text, neg);
+    return this;
+  }
+
+  /** `[!] -d ADDR`. */
+  d(text: string, neg = false): this {
+    this.r.restore.push(...(neg ? ['!'] : []), '-d', text);
+    this.r.dst = addrMatch(text, neg);
+    return this;
+  }
+
+  /** `-m statistic --mode random --probability P` (P already formatted `%0.10f`). */
+  statistic(probability: string): this {
+    this.r.restore.push('-m', 'statistic', '--mode', 'random', '--probability', probability);
+    this.r.matches.push({ kind: 'statistic', probability, threshold: statisticThreshold(probability) });
+    return this;
+  }
+
+  /** `-m recent --name N --rcheck --seconds T --reap` (kube-proxy's order). */
+  recentCheck(name: string, seconds: number): this {
+    this.r.restore.push('-m', 'recent', '--name', name, '--rcheck', '--seconds', String(seconds), '--reap');
+    this.r.matches.push({ kind: 'recent', op: 'rcheck', name, seconds, reap: true });
+    return this;
+  }
+
+  /** `-m recent --name N --set`. */
+  recentSet(name: string): this {
+    this.r.restore.push('-m', 'recent', '--name', name, '--set');
+    this.r.matches.push({ kind: 'recent', op: 'set', name });
+    return this;
+  }
+
+  /** `-m addrtype [!] --src-type|--dst-type LOCAL`. */
+  addrtype(side: 'src' | 'dst', neg = false): this {
+    this.r.restore.push('-m', 'addrtype', ...(neg ? ['!'] : []), side === 'src' ? '--src-type' : '--dst-type', 'LOCAL');
+    this.r.matches.push({ kind: 'addrtype', side, type: 'LOCAL', neg });
+    return this;
+  }
+
+  /** `-m mark [!] --mark V/M`. */
+  mark(value: number, mask: number, neg = false): this {
+    this.r.restore.push('-m', 'mark', ...(neg ? ['!'] : []), '--mark', `${hex(value)}/${hex(mask)}`);
+    this.r.matches.push({ kind: 'mark', value, mask, neg });
+    return this;
+  }
+
+  /** `-m conntrack [!] --ctstate A,B`. */
+  conntrack(states: string[], neg = false): this {
+    this.r.restore.push('-m', 'conntrack', ...(neg ? ['!'] : []), '--ctstate', states.join(','));
+    this.r.matches.push({ kind: 'conntrack', states, neg });
+    return this;
+  }
+
+  /** `-m state --state A`. */
+  state(states: string[]): this {
+    this.r.restore.push('-m', 'state', '--state', states.join(','));
+    this.r.matches.push({ kind: 'state', states });
+    return this;
+  }
+
+  /** `-m set --match-set NAME FLAGS`. */
+  set(name: string, flags: string): this {
+    this.r.restore.push('-m', 'set', '--match-set', name, flags);
+    this.r.matches.push({ kind: 'set', name, flags });
+    return this;
+  }
+
+  /** `-j CHAIN`. */
+  jump(chain: string): Rule {
+    return this.finish({ kind: 'jump', chain }, ['-j', chain]);
+  }
+
+  /** `-j DNAT --to-destination IP:PORT`. */
+  dnat(ip: string, port: number): Rule {
+    return this.finish({ kind: 'DNAT', ip, port }, ['-j', 'DNAT', '--to-destination', `${ip}:${port}`]);
+  }
+
+  /** `-j REDIRECT --to-ports N`. */
+  redirect(port: number): Rule {
+    return this.finish({ kind: 'REDIRECT', port }, ['-j', 'REDIRECT', '--to-ports', String(port)]);
+  }
+
+  /** `-j MARK --or-mark V` / `--xor-mark V`. */
+  markTarget(op: 'or' | 'xor', value: number): Rule {
+    return this.finish({ kind: 'MARK', op, value }, ['-j', 'MARK', op === 'or' ? '--or-mark' : '--xor-mark', hex(value)]);
+  }
+
+  /** `-j MASQUERADE [--random-fully]`. */
+  masquerade(randomFully: boolean): Rule {
+    return this.finish({ kind: 'MASQUERADE', randomFully }, ['-j', 'MASQUERADE', ...(randomFully ? ['--random-fully'] : [])]);
+  }
+
+  /** `-j RETURN|ACCEPT|DROP|REJECT`. */
+  verdict(kind: 'RETURN' | 'ACCEPT' | 'DROP' | 'REJECT'): Rule {
+    return this.finish({ kind }, ['-j', kind]);
+  }
+
+  /** A rule without a target. */
+  noTarget(): Rule {
+    return this.finish({ kind: 'none' }, []);
+  }
+
+  private finish(target: Target, tokens: string[]): Rule {
+    this.r.target = target;
+    this.r.restore.push(...tokens);
+    return this.r;
+  }
+}
+
+/** Shorthand for `new RuleBuilder(table, chain)`. */
+export function rule(table: TableName, chain: string): RuleBuilder {
+  return new RuleBuilder(table, chain);
+}
+
+/** The rule in kube-proxy's restore form: `-A CHAIN args...`. */
+export function restoreText(r: Rule): string {
+  return r.restore.length ? `-A ${r.chain} ${r.restore.join(' ')}` : `-A ${r.chain}`;
+}
+
+function matchSave(m: Match): string {
+  switch (m.kind) {
+    case 'comment':
+      return `-m comment --comment ${saveString(m.text)}`;
+    case 'l4':
+      return m.dport === undefined ? `-m ${m.proto}` : `-m ${m.proto} --dport ${m.dport}`;
+    case 'statistic':
+      return `-m statistic --mode random --probability ${(m.threshold / 0x80000000).toFixed(11)}`;
+    case 'recent':
+      return m.op === 'rcheck'
+        ? `-m recent --rcheck --seconds ${m.seconds} ${m.reap ? '--reap ' : ''}--name ${m.name} --mask 255.255.255.255 --rsource`
+        : `-m recent --set --name ${m.name} --mask 255.255.255.255 --rsource`;
+    case 'addrtype':
+      return `-m addrtype${m.neg ? ' !' : ''} --${m.side}-type ${m.type}`;
+    case 'mark':
+      return `-m mark${m.neg ? ' !' : ''} --mark ${hex(m.value)}/${hex(m.mask)}`;
+    case 'conntrack':
+      return `-m conntrack${m.neg ? ' !' : ''} --ctstate ${m.states.join(',')}`;
+    case 'state':
+      return `-m state --state ${m.states.join(',')}`;
+    case 'set':
+      return `-m set --match-set ${m.name} ${m.flags}`;
+  }
+}
+
+function targetSave(t: Target): string {
+  switch (t.kind) {
+    case 'jump':
+      return `-j ${t.chain}`;
+    case 'DNAT':
+      return `-j DNAT --to-destination ${t.ip}:${t.port}`;
+    case 'REDIRECT':
+      return `-j REDIRECT --to-ports ${t.port}`;
+    case 'MARK':
+      return `-j MARK --set-xmark ${hex(t.value)}/${hex(t.op === 'or' ? t.value : 0)}`;
+    case 'MASQUERADE':
+      return t.randomFully ? '-j MASQUERADE --random-fully' : '-j MASQUERADE';
+    case 'REJECT':
+      return '-j REJECT --reject-with icmp-port-unreachable';
+    case 'none':
+      return '';
+    default:
+      return `-j ${t.kind}`;
+  }
+}
+
+/** The rule as `iptables-save` prints it (cached on the rule). */
+export function saveText(r: Rule): string {
+  if (r.saveText !== undefined) return r.saveText;
+  const parts = ['-A', r.chain];
+  if (r.src) parts.push(...(r.src.neg ? ['!'] : []), '-s', r.src.cidr);
+  if (r.dst) parts.push(...(r.dst.neg ? ['!'] : []), '-d', r.dst.cidr);
+  if (r.proto) parts.push('-p', r.proto);
+  for (const m of r.matches) parts.push(matchSave(m));
+  const t = targetSave(r.target);
+  if (t) parts.push(t);
+  r.saveText = parts.join(' ');
+  return r.saveText;
+}
+
+/** Built-in chains per table, in the order iptables-save lists them. */
+export const BUILTIN_CHAINS: Record<TableName, string[]> = {
+  nat: ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'],
+  filter: ['INPUT', 'FORWARD', 'OUTPUT'],
+};
+
+/**
+ * One table's content: kube-proxy's restore payload (chain declarations and
+ * rules in write order) plus the jump rules it keeps in built-in chains
+ * (EnsureRule, outside the restore payload).
+ */
+export interface TableData {
+  name: TableName;
+  /** User chains kube-proxy declares, in write order. */
+  chains: string[];
+  /** Rules of the restore payload, in write order. */
+  rules: Rule[];
+  /** Rules in built-in chains (jumps to kube-proxy's chains), in chain order. */
+  builtinRules: Rule[];
+  /** Chains that exist but kube-proxy never writes (KUBE-PROXY-CANARY, made by its monitor). */
+  extraChains: string[];
+}
+
+/** Options of {@link formatIptablesSave}. */
+export interface SaveFormatOptions {
+  /** Adds `# Generated by iptables-save v1.8.9 on <date>` / `# Completed on <date>` lines. */
+  stamp?: Date;
+}
+
+function ctime(d: Date): string {
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${days[d.getUTCDay()]} ${months[d.getUTCMonth()]} ${String(d.getUTCDate()).padStart(2, ' ')} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} ${d.getUTCFullYear()}`;
+}
+
+/**
+ * `iptables-save -t TABLE`: `*table`, built-in chains with their policy,
+ * user chains sorted by name (libiptc keeps them sorted), then every rule
+ * chain by chain in that same order, then `COMMIT`.
+ */
+export function formatIptablesSave(t: TableData, opts: SaveFormatOptions = {}): string {
+  const lines: string[] = [];
+  if (opts.stamp) lines.push(`# Generated by iptables-save v1.8.9 on ${ctime(opts.stamp)}`);
+  lines.push(`*${t.name}`);
+  const builtins = BUILTIN_CHAINS[t.name];
+  for (const c of builtins) lines.push(`:${c} ACCEPT [0:0]`);
+  const user = [...new Set([...t.chains, ...t.extraChains])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const c of user) lines.push(`:${c} - [0:0]`);
+  const byChain = new Map<string, Rule[]>();
+  for (const r of [...t.builtinRules, ...t.rules]) {
+    let list = byChain.get(r.chain);
+    if (!list) byChain.set(r.chain, (list = []));
+    list.push(r);
+  }
+  for (const c of [...builtins, ...user]) for (const r of byChain.get(c) ?? []) lines.push(saveText(r));
+  lines.push('COMMIT');
+  if (opts.stamp) lines.push(`# Completed on ${ctime(opts.stamp)}`);
+  return lines.join('\n') + '\n';
+}
+
+/** kube-proxy's iptables-restore input for one table (what its unit tests compare). */
+export function formatIptablesRestore(t: TableData): string {
+  const lines = [`*${t.name}`, ...t.chains.map((c) => `:${c} - [0:0]`), ...t.rules.map(restoreText), 'COMMIT'];
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,264 @@
+/**
+ * kube-proxy's view of the cluster, for one node: what its ServiceChangeTracker
+ * and EndpointSliceCache build from the Service and EndpointSlice informers
+ * (pkg/proxy/servicechangetracker.go, endpointslicecache.go) and how
+ * CategorizeEndpoints (pkg/proxy/topology.go) splits endpoints into the
+ * cluster / local sets that the traffic policies use.
+ *
+ * Every mode (iptables, ipvs, userspace) renders from this model, so the
+ * three agree on which endpoints exist; they differ only in how they pick.
+ */
+import { createHash } from 'node:crypto';
+import { isValidIpv4 } from '../packet/addr.ts';
+import type { KubeObject } from '../control-plane/types.ts';
+import type { L4Protocol } from './types.ts';
+
+/** Default `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours), as the apiserver defaults it. */
+export const DEFAULT_AFFINITY_SECONDS = 10800;
+
+/** One endpoint of one service port (kube-proxy's BaseEndpointInfo). */
+export interface EndpointInfo {
+  ip: string;
+  port: number;
+  /** `ip:port`, kube-proxy's Endpoint.String() and the SEP hash input. */
+  str: string;
+  nodeName?: string;
+  /** On this node. */
+  isLocal: boolean;
+  ready: boolean;
+  serving: boolean;
+  terminating: boolean;
+}
+
+/** One port of one Service (kube-proxy's ServicePort). */
+export interface ServicePortInfo {
+  /** `ns/name`. */
+  service: string;
+  namespace: string;
+  name: string;
+  /** Port name ('' when unnamed). */
+  portName: string;
+  /** ServicePortName.String(): `ns/name` + `:port` when named. */
+  spn: string;
+  protocol: L4Protocol;
+  clusterIP: string;
+  port: number;
+  /** 0 when the service has no NodePort. */
+  nodePort: number;
+  affinity: boolean;
+  affinitySeconds: number;
+  externalPolicyLocal: boolean;
+  internalPolicyLocal: boolean;
+  /** Every endpoint known for this port, sorted by `ip:port` as kube-proxy's cache does. */
+  endpoints: EndpointInfo[];
+}
+
+/** Output of {@link categorizeEndpoints}. */
+export interface CategorizedEndpoints {
+  clusterEndpoints: EndpointInfo[];
+  localEndpoints: EndpointInfo[];
+  allReachableEndpoints: EndpointInfo[];
+  hasAnyEndpoints: boolean;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** ServicePortName.String(): `ns/name` or `ns/name:port`. */
+export function servicePortName(namespace: string, name: string, portName: string): string {
+  return portName ? `${namespace}/${name}:${portName}` : `${namespace}/${name}`;
+}
+
+/** kube-proxy's portProtoHash: base32(SHA-256(servicePortName + protocol))[:16]. */
+export function portProtoHash(spn: string, protocol: string): string {
+  return base32(createHash('sha256').update(spn + protocol).digest()).slice(0, 16);
+}
+
+/** The KUBE-SEP hash: base32(SHA-256(servicePortName + protocol + "ip:port"))[:16]. */
+export function endpointHash(spn: string, protocol: string, endpoint: string): string {
+  return base32(createHash('sha256').update(spn + protocol + endpoint).digest()).slice(0, 16);
+}
+
+const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+
+/** RFC 4648 base32 (Go's base32.StdEncoding), enough of it for 16-character prefixes. */
+export function base32(buf: Uint8Array): string {
+  let out = '';
+  let bits = 0;
+  let value = 0;
+  for (const byte of buf) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      out += B32[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+    value &= (1 << bits) - 1;
+  }
+  if (bits > 0) out += B32[(value << (5 - bits)) & 31];
+  while (out.length % 8 !== 0) out += '=';
+  return out;
+}
+
+/** The clusterIP kube-proxy uses, or undefined for headless / unset / non-IPv4. */
+function clusterIPOf(spec: Record<string, unknown>): string | undefined {
+  const ips = Array.isArray(spec.clusterIPs) ? spec.clusterIPs : [];
+  const ip = typeof ips[0] === 'string' ? ips[0] : typeof spec.clusterIP === 'string' ? spec.clusterIP : '';
+  return ip && ip !== 'None' && isValidIpv4(ip) ? ip : undefined;
+}
+
+interface SliceEndpoints {
+  /** spn|protocol → endpoints (deduplicated by ip:port). */
+  byPort: Map<string, Map<string, EndpointInfo>>;
+}
+
+/**
+ * Builds the per-service-port model from full Service and EndpointSlice lists.
+ * Non-IPv4 slices, headless services and ports other than TCP/UDP are skipped,
+ * as an IPv4 kube-proxy does (SCTP is out of podlab's scope).
+ */
+export function buildModel(services: readonly KubeObject[], slices: readonly KubeObject[], nodeName: string): ServicePortInfo[] {
+  // EndpointSliceCache: group slices by the service they belong to.
+  const bySvc = new Map<string, SliceEndpoints>();
+  for (const slice of slices) {
+    const s = slice as unknown as Record<string, unknown>;
+    if (s.addressType !== 'IPv4') continue;
+    const svcName = slice.metadata.labels?.['kubernetes.io/service-name'];
+    const ns = slice.metadata.namespace ?? 'default';
+    if (!svcName) continue;
+    const key = `${ns}/${svcName}`;
+    let entry = bySvc.get(key);
+    if (!entry) bySvc.set(key, (entry = { byPort: new Map() }));
+    const ports = Array.isArray(s.ports) ? s.ports : [];
+    const endpoints = Array.isArray(s.endpoints) ? s.endpoints : [];
+    for (const p of ports) {
+      if (!isRecord(p) || typeof p.port !== 'number') continue;
+      const portName = typeof p.name === 'string' ? p.name : '';
+      const protocol = (typeof p.protocol === 'string' ? p.protocol : 'TCP').toLowerCase();
+      const pk = `${servicePortName(ns, svcName, portName)}|${protocol}`;
+      let m = entry.byPort.get(pk);
+      if (!m) entry.byPort.set(pk, (m = new Map()));
+      for (const ep of endpoints) {
+        if (!isRecord(ep) || !Array.isArray(ep.addresses) || typeof ep.addresses[0] !== 'string') continue;
+        const ip = ep.addresses[0];
+        if (!isValidIpv4(ip)) continue;
+        const cond = isRecord(ep.conditions) ? ep.conditions : {};
+        // Nil conditions mean "unknown" and are read as ready, as in discovery/v1.
+        const ready = cond.ready !== false;
+        const serving = typeof cond.serving === 'boolean' ? cond.serving : ready;
+        const terminating = cond.terminating === true;
+        const node = typeof ep.nodeName === 'string' ? ep.nodeName : undefined;
+        const str = `${ip}:${p.port}`;
+        if (m.has(str)) continue; // the same endpoint in two slices: first one wins
+        m.set(str, { ip, port: p.port, str, nodeName: node, isLocal: node !== undefined && node === nodeName, ready, serving, terminating });
+      }
+    }
+  }
+  const out: ServicePortInfo[] = [];
+  for (const svc of services) {
+    if (!isRecord(svc.spec)) continue;
+    const spec = svc.spec;
+    const clusterIP = clusterIPOf(spec);
+    if (!clusterIP) continue;
+    const ns = svc.metadata.namespace ?? 'default';
+    const name = svc.metadata.name;
+    const affinity = spec.sessionAffinity === 'ClientIP';
+    const cfg = isRecord(spec.sessionAffinityConfig) && isRecord(spec.sessionAffinityConfig.clientIP) ? spec.sessionAffinityConfig.clientIP : {};
+    const affinitySeconds = typeof cfg.timeoutSeconds === 'number' ? cfg.timeoutSeconds : DEFAULT_AFFINITY_SECONDS;
+    const type = typeof spec.type === 'string' ? spec.type : 'ClusterIP';
+    const slicesOf = bySvc.get(`${ns}/${name}`);
+    for (const p of Array.isArray(spec.ports) ? spec.ports : []) {
+      if (!isRecord(p) || typeof p.port !== 'number') continue;
+      const protocol = (typeof p.protocol === 'string' ? p.protocol : 'TCP').toLowerCase();
+      if (protocol !== 'tcp' && protocol !== 'udp') continue;
+      const portName = typeof p.name === 'string' ? p.name : '';
+      const spn = servicePortName(ns, name, portName);
+      const eps = [...(slicesOf?.byPort.get(`${spn}|${protocol}`)?.values() ?? [])];
+      eps.sort((a, b) => (a.str < b.str ? -1 : a.str > b.str ? 1 : 0));
+      out.push({
+        service: `${ns}/${name}`,
+        namespace: ns,
+        name,
+        portName,
+        spn,
+        protocol,
+        clusterIP,
+        port: p.port,
+        nodePort: (type === 'NodePort' || type === 'LoadBalancer') && typeof p.nodePort === 'number' ? p.nodePort : 0,
+        affinity,
+        affinitySeconds,
+        externalPolicyLocal: spec.externalTrafficPolicy === 'Local' && (type === 'NodePort' || type === 'LoadBalancer'),
+        internalPolicyLocal: spec.internalTrafficPolicy === 'Local',
+        endpoints: eps,
+      });
+    }
+  }
+  // kube-proxy walks a Go map (random order); podlab sorts so output is stable.
+  out.sort((a, b) => (a.spn < b.spn ? -1 : a.spn > b.spn ? 1 : a.protocol < b.protocol ? -1 : a.protocol > b.protocol ? 1 : 0));
+  return out;
+}
+
+/** ServicePort.ExternallyAccessible(): NodePort (podlab has no LoadBalancer or externalIPs). */
+export function externallyAccessible(sp: ServicePortInfo): boolean {
+  return sp.nodePort !== 0;
+}
+
+/** ServicePort.UsesClusterEndpoints(). */
+export function usesClusterEndpoints(sp: ServicePortInfo): boolean {
+  return !sp.internalPolicyLocal || (externallyAccessible(sp) && !sp.externalPolicyLocal);
+}
+
+/** ServicePort.UsesLocalEndpoints(). */
+export function usesLocalEndpoints(sp: ServicePortInfo): boolean {
+  return sp.internalPolicyLocal || (externallyAccessible(sp) && sp.externalPolicyLocal);
+}
+
+/**
+ * pkg/proxy/topology.go CategorizeEndpoints without topology hints: ready
+ * endpoints, falling back to serving-and-terminating ones when none is ready
+ * (ProxyTerminatingEndpoints, GA in 1.28), split into cluster and local sets.
+ */
+export function categorizeEndpoints(sp: ServicePortInfo): CategorizedEndpoints {
+  const endpoints = sp.endpoints;
+  let clusterEndpoints: EndpointInfo[] = [];
+  let localEndpoints: EndpointInfo[] = [];
+  let hasAnyEndpoints = false;
+  if (usesClusterEndpoints(sp)) {
+    clusterEndpoints = endpoints.filter((ep) => ep.ready);
+    if (clusterEndpoints.length === 0) clusterEndpoints = endpoints.filter((ep) => ep.serving && ep.terminating);
+    if (clusterEndpoints.length > 0) hasAnyEndpoints = true;
+  }
+  if (!usesLocalEndpoints(sp)) return { clusterEndpoints, localEndpoints, allReachableEndpoints: clusterEndpoints, hasAnyEndpoints };
+  let hasLocalReady = false;
+  let hasLocalServingTerminating = false;
+  for (const ep of endpoints) {
+    if (ep.ready) {
+      hasAnyEndpoints = true;
+      if (ep.isLocal) hasLocalReady = true;
+    } else if (ep.serving && ep.terminating) {
+      hasAnyEndpoints = true;
+      if (ep.isLocal) hasLocalServingTerminating = true;
+    }
+  }
+  let useServingTerminating = false;
+  if (hasLocalReady) localEndpoints = endpoints.filter((ep) => ep.isLocal && ep.ready);
+  else if (hasLocalServingTerminating) {
+    useServingTerminating = true;
+    localEndpoints = endpoints.filter((ep) => ep.isLocal && ep.serving && ep.terminating);
+  }
+  if (!usesClusterEndpoints(sp)) return { clusterEndpoints, localEndpoints, allReachableEndpoints: localEndpoints, hasAnyEndpoints };
+  if (!useServingTerminating) return { clusterEndpoints, localEndpoints, allReachableEndpoints: clusterEndpoints, hasAnyEndpoints };
+  const merged = new Map<string, EndpointInfo>();
+  for (const ep of clusterEndpoints) merged.set(ep.str, ep);
+  for (const ep of localEndpoints) merged.set(ep.str, ep);
+  const allReachableEndpoints = [...merged.values()].sort((a, b) => (a.str < b.str ? -1 : 1));
+  return { clusterEndpoints, localEndpoints, allReachableEndpoints, hasAnyEndpoints };
+}
+
+/** A cheap fingerprint of everything a service port's rules depend on (for partial syncs). */
+export function fingerprint(sp: ServicePortInfo): string {
+  let s = `${sp.spn}|${sp.protocol}|${sp.clusterIP}|${sp.port}|${sp.nodePort}|${sp.affinity ? sp.affinitySeconds : 0}|${sp.externalPolicyLocal ? 1 : 0}${sp.internalPolicyLocal ? 1 : 0}`;
+  for (const ep of sp.endpoints) s += `|${ep.str}${ep.isLocal ? 'L' : ''}${ep.ready ? 'r' : ''}${ep.serving ? 's' : ''}${ep.terminating ? 't' : ''}`;
+  return s;
+}
