@@ -55,8 +55,14 @@ program
   .option('--wire-port <port>', 'UDP port of the bare-IPv4 underlay wire of host-gw/bgp in local mode (Wireshark: -d udp.port==N,ip)', int('--wire-port'), 8473)
   .option('--mtu <bytes>', 'underlay MTU (pods and flannel.1 get 50 less)', int('--mtu'), 1500)
   .option('--seed <n>', 'seed for every random choice (MACs, impairments, ids)', int('--seed'), 1)
+  // issue 7: netns labs (cli/netns-lab.ts)
+  .addOption(new Option('--mode <mode>', 'local: processes on 127.0.0.x, no root | netns: each node in its own network namespace on a bridge (root)').choices(['local', 'netns']).default('local'))
+  .option('--underlay-net <cidr>', 'netns: underlay subnet, inside the lab namespaces only (bridge + apiserver .10, node-N .(10+N))', '10.250.0.0/24')
+  .option('--kernel-nodes <k>', 'netns: K more nodes that are the Linux kernel itself (kernel vxlan flannel.1, cni0, pods as namespaces)', int('--kernel-nodes'), 0)
+  .option('--netns-prefix <p>', 'netns: prefix of every namespace name (podlab-underlay, podlab-node-1, ...)', 'podlab')
   .action(async (o) => {
     const demo = !!o.demo;
+    if (o.mode !== 'netns' && o.kernelNodes) throw new LabError('--kernel-nodes: kernel nodes need --mode netns (and root)');
     const manifests = loadAll(o.filename); // checked before anything starts
     const dir = stateDir();
     const rec = await up({
@@ -76,11 +82,16 @@ program
       bgpHoldTime: o.backend === 'bgp' ? o.bgpHoldTime : undefined,
       seed: o.seed,
       mtu: o.mtu,
+      mode: o.mode,
+      underlayNet: o.underlayNet,
+      kernelNodes: o.kernelNodes,
+      netnsPrefix: o.netnsPrefix,
       waitReady: true,
       supervisorPid: o.detach ? undefined : process.pid,
       onProgress: (m) => process.stderr.write(`podlab: ${m}\n`),
     });
-    out(`podlab: lab up: ${rec.nodes.length} nodes on ${o.labNet}, apiserver ${rec.apiUrl}, state ${dir}\n`);
+    const where = rec.netns ? `${rec.netns.subnet} (namespaces ${rec.netns.prefix}-*, bridge ${rec.netns.bridge} in ${rec.netns.underlay})` : o.labNet;
+    out(`podlab: lab up: ${rec.nodes.length} nodes on ${where}, apiserver ${rec.apiInternalUrl ? `${rec.apiInternalUrl} (CLI: ${rec.apiUrl})` : rec.apiUrl}, state ${dir}\n`);
     if (o.detach) return;
     const ac = new AbortController();
     const stop = () => ac.abort();
@@ -103,7 +114,7 @@ program
 program
   .command('down')
   .description('stop every process of the lab and remove its state (logs are kept)')
-  .option('--force', 'also clean up after a crashed lab (same as down; never fails when nothing runs)')
+  .option('--force', 'also clean up after a crashed lab from lab.json: processes by pid, netns labs\' namespaces (same as down; never fails when nothing runs)')
   .action(async () => {
     const dir = stateDir();
     const had = readLab(dir);
@@ -115,10 +126,11 @@ program
   .command('apply')
   .description('create the Pods and Namespaces of a YAML file in the running lab')
   .requiredOption('-f, --filename <file...>', 'YAML file(s), multi-document; - reads stdin')
+  .option('-s, --server <url>', 'an apiserver without a local lab.json (containers: http://apiserver:6443; or unix:/path/api.sock)')
   .action(async (o) => {
     const objs = loadAll(o.filename);
-    const rec = requireLab(stateDir());
-    for (const line of await applyObjects(new ApiClient(rec.apiUrl), objs)) out(line + '\n');
+    const api = new ApiClient(o.server ?? requireLab(stateDir()).apiUrl);
+    for (const line of await applyObjects(api, objs)) out(line + '\n');
   });
 
 program

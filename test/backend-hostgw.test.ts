@@ -4,15 +4,12 @@
  * underlay carries bare IPv4 packets with pod addresses (no VXLAN header).
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { nodeCommand } from '../cli/commands.ts';
 import { trace } from '../cli/trace.ts';
-import { eventually, hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
+import { captureLo, tsharkFields } from './helpers/capture.ts';
+import { hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
 
 let lab: TestLab;
 test.before(async () => {
@@ -53,32 +50,10 @@ test.serial('the underlay carries the pods\' own packets, no VXLAN header', asyn
   if (!requireOrSkip(t, hasTool('tshark'), 'tshark is not installed')) return;
   if (!requireOrSkip(t, process.getuid?.() === 0, 'capturing on lo needs root')) return;
   const dst = (await pods()).find((p) => p.metadata.name === 'pod-2a')!.status!.podIP!;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-hostgw-'));
-  const file = path.join(dir, 'wire.pcapng');
-  const cap = spawn('tshark', ['-i', 'lo', '-f', 'udp port 8473 and host 127.0.76.11', '-c', '2', '-a', 'duration:30', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-  t.teardown(() => {
-    if (cap.exitCode === null) cap.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  let err = '';
-  cap.stderr.on('data', (d) => (err += d));
-  await eventually(() => /Capturing on/.test(err), 20_000);
-  const exited = new Promise<void>((r) => cap.on('exit', () => r()));
-  let done = false;
-  void exited.then(() => (done = true));
-  for (let i = 0; i < 20 && !done; i++) {
-    await lab.exec('pod-1a', ['ping', '-c', '1', dst]);
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 200))]);
-  }
-  await exited;
-  const out = await new Promise<string>((resolve) => {
-    const p = spawn('tshark', ['-r', file, '-d', 'udp.port==8473,ip', '-T', 'fields', '-E', 'separator=|', '-e', 'frame.protocols', '-e', 'ip.src', '-e', 'ip.dst', '-e', '_ws.expert.severity']);
-    let o = '';
-    p.stdout.on('data', (d) => (o += d));
-    p.on('exit', () => resolve(o));
-  });
-  const rows = out.trim().split('\n').map((l) => l.split('|'));
-  t.is(rows.length, 2, out);
+  const cap = await captureLo('udp port 8473 and host 127.0.76.11', 2, () => lab.exec('pod-1a', ['ping', '-c', '1', dst]));
+  t.teardown(cap.cleanup);
+  const rows = await tsharkFields(cap.file, ['frame.protocols', 'ip.src', 'ip.dst', '_ws.expert.severity'], ['udp.port==8473,ip']);
+  t.is(rows.length, 2);
   for (const [protocols, src, dst2] of rows) {
     t.regex(protocols, /^(sll|eth):ethertype:ip:udp:ip:icmp/, protocols);
     t.notRegex(protocols, /vxlan/);

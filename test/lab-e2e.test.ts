@@ -17,6 +17,7 @@ import type { Node, Pod } from '../control-plane/types.ts';
 import { callNode, nodeCommand } from '../cli/commands.ts';
 import { down, killProcess, restartProcess, waitPodsRunning } from '../cli/lab.ts';
 import { isOurProcess, readLab } from '../cli/state.ts';
+import { captureLo, tsharkFields } from './helpers/capture.ts';
 import { eventually, hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
 
 const NET = '127.0.71.0/24';
@@ -98,32 +99,10 @@ test.serial('tshark on lo sees VXLAN with VNI 1, node IPs outside and pod IPs in
   const pods = await podsByNode();
   const a = pods.find((p) => p.spec!.nodeName === 'node-1')!;
   const c = pods.find((p) => p.spec!.nodeName === 'node-2')!;
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-cap-')), 'vxlan.pcapng');
-  const cap = spawn('tshark', ['-i', 'lo', '-f', 'udp port 8472 and host 127.0.71.11 and host 127.0.71.12', '-c', '4', '-a', 'duration:30', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-  t.teardown(() => {
-    if (cap.exitCode === null) cap.kill('SIGKILL');
-    fs.rmSync(path.dirname(file), { recursive: true, force: true });
-  });
-  let err = '';
-  cap.stderr.on('data', (d) => (err += d));
-  await eventually(() => /Capturing on/.test(err), 20_000);
-  // tshark says "Capturing on" a moment before it really captures: ping until it has its 4 packets.
-  const exited = new Promise<void>((resolve) => (cap.exitCode !== null ? resolve() : cap.on('exit', () => resolve())));
-  let done = false;
-  void exited.then(() => (done = true));
-  for (let i = 0; i < 20 && !done; i++) {
-    const r = await lab.exec(a.metadata.name, ['ping', '-c', '1', c.status!.podIP!]);
-    t.is(r.code, 0, r.out);
-    await Promise.race([exited, new Promise((res) => setTimeout(res, 200))]);
-  }
-  await exited;
-  const fields = await new Promise<string>((resolve, reject) => {
-    const p = spawn('tshark', ['-r', file, '-d', 'udp.port==8472,vxlan', '-T', 'fields', '-E', 'separator=|', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'udp.dstport', '-e', 'vxlan.flags', '-e', 'vxlan.vni', '-e', 'icmp.type', '-e', '_ws.expert.severity', '-e', '_ws.malformed']);
-    let o = '';
-    p.stdout.on('data', (d) => (o += d));
-    p.on('error', reject);
-    p.on('exit', () => resolve(o));
-  });
+  const cap = await captureLo('udp port 8472 and host 127.0.71.11 and host 127.0.71.12', 4, () => lab.exec(a.metadata.name, ['ping', '-c', '1', c.status!.podIP!]));
+  t.teardown(cap.cleanup);
+  const rows = await tsharkFields(cap.file, ['ip.src', 'ip.dst', 'udp.dstport', 'vxlan.flags', 'vxlan.vni', 'icmp.type', '_ws.expert.severity', '_ws.malformed'], ['udp.port==8472,vxlan']);
+  const fields = rows.map((r) => r.join('|')).join('\n');
   const lines = fields.trim().split('\n');
   t.is(lines.length, 4, fields);
   for (const line of lines) {
