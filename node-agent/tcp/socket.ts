@@ -54,7 +54,7 @@ export class TcpSocket extends EventEmitter<TcpSocketEvents> {
         this.destroyedFlag = true;
         // An 'error' nobody listens to must not crash the node: report it instead.
         if (this.listenerCount('error')) this.safeEmit('error', e);
-        else this.host.onAppError(new Error(`unhandled socket error: ${e.message}`));
+        else this.host.onAppError(e);
       },
       close: (hadError) => {
         this.destroyedFlag = true;

@@ -78,8 +78,13 @@ export class TcpStack implements ConnectionHost {
   readonly clock: Clock;
   readonly config: TcpConfig;
   readonly counters: TcpCounters = { activeOpens: 0, passiveOpens: 0, segsIn: 0, segsOut: 0, rstOut: 0, badSegments: 0, listenOverflows: 0, noPort: 0 };
-  /** Called when an application's event handler throws (default: logged to stderr). */
-  onAppError: (err: unknown) => void = (err) => process.stderr.write(`podlab tcp (${this.ip.name}): application handler threw: ${(err as Error)?.stack ?? String(err)}\n`);
+  /** Called when an application's event handler throws, or a socket error has no listener (default: logged to stderr). */
+  onAppError: (err: unknown) => void = (err) =>
+    process.stderr.write(
+      err instanceof TcpError
+        ? `podlab tcp (${this.ip.name}): socket error nobody listened to: ${err.message}\n`
+        : `podlab tcp (${this.ip.name}): application handler threw: ${(err as Error)?.stack ?? String(err)}\n`,
+    );
   private readonly rng: SeededRng;
   private readonly mssOverride?: number;
   private readonly conns = new Map<string, TcpConnection>();
