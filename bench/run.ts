@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execInPod } from '../cli/commands.ts';
 import { ROOT, down, up } from '../cli/lab.ts';
+import { benchBgp } from './bgp.ts';
 import { benchCapture } from './capture.ts';
 import { measure, writeResults, RESULTS, type Measure } from './results.ts';
 
@@ -115,6 +116,7 @@ async function main(): Promise<void> {
     fs.rmSync(stateDir, { recursive: true, force: true });
   }
   measures.push(...(await benchCapture()));
+  measures.push(...(await benchBgp()));
   writeResults(measures);
   for (const x of measures) {
     process.stdout.write(`${x.name}: ${x.value} ${x.unit} | baseline (${x.baselineName}): ${x.baseline} ${x.unit} | ratio ${x.ratio}\n`);
