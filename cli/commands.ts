@@ -4,10 +4,12 @@
  * through the same code.
  */
 import { ApiClient } from '../control-plane/client.ts';
-import type { Node, Pod } from '../control-plane/types.ts';
+import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import { ControlClient } from './control-client.ts';
 import { formatList, formatNodes, formatPods } from './format.ts';
+import { formatEndpointSlices, formatServices } from './format-services.ts';
+import type { EndpointSlice, Service } from '../control-plane/service-resources.ts';
 import { LabError, requireLab } from './lab.ts';
 import type { LabRecord } from './state.ts';
 
@@ -44,6 +46,14 @@ export async function getResources(stateDir: string, kind: string, opts: { name?
     return opts.output === 'json' || opts.output === 'yaml' ? formatList(nodes, opts.output) : formatNodes(nodes, wide);
   }
   const ns = opts.all ? undefined : (opts.namespace ?? 'default');
+  if (k === 'services' || k === 'endpointslices') {
+    let items = (await api.list<KubeObject>(k, { namespace: ns })).items;
+    if (opts.name) items = items.filter((x) => x.metadata.name === opts.name);
+    if (opts.name && !items.length) throw new LabError(`Error from server (NotFound): ${k === 'services' ? 'services' : 'endpointslices.discovery.k8s.io'} "${opts.name}" not found`);
+    items.sort((a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.metadata.name.localeCompare(b.metadata.name, undefined, { numeric: true }));
+    if (opts.output === 'json' || opts.output === 'yaml') return formatList(items, opts.output);
+    return k === 'services' ? formatServices(items as Service[], wide, !!opts.all, ns) : formatEndpointSlices(items as EndpointSlice[], !!opts.all, ns);
+  }
   let pods = (await api.list<Pod>('pods', { namespace: ns })).items;
   if (opts.name) pods = pods.filter((p) => p.metadata.name === opts.name);
   if (opts.name && !pods.length) throw new LabError(`Error from server (NotFound): pods "${opts.name}" not found`);
@@ -52,11 +62,13 @@ export async function getResources(stateDir: string, kind: string, opts: { name?
 }
 
 /** kubectl's kind aliases for what podlab serves. */
-export function normalizeKind(kind: string): 'nodes' | 'pods' {
+export function normalizeKind(kind: string): 'nodes' | 'pods' | 'services' | 'endpointslices' {
   const k = kind.toLowerCase();
   if (['node', 'nodes', 'no'].includes(k)) return 'nodes';
   if (['pod', 'pods', 'po'].includes(k)) return 'pods';
-  throw new LabError(`error: the server doesn't have a resource type "${kind}" (podlab serves: nodes, pods)`);
+  if (['service', 'services', 'svc'].includes(k)) return 'services';
+  if (['endpointslice', 'endpointslices', 'endpointslice.discovery.k8s.io', 'endpointslices.discovery.k8s.io'].includes(k)) return 'endpointslices';
+  throw new LabError(`error: the server doesn't have a resource type "${kind}" (podlab serves: nodes, pods, services, endpointslices)`);
 }
 
 /** Finds which node runs a pod: from the apiserver, or, while it is down, by asking the agents. */
@@ -133,6 +145,8 @@ export async function execInPod(
     } finally {
       done = true;
       void it?.return?.();
+      // A stream (process.stdin) must stop being read, or it keeps the CLI alive after the command exits.
+      (io.stdin as { destroy?: () => void } | undefined)?.destroy?.();
       io.signal?.removeEventListener('abort', onAbort);
     }
   } finally {

@@ -35,7 +35,9 @@ export function formatNodes(nodes: Node[], wide: boolean): string {
     const r = [n.metadata.name, nodeStatus(n), '<none>', age(n.metadata.creationTimestamp), 'v1.30.0-podlab'];
     if (wide) {
       const ip = n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address ?? '<none>';
-      r.push(ip, '<none>', 'podlab emulated node', 'podlab', 'podlab://0.1.0');
+      // A kernel node (netns labs, kernel-node/) publishes its own nodeInfo.
+      const info = (n.status as { nodeInfo?: Record<string, string> } | undefined)?.nodeInfo;
+      r.push(ip, '<none>', info?.osImage || 'podlab emulated node', info?.kernelVersion || 'podlab', info?.containerRuntimeVersion || 'podlab://0.1.0');
     }
     return r;
   });

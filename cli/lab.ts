@@ -15,6 +15,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../control-plane/client.ts';
+import { ControlClient } from './control-client.ts';
 import { registry } from '../control-plane/resources.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import { intToIpv4 } from '../packet/addr.ts';
@@ -314,6 +315,7 @@ export async function up(o: UpOptions): Promise<LabRecord> {
     const api2 = new ApiClient(rec.apiUrl);
     await createWorkload(api2, o);
     if (o.waitReady) await waitPodsRunning(api2, timeout);
+    if (o.waitReady && (o.backend === 'bgp' || o.backend === 'host-gw')) await waitRoutesConverged(rec, timeout, say);
     rec.status = 'running';
     writeLab(rec);
     writeKubeconfig(o.stateDir, rec.apiUrl);
@@ -396,6 +398,34 @@ export async function waitPodsRunning(api: ApiClient, timeoutMs: number): Promis
     if (Date.now() > deadline) throw new LabError(`pods not Running after ${timeoutMs} ms: ${pending.map((p) => p.metadata.name).join(', ')}`);
     await sleep(100);
   }
+}
+
+/**
+ * Polls every node's routing table until it has a route to every other
+ * node's podCIDR (a BGP mesh or reflector topology has converged; host-gw's
+ * static routes are in), as calico-node's readiness waits for BIRD.
+ */
+export async function waitRoutesConverged(rec: LabRecord, timeoutMs: number, say: (m: string) => void = () => {}): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const api = new ApiClient(rec.apiUrl!);
+  const cidrs = (await api.list<Node>('nodes')).items.map((n) => ({ name: n.metadata.name, cidr: n.spec?.podCIDR ?? '' }));
+  const t0 = Date.now();
+  for (const n of rec.nodes) {
+    for (;;) {
+      const c = await ControlClient.connect(n.control);
+      let table = '';
+      try {
+        table = ((await c.call<{ stdout: string }>('node.cmd', { argv: ['ip', 'route'] })).stdout);
+      } finally {
+        c.close();
+      }
+      const missing = cidrs.filter((x) => x.name !== n.name && x.cidr && !table.includes(`${x.cidr} via`));
+      if (!missing.length) break;
+      if (Date.now() > deadline) throw new LabError(`${n.name} has no route to ${missing.map((m) => `${m.cidr} (${m.name})`).join(', ')} after ${timeoutMs} ms`);
+      await sleep(100);
+    }
+  }
+  say(`routes converged on every node in ${Date.now() - t0} ms`);
 }
 
 /** Polls until every node is Ready. */

@@ -4,6 +4,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import fs from 'node:fs';
 import { ApiClient } from '../control-plane/client.ts';
+import { registry, type ResourceType } from '../control-plane/resources.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import { callNode, execInPod, getResources, nodeCommand, parseDuration, parsePercent, type Output } from './commands.ts';
 import { capture } from './capture.ts';
@@ -135,37 +136,38 @@ program
 
 program
   .command('delete')
-  .description('delete a pod or node: delete pod NAME | delete node NAME | delete -f FILE')
-  .argument('[kind]', 'pod | node')
+  .description('delete objects: delete pod|node|namespace|service|endpointslice NAME... | delete -f FILE')
+  .argument('[kind]', 'pod | node | namespace | service (svc) | endpointslice | ...')
   .argument('[names...]', 'object names')
   .option('-n, --namespace <ns>', 'namespace', 'default')
   .option('-f, --filename <file...>', 'delete the objects of these files')
   .action(async (kind: string | undefined, names: string[], o) => {
     const rec = requireLab(stateDir());
     const api = new ApiClient(rec.apiUrl);
-    const targets: { resource: string; name: string; ns?: string }[] = [];
+    const targets: { rt: ResourceType; name: string; ns?: string }[] = [];
     for (const l of loadAll(o.filename)) {
-      targets.push(l.obj.kind === 'Namespace' ? { resource: 'namespaces', name: l.obj.metadata.name } : { resource: 'pods', name: l.obj.metadata.name, ns: l.obj.metadata.namespace ?? 'default' });
+      const rt = registry.byKind(l.obj.apiVersion, l.obj.kind);
+      if (!rt) throw new LabError(`${l.file}:${l.line}: kind ${l.obj.kind} is not served by podlab`);
+      targets.push({ rt, name: l.obj.metadata.name, ns: rt.namespaced ? (l.obj.metadata.namespace ?? 'default') : undefined });
     }
     if (kind) {
-      const k = kind.toLowerCase().replace(/s$/, '');
-      if (!['pod', 'po', 'node', 'no', 'namespace', 'ns'].includes(k)) throw new LabError(`delete: unsupported kind '${kind}' (pod, node, namespace)`);
+      const rt = registry.resolve(kind);
+      if (!rt) throw new LabError(`error: the server doesn't have a resource type "${kind}"`);
       if (!names.length) throw new LabError(`delete ${kind}: name required`);
-      const resource = k.startsWith('po') ? 'pods' : k.startsWith('no') ? 'nodes' : 'namespaces';
-      for (const n of names) targets.push({ resource, name: n, ns: resource === 'pods' ? o.namespace : undefined });
+      for (const n of names) targets.push({ rt, name: n, ns: rt.namespaced ? o.namespace : undefined });
     }
     if (!targets.length) throw new LabError('delete: nothing to delete (give KIND NAME or -f FILE)');
     for (const t of targets) {
-      const r = await api.delete(t.resource, t.name, t.ns);
-      if (!r) throw new LabError(`Error from server (NotFound): ${t.resource} "${t.name}" not found`);
-      out(`${t.resource.replace(/s$/, '')} "${t.name}" deleted\n`);
+      const r = await api.delete(t.rt.plural, t.name, t.ns);
+      if (!r) throw new LabError(`Error from server (NotFound): ${t.rt.plural} "${t.name}" not found`);
+      out(`${t.rt.singular} "${t.name}" deleted\n`);
     }
   });
 
 program
   .command('get')
-  .description('list nodes or pods, as kubectl get')
-  .argument('<kind>', 'nodes | pods (no, po)')
+  .description('list nodes, pods, services or endpointslices, as kubectl get')
+  .argument('<kind>', 'nodes | pods | services | endpointslices (no, po, svc)')
   .argument('[name]', 'one object')
   .addOption(new Option('-o, --output <format>', 'output format').choices(['wide', 'json', 'yaml']))
   .option('-n, --namespace <ns>', 'namespace', 'default')

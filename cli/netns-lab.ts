@@ -29,7 +29,7 @@ import { deriveMac } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
-import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, ifname, ipIn, isRoot, listNetns, netnsNames, validatePrefix } from './netns.ts';
+import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, txChecksumOffloadOff, validatePrefix } from './netns.ts';
 import { LabError, ROOT, applyObjects, cleanState, demoPods, down, labAddresses, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, type UpOptions } from './lab.ts';
 import { labIsLive, readLab, writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
 import { DEFAULT_WIRE_PORT } from '../node-agent/dataplane.ts';
@@ -130,6 +130,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     await addNetns(ns);
   };
   try {
+    let offloadWarn = false;
     // The underlay: one bridge, the apiserver's address on it, nothing else.
     await makeNetns(underlay);
     await ipIn(underlay, 'link', 'add', LAB_BRIDGE, 'mtu', String(o.mtu), 'type', 'bridge', 'stp_state', '0');
@@ -143,7 +144,13 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
       await ipIn(underlay, 'link', 'set', port, 'master', LAB_BRIDGE, 'up');
       await ipIn(n.netns, 'addr', 'add', `${n.ip}/${prefixLen}`, 'dev', 'eth0');
       await ipIn(n.netns, 'link', 'set', 'eth0', 'up');
+      // As on a real NIC, the bridge sees complete UDP checksums (kernel and podlab alike).
+      if (!(await txChecksumOffloadOff(n.netns, 'eth0'))) offloadWarn = true;
+      // The kernel's vxlan device sends its datagrams with DF clear; a UDP socket sets DF
+      // (path-MTU discovery) unless the namespace says otherwise: make podlab's match.
+      if (n.kind === 'emulated') await sysctlIn(n.netns, { 'net.ipv4.ip_no_pmtu_disc': 1 });
     }
+    if (offloadWarn) say('ethtool not found: captures on the bridge will show partial (offloaded) UDP checksums');
     say(`namespaces up: ${underlay} (bridge ${LAB_BRIDGE} ${addrs.api}/${prefixLen}), ${all.map((n) => `${n.netns} ${n.ip}`).join(', ')}`);
 
     const apiArgs = [bin, 'apiserver', '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, '--unix-socket', sock];

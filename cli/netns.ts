@@ -120,6 +120,22 @@ export async function sysctlIn(ns: string, settings: Record<string, string | num
   await run('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', ...Object.entries(settings).map(([k, v]) => `${k}=${v}`)]);
 }
 
+/**
+ * Turns off transmit checksum offload on a device (best effort; needs
+ * ethtool): a veth otherwise hands over UDP/TCP with only the pseudo-header
+ * sum in the checksum field (CHECKSUM_PARTIAL), and a capture on the bridge
+ * shows "bad checksum" where a real NIC would have put the right one.
+ */
+export async function txChecksumOffloadOff(ns: string, dev: string): Promise<boolean> {
+  assertLabNamespace(ns);
+  try {
+    await run('ip', ['netns', 'exec', ns, 'ethtool', '-K', dev, 'tx', 'off']);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Names of the existing network namespaces. */
 export async function listNetns(): Promise<string[]> {
   const { stdout } = await run('ip', ['netns', 'list']);

@@ -17,6 +17,7 @@ import { MERGE_PATCH_TYPE, STRATEGIC_MERGE_PATCH_TYPE } from './merge-patch.ts';
 import { bookmarkObject, discoveryFor, parseResourcePath, type ResourceRoute } from './routes.ts';
 import { parseSelector } from './selectors.ts';
 import { openStore, type Store } from './store.ts';
+import { ensureKubernetesService } from './service-allocator.ts';
 import { buildTable, DEFAULT_TABLE, parseIncludeObject, wantsTable } from './tables.ts';
 import type { KubeObject } from './types.ts';
 
@@ -32,6 +33,12 @@ export interface ApiServerOptions {
   clusterCidr?: string;
   /** `--node-cidr-mask-size` (default 24). */
   nodeCidrMaskSize?: number;
+  /** `--service-cluster-ip-range` (default 10.96.0.0/12). */
+  serviceClusterIpRange?: string;
+  /** `--service-node-port-range` (default 30000-32767). */
+  serviceNodePortRange?: string;
+  /** Create `default/kubernetes` (first ClusterIP, port 443 to this server) once listening. Default false. */
+  kubernetesService?: boolean;
   clock?: Clock;
   /** Watch history length in memory (default 10,000 events). */
   historyLimit?: number;
@@ -135,6 +142,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     stateDir: opts.stateDir,
     clusterCidr: opts.clusterCidr,
     nodeCidrMaskSize: opts.nodeCidrMaskSize,
+    serviceClusterIpRange: opts.serviceClusterIpRange,
+    serviceNodePortRange: opts.serviceNodePortRange,
     clock: opts.clock,
     historyLimit: opts.historyLimit,
     persistedHistoryLimit: opts.persistedHistoryLimit,
@@ -345,6 +354,14 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const port = (server.address() as AddressInfo).port;
   const hostForUrl = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
   serverAddress = `${hostForUrl}:${port}`;
+  if (opts.kubernetesService) {
+    try {
+      ensureKubernetesService(store, opts.serviceClusterIpRange, opts.host, port);
+    } catch (err) {
+      // A clash with a user's Service must not keep the apiserver from serving.
+      process.emitWarning(`cannot create default/kubernetes: ${(err as Error).message}`);
+    }
+  }
 
   let closing: Promise<void> | undefined;
   return {

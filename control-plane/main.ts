@@ -3,6 +3,7 @@
  *
  *   node --import tsx control-plane/main.ts --host 127.0.0.1 --port 6443 --state-dir DIR
  *        [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24] [--unix-socket PATH]
+ *        [--service-cluster-ip-range 10.96.0.0/12] [--service-node-port-range 30000-32767]
  *
  * Prints exactly one line on stdout once listening,
  * `{"event":"listening","url":"http://127.0.0.1:PORT","pid":N}`, and writes
@@ -20,6 +21,7 @@ import { createLogger } from '../common/log.ts';
 import { startApiServer, type ApiServer } from './apiserver.ts';
 import { ConfigError, DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parseIpamConfig } from './ipam.ts';
 import { writeFileAtomic } from './persistence.ts';
+import { DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, parseServiceAllocConfig } from './service-allocator.ts';
 import { startUnixRelay, type UnixRelay } from './unix-proxy.ts';
 
 const PROG = 'podlab-apiserver';
@@ -38,6 +40,8 @@ interface Flags {
   nodeCidrMaskSize: number;
   /** Also serve on this Unix socket (netns labs). */
   unixSocket?: string;
+  serviceClusterIpRange: string;
+  serviceNodePortRange: string;
 }
 
 function parseFlags(argv: string[]): Flags {
@@ -54,6 +58,8 @@ function parseFlags(argv: string[]): Flags {
         'cluster-cidr': { type: 'string' },
         'node-cidr-mask-size': { type: 'string' },
         'unix-socket': { type: 'string' },
+        'service-cluster-ip-range': { type: 'string' },
+        'service-node-port-range': { type: 'string' },
       },
     }));
   } catch (err) {
@@ -70,13 +76,16 @@ function parseFlags(argv: string[]): Flags {
   const maskText = str('node-cidr-mask-size') ?? String(DEFAULT_NODE_CIDR_MASK_SIZE);
   if (!/^\d+$/.test(maskText)) throw new UsageError(`--node-cidr-mask-size: must be an integer, got ${JSON.stringify(maskText)}`);
   const nodeCidrMaskSize = Number(maskText);
+  const serviceClusterIpRange = str('service-cluster-ip-range') ?? DEFAULT_SERVICE_CIDR;
+  const serviceNodePortRange = str('service-node-port-range') ?? DEFAULT_NODE_PORT_RANGE;
   try {
     parseIpamConfig(clusterCidr, nodeCidrMaskSize);
+    parseServiceAllocConfig(serviceClusterIpRange, serviceNodePortRange);
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
-  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket') };
+  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket'), serviceClusterIpRange, serviceNodePortRange };
 }
 
 async function main(): Promise<void> {
@@ -97,6 +106,9 @@ async function main(): Promise<void> {
       stateDir: flags.stateDir,
       clusterCidr: flags.clusterCidr,
       nodeCidrMaskSize: flags.nodeCidrMaskSize,
+      serviceClusterIpRange: flags.serviceClusterIpRange,
+      serviceNodePortRange: flags.serviceNodePortRange,
+      kubernetesService: true,
       log: log.debugEnabled ? (e) => log.debug('request', { ...e }) : undefined,
     });
   } catch (err) {

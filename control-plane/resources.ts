@@ -12,6 +12,7 @@ import { defaultNamespace, defaultNodeFromOld, defaultPod, validateNamespace, va
 import type { NameRule } from './validation.ts';
 import { NAMESPACE_TABLE, NODE_TABLE, POD_TABLE, type TableDefinition } from './tables.ts';
 import { BGP_CONFIGURATIONS, BGP_PEERS } from './calico.ts';
+import { ENDPOINTSLICES, SERVICES } from './service-resources.ts';
 
 /** A field-selector getter: returns the field as a string ("" when absent, as k8s does). */
 export type FieldGetter = (obj: KubeObject) => string;
@@ -210,3 +211,7 @@ registry.register(NODES);
 registry.register(PODS);
 registry.register(BGP_CONFIGURATIONS);
 registry.register(BGP_PEERS);
+registry.register(SERVICES);
+registry.register(ENDPOINTSLICES);
+
+export { ENDPOINTSLICES, SERVICES };

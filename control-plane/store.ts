@@ -18,6 +18,8 @@ import { applyMergePatch, stripStrategicDirectives } from './merge-patch.ts';
 import { NodeIpam, parseIpamConfig } from './ipam.ts';
 import { FileStatePersister, StateFileError, type StatePersister } from './persistence.ts';
 import { Scheduler } from './scheduler.ts';
+import { ServiceAllocator, parseServiceAllocConfig } from './service-allocator.ts';
+import { EndpointSliceController } from './endpointslice-controller.ts';
 import { apiVersionOf, NAMESPACES, registry as defaultRegistry, resourceKeyOf, type ResourceRegistry, type ResourceType } from './resources.ts';
 import { matches, parseSelector, selectableAttrs, type SelectableAttrs, type Selector } from './selectors.ts';
 import type { KubeObject, List, WatchEventType } from './types.ts';
@@ -806,15 +808,20 @@ export interface OpenStoreOptions extends Omit<StoreOptions, 'persister'> {
   clusterCidr?: string;
   /** `--node-cidr-mask-size`, default 24. */
   nodeCidrMaskSize?: number;
+  /** `--service-cluster-ip-range`, default 10.96.0.0/12. */
+  serviceClusterIpRange?: string;
+  /** `--service-node-port-range`, default 30000-32767. */
+  serviceNodePortRange?: string;
 }
 
 /**
  * Builds the apiserver's store with its in-process controllers (node IPAM,
- * scheduler) installed, and loads persisted state. Throws ConfigError on bad
+ * scheduler, ClusterIP/NodePort allocation, EndpointSlices) installed, and loads persisted state. Throws ConfigError on bad
  * IPAM flags and StateFileError on an unreadable state file.
  */
 export function openStore(opts: OpenStoreOptions = {}): Store {
   const ipam = new NodeIpam(parseIpamConfig(opts.clusterCidr, opts.nodeCidrMaskSize));
+  const serviceAlloc = new ServiceAllocator(parseServiceAllocConfig(opts.serviceClusterIpRange, opts.serviceNodePortRange));
   const persister = opts.persister ?? (opts.stateDir !== undefined ? new FileStatePersister(opts.stateDir) : undefined);
   const store = new Store({
     clock: opts.clock,
@@ -825,6 +832,8 @@ export function openStore(opts: OpenStoreOptions = {}): Store {
   });
   ipam.install(store);
   new Scheduler().install(store);
+  serviceAlloc.install(store);
+  new EndpointSliceController().install(store);
   store.open();
   return store;
 }

@@ -190,18 +190,20 @@ export class KernelNodeAgent {
       { type: 'InternalIP' as const, address: this.o.ip },
       { type: 'Hostname' as const, address: this.name },
     ];
+    // What `kubectl get nodes -o wide` shows: this node is the host's own kernel.
+    const nodeInfo = { osImage: `Linux kernel (netns ${this.o.netns})`, kernelVersion: os.release(), containerRuntimeVersion: 'netns://ip-netns', operatingSystem: 'linux', architecture: os.arch() };
     const existing = await this.api.get<Node>('nodes', this.name);
     let node: Node;
     if (existing) {
       node = await this.api.patch<Node>('nodes', this.name, { metadata: { annotations, labels: { 'kubernetes.io/os': 'linux', 'podlab.io/kernel-node': 'true' } } });
-      await this.api.patchStatus<Node>('nodes', this.name, { status: { addresses } });
+      await this.api.patchStatus<Node>('nodes', this.name, { status: { addresses, nodeInfo } });
     } else {
       node = await this.api.create<Node>('nodes', {
         apiVersion: 'v1',
         kind: 'Node',
         metadata: { name: this.name, labels: { 'kubernetes.io/hostname': this.name, 'kubernetes.io/os': 'linux', 'podlab.io/kernel-node': 'true' }, annotations },
         spec: {},
-        status: { addresses, conditions: [] },
+        status: { addresses, conditions: [], nodeInfo },
       } as unknown as Node);
     }
     if (!node.spec?.podCIDR) throw new Error(`apiserver gave kernel node ${this.name} no podCIDR`);

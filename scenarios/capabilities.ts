@@ -15,6 +15,9 @@ import { SUPPORTED_BACKENDS } from '../cli/lab.ts';
 /** Backends `podlab up --backend` offers in this build (read from cli/lab.ts, so a new backend is accepted as soon as it lands). */
 export const BACKENDS: readonly string[] = SUPPORTED_BACKENDS;
 
+/** BGP topologies `podlab up --bgp-topology` offers (with --backend bgp). */
+export const BGP_TOPOLOGIES = ['full-mesh', 'route-reflector'] as const;
+
 /** kube-proxy modes `podlab up` offers: none yet (no --proxy-mode, no Services). */
 export const PROXY_MODES: readonly string[] = [];
 

@@ -107,6 +107,7 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * cleared either way (a pending timer would keep the CLI alive after the run).
  */
 export async function within(p: Promise<unknown>, ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return;
   const ac = new AbortController();
   const onAbort = () => ac.abort();
   signal?.addEventListener('abort', onAbort, { once: true });

@@ -53,7 +53,7 @@ export class Progress {
 
   private drawStatus(): void {
     if (!this.tty || !this.statusFn) return;
-    const width = Math.max(20, (this.out.columns ?? 100) - 1);
+    const width = Math.max(40, (this.out.columns || 100) - 1);
     const s = this.statusFn();
     this.out.write(s.length > width ? s.slice(0, width - 1) + '…' : s);
     this.shown = true;

@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Node } from '../control-plane/types.ts';
 import { SeededRng } from '../common/rng.ts';
-import { LabError, down, up } from '../cli/lab.ts';
+import { LabError, down, up, type UpOptions } from '../cli/lab.ts';
 import type { Backend } from '../overlay/flannel-plan.ts';
 import { readLab } from '../cli/state.ts';
 import type { Condition, FlowSpec, Scenario, Step, TimeRef } from './model.ts';
@@ -100,6 +100,7 @@ export async function runScenario(sc: Scenario, o: RunOptions = {}): Promise<Sce
       clusterCidr: '10.244.0.0/16',
       vxlanPort: 8472,
       backend: sc.lab.backend as Backend,
+      bgpTopology: sc.lab.bgpTopology as UpOptions['bgpTopology'],
       seed,
       mtu: sc.lab.mtu,
       waitReady: true,
@@ -160,6 +161,7 @@ export async function runScenario(sc: Scenario, o: RunOptions = {}): Promise<Sce
       }
       sr.endMs = c.now();
     }
+    if (signal.aborted) throw new Interrupted();
     // Flows still running finish before the verdict (their results are part of the report).
     const running = [...c.flows.values()].filter((f) => !f.finished);
     if (running.length) {
@@ -255,7 +257,7 @@ function describeStep(s: Step): string {
 }
 
 function describeFlow(f: FlowSpec): string {
-  return `${f.name} = ${f.kind} ${f.from.text} -> ${f.to.text} ${f.rateHz}/s x ${f.count}${f.size !== undefined ? ` size ${f.size}` : ''}${f.df ? ' DF' : ''}`;
+  return `${f.name} = ${f.kind} ${f.from.text} -> ${f.to.text} ${f.rateHz}/s x ${f.count}${f.size !== undefined ? ` size ${f.size}` : ''}${f.df === true ? ' DF' : f.df === false ? ' no-DF' : ''}`;
 }
 
 async function runStep(step: Step, sr: StepRecord, c: RunContext, say: (s: string) => void): Promise<void> {

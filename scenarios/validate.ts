@@ -17,7 +17,7 @@ import { demoPods } from '../cli/lab.ts';
 import { ManifestError, loadManifestFile, parseManifests, type LoadedObject } from '../cli/manifest.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
-import { BACKENDS, PENDING, PROXY_MODES, pendingMessage } from './capabilities.ts';
+import { BACKENDS, BGP_TOPOLOGIES, PENDING, PROXY_MODES, pendingMessage } from './capabilities.ts';
 import type { Comparison, Condition, FaultSpec, FlowSpec, LabSpec, PodRef, PodSelector, Scenario, Step, StepBody, Window } from './model.ts';
 import { COMPARISONS, fmtMs, fmtPct, isName, parseDurationText, parseRate, parseRatio, parseTimeRef } from './units.ts';
 
@@ -277,9 +277,13 @@ function parseLab(f: F): LabSpec {
     return x.oneOf(PROXY_MODES.length ? PROXY_MODES : Object.keys(PENDING.proxyMode));
   });
   lab.bgpTopology = f.opt('bgpTopology', (x) => {
-    const p = pendingMessage('bgpTopology', String(x.v));
-    if (p) x.fail(p);
-    return x.oneOf(Object.keys(PENDING.bgpTopology));
+    if (!BACKENDS.includes('bgp')) {
+      const p = pendingMessage('bgpTopology', String(x.v));
+      if (p) x.fail(p);
+    }
+    const v = x.oneOf(BGP_TOPOLOGIES);
+    if (lab.backend !== 'bgp') x.fail(`bgpTopology goes with backend: bgp (this lab's backend is ${lab.backend})`);
+    return v;
   });
   lab.mtu = f.opt('mtu', (x) => x.int(576, 9000)) ?? lab.mtu;
   return lab;

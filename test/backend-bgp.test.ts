@@ -24,6 +24,8 @@ test.serial('full mesh: BGP routes proto bird, all pods ping, no encapsulation, 
     return /10\.244\.2\.0\/24 via 127\.0\.77\.12 dev eth0 proto bird/.test(r) && /10\.244\.3\.0\/24 via 127\.0\.77\.13 dev eth0 proto bird/.test(r) ? r : undefined;
   }, 20_000);
   t.notRegex(routes, /flannel\.1/);
+  // `up` returned once every node had every route (BGP converged), so all pairs can talk at once.
+  for (const n of ['node-2', 'node-3']) t.regex(await routesOf(lab.stateDir, n), /proto bird[\s\S]*proto bird/);
   const summary = await nodeCommand(lab.stateDir, 'node-1', ['bgp', 'summary']);
   t.regex(summary, /local AS number 64512/);
   t.is((summary.match(/Established/g) ?? []).length, 2);

@@ -237,7 +237,7 @@ birdTest('BIRD 2 interop: routes both ways, capabilities, route refresh, hold ti
     await waitFor(() => !learned.has('10.96.0.0/16'), 6000, 'hold timer withdrawal');
     const holdTook = performance.now() - frozenAt;
     t.log(`SIGSTOP: BIRD's route withdrawn after ${holdTook.toFixed(0)} ms (hold time 3 s)`);
-    t.true(holdTook >= 1900 && holdTook <= 3600, `after the hold time (${holdTook.toFixed(0)} ms)`);
+    t.true(holdTook >= 1900 && holdTook <= 5000, `after the hold time, not long after (${holdTook.toFixed(0)} ms)`);
     t.like(speaker.summary().peers[0].lastError, { direction: 'sent', code: 4, subcode: 0 });
     process.kill(bird.proc.pid!, 'SIGCONT');
     await waitFor(() => learned.has('10.96.0.0/16'), 15_000, 're-established after SIGCONT');

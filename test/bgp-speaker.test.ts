@@ -167,7 +167,7 @@ test('a frozen peer (SIGSTOP: TCP up, no KEEPALIVEs) is dropped after the hold t
   process.kill(child.pid!, 'SIGSTOP');
   const took = (await deleted) - frozenAt;
   t.log(`frozen peer withdrawn ${took.toFixed(0)} ms after SIGSTOP (hold time 3 s, keepalive 1 s)`);
-  t.true(took >= 1900 && took <= 3600, `withdrawn after the hold time (${took.toFixed(0)} ms)`);
+  t.true(took >= 1900 && took <= 5000, `withdrawn after the hold time, not long after (${took.toFixed(0)} ms)`);
   const pb = a.summary().peers.find((p) => p.address === `127.0.96.${B}`)!;
   t.like(pb.lastError, { direction: 'sent', code: 4, subcode: 0, name: 'Hold Timer Expired / Unspecific' });
   t.not(pb.state, 'Established');

@@ -139,15 +139,15 @@ test.serial('a live `podlab capture -w -` stream is read by tshark while traffic
   const finished = Promise.all([new Promise((r) => cap.on('exit', r)), new Promise((r) => ts.on('exit', r))]);
   // tshark says "Capturing on" once it has read the stream's header: from then on it is live.
   await eventually(() => /Capturing on/.test(tsErr), 30_000);
-  let sawLive = false;
-  for (let i = 0; i < 60 && cap.exitCode === null; i++) {
+  // One ping is 2 of the 6 packets: tshark must print them while the capture is still waiting for the rest.
+  await lab.exec('pod-1a', ['ping', '-c', '1', ips['pod-2b']]);
+  await eventually(() => lines.trim().split('\n').filter(Boolean).length >= 2, 20_000);
+  t.is(cap.exitCode, null, 'the capture is still running: tshark read the packets live');
+  for (let i = 0; i < 20 && cap.exitCode === null; i++) {
     await lab.exec('pod-1a', ['ping', '-c', '1', ips['pod-2b']]);
-    await new Promise((r) => setTimeout(r, 300));
-    // tshark prints packets while the capture is still running: the stream is live.
-    if (lines.trim() && cap.exitCode === null) sawLive = true;
+    await new Promise((r) => setTimeout(r, 200));
   }
   await finished;
-  t.true(sawLive, 'tshark printed packets before the capture ended');
   const rows = lines.trim().split('\n');
   t.is(rows.length, 6);
   t.true(rows.every((r) => /^flannel\.1\t(8|0)$/.test(r)), lines);

@@ -34,7 +34,7 @@ function spawnApiserver(t: Ctx, args: string[]): Proc {
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+async function waitFor(cond: () => boolean, what: string, timeoutMs = 45_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

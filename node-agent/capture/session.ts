@@ -4,8 +4,10 @@
  * - `eth0`: the outer datagrams as they leave and enter the node. The node's
  *   real socket I/O carries only the UDP payload, so the Ethernet/IPv4/UDP
  *   headers are written here the way the kernel's vxlan device writes them
- *   (outer TTL 64, DF clear, UDP checksum 0 as Linux sends by default over
- *   IPv4, peer MAC = the peer node's eth0 MAC);
+ *   (outer TTL 64, DF clear, and a real UDP checksum: Linux's vxlan device
+ *   only sends 0 when created with `noudpcsum`, which neither iproute2 nor
+ *   flanneld asks for; checked against the kernel on a netns lab's bridge,
+ *   test/netns-lab.test.ts; peer MAC = the peer node's eth0 MAC);
  * - `flannel.1`: inner frames before encapsulation / after decapsulation;
  * - `cni0`: every frame crossing the bridge (tcpdump puts it in promiscuous mode);
  * - each host-side `vethXXXXXXXX`, and a pod's own `eth0` (`pod/NAME`).
@@ -75,7 +77,7 @@ export function captureTargets(dp: NodeDataPlane, node: string, seed: number, pe
           const [srcIp, dstIp, sport, dport] = dir === 'out' ? [local, peer.ip, localPort, peer.port] : [peer.ip, local, peer.port, localPort];
           const udp = Buffer.allocUnsafe(8 + udpPayload.length);
           udpPayload.copy(udp, 8);
-          writeUdpHeader(udp, 0, { srcPort: sport, dstPort: dport }, udpPayload.length, srcIp, dstIp, { checksum: false });
+          writeUdpHeader(udp, 0, { srcPort: sport, dstPort: dport }, udpPayload.length, srcIp, dstIp, { checksum: true });
           const mine = dp.eth0.mac;
           const theirs = peerMac(peer.ip);
           ipId = (ipId + 1) & 0xffff;

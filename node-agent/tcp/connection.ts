@@ -450,7 +450,7 @@ export class TcpConnection {
 
     // 7. Text, 8. FIN.
     if (RECEIVES_DATA.has(this.state)) {
-      if (seg.payload.length || f.fin) this.processData(seg.seq, seg.payload, f.fin, f.psh);
+      if (seg.payload.length || f.fin) this.processData(seg.seq, seg.payload, f.fin);
     } else if (this.state === 'TIME-WAIT' && f.fin) {
       this.ackNow = true; // the peer lost our ACK of its FIN
       this.armTimer('time-wait', this.now + this.cfg.timeWaitMs);
@@ -629,7 +629,7 @@ export class TcpConnection {
     return 3;
   }
 
-  private processData(seq: number, data: Buffer, fin: boolean, psh: boolean): void {
+  private processData(seq: number, data: Buffer, fin: boolean): void {
     // Trim what we already have.
     let off = 0;
     if (seqLt(seq, this.rcvNxt)) {
@@ -666,7 +666,6 @@ export class TcpConnection {
       if (this.delackBytes >= 2 * this.rcvMss) this.ackNow = true;
       else if (!this.delackDeadline) this.armDelack();
     }
-    void psh;
   }
 
   private dupData(): void {

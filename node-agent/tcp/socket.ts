@@ -138,7 +138,9 @@ export class TcpSocket extends EventEmitter<TcpSocketEvents> {
   destroy(err?: TcpError): this {
     if (this.destroyedFlag) return this;
     this.ended = true;
-    this.host.run(() => this.conn.abort(err));
+    // Not yet connecting (connect() starts on the next microtask): nothing to abort, but still 'close'.
+    if (this.conn.state === 'CLOSED') queueMicrotask(() => this.safeEmit('close', false));
+    else this.host.run(() => this.conn.abort(err));
     this.destroyedFlag = true;
     return this;
   }

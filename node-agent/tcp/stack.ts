@@ -167,11 +167,10 @@ export class TcpStack implements ConnectionHost {
     // Like Node, the attempt starts after the caller has attached its handlers.
     queueMicrotask(() =>
       this.run(() => {
-        if (!sock.destroyed) {
-          if (!path) c.localSendError('ENETUNREACH');
-          else c.open();
-          this.touch(c);
-        }
+        if (sock.destroyed) return this.release(c); // destroyed before it started
+        if (!path) c.localSendError('ENETUNREACH');
+        else c.open();
+        this.touch(c);
       }),
     );
     return sock;

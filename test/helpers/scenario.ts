@@ -8,6 +8,11 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ExecutionContext } from 'ava';
+import { Progress } from '../../scenarios/progress.ts';
+import { formatSummary, type ScenarioReport } from '../../scenarios/report.ts';
+import { runScenario } from '../../scenarios/runner.ts';
+import { loadScenarioFile } from '../../scenarios/validate.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = path.join(ROOT, 'bin/podlab.js');
@@ -118,4 +123,24 @@ export function processesMentioning(needle: string): number[] {
     }
   }
   return out;
+}
+
+/**
+ * Runs a library scenario in-process on `net`, logs its timings, and checks
+ * that no process of its lab survives the run.
+ */
+export async function runLibraryScenario(t: ExecutionContext, name: string, net: string, seed?: number): Promise<{ report: ScenarioReport; summary: string }> {
+  const sc = loadScenarioFile(path.join(ROOT, 'scenarios/library', `${name}.yaml`));
+  let stateDir = '';
+  const lines: string[] = [];
+  const started = Date.now();
+  const report = await runScenario(sc, { labNet: net, seed, onLab: (d) => (stateDir = d), progress: new Progress({ write: (s) => lines.push(s) }) });
+  const wall = Date.now() - started;
+  const summary = formatSummary(report);
+  t.log(`${name}: ${report.verdict}, wall ${(wall / 1000).toFixed(1)}s (lab up ${(report.labUpMs / 1000).toFixed(1)}s, timeline ${(report.durationMs / 1000).toFixed(1)}s), ${report.summary.passed}/${report.summary.asserts} assertions`);
+  if (report.verdict !== 'pass') t.log(lines.join('').trimEnd());
+  t.truthy(stateDir, 'the lab came up');
+  t.deepEqual(processesMentioning(stateDir), [], 'every process of the lab is gone');
+  t.false(fs.existsSync(stateDir), 'the state dir is removed');
+  return { report, summary };
 }

@@ -1,0 +1,33 @@
+# podlab in a container: one image for every process of a lab, entered through the very same
+# `podlab` command as netns labs use (bin/podlab.js -> cli/daemons.ts):
+#   podlab apiserver --host 0.0.0.0 ...     the Kubernetes-shaped apiserver
+#   podlab agent ...                        one node (kubelet + CNI + flanneld roles); name = hostname, IP = eth0's
+#   podlab get|apply|exec|node|capture ...  the CLI, inside a node container (the agent writes lab.json with --lab-json)
+# Build:  docker build -t podlab:latest .
+#         docker build -t podlab:tshark --build-arg WITH_TSHARK=1 .   (for the capture side-car)
+# See docker-compose.yml (Compose and Swarm) and the README section "Network namespaces, kernel nodes and Docker".
+FROM node:20-bookworm-slim
+
+ARG WITH_TSHARK=0
+ENV DEBIAN_FRONTEND=noninteractive
+# iproute2 and ping: to look around inside a node container; tshark only in the capture image.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends iproute2 iputils-ping ca-certificates \
+ && if [ "$WITH_TSHARK" = "1" ]; then \
+      echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections \
+      && apt-get install -y --no-install-recommends tshark; \
+    fi \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/podlab
+COPY package.json package-lock.json ./
+# tsx runs the TypeScript directly (no build step); the optional `cap` addon is skipped if it cannot build.
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY . .
+RUN ln -s /opt/podlab/bin/podlab.js /usr/local/bin/podlab && mkdir -p /var/lib/podlab
+
+ENV PODLAB_HOME=/var/lib/podlab
+# No ports to publish: the apiserver (6443/tcp), VXLAN (8472/udp) and the host-gw wire (8473/udp)
+# are only used on the lab's own Docker network.
+ENTRYPOINT ["node", "/opt/podlab/bin/podlab.js"]
+CMD ["--help"]

@@ -1,0 +1,108 @@
+/**
+ * The container side of issue 7, without a Docker engine (none here):
+ * `docker-compose config` (or `docker compose config`) validates
+ * docker-compose.yml alone and with the capture side-car; the files keep to
+ * what `docker stack deploy` accepts; only the capture container gets
+ * capabilities; and the image's entry point, `podlab apiserver`, starts the
+ * same apiserver netns labs start, here on loopback.
+ */
+import test from 'ava';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import YAML from 'yaml';
+import { ApiClient } from '../control-plane/client.ts';
+import { ROOT } from '../cli/lab.ts';
+import { eventually, hasTool, requireOrSkip } from './helpers/lab.ts';
+
+/** docker-compose (v1, Debian's package) or the docker compose plugin, whichever is here. */
+function composeCommand(): string[] | undefined {
+  if (hasTool('docker-compose')) return ['docker-compose'];
+  // `docker compose` exists only as a plugin: `docker compose version` fails without it.
+  if (hasTool('docker') && spawnSync('docker', ['compose', 'version'], { stdio: 'ignore' }).status === 0) return ['docker', 'compose'];
+  return undefined;
+}
+
+function run(cmd: string[], env: Record<string, string> = {}): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd[0], cmd.slice(1), { cwd: ROOT, env: { ...process.env, ...env } }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: `${stdout}${stderr}` }));
+  });
+}
+
+const compose = () => YAML.parse(fs.readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8')) as Record<string, any>;
+const captureFile = () => YAML.parse(fs.readFileSync(path.join(ROOT, 'docker-compose.capture.yml'), 'utf8')) as Record<string, any>;
+
+test('docker-compose config validates docker-compose.yml, alone and with the capture side-car, for compose and swarm settings', async (t) => {
+  const cmd = composeCommand();
+  if (!requireOrSkip(t, !!cmd, 'neither docker-compose nor the docker compose plugin is installed (.ci/run installs Debian\'s docker-compose)')) return;
+  const alone = await run([...cmd!, '-f', 'docker-compose.yml', 'config', '-q']);
+  t.is(alone.code, 0, alone.out);
+  const both = await run([...cmd!, '-f', 'docker-compose.yml', '-f', 'docker-compose.capture.yml', 'config', '-q']);
+  t.is(both.code, 0, both.out);
+  // The Swarm settings of the README: overlay network, MTU 1450 for VXLAN inside Swarm's VXLAN.
+  const swarm = await run([...cmd!, '-f', 'docker-compose.yml', 'config'], { PODLAB_NET_DRIVER: 'overlay', PODLAB_MTU: '1450', PODLAB_IMAGE: 'registry.example/podlab:1' });
+  t.is(swarm.code, 0, swarm.out);
+  const resolved = YAML.parse(swarm.out) as Record<string, any>;
+  t.is(resolved.networks.podlab.driver, 'overlay');
+  t.is(resolved.services.node.image, 'registry.example/podlab:1');
+  const nodeCmd: string[] = resolved.services.node.command;
+  t.is(nodeCmd[nodeCmd.indexOf('--mtu') + 1], '1450');
+});
+
+test('compose files: the podlab entry point, Swarm-compatible keys, capabilities only on the capture side-car', (t) => {
+  const c = compose();
+  t.is(c.version, '3.9', 'docker stack deploy needs a 3.x version');
+  for (const [name, svc] of Object.entries<any>(c.services)) {
+    t.is(svc.profiles, undefined, `${name}: docker stack deploy rejects profiles`);
+    t.true(svc.depends_on === undefined || Array.isArray(svc.depends_on), `${name}: depends_on must be the v3 list form`);
+    t.is(svc.cap_add, undefined, `${name}: agents and apiserver need no capabilities`);
+    t.falsy(svc.privileged, name);
+    t.is(svc.network_mode, undefined, `${name}: Swarm has no network_mode`);
+  }
+  t.is(c.services.apiserver.command[0], 'apiserver');
+  const node: string[] = c.services.node.command;
+  t.is(node[0], 'agent');
+  t.false(node.includes('--name') || node.includes('--ip'), 'name and IP come from the container (hostname, eth0)');
+  t.true(node.includes('--lab-json'));
+  t.true(node.includes('--state-dir'), 'kept explicit: lab.json recognises the agent by it');
+  const cap = captureFile().services.capture;
+  t.deepEqual([...cap.cap_add].sort(), ['NET_ADMIN', 'NET_RAW']);
+  t.is(cap.network_mode, 'service:node');
+  t.is(cap.entrypoint[0], 'tshark');
+  t.true(cap.entrypoint.includes('-w') && cap.entrypoint[cap.entrypoint.indexOf('-w') + 1] === '-', 'pcapng on stdout for | wireshark -k -i -');
+  const dockerfile = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+  t.regex(dockerfile, /^FROM node:20/m);
+  t.regex(dockerfile, /^ENTRYPOINT \["node", "\/opt\/podlab\/bin\/podlab\.js"\]$/m);
+  t.regex(dockerfile, /npm ci --omit=dev/);
+  t.regex(dockerfile, /iproute2/);
+  t.regex(dockerfile, /WITH_TSHARK/);
+  t.true(fs.existsSync(path.join(ROOT, 'compose/pods.yaml')));
+  t.regex(fs.readFileSync(path.join(ROOT, 'bin/podlab.js'), 'utf8'), /'agent', 'apiserver', 'kernel-node'/);
+});
+
+test('the image entry point: `podlab apiserver` (as compose runs it) serves TCP and, as netns labs ask, its Unix socket', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-entry-'));
+  const sock = path.join(dir, 'api.sock');
+  const p = spawn(process.execPath, [path.join(ROOT, 'bin/podlab.js'), 'apiserver', '--host', '127.0.0.1', '--port', '0', '--state-dir', dir, '--unix-socket', sock], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(async () => {
+    if (p.exitCode === null) {
+      p.kill('SIGTERM');
+      await new Promise((r) => p.once('exit', r));
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  let out = '';
+  p.stdout.on('data', (d) => (out += d));
+  const line = await eventually(() => out.split('\n').find((l) => l.includes('"listening"')), 30_000);
+  const ev = JSON.parse(line) as { url: string; unix: string };
+  t.is(ev.unix, sock);
+  t.regex(ev.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  const overUnix = new ApiClient(`unix:${sock}`);
+  await overUnix.create('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'cnode' }, spec: {} });
+  t.is((await new ApiClient(ev.url).get<{ spec: { podCIDR: string } }>('nodes', 'cnode'))?.spec.podCIDR, '10.244.1.0/24');
+  overUnix.close();
+  p.kill('SIGTERM');
+  await new Promise((r) => p.once('exit', r));
+  t.false(fs.existsSync(sock), 'the socket file is removed on exit');
+});
