@@ -22,6 +22,7 @@ program
   .description('An emulator of Kubernetes pod networking: real processes, real VXLAN (UDP 8472), kubectl-like commands.')
   .option('--state-dir <dir>', 'lab state directory (default: $PODLAB_HOME or ./.podlab)')
   .showHelpAfterError('(run with --help for usage)')
+  .addHelpText('after', '\nLab processes (netns labs and containers start them this way; see cli/daemons.ts):\n  podlab apiserver ...     podlab agent ...     podlab kernel-node ...   (flags: --help of each is their usage error)')
   .exitOverride();
 
 const stateDir = () => resolveStateDir(program.opts().stateDir as string | undefined);

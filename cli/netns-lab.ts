@@ -30,7 +30,7 @@ import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
 import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, txChecksumOffloadOff, validatePrefix } from './netns.ts';
-import { LabError, ROOT, applyObjects, cleanState, demoPods, down, labAddresses, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, type UpOptions } from './lab.ts';
+import { LabError, ROOT, applyObjects, cleanState, demoPods, down, labAddresses, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, writeKubeconfig, type UpOptions } from './lab.ts';
 import { labIsLive, readLab, writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
 import { DEFAULT_WIRE_PORT } from '../node-agent/dataplane.ts';
 
@@ -205,6 +205,9 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     if (o.waitReady) await waitPodsRunning(client, timeout);
     rec.status = 'running';
     writeLab(rec);
+    // kubectl speaks TCP only: this kubeconfig works from inside the underlay namespace
+    // (`ip netns exec <prefix>-underlay kubectl --kubeconfig <stateDir>/kubeconfig get pods`).
+    writeKubeconfig(o.stateDir, rec.apiInternalUrl);
     return rec;
   } catch (e) {
     await down(o.stateDir).catch(() => {});

@@ -25,9 +25,14 @@ export const systemClock: Clock = {
 
 /** A clock that only moves when told to; timers fire in due order during `advance`. */
 export class ManualClock implements Clock {
-  private t = 0;
+  private t: number;
   private seq = 0;
   private timers: { at: number; seq: number; fn: () => void; live: boolean }[] = [];
+
+  /** `startMs`: where time begins (0, or an epoch time for clocks that stamp dates). */
+  constructor(startMs = 0) {
+    this.t = startMs;
+  }
 
   now(): number {
     return this.t;

@@ -493,7 +493,8 @@ export class NodeAgent {
       const bad = validateImpairment(spec);
       if (bad) throw new ControlError(bad);
       const ip = this.peerIp(peer);
-      this.dp.underlay.setImpairment(ip, spec);
+      const name = [...this.peersByName].find(([, v]) => v === ip)?.[0] ?? ip;
+      this.dp.underlay.setImpairment(ip, spec, name);
       return { peer, ip, spec };
     });
     c.handle('impair.clear', async (params) => {

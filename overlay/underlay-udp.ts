@@ -141,10 +141,15 @@ export class UdpUnderlay {
     return this.wire?.address().port;
   }
 
-  /** Sets (or with null clears) the impairment towards one peer address. */
-  setImpairment(peerIp: string, spec: ImpairmentSpec | null): void {
+  /**
+   * Sets (or with null clears) the impairment towards one peer address. Its
+   * random stream is forked from the node's seed and `label` (the peer's node
+   * name), so the same seed drops the same datagrams whatever addresses the
+   * lab happens to use.
+   */
+  setImpairment(peerIp: string, spec: ImpairmentSpec | null, label = peerIp): void {
     if (!spec) this.impairments.delete(peerIp);
-    else this.impairments.set(peerIp, new Impairment(spec, this.opts.rng.fork(`impair:${peerIp}`), this.opts.clock));
+    else this.impairments.set(peerIp, new Impairment(spec, this.opts.rng.fork(`impair:${label}`), this.opts.clock));
   }
 
   impairmentsByPeer(): Map<string, Impairment> {
