@@ -9,6 +9,7 @@
  * node's stack only.
  */
 import type { Clock } from '../common/clock.ts';
+import { readMac } from '../packet/addr.ts';
 import { NetDevice, describeFrame } from './netdev.ts';
 import { tracer } from './trace.ts';
 
@@ -25,11 +26,6 @@ function isGroupMac(frame: Buffer): boolean {
   return (frame[0] & 1) === 1;
 }
 
-function macAt(frame: Buffer, off: number): string {
-  // Hot path: hex of 6 bytes without intermediate arrays.
-  const h = frame.toString('hex', off, off + 6);
-  return `${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}:${h.slice(6, 8)}:${h.slice(8, 10)}:${h.slice(10, 12)}`;
-}
 
 export class Bridge {
   /** The bridge device itself (cni0): its IP stack side. */
@@ -90,7 +86,7 @@ export class Bridge {
     const now = this.clock.now();
     if (this.dev.taps.size) for (const tap of this.dev.taps) tap(frame, from ? 'in' : 'out', this.dev);
     if (from && !isGroupMac(frame.subarray(6))) {
-      const src = macAt(frame, 6);
+      const src = readMac(frame, 6);
       const known = this.fdb.get(src);
       if (!known) this.fdb.set(src, { mac: src, port: from, permanent: false, updatedAt: now });
       else if (!known.permanent) {
@@ -103,7 +99,7 @@ export class Bridge {
       this.flood(frame, from);
       return;
     }
-    const dst = macAt(frame, 0);
+    const dst = readMac(frame, 0);
     if (dst === this.dev.mac) {
       if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: destination ${dst} is ${this.dev.name}'s own MAC (the gateway): up to the node's IP stack`);
       if (from) this.dev.receive(frame);

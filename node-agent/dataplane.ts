@@ -6,12 +6,13 @@
  */
 import type { Clock } from '../common/clock.ts';
 import { SeededRng, deriveMac } from '../common/rng.ts';
-import { intToIpv4 } from '../packet/addr.ts';
+import { intToIpv4, readMac } from '../packet/addr.ts';
 import { gatewayOf, type Backend, type PlanAction } from '../overlay/flannel-plan.ts';
 import { UdpUnderlay } from '../overlay/underlay-udp.ts';
 import { Vtep } from '../overlay/vtep.ts';
 import { Bridge } from './bridge.ts';
-import { IpStack, writeEthHeader } from './ip-stack.ts';
+import { IpStack } from './ip-stack.ts';
+import { writeEthernetHeader } from '../packet/ethernet.ts';
 import { tracer } from './trace.ts';
 import { Conntrack } from './conntrack.ts';
 import { Netfilter } from './netfilter.ts';
@@ -120,7 +121,7 @@ export class NodeDataPlane {
    */
   private attachWire(): void {
     this.eth0.wire = (frame) => {
-      const dst = frame.toString('hex', 0, 6).replace(/(..)(?!$)/g, '$1:');
+      const dst = readMac(frame, 0);
       const peer = this.wirePeers.get(dst);
       if (!peer) {
         this.eth0.counters.drop('no-wire-peer');
@@ -141,7 +142,7 @@ export class NodeDataPlane {
         if (tracer.current) tracer.hop('node', 'underlay', `bare IPv4 packet from ${from.address}:${from.port}, ${buf.length} bytes`);
         const frame = Buffer.allocUnsafe(14 + buf.length);
         const srcMac = [...this.wirePeers].find(([, ip]) => ip === from.address)?.[0] ?? '02:00:00:00:00:00';
-        writeEthHeader(frame, this.eth0.mac, srcMac, 0x0800);
+        writeEthernetHeader(frame, 0, this.eth0.mac, srcMac, 0x0800);
         buf.copy(frame, 14);
         this.eth0.receive(frame);
       };

@@ -15,9 +15,9 @@
  * unreachable for closed UDP ports. Every drop is counted with its reason.
  */
 import type { Clock } from '../common/clock.ts';
-import { BROADCAST_MAC, intToIpv4, ipv4ToInt } from '../packet/addr.ts';
+import { BROADCAST_MAC, intToIpv4 } from '../packet/addr.ts';
 import { ARP_REPLY, ARP_REQUEST, parseArp, serializeArp } from '../packet/arp.ts';
-import { ETHERTYPE_ARP, ETHERTYPE_IPV4, parseEthernet, serializeEthernet } from '../packet/ethernet.ts';
+import { ETHERTYPE_ARP, ETHERTYPE_IPV4, parseEthernet, serializeEthernet, writeEthernetHeader } from '../packet/ethernet.ts';
 import { isWireError } from '../packet/errors.ts';
 import {
   ICMP_TIMXCEED_INTRANS,
@@ -45,7 +45,7 @@ import { parseUdp, serializeUdp } from '../packet/udp.ts';
 import { formatRoute } from './iproute2.ts';
 import { NeighbourTable } from './neighbour.ts';
 import { Counters, NetDevice } from './netdev.ts';
-import { RouteTable, cidrContains, type Route } from './route-table.ts';
+import { RouteTable, type Route } from './route-table.ts';
 import { tracer } from './trace.ts';
 import type { Netfilter } from './netfilter.ts';
 
@@ -373,7 +373,7 @@ export class IpStack {
         tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev} lladdr ${mac} ${e?.state ?? ''}`.trim(), { detail: { neighbour: { ip: nextHop, dev: route.dev, mac, state: e?.state } } });
       }
       const frame = Buffer.allocUnsafe(14 + bytes.length);
-      writeEthHeader(frame, mac, iface.dev.mac, ETHERTYPE_IPV4);
+      writeEthernetHeader(frame, 0, mac, iface.dev.mac, ETHERTYPE_IPV4);
       bytes.copy(frame, 14);
       iface.dev.transmit(frame);
     };
@@ -395,7 +395,7 @@ export class IpStack {
       // Forwarded packets get ICMP host unreachable; locally originated ones are reported
       // to the sending socket, as the kernel reports EHOSTUNREACH to ping.
       if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_HOST, original: EMPTY });
-      else this.reportLocalError(repr, bytes, 'dest-unreachable', ICMP_UNREACH_HOST, repr.src);
+      else this.dispatchError(repr.src, 'dest-unreachable', ICMP_UNREACH_HOST, bytes);
     }));
   }
 
@@ -583,11 +583,6 @@ export class IpStack {
     }
   }
 
-  private reportLocalError(repr: Ipv4Repr, raw: Buffer, type: 'dest-unreachable', code: number, from: string): void {
-    void repr;
-    this.dispatchError(from, type, code, raw);
-  }
-
   private deliverUdp(ip: Ipv4Repr, raw: Buffer): void {
     const udp = parseUdp(ip.payload, ip.src, ip.dst);
     if (isWireError(udp)) {
@@ -635,23 +630,4 @@ export class IpStack {
   private traceDrop(point: string, summary: string, reason: string): void {
     tracer.hop(this.traceNs, point, summary, { drop: reason });
   }
-
-  /** True when `ip` is covered by an address prefix on `devName`. */
-  onLink(devName: string, ip: string): boolean {
-    const n = ipv4ToInt(ip);
-    return (this.interfaces.get(devName)?.addrs ?? []).some((a) =>
-      cidrContains((ipv4ToInt(a.ip) & (a.prefixLen === 0 ? 0 : (0xffffffff << (32 - a.prefixLen)) >>> 0)) >>> 0, a.prefixLen, n),
-    );
-  }
-}
-
-/** Writes a 14-byte Ethernet II header at the start of `frame`. */
-export function writeEthHeader(frame: Buffer, dst: string, src: string, etherType: number): void {
-  writeMacHex(frame, 0, dst);
-  writeMacHex(frame, 6, src);
-  frame.writeUInt16BE(etherType, 12);
-}
-
-function writeMacHex(buf: Buffer, off: number, mac: string): void {
-  for (let i = 0; i < 6; i++) buf[off + i] = parseInt(mac.substr(i * 3, 2), 16);
 }

@@ -5,6 +5,7 @@
  * direct calls; what is "on the wire" is always a complete Ethernet frame.
  */
 
+import { readMac } from '../packet/addr.ts';
 import { describeIpv4, tracer } from './trace.ts';
 
 /** Why a frame was dropped: shown by `podlab node NODE stats` and by trace. */
@@ -128,8 +129,7 @@ export function vethPair(
 /** One line for a frame in a trace: MACs, then the IPv4 summary. */
 export function describeFrame(frame: Buffer): string {
   if (frame.length < 14) return 'runt frame';
-  const mac = (o: number) => frame.toString('hex', o, o + 6).replace(/(..)(?!$)/g, '$1:');
   const type = frame.readUInt16BE(12);
   const l3 = type === 0x0800 ? describeIpv4(frame.subarray(14)) : type === 0x0806 ? 'ARP' : `ethertype 0x${type.toString(16)}`;
-  return `${mac(6)} > ${mac(0)}, ${l3}`;
+  return `${readMac(frame, 6)} > ${readMac(frame, 0)}, ${l3}`;
 }

@@ -15,7 +15,7 @@
  * same filter (addresses, protocol, ICMP id or UDP ports), which the CLI
  * installs on every node before the probe is sent.
  */
-import { isWireError } from '../packet/errors.ts';
+
 import { readIpv4 } from '../packet/addr.ts';
 
 /** What a trace follows: both directions of one flow, and ICMP errors about it. */
@@ -181,4 +181,4 @@ export function describeIpv4(ip: Buffer): string {
   return `${src} > ${dst} ${what}, ttl ${ttl}, ${ip.readUInt16BE(2)} bytes`;
 }
 
-void isWireError;
+

@@ -13,6 +13,7 @@
  * than ours is counted and dropped (as the kernel's vxlan_rcv does), otherwise
  * the inner frame is received on flannel.1 by the node's stack.
  */
+import { readMac } from '../packet/addr.ts';
 import { isWireError } from '../packet/errors.ts';
 import { VXLAN_HEADER_LEN, parseVxlan } from '../packet/vxlan.ts';
 import { NetDevice } from '../node-agent/netdev.ts';
@@ -55,7 +56,7 @@ export class Vtep {
 
   /** Encapsulates an inner frame towards the VTEP that owns its destination MAC. */
   encap(frame: Buffer): void {
-    const dstMac = frame.toString('hex', 0, 6).replace(/(..)(?!$)/g, '$1:');
+    const dstMac = readMac(frame, 0);
     const remote = this.fdb.get(dstMac);
     if (!remote) {
       this.dev.counters.drop('fdb-miss');

@@ -11,7 +11,7 @@
  *
  * Anything else is an error naming the token and its position.
  */
-import { ipv4ToInt, isValidIpv4, isValidMac } from '../../packet/addr.ts';
+import { ipv4ToInt, isValidIpv4, isValidMac, readMac } from '../../packet/addr.ts';
 
 export type FramePredicate = (frame: Buffer) => boolean;
 
@@ -38,8 +38,7 @@ interface Fields {
 function fields(f: Buffer): Fields | null {
   if (f.length < 14) return null;
   const type = f.readUInt16BE(12);
-  const mac = (o: number) => f.toString('hex', o, o + 6).replace(/(..)(?!$)/g, '$1:');
-  const out: Fields = { type, src: -1, dst: -1, proto: -1, sport: -1, dport: -1, macSrc: mac(6), macDst: mac(0) };
+  const out: Fields = { type, src: -1, dst: -1, proto: -1, sport: -1, dport: -1, macSrc: readMac(f, 6), macDst: readMac(f, 0) };
   if (type === 0x0806 && f.length >= 42) {
     out.src = f.readUInt32BE(28);
     out.dst = f.readUInt32BE(38);

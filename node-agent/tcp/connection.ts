@@ -200,7 +200,8 @@ export class TcpConnection {
   private retries = 0;
   private firstRtoAt = 0;
   private probes = 0;
-  private firstProbeAt = 0;
+  /** When the peer last sent an acceptable ACK (bounds zero-window probing of a dead peer). */
+  private lastAckAt = 0;
   private timerKind: TimerKind = null;
   private timerDeadline = 0;
   private timerHandle: { cancel(): void } | null = null;
@@ -501,6 +502,7 @@ export class TcpConnection {
     this.sndUna = seg.ack;
     if (seqLt(this.sndNxt, this.sndUna)) this.sndNxt = this.sndUna;
     this.retries = 0;
+    this.lastAckAt = this.now;
     this.cancelTimer();
     this.state = this.finQueued ? 'FIN-WAIT-1' : 'ESTABLISHED';
   }
@@ -514,6 +516,9 @@ export class TcpConnection {
     }
     const wnd = seg.window << this.sndShift;
     if (seqLt(ack, this.sndUna)) return true; // old duplicate: ignore the ACK field, keep the data
+    // The peer is alive: zero-window probing starts its count again (Linux: icsk_probes_out = 0).
+    this.probes = 0;
+    this.lastAckAt = this.now;
 
     if (ack === this.sndUna) {
       const outstanding = this.sndNxt !== this.sndUna;
@@ -1074,16 +1079,16 @@ export class TcpConnection {
     const dataEnd = seqAdd(this.qSeq, this.sendQueue.length);
     if (this.sndWnd > 0 || !seqLt(this.sndNxt, dataEnd) || this.sndNxt !== this.sndUna) return;
     const now = this.now;
-    if (this.probes === 0) this.firstProbeAt = now;
     this.probes++;
-    if (this.probes > this.cfg.maxRetransmits || now - this.firstProbeAt >= this.cfg.userTimeoutMs * 4) {
+    // Unanswered probes: a peer that went away while its window was closed fails like a timeout.
+    if (this.probes > this.cfg.maxRetransmits || now - this.lastAckAt >= this.cfg.userTimeoutMs) {
       return this.fail(this.softError ?? 'ETIMEDOUT', 'write');
     }
     // Linux's probe (tcp_xmit_probe_skb): an empty segment with an old sequence number,
     // SND.UNA - 1, which the peer must answer with an ACK carrying its current window.
     this.stats.zeroWindowProbes++;
     this.send(TCP_ACK, seqAdd(this.sndUna, -1), this.rcvNxt, this.advertise(), 0, 0);
-    this.armTimer('persist', now + this.persistInterval());
+    this.armTimer('persist', Math.min(now + this.persistInterval(), this.lastAckAt + this.cfg.userTimeoutMs));
   }
 
   private armDelack(): void {
