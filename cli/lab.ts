@@ -34,7 +34,7 @@ export function defaultBgpPort(): number {
 }
 import { isOurProcess, labIsLive, readLab, writeLab, type LabRecord, type ProcRecord } from './state.ts';
 import { upNetns } from './netns-lab.ts';
-import { removeLabNamespaces } from './netns.ts';
+import { isRoot, removeLabNamespaces } from './netns.ts';
 
 /** A lab-level failure with a message meant for the user. */
 export class LabError extends Error {
@@ -476,7 +476,11 @@ export async function down(stateDir: string): Promise<{ stopped: number }> {
   await Promise.all(alive.filter((p) => p.role !== 'apiserver').map((p) => stopProcess(p.pid, stateDir)));
   await Promise.all(alive.filter((p) => p.role === 'apiserver').map((p) => stopProcess(p.pid, stateDir)));
   // netns labs (issue 7): delete every namespace lab.json and the kernel nodes recorded; their veths go with them.
-  if (rec.netns) await removeLabNamespaces(stateDir, rec);
+  if (rec.netns) {
+    // Kept when a namespace could not be deleted (not root?), so a second `podlab down` can finish the job.
+    const left = await removeLabNamespaces(stateDir, rec);
+    if (left.length) throw new LabError(`could not delete network namespaces ${left.join(', ')}${isRoot() ? '' : ' (run podlab down as root)'}; lab.json is kept for another 'podlab down'`);
+  }
   cleanState(stateDir);
   return { stopped: alive.length };
 }

@@ -234,14 +234,13 @@ export async function labNamespaces(stateDir: string, rec: { netns?: { prefix: s
   return [...[...pods].filter((p) => p.startsWith('podlab-')), ...nodes, ...underlay];
 }
 
-/** Deletes every namespace of a lab; returns the names that existed. */
+/** Deletes every namespace of a lab; returns the ones still there afterwards (none when all went well). */
 export async function removeLabNamespaces(stateDir: string, rec: Parameters<typeof labNamespaces>[1]): Promise<string[]> {
   const have = await listNetns().catch(() => [] as string[]);
   const all = await labNamespaces(stateDir, rec, have);
-  const removed: string[] = [];
   for (const ns of all) {
-    if (!have.includes(ns)) continue;
-    if (await delNetns(ns).catch(() => false)) removed.push(ns);
+    if (have.includes(ns)) await delNetns(ns).catch(() => false);
   }
-  return removed;
+  const after = await listNetns().catch(() => have);
+  return all.filter((ns) => after.includes(ns));
 }

@@ -540,6 +540,14 @@ export class NodeAgent {
       tracer.stop(id);
       return hops;
     });
+    c.handle('bgp.reset', async (params) => {
+      if (!this.bgp) throw new ControlError(`${this.name} runs the ${this.opts.backend} backend: no BGP sessions to reset`);
+      const { peer } = (params ?? {}) as { peer?: string };
+      const reset = this.bgp.reset(peer ? this.peersByName.get(peer) ?? peer : undefined);
+      if (peer && !reset.length) throw new ControlError(`${this.name} has no BGP session with ${peer}`);
+      this.reconcileBgp();
+      return { reset };
+    });
     c.handle('stack.mtu', async (params) => {
       const { dev, mtu } = params as { dev: string; mtu: number };
       const iface = this.dp.stack.interfaces.get(dev);

@@ -143,6 +143,20 @@ export class CalicoBgp {
     await this.starting;
   }
 
+  /**
+   * Resets BGP sessions (all, or towards one peer address), as `birdc restart`
+   * does: the session goes down with Cease, routes learned over it are
+   * withdrawn, and the next reconcile brings it up again.
+   */
+  reset(peer?: string): string[] {
+    const gone = [...this.configured.keys()].filter((a) => !peer || a === peer);
+    for (const a of gone) {
+      this.speaker?.removePeer(a);
+      this.configured.delete(a);
+    }
+    return gone;
+  }
+
   /** `podlab node NODE bgp summary`: like `birdc show protocols` / `calicoctl node status`. */
   summary(): string {
     if (!this.speaker) return 'BGP speaker not running\n';

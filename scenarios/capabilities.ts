@@ -44,13 +44,11 @@ export const PENDING: Record<string, Record<string, string>> = {
     service: 'Services',
   },
   fault: {
-    'bgp-reset': 'the BGP backend',
     'mark-not-ready': 'node readiness handling (endpoints follow Ready)',
   },
   condition: {
     transfer: 'TCP transfers in pods',
     'lb-spread': 'Services and kube-proxy',
-    'bgp-converged': 'the BGP backend',
   },
 };
 

@@ -183,6 +183,26 @@ export const CONDITIONS: { [K in Condition['kind']]: CondFn<K> } = {
     };
   },
 
+  async 'bgp-converged'(c, ctx) {
+    const live = ctx.nodes.filter((n) => !ctx.down.has(n) && !ctx.deletedNodes.has(n) && !ctx.frozen.has(n));
+    const on = (c.on ?? live).filter((n) => live.includes(n));
+    const missing: string[] = [];
+    for (const n of on) {
+      const r = await ctx.io.call<{ stdout: string }>(n, 'node.cmd', { argv: ['ip', 'route'] }, 2000).catch(() => ({ stdout: '' }));
+      for (const m of live) {
+        const cidr = ctx.podCidrs.get(m);
+        if (m === n || !cidr) continue;
+        if (!r.stdout.split('\n').some((l) => l.startsWith(cidr + ' ') && l.includes('proto bird'))) missing.push(`${n} lacks ${m}'s ${cidr}`);
+      }
+    }
+    return {
+      ok: !missing.length,
+      expected: `every route between ${on.join(', ')} learned over BGP`,
+      actual: missing.length ? missing.join('; ') : 'converged',
+      message: missing.length ? `BGP not converged: ${missing.join('; ')}` : undefined,
+    };
+  },
+
   async counter(c, ctx) {
     const s = await ctx.io.call<{ interfaces: Record<string, Cnt>; ip: Cnt; pods: Record<string, { eth0: Cnt }> }>(c.node, 'stats', {});
     const dev = c.dev === 'ip' ? s.ip : c.dev.startsWith('pod/') ? s.pods[c.dev.slice(4).includes('/') ? c.dev.slice(4) : `default/${c.dev.slice(4)}`]?.eth0 : s.interfaces[c.dev];

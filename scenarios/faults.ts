@@ -206,6 +206,12 @@ export const FAULTS: { [K in FaultSpec['kind']]: FaultFn<K> } = {
     return `deleted Node ${f.node} from the apiserver${ctx.down.has(f.node) ? '' : ' (its agent still runs)'}`;
   },
 
+  async 'bgp-reset'(f, ctx, step) {
+    const r = await ctx.io.call<{ reset: string[] }>(f.node, 'bgp.reset', { peer: f.peer });
+    openBand(ctx, step, 'bgp-reset', `BGP reset on ${f.node}${f.peer ? ` towards ${f.peer}` : ''}`, [f.node, ...(f.peer ? [f.peer] : [])], true);
+    return `reset ${r.reset.length} BGP session(s) on ${f.node}: ${r.reset.join(', ')}`;
+  },
+
   async scale(f, ctx, step) {
     await ctx.pods.refresh();
     const current = ctx.pods.matching({ prefix: f.prefix, namespace: f.namespace }).filter((p) => /^\d+$/.test(p.name.slice(f.prefix.length)));
@@ -271,6 +277,8 @@ export function describeFault(f: FaultSpec): string {
       return `delete ${f.count ? `${f.count} of ` : ''}${f.pods.text}${f.recreate ? ' and recreate' : ''}`;
     case 'delete-node':
       return `delete Node ${f.node}`;
+    case 'bgp-reset':
+      return `bgp-reset ${f.node}${f.peer ? ` -> ${f.peer}` : ''}`;
     case 'scale':
       return `scale ${f.prefix}* to ${f.replicas}`;
     case 'mtu':

@@ -70,6 +70,7 @@ export type FaultSpec =
   | { kind: 'restart'; target: string; kill: boolean }
   | { kind: 'delete-pods'; pods: PodRef; count?: number; recreate: boolean }
   | { kind: 'delete-node'; node: string }
+  | { kind: 'bgp-reset'; node: string; peer?: string }
   | { kind: 'scale'; prefix: string; replicas: number; namespace: string; labels: Record<string, string>; nodes?: string[] }
   | { kind: 'mtu'; node: string; dev: string; mtu: number }
   | { kind: 'heal'; nodes?: string[] };
@@ -81,6 +82,7 @@ export type Condition = { name: string; withinMs?: number; line: number } & (
   | { kind: 'delivery'; flow: string; min?: number; max?: number; window?: Window }
   | { kind: 'latency'; flow: string; percentile: number; maxMs?: number; minMs?: number; window?: Window }
   | { kind: 'no-route'; node: string; on?: string[] }
+  | { kind: 'bgp-converged'; on?: string[] }
   | { kind: 'counter'; node: string; dev: string; counter: string; reason?: string; op: Comparison; value: number }
   | { kind: 'flow-errors'; flow: string; error: string; min?: number; max?: number }
 );

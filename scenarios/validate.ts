@@ -37,9 +37,9 @@ export class ScenarioError extends Error {
 type Path = (string | number)[];
 
 /** The fault kinds the runner implements (faults.ts registers one function per kind). */
-export const FAULT_KINDS = ['link', 'partition', 'kill', 'freeze', 'thaw', 'restart', 'delete-pods', 'delete-node', 'scale', 'mtu', 'heal'] as const;
+export const FAULT_KINDS = ['link', 'partition', 'kill', 'freeze', 'thaw', 'restart', 'delete-pods', 'delete-node', 'scale', 'mtu', 'heal', 'bgp-reset'] as const;
 /** The condition kinds usable in `assert` and `wait.until`. */
-export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors'] as const;
+export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors', 'bgp-converged'] as const;
 /** The flow kinds traffic steps can start (traffic.ts registers one driver per kind). */
 export const FLOW_KINDS = ['ping', 'udp'] as const;
 /** Errors a flow counts, by kind (`flow-errors` conditions name them). */
@@ -492,6 +492,11 @@ function parseFault(f: F, scope: Scope): FaultSpec {
     case 'delete-node':
       only('node');
       return { kind, node: f.req('node', (x) => scope.node(x)) };
+    case 'bgp-reset': {
+      only('node', 'peer');
+      if (scope.lab.backend !== 'bgp') f.at('kind').fail(`bgp-reset needs lab.backend: bgp (this lab runs ${scope.lab.backend})`);
+      return { kind, node: f.req('node', (x) => scope.node(x)), peer: f.opt('peer', (x) => scope.node(x)) };
+    }
     case 'scale': {
       only('prefix', 'replicas', 'namespace', 'labels', 'nodes');
       const prefix = f.req('prefix', (x) => {
@@ -637,6 +642,12 @@ function parseCondition(f: F, scope: Scope): Condition {
       const on = f.opt('on', (x) => nodeList(x, scope));
       if (on?.includes(node)) f.at('on').fail(`${node} always has a route to its own pods`);
       return { ...base, kind, node, on, withinMs: within() ?? 5000, name: given() ?? `no route to ${node} on ${on ? on.join(', ') : 'every other node'}` };
+    }
+    case 'bgp-converged': {
+      only('on');
+      if (scope.lab.backend !== 'bgp') f.at('kind').fail(`bgp-converged needs lab.backend: bgp (this lab runs ${scope.lab.backend})`);
+      const on = f.opt('on', (x) => nodeList(x, scope));
+      return { ...base, kind, on, withinMs: within(), name: given() ?? `BGP converged: every ${on ? `node of ${on.join(', ')}` : 'node'} has a proto bird route to every other live node` };
     }
     case 'counter': {
       only('expr', 'node', 'dev', 'counter', 'reason', 'op', 'value');

@@ -266,6 +266,24 @@ test('zero window: a paused reader closes the window, the writer probes, and res
   t.true(drains >= 1);
 });
 
+test('zero window, then the peer vanishes: unanswered probes fail the connection with ETIMEDOUT ~15 s after its last ACK', async (t) => {
+  const link = new TcpLink();
+  link.tcpB.listen(80, {}, (s) => s.pause());
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  c.write(pattern(400_000));
+  await link.until(() => c.conn.sndWnd === 0 && c.conn.sndNxt === c.conn.sndUna, 5000, 1);
+  const lastAck = Math.max(...link.seen.filter((s) => s.dir === 'b>a').map((s) => s.at)) + 1;
+  link.down['a>b'] = true;
+  link.down['b>a'] = true;
+  let err: TcpError | undefined;
+  c.on('error', (e) => (err = e));
+  await link.until(() => !!err, 60_000, 10);
+  t.is(err?.code, 'ETIMEDOUT');
+  const failedAfter = link.clock.now() - lastAck;
+  t.true(failedAfter >= 15_000 && failedAfter <= 16_000, `failed ${failedAfter} ms after the last ACK`);
+});
+
 test('out-of-order segments are buffered and delivered in order', async (t) => {
   const link = new TcpLink({ reorder: 0.3, seed: 11 });
   const { data } = sink(link, 80);
