@@ -7,6 +7,8 @@
  *   between two processes on loopback; same window of 32 datagrams in flight.
  * - Ping round-trip time: pod-to-pod across nodes versus a raw UDP ping-pong
  *   between two processes.
+ * - TCP: cross-node pod-to-pod throughput and connection cost versus raw Node TCP (bench/tcp.ts).
+ * - BGP: convergence at 10 and 30 nodes, full mesh versus route reflectors (bench/bgp.ts).
  * - Capture: the data path's rate with capture support idle versus the same
  *   path with the hooks removed, and while capturing (bench/capture.ts).
  */
@@ -19,6 +21,7 @@ import { execInPod } from '../cli/commands.ts';
 import { ROOT, down, up } from '../cli/lab.ts';
 import { benchBgp } from './bgp.ts';
 import { benchCapture } from './capture.ts';
+import { benchTcp } from './tcp.ts';
 import { measure, writeResults, RESULTS, type Measure } from './results.ts';
 
 const N = Number(process.env.BENCH_PACKETS ?? 20_000);
@@ -117,6 +120,7 @@ async function main(): Promise<void> {
   }
   measures.push(...(await benchCapture()));
   measures.push(...(await benchBgp()));
+  measures.push(...(await benchTcp()));
   writeResults(measures);
   for (const x of measures) {
     process.stdout.write(`${x.name}: ${x.value} ${x.unit} | baseline (${x.baselineName}): ${x.baseline} ${x.unit} | ratio ${x.ratio}\n`);

@@ -3,7 +3,7 @@
  * real packet from the pod, gathers every node's hops and prints them in the
  * order they happened, as the seeds walk a packet through a cluster.
  */
-import { IPPROTO_ICMP, IPPROTO_UDP } from '../packet/ipv4.ts';
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from '../packet/ipv4.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import { SeededRng } from '../common/rng.ts';
 import type { ProbeResult } from '../node-agent/trace-probe.ts';
@@ -16,7 +16,7 @@ import { LabError } from './lab.ts';
 export interface TraceReport {
   from: { pod: string; ip: string; node: string };
   to: string;
-  protocol: 'icmp' | 'udp';
+  protocol: 'icmp' | 'udp' | 'tcp';
   port?: number;
   hops: (TraceHop & { n: number })[];
   result: ProbeResult;
@@ -32,9 +32,8 @@ export async function trace(
   if (o.size !== undefined && (!Number.isInteger(o.size) || o.size < 0 || o.size > 65000)) throw new LabError(`--size: must be 0-65000 bytes, got ${o.size}`);
   if (o.ttl !== undefined && (!Number.isInteger(o.ttl) || o.ttl < 1 || o.ttl > 255)) throw new LabError(`--ttl: must be 1-255, got ${o.ttl}`);
   if (!isValidIpv4(dest)) throw new LabError(`trace: '${dest}' is not an IPv4 address`);
-  if (o.proto === 'tcp') throw new LabError('trace --proto tcp: pods have no TCP yet in this build; use icmp or udp');
-  if (o.proto !== 'icmp' && o.proto !== 'udp') throw new LabError(`--proto: must be icmp, udp or tcp, got '${o.proto}'`);
-  if (o.proto === 'udp' && (o.port === undefined || !Number.isInteger(o.port) || o.port < 1 || o.port > 65535)) throw new LabError('--port: a UDP trace needs --port 1-65535');
+  if (o.proto !== 'icmp' && o.proto !== 'udp' && o.proto !== 'tcp') throw new LabError(`--proto: must be icmp, udp or tcp, got '${o.proto}'`);
+  if (o.proto !== 'icmp' && (o.port === undefined || !Number.isInteger(o.port) || o.port < 1 || o.port > 65535)) throw new LabError(`--port: a ${o.proto.toUpperCase()} trace needs --port 1-65535`);
   const { rec, key, node } = await locatePod(stateDir, ref);
   const pod = await new ApiClient(rec.apiUrl).get<Pod>('pods', key.split('/')[1], key.split('/')[0]).catch(() => null);
   const podIp = pod?.status?.podIP ?? (await callNode<{ pods: { key: string; ip: string }[] }>(stateDir, node, 'info', {})).pods.find((p) => p.key === key)?.ip;
@@ -44,9 +43,9 @@ export async function trace(
     id: `trace-${rng.int(0, 0xffffff).toString(16)}`,
     a: podIp,
     b: dest,
-    protocol: o.proto === 'icmp' ? IPPROTO_ICMP : IPPROTO_UDP,
+    protocol: o.proto === 'icmp' ? IPPROTO_ICMP : o.proto === 'tcp' ? IPPROTO_TCP : IPPROTO_UDP,
     key: o.proto === 'icmp' ? rng.int(1, 0xffff) : rng.int(40000, 60000),
-    port: o.proto === 'udp' ? o.port : undefined,
+    port: o.proto === 'icmp' ? undefined : o.port,
   };
   const nodes = rec.nodes.map((n) => n.name);
   await Promise.all(nodes.map((n) => callNode(stateDir, n, 'trace.start', { filter })));
@@ -74,7 +73,7 @@ export async function trace(
 /** The report as text: one line per hop, grouped by leg, then the verdict. */
 export function formatTrace(r: TraceReport): string {
   const lines: string[] = [];
-  lines.push(`trace from ${r.from.pod} (${r.from.ip} on ${r.from.node}) to ${r.to}, ${r.protocol === 'icmp' ? 'ICMP echo' : `UDP port ${r.port}`}, 1 packet`);
+  lines.push(`trace from ${r.from.pod} (${r.from.ip} on ${r.from.node}) to ${r.to}, ${r.protocol === 'icmp' ? 'ICMP echo' : `${r.protocol.toUpperCase()} port ${r.port}`}, 1 ${r.protocol === 'tcp' ? 'connection attempt' : 'packet'}`);
   let leg = '';
   const titles: Record<string, string> = { request: 'request', reply: 'reply', error: 'ICMP error about the request' };
   for (const h of r.hops) {
@@ -89,7 +88,7 @@ export function formatTrace(r: TraceReport): string {
   const res = r.result;
   switch (res.kind) {
     case 'reply':
-      lines.push(`result: reply from ${res.from} in ${res.rttMs.toFixed(2)} ms${res.ttl !== undefined ? `, ttl ${res.ttl}` : ''}`);
+      lines.push(`result: ${res.text && r.protocol === 'tcp' ? `${res.text} ` : ''}reply from ${res.from} in ${res.rttMs.toFixed(2)} ms${res.ttl !== undefined ? `, ttl ${res.ttl}` : ''}`);
       break;
     case 'icmp-error':
       lines.push(`result: ICMP ${res.type} (code ${res.code}${res.nextHopMtu ? `, mtu ${res.nextHopMtu}` : ''}) from ${res.from} after ${res.rttMs.toFixed(2)} ms`);

@@ -516,7 +516,7 @@ export class IpStack {
       ip = whole;
       raw = serializeIpv4({ ...whole, moreFragments: false, fragmentOffset: 0 });
     }
-    if (tracer.current) tracer.hop(this.traceNs, 'local', `${ip.dst} is a local address: delivered to the ${ip.protocol === IPPROTO_ICMP ? 'ICMP' : ip.protocol === IPPROTO_UDP ? 'UDP' : `protocol ${ip.protocol}`} layer`);
+    if (tracer.current) tracer.hop(this.traceNs, 'local', `${ip.dst} is a local address: delivered to the ${ip.protocol === IPPROTO_ICMP ? 'ICMP' : ip.protocol === IPPROTO_UDP ? 'UDP' : ip.protocol === 6 ? 'TCP' : `protocol ${ip.protocol}`} layer`);
     if (ip.protocol === IPPROTO_ICMP) return this.deliverIcmp(ip, raw);
     if (ip.protocol === IPPROTO_UDP) return this.deliverUdp(ip, raw);
     const handler = this.protocols.get(ip.protocol);

@@ -43,6 +43,15 @@ export async function sendProbe(pod: PodNet, f: TraceFilter, clock: Clock, opts:
     const data = Buffer.alloc(size);
     for (let i = 16; i < size; i++) data[i] = (0x10 + i - 16) & 0xff;
     sent = tracer.run(ctx, () => pod.stack.sendEcho(f.b, f.key, 1, data, { ttl }));
+  } else if (f.protocol === 6) {
+    // A TCP probe is one connection attempt: the SYN and what answers it (SYN-ACK, or RST from a closed port).
+    const sock = tracer.run(ctx, () => pod.tcp.connect({ host: f.b, port: f.port ?? 80, localPort: f.key }));
+    sock.on('connect', () => settle({ kind: 'reply', from: f.b, rttMs: clock.now() - t0, text: 'SYN-ACK: connection established' }));
+    sock.on('error', (e: Error & { code?: string }) =>
+      e.code === 'ECONNREFUSED' ? settle({ kind: 'reply', from: f.b, rttMs: clock.now() - t0, text: 'RST: connection refused (port closed)' }) : settle({ kind: 'local-error', error: `${e.code ?? ''} ${e.message}`.trim() }),
+    );
+    close = () => sock.destroy();
+    sent = { ok: true as const };
   } else {
     const sock = pod.stack.bindUdp(f.key, {
       message: (m) => settle({ kind: 'reply', from: m.srcIp, ttl: m.ttl, rttMs: clock.now() - t0, text: m.data.toString('utf8', 0, 200) }),

@@ -25,9 +25,9 @@ export interface TraceFilter {
   a: string;
   b: string;
   protocol: number;
-  /** ICMP echo identifier, or UDP source port of the probe. */
+  /** ICMP echo identifier, or the UDP/TCP source port of the probe. */
   key: number;
-  /** UDP destination port of the probe. */
+  /** UDP/TCP destination port of the probe. */
   port?: number;
 }
 
@@ -60,6 +60,7 @@ export interface TraceContext {
 
 const ICMP = 1;
 const UDP = 17;
+const TCP = 6;
 
 /** Wall-clock microseconds with sub-millisecond resolution, consistent across processes. */
 function nowUs(): number {
@@ -149,7 +150,7 @@ export class Tracer {
     if (!fwd && !rev) return false;
     if (quoted && !fwd) return false;
     if (proto === ICMP) return l4.length >= 8 && (l4[0] === 8 || l4[0] === 0) && l4.readUInt16BE(4) === f.key;
-    if (proto === UDP && l4.length >= 4) {
+    if ((proto === UDP || proto === TCP) && l4.length >= 4) {
       const sp = l4.readUInt16BE(0);
       const dp = l4.readUInt16BE(2);
       return fwd ? sp === f.key && (f.port === undefined || dp === f.port) : dp === f.key;
@@ -175,8 +176,11 @@ export function describeIpv4(ip: Buffer): string {
     what = `${names[l4[0]] ?? `ICMP type ${l4[0]}`}${l4[0] === 0 || l4[0] === 8 ? ` id ${l4.readUInt16BE(4)} seq ${l4.readUInt16BE(6)}` : ` code ${l4[1]}`}`;
   } else if (ip[9] === UDP && l4.length >= 8) {
     what = `UDP ${l4.readUInt16BE(0)} > ${l4.readUInt16BE(2)}`;
-  } else if (ip[9] === 6 && l4.length >= 4) {
-    what = `TCP ${l4.readUInt16BE(0)} > ${l4.readUInt16BE(2)}`;
+  } else if (ip[9] === 6 && l4.length >= 14) {
+    // tcpdump's flag letters: S(YN) F(IN) R(ST) P(USH) .(ACK)
+    const f = l4[13];
+    const flags = `${f & 2 ? 'S' : ''}${f & 1 ? 'F' : ''}${f & 4 ? 'R' : ''}${f & 8 ? 'P' : ''}${f & 16 ? '.' : ''}`;
+    what = `TCP ${l4.readUInt16BE(0)} > ${l4.readUInt16BE(2)} [${flags}]`;
   }
   return `${src} > ${dst} ${what}, ttl ${ttl}, ${ip.readUInt16BE(2)} bytes`;
 }

@@ -356,13 +356,15 @@ export class IptablesProxier implements ServiceProxyEngine {
       let block = this.blocks.get(key);
       if (!block || block.fp !== fp) block = renderService(sp, cfg, fp);
       nextBlocks.set(key, block);
-      filter.rules.push(...block.filterRules);
-      nat.chains.push(...block.natChains);
+      append(filter.rules, block.filterRules);
+      append(nat.chains, block.natChains);
       // Keep kube-proxy's per-service write order in the restore payload.
-      natRest.push(...block.natServiceRules, ...block.natNodePortRules, ...block.natRules);
+      append(natRest, block.natServiceRules);
+      append(natRest, block.natNodePortRules);
+      append(natRest, block.natRules);
       for (const [k, v] of block.seps) seps.set(k, v);
     }
-    nat.rules.push(...natRest);
+    append(nat.rules, natRest);
     nat.rules.push(
       rule('nat', 'KUBE-SERVICES')
         .comment('kubernetes service nodeports; NOTE: this must be the last rule in this chain', true)
@@ -452,6 +454,11 @@ export class IptablesProxier implements ServiceProxyEngine {
   connectionOpened(): void {}
 
   connectionClosed(): void {}
+}
+
+/** dst.push(...src) without the argument-count limit of spreading 100,000s of rules. */
+function append<T>(dst: T[], src: readonly T[]): void {
+  for (const x of src) dst.push(x);
 }
 
 function emptyTable(name: TableName): TableData {

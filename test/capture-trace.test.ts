@@ -221,6 +221,15 @@ test.serial('trace reports drops with their reason and hop', async (t) => {
   t.like(udp.result, { kind: 'icmp-error', code: 3 });
 });
 
+test.serial('a TCP trace follows the SYN and reports SYN-ACK or RST', async (t) => {
+  // busybox pods have no listener: the SYN to port 80 gets a RST from the destination pod.
+  const r = await trace(lab.stateDir, 'pod-1a', ips['pod-2a'], { proto: 'tcp', port: 80 });
+  t.like(r.result, { kind: 'reply', text: 'RST: connection refused (port closed)' });
+  t.true(r.hops.some((h) => h.leg === 'request' && /TCP \d+ > 80 \[S\]/.test(h.summary)));
+  t.true(r.hops.some((h) => h.leg === 'reply' && /TCP 80 > \d+ \[R\.\]/.test(h.summary)), r.hops.map((h) => h.summary).join('\n'));
+  t.true(r.hops.some((h) => h.point === 'vxlan-encap'));
+});
+
 test.serial('the CLI prints trace JSON and an error for a bad destination', async (t) => {
   const run = (args: string[]) =>
     new Promise<{ code: number; out: string; err: string }>((resolve) =>

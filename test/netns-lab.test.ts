@@ -313,9 +313,14 @@ test.serial('pods come and go on the kernel node; a container-style node (podlab
   await client.delete('pods', 'cpod');
   await stopProcess(p.pid, lab!.stateDir);
   await client.delete('nodes', 'cnode-1');
-  await eventually(() => !new RegExp(`^${net3}\\.0/24`, 'm').test(execFileSync('ip', ['-n', KNS, 'route'], { encoding: 'utf8' })), 20_000);
-  t.notRegex(execFileSync('ip', ['-n', KNS, 'neigh', 'show', 'dev', 'flannel.1'], { encoding: 'utf8' }), new RegExp(`^${net3}\\.0 `, 'm'));
-  t.notRegex(execFileSync('bridge', ['-n', KNS, 'fdb', 'show', 'dev', 'flannel.1'], { encoding: 'utf8' }), new RegExp(`dst ${NET.replace(/\./g, '\\.')}\\.30 `));
+  // Route first, then FDB and neighbour (the plan's removal order): wait for all three.
+  const gone = () => ({
+    route: !new RegExp(`^${net3}\\.0/24`, 'm').test(execFileSync('ip', ['-n', KNS, 'route'], { encoding: 'utf8' })),
+    neigh: !new RegExp(`^${net3}\\.0 `, 'm').test(execFileSync('ip', ['-n', KNS, 'neigh', 'show', 'dev', 'flannel.1'], { encoding: 'utf8' })),
+    fdb: !new RegExp(`dst ${NET.replace(/\./g, '\\.')}\\.30 `).test(execFileSync('bridge', ['-n', KNS, 'fdb', 'show', 'dev', 'flannel.1'], { encoding: 'utf8' })),
+  });
+  await eventually(() => Object.values(gone()).every(Boolean), 20_000).catch(() => undefined);
+  t.deepEqual(gone(), { route: true, neigh: true, fdb: true });
 });
 
 test.serial('podlab down stops every process and deletes every namespace and veth it made', async (t) => {

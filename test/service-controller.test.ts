@@ -52,18 +52,21 @@ async function pod(c: ApiClient, name: string, o: PodOpts = {}): Promise<void> {
 const slicesOf = async (c: ApiClient, svc: string, ns = 'default') => (await c.list<EndpointSlice>('endpointslices', { namespace: ns, labelSelector: `kubernetes.io/service-name=${svc}` })).items;
 const addrs = (slices: EndpointSlice[]) => slices.flatMap((s) => s.endpoints.flatMap((e) => e.addresses)).sort();
 
-/** Waits for the first watch event satisfying `pred`; returns it and the time it took. */
+/** Opens a watch, then runs `act`; returns the first event satisfying `pred` and the time from `act` to it. */
 async function waitFor(c: ApiClient, rv: string, pred: (ev: WatchEvent<EndpointSlice>) => boolean, act: () => Promise<unknown>): Promise<{ ev: WatchEvent<EndpointSlice>; ms: number }> {
   const ac = new AbortController();
-  const it = c.watch<EndpointSlice>('endpointslices', { namespace: 'default', resourceVersion: rv, signal: ac.signal })[Symbol.asyncIterator]();
-  const first = it.next();
-  const started = performance.now();
-  await act();
+  let opened!: () => void;
+  const open = new Promise<void>((r) => (opened = r));
+  const it = c.watch<EndpointSlice>('endpointslices', { namespace: 'default', resourceVersion: rv, signal: ac.signal, onOpen: () => opened() })[Symbol.asyncIterator]();
+  let next = it.next();
   const deadline = Date.now() + 5000;
+  const timeout = () => new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), Math.max(1, deadline - Date.now())));
   try {
-    let next = first;
+    if ((await Promise.race([open, timeout()])) === 'timeout') throw new Error('watch did not open');
+    const started = performance.now();
+    await act();
     while (Date.now() < deadline) {
-      const r = await Promise.race([next, new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), deadline - Date.now()))]);
+      const r = await Promise.race([next, timeout()]);
       if (r === 'timeout' || r.done) break;
       if (pred(r.value)) return { ev: r.value, ms: performance.now() - started };
       next = it.next();
@@ -216,7 +219,11 @@ test('validation speaks kube-apiserver', async (t) => {
   const { c } = await server(t);
   const bad = async (spec: unknown) => (await t.throwsAsync(c.create('services', { metadata: { name: 'x' }, spec })))!.message;
   t.is(await bad({}), 'Service "x" is invalid: spec.ports: Required value');
-  t.is(await bad({ ports: [{ port: 0 }] }), 'Service "x" is invalid: spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive');
+  // targetPort defaults to port, so a bad port is reported twice, as kube-apiserver does.
+  t.is(
+    await bad({ ports: [{ port: 0 }] }),
+    'Service "x" is invalid: [spec.ports[0].port: Invalid value: 0: must be between 1 and 65535, inclusive, spec.ports[0].targetPort: Invalid value: 0: must be between 1 and 65535, inclusive]',
+  );
   t.is(await bad({ ports: [{ port: 80 }, { port: 81 }] }), 'Service "x" is invalid: [spec.ports[0].name: Required value, spec.ports[1].name: Required value]');
   t.is(await bad({ ports: [{ name: 'a', port: 80 }, { name: 'a', port: 81 }] }), 'Service "x" is invalid: spec.ports[1].name: Duplicate value: "a"');
   t.is(await bad({ type: 'LoadBalancer', ports: [{ port: 80 }] }), 'Service "x" is invalid: spec.type: Unsupported value: "LoadBalancer": supported values: "ClusterIP", "NodePort"');

@@ -1,0 +1,135 @@
+/**
+ * kube-proxy engines at scale, per mode (iptables, ipvs, userspace):
+ *
+ * - sync: one full `update()` of 10,000 Services x 10 endpoints plus rendering
+ *   the node's text view (`iptables-save -t nat` / `ipvsadm -Ln`), against the
+ *   baseline of building the shared Service/EndpointSlice model alone (what
+ *   every mode pays before writing a rule); also a resync after one endpoint
+ *   changed (kube-proxy's partial sync) against the full sync;
+ * - decide: the mean cost of `decide()` for a first packet to a ClusterIP at
+ *   10 Services against a Map lookup of the same (protocol, address, port)
+ *   key (the least any service lookup costs), and at 10,000 Services against
+ *   the same mode at 10 Services (how it scales: the iptables walk is
+ *   indexed, so it should stay flat like IPVS' hash table).
+ *
+ * Run alone with `node --import tsx bench/services.ts`.
+ */
+import { pathToFileURL } from 'node:url';
+import { SeededRng } from '../common/rng.ts';
+import type { KubeObject } from '../control-plane/types.ts';
+import { buildModel, createServiceProxyEngine, type AnyProxier, type ProxyMode } from '../service-proxy/index.ts';
+import { measure, type Measure } from './results.ts';
+
+const MODES: ProxyMode[] = ['iptables', 'ipvs', 'userspace'];
+
+/** `n` Services of `eps` endpoints each, spread over 3 nodes, with their EndpointSlices. */
+export function makeCluster(n: number, eps: number): { services: KubeObject[]; slices: KubeObject[] } {
+  const services: KubeObject[] = [];
+  const slices: KubeObject[] = [];
+  for (let i = 0; i < n; i++) {
+    const name = `svc-${i}`;
+    const meta = (nm: string) => ({ name: nm, namespace: 'default', uid: `u-${nm}`, resourceVersion: '1', creationTimestamp: '2026-11-25T11:30:00Z' });
+    services.push({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: meta(name),
+      spec: {
+        type: i % 10 === 0 ? 'NodePort' : 'ClusterIP',
+        clusterIP: `10.96.${Math.floor(i / 250) + 1}.${(i % 250) + 1}`,
+        ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080, ...(i % 10 === 0 ? { nodePort: 30000 + (i / 10) } : {}) }],
+        selector: { app: name },
+      },
+    });
+    const endpoints = Array.from({ length: eps }, (_, j) => {
+      const k = i * eps + j;
+      return { addresses: [`10.${244 + Math.floor(k / 65025)}.${Math.floor((k % 65025) / 255)}.${(k % 255) + 1}`], conditions: { ready: true, serving: true, terminating: false }, nodeName: `node-${(k % 3) + 1}` };
+    });
+    slices.push({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { ...meta(`${name}-abcde`), labels: { 'kubernetes.io/service-name': name } },
+      addressType: 'IPv4',
+      endpoints,
+      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+    } as unknown as KubeObject);
+  }
+  return { services, slices };
+}
+
+function engine(mode: ProxyMode): AnyProxier {
+  return createServiceProxyEngine(mode, { nodeName: 'node-1', nodeIP: '192.168.0.11', localAddresses: ['10.244.1.1'], clock: { now: () => 0 }, rng: new SeededRng(1) });
+}
+
+function render(e: AnyProxier): number {
+  return e.mode === 'ipvs' ? e.ipvsadmList().length : e.iptablesSave('nat').length;
+}
+
+/** Median of `runs` timings of fn (ms). */
+function timeMs(fn: () => void, runs: number): number {
+  const t: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    fn();
+    t.push(performance.now() - t0);
+  }
+  return t.sort((a, b) => a - b)[Math.floor(runs / 2)];
+}
+
+/** Mean cost per call (µs) over `iters` calls. */
+function perCallUs(fn: (i: number) => unknown, iters: number): number {
+  for (let i = 0; i < Math.min(iters, 2000); i++) fn(i); // warm up
+  const t0 = performance.now();
+  let sink = 0;
+  for (let i = 0; i < iters; i++) if (fn(i)) sink++;
+  const us = ((performance.now() - t0) * 1000) / iters;
+  if (sink < 0) throw new Error('unreachable');
+  return us;
+}
+
+function decideCost(e: AnyProxier, services: number, iters: number): number {
+  return perCallUs((i) => {
+    const s = (i * 7919) % services;
+    const d = e.decide({ src: '10.244.1.5', dst: `10.96.${Math.floor(s / 250) + 1}.${(s % 250) + 1}`, protocol: 'tcp', sport: 1024 + (i % 60000), dport: 80, localDst: false, fromLocalPod: true });
+    if (d && d.kind === 'dnat') e.connectionClosed(d.key);
+    return d;
+  }, iters);
+}
+
+export async function benchServices(): Promise<Measure[]> {
+  const out: Measure[] = [];
+  const big = makeCluster(10_000, 10);
+  const small = makeCluster(10, 10);
+  const modelMs = timeMs(() => buildModel(big.services, big.slices, 'node-1'), 3);
+  const lookup = new Map<string, object>();
+  for (const s of small.services) lookup.set(`tcp|${(s.spec as { clusterIP: string }).clusterIP}|80`, s);
+  const mapUs = perCallUs((i) => lookup.get(`tcp|10.96.1.${(i % 10) + 1}|80`), 200_000);
+  for (const mode of MODES) {
+    let e = engine(mode);
+    const syncMs = timeMs(() => {
+      e = engine(mode);
+      e.update(big.services, big.slices);
+      render(e);
+    }, 3);
+    out.push(measure(`services: full sync, 10,000 Services x 10 endpoints (${mode})`, syncMs, 'ms', 'building the Service/EndpointSlice model alone', modelMs, `update() + ${mode === 'ipvs' ? 'ipvsadm -Ln' : 'iptables-save -t nat'} text; median of 3`));
+    // One endpoint of one service changes: unchanged services reuse their rules (iptables) / virtual servers (ipvs).
+    const changed = big.slices.map((s, i) => (i === 5 ? ({ ...s, endpoints: (s as unknown as { endpoints: unknown[] }).endpoints.slice(1) } as unknown as KubeObject) : s));
+    let flip = false;
+    const resyncMs = timeMs(() => {
+      flip = !flip;
+      e.update(big.services, flip ? changed : big.slices);
+      render(e);
+    }, 3);
+    out.push(measure(`services: resync after one endpoint change, 10,000 Services (${mode})`, resyncMs, 'ms', 'the full sync', syncMs, 'median of 3'));
+    const at10k = decideCost(e, 10_000, 20_000);
+    const e10 = engine(mode);
+    e10.update(small.services, small.slices);
+    const at10 = decideCost(e10, 10, 20_000);
+    out.push(measure(`services: decide() per new connection, 10 Services (${mode})`, at10, 'µs', 'a Map lookup of the same (protocol, address, port) key', mapUs, 'mean of 20,000 first packets to a ClusterIP'));
+    out.push(measure(`services: decide() per new connection, 10,000 Services (${mode})`, at10k, 'µs', `decide() at 10 Services (${mode})`, at10, 'mean of 20,000 first packets; ratio ~1 = flat with the number of Services'));
+  }
+  return out;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  for (const m of await benchServices()) process.stdout.write(`${m.name}: ${m.value} ${m.unit} | baseline (${m.baselineName}): ${m.baseline} ${m.unit} | ratio ${m.ratio}\n`);
+}
