@@ -4,10 +4,7 @@ import { register } from 'tsx/esm/api';
 
 register();
 // `podlab agent|apiserver|kernel-node ...` are the lab's processes (netns labs and containers start them
-// this way, see cli/daemons.ts); everything else is the kubectl-like CLI.
-if (['agent', 'apiserver', 'kernel-node'].includes(process.argv[2] ?? '')) {
-  const { runDaemon } = await import('../cli/daemons.ts');
-  await runDaemon(process.argv[2], process.argv.slice(3));
-} else {
-  await import('../cli/main.ts');
-}
+// this way); everything else is the kubectl-like CLI.
+const { isDaemon, runDaemon } = await import('../cli/daemons.ts');
+if (isDaemon(process.argv[2])) await runDaemon(process.argv[2], process.argv.slice(3));
+else await import('../cli/main.ts');

@@ -212,6 +212,8 @@ function claimStateDir(stateDir: string): void {
   if (old && labIsLive(old)) {
     throw new LabError(`a lab is already running (state dir ${stateDir}, started ${old.startedAt}); run 'podlab down' first, or set PODLAB_HOME for a second lab`);
   }
+  // A crashed netns lab's namespaces are only known from its lab.json: never forget them here.
+  if (old?.netns?.namespaces.length) throw new LabError(`a stopped netns lab left network namespaces recorded in ${stateDir}: run 'podlab down' (as root) first`);
   if (old) cleanState(stateDir);
 }
 

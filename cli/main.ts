@@ -22,7 +22,7 @@ program
   .description('An emulator of Kubernetes pod networking: real processes, real VXLAN (UDP 8472), kubectl-like commands.')
   .option('--state-dir <dir>', 'lab state directory (default: $PODLAB_HOME or ./.podlab)')
   .showHelpAfterError('(run with --help for usage)')
-  .addHelpText('after', '\nLab processes (netns labs and containers start them this way; see cli/daemons.ts):\n  podlab apiserver ...     podlab agent ...     podlab kernel-node ...   (flags: --help of each is their usage error)')
+  .addHelpText('after', '\nLab processes, as netns labs and containers start them (cli/daemons.ts):\n  podlab apiserver|agent|kernel-node [flags]   flags: control-plane/main.ts, node-agent/main.ts, kernel-node/main.ts')
   .exitOverride();
 
 const stateDir = () => resolveStateDir(program.opts().stateDir as string | undefined);

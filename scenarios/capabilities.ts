@@ -47,7 +47,6 @@ export const PENDING: Record<string, Record<string, string>> = {
     'mark-not-ready': 'node readiness handling (endpoints follow Ready)',
   },
   condition: {
-    transfer: 'TCP transfers in pods',
     'lb-spread': 'Services and kube-proxy',
   },
 };

@@ -183,6 +183,24 @@ export const CONDITIONS: { [K in Condition['kind']]: CondFn<K> } = {
     };
   },
 
+  async transfer(c, ctx) {
+    await ctx.pods.refresh();
+    const [a] = ctx.pods.resolve(c.from, ctx.rng);
+    const [b] = c.to.type === 'ip' ? [{ key: c.to.ip, ip: c.to.ip } as PodInfo] : ctx.pods.resolve(c.to, ctx.rng);
+    if (!a || !b?.ip) throw new StepError(`transfer: cannot resolve ${c.from.text} -> ${c.to.text}`);
+    let out = '';
+    const code = await ctx.io
+      .exec(a.node, a.key, ['transfer', '--bytes', String(c.bytes), `${b.ip}:${c.port}`], { stdout: (s) => (out += s), stderr: (s) => (out += s), timeoutMs: 120_000, signal: ctx.signal })
+      .catch((e: Error) => ((out += e.message), 1));
+    const verified = code === 0 && /\bverified\b/.test(out);
+    return {
+      ok: verified,
+      expected: `${c.bytes} bytes echoed back with the same SHA-256`,
+      actual: out.trim().split('\n').pop() ?? `exit ${code}`,
+      message: verified ? undefined : `transfer ${short(a.key)} -> ${b.ip}:${c.port} failed: ${out.trim()}`,
+    };
+  },
+
   async 'bgp-converged'(c, ctx) {
     const live = ctx.nodes.filter((n) => !ctx.down.has(n) && !ctx.deletedNodes.has(n) && !ctx.frozen.has(n));
     const on = (c.on ?? live).filter((n) => live.includes(n));

@@ -83,6 +83,7 @@ export type Condition = { name: string; withinMs?: number; line: number } & (
   | { kind: 'latency'; flow: string; percentile: number; maxMs?: number; minMs?: number; window?: Window }
   | { kind: 'no-route'; node: string; on?: string[] }
   | { kind: 'bgp-converged'; on?: string[] }
+  | { kind: 'transfer'; from: PodRef; to: PodRef; port: number; bytes: number }
   | { kind: 'counter'; node: string; dev: string; counter: string; reason?: string; op: Comparison; value: number }
   | { kind: 'flow-errors'; flow: string; error: string; min?: number; max?: number }
 );

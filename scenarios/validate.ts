@@ -39,7 +39,7 @@ type Path = (string | number)[];
 /** The fault kinds the runner implements (faults.ts registers one function per kind). */
 export const FAULT_KINDS = ['link', 'partition', 'kill', 'freeze', 'thaw', 'restart', 'delete-pods', 'delete-node', 'scale', 'mtu', 'heal', 'bgp-reset'] as const;
 /** The condition kinds usable in `assert` and `wait.until`. */
-export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors', 'bgp-converged'] as const;
+export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors', 'bgp-converged', 'transfer'] as const;
 /** The flow kinds traffic steps can start (traffic.ts registers one driver per kind). */
 export const FLOW_KINDS = ['ping', 'udp'] as const;
 /** Errors a flow counts, by kind (`flow-errors` conditions name them). */
@@ -642,6 +642,14 @@ function parseCondition(f: F, scope: Scope): Condition {
       const on = f.opt('on', (x) => nodeList(x, scope));
       if (on?.includes(node)) f.at('on').fail(`${node} always has a route to its own pods`);
       return { ...base, kind, node, on, withinMs: within() ?? 5000, name: given() ?? `no route to ${node} on ${on ? on.join(', ') : 'every other node'}` };
+    }
+    case 'transfer': {
+      only('from', 'to', 'port', 'bytes');
+      const from = f.req('from', (x) => parsePodRef(x, scope, 'one'));
+      const to = f.req('to', (x) => parsePodRef(x, scope, 'one'));
+      const port = f.opt('port', (x) => x.int(1, 65535)) ?? 7;
+      const bytes = f.opt('bytes', (x) => x.int(1, 100_000_000)) ?? 1_000_000;
+      return { ...base, kind, from, to, port, bytes, withinMs: within(), name: given() ?? `${bytes} bytes ${from.text} -> ${to.text}:${port} echoed back intact` };
     }
     case 'bgp-converged': {
       only('on');

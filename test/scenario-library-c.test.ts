@@ -1,14 +1,14 @@
 /**
- * Library scenarios, part C (lab network 127.0.116.0/24, one at a
- * time): the BGP ones. A session flap on the Calico-style backend, and the
- * same load over the VXLAN overlay and over BGP routing.
+ * Library scenarios, part C (lab network 127.0.116.0/24, one at a time):
+ * a BGP session flap on the Calico-style backend, the same load over the VXLAN
+ * overlay and over BGP routing, and a TCP transfer across a lossy underlay.
  */
 import test from 'ava';
 import { runLibraryScenario } from './helpers/scenario.ts';
 
 const NET = '127.0.116.0/24';
 
-for (const name of ['bgp-session-flap', 'overlay-vs-bgp', 'bgp-under-load']) {
+for (const name of ['bgp-session-flap', 'overlay-vs-bgp', 'bgp-under-load', 'lossy-transfer']) {
   test.serial(`library: ${name} passes`, async (t) => {
     const { report, summary } = await runLibraryScenario(t, name, NET);
     t.is(report.verdict, 'pass', summary);
