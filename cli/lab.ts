@@ -60,6 +60,9 @@ export interface UpOptions {
   bgpHoldTime?: number;
   bgpTopology?: 'full-mesh' | 'route-reflector';
   bgpReflectors?: number;
+  /** kube-proxy: iptables (default), ipvs or userspace; the IPVS scheduler. */
+  proxyMode?: 'iptables' | 'ipvs' | 'userspace';
+  ipvsScheduler?: string;
   seed: number;
   mtu: number;
   /** Wait for every node Ready and pod Running before returning. */
@@ -119,6 +122,10 @@ export function validateUpOptions(o: UpOptions): void {
     throw new LabError(`--bgp-reflectors: must be 1 to --nodes (${o.nodes}), got ${o.bgpReflectors}`);
   }
   if ((o.bgpTopology || o.bgpReflectors) && o.backend !== 'bgp') throw new LabError('--bgp-topology/--bgp-reflectors need --backend bgp');
+  if (o.proxyMode !== undefined && !['iptables', 'ipvs', 'userspace'].includes(o.proxyMode)) throw new LabError(`--proxy-mode: must be iptables, ipvs or userspace, got '${o.proxyMode}'`);
+  if (o.ipvsScheduler !== undefined && !['rr', 'wrr', 'lc', 'wlc', 'sh', 'dh', 'sed', 'nq'].includes(o.ipvsScheduler)) {
+    throw new LabError(`--ipvs-scheduler: must be one of rr, wrr, lc, wlc, sh, dh, sed, nq, got '${o.ipvsScheduler}'`);
+  }
   labAddresses(o.labNet, o.nodes);
 }
 
@@ -130,6 +137,7 @@ function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): stri
     '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),
     '--backend', o.backend ?? 'vxlan', '--wire-port', String(o.wirePort ?? DEFAULT_WIRE_PORT),
     '--bgp-port', String(o.bgpPort ?? defaultBgpPort()), '--bgp-hold-time', String(o.bgpHoldTime ?? 9), '--bgp-topology', o.bgpTopology ?? 'full-mesh',
+    '--proxy-mode', o.proxyMode ?? 'iptables', '--ipvs-scheduler', o.ipvsScheduler ?? 'rr',
   ];
 }
 

@@ -49,6 +49,8 @@ program
   .option('--api-port <port>', 'apiserver port (0 = any free port)', int('--api-port'), 6443)
   .option('--cluster-cidr <cidr>', 'pod network; each node gets a /24 of it', '10.244.0.0/16')
   .option('--backend <name>', `pod network backend: ${SUPPORTED_BACKENDS.join(' | ')} (vxlan: Flannel VXLAN overlay; host-gw: Flannel host-gw; bgp: Calico-style BGP routing; the last two without encapsulation)`, 'vxlan')
+  .option('--proxy-mode <mode>', 'kube-proxy mode: iptables (default) | ipvs | userspace', 'iptables')
+  .option('--ipvs-scheduler <s>', 'with --proxy-mode ipvs: rr | wrr | lc | wlc | sh | dh | sed | nq', 'rr')
   .option('--bgp-topology <t>', 'with --backend bgp: full-mesh (Calico default) | route-reflector')
   .option('--bgp-reflectors <n>', 'with --bgp-topology route-reflector: how many nodes reflect (default 2)', int('--bgp-reflectors'))
   .option('--bgp-port <port>', 'BGP port of every node (default 179 as root, else 1179)', int('--bgp-port'))
@@ -79,6 +81,8 @@ program
       backend: o.backend,
       wirePort: o.wirePort,
       bgpTopology: o.bgpTopology,
+      proxyMode: o.proxyMode,
+      ipvsScheduler: o.ipvsScheduler,
       bgpReflectors: o.bgpReflectors,
       bgpPort: o.bgpPort,
       bgpHoldTime: o.backend === 'bgp' ? o.bgpHoldTime : undefined,
@@ -219,7 +223,7 @@ Commands available in pods:
 
 program
   .command('node')
-  .description("look inside a node: ip route | ip neigh | ip link | ip addr | bridge fdb | bgp summary | bgp routes | stats | restart [--kill] | ip link set dev DEV mtu N")
+  .description('look inside a node: ip route | ip neigh | ip link | ip addr | bridge fdb | bgp summary | bgp routes | iptables-save [-t nat] | ipvsadm -Ln | ipset list | conntrack -L | stats | restart [--kill] | ip link set dev DEV mtu N')
   .argument('<node>', 'node name, e.g. node-1')
   .argument('<command...>', 'what to show or do')
   .allowUnknownOption()

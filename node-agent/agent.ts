@@ -48,6 +48,8 @@ import { HostLocalIpam } from './ipam.ts';
 import { formatBridgeFdb, formatIpAddr, formatIpLink, formatIpNeigh, formatIpRoute } from './iproute2.ts';
 import { DEFAULT_WIRE_PORT, NodeDataPlane } from './dataplane.ts';
 import { CalicoBgp, type BgpTopology } from './bgp-backend.ts';
+import { KubeProxy } from './kube-proxy.ts';
+import type { IpvsSchedulerName, ProxyMode } from '../service-proxy/index.ts';
 import type { BgpConfiguration, BgpPeer } from '../control-plane/calico.ts';
 import type { NetDevice } from './netdev.ts';
 import type { PodNet } from './pod-net.ts';
@@ -74,6 +76,9 @@ export interface AgentOptions {
   bgpPort?: number;
   bgpHoldTime?: number;
   bgpTopology?: BgpTopology;
+  /** kube-proxy's mode, and the IPVS scheduler in ipvs mode. */
+  proxyMode?: ProxyMode;
+  ipvsScheduler?: IpvsSchedulerName;
   seed?: number;
   /** Underlay MTU; flannel.1 and the pods get this minus 50 (VXLAN's overhead). */
   mtu?: number;
@@ -104,6 +109,9 @@ export class NodeAgent {
   private bgpConfigInformer?: Informer<BgpConfiguration>;
   private bgpPeerInformer?: Informer<BgpPeer>;
   private bgpQueue: Promise<void> = Promise.resolve();
+  private kubeProxy?: KubeProxy;
+  private serviceInformer?: Informer;
+  private sliceInformer?: Informer;
   private stopped = false;
   private execCount = 0;
   private podQueue: Promise<void> = Promise.resolve();
@@ -118,6 +126,8 @@ export class NodeAgent {
       bgpPort: 179,
       bgpHoldTime: 9,
       bgpTopology: 'full-mesh',
+      proxyMode: 'iptables',
+      ipvsScheduler: 'rr',
       seed: 1,
       mtu: 1500,
       heartbeatMs: 10_000,
@@ -175,6 +185,7 @@ export class NodeAgent {
     await this.nodeInformer.start();
     this.reconcilePeers();
     if (this.opts.backend === 'bgp') await this.startBgp();
+    await this.startKubeProxy();
 
     this.podInformer = new Informer<Pod>(this.api, 'pods', { fieldSelector: `spec.nodeName=${this.name}` });
     this.podInformer.on('add', (p: Pod) => this.enqueuePod(p));
@@ -267,6 +278,35 @@ export class NodeAgent {
     for (const l of leases) if (l.node !== this.name && l.backend === self.backend && (l.backend !== 'vxlan' || l.vni === self.vni)) this.programmed.set(l.node, l);
     for (const name of [...this.programmed.keys()]) if (!leases.some((l) => l.node === name)) this.programmed.delete(name);
     if (actions.length) log.info('flannel plan applied', { actions: actions.length });
+  }
+
+  /** kube-proxy's role: Services and EndpointSlices into the node's netfilter hooks. */
+  private async startKubeProxy(): Promise<void> {
+    const under = parseCidr(this.opts.underlayCidr);
+    const mask = under.prefixLen === 0 ? 0 : (0xffffffff << (32 - under.prefixLen)) >>> 0;
+    const kp = new KubeProxy(this.dp, {
+      mode: this.opts.proxyMode,
+      node: this.name,
+      nodeIp: this.opts.ip,
+      clusterCidr: this.opts.clusterCidr,
+      ipvsScheduler: this.opts.ipvsScheduler,
+      clock: this.clock,
+      rng: this.rng.fork('kube-proxy'),
+      allowRealBind: (ip) => ((ipv4ToInt(ip) & mask) >>> 0) === under.net,
+    });
+    this.kubeProxy = kp;
+    this.dp.netfilter.engine = kp;
+    this.serviceInformer = new Informer(this.api, 'services');
+    this.sliceInformer = new Informer(this.api, 'endpointslices');
+    const again = () => kp.update(this.serviceInformer!.list(), this.sliceInformer!.list());
+    for (const inf of [this.serviceInformer, this.sliceInformer]) {
+      inf.on('add', again);
+      inf.on('update', again);
+      inf.on('delete', again);
+    }
+    await Promise.all([this.serviceInformer.start(), this.sliceInformer.start()]);
+    kp.update(this.serviceInformer.list(), this.sliceInformer.list());
+    kp.sync();
   }
 
   /** calico-node's role: a BGP speaker fed by Nodes, the BGPConfiguration and BGPPeers. */
@@ -429,6 +469,8 @@ export class NodeAgent {
   /** Runs `ip ...` / `bridge fdb` against the node's namespace. */
   nodeCommand(argv: string[]): string {
     const [tool, obj] = argv;
+    const kp = this.kubeProxy?.command(argv);
+    if (kp !== undefined) return kp;
     if (tool === 'bgp') {
       if (!this.bgp) throw new ControlError(`${this.name} runs the ${this.opts.backend} backend: no BGP speaker (start the lab with --backend bgp)`);
       if (obj === 'summary' || obj === 'protocols' || obj === undefined) return this.bgp.summary();
@@ -445,7 +487,7 @@ export class NodeAgent {
       });
       if (out !== undefined) return out;
     }
-    throw new ControlError(`unsupported node command '${argv.join(' ')}': try ip route | ip neigh | ip link | ip addr | bridge fdb`);
+    throw new ControlError(`unsupported node command '${argv.join(' ')}': try ip route | ip neigh | ip link | ip addr | bridge fdb | bgp summary | iptables-save [-t nat] | ipvsadm -Ln | ipset list | conntrack -L`);
   }
 
   /** Per-interface counters and drop reasons. */
@@ -587,6 +629,9 @@ export class NodeAgent {
     this.podInformer?.stop();
     this.bgpConfigInformer?.stop();
     this.bgpPeerInformer?.stop();
+    this.serviceInformer?.stop();
+    this.sliceInformer?.stop();
+    this.kubeProxy?.close();
     // A clean stop tells BGP peers at once (Cease), so they withdraw our routes without waiting for the hold time.
     await this.bgpQueue.catch(() => {});
     await this.bgp?.stop().catch(() => {});

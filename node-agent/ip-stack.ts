@@ -299,12 +299,6 @@ export class IpStack {
       ecn: 0,
       payload: opts.payload,
     };
-    if (route.dev === 'lo') {
-      // Loopback: the kernel delivers to itself without touching a device MTU.
-      const raw = serializeIpv4(repr);
-      queueMicrotask(() => this.deliverLocal(repr, raw));
-      return { ok: true };
-    }
     if (this.nf) {
       // OUTPUT: the node's own packets pass kube-proxy's rules too (NodePort edge, host-network clients).
       const r = this.nf.hook(serializeIpv4(repr), 'output');
@@ -316,6 +310,12 @@ export class IpStack {
         Object.assign(repr, { src: t.src, dst: t.dst, payload: t.payload });
         route = r2;
       }
+    }
+    if (route.dev === 'lo') {
+      // Loopback: the kernel delivers to itself without touching a device MTU.
+      const raw = serializeIpv4(repr);
+      queueMicrotask(() => this.deliverLocal(repr, raw));
+      return { ok: true };
     }
     const mtu = this.interfaces.get(route.dev)?.dev.mtu ?? 1500;
     const total = 20 + opts.payload.length;

@@ -35,6 +35,8 @@ try {
       'bgp-port': { type: 'string', default: '179' },
       'bgp-hold-time': { type: 'string', default: '9' },
       'bgp-topology': { type: 'string', default: 'full-mesh' },
+      'proxy-mode': { type: 'string', default: 'iptables' },
+      'ipvs-scheduler': { type: 'string', default: 'rr' },
       seed: { type: 'string', default: '1' },
       mtu: { type: 'string', default: '1500' },
     },
@@ -57,6 +59,10 @@ function holdTime(s: string): number {
   if (!Number.isInteger(n) || (n !== 0 && (n < 3 || n > 65535))) fail(`--bgp-hold-time: '${s}' must be 0 or 3-65535 seconds (RFC 4271)`);
   return n;
 }
+function oneOf<T extends string>(flag: string, s: string, values: readonly T[]): T {
+  if (!(values as readonly string[]).includes(s)) fail(`--${flag}: must be one of ${values.join(', ')}, got '${s}'`);
+  return s as T;
+}
 function topology(s: string): 'full-mesh' | 'route-reflector' {
   if (s !== 'full-mesh' && s !== 'route-reflector') fail(`--bgp-topology: must be full-mesh or route-reflector, got '${s}'`);
   return s;
@@ -76,6 +82,8 @@ const agent = new NodeAgent({
   bgpPort: int('bgp-port', v['bgp-port']!, 1, 65535),
   bgpHoldTime: holdTime(v['bgp-hold-time']!),
   bgpTopology: topology(v['bgp-topology']!),
+  proxyMode: oneOf('proxy-mode', v['proxy-mode']!, ['iptables', 'ipvs', 'userspace'] as const),
+  ipvsScheduler: oneOf('ipvs-scheduler', v['ipvs-scheduler']!, ['rr', 'wrr', 'lc', 'wlc', 'sh', 'dh', 'sed', 'nq'] as const),
   seed: int('seed', v.seed!, -(2 ** 31), 2 ** 31 - 1),
   mtu: int('mtu', v.mtu!, 576, 65535),
 });

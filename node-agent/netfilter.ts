@@ -21,6 +21,7 @@ import { tracer } from './trace.ts';
 export type NatDecision =
   | { kind: 'dnat'; to: { ip: string; port: number }; masquerade: boolean; service: string; steps: string[]; onOpen?: () => { onClose(): void } | void }
   | { kind: 'reject'; reason: string; steps: string[] }
+  | { kind: 'drop'; reason: string; steps: string[] }
   | { kind: 'redirect'; to: { ip: string; port: number }; service: string; steps: string[] };
 
 /** What the hooks ask of kube-proxy. */
@@ -69,6 +70,10 @@ export class Netfilter {
     if (!d) return { verdict: 'accept', raw };
     const ns = 'node';
     if (tracer.current) for (const s of d.steps) tracer.hop(ns, `kube-proxy(${this.engine.mode})`, s);
+    if (d.kind === 'drop') {
+      if (tracer.current) tracer.hop(ns, 'netfilter', `DROP: ${d.reason}`, { drop: `service-${d.reason}` });
+      return { verdict: 'drop', reason: `service-${d.reason}` };
+    }
     if (d.kind === 'reject') {
       if (tracer.current) tracer.hop(ns, 'netfilter', `REJECT: ${d.reason}: ICMP port unreachable sent back to ${t.src}`, { drop: 'service-no-endpoints' });
       this.host.reject(raw, t.dst);

@@ -27,7 +27,7 @@
  * node's KUBE-SERVICES order varies between syncs).
  */
 import { ipv4ToInt } from '../packet/addr.ts';
-import { RuleWalker, type WalkPacket, type WalkVerdict } from './iptables/evaluate.ts';
+import { groupByChain, RuleWalker, type WalkPacket, type WalkVerdict } from './iptables/evaluate.ts';
 import {
   addrMatch,
   formatIptablesRestore,
@@ -292,10 +292,12 @@ export class IptablesProxier implements ServiceProxyEngine {
   private readonly walker: RuleWalker;
   private readonly local = new Set<number>();
   private readonly loopback: AddrMatch;
+  /** Per service port (`spn|protocol`), in model order. */
   private blocks = new Map<string, ServiceBlock>();
-  private seps = new Map<string, ServicePortInfo>();
+  private readonly seps = new Map<string, ServicePortInfo>();
   private largeClusterMode = false;
-  private tables: { nat: TableData; filter: TableData } = { nat: emptyTable('nat'), filter: emptyTable('filter') };
+  private top: { natHead: Rule[]; natTail: Rule[]; filterHead: Rule[]; filterTail: Rule[]; jumps: { filter: Rule[]; nat: Rule[] } } | undefined;
+  private tablesCache: { nat: TableData; filter: TableData } | undefined;
   /** The last model (for tests and traces). */
   model: ServicePortInfo[] = [];
 
@@ -313,79 +315,124 @@ export class IptablesProxier implements ServiceProxyEngine {
     this.update([], []);
   }
 
-  /** Rebuilds the rules from full Service/EndpointSlice lists (a full sync; unchanged services reuse their rules). */
+  /** Rebuilds the rules from full Service/EndpointSlice lists; unchanged services keep their rules (a partial sync). */
   update(services: readonly KubeObject[], slices: readonly KubeObject[]): void {
     this.apply(buildModel(services, slices, this.opts.nodeName));
+  }
+
+  private dropBlock(block: ServiceBlock): void {
+    for (const c of block.natChains) this.walker.setChain('nat', c, []);
+    for (const k of block.seps.keys()) this.seps.delete(k);
+  }
+
+  private addBlock(block: ServiceBlock): void {
+    for (const [chain, rules] of groupByChain(block.natRules)) this.walker.setChain('nat', chain, rules);
+    for (const [k, v] of block.seps) this.seps.set(k, v);
   }
 
   /** Renders from an already-built model. */
   apply(model: ServicePortInfo[]): void {
     this.model = model;
-    const totalEndpoints = model.reduce((n, sp) => n + sp.endpoints.length, 0);
-    const large = totalEndpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
-    if (large !== this.largeClusterMode) this.blocks.clear();
+    let total = 0;
+    for (const sp of model) total += sp.endpoints.length;
+    const large = total > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
+    if (large !== this.largeClusterMode) {
+      for (const b of this.blocks.values()) this.dropBlock(b);
+      this.blocks.clear();
+    }
     this.largeClusterMode = large;
     const cfg: RenderConfig = { ...this.cfgBase, largeClusterMode: large };
-    const mark = cfg.masqueradeMark;
-    const nextBlocks = new Map<string, ServiceBlock>();
-    const filter = emptyTable('filter');
-    const nat = emptyTable('nat');
-    filter.chains.push('KUBE-SERVICES', 'KUBE-EXTERNAL-SERVICES', 'KUBE-FORWARD', 'KUBE-NODEPORTS', 'KUBE-PROXY-FIREWALL');
-    nat.chains.push('KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ');
-    nat.rules.push(
-      rule('nat', 'KUBE-POSTROUTING').mark(mark, mark, true).verdict('RETURN'),
-      rule('nat', 'KUBE-POSTROUTING').markTarget('xor', mark),
-      rule('nat', 'KUBE-POSTROUTING').comment('kubernetes service traffic requiring SNAT', true).masquerade(true),
-      rule('nat', 'KUBE-MARK-MASQ').markTarget('or', mark),
-    );
-    // localhost NodePorts are on (kube-proxy's default): kubelet-style block of martian localnet traffic.
-    filter.chains.push('KUBE-FIREWALL');
-    filter.rules.push(
-      rule('filter', 'KUBE-FIREWALL')
-        .comment('block incoming localnet connections', true)
-        .d(cfg.loopbackCidr)
-        .s(cfg.loopbackCidr, true)
-        .conntrack(['RELATED', 'ESTABLISHED', 'DNAT'], true)
-        .verdict('DROP'),
-    );
-    const seps = new Map<string, ServicePortInfo>();
-    const natRest: Rule[] = [];
+    const next = new Map<string, ServiceBlock>();
     for (const sp of model) {
       const key = `${sp.spn}|${sp.protocol}`;
       const fp = fingerprint(sp);
       let block = this.blocks.get(key);
-      if (!block || block.fp !== fp) block = renderService(sp, cfg, fp);
-      nextBlocks.set(key, block);
+      if (!block || block.fp !== fp) {
+        if (block) this.dropBlock(block);
+        block = renderService(sp, cfg, fp);
+        this.addBlock(block);
+      }
+      this.blocks.delete(key);
+      next.set(key, block);
+    }
+    for (const gone of this.blocks.values()) this.dropBlock(gone);
+    this.blocks = next;
+    this.top ??= this.topRules(cfg);
+    // Only the chains every service writes into are reloaded whole: KUBE-SERVICES, KUBE-NODEPORTS, filter.
+    const natShared: Rule[] = [...this.top.jumps.nat, ...this.top.natHead];
+    const filterShared: Rule[] = [...this.top.jumps.filter, ...this.top.filterHead];
+    for (const b of next.values()) {
+      for (const r of b.natServiceRules) natShared.push(r);
+      for (const r of b.natNodePortRules) natShared.push(r);
+      for (const r of b.filterRules) filterShared.push(r);
+    }
+    for (const r of this.top.natTail) natShared.push(r);
+    for (const r of this.top.filterTail) filterShared.push(r);
+    this.walker.load('nat', natShared);
+    this.walker.load('filter', filterShared);
+    this.tablesCache = undefined;
+  }
+
+  /** The rules that do not depend on services. */
+  private topRules(cfg: RenderConfig) {
+    const mark = cfg.masqueradeMark;
+    return {
+      natHead: [
+        rule('nat', 'KUBE-POSTROUTING').mark(mark, mark, true).verdict('RETURN'),
+        rule('nat', 'KUBE-POSTROUTING').markTarget('xor', mark),
+        rule('nat', 'KUBE-POSTROUTING').comment('kubernetes service traffic requiring SNAT', true).masquerade(true),
+        rule('nat', 'KUBE-MARK-MASQ').markTarget('or', mark),
+      ],
+      natTail: [
+        rule('nat', 'KUBE-SERVICES')
+          .comment('kubernetes service nodeports; NOTE: this must be the last rule in this chain', true)
+          .addrtype('dst')
+          .jump('KUBE-NODEPORTS'),
+      ],
+      // localhost NodePorts are on (kube-proxy's default): kubelet-style block of martian localnet traffic.
+      filterHead: [
+        rule('filter', 'KUBE-FIREWALL')
+          .comment('block incoming localnet connections', true)
+          .d(cfg.loopbackCidr)
+          .s(cfg.loopbackCidr, true)
+          .conntrack(['RELATED', 'ESTABLISHED', 'DNAT'], true)
+          .verdict('DROP'),
+      ],
+      filterTail: [
+        rule('filter', 'KUBE-FORWARD').conntrack(['INVALID']).verdict('DROP'),
+        rule('filter', 'KUBE-FORWARD').comment('kubernetes forwarding rules', true).mark(mark, mark).verdict('ACCEPT'),
+        rule('filter', 'KUBE-FORWARD').comment('kubernetes forwarding conntrack rule', true).conntrack(['RELATED', 'ESTABLISHED']).verdict('ACCEPT'),
+      ],
+      jumps: builtinJumps(),
+    };
+  }
+
+  /** The tables as kube-proxy wrote them (built on demand after a sync). */
+  private get tables(): { nat: TableData; filter: TableData } {
+    if (this.tablesCache) return this.tablesCache;
+    const top = this.top!;
+    const filter = emptyTable('filter');
+    const nat = emptyTable('nat');
+    filter.chains.push('KUBE-SERVICES', 'KUBE-EXTERNAL-SERVICES', 'KUBE-FORWARD', 'KUBE-NODEPORTS', 'KUBE-PROXY-FIREWALL', 'KUBE-FIREWALL');
+    nat.chains.push('KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ');
+    append(nat.rules, top.natHead);
+    append(filter.rules, top.filterHead);
+    for (const block of this.blocks.values()) {
       append(filter.rules, block.filterRules);
       append(nat.chains, block.natChains);
-      // Keep kube-proxy's per-service write order in the restore payload.
-      append(natRest, block.natServiceRules);
-      append(natRest, block.natNodePortRules);
-      append(natRest, block.natRules);
-      for (const [k, v] of block.seps) seps.set(k, v);
+      // kube-proxy's per-service write order in the restore payload.
+      append(nat.rules, block.natServiceRules);
+      append(nat.rules, block.natNodePortRules);
+      append(nat.rules, block.natRules);
     }
-    append(nat.rules, natRest);
-    nat.rules.push(
-      rule('nat', 'KUBE-SERVICES')
-        .comment('kubernetes service nodeports; NOTE: this must be the last rule in this chain', true)
-        .addrtype('dst')
-        .jump('KUBE-NODEPORTS'),
-    );
-    filter.rules.push(
-      rule('filter', 'KUBE-FORWARD').conntrack(['INVALID']).verdict('DROP'),
-      rule('filter', 'KUBE-FORWARD').comment('kubernetes forwarding rules', true).mark(mark, mark).verdict('ACCEPT'),
-      rule('filter', 'KUBE-FORWARD').comment('kubernetes forwarding conntrack rule', true).conntrack(['RELATED', 'ESTABLISHED']).verdict('ACCEPT'),
-    );
-    const jumps = builtinJumps();
-    filter.builtinRules = jumps.filter;
-    nat.builtinRules = jumps.nat;
+    append(nat.rules, top.natTail);
+    append(filter.rules, top.filterTail);
+    filter.builtinRules = top.jumps.filter;
+    nat.builtinRules = top.jumps.nat;
     filter.extraChains = ['KUBE-PROXY-CANARY'];
     nat.extraChains = ['KUBE-PROXY-CANARY'];
-    this.blocks = nextBlocks;
-    this.seps = seps;
-    this.tables = { nat, filter };
-    this.walker.load('nat', [...nat.builtinRules, ...nat.rules]);
-    this.walker.load('filter', [...filter.builtinRules, ...filter.rules]);
+    this.tablesCache = { nat, filter };
+    return this.tablesCache;
   }
 
   /** `iptables-save -t nat|filter` on this node. */

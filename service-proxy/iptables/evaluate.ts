@@ -98,6 +98,17 @@ function merge(lists: number[][]): number[] {
 }
 
 const EMPTY: number[] = [];
+
+/** Groups rules by chain, keeping their order. */
+export function groupByChain(rules: readonly Rule[]): Map<string, Rule[]> {
+  const by = new Map<string, Rule[]>();
+  for (const r of rules) {
+    let l = by.get(r.chain);
+    if (!l) by.set(r.chain, (l = []));
+    l.push(r);
+  }
+  return by;
+}
 const RECENT_LIST_MAX = 100;
 
 /** xt_recent state: list name → source address → last-seen ms (Map order = least recently seen first). */
@@ -136,7 +147,15 @@ export class RecentTables {
 
 /** Compiled tables plus the state of stateful matches. */
 export class RuleWalker {
-  private readonly chains = new Map<string, IndexedChain>();
+  private readonly tables = new Map<TableName, Map<string, IndexedChain>>([
+    ['nat', new Map()],
+    ['filter', new Map()],
+  ]);
+  /** Chains loaded as a whole with {@link load}, per table (replaced on the next load). */
+  private readonly loaded = new Map<TableName, Set<string>>([
+    ['nat', new Set()],
+    ['filter', new Set()],
+  ]);
   readonly recent = new RecentTables();
 
   constructor(
@@ -144,16 +163,25 @@ export class RuleWalker {
     private readonly clock: EngineClock,
   ) {}
 
-  /** Replaces the rules of a table (built-in chain rules included). Recent lists survive, as in the kernel. */
+  /**
+   * Replaces the chains `rules` belong to (built-in chain rules included) and
+   * drops the chains the previous load() had that are not here. Chains set
+   * with {@link setChain} are left alone. Recent lists survive, as in the kernel.
+   */
   load(table: TableName, rules: readonly Rule[]): void {
-    for (const key of [...this.chains.keys()]) if (key.startsWith(`${table}/`)) this.chains.delete(key);
-    const by = new Map<string, Rule[]>();
-    for (const r of rules) {
-      let l = by.get(r.chain);
-      if (!l) by.set(r.chain, (l = []));
-      l.push(r);
-    }
-    for (const [chain, list] of by) this.chains.set(`${table}/${chain}`, indexChain(list));
+    const map = this.tables.get(table)!;
+    const by = groupByChain(rules);
+    const prev = this.loaded.get(table)!;
+    for (const c of prev) if (!by.has(c)) map.delete(c);
+    for (const [chain, list] of by) map.set(chain, indexChain(list));
+    this.loaded.set(table, new Set(by.keys()));
+  }
+
+  /** Sets (or with an empty list, removes) one chain: partial syncs touch only the chains of changed services. */
+  setChain(table: TableName, chain: string, rules: readonly Rule[]): void {
+    const map = this.tables.get(table)!;
+    if (rules.length === 0) map.delete(chain);
+    else map.set(chain, indexChain([...rules]));
   }
 
   private candidates(c: IndexedChain, pkt: WalkPacket): number[] | undefined {
@@ -214,7 +242,8 @@ export class RuleWalker {
       cand?: number[];
       pos: number;
     }
-    const root = this.chains.get(`${table}/${chain}`);
+    const chains = this.tables.get(table)!;
+    const root = chains.get(chain);
     if (!root) return { kind: 'accept' };
     const stack: Frame[] = [{ c: root, cand: this.candidates(root, pkt), pos: 0 }];
     let depth = 0;
@@ -234,8 +263,8 @@ export class RuleWalker {
         case 'none':
           break;
         case 'jump': {
-          const next = this.chains.get(`${table}/${t.chain}`);
-          if (++depth > 64) throw new Error(`iptables: chain loop at ${t.chain}`);
+          const next = chains.get(t.chain);
+          if (++depth > 256) throw new Error(`iptables: chain loop at ${t.chain}`);
           if (next) stack.push({ c: next, cand: this.candidates(next, pkt), pos: 0 });
           break;
         }

@@ -61,14 +61,27 @@ export interface Rule {
   proto?: 'tcp' | 'udp';
   matches: Match[];
   target: Target;
-  /** kube-proxy's tokens after `-A CHAIN`, in its order. */
-  restore: string[];
+  /** kube-proxy's arguments after `-A CHAIN`, in its order, space-separated. */
+  restore: string;
   /** Cached save form (built on first use). */
   saveText?: string;
 }
 
-/** Parses `a.b.c.d` or `a.b.c.d/len` into an address match. */
+const cidrCache = new Map<string, AddrMatch>();
+
+/** Parses `a.b.c.d` or `a.b.c.d/len` into an address match (CIDRs are shared: rules never mutate them). */
 export function addrMatch(text: string, neg = false): AddrMatch {
+  if (!text.includes('/')) return parseAddrMatch(text, neg);
+  const key = neg ? `!${text}` : text;
+  let m = cidrCache.get(key);
+  if (!m) {
+    if (cidrCache.size > 1000) cidrCache.clear();
+    cidrCache.set(key, (m = parseAddrMatch(text, neg)));
+  }
+  return m;
+}
+
+function parseAddrMatch(text: string, neg: boolean): AddrMatch {
   const [ip, lenText] = text.split('/');
   const len = lenText === undefined ? 32 : Number(lenText);
   const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
@@ -97,32 +110,38 @@ export function saveString(value: string): string {
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
+const NO_TARGET: Target = { kind: 'none' };
+/** Jump targets are immutable: one object per chain name. */
+const jumpTargets = new Map<string, Target>();
+
 /** Builds a rule, recording kube-proxy's argument order and the structured form together. */
 export class RuleBuilder {
   private readonly r: Rule;
+  private readonly toks: string[] = [];
   private lastL4?: Extract<Match, { kind: 'l4' }>;
 
   constructor(table: TableName, chain: string) {
-    this.r = { table, chain, matches: [], target: { kind: 'none' }, restore: [] };
+    // Every field present from the start: one hidden class for all rules keeps property access monomorphic.
+    this.r = { table, chain, src: undefined, dst: undefined, proto: undefined, matches: [], target: NO_TARGET, restore: '', saveText: undefined };
   }
 
   /** `-m comment --comment TEXT`; `quoted` when kube-proxy itself wrote the quotes (its `"%s cluster IP"` strings). */
   comment(text: string, quoted: boolean): this {
-    this.r.restore.push('-m', 'comment', '--comment', quoted ? `"${text}"` : text);
+    this.add('-m', 'comment', '--comment', quoted ? `"${text}"` : text);
     this.r.matches.push({ kind: 'comment', text });
     return this;
   }
 
   /** `-p tcp`. */
   p(proto: 'tcp' | 'udp'): this {
-    this.r.restore.push('-p', proto);
+    this.add('-p', proto);
     this.r.proto = proto;
     return this;
   }
 
   /** `-m tcp` (the protocol's own match, which carries `--dport`). */
   m(proto: 'tcp' | 'udp'): this {
-    this.r.restore.push('-m', proto);
+    this.add('-m', proto);
     this.lastL4 = { kind: 'l4', proto };
     this.r.matches.push(this.lastL4);
     return this;
@@ -130,7 +149,7 @@ export class RuleBuilder {
 
   /** `--dport N` of the last `-m tcp|udp`. */
   dport(port: number): this {
-    this.r.restore.push('--dport', String(port));
+    this.add('--dport', String(port));
     if (!this.lastL4) throw new Error('--dport without -m tcp|udp');
     this.lastL4.dport = port;
     return this;
@@ -138,77 +157,82 @@ export class RuleBuilder {
 
   /** `[!] -s ADDR` as written (kube-proxy writes bare IPs or CIDRs). */
   s(text: string, neg = false): this {
-    this.r.restore.push(...(neg ? ['!'] : []), '-s', text);
+    this.add(...(neg ? ['!'] : []), '-s', text);
     this.r.src = addrMatch(text, neg);
     return this;
   }
 
   /** `[!] -d ADDR`. */
   d(text: string, neg = false): this {
-    this.r.restore.push(...(neg ? ['!'] : []), '-d', text);
+    this.add(...(neg ? ['!'] : []), '-d', text);
     this.r.dst = addrMatch(text, neg);
     return this;
   }
 
   /** `-m statistic --mode random --probability P` (P already formatted `%0.10f`). */
   statistic(probability: string): this {
-    this.r.restore.push('-m', 'statistic', '--mode', 'random', '--probability', probability);
+    this.add('-m', 'statistic', '--mode', 'random', '--probability', probability);
     this.r.matches.push({ kind: 'statistic', probability, threshold: statisticThreshold(probability) });
     return this;
   }
 
   /** `-m recent --name N --rcheck --seconds T --reap` (kube-proxy's order). */
   recentCheck(name: string, seconds: number): this {
-    this.r.restore.push('-m', 'recent', '--name', name, '--rcheck', '--seconds', String(seconds), '--reap');
+    this.add('-m', 'recent', '--name', name, '--rcheck', '--seconds', String(seconds), '--reap');
     this.r.matches.push({ kind: 'recent', op: 'rcheck', name, seconds, reap: true });
     return this;
   }
 
   /** `-m recent --name N --set`. */
   recentSet(name: string): this {
-    this.r.restore.push('-m', 'recent', '--name', name, '--set');
+    this.add('-m', 'recent', '--name', name, '--set');
     this.r.matches.push({ kind: 'recent', op: 'set', name });
     return this;
   }
 
   /** `-m addrtype [!] --src-type|--dst-type LOCAL`. */
   addrtype(side: 'src' | 'dst', neg = false): this {
-    this.r.restore.push('-m', 'addrtype', ...(neg ? ['!'] : []), side === 'src' ? '--src-type' : '--dst-type', 'LOCAL');
+    this.add('-m', 'addrtype', ...(neg ? ['!'] : []), side === 'src' ? '--src-type' : '--dst-type', 'LOCAL');
     this.r.matches.push({ kind: 'addrtype', side, type: 'LOCAL', neg });
     return this;
   }
 
   /** `-m mark [!] --mark V/M`. */
   mark(value: number, mask: number, neg = false): this {
-    this.r.restore.push('-m', 'mark', ...(neg ? ['!'] : []), '--mark', `${hex(value)}/${hex(mask)}`);
+    this.add('-m', 'mark', ...(neg ? ['!'] : []), '--mark', `${hex(value)}/${hex(mask)}`);
     this.r.matches.push({ kind: 'mark', value, mask, neg });
     return this;
   }
 
   /** `-m conntrack [!] --ctstate A,B`. */
   conntrack(states: string[], neg = false): this {
-    this.r.restore.push('-m', 'conntrack', ...(neg ? ['!'] : []), '--ctstate', states.join(','));
+    this.add('-m', 'conntrack', ...(neg ? ['!'] : []), '--ctstate', states.join(','));
     this.r.matches.push({ kind: 'conntrack', states, neg });
     return this;
   }
 
   /** `-m state --state A`. */
   state(states: string[]): this {
-    this.r.restore.push('-m', 'state', '--state', states.join(','));
+    this.add('-m', 'state', '--state', states.join(','));
     this.r.matches.push({ kind: 'state', states });
     return this;
   }
 
   /** `-m set --match-set NAME FLAGS`. */
   set(name: string, flags: string): this {
-    this.r.restore.push('-m', 'set', '--match-set', name, flags);
+    this.add('-m', 'set', '--match-set', name, flags);
     this.r.matches.push({ kind: 'set', name, flags });
     return this;
   }
 
   /** `-j CHAIN`. */
   jump(chain: string): Rule {
-    return this.finish({ kind: 'jump', chain }, ['-j', chain]);
+    let t = jumpTargets.get(chain);
+    if (!t) {
+      if (jumpTargets.size > 500_000) jumpTargets.clear();
+      jumpTargets.set(chain, (t = { kind: 'jump', chain }));
+    }
+    return this.finish(t, ['-j', chain]);
   }
 
   /** `-j DNAT --to-destination IP:PORT`. */
@@ -241,9 +265,14 @@ export class RuleBuilder {
     return this.finish({ kind: 'none' }, []);
   }
 
+  private add(...tokens: string[]): void {
+    for (const t of tokens) this.toks.push(t);
+  }
+
   private finish(target: Target, tokens: string[]): Rule {
     this.r.target = target;
-    this.r.restore.push(...tokens);
+    this.add(...tokens);
+    this.r.restore = this.toks.join(' ');
     return this.r;
   }
 }
@@ -255,7 +284,7 @@ export function rule(table: TableName, chain: string): RuleBuilder {
 
 /** The rule in kube-proxy's restore form: `-A CHAIN args...`. */
 export function restoreText(r: Rule): string {
-  return r.restore.length ? `-A ${r.chain} ${r.restore.join(' ')}` : `-A ${r.chain}`;
+  return r.restore ? `-A ${r.chain} ${r.restore}` : `-A ${r.chain}`;
 }
 
 function matchSave(m: Match): string {
@@ -307,15 +336,15 @@ function targetSave(t: Target): string {
 /** The rule as `iptables-save` prints it (cached on the rule). */
 export function saveText(r: Rule): string {
   if (r.saveText !== undefined) return r.saveText;
-  const parts = ['-A', r.chain];
-  if (r.src) parts.push(...(r.src.neg ? ['!'] : []), '-s', r.src.cidr);
-  if (r.dst) parts.push(...(r.dst.neg ? ['!'] : []), '-d', r.dst.cidr);
-  if (r.proto) parts.push('-p', r.proto);
-  for (const m of r.matches) parts.push(matchSave(m));
+  let out = `-A ${r.chain}`;
+  if (r.src) out += r.src.neg ? ` ! -s ${r.src.cidr}` : ` -s ${r.src.cidr}`;
+  if (r.dst) out += r.dst.neg ? ` ! -d ${r.dst.cidr}` : ` -d ${r.dst.cidr}`;
+  if (r.proto) out += ` -p ${r.proto}`;
+  for (const m of r.matches) out += ` ${matchSave(m)}`;
   const t = targetSave(r.target);
-  if (t) parts.push(t);
-  r.saveText = parts.join(' ');
-  return r.saveText;
+  if (t) out += ` ${t}`;
+  r.saveText = out;
+  return out;
 }
 
 /** Built-in chains per table, in the order iptables-save lists them. */
@@ -365,7 +394,8 @@ export function formatIptablesSave(t: TableData, opts: SaveFormatOptions = {}): 
   lines.push(`*${t.name}`);
   const builtins = BUILTIN_CHAINS[t.name];
   for (const c of builtins) lines.push(`:${c} ACCEPT [0:0]`);
-  const user = [...new Set([...t.chains, ...t.extraChains])].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  // Default sort compares UTF-16 code units: strcmp order for these ASCII names.
+  const user = [...new Set([...t.chains, ...t.extraChains])].sort();
   for (const c of user) lines.push(`:${c} - [0:0]`);
   const byChain = new Map<string, Rule[]>();
   for (const r of [...t.builtinRules, ...t.rules]) {

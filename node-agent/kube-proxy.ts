@@ -1,0 +1,296 @@
+/**
+ * kube-proxy on one node: the glue between the watched Services and
+ * EndpointSlices, the decision engine of the chosen mode (service-proxy/),
+ * the node's netfilter hooks (conntrack, DNAT, masquerade) and the sockets a
+ * real kube-proxy would own:
+ *
+ * - `decide()` is offered the first packet of every new connection entering
+ *   the node (PREROUTING) or sent by it (OUTPUT); its answer becomes the
+ *   conntrack entry every later packet follows;
+ * - userspace mode: the legacy proxy's listeners on the node (a second TCP
+ *   connection from the node to the backend, so traces show the extra hop);
+ * - NodePorts from the real world: a real TCP/UDP socket on the node's IP at
+ *   every NodePort; each accepted connection is carried into the emulated
+ *   network as a connection from the node to its own NodePort, so
+ *   KUBE-NODEPORTS / the IPVS NodePort virtual server decide as for any other;
+ * - endpoint churn: UDP conntrack entries to endpoints that disappeared are
+ *   flushed, as kube-proxy runs `conntrack -D` for them.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import type { Clock } from '../common/clock.ts';
+import { createLogger } from '../common/log.ts';
+import type { SeededRng } from '../common/rng.ts';
+import type { KubeObject } from '../control-plane/types.ts';
+import { createServiceProxyEngine, type AnyProxier, type Decision, type IpvsSchedulerName, type ProxyMode } from '../service-proxy/index.ts';
+import type { NodeDataPlane } from './dataplane.ts';
+import type { NatDecision, NatEngine } from './netfilter.ts';
+import { TcpStack } from './tcp/stack.ts';
+import type { TcpSocket } from './tcp/socket.ts';
+import { SeededRng as Rng } from '../common/rng.ts';
+
+const log = createLogger('podlab:kube-proxy');
+
+export interface KubeProxyOptions {
+  mode: ProxyMode;
+  node: string;
+  /** The node's underlay IP: NodePorts listen here for real. */
+  nodeIp: string;
+  clusterCidr: string;
+  ipvsScheduler?: IpvsSchedulerName;
+  clock: Clock;
+  rng: SeededRng;
+  /** Real sockets may only be bound inside this range (local mode: the lab's 127.x network). */
+  allowRealBind: (ip: string) => boolean;
+}
+
+interface ServiceSpecLite {
+  type?: string;
+  ports?: { port: number; nodePort?: number; protocol?: string; name?: string }[];
+}
+
+export class KubeProxy implements NatEngine {
+  readonly engine: AnyProxier;
+  /** The node's own TCP, for the userspace proxy and the NodePort edge. */
+  readonly tcp: TcpStack;
+  private readonly userspaceListeners = new Map<number, { close(): void }>();
+  private readonly nodePorts = new Map<string, net.Server | dgram.Socket>();
+  private services: readonly KubeObject[] = [];
+  private slices: readonly KubeObject[] = [];
+  private pending?: NodeJS.Immediate;
+
+  constructor(
+    private readonly dp: NodeDataPlane,
+    private readonly o: KubeProxyOptions,
+  ) {
+    this.engine = createServiceProxyEngine(o.mode, {
+      nodeName: o.node,
+      nodeIP: o.nodeIp,
+      localAddresses: [...dp.stack.interfaces.values()].flatMap((i) => i.addrs.map((a) => a.ip)).filter((ip) => !ip.startsWith('127.0.0.1')),
+      clusterCidr: o.clusterCidr,
+      clock: o.clock,
+      rng: o.rng,
+      // Node addresses are 127.0.0.x in local mode: only 127.0.0.1 is "localhost" to the rules.
+      loopbackCidr: '127.0.0.1/32',
+      ipvsScheduler: o.ipvsScheduler,
+    });
+    this.tcp = new TcpStack(dp.stack, { clock: o.clock, rng: new Rng(o.rng.int(1, 0x7fffffff)) });
+  }
+
+  get mode(): string {
+    return this.o.mode;
+  }
+
+  /** New Services/EndpointSlices; applied once per tick however many events arrive. */
+  update(services: readonly KubeObject[], slices: readonly KubeObject[]): void {
+    this.services = services;
+    this.slices = slices;
+    if (this.pending) return;
+    this.pending = setImmediate(() => {
+      this.pending = undefined;
+      this.sync();
+    });
+  }
+
+  /** Applies the current state now (also used by tests). */
+  sync(): void {
+    this.engine.update(this.services, this.slices);
+    this.flushStaleUdp();
+    this.syncUserspaceListeners();
+    void this.syncNodePorts();
+  }
+
+  /** The netfilter hooks' question: what to do with the first packet of a connection. */
+  decide(pkt: Parameters<NatEngine['decide']>[0]): NatDecision | null {
+    const d: Decision | null = this.engine.decide({ ...pkt, fromHost: !pkt.fromLocalPod && pkt.src === this.o.nodeIp });
+    if (!d) return null;
+    switch (d.kind) {
+      case 'dnat':
+        return {
+          kind: 'dnat',
+          to: d.to,
+          masquerade: d.masquerade,
+          service: d.servicePort,
+          steps: d.steps,
+          onOpen: () => {
+            this.engine.connectionOpened(d.key);
+            return { onClose: () => this.engine.connectionClosed(d.key) };
+          },
+        };
+      case 'reject':
+        return { kind: 'reject', reason: `${d.reason}: ${d.steps[d.steps.length - 1] ?? ''}`.trim(), steps: d.steps };
+      case 'drop':
+        return { kind: 'drop', reason: d.reason, steps: d.steps };
+      case 'userspace':
+        // The legacy proxy: the connection is redirected to the node's own listener.
+        return { kind: 'redirect', to: { ip: this.gatewayFor(pkt.src), port: d.proxyPort }, service: d.service, steps: d.steps };
+    }
+  }
+
+  /** The node address a client reaches the userspace proxy on: cni0's for local pods, the node IP otherwise. */
+  private gatewayFor(src: string): string {
+    const r = this.dp.stack.routes.lookup(src);
+    return (r && this.dp.stack.sourceFor(r)) || this.o.nodeIp;
+  }
+
+  /** kube-proxy flushes UDP conntrack entries of endpoints that are gone (TCP ones fail on their own). */
+  private flushStaleUdp(): void {
+    const live = new Set<string>();
+    for (const s of this.slices) {
+      const sl = s as unknown as { endpoints?: { addresses?: string[]; conditions?: { ready?: boolean } }[]; ports?: { port?: number }[] };
+      for (const e of sl.endpoints ?? []) if (e.conditions?.ready !== false) for (const a of e.addresses ?? []) for (const p of sl.ports ?? []) live.add(`${a}:${p.port}`);
+    }
+    const n = this.dp.netfilter.conntrack.deleteWhere((e) => e.orig.proto === 'udp' && !!e.dnat && !live.has(`${e.dnat.ip}:${e.dnat.port}`));
+    if (n) log.info('flushed UDP conntrack entries of removed endpoints', { node: this.o.node, entries: n });
+  }
+
+  private syncUserspaceListeners(): void {
+    if (this.o.mode !== 'userspace' || !('proxyPorts' in this.engine)) return;
+    const engine = this.engine as Extract<AnyProxier, { proxyPorts(): unknown }>;
+    const want = new Map(engine.proxyPorts().filter((p) => p.protocol === 'tcp').map((p) => [p.port, p.servicePort]));
+    for (const [port, l] of this.userspaceListeners) if (!want.has(port)) (l.close(), this.userspaceListeners.delete(port));
+    for (const [port, spn] of want) {
+      if (this.userspaceListeners.has(port)) continue;
+      const server = this.tcp.listen(port, {}, (client) => this.proxyUserspace(client, spn));
+      this.userspaceListeners.set(port, server);
+    }
+  }
+
+  /** One proxied connection: the node opens a second connection to a backend and copies both ways. */
+  private proxyUserspace(client: TcpSocket, spn: string): void {
+    const engine = this.engine as Extract<AnyProxier, { pickBackend(s: string, c: string): unknown }>;
+    const choice = engine.pickBackend(spn, client.remoteAddress) as { ip: string; port: number } | null;
+    if (!choice) {
+      client.destroy();
+      return;
+    }
+    const upstream = this.tcp.connect({ host: choice.ip, port: choice.port });
+    splice(client, upstream);
+  }
+
+  /** Real sockets on the node IP at every NodePort (TCP and UDP), opened and closed as Services change. */
+  private async syncNodePorts(): Promise<void> {
+    const want = new Map<string, { port: number; proto: 'tcp' | 'udp' }>();
+    for (const s of this.services) {
+      const spec = (s.spec ?? {}) as ServiceSpecLite;
+      if (spec.type !== 'NodePort' && spec.type !== 'LoadBalancer') continue;
+      for (const p of spec.ports ?? []) {
+        if (!p.nodePort) continue;
+        const proto = (p.protocol ?? 'TCP').toLowerCase() === 'udp' ? 'udp' : 'tcp';
+        want.set(`${proto}:${p.nodePort}`, { port: p.nodePort, proto });
+      }
+    }
+    for (const [k, sock] of this.nodePorts) {
+      if (want.has(k)) continue;
+      sock.close();
+      this.nodePorts.delete(k);
+    }
+    if (!this.o.allowRealBind(this.o.nodeIp)) return;
+    for (const [k, { port, proto }] of want) {
+      if (this.nodePorts.has(k)) continue;
+      try {
+        this.nodePorts.set(k, proto === 'tcp' ? await this.openTcpNodePort(port) : await this.openUdpNodePort(port));
+        log.info('NodePort open', { node: this.o.node, address: `${this.o.nodeIp}:${port}/${proto}` });
+      } catch (e) {
+        log.warn('cannot open NodePort', { address: `${this.o.nodeIp}:${port}/${proto}`, error: String(e) });
+      }
+    }
+  }
+
+  /** A real TCP listener whose connections continue inside the lab as node → own NodePort. */
+  private openTcpNodePort(port: number): Promise<net.Server> {
+    const server = net.createServer((real) => {
+      real.pause();
+      const inner = this.tcp.connect({ host: this.o.nodeIp, port });
+      spliceReal(real, inner);
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, this.o.nodeIp, () => resolve(server));
+    });
+  }
+
+  /** A real UDP socket: each client gets its own emulated socket on the node, replies go back to it. */
+  private openUdpNodePort(port: number): Promise<dgram.Socket> {
+    const sock = dgram.createSocket('udp4');
+    const clients = new Map<string, { port: number; close(): void }>();
+    sock.on('message', (msg, rinfo) => {
+      const key = `${rinfo.address}:${rinfo.port}`;
+      let inner = clients.get(key);
+      if (!inner) {
+        inner = this.dp.stack.bindUdp(0, { message: (m) => sock.send(m.data, rinfo.port, rinfo.address) });
+        clients.set(key, inner);
+      }
+      this.dp.stack.sendUdp(inner.port, this.o.nodeIp, port, msg);
+    });
+    sock.on('close', () => {
+      for (const c of clients.values()) c.close();
+    });
+    return new Promise((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(port, this.o.nodeIp, () => resolve(sock));
+    });
+  }
+
+  /** `podlab node NODE iptables-save|ipvsadm|ipset|conntrack ...` */
+  command(argv: string[]): string | undefined {
+    const [tool, ...rest] = argv;
+    const e = this.engine as AnyProxier & { iptablesSave?(t?: 'nat' | 'filter'): string; ipvsadmList?(): string; ipsetList?(n?: string): string };
+    if (tool === 'iptables-save') {
+      const t = rest[rest.indexOf('-t') + 1];
+      const table = rest.includes('-t') ? t : undefined;
+      if (table && table !== 'nat' && table !== 'filter') return `# podlab emulates the nat and filter tables only\n`;
+      return table ? e.iptablesSave!(table as 'nat' | 'filter') : e.iptablesSave!('filter') + e.iptablesSave!('nat');
+    }
+    if (tool === 'ipvsadm') {
+      if (!e.ipvsadmList) return `ipvsadm: kube-proxy runs in ${this.o.mode} mode on this node (no virtual servers)\n`;
+      return e.ipvsadmList();
+    }
+    if (tool === 'ipset') {
+      if (!e.ipsetList) return `ipset: kube-proxy runs in ${this.o.mode} mode (no ipsets)\n`;
+      return e.ipsetList(rest[0] === 'list' ? rest[1] : undefined);
+    }
+    if (tool === 'conntrack') return this.dp.netfilter.conntrack.format();
+    return undefined;
+  }
+
+  close(): void {
+    if (this.pending) clearImmediate(this.pending);
+    for (const l of this.userspaceListeners.values()) l.close();
+    for (const s of this.nodePorts.values()) s.close();
+    this.userspaceListeners.clear();
+    this.nodePorts.clear();
+  }
+}
+
+/** Copies two emulated TCP sockets into each other, closing both together. */
+function splice(a: TcpSocket, b: TcpSocket): void {
+  a.on('data', (d) => b.write(d));
+  b.on('data', (d) => a.write(d));
+  a.on('end', () => b.end());
+  b.on('end', () => a.end());
+  a.on('error', () => b.destroy());
+  b.on('error', () => a.destroy());
+}
+
+/** Copies a real socket and an emulated one into each other. */
+function spliceReal(real: net.Socket, inner: TcpSocket): void {
+  inner.on('connect', () => real.resume());
+  real.on('data', (d) => {
+    if (!inner.write(d)) {
+      real.pause();
+      inner.once('drain', () => real.resume());
+    }
+  });
+  inner.on('data', (d) => {
+    if (!real.write(d)) {
+      inner.pause();
+      real.once('drain', () => inner.resume());
+    }
+  });
+  real.on('end', () => inner.end());
+  inner.on('end', () => real.end());
+  real.on('error', () => inner.destroy());
+  inner.on('error', () => real.destroy());
+  real.on('close', () => inner.destroy());
+}
