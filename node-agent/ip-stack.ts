@@ -254,10 +254,10 @@ export class IpStack {
   }
 
   /** Sends a UDP datagram from a bound port. */
-  sendUdp(srcPort: number, dst: string, dstPort: number, data: Buffer, opts: { ttl?: number; pmtudisc?: PmtuDisc } = {}): SendResult {
+  sendUdp(srcPort: number, dst: string, dstPort: number, data: Buffer, opts: { ttl?: number; pmtudisc?: PmtuDisc; src?: string } = {}): SendResult {
     const route = this.routeFor(dst);
     if (!route) return { ok: false, error: 'ENETUNREACH' };
-    const src = this.isLocal(dst) ? dst : this.sourceFor(route);
+    const src = opts.src ?? (this.isLocal(dst) ? dst : this.sourceFor(route));
     if (!src) return { ok: false, error: 'ENETUNREACH' };
     const payload = serializeUdp({ srcPort, dstPort, payload: data }, src, dst);
     return this.send({ dst, src, protocol: IPPROTO_UDP, payload, ...opts });
@@ -324,9 +324,14 @@ export class IpStack {
       // PMTUDISC_WANT fragments locally, and fragments never carry DF.
       repr.dontFragment = false;
     }
-    if (tracer.current) {
-      // A packet born inside a traced path (an echo reply, an ICMP error) is its own leg.
+    if (tracer.current || tracer.filters.size) {
+      // A packet born inside a traced path (an echo reply, an ICMP error) is its own leg; one sent
+      // later (a TCP segment from a timer) is recognised by the trace's filter.
       const ctx = tracer.matchIpv4(serializeIpv4(repr)) ?? tracer.current;
+      if (!ctx) {
+        this.output(repr, null, route);
+        return { ok: true };
+      }
       tracer.run(ctx, () => {
         tracer.hop(this.traceNs, 'send', `${repr.src} > ${repr.dst}: new packet, route "${formatRoute(route)}"`);
         this.output(repr, null, route);
@@ -401,8 +406,19 @@ export class IpStack {
 
   // ---------------------------------------------------------------- input
 
-  /** A frame arriving on one of this namespace's devices. */
+  /** A frame arriving on one of this namespace's devices (traced when it belongs to a running trace). */
   input(dev: NetDevice, frame: Buffer): void {
+    if (tracer.filters.size && !tracer.current) {
+      const ctx = tracer.matchFrame(frame);
+      if (ctx) {
+        tracer.run(ctx, () => this.inputFrame(dev, frame));
+        return;
+      }
+    }
+    this.inputFrame(dev, frame);
+  }
+
+  private inputFrame(dev: NetDevice, frame: Buffer): void {
     const eth = parseEthernet(frame);
     if (isWireError(eth)) {
       dev.counters.drop(`malformed-ethernet:${eth.reason}`);

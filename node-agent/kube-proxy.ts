@@ -31,6 +31,16 @@ import { SeededRng as Rng } from '../common/rng.ts';
 
 const log = createLogger('podlab:kube-proxy');
 
+/**
+ * The source address of a client outside the cluster, for connections carried
+ * in from a real NodePort socket (TEST-NET-3, RFC 5737). It exists only inside
+ * the lab, on the node's lo, so that the rules see an external client (not the
+ * node itself) and a backend behind externalTrafficPolicy Local sees a client
+ * address it can answer, as on a real node. The real client's address (on the
+ * host) is not carried into the lab.
+ */
+export const EXTERNAL_CLIENT = '203.0.113.1';
+
 export interface KubeProxyOptions {
   mode: ProxyMode;
   node: string;
@@ -75,6 +85,8 @@ export class KubeProxy implements NatEngine {
       ipvsScheduler: o.ipvsScheduler,
     });
     this.tcp = new TcpStack(dp.stack, { clock: o.clock, rng: new Rng(o.rng.int(1, 0x7fffffff)) });
+    // After the engine took its list of local addresses: the stand-in external client is not one of them.
+    if (!dp.stack.isLocal(EXTERNAL_CLIENT)) dp.stack.addAddress('lo', EXTERNAL_CLIENT, 32);
   }
 
   get mode(): string {
@@ -201,7 +213,7 @@ export class KubeProxy implements NatEngine {
   private openTcpNodePort(port: number): Promise<net.Server> {
     const server = net.createServer((real) => {
       real.pause();
-      const inner = this.tcp.connect({ host: this.o.nodeIp, port });
+      const inner = this.tcp.connect({ host: this.o.nodeIp, port, localAddress: EXTERNAL_CLIENT });
       spliceReal(real, inner);
     });
     return new Promise((resolve, reject) => {
@@ -221,7 +233,7 @@ export class KubeProxy implements NatEngine {
         inner = this.dp.stack.bindUdp(0, { message: (m) => sock.send(m.data, rinfo.port, rinfo.address) });
         clients.set(key, inner);
       }
-      this.dp.stack.sendUdp(inner.port, this.o.nodeIp, port, msg);
+      this.dp.stack.sendUdp(inner.port, this.o.nodeIp, port, msg, { src: EXTERNAL_CLIENT });
     });
     sock.on('close', () => {
       for (const c of clients.values()) c.close();

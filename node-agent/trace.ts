@@ -145,17 +145,22 @@ export class Tracer {
 
   private flowMatches(f: TraceFilter, proto: number, src: string, dst: string, l4: Buffer, quoted: boolean): boolean {
     if (proto !== f.protocol) return false;
-    const fwd = src === f.a && dst === f.b;
-    const rev = src === f.b && dst === f.a;
-    if (!fwd && !rev) return false;
-    if (quoted && !fwd) return false;
-    if (proto === ICMP) return l4.length >= 8 && (l4[0] === 8 || l4[0] === 0) && l4.readUInt16BE(4) === f.key;
+    if (proto === ICMP) {
+      const fwd = src === f.a && dst === f.b;
+      const rev = src === f.b && dst === f.a;
+      if (!fwd && !(rev && !quoted)) return false;
+      return l4.length >= 8 && (l4[0] === 8 || l4[0] === 0) && l4.readUInt16BE(4) === f.key;
+    }
     if ((proto === UDP || proto === TCP) && l4.length >= 4) {
+      // The probe's own port identifies it, whatever the far address: a Service's DNAT changes
+      // the destination on the way (ClusterIP -> backend), and the reply comes from the backend.
       const sp = l4.readUInt16BE(0);
       const dp = l4.readUInt16BE(2);
-      return fwd ? sp === f.key && (f.port === undefined || dp === f.port) : dp === f.key;
+      const fwd = src === f.a && sp === f.key;
+      const rev = dst === f.a && dp === f.key;
+      return fwd || (rev && !quoted);
     }
-    return true;
+    return false;
   }
 }
 

@@ -92,7 +92,6 @@ interface ServiceBlock {
 }
 
 const nameCache = new Map<string, ServiceChains>();
-const sepCache = new Map<string, string>();
 
 function chainsOf(sp: ServicePortInfo): ServiceChains {
   const k = `${sp.spn}|${sp.protocol}`;
@@ -106,14 +105,8 @@ function chainsOf(sp: ServicePortInfo): ServiceChains {
 }
 
 function sepOf(sp: ServicePortInfo, ep: string): string {
-  const k = `${sp.spn}|${sp.protocol}|${ep}`;
-  let c = sepCache.get(k);
-  if (!c) {
-    c = endpointChain(sp.spn, sp.protocol, ep);
-    if (sepCache.size > 2_000_000) sepCache.clear();
-    sepCache.set(k, c);
-  }
-  return c;
+  // Not cached: a service's rules are rebuilt only when its endpoints change (see ServiceBlock.fp).
+  return endpointChain(sp.spn, sp.protocol, ep);
 }
 
 /** syncProxyRules' per-service-port body. */
@@ -460,9 +453,7 @@ export class IptablesProxier implements ServiceProxyEngine {
   }
 
   decide(pkt: ServicePacket): Decision | null {
-    const steps: string[] = [
-      `${pkt.protocol} ${pkt.src}:${pkt.sport} > ${pkt.dst}:${pkt.dport} enters nat ${pkt.fromHost ? 'OUTPUT (from the node)' : `PREROUTING (${pkt.fromLocalPod ? 'from a local pod' : 'from the network'})`}`,
-    ];
+    const steps: string[] | null = pkt.trace === false ? null : [`${pkt.protocol} ${pkt.src}:${pkt.sport} > ${pkt.dst}:${pkt.dport} enters nat ${pkt.fromHost ? 'OUTPUT (from the node)' : `PREROUTING (${pkt.fromLocalPod ? 'from a local pod' : 'from the network'})`}`];
     const origDst = ipv4ToInt(pkt.dst);
     const w: WalkPacket = { src: ipv4ToInt(pkt.src), srcStr: pkt.src, dst: origDst, dstStr: pkt.dst, proto: pkt.protocol, sport: pkt.sport, dport: pkt.dport, mark: 0, ctDnat: false };
     const env = { isLocal: (ip: number) => (ip === origDst && pkt.localDst) || this.isLocal(ip) };
@@ -477,11 +468,11 @@ export class IptablesProxier implements ServiceProxyEngine {
     }
     const dstLocal = env.isLocal(w.dst);
     const v2 = this.walker.walk('filter', pkt.fromHost ? 'OUTPUT' : dstLocal ? 'INPUT' : 'FORWARD', w, env, steps);
-    if (v2.kind === 'reject') return { kind: 'reject', reason: 'no-endpoints', icmp: 'port-unreachable', steps };
+    if (v2.kind === 'reject') return { kind: 'reject', reason: 'no-endpoints', icmp: 'port-unreachable', steps: steps ?? [] };
     if (v2.kind === 'drop') {
       const comment = v2.rule.matches.find((m) => m.kind === 'comment');
       const noLocal = comment?.kind === 'comment' && comment.text.endsWith('has no local endpoints');
-      return { kind: 'drop', reason: noLocal ? 'no-local-endpoints' : 'filtered', steps };
+      return { kind: 'drop', reason: noLocal ? 'no-local-endpoints' : 'filtered', steps: steps ?? [] };
     }
     if (!dnat) return null;
     let masquerade = false;
@@ -493,7 +484,7 @@ export class IptablesProxier implements ServiceProxyEngine {
       masquerade,
       service: sp?.service ?? '',
       servicePort: sp?.spn ?? '',
-      steps,
+      steps: steps ?? [],
       key: connectionKey(pkt),
     };
   }

@@ -292,9 +292,7 @@ export class IpvsProxier implements ServiceProxyEngine {
   }
 
   decide(pkt: ServicePacket): Decision | null {
-    const steps: string[] = [
-      `${pkt.protocol} ${pkt.src}:${pkt.sport} > ${pkt.dst}:${pkt.dport} enters nat ${pkt.fromHost ? 'OUTPUT (from the node)' : `PREROUTING (${pkt.fromLocalPod ? 'from a local pod' : 'from the network'})`}`,
-    ];
+    const steps: string[] | null = pkt.trace === false ? null : [`${pkt.protocol} ${pkt.src}:${pkt.sport} > ${pkt.dst}:${pkt.dport} enters nat ${pkt.fromHost ? 'OUTPUT (from the node)' : `PREROUTING (${pkt.fromLocalPod ? 'from a local pod' : 'from the network'})`}`];
     const origDst = ipv4ToInt(pkt.dst);
     const w: WalkPacket = { src: ipv4ToInt(pkt.src), srcStr: pkt.src, dst: origDst, dstStr: pkt.dst, proto: pkt.protocol, sport: pkt.sport, dport: pkt.dport, mark: 0, ctDnat: false };
     const env = {
@@ -304,8 +302,8 @@ export class IpvsProxier implements ServiceProxyEngine {
     this.walker.walk('nat', pkt.fromHost ? 'OUTPUT' : 'PREROUTING', w, env, steps);
     const dstLocal = env.isLocal(w.dst);
     const v2 = this.walker.walk('filter', pkt.fromHost ? 'OUTPUT' : dstLocal ? 'INPUT' : 'FORWARD', w, env, steps);
-    if (v2.kind === 'reject') return { kind: 'reject', reason: v2.rule.chain === 'KUBE-IPVS-FILTER' ? 'not-a-service-port' : 'no-endpoints', icmp: 'port-unreachable', steps };
-    if (v2.kind === 'drop') return { kind: 'drop', reason: 'filtered', steps };
+    if (v2.kind === 'reject') return { kind: 'reject', reason: v2.rule.chain === 'KUBE-IPVS-FILTER' ? 'not-a-service-port' : 'no-endpoints', icmp: 'port-unreachable', steps: steps ?? [] };
+    if (v2.kind === 'drop') return { kind: 'drop', reason: 'filtered', steps: steps ?? [] };
     if (!dstLocal) return null;
     const vs = this.services.get(`${pkt.protocol.toUpperCase()} ${pkt.dst}:${pkt.dport}`);
     if (!vs) return null;
@@ -334,10 +332,10 @@ export class IpvsProxier implements ServiceProxyEngine {
       why = r.reason;
     }
     if (!dest) {
-      steps.push(`ipvs ${vsLine}: no destination available (${vs.dests.length === 0 ? 'no real server' : why}): ICMP port unreachable`);
-      return { kind: 'reject', reason: 'no-endpoints', icmp: 'port-unreachable', steps };
+      steps?.push(`ipvs ${vsLine}: no destination available (${vs.dests.length === 0 ? 'no real server' : why}): ICMP port unreachable`);
+      return { kind: 'reject', reason: 'no-endpoints', icmp: 'port-unreachable', steps: steps ?? [] };
     }
-    steps.push(`ipvs ${vsLine} -> ${dest.key} Masq weight ${dest.weight} (${why})`);
+    steps?.push(`ipvs ${vsLine} -> ${dest.key} Masq weight ${dest.weight} (${why})`);
     if (template) {
       template.expiresAt = now + vs.persistent * 1000;
       template.controlled++;
@@ -352,7 +350,7 @@ export class IpvsProxier implements ServiceProxyEngine {
     w.dport = dest.port;
     w.ctDnat = true;
     const masquerade = this.walker.walk('nat', 'POSTROUTING', w, env, steps).kind === 'masquerade';
-    return { kind: 'dnat', to: { ip: dest.ip, port: dest.port }, masquerade, service: vs.service, servicePort: vs.spn, steps, key };
+    return { kind: 'dnat', to: { ip: dest.ip, port: dest.port }, masquerade, service: vs.service, servicePort: vs.spn, steps: steps ?? [], key };
   }
 
   /** The template if still alive; a timer that fires while it controls connections is re-armed, as in ip_vs_conn_expire. */

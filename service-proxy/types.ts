@@ -34,6 +34,8 @@ export interface ServicePacket {
    * OUTPUT hooks instead of PREROUTING/FORWARD. Default false.
    */
   fromHost?: boolean;
+  /** false: skip building `steps` (the per-connection fast path when no trace is running). Default true. */
+  trace?: boolean;
 }
 
 /** DNAT to a backend: what the data path writes into its conntrack entry. */

@@ -158,7 +158,7 @@ export class UserspaceProxier implements ServiceProxyEngine {
   }
 
   decide(pkt: ServicePacket): Decision | null {
-    const steps: string[] = [`${pkt.protocol} ${pkt.src}:${pkt.sport} > ${pkt.dst}:${pkt.dport} enters nat ${pkt.fromHost ? 'OUTPUT (from the node)' : 'PREROUTING'}`];
+    const steps: string[] | null = pkt.trace === false ? null : [`${pkt.protocol} ${pkt.src}:${pkt.sport} > ${pkt.dst}:${pkt.dport} enters nat ${pkt.fromHost ? 'OUTPUT (from the node)' : 'PREROUTING'}`];
     const origDst = ipv4ToInt(pkt.dst);
     const w: WalkPacket = { src: ipv4ToInt(pkt.src), srcStr: pkt.src, dst: origDst, dstStr: pkt.dst, proto: pkt.protocol, sport: pkt.sport, dport: pkt.dport, mark: 0, ctDnat: false };
     const env = { isLocal: (ip: number) => (ip === origDst && pkt.localDst) || this.local.has(ip) || inAddr(this.loopback, ip) };
@@ -168,8 +168,8 @@ export class UserspaceProxier implements ServiceProxyEngine {
     else if (v.kind === 'dnat' && v.ip === this.opts.nodeIP) port = v.port;
     const st = port === undefined ? undefined : this.byPort.get(port);
     if (!st) return null;
-    steps.push(`userspace proxy: ${st.sp.spn} listens on ${this.opts.nodeIP}:${st.proxyPort}/${st.sp.protocol}; it accepts and dials a backend`);
-    return { kind: 'userspace', proxyPort: st.proxyPort, service: st.sp.spn, steps };
+    steps?.push(`userspace proxy: ${st.sp.spn} listens on ${this.opts.nodeIP}:${st.proxyPort}/${st.sp.protocol}; it accepts and dials a backend`);
+    return { kind: 'userspace', proxyPort: st.proxyPort, service: st.sp.spn, steps: steps ?? [] };
   }
 
   /**

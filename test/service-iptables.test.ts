@@ -16,6 +16,10 @@
  */
 import test from 'ava';
 import { createServiceProxyEngine, endpointChain, probability, serviceChains, type DnatDecision } from '../service-proxy/index.ts';
+import { SeededRng } from '../common/rng.ts';
+import { RuleWalker, type WalkPacket } from '../service-proxy/iptables/evaluate.ts';
+import { rule, type Rule } from '../service-proxy/iptables/rules.ts';
+import { ipv4ToInt } from '../packet/addr.ts';
 import { engineOpts, nginx, pkt, slice, svc } from './helpers/service-fixtures.ts';
 
 test('chain names: the well-known services hash as kube-proxy names them', (t) => {
@@ -362,4 +366,75 @@ test('large clusters (> 1000 endpoints) drop the per-endpoint comments, as kube-
   t.false(sep.matches.some((m) => m.kind === 'comment'));
   t.true(e.table('nat').rules.some((r) => r.chain === 'KUBE-SERVICES' && r.matches.some((m) => m.kind === 'comment')));
   t.is(e.decide(pkt('10.244.1.9', '10.96.0.50', 80))?.kind, 'dnat');
+});
+
+test('the (destination, protocol, port) index walks to exactly the verdicts of a rule-by-rule walk', (t) => {
+  const rng = new SeededRng(11);
+  const ips = Array.from({ length: 12 }, (_, i) => `10.96.0.${i + 1}`);
+  const rules: Rule[] = [];
+  for (let i = 0; i < 400; i++) {
+    const b = rule('nat', 'KUBE-SERVICES').comment(`r${i}`, false);
+    const kind = rng.int(0, 5);
+    const proto = rng.chance(0.5) ? 'tcp' : 'udp';
+    if (kind === 0) b.d(ips[rng.int(0, 11)]);
+    else if (kind === 1) b.d(`10.96.0.0/${rng.int(24, 31)}`);
+    else if (kind === 2) b.d(ips[rng.int(0, 11)], true);
+    if (kind !== 3) b.m(proto).p(proto);
+    if (kind !== 3 && rng.chance(0.8)) b.dport(rng.int(1, 4) * 10);
+    if (kind === 5) b.s('10.244.0.0/16', rng.chance(0.5));
+    rules.push(b.jump(`T${i}`));
+  }
+  const clock = { now: () => 0 };
+  const fast = new RuleWalker(new SeededRng(1), clock, true);
+  const slow = new RuleWalker(new SeededRng(1), clock, false);
+  for (const w of [fast, slow]) w.load('nat', rules);
+  const env = { isLocal: () => false };
+  let fired = 0;
+  for (let i = 0; i < 3000; i++) {
+    const dst = ips[rng.int(0, 11)];
+    const src = rng.chance(0.5) ? '10.244.1.5' : '192.168.0.9';
+    const mk = (): WalkPacket => ({ src: ipv4ToInt(src), srcStr: src, dst: ipv4ToInt(dst), dstStr: dst, proto: rng.chance(0.5) ? 'tcp' : 'udp', sport: 1000, dport: rng.int(1, 4) * 10, mark: 0, ctDnat: false });
+    const p = mk();
+    const a: string[] = [];
+    const b: string[] = [];
+    fast.walk('nat', 'KUBE-SERVICES', { ...p }, env, a);
+    slow.walk('nat', 'KUBE-SERVICES', { ...p }, env, b);
+    t.deepEqual(a, b);
+    if (a.length) fired++;
+  }
+  t.true(fired > 2000, `${fired} packets matched some rule`);
+});
+
+test('a partial sync (only changed services re-rendered) yields the same tables as a fresh full sync', (t) => {
+  const { service: web, slice: webSlice } = nginx();
+  const dns = svc('kube-dns', { ns: 'kube-system', clusterIP: '10.96.0.10', ports: [{ name: 'dns', port: 53, protocol: 'UDP' }] });
+  const dnsSlice = slice('kube-dns', [['10.244.1.3', 'node-1']], [{ name: 'dns', port: 53, protocol: 'UDP' }], 'kube-system');
+  const other = svc('other', { clusterIP: '10.96.0.20', ports: [{ port: 8080 }], affinity: 100 });
+  const otherSlice = slice('other', [['10.244.2.9', 'node-2']], [{ port: 8080 }]);
+  const e = createServiceProxyEngine('iptables', engineOpts());
+  e.update([web, dns], [webSlice, dnsSlice]);
+  e.update([web, dns, other], [webSlice, dnsSlice, otherSlice]);
+  e.update([web, other], [slice('nginx', [['10.244.2.2', 'node-2']], [{ port: 80 }]), otherSlice]);
+  const fresh = createServiceProxyEngine('iptables', engineOpts());
+  fresh.update([web, other], [slice('nginx', [['10.244.2.2', 'node-2']], [{ port: 80 }]), otherSlice]);
+  for (const table of ['nat', 'filter'] as const) {
+    t.is(e.iptablesSave(table), fresh.iptablesSave(table));
+    t.is(e.iptablesRestore(table), fresh.iptablesRestore(table));
+  }
+  t.is(e.decide(pkt('10.244.1.5', '10.96.0.10', 53, { protocol: 'udp' })), null, 'the deleted service is gone from the walker too');
+  t.is((e.decide(pkt('10.244.1.5', '10.96.0.100', 80)) as DnatDecision).to.ip, '10.244.2.2');
+});
+
+test('trace: false skips the step text (the fast path) without changing the decision', (t) => {
+  const a = createServiceProxyEngine('iptables', engineOpts(21));
+  const b = createServiceProxyEngine('iptables', engineOpts(21));
+  const { service, slice: s } = nginx();
+  a.update([service], [s]);
+  b.update([service], [s]);
+  for (let i = 0; i < 20; i++) {
+    const x = a.decide(pkt('10.244.1.5', '10.96.0.100', 80, { sport: i + 1 })) as DnatDecision;
+    const y = b.decide({ ...pkt('10.244.1.5', '10.96.0.100', 80, { sport: i + 1 }), trace: false }) as DnatDecision;
+    t.deepEqual({ ...y, steps: x.steps }, x);
+    t.deepEqual(y.steps, []);
+  }
 });

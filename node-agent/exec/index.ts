@@ -1,6 +1,7 @@
 /**
  * The commands `podlab exec POD -- ...` can run in a pod, by name.
  */
+import { hey } from './hey.ts';
 import { formatIpAddr, formatIpLink, formatIpNeigh, formatIpRoute } from '../iproute2.ts';
 import { ping } from './ping.ts';
 import type { ExecContext, PodCommand } from './types.ts';
@@ -43,4 +44,15 @@ export async function hostname(ctx: ExecContext): Promise<number> {
   return 0;
 }
 
-export const podCommands: Record<string, PodCommand> = { ping, udp, ip, hostname, curl, nc, transfer, ss, ps };
+export const podCommands: Record<string, PodCommand> = {
+  hey,
+  ping,
+  udp,
+  ip,
+  hostname,
+  curl,
+  nc,
+  transfer,
+  ss,
+  ps,
+};

@@ -50,6 +50,8 @@ export interface ConnectOptions {
   host: string;
   port: number;
   localPort?: number;
+  /** Source address (default: the route's preferred source), as bind() before connect(). */
+  localAddress?: string;
   allowHalfOpen?: boolean;
 }
 
@@ -158,7 +160,7 @@ export class TcpStack implements ConnectionHost {
     if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) throw new TcpError('EINVAL', 'connect', dst, opts.port, 'port must be 1-65535');
     const path = this.pathTo(dst);
     const localPort = opts.localPort ?? this.ephemeralPort();
-    const src = path?.src ?? '0.0.0.0';
+    const src = opts.localAddress ?? path?.src ?? '0.0.0.0';
     if (this.conns.has(key(src, localPort, dst, opts.port))) throw new TcpError('EADDRINUSE', 'connect', dst, opts.port);
     const c = new TcpConnection(this, src, localPort, dst, opts.port, { iss: this.isn(), mss: path?.mss ?? 536, passive: false });
     const sock = new TcpSocket(this, c, { allowHalfOpen: opts.allowHalfOpen ?? false });

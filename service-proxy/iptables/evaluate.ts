@@ -58,8 +58,10 @@ export interface WalkEnv {
 
 interface IndexedChain {
   rules: Rule[];
-  /** key → ascending rule indices, for rules with an exact (dst/32|*, proto, dport). */
-  buckets?: Map<string, number[]>;
+  /** (dst/32, proto, dport) → ascending indices of the rules such a packet can match: that bucket ∪ its (*, proto, dport) bucket ∪ wild. */
+  byDst?: Map<number, number[]>;
+  /** (proto, dport) → ascending indices for a destination without a bucket: that bucket ∪ wild. */
+  byPort?: Map<number, number[]>;
   /** Indices of rules the index cannot key, ascending. */
   wild?: number[];
 }
@@ -71,33 +73,43 @@ function l4Of(r: Rule): { proto: string; dport: number } | undefined {
   return undefined;
 }
 
-function indexChain(rules: Rule[]): IndexedChain {
-  if (rules.length < INDEX_THRESHOLD) return { rules };
-  const buckets = new Map<string, number[]>();
-  const wild: number[] = [];
-  rules.forEach((r, i) => {
-    const l4 = l4Of(r);
-    if (!l4 || !r.proto) return wild.push(i);
-    let key: string;
-    if (!r.dst) key = `*|${l4.proto}|${l4.dport}`;
-    else if (!r.dst.neg && r.dst.mask === 0xffffffff) key = `${r.dst.net}|${l4.proto}|${l4.dport}`;
-    else return wild.push(i);
-    let b = buckets.get(key);
-    if (!b) buckets.set(key, (b = []));
-    b.push(i);
-  });
-  return { rules, buckets, wild };
-}
+/** Numeric keys (no string building per packet): protocol and port in the low 17 bits, the address above. */
+const portKey = (proto: string, dport: number): number => (proto === 'udp' ? 65536 : 0) + dport;
+const dstKey = (dst: number, proto: string, dport: number): number => dst * 131072 + portKey(proto, dport);
 
-/** Merges ascending index lists. */
-function merge(lists: number[][]): number[] {
+function sortedUnion(...lists: number[][]): number[] {
   const nonEmpty = lists.filter((l) => l.length > 0);
-  if (nonEmpty.length === 0) return [];
   if (nonEmpty.length === 1) return nonEmpty[0];
   return nonEmpty.flat().sort((a, b) => a - b);
 }
 
-const EMPTY: number[] = [];
+function indexChain(rules: Rule[]): IndexedChain {
+  if (rules.length < INDEX_THRESHOLD) return { rules };
+  const dstBuckets = new Map<number, number[]>();
+  const portBuckets = new Map<number, number[]>();
+  const wild: number[] = [];
+  rules.forEach((r, i) => {
+    const l4 = l4Of(r);
+    if (!l4 || !r.proto) return wild.push(i);
+    let map: Map<number, number[]>;
+    let key: number;
+    if (!r.dst) {
+      map = portBuckets;
+      key = portKey(l4.proto, l4.dport);
+    } else if (!r.dst.neg && r.dst.mask === 0xffffffff) {
+      map = dstBuckets;
+      key = dstKey(r.dst.net, l4.proto, l4.dport);
+    } else return wild.push(i);
+    let b = map.get(key);
+    if (!b) map.set(key, (b = []));
+    b.push(i);
+  });
+  const byDst = new Map<number, number[]>();
+  for (const [k, b] of dstBuckets) byDst.set(k, sortedUnion(b, portBuckets.get(k % 131072) ?? [], wild));
+  const byPort = new Map<number, number[]>();
+  for (const [k, b] of portBuckets) byPort.set(k, sortedUnion(b, wild));
+  return { rules, byDst, byPort, wild };
+}
 
 /** Groups rules by chain, keeping their order. */
 export function groupByChain(rules: readonly Rule[]): Map<string, Rule[]> {
@@ -161,6 +173,8 @@ export class RuleWalker {
   constructor(
     private readonly rng: SeededRng,
     private readonly clock: EngineClock,
+    /** false: walk every rule in order (the reference the index must agree with; tests use it). */
+    private readonly indexed = true,
   ) {}
 
   /**
@@ -173,7 +187,7 @@ export class RuleWalker {
     const by = groupByChain(rules);
     const prev = this.loaded.get(table)!;
     for (const c of prev) if (!by.has(c)) map.delete(c);
-    for (const [chain, list] of by) map.set(chain, indexChain(list));
+    for (const [chain, list] of by) map.set(chain, this.indexed ? indexChain(list) : { rules: list });
     this.loaded.set(table, new Set(by.keys()));
   }
 
@@ -181,15 +195,15 @@ export class RuleWalker {
   setChain(table: TableName, chain: string, rules: readonly Rule[]): void {
     const map = this.tables.get(table)!;
     if (rules.length === 0) map.delete(chain);
-    else map.set(chain, indexChain([...rules]));
+    else map.set(chain, this.indexed ? indexChain(rules as Rule[]) : { rules: rules as Rule[] });
   }
 
   private candidates(c: IndexedChain, pkt: WalkPacket): number[] | undefined {
-    if (!c.buckets) return undefined;
-    return merge([c.buckets.get(`${pkt.dst}|${pkt.proto}|${pkt.dport}`) ?? EMPTY, c.buckets.get(`*|${pkt.proto}|${pkt.dport}`) ?? EMPTY, c.wild ?? EMPTY]);
+    if (!c.byDst) return undefined;
+    return c.byDst.get(dstKey(pkt.dst, pkt.proto, pkt.dport)) ?? c.byPort!.get(portKey(pkt.proto, pkt.dport)) ?? c.wild;
   }
 
-  private matchOne(m: Match, pkt: WalkPacket, env: WalkEnv, steps: string[], r: Rule): boolean {
+  private matchOne(m: Match, pkt: WalkPacket, env: WalkEnv, steps: string[] | null, r: Rule): boolean {
     switch (m.kind) {
       case 'comment':
         return true;
@@ -198,7 +212,7 @@ export class RuleWalker {
       case 'statistic': {
         const draw = Math.floor(this.rng.next() * 0x80000000);
         const hit = draw < m.threshold;
-        if (!hit) steps.push(`  ${r.table} ${r.chain}: -m statistic --probability ${m.probability} not taken (draw ${(draw / 0x80000000).toFixed(4)})`);
+        if (!hit && steps) steps.push(`  ${r.table} ${r.chain}: -m statistic --probability ${m.probability} not taken (draw ${(Math.floor((draw / 0x80000000) * 1e4) / 1e4).toFixed(4)})`);
         return hit;
       }
       case 'recent':
@@ -224,7 +238,7 @@ export class RuleWalker {
     }
   }
 
-  private matches(r: Rule, pkt: WalkPacket, env: WalkEnv, steps: string[]): boolean {
+  private matches(r: Rule, pkt: WalkPacket, env: WalkEnv, steps: string[] | null): boolean {
     if (r.proto && r.proto !== pkt.proto) return false;
     if (r.src && inAddr(r.src, pkt.src) === r.src.neg) return false;
     if (r.dst && inAddr(r.dst, pkt.dst) === r.dst.neg) return false;
@@ -234,9 +248,9 @@ export class RuleWalker {
 
   /**
    * Walks `table`'s built-in `chain` for `pkt` (mutating its mark), recording
-   * every rule that fired in `steps` in iptables-save form.
+   * every rule that fired in `steps` in iptables-save form (null: no trace).
    */
-  walk(table: TableName, chain: string, pkt: WalkPacket, env: WalkEnv, steps: string[]): WalkVerdict {
+  walk(table: TableName, chain: string, pkt: WalkPacket, env: WalkEnv, steps: string[] | null): WalkVerdict {
     interface Frame {
       c: IndexedChain;
       cand?: number[];
@@ -258,7 +272,7 @@ export class RuleWalker {
       f.pos++;
       if (!this.matches(r, pkt, env, steps)) continue;
       const t = r.target;
-      if (t.kind !== 'none') steps.push(`${table} ${saveText(r)}`);
+      if (steps && t.kind !== 'none') steps.push(`${table} ${saveText(r)}`);
       switch (t.kind) {
         case 'none':
           break;

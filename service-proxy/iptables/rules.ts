@@ -28,12 +28,14 @@ export interface AddrMatch {
   mask: number;
   /** As iptables-save prints it: `a.b.c.d/len`. */
   cidr: string;
+  /** As kube-proxy wrote it (`10.96.0.10` or `10.244.0.0/16`). */
+  text: string;
   neg: boolean;
 }
 
 /** A `-m` match with its options. */
 export type Match =
-  | { kind: 'comment'; text: string }
+  | { kind: 'comment'; text: string; quoted: boolean }
   | { kind: 'l4'; proto: 'tcp' | 'udp'; dport?: number }
   | { kind: 'statistic'; probability: string; threshold: number }
   | { kind: 'recent'; op: 'rcheck' | 'set'; name: string; seconds?: number; reap?: boolean }
@@ -61,8 +63,12 @@ export interface Rule {
   proto?: 'tcp' | 'udp';
   matches: Match[];
   target: Target;
-  /** kube-proxy's arguments after `-A CHAIN`, in its order, space-separated. */
-  restore: string;
+  /**
+   * The order kube-proxy wrote the arguments in, one op letter per builder call
+   * (shared strings: a few distinct sequences for all rules); {@link restoreText}
+   * replays it over the structured fields.
+   */
+  seq: string;
   /** Cached save form (built on first use). */
   saveText?: string;
 }
@@ -87,7 +93,7 @@ function parseAddrMatch(text: string, neg: boolean): AddrMatch {
   const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
   const net = (ipv4ToInt(ip) & mask) >>> 0;
   const a = (net >>> 24) & 255, b = (net >>> 16) & 255, c = (net >>> 8) & 255, d = net & 255;
-  return { net, mask, cidr: `${a}.${b}.${c}.${d}/${len}`, neg };
+  return { net, mask, cidr: `${a}.${b}.${c}.${d}/${len}`, text, neg };
 }
 
 /** True if the unsigned address lies in the match's network (ignoring negation). */
@@ -113,35 +119,38 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 const NO_TARGET: Target = { kind: 'none' };
 /** Jump targets are immutable: one object per chain name. */
 const jumpTargets = new Map<string, Target>();
+const VERDICTS = { RETURN: { kind: 'RETURN' }, ACCEPT: { kind: 'ACCEPT' }, DROP: { kind: 'DROP' }, REJECT: { kind: 'REJECT' } } as const satisfies Record<string, Target>;
+/** Interned op sequences. */
+const seqs = new Map<string, string>();
 
 /** Builds a rule, recording kube-proxy's argument order and the structured form together. */
 export class RuleBuilder {
   private readonly r: Rule;
-  private readonly toks: string[] = [];
+  private seq = '';
   private lastL4?: Extract<Match, { kind: 'l4' }>;
 
   constructor(table: TableName, chain: string) {
     // Every field present from the start: one hidden class for all rules keeps property access monomorphic.
-    this.r = { table, chain, src: undefined, dst: undefined, proto: undefined, matches: [], target: NO_TARGET, restore: '', saveText: undefined };
+    this.r = { table, chain, src: undefined, dst: undefined, proto: undefined, matches: [], target: NO_TARGET, seq: '', saveText: undefined };
   }
 
   /** `-m comment --comment TEXT`; `quoted` when kube-proxy itself wrote the quotes (its `"%s cluster IP"` strings). */
   comment(text: string, quoted: boolean): this {
-    this.add('-m', 'comment', '--comment', quoted ? `"${text}"` : text);
-    this.r.matches.push({ kind: 'comment', text });
+    this.op('c');
+    this.r.matches.push({ kind: 'comment', text, quoted });
     return this;
   }
 
   /** `-p tcp`. */
   p(proto: 'tcp' | 'udp'): this {
-    this.add('-p', proto);
+    this.op('p');
     this.r.proto = proto;
     return this;
   }
 
   /** `-m tcp` (the protocol's own match, which carries `--dport`). */
   m(proto: 'tcp' | 'udp'): this {
-    this.add('-m', proto);
+    this.op('m');
     this.lastL4 = { kind: 'l4', proto };
     this.r.matches.push(this.lastL4);
     return this;
@@ -149,7 +158,7 @@ export class RuleBuilder {
 
   /** `--dport N` of the last `-m tcp|udp`. */
   dport(port: number): this {
-    this.add('--dport', String(port));
+    this.op('P');
     if (!this.lastL4) throw new Error('--dport without -m tcp|udp');
     this.lastL4.dport = port;
     return this;
@@ -157,70 +166,70 @@ export class RuleBuilder {
 
   /** `[!] -s ADDR` as written (kube-proxy writes bare IPs or CIDRs). */
   s(text: string, neg = false): this {
-    this.add(...(neg ? ['!'] : []), '-s', text);
+    this.op('s');
     this.r.src = addrMatch(text, neg);
     return this;
   }
 
   /** `[!] -d ADDR`. */
   d(text: string, neg = false): this {
-    this.add(...(neg ? ['!'] : []), '-d', text);
+    this.op('d');
     this.r.dst = addrMatch(text, neg);
     return this;
   }
 
   /** `-m statistic --mode random --probability P` (P already formatted `%0.10f`). */
   statistic(probability: string): this {
-    this.add('-m', 'statistic', '--mode', 'random', '--probability', probability);
+    this.op('t');
     this.r.matches.push({ kind: 'statistic', probability, threshold: statisticThreshold(probability) });
     return this;
   }
 
   /** `-m recent --name N --rcheck --seconds T --reap` (kube-proxy's order). */
   recentCheck(name: string, seconds: number): this {
-    this.add('-m', 'recent', '--name', name, '--rcheck', '--seconds', String(seconds), '--reap');
+    this.op('r');
     this.r.matches.push({ kind: 'recent', op: 'rcheck', name, seconds, reap: true });
     return this;
   }
 
   /** `-m recent --name N --set`. */
   recentSet(name: string): this {
-    this.add('-m', 'recent', '--name', name, '--set');
+    this.op('r');
     this.r.matches.push({ kind: 'recent', op: 'set', name });
     return this;
   }
 
   /** `-m addrtype [!] --src-type|--dst-type LOCAL`. */
   addrtype(side: 'src' | 'dst', neg = false): this {
-    this.add('-m', 'addrtype', ...(neg ? ['!'] : []), side === 'src' ? '--src-type' : '--dst-type', 'LOCAL');
+    this.op('a');
     this.r.matches.push({ kind: 'addrtype', side, type: 'LOCAL', neg });
     return this;
   }
 
   /** `-m mark [!] --mark V/M`. */
   mark(value: number, mask: number, neg = false): this {
-    this.add('-m', 'mark', ...(neg ? ['!'] : []), '--mark', `${hex(value)}/${hex(mask)}`);
+    this.op('k');
     this.r.matches.push({ kind: 'mark', value, mask, neg });
     return this;
   }
 
   /** `-m conntrack [!] --ctstate A,B`. */
   conntrack(states: string[], neg = false): this {
-    this.add('-m', 'conntrack', ...(neg ? ['!'] : []), '--ctstate', states.join(','));
+    this.op('n');
     this.r.matches.push({ kind: 'conntrack', states, neg });
     return this;
   }
 
   /** `-m state --state A`. */
   state(states: string[]): this {
-    this.add('-m', 'state', '--state', states.join(','));
+    this.op('x');
     this.r.matches.push({ kind: 'state', states });
     return this;
   }
 
   /** `-m set --match-set NAME FLAGS`. */
   set(name: string, flags: string): this {
-    this.add('-m', 'set', '--match-set', name, flags);
+    this.op('e');
     this.r.matches.push({ kind: 'set', name, flags });
     return this;
   }
@@ -232,47 +241,50 @@ export class RuleBuilder {
       if (jumpTargets.size > 500_000) jumpTargets.clear();
       jumpTargets.set(chain, (t = { kind: 'jump', chain }));
     }
-    return this.finish(t, ['-j', chain]);
+    return this.finish(t);
   }
 
   /** `-j DNAT --to-destination IP:PORT`. */
   dnat(ip: string, port: number): Rule {
-    return this.finish({ kind: 'DNAT', ip, port }, ['-j', 'DNAT', '--to-destination', `${ip}:${port}`]);
+    return this.finish({ kind: 'DNAT', ip, port });
   }
 
   /** `-j REDIRECT --to-ports N`. */
   redirect(port: number): Rule {
-    return this.finish({ kind: 'REDIRECT', port }, ['-j', 'REDIRECT', '--to-ports', String(port)]);
+    return this.finish({ kind: 'REDIRECT', port });
   }
 
   /** `-j MARK --or-mark V` / `--xor-mark V`. */
   markTarget(op: 'or' | 'xor', value: number): Rule {
-    return this.finish({ kind: 'MARK', op, value }, ['-j', 'MARK', op === 'or' ? '--or-mark' : '--xor-mark', hex(value)]);
+    return this.finish({ kind: 'MARK', op, value });
   }
 
   /** `-j MASQUERADE [--random-fully]`. */
   masquerade(randomFully: boolean): Rule {
-    return this.finish({ kind: 'MASQUERADE', randomFully }, ['-j', 'MASQUERADE', ...(randomFully ? ['--random-fully'] : [])]);
+    return this.finish({ kind: 'MASQUERADE', randomFully });
   }
 
   /** `-j RETURN|ACCEPT|DROP|REJECT`. */
   verdict(kind: 'RETURN' | 'ACCEPT' | 'DROP' | 'REJECT'): Rule {
-    return this.finish({ kind }, ['-j', kind]);
+    return this.finish(VERDICTS[kind]);
   }
 
   /** A rule without a target. */
   noTarget(): Rule {
-    return this.finish({ kind: 'none' }, []);
+    return this.finish(NO_TARGET);
   }
 
-  private add(...tokens: string[]): void {
-    for (const t of tokens) this.toks.push(t);
+  private op(c: string): void {
+    this.seq += c;
   }
 
-  private finish(target: Target, tokens: string[]): Rule {
+  private finish(target: Target): Rule {
     this.r.target = target;
-    this.add(...tokens);
-    this.r.restore = this.toks.join(' ');
+    // An exact-size copy: arrays grown by push keep ~17 slots, which adds up over 100,000s of rules.
+    this.r.matches = this.r.matches.slice();
+    let seq = seqs.get(this.seq);
+    if (seq === undefined) seqs.set(this.seq, (seq = this.seq));
+    this.r.seq = seq;
     return this.r;
   }
 }
@@ -282,9 +294,68 @@ export function rule(table: TableName, chain: string): RuleBuilder {
   return new RuleBuilder(table, chain);
 }
 
-/** The rule in kube-proxy's restore form: `-A CHAIN args...`. */
+function matchRestore(m: Match): string {
+  switch (m.kind) {
+    case 'comment':
+      return `-m comment --comment ${m.quoted ? `"${m.text}"` : m.text}`;
+    case 'l4':
+      return `-m ${m.proto}`;
+    case 'statistic':
+      return `-m statistic --mode random --probability ${m.probability}`;
+    case 'recent':
+      return m.op === 'rcheck' ? `-m recent --name ${m.name} --rcheck --seconds ${m.seconds} --reap` : `-m recent --name ${m.name} --set`;
+    case 'addrtype':
+      return `-m addrtype${m.neg ? ' !' : ''} --${m.side}-type ${m.type}`;
+    case 'mark':
+      return `-m mark${m.neg ? ' !' : ''} --mark ${hex(m.value)}/${hex(m.mask)}`;
+    case 'conntrack':
+      return `-m conntrack${m.neg ? ' !' : ''} --ctstate ${m.states.join(',')}`;
+    case 'state':
+      return `-m state --state ${m.states.join(',')}`;
+    case 'set':
+      return `-m set --match-set ${m.name} ${m.flags}`;
+  }
+}
+
+function targetRestore(t: Target): string {
+  switch (t.kind) {
+    case 'MARK':
+      return `-j MARK ${t.op === 'or' ? '--or-mark' : '--xor-mark'} ${hex(t.value)}`;
+    case 'REJECT':
+      return '-j REJECT';
+    default:
+      return targetSave(t);
+  }
+}
+
+/** The rule in kube-proxy's restore form (`-A CHAIN args...`), replaying its recorded argument order. */
 export function restoreText(r: Rule): string {
-  return r.restore ? `-A ${r.chain} ${r.restore}` : `-A ${r.chain}`;
+  let out = `-A ${r.chain}`;
+  let mi = 0;
+  let l4: Extract<Match, { kind: 'l4' }> | undefined;
+  for (const op of r.seq) {
+    switch (op) {
+      case 'p':
+        out += ` -p ${r.proto}`;
+        break;
+      case 'P':
+        out += ` --dport ${l4?.dport}`;
+        break;
+      case 's':
+        out += r.src!.neg ? ` ! -s ${r.src!.text}` : ` -s ${r.src!.text}`;
+        break;
+      case 'd':
+        out += r.dst!.neg ? ` ! -d ${r.dst!.text}` : ` -d ${r.dst!.text}`;
+        break;
+      default: {
+        const m = r.matches[mi++];
+        if (m.kind === 'l4') l4 = m;
+        out += ` ${matchRestore(m)}`;
+      }
+    }
+  }
+  const t = targetRestore(r.target);
+  return t ? `${out} ${t}` : out;
 }
 
 function matchSave(m: Match): string {
