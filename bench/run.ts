@@ -22,6 +22,7 @@ import { ROOT, down, up } from '../cli/lab.ts';
 import { benchBgp } from './bgp.ts';
 import { benchCapture } from './capture.ts';
 import { benchTcp } from './tcp.ts';
+import { benchServices } from './services.ts';
 import { measure, writeResults, RESULTS, type Measure } from './results.ts';
 
 const N = Number(process.env.BENCH_PACKETS ?? 20_000);
@@ -121,6 +122,7 @@ async function main(): Promise<void> {
   measures.push(...(await benchCapture()));
   measures.push(...(await benchBgp()));
   measures.push(...(await benchTcp()));
+  measures.push(...(await benchServices()));
   writeResults(measures);
   for (const x of measures) {
     process.stdout.write(`${x.name}: ${x.value} ${x.unit} | baseline (${x.baselineName}): ${x.baseline} ${x.unit} | ratio ${x.ratio}\n`);

@@ -27,7 +27,7 @@
  * node's KUBE-SERVICES order varies between syncs).
  */
 import { ipv4ToInt } from '../packet/addr.ts';
-import { groupByChain, RuleWalker, type WalkPacket, type WalkVerdict } from './iptables/evaluate.ts';
+import { groupByChain, ipToUint, RuleWalker, type WalkPacket, type WalkVerdict } from './iptables/evaluate.ts';
 import {
   addrMatch,
   formatIptablesRestore,
@@ -454,14 +454,14 @@ export class IptablesProxier implements ServiceProxyEngine {
 
   decide(pkt: ServicePacket): Decision | null {
     const steps: string[] | null = pkt.trace === false ? null : [`${pkt.protocol} ${pkt.src}:${pkt.sport} > ${pkt.dst}:${pkt.dport} enters nat ${pkt.fromHost ? 'OUTPUT (from the node)' : `PREROUTING (${pkt.fromLocalPod ? 'from a local pod' : 'from the network'})`}`];
-    const origDst = ipv4ToInt(pkt.dst);
-    const w: WalkPacket = { src: ipv4ToInt(pkt.src), srcStr: pkt.src, dst: origDst, dstStr: pkt.dst, proto: pkt.protocol, sport: pkt.sport, dport: pkt.dport, mark: 0, ctDnat: false };
+    const origDst = ipToUint(pkt.dst);
+    const w: WalkPacket = { src: ipToUint(pkt.src), srcStr: pkt.src, dst: origDst, dstStr: pkt.dst, proto: pkt.protocol, sport: pkt.sport, dport: pkt.dport, mark: 0, ctDnat: false };
     const env = { isLocal: (ip: number) => (ip === origDst && pkt.localDst) || this.isLocal(ip) };
     const v1 = this.walker.walk('nat', pkt.fromHost ? 'OUTPUT' : 'PREROUTING', w, env, steps);
     let dnat: Extract<WalkVerdict, { kind: 'dnat' }> | undefined;
     if (v1.kind === 'dnat') {
       dnat = v1;
-      w.dst = ipv4ToInt(v1.ip);
+      w.dst = ipToUint(v1.ip);
       w.dstStr = v1.ip;
       w.dport = v1.port;
       w.ctDnat = true;

@@ -24,7 +24,7 @@
  * kube-proxy's ipvs mode does (kubernetes#97081), unlike iptables mode's DROP.
  */
 import { ipv4ToInt } from '../packet/addr.ts';
-import { RuleWalker, type WalkPacket } from './iptables/evaluate.ts';
+import { ipToUint, RuleWalker, type WalkPacket } from './iptables/evaluate.ts';
 import { addrMatch, formatIptablesRestore, formatIptablesSave, inAddr, rule, type AddrMatch, type Rule, type SaveFormatOptions, type TableData, type TableName } from './iptables/rules.ts';
 import { makeScheduler, type RealServer, type Scheduler } from './ipvs/schedulers.ts';
 import { buildModel, categorizeEndpoints, type EndpointInfo, type ServicePortInfo } from './model.ts';
@@ -293,8 +293,8 @@ export class IpvsProxier implements ServiceProxyEngine {
 
   decide(pkt: ServicePacket): Decision | null {
     const steps: string[] | null = pkt.trace === false ? null : [`${pkt.protocol} ${pkt.src}:${pkt.sport} > ${pkt.dst}:${pkt.dport} enters nat ${pkt.fromHost ? 'OUTPUT (from the node)' : `PREROUTING (${pkt.fromLocalPod ? 'from a local pod' : 'from the network'})`}`];
-    const origDst = ipv4ToInt(pkt.dst);
-    const w: WalkPacket = { src: ipv4ToInt(pkt.src), srcStr: pkt.src, dst: origDst, dstStr: pkt.dst, proto: pkt.protocol, sport: pkt.sport, dport: pkt.dport, mark: 0, ctDnat: false };
+    const origDst = ipToUint(pkt.dst);
+    const w: WalkPacket = { src: ipToUint(pkt.src), srcStr: pkt.src, dst: origDst, dstStr: pkt.dst, proto: pkt.protocol, sport: pkt.sport, dport: pkt.dport, mark: 0, ctDnat: false };
     const env = {
       isLocal: (ip: number) => (ip === origDst && pkt.localDst) || this.isLocal(ip),
       inSet: (name: string, flags: string, p: WalkPacket) => this.inSet(name, flags, p),
@@ -345,7 +345,7 @@ export class IpvsProxier implements ServiceProxyEngine {
     if (prev) this.dropConn(key, prev);
     this.conns.set(key, { vs, dest, active: false, template });
     dest.inactConns++;
-    w.dst = ipv4ToInt(dest.ip);
+    w.dst = ipToUint(dest.ip);
     w.dstStr = dest.ip;
     w.dport = dest.port;
     w.ctDnat = true;
@@ -483,7 +483,7 @@ function intToStr(n: number): string {
 }
 
 function cmpAddrPort(a: { ip: string; port: number }, b: { ip: string; port: number }): number {
-  return ipv4ToInt(a.ip) - ipv4ToInt(b.ip) || a.port - b.port;
+  return ipToUint(a.ip) - ipToUint(b.ip) || a.port - b.port;
 }
 
 /** ipvs_cmp_services: protocol number (TCP 6 < UDP 17), address, port. */

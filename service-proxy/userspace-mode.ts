@@ -20,7 +20,7 @@
  * the connection is accepted and then closed (pickBackend returns null).
  */
 import { ipv4ToInt } from '../packet/addr.ts';
-import { RuleWalker, type WalkPacket } from './iptables/evaluate.ts';
+import { ipToUint, RuleWalker, type WalkPacket } from './iptables/evaluate.ts';
 import { addrMatch, formatIptablesSave, inAddr, rule, type AddrMatch, type SaveFormatOptions, type TableData, type TableName } from './iptables/rules.ts';
 import { buildModel, type ServicePortInfo } from './model.ts';
 import type { Decision, EngineOptions, L4Protocol, ServicePacket, ServiceProxyEngine } from './types.ts';
@@ -159,8 +159,8 @@ export class UserspaceProxier implements ServiceProxyEngine {
 
   decide(pkt: ServicePacket): Decision | null {
     const steps: string[] | null = pkt.trace === false ? null : [`${pkt.protocol} ${pkt.src}:${pkt.sport} > ${pkt.dst}:${pkt.dport} enters nat ${pkt.fromHost ? 'OUTPUT (from the node)' : 'PREROUTING'}`];
-    const origDst = ipv4ToInt(pkt.dst);
-    const w: WalkPacket = { src: ipv4ToInt(pkt.src), srcStr: pkt.src, dst: origDst, dstStr: pkt.dst, proto: pkt.protocol, sport: pkt.sport, dport: pkt.dport, mark: 0, ctDnat: false };
+    const origDst = ipToUint(pkt.dst);
+    const w: WalkPacket = { src: ipToUint(pkt.src), srcStr: pkt.src, dst: origDst, dstStr: pkt.dst, proto: pkt.protocol, sport: pkt.sport, dport: pkt.dport, mark: 0, ctDnat: false };
     const env = { isLocal: (ip: number) => (ip === origDst && pkt.localDst) || this.local.has(ip) || inAddr(this.loopback, ip) };
     const v = this.walker.walk('nat', pkt.fromHost ? 'OUTPUT' : 'PREROUTING', w, env, steps);
     let port: number | undefined;

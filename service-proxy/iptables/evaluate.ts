@@ -111,6 +111,32 @@ function indexChain(rules: Rule[]): IndexedChain {
   return { rules, byDst, byPort, wild };
 }
 
+/**
+ * Dotted quad to unsigned 32-bit, without packet/addr.ts' memo (a memo of 4,096
+ * entries thrashes when 10,000 service addresses are in use). NaN if malformed.
+ */
+export function ipToUint(s: string): number {
+  let v = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || octet > 255) return NaN;
+      v = v * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      octet = octet * 10 + (c - 48);
+      digits++;
+    } else return NaN;
+  }
+  if (dots !== 3 || digits === 0 || octet > 255) return NaN;
+  return v * 256 + octet;
+}
+
 /** Groups rules by chain, keeping their order. */
 export function groupByChain(rules: readonly Rule[]): Map<string, Rule[]> {
   const by = new Map<string, Rule[]>();
@@ -239,10 +265,12 @@ export class RuleWalker {
   }
 
   private matches(r: Rule, pkt: WalkPacket, env: WalkEnv, steps: string[] | null): boolean {
-    if (r.proto && r.proto !== pkt.proto) return false;
-    if (r.src && inAddr(r.src, pkt.src) === r.src.neg) return false;
-    if (r.dst && inAddr(r.dst, pkt.dst) === r.dst.neg) return false;
-    for (const m of r.matches) if (!this.matchOne(m, pkt, env, steps, r)) return false;
+    if (r.proto !== undefined && r.proto !== pkt.proto) return false;
+    if (r.dport !== undefined && r.dport !== pkt.dport) return false;
+    if (r.src !== undefined && inAddr(r.src, pkt.src) === r.src.neg) return false;
+    if (r.dst !== undefined && inAddr(r.dst, pkt.dst) === r.dst.neg) return false;
+    const checks = r.checks;
+    for (let i = 0; i < checks.length; i++) if (!this.matchOne(checks[i], pkt, env, steps, r)) return false;
     return true;
   }
 

@@ -63,6 +63,10 @@ export interface Rule {
   proto?: 'tcp' | 'udp';
   matches: Match[];
   target: Target;
+  /** `--dport` of the rule's protocol match, hoisted for evaluation. */
+  dport: number | undefined;
+  /** The matches evaluation must call (not comments, not the protocol match already covered by proto/dport). */
+  checks: Match[];
   /**
    * The order kube-proxy wrote the arguments in, one op letter per builder call
    * (shared strings: a few distinct sequences for all rules); {@link restoreText}
@@ -117,6 +121,7 @@ export function saveString(value: string): string {
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
 const NO_TARGET: Target = { kind: 'none' };
+const NO_CHECKS: Match[] = [];
 /** Jump targets are immutable: one object per chain name. */
 const jumpTargets = new Map<string, Target>();
 const VERDICTS = { RETURN: { kind: 'RETURN' }, ACCEPT: { kind: 'ACCEPT' }, DROP: { kind: 'DROP' }, REJECT: { kind: 'REJECT' } } as const satisfies Record<string, Target>;
@@ -131,7 +136,7 @@ export class RuleBuilder {
 
   constructor(table: TableName, chain: string) {
     // Every field present from the start: one hidden class for all rules keeps property access monomorphic.
-    this.r = { table, chain, src: undefined, dst: undefined, proto: undefined, matches: [], target: NO_TARGET, seq: '', saveText: undefined };
+    this.r = { table, chain, src: undefined, dst: undefined, proto: undefined, matches: [], target: NO_TARGET, dport: undefined, checks: NO_CHECKS, seq: '', saveText: undefined };
   }
 
   /** `-m comment --comment TEXT`; `quoted` when kube-proxy itself wrote the quotes (its `"%s cluster IP"` strings). */
@@ -282,6 +287,9 @@ export class RuleBuilder {
     this.r.target = target;
     // An exact-size copy: arrays grown by push keep ~17 slots, which adds up over 100,000s of rules.
     this.r.matches = this.r.matches.slice();
+    const checks = this.r.matches.filter((m) => m.kind !== 'comment' && !(m.kind === 'l4' && m.proto === this.r.proto));
+    if (checks.length) this.r.checks = checks;
+    if (this.lastL4 && this.lastL4.proto === this.r.proto) this.r.dport = this.lastL4.dport;
     let seq = seqs.get(this.seq);
     if (seq === undefined) seqs.set(this.seq, (seq = this.seq));
     this.r.seq = seq;
