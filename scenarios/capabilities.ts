@@ -18,19 +18,14 @@ export const BACKENDS: readonly string[] = SUPPORTED_BACKENDS;
 /** BGP topologies `podlab up --bgp-topology` offers (with --backend bgp). */
 export const BGP_TOPOLOGIES = ['full-mesh', 'route-reflector'] as const;
 
-/** kube-proxy modes `podlab up` offers: none yet (no --proxy-mode, no Services). */
-export const PROXY_MODES: readonly string[] = [];
+/** kube-proxy modes `podlab up --proxy-mode` offers. */
+export const PROXY_MODES: readonly string[] = ['iptables', 'ipvs', 'userspace'];
 
 /** Names the format reserves, with what they wait for. */
 export const PENDING: Record<string, Record<string, string>> = {
   backend: {
     'host-gw': 'the host-gw backend (podlab up --backend host-gw)',
     bgp: 'the BGP backend (podlab up --backend bgp)',
-  },
-  proxyMode: {
-    iptables: 'Services and kube-proxy (podlab up has no --proxy-mode yet)',
-    ipvs: 'Services and kube-proxy (podlab up has no --proxy-mode yet)',
-    userspace: 'Services and kube-proxy (podlab up has no --proxy-mode yet)',
   },
   bgpTopology: {
     'full-mesh': 'the BGP backend',
@@ -47,7 +42,6 @@ export const PENDING: Record<string, Record<string, string>> = {
     'mark-not-ready': 'node readiness handling (endpoints follow Ready)',
   },
   condition: {
-    'lb-spread': 'Services and kube-proxy',
   },
 };
 

@@ -201,6 +201,53 @@ export const CONDITIONS: { [K in Condition['kind']]: CondFn<K> } = {
     };
   },
 
+  /**
+   * New connections (hey -disable-keepalive) from a pod to a Service's
+   * ClusterIP: how many were answered, and whether the answers (each names its
+   * backend pod) spread evenly over the ready endpoints (chi-square at p > 0.01).
+   */
+  async 'lb-spread'(c, ctx) {
+    await ctx.pods.refresh();
+    const [a] = ctx.pods.resolve(c.from, ctx.rng);
+    if (!a) throw new StepError(`lb-spread: cannot resolve ${c.from.text}`);
+    const svc = await ctx.api.get<{ spec?: { clusterIP?: string } }>('services', c.service, c.namespace).catch(() => null);
+    const vip = svc?.spec?.clusterIP;
+    if (!vip) throw new StepError(`Service ${c.namespace}/${c.service} not found (or has no ClusterIP)`);
+    let out = '';
+    await ctx.io
+      .exec(a.node, a.key, ['hey', '-n', String(c.requests), '-c', '10', '-disable-keepalive', '-t', '5', '-o', 'json', `http://${vip}:${c.port}${c.path}`], {
+        stdout: (s) => (out += s),
+        stderr: (s) => (out += s),
+        timeoutMs: 120_000,
+        signal: ctx.signal,
+      })
+      .catch((e: Error) => (out += e.message));
+    let r: { requests: number; errors: number; bodies: Record<string, number> };
+    try {
+      r = JSON.parse(out.trim().split('\n').pop() ?? '');
+    } catch {
+      return { ok: false, expected: 'hey results', actual: out.trim().slice(0, 200), message: `hey failed: ${out.trim().slice(0, 300)}` };
+    }
+    const answered = r.requests - r.errors;
+    const ratio = answered / (r.requests || 1);
+    const counts = Object.values(r.bodies);
+    const expected = answered / (counts.length || 1);
+    const chi2 = counts.reduce((s, o) => s + (o - expected) ** 2 / (expected || 1), 0);
+    // Critical chi-square values at p = 0.01 for 1..9 degrees of freedom.
+    const CRIT = [6.63, 9.21, 11.34, 13.28, 15.09, 16.81, 18.48, 20.09, 21.67];
+    const limit = c.maxChi2 === -1 ? CRIT[Math.min(CRIT.length, Math.max(1, counts.length - 1)) - 1] : c.maxChi2;
+    const spreadOk = limit === undefined || counts.length < 2 || chi2 <= limit;
+    const ok = ratio >= c.minSuccess && spreadOk;
+    const spread = Object.entries(r.bodies).map(([b, n]) => `${b}: ${n}`).join(', ');
+    return {
+      ok,
+      expected: `>= ${fmtPct(c.minSuccess)} answered${limit === undefined ? '' : `, chi-square <= ${limit}`}`,
+      actual: `${fmtPct(ratio)} answered (${answered}/${r.requests}); ${spread || 'no answers'}; chi-square ${chi2.toFixed(2)}`,
+      message: ok ? undefined : `Service ${c.service} from ${short(a.key)}: ${fmtPct(ratio)} of ${r.requests} connections answered (${spread || 'none'}), chi-square ${chi2.toFixed(2)}`,
+      detail: { bodies: r.bodies, errors: r.errors, chi2 },
+    };
+  },
+
   async 'bgp-converged'(c, ctx) {
     const live = ctx.nodes.filter((n) => !ctx.down.has(n) && !ctx.deletedNodes.has(n) && !ctx.frozen.has(n));
     const on = (c.on ?? live).filter((n) => live.includes(n));

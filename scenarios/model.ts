@@ -84,6 +84,7 @@ export type Condition = { name: string; withinMs?: number; line: number } & (
   | { kind: 'no-route'; node: string; on?: string[] }
   | { kind: 'bgp-converged'; on?: string[] }
   | { kind: 'transfer'; from: PodRef; to: PodRef; port: number; bytes: number }
+  | { kind: 'lb-spread'; from: PodRef; service: string; namespace: string; port: number; requests: number; minSuccess: number; maxChi2?: number; path: string }
   | { kind: 'counter'; node: string; dev: string; counter: string; reason?: string; op: Comparison; value: number }
   | { kind: 'flow-errors'; flow: string; error: string; min?: number; max?: number }
 );

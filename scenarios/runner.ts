@@ -101,6 +101,7 @@ export async function runScenario(sc: Scenario, o: RunOptions = {}): Promise<Sce
       vxlanPort: 8472,
       backend: sc.lab.backend as Backend,
       bgpTopology: sc.lab.bgpTopology as UpOptions['bgpTopology'],
+      proxyMode: sc.lab.proxyMode as UpOptions['proxyMode'],
       seed,
       mtu: sc.lab.mtu,
       waitReady: true,

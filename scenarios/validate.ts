@@ -39,7 +39,7 @@ type Path = (string | number)[];
 /** The fault kinds the runner implements (faults.ts registers one function per kind). */
 export const FAULT_KINDS = ['link', 'partition', 'kill', 'freeze', 'thaw', 'restart', 'delete-pods', 'delete-node', 'scale', 'mtu', 'heal', 'bgp-reset'] as const;
 /** The condition kinds usable in `assert` and `wait.until`. */
-export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors', 'bgp-converged', 'transfer'] as const;
+export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors', 'bgp-converged', 'transfer', 'lb-spread'] as const;
 /** The flow kinds traffic steps can start (traffic.ts registers one driver per kind). */
 export const FLOW_KINDS = ['ping', 'udp'] as const;
 /** Errors a flow counts, by kind (`flow-errors` conditions name them). */
@@ -650,6 +650,35 @@ function parseCondition(f: F, scope: Scope): Condition {
       const port = f.opt('port', (x) => x.int(1, 65535)) ?? 7;
       const bytes = f.opt('bytes', (x) => x.int(1, 100_000_000)) ?? 1_000_000;
       return { ...base, kind, from, to, port, bytes, withinMs: within(), name: given() ?? `${bytes} bytes ${from.text} -> ${to.text}:${port} echoed back intact` };
+    }
+    case 'lb-spread': {
+      only('from', 'service', 'namespace', 'port', 'requests', 'success', 'chi2', 'path');
+      const from = f.req('from', (x) => parsePodRef(x, scope, 'one'));
+      const service = f.req('service', (x) => x.str());
+      const namespace = f.opt('namespace', (x) => x.str()) ?? 'default';
+      const port = f.opt('port', (x) => x.int(1, 65535)) ?? 80;
+      const requests = f.opt('requests', (x) => x.int(1, 100_000)) ?? 300;
+      const minSuccess = f.opt('success', (x) => x.ratio()) ?? 1;
+      const maxChi2 = f.opt('chi2', (x) => {
+        if (x.v === false) return undefined;
+        return x.int(0, 1_000_000);
+      });
+      const path = f.opt('path', (x) => x.str()) ?? '/';
+      const spread = f.has('chi2') ? maxChi2 : -1;
+      return {
+        ...base,
+        kind,
+        from,
+        service,
+        namespace,
+        port,
+        requests,
+        minSuccess,
+        maxChi2: spread === -1 ? -1 : spread,
+        path,
+        withinMs: within(),
+        name: given() ?? `${requests} new connections from ${from.text} to Service ${service}: >= ${Math.round(minSuccess * 100)}% answered${spread === undefined ? '' : ', spread evenly over its endpoints'}`,
+      };
     }
     case 'bgp-converged': {
       only('on');

@@ -59,6 +59,7 @@ export class UserspaceProxier implements ServiceProxyEngine {
   private readonly loopback: AddrMatch;
   private states = new Map<string, LbState>();
   private byPort = new Map<number, LbState>();
+  private bySpn = new Map<string, LbState>();
   private tables: { nat: TableData; filter: TableData } = { nat: emptyTable('nat'), filter: emptyTable('filter') };
   model: ServicePortInfo[] = [];
 
@@ -96,6 +97,7 @@ export class UserspaceProxier implements ServiceProxyEngine {
     }
     this.states = next;
     this.byPort = new Map([...next.values()].map((s) => [s.proxyPort, s]));
+    this.bySpn = new Map([...next.values()].map((s) => [s.sp.spn, s]));
     this.render();
   }
 
@@ -178,7 +180,7 @@ export class UserspaceProxier implements ServiceProxyEngine {
    * string). Null when the service port has no ready endpoint.
    */
   pickBackend(service: string, clientIp: string): BackendChoice | null {
-    const st = [...this.states.values()].find((s) => s.sp.spn === service) ?? this.byPort.get(Number(service));
+    const st = this.bySpn.get(service) ?? this.byPort.get(Number(service));
     if (!st || st.endpoints.length === 0) return null;
     const now = this.opts.clock.now();
     if (st.sp.affinity) {
