@@ -9,6 +9,7 @@
  * and exits 1 (2 for bad flags), like node-agent/main.ts.
  */
 import { parseArgs } from 'node:util';
+import { runDaemon, failDaemon } from '../common/daemon.ts';
 import { createLogger } from '../common/log.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import { KernelNodeAgent } from './agent.ts';
@@ -16,9 +17,7 @@ import { KernelNodeAgent } from './agent.ts';
 const log = createLogger('podlab:kernel-node');
 
 function fail(msg: string, code = 2): never {
-  process.stdout.write(JSON.stringify({ event: 'error', message: msg }) + '\n');
-  process.stderr.write(`kernel-node: ${msg}\n`);
-  process.exit(code);
+  return failDaemon('kernel-node', msg, code);
 }
 
 let parsed;
@@ -60,23 +59,4 @@ const agent = new KernelNodeAgent({
   mtu: int('mtu', v.mtu!, 576, 9000),
 });
 
-let stopping = false;
-async function shutdown(signal: string): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  log.info('stopping', { signal });
-  const force = setTimeout(() => process.exit(0), 3000);
-  force.unref();
-  await agent.stop().catch(() => {});
-  process.exit(0);
-}
-process.on('SIGTERM', () => void shutdown('SIGTERM'));
-process.on('SIGINT', () => void shutdown('SIGINT'));
-
-try {
-  await agent.start();
-  process.stdout.write(JSON.stringify({ event: 'ready', node: agent.name, pid: process.pid, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath, kind: 'kernel' }) + '\n');
-} catch (e) {
-  await agent.stop().catch(() => {});
-  fail((e as Error).message, 1);
-}
+await runDaemon('kernel-node', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath, kind: 'kernel' }));

@@ -6,6 +6,7 @@
  * and exits 1.
  */
 import { parseArgs } from 'node:util';
+import { runDaemon, failDaemon } from '../common/daemon.ts';
 import { createLogger } from '../common/log.ts';
 import { BACKENDS, type Backend } from '../overlay/flannel-plan.ts';
 import { NodeAgent } from './agent.ts';
@@ -13,9 +14,7 @@ import { NodeAgent } from './agent.ts';
 const log = createLogger('podlab:agent');
 
 function fail(msg: string, code = 2): never {
-  process.stdout.write(JSON.stringify({ event: 'error', message: msg }) + '\n');
-  process.stderr.write(`node-agent: ${msg}\n`);
-  process.exit(code);
+  return failDaemon('node-agent', msg, code);
 }
 
 let parsed;
@@ -88,25 +87,4 @@ const agent = new NodeAgent({
   mtu: int('mtu', v.mtu!, 576, 65535),
 });
 
-let stopping = false;
-async function shutdown(signal: string): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  log.info('stopping', { signal });
-  const force = setTimeout(() => process.exit(0), 3000);
-  force.unref();
-  await agent.stop().catch(() => {});
-  process.exit(0);
-}
-process.on('SIGTERM', () => void shutdown('SIGTERM'));
-process.on('SIGINT', () => void shutdown('SIGINT'));
-
-try {
-  await agent.start();
-  process.stdout.write(
-    JSON.stringify({ event: 'ready', node: agent.name, pid: process.pid, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath }) + '\n',
-  );
-} catch (e) {
-  await agent.stop().catch(() => {});
-  fail((e as Error).message, 1);
-}
+await runDaemon('node-agent', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath }));

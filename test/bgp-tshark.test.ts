@@ -17,8 +17,7 @@
  * tshark missing: skipped with a logged reason; with CI=true the test runs and fails.
  */
 import test from 'ava';
-import { execFile } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -35,34 +34,10 @@ import {
 } from '../bgp/index.ts';
 import { TcpConversation, toPcapng } from './fixtures/bgp/capture.ts';
 import { fixture, hex } from './fixtures/bgp/helpers.ts';
+import { TSHARK, hasTshark, runTshark, tsharkTestFor } from './helpers/tshark.ts';
 
-const TSHARK = process.env.TSHARK ?? '/usr/bin/tshark';
-const hasTshark = (() => {
-  try {
-    accessSync(TSHARK, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const inCi = process.env.CI === 'true';
-if (!hasTshark) {
-  console.log(
-    inCi
-      ? `bgp-tshark: ${TSHARK} not found and CI=true: the tshark tests will FAIL (install the tshark package)`
-      : `bgp-tshark: ${TSHARK} not found: skipping the Wireshark cross-check (apt-get install tshark)`,
-  );
-}
-const tsharkTest = hasTshark || inCi ? test : test.skip;
-
-function run(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(TSHARK, args, { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`tshark ${args.join(' ')} failed: ${err.message}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
-}
+const tsharkTest = tsharkTestFor('bgp-tshark');
+const run = runTshark;
 
 const COMMON = ['-n', '-d', 'tcp.port==1179,bgp', '-o', 'tcp.check_checksum:TRUE', '-o', 'ip.check_checksum:TRUE'];
 

@@ -12,42 +12,17 @@
  * test runs and fails.
  */
 import test, { type ExecutionContext } from 'ava';
-import { execFile } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isWireError, parseIpv4, PcapngWriter } from '../packet/index.ts';
 import { parseTcp, type TcpRepr } from '../packet/tcp.ts';
 import { hex } from './fixtures/packet/helpers.ts';
 import { B_IP, TcpLink } from './helpers/tcp-link.ts';
+import { TSHARK, hasTshark, runTshark, tsharkTestFor } from './helpers/tshark.ts';
 
-const TSHARK = process.env.TSHARK ?? '/usr/bin/tshark';
-const hasTshark = (() => {
-  try {
-    accessSync(TSHARK, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const inCi = process.env.CI === 'true';
-if (!hasTshark) {
-  console.log(
-    inCi
-      ? `tcp-tshark: ${TSHARK} not found and CI=true: the tshark tests will FAIL (install the tshark package)`
-      : `tcp-tshark: ${TSHARK} not found: skipping the Wireshark cross-check of TCP (apt-get install tshark)`,
-  );
-}
-const tsharkTest = hasTshark || inCi ? test : test.skip;
-
-function run(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(TSHARK, args, { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`tshark ${args.join(' ')} failed: ${err.message}\n${stderr}`));
-      else resolve(stdout);
-    });
-  });
-}
+const tsharkTest = tsharkTestFor('tcp-tshark');
+const run = runTshark;
 
 /** The golden Linux SYN of test/tcp-packet.test.ts, as a whole Ethernet frame. */
 const LINUX_SYN_FRAME = hex`

@@ -7,6 +7,7 @@
 import { parseArgs } from 'node:util';
 import { isValidIpv4 } from '../../packet/addr.ts';
 import type { UdpError } from '../ip-stack.ts';
+import { sleep } from './net-util.ts';
 import { UsageError, type ExecContext } from './types.ts';
 
 const USAGE =
@@ -20,18 +21,6 @@ function port(v: string | undefined, what: string): number {
   return n;
 }
 
-function wait(ctx: ExecContext, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    if (ctx.signal.aborted) return resolve();
-    const t = ctx.clock.setTimeout(done, ms);
-    function done() {
-      t.cancel();
-      ctx.signal.removeEventListener('abort', done);
-      resolve();
-    }
-    ctx.signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 export async function udp(ctx: ExecContext): Promise<number> {
   const [sub, ...rest] = ctx.argv.slice(1);
@@ -68,7 +57,7 @@ export async function udp(ctx: ExecContext): Promise<number> {
           return 1;
         }
         ctx.stdout(`sent ${text.length} bytes to ${dest}:${dstPort} from port ${sock.port}\n`);
-        await wait(ctx, i < count ? intervalMs : 200);
+        await sleep(ctx, i < count ? intervalMs : 200);
       }
     } finally {
       sock.close();

@@ -1,0 +1,41 @@
+/**
+ * The lifecycle every podlab daemon (node agent, kernel-node agent) shares:
+ * start, announce readiness as one JSON line on stdout (the launcher waits for
+ * it), stop cleanly on SIGTERM/SIGINT (forced after 3 s), and on a failed
+ * start print `{"event":"error"}` and exit 1 having stopped what started.
+ */
+import type { Logger } from './log.ts';
+
+export interface Daemon {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Prints a startup/usage failure the launcher can read, and exits. */
+export function failDaemon(name: string, msg: string, code = 2): never {
+  process.stdout.write(JSON.stringify({ event: 'error', message: msg }) + '\n');
+  process.stderr.write(`${name}: ${msg}\n`);
+  process.exit(code);
+}
+
+/** Runs a daemon until a signal; `ready()` gives the fields of the ready line. */
+export async function runDaemon(name: string, d: Daemon, log: Logger, ready: () => Record<string, unknown>): Promise<void> {
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('stopping', { signal });
+    setTimeout(() => process.exit(0), 3000).unref();
+    await d.stop().catch(() => {});
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  try {
+    await d.start();
+    process.stdout.write(JSON.stringify({ event: 'ready', pid: process.pid, ...ready() }) + '\n');
+  } catch (e) {
+    await d.stop().catch(() => {});
+    failDaemon(name, (e as Error).message, 1);
+  }
+}
