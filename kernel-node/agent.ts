@@ -45,6 +45,7 @@ import { HostLocalIpam } from '../node-agent/ipam.ts';
 import { parseCidr } from '../node-agent/route-table.ts';
 import { NetnsError, delNetns, ipIn, ipJson, listNetns, netnsNames, readKernelPodNetns, run, sysctlIn, writeKernelPodNetns, addNetns } from '../cli/netns.ts';
 import { CNI_BRIDGE, KERNEL_POD_COMMANDS, VTEP_DEV, isAlreadyGone, nodeViewCommand, planCommand, podCommands, vtepCommands, type Argv } from './commands.ts';
+import { runningPodStatus } from '../node-agent/pod-status.ts';
 
 const log = createLogger('podlab:kernel-node');
 
@@ -299,26 +300,9 @@ export class KernelNodeAgent {
   }
 
   private async reportRunning(p: Pod, ip: string): Promise<void> {
-    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-    const cond = (type: string) => ({ type, status: 'True' as const, lastProbeTime: null, lastTransitionTime: now });
-    await this.api.patchStatus<Pod>(
-      'pods',
-      p.metadata.name,
-      {
-        status: {
-          phase: 'Running',
-          podIP: ip,
-          podIPs: [{ ip }],
-          hostIP: this.o.ip,
-          hostIPs: [{ ip: this.o.ip }],
-          startTime: p.status?.startTime ?? now,
-          conditions: [cond('PodReadyToStartContainers'), cond('Initialized'), cond('Ready'), cond('ContainersReady'), cond('PodScheduled')],
-          containerStatuses: p.spec?.containers.map((c) => ({ name: c.name, image: c.image, imageID: '', ready: true, started: true, restartCount: 0, state: { running: { startedAt: now } } })),
-        },
-      },
-      p.metadata.namespace,
-    );
+    await this.api.patchStatus<Pod>('pods', p.metadata.name, runningPodStatus(p, ip, this.o.ip), p.metadata.namespace);
   }
+
 
   private async removePod(p: Pod): Promise<void> {
     const have = this.pods.get(this.podKey(p));

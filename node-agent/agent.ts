@@ -49,6 +49,7 @@ import { formatBridgeFdb, formatIpAddr, formatIpLink, formatIpNeigh, formatIpRou
 import { DEFAULT_WIRE_PORT, NodeDataPlane } from './dataplane.ts';
 import { CalicoBgp, type BgpTopology } from './bgp-backend.ts';
 import { KubeProxy } from './kube-proxy.ts';
+import { runningPodStatus } from './pod-status.ts';
 import type { IpvsSchedulerName, ProxyMode } from '../service-proxy/index.ts';
 import type { BgpConfiguration, BgpPeer } from '../control-plane/calico.ts';
 import type { NetDevice } from './netdev.ts';
@@ -379,35 +380,11 @@ export class NodeAgent {
   }
 
   private async reportRunning(p: Pod, ip: string): Promise<void> {
-    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-    const cond = (type: string) => ({ type, status: 'True' as const, lastProbeTime: null, lastTransitionTime: now });
-    await this.api.patchStatus<Pod>(
-      'pods',
-      p.metadata.name,
-      {
-        status: {
-          phase: 'Running',
-          podIP: ip,
-          podIPs: [{ ip }],
-          hostIP: this.opts.ip,
-          hostIPs: [{ ip: this.opts.ip }],
-          startTime: p.status?.startTime ?? now,
-          conditions: [cond('PodReadyToStartContainers'), cond('Initialized'), cond('Ready'), cond('ContainersReady'), cond('PodScheduled')],
-          containerStatuses: p.spec?.containers.map((c) => ({
-            name: c.name,
-            image: c.image,
-            imageID: '',
-            ready: true,
-            started: true,
-            restartCount: 0,
-            state: { running: { startedAt: now } },
-            ...containerStateOverride(this.dp.pods.get(`${p.metadata.namespace ?? 'default'}/${p.metadata.name}`), c.name), // issue 4: app failed to start
-          })),
-        },
-      },
-      p.metadata.namespace,
-    );
+    const net = this.dp.pods.get(`${p.metadata.namespace ?? 'default'}/${p.metadata.name}`);
+    // issue 4: an app that failed to start shows in its container's status
+    await this.api.patchStatus<Pod>('pods', p.metadata.name, runningPodStatus(p, ip, this.opts.ip, (name) => containerStateOverride(net, name)), p.metadata.namespace);
   }
+
 
   private async removePod(p: Pod): Promise<void> {
     const key = `${p.metadata.namespace}/${p.metadata.name}`;
