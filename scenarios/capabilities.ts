@@ -39,7 +39,6 @@ export const PENDING: Record<string, Record<string, string>> = {
     service: 'Services',
   },
   fault: {
-    'mark-not-ready': 'node readiness handling (endpoints follow Ready)',
   },
   condition: {
   },

@@ -237,13 +237,14 @@ export const CONDITIONS: { [K in Condition['kind']]: CondFn<K> } = {
     const CRIT = [6.63, 9.21, 11.34, 13.28, 15.09, 16.81, 18.48, 20.09, 21.67];
     const limit = c.maxChi2 === -1 ? CRIT[Math.min(CRIT.length, Math.max(1, counts.length - 1)) - 1] : c.maxChi2;
     const spreadOk = limit === undefined || counts.length < 2 || chi2 <= limit;
-    const ok = ratio >= c.minSuccess && spreadOk;
+    const backendsOk = c.backends === undefined || counts.length === c.backends;
+    const ok = ratio >= c.minSuccess && spreadOk && backendsOk;
     const spread = Object.entries(r.bodies).map(([b, n]) => `${b}: ${n}`).join(', ');
     return {
       ok,
-      expected: `>= ${fmtPct(c.minSuccess)} answered${limit === undefined ? '' : `, chi-square <= ${limit}`}`,
+      expected: `>= ${fmtPct(c.minSuccess)} answered${c.backends ? ` by ${c.backends} backends` : ''}${limit === undefined ? '' : `, chi-square <= ${limit}`}`,
       actual: `${fmtPct(ratio)} answered (${answered}/${r.requests}); ${spread || 'no answers'}; chi-square ${chi2.toFixed(2)}`,
-      message: ok ? undefined : `Service ${c.service} from ${short(a.key)}: ${fmtPct(ratio)} of ${r.requests} connections answered (${spread || 'none'}), chi-square ${chi2.toFixed(2)}`,
+      message: ok ? undefined : `Service ${c.service} from ${short(a.key)}: ${fmtPct(ratio)} of ${r.requests} connections answered by ${counts.length} backends (${spread || 'none'}), chi-square ${chi2.toFixed(2)}`,
       detail: { bodies: r.bodies, errors: r.errors, chi2 },
     };
   },

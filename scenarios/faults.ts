@@ -206,6 +206,23 @@ export const FAULTS: { [K in FaultSpec['kind']]: FaultFn<K> } = {
     return `deleted Node ${f.node} from the apiserver${ctx.down.has(f.node) ? '' : ' (its agent still runs)'}`;
   },
 
+  /** Sets the pods' Ready condition (a failing readiness probe): endpoints follow it, the pod keeps running. */
+  async 'mark-not-ready'(f, ctx, step) {
+    await ctx.pods.refresh();
+    const pods = ctx.pods.resolve(f.pods, ctx.rng);
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    for (const p of pods) {
+      const cur = await ctx.api.get<Pod>('pods', p.name, p.namespace);
+      const conditions = (cur?.status?.conditions ?? []).filter((c) => c.type !== 'Ready' && c.type !== 'ContainersReady');
+      const st = f.ready ? 'True' : 'False';
+      conditions.push({ type: 'Ready', status: st, lastTransitionTime: now }, { type: 'ContainersReady', status: st, lastTransitionTime: now });
+      await ctx.api.patchStatus('pods', p.name, { status: { conditions } }, p.namespace);
+    }
+    const names = pods.map((p) => p.name).join(', ');
+    openBand(ctx, step, 'mark-not-ready', `${names} ${f.ready ? 'Ready again' : 'not Ready'}`, [...new Set(pods.map((p) => p.node))], true);
+    return `${names}: Ready=${f.ready ? 'True' : 'False'}`;
+  },
+
   async 'bgp-reset'(f, ctx, step) {
     const r = await ctx.io.call<{ reset: string[] }>(f.node, 'bgp.reset', { peer: f.peer });
     openBand(ctx, step, 'bgp-reset', `BGP reset on ${f.node}${f.peer ? ` towards ${f.peer}` : ''}`, [f.node, ...(f.peer ? [f.peer] : [])], true);
@@ -279,6 +296,8 @@ export function describeFault(f: FaultSpec): string {
       return `delete Node ${f.node}`;
     case 'bgp-reset':
       return `bgp-reset ${f.node}${f.peer ? ` -> ${f.peer}` : ''}`;
+    case 'mark-not-ready':
+      return `mark ${f.pods.text} ${f.ready ? 'Ready' : 'not Ready'}`;
     case 'scale':
       return `scale ${f.prefix}* to ${f.replicas}`;
     case 'mtu':

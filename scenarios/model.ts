@@ -71,6 +71,7 @@ export type FaultSpec =
   | { kind: 'delete-pods'; pods: PodRef; count?: number; recreate: boolean }
   | { kind: 'delete-node'; node: string }
   | { kind: 'bgp-reset'; node: string; peer?: string }
+  | { kind: 'mark-not-ready'; pods: PodRef; ready: boolean }
   | { kind: 'scale'; prefix: string; replicas: number; namespace: string; labels: Record<string, string>; nodes?: string[] }
   | { kind: 'mtu'; node: string; dev: string; mtu: number }
   | { kind: 'heal'; nodes?: string[] };
@@ -84,7 +85,7 @@ export type Condition = { name: string; withinMs?: number; line: number } & (
   | { kind: 'no-route'; node: string; on?: string[] }
   | { kind: 'bgp-converged'; on?: string[] }
   | { kind: 'transfer'; from: PodRef; to: PodRef; port: number; bytes: number }
-  | { kind: 'lb-spread'; from: PodRef; service: string; namespace: string; port: number; requests: number; minSuccess: number; maxChi2?: number; path: string }
+  | { kind: 'lb-spread'; from: PodRef; service: string; namespace: string; port: number; requests: number; minSuccess: number; maxChi2?: number; path: string; backends?: number }
   | { kind: 'counter'; node: string; dev: string; counter: string; reason?: string; op: Comparison; value: number }
   | { kind: 'flow-errors'; flow: string; error: string; min?: number; max?: number }
 );

@@ -37,7 +37,7 @@ export class ScenarioError extends Error {
 type Path = (string | number)[];
 
 /** The fault kinds the runner implements (faults.ts registers one function per kind). */
-export const FAULT_KINDS = ['link', 'partition', 'kill', 'freeze', 'thaw', 'restart', 'delete-pods', 'delete-node', 'scale', 'mtu', 'heal', 'bgp-reset'] as const;
+export const FAULT_KINDS = ['link', 'partition', 'kill', 'freeze', 'thaw', 'restart', 'delete-pods', 'delete-node', 'scale', 'mtu', 'heal', 'bgp-reset', 'mark-not-ready'] as const;
 /** The condition kinds usable in `assert` and `wait.until`. */
 export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors', 'bgp-converged', 'transfer', 'lb-spread'] as const;
 /** The flow kinds traffic steps can start (traffic.ts registers one driver per kind). */
@@ -492,6 +492,12 @@ function parseFault(f: F, scope: Scope): FaultSpec {
     case 'delete-node':
       only('node');
       return { kind, node: f.req('node', (x) => scope.node(x)) };
+    case 'mark-not-ready': {
+      only('pods', 'ready');
+      const pods = f.req('pods', (x) => parsePodRef(x, scope, 'many'));
+      if (pods.type === 'ip') f.at('pods').fail('mark-not-ready takes pods, not addresses');
+      return { kind, pods, ready: f.opt('ready', (x) => x.bool()) ?? false };
+    }
     case 'bgp-reset': {
       only('node', 'peer');
       if (scope.lab.backend !== 'bgp') f.at('kind').fail(`bgp-reset needs lab.backend: bgp (this lab runs ${scope.lab.backend})`);
@@ -652,7 +658,7 @@ function parseCondition(f: F, scope: Scope): Condition {
       return { ...base, kind, from, to, port, bytes, withinMs: within(), name: given() ?? `${bytes} bytes ${from.text} -> ${to.text}:${port} echoed back intact` };
     }
     case 'lb-spread': {
-      only('from', 'service', 'namespace', 'port', 'requests', 'success', 'chi2', 'path');
+      only('from', 'service', 'namespace', 'port', 'requests', 'success', 'chi2', 'path', 'backends');
       const from = f.req('from', (x) => parsePodRef(x, scope, 'one'));
       const service = f.req('service', (x) => x.str());
       const namespace = f.opt('namespace', (x) => x.str()) ?? 'default';
@@ -664,6 +670,7 @@ function parseCondition(f: F, scope: Scope): Condition {
         return x.int(0, 1_000_000);
       });
       const path = f.opt('path', (x) => x.str()) ?? '/';
+      const backends = f.opt('backends', (x) => x.int(1, 1000));
       const spread = f.has('chi2') ? maxChi2 : -1;
       return {
         ...base,
@@ -676,8 +683,9 @@ function parseCondition(f: F, scope: Scope): Condition {
         minSuccess,
         maxChi2: spread === -1 ? -1 : spread,
         path,
+        backends,
         withinMs: within(),
-        name: given() ?? `${requests} new connections from ${from.text} to Service ${service}: >= ${Math.round(minSuccess * 100)}% answered${spread === undefined ? '' : ', spread evenly over its endpoints'}`,
+        name: given() ?? `${requests} new connections from ${from.text} to Service ${service}: >= ${Math.round(minSuccess * 100)}% answered${backends ? ` by ${backends} backends` : ''}${spread === undefined ? '' : ', spread evenly over its endpoints'}`,
       };
     }
     case 'bgp-converged': {
