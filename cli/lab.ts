@@ -129,6 +129,31 @@ export function validateUpOptions(o: UpOptions): void {
   labAddresses(o.labNet, o.nodes);
 }
 
+/**
+ * The Node object a lab pre-registers (so node-N gets the N-th podCIDR): with
+ * `--bgp-topology route-reflector` the first `--bgp-reflectors` nodes are
+ * labelled as route reflectors, as Calico's docs do.
+ */
+export function nodeObject(name: string, index: number, o: Pick<UpOptions, 'bgpTopology' | 'bgpReflectors' | 'nodes'>): object {
+  const reflectors = o.bgpTopology === 'route-reflector' ? (o.bgpReflectors ?? Math.min(2, o.nodes)) : 0;
+  const rr = index < reflectors;
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name, labels: { 'kubernetes.io/hostname': name, ...(rr ? { [RR_LABEL]: 'true' } : {}) }, annotations: rr ? { [RR_CLUSTER_ANNOTATION]: DEFAULT_RR_CLUSTER_ID } : {} },
+    spec: {},
+  };
+}
+
+/** The flags every node agent gets for the backend, BGP and kube-proxy (local and netns labs alike). */
+export function agentFeatureArgs(o: UpOptions): string[] {
+  return [
+    '--backend', o.backend ?? 'vxlan', '--wire-port', String(o.wirePort ?? DEFAULT_WIRE_PORT),
+    '--bgp-port', String(o.bgpPort ?? defaultBgpPort()), '--bgp-hold-time', String(o.bgpHoldTime ?? 9), '--bgp-topology', o.bgpTopology ?? 'full-mesh',
+    '--proxy-mode', o.proxyMode ?? 'iptables', '--ipvs-scheduler', o.ipvsScheduler ?? 'rr',
+  ];
+}
+
 /** The arguments of one node agent; kept in lab.json so `podlab node NODE restart` can reuse them. */
 function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): string[] {
   return [
@@ -294,18 +319,7 @@ export async function up(o: UpOptions): Promise<LabRecord> {
     // Nodes are registered in order before their agents start, so node-N always
     // gets the N-th podCIDR and a seed replays the same lab (agents race otherwise).
     const api1 = new ApiClient(rec.apiUrl);
-    const reflectors = o.bgpTopology === 'route-reflector' ? (o.bgpReflectors ?? Math.min(2, o.nodes)) : 0;
-    for (let i = 0; i < addrs.nodes.length; i++) {
-      const name = `node-${i + 1}`;
-      // The first --bgp-reflectors nodes are route reflectors, labelled as Calico's docs do.
-      const rr = i < reflectors;
-      await api1.create('nodes', {
-        apiVersion: 'v1',
-        kind: 'Node',
-        metadata: { name, labels: { 'kubernetes.io/hostname': name, ...(rr ? { [RR_LABEL]: 'true' } : {}) }, annotations: rr ? { [RR_CLUSTER_ANNOTATION]: DEFAULT_RR_CLUSTER_ID } : {} },
-        spec: {},
-      });
-    }
+    for (let i = 0; i < addrs.nodes.length; i++) await api1.create('nodes', nodeObject(`node-${i + 1}`, i, o));
     const started = addrs.nodes.map((ip, i) => {
       const name = `node-${i + 1}`;
       const args = agentArgs(o, name, ip, rec.apiUrl!);

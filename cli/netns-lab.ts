@@ -30,7 +30,7 @@ import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
 import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, txChecksumOffloadOff, validatePrefix } from './netns.ts';
-import { LabError, ROOT, applyObjects, cleanState, demoPods, down, labAddresses, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, writeKubeconfig, type UpOptions } from './lab.ts';
+import { LabError, ROOT, agentFeatureArgs, applyObjects, cleanState, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './lab.ts';
 import { labIsLive, readLab, writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
 import { DEFAULT_WIRE_PORT } from '../node-agent/dataplane.ts';
 
@@ -58,8 +58,7 @@ export function validateNetnsOptions(o: UpOptions): string | undefined {
   if (!PRIVATE_RANGES.some((r) => inRange(net, r) && Number(m[5]) >= r[1])) return `--underlay-net: must be inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10 (it only exists inside the lab's namespaces), got '${o.underlayNet}'`;
   const k = o.kernelNodes ?? 0;
   if (!Number.isInteger(k) || k < 0 || k > 50) return `--kernel-nodes: must be an integer from 0 to 50, got ${k}`;
-  if ((o.backend ?? 'vxlan') === 'bgp') return '--backend bgp: not yet in netns mode (the BGP backend lands separately); use vxlan or host-gw';
-  if (k > 0 && (o.backend ?? 'vxlan') !== 'vxlan') return `--kernel-nodes: kernel nodes speak Flannel VXLAN only (host-gw in netns mode rides podlab's UDP wire, which the kernel does not speak); use --backend vxlan`;
+  if (k > 0 && (o.backend ?? 'vxlan') !== 'vxlan') return `--kernel-nodes: kernel nodes speak Flannel VXLAN only (host-gw and bgp in netns mode ride podlab's UDP wire, which the kernel does not speak); use --backend vxlan`;
   return validatePrefix(o.netnsPrefix ?? 'podlab');
 }
 
@@ -167,7 +166,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
 
     // Registered in order before the agents start: node-N gets the N-th podCIDR, knode-K the ones after.
     const client = new ApiClient(rec.apiUrl);
-    for (const n of all) await client.create('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: n.name, labels: { 'kubernetes.io/hostname': n.name } }, spec: {} });
+    for (const [i, n] of all.entries()) await client.create('nodes', nodeObject(n.name, i, o));
 
     const started = all.map((n) => {
       let args: string[];
@@ -179,7 +178,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
         args = [
           bin, 'agent', '--name', n.name, '--ip', n.ip, '--underlay', subnet, '--api', rec.apiInternalUrl!, '--state-dir', o.stateDir,
           '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),
-          '--backend', backend, '--wire-port', String(o.wirePort ?? DEFAULT_WIRE_PORT),
+          ...agentFeatureArgs({ ...o, backend }),
         ];
       } else {
         // In the root namespace: it creates pod namespaces (see kernel-node/agent.ts) and reaches the apiserver over its socket.
@@ -203,6 +202,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     for (const p of [...demoPods(o.nodes, o.podsPerNode), ...kernelDemoPods(kernelNodes, o.podsPerNode)]) await client.create('pods', p, 'default');
     await applyObjects(client, o.manifests);
     if (o.waitReady) await waitPodsRunning(client, timeout);
+    if (o.waitReady && (backend === 'bgp' || backend === 'host-gw')) await waitRoutesConverged(rec, timeout, say);
     rec.status = 'running';
     writeLab(rec);
     // kubectl speaks TCP only: this kubeconfig works from inside the underlay namespace
