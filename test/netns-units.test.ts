@@ -75,13 +75,14 @@ test('namespace names: podlab-* only, derived from the prefix; interface names f
 
 const base: UpOptions = { stateDir: '/tmp/x', nodes: 3, podsPerNode: 0, manifests: [], labNet: '127.0.0.0/24', apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true, mode: 'netns' };
 
-test('netns options: private underlays only, kernel nodes need vxlan, bgp is not there yet', (t) => {
+test('netns options: private underlays only, kernel nodes need vxlan, bgp for emulated nodes', (t) => {
   t.is(validateNetnsOptions(base), undefined);
   t.is(validateNetnsOptions({ ...base, underlayNet: '172.20.5.0/24', kernelNodes: 2 }), undefined);
   t.regex(validateNetnsOptions({ ...base, underlayNet: '8.8.8.0/24' })!, /--underlay-net: must be inside 10\.0\.0\.0\/8/);
   t.regex(validateNetnsOptions({ ...base, underlayNet: '10.250.0.0/8' })!, /--underlay-net/);
   t.regex(validateNetnsOptions({ ...base, underlayNet: '172.15.0.0/24' })!, /--underlay-net/);
-  t.regex(validateNetnsOptions({ ...base, backend: 'bgp' })!, /--backend bgp: not yet in netns mode/);
+  t.is(validateNetnsOptions({ ...base, backend: 'bgp' }), undefined);
+  t.regex(validateNetnsOptions({ ...base, backend: 'bgp', kernelNodes: 1 })!, /kernel nodes speak Flannel VXLAN only/);
   t.regex(validateNetnsOptions({ ...base, backend: 'host-gw', kernelNodes: 1 })!, /kernel nodes speak Flannel VXLAN only/);
   t.is(validateNetnsOptions({ ...base, backend: 'host-gw' }), undefined);
   t.regex(validateNetnsOptions({ ...base, kernelNodes: -1 })!, /--kernel-nodes/);
