@@ -88,12 +88,12 @@ export function resolveAgentArgs(argv: string[], e: AgentEnv): string[] {
 
 /** Writes `<state-dir>/lab.json` describing this one node (containers: the CLI inside finds the lab). */
 async function writeSelfLabJson(args: string[]): Promise<void> {
-  const { NodeAgent } = await import('../node-agent/agent.ts');
+  const { controlSocketPath } = await import('../node-agent/control-server.ts');
   const { writeLab } = await import('./state.ts');
   const get = (f: string) => flagValue(args, f)!;
   const stateDir = path.resolve(get('--state-dir'));
   const name = get('--name');
-  const control = new NodeAgent({ name, ip: get('--ip'), underlayCidr: get('--underlay'), apiUrl: get('--api'), stateDir }).controlSocketPath;
+  const control = controlSocketPath(stateDir, name);
   fs.mkdirSync(stateDir, { recursive: true });
   writeLab({
     version: 1,

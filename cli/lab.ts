@@ -160,9 +160,7 @@ function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): stri
     '--import', TSX, path.join(ROOT, 'node-agent/main.ts'),
     '--name', name, '--ip', ip, '--underlay', o.labNet, '--api', apiUrl, '--state-dir', o.stateDir,
     '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),
-    '--backend', o.backend ?? 'vxlan', '--wire-port', String(o.wirePort ?? DEFAULT_WIRE_PORT),
-    '--bgp-port', String(o.bgpPort ?? defaultBgpPort()), '--bgp-hold-time', String(o.bgpHoldTime ?? 9), '--bgp-topology', o.bgpTopology ?? 'full-mesh',
-    '--proxy-mode', o.proxyMode ?? 'iptables', '--ipvs-scheduler', o.ipvsScheduler ?? 'rr',
+    ...agentFeatureArgs(o),
   ];
 }
 
@@ -450,18 +448,6 @@ export async function waitRoutesConverged(rec: LabRecord, timeoutMs: number, say
     }
   }
   say(`routes converged on every node in ${Date.now() - t0} ms`);
-}
-
-/** Polls until every node is Ready. */
-export async function waitNodesReady(api: ApiClient, names: string[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const nodes = (await api.list<Node>('nodes')).items;
-    const ready = new Set(nodes.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).map((n) => n.metadata.name));
-    if (names.every((n) => ready.has(n))) return;
-    if (Date.now() > deadline) throw new LabError(`nodes not Ready after ${timeoutMs} ms: ${names.filter((n) => !ready.has(n)).join(', ')}`);
-    await sleep(100);
-  }
 }
 
 /** Stops a process of ours by pid: SIGTERM, then SIGKILL after `graceMs`. */

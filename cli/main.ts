@@ -2,7 +2,6 @@
  * `podlab`: the kubectl-like command line of the lab.
  */
 import { Command, CommanderError, Option } from 'commander';
-import fs from 'node:fs';
 import { ApiClient } from '../control-plane/client.ts';
 import { registry, type ResourceType } from '../control-plane/resources.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
@@ -346,4 +345,3 @@ async function main(): Promise<void> {
 }
 
 await main();
-void fs;

@@ -32,7 +32,6 @@ import { ipv4ToInt } from '../packet/addr.ts';
 import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, txChecksumOffloadOff, validatePrefix } from './netns.ts';
 import { LabError, ROOT, agentFeatureArgs, applyObjects, cleanState, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './lab.ts';
 import { labIsLive, readLab, writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
-import { DEFAULT_WIRE_PORT } from '../node-agent/dataplane.ts';
 
 /** The default underlay subnet of netns labs (inside the lab's namespaces only). */
 export const DEFAULT_UNDERLAY_NET = '10.250.0.0/24';

@@ -100,12 +100,9 @@ export class KernelNodeAgent {
     return this.o.mtu - VXLAN_OVERHEAD;
   }
 
-  /** Same rule as the emulated agents: the state dir, unless the path is too long for a Unix socket. */
+  /** This node's control socket (see controlSocketPath in control-server.ts). */
   get controlSocketPath(): string {
-    const p = path.join(this.o.stateDir, 'nodes', this.name, 'control.sock');
-    if (Buffer.byteLength(p) < 100) return p;
-    const h = createHash('sha256').update(this.o.stateDir).digest('hex').slice(0, 12);
-    return path.join(os.tmpdir(), `podlab-${h}-${this.name}.sock`);
+    return controlSocketPath(this.o.stateDir, this.name);
   }
 
   async start(): Promise<void> {

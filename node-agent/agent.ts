@@ -14,9 +14,7 @@
  * - Serves the CLI on a Unix socket: exec in pods, iproute2 views, counters,
  *   impairments.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { systemClock, type Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
@@ -37,7 +35,7 @@ import type { Node, Pod } from '../control-plane/types.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
 import { leaseFromNode, planFlannel, type Backend, type Lease } from '../overlay/flannel-plan.ts';
 import { validateImpairment, type ImpairmentSpec } from '../overlay/impairment.ts';
-import { ControlError, ControlServer, type CallContext } from './control-server.ts';
+import { ControlError, ControlServer, controlSocketPath, type CallContext } from './control-server.ts';
 import { podCommands, matchIpObject } from './exec/index.ts';
 import { UsageError } from './exec/types.ts';
 import { captureTargets, runCapture } from './capture/session.ts';
@@ -140,16 +138,9 @@ export class NodeAgent {
     this.api = new ApiClient(opts.apiUrl);
   }
 
-  /**
-   * The control socket lives in the state directory unless that path would
-   * exceed the 107 bytes a Unix socket path may have; then in the temp dir,
-   * under a name derived from the state directory.
-   */
+  /** This node's control socket (see controlSocketPath in control-server.ts). */
   get controlSocketPath(): string {
-    const p = path.join(this.opts.stateDir, 'nodes', this.name, 'control.sock');
-    if (Buffer.byteLength(p) < 100) return p;
-    const h = createHash('sha256').update(this.opts.stateDir).digest('hex').slice(0, 12);
-    return path.join(os.tmpdir(), `podlab-${h}-${this.name}.sock`);
+    return controlSocketPath(this.opts.stateDir, this.name);
   }
 
   /** Registers, builds the data plane, starts watching and serving. */

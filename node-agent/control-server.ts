@@ -3,7 +3,10 @@
  * calls to named handlers. A handler may stream output (exec) and is told
  * through an AbortSignal when the client cancels or disconnects.
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import net from 'node:net';
 import { frame, type ClientMessage, type ServerMessage } from './control-protocol.ts';
 import { StdinQueue } from './stdin-queue.ts';
@@ -19,6 +22,18 @@ export interface CallContext {
 }
 
 export type Handler = (params: unknown, ctx: CallContext) => Promise<unknown>;
+
+/**
+ * Where a node's control socket lives: in the state directory, unless that
+ * path would exceed the 107 bytes a Unix socket path may have; then in the
+ * temp dir, under a name derived from the state directory.
+ */
+export function controlSocketPath(stateDir: string, node: string): string {
+  const p = path.join(stateDir, 'nodes', node, 'control.sock');
+  if (Buffer.byteLength(p) < 100) return p;
+  const h = createHash('sha256').update(stateDir).digest('hex').slice(0, 12);
+  return path.join(os.tmpdir(), `podlab-${h}-${node}.sock`);
+}
 
 /** A control-call failure the client should print as is. */
 export class ControlError extends Error {

@@ -299,9 +299,9 @@ export class IpStack {
       ecn: 0,
       payload: opts.payload,
     };
-    if (this.nf) {
+    if (this.nf?.wantsOutput(repr.dst, repr.protocol, repr.payload)) {
       // OUTPUT: the node's own packets pass kube-proxy's rules too (NodePort edge, host-network clients).
-      const r = this.nf.hook(serializeIpv4(repr), 'output');
+      const r = this.nf!.hook(serializeIpv4(repr), 'output');
       if (r.verdict === 'drop') return { ok: false, error: 'ENETUNREACH' };
       const t = parseIpv4(r.raw, { verifyChecksum: false });
       if (!isWireError(t) && (t.dst !== repr.dst || t.src !== repr.src)) {

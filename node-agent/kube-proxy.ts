@@ -22,6 +22,7 @@ import type { Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
 import type { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
+import { ipv4ToInt, isValidIpv4 } from '../packet/addr.ts';
 import { createServiceProxyEngine, type AnyProxier, type Decision, type IpvsSchedulerName, type ProxyMode } from '../service-proxy/index.ts';
 import type { NodeDataPlane } from './dataplane.ts';
 import type { NatDecision, NatEngine } from './netfilter.ts';
@@ -68,6 +69,9 @@ export class KubeProxy implements NatEngine {
   private services: readonly KubeObject[] = [];
   private slices: readonly KubeObject[] = [];
   private pending?: NodeJS.Immediate;
+  /** ClusterIPs (as integers) and NodePorts of the current Services: the netfilter hooks' pre-filter. */
+  private vips = new Set<number>();
+  private nodePortNumbers = new Set<number>();
 
   constructor(
     private readonly dp: NodeDataPlane,
@@ -107,9 +111,22 @@ export class KubeProxy implements NatEngine {
   /** Applies the current state now (also used by tests). */
   sync(): void {
     this.engine.update(this.services, this.slices);
+    this.vips = new Set();
+    this.nodePortNumbers = new Set();
+    for (const s of this.services) {
+      const spec = (s.spec ?? {}) as ServiceSpecLite & { clusterIP?: string; clusterIPs?: string[] };
+      for (const ip of [spec.clusterIP, ...(spec.clusterIPs ?? [])]) if (ip && ip !== 'None' && isValidIpv4(ip)) this.vips.add(ipv4ToInt(ip));
+      for (const p of spec.ports ?? []) if (p.nodePort) this.nodePortNumbers.add(p.nodePort);
+    }
+    // userspace mode: connections redirected to the node's proxy ports are services too.
+    if ('proxyPorts' in this.engine) for (const p of (this.engine as Extract<AnyProxier, { proxyPorts(): unknown }>).proxyPorts()) this.nodePortNumbers.add(p.port);
     this.flushStaleUdp();
     this.syncUserspaceListeners();
     void this.syncNodePorts();
+  }
+
+  wants(dst: number, dport: number, isLocal: () => boolean): boolean {
+    return this.vips.has(dst) || (this.nodePortNumbers.has(dport) && isLocal());
   }
 
   /** The netfilter hooks' question: what to do with the first packet of a connection. */

@@ -16,6 +16,7 @@
  */
 import { Conntrack, rewrite, tupleOf, type CtEntry, type Tuple } from './conntrack.ts';
 import { tracer } from './trace.ts';
+import { intToIpv4, ipv4ToInt } from '../packet/addr.ts';
 
 /** kube-proxy's decision for the first packet of a connection (see service-proxy/). */
 export type NatDecision =
@@ -27,6 +28,12 @@ export type NatDecision =
 /** What the hooks ask of kube-proxy. */
 export interface NatEngine {
   readonly mode: string;
+  /**
+   * Whether a destination can be a service address at all (a ClusterIP, or a
+   * NodePort on one of the node's addresses): the cheap test that keeps every
+   * other packet off `decide`. `isLocal` is only called for NodePort candidates.
+   */
+  wants(dst: number, dport: number, isLocal: () => boolean): boolean;
   decide(pkt: { src: string; dst: string; protocol: 'tcp' | 'udp'; sport: number; dport: number; localDst: boolean; fromLocalPod: boolean }): NatDecision | null;
 }
 
@@ -53,11 +60,13 @@ export class Netfilter {
 
   /** PREROUTING / OUTPUT: translate or decide. `raw` is never modified; a translated packet is a copy. */
   hook(raw: Buffer, where: 'prerouting' | 'output'): HookResult {
+    // Hot path: with nothing tracked, only a possible service destination is worth parsing.
+    if (this.conntrack.size === 0 && !this.candidate(raw)) return { verdict: 'accept', raw };
     const t = tupleOf(raw);
     if (!t) return { verdict: 'accept', raw };
     const hit = this.conntrack.lookup(t);
     if (hit) return { verdict: 'accept', raw: this.translate(raw, hit.e, hit.dir) };
-    if (!this.engine || t.proto === 'icmp') return { verdict: 'accept', raw };
+    if (!this.engine || t.proto === 'icmp' || !this.candidate(raw)) return { verdict: 'accept', raw };
     const d = this.engine.decide({
       src: t.src,
       dst: t.dst,
@@ -88,6 +97,24 @@ export class Netfilter {
       });
     }
     return { verdict: 'accept', raw: this.translate(raw, e, 'orig') };
+  }
+
+  /** Whether a TCP/UDP packet (raw IPv4) may be addressed to a service, per the engine. */
+  private candidate(ip: Buffer): boolean {
+    if (!this.engine || ip.length < 24) return false;
+    const proto = ip[9];
+    if (proto !== 6 && proto !== 17) return false;
+    const ihl = (ip[0] & 15) * 4;
+    if ((ip.readUInt16BE(6) & 0x1fff) !== 0 || ip.length < ihl + 4) return false;
+    const dst = ip.readUInt32BE(16);
+    return this.engine.wants(dst, ip.readUInt16BE(ihl + 2), () => this.host.isLocal(intToIpv4(dst)));
+  }
+
+  /** Whether a packet the node itself sends needs the OUTPUT hook (without serializing it first). */
+  wantsOutput(dst: string, protocol: number, l4: Buffer): boolean {
+    if (this.conntrack.size > 0) return true;
+    if (!this.engine || (protocol !== 6 && protocol !== 17) || l4.length < 4) return false;
+    return this.engine.wants(ipv4ToInt(dst), l4.readUInt16BE(2), () => this.host.isLocal(dst));
   }
 
   /** Bridged frames (br_netfilter): known connections only, no new decisions. */

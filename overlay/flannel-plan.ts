@@ -47,9 +47,6 @@ export type PlanAction =
   | { op: 'add-route'; cidr: string; via: string; dev: string; onlink: boolean; proto: RouteProto; node: string }
   | { op: 'del-route'; cidr: string; node: string };
 
-/** Kept for readers of the vxlan backend: its actions are plan actions. */
-export type FlannelAction = PlanAction;
-
 /** The `.0` address of a pod CIDR: the remote flannel.1 address used as next hop. */
 export function gatewayOf(podCIDR: string): string {
   const [net] = podCIDR.split('/');

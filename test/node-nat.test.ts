@@ -8,6 +8,7 @@
 import test from 'ava';
 import { systemClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
+import { ipv4ToInt } from '../packet/addr.ts';
 import { planFlannel, type Lease } from '../overlay/flannel-plan.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import type { NatDecision, NatEngine } from '../node-agent/netfilter.ts';
@@ -26,6 +27,7 @@ function engine(backends: string[], masquerade = false): NatEngine & { picks: st
   return {
     mode: 'test',
     picks,
+    wants: (dst) => dst === ipv4ToInt('10.96.0.10') || dst === ipv4ToInt('10.96.0.11'),
     decide(p): NatDecision | null {
       if (p.dst === '10.96.0.11') return { kind: 'reject', reason: 'default/empty has no endpoints', steps: ['no endpoints'] };
       if (p.dst !== '10.96.0.10' || p.dport !== 53) return null;
