@@ -23,6 +23,8 @@ export interface ObjectMeta {
   annotations?: Record<string, string>;
   /** RFC 3339 without fractional seconds, e.g. `2026-11-25T11:30:00Z`. */
   creationTimestamp: string;
+  /** Set when a graceful deletion has begun (podlab's store deletes at once, so rarely seen). */
+  deletionTimestamp?: string;
 }
 
 /** Any top-level object: `{apiVersion, kind, metadata, spec, status}`. */

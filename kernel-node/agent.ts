@@ -40,7 +40,7 @@ import { Informer } from '../control-plane/informer.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { gatewayOf, leaseFromNode, planFlannel, type Lease, type PlanAction } from '../overlay/flannel-plan.ts';
 import { intToIpv4, ipv4ToInt } from '../packet/addr.ts';
-import { ControlError, ControlServer, type CallContext } from '../node-agent/control-server.ts';
+import { ControlError, ControlServer, controlSocketPath, type CallContext } from '../node-agent/control-server.ts';
 import { HostLocalIpam } from '../node-agent/ipam.ts';
 import { parseCidr } from '../node-agent/route-table.ts';
 import { NetnsError, delNetns, ipIn, ipJson, listNetns, netnsNames, readKernelPodNetns, run, sysctlIn, writeKernelPodNetns, addNetns } from '../cli/netns.ts';

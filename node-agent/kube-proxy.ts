@@ -27,6 +27,7 @@ import { createServiceProxyEngine, type AnyProxier, type Decision, type IpvsSche
 import type { NodeDataPlane } from './dataplane.ts';
 import type { NatDecision, NatEngine } from './netfilter.ts';
 import { TcpStack } from './tcp/stack.ts';
+import { tracer } from './trace.ts';
 import type { TcpSocket } from './tcp/socket.ts';
 import { SeededRng as Rng } from '../common/rng.ts';
 
@@ -131,7 +132,8 @@ export class KubeProxy implements NatEngine {
 
   /** The netfilter hooks' question: what to do with the first packet of a connection. */
   decide(pkt: Parameters<NatEngine['decide']>[0]): NatDecision | null {
-    const d: Decision | null = this.engine.decide({ ...pkt, fromHost: !pkt.fromLocalPod && pkt.src === this.o.nodeIp });
+    // The human-readable rule path costs 15-30% of a decision: built only while a trace runs.
+    const d: Decision | null = this.engine.decide({ ...pkt, fromHost: !pkt.fromLocalPod && pkt.src === this.o.nodeIp, ...(tracer.current ? {} : { trace: false as const }) });
     if (!d) return null;
     switch (d.kind) {
       case 'dnat':
