@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodesWithBird, stopRecordedBird } from '../kernel-node/bird.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { ControlClient } from './control-client.ts';
 import { registry } from '../control-plane/resources.ts';
@@ -55,6 +56,12 @@ export interface UpOptions {
   backend?: Backend;
   /** The bare-IPv4 wire's UDP port (host-gw, bgp). */
   wirePort?: number;
+  /**
+   * host-gw, bgp: what carries pod packets between nodes: 'udp' (the bare-IPv4
+   * wire; the only one in local mode) or 'raw' (real frames on eth0 through
+   * libpcap; netns labs, where it is the default).
+   */
+  wire?: 'udp' | 'raw';
   /** BGP (backend bgp): port (default 179 as root, else 1179), hold time, topology, reflectors. */
   bgpPort?: number;
   bgpHoldTime?: number;
@@ -110,6 +117,8 @@ export function validateUpOptions(o: UpOptions): void {
     throw new LabError(`--backend: must be one of ${SUPPORTED_BACKENDS.join(', ')}, got '${o.backend}'`);
   }
   if (o.wirePort !== undefined && (!Number.isInteger(o.wirePort) || o.wirePort < 1 || o.wirePort > 65535)) throw new LabError(`--wire-port: must be 1-65535, got ${o.wirePort}`);
+  if (o.wire !== undefined && o.wire !== 'udp' && o.wire !== 'raw') throw new LabError(`--wire: must be udp or raw, got '${o.wire}'`);
+  if (o.wire === 'raw' && (o.mode ?? 'local') !== 'netns') throw new LabError('--wire raw: raw frames need a real eth0: use --mode netns (root); local labs on loopback use the UDP wire');
   if (o.bgpPort !== undefined && (!Number.isInteger(o.bgpPort) || o.bgpPort < 1 || o.bgpPort > 65535)) throw new LabError(`--bgp-port: must be 1-65535, got ${o.bgpPort}`);
   if (o.bgpPort !== undefined && o.bgpPort < 1024 && process.getuid?.() !== 0) throw new LabError(`--bgp-port: ${o.bgpPort} needs root; use e.g. --bgp-port 1179`);
   if (o.bgpHoldTime !== undefined && (!Number.isInteger(o.bgpHoldTime) || (o.bgpHoldTime !== 0 && (o.bgpHoldTime < 3 || o.bgpHoldTime > 65535)))) {
@@ -148,7 +157,7 @@ export function nodeObject(name: string, index: number, o: Pick<UpOptions, 'bgpT
 /** The flags every node agent gets for the backend, BGP and kube-proxy (local and netns labs alike). */
 export function agentFeatureArgs(o: UpOptions): string[] {
   return [
-    '--backend', o.backend ?? 'vxlan', '--wire-port', String(o.wirePort ?? DEFAULT_WIRE_PORT),
+    '--backend', o.backend ?? 'vxlan', '--wire-port', String(o.wirePort ?? DEFAULT_WIRE_PORT), '--wire', (o.backend ?? 'vxlan') === 'vxlan' ? 'udp' : (o.wire ?? 'udp'),
     '--bgp-port', String(o.bgpPort ?? defaultBgpPort()), '--bgp-hold-time', String(o.bgpHoldTime ?? 9), '--bgp-topology', o.bgpTopology ?? 'full-mesh',
     '--proxy-mode', o.proxyMode ?? 'iptables', '--ipvs-scheduler', o.ipvsScheduler ?? 'rr',
   ];
@@ -487,6 +496,8 @@ export async function down(stateDir: string): Promise<{ stopped: number }> {
   await Promise.all(alive.filter((p) => p.role === 'apiserver').map((p) => stopProcess(p.pid, stateDir)));
   // netns labs (issue 7): delete every namespace lab.json and the kernel nodes recorded; their veths go with them.
   if (rec.netns) {
+    // A BIRD whose kernel-node agent was killed would outlive its namespace: stop it by its pid file.
+    for (const n of nodesWithBird(stateDir)) await stopRecordedBird(stateDir, n);
     // Kept when a namespace could not be deleted (not root?), so a second `podlab down` can finish the job.
     const left = await removeLabNamespaces(stateDir, rec);
     if (left.length) throw new LabError(`could not delete network namespaces ${left.join(', ')}${isRoot() ? '' : ' (run podlab down as root)'}; lab.json is kept for another 'podlab down'`);

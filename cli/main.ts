@@ -56,6 +56,7 @@ program
   .option('--bgp-hold-time <sec>', 'BGP hold time proposed by the nodes (keepalive = a third)', int('--bgp-hold-time'), 9)
   .option('--vxlan-port <port>', 'VXLAN UDP port (Flannel and Linux: 8472; IANA: 4789)', int('--vxlan-port'), 8472)
   .option('--wire-port <port>', 'UDP port of the bare-IPv4 underlay wire of host-gw/bgp in local mode (Wireshark: -d udp.port==N,ip)', int('--wire-port'), 8473)
+  .addOption(new Option('--wire <kind>', 'host-gw/bgp: udp = the bare-IPv4 wire in UDP (local default) | raw = real frames on eth0 with pod IPs, via libpcap (netns default)').choices(['udp', 'raw']))
   .option('--mtu <bytes>', 'underlay MTU (pods and flannel.1 get 50 less)', int('--mtu'), 1500)
   .option('--seed <n>', 'seed for every random choice (MACs, impairments, ids)', int('--seed'), 1)
   // issue 7: netns labs (cli/netns-lab.ts)
@@ -79,6 +80,7 @@ program
       vxlanPort: o.vxlanPort,
       backend: o.backend,
       wirePort: o.wirePort,
+      wire: o.wire,
       bgpTopology: o.bgpTopology,
       proxyMode: o.proxyMode,
       ipvsScheduler: o.ipvsScheduler,

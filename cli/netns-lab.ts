@@ -19,9 +19,13 @@
  * `--force`, also after a crash, also when `up` fails half-way) stops the
  * processes by pid and deletes the namespaces, which takes the veths along.
  *
- * host-gw in netns mode keeps podlab's bare-IPv4 UDP wire (port 8473) between
- * the agents' namespaces: raw frames on eth0 would need the optional `cap`
- * addon, and the kernel does not speak the wire, so kernel nodes need vxlan.
+ * host-gw and bgp in netns mode put pod packets on the real eth0 as raw
+ * frames (`--wire raw`, the default here; libpcap through the optional `cap`
+ * addon, overlay/underlay-raw.ts), so the bridge carries what a Calico or
+ * host-gw underlay carries and kernel nodes take part: a host-gw kernel node
+ * gets flanneld's `via <node IP>` routes, a bgp kernel node runs a real BIRD
+ * (kernel-node/bird.ts) peering with podlab's speakers. `--wire udp` keeps
+ * podlab's bare-IPv4 UDP wire (port 8473), which the kernel does not speak.
  */
 import path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -29,8 +33,9 @@ import { deriveMac } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
-import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, txChecksumOffloadOff, validatePrefix } from './netns.ts';
+import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, hasTool, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, txChecksumOffloadOff, validatePrefix } from './netns.ts';
 import { LabError, ROOT, agentFeatureArgs, applyObjects, cleanState, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './lab.ts';
+import { KERNEL_EPHEMERAL, capAvailable } from '../overlay/underlay-raw.ts';
 import { labIsLive, readLab, writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
 
 /** The default underlay subnet of netns labs (inside the lab's namespaces only). */
@@ -57,8 +62,25 @@ export function validateNetnsOptions(o: UpOptions): string | undefined {
   if (!PRIVATE_RANGES.some((r) => inRange(net, r) && Number(m[5]) >= r[1])) return `--underlay-net: must be inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10 (it only exists inside the lab's namespaces), got '${o.underlayNet}'`;
   const k = o.kernelNodes ?? 0;
   if (!Number.isInteger(k) || k < 0 || k > 50) return `--kernel-nodes: must be an integer from 0 to 50, got ${k}`;
-  if (k > 0 && (o.backend ?? 'vxlan') !== 'vxlan') return `--kernel-nodes: kernel nodes speak Flannel VXLAN only (host-gw and bgp in netns mode ride podlab's UDP wire, which the kernel does not speak); use --backend vxlan`;
+  if (k > 0 && netnsWire(o) === 'udp' && (o.backend ?? 'vxlan') !== 'vxlan') return `--kernel-nodes: with --backend ${o.backend} kernel nodes need --wire raw (the kernel does not speak podlab's UDP wire)`;
+  if (k > 0 && o.bgpTopology === 'route-reflector' && (o.bgpReflectors ?? Math.min(2, o.nodes)) < 1) return '--kernel-nodes: a route-reflector lab needs an emulated reflector for the kernel nodes';
   return validatePrefix(o.netnsPrefix ?? 'podlab');
+}
+
+/** The wire of a netns lab: raw frames for the unencapsulated backends unless --wire udp; vxlan rides UDP 8472. */
+export function netnsWire(o: Pick<UpOptions, 'backend' | 'wire'>): 'udp' | 'raw' {
+  if ((o.backend ?? 'vxlan') === 'vxlan') return 'udp';
+  return o.wire ?? 'raw';
+}
+
+/** What a netns lab needs beyond root and iproute2, checked before anything starts; the first thing missing. */
+export function missingNetnsTools(o: Pick<UpOptions, 'backend' | 'wire' | 'kernelNodes'>, has: (tool: string) => boolean, cap: () => boolean): string | undefined {
+  if (netnsWire(o) === 'raw') {
+    if (!cap()) return `--wire raw (the default of --backend ${o.backend} in netns labs) needs the optional 'cap' addon (libpcap): apt-get install libpcap-dev g++ make python3, then npm rebuild cap; or use --wire udp`;
+    if (!has('nft')) return '--wire raw needs nftables (the nft command), to keep the node namespaces\' kernels off the frames the emulated nodes take: apt-get install nftables; or use --wire udp';
+  }
+  if ((o.kernelNodes ?? 0) > 0 && o.backend === 'bgp' && (!has('bird') || !has('birdc'))) return '--kernel-nodes with --backend bgp runs BIRD in each kernel node: apt-get install bird2';
+  return undefined;
 }
 
 /** The Unix socket of the apiserver: in the state dir, or in /tmp when that path is too long. */
@@ -83,7 +105,10 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
   if (!hasIproute2()) throw new LabError('--mode netns needs iproute2 (the ip command): apt-get install iproute2');
   const bad = validateNetnsOptions(o);
   if (bad) throw new LabError(bad);
-  validateUpOptions({ ...o, labNet: '127.0.0.0/16' }); // the remaining flags, as local mode checks them
+  const missing = missingNetnsTools(o, hasTool, capAvailable);
+  if (missing) throw new LabError(missing);
+  validateUpOptions({ ...o, labNet: '127.0.0.0/16', mode: 'netns' }); // the remaining flags, as local mode checks them
+  const wire = netnsWire(o);
   const say = o.onProgress ?? (() => {});
   const timeout = o.timeoutMs ?? 30_000;
   const prefix = o.netnsPrefix ?? 'podlab';
@@ -115,7 +140,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     stateDir: o.stateDir,
     startedAt: new Date().toISOString(),
     supervisorPid: o.supervisorPid,
-    options: { nodes: o.nodes, labNet: subnet, apiPort: o.apiPort, clusterCidr: o.clusterCidr, vxlanPort: o.vxlanPort, seed: o.seed, mtu: o.mtu, backend, mode: 'netns', underlayNet: subnet, kernelNodes },
+    options: { nodes: o.nodes, labNet: subnet, apiPort: o.apiPort, clusterCidr: o.clusterCidr, vxlanPort: o.vxlanPort, seed: o.seed, mtu: o.mtu, backend, mode: 'netns', underlayNet: subnet, kernelNodes, wire },
     procs: [],
     nodes: [],
     netns: { prefix, underlay, bridge: LAB_BRIDGE, subnet, namespaces: [] },
@@ -147,6 +172,8 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
       // The kernel's vxlan device sends its datagrams with DF clear; a UDP socket sets DF
       // (path-MTU discovery) unless the namespace says otherwise: make podlab's match.
       if (n.kind === 'emulated') await sysctlIn(n.netns, { 'net.ipv4.ip_no_pmtu_disc': 1 });
+      // Raw wire: the namespace's kernel keeps its ephemeral ports apart from the emulated node's (overlay/underlay-raw.ts).
+      if (n.kind === 'emulated' && wire === 'raw') await sysctlIn(n.netns, { 'net.ipv4.ip_local_port_range': KERNEL_EPHEMERAL.join(' ') });
     }
     if (offloadWarn) say('ethtool not found: captures on the bridge will show partial (offloaded) UDP checksums');
     say(`namespaces up: ${underlay} (bridge ${LAB_BRIDGE} ${addrs.api}/${prefixLen}), ${all.map((n) => `${n.netns} ${n.ip}`).join(', ')}`);
@@ -177,12 +204,15 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
         args = [
           bin, 'agent', '--name', n.name, '--ip', n.ip, '--underlay', subnet, '--api', rec.apiInternalUrl!, '--state-dir', o.stateDir,
           '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),
-          ...agentFeatureArgs({ ...o, backend }),
+          ...agentFeatureArgs({ ...o, backend, wire }),
         ];
       } else {
         // In the root namespace: it creates pod namespaces (see kernel-node/agent.ts) and reaches the apiserver over its socket.
         role = 'kernel-node';
-        args = [bin, 'kernel-node', '--name', n.name, '--netns', n.netns, '--ip', n.ip, '--api', rec.apiUrl!, '--state-dir', o.stateDir, '--vxlan-port', String(o.vxlanPort), '--mtu', String(o.mtu)];
+        args = [
+          bin, 'kernel-node', '--name', n.name, '--netns', n.netns, '--ip', n.ip, '--api', rec.apiUrl!, '--state-dir', o.stateDir, '--vxlan-port', String(o.vxlanPort), '--mtu', String(o.mtu),
+          '--backend', backend, '--bgp-port', String(o.bgpPort ?? 179), '--bgp-hold-time', String(o.bgpHoldTime ?? 9), '--bgp-topology', o.bgpTopology ?? 'full-mesh',
+        ];
       }
       const p = spawnLogged(o.stateDir, n.name, args, where);
       const pr: ProcRecord = { role, name: n.name, pid: p.pid, args, log: p.log, ...(where ? { netns: where } : {}) };

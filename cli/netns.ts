@@ -25,6 +25,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { systemTool } from '../common/system-tool.ts';
 
 /** A namespace operation failed; the message names the command and iproute2's complaint. */
 export class NetnsError extends Error {
@@ -47,12 +48,12 @@ export function isRoot(): boolean {
 
 /** True when `ip` (iproute2) is on PATH. */
 export function hasIproute2(): boolean {
-  try {
-    execFileSync('ip', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
+  return hasTool('ip');
+}
+
+/** Whether a system program is installed (by absolute path: npm's .bin may shadow names like nft). */
+export function hasTool(tool: string): boolean {
+  return systemTool(tool) !== undefined;
 }
 
 /** A namespace prefix: `podlab` or `podlab-<word>`, lower-case letters, digits and dashes. */

@@ -58,6 +58,8 @@ export interface LabOptionsRecord {
   mode?: string;
   underlayNet?: string;
   kernelNodes?: number;
+  /** host-gw/bgp in netns labs: raw (frames on eth0) or udp (the bare-IPv4 wire). */
+  wire?: string;
 }
 
 export interface LabRecord {

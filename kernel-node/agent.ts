@@ -34,11 +34,14 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../common/log.ts';
-import { FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE, FLANNEL_BACKEND_TYPE_VXLAN, FLANNEL_KUBE_SUBNET_MANAGER, FLANNEL_PUBLIC_IP, PODLAB_ETH0_MAC } from '../control-plane/annotations.ts';
+import { CALICO_IPV4_ADDRESS, FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE, FLANNEL_BACKEND_TYPE_VXLAN, FLANNEL_KUBE_SUBNET_MANAGER, FLANNEL_PUBLIC_IP, PODLAB_ETH0_MAC } from '../control-plane/annotations.ts';
+import { CALICO_DEFAULT_ASN, parsePeerIP, type BgpConfiguration, type BgpPeer } from '../control-plane/calico.ts';
+import { RR_LABEL, type BgpTopology } from '../node-agent/bgp-backend.ts';
+import { BirdProcess, birdConfig, type BirdPeer } from './bird.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
-import { gatewayOf, leaseFromNode, planFlannel, type Lease, type PlanAction } from '../overlay/flannel-plan.ts';
+import { gatewayOf, leaseFromNode, planFlannel, type Backend, type Lease, type PlanAction } from '../overlay/flannel-plan.ts';
 import { intToIpv4, ipv4ToInt } from '../packet/addr.ts';
 import { ControlError, ControlServer, controlSocketPath, type CallContext } from '../node-agent/control-server.ts';
 import { HostLocalIpam } from '../node-agent/ipam.ts';
@@ -59,8 +62,17 @@ export interface KernelNodeOptions {
   stateDir: string;
   vxlanPort?: number;
   vni?: number;
-  /** Underlay MTU; flannel.1, cni0 and pods get 50 less. */
+  /** Underlay MTU; with vxlan flannel.1, cni0 and pods get 50 less. */
   mtu?: number;
+  /**
+   * vxlan: flanneld's kernel VTEP; host-gw: flanneld's host-gw routes via the
+   * peers' IPs; bgp: a real BIRD in the namespace peering with podlab's speakers.
+   */
+  backend?: Backend;
+  /** bgp: the port every node's BGP listens on, the hold time, the topology. */
+  bgpPort?: number;
+  bgpHoldTime?: number;
+  bgpTopology?: BgpTopology;
   heartbeatMs?: number;
 }
 
@@ -88,16 +100,21 @@ export class KernelNodeAgent {
   private readonly pods = new Map<string, KernelPod>();
   private queue: Promise<void> = Promise.resolve();
   private timers: NodeJS.Timeout[] = [];
+  private bird?: BirdProcess;
+  private underlayPrefixLen = 24;
+  private bgpConfigInformer?: Informer<BgpConfiguration>;
+  private bgpPeerInformer?: Informer<BgpPeer>;
   private stopped = false;
 
   constructor(opts: KernelNodeOptions) {
-    this.o = { vxlanPort: 8472, vni: 1, mtu: 1500, heartbeatMs: 10_000, ...opts };
+    this.o = { vxlanPort: 8472, vni: 1, mtu: 1500, heartbeatMs: 10_000, backend: 'vxlan', bgpPort: 179, bgpHoldTime: 9, bgpTopology: 'full-mesh', ...opts };
     this.name = opts.name;
     this.api = new ApiClient(opts.apiUrl);
   }
 
+  /** Without encapsulation pods get the full underlay MTU. */
   get podMtu(): number {
-    return this.o.mtu - VXLAN_OVERHEAD;
+    return this.o.backend === 'vxlan' ? this.o.mtu - VXLAN_OVERHEAD : this.o.mtu;
   }
 
   /** This node's control socket (see controlSocketPath in control-server.ts). */
@@ -108,25 +125,30 @@ export class KernelNodeAgent {
   async start(): Promise<void> {
     fs.mkdirSync(path.join(this.o.stateDir, 'nodes', this.name), { recursive: true, mode: 0o700 });
     const ns = this.o.netns;
-    const addrs = await ipJson<{ addr_info?: { local: string }[] }[]>(ns, 'addr', 'show', 'dev', 'eth0').catch((e: Error) => {
+    const addrs = await ipJson<{ addr_info?: { local: string; prefixlen?: number }[] }[]>(ns, 'addr', 'show', 'dev', 'eth0').catch((e: Error) => {
       throw new NetnsError(`kernel node ${this.name}: namespace ${ns} has no eth0 (${e.message})`);
     });
-    if (!addrs.some((a) => a.addr_info?.some((i) => i.local === this.o.ip))) throw new NetnsError(`kernel node ${this.name}: eth0 in ${ns} does not have ${this.o.ip}`);
+    const mine = addrs.flatMap((a) => a.addr_info ?? []).find((i) => i.local === this.o.ip);
+    if (!mine) throw new NetnsError(`kernel node ${this.name}: eth0 in ${ns} does not have ${this.o.ip}`);
+    this.underlayPrefixLen = mine.prefixlen ?? 24;
 
     // flanneld: routing on, no reverse-path filtering (VXLAN replies arrive on flannel.1).
     await sysctlIn(ns, { 'net.ipv4.ip_forward': 1, 'net.ipv4.conf.all.rp_filter': 0, 'net.ipv4.conf.default.rp_filter': 0 });
     const links = await ipJson<{ ifname: string; address: string }[]>(ns, 'link', 'show');
-    if (!links.some((l) => l.ifname === VTEP_DEV)) {
-      for (const c of vtepCommands(ns, { vni: this.o.vni, localIp: this.o.ip, port: this.o.vxlanPort, mtu: this.podMtu })) await this.exec(c);
+    const vxlan = this.o.backend === 'vxlan';
+    if (vxlan) {
+      if (!links.some((l) => l.ifname === VTEP_DEV)) {
+        for (const c of vtepCommands(ns, { vni: this.o.vni, localIp: this.o.ip, port: this.o.vxlanPort, mtu: this.podMtu })) await this.exec(c);
+      }
+      const [vtep] = await ipJson<{ address: string }[]>(ns, 'link', 'show', VTEP_DEV);
+      this.vtepMac = vtep.address;
     }
-    const [vtep] = await ipJson<{ address: string }[]>(ns, 'link', 'show', VTEP_DEV);
-    this.vtepMac = vtep.address;
     const eth0Mac = links.find((l) => l.ifname === 'eth0')?.address;
 
     const node = await this.register(eth0Mac);
     this.podCIDR = node.spec!.podCIDR!;
     const { prefixLen } = parseCidr(this.podCIDR);
-    await ipIn(ns, 'addr', 'replace', `${gatewayOf(this.podCIDR)}/32`, 'dev', VTEP_DEV);
+    if (vxlan) await ipIn(ns, 'addr', 'replace', `${gatewayOf(this.podCIDR)}/32`, 'dev', VTEP_DEV);
     if (!links.some((l) => l.ifname === CNI_BRIDGE)) await ipIn(ns, 'link', 'add', CNI_BRIDGE, 'type', 'bridge');
     await ipIn(ns, 'addr', 'replace', `${this.gateway}/${prefixLen}`, 'dev', CNI_BRIDGE);
     await ipIn(ns, 'link', 'set', CNI_BRIDGE, 'mtu', String(this.podMtu), 'up');
@@ -136,6 +158,13 @@ export class KernelNodeAgent {
     const resync = () => this.enqueue(() => this.reconcilePeers());
     this.nodeInformer.on('add', resync).on('update', resync).on('delete', resync);
     await this.nodeInformer.start();
+    if (this.o.backend === 'bgp') {
+      this.bird = new BirdProcess({ stateDir: this.o.stateDir, node: this.name, netns: ns });
+      this.bgpConfigInformer = new Informer<BgpConfiguration>(this.api, 'bgpconfigurations');
+      this.bgpPeerInformer = new Informer<BgpPeer>(this.api, 'bgppeers');
+      for (const inf of [this.bgpConfigInformer, this.bgpPeerInformer] as Informer[]) inf.on('add', resync).on('update', resync).on('delete', resync);
+      await Promise.all([this.bgpConfigInformer.start(), this.bgpPeerInformer.start()]);
+    }
     resync();
 
     this.podInformer = new Informer<Pod>(this.api, 'pods', { fieldSelector: `spec.nodeName=${this.name}` });
@@ -177,12 +206,16 @@ export class KernelNodeAgent {
 
   private async register(eth0Mac: string | undefined): Promise<Node> {
     const annotations: Record<string, string> = {
-      [FLANNEL_BACKEND_TYPE]: FLANNEL_BACKEND_TYPE_VXLAN,
-      [FLANNEL_BACKEND_DATA]: JSON.stringify({ VNI: this.o.vni, VtepMAC: this.vtepMac }),
       [FLANNEL_PUBLIC_IP]: this.o.ip,
       [FLANNEL_KUBE_SUBNET_MANAGER]: 'true',
       'podlab.io/node-kind': 'kernel',
       ...(eth0Mac ? { [PODLAB_ETH0_MAC]: eth0Mac } : {}),
+      // The same annotations as an emulated node of the backend (node-agent/agent.ts register).
+      ...(this.o.backend === 'vxlan'
+        ? { [FLANNEL_BACKEND_TYPE]: FLANNEL_BACKEND_TYPE_VXLAN, [FLANNEL_BACKEND_DATA]: JSON.stringify({ VNI: this.o.vni, VtepMAC: this.vtepMac }) }
+        : this.o.backend === 'host-gw'
+          ? { [FLANNEL_BACKEND_TYPE]: 'host-gw', [FLANNEL_BACKEND_DATA]: 'null' }
+          : { [CALICO_IPV4_ADDRESS]: `${this.o.ip}/${this.underlayPrefixLen}` }),
     };
     const addresses = [
       { type: 'InternalIP' as const, address: this.o.ip },
@@ -217,16 +250,18 @@ export class KernelNodeAgent {
     });
   }
 
-  /** flanneld's loop body: compute the plan from the leases, then apply it with iproute2. */
+  /** flanneld's loop body: compute the plan from the leases, then apply it with iproute2 (bgp: BIRD's config). */
   private async reconcilePeers(): Promise<void> {
     if (!this.nodeInformer || this.stopped) return;
+    if (this.o.backend === 'bgp') return this.reconcileBird();
     const leases: Lease[] = [];
     for (const n of this.nodeInformer.list()) {
       const l = leaseFromNode(n);
       if (typeof l !== 'string') leases.push(l);
     }
-    const self = { node: this.name, vni: this.o.vni, backend: 'vxlan' as const };
-    const actions = planFlannel(leases, this.programmed, self);
+    const self = { node: this.name, vni: this.o.vni, backend: this.o.backend };
+    // The kernel resolves its next hops by ARP: the permanent eth0 neighbours are for podlab's ARP-less wire only.
+    const actions = planFlannel(leases, this.programmed, self).filter((a) => !((a.op === 'add-neigh' || a.op === 'del-neigh') && a.dev === 'eth0'));
     const failed = new Set<string>();
     for (const a of actions) {
       if (failed.has(a.node)) continue;
@@ -239,12 +274,37 @@ export class KernelNodeAgent {
       }
     }
     for (const l of leases) {
-      if (l.node === this.name || l.backend !== 'vxlan' || l.vni !== this.o.vni) continue;
+      if (l.node === this.name || l.backend !== this.o.backend || (l.backend === 'vxlan' && l.vni !== this.o.vni)) continue;
       if (failed.has(l.node)) this.programmed.delete(l.node);
       else this.programmed.set(l.node, l);
     }
     for (const name of [...this.programmed.keys()]) if (!leases.some((l) => l.node === name)) this.programmed.delete(name);
     if (actions.length) log.info('flannel plan applied', { actions: actions.map(describe) });
+  }
+
+  /** calico-node's confd + BIRD: the peers from the Nodes (and BGPPeers), rendered and (re)loaded. */
+  private async reconcileBird(): Promise<void> {
+    if (!this.bird) return;
+    const config = this.bgpConfigInformer?.list().find((c) => c.metadata.name === 'default');
+    const asn = config?.spec?.asNumber ?? CALICO_DEFAULT_ASN;
+    const peers: BirdPeer[] = [];
+    const rrOnly = this.o.bgpTopology === 'route-reflector';
+    if (rrOnly || config?.spec?.nodeToNodeMeshEnabled !== false) {
+      for (const n of this.nodeInformer!.list()) {
+        const ip = n.metadata.annotations?.[CALICO_IPV4_ADDRESS]?.split('/')[0];
+        if (n.metadata.name === this.name || !ip) continue;
+        // A kernel node is a route reflector client: it peers with the reflectors only.
+        if (rrOnly && n.metadata.labels?.[RR_LABEL] !== 'true') continue;
+        peers.push({ name: n.metadata.name, ip, asn, port: this.o.bgpPort });
+      }
+    }
+    for (const p of this.bgpPeerInformer?.list() ?? []) {
+      if (p.spec?.node && p.spec.node !== this.name) continue;
+      const addr = parsePeerIP(p.spec?.peerIP ?? '');
+      if (addr && !peers.some((x) => x.ip === addr.ip)) peers.push({ name: `BGPPeer ${p.metadata.name}`, ip: addr.ip, asn: p.spec!.asNumber, port: addr.port ?? 179 });
+    }
+    const text = birdConfig({ node: this.name, routerId: this.o.ip, asn, podCIDR: this.podCIDR, port: this.o.bgpPort, holdTime: this.o.bgpHoldTime, peers });
+    await this.bird.apply(text);
   }
 
   // ------------------------------------------------------------ pods (CNI bridge + host-local)
@@ -340,8 +400,14 @@ export class KernelNodeAgent {
     }));
     c.handle('node.cmd', async (params) => {
       const argv = (params as { argv: string[] }).argv;
+      if (argv[0] === 'bgp') {
+        if (!this.bird) throw new ControlError(`${this.name} runs the ${this.o.backend} backend: no BGP (start the lab with --backend bgp)`);
+        if (argv[1] === 'summary' || argv[1] === 'protocols' || argv[1] === undefined) return { stdout: await this.bird.summary() };
+        if (argv[1] === 'routes' || argv[1] === 'route') return { stdout: await this.bird.routes() };
+        throw new ControlError('usage: bgp summary | bgp routes (birdc show protocols | show route)');
+      }
       const cmd = nodeViewCommand(this.o.netns, argv);
-      if (!cmd) throw new ControlError(`unsupported node command '${argv.join(' ')}': try ip route | ip neigh | ip link | ip addr | bridge fdb`);
+      if (!cmd) throw new ControlError(`unsupported node command '${argv.join(' ')}': try ip route | ip neigh | ip link | ip addr | bridge fdb${this.bird ? ' | bgp summary | bgp routes' : ''}`);
       return { stdout: await this.exec(cmd) };
     });
     c.handle('stats', async () => this.stats());
@@ -426,6 +492,11 @@ export class KernelNodeAgent {
     for (const t of this.timers) clearInterval(t);
     await this.nodeInformer?.stop();
     await this.podInformer?.stop();
+    this.bgpConfigInformer?.stop();
+    this.bgpPeerInformer?.stop();
+    await this.queue.catch(() => {});
+    // calico-node's BIRD stops with it (its peers withdraw our block); a restarted agent starts it again.
+    await this.bird?.stop();
     await this.control?.close();
   }
 }

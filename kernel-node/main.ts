@@ -3,6 +3,7 @@
  *
  *   podlab kernel-node --name knode-1 --netns podlab-knode-1 --ip 10.250.0.14
  *       --api unix:/path/.podlab/api.sock --state-dir .podlab [--vxlan-port 8472] [--vni 1] [--mtu 1500]
+ *       [--backend vxlan|host-gw|bgp] [--bgp-port 179] [--bgp-hold-time 9] [--bgp-topology full-mesh|route-reflector]
  *
  * The namespace must exist with eth0 carrying --ip (the netns lab creates it).
  * Prints `{"event":"ready",...}` once the node is Ready, or `{"event":"error"}`
@@ -13,6 +14,8 @@ import { runDaemon, failDaemon } from '../common/daemon.ts';
 import { createLogger } from '../common/log.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import { KernelNodeAgent } from './agent.ts';
+import { BACKENDS, type Backend } from '../overlay/flannel-plan.ts';
+import type { BgpTopology } from '../node-agent/bgp-backend.ts';
 
 const log = createLogger('podlab:kernel-node');
 
@@ -32,6 +35,10 @@ try {
       'vxlan-port': { type: 'string', default: '8472' },
       vni: { type: 'string', default: '1' },
       mtu: { type: 'string', default: '1500' },
+      backend: { type: 'string', default: 'vxlan' },
+      'bgp-port': { type: 'string', default: '179' },
+      'bgp-hold-time': { type: 'string', default: '9' },
+      'bgp-topology': { type: 'string', default: 'full-mesh' },
     },
   });
 } catch (e) {
@@ -48,6 +55,14 @@ const int = (flag: string, s: string, min: number, max: number) => {
   return n;
 };
 
+if (!(BACKENDS as string[]).includes(v.backend!)) fail(`--backend: must be one of ${BACKENDS.join(', ')}, got '${v.backend}'`);
+if (v['bgp-topology'] !== 'full-mesh' && v['bgp-topology'] !== 'route-reflector') fail(`--bgp-topology: must be full-mesh or route-reflector, got '${v['bgp-topology']}'`);
+function holdTime(s: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || (n !== 0 && (n < 3 || n > 65535))) fail(`--bgp-hold-time: '${s}' must be 0 or 3-65535 seconds (RFC 4271)`);
+  return n;
+}
+
 const agent = new KernelNodeAgent({
   name: v.name!,
   netns: v.netns!,
@@ -57,6 +72,10 @@ const agent = new KernelNodeAgent({
   vxlanPort: int('vxlan-port', v['vxlan-port']!, 1, 65535),
   vni: int('vni', v.vni!, 0, 0xffffff),
   mtu: int('mtu', v.mtu!, 576, 9000),
+  backend: v.backend as Backend,
+  bgpPort: int('bgp-port', v['bgp-port']!, 1, 65535),
+  bgpHoldTime: holdTime(v['bgp-hold-time']!),
+  bgpTopology: v['bgp-topology'] as BgpTopology,
 });
 
 await runDaemon('kernel-node', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath, kind: 'kernel' }));

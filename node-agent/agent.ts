@@ -45,6 +45,8 @@ import { tracer, type TraceFilter } from './trace.ts';
 import { HostLocalIpam } from './ipam.ts';
 import { formatBridgeFdb, formatIpAddr, formatIpLink, formatIpNeigh, formatIpRoute } from './iproute2.ts';
 import { DEFAULT_WIRE_PORT, NodeDataPlane } from './dataplane.ts';
+import { RawWire, RawWireError, claimFilter } from '../overlay/underlay-raw.ts';
+import { DEFAULT_NODE_PORT_RANGE } from '../control-plane/service-allocator.ts';
 import { CalicoBgp, type BgpTopology } from './bgp-backend.ts';
 import { KubeProxy } from './kube-proxy.ts';
 import { runningPodStatus } from './pod-status.ts';
@@ -71,6 +73,8 @@ export interface AgentOptions {
   backend?: Backend;
   /** UDP port of the bare-IPv4 wire (host-gw, bgp in local mode). */
   wirePort?: number;
+  /** host-gw, bgp: 'udp' (the bare-IPv4 wire, any mode) or 'raw' (real frames on eth0, root modes). */
+  wire?: 'udp' | 'raw';
   /** BGP (backend bgp): listen/peer port, hold time (s), topology. */
   bgpPort?: number;
   bgpHoldTime?: number;
@@ -112,6 +116,8 @@ export class NodeAgent {
   private serviceInformer?: Informer;
   private sliceInformer?: Informer;
   private stopped = false;
+  private rawWire?: RawWire;
+  private eth0Mac = '';
   private execCount = 0;
   private podQueue: Promise<void> = Promise.resolve();
 
@@ -122,6 +128,7 @@ export class NodeAgent {
       vni: 1,
       backend: 'vxlan',
       wirePort: DEFAULT_WIRE_PORT,
+      wire: 'udp',
       bgpPort: 179,
       bgpHoldTime: 9,
       bgpTopology: 'full-mesh',
@@ -146,6 +153,8 @@ export class NodeAgent {
   /** Registers, builds the data plane, starts watching and serving. */
   async start(): Promise<void> {
     fs.mkdirSync(path.join(this.opts.stateDir, 'nodes', this.name), { recursive: true, mode: 0o700 });
+    this.eth0Mac = deriveMac(this.opts.seed, `eth0:${this.name}`);
+    if (this.opts.wire === 'raw' && this.opts.backend !== 'vxlan') await this.startRawWire();
     const node = await this.register();
     this.podCIDR = node.spec!.podCIDR!;
     tracer.node = this.name;
@@ -160,6 +169,8 @@ export class NodeAgent {
       vni: this.opts.vni,
       backend: this.opts.backend,
       wirePort: this.opts.wirePort,
+      rawWire: this.rawWire,
+      eth0Mac: this.eth0Mac,
       seed: this.opts.seed,
       mtu: this.opts.mtu,
       clock: this.clock,
@@ -199,6 +210,27 @@ export class NodeAgent {
   }
 
   /**
+   * Real frames on the real eth0 (root modes): the emulated eth0 takes the
+   * real one's MAC, so peers (kernel or emulated) address it as they would
+   * any node, and the namespace's kernel keeps only its own traffic.
+   */
+  private async startRawWire(): Promise<void> {
+    const dev = 'eth0';
+    let mac: string;
+    try {
+      mac = fs.readFileSync(`/sys/class/net/${dev}/address`, 'utf8').trim().toLowerCase();
+    } catch {
+      throw new RawWireError(`--wire raw: this namespace has no ${dev}`);
+    }
+    const [lo, hi] = DEFAULT_NODE_PORT_RANGE.split('-').map(Number);
+    const raw = new RawWire({ dev, mac, nodeIp: this.opts.ip, bgpPort: this.opts.bgpPort, nodePorts: [lo, hi] });
+    await raw.start();
+    this.rawWire = raw;
+    this.eth0Mac = mac;
+    log.info('raw wire up', { dev, mac, claim: claimFilter(raw.owned!) });
+  }
+
+  /**
    * Creates the Node or, when it exists (agent restart), reuses its VtepMAC
    * and podCIDR and refreshes the annotations and addresses.
    */
@@ -207,7 +239,7 @@ export class NodeAgent {
     const known = parseFlannelBackendData(existing?.metadata.annotations?.[FLANNEL_BACKEND_DATA]);
     this.vtepMac = known?.VtepMAC ?? deriveMac(this.opts.seed, `vtep:${this.name}`);
     const annotations: Record<string, string | null> = {
-      [PODLAB_ETH0_MAC]: deriveMac(this.opts.seed, `eth0:${this.name}`),
+      [PODLAB_ETH0_MAC]: this.eth0Mac,
       [FLANNEL_PUBLIC_IP]: this.opts.ip,
       [FLANNEL_KUBE_SUBNET_MANAGER]: 'true',
     };
@@ -470,7 +502,13 @@ export class NodeAgent {
       node: this.name,
       interfaces: ifaces,
       ip: this.dp.stack.counters.toJSON(),
-      underlay: { refused: this.dp.underlay.refused, sendErrors: this.dp.underlay.sendErrors, sourcePorts: this.dp.underlay.sourcePortList },
+      underlay: {
+        wire: this.dp.wireKind,
+        refused: this.dp.underlay.refused,
+        sendErrors: this.dp.underlay.sendErrors,
+        sourcePorts: this.dp.underlay.sourcePortList,
+        ...(this.rawWire ? { raw: { sent: this.rawWire.sent, received: this.rawWire.received, sendErrors: this.rawWire.sendErrors, claim: claimFilter(this.rawWire.owned!) } } : {}),
+      },
       impairments,
       pods,
     };
@@ -605,5 +643,6 @@ export class NodeAgent {
     await this.bgp?.stop().catch(() => {});
     await this.control?.close();
     await this.dp?.close();
+    await this.rawWire?.close();
   }
 }

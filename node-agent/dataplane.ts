@@ -9,6 +9,7 @@ import { SeededRng, deriveMac } from '../common/rng.ts';
 import { intToIpv4, readMac } from '../packet/addr.ts';
 import { gatewayOf, type Backend, type PlanAction } from '../overlay/flannel-plan.ts';
 import { UdpUnderlay } from '../overlay/underlay-udp.ts';
+import type { RawWire } from '../overlay/underlay-raw.ts';
 import { Vtep } from '../overlay/vtep.ts';
 import { Bridge } from './bridge.ts';
 import { IpStack } from './ip-stack.ts';
@@ -32,10 +33,14 @@ export interface DataPlaneOptions {
   backend?: Backend;
   /** The bare-IPv4 wire's UDP port (unencapsulated backends, local mode). */
   wirePort?: number;
+  /** Unencapsulated backends in root modes: real frames on the real eth0 instead of the UDP wire (started by the caller). */
+  rawWire?: Pick<RawWire, 'send' | 'onFrame' | 'sent' | 'received'>;
   ip: string;
   underlayCidr: string;
   podCIDR: string;
   vtepMac: string;
+  /** eth0's MAC (default: derived from the seed; with a raw wire, the real eth0's). */
+  eth0Mac?: string;
   clusterCidr: string;
   vxlanPort: number;
   vni: number;
@@ -66,7 +71,7 @@ export class NodeDataPlane {
     this.stack.addInterface(lo, { arp: false });
     this.stack.addAddress('lo', '127.0.0.1', 8);
 
-    this.eth0 = new NetDevice('eth0', 'ether', deriveMac(seed, `eth0:${name}`), opts.mtu);
+    this.eth0 = new NetDevice('eth0', 'ether', opts.eth0Mac ?? deriveMac(seed, `eth0:${name}`), opts.mtu);
     // On the bare wire eth0 has no ARP: peers' MACs are programmed (see flannel-plan.ts).
     this.stack.addInterface(this.eth0, { arp: (opts.backend ?? 'vxlan') === 'vxlan' });
     const under = parseCidr(opts.underlayCidr);
@@ -77,7 +82,9 @@ export class NodeDataPlane {
     this.underlay = new UdpUnderlay({
       localIp: opts.ip,
       port: encap ? opts.vxlanPort : 0,
-      wirePort: encap ? undefined : (opts.wirePort ?? DEFAULT_WIRE_PORT),
+      wirePort: encap || opts.rawWire ? undefined : (opts.wirePort ?? DEFAULT_WIRE_PORT),
+      // Raw frames need no sending sockets: the impairments are all that is used.
+      sourcePorts: !encap && opts.rawWire ? 0 : undefined,
       allowed: { net: intToIpv4(under.net), prefixLen: under.prefixLen },
       clock,
       rng: opts.rng.fork('underlay'),
@@ -88,6 +95,8 @@ export class NodeDataPlane {
       this.underlay.onDatagram = (buf, from) => vtep.decap(buf, from);
       this.stack.addInterface(vtep.dev, { arp: false });
       this.stack.addAddress('flannel.1', gatewayOf(opts.podCIDR), 32);
+    } else if (opts.rawWire) {
+      this.attachRawWire(opts.rawWire);
     } else {
       this.attachWire();
     }
@@ -149,6 +158,47 @@ export class NodeDataPlane {
       if (ctx) tracer.run(ctx, deliver);
       else deliver();
     };
+  }
+
+  /**
+   * The unencapsulated underlay of root modes: eth0's frames go out as they
+   * are on the real eth0 (pod addresses intact, the next hop's MAC), through
+   * the impairment towards the peer that owns the destination MAC; frames the
+   * raw wire claims come in on eth0 (overlay/underlay-raw.ts).
+   */
+  private attachRawWire(raw: NonNullable<DataPlaneOptions['rawWire']>): void {
+    this.eth0.wire = (frame) => {
+      const dst = readMac(frame, 0);
+      const peer = this.wirePeers.get(dst);
+      if (!peer) {
+        this.eth0.counters.drop('no-wire-peer');
+        if (tracer.current) tracer.hop('node', 'eth0', `no underlay peer owns ${dst}: dropped`, { drop: 'no-wire-peer' });
+        return;
+      }
+      const verdict = this.underlay.throughImpairment(peer, frame, (f) => {
+        if (!raw.send(f)) this.eth0.counters.drop('raw-send-failed');
+      });
+      if (tracer.current) {
+        const lost = verdict === 'lost' || verdict === 'blackholed';
+        tracer.hop('node', 'underlay', lost ? `raw frame ${verdict} (towards ${peer})` : `raw frame on the real eth0 to ${dst} (${peer}), pod addresses intact, no encapsulation${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`, {
+          drop: lost ? `impairment-${verdict}` : undefined,
+        });
+      }
+    };
+    raw.onFrame = (frame) => {
+      const ctx = tracer.filters.size ? tracer.matchIpv4(frame.subarray(14)) : null;
+      const deliver = () => {
+        if (tracer.current) tracer.hop('node', 'underlay', `raw frame from ${readMac(frame, 6)} on the real eth0, ${frame.length} bytes`);
+        this.eth0.receive(frame);
+      };
+      if (ctx) tracer.run(ctx, deliver);
+      else deliver();
+    };
+  }
+
+  /** Which underlay carries unencapsulated packets: 'vxlan', 'raw' (real frames on eth0) or 'udp' (the bare-IPv4 wire). */
+  get wireKind(): 'vxlan' | 'raw' | 'udp' {
+    return this.backend === 'vxlan' ? 'vxlan' : this.opts.rawWire ? 'raw' : 'udp';
   }
 
   /** cni0's address: the pods' default gateway (`<podCIDR>.1`). */

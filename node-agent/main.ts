@@ -4,6 +4,10 @@
  * --state-dir .podlab`. Prints one JSON line `{"event":"ready",...}` on stdout
  * once the node is Ready (the launcher waits for it), or `{"event":"error"}`
  * and exits 1.
+ *
+ * `--wire raw` (host-gw, bgp; root, inside a podlab namespace or a container):
+ * pod packets leave as real frames on eth0 instead of the UDP wire
+ * (overlay/underlay-raw.ts).
  */
 import { parseArgs } from 'node:util';
 import { runDaemon, failDaemon } from '../common/daemon.ts';
@@ -31,6 +35,7 @@ try {
       vni: { type: 'string', default: '1' },
       backend: { type: 'string', default: 'vxlan' },
       'wire-port': { type: 'string', default: '8473' },
+      wire: { type: 'string', default: 'udp' },
       'bgp-port': { type: 'string', default: '179' },
       'bgp-hold-time': { type: 'string', default: '9' },
       'bgp-topology': { type: 'string', default: 'full-mesh' },
@@ -52,6 +57,7 @@ const int = (flag: string, s: string, min: number, max: number) => {
 };
 
 if (!(BACKENDS as string[]).includes(v.backend!)) fail(`--backend: must be one of ${BACKENDS.join(', ')}, got '${v.backend}'`);
+if (v.wire === 'raw' && v.backend === 'vxlan') fail('--wire raw: only the unencapsulated backends (host-gw, bgp) put raw frames on eth0; vxlan always rides UDP 8472');
 
 function holdTime(s: string): number {
   const n = Number(s);
@@ -78,6 +84,7 @@ const agent = new NodeAgent({
   vni: int('vni', v.vni!, 0, 0xffffff),
   backend: v.backend as Backend,
   wirePort: int('wire-port', v['wire-port']!, 1, 65535),
+  wire: oneOf('wire', v.wire!, ['udp', 'raw'] as const),
   bgpPort: int('bgp-port', v['bgp-port']!, 1, 65535),
   bgpHoldTime: holdTime(v['bgp-hold-time']!),
   bgpTopology: topology(v['bgp-topology']!),

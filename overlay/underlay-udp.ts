@@ -103,10 +103,19 @@ export class UdpUnderlay {
     }
     const sock = this.tx[flowHash % this.tx.length] ?? this.rx;
     if (!sock) return 'refused';
-    const emit = (b: Buffer) =>
+    return this.throughImpairment(peerIp, buf, (b) =>
       sock.send(b, port, peerIp, (err) => {
         if (err) this.sendErrors++;
-      });
+      }),
+    );
+  }
+
+  /**
+   * Hands `buf` to `emit` through the impairment towards `peerIp`, if any (also
+   * for the raw-frame wire, which shares the per-peer impairments). Returns
+   * 'sent' or the impairment's verdict.
+   */
+  throughImpairment(peerIp: string, buf: Buffer, emit: (b: Buffer) => void): string {
     const imp = this.impairments.get(peerIp);
     if (imp) return imp.apply(buf, emit);
     emit(buf);
@@ -126,14 +135,11 @@ export class UdpUnderlay {
     const sock = this.wire;
     const port = this.opts.wirePort;
     if (!sock || port === undefined) return 'refused';
-    const emit = (b: Buffer) =>
+    return this.throughImpairment(peerIp, packet, (b) =>
       sock.send(b, port, peerIp, (err) => {
         if (err) this.sendErrors++;
-      });
-    const imp = this.impairments.get(peerIp);
-    if (imp) return imp.apply(packet, emit);
-    emit(packet);
-    return 'sent';
+      }),
+    );
   }
 
   /** The bound wire port, if any. */

@@ -14,7 +14,7 @@ import type { Node } from '../control-plane/types.ts';
 import { startUnixRelay } from '../control-plane/unix-proxy.ts';
 import { DaemonUsageError, resolveAgentArgs, type AgentEnv } from '../cli/daemons.ts';
 import { NetnsError, assertLabNamespace, ifname, labNamespaces, netnsNames, validatePrefix, writeKernelPodNetns } from '../cli/netns.ts';
-import { apiSocketPath, kernelDemoPods, validateNetnsOptions } from '../cli/netns-lab.ts';
+import { apiSocketPath, kernelDemoPods, missingNetnsTools, netnsWire, validateNetnsOptions } from '../cli/netns-lab.ts';
 import type { UpOptions } from '../cli/lab.ts';
 import { nodeViewCommand, planCommand, podCommands, vtepCommands } from '../kernel-node/commands.ts';
 import type { PlanAction } from '../overlay/flannel-plan.ts';
@@ -75,18 +75,35 @@ test('namespace names: podlab-* only, derived from the prefix; interface names f
 
 const base: UpOptions = { stateDir: '/tmp/x', nodes: 3, podsPerNode: 0, manifests: [], labNet: '127.0.0.0/24', apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true, mode: 'netns' };
 
-test('netns options: private underlays only, kernel nodes need vxlan, bgp for emulated nodes', (t) => {
+test('netns options: private underlays only; kernel nodes with host-gw/bgp need the raw wire', (t) => {
   t.is(validateNetnsOptions(base), undefined);
   t.is(validateNetnsOptions({ ...base, underlayNet: '172.20.5.0/24', kernelNodes: 2 }), undefined);
   t.regex(validateNetnsOptions({ ...base, underlayNet: '8.8.8.0/24' })!, /--underlay-net: must be inside 10\.0\.0\.0\/8/);
   t.regex(validateNetnsOptions({ ...base, underlayNet: '10.250.0.0/8' })!, /--underlay-net/);
   t.regex(validateNetnsOptions({ ...base, underlayNet: '172.15.0.0/24' })!, /--underlay-net/);
   t.is(validateNetnsOptions({ ...base, backend: 'bgp' }), undefined);
-  t.regex(validateNetnsOptions({ ...base, backend: 'bgp', kernelNodes: 1 })!, /kernel nodes speak Flannel VXLAN only/);
-  t.regex(validateNetnsOptions({ ...base, backend: 'host-gw', kernelNodes: 1 })!, /kernel nodes speak Flannel VXLAN only/);
+  // The raw wire is the netns default of the unencapsulated backends: kernel nodes can join them.
+  t.is(validateNetnsOptions({ ...base, backend: 'bgp', kernelNodes: 1 }), undefined);
+  t.is(validateNetnsOptions({ ...base, backend: 'host-gw', kernelNodes: 1, wire: 'raw' }), undefined);
+  t.regex(validateNetnsOptions({ ...base, backend: 'bgp', kernelNodes: 1, wire: 'udp' })!, /--kernel-nodes: with --backend bgp kernel nodes need --wire raw/);
+  t.regex(validateNetnsOptions({ ...base, backend: 'host-gw', kernelNodes: 1, wire: 'udp' })!, /need --wire raw/);
+  t.is(netnsWire({ backend: 'bgp' }), 'raw');
+  t.is(netnsWire({ backend: 'host-gw', wire: 'udp' }), 'udp');
+  t.is(netnsWire({ backend: 'vxlan', wire: 'raw' }), 'udp');
   t.is(validateNetnsOptions({ ...base, backend: 'host-gw' }), undefined);
   t.regex(validateNetnsOptions({ ...base, kernelNodes: -1 })!, /--kernel-nodes/);
   t.regex(validateNetnsOptions({ ...base, netnsPrefix: 'lab' })!, /--netns-prefix/);
+});
+
+test('netns labs name what is missing before anything starts: cap and nft for the raw wire, BIRD for bgp kernel nodes', (t) => {
+  const all = () => true;
+  t.is(missingNetnsTools({ backend: 'bgp', kernelNodes: 1 }, all, all), undefined);
+  t.is(missingNetnsTools({ backend: 'vxlan', kernelNodes: 2 }, () => false, () => false), undefined);
+  t.regex(missingNetnsTools({ backend: 'bgp' }, all, () => false)!, /needs the optional 'cap' addon .*npm rebuild cap; or use --wire udp/);
+  t.regex(missingNetnsTools({ backend: 'host-gw' }, (x) => x !== 'nft', all)!, /needs nftables/);
+  t.is(missingNetnsTools({ backend: 'bgp', wire: 'udp' }, () => false, () => false), undefined);
+  t.regex(missingNetnsTools({ backend: 'bgp', kernelNodes: 1 }, (x) => x !== 'bird', all)!, /apt-get install bird2/);
+  t.is(missingNetnsTools({ backend: 'host-gw', kernelNodes: 1 }, (x) => x !== 'bird', all), undefined);
 });
 
 test('kernel demo pods are pod-k<K><letter> on knode-K', (t) => {

@@ -54,15 +54,7 @@ export async function startLab(labNet: string, opts: Partial<UpOptions> = {}): P
   };
 }
 
-/** Whether a tool is on PATH. */
-export function hasTool(tool: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { hasTool } from '../../cli/netns.ts';
 
 /**
  * In CI a missing tool (or missing root) is a failure; elsewhere the test is
