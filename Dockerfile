@@ -10,9 +10,10 @@ FROM node:20-bookworm-slim
 
 ARG WITH_TSHARK=0
 ENV DEBIAN_FRONTEND=noninteractive
-# iproute2 and ping: to look around inside a node container; tshark only in the capture image.
+# iproute2 and ping: to look around inside a node container; libpcap and nftables: the raw-frame
+# wire of host-gw/bgp (docker-compose.raw.yml); tshark only in the capture image.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iproute2 iputils-ping ca-certificates \
+ && apt-get install -y --no-install-recommends iproute2 iputils-ping ca-certificates libpcap0.8 nftables \
  && if [ "$WITH_TSHARK" = "1" ]; then \
       echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections \
       && apt-get install -y --no-install-recommends tshark; \
@@ -21,8 +22,13 @@ RUN apt-get update \
 
 WORKDIR /opt/podlab
 COPY package.json package-lock.json ./
-# tsx runs the TypeScript directly (no build step); the optional `cap` addon is skipped if it cannot build.
-RUN npm ci --omit=dev --no-audit --no-fund
+# tsx runs the TypeScript directly (no build step). The optional `cap` addon (raw frames) is built
+# against the image's own Node headers, then the compilers go again.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libpcap-dev g++ make python3 \
+ && npm_config_nodedir=/usr/local npm ci --omit=dev --no-audit --no-fund \
+ && apt-get purge -y --auto-remove libpcap-dev g++ make python3 \
+ && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN ln -s /opt/podlab/bin/podlab.js /usr/local/bin/podlab && mkdir -p /var/lib/podlab
 

@@ -4,7 +4,14 @@
  * apiserver by this small agent, so the Linux kernel itself is a peer of the
  * emulated nodes (same VXLAN on UDP 8472, same Node annotations).
  *
- * What it does, in the roles of a real node:
+ * With `--backend host-gw` it is flanneld's host-gw instead (no flannel.1:
+ * routes `<podCIDR> via <node IP> dev eth0`, pods at the full MTU), and with
+ * `--backend bgp` calico-node: a real BIRD in the namespace (./bird.ts)
+ * peering with podlab's speakers, its routes installed by BIRD itself
+ * (`proto bird`). Emulated nodes meet it there through their raw-frame wire
+ * (overlay/underlay-raw.ts).
+ *
+ * What it does, in the roles of a real node (vxlan):
  * - flanneld: creates `flannel.1` (kernel vxlan, VNI 1, dstport 8472,
  *   nolearning, MTU 1450), publishes its VtepMAC (read back from the kernel)
  *   in the Node's `flannel.alpha.coreos.com/backend-data`, puts

@@ -40,6 +40,16 @@ test('docker-compose config validates docker-compose.yml, alone and with the cap
   t.is(alone.code, 0, alone.out);
   const both = await run([...cmd!, '-f', 'docker-compose.yml', '-f', 'docker-compose.capture.yml', 'config', '-q']);
   t.is(both.code, 0, both.out);
+  // The raw-frame override: capabilities and the ephemeral-port sysctl on the node containers only.
+  const raw = await run([...cmd!, '-f', 'docker-compose.yml', '-f', 'docker-compose.raw.yml', 'config'], { PODLAB_BACKEND: 'bgp', PODLAB_WIRE: 'raw' });
+  t.is(raw.code, 0, raw.out);
+  const r = YAML.parse(raw.out) as Record<string, any>;
+  t.deepEqual([...r.services.node.cap_add].sort(), ['NET_ADMIN', 'NET_RAW']);
+  t.is(r.services.node.sysctls['net.ipv4.ip_local_port_range'], '61000 65535');
+  t.is(r.services.apiserver.cap_add, undefined);
+  const rawCmd: string[] = r.services.node.command;
+  t.is(rawCmd[rawCmd.indexOf('--wire') + 1], 'raw');
+  t.is(rawCmd[rawCmd.indexOf('--backend') + 1], 'bgp');
   // The Swarm settings of the README: overlay network, MTU 1450 for VXLAN inside Swarm's VXLAN.
   const swarm = await run([...cmd!, '-f', 'docker-compose.yml', 'config'], { PODLAB_NET_DRIVER: 'overlay', PODLAB_MTU: '1450', PODLAB_IMAGE: 'registry.example/podlab:1' });
   t.is(swarm.code, 0, swarm.out);
@@ -76,6 +86,8 @@ test('compose files: the podlab entry point, Swarm-compatible keys, capabilities
   t.regex(dockerfile, /^ENTRYPOINT \["node", "\/opt\/podlab\/bin\/podlab\.js"\]$/m);
   t.regex(dockerfile, /npm ci --omit=dev/);
   t.regex(dockerfile, /iproute2/);
+  t.regex(dockerfile, /libpcap0\.8 nftables/, 'the raw wire\'s runtime needs');
+  t.regex(dockerfile, /npm_config_nodedir=\/usr\/local npm ci/, 'cap is built against the image\'s Node headers');
   t.regex(dockerfile, /WITH_TSHARK/);
   t.true(fs.existsSync(path.join(ROOT, 'compose/pods.yaml')));
   t.regex(fs.readFileSync(path.join(ROOT, 'bin/podlab.js'), 'utf8'), /isDaemon\(process\.argv\[2\]\)/);

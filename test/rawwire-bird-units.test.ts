@@ -1,0 +1,139 @@
+/**
+ * The pure parts of the raw-frame wire and the kernel node's BIRD, checked
+ * against the real tools where they exist:
+ * - the one "what the kernel keeps" split, rendered as a pcap filter and as
+ *   an nftables rule set: golden text, and `nft -f` accepts the rule set in a
+ *   throwaway namespace (root);
+ * - raw frames are refused outside a podlab namespace or a container;
+ * - bird.conf for a kernel node: golden text, Calico's passive rule, and
+ *   `bird -p` (BIRD's own parser) accepts it;
+ * - system tools are found by absolute path, never through npm's .bin.
+ * Without root, nft or bird: those checks are skipped with the reason (failed in CI).
+ */
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { KERNEL_EPHEMERAL, RawWire, claimFilter, claimRuleset, rawWireAllowedHere, type KernelOwned } from '../overlay/underlay-raw.ts';
+import { birdConfig, birdPaths, birdProtocolName, checkBirdConfig } from '../kernel-node/bird.ts';
+import { systemTool } from '../common/system-tool.ts';
+import { isRoot } from '../cli/netns.ts';
+import { requireOrSkip } from './helpers/lab.ts';
+
+const owned: KernelOwned = { nodeIp: '10.250.0.11', mac: '02:9c:98:39:42:7b', bgpPort: 179, nodePorts: [30000, 32767], ephemeral: KERNEL_EPHEMERAL };
+
+test('the claim filter: IPv4 to our MAC, less BGP, NodePorts and the kernel\'s ephemeral ports', (t) => {
+  t.is(
+    claimFilter(owned),
+    'ether dst 02:9c:98:39:42:7b and ip and not ((tcp port 179) or (dst host 10.250.0.11 and (tcp or udp) and (dst portrange 30000-32767 or dst portrange 61000-65535)))',
+  );
+  // No `inbound`: libpcap 1.10 lost the first frame with it.
+  t.notRegex(claimFilter(owned), /inbound/);
+  // The emulated stack's ephemeral range (32768-60999) is outside what the kernel keeps.
+  t.true(KERNEL_EPHEMERAL[0] > 60999);
+});
+
+test('the nftables rule set drops in the kernel exactly what the filter claims', (t) => {
+  t.is(
+    claimRuleset(owned),
+    [
+      'table ip podlab_rawwire {',
+      '  chain claim {',
+      '    type filter hook prerouting priority raw; policy accept;',
+      '    iifname != "eth0" accept',
+      '    ether daddr != 02:9c:98:39:42:7b accept',
+      '    tcp sport 179 accept',
+      '    tcp dport 179 accept',
+      '    ip daddr 10.250.0.11 meta l4proto { tcp, udp } th dport { 30000-32767, 61000-65535 } accept',
+      '    counter drop comment "the emulated node took it through libpcap"',
+      '  }',
+      '}',
+      '',
+    ].join('\n'),
+  );
+});
+
+test('nft accepts the rule set (in a throwaway podlab namespace)', (t) => {
+  const nft = systemTool('nft');
+  if (!requireOrSkip(t, isRoot() && !!nft, isRoot() ? 'nftables (nft) is not installed' : 'needs root (a network namespace)')) return;
+  const ns = `podlab-nftu-${process.pid}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  try {
+    execFileSync('ip', ['netns', 'exec', ns, nft!, '-f', '-'], { input: claimRuleset(owned) });
+    const listed = execFileSync('ip', ['netns', 'exec', ns, nft!, 'list', 'table', 'ip', 'podlab_rawwire'], { encoding: 'utf8' });
+    t.regex(listed, /hook prerouting priority raw/);
+    t.regex(listed, /th dport \{ 30000-32767, 61000-65535 \} accept/);
+  } finally {
+    execFileSync('ip', ['netns', 'del', ns]);
+  }
+});
+
+test('raw frames are refused outside a podlab namespace or a container', async (t) => {
+  // The test runs in the root namespace (or a developer's own): never a podlab-* one.
+  const why = await rawWireAllowedHere();
+  if (fs.existsSync('/.dockerenv')) {
+    t.is(why, undefined);
+    return;
+  }
+  t.regex(why!, /not in a podlab network namespace|not a podlab one/);
+  const raw = new RawWire({ dev: 'lo', mac: '00:00:00:00:00:00', nodeIp: '127.0.0.1', bgpPort: 179, nodePorts: [30000, 32767] });
+  await t.throwsAsync(raw.start(), { name: 'RawWireError', message: /refusing raw frames on lo/ });
+});
+
+const birdInput = {
+  node: 'knode-1',
+  routerId: '10.250.0.14',
+  asn: 64512,
+  podCIDR: '10.244.4.0/24',
+  port: 179,
+  holdTime: 9,
+  peers: [
+    { name: 'node-2', ip: '10.250.0.12', asn: 64512, port: 179 },
+    { name: 'node-1', ip: '10.250.0.11', asn: 64512, port: 179 },
+    { name: 'tor "switch"', ip: '10.250.0.200', asn: 65000, port: 1179 },
+  ],
+};
+
+test('bird.conf for a kernel node: Calico\'s shape, sorted peers, passive towards greater IPs', (t) => {
+  const conf = birdConfig(birdInput);
+  t.regex(conf, /^router id 10\.250\.0\.14;$/m);
+  t.regex(conf, /protocol static podcidr \{\n  ipv4;\n  route 10\.244\.4\.0\/24 blackhole;\n\}/);
+  t.regex(conf, /export where proto != "podcidr";/);
+  t.regex(conf, /local 10\.250\.0\.14 port 179 as 64512;\n  direct;\n  hold time 9;/);
+  // Sorted by IP as a string; "10.250.0.200" > "10.250.0.14" as strings: BIRD waits for that peer to dial.
+  const order = [...conf.matchAll(/^protocol bgp (\S+)/gm)].map((m) => m[1]);
+  t.deepEqual(order, ['Mesh_10_250_0_11', 'Mesh_10_250_0_12', 'Mesh_10_250_0_200']);
+  const block = (ip: string) => conf.slice(conf.indexOf(`protocol bgp ${birdProtocolName(ip)} `)).split('\n}')[0];
+  t.notRegex(block('10.250.0.11'), /passive/);
+  t.regex(block('10.250.0.200'), /passive on;/);
+  t.regex(block('10.250.0.200'), /neighbor 10\.250\.0\.200 port 1179 as 65000;/);
+  t.regex(block('10.250.0.200'), /description "tor switch";/);
+});
+
+test('BIRD\'s own parser accepts the configuration (bird -p)', async (t) => {
+  if (!requireOrSkip(t, !!systemTool('bird'), 'bird (bird2) is not installed')) return;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bird-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'bird.conf');
+  fs.writeFileSync(file, birdConfig(birdInput));
+  await t.notThrowsAsync(checkBirdConfig(file));
+  fs.writeFileSync(file, birdConfig({ ...birdInput, peers: [] }));
+  await t.notThrowsAsync(checkBirdConfig(file));
+  fs.writeFileSync(file, 'router id nonsense;\n');
+  await t.throwsAsync(checkBirdConfig(file), { name: 'BirdError', message: /bird -p -c .*bird\.conf/ });
+});
+
+test('BIRD\'s control socket stays within the Unix socket path limit', (t) => {
+  t.is(birdPaths('/var/lib/podlab', 'knode-1').ctl, '/var/lib/podlab/nodes/knode-1/bird.ctl');
+  const deep = birdPaths(`/tmp/${'x'.repeat(120)}`, 'knode-1').ctl;
+  t.true(Buffer.byteLength(deep) < 108);
+  t.regex(deep, /^\/tmp\/podlab-[0-9a-f]{12}-bird\.ctl$/);
+});
+
+test('system tools by absolute path, never npm\'s .bin (which ships an unrelated `nft`)', (t) => {
+  const nft = systemTool('nft');
+  if (nft) t.regex(nft, /^\/(usr\/)?(local\/)?s?bin\/nft$/);
+  t.is(systemTool('podlab-no-such-tool'), undefined);
+  t.regex(systemTool('sh')!, /^\/(usr\/)?bin\/sh$/);
+});
