@@ -77,6 +77,10 @@ export function birdConfig(c: BirdConfigInput): string {
     `  local ${c.routerId} port ${c.port} as ${c.asn};`,
     '  direct;',
     `  hold time ${c.holdTime};`,
+    // A lab's peers restart on purpose: retry in seconds, not BIRD's default two minutes.
+    '  connect delay time 1;',
+    '  connect retry time 5;',
+    '  error wait time 1, 10;',
     '  ipv4 {',
     '    import all;',
     '    export where proto = "podcidr";',

@@ -223,7 +223,7 @@ export class NodeAgent {
       throw new RawWireError(`--wire raw: this namespace has no ${dev}`);
     }
     const [lo, hi] = DEFAULT_NODE_PORT_RANGE.split('-').map(Number);
-    const raw = new RawWire({ dev, mac, nodeIp: this.opts.ip, bgpPort: this.opts.bgpPort, nodePorts: [lo, hi] });
+    const raw = new RawWire({ dev, mac, nodeIp: this.opts.ip, bgpPort: this.opts.bgpPort, nodePorts: [lo, hi], clusterCidr: this.opts.clusterCidr });
     await raw.start();
     this.rawWire = raw;
     this.eth0Mac = mac;

@@ -10,7 +10,8 @@
  * ICMP). They split the traffic the way a NIC driver with a flow steering
  * rule would:
  *
- * - the kernel keeps TCP 179 both ways, the NodePort range, and its own
+ * - the kernel keeps TCP 179 both ways, the NodePort range (from outside the
+ *   cluster: pods reach NodePorts through the emulated kube-proxy), and its own
  *   ephemeral ports, which the agent moves out of the emulated stack's way
  *   (ip_local_port_range 61000-65535; the emulated stack uses 32768-60999);
  * - everything else that is IPv4 and addressed to eth0's MAC is the emulated
@@ -38,8 +39,13 @@ export interface KernelOwned {
   mac: string;
   /** BGP's port (both directions). */
   bgpPort: number;
-  /** Kubernetes' NodePort range: the real NodePort sockets are the kernel's. */
+  /**
+   * Kubernetes' NodePort range: the real NodePort sockets (clients outside
+   * the cluster) are the kernel's; from a pod (clusterCidr) the emulated
+   * node's kube-proxy answers, as its KUBE-NODEPORTS rules would.
+   */
   nodePorts: [number, number];
+  clusterCidr: string;
   /** The kernel's ephemeral ports (its client connections: BGP, the apiserver). */
   ephemeral: [number, number];
 }
@@ -50,7 +56,7 @@ export const NFT_TABLE = 'podlab_rawwire';
 /** Matches what the kernel keeps, as a pcap-filter expression. */
 function kernelKeepsPcap(k: KernelOwned): string {
   const range = ([lo, hi]: [number, number]) => (lo === hi ? `dst port ${lo}` : `dst portrange ${lo}-${hi}`);
-  return `(tcp port ${k.bgpPort}) or (dst host ${k.nodeIp} and (tcp or udp) and (${range(k.nodePorts)} or ${range(k.ephemeral)}))`;
+  return `(tcp port ${k.bgpPort}) or (dst host ${k.nodeIp} and (tcp or udp) and ((${range(k.nodePorts)} and not src net ${k.clusterCidr}) or ${range(k.ephemeral)}))`;
 }
 
 /**
@@ -78,7 +84,8 @@ export function claimRuleset(k: KernelOwned, dev = 'eth0'): string {
     `    ether daddr != ${k.mac} accept`,
     `    tcp sport ${k.bgpPort} accept`,
     `    tcp dport ${k.bgpPort} accept`,
-    `    ip daddr ${k.nodeIp} meta l4proto { tcp, udp } th dport { ${r(k.nodePorts)}, ${r(k.ephemeral)} } accept`,
+    `    ip daddr ${k.nodeIp} ip saddr != ${k.clusterCidr} meta l4proto { tcp, udp } th dport ${r(k.nodePorts)} accept`,
+    `    ip daddr ${k.nodeIp} meta l4proto { tcp, udp } th dport ${r(k.ephemeral)} accept`,
     '    counter drop comment "the emulated node took it through libpcap"',
     '  }',
     '}',
@@ -162,6 +169,7 @@ export interface RawWireOptions {
   nodeIp: string;
   bgpPort: number;
   nodePorts: [number, number];
+  clusterCidr: string;
 }
 
 /** Frames in and out of the node's real eth0. */
@@ -185,7 +193,7 @@ export class RawWire {
     if (ephemeral[1] >= 32768 && ephemeral[0] <= 60999) {
       throw new RawWireError(`the kernel's ephemeral ports ${ephemeral.join('-')} overlap the emulated node's 32768-60999: set net.ipv4.ip_local_port_range to "${KERNEL_EPHEMERAL.join(' ')}" in this namespace`);
     }
-    const owned: KernelOwned = { nodeIp: this.o.nodeIp, mac: this.o.mac.toLowerCase(), bgpPort: this.o.bgpPort, nodePorts: this.o.nodePorts, ephemeral };
+    const owned: KernelOwned = { nodeIp: this.o.nodeIp, mac: this.o.mac.toLowerCase(), bgpPort: this.o.bgpPort, nodePorts: this.o.nodePorts, clusterCidr: this.o.clusterCidr, ephemeral };
     this.owned = owned;
     await nft(['delete', 'table', 'ip', NFT_TABLE]).catch(() => {});
     await nft(['-f', '-'], claimRuleset(owned, this.o.dev));

@@ -9,7 +9,10 @@
  *   three podlab speakers on TCP 179 and installs `proto bird` routes in the
  *   kernel; every pod pings every other, both directions, 0% loss, no
  *   duplicates (the node namespaces' kernels stay off the frames the emulated
- *   nodes take); real curl from a kernel pod reaches an emulated nginx pod;
+ *   nodes take); real curl from kernel pods, podlab's from emulated pods and
+ *   an outside client reach an nginx pod by pod IP, ClusterIP and every
+ *   NodePort; garbage frames are counted and dropped; a SIGKILLed emulated
+ *   agent and a restarted kernel-node agent (new BIRD) come back;
  *   tshark on the underlay bridge decodes the kernel's and podlab's frames
  *   identically (bare Ethernet/IPv4/ICMP with pod IPs, good checksums, no
  *   expert warnings) and sees no UDP wire or VXLAN at all; a trace names the
@@ -31,6 +34,7 @@ import type { Node, Pod } from '../control-plane/types.ts';
 import { callNode, nodeCommand } from '../cli/commands.ts';
 import { hasIproute2, isRoot, listNetnsSync } from '../cli/netns.ts';
 import { readLab } from '../cli/state.ts';
+import { ROOT, restartProcess } from '../cli/lab.ts';
 import { trace } from '../cli/trace.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
 import { birdPaths } from '../kernel-node/bird.ts';
@@ -50,7 +54,7 @@ const missing = !isRoot()
     ? 'iproute2 (ip) is not installed'
     : !capAvailable()
       ? "the optional 'cap' addon (libpcap) did not load: apt-get install libpcap-dev, npm rebuild cap"
-      : (['nft', 'bird', 'birdc', 'tshark', 'curl'].find((x) => !hasTool(x)) ?? '');
+      : (['nft', 'bird', 'birdc', 'tshark', 'curl', 'ping'].find((x) => !hasTool(x)) ?? '');
 const why = missing && !missing.includes(' ') ? `${missing} is not installed` : missing;
 let lab: TestLab | undefined;
 
@@ -121,19 +125,68 @@ test.serial('bgp: every pod, emulated and kernel, pings every other with 0% loss
   t.true(dropped >= stats.underlay.raw.received / 2, nft);
 });
 
-test.serial('bgp: real curl in a kernel pod gets an answer from an emulated nginx pod (kernel TCP to podlab TCP)', async (t) => {
+test.serial('bgp: real curl from kernel pods, podlab curl from emulated pods and an outside client reach nginx (pod IP, ClusterIP, every NodePort)', async (t) => {
   if (!need(t)) return;
   const client = new ApiClient(lab!.rec.apiUrl);
-  await client.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: 'default' }, spec: { nodeName: 'node-2', containers: [{ name: 'web', image: 'nginx' }] } });
+  await client.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: 'default', labels: { app: 'web' } }, spec: { nodeName: 'node-2', containers: [{ name: 'web', image: 'nginx' }] } });
+  await client.create('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' }, spec: { type: 'NodePort', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 80 }] } }, 'default');
   const web = await eventually(async () => {
     const p = await client.get<Pod>('pods', 'web');
     return p?.status?.phase === 'Running' ? p : undefined;
   }, 20_000);
+  const svc = (await client.get<{ spec: { clusterIP: string; ports: { nodePort: number }[] } }>('services', 'web'))!;
+  const nodePort = svc.spec.ports[0].nodePort;
+  // Kernel TCP (real curl) to podlab TCP, straight to the pod.
   const r = await lab!.exec('pod-k1a', ['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', `http://${web.status!.podIP}/`]);
   t.is(r.out, '200', r.out);
-  // And podlab's curl from an emulated pod on another node, for the same page.
-  t.regex((await lab!.exec('pod-3a', ['curl', '-s', '-m', '5', `http://${web.status!.podIP}/`])).out, /web/);
+  // The ClusterIP from an emulated pod on another node (kube-proxy DNAT, then the raw wire).
+  await eventually(async () => /web/.test((await lab!.exec('pod-3a', ['curl', '-s', '-m', '3', `http://${svc.spec.clusterIP}/`])).out), 10_000);
+  // Every emulated node's NodePort: from a kernel pod and an emulated pod (the emulated kube-proxy answers pods),
+  // and from outside the cluster (the underlay namespace: the node's real NodePort socket, SNAT to the node IP).
+  for (const i of [1, 2, 3]) {
+    const url = `http://${NET}.1${i}:${nodePort}/`;
+    t.is((await lab!.exec('pod-k1a', ['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', url])).out, '200', `kernel pod -> ${url}`);
+    t.regex((await lab!.exec('pod-1a', ['curl', '-s', '-m', '5', url])).out, /web/, `emulated pod -> ${url}`);
+    t.regex(sh('ip', 'netns', 'exec', `${PREFIX}-underlay`, systemTool('curl')!, '-s', '-m', '5', url), /web/, `outside -> ${url}`);
+  }
+  await client.delete('services', 'web');
   await client.delete('pods', 'web');
+});
+
+test.serial('bgp: 300 garbage frames on the raw wire are counted and dropped; the node keeps forwarding', async (t) => {
+  if (!need(t)) return;
+  const mac = (JSON.parse(sh('ip', '-n', `${PREFIX}-node-1`, '-j', 'link', 'show', 'eth0')) as { address: string }[])[0].address;
+  const fixture = path.join(ROOT, 'test/fixtures/netns/raw-garbage.ts');
+  const out = sh('ip', 'netns', 'exec', `${PREFIX}-underlay`, process.execPath, '--import', 'tsx', fixture, mac, 'podlab0', '300', '7');
+  t.is(out.trim(), 'sent 300');
+  const stats = await eventually(async () => {
+    const s = await callNode<{ interfaces: Record<string, { drops: Record<string, number> }> }>(lab!.stateDir, 'node-1', 'stats', {});
+    const malformed = Object.entries(s.interfaces.eth0.drops).filter(([k]) => k.startsWith('malformed-ipv4')).reduce((n, [, v]) => n + v, 0);
+    return malformed >= 100 ? s : undefined;
+  }, 10_000);
+  t.true(Object.keys(stats.interfaces.eth0.drops).some((k) => /malformed-ipv4:(bad-version|truncated)/.test(k)), JSON.stringify(stats.interfaces.eth0.drops));
+  const all = await pods(lab!);
+  const ip = (n: string) => all.find((p) => p.metadata.name === n)!.status!.podIP!;
+  t.regex((await lab!.exec('pod-k1a', ['ping', '-c', '2', '-i', '0.2', ip('pod-1a')])).out, /2 received, 0% packet loss/);
+  t.regex((await lab!.exec('pod-1b', ['ping', '-c', '2', '-i', '0.2', ip('pod-2b')])).out, /2 received, 0% packet loss/);
+});
+
+test.serial('bgp: a killed emulated agent and a restarted kernel-node agent come back; BIRD re-peers in seconds', async (t) => {
+  if (!need(t)) return;
+  const all = await pods(lab!);
+  const ip = (n: string) => all.find((p) => p.metadata.name === n)!.status!.podIP!;
+  const reaches = async (from: string, to: string) => / 0% packet loss/.test((await lab!.exec(from, ['ping', '-c', '1', '-W', '1', ip(to)])).out);
+  // SIGKILL: no Cease, BIRD sees the session die; the new agent reopens eth0, reloads its nft table, re-peers.
+  await restartProcess(lab!.stateDir, 'node-1', { kill: true, timeoutMs: 60_000 });
+  await eventually(() => reaches('pod-k1a', 'pod-1a'), 30_000, 200);
+  t.true(await reaches('pod-1a', 'pod-k1b'));
+  const oldBird = Number(fs.readFileSync(birdPaths(lab!.stateDir, 'knode-1').pid, 'utf8'));
+  await restartProcess(lab!.stateDir, 'knode-1', { timeoutMs: 60_000 });
+  const newBird = Number(fs.readFileSync(birdPaths(lab!.stateDir, 'knode-1').pid, 'utf8'));
+  t.not(newBird, oldBird);
+  t.false(fs.existsSync(`/proc/${oldBird}/cmdline`) && fs.readFileSync(`/proc/${oldBird}/cmdline`, 'utf8').includes('bird'), 'the old BIRD is gone');
+  await eventually(() => reaches('pod-2a', 'pod-k1a'), 30_000, 200);
+  t.true(await reaches('pod-k1b', 'pod-3b'));
 });
 
 test.serial('bgp: tshark on the underlay bridge decodes the kernel\'s and podlab\'s frames identically: bare IPv4 with pod addresses', async (t) => {

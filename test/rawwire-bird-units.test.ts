@@ -21,12 +21,12 @@ import { systemTool } from '../common/system-tool.ts';
 import { isRoot } from '../cli/netns.ts';
 import { requireOrSkip } from './helpers/lab.ts';
 
-const owned: KernelOwned = { nodeIp: '10.250.0.11', mac: '02:9c:98:39:42:7b', bgpPort: 179, nodePorts: [30000, 32767], ephemeral: KERNEL_EPHEMERAL };
+const owned: KernelOwned = { nodeIp: '10.250.0.11', mac: '02:9c:98:39:42:7b', bgpPort: 179, nodePorts: [30000, 32767], clusterCidr: '10.244.0.0/16', ephemeral: KERNEL_EPHEMERAL };
 
-test('the claim filter: IPv4 to our MAC, less BGP, NodePorts and the kernel\'s ephemeral ports', (t) => {
+test('the claim filter: IPv4 to our MAC, less BGP, NodePorts from outside the cluster and the kernel\'s ephemeral ports', (t) => {
   t.is(
     claimFilter(owned),
-    'ether dst 02:9c:98:39:42:7b and ip and not ((tcp port 179) or (dst host 10.250.0.11 and (tcp or udp) and (dst portrange 30000-32767 or dst portrange 61000-65535)))',
+    'ether dst 02:9c:98:39:42:7b and ip and not ((tcp port 179) or (dst host 10.250.0.11 and (tcp or udp) and ((dst portrange 30000-32767 and not src net 10.244.0.0/16) or dst portrange 61000-65535)))',
   );
   // No `inbound`: libpcap 1.10 lost the first frame with it.
   t.notRegex(claimFilter(owned), /inbound/);
@@ -45,7 +45,8 @@ test('the nftables rule set drops in the kernel exactly what the filter claims',
       '    ether daddr != 02:9c:98:39:42:7b accept',
       '    tcp sport 179 accept',
       '    tcp dport 179 accept',
-      '    ip daddr 10.250.0.11 meta l4proto { tcp, udp } th dport { 30000-32767, 61000-65535 } accept',
+      '    ip daddr 10.250.0.11 ip saddr != 10.244.0.0/16 meta l4proto { tcp, udp } th dport 30000-32767 accept',
+      '    ip daddr 10.250.0.11 meta l4proto { tcp, udp } th dport 61000-65535 accept',
       '    counter drop comment "the emulated node took it through libpcap"',
       '  }',
       '}',
@@ -63,7 +64,7 @@ test('nft accepts the rule set (in a throwaway podlab namespace)', (t) => {
     execFileSync('ip', ['netns', 'exec', ns, nft!, '-f', '-'], { input: claimRuleset(owned) });
     const listed = execFileSync('ip', ['netns', 'exec', ns, nft!, 'list', 'table', 'ip', 'podlab_rawwire'], { encoding: 'utf8' });
     t.regex(listed, /hook prerouting priority raw/);
-    t.regex(listed, /th dport \{ 30000-32767, 61000-65535 \} accept/);
+    t.regex(listed, /ip saddr != 10\.244\.0\.0\/16 meta l4proto \{ tcp, udp \} th dport 30000-32767 accept/);
   } finally {
     execFileSync('ip', ['netns', 'del', ns]);
   }
@@ -77,7 +78,7 @@ test('raw frames are refused outside a podlab namespace or a container', async (
     return;
   }
   t.regex(why!, /not in a podlab network namespace|not a podlab one/);
-  const raw = new RawWire({ dev: 'lo', mac: '00:00:00:00:00:00', nodeIp: '127.0.0.1', bgpPort: 179, nodePorts: [30000, 32767] });
+  const raw = new RawWire({ dev: 'lo', mac: '00:00:00:00:00:00', nodeIp: '127.0.0.1', bgpPort: 179, nodePorts: [30000, 32767], clusterCidr: '10.244.0.0/16' });
   await t.throwsAsync(raw.start(), { name: 'RawWireError', message: /refusing raw frames on lo/ });
 });
 
@@ -100,7 +101,7 @@ test('bird.conf for a kernel node: Calico\'s shape, sorted peers, passive toward
   t.regex(conf, /^router id 10\.250\.0\.14;$/m);
   t.regex(conf, /protocol static podcidr \{\n  ipv4;\n  route 10\.244\.4\.0\/24 blackhole;\n\}/);
   t.regex(conf, /export where proto != "podcidr";/);
-  t.regex(conf, /local 10\.250\.0\.14 port 179 as 64512;\n  direct;\n  hold time 9;/);
+  t.regex(conf, /local 10\.250\.0\.14 port 179 as 64512;\n  direct;\n  hold time 9;\n  connect delay time 1;\n  connect retry time 5;/);
   // Sorted by IP as a string; "10.250.0.200" > "10.250.0.14" as strings: BIRD waits for that peer to dial.
   const order = [...conf.matchAll(/^protocol bgp (\S+)/gm)].map((m) => m[1]);
   t.deepEqual(order, ['Mesh_10_250_0_11', 'Mesh_10_250_0_12', 'Mesh_10_250_0_200']);
