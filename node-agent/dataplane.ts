@@ -129,35 +129,19 @@ export class NodeDataPlane {
    * destination MAC; what arrives is framed again for eth0.
    */
   private attachWire(): void {
-    this.eth0.wire = (frame) => {
-      const dst = readMac(frame, 0);
-      const peer = this.wirePeers.get(dst);
-      if (!peer) {
-        this.eth0.counters.drop('no-wire-peer');
-        if (tracer.current) tracer.hop('node', 'eth0', `no underlay peer owns ${dst}: dropped`, { drop: 'no-wire-peer' });
-        return;
-      }
-      const verdict = this.underlay.sendBare(peer, frame.subarray(14));
-      if (tracer.current) {
-        const lost = verdict === 'lost' || verdict === 'blackholed' || verdict === 'refused';
-        tracer.hop('node', 'underlay', lost ? `bare IPv4 packet ${verdict} (towards ${peer})` : `bare IPv4 packet (pod addresses intact, no encapsulation) sent to ${peer}:${this.underlay.wirePort} UDP${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`, {
-          drop: lost ? (verdict === 'refused' ? 'underlay-refused' : `impairment-${verdict}`) : undefined,
-        });
-      }
-    };
-    this.underlay.onBare = (buf, from) => {
-      const ctx = tracer.filters.size ? tracer.matchIpv4(buf) : null;
-      const deliver = () => {
-        if (tracer.current) tracer.hop('node', 'underlay', `bare IPv4 packet from ${from.address}:${from.port}, ${buf.length} bytes`);
+    this.eth0.wire = this.wireTransmit(
+      'bare IPv4 packet',
+      (peer, frame) => this.underlay.sendBare(peer, frame.subarray(14)),
+      (verdict, peer) => `bare IPv4 packet (pod addresses intact, no encapsulation) sent to ${peer}:${this.underlay.wirePort} UDP${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`,
+    );
+    this.underlay.onBare = (buf, from) =>
+      this.receiveTraced(buf, `bare IPv4 packet from ${from.address}:${from.port}, ${buf.length} bytes`, () => {
         const frame = Buffer.allocUnsafe(14 + buf.length);
         const srcMac = [...this.wirePeers].find(([, ip]) => ip === from.address)?.[0] ?? '02:00:00:00:00:00';
         writeEthernetHeader(frame, 0, this.eth0.mac, srcMac, 0x0800);
         buf.copy(frame, 14);
         this.eth0.receive(frame);
-      };
-      if (ctx) tracer.run(ctx, deliver);
-      else deliver();
-    };
+      });
   }
 
   /**
@@ -167,7 +151,24 @@ export class NodeDataPlane {
    * raw wire claims come in on eth0 (overlay/underlay-raw.ts).
    */
   private attachRawWire(raw: NonNullable<DataPlaneOptions['rawWire']>): void {
-    this.eth0.wire = (frame) => {
+    this.eth0.wire = this.wireTransmit(
+      'raw frame',
+      (peer, frame) =>
+        this.underlay.throughImpairment(peer, frame, (f) => {
+          if (!raw.send(f)) this.eth0.counters.drop('raw-send-failed');
+        }),
+      (verdict, peer, dst) => `raw frame on the real eth0 to ${dst} (${peer}), pod addresses intact, no encapsulation${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`,
+    );
+    raw.onFrame = (frame) => this.receiveTraced(frame.subarray(14), `raw frame from ${readMac(frame, 6)} on the real eth0, ${frame.length} bytes`, () => this.eth0.receive(frame));
+  }
+
+  /**
+   * eth0's transmit on an unencapsulated wire: finds the peer that owns the
+   * destination MAC (from the plan's neighbours), hands the frame to `send`
+   * and records the hop while a trace runs.
+   */
+  private wireTransmit(kind: string, send: (peer: string, frame: Buffer) => string, describe: (verdict: string, peer: string, dst: string) => string): (frame: Buffer) => void {
+    return (frame) => {
       const dst = readMac(frame, 0);
       const peer = this.wirePeers.get(dst);
       if (!peer) {
@@ -175,25 +176,24 @@ export class NodeDataPlane {
         if (tracer.current) tracer.hop('node', 'eth0', `no underlay peer owns ${dst}: dropped`, { drop: 'no-wire-peer' });
         return;
       }
-      const verdict = this.underlay.throughImpairment(peer, frame, (f) => {
-        if (!raw.send(f)) this.eth0.counters.drop('raw-send-failed');
+      const verdict = send(peer, frame);
+      if (!tracer.current) return;
+      const lost = verdict === 'lost' || verdict === 'blackholed' || verdict === 'refused';
+      tracer.hop('node', 'underlay', lost ? `${kind} ${verdict} (towards ${peer})` : describe(verdict, peer, dst), {
+        drop: lost ? (verdict === 'refused' ? 'underlay-refused' : `impairment-${verdict}`) : undefined,
       });
-      if (tracer.current) {
-        const lost = verdict === 'lost' || verdict === 'blackholed';
-        tracer.hop('node', 'underlay', lost ? `raw frame ${verdict} (towards ${peer})` : `raw frame on the real eth0 to ${dst} (${peer}), pod addresses intact, no encapsulation${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`, {
-          drop: lost ? `impairment-${verdict}` : undefined,
-        });
-      }
     };
-    raw.onFrame = (frame) => {
-      const ctx = tracer.filters.size ? tracer.matchIpv4(frame.subarray(14)) : null;
-      const deliver = () => {
-        if (tracer.current) tracer.hop('node', 'underlay', `raw frame from ${readMac(frame, 6)} on the real eth0, ${frame.length} bytes`);
-        this.eth0.receive(frame);
-      };
-      if (ctx) tracer.run(ctx, deliver);
-      else deliver();
+  }
+
+  /** Delivers what a wire received, inside the trace it belongs to (if a trace filter matches its IPv4 packet). */
+  private receiveTraced(ipPacket: Buffer, hop: string, deliver: () => void): void {
+    const ctx = tracer.filters.size ? tracer.matchIpv4(ipPacket) : null;
+    const run = () => {
+      if (tracer.current) tracer.hop('node', 'underlay', hop);
+      deliver();
     };
+    if (ctx) tracer.run(ctx, run);
+    else run();
   }
 
   /** Which underlay carries unencapsulated packets: 'vxlan', 'raw' (real frames on eth0) or 'udp' (the bare-IPv4 wire). */
