@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { nodesWithBird, stopRecordedBird } from '../kernel-node/bird.ts';
+import { stopAllRecorded } from '../common/recorded-process.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { ControlClient } from './control-client.ts';
 import { registry } from '../control-plane/resources.ts';
@@ -496,8 +496,8 @@ export async function down(stateDir: string): Promise<{ stopped: number }> {
   await Promise.all(alive.filter((p) => p.role === 'apiserver').map((p) => stopProcess(p.pid, stateDir)));
   // netns labs (issue 7): delete every namespace lab.json and the kernel nodes recorded; their veths go with them.
   if (rec.netns) {
-    // A BIRD whose kernel-node agent was killed would outlive its namespace: stop it by its pid file.
-    for (const n of nodesWithBird(stateDir)) await stopRecordedBird(stateDir, n);
+    // A kernel node's BIRD and its pods' servers would outlive their namespaces (and a killed agent): stop them by pid file.
+    await stopAllRecorded(stateDir);
     // Kept when a namespace could not be deleted (not root?), so a second `podlab down` can finish the job.
     const left = await removeLabNamespaces(stateDir, rec);
     if (left.length) throw new LabError(`could not delete network namespaces ${left.join(', ')}${isRoot() ? '' : ' (run podlab down as root)'}; lab.json is kept for another 'podlab down'`);

@@ -24,7 +24,7 @@
  *   into cni0, an address from node-agent/ipam.ts (the same host-local files)
  *   and a default route via `.1`.
  * - kubelet: registers the Node, posts Ready, reports pods Running with their
- *   podIP; serves the CLI's control socket: `podlab exec` runs the real
+ *   podIP, runs nginx/podlab-http containers as real servers (./pod-apps.ts); serves the CLI's control socket: `podlab exec` runs the real
  *   command (`ip netns exec <pod-ns> ping ...`), `podlab node` shows the real
  *   `ip route` / `ip neigh` / `bridge fdb`.
  *
@@ -45,6 +45,7 @@ import { CALICO_IPV4_ADDRESS, FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE, FLANNE
 import { CALICO_DEFAULT_ASN, parsePeerIP, type BgpConfiguration, type BgpPeer } from '../control-plane/calico.ts';
 import { RR_LABEL, type BgpTopology } from '../node-agent/bgp-backend.ts';
 import { BirdProcess, birdConfig, type BirdPeer } from './bird.ts';
+import { startKernelPodApps, stopKernelPodApps } from './pod-apps.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
@@ -343,6 +344,8 @@ export class KernelNodeAgent {
     const pod: KernelPod = { key, uid: p.metadata.uid, ip, netns: ns, hostVeth };
     if (!(await this.podNetnsReady(pod))) {
       this.recordPodNetns(ns);
+      // A server left in an old namespace of this pod would answer nobody: it goes with the namespace.
+      await stopKernelPodApps({ stateDir: this.o.stateDir, node: this.name }, { namespace: p.metadata.namespace ?? 'default', name: p.metadata.name });
       if ((await listNetns()).includes(ns)) await delNetns(ns);
       await addNetns(ns);
       const { prefixLen } = parseCidr(this.podCIDR);
@@ -350,6 +353,8 @@ export class KernelNodeAgent {
       log.info('pod network ready', { pod: key, ip, netns: ns, veth: hostVeth });
     }
     this.pods.set(key, pod);
+    const failed = await startKernelPodApps({ stateDir: this.o.stateDir, node: this.name }, { namespace: p.metadata.namespace ?? 'default', name: p.metadata.name, netns: ns }, p.spec?.containers ?? []);
+    for (const f of failed) log.error('container failed to start', { pod: key, error: f });
     if (p.status?.phase !== 'Running' || p.status?.podIP !== ip) await this.reportRunning(p, ip);
   }
 
@@ -375,6 +380,8 @@ export class KernelNodeAgent {
   }
 
   private async teardown(pod: KernelPod): Promise<void> {
+    const [namespace, name] = pod.key.split('/');
+    await stopKernelPodApps({ stateDir: this.o.stateDir, node: this.name }, { namespace, name });
     await delNetns(pod.netns);
     this.recordPodNetns(undefined, pod.netns);
     this.ipam.release(pod.uid);

@@ -15,7 +15,8 @@
  * The renderer is pure; BirdProcess owns the one BIRD of a kernel node: it
  * runs in the foreground as the agent's child (`ip netns exec NS bird -f`),
  * writes its pid file into the state dir (so `podlab down` stops it even after
- * the agent was killed), and is reconfigured in place with `birdc configure`.
+ * the agent was killed: common/recorded-process.ts), and is reconfigured in
+ * place with `birdc configure`.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -23,6 +24,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { calicoMeshPassive } from '../bgp/speaker.ts';
 import { systemTool } from '../common/system-tool.ts';
+import { stopRecorded } from '../common/recorded-process.ts';
 
 export const BIRD = process.env.PODLAB_BIRD ?? systemTool('bird') ?? 'bird';
 export const BIRDC = process.env.PODLAB_BIRDC ?? systemTool('birdc') ?? 'birdc';
@@ -199,43 +201,8 @@ export class BirdProcess {
   }
 }
 
-/**
- * Stops the BIRD recorded for `node` (its pid file), if that pid is still a
- * BIRD of this state dir: `podlab down` calls it for every kernel node, so a
- * BIRD orphaned by a killed agent does not outlive the lab.
- */
-export async function stopRecordedBird(stateDir: string, node: string): Promise<boolean> {
-  const { pid: file, conf } = birdPaths(stateDir, node);
-  let pid: number;
-  try {
-    pid = Number(fs.readFileSync(file, 'utf8').trim());
-  } catch {
-    return false;
-  }
-  const ours = () => {
-    try {
-      return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(conf);
-    } catch {
-      return false;
-    }
-  };
-  if (!Number.isInteger(pid) || pid <= 1 || !ours()) {
-    fs.rmSync(file, { force: true });
-    return false;
-  }
-  process.kill(pid, 'SIGTERM');
-  for (let i = 0; i < 50 && ours(); i++) await new Promise((r) => setTimeout(r, 60));
-  if (ours()) process.kill(pid, 'SIGKILL');
-  fs.rmSync(file, { force: true });
-  return true;
-}
-
-/** Every kernel node of a state dir that has a BIRD pid file. */
-export function nodesWithBird(stateDir: string): string[] {
-  const dir = path.join(stateDir, 'nodes');
-  try {
-    return fs.readdirSync(dir).filter((n) => fs.existsSync(birdPaths(stateDir, n).pid));
-  } catch {
-    return [];
-  }
+/** Stops the BIRD recorded for `node` (one left by a killed agent), if its pid is still that BIRD. */
+export function stopRecordedBird(stateDir: string, node: string): Promise<boolean> {
+  const { pid, conf } = birdPaths(stateDir, node);
+  return stopRecorded(pid, conf);
 }

@@ -69,6 +69,21 @@ test.after.always(async () => {
 
 const need = (t: ExecutionContext) => requireOrSkip(t, !why, why);
 const sh = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { encoding: 'utf8' });
+/** Live processes whose command line names both the state dir and `what`. */
+function processesOf(stateDir: string, what: string): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
+        return cmd.includes(stateDir) && cmd.includes(what);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
 const pods = async (l: TestLab) => (await new ApiClient(l.rec.apiUrl).list<Pod>('pods', { namespace: 'default' })).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
 
 /** Every ordered pair of pods pings with 0% loss, no duplicates, the TTL of its path. */
@@ -151,6 +166,29 @@ test.serial('bgp: real curl from kernel pods, podlab curl from emulated pods and
   }
   await client.delete('services', 'web');
   await client.delete('pods', 'web');
+});
+
+test.serial('bgp: a kernel pod running nginx is a real HTTP server on the kernel\'s TCP: emulated pods reach it by pod IP and ClusterIP', async (t) => {
+  if (!need(t)) return;
+  const client = new ApiClient(lab!.rec.apiUrl);
+  await client.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'kweb', namespace: 'default', labels: { app: 'kweb' } }, spec: { nodeName: 'knode-1', containers: [{ name: 'web', image: 'nginx' }] } });
+  await client.create('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'kweb', namespace: 'default' }, spec: { selector: { app: 'kweb' }, ports: [{ port: 80, targetPort: 80 }] } }, 'default');
+  const kweb = await eventually(async () => {
+    const p = await client.get<Pod>('pods', 'kweb');
+    return p?.status?.phase === 'Running' ? p : undefined;
+  }, 20_000);
+  // The server is a process in the pod's namespace, listening on the kernel's TCP.
+  t.regex(sh('ip', 'netns', 'exec', `${KNS}-kweb`, 'ss', '-Hltn'), /0\.0\.0\.0:80\b/);
+  const url = `http://${kweb.status!.podIP}`;
+  t.is((await lab!.exec('pod-1a', ['curl', '-s', '-m', '5', `${url}/`])).out, 'kweb on knode-1\n');
+  // 200 kB from the kernel's TCP into podlab's, across the raw wire.
+  t.is((await lab!.exec('pod-2b', ['curl', '-s', '-m', '10', '-o', '/dev/null', '-w', '%{http_code} %{size_download}', `${url}/bytes/200000`])).out, '200 200000');
+  const cip = (await client.get<{ spec: { clusterIP: string } }>('services', 'kweb'))!.spec.clusterIP;
+  await eventually(async () => (await lab!.exec('pod-3a', ['curl', '-s', '-m', '3', `http://${cip}/`])).out === 'kweb on knode-1\n', 10_000);
+  await client.delete('services', 'kweb');
+  await client.delete('pods', 'kweb');
+  await eventually(() => !listNetnsSync().includes(`${KNS}-kweb`), 20_000);
+  t.deepEqual(processesOf(lab!.stateDir, 'pod-server.ts'), []);
 });
 
 test.serial('bgp: 300 garbage frames on the raw wire are counted and dropped; the node keeps forwarding', async (t) => {
@@ -257,9 +295,13 @@ test.serial('bgp: a trace names the raw-frame hop on the real eth0, and the kern
   t.true(tr.hops.some((h) => h.node === 'node-1' && /raw frame from .* on the real eth0/.test(h.summary)));
 });
 
-test.serial('bgp: a BIRD orphaned by a SIGKILLed kernel-node agent is stopped by podlab down; nothing is left', async (t) => {
+test.serial('bgp: a BIRD and a kernel pod server orphaned by a SIGKILLed kernel-node agent are stopped by podlab down; nothing is left', async (t) => {
   if (!need(t)) return;
-  const rec = readLab(lab!.stateDir)!;
+  const client = new ApiClient(lab!.rec.apiUrl);
+  await client.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'orphan', namespace: 'default' }, spec: { nodeName: 'knode-1', containers: [{ name: 'web', image: 'nginx' }] } });
+  await eventually(async () => (await client.get<Pod>('pods', 'orphan'))?.status?.phase === 'Running', 20_000);
+  const stateDir = lab!.stateDir;
+  const rec = readLab(stateDir)!;
   const agent = rec.procs.find((p) => p.name === 'knode-1')!;
   const { pid: pidFile, conf } = birdPaths(lab!.stateDir, 'knode-1');
   const birdPid = Number(fs.readFileSync(pidFile, 'utf8'));
@@ -267,10 +309,13 @@ test.serial('bgp: a BIRD orphaned by a SIGKILLed kernel-node agent is stopped by
   process.kill(agent.pid, 'SIGKILL');
   await eventually(() => !fs.existsSync(`/proc/${agent.pid}`) || /^State:\s+Z/m.test(fs.readFileSync(`/proc/${agent.pid}/status`, 'utf8')), 10_000);
   t.true(fs.existsSync(`/proc/${birdPid}`), 'BIRD outlives its agent');
+  t.is(processesOf(stateDir, 'pod-server.ts').length, 1, 'the kernel pod\'s server outlives its agent');
   await lab!.close();
   lab = undefined;
   t.false(fs.existsSync(`/proc/${birdPid}/cmdline`) && fs.readFileSync(`/proc/${birdPid}/cmdline`, 'utf8').includes(conf), 'BIRD is stopped');
   t.deepEqual(listNetnsSync().filter((n) => n.startsWith(`${PREFIX}-`)), []);
+  t.deepEqual(processesOf(stateDir, 'bird'), []);
+  t.deepEqual(processesOf(stateDir, 'pod-server.ts'), []);
 });
 
 test.serial('host-gw: a kernel node gets flanneld\'s host-gw routes, the emulated nodes route to it on eth0, every pair pings', async (t) => {
