@@ -11,6 +11,7 @@
  * - BGP: convergence at 10 and 30 nodes, full mesh versus route reflectors (bench/bgp.ts).
  * - Capture: the data path's rate with capture support idle versus the same
  *   path with the hooks removed, and while capturing (bench/capture.ts).
+ * - The raw-frame wire (root): bgp pod echo over raw frames versus the UDP wire (bench/netns-wire.ts).
  */
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -23,6 +24,7 @@ import { benchBgp } from './bgp.ts';
 import { benchCapture } from './capture.ts';
 import { benchTcp } from './tcp.ts';
 import { benchServices } from './services.ts';
+import { benchNetnsWire } from './netns-wire.ts';
 import { measure, writeResults, RESULTS, type Measure } from './results.ts';
 
 const N = Number(process.env.BENCH_PACKETS ?? 20_000);
@@ -123,6 +125,7 @@ async function main(): Promise<void> {
   measures.push(...(await benchBgp()));
   measures.push(...(await benchTcp()));
   measures.push(...(await benchServices()));
+  measures.push(...(await benchNetnsWire()));
   writeResults(measures);
   for (const x of measures) {
     process.stdout.write(`${x.name}: ${x.value} ${x.unit} | baseline (${x.baselineName}): ${x.baseline} ${x.unit} | ratio ${x.ratio}\n`);
