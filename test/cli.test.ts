@@ -66,6 +66,10 @@ test('a bad manifest names file, line and field, and starts nothing', async (t) 
   t.regex((await podlab(home, ['up', '--detach', '-f', file])).stderr, /bad\.yaml:\d+: invalid YAML/);
   t.regex((await podlab(home, ['up', '--detach', '--lab-net', '10.0.0.0/24'])).stderr, /--lab-net: must be a CIDR inside 127\.0\.0\.0\/8/);
   t.regex((await podlab(home, ['up', '--detach', '--nodes', '0'])).stderr, /--nodes: must be an integer from 1 to 200/);
+  // Raw frames need a real eth0: refused on loopback before anything starts.
+  t.regex((await podlab(home, ['up', '--detach', '--backend', 'bgp', '--wire', 'raw'])).stderr, /--wire raw: raw frames need a real eth0: use --mode netns/);
+  t.regex((await podlab(home, ['up', '--detach', '--wire', 'frames'])).stderr, /--wire.*frames.*(invalid|Allowed choices)/i);
+  t.false(fs.existsSync(path.join(home, '.podlab', 'lab.json')), 'nothing was started');
 });
 
 test.serial('a detached lab: get, exec, node, impair, a refused second up, down', async (t) => {

@@ -293,6 +293,17 @@ test.serial('bgp: a trace names the raw-frame hop on the real eth0, and the kern
   t.is(tr.result.kind, 'reply');
   t.true(tr.hops.some((h) => h.node === 'node-1' && /raw frame on the real eth0 to .* \(10\.250\.74\.14\), pod addresses intact/.test(h.summary)), tr.hops.map((h) => h.summary).join('\n'));
   t.true(tr.hops.some((h) => h.node === 'node-1' && /raw frame from .* on the real eth0/.test(h.summary)));
+  // Impairments sit on this wire as on the others: a blackhole towards the kernel node, seen by ping and trace.
+  const k1a = all.find((p) => p.metadata.name === 'pod-k1a')!.status!.podIP!;
+  await callNode(lab!.stateDir, 'node-1', 'impair.set', { peer: 'knode-1', spec: { blackhole: true } });
+  try {
+    t.regex((await lab!.exec('pod-1a', ['ping', '-c', '2', '-i', '0.2', '-W', '1', k1a])).out, /2 packets transmitted, 0 received, 100% packet loss/);
+    const lost = await trace(lab!.stateDir, 'pod-1a', k1a, { proto: 'icmp', timeoutMs: 1000 });
+    t.true(lost.hops.some((h) => h.drop === 'impairment-blackholed' && /raw frame blackholed \(towards 10\.250\.74\.14\)/.test(h.summary)), lost.hops.map((h) => h.summary).join('\n'));
+  } finally {
+    await callNode(lab!.stateDir, 'node-1', 'impair.clear', { peer: 'knode-1' });
+  }
+  t.regex((await lab!.exec('pod-1a', ['ping', '-c', '2', '-i', '0.2', k1a])).out, /2 received, 0% packet loss/);
 });
 
 test.serial('bgp: a BIRD and a kernel pod server orphaned by a SIGKILLed kernel-node agent are stopped by podlab down; nothing is left', async (t) => {
