@@ -10,10 +10,10 @@ FROM node:20-bookworm-slim
 
 ARG WITH_TSHARK=0
 ENV DEBIAN_FRONTEND=noninteractive
-# iproute2 and ping: to look around inside a node container; libpcap and nftables: the raw-frame
+# iproute2 and ping: to look around inside a node container; libpcap, nftables and ethtool: the raw-frame
 # wire of host-gw/bgp (docker-compose.raw.yml); tshark only in the capture image.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iproute2 iputils-ping ca-certificates libpcap0.8 nftables \
+ && apt-get install -y --no-install-recommends iproute2 iputils-ping ca-certificates libpcap0.8 nftables ethtool \
  && if [ "$WITH_TSHARK" = "1" ]; then \
       echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections \
       && apt-get install -y --no-install-recommends tshark; \

@@ -33,7 +33,7 @@ import { deriveMac } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
-import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, hasTool, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, txChecksumOffloadOff, validatePrefix } from './netns.ts';
+import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, hasTool, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, validatePrefix, wireLikeOffloads } from './netns.ts';
 import { LabError, ROOT, agentFeatureArgs, applyObjects, cleanState, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './lab.ts';
 import { KERNEL_EPHEMERAL, capAvailable } from '../overlay/underlay-raw.ts';
 import { labIsLive, readLab, writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
@@ -167,15 +167,15 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
       await ipIn(underlay, 'link', 'set', port, 'master', LAB_BRIDGE, 'up');
       await ipIn(n.netns, 'addr', 'add', `${n.ip}/${prefixLen}`, 'dev', 'eth0');
       await ipIn(n.netns, 'link', 'set', 'eth0', 'up');
-      // As on a real NIC, the bridge sees complete UDP checksums (kernel and podlab alike).
-      if (!(await txChecksumOffloadOff(n.netns, 'eth0'))) offloadWarn = true;
+      // As on a real NIC, the bridge sees complete checksums and MTU-sized frames (kernel and podlab alike).
+      if (!(await wireLikeOffloads(n.netns, 'eth0'))) offloadWarn = true;
       // The kernel's vxlan device sends its datagrams with DF clear; a UDP socket sets DF
       // (path-MTU discovery) unless the namespace says otherwise: make podlab's match.
       if (n.kind === 'emulated') await sysctlIn(n.netns, { 'net.ipv4.ip_no_pmtu_disc': 1 });
       // Raw wire: the namespace's kernel keeps its ephemeral ports apart from the emulated node's (overlay/underlay-raw.ts).
       if (n.kind === 'emulated' && wire === 'raw') await sysctlIn(n.netns, { 'net.ipv4.ip_local_port_range': KERNEL_EPHEMERAL.join(' ') });
     }
-    if (offloadWarn) say('ethtool not found: captures on the bridge will show partial (offloaded) UDP checksums');
+    if (offloadWarn) say('ethtool not found: captures on the bridge will show partial (offloaded) checksums and TCP super-packets larger than the MTU');
     say(`namespaces up: ${underlay} (bridge ${LAB_BRIDGE} ${addrs.api}/${prefixLen}), ${all.map((n) => `${n.netns} ${n.ip}`).join(', ')}`);
 
     const apiArgs = [bin, 'apiserver', '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, '--unix-socket', sock];

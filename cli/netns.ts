@@ -122,15 +122,22 @@ export async function sysctlIn(ns: string, settings: Record<string, string | num
 }
 
 /**
- * Turns off transmit checksum offload on a device (best effort; needs
- * ethtool): a veth otherwise hands over UDP/TCP with only the pseudo-header
- * sum in the checksum field (CHECKSUM_PARTIAL), and a capture on the bridge
- * shows "bad checksum" where a real NIC would have put the right one.
+ * Makes a veth put on the bridge what a real NIC puts on a wire (best effort;
+ * needs ethtool):
+ * - transmit checksum offload off: a veth otherwise hands over UDP/TCP with
+ *   only the pseudo-header sum in the checksum field (CHECKSUM_PARTIAL), and a
+ *   capture on the bridge shows "bad checksum" where a NIC would have put the
+ *   right one;
+ * - TSO/GSO/GRO off: a veth otherwise passes 64 KB TCP super-packets, which
+ *   no Ethernet carries (and libpcap, seeing segmentation offload, sizes its
+ *   ring slots for them: 64 slots where MTU-sized frames get thousands).
  */
-export async function txChecksumOffloadOff(ns: string, dev: string): Promise<boolean> {
+export async function wireLikeOffloads(ns: string, dev: string): Promise<boolean> {
   assertLabNamespace(ns);
+  const ethtool = systemTool('ethtool');
+  if (!ethtool) return false;
   try {
-    await run('ip', ['netns', 'exec', ns, 'ethtool', '-K', dev, 'tx', 'off']);
+    await run('ip', ['netns', 'exec', ns, ethtool, '-K', dev, 'tx', 'off', 'tso', 'off', 'gso', 'off', 'gro', 'off']);
     return true;
   } catch {
     return false;

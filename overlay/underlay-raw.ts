@@ -198,10 +198,15 @@ export class RawWire {
     await nft(['delete', 'table', 'ip', NFT_TABLE]).catch(() => {});
     await nft(['-f', '-'], claimRuleset(owned, this.o.dev));
     this.ruleset = true;
+    // libpcap sizes its ring slots for 64 KB frames while the device does segmentation offload:
+    // turn it off where we may (netns labs did already; a container may lack ethtool), and keep a ring
+    // that holds a burst either way (16 MB: ~250 slots of 64 KB, ~8000 of an MTU).
+    const ethtool = systemTool('ethtool');
+    if (ethtool) await new Promise<void>((r) => execFile(ethtool, ['-K', this.o.dev, 'tx', 'off', 'tso', 'off', 'gso', 'off', 'gro', 'off'], () => r()));
     const cap = new Cap();
     const buf = Buffer.alloc(65536);
     try {
-      cap.open(this.o.dev, claimFilter(owned), 4 * 1024 * 1024, buf);
+      cap.open(this.o.dev, claimFilter(owned), 16 * 1024 * 1024, buf);
     } catch (e) {
       await this.removeRuleset();
       throw new RawWireError(`libpcap could not open ${this.o.dev}: ${(e as Error).message}`);

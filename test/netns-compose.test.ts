@@ -86,7 +86,7 @@ test('compose files: the podlab entry point, Swarm-compatible keys, capabilities
   t.regex(dockerfile, /^ENTRYPOINT \["node", "\/opt\/podlab\/bin\/podlab\.js"\]$/m);
   t.regex(dockerfile, /npm ci --omit=dev/);
   t.regex(dockerfile, /iproute2/);
-  t.regex(dockerfile, /libpcap0\.8 nftables/, 'the raw wire\'s runtime needs');
+  t.regex(dockerfile, /libpcap0\.8 nftables ethtool/, 'the raw wire\'s runtime needs');
   t.regex(dockerfile, /npm_config_nodedir=\/usr\/local npm ci/, 'cap is built against the image\'s Node headers');
   t.regex(dockerfile, /WITH_TSHARK/);
   t.true(fs.existsSync(path.join(ROOT, 'compose/pods.yaml')));
