@@ -21,6 +21,8 @@
  *   `podlab down`.
  * - host-gw (`podlab-t7g-*`, 10.250.75.0/24): 2 emulated nodes and 1 kernel
  *   node with flanneld's host-gw routes; every pair pings.
+ * - bgp with route reflectors (`podlab-t7q-*`, 10.250.76.0/24): the kernel
+ *   node is a client of the two reflectors; every pair pings.
  *
  * Nothing is left: no namespace, no BIRD. Not root, or iproute2, cap, nft,
  * bird or tshark missing: skipped with the reason, failed in CI.
@@ -46,6 +48,8 @@ const PREFIX = 'podlab-t7r';
 const NET = '10.250.74';
 const HG_PREFIX = 'podlab-t7g';
 const HG_NET = '10.250.75';
+const RR_PREFIX = 'podlab-t7q';
+const RR_NET = '10.250.76';
 const KNS = `${PREFIX}-knode-1`;
 const esc = (s: string) => s.replace(/\./g, '\\.');
 
@@ -378,4 +382,21 @@ test.serial('host-gw: a kernel node gets flanneld\'s host-gw routes, the emulate
     await hg.close();
   }
   t.deepEqual(listNetnsSync().filter((n) => n.startsWith(`${HG_PREFIX}-`)), []);
+});
+
+test.serial('bgp route reflectors: the kernel node\'s BIRD peers with the two reflectors only and learns every block through them', async (t) => {
+  if (!need(t)) return;
+  const rr = await startLab('127.0.0.0/24', { mode: 'netns', nodes: 3, kernelNodes: 1, podsPerNode: 1, backend: 'bgp', bgpTopology: 'route-reflector', netnsPrefix: RR_PREFIX, underlayNet: `${RR_NET}.0/24` });
+  try {
+    const summary = await nodeCommand(rr.stateDir, 'knode-1', ['bgp', 'summary']);
+    const sessions = [...summary.matchAll(/^(Mesh_\S+)\s+BGP\s+---\s+up\s+\S+\s+Established/gm)].map((m) => m[1]);
+    t.deepEqual(sessions.sort(), [`Mesh_${RR_NET.replace(/\./g, '_')}_11`, `Mesh_${RR_NET.replace(/\./g, '_')}_12`], summary);
+    // node-3 is a client like the kernel node: its block reaches BIRD only by reflection, next hop untouched.
+    t.regex(sh('ip', '-n', `${RR_PREFIX}-knode-1`, 'route', 'show'), new RegExp(`^10\\.244\\.3\\.0/24 via ${esc(RR_NET)}\\.13 dev eth0 proto bird`, 'm'));
+    t.regex(await nodeCommand(rr.stateDir, 'node-3', ['ip', 'route']), new RegExp(`^10\\.244\\.4\\.0/24 via ${esc(RR_NET)}\\.14 dev eth0 proto bird$`, 'm'));
+    await allPairsPing(t, rr, 4);
+  } finally {
+    await rr.close();
+  }
+  t.deepEqual(listNetnsSync().filter((n) => n.startsWith(`${RR_PREFIX}-`)), []);
 });
