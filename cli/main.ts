@@ -62,7 +62,7 @@ program
   // issue 7: netns labs (cli/netns-lab.ts)
   .addOption(new Option('--mode <mode>', 'local: processes on 127.0.0.x, no root | netns: each node in its own network namespace on a bridge (root)').choices(['local', 'netns']).default('local'))
   .option('--underlay-net <cidr>', 'netns: underlay subnet, inside the lab namespaces only (bridge + apiserver .10, node-N .(10+N))', '10.250.0.0/24')
-  .option('--kernel-nodes <k>', 'netns: K more nodes that are the Linux kernel itself (kernel vxlan flannel.1, cni0, pods as namespaces)', int('--kernel-nodes'), 0)
+  .option('--kernel-nodes <k>', 'netns: K more nodes that are the Linux kernel itself (cni0, pods as namespaces; vxlan: kernel flannel.1; host-gw: kernel routes; bgp: a real BIRD)', int('--kernel-nodes'), 0)
   .option('--netns-prefix <p>', 'netns: prefix of every namespace name (podlab-underlay, podlab-node-1, ...)', 'podlab')
   .action(async (o) => {
     const demo = !!o.demo;
