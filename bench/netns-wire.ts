@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execInPod } from '../cli/commands.ts';
+import { podEchoPps } from './pod-echo.ts';
 import { down, up } from '../cli/lab.ts';
 import { hasTool, isRoot } from '../cli/netns.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
@@ -24,15 +24,7 @@ async function echoPps(wire: 'raw' | 'udp'): Promise<number> {
       stateDir, nodes: 2, podsPerNode: 1, manifests: [], labNet: '127.0.0.0/24', apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500,
       waitReady: true, mode: 'netns', backend: 'bgp', wire, netnsPrefix: `podlab-bw${wire[0]}`, underlayNet: wire === 'raw' ? '10.250.91.0/24' : '10.250.92.0/24',
     });
-    const quiet = { stdout: () => {}, stderr: (s: string) => process.stderr.write(s) };
-    const listen = new AbortController();
-    const server = execInPod(stateDir, 'pod-2a', ['udp', 'listen', '7777', '--echo'], { ...quiet, signal: listen.signal });
-    await new Promise((r) => setTimeout(r, 300));
-    let out = '';
-    await execInPod(stateDir, 'pod-1a', ['udp', 'bench', '10.244.2.2', '7777', '-n', String(N), '-W', String(WINDOW)], { stdout: (s) => (out += s), stderr: quiet.stderr });
-    listen.abort();
-    await server;
-    return (JSON.parse(out) as { pps: number }).pps;
+    return await podEchoPps(stateDir, N, WINDOW);
   } finally {
     await down(stateDir);
     fs.rmSync(stateDir, { recursive: true, force: true });

@@ -25,6 +25,7 @@ import { benchCapture } from './capture.ts';
 import { benchTcp } from './tcp.ts';
 import { benchServices } from './services.ts';
 import { benchNetnsWire } from './netns-wire.ts';
+import { podEchoPps } from './pod-echo.ts';
 import { measure, writeResults, RESULTS, type Measure } from './results.ts';
 
 const N = Number(process.env.BENCH_PACKETS ?? 20_000);
@@ -100,14 +101,7 @@ async function main(): Promise<void> {
 
     await up({ stateDir, nodes: 2, podsPerNode: 1, manifests: [], labNet: '127.0.99.0/24', apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true });
     const quiet = { stdout: () => {}, stderr: (s: string) => process.stderr.write(s) };
-    const listen = new AbortController();
-    const server = execInPod(stateDir, 'pod-2a', ['udp', 'listen', '7777', '--echo'], { ...quiet, signal: listen.signal });
-    await new Promise((r) => setTimeout(r, 300));
-    let out = '';
-    await execInPod(stateDir, 'pod-1a', ['udp', 'bench', '10.244.2.2', '7777', '-n', String(N), '-W', String(WINDOW)], { stdout: (s) => (out += s), stderr: quiet.stderr });
-    const podPps = (JSON.parse(out) as { pps: number }).pps;
-    listen.abort();
-    await server;
+    const podPps = await podEchoPps(stateDir, N, WINDOW);
 
     let pingOut = '';
     await execInPod(stateDir, 'pod-1a', ['ping', '-q', '-c', String(PINGS), '-i', '0.01', '10.244.2.2'], { stdout: (s) => (pingOut += s), stderr: quiet.stderr });

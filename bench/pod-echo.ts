@@ -1,0 +1,21 @@
+/**
+ * Cross-node pod UDP echo throughput in a running lab: pod-2a echoes on port
+ * 7777, pod-1a sends `n` datagrams of 64 bytes with `window` in flight
+ * (podlab's `udp bench`), through whatever path the lab's backend takes.
+ */
+import { execInPod } from '../cli/commands.ts';
+
+export async function podEchoPps(stateDir: string, n: number, window: number): Promise<number> {
+  const quiet = { stdout: () => {}, stderr: (s: string) => process.stderr.write(s) };
+  const listen = new AbortController();
+  const server = execInPod(stateDir, 'pod-2a', ['udp', 'listen', '7777', '--echo'], { ...quiet, signal: listen.signal });
+  await new Promise((r) => setTimeout(r, 300));
+  let out = '';
+  try {
+    await execInPod(stateDir, 'pod-1a', ['udp', 'bench', '10.244.2.2', '7777', '-n', String(n), '-W', String(window)], { stdout: (s) => (out += s), stderr: quiet.stderr });
+  } finally {
+    listen.abort();
+    await server;
+  }
+  return (JSON.parse(out) as { pps: number }).pps;
+}
