@@ -28,7 +28,10 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libpcap-dev g++ make python3 \
  && npm_config_nodedir=/usr/local npm ci --omit=dev --no-audit --no-fund \
  && apt-get purge -y --auto-remove libpcap-dev g++ make python3 \
+ && so="$(ls /usr/lib/*/libpcap.so.0.8)" && ln -s "$so" "${so%.0.8}" \
  && rm -rf /var/lib/apt/lists/*
+# (That link is what libpcap-dev leaves: cap dlopens "libpcap.so" to turn on immediate mode, without
+#  which libpcap hands frames over in blocks, up to a second late.)
 COPY . .
 RUN ln -s /opt/podlab/bin/podlab.js /usr/local/bin/podlab && mkdir -p /var/lib/podlab
 

@@ -45,7 +45,7 @@ import { tracer, type TraceFilter } from './trace.ts';
 import { HostLocalIpam } from './ipam.ts';
 import { formatBridgeFdb, formatIpAddr, formatIpLink, formatIpNeigh, formatIpRoute } from './iproute2.ts';
 import { DEFAULT_WIRE_PORT, NodeDataPlane } from './dataplane.ts';
-import { RawWire, RawWireError, claimFilter } from '../overlay/underlay-raw.ts';
+import { RawWire, RawWireError, claimFilter, pcapImmediateModeLikely } from '../overlay/underlay-raw.ts';
 import { DEFAULT_NODE_PORT_RANGE } from '../control-plane/service-allocator.ts';
 import { CalicoBgp, type BgpTopology } from './bgp-backend.ts';
 import { KubeProxy } from './kube-proxy.ts';
@@ -228,6 +228,7 @@ export class NodeAgent {
     this.rawWire = raw;
     this.eth0Mac = mac;
     log.info('raw wire up', { dev, mac, claim: claimFilter(raw.owned!) });
+    if (!pcapImmediateModeLikely()) log.warn('libpcap.so (libpcap-dev) not found: cap cannot turn on immediate mode, raw frames may arrive up to a second late');
   }
 
   /**

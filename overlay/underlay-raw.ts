@@ -119,6 +119,23 @@ export function loadCap(): CapModule {
   }
 }
 
+/**
+ * cap turns on libpcap's immediate mode through dlopen("libpcap.so"), the
+ * development symlink (libpcap-dev); without it frames come in blocks, up to
+ * a second late. True when that name resolves in the usual library dirs.
+ */
+export function pcapImmediateModeLikely(): boolean {
+  for (const base of ['/usr/lib', '/lib', '/usr/local/lib']) {
+    try {
+      if (fs.existsSync(`${base}/libpcap.so`)) return true;
+      for (const d of fs.readdirSync(base)) if (fs.existsSync(`${base}/${d}/libpcap.so`)) return true;
+    } catch {
+      /* no such dir */
+    }
+  }
+  return false;
+}
+
 /** True when `cap` loads (for `up` to fail early and tests to say why they skip). */
 export function capAvailable(): boolean {
   try {

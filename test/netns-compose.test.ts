@@ -88,6 +88,7 @@ test('compose files: the podlab entry point, Swarm-compatible keys, capabilities
   t.regex(dockerfile, /iproute2/);
   t.regex(dockerfile, /libpcap0\.8 nftables ethtool/, 'the raw wire\'s runtime needs');
   t.regex(dockerfile, /npm_config_nodedir=\/usr\/local npm ci/, 'cap is built against the image\'s Node headers');
+  t.regex(dockerfile, /ln -s "\$so" "\$\{so%\.0\.8\}"/, 'libpcap.so stays after libpcap-dev goes (cap dlopens it for immediate mode)');
   t.regex(dockerfile, /WITH_TSHARK/);
   t.true(fs.existsSync(path.join(ROOT, 'compose/pods.yaml')));
   t.regex(fs.readFileSync(path.join(ROOT, 'bin/podlab.js'), 'utf8'), /isDaemon\(process\.argv\[2\]\)/);

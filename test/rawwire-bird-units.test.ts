@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { KERNEL_EPHEMERAL, RawWire, claimFilter, claimRuleset, rawWireAllowedHere, type KernelOwned } from '../overlay/underlay-raw.ts';
+import { KERNEL_EPHEMERAL, RawWire, claimFilter, claimRuleset, pcapImmediateModeLikely, rawWireAllowedHere, type KernelOwned } from '../overlay/underlay-raw.ts';
 import { birdConfig, birdPaths, birdProtocolName, checkBirdConfig } from '../kernel-node/bird.ts';
 import { systemTool } from '../common/system-tool.ts';
 import { isRoot } from '../cli/netns.ts';
@@ -130,6 +130,11 @@ test('BIRD\'s control socket stays within the Unix socket path limit', (t) => {
   const deep = birdPaths(`/tmp/${'x'.repeat(120)}`, 'knode-1').ctl;
   t.true(Buffer.byteLength(deep) < 108);
   t.regex(deep, /^\/tmp\/podlab-[0-9a-f]{12}-bird\.ctl$/);
+});
+
+test('libpcap.so is there for cap to turn on immediate mode (libpcap-dev; required in CI)', (t) => {
+  if (!requireOrSkip(t, pcapImmediateModeLikely(), 'libpcap.so (libpcap-dev) is not installed: raw frames would come in blocks, up to a second late')) return;
+  t.true(fs.existsSync('/usr/lib/x86_64-linux-gnu/libpcap.so') || pcapImmediateModeLikely());
 });
 
 test('system tools by absolute path, never npm\'s .bin (which ships an unrelated `nft`)', (t) => {
