@@ -197,6 +197,9 @@ function formatStats(s: Record<string, unknown>): string {
   }
   const ip = s.ip as { drops: Record<string, number> };
   lines.push(`ip drops: ${Object.entries(ip.drops).map(([r, n]) => `${r}=${n}`).join(' ') || 'none'}`);
+  // Emulated nodes say what carries their pod traffic; kernel nodes report no underlay.
+  const u = s.underlay as { wire?: string; raw?: { sent: number; received: number; sendErrors: number; claim: string } } | undefined;
+  if (u?.wire) lines.push(`underlay: ${u.wire === 'raw' ? 'raw frames on eth0' : u.wire === 'udp' ? 'bare-IPv4 UDP wire' : 'VXLAN'}${u.raw ? `, ${u.raw.sent} sent, ${u.raw.received} received, ${u.raw.sendErrors} send errors; claimed: ${u.raw.claim}` : ''}`);
   const imp = s.impairments as Record<string, { spec: ImpairmentSpec; stats: Record<string, number> }>;
   for (const [peer, v] of Object.entries(imp)) lines.push(`impairment to ${peer}: ${JSON.stringify(v.spec)} ${JSON.stringify(v.stats)}`);
   return lines.join('\n') + '\n';

@@ -41,6 +41,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createLogger } from '../common/log.ts';
+import { deriveMac } from '../common/rng.ts';
 import { CALICO_IPV4_ADDRESS, FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE, FLANNEL_BACKEND_TYPE_VXLAN, FLANNEL_KUBE_SUBNET_MANAGER, FLANNEL_PUBLIC_IP, PODLAB_ETH0_MAC } from '../control-plane/annotations.ts';
 import { CALICO_DEFAULT_ASN, parsePeerIP, type BgpConfiguration, type BgpPeer } from '../control-plane/calico.ts';
 import { RR_LABEL, type BgpTopology } from '../node-agent/bgp-backend.ts';
@@ -158,6 +159,10 @@ export class KernelNodeAgent {
     const { prefixLen } = parseCidr(this.podCIDR);
     if (vxlan) await ipIn(ns, 'addr', 'replace', `${gatewayOf(this.podCIDR)}/32`, 'dev', VTEP_DEV);
     if (!links.some((l) => l.ifname === CNI_BRIDGE)) await ipIn(ns, 'link', 'add', CNI_BRIDGE, 'type', 'bridge');
+    // A bridge whose MAC was never set takes its lowest port's, and changes it when that pod goes: every
+    // other pod's ARP entry for the gateway then points nowhere until it probes again (seconds of loss).
+    // A set MAC stays put: the CNI bridge plugin sets the bridge's MAC to itself for this reason.
+    await ipIn(ns, 'link', 'set', CNI_BRIDGE, 'address', deriveMac(0, `cni0:${this.name}`));
     await ipIn(ns, 'addr', 'replace', `${this.gateway}/${prefixLen}`, 'dev', CNI_BRIDGE);
     await ipIn(ns, 'link', 'set', CNI_BRIDGE, 'mtu', String(this.podMtu), 'up');
     this.ipam = new HostLocalIpam(this.o.stateDir, this.name, this.podCIDR);
