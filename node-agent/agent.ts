@@ -508,7 +508,7 @@ export class NodeAgent {
         refused: this.dp.underlay.refused,
         sendErrors: this.dp.underlay.sendErrors,
         sourcePorts: this.dp.underlay.sourcePortList,
-        ...(this.rawWire ? { raw: { sent: this.rawWire.sent, received: this.rawWire.received, sendErrors: this.rawWire.sendErrors, claim: claimFilter(this.rawWire.owned!) } } : {}),
+        ...(this.rawWire ? { raw: { sent: this.rawWire.sent, received: this.rawWire.received, sendErrors: this.rawWire.sendErrors, handlerErrors: this.rawWire.handlerErrors, claim: claimFilter(this.rawWire.owned!) } } : {}),
       },
       impairments,
       pods,

@@ -22,8 +22,9 @@
  * ARP stays with the kernel: it owns the node IP and answers for it; the
  * emulated node programs its neighbours from the Nodes' eth0 MACs.
  *
- * `kernelOwned()` is one description of that split, rendered both as a
- * pcap filter and as the nftables rule set, so the two can never disagree.
+ * One description of that split (`KernelOwned`) is rendered both as the
+ * pcap filter (claimFilter) and as the nftables rule set (claimRuleset), so
+ * the two can never disagree.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -195,6 +196,8 @@ export class RawWire {
   sent = 0;
   received = 0;
   sendErrors = 0;
+  /** Frames whose handling threw (a bug in the stack): counted, so one bad frame never stops the node. */
+  handlerErrors = 0;
   /** The split in force (after the ephemeral range was read back). */
   owned?: KernelOwned;
   private cap?: CapHandle;
@@ -230,8 +233,13 @@ export class RawWire {
     }
     cap.on('packet', (n) => {
       this.received++;
-      // cap reuses its buffer for the next frame.
-      this.onFrame(Buffer.from(buf.subarray(0, n)));
+      try {
+        // cap reuses its buffer for the next frame.
+        this.onFrame(Buffer.from(buf.subarray(0, n)));
+      } catch {
+        // Thrown from inside libpcap's callback it would end the process.
+        this.handlerErrors++;
+      }
     });
     this.cap = cap;
   }

@@ -209,11 +209,12 @@ test.serial('bgp: 300 garbage frames on the raw wire are counted and dropped; th
   const out = sh('ip', 'netns', 'exec', `${PREFIX}-underlay`, process.execPath, '--import', 'tsx', fixture, mac, 'podlab0', '300', '7');
   t.is(out.trim(), 'sent 300');
   const stats = await eventually(async () => {
-    const s = await callNode<{ interfaces: Record<string, { drops: Record<string, number> }> }>(lab!.stateDir, 'node-1', 'stats', {});
+    const s = await callNode<{ interfaces: Record<string, { drops: Record<string, number> }>; underlay: { raw: { handlerErrors: number } } }>(lab!.stateDir, 'node-1', 'stats', {});
     const malformed = Object.entries(s.interfaces.eth0.drops).filter(([k]) => k.startsWith('malformed-ipv4')).reduce((n, [, v]) => n + v, 0);
     return malformed >= 100 ? s : undefined;
   }, 10_000);
   t.true(Object.keys(stats.interfaces.eth0.drops).some((k) => /malformed-ipv4:(bad-version|truncated)/.test(k)), JSON.stringify(stats.interfaces.eth0.drops));
+  t.is(stats.underlay.raw.handlerErrors, 0, 'every frame was parsed and dropped, none threw');
   // The agent took it all without a crash (a restart would hide one from the pings below).
   const agent = readLab(lab!.stateDir)!.procs.find((p) => p.name === 'node-1')!;
   t.notThrows(() => process.kill(agent.pid, 0), 'node-1\'s agent is still the same process');
