@@ -35,7 +35,7 @@ import type { Pod } from '../control-plane/types.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
 import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, hasTool, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, validatePrefix, wireLikeOffloads } from './netns.ts';
 import { LabError, ROOT, agentFeatureArgs, applyObjects, cleanState, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './lab.ts';
-import { KERNEL_EPHEMERAL, capAvailable } from '../overlay/underlay-raw.ts';
+import { capAvailable } from '../overlay/underlay-raw.ts';
 import { labIsLive, readLab, writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
 
 /** The default underlay subnet of netns labs (inside the lab's namespaces only). */
@@ -63,7 +63,6 @@ export function validateNetnsOptions(o: UpOptions): string | undefined {
   const k = o.kernelNodes ?? 0;
   if (!Number.isInteger(k) || k < 0 || k > 50) return `--kernel-nodes: must be an integer from 0 to 50, got ${k}`;
   if (k > 0 && netnsWire(o) === 'udp' && (o.backend ?? 'vxlan') !== 'vxlan') return `--kernel-nodes: with --backend ${o.backend} kernel nodes need --wire raw (the kernel does not speak podlab's UDP wire)`;
-  if (k > 0 && o.bgpTopology === 'route-reflector' && (o.bgpReflectors ?? Math.min(2, o.nodes)) < 1) return '--kernel-nodes: a route-reflector lab needs an emulated reflector for the kernel nodes';
   return validatePrefix(o.netnsPrefix ?? 'podlab');
 }
 
@@ -172,8 +171,6 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
       // The kernel's vxlan device sends its datagrams with DF clear; a UDP socket sets DF
       // (path-MTU discovery) unless the namespace says otherwise: make podlab's match.
       if (n.kind === 'emulated') await sysctlIn(n.netns, { 'net.ipv4.ip_no_pmtu_disc': 1 });
-      // Raw wire: the namespace's kernel keeps its ephemeral ports apart from the emulated node's (overlay/underlay-raw.ts).
-      if (n.kind === 'emulated' && wire === 'raw') await sysctlIn(n.netns, { 'net.ipv4.ip_local_port_range': KERNEL_EPHEMERAL.join(' ') });
     }
     if (offloadWarn) say('ethtool not found: captures on the bridge will show partial (offloaded) checksums and TCP super-packets larger than the MTU');
     say(`namespaces up: ${underlay} (bridge ${LAB_BRIDGE} ${addrs.api}/${prefixLen}), ${all.map((n) => `${n.netns} ${n.ip}`).join(', ')}`);

@@ -12,7 +12,7 @@ import path from 'node:path';
 
 function cmdlineHas(pid: number, marker: string): boolean {
   try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a === marker || a.includes(marker));
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker);
   } catch {
     return false;
   }

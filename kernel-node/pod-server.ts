@@ -2,7 +2,7 @@
  * The server of a kernel pod whose image is `nginx` or `podlab/http`: a real
  * HTTP server on the Linux kernel's TCP, run by the kernel node agent inside
  * the pod's network namespace (`ip netns exec <pod ns> node ... pod-server.ts`),
- * answering as the emulated pods' built-in app does (node-agent/apps/http.ts):
+ * answering through the emulated pods' own handler (node-agent/apps/http.ts):
  *   GET /          -> "POD on NODE"
  *   GET /healthz   -> ok
  *   GET /bytes/N   -> N bytes of the same repeating pattern
@@ -14,37 +14,42 @@
  */
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { MAX_BYTES, bytesChunk } from '../node-agent/apps/http.ts';
+import { httpHandler } from '../node-agent/apps/http.ts';
 
 const { values: v } = parseArgs({ options: { pod: { type: 'string' }, node: { type: 'string' }, port: { type: 'string', default: '80' }, 'state-dir': { type: 'string' } } });
 const port = Number(v.port);
+const handle = httpHandler({ podName: v.pod!, nodeName: v.node! });
 
 const server = http.createServer((req, res) => {
+  const target = req.url ?? '/';
+  const out = handle({
+    method: req.method ?? 'GET',
+    target,
+    path: target.split('?')[0],
+    version: req.httpVersion === '1.0' ? '1.0' : '1.1',
+    headers: new Map(Object.entries(req.headers).map(([k, val]) => [k, String(val)])),
+    remoteAddress: req.socket.remoteAddress ?? '',
+    remotePort: req.socket.remotePort ?? 0,
+  });
   res.setHeader('Server', 'nginx/1.25.3 (podlab kernel pod)');
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    res.writeHead(405, { Allow: 'GET, HEAD' }).end('405 Method Not Allowed\n');
+  const body = out.body;
+  if (body === undefined || typeof body === 'string' || Buffer.isBuffer(body)) {
+    res.writeHead(out.status, { 'Content-Type': 'text/plain', ...out.headers }).end(req.method === 'HEAD' ? undefined : body);
     return;
   }
-  const path = (req.url ?? '/').split('?')[0];
-  if (path === '/') return void res.writeHead(200, { 'Content-Type': 'text/plain' }).end(`${v.pod} on ${v.node}\n`);
-  if (path === '/healthz') return void res.writeHead(200).end('ok\n');
-  const m = /^\/bytes\/(\d{1,10})$/.exec(path);
-  if (m && Number(m[1]) <= MAX_BYTES) {
-    let left = Number(m[1]);
-    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': left });
-    let off = 0;
-    const pump = () => {
-      while (left > 0) {
-        const chunk = bytesChunk(off, Math.min(left, 16384));
-        off += chunk.length;
-        left -= chunk.length;
-        if (!res.write(chunk)) return void res.once('drain', pump);
-      }
-      res.end();
-    };
-    return pump();
-  }
-  res.writeHead(404).end('404 Not Found\n');
+  // A streamed body (/bytes/N): chunk by chunk, minding backpressure.
+  res.writeHead(out.status, { ...out.headers, 'Content-Length': body.length });
+  if (req.method === 'HEAD') return void res.end();
+  let off = 0;
+  const pump = () => {
+    while (off < body.length) {
+      const chunk = body.chunk(off, Math.min(body.length - off, 16384));
+      off += chunk.length;
+      if (!res.write(chunk)) return void res.once('drain', pump);
+    }
+    res.end();
+  };
+  pump();
 });
 server.on('error', (e) => {
   process.stdout.write(`${JSON.stringify({ event: 'error', error: e.message })}\n`);

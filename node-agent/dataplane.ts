@@ -151,12 +151,12 @@ export class NodeDataPlane {
    * raw wire claims come in on eth0 (overlay/underlay-raw.ts).
    */
   private attachRawWire(raw: NonNullable<DataPlaneOptions['rawWire']>): void {
+    const put = (f: Buffer) => {
+      if (!raw.send(f)) this.eth0.counters.drop('raw-send-failed');
+    };
     this.eth0.wire = this.wireTransmit(
       'raw frame',
-      (peer, frame) =>
-        this.underlay.throughImpairment(peer, frame, (f) => {
-          if (!raw.send(f)) this.eth0.counters.drop('raw-send-failed');
-        }),
+      (peer, frame) => this.underlay.throughImpairment(peer, frame, put),
       (verdict, peer, dst) => `raw frame on the real eth0 to ${dst} (${peer}), pod addresses intact, no encapsulation${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`,
     );
     raw.onFrame = (frame) => this.receiveTraced(frame.subarray(14), `raw frame from ${readMac(frame, 6)} on the real eth0, ${frame.length} bytes`, () => this.eth0.receive(frame));

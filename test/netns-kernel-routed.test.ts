@@ -191,6 +191,9 @@ test.serial('bgp: a kernel pod running nginx is a real HTTP server on the kernel
   t.is((await lab!.exec('pod-1a', ['curl', '-s', '-m', '5', `${url}/`])).out, 'kweb on knode-1\n');
   // 200 kB from the kernel's TCP into podlab's, across the raw wire.
   t.is((await lab!.exec('pod-2b', ['curl', '-s', '-m', '10', '-o', '/dev/null', '-w', '%{http_code} %{size_download}', `${url}/bytes/200000`])).out, '200 200000');
+  // The same routes as the emulated app, from the same handler.
+  t.is((await lab!.exec('pod-2b', ['curl', '-s', '-m', '5', `${url}/healthz`])).out, 'ok\n');
+  t.is((await lab!.exec('pod-2b', ['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', `${url}/nope`])).out, '404');
   const cip = (await client.get<{ spec: { clusterIP: string } }>('services', 'kweb'))!.spec.clusterIP;
   await eventually(async () => (await lab!.exec('pod-3a', ['curl', '-s', '-m', '3', `http://${cip}/`])).out === 'kweb on knode-1\n', 10_000);
   await client.delete('services', 'kweb');

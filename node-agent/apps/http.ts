@@ -25,7 +25,8 @@ export function bytesChunk(off: number, len: number): Buffer {
   return PATTERN.subarray(start, start + len);
 }
 
-function httpHandler(ctx: AppContext): (req: HttpRequest) => HttpResponse {
+/** The nginx/podlab-http routes; kernel pods' real server answers through the same handler (kernel-node/pod-server.ts). */
+export function httpHandler(ctx: Pick<AppContext, 'podName' | 'nodeName'>): (req: HttpRequest) => HttpResponse {
   return (req): HttpResponse => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return { status: 405, headers: { Allow: 'GET, HEAD' }, body: '405 Method Not Allowed\n' };
     if (req.path === '/') return { status: 200, body: `${ctx.podName} on ${ctx.nodeName}\n` };
