@@ -1,5 +1,5 @@
 # podlab in a container: one image for every process of a lab, entered through the very same
-# `podlab` command as netns labs use (bin/podlab.js -> cli/daemons.ts):
+# `podlab` command as netns labs use (bin/podlab.js -> lab/daemons.ts):
 #   podlab apiserver --host 0.0.0.0 ...     the Kubernetes-shaped apiserver
 #   podlab agent ...                        one node (kubelet + CNI + flanneld roles); name = hostname, IP = eth0's
 #   podlab get|apply|exec|node|capture ...  the CLI, inside a node container (the agent writes lab.json with --lab-json)

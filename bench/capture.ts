@@ -10,7 +10,7 @@
 import { systemClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
-import { NetDevice } from '../node-agent/netdev.ts';
+import { NetDevice } from '../netstack/link/netdev.ts';
 import { runCapture, captureTargets } from '../node-agent/capture/session.ts';
 import { measure, type Measure } from './results.ts';
 

@@ -9,8 +9,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { podEchoPps } from './pod-echo.ts';
-import { down, up } from '../cli/lab.ts';
-import { hasTool, isRoot } from '../cli/netns.ts';
+import { down, up } from '../lab/lab.ts';
+import { hasTool, isRoot } from '../hostnet/netns.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
 import { measure, type Measure } from './results.ts';
 

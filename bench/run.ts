@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execInPod } from '../cli/commands.ts';
-import { ROOT, down, up } from '../cli/lab.ts';
+import { ROOT, down, up } from '../lab/lab.ts';
 import { benchBgp } from './bgp.ts';
 import { benchCapture } from './capture.ts';
 import { benchTcp } from './tcp.ts';

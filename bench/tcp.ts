@@ -23,9 +23,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { systemClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
-import { planFlannel, type Lease } from '../overlay/flannel-plan.ts';
+import { planFlannel, type Lease } from '../backends/plan.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
-import type { PodNet } from '../node-agent/pod-net.ts';
+import type { PodNet } from '../netstack/pod-net.ts';
 import { measure, type Measure } from './results.ts';
 
 const BYTES = Number(process.env.BENCH_TCP_BYTES ?? 32 * 1024 * 1024);

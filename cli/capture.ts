@@ -6,10 +6,10 @@
  */
 import fs from 'node:fs';
 import { PcapngWriter } from '../packet/pcapng.ts';
-import { describeFrame } from '../node-agent/netdev.ts';
-import { ControlClient } from './control-client.ts';
+import { describeFrame } from '../netstack/link/netdev.ts';
+import { ControlClient } from '../lab/control-client.ts';
 import { nodeOf } from './commands.ts';
-import { LabError, requireLab } from './lab.ts';
+import { LabError, requireLab } from '../lab/lab.ts';
 
 export interface CaptureOptions {
   node: string;

@@ -6,12 +6,12 @@
 import { ApiClient } from '../control-plane/client.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
-import { ControlClient } from './control-client.ts';
+import { ControlClient } from '../lab/control-client.ts';
 import { formatList, formatNodes, formatPods } from './format.ts';
 import { formatEndpointSlices, formatServices } from './format-services.ts';
 import type { EndpointSlice, Service } from '../control-plane/service-resources.ts';
-import { LabError, requireLab } from './lab.ts';
-import type { LabRecord } from './state.ts';
+import { LabError, requireLab } from '../lab/lab.ts';
+import type { LabRecord } from '../lab/state.ts';
 
 export type Output = 'table' | 'wide' | 'json' | 'yaml';
 

@@ -5,7 +5,7 @@
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { execInPod, getResources, nodeCommand } from './commands.ts';
-import { requireLab } from './lab.ts';
+import { requireLab } from '../lab/lab.ts';
 
 export async function runDemo(stateDir: string, signal: AbortSignal): Promise<void> {
   const rec = requireLab(stateDir);

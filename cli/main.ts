@@ -10,9 +10,9 @@ import { capture } from './capture.ts';
 import { runDemo } from './demo.ts';
 import { formatTrace, trace } from './trace.ts';
 import { FILTER_HELP } from '../node-agent/capture/filter.ts';
-import { LabError, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up } from './lab.ts';
-import { ManifestError, loadManifestFile, type LoadedObject } from './manifest.ts';
-import { readLab, resolveStateDir } from './state.ts';
+import { LabError, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up } from '../lab/lab.ts';
+import { ManifestError, loadManifestFile, type LoadedObject } from '../lab/manifest.ts';
+import { readLab, resolveStateDir } from '../lab/state.ts';
 import { registerScenarioCommand } from '../scenarios/cli.ts';
 
 const program = new Command();
@@ -21,7 +21,7 @@ program
   .description('An emulator of Kubernetes pod networking: real processes, real VXLAN (UDP 8472), kubectl-like commands.')
   .option('--state-dir <dir>', 'lab state directory (default: $PODLAB_HOME or ./.podlab)')
   .showHelpAfterError('(run with --help for usage)')
-  .addHelpText('after', '\nLab processes, as netns labs and containers start them (cli/daemons.ts):\n  podlab apiserver|agent|kernel-node [flags]   flags: control-plane/main.ts, node-agent/main.ts, kernel-node/main.ts')
+  .addHelpText('after', '\nLab processes, as netns labs and containers start them (lab/daemons.ts):\n  podlab apiserver|agent|kernel-node [flags]   flags: control-plane/main.ts, node-agent/main.ts, kernel-node/main.ts')
   .exitOverride();
 
 const stateDir = () => resolveStateDir(program.opts().stateDir as string | undefined);
@@ -59,7 +59,7 @@ program
   .addOption(new Option('--wire <kind>', 'host-gw/bgp: udp = the bare-IPv4 wire in UDP (local default) | raw = real frames on eth0 with pod IPs, via libpcap (netns default)').choices(['udp', 'raw']))
   .option('--mtu <bytes>', 'underlay MTU (pods and flannel.1 get 50 less)', int('--mtu'), 1500)
   .option('--seed <n>', 'seed for every random choice (MACs, impairments, ids)', int('--seed'), 1)
-  // issue 7: netns labs (cli/netns-lab.ts)
+  // issue 7: netns labs (lab/netns-lab.ts)
   .addOption(new Option('--mode <mode>', 'local: processes on 127.0.0.x, no root | netns: each node in its own network namespace on a bridge (root)').choices(['local', 'netns']).default('local'))
   .option('--underlay-net <cidr>', 'netns: underlay subnet, inside the lab namespaces only (bridge + apiserver .10, node-N .(10+N))', '10.250.0.0/24')
   .option('--kernel-nodes <k>', 'netns: K more nodes that are the Linux kernel itself (cni0, pods as namespaces; vxlan: kernel flannel.1; host-gw: kernel routes; bgp: a real BIRD)', int('--kernel-nodes'), 0)

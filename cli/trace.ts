@@ -6,12 +6,12 @@
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from '../packet/ipv4.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import { SeededRng } from '../common/rng.ts';
-import type { ProbeResult } from '../node-agent/trace-probe.ts';
-import type { TraceFilter, TraceHop } from '../node-agent/trace.ts';
+import type { ProbeResult } from '../netstack/trace-probe.ts';
+import type { TraceFilter, TraceHop } from '../netstack/trace.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { callNode, locatePod } from './commands.ts';
-import { LabError } from './lab.ts';
+import { LabError } from '../lab/lab.ts';
 
 export interface TraceReport {
   from: { pod: string; ip: string; node: string };

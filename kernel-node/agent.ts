@@ -16,7 +16,7 @@
  *   nolearning, MTU 1450), publishes its VtepMAC (read back from the kernel)
  *   in the Node's `flannel.alpha.coreos.com/backend-data`, puts
  *   `<podCIDR>.0/32` on it, sets ip_forward=1 and rp_filter=0; watches Nodes
- *   and applies overlay/flannel-plan.ts's plan with `ip`/`bridge -n <ns>`
+ *   and applies backends/plan.ts's plan with `ip`/`bridge -n <ns>`
  *   (kernel-node/commands.ts): one neighbour, one FDB entry, one route per
  *   remote node, removed when the node goes.
  * - the CNI bridge plugin + host-local IPAM: `cni0` with `<podCIDR>.1/24`;
@@ -44,18 +44,18 @@ import { createLogger } from '../common/log.ts';
 import { deriveMac } from '../common/rng.ts';
 import { CALICO_IPV4_ADDRESS, FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE, FLANNEL_BACKEND_TYPE_VXLAN, FLANNEL_KUBE_SUBNET_MANAGER, FLANNEL_PUBLIC_IP, PODLAB_ETH0_MAC } from '../control-plane/annotations.ts';
 import { CALICO_DEFAULT_ASN, parsePeerIP, type BgpConfiguration, type BgpPeer } from '../control-plane/calico.ts';
-import { RR_LABEL, type BgpTopology } from '../node-agent/bgp-backend.ts';
+import { RR_LABEL, type BgpTopology } from '../backends/bgp/bgp-backend.ts';
 import { BirdProcess, birdConfig, type BirdPeer } from './bird.ts';
 import { startKernelPodApps, stopKernelPodApps } from './pod-apps.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
-import { gatewayOf, leaseFromNode, planFlannel, type Backend, type Lease, type PlanAction } from '../overlay/flannel-plan.ts';
+import { gatewayOf, leaseFromNode, planFlannel, type Backend, type Lease, type PlanAction } from '../backends/plan.ts';
 import { intToIpv4, ipv4ToInt } from '../packet/addr.ts';
 import { ControlError, ControlServer, controlSocketPath, type CallContext } from '../node-agent/control-server.ts';
 import { HostLocalIpam } from '../node-agent/ipam.ts';
-import { parseCidr } from '../node-agent/route-table.ts';
-import { NetnsError, delNetns, ipIn, ipJson, listNetns, netnsNames, readKernelPodNetns, run, sysctlIn, writeKernelPodNetns, addNetns } from '../cli/netns.ts';
+import { parseCidr } from '../netstack/ipv4/route-table.ts';
+import { NetnsError, delNetns, ipIn, ipJson, listNetns, netnsNames, readKernelPodNetns, run, sysctlIn, writeKernelPodNetns, addNetns } from '../hostnet/netns.ts';
 import { CNI_BRIDGE, KERNEL_POD_COMMANDS, VTEP_DEV, isAlreadyGone, nodeViewCommand, planCommand, podCommands, vtepCommands, type Argv } from './commands.ts';
 import { runningPodStatus } from '../node-agent/pod-status.ts';
 

@@ -11,10 +11,10 @@
  *     self permanent` is its iproute2 spelling; `append` would add a second
  *     destination if a node's IP ever changed),
  *   - the route `<podCIDR> via <podCIDR>.0 dev flannel.1 onlink` (RouteReplace).
- * The plan (overlay/flannel-plan.ts) orders them: neighbour and FDB first,
+ * The plan (backends/plan.ts) orders them: neighbour and FDB first,
  * route last; on removal the route goes first.
  */
-import type { PlanAction } from '../overlay/flannel-plan.ts';
+import type { PlanAction } from '../backends/plan.ts';
 
 /** A command: the program (`ip` or `bridge`) and its arguments. */
 export type Argv = [program: 'ip' | 'bridge', ...args: string[]];

@@ -14,8 +14,8 @@ import { runDaemon, failDaemon } from '../common/daemon.ts';
 import { createLogger } from '../common/log.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import { KernelNodeAgent } from './agent.ts';
-import { BACKENDS, type Backend } from '../overlay/flannel-plan.ts';
-import type { BgpTopology } from '../node-agent/bgp-backend.ts';
+import { BACKENDS, type Backend } from '../backends/plan.ts';
+import type { BgpTopology } from '../backends/bgp/bgp-backend.ts';
 
 const log = createLogger('podlab:kernel-node');
 

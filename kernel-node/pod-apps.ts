@@ -13,8 +13,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Container } from '../control-plane/types.ts';
-import { normaliseImage } from '../node-agent/apps/index.ts';
-import { portsOf } from '../node-agent/apps/types.ts';
+import { normaliseImage } from '../apps/index.ts';
+import { portsOf } from '../apps/types.ts';
 import { recordedPid, stopRecorded } from '../common/recorded-process.ts';
 
 const SERVER = fileURLToPath(new URL('./pod-server.ts', import.meta.url));

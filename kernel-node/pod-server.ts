@@ -2,7 +2,7 @@
  * The server of a kernel pod whose image is `nginx` or `podlab/http`: a real
  * HTTP server on the Linux kernel's TCP, run by the kernel node agent inside
  * the pod's network namespace (`ip netns exec <pod ns> node ... pod-server.ts`),
- * answering through the emulated pods' own handler (node-agent/apps/http.ts):
+ * answering through the emulated pods' own handler (apps/http.ts):
  *   GET /          -> "POD on NODE"
  *   GET /healthz   -> ok
  *   GET /bytes/N   -> N bytes of the same repeating pattern
@@ -14,7 +14,7 @@
  */
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { httpHandler } from '../node-agent/apps/http.ts';
+import { httpHandler } from '../apps/http.ts';
 
 const { values: v } = parseArgs({ options: { pod: { type: 'string' }, node: { type: 'string' }, port: { type: 'string', default: '80' }, 'state-dir': { type: 'string' } } });
 const port = Number(v.port);

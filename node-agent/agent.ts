@@ -9,7 +9,7 @@
  * - Builds the node's namespace: eth0 on the underlay (the node IP), the cni0
  *   bridge (`<podCIDR>.1/24`), flannel.1 (`<podCIDR>.0/32`, MTU 1450).
  * - Watches Nodes and programs one neighbour + FDB entry + route per remote
- *   node (overlay/flannel-plan.ts); watches its Pods and gives each a network
+ *   node (backends/plan.ts); watches its Pods and gives each a network
  *   namespace with a veth into cni0 and an address from host-local IPAM.
  * - Serves the CLI on a Unix socket: exec in pods, iproute2 views, counters,
  *   impairments.
@@ -33,30 +33,30 @@ import { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
-import { leaseFromNode, planFlannel, type Backend, type Lease } from '../overlay/flannel-plan.ts';
+import { leaseFromNode, planFlannel, type Backend, type Lease } from '../backends/plan.ts';
 import { validateImpairment, type ImpairmentSpec } from '../overlay/impairment.ts';
 import { ControlError, ControlServer, controlSocketPath, type CallContext } from './control-server.ts';
-import { podCommands, matchIpObject } from './exec/index.ts';
-import { UsageError } from './exec/types.ts';
+import { podCommands, matchIpObject } from '../pod-tools/index.ts';
+import { UsageError } from '../pod-tools/types.ts';
 import { captureTargets, runCapture } from './capture/session.ts';
 import { FilterError } from './capture/filter.ts';
-import { sendProbe } from './trace-probe.ts';
-import { tracer, type TraceFilter } from './trace.ts';
+import { sendProbe } from '../netstack/trace-probe.ts';
+import { tracer, type TraceFilter } from '../netstack/trace.ts';
 import { HostLocalIpam } from './ipam.ts';
-import { formatBridgeFdb, formatIpAddr, formatIpLink, formatIpNeigh, formatIpRoute } from './iproute2.ts';
+import { formatBridgeFdb, formatIpAddr, formatIpLink, formatIpNeigh, formatIpRoute } from '../netstack/iproute2.ts';
 import { DEFAULT_WIRE_PORT, NodeDataPlane } from './dataplane.ts';
 import { RawWire, RawWireError, claimFilter, pcapImmediateModeLikely } from '../overlay/underlay-raw.ts';
 import { DEFAULT_NODE_PORT_RANGE } from '../control-plane/service-allocator.ts';
-import { CalicoBgp, type BgpTopology } from './bgp-backend.ts';
+import { CalicoBgp, type BgpTopology } from '../backends/bgp/bgp-backend.ts';
 import { KubeProxy } from './kube-proxy.ts';
 import { runningPodStatus } from './pod-status.ts';
 import type { IpvsSchedulerName, ProxyMode } from '../service-proxy/index.ts';
 import type { BgpConfiguration, BgpPeer } from '../control-plane/calico.ts';
-import type { NetDevice } from './netdev.ts';
-import type { PodNet } from './pod-net.ts';
-import { containerStateOverride, startPodApps, stopPodApps } from './apps/index.ts';
+import type { NetDevice } from '../netstack/link/netdev.ts';
+import type { PodNet } from '../netstack/pod-net.ts';
+import { containerStateOverride, startPodApps, stopPodApps } from '../apps/index.ts';
 import { EMPTY_STDIN } from './stdin-queue.ts';
-import { parseCidr } from './route-table.ts';
+import { parseCidr } from '../netstack/ipv4/route-table.ts';
 
 export interface AgentOptions {
   name: string;
@@ -392,7 +392,7 @@ export class NodeAgent {
     const ip = this.ipam.allocate(p.metadata.uid, p.status?.podIP && this.inPodCidr(p.status.podIP) ? p.status.podIP : undefined);
     const net = this.dp.addPod({ namespace: p.metadata.namespace ?? 'default', name: p.metadata.name, uid: p.metadata.uid, ip });
     log.info('pod network ready', { pod: key, ip, veth: net.hostVeth.name });
-    // Issue 4: run the containers' built-in apps by image (node-agent/apps/); a failure is logged, not thrown.
+    // Issue 4: run the containers' built-in apps by image (apps/); a failure is logged, not thrown.
     startPodApps(net, p.spec?.containers ?? [], { podName: p.metadata.name, nodeName: this.name, log: (m, f) => (/fail/.test(m) ? log.error(m, f) : log.info(m, f)) });
     if (p.status?.phase !== 'Running' || p.status?.podIP !== ip) await this.reportRunning(p, ip);
   }

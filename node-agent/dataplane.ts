@@ -7,19 +7,19 @@
 import type { Clock } from '../common/clock.ts';
 import { SeededRng, deriveMac } from '../common/rng.ts';
 import { intToIpv4, readMac } from '../packet/addr.ts';
-import { gatewayOf, type Backend, type PlanAction } from '../overlay/flannel-plan.ts';
+import { gatewayOf, type Backend, type PlanAction } from '../backends/plan.ts';
 import { UdpUnderlay } from '../overlay/underlay-udp.ts';
 import type { RawWire } from '../overlay/underlay-raw.ts';
-import { Vtep } from '../overlay/vtep.ts';
-import { Bridge } from './bridge.ts';
-import { IpStack } from './ip-stack.ts';
+import { Vtep } from '../backends/vxlan/vtep.ts';
+import { Bridge } from '../netstack/link/bridge.ts';
+import { IpStack } from '../netstack/ipv4/ip-stack.ts';
 import { writeEthernetHeader } from '../packet/ethernet.ts';
-import { tracer } from './trace.ts';
-import { Conntrack } from './conntrack.ts';
-import { Netfilter } from './netfilter.ts';
-import { NetDevice } from './netdev.ts';
-import { PodNet } from './pod-net.ts';
-import { parseCidr } from './route-table.ts';
+import { tracer } from '../netstack/trace.ts';
+import { Conntrack } from '../netstack/netfilter/conntrack.ts';
+import { Netfilter } from '../netstack/netfilter/netfilter.ts';
+import { NetDevice } from '../netstack/link/netdev.ts';
+import { PodNet } from '../netstack/pod-net.ts';
+import { parseCidr } from '../netstack/ipv4/route-table.ts';
 
 /** The bare-IPv4 wire's default port in local mode (next to VXLAN's 8472). */
 export const DEFAULT_WIRE_PORT = 8473;

@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { intToIpv4, ipv4ToInt } from '../packet/addr.ts';
-import { parseCidr } from './route-table.ts';
+import { parseCidr } from '../netstack/ipv4/route-table.ts';
 
 /** Typed IPAM failure: range exhausted, or an address held by another pod. */
 export class IpamError extends Error {

@@ -25,10 +25,10 @@ import type { KubeObject } from '../control-plane/types.ts';
 import { ipv4ToInt, isValidIpv4 } from '../packet/addr.ts';
 import { createServiceProxyEngine, type AnyProxier, type Decision, type IpvsSchedulerName, type ProxyMode } from '../service-proxy/index.ts';
 import type { NodeDataPlane } from './dataplane.ts';
-import type { NatDecision, NatEngine } from './netfilter.ts';
-import { TcpStack } from './tcp/stack.ts';
-import { tracer } from './trace.ts';
-import type { TcpSocket } from './tcp/socket.ts';
+import type { NatDecision, NatEngine } from '../netstack/netfilter/netfilter.ts';
+import { TcpStack } from '../netstack/tcp/stack.ts';
+import { tracer } from '../netstack/trace.ts';
+import type { TcpSocket } from '../netstack/tcp/socket.ts';
 import { SeededRng as Rng } from '../common/rng.ts';
 
 const log = createLogger('podlab:kube-proxy');

@@ -12,7 +12,7 @@
 import { parseArgs } from 'node:util';
 import { runDaemon, failDaemon } from '../common/daemon.ts';
 import { createLogger } from '../common/log.ts';
-import { BACKENDS, type Backend } from '../overlay/flannel-plan.ts';
+import { BACKENDS, type Backend } from '../backends/plan.ts';
 import { NodeAgent } from './agent.ts';
 
 const log = createLogger('podlab:agent');

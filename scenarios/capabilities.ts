@@ -10,9 +10,9 @@
  * faults.ts, a condition in conditions.ts).
  */
 
-import { SUPPORTED_BACKENDS } from '../cli/lab.ts';
+import { SUPPORTED_BACKENDS } from '../lab/lab.ts';
 
-/** Backends `podlab up --backend` offers in this build (read from cli/lab.ts, so a new backend is accepted as soon as it lands). */
+/** Backends `podlab up --backend` offers in this build (read from lab/lab.ts, so a new backend is accepted as soon as it lands). */
 export const BACKENDS: readonly string[] = SUPPORTED_BACKENDS;
 
 /** BGP topologies `podlab up --bgp-topology` offers (with --backend bgp). */

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { LabError, ROOT } from '../cli/lab.ts';
+import { LabError, ROOT } from '../lab/lab.ts';
 import { toHtml } from './html.ts';
 import { toJunit } from './junit.ts';
 import { Progress } from './progress.ts';

@@ -11,7 +11,7 @@
  */
 import type { Pod } from '../control-plane/types.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
-import { killProcess, restartProcess } from '../cli/lab.ts';
+import { killProcess, restartProcess } from '../lab/lab.ts';
 import type { FaultSpec } from './model.ts';
 import { sleep, type Band, type RunContext } from './context.ts';
 import { StepError, shuffle } from './pods.ts';

@@ -4,9 +4,9 @@
  * and a stopped process still accepts connections on its Unix socket but never
  * answers, so nothing here may wait without a timeout.
  */
-import { ControlClient } from '../cli/control-client.ts';
-import { LabError } from '../cli/lab.ts';
-import { isOurProcess, readLab, type LabRecord } from '../cli/state.ts';
+import { ControlClient } from '../lab/control-client.ts';
+import { LabError } from '../lab/lab.ts';
+import { isOurProcess, readLab, type LabRecord } from '../lab/state.ts';
 
 /** A control call that did not answer in time (a frozen or dying agent). */
 export class LabTimeoutError extends Error {

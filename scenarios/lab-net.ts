@@ -11,7 +11,7 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { LabError, labAddresses } from '../cli/lab.ts';
+import { LabError, labAddresses } from '../lab/lab.ts';
 
 /** Where automatic networks come from: 127.0.200.0/24 ... 127.0.249.0/24. */
 export const AUTO_NETS = Array.from({ length: 50 }, (_, i) => `127.0.${200 + i}.0/24`);

@@ -5,7 +5,7 @@
  * scenario describes. `line` fields point back into the file for reports.
  */
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
-import type { LoadedObject } from '../cli/manifest.ts';
+import type { LoadedObject } from '../lab/manifest.ts';
 
 /** A point in scenario time: timeline start, or the start/end of a named step, plus an offset. */
 export interface TimeRef {

@@ -7,14 +7,14 @@
  * pods exist in the workload, flows and steps are defined before they are
  * referenced, and that reserved features (BGP, TCP, Services) are reported as
  * "not supported yet in this build". Line numbers come from `yaml`'s
- * LineCounter, as in cli/manifest.ts; inline workload manifests go through the
+ * LineCounter, as in lab/manifest.ts; inline workload manifests go through the
  * same checker as `podlab apply -f`, with lines mapped back into this file.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { LineCounter, isMap, parseDocument, type Document, type Node as YamlNode } from 'yaml';
-import { demoPods } from '../cli/lab.ts';
-import { ManifestError, loadManifestFile, parseManifests, type LoadedObject } from '../cli/manifest.ts';
+import { demoPods } from '../lab/lab.ts';
+import { ManifestError, loadManifestFile, parseManifests, type LoadedObject } from '../lab/manifest.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import { BACKENDS, BGP_TOPOLOGIES, PENDING, PROXY_MODES, pendingMessage } from './capabilities.ts';

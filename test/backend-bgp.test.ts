@@ -9,8 +9,8 @@ import test from 'ava';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { nodeCommand } from '../cli/commands.ts';
-import { killProcess } from '../cli/lab.ts';
-import { readLab } from '../cli/state.ts';
+import { killProcess } from '../lab/lab.ts';
+import { readLab } from '../lab/state.ts';
 import { captureLo, tsharkFields } from './helpers/capture.ts';
 import { eventually, hasTool, requireOrSkip, startLab } from './helpers/lab.ts';
 

@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ApiClient } from '../control-plane/client.ts';
 import { nodeCommand } from '../cli/commands.ts';
-import { defaultBgpPort } from '../cli/lab.ts';
+import { defaultBgpPort } from '../lab/lab.ts';
 import { eventually, hasTool, requireOrSkip, startLab } from './helpers/lab.ts';
 
 const BIRD_IP = '127.0.79.5';

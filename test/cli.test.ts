@@ -10,8 +10,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { down } from '../cli/lab.ts';
-import { readLab, isOurProcess } from '../cli/state.ts';
+import { down } from '../lab/lab.ts';
+import { readLab, isOurProcess } from '../lab/state.ts';
 import { eventually } from './helpers/lab.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

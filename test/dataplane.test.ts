@@ -7,10 +7,10 @@ import test from 'ava';
 import dgram from 'node:dgram';
 import { ManualClock, systemClock, type Clock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
-import { planFlannel, type Lease } from '../overlay/flannel-plan.ts';
+import { planFlannel, type Lease } from '../backends/plan.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
-import { ping } from '../node-agent/exec/ping.ts';
-import type { PodNet } from '../node-agent/pod-net.ts';
+import { ping } from '../pod-tools/ping.ts';
+import type { PodNet } from '../netstack/pod-net.ts';
 
 const NET = '127.0.60.0/24';
 

@@ -15,8 +15,8 @@ import path from 'node:path';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { callNode, nodeCommand } from '../cli/commands.ts';
-import { down, killProcess, restartProcess, waitPodsRunning } from '../cli/lab.ts';
-import { isOurProcess, readLab } from '../cli/state.ts';
+import { down, killProcess, restartProcess, waitPodsRunning } from '../lab/lab.ts';
+import { isOurProcess, readLab } from '../lab/state.ts';
 import { captureLo, tsharkFields } from './helpers/capture.ts';
 import { eventually, hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
 

@@ -8,7 +8,7 @@ import test from 'ava';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { nodeCommand } from '../cli/commands.ts';
-import { hasIproute2, isRoot, listNetnsSync } from '../cli/netns.ts';
+import { hasIproute2, isRoot, listNetnsSync } from '../hostnet/netns.ts';
 import { requireOrSkip, startLab } from './helpers/lab.ts';
 
 const PREFIX = 'podlab-t7b';

@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { ApiClient } from '../control-plane/client.ts';
-import { ROOT } from '../cli/lab.ts';
+import { ROOT } from '../lab/lab.ts';
 import { eventually, hasTool, requireOrSkip } from './helpers/lab.ts';
 
 /** docker-compose (v1, Debian's package) or the docker compose plugin, whichever is here. */

@@ -28,9 +28,9 @@ import { ApiClient } from '../control-plane/client.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { callNode, execInPod, getResources, nodeCommand } from '../cli/commands.ts';
 import { capture } from '../cli/capture.ts';
-import { down, ROOT, spawnLogged, stopProcess, waitForEvent } from '../cli/lab.ts';
-import { addNetns, addVethPair, hasIproute2, ipIn, isRoot, listNetnsSync } from '../cli/netns.ts';
-import { isOurProcess, readLab, writeLab } from '../cli/state.ts';
+import { down, ROOT, spawnLogged, stopProcess, waitForEvent } from '../lab/lab.ts';
+import { addNetns, addVethPair, hasIproute2, ipIn, isRoot, listNetnsSync } from '../hostnet/netns.ts';
+import { isOurProcess, readLab, writeLab } from '../lab/state.ts';
 import { trace } from '../cli/trace.ts';
 import { eventually, hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
 

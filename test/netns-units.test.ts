@@ -12,12 +12,12 @@ import { startApiServer } from '../control-plane/apiserver.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Node } from '../control-plane/types.ts';
 import { startUnixRelay } from '../control-plane/unix-proxy.ts';
-import { DaemonUsageError, resolveAgentArgs, type AgentEnv } from '../cli/daemons.ts';
-import { NetnsError, assertLabNamespace, ifname, labNamespaces, netnsNames, validatePrefix, writeKernelPodNetns } from '../cli/netns.ts';
-import { apiSocketPath, kernelDemoPods, missingNetnsTools, netnsWire, validateNetnsOptions } from '../cli/netns-lab.ts';
-import type { UpOptions } from '../cli/lab.ts';
+import { DaemonUsageError, resolveAgentArgs, type AgentEnv } from '../lab/daemons.ts';
+import { NetnsError, assertLabNamespace, ifname, labNamespaces, netnsNames, validatePrefix, writeKernelPodNetns } from '../hostnet/netns.ts';
+import { apiSocketPath, kernelDemoPods, missingNetnsTools, netnsWire, validateNetnsOptions } from '../lab/netns-lab.ts';
+import type { UpOptions } from '../lab/lab.ts';
 import { nodeViewCommand, planCommand, podCommands, vtepCommands } from '../kernel-node/commands.ts';
-import type { PlanAction } from '../overlay/flannel-plan.ts';
+import type { PlanAction } from '../backends/plan.ts';
 
 test('plan actions become the iproute2 commands flanneld\'s netlink calls amount to', (t) => {
   const ns = 'podlab-knode-1';

@@ -9,10 +9,10 @@ import test from 'ava';
 import { systemClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
-import { planFlannel, type Lease } from '../overlay/flannel-plan.ts';
+import { planFlannel, type Lease } from '../backends/plan.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
-import type { NatDecision, NatEngine } from '../node-agent/netfilter.ts';
-import type { PodNet } from '../node-agent/pod-net.ts';
+import type { NatDecision, NatEngine } from '../netstack/netfilter/netfilter.ts';
+import type { PodNet } from '../netstack/pod-net.ts';
 
 const NET = '127.0.61.0/24';
 function makeNode(n: number): NodeDataPlane {

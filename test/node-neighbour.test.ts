@@ -1,9 +1,9 @@
 import test from 'ava';
 import { ManualClock } from '../common/clock.ts';
-import { NeighbourTable } from '../node-agent/neighbour.ts';
-import { Bridge } from '../node-agent/bridge.ts';
-import { NetDevice } from '../node-agent/netdev.ts';
-import { RouteTable } from '../node-agent/route-table.ts';
+import { NeighbourTable } from '../netstack/ipv4/neighbour.ts';
+import { Bridge } from '../netstack/link/bridge.ts';
+import { NetDevice } from '../netstack/link/netdev.ts';
+import { RouteTable } from '../netstack/ipv4/route-table.ts';
 
 test('a solicitation answered synchronously releases the queued packet at once', (t) => {
   const clock = new ManualClock();

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { gatewayOf, leaseFromNode, planFlannel, type Lease } from '../overlay/flannel-plan.ts';
+import { gatewayOf, leaseFromNode, planFlannel, type Lease } from '../backends/plan.ts';
 import type { Node } from '../control-plane/types.ts';
 
 const lease = (node: string, n: number, mac = `aa:bb:cc:dd:ee:0${n}`): Lease => ({ node, podCIDR: `10.244.${n}.0/24`, publicIp: `127.0.0.${10 + n}`, vtepMac: mac, vni: 1, backend: 'vxlan' });

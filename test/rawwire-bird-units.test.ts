@@ -18,7 +18,7 @@ import path from 'node:path';
 import { KERNEL_EPHEMERAL, RawWire, claimFilter, claimRuleset, pcapImmediateModeLikely, rawWireAllowedHere, type KernelOwned } from '../overlay/underlay-raw.ts';
 import { birdConfig, birdPaths, birdProtocolName, checkBirdConfig } from '../kernel-node/bird.ts';
 import { systemTool } from '../common/system-tool.ts';
-import { isRoot } from '../cli/netns.ts';
+import { isRoot } from '../hostnet/netns.ts';
 import { requireOrSkip } from './helpers/lab.ts';
 
 const owned: KernelOwned = { nodeIp: '10.250.0.11', mac: '02:9c:98:39:42:7b', bgpPort: 179, nodePorts: [30000, 32767], clusterCidr: '10.244.0.0/16', ephemeral: KERNEL_EPHEMERAL };

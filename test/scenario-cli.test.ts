@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { down } from '../cli/lab.ts';
+import { down } from '../lab/lab.ts';
 import { BIN, podlab, processesMentioning, xmlProblem } from './helpers/scenario.ts';
 
 function tmp(t: import('ava').ExecutionContext): string {

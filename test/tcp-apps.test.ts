@@ -8,15 +8,15 @@
 import test from 'ava';
 import { systemClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
-import { containerStateOverride, normaliseImage, podApps, startPodApps, stopPodApps } from '../node-agent/apps/index.ts';
-import { bytesChunk, parseGoFlags } from '../node-agent/apps/http.ts';
+import { containerStateOverride, normaliseImage, podApps, startPodApps, stopPodApps } from '../apps/index.ts';
+import { bytesChunk, parseGoFlags } from '../apps/http.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
-import { podCommands } from '../node-agent/exec/index.ts';
-import { StreamGenerator } from '../node-agent/exec/transfer.ts';
-import type { PodNet } from '../node-agent/pod-net.ts';
+import { podCommands } from '../pod-tools/index.ts';
+import { StreamGenerator } from '../pod-tools/transfer.ts';
+import type { PodNet } from '../netstack/pod-net.ts';
 import { StdinQueue } from '../node-agent/stdin-queue.ts';
-import { TcpError } from '../node-agent/tcp/errors.ts';
-import { UdpSocket } from '../node-agent/tcp/udp-socket.ts';
+import { TcpError } from '../netstack/tcp/errors.ts';
+import { UdpSocket } from '../netstack/tcp/udp-socket.ts';
 
 function makeNode(): NodeDataPlane {
   // Never started: pods on one bridge need no underlay socket.

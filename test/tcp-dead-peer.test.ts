@@ -10,8 +10,8 @@ import test from 'ava';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { execInPod } from '../cli/commands.ts';
-import { killProcess } from '../cli/lab.ts';
-import type { LoadedObject } from '../cli/manifest.ts';
+import { killProcess } from '../lab/lab.ts';
+import type { LoadedObject } from '../lab/manifest.ts';
 import { startLab, type TestLab } from './helpers/lab.ts';
 
 const NET = '127.0.91.0/24';

@@ -14,8 +14,8 @@ import path from 'node:path';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { callNode, execInPod } from '../cli/commands.ts';
-import { ROOT } from '../cli/lab.ts';
-import type { LoadedObject } from '../cli/manifest.ts';
+import { ROOT } from '../lab/lab.ts';
+import type { LoadedObject } from '../lab/manifest.ts';
 import { startLab, type TestLab } from './helpers/lab.ts';
 
 const NET = '127.0.90.0/24';

@@ -11,8 +11,8 @@ import test from 'ava';
 import { createHash } from 'node:crypto';
 import { IPPROTO_TCP } from '../packet/ipv4.ts';
 import { serializeTcp, NO_FLAGS, TCP_MAX_WSCALE } from '../packet/tcp.ts';
-import { TcpError } from '../node-agent/tcp/errors.ts';
-import type { TcpSocket } from '../node-agent/tcp/socket.ts';
+import { TcpError } from '../netstack/tcp/errors.ts';
+import type { TcpSocket } from '../netstack/tcp/socket.ts';
 import { A_IP, B_IP, TcpLink, pattern, type Seen } from './helpers/tcp-link.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

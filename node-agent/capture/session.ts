@@ -20,9 +20,9 @@ import { deriveMac } from '../../common/rng.ts';
 import { buildIpv4Frame } from '../../packet/frame.ts';
 import { IPPROTO_UDP } from '../../packet/ipv4.ts';
 import { writeUdpHeader } from '../../packet/udp.ts';
-import type { OuterTap } from '../../overlay/vtep.ts';
+import type { OuterTap } from '../../backends/vxlan/vtep.ts';
 import type { NodeDataPlane } from '../dataplane.ts';
-import type { FrameTap, NetDevice } from '../netdev.ts';
+import type { FrameTap, NetDevice } from '../../netstack/link/netdev.ts';
 import { compileFilter } from './filter.ts';
 
 /** An interface that can be captured. */

@@ -8,9 +8,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { down, up, type UpOptions } from '../../cli/lab.ts';
+import { down, up, type UpOptions } from '../../lab/lab.ts';
 import { execInPod } from '../../cli/commands.ts';
-import type { LabRecord } from '../../cli/state.ts';
+import type { LabRecord } from '../../lab/state.ts';
 
 export interface TestLab {
   stateDir: string;
@@ -54,7 +54,7 @@ export async function startLab(labNet: string, opts: Partial<UpOptions> = {}): P
   };
 }
 
-export { hasTool } from '../../cli/netns.ts';
+export { hasTool } from '../../hostnet/netns.ts';
 
 /**
  * In CI a missing tool (or missing root) is a failure; elsewhere the test is

@@ -9,10 +9,10 @@ import { SeededRng } from '../../common/rng.ts';
 import { isWireError } from '../../packet/errors.ts';
 import { parseIpv4 } from '../../packet/ipv4.ts';
 import { parseTcp, type TcpRepr } from '../../packet/tcp.ts';
-import { IpStack } from '../../node-agent/ip-stack.ts';
-import { NetDevice, vethPair } from '../../node-agent/netdev.ts';
-import type { TcpConfig } from '../../node-agent/tcp/config.ts';
-import { TcpStack } from '../../node-agent/tcp/stack.ts';
+import { IpStack } from '../../netstack/ipv4/ip-stack.ts';
+import { NetDevice, vethPair } from '../../netstack/link/netdev.ts';
+import type { TcpConfig } from '../../netstack/tcp/config.ts';
+import { TcpStack } from '../../netstack/tcp/stack.ts';
 
 export const A_IP = '10.0.0.1';
 export const B_IP = '10.0.0.2';

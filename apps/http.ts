@@ -1,0 +1,116 @@
+/**
+ * `nginx` and `podlab/http`: an HTTP/1.1 server on each TCP containerPort
+ * (default 80). `GET /` answers who served it (`pod-2a on node-2`), `GET
+ * /bytes/N` sends N bytes (a repeating pattern, streamed), `GET /healthz`
+ * says `ok`; other paths are 404, other methods 405.
+ *
+ * `hashicorp/http-echo`: answers its `-text` argument on every path (and
+ * `{"status":"ok"}` on /health), listening on `-listen` (default :5678), with
+ * arguments parsed as Go's flag package does (`-text=x`, `-text x`, `--text=x`).
+ */
+import type { Container } from '../control-plane/types.ts';
+import type { PodNet } from '../netstack/pod-net.ts';
+import { serveHttp, type HttpRequest, type HttpResponse } from './http-server.ts';
+import { portsOf, type AppContext, type AppInstance, type BuiltinApp } from './types.ts';
+
+/** Largest body /bytes/N serves: 1 GiB. */
+export const MAX_BYTES = 1 << 30;
+
+const PATTERN = Buffer.from('podlab-http-bytes:0123456789abcdefghijklmnopqrstuvwxyz\n'.repeat(1300)); // > 64 KiB
+
+/** `len` bytes of the repeating /bytes pattern starting at stream offset `off`. */
+export function bytesChunk(off: number, len: number): Buffer {
+  const period = 56; // the pattern's line length
+  const start = off % period;
+  return PATTERN.subarray(start, start + len);
+}
+
+/** The nginx/podlab-http routes; kernel pods' real server answers through the same handler (kernel-node/pod-server.ts). */
+export function httpHandler(ctx: Pick<AppContext, 'podName' | 'nodeName'>): (req: HttpRequest) => HttpResponse {
+  return (req): HttpResponse => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return { status: 405, headers: { Allow: 'GET, HEAD' }, body: '405 Method Not Allowed\n' };
+    if (req.path === '/') return { status: 200, body: `${ctx.podName} on ${ctx.nodeName}\n` };
+    if (req.path === '/healthz') return { status: 200, body: 'ok\n' };
+    const m = /^\/bytes\/(\d{1,10})$/.exec(req.path);
+    if (m && Number(m[1]) <= MAX_BYTES) {
+      const n = Number(m[1]);
+      return { status: 200, headers: { 'Content-Type': 'application/octet-stream' }, body: { length: n, chunk: bytesChunk } };
+    }
+    return { status: 404, body: '404 Not Found\n' };
+  };
+}
+
+function startHttp(serverName: string, appName: string) {
+  return (pod: PodNet, container: Container, ctx: AppContext): AppInstance => {
+    const servers: ReturnType<typeof serveHttp>[] = [];
+    try {
+      for (const port of portsOf(container, 'TCP', [80])) servers.push(serveHttp(pod.tcp, port, httpHandler(ctx), { serverName, clock: pod.opts.clock }));
+    } catch (e) {
+      for (const s of servers) s.close();
+      throw e;
+    }
+    return {
+      stop: () => servers.forEach((s) => s.close()),
+      status: () => ({
+        app: appName,
+        listening: servers.map((s) => `tcp 0.0.0.0:${s.server.port}`),
+        counters: {
+          connections: servers.reduce((a, s) => a + s.stats.connections, 0),
+          requests: servers.reduce((a, s) => a + s.stats.requests, 0),
+          bytesOut: servers.reduce((a, s) => a + s.stats.bytesOut, 0),
+        },
+      }),
+    };
+  };
+}
+
+export const nginxApp: BuiltinApp = {
+  name: 'nginx',
+  description: 'HTTP/1.1 on each containerPort (default 80): / -> "POD on NODE", /bytes/N, /healthz',
+  start: startHttp('nginx/1.25.3 (podlab)', 'nginx'),
+};
+
+export const podlabHttpApp: BuiltinApp = {
+  name: 'podlab/http',
+  description: 'like nginx: / -> "POD on NODE", /bytes/N, /healthz',
+  start: startHttp('podlab-http/0.1', 'podlab/http'),
+};
+
+/** Go flag-package parsing of `-name=value`, `--name=value`, `-name value`. */
+export function parseGoFlags(args: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < args.length; i++) {
+    const m = /^--?([A-Za-z0-9_.-]+)(?:=(.*))?$/s.exec(args[i]);
+    if (!m) continue;
+    if (m[2] !== undefined) out.set(m[1], m[2]);
+    else if (i + 1 < args.length && !args[i + 1].startsWith('-')) out.set(m[1], args[++i]);
+    else out.set(m[1], 'true');
+  }
+  return out;
+}
+
+export const httpEchoApp: BuiltinApp = {
+  name: 'hashicorp/http-echo',
+  description: 'answers its -text argument on -listen (default :5678)',
+  start(pod, container, ctx) {
+    const flags = parseGoFlags([...(container.command ?? []).slice(1), ...(container.args ?? [])]);
+    const text = flags.get('text') ?? 'hello-world';
+    const listen = flags.get('listen') ?? ':5678';
+    const port = Number(listen.slice(listen.lastIndexOf(':') + 1));
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`http-echo: invalid -listen '${listen}'`);
+    const s = serveHttp(
+      pod.tcp,
+      port,
+      (req): HttpResponse =>
+        req.path === '/health'
+          ? { status: 200, headers: { 'Content-Type': 'application/json' }, body: '{"status":"ok"}\n' }
+          : { status: 200, headers: { 'X-App-Name': 'http-echo', 'X-App-Version': '1.0.0' }, body: `${text}\n` },
+      { serverName: 'http-echo (podlab)', clock: pod.opts.clock },
+    );
+    void ctx;
+    return {
+      stop: () => s.close(),
+      status: () => ({ app: 'hashicorp/http-echo', listening: [`tcp 0.0.0.0:${port}`], counters: { ...s.stats } }),
+    };
+  },
+};

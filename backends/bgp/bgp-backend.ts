@@ -1,0 +1,193 @@
+/**
+ * The Calico-style backend: what calico-node's BIRD does on a real node.
+ *
+ * The node announces its podCIDR with itself as next hop and installs what it
+ * learns as `<podCIDR> via <peer IP> dev eth0 proto bird`; packets then cross
+ * the underlay with pod addresses untouched. Who peers with whom is computed
+ * from the watched Nodes, the `default` BGPConfiguration and BGPPeers, then
+ * applied to the speaker as a diff (compute a plan, then apply it):
+ *
+ * - full mesh (default, `nodeToNodeMeshEnabled`): every node peers with every
+ *   other; of each pair the node whose IP compares greater as a string dials
+ *   (Calico's `passive on` rule, in bgp/speaker.ts);
+ * - route reflectors (`--bgp-topology route-reflector`): nodes labelled
+ *   `route-reflector=true` reflect (RFC 4456, cluster ID from the
+ *   `projectcalico.org/RouteReflectorClusterID` annotation, default 244.0.0.1),
+ *   peer with every node (non-reflectors as clients) and with each other;
+ *   other nodes peer only with the reflectors;
+ * - BGPPeer objects add external routers (BIRD, a top-of-rack switch), from
+ *   every node or from `spec.node` only.
+ */
+import type { Clock } from '../../common/clock.ts';
+import { createLogger } from '../../common/log.ts';
+import { BgpSpeaker, formatSummary, type RouteSummary } from '../../bgp/index.ts';
+import { CALICO_DEFAULT_ASN, parsePeerIP, type BgpConfiguration, type BgpPeer } from '../../control-plane/calico.ts';
+import { CALICO_IPV4_ADDRESS } from '../../control-plane/annotations.ts';
+import type { Node } from '../../control-plane/types.ts';
+import type { PlanAction } from '../plan.ts';
+
+export type BgpTopology = 'full-mesh' | 'route-reflector';
+
+/** Label and annotation marking a route reflector, as Calico's docs set them. */
+export const RR_LABEL = 'route-reflector';
+export const RR_CLUSTER_ANNOTATION = 'projectcalico.org/RouteReflectorClusterID';
+export const DEFAULT_RR_CLUSTER_ID = '244.0.0.1';
+
+export interface BgpBackendOptions {
+  node: string;
+  ip: string;
+  podCIDR: string;
+  /** The BGP port every podlab node listens on (179 when it may, else e.g. 1179). */
+  port: number;
+  holdTime: number;
+  topology: BgpTopology;
+  clock: Clock;
+  seed: number;
+  /** Installs or removes a learned route in the node's table. */
+  apply: (a: PlanAction) => void;
+}
+
+interface DesiredPeer {
+  address: string;
+  port: number;
+  asn: number;
+  rrClient: boolean;
+  passive?: boolean;
+  description: string;
+}
+
+const log = createLogger('podlab:bgp');
+
+export class CalicoBgp {
+  speaker?: BgpSpeaker;
+  private asn = CALICO_DEFAULT_ASN;
+  private clusterId: string | undefined;
+  private readonly configured = new Map<string, DesiredPeer>();
+  private readonly learned = new Set<string>();
+  private starting?: Promise<void>;
+
+  constructor(private readonly o: BgpBackendOptions) {}
+
+  /** Recomputes peers from the cluster's state and applies the difference. */
+  async reconcile(nodes: Node[], config: BgpConfiguration | undefined, peers: BgpPeer[]): Promise<void> {
+    const asn = config?.spec?.asNumber ?? CALICO_DEFAULT_ASN;
+    const me = nodes.find((n) => n.metadata.name === this.o.node);
+    const reflector = this.o.topology === 'route-reflector' && me?.metadata.labels?.[RR_LABEL] === 'true';
+    const clusterId = reflector ? (me?.metadata.annotations?.[RR_CLUSTER_ANNOTATION] ?? DEFAULT_RR_CLUSTER_ID) : undefined;
+    if (!this.speaker || asn !== this.asn || clusterId !== this.clusterId) await this.restart(asn, clusterId);
+    const want = this.desiredPeers(nodes, config, peers, reflector);
+    const speaker = this.speaker!;
+    for (const [addr, have] of this.configured) {
+      const w = want.get(addr);
+      if (!w || JSON.stringify(w) !== JSON.stringify(have)) {
+        speaker.removePeer(addr);
+        this.configured.delete(addr);
+      }
+    }
+    for (const [addr, w] of want) {
+      if (this.configured.has(addr)) continue;
+      speaker.addPeer({ address: w.address, port: w.port, asn: w.asn, rrClient: w.rrClient, passive: w.passive, description: w.description, localAddress: this.o.ip, holdTime: this.o.holdTime });
+      this.configured.set(addr, w);
+    }
+  }
+
+  private desiredPeers(nodes: Node[], config: BgpConfiguration | undefined, peers: BgpPeer[], reflector: boolean): Map<string, DesiredPeer> {
+    const want = new Map<string, DesiredPeer>();
+    const bgpNodes = nodes
+      .filter((n) => n.metadata.name !== this.o.node && n.metadata.annotations?.[CALICO_IPV4_ADDRESS])
+      .map((n) => ({ name: n.metadata.name, ip: n.metadata.annotations![CALICO_IPV4_ADDRESS].split('/')[0], rr: n.metadata.labels?.[RR_LABEL] === 'true' }));
+    if (this.o.topology === 'route-reflector') {
+      for (const n of bgpNodes) {
+        if (reflector) want.set(n.ip, { address: n.ip, port: this.o.port, asn: this.asn, rrClient: !n.rr, description: `${n.name}${n.rr ? ' (reflector)' : ' (client)'}` });
+        else if (n.rr) want.set(n.ip, { address: n.ip, port: this.o.port, asn: this.asn, rrClient: false, description: `${n.name} (reflector)` });
+      }
+    } else if (config?.spec?.nodeToNodeMeshEnabled !== false) {
+      for (const n of bgpNodes) want.set(n.ip, { address: n.ip, port: this.o.port, asn: this.asn, rrClient: false, description: `${n.name} (node-to-node mesh)` });
+    }
+    for (const p of peers) {
+      if (p.spec?.node && p.spec.node !== this.o.node) continue;
+      const addr = parsePeerIP(p.spec?.peerIP ?? '');
+      if (!addr) continue;
+      // An external router usually both listens and dials: we dial too, collisions resolve it.
+      want.set(addr.ip, { address: addr.ip, port: addr.port ?? 179, asn: p.spec!.asNumber, rrClient: false, passive: false, description: `BGPPeer ${p.metadata.name}` });
+    }
+    return want;
+  }
+
+  private async restart(asn: number, clusterId: string | undefined): Promise<void> {
+    await this.stop();
+    this.asn = asn;
+    this.clusterId = clusterId;
+    const speaker = new BgpSpeaker({
+      asn,
+      routerId: this.o.ip,
+      listen: { host: this.o.ip, port: this.o.port },
+      holdTime: this.o.holdTime,
+      routeReflector: clusterId ? { clusterId } : undefined,
+      clock: this.o.clock,
+      seed: this.o.seed,
+    });
+    speaker.on('route-add', (prefix, r) => {
+      this.learned.add(prefix);
+      this.o.apply({ op: 'add-route', cidr: prefix, via: r.nextHop, dev: 'eth0', onlink: false, proto: 'bird', node: r.peer });
+    });
+    speaker.on('route-del', (prefix) => {
+      if (!this.learned.delete(prefix)) return;
+      this.o.apply({ op: 'del-route', cidr: prefix, node: '' });
+    });
+    speaker.on('peer-state', (peer, state, reason) => log.info('bgp peer', { node: this.o.node, peer, state, reason }));
+    speaker.on('malformed', (peer, err) => log.warn('malformed BGP message', { peer, error: err.message }));
+    speaker.announce(this.o.podCIDR, { nextHop: this.o.ip });
+    this.speaker = speaker;
+    this.starting = speaker.start();
+    await this.starting;
+  }
+
+  /**
+   * Resets BGP sessions (all, or towards one peer address), as `birdc restart`
+   * does: the session goes down with Cease, routes learned over it are
+   * withdrawn, and the next reconcile brings it up again.
+   */
+  reset(peer?: string): string[] {
+    const gone = [...this.configured.keys()].filter((a) => !peer || a === peer);
+    for (const a of gone) {
+      this.speaker?.removePeer(a);
+      this.configured.delete(a);
+    }
+    return gone;
+  }
+
+  /** `podlab node NODE bgp summary`: like `birdc show protocols` / `calicoctl node status`. */
+  summary(): string {
+    if (!this.speaker) return 'BGP speaker not running\n';
+    const s = this.speaker.summary();
+    return `BGP router identifier ${s.routerId}, local AS number ${s.asn}${s.clusterId ? `, route reflector (cluster ${s.clusterId})` : ''}\n${formatSummary(s)}\n`;
+  }
+
+  /** `podlab node NODE bgp routes`: the Loc-RIB, best paths first, with the reason each won. */
+  routes(): string {
+    if (!this.speaker) return '';
+    return this.speaker
+      .routes()
+      .map((r: RouteSummary) =>
+        r.paths
+          .map((p, i) => {
+            const head = i === 0 ? r.prefix.padEnd(18) : ''.padEnd(18);
+            const via = p.source === 'local' ? 'local' : `via ${p.nextHop} from ${p.peer}`;
+            const attrs = [`as-path [${p.asPathText}]`, p.localPref !== undefined ? `local-pref ${p.localPref}` : '', p.originatorId ? `originator ${p.originatorId}` : '', p.clusterList.length ? `cluster-list ${p.clusterList.join(' ')}` : ''].filter(Boolean);
+            return `${head} ${p.best ? '*' : ' '} ${via} ${attrs.join(' ')}${p.best && p.reason ? ` (best: ${p.reason})` : !p.best && p.reason ? ` (lost: ${p.reason})` : ''}`;
+          })
+          .join('\n'),
+      )
+      .join('\n') + '\n';
+  }
+
+  async stop(): Promise<void> {
+    const s = this.speaker;
+    this.speaker = undefined;
+    this.configured.clear();
+    for (const prefix of this.learned) this.o.apply({ op: 'del-route', cidr: prefix, node: '' });
+    this.learned.clear();
+    if (s) await s.stop();
+  }
+}

@@ -1,0 +1,649 @@
+/**
+ * An emulated Linux IPv4 stack: one per network namespace. A pod has one
+ * (eth0 + lo, forwarding off); a node has one (eth0, cni0, flannel.1,
+ * forwarding on), exactly as `ip netns exec` would show two different kernels'
+ * views.
+ *
+ * Input: Ethernet → ARP (answer, learn) or IPv4 (checksum-verified) → local
+ * delivery (ICMP echo, ICMP errors to sockets, UDP sockets, reassembly) or, when
+ * forwarding, TTL check and decrement, route lookup, MTU/DF check, neighbour
+ * resolution, and out of the route's device.
+ *
+ * Errors are sent as the kernel sends them: time exceeded when TTL runs out,
+ * fragmentation needed (with the next-hop MTU) for DF packets over the MTU,
+ * net unreachable without a route, host unreachable after ARP gives up, port
+ * unreachable for closed UDP ports. Every drop is counted with its reason.
+ */
+import type { Clock } from '../../common/clock.ts';
+import { BROADCAST_MAC, intToIpv4 } from '../../packet/addr.ts';
+import { ARP_REPLY, ARP_REQUEST, parseArp, serializeArp } from '../../packet/arp.ts';
+import { ETHERTYPE_ARP, ETHERTYPE_IPV4, parseEthernet, serializeEthernet, writeEthernetHeader } from '../../packet/ethernet.ts';
+import { isWireError } from '../../packet/errors.ts';
+import {
+  ICMP_TIMXCEED_INTRANS,
+  ICMP_UNREACH_HOST,
+  ICMP_UNREACH_NEEDFRAG,
+  ICMP_UNREACH_NET,
+  ICMP_UNREACH_PORT,
+  ICMP_UNREACH_PROTOCOL,
+  icmpErrorQuote,
+  parseIcmp,
+  serializeIcmp,
+  type IcmpRepr,
+} from '../../packet/icmp.ts';
+import {
+  IPPROTO_ICMP,
+  IPPROTO_UDP,
+  Reassembler,
+  decrementTtlInPlace,
+  fragmentIpv4,
+  parseIpv4,
+  serializeIpv4,
+  type Ipv4Repr,
+} from '../../packet/ipv4.ts';
+import { parseUdp, serializeUdp } from '../../packet/udp.ts';
+import { formatRoute } from '../iproute2.ts';
+import { NeighbourTable } from './neighbour.ts';
+import { Counters, NetDevice } from '../link/netdev.ts';
+import { RouteTable, type Route } from './route-table.ts';
+import { tracer } from '../trace.ts';
+import type { Netfilter } from '../netfilter/netfilter.ts';
+
+/** An interface as the stack sees it: the device, its addresses, whether it ARPs. */
+export interface StackInterface {
+  dev: NetDevice;
+  addrs: { ip: string; prefixLen: number }[];
+  /** False on NOARP devices such as flannel.1, whose neighbours are programmed. */
+  arp: boolean;
+}
+
+/** Path MTU discovery mode of a socket, as `ping -M`. */
+export type PmtuDisc = 'want' | 'do' | 'dont';
+
+/** What a ping socket hears back. */
+export type IcmpEvent =
+  | { kind: 'echo-reply'; from: string; ttl: number; id: number; seq: number; data: Buffer; bytes: number }
+  | {
+      kind: 'error';
+      from: string;
+      type: 'dest-unreachable' | 'time-exceeded';
+      code: number;
+      nextHopMtu?: number;
+      id: number;
+      seq: number;
+    };
+
+/** A datagram delivered to a UDP socket. */
+export interface UdpMessage {
+  data: Buffer;
+  srcIp: string;
+  srcPort: number;
+  dstIp: string;
+  dstPort: number;
+  ttl: number;
+}
+
+/** An ICMP error delivered to the UDP socket whose datagram caused it. */
+export interface UdpError {
+  from: string;
+  type: 'dest-unreachable' | 'time-exceeded';
+  code: number;
+  dstIp: string;
+  dstPort: number;
+}
+
+export interface UdpHandlers {
+  message: (m: UdpMessage) => void;
+  error?: (e: UdpError) => void;
+}
+
+/**
+ * A transport protocol plugged into the stack (TCP): it receives every local
+ * datagram of its protocol number (checksum of the IP header verified,
+ * reassembled) and the ICMP errors that quote one of its datagrams.
+ */
+export interface ProtocolHandler {
+  input(ip: Ipv4Repr): void;
+  icmpError?(e: { from: string; type: 'dest-unreachable' | 'time-exceeded'; code: number; nextHopMtu?: number; quote: Buffer }): void;
+}
+
+/** Outcome of a locally originated send. */
+export type SendResult =
+  | { ok: true }
+  | { ok: false; error: 'EMSGSIZE'; mtu: number }
+  | { ok: false; error: 'ENETUNREACH' }
+  | { ok: false; error: 'EINVAL'; message: string };
+
+export interface SendOptions {
+  dst: string;
+  protocol: number;
+  payload: Buffer;
+  src?: string;
+  ttl?: number;
+  pmtudisc?: PmtuDisc;
+}
+
+export interface IpStackOptions {
+  clock: Clock;
+  forwarding: boolean;
+  defaultTtl?: number;
+  /** Seeds the IP identification counter so runs replay. */
+  idSeed?: number;
+  /** The namespace's label in traces: `node` or `pod NAME`. */
+  traceNs?: string;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+export class IpStack {
+  readonly routes = new RouteTable();
+  readonly neigh: NeighbourTable;
+  readonly interfaces = new Map<string, StackInterface>();
+  /** Stack-level drops (`ip -s` has no such view; `podlab node stats` shows them as "ip"). */
+  readonly counters = new Counters();
+  readonly forwarding: boolean;
+  private readonly clock: Clock;
+  private readonly defaultTtl: number;
+  private readonly local = new Set<string>();
+  private readonly icmpSockets = new Map<number, (e: IcmpEvent) => void>();
+  private readonly udpSockets = new Map<number, UdpHandlers>();
+  private readonly protocols = new Map<number, ProtocolHandler>();
+  private readonly reassembler: Reassembler;
+  private nextId: number;
+  readonly traceNs: string;
+  /** kube-proxy's hooks (node namespaces only). */
+  nf?: Netfilter;
+
+  constructor(
+    readonly name: string,
+    opts: IpStackOptions,
+  ) {
+    this.clock = opts.clock;
+    this.forwarding = opts.forwarding;
+    this.defaultTtl = opts.defaultTtl ?? 64;
+    this.nextId = (opts.idSeed ?? 0) & 0xffff;
+    this.reassembler = new Reassembler();
+    this.traceNs = opts.traceNs ?? name;
+    this.neigh = new NeighbourTable(this.clock, (dev, ip) => this.sendArpRequest(dev, ip));
+  }
+
+  // ---------------------------------------------------------------- config
+
+  /** Attaches a device; its received frames now enter this stack. */
+  addInterface(dev: NetDevice, opts: { arp: boolean }): StackInterface {
+    const iface: StackInterface = { dev, addrs: [], arp: opts.arp };
+    this.interfaces.set(dev.name, iface);
+    dev.onFrame = (frame, d) => this.input(d, frame);
+    return iface;
+  }
+
+  /** Detaches a device and everything that pointed at it. */
+  removeInterface(name: string): void {
+    const iface = this.interfaces.get(name);
+    if (!iface) return;
+    for (const a of iface.addrs) this.local.delete(a.ip);
+    this.interfaces.delete(name);
+    this.routes.deleteByDev(name);
+    this.neigh.flushDev(name);
+  }
+
+  /**
+   * `ip addr add IP/LEN dev DEV`: also adds the prefix route
+   * (`proto kernel scope link src IP`) unless the prefix is a /32.
+   */
+  addAddress(devName: string, ip: string, prefixLen: number): void {
+    const iface = this.mustIface(devName);
+    iface.addrs.push({ ip, prefixLen });
+    this.local.add(ip);
+    if (prefixLen < 32) {
+      this.routes.replace({ dst: ip, prefixLen, dev: devName, proto: 'kernel', scope: 'link', src: ip });
+    }
+  }
+
+  /** True if ip is one of this namespace's own addresses. */
+  isLocal(ip: string): boolean {
+    return this.local.has(ip);
+  }
+
+  private mustIface(name: string): StackInterface {
+    const iface = this.interfaces.get(name);
+    if (!iface) throw new Error(`${this.name}: no such device ${name}`);
+    return iface;
+  }
+
+  /** Preferred source address for packets routed by `route`. */
+  sourceFor(route: Route): string | undefined {
+    if (route.src) return route.src;
+    return this.interfaces.get(route.dev)?.addrs[0]?.ip ?? this.anyAddress();
+  }
+
+  private anyAddress(): string | undefined {
+    for (const i of this.interfaces.values()) if (i.dev.kind !== 'loopback' && i.addrs[0]) return i.addrs[0].ip;
+    return undefined;
+  }
+
+  // ---------------------------------------------------------------- sockets
+
+  /** Plugs a transport protocol (by IP protocol number) into the stack. */
+  registerProtocol(protocol: number, handler: ProtocolHandler): void {
+    this.protocols.set(protocol, handler);
+  }
+
+  /** A ping socket: receives echo replies and ICMP errors for echo requests with this id. */
+  openIcmp(id: number, handler: (e: IcmpEvent) => void): { close(): void } {
+    if (this.icmpSockets.has(id)) throw new Error(`icmp id ${id} in use`);
+    this.icmpSockets.set(id, handler);
+    return { close: () => void this.icmpSockets.delete(id) };
+  }
+
+  /** Binds a UDP port (all local addresses). Throws EADDRINUSE as a typed error. */
+  bindUdp(port: number, handlers: UdpHandlers): { port: number; close(): void } {
+    if (port === 0) port = this.ephemeralPort(this.udpSockets);
+    if (this.udpSockets.has(port)) throw Object.assign(new Error(`bind: address already in use (udp port ${port})`), { code: 'EADDRINUSE' });
+    this.udpSockets.set(port, handlers);
+    return { port, close: () => void this.udpSockets.delete(port) };
+  }
+
+  private ephemeralPort(used: Map<number, unknown>): number {
+    // Linux's default ip_local_port_range is 32768-60999.
+    for (let i = 0; i < 28232; i++) {
+      const p = 32768 + ((this.nextId + i * 7919) % 28232);
+      if (!used.has(p)) return p;
+    }
+    throw Object.assign(new Error('no free ephemeral port'), { code: 'EADDRINUSE' });
+  }
+
+  /** Sends a UDP datagram from a bound port. */
+  sendUdp(srcPort: number, dst: string, dstPort: number, data: Buffer, opts: { ttl?: number; pmtudisc?: PmtuDisc; src?: string } = {}): SendResult {
+    const route = this.routeFor(dst);
+    if (!route) return { ok: false, error: 'ENETUNREACH' };
+    const src = opts.src ?? (this.isLocal(dst) ? dst : this.sourceFor(route));
+    if (!src) return { ok: false, error: 'ENETUNREACH' };
+    const payload = serializeUdp({ srcPort, dstPort, payload: data }, src, dst);
+    return this.send({ dst, src, protocol: IPPROTO_UDP, payload, ...opts });
+  }
+
+  /** Sends an ICMP echo request. */
+  sendEcho(dst: string, id: number, seq: number, data: Buffer, opts: { ttl?: number; pmtudisc?: PmtuDisc } = {}): SendResult {
+    const payload = serializeIcmp({ kind: 'echo-request', id, seq, data });
+    return this.send({ dst, protocol: IPPROTO_ICMP, payload, ...opts });
+  }
+
+  private routeFor(dst: string): Route | undefined {
+    if (this.isLocal(dst)) return { dst, prefixLen: 32, dev: 'lo', proto: 'kernel', scope: 'link', src: dst };
+    return this.routes.lookup(dst);
+  }
+
+  // ---------------------------------------------------------------- output
+
+  /** Originates one IPv4 datagram from this namespace. */
+  send(opts: SendOptions): SendResult {
+    let route = this.routeFor(opts.dst);
+    if (!route) {
+      this.counters.drop('no-route');
+      return { ok: false, error: 'ENETUNREACH' };
+    }
+    const src = opts.src ?? this.sourceFor(route);
+    if (!src) return { ok: false, error: 'ENETUNREACH' };
+    const mode = opts.pmtudisc ?? 'want';
+    const repr: Ipv4Repr = {
+      src,
+      dst: opts.dst,
+      protocol: opts.protocol,
+      ttl: opts.ttl ?? this.defaultTtl,
+      id: this.allocId(),
+      dontFragment: mode !== 'dont',
+      moreFragments: false,
+      fragmentOffset: 0,
+      dscp: 0,
+      ecn: 0,
+      payload: opts.payload,
+    };
+    if (this.nf?.wantsOutput(repr.dst, repr.protocol, repr.payload)) {
+      // OUTPUT: the node's own packets pass kube-proxy's rules too (NodePort edge, host-network clients).
+      const r = this.nf!.hook(serializeIpv4(repr), 'output');
+      if (r.verdict === 'drop') return { ok: false, error: 'ENETUNREACH' };
+      const t = parseIpv4(r.raw, { verifyChecksum: false });
+      if (!isWireError(t) && (t.dst !== repr.dst || t.src !== repr.src)) {
+        const r2 = this.routeFor(t.dst);
+        if (!r2) return { ok: false, error: 'ENETUNREACH' };
+        Object.assign(repr, { src: t.src, dst: t.dst, payload: t.payload });
+        route = r2;
+      }
+    }
+    if (route.dev === 'lo') {
+      // Loopback: the kernel delivers to itself without touching a device MTU.
+      const raw = serializeIpv4(repr);
+      queueMicrotask(() => this.deliverLocal(repr, raw));
+      return { ok: true };
+    }
+    const mtu = this.interfaces.get(route.dev)?.dev.mtu ?? 1500;
+    const total = 20 + opts.payload.length;
+    if (total > mtu) {
+      if (mode === 'do') return { ok: false, error: 'EMSGSIZE', mtu };
+      // PMTUDISC_WANT fragments locally, and fragments never carry DF.
+      repr.dontFragment = false;
+    }
+    if (tracer.current || tracer.filters.size) {
+      // A packet born inside a traced path (an echo reply, an ICMP error) is its own leg; one sent
+      // later (a TCP segment from a timer) is recognised by the trace's filter.
+      const ctx = tracer.matchIpv4(serializeIpv4(repr)) ?? tracer.current;
+      if (!ctx) {
+        this.output(repr, null, route);
+        return { ok: true };
+      }
+      tracer.run(ctx, () => {
+        tracer.hop(this.traceNs, 'send', `${repr.src} > ${repr.dst}: new packet, route "${formatRoute(route)}"`);
+        this.output(repr, null, route);
+      });
+      return { ok: true };
+    }
+    this.output(repr, null, route);
+    return { ok: true };
+  }
+
+  private allocId(): number {
+    this.nextId = (this.nextId + 1) & 0xffff;
+    return this.nextId;
+  }
+
+  /**
+   * Routes a datagram out: MTU check (fragmenting or refusing DF), neighbour
+   * resolution, and transmission on the route's device. `raw` is the datagram's
+   * bytes when forwarding (TTL already decremented), null when originating.
+   */
+  private output(repr: Ipv4Repr, raw: Buffer | null, route: Route): void {
+    const iface = this.interfaces.get(route.dev);
+    if (!iface) {
+      this.counters.drop('no-device');
+      return;
+    }
+    const bytes = raw ?? serializeIpv4(repr);
+    if (bytes.length > iface.dev.mtu) {
+      if (repr.dontFragment) {
+        iface.dev.counters.drop('frag-needed');
+        if (tracer.current) this.traceDrop(route.dev, `packet of ${bytes.length} bytes with DF set exceeds ${route.dev} mtu ${iface.dev.mtu}: dropped, ICMP fragmentation needed (mtu ${iface.dev.mtu}) sent back`, 'mtu-df');
+        if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_NEEDFRAG, nextHopMtu: iface.dev.mtu, original: EMPTY });
+        return;
+      }
+      const frags = fragmentIpv4(repr, iface.dev.mtu);
+      if (tracer.current) tracer.hop(this.traceNs, route.dev, `${bytes.length} bytes exceed mtu ${iface.dev.mtu}: sent as ${frags.length} fragments`);
+      for (const frag of frags) this.output(frag, null, route);
+      return;
+    }
+    const nextHop = route.gateway ?? repr.dst;
+    const emit = (mac: string) => {
+      if (tracer.current) {
+        const e = this.neigh.get(route.dev, nextHop);
+        tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev} lladdr ${mac} ${e?.state ?? ''}`.trim(), { detail: { neighbour: { ip: nextHop, dev: route.dev, mac, state: e?.state } } });
+      }
+      const frame = Buffer.allocUnsafe(14 + bytes.length);
+      writeEthernetHeader(frame, 0, mac, iface.dev.mac, ETHERTYPE_IPV4);
+      bytes.copy(frame, 14);
+      iface.dev.transmit(frame);
+    };
+    if (!iface.arp) {
+      const e = this.neigh.get(route.dev, nextHop);
+      if (!e?.mac) {
+        iface.dev.counters.drop('no-neighbour');
+        if (tracer.current) this.traceDrop(route.dev, `no neighbour entry for ${nextHop} on ${route.dev} (NOARP device): dropped`, 'no-neighbour');
+        if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_HOST, original: EMPTY });
+        return;
+      }
+      emit(e.mac);
+      return;
+    }
+    if (tracer.current && !this.neigh.get(route.dev, nextHop)?.mac) tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev}: not resolved yet, ARP request sent, packet queued`);
+    this.neigh.resolve(route.dev, nextHop, tracer.bind(emit), tracer.bind(() => {
+      iface.dev.counters.drop('neighbour-failed');
+      if (tracer.current) this.traceDrop(route.dev, `ARP for ${nextHop} on ${route.dev} unanswered after 3 probes: dropped, host unreachable`, 'arp-unresolved');
+      // Forwarded packets get ICMP host unreachable; locally originated ones are reported
+      // to the sending socket, as the kernel reports EHOSTUNREACH to ping.
+      if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_HOST, original: EMPTY });
+      else this.dispatchError(repr.src, 'dest-unreachable', ICMP_UNREACH_HOST, bytes);
+    }));
+  }
+
+  // ---------------------------------------------------------------- input
+
+  /** A frame arriving on one of this namespace's devices (traced when it belongs to a running trace). */
+  input(dev: NetDevice, frame: Buffer): void {
+    if (tracer.filters.size && !tracer.current) {
+      const ctx = tracer.matchFrame(frame);
+      if (ctx) {
+        tracer.run(ctx, () => this.inputFrame(dev, frame));
+        return;
+      }
+    }
+    this.inputFrame(dev, frame);
+  }
+
+  private inputFrame(dev: NetDevice, frame: Buffer): void {
+    const eth = parseEthernet(frame);
+    if (isWireError(eth)) {
+      dev.counters.drop(`malformed-ethernet:${eth.reason}`);
+      return;
+    }
+    if (eth.dst !== dev.mac && eth.dst !== BROADCAST_MAC && (frame[0] & 1) === 0) {
+      dev.counters.drop('other-host');
+      if (tracer.current) this.traceDrop(dev.name, `destination MAC ${eth.dst} is not ${dev.name}'s: dropped`, 'other-host');
+      return;
+    }
+    if (eth.etherType === ETHERTYPE_ARP) return this.inputArp(dev, eth.payload);
+    if (eth.etherType !== ETHERTYPE_IPV4) {
+      dev.counters.drop('unknown-ethertype');
+      return;
+    }
+    const parsed = parseIpv4(eth.payload);
+    if (isWireError(parsed)) {
+      dev.counters.drop(`malformed-ipv4:${parsed.reason}`);
+      return;
+    }
+    let ip = parsed;
+    let raw = eth.payload.subarray(0, 20 + (ip.options?.length ?? 0) + ip.payload.length);
+    if (this.nf) {
+      const r = this.nf.hook(raw, 'prerouting');
+      if (r.verdict === 'drop') {
+        dev.counters.drop(r.reason);
+        return;
+      }
+      if (r.raw !== raw) {
+        raw = r.raw;
+        const again = parseIpv4(raw, { verifyChecksum: false });
+        if (isWireError(again)) return;
+        ip = again;
+      }
+    }
+    if (this.local.has(ip.dst) || ip.dst === '255.255.255.255') {
+      this.deliverLocal(ip, raw);
+      return;
+    }
+    if (!this.forwarding) {
+      dev.counters.drop('not-for-us');
+      if (tracer.current) this.traceDrop(dev.name, `${ip.dst} is not an address of this namespace: dropped`, 'not-for-us');
+      return;
+    }
+    this.forward(ip, raw, dev);
+  }
+
+  private forward(ip: Ipv4Repr, raw: Buffer, inDev: NetDevice): void {
+    if (ip.ttl <= 1) {
+      inDev.counters.drop('ttl-exceeded');
+      if (tracer.current) this.traceDrop('routing', `ttl ${ip.ttl} would reach 0 here: dropped, ICMP time exceeded sent back to ${ip.src}`, 'ttl-exceeded');
+      this.sendIcmpError(ip, raw, { kind: 'time-exceeded', code: ICMP_TIMXCEED_INTRANS, original: EMPTY });
+      return;
+    }
+    const route = this.routes.lookup(ip.dst);
+    if (!route) {
+      inDev.counters.drop('no-route');
+      if (tracer.current) this.traceDrop('routing', `no route to ${ip.dst}: dropped, ICMP net unreachable sent back to ${ip.src}`, 'no-route');
+      this.sendIcmpError(ip, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_NET, original: EMPTY });
+      return;
+    }
+    if (tracer.current) {
+      tracer.hop(this.traceNs, 'routing', `${ip.dst} matches "${formatRoute(route)}"; ttl ${ip.ttl} -> ${ip.ttl - 1}`, { detail: { route: formatRoute(route), ttl: ip.ttl - 1 } });
+    }
+    // Copy before patching: the received frame may be shared (bridge flooding).
+    const copy = Buffer.from(raw);
+    decrementTtlInPlace(copy);
+    this.output({ ...ip, ttl: ip.ttl - 1 }, copy, route);
+  }
+
+  private inputArp(dev: NetDevice, payload: Buffer): void {
+    const iface = this.interfaces.get(dev.name);
+    const arp = parseArp(payload);
+    if (isWireError(arp)) {
+      dev.counters.drop(`malformed-arp:${arp.reason}`);
+      return;
+    }
+    if (!iface?.arp) {
+      dev.counters.drop('arp-on-noarp');
+      return;
+    }
+    const forUs = iface.addrs.some((a) => a.ip === arp.targetIp);
+    this.neigh.learn(dev.name, arp.senderIp, arp.senderMac, forUs);
+    if (arp.op === ARP_REQUEST && forUs) {
+      const reply = serializeArp({
+        op: ARP_REPLY,
+        senderMac: dev.mac,
+        senderIp: arp.targetIp,
+        targetMac: arp.senderMac,
+        targetIp: arp.senderIp,
+      });
+      dev.transmit(serializeEthernet({ dst: arp.senderMac, src: dev.mac, etherType: ETHERTYPE_ARP, payload: reply }));
+    }
+  }
+
+  private sendArpRequest(devName: string, ip: string): void {
+    const iface = this.interfaces.get(devName);
+    if (!iface) return;
+    const route = this.routes.lookup(ip);
+    const senderIp = (route?.dev === devName ? route.src : undefined) ?? iface.addrs[0]?.ip ?? '0.0.0.0';
+    const req = serializeArp({ op: ARP_REQUEST, senderMac: iface.dev.mac, senderIp, targetMac: '00:00:00:00:00:00', targetIp: ip });
+    iface.dev.transmit(serializeEthernet({ dst: BROADCAST_MAC, src: iface.dev.mac, etherType: ETHERTYPE_ARP, payload: req }));
+  }
+
+  private deliverLocal(ipIn: Ipv4Repr, raw: Buffer): void {
+    let ip = ipIn;
+    if (ip.moreFragments || ip.fragmentOffset > 0) {
+      this.reassembler.expire(this.clock.now());
+      const whole = this.reassembler.push(ip, this.clock.now());
+      if (!whole) return;
+      ip = whole;
+      raw = serializeIpv4({ ...whole, moreFragments: false, fragmentOffset: 0 });
+    }
+    if (tracer.current) tracer.hop(this.traceNs, 'local', `${ip.dst} is a local address: delivered to the ${ip.protocol === IPPROTO_ICMP ? 'ICMP' : ip.protocol === IPPROTO_UDP ? 'UDP' : ip.protocol === 6 ? 'TCP' : `protocol ${ip.protocol}`} layer`);
+    if (ip.protocol === IPPROTO_ICMP) return this.deliverIcmp(ip, raw);
+    if (ip.protocol === IPPROTO_UDP) return this.deliverUdp(ip, raw);
+    const handler = this.protocols.get(ip.protocol);
+    if (handler) return handler.input(ip);
+    this.counters.drop('unknown-protocol');
+    this.sendIcmpError(ip, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_PROTOCOL, original: EMPTY });
+  }
+
+  private deliverIcmp(ip: Ipv4Repr, raw: Buffer): void {
+    const icmp = parseIcmp(ip.payload);
+    if (isWireError(icmp)) {
+      this.counters.drop(`malformed-icmp:${icmp.reason}`);
+      return;
+    }
+    switch (icmp.kind) {
+      case 'echo-request':
+        this.send({
+          dst: ip.src,
+          src: ip.dst === '255.255.255.255' ? undefined : ip.dst,
+          protocol: IPPROTO_ICMP,
+          payload: serializeIcmp({ kind: 'echo-reply', id: icmp.id, seq: icmp.seq, data: icmp.data }),
+          pmtudisc: 'dont',
+        });
+        return;
+      case 'echo-reply': {
+        const sock = this.icmpSockets.get(icmp.id);
+        if (!sock) {
+          this.counters.drop('no-icmp-socket');
+          return;
+        }
+        sock({ kind: 'echo-reply', from: ip.src, ttl: ip.ttl, id: icmp.id, seq: icmp.seq, data: icmp.data, bytes: ip.payload.length });
+        return;
+      }
+      case 'dest-unreachable':
+      case 'time-exceeded':
+        this.dispatchError(ip.src, icmp.kind, icmp.code, icmp.original, icmp.kind === 'dest-unreachable' ? icmp.nextHopMtu : undefined);
+        return;
+      default:
+        this.counters.drop('icmp-ignored');
+        void raw;
+    }
+  }
+
+  /**
+   * Hands an ICMP error to the socket that sent the quoted datagram: a ping
+   * socket by echo id, a UDP socket by source port. The quote is read leniently
+   * (it is truncated by design), straight from the header fields.
+   */
+  private dispatchError(from: string, type: 'dest-unreachable' | 'time-exceeded', code: number, quote: Buffer, nextHopMtu?: number): void {
+    if (quote.length < 20) return;
+    const ihl = (quote[0] & 0x0f) * 4;
+    const proto = quote[9];
+    const body = quote.subarray(ihl);
+    if (proto === IPPROTO_ICMP && body.length >= 8 && body[0] === 8) {
+      const id = body.readUInt16BE(4);
+      const seq = body.readUInt16BE(6);
+      this.icmpSockets.get(id)?.({ kind: 'error', from, type, code, nextHopMtu, id, seq });
+    } else if (proto === IPPROTO_UDP && body.length >= 8) {
+      const sport = body.readUInt16BE(0);
+      const dport = body.readUInt16BE(2);
+      this.udpSockets.get(sport)?.error?.({ from, type, code, dstIp: intToIpv4(quote.readUInt32BE(16)), dstPort: dport });
+    } else {
+      this.protocols.get(proto)?.icmpError?.({ from, type, code, nextHopMtu, quote });
+    }
+  }
+
+  private deliverUdp(ip: Ipv4Repr, raw: Buffer): void {
+    const udp = parseUdp(ip.payload, ip.src, ip.dst);
+    if (isWireError(udp)) {
+      this.counters.drop(`malformed-udp:${udp.reason}`);
+      return;
+    }
+    const sock = this.udpSockets.get(udp.dstPort);
+    if (!sock) {
+      this.counters.drop('udp-port-unreachable');
+      if (tracer.current) this.traceDrop('udp', `no socket on UDP port ${udp.dstPort}: ICMP port unreachable sent back`, 'port-unreachable');
+      if (ip.dst !== '255.255.255.255') this.sendIcmpError(ip, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_PORT, original: EMPTY });
+      return;
+    }
+    sock.message({ data: udp.payload, srcIp: ip.src, srcPort: udp.srcPort, dstIp: ip.dst, dstPort: udp.dstPort, ttl: ip.ttl });
+  }
+
+  /**
+   * Sends an ICMP error about `orig` back to its source (RFC 1122 3.2.2): never
+   * about an ICMP error, a non-first fragment, or a broadcast/unspecified source.
+   */
+  private sendIcmpError(orig: Ipv4Repr, raw: Buffer, err: IcmpRepr): void {
+    if (orig.fragmentOffset > 0) return;
+    if (orig.src === '0.0.0.0' || orig.src === '255.255.255.255') return;
+    if (orig.protocol === IPPROTO_ICMP && orig.payload.length > 0) {
+      const t = orig.payload[0];
+      if (t !== 8 && t !== 0 && t !== 13 && t !== 14) return;
+    }
+    const quoted = { ...err, original: icmpErrorQuote(raw) } as IcmpRepr;
+    const route = this.routes.lookup(orig.src);
+    if (!route) return;
+    if (tracer.current) tracer.hop(this.traceNs, 'icmp', `sends ICMP ${err.kind} (code ${'code' in err ? err.code : 0}) to ${orig.src}`);
+    this.send({ dst: orig.src, src: this.sourceFor(route), protocol: IPPROTO_ICMP, payload: serializeIcmp(quoted), pmtudisc: 'dont' });
+  }
+
+  /** REJECT with ICMP port unreachable about `raw`, sent from `from` (kube-proxy, no endpoints). */
+  rejectPortUnreachable(raw: Buffer, from: string): void {
+    const orig = parseIpv4(raw, { verifyChecksum: false });
+    if (isWireError(orig)) return;
+    const route = this.routes.lookup(orig.src);
+    if (!route) return;
+    const payload = serializeIcmp({ kind: 'dest-unreachable', code: ICMP_UNREACH_PORT, original: icmpErrorQuote(raw) });
+    this.send({ dst: orig.src, src: from, protocol: IPPROTO_ICMP, payload, pmtudisc: 'dont' });
+  }
+
+  private traceDrop(point: string, summary: string, reason: string): void {
+    tracer.hop(this.traceNs, point, summary, { drop: reason });
+  }
+}

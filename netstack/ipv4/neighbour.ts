@@ -1,0 +1,166 @@
+/**
+ * The neighbour table (`ip neigh`): IPv4 → MAC per device, with the kernel's
+ * states. On devices that ARP (a pod's eth0, cni0) an unknown next hop goes
+ * INCOMPLETE, queues up to `queueLen` packets and is solicited every
+ * `retransMs` up to `maxProbes` times before going FAILED (the queued packets
+ * then get ICMP host unreachable, as Linux does). Confirmed entries are
+ * REACHABLE for `reachableMs`, then STALE (still used, re-confirmed by any ARP
+ * seen from the neighbour). Flannel's entries on flannel.1 are PERMANENT.
+ */
+import type { Clock, Timer } from '../../common/clock.ts';
+
+export type NeighState = 'PERMANENT' | 'REACHABLE' | 'STALE' | 'INCOMPLETE' | 'FAILED';
+
+interface Pending {
+  send: (mac: string) => void;
+  fail: () => void;
+}
+
+export interface NeighEntry {
+  dev: string;
+  ip: string;
+  mac?: string;
+  state: NeighState;
+  updatedAt: number;
+  probes: number;
+  queue: Pending[];
+  timer?: Timer;
+}
+
+export interface NeighbourOptions {
+  reachableMs?: number;
+  retransMs?: number;
+  maxProbes?: number;
+  queueLen?: number;
+  /** How long a FAILED entry is kept (for `ip neigh` to show it) before it is forgotten. */
+  failedKeepMs?: number;
+}
+
+export class NeighbourTable {
+  private readonly entries = new Map<string, NeighEntry>();
+  private readonly reachableMs: number;
+  private readonly retransMs: number;
+  private readonly maxProbes: number;
+  private readonly queueLen: number;
+  private readonly failedKeepMs: number;
+
+  constructor(
+    private readonly clock: Clock,
+    /** Sends an ARP request for ip out of dev. */
+    private readonly solicit: (dev: string, ip: string) => void,
+    opts: NeighbourOptions = {},
+  ) {
+    this.reachableMs = opts.reachableMs ?? 30_000;
+    this.retransMs = opts.retransMs ?? 1_000;
+    this.maxProbes = opts.maxProbes ?? 3;
+    this.queueLen = opts.queueLen ?? 3;
+    this.failedKeepMs = opts.failedKeepMs ?? 10_000;
+  }
+
+  private key(dev: string, ip: string): string {
+    return `${dev}|${ip}`;
+  }
+
+  /** The entry, with REACHABLE turned STALE once its time is up. */
+  get(dev: string, ip: string): NeighEntry | undefined {
+    const e = this.entries.get(this.key(dev, ip));
+    if (e && e.state === 'REACHABLE' && this.clock.now() - e.updatedAt > this.reachableMs) e.state = 'STALE';
+    return e;
+  }
+
+  /** `ip neigh replace IP lladdr MAC dev DEV nud permanent`. */
+  setPermanent(dev: string, ip: string, mac: string): void {
+    const old = this.entries.get(this.key(dev, ip));
+    old?.timer?.cancel();
+    this.entries.set(this.key(dev, ip), { dev, ip, mac, state: 'PERMANENT', updatedAt: this.clock.now(), probes: 0, queue: [] });
+    if (old) for (const p of old.queue) p.send(mac);
+  }
+
+  /** `ip neigh del IP dev DEV`. */
+  delete(dev: string, ip: string): boolean {
+    const e = this.entries.get(this.key(dev, ip));
+    e?.timer?.cancel();
+    return this.entries.delete(this.key(dev, ip));
+  }
+
+  /** Forgets every entry on a device. */
+  flushDev(dev: string): void {
+    for (const [k, e] of this.entries) if (e.dev === dev) (e.timer?.cancel(), this.entries.delete(k));
+  }
+
+  /**
+   * Learns a MAC from an ARP packet. Only creates an entry when `create` (the
+   * packet was addressed to us), as Linux only adds neighbours it needs.
+   */
+  learn(dev: string, ip: string, mac: string, create: boolean): void {
+    const e = this.entries.get(this.key(dev, ip));
+    if (!e) {
+      if (create) this.entries.set(this.key(dev, ip), { dev, ip, mac, state: 'STALE', updatedAt: this.clock.now(), probes: 0, queue: [] });
+      return;
+    }
+    if (e.state === 'PERMANENT') return;
+    e.timer?.cancel();
+    e.timer = undefined;
+    e.mac = mac;
+    e.state = 'REACHABLE';
+    e.updatedAt = this.clock.now();
+    e.probes = 0;
+    const queue = e.queue;
+    e.queue = [];
+    for (const p of queue) p.send(mac);
+  }
+
+  /**
+   * Sends through the neighbour: at once if its MAC is known, otherwise after
+   * resolution, or `fail` is called when resolution gives up or the queue is full.
+   */
+  resolve(dev: string, ip: string, send: (mac: string) => void, fail: () => void): void {
+    let e = this.get(dev, ip);
+    if (e && e.mac && e.state !== 'INCOMPLETE' && e.state !== 'FAILED') {
+      send(e.mac);
+      return;
+    }
+    const fresh = !e || e.state === 'FAILED';
+    if (fresh) {
+      e?.timer?.cancel();
+      e = { dev, ip, state: 'INCOMPLETE', updatedAt: this.clock.now(), probes: 0, queue: [] };
+      this.entries.set(this.key(dev, ip), e);
+    }
+    const entry = e!;
+    if (entry.queue.length >= this.queueLen) {
+      // unres_qlen: the oldest queued packet is dropped to make room.
+      entry.queue.shift()?.fail();
+    }
+    // Queue first: the solicitation may be answered synchronously (same process).
+    entry.queue.push({ send, fail });
+    if (fresh) this.probe(entry);
+  }
+
+  private probe(e: NeighEntry): void {
+    // Resolved (possibly synchronously, inside solicit) or replaced: probing is over.
+    if (e.state !== 'INCOMPLETE' || this.entries.get(this.key(e.dev, e.ip)) !== e) return;
+    if (e.probes >= this.maxProbes) {
+      e.state = 'FAILED';
+      e.updatedAt = this.clock.now();
+      const queue = e.queue;
+      e.queue = [];
+      for (const p of queue) p.fail();
+      e.timer = this.clock.setTimeout(() => {
+        if (this.entries.get(this.key(e.dev, e.ip)) === e && e.state === 'FAILED') this.entries.delete(this.key(e.dev, e.ip));
+      }, this.failedKeepMs);
+      return;
+    }
+    e.probes++;
+    this.solicit(e.dev, e.ip);
+    if (e.state !== 'INCOMPLETE') return;
+    e.timer = this.clock.setTimeout(() => this.probe(e), this.retransMs);
+  }
+
+  /** Every entry, for `ip neigh`. */
+  list(): NeighEntry[] {
+    return [...this.entries.keys()].map((k) => {
+      const [dev, ip] = k.split('|');
+      return this.get(dev, ip)!;
+    });
+  }
+}

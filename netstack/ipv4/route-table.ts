@@ -1,0 +1,88 @@
+/**
+ * An IPv4 routing table with longest-prefix match, shaped like the kernel's
+ * main table so `ip route` output reads the same as on a real node.
+ */
+import { intToIpv4, ipv4ToInt } from '../../packet/addr.ts';
+
+export type RouteProto = 'kernel' | 'boot' | 'static' | 'bird';
+
+export interface Route {
+  /** Network address, dotted; `0.0.0.0` with prefixLen 0 is the default route. */
+  dst: string;
+  prefixLen: number;
+  gateway?: string;
+  dev: string;
+  /** `onlink`: the gateway is reachable on dev even if no address covers it (Flannel's `.0` next hops). */
+  onlink?: boolean;
+  proto: RouteProto;
+  scope: 'link' | 'global';
+  /** Preferred source address. */
+  src?: string;
+  metric?: number;
+}
+
+/** Parses `a.b.c.d/n` into a network address and prefix length. */
+export function parseCidr(cidr: string): { net: number; prefixLen: number } {
+  const [ip, len] = cidr.split('/');
+  const prefixLen = Number(len);
+  return { net: (ipv4ToInt(ip) & maskOf(prefixLen)) >>> 0, prefixLen };
+}
+
+export function maskOf(prefixLen: number): number {
+  return prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
+}
+
+/** True if `ip` lies inside `net/prefixLen`. */
+export function cidrContains(net: number, prefixLen: number, ip: number): boolean {
+  return ((ip & maskOf(prefixLen)) >>> 0) === net;
+}
+
+interface Entry {
+  route: Route;
+  net: number;
+  mask: number;
+}
+
+export class RouteTable {
+  private entries: Entry[] = [];
+
+  /** Adds or replaces (same dst/len/metric) a route; `ip route replace`. */
+  replace(route: Route): void {
+    const net = (ipv4ToInt(route.dst) & maskOf(route.prefixLen)) >>> 0;
+    const r = { ...route, dst: intToIpv4(net) };
+    this.entries = this.entries.filter(
+      (e) => !(e.net === net && e.route.prefixLen === r.prefixLen && (e.route.metric ?? 0) === (r.metric ?? 0)),
+    );
+    this.entries.push({ route: r, net, mask: maskOf(r.prefixLen) });
+    // Longest prefix first, then lowest metric: lookup takes the first match.
+    this.entries.sort((a, b) => b.route.prefixLen - a.route.prefixLen || (a.route.metric ?? 0) - (b.route.metric ?? 0));
+  }
+
+  /** Removes the route for dst/prefixLen; returns whether one existed. */
+  delete(dst: string, prefixLen: number): boolean {
+    const net = (ipv4ToInt(dst) & maskOf(prefixLen)) >>> 0;
+    const before = this.entries.length;
+    this.entries = this.entries.filter((e) => !(e.net === net && e.route.prefixLen === prefixLen));
+    return this.entries.length !== before;
+  }
+
+  /** Removes every route through a device (the device went away). */
+  deleteByDev(dev: string): void {
+    this.entries = this.entries.filter((e) => e.route.dev !== dev);
+  }
+
+  /** Longest-prefix match for a destination. */
+  lookup(dst: string | number): Route | undefined {
+    const ip = typeof dst === 'number' ? dst : ipv4ToInt(dst);
+    for (const e of this.entries) if (((ip & e.mask) >>> 0) === e.net) return e.route;
+    return undefined;
+  }
+
+  /** Every route, in `ip route` order (by destination address, default first). */
+  list(): Route[] {
+    return this.entries
+      .slice()
+      .sort((a, b) => a.net - b.net || a.route.prefixLen - b.route.prefixLen)
+      .map((e) => e.route);
+  }
+}

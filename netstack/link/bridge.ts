@@ -1,0 +1,124 @@
+/**
+ * The cni0 Linux bridge: a learning switch between the host-side veth ends and
+ * the node's own IP stack (the bridge's "local port", the cni0 device itself).
+ *
+ * As the kernel bridge does: source MACs are learned per port and aged out
+ * (default 300 s, `bridge fdb`); a frame to a known unicast MAC goes out of that
+ * port only; broadcast, multicast and unknown unicast are flooded to every
+ * other port and to the local port; frames to the bridge's own MAC go up to the
+ * node's stack only.
+ */
+import type { Clock } from '../../common/clock.ts';
+import { readMac } from '../../packet/addr.ts';
+import { NetDevice, describeFrame } from './netdev.ts';
+import { tracer } from '../trace.ts';
+
+/** One learned or permanent forwarding entry. */
+export interface BridgeFdbEntry {
+  mac: string;
+  port: NetDevice;
+  /** Permanent entries are the ports' own MACs (`vlan 1 master cni0 permanent`). */
+  permanent: boolean;
+  updatedAt: number;
+}
+
+function isGroupMac(frame: Buffer): boolean {
+  return (frame[0] & 1) === 1;
+}
+
+
+export class Bridge {
+  /** The bridge device itself (cni0): its IP stack side. */
+  readonly dev: NetDevice;
+  readonly ports = new Set<NetDevice>();
+  private readonly fdb = new Map<string, BridgeFdbEntry>();
+  /** br_netfilter: conntrack translation of bridged IPv4 frames, when connections are tracked. */
+  nf?: { active: boolean; bridged(frame: Buffer): Buffer };
+
+  constructor(
+    name: string,
+    mac: string,
+    mtu: number,
+    private readonly clock: Clock,
+    readonly ageingMs = 300_000,
+  ) {
+    this.dev = new NetDevice(name, 'bridge', mac, mtu);
+    // A capture on cni0 sees every frame crossing the bridge, as tcpdump (promiscuous) does.
+    this.dev.tapInDevice = false;
+    // What the node's stack transmits on cni0 enters the switch from the local port.
+    this.dev.wire = (frame) => this.forward(frame, null);
+  }
+
+  /** Enslaves a device (`ip link set vethX master cni0`). */
+  addPort(port: NetDevice): void {
+    port.master = this.dev;
+    this.ports.add(port);
+    this.fdb.set(port.mac, { mac: port.mac, port, permanent: true, updatedAt: this.clock.now() });
+    port.onFrame = (frame) => this.forward(frame, port);
+  }
+
+  /** Releases a port and forgets everything learned on it. */
+  removePort(port: NetDevice): void {
+    this.ports.delete(port);
+    port.master = undefined;
+    for (const [mac, e] of this.fdb) if (e.port === port) this.fdb.delete(mac);
+  }
+
+  /** The forwarding database, learned entries aged first. */
+  entries(): BridgeFdbEntry[] {
+    this.age();
+    return [...this.fdb.values()];
+  }
+
+  private age(): void {
+    const now = this.clock.now();
+    for (const [mac, e] of this.fdb) {
+      if (!e.permanent && now - e.updatedAt > this.ageingMs) this.fdb.delete(mac);
+    }
+  }
+
+  /** Switches one frame that came in on `from` (null = the bridge's local port). */
+  private forward(frame: Buffer, from: NetDevice | null): void {
+    if (frame.length < 14) {
+      (from ?? this.dev).counters.drop('runt-frame');
+      return;
+    }
+    const now = this.clock.now();
+    if (this.dev.taps.size) for (const tap of this.dev.taps) tap(frame, from ? 'in' : 'out', this.dev);
+    if (from && !isGroupMac(frame.subarray(6))) {
+      const src = readMac(frame, 6);
+      const known = this.fdb.get(src);
+      if (!known) this.fdb.set(src, { mac: src, port: from, permanent: false, updatedAt: now });
+      else if (!known.permanent) {
+        known.port = from;
+        known.updatedAt = now;
+      }
+    }
+    if (isGroupMac(frame)) {
+      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: ${describeFrame(frame)}: broadcast, flooded to every port`);
+      this.flood(frame, from);
+      return;
+    }
+    const dst = readMac(frame, 0);
+    if (dst === this.dev.mac) {
+      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: destination ${dst} is ${this.dev.name}'s own MAC (the gateway): up to the node's IP stack`);
+      if (from) this.dev.receive(frame);
+      return;
+    }
+    // Bridged between two ports (not up to the node): br_netfilter's conntrack pass.
+    if (from && this.nf?.active) frame = this.nf.bridged(frame);
+    const entry = this.fdb.get(dst);
+    if (entry && (entry.permanent || now - entry.updatedAt <= this.ageingMs)) {
+      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: fdb ${dst} -> port ${entry.port.name}${entry.permanent ? ' (permanent)' : ' (learned)'}: forwarded`, { detail: { fdb: { mac: dst, port: entry.port.name } } });
+      if (entry.port !== from) entry.port.transmit(frame);
+      return;
+    }
+    if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: ${dst} not in the fdb: flooded to every port`);
+    this.flood(frame, from);
+  }
+
+  private flood(frame: Buffer, from: NetDevice | null): void {
+    for (const p of this.ports) if (p !== from) p.transmit(frame);
+    if (from) this.dev.receive(frame);
+  }
+}

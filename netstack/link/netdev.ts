@@ -1,0 +1,135 @@
+/**
+ * Network devices of the emulated kernel: every interface a learner would see
+ * with `ip link` (eth0, cni0, flannel.1, vethXXXX, a pod's eth0) is a NetDevice
+ * with a MAC, an MTU, counters and capture taps. Frames move between devices by
+ * direct calls; what is "on the wire" is always a complete Ethernet frame.
+ */
+
+import { readMac } from '../../packet/addr.ts';
+import { describeIpv4, tracer } from '../trace.ts';
+
+/** Why a frame was dropped: shown by `podlab node NODE stats` and by trace. */
+export type DropReason = string;
+
+/** Per-interface counters as `ip -s link` shows them, plus drops by reason. */
+export class Counters {
+  rxPackets = 0;
+  rxBytes = 0;
+  txPackets = 0;
+  txBytes = 0;
+  readonly drops = new Map<DropReason, number>();
+
+  drop(reason: DropReason): void {
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
+  }
+
+  get dropped(): number {
+    let n = 0;
+    for (const v of this.drops.values()) n += v;
+    return n;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      rxPackets: this.rxPackets,
+      rxBytes: this.rxBytes,
+      txPackets: this.txPackets,
+      txBytes: this.txBytes,
+      drops: Object.fromEntries(this.drops),
+    };
+  }
+}
+
+/** A capture tap: sees every frame a device sends ('out') or receives ('in'). */
+export type FrameTap = (frame: Buffer, direction: 'in' | 'out', dev: NetDevice) => void;
+
+export type DeviceKind = 'loopback' | 'ether' | 'veth' | 'bridge' | 'vxlan';
+
+let nextIfindex = 1;
+
+/**
+ * One interface. `transmit` sends a frame out of the device (to its peer or
+ * wire); `receive` is called by the peer/wire and hands the frame to `onFrame`,
+ * the layer above (a bridge port handler or an IP stack).
+ */
+export class NetDevice {
+  readonly ifindex: number;
+  readonly counters = new Counters();
+  readonly taps = new Set<FrameTap>();
+  up = true;
+  /** Set by the layer above: where received frames go. */
+  onFrame: (frame: Buffer, dev: NetDevice) => void = (_f, dev) => dev.counters.drop('no-handler');
+  /** Set by whoever owns the wire: where transmitted frames go. */
+  wire: (frame: Buffer, dev: NetDevice) => void = (_f, dev) => dev.counters.drop('no-carrier');
+  /** The bridge this device is a port of, if any (`master cni0`). */
+  master?: NetDevice;
+  /** For a veth end: the peer's ifindex and namespace label, for `ip link`'s `@ifN` and link-netns. */
+  peer?: { ifindex: number; netns: string };
+  /** The namespace the device lives in, for traces: `node` or `pod NAME`. */
+  ns = 'node';
+  /** False where a device's owner taps frames itself (the bridge sees forwarded frames too). */
+  tapInDevice = true;
+
+  constructor(
+    readonly name: string,
+    readonly kind: DeviceKind,
+    public mac: string,
+    public mtu: number,
+    opts: { ifindex?: number } = {},
+  ) {
+    this.ifindex = opts.ifindex ?? nextIfindex++;
+  }
+
+  /** Sends a frame out of this device. */
+  transmit(frame: Buffer): void {
+    if (!this.up) {
+      this.counters.drop('link-down');
+      return;
+    }
+    this.counters.txPackets++;
+    this.counters.txBytes += frame.length;
+    if (this.taps.size && this.tapInDevice) for (const tap of this.taps) tap(frame, 'out', this);
+    if (tracer.current) tracer.hop(this.ns, this.name, describeFrame(frame), { dir: 'tx' });
+    this.wire(frame, this);
+  }
+
+  /** Delivers a frame arriving on this device to the layer above. */
+  receive(frame: Buffer): void {
+    if (!this.up) {
+      this.counters.drop('link-down');
+      return;
+    }
+    this.counters.rxPackets++;
+    this.counters.rxBytes += frame.length;
+    if (this.taps.size && this.tapInDevice) for (const tap of this.taps) tap(frame, 'in', this);
+    if (tracer.current) tracer.hop(this.ns, this.name, describeFrame(frame), { dir: 'rx' });
+    this.onFrame(frame, this);
+  }
+}
+
+/**
+ * A veth pair: what one end transmits, the other receives. The pod end lives in
+ * the pod's namespace as `eth0`; the host end is a cni0 bridge port.
+ */
+export function vethPair(
+  host: { name: string; mac: string; netns: string },
+  pod: { name: string; mac: string; netns: string },
+  mtu: number,
+): { hostEnd: NetDevice; podEnd: NetDevice } {
+  const hostEnd = new NetDevice(host.name, 'veth', host.mac, mtu);
+  const podEnd = new NetDevice(pod.name, 'veth', pod.mac, mtu);
+  // `link-netns` names the namespace where the other end lives.
+  hostEnd.peer = { ifindex: podEnd.ifindex, netns: pod.netns };
+  podEnd.peer = { ifindex: hostEnd.ifindex, netns: host.netns };
+  hostEnd.wire = (f) => podEnd.receive(f);
+  podEnd.wire = (f) => hostEnd.receive(f);
+  return { hostEnd, podEnd };
+}
+
+/** One line for a frame in a trace: MACs, then the IPv4 summary. */
+export function describeFrame(frame: Buffer): string {
+  if (frame.length < 14) return 'runt frame';
+  const type = frame.readUInt16BE(12);
+  const l3 = type === 0x0800 ? describeIpv4(frame.subarray(14)) : type === 0x0806 ? 'ARP' : `ethertype 0x${type.toString(16)}`;
+  return `${readMac(frame, 6)} > ${readMac(frame, 0)}, ${l3}`;
+}
