@@ -36,7 +36,7 @@ async function startEchoServer(): Promise<{ port: number; stop(): void }> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/udp-echo-server.ts'), '127.0.0.1'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
-    child.stdout!.on('data', (d) => {
+    child.stdout.on('data', (d) => {
       buf += d;
       const m = /"port":(\d+)/.exec(buf);
       if (m) resolve(Number(m[1]));

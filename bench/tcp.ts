@@ -127,7 +127,7 @@ async function startChild(script: string, ...args: string[]): Promise<{ port: nu
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(HERE, script), '127.0.0.1', ...args], { cwd: path.join(HERE, '..'), stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
-    child.stdout!.on('data', (d) => {
+    child.stdout.on('data', (d) => {
       buf += d;
       const m = /"port":(\d+)/.exec(buf);
       if (m) resolve(Number(m[1]));

@@ -128,7 +128,7 @@ export async function execInPod(
       void (async () => {
         try {
           for (;;) {
-            const r = await it!.next();
+            const r = await it.next();
             if (done) return;
             if (r.done) break;
             c.sendStdin(id, typeof r.value === 'string' ? Buffer.from(r.value) : r.value);

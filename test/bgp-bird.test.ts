@@ -143,8 +143,8 @@ async function waitForAsync(cond: () => Promise<boolean>, timeoutMs: number, wha
 function startBird(t: ExecutionContext, conf: string, sock: string, pidfile: string): { proc: ChildProcess; log: () => string } {
   const proc = spawn(BIRD, ['-f', '-c', conf, '-s', sock, '-P', pidfile], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
-  proc.stdout!.on('data', (d) => (log += String(d)));
-  proc.stderr!.on('data', (d) => (log += String(d)));
+  proc.stdout.on('data', (d) => (log += String(d)));
+  proc.stderr.on('data', (d) => (log += String(d)));
   t.teardown(() => {
     if (proc.exitCode === null && proc.signalCode === null) {
       try {

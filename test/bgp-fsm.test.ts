@@ -240,7 +240,7 @@ test('a decode error sends the NOTIFICATION the BgpError carries', (t) => {
 test('eBGP: an UPDATE whose first AS is not the peer AS → 3/11', (t) => {
   const h = setup({ peerAsn: 65001 });
   establish(h, peerOpen({ myAs: 65001, capabilities: [{ kind: 'four-octet-as', asn: 65001 }] }));
-  t.deepEqual(h.s(h.fsm.message(1, { ...UPDATE, attributes: { origin: 'igp', asPath: [{ type: 'sequence', asns: [65002] }], nextHop: PEER_ID } } as BgpMessage)), [
+  t.deepEqual(h.s(h.fsm.message(1, { ...UPDATE, attributes: { origin: 'igp', asPath: [{ type: 'sequence', asns: [65002] }], nextHop: PEER_ID } })), [
     'send#1:notification 3/11',
     'close#1',
     'routes-withdrawn',

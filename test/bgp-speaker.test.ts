@@ -337,9 +337,9 @@ async function spawnChildSpeaker(
     }
   });
   let err = '';
-  child.stderr!.on('data', (d) => (err += String(d)));
+  child.stderr.on('data', (d) => (err += String(d)));
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d) => String(d).includes('ready') && resolve());
+    child.stdout.on('data', (d) => String(d).includes('ready') && resolve());
     child.once('exit', (code) => reject(new Error(`child speaker exited with ${code}: ${err}`)));
   });
   return child;

@@ -45,9 +45,9 @@ for (const [expr, frame, want] of cases) {
 
 test('bad filters name the token and position', (t) => {
   const e1 = t.throws(() => compileFilter('host 10.244.1'), { instanceOf: FilterError });
-  t.regex(e1!.message, /'10\.244\.1' is not an IPv4 address at position 6/);
-  t.regex(t.throws(() => compileFilter('icmp and'))!.message, /unexpected end of expression/);
-  t.regex(t.throws(() => compileFilter('vlan 3'))!.message, /unknown or unsupported term 'vlan' at position 1/);
-  t.regex(t.throws(() => compileFilter('(icmp'))!.message, /missing '\)'|unexpected end/);
-  t.regex(t.throws(() => compileFilter('port 70000'))!.message, /not a port number/);
+  t.regex(e1.message, /'10\.244\.1' is not an IPv4 address at position 6/);
+  t.regex(t.throws(() => compileFilter('icmp and')).message, /unexpected end of expression/);
+  t.regex(t.throws(() => compileFilter('vlan 3')).message, /unknown or unsupported term 'vlan' at position 1/);
+  t.regex(t.throws(() => compileFilter('(icmp')).message, /missing '\)'|unexpected end/);
+  t.regex(t.throws(() => compileFilter('port 70000')).message, /not a port number/);
 });

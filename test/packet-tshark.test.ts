@@ -297,7 +297,7 @@ function flatten(node: unknown, out: Map<string, string[]> = new Map()): Map<str
         out.set(k, list);
       } else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) {
         const list = out.get(k) ?? [];
-        list.push(...(v as string[]));
+        list.push(...(v));
         out.set(k, list);
       } else {
         flatten(v, out);

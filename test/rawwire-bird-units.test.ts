@@ -99,9 +99,9 @@ const birdInput = {
 test('bird.conf for a kernel node: Calico\'s shape, sorted peers, passive towards greater IPs', (t) => {
   const conf = birdConfig(birdInput);
   t.regex(conf, /^router id 10\.250\.0\.14;$/m);
-  t.regex(conf, /protocol static podcidr \{\n  ipv4;\n  route 10\.244\.4\.0\/24 blackhole;\n\}/);
+  t.regex(conf, /protocol static podcidr \{\n {2}ipv4;\n {2}route 10\.244\.4\.0\/24 blackhole;\n\}/);
   t.regex(conf, /export where proto != "podcidr";/);
-  t.regex(conf, /local 10\.250\.0\.14 port 179 as 64512;\n  direct;\n  hold time 9;\n  connect delay time 1;\n  connect retry time 5;/);
+  t.regex(conf, /local 10\.250\.0\.14 port 179 as 64512;\n {2}direct;\n {2}hold time 9;\n {2}connect delay time 1;\n {2}connect retry time 5;/);
   // Sorted by IP as a string; "10.250.0.200" > "10.250.0.14" as strings: BIRD waits for that peer to dial.
   const order = [...conf.matchAll(/^protocol bgp (\S+)/gm)].map((m) => m[1]);
   t.deepEqual(order, ['Mesh_10_250_0_11', 'Mesh_10_250_0_12', 'Mesh_10_250_0_200']);

@@ -86,14 +86,14 @@ test('backends follow what podlab up offers: supported ones validate, reserved o
   for (const b of ['vxlan', 'host-gw', 'bgp']) {
     const text = `name: t\nlab: {nodes: 2, backend: ${b}}\ntimeline: [{wait: 1s}]\n`;
     if (BACKENDS.includes(b)) t.is(parseScenario(text, 'b.yaml').lab.backend, b);
-    else t.regex(t.throws(() => parseScenario(text, 'b.yaml'))!.message, new RegExp(`^b\\.yaml:2: lab\\.backend: '${b}' is not supported yet in this build`));
+    else t.regex(t.throws(() => parseScenario(text, 'b.yaml')).message, new RegExp(`^b\\.yaml:2: lab\\.backend: '${b}' is not supported yet in this build`));
   }
 });
 
 for (const [what, text, want] of BAD) {
   test(`invalid: ${what}`, (t) => {
     const e = t.throws(() => parseScenario(text, 'bad.yaml'), { instanceOf: ScenarioError });
-    t.regex(e!.message, want);
+    t.regex(e.message, want);
   });
 }
 
@@ -106,7 +106,7 @@ test('workload manifests from file: references are checked in their own file', (
   t.is(sc.workload[0].obj.metadata.name, 'db');
   fs.writeFileSync(path.join(dir, 'pods.yaml'), 'apiVersion: v1\nkind: Pod\nmetadata: {name: DB}\nspec:\n  containers: [{name: db, image: postgres}]\n');
   const e = t.throws(() => loadScenarioFile(path.join(dir, 'ok.yaml')));
-  t.regex(e!.message, new RegExp(`^${path.join(dir, 'pods.yaml').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: metadata\\.name: invalid value "DB"`));
+  t.regex(e.message, new RegExp(`^${path.join(dir, 'pods.yaml').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: metadata\\.name: invalid value "DB"`));
 });
 
 test('CLI: validate and run of an invalid file exit 2 with file:line and start nothing', async (t) => {

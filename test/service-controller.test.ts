@@ -177,11 +177,11 @@ test('ClusterIP allocation: automatic, user-chosen, conflicts and range errors w
   t.is(dns.spec!.clusterIP, '10.96.0.10');
   const err = await t.throwsAsync(c.create('services', { metadata: { name: 'b' }, spec: { clusterIP: '10.96.0.10', ports: [{ port: 80 }] } }));
   t.is((err as ApiError).code, 422);
-  t.is(err!.message, 'Service "b" is invalid: spec.clusterIPs: Invalid value: ["10.96.0.10"]: failed to allocate IP 10.96.0.10: provided IP is already allocated');
+  t.is(err.message, 'Service "b" is invalid: spec.clusterIPs: Invalid value: ["10.96.0.10"]: failed to allocate IP 10.96.0.10: provided IP is already allocated');
   const out = await t.throwsAsync(c.create('services', { metadata: { name: 'b' }, spec: { clusterIP: '10.0.0.1', ports: [{ port: 80 }] } }));
-  t.is(out!.message, 'Service "b" is invalid: spec.clusterIPs: Invalid value: ["10.0.0.1"]: failed to allocate IP 10.0.0.1: provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12');
+  t.is(out.message, 'Service "b" is invalid: spec.clusterIPs: Invalid value: ["10.0.0.1"]: failed to allocate IP 10.0.0.1: provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/12');
   const imm = await t.throwsAsync(c.patch('services', 'a', { spec: { clusterIP: '10.96.0.77' } }));
-  t.regex(imm!.message, /spec\.clusterIPs\[0\]: Invalid value: "10\.96\.0\.77": may not change once set/);
+  t.regex(imm.message, /spec\.clusterIPs\[0\]: Invalid value: "10\.96\.0\.77": may not change once set/);
   // Freed on delete: the address can be taken again.
   await c.delete('services', 'kube-dns', 'kube-system');
   const again = await c.create<Service>('services', { metadata: { name: 'b' }, spec: { clusterIP: '10.96.0.10', ports: [{ port: 80 }] } });
@@ -198,11 +198,11 @@ test('NodePort allocation: from 30000-32767, conflicts and range errors, kept ac
   t.true(p1 >= 30000 && p1 <= 32767 && p2 >= 30000 && p2 <= 32767 && p1 !== p2);
   t.is(a.spec!.externalTrafficPolicy, 'Cluster');
   const clash = await t.throwsAsync(c.create('services', { metadata: { name: 'b' }, spec: { type: 'NodePort', ports: [{ port: 80, nodePort: p1 }] } }));
-  t.is(clash!.message, `Service "b" is invalid: spec.ports[0].nodePort: Invalid value: ${p1}: provided port is already allocated`);
+  t.is(clash.message, `Service "b" is invalid: spec.ports[0].nodePort: Invalid value: ${p1}: provided port is already allocated`);
   const range = await t.throwsAsync(c.create('services', { metadata: { name: 'b' }, spec: { type: 'NodePort', ports: [{ port: 80, nodePort: 8080 }] } }));
-  t.is(range!.message, 'Service "b" is invalid: spec.ports[0].nodePort: Invalid value: 8080: provided port is not in the valid range. The range of valid ports is 30000-32767');
+  t.is(range.message, 'Service "b" is invalid: spec.ports[0].nodePort: Invalid value: 8080: provided port is not in the valid range. The range of valid ports is 30000-32767');
   const forbidden = await t.throwsAsync(c.create('services', { metadata: { name: 'b' }, spec: { ports: [{ port: 80, nodePort: 30001 }] } }));
-  t.is(forbidden!.message, "Service \"b\" is invalid: spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'");
+  t.is(forbidden.message, "Service \"b\" is invalid: spec.ports[0].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'");
   const chosen = await c.create<Service>('services', { metadata: { name: 'c' }, spec: { type: 'NodePort', ports: [{ port: 80, nodePort: 30080 }] } });
   t.is(chosen.spec!.ports![0].nodePort, 30080);
   // A merge patch that replaces the ports without nodePorts keeps them (patchAllocatedValues), and the clusterIP.
@@ -217,7 +217,7 @@ test('NodePort allocation: from 30000-32767, conflicts and range errors, kept ac
 
 test('validation speaks kube-apiserver', async (t) => {
   const { c } = await server(t);
-  const bad = async (spec: unknown) => (await t.throwsAsync(c.create('services', { metadata: { name: 'x' }, spec })))!.message;
+  const bad = async (spec: unknown) => (await t.throwsAsync(c.create('services', { metadata: { name: 'x' }, spec }))).message;
   t.is(await bad({}), 'Service "x" is invalid: spec.ports: Required value');
   // targetPort defaults to port, so a bad port is reported twice, as kube-apiserver does.
   t.is(
@@ -239,7 +239,7 @@ test('validation speaks kube-apiserver', async (t) => {
   const aff = await c.create<Service>('services', { metadata: { name: 'aff' }, spec: { sessionAffinity: 'ClientIP', ports: [{ port: 80 }] } });
   t.deepEqual(aff.spec!.sessionAffinityConfig, { clientIP: { timeoutSeconds: 10800 } });
   const sliceErr = await t.throwsAsync(c.create('endpointslices', { metadata: { name: 's' }, addressType: 'IPv4', endpoints: [{ addresses: ['not-an-ip'] }], ports: [{ port: 80 }] }));
-  t.is(sliceErr!.message, 'EndpointSlice "s" is invalid: endpoints[0].addresses[0]: Invalid value: "not-an-ip": must be a valid IPv4 address');
+  t.is(sliceErr.message, 'EndpointSlice "s" is invalid: endpoints[0].addresses[0]: Invalid value: "not-an-ip": must be a valid IPv4 address');
 });
 
 test('allocations and slices persist across an apiserver restart; --service-cluster-ip-range is honoured', async (t) => {
@@ -269,7 +269,7 @@ test('allocations and slices persist across an apiserver restart; --service-clus
   const slices = await slicesOf(c2, 'web');
   t.deepEqual(slices.map((s) => s.metadata.name), before.map((s) => s.metadata.name), 'the same slice, not a duplicate');
   const clash = await t.throwsAsync(c2.create('services', { metadata: { name: 'x' }, spec: { clusterIP: svc.spec!.clusterIP, ports: [{ port: 80 }] } }));
-  t.regex(clash!.message, /provided IP is already allocated/);
+  t.regex(clash.message, /provided IP is already allocated/);
   t.deepEqual(addrs(await slicesOf(c2, 'kubernetes')), ['127.0.0.1']);
   t.is((await c2.get<KubeObject>('endpointslices', 'kubernetes'))!.metadata.name, 'kubernetes');
 });

@@ -155,7 +155,7 @@ test('TCP and UDP echo; the sink counts; a UDP socket cannot bind a taken port',
   const sink = podApps(server).find((a) => a.container === 'sink')!;
   t.is(sink.status?.counters.bytes, 3000);
   const e = t.throws(() => new UdpSocket(server.stack).bind(7), { instanceOf: TcpError });
-  t.is((e as TcpError).code, 'EADDRINUSE');
+  t.is((e).code, 'EADDRINUSE');
 });
 
 test('two containers on one port: the second fails with EADDRINUSE, the first serves; ps and the status override say so; stop frees the ports', async (t) => {

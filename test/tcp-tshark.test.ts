@@ -88,7 +88,7 @@ function flatten(node: unknown, out: Fields = new Map()): Fields {
   } else if (node && typeof node === 'object') {
     for (const [k, v] of Object.entries(node as Record<string, unknown>)) {
       if (typeof v === 'string') out.set(k, [...(out.get(k) ?? []), v]);
-      else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) out.set(k, [...(out.get(k) ?? []), ...(v as string[])]);
+      else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) out.set(k, [...(out.get(k) ?? []), ...(v)]);
       else flatten(v, out);
     }
   }
