@@ -23,7 +23,7 @@ interface Result {
 }
 
 /** One HTTP/1.1 exchange on an open connection; resolves with status and body. */
-function exchange(sock: TcpSocket, req: Buffer, timeoutMs: number, ctx: ExecContext): Promise<{ status: number; body: string }> {
+export function exchange(sock: TcpSocket, req: Buffer, timeoutMs: number, ctx: ExecContext): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const t = ctx.clock.setTimeout(() => finish(new Error('timeout')), timeoutMs);
@@ -55,7 +55,8 @@ function exchange(sock: TcpSocket, req: Buffer, timeoutMs: number, ctx: ExecCont
   });
 }
 
-function connect(ctx: ExecContext, host: string, port: number): Promise<TcpSocket> {
+/** Opens a TCP connection from the pod; rejects with the socket's error (ECONNREFUSED, ETIMEDOUT...). */
+export function connect(ctx: ExecContext, host: string, port: number): Promise<TcpSocket> {
   return new Promise((resolve, reject) => {
     const s = ctx.pod.tcp.connect({ host, port });
     s.once('connect', () => resolve(s));

@@ -11,6 +11,7 @@ import { curl } from './curl.ts';
 import { nc } from './nc.ts';
 import { ps, ss } from './ss.ts';
 import { transfer } from './transfer.ts';
+import { probe } from './probe.ts';
 
 /** `ip addr|route|neigh|link` as seen from inside the pod's namespace. */
 export async function ip(ctx: ExecContext): Promise<number> {
@@ -53,6 +54,7 @@ export const podCommands: Record<string, PodCommand> = {
   curl,
   nc,
   transfer,
+  probe,
   ss,
   ps,
 };

@@ -40,12 +40,14 @@ export interface PodSelector {
 export type PodRef =
   | { type: 'name'; key: string; text: string }
   | { type: 'selector'; selector: PodSelector; pick: 'first' | 'random' | 'all'; text: string }
-  | { type: 'ip'; ip: string; text: string };
+  | { type: 'ip'; ip: string; text: string }
+  /** A Service, reached at its ClusterIP (flow destinations only). */
+  | { type: 'service'; name: string; namespace: string; text: string };
 
 /** One traffic flow: a stream of probes with sequence numbers 1..count, one per tick. */
 export interface FlowSpec {
   name: string;
-  /** Registered flow kind (ping, udp; tcp/http when TCP lands). */
+  /** Registered flow kind: ping, udp, tcp, http. */
   kind: string;
   from: PodRef;
   to: PodRef;

@@ -79,7 +79,7 @@ export class PodTable {
 
   /** The pods a reference means now; an empty result is a StepError naming the reference. */
   resolve(ref: PodRef, rng: SeededRng, count?: number): PodInfo[] {
-    if (ref.type === 'ip') throw new StepError(`${ref.text} is an address, not a pod`);
+    if (ref.type === 'ip' || ref.type === 'service') throw new StepError(`${ref.text} is not a pod`);
     let found: PodInfo[];
     let pick: 'first' | 'random' | 'all' = 'all';
     if (ref.type === 'name') {

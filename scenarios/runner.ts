@@ -322,6 +322,14 @@ async function check(cond: Condition, step: Step, c: RunContext, say: (s: string
   if (!out.ok && out.message) say(`              ${out.message}`);
 }
 
+/** A Service's ClusterIP, read when its flow starts (the Service may be created by an earlier step). */
+async function serviceIp(c: RunContext, namespace: string, name: string): Promise<string> {
+  const svc = await c.api.get<{ spec?: { clusterIP?: string } }>('services', name, namespace).catch(() => null);
+  const ip = svc?.spec?.clusterIP;
+  if (!ip || ip === 'None') throw new StepError(`Service ${namespace}/${name} not found (or headless: no ClusterIP)`);
+  return ip;
+}
+
 function startFlow(spec: FlowSpec, c: RunContext): FlowRecord {
   const rec = new FlowRecord(spec);
   const rng = c.rng.fork(`flow:${spec.name}`);
@@ -329,7 +337,9 @@ function startFlow(spec: FlowSpec, c: RunContext): FlowRecord {
   if (!from.ip) throw new StepError(`flow ${spec.name}: source pod ${from.key} is not Running`);
   if (c.down.has(from.node)) throw new StepError(`flow ${spec.name}: source pod ${from.key} is on ${from.node}, which is down`);
   rec.from = from;
-  if (spec.to.type === 'ip') rec.to = { ip: spec.to.ip };
+  const to = spec.to;
+  if (to.type === 'ip') rec.to = { ip: to.ip };
+  else if (to.type === 'service') rec.to = { service: `${to.namespace}/${to.name}`, ip: '' };
   else {
     const to = c.pods.resolve(spec.to, rng)[0];
     if (!to.ip) throw new StepError(`flow ${spec.name}: destination pod ${to.key} has no IP`);
@@ -345,6 +355,7 @@ function startFlow(spec: FlowSpec, c: RunContext): FlowRecord {
   rec.done = (async () => {
     try {
       await sleep(jitter, rec.ac.signal);
+      if (to.type === 'service') rec.to.ip = await serviceIp(c, to.namespace, to.name);
       rec.firstDueMs = c.now();
       await driver(rec, env);
       rec.state = rec.ac.signal.aborted ? 'interrupted' : 'done';

@@ -11,8 +11,8 @@
  * the same sequence numbers (given the impairment is set before the flow starts
  * and nothing else crosses that link meanwhile).
  *
- * Adding a flow kind (tcp, http when TCP lands) = one FlowDriver in DRIVERS and
- * its name in validate.ts's FLOW_KINDS.
+ * Adding a flow kind = one FlowDriver in DRIVERS and its name in validate.ts's
+ * FLOW_KINDS.
  */
 import type { SeededRng } from '../common/rng.ts';
 import type { FlowSpec } from './model.ts';
@@ -31,6 +31,8 @@ export interface Probe {
 export interface FlowEndpoint {
   pod?: string;
   node?: string;
+  /** A Service target: `namespace/name`, reached at its ClusterIP (`ip`). */
+  service?: string;
   ip: string;
 }
 
@@ -328,8 +330,52 @@ const udpDriver: FlowDriver = async (rec, env) => {
   }
 };
 
-/** Flow kinds → drivers. TCP/HTTP flows register here when TCP lands. */
-export const DRIVERS: Record<string, FlowDriver> = { ping: pingDriver, udp: udpDriver };
+/**
+ * tcp and http: `probe` opens one new connection per tick (and for http sends
+ * a GET on it); every probe prints its sequence number, its outcome and its
+ * time, so lost and refused connections are known by number.
+ */
+function connectionDriver(kind: 'tcp' | 'http'): FlowDriver {
+  return async (rec, env) => {
+    const s = rec.spec;
+    const port = s.port ?? 80;
+    const target = kind === 'tcp' ? [rec.to.ip, String(port)] : [`http://${rec.to.ip}:${port}/`];
+    const argv = ['probe', kind, ...target, '-c', String(s.count), '-i', secs(rec.intervalMs), '-W', '2'];
+    const onLine = (line: string) => {
+      const now = env.now();
+      const m = /^seq=(\d+) (\S+) time=([\d.]+) ms/.exec(line);
+      if (m) {
+        const p = rec.probe(Number(m[1]));
+        const ms = Number(m[3]);
+        p.sentAt = now - ms;
+        const failed = m[2].startsWith('error=') || (kind === 'http' && Number(m[2].slice('status='.length)) >= 500);
+        if (failed) rec.countError(connectionError(m[2]), p.seq);
+        else p.rttMs = ms;
+        return;
+      }
+      const done = /^(\d+) probes, /.exec(line);
+      if (done) rec.transmitted = Number(done[1]);
+    };
+    const onErr = (line: string) => {
+      if (/^probe: /.test(line)) {
+        rec.countError('local');
+        rec.note = line.trim();
+      }
+    };
+    await env.io.exec(rec.from.node, rec.from.key, argv, { stdout: lines(onLine), stderr: lines(onErr), signal: rec.ac.signal });
+  };
+}
+
+/** A failed connection probe, in the flow's error vocabulary. */
+function connectionError(outcome: string): string {
+  if (outcome === 'error=ECONNREFUSED') return 'port-unreachable';
+  if (outcome === 'error=EHOSTUNREACH') return 'host-unreachable';
+  if (outcome === 'error=ENETUNREACH') return 'net-unreachable';
+  return 'other';
+}
+
+/** Flow kinds → drivers. */
+export const DRIVERS: Record<string, FlowDriver> = { ping: pingDriver, udp: udpDriver, tcp: connectionDriver('tcp'), http: connectionDriver('http') };
 
 /**
  * UDP echo servers (`udp listen PORT --echo`) in target pods, one per pod and

@@ -5,8 +5,8 @@
  * The structure mirrors `scenarios/schema.json` (what editors validate against);
  * on top of it this checks what a schema cannot: that nodes exist in the lab,
  * pods exist in the workload, flows and steps are defined before they are
- * referenced, and that reserved features (BGP, TCP, Services) are reported as
- * "not supported yet in this build". Line numbers come from `yaml`'s
+ * referenced, and that options fit the lab (bgpTopology with the bgp backend,
+ * Services as tcp/http flow targets). Line numbers come from `yaml`'s
  * LineCounter, as in lab/manifest.ts; inline workload manifests go through the
  * same checker as `podlab apply -f`, with lines mapped back into this file.
  */
@@ -17,7 +17,7 @@ import { demoPods } from '../lab/lab.ts';
 import { ManifestError, loadManifestFile, parseManifests, type LoadedObject } from '../lab/manifest.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
-import { BACKENDS, BGP_TOPOLOGIES, PENDING, PROXY_MODES, pendingMessage } from './capabilities.ts';
+import { BACKENDS, BGP_TOPOLOGIES, PROXY_MODES } from './capabilities.ts';
 import type { Comparison, Condition, FaultSpec, FlowSpec, LabSpec, PodRef, PodSelector, Scenario, Step, StepBody, Window } from './model.ts';
 import { COMPARISONS, fmtMs, fmtPct, isName, parseDurationText, parseRate, parseRatio, parseTimeRef } from './units.ts';
 
@@ -41,7 +41,9 @@ export const FAULT_KINDS = ['link', 'partition', 'kill', 'freeze', 'thaw', 'rest
 /** The condition kinds usable in `assert` and `wait.until`. */
 export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors', 'bgp-converged', 'transfer', 'lb-spread'] as const;
 /** The flow kinds traffic steps can start (traffic.ts registers one driver per kind). */
-export const FLOW_KINDS = ['ping', 'udp'] as const;
+export const FLOW_KINDS = ['ping', 'udp', 'tcp', 'http'] as const;
+/** Flows that open connections (`probe tcp|http`): they may target a Service, and default to port 80. */
+const CONNECTION_FLOWS: readonly string[] = ['tcp', 'http'];
 /** Errors a flow counts, by kind (`flow-errors` conditions name them). */
 export const FLOW_ERRORS = ['frag-needed', 'host-unreachable', 'net-unreachable', 'port-unreachable', 'ttl-exceeded', 'local', 'other', 'any'] as const;
 export const COUNTERS = ['rx-packets', 'rx-bytes', 'tx-packets', 'tx-bytes', 'drops'] as const;
@@ -151,12 +153,8 @@ class F {
     return this.v as boolean;
   }
 
-  oneOf<T extends string>(values: readonly T[], pendingKey?: string): T {
+  oneOf<T extends string>(values: readonly T[]): T {
     const v = this.v;
-    if (typeof v === 'string' && pendingKey) {
-      const p = pendingMessage(pendingKey, v);
-      if (p) this.fail(p);
-    }
     if (typeof v !== 'string' || !values.includes(v as T)) this.fail(`must be one of ${values.join(', ')}; got ${JSON.stringify(v)}`);
     return v as T;
   }
@@ -270,17 +268,9 @@ function parseLab(f: F): LabSpec {
   f.map(['nodes', 'podsPerNode', 'backend', 'proxyMode', 'bgpTopology', 'mtu'], 'lab');
   lab.nodes = f.opt('nodes', (x) => x.int(1, 20)) ?? lab.nodes;
   lab.podsPerNode = f.opt('podsPerNode', (x) => x.int(0, 26)) ?? lab.podsPerNode;
-  lab.backend = f.opt('backend', (x) => x.oneOf(BACKENDS, 'backend')) ?? lab.backend;
-  lab.proxyMode = f.opt('proxyMode', (x) => {
-    const p = pendingMessage('proxyMode', String(x.v));
-    if (p) x.fail(p);
-    return x.oneOf(PROXY_MODES.length ? PROXY_MODES : Object.keys(PENDING.proxyMode));
-  });
+  lab.backend = f.opt('backend', (x) => x.oneOf(BACKENDS)) ?? lab.backend;
+  lab.proxyMode = f.opt('proxyMode', (x) => x.oneOf(PROXY_MODES));
   lab.bgpTopology = f.opt('bgpTopology', (x) => {
-    if (!BACKENDS.includes('bgp')) {
-      const p = pendingMessage('bgpTopology', String(x.v));
-      if (p) x.fail(p);
-    }
     const v = x.oneOf(BGP_TOPOLOGIES);
     if (lab.backend !== 'bgp') x.fail(`bgpTopology goes with backend: bgp (this lab's backend is ${lab.backend})`);
     return v;
@@ -367,10 +357,10 @@ function parseFlow(f: F, scope: Scope, allowed: string[]): FlowSpec {
   f.map(allowed, 'a flow');
   const name = f.req('name', (x) => x.name('flow name'));
   if (scope.flows.has(name)) f.at('name').fail(`flow name '${name}' is used twice`);
-  const kind = f.opt('kind', (x) => x.oneOf(FLOW_KINDS, 'flow')) ?? 'ping';
+  const kind = f.opt('kind', (x) => x.oneOf(FLOW_KINDS)) ?? 'ping';
   const from = f.req('from', (x) => parsePodRef(x, scope, 'one'));
   if (from.type === 'ip') f.at('from').fail('a flow starts in a pod: give a pod name or a pod: selector');
-  const to = f.req('to', (x) => parsePodRef(x, scope, 'one'));
+  const to = f.req('to', (x) => parsePodRef(x, scope, 'one', CONNECTION_FLOWS.includes(kind)));
   const rateHz = f.opt('rate', (x) => {
     const r = parseRate(x.v);
     if (r === null || r > 200) x.fail(`expected a rate like 20 or 20/s (at most 200/s), got ${JSON.stringify(x.v)}`);
@@ -378,26 +368,30 @@ function parseFlow(f: F, scope: Scope, allowed: string[]): FlowSpec {
   }) ?? 10;
   if (f.has('duration') && f.has('count')) f.fail('give duration or count, not both');
   const count = f.has('count') ? f.at('count').int(1, 100_000) : Math.max(1, Math.round(((f.opt('duration', (x) => x.duration(1, 600_000)) ?? 5000) / 1000) * rateHz));
-  const size = f.opt('size', (x) => (kind === 'udp' ? x.int(32, 65000) : x.int(0, 65507)));
+  const size = f.opt('size', (x) => {
+    if (CONNECTION_FLOWS.includes(kind)) x.fail(`size is a ping and udp option; ${kind} flows open a connection per probe`);
+    return kind === 'udp' ? x.int(32, 65000) : x.int(0, 65507);
+  });
   const df = f.opt('df', (x) => {
     if (kind !== 'ping') x.fail(`df is a ping option (ping -M do); ${kind} flows cannot set it`);
     return x.bool();
   });
   const port = f.opt('port', (x) => {
-    if (kind !== 'udp') x.fail(`port is a udp option; ${kind} flows have no port`);
+    if (kind === 'ping') x.fail('port is a udp, tcp and http option; ping flows have no port');
     return x.int(1, 65535);
   });
   const startJitterMs = f.opt('startJitter', (x) => x.duration(0, 60_000)) ?? 0;
-  const spec: FlowSpec = { name, kind, from, to, rateHz, count, size, df, port: kind === 'udp' ? (port ?? 9000) : undefined, startJitterMs, line: f.line };
+  const spec: FlowSpec = { name, kind, from, to, rateHz, count, size, df, port: kind === 'udp' ? (port ?? 9000) : CONNECTION_FLOWS.includes(kind) ? (port ?? 80) : undefined, startJitterMs, line: f.line };
   scope.flows.set(name, spec);
   return spec;
 }
 
 /**
  * A pod reference: `pod-1a`, `ns/name`, `{pod: {node, labels, prefix, namespace, name}, pick}`,
- * `{ip: 10.244.9.9}` (a destination only). `want` = 'one' means it must pick one pod.
+ * `{ip: 10.244.9.9}` (a destination only), `{service: NAME, namespace: NS}` (where `service` is
+ * true: the destination of a tcp or http flow). `want` = 'one' means it must pick one pod.
  */
-function parsePodRef(f: F, scope: Scope, want: 'one' | 'many'): PodRef {
+function parsePodRef(f: F, scope: Scope, want: 'one' | 'many', service = false): PodRef {
   if (typeof f.v === 'string') {
     const key = f.v.includes('/') ? f.v : `default/${f.v}`;
     if (!scope.podKnown(key)) {
@@ -407,7 +401,13 @@ function parsePodRef(f: F, scope: Scope, want: 'one' | 'many'): PodRef {
     return { type: 'name', key, text: f.v };
   }
   if (!f.isMap()) f.fail('expected a pod name, a pod: selector or ip: ADDRESS');
-  if (f.has('service')) f.at('service').fail(pendingMessage('target', 'service')!);
+  if (f.has('service')) {
+    if (!service) f.at('service').fail('a Service is the destination of tcp and http flows only (kind: tcp or http, to: {service: NAME})');
+    f.map(['service', 'namespace'], 'a Service target');
+    const name = f.at('service').name('Service name');
+    const namespace = f.opt('namespace', (x) => x.name('namespace')) ?? 'default';
+    return { type: 'service', name, namespace, text: `Service ${namespace}/${name}` };
+  }
   if (f.has('ip')) {
     f.map(['ip'], 'an ip target');
     const ip = f.at('ip').str();
@@ -442,11 +442,7 @@ function nodeList(f: F, scope: Scope): string[] {
 
 function parseFault(f: F, scope: Scope): FaultSpec {
   if (!f.isMap()) f.fail('fault must be a mapping with a kind');
-  const kind = f.req('kind', (x) => {
-    const p = pendingMessage('fault', String(x.v));
-    if (p) x.fail(p);
-    return x.oneOf(FAULT_KINDS);
-  });
+  const kind = f.req('kind', (x) => x.oneOf(FAULT_KINDS));
   const only = (...fields: string[]) => f.map(['kind', ...fields], `a ${kind} fault`);
   const proc = (x: F) => scope.node(x, [PROCESS_TARGETS]);
   switch (kind) {
@@ -593,11 +589,7 @@ function parseWindow(f: F, scope: Scope): Window {
 
 function parseCondition(f: F, scope: Scope): Condition {
   if (!f.isMap()) f.fail('a condition must be a mapping with a kind');
-  const kind = f.req('kind', (x) => {
-    const p = pendingMessage('condition', String(x.v));
-    if (p) x.fail(p);
-    return x.oneOf(CONDITION_KINDS);
-  });
+  const kind = f.req('kind', (x) => x.oneOf(CONDITION_KINDS));
   const only = (...fields: string[]) => f.map(['kind', 'name', 'within', ...fields], `a ${kind} condition`);
   const base = { line: f.line, withinMs: undefined as number | undefined };
   const given = () => f.opt('name', (x) => x.str());
