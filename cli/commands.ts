@@ -7,7 +7,7 @@ import { ApiClient } from '../control-plane/client.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import { ControlClient } from '../lab/control-client.ts';
-import { formatList, formatNodes, formatPods } from './format.ts';
+import { formatNodes, formatObjects, formatPods } from './format.ts';
 import { formatEndpointSlices, formatServices } from './format-services.ts';
 import type { EndpointSlice, Service } from '../control-plane/service-resources.ts';
 import { LabError, requireLab } from '../lab/lab.ts';
@@ -43,7 +43,7 @@ export async function getResources(stateDir: string, kind: string, opts: { name?
     if (opts.name) nodes = nodes.filter((n) => n.metadata.name === opts.name);
     if (opts.name && !nodes.length) throw new LabError(`Error from server (NotFound): nodes "${opts.name}" not found`);
     nodes.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name, undefined, { numeric: true }));
-    return opts.output === 'json' || opts.output === 'yaml' ? formatList(nodes, opts.output) : formatNodes(nodes, wide);
+    return opts.output === 'json' || opts.output === 'yaml' ? formatObjects(nodes, opts.output, !!opts.name) : formatNodes(nodes, wide);
   }
   const ns = opts.all ? undefined : (opts.namespace ?? 'default');
   if (k === 'services' || k === 'endpointslices') {
@@ -51,14 +51,14 @@ export async function getResources(stateDir: string, kind: string, opts: { name?
     if (opts.name) items = items.filter((x) => x.metadata.name === opts.name);
     if (opts.name && !items.length) throw new LabError(`Error from server (NotFound): ${k === 'services' ? 'services' : 'endpointslices.discovery.k8s.io'} "${opts.name}" not found`);
     items.sort((a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.metadata.name.localeCompare(b.metadata.name, undefined, { numeric: true }));
-    if (opts.output === 'json' || opts.output === 'yaml') return formatList(items, opts.output);
+    if (opts.output === 'json' || opts.output === 'yaml') return formatObjects(items, opts.output, !!opts.name);
     return k === 'services' ? formatServices(items as Service[], wide, !!opts.all, ns) : formatEndpointSlices(items as EndpointSlice[], !!opts.all, ns);
   }
   let pods = (await api.list<Pod>('pods', { namespace: ns })).items;
   if (opts.name) pods = pods.filter((p) => p.metadata.name === opts.name);
   if (opts.name && !pods.length) throw new LabError(`Error from server (NotFound): pods "${opts.name}" not found`);
   pods.sort((a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.metadata.name.localeCompare(b.metadata.name, undefined, { numeric: true }));
-  return opts.output === 'json' || opts.output === 'yaml' ? formatList(pods, opts.output) : formatPods(pods, wide, !!opts.all);
+  return opts.output === 'json' || opts.output === 'yaml' ? formatObjects(pods, opts.output, !!opts.name) : formatPods(pods, wide, !!opts.all);
 }
 
 /** kubectl's kind aliases for what podlab serves. */
@@ -165,26 +165,8 @@ export async function nodeCommand(stateDir: string, node: string, argv: string[]
     await callNode(stateDir, node, 'stack.mtu', { dev: set[1], mtu: Number(set[2]) });
     return '';
   }
-  const r = await callNode<{ stdout: string }>(stateDir, node, 'node.cmd', { argv: stripShow(argv) });
-  return filterDev(r.stdout, argv);
-}
-
-/** `ip neigh show dev flannel.1` → the lines of that device only. */
-function filterDev(out: string, argv: string[]): string {
-  const i = argv.indexOf('dev');
-  if (i < 0 || !argv[i + 1]) return out;
-  const dev = argv[i + 1];
-  return out
-    .split('\n')
-    .filter((l) => l && new RegExp(`\\bdev ${dev.replace('.', '\\.')}\\b`).test(l))
-    .map((l) => l + '\n')
-    .join('');
-}
-
-function stripShow(argv: string[]): string[] {
-  const i = argv.indexOf('dev');
-  const base = i >= 0 ? argv.slice(0, i) : argv;
-  return base.filter((a) => a !== 'show' && a !== 'list');
+  const r = await callNode<{ stdout: string }>(stateDir, node, 'node.cmd', { argv });
+  return r.stdout;
 }
 
 function formatStats(s: Record<string, unknown>): string {

@@ -64,3 +64,9 @@ export function formatList(items: KubeObject[], format: 'json' | 'yaml'): string
   const list = { apiVersion: 'v1', kind: 'List', items, metadata: { resourceVersion: '' } };
   return format === 'json' ? JSON.stringify(list, null, 4) + '\n' : YAML.stringify(list);
 }
+
+/** `-o json|yaml` as kubectl prints it: a named get gives the object itself, anything else a List. */
+export function formatObjects(items: KubeObject[], format: 'json' | 'yaml', named: boolean): string {
+  if (!named || items.length !== 1) return formatList(items, format);
+  return format === 'json' ? JSON.stringify(items[0], null, 4) + '\n' : YAML.stringify(items[0]);
+}

@@ -8,7 +8,8 @@ import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import { callNode, execInPod, getResources, nodeCommand, parseDuration, parsePercent, type Output } from './commands.ts';
 import { capture } from './capture.ts';
 import { runDemo } from './demo.ts';
-import { formatTrace, trace } from './trace.ts';
+import { formatTrace, trace, traceExitCode } from './trace.ts';
+import { decodeHint, installProfile } from './wireshark.ts';
 import { FILTER_HELP } from '../node-agent/capture/filter.ts';
 import { LabError, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up } from '../lab/lab.ts';
 import { ManifestError, loadManifestFile, type LoadedObject } from '../lab/manifest.ts';
@@ -40,7 +41,7 @@ program
   .command('up')
   .description('start a lab: an apiserver and one node-agent process per node on 127.0.0.x, pods on every node')
   .option('--nodes <n>', 'number of nodes', int('--nodes'), 3)
-  .option('--pods-per-node <m>', 'pods to create on each node (pod-<node><letter>)', int('--pods-per-node'), 0)
+  .option('--pods-per-node <m>', 'pods to create on each node (pod-<node><letter>); default 2, or 0 when -f gives the workload', int('--pods-per-node'))
   .option('-f, --filename <file...>', 'Kubernetes YAML with Pods/Namespaces to create (multi-document)')
   .option('--detach', 'return once every node is Ready and every pod Running; the lab keeps running')
   .option('--demo', 'the npm start lab: 3 nodes x 2 pods and a printed walkthrough, until Ctrl-C')
@@ -59,7 +60,7 @@ program
   .addOption(new Option('--wire <kind>', 'host-gw/bgp: udp = the bare-IPv4 wire in UDP (local default) | raw = real frames on eth0 with pod IPs, via libpcap (netns default)').choices(['udp', 'raw']))
   .option('--mtu <bytes>', 'underlay MTU (pods and flannel.1 get 50 less)', int('--mtu'), 1500)
   .option('--seed <n>', 'seed for every random choice (MACs, impairments, ids)', int('--seed'), 1)
-  // issue 7: netns labs (lab/netns-lab.ts)
+  // netns labs (lab/netns-lab.ts)
   .addOption(new Option('--mode <mode>', 'local: processes on 127.0.0.x, no root | netns: each node in its own network namespace on a bridge (root)').choices(['local', 'netns']).default('local'))
   .option('--underlay-net <cidr>', 'netns: underlay subnet, inside the lab namespaces only (bridge + apiserver .10, node-N .(10+N))', '10.250.0.0/24')
   .option('--kernel-nodes <k>', 'netns: K more nodes that are the Linux kernel itself (cni0, pods as namespaces; vxlan: kernel flannel.1; host-gw: kernel routes; bgp: a real BIRD)', int('--kernel-nodes'), 0)
@@ -72,7 +73,8 @@ program
     const rec = await up({
       stateDir: dir,
       nodes: demo && o.nodes === 3 ? 3 : o.nodes,
-      podsPerNode: demo && o.podsPerNode === 0 ? 2 : o.podsPerNode,
+      // A lab with nothing in it is never what a first `up` wants: without -f, every node gets two pods.
+      podsPerNode: o.podsPerNode ?? (manifests.length && !demo ? 0 : 2),
       manifests,
       labNet: o.labNet,
       apiPort: o.apiPort,
@@ -299,17 +301,30 @@ program
     process.on('SIGINT', onInt);
     const toStdout = o.write === '-';
     const log = (s: string) => (toStdout || o.write ? process.stderr.write(s) : process.stdout.write(s));
+    const lab = requireLab(dir);
+    if (toStdout) process.stderr.write(decodeHint(lab.options, '-') + '\n');
     try {
       const r = await capture(dir, { node, ifaces, all: o.all, write: o.write, count: o.count, durationS: o.duration, filter: o.filter, signal: ac.signal, log });
       process.stderr.write(`${r.captured} packets captured${r.dropped ? `, ${r.dropped} dropped (reader too slow)` : ''}\n`);
+      if (o.write && !toStdout) process.stderr.write(decodeHint(lab.options, o.write) + '\n');
     } finally {
       process.off('SIGINT', onInt);
     }
   });
 
 program
+  .command('wireshark')
+  .description('set up Wireshark for podlab captures: --install-profile copies the "podlab" profile (Decode As UDP 8472 -> VXLAN, 8473 -> IPv4)')
+  .option('--install-profile', 'copy the profile to $WIRESHARK_CONFIG_DIR, $XDG_CONFIG_HOME/wireshark or ~/.config/wireshark')
+  .action((o: { installProfile?: boolean }) => {
+    if (!o.installProfile) throw new LabError('wireshark: nothing to do (try --install-profile)');
+    const dest = installProfile();
+    out(`podlab: Wireshark profile installed in ${dest}\npodlab: use it with: tshark -C podlab -r FILE, or wireshark -C podlab (Edit > Configuration Profiles)\n`);
+  });
+
+program
   .command('trace')
-  .description('send one real packet from a pod and print every hop it took, with the decisions and values used')
+  .description('send one real packet from a pod and print every hop it took, with the decisions and values used; exit 0 when the answer came back, 1 when the packet was dropped, refused or unanswered')
   .argument('<pod>', 'the sending pod')
   .argument('<dest>', 'destination IP (a pod, a node, anything)')
   .addOption(new Option('--proto <proto>', 'probe protocol').choices(['icmp', 'udp', 'tcp']).default('icmp'))
@@ -322,6 +337,7 @@ program
   .action(async (pod: string, dest: string, o) => {
     const r = await trace(stateDir(), pod, dest, { proto: o.proto, port: o.port, seed: o.seed, timeoutMs: o.timeout * 1000, size: o.size, ttl: o.ttl });
     out(o.output === 'json' ? JSON.stringify(r, null, 2) + '\n' : formatTrace(r));
+    process.exitCode = traceExitCode(r);
   });
 
 registerScenarioCommand(program);

@@ -70,13 +70,29 @@ export async function trace(
   };
 }
 
-/** The report as text: one line per hop, grouped by leg, then the verdict. */
+/**
+ * Whether the traced exchange worked: 0 when the answer came back, 1 when the
+ * packet was dropped, refused with an ICMP error, unanswered or not sent, as
+ * scripts expect of traceroute-like tools.
+ */
+export function traceExitCode(r: TraceReport): number {
+  return r.result.kind === 'reply' && r.drops.length === 0 ? 0 : 1;
+}
+
+/**
+ * The report as text: one line per hop, each leg (request, reply, ICMP error)
+ * in one block in the order the legs began, then the verdict. A leg's late hop
+ * (a flooded ARP copy delivered after the reply was already on its way) stays
+ * in its own leg's block rather than interrupting the next one.
+ */
 export function formatTrace(r: TraceReport): string {
   const lines: string[] = [];
   lines.push(`trace from ${r.from.pod} (${r.from.ip} on ${r.from.node}) to ${r.to}, ${r.protocol === 'icmp' ? 'ICMP echo' : `${r.protocol.toUpperCase()} port ${r.port}`}, 1 ${r.protocol === 'tcp' ? 'connection attempt' : 'packet'}`);
   let leg = '';
   const titles: Record<string, string> = { request: 'request', reply: 'reply', error: 'ICMP error about the request' };
-  for (const h of r.hops) {
+  const legOrder = [...new Set(r.hops.map((h) => h.leg))];
+  const byLeg = [...r.hops].sort((a, b) => legOrder.indexOf(a.leg) - legOrder.indexOf(b.leg) || a.n - b.n);
+  for (const h of byLeg) {
     if (h.leg !== leg) {
       leg = h.leg;
       lines.push('', `  ${titles[leg] ?? leg}:`);

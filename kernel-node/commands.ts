@@ -69,13 +69,24 @@ export function podCommands(nodeNs: string, podNs: string, o: { hostVeth: string
 /** Commands `podlab exec` may run in a kernel pod (for real, via `ip netns exec`). */
 export const KERNEL_POD_COMMANDS = ['ping', 'ip', 'ss', 'tracepath', 'traceroute', 'arping', 'nc', 'curl', 'tcpdump'] as const;
 
-/** `podlab node <kernel node> ...` views, mapped to the real iproute2 commands in the node's namespace. */
+/**
+ * `podlab node <kernel node> ...` views, mapped to the real iproute2 commands
+ * in the node's namespace: the display flags and `show`/`get` forms pass
+ * through; anything that would change the namespace is shown instead.
+ */
 export function nodeViewCommand(ns: string, argv: string[]): Argv | undefined {
   const [tool, obj] = argv;
   if (tool === 'bridge' && (obj === 'fdb' || obj === 'f')) return ['bridge', '-n', ns, 'fdb', 'show'];
-  if (tool !== 'ip' || !obj) return undefined;
+  if (tool !== 'ip') return undefined;
+  let i = 1;
+  const flags: string[] = [];
+  while (i < argv.length && /^-(d|details|s|stats|4|br|brief|j|json|p|pretty)$/.test(argv[i])) flags.push(argv[i++]);
   const objects: Record<string, string> = { r: 'route', ro: 'route', route: 'route', n: 'neigh', neigh: 'neigh', neighbor: 'neigh', neighbour: 'neigh', l: 'link', link: 'link', a: 'addr', addr: 'addr', address: 'addr' };
-  const o = objects[obj];
+  const o = objects[argv[i] ?? ''];
   if (!o) return undefined;
-  return ['ip', '-n', ns, o, 'show'];
+  const rest = argv.slice(i + 1);
+  const words = (xs: string[]) => xs.every((x) => /^[\w.:/@-]+$/.test(x));
+  if (o === 'route' && (rest[0] === 'get' || rest[0] === 'g') && words(rest)) return ['ip', '-n', ns, ...flags, o, 'get', ...rest.slice(1)];
+  const shown = rest[0] === 'show' || rest[0] === 'list' ? rest.slice(1) : [];
+  return ['ip', '-n', ns, ...flags, o, 'show', ...(words(shown) ? shown : [])];
 }

@@ -306,7 +306,7 @@ export async function up(o: UpOptions): Promise<LabRecord> {
     stateDir: o.stateDir,
     startedAt: new Date().toISOString(),
     supervisorPid: o.supervisorPid,
-    options: { nodes: o.nodes, labNet: o.labNet, apiPort: o.apiPort, clusterCidr: o.clusterCidr, vxlanPort: o.vxlanPort, seed: o.seed, mtu: o.mtu, backend: o.backend ?? 'vxlan' },
+    options: { nodes: o.nodes, labNet: o.labNet, apiPort: o.apiPort, clusterCidr: o.clusterCidr, vxlanPort: o.vxlanPort, wirePort: o.wirePort, seed: o.seed, mtu: o.mtu, backend: o.backend ?? 'vxlan' },
     procs: [],
     nodes: [],
   };

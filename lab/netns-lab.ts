@@ -139,7 +139,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     stateDir: o.stateDir,
     startedAt: new Date().toISOString(),
     supervisorPid: o.supervisorPid,
-    options: { nodes: o.nodes, labNet: subnet, apiPort: o.apiPort, clusterCidr: o.clusterCidr, vxlanPort: o.vxlanPort, seed: o.seed, mtu: o.mtu, backend, mode: 'netns', underlayNet: subnet, kernelNodes, wire },
+    options: { nodes: o.nodes, labNet: subnet, apiPort: o.apiPort, clusterCidr: o.clusterCidr, vxlanPort: o.vxlanPort, wirePort: o.wirePort, seed: o.seed, mtu: o.mtu, backend, mode: 'netns', underlayNet: subnet, kernelNodes, wire },
     procs: [],
     nodes: [],
     netns: { prefix, underlay, bridge: LAB_BRIDGE, subnet, namespaces: [] },

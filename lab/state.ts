@@ -51,6 +51,8 @@ export interface LabOptionsRecord {
   apiPort: number;
   clusterCidr: string;
   vxlanPort: number;
+  /** The bare-IPv4 wire's UDP port (host-gw/bgp in local labs). */
+  wirePort?: number;
   seed: number;
   mtu: number;
   backend?: string;

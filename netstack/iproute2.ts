@@ -6,22 +6,9 @@
 import type { Bridge } from './link/bridge.ts';
 import type { IpStack } from './ipv4/ip-stack.ts';
 import type { NetDevice } from './link/netdev.ts';
-import type { Route } from './ipv4/route-table.ts';
+import { formatRoute } from './ipv4/route-table.ts';
 
-/** One `ip route` line. */
-export function formatRoute(r: Route): string {
-  const dst = r.prefixLen === 0 ? 'default' : r.prefixLen === 32 ? r.dst : `${r.dst}/${r.prefixLen}`;
-  const parts = [dst];
-  if (r.gateway) parts.push('via', r.gateway);
-  parts.push('dev', r.dev);
-  if (r.proto !== 'boot') parts.push('proto', r.proto);
-  if (r.scope === 'link' && !r.gateway) parts.push('scope', 'link');
-  if (r.src) parts.push('src', r.src);
-  if (r.metric) parts.push('metric', String(r.metric));
-  if (r.onlink) parts.push('onlink');
-  return parts.join(' ');
-}
-
+/** `ip route`: the main table (iproute2's trailing spaces left out, here and in every view). */
 export function formatIpRoute(stack: IpStack): string {
   return stack.routes
     .list()
@@ -30,9 +17,11 @@ export function formatIpRoute(stack: IpStack): string {
     .join('');
 }
 
-export function formatIpNeigh(stack: IpStack): string {
+/** `ip neigh [show dev DEV]`. */
+export function formatIpNeigh(stack: IpStack, dev?: string): string {
   return stack.neigh
     .list()
+    .filter((e) => dev === undefined || e.dev === dev)
     .map((e) => {
       const ll = e.mac && e.state !== 'INCOMPLETE' && e.state !== 'FAILED' ? ` lladdr ${e.mac}` : '';
       return `${e.ip} dev ${e.dev}${ll} ${e.state}\n`;
@@ -40,25 +29,30 @@ export function formatIpNeigh(stack: IpStack): string {
     .join('');
 }
 
-function linkFlags(d: NetDevice, carrier: boolean): string {
+function linkFlags(d: NetDevice, carrier: boolean): string[] {
   const f: string[] = [];
   if (d.kind === 'loopback') f.push('LOOPBACK');
   else f.push('BROADCAST', 'MULTICAST');
-  if (d.kind === 'vxlan') f.push('NOARP');
+  // flannel.1 resolves no neighbours (they are programmed), yet flanneld creates it without
+  // IFF_NOARP, so the kernel shows no NOARP flag: neither does podlab.
   if (d.up) f.push('UP');
   if (d.up && carrier) f.push('LOWER_UP');
-  return `<${f.join(',')}>`;
+  return f;
 }
 
 function linkName(d: NetDevice): string {
   return d.peer ? `${d.name}@if${d.peer.ifindex}` : d.name;
 }
 
+/** The `state` iproute2 shows for a device. */
+export function operState(d: NetDevice): string {
+  return d.kind === 'loopback' || d.kind === 'vxlan' ? 'UNKNOWN' : d.up ? 'UP' : 'DOWN';
+}
+
 function linkHeader(d: NetDevice): string {
-  const state = d.kind === 'loopback' || d.kind === 'vxlan' ? 'UNKNOWN' : d.up ? 'UP' : 'DOWN';
   const master = d.master ? ` master ${d.master.name}` : '';
-  const qlen = d.kind === 'ether' || d.kind === 'bridge' || d.kind === 'loopback' ? ' qlen 1000' : '';
-  return `${d.ifindex}: ${linkName(d)}: ${linkFlags(d, true)} mtu ${d.mtu} qdisc noqueue${master} state ${state} mode DEFAULT group default${qlen}`;
+  // Every link type the kernel creates here has txqueuelen 1000.
+  return `${d.ifindex}: ${linkName(d)}: <${linkFlags(d, true).join(',')}> mtu ${d.mtu} qdisc noqueue${master} state ${operState(d)} mode DEFAULT group default qlen 1000`;
 }
 
 function linkLine(d: NetDevice): string {
@@ -68,24 +62,63 @@ function linkLine(d: NetDevice): string {
   return `    link/${kind} ${d.mac} brd ${brd}${netns}`;
 }
 
-/** `ip link` for a list of devices (ordered by ifindex). */
-export function formatIpLink(devs: NetDevice[], opts: { vxlan?: { vni: number; port: number; local: string } } = {}): string {
+/** `ip -j link`'s object for a device (iproute2's JSON keys). */
+export function linkHeaderFields(d: NetDevice, withLinkmode = true): { flags: string[] } & Record<string, unknown> {
+  const o: { flags: string[] } & Record<string, unknown> = { ifindex: d.ifindex, ifname: d.name, flags: linkFlags(d, true), mtu: d.mtu, qdisc: 'noqueue' };
+  if (d.peer) o.link_index = d.peer.ifindex;
+  if (d.master) o.master = d.master.name;
+  o.operstate = operState(d);
+  if (withLinkmode) o.linkmode = 'DEFAULT';
+  Object.assign(o, { group: 'default', txqlen: 1000, link_type: d.kind === 'loopback' ? 'loopback' : 'ether', address: d.mac, broadcast: d.kind === 'loopback' ? '00:00:00:00:00:00' : 'ff:ff:ff:ff:ff:ff' });
+  if (d.peer) o.link_netnsid = 0;
+  return o;
+}
+
+const LINK_TAIL = 'addrgenmode eui64 numtxqueues 1 numrxqueues 1 gso_max_size 65536 gso_max_segs 65535 tso_max_size 65536 tso_max_segs 65535 gro_max_size 65536';
+
+/**
+ * `ip -d link`'s extra lines for a device: the promiscuity/MTU range on the
+ * link line, then the link kind's own attributes (`owner` is the device
+ * owner's line, e.g. flannel.1's vxlan id, local, dev and dstport).
+ */
+export function linkDetails(d: NetDevice, owner?: string): { linkSuffix: string; lines: string[] } {
+  const linkSuffix = ` promiscuity ${d.master ? 1 : 0}  allmulti 0 minmtu ${d.kind === 'loopback' ? 0 : 68} maxmtu ${d.kind === 'loopback' ? 0 : 65535}`;
+  const lines: string[] = [];
+  if (owner) lines.push(`    ${owner} ${LINK_TAIL}`);
+  else if (d.kind === 'bridge') lines.push(`    bridge forward_delay 1500 hello_time 200 max_age 2000 ageing_time 30000 stp_state 0 priority 32768 vlan_filtering 0 vlan_protocol 802.1Q ${LINK_TAIL}`);
+  else if (d.kind === 'veth' && d.master) lines.push('    veth', `    bridge_slave state forwarding priority 32 cost 2 hairpin off guard off root_block off fastleave off learning on flood on ${LINK_TAIL}`);
+  else if (d.kind === 'veth') lines.push(`    veth ${LINK_TAIL}`);
+  else if (d.kind !== 'loopback') lines.push(`    ${LINK_TAIL}`);
+  return { linkSuffix, lines };
+}
+
+/** `ip -s link`'s counters block for a device. */
+export function linkStats(d: NetDevice): string {
+  const c = d.counters;
+  const row = (vals: number[]) => '    ' + vals.map((v, i) => String(v).padStart(i === 0 ? 10 : 7)).join(' ') + '\n';
+  return (
+    '    RX:  bytes packets errors dropped  missed   mcast\n' +
+    row([c.rxBytes, c.rxPackets, 0, c.dropped, 0, 0]) +
+    '    TX:  bytes packets errors dropped carrier collsns\n' +
+    row([c.txBytes, c.txPackets, 0, 0, 0, 0])
+  );
+}
+
+/** `ip link` for a list of devices (ordered by ifindex); with `details`, `ip -d link`. */
+export function formatIpLink(devs: NetDevice[], opts: { details?: { linkSuffix: string; lines: string[] } } = {}): string {
   return devs
     .slice()
     .sort((a, b) => a.ifindex - b.ifindex)
     .map((d) => {
-      let s = `${linkHeader(d)}\n${linkLine(d)}\n`;
-      if (d.kind === 'vxlan' && opts.vxlan) {
-        s += `    vxlan id ${opts.vxlan.vni} local ${opts.vxlan.local} dev eth0 srcport 0 0 dstport ${opts.vxlan.port} nolearning ttl auto ageing 300\n`;
-      }
-      return s;
+      if (!opts.details) return `${linkHeader(d)}\n${linkLine(d)}\n`;
+      return `${linkHeader(d)}\n${linkLine(d)}${opts.details.linkSuffix}\n${opts.details.lines.map((l) => l + '\n').join('')}`;
     })
     .join('');
 }
 
-/** `ip addr` for a namespace's devices. */
-export function formatIpAddr(stack: IpStack): string {
-  const ifaces = [...stack.interfaces.values()].sort((a, b) => a.dev.ifindex - b.dev.ifindex);
+/** `ip addr` for a namespace's devices (those named in `only`, when given). */
+export function formatIpAddr(stack: IpStack, only?: Set<string>): string {
+  const ifaces = [...stack.interfaces.values()].filter((i) => !only || only.has(i.dev.name)).sort((a, b) => a.dev.ifindex - b.dev.ifindex);
   return ifaces
     .map(({ dev, addrs }) => {
       let s = `${linkHeader(dev).replace(' mode DEFAULT', '')}\n${linkLine(dev)}\n`;

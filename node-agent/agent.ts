@@ -36,14 +36,15 @@ import { ipv4ToInt } from '../packet/addr.ts';
 import { leaseFromNode, planFlannel, type Backend, type Lease } from '../backends/plan.ts';
 import { validateImpairment, type ImpairmentSpec } from '../overlay/impairment.ts';
 import { ControlError, ControlServer, controlSocketPath, type CallContext } from './control-server.ts';
-import { podCommands, matchIpObject } from '../pod-tools/index.ts';
+import { podCommands } from '../pod-tools/index.ts';
 import { UsageError } from '../pod-tools/types.ts';
 import { captureTargets, runCapture } from './capture/session.ts';
 import { FilterError } from './capture/filter.ts';
 import { sendProbe } from '../netstack/trace-probe.ts';
 import { tracer, type TraceFilter } from '../netstack/trace.ts';
 import { HostLocalIpam } from './ipam.ts';
-import { formatBridgeFdb, formatIpAddr, formatIpLink, formatIpNeigh, formatIpRoute } from '../netstack/iproute2.ts';
+import { formatBridgeFdb } from '../netstack/iproute2.ts';
+import { runIp } from '../netstack/ip-command.ts';
 import { DEFAULT_WIRE_PORT, NodeDataPlane } from './dataplane.ts';
 import { RawWire, RawWireError, claimFilter, pcapImmediateModeLikely } from '../overlay/underlay-raw.ts';
 import { DEFAULT_NODE_PORT_RANGE } from '../control-plane/service-allocator.ts';
@@ -478,15 +479,21 @@ export class NodeAgent {
       if (obj === 'routes' || obj === 'route') return this.bgp.routes();
       throw new ControlError('usage: bgp summary | bgp routes');
     }
-    if (tool === 'bridge' && (obj === 'fdb' || obj === 'f')) return formatBridgeFdb(this.dp.bridge, this.dp.vtep ? { dev: 'flannel.1', fdb: this.dp.vtep.fdb } : undefined);
+    if (tool === 'bridge' && (obj === 'fdb' || obj === 'f')) {
+      const all = formatBridgeFdb(this.dp.bridge, this.dp.vtep ? { dev: 'flannel.1', fdb: this.dp.vtep.fdb } : undefined);
+      const i = argv.indexOf('dev');
+      const dev = i >= 0 ? argv[i + 1] : undefined;
+      return dev === undefined ? all : all.split('\n').filter((l) => l.split(' ')[2] === dev).map((l) => l + '\n').join('');
+    }
     if (tool === 'ip') {
-      const out = matchIpObject(obj ?? '', {
-        addr: () => formatIpAddr(this.dp.stack),
-        route: () => formatIpRoute(this.dp.stack),
-        neigh: () => formatIpNeigh(this.dp.stack),
-        link: () => formatIpLink(this.devices(), this.dp.vtep ? { vxlan: { vni: this.opts.vni, port: this.opts.vxlanPort, local: this.opts.ip } } : {}),
+      const vtep = this.dp.vtep;
+      const r = runIp(argv.slice(1), {
+        stack: this.dp.stack,
+        links: this.devices(),
+        linkDetail: (d) => (vtep && d === vtep.dev ? `vxlan id ${this.opts.vni} local ${this.opts.ip} dev eth0 srcport 0 0 dstport ${this.opts.vxlanPort} nolearning ttl auto ageing 300 udpcsum noudp6zerocsumtx noudp6zerocsumrx` : undefined),
       });
-      if (out !== undefined) return out;
+      if (r.code !== 0) throw new ControlError(r.stderr.trimEnd());
+      return r.stdout;
     }
     throw new ControlError(`unsupported node command '${argv.join(' ')}': try ip route | ip neigh | ip link | ip addr | bridge fdb | bgp summary | iptables-save [-t nat] | ipvsadm -Ln | ipset list | conntrack -L`);
   }

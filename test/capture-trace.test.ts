@@ -101,7 +101,11 @@ test.serial('the shipped Wireshark profile decodes UDP 8472 as VXLAN without -d'
   if (!needTshark(t)) return;
   const file = await captureDuring(['eth0'], 2, ips['pod-2b'], 'udp port 8472');
   const cfg = path.join(tmp, 'wireshark-config');
-  fs.cpSync(path.join(ROOT, 'wireshark/profiles/podlab'), path.join(cfg, 'profiles/podlab'), { recursive: true });
+  // Installed the way the README says: podlab wireshark --install-profile.
+  const installed = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, [path.join(ROOT, 'bin/podlab.js'), 'wireshark', '--install-profile'], { env: { ...process.env, WIRESHARK_CONFIG_DIR: cfg } }, (e, out) => (e ? reject(e) : resolve(out))),
+  );
+  t.regex(installed, new RegExp(`installed in ${path.join(cfg, 'profiles/podlab').replace(/[.]/g, '\\.')}`));
   const run = (args: string[]) =>
     new Promise<string>((resolve, reject) =>
       execFile('tshark', ['-r', file, ...args, '-T', 'fields', '-e', 'frame.protocols'], { env: { ...process.env, WIRESHARK_CONFIG_DIR: cfg } }, (e, out) => (e ? reject(e) : resolve(out))),
@@ -248,6 +252,17 @@ test.serial('the CLI prints trace JSON and an error for a bad destination', asyn
   t.is(r.result.kind, 'reply');
   t.true(r.hops.length > 10);
   t.regex((await run(['trace', 'pod-1a', 'nowhere'])).err, /'nowhere' is not an IPv4 address/);
+  // Exit status as traceroute users script it: the answer came back, or it did not.
+  const dropped = await run(['trace', 'pod-1a', '10.244.99.9']);
+  t.is(dropped.code, 1, 'a packet dropped for want of a route exits 1');
+  t.regex(dropped.out, /dropped on node-1 at routing: no-route/);
+  // Each leg prints as one block: no request hop (a late flooded ARP copy) after the reply's header.
+  const text = (await run(['trace', 'pod-1b', ips['pod-2b']])).out;
+  const blocks = text.split('\n').filter((l) => /^  (request|reply|ICMP error about the request):$/.test(l));
+  t.deepEqual(blocks, ['  request:', '  reply:'], text);
   t.regex((await run(['capture', 'node-1', 'eth7', '-c', '1'])).err, /node-1 has no interface 'eth7'/);
+  // Every capture says how to decode what it wrote.
+  const hintFile = path.join(tmp, 'hint.pcapng');
+  t.regex((await run(['capture', 'node-1', 'cni0', '--duration', '0.3', '-w', hintFile])).err, new RegExp(`decode with: tshark -r ${hintFile.replace(/[.]/g, '\\.')} -d udp\\.port==8472,vxlan`));
   t.regex((await run(['capture', 'node-1', 'eth0', '-f', 'vlan 7', '-c', '1'])).err, /unknown or unsupported term 'vlan'/);
 });

@@ -100,6 +100,12 @@ test.serial('a detached lab: get, exec, node, impair, a refused second up, down'
   t.deepEqual(nodes.items.map((n: { spec: { podCIDR: string } }) => n.spec.podCIDR), ['10.244.1.0/24', '10.244.2.0/24']);
   t.deepEqual(nodes.items.map((n: { status: { addresses: { type: string; address: string }[] } }) => n.status.addresses.find((a) => a.type === 'InternalIP')!.address), ['127.0.73.11', '127.0.73.12']);
   t.regex((await podlab(home, ['get', 'nodes', '-o', 'yaml'])).stdout, /^kind: List$/m);
+  // A named get prints the object itself, as kubectl does.
+  const one = (await podlab(home, ['get', 'pod', 'pod-1a', '-o', 'yaml'])).stdout;
+  t.regex(one, /^kind: Pod$/m);
+  t.regex(one, /^  name: pod-1a$/m);
+  t.notRegex(one, /^kind: List$/m);
+  t.regex((await podlab(home, ['get', 'node', 'node-2', '-o', 'json'])).stdout, /^ {4}"kind": "Node",$/m);
 
   const target = json.items.find((p: { metadata: { name: string } }) => p.metadata.name === 'pod-2a').status.podIP;
   const ping = await podlab(home, ['exec', 'pod-1a', '--', 'ping', '-c', '2', '-i', '0.1', target]);

@@ -48,10 +48,16 @@ let lab: TestLab | undefined;
 let hg: TestLab | undefined;
 
 /** Root-namespace veths and addresses, to prove the lab adds none. */
+/** Docker's bridges and their veths come and go with containers (the compose test may run meanwhile): not podlab's. */
+const DOCKER_LINK = /^(docker\d*|br-[0-9a-f]{12})$/;
+
 function rootSnapshot(): { veths: string[]; addrs: string[] } {
-  const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'type', 'veth'], { encoding: 'utf8' }) || '[]') as { ifname: string }[];
-  const addrs = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show'], { encoding: 'utf8' }) || '[]') as { addr_info: { local: string }[] }[];
-  return { veths: links.map((l) => l.ifname).sort(), addrs: addrs.flatMap((a) => a.addr_info.map((i) => i.local)).sort() };
+  const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'type', 'veth'], { encoding: 'utf8' }) || '[]') as { ifname: string; master?: string }[];
+  const addrs = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show'], { encoding: 'utf8' }) || '[]') as { ifname: string; addr_info: { local: string }[] }[];
+  return {
+    veths: links.filter((l) => !DOCKER_LINK.test(l.master ?? '')).map((l) => l.ifname).sort(),
+    addrs: addrs.filter((a) => !DOCKER_LINK.test(a.ifname)).flatMap((a) => a.addr_info.map((i) => i.local)).sort(),
+  };
 }
 let rootBefore: ReturnType<typeof rootSnapshot> | undefined;
 
@@ -252,6 +258,34 @@ test.serial('CLI verbs through the Unix socket and the agents: get, node, trace,
   t.is(refused.code, 127);
   t.regex(refused.out, /not available in kernel pods/);
   await t.throwsAsync(callNode(dir, 'knode-1', 'capture.list', {}), { message: /kernel node.*tshark -i eth0/ });
+});
+
+test.serial('ip route get, ip -d link and ip -j route: an emulated node prints what the kernel node\'s real iproute2 prints', async (t) => {
+  if (!need(t)) return;
+  const dir = lab!.stateDir;
+  const esc = (s: string) => s.replace(/\./g, '\\.');
+  const target = await podIp('pod-2a');
+  // The same question to both kinds of node; only the addresses that are the node's own differ.
+  const get = async (node: string) => (await nodeCommand(dir, node, ['ip', 'route', 'get', target])).split('\n').map((l) => l.trimEnd());
+  const shape = (src: string) => [new RegExp(`^${esc(target)} via 10\\.244\\.2\\.0 dev flannel\\.1 src ${esc(src)} uid 0$`), /^ {4}cache$/];
+  for (const [node, src] of [['node-1', '10.244.1.0'], ['knode-1', '10.244.4.0']] as const) {
+    const lines = await get(node);
+    shape(src).forEach((re, i) => t.regex(lines[i], re, `${node}: ${lines.join(' | ')}`));
+  }
+  // ip -d link show flannel.1: the vxlan attributes, word for word up to the device's own address.
+  const vx = async (node: string) => (/^ {4}(vxlan id .*?)$/m.exec(await nodeCommand(dir, node, ['ip', '-d', 'link', 'show', 'flannel.1']))?.[1] ?? '').trimEnd().split(' ');
+  const emu = await vx('node-1');
+  const kern = await vx('knode-1');
+  t.deepEqual(emu.slice(0, 16).map((w, i) => (i === 4 ? 'LOCAL' : w)), kern.slice(0, 16).map((w, i) => (i === 4 ? 'LOCAL' : w)), `${emu.join(' ')}\n${kern.join(' ')}`);
+  t.is(emu[4], `${NET}.11`);
+  t.is(kern[4], `${NET}.14`);
+  // Without -d neither prints the vxlan line.
+  t.notRegex(await nodeCommand(dir, 'node-1', ['ip', 'link', 'show', 'flannel.1']), /vxlan id/);
+  t.notRegex(await nodeCommand(dir, 'knode-1', ['ip', 'link', 'show', 'flannel.1']), /vxlan id/);
+  // ip -j route: the flannel route to a peer has the same JSON object on both.
+  type R = { dst: string } & Record<string, unknown>;
+  const peerRoute = async (node: string) => (JSON.parse(await nodeCommand(dir, node, ['ip', '-j', 'route'])) as R[]).find((r) => r.dst === '10.244.2.0/24');
+  t.deepEqual(await peerRoute('node-1'), await peerRoute('knode-1'));
 });
 
 test.serial('pods come and go on the kernel node; a container-style node (podlab agent, --api only) joins and leaves', async (t) => {

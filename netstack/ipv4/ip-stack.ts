@@ -42,10 +42,9 @@ import {
   type Ipv4Repr,
 } from '../../packet/ipv4.ts';
 import { parseUdp, serializeUdp } from '../../packet/udp.ts';
-import { formatRoute } from '../iproute2.ts';
 import { NeighbourTable } from './neighbour.ts';
 import { Counters, NetDevice } from '../link/netdev.ts';
-import { RouteTable, type Route } from './route-table.ts';
+import { RouteTable, formatRoute, type Route } from './route-table.ts';
 import { tracer } from '../trace.ts';
 import type { Netfilter } from '../netfilter/netfilter.ts';
 

@@ -86,3 +86,21 @@ export class RouteTable {
       .map((e) => e.route);
   }
 }
+
+/**
+ * One `ip route` line (without iproute2's trailing space). With `details`, as
+ * `ip -d route` prints it: the protocol and scope the default view leaves out.
+ */
+export function formatRoute(r: Route, opts: { details?: boolean } = {}): string {
+  const dst = r.prefixLen === 0 ? 'default' : r.prefixLen === 32 ? r.dst : `${r.dst}/${r.prefixLen}`;
+  const parts = [dst];
+  if (r.gateway) parts.push('via', r.gateway);
+  parts.push('dev', r.dev);
+  if (r.proto !== 'boot' || opts.details) parts.push('proto', r.proto);
+  if (r.scope === 'link' && !r.gateway) parts.push('scope', 'link');
+  else if (opts.details) parts.push('scope', r.scope);
+  if (r.src) parts.push('src', r.src);
+  if (r.metric) parts.push('metric', String(r.metric));
+  if (r.onlink) parts.push('onlink');
+  return parts.join(' ');
+}
