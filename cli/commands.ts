@@ -7,13 +7,14 @@ import { ApiClient } from '../control-plane/client.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import { ControlClient } from '../lab/control-client.ts';
-import { formatNodes, formatObjects, formatPods } from './format.ts';
+import { JsonPathError, formatJsonPath, formatNodes, formatObjects, formatPods } from './format.ts';
 import { formatEndpointSlices, formatServices } from './format-services.ts';
 import type { EndpointSlice, Service } from '../control-plane/service-resources.ts';
 import { LabError, requireLab } from '../lab/lab.ts';
 import type { LabRecord } from '../lab/state.ts';
 
-export type Output = 'table' | 'wide' | 'json' | 'yaml';
+/** `-o`: a table, or `json`, `yaml`, `jsonpath=TEMPLATE`. */
+export type Output = 'table' | 'wide' | 'json' | 'yaml' | `jsonpath=${string}`;
 
 /** The node record of a running lab. */
 export function nodeOf(rec: LabRecord, name: string): LabRecord['nodes'][number] {
@@ -43,7 +44,7 @@ export async function getResources(stateDir: string, kind: string, opts: { name?
     if (opts.name) nodes = nodes.filter((n) => n.metadata.name === opts.name);
     if (opts.name && !nodes.length) throw new LabError(`Error from server (NotFound): nodes "${opts.name}" not found`);
     nodes.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name, undefined, { numeric: true }));
-    return opts.output === 'json' || opts.output === 'yaml' ? formatObjects(nodes, opts.output, !!opts.name) : formatNodes(nodes, wide);
+    return structured(nodes, opts.output, !!opts.name) ?? formatNodes(nodes, wide);
   }
   const ns = opts.all ? undefined : (opts.namespace ?? 'default');
   if (k === 'services' || k === 'endpointslices') {
@@ -51,14 +52,30 @@ export async function getResources(stateDir: string, kind: string, opts: { name?
     if (opts.name) items = items.filter((x) => x.metadata.name === opts.name);
     if (opts.name && !items.length) throw new LabError(`Error from server (NotFound): ${k === 'services' ? 'services' : 'endpointslices.discovery.k8s.io'} "${opts.name}" not found`);
     items.sort((a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.metadata.name.localeCompare(b.metadata.name, undefined, { numeric: true }));
-    if (opts.output === 'json' || opts.output === 'yaml') return formatObjects(items, opts.output, !!opts.name);
+    const asked = structured(items, opts.output, !!opts.name);
+    if (asked !== undefined) return asked;
     return k === 'services' ? formatServices(items as Service[], wide, !!opts.all, ns) : formatEndpointSlices(items as EndpointSlice[], !!opts.all, ns);
   }
   let pods = (await api.list<Pod>('pods', { namespace: ns })).items;
   if (opts.name) pods = pods.filter((p) => p.metadata.name === opts.name);
   if (opts.name && !pods.length) throw new LabError(`Error from server (NotFound): pods "${opts.name}" not found`);
   pods.sort((a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.metadata.name.localeCompare(b.metadata.name, undefined, { numeric: true }));
-  return opts.output === 'json' || opts.output === 'yaml' ? formatObjects(pods, opts.output, !!opts.name) : formatPods(pods, wide, !!opts.all);
+  return structured(pods, opts.output, !!opts.name) ?? formatPods(pods, wide, !!opts.all);
+}
+
+/** json, yaml or jsonpath output of what a get found (undefined for the table forms). */
+function structured(items: KubeObject[], output: Output, named: boolean): string | undefined {
+  if (output === 'json' || output === 'yaml') return formatObjects(items, output, named);
+  if (output.startsWith('jsonpath=')) {
+    const value = named && items.length === 1 ? items[0] : { apiVersion: 'v1', kind: 'List', items };
+    try {
+      return formatJsonPath(value, output.slice('jsonpath='.length));
+    } catch (e) {
+      if (e instanceof JsonPathError) throw new LabError(e.message);
+      throw e;
+    }
+  }
+  return undefined;
 }
 
 /** kubectl's kind aliases for what podlab serves. */

@@ -3,6 +3,7 @@
  * and `-o json|yaml` as a Kubernetes `List`.
  */
 import YAML from 'yaml';
+import { JSONPath } from 'jsonpath-plus';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 
 /** kubectl's human age: 45s, 12m, 3h, 2d. */
@@ -69,4 +70,35 @@ export function formatList(items: KubeObject[], format: 'json' | 'yaml'): string
 export function formatObjects(items: KubeObject[], format: 'json' | 'yaml', named: boolean): string {
   if (!named || items.length !== 1) return formatList(items, format);
   return format === 'json' ? JSON.stringify(items[0], null, 4) + '\n' : YAML.stringify(items[0]);
+}
+
+/**
+ * kubectl's `-o jsonpath=TEMPLATE`: text outside braces is printed as is, each
+ * `{.path}` is a JSONPath query (jsonpath-plus) whose results are joined by
+ * spaces, as kubectl joins them. kubectl's `range`/`end` loops are refused.
+ */
+export function formatJsonPath(value: unknown, template: string): string {
+  let out = '';
+  let i = 0;
+  while (i < template.length) {
+    const open = template.indexOf('{', i);
+    if (open < 0) {
+      out += template.slice(i);
+      break;
+    }
+    out += template.slice(i, open);
+    const close = template.indexOf('}', open);
+    if (close < 0) throw new JsonPathError(`jsonpath: unclosed '{' in ${template}`);
+    const expr = template.slice(open + 1, close).trim();
+    if (/^(range|end)\b/.test(expr)) throw new JsonPathError(`jsonpath: '${expr}' loops are not supported by podlab get; use {.items[*].field}`);
+    if (!expr.startsWith('.') && !expr.startsWith('[') && expr !== '$') throw new JsonPathError(`jsonpath: '{${expr}}' must start with '.' (e.g. {.spec.clusterIP})`);
+    const results = JSONPath({ path: expr === '$' ? '$' : `$${expr}`, json: value as object, wrap: true }) as unknown[];
+    out += results.map((r) => (typeof r === 'object' && r !== null ? JSON.stringify(r) : String(r))).join(' ');
+    i = close + 1;
+  }
+  return out.replace(/\\n/g, '\n');
+}
+
+export class JsonPathError extends Error {
+  override name = 'JsonPathError';
 }

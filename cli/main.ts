@@ -177,7 +177,10 @@ program
   .description('list nodes, pods, services or endpointslices, as kubectl get')
   .argument('<kind>', 'nodes | pods | services | endpointslices (no, po, svc)')
   .argument('[name]', 'one object')
-  .addOption(new Option('-o, --output <format>', 'output format').choices(['wide', 'json', 'yaml']))
+  .option('-o, --output <format>', "output format: wide | json | yaml | jsonpath=TEMPLATE (kubectl's, e.g. jsonpath='{.spec.clusterIP}')", (v: string) => {
+    if (['wide', 'json', 'yaml'].includes(v) || v.startsWith('jsonpath=')) return v;
+    throw new LabError(`-o: unknown output format '${v}' (wide, json, yaml, jsonpath=TEMPLATE)`);
+  })
   .option('-n, --namespace <ns>', 'namespace', 'default')
   .option('-A, --all-namespaces', 'pods of every namespace')
   .action(async (kind: string, name: string | undefined, o) => {

@@ -106,6 +106,10 @@ test.serial('a detached lab: get, exec, node, impair, a refused second up, down'
   t.regex(one, /^  name: pod-1a$/m);
   t.notRegex(one, /^kind: List$/m);
   t.regex((await podlab(home, ['get', 'node', 'node-2', '-o', 'json'])).stdout, /^ {4}"kind": "Node",$/m);
+  // kubectl's jsonpath output, as the README reads a ClusterIP or a pod IP.
+  t.regex((await podlab(home, ['get', 'pod', 'web', '-o', 'jsonpath={.spec.nodeName}'])).stdout, /^node-[12]$/);
+  t.is((await podlab(home, ['get', 'pods', '-o', 'jsonpath={.items[*].metadata.name}'])).stdout, 'pod-1a pod-2a web');
+  t.regex((await podlab(home, ['get', 'pods', '-o', 'jsonpath={range .items[*]}{end}'])).stderr, /loops are not supported/);
 
   const target = json.items.find((p: { metadata: { name: string } }) => p.metadata.name === 'pod-2a').status.podIP;
   const ping = await podlab(home, ['exec', 'pod-1a', '--', 'ping', '-c', '2', '-i', '0.1', target]);

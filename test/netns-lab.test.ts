@@ -220,6 +220,42 @@ test.serial('tshark on the underlay bridge decodes the kernel\'s and podlab\'s V
   for (const r of podlab) t.deepEqual(shape(r), want, 'podlab');
 });
 
+test.serial('one flow keeps one VXLAN source port, on the kernel node and on podlab\'s nodes alike (udp_flow_src_port)', async (t) => {
+  if (!need(t)) return;
+  if (!requireOrSkip(t, hasTool('tshark'), 'tshark is not installed')) return;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-netns-sport-'));
+  const file = path.join(dir, 'sport.pcapng');
+  // 2 pings x 5 echoes, each echo a request and a reply: 20 VXLAN frames.
+  const cap = spawn('ip', ['netns', 'exec', `${PREFIX}-underlay`, 'tshark', '-i', 'podlab0', '-f', 'udp port 8472', '-c', '20', '-a', 'duration:60', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => {
+    if (cap.exitCode === null) cap.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  let err = '';
+  cap.stderr.on('data', (d) => (err += d));
+  await eventually(() => /Capturing on/.test(err), 30_000);
+  const exited = new Promise<void>((r) => cap.on('exit', () => r()));
+  const [k1a, p1a] = [await podIp('pod-k1a'), await podIp('pod-1a')];
+  // Every echo of a ping shares its identifier; the sequence number and the ICMP checksum change.
+  execFileSync('ip', ['netns', 'exec', `${KNS}-pod-k1a`, 'ping', '-c', '5', '-i', '0.2', '-W', '2', p1a], { stdio: 'ignore' });
+  await lab!.exec('pod-1a', ['ping', '-c', '5', '-i', '0.2', k1a]);
+  await exited;
+  const fields = ['ip.src', 'udp.srcport', 'icmp.type', 'icmp.ident'];
+  const out = execFileSync('tshark', ['-r', file, '-d', 'udp.port==8472,vxlan', '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const flows = new Map<string, Set<string>>();
+  for (const line of out.trim().split('\n')) {
+    const [outerSrc, sport, type, ident] = line.split('|');
+    // tshark lists the outer and the inner IP source: the first is the VTEP, the flow is the inner echo.
+    const key = `${outerSrc.split(',')[0]} type ${type} id ${ident.split(',')[0]}`;
+    flows.set(key, (flows.get(key) ?? new Set()).add(sport));
+  }
+  t.is(flows.size, 4, [...flows.keys()].join('\n'));
+  const bySender = (kernel: boolean) => [...flows].filter(([k]) => k.startsWith(`${NET}.14 `) === kernel);
+  t.is(bySender(true).length, 2, 'the kernel node sent requests and replies');
+  t.is(bySender(false).length, 2, 'podlab sent requests and replies');
+  for (const [flow, ports] of flows) t.is(ports.size, 1, `${flow}: source ports ${[...ports].join(', ')}`);
+});
+
 test.serial('CLI verbs through the Unix socket and the agents: get, node, trace, capture, impair, exec on kernel pods', async (t) => {
   if (!need(t)) return;
   const dir = lab!.stateDir;

@@ -16,6 +16,7 @@
 import { readMac } from '../../packet/addr.ts';
 import { isWireError } from '../../packet/errors.ts';
 import { VXLAN_HEADER_LEN, parseVxlan } from '../../packet/vxlan.ts';
+import { flowHash } from '../../packet/flow-hash.ts';
 import { NetDevice } from '../../netstack/link/netdev.ts';
 import { tracer } from '../../netstack/trace.ts';
 import type { UdpUnderlay } from '../../overlay/underlay-udp.ts';
@@ -117,19 +118,4 @@ export class Vtep {
     }
     this.dev.receive(vx.payload);
   }
-}
-
-/**
- * A hash of the inner flow (IPv4 addresses, protocol and the first 4 bytes of
- * the transport header: the ports) so one flow keeps one source port, as the
- * kernel's skb flow hash does.
- */
-export function flowHash(frame: Buffer): number {
-  let h = 0x811c9dc5;
-  const end = Math.min(frame.length, 38);
-  for (let i = 23; i < end; i++) {
-    if (i >= 24 && i < 26) continue; // skip the IP header checksum
-    h = Math.imul(h ^ frame[i], 0x01000193);
-  }
-  return h >>> 0;
 }
