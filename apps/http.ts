@@ -1,8 +1,14 @@
 /**
- * `nginx` and `podlab/http`: an HTTP/1.1 server on each TCP containerPort
+ * `nginx`: nginx's own default server, as the image ships it: the "Welcome to
+ * nginx!" page on `/` and `/index.html`, nginx's 404 and 405 pages elsewhere,
+ * and a `Server: nginx/VERSION` header of the image's tag (`nginx:1.14.2` ->
+ * nginx/1.14.2; `nginx`, `nginx:latest`, `nginx:alpine` -> nginx/1.27.3).
+ *
+ * `podlab/http`: podlab's informative server on each TCP containerPort
  * (default 80). `GET /` answers who served it (`pod-2a on node-2`), `GET
  * /bytes/N` sends N bytes (a repeating pattern, streamed), `GET /healthz`
- * says `ok`; other paths are 404, other methods 405.
+ * says `ok`; other paths are 404, other methods 405. Use it behind a Service
+ * to see which endpoint answered.
  *
  * `hashicorp/http-echo`: answers its `-text` argument on every path (and
  * `{"status":"ok"}` on /health), listening on `-listen` (default :5678), with
@@ -10,6 +16,7 @@
  */
 import type { Container } from '../control-plane/types.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
+import { normaliseImage } from './image.ts';
 import { serveHttp, type HttpRequest, type HttpResponse } from './http-server.ts';
 import { portsOf, type AppContext, type AppInstance, type BuiltinApp } from './types.ts';
 
@@ -25,7 +32,7 @@ export function bytesChunk(off: number, len: number): Buffer {
   return PATTERN.subarray(start, start + len);
 }
 
-/** The nginx/podlab-http routes; kernel pods' real server answers through the same handler (kernel-node/pod-server.ts). */
+/** podlab/http's routes; kernel pods' real server answers through the same handler (kernel-node/pod-server.ts). */
 export function httpHandler(ctx: Pick<AppContext, 'podName' | 'nodeName'>): (req: HttpRequest) => HttpResponse {
   return (req): HttpResponse => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return { status: 405, headers: { Allow: 'GET, HEAD' }, body: '405 Method Not Allowed\n' };
@@ -40,11 +47,77 @@ export function httpHandler(ctx: Pick<AppContext, 'podName' | 'nodeName'>): (req
   };
 }
 
-function startHttp(serverName: string, appName: string) {
+/** The nginx version an image tag names; untagged and non-version tags get the stable release current at this build. */
+export const NGINX_DEFAULT_VERSION = '1.27.3';
+
+export function nginxVersion(image: string): string {
+  const name = image.split('@')[0];
+  const slash = name.lastIndexOf('/');
+  const colon = name.lastIndexOf(':');
+  const tag = colon > slash ? name.slice(colon + 1) : '';
+  return /^\d+\.\d+(\.\d+)?/.exec(tag)?.[0] ?? NGINX_DEFAULT_VERSION;
+}
+
+/** nginx's index.html for a version: 615 bytes since the dark-mode rule (1.21.1), 612 before it. */
+function welcomePage(version: string): string {
+  const [maj, min, patch] = version.split('.').map(Number);
+  const style =
+    maj > 1 || min > 21 || (min === 21 && (patch ?? 0) >= 1)
+      ? 'html { color-scheme: light dark; }\nbody { width: 35em; margin: 0 auto;\nfont-family: Tahoma, Verdana, Arial, sans-serif; }\n'
+      : '    body {\n        width: 35em;\n        margin: 0 auto;\n        font-family: Tahoma, Verdana, Arial, sans-serif;\n    }\n';
+  return `<!DOCTYPE html>
+<html>
+<head>
+<title>Welcome to nginx!</title>
+<style>
+${style}</style>
+</head>
+<body>
+<h1>Welcome to nginx!</h1>
+<p>If you see this page, the nginx web server is successfully installed and
+working. Further configuration is required.</p>
+
+<p>For online documentation and support please refer to
+<a href="http://nginx.org/">nginx.org</a>.<br/>
+Commercial support is available at
+<a href="http://nginx.com/">nginx.com</a>.</p>
+
+<p><em>Thank you for using nginx.</em></p>
+</body>
+</html>
+`;
+}
+
+function nginxErrorPage(status: number, text: string, version: string): string {
+  return `<html>\r\n<head><title>${status} ${text}</title></head>\r\n<body>\r\n<center><h1>${status} ${text}</h1></center>\r\n<hr><center>nginx/${version}</center>\r\n</body>\r\n</html>\r\n`;
+}
+
+/** nginx's default server: the welcome page, and nginx's own error pages. */
+export function nginxHandler(version: string): (req: HttpRequest) => HttpResponse {
+  const html = { 'Content-Type': 'text/html' };
+  const welcome = welcomePage(version);
+  return (req): HttpResponse => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return { status: 405, headers: html, body: nginxErrorPage(405, 'Not Allowed', version) };
+    if (req.path === '/' || req.path === '/index.html') return { status: 200, headers: { ...html, 'Accept-Ranges': 'bytes' }, body: welcome };
+    return { status: 404, headers: html, body: nginxErrorPage(404, 'Not Found', version) };
+  };
+}
+
+/** The handler and Server header a container's HTTP app answers with (emulated pods and kernel pods alike). */
+export function httpServerFor(image: string, ctx: Pick<AppContext, 'podName' | 'nodeName'>): { handler: (req: HttpRequest) => HttpResponse; serverName: string } {
+  if (normaliseImage(image) === 'nginx') {
+    const version = nginxVersion(image);
+    return { handler: nginxHandler(version), serverName: `nginx/${version}` };
+  }
+  return { handler: httpHandler(ctx), serverName: 'podlab-http/0.1' };
+}
+
+function startHttp(appName: string) {
   return (pod: PodNet, container: Container, ctx: AppContext): AppInstance => {
     const servers: ReturnType<typeof serveHttp>[] = [];
+    const { handler, serverName } = httpServerFor(container.image ?? appName, ctx);
     try {
-      for (const port of portsOf(container, 'TCP', [80])) servers.push(serveHttp(pod.tcp, port, httpHandler(ctx), { serverName, clock: pod.opts.clock }));
+      for (const port of portsOf(container, 'TCP', [80])) servers.push(serveHttp(pod.tcp, port, handler, { serverName, clock: pod.opts.clock }));
     } catch (e) {
       for (const s of servers) s.close();
       throw e;
@@ -66,14 +139,14 @@ function startHttp(serverName: string, appName: string) {
 
 export const nginxApp: BuiltinApp = {
   name: 'nginx',
-  description: 'HTTP/1.1 on each containerPort (default 80): / -> "POD on NODE", /bytes/N, /healthz',
-  start: startHttp('nginx/1.25.3 (podlab)', 'nginx'),
+  description: "nginx's default server on each containerPort (default 80): the welcome page, Server: nginx/<tag>",
+  start: startHttp('nginx'),
 };
 
 export const podlabHttpApp: BuiltinApp = {
   name: 'podlab/http',
-  description: 'like nginx: / -> "POD on NODE", /bytes/N, /healthz',
-  start: startHttp('podlab-http/0.1', 'podlab/http'),
+  description: 'HTTP on each containerPort (default 80): / -> "POD on NODE" (which endpoint answered), /bytes/N, /healthz',
+  start: startHttp('podlab/http'),
 };
 
 /** Go flag-package parsing of `-name=value`, `--name=value`, `-name value`. */

@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Container } from '../control-plane/types.ts';
-import { normaliseImage } from '../apps/index.ts';
+import { normaliseImage } from '../apps/image.ts';
 import { portsOf } from '../apps/types.ts';
 import { recordedPid, stopRecorded } from '../common/recorded-process.ts';
 
@@ -47,7 +47,7 @@ export async function startKernelPodApps(o: { stateDir: string; node: string }, 
       if (recordedPid(file, stateDir) !== undefined) continue;
       fs.mkdirSync(path.dirname(file), { recursive: true });
       try {
-        await startServer(file, pod, o.node, port, stateDir);
+        await startServer(file, pod, o.node, port, stateDir, c.image ?? '');
       } catch (e) {
         errors.push(`${c.name}: ${(e as Error).message}`);
       }
@@ -56,8 +56,8 @@ export async function startKernelPodApps(o: { stateDir: string; node: string }, 
   return errors;
 }
 
-function startServer(file: string, pod: KernelPodRef, node: string, port: number, stateDir: string): Promise<void> {
-  const args = ['netns', 'exec', pod.netns, process.execPath, '--import', TSX, SERVER, '--pod', pod.name, '--node', node, '--port', String(port), '--state-dir', stateDir];
+function startServer(file: string, pod: KernelPodRef, node: string, port: number, stateDir: string, image: string): Promise<void> {
+  const args = ['netns', 'exec', pod.netns, process.execPath, '--import', TSX, SERVER, '--pod', pod.name, '--node', node, '--port', String(port), '--image', image, '--state-dir', stateDir];
   // Detached: a kernel pod's server lives on when its agent restarts, as containers outlive a kubelet restart.
   const child = spawn('ip', args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   fs.writeFileSync(file, `${child.pid}\n`);

@@ -2,23 +2,22 @@
  * The server of a kernel pod whose image is `nginx` or `podlab/http`: a real
  * HTTP server on the Linux kernel's TCP, run by the kernel node agent inside
  * the pod's network namespace (`ip netns exec <pod ns> node ... pod-server.ts`),
- * answering through the emulated pods' own handler (apps/http.ts):
- *   GET /          -> "POD on NODE"
- *   GET /healthz   -> ok
- *   GET /bytes/N   -> N bytes of the same repeating pattern
+ * answering through the emulated pods' own handlers (apps/http.ts): nginx's
+ * welcome page for nginx images; for podlab/http "POD on NODE" on /, ok on
+ * /healthz and N bytes of the same repeating pattern on /bytes/N.
  *
- *   node --import tsx kernel-node/pod-server.ts --pod web --node knode-1 --port 80 --state-dir DIR
+ *   node --import tsx kernel-node/pod-server.ts --pod web --node knode-1 --port 80 --image nginx:1.25 --state-dir DIR
  *
  * --state-dir only marks the process as the lab's (common/recorded-process.ts).
  * Prints `{"event":"listening","port":N}` once bound, or `{"event":"error"}` and exits 1.
  */
 import http from 'node:http';
 import { parseArgs } from 'node:util';
-import { httpHandler } from '../apps/http.ts';
+import { httpServerFor } from '../apps/http.ts';
 
-const { values: v } = parseArgs({ options: { pod: { type: 'string' }, node: { type: 'string' }, port: { type: 'string', default: '80' }, 'state-dir': { type: 'string' } } });
+const { values: v } = parseArgs({ options: { pod: { type: 'string' }, node: { type: 'string' }, port: { type: 'string', default: '80' }, image: { type: 'string', default: 'podlab/http' }, 'state-dir': { type: 'string' } } });
 const port = Number(v.port);
-const handle = httpHandler({ podName: v.pod!, nodeName: v.node! });
+const { handler: handle, serverName } = httpServerFor(v.image!, { podName: v.pod!, nodeName: v.node! });
 
 const server = http.createServer((req, res) => {
   const target = req.url ?? '/';
@@ -31,7 +30,7 @@ const server = http.createServer((req, res) => {
     remoteAddress: req.socket.remoteAddress ?? '',
     remotePort: req.socket.remotePort ?? 0,
   });
-  res.setHeader('Server', 'nginx/1.25.3 (podlab kernel pod)');
+  res.setHeader('Server', serverName);
   const body = out.body;
   if (body === undefined || typeof body === 'string' || Buffer.isBuffer(body)) {
     res.writeHead(out.status, { 'Content-Type': 'text/plain', ...out.headers }).end(req.method === 'HEAD' ? undefined : body);

@@ -161,25 +161,25 @@ test.serial('bgp: real curl from kernel pods, podlab curl from emulated pods and
   const r = await lab!.exec('pod-k1a', ['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', `http://${web.status!.podIP}/`]);
   t.is(r.out, '200', r.out);
   // The ClusterIP from an emulated pod on another node (kube-proxy DNAT, then the raw wire).
-  await eventually(async () => /web/.test((await lab!.exec('pod-3a', ['curl', '-s', '-m', '3', `http://${svc.spec.clusterIP}/`])).out), 10_000);
+  await eventually(async () => /Welcome to nginx!/.test((await lab!.exec('pod-3a', ['curl', '-s', '-m', '3', `http://${svc.spec.clusterIP}/`])).out), 10_000);
   // Every emulated node's NodePort: from a kernel pod and an emulated pod (the emulated kube-proxy answers pods),
   // and from outside the cluster (the underlay namespace: the node's real NodePort socket, SNAT to the node IP).
   for (const i of [1, 2, 3]) {
     const url = `http://${NET}.1${i}:${nodePort}/`;
     t.is((await lab!.exec('pod-k1a', ['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', url])).out, '200', `kernel pod -> ${url}`);
-    t.regex((await lab!.exec('pod-1a', ['curl', '-s', '-m', '5', url])).out, /web/, `emulated pod -> ${url}`);
-    t.regex(sh('ip', 'netns', 'exec', `${PREFIX}-underlay`, systemTool('curl')!, '-s', '-m', '5', url), /web/, `outside -> ${url}`);
+    t.regex((await lab!.exec('pod-1a', ['curl', '-s', '-m', '5', url])).out, /Welcome to nginx!/, `emulated pod -> ${url}`);
+    t.regex(sh('ip', 'netns', 'exec', `${PREFIX}-underlay`, systemTool('curl')!, '-s', '-m', '5', url), /Welcome to nginx!/, `outside -> ${url}`);
   }
   await client.delete('services', 'web');
   await client.delete('pods', 'web');
 });
 
-test.serial('bgp: a kernel pod running nginx is a real HTTP server on the kernel\'s TCP: emulated pods reach it by pod IP and ClusterIP', async (t) => {
+test.serial('bgp: a kernel pod running podlab/http is a real HTTP server on the kernel\'s TCP: emulated pods reach it by pod IP and ClusterIP', async (t) => {
   if (!need(t)) return;
   const client = new ApiClient(lab!.rec.apiUrl);
   const cni0Mac = () => (JSON.parse(sh('ip', '-n', KNS, '-j', 'link', 'show', 'cni0')) as { address: string }[])[0].address;
   const macBefore = cni0Mac();
-  await client.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'kweb', namespace: 'default', labels: { app: 'kweb' } }, spec: { nodeName: 'knode-1', containers: [{ name: 'web', image: 'nginx' }] } });
+  await client.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'kweb', namespace: 'default', labels: { app: 'kweb' } }, spec: { nodeName: 'knode-1', containers: [{ name: 'web', image: 'podlab/http' }, { name: 'site', image: 'nginx:1.25', ports: [{ containerPort: 8080 }] }] } });
   await client.create('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'kweb', namespace: 'default' }, spec: { selector: { app: 'kweb' }, ports: [{ port: 80, targetPort: 80 }] } }, 'default');
   const kweb = await eventually(async () => {
     const p = await client.get<Pod>('pods', 'kweb');
@@ -189,6 +189,8 @@ test.serial('bgp: a kernel pod running nginx is a real HTTP server on the kernel
   t.regex(sh('ip', 'netns', 'exec', `${KNS}-kweb`, 'ss', '-Hltn'), /0\.0\.0\.0:80\b/);
   const url = `http://${kweb.status!.podIP}`;
   t.is((await lab!.exec('pod-1a', ['curl', '-s', '-m', '5', `${url}/`])).out, 'kweb on knode-1\n');
+  // An nginx container in a kernel pod serves nginx's page, Server header from its tag.
+  t.regex((await lab!.exec('pod-1a', ['curl', '-si', '-m', '5', `${url}:8080/`])).out, /Server: nginx\/1\.25\r\n[\s\S]*<title>Welcome to nginx!<\/title>/);
   // 200 kB from the kernel's TCP into podlab's, across the raw wire.
   t.is((await lab!.exec('pod-2b', ['curl', '-s', '-m', '10', '-o', '/dev/null', '-w', '%{http_code} %{size_download}', `${url}/bytes/200000`])).out, '200 200000');
   // The same routes as the emulated app, from the same handler.

@@ -8,8 +8,9 @@
 import test from 'ava';
 import { systemClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
-import { containerStateOverride, normaliseImage, podApps, startPodApps, stopPodApps } from '../apps/index.ts';
-import { bytesChunk, parseGoFlags } from '../apps/http.ts';
+import { containerStateOverride, podApps, startPodApps, stopPodApps } from '../apps/index.ts';
+import { normaliseImage } from '../apps/image.ts';
+import { NGINX_DEFAULT_VERSION, bytesChunk, nginxHandler, nginxVersion, parseGoFlags } from '../apps/http.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import { podCommands } from '../pod-tools/index.ts';
 import { StreamGenerator } from '../pod-tools/transfer.ts';
@@ -42,7 +43,8 @@ const server = node.addPod({ namespace: 'default', name: 'server', uid: 'uid-ser
 startPodApps(
   server,
   [
-    { name: 'web', image: 'nginx:latest' },
+    { name: 'web', image: 'podlab/http' },
+    { name: 'site', image: 'nginx:1.14.2', ports: [{ containerPort: 8090 }] },
     { name: 'alt', image: 'podlab/http', ports: [{ containerPort: 8080 }, { containerPort: 8081 }] },
     { name: 'greeter', image: 'hashicorp/http-echo', args: ['-text', 'hi there', '--listen=:5678'] },
     { name: 'echo', image: 'podlab/echo', ports: [{ containerPort: 7 }, { containerPort: 7, protocol: 'UDP' }] },
@@ -117,11 +119,28 @@ test('HTTP: keep-alive serves two requests on one connection; pipelined requests
   t.regex(responses[0], /^HTTP\/1\.1 200 OK\r\n/);
   t.regex(responses[0], /\r\nConnection: keep-alive\r\n/);
   t.regex(responses[0], /\r\nContent-Length: 17\r\n/);
-  t.regex(responses[0], /\r\nServer: nginx\/1\.25\.3 \(podlab\)\r\n/);
+  t.regex(responses[0], /\r\nServer: podlab-http\/0\.1\r\n/);
   t.regex(responses[0], /\r\n\r\nserver on node-1\n$/);
   t.regex(responses[1], /\r\nConnection: close\r\n\r\nok\n$/);
   const http10 = await raw(client, server.ip, 80, 'GET / HTTP/1.0\r\n\r\n');
   t.regex(http10, /^HTTP\/1\.1 200 OK\r\n[\s\S]*Connection: close\r\n\r\nserver on node-1\n$/);
+});
+
+test('nginx images serve nginx\'s welcome page and error pages, with the Server header of their tag', async (t) => {
+  const page = await raw(client, server.ip, 8090, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  t.regex(page, /^HTTP\/1\.1 200 OK\r\n/);
+  t.regex(page, /\r\nServer: nginx\/1\.14\.2\r\n/);
+  t.regex(page, /\r\nContent-Type: text\/html\r\n/);
+  // nginx 1.14's index.html, byte for byte (612 bytes: no color-scheme rule before 1.21.1).
+  t.regex(page, /\r\nContent-Length: 612\r\n/);
+  t.regex(page, /\r\n\r\n<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!<\/title>\n<style>\n {4}body \{\n {8}width: 35em;/);
+  const missing = await raw(client, server.ip, 8090, 'GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n');
+  t.regex(missing, /^HTTP\/1\.1 404 Not Found\r\n[\s\S]*<hr><center>nginx\/1\.14\.2<\/center>/);
+  t.is(nginxVersion('nginx'), NGINX_DEFAULT_VERSION);
+  // Today's page: 615 bytes, with the dark-mode rule.
+  t.is(String(nginxHandler('1.27.3')({ method: 'GET', path: '/', target: '/', version: '1.1', headers: new Map(), remoteAddress: '', remotePort: 0 }).body).length, 615);
+  t.is(nginxVersion('docker.io/library/nginx:1.25-alpine'), '1.25');
+  t.is(nginxVersion('registry.local:5000/nginx:latest'), NGINX_DEFAULT_VERSION);
 });
 
 test('HTTP: HEAD has headers only; 404, 405, 400; /bytes/N streams N bytes of the pattern', async (t) => {
@@ -171,7 +190,7 @@ test('two containers on one port: the second fails with EADDRINUSE, the first se
   const ps = await run(pod, ['ps']);
   t.regex(ps.out, /^a {2}image=nginx {2}app=nginx {2}running, listening on tcp 0\.0\.0\.0:80\n/);
   t.regex(ps.out, /b {2}image=docker\.io\/library\/nginx {2}app=nginx {2}FAILED: listen EADDRINUSE :::80\n/);
-  t.regex(await raw(client, pod.ip, 80, 'GET / HTTP/1.0\r\n\r\n'), /clash on node-1\n$/);
+  t.regex(await raw(client, pod.ip, 80, 'GET / HTTP/1.0\r\n\r\n'), /<title>Welcome to nginx!<\/title>/);
   stopPodApps(pod);
   const refused = await run(client, ['curl', '-sS', `http://${pod.ip}/`]);
   t.is(refused.code, 7);
