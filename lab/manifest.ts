@@ -4,7 +4,7 @@
  * given to `podlab up -f` leaves nothing half-started.
  */
 import fs from 'node:fs';
-import { LineCounter, parseAllDocuments, isMap, isSeq, type Document, type Node as YamlNode } from 'yaml';
+import { LineCounter, parseAllDocuments, isMap, isSeq, visit, type Document, type Node as YamlNode } from 'yaml';
 import type { KubeObject } from '../control-plane/types.ts';
 
 /** A manifest problem, located. */
@@ -39,14 +39,46 @@ export interface LoadedObject {
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
+/** Largest manifest file read: kube-apiserver takes 3 MiB per object; a file of many objects gets more room, not unbounded. */
+export const MAX_MANIFEST_BYTES = 16 * 2 ** 20;
+
+/** How many alias uses a YAML document may expand: enough for real manifests, far too few for a billion-laughs bomb. */
+export const MAX_YAML_ALIASES = 100;
+
+/**
+ * A parsed YAML document as plain values, with the alias expansion bounded.
+ * A document that expands too far becomes the caller's error at the line of
+ * its first alias, instead of yaml's untyped ReferenceError.
+ */
+export function toJsBounded<E extends Error>(doc: Document.Parsed, lc: LineCounter, error: (line: number, detail: string) => E): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+  } catch (e) {
+    if (!(e instanceof ReferenceError)) throw e;
+    let line = 1;
+    visit(doc, {
+      Alias(_key, node) {
+        if (node.range) line = lc.linePos(node.range[0]).line;
+        return visit.BREAK;
+      },
+    });
+    throw error(line, `YAML aliases expand too far (more than ${MAX_YAML_ALIASES} uses): refused, as a billion-laughs document would exhaust memory`);
+  }
+}
+
 /** Reads and checks every document of a YAML file (`-` reads stdin). */
 export function loadManifestFile(file: string): LoadedObject[] {
   let text: string;
   try {
+    if (file !== '-' && fs.statSync(file).size > MAX_MANIFEST_BYTES) {
+      throw new ManifestError(file, 0, '', `the file is ${(fs.statSync(file).size / 2 ** 20).toFixed(1)} MiB: manifests over ${MAX_MANIFEST_BYTES / 2 ** 20} MiB are refused (split it)`);
+    }
     text = file === '-' ? fs.readFileSync(0, 'utf8') : fs.readFileSync(file, 'utf8');
   } catch (e) {
+    if (e instanceof ManifestError) throw e;
     throw new ManifestError(file, 0, '', `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  if (text.length > MAX_MANIFEST_BYTES) throw new ManifestError(file, 0, '', `more than ${MAX_MANIFEST_BYTES / 2 ** 20} MiB of manifests on one input are refused (split it)`);
   return parseManifests(text, file);
 }
 
@@ -80,7 +112,7 @@ function checkDocument(doc: Document.Parsed, lc: LineCounter, file: string): Loa
     throw new ManifestError(file, lineOf(path), fieldName(path), detail);
   };
   if (!isMap(doc.contents)) fail([], 'a manifest must be a mapping with apiVersion, kind and metadata');
-  const obj = doc.toJS() as Record<string, unknown>;
+  const obj = toJsBounded(doc, lc, (line, detail) => new ManifestError(file, line, '', detail)) as Record<string, unknown>;
   const kind = obj.kind;
   if (typeof kind !== 'string') fail(['kind'], 'required field is missing');
   const want = SUPPORTED_KINDS[kind as string];
@@ -89,7 +121,8 @@ function checkDocument(doc: Document.Parsed, lc: LineCounter, file: string): Loa
   const meta = obj.metadata as Record<string, unknown> | undefined;
   if (!meta || typeof meta !== 'object') fail(['metadata'], 'required field is missing');
   const name = meta!.name;
-  if (typeof name !== 'string' || !name) fail(['metadata', 'name'], 'required field is missing');
+  if (name === undefined || name === null || name === '') fail(['metadata', 'name'], 'required field is missing');
+  if (typeof name !== 'string') fail(['metadata', 'name'], `name must be a string, got ${JSON.stringify(name)} (quote it: "${String(name)}")`);
   const nameRe = kind === 'Namespace' ? DNS1123_LABEL : DNS1123_SUBDOMAIN;
   if (!nameRe.test(name as string) || (name as string).length > 253) {
     fail(['metadata', 'name'], `invalid value "${name}": must be a lowercase RFC 1123 ${kind === 'Namespace' ? 'label' : 'subdomain'}`);

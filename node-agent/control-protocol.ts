@@ -13,6 +13,7 @@
  *                   {t:'err', id, error: {name, message}}
  */
 import { PackrStream, UnpackrStream } from 'msgpackr';
+import { z } from 'zod';
 import type { Socket } from 'node:net';
 
 export type ClientMessage =
@@ -28,6 +29,29 @@ export type ServerMessage =
   | { t: 'err'; id: number; error: { name: string; message: string } };
 
 const HIGH_WATER = 8 * 1024 * 1024;
+
+const callId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** What a client may send, checked at the boundary: anything else gets an error reply, never a crash. */
+const clientMessage = z.discriminatedUnion('t', [
+  z.object({ t: z.literal('req'), id: callId, method: z.string().min(1).max(128), params: z.unknown() }),
+  z.object({ t: z.literal('cancel'), id: callId }),
+  z.object({ t: z.literal('stdin'), id: callId, data: z.instanceof(Uint8Array, { message: 'stdin data must be binary (msgpack bin), not a string' }) }),
+  z.object({ t: z.literal('stdin-end'), id: callId }),
+]);
+
+/** The call id a bad message's error reply carries when the message names none. */
+export const NO_CALL_ID = -1;
+
+/** Checks one decoded control message; a bad one comes back with the reason and the id it names, if any. */
+export function parseClientMessage(m: unknown): { ok: true; msg: ClientMessage } | { ok: false; id: number; error: string } {
+  const r = clientMessage.safeParse(m);
+  if (r.success) return { ok: true, msg: r.data as ClientMessage };
+  const id = typeof m === 'object' && m !== null && typeof (m as { id?: unknown }).id === 'number' ? (m as { id: number }).id : NO_CALL_ID;
+  const issue = r.error.issues[0];
+  const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
+  return { ok: false, id, error: `bad control message: ${where}${issue?.message ?? 'invalid'}` };
+}
 
 /** Wraps a socket into a message reader and writer. */
 export function frame<In, Out>(sock: Socket): { onMessage(cb: (m: In) => void): void; send(m: Out): boolean; end(): void } {

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
-import { frame, type ClientMessage, type ServerMessage } from './control-protocol.ts';
+import { frame, parseClientMessage, type ServerMessage } from './control-protocol.ts';
 import { StdinQueue } from './stdin-queue.ts';
 
 export interface CallContext {
@@ -69,7 +69,7 @@ export class ControlServer {
 
   private serve(sock: net.Socket): void {
     this.sockets.add(sock);
-    const ch = frame<ClientMessage, ServerMessage>(sock);
+    const ch = frame<unknown, ServerMessage>(sock);
     const running = new Map<number, AbortController>();
     const stdins = new Map<number, StdinQueue>();
     sock.on('close', () => {
@@ -77,19 +77,21 @@ export class ControlServer {
       for (const ac of running.values()) ac.abort();
     });
     sock.on('error', () => {});
-    ch.onMessage((m) => {
-      if (m?.t === 'cancel') {
+    ch.onMessage((raw) => {
+      const parsed = parseClientMessage(raw);
+      if (!parsed.ok) {
+        ch.send({ t: 'err', id: parsed.id, error: { name: 'ControlProtocolError', message: parsed.error } });
+        return;
+      }
+      const m = parsed.msg;
+      if (m.t === 'cancel') {
         running.get(m.id)?.abort();
         return;
       }
-      if (m?.t === 'stdin' || m?.t === 'stdin-end') {
+      if (m.t === 'stdin' || m.t === 'stdin-end') {
         const q = stdins.get(m.id);
-        if (m.t === 'stdin' && m.data) q?.push(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
-        else if (m.t === 'stdin-end') q?.end();
-        return;
-      }
-      if (m?.t !== 'req' || typeof m.id !== 'number' || typeof m.method !== 'string') {
-        sock.destroy();
+        if (m.t === 'stdin') q?.push(Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
+        else q?.end();
         return;
       }
       const fn = this.handlers.get(m.method);
@@ -109,7 +111,10 @@ export class ControlServer {
         signal: ac.signal,
         stdin,
       };
-      fn(m.params, ctx).then(
+      // A handler that throws before it returns a promise is answered like one that rejects.
+      Promise.resolve()
+        .then(() => fn(m.params, ctx))
+        .then(
         (result) => ch.send({ t: 'res', id: m.id, result: result ?? null }),
         (err: unknown) => {
           const e = err instanceof Error ? err : new Error(String(err));

@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LineCounter, isMap, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import { demoPods } from '../lab/lab.ts';
-import { ManifestError, loadManifestFile, parseManifests, type LoadedObject } from '../lab/manifest.ts';
+import { ManifestError, loadManifestFile, parseManifests, toJsBounded, type LoadedObject } from '../lab/manifest.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import { BACKENDS, BGP_TOPOLOGIES, PROXY_MODES } from './capabilities.ts';
@@ -250,7 +250,7 @@ export function parseScenario(text: string, file: string): Scenario {
   }
   const cx = new Cx(doc, lc, file, text);
   if (!isMap(doc.contents)) cx.fail([], 'a scenario must be a mapping with name, lab, workload and timeline');
-  const root = new F(cx, [], doc.toJS());
+  const root = new F(cx, [], toJsBounded(doc, lc, (line, detail) => new ScenarioError(file, line, '', detail)));
   root.map(['name', 'description', 'seed', 'lab', 'workload', 'timeline'], 'a scenario');
   const name = root.req('name', (f) => f.name('scenario name'));
   const description = root.opt('description', (f) => f.str()) ?? '';
