@@ -370,9 +370,17 @@ interface FragQueue {
   received: number;
   /** Length of the reassembled payload, known once the MF=0 piece arrived; -1 before. */
   totalLen: number;
-  /** The offset-0 fragment, whose header (and options) the datagram takes. */
+  /** The offset-0 fragment's header (its payload is held in `frags` like any other piece). */
   first?: Ipv4Repr;
+  /** Bytes this queue holds: fragment payloads plus a fixed overhead per piece. */
+  bytes: number;
 }
+
+/** What a held fragment costs against the budget beyond its payload (Linux charges skb truesize, not just data). */
+const FRAG_OVERHEAD = 256;
+
+/** Why the reassembler dropped fragments (counted per reason in `drops`). */
+export type ReassemblyDrop = 'timeout' | 'memory' | 'queue-limit' | 'too-many-fragments' | 'overlap' | 'inconsistent-end' | 'oversize';
 
 /** Options for `Reassembler`. */
 export interface ReassemblerOptions {
@@ -381,11 +389,22 @@ export interface ReassemblerOptions {
   /** Most datagrams reassembled at once; the oldest is dropped to make room (default 1024). */
   maxDatagrams?: number;
   /**
+   * Bytes all incomplete datagrams may hold (default 4 MiB, Linux's
+   * ipfrag_high_thresh); past it the oldest are evicted until at most
+   * `lowThresholdBytes` (default 3 MiB, ipfrag_low_thresh) remain.
+   */
+  highThresholdBytes?: number;
+  lowThresholdBytes?: number;
+  /** Most fragments one datagram may have held at once (default 64): more is an attack, not a path MTU. */
+  maxFragments?: number;
+  /**
    * Called for each incomplete datagram dropped by timeout, with its offset-0
    * fragment if that arrived: RFC 792 / RFC 1122 §3.3.2 say a host then sends
    * ICMP time-exceeded code 1 (ICMP_TIMXCEED_REASS) quoting it, and only then.
    */
   onExpire?: (firstFragment: Ipv4Repr | undefined) => void;
+  /** Called with each drop's reason and how many fragments it cost (for a stack's counters). */
+  onDrop?: (reason: ReassemblyDrop, fragments: number) => void;
 }
 
 /**
@@ -399,19 +418,43 @@ export interface ReassemblerOptions {
  * end) and reassembled sizes over 65535 bytes also discard it. As in Linux,
  * a non-final fragment whose length is not a multiple of 8 is trimmed.
  *
- * Payloads of pushed fragments are referenced, not copied, until the datagram
- * completes (then one copy into the result): do not reuse their buffers.
+ * Memory is bounded as Linux bounds it: only each fragment's own payload is
+ * copied and kept (never the buffer it arrived in), all queues together hold at
+ * most `highThresholdBytes`, and one datagram at most `maxFragments` pieces.
+ * Every dropped fragment is counted by reason in `drops`.
  */
 export class Reassembler {
   readonly timeoutMs: number;
   readonly maxDatagrams: number;
+  readonly highThresholdBytes: number;
+  readonly lowThresholdBytes: number;
+  readonly maxFragments: number;
+  /** Fragments dropped, by reason. */
+  readonly drops = new Map<ReassemblyDrop, number>();
   private readonly onExpire?: (firstFragment: Ipv4Repr | undefined) => void;
+  private readonly onDrop?: (reason: ReassemblyDrop, fragments: number) => void;
   private readonly queues = new Map<string, FragQueue>();
+  private heldBytes = 0;
 
   constructor(opts: ReassemblerOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.maxDatagrams = opts.maxDatagrams ?? 1024;
+    this.highThresholdBytes = opts.highThresholdBytes ?? 4 * 2 ** 20;
+    this.lowThresholdBytes = Math.min(opts.lowThresholdBytes ?? 3 * 2 ** 20, this.highThresholdBytes);
+    this.maxFragments = opts.maxFragments ?? 64;
     this.onExpire = opts.onExpire;
+    this.onDrop = opts.onDrop;
+  }
+
+  /** Bytes held by incomplete datagrams now. */
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  /** When the oldest incomplete datagram times out (for a caller's timer), or undefined when none is held. */
+  nextExpiryMs(): number | undefined {
+    const oldest = this.queues.values().next();
+    return oldest.done ? undefined : oldest.value.firstSeenMs + this.timeoutMs;
   }
 
   /** Number of incomplete datagrams currently held. */
@@ -432,30 +475,26 @@ export class Reassembler {
     if (end <= start) return null; // empty piece: nothing to add
 
     const key = `${repr.src}|${repr.dst}|${repr.protocol}|${repr.id}`;
+    this.expire(nowMs);
     let q = this.queues.get(key);
-    if (q && nowMs - q.firstSeenMs >= this.timeoutMs) {
-      this.queues.delete(key);
-      this.onExpire?.(q.first);
-      q = undefined;
-    }
     // "Ping of death": the datagram could never be described by Total Length.
-    if (end + IPV4_HEADER_LEN > IPV4_MAX_TOTAL_LEN) return q ? this.discard(key) : null;
+    if (end + IPV4_HEADER_LEN > IPV4_MAX_TOTAL_LEN) return this.discard(key, 'oversize');
     if (!q) {
       if (this.queues.size >= this.maxDatagrams) {
         // Map iterates in insertion order, so the first key is the oldest queue.
-        const oldest = this.queues.keys().next().value as string;
-        this.queues.delete(oldest);
+        this.discard(this.queues.keys().next().value as string, 'queue-limit');
       }
-      q = { firstSeenMs: nowMs, frags: [], received: 0, totalLen: -1 };
+      q = { firstSeenMs: nowMs, frags: [], received: 0, totalLen: -1, bytes: 0 };
       this.queues.set(key, q);
     }
+    if (q.frags.length >= this.maxFragments) return this.discard(key, 'too-many-fragments');
 
     if (!repr.moreFragments) {
       const maxEnd = q.frags.length ? q.frags[q.frags.length - 1].end : 0;
-      if ((q.totalLen >= 0 && q.totalLen !== end) || end < maxEnd) return this.discard(key);
+      if ((q.totalLen >= 0 && q.totalLen !== end) || end < maxEnd) return this.discard(key, 'inconsistent-end');
       q.totalLen = end;
     } else if (q.totalLen >= 0 && end > q.totalLen) {
-      return this.discard(key);
+      return this.discard(key, 'inconsistent-end');
     }
 
     // Binary search for the first piece with start >= ours.
@@ -471,19 +510,29 @@ export class Reassembler {
     const next = lo < frags.length ? frags[lo] : undefined;
     if (prev && start < prev.end) {
       if (end <= prev.end) return null; // duplicate, fully inside prev
-      return this.discard(key);
+      return this.discard(key, 'overlap');
     }
     if (next && end > next.start) {
       if (start === next.start && end <= next.end) return null; // duplicate, fully inside next
-      return this.discard(key);
+      return this.discard(key, 'overlap');
     }
-    frags.splice(lo, 0, { start, end, data: repr.payload.subarray(0, end - start) });
+    // Copy: the fragment's payload is a view into the whole datagram it arrived in.
+    const data = Buffer.from(repr.payload.subarray(0, end - start));
+    frags.splice(lo, 0, { start, end, data });
     q.received += end - start;
-    if (start === 0) q.first = repr;
+    const cost = end - start + FRAG_OVERHEAD;
+    q.bytes += cost;
+    this.heldBytes += cost;
+    // The first fragment (its header for the datagram, and what an ICMP time-exceeded quotes), on the copied data.
+    if (start === 0) q.first = repr.options ? { ...repr, payload: data, options: Buffer.from(repr.options) } : { ...repr, payload: data };
+    if (this.heldBytes > this.highThresholdBytes) {
+      this.evictOldest(key);
+      if (!this.queues.has(key)) return null;
+    }
 
     if (q.totalLen < 0 || q.received !== q.totalLen) return null;
     // Pieces are disjoint and within [0, totalLen), so equal byte counts mean no holes.
-    this.queues.delete(key);
+    this.forget(key);
     const first = q.first!;
     if (ipv4HeaderLenFor(first) + q.totalLen > IPV4_MAX_TOTAL_LEN) return null;
     const payload = Buffer.allocUnsafe(q.totalLen);
@@ -491,15 +540,18 @@ export class Reassembler {
     return { ...first, moreFragments: false, fragmentOffset: 0, payload };
   }
 
-  /** Drops incomplete datagrams whose first fragment is at least `timeoutMs` old; returns how many. */
+  /**
+   * Drops incomplete datagrams whose first fragment is at least `timeoutMs`
+   * old; returns how many. Queues are in arrival order, so this stops at the
+   * first one still in time.
+   */
   expire(nowMs: number): number {
     let n = 0;
     for (const [key, q] of this.queues) {
-      if (nowMs - q.firstSeenMs >= this.timeoutMs) {
-        this.queues.delete(key);
-        n++;
-        this.onExpire?.(q.first);
-      }
+      if (nowMs - q.firstSeenMs < this.timeoutMs) break;
+      this.discard(key, 'timeout');
+      n++;
+      this.onExpire?.(q.first);
     }
     return n;
   }
@@ -507,10 +559,32 @@ export class Reassembler {
   /** Drops everything held. */
   clear(): void {
     this.queues.clear();
+    this.heldBytes = 0;
   }
 
-  private discard(key: string): null {
+  /** Over the high threshold: the oldest datagrams go (this one last) until the low threshold is met. */
+  private evictOldest(current: string): void {
+    for (const key of [...this.queues.keys()]) {
+      if (this.heldBytes <= this.lowThresholdBytes) return;
+      if (key !== current) this.discard(key, 'memory');
+    }
+    if (this.heldBytes > this.lowThresholdBytes) this.discard(current, 'memory');
+  }
+
+  private forget(key: string): FragQueue | undefined {
+    const q = this.queues.get(key);
+    if (!q) return undefined;
     this.queues.delete(key);
+    this.heldBytes -= q.bytes;
+    return q;
+  }
+
+  private discard(key: string, reason: ReassemblyDrop): null {
+    const q = this.forget(key);
+    // The fragment that caused the drop counts too.
+    const n = (q ? q.frags.length : 0) + (reason === 'timeout' || reason === 'memory' || reason === 'queue-limit' ? 0 : 1);
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + n);
+    this.onDrop?.(reason, n);
     return null;
   }
 }

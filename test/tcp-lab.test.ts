@@ -1,7 +1,7 @@
 /**
  * TCP end to end in a real lab (an apiserver and two node-agent processes on
  * 127.0.90.0/24, pods' traffic crossing real VXLAN on UDP 8472): the built-in
- * apps chosen by image answer across nodes (nginx, http-echo, echo, sink),
+ * apps chosen by image answer across nodes (podlab/http, nginx, http-echo, echo, sink),
  * curl's output and exit codes, containers of one pod talking over
  * localhost, a port clash between two containers reported in the pod's
  * status while exec keeps working, nc with stdin forwarded through the
@@ -83,7 +83,7 @@ test.serial('curl across nodes: podlab/http answers with its pod and node; /byte
   const verbose = await exec('client', ['curl', '-v', `http://${ip.web}/`]);
   t.regex(verbose.err, /\* Connected to 10\.244\.2\.\d+ \(10\.244\.2\.\d+\) port 80/);
   t.regex(verbose.err, /< HTTP\/1\.1 200 OK/);
-  t.regex(verbose.err, /< Server: nginx/);
+  t.regex(verbose.err, /< Server: podlab-http\/0\.1/);
   t.regex(verbose.err, /< Content-Length: 14/);
   t.regex(verbose.err, /< Connection: keep-alive/);
 

@@ -14,13 +14,14 @@
  * net unreachable without a route, host unreachable after ARP gives up, port
  * unreachable for closed UDP ports. Every drop is counted with its reason.
  */
-import type { Clock } from '../../common/clock.ts';
+import type { Clock, Timer } from '../../common/clock.ts';
 import { BROADCAST_MAC, intToIpv4 } from '../../packet/addr.ts';
 import { ARP_REPLY, ARP_REQUEST, parseArp, serializeArp } from '../../packet/arp.ts';
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, parseEthernet, serializeEthernet, writeEthernetHeader } from '../../packet/ethernet.ts';
 import { isWireError } from '../../packet/errors.ts';
 import {
   ICMP_TIMXCEED_INTRANS,
+  ICMP_TIMXCEED_REASS,
   ICMP_UNREACH_HOST,
   ICMP_UNREACH_NEEDFRAG,
   ICMP_UNREACH_NET,
@@ -148,6 +149,7 @@ export class IpStack {
   private readonly udpSockets = new Map<number, UdpHandlers>();
   private readonly protocols = new Map<number, ProtocolHandler>();
   private readonly reassembler: Reassembler;
+  private reassemblyTimer?: Timer;
   private nextId: number;
   readonly traceNs: string;
   /** kube-proxy's hooks (node namespaces only). */
@@ -161,7 +163,15 @@ export class IpStack {
     this.forwarding = opts.forwarding;
     this.defaultTtl = opts.defaultTtl ?? 64;
     this.nextId = (opts.idSeed ?? 0) & 0xffff;
-    this.reassembler = new Reassembler();
+    this.reassembler = new Reassembler({
+      onDrop: (reason, n) => {
+        for (let i = 0; i < n; i++) this.counters.drop(`reassembly-${reason}`);
+      },
+      // RFC 1122 3.3.2: time exceeded (fragment reassembly), only when the first fragment came.
+      onExpire: (first) => {
+        if (first) this.sendIcmpError(first, serializeIpv4(first), { kind: 'time-exceeded', code: ICMP_TIMXCEED_REASS, original: EMPTY });
+      },
+    });
     this.traceNs = opts.traceNs ?? name;
     this.neigh = new NeighbourTable(this.clock, (dev, ip) => this.sendArpRequest(dev, ip));
   }
@@ -522,11 +532,23 @@ export class IpStack {
     iface.dev.transmit(serializeEthernet({ dst: BROADCAST_MAC, src: iface.dev.mac, etherType: ETHERTYPE_ARP, payload: req }));
   }
 
+  /** Incomplete datagrams time out on a timer, as ipfrag_time does, not only when another fragment arrives. */
+  private armReassemblyTimer(): void {
+    if (this.reassemblyTimer) return;
+    const due = this.reassembler.nextExpiryMs();
+    if (due === undefined) return;
+    this.reassemblyTimer = this.clock.setTimeout(() => {
+      this.reassemblyTimer = undefined;
+      this.reassembler.expire(this.clock.now());
+      this.armReassemblyTimer();
+    }, Math.max(0, due - this.clock.now()));
+  }
+
   private deliverLocal(ipIn: Ipv4Repr, raw: Buffer): void {
     let ip = ipIn;
     if (ip.moreFragments || ip.fragmentOffset > 0) {
-      this.reassembler.expire(this.clock.now());
       const whole = this.reassembler.push(ip, this.clock.now());
+      this.armReassemblyTimer();
       if (!whole) return;
       ip = whole;
       raw = serializeIpv4({ ...whole, moreFragments: false, fragmentOffset: 0 });
