@@ -147,7 +147,7 @@ test('http-echo answers its -text on -listen', async (t) => {
 test('TCP and UDP echo; the sink counts; a UDP socket cannot bind a taken port', async (t) => {
   t.is(await raw(client, server.ip, 7, 'echo me', { endAfterWrite: true }), 'echo me');
   const u = new UdpSocket(client.stack).bind(0);
-  const reply = new Promise<string>((resolve) => u.on('message', (d, from) => resolve(`${d} from ${from.address}:${from.port}`)));
+  const reply = new Promise<string>((resolve) => u.on('message', (d, from) => resolve(`${d.toString()} from ${from.address}:${from.port}`)));
   u.send('ping over udp', 7, server.ip);
   t.is(await reply, `ping over udp from ${server.ip}:7`);
   u.close();
