@@ -4,6 +4,7 @@
  * below, never one above, and no module may take part in an import cycle.
  * ARCHITECTURE.md draws the same picture.
  */
+/* global module -- CommonJS: dependency-cruiser require()s this file, so `module` is its own. */
 const LAYERS = [
   ['packet', 'common'],
   ['bgp', 'control-plane', 'hostnet'],

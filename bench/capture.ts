@@ -59,7 +59,9 @@ export async function benchCapture(): Promise<Measure[]> {
   dp.addPod({ namespace: 'default', name: 'b', uid: 'b', ip: '10.244.1.3' });
   forwardRate(dp); // warm up: ARP, JIT
 
-  const stock = { transmit: NetDevice.prototype.transmit, receive: NetDevice.prototype.receive };
+  // Descriptors, not method reads: the stock methods go back onto the prototype unchanged.
+  const { transmit, receive } = Object.getOwnPropertyDescriptors(NetDevice.prototype);
+  const stock = { transmit, receive };
   const bare = {
     transmit(this: NetDevice, frame: Buffer) {
       if (!this.up) return this.counters.drop('link-down');
@@ -81,10 +83,9 @@ export async function benchCapture(): Promise<Measure[]> {
     idle.push(forwardRate(dp));
     Object.assign(NetDevice.prototype, bare);
     hookless.push(forwardRate(dp));
-    Object.assign(NetDevice.prototype, stock);
+    Object.defineProperties(NetDevice.prototype, stock);
     const ac = new AbortController();
-    let kept = 0;
-    const cap = runCapture([captureTargets(dp, 'bench', 1, () => undefined).get('cni0')!], { signal: ac.signal, emit: () => (kept++, true) });
+    const cap = runCapture([captureTargets(dp, 'bench', 1, () => undefined).get('cni0')!], { signal: ac.signal, emit: () => true });
     capturing.push(forwardRate(dp));
     ac.abort();
     await cap;

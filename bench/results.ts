@@ -25,7 +25,7 @@ export const RESULTS = path.join(path.dirname(fileURLToPath(import.meta.url)), '
 export function writeResults(measures: Measure[]): void {
   let old: { measures?: Measure[] } = {};
   try {
-    old = JSON.parse(fs.readFileSync(RESULTS, 'utf8'));
+    old = JSON.parse(fs.readFileSync(RESULTS, 'utf8')) as { measures?: Measure[] };
   } catch {
     /* first run */
   }

@@ -57,13 +57,21 @@ async function rawUdpPps(port: number): Promise<number> {
   await new Promise<void>((resolve) => {
     let last = 0;
     const watchdog = setInterval(() => {
-      if (received === last && sent < N) (sent++, sock.send(payload, port, '127.0.0.1'));
+      if (received === last && sent < N) {
+        sent++;
+        sock.send(payload, port, '127.0.0.1');
+      }
       last = received;
     }, 50);
     sock.on('message', () => {
       received++;
-      if (received >= N) (clearInterval(watchdog), resolve());
-      else if (sent < N) (sent++, sock.send(payload, port, '127.0.0.1'));
+      if (received >= N) {
+        clearInterval(watchdog);
+        resolve();
+      } else if (sent < N) {
+        sent++;
+        sock.send(payload, port, '127.0.0.1');
+      }
     });
     for (; sent < WINDOW; sent++) sock.send(payload, port, '127.0.0.1');
   });
@@ -118,7 +126,7 @@ async function main(): Promise<void> {
   measures.push(...(await benchCapture()));
   measures.push(...(await benchBgp()));
   measures.push(...(await benchTcp()));
-  measures.push(...(await benchServices()));
+  measures.push(...benchServices());
   measures.push(...(await benchNetnsWire()));
   writeResults(measures);
   for (const x of measures) {

@@ -96,7 +96,7 @@ function decideCost(e: AnyProxier, services: number, iters: number, trace = fals
   }, iters);
 }
 
-export async function benchServices(): Promise<Measure[]> {
+export function benchServices(): Measure[] {
   const out: Measure[] = [];
   const big = makeCluster(10_000, 10);
   const small = makeCluster(10, 10);
@@ -139,5 +139,5 @@ export async function benchServices(): Promise<Measure[]> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  for (const m of await benchServices()) process.stdout.write(`${m.name}: ${m.value} ${m.unit} | baseline (${m.baselineName}): ${m.baseline} ${m.unit} | ratio ${m.ratio}\n`);
+  for (const m of benchServices()) process.stdout.write(`${m.name}: ${m.value} ${m.unit} | baseline (${m.baselineName}): ${m.baseline} ${m.unit} | ratio ${m.ratio}\n`);
 }

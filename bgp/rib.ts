@@ -280,7 +280,7 @@ export class Rib {
   applyUpdate(peer: RibPeer, u: UpdateRepr): BestChange[] {
     const snap: RibPeer = { ...peer };
     let table = this.adjIn.get(peer.address);
-    if (!table) this.adjIn.set(peer.address, (table = new Map()));
+    if (!table) this.adjIn.set(peer.address, (table = new Map<string, AdjInEntry>()));
     const touched = new Set<string>();
     for (const w of u.withdrawn) if (table.delete(w)) touched.add(w);
     if (u.nlri.length) {
@@ -362,7 +362,7 @@ export class Rib {
    */
   exportsFor(peer: RibPeer, prefixes?: Iterable<string>): { withdraw: string[]; announce: Announcement[] } {
     let out = this.adjOut.get(peer.address);
-    if (!out) this.adjOut.set(peer.address, (out = new Map()));
+    if (!out) this.adjOut.set(peer.address, (out = new Map<string, { attributes: PathAttributes; key: string }>()));
     const todo = prefixes ? new Set(prefixes) : new Set([...this.loc.keys(), ...out.keys()]);
     const withdraw: string[] = [];
     const groups = new Map<string, Announcement>();

@@ -57,7 +57,7 @@ import net from 'node:net';
 import type { Clock } from '../common/clock.ts';
 import { systemClock } from '../common/clock.ts';
 import { type Logger, createLogger } from '../common/log.ts';
-import { SeededRng, seedFrom } from '../common/rng.ts';
+import { SeededRng } from '../common/rng.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import {
   AS_TRANS,

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The podlab command: TypeScript run through tsx, no build step.
+import process from 'node:process';
 import { register } from 'tsx/esm/api';
 
 register();

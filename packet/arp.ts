@@ -89,7 +89,7 @@ export function parseArp(buf: Buffer): ArpRepr | WireError {
 
 /** Serializes a 28-byte Ethernet/IPv4 ARP packet. Throws RangeError on an invalid field. */
 export function serializeArp(repr: ArpRepr): Buffer {
-  if (repr.op !== ARP_REQUEST && repr.op !== ARP_REPLY) throw new RangeError(`invalid ARP opcode ${repr.op}`);
+  if (repr.op !== ARP_REQUEST && repr.op !== ARP_REPLY) throw new RangeError(`invalid ARP opcode ${String(repr.op)}`);
   const buf = Buffer.allocUnsafe(ARP_LEN);
   buf[HTYPE] = 0;
   buf[HTYPE + 1] = ARP_HTYPE_ETHERNET;

@@ -15,6 +15,15 @@ import { UsageError, type ExecContext } from './types.ts';
 
 const USAGE = 'Usage: hey -n N [-c C] [-disable-keepalive] [-m METHOD] [-t TIMEOUT] [-o json] URL';
 
+/** The `-o json` summary: counts per status code and per distinct body, latency percentiles in ms. */
+export interface HeyJson {
+  requests: number;
+  errors: number;
+  statusCodes: Record<string, number>;
+  bodies: Record<string, number>;
+  latency: { p50: number; p99: number };
+}
+
 interface Result {
   ms: number;
   status?: number;
@@ -128,7 +137,7 @@ export async function hey(ctx: ExecContext): Promise<number> {
   }
   const errorCount = results.length - ok.length;
   if (values.o === 'json') {
-    const out = { requests: results.length, errors: errorCount, statusCodes, bodies, latency: { p50: round(pct(50)), p99: round(pct(99)) } };
+    const out: HeyJson = { requests: results.length, errors: errorCount, statusCodes, bodies, latency: { p50: round(pct(50)), p99: round(pct(99)) } };
     ctx.stdout(JSON.stringify(out) + '\n');
     return errorCount ? 1 : 0;
   }

@@ -14,6 +14,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { ApiClient } from '../control-plane/client.ts';
 import { nodeCommand } from '../cli/commands.ts';
 import { defaultBgpPort } from '../lab/lab.ts';
@@ -47,7 +48,7 @@ ${nodes
 }
 
 function birdc(sock: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => execFile('birdc', ['-s', sock, ...args], { timeout: 10_000 }, (e, out) => (e ? reject(e) : resolve(out))));
+  return promisify(execFile)('birdc', ['-s', sock, ...args], { timeout: 10_000 }).then((r) => r.stdout);
 }
 
 test('BIRD peers with the node agents through a BGPPeer; routes flow both ways; a frozen BIRD is withdrawn', async (t) => {

@@ -6,14 +6,15 @@
  * destinations and the right drop reason for unroutable, TTL, MTU and loss.
  */
 import test, { type ExecutionContext } from 'ava';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { capture } from '../cli/capture.ts';
 import { callNode } from '../cli/commands.ts';
-import { trace, formatTrace } from '../cli/trace.ts';
+import { trace, formatTrace, type TraceReport } from '../cli/trace.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { eventually, hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
@@ -81,7 +82,7 @@ test.serial('pcapng from each interface kind decodes in tshark with the right la
     const rows = await decode(await captureDuring(c.ifaces, c.count, ips['pod-2a'], 'icmp or arp or udp port 8472'));
     t.is(rows.length, c.count, c.ifaces.join());
     for (const [name, desc, protocols, severity, malformed, src, dst, vni] of rows) {
-      t.true(c.names.includes(name), `${name} in ${c.names}`);
+      t.true(c.names.includes(name), `${name} in ${c.names.join(',')}`);
       t.regex(desc, /on node-1$/);
       t.regex(protocols, c.protocols, `${name}: ${protocols}`);
       // Severity: 0x00400000 note (e.g. "Echo (ping) request" sequence notes) is fine; warning/error are not.
@@ -102,14 +103,10 @@ test.serial('the shipped Wireshark profile decodes UDP 8472 as VXLAN without -d'
   const file = await captureDuring(['eth0'], 2, ips['pod-2b'], 'udp port 8472');
   const cfg = path.join(tmp, 'wireshark-config');
   // Installed the way the README says: podlab wireshark --install-profile.
-  const installed = await new Promise<string>((resolve, reject) =>
-    execFile(process.execPath, [path.join(ROOT, 'bin/podlab.js'), 'wireshark', '--install-profile'], { env: { ...process.env, WIRESHARK_CONFIG_DIR: cfg } }, (e, out) => (e ? reject(e) : resolve(out))),
-  );
+  const installed = execFileSync(process.execPath, [path.join(ROOT, 'bin/podlab.js'), 'wireshark', '--install-profile'], { env: { ...process.env, WIRESHARK_CONFIG_DIR: cfg }, encoding: 'utf8' });
   t.regex(installed, new RegExp(`installed in ${path.join(cfg, 'profiles/podlab').replace(/[.]/g, '\\.')}`));
   const run = (args: string[]) =>
-    new Promise<string>((resolve, reject) =>
-      execFile('tshark', ['-r', file, ...args, '-T', 'fields', '-e', 'frame.protocols'], { env: { ...process.env, WIRESHARK_CONFIG_DIR: cfg } }, (e, out) => (e ? reject(e) : resolve(out))),
-    );
+    promisify(execFile)('tshark', ['-r', file, ...args, '-T', 'fields', '-e', 'frame.protocols'], { env: { ...process.env, WIRESHARK_CONFIG_DIR: cfg } }).then((r) => r.stdout);
   t.regex(await run(['-C', 'podlab']), /^eth:ethertype:ip:udp:vxlan:eth:ethertype:ip:icmp/m);
 });
 
@@ -248,7 +245,7 @@ test.serial('the CLI prints trace JSON and an error for a bad destination', asyn
     );
   const j = await run(['trace', 'pod-1a', ips['pod-3b'], '-o', 'json']);
   t.is(j.code, 0, j.err);
-  const r = JSON.parse(j.out);
+  const r = JSON.parse(j.out) as TraceReport;
   t.is(r.result.kind, 'reply');
   t.true(r.hops.length > 10);
   t.regex((await run(['trace', 'pod-1a', 'nowhere'])).err, /'nowhere' is not an IPv4 address/);
@@ -258,7 +255,7 @@ test.serial('the CLI prints trace JSON and an error for a bad destination', asyn
   t.regex(dropped.out, /dropped on node-1 at routing: no-route/);
   // Each leg prints as one block: no request hop (a late flooded ARP copy) after the reply's header.
   const text = (await run(['trace', 'pod-1b', ips['pod-2b']])).out;
-  const blocks = text.split('\n').filter((l) => /^  (request|reply|ICMP error about the request):$/.test(l));
+  const blocks = text.split('\n').filter((l) => /^ {2}(request|reply|ICMP error about the request):$/.test(l));
   t.deepEqual(blocks, ['  request:', '  reply:'], text);
   t.regex((await run(['capture', 'node-1', 'eth7', '-c', '1'])).err, /node-1 has no interface 'eth7'/);
   // Every capture says how to decode what it wrote.

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { List, Node, Pod } from '../control-plane/types.ts';
 import { down } from '../lab/lab.ts';
 import { readLab, isOurProcess } from '../lab/state.ts';
 import { eventually } from './helpers/lab.ts';
@@ -88,22 +89,22 @@ test.serial('a detached lab: get, exec, node, impair, a refused second up, down'
   t.regex(wide.stdout, /^NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\s+IP\s+NODE\s+NOMINATED NODE\s+READINESS GATES$/m);
   t.regex(wide.stdout, /^pod-1a\s+1\/1\s+Running\s+0\s+\S+\s+10\.244\.1\.\d+\s+node-1/m);
   t.regex(wide.stdout, /^web\s+1\/1\s+Running/m, 'the manifest pod was scheduled and runs');
-  const json = JSON.parse((await podlab(home, ['get', 'pods', '-o', 'json'])).stdout);
+  const json = JSON.parse((await podlab(home, ['get', 'pods', '-o', 'json'])).stdout) as List<Pod>;
   t.is(json.kind, 'List');
   t.is(json.items.length, 3);
   for (const p of json.items) {
-    t.truthy(p.spec.nodeName);
-    t.regex(p.status.podIP, /^10\.244\./);
-    t.regex(p.status.hostIP, /^127\.0\.73\.1[12]$/);
+    t.truthy(p.spec!.nodeName);
+    t.regex(p.status!.podIP!, /^10\.244\./);
+    t.regex(p.status!.hostIP!, /^127\.0\.73\.1[12]$/);
   }
-  const nodes = JSON.parse((await podlab(home, ['get', 'nodes', '-o', 'json'])).stdout);
-  t.deepEqual(nodes.items.map((n: { spec: { podCIDR: string } }) => n.spec.podCIDR), ['10.244.1.0/24', '10.244.2.0/24']);
-  t.deepEqual(nodes.items.map((n: { status: { addresses: { type: string; address: string }[] } }) => n.status.addresses.find((a) => a.type === 'InternalIP')!.address), ['127.0.73.11', '127.0.73.12']);
+  const nodes = JSON.parse((await podlab(home, ['get', 'nodes', '-o', 'json'])).stdout) as List<Node>;
+  t.deepEqual(nodes.items.map((n) => n.spec!.podCIDR), ['10.244.1.0/24', '10.244.2.0/24']);
+  t.deepEqual(nodes.items.map((n) => n.status!.addresses!.find((a) => a.type === 'InternalIP')!.address), ['127.0.73.11', '127.0.73.12']);
   t.regex((await podlab(home, ['get', 'nodes', '-o', 'yaml'])).stdout, /^kind: List$/m);
   // A named get prints the object itself, as kubectl does.
   const one = (await podlab(home, ['get', 'pod', 'pod-1a', '-o', 'yaml'])).stdout;
   t.regex(one, /^kind: Pod$/m);
-  t.regex(one, /^  name: pod-1a$/m);
+  t.regex(one, /^ {2}name: pod-1a$/m);
   t.notRegex(one, /^kind: List$/m);
   t.regex((await podlab(home, ['get', 'node', 'node-2', '-o', 'json'])).stdout, /^ {4}"kind": "Node",$/m);
   // kubectl's jsonpath output, as the README reads a ClusterIP or a pod IP.
@@ -111,7 +112,7 @@ test.serial('a detached lab: get, exec, node, impair, a refused second up, down'
   t.is((await podlab(home, ['get', 'pods', '-o', 'jsonpath={.items[*].metadata.name}'])).stdout, 'pod-1a pod-2a web');
   t.regex((await podlab(home, ['get', 'pods', '-o', 'jsonpath={range .items[*]}{end}'])).stderr, /loops are not supported/);
 
-  const target = json.items.find((p: { metadata: { name: string } }) => p.metadata.name === 'pod-2a').status.podIP;
+  const target = json.items.find((p) => p.metadata.name === 'pod-2a')!.status!.podIP!;
   const ping = await podlab(home, ['exec', 'pod-1a', '--', 'ping', '-c', '2', '-i', '0.1', target]);
   t.is(ping.code, 0, ping.stderr);
   t.regex(ping.stdout, /2 packets transmitted, 2 received, 0% packet loss, time \d+ms/);

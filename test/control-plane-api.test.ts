@@ -75,6 +75,12 @@ async function take<T>(it: AsyncIterator<T>, n: number, timeoutMs = 5000): Promi
   return out;
 }
 
+/** The first item of an async iterable (undefined when it ends at once); the iteration is closed after it. */
+async function firstOf<T>(it: AsyncIterable<T>): Promise<T | undefined> {
+  for await (const x of it) return x;
+  return undefined;
+}
+
 const short = (ev: WatchEvent<KubeObject>) => `${ev.type} ${ev.object.metadata?.name ?? ''}`;
 
 test('discovery documents, version and health endpoints', async (t) => {
@@ -276,9 +282,7 @@ test('watch with a resourceVersion older than history: one ERROR 410 event, then
   t.like(st, { kind: 'Status', code: 410, reason: 'Expired' });
   t.regex(st.message, /^too old resource version: 1 \(\d+\)$/);
   // A bad selector, by contrast, is an ordinary HTTP 400.
-  await t.throwsAsync(async () => {
-    for await (const _ of client.watch('pods', { fieldSelector: 'spec.bogus=1' })) break;
-  }, { instanceOf: ApiError, message: 'field label not supported: spec.bogus' });
+  await t.throwsAsync(() => firstOf(client.watch('pods', { fieldSelector: 'spec.bogus=1' })), { instanceOf: ApiError, message: 'field label not supported: spec.bogus' });
 });
 
 test('fieldSelector watch: pods on node-1 only; a pod rebound elsewhere is DELETED, rebound here is ADDED', async (t) => {
@@ -443,13 +447,13 @@ test('informer: retries forever with capped exponential backoff on an injected c
   let up = false;
   const calls: number[] = [];
   class FlakyClient extends ApiClient {
-    override async list<T>(): Promise<import('../control-plane/types.ts').List<T>> {
+    override list<T>(): Promise<import('../control-plane/types.ts').List<T>> {
       calls.push(clock.now());
-      if (!up) throw new ApiConnectionError('GET /api/v1/pods', 'connection refused');
-      return { apiVersion: 'v1', kind: 'PodList', metadata: { resourceVersion: '7' }, items: [] };
+      if (!up) return Promise.reject(new ApiConnectionError('GET /api/v1/pods', 'connection refused'));
+      return Promise.resolve({ apiVersion: 'v1', kind: 'PodList', metadata: { resourceVersion: '7' }, items: [] });
     }
     override async *watch<T>(): AsyncGenerator<WatchEvent<T>, void, undefined> {
-      await new Promise(() => {}); // a watch that never delivers
+      yield await new Promise<WatchEvent<T>>(() => {}); // a watch that never delivers
     }
   }
   const inf = new Informer<Pod>(new FlakyClient('http://127.0.0.1:1'), 'pods', { clock });

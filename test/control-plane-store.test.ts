@@ -8,6 +8,7 @@ import { ConfigError, parseIpamConfig } from '../control-plane/ipam.ts';
 import { MemoryStatePersister, StateFileError, type StatePersister } from '../control-plane/persistence.ts';
 import { openStore, type Store, type StoreWatchEvent } from '../control-plane/store.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
+import { omit } from './helpers/objects.ts';
 
 function pod(name: string, extra: { labels?: Record<string, string>; nodeName?: string; namespace?: string } = {}): unknown {
   return {
@@ -98,7 +99,7 @@ test('optimistic concurrency: a stale resourceVersion is a 409 Conflict; unset m
   t.is(e.code, 409);
   t.is(e.reason, 'Conflict');
   t.regex(e.message, /Operation cannot be fulfilled on pods "web": the object has been modified/);
-  const { resourceVersion: _drop, ...metaNoRv } = v1.metadata;
+  const metaNoRv = omit(v1.metadata, 'resourceVersion');
   const v3 = store.update<Pod>('pods', { ...v1, metadata: { ...metaNoRv, labels: { a: '3' } } });
   t.true(Number(v3.metadata.resourceVersion) > Number(v2.metadata.resourceVersion));
   t.is(v3.metadata.labels?.a, '3');
@@ -242,7 +243,7 @@ test('IPAM: first node gets 10.244.1.0/24, allocations rotate, are freed on dele
   t.regex(overlap.message, /spec\.podCIDR: Invalid value: "10\.244\.2\.0\/25": overlaps the pod CIDR of node "node-2"/);
 
   // An update that omits podCIDR keeps it; one that changes it is refused.
-  const { spec: _s, ...withoutSpec } = n2;
+  const withoutSpec = omit(n2, 'spec');
   const kept = store.update<Node>('nodes', { ...withoutSpec, metadata: { ...n2.metadata, labels: { x: 'y' } } });
   t.is(kept.spec?.podCIDR, '10.244.2.0/24');
   const changed = apiErr(t, () => store.patch('nodes', 'node-2', { spec: { podCIDR: '10.244.7.0/24', podCIDRs: ['10.244.7.0/24'] } }));

@@ -25,7 +25,7 @@ function onlyThrows(cls: new (...a: never[]) => Error, fn: () => unknown): void 
   try {
     fn();
   } catch (e) {
-    if (!(e instanceof cls)) throw new Error(`threw ${(e as Error)?.name}: ${(e as Error)?.message}`);
+    if (!(e instanceof cls)) throw new Error(`threw ${(e as Error)?.name}: ${(e as Error)?.message}`, { cause: e });
   }
 }
 
@@ -72,7 +72,7 @@ test('regression: a name that YAML reads as a number says so', (t) => {
 async function controlServer(t: { teardown(fn: () => unknown): void }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-fuzz-ctl-'));
   const server = new ControlServer(path.join(dir, 'c.sock'));
-  server.handle('ping', async () => 'pong');
+  server.handle('ping', () => Promise.resolve('pong'));
   server.handle('boom', ((params: { argv: string[] }) => {
     // Not async: a synchronous throw before any promise exists.
     return Promise.resolve(params.argv.join(' '));

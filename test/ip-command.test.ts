@@ -67,7 +67,7 @@ test('ip link: vxlan attributes only with -d; -s counters; -br one line each; -j
   t.regex(d[2], /^ {4}vxlan id 1 local 10\.250\.9\.11 dev eth0 srcport 0 0 dstport 8472 nolearning ttl auto ageing 300 udpcsum noudp6zerocsumtx noudp6zerocsumrx addrgenmode eui64 /);
   t.regex(ip('-s link show eth0').stdout, /\n {4}RX: {2}bytes packets errors dropped {2}missed {3}mcast\n {13}0 {7}0/);
   t.is(ip('-br link show cni0').stdout, 'cni0             UP             8e:3c:2f:17:70:2c <BROADCAST,MULTICAST,UP,LOWER_UP>\n');
-  t.like(JSON.parse(ip('-j link show flannel.1').stdout)[0], { ifindex: 3, ifname: 'flannel.1', flags: ['BROADCAST', 'MULTICAST', 'UP', 'LOWER_UP'], mtu: 1450, operstate: 'UNKNOWN', txqlen: 1000, link_type: 'ether', address: '62:d3:3b:88:df:09' });
+  t.like((JSON.parse(ip('-j link show flannel.1').stdout) as object[])[0], { ifindex: 3, ifname: 'flannel.1', flags: ['BROADCAST', 'MULTICAST', 'UP', 'LOWER_UP'], mtu: 1450, operstate: 'UNKNOWN', txqlen: 1000, link_type: 'ether', address: '62:d3:3b:88:df:09' });
   t.is(ip('link show type vxlan').stdout, plain);
   t.deepEqual(ip('link show eth7'), { stdout: '', stderr: 'Device "eth7" does not exist.\n', code: 1 });
 });
@@ -76,7 +76,7 @@ test('ip addr: one device with -4 and dev; -br; -j addr_info', (t) => {
   const ip = flannelNode();
   t.is(ip('-4 addr show dev cni0').stdout, '4: cni0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue state UP group default qlen 1000\n    link/ether 8e:3c:2f:17:70:2c brd ff:ff:ff:ff:ff:ff\n    inet 10.244.1.1/24 brd 10.244.1.255 scope global cni0\n       valid_lft forever preferred_lft forever\n');
   t.is(ip('-br addr').stdout.split('\n')[2], 'flannel.1        UNKNOWN        10.244.1.0/32');
-  t.like(JSON.parse(ip('-j addr show dev cni0').stdout)[0], { ifname: 'cni0', addr_info: [{ family: 'inet', local: '10.244.1.1', prefixlen: 24, scope: 'global', label: 'cni0' }] });
+  t.like((JSON.parse(ip('-j addr show dev cni0').stdout) as object[])[0], { ifname: 'cni0', addr_info: [{ family: 'inet', local: '10.244.1.1', prefixlen: 24, scope: 'global', label: 'cni0' }] });
 });
 
 test('what podlab does not do is refused with the list of what works, never answered with another view', (t) => {

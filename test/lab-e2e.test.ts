@@ -7,13 +7,13 @@
  * pod IPs; an apiserver restart loses nothing; down leaves nothing running.
  */
 import test from 'ava';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { ApiClient } from '../control-plane/client.ts';
-import type { Node, Pod } from '../control-plane/types.ts';
+import type { FlannelVxlanBackendData } from '../control-plane/annotations.ts';
+import type { List, Node, Pod } from '../control-plane/types.ts';
 import { callNode, nodeCommand } from '../cli/commands.ts';
 import { down, killProcess, restartProcess, waitPodsRunning } from '../lab/lab.ts';
 import { isOurProcess, readLab } from '../lab/state.ts';
@@ -43,7 +43,7 @@ test.serial('nodes get podCIDRs and Flannel annotations; pods get IPs from their
   for (const [i, n] of nodes.entries()) {
     t.is(n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address, `127.0.71.${11 + i}`);
     t.is(n.metadata.annotations?.['flannel.alpha.coreos.com/public-ip'], `127.0.71.${11 + i}`);
-    const data = JSON.parse(n.metadata.annotations?.['flannel.alpha.coreos.com/backend-data'] ?? '{}');
+    const data = JSON.parse(n.metadata.annotations?.['flannel.alpha.coreos.com/backend-data'] ?? '{}') as FlannelVxlanBackendData;
     t.is(data.VNI, 1);
     t.regex(data.VtepMAC, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
     t.true(n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
@@ -80,7 +80,7 @@ test.serial('node views read like iproute2 on a Flannel node', async (t) => {
   t.regex(route, /^10\.244\.3\.0\/24 via 10\.244\.3\.0 dev flannel\.1 onlink$/m);
   const api = new ApiClient(lab.rec.apiUrl);
   const n2 = (await api.get<Node>('nodes', 'node-2'))!;
-  const mac2 = JSON.parse(n2.metadata.annotations!['flannel.alpha.coreos.com/backend-data']).VtepMAC;
+  const mac2 = (JSON.parse(n2.metadata.annotations!['flannel.alpha.coreos.com/backend-data']) as FlannelVxlanBackendData).VtepMAC;
   const neigh = await nodeCommand(lab.stateDir, 'node-1', ['ip', 'neigh', 'show', 'dev', 'flannel.1']);
   t.regex(neigh, new RegExp(`^10\\.244\\.2\\.0 dev flannel\\.1 lladdr ${mac2} PERMANENT$`, 'm'));
   const fdb = await nodeCommand(lab.stateDir, 'node-1', ['bridge', 'fdb', 'show', 'dev', 'flannel.1']);
@@ -130,8 +130,8 @@ test.serial('a real kubectl reads the lab through the kubeconfig podlab writes',
     );
   const pods = await kubectl(['get', 'pods', '-o', 'wide']);
   t.regex(pods, /^pod-1a\s+1\/1\s+Running\s+0\s+\S+\s+10\.244\.1\.\d+\s+node-1/m);
-  const nodes = JSON.parse(await kubectl(['get', 'nodes', '-o', 'json']));
-  t.deepEqual(nodes.items.map((n: Node) => n.spec?.podCIDR).sort(), ['10.244.1.0/24', '10.244.2.0/24', '10.244.3.0/24']);
+  const nodes = JSON.parse(await kubectl(['get', 'nodes', '-o', 'json'])) as List<Node>;
+  t.deepEqual(nodes.items.map((n) => n.spec?.podCIDR).sort(), ['10.244.1.0/24', '10.244.2.0/24', '10.244.3.0/24']);
 });
 
 test.serial('random datagrams to :8472 are counted and dropped; pings keep working', async (t) => {

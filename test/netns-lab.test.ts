@@ -25,6 +25,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ApiClient } from '../control-plane/client.ts';
+import type { FlannelVxlanBackendData } from '../control-plane/annotations.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { callNode, execInPod, getResources, nodeCommand } from '../cli/commands.ts';
 import { capture } from '../cli/capture.ts';
@@ -79,7 +80,7 @@ const api = () => new ApiClient(lab!.rec.apiUrl);
 const pods = async (l: TestLab = lab!) => (await new ApiClient(l.rec.apiUrl).list<Pod>('pods', { namespace: 'default' })).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
 const podIp = async (name: string) => (await pods()).find((p) => p.metadata.name === name)!.status!.podIP!;
 
-test.serial('the lab network: namespaces, a bridge and veths between them; the root namespace untouched', async (t) => {
+test.serial('the lab network: namespaces, a bridge and veths between them; the root namespace untouched', (t) => {
   if (!need(t)) return;
   const ns = listNetnsSync();
   for (const n of ['underlay', 'node-1', 'node-2', 'node-3', 'knode-1', 'knode-1-pod-k1a', 'knode-1-pod-k1b']) t.true(ns.includes(`${PREFIX}-${n}`), n);
@@ -134,7 +135,7 @@ test.serial('the kernel node is configured as flanneld configures a node, and pu
   const fdb = execFileSync('bridge', ['-n', KNS, 'fdb', 'show', 'dev', 'flannel.1'], { encoding: 'utf8' });
   for (const i of [1, 2, 3]) {
     const n = nodes.find((x) => x.metadata.name === `node-${i}`)!;
-    const mac = JSON.parse(n.metadata.annotations!['flannel.alpha.coreos.com/backend-data']).VtepMAC as string;
+    const mac = (JSON.parse(n.metadata.annotations!['flannel.alpha.coreos.com/backend-data']) as FlannelVxlanBackendData).VtepMAC;
     t.regex(routes, new RegExp(`^10\\.244\\.${i}\\.0/24 via 10\\.244\\.${i}\\.0 dev flannel\\.1 onlink`, 'm'));
     t.regex(neigh, new RegExp(`^10\\.244\\.${i}\\.0 lladdr ${mac} PERMANENT`, 'm'));
     t.regex(fdb, new RegExp(`^${mac} dst ${NET.replace(/\./g, '\\.')}\\.1${i} self permanent`, 'm'));
@@ -425,7 +426,7 @@ test.serial('host-gw, emulated nodes only: routes via the peers on eth0, every p
   hg = undefined;
 });
 
-test.serial('nothing is left: no podlab-* namespace and no veth beyond what was there before', async (t) => {
+test.serial('nothing is left: no podlab-* namespace and no veth beyond what was there before', (t) => {
   if (!need(t)) return;
   // Only this file's prefixes: other netns test files run at the same time, each checking its own.
   t.deepEqual(listNetnsSync().filter((n) => ours(n) && !before.includes(n)), []);

@@ -41,7 +41,7 @@ function engine(backends: string[], masquerade = false): NatEngine & { picks: st
 async function udpExchange(client: PodNet, dst: string, port: number, n: number): Promise<{ replies: string[]; errors: string[] }> {
   const replies: string[] = [];
   const errors: string[] = [];
-  const sock = client.stack.bindUdp(0, { message: (m) => replies.push(`${m.srcIp}:${m.srcPort} ${m.data}`), error: (e) => errors.push(`${e.from} code ${e.code}`) });
+  const sock = client.stack.bindUdp(0, { message: (m) => replies.push(`${m.srcIp}:${m.srcPort} ${m.data.toString()}`), error: (e) => errors.push(`${e.from} code ${e.code}`) });
   for (let i = 0; i < n; i++) client.stack.sendUdp(sock.port, dst, port, Buffer.from(`q${i}`));
   await new Promise((r) => setTimeout(r, 150));
   sock.close();

@@ -7,8 +7,7 @@ import { RouteTable } from '../netstack/ipv4/route-table.ts';
 
 test('a solicitation answered synchronously releases the queued packet at once', (t) => {
   const clock = new ManualClock();
-  let table!: NeighbourTable;
-  table = new NeighbourTable(clock, (dev, ip) => table.learn(dev, ip, '02:00:00:00:00:09', true));
+  const table: NeighbourTable = new NeighbourTable(clock, (dev, ip) => table.learn(dev, ip, '02:00:00:00:00:09', true));
   const sent: string[] = [];
   table.resolve('eth0', '10.0.0.9', (mac) => sent.push(mac), () => t.fail());
   t.deepEqual(sent, ['02:00:00:00:00:09']);
@@ -18,8 +17,7 @@ test('a solicitation answered synchronously releases the queued packet at once',
 test('a resolved neighbour is not probed again (no ARP every second)', (t) => {
   const clock = new ManualClock();
   let probes = 0;
-  let table!: NeighbourTable;
-  table = new NeighbourTable(clock, (dev, ip) => (probes++, table.learn(dev, ip, '02:00:00:00:00:09', true)));
+  const table: NeighbourTable = new NeighbourTable(clock, (dev, ip) => (probes++, table.learn(dev, ip, '02:00:00:00:00:09', true)));
   table.resolve('eth0', '10.0.0.9', () => {}, () => t.fail());
   clock.advance(10_000);
   t.is(probes, 1);

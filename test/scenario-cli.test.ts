@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { down } from '../lab/lab.ts';
+import type { ScenarioReport } from '../scenarios/report.ts';
 import { BIN, podlab, processesMentioning, xmlProblem } from './helpers/scenario.ts';
 
 function tmp(t: import('ava').ExecutionContext): string {
@@ -29,19 +30,19 @@ test('designed-to-fail exits 1 with readable failures and well-formed JSON, JUni
   t.regex(r.stderr, /^\[ +\d+\.\ds\] 3\/7 cut: fault: partition node-2 from node-1/m, 'a line per step');
   t.regex(r.stderr, /FAIL traffic survives a partition \(it cannot\): 0% \(0\/\d+\)/);
 
-  const rep = JSON.parse(fs.readFileSync(json, 'utf8'));
+  const rep = JSON.parse(fs.readFileSync(json, 'utf8')) as ScenarioReport;
   t.is(rep.format, 'podlab-scenario-report/1');
   t.is(rep.seed, 5);
   t.is(rep.verdict, 'fail');
   t.deepEqual(rep.summary, { asserts: 3, passed: 1, failed: 2 });
   t.is(rep.steps.length, 7);
-  for (const s of rep.steps) t.true(typeof s.startMs === 'number' && s.endMs >= s.startMs, JSON.stringify(s));
+  for (const s of rep.steps) t.true(typeof s.startMs === 'number' && s.endMs! >= s.startMs, JSON.stringify(s));
   const flow = rep.flows[0];
   t.is(flow.name, 'across');
   t.true(flow.lostSeqs.length > 0 && flow.received > 0);
-  t.true(flow.latencyMs.p50 > 0 && flow.latencyMs.p99 >= flow.latencyMs.p50);
+  t.true(flow.latencyMs!.p50 > 0 && flow.latencyMs!.p99 >= flow.latencyMs!.p50);
   t.is(flow.samples.length, flow.sent);
-  t.deepEqual(rep.faults.map((b: { kind: string; closedBy: string }) => [b.kind, b.closedBy]), [['partition', 'heal']]);
+  t.deepEqual(rep.faults.map((b) => [b.kind, b.closedBy]), [['partition', 'heal']]);
   for (const a of rep.asserts) t.true(typeof a.expected === 'string' && typeof a.actual === 'string');
 
   const junit = fs.readFileSync(xml, 'utf8');

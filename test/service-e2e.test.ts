@@ -13,6 +13,7 @@ import { ApiClient } from '../control-plane/client.ts';
 import type { KubeObject, Pod } from '../control-plane/types.ts';
 import { nodeCommand } from '../cli/commands.ts';
 import { trace } from '../cli/trace.ts';
+import type { HeyJson } from '../pod-tools/hey.ts';
 import { eventually, startLab, type TestLab } from './helpers/lab.ts';
 
 const pod = (name: string, node: string, app: string, image = 'podlab/http') => ({
@@ -39,9 +40,9 @@ async function clusterIP(api: ApiClient, name: string): Promise<string> {
   return (await api.get<KubeObject<{ clusterIP: string }>>('services', name, 'default'))!.spec!.clusterIP;
 }
 
-async function heyJson(lab: TestLab, from: string, args: string[]): Promise<{ requests: number; errors: number; bodies: Record<string, number> }> {
+async function heyJson(lab: TestLab, from: string, args: string[]): Promise<HeyJson> {
   const r = await lab.exec(from, ['hey', ...args, '-o', 'json']);
-  return JSON.parse(r.out.trim().split('\n').pop()!);
+  return JSON.parse(r.out.trim().split('\n').pop()!) as HeyJson;
 }
 
 function realGet(url: string): Promise<string> {
@@ -79,7 +80,7 @@ test.serial('iptables mode: even spread, affinity, NodePort from the host, endpo
   const counts = ['web-1 on node-1', 'web-2 on node-2', 'web-3 on node-3'].map((b) => r.bodies[b] ?? 0);
   const chi2 = counts.reduce((s, o) => s + (o - 200) ** 2 / 200, 0);
   t.log(`spread ${counts.join('/')}, chi-square ${chi2.toFixed(2)} (p > 0.01 needs < 9.21 with 2 degrees of freedom)`);
-  t.true(chi2 < 9.21, `chi-square ${chi2} for ${counts}`);
+  t.true(chi2 < 9.21, `chi-square ${chi2} for ${counts.join(',')}`);
 
   // The rule structure and probabilities are kube-proxy's.
   const nat = await nodeCommand(lab.stateDir, 'node-2', ['iptables-save', '-t', 'nat']);

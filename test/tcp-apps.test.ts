@@ -138,7 +138,7 @@ test('nginx images serve nginx\'s welcome page and error pages, with the Server 
   t.regex(missing, /^HTTP\/1\.1 404 Not Found\r\n[\s\S]*<hr><center>nginx\/1\.14\.2<\/center>/);
   t.is(nginxVersion('nginx'), NGINX_DEFAULT_VERSION);
   // Today's page: 615 bytes, with the dark-mode rule.
-  t.is(String(nginxHandler('1.27.3')({ method: 'GET', path: '/', target: '/', version: '1.1', headers: new Map(), remoteAddress: '', remotePort: 0 }).body).length, 615);
+  t.is((nginxHandler('1.27.3')({ method: 'GET', path: '/', target: '/', version: '1.1', headers: new Map(), remoteAddress: '', remotePort: 0 }).body as string).length, 615);
   t.is(nginxVersion('docker.io/library/nginx:1.25-alpine'), '1.25');
   t.is(nginxVersion('registry.local:5000/nginx:latest'), NGINX_DEFAULT_VERSION);
 });
@@ -166,7 +166,7 @@ test('http-echo answers its -text on -listen', async (t) => {
 test('TCP and UDP echo; the sink counts; a UDP socket cannot bind a taken port', async (t) => {
   t.is(await raw(client, server.ip, 7, 'echo me', { endAfterWrite: true }), 'echo me');
   const u = new UdpSocket(client.stack).bind(0);
-  const reply = new Promise<string>((resolve) => u.on('message', (d, from) => resolve(`${d} from ${from.address}:${from.port}`)));
+  const reply = new Promise<string>((resolve) => u.on('message', (d, from) => resolve(`${d.toString()} from ${from.address}:${from.port}`)));
   u.send('ping over udp', 7, server.ip);
   t.is(await reply, `ping over udp from ${server.ip}:7`);
   u.close();

@@ -11,6 +11,7 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { callNode, execInPod } from '../cli/commands.ts';
@@ -64,11 +65,7 @@ async function exec(podName: string, argv: string[], stdin?: string[]): Promise<
   const code = await execInPod(lab.stateDir, podName, argv, {
     stdout: (s) => (out += s),
     stderr: (s) => (err += s),
-    stdin: stdin
-      ? (async function* () {
-          for (const s of stdin) yield Buffer.from(s);
-        })()
-      : undefined,
+    stdin: stdin ? Readable.from(stdin.map((s) => Buffer.from(s))) : undefined,
   });
   return { code, out, err };
 }

@@ -424,7 +424,7 @@ test('loopback: two sockets of one stack talk over 127.0.0.1 and the pod address
   });
   for (const host of ['127.0.0.1', 'localhost', A_IP]) {
     const c = link.tcpA.connect({ host, port: 9000 });
-    c.on('data', (d) => got.push(`${host}:${d}`));
+    c.on('data', (d) => got.push(`${host}:${d.toString()}`));
     c.write('ping');
     await link.until(() => got.length === 1, 1000, 1);
     t.deepEqual(got.splice(0), [`${host}:PING`]);

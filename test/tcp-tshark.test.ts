@@ -11,7 +11,7 @@
  * tshark missing: skipped with a logged reason locally; in CI (CI=true) the
  * test runs and fails.
  */
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

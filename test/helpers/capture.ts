@@ -13,7 +13,7 @@ import { eventually } from './lab.ts';
  * `poke` repeatedly until tshark has them (it announces "Capturing on" a moment
  * before it really captures). Returns the pcapng path; `cleanup` removes it.
  */
-export async function captureLo(filter: string, count: number, poke: () => Promise<unknown>): Promise<{ file: string; cleanup(): void }> {
+export async function captureLo(filter: string, count: number, poke: () => Promise<unknown>): Promise<{ file: string; cleanup: () => void }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-lo-'));
   const file = path.join(dir, 'lo.pcapng');
   const cap = spawn('tshark', ['-i', 'lo', '-f', filter, '-c', String(count), '-a', 'duration:30', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -3,7 +3,6 @@
  * network of the test's own, torn down even when the test fails; and the
  * "tool required in CI, else skip" rule.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -82,7 +81,7 @@ export async function eventually<T>(fn: () => Promise<T | undefined | null | fal
     } catch (e) {
       last = e;
     }
-    if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline) throw new Error(`condition not met in ${timeoutMs} ms${last ? `: ${last instanceof Error ? last.toString() : JSON.stringify(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, stepMs));
   }
 }

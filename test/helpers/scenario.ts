@@ -17,7 +17,7 @@ import { loadScenarioFile } from '../../scenarios/validate.ts';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const BIN = path.join(ROOT, 'bin/podlab.js');
 
-type Schema = Record<string, unknown>;
+export type Schema = Record<string, unknown>;
 
 /** Errors of `value` against `schema` (empty = valid): type, properties, required, additionalProperties, items, enum, const, pattern, bounds, oneOf/anyOf/allOf, $ref. */
 export function checkSchema(root: Schema, value: unknown): string[] {
@@ -34,7 +34,7 @@ export function checkSchema(root: Schema, value: unknown): string[] {
     if (s.const !== undefined && v !== s.const) out.push(`${at}: expected ${JSON.stringify(s.const)}`);
     if (s.enum && !(s.enum as unknown[]).includes(v)) out.push(`${at}: ${JSON.stringify(v)} not in ${JSON.stringify(s.enum)}`);
     if (typeof v === 'string') {
-      if (s.pattern && !new RegExp(s.pattern as string).test(v)) out.push(`${at}: '${v}' does not match ${s.pattern}`);
+      if (s.pattern && !new RegExp(s.pattern as string).test(v)) out.push(`${at}: '${v}' does not match ${s.pattern as string}`);
       if (s.maxLength !== undefined && v.length > (s.maxLength as number)) out.push(`${at}: too long`);
     }
     if (typeof v === 'number') {
