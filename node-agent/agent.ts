@@ -320,7 +320,6 @@ export class NodeAgent {
       allowRealBind: (ip) => ((ipv4ToInt(ip) & mask) >>> 0) === under.net,
     });
     this.kubeProxy = kp;
-    this.dp.netfilter.engine = kp;
     this.serviceInformer = new Informer(this.api, 'services');
     this.sliceInformer = new Informer(this.api, 'endpointslices');
     const again = () => kp.update(this.serviceInformer!.list(), this.sliceInformer!.list());

@@ -15,8 +15,8 @@ import { Bridge } from '../netstack/link/bridge.ts';
 import { IpStack } from '../netstack/ipv4/ip-stack.ts';
 import { writeEthernetHeader } from '../packet/ethernet.ts';
 import { tracer } from '../netstack/trace.ts';
-import { Conntrack } from '../netstack/netfilter/conntrack.ts';
-import { Netfilter } from '../netstack/netfilter/netfilter.ts';
+import type { Netfilter } from '../netstack/netfilter/netfilter.ts';
+import { ServiceNat, type NatEngine, type NatHost } from '../netstack/netfilter/service-nat.ts';
 import { NetDevice } from '../netstack/link/netdev.ts';
 import { PodNet } from '../netstack/pod-net.ts';
 import { parseCidr } from '../netstack/ipv4/route-table.ts';
@@ -61,8 +61,11 @@ export class NodeDataPlane {
   private readonly wirePeers = new Map<string, string>();
   readonly underlay: UdpUnderlay;
   readonly pods = new Map<string, PodNet>();
-  /** kube-proxy's hooks and the connection table; an engine is plugged in by the agent. */
+  /** The node namespace's hook chains and connection table (the stack's). */
   readonly netfilter: Netfilter;
+  /** What kube-proxy's NAT hooks need from the node. */
+  readonly natHost: NatHost;
+  private serviceNat?: ServiceNat;
 
   constructor(readonly opts: DataPlaneOptions) {
     const { name, seed, clock } = opts;
@@ -101,11 +104,12 @@ export class NodeDataPlane {
       this.attachWire();
     }
 
-    this.bridge = new Bridge('cni0', deriveMac(seed, `cni0:${name}`), this.podMtu, clock);
+    this.netfilter = this.stack.nf;
+    this.bridge = new Bridge('cni0', deriveMac(seed, `cni0:${name}`), this.podMtu, clock, undefined, { netfilter: this.netfilter.bridgeForward });
     this.stack.addInterface(this.bridge.dev, { arp: true });
     this.stack.addAddress('cni0', this.gateway, parseCidr(opts.podCIDR).prefixLen);
 
-    this.netfilter = new Netfilter(new Conntrack(clock), {
+    this.natHost = {
       isLocal: (ip) => this.stack.isLocal(ip),
       sourceTowards: (dst) => {
         const r = this.stack.routes.lookup(dst);
@@ -113,9 +117,14 @@ export class NodeDataPlane {
       },
       reject: (raw, from) => this.stack.rejectPortUnreachable(raw, from),
       isLocalPod: (ip) => [...this.pods.values()].some((p) => p.ip === ip),
-    });
-    this.stack.nf = this.netfilter;
-    this.bridge.nf = this.netfilter;
+    };
+  }
+
+  /** Registers kube-proxy's NAT hooks for `engine` (replacing the previous engine's), or removes them. */
+  installServiceNat(engine: NatEngine | undefined): ServiceNat | undefined {
+    this.serviceNat?.close();
+    this.serviceNat = engine ? new ServiceNat(this.netfilter, this.natHost, engine) : undefined;
+    return this.serviceNat;
   }
 
   /** Pods and flannel.1 lose VXLAN's 50 bytes; without encapsulation pods get the full MTU. */

@@ -25,7 +25,7 @@ import type { KubeObject } from '../control-plane/types.ts';
 import { ipv4ToInt, isValidIpv4 } from '../packet/addr.ts';
 import { createServiceProxyEngine, type AnyProxier, type Decision, type IpvsSchedulerName, type ProxyMode } from '../service-proxy/index.ts';
 import type { NodeDataPlane } from './dataplane.ts';
-import type { NatDecision, NatEngine } from '../netstack/netfilter/netfilter.ts';
+import type { NatDecision, NatEngine, ServiceNat } from '../netstack/netfilter/service-nat.ts';
 import { TcpStack } from '../netstack/tcp/stack.ts';
 import { tracer } from '../netstack/trace.ts';
 import type { TcpSocket } from '../netstack/tcp/socket.ts';
@@ -73,6 +73,7 @@ export class KubeProxy implements NatEngine {
   /** ClusterIPs (as integers) and NodePorts of the current Services: the netfilter hooks' pre-filter. */
   private vips = new Set<number>();
   private nodePortNumbers = new Set<number>();
+  private readonly nat?: ServiceNat;
 
   constructor(
     private readonly dp: NodeDataPlane,
@@ -92,6 +93,8 @@ export class KubeProxy implements NatEngine {
     this.tcp = new TcpStack(dp.stack, { clock: o.clock, rng: new Rng(o.rng.int(1, 0x7fffffff)) });
     // After the engine took its list of local addresses: the stand-in external client is not one of them.
     if (!dp.stack.isLocal(EXTERNAL_CLIENT)) dp.stack.addAddress('lo', EXTERNAL_CLIENT, 32);
+    // kube-proxy's rules, at the hook points and priorities where iptables keeps them.
+    this.nat = dp.installServiceNat(this);
   }
 
   get mode(): string {
@@ -286,6 +289,7 @@ export class KubeProxy implements NatEngine {
   }
 
   close(): void {
+    this.nat?.close();
     if (this.pending) clearImmediate(this.pending);
     for (const l of this.userspaceListeners.values()) l.close();
     for (const s of this.nodePorts.values()) s.close();

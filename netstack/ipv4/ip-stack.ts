@@ -15,7 +15,8 @@
  * unreachable for closed UDP ports. Every drop is counted with its reason.
  */
 import type { Clock } from '../../common/clock.ts';
-import { BROADCAST_MAC, intToIpv4 } from '../../packet/addr.ts';
+import { BROADCAST_MAC } from '../../packet/addr.ts';
+import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
 import { ARP_REPLY, ARP_REQUEST, parseArp, serializeArp } from '../../packet/arp.ts';
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, parseEthernet, serializeEthernet, writeEthernetHeader } from '../../packet/ethernet.ts';
 import { isWireError } from '../../packet/errors.ts';
@@ -47,7 +48,8 @@ import { NeighbourTable } from './neighbour.ts';
 import { Counters, NetDevice } from '../link/netdev.ts';
 import { RouteTable, type Route } from './route-table.ts';
 import { tracer } from '../trace.ts';
-import type { Netfilter } from '../netfilter/netfilter.ts';
+import { Conntrack } from '../netfilter/conntrack.ts';
+import { Netfilter, nfState, type NfState } from '../netfilter/netfilter.ts';
 
 /** An interface as the stack sees it: the device, its addresses, whether it ARPs. */
 export interface StackInterface {
@@ -151,8 +153,8 @@ export class IpStack {
   private readonly reassembler: Reassembler;
   private nextId: number;
   readonly traceNs: string;
-  /** kube-proxy's hooks (node namespaces only). */
-  nf?: Netfilter;
+  /** The namespace's netfilter: hook chains (empty until someone registers) and conntrack. */
+  readonly nf: Netfilter;
 
   constructor(
     readonly name: string,
@@ -165,6 +167,7 @@ export class IpStack {
     this.reassembler = new Reassembler();
     this.traceNs = opts.traceNs ?? name;
     this.neigh = new NeighbourTable(this.clock, (dev, ip) => this.sendArpRequest(dev, ip));
+    this.nf = new Netfilter(new Conntrack(this.clock));
   }
 
   // ---------------------------------------------------------------- config
@@ -299,22 +302,29 @@ export class IpStack {
       ecn: 0,
       payload: opts.payload,
     };
-    if (this.nf?.wantsOutput(repr.dst, repr.protocol, repr.payload)) {
-      // OUTPUT: the node's own packets pass kube-proxy's rules too (NodePort edge, host-network clients).
-      const r = this.nf!.hook(serializeIpv4(repr), 'output');
-      if (r.verdict === 'drop') return { ok: false, error: 'ENETUNREACH' };
-      const t = parseIpv4(r.raw, { verifyChecksum: false });
-      if (!isWireError(t) && (t.dst !== repr.dst || t.src !== repr.src)) {
-        const r2 = this.routeFor(t.dst);
+    let st: NfState | undefined;
+    let built: Buffer | undefined;
+    if (this.nf.output.size) {
+      // OUTPUT: the namespace's own packets pass the hooks too (kube-proxy: NodePort edge, host-network clients).
+      st = nfState('output');
+      st.outDev = route.dev;
+      const pkt = Ipv4Packet.unchecked(serializeIpv4(repr));
+      const out = this.nf.output.run(pkt, st);
+      if (!out) return { ok: false, error: 'ENETUNREACH' };
+      built = out.datagram;
+      if (out !== pkt && (out.dstInt !== pkt.dstInt || out.srcInt !== pkt.srcInt)) {
+        // Rerouted after NAT, as ip_route_me_harder does.
+        const r2 = this.routeFor(out.dst);
         if (!r2) return { ok: false, error: 'ENETUNREACH' };
-        Object.assign(repr, { src: t.src, dst: t.dst, payload: t.payload });
+        Object.assign(repr, { src: out.src, dst: out.dst, payload: out.payload });
         route = r2;
+        st.outDev = route.dev;
       }
     }
     if (route.dev === 'lo') {
       // Loopback: the kernel delivers to itself without touching a device MTU.
-      const raw = serializeIpv4(repr);
-      queueMicrotask(() => this.deliverLocal(repr, raw));
+      const raw = built ?? serializeIpv4(repr);
+      queueMicrotask(() => this.deliverLocal(repr, raw, st));
       return { ok: true };
     }
     const mtu = this.interfaces.get(route.dev)?.dev.mtu ?? 1500;
@@ -323,22 +333,23 @@ export class IpStack {
       if (mode === 'do') return { ok: false, error: 'EMSGSIZE', mtu };
       // PMTUDISC_WANT fragments locally, and fragments never carry DF.
       repr.dontFragment = false;
+      built = undefined;
     }
     if (tracer.current || tracer.filters.size) {
       // A packet born inside a traced path (an echo reply, an ICMP error) is its own leg; one sent
       // later (a TCP segment from a timer) is recognised by the trace's filter.
       const ctx = tracer.matchIpv4(serializeIpv4(repr)) ?? tracer.current;
       if (!ctx) {
-        this.output(repr, null, route);
+        this.output(repr, null, route, st, built);
         return { ok: true };
       }
       tracer.run(ctx, () => {
         tracer.hop(this.traceNs, 'send', `${repr.src} > ${repr.dst}: new packet, route "${formatRoute(route)}"`);
-        this.output(repr, null, route);
+        this.output(repr, null, route, st, built);
       });
       return { ok: true };
     }
-    this.output(repr, null, route);
+    this.output(repr, null, route, st, built);
     return { ok: true };
   }
 
@@ -348,17 +359,43 @@ export class IpStack {
   }
 
   /**
-   * Routes a datagram out: MTU check (fragmenting or refusing DF), neighbour
-   * resolution, and transmission on the route's device. `raw` is the datagram's
-   * bytes when forwarding (TTL already decremented), null when originating.
+   * POSTROUTING, then out of the route's device. `raw` is the datagram's bytes
+   * when forwarding (TTL already decremented), null when originating (`built`:
+   * its bytes if the OUTPUT hooks already serialized it).
    */
-  private output(repr: Ipv4Repr, raw: Buffer | null, route: Route): void {
+  private output(repr: Ipv4Repr, raw: Buffer | null, route: Route, st?: NfState, built?: Buffer): void {
+    if (this.nf.postrouting.size) {
+      const s = st ?? nfState('postrouting');
+      s.outDev = route.dev;
+      const pkt = Ipv4Packet.unchecked(raw ?? built ?? serializeIpv4(repr));
+      const out = this.nf.postrouting.run(pkt, s);
+      if (!out) {
+        this.interfaces.get(route.dev)?.dev.counters.drop(s.dropReason ?? 'netfilter');
+        if (tracer.current) this.traceDrop(route.dev, `dropped by netfilter POSTROUTING (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
+        return;
+      }
+      if (out !== pkt) {
+        const again = parseIpv4(out.datagram, { verifyChecksum: false });
+        if (isWireError(again)) return;
+        repr = again;
+      }
+      if (raw) raw = out.datagram;
+      else built = out.datagram;
+    }
+    this.transmitRouted(repr, raw, route, built);
+  }
+
+  /**
+   * MTU check (fragmenting or refusing DF), neighbour resolution, and
+   * transmission on the route's device. `raw` as for `output`.
+   */
+  private transmitRouted(repr: Ipv4Repr, raw: Buffer | null, route: Route, built?: Buffer): void {
     const iface = this.interfaces.get(route.dev);
     if (!iface) {
       this.counters.drop('no-device');
       return;
     }
-    const bytes = raw ?? serializeIpv4(repr);
+    const bytes = raw ?? built ?? serializeIpv4(repr);
     if (bytes.length > iface.dev.mtu) {
       if (repr.dontFragment) {
         iface.dev.counters.drop('frag-needed');
@@ -368,7 +405,7 @@ export class IpStack {
       }
       const frags = fragmentIpv4(repr, iface.dev.mtu);
       if (tracer.current) tracer.hop(this.traceNs, route.dev, `${bytes.length} bytes exceed mtu ${iface.dev.mtu}: sent as ${frags.length} fragments`);
-      for (const frag of frags) this.output(frag, null, route);
+      for (const frag of frags) this.transmitRouted(frag, null, route);
       return;
     }
     const nextHop = route.gateway ?? repr.dst;
@@ -441,21 +478,24 @@ export class IpStack {
     }
     let ip = parsed;
     let raw = eth.payload.subarray(0, 20 + (ip.options?.length ?? 0) + ip.payload.length);
-    if (this.nf) {
-      const r = this.nf.hook(raw, 'prerouting');
-      if (r.verdict === 'drop') {
-        dev.counters.drop(r.reason);
+    let st: NfState | undefined;
+    if (this.nf.prerouting.size) {
+      st = nfState('prerouting', dev.name);
+      const pkt = Ipv4Packet.unchecked(raw);
+      const out = this.nf.prerouting.run(pkt, st);
+      if (!out) {
+        dev.counters.drop(st.dropReason ?? 'netfilter');
         return;
       }
-      if (r.raw !== raw) {
-        raw = r.raw;
+      if (out !== pkt) {
+        raw = out.datagram;
         const again = parseIpv4(raw, { verifyChecksum: false });
         if (isWireError(again)) return;
         ip = again;
       }
     }
     if (this.local.has(ip.dst) || ip.dst === '255.255.255.255') {
-      this.deliverLocal(ip, raw);
+      this.deliverLocal(ip, raw, st, dev);
       return;
     }
     if (!this.forwarding) {
@@ -463,10 +503,10 @@ export class IpStack {
       if (tracer.current) this.traceDrop(dev.name, `${ip.dst} is not an address of this namespace: dropped`, 'not-for-us');
       return;
     }
-    this.forward(ip, raw, dev);
+    this.forward(ip, raw, dev, st);
   }
 
-  private forward(ip: Ipv4Repr, raw: Buffer, inDev: NetDevice): void {
+  private forward(ip: Ipv4Repr, raw: Buffer, inDev: NetDevice, st?: NfState): void {
     if (ip.ttl <= 1) {
       inDev.counters.drop('ttl-exceeded');
       if (tracer.current) this.traceDrop('routing', `ttl ${ip.ttl} would reach 0 here: dropped, ICMP time exceeded sent back to ${ip.src}`, 'ttl-exceeded');
@@ -484,9 +524,32 @@ export class IpStack {
       tracer.hop(this.traceNs, 'routing', `${ip.dst} matches "${formatRoute(route)}"; ttl ${ip.ttl} -> ${ip.ttl - 1}`, { detail: { route: formatRoute(route), ttl: ip.ttl - 1 } });
     }
     // Copy before patching: the received frame may be shared (bridge flooding).
-    const copy = Buffer.from(raw);
+    let copy: Buffer = Buffer.from(raw);
     decrementTtlInPlace(copy);
-    this.output({ ...ip, ttl: ip.ttl - 1 }, copy, route);
+    let repr: Ipv4Repr = { ...ip, ttl: ip.ttl - 1 };
+    if (this.nf.forward.size) {
+      const s = st ?? nfState('forward', inDev.name);
+      s.inDev = inDev.name;
+      s.outDev = route.dev;
+      s.owned = true;
+      const pkt = Ipv4Packet.unchecked(copy);
+      const out = this.nf.forward.run(pkt, s);
+      if (!out) {
+        inDev.counters.drop(s.dropReason ?? 'netfilter');
+        if (tracer.current) this.traceDrop('forward', `dropped by netfilter FORWARD (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
+        return;
+      }
+      if (out !== pkt) {
+        copy = out.datagram;
+        const again = parseIpv4(copy, { verifyChecksum: false });
+        if (isWireError(again)) return;
+        repr = again;
+      }
+      st = s;
+    } else if (st) {
+      st.owned = true;
+    }
+    this.output(repr, copy, route, st);
   }
 
   private inputArp(dev: NetDevice, payload: Buffer): void {
@@ -523,7 +586,7 @@ export class IpStack {
     iface.dev.transmit(serializeEthernet({ dst: BROADCAST_MAC, src: iface.dev.mac, etherType: ETHERTYPE_ARP, payload: req }));
   }
 
-  private deliverLocal(ipIn: Ipv4Repr, raw: Buffer): void {
+  private deliverLocal(ipIn: Ipv4Repr, raw: Buffer, st?: NfState, inDev?: NetDevice): void {
     let ip = ipIn;
     if (ip.moreFragments || ip.fragmentOffset > 0) {
       this.reassembler.expire(this.clock.now());
@@ -531,6 +594,23 @@ export class IpStack {
       if (!whole) return;
       ip = whole;
       raw = serializeIpv4({ ...whole, moreFragments: false, fragmentOffset: 0 });
+    }
+    if (this.nf.input.size) {
+      // INPUT runs after reassembly, as ip_local_deliver does.
+      const s = st ?? nfState('input', inDev?.name ?? 'lo');
+      const pkt = Ipv4Packet.unchecked(raw);
+      const out = this.nf.input.run(pkt, s);
+      if (!out) {
+        (inDev?.counters ?? this.counters).drop(s.dropReason ?? 'netfilter');
+        if (tracer.current) this.traceDrop('input', `dropped by netfilter INPUT (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
+        return;
+      }
+      if (out !== pkt) {
+        raw = out.datagram;
+        const again = parseIpv4(raw, { verifyChecksum: false });
+        if (isWireError(again)) return;
+        ip = again;
+      }
     }
     if (tracer.current) tracer.hop(this.traceNs, 'local', `${ip.dst} is a local address: delivered to the ${ip.protocol === IPPROTO_ICMP ? 'ICMP' : ip.protocol === IPPROTO_UDP ? 'UDP' : ip.protocol === 6 ? 'TCP' : `protocol ${ip.protocol}`} layer`);
     if (ip.protocol === IPPROTO_ICMP) return this.deliverIcmp(ip, raw);
@@ -582,10 +662,10 @@ export class IpStack {
    * (it is truncated by design), straight from the header fields.
    */
   private dispatchError(from: string, type: 'dest-unreachable' | 'time-exceeded', code: number, quote: Buffer, nextHopMtu?: number): void {
-    if (quote.length < 20) return;
-    const ihl = (quote[0] & 0x0f) * 4;
-    const proto = quote[9];
-    const body = quote.subarray(ihl);
+    const q = Ipv4Packet.quoted(quote);
+    if (isWireError(q)) return;
+    const proto = q.protocol;
+    const body = quote.subarray(q.headerLen);
     if (proto === IPPROTO_ICMP && body.length >= 8 && body[0] === 8) {
       const id = body.readUInt16BE(4);
       const seq = body.readUInt16BE(6);
@@ -593,7 +673,7 @@ export class IpStack {
     } else if (proto === IPPROTO_UDP && body.length >= 8) {
       const sport = body.readUInt16BE(0);
       const dport = body.readUInt16BE(2);
-      this.udpSockets.get(sport)?.error?.({ from, type, code, dstIp: intToIpv4(quote.readUInt32BE(16)), dstPort: dport });
+      this.udpSockets.get(sport)?.error?.({ from, type, code, dstIp: q.dst, dstPort: dport });
     } else {
       this.protocols.get(proto)?.icmpError?.({ from, type, code, nextHopMtu, quote });
     }

@@ -10,8 +10,11 @@
  */
 import type { Clock } from '../../common/clock.ts';
 import { readMac } from '../../packet/addr.ts';
+import { isWireError } from '../../packet/errors.ts';
+import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
 import { NetDevice, describeFrame } from './netdev.ts';
 import { tracer } from '../trace.ts';
+import { nfState, type HookChain } from '../netfilter/netfilter.ts';
 
 /** One learned or permanent forwarding entry. */
 export interface BridgeFdbEntry {
@@ -32,8 +35,8 @@ export class Bridge {
   readonly dev: NetDevice;
   readonly ports = new Set<NetDevice>();
   private readonly fdb = new Map<string, BridgeFdbEntry>();
-  /** br_netfilter: conntrack translation of bridged IPv4 frames, when connections are tracked. */
-  nf?: { active: boolean; bridged(frame: Buffer): Buffer };
+  /** br_netfilter: the namespace's bridge FORWARD hooks, run on IPv4 frames switched between two ports. */
+  private readonly nf?: HookChain;
 
   constructor(
     name: string,
@@ -41,7 +44,9 @@ export class Bridge {
     mtu: number,
     private readonly clock: Clock,
     readonly ageingMs = 300_000,
+    opts: { netfilter?: HookChain } = {},
   ) {
+    this.nf = opts.netfilter;
     this.dev = new NetDevice(name, 'bridge', mac, mtu);
     // A capture on cni0 sees every frame crossing the bridge, as tcpdump (promiscuous) does.
     this.dev.tapInDevice = false;
@@ -105,8 +110,12 @@ export class Bridge {
       if (from) this.dev.receive(frame);
       return;
     }
-    // Bridged between two ports (not up to the node): br_netfilter's conntrack pass.
-    if (from && this.nf?.active) frame = this.nf.bridged(frame);
+    // Bridged between two ports (not up to the node): br_netfilter's pass through the hooks.
+    if (from && this.nf?.size) {
+      const f = this.netfilter(frame, from);
+      if (!f) return;
+      frame = f;
+    }
     const entry = this.fdb.get(dst);
     if (entry && (entry.permanent || now - entry.updatedAt <= this.ageingMs)) {
       if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: fdb ${dst} -> port ${entry.port.name}${entry.permanent ? ' (permanent)' : ' (learned)'}: forwarded`, { detail: { fdb: { mac: dst, port: entry.port.name } } });
@@ -115,6 +124,26 @@ export class Bridge {
     }
     if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: ${dst} not in the fdb: flooded to every port`);
     this.flood(frame, from);
+  }
+
+  /** Runs an IPv4 frame through the bridge FORWARD hooks; null when a hook dropped it. */
+  private netfilter(frame: Buffer, from: NetDevice): Buffer | null {
+    if (frame.length < 34 || frame.readUInt16BE(12) !== 0x0800) return frame;
+    const pkt = Ipv4Packet.checked(frame.subarray(14));
+    if (isWireError(pkt)) return frame;
+    const st = nfState('bridge-forward', from.name);
+    const out = this.nf!.run(pkt, st);
+    if (!out) {
+      from.counters.drop(st.dropReason ?? 'netfilter');
+      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: dropped by netfilter (${st.dropReason ?? 'netfilter'})`, { drop: st.dropReason ?? 'netfilter' });
+      return null;
+    }
+    if (out === pkt) return frame;
+    const dg = out.datagram;
+    const copy = Buffer.allocUnsafe(14 + dg.length);
+    frame.copy(copy, 0, 0, 14);
+    dg.copy(copy, 14);
+    return copy;
   }
 
   private flood(frame: Buffer, from: NetDevice | null): void {
