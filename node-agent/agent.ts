@@ -32,7 +32,6 @@ import {
 import { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
-import { ipv4ToInt } from '../packet/addr.ts';
 import { leaseFromNode, planFlannel, type Backend, type Lease } from '../backends/plan.ts';
 import { validateImpairment, type ImpairmentSpec } from '../overlay/impairment.ts';
 import { ControlError, ControlServer, controlSocketPath, type CallContext } from './control-server.ts';
@@ -56,7 +55,7 @@ import type { NetDevice } from '../netstack/link/netdev.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
 import { containerStateOverride, startPodApps, stopPodApps } from '../apps/index.ts';
 import { EMPTY_STDIN } from './stdin-queue.ts';
-import { parseCidr } from '../netstack/ipv4/route-table.ts';
+import { Cidr } from '../packet/cidr.ts';
 
 export interface AgentOptions {
   name: string;
@@ -307,8 +306,7 @@ export class NodeAgent {
 
   /** kube-proxy's role: Services and EndpointSlices into the node's netfilter hooks. */
   private async startKubeProxy(): Promise<void> {
-    const under = parseCidr(this.opts.underlayCidr);
-    const mask = under.prefixLen === 0 ? 0 : (0xffffffff << (32 - under.prefixLen)) >>> 0;
+    const under = Cidr.parse(this.opts.underlayCidr);
     const kp = new KubeProxy(this.dp, {
       mode: this.opts.proxyMode,
       node: this.name,
@@ -317,7 +315,7 @@ export class NodeAgent {
       ipvsScheduler: this.opts.ipvsScheduler,
       clock: this.clock,
       rng: this.rng.fork('kube-proxy'),
-      allowRealBind: (ip) => ((ipv4ToInt(ip) & mask) >>> 0) === under.net,
+      allowRealBind: (ip) => under.contains(ip),
     });
     this.kubeProxy = kp;
     this.serviceInformer = new Informer(this.api, 'services');
@@ -397,9 +395,7 @@ export class NodeAgent {
   }
 
   private inPodCidr(ip: string): boolean {
-    const { net, prefixLen } = parseCidr(this.podCIDR);
-    const mask = prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
-    return ((ipv4ToInt(ip) & mask) >>> 0) === net;
+    return Cidr.parse(this.podCIDR).contains(ip);
   }
 
   private async reportRunning(p: Pod, ip: string): Promise<void> {

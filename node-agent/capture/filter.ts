@@ -14,6 +14,7 @@
 import { ipv4ToInt, isValidIpv4, isValidMac, readMac } from '../../packet/addr.ts';
 import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
 import { isWireError } from '../../packet/errors.ts';
+import { Cidr } from '../../packet/cidr.ts';
 
 export type FramePredicate = (frame: Buffer) => boolean;
 
@@ -113,12 +114,9 @@ export function compileFilter(expr: string): FramePredicate {
     }
     if (kw === 'net') {
       const c = take();
-      const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(c);
-      if (!m || !isValidIpv4(m[1]) || Number(m[2]) > 32) fail(`'${c}' is not a CIDR like 10.244.1.0/24`);
-      const len = Number(m![2]);
-      const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-      const net = (ipv4ToInt(m![1]) & mask) >>> 0;
-      const inNet = (v: number) => v >= 0 && ((v & mask) >>> 0) === net;
+      const cidr = Cidr.tryParse(c);
+      if (!cidr) return fail(`'${c}' is not a CIDR like 10.244.1.0/24`);
+      const inNet = (v: number) => v >= 0 && cidr.contains(v);
       return (x) => (dir !== 'dst' && inNet(x.src)) || (dir !== 'src' && inNet(x.dst));
     }
     if (kw === 'port') return portTest(dir, -1);
