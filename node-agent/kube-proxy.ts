@@ -23,7 +23,7 @@ import { createLogger } from '../common/log.ts';
 import type { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { ipv4ToInt, isValidIpv4 } from '../packet/addr.ts';
-import { createServiceProxyEngine, type AnyProxier, type Decision, type IpvsSchedulerName, type ProxyMode } from '../service-proxy/index.ts';
+import { createServiceProxyEngine, type Decision, type IpvsSchedulerName, type ProxyMode, type ServiceProxyEngine } from '../service-proxy/index.ts';
 import type { NodeDataPlane } from './dataplane.ts';
 import type { NatDecision, NatEngine, ServiceNat } from '../netstack/netfilter/service-nat.ts';
 import { TcpStack } from '../netstack/tcp/stack.ts';
@@ -62,7 +62,7 @@ interface ServiceSpecLite {
 }
 
 export class KubeProxy implements NatEngine {
-  readonly engine: AnyProxier;
+  readonly engine: ServiceProxyEngine;
   /** The node's own TCP, for the userspace proxy and the NodePort edge. */
   readonly tcp: TcpStack;
   private readonly userspaceListeners = new Map<number, { close(): void }>();
@@ -123,7 +123,7 @@ export class KubeProxy implements NatEngine {
       for (const p of spec.ports ?? []) if (p.nodePort) this.nodePortNumbers.add(p.nodePort);
     }
     // userspace mode: connections redirected to the node's proxy ports are services too.
-    if ('proxyPorts' in this.engine) for (const p of (this.engine as Extract<AnyProxier, { proxyPorts(): unknown }>).proxyPorts()) this.nodePortNumbers.add(p.port);
+    for (const p of this.engine.proxyPorts()) this.nodePortNumbers.add(p.port);
     this.flushStaleUdp();
     this.syncUserspaceListeners();
     void this.syncNodePorts();
@@ -179,9 +179,7 @@ export class KubeProxy implements NatEngine {
   }
 
   private syncUserspaceListeners(): void {
-    if (this.o.mode !== 'userspace' || !('proxyPorts' in this.engine)) return;
-    const engine = this.engine as Extract<AnyProxier, { proxyPorts(): unknown }>;
-    const want = new Map(engine.proxyPorts().filter((p) => p.protocol === 'tcp').map((p) => [p.port, p.servicePort]));
+    const want = new Map(this.engine.proxyPorts().filter((p) => p.protocol === 'tcp').map((p) => [p.port, p.servicePort]));
     for (const [port, l] of this.userspaceListeners) if (!want.has(port)) (l.close(), this.userspaceListeners.delete(port));
     for (const [port, spn] of want) {
       if (this.userspaceListeners.has(port)) continue;
@@ -192,8 +190,7 @@ export class KubeProxy implements NatEngine {
 
   /** One proxied connection: the node opens a second connection to a backend and copies both ways. */
   private proxyUserspace(client: TcpSocket, spn: string): void {
-    const engine = this.engine as Extract<AnyProxier, { pickBackend(s: string, c: string): unknown }>;
-    const choice = engine.pickBackend(spn, client.remoteAddress) as { ip: string; port: number } | null;
+    const choice = this.engine.pickBackend(spn, client.remoteAddress);
     if (!choice) {
       client.destroy();
       return;
@@ -269,20 +266,20 @@ export class KubeProxy implements NatEngine {
   /** `podlab node NODE iptables-save|ipvsadm|ipset|conntrack ...` */
   command(argv: string[]): string | undefined {
     const [tool, ...rest] = argv;
-    const e = this.engine as AnyProxier & { iptablesSave?(t?: 'nat' | 'filter'): string; ipvsadmList?(): string; ipsetList?(n?: string): string };
+    const e = this.engine;
     if (tool === 'iptables-save') {
       const t = rest[rest.indexOf('-t') + 1];
       const table = rest.includes('-t') ? t : undefined;
-      if (table && table !== 'nat' && table !== 'filter') return `# podlab emulates the nat and filter tables only\n`;
-      return table ? e.iptablesSave!(table as 'nat' | 'filter') : e.iptablesSave!('filter') + e.iptablesSave!('nat');
+      if (table !== undefined && table !== 'nat' && table !== 'filter') return `# podlab emulates the nat and filter tables only\n`;
+      return table ? e.iptablesSave(table) : e.iptablesSave('filter') + e.iptablesSave('nat');
     }
     if (tool === 'ipvsadm') {
-      if (!e.ipvsadmList) return `ipvsadm: kube-proxy runs in ${this.o.mode} mode on this node (no virtual servers)\n`;
-      return e.ipvsadmList();
+      if (!e.views.ipvsadm) return `ipvsadm: kube-proxy runs in ${this.o.mode} mode on this node (no virtual servers)\n`;
+      return e.views.ipvsadm();
     }
     if (tool === 'ipset') {
-      if (!e.ipsetList) return `ipset: kube-proxy runs in ${this.o.mode} mode (no ipsets)\n`;
-      return e.ipsetList(rest[0] === 'list' ? rest[1] : undefined);
+      if (!e.views.ipset) return `ipset: kube-proxy runs in ${this.o.mode} mode (no ipsets)\n`;
+      return e.views.ipset(rest[0] === 'list' ? rest[1] : undefined);
     }
     if (tool === 'conntrack') return this.dp.netfilter.conntrack.format();
     return undefined;
