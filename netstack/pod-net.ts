@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../common/clock.ts';
 import { SeededRng, deriveMac, seedFrom } from '../common/rng.ts';
 import { IpStack } from './ipv4/ip-stack.ts';
-import { NetDevice, vethPair } from './link/netdev.ts';
+import { NetDevice, vethPair, type IfindexAllocator } from './link/netdev.ts';
 import type { TcpConfig } from './tcp/config.ts';
 import { TcpStack } from './tcp/stack.ts';
 
@@ -28,6 +28,8 @@ export interface PodNetOptions {
   nodeName: string;
   /** TCP tunables for the pod's stack (default: DEFAULT_TCP_CONFIG, the lab's short timers). */
   tcp?: Partial<TcpConfig>;
+  /** The node namespace's interface numbers: the veth pair is created there. */
+  ifindexes?: IfindexAllocator;
 }
 
 /** The host-side veth name, derived from the pod as the CNI plugin derives a random one. */
@@ -52,6 +54,7 @@ export class PodNet {
       { name: hostVethName(opts.namespace, opts.name, opts.uid), mac: deriveMac(opts.seed, `veth:${opts.uid}`), netns: opts.nodeName },
       { name: 'eth0', mac: deriveMac(opts.seed, `pod:${opts.uid}`), netns: this.netnsName },
       opts.mtu,
+      opts.ifindexes,
     );
     this.hostVeth = hostEnd;
     this.eth0 = podEnd;

@@ -17,7 +17,7 @@ import { writeEthernetHeader } from '../packet/ethernet.ts';
 import { tracer } from '../netstack/trace.ts';
 import type { Netfilter } from '../netstack/netfilter/netfilter.ts';
 import { ServiceNat, type NatEngine, type NatHost } from '../netstack/netfilter/service-nat.ts';
-import { NetDevice } from '../netstack/link/netdev.ts';
+import { IfindexAllocator, NetDevice } from '../netstack/link/netdev.ts';
 import { PodNet } from '../netstack/pod-net.ts';
 import { parseCidr } from '../netstack/ipv4/route-table.ts';
 
@@ -66,15 +66,17 @@ export class NodeDataPlane {
   /** What kube-proxy's NAT hooks need from the node. */
   readonly natHost: NatHost;
   private serviceNat?: ServiceNat;
+  /** The node namespace's interface numbers (pods' veth pairs included). */
+  private readonly ifindexes = new IfindexAllocator();
 
   constructor(readonly opts: DataPlaneOptions) {
     const { name, seed, clock } = opts;
     this.stack = new IpStack(`node ${name}`, { clock, forwarding: true, idSeed: opts.rng.int(0, 0xffff), traceNs: 'node' });
-    const lo = new NetDevice('lo', 'loopback', '00:00:00:00:00:00', 65536);
+    const lo = new NetDevice('lo', 'loopback', '00:00:00:00:00:00', 65536, { ifindexes: this.ifindexes });
     this.stack.addInterface(lo, { arp: false });
     this.stack.addAddress('lo', '127.0.0.1', 8);
 
-    this.eth0 = new NetDevice('eth0', 'ether', opts.eth0Mac ?? deriveMac(seed, `eth0:${name}`), opts.mtu);
+    this.eth0 = new NetDevice('eth0', 'ether', opts.eth0Mac ?? deriveMac(seed, `eth0:${name}`), opts.mtu, { ifindexes: this.ifindexes });
     // On the bare wire eth0 has no ARP: peers' MACs are programmed (see flannel-plan.ts).
     this.stack.addInterface(this.eth0, { arp: (opts.backend ?? 'vxlan') === 'vxlan' });
     const under = parseCidr(opts.underlayCidr);
@@ -93,7 +95,7 @@ export class NodeDataPlane {
       rng: opts.rng.fork('underlay'),
     });
     if (encap) {
-      const vtep = new Vtep({ vni: opts.vni, mac: opts.vtepMac, mtu: this.podMtu, port: opts.vxlanPort, underlay: this.underlay, eth0: this.eth0 });
+      const vtep = new Vtep({ vni: opts.vni, mac: opts.vtepMac, mtu: this.podMtu, port: opts.vxlanPort, underlay: this.underlay, eth0: this.eth0, ifindex: this.ifindexes.take() });
       this.vtep = vtep;
       this.underlay.onDatagram = (buf, from) => vtep.decap(buf, from);
       this.stack.addInterface(vtep.dev, { arp: false });
@@ -105,7 +107,7 @@ export class NodeDataPlane {
     }
 
     this.netfilter = this.stack.nf;
-    this.bridge = new Bridge('cni0', deriveMac(seed, `cni0:${name}`), this.podMtu, clock, undefined, { netfilter: this.netfilter.bridgeForward });
+    this.bridge = new Bridge('cni0', deriveMac(seed, `cni0:${name}`), this.podMtu, clock, undefined, { netfilter: this.netfilter.bridgeForward, ifindexes: this.ifindexes });
     this.stack.addInterface(this.bridge.dev, { arp: true });
     this.stack.addAddress('cni0', this.gateway, parseCidr(opts.podCIDR).prefixLen);
 
@@ -235,6 +237,7 @@ export class NodeDataPlane {
       seed: this.opts.seed,
       clock: this.opts.clock,
       nodeName: this.opts.name,
+      ifindexes: this.ifindexes,
     });
     this.bridge.addPort(net.hostVeth);
     this.pods.set(net.key, net);

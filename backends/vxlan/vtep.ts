@@ -30,6 +30,8 @@ export interface VtepOptions {
   underlay: UdpUnderlay;
   /** The node's underlay interface, whose counters see the outer datagrams. */
   eth0: NetDevice;
+  /** flannel.1's interface number in the node's namespace. */
+  ifindex?: number;
 }
 
 /** Observes outer datagrams on eth0 (for capture): direction, peer address and port, local port, UDP payload. */
@@ -46,7 +48,7 @@ export class Vtep {
   private readonly eth0: NetDevice;
 
   constructor(opts: VtepOptions) {
-    this.dev = new NetDevice(opts.name ?? 'flannel.1', 'vxlan', opts.mac, opts.mtu);
+    this.dev = new NetDevice(opts.name ?? 'flannel.1', 'vxlan', opts.mac, opts.mtu, { ifindex: opts.ifindex });
     this.vni = opts.vni;
     this.port = opts.port;
     this.underlay = opts.underlay;

@@ -12,7 +12,7 @@ import type { Clock } from '../../common/clock.ts';
 import { readMac } from '../../packet/addr.ts';
 import { isWireError } from '../../packet/errors.ts';
 import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
-import { NetDevice, describeFrame } from './netdev.ts';
+import { NetDevice, describeFrame, type IfindexAllocator } from './netdev.ts';
 import { tracer } from '../trace.ts';
 import { nfState, type HookChain } from '../netfilter/netfilter.ts';
 
@@ -44,10 +44,10 @@ export class Bridge {
     mtu: number,
     private readonly clock: Clock,
     readonly ageingMs = 300_000,
-    opts: { netfilter?: HookChain } = {},
+    opts: { netfilter?: HookChain; ifindexes?: IfindexAllocator } = {},
   ) {
     this.nf = opts.netfilter;
-    this.dev = new NetDevice(name, 'bridge', mac, mtu);
+    this.dev = new NetDevice(name, 'bridge', mac, mtu, { ifindexes: opts.ifindexes });
     // A capture on cni0 sees every frame crossing the bridge, as tcpdump (promiscuous) does.
     this.dev.tapInDevice = false;
     // What the node's stack transmits on cni0 enters the switch from the local port.

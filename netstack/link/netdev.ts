@@ -45,7 +45,23 @@ export type FrameTap = (frame: Buffer, direction: 'in' | 'out', dev: NetDevice) 
 
 export type DeviceKind = 'loopback' | 'ether' | 'veth' | 'bridge' | 'vxlan';
 
-let nextIfindex = 1;
+/**
+ * Interface numbers of one network namespace (the kernel's dev_new_index):
+ * 1, 2, 3, ... in creation order. A veth pair is created in the node's
+ * namespace, so both ends number from the node's allocator even when one end
+ * then moves into a pod (`eth0@if5` in the pod, `vethX@if6` on the node).
+ */
+export class IfindexAllocator {
+  private next: number;
+
+  constructor(first = 1) {
+    this.next = first;
+  }
+
+  take(): number {
+    return this.next++;
+  }
+}
 
 /**
  * One interface. `transmit` sends a frame out of the device (to its peer or
@@ -75,9 +91,10 @@ export class NetDevice {
     readonly kind: DeviceKind,
     public mac: string,
     public mtu: number,
-    opts: { ifindex?: number } = {},
+    /** `ifindex`: a fixed number (a pod's lo is 1); `ifindexes`: the namespace's allocator. Neither: 0, unnumbered. */
+    opts: { ifindex?: number; ifindexes?: IfindexAllocator } = {},
   ) {
-    this.ifindex = opts.ifindex ?? nextIfindex++;
+    this.ifindex = opts.ifindex ?? opts.ifindexes?.take() ?? 0;
   }
 
   /** Sends a frame out of this device. */
@@ -115,9 +132,11 @@ export function vethPair(
   host: { name: string; mac: string; netns: string },
   pod: { name: string; mac: string; netns: string },
   mtu: number,
+  /** The allocator of the namespace the pair is created in (the node's). */
+  ifindexes?: IfindexAllocator,
 ): { hostEnd: NetDevice; podEnd: NetDevice } {
-  const hostEnd = new NetDevice(host.name, 'veth', host.mac, mtu);
-  const podEnd = new NetDevice(pod.name, 'veth', pod.mac, mtu);
+  const hostEnd = new NetDevice(host.name, 'veth', host.mac, mtu, { ifindexes });
+  const podEnd = new NetDevice(pod.name, 'veth', pod.mac, mtu, { ifindexes });
   // `link-netns` names the namespace where the other end lives.
   hostEnd.peer = { ifindex: podEnd.ifindex, netns: pod.netns };
   podEnd.peer = { ifindex: hostEnd.ifindex, netns: host.netns };
