@@ -166,8 +166,6 @@ export class Tracer {
   }
 }
 
-/** The process-wide tracer: one node (or one test) per process shares it. */
-export const tracer = new Tracer();
 
 /** Short text of an IPv4 packet for hop summaries. */
 export function describeIpv4(ip: Buffer): string {

@@ -40,7 +40,7 @@ import { UsageError } from '../pod-tools/types.ts';
 import { captureTargets, runCapture } from './capture/session.ts';
 import { FilterError } from './capture/filter.ts';
 import { sendProbe } from '../netstack/trace-probe.ts';
-import { tracer, type TraceFilter } from '../netstack/trace.ts';
+import { Tracer, type TraceFilter } from '../netstack/trace.ts';
 import { HostLocalIpam } from './ipam.ts';
 import { formatBridgeFdb, formatIpAddr, formatIpLink, formatIpNeigh, formatIpRoute } from '../netstack/iproute2.ts';
 import { DEFAULT_WIRE_PORT, NodeDataPlane } from './dataplane.ts';
@@ -112,6 +112,8 @@ export class NodeAgent {
   private bgpPeerInformer?: Informer<BgpPeer>;
   private bgpQueue: Promise<void> = Promise.resolve();
   private kubeProxy?: KubeProxy;
+  /** This node's packet tracer (`podlab trace`), handed to its data plane. */
+  private readonly tracer = new Tracer();
   private serviceInformer?: Informer;
   private sliceInformer?: Informer;
   private stopped = false;
@@ -156,8 +158,9 @@ export class NodeAgent {
     if (this.opts.wire === 'raw' && this.opts.backend !== 'vxlan') await this.startRawWire();
     const node = await this.register();
     this.podCIDR = node.spec!.podCIDR!;
-    tracer.node = this.name;
+    this.tracer.node = this.name;
     this.dp = new NodeDataPlane({
+      tracer: this.tracer,
       name: this.name,
       ip: this.opts.ip,
       underlayCidr: this.opts.underlayCidr,
@@ -571,7 +574,7 @@ export class NodeAgent {
       }
     });
     c.handle('trace.start', async (params) => {
-      tracer.start((params as { filter: TraceFilter }).filter);
+      this.tracer.start((params as { filter: TraceFilter }).filter);
       return { node: this.name };
     });
     c.handle('trace.probe', async (params) => {
@@ -580,8 +583,8 @@ export class NodeAgent {
     });
     c.handle('trace.collect', async (params) => {
       const { id } = params as { id: string };
-      const hops = tracer.collect(id);
-      tracer.stop(id);
+      const hops = this.tracer.collect(id);
+      this.tracer.stop(id);
       return hops;
     });
     c.handle('bgp.reset', async (params) => {

@@ -14,7 +14,7 @@ import { Vtep } from '../backends/vxlan/vtep.ts';
 import { Bridge } from '../netstack/link/bridge.ts';
 import { IpStack } from '../netstack/ipv4/ip-stack.ts';
 import { writeEthernetHeader } from '../packet/ethernet.ts';
-import { tracer } from '../netstack/trace.ts';
+import { Tracer } from '../netstack/trace.ts';
 import type { Netfilter } from '../netstack/netfilter/netfilter.ts';
 import { ServiceNat, type NatEngine, type NatHost } from '../netstack/netfilter/service-nat.ts';
 import { IfindexAllocator, NetDevice } from '../netstack/link/netdev.ts';
@@ -48,6 +48,8 @@ export interface DataPlaneOptions {
   mtu: number;
   clock: Clock;
   rng: SeededRng;
+  /** The node's tracer, shared by its namespaces (default: a fresh one). */
+  tracer?: Tracer;
 }
 
 export class NodeDataPlane {
@@ -68,15 +70,19 @@ export class NodeDataPlane {
   private serviceNat?: ServiceNat;
   /** The node namespace's interface numbers (pods' veth pairs included). */
   private readonly ifindexes = new IfindexAllocator();
+  /** Hop-by-hop tracing of this node's packets (`podlab trace`). */
+  readonly tracer: Tracer;
 
   constructor(readonly opts: DataPlaneOptions) {
     const { name, seed, clock } = opts;
-    this.stack = new IpStack(`node ${name}`, { clock, forwarding: true, idSeed: opts.rng.int(0, 0xffff), traceNs: 'node' });
-    const lo = new NetDevice('lo', 'loopback', '00:00:00:00:00:00', 65536, { ifindexes: this.ifindexes });
+    this.tracer = opts.tracer ?? new Tracer();
+    const tracer = this.tracer;
+    this.stack = new IpStack(`node ${name}`, { clock, forwarding: true, idSeed: opts.rng.int(0, 0xffff), traceNs: 'node', tracer });
+    const lo = new NetDevice('lo', 'loopback', '00:00:00:00:00:00', 65536, { ifindexes: this.ifindexes, tracer });
     this.stack.addInterface(lo, { arp: false });
     this.stack.addAddress('lo', '127.0.0.1', 8);
 
-    this.eth0 = new NetDevice('eth0', 'ether', opts.eth0Mac ?? deriveMac(seed, `eth0:${name}`), opts.mtu, { ifindexes: this.ifindexes });
+    this.eth0 = new NetDevice('eth0', 'ether', opts.eth0Mac ?? deriveMac(seed, `eth0:${name}`), opts.mtu, { ifindexes: this.ifindexes, tracer });
     // On the bare wire eth0 has no ARP: peers' MACs are programmed (see flannel-plan.ts).
     this.stack.addInterface(this.eth0, { arp: (opts.backend ?? 'vxlan') === 'vxlan' });
     const under = parseCidr(opts.underlayCidr);
@@ -107,7 +113,7 @@ export class NodeDataPlane {
     }
 
     this.netfilter = this.stack.nf;
-    this.bridge = new Bridge('cni0', deriveMac(seed, `cni0:${name}`), this.podMtu, clock, undefined, { netfilter: this.netfilter.bridgeForward, ifindexes: this.ifindexes });
+    this.bridge = new Bridge('cni0', deriveMac(seed, `cni0:${name}`), this.podMtu, clock, undefined, { netfilter: this.netfilter.bridgeForward, ifindexes: this.ifindexes, tracer });
     this.stack.addInterface(this.bridge.dev, { arp: true });
     this.stack.addAddress('cni0', this.gateway, parseCidr(opts.podCIDR).prefixLen);
 
@@ -125,7 +131,7 @@ export class NodeDataPlane {
   /** Registers kube-proxy's NAT hooks for `engine` (replacing the previous engine's), or removes them. */
   installServiceNat(engine: NatEngine | undefined): ServiceNat | undefined {
     this.serviceNat?.close();
-    this.serviceNat = engine ? new ServiceNat(this.netfilter, this.natHost, engine) : undefined;
+    this.serviceNat = engine ? new ServiceNat(this.netfilter, this.natHost, engine, this.tracer) : undefined;
     return this.serviceNat;
   }
 
@@ -184,13 +190,13 @@ export class NodeDataPlane {
       const peer = this.wirePeers.get(dst);
       if (!peer) {
         this.eth0.counters.drop('no-wire-peer');
-        if (tracer.current) tracer.hop('node', 'eth0', `no underlay peer owns ${dst}: dropped`, { drop: 'no-wire-peer' });
+        if (this.tracer.current) this.tracer.hop('node', 'eth0', `no underlay peer owns ${dst}: dropped`, { drop: 'no-wire-peer' });
         return;
       }
       const verdict = send(peer, frame);
-      if (!tracer.current) return;
+      if (!this.tracer.current) return;
       const lost = verdict === 'lost' || verdict === 'blackholed' || verdict === 'refused';
-      tracer.hop('node', 'underlay', lost ? `${kind} ${verdict} (towards ${peer})` : describe(verdict, peer, dst), {
+      this.tracer.hop('node', 'underlay', lost ? `${kind} ${verdict} (towards ${peer})` : describe(verdict, peer, dst), {
         drop: lost ? (verdict === 'refused' ? 'underlay-refused' : `impairment-${verdict}`) : undefined,
       });
     };
@@ -198,12 +204,12 @@ export class NodeDataPlane {
 
   /** Delivers what a wire received, inside the trace it belongs to (if a trace filter matches its IPv4 packet). */
   private receiveTraced(ipPacket: Buffer, hop: string, deliver: () => void): void {
-    const ctx = tracer.filters.size ? tracer.matchIpv4(ipPacket) : null;
+    const ctx = this.tracer.filters.size ? this.tracer.matchIpv4(ipPacket) : null;
     const run = () => {
-      if (tracer.current) tracer.hop('node', 'underlay', hop);
+      if (this.tracer.current) this.tracer.hop('node', 'underlay', hop);
       deliver();
     };
-    if (ctx) tracer.run(ctx, run);
+    if (ctx) this.tracer.run(ctx, run);
     else run();
   }
 
@@ -238,6 +244,7 @@ export class NodeDataPlane {
       clock: this.opts.clock,
       nodeName: this.opts.name,
       ifindexes: this.ifindexes,
+      tracer: this.tracer,
     });
     this.bridge.addPort(net.hostVeth);
     this.pods.set(net.key, net);

@@ -27,7 +27,6 @@ import { createServiceProxyEngine, type Decision, type IpvsSchedulerName, type P
 import type { NodeDataPlane } from './dataplane.ts';
 import type { NatDecision, NatEngine, ServiceNat } from '../netstack/netfilter/service-nat.ts';
 import { TcpStack } from '../netstack/tcp/stack.ts';
-import { tracer } from '../netstack/trace.ts';
 import type { TcpSocket } from '../netstack/tcp/socket.ts';
 import { SeededRng as Rng } from '../common/rng.ts';
 
@@ -136,7 +135,7 @@ export class KubeProxy implements NatEngine {
   /** The netfilter hooks' question: what to do with the first packet of a connection. */
   decide(pkt: Parameters<NatEngine['decide']>[0]): NatDecision | null {
     // The human-readable rule path costs 15-30% of a decision: built only while a trace runs.
-    const d: Decision | null = this.engine.decide({ ...pkt, fromHost: !pkt.fromLocalPod && pkt.src === this.o.nodeIp, ...(tracer.current ? {} : { trace: false as const }) });
+    const d: Decision | null = this.engine.decide({ ...pkt, fromHost: !pkt.fromLocalPod && pkt.src === this.o.nodeIp, ...(this.dp.tracer.current ? {} : { trace: false as const }) });
     if (!d) return null;
     switch (d.kind) {
       case 'dnat':

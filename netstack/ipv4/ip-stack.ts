@@ -47,7 +47,7 @@ import { formatRoute } from '../iproute2.ts';
 import { NeighbourTable } from './neighbour.ts';
 import { Counters, NetDevice } from '../link/netdev.ts';
 import { RouteTable, type Route } from './route-table.ts';
-import { tracer } from '../trace.ts';
+import { Tracer } from '../trace.ts';
 import { Conntrack } from '../netfilter/conntrack.ts';
 import { Netfilter, nfState, type NfState } from '../netfilter/netfilter.ts';
 
@@ -133,6 +133,8 @@ export interface IpStackOptions {
   idSeed?: number;
   /** The namespace's label in traces: `node` or `pod NAME`. */
   traceNs?: string;
+  /** The node's tracer (shared by the node's and its pods' namespaces: a traced packet crosses them). */
+  tracer?: Tracer;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -153,6 +155,7 @@ export class IpStack {
   private readonly reassembler: Reassembler;
   private nextId: number;
   readonly traceNs: string;
+  readonly tracer: Tracer;
   /** The namespace's netfilter: hook chains (empty until someone registers) and conntrack. */
   readonly nf: Netfilter;
 
@@ -166,6 +169,7 @@ export class IpStack {
     this.nextId = (opts.idSeed ?? 0) & 0xffff;
     this.reassembler = new Reassembler();
     this.traceNs = opts.traceNs ?? name;
+    this.tracer = opts.tracer ?? new Tracer();
     this.neigh = new NeighbourTable(this.clock, (dev, ip) => this.sendArpRequest(dev, ip));
     this.nf = new Netfilter(new Conntrack(this.clock));
   }
@@ -335,16 +339,16 @@ export class IpStack {
       repr.dontFragment = false;
       built = undefined;
     }
-    if (tracer.current || tracer.filters.size) {
+    if (this.tracer.current || this.tracer.filters.size) {
       // A packet born inside a traced path (an echo reply, an ICMP error) is its own leg; one sent
       // later (a TCP segment from a timer) is recognised by the trace's filter.
-      const ctx = tracer.matchIpv4(serializeIpv4(repr)) ?? tracer.current;
+      const ctx = this.tracer.matchIpv4(serializeIpv4(repr)) ?? this.tracer.current;
       if (!ctx) {
         this.output(repr, null, route, st, built);
         return { ok: true };
       }
-      tracer.run(ctx, () => {
-        tracer.hop(this.traceNs, 'send', `${repr.src} > ${repr.dst}: new packet, route "${formatRoute(route)}"`);
+      this.tracer.run(ctx, () => {
+        this.tracer.hop(this.traceNs, 'send', `${repr.src} > ${repr.dst}: new packet, route "${formatRoute(route)}"`);
         this.output(repr, null, route, st, built);
       });
       return { ok: true };
@@ -371,7 +375,7 @@ export class IpStack {
       const out = this.nf.postrouting.run(pkt, s);
       if (!out) {
         this.interfaces.get(route.dev)?.dev.counters.drop(s.dropReason ?? 'netfilter');
-        if (tracer.current) this.traceDrop(route.dev, `dropped by netfilter POSTROUTING (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
+        if (this.tracer.current) this.traceDrop(route.dev, `dropped by netfilter POSTROUTING (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
         return;
       }
       if (out !== pkt) {
@@ -399,20 +403,20 @@ export class IpStack {
     if (bytes.length > iface.dev.mtu) {
       if (repr.dontFragment) {
         iface.dev.counters.drop('frag-needed');
-        if (tracer.current) this.traceDrop(route.dev, `packet of ${bytes.length} bytes with DF set exceeds ${route.dev} mtu ${iface.dev.mtu}: dropped, ICMP fragmentation needed (mtu ${iface.dev.mtu}) sent back`, 'mtu-df');
+        if (this.tracer.current) this.traceDrop(route.dev, `packet of ${bytes.length} bytes with DF set exceeds ${route.dev} mtu ${iface.dev.mtu}: dropped, ICMP fragmentation needed (mtu ${iface.dev.mtu}) sent back`, 'mtu-df');
         if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_NEEDFRAG, nextHopMtu: iface.dev.mtu, original: EMPTY });
         return;
       }
       const frags = fragmentIpv4(repr, iface.dev.mtu);
-      if (tracer.current) tracer.hop(this.traceNs, route.dev, `${bytes.length} bytes exceed mtu ${iface.dev.mtu}: sent as ${frags.length} fragments`);
+      if (this.tracer.current) this.tracer.hop(this.traceNs, route.dev, `${bytes.length} bytes exceed mtu ${iface.dev.mtu}: sent as ${frags.length} fragments`);
       for (const frag of frags) this.transmitRouted(frag, null, route);
       return;
     }
     const nextHop = route.gateway ?? repr.dst;
     const emit = (mac: string) => {
-      if (tracer.current) {
+      if (this.tracer.current) {
         const e = this.neigh.get(route.dev, nextHop);
-        tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev} lladdr ${mac} ${e?.state ?? ''}`.trim(), { detail: { neighbour: { ip: nextHop, dev: route.dev, mac, state: e?.state } } });
+        this.tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev} lladdr ${mac} ${e?.state ?? ''}`.trim(), { detail: { neighbour: { ip: nextHop, dev: route.dev, mac, state: e?.state } } });
       }
       const frame = Buffer.allocUnsafe(14 + bytes.length);
       writeEthernetHeader(frame, 0, mac, iface.dev.mac, ETHERTYPE_IPV4);
@@ -423,17 +427,17 @@ export class IpStack {
       const e = this.neigh.get(route.dev, nextHop);
       if (!e?.mac) {
         iface.dev.counters.drop('no-neighbour');
-        if (tracer.current) this.traceDrop(route.dev, `no neighbour entry for ${nextHop} on ${route.dev} (NOARP device): dropped`, 'no-neighbour');
+        if (this.tracer.current) this.traceDrop(route.dev, `no neighbour entry for ${nextHop} on ${route.dev} (NOARP device): dropped`, 'no-neighbour');
         if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_HOST, original: EMPTY });
         return;
       }
       emit(e.mac);
       return;
     }
-    if (tracer.current && !this.neigh.get(route.dev, nextHop)?.mac) tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev}: not resolved yet, ARP request sent, packet queued`);
-    this.neigh.resolve(route.dev, nextHop, tracer.bind(emit), tracer.bind(() => {
+    if (this.tracer.current && !this.neigh.get(route.dev, nextHop)?.mac) this.tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev}: not resolved yet, ARP request sent, packet queued`);
+    this.neigh.resolve(route.dev, nextHop, this.tracer.bind(emit), this.tracer.bind(() => {
       iface.dev.counters.drop('neighbour-failed');
-      if (tracer.current) this.traceDrop(route.dev, `ARP for ${nextHop} on ${route.dev} unanswered after 3 probes: dropped, host unreachable`, 'arp-unresolved');
+      if (this.tracer.current) this.traceDrop(route.dev, `ARP for ${nextHop} on ${route.dev} unanswered after 3 probes: dropped, host unreachable`, 'arp-unresolved');
       // Forwarded packets get ICMP host unreachable; locally originated ones are reported
       // to the sending socket, as the kernel reports EHOSTUNREACH to ping.
       if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_HOST, original: EMPTY });
@@ -445,10 +449,10 @@ export class IpStack {
 
   /** A frame arriving on one of this namespace's devices (traced when it belongs to a running trace). */
   input(dev: NetDevice, frame: Buffer): void {
-    if (tracer.filters.size && !tracer.current) {
-      const ctx = tracer.matchFrame(frame);
+    if (this.tracer.filters.size && !this.tracer.current) {
+      const ctx = this.tracer.matchFrame(frame);
       if (ctx) {
-        tracer.run(ctx, () => this.inputFrame(dev, frame));
+        this.tracer.run(ctx, () => this.inputFrame(dev, frame));
         return;
       }
     }
@@ -463,7 +467,7 @@ export class IpStack {
     }
     if (eth.dst !== dev.mac && eth.dst !== BROADCAST_MAC && (frame[0] & 1) === 0) {
       dev.counters.drop('other-host');
-      if (tracer.current) this.traceDrop(dev.name, `destination MAC ${eth.dst} is not ${dev.name}'s: dropped`, 'other-host');
+      if (this.tracer.current) this.traceDrop(dev.name, `destination MAC ${eth.dst} is not ${dev.name}'s: dropped`, 'other-host');
       return;
     }
     if (eth.etherType === ETHERTYPE_ARP) return this.inputArp(dev, eth.payload);
@@ -500,7 +504,7 @@ export class IpStack {
     }
     if (!this.forwarding) {
       dev.counters.drop('not-for-us');
-      if (tracer.current) this.traceDrop(dev.name, `${ip.dst} is not an address of this namespace: dropped`, 'not-for-us');
+      if (this.tracer.current) this.traceDrop(dev.name, `${ip.dst} is not an address of this namespace: dropped`, 'not-for-us');
       return;
     }
     this.forward(ip, raw, dev, st);
@@ -509,19 +513,19 @@ export class IpStack {
   private forward(ip: Ipv4Repr, raw: Buffer, inDev: NetDevice, st?: NfState): void {
     if (ip.ttl <= 1) {
       inDev.counters.drop('ttl-exceeded');
-      if (tracer.current) this.traceDrop('routing', `ttl ${ip.ttl} would reach 0 here: dropped, ICMP time exceeded sent back to ${ip.src}`, 'ttl-exceeded');
+      if (this.tracer.current) this.traceDrop('routing', `ttl ${ip.ttl} would reach 0 here: dropped, ICMP time exceeded sent back to ${ip.src}`, 'ttl-exceeded');
       this.sendIcmpError(ip, raw, { kind: 'time-exceeded', code: ICMP_TIMXCEED_INTRANS, original: EMPTY });
       return;
     }
     const route = this.routes.lookup(ip.dst);
     if (!route) {
       inDev.counters.drop('no-route');
-      if (tracer.current) this.traceDrop('routing', `no route to ${ip.dst}: dropped, ICMP net unreachable sent back to ${ip.src}`, 'no-route');
+      if (this.tracer.current) this.traceDrop('routing', `no route to ${ip.dst}: dropped, ICMP net unreachable sent back to ${ip.src}`, 'no-route');
       this.sendIcmpError(ip, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_NET, original: EMPTY });
       return;
     }
-    if (tracer.current) {
-      tracer.hop(this.traceNs, 'routing', `${ip.dst} matches "${formatRoute(route)}"; ttl ${ip.ttl} -> ${ip.ttl - 1}`, { detail: { route: formatRoute(route), ttl: ip.ttl - 1 } });
+    if (this.tracer.current) {
+      this.tracer.hop(this.traceNs, 'routing', `${ip.dst} matches "${formatRoute(route)}"; ttl ${ip.ttl} -> ${ip.ttl - 1}`, { detail: { route: formatRoute(route), ttl: ip.ttl - 1 } });
     }
     // Copy before patching: the received frame may be shared (bridge flooding).
     let copy: Buffer = Buffer.from(raw);
@@ -536,7 +540,7 @@ export class IpStack {
       const out = this.nf.forward.run(pkt, s);
       if (!out) {
         inDev.counters.drop(s.dropReason ?? 'netfilter');
-        if (tracer.current) this.traceDrop('forward', `dropped by netfilter FORWARD (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
+        if (this.tracer.current) this.traceDrop('forward', `dropped by netfilter FORWARD (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
         return;
       }
       if (out !== pkt) {
@@ -602,7 +606,7 @@ export class IpStack {
       const out = this.nf.input.run(pkt, s);
       if (!out) {
         (inDev?.counters ?? this.counters).drop(s.dropReason ?? 'netfilter');
-        if (tracer.current) this.traceDrop('input', `dropped by netfilter INPUT (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
+        if (this.tracer.current) this.traceDrop('input', `dropped by netfilter INPUT (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
         return;
       }
       if (out !== pkt) {
@@ -612,7 +616,7 @@ export class IpStack {
         ip = again;
       }
     }
-    if (tracer.current) tracer.hop(this.traceNs, 'local', `${ip.dst} is a local address: delivered to the ${ip.protocol === IPPROTO_ICMP ? 'ICMP' : ip.protocol === IPPROTO_UDP ? 'UDP' : ip.protocol === 6 ? 'TCP' : `protocol ${ip.protocol}`} layer`);
+    if (this.tracer.current) this.tracer.hop(this.traceNs, 'local', `${ip.dst} is a local address: delivered to the ${ip.protocol === IPPROTO_ICMP ? 'ICMP' : ip.protocol === IPPROTO_UDP ? 'UDP' : ip.protocol === 6 ? 'TCP' : `protocol ${ip.protocol}`} layer`);
     if (ip.protocol === IPPROTO_ICMP) return this.deliverIcmp(ip, raw);
     if (ip.protocol === IPPROTO_UDP) return this.deliverUdp(ip, raw);
     const handler = this.protocols.get(ip.protocol);
@@ -688,7 +692,7 @@ export class IpStack {
     const sock = this.udpSockets.get(udp.dstPort);
     if (!sock) {
       this.counters.drop('udp-port-unreachable');
-      if (tracer.current) this.traceDrop('udp', `no socket on UDP port ${udp.dstPort}: ICMP port unreachable sent back`, 'port-unreachable');
+      if (this.tracer.current) this.traceDrop('udp', `no socket on UDP port ${udp.dstPort}: ICMP port unreachable sent back`, 'port-unreachable');
       if (ip.dst !== '255.255.255.255') this.sendIcmpError(ip, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_PORT, original: EMPTY });
       return;
     }
@@ -709,7 +713,7 @@ export class IpStack {
     const quoted = { ...err, original: icmpErrorQuote(raw) } as IcmpRepr;
     const route = this.routes.lookup(orig.src);
     if (!route) return;
-    if (tracer.current) tracer.hop(this.traceNs, 'icmp', `sends ICMP ${err.kind} (code ${'code' in err ? err.code : 0}) to ${orig.src}`);
+    if (this.tracer.current) this.tracer.hop(this.traceNs, 'icmp', `sends ICMP ${err.kind} (code ${'code' in err ? err.code : 0}) to ${orig.src}`);
     this.send({ dst: orig.src, src: this.sourceFor(route), protocol: IPPROTO_ICMP, payload: serializeIcmp(quoted), pmtudisc: 'dont' });
   }
 
@@ -724,6 +728,6 @@ export class IpStack {
   }
 
   private traceDrop(point: string, summary: string, reason: string): void {
-    tracer.hop(this.traceNs, point, summary, { drop: reason });
+    this.tracer.hop(this.traceNs, point, summary, { drop: reason });
   }
 }

@@ -13,7 +13,7 @@ import { readMac } from '../../packet/addr.ts';
 import { isWireError } from '../../packet/errors.ts';
 import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
 import { NetDevice, describeFrame, type IfindexAllocator } from './netdev.ts';
-import { tracer } from '../trace.ts';
+import type { Tracer } from '../trace.ts';
 import { nfState, type HookChain } from '../netfilter/netfilter.ts';
 
 /** One learned or permanent forwarding entry. */
@@ -37,6 +37,7 @@ export class Bridge {
   private readonly fdb = new Map<string, BridgeFdbEntry>();
   /** br_netfilter: the namespace's bridge FORWARD hooks, run on IPv4 frames switched between two ports. */
   private readonly nf?: HookChain;
+  private readonly tracer: Tracer;
 
   constructor(
     name: string,
@@ -44,10 +45,11 @@ export class Bridge {
     mtu: number,
     private readonly clock: Clock,
     readonly ageingMs = 300_000,
-    opts: { netfilter?: HookChain; ifindexes?: IfindexAllocator } = {},
+    opts: { netfilter?: HookChain; ifindexes?: IfindexAllocator; tracer?: Tracer } = {},
   ) {
     this.nf = opts.netfilter;
-    this.dev = new NetDevice(name, 'bridge', mac, mtu, { ifindexes: opts.ifindexes });
+    this.dev = new NetDevice(name, 'bridge', mac, mtu, { ifindexes: opts.ifindexes, tracer: opts.tracer });
+    this.tracer = this.dev.tracer;
     // A capture on cni0 sees every frame crossing the bridge, as tcpdump (promiscuous) does.
     this.dev.tapInDevice = false;
     // What the node's stack transmits on cni0 enters the switch from the local port.
@@ -100,13 +102,13 @@ export class Bridge {
       }
     }
     if (isGroupMac(frame)) {
-      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: ${describeFrame(frame)}: broadcast, flooded to every port`);
+      if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: ${describeFrame(frame)}: broadcast, flooded to every port`);
       this.flood(frame, from);
       return;
     }
     const dst = readMac(frame, 0);
     if (dst === this.dev.mac) {
-      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: destination ${dst} is ${this.dev.name}'s own MAC (the gateway): up to the node's IP stack`);
+      if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: destination ${dst} is ${this.dev.name}'s own MAC (the gateway): up to the node's IP stack`);
       if (from) this.dev.receive(frame);
       return;
     }
@@ -118,11 +120,11 @@ export class Bridge {
     }
     const entry = this.fdb.get(dst);
     if (entry && (entry.permanent || now - entry.updatedAt <= this.ageingMs)) {
-      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: fdb ${dst} -> port ${entry.port.name}${entry.permanent ? ' (permanent)' : ' (learned)'}: forwarded`, { detail: { fdb: { mac: dst, port: entry.port.name } } });
+      if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: fdb ${dst} -> port ${entry.port.name}${entry.permanent ? ' (permanent)' : ' (learned)'}: forwarded`, { detail: { fdb: { mac: dst, port: entry.port.name } } });
       if (entry.port !== from) entry.port.transmit(frame);
       return;
     }
-    if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: ${dst} not in the fdb: flooded to every port`);
+    if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: ${dst} not in the fdb: flooded to every port`);
     this.flood(frame, from);
   }
 
@@ -135,7 +137,7 @@ export class Bridge {
     const out = this.nf!.run(pkt, st);
     if (!out) {
       from.counters.drop(st.dropReason ?? 'netfilter');
-      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: dropped by netfilter (${st.dropReason ?? 'netfilter'})`, { drop: st.dropReason ?? 'netfilter' });
+      if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: dropped by netfilter (${st.dropReason ?? 'netfilter'})`, { drop: st.dropReason ?? 'netfilter' });
       return null;
     }
     if (out === pkt) return frame;

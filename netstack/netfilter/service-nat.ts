@@ -23,7 +23,7 @@
  */
 import { intToIpv4 } from '../../packet/addr.ts';
 import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
-import { tracer } from '../trace.ts';
+import type { Tracer } from '../trace.ts';
 import { rewrite, tupleOf, type CtEntry, type Tuple } from './conntrack.ts';
 import { NF_BR_PRI, NF_IP_PRI, type Netfilter, type NfState } from './netfilter.ts';
 
@@ -67,6 +67,8 @@ export class ServiceNat {
     private readonly nf: Netfilter,
     private readonly host: NatHost,
     readonly engine: NatEngine,
+    /** The node's tracer: decisions and translations of traced packets become hops. */
+    private readonly tracer: Tracer,
   ) {
     const dst = (pkt: Ipv4Packet, st: NfState) => this.natDst(pkt, st);
     const src = (pkt: Ipv4Packet, st: NfState) => this.natSrc(pkt, st);
@@ -115,14 +117,14 @@ export class ServiceNat {
       fromLocalPod: st.hook === 'prerouting' && this.host.isLocalPod(t.src),
     });
     if (!d) return pkt;
-    if (tracer.current) for (const s of d.steps) tracer.hop(NS, `kube-proxy(${this.engine.mode})`, s);
+    if (this.tracer.current) for (const s of d.steps) this.tracer.hop(NS, `kube-proxy(${this.engine.mode})`, s);
     if (d.kind === 'drop') {
-      if (tracer.current) tracer.hop(NS, 'netfilter', `DROP: ${d.reason}`, { drop: `service-${d.reason}` });
+      if (this.tracer.current) this.tracer.hop(NS, 'netfilter', `DROP: ${d.reason}`, { drop: `service-${d.reason}` });
       st.dropReason = `service-${d.reason}`;
       return null;
     }
     if (d.kind === 'reject') {
-      if (tracer.current) tracer.hop(NS, 'netfilter', `REJECT: ${d.reason}: ICMP port unreachable sent back to ${t.src}`, { drop: 'service-no-endpoints' });
+      if (this.tracer.current) this.tracer.hop(NS, 'netfilter', `REJECT: ${d.reason}: ICMP port unreachable sent back to ${t.src}`, { drop: 'service-no-endpoints' });
       this.host.reject(pkt.datagram, t.dst);
       st.dropReason = 'service-no-endpoints';
       return null;
@@ -130,8 +132,8 @@ export class ServiceNat {
     const snat = d.kind === 'dnat' && d.masquerade ? this.masqueradeSource(d.to, t) : undefined;
     const opened = d.kind === 'dnat' ? d.onOpen?.() : undefined;
     const e = this.conntrack.create(t, { dnat: d.to, snat, note: d.service, onClose: opened ? () => opened.onClose() : undefined });
-    if (tracer.current) {
-      tracer.hop(NS, 'conntrack', `new ${t.proto} connection ${fmt(t)}: DNAT to ${d.to.ip}:${d.to.port}${snat ? `, masquerade to ${snat.ip}:${snat.port}` : ''}`, {
+    if (this.tracer.current) {
+      this.tracer.hop(NS, 'conntrack', `new ${t.proto} connection ${fmt(t)}: DNAT to ${d.to.ip}:${d.to.port}${snat ? `, masquerade to ${snat.ip}:${snat.port}` : ''}`, {
         detail: { conntrack: { orig: e.orig, reply: e.reply } },
       });
     }
@@ -185,8 +187,8 @@ export class ServiceNat {
   private touch(pkt: Ipv4Packet, e: CtEntry, dir: 'orig' | 'reply'): void {
     const flags = e.orig.proto === 'tcp' ? pkt.tcpFlags : -1;
     this.conntrack.touch(e, dir, flags >= 0 ? flags : undefined);
-    if (tracer.current) {
-      tracer.hop(NS, 'conntrack', dir === 'orig' ? `${fmt(e.orig)}: translated to ${fmt({ ...e.orig, dst: e.dnat?.ip ?? e.orig.dst, dport: e.dnat?.port ?? e.orig.dport, src: e.snat?.ip ?? e.orig.src, sport: e.snat?.port ?? e.orig.sport })}` : `reply of ${fmt(e.orig)}: translated back (source ${e.orig.dst}:${e.orig.dport})`);
+    if (this.tracer.current) {
+      this.tracer.hop(NS, 'conntrack', dir === 'orig' ? `${fmt(e.orig)}: translated to ${fmt({ ...e.orig, dst: e.dnat?.ip ?? e.orig.dst, dport: e.dnat?.port ?? e.orig.dport, src: e.snat?.ip ?? e.orig.src, sport: e.snat?.port ?? e.orig.sport })}` : `reply of ${fmt(e.orig)}: translated back (source ${e.orig.dst}:${e.orig.dport})`);
     }
   }
 
