@@ -175,13 +175,13 @@ export function describeIpv4(ip: Buffer): string {
   const dst = pkt.dst;
   const ttl = pkt.ttl;
   const l4 = ip.subarray(pkt.headerLen);
-  let what = `proto ${ip[9]}`;
-  if (ip[9] === ICMP && l4.length >= 8) {
+  let what = `proto ${pkt.protocol}`;
+  if (pkt.protocol === ICMP && l4.length >= 8) {
     const names: Record<number, string> = { 0: 'ICMP echo reply', 8: 'ICMP echo request', 3: 'ICMP destination unreachable', 11: 'ICMP time exceeded' };
     what = `${names[l4[0]] ?? `ICMP type ${l4[0]}`}${l4[0] === 0 || l4[0] === 8 ? ` id ${l4.readUInt16BE(4)} seq ${l4.readUInt16BE(6)}` : ` code ${l4[1]}`}`;
-  } else if (ip[9] === UDP && l4.length >= 8) {
+  } else if (pkt.protocol === UDP && l4.length >= 8) {
     what = `UDP ${l4.readUInt16BE(0)} > ${l4.readUInt16BE(2)}`;
-  } else if (ip[9] === 6 && l4.length >= 14) {
+  } else if (pkt.protocol === 6 && l4.length >= 14) {
     // tcpdump's flag letters: S(YN) F(IN) R(ST) P(USH) .(ACK)
     const f = l4[13];
     const flags = `${f & 2 ? 'S' : ''}${f & 1 ? 'F' : ''}${f & 4 ? 'R' : ''}${f & 8 ? 'P' : ''}${f & 16 ? '.' : ''}`;
