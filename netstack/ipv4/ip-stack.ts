@@ -316,13 +316,15 @@ export class IpStack {
       const out = this.nf.output.run(pkt, st);
       if (!out) return { ok: false, error: 'ENETUNREACH' };
       built = out.datagram;
-      if (out !== pkt && (out.dstInt !== pkt.dstInt || out.srcInt !== pkt.srcInt)) {
-        // Rerouted after NAT, as ip_route_me_harder does.
-        const r2 = this.routeFor(out.dst);
-        if (!r2) return { ok: false, error: 'ENETUNREACH' };
+      if (out !== pkt) {
+        if (out.dstInt !== pkt.dstInt || out.srcInt !== pkt.srcInt) {
+          // Rerouted after NAT, as ip_route_me_harder does.
+          const r2 = this.routeFor(out.dst);
+          if (!r2) return { ok: false, error: 'ENETUNREACH' };
+          route = r2;
+          st.outDev = route.dev;
+        }
         Object.assign(repr, { src: out.src, dst: out.dst, payload: out.payload });
-        route = r2;
-        st.outDev = route.dev;
       }
     }
     if (route.dev === 'lo') {
@@ -531,11 +533,13 @@ export class IpStack {
     let copy: Buffer = Buffer.from(raw);
     decrementTtlInPlace(copy);
     let repr: Ipv4Repr = { ...ip, ttl: ip.ttl - 1 };
-    if (this.nf.forward.size) {
-      const s = st ?? nfState('forward', inDev.name);
+    if (!st && (this.nf.forward.size || this.nf.postrouting.size)) st = nfState('forward', inDev.name);
+    // The copy is this packet's own: hooks may rewrite it in place.
+    if (st) st.owned = true;
+    if (st && this.nf.forward.size) {
+      const s = st;
       s.inDev = inDev.name;
       s.outDev = route.dev;
-      s.owned = true;
       const pkt = Ipv4Packet.unchecked(copy);
       const out = this.nf.forward.run(pkt, s);
       if (!out) {
@@ -549,9 +553,6 @@ export class IpStack {
         if (isWireError(again)) return;
         repr = again;
       }
-      st = s;
-    } else if (st) {
-      st.owned = true;
     }
     this.output(repr, copy, route, st);
   }

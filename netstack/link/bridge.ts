@@ -114,7 +114,7 @@ export class Bridge {
     }
     // Bridged between two ports (not up to the node): br_netfilter's pass through the hooks.
     if (from && this.nf?.size) {
-      const f = this.netfilter(frame, from);
+      const f = this.netfilter(this.nf, frame, from);
       if (!f) return;
       frame = f;
     }
@@ -129,12 +129,12 @@ export class Bridge {
   }
 
   /** Runs an IPv4 frame through the bridge FORWARD hooks; null when a hook dropped it. */
-  private netfilter(frame: Buffer, from: NetDevice): Buffer | null {
+  private netfilter(chain: HookChain, frame: Buffer, from: NetDevice): Buffer | null {
     if (frame.length < 34 || frame.readUInt16BE(12) !== 0x0800) return frame;
     const pkt = Ipv4Packet.checked(frame.subarray(14));
     if (isWireError(pkt)) return frame;
     const st = nfState('bridge-forward', from.name);
-    const out = this.nf!.run(pkt, st);
+    const out = chain.run(pkt, st);
     if (!out) {
       from.counters.drop(st.dropReason ?? 'netfilter');
       if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: dropped by netfilter (${st.dropReason ?? 'netfilter'})`, { drop: st.dropReason ?? 'netfilter' });
