@@ -120,7 +120,7 @@ export class NodeIpam {
     const lo = Math.max(r.start, c.start);
     const hi = Math.min(r.start + r.size, c.start + c.size) - 1;
     if (lo > hi) return [];
-    const sub = 2 ** (32 - this.config.maskSize);
+    const sub = Cidr.of(c.start, this.config.maskSize).size;
     const out: number[] = [];
     for (let i = Math.floor((lo - c.start) / sub); i <= Math.floor((hi - c.start) / sub); i++) out.push(i);
     return out;
