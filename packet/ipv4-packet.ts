@@ -35,6 +35,8 @@ export class Ipv4Packet {
   readonly headerLen: number;
   /** End of the datagram inside `buffer`: the total length, or the buffer's end for a quoted (truncated) header. */
   private readonly end: number;
+  /** Set by every setter: whoever handed the view out learns that its bytes changed (netfilter hooks rewrite in place). */
+  modified = false;
 
   private constructor(
     /** The bytes, starting at the IPv4 header; may extend past the datagram (Ethernet padding). */
@@ -221,6 +223,7 @@ export class Ipv4Packet {
     const b = this.buffer;
     const old = b[TTL];
     if (old === ttl) return;
+    this.modified = true;
     const proto = b[PROTOCOL];
     const nc = checksumAdjust(this.checksum, (old << 8) | proto, ((ttl & 0xff) << 8) | proto);
     b[TTL] = ttl;
@@ -265,6 +268,7 @@ export class Ipv4Packet {
   /** Recomputes the header checksum from scratch. */
   fillChecksum(): void {
     const b = this.buffer;
+    this.modified = true;
     b[CHECKSUM] = 0;
     b[CHECKSUM + 1] = 0;
     const sum = ~foldChecksum(onesComplementSum(b, 0, this.headerLen)) & 0xffff;
@@ -287,6 +291,7 @@ export class Ipv4Packet {
     const b = this.buffer;
     const old = b.readUInt32BE(off);
     if (old === v) return;
+    this.modified = true;
     const l4ck = this.l4ChecksumOffset();
     b.writeUInt32BE(v, off);
     const hc = checksumAdjust32(this.checksum, old, v);
@@ -304,6 +309,7 @@ export class Ipv4Packet {
     const at = this.headerLen + off;
     const old = b.readUInt16BE(at);
     if (old === v) return;
+    this.modified = true;
     b.writeUInt16BE(v, at);
     const ck = b[PROTOCOL] === PROTO_ICMP ? 2 : this.l4ChecksumOffset();
     if (ck < 0) return;

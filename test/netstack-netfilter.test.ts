@@ -18,6 +18,9 @@ import { Bridge } from '../netstack/link/bridge.ts';
 import { vethPair } from '../netstack/link/netdev.ts';
 import { HookChain, NF_IP_PRI, type NfHookPoint, type NfState } from '../netstack/netfilter/netfilter.ts';
 import { Ipv4Packet } from '../packet/ipv4-packet.ts';
+import { SeededRng } from '../common/rng.ts';
+import { NodeDataPlane } from '../node-agent/dataplane.ts';
+import type { NatDecision, NatEngine } from '../netstack/netfilter/service-nat.ts';
 
 function host(name: string, clock: ManualClock, forwarding = false): IpStack {
   return new IpStack(name, { clock, forwarding, idSeed: name.length });
@@ -205,4 +208,32 @@ test('the bridge calls its FORWARD hook for frames between two ports (br_netfilt
   t.deepEqual(atNode, ['10.244.1.2:5000 c']);
   t.deepEqual(bridged, ['veth2 10.244.1.2>10.244.1.3:10', 'veth2 10.244.1.2>10.244.1.3:9'], 'frames up to the node (its own MAC) skip the bridge hook');
   t.is(pods[0].veth.counters.drops.get('test-bridge-deny'), 1);
+});
+
+test("kube-proxy's hooks on a node: a NodePort reached from the node itself is DNATed at OUTPUT, masqueraded at POSTROUTING, and the reply is restored at PREROUTING and INPUT", async (t) => {
+  const dp = new NodeDataPlane({ name: 'node-1', ip: '127.0.61.11', underlayCidr: '127.0.61.0/24', podCIDR: '10.244.1.0/24', vtepMac: '02:00:00:00:00:01', clusterCidr: '10.244.0.0/16', vxlanPort: 8472, vni: 1, seed: 3, mtu: 1500, clock: new ManualClock(), rng: new SeededRng(1) });
+  const backend = dp.addPod({ namespace: 'default', name: 'b', uid: 'b', ip: '10.244.1.3' });
+  const seenByBackend: string[] = [];
+  backend.stack.bindUdp(5353, { message: (m) => (seenByBackend.push(`${m.srcIp}:${m.srcPort}`), backend.stack.sendUdp(5353, m.srcIp, m.srcPort, Buffer.from('answer'))) });
+  const engine: NatEngine = {
+    mode: 'test',
+    wants: (_dst, dport) => dport === 30053,
+    decide: (p): NatDecision | null => (p.dport === 30053 && p.localDst ? { kind: 'dnat', to: { ip: '10.244.1.3', port: 5353 }, masquerade: true, service: 'default/dns', steps: [] } : null),
+  };
+  dp.installServiceNat(engine);
+  t.deepEqual(dp.netfilter.prerouting.list(), [{ name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_DST }]);
+  t.deepEqual(dp.netfilter.postrouting.list(), [{ name: 'kube-proxy masquerade', priority: NF_IP_PRI.NAT_SRC }]);
+  dp.stack.addAddress('lo', '203.0.113.1', 32);
+  const replies: string[] = [];
+  const client = dp.stack.bindUdp(0, { message: (m) => replies.push(`${m.srcIp}:${m.srcPort} ${m.data}`) });
+  t.deepEqual(dp.stack.sendUdp(client.port, '127.0.61.11', 30053, Buffer.from('q'), { src: '203.0.113.1' }), { ok: true });
+  await new Promise((r) => setImmediate(r));
+  t.deepEqual(seenByBackend, [`10.244.1.1:${client.port}`], 'the backend sees the masqueraded source (cni0 towards it)');
+  t.deepEqual(replies, ['127.0.61.11:30053 answer'], 'the reply comes back from the NodePort');
+  t.regex(dp.netfilter.conntrack.format(), /src=203\.0\.113\.1 dst=127\.0\.61\.11 sport=\d+ dport=30053 src=10\.244\.1\.3 dst=10\.244\.1\.1 sport=5353/);
+  // Another engine replaces the hooks rather than stacking a second set.
+  dp.installServiceNat(engine);
+  t.is(dp.netfilter.prerouting.size, 1);
+  dp.installServiceNat(undefined);
+  t.is(dp.netfilter.output.size + dp.netfilter.postrouting.size + dp.netfilter.input.size + dp.netfilter.bridgeForward.size, 0);
 });

@@ -97,7 +97,11 @@ test('Ethernet padding past the total length is not payload', (t) => {
 
 test('NAT rewrites in place match a full recomputation (UDP, TCP, ICMP echo id)', (t) => {
   let p = view(UDP);
+  t.false(p.modified);
+  p.setDst('10.96.0.10');
+  t.false(p.modified, 'writing the same address changes nothing');
   p.setDst('10.244.2.2');
+  t.true(p.modified, 'a rewrite is visible to whoever handed the view out');
   p.setDstPort(5353);
   t.is(p.buffer.toString('hex'), UDP_DNAT);
   p.setSrc(0x0af40101);

@@ -312,12 +312,14 @@ export class IpStack {
       // OUTPUT: the namespace's own packets pass the hooks too (kube-proxy: NodePort edge, host-network clients).
       st = nfState('output');
       st.outDev = route.dev;
+      // Freshly serialized: the bytes are this packet's own.
+      st.owned = true;
       const pkt = Ipv4Packet.unchecked(serializeIpv4(repr));
       const out = this.nf.output.run(pkt, st);
       if (!out) return { ok: false, error: 'ENETUNREACH' };
       built = out.datagram;
-      if (out !== pkt) {
-        if (out.dstInt !== pkt.dstInt || out.srcInt !== pkt.srcInt) {
+      if (out !== pkt || out.modified) {
+        if (out.dst !== repr.dst || out.src !== repr.src) {
           // Rerouted after NAT, as ip_route_me_harder does.
           const r2 = this.routeFor(out.dst);
           if (!r2) return { ok: false, error: 'ENETUNREACH' };
@@ -373,6 +375,8 @@ export class IpStack {
     if (this.nf.postrouting.size) {
       const s = st ?? nfState('postrouting');
       s.outDev = route.dev;
+      // A forwarded packet's copy, or bytes this namespace built: hooks may edit them in place.
+      s.owned = true;
       const pkt = Ipv4Packet.unchecked(raw ?? built ?? serializeIpv4(repr));
       const out = this.nf.postrouting.run(pkt, s);
       if (!out) {
@@ -380,7 +384,7 @@ export class IpStack {
         if (this.tracer.current) this.traceDrop(route.dev, `dropped by netfilter POSTROUTING (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
         return;
       }
-      if (out !== pkt) {
+      if (out !== pkt || out.modified) {
         const again = parseIpv4(out.datagram, { verifyChecksum: false });
         if (isWireError(again)) return;
         repr = again;
@@ -493,7 +497,7 @@ export class IpStack {
         dev.counters.drop(st.dropReason ?? 'netfilter');
         return;
       }
-      if (out !== pkt) {
+      if (out !== pkt || out.modified) {
         raw = out.datagram;
         const again = parseIpv4(raw, { verifyChecksum: false });
         if (isWireError(again)) return;
@@ -547,7 +551,7 @@ export class IpStack {
         if (this.tracer.current) this.traceDrop('forward', `dropped by netfilter FORWARD (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
         return;
       }
-      if (out !== pkt) {
+      if (out !== pkt || out.modified) {
         copy = out.datagram;
         const again = parseIpv4(copy, { verifyChecksum: false });
         if (isWireError(again)) return;
@@ -610,7 +614,7 @@ export class IpStack {
         if (this.tracer.current) this.traceDrop('input', `dropped by netfilter INPUT (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
         return;
       }
-      if (out !== pkt) {
+      if (out !== pkt || out.modified) {
         raw = out.datagram;
         const again = parseIpv4(raw, { verifyChecksum: false });
         if (isWireError(again)) return;

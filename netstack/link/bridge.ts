@@ -140,7 +140,7 @@ export class Bridge {
       if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: dropped by netfilter (${st.dropReason ?? 'netfilter'})`, { drop: st.dropReason ?? 'netfilter' });
       return null;
     }
-    if (out === pkt) return frame;
+    if (out === pkt && !pkt.modified) return frame;
     const dg = out.datagram;
     const copy = Buffer.allocUnsafe(14 + dg.length);
     frame.copy(copy, 0, 0, 14);

@@ -17,9 +17,11 @@
  * hook at NF_IP_PRI_FILTER on FORWARD sees the packet, and NetworkPolicy or an
  * edge load balancer can slot in beside kube-proxy without touching it.
  *
- * Hooks see an `Ipv4Packet` view. A hook returns the packet (unchanged or a
- * rewritten copy: the received bytes may be shared with other ports of a
- * bridge) or null to drop it, naming the reason in `state.dropReason`.
+ * Hooks see an `Ipv4Packet` view. A hook returns the packet (unchanged or
+ * rewritten through the view's setters) or a view over a rewritten copy, or
+ * null to drop it, naming the reason in `state.dropReason`. Received bytes may
+ * be shared with other ports of a bridge: a hook edits in place only once
+ * `state.owned` says the bytes are this packet's own.
  */
 import type { Ipv4Packet } from '../../packet/ipv4-packet.ts';
 import { Conntrack, type CtEntry } from './conntrack.ts';
