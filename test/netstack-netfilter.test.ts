@@ -96,6 +96,20 @@ test('a chain runs its hooks by priority, equal priorities in registration order
   t.is(st.dropReason, 'netfilter-drop');
 });
 
+test('a chain whose hooks are all idle is not active: the stack skips it without looking at the packet', (t) => {
+  const chain = new HookChain('postrouting');
+  t.false(chain.active, 'no hooks');
+  let tracked = 0;
+  chain.register({ name: 'nat', priority: NF_IP_PRI.NAT_SRC, hook: (p) => p, idle: () => tracked === 0 });
+  t.is(chain.size, 1);
+  t.false(chain.active, 'nothing tracked: idle');
+  tracked = 1;
+  t.true(chain.active);
+  tracked = 0;
+  chain.register({ name: 'filter', priority: NF_IP_PRI.FILTER, hook: (p) => p });
+  t.true(chain.active, 'a hook without an idle test always runs');
+});
+
 test('a routed packet passes PREROUTING, FORWARD, POSTROUTING; a local one PREROUTING, INPUT; a sent one OUTPUT, POSTROUTING', async (t) => {
   const { a, r, b } = routedLab();
   const seen = recorder(r, ALL);

@@ -308,7 +308,7 @@ export class IpStack {
     };
     let st: NfState | undefined;
     let built: Buffer | undefined;
-    if (this.nf.output.size) {
+    if (this.nf.output.active) {
       // OUTPUT: the namespace's own packets pass the hooks too (kube-proxy: NodePort edge, host-network clients).
       st = nfState('output');
       st.outDev = route.dev;
@@ -317,7 +317,7 @@ export class IpStack {
       const pkt = Ipv4Packet.unchecked(serializeIpv4(repr));
       const out = this.nf.output.run(pkt, st);
       if (!out) return { ok: false, error: 'ENETUNREACH' };
-      built = out.datagram;
+      built = out === pkt && !out.modified ? pkt.buffer : out.datagram;
       if (out !== pkt || out.modified) {
         if (out.dst !== repr.dst || out.src !== repr.src) {
           // Rerouted after NAT, as ip_route_me_harder does.
@@ -372,7 +372,7 @@ export class IpStack {
    * its bytes if the OUTPUT hooks already serialized it).
    */
   private output(repr: Ipv4Repr, raw: Buffer | null, route: Route, st?: NfState, built?: Buffer): void {
-    if (this.nf.postrouting.size) {
+    if (this.nf.postrouting.active) {
       const s = st ?? nfState('postrouting');
       s.outDev = route.dev;
       // A forwarded packet's copy, or bytes this namespace built: hooks may edit them in place.
@@ -388,9 +388,11 @@ export class IpStack {
         const again = parseIpv4(out.datagram, { verifyChecksum: false });
         if (isWireError(again)) return;
         repr = again;
+        if (raw) raw = out.datagram;
+        else built = out.datagram;
+      } else if (!raw) {
+        built = pkt.buffer;
       }
-      if (raw) raw = out.datagram;
-      else built = out.datagram;
     }
     this.transmitRouted(repr, raw, route, built);
   }
@@ -489,7 +491,7 @@ export class IpStack {
     let ip = parsed;
     let raw = eth.payload.subarray(0, 20 + (ip.options?.length ?? 0) + ip.payload.length);
     let st: NfState | undefined;
-    if (this.nf.prerouting.size) {
+    if (this.nf.prerouting.active) {
       st = nfState('prerouting', dev.name);
       const pkt = Ipv4Packet.unchecked(raw);
       const out = this.nf.prerouting.run(pkt, st);
@@ -537,10 +539,10 @@ export class IpStack {
     let copy: Buffer = Buffer.from(raw);
     decrementTtlInPlace(copy);
     let repr: Ipv4Repr = { ...ip, ttl: ip.ttl - 1 };
-    if (!st && (this.nf.forward.size || this.nf.postrouting.size)) st = nfState('forward', inDev.name);
+    if (!st && (this.nf.forward.active || this.nf.postrouting.active)) st = nfState('forward', inDev.name);
     // The copy is this packet's own: hooks may rewrite it in place.
     if (st) st.owned = true;
-    if (st && this.nf.forward.size) {
+    if (st && this.nf.forward.active) {
       const s = st;
       s.inDev = inDev.name;
       s.outDev = route.dev;
@@ -604,7 +606,7 @@ export class IpStack {
       ip = whole;
       raw = serializeIpv4({ ...whole, moreFragments: false, fragmentOffset: 0 });
     }
-    if (this.nf.input.size) {
+    if (this.nf.input.active) {
       // INPUT runs after reassembly, as ip_local_deliver does.
       const s = st ?? nfState('input', inDev?.name ?? 'lo');
       const pkt = Ipv4Packet.unchecked(raw);

@@ -113,7 +113,7 @@ export class Bridge {
       return;
     }
     // Bridged between two ports (not up to the node): br_netfilter's pass through the hooks.
-    if (from && this.nf?.size) {
+    if (from && this.nf?.active) {
       const f = this.netfilter(this.nf, frame, from);
       if (!f) return;
       frame = f;

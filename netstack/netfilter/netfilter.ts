@@ -87,6 +87,12 @@ export interface NfHookOps {
   priority: number;
   /** Returns the packet to pass on (itself or a rewritten copy), or null to drop it. */
   hook(pkt: Ipv4Packet, state: NfState): Ipv4Packet | null;
+  /**
+   * A cheap test that the hook would pass every packet unchanged right now
+   * (NAT with no connection tracked): when every hook of a chain is idle the
+   * stack skips the chain without building a view of the packet.
+   */
+  idle?(): boolean;
 }
 
 /** The ordered hooks of one hook point. */
@@ -95,9 +101,19 @@ export class HookChain {
 
   constructor(readonly point: NfHookPoint | 'bridge-forward') {}
 
-  /** Number of hooks registered: callers skip the chain entirely at 0 (the fast path). */
+  /** Number of hooks registered. */
   get size(): number {
     return this.ops.length;
+  }
+
+  /** Whether running the chain could change or drop anything now: false with no hooks, or only idle ones (the fast path). */
+  get active(): boolean {
+    const ops = this.ops;
+    for (let i = 0; i < ops.length; i++) {
+      const idle = ops[i].idle;
+      if (idle === undefined || !idle()) return true;
+    }
+    return false;
   }
 
   /**

@@ -72,12 +72,14 @@ export class ServiceNat {
   ) {
     const dst = (pkt: Ipv4Packet, st: NfState) => this.natDst(pkt, st);
     const src = (pkt: Ipv4Packet, st: NfState) => this.natSrc(pkt, st);
+    // Only the destination side decides about new connections; the rest has nothing to do while nothing is tracked.
+    const idle = () => this.nf.conntrack.size === 0;
     this.unregister.push(
       nf.register('prerouting', { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_DST, hook: dst }),
       nf.register('output', { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_DST, hook: dst }),
-      nf.register('postrouting', { name: 'kube-proxy masquerade', priority: NF_IP_PRI.NAT_SRC, hook: src }),
-      nf.register('input', { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_SRC, hook: src }),
-      nf.register('bridge-forward', { name: 'kube-proxy br_netfilter', priority: NF_BR_PRI.BRNF, hook: (pkt, st) => this.bridged(pkt, st) }),
+      nf.register('postrouting', { name: 'kube-proxy masquerade', priority: NF_IP_PRI.NAT_SRC, hook: src, idle }),
+      nf.register('input', { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_SRC, hook: src, idle }),
+      nf.register('bridge-forward', { name: 'kube-proxy br_netfilter', priority: NF_BR_PRI.BRNF, hook: (pkt, st) => this.bridged(pkt, st), idle }),
     );
   }
 
