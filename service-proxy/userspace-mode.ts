@@ -23,7 +23,7 @@ import { ipv4ToInt } from '../packet/addr.ts';
 import { ipToUint, RuleWalker, type WalkPacket } from './iptables/evaluate.ts';
 import { addrMatch, formatIptablesSave, inAddr, rule, type AddrMatch, type SaveFormatOptions, type TableData, type TableName } from './iptables/rules.ts';
 import { buildModel, type ServicePortInfo } from './model.ts';
-import type { BackendChoice, Decision, EngineOptions, EngineViews, L4Protocol, ProxyPort, ServicePacket, ServiceProxyEngine } from './types.ts';
+import type { BackendChoice, Decision, EngineOptions, EngineViews, ProxyPort, ServicePacket, ServiceProxyEngine } from './types.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 
 export type { BackendChoice, ProxyPort } from './types.ts';
