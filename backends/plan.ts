@@ -18,9 +18,10 @@
  * routed to an unresolvable next hop; removals take the route away first.
  */
 import { CALICO_IPV4_ADDRESS, FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE, FLANNEL_PUBLIC_IP, PODLAB_ETH0_MAC, parseFlannelBackendData } from '../control-plane/annotations.ts';
-import { intToIpv4, ipv4ToInt, isValidIpv4, isValidMac } from '../packet/addr.ts';
+import { intToIpv4, ipv4ToInt, isValidMac } from '../packet/addr.ts';
 import type { Node } from '../control-plane/types.ts';
 import type { RouteProto } from '../netstack/ipv4/route-table.ts';
+import { isIpv4Address, parseIpv4CidrInput } from '../common/ip-input.ts';
 
 /** The data-plane backends: Flannel's vxlan and host-gw, and Calico-style BGP. */
 export type Backend = 'vxlan' | 'host-gw' | 'bgp';
@@ -59,16 +60,17 @@ export function leaseFromNode(node: Node): Lease | string {
   const ann = node.metadata.annotations ?? {};
   const podCIDR = node.spec?.podCIDR;
   if (!podCIDR) return `node ${name}: no spec.podCIDR yet`;
+  if (!parseIpv4CidrInput(podCIDR)) return `node ${name}: bad spec.podCIDR ${podCIDR}`;
   const mac0 = ann[PODLAB_ETH0_MAC]?.toLowerCase();
   const calico = ann[CALICO_IPV4_ADDRESS]?.split('/')[0];
   if (calico) {
-    if (!isValidIpv4(calico)) return `node ${name}: bad ${CALICO_IPV4_ADDRESS}`;
+    if (!isIpv4Address(calico)) return `node ${name}: bad ${CALICO_IPV4_ADDRESS}`;
     return { node: name, podCIDR, publicIp: calico, backend: 'bgp', eth0Mac: mac0 && isValidMac(mac0) ? mac0 : undefined };
   }
   const publicIp = ann[FLANNEL_PUBLIC_IP];
   const type = ann[FLANNEL_BACKEND_TYPE] ?? (ann[FLANNEL_BACKEND_DATA] ? 'vxlan' : undefined);
   if (!publicIp || !type) return `node ${name}: no flannel annotations yet`;
-  if (!isValidIpv4(publicIp)) return `node ${name}: bad ${FLANNEL_PUBLIC_IP} ${publicIp}`;
+  if (!isIpv4Address(publicIp)) return `node ${name}: bad ${FLANNEL_PUBLIC_IP} ${publicIp}`;
   const mac = ann[PODLAB_ETH0_MAC]?.toLowerCase();
   const eth0Mac = mac && isValidMac(mac) ? mac : undefined;
   if (type === 'host-gw') return { node: name, podCIDR, publicIp, backend: type, eth0Mac };

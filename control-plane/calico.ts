@@ -10,6 +10,7 @@
 import type { FieldError } from './errors.ts';
 import type { ResourceType } from './resources.ts';
 import type { KubeObject } from './types.ts';
+import { isIpv4Address } from '../common/ip-input.ts';
 
 export interface BgpConfigurationSpec {
   asNumber?: number;
@@ -29,12 +30,10 @@ export type BgpPeer = KubeObject<BgpPeerSpec, never>;
 /** Calico's default AS number. */
 export const CALICO_DEFAULT_ASN = 64512;
 
-const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
-
 /** Splits `IP` or `IP:port` (Calico's peerIP syntax). */
 export function parsePeerIP(v: string): { ip: string; port?: number } | null {
-  const m = /^([\d.]+)(?::(\d+))?$/.exec(v);
-  if (!m || !IPV4.test(m[1])) return null;
+  const m = /^([\d.]+)(?::(\d{1,5}))?$/.exec(v);
+  if (!m || !isIpv4Address(m[1])) return null;
   const port = m[2] === undefined ? undefined : Number(m[2]);
   if (port !== undefined && (port < 1 || port > 65535)) return null;
   return { ip: m[1], port };

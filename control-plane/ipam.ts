@@ -21,6 +21,8 @@ import { NODES, resourceKeyOf } from './resources.ts';
 import type { Store } from './store.ts';
 import type { KubeObject, NodeSpec } from './types.ts';
 import { isIPv4Cidr } from './validation.ts';
+import { parseIpv4CidrInput } from '../common/ip-input.ts';
+import { Cidr } from '../packet/cidr.ts';
 
 /** Default `--cluster-cidr`. */
 export const DEFAULT_CLUSTER_CIDR = '10.244.0.0/16';
@@ -55,30 +57,19 @@ export interface IpamConfig {
   count: number;
 }
 
-/** IPv4 dotted quad → unsigned 32-bit integer. */
-export function ipv4ToInt(ip: string): number {
-  return ip.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
-}
-
-/** Unsigned 32-bit integer → IPv4 dotted quad. */
-export function intToIpv4(n: number): string {
-  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
-}
-
 /** Parses `a.b.c.d/n` (host bits are masked off, as Go's net.ParseCIDR does). Returns null if malformed. */
 export function parseIpv4Cidr(cidr: string): Ipv4Range | null {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(cidr.trim());
-  if (!m || m[1].split('.').some((o) => Number(o) > 255 || (o.length > 1 && o.startsWith('0')))) return null;
-  const prefix = Number(m[2]);
-  if (prefix > 32) return null;
-  const size = 2 ** (32 - prefix);
-  const start = ipv4ToInt(m[1]) - (ipv4ToInt(m[1]) % size);
-  return { start, prefix, size };
+  const c = parseIpv4CidrInput(cidr.trim());
+  return c ? rangeOf(c) : null;
+}
+
+function rangeOf(c: Cidr): Ipv4Range {
+  return { start: c.network, prefix: c.prefixLen, size: c.size };
 }
 
 /** Formats a range as CIDR. */
 export function formatCidr(r: Ipv4Range): string {
-  return `${intToIpv4(r.start)}/${r.prefix}`;
+  return Cidr.of(r.start, r.prefix).format();
 }
 
 /**
@@ -113,8 +104,7 @@ export class NodeIpam {
 
   /** Subnet number `index` of the cluster CIDR, as CIDR text. */
   subnet(index: number): string {
-    const size = 2 ** (32 - this.config.maskSize);
-    return formatCidr({ start: this.config.cluster.start + index * size, prefix: this.config.maskSize, size });
+    return Cidr.of(this.config.cluster.start, this.config.cluster.prefix).subnet(this.config.maskSize, index).format();
   }
 
   /** The cluster CIDR as text. */
@@ -130,7 +120,7 @@ export class NodeIpam {
     const lo = Math.max(r.start, c.start);
     const hi = Math.min(r.start + r.size, c.start + c.size) - 1;
     if (lo > hi) return [];
-    const sub = 2 ** (32 - this.config.maskSize);
+    const sub = Cidr.of(c.start, this.config.maskSize).size;
     const out: number[] = [];
     for (let i = Math.floor((lo - c.start) / sub); i <= Math.floor((hi - c.start) / sub); i++) out.push(i);
     return out;

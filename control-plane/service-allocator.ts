@@ -27,7 +27,9 @@
  */
 import { createHash } from 'node:crypto';
 import { ApiError, internalError, invalid, makeStatus, type FieldError } from './errors.ts';
-import { formatCidr, intToIpv4, ipv4ToInt, parseIpv4Cidr, ConfigError, type Ipv4Range } from './ipam.ts';
+import { formatCidr, parseIpv4Cidr, ConfigError, type Ipv4Range } from './ipam.ts';
+import { intToIpv4, ipv4ToInt } from '../packet/addr.ts';
+import { isIpv4Address } from '../common/ip-input.ts';
 import { ENDPOINTSLICES, SERVICES, SERVICE_NAME_LABEL, type Service, type ServiceSpec } from './service-resources.ts';
 import { resourceKeyOf } from './resources.ts';
 import type { Store } from './store.ts';
@@ -110,6 +112,7 @@ export class ServiceAllocator {
 
   /** True if `ip` is a usable address of the range (not its network or broadcast address). */
   inRange(ip: string): boolean {
+    if (!isIpv4Address(ip)) return false;
     const n = ipv4ToInt(ip);
     const { start, size } = this.config.cidr;
     return n > start && n < start + size - 1;

@@ -13,7 +13,7 @@
  * podlab serves `type: ClusterIP | NodePort` (and headless `clusterIP: None`);
  * LoadBalancer and ExternalName are refused as unsupported values.
  */
-import { isIP } from 'node:net';
+import { isIpAddress, isIpv4Address } from '../common/ip-input.ts';
 import type { FieldError } from './errors.ts';
 import type { ResourceType } from './resources.ts';
 import type { TableColumn, TableDefinition } from './tables.ts';
@@ -210,7 +210,7 @@ export function validateService(obj: KubeObject, old: KubeObject | undefined): F
     }
   });
   const cip = spec.clusterIP;
-  if (cip !== undefined && cip !== '' && cip !== 'None' && (typeof cip !== 'string' || isIP(cip) !== 4)) {
+  if (cip !== undefined && cip !== '' && cip !== 'None' && !isIpv4Address(cip)) {
     errs.push({ field: 'spec.clusterIPs[0]', type: 'FieldValueInvalid', value: cip, detail: 'must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)' });
   }
   if (headless && type === 'NodePort') errs.push({ field: 'spec.clusterIPs[0]', type: 'FieldValueInvalid', value: 'None', detail: "may not be set to 'None' for NodePort services" });
@@ -284,8 +284,8 @@ export function validateEndpointSlice(obj: KubeObject, old: KubeObject | undefin
       } else {
         if (ep.addresses.length > 100) errs.push({ field: `${base}.addresses`, type: 'FieldValueInvalid', value: ep.addresses.length, detail: 'must have at most 100 items' });
         ep.addresses.forEach((a: unknown, j) => {
-          const want = at === 'IPv6' ? 6 : at === 'IPv4' ? 4 : 0;
-          if (typeof a !== 'string' || (want !== 0 && isIP(a) !== want)) {
+          const ok = at === 'IPv4' ? isIpv4Address(a) : at === 'IPv6' ? isIpAddress(a) && !isIpv4Address(a) : typeof a === 'string';
+          if (!ok) {
             errs.push({ field: `${base}.addresses[${j}]`, type: 'FieldValueInvalid', value: a, detail: `must be a valid ${at} address` });
           }
         });

@@ -7,7 +7,7 @@
  * Bodies arrive as untyped JSON, so every check here tolerates wrong types
  * and reports them as field errors instead of throwing.
  */
-import { isIP } from 'node:net';
+import { isIpAddress, isIpv4Cidr } from '../common/ip-input.ts';
 import type { FieldError } from './errors.ts';
 import type { KubeObject } from './types.ts';
 
@@ -125,13 +125,7 @@ export function validateObjectMeta(obj: KubeObject, rule: NameRule): FieldError[
 
 /** True when `s` is an IPv4 CIDR such as `10.244.1.0/24` (host bits must be zero). */
 export function isIPv4Cidr(s: string): boolean {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(s);
-  if (!m || isIP(m[1]) !== 4) return false;
-  const bits = Number(m[2]);
-  if (bits > 32) return false;
-  const n = m[1].split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
-  const hostMask = bits === 32 ? 0 : 2 ** (32 - bits) - 1;
-  return n % (hostMask + 1) === 0;
+  return isIpv4Cidr(s, { strict: true });
 }
 
 /** Pod defaulting: phase Pending, restartPolicy Always, port protocol TCP. */
@@ -245,7 +239,7 @@ export function validatePod(obj: KubeObject): FieldError[] {
       }
       for (const key of ['podIP', 'hostIP'] as const) {
         const v = status[key];
-        if (v !== undefined && v !== '' && (typeof v !== 'string' || isIP(v) === 0)) {
+        if (v !== undefined && v !== '' && !isIpAddress(v)) {
           errs.push({ field: `status.${key}`, type: 'FieldValueInvalid', value: v, detail: 'must be a valid IP address' });
         }
       }

@@ -51,13 +51,14 @@ import { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { gatewayOf, leaseFromNode, planFlannel, type Backend, type Lease, type PlanAction } from '../backends/plan.ts';
-import { intToIpv4, ipv4ToInt } from '../packet/addr.ts';
+import { intToIpv4 } from '../packet/addr.ts';
 import { ControlError, ControlServer, controlSocketPath, type CallContext } from '../node-agent/control-server.ts';
 import { HostLocalIpam } from '../node-agent/ipam.ts';
 import { parseCidr } from '../netstack/ipv4/route-table.ts';
 import { NetnsError, delNetns, ipIn, ipJson, listNetns, netnsNames, readKernelPodNetns, run, sysctlIn, writeKernelPodNetns, addNetns } from '../hostnet/netns.ts';
 import { CNI_BRIDGE, KERNEL_POD_COMMANDS, VTEP_DEV, isAlreadyGone, nodeViewCommand, planCommand, podCommands, vtepCommands, type Argv } from './commands.ts';
 import { runningPodStatus } from '../node-agent/pod-status.ts';
+import { Cidr } from '../packet/cidr.ts';
 
 const log = createLogger('podlab:kernel-node');
 
@@ -327,9 +328,7 @@ export class KernelNodeAgent {
   }
 
   private inPodCidr(ip: string): boolean {
-    const { net, prefixLen } = parseCidr(this.podCIDR);
-    const mask = prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
-    return ((ipv4ToInt(ip) & mask) >>> 0) === net;
+    return Cidr.parse(this.podCIDR).contains(ip);
   }
 
   private recordPodNetns(add?: string, remove?: string): void {

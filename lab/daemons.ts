@@ -19,7 +19,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { intToIpv4, ipv4ToInt } from '../packet/addr.ts';
+import { Cidr } from '../packet/cidr.ts';
 
 /** The daemon subcommands. */
 export const DAEMONS = ['agent', 'apiserver', 'kernel-node'] as const;
@@ -62,10 +62,7 @@ export function pickInterface(e: AgentEnv): { name: string; address: string; cid
   const all = Object.entries(e.interfaces).flatMap(([name, list]) => (list ?? []).filter((i) => i.family === 'IPv4' && !i.internal).map((i) => ({ name, i })));
   const hit = want ? all.find((x) => x.name === want) : (all.find((x) => x.name === 'eth0') ?? all[0]);
   if (!hit || !hit.i.cidr) throw new DaemonUsageError(want ? `no IPv4 address on interface ${want} ($PODLAB_IFACE)` : 'no non-loopback IPv4 interface found: give --ip and --underlay');
-  const [, len] = hit.i.cidr.split('/');
-  const prefixLen = Number(len);
-  const mask = prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
-  return { name: hit.name, address: hit.i.address, cidr: `${intToIpv4((ipv4ToInt(hit.i.address) & mask) >>> 0)}/${prefixLen}` };
+  return { name: hit.name, address: hit.i.address, cidr: Cidr.parse(hit.i.cidr).format() };
 }
 
 /** The agent's final flags: given ones kept, missing (or `auto`) ones resolved. */

@@ -20,7 +20,6 @@ import { ControlClient } from './control-client.ts';
 import { registry } from '../control-plane/resources.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import { intToIpv4 } from '../packet/addr.ts';
-import { parseCidr } from '../netstack/ipv4/route-table.ts';
 import type { LoadedObject } from './manifest.ts';
 import type { Backend } from '../backends/plan.ts';
 import { DEFAULT_WIRE_PORT } from '../node-agent/dataplane.ts';
@@ -36,6 +35,8 @@ export function defaultBgpPort(): number {
 import { isOurProcess, labIsLive, readLab, writeLab, type LabRecord, type ProcRecord } from './state.ts';
 import { upNetns } from './netns-lab.ts';
 import { isRoot, removeLabNamespaces } from '../hostnet/netns.ts';
+import { Cidr } from '../packet/cidr.ts';
+import { isIpv4Cidr, parseIpv4CidrInput } from '../common/ip-input.ts';
 
 /** A lab-level failure with a message meant for the user. */
 export class LabError extends Error {
@@ -94,24 +95,27 @@ const TSX = import.meta.resolve('tsx');
 
 /** Node addresses of a lab network: the apiserver and node-i. */
 export function labAddresses(labNet: string, nodes: number): { api: string; nodes: string[] } {
-  const { net, prefixLen } = parseCidr(labNet);
-  const size = 2 ** (32 - prefixLen);
-  if (10 + nodes >= size - 1) throw new LabError(`--lab-net ${labNet} is too small for ${nodes} nodes (node addresses start at .11)`);
+  const cidr = Cidr.parse(labNet);
+  const net = cidr.network;
+  if (10 + nodes >= cidr.size - 1) throw new LabError(`--lab-net ${labNet} is too small for ${nodes} nodes (node addresses start at .11)`);
   return { api: intToIpv4(net + 10), nodes: Array.from({ length: nodes }, (_, i) => intToIpv4(net + 11 + i)) };
 }
+
+/** Local labs live on loopback only. */
+const LOOPBACK = Cidr.of('127.0.0.0', 8);
 
 /** Checks the option values, naming the flag at fault. */
 export function validateUpOptions(o: UpOptions): void {
   if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > 200) throw new LabError(`--nodes: must be an integer from 1 to 200, got ${o.nodes}`);
   if (!Number.isInteger(o.podsPerNode) || o.podsPerNode < 0 || o.podsPerNode > 250) throw new LabError(`--pods-per-node: must be an integer from 0 to 250, got ${o.podsPerNode}`);
-  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(o.labNet);
-  if (!m || Number(m[1]) !== 127 || Number(m[5]) < 8 || Number(m[5]) > 28 || m.slice(2, 5).some((x) => Number(x) > 255)) {
+  const labNet = parseIpv4CidrInput(o.labNet);
+  if (!labNet || labNet.prefixLen < 8 || labNet.prefixLen > 28 || !LOOPBACK.covers(labNet)) {
     // Local mode lives on loopback only: it must never bind or send to a real network.
     throw new LabError(`--lab-net: must be a CIDR inside 127.0.0.0/8 with a prefix from /8 to /28, got '${o.labNet}'`);
   }
   if (!Number.isInteger(o.apiPort) || o.apiPort < 0 || o.apiPort > 65535) throw new LabError(`--api-port: must be 0-65535, got ${o.apiPort}`);
   if (!Number.isInteger(o.vxlanPort) || o.vxlanPort < 1 || o.vxlanPort > 65535) throw new LabError(`--vxlan-port: must be 1-65535, got ${o.vxlanPort}`);
-  if (!/^\d+\.\d+\.\d+\.\d+\/\d+$/.test(o.clusterCidr)) throw new LabError(`--cluster-cidr: not an IPv4 CIDR: '${o.clusterCidr}'`);
+  if (!isIpv4Cidr(o.clusterCidr)) throw new LabError(`--cluster-cidr: not an IPv4 CIDR: '${o.clusterCidr}'`);
   if (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 9000) throw new LabError(`--mtu: must be 576-9000, got ${o.mtu}`);
   if (o.backend !== undefined && !SUPPORTED_BACKENDS.includes(o.backend)) {
     throw new LabError(`--backend: must be one of ${SUPPORTED_BACKENDS.join(', ')}, got '${o.backend}'`);

@@ -32,34 +32,24 @@ import { createHash } from 'node:crypto';
 import { deriveMac } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
-import { ipv4ToInt } from '../packet/addr.ts';
 import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, hasTool, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, validatePrefix, wireLikeOffloads } from '../hostnet/netns.ts';
 import { LabError, ROOT, agentFeatureArgs, applyObjects, cleanState, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './lab.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
 import { labIsLive, readLab, writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
+import { Cidr } from '../packet/cidr.ts';
+import { parseIpv4CidrInput } from '../common/ip-input.ts';
 
 /** The default underlay subnet of netns labs (inside the lab's namespaces only). */
 export const DEFAULT_UNDERLAY_NET = '10.250.0.0/24';
 
 /** Private ranges an underlay may use (RFC 1918, and RFC 6598 shared space). */
-const PRIVATE_RANGES: [string, number][] = [
-  ['10.0.0.0', 8],
-  ['172.16.0.0', 12],
-  ['192.168.0.0', 16],
-  ['100.64.0.0', 10],
-];
-
-function inRange(ip: string, [net, len]: [string, number]): boolean {
-  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-  return ((ipv4ToInt(ip) & mask) >>> 0) === ((ipv4ToInt(net) & mask) >>> 0);
-}
+const PRIVATE_RANGES: Cidr[] = [Cidr.of('10.0.0.0', 8), Cidr.of('172.16.0.0', 12), Cidr.of('192.168.0.0', 16), Cidr.of('100.64.0.0', 10)];
 
 /** Checks the netns-only options; returns the first problem, naming the flag. */
 export function validateNetnsOptions(o: UpOptions): string | undefined {
-  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(o.underlayNet ?? DEFAULT_UNDERLAY_NET);
-  if (!m || m.slice(1, 5).some((x) => Number(x) > 255) || Number(m[5]) < 16 || Number(m[5]) > 28) return `--underlay-net: must be an IPv4 CIDR from /16 to /28, got '${o.underlayNet}'`;
-  const net = m.slice(1, 5).join('.');
-  if (!PRIVATE_RANGES.some((r) => inRange(net, r) && Number(m[5]) >= r[1])) return `--underlay-net: must be inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10 (it only exists inside the lab's namespaces), got '${o.underlayNet}'`;
+  const under = parseIpv4CidrInput(o.underlayNet ?? DEFAULT_UNDERLAY_NET);
+  if (!under || under.prefixLen < 16 || under.prefixLen > 28) return `--underlay-net: must be an IPv4 CIDR from /16 to /28, got '${o.underlayNet}'`;
+  if (!PRIVATE_RANGES.some((r) => r.covers(under))) return `--underlay-net: must be inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10 (it only exists inside the lab's namespaces), got '${o.underlayNet}'`;
   const k = o.kernelNodes ?? 0;
   if (!Number.isInteger(k) || k < 0 || k > 50) return `--kernel-nodes: must be an integer from 0 to 50, got ${k}`;
   if (k > 0 && netnsWire(o) === 'udp' && (o.backend ?? 'vxlan') !== 'vxlan') return `--kernel-nodes: with --backend ${o.backend} kernel nodes need --wire raw (the kernel does not speak podlab's UDP wire)`;

@@ -7,6 +7,7 @@ import type { Bridge } from './link/bridge.ts';
 import type { IpStack } from './ipv4/ip-stack.ts';
 import type { NetDevice } from './link/netdev.ts';
 import { formatRoute } from './ipv4/route-table.ts';
+import { Cidr } from '../packet/cidr.ts';
 
 /** `ip route`: the main table (iproute2's trailing spaces left out, here and in every view). */
 export function formatIpRoute(stack: IpStack): string {
@@ -134,10 +135,7 @@ export function formatIpAddr(stack: IpStack, only?: Set<string>): string {
 }
 
 function broadcastOf(ip: string, prefixLen: number): string {
-  const n = ip.split('.').reduce((acc, o) => (acc << 8) | Number(o), 0) >>> 0;
-  const host = prefixLen === 0 ? 0xffffffff : (1 << (32 - prefixLen)) - 1;
-  const b = (n | host) >>> 0;
-  return [b >>> 24, (b >>> 16) & 255, (b >>> 8) & 255, b & 255].join('.');
+  return Cidr.of(ip, prefixLen).broadcastAddress;
 }
 
 /** `bridge fdb show`: cni0's learned and permanent entries, then flannel.1's FDB. */

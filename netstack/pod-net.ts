@@ -10,9 +10,10 @@ import { createHash } from 'node:crypto';
 import type { Clock } from '../common/clock.ts';
 import { SeededRng, deriveMac, seedFrom } from '../common/rng.ts';
 import { IpStack } from './ipv4/ip-stack.ts';
-import { NetDevice, vethPair } from './link/netdev.ts';
+import { NetDevice, vethPair, type IfindexAllocator } from './link/netdev.ts';
 import type { TcpConfig } from './tcp/config.ts';
 import { TcpStack } from './tcp/stack.ts';
+import type { Tracer } from './trace.ts';
 
 export interface PodNetOptions {
   namespace: string;
@@ -28,6 +29,10 @@ export interface PodNetOptions {
   nodeName: string;
   /** TCP tunables for the pod's stack (default: DEFAULT_TCP_CONFIG, the lab's short timers). */
   tcp?: Partial<TcpConfig>;
+  /** The node namespace's interface numbers: the veth pair is created there. */
+  ifindexes?: IfindexAllocator;
+  /** The node's tracer: a traced packet crosses from the node into the pod. */
+  tracer?: Tracer;
 }
 
 /** The host-side veth name, derived from the pod as the CNI plugin derives a random one. */
@@ -52,15 +57,16 @@ export class PodNet {
       { name: hostVethName(opts.namespace, opts.name, opts.uid), mac: deriveMac(opts.seed, `veth:${opts.uid}`), netns: opts.nodeName },
       { name: 'eth0', mac: deriveMac(opts.seed, `pod:${opts.uid}`), netns: this.netnsName },
       opts.mtu,
+      { ifindexes: opts.ifindexes, tracer: opts.tracer },
     );
     this.hostVeth = hostEnd;
     this.eth0 = podEnd;
-    this.lo = new NetDevice('lo', 'loopback', '00:00:00:00:00:00', 65536, { ifindex: 1 });
+    this.lo = new NetDevice('lo', 'loopback', '00:00:00:00:00:00', 65536, { ifindex: 1, tracer: opts.tracer });
     const ns = `pod ${opts.name}`;
     hostEnd.ns = 'node';
     podEnd.ns = ns;
     this.lo.ns = ns;
-    this.stack = new IpStack(`pod ${this.key}`, { clock: opts.clock, forwarding: false, idSeed: seedFrom(opts.seed, `ipid:${opts.uid}`), traceNs: ns });
+    this.stack = new IpStack(`pod ${this.key}`, { clock: opts.clock, forwarding: false, idSeed: seedFrom(opts.seed, `ipid:${opts.uid}`), traceNs: ns, tracer: opts.tracer });
     this.stack.addInterface(this.lo, { arp: false });
     this.stack.addAddress('lo', '127.0.0.1', 8);
     this.stack.addInterface(this.eth0, { arp: true });

@@ -7,7 +7,7 @@ import type { Clock } from '../common/clock.ts';
 import { IPPROTO_ICMP } from '../packet/ipv4.ts';
 import type { IcmpEvent } from './ipv4/ip-stack.ts';
 import type { PodNet } from './pod-net.ts';
-import { tracer, type TraceFilter } from './trace.ts';
+import type { TraceFilter } from './trace.ts';
 
 export type ProbeResult =
   | { kind: 'reply'; from: string; ttl?: number; rttMs: number; text?: string }
@@ -42,10 +42,10 @@ export async function sendProbe(pod: PodNet, f: TraceFilter, clock: Clock, opts:
     close = () => sock.close();
     const data = Buffer.alloc(size);
     for (let i = 16; i < size; i++) data[i] = (0x10 + i - 16) & 0xff;
-    sent = tracer.run(ctx, () => pod.stack.sendEcho(f.b, f.key, 1, data, { ttl }));
+    sent = pod.stack.tracer.run(ctx, () => pod.stack.sendEcho(f.b, f.key, 1, data, { ttl }));
   } else if (f.protocol === 6) {
     // A TCP probe is one connection attempt: the SYN and what answers it (SYN-ACK, or RST from a closed port).
-    const sock = tracer.run(ctx, () => pod.tcp.connect({ host: f.b, port: f.port ?? 80, localPort: f.key }));
+    const sock = pod.stack.tracer.run(ctx, () => pod.tcp.connect({ host: f.b, port: f.port ?? 80, localPort: f.key }));
     sock.on('connect', () => settle({ kind: 'reply', from: f.b, rttMs: clock.now() - t0, text: 'SYN-ACK: connection established' }));
     sock.on('error', (e: Error & { code?: string }) =>
       e.code === 'ECONNREFUSED' ? settle({ kind: 'reply', from: f.b, rttMs: clock.now() - t0, text: 'RST: connection refused (port closed)' }) : settle({ kind: 'local-error', error: `${e.code ?? ''} ${e.message}`.trim() }),
@@ -60,7 +60,7 @@ export async function sendProbe(pod: PodNet, f: TraceFilter, clock: Clock, opts:
     close = () => sock.close();
     const data = Buffer.alloc(size, 0x2e);
     data.write('podlab trace probe\n'.slice(0, size));
-    sent = tracer.run(ctx, () => pod.stack.sendUdp(f.key, f.b, f.port ?? 53, data, { ttl }));
+    sent = pod.stack.tracer.run(ctx, () => pod.stack.sendUdp(f.key, f.b, f.port ?? 53, data, { ttl }));
   }
   if (!sent.ok) settle({ kind: 'local-error', error: sent.error === 'EMSGSIZE' ? `message too long (mtu ${sent.mtu})` : sent.error === 'ENETUNREACH' ? 'network is unreachable (no route)' : sent.error });
   try {

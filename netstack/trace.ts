@@ -16,7 +16,8 @@
  * installs on every node before the probe is sent.
  */
 
-import { readIpv4 } from '../packet/addr.ts';
+import { isWireError } from '../packet/errors.ts';
+import { Ipv4Packet } from '../packet/ipv4-packet.ts';
 
 /** What a trace follows: both directions of one flow, and ICMP errors about it. */
 export interface TraceFilter {
@@ -126,17 +127,18 @@ export class Tracer {
 
   /** The trace an IPv4 packet belongs to: the flow either way, or an ICMP error quoting it. */
   matchIpv4(ip: Buffer): TraceContext | null {
-    if (!this.filters.size || ip.length < 20 || ip[0] >> 4 !== 4) return null;
-    const ihl = (ip[0] & 15) * 4;
-    const proto = ip[9];
-    const src = readIpv4(ip, 12);
-    const dst = readIpv4(ip, 16);
-    const l4 = ip.subarray(ihl);
+    if (!this.filters.size) return null;
+    const pkt = Ipv4Packet.quoted(ip);
+    if (isWireError(pkt)) return null;
+    const proto = pkt.protocol;
+    const src = pkt.src;
+    const dst = pkt.dst;
+    const l4 = ip.subarray(pkt.headerLen);
     for (const f of this.filters.values()) {
       if (proto === ICMP && l4.length >= 8 && (l4[0] === 3 || l4[0] === 11)) {
         // An ICMP error about the probe (time exceeded, unreachable...) quotes its header.
-        const q = l4.subarray(8);
-        if (q.length >= 28 && this.flowMatches(f, q[9], readIpv4(q, 12), readIpv4(q, 16), q.subarray((q[0] & 15) * 4), true)) return { filter: f, leg: 'error' };
+        const q = l4.length >= 36 ? Ipv4Packet.quoted(l4.subarray(8)) : null;
+        if (q && !isWireError(q) && this.flowMatches(f, q.protocol, q.src, q.dst, q.buffer.subarray(q.headerLen), true)) return { filter: f, leg: 'error' };
       }
       if (this.flowMatches(f, proto, src, dst, l4, false)) return { filter: f, leg: src === f.a ? 'request' : 'reply' };
     }
@@ -164,30 +166,28 @@ export class Tracer {
   }
 }
 
-/** The process-wide tracer: one node (or one test) per process shares it. */
-export const tracer = new Tracer();
 
 /** Short text of an IPv4 packet for hop summaries. */
 export function describeIpv4(ip: Buffer): string {
-  if (ip.length < 20) return 'runt IPv4 packet';
-  const ihl = (ip[0] & 15) * 4;
-  const src = readIpv4(ip, 12);
-  const dst = readIpv4(ip, 16);
-  const ttl = ip[8];
-  const l4 = ip.subarray(ihl);
-  let what = `proto ${ip[9]}`;
-  if (ip[9] === ICMP && l4.length >= 8) {
+  const pkt = Ipv4Packet.quoted(ip);
+  if (isWireError(pkt)) return 'runt IPv4 packet';
+  const src = pkt.src;
+  const dst = pkt.dst;
+  const ttl = pkt.ttl;
+  const l4 = ip.subarray(pkt.headerLen);
+  let what = `proto ${pkt.protocol}`;
+  if (pkt.protocol === ICMP && l4.length >= 8) {
     const names: Record<number, string> = { 0: 'ICMP echo reply', 8: 'ICMP echo request', 3: 'ICMP destination unreachable', 11: 'ICMP time exceeded' };
     what = `${names[l4[0]] ?? `ICMP type ${l4[0]}`}${l4[0] === 0 || l4[0] === 8 ? ` id ${l4.readUInt16BE(4)} seq ${l4.readUInt16BE(6)}` : ` code ${l4[1]}`}`;
-  } else if (ip[9] === UDP && l4.length >= 8) {
+  } else if (pkt.protocol === UDP && l4.length >= 8) {
     what = `UDP ${l4.readUInt16BE(0)} > ${l4.readUInt16BE(2)}`;
-  } else if (ip[9] === 6 && l4.length >= 14) {
+  } else if (pkt.protocol === 6 && l4.length >= 14) {
     // tcpdump's flag letters: S(YN) F(IN) R(ST) P(USH) .(ACK)
     const f = l4[13];
     const flags = `${f & 2 ? 'S' : ''}${f & 1 ? 'F' : ''}${f & 4 ? 'R' : ''}${f & 8 ? 'P' : ''}${f & 16 ? '.' : ''}`;
     what = `TCP ${l4.readUInt16BE(0)} > ${l4.readUInt16BE(2)} [${flags}]`;
   }
-  return `${src} > ${dst} ${what}, ttl ${ttl}, ${ip.readUInt16BE(2)} bytes`;
+  return `${src} > ${dst} ${what}, ttl ${ttl}, ${pkt.totalLen} bytes`;
 }
 
 

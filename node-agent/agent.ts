@@ -32,7 +32,6 @@ import {
 import { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
-import { ipv4ToInt } from '../packet/addr.ts';
 import { leaseFromNode, planFlannel, type Backend, type Lease } from '../backends/plan.ts';
 import { validateImpairment, type ImpairmentSpec } from '../overlay/impairment.ts';
 import { ControlError, ControlServer, controlSocketPath, type CallContext } from './control-server.ts';
@@ -41,7 +40,7 @@ import { UsageError } from '../pod-tools/types.ts';
 import { captureTargets, runCapture } from './capture/session.ts';
 import { FilterError } from './capture/filter.ts';
 import { sendProbe } from '../netstack/trace-probe.ts';
-import { tracer, type TraceFilter } from '../netstack/trace.ts';
+import { Tracer, type TraceFilter } from '../netstack/trace.ts';
 import { HostLocalIpam } from './ipam.ts';
 import { formatBridgeFdb } from '../netstack/iproute2.ts';
 import { runIp } from '../netstack/ip-command.ts';
@@ -57,7 +56,7 @@ import type { NetDevice } from '../netstack/link/netdev.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
 import { containerStateOverride, startPodApps, stopPodApps } from '../apps/index.ts';
 import { EMPTY_STDIN } from './stdin-queue.ts';
-import { parseCidr } from '../netstack/ipv4/route-table.ts';
+import { Cidr } from '../packet/cidr.ts';
 
 export interface AgentOptions {
   name: string;
@@ -114,6 +113,8 @@ export class NodeAgent {
   private bgpPeerInformer?: Informer<BgpPeer>;
   private bgpQueue: Promise<void> = Promise.resolve();
   private kubeProxy?: KubeProxy;
+  /** This node's packet tracer (`podlab trace`), handed to its data plane. */
+  private readonly tracer = new Tracer();
   private serviceInformer?: Informer;
   private sliceInformer?: Informer;
   private stopped = false;
@@ -158,8 +159,9 @@ export class NodeAgent {
     if (this.opts.wire === 'raw' && this.opts.backend !== 'vxlan') await this.startRawWire();
     const node = await this.register();
     this.podCIDR = node.spec!.podCIDR!;
-    tracer.node = this.name;
+    this.tracer.node = this.name;
     this.dp = new NodeDataPlane({
+      tracer: this.tracer,
       name: this.name,
       ip: this.opts.ip,
       underlayCidr: this.opts.underlayCidr,
@@ -308,8 +310,7 @@ export class NodeAgent {
 
   /** kube-proxy's role: Services and EndpointSlices into the node's netfilter hooks. */
   private async startKubeProxy(): Promise<void> {
-    const under = parseCidr(this.opts.underlayCidr);
-    const mask = under.prefixLen === 0 ? 0 : (0xffffffff << (32 - under.prefixLen)) >>> 0;
+    const under = Cidr.parse(this.opts.underlayCidr);
     const kp = new KubeProxy(this.dp, {
       mode: this.opts.proxyMode,
       node: this.name,
@@ -318,10 +319,9 @@ export class NodeAgent {
       ipvsScheduler: this.opts.ipvsScheduler,
       clock: this.clock,
       rng: this.rng.fork('kube-proxy'),
-      allowRealBind: (ip) => ((ipv4ToInt(ip) & mask) >>> 0) === under.net,
+      allowRealBind: (ip) => under.contains(ip),
     });
     this.kubeProxy = kp;
-    this.dp.netfilter.engine = kp;
     this.serviceInformer = new Informer(this.api, 'services');
     this.sliceInformer = new Informer(this.api, 'endpointslices');
     const again = () => kp.update(this.serviceInformer!.list(), this.sliceInformer!.list());
@@ -399,9 +399,7 @@ export class NodeAgent {
   }
 
   private inPodCidr(ip: string): boolean {
-    const { net, prefixLen } = parseCidr(this.podCIDR);
-    const mask = prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
-    return ((ipv4ToInt(ip) & mask) >>> 0) === net;
+    return Cidr.parse(this.podCIDR).contains(ip);
   }
 
   private async reportRunning(p: Pod, ip: string): Promise<void> {
@@ -583,7 +581,7 @@ export class NodeAgent {
       }
     });
     c.handle('trace.start', async (params) => {
-      tracer.start((params as { filter: TraceFilter }).filter);
+      this.tracer.start((params as { filter: TraceFilter }).filter);
       return { node: this.name };
     });
     c.handle('trace.probe', async (params) => {
@@ -592,8 +590,8 @@ export class NodeAgent {
     });
     c.handle('trace.collect', async (params) => {
       const { id } = params as { id: string };
-      const hops = tracer.collect(id);
-      tracer.stop(id);
+      const hops = this.tracer.collect(id);
+      this.tracer.stop(id);
       return hops;
     });
     c.handle('bgp.reset', async (params) => {

@@ -14,10 +14,10 @@ import { Vtep } from '../backends/vxlan/vtep.ts';
 import { Bridge } from '../netstack/link/bridge.ts';
 import { IpStack } from '../netstack/ipv4/ip-stack.ts';
 import { writeEthernetHeader } from '../packet/ethernet.ts';
-import { tracer } from '../netstack/trace.ts';
-import { Conntrack } from '../netstack/netfilter/conntrack.ts';
-import { Netfilter } from '../netstack/netfilter/netfilter.ts';
-import { NetDevice } from '../netstack/link/netdev.ts';
+import { Tracer } from '../netstack/trace.ts';
+import type { Netfilter } from '../netstack/netfilter/netfilter.ts';
+import { ServiceNat, type NatEngine, type NatHost } from '../netstack/netfilter/service-nat.ts';
+import { IfindexAllocator, NetDevice } from '../netstack/link/netdev.ts';
 import { PodNet } from '../netstack/pod-net.ts';
 import { parseCidr } from '../netstack/ipv4/route-table.ts';
 
@@ -48,6 +48,8 @@ export interface DataPlaneOptions {
   mtu: number;
   clock: Clock;
   rng: SeededRng;
+  /** The node's tracer, shared by its namespaces (default: a fresh one). */
+  tracer?: Tracer;
 }
 
 export class NodeDataPlane {
@@ -61,17 +63,26 @@ export class NodeDataPlane {
   private readonly wirePeers = new Map<string, string>();
   readonly underlay: UdpUnderlay;
   readonly pods = new Map<string, PodNet>();
-  /** kube-proxy's hooks and the connection table; an engine is plugged in by the agent. */
+  /** The node namespace's hook chains and connection table (the stack's). */
   readonly netfilter: Netfilter;
+  /** What kube-proxy's NAT hooks need from the node. */
+  readonly natHost: NatHost;
+  private serviceNat?: ServiceNat;
+  /** The node namespace's interface numbers (pods' veth pairs included). */
+  private readonly ifindexes = new IfindexAllocator();
+  /** Hop-by-hop tracing of this node's packets (`podlab trace`). */
+  readonly tracer: Tracer;
 
   constructor(readonly opts: DataPlaneOptions) {
     const { name, seed, clock } = opts;
-    this.stack = new IpStack(`node ${name}`, { clock, forwarding: true, idSeed: opts.rng.int(0, 0xffff), traceNs: 'node' });
-    const lo = new NetDevice('lo', 'loopback', '00:00:00:00:00:00', 65536);
+    this.tracer = opts.tracer ?? new Tracer();
+    const tracer = this.tracer;
+    this.stack = new IpStack(`node ${name}`, { clock, forwarding: true, idSeed: opts.rng.int(0, 0xffff), traceNs: 'node', tracer });
+    const lo = new NetDevice('lo', 'loopback', '00:00:00:00:00:00', 65536, { ifindexes: this.ifindexes, tracer });
     this.stack.addInterface(lo, { arp: false });
     this.stack.addAddress('lo', '127.0.0.1', 8);
 
-    this.eth0 = new NetDevice('eth0', 'ether', opts.eth0Mac ?? deriveMac(seed, `eth0:${name}`), opts.mtu);
+    this.eth0 = new NetDevice('eth0', 'ether', opts.eth0Mac ?? deriveMac(seed, `eth0:${name}`), opts.mtu, { ifindexes: this.ifindexes, tracer });
     // On the bare wire eth0 has no ARP: peers' MACs are programmed (see flannel-plan.ts).
     this.stack.addInterface(this.eth0, { arp: (opts.backend ?? 'vxlan') === 'vxlan' });
     const under = parseCidr(opts.underlayCidr);
@@ -90,7 +101,7 @@ export class NodeDataPlane {
       rng: opts.rng.fork('underlay'),
     });
     if (encap) {
-      const vtep = new Vtep({ vni: opts.vni, mac: opts.vtepMac, mtu: this.podMtu, port: opts.vxlanPort, underlay: this.underlay, eth0: this.eth0 });
+      const vtep = new Vtep({ vni: opts.vni, mac: opts.vtepMac, mtu: this.podMtu, port: opts.vxlanPort, underlay: this.underlay, eth0: this.eth0, ifindex: this.ifindexes.take() });
       this.vtep = vtep;
       this.underlay.onDatagram = (buf, from) => vtep.decap(buf, from);
       this.stack.addInterface(vtep.dev, { arp: false });
@@ -101,11 +112,12 @@ export class NodeDataPlane {
       this.attachWire();
     }
 
-    this.bridge = new Bridge('cni0', deriveMac(seed, `cni0:${name}`), this.podMtu, clock);
+    this.netfilter = this.stack.nf;
+    this.bridge = new Bridge('cni0', deriveMac(seed, `cni0:${name}`), this.podMtu, clock, undefined, { netfilter: this.netfilter.bridgeForward, ifindexes: this.ifindexes, tracer });
     this.stack.addInterface(this.bridge.dev, { arp: true });
     this.stack.addAddress('cni0', this.gateway, parseCidr(opts.podCIDR).prefixLen);
 
-    this.netfilter = new Netfilter(new Conntrack(clock), {
+    this.natHost = {
       isLocal: (ip) => this.stack.isLocal(ip),
       sourceTowards: (dst) => {
         const r = this.stack.routes.lookup(dst);
@@ -113,9 +125,14 @@ export class NodeDataPlane {
       },
       reject: (raw, from) => this.stack.rejectPortUnreachable(raw, from),
       isLocalPod: (ip) => [...this.pods.values()].some((p) => p.ip === ip),
-    });
-    this.stack.nf = this.netfilter;
-    this.bridge.nf = this.netfilter;
+    };
+  }
+
+  /** Registers kube-proxy's NAT hooks for `engine` (replacing the previous engine's), or removes them. */
+  installServiceNat(engine: NatEngine | undefined): ServiceNat | undefined {
+    this.serviceNat?.close();
+    this.serviceNat = engine ? new ServiceNat(this.netfilter, this.natHost, engine, this.tracer) : undefined;
+    return this.serviceNat;
   }
 
   /** Pods and flannel.1 lose VXLAN's 50 bytes; without encapsulation pods get the full MTU. */
@@ -173,13 +190,13 @@ export class NodeDataPlane {
       const peer = this.wirePeers.get(dst);
       if (!peer) {
         this.eth0.counters.drop('no-wire-peer');
-        if (tracer.current) tracer.hop('node', 'eth0', `no underlay peer owns ${dst}: dropped`, { drop: 'no-wire-peer' });
+        if (this.tracer.current) this.tracer.hop('node', 'eth0', `no underlay peer owns ${dst}: dropped`, { drop: 'no-wire-peer' });
         return;
       }
       const verdict = send(peer, frame);
-      if (!tracer.current) return;
+      if (!this.tracer.current) return;
       const lost = verdict === 'lost' || verdict === 'blackholed' || verdict === 'refused';
-      tracer.hop('node', 'underlay', lost ? `${kind} ${verdict} (towards ${peer})` : describe(verdict, peer, dst), {
+      this.tracer.hop('node', 'underlay', lost ? `${kind} ${verdict} (towards ${peer})` : describe(verdict, peer, dst), {
         drop: lost ? (verdict === 'refused' ? 'underlay-refused' : `impairment-${verdict}`) : undefined,
       });
     };
@@ -187,12 +204,12 @@ export class NodeDataPlane {
 
   /** Delivers what a wire received, inside the trace it belongs to (if a trace filter matches its IPv4 packet). */
   private receiveTraced(ipPacket: Buffer, hop: string, deliver: () => void): void {
-    const ctx = tracer.filters.size ? tracer.matchIpv4(ipPacket) : null;
+    const ctx = this.tracer.filters.size ? this.tracer.matchIpv4(ipPacket) : null;
     const run = () => {
-      if (tracer.current) tracer.hop('node', 'underlay', hop);
+      if (this.tracer.current) this.tracer.hop('node', 'underlay', hop);
       deliver();
     };
-    if (ctx) tracer.run(ctx, run);
+    if (ctx) this.tracer.run(ctx, run);
     else run();
   }
 
@@ -226,6 +243,8 @@ export class NodeDataPlane {
       seed: this.opts.seed,
       clock: this.opts.clock,
       nodeName: this.opts.name,
+      ifindexes: this.ifindexes,
+      tracer: this.tracer,
     });
     this.bridge.addPort(net.hostVeth);
     this.pods.set(net.key, net);

@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { intToIpv4, ipv4ToInt } from '../packet/addr.ts';
-import { parseCidr } from '../netstack/ipv4/route-table.ts';
+import { Cidr } from '../packet/cidr.ts';
 
 /** Typed IPAM failure: range exhausted, or an address held by another pod. */
 export class IpamError extends Error {
@@ -26,10 +26,9 @@ export class HostLocalIpam {
   constructor(stateDir: string, node: string, podCIDR: string) {
     this.dir = path.join(stateDir, 'nodes', node, 'ipam', 'cbr0');
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const { net, prefixLen } = parseCidr(podCIDR);
-    const size = 2 ** (32 - prefixLen);
-    this.first = net + 2;
-    this.last = net + size - 2;
+    const cidr = Cidr.parse(podCIDR);
+    this.first = cidr.network + 2;
+    this.last = cidr.broadcast - 1;
   }
 
   /** The address already held by `owner`, if any. */

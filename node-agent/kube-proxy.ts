@@ -23,11 +23,10 @@ import { createLogger } from '../common/log.ts';
 import type { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { ipv4ToInt, isValidIpv4 } from '../packet/addr.ts';
-import { createServiceProxyEngine, type AnyProxier, type Decision, type IpvsSchedulerName, type ProxyMode } from '../service-proxy/index.ts';
+import { createServiceProxyEngine, type Decision, type IpvsSchedulerName, type ProxyMode, type ServiceProxyEngine } from '../service-proxy/index.ts';
 import type { NodeDataPlane } from './dataplane.ts';
-import type { NatDecision, NatEngine } from '../netstack/netfilter/netfilter.ts';
+import type { NatDecision, NatEngine, ServiceNat } from '../netstack/netfilter/service-nat.ts';
 import { TcpStack } from '../netstack/tcp/stack.ts';
-import { tracer } from '../netstack/trace.ts';
 import type { TcpSocket } from '../netstack/tcp/socket.ts';
 import { SeededRng as Rng } from '../common/rng.ts';
 
@@ -62,7 +61,7 @@ interface ServiceSpecLite {
 }
 
 export class KubeProxy implements NatEngine {
-  readonly engine: AnyProxier;
+  readonly engine: ServiceProxyEngine;
   /** The node's own TCP, for the userspace proxy and the NodePort edge. */
   readonly tcp: TcpStack;
   private readonly userspaceListeners = new Map<number, { close(): void }>();
@@ -73,6 +72,7 @@ export class KubeProxy implements NatEngine {
   /** ClusterIPs (as integers) and NodePorts of the current Services: the netfilter hooks' pre-filter. */
   private vips = new Set<number>();
   private nodePortNumbers = new Set<number>();
+  private readonly nat?: ServiceNat;
 
   constructor(
     private readonly dp: NodeDataPlane,
@@ -92,6 +92,8 @@ export class KubeProxy implements NatEngine {
     this.tcp = new TcpStack(dp.stack, { clock: o.clock, rng: new Rng(o.rng.int(1, 0x7fffffff)) });
     // After the engine took its list of local addresses: the stand-in external client is not one of them.
     if (!dp.stack.isLocal(EXTERNAL_CLIENT)) dp.stack.addAddress('lo', EXTERNAL_CLIENT, 32);
+    // kube-proxy's rules, at the hook points and priorities where iptables keeps them.
+    this.nat = dp.installServiceNat(this);
   }
 
   get mode(): string {
@@ -120,7 +122,7 @@ export class KubeProxy implements NatEngine {
       for (const p of spec.ports ?? []) if (p.nodePort) this.nodePortNumbers.add(p.nodePort);
     }
     // userspace mode: connections redirected to the node's proxy ports are services too.
-    if ('proxyPorts' in this.engine) for (const p of (this.engine as Extract<AnyProxier, { proxyPorts(): unknown }>).proxyPorts()) this.nodePortNumbers.add(p.port);
+    for (const p of this.engine.proxyPorts()) this.nodePortNumbers.add(p.port);
     this.flushStaleUdp();
     this.syncUserspaceListeners();
     void this.syncNodePorts();
@@ -133,7 +135,7 @@ export class KubeProxy implements NatEngine {
   /** The netfilter hooks' question: what to do with the first packet of a connection. */
   decide(pkt: Parameters<NatEngine['decide']>[0]): NatDecision | null {
     // The human-readable rule path costs 15-30% of a decision: built only while a trace runs.
-    const d: Decision | null = this.engine.decide({ ...pkt, fromHost: !pkt.fromLocalPod && pkt.src === this.o.nodeIp, ...(tracer.current ? {} : { trace: false as const }) });
+    const d: Decision | null = this.engine.decide({ ...pkt, fromHost: !pkt.fromLocalPod && pkt.src === this.o.nodeIp, ...(this.dp.tracer.current ? {} : { trace: false as const }) });
     if (!d) return null;
     switch (d.kind) {
       case 'dnat':
@@ -176,9 +178,7 @@ export class KubeProxy implements NatEngine {
   }
 
   private syncUserspaceListeners(): void {
-    if (this.o.mode !== 'userspace' || !('proxyPorts' in this.engine)) return;
-    const engine = this.engine as Extract<AnyProxier, { proxyPorts(): unknown }>;
-    const want = new Map(engine.proxyPorts().filter((p) => p.protocol === 'tcp').map((p) => [p.port, p.servicePort]));
+    const want = new Map(this.engine.proxyPorts().filter((p) => p.protocol === 'tcp').map((p) => [p.port, p.servicePort]));
     for (const [port, l] of this.userspaceListeners) if (!want.has(port)) (l.close(), this.userspaceListeners.delete(port));
     for (const [port, spn] of want) {
       if (this.userspaceListeners.has(port)) continue;
@@ -189,8 +189,7 @@ export class KubeProxy implements NatEngine {
 
   /** One proxied connection: the node opens a second connection to a backend and copies both ways. */
   private proxyUserspace(client: TcpSocket, spn: string): void {
-    const engine = this.engine as Extract<AnyProxier, { pickBackend(s: string, c: string): unknown }>;
-    const choice = engine.pickBackend(spn, client.remoteAddress) as { ip: string; port: number } | null;
+    const choice = this.engine.pickBackend(spn, client.remoteAddress);
     if (!choice) {
       client.destroy();
       return;
@@ -266,26 +265,27 @@ export class KubeProxy implements NatEngine {
   /** `podlab node NODE iptables-save|ipvsadm|ipset|conntrack ...` */
   command(argv: string[]): string | undefined {
     const [tool, ...rest] = argv;
-    const e = this.engine as AnyProxier & { iptablesSave?(t?: 'nat' | 'filter'): string; ipvsadmList?(): string; ipsetList?(n?: string): string };
+    const e = this.engine;
     if (tool === 'iptables-save') {
       const t = rest[rest.indexOf('-t') + 1];
       const table = rest.includes('-t') ? t : undefined;
-      if (table && table !== 'nat' && table !== 'filter') return `# podlab emulates the nat and filter tables only\n`;
-      return table ? e.iptablesSave!(table as 'nat' | 'filter') : e.iptablesSave!('filter') + e.iptablesSave!('nat');
+      if (table !== undefined && table !== 'nat' && table !== 'filter') return `# podlab emulates the nat and filter tables only\n`;
+      return table ? e.iptablesSave(table) : e.iptablesSave('filter') + e.iptablesSave('nat');
     }
     if (tool === 'ipvsadm') {
-      if (!e.ipvsadmList) return `ipvsadm: kube-proxy runs in ${this.o.mode} mode on this node (no virtual servers)\n`;
-      return e.ipvsadmList();
+      if (!e.views.ipvsadm) return `ipvsadm: kube-proxy runs in ${this.o.mode} mode on this node (no virtual servers)\n`;
+      return e.views.ipvsadm();
     }
     if (tool === 'ipset') {
-      if (!e.ipsetList) return `ipset: kube-proxy runs in ${this.o.mode} mode (no ipsets)\n`;
-      return e.ipsetList(rest[0] === 'list' ? rest[1] : undefined);
+      if (!e.views.ipset) return `ipset: kube-proxy runs in ${this.o.mode} mode (no ipsets)\n`;
+      return e.views.ipset(rest[0] === 'list' ? rest[1] : undefined);
     }
     if (tool === 'conntrack') return this.dp.netfilter.conntrack.format();
     return undefined;
   }
 
   close(): void {
+    this.nat?.close();
     if (this.pending) clearImmediate(this.pending);
     for (const l of this.userspaceListeners.values()) l.close();
     for (const s of this.nodePorts.values()) s.close();

@@ -18,7 +18,7 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import type { Clock } from '../common/clock.ts';
 import type { SeededRng } from '../common/rng.ts';
-import { ipv4ToInt } from '../packet/addr.ts';
+import { Cidr } from '../packet/cidr.ts';
 import { Impairment, type ImpairmentSpec } from './impairment.ts';
 
 /** A typed failure to set up the underlay (port in use, bad address). */
@@ -59,13 +59,12 @@ export class UdpUnderlay {
   /** Bare IPv4 packets arriving on the wire port. */
   onBare: DatagramHandler = () => {};
   private wire?: dgram.Socket;
-  private readonly allowNet: number;
-  private readonly allowMask: number;
+  /** Where datagrams may go and come from. */
+  private readonly allowed: Cidr;
 
   constructor(private readonly opts: UnderlayOptions) {
     const allowed = opts.allowed ?? { net: '127.0.0.0', prefixLen: 8 };
-    this.allowMask = allowed.prefixLen === 0 ? 0 : (0xffffffff << (32 - allowed.prefixLen)) >>> 0;
-    this.allowNet = (ipv4ToInt(allowed.net) & this.allowMask) >>> 0;
+    this.allowed = Cidr.of(allowed.net, allowed.prefixLen);
   }
 
   /** The node's underlay address. */
@@ -97,7 +96,7 @@ export class UdpUnderlay {
    * Returns what happened, for traces: 'sent', 'refused', or the impairment's verdict.
    */
   send(peerIp: string, port: number, buf: Buffer, flowHash: number): string {
-    if (((ipv4ToInt(peerIp) & this.allowMask) >>> 0) !== this.allowNet) {
+    if (!this.allowed.contains(peerIp)) {
       this.refused++;
       return 'refused';
     }
@@ -128,7 +127,7 @@ export class UdpUnderlay {
    * socket itself so the peer sees a fixed source port. Returns what happened.
    */
   sendBare(peerIp: string, packet: Buffer): string {
-    if (((ipv4ToInt(peerIp) & this.allowMask) >>> 0) !== this.allowNet) {
+    if (!this.allowed.contains(peerIp)) {
       this.refused++;
       return 'refused';
     }

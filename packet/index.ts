@@ -9,6 +9,8 @@ export * from './checksum.ts';
 export * from './ethernet.ts';
 export * from './arp.ts';
 export * from './ipv4.ts';
+export * from './ipv4-packet.ts';
+export * from './cidr.ts';
 export * from './icmp.ts';
 export * from './udp.ts';
 export * from './tcp.ts';

@@ -4,11 +4,12 @@
  * EndpointSlice informers' contents with `update()`, and asks `decide()` about
  * the first packet of each new connection (see types.ts for the contract).
  *
- * Mode-specific views for `podlab node NODE ...` commands:
- * - iptables: `iptablesSave('nat'|'filter')`, `iptablesRestore()`, `recentLists()`;
- * - ipvs: `ipvsadmList()`, `ipsetList()`, `dummyAddresses()` (kube-ipvs0),
- *   `iptablesSave()` (the glue rules), `setWeight()`;
- * - userspace: `proxyPorts()` (listeners to open), `pickBackend()`, `iptablesSave()`.
+ * What the node's kube-proxy needs is on `ServiceProxyEngine` (types.ts):
+ * `iptablesSave()`, the userspace listeners (`proxyPorts()`, `pickBackend()`,
+ * empty/null in the kernel modes) and `views` (ipvsadm, ipset: present only in
+ * ipvs mode). The classes add more for tests and benches:
+ * - iptables: `iptablesRestore()`, `recentLists()`;
+ * - ipvs: `ipvsadmList()`, `ipsetList()`, `dummyAddresses()` (kube-ipvs0), `setWeight()`.
  */
 import { IptablesProxier } from './iptables-mode.ts';
 import { IpvsProxier } from './ipvs-mode.ts';

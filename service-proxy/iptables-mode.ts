@@ -41,7 +41,7 @@ import {
   type TableName,
 } from './iptables/rules.ts';
 import { buildModel, categorizeEndpoints, endpointHash, externallyAccessible, fingerprint, portProtoHash, type ServicePortInfo } from './model.ts';
-import { connectionKey, type Decision, type EngineOptions, type ServicePacket, type ServiceProxyEngine } from './types.ts';
+import { connectionKey, type BackendChoice, type Decision, type EngineOptions, type EngineViews, type ProxyPort, type ServicePacket, type ServiceProxyEngine } from './types.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 
 /** kube-proxy's largeClusterEndpointsThreshold: above this many endpoints, per-endpoint comments are dropped. */
@@ -279,6 +279,8 @@ function builtinJumps(): { filter: Rule[]; nat: Rule[] } {
 
 /** The iptables-mode engine. */
 export class IptablesProxier implements ServiceProxyEngine {
+  /** No IPVS, no ipsets. */
+  readonly views: EngineViews = {};
   readonly mode = 'iptables' as const;
   private readonly opts: EngineOptions;
   private readonly cfgBase: Omit<RenderConfig, 'largeClusterMode'>;
@@ -492,6 +494,15 @@ export class IptablesProxier implements ServiceProxyEngine {
   connectionOpened(): void {}
 
   connectionClosed(): void {}
+
+  /** The kernel proxies by DNAT: no listeners on the node. */
+  proxyPorts(): ProxyPort[] {
+    return [];
+  }
+
+  pickBackend(): BackendChoice | null {
+    return null;
+  }
 }
 
 /** dst.push(...src) without the argument-count limit of spreading 100,000s of rules. */

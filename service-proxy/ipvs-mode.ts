@@ -28,7 +28,7 @@ import { ipToUint, RuleWalker, type WalkPacket } from './iptables/evaluate.ts';
 import { addrMatch, formatIptablesRestore, formatIptablesSave, inAddr, rule, type AddrMatch, type Rule, type SaveFormatOptions, type TableData, type TableName } from './iptables/rules.ts';
 import { makeScheduler, type RealServer, type Scheduler } from './ipvs/schedulers.ts';
 import { buildModel, categorizeEndpoints, type EndpointInfo, type ServicePortInfo } from './model.ts';
-import { connectionKey, type Decision, type EngineOptions, type IpvsSchedulerName, type L4Protocol, type ServicePacket, type ServiceProxyEngine } from './types.ts';
+import { connectionKey, type BackendChoice, type Decision, type EngineOptions, type EngineViews, type IpvsSchedulerName, type L4Protocol, type ProxyPort, type ServicePacket, type ServiceProxyEngine } from './types.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 
 /** One IPVS virtual server. */
@@ -103,6 +103,8 @@ interface Template {
 
 /** The ipvs-mode engine. */
 export class IpvsProxier implements ServiceProxyEngine {
+  /** ipvsadm and ipset: the kernel objects this mode programs. */
+  readonly views: EngineViews = { ipvsadm: () => this.ipvsadmList(), ipset: (name) => this.ipsetList(name) };
   readonly mode = 'ipvs' as const;
   private readonly opts: EngineOptions;
   private readonly walker: RuleWalker;
@@ -373,6 +375,15 @@ export class IpvsProxier implements ServiceProxyEngine {
     c.active = true;
     c.dest.inactConns--;
     c.dest.activeConns++;
+  }
+
+  /** IPVS forwards in the kernel: no listeners on the node. */
+  proxyPorts(): ProxyPort[] {
+    return [];
+  }
+
+  pickBackend(): BackendChoice | null {
+    return null;
   }
 
   connectionClosed(key: string): void {

@@ -11,6 +11,7 @@
  */
 import type { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
+import type { SaveFormatOptions, TableName } from './iptables/rules.ts';
 
 /** kube-proxy's `--proxy-mode`. */
 export type ProxyMode = 'iptables' | 'ipvs' | 'userspace';
@@ -79,6 +80,32 @@ export interface UserspaceDecision {
   steps: string[];
 }
 
+/** A backend picked for a connection the userspace proxy accepted. */
+export interface BackendChoice {
+  ip: string;
+  port: number;
+  reason: string;
+}
+
+/** One node-side listener of the userspace proxy (a proxied service port). */
+export interface ProxyPort {
+  /** ServicePortName. */
+  servicePort: string;
+  protocol: L4Protocol;
+  port: number;
+}
+
+/**
+ * Views only some modes have (`podlab node NODE ipvsadm|ipset`): a member is
+ * absent when the mode has no such kernel object, and the command says so.
+ */
+export interface EngineViews {
+  /** `ipvsadm -Ln`: the virtual servers. */
+  ipvsadm?(): string;
+  /** `ipset list [NAME]`. */
+  ipset?(name?: string): string;
+}
+
 /** What the engine decided for a first packet. */
 export type Decision = DnatDecision | RejectDecision | DropDecision | UserspaceDecision;
 
@@ -93,6 +120,14 @@ export interface ServiceProxyEngine {
   connectionOpened(key: string): void;
   /** The connection's conntrack entry is gone. */
   connectionClosed(key: string): void;
+  /** `iptables-save`: every mode programs rules (the Service chains, IPVS's glue, the userspace redirects). */
+  iptablesSave(table?: TableName, opts?: SaveFormatOptions): string;
+  /** Listeners the node must open for the legacy userspace proxy; empty in the other modes. */
+  proxyPorts(): ProxyPort[];
+  /** A backend for a connection accepted on a proxy port (userspace); null without endpoints or in other modes. */
+  pickBackend(service: string, clientIp: string): BackendChoice | null;
+  /** The mode's own kernel views. */
+  readonly views: EngineViews;
 }
 
 /** Minimal clock: milliseconds (monotonic is fine). common/clock.ts and control-plane/clock.ts both fit. */

@@ -23,23 +23,10 @@ import { ipv4ToInt } from '../packet/addr.ts';
 import { ipToUint, RuleWalker, type WalkPacket } from './iptables/evaluate.ts';
 import { addrMatch, formatIptablesSave, inAddr, rule, type AddrMatch, type SaveFormatOptions, type TableData, type TableName } from './iptables/rules.ts';
 import { buildModel, type ServicePortInfo } from './model.ts';
-import type { Decision, EngineOptions, L4Protocol, ServicePacket, ServiceProxyEngine } from './types.ts';
+import type { BackendChoice, Decision, EngineOptions, EngineViews, ProxyPort, ServicePacket, ServiceProxyEngine } from './types.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 
-/** What pickBackend answers. */
-export interface BackendChoice {
-  ip: string;
-  port: number;
-  reason: string;
-}
-
-/** One proxied service port. */
-export interface ProxyPort {
-  /** ServicePortName. */
-  servicePort: string;
-  protocol: L4Protocol;
-  port: number;
-}
+export type { BackendChoice, ProxyPort } from './types.ts';
 
 interface LbState {
   sp: ServicePortInfo;
@@ -209,6 +196,9 @@ export class UserspaceProxier implements ServiceProxyEngine {
   connectionOpened(): void {}
 
   connectionClosed(): void {}
+
+  /** No IPVS, no ipsets. */
+  readonly views: EngineViews = {};
 }
 
 function toChoice(endpoint: string, reason: string): BackendChoice {

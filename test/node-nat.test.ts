@@ -11,7 +11,7 @@ import { SeededRng } from '../common/rng.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
 import { planFlannel, type Lease } from '../backends/plan.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
-import type { NatDecision, NatEngine } from '../netstack/netfilter/netfilter.ts';
+import type { NatDecision, NatEngine } from '../netstack/netfilter/service-nat.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
 
 const NET = '127.0.61.0/24';
@@ -65,7 +65,7 @@ test.serial('DNAT to a backend on another node; replies come back from the VIP; 
   const b1 = n2.addPod({ namespace: 'default', name: 'b1', uid: 'b1', ip: '10.244.2.2' });
   const server = echoServer(b1);
   const e = engine(['10.244.2.2']);
-  n1.netfilter.engine = e;
+  n1.installServiceNat(e);
 
   const r = await udpExchange(client, '10.96.0.10', 53, 3);
   t.is(r.replies.length, 3);
@@ -80,13 +80,13 @@ test.serial('same-node backend: the bridged reply is un-DNATed (br_netfilter); h
   const client = n1.addPod({ namespace: 'default', name: 'client', uid: 'c', ip: '10.244.1.2' });
   const b = n1.addPod({ namespace: 'default', name: 'b', uid: 'b', ip: '10.244.1.3' });
   const server = echoServer(b);
-  n1.netfilter.engine = engine(['10.244.1.3']);
+  n1.installServiceNat(engine(['10.244.1.3']));
   const r = await udpExchange(client, '10.96.0.10', 53, 2);
   t.deepEqual(r.replies.map((x) => x.split(' ')[0]), ['10.96.0.10:53', '10.96.0.10:53']);
   t.true(server.seen.every((s) => s.startsWith('10.244.1.2:')));
 
   // Hairpin: the backend calls its own Service and lands on itself: masqueraded to the gateway.
-  n1.netfilter.engine = engine(['10.244.1.3'], true);
+  n1.installServiceNat(engine(['10.244.1.3'], true));
   n1.netfilter.conntrack.deleteWhere(() => true);
   const self = await udpExchange(b, '10.96.0.10', 53, 1).catch(() => ({ replies: [], errors: [] }));
   void self;
@@ -96,7 +96,7 @@ test.serial('same-node backend: the bridged reply is un-DNATed (br_netfilter); h
 test.serial('a Service without endpoints is REJECTed with ICMP port unreachable from its VIP', async (t) => {
   const n1 = makeNode(1);
   const client = n1.addPod({ namespace: 'default', name: 'client', uid: 'c', ip: '10.244.1.2' });
-  n1.netfilter.engine = engine([]);
+  n1.installServiceNat(engine([]));
   const r = await udpExchange(client, '10.96.0.11', 53, 1);
   t.deepEqual(r.errors, ['10.96.0.11 code 3']);
   t.is(n1.bridge.dev.counters.drops.get('service-no-endpoints'), 1);

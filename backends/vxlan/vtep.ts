@@ -18,7 +18,6 @@ import { isWireError } from '../../packet/errors.ts';
 import { VXLAN_HEADER_LEN, parseVxlan } from '../../packet/vxlan.ts';
 import { flowHash } from '../../packet/flow-hash.ts';
 import { NetDevice } from '../../netstack/link/netdev.ts';
-import { tracer } from '../../netstack/trace.ts';
 import type { UdpUnderlay } from '../../overlay/underlay-udp.ts';
 
 export interface VtepOptions {
@@ -31,6 +30,8 @@ export interface VtepOptions {
   underlay: UdpUnderlay;
   /** The node's underlay interface, whose counters see the outer datagrams. */
   eth0: NetDevice;
+  /** flannel.1's interface number in the node's namespace. */
+  ifindex?: number;
 }
 
 /** Observes outer datagrams on eth0 (for capture): direction, peer address and port, local port, UDP payload. */
@@ -47,7 +48,7 @@ export class Vtep {
   private readonly eth0: NetDevice;
 
   constructor(opts: VtepOptions) {
-    this.dev = new NetDevice(opts.name ?? 'flannel.1', 'vxlan', opts.mac, opts.mtu);
+    this.dev = new NetDevice(opts.name ?? 'flannel.1', 'vxlan', opts.mac, opts.mtu, { ifindex: opts.ifindex, tracer: opts.eth0.tracer });
     this.vni = opts.vni;
     this.port = opts.port;
     this.underlay = opts.underlay;
@@ -61,7 +62,7 @@ export class Vtep {
     const remote = this.fdb.get(dstMac);
     if (!remote) {
       this.dev.counters.drop('fdb-miss');
-      if (tracer.current) tracer.hop('node', 'vxlan-encap', `no fdb entry for ${dstMac} on ${this.dev.name}: dropped`, { drop: 'fdb-miss' });
+      if (this.dev.tracer.current) this.dev.tracer.hop('node', 'vxlan-encap', `no fdb entry for ${dstMac} on ${this.dev.name}: dropped`, { drop: 'fdb-miss' });
       return;
     }
     const out = Buffer.allocUnsafe(VXLAN_HEADER_LEN + frame.length);
@@ -73,15 +74,15 @@ export class Vtep {
     this.eth0.counters.txBytes += out.length + 42;
     const sport = this.underlay.sourcePortFor(hash);
     if (this.outerTaps.size) for (const tap of this.outerTaps) tap('out', { ip: remote, port: this.port }, sport, out);
-    if (tracer.current) {
-      tracer.hop('node', 'vxlan-encap', `fdb ${dstMac} dev ${this.dev.name} dst ${remote}; VXLAN flags 0x08 VNI ${this.vni}; outer ${this.underlay.localIp}:${sport} > ${remote}:${this.port} UDP, ${out.length + 28} bytes`, {
+    if (this.dev.tracer.current) {
+      this.dev.tracer.hop('node', 'vxlan-encap', `fdb ${dstMac} dev ${this.dev.name} dst ${remote}; VXLAN flags 0x08 VNI ${this.vni}; outer ${this.underlay.localIp}:${sport} > ${remote}:${this.port} UDP, ${out.length + 28} bytes`, {
         detail: { fdb: { mac: dstMac, dst: remote }, vni: this.vni, outer: { src: this.underlay.localIp, sport, dst: remote, dport: this.port } },
       });
     }
     const verdict = this.underlay.send(remote, this.port, out, hash);
-    if (tracer.current) {
+    if (this.dev.tracer.current) {
       const lost = verdict === 'lost' || verdict === 'blackholed' || verdict === 'refused';
-      tracer.hop('node', 'eth0', lost ? `underlay: datagram ${verdict} (impairment towards ${remote})` : `underlay: real UDP datagram sent to ${remote}:${this.port}${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`, {
+      this.dev.tracer.hop('node', 'eth0', lost ? `underlay: datagram ${verdict} (impairment towards ${remote})` : `underlay: real UDP datagram sent to ${remote}:${this.port}${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`, {
         dir: 'tx',
         drop: lost ? (verdict === 'refused' ? 'underlay-refused' : `impairment-${verdict}`) : undefined,
       });
@@ -90,28 +91,28 @@ export class Vtep {
 
   /** Handles one datagram that arrived on the VXLAN port (traced if its inner packet is followed). */
   decap(buf: Buffer, from: { address: string; port: number }): void {
-    const ctx = tracer.filters.size && buf.length > 8 ? tracer.matchFrame(buf.subarray(8)) : null;
-    if (ctx) return tracer.run(ctx, () => this.decapTraced(buf, from));
+    const ctx = this.dev.tracer.filters.size && buf.length > 8 ? this.dev.tracer.matchFrame(buf.subarray(8)) : null;
+    if (ctx) return this.dev.tracer.run(ctx, () => this.decapTraced(buf, from));
     this.decapTraced(buf, from);
   }
 
   private decapTraced(buf: Buffer, from: { address: string; port: number }): void {
-    if (tracer.current) tracer.hop('node', 'eth0', `underlay: UDP datagram from ${from.address}:${from.port} to ${this.underlay.localIp}:${this.port}, ${buf.length + 28} bytes`, { dir: 'rx' });
+    if (this.dev.tracer.current) this.dev.tracer.hop('node', 'eth0', `underlay: UDP datagram from ${from.address}:${from.port} to ${this.underlay.localIp}:${this.port}, ${buf.length + 28} bytes`, { dir: 'rx' });
     this.eth0.counters.rxPackets++;
     this.eth0.counters.rxBytes += buf.length + 42;
     if (this.outerTaps.size) for (const tap of this.outerTaps) tap('in', { ip: from.address, port: from.port }, this.port, buf);
     const vx = parseVxlan(buf);
     if (isWireError(vx)) {
       this.eth0.counters.drop(`malformed-vxlan:${vx.reason}`);
-      if (tracer.current) tracer.hop('node', 'vxlan-decap', `malformed VXLAN header (${vx.reason}): dropped`, { drop: `malformed-vxlan:${vx.reason}` });
+      if (this.dev.tracer.current) this.dev.tracer.hop('node', 'vxlan-decap', `malformed VXLAN header (${vx.reason}): dropped`, { drop: `malformed-vxlan:${vx.reason}` });
       return;
     }
     if (vx.vni !== this.vni) {
       this.eth0.counters.drop('wrong-vni');
-      if (tracer.current) tracer.hop('node', 'vxlan-decap', `VNI ${vx.vni} is not ${this.dev.name}'s VNI ${this.vni}: dropped`, { drop: 'wrong-vni' });
+      if (this.dev.tracer.current) this.dev.tracer.hop('node', 'vxlan-decap', `VNI ${vx.vni} is not ${this.dev.name}'s VNI ${this.vni}: dropped`, { drop: 'wrong-vni' });
       return;
     }
-    if (tracer.current) tracer.hop('node', 'vxlan-decap', `VXLAN VNI ${vx.vni} matches ${this.dev.name}: inner frame of ${vx.payload.length} bytes received on ${this.dev.name}`);
+    if (this.dev.tracer.current) this.dev.tracer.hop('node', 'vxlan-decap', `VXLAN VNI ${vx.vni} matches ${this.dev.name}: inner frame of ${vx.payload.length} bytes received on ${this.dev.name}`);
     if (vx.payload.length < 14) {
       this.dev.counters.drop('runt-frame');
       return;

@@ -16,11 +16,10 @@
  * parse, so a parsed prefix is always canonical.
  */
 import { intToIpv4, ipv4ToInt, isValidIpv4 } from '../../packet/addr.ts';
+import { maskOf } from '../../packet/cidr.ts';
 
 /** Mask for a prefix length, as an unsigned 32-bit integer. */
-export function prefixMask(len: number): number {
-  return len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-}
+export const prefixMask = maskOf;
 
 /** Splits 'a.b.c.d/len' into (address int, length), or undefined if not canonical CIDR. */
 export function splitPrefix(prefix: string): { addr: number; len: number } | undefined {

@@ -15,7 +15,8 @@
  * unreachable for closed UDP ports. Every drop is counted with its reason.
  */
 import type { Clock, Timer } from '../../common/clock.ts';
-import { BROADCAST_MAC, intToIpv4 } from '../../packet/addr.ts';
+import { BROADCAST_MAC } from '../../packet/addr.ts';
+import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
 import { ARP_REPLY, ARP_REQUEST, parseArp, serializeArp } from '../../packet/arp.ts';
 import { ETHERTYPE_ARP, ETHERTYPE_IPV4, parseEthernet, serializeEthernet, writeEthernetHeader } from '../../packet/ethernet.ts';
 import { isWireError } from '../../packet/errors.ts';
@@ -46,8 +47,9 @@ import { parseUdp, serializeUdp } from '../../packet/udp.ts';
 import { NeighbourTable } from './neighbour.ts';
 import { Counters, NetDevice } from '../link/netdev.ts';
 import { RouteTable, formatRoute, type Route } from './route-table.ts';
-import { tracer } from '../trace.ts';
-import type { Netfilter } from '../netfilter/netfilter.ts';
+import { Tracer } from '../trace.ts';
+import { Conntrack } from '../netfilter/conntrack.ts';
+import { Netfilter, nfState, type NfState } from '../netfilter/netfilter.ts';
 
 /** An interface as the stack sees it: the device, its addresses, whether it ARPs. */
 export interface StackInterface {
@@ -131,6 +133,8 @@ export interface IpStackOptions {
   idSeed?: number;
   /** The namespace's label in traces: `node` or `pod NAME`. */
   traceNs?: string;
+  /** The node's tracer (shared by the node's and its pods' namespaces: a traced packet crosses them). */
+  tracer?: Tracer;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -152,8 +156,9 @@ export class IpStack {
   private reassemblyTimer?: Timer;
   private nextId: number;
   readonly traceNs: string;
-  /** kube-proxy's hooks (node namespaces only). */
-  nf?: Netfilter;
+  readonly tracer: Tracer;
+  /** The namespace's netfilter: hook chains (empty until someone registers) and conntrack. */
+  readonly nf: Netfilter;
 
   constructor(
     readonly name: string,
@@ -173,7 +178,9 @@ export class IpStack {
       },
     });
     this.traceNs = opts.traceNs ?? name;
+    this.tracer = opts.tracer ?? new Tracer();
     this.neigh = new NeighbourTable(this.clock, (dev, ip) => this.sendArpRequest(dev, ip));
+    this.nf = new Netfilter(new Conntrack(this.clock));
   }
 
   // ---------------------------------------------------------------- config
@@ -308,22 +315,33 @@ export class IpStack {
       ecn: 0,
       payload: opts.payload,
     };
-    if (this.nf?.wantsOutput(repr.dst, repr.protocol, repr.payload)) {
-      // OUTPUT: the node's own packets pass kube-proxy's rules too (NodePort edge, host-network clients).
-      const r = this.nf!.hook(serializeIpv4(repr), 'output');
-      if (r.verdict === 'drop') return { ok: false, error: 'ENETUNREACH' };
-      const t = parseIpv4(r.raw, { verifyChecksum: false });
-      if (!isWireError(t) && (t.dst !== repr.dst || t.src !== repr.src)) {
-        const r2 = this.routeFor(t.dst);
-        if (!r2) return { ok: false, error: 'ENETUNREACH' };
-        Object.assign(repr, { src: t.src, dst: t.dst, payload: t.payload });
-        route = r2;
+    let st: NfState | undefined;
+    let built: Buffer | undefined;
+    if (this.nf.output.active) {
+      // OUTPUT: the namespace's own packets pass the hooks too (kube-proxy: NodePort edge, host-network clients).
+      st = nfState('output');
+      st.outDev = route.dev;
+      // Freshly serialized: the bytes are this packet's own.
+      st.owned = true;
+      const pkt = Ipv4Packet.unchecked(serializeIpv4(repr));
+      const out = this.nf.output.run(pkt, st);
+      if (!out) return { ok: false, error: 'ENETUNREACH' };
+      built = out === pkt && !out.modified ? pkt.buffer : out.datagram;
+      if (out !== pkt || out.modified) {
+        if (out.dst !== repr.dst || out.src !== repr.src) {
+          // Rerouted after NAT, as ip_route_me_harder does.
+          const r2 = this.routeFor(out.dst);
+          if (!r2) return { ok: false, error: 'ENETUNREACH' };
+          route = r2;
+          st.outDev = route.dev;
+        }
+        Object.assign(repr, { src: out.src, dst: out.dst, payload: out.payload });
       }
     }
     if (route.dev === 'lo') {
       // Loopback: the kernel delivers to itself without touching a device MTU.
-      const raw = serializeIpv4(repr);
-      queueMicrotask(() => this.deliverLocal(repr, raw));
+      const raw = built ?? serializeIpv4(repr);
+      queueMicrotask(() => this.deliverLocal(repr, raw, st));
       return { ok: true };
     }
     const mtu = this.interfaces.get(route.dev)?.dev.mtu ?? 1500;
@@ -332,22 +350,23 @@ export class IpStack {
       if (mode === 'do') return { ok: false, error: 'EMSGSIZE', mtu };
       // PMTUDISC_WANT fragments locally, and fragments never carry DF.
       repr.dontFragment = false;
+      built = undefined;
     }
-    if (tracer.current || tracer.filters.size) {
+    if (this.tracer.current || this.tracer.filters.size) {
       // A packet born inside a traced path (an echo reply, an ICMP error) is its own leg; one sent
       // later (a TCP segment from a timer) is recognised by the trace's filter.
-      const ctx = tracer.matchIpv4(serializeIpv4(repr)) ?? tracer.current;
+      const ctx = this.tracer.matchIpv4(serializeIpv4(repr)) ?? this.tracer.current;
       if (!ctx) {
-        this.output(repr, null, route);
+        this.output(repr, null, route, st, built);
         return { ok: true };
       }
-      tracer.run(ctx, () => {
-        tracer.hop(this.traceNs, 'send', `${repr.src} > ${repr.dst}: new packet, route "${formatRoute(route)}"`);
-        this.output(repr, null, route);
+      this.tracer.run(ctx, () => {
+        this.tracer.hop(this.traceNs, 'send', `${repr.src} > ${repr.dst}: new packet, route "${formatRoute(route)}"`);
+        this.output(repr, null, route, st, built);
       });
       return { ok: true };
     }
-    this.output(repr, null, route);
+    this.output(repr, null, route, st, built);
     return { ok: true };
   }
 
@@ -357,34 +376,64 @@ export class IpStack {
   }
 
   /**
-   * Routes a datagram out: MTU check (fragmenting or refusing DF), neighbour
-   * resolution, and transmission on the route's device. `raw` is the datagram's
-   * bytes when forwarding (TTL already decremented), null when originating.
+   * POSTROUTING, then out of the route's device. `raw` is the datagram's bytes
+   * when forwarding (TTL already decremented), null when originating (`built`:
+   * its bytes if the OUTPUT hooks already serialized it).
    */
-  private output(repr: Ipv4Repr, raw: Buffer | null, route: Route): void {
+  private output(repr: Ipv4Repr, raw: Buffer | null, route: Route, st?: NfState, built?: Buffer): void {
+    if (this.nf.postrouting.active) {
+      const s = st ?? nfState('postrouting');
+      s.outDev = route.dev;
+      // A forwarded packet's copy, or bytes this namespace built: hooks may edit them in place.
+      s.owned = true;
+      const pkt = Ipv4Packet.unchecked(raw ?? built ?? serializeIpv4(repr));
+      const out = this.nf.postrouting.run(pkt, s);
+      if (!out) {
+        this.interfaces.get(route.dev)?.dev.counters.drop(s.dropReason ?? 'netfilter');
+        if (this.tracer.current) this.traceDrop(route.dev, `dropped by netfilter POSTROUTING (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
+        return;
+      }
+      if (out !== pkt || out.modified) {
+        const again = parseIpv4(out.datagram, { verifyChecksum: false });
+        if (isWireError(again)) return;
+        repr = again;
+        if (raw) raw = out.datagram;
+        else built = out.datagram;
+      } else if (!raw) {
+        built = pkt.buffer;
+      }
+    }
+    this.transmitRouted(repr, raw, route, built);
+  }
+
+  /**
+   * MTU check (fragmenting or refusing DF), neighbour resolution, and
+   * transmission on the route's device. `raw` as for `output`.
+   */
+  private transmitRouted(repr: Ipv4Repr, raw: Buffer | null, route: Route, built?: Buffer): void {
     const iface = this.interfaces.get(route.dev);
     if (!iface) {
       this.counters.drop('no-device');
       return;
     }
-    const bytes = raw ?? serializeIpv4(repr);
+    const bytes = raw ?? built ?? serializeIpv4(repr);
     if (bytes.length > iface.dev.mtu) {
       if (repr.dontFragment) {
         iface.dev.counters.drop('frag-needed');
-        if (tracer.current) this.traceDrop(route.dev, `packet of ${bytes.length} bytes with DF set exceeds ${route.dev} mtu ${iface.dev.mtu}: dropped, ICMP fragmentation needed (mtu ${iface.dev.mtu}) sent back`, 'mtu-df');
+        if (this.tracer.current) this.traceDrop(route.dev, `packet of ${bytes.length} bytes with DF set exceeds ${route.dev} mtu ${iface.dev.mtu}: dropped, ICMP fragmentation needed (mtu ${iface.dev.mtu}) sent back`, 'mtu-df');
         if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_NEEDFRAG, nextHopMtu: iface.dev.mtu, original: EMPTY });
         return;
       }
       const frags = fragmentIpv4(repr, iface.dev.mtu);
-      if (tracer.current) tracer.hop(this.traceNs, route.dev, `${bytes.length} bytes exceed mtu ${iface.dev.mtu}: sent as ${frags.length} fragments`);
-      for (const frag of frags) this.output(frag, null, route);
+      if (this.tracer.current) this.tracer.hop(this.traceNs, route.dev, `${bytes.length} bytes exceed mtu ${iface.dev.mtu}: sent as ${frags.length} fragments`);
+      for (const frag of frags) this.transmitRouted(frag, null, route);
       return;
     }
     const nextHop = route.gateway ?? repr.dst;
     const emit = (mac: string) => {
-      if (tracer.current) {
+      if (this.tracer.current) {
         const e = this.neigh.get(route.dev, nextHop);
-        tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev} lladdr ${mac} ${e?.state ?? ''}`.trim(), { detail: { neighbour: { ip: nextHop, dev: route.dev, mac, state: e?.state } } });
+        this.tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev} lladdr ${mac} ${e?.state ?? ''}`.trim(), { detail: { neighbour: { ip: nextHop, dev: route.dev, mac, state: e?.state } } });
       }
       const frame = Buffer.allocUnsafe(14 + bytes.length);
       writeEthernetHeader(frame, 0, mac, iface.dev.mac, ETHERTYPE_IPV4);
@@ -395,17 +444,17 @@ export class IpStack {
       const e = this.neigh.get(route.dev, nextHop);
       if (!e?.mac) {
         iface.dev.counters.drop('no-neighbour');
-        if (tracer.current) this.traceDrop(route.dev, `no neighbour entry for ${nextHop} on ${route.dev} (NOARP device): dropped`, 'no-neighbour');
+        if (this.tracer.current) this.traceDrop(route.dev, `no neighbour entry for ${nextHop} on ${route.dev} (NOARP device): dropped`, 'no-neighbour');
         if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_HOST, original: EMPTY });
         return;
       }
       emit(e.mac);
       return;
     }
-    if (tracer.current && !this.neigh.get(route.dev, nextHop)?.mac) tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev}: not resolved yet, ARP request sent, packet queued`);
-    this.neigh.resolve(route.dev, nextHop, tracer.bind(emit), tracer.bind(() => {
+    if (this.tracer.current && !this.neigh.get(route.dev, nextHop)?.mac) this.tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev}: not resolved yet, ARP request sent, packet queued`);
+    this.neigh.resolve(route.dev, nextHop, this.tracer.bind(emit), this.tracer.bind(() => {
       iface.dev.counters.drop('neighbour-failed');
-      if (tracer.current) this.traceDrop(route.dev, `ARP for ${nextHop} on ${route.dev} unanswered after 3 probes: dropped, host unreachable`, 'arp-unresolved');
+      if (this.tracer.current) this.traceDrop(route.dev, `ARP for ${nextHop} on ${route.dev} unanswered after 3 probes: dropped, host unreachable`, 'arp-unresolved');
       // Forwarded packets get ICMP host unreachable; locally originated ones are reported
       // to the sending socket, as the kernel reports EHOSTUNREACH to ping.
       if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_HOST, original: EMPTY });
@@ -417,10 +466,10 @@ export class IpStack {
 
   /** A frame arriving on one of this namespace's devices (traced when it belongs to a running trace). */
   input(dev: NetDevice, frame: Buffer): void {
-    if (tracer.filters.size && !tracer.current) {
-      const ctx = tracer.matchFrame(frame);
+    if (this.tracer.filters.size && !this.tracer.current) {
+      const ctx = this.tracer.matchFrame(frame);
       if (ctx) {
-        tracer.run(ctx, () => this.inputFrame(dev, frame));
+        this.tracer.run(ctx, () => this.inputFrame(dev, frame));
         return;
       }
     }
@@ -435,7 +484,7 @@ export class IpStack {
     }
     if (eth.dst !== dev.mac && eth.dst !== BROADCAST_MAC && (frame[0] & 1) === 0) {
       dev.counters.drop('other-host');
-      if (tracer.current) this.traceDrop(dev.name, `destination MAC ${eth.dst} is not ${dev.name}'s: dropped`, 'other-host');
+      if (this.tracer.current) this.traceDrop(dev.name, `destination MAC ${eth.dst} is not ${dev.name}'s: dropped`, 'other-host');
       return;
     }
     if (eth.etherType === ETHERTYPE_ARP) return this.inputArp(dev, eth.payload);
@@ -450,52 +499,77 @@ export class IpStack {
     }
     let ip = parsed;
     let raw = eth.payload.subarray(0, 20 + (ip.options?.length ?? 0) + ip.payload.length);
-    if (this.nf) {
-      const r = this.nf.hook(raw, 'prerouting');
-      if (r.verdict === 'drop') {
-        dev.counters.drop(r.reason);
+    let st: NfState | undefined;
+    if (this.nf.prerouting.active) {
+      st = nfState('prerouting', dev.name);
+      const pkt = Ipv4Packet.unchecked(raw);
+      const out = this.nf.prerouting.run(pkt, st);
+      if (!out) {
+        dev.counters.drop(st.dropReason ?? 'netfilter');
         return;
       }
-      if (r.raw !== raw) {
-        raw = r.raw;
+      if (out !== pkt || out.modified) {
+        raw = out.datagram;
         const again = parseIpv4(raw, { verifyChecksum: false });
         if (isWireError(again)) return;
         ip = again;
       }
     }
     if (this.local.has(ip.dst) || ip.dst === '255.255.255.255') {
-      this.deliverLocal(ip, raw);
+      this.deliverLocal(ip, raw, st, dev);
       return;
     }
     if (!this.forwarding) {
       dev.counters.drop('not-for-us');
-      if (tracer.current) this.traceDrop(dev.name, `${ip.dst} is not an address of this namespace: dropped`, 'not-for-us');
+      if (this.tracer.current) this.traceDrop(dev.name, `${ip.dst} is not an address of this namespace: dropped`, 'not-for-us');
       return;
     }
-    this.forward(ip, raw, dev);
+    this.forward(ip, raw, dev, st);
   }
 
-  private forward(ip: Ipv4Repr, raw: Buffer, inDev: NetDevice): void {
+  private forward(ip: Ipv4Repr, raw: Buffer, inDev: NetDevice, st?: NfState): void {
     if (ip.ttl <= 1) {
       inDev.counters.drop('ttl-exceeded');
-      if (tracer.current) this.traceDrop('routing', `ttl ${ip.ttl} would reach 0 here: dropped, ICMP time exceeded sent back to ${ip.src}`, 'ttl-exceeded');
+      if (this.tracer.current) this.traceDrop('routing', `ttl ${ip.ttl} would reach 0 here: dropped, ICMP time exceeded sent back to ${ip.src}`, 'ttl-exceeded');
       this.sendIcmpError(ip, raw, { kind: 'time-exceeded', code: ICMP_TIMXCEED_INTRANS, original: EMPTY });
       return;
     }
     const route = this.routes.lookup(ip.dst);
     if (!route) {
       inDev.counters.drop('no-route');
-      if (tracer.current) this.traceDrop('routing', `no route to ${ip.dst}: dropped, ICMP net unreachable sent back to ${ip.src}`, 'no-route');
+      if (this.tracer.current) this.traceDrop('routing', `no route to ${ip.dst}: dropped, ICMP net unreachable sent back to ${ip.src}`, 'no-route');
       this.sendIcmpError(ip, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_NET, original: EMPTY });
       return;
     }
-    if (tracer.current) {
-      tracer.hop(this.traceNs, 'routing', `${ip.dst} matches "${formatRoute(route)}"; ttl ${ip.ttl} -> ${ip.ttl - 1}`, { detail: { route: formatRoute(route), ttl: ip.ttl - 1 } });
+    if (this.tracer.current) {
+      this.tracer.hop(this.traceNs, 'routing', `${ip.dst} matches "${formatRoute(route)}"; ttl ${ip.ttl} -> ${ip.ttl - 1}`, { detail: { route: formatRoute(route), ttl: ip.ttl - 1 } });
     }
     // Copy before patching: the received frame may be shared (bridge flooding).
-    const copy = Buffer.from(raw);
+    let copy: Buffer = Buffer.from(raw);
     decrementTtlInPlace(copy);
-    this.output({ ...ip, ttl: ip.ttl - 1 }, copy, route);
+    let repr: Ipv4Repr = { ...ip, ttl: ip.ttl - 1 };
+    if (!st && (this.nf.forward.active || this.nf.postrouting.active)) st = nfState('forward', inDev.name);
+    // The copy is this packet's own: hooks may rewrite it in place.
+    if (st) st.owned = true;
+    if (st && this.nf.forward.active) {
+      const s = st;
+      s.inDev = inDev.name;
+      s.outDev = route.dev;
+      const pkt = Ipv4Packet.unchecked(copy);
+      const out = this.nf.forward.run(pkt, s);
+      if (!out) {
+        inDev.counters.drop(s.dropReason ?? 'netfilter');
+        if (this.tracer.current) this.traceDrop('forward', `dropped by netfilter FORWARD (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
+        return;
+      }
+      if (out !== pkt || out.modified) {
+        copy = out.datagram;
+        const again = parseIpv4(copy, { verifyChecksum: false });
+        if (isWireError(again)) return;
+        repr = again;
+      }
+    }
+    this.output(repr, copy, route, st);
   }
 
   private inputArp(dev: NetDevice, payload: Buffer): void {
@@ -544,7 +618,7 @@ export class IpStack {
     }, Math.max(0, due - this.clock.now()));
   }
 
-  private deliverLocal(ipIn: Ipv4Repr, raw: Buffer): void {
+  private deliverLocal(ipIn: Ipv4Repr, raw: Buffer, st?: NfState, inDev?: NetDevice): void {
     let ip = ipIn;
     if (ip.moreFragments || ip.fragmentOffset > 0) {
       const whole = this.reassembler.push(ip, this.clock.now());
@@ -553,7 +627,24 @@ export class IpStack {
       ip = whole;
       raw = serializeIpv4({ ...whole, moreFragments: false, fragmentOffset: 0 });
     }
-    if (tracer.current) tracer.hop(this.traceNs, 'local', `${ip.dst} is a local address: delivered to the ${ip.protocol === IPPROTO_ICMP ? 'ICMP' : ip.protocol === IPPROTO_UDP ? 'UDP' : ip.protocol === 6 ? 'TCP' : `protocol ${ip.protocol}`} layer`);
+    if (this.nf.input.active) {
+      // INPUT runs after reassembly, as ip_local_deliver does.
+      const s = st ?? nfState('input', inDev?.name ?? 'lo');
+      const pkt = Ipv4Packet.unchecked(raw);
+      const out = this.nf.input.run(pkt, s);
+      if (!out) {
+        (inDev?.counters ?? this.counters).drop(s.dropReason ?? 'netfilter');
+        if (this.tracer.current) this.traceDrop('input', `dropped by netfilter INPUT (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
+        return;
+      }
+      if (out !== pkt || out.modified) {
+        raw = out.datagram;
+        const again = parseIpv4(raw, { verifyChecksum: false });
+        if (isWireError(again)) return;
+        ip = again;
+      }
+    }
+    if (this.tracer.current) this.tracer.hop(this.traceNs, 'local', `${ip.dst} is a local address: delivered to the ${ip.protocol === IPPROTO_ICMP ? 'ICMP' : ip.protocol === IPPROTO_UDP ? 'UDP' : ip.protocol === 6 ? 'TCP' : `protocol ${ip.protocol}`} layer`);
     if (ip.protocol === IPPROTO_ICMP) return this.deliverIcmp(ip, raw);
     if (ip.protocol === IPPROTO_UDP) return this.deliverUdp(ip, raw);
     const handler = this.protocols.get(ip.protocol);
@@ -603,10 +694,10 @@ export class IpStack {
    * (it is truncated by design), straight from the header fields.
    */
   private dispatchError(from: string, type: 'dest-unreachable' | 'time-exceeded', code: number, quote: Buffer, nextHopMtu?: number): void {
-    if (quote.length < 20) return;
-    const ihl = (quote[0] & 0x0f) * 4;
-    const proto = quote[9];
-    const body = quote.subarray(ihl);
+    const q = Ipv4Packet.quoted(quote);
+    if (isWireError(q)) return;
+    const proto = q.protocol;
+    const body = quote.subarray(q.headerLen);
     if (proto === IPPROTO_ICMP && body.length >= 8 && body[0] === 8) {
       const id = body.readUInt16BE(4);
       const seq = body.readUInt16BE(6);
@@ -614,7 +705,7 @@ export class IpStack {
     } else if (proto === IPPROTO_UDP && body.length >= 8) {
       const sport = body.readUInt16BE(0);
       const dport = body.readUInt16BE(2);
-      this.udpSockets.get(sport)?.error?.({ from, type, code, dstIp: intToIpv4(quote.readUInt32BE(16)), dstPort: dport });
+      this.udpSockets.get(sport)?.error?.({ from, type, code, dstIp: q.dst, dstPort: dport });
     } else {
       this.protocols.get(proto)?.icmpError?.({ from, type, code, nextHopMtu, quote });
     }
@@ -629,7 +720,7 @@ export class IpStack {
     const sock = this.udpSockets.get(udp.dstPort);
     if (!sock) {
       this.counters.drop('udp-port-unreachable');
-      if (tracer.current) this.traceDrop('udp', `no socket on UDP port ${udp.dstPort}: ICMP port unreachable sent back`, 'port-unreachable');
+      if (this.tracer.current) this.traceDrop('udp', `no socket on UDP port ${udp.dstPort}: ICMP port unreachable sent back`, 'port-unreachable');
       if (ip.dst !== '255.255.255.255') this.sendIcmpError(ip, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_PORT, original: EMPTY });
       return;
     }
@@ -650,7 +741,7 @@ export class IpStack {
     const quoted = { ...err, original: icmpErrorQuote(raw) } as IcmpRepr;
     const route = this.routes.lookup(orig.src);
     if (!route) return;
-    if (tracer.current) tracer.hop(this.traceNs, 'icmp', `sends ICMP ${err.kind} (code ${'code' in err ? err.code : 0}) to ${orig.src}`);
+    if (this.tracer.current) this.tracer.hop(this.traceNs, 'icmp', `sends ICMP ${err.kind} (code ${'code' in err ? err.code : 0}) to ${orig.src}`);
     this.send({ dst: orig.src, src: this.sourceFor(route), protocol: IPPROTO_ICMP, payload: serializeIcmp(quoted), pmtudisc: 'dont' });
   }
 
@@ -665,6 +756,6 @@ export class IpStack {
   }
 
   private traceDrop(point: string, summary: string, reason: string): void {
-    tracer.hop(this.traceNs, point, summary, { drop: reason });
+    this.tracer.hop(this.traceNs, point, summary, { drop: reason });
   }
 }

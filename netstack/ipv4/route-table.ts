@@ -3,6 +3,7 @@
  * main table so `ip route` output reads the same as on a real node.
  */
 import { intToIpv4, ipv4ToInt } from '../../packet/addr.ts';
+import { Cidr, maskOf } from '../../packet/cidr.ts';
 
 export type RouteProto = 'kernel' | 'boot' | 'static' | 'bird';
 
@@ -21,20 +22,10 @@ export interface Route {
   metric?: number;
 }
 
-/** Parses `a.b.c.d/n` into a network address and prefix length. */
+/** Parses `a.b.c.d/n` into a network address (host bits cleared) and prefix length. Throws RangeError when malformed. */
 export function parseCidr(cidr: string): { net: number; prefixLen: number } {
-  const [ip, len] = cidr.split('/');
-  const prefixLen = Number(len);
-  return { net: (ipv4ToInt(ip) & maskOf(prefixLen)) >>> 0, prefixLen };
-}
-
-export function maskOf(prefixLen: number): number {
-  return prefixLen === 0 ? 0 : (0xffffffff << (32 - prefixLen)) >>> 0;
-}
-
-/** True if `ip` lies inside `net/prefixLen`. */
-export function cidrContains(net: number, prefixLen: number, ip: number): boolean {
-  return ((ip & maskOf(prefixLen)) >>> 0) === net;
+  const c = Cidr.parse(cidr);
+  return { net: c.network, prefixLen: c.prefixLen };
 }
 
 interface Entry {
@@ -48,7 +39,7 @@ export class RouteTable {
 
   /** Adds or replaces (same dst/len/metric) a route; `ip route replace`. */
   replace(route: Route): void {
-    const net = (ipv4ToInt(route.dst) & maskOf(route.prefixLen)) >>> 0;
+    const net = Cidr.of(route.dst, route.prefixLen).network;
     const r = { ...route, dst: intToIpv4(net) };
     this.entries = this.entries.filter(
       (e) => !(e.net === net && e.route.prefixLen === r.prefixLen && (e.route.metric ?? 0) === (r.metric ?? 0)),
@@ -60,7 +51,7 @@ export class RouteTable {
 
   /** Removes the route for dst/prefixLen; returns whether one existed. */
   delete(dst: string, prefixLen: number): boolean {
-    const net = (ipv4ToInt(dst) & maskOf(prefixLen)) >>> 0;
+    const net = Cidr.of(dst, prefixLen).network;
     const before = this.entries.length;
     this.entries = this.entries.filter((e) => !(e.net === net && e.route.prefixLen === prefixLen));
     return this.entries.length !== before;

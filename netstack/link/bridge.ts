@@ -10,8 +10,11 @@
  */
 import type { Clock } from '../../common/clock.ts';
 import { readMac } from '../../packet/addr.ts';
-import { NetDevice, describeFrame } from './netdev.ts';
-import { tracer } from '../trace.ts';
+import { isWireError } from '../../packet/errors.ts';
+import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
+import { NetDevice, describeFrame, type IfindexAllocator } from './netdev.ts';
+import type { Tracer } from '../trace.ts';
+import { nfState, type HookChain } from '../netfilter/netfilter.ts';
 
 /** One learned or permanent forwarding entry. */
 export interface BridgeFdbEntry {
@@ -32,8 +35,9 @@ export class Bridge {
   readonly dev: NetDevice;
   readonly ports = new Set<NetDevice>();
   private readonly fdb = new Map<string, BridgeFdbEntry>();
-  /** br_netfilter: conntrack translation of bridged IPv4 frames, when connections are tracked. */
-  nf?: { active: boolean; bridged(frame: Buffer): Buffer };
+  /** br_netfilter: the namespace's bridge FORWARD hooks, run on IPv4 frames switched between two ports. */
+  private readonly nf?: HookChain;
+  private readonly tracer: Tracer;
 
   constructor(
     name: string,
@@ -41,8 +45,11 @@ export class Bridge {
     mtu: number,
     private readonly clock: Clock,
     readonly ageingMs = 300_000,
+    opts: { netfilter?: HookChain; ifindexes?: IfindexAllocator; tracer?: Tracer } = {},
   ) {
-    this.dev = new NetDevice(name, 'bridge', mac, mtu);
+    this.nf = opts.netfilter;
+    this.dev = new NetDevice(name, 'bridge', mac, mtu, { ifindexes: opts.ifindexes, tracer: opts.tracer });
+    this.tracer = this.dev.tracer;
     // A capture on cni0 sees every frame crossing the bridge, as tcpdump (promiscuous) does.
     this.dev.tapInDevice = false;
     // What the node's stack transmits on cni0 enters the switch from the local port.
@@ -95,26 +102,50 @@ export class Bridge {
       }
     }
     if (isGroupMac(frame)) {
-      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: ${describeFrame(frame)}: broadcast, flooded to every port`);
+      if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: ${describeFrame(frame)}: broadcast, flooded to every port`);
       this.flood(frame, from);
       return;
     }
     const dst = readMac(frame, 0);
     if (dst === this.dev.mac) {
-      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: destination ${dst} is ${this.dev.name}'s own MAC (the gateway): up to the node's IP stack`);
+      if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: destination ${dst} is ${this.dev.name}'s own MAC (the gateway): up to the node's IP stack`);
       if (from) this.dev.receive(frame);
       return;
     }
-    // Bridged between two ports (not up to the node): br_netfilter's conntrack pass.
-    if (from && this.nf?.active) frame = this.nf.bridged(frame);
+    // Bridged between two ports (not up to the node): br_netfilter's pass through the hooks.
+    if (from && this.nf?.active) {
+      const f = this.netfilter(this.nf, frame, from);
+      if (!f) return;
+      frame = f;
+    }
     const entry = this.fdb.get(dst);
     if (entry && (entry.permanent || now - entry.updatedAt <= this.ageingMs)) {
-      if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: fdb ${dst} -> port ${entry.port.name}${entry.permanent ? ' (permanent)' : ' (learned)'}: forwarded`, { detail: { fdb: { mac: dst, port: entry.port.name } } });
+      if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: fdb ${dst} -> port ${entry.port.name}${entry.permanent ? ' (permanent)' : ' (learned)'}: forwarded`, { detail: { fdb: { mac: dst, port: entry.port.name } } });
       if (entry.port !== from) entry.port.transmit(frame);
       return;
     }
-    if (tracer.current) tracer.hop(this.dev.ns, this.dev.name, `bridge: ${dst} not in the fdb: flooded to every port`);
+    if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: ${dst} not in the fdb: flooded to every port`);
     this.flood(frame, from);
+  }
+
+  /** Runs an IPv4 frame through the bridge FORWARD hooks; null when a hook dropped it. */
+  private netfilter(chain: HookChain, frame: Buffer, from: NetDevice): Buffer | null {
+    if (frame.length < 34 || frame.readUInt16BE(12) !== 0x0800) return frame;
+    const pkt = Ipv4Packet.checked(frame.subarray(14));
+    if (isWireError(pkt)) return frame;
+    const st = nfState('bridge-forward', from.name);
+    const out = chain.run(pkt, st);
+    if (!out) {
+      from.counters.drop(st.dropReason ?? 'netfilter');
+      if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: dropped by netfilter (${st.dropReason ?? 'netfilter'})`, { drop: st.dropReason ?? 'netfilter' });
+      return null;
+    }
+    if (out === pkt && !pkt.modified) return frame;
+    const dg = out.datagram;
+    const copy = Buffer.allocUnsafe(14 + dg.length);
+    frame.copy(copy, 0, 0, 14);
+    dg.copy(copy, 14);
+    return copy;
   }
 
   private flood(frame: Buffer, from: NetDevice | null): void {

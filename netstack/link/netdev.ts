@@ -6,7 +6,7 @@
  */
 
 import { readMac } from '../../packet/addr.ts';
-import { describeIpv4, tracer } from '../trace.ts';
+import { Tracer, describeIpv4 } from '../trace.ts';
 
 /** Why a frame was dropped: shown by `podlab node NODE stats` and by trace. */
 export type DropReason = string;
@@ -45,7 +45,23 @@ export type FrameTap = (frame: Buffer, direction: 'in' | 'out', dev: NetDevice) 
 
 export type DeviceKind = 'loopback' | 'ether' | 'veth' | 'bridge' | 'vxlan';
 
-let nextIfindex = 1;
+/**
+ * Interface numbers of one network namespace (the kernel's dev_new_index):
+ * 1, 2, 3, ... in creation order. A veth pair is created in the node's
+ * namespace, so both ends number from the node's allocator even when one end
+ * then moves into a pod (`eth0@if5` in the pod, `vethX@if6` on the node).
+ */
+export class IfindexAllocator {
+  private next: number;
+
+  constructor(first = 1) {
+    this.next = first;
+  }
+
+  take(): number {
+    return this.next++;
+  }
+}
 
 /**
  * One interface. `transmit` sends a frame out of the device (to its peer or
@@ -69,15 +85,19 @@ export class NetDevice {
   ns = 'node';
   /** False where a device's owner taps frames itself (the bridge sees forwarded frames too). */
   tapInDevice = true;
+  /** The node's tracer: the device records a hop for every frame of a traced packet. */
+  readonly tracer: Tracer;
 
   constructor(
     readonly name: string,
     readonly kind: DeviceKind,
     public mac: string,
     public mtu: number,
-    opts: { ifindex?: number } = {},
+    /** `ifindex`: a fixed number (a pod's lo is 1); `ifindexes`: the namespace's allocator. Neither: 0, unnumbered. */
+    opts: { ifindex?: number; ifindexes?: IfindexAllocator; tracer?: Tracer } = {},
   ) {
-    this.ifindex = opts.ifindex ?? nextIfindex++;
+    this.ifindex = opts.ifindex ?? opts.ifindexes?.take() ?? 0;
+    this.tracer = opts.tracer ?? new Tracer();
   }
 
   /** Sends a frame out of this device. */
@@ -89,7 +109,7 @@ export class NetDevice {
     this.counters.txPackets++;
     this.counters.txBytes += frame.length;
     if (this.taps.size && this.tapInDevice) for (const tap of this.taps) tap(frame, 'out', this);
-    if (tracer.current) tracer.hop(this.ns, this.name, describeFrame(frame), { dir: 'tx' });
+    if (this.tracer.current) this.tracer.hop(this.ns, this.name, describeFrame(frame), { dir: 'tx' });
     this.wire(frame, this);
   }
 
@@ -102,7 +122,7 @@ export class NetDevice {
     this.counters.rxPackets++;
     this.counters.rxBytes += frame.length;
     if (this.taps.size && this.tapInDevice) for (const tap of this.taps) tap(frame, 'in', this);
-    if (tracer.current) tracer.hop(this.ns, this.name, describeFrame(frame), { dir: 'rx' });
+    if (this.tracer.current) this.tracer.hop(this.ns, this.name, describeFrame(frame), { dir: 'rx' });
     this.onFrame(frame, this);
   }
 }
@@ -115,9 +135,11 @@ export function vethPair(
   host: { name: string; mac: string; netns: string },
   pod: { name: string; mac: string; netns: string },
   mtu: number,
+  /** The namespace the pair is created in (the node's): its interface numbers and its tracer. */
+  ns: { ifindexes?: IfindexAllocator; tracer?: Tracer } = {},
 ): { hostEnd: NetDevice; podEnd: NetDevice } {
-  const hostEnd = new NetDevice(host.name, 'veth', host.mac, mtu);
-  const podEnd = new NetDevice(pod.name, 'veth', pod.mac, mtu);
+  const hostEnd = new NetDevice(host.name, 'veth', host.mac, mtu, ns);
+  const podEnd = new NetDevice(pod.name, 'veth', pod.mac, mtu, ns);
   // `link-netns` names the namespace where the other end lives.
   hostEnd.peer = { ifindex: podEnd.ifindex, netns: pod.netns };
   podEnd.peer = { ifindex: hostEnd.ifindex, netns: host.netns };

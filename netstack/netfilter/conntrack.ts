@@ -12,8 +12,7 @@
  * from the injected clock.
  */
 import type { Clock } from '../../common/clock.ts';
-import { checksumAdjust, checksumAdjust32, internetChecksum } from '../../packet/checksum.ts';
-import { intToIpv4, ipv4ToInt } from '../../packet/addr.ts';
+import type { Ipv4Packet } from '../../packet/ipv4-packet.ts';
 
 export type CtProto = 'tcp' | 'udp' | 'icmp';
 
@@ -53,20 +52,17 @@ export interface ConntrackOptions {
   icmpMs?: number;
 }
 
-/** The 5-tuple of an IPv4 packet, or null for protocols conntrack ignores. */
-export function tupleOf(ip: Buffer): Tuple | null {
-  if (ip.length < 20) return null;
-  const ihl = (ip[0] & 15) * 4;
-  if ((ip.readUInt16BE(6) & 0x1fff) !== 0) return null; // non-first fragment: no ports
-  const p = ip[9];
-  const l4 = ip.subarray(ihl);
-  const src = intToIpv4(ip.readUInt32BE(12));
-  const dst = intToIpv4(ip.readUInt32BE(16));
-  if ((p === 6 || p === 17) && l4.length >= 4) return { proto: p === 6 ? 'tcp' : 'udp', src, dst, sport: l4.readUInt16BE(0), dport: l4.readUInt16BE(2) };
-  if (p === 1 && l4.length >= 8 && (l4[0] === 8 || l4[0] === 0)) {
-    const id = l4.readUInt16BE(4);
-    return { proto: 'icmp', src, dst, sport: id, dport: id };
+/** The 5-tuple of an IPv4 packet (a view over bytes a parser accepted), or null for what conntrack ignores. */
+export function tupleOf(ip: Ipv4Packet): Tuple | null {
+  if (ip.isLaterFragment) return null; // no ports
+  const p = ip.protocol;
+  if (p === 6 || p === 17) {
+    const sport = ip.srcPort;
+    if (sport < 0) return null;
+    return { proto: p === 6 ? 'tcp' : 'udp', src: ip.src, dst: ip.dst, sport, dport: ip.dstPort };
   }
+  const id = ip.icmpEchoId;
+  if (id >= 0) return { proto: 'icmp', src: ip.src, dst: ip.dst, sport: id, dport: id };
   return null;
 }
 
@@ -216,35 +212,16 @@ function nextTcpState(s: TcpCtState, dir: 'orig' | 'reply', flags: number): TcpC
  * business), fixing the IPv4 header checksum and the TCP/UDP checksum
  * incrementally (RFC 1624); ICMP echo ids are rewritten for SNAT'd pings.
  */
-export function rewrite(ip: Buffer, to: { src?: string; sport?: number; dst?: string; dport?: number }): void {
-  const ihl = (ip[0] & 15) * 4;
-  const proto = ip[9];
-  const l4 = ip.subarray(ihl);
-  const l4ck = proto === 6 ? 16 : proto === 17 ? 6 : -1;
-  const hasL4ck = l4ck >= 0 && l4.length >= l4ck + 2 && !(proto === 17 && l4.readUInt16BE(6) === 0);
-  const fix32 = (ipOff: number, v: string) => {
-    const oldV = ip.readUInt32BE(ipOff);
-    const newV = ipv4ToInt(v);
-    if (oldV === newV) return;
-    ip.writeUInt32BE(newV, ipOff);
-    if (hasL4ck) l4.writeUInt16BE(checksumAdjust32(l4.readUInt16BE(l4ck), oldV, newV), l4ck);
-  };
-  const fix16 = (off: number, v: number) => {
-    const oldV = l4.readUInt16BE(off);
-    if (oldV === v) return;
-    l4.writeUInt16BE(v, off);
-    if (proto === 1) l4.writeUInt16BE(checksumAdjust(l4.readUInt16BE(2), oldV, v), 2);
-    else if (hasL4ck) l4.writeUInt16BE(checksumAdjust(l4.readUInt16BE(l4ck), oldV, v), l4ck);
-  };
-  if (to.src) fix32(12, to.src);
-  if (to.dst) fix32(16, to.dst);
-  if (proto === 6 || proto === 17) {
-    if (to.sport !== undefined) fix16(0, to.sport);
-    if (to.dport !== undefined) fix16(2, to.dport);
-  } else if (proto === 1 && l4.length >= 8) {
+export function rewrite(ip: Ipv4Packet, to: { src?: string; sport?: number; dst?: string; dport?: number }): void {
+  if (to.src) ip.setSrc(to.src);
+  if (to.dst) ip.setDst(to.dst);
+  if (ip.protocol === 1) {
     const id = to.sport ?? to.dport;
-    if (id !== undefined) fix16(4, id);
+    if (id !== undefined) ip.setIcmpEchoId(id);
+  } else {
+    if (to.sport !== undefined) ip.setSrcPort(to.sport);
+    if (to.dport !== undefined) ip.setDstPort(to.dport);
   }
-  ip.writeUInt16BE(0, 10);
-  ip.writeUInt16BE(internetChecksum(ip.subarray(0, ihl)), 10);
+  // Recomputed rather than trusted to the increments: a header that arrived with a bad checksum leaves fixed.
+  ip.fillChecksum();
 }

@@ -17,9 +17,10 @@
  */
 import type { Clock } from '../../common/clock.ts';
 import type { SeededRng } from '../../common/rng.ts';
-import { intToIpv4, isValidIpv4 } from '../../packet/addr.ts';
+import { isValidIpv4 } from '../../packet/addr.ts';
 import { isWireError } from '../../packet/errors.ts';
 import { IPPROTO_TCP, type Ipv4Repr } from '../../packet/ipv4.ts';
+import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
 import { TCP_ACK, TCP_RST, parseTcp, tcpHeaderLength, writeTcpHeader, type TcpOptions, type TcpRepr } from '../../packet/tcp.ts';
 import type { IpStack } from '../ipv4/ip-stack.ts';
 import { DEFAULT_TCP_CONFIG, type TcpConfig } from './config.ts';
@@ -360,14 +361,14 @@ export class TcpStack implements ConnectionHost {
 
   /** An ICMP error quoting one of our segments: validated (RFC 5927 §4.1) and handed to its connection. */
   private icmpError(e: { type: 'dest-unreachable' | 'time-exceeded'; code: number; nextHopMtu?: number; quote: Buffer }): void {
-    const q = e.quote;
-    const ihl = (q[0] & 0x0f) * 4;
-    if (q.length < ihl + 8) return;
-    const src = intToIpv4(q.readUInt32BE(12));
-    const dst = intToIpv4(q.readUInt32BE(16));
-    const sport = q.readUInt16BE(ihl);
-    const dport = q.readUInt16BE(ihl + 2);
-    const seq = q.readUInt32BE(ihl + 4);
+    const q = Ipv4Packet.quoted(e.quote);
+    if (isWireError(q) || q.payload.length < 8) return;
+    const src = q.src;
+    const dst = q.dst;
+    const l4 = q.payload;
+    const sport = l4.readUInt16BE(0);
+    const dport = l4.readUInt16BE(2);
+    const seq = l4.readUInt32BE(4);
     const c = this.conns.get(key(src, sport, dst, dport));
     if (!c) return;
     // The quoted sequence number must be one we have outstanding.

@@ -12,6 +12,9 @@
  * Anything else is an error naming the token and its position.
  */
 import { ipv4ToInt, isValidIpv4, isValidMac, readMac } from '../../packet/addr.ts';
+import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
+import { isWireError } from '../../packet/errors.ts';
+import { Cidr } from '../../packet/cidr.ts';
 
 export type FramePredicate = (frame: Buffer) => boolean;
 
@@ -43,16 +46,15 @@ function fields(f: Buffer): Fields | null {
     out.src = f.readUInt32BE(28);
     out.dst = f.readUInt32BE(38);
   }
-  if (type !== 0x0800 || f.length < 34) return out;
-  const ihl = (f[14] & 15) * 4;
-  out.proto = f[23];
-  out.src = f.readUInt32BE(26);
-  out.dst = f.readUInt32BE(30);
-  const fragOff = f.readUInt16BE(20) & 0x1fff;
-  if ((out.proto === 6 || out.proto === 17) && fragOff === 0 && f.length >= 14 + ihl + 4) {
-    out.sport = f.readUInt16BE(14 + ihl);
-    out.dport = f.readUInt16BE(16 + ihl);
-  }
+  if (type !== 0x0800) return out;
+  // Lenient as tcpdump is: a header that is all there is enough (the total length may lie).
+  const ip = Ipv4Packet.quoted(f.subarray(14));
+  if (isWireError(ip)) return out;
+  out.proto = ip.protocol;
+  out.src = ip.srcInt;
+  out.dst = ip.dstInt;
+  out.sport = ip.srcPort;
+  out.dport = ip.dstPort;
   return out;
 }
 
@@ -112,12 +114,9 @@ export function compileFilter(expr: string): FramePredicate {
     }
     if (kw === 'net') {
       const c = take();
-      const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(c);
-      if (!m || !isValidIpv4(m[1]) || Number(m[2]) > 32) fail(`'${c}' is not a CIDR like 10.244.1.0/24`);
-      const len = Number(m![2]);
-      const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-      const net = (ipv4ToInt(m![1]) & mask) >>> 0;
-      const inNet = (v: number) => v >= 0 && ((v & mask) >>> 0) === net;
+      const cidr = Cidr.tryParse(c);
+      if (!cidr) return fail(`'${c}' is not a CIDR like 10.244.1.0/24`);
+      const inNet = (v: number) => v >= 0 && cidr.contains(v);
       return (x) => (dir !== 'dst' && inNet(x.src)) || (dir !== 'src' && inNet(x.dst));
     }
     if (kw === 'port') return portTest(dir, -1);

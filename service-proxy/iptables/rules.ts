@@ -17,7 +17,7 @@
  * A rule is built once with {@link RuleBuilder}, which records both forms at
  * the same time; evaluation (evaluate.ts) reads the structured fields.
  */
-import { ipv4ToInt } from '../../packet/addr.ts';
+import { Cidr } from '../../packet/cidr.ts';
 
 /** The tables kube-proxy writes. */
 export type TableName = 'nat' | 'filter';
@@ -92,12 +92,8 @@ export function addrMatch(text: string, neg = false): AddrMatch {
 }
 
 function parseAddrMatch(text: string, neg: boolean): AddrMatch {
-  const [ip, lenText] = text.split('/');
-  const len = lenText === undefined ? 32 : Number(lenText);
-  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-  const net = (ipv4ToInt(ip) & mask) >>> 0;
-  const a = (net >>> 24) & 255, b = (net >>> 16) & 255, c = (net >>> 8) & 255, d = net & 255;
-  return { net, mask, cidr: `${a}.${b}.${c}.${d}/${len}`, text, neg };
+  const c = Cidr.parse(text, { allowBare: true });
+  return { net: c.network, mask: c.mask, cidr: c.format(), text, neg };
 }
 
 /** True if the unsigned address lies in the match's network (ignoring negation). */
