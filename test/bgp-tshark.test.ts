@@ -34,7 +34,7 @@ import {
 } from '../bgp/index.ts';
 import { TcpConversation, toPcapng } from './fixtures/bgp/capture.ts';
 import { fixture, hex } from './fixtures/bgp/helpers.ts';
-import { TSHARK, hasTshark, runTshark, tsharkTestFor } from './helpers/tshark.ts';
+import { EXPERT, TSHARK, expertInfo, flattenTsharkJson, hasTshark, runTshark, tsharkTestFor } from './helpers/tshark.ts';
 
 const tsharkTest = tsharkTestFor('bgp-tshark');
 const run = runTshark;
@@ -184,19 +184,6 @@ function buildCapture(): { pcap: Buffer; expects: { what: string; fields: Fields
   return { pcap, expects };
 }
 
-/** Flattens tshark's JSON tree into field → values (tree order). */
-function flatten(node: unknown, out: Map<string, string[]> = new Map()): Map<string, string[]> {
-  if (Array.isArray(node)) {
-    for (const n of node) flatten(n, out);
-  } else if (node && typeof node === 'object') {
-    for (const [k, v] of Object.entries(node as Record<string, unknown>)) {
-      if (typeof v === 'string') out.set(k, [...(out.get(k) ?? []), v]);
-      else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) out.set(k, [...(out.get(k) ?? []), ...(v)]);
-      else flatten(v, out);
-    }
-  }
-  return out;
-}
 
 tsharkTest('tshark decodes our BGP messages field by field, TCP checksums Good', async (t) => {
   if (!hasTshark) return t.fail(`CI=true but ${TSHARK} is missing`);
@@ -211,7 +198,7 @@ tsharkTest('tshark decodes our BGP messages field by field, TCP checksums Good',
     t.is(json.length, expects.length);
     json.forEach((pkt, i) => {
       const e = expects[i];
-      const fields = flatten(pkt._source.layers);
+      const fields = flattenTsharkJson(pkt._source.layers);
       const protocols = (pkt._source.layers.frame as Record<string, string>)['frame.protocols'];
       t.is(protocols, /^(SYN|SYN-ACK|ACK)$/.test(e.what) ? 'eth:ethertype:ip:tcp' : 'eth:ethertype:ip:tcp:bgp', `frame ${i + 1} (${e.what})`);
       t.false(fields.has('_ws.malformed'), `frame ${i + 1} (${e.what}) malformed`);
@@ -233,24 +220,15 @@ tsharkTest('tshark: zero malformed packets, no expert info of severity warning o
   try {
     const { pcap, expects } = buildCapture();
     writeFileSync(file, pcap);
-    const out = await run([
-      '-r', file, ...COMMON,
-      '-T', 'fields', '-E', 'occurrence=a', '-E', 'aggregator=|', '-E', 'separator=\t',
-      '-e', 'frame.number', '-e', '_ws.malformed', '-e', '_ws.expert.severity', '-e', '_ws.expert.message',
-    ]);
-    const lines = out.split('\n').filter((l) => l !== '');
-    t.is(lines.length, expects.length);
-    const WARN = 0x00600000;
+    const frames = await expertInfo(file, COMMON);
+    t.is(frames.length, expects.length);
     const infos: string[] = [];
-    for (const line of lines) {
-      const [num, malformed, severities, messages] = line.split('\t');
-      t.is(malformed, '', `frame ${num}: malformed`);
-      const sev = severities ? severities.split('|').map(Number) : [];
-      const msg = messages ? messages.split('|') : [];
-      sev.forEach((s, k) => {
-        t.true(s < WARN, `frame ${num}: expert severity 0x${s.toString(16)}: ${msg[k]}`);
-        infos.push(`frame ${num}: ${msg[k]}`);
-      });
+    for (const f of frames) {
+      t.false(f.malformed, `frame ${f.frame}: malformed`);
+      for (const i of f.infos) {
+        t.true(i.severity < EXPERT.warn, `frame ${f.frame}: expert severity 0x${i.severity.toString(16)}: ${i.message}`);
+        infos.push(`frame ${f.frame}: ${i.message}`);
+      }
     }
     t.log(infos.join('; '));
     t.deepEqual(infos, [

@@ -75,6 +75,22 @@ test.after.always(async () => {
 });
 
 const need = (t: ExecutionContext) => requireOrSkip(t, canRun, why);
+
+/** tshark on the lab bridge, `count` frames matching `filter` to a file; resolves once it is capturing. */
+async function captureUnderlay(t: ExecutionContext, filter: string, count: number): Promise<{ file: string; exited: Promise<void> }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-netns-cap-'));
+  const file = path.join(dir, 'underlay.pcapng');
+  const cap = spawn('ip', ['netns', 'exec', `${PREFIX}-underlay`, 'tshark', '-i', 'podlab0', '-f', filter, '-c', String(count), '-a', 'duration:60', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.teardown(() => {
+    if (cap.exitCode === null) cap.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  let err = '';
+  cap.stderr.on('data', (d) => (err += d));
+  const exited = new Promise<void>((r) => cap.on('exit', () => r()));
+  await eventually(() => /Capturing on/.test(err), 30_000);
+  return { file, exited };
+}
 const ipj = <T>(ns: string, ...args: string[]): T => JSON.parse(execFileSync('ip', ['-n', ns, '-j', ...args], { encoding: 'utf8' }) || '[]') as T;
 const api = () => new ApiClient(lab!.rec.apiUrl);
 const pods = async (l: TestLab = lab!) => (await new ApiClient(l.rec.apiUrl).list<Pod>('pods', { namespace: 'default' })).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
@@ -170,17 +186,7 @@ test.serial('every pod, emulated and kernel, pings every other with 0% loss, in 
 test.serial('tshark on the underlay bridge decodes the kernel\'s and podlab\'s VXLAN frames identically', async (t) => {
   if (!need(t)) return;
   if (!requireOrSkip(t, hasTool('tshark'), 'tshark is not installed')) return;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-netns-cap-'));
-  const file = path.join(dir, 'underlay.pcapng');
-  const cap = spawn('ip', ['netns', 'exec', `${PREFIX}-underlay`, 'tshark', '-i', 'podlab0', '-f', 'udp port 8472', '-c', '8', '-a', 'duration:60', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-  t.teardown(() => {
-    if (cap.exitCode === null) cap.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  let err = '';
-  cap.stderr.on('data', (d) => (err += d));
-  await eventually(() => /Capturing on/.test(err), 30_000);
-  const exited = new Promise<void>((r) => cap.on('exit', () => r()));
+  const { file, exited } = await captureUnderlay(t, 'udp port 8472', 8);
   let done = false;
   void exited.then(() => (done = true));
   const [k1a, p1a] = [await podIp('pod-k1a'), await podIp('pod-1a')];
@@ -224,18 +230,8 @@ test.serial('tshark on the underlay bridge decodes the kernel\'s and podlab\'s V
 test.serial('one flow keeps one VXLAN source port, on the kernel node and on podlab\'s nodes alike (udp_flow_src_port)', async (t) => {
   if (!need(t)) return;
   if (!requireOrSkip(t, hasTool('tshark'), 'tshark is not installed')) return;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-netns-sport-'));
-  const file = path.join(dir, 'sport.pcapng');
   // 2 pings x 5 echoes, each echo a request and a reply: 20 VXLAN frames.
-  const cap = spawn('ip', ['netns', 'exec', `${PREFIX}-underlay`, 'tshark', '-i', 'podlab0', '-f', 'udp port 8472', '-c', '20', '-a', 'duration:60', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-  t.teardown(() => {
-    if (cap.exitCode === null) cap.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  let err = '';
-  cap.stderr.on('data', (d) => (err += d));
-  await eventually(() => /Capturing on/.test(err), 30_000);
-  const exited = new Promise<void>((r) => cap.on('exit', () => r()));
+  const { file, exited } = await captureUnderlay(t, 'udp port 8472', 20);
   const [k1a, p1a] = [await podIp('pod-k1a'), await podIp('pod-1a')];
   // Every echo of a ping shares its identifier; the sequence number and the ICMP checksum change.
   execFileSync('ip', ['netns', 'exec', `${KNS}-pod-k1a`, 'ping', '-c', '5', '-i', '0.2', '-W', '2', p1a], { stdio: 'ignore' });

@@ -55,7 +55,7 @@ import {
   serializeUdp,
 } from '../packet/index.ts';
 import { ramp } from './fixtures/packet/helpers.ts';
-import { TSHARK, hasTshark, runTshark, tsharkTestFor } from './helpers/tshark.ts';
+import { EXPERT, TSHARK, expertInfo, flattenTsharkJson, hasTshark, runTshark, tsharkTestFor } from './helpers/tshark.ts';
 
 const tsharkTest = tsharkTestFor('packet-tshark');
 const run = runTshark;
@@ -284,27 +284,6 @@ const COMMON = ['-n', '-d', 'udp.port==8472,vxlan', '-o', 'ip.check_checksum:TRU
 
 type Layers = Record<string, unknown>;
 
-/** Flattens tshark's JSON tree into field -> values (in tree order, outer layer first). */
-function flatten(node: unknown, out: Map<string, string[]> = new Map()): Map<string, string[]> {
-  if (Array.isArray(node)) {
-    for (const n of node) flatten(n, out);
-  } else if (node && typeof node === 'object') {
-    for (const [k, v] of Object.entries(node as Record<string, unknown>)) {
-      if (typeof v === 'string') {
-        const list = out.get(k) ?? [];
-        list.push(v);
-        out.set(k, list);
-      } else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) {
-        const list = out.get(k) ?? [];
-        list.push(...(v));
-        out.set(k, list);
-      } else {
-        flatten(v, out);
-      }
-    }
-  }
-  return out;
-}
 
 /**
  * Our own dissection of `frame` with the packet/ parsers, as tshark field
@@ -428,7 +407,7 @@ tsharkTest('tshark decodes our frames exactly as our Reprs say, checksums Good',
       const n = i + 1;
       const e = expects[i];
       const layers = pkt._source.layers;
-      const fields = flatten(layers);
+      const fields = flattenTsharkJson(layers);
       const frame = layers.frame as Record<string, string>;
       t.is(frame['frame.protocols'], e.protocols, `frame ${n} (${e.what}): protocols`);
       t.deepEqual(fields.get('frame.interface_name'), [e.ifName], `frame ${n}: interface name from our IDB`);
@@ -470,26 +449,15 @@ tsharkTest('tshark: zero malformed packets and no expert info of severity warnin
   try {
     const { pcap, expects } = buildCapture();
     writeFileSync(file, pcap);
-    // One line per frame; repeated fields joined with '|'.
-    const out = await run([
-      '-r', file, ...COMMON,
-      '-T', 'fields', '-E', 'occurrence=a', '-E', 'aggregator=|', '-E', 'separator=\t',
-      '-e', 'frame.number', '-e', '_ws.malformed', '-e', '_ws.expert.severity', '-e', '_ws.expert.message',
-    ]);
-    const lines = out.split('\n').filter((l) => l !== ''); // not trimEnd(): trailing empty fields are tabs
-    t.is(lines.length, expects.length);
-    // Severity values from epan/proto.h: comment 0x00100000, chat 0x00200000, note 0x00400000, warn 0x00600000, error 0x00800000.
-    const WARN = 0x00600000;
+    const frames = await expertInfo(file, COMMON);
+    t.is(frames.length, expects.length);
     const notes: string[] = [];
-    for (const line of lines) {
-      const [num, malformed, severities, messages] = line.split('\t');
-      t.is(malformed, '', `frame ${num}: malformed`);
-      const sev = severities ? severities.split('|').map(Number) : [];
-      const msg = messages ? messages.split('|') : [];
-      sev.forEach((s, k) => {
-        t.true(s < WARN, `frame ${num}: expert severity 0x${s.toString(16)}: ${msg[k]}`);
-        if (s >= 0x00200000) notes.push(`frame ${num}: ${msg[k]}`);
-      });
+    for (const f of frames) {
+      t.false(f.malformed, `frame ${f.frame}: malformed`);
+      for (const i of f.infos) {
+        t.true(i.severity < EXPERT.warn, `frame ${f.frame}: expert severity 0x${i.severity.toString(16)}: ${i.message}`);
+        if (i.severity >= EXPERT.chat) notes.push(`frame ${f.frame}: ${i.message}`);
+      }
     }
     t.log(notes.length ? `chat/note expert infos: ${notes.join('; ')}` : 'no chat/note expert infos');
     // The only note we expect: the TTL-1 datagram quoted by the time-exceeded error (frame 6).

@@ -19,7 +19,7 @@ import { isWireError, parseIpv4, PcapngWriter } from '../packet/index.ts';
 import { parseTcp, type TcpRepr } from '../packet/tcp.ts';
 import { hex } from './fixtures/packet/helpers.ts';
 import { B_IP, TcpLink } from './helpers/tcp-link.ts';
-import { TSHARK, hasTshark, runTshark, tsharkTestFor } from './helpers/tshark.ts';
+import { EXPERT, TSHARK, expertInfo, flattenTsharkJson, hasTshark, runTshark, tsharkTestFor } from './helpers/tshark.ts';
 
 const tsharkTest = tsharkTestFor('tcp-tshark');
 const run = runTshark;
@@ -80,20 +80,6 @@ async function buildCapture(): Promise<{ pcap: Buffer; frames: Frame[] }> {
   return { pcap: Buffer.concat(blocks), frames };
 }
 
-type Fields = Map<string, string[]>;
-
-function flatten(node: unknown, out: Fields = new Map()): Fields {
-  if (Array.isArray(node)) {
-    for (const x of node) flatten(x, out);
-  } else if (node && typeof node === 'object') {
-    for (const [k, v] of Object.entries(node as Record<string, unknown>)) {
-      if (typeof v === 'string') out.set(k, [...(out.get(k) ?? []), v]);
-      else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) out.set(k, [...(out.get(k) ?? []), ...(v)]);
-      else flatten(v, out);
-    }
-  }
-  return out;
-}
 
 /** What tshark must show for a segment, derived from our parse of it. */
 function expected(f: Frame): Record<string, string | undefined> {
@@ -150,7 +136,7 @@ tsharkTest('tshark decodes every TCP field as parseTcp does, checksums Good (gol
     const kinds = new Set(frames.map((f) => `${f.repr.flags.syn ? 'S' : ''}${f.repr.flags.fin ? 'F' : ''}${f.repr.flags.rst ? 'R' : ''}${f.repr.payload.length ? 'D' : ''}`));
     for (const k of ['S', 'D', 'F', 'R']) t.true([...kinds].some((x) => x.includes(k)), `the capture has a ${k} segment`);
     json.forEach((pkt, i) => {
-      const fields = flatten(pkt._source.layers);
+      const fields = flattenTsharkJson(pkt._source.layers);
       const f = frames[i];
       t.is((pkt._source.layers.frame as Record<string, string>)['frame.protocols'].startsWith('eth:ethertype:ip:tcp'), true, `frame ${i + 1} is TCP`);
       t.false(fields.has('_ws.malformed'), `frame ${i + 1} is malformed`);
@@ -162,34 +148,24 @@ tsharkTest('tshark decodes every TCP field as parseTcp does, checksums Good (gol
     });
     // Our SYN: MSS 1460 (1500 - 40) and window scale 3, nothing else.
     const ourSyn = frames.findIndex((f) => f.ifId === 1 && f.repr.flags.syn && !f.repr.flags.ack);
-    const synFields = flatten(json[ourSyn]._source.layers);
+    const synFields = flattenTsharkJson(json[ourSyn]._source.layers);
     t.deepEqual(synFields.get('tcp.option_kind'), ['2', '1', '3']);
   });
 });
 
 tsharkTest('tshark: no malformed frames, no expert errors, warnings only for the provoked RST', async (t) => {
   await withCapture(t, async (file, frames) => {
-    const out = await run([
-      '-r', file, ...COMMON,
-      '-T', 'fields', '-E', 'occurrence=a', '-E', 'aggregator=|', '-E', 'separator=\t',
-      '-e', 'frame.number', '-e', '_ws.malformed', '-e', '_ws.expert.severity', '-e', '_ws.expert.message',
-    ]);
-    const lines = out.split('\n').filter((l) => l !== '');
-    t.is(lines.length, frames.length);
-    const WARN = 0x00600000;
-    const ERROR = 0x00800000;
+    const seen = await expertInfo(file, COMMON);
+    t.is(seen.length, frames.length);
     const warnings: string[] = [];
     const notes: string[] = [];
-    for (const line of lines) {
-      const [num, malformed, severities, messages] = line.split('\t');
-      t.is(malformed, '', `frame ${num}: malformed`);
-      const sev = severities ? severities.split('|').map(Number) : [];
-      const msg = messages ? messages.split('|') : [];
-      sev.forEach((s, k) => {
-        t.true(s < ERROR, `frame ${num}: expert error: ${msg[k]}`);
-        if (s >= WARN) warnings.push(`frame ${num}: ${msg[k]}`);
-        else if (s >= 0x00400000) notes.push(`frame ${num}: ${msg[k]}`);
-      });
+    for (const f of seen) {
+      t.false(f.malformed, `frame ${f.frame}: malformed`);
+      for (const i of f.infos) {
+        t.true(i.severity < EXPERT.error, `frame ${f.frame}: expert error: ${i.message}`);
+        if (i.severity >= EXPERT.warn) warnings.push(`frame ${f.frame}: ${i.message}`);
+        else if (i.severity >= EXPERT.note) notes.push(`frame ${f.frame}: ${i.message}`);
+      }
     }
     const rstFrame = frames.findIndex((f) => f.repr.flags.rst) + 1;
     t.deepEqual(warnings, [`frame ${rstFrame}: Connection reset (RST)`]);
