@@ -256,9 +256,15 @@ test.serial('bgp: a killed emulated agent and a restarted kernel-node agent come
     fs.rmSync(dir, { recursive: true, force: true });
   });
   let printed = '';
+  let capErr = '';
   cap.stdout.on('data', (d) => (printed += d));
+  cap.stderr.on('data', (d) => (capErr += d));
   // Keepalives every 3 s show that tshark is attached before the session is cut.
-  await eventually(() => /BGP/.test(printed), 30_000, 100);
+  await eventually(() => /BGP/.test(printed), 30_000, 100).catch(async (e: unknown) => {
+    // What the session was doing meanwhile, for a failure that only shows under load.
+    t.log(`tshark stdout:\n${printed}\ntshark stderr:\n${capErr}\nnode-1 bgp summary:\n${await nodeCommand(lab!.stateDir, 'node-1', ['bgp', 'summary']).catch((x: Error) => x.message)}\nknode-1 bgp summary:\n${await nodeCommand(lab!.stateDir, 'knode-1', ['bgp', 'summary']).catch((x: Error) => x.message)}`);
+    throw e;
+  });
   // SIGKILL: no Cease, BIRD sees the session die; the new agent reopens eth0, reloads its nft table, re-peers.
   await restartProcess(lab!.stateDir, 'node-1', { kill: true, timeoutMs: 60_000 });
   await eventually(() => reaches('pod-k1a', 'pod-1a'), 30_000, 200);
