@@ -43,6 +43,7 @@ try {
       'ipvs-scheduler': { type: 'string', default: 'rr' },
       seed: { type: 'string', default: '1' },
       mtu: { type: 'string', default: '1500' },
+      'control-port': { type: 'string', default: '0' },
     },
   });
 } catch (e) {
@@ -92,6 +93,7 @@ const agent = new NodeAgent({
   ipvsScheduler: oneOf('ipvs-scheduler', v['ipvs-scheduler']!, ['rr', 'wrr', 'lc', 'wlc', 'sh', 'dh', 'sed', 'nq'] as const),
   seed: int('seed', v.seed!, -(2 ** 31), 2 ** 31 - 1),
   mtu: int('mtu', v.mtu!, 576, 65535),
+  controlPort: int('control-port', v['control-port']!, 0, 65535),
 });
 
 await runDaemon('node-agent', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath }));
