@@ -30,6 +30,12 @@ export class HostLocalIpam {
     const size = 2 ** (32 - prefixLen);
     this.first = net + 2;
     this.last = net + size - 2;
+    // Addresses from another range belong to a podCIDR this node no longer has (its Node was deleted and
+    // registered again, with a new podCIDR): drop them, or a rebuilt pod would keep an address no route leads to.
+    for (const f of this.files()) {
+      const n = ipv4ToInt(f);
+      if (n < net || n >= net + size) fs.rmSync(path.join(this.dir, f), { force: true });
+    }
   }
 
   /** The address already held by `owner`, if any. */
