@@ -236,7 +236,8 @@ serial('podlab capture -w - from a node container, into tshark on the host: VXLA
   cap.stdout.pipe(shark.stdin);
   let decoded = '';
   shark.stdout.on('data', (d) => (decoded += d));
-  const sharkDone = new Promise((r) => shark.once('exit', r));
+  // 'close', not 'exit': the output may still be in the pipe when the process has exited.
+  const sharkDone = new Promise((r) => shark.once('close', r));
   // Ping until the capture has its packets (the capture may attach after the first ones).
   await eventually(async () => {
     await podlab(1, ['exec', a.name, '--', 'ping', '-c', '2', '-i', '0.2', b.ip]);
