@@ -230,14 +230,16 @@ serial('podlab capture -w - from a node container, into tshark on the host: VXLA
   const byNumber = await containers();
   const a = ps.find((p) => p.node === 'node-1')!;
   const b = ps.find((p) => p.node === 'node-2')!;
-  // From node-3's container, capture node-2's eth0 (the remote control path), decode on the host.
-  const cap = spawn('docker-compose', ['exec', '-T', '--index', '3', 'node', 'podlab', 'capture', 'node-2', 'eth0', '-w', '-', '-c', '6', '-f', 'udp port 8472', '--duration', '60'], { cwd: ROOT, env: { ...process.env, ...ENV }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const shark = spawn(TSHARK, ['-r', '-', '-d', 'udp.port==8472,vxlan', '-T', 'fields', '-E', 'separator=,', '-E', 'aggregator=;', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'vxlan.vni', '-e', 'icmp.type', '-e', '_ws.malformed'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  cap.stdout.pipe(shark.stdin);
+  // From node-3's container, capture node-2's eth0 (the remote control path), decode on the host. A shell
+  // pipe, as typed: tshark -r - refuses a socket (what Node's stdio pipes are) as its standard input.
+  const pipeline = `docker-compose exec -T --index 3 node podlab capture node-2 eth0 -w - -c 6 -f 'udp port 8472' --duration 60 | ${TSHARK} -r - -d udp.port==8472,vxlan -T fields -E separator=, -E 'aggregator=;' -e ip.src -e ip.dst -e vxlan.vni -e icmp.type -e _ws.malformed`;
+  const cap = spawn('sh', ['-c', pipeline], { cwd: ROOT, env: { ...process.env, ...ENV }, stdio: ['ignore', 'pipe', 'pipe'] });
   let decoded = '';
-  shark.stdout.on('data', (d) => (decoded += d));
+  let errors = '';
+  cap.stdout.on('data', (d) => (decoded += d));
+  cap.stderr.on('data', (d) => (errors += d));
   // 'close', not 'exit': the output may still be in the pipe when the process has exited.
-  const sharkDone = new Promise((r) => shark.once('close', r));
+  const sharkDone = new Promise((r) => cap.once('close', r));
   // Ping until the capture has its packets (the capture may attach after the first ones).
   await eventually(async () => {
     await podlab(1, ['exec', a.name, '--', 'ping', '-c', '2', '-i', '0.2', b.ip]);
@@ -245,7 +247,7 @@ serial('podlab capture -w - from a node container, into tshark on the host: VXLA
   }, 60_000, 100);
   await sharkDone;
   const lines = decoded.trim().split('\n').filter(Boolean);
-  t.is(lines.length, 6, decoded);
+  t.is(lines.length, 6, `${decoded}\n${errors}`);
   const n1 = byNumber.get(1)!.ip;
   const n2 = byNumber.get(2)!.ip;
   for (const l of lines) {
@@ -323,6 +325,61 @@ serial('a killed node container: its Node deleted, the peers\' routes, neighbour
     t.regex(r.out, / 0% packet loss/, `${src.name} -> ${dst.name} after the heal`);
   }
   t.log(`node-2 back as ${healed.ip} with ${healed.podCIDR} (was ${dead.ip}, ${dead.podCIDR})`);
+});
+
+serial('single-host Swarm: the same compose file as a stack on an internal overlay, VXLAN inside Swarm\'s VXLAN', async (t) => {
+  const state = ok(await run('docker', ['info', '--format', '{{.Swarm.LocalNodeState}}']), 'docker info').trim();
+  if (state !== 'inactive') {
+    // Never join or leave a swarm this test did not make.
+    t.log(`skipped: the engine is already in a swarm (${state}); the test only makes and leaves its own`);
+    t.pass();
+    return;
+  }
+  const stack = `plsw${process.pid}`;
+  const hadGwBridge = (await run('docker', ['network', 'inspect', 'docker_gwbridge'])).code === 0;
+  const swarmEnv = { PODLAB_IMAGE: `${PROJECT}:latest`, PODLAB_NET_DRIVER: 'overlay', PODLAB_MTU: '1450' };
+  const runSwarm = (args: string[]) =>
+    new Promise<Run>((resolve) =>
+      execFile('docker', args, { cwd: ROOT, env: { ...process.env, ...swarmEnv }, timeout: 120_000 }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: String(stdout), err: String(stderr) })),
+    );
+  const inSlot = async (slot: number, args: string[]) => {
+    const id = ok(await run('docker', ['ps', '-q', '--filter', `name=${stack}_node.${slot}.`]), 'docker ps').trim().split('\n')[0];
+    if (!id) return { code: 1, out: '', err: `no container for ${stack}_node.${slot}` };
+    return run('docker', ['exec', id, 'podlab', ...args]);
+  };
+  try {
+    ok(await run('docker', ['swarm', 'init', '--advertise-addr', '127.0.0.1']), 'swarm init');
+    ok(await runSwarm(['stack', 'deploy', '--resolve-image', 'never', '-c', 'docker-compose.yml', stack]), 'stack deploy');
+    const ns = await eventually(async () => {
+      const r = await inSlot(1, ['get', 'nodes', '-o', 'json']);
+      if (r.code !== 0) return false;
+      const items = (JSON.parse(r.out) as { items: any[] }).items;
+      return items.length === NODES && items.every((n) => n.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True')) ? items : false;
+    }, 180_000, 1000);
+    t.deepEqual(ns.map((n) => n.metadata.name).sort(), ['node-1', 'node-2', 'node-3'], 'names from {{.Task.Slot}}');
+    const net = JSON.parse(ok(await run('docker', ['network', 'inspect', `${stack}_podlab`]), 'network inspect'))[0];
+    t.is(net.Driver, 'overlay');
+    t.true(net.Internal);
+    ok(await inSlot(1, ['apply', '-f', '/opt/podlab/compose/pods.yaml']), 'apply');
+    const ps = await eventually(async () => {
+      const r = await inSlot(1, ['get', 'pods', '-o', 'json']);
+      if (r.code !== 0) return false;
+      const items = (JSON.parse(r.out) as { items: any[] }).items;
+      return items.length === 6 && items.every((p) => p.status?.phase === 'Running' && p.status?.podIP) ? items : false;
+    }, 60_000, 1000);
+    const on = (node: string) => ps.find((p) => p.spec.nodeName === node);
+    // 1372 + 28 = 1400 bytes with DF: the pods' MTU inside podlab's VXLAN inside Swarm's (PODLAB_MTU=1450).
+    for (const [src, dst] of [[on('node-1'), on('node-2')], [on('node-2'), on('node-3')]]) {
+      const r = await inSlot(3, ['exec', src.metadata.name, '--', 'ping', '-c', '2', '-i', '0.2', '-W', '2', '-s', '1372', '-M', 'do', dst.status.podIP]);
+      t.regex(r.out, / 0% packet loss/, `${src.metadata.name} -> ${dst.metadata.name} over the overlay: ${r.out}${r.err}`);
+    }
+  } finally {
+    await run('docker', ['stack', 'rm', stack]);
+    await eventually(async () => (await run('docker', ['ps', '-aq', '--filter', `label=com.docker.stack.namespace=${stack}`])).out.trim() === '', 60_000, 500).catch(() => {});
+    await run('docker', ['swarm', 'leave', '--force']);
+    if (!hadGwBridge) await run('docker', ['network', 'rm', 'docker_gwbridge']);
+  }
+  t.is(ok(await run('docker', ['info', '--format', '{{.Swarm.LocalNodeState}}']), 'docker info').trim(), 'inactive', 'left the swarm');
 });
 
 serial('down -v --rmi all leaves no container, network, volume or image of the project (the base image stays)', async (t) => {
