@@ -119,6 +119,11 @@ async function containers(): Promise<Map<number, { name: string; ip: string }>> 
   }
   return out;
 }
+let danglingBefore = new Set<string>();
+/** Untagged images (a build that was replaced, an intermediate one kept). */
+async function dangling(): Promise<Set<string>> {
+  return new Set((await run('docker', ['images', '-q', '--no-trunc', '--filter', 'dangling=true'])).out.split('\n').filter(Boolean));
+}
 /** What the project left on the engine: containers, networks, volumes, images. */
 async function leftovers(): Promise<string[]> {
   const label = `label=com.docker.compose.project=${PROJECT}`;
@@ -135,7 +140,10 @@ test.before(async (t) => {
   if (why) return;
   t.timeout(9 * 60_000);
   await phase('base image (scripts/docker-base.sh)', async () => ok(await run(path.join(ROOT, 'scripts/docker-base.sh'), [], 5 * 60_000), 'scripts/docker-base.sh'));
-  await phase('docker-compose build', async () => ok(await compose(['build', '--parallel', '--force-rm'], 8 * 60_000), 'docker-compose build'));
+  danglingBefore = await dangling();
+  // node and capture only: apiserver has the same image as node, and building both in parallel would build it
+  // twice and leave one copy dangling.
+  await phase('docker-compose build', async () => ok(await compose(['build', '--parallel', '--force-rm', 'node', 'capture'], 8 * 60_000), 'docker-compose build'));
   await phase('docker-compose up', async () => ok(await compose(['up', '-d', '--scale', `node=${NODES}`], 120_000), 'docker-compose up'));
   await phase('nodes Ready', () => eventually(async () => {
     const r = await podlab(1, ['get', 'nodes', '-o', 'json']);
@@ -385,6 +393,8 @@ serial('single-host Swarm: the same compose file as a stack on an internal overl
 serial('down -v --rmi all leaves no container, network, volume or image of the project (the base image stays)', async (t) => {
   ok(await compose(['down', '-v', '--rmi', 'all', '--remove-orphans'], 180_000), 'down');
   t.deepEqual(await leftovers(), []);
+  const after = await dangling();
+  t.deepEqual([...after].filter((id) => !danglingBefore.has(id)), [], 'no untagged image left by the builds');
   const base = spawnSync(path.join(ROOT, 'scripts/docker-base.sh'), ['--print-name'], { encoding: 'utf8' }).stdout.trim();
   t.is(spawnSync('docker', ['image', 'inspect', base], { stdio: 'ignore' }).status, 0, `${base} is kept for the next run`);
   t.false(fs.existsSync(`/sys/class/net/${BRIDGE}`), 'the lab bridge is gone');
