@@ -60,6 +60,9 @@ export function readDockerLab(stateDir: string): DockerLabRecord | null {
 
 interface Ran {
   code: number;
+  /** Standard output alone (JSON answers: docker-compose v1 writes warnings on stderr). */
+  stdout: string;
+  /** Both streams, interleaved, for error messages. */
   out: string;
 }
 
@@ -67,14 +70,18 @@ function run(cmd: string[], o: { cwd: string; env: Record<string, string>; input
   return new Promise((resolve) => {
     const p = spawn(cmd[0], cmd.slice(1), { cwd: o.cwd, env: { ...process.env, ...o.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
+    let stdout = '';
     const take = (d: Buffer) => {
       out += d;
       o.echo?.(String(d));
     };
-    p.stdout.on('data', take);
+    p.stdout.on('data', (d: Buffer) => {
+      stdout += d;
+      take(d);
+    });
     p.stderr.on('data', take);
-    p.on('error', (e) => resolve({ code: 127, out: `${cmd[0]}: ${e.message}` }));
-    p.on('close', (code) => resolve({ code: code ?? 1, out }));
+    p.on('error', (e) => resolve({ code: 127, stdout: '', out: `${cmd[0]}: ${e.message}` }));
+    p.on('close', (code) => resolve({ code: code ?? 1, stdout, out }));
     p.stdin.end(o.input ?? '');
   });
 }
@@ -119,7 +126,7 @@ export async function dockerUp(o: DockerLabOptions): Promise<DockerLabRecord> {
     say(`${what}: ${cmd.join(' ')}`);
     const r = await run(cmd, { cwd: o.root, env, input });
     if (r.code !== 0) throw new LabError(`${what} failed (exit ${r.code}): ${cmd.join(' ')}\n${r.out.trim().split('\n').slice(-20).join('\n')}`);
-    return r.out;
+    return r.stdout;
   };
   const rec: DockerLabRecord = { mode: 'docker', project: o.project, root: o.root, files, env, compose, startedAt: new Date().toISOString() };
   if (o.localBase) await step('base image', [path.join(o.root, 'scripts/docker-base.sh')]);
@@ -134,7 +141,7 @@ export async function dockerUp(o: DockerLabOptions): Promise<DockerLabRecord> {
     const r = await run([...exec, 'get', 'nodes', '-o', 'json'], { cwd: o.root, env });
     if (r.code === 0) {
       try {
-        const items = (JSON.parse(r.out) as { items: { status?: { conditions?: { type: string; status: string }[] } }[] }).items;
+        const items = (JSON.parse(r.stdout) as { items: { status?: { conditions?: { type: string; status: string }[] } }[] }).items;
         if (items.length === o.nodes && items.every((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))) break;
       } catch {
         // Not JSON yet (the agent is still starting): ask again.
@@ -164,8 +171,10 @@ export async function dockerDown(stateDir: string, onProgress?: (m: string) => v
 
 /** The commands a user types next, for the launcher to print. */
 export function dockerHints(rec: DockerLabRecord): string {
-  const c = `${rec.compose.join(' ')} -p ${rec.project} ${rec.files.map((f) => `-f ${f}`).join(' ')}`;
+  const env = { COMPOSE_PROJECT_NAME: rec.project, COMPOSE_FILE: rec.files.join(':'), ...(rec.env.PODLAB_BRIDGE ? { PODLAB_BRIDGE: rec.env.PODLAB_BRIDGE } : {}) };
+  const c = rec.compose.join(' ');
   return [
+    `  cd ${rec.root} && export ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')}`,
     `  ${c} exec --index 1 node podlab get pods -o wide`,
     `  ${c} exec --index 2 node podlab exec POD -- ping -c 3 IP`,
     `  ${c} exec -T --index 1 node podlab capture node-2 eth0 -w - | tshark -r - -d udp.port==8472,vxlan`,

@@ -335,6 +335,45 @@ serial('a killed node container: its Node deleted, the peers\' routes, neighbour
   t.log(`node-2 back as ${healed.ip} with ${healed.podCIDR} (was ${dead.ip}, ${dead.podCIDR})`);
 });
 
+serial('podlab up --mode docker: the same lab, typed for the user; podlab down removes it', async (t) => {
+  const project = `${PROJECT}-up`;
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-docker-home-'));
+  // The images the test built (the launcher's own build finds them cached).
+  const env = { ...process.env, PODLAB_HOME: home, PODLAB_IMAGE: ENV.PODLAB_IMAGE, PODLAB_CAPTURE_IMAGE: ENV.PODLAB_CAPTURE_IMAGE };
+  const cli = (args: string[]) =>
+    new Promise<Run>((resolve) =>
+      execFile(process.execPath, [path.join(ROOT, 'bin/podlab.js'), ...args], { cwd: ROOT, env, timeout: 300_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: String(stdout), err: String(stderr) })),
+    );
+  try {
+    const up = await cli(['up', '--mode', 'docker', '--nodes', '2', '-f', 'compose/pods.yaml', '--docker-project', project, '--docker-bridge', `plu${process.pid}`.slice(0, 15)]);
+    t.is(up.code, 0, `${up.out}\n${up.err}`);
+    t.regex(up.out, /docker lab up: 2 node containers/);
+    t.regex(up.err, /pod\/web-6 created/);
+    const lab = { COMPOSE_PROJECT_NAME: project, COMPOSE_FILE: 'docker-compose.yml' };
+    const inUp = (index: number, args: string[]) =>
+      new Promise<Run>((resolve) =>
+        execFile('docker-compose', ['exec', '-T', '--index', String(index), 'node', 'podlab', ...args], { cwd: ROOT, env: { ...process.env, ...lab }, timeout: 120_000 }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: String(stdout), err: String(stderr) })),
+      );
+    const ps = await eventually(async () => {
+      const r = await inUp(2, ['get', 'pods', '-o', 'json']);
+      if (r.code !== 0) return false;
+      const items = (JSON.parse(r.out) as { items: any[] }).items;
+      return items.length === 6 && items.every((p) => p.status?.phase === 'Running') ? items : false;
+    }, 60_000, 1000);
+    t.deepEqual([...new Set(ps.map((p) => p.spec.nodeName))].sort(), ['node-1', 'node-2']);
+    const a = ps.find((p) => p.spec.nodeName === 'node-1');
+    const b = ps.find((p) => p.spec.nodeName === 'node-2');
+    const ping = await inUp(2, ['exec', a.metadata.name, '--', 'ping', '-c', '2', '-i', '0.2', '-W', '2', b.status.podIP]);
+    t.regex(ping.out, / 0% packet loss/, ping.out + ping.err);
+  } finally {
+    const down = await cli(['down']);
+    t.is(down.code, 0, `${down.out}\n${down.err}`);
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+  t.is((await run('docker', ['ps', '-aq', '--filter', `label=com.docker.compose.project=${project}`])).out.trim(), '', 'podlab down removed its containers');
+  t.is((await run('docker', ['network', 'ls', '-q', '--filter', `label=com.docker.compose.project=${project}`])).out.trim(), '', 'and its network');
+});
+
 serial('single-host Swarm: the same compose file as a stack on an internal overlay, VXLAN inside Swarm\'s VXLAN', async (t) => {
   const state = ok(await run('docker', ['info', '--format', '{{.Swarm.LocalNodeState}}']), 'docker info').trim();
   if (state !== 'inactive') {
