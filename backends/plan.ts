@@ -21,7 +21,7 @@ import { CALICO_IPV4_ADDRESS, FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE, FLANNE
 import { intToIpv4, ipv4ToInt, isValidMac } from '../packet/addr.ts';
 import type { Node } from '../control-plane/types.ts';
 import type { RouteProto } from '../netstack/ipv4/route-table.ts';
-import { isIpv4Address, parseIpv4CidrInput } from '../common/ip-input.ts';
+import { isIpv4Address, parseIpv4CidrInput } from '../packet/ip-input.ts';
 
 /** The data-plane backends: Flannel's vxlan and host-gw, and Calico-style BGP. */
 export type Backend = 'vxlan' | 'host-gw' | 'bgp';

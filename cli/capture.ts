@@ -7,8 +7,7 @@
 import fs from 'node:fs';
 import { PcapngWriter } from '../packet/pcapng.ts';
 import { describeFrame } from '../netstack/link/netdev.ts';
-import { ControlClient } from '../lab/control-client.ts';
-import { nodeOf } from './commands.ts';
+import { connectNode } from '../lab/node-endpoint.ts';
 import { LabError, requireLab } from '../lab/lab.ts';
 
 export interface CaptureOptions {
@@ -30,7 +29,7 @@ export async function capture(stateDir: string, o: CaptureOptions): Promise<{ ca
   const rec = requireLab(stateDir);
   if (o.count !== undefined && (!Number.isInteger(o.count) || o.count < 1)) throw new LabError(`-c: must be a positive integer, got ${o.count}`);
   if (o.durationS !== undefined && !(o.durationS > 0)) throw new LabError(`--duration: must be a positive number of seconds, got ${o.durationS}`);
-  const c = await ControlClient.connect(nodeOf(rec, o.node).control);
+  const c = await connectNode(rec, o.node);
   const writer = new PcapngWriter({ application: 'podlab capture' });
   let out: NodeJS.WritableStream | null = null;
   let names: string[] = [];

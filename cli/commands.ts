@@ -6,7 +6,7 @@
 import { ApiClient } from '../control-plane/client.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
-import { ControlClient } from '../lab/control-client.ts';
+import { connectNode } from '../lab/node-endpoint.ts';
 import { JsonPathError, formatJsonPath, formatNodes, formatObjects, formatPods } from './format.ts';
 import { formatEndpointSlices, formatServices } from './format-services.ts';
 import type { EndpointSlice, Service } from '../control-plane/service-resources.ts';
@@ -26,7 +26,7 @@ export function nodeOf(rec: LabRecord, name: string): LabRecord['nodes'][number]
 /** One control call to a node agent. */
 export async function callNode<T>(stateDir: string, node: string, method: string, params: unknown): Promise<T> {
   const rec = requireLab(stateDir);
-  const c = await ControlClient.connect(nodeOf(rec, node).control);
+  const c = await connectNode(rec, node);
   try {
     return await c.call<T>(method, params);
   } finally {
@@ -126,7 +126,7 @@ export async function execInPod(
   io: { stdout(s: string): void; stderr(s: string): void; signal?: AbortSignal; namespace?: string; stdin?: AsyncIterable<Uint8Array | string> },
 ): Promise<number> {
   const { rec, key, node } = await locatePod(stateDir, ref, io.namespace);
-  const c = await ControlClient.connect(nodeOf(rec, node).control);
+  const c = await connectNode(rec, node);
   try {
     let id = 0;
     const onAbort = () => c.cancel(id);

@@ -11,7 +11,7 @@ import { runDemo } from './demo.ts';
 import { formatTrace, trace, traceExitCode } from './trace.ts';
 import { decodeHint, installProfile } from './wireshark.ts';
 import { FILTER_HELP } from '../node-agent/capture/filter.ts';
-import { LabError, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up } from '../lab/lab.ts';
+import { LabError, ROOT, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up } from '../lab/lab.ts';
 import { ManifestError, loadManifestFile, type LoadedObject } from '../lab/manifest.ts';
 import { readLab, resolveStateDir } from '../lab/state.ts';
 import { registerScenarioCommand } from '../scenarios/cli.ts';
@@ -60,13 +60,38 @@ program
   .addOption(new Option('--wire <kind>', 'host-gw/bgp: udp = the bare-IPv4 wire in UDP (local default) | raw = real frames on eth0 with pod IPs, via libpcap (netns default)').choices(['udp', 'raw']))
   .option('--mtu <bytes>', 'underlay MTU (pods and flannel.1 get 50 less)', int('--mtu'), 1500)
   .option('--seed <n>', 'seed for every random choice (MACs, impairments, ids)', int('--seed'), 1)
-  // netns labs (lab/netns-lab.ts)
-  .addOption(new Option('--mode <mode>', 'local: processes on 127.0.0.x, no root | netns: each node in its own network namespace on a bridge (root)').choices(['local', 'netns']).default('local'))
+  // netns labs (lab/netns-lab.ts), docker labs (lab/docker-lab.ts)
+  .addOption(new Option('--mode <mode>', 'local: processes on 127.0.0.x, no root | netns: each node in its own network namespace on a bridge (root) | docker: docker-compose, one container per node').choices(['local', 'netns', 'docker']).default('local'))
   .option('--underlay-net <cidr>', 'netns: underlay subnet, inside the lab namespaces only (bridge + apiserver .10, node-N .(10+N))', '10.250.0.0/24')
   .option('--kernel-nodes <k>', 'netns: K more nodes that are the Linux kernel itself (cni0, pods as namespaces; vxlan: kernel flannel.1; host-gw: kernel routes; bgp: a real BIRD)', int('--kernel-nodes'), 0)
   .option('--netns-prefix <p>', 'netns: prefix of every namespace name (podlab-underlay, podlab-node-1, ...)', 'podlab')
+  .option('--docker-project <name>', 'docker: the compose project name', 'podlab')
+  .option('--docker-bridge <name>', 'docker: the lab network\'s bridge (the capture side-car and raw frames name it)', 'podlab0')
+  .option('--docker-capture <dir>', 'docker: start the capture side-car, pcapng of the lab bridge into DIR/lab.pcapng')
+  .option('--docker-local-base', 'docker: make the Dockerfile\'s base image from Debian\'s archive first (scripts/docker-base.sh, root, no registry needed)')
   .action(async (o) => {
     const demo = !!o.demo;
+    if (o.mode === 'docker') {
+      const { dockerUp, dockerHints } = await import('../lab/docker-lab.ts');
+      const rec = await dockerUp({
+        stateDir: stateDir(),
+        root: ROOT,
+        nodes: o.nodes,
+        backend: o.backend,
+        wire: o.wire,
+        mtu: o.mtu,
+        clusterCidr: o.clusterCidr,
+        project: o.dockerProject,
+        bridge: o.dockerBridge,
+        captureDir: o.dockerCapture,
+        localBase: !!o.dockerLocalBase,
+        manifests: o.filename ?? [],
+        timeoutMs: 180_000,
+        onProgress: (m) => process.stderr.write(`podlab: ${m}\n`),
+      });
+      out(`podlab: docker lab up: ${o.nodes} node containers (node-1..node-${o.nodes}), project ${rec.project}; it keeps running (podlab down stops it)\n${dockerHints(rec)}\n`);
+      return;
+    }
     if (o.mode !== 'netns' && o.kernelNodes) throw new LabError('--kernel-nodes: kernel nodes need --mode netns (and root)');
     const manifests = loadAll(o.filename); // checked before anything starts
     const dir = stateDir();
@@ -126,6 +151,11 @@ program
   .option('--force', 'also clean up after a crashed lab from lab.json: processes by pid, netns labs\' namespaces (same as down; never fails when nothing runs)')
   .action(async () => {
     const dir = stateDir();
+    const { dockerDown } = await import('../lab/docker-lab.ts');
+    if (await dockerDown(dir, (m) => process.stderr.write(`podlab: ${m}\n`))) {
+      out('podlab: docker lab removed\n');
+      return;
+    }
     const had = readLab(dir);
     const r = await down(dir);
     out(had ? `podlab: lab stopped (${r.stopped} processes)\n` : `podlab: no lab in ${dir}\n`);

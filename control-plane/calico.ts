@@ -10,7 +10,7 @@
 import type { FieldError } from './errors.ts';
 import type { ResourceType } from './resources.ts';
 import type { KubeObject } from './types.ts';
-import { isIpv4Address } from '../common/ip-input.ts';
+import { isIpv4Address } from '../packet/ip-input.ts';
 
 export interface BgpConfigurationSpec {
   asNumber?: number;

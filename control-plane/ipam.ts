@@ -21,7 +21,7 @@ import { NODES, resourceKeyOf } from './resources.ts';
 import type { Store } from './store.ts';
 import type { KubeObject, NodeSpec } from './types.ts';
 import { isIPv4Cidr } from './validation.ts';
-import { parseIpv4CidrInput } from '../common/ip-input.ts';
+import { parseIpv4CidrInput } from '../packet/ip-input.ts';
 import { Cidr } from '../packet/cidr.ts';
 
 /** Default `--cluster-cidr`. */

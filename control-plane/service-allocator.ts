@@ -29,7 +29,7 @@ import { createHash } from 'node:crypto';
 import { ApiError, internalError, invalid, makeStatus, type FieldError } from './errors.ts';
 import { formatCidr, parseIpv4Cidr, ConfigError, type Ipv4Range } from './ipam.ts';
 import { intToIpv4, ipv4ToInt } from '../packet/addr.ts';
-import { isIpv4Address } from '../common/ip-input.ts';
+import { isIpv4Address } from '../packet/ip-input.ts';
 import { ENDPOINTSLICES, SERVICES, SERVICE_NAME_LABEL, type Service, type ServiceSpec } from './service-resources.ts';
 import { resourceKeyOf } from './resources.ts';
 import type { Store } from './store.ts';

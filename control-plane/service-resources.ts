@@ -13,7 +13,7 @@
  * podlab serves `type: ClusterIP | NodePort` (and headless `clusterIP: None`);
  * LoadBalancer and ExternalName are refused as unsupported values.
  */
-import { isIpAddress, isIpv4Address } from '../common/ip-input.ts';
+import { isIpAddress, isIpv4Address } from '../packet/ip-input.ts';
 import type { FieldError } from './errors.ts';
 import type { ResourceType } from './resources.ts';
 import type { TableColumn, TableDefinition } from './tables.ts';

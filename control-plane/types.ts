@@ -66,6 +66,8 @@ export interface NodeSpec {
 export interface NodeStatus {
   addresses?: NodeAddress[];
   conditions?: NodeCondition[];
+  /** Where the node agent (kubelet) serves: its InternalIP and this port (podlab: the agent's control channel). */
+  daemonEndpoints?: { kubeletEndpoint?: { Port: number } };
 }
 
 /** A cluster node (cluster-scoped). */

@@ -7,7 +7,7 @@
  * Bodies arrive as untyped JSON, so every check here tolerates wrong types
  * and reports them as field errors instead of throwing.
  */
-import { isIpAddress, isIpv4Cidr } from '../common/ip-input.ts';
+import { isIpAddress, isIpv4Cidr } from '../packet/ip-input.ts';
 import type { FieldError } from './errors.ts';
 import type { KubeObject } from './types.ts';
 

@@ -22,10 +22,11 @@ export class ControlClient {
 
   private constructor() {}
 
-  /** Connects to an agent's Unix socket. */
+  /** Connects to an agent's Unix socket, or to `tcp://HOST:PORT` (an agent's remote control listener). */
   static async connect(socketPath: string, timeoutMs = 5000): Promise<ControlClient> {
     const c = new ControlClient();
-    c.sock = net.createConnection(socketPath);
+    const tcp = /^tcp:\/\/([^:/]+):(\d+)$/.exec(socketPath);
+    c.sock = tcp ? net.createConnection({ host: tcp[1], port: Number(tcp[2]) }) : net.createConnection(socketPath);
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`timed out connecting to ${socketPath}`)), timeoutMs);
       c.sock.once('connect', () => (clearTimeout(t), resolve()));

@@ -8,7 +8,9 @@
  * same code path.
  *
  * `agent` fills in what a container knows about itself when a flag is missing
- * (or says `auto`): the node name from $PODLAB_NODE_NAME or the hostname, the
+ * (or says `auto`): the node name from $PODLAB_NODE_NAME or the hostname
+ * (`--name ordinal`: node-<N> from the Compose container number, see
+ * compose-ordinal.ts), the
  * node IP and underlay CIDR from the first non-loopback IPv4 interface
  * ($PODLAB_IFACE to choose), the apiserver from $PODLAB_API
  * (default http://apiserver:6443), the state dir from $PODLAB_HOME
@@ -124,6 +126,16 @@ export async function runDaemon(daemon: Daemon, argv: string[]): Promise<void> {
       process.stdout.write(JSON.stringify({ event: 'error', message: (e as Error).message }) + '\n');
       process.stderr.write(`podlab agent: ${(e as Error).message}\n`);
       process.exit(2);
+    }
+    if (flagValue(args, '--name') === 'ordinal') {
+      // node-<N> from the container's Compose number or Swarm slot (compose-ordinal.ts).
+      const { composeOrdinalName } = await import('./compose-ordinal.ts');
+      try {
+        args = setFlag(args, '--name', await composeOrdinalName({ ip: flagValue(args, '--ip')!, slot: process.env.PODLAB_NODE_SLOT }));
+      } catch (e) {
+        process.stderr.write(`podlab agent: --name ordinal: ${(e as Error).message}\n`);
+        process.exit(2);
+      }
     }
     if (argv.includes('--lab-json')) await writeSelfLabJson(args);
   }

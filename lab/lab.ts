@@ -36,7 +36,7 @@ import { isOurProcess, labIsLive, readLab, writeLab, type LabRecord, type ProcRe
 import { upNetns } from './netns-lab.ts';
 import { isRoot, removeLabNamespaces } from '../hostnet/netns.ts';
 import { Cidr } from '../packet/cidr.ts';
-import { isIpv4Cidr, parseIpv4CidrInput } from '../common/ip-input.ts';
+import { isIpv4Cidr, parseIpv4CidrInput } from '../packet/ip-input.ts';
 
 /** A lab-level failure with a message meant for the user. */
 export class LabError extends Error {

@@ -37,7 +37,7 @@ import { LabError, ROOT, agentFeatureArgs, applyObjects, cleanState, demoPods, d
 import { capAvailable } from '../overlay/underlay-raw.ts';
 import { labIsLive, readLab, writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
 import { Cidr } from '../packet/cidr.ts';
-import { parseIpv4CidrInput } from '../common/ip-input.ts';
+import { parseIpv4CidrInput } from '../packet/ip-input.ts';
 
 /** The default underlay subnet of netns labs (inside the lab's namespaces only). */
 export const DEFAULT_UNDERLAY_NET = '10.250.0.0/24';

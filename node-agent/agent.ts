@@ -57,6 +57,8 @@ import type { PodNet } from '../netstack/pod-net.ts';
 import { containerStateOverride, startPodApps, stopPodApps } from '../apps/index.ts';
 import { EMPTY_STDIN } from './stdin-queue.ts';
 import { Cidr } from '../packet/cidr.ts';
+import { listenRemoteControl } from './control-remote.ts';
+import type net from 'node:net';
 
 export interface AgentOptions {
   name: string;
@@ -87,6 +89,8 @@ export interface AgentOptions {
   mtu?: number;
   clock?: Clock;
   heartbeatMs?: number;
+  /** Container labs: also serve the control channel on TCP <ip>:<port> (0 = Unix socket only; control-remote.ts). */
+  controlPort?: number;
 }
 
 const log = createLogger('podlab:agent');
@@ -104,6 +108,7 @@ export class NodeAgent {
   private nodeInformer?: Informer<Node>;
   private podInformer?: Informer<Pod>;
   private control?: ControlServer;
+  private remoteControl?: net.Server;
   private ipam!: HostLocalIpam;
   private readonly programmed = new Map<string, Lease>();
   private readonly peersByName = new Map<string, string>();
@@ -139,6 +144,7 @@ export class NodeAgent {
       seed: 1,
       mtu: 1500,
       heartbeatMs: 10_000,
+      controlPort: 0,
       ...opts,
     };
     this.name = opts.name;
@@ -205,6 +211,7 @@ export class NodeAgent {
     this.control = new ControlServer(this.controlSocketPath);
     this.registerHandlers(this.control);
     await this.control.listen();
+    if (this.opts.controlPort) this.remoteControl = await listenRemoteControl(this.control, { host: this.opts.ip, port: this.opts.controlPort, allow: this.opts.underlayCidr });
 
     await this.setReady(true);
     this.heartbeat = setInterval(() => void this.setReady(true).catch(() => {}), this.opts.heartbeatMs);
@@ -264,9 +271,11 @@ export class NodeAgent {
       { type: 'InternalIP' as const, address: this.opts.ip },
       { type: 'Hostname' as const, address: this.name },
     ];
+    // Where the control channel is served over TCP, if it is (control-remote.ts); null clears an old one.
+    const daemonEndpoints = this.opts.controlPort ? { kubeletEndpoint: { Port: this.opts.controlPort } } : null;
     if (existing) {
       const patched = await this.api.patch<Node>('nodes', this.name, { metadata: { annotations } });
-      await this.api.patchStatus<Node>('nodes', this.name, { status: { addresses } });
+      await this.api.patchStatus<Node>('nodes', this.name, { status: { addresses, daemonEndpoints } });
       if (!patched.spec?.podCIDR) throw new Error(`node ${this.name} has no podCIDR`);
       return patched;
     }
@@ -279,7 +288,7 @@ export class NodeAgent {
         annotations: Object.fromEntries(Object.entries(annotations).filter(([, v]) => v !== null)),
       },
       spec: {},
-      status: { addresses, conditions: [] },
+      status: { addresses, conditions: [], ...(daemonEndpoints ? { daemonEndpoints } : {}) },
     } as unknown as Node);
     if (!created.spec?.podCIDR) throw new Error(`apiserver gave node ${this.name} no podCIDR`);
     return created;
@@ -647,6 +656,7 @@ export class NodeAgent {
     // A clean stop tells BGP peers at once (Cease), so they withdraw our routes without waiting for the hold time.
     await this.bgpQueue.catch(() => {});
     await this.bgp?.stop().catch(() => {});
+    this.remoteControl?.close();
     await this.control?.close();
     await this.dp?.close();
     await this.rawWire?.close();

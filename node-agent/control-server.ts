@@ -53,7 +53,7 @@ export class ControlServer {
 
   async listen(): Promise<void> {
     fs.rmSync(this.socketPath, { force: true });
-    const server = net.createServer((sock) => this.serve(sock));
+    const server = net.createServer((sock) => this.attach(sock));
     this.server = server;
     const oldMask = process.umask(0o177); // the socket is created 0600
     try {
@@ -67,7 +67,8 @@ export class ControlServer {
     fs.chmodSync(this.socketPath, 0o600);
   }
 
-  private serve(sock: net.Socket): void {
+  /** Serves one connected client (the Unix socket's, or another transport's: control-remote.ts). */
+  attach(sock: net.Socket): void {
     this.sockets.add(sock);
     const ch = frame<unknown, ServerMessage>(sock);
     const running = new Map<number, AbortController>();

@@ -29,6 +29,11 @@ export class HostLocalIpam {
     const cidr = Cidr.parse(podCIDR);
     this.first = cidr.network + 2;
     this.last = cidr.broadcast - 1;
+    // Addresses from another range belong to a podCIDR this node no longer has (its Node was deleted and
+    // registered again, with a new podCIDR): drop them, or a rebuilt pod would keep an address no route leads to.
+    for (const f of this.files()) {
+      if (!cidr.contains(ipv4ToInt(f))) fs.rmSync(path.join(this.dir, f), { force: true });
+    }
   }
 
   /** The address already held by `owner`, if any. */

@@ -14,7 +14,7 @@ import { runDaemon, failDaemon } from '../common/daemon.ts';
 import { createLogger } from '../common/log.ts';
 import { BACKENDS, type Backend } from '../backends/plan.ts';
 import { NodeAgent } from './agent.ts';
-import { isIpv4Address, isIpv4Cidr } from '../common/ip-input.ts';
+import { isIpv4Address, isIpv4Cidr } from '../packet/ip-input.ts';
 
 const log = createLogger('podlab:agent');
 
@@ -44,6 +44,7 @@ try {
       'ipvs-scheduler': { type: 'string', default: 'rr' },
       seed: { type: 'string', default: '1' },
       mtu: { type: 'string', default: '1500' },
+      'control-port': { type: 'string', default: '0' },
     },
   });
 } catch (e) {
@@ -95,6 +96,7 @@ const agent = new NodeAgent({
   ipvsScheduler: oneOf('ipvs-scheduler', v['ipvs-scheduler']!, ['rr', 'wrr', 'lc', 'wlc', 'sh', 'dh', 'sed', 'nq'] as const),
   seed: int('seed', v.seed!, -(2 ** 31), 2 ** 31 - 1),
   mtu: int('mtu', v.mtu!, 576, 65535),
+  controlPort: int('control-port', v['control-port']!, 0, 65535),
 });
 
 await runDaemon('node-agent', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath }));

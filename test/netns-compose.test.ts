@@ -38,12 +38,17 @@ test('docker-compose config validates docker-compose.yml, alone and with the cap
   if (!requireOrSkip(t, !!cmd, 'neither docker-compose nor the docker compose plugin is installed (.ci/run installs Debian\'s docker-compose)')) return;
   const alone = await run([...cmd!, '-f', 'docker-compose.yml', 'config', '-q']);
   t.is(alone.code, 0, alone.out);
-  const both = await run([...cmd!, '-f', 'docker-compose.yml', '-f', 'docker-compose.capture.yml', 'config', '-q']);
+  const both = await run([...cmd!, '-f', 'docker-compose.yml', '-f', 'docker-compose.capture.yml', 'config']);
   t.is(both.code, 0, both.out);
+  // An override's network replaces the base's whole definition (compose v1): it must stay internal.
+  const merged = YAML.parse(both.out) as Record<string, any>;
+  t.true(merged.networks.podlab.internal, 'internal with the capture override');
+  t.is(merged.networks.podlab.driver_opts['com.docker.network.bridge.name'], 'podlab0');
   // The raw-frame override: capabilities and the ephemeral-port sysctl on the node containers only.
   const raw = await run([...cmd!, '-f', 'docker-compose.yml', '-f', 'docker-compose.raw.yml', 'config'], { PODLAB_BACKEND: 'bgp', PODLAB_WIRE: 'raw' });
   t.is(raw.code, 0, raw.out);
   const r = YAML.parse(raw.out) as Record<string, any>;
+  t.true(r.networks.podlab.internal, 'internal with the raw-frame override');
   t.deepEqual([...r.services.node.cap_add].sort(), ['NET_ADMIN', 'NET_RAW']);
   t.is(r.services.node.sysctls['net.ipv4.ip_local_port_range'], '61000 65535');
   t.is(r.services.apiserver.cap_add, undefined);
@@ -73,14 +78,18 @@ test('compose files: the podlab entry point, Swarm-compatible keys, capabilities
   t.is(c.services.apiserver.command[0], 'apiserver');
   const node: string[] = c.services.node.command;
   t.is(node[0], 'agent');
-  t.false(node.includes('--name') || node.includes('--ip'), 'name and IP come from the container (hostname, eth0)');
+  t.is(node[node.indexOf('--name') + 1], 'ordinal', 'node-<N> from the compose container number (lab/compose-ordinal.ts)');
+  t.false(node.includes('--ip'), 'the IP comes from the container (eth0)');
+  t.is(node[node.indexOf('--control-port') + 1], '10250', 'the control channel on the node IP: any node container reaches any node');
+  t.true(c.networks.podlab.internal, 'the lab network has no way out');
   t.true(node.includes('--lab-json'));
   t.true(node.includes('--state-dir'), 'kept explicit: lab.json recognises the agent by it');
   const cap = captureFile().services.capture;
   t.deepEqual([...cap.cap_add].sort(), ['NET_ADMIN', 'NET_RAW']);
-  t.is(cap.network_mode, 'service:node');
+  t.is(cap.network_mode, 'host', 'tshark opens the lab bridge, which is in the host namespace');
   t.is(cap.entrypoint[0], 'tshark');
-  t.true(cap.entrypoint.includes('-w') && cap.entrypoint[cap.entrypoint.indexOf('-w') + 1] === '-', 'pcapng on stdout for | wireshark -k -i -');
+  t.is(cap.entrypoint[cap.entrypoint.indexOf('-i') + 1], '${PODLAB_BRIDGE:-podlab0}');
+  t.deepEqual(cap.command, ['-w', '/captures/lab.pcapng'], 'pcapng into the bind mount (run ... capture -w - for stdout)');
   const dockerfile = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
   t.regex(dockerfile, /^FROM node:20/m);
   t.regex(dockerfile, /^ENTRYPOINT \["node", "\/opt\/podlab\/bin\/podlab\.js"\]$/m);

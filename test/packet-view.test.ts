@@ -11,7 +11,7 @@ import { Ipv4Packet } from '../packet/ipv4-packet.ts';
 import { Cidr, maskOf } from '../packet/cidr.ts';
 import { isWireError, type WireReason } from '../packet/errors.ts';
 import { parseIpv4 } from '../packet/ipv4.ts';
-import { isIpAddress, isIpv4Address, isIpv4Cidr, parseIpv4CidrInput } from '../common/ip-input.ts';
+import { isIpAddress, isIpv4Address, isIpv4Cidr, parseIpv4CidrInput } from '../packet/ip-input.ts';
 
 const hex = (s: string) => Buffer.from(s, 'hex');
 

@@ -10,7 +10,7 @@
  * is what the data path uses.
  */
 import ipaddr from 'ipaddr.js';
-import { Cidr } from '../packet/cidr.ts';
+import { Cidr } from './cidr.ts';
 
 /** True if `s` is an IPv4 address in four-part decimal (`10.244.1.2`). */
 export function isIpv4Address(s: unknown): s is string {
