@@ -103,7 +103,7 @@ test.serial('a real agent under a 15,000-datagram fragment flood: RSS grows by l
     const inner = serializeEthernet({ dst: vtepMac, src: '02:00:00:00:99:99', etherType: 0x0800, payload: Buffer.concat([serializeIpv4(fragment(i, `10.244.${2 + ((i >> 16) & 1)}.${(i >> 8) & 255}`, '10.244.1.0')), pad]) });
     await new Promise<void>((r) => sock.send(serializeVxlan({ vni: 1, payload: inner }), 8472, `${NET}.11`, () => r()));
     // A moment now and then for the agent to read: the flood is about what it holds, not what the socket drops.
-    if (i % 50 === 49) await new Promise((r) => setTimeout(r, 2));
+    if (i % 10 === 9) await new Promise((r) => setTimeout(r, 3));
   }
   // Every fragment that reached flannel.1 is either held (at most 1,024 datagrams) or dropped and counted.
   let last = -1;
