@@ -11,8 +11,8 @@ import { runDemo } from './demo.ts';
 import { formatTrace, trace, traceExitCode } from './trace.ts';
 import { decodeHint, installProfile } from './wireshark.ts';
 import { FILTER_HELP } from '../node-agent/capture/filter.ts';
-import { LabError, ROOT, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up } from '../lab/lab.ts';
-import { ManifestError, loadManifestFile, type LoadedObject } from '../lab/manifest.ts';
+import { LabError, ROOT, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up, waitApplied } from '../lab/lab.ts';
+import { ManifestError, SUPPORTED_KINDS, loadManifestFile, type LoadedObject } from '../lab/manifest.ts';
 import { readLab, resolveStateDir } from '../lab/state.ts';
 import { registerScenarioCommand } from '../scenarios/cli.ts';
 
@@ -163,13 +163,18 @@ program
 
 program
   .command('apply')
-  .description('create the Pods and Namespaces of a YAML file in the running lab')
+  .description(`create or update the objects of YAML files in the running lab (${Object.keys(SUPPORTED_KINDS).join(', ')})`)
   .requiredOption('-f, --filename <file...>', 'YAML file(s), multi-document; - reads stdin')
   .option('-s, --server <url>', 'an apiserver without a local lab.json (containers: http://apiserver:6443; or unix:/path/api.sock)')
-  .action(async (o) => {
+  .option('--wait [sec]', "then wait until every pod is Running and every applied Service's endpoints are ready (default 60 s)")
+  .action(async (o: { filename: string[]; server?: string; wait?: boolean | string }) => {
     const objs = loadAll(o.filename);
     const api = new ApiClient(o.server ?? requireLab(stateDir()).apiUrl);
     for (const line of await applyObjects(api, objs)) out(line + '\n');
+    if (o.wait === undefined) return;
+    const seconds = o.wait === true ? 60 : Number(o.wait);
+    if (!(seconds > 0)) throw new LabError(`--wait: '${String(o.wait)}' is not a number of seconds`);
+    await waitApplied(api, objs, seconds * 1000);
   });
 
 program

@@ -424,6 +424,28 @@ export async function applyObjects(api: ApiClient, objs: LoadedObject[]): Promis
 }
 
 /** Polls until every pod is Running with an IP. */
+/**
+ * After an apply: every pod Running with an IP, and every applied Service's
+ * EndpointSlices listing as many ready endpoints as it selects Running pods.
+ */
+export async function waitApplied(api: ApiClient, objs: LoadedObject[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  await waitPodsRunning(api, timeoutMs);
+  for (const { obj } of objs.filter((o) => o.obj.kind === 'Service')) {
+    const ns = obj.metadata.namespace ?? 'default';
+    const selector = (obj as { spec?: { selector?: Record<string, string> } }).spec?.selector;
+    if (!selector) continue;
+    for (;;) {
+      const pods = (await api.list<Pod>('pods', { namespace: ns })).items.filter((p) => p.status?.phase === 'Running' && Object.entries(selector).every(([k, v]) => p.metadata.labels?.[k] === v));
+      const slices = (await api.list<{ endpoints?: { conditions?: { ready?: boolean } }[] } & KubeObject>('endpointslices', { namespace: ns, labelSelector: `kubernetes.io/service-name=${obj.metadata.name}` })).items;
+      const ready = slices.flatMap((sl) => sl.endpoints ?? []).filter((e) => e.conditions?.ready !== false).length;
+      if (ready >= pods.length && pods.length > 0) break;
+      if (Date.now() > deadline) throw new LabError(`Service ${ns}/${obj.metadata.name}: ${ready} ready endpoints of ${pods.length} selected pods after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 export async function waitPodsRunning(api: ApiClient, timeoutMs: number): Promise<Pod[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
