@@ -86,9 +86,15 @@ export class Impairment {
       effects.push(`corrupted (bit ${bit})`);
     }
     const copies = this.rng.chance(s.duplicate ?? 0) ? 2 : 1;
-    if (copies === 2) (this.stats.duplicated++, effects.push('duplicated'));
+    if (copies === 2) {
+      this.stats.duplicated++;
+      effects.push('duplicated');
+    }
     const reorder = this.rng.chance(s.reorder ?? 0);
-    if (reorder) (this.stats.reordered++, effects.push('reordered'));
+    if (reorder) {
+      this.stats.reordered++;
+      effects.push('reordered');
+    }
     for (let i = 0; i < copies; i++) {
       const delay = reorder ? 0 : this.delay();
       if (reorder && !(s.delayMs ?? 0)) {

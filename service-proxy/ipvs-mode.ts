@@ -311,8 +311,8 @@ export class IpvsProxier implements ServiceProxyEngine {
     if (!vs) return null;
     const vsLine = `${vs.protocol.toUpperCase()}  ${vs.ip}:${vs.port} ${vs.scheduler.name}${vs.persistent ? ` persistent ${vs.persistent}` : ''}`;
     const now = this.opts.clock.now();
-    let dest: RealServer | null = null;
-    let why = '';
+    let dest: RealServer | null;
+    let why: string;
     let template: Template | undefined;
     if (vs.persistent) {
       const tkey = `${vs.key} ${pkt.src}`;

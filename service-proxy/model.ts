@@ -138,7 +138,7 @@ export function buildModel(services: readonly KubeObject[], slices: readonly Kub
       const protocol = (typeof p.protocol === 'string' ? p.protocol : 'TCP').toLowerCase();
       const pk = `${servicePortName(ns, svcName, portName)}|${protocol}`;
       let m = entry.byPort.get(pk);
-      if (!m) entry.byPort.set(pk, (m = new Map()));
+      if (!m) entry.byPort.set(pk, (m = new Map<string, EndpointInfo>()));
       for (const ep of endpoints) {
         if (!isRecord(ep) || !Array.isArray(ep.addresses) || typeof ep.addresses[0] !== 'string') continue;
         const ip = ep.addresses[0];

@@ -85,7 +85,10 @@ export class NeighbourTable {
 
   /** Forgets every entry on a device. */
   flushDev(dev: string): void {
-    for (const [k, e] of this.entries) if (e.dev === dev) (e.timer?.cancel(), this.entries.delete(k));
+    for (const [k, e] of this.entries) if (e.dev === dev) {
+      e.timer?.cancel();
+      this.entries.delete(k);
+    }
   }
 
   /**

@@ -153,7 +153,10 @@ export class Conntrack {
   /** `conntrack -D` for entries matching a predicate (kube-proxy flushes UDP entries of removed endpoints). */
   deleteWhere(pred: (e: CtEntry) => boolean): number {
     let n = 0;
-    for (const e of this.entries()) if (pred(e)) (this.remove(e), n++);
+    for (const e of this.entries()) if (pred(e)) {
+      this.remove(e);
+      n++;
+    }
     return n;
   }
 

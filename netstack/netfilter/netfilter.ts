@@ -110,8 +110,8 @@ export class HookChain {
   get active(): boolean {
     const ops = this.ops;
     for (let i = 0; i < ops.length; i++) {
-      const idle = ops[i].idle;
-      if (idle === undefined || !idle()) return true;
+      const op = ops[i];
+      if (op.idle === undefined || !op.idle()) return true;
     }
     return false;
   }

@@ -160,7 +160,7 @@ export class TcpSocket extends EventEmitter<TcpSocketEvents> {
   }
 
   /** No Nagle in this stack: accepted for compatibility. */
-  setNoDelay(_noDelay = true): this {
+  setNoDelay(): this {
     return this;
   }
 }

@@ -155,7 +155,7 @@ export class RecentTables {
 
   private list(name: string): Map<string, number> {
     let l = this.lists.get(name);
-    if (!l) this.lists.set(name, (l = new Map()));
+    if (!l) this.lists.set(name, (l = new Map<string, number>()));
     return l;
   }
 
