@@ -187,7 +187,7 @@ export async function nodeCommand(stateDir: string, node: string, argv: string[]
 }
 
 function formatStats(s: Record<string, unknown>): string {
-  const lines: string[] = [`node ${s.node}`];
+  const lines: string[] = [`node ${String(s.node)}`];
   const ifaces = s.interfaces as Record<string, { rxPackets: number; rxBytes: number; txPackets: number; txBytes: number; drops: Record<string, number> }>;
   lines.push('INTERFACE        RX-PACKETS   RX-BYTES     TX-PACKETS   TX-BYTES     DROPS');
   for (const [name, c] of Object.entries(ifaces)) {

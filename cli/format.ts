@@ -92,7 +92,7 @@ export function formatJsonPath(value: unknown, template: string): string {
     const expr = template.slice(open + 1, close).trim();
     if (/^(range|end)\b/.test(expr)) throw new JsonPathError(`jsonpath: '${expr}' loops are not supported by podlab get; use {.items[*].field}`);
     if (!expr.startsWith('.') && !expr.startsWith('[') && expr !== '$') throw new JsonPathError(`jsonpath: '{${expr}}' must start with '.' (e.g. {.spec.clusterIP})`);
-    const results = JSONPath({ path: expr === '$' ? '$' : `$${expr}`, json: value as object, wrap: true }) as unknown[];
+    const results = JSONPath<unknown[]>({ path: expr === '$' ? '$' : `$${expr}`, json: value as object, wrap: true });
     out += results.map((r) => (typeof r === 'object' && r !== null ? JSON.stringify(r) : String(r))).join(' ');
     i = close + 1;
   }

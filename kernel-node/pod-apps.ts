@@ -78,7 +78,7 @@ function startServer(file: string, pod: KernelPodRef, node: string, port: number
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       out += d;
       if (out.includes('"event":"listening"')) done();
-      else if (out.includes('"event":"error"')) done(new Error(JSON.parse(out.trim().split('\n').pop()!).error));
+      else if (out.includes('"event":"error"')) done(new Error((JSON.parse(out.trim().split('\n').pop()!) as { error?: string }).error));
     });
     child.on('exit', (code) => done(new Error(`exited with ${code}: ${out.trim()}`)));
   });

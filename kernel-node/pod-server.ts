@@ -17,7 +17,7 @@ import { httpServerFor } from '../apps/http.ts';
 
 const { values: v } = parseArgs({ options: { pod: { type: 'string' }, node: { type: 'string' }, port: { type: 'string', default: '80' }, image: { type: 'string', default: 'podlab/http' }, 'state-dir': { type: 'string' } } });
 const port = Number(v.port);
-const { handler: handle, serverName } = httpServerFor(v.image!, { podName: v.pod!, nodeName: v.node! });
+const { handler: handle, serverName } = httpServerFor(v.image, { podName: v.pod!, nodeName: v.node! });
 
 const server = http.createServer((req, res) => {
   const target = req.url ?? '/';

@@ -62,7 +62,7 @@ export class ControlClient {
     const id = this.nextId++;
     onId?.(id);
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, out, evt });
+      this.pending.set(id, { resolve, reject, out, evt });
       this.ch.send({ t: 'req', id, method, params });
     });
   }

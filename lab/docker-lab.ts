@@ -72,11 +72,11 @@ function run(cmd: string[], o: { cwd: string; env: Record<string, string>; input
     let out = '';
     let stdout = '';
     const take = (d: Buffer) => {
-      out += d;
+      out += String(d);
       o.echo?.(String(d));
     };
     p.stdout.on('data', (d: Buffer) => {
-      stdout += d;
+      stdout += String(d);
       take(d);
     });
     p.stderr.on('data', take);

@@ -5,7 +5,6 @@ import { hey } from './hey.ts';
 import { runIp } from '../netstack/ip-command.ts';
 import { ping } from './ping.ts';
 import type { ExecContext, PodCommand } from './types.ts';
-import { UsageError } from './types.ts';
 import { udp } from './udp.ts';
 import { curl } from './curl.ts';
 import { nc } from './nc.ts';
@@ -14,16 +13,16 @@ import { transfer } from './transfer.ts';
 import { probe } from './probe.ts';
 
 /** `ip ...` as seen from inside the pod's namespace (iproute2's forms: netstack/ip-command.ts). */
-export async function ip(ctx: ExecContext): Promise<number> {
+export function ip(ctx: ExecContext): Promise<number> {
   const r = runIp(ctx.argv.slice(1), { stack: ctx.pod.stack, links: [ctx.pod.lo, ctx.pod.eth0] });
   if (r.stdout) ctx.stdout(r.stdout);
   if (r.stderr) ctx.stderr(r.stderr);
-  return r.code;
+  return Promise.resolve(r.code);
 }
 
-export async function hostname(ctx: ExecContext): Promise<number> {
+export function hostname(ctx: ExecContext): Promise<number> {
   ctx.stdout(ctx.pod.opts.name + '\n');
-  return 0;
+  return Promise.resolve(0);
 }
 
 export const podCommands: Record<string, PodCommand> = {

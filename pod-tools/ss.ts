@@ -23,7 +23,7 @@ const SS_STATE: Record<TcpState, string> = {
   'TIME-WAIT': 'TIME-WAIT',
 };
 
-export async function ss(ctx: ExecContext): Promise<number> {
+export function ss(ctx: ExecContext): Promise<number> {
   const { values } = parseArgs({
     args: ctx.argv.slice(1),
     options: { t: { type: 'boolean' }, u: { type: 'boolean' }, l: { type: 'boolean' }, a: { type: 'boolean' }, n: { type: 'boolean' }, i: { type: 'boolean' } },
@@ -56,14 +56,14 @@ export async function ss(ctx: ExecContext): Promise<number> {
     ctx.stdout(r.map((c, k) => (k === r.length - 1 ? c : c.padEnd(widths[k] + 2))).join('') + '\n');
     if (info[n]) ctx.stdout(info[n] + '\n');
   });
-  return 0;
+  return Promise.resolve(0);
 }
 
-export async function ps(ctx: ExecContext): Promise<number> {
+export function ps(ctx: ExecContext): Promise<number> {
   const apps = podApps(ctx.pod);
   if (!apps.length) {
     ctx.stdout('no containers started by the agent in this pod\n');
-    return 0;
+    return Promise.resolve(0);
   }
   for (const a of apps) {
     const state = a.error ? `FAILED: ${a.error}` : a.status ? `running, listening on ${a.status.listening.join(', ') || 'nothing'}` : 'running (no listener)';
@@ -72,5 +72,5 @@ export async function ps(ctx: ExecContext): Promise<number> {
       ctx.stdout(`  ${Object.entries(a.status.counters).map(([k, v]) => `${k}=${v}`).join(' ')}\n`);
     }
   }
-  return 0;
+  return Promise.resolve(0);
 }
