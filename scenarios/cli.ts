@@ -88,9 +88,18 @@ export function registerScenarioCommand(program: Command): void {
         const progress = new Progress(process.stderr);
         const report = await runScenario(scenario, { seed: o.seed, labNet: o.labNet, signal: ac.signal, progress, keepState: o.keepState });
         const written: string[] = [];
-        if (o.report) (fs.writeFileSync(o.report, toJson(report)), written.push(o.report));
-        if (o.junit) (fs.writeFileSync(o.junit, toJunit(report)), written.push(o.junit));
-        if (o.html) (fs.writeFileSync(o.html, toHtml(report)), written.push(o.html));
+        if (o.report) {
+          fs.writeFileSync(o.report, toJson(report));
+          written.push(o.report);
+        }
+        if (o.junit) {
+          fs.writeFileSync(o.junit, toJunit(report));
+          written.push(o.junit);
+        }
+        if (o.html) {
+          fs.writeFileSync(o.html, toHtml(report));
+          written.push(o.html);
+        }
         process.stdout.write(formatSummary(report));
         if (written.length) process.stderr.write(`podlab: reports: ${written.join(', ')}\n`);
         process.exitCode = exitCodeOf(report.verdict);

@@ -87,7 +87,7 @@ async function pingPair(ctx: RunContext, a: PodInfo, ip: string, count: number):
 
 /** Runs at most `n` at a time. */
 async function pool<T, R>(items: T[], n: number, fn: (x: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
+  const out = new Array<R>(items.length);
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(n, items.length) }, async () => {
@@ -130,34 +130,34 @@ export const CONDITIONS: { [K in Condition['kind']]: CondFn<K> } = {
     };
   },
 
-  async delivery(c, ctx) {
+  delivery(c, ctx) {
     const flow = flowOf(ctx, c.flow);
     const { s, where } = inWindow(c, ctx, flow);
     const bounds = [c.min !== undefined && `>= ${fmtPct(c.min)}`, c.max !== undefined && `<= ${fmtPct(c.max)}`].filter(Boolean).join(' and ');
-    if (!s.length) return { ok: false, expected: `delivery ${bounds}${where}`, actual: 'no probes were sent in that window', message: `flow ${c.flow} sent nothing${where}${flow.note ? ` (${flow.note})` : ''}` };
+    if (!s.length) return Promise.resolve({ ok: false, expected: `delivery ${bounds}${where}`, actual: 'no probes were sent in that window', message: `flow ${c.flow} sent nothing${where}${flow.note ? ` (${flow.note})` : ''}` });
     const got = s.filter((x) => x.rtt !== null).length;
     const r = got / s.length;
     const ok = (c.min === undefined || r >= c.min) && (c.max === undefined || r <= c.max);
     const lost = s.filter((x) => x.rtt === null).map((x) => x.seq);
-    return {
+    return Promise.resolve({
       ok,
       expected: `delivery ${bounds}${where}`,
       actual: `${fmtPct(r)} (${got}/${s.length})`,
       message: ok ? undefined : `flow ${c.flow} (${flow.from?.key ? short(flow.from.key) : '?'} -> ${flow.to?.pod ? short(flow.to.pod) : flow.to?.ip}): ${got} of ${s.length} probes answered${where}; lost seqs ${compactSeqs(lost)}${flow.note ? ` (${flow.note})` : ''}`,
       detail: { probes: s.length, answered: got, lostSeqs: lost },
-    };
+    });
   },
 
-  async latency(c, ctx) {
+  latency(c, ctx) {
     const flow = flowOf(ctx, c.flow);
     const { s, where } = inWindow(c, ctx, flow);
     const rtts = s.filter((x) => x.rtt !== null).map((x) => x.rtt!).sort((a, b) => a - b);
     const bounds = [c.minMs !== undefined && `>= ${fmtMs(c.minMs)}`, c.maxMs !== undefined && `<= ${fmtMs(c.maxMs)}`].filter(Boolean).join(' and ');
     const expected = `p${c.percentile} rtt ${bounds}${where}`;
-    if (!rtts.length) return { ok: false, expected, actual: 'no replies', message: `flow ${c.flow} got no replies${where}` };
+    if (!rtts.length) return Promise.resolve({ ok: false, expected, actual: 'no replies', message: `flow ${c.flow} got no replies${where}` });
     const v = percentile(rtts, c.percentile);
     const ok = (c.maxMs === undefined || v <= c.maxMs) && (c.minMs === undefined || v >= c.minMs);
-    return { ok, expected, actual: `${fmtMs(v)} over ${rtts.length} replies (max ${fmtMs(rtts[rtts.length - 1])})`, message: ok ? undefined : `flow ${c.flow}: p${c.percentile} round trip ${fmtMs(v)}, wanted ${bounds}` };
+    return Promise.resolve({ ok, expected, actual: `${fmtMs(v)} over ${rtts.length} replies (max ${fmtMs(rtts[rtts.length - 1])})`, message: ok ? undefined : `flow ${c.flow}: p${c.percentile} round trip ${fmtMs(v)}, wanted ${bounds}` });
   },
 
   async 'no-route'(c, ctx) {
@@ -224,7 +224,7 @@ export const CONDITIONS: { [K in Condition['kind']]: CondFn<K> } = {
       .catch((e: Error) => (out += e.message));
     let r: { requests: number; errors: number; bodies: Record<string, number> };
     try {
-      r = JSON.parse(out.trim().split('\n').pop() ?? '');
+      r = JSON.parse(out.trim().split('\n').pop() ?? '') as typeof r;
     } catch {
       return { ok: false, expected: 'hey results', actual: out.trim().slice(0, 200), message: `hey failed: ${out.trim().slice(0, 300)}` };
     }
@@ -284,12 +284,12 @@ export const CONDITIONS: { [K in Condition['kind']]: CondFn<K> } = {
     return { ok, expected: `${what} ${c.op} ${c.value}`, actual: `${v}`, message: ok ? undefined : `${what} is ${v}, wanted ${c.op} ${c.value}${c.counter === 'drops' ? ` (drops on ${c.dev}: ${JSON.stringify(dev.drops ?? {})})` : ''}` };
   },
 
-  async 'flow-errors'(c, ctx) {
+  'flow-errors'(c, ctx) {
     const flow = flowOf(ctx, c.flow);
     const n = c.error === 'any' ? Object.values(flow.errors).reduce((a, b) => a + b, 0) : (flow.errors[c.error] ?? 0);
     const ok = (c.min === undefined || n >= c.min) && (c.max === undefined || n <= c.max);
     const bounds = [c.min !== undefined && `>= ${c.min}`, c.max !== undefined && `<= ${c.max}`].filter(Boolean).join(' and ');
-    return { ok, expected: `${c.error} errors ${bounds}`, actual: `${n}`, message: ok ? undefined : `flow ${c.flow} counted ${n} ${c.error} errors (all: ${JSON.stringify(flow.errors)})` };
+    return Promise.resolve({ ok, expected: `${c.error} errors ${bounds}`, actual: `${n}`, message: ok ? undefined : `flow ${c.flow} counted ${n} ${c.error} errors (all: ${JSON.stringify(flow.errors)})` });
   },
 };
 
@@ -303,7 +303,7 @@ interface Cnt {
 
 /** Evaluates a condition once. */
 export function evaluate(c: Condition, ctx: RunContext): Promise<Outcome> {
-  const fn = CONDITIONS[c.kind] as CondFn<typeof c.kind>;
+  const fn = CONDITIONS[c.kind];
   return fn(c as never, ctx);
 }
 

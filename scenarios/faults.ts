@@ -139,11 +139,11 @@ export const FAULTS: { [K in FaultSpec['kind']]: FaultFn<K> } = {
     return `SIGKILL ${procLabel(f.target)}`;
   },
 
-  async freeze(f, ctx, step) {
+  freeze(f, ctx, step) {
     ctx.io.signal(f.target, 'SIGSTOP');
     ctx.frozen.add(f.target);
     openBand(ctx, step, 'freeze', `${f.target} frozen`, [f.target]);
-    return `SIGSTOP ${procLabel(f.target)}`;
+    return Promise.resolve(`SIGSTOP ${procLabel(f.target)}`);
   },
 
   async thaw(f, ctx) {
@@ -273,7 +273,7 @@ export const FAULTS: { [K in FaultSpec['kind']]: FaultFn<K> } = {
 
 /** Runs one fault. */
 export function applyFault(f: FaultSpec, ctx: RunContext, step: number): Promise<string> {
-  const fn = FAULTS[f.kind] as FaultFn<typeof f.kind>;
+  const fn = FAULTS[f.kind];
   return fn(f as never, ctx, step);
 }
 

@@ -9,7 +9,7 @@ import type { ScenarioReport } from './report.ts';
 /** Escapes text for XML content and attribute values; drops characters XML 1.0 forbids. */
 export function xmlEscape(s: string): string {
   return s
-    .replace(/[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\u{10000}-\u{10ffff}]/gu, '')
+    .replace(/[^\t\n\r\x20-\ud7ff\ue000-\ufffd\u{10000}-\u{10ffff}]/gu, '')
     .replace(/&/g, '&amp;')
     .replace(/</g, '&lt;')
     .replace(/>/g, '&gt;')

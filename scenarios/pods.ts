@@ -54,7 +54,7 @@ export class PodTable {
         namespace: ns,
         node: p.spec?.nodeName ?? '',
         ip: p.status?.phase === 'Running' ? (p.status?.podIP ?? '') : '',
-        labels: (p.metadata.labels as Record<string, string> | undefined) ?? {},
+        labels: p.metadata.labels ?? {},
         obj: p,
       });
     }

@@ -351,7 +351,7 @@ function startFlow(spec: FlowSpec, c: RunContext): FlowRecord {
   rec.state = 'running';
   c.flows.set(spec.name, rec);
   const driver = DRIVERS[spec.kind];
-  const env = { io: c.io, now: c.now, listeners: c.listeners, rng };
+  const env = { io: c.io, now: () => c.now(), listeners: c.listeners, rng };
   rec.done = (async () => {
     try {
       await sleep(jitter, rec.ac.signal);
