@@ -17,6 +17,8 @@ import { execFile, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Service } from '../control-plane/service-resources.ts';
+import type { List, Node, Pod } from '../control-plane/types.ts';
 import { ROOT } from '../lab/lab.ts';
 import { eventually, hasTool, requireOrSkip } from './helpers/lab.ts';
 import { TSHARK, hasTshark } from './helpers/tshark.ts';
@@ -89,14 +91,26 @@ interface NodeInfo {
   vtepMac: string;
   ready: boolean;
 }
+/** The fields of `docker network inspect` the tests read. */
+interface DockerNetwork {
+  Driver: string;
+  Internal: boolean;
+  Options: Record<string, string>;
+}
+/** The fields of `docker inspect CONTAINER` the tests read. */
+interface DockerContainer {
+  HostConfig: { Privileged: boolean; CapAdd: string[] | null; PortBindings: Record<string, unknown> | null };
+}
+const nodeReady = (n: Node): boolean => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 async function nodes(): Promise<NodeInfo[]> {
-  const list = JSON.parse(ok(await podlab(1, ['get', 'nodes', '-o', 'json']), 'get nodes')) as { items: any[] };
+  const list = JSON.parse(ok(await podlab(1, ['get', 'nodes', '-o', 'json']), 'get nodes')) as List<Node>;
+  // A node not yet registered lacks these; callers wait for readiness before reading them.
   return list.items.map((n) => ({
     name: n.metadata.name,
-    ip: n.status?.addresses?.find((a: any) => a.type === 'InternalIP')?.address,
-    podCIDR: n.spec?.podCIDR,
-    vtepMac: JSON.parse(n.metadata.annotations?.['flannel.alpha.coreos.com/backend-data'] ?? '{}').VtepMAC,
-    ready: n.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True') ?? false,
+    ip: n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address as string,
+    podCIDR: n.spec?.podCIDR as string,
+    vtepMac: (JSON.parse(n.metadata.annotations?.['flannel.alpha.coreos.com/backend-data'] ?? '{}') as { VtepMAC: string }).VtepMAC,
+    ready: nodeReady(n),
   }));
 }
 interface PodInfo {
@@ -106,8 +120,9 @@ interface PodInfo {
   phase: string;
 }
 async function pods(): Promise<PodInfo[]> {
-  const list = JSON.parse(ok(await podlab(1, ['get', 'pods', '-o', 'json']), 'get pods')) as { items: any[] };
-  return list.items.map((p) => ({ name: p.metadata.name, ip: p.status?.podIP, node: p.spec?.nodeName, phase: p.status?.phase }));
+  const list = JSON.parse(ok(await podlab(1, ['get', 'pods', '-o', 'json']), 'get pods')) as List<Pod>;
+  // Unscheduled or pending pods lack these; callers poll until the pods run.
+  return list.items.map((p) => ({ name: p.metadata.name, ip: p.status?.podIP as string, node: p.spec?.nodeName as string, phase: p.status?.phase as string }));
 }
 /** The node containers: compose's number -> container IP on the lab network. */
 async function containers(): Promise<Map<number, { name: string; ip: string }>> {
@@ -177,18 +192,18 @@ serial('nodes are node-1..node-3 by compose container number, on an internal net
   const ns = await nodes();
   t.deepEqual(ns.map((n) => n.name).sort(), ['node-1', 'node-2', 'node-3']);
   for (const [num, c] of byNumber) t.is(ns.find((n) => n.name === `node-${num}`)?.ip, c.ip, `${c.name} is node-${num}`);
-  const net = JSON.parse(ok(await run('docker', ['network', 'inspect', `${PROJECT}_podlab`]), 'network inspect'))[0];
+  const net = (JSON.parse(ok(await run('docker', ['network', 'inspect', `${PROJECT}_podlab`]), 'network inspect')) as DockerNetwork[])[0];
   t.true(net.Internal, 'the lab network is internal: no gateway out');
   t.is(net.Options['com.docker.network.bridge.name'], BRIDGE);
   for (const c of byNumber.values()) {
-    const hc = JSON.parse(ok(await run('docker', ['inspect', c.name]), 'inspect'))[0].HostConfig;
+    const hc = (JSON.parse(ok(await run('docker', ['inspect', c.name]), 'inspect')) as DockerContainer[])[0].HostConfig;
     t.false(hc.Privileged, c.name);
     t.falsy(hc.CapAdd, `${c.name}: the vxlan agents need no capability`);
     t.deepEqual(hc.PortBindings ?? {}, {}, `${c.name}: nothing published`);
   }
-  const cap = JSON.parse(ok(await run('docker', ['inspect', `${PROJECT}_capture_1`]), 'inspect capture'))[0].HostConfig;
+  const cap = (JSON.parse(ok(await run('docker', ['inspect', `${PROJECT}_capture_1`]), 'inspect capture')) as DockerContainer[])[0].HostConfig;
   t.false(cap.Privileged);
-  t.deepEqual([...cap.CapAdd].sort(), ['NET_ADMIN', 'NET_RAW']);
+  t.deepEqual([...cap.CapAdd!].sort(), ['NET_ADMIN', 'NET_RAW']);
   t.log(ns.map((n) => `${n.name} ${n.ip} ${n.podCIDR}`).join('; '));
 });
 
@@ -221,8 +236,8 @@ serial('pods and a Service: every pod pair pings, from whichever node container 
 });
 
 serial('the Service balances across pods on every node', async (t) => {
-  const svc = JSON.parse(ok(await podlab(2, ['get', 'services', 'web', '-o', 'json']), 'get svc')).items[0];
-  const ip = svc.spec.clusterIP as string;
+  const svc = (JSON.parse(ok(await podlab(2, ['get', 'services', 'web', '-o', 'json']), 'get svc')) as List<Service>).items[0];
+  const ip = svc.spec!.clusterIP!;
   const r = ok(await podlab(2, ['exec', 'web-2', '--', 'hey', '-n', '60', '-c', '4', '-disable-keepalive', '-o', 'json', `http://${ip}/`], 120_000), 'hey');
   const res = JSON.parse(r) as { requests: number; errors: number; bodies: Record<string, number> };
   t.is(res.errors, 0, r);
@@ -357,13 +372,13 @@ serial('podlab up --mode docker: the same lab, typed for the user; podlab down r
     const ps = await eventually(async () => {
       const r = await inUp(2, ['get', 'pods', '-o', 'json']);
       if (r.code !== 0) return false;
-      const items = (JSON.parse(r.out) as { items: any[] }).items;
+      const items = (JSON.parse(r.out) as List<Pod>).items;
       return items.length === 6 && items.every((p) => p.status?.phase === 'Running') ? items : false;
     }, 60_000, 1000);
-    t.deepEqual([...new Set(ps.map((p) => p.spec.nodeName))].sort(), ['node-1', 'node-2']);
-    const a = ps.find((p) => p.spec.nodeName === 'node-1');
-    const b = ps.find((p) => p.spec.nodeName === 'node-2');
-    const ping = await inUp(2, ['exec', a.metadata.name, '--', 'ping', '-c', '2', '-i', '0.2', '-W', '2', b.status.podIP]);
+    t.deepEqual([...new Set(ps.map((p) => p.spec!.nodeName!))].sort(), ['node-1', 'node-2']);
+    const a = ps.find((p) => p.spec!.nodeName === 'node-1')!;
+    const b = ps.find((p) => p.spec!.nodeName === 'node-2')!;
+    const ping = await inUp(2, ['exec', a.metadata.name, '--', 'ping', '-c', '2', '-i', '0.2', '-W', '2', b.status!.podIP!]);
     t.regex(ping.out, / 0% packet loss/, ping.out + ping.err);
   } finally {
     const down = await cli(['down']);
@@ -400,24 +415,24 @@ serial('single-host Swarm: the same compose file as a stack on an internal overl
     const ns = await eventually(async () => {
       const r = await inSlot(1, ['get', 'nodes', '-o', 'json']);
       if (r.code !== 0) return false;
-      const items = (JSON.parse(r.out) as { items: any[] }).items;
-      return items.length === NODES && items.every((n) => n.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True')) ? items : false;
+      const items = (JSON.parse(r.out) as List<Node>).items;
+      return items.length === NODES && items.every(nodeReady) ? items : false;
     }, 180_000, 1000);
     t.deepEqual(ns.map((n) => n.metadata.name).sort(), ['node-1', 'node-2', 'node-3'], 'names from {{.Task.Slot}}');
-    const net = JSON.parse(ok(await run('docker', ['network', 'inspect', `${stack}_podlab`]), 'network inspect'))[0];
+    const net = (JSON.parse(ok(await run('docker', ['network', 'inspect', `${stack}_podlab`]), 'network inspect')) as DockerNetwork[])[0];
     t.is(net.Driver, 'overlay');
     t.true(net.Internal);
     ok(await inSlot(1, ['apply', '-f', '/opt/podlab/compose/pods.yaml']), 'apply');
     const ps = await eventually(async () => {
       const r = await inSlot(1, ['get', 'pods', '-o', 'json']);
       if (r.code !== 0) return false;
-      const items = (JSON.parse(r.out) as { items: any[] }).items;
+      const items = (JSON.parse(r.out) as List<Pod>).items;
       return items.length === 6 && items.every((p) => p.status?.phase === 'Running' && p.status?.podIP) ? items : false;
     }, 60_000, 1000);
-    const on = (node: string) => ps.find((p) => p.spec.nodeName === node);
+    const on = (node: string) => ps.find((p) => p.spec!.nodeName === node)!;
     // 1372 + 28 = 1400 bytes with DF: the pods' MTU inside podlab's VXLAN inside Swarm's (PODLAB_MTU=1450).
     for (const [src, dst] of [[on('node-1'), on('node-2')], [on('node-2'), on('node-3')]]) {
-      const r = await inSlot(3, ['exec', src.metadata.name, '--', 'ping', '-c', '2', '-i', '0.2', '-W', '2', '-s', '1372', '-M', 'do', dst.status.podIP]);
+      const r = await inSlot(3, ['exec', src.metadata.name, '--', 'ping', '-c', '2', '-i', '0.2', '-W', '2', '-s', '1372', '-M', 'do', dst.status!.podIP!]);
       t.regex(r.out, / 0% packet loss/, `${src.metadata.name} -> ${dst.metadata.name} over the overlay: ${r.out}${r.err}`);
     }
   } finally {

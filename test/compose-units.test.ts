@@ -60,7 +60,7 @@ test('composeOrdinalName: the number whose name resolves to this container, with
   // Not under Compose at all.
   const none = dockerDns('10.9.0.3', {}, {});
   const err = await t.throwsAsync(composeOrdinalName({ ip: '10.9.0.3', dns: none }), { instanceOf: OrdinalError });
-  t.regex(err!.message, /PODLAB_NODE_NAME/);
+  t.regex(err.message, /PODLAB_NODE_NAME/);
 });
 
 test('remote control: only clients from the underlay subnet', (t) => {
@@ -74,9 +74,9 @@ test('remote control: only clients from the underlay subnet', (t) => {
 test('remote control: the Unix socket protocol over TCP, refused from outside the allowed subnet', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-remote-'));
   const control = new ControlServer(path.join(dir, 'c.sock'));
-  control.handle('echo', async (p, ctx) => {
+  control.handle('echo', (p, ctx) => {
     ctx.stdout('streamed\n');
-    return p;
+    return Promise.resolve(p);
   });
   await control.listen();
   const ok = await listenRemoteControl(control, { host: '127.0.0.1', port: 0, allow: '127.0.0.0/8' });

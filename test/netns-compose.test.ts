@@ -30,8 +30,27 @@ function run(cmd: string[], env: Record<string, string> = {}): Promise<{ code: n
   });
 }
 
-const compose = () => YAML.parse(fs.readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8')) as Record<string, any>;
-const captureFile = () => YAML.parse(fs.readFileSync(path.join(ROOT, 'docker-compose.capture.yml'), 'utf8')) as Record<string, any>;
+/** The keys of a compose service the tests read. */
+interface ComposeService {
+  image?: string;
+  command?: string[];
+  entrypoint?: string[];
+  cap_add?: string[];
+  sysctls?: Record<string, string>;
+  profiles?: unknown;
+  depends_on?: unknown;
+  privileged?: boolean;
+  network_mode?: string;
+}
+/** The keys of a compose file (or `config` output) the tests read. */
+interface ComposeFile {
+  version?: string;
+  services: Record<string, ComposeService>;
+  networks: Record<string, { driver?: string; internal?: boolean; driver_opts?: Record<string, string> }>;
+}
+
+const compose = () => YAML.parse(fs.readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8')) as ComposeFile;
+const captureFile = () => YAML.parse(fs.readFileSync(path.join(ROOT, 'docker-compose.capture.yml'), 'utf8')) as ComposeFile;
 
 test('docker-compose config validates docker-compose.yml, alone and with the capture side-car, for compose and swarm settings', async (t) => {
   const cmd = composeCommand();
@@ -41,42 +60,42 @@ test('docker-compose config validates docker-compose.yml, alone and with the cap
   const both = await run([...cmd!, '-f', 'docker-compose.yml', '-f', 'docker-compose.capture.yml', 'config']);
   t.is(both.code, 0, both.out);
   // An override's network replaces the base's whole definition (compose v1): it must stay internal.
-  const merged = YAML.parse(both.out) as Record<string, any>;
+  const merged = YAML.parse(both.out) as ComposeFile;
   t.true(merged.networks.podlab.internal, 'internal with the capture override');
-  t.is(merged.networks.podlab.driver_opts['com.docker.network.bridge.name'], 'podlab0');
+  t.is(merged.networks.podlab.driver_opts!['com.docker.network.bridge.name'], 'podlab0');
   // The raw-frame override: capabilities and the ephemeral-port sysctl on the node containers only.
   const raw = await run([...cmd!, '-f', 'docker-compose.yml', '-f', 'docker-compose.raw.yml', 'config'], { PODLAB_BACKEND: 'bgp', PODLAB_WIRE: 'raw' });
   t.is(raw.code, 0, raw.out);
-  const r = YAML.parse(raw.out) as Record<string, any>;
+  const r = YAML.parse(raw.out) as ComposeFile;
   t.true(r.networks.podlab.internal, 'internal with the raw-frame override');
-  t.deepEqual([...r.services.node.cap_add].sort(), ['NET_ADMIN', 'NET_RAW']);
-  t.is(r.services.node.sysctls['net.ipv4.ip_local_port_range'], '61000 65535');
+  t.deepEqual([...r.services.node.cap_add!].sort(), ['NET_ADMIN', 'NET_RAW']);
+  t.is(r.services.node.sysctls!['net.ipv4.ip_local_port_range'], '61000 65535');
   t.is(r.services.apiserver.cap_add, undefined);
-  const rawCmd: string[] = r.services.node.command;
+  const rawCmd = r.services.node.command!;
   t.is(rawCmd[rawCmd.indexOf('--wire') + 1], 'raw');
   t.is(rawCmd[rawCmd.indexOf('--backend') + 1], 'bgp');
   // The Swarm settings of the README: overlay network, MTU 1450 for VXLAN inside Swarm's VXLAN.
   const swarm = await run([...cmd!, '-f', 'docker-compose.yml', 'config'], { PODLAB_NET_DRIVER: 'overlay', PODLAB_MTU: '1450', PODLAB_IMAGE: 'registry.example/podlab:1' });
   t.is(swarm.code, 0, swarm.out);
-  const resolved = YAML.parse(swarm.out) as Record<string, any>;
+  const resolved = YAML.parse(swarm.out) as ComposeFile;
   t.is(resolved.networks.podlab.driver, 'overlay');
   t.is(resolved.services.node.image, 'registry.example/podlab:1');
-  const nodeCmd: string[] = resolved.services.node.command;
+  const nodeCmd = resolved.services.node.command!;
   t.is(nodeCmd[nodeCmd.indexOf('--mtu') + 1], '1450');
 });
 
 test('compose files: the podlab entry point, Swarm-compatible keys, capabilities only on the capture side-car', (t) => {
   const c = compose();
   t.is(c.version, '3.9', 'docker stack deploy needs a 3.x version');
-  for (const [name, svc] of Object.entries<any>(c.services)) {
+  for (const [name, svc] of Object.entries(c.services)) {
     t.is(svc.profiles, undefined, `${name}: docker stack deploy rejects profiles`);
     t.true(svc.depends_on === undefined || Array.isArray(svc.depends_on), `${name}: depends_on must be the v3 list form`);
     t.is(svc.cap_add, undefined, `${name}: agents and apiserver need no capabilities`);
     t.falsy(svc.privileged, name);
     t.is(svc.network_mode, undefined, `${name}: Swarm has no network_mode`);
   }
-  t.is(c.services.apiserver.command[0], 'apiserver');
-  const node: string[] = c.services.node.command;
+  t.is(c.services.apiserver.command![0], 'apiserver');
+  const node = c.services.node.command!;
   t.is(node[0], 'agent');
   t.is(node[node.indexOf('--name') + 1], 'ordinal', 'node-<N> from the compose container number (lab/compose-ordinal.ts)');
   t.false(node.includes('--ip'), 'the IP comes from the container (eth0)');
@@ -85,10 +104,10 @@ test('compose files: the podlab entry point, Swarm-compatible keys, capabilities
   t.true(node.includes('--lab-json'));
   t.true(node.includes('--state-dir'), 'kept explicit: lab.json recognises the agent by it');
   const cap = captureFile().services.capture;
-  t.deepEqual([...cap.cap_add].sort(), ['NET_ADMIN', 'NET_RAW']);
+  t.deepEqual([...cap.cap_add!].sort(), ['NET_ADMIN', 'NET_RAW']);
   t.is(cap.network_mode, 'host', 'tshark opens the lab bridge, which is in the host namespace');
-  t.is(cap.entrypoint[0], 'tshark');
-  t.is(cap.entrypoint[cap.entrypoint.indexOf('-i') + 1], '${PODLAB_BRIDGE:-podlab0}');
+  t.is(cap.entrypoint![0], 'tshark');
+  t.is(cap.entrypoint![cap.entrypoint!.indexOf('-i') + 1], '${PODLAB_BRIDGE:-podlab0}');
   t.deepEqual(cap.command, ['-w', '/captures/lab.pcapng'], 'pcapng into the bind mount (run ... capture -w - for stdout)');
   const dockerfile = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
   t.regex(dockerfile, /^FROM node:20/m);

@@ -65,7 +65,7 @@ function recorder(s: IpStack, points: NfHookPoint[]): string[] {
 
 function udpSink(s: IpStack, port: number): string[] {
   const got: string[] = [];
-  s.bindUdp(port, { message: (m) => got.push(`${m.srcIp}:${m.srcPort} ${m.data}`) });
+  s.bindUdp(port, { message: (m) => got.push(`${m.srcIp}:${m.srcPort} ${m.data.toString()}`) });
   return got;
 }
 
@@ -110,7 +110,7 @@ test('a chain whose hooks are all idle is not active: the stack skips it without
   t.true(chain.active, 'a hook without an idle test always runs');
 });
 
-test('a routed packet passes PREROUTING, FORWARD, POSTROUTING; a local one PREROUTING, INPUT; a sent one OUTPUT, POSTROUTING', async (t) => {
+test('a routed packet passes PREROUTING, FORWARD, POSTROUTING; a local one PREROUTING, INPUT; a sent one OUTPUT, POSTROUTING', (t) => {
   const { a, r, b } = routedLab();
   const seen = recorder(r, ALL);
   const atB = udpSink(b, 7000);
@@ -239,7 +239,7 @@ test("kube-proxy's hooks on a node: a NodePort reached from the node itself is D
   t.deepEqual(dp.netfilter.postrouting.list(), [{ name: 'kube-proxy masquerade', priority: NF_IP_PRI.NAT_SRC }]);
   dp.stack.addAddress('lo', '203.0.113.1', 32);
   const replies: string[] = [];
-  const client = dp.stack.bindUdp(0, { message: (m) => replies.push(`${m.srcIp}:${m.srcPort} ${m.data}`) });
+  const client = dp.stack.bindUdp(0, { message: (m) => replies.push(`${m.srcIp}:${m.srcPort} ${m.data.toString()}`) });
   t.deepEqual(dp.stack.sendUdp(client.port, '127.0.61.11', 30053, Buffer.from('q'), { src: '203.0.113.1' }), { ok: true });
   await new Promise((r) => setImmediate(r));
   t.deepEqual(seenByBackend, [`10.244.1.1:${client.port}`], 'the backend sees the masqueraded source (cni0 towards it)');
