@@ -191,5 +191,6 @@ export class Netfilter {
 
 /** A fresh per-packet state. */
 export function nfState(hook: NfHookPoint | 'bridge-forward', inDev?: string): NfState {
-  return { hook, inDev };
+  // Every field present from the start: one object shape for every packet.
+  return { hook, inDev, outDev: undefined, ct: undefined, owned: false, dropReason: undefined };
 }
