@@ -10,6 +10,7 @@ import { capture } from './capture.ts';
 import { runDemo } from './demo.ts';
 import { formatTrace, trace } from './trace.ts';
 import { FILTER_HELP } from '../node-agent/capture/filter.ts';
+import { BACKEND_NAMES, DEFAULT_BACKEND, backendHelp, findBackend } from '../backends/registry.ts';
 import { LabError, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up } from '../lab/lab.ts';
 import { ManifestError, loadManifestFile, type LoadedObject } from '../lab/manifest.ts';
 import { readLab, resolveStateDir } from '../lab/state.ts';
@@ -47,7 +48,7 @@ program
   .addOption(new Option('--lab-net <cidr>', 'loopback network of the lab: apiserver at .10, node-N at .(10+N)').default('127.0.0.0/24'))
   .option('--api-port <port>', 'apiserver port (0 = any free port)', int('--api-port'), 6443)
   .option('--cluster-cidr <cidr>', 'pod network; each node gets a /24 of it', '10.244.0.0/16')
-  .option('--backend <name>', `pod network backend: ${SUPPORTED_BACKENDS.join(' | ')} (vxlan: Flannel VXLAN overlay; host-gw: Flannel host-gw; bgp: Calico-style BGP routing; the last two without encapsulation)`, 'vxlan')
+  .option('--backend <name>', `pod network backend: ${SUPPORTED_BACKENDS.join(' | ')} (${backendHelp()})`, DEFAULT_BACKEND)
   .option('--proxy-mode <mode>', 'kube-proxy mode: iptables (default) | ipvs | userspace', 'iptables')
   .option('--ipvs-scheduler <s>', 'with --proxy-mode ipvs: rr | wrr | lc | wlc | sh | dh | sed | nq', 'rr')
   .option('--bgp-topology <t>', 'with --backend bgp: full-mesh (Calico default) | route-reflector')
@@ -57,7 +58,7 @@ program
   .option('--vxlan-port <port>', 'VXLAN UDP port (Flannel and Linux: 8472; IANA: 4789)', int('--vxlan-port'), 8472)
   .option('--wire-port <port>', 'UDP port of the bare-IPv4 underlay wire of host-gw/bgp in local mode (Wireshark: -d udp.port==N,ip)', int('--wire-port'), 8473)
   .addOption(new Option('--wire <kind>', 'host-gw/bgp: udp = the bare-IPv4 wire in UDP (local default) | raw = real frames on eth0 with pod IPs, via libpcap (netns default)').choices(['udp', 'raw']))
-  .option('--mtu <bytes>', 'underlay MTU (pods and flannel.1 get 50 less)', int('--mtu'), 1500)
+  .option('--mtu <bytes>', `underlay MTU (pods and tunnel devices get the backend's overhead less: ${mtuOverheads()})`, int('--mtu'), 1500)
   .option('--seed <n>', 'seed for every random choice (MACs, impairments, ids)', int('--seed'), 1)
   // issue 7: netns labs (lab/netns-lab.ts)
   .addOption(new Option('--mode <mode>', 'local: processes on 127.0.0.x, no root | netns: each node in its own network namespace on a bridge (root)').choices(['local', 'netns']).default('local'))
@@ -86,7 +87,7 @@ program
       ipvsScheduler: o.ipvsScheduler,
       bgpReflectors: o.bgpReflectors,
       bgpPort: o.bgpPort,
-      bgpHoldTime: o.backend === 'bgp' ? o.bgpHoldTime : undefined,
+      bgpHoldTime: findBackend(o.backend)?.bgp ? o.bgpHoldTime : undefined,
       seed: o.seed,
       mtu: o.mtu,
       mode: o.mode,
@@ -347,3 +348,8 @@ async function main(): Promise<void> {
 }
 
 await main();
+
+/** `vxlan 50, host-gw 0, ...`: each backend's encapsulation overhead, for --mtu's help. */
+function mtuOverheads(): string {
+  return BACKEND_NAMES.map((n) => `${n} ${findBackend(n)!.mtuOverhead}`).join(', ');
+}

@@ -34,8 +34,9 @@ import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
 import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, hasTool, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, validatePrefix, wireLikeOffloads } from '../hostnet/netns.ts';
-import { LabError, ROOT, agentFeatureArgs, applyObjects, cleanState, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './lab.ts';
+import { LabError, ROOT, agentFeatureArgs, applyObjects, cleanState, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './launch.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
+import { DEFAULT_BACKEND, backendNamed, findBackend } from '../backends/registry.ts';
 import { labIsLive, readLab, writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
 
 /** The default underlay subnet of netns labs (inside the lab's namespaces only). */
@@ -62,13 +63,16 @@ export function validateNetnsOptions(o: UpOptions): string | undefined {
   if (!PRIVATE_RANGES.some((r) => inRange(net, r) && Number(m[5]) >= r[1])) return `--underlay-net: must be inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10 (it only exists inside the lab's namespaces), got '${o.underlayNet}'`;
   const k = o.kernelNodes ?? 0;
   if (!Number.isInteger(k) || k < 0 || k > 50) return `--kernel-nodes: must be an integer from 0 to 50, got ${k}`;
-  if (k > 0 && netnsWire(o) === 'udp' && (o.backend ?? 'vxlan') !== 'vxlan') return `--kernel-nodes: with --backend ${o.backend} kernel nodes need --wire raw (the kernel does not speak podlab's UDP wire)`;
+  const backend = findBackend(o.backend ?? DEFAULT_BACKEND);
+  if (k > 0 && backend && !backend.kernel) return `--kernel-nodes: kernel nodes cannot run --backend ${backend.name}`;
+  const wireProblem = k > 0 ? backend?.kernel?.wireProblem?.(netnsWire(o)) : undefined;
+  if (wireProblem) return wireProblem;
   return validatePrefix(o.netnsPrefix ?? 'podlab');
 }
 
-/** The wire of a netns lab: raw frames for the unencapsulated backends unless --wire udp; vxlan rides UDP 8472. */
+/** The wire of a netns lab: raw frames for the backends with pods on the underlay unless --wire udp; tunnels ride their own UDP sockets. */
 export function netnsWire(o: Pick<UpOptions, 'backend' | 'wire'>): 'udp' | 'raw' {
-  if ((o.backend ?? 'vxlan') === 'vxlan') return 'udp';
+  if (!findBackend(o.backend ?? DEFAULT_BACKEND)?.podsOnUnderlay) return 'udp';
   return o.wire ?? 'raw';
 }
 
@@ -78,7 +82,8 @@ export function missingNetnsTools(o: Pick<UpOptions, 'backend' | 'wire' | 'kerne
     if (!cap()) return `--wire raw (the default of --backend ${o.backend} in netns labs) needs the optional 'cap' addon (libpcap): apt-get install libpcap-dev g++ make python3, then npm rebuild cap; or use --wire udp`;
     if (!has('nft')) return '--wire raw needs nftables (the nft command), to keep the node namespaces\' kernels off the frames the emulated nodes take: apt-get install nftables; or use --wire udp';
   }
-  if ((o.kernelNodes ?? 0) > 0 && o.backend === 'bgp' && (!has('bird') || !has('birdc'))) return '--kernel-nodes with --backend bgp runs BIRD in each kernel node: apt-get install bird2';
+  const tools = (o.kernelNodes ?? 0) > 0 ? findBackend(o.backend ?? DEFAULT_BACKEND)?.kernel?.tools : undefined;
+  if (tools && !tools.names.every(has)) return tools.hint;
   return undefined;
 }
 
@@ -114,7 +119,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
   const subnet = o.underlayNet ?? DEFAULT_UNDERLAY_NET;
   const prefixLen = subnet.split('/')[1];
   const kernelNodes = o.kernelNodes ?? 0;
-  const backend = o.backend ?? 'vxlan';
+  const backend = backendNamed(o.backend).name;
   const bin = path.join(ROOT, 'bin/podlab.js');
 
   const old = readLab(o.stateDir);
@@ -228,7 +233,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     for (const p of [...demoPods(o.nodes, o.podsPerNode), ...kernelDemoPods(kernelNodes, o.podsPerNode)]) await client.create('pods', p, 'default');
     await applyObjects(client, o.manifests);
     if (o.waitReady) await waitPodsRunning(client, timeout);
-    if (o.waitReady && (backend === 'bgp' || backend === 'host-gw')) await waitRoutesConverged(rec, timeout, say);
+    if (o.waitReady && backendNamed(backend).podsOnUnderlay) await waitRoutesConverged(rec, timeout, say);
     rec.status = 'running';
     writeLab(rec);
     // kubectl speaks TCP only: this kubeconfig works from inside the underlay namespace
