@@ -98,7 +98,11 @@ export interface EmulatedLink {
   readonly sockets?: Eth0Sockets;
   /** Tunnel devices (flannel.1) with their capture description. */
   readonly devices: CaptureDevice[];
-  /** The plan steps only this backend's devices understand (FDB entries); false when not its own. */
+  /**
+   * Sees every plan step first: takes the ones its devices implement (VXLAN's
+   * FDB entries; a user-space tunnel's peer table) and returns true; false
+   * leaves the step to the node's tables.
+   */
   apply(a: PlanAction): boolean;
   /** eth0 neighbour learned or forgotten by the plan (the routed wire needs the MAC → peer map). */
   neighbour?(op: 'add' | 'del', ip: string, mac?: string): void;
@@ -136,11 +140,14 @@ export interface NetworkBackend {
   /** The tunnel device pods' packets to other nodes leave through (flannel.1), if any. */
   readonly tunnelDevice?: string;
   /**
-   * True when pod packets cross the underlay as they are (host-gw, Calico BGP):
-   * local labs carry them on the bare-IPv4 UDP wire, root labs as raw frames
-   * on eth0, and the emulated eth0 needs no ARP (peers' MACs are programmed).
+   * True when the backend's packets cross the underlay as IP packets out of
+   * eth0 rather than over the node's UDP sockets: pod packets as they are
+   * (host-gw, Calico BGP), or an IP-in-IP tunnel's outer packets. Local labs
+   * carry them on the bare-IPv4 UDP wire, root labs as raw frames on eth0
+   * (`--wire raw`), and the emulated eth0 needs no ARP (peers' MACs are
+   * programmed). False for backends on UDP sockets (VXLAN 8472, flannel UDP 8285).
    */
-  readonly podsOnUnderlay: boolean;
+  readonly ipUnderlay: boolean;
   /** True when routes to other nodes come from BGP (a speaker, or BIRD on kernel nodes). */
   readonly bgp: boolean;
   /** The annotations this backend publishes on its Node (null removes one another backend left). */

@@ -10,7 +10,7 @@ import { capture } from './capture.ts';
 import { runDemo } from './demo.ts';
 import { formatTrace, trace } from './trace.ts';
 import { FILTER_HELP } from '../node-agent/capture/filter.ts';
-import { BACKEND_NAMES, DEFAULT_BACKEND, backendHelp, findBackend } from '../backends/registry.ts';
+import { BACKEND_NAMES, DEFAULT_BACKEND, backendHelp, bgpBackendNames, findBackend } from '../backends/registry.ts';
 import { LabError, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up } from '../lab/lab.ts';
 import { ManifestError, loadManifestFile, type LoadedObject } from '../lab/manifest.ts';
 import { readLab, resolveStateDir } from '../lab/state.ts';
@@ -51,19 +51,19 @@ program
   .option('--backend <name>', `pod network backend: ${SUPPORTED_BACKENDS.join(' | ')} (${backendHelp()})`, DEFAULT_BACKEND)
   .option('--proxy-mode <mode>', 'kube-proxy mode: iptables (default) | ipvs | userspace', 'iptables')
   .option('--ipvs-scheduler <s>', 'with --proxy-mode ipvs: rr | wrr | lc | wlc | sh | dh | sed | nq', 'rr')
-  .option('--bgp-topology <t>', 'with --backend bgp: full-mesh (Calico default) | route-reflector')
+  .option('--bgp-topology <t>', `with --backend ${bgpBackendNames().join('/')}: full-mesh (Calico default) | route-reflector`)
   .option('--bgp-reflectors <n>', 'with --bgp-topology route-reflector: how many nodes reflect (default 2)', int('--bgp-reflectors'))
   .option('--bgp-port <port>', 'BGP port of every node (default 179 as root, else 1179)', int('--bgp-port'))
   .option('--bgp-hold-time <sec>', 'BGP hold time proposed by the nodes (keepalive = a third)', int('--bgp-hold-time'), 9)
   .option('--vxlan-port <port>', 'VXLAN UDP port (Flannel and Linux: 8472; IANA: 4789)', int('--vxlan-port'), 8472)
-  .option('--wire-port <port>', 'UDP port of the bare-IPv4 underlay wire of host-gw/bgp in local mode (Wireshark: -d udp.port==N,ip)', int('--wire-port'), 8473)
-  .addOption(new Option('--wire <kind>', 'host-gw/bgp: udp = the bare-IPv4 wire in UDP (local default) | raw = real frames on eth0 with pod IPs, via libpcap (netns default)').choices(['udp', 'raw']))
+  .option('--wire-port <port>', `UDP port of the bare-IPv4 underlay wire of ${routedBackends()} in local mode (Wireshark: -d udp.port==N,ip)`, int('--wire-port'), 8473)
+  .addOption(new Option('--wire <kind>', `${routedBackends()}: udp = the bare-IPv4 wire in UDP (local default) | raw = real frames on eth0 with pod IPs, via libpcap (netns default)`).choices(['udp', 'raw']))
   .option('--mtu <bytes>', `underlay MTU (pods and tunnel devices get the backend's overhead less: ${mtuOverheads()})`, int('--mtu'), 1500)
   .option('--seed <n>', 'seed for every random choice (MACs, impairments, ids)', int('--seed'), 1)
   // issue 7: netns labs (lab/netns-lab.ts)
   .addOption(new Option('--mode <mode>', 'local: processes on 127.0.0.x, no root | netns: each node in its own network namespace on a bridge (root)').choices(['local', 'netns']).default('local'))
   .option('--underlay-net <cidr>', 'netns: underlay subnet, inside the lab namespaces only (bridge + apiserver .10, node-N .(10+N))', '10.250.0.0/24')
-  .option('--kernel-nodes <k>', 'netns: K more nodes that are the Linux kernel itself (cni0, pods as namespaces; vxlan: kernel flannel.1; host-gw: kernel routes; bgp: a real BIRD)', int('--kernel-nodes'), 0)
+  .option('--kernel-nodes <k>', `netns: K more nodes that are the Linux kernel itself (cni0, pods as namespaces; backends: ${BACKEND_NAMES.filter((n) => findBackend(n)!.kernel).join(', ')})`, int('--kernel-nodes'), 0)
   .option('--netns-prefix <p>', 'netns: prefix of every namespace name (podlab-underlay, podlab-node-1, ...)', 'podlab')
   .action(async (o) => {
     const demo = !!o.demo;
@@ -352,4 +352,9 @@ await main();
 /** `vxlan 50, host-gw 0, ...`: each backend's encapsulation overhead, for --mtu's help. */
 function mtuOverheads(): string {
   return BACKEND_NAMES.map((n) => `${n} ${findBackend(n)!.mtuOverhead}`).join(', ');
+}
+
+/** `host-gw/bgp`: the backends whose pods' packets cross the underlay as they are. */
+function routedBackends(): string {
+  return BACKEND_NAMES.filter((n) => findBackend(n)!.ipUnderlay).join('/');
 }

@@ -20,7 +20,7 @@
 import { createHash } from 'node:crypto';
 import { createLogger } from '../common/log.ts';
 import { deriveMac } from '../common/rng.ts';
-import type { Node, Pod } from '../control-plane/types.ts';
+import type { Pod } from '../control-plane/types.ts';
 import type { KernelArgv, KernelSupport, NetworkBackend, PlanAction } from '../backends/backend.ts';
 import type { BgpTopology } from '../backends/bgp/bgp-backend.ts';
 import { BirdRouting } from '../backends/bgp/bird-routing.ts';

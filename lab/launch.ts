@@ -35,7 +35,7 @@ export const SUPPORTED_BACKENDS: readonly BackendName[] = BACKEND_NAMES;
 export function defaultBgpPort(): number {
   return process.getuid?.() === 0 ? 179 : 1179;
 }
-import { isOurProcess, labIsLive, readLab, writeLab, type LabRecord, type ProcRecord } from './state.ts';
+import { isOurProcess, labIsLive, readLab, writeLab, type LabRecord } from './state.ts';
 import { isRoot, removeLabNamespaces } from '../hostnet/netns.ts';
 
 /** A lab-level failure with a message meant for the user. */
@@ -158,7 +158,7 @@ export function nodeObject(name: string, index: number, o: Pick<UpOptions, 'bgpT
 /** The flags every node agent gets for the backend, BGP and kube-proxy (local and netns labs alike). */
 export function agentFeatureArgs(o: UpOptions): string[] {
   return [
-    '--backend', backendNamed(o.backend).name, '--wire-port', String(o.wirePort ?? DEFAULT_WIRE_PORT), '--wire', backendNamed(o.backend).podsOnUnderlay ? (o.wire ?? 'udp') : 'udp',
+    '--backend', backendNamed(o.backend).name, '--wire-port', String(o.wirePort ?? DEFAULT_WIRE_PORT), '--wire', backendNamed(o.backend).ipUnderlay ? (o.wire ?? 'udp') : 'udp',
     '--bgp-port', String(o.bgpPort ?? defaultBgpPort()), '--bgp-hold-time', String(o.bgpHoldTime ?? 9), '--bgp-topology', o.bgpTopology ?? 'full-mesh',
     '--proxy-mode', o.proxyMode ?? 'iptables', '--ipvs-scheduler', o.ipvsScheduler ?? 'rr',
   ];

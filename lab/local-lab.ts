@@ -114,7 +114,7 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
     await createWorkload(api2, o);
     if (o.waitReady) await waitPodsRunning(api2, timeout);
     // With pods on the underlay, traffic needs the routes to every peer (BGP learns them a moment later).
-    if (o.waitReady && backendNamed(o.backend).podsOnUnderlay) await waitRoutesConverged(rec, timeout, say);
+    if (o.waitReady && backendNamed(o.backend).ipUnderlay) await waitRoutesConverged(rec, timeout, say);
     rec.status = 'running';
     writeLab(rec);
     writeKubeconfig(o.stateDir, rec.apiUrl);

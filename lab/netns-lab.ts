@@ -24,7 +24,7 @@
  * addon, overlay/underlay-raw.ts), so the bridge carries what a Calico or
  * host-gw underlay carries and kernel nodes take part: a host-gw kernel node
  * gets flanneld's `via <node IP>` routes, a bgp kernel node runs a real BIRD
- * (kernel-node/bird.ts) peering with podlab's speakers. `--wire udp` keeps
+ * (backends/bgp/bird.ts) peering with podlab's speakers. `--wire udp` keeps
  * podlab's bare-IPv4 UDP wire (port 8473), which the kernel does not speak.
  */
 import path from 'node:path';
@@ -72,7 +72,7 @@ export function validateNetnsOptions(o: UpOptions): string | undefined {
 
 /** The wire of a netns lab: raw frames for the backends with pods on the underlay unless --wire udp; tunnels ride their own UDP sockets. */
 export function netnsWire(o: Pick<UpOptions, 'backend' | 'wire'>): 'udp' | 'raw' {
-  if (!findBackend(o.backend ?? DEFAULT_BACKEND)?.podsOnUnderlay) return 'udp';
+  if (!findBackend(o.backend ?? DEFAULT_BACKEND)?.ipUnderlay) return 'udp';
   return o.wire ?? 'raw';
 }
 
@@ -233,7 +233,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     for (const p of [...demoPods(o.nodes, o.podsPerNode), ...kernelDemoPods(kernelNodes, o.podsPerNode)]) await client.create('pods', p, 'default');
     await applyObjects(client, o.manifests);
     if (o.waitReady) await waitPodsRunning(client, timeout);
-    if (o.waitReady && backendNamed(backend).podsOnUnderlay) await waitRoutesConverged(rec, timeout, say);
+    if (o.waitReady && backendNamed(backend).ipUnderlay) await waitRoutesConverged(rec, timeout, say);
     rec.status = 'running';
     writeLab(rec);
     // kubectl speaks TCP only: this kubeconfig works from inside the underlay namespace

@@ -67,7 +67,7 @@ export class NodeDataPlane {
 
     this.eth0 = new NetDevice('eth0', 'ether', opts.eth0Mac ?? deriveMac(seed, `eth0:${name}`), opts.mtu);
     // With pods on the underlay eth0 has no ARP: peers' MACs are programmed (backends/plan.ts).
-    this.stack.addInterface(this.eth0, { arp: !this.backend.podsOnUnderlay });
+    this.stack.addInterface(this.eth0, { arp: !this.backend.ipUnderlay });
     const under = parseCidr(opts.underlayCidr);
     this.stack.addAddress('eth0', opts.ip, under.prefixLen);
 
@@ -154,6 +154,7 @@ export class NodeDataPlane {
 
   /** Applies one step of a plan to the kernel-like tables. */
   applyPlan(a: PlanAction): void {
+    if (this.link.apply(a)) return;
     switch (a.op) {
       case 'add-neigh':
         if (a.dev === 'eth0') this.link.neighbour?.('add', a.ip, a.mac);
@@ -164,7 +165,7 @@ export class NodeDataPlane {
         return;
       case 'add-fdb':
       case 'del-fdb':
-        this.link.apply(a);
+        // Only a tunnel device has an FDB; the backend took it above if it has one.
         return;
       case 'add-route': {
         const [dst, len] = a.cidr.split('/');

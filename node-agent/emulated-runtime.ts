@@ -51,7 +51,7 @@ export class EmulatedRuntime implements NodeRuntime {
 
   async identity(existing: Node | undefined): Promise<RuntimeIdentity> {
     this.eth0Mac = deriveMac(this.o.seed, `eth0:${this.o.name}`);
-    if (this.o.wire === 'raw' && this.o.backend.podsOnUnderlay) await this.startRawWire();
+    if (this.o.wire === 'raw' && this.o.backend.ipUnderlay) await this.startRawWire();
     this.vtepMac = this.o.backend.knownVtepMac?.(existing) ?? deriveMac(this.o.seed, `vtep:${this.o.name}`);
     return {
       eth0Mac: this.eth0Mac,

@@ -57,8 +57,8 @@ const int = (flag: string, s: string, min: number, max: number) => {
 };
 
 const backend = findBackend(v.backend!) ?? fail(`--backend: must be one of ${BACKEND_NAMES.join(', ')}, got '${v.backend}'`);
-if (v.wire === 'raw' && !backend.podsOnUnderlay) {
-  const routed = BACKEND_NAMES.filter((n) => findBackend(n)!.podsOnUnderlay);
+if (v.wire === 'raw' && !backend.ipUnderlay) {
+  const routed = BACKEND_NAMES.filter((n) => findBackend(n)!.ipUnderlay);
   fail(`--wire raw: only the unencapsulated backends (${routed.join(', ')}) put raw frames on eth0; ${backend.name} always rides its own tunnel`);
 }
 

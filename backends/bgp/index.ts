@@ -24,7 +24,7 @@ export const bgp: NetworkBackend = {
   name: NAME,
   help: 'Calico-style BGP routing (no encapsulation)',
   mtuOverhead: 0,
-  podsOnUnderlay: true,
+  ipUnderlay: true,
   bgp: true,
   // calico-node announces the node's address; flannel's annotations are not there.
   annotations: (self) => ({ [FLANNEL_BACKEND_TYPE]: null, [FLANNEL_BACKEND_DATA]: null, [CALICO_IPV4_ADDRESS]: `${self.ip}/${self.underlayPrefixLen}` }),

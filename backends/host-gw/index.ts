@@ -25,7 +25,7 @@ export const hostGw: NetworkBackend = {
   name: NAME,
   help: 'Flannel host-gw (routes via the peer node, no encapsulation)',
   mtuOverhead: 0,
-  podsOnUnderlay: true,
+  ipUnderlay: true,
   bgp: false,
   // flanneld's host-gw backend publishes no backend data.
   annotations: () => ({ [FLANNEL_BACKEND_TYPE]: NAME, [FLANNEL_BACKEND_DATA]: 'null' }),

@@ -44,7 +44,7 @@ export const vxlan: NetworkBackend = {
   help: 'Flannel VXLAN overlay (flannel.1, UDP 8472)',
   mtuOverhead: VXLAN_OVERHEAD,
   tunnelDevice: VTEP_DEV,
-  podsOnUnderlay: false,
+  ipUnderlay: false,
   bgp: false,
 
   annotations: (self) => ({
