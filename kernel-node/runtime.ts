@@ -80,7 +80,7 @@ export class KernelRuntime implements NodeRuntime {
     return (await run(cmd, args)).stdout;
   }
 
-  async identity(): Promise<RuntimeIdentity> {
+  async identity(fetchNode: () => Promise<unknown>): Promise<RuntimeIdentity> {
     const ns = this.o.netns;
     const addrs = await ipJson<{ addr_info?: { local: string; prefixlen?: number }[] }[]>(ns, 'addr', 'show', 'dev', 'eth0').catch((e: Error) => {
       throw new NetnsError(`kernel node ${this.o.name}: namespace ${ns} has no eth0 (${e.message})`);
@@ -91,6 +91,7 @@ export class KernelRuntime implements NodeRuntime {
     await sysctlIn(ns, { 'net.ipv4.ip_forward': 1, 'net.ipv4.conf.all.rp_filter': 0, 'net.ipv4.conf.default.rp_filter': 0 });
     const links = await ipJson<{ ifname: string; address: string }[]>(ns, 'link', 'show');
     const dev = await this.kernel.setup(ns, { ip: this.o.ip, vni: this.o.vni, vxlanPort: this.o.vxlanPort, podMtu: this.podMtu, exists: (d) => links.some((l) => l.ifname === d) }, (c) => this.exec(c));
+    await fetchNode();
     return { eth0Mac: links.find((l) => l.ifname === 'eth0')?.address, vtepMac: dev.vtepMac ?? '', underlayPrefixLen: mine.prefixlen ?? 24 };
   }
 

@@ -49,9 +49,10 @@ export class EmulatedRuntime implements NodeRuntime {
 
   constructor(private readonly o: EmulatedRuntimeOptions) {}
 
-  async identity(existing: Node | undefined): Promise<RuntimeIdentity> {
+  async identity(fetchNode: () => Promise<Node | undefined>): Promise<RuntimeIdentity> {
     this.eth0Mac = deriveMac(this.o.seed, `eth0:${this.o.name}`);
     if (this.o.wire === 'raw' && this.o.backend.ipUnderlay) await this.startRawWire();
+    const existing = await fetchNode();
     this.vtepMac = this.o.backend.knownVtepMac?.(existing) ?? deriveMac(this.o.seed, `vtep:${this.o.name}`);
     return {
       eth0Mac: this.eth0Mac,

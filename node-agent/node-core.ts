@@ -89,8 +89,10 @@ export class NodeCore {
    */
   async start(hooks: { watching?: () => Promise<void>; serve?: () => Promise<void> } = {}): Promise<void> {
     fs.mkdirSync(path.join(this.o.stateDir, 'nodes', this.name), { recursive: true, mode: 0o700 });
-    const existing = (await this.api.get<Node>('nodes', this.name)) ?? undefined;
-    const id = await this.runtime.identity(existing);
+    // The runtime first: a raw wire changes which local ports the namespace's kernel keeps, so the
+    // apiserver's connection must be opened after it (fetchNode), never carried across.
+    let existing: Node | undefined;
+    const id = await this.runtime.identity(async () => (existing = (await this.api.get<Node>('nodes', this.name)) ?? undefined));
     this.vtepMac = id.vtepMac;
     const node = await this.register(existing, id.eth0Mac, id.underlayPrefixLen);
     this.podCIDR = node.spec!.podCIDR!;

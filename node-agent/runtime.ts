@@ -27,8 +27,12 @@ export interface RuntimePod {
 }
 
 export interface NodeRuntime {
-  /** Before registration: prepares eth0 (and the backend's devices where they come first) and says what to publish. */
-  identity(existing: Node | undefined): Promise<RuntimeIdentity>;
+  /**
+   * Before registration: prepares eth0 (and the backend's devices where they come first) and says what to
+   * publish; `fetchNode` reads the node's existing Node (a restarted agent keeps its tunnel MAC). The core
+   * registers with the Node `fetchNode` read, so the runtime calls it exactly once.
+   */
+  identity(fetchNode: () => Promise<Node | undefined>): Promise<RuntimeIdentity>;
   /** After registration: builds the node's namespace (cni0, the backend's devices) for its podCIDR. */
   build(podCIDR: string): Promise<void>;
   /** Applies a plan in order; returns the peers whose steps failed (retried on the next resync). */
