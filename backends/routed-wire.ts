@@ -16,6 +16,9 @@ import { writeEthernetHeader } from '../packet/ethernet.ts';
 import { tracer } from '../netstack/trace.ts';
 import type { EmulatedLink, EmulatedNodeContext } from './backend.ts';
 
+/** The bare-IPv4 wire's default port in local mode (next to VXLAN's 8472). */
+export const DEFAULT_WIRE_PORT = 8473;
+
 export function attachRoutedWire(ctx: EmulatedNodeContext): EmulatedLink {
   const raw = ctx.rawWire;
   const underlay = ctx.underlay({

@@ -25,7 +25,7 @@ import { parseCidr } from '../netstack/ipv4/route-table.ts';
 import type { LoadedObject } from './manifest.ts';
 import type { BackendName } from '../backends/backend.ts';
 import { BACKEND_NAMES, DEFAULT_BACKEND, backendNamed, bgpBackendNames, findBackend } from '../backends/registry.ts';
-import { DEFAULT_WIRE_PORT } from '../node-agent/dataplane.ts';
+import { DEFAULT_WIRE_PORT } from '../backends/routed-wire.ts';
 import { DEFAULT_RR_CLUSTER_ID, RR_CLUSTER_ANNOTATION, RR_LABEL } from '../backends/bgp/bgp-backend.ts';
 
 /** Backends `up` offers in this build (the registry's). */

@@ -19,8 +19,8 @@ import { NetDevice } from '../netstack/link/netdev.ts';
 import { PodNet } from '../netstack/pod-net.ts';
 import { parseCidr } from '../netstack/ipv4/route-table.ts';
 
-/** The bare-IPv4 wire's default port in local mode (next to VXLAN's 8472). */
-export const DEFAULT_WIRE_PORT = 8473;
+export { DEFAULT_WIRE_PORT } from '../backends/routed-wire.ts';
+import { DEFAULT_WIRE_PORT } from '../backends/routed-wire.ts';
 
 export interface DataPlaneOptions {
   name: string;

@@ -29,7 +29,7 @@ import { applyFault, describeFault } from './faults.ts';
 import { LabIo } from './lab-io.ts';
 import { claimLabNet } from './lab-net.ts';
 import { PodTable, StepError } from './pods.ts';
-import { DEFAULT_WIRE_PORT } from '../node-agent/dataplane.ts';
+import { DEFAULT_WIRE_PORT } from '../backends/routed-wire.ts';
 import { Progress, bar } from './progress.ts';
 import type { ScenarioReport, Verdict } from './report.ts';
 import { DRIVERS, EchoListeners, FlowRecord } from './traffic.ts';
