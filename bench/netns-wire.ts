@@ -12,6 +12,7 @@ import { podEchoPps } from './pod-echo.ts';
 import { down, up } from '../lab/lab.ts';
 import { hasTool, isRoot } from '../hostnet/netns.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
+import { bgp } from '../backends/bgp/index.ts';
 import { measure, type Measure } from './results.ts';
 
 const N = Number(process.env.BENCH_PACKETS ?? 20_000);
@@ -22,7 +23,7 @@ async function echoPps(wire: 'raw' | 'udp'): Promise<number> {
   try {
     await up({
       stateDir, nodes: 2, podsPerNode: 1, manifests: [], labNet: '127.0.0.0/24', apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500,
-      waitReady: true, mode: 'netns', backend: 'bgp', wire, netnsPrefix: `podlab-bw${wire[0]}`, underlayNet: wire === 'raw' ? '10.250.91.0/24' : '10.250.92.0/24',
+      waitReady: true, mode: 'netns', backend: bgp.name, wire, netnsPrefix: `podlab-bw${wire[0]}`, underlayNet: wire === 'raw' ? '10.250.91.0/24' : '10.250.92.0/24',
     });
     return await podEchoPps(stateDir, N, WINDOW);
   } finally {

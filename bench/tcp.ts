@@ -23,7 +23,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { systemClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
-import { planFlannel, type Lease } from '../backends/plan.ts';
+import type { Lease } from '../backends/plan.ts';
+import { DEFAULT_BACKEND, planPeers } from '../backends/registry.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
 import { measure, type Measure } from './results.ts';
@@ -54,8 +55,8 @@ function makeNode(n: number): NodeDataPlane {
 async function twoNodes(): Promise<{ a: PodNet; b: PodNet; close(): Promise<void> }> {
   const nodes = [makeNode(1), makeNode(2)];
   for (const n of nodes) await n.start();
-  const leases: Lease[] = nodes.map((dp) => ({ node: dp.opts.name, podCIDR: dp.opts.podCIDR, publicIp: dp.opts.ip, vtepMac: dp.opts.vtepMac, vni: 1, backend: 'vxlan' }));
-  for (const me of nodes) for (const act of planFlannel(leases, new Map(), { node: me.opts.name, vni: 1 })) me.applyPlan(act);
+  const leases: Lease[] = nodes.map((dp) => ({ node: dp.opts.name, podCIDR: dp.opts.podCIDR, publicIp: dp.opts.ip, vtepMac: dp.opts.vtepMac, vni: 1, backend: DEFAULT_BACKEND }));
+  for (const me of nodes) for (const act of planPeers(leases, new Map(), { node: me.opts.name, vni: 1 })) me.applyPlan(act);
   const a = nodes[0].addPod({ namespace: 'default', name: 'bench-a', uid: 'bench-a', ip: '10.244.1.2' });
   const b = nodes[1].addPod({ namespace: 'default', name: 'bench-b', uid: 'bench-b', ip: '10.244.2.2' });
   return { a, b, close: async () => void (await Promise.all(nodes.map((n) => n.close()))) };

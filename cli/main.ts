@@ -11,6 +11,7 @@ import { runDemo } from './demo.ts';
 import { formatTrace, trace, traceExitCode } from './trace.ts';
 import { decodeHint, installProfile } from './wireshark.ts';
 import { FILTER_HELP } from '../node-agent/capture/filter.ts';
+import { BACKEND_NAMES, DEFAULT_BACKEND, backendHelp, bgpBackendNames, findBackend } from '../backends/registry.ts';
 import { LabError, ROOT, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up, waitApplied } from '../lab/lab.ts';
 import { ManifestError, SUPPORTED_KINDS, loadManifestFile, type LoadedObject } from '../lab/manifest.ts';
 import { readLab, resolveStateDir } from '../lab/state.ts';
@@ -48,22 +49,22 @@ program
   .addOption(new Option('--lab-net <cidr>', 'loopback network of the lab: apiserver at .10, node-N at .(10+N)').default('127.0.0.0/24'))
   .option('--api-port <port>', 'apiserver port (0 = any free port)', int('--api-port'), 6443)
   .option('--cluster-cidr <cidr>', 'pod network; each node gets a /24 of it', '10.244.0.0/16')
-  .option('--backend <name>', `pod network backend: ${SUPPORTED_BACKENDS.join(' | ')} (vxlan: Flannel VXLAN overlay; host-gw: Flannel host-gw; bgp: Calico-style BGP routing; the last two without encapsulation)`, 'vxlan')
+  .option('--backend <name>', `pod network backend: ${SUPPORTED_BACKENDS.join(' | ')} (${backendHelp()})`, DEFAULT_BACKEND)
   .option('--proxy-mode <mode>', 'kube-proxy mode: iptables (default) | ipvs | userspace', 'iptables')
   .option('--ipvs-scheduler <s>', 'with --proxy-mode ipvs: rr | wrr | lc | wlc | sh | dh | sed | nq', 'rr')
-  .option('--bgp-topology <t>', 'with --backend bgp: full-mesh (Calico default) | route-reflector')
+  .option('--bgp-topology <t>', `with --backend ${bgpBackendNames().join('/')}: full-mesh (Calico default) | route-reflector`)
   .option('--bgp-reflectors <n>', 'with --bgp-topology route-reflector: how many nodes reflect (default 2)', int('--bgp-reflectors'))
   .option('--bgp-port <port>', 'BGP port of every node (default 179 as root, else 1179)', int('--bgp-port'))
   .option('--bgp-hold-time <sec>', 'BGP hold time proposed by the nodes (keepalive = a third)', int('--bgp-hold-time'), 9)
   .option('--vxlan-port <port>', 'VXLAN UDP port (Flannel and Linux: 8472; IANA: 4789)', int('--vxlan-port'), 8472)
-  .option('--wire-port <port>', 'UDP port of the bare-IPv4 underlay wire of host-gw/bgp in local mode (Wireshark: -d udp.port==N,ip)', int('--wire-port'), 8473)
-  .addOption(new Option('--wire <kind>', 'host-gw/bgp: udp = the bare-IPv4 wire in UDP (local default) | raw = real frames on eth0 with pod IPs, via libpcap (netns default)').choices(['udp', 'raw']))
-  .option('--mtu <bytes>', 'underlay MTU (pods and flannel.1 get 50 less)', int('--mtu'), 1500)
+  .option('--wire-port <port>', `UDP port of the bare-IPv4 underlay wire of ${routedBackends()} in local mode (Wireshark: -d udp.port==N,ip)`, int('--wire-port'), 8473)
+  .addOption(new Option('--wire <kind>', `${routedBackends()}: udp = the bare-IPv4 wire in UDP (local default) | raw = real frames on eth0 with pod IPs, via libpcap (netns default)`).choices(['udp', 'raw']))
+  .option('--mtu <bytes>', `underlay MTU (pods and tunnel devices get the backend's overhead less: ${mtuOverheads()})`, int('--mtu'), 1500)
   .option('--seed <n>', 'seed for every random choice (MACs, impairments, ids)', int('--seed'), 1)
   // netns labs (lab/netns-lab.ts), docker labs (lab/docker-lab.ts)
   .addOption(new Option('--mode <mode>', 'local: processes on 127.0.0.x, no root | netns: each node in its own network namespace on a bridge (root) | docker: docker-compose, one container per node').choices(['local', 'netns', 'docker']).default('local'))
   .option('--underlay-net <cidr>', 'netns: underlay subnet, inside the lab namespaces only (bridge + apiserver .10, node-N .(10+N))', '10.250.0.0/24')
-  .option('--kernel-nodes <k>', 'netns: K more nodes that are the Linux kernel itself (cni0, pods as namespaces; vxlan: kernel flannel.1; host-gw: kernel routes; bgp: a real BIRD)', int('--kernel-nodes'), 0)
+  .option('--kernel-nodes <k>', `netns: K more nodes that are the Linux kernel itself (cni0, pods as namespaces; backends: ${BACKEND_NAMES.filter((n) => findBackend(n)!.kernel).join(', ')})`, int('--kernel-nodes'), 0)
   .option('--netns-prefix <p>', 'netns: prefix of every namespace name (podlab-underlay, podlab-node-1, ...)', 'podlab')
   .option('--docker-project <name>', 'docker: the compose project name', 'podlab')
   .option('--docker-bridge <name>', 'docker: the lab network\'s bridge (the capture side-car and raw frames name it)', 'podlab0')
@@ -113,7 +114,7 @@ program
       ipvsScheduler: o.ipvsScheduler,
       bgpReflectors: o.bgpReflectors,
       bgpPort: o.bgpPort,
-      bgpHoldTime: o.backend === 'bgp' ? o.bgpHoldTime : undefined,
+      bgpHoldTime: findBackend(o.backend)?.bgp ? o.bgpHoldTime : undefined,
       seed: o.seed,
       mtu: o.mtu,
       mode: o.mode,
@@ -401,3 +402,13 @@ async function main(): Promise<void> {
 }
 
 await main();
+
+/** `vxlan 50, host-gw 0, ...`: each backend's encapsulation overhead, for --mtu's help. */
+function mtuOverheads(): string {
+  return BACKEND_NAMES.map((n) => `${n} ${findBackend(n)!.mtuOverhead}`).join(', ');
+}
+
+/** `host-gw/bgp`: the backends whose pods' packets cross the underlay as they are. */
+function routedBackends(): string {
+  return BACKEND_NAMES.filter((n) => findBackend(n)!.ipUnderlay).join('/');
+}

@@ -5,11 +5,8 @@
  * with what a reader finds in flannel's docs.
  */
 
-/** Backend type of the node's flannel instance; podlab always uses `vxlan`. */
+/** Backend type of the node's flannel instance (the backend's name: backends/registry.ts). */
 export const FLANNEL_BACKEND_TYPE = 'flannel.alpha.coreos.com/backend-type';
-
-/** The only backend podlab implements. */
-export const FLANNEL_BACKEND_TYPE_VXLAN = 'vxlan';
 
 /** JSON `{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"}`: what peers need to build FDB/ARP entries. */
 export const FLANNEL_BACKEND_DATA = 'flannel.alpha.coreos.com/backend-data';

@@ -3,7 +3,7 @@
  *
  *   podlab kernel-node --name knode-1 --netns podlab-knode-1 --ip 10.250.0.14
  *       --api unix:/path/.podlab/api.sock --state-dir .podlab [--vxlan-port 8472] [--vni 1] [--mtu 1500]
- *       [--backend vxlan|host-gw|bgp] [--bgp-port 179] [--bgp-hold-time 9] [--bgp-topology full-mesh|route-reflector]
+ *       [--backend NAME (backends/registry.ts)] [--bgp-port 179] [--bgp-hold-time 9] [--bgp-topology full-mesh|route-reflector]
  *
  * The namespace must exist with eth0 carrying --ip (the netns lab creates it).
  * Prints `{"event":"ready",...}` once the node is Ready, or `{"event":"error"}`
@@ -14,7 +14,7 @@ import { runDaemon, failDaemon } from '../common/daemon.ts';
 import { createLogger } from '../common/log.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import { KernelNodeAgent } from './agent.ts';
-import { BACKENDS, type Backend } from '../backends/plan.ts';
+import { BACKEND_NAMES, DEFAULT_BACKEND, findBackend } from '../backends/registry.ts';
 import type { BgpTopology } from '../backends/bgp/bgp-backend.ts';
 
 const log = createLogger('podlab:kernel-node');
@@ -35,7 +35,7 @@ try {
       'vxlan-port': { type: 'string', default: '8472' },
       vni: { type: 'string', default: '1' },
       mtu: { type: 'string', default: '1500' },
-      backend: { type: 'string', default: 'vxlan' },
+      backend: { type: 'string', default: DEFAULT_BACKEND },
       'bgp-port': { type: 'string', default: '179' },
       'bgp-hold-time': { type: 'string', default: '9' },
       'bgp-topology': { type: 'string', default: 'full-mesh' },
@@ -55,7 +55,8 @@ const int = (flag: string, s: string, min: number, max: number) => {
   return n;
 };
 
-if (!(BACKENDS as string[]).includes(v.backend!)) fail(`--backend: must be one of ${BACKENDS.join(', ')}, got '${v.backend}'`);
+const backend = findBackend(v.backend!) ?? fail(`--backend: must be one of ${BACKEND_NAMES.join(', ')}, got '${v.backend}'`);
+if (!backend.kernel) fail(`--backend ${backend.name}: kernel nodes cannot run it (they run ${BACKEND_NAMES.filter((n) => findBackend(n)!.kernel).join(', ')})`);
 if (v['bgp-topology'] !== 'full-mesh' && v['bgp-topology'] !== 'route-reflector') fail(`--bgp-topology: must be full-mesh or route-reflector, got '${v['bgp-topology']}'`);
 function holdTime(s: string): number {
   const n = Number(s);
@@ -72,7 +73,7 @@ const agent = new KernelNodeAgent({
   vxlanPort: int('vxlan-port', v['vxlan-port']!, 1, 65535),
   vni: int('vni', v.vni!, 0, 0xffffff),
   mtu: int('mtu', v.mtu!, 576, 9000),
-  backend: v.backend as Backend,
+  backend: backend.name,
   bgpPort: int('bgp-port', v['bgp-port']!, 1, 65535),
   bgpHoldTime: holdTime(v['bgp-hold-time']!),
   bgpTopology: v['bgp-topology'] as BgpTopology,

@@ -18,6 +18,7 @@
  * describing itself, so `podlab exec|get|node|capture` work inside the
  * container (`docker compose exec node podlab exec POD -- ping ...`).
  */
+import { DEFAULT_BACKEND } from '../backends/registry.ts';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -108,7 +109,7 @@ async function writeSelfLabJson(args: string[]): Promise<void> {
       vxlanPort: Number(flagValue(args, '--vxlan-port') ?? 8472),
       seed: Number(flagValue(args, '--seed') ?? 1),
       mtu: Number(flagValue(args, '--mtu') ?? 1500),
-      backend: flagValue(args, '--backend') ?? 'vxlan',
+      backend: flagValue(args, '--backend') ?? DEFAULT_BACKEND,
       mode: 'container',
     },
     procs: [{ role: 'node', name, pid: process.pid, args, log: '' }],

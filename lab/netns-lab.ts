@@ -24,7 +24,7 @@
  * addon, overlay/underlay-raw.ts), so the bridge carries what a Calico or
  * host-gw underlay carries and kernel nodes take part: a host-gw kernel node
  * gets flanneld's `via <node IP>` routes, a bgp kernel node runs a real BIRD
- * (kernel-node/bird.ts) peering with podlab's speakers. `--wire udp` keeps
+ * (backends/bgp/bird.ts) peering with podlab's speakers. `--wire udp` keeps
  * podlab's bare-IPv4 UDP wire (port 8473), which the kernel does not speak.
  */
 import path from 'node:path';
@@ -33,8 +33,9 @@ import { deriveMac } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, hasTool, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, validatePrefix, wireLikeOffloads } from '../hostnet/netns.ts';
-import { LabError, ROOT, agentFeatureArgs, applyObjects, cleanState, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './lab.ts';
+import { LabError, ROOT, agentFeatureArgs, applyObjects, cleanState, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './launch.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
+import { DEFAULT_BACKEND, backendNamed, findBackend } from '../backends/registry.ts';
 import { labIsLive, readLab, writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
 import { Cidr } from '../packet/cidr.ts';
 import { parseIpv4CidrInput } from '../packet/ip-input.ts';
@@ -52,13 +53,16 @@ export function validateNetnsOptions(o: UpOptions): string | undefined {
   if (!PRIVATE_RANGES.some((r) => r.covers(under))) return `--underlay-net: must be inside 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 or 100.64.0.0/10 (it only exists inside the lab's namespaces), got '${o.underlayNet}'`;
   const k = o.kernelNodes ?? 0;
   if (!Number.isInteger(k) || k < 0 || k > 50) return `--kernel-nodes: must be an integer from 0 to 50, got ${k}`;
-  if (k > 0 && netnsWire(o) === 'udp' && (o.backend ?? 'vxlan') !== 'vxlan') return `--kernel-nodes: with --backend ${o.backend} kernel nodes need --wire raw (the kernel does not speak podlab's UDP wire)`;
+  const backend = findBackend(o.backend ?? DEFAULT_BACKEND);
+  if (k > 0 && backend && !backend.kernel) return `--kernel-nodes: kernel nodes cannot run --backend ${backend.name}`;
+  const wireProblem = k > 0 ? backend?.kernel?.wireProblem?.(netnsWire(o)) : undefined;
+  if (wireProblem) return wireProblem;
   return validatePrefix(o.netnsPrefix ?? 'podlab');
 }
 
-/** The wire of a netns lab: raw frames for the unencapsulated backends unless --wire udp; vxlan rides UDP 8472. */
+/** The wire of a netns lab: raw frames for the backends with pods on the underlay unless --wire udp; tunnels ride their own UDP sockets. */
 export function netnsWire(o: Pick<UpOptions, 'backend' | 'wire'>): 'udp' | 'raw' {
-  if ((o.backend ?? 'vxlan') === 'vxlan') return 'udp';
+  if (!findBackend(o.backend ?? DEFAULT_BACKEND)?.ipUnderlay) return 'udp';
   return o.wire ?? 'raw';
 }
 
@@ -68,7 +72,8 @@ export function missingNetnsTools(o: Pick<UpOptions, 'backend' | 'wire' | 'kerne
     if (!cap()) return `--wire raw (the default of --backend ${o.backend} in netns labs) needs the optional 'cap' addon (libpcap): apt-get install libpcap-dev g++ make python3, then npm rebuild cap; or use --wire udp`;
     if (!has('nft')) return '--wire raw needs nftables (the nft command), to keep the node namespaces\' kernels off the frames the emulated nodes take: apt-get install nftables; or use --wire udp';
   }
-  if ((o.kernelNodes ?? 0) > 0 && o.backend === 'bgp' && (!has('bird') || !has('birdc'))) return '--kernel-nodes with --backend bgp runs BIRD in each kernel node: apt-get install bird2';
+  const tools = (o.kernelNodes ?? 0) > 0 ? findBackend(o.backend ?? DEFAULT_BACKEND)?.kernel?.tools : undefined;
+  if (tools && !tools.names.every(has)) return tools.hint;
   return undefined;
 }
 
@@ -104,7 +109,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
   const subnet = o.underlayNet ?? DEFAULT_UNDERLAY_NET;
   const prefixLen = subnet.split('/')[1];
   const kernelNodes = o.kernelNodes ?? 0;
-  const backend = o.backend ?? 'vxlan';
+  const backend = backendNamed(o.backend).name;
   const bin = path.join(ROOT, 'bin/podlab.js');
 
   const old = readLab(o.stateDir);
@@ -218,7 +223,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     for (const p of [...demoPods(o.nodes, o.podsPerNode), ...kernelDemoPods(kernelNodes, o.podsPerNode)]) await client.create('pods', p, 'default');
     await applyObjects(client, o.manifests);
     if (o.waitReady) await waitPodsRunning(client, timeout);
-    if (o.waitReady && (backend === 'bgp' || backend === 'host-gw')) await waitRoutesConverged(rec, timeout, say);
+    if (o.waitReady && backendNamed(backend).ipUnderlay) await waitRoutesConverged(rec, timeout, say);
     rec.status = 'running';
     writeLab(rec);
     // kubectl speaks TCP only: this kubeconfig works from inside the underlay namespace

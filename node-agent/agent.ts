@@ -1,64 +1,44 @@
 /**
- * One node of the lab: what kubelet, the CNI plugins and flanneld do on a real
- * node, in one process.
+ * The emulated node kind's agent process: kubelet, the CNI plugins, the
+ * backend's agent (flanneld or calico-node) and kube-proxy, in one process,
+ * over podlab's own data plane (./emulated-runtime.ts).
  *
- * - Registers its Node (like kubelet) with an InternalIP and Flannel's
- *   annotations (backend-data with VNI and VtepMAC, public-ip); the apiserver's
- *   node IPAM gives it a podCIDR. A restarted agent finds its Node and keeps the
- *   podCIDR and VtepMAC, as flanneld keeps its lease, so peers need not change.
- * - Builds the node's namespace: eth0 on the underlay (the node IP), the cni0
- *   bridge (`<podCIDR>.1/24`), flannel.1 (`<podCIDR>.0/32`, MTU 1450).
- * - Watches Nodes and programs one neighbour + FDB entry + route per remote
- *   node (backends/plan.ts); watches its Pods and gives each a network
- *   namespace with a veth into cni0 and an address from host-local IPAM.
- * - Serves the CLI on a Unix socket: exec in pods, iproute2 views, counters,
- *   impairments.
+ * The agent's work shared with kernel nodes (registration, informers,
+ * host-local IPAM, status, heartbeats, the backend's plan, BGP) is in
+ * ./node-core.ts. This file adds kube-proxy and serves the CLI on a Unix
+ * socket: exec in pods, iproute2 views, counters, impairments, capture, trace.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { systemClock, type Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
-import { SeededRng, deriveMac, seedFrom } from '../common/rng.ts';
-import {
-  FLANNEL_BACKEND_DATA,
-  FLANNEL_BACKEND_TYPE,
-  FLANNEL_BACKEND_TYPE_VXLAN,
-  FLANNEL_KUBE_SUBNET_MANAGER,
-  FLANNEL_PUBLIC_IP,
-  CALICO_IPV4_ADDRESS,
-  PODLAB_ETH0_MAC,
-  parseFlannelBackendData,
-} from '../control-plane/annotations.ts';
+import { SeededRng, seedFrom } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
-import type { Node, Pod } from '../control-plane/types.ts';
-import { leaseFromNode, planFlannel, type Backend, type Lease } from '../backends/plan.ts';
+import type { BackendName, NetworkBackend } from '../backends/backend.ts';
+import { DEFAULT_BACKEND, backendNamed } from '../backends/registry.ts';
 import { validateImpairment, type ImpairmentSpec } from '../overlay/impairment.ts';
+import { claimFilter } from '../overlay/underlay-raw.ts';
 import { ControlError, ControlServer, controlSocketPath, type CallContext } from './control-server.ts';
 import { podCommands } from '../pod-tools/index.ts';
 import { UsageError } from '../pod-tools/types.ts';
 import { captureTargets, runCapture } from './capture/session.ts';
 import { FilterError } from './capture/filter.ts';
 import { sendProbe } from '../netstack/trace-probe.ts';
-import { Tracer, type TraceFilter } from '../netstack/trace.ts';
-import { HostLocalIpam } from './ipam.ts';
+import type { TraceFilter } from '../netstack/trace.ts';
 import { formatBridgeFdb } from '../netstack/iproute2.ts';
 import { runIp } from '../netstack/ip-command.ts';
-import { DEFAULT_WIRE_PORT, NodeDataPlane } from './dataplane.ts';
-import { RawWire, RawWireError, claimFilter, pcapImmediateModeLikely } from '../overlay/underlay-raw.ts';
-import { DEFAULT_NODE_PORT_RANGE } from '../control-plane/service-allocator.ts';
-import { CalicoBgp, type BgpTopology } from '../backends/bgp/bgp-backend.ts';
+import { DEFAULT_WIRE_PORT, type NodeDataPlane } from './dataplane.ts';
+import type { BgpTopology } from '../backends/bgp/bgp-backend.ts';
+import { bgpView } from '../backends/bgp/views.ts';
 import { KubeProxy } from './kube-proxy.ts';
-import { runningPodStatus } from './pod-status.ts';
 import type { IpvsSchedulerName, ProxyMode } from '../service-proxy/index.ts';
-import type { BgpConfiguration, BgpPeer } from '../control-plane/calico.ts';
 import type { NetDevice } from '../netstack/link/netdev.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
-import { containerStateOverride, startPodApps, stopPodApps } from '../apps/index.ts';
-import { EMPTY_STDIN } from './stdin-queue.ts';
 import { Cidr } from '../packet/cidr.ts';
 import { listenRemoteControl } from './control-remote.ts';
 import type net from 'node:net';
+import { EMPTY_STDIN } from './stdin-queue.ts';
+import { NodeCore } from './node-core.ts';
+import { EmulatedRuntime } from './emulated-runtime.ts';
 
 export interface AgentOptions {
   name: string;
@@ -71,13 +51,13 @@ export interface AgentOptions {
   clusterCidr?: string;
   vxlanPort?: number;
   vni?: number;
-  /** vxlan (Flannel VXLAN), host-gw (Flannel host-gw) or bgp (Calico-style). */
-  backend?: Backend;
-  /** UDP port of the bare-IPv4 wire (host-gw, bgp in local mode). */
+  /** The pod-network backend (backends/registry.ts). */
+  backend?: BackendName;
+  /** UDP port of the bare-IPv4 wire (backends with pods on the underlay, local mode). */
   wirePort?: number;
-  /** host-gw, bgp: 'udp' (the bare-IPv4 wire, any mode) or 'raw' (real frames on eth0, root modes). */
+  /** Backends with pods on the underlay: 'udp' (the bare-IPv4 wire, any mode) or 'raw' (real frames on eth0, root modes). */
   wire?: 'udp' | 'raw';
-  /** BGP (backend bgp): listen/peer port, hold time (s), topology. */
+  /** BGP (backends that speak it): listen/peer port, hold time (s), topology. */
   bgpPort?: number;
   bgpHoldTime?: number;
   bgpTopology?: BgpTopology;
@@ -85,7 +65,7 @@ export interface AgentOptions {
   proxyMode?: ProxyMode;
   ipvsScheduler?: IpvsSchedulerName;
   seed?: number;
-  /** Underlay MTU; flannel.1 and the pods get this minus 50 (VXLAN's overhead). */
+  /** Underlay MTU; tunnel devices and the pods get this minus the backend's overhead. */
   mtu?: number;
   clock?: Clock;
   heartbeatMs?: number;
@@ -99,41 +79,23 @@ export class NodeAgent {
   readonly name: string;
   readonly clock: Clock;
   readonly rng: SeededRng;
-  /** Set once registered: the node's namespace, underlay and pods. */
-  dp!: NodeDataPlane;
-  podCIDR = '';
-  vtepMac = '';
+  readonly backend: NetworkBackend;
   private readonly opts: Required<Omit<AgentOptions, 'clock'>>;
-  private readonly api: ApiClient;
-  private nodeInformer?: Informer<Node>;
-  private podInformer?: Informer<Pod>;
+  private readonly runtime: EmulatedRuntime;
+  private readonly core: NodeCore;
   private control?: ControlServer;
   private remoteControl?: net.Server;
-  private ipam!: HostLocalIpam;
-  private readonly programmed = new Map<string, Lease>();
-  private readonly peersByName = new Map<string, string>();
-  private heartbeat?: NodeJS.Timeout;
-  private bgp?: CalicoBgp;
-  private bgpConfigInformer?: Informer<BgpConfiguration>;
-  private bgpPeerInformer?: Informer<BgpPeer>;
-  private bgpQueue: Promise<void> = Promise.resolve();
   private kubeProxy?: KubeProxy;
-  /** This node's packet tracer (`podlab trace`), handed to its data plane. */
-  private readonly tracer = new Tracer();
   private serviceInformer?: Informer;
   private sliceInformer?: Informer;
-  private stopped = false;
-  private rawWire?: RawWire;
-  private eth0Mac = '';
   private execCount = 0;
-  private podQueue: Promise<void> = Promise.resolve();
 
   constructor(opts: AgentOptions) {
     this.opts = {
       clusterCidr: '10.244.0.0/16',
       vxlanPort: 8472,
       vni: 1,
-      backend: 'vxlan',
+      backend: DEFAULT_BACKEND,
       wirePort: DEFAULT_WIRE_PORT,
       wire: 'udp',
       bgpPort: 179,
@@ -148,9 +110,58 @@ export class NodeAgent {
       ...opts,
     };
     this.name = opts.name;
+    this.backend = backendNamed(this.opts.backend);
     this.clock = opts.clock ?? systemClock;
     this.rng = new SeededRng(seedFrom(this.opts.seed, `node:${opts.name}`));
-    this.api = new ApiClient(opts.apiUrl);
+    const o = this.opts;
+    this.runtime = new EmulatedRuntime({
+      name: o.name,
+      ip: o.ip,
+      underlayCidr: o.underlayCidr,
+      clusterCidr: o.clusterCidr,
+      backend: this.backend,
+      vxlanPort: o.vxlanPort,
+      vni: o.vni,
+      wirePort: o.wirePort,
+      wire: o.wire,
+      bgp: { port: o.bgpPort, holdTime: o.bgpHoldTime, topology: o.bgpTopology },
+      seed: o.seed,
+      mtu: o.mtu,
+      clock: this.clock,
+      rng: this.rng,
+    });
+    this.core = new NodeCore(
+      {
+        name: o.name,
+        ip: o.ip,
+        stateDir: o.stateDir,
+        backend: this.backend,
+        vni: o.vni,
+        heartbeatMs: o.heartbeatMs,
+        controlPort: o.controlPort,
+        kind: { labels: { 'kubernetes.io/hostname': o.name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' }, readyMessage: 'podlab node agent is posting ready status' },
+      },
+      new ApiClient(opts.apiUrl),
+      this.runtime,
+      'podlab:agent',
+    );
+  }
+
+  /** The node's namespace, underlay and pods (once started). */
+  get dp(): NodeDataPlane {
+    return this.runtime.dp;
+  }
+
+  get podCIDR(): string {
+    return this.core.podCIDR;
+  }
+
+  get vtepMac(): string {
+    return this.core.vtepMac;
+  }
+
+  private get peersByName(): Map<string, string> {
+    return this.core.peersByName;
   }
 
   /** This node's control socket (see controlSocketPath in control-server.ts). */
@@ -160,161 +171,16 @@ export class NodeAgent {
 
   /** Registers, builds the data plane, starts watching and serving. */
   async start(): Promise<void> {
-    fs.mkdirSync(path.join(this.opts.stateDir, 'nodes', this.name), { recursive: true, mode: 0o700 });
-    this.eth0Mac = deriveMac(this.opts.seed, `eth0:${this.name}`);
-    if (this.opts.wire === 'raw' && this.opts.backend !== 'vxlan') await this.startRawWire();
-    const node = await this.register();
-    this.podCIDR = node.spec!.podCIDR!;
-    this.tracer.node = this.name;
-    this.dp = new NodeDataPlane({
-      tracer: this.tracer,
-      name: this.name,
-      ip: this.opts.ip,
-      underlayCidr: this.opts.underlayCidr,
-      podCIDR: this.podCIDR,
-      vtepMac: this.vtepMac,
-      clusterCidr: this.opts.clusterCidr,
-      vxlanPort: this.opts.vxlanPort,
-      vni: this.opts.vni,
-      backend: this.opts.backend,
-      wirePort: this.opts.wirePort,
-      rawWire: this.rawWire,
-      eth0Mac: this.eth0Mac,
-      seed: this.opts.seed,
-      mtu: this.opts.mtu,
-      clock: this.clock,
-      rng: this.rng,
-    });
-    await this.dp.start();
-    this.ipam = new HostLocalIpam(this.opts.stateDir, this.name, this.podCIDR);
-
-    this.nodeInformer = new Informer<Node>(this.api, 'nodes');
-    const resync = () => this.reconcilePeers();
-    this.nodeInformer.on('add', resync);
-    this.nodeInformer.on('update', resync);
-    this.nodeInformer.on('delete', resync);
-    this.nodeInformer.on('status', (s: unknown) => log.debug('node watch', { status: s }));
-    await this.nodeInformer.start();
-    this.reconcilePeers();
-    if (this.opts.backend === 'bgp') await this.startBgp();
-    await this.startKubeProxy();
-
-    this.podInformer = new Informer<Pod>(this.api, 'pods', { fieldSelector: `spec.nodeName=${this.name}` });
-    this.podInformer.on('add', (p: Pod) => this.enqueuePod(p));
-    this.podInformer.on('update', (_o: Pod, p: Pod) => this.enqueuePod(p));
-    this.podInformer.on('delete', (p: Pod) => this.enqueuePodDelete(p));
-    await this.podInformer.start();
-    for (const p of this.podInformer.list()) this.enqueuePod(p);
-    await this.podQueue;
-    this.releaseOrphanAddresses();
-
-    this.control = new ControlServer(this.controlSocketPath);
-    this.registerHandlers(this.control);
-    await this.control.listen();
-    if (this.opts.controlPort) this.remoteControl = await listenRemoteControl(this.control, { host: this.opts.ip, port: this.opts.controlPort, allow: this.opts.underlayCidr });
-
-    await this.setReady(true);
-    this.heartbeat = setInterval(() => void this.setReady(true).catch(() => {}), this.opts.heartbeatMs);
-    this.heartbeat.unref();
-    log.info('node ready', { node: this.name, ip: this.opts.ip, podCIDR: this.podCIDR, vtepMac: this.vtepMac });
-  }
-
-  /**
-   * Real frames on the real eth0 (root modes): the emulated eth0 takes the
-   * real one's MAC, so peers (kernel or emulated) address it as they would
-   * any node, and the namespace's kernel keeps only its own traffic.
-   */
-  private async startRawWire(): Promise<void> {
-    const dev = 'eth0';
-    let mac: string;
-    try {
-      mac = fs.readFileSync(`/sys/class/net/${dev}/address`, 'utf8').trim().toLowerCase();
-    } catch {
-      throw new RawWireError(`--wire raw: this namespace has no ${dev}`);
-    }
-    const [lo, hi] = DEFAULT_NODE_PORT_RANGE.split('-').map(Number);
-    const raw = new RawWire({ dev, mac, nodeIp: this.opts.ip, bgpPort: this.opts.bgpPort, nodePorts: [lo, hi], clusterCidr: this.opts.clusterCidr });
-    await raw.start();
-    this.rawWire = raw;
-    this.eth0Mac = mac;
-    log.info('raw wire up', { dev, mac, claim: claimFilter(raw.owned!) });
-    if (!pcapImmediateModeLikely()) log.warn('libpcap.so (libpcap-dev) not found: cap cannot turn on immediate mode, raw frames may arrive up to a second late');
-  }
-
-  /**
-   * Creates the Node or, when it exists (agent restart), reuses its VtepMAC
-   * and podCIDR and refreshes the annotations and addresses.
-   */
-  private async register(): Promise<Node> {
-    const existing = await this.api.get<Node>('nodes', this.name);
-    const known = parseFlannelBackendData(existing?.metadata.annotations?.[FLANNEL_BACKEND_DATA]);
-    this.vtepMac = known?.VtepMAC ?? deriveMac(this.opts.seed, `vtep:${this.name}`);
-    const annotations: Record<string, string | null> = {
-      [PODLAB_ETH0_MAC]: this.eth0Mac,
-      [FLANNEL_PUBLIC_IP]: this.opts.ip,
-      [FLANNEL_KUBE_SUBNET_MANAGER]: 'true',
-    };
-    if (this.opts.backend === 'vxlan') {
-      annotations[FLANNEL_BACKEND_TYPE] = FLANNEL_BACKEND_TYPE_VXLAN;
-      annotations[FLANNEL_BACKEND_DATA] = JSON.stringify({ VNI: this.opts.vni, VtepMAC: this.vtepMac });
-    } else if (this.opts.backend === 'host-gw') {
-      // flanneld's host-gw backend publishes no backend data.
-      annotations[FLANNEL_BACKEND_TYPE] = 'host-gw';
-      annotations[FLANNEL_BACKEND_DATA] = 'null';
-    } else {
-      // calico-node announces the node's address; flannel's annotations are not there.
-      annotations[FLANNEL_BACKEND_TYPE] = null;
-      annotations[FLANNEL_BACKEND_DATA] = null;
-      annotations[CALICO_IPV4_ADDRESS] = `${this.opts.ip}/${this.opts.underlayCidr.split('/')[1]}`;
-    }
-    const addresses = [
-      { type: 'InternalIP' as const, address: this.opts.ip },
-      { type: 'Hostname' as const, address: this.name },
-    ];
-    // Where the control channel is served over TCP, if it is (control-remote.ts); null clears an old one.
-    const daemonEndpoints = this.opts.controlPort ? { kubeletEndpoint: { Port: this.opts.controlPort } } : null;
-    if (existing) {
-      const patched = await this.api.patch<Node>('nodes', this.name, { metadata: { annotations } });
-      await this.api.patchStatus<Node>('nodes', this.name, { status: { addresses, daemonEndpoints } });
-      if (!patched.spec?.podCIDR) throw new Error(`node ${this.name} has no podCIDR`);
-      return patched;
-    }
-    const created = await this.api.create<Node>('nodes', {
-      apiVersion: 'v1',
-      kind: 'Node',
-      metadata: {
-        name: this.name,
-        labels: { 'kubernetes.io/hostname': this.name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' },
-        annotations: Object.fromEntries(Object.entries(annotations).filter(([, v]) => v !== null)),
+    await this.core.start({
+      watching: () => this.startKubeProxy(),
+      serve: async () => {
+        this.control = new ControlServer(this.controlSocketPath);
+        this.registerHandlers(this.control);
+        await this.control.listen();
+        if (this.opts.controlPort) this.remoteControl = await listenRemoteControl(this.control, { host: this.opts.ip, port: this.opts.controlPort, allow: this.opts.underlayCidr });
       },
-      spec: {},
-      status: { addresses, conditions: [], ...(daemonEndpoints ? { daemonEndpoints } : {}) },
-    } as unknown as Node);
-    if (!created.spec?.podCIDR) throw new Error(`apiserver gave node ${this.name} no podCIDR`);
-    return created;
-  }
-
-  // ------------------------------------------------------------ peers (flanneld)
-
-  private reconcilePeers(): void {
-    if (!this.nodeInformer) return;
-    const leases: Lease[] = [];
-    this.peersByName.clear();
-    for (const n of this.nodeInformer.list()) {
-      const l = leaseFromNode(n);
-      if (typeof l === 'string') {
-        log.debug('skipping node', { reason: l });
-        continue;
-      }
-      this.peersByName.set(l.node, l.publicIp);
-      leases.push(l);
-    }
-    const self = { node: this.name, vni: this.opts.vni, backend: this.opts.backend };
-    const actions = planFlannel(leases, this.programmed, self);
-    for (const a of actions) this.dp.applyPlan(a);
-    for (const l of leases) if (l.node !== this.name && l.backend === self.backend && (l.backend !== 'vxlan' || l.vni === self.vni)) this.programmed.set(l.node, l);
-    for (const name of [...this.programmed.keys()]) if (!leases.some((l) => l.node === name)) this.programmed.delete(name);
-    if (actions.length) log.info('flannel plan applied', { actions: actions.length });
+    });
+    log.info('node ready', { node: this.name, ip: this.opts.ip, podCIDR: this.podCIDR, vtepMac: this.vtepMac });
   }
 
   /** kube-proxy's role: Services and EndpointSlices into the node's netfilter hooks. */
@@ -331,8 +197,9 @@ export class NodeAgent {
       allowRealBind: (ip) => under.contains(ip),
     });
     this.kubeProxy = kp;
-    this.serviceInformer = new Informer(this.api, 'services');
-    this.sliceInformer = new Informer(this.api, 'endpointslices');
+    const api = this.core.api;
+    this.serviceInformer = new Informer(api, 'services');
+    this.sliceInformer = new Informer(api, 'endpointslices');
     const again = () => kp.update(this.serviceInformer!.list(), this.sliceInformer!.list());
     for (const inf of [this.serviceInformer, this.sliceInformer]) {
       inf.on('add', again);
@@ -342,122 +209,6 @@ export class NodeAgent {
     await Promise.all([this.serviceInformer.start(), this.sliceInformer.start()]);
     kp.update(this.serviceInformer.list(), this.sliceInformer.list());
     kp.sync();
-  }
-
-  /** calico-node's role: a BGP speaker fed by Nodes, the BGPConfiguration and BGPPeers. */
-  private async startBgp(): Promise<void> {
-    this.bgp = new CalicoBgp({
-      node: this.name,
-      ip: this.opts.ip,
-      podCIDR: this.podCIDR,
-      port: this.opts.bgpPort,
-      holdTime: this.opts.bgpHoldTime,
-      topology: this.opts.bgpTopology,
-      clock: this.clock,
-      seed: this.opts.seed,
-      apply: (a) => this.dp.applyPlan(a),
-    });
-    this.bgpConfigInformer = new Informer<BgpConfiguration>(this.api, 'bgpconfigurations');
-    this.bgpPeerInformer = new Informer<BgpPeer>(this.api, 'bgppeers');
-    const again = () => this.reconcileBgp();
-    for (const inf of [this.bgpConfigInformer, this.bgpPeerInformer, this.nodeInformer!] as Informer[]) {
-      inf.on('add', again);
-      inf.on('update', again);
-      inf.on('delete', again);
-    }
-    await Promise.all([this.bgpConfigInformer.start(), this.bgpPeerInformer.start()]);
-    this.reconcileBgp();
-    await this.bgpQueue;
-  }
-
-  /** Reconciles BGP peers, one run at a time, in order. */
-  private reconcileBgp(): void {
-    const bgp = this.bgp;
-    if (!bgp || this.stopped) return;
-    this.bgpQueue = this.bgpQueue
-      .then(() => bgp.reconcile(this.nodeInformer!.list(), this.bgpConfigInformer!.list().find((c) => c.metadata.name === 'default'), this.bgpPeerInformer!.list()))
-      .catch((e) => log.error('bgp reconcile failed', { error: String(e) }));
-  }
-
-  // ------------------------------------------------------------ pods (kubelet + CNI)
-
-  /** Pod changes are applied one at a time, in order, so IPAM never races. */
-  private enqueuePod(p: Pod): void {
-    this.podQueue = this.podQueue.then(() => this.syncPod(p)).catch((e) => log.error('pod sync failed', { pod: p.metadata.name, error: String(e) }));
-  }
-
-  private enqueuePodDelete(p: Pod): void {
-    this.podQueue = this.podQueue.then(() => this.removePod(p)).catch((e) => log.error('pod delete failed', { pod: p.metadata.name, error: String(e) }));
-  }
-
-  private async syncPod(p: Pod): Promise<void> {
-    if (this.stopped) return;
-    const key = `${p.metadata.namespace}/${p.metadata.name}`;
-    const have = this.dp.pods.get(key);
-    if (have && have.opts.uid === p.metadata.uid) {
-      if (p.status?.phase !== 'Running' || p.status?.podIP !== have.ip) await this.reportRunning(p, have.ip);
-      return;
-    }
-    if (have) this.teardownPod(have);
-    const ip = this.ipam.allocate(p.metadata.uid, p.status?.podIP && this.inPodCidr(p.status.podIP) ? p.status.podIP : undefined);
-    const net = this.dp.addPod({ namespace: p.metadata.namespace ?? 'default', name: p.metadata.name, uid: p.metadata.uid, ip });
-    log.info('pod network ready', { pod: key, ip, veth: net.hostVeth.name });
-    // Issue 4: run the containers' built-in apps by image (apps/); a failure is logged, not thrown.
-    startPodApps(net, p.spec?.containers ?? [], { podName: p.metadata.name, nodeName: this.name, log: (m, f) => (/fail/.test(m) ? log.error(m, f) : log.info(m, f)) });
-    if (p.status?.phase !== 'Running' || p.status?.podIP !== ip) await this.reportRunning(p, ip);
-  }
-
-  private inPodCidr(ip: string): boolean {
-    return Cidr.parse(this.podCIDR).contains(ip);
-  }
-
-  private async reportRunning(p: Pod, ip: string): Promise<void> {
-    const net = this.dp.pods.get(`${p.metadata.namespace ?? 'default'}/${p.metadata.name}`);
-    // issue 4: an app that failed to start shows in its container's status
-    await this.api.patchStatus<Pod>('pods', p.metadata.name, runningPodStatus(p, ip, this.opts.ip, (name) => containerStateOverride(net, name)), p.metadata.namespace);
-  }
-
-
-  private async removePod(p: Pod): Promise<void> {
-    const key = `${p.metadata.namespace}/${p.metadata.name}`;
-    const have = this.dp.pods.get(key);
-    if (have && have.opts.uid === p.metadata.uid) this.teardownPod(have);
-    this.ipam.release(p.metadata.uid);
-  }
-
-  private teardownPod(net: PodNet): void {
-    stopPodApps(net); // issue 4: stop the pod's apps and its TCP
-    this.dp.removePod(net);
-    log.info('pod network removed', { pod: net.key, ip: net.ip });
-  }
-
-  /** Frees addresses whose pods no longer exist (a pod deleted while the agent was down). */
-  private releaseOrphanAddresses(): void {
-    const live = new Set([...this.dp.pods.values()].map((p) => p.opts.uid));
-    for (const [ip, owner] of this.ipam.allocations()) {
-      if (!live.has(owner)) {
-        this.ipam.release(owner);
-        log.info('released orphan address', { ip, owner });
-      }
-    }
-  }
-
-  private async setReady(ready: boolean): Promise<void> {
-    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-    await this.api.patchStatus<Node>('nodes', this.name, {
-      status: {
-        conditions: [
-          {
-            type: 'Ready',
-            status: ready ? 'True' : 'False',
-            lastHeartbeatTime: now,
-            lastTransitionTime: now,
-            reason: ready ? 'KubeletReady' : 'KubeletNotReady',
-            message: ready ? 'podlab node agent is posting ready status' : 'podlab node agent stopped',
-          },
-        ],
-      },
-    });
   }
 
   // ------------------------------------------------------------ control channel
@@ -480,24 +231,21 @@ export class NodeAgent {
     const [tool, obj] = argv;
     const kp = this.kubeProxy?.command(argv);
     if (kp !== undefined) return kp;
-    if (tool === 'bgp') {
-      if (!this.bgp) throw new ControlError(`${this.name} runs the ${this.opts.backend} backend: no BGP speaker (start the lab with --backend bgp)`);
-      if (obj === 'summary' || obj === 'protocols' || obj === undefined) return this.bgp.summary();
-      if (obj === 'routes' || obj === 'route') return this.bgp.routes();
-      throw new ControlError('usage: bgp summary | bgp routes');
-    }
+    const view = bgpView(argv, this.core.bgp, { node: this.name, backend: this.backend.name });
+    if (view && 'error' in view) throw new ControlError(view.error);
+    if (view) return view.out as string;
     if (tool === 'bridge' && (obj === 'fdb' || obj === 'f')) {
-      const all = formatBridgeFdb(this.dp.bridge, this.dp.vtep ? { dev: 'flannel.1', fdb: this.dp.vtep.fdb } : undefined);
+      const all = formatBridgeFdb(this.dp.bridge, this.dp.link.fdb?.());
       const i = argv.indexOf('dev');
       const dev = i >= 0 ? argv[i + 1] : undefined;
       return dev === undefined ? all : all.split('\n').filter((l) => l.split(' ')[2] === dev).map((l) => l + '\n').join('');
     }
     if (tool === 'ip') {
-      const vtep = this.dp.vtep;
+      const vx = this.dp.link.linkDetails?.().vxlan;
       const r = runIp(argv.slice(1), {
         stack: this.dp.stack,
         links: this.devices(),
-        linkDetail: (d) => (vtep && d === vtep.dev ? `vxlan id ${this.opts.vni} local ${this.opts.ip} dev eth0 srcport 0 0 dstport ${this.opts.vxlanPort} nolearning ttl auto ageing 300 udpcsum noudp6zerocsumtx noudp6zerocsumrx` : undefined),
+        linkDetail: (d) => (vx && d.kind === 'vxlan' ? `vxlan id ${vx.vni} local ${vx.local} dev eth0 srcport 0 0 dstport ${vx.port} nolearning ttl auto ageing 300 udpcsum noudp6zerocsumtx noudp6zerocsumrx` : undefined),
       });
       if (r.code !== 0) throw new ControlError(r.stderr.trimEnd());
       return r.stdout;
@@ -522,7 +270,7 @@ export class NodeAgent {
         refused: this.dp.underlay.refused,
         sendErrors: this.dp.underlay.sendErrors,
         sourcePorts: this.dp.underlay.sourcePortList,
-        ...(this.rawWire ? { raw: { sent: this.rawWire.sent, received: this.rawWire.received, sendErrors: this.rawWire.sendErrors, handlerErrors: this.rawWire.handlerErrors, claim: claimFilter(this.rawWire.owned!) } } : {}),
+        ...(this.runtime.rawWire ? { raw: rawStats(this.runtime.rawWire) } : {}),
       },
       impairments,
       pods,
@@ -590,7 +338,7 @@ export class NodeAgent {
       }
     });
     c.handle('trace.start', async (params) => {
-      this.tracer.start((params as { filter: TraceFilter }).filter);
+      this.dp.tracer.start((params as { filter: TraceFilter }).filter);
       return { node: this.name };
     });
     c.handle('trace.probe', async (params) => {
@@ -599,16 +347,17 @@ export class NodeAgent {
     });
     c.handle('trace.collect', async (params) => {
       const { id } = params as { id: string };
-      const hops = this.tracer.collect(id);
-      this.tracer.stop(id);
+      const hops = this.dp.tracer.collect(id);
+      this.dp.tracer.stop(id);
       return hops;
     });
     c.handle('bgp.reset', async (params) => {
-      if (!this.bgp) throw new ControlError(`${this.name} runs the ${this.opts.backend} backend: no BGP sessions to reset`);
+      const bgp = this.core.bgp;
+      if (!bgp?.reset) throw new ControlError(`${this.name} runs the ${this.backend.name} backend: no BGP sessions to reset`);
       const { peer } = (params ?? {}) as { peer?: string };
-      const reset = this.bgp.reset(peer ? this.peersByName.get(peer) ?? peer : undefined);
+      const reset = bgp.reset(peer ? this.peersByName.get(peer) ?? peer : undefined);
       if (peer && !reset.length) throw new ControlError(`${this.name} has no BGP session with ${peer}`);
-      this.reconcileBgp();
+      this.core.reconcileBgp();
       return { reset };
     });
     c.handle('stack.mtu', async (params) => {
@@ -643,22 +392,16 @@ export class NodeAgent {
 
   /** Stops serving and closes sockets; the Node object stays (a restart resumes it). */
   async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    this.nodeInformer?.stop();
-    this.podInformer?.stop();
-    this.bgpConfigInformer?.stop();
-    this.bgpPeerInformer?.stop();
+    await this.core.stop();
     this.serviceInformer?.stop();
     this.sliceInformer?.stop();
     this.kubeProxy?.close();
-    // A clean stop tells BGP peers at once (Cease), so they withdraw our routes without waiting for the hold time.
-    await this.bgpQueue.catch(() => {});
-    await this.bgp?.stop().catch(() => {});
     this.remoteControl?.close();
     await this.control?.close();
-    await this.dp?.close();
-    await this.rawWire?.close();
+    await this.runtime.stop();
   }
+}
+
+function rawStats(raw: NonNullable<EmulatedRuntime['rawWire']>): Record<string, unknown> {
+  return { sent: raw.sent, received: raw.received, sendErrors: raw.sendErrors, handlerErrors: raw.handlerErrors, claim: claimFilter(raw.owned!) };
 }

@@ -6,14 +6,13 @@
  */
 import type { Clock } from '../common/clock.ts';
 import { SeededRng, deriveMac } from '../common/rng.ts';
-import { intToIpv4, readMac } from '../packet/addr.ts';
-import { gatewayOf, type Backend, type PlanAction } from '../backends/plan.ts';
+import { intToIpv4 } from '../packet/addr.ts';
+import type { BackendName, EmulatedLink, NetworkBackend, PlanAction } from '../backends/backend.ts';
+import { backendNamed } from '../backends/registry.ts';
 import { UdpUnderlay } from '../overlay/underlay-udp.ts';
 import type { RawWire } from '../overlay/underlay-raw.ts';
-import { Vtep } from '../backends/vxlan/vtep.ts';
 import { Bridge } from '../netstack/link/bridge.ts';
 import { IpStack } from '../netstack/ipv4/ip-stack.ts';
-import { writeEthernetHeader } from '../packet/ethernet.ts';
 import { Tracer } from '../netstack/trace.ts';
 import type { Netfilter } from '../netstack/netfilter/netfilter.ts';
 import { ServiceNat, type NatEngine, type NatHost } from '../netstack/netfilter/service-nat.ts';
@@ -21,19 +20,16 @@ import { IfindexAllocator, NetDevice } from '../netstack/link/netdev.ts';
 import { PodNet } from '../netstack/pod-net.ts';
 import { parseCidr } from '../netstack/ipv4/route-table.ts';
 
-/** The bare-IPv4 wire's default port in local mode (next to VXLAN's 8472). */
-export const DEFAULT_WIRE_PORT = 8473;
-
-/** VXLAN over IPv4 costs 50 bytes: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8. */
-export const VXLAN_OVERHEAD = 50;
+export { DEFAULT_WIRE_PORT } from '../backends/routed-wire.ts';
+import { DEFAULT_WIRE_PORT } from '../backends/routed-wire.ts';
 
 export interface DataPlaneOptions {
   name: string;
-  /** vxlan (default): flannel.1 and UDP 8472; host-gw and bgp: bare IPv4 on the wire. */
-  backend?: Backend;
-  /** The bare-IPv4 wire's UDP port (unencapsulated backends, local mode). */
+  /** The pod-network backend (backends/registry.ts); default: the registry's default (vxlan). */
+  backend?: BackendName;
+  /** The bare-IPv4 wire's UDP port (backends with pods on the underlay, local mode). */
   wirePort?: number;
-  /** Unencapsulated backends in root modes: real frames on the real eth0 instead of the UDP wire (started by the caller). */
+  /** Backends with pods on the underlay, root modes: real frames on the real eth0 instead of the UDP wire (started by the caller). */
   rawWire?: Pick<RawWire, 'send' | 'onFrame' | 'sent' | 'received'>;
   ip: string;
   underlayCidr: string;
@@ -56,11 +52,9 @@ export class NodeDataPlane {
   readonly stack: IpStack;
   readonly eth0: NetDevice;
   readonly bridge: Bridge;
-  /** flannel.1; absent with the unencapsulated backends. */
-  readonly vtep?: Vtep;
-  readonly backend: Backend;
-  /** eth0 neighbours' MAC → underlay IP, for the bare wire (kept from the plan). */
-  private readonly wirePeers = new Map<string, string>();
+  readonly backend: NetworkBackend;
+  /** The backend attached to this node: its devices, underlay wiring and views. */
+  readonly link: EmulatedLink;
   readonly underlay: UdpUnderlay;
   readonly pods = new Map<string, PodNet>();
   /** The node namespace's hook chains and connection table (the stack's). */
@@ -75,7 +69,9 @@ export class NodeDataPlane {
 
   constructor(readonly opts: DataPlaneOptions) {
     const { name, seed, clock } = opts;
+    this.backend = backendNamed(opts.backend);
     this.tracer = opts.tracer ?? new Tracer();
+    this.tracer.node = name;
     const tracer = this.tracer;
     this.stack = new IpStack(`node ${name}`, { clock, forwarding: true, idSeed: opts.rng.int(0, 0xffff), traceNs: 'node', tracer });
     const lo = new NetDevice('lo', 'loopback', '00:00:00:00:00:00', 65536, { ifindexes: this.ifindexes, tracer });
@@ -83,34 +79,27 @@ export class NodeDataPlane {
     this.stack.addAddress('lo', '127.0.0.1', 8);
 
     this.eth0 = new NetDevice('eth0', 'ether', opts.eth0Mac ?? deriveMac(seed, `eth0:${name}`), opts.mtu, { ifindexes: this.ifindexes, tracer });
-    // On the bare wire eth0 has no ARP: peers' MACs are programmed (see flannel-plan.ts).
-    this.stack.addInterface(this.eth0, { arp: (opts.backend ?? 'vxlan') === 'vxlan' });
+    // With pods on the underlay eth0 has no ARP: peers' MACs are programmed (backends/plan.ts).
+    this.stack.addInterface(this.eth0, { arp: !this.backend.ipUnderlay });
     const under = parseCidr(opts.underlayCidr);
     this.stack.addAddress('eth0', opts.ip, under.prefixLen);
 
-    this.backend = opts.backend ?? 'vxlan';
-    const encap = this.backend === 'vxlan';
-    this.underlay = new UdpUnderlay({
-      localIp: opts.ip,
-      port: encap ? opts.vxlanPort : 0,
-      wirePort: encap || opts.rawWire ? undefined : (opts.wirePort ?? DEFAULT_WIRE_PORT),
-      // Raw frames need no sending sockets: the impairments are all that is used.
-      sourcePorts: !encap && opts.rawWire ? 0 : undefined,
-      allowed: { net: intToIpv4(under.net), prefixLen: under.prefixLen },
-      clock,
-      rng: opts.rng.fork('underlay'),
+    this.link = this.backend.attach({
+      name,
+      ip: opts.ip,
+      podCIDR: opts.podCIDR,
+      vni: opts.vni,
+      vtepMac: opts.vtepMac,
+      vxlanPort: opts.vxlanPort,
+      wirePort: opts.wirePort ?? DEFAULT_WIRE_PORT,
+      podMtu: this.podMtu,
+      stack: this.stack,
+      eth0: this.eth0,
+      ifindexes: this.ifindexes,
+      rawWire: opts.rawWire,
+      underlay: (ports) => new UdpUnderlay({ localIp: opts.ip, ...ports, allowed: { net: intToIpv4(under.net), prefixLen: under.prefixLen }, clock, rng: opts.rng.fork('underlay') }),
     });
-    if (encap) {
-      const vtep = new Vtep({ vni: opts.vni, mac: opts.vtepMac, mtu: this.podMtu, port: opts.vxlanPort, underlay: this.underlay, eth0: this.eth0, ifindex: this.ifindexes.take() });
-      this.vtep = vtep;
-      this.underlay.onDatagram = (buf, from) => vtep.decap(buf, from);
-      this.stack.addInterface(vtep.dev, { arp: false });
-      this.stack.addAddress('flannel.1', gatewayOf(opts.podCIDR), 32);
-    } else if (opts.rawWire) {
-      this.attachRawWire(opts.rawWire);
-    } else {
-      this.attachWire();
-    }
+    this.underlay = this.link.underlay;
 
     this.netfilter = this.stack.nf;
     this.bridge = new Bridge('cni0', deriveMac(seed, `cni0:${name}`), this.podMtu, clock, undefined, { netfilter: this.netfilter.bridgeForward, ifindexes: this.ifindexes, tracer });
@@ -135,87 +124,14 @@ export class NodeDataPlane {
     return this.serviceNat;
   }
 
-  /** Pods and flannel.1 lose VXLAN's 50 bytes; without encapsulation pods get the full MTU. */
+  /** Pods and tunnel devices lose the backend's encapsulation overhead (VXLAN: 50 bytes). */
   get podMtu(): number {
-    return (this.opts.backend ?? 'vxlan') === 'vxlan' ? this.opts.mtu - VXLAN_OVERHEAD : this.opts.mtu;
+    return this.opts.mtu - this.backend.mtuOverhead;
   }
 
-  /**
-   * The unencapsulated underlay of local mode: what eth0 transmits goes, minus
-   * its Ethernet header, as a bare IPv4 packet to the peer that owns the
-   * destination MAC; what arrives is framed again for eth0.
-   */
-  private attachWire(): void {
-    this.eth0.wire = this.wireTransmit(
-      'bare IPv4 packet',
-      (peer, frame) => this.underlay.sendBare(peer, frame.subarray(14)),
-      (verdict, peer) => `bare IPv4 packet (pod addresses intact, no encapsulation) sent to ${peer}:${this.underlay.wirePort} UDP${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`,
-    );
-    this.underlay.onBare = (buf, from) =>
-      this.receiveTraced(buf, `bare IPv4 packet from ${from.address}:${from.port}, ${buf.length} bytes`, () => {
-        const frame = Buffer.allocUnsafe(14 + buf.length);
-        const srcMac = [...this.wirePeers].find(([, ip]) => ip === from.address)?.[0] ?? '02:00:00:00:00:00';
-        writeEthernetHeader(frame, 0, this.eth0.mac, srcMac, 0x0800);
-        buf.copy(frame, 14);
-        this.eth0.receive(frame);
-      });
-  }
-
-  /**
-   * The unencapsulated underlay of root modes: eth0's frames go out as they
-   * are on the real eth0 (pod addresses intact, the next hop's MAC), through
-   * the impairment towards the peer that owns the destination MAC; frames the
-   * raw wire claims come in on eth0 (overlay/underlay-raw.ts).
-   */
-  private attachRawWire(raw: NonNullable<DataPlaneOptions['rawWire']>): void {
-    const put = (f: Buffer) => {
-      if (!raw.send(f)) this.eth0.counters.drop('raw-send-failed');
-    };
-    this.eth0.wire = this.wireTransmit(
-      'raw frame',
-      (peer, frame) => this.underlay.throughImpairment(peer, frame, put),
-      (verdict, peer, dst) => `raw frame on the real eth0 to ${dst} (${peer}), pod addresses intact, no encapsulation${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`,
-    );
-    raw.onFrame = (frame) => this.receiveTraced(frame.subarray(14), `raw frame from ${readMac(frame, 6)} on the real eth0, ${frame.length} bytes`, () => this.eth0.receive(frame));
-  }
-
-  /**
-   * eth0's transmit on an unencapsulated wire: finds the peer that owns the
-   * destination MAC (from the plan's neighbours), hands the frame to `send`
-   * and records the hop while a trace runs.
-   */
-  private wireTransmit(kind: string, send: (peer: string, frame: Buffer) => string, describe: (verdict: string, peer: string, dst: string) => string): (frame: Buffer) => void {
-    return (frame) => {
-      const dst = readMac(frame, 0);
-      const peer = this.wirePeers.get(dst);
-      if (!peer) {
-        this.eth0.counters.drop('no-wire-peer');
-        if (this.tracer.current) this.tracer.hop('node', 'eth0', `no underlay peer owns ${dst}: dropped`, { drop: 'no-wire-peer' });
-        return;
-      }
-      const verdict = send(peer, frame);
-      if (!this.tracer.current) return;
-      const lost = verdict === 'lost' || verdict === 'blackholed' || verdict === 'refused';
-      this.tracer.hop('node', 'underlay', lost ? `${kind} ${verdict} (towards ${peer})` : describe(verdict, peer, dst), {
-        drop: lost ? (verdict === 'refused' ? 'underlay-refused' : `impairment-${verdict}`) : undefined,
-      });
-    };
-  }
-
-  /** Delivers what a wire received, inside the trace it belongs to (if a trace filter matches its IPv4 packet). */
-  private receiveTraced(ipPacket: Buffer, hop: string, deliver: () => void): void {
-    const ctx = this.tracer.filters.size ? this.tracer.matchIpv4(ipPacket) : null;
-    const run = () => {
-      if (this.tracer.current) this.tracer.hop('node', 'underlay', hop);
-      deliver();
-    };
-    if (ctx) this.tracer.run(ctx, run);
-    else run();
-  }
-
-  /** Which underlay carries unencapsulated packets: 'vxlan', 'raw' (real frames on eth0) or 'udp' (the bare-IPv4 wire). */
-  get wireKind(): 'vxlan' | 'raw' | 'udp' {
-    return this.backend === 'vxlan' ? 'vxlan' : this.opts.rawWire ? 'raw' : 'udp';
+  /** Which underlay carries the pods' packets: the tunnel's name, raw (real frames on eth0) or udp (the bare-IPv4 wire). */
+  get wireKind(): string {
+    return this.link.wireKind;
   }
 
   /** cni0's address: the pods' default gateway (`<podCIDR>.1`). */
@@ -260,19 +176,18 @@ export class NodeDataPlane {
 
   /** Applies one step of a plan to the kernel-like tables. */
   applyPlan(a: PlanAction): void {
+    if (this.link.apply(a)) return;
     switch (a.op) {
       case 'add-neigh':
-        if (a.dev === 'eth0') this.wirePeers.set(a.mac, a.ip);
+        if (a.dev === 'eth0') this.link.neighbour?.('add', a.ip, a.mac);
         return this.stack.neigh.setPermanent(a.dev, a.ip, a.mac);
       case 'del-neigh':
-        if (a.dev === 'eth0') for (const [mac, ip] of this.wirePeers) if (ip === a.ip) this.wirePeers.delete(mac);
+        if (a.dev === 'eth0') this.link.neighbour?.('del', a.ip);
         this.stack.neigh.delete(a.dev, a.ip);
         return;
       case 'add-fdb':
-        this.vtep?.fdb.set(a.mac, a.dst);
-        return;
       case 'del-fdb':
-        this.vtep?.fdb.delete(a.mac);
+        // Only a tunnel device has an FDB; the backend took it above if it has one.
         return;
       case 'add-route': {
         const [dst, len] = a.cidr.split('/');

@@ -12,7 +12,7 @@
 import { parseArgs } from 'node:util';
 import { runDaemon, failDaemon } from '../common/daemon.ts';
 import { createLogger } from '../common/log.ts';
-import { BACKENDS, type Backend } from '../backends/plan.ts';
+import { BACKEND_NAMES, DEFAULT_BACKEND, findBackend } from '../backends/registry.ts';
 import { NodeAgent } from './agent.ts';
 import { isIpv4Address, isIpv4Cidr } from '../packet/ip-input.ts';
 
@@ -34,7 +34,7 @@ try {
       'cluster-cidr': { type: 'string', default: '10.244.0.0/16' },
       'vxlan-port': { type: 'string', default: '8472' },
       vni: { type: 'string', default: '1' },
-      backend: { type: 'string', default: 'vxlan' },
+      backend: { type: 'string', default: DEFAULT_BACKEND },
       'wire-port': { type: 'string', default: '8473' },
       wire: { type: 'string', default: 'udp' },
       'bgp-port': { type: 'string', default: '179' },
@@ -60,8 +60,11 @@ const int = (flag: string, s: string, min: number, max: number) => {
   return n;
 };
 
-if (!(BACKENDS as string[]).includes(v.backend!)) fail(`--backend: must be one of ${BACKENDS.join(', ')}, got '${v.backend}'`);
-if (v.wire === 'raw' && v.backend === 'vxlan') fail('--wire raw: only the unencapsulated backends (host-gw, bgp) put raw frames on eth0; vxlan always rides UDP 8472');
+const backend = findBackend(v.backend!) ?? fail(`--backend: must be one of ${BACKEND_NAMES.join(', ')}, got '${v.backend}'`);
+if (v.wire === 'raw' && !backend.ipUnderlay) {
+  const routed = BACKEND_NAMES.filter((n) => findBackend(n)!.ipUnderlay);
+  fail(`--wire raw: only the unencapsulated backends (${routed.join(', ')}) put raw frames on eth0; ${backend.name} always rides its own tunnel`);
+}
 
 function holdTime(s: string): number {
   const n = Number(s);
@@ -86,7 +89,7 @@ const agent = new NodeAgent({
   clusterCidr: v['cluster-cidr'],
   vxlanPort: int('vxlan-port', v['vxlan-port']!, 1, 65535),
   vni: int('vni', v.vni!, 0, 0xffffff),
-  backend: v.backend as Backend,
+  backend: backend.name,
   wirePort: int('wire-port', v['wire-port']!, 1, 65535),
   wire: oneOf('wire', v.wire!, ['udp', 'raw'] as const),
   bgpPort: int('bgp-port', v['bgp-port']!, 1, 65535),

@@ -21,7 +21,6 @@ import { ApiClient } from '../control-plane/client.ts';
 import type { Node } from '../control-plane/types.ts';
 import { SeededRng } from '../common/rng.ts';
 import { LabError, down, up, type UpOptions } from '../lab/lab.ts';
-import type { Backend } from '../backends/plan.ts';
 import { readLab } from '../lab/state.ts';
 import type { Condition, FlowSpec, Scenario, Step, TimeRef } from './model.ts';
 import { sleep, within, type AssertRecord, type RunContext, type StepRecord } from './context.ts';
@@ -30,7 +29,7 @@ import { applyFault, describeFault } from './faults.ts';
 import { LabIo } from './lab-io.ts';
 import { claimLabNet } from './lab-net.ts';
 import { PodTable, StepError } from './pods.ts';
-import { DEFAULT_WIRE_PORT } from '../node-agent/dataplane.ts';
+import { DEFAULT_WIRE_PORT } from '../backends/routed-wire.ts';
 import { Progress, bar } from './progress.ts';
 import type { ScenarioReport, Verdict } from './report.ts';
 import { DRIVERS, EchoListeners, FlowRecord } from './traffic.ts';
@@ -99,7 +98,7 @@ export async function runScenario(sc: Scenario, o: RunOptions = {}): Promise<Sce
       apiPort: 0,
       clusterCidr: '10.244.0.0/16',
       vxlanPort: 8472,
-      backend: sc.lab.backend as Backend,
+      backend: sc.lab.backend,
       bgpTopology: sc.lab.bgpTopology as UpOptions['bgpTopology'],
       proxyMode: sc.lab.proxyMode as UpOptions['proxyMode'],
       seed,

@@ -17,7 +17,8 @@ import { demoPods } from '../lab/lab.ts';
 import { ManifestError, loadManifestFile, parseManifests, toJsBounded, type LoadedObject } from '../lab/manifest.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
-import { BACKENDS, BGP_TOPOLOGIES, PROXY_MODES } from './capabilities.ts';
+import { DEFAULT_BACKEND } from '../backends/registry.ts';
+import { BACKENDS, BGP_BACKENDS, BGP_TOPOLOGIES, PROXY_MODES, backendHasDevice, backendsWithDevice, speaksBgp } from './capabilities.ts';
 import type { Comparison, Condition, FaultSpec, FlowSpec, LabSpec, PodRef, PodSelector, Scenario, Step, StepBody, Window } from './model.ts';
 import { COMPARISONS, fmtMs, fmtPct, isName, parseDurationText, parseRate, parseRatio, parseTimeRef } from './units.ts';
 
@@ -263,7 +264,7 @@ export function parseScenario(text: string, file: string): Scenario {
 }
 
 function parseLab(f: F): LabSpec {
-  const lab: LabSpec = { nodes: 3, podsPerNode: 1, backend: 'vxlan', mtu: 1500 };
+  const lab: LabSpec = { nodes: 3, podsPerNode: 1, backend: DEFAULT_BACKEND, mtu: 1500 };
   if (!f.present) return lab;
   f.map(['nodes', 'podsPerNode', 'backend', 'proxyMode', 'bgpTopology', 'mtu'], 'lab');
   lab.nodes = f.opt('nodes', (x) => x.int(1, 20)) ?? lab.nodes;
@@ -272,7 +273,7 @@ function parseLab(f: F): LabSpec {
   lab.proxyMode = f.opt('proxyMode', (x) => x.oneOf(PROXY_MODES));
   lab.bgpTopology = f.opt('bgpTopology', (x) => {
     const v = x.oneOf(BGP_TOPOLOGIES);
-    if (lab.backend !== 'bgp') x.fail(`bgpTopology goes with backend: bgp (this lab's backend is ${lab.backend})`);
+    if (!speaksBgp(lab.backend)) x.fail(`bgpTopology goes with backend: ${BGP_BACKENDS.join(' or ')} (this lab's backend is ${lab.backend})`);
     return v;
   });
   lab.mtu = f.opt('mtu', (x) => x.int(576, 9000)) ?? lab.mtu;
@@ -496,7 +497,7 @@ function parseFault(f: F, scope: Scope): FaultSpec {
     }
     case 'bgp-reset': {
       only('node', 'peer');
-      if (scope.lab.backend !== 'bgp') f.at('kind').fail(`bgp-reset needs lab.backend: bgp (this lab runs ${scope.lab.backend})`);
+      if (!speaksBgp(scope.lab.backend)) f.at('kind').fail(`bgp-reset needs lab.backend: ${BGP_BACKENDS.join(' or ')} (this lab runs ${scope.lab.backend})`);
       return { kind, node: f.req('node', (x) => scope.node(x)), peer: f.opt('peer', (x) => scope.node(x)) };
     }
     case 'scale': {
@@ -520,7 +521,7 @@ function parseFault(f: F, scope: Scope): FaultSpec {
     case 'mtu': {
       only('node', 'dev', 'mtu');
       const dev = f.opt('dev', (x) => x.oneOf(['flannel.1', 'cni0', 'eth0'] as const)) ?? 'flannel.1';
-      if (dev === 'flannel.1' && scope.lab.backend !== 'vxlan') (f.has('dev') ? f.at('dev') : f).fail(`the ${scope.lab.backend} backend has no flannel.1 (VXLAN only): use dev: eth0 or cni0`);
+      if (dev === 'flannel.1' && !backendHasDevice(scope.lab.backend, dev)) (f.has('dev') ? f.at('dev') : f).fail(`the ${scope.lab.backend} backend has no ${dev} (${backendsWithDevice(dev).join(', ')} only): use dev: eth0 or cni0`);
       return { kind, node: f.req('node', (x) => scope.node(x)), dev, mtu: f.req('mtu', (x) => x.int(68, 65535)) };
     }
     case 'heal':
@@ -682,7 +683,7 @@ function parseCondition(f: F, scope: Scope): Condition {
     }
     case 'bgp-converged': {
       only('on');
-      if (scope.lab.backend !== 'bgp') f.at('kind').fail(`bgp-converged needs lab.backend: bgp (this lab runs ${scope.lab.backend})`);
+      if (!speaksBgp(scope.lab.backend)) f.at('kind').fail(`bgp-converged needs lab.backend: ${BGP_BACKENDS.join(' or ')} (this lab runs ${scope.lab.backend})`);
       const on = f.opt('on', (x) => nodeList(x, scope));
       return { ...base, kind, on, withinMs: within(), name: given() ?? `BGP converged: every ${on ? `node of ${on.join(', ')}` : 'node'} has a proto bird route to every other live node` };
     }

@@ -7,7 +7,8 @@ import test from 'ava';
 import dgram from 'node:dgram';
 import { ManualClock, systemClock, type Clock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
-import { planFlannel, type Lease } from '../backends/plan.ts';
+import type { Lease } from '../backends/plan.ts';
+import { planPeers } from '../backends/registry.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import { ping } from '../pod-tools/ping.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
@@ -37,7 +38,7 @@ function lease(dp: NodeDataPlane): Lease {
 
 function mesh(nodes: NodeDataPlane[]): void {
   for (const me of nodes) {
-    for (const a of planFlannel(nodes.map(lease), new Map(), { node: me.opts.name, vni: 1 })) me.applyPlan(a);
+    for (const a of planPeers(nodes.map(lease), new Map(), { node: me.opts.name, vni: 1 })) me.applyPlan(a);
   }
 }
 

@@ -40,7 +40,7 @@ import { readLab } from '../lab/state.ts';
 import { ROOT, restartProcess } from '../lab/lab.ts';
 import { trace } from '../cli/trace.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
-import { birdPaths } from '../kernel-node/bird.ts';
+import { birdPaths } from '../backends/bgp/bird.ts';
 import { systemTool } from '../common/system-tool.ts';
 import { eventually, hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
 

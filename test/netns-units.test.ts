@@ -16,7 +16,8 @@ import { DaemonUsageError, resolveAgentArgs, type AgentEnv } from '../lab/daemon
 import { NetnsError, assertLabNamespace, ifname, labNamespaces, netnsNames, validatePrefix, writeKernelPodNetns } from '../hostnet/netns.ts';
 import { apiSocketPath, kernelDemoPods, missingNetnsTools, netnsWire, validateNetnsOptions } from '../lab/netns-lab.ts';
 import type { UpOptions } from '../lab/lab.ts';
-import { nodeViewCommand, planCommand, podCommands, vtepCommands } from '../kernel-node/commands.ts';
+import { nodeViewCommand, podCommands } from '../kernel-node/commands.ts';
+import { planCommand, vtepCommands } from '../backends/vxlan/kernel.ts';
 import type { PlanAction } from '../backends/plan.ts';
 
 test('plan actions become the iproute2 commands flanneld\'s netlink calls amount to', (t) => {

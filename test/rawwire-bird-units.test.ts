@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { KERNEL_EPHEMERAL, RawWire, claimFilter, claimRuleset, pcapImmediateModeLikely, rawWireAllowedHere, type KernelOwned } from '../overlay/underlay-raw.ts';
-import { birdConfig, birdPaths, birdProtocolName, checkBirdConfig } from '../kernel-node/bird.ts';
+import { birdConfig, birdPaths, birdProtocolName, checkBirdConfig } from '../backends/bgp/bird.ts';
 import { systemTool } from '../common/system-tool.ts';
 import { isRoot } from '../hostnet/netns.ts';
 import { requireOrSkip } from './helpers/lab.ts';

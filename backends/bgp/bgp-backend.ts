@@ -7,31 +7,26 @@
  * from the watched Nodes, the `default` BGPConfiguration and BGPPeers, then
  * applied to the speaker as a diff (compute a plan, then apply it):
  *
- * - full mesh (default, `nodeToNodeMeshEnabled`): every node peers with every
- *   other; of each pair the node whose IP compares greater as a string dials
- *   (Calico's `passive on` rule, in bgp/speaker.ts);
- * - route reflectors (`--bgp-topology route-reflector`): nodes labelled
- *   `route-reflector=true` reflect (RFC 4456, cluster ID from the
- *   `projectcalico.org/RouteReflectorClusterID` annotation, default 244.0.0.1),
- *   peer with every node (non-reflectors as clients) and with each other;
- *   other nodes peer only with the reflectors;
- * - BGPPeer objects add external routers (BIRD, a top-of-rack switch), from
- *   every node or from `spec.node` only.
+ * The peers come from ./peers.ts; of each pair the node whose IP compares
+ * greater as a string dials (Calico's `passive on` rule, in bgp/speaker.ts).
  */
 import type { Clock } from '../../common/clock.ts';
 import { createLogger } from '../../common/log.ts';
 import { BgpSpeaker, formatSummary, type RouteSummary } from '../../bgp/index.ts';
-import { CALICO_DEFAULT_ASN, parsePeerIP, type BgpConfiguration, type BgpPeer } from '../../control-plane/calico.ts';
-import { CALICO_IPV4_ADDRESS } from '../../control-plane/annotations.ts';
-import type { Node } from '../../control-plane/types.ts';
-import type { PlanAction } from '../plan.ts';
+import type { PlanAction } from '../backend.ts';
+import { clusterAsn, desiredPeers, reflectorClusterId, type BgpInputs, type BgpTopology, type DesiredPeer } from './peers.ts';
 
-export type BgpTopology = 'full-mesh' | 'route-reflector';
+export { RR_LABEL, RR_CLUSTER_ANNOTATION, DEFAULT_RR_CLUSTER_ID, type BgpTopology } from './peers.ts';
 
-/** Label and annotation marking a route reflector, as Calico's docs set them. */
-export const RR_LABEL = 'route-reflector';
-export const RR_CLUSTER_ANNOTATION = 'projectcalico.org/RouteReflectorClusterID';
-export const DEFAULT_RR_CLUSTER_ID = '244.0.0.1';
+/** A node's BGP, whichever speaker runs it: reconciled from the cluster, with its views. */
+export interface BgpRouting {
+  reconcile(input: BgpInputs): Promise<void>;
+  /** Resets sessions (all, or towards one peer address); the addresses reset. */
+  reset?(peer?: string): string[];
+  summary(): Promise<string> | string;
+  routes(): Promise<string> | string;
+  stop(): Promise<void>;
+}
 
 export interface BgpBackendOptions {
   node: string;
@@ -47,20 +42,12 @@ export interface BgpBackendOptions {
   apply: (a: PlanAction) => void;
 }
 
-interface DesiredPeer {
-  address: string;
-  port: number;
-  asn: number;
-  rrClient: boolean;
-  passive?: boolean;
-  description: string;
-}
 
 const log = createLogger('podlab:bgp');
 
-export class CalicoBgp {
+export class CalicoBgp implements BgpRouting {
   speaker?: BgpSpeaker;
-  private asn = CALICO_DEFAULT_ASN;
+  private asn = clusterAsn(undefined);
   private clusterId: string | undefined;
   private readonly configured = new Map<string, DesiredPeer>();
   private readonly learned = new Set<string>();
@@ -69,13 +56,11 @@ export class CalicoBgp {
   constructor(private readonly o: BgpBackendOptions) {}
 
   /** Recomputes peers from the cluster's state and applies the difference. */
-  async reconcile(nodes: Node[], config: BgpConfiguration | undefined, peers: BgpPeer[]): Promise<void> {
-    const asn = config?.spec?.asNumber ?? CALICO_DEFAULT_ASN;
-    const me = nodes.find((n) => n.metadata.name === this.o.node);
-    const reflector = this.o.topology === 'route-reflector' && me?.metadata.labels?.[RR_LABEL] === 'true';
-    const clusterId = reflector ? (me?.metadata.annotations?.[RR_CLUSTER_ANNOTATION] ?? DEFAULT_RR_CLUSTER_ID) : undefined;
+  async reconcile(input: BgpInputs): Promise<void> {
+    const asn = clusterAsn(input.config);
+    const clusterId = reflectorClusterId(this.o.node, this.o.topology, input.nodes);
     if (!this.speaker || asn !== this.asn || clusterId !== this.clusterId) await this.restart(asn, clusterId);
-    const want = this.desiredPeers(nodes, config, peers, reflector);
+    const want = desiredPeers({ self: this.o.node, port: this.o.port, topology: this.o.topology, reflector: clusterId !== undefined }, input);
     const speaker = this.speaker!;
     for (const [addr, have] of this.configured) {
       const w = want.get(addr);
@@ -89,29 +74,6 @@ export class CalicoBgp {
       speaker.addPeer({ address: w.address, port: w.port, asn: w.asn, rrClient: w.rrClient, passive: w.passive, description: w.description, localAddress: this.o.ip, holdTime: this.o.holdTime });
       this.configured.set(addr, w);
     }
-  }
-
-  private desiredPeers(nodes: Node[], config: BgpConfiguration | undefined, peers: BgpPeer[], reflector: boolean): Map<string, DesiredPeer> {
-    const want = new Map<string, DesiredPeer>();
-    const bgpNodes = nodes
-      .filter((n) => n.metadata.name !== this.o.node && n.metadata.annotations?.[CALICO_IPV4_ADDRESS])
-      .map((n) => ({ name: n.metadata.name, ip: n.metadata.annotations![CALICO_IPV4_ADDRESS].split('/')[0], rr: n.metadata.labels?.[RR_LABEL] === 'true' }));
-    if (this.o.topology === 'route-reflector') {
-      for (const n of bgpNodes) {
-        if (reflector) want.set(n.ip, { address: n.ip, port: this.o.port, asn: this.asn, rrClient: !n.rr, description: `${n.name}${n.rr ? ' (reflector)' : ' (client)'}` });
-        else if (n.rr) want.set(n.ip, { address: n.ip, port: this.o.port, asn: this.asn, rrClient: false, description: `${n.name} (reflector)` });
-      }
-    } else if (config?.spec?.nodeToNodeMeshEnabled !== false) {
-      for (const n of bgpNodes) want.set(n.ip, { address: n.ip, port: this.o.port, asn: this.asn, rrClient: false, description: `${n.name} (node-to-node mesh)` });
-    }
-    for (const p of peers) {
-      if (p.spec?.node && p.spec.node !== this.o.node) continue;
-      const addr = parsePeerIP(p.spec?.peerIP ?? '');
-      if (!addr) continue;
-      // An external router usually both listens and dials: we dial too, collisions resolve it.
-      want.set(addr.ip, { address: addr.ip, port: addr.port ?? 179, asn: p.spec!.asNumber, rrClient: false, passive: false, description: `BGPPeer ${p.metadata.name}` });
-    }
-    return want;
   }
 
   private async restart(asn: number, clusterId: string | undefined): Promise<void> {

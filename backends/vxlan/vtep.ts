@@ -16,9 +16,10 @@
 import { readMac } from '../../packet/addr.ts';
 import { isWireError } from '../../packet/errors.ts';
 import { VXLAN_HEADER_LEN, parseVxlan } from '../../packet/vxlan.ts';
-import { flowHash } from '../../packet/flow-hash.ts';
 import { NetDevice } from '../../netstack/link/netdev.ts';
-import type { UdpUnderlay } from '../../overlay/underlay-udp.ts';
+import type { Tracer } from '../../netstack/trace.ts';
+import { flowHash } from '../../packet/flow-hash.ts';
+import type { Eth0Sockets } from '../../overlay/eth0-sockets.ts';
 
 export interface VtepOptions {
   name?: string;
@@ -27,15 +28,13 @@ export interface VtepOptions {
   mtu: number;
   /** Destination UDP port (8472 for Flannel; 4789 is IANA's). */
   port: number;
-  underlay: UdpUnderlay;
-  /** The node's underlay interface, whose counters see the outer datagrams. */
-  eth0: NetDevice;
+  /** eth0's socket path: outer datagrams leave and arrive through it (and its counters). */
+  sockets: Eth0Sockets;
   /** flannel.1's interface number in the node's namespace. */
   ifindex?: number;
+  /** The node's tracer. */
+  tracer?: Tracer;
 }
-
-/** Observes outer datagrams on eth0 (for capture): direction, peer address and port, local port, UDP payload. */
-export type OuterTap = (dir: 'in' | 'out', peer: { ip: string; port: number }, localPort: number, udpPayload: Buffer) => void;
 
 export class Vtep {
   readonly dev: NetDevice;
@@ -43,17 +42,15 @@ export class Vtep {
   readonly port: number;
   /** VtepMAC → remote public IP. */
   readonly fdb = new Map<string, string>();
-  readonly outerTaps = new Set<OuterTap>();
-  private readonly underlay: UdpUnderlay;
-  private readonly eth0: NetDevice;
+  private readonly sockets: Eth0Sockets;
 
   constructor(opts: VtepOptions) {
-    this.dev = new NetDevice(opts.name ?? 'flannel.1', 'vxlan', opts.mac, opts.mtu, { ifindex: opts.ifindex, tracer: opts.eth0.tracer });
+    this.dev = new NetDevice(opts.name ?? 'flannel.1', 'vxlan', opts.mac, opts.mtu, { ifindex: opts.ifindex, tracer: opts.tracer });
     this.vni = opts.vni;
     this.port = opts.port;
-    this.underlay = opts.underlay;
-    this.eth0 = opts.eth0;
+    this.sockets = opts.sockets;
     this.dev.wire = (frame) => this.encap(frame);
+    opts.sockets.bind({ port: opts.port, innerFrame: (buf) => (buf.length > VXLAN_HEADER_LEN ? buf.subarray(VXLAN_HEADER_LEN) : undefined), receive: (buf) => this.decap(buf) });
   }
 
   /** Encapsulates an inner frame towards the VTEP that owns its destination MAC. */
@@ -70,45 +67,26 @@ export class Vtep {
     out.writeUInt32BE((this.vni & 0xffffff) << 8, 4); // VNI, reserved byte zero
     frame.copy(out, VXLAN_HEADER_LEN);
     const hash = flowHash(frame);
-    this.eth0.counters.txPackets++;
-    this.eth0.counters.txBytes += out.length + 42;
-    const sport = this.underlay.sourcePortFor(hash);
-    if (this.outerTaps.size) for (const tap of this.outerTaps) tap('out', { ip: remote, port: this.port }, sport, out);
     if (this.dev.tracer.current) {
-      this.dev.tracer.hop('node', 'vxlan-encap', `fdb ${dstMac} dev ${this.dev.name} dst ${remote}; VXLAN flags 0x08 VNI ${this.vni}; outer ${this.underlay.localIp}:${sport} > ${remote}:${this.port} UDP, ${out.length + 28} bytes`, {
-        detail: { fdb: { mac: dstMac, dst: remote }, vni: this.vni, outer: { src: this.underlay.localIp, sport, dst: remote, dport: this.port } },
+      const sport = this.sockets.sourcePortFor(hash);
+      const local = this.sockets.underlay.localIp;
+      this.dev.tracer.hop('node', 'vxlan-encap', `fdb ${dstMac} dev ${this.dev.name} dst ${remote}; VXLAN flags 0x08 VNI ${this.vni}; outer ${local}:${sport} > ${remote}:${this.port} UDP, ${out.length + 28} bytes`, {
+        detail: { fdb: { mac: dstMac, dst: remote }, vni: this.vni, outer: { src: local, sport, dst: remote, dport: this.port } },
       });
     }
-    const verdict = this.underlay.send(remote, this.port, out, hash);
-    if (this.dev.tracer.current) {
-      const lost = verdict === 'lost' || verdict === 'blackholed' || verdict === 'refused';
-      this.dev.tracer.hop('node', 'eth0', lost ? `underlay: datagram ${verdict} (impairment towards ${remote})` : `underlay: real UDP datagram sent to ${remote}:${this.port}${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`, {
-        dir: 'tx',
-        drop: lost ? (verdict === 'refused' ? 'underlay-refused' : `impairment-${verdict}`) : undefined,
-      });
-    }
+    this.sockets.send(remote, this.port, out, hash);
   }
 
-  /** Handles one datagram that arrived on the VXLAN port (traced if its inner packet is followed). */
-  decap(buf: Buffer, from: { address: string; port: number }): void {
-    const ctx = this.dev.tracer.filters.size && buf.length > 8 ? this.dev.tracer.matchFrame(buf.subarray(8)) : null;
-    if (ctx) return this.dev.tracer.run(ctx, () => this.decapTraced(buf, from));
-    this.decapTraced(buf, from);
-  }
-
-  private decapTraced(buf: Buffer, from: { address: string; port: number }): void {
-    if (this.dev.tracer.current) this.dev.tracer.hop('node', 'eth0', `underlay: UDP datagram from ${from.address}:${from.port} to ${this.underlay.localIp}:${this.port}, ${buf.length + 28} bytes`, { dir: 'rx' });
-    this.eth0.counters.rxPackets++;
-    this.eth0.counters.rxBytes += buf.length + 42;
-    if (this.outerTaps.size) for (const tap of this.outerTaps) tap('in', { ip: from.address, port: from.port }, this.port, buf);
+  /** Handles one datagram that eth0 received on the VXLAN port. */
+  decap(buf: Buffer): void {
     const vx = parseVxlan(buf);
     if (isWireError(vx)) {
-      this.eth0.counters.drop(`malformed-vxlan:${vx.reason}`);
+      this.sockets.drop(`malformed-vxlan:${vx.reason}`);
       if (this.dev.tracer.current) this.dev.tracer.hop('node', 'vxlan-decap', `malformed VXLAN header (${vx.reason}): dropped`, { drop: `malformed-vxlan:${vx.reason}` });
       return;
     }
     if (vx.vni !== this.vni) {
-      this.eth0.counters.drop('wrong-vni');
+      this.sockets.drop('wrong-vni');
       if (this.dev.tracer.current) this.dev.tracer.hop('node', 'vxlan-decap', `VNI ${vx.vni} is not ${this.dev.name}'s VNI ${this.vni}: dropped`, { drop: 'wrong-vni' });
       return;
     }

@@ -20,7 +20,7 @@ import { deriveMac } from '../../common/rng.ts';
 import { buildIpv4Frame } from '../../packet/frame.ts';
 import { IPPROTO_UDP } from '../../packet/ipv4.ts';
 import { writeUdpHeader } from '../../packet/udp.ts';
-import type { OuterTap } from '../../backends/vxlan/vtep.ts';
+import type { OuterTap } from '../../overlay/eth0-sockets.ts';
 import type { NodeDataPlane } from '../dataplane.ts';
 import type { FrameTap, NetDevice } from '../../netstack/link/netdev.ts';
 import { compileFilter } from './filter.ts';
@@ -63,14 +63,15 @@ export function captureTargets(dp: NodeDataPlane, node: string, seed: number, pe
     const name = peerName(ip);
     return name ? deriveMac(seed, `eth0:${name}`) : '02:00:00:00:00:00';
   };
-  const vtep = dp.vtep;
-  if (!vtep) {
-    // Unencapsulated backends: eth0 carries the pods' own packets; its frames are the capture.
+  const sockets = dp.link.sockets;
+  if (!sockets) {
+    // Pods on the underlay: eth0 carries the pods' own packets; its frames are the capture.
     t.set('eth0', deviceTarget(dp.eth0, node, `eth0 (underlay ${dp.opts.ip}, bare IPv4, no encapsulation)`));
   } else {
+    // A backend on real UDP sockets: eth0's frames are rebuilt from the outer datagrams.
     t.set('eth0', {
       name: 'eth0',
-      description: `eth0 (underlay ${dp.opts.ip}, outer VXLAN datagrams) on ${node}`,
+      description: `eth0 (underlay ${dp.opts.ip}, outer ${dp.link.wireKind.toUpperCase()} datagrams) on ${node}`,
       attach(cb) {
         const tap: OuterTap = (dir, peer, localPort, udpPayload) => {
           const local = dp.opts.ip;
@@ -89,12 +90,12 @@ export function captureTargets(dp: NodeDataPlane, node: string, seed: number, pe
           );
           cb(frame, dir);
         };
-        vtep.outerTaps.add(tap);
-        return () => vtep.outerTaps.delete(tap);
+        sockets.outerTaps.add(tap);
+        return () => sockets.outerTaps.delete(tap);
       },
     });
-    t.set('flannel.1', deviceTarget(vtep.dev, node, `VXLAN device flannel.1 (VNI ${vtep.vni})`));
   }
+  for (const d of dp.link.devices) t.set(d.dev.name, deviceTarget(d.dev, node, d.description));
   t.set('cni0', deviceTarget(dp.bridge.dev, node, 'bridge cni0'));
   for (const pod of dp.pods.values()) {
     t.set(pod.hostVeth.name, deviceTarget(pod.hostVeth, node, `host end of ${pod.key}'s veth`));

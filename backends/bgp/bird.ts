@@ -22,9 +22,9 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { calicoMeshPassive } from '../bgp/speaker.ts';
-import { systemTool } from '../common/system-tool.ts';
-import { stopRecorded } from '../common/recorded-process.ts';
+import { calicoMeshPassive } from '../../bgp/speaker.ts';
+import { systemTool } from '../../common/system-tool.ts';
+import { stopRecorded } from '../../common/recorded-process.ts';
 
 export const BIRD = process.env.PODLAB_BIRD ?? systemTool('bird') ?? 'bird';
 export const BIRDC = process.env.PODLAB_BIRDC ?? systemTool('birdc') ?? 'birdc';
@@ -56,7 +56,7 @@ export function birdProtocolName(ip: string): string {
 /** bird.conf for a kernel node (pure). */
 export function birdConfig(c: BirdConfigInput): string {
   const lines = [
-    `# podlab kernel node ${c.node}: calico-node's BIRD (written by kernel-node/bird.ts; reloaded with birdc configure)`,
+    `# podlab kernel node ${c.node}: calico-node's BIRD (written by backends/bgp/bird.ts; reloaded with birdc configure)`,
     `router id ${c.routerId};`,
     'log stderr all;',
     '',

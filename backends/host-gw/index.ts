@@ -1,0 +1,46 @@
+/**
+ * Flannel's host-gw backend (pkg/backend/hostgw): the peer itself is the next
+ * hop, no encapsulation:
+ *   ip route replace <podCIDR> via <public IP> dev eth0
+ * plus, where the node's eth0 MAC is published (podlab's ARP-less wire in
+ * local mode), the neighbour
+ *   ip neigh replace <public IP> lladdr <peer eth0 MAC> dev eth0 nud permanent
+ * Pods get the full underlay MTU.
+ */
+import { FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE } from '../../control-plane/annotations.ts';
+import type { Lease, NetworkBackend, PlanAction } from '../backend.ts';
+import { diffPeers, eth0NeighbourAdd, eth0NeighbourDel, flannelPublicIp, publishedEth0Mac } from '../plan.ts';
+import { attachRoutedWire } from '../routed-wire.ts';
+import { routedKernelCommand, routedWireProblem } from '../kernel-iproute2.ts';
+
+const NAME = 'host-gw';
+
+const peers = {
+  accepts: (l: Lease) => l.backend === NAME,
+  add: (l: Lease): PlanAction[] => [...eth0NeighbourAdd(l), { op: 'add-route', cidr: l.podCIDR, via: l.publicIp, dev: 'eth0', onlink: false, proto: 'boot', node: l.node }],
+  remove: (l: Lease): PlanAction[] => [{ op: 'del-route', cidr: l.podCIDR, node: l.node }, ...eth0NeighbourDel(l)],
+};
+
+export const hostGw: NetworkBackend = {
+  name: NAME,
+  help: 'Flannel host-gw (routes via the peer node, no encapsulation)',
+  mtuOverhead: 0,
+  ipUnderlay: true,
+  bgp: false,
+  // flanneld's host-gw backend publishes no backend data.
+  annotations: () => ({ [FLANNEL_BACKEND_TYPE]: NAME, [FLANNEL_BACKEND_DATA]: 'null' }),
+  readLease(node) {
+    const ip = flannelPublicIp(node, (type) => type === NAME);
+    if (ip === undefined || typeof ip === 'string') return ip;
+    return { node: node.metadata.name, podCIDR: node.spec!.podCIDR!, publicIp: ip.publicIp, backend: NAME, eth0Mac: publishedEth0Mac(node) };
+  },
+  accepts: peers.accepts,
+  plan: (desired, current, self) => diffPeers(desired, current, self, peers),
+  attach: attachRoutedWire,
+  kernel: {
+    setup: async () => ({}),
+    command: routedKernelCommand,
+    wireProblem: routedWireProblem(NAME),
+    captureHint: (ns) => `run: ip netns exec ${ns} tshark -i eth0 (or -i cni0)`,
+  },
+};

@@ -1,0 +1,132 @@
+/**
+ * Bringing a local lab up: the apiserver and one node-agent per node, each
+ * its own OS process, on loopback addresses (no root): the apiserver on
+ * `<net>.10`, node-N on `<net>.(10+N)`, every node's underlay socket on its
+ * own address. Startup is all-or-nothing.
+ */
+import net from 'node:net';
+import path from 'node:path';
+import { ApiClient } from '../control-plane/client.ts';
+import { backendNamed } from '../backends/registry.ts';
+import {
+  LabError,
+  ROOT,
+  TSX,
+  agentFeatureArgs,
+  applyObjects,
+  cleanState,
+  demoPods,
+  down,
+  labAddresses,
+  nodeObject,
+  spawnLogged,
+  validateUpOptions,
+  waitForEvent,
+  waitPodsRunning,
+  waitRoutesConverged,
+  writeKubeconfig,
+  type UpOptions,
+} from './launch.ts';
+import { labIsLive, readLab, writeLab, type LabRecord, type ProcRecord } from './state.ts';
+
+/** The arguments of one node agent; kept in lab.json so `podlab node NODE restart` can reuse them. */
+function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): string[] {
+  return [
+    '--import', TSX, path.join(ROOT, 'node-agent/main.ts'),
+    '--name', name, '--ip', ip, '--underlay', o.labNet, '--api', apiUrl, '--state-dir', o.stateDir,
+    '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),
+    ...agentFeatureArgs(o),
+  ];
+}
+
+async function portFree(host: string, port: number): Promise<boolean> {
+  if (port === 0) return true;
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, host, () => s.close(() => resolve(true)));
+  });
+}
+
+/** Refuses to start over a live lab; clears a dead one's leftovers. */
+function claimStateDir(stateDir: string): void {
+  const old = readLab(stateDir);
+  if (old && labIsLive(old)) {
+    throw new LabError(`a lab is already running (state dir ${stateDir}, started ${old.startedAt}); run 'podlab down' first, or set PODLAB_HOME for a second lab`);
+  }
+  // A crashed netns lab's namespaces are only known from its lab.json: never forget them here.
+  if (old?.netns?.namespaces.length) throw new LabError(`a stopped netns lab left network namespaces recorded in ${stateDir}: run 'podlab down' (as root) first`);
+  if (old) cleanState(stateDir);
+}
+
+export async function upLocal(o: UpOptions): Promise<LabRecord> {
+  validateUpOptions(o);
+  const say = o.onProgress ?? (() => {});
+  const timeout = o.timeoutMs ?? 30_000;
+  claimStateDir(o.stateDir);
+  const addrs = labAddresses(o.labNet, o.nodes);
+  if (!(await portFree(addrs.api, o.apiPort))) throw new LabError(`--api-port: ${addrs.api}:${o.apiPort} is already in use (choose another with --api-port, or 0 for any)`);
+
+  const rec: LabRecord = {
+    version: 1,
+    status: 'starting',
+    stateDir: o.stateDir,
+    startedAt: new Date().toISOString(),
+    supervisorPid: o.supervisorPid,
+    options: { nodes: o.nodes, labNet: o.labNet, apiPort: o.apiPort, clusterCidr: o.clusterCidr, vxlanPort: o.vxlanPort, wirePort: o.wirePort, seed: o.seed, mtu: o.mtu, backend: backendNamed(o.backend).name },
+    procs: [],
+    nodes: [],
+  };
+  writeLab(rec);
+  try {
+    const apiArgs = ['--import', TSX, path.join(ROOT, 'control-plane/main.ts'), '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr];
+    const api = spawnLogged(o.stateDir, 'apiserver', apiArgs);
+    rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log });
+    writeLab(rec);
+    const listening = await waitForEvent(api.log, 'listening', api.pid, timeout, api.offset);
+    rec.apiUrl = String(listening.url);
+    // Pin the port actually bound, so a restarted apiserver comes back where the agents look.
+    apiArgs[apiArgs.indexOf('--port') + 1] = new URL(rec.apiUrl).port;
+    writeLab(rec);
+    say(`apiserver listening on ${rec.apiUrl}`);
+
+    // Nodes are registered in order before their agents start, so node-N always
+    // gets the N-th podCIDR and a seed replays the same lab (agents race otherwise).
+    const api1 = new ApiClient(rec.apiUrl);
+    for (let i = 0; i < addrs.nodes.length; i++) await api1.create('nodes', nodeObject(`node-${i + 1}`, i, o));
+    const started = addrs.nodes.map((ip, i) => {
+      const name = `node-${i + 1}`;
+      const args = agentArgs(o, name, ip, rec.apiUrl!);
+      const p = spawnLogged(o.stateDir, name, args);
+      const pr: ProcRecord = { role: 'node', name, pid: p.pid, args, log: p.log };
+      rec.procs.push(pr);
+      return { name, ip, pr, offset: p.offset };
+    });
+    writeLab(rec);
+    for (const s of started) {
+      const ready = await waitForEvent(s.pr.log, 'ready', s.pr.pid, timeout, s.offset);
+      rec.nodes.push({ name: s.name, ip: s.ip, control: String(ready.control) });
+      say(`${s.name} ready: ${s.ip}, podCIDR ${ready.podCIDR}, VtepMAC ${ready.vtepMac}`);
+    }
+    writeLab(rec);
+
+    const api2 = new ApiClient(rec.apiUrl);
+    await createWorkload(api2, o);
+    if (o.waitReady) await waitPodsRunning(api2, timeout);
+    // With pods on the underlay, traffic needs the routes to every peer (BGP learns them a moment later).
+    if (o.waitReady && backendNamed(o.backend).ipUnderlay) await waitRoutesConverged(rec, timeout, say);
+    rec.status = 'running';
+    writeLab(rec);
+    writeKubeconfig(o.stateDir, rec.apiUrl);
+    return rec;
+  } catch (e) {
+    await down(o.stateDir).catch(() => {});
+    throw e instanceof LabError ? e : new LabError((e as Error).message);
+  }
+}
+
+async function createWorkload(api: ApiClient, o: UpOptions): Promise<void> {
+  for (const p of demoPods(o.nodes, o.podsPerNode)) await api.create('pods', p, 'default');
+  await applyObjects(api, o.manifests);
+}
+

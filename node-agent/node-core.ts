@@ -1,0 +1,293 @@
+/**
+ * A node agent's own work, for every node kind (./runtime.ts): what kubelet,
+ * the CNI's host-local IPAM, flanneld and calico-node's confd do on a real node.
+ *
+ * - Registers its Node (like kubelet) with an InternalIP and the backend's
+ *   annotations; the apiserver's node IPAM gives it a podCIDR. A restarted
+ *   agent finds its Node and keeps the podCIDR and tunnel MAC, as flanneld
+ *   keeps its lease, so peers need not change.
+ * - Watches Nodes and applies the backend's plan (one entry set per remote
+ *   node); with a BGP backend also the BGPConfiguration and BGPPeers, and
+ *   reconciles the node's speaker.
+ * - Watches its Pods and gives each a network and an address from host-local
+ *   IPAM, reports them Running, and posts Ready with a heartbeat.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { createLogger } from '../common/log.ts';
+import { FLANNEL_KUBE_SUBNET_MANAGER, FLANNEL_PUBLIC_IP, PODLAB_ETH0_MAC } from '../control-plane/annotations.ts';
+import type { ApiClient } from '../control-plane/client.ts';
+import { Informer } from '../control-plane/informer.ts';
+import type { BgpConfiguration, BgpPeer } from '../control-plane/calico.ts';
+import type { Node, NodeAddress, Pod } from '../control-plane/types.ts';
+import { Cidr } from '../packet/cidr.ts';
+import type { Lease, NetworkBackend } from '../backends/backend.ts';
+import { leaseFromNode } from '../backends/registry.ts';
+import type { BgpRouting } from '../backends/bgp/bgp-backend.ts';
+import { HostLocalIpam } from './ipam.ts';
+import { runningPodStatus } from './pod-status.ts';
+import type { NodeRuntime } from './runtime.ts';
+
+export interface NodeCoreOptions {
+  name: string;
+  /** The node's underlay address: InternalIP, the backend's public IP. */
+  ip: string;
+  stateDir: string;
+  backend: NetworkBackend;
+  vni: number;
+  heartbeatMs: number;
+  /** What this node kind adds to its Node object. */
+  kind: {
+    labels: Record<string, string>;
+    /** Labels also refreshed on an existing Node. */
+    patchLabels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    nodeInfo?: Record<string, string>;
+    readyMessage: string;
+  };
+  /** Re-applies the plan periodically (flanneld's lease resync), when someone changed the tables. */
+  resyncMs?: number;
+  /** Where the control channel is served over TCP (the kubelet's port, in Node status.daemonEndpoints), if it is. */
+  controlPort?: number;
+}
+
+export class NodeCore {
+  podCIDR = '';
+  vtepMac = '';
+  /** Peer node name → underlay IP, from the last lease reconcile. */
+  readonly peersByName = new Map<string, string>();
+  nodeInformer?: Informer<Node>;
+  bgp?: BgpRouting;
+  private podInformer?: Informer<Pod>;
+  private bgpConfigInformer?: Informer<BgpConfiguration>;
+  private bgpPeerInformer?: Informer<BgpPeer>;
+  private ipam!: HostLocalIpam;
+  private readonly programmed = new Map<string, Lease>();
+  /** Plans and pod changes are applied one at a time, in order, so IPAM never races. */
+  private queue: Promise<void> = Promise.resolve();
+  private bgpQueue: Promise<void> = Promise.resolve();
+  private timers: NodeJS.Timeout[] = [];
+  private stopped = false;
+  private readonly log;
+
+  constructor(
+    private readonly o: NodeCoreOptions,
+    readonly api: ApiClient,
+    readonly runtime: NodeRuntime,
+    logName: string,
+  ) {
+    this.log = createLogger(logName);
+  }
+
+  get name(): string {
+    return this.o.name;
+  }
+
+  /**
+   * Registers and builds the node; `watching` runs once the peers are
+   * programmed (kube-proxy starts there), `serve` once the pods are (the
+   * control socket opens there); then the node posts Ready.
+   */
+  async start(hooks: { watching?: () => Promise<void>; serve?: () => Promise<void> } = {}): Promise<void> {
+    fs.mkdirSync(path.join(this.o.stateDir, 'nodes', this.name), { recursive: true, mode: 0o700 });
+    // The runtime first: a raw wire changes which local ports the namespace's kernel keeps, so the
+    // apiserver's connection must be opened after it (fetchNode), never carried across.
+    let existing: Node | undefined;
+    const id = await this.runtime.identity(async () => (existing = (await this.api.get<Node>('nodes', this.name)) ?? undefined));
+    this.vtepMac = id.vtepMac;
+    const node = await this.register(existing, id.eth0Mac, id.underlayPrefixLen);
+    this.podCIDR = node.spec!.podCIDR!;
+    await this.runtime.build(this.podCIDR);
+    this.ipam = new HostLocalIpam(this.o.stateDir, this.name, this.podCIDR);
+
+    this.nodeInformer = new Informer<Node>(this.api, 'nodes');
+    const resync = () => this.enqueue(() => this.reconcilePeers());
+    this.nodeInformer.on('add', resync).on('update', resync).on('delete', resync);
+    this.nodeInformer.on('status', (s: unknown) => this.log.debug('node watch', { status: s }));
+    await this.nodeInformer.start();
+    resync();
+    if (this.o.backend.bgp) await this.startBgp();
+    await this.queue;
+    await hooks.watching?.();
+
+    this.podInformer = new Informer<Pod>(this.api, 'pods', { fieldSelector: `spec.nodeName=${this.name}` });
+    this.podInformer.on('add', (p: Pod) => this.enqueue(() => this.syncPod(p)));
+    this.podInformer.on('update', (_o: Pod, p: Pod) => this.enqueue(() => this.syncPod(p)));
+    this.podInformer.on('delete', (p: Pod) => this.enqueue(() => this.removePod(p)));
+    await this.podInformer.start();
+    for (const p of this.podInformer.list()) this.enqueue(() => this.syncPod(p));
+    await this.queue;
+    this.releaseOrphanAddresses();
+    if (this.o.resyncMs) this.timers.push(setInterval(resync, this.o.resyncMs));
+
+    await hooks.serve?.();
+    await this.setReady();
+    this.timers.push(setInterval(() => void this.setReady().catch(() => {}), this.o.heartbeatMs));
+    for (const t of this.timers) t.unref();
+  }
+
+  private enqueue(fn: () => Promise<void>): void {
+    this.queue = this.queue.then(fn).catch((e) => this.log.error('sync failed', { node: this.name, error: String(e) }));
+  }
+
+  // ------------------------------------------------------------ Node (kubelet + the backend's agent)
+
+  /** Creates the Node or, when it exists (agent restart), refreshes its annotations and addresses. */
+  private async register(existing: Node | undefined, eth0Mac: string | undefined, underlayPrefixLen: number): Promise<Node> {
+    const annotations: Record<string, string | null> = {
+      ...(eth0Mac ? { [PODLAB_ETH0_MAC]: eth0Mac } : {}),
+      [FLANNEL_PUBLIC_IP]: this.o.ip,
+      [FLANNEL_KUBE_SUBNET_MANAGER]: 'true',
+      ...this.o.kind.annotations,
+      ...this.o.backend.annotations({ ip: this.o.ip, underlayPrefixLen, vni: this.o.vni, vtepMac: this.vtepMac }),
+    };
+    const addresses: NodeAddress[] = [
+      { type: 'InternalIP', address: this.o.ip },
+      { type: 'Hostname', address: this.name },
+    ];
+    const nodeInfo = this.o.kind.nodeInfo;
+    // Where the control channel is served over TCP, if it is (control-remote.ts); null clears an old one.
+    const daemonEndpoints = this.o.controlPort ? { kubeletEndpoint: { Port: this.o.controlPort } } : null;
+    if (existing) {
+      const labels = this.o.kind.patchLabels;
+      const patched = await this.api.patch<Node>('nodes', this.name, { metadata: { annotations, ...(labels ? { labels } : {}) } });
+      await this.api.patchStatus<Node>('nodes', this.name, { status: { addresses, daemonEndpoints, ...(nodeInfo ? { nodeInfo } : {}) } });
+      if (!patched.spec?.podCIDR) throw new Error(`node ${this.name} has no podCIDR`);
+      return patched;
+    }
+    const created = await this.api.create<Node>('nodes', {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: this.name, labels: this.o.kind.labels, annotations: Object.fromEntries(Object.entries(annotations).filter(([, v]) => v !== null)) },
+      spec: {},
+      status: { addresses, conditions: [], ...(nodeInfo ? { nodeInfo } : {}), ...(daemonEndpoints ? { daemonEndpoints } : {}) },
+    } as unknown as Node);
+    if (!created.spec?.podCIDR) throw new Error(`apiserver gave node ${this.name} no podCIDR`);
+    return created;
+  }
+
+  private async setReady(): Promise<void> {
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    await this.api.patchStatus<Node>('nodes', this.name, {
+      status: { conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: now, lastTransitionTime: now, reason: 'KubeletReady', message: this.o.kind.readyMessage }] },
+    });
+  }
+
+  // ------------------------------------------------------------ peers (the backend's plan)
+
+  /** flanneld's loop body: compute the plan from the leases, then have the runtime apply it. */
+  private async reconcilePeers(): Promise<void> {
+    if (!this.nodeInformer || this.stopped) return;
+    const leases: Lease[] = [];
+    this.peersByName.clear();
+    for (const n of this.nodeInformer.list()) {
+      const l = leaseFromNode(n);
+      if (typeof l === 'string') {
+        this.log.debug('skipping node', { reason: l });
+        continue;
+      }
+      this.peersByName.set(l.node, l.publicIp);
+      leases.push(l);
+    }
+    const self = { node: this.name, vni: this.o.vni };
+    const actions = this.o.backend.plan(leases, this.programmed, self);
+    const failed = await this.runtime.applyPlan(actions);
+    for (const l of leases) {
+      if (l.node === this.name || !this.o.backend.accepts(l, self)) continue;
+      if (failed.has(l.node)) this.programmed.delete(l.node);
+      else this.programmed.set(l.node, l);
+    }
+    for (const name of [...this.programmed.keys()]) if (!leases.some((l) => l.node === name)) this.programmed.delete(name);
+    if (actions.length) this.log.info('plan applied', { node: this.name, backend: this.o.backend.name, actions: actions.length });
+  }
+
+  // ------------------------------------------------------------ BGP (calico-node)
+
+  /** calico-node's role: the node's speaker fed by Nodes, the BGPConfiguration and BGPPeers. */
+  private async startBgp(): Promise<void> {
+    this.bgp = this.runtime.bgpRouting(this.podCIDR);
+    this.bgpConfigInformer = new Informer<BgpConfiguration>(this.api, 'bgpconfigurations');
+    this.bgpPeerInformer = new Informer<BgpPeer>(this.api, 'bgppeers');
+    const again = () => this.reconcileBgp();
+    for (const inf of [this.bgpConfigInformer, this.bgpPeerInformer, this.nodeInformer!] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
+    await Promise.all([this.bgpConfigInformer.start(), this.bgpPeerInformer.start()]);
+    if (this.o.resyncMs) this.timers.push(setInterval(again, this.o.resyncMs));
+    this.reconcileBgp();
+    await this.bgpQueue;
+  }
+
+  /** Reconciles BGP peers, one run at a time, in order. */
+  reconcileBgp(): void {
+    const bgp = this.bgp;
+    if (!bgp || this.stopped) return;
+    this.bgpQueue = this.bgpQueue
+      .then(() => bgp.reconcile({ nodes: this.nodeInformer!.list(), config: this.bgpConfigInformer!.list().find((c) => c.metadata.name === 'default'), peers: this.bgpPeerInformer!.list() }))
+      .catch((e) => this.log.error('bgp reconcile failed', { node: this.name, error: String(e) }));
+  }
+
+  // ------------------------------------------------------------ pods (kubelet + CNI)
+
+  private podKey(p: Pod): string {
+    return `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
+  }
+
+  private async syncPod(p: Pod): Promise<void> {
+    if (this.stopped || p.metadata.deletionTimestamp) return;
+    const key = this.podKey(p);
+    const have = this.runtime.pod(key);
+    let ip: string;
+    if (have && have.uid === p.metadata.uid) ip = have.ip;
+    else {
+      if (have) await this.teardown(key, have.uid);
+      ip = this.ipam.allocate(p.metadata.uid, p.status?.podIP && this.inPodCidr(p.status.podIP) ? p.status.podIP : undefined);
+    }
+    await this.runtime.addPod(p, key, ip);
+    if (p.status?.phase !== 'Running' || p.status?.podIP !== ip) await this.reportRunning(p, key, ip);
+  }
+
+  private inPodCidr(ip: string): boolean {
+    return Cidr.parse(this.podCIDR).contains(ip);
+  }
+
+  private async reportRunning(p: Pod, key: string, ip: string): Promise<void> {
+    const override = this.runtime.containerState;
+    await this.api.patchStatus<Pod>('pods', p.metadata.name, runningPodStatus(p, ip, this.o.ip, (name) => override?.call(this.runtime, key, name) ?? {}), p.metadata.namespace);
+  }
+
+  private async removePod(p: Pod): Promise<void> {
+    const key = this.podKey(p);
+    const have = this.runtime.pod(key);
+    if (have && have.uid === p.metadata.uid) await this.teardown(key, have.uid);
+    this.ipam.release(p.metadata.uid);
+  }
+
+  private async teardown(key: string, uid: string): Promise<void> {
+    await this.runtime.removePod(key);
+    this.ipam.release(uid);
+  }
+
+  /** Frees addresses whose pods no longer exist (a pod deleted while the agent was down). */
+  private releaseOrphanAddresses(): void {
+    const live = new Set(this.runtime.pods().map((p) => p.uid));
+    for (const [ip, owner] of this.ipam.allocations()) {
+      if (!live.has(owner)) {
+        this.ipam.release(owner);
+        this.log.info('released orphan address', { ip, owner });
+      }
+    }
+  }
+
+  /** Stops watching; a clean stop tells BGP peers at once (Cease), so they withdraw our routes without waiting for the hold time. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.nodeInformer?.stop();
+    this.podInformer?.stop();
+    this.bgpConfigInformer?.stop();
+    this.bgpPeerInformer?.stop();
+    await this.queue.catch(() => {});
+    await this.bgpQueue.catch(() => {});
+    await this.bgp?.stop().catch(() => {});
+  }
+}
