@@ -236,7 +236,8 @@ serial('pods and a Service: every pod pair pings, from whichever node container 
 });
 
 serial('the Service balances across pods on every node', async (t) => {
-  const svc = (JSON.parse(ok(await podlab(2, ['get', 'services', 'web', '-o', 'json']), 'get svc')) as List<Service>).items[0];
+  // A named get prints the object itself, as kubectl does.
+  const svc = JSON.parse(ok(await podlab(2, ['get', 'services', 'web', '-o', 'json']), 'get svc')) as Service;
   const ip = svc.spec!.clusterIP!;
   const r = ok(await podlab(2, ['exec', 'web-2', '--', 'hey', '-n', '60', '-c', '4', '-disable-keepalive', '-o', 'json', `http://${ip}/`], 120_000), 'hey');
   const res = JSON.parse(r) as { requests: number; errors: number; bodies: Record<string, number> };
