@@ -7,7 +7,7 @@
  *   - a capture running on cni0 (frames copied to a sink, as `podlab capture` does).
  * Rounds are interleaved and the median taken, so machine noise hits all alike.
  */
-import { systemClock } from '../common/clock.ts';
+import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import { NetDevice } from '../netstack/link/netdev.ts';
@@ -29,7 +29,7 @@ function makeNode(): NodeDataPlane {
     vni: 1,
     seed: 1,
     mtu: 1500,
-    clock: systemClock,
+    clock: monotonicClock,
     rng: new SeededRng(1),
   });
 }

@@ -21,7 +21,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { systemClock } from '../common/clock.ts';
+import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import type { Lease } from '../backends/plan.ts';
 import { DEFAULT_BACKEND, planPeers } from '../backends/registry.ts';
@@ -47,7 +47,7 @@ function makeNode(n: number): NodeDataPlane {
     vni: 1,
     seed: 93,
     mtu: 1500,
-    clock: systemClock,
+    clock: monotonicClock,
     rng: new SeededRng(n),
   });
 }

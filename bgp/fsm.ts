@@ -29,7 +29,7 @@
  * timer of 240 s while waiting for the OPEN (RFC 4271 §8.2.2 suggests 4 min).
  */
 import type { Clock, Timer } from '../common/clock.ts';
-import { systemClock } from '../common/clock.ts';
+import { monotonicClock } from '../common/clock.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
 import {
   AFI_IPV4,
@@ -179,7 +179,7 @@ function resolve(o: FsmOptions): Resolved {
     connectRetryMaxMs: o.connectRetryMaxMs ?? 30_000,
     openHoldMs: o.openHoldMs ?? 240_000,
     capabilities: o.capabilities ?? podlabCapabilities(o.localAsn),
-    clock: o.clock ?? systemClock,
+    clock: o.clock ?? monotonicClock,
     jitter: o.jitter ?? (() => 1),
   };
 }

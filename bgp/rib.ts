@@ -40,7 +40,7 @@
  */
 import { ipv4ToInt } from '../packet/addr.ts';
 import type { Clock } from '../common/clock.ts';
-import { systemClock } from '../common/clock.ts';
+import { monotonicClock } from '../common/clock.ts';
 import {
   ATTR_FLAG_PARTIAL,
   ATTR_FLAG_TRANSITIVE,
@@ -253,7 +253,7 @@ export class Rib {
     this.asn = opts.asn;
     this.routerId = opts.routerId;
     this.clusterId = opts.clusterId;
-    this.clock = opts.clock ?? systemClock;
+    this.clock = opts.clock ?? monotonicClock;
   }
 
   /** Announces (or replaces) a locally originated prefix. ORIGIN defaults to IGP, AS_PATH to empty. */

@@ -55,7 +55,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { Clock } from '../common/clock.ts';
-import { systemClock } from '../common/clock.ts';
+import { monotonicClock } from '../common/clock.ts';
 import { type Logger, createLogger } from '../common/log.ts';
 import { SeededRng } from '../common/rng.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
@@ -308,7 +308,7 @@ export class BgpSpeaker extends EventEmitter<BgpSpeakerEvents> {
     this.opts = opts;
     this.asn = opts.asn;
     this.routerId = opts.routerId;
-    this.clock = opts.clock ?? systemClock;
+    this.clock = opts.clock ?? monotonicClock;
     this.log = opts.log ?? createLogger(`podlab:bgp:${opts.routerId}`);
     this.rng = new SeededRng(opts.seed ?? 1);
     this.rib = new Rib({ asn: opts.asn, routerId: opts.routerId, clusterId: opts.routeReflector?.clusterId, clock: this.clock });

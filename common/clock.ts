@@ -13,8 +13,12 @@ export interface Clock {
   setTimeout(fn: () => void, ms: number): Timer;
 }
 
-/** The real clock: performance.now() and real timers (unref'd, so they never keep a process alive). */
-export const systemClock: Clock = {
+/**
+ * The monotonic clock, for protocol machines and the data path: performance.now()
+ * (never jumps with the wall clock) and real timers that are unref'd, so they
+ * never keep a process alive.
+ */
+export const monotonicClock: Clock = {
   now: () => performance.now(),
   setTimeout(fn, ms) {
     const t = setTimeout(fn, ms);
@@ -22,6 +26,22 @@ export const systemClock: Clock = {
     return { cancel: () => clearTimeout(t) };
   },
 };
+
+/**
+ * The wall clock, for what stamps dates (the apiserver's timestamps) and waits a
+ * process may legitimately stay up for (an informer's reconnect backoff):
+ * Date.now() in epoch milliseconds and ref'd timers.
+ */
+export const wallClock: Clock = {
+  now: () => Date.now(),
+  setTimeout(fn, ms) {
+    const t = setTimeout(fn, ms);
+    return { cancel: () => clearTimeout(t) };
+  },
+};
+
+/** Where a manual wall clock starts in tests: a fixed date, so stamped objects replay exactly. */
+export const MANUAL_WALL_START_MS = Date.UTC(2026, 10, 25, 11, 30, 0);
 
 /** A clock that only moves when told to; timers fire in due order during `advance`. */
 export class ManualClock implements Clock {

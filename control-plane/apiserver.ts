@@ -11,7 +11,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { Clock } from './clock.ts';
+import type { Clock } from '../common/clock.ts';
 import { ApiError, badRequest, internalError, makeStatus, methodNotAllowed, pathNotFound } from './errors.ts';
 import { MERGE_PATCH_TYPE, STRATEGIC_MERGE_PATCH_TYPE } from './merge-patch.ts';
 import { bookmarkObject, discoveryFor, parseResourcePath, type ResourceRoute } from './routes.ts';

@@ -15,7 +15,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { ApiError, type ApiClient } from './client.ts';
-import { systemClock, type Clock, type Timer } from './clock.ts';
+import { wallClock, type Clock, type Timer } from '../common/clock.ts';
 import type { KubeObject, Status, WatchEvent } from './types.ts';
 
 /** Options of an Informer. */
@@ -90,7 +90,7 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter {
     this.client = client;
     this.resource = resource;
     this.opts = opts;
-    this.clock = opts.clock ?? systemClock;
+    this.clock = opts.clock ?? wallClock;
   }
 
   /** True once the initial list has been applied. */

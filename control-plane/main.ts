@@ -27,8 +27,8 @@ import { startUnixRelay, type UnixRelay } from './unix-proxy.ts';
 const PROG = 'podlab-apiserver';
 
 /** Bad command-line usage; exits 2. */
-class UsageError extends Error {
-  override readonly name = 'UsageError';
+class FlagError extends Error {
+  override readonly name = 'FlagError';
 }
 
 /** Parsed flags. */
@@ -64,17 +64,17 @@ function parseFlags(argv: string[]): Flags {
     }));
   } catch (err) {
     // parseArgs names the offending flag in its message (e.g. "Unknown option '--prot'").
-    throw new UsageError((err as Error).message);
+    throw new FlagError((err as Error).message);
   }
   const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
   const host = str('host') ?? '127.0.0.1';
   const portText = str('port') ?? '6443';
-  if (!/^\d+$/.test(portText) || Number(portText) > 65535) throw new UsageError(`--port: must be an integer 0-65535, got ${JSON.stringify(portText)}`);
+  if (!/^\d+$/.test(portText) || Number(portText) > 65535) throw new FlagError(`--port: must be an integer 0-65535, got ${JSON.stringify(portText)}`);
   const stateDir = str('state-dir');
-  if (!stateDir) throw new UsageError('--state-dir: required (directory for apiserver/state.json)');
+  if (!stateDir) throw new FlagError('--state-dir: required (directory for apiserver/state.json)');
   const clusterCidr = str('cluster-cidr') ?? DEFAULT_CLUSTER_CIDR;
   const maskText = str('node-cidr-mask-size') ?? String(DEFAULT_NODE_CIDR_MASK_SIZE);
-  if (!/^\d+$/.test(maskText)) throw new UsageError(`--node-cidr-mask-size: must be an integer, got ${JSON.stringify(maskText)}`);
+  if (!/^\d+$/.test(maskText)) throw new FlagError(`--node-cidr-mask-size: must be an integer, got ${JSON.stringify(maskText)}`);
   const nodeCidrMaskSize = Number(maskText);
   const serviceClusterIpRange = str('service-cluster-ip-range') ?? DEFAULT_SERVICE_CIDR;
   const serviceNodePortRange = str('service-node-port-range') ?? DEFAULT_NODE_PORT_RANGE;
@@ -82,7 +82,7 @@ function parseFlags(argv: string[]): Flags {
     parseIpamConfig(clusterCidr, nodeCidrMaskSize);
     parseServiceAllocConfig(serviceClusterIpRange, serviceNodePortRange);
   } catch (err) {
-    if (err instanceof ConfigError) throw new UsageError(err.message);
+    if (err instanceof ConfigError) throw new FlagError(err.message);
     throw err;
   }
   return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket'), serviceClusterIpRange, serviceNodePortRange };

@@ -9,7 +9,7 @@
  * the name of the last node chosen (stable when nodes come and go) and is
  * persisted in state.json, so a restart continues the rotation.
  */
-import { formatTimestamp } from './clock.ts';
+import { formatTimestamp } from './timestamp.ts';
 import { NODES, PODS, resourceKeyOf } from './resources.ts';
 import type { Store } from './store.ts';
 import type { KubeObject, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec, PodStatus } from './types.ts';

@@ -12,7 +12,8 @@
  */
 import { randomUUID, randomInt } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import { formatTimestamp, systemClock, type Clock } from './clock.ts';
+import { wallClock, type Clock } from '../common/clock.ts';
+import { formatTimestamp } from './timestamp.ts';
 import { alreadyExists, ApiError, badRequest, conflict, expired, forbidden, internalError, invalid, makeStatus, notFound } from './errors.ts';
 import { applyMergePatch, stripStrategicDirectives } from './merge-patch.ts';
 import { NodeIpam, parseIpamConfig } from './ipam.ts';
@@ -197,7 +198,7 @@ export class Store {
   private opened = false;
 
   constructor(opts: StoreOptions = {}) {
-    this.clock = opts.clock ?? systemClock;
+    this.clock = opts.clock ?? wallClock;
     this.registry = opts.registry ?? defaultRegistry;
     this.persister = opts.persister;
     this.historyLimit = opts.historyLimit ?? DEFAULT_HISTORY_LIMIT;

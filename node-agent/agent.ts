@@ -8,7 +8,7 @@
  * ./node-core.ts. This file adds kube-proxy and serves the CLI on a Unix
  * socket: exec in pods, iproute2 views, counters, impairments, capture, trace.
  */
-import { systemClock, type Clock } from '../common/clock.ts';
+import { monotonicClock, type Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
 import { SeededRng, seedFrom } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
@@ -111,7 +111,7 @@ export class NodeAgent {
     };
     this.name = opts.name;
     this.backend = backendNamed(this.opts.backend);
-    this.clock = opts.clock ?? systemClock;
+    this.clock = opts.clock ?? monotonicClock;
     this.rng = new SeededRng(seedFrom(this.opts.seed, `node:${opts.name}`));
     const o = this.opts;
     this.runtime = new EmulatedRuntime({

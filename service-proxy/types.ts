@@ -130,7 +130,7 @@ export interface ServiceProxyEngine {
   readonly views: EngineViews;
 }
 
-/** Minimal clock: milliseconds (monotonic is fine). common/clock.ts and control-plane/clock.ts both fit. */
+/** Minimal clock: milliseconds (monotonic is fine): common/clock.ts's clocks fit. */
 export interface EngineClock {
   now(): number;
 }

@@ -442,8 +442,8 @@ async function waitFor(cond: () => boolean, timeoutMs = 8000): Promise<void> {
 }
 
 test('informer: retries forever with capped exponential backoff on an injected clock, and syncs once the server answers', async (t) => {
-  const { ManualClock } = await import('../control-plane/clock.ts');
-  const clock = new ManualClock();
+  const { ManualClock, MANUAL_WALL_START_MS } = await import('../common/clock.ts');
+  const clock = new ManualClock(MANUAL_WALL_START_MS);
   let up = false;
   const calls: number[] = [];
   class FlakyClient extends ApiClient {

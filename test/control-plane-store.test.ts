@@ -2,7 +2,7 @@ import test from 'ava';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ManualClock } from '../control-plane/clock.ts';
+import { ManualClock , MANUAL_WALL_START_MS } from '../common/clock.ts';
 import { ApiError } from '../control-plane/errors.ts';
 import { ConfigError, parseIpamConfig } from '../control-plane/ipam.ts';
 import { MemoryStatePersister, StateFileError, type StatePersister } from '../control-plane/persistence.ts';
@@ -36,7 +36,7 @@ function apiErr(t: { throws: (fn: () => unknown, exp?: object) => unknown }, fn:
 
 function mem(opts: Parameters<typeof openStore>[0] = {}): { store: Store; persister: MemoryStatePersister; clock: ManualClock } {
   const persister = new MemoryStatePersister();
-  const clock = new ManualClock();
+  const clock = new ManualClock(MANUAL_WALL_START_MS);
   return { store: openStore({ persister, clock, ...opts }), persister, clock };
 }
 

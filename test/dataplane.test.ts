@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import dgram from 'node:dgram';
-import { ManualClock, systemClock, type Clock } from '../common/clock.ts';
+import { ManualClock, monotonicClock, type Clock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import type { Lease } from '../backends/plan.ts';
 import { planPeers } from '../backends/registry.ts';
@@ -42,7 +42,7 @@ function mesh(nodes: NodeDataPlane[]): void {
   }
 }
 
-async function runPing(pod: PodNet, argv: string[], clock: Clock = systemClock): Promise<{ code: number; out: string }> {
+async function runPing(pod: PodNet, argv: string[], clock: Clock = monotonicClock): Promise<{ code: number; out: string }> {
   let out = '';
   const code = await ping({
     pod,
@@ -59,8 +59,8 @@ async function runPing(pod: PodNet, argv: string[], clock: Clock = systemClock):
 const pod = (dp: NodeDataPlane, name: string, ip: string) => dp.addPod({ namespace: 'default', name, uid: `uid-${name}`, ip });
 
 test.serial('pods ping on one node (bridge, TTL 64) and across nodes (VXLAN, TTL 62)', async (t) => {
-  const n1 = makeNode(1, systemClock);
-  const n2 = makeNode(2, systemClock);
+  const n1 = makeNode(1, monotonicClock);
+  const n2 = makeNode(2, monotonicClock);
   await n1.start();
   await n2.start();
   t.teardown(() => Promise.all([n1.close(), n2.close()]));
@@ -91,8 +91,8 @@ test.serial('pods ping on one node (bridge, TTL 64) and across nodes (VXLAN, TTL
 });
 
 test.serial('TTL runs out at the first router; DF over the MTU gets fragmentation-needed', async (t) => {
-  const n1 = makeNode(1, systemClock);
-  const n2 = makeNode(2, systemClock);
+  const n1 = makeNode(1, monotonicClock);
+  const n2 = makeNode(2, monotonicClock);
   await n1.start();
   await n2.start();
   t.teardown(() => Promise.all([n1.close(), n2.close()]));
@@ -116,8 +116,8 @@ test.serial('TTL runs out at the first router; DF over the MTU gets fragmentatio
 });
 
 test.serial('malformed and wrong-VNI datagrams on :8472 are counted and dropped; pings go on', async (t) => {
-  const n1 = makeNode(1, systemClock);
-  const n2 = makeNode(2, systemClock);
+  const n1 = makeNode(1, monotonicClock);
+  const n2 = makeNode(2, monotonicClock);
   await n1.start();
   await n2.start();
   t.teardown(() => Promise.all([n1.close(), n2.close()]));

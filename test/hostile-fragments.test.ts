@@ -9,7 +9,7 @@
 import test from 'ava';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
-import { ManualClock } from '../common/clock.ts';
+import { ManualClock , MANUAL_WALL_START_MS } from '../common/clock.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Node } from '../control-plane/types.ts';
 import { callNode } from '../cli/commands.ts';
@@ -52,7 +52,7 @@ test('bounded reassembly: more than maxFragments pieces of one datagram discard 
 });
 
 test('reassembly expires on a timer and the node answers ICMP time exceeded (reassembly), code 1', (t) => {
-  const clock = new ManualClock();
+  const clock = new ManualClock(MANUAL_WALL_START_MS);
   const stack = new IpStack('n', { clock, forwarding: false });
   const dev = new NetDevice('eth0', 'ether', '02:00:00:00:00:01', 1500);
   const sent: Buffer[] = [];

@@ -6,7 +6,7 @@
  * the same node, br_netfilter), masquerade, REJECT with ICMP port unreachable.
  */
 import test from 'ava';
-import { systemClock } from '../common/clock.ts';
+import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
 import type { Lease } from '../backends/plan.ts';
@@ -17,7 +17,7 @@ import type { PodNet } from '../netstack/pod-net.ts';
 
 const NET = '127.0.61.0/24';
 function makeNode(n: number): NodeDataPlane {
-  return new NodeDataPlane({ name: `node-${n}`, ip: `127.0.61.${10 + n}`, underlayCidr: NET, podCIDR: `10.244.${n}.0/24`, vtepMac: `02:00:00:00:00:0${n}`, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, vni: 1, seed: 3, mtu: 1500, clock: systemClock, rng: new SeededRng(n) });
+  return new NodeDataPlane({ name: `node-${n}`, ip: `127.0.61.${10 + n}`, underlayCidr: NET, podCIDR: `10.244.${n}.0/24`, vtepMac: `02:00:00:00:00:0${n}`, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, vni: 1, seed: 3, mtu: 1500, clock: monotonicClock, rng: new SeededRng(n) });
 }
 const lease = (dp: NodeDataPlane): Lease => ({ node: dp.opts.name, podCIDR: dp.opts.podCIDR, publicIp: dp.opts.ip, vtepMac: dp.opts.vtepMac, vni: 1, backend: 'vxlan' });
 

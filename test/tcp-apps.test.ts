@@ -6,7 +6,7 @@
  * containers, stopping apps, and curl / nc / transfer / ss / ps against them.
  */
 import test from 'ava';
-import { systemClock } from '../common/clock.ts';
+import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import { containerStateOverride, podApps, startPodApps, stopPodApps } from '../apps/index.ts';
 import { normaliseImage } from '../apps/image.ts';
@@ -32,7 +32,7 @@ function makeNode(): NodeDataPlane {
     vni: 1,
     seed: 5,
     mtu: 1500,
-    clock: systemClock,
+    clock: monotonicClock,
     rng: new SeededRng(5),
   });
 }
@@ -63,7 +63,7 @@ async function run(pod: PodNet, argv: string[], stdin?: AsyncIterable<Buffer>): 
     stdout: (s) => (out += s),
     stderr: (s) => (err += s),
     signal: new AbortController().signal,
-    clock: systemClock,
+    clock: monotonicClock,
     rng: new SeededRng(1),
     stdin,
   });
