@@ -13,6 +13,7 @@ import { decodeHint, installProfile } from './wireshark.ts';
 import { FILTER_HELP } from '../node-agent/capture/filter.ts';
 import { BACKEND_NAMES, DEFAULT_BACKEND, backendHelp, bgpBackendNames, findBackend } from '../backends/registry.ts';
 import { LabError, ROOT, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up, waitApplied } from '../lab/lab.ts';
+import type { UpOptions } from '../lab/launch.ts';
 import { ManifestError, SUPPORTED_KINDS, loadManifestFile, type LoadedObject } from '../lab/manifest.ts';
 import { readLab, resolveStateDir } from '../lab/state.ts';
 import { registerScenarioCommand } from '../scenarios/cli.ts';
@@ -25,6 +26,80 @@ program
   .showHelpAfterError('(run with --help for usage)')
   .addHelpText('after', '\nLab processes, as netns labs and containers start them (lab/daemons.ts):\n  podlab apiserver|agent|kernel-node [flags]   flags: control-plane/main.ts, node-agent/main.ts, kernel-node/main.ts')
   .exitOverride();
+
+/** What commander hands each verb's action: the options as declared below. */
+interface UpCli {
+  nodes: number;
+  podsPerNode?: number;
+  filename?: string[];
+  detach?: boolean;
+  demo?: boolean;
+  labNet: string;
+  apiPort: number;
+  clusterCidr: string;
+  backend: NonNullable<UpOptions['backend']>;
+  proxyMode: UpOptions['proxyMode'];
+  ipvsScheduler: UpOptions['ipvsScheduler'];
+  bgpTopology?: UpOptions['bgpTopology'];
+  bgpReflectors?: number;
+  bgpPort?: number;
+  bgpHoldTime: number;
+  vxlanPort: number;
+  wirePort: number;
+  wire?: UpOptions['wire'];
+  mtu: number;
+  seed: number;
+  mode: 'local' | 'netns' | 'docker';
+  underlayNet: string;
+  kernelNodes: number;
+  netnsPrefix: string;
+  dockerProject: string;
+  dockerBridge: string;
+  dockerCapture?: string;
+  dockerLocalBase?: boolean;
+}
+interface DeleteCli {
+  namespace: string;
+  filename?: string[];
+}
+interface GetCli {
+  output?: Output;
+  namespace: string;
+  allNamespaces?: boolean;
+}
+interface ExecCli {
+  namespace: string;
+  stdin?: boolean;
+}
+interface ImpairCli {
+  peer?: string;
+  loss?: string;
+  delay?: string;
+  jitter?: string;
+  duplicate?: string;
+  reorder?: string;
+  corrupt?: string;
+  blackhole?: boolean;
+  clear?: boolean;
+}
+interface CaptureCli {
+  write?: string;
+  count?: number;
+  duration?: number;
+  filter?: string;
+  pod?: string;
+  all?: boolean;
+  list?: boolean;
+}
+interface TraceCli {
+  proto: 'icmp' | 'udp' | 'tcp';
+  port?: number;
+  size?: number;
+  ttl?: number;
+  timeout: number;
+  seed: number;
+  output?: 'json';
+}
 
 const stateDir = () => resolveStateDir(program.opts().stateDir as string | undefined);
 const out = (s: string) => process.stdout.write(s);
@@ -70,7 +145,7 @@ program
   .option('--docker-bridge <name>', 'docker: the lab network\'s bridge (the capture side-car and raw frames name it)', 'podlab0')
   .option('--docker-capture <dir>', 'docker: start the capture side-car, pcapng of the lab bridge into DIR/lab.pcapng')
   .option('--docker-local-base', 'docker: make the Dockerfile\'s base image from Debian\'s archive first (scripts/docker-base.sh, root, no registry needed)')
-  .action(async (o) => {
+  .action(async (o: UpCli) => {
     const demo = !!o.demo;
     if (o.mode === 'docker') {
       const { dockerUp, dockerHints } = await import('../lab/docker-lab.ts');
@@ -185,7 +260,7 @@ program
   .argument('[names...]', 'object names')
   .option('-n, --namespace <ns>', 'namespace', 'default')
   .option('-f, --filename <file...>', 'delete the objects of these files')
-  .action(async (kind: string | undefined, names: string[], o) => {
+  .action(async (kind: string | undefined, names: string[], o: DeleteCli) => {
     const rec = requireLab(stateDir());
     const api = new ApiClient(rec.apiUrl);
     const targets: { rt: ResourceType; name: string; ns?: string }[] = [];
@@ -219,8 +294,8 @@ program
   })
   .option('-n, --namespace <ns>', 'namespace', 'default')
   .option('-A, --all-namespaces', 'pods of every namespace')
-  .action(async (kind: string, name: string | undefined, o) => {
-    out(await getResources(stateDir(), kind, { name, namespace: o.namespace, all: o.allNamespaces, output: (o.output ?? 'table') as Output }));
+  .action(async (kind: string, name: string | undefined, o: GetCli) => {
+    out(await getResources(stateDir(), kind, { name, namespace: o.namespace, all: o.allNamespaces, output: o.output ?? 'table' }));
   });
 
 program
@@ -245,7 +320,7 @@ Commands available in pods:
   ps
   hostname`,
   )
-  .action(async (pod: string, command: string[], o) => {
+  .action(async (pod: string, command: string[], o: ExecCli) => {
     const ac = new AbortController();
     const onInt = () => ac.abort();
     process.on('SIGINT', onInt);
@@ -292,7 +367,7 @@ program
   .option('--corrupt <pct>', 'flip one bit in this share')
   .option('--blackhole', 'drop everything')
   .option('--clear', 'remove the impairment (towards --peer, or every peer)')
-  .action(async (node: string, o) => {
+  .action(async (node: string, o: ImpairCli) => {
     const dir = stateDir();
     if (o.clear) {
       const r = await callNode<{ cleared: string[] }>(dir, node, 'impair.clear', { peer: o.peer });
@@ -326,7 +401,7 @@ program
   .option('--all', 'every interface of the node at once, interleaved in time order')
   .option('--list', 'list the interfaces of the node')
   .addHelpText('after', `\nFilter: ${FILTER_HELP}\nExamples:\n  podlab capture node-1 flannel.1 -w - | wireshark -k -i -\n  podlab capture node-1 eth0 -c 10 -w vxlan.pcapng && tshark -r vxlan.pcapng -d udp.port==8472,vxlan\n  podlab capture node-2 --pod pod-2a -f 'icmp'`)
-  .action(async (node: string, iface: string | undefined, o) => {
+  .action(async (node: string, iface: string | undefined, o: CaptureCli) => {
     const dir = stateDir();
     if (o.list) {
       const list = await callNode<{ ref: string; description: string }[]>(dir, node, 'capture.list', {});
@@ -373,7 +448,7 @@ program
   .option('--timeout <sec>', 'how long to wait for an answer', (v) => Number(v), 2)
   .option('--seed <n>', 'seed for the probe id', int('--seed'), 1)
   .addOption(new Option('-o, --output <format>', 'json for structured output').choices(['json']))
-  .action(async (pod: string, dest: string, o) => {
+  .action(async (pod: string, dest: string, o: TraceCli) => {
     const r = await trace(stateDir(), pod, dest, { proto: o.proto, port: o.port, seed: o.seed, timeoutMs: o.timeout * 1000, size: o.size, ttl: o.ttl });
     out(o.output === 'json' ? JSON.stringify(r, null, 2) + '\n' : formatTrace(r));
     process.exitCode = traceExitCode(r);
@@ -395,7 +470,7 @@ async function main(): Promise<void> {
     } else if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ECONNREFUSED') {
       process.stderr.write(`podlab: the lab is not answering (${(e as Error).message}); is it running? try 'podlab down' then 'podlab up'\n`);
     } else {
-      process.stderr.write(`podlab: ${(e as Error).stack ?? e}\n`);
+      process.stderr.write(`podlab: ${(e as Error).stack ?? String(e)}\n`);
     }
     process.exitCode = 1;
   }
