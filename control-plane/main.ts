@@ -66,7 +66,7 @@ function parseFlags(argv: string[]): Flags {
     // parseArgs names the offending flag in its message (e.g. "Unknown option '--prot'").
     throw new FlagError((err as Error).message);
   }
-  const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const str = (k: string): string | undefined => (typeof values[k] === 'string' ? (values[k]) : undefined);
   const host = str('host') ?? '127.0.0.1';
   const portText = str('port') ?? '6443';
   if (!/^\d+$/.test(portText) || Number(portText) > 65535) throw new FlagError(`--port: must be an integer 0-65535, got ${JSON.stringify(portText)}`);

@@ -130,7 +130,7 @@ export const NODE_TABLE: TableDefinition = {
       .filter(Boolean)
       .sort();
     const addr = (type: string) => status.addresses?.find((a) => (a.type as string) === type)?.address;
-    const info = (k: string) => (typeof status.nodeInfo?.[k] === 'string' && status.nodeInfo[k] !== '' ? (status.nodeInfo[k] as string) : undefined);
+    const info = (k: string) => (typeof status.nodeInfo?.[k] === 'string' && status.nodeInfo[k] !== '' ? (status.nodeInfo[k]) : undefined);
     return [
       obj.metadata.name,
       state,

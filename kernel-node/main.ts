@@ -55,7 +55,7 @@ const int = (flag: string, s: string, min: number, max: number) => {
   return n;
 };
 
-const backend = findBackend(v.backend!) ?? fail(`--backend: must be one of ${BACKEND_NAMES.join(', ')}, got '${v.backend}'`);
+const backend = findBackend(v.backend) ?? fail(`--backend: must be one of ${BACKEND_NAMES.join(', ')}, got '${v.backend}'`);
 if (!backend.kernel) fail(`--backend ${backend.name}: kernel nodes cannot run it (they run ${BACKEND_NAMES.filter((n) => findBackend(n)!.kernel).join(', ')})`);
 if (v['bgp-topology'] !== 'full-mesh' && v['bgp-topology'] !== 'route-reflector') fail(`--bgp-topology: must be full-mesh or route-reflector, got '${v['bgp-topology']}'`);
 function holdTime(s: string): number {
@@ -70,13 +70,13 @@ const agent = new KernelNodeAgent({
   ip: v.ip!,
   apiUrl: v.api!,
   stateDir: v['state-dir']!,
-  vxlanPort: int('vxlan-port', v['vxlan-port']!, 1, 65535),
-  vni: int('vni', v.vni!, 0, 0xffffff),
-  mtu: int('mtu', v.mtu!, 576, 9000),
+  vxlanPort: int('vxlan-port', v['vxlan-port'], 1, 65535),
+  vni: int('vni', v.vni, 0, 0xffffff),
+  mtu: int('mtu', v.mtu, 576, 9000),
   backend: backend.name,
-  bgpPort: int('bgp-port', v['bgp-port']!, 1, 65535),
-  bgpHoldTime: holdTime(v['bgp-hold-time']!),
-  bgpTopology: v['bgp-topology'] as BgpTopology,
+  bgpPort: int('bgp-port', v['bgp-port'], 1, 65535),
+  bgpHoldTime: holdTime(v['bgp-hold-time']),
+  bgpTopology: v['bgp-topology'],
 });
 
 await runDaemon('kernel-node', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath, kind: 'kernel' }));

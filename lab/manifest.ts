@@ -143,8 +143,8 @@ function checkDocument(doc: Document.Parsed, lc: LineCounter, file: string): Loa
 function checkPod(doc: Document.Parsed, obj: Record<string, unknown>, fail: (path: (string | number)[], d: string) => never): void {
   const spec = obj.spec as Record<string, unknown> | undefined;
   if (!spec || typeof spec !== 'object') fail(['spec'], 'required field is missing');
-  if (spec!.nodeName !== undefined && typeof spec!.nodeName !== 'string') fail(['spec', 'nodeName'], 'must be a string');
-  const containers = spec!.containers;
+  if (spec.nodeName !== undefined && typeof spec.nodeName !== 'string') fail(['spec', 'nodeName'], 'must be a string');
+  const containers = spec.containers;
   const node = doc.getIn(['spec', 'containers'], true);
   if (!Array.isArray(containers) || !isSeq(node) || containers.length === 0) fail(['spec', 'containers'], 'at least one container is required');
   const seenPorts = new Map<string, string>();

@@ -149,7 +149,7 @@ export class EmulatedRuntime implements NodeRuntime {
   }
 
   containerState(key: string, container: string): Record<string, unknown> {
-    return containerStateOverride(this.dp.pods.get(key) as PodNet | undefined, container);
+    return containerStateOverride(this.dp.pods.get(key), container);
   }
 
   async stop(): Promise<void> {

@@ -60,7 +60,7 @@ const int = (flag: string, s: string, min: number, max: number) => {
   return n;
 };
 
-const backend = findBackend(v.backend!) ?? fail(`--backend: must be one of ${BACKEND_NAMES.join(', ')}, got '${v.backend}'`);
+const backend = findBackend(v.backend) ?? fail(`--backend: must be one of ${BACKEND_NAMES.join(', ')}, got '${v.backend}'`);
 if (v.wire === 'raw' && !backend.ipUnderlay) {
   const routed = BACKEND_NAMES.filter((n) => findBackend(n)!.ipUnderlay);
   fail(`--wire raw: only the unencapsulated backends (${routed.join(', ')}) put raw frames on eth0; ${backend.name} always rides its own tunnel`);
@@ -82,24 +82,24 @@ function topology(s: string): 'full-mesh' | 'route-reflector' {
 
 const agent = new NodeAgent({
   name: v.name!,
-  ip: v.ip!,
-  underlayCidr: v.underlay!,
+  ip: v.ip,
+  underlayCidr: v.underlay,
   apiUrl: v.api!,
   stateDir: v['state-dir']!,
   clusterCidr: v['cluster-cidr'],
-  vxlanPort: int('vxlan-port', v['vxlan-port']!, 1, 65535),
-  vni: int('vni', v.vni!, 0, 0xffffff),
+  vxlanPort: int('vxlan-port', v['vxlan-port'], 1, 65535),
+  vni: int('vni', v.vni, 0, 0xffffff),
   backend: backend.name,
-  wirePort: int('wire-port', v['wire-port']!, 1, 65535),
-  wire: oneOf('wire', v.wire!, ['udp', 'raw'] as const),
-  bgpPort: int('bgp-port', v['bgp-port']!, 1, 65535),
-  bgpHoldTime: holdTime(v['bgp-hold-time']!),
-  bgpTopology: topology(v['bgp-topology']!),
-  proxyMode: oneOf('proxy-mode', v['proxy-mode']!, ['iptables', 'ipvs', 'userspace'] as const),
-  ipvsScheduler: oneOf('ipvs-scheduler', v['ipvs-scheduler']!, ['rr', 'wrr', 'lc', 'wlc', 'sh', 'dh', 'sed', 'nq'] as const),
-  seed: int('seed', v.seed!, -(2 ** 31), 2 ** 31 - 1),
-  mtu: int('mtu', v.mtu!, 576, 65535),
-  controlPort: int('control-port', v['control-port']!, 0, 65535),
+  wirePort: int('wire-port', v['wire-port'], 1, 65535),
+  wire: oneOf('wire', v.wire, ['udp', 'raw'] as const),
+  bgpPort: int('bgp-port', v['bgp-port'], 1, 65535),
+  bgpHoldTime: holdTime(v['bgp-hold-time']),
+  bgpTopology: topology(v['bgp-topology']),
+  proxyMode: oneOf('proxy-mode', v['proxy-mode'], ['iptables', 'ipvs', 'userspace'] as const),
+  ipvsScheduler: oneOf('ipvs-scheduler', v['ipvs-scheduler'], ['rr', 'wrr', 'lc', 'wlc', 'sh', 'dh', 'sed', 'nq'] as const),
+  seed: int('seed', v.seed, -(2 ** 31), 2 ** 31 - 1),
+  mtu: int('mtu', v.mtu, 576, 65535),
+  controlPort: int('control-port', v['control-port'], 0, 65535),
 });
 
 await runDaemon('node-agent', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath }));

@@ -161,7 +161,7 @@ export class NodeCore {
       metadata: { name: this.name, labels: this.o.kind.labels, annotations: Object.fromEntries(Object.entries(annotations).filter(([, v]) => v !== null)) },
       spec: {},
       status: { addresses, conditions: [], ...(nodeInfo ? { nodeInfo } : {}), ...(daemonEndpoints ? { daemonEndpoints } : {}) },
-    } as unknown as Node);
+    });
     if (!created.spec?.podCIDR) throw new Error(`apiserver gave node ${this.name} no podCIDR`);
     return created;
   }

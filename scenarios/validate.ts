@@ -135,23 +135,23 @@ class F {
 
   str(): string {
     if (typeof this.v !== 'string' || !this.v) this.fail(`must be a non-empty string, got ${JSON.stringify(this.v)}`);
-    return this.v as string;
+    return this.v;
   }
 
   name(what = 'name'): string {
     if (!isName(this.v)) this.fail(`invalid ${what} ${JSON.stringify(this.v)}: use lowercase letters, digits, '-' and '_' (at most 63)`);
-    return this.v as string;
+    return this.v;
   }
 
   int(min: number, max: number): number {
     const v = this.v;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) this.fail(`must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
-    return v as number;
+    return v;
   }
 
   bool(): boolean {
     if (typeof this.v !== 'boolean') this.fail(`must be true or false, got ${JSON.stringify(this.v)}`);
-    return this.v as boolean;
+    return this.v;
   }
 
   oneOf<T extends string>(values: readonly T[]): T {
@@ -163,14 +163,14 @@ class F {
   duration(min = 0, max = 3_600_000): number {
     const ms = parseDurationText(this.v);
     if (ms === null) this.fail(`expected a duration like 500ms, 2s or 1m, got ${JSON.stringify(this.v)}`);
-    if (ms! < min || ms! > max) this.fail(`must be from ${fmtMs(min)} to ${fmtMs(max)}, got ${this.v}`);
-    return ms!;
+    if (ms < min || ms > max) this.fail(`must be from ${fmtMs(min)} to ${fmtMs(max)}, got ${this.v}`);
+    return ms;
   }
 
   ratio(): number {
     const r = parseRatio(this.v);
     if (r === null) this.fail(`expected a percentage like 5% or a fraction from 0 to 1, got ${JSON.stringify(this.v)}`);
-    return r!;
+    return r;
   }
 
   list(what: string, minItems = 0): F[] {
@@ -209,7 +209,7 @@ class Scope {
     for (const o of workload) {
       if (o.obj.kind !== 'Pod') continue;
       const spec = o.obj.spec as { nodeName?: string } | undefined;
-      this.addPod(o.obj.metadata.namespace ?? 'default', o.obj.metadata.name, spec?.nodeName, (o.obj.metadata.labels as Record<string, string> | undefined) ?? {});
+      this.addPod(o.obj.metadata.namespace ?? 'default', o.obj.metadata.name, spec?.nodeName, (o.obj.metadata.labels) ?? {});
     }
   }
 
@@ -476,7 +476,7 @@ function parseFault(f: F, scope: Scope): FaultSpec {
     case 'freeze':
     case 'thaw':
       only('node');
-      return { kind, target: f.req('node', proc) } as FaultSpec;
+      return { kind, target: f.req('node', proc) };
     case 'restart':
       only('node', 'kill');
       return { kind, target: f.req('node', proc), kill: f.opt('kill', (x) => x.bool()) ?? false };
@@ -573,8 +573,8 @@ function parseWindow(f: F, scope: Scope): Window {
   const ref = (x: F) => {
     const r = parseTimeRef(x.v);
     if (!r) x.fail(`expected a time like 3s, STEP, STEP.start or STEP+500ms, got ${JSON.stringify(x.v)}`);
-    if (r!.step && !scope.steps.has(r!.step)) x.fail(`no step named '${r!.step}' before this one (named steps so far: ${[...scope.steps].join(', ') || 'none'})`);
-    return r!;
+    if (r.step && !scope.steps.has(r.step)) x.fail(`no step named '${r.step}' before this one (named steps so far: ${[...scope.steps].join(', ') || 'none'})`);
+    return r;
   };
   const w: Window = { text: '' };
   w.from = f.opt('from', ref);
@@ -721,7 +721,7 @@ function parseCounterExpr(f: F, scope: Scope): Extract<Condition, { kind: 'count
   const s = f.str().trim();
   const m = /^(\S+)\s+(\S+)\s+(rx-packets|rx-bytes|tx-packets|tx-bytes|drops)(?:\s+([^\s<>=!]+))?\s*(>=|<=|==|!=|>|<)\s*(\d+)$/.exec(s);
   if (!m) f.fail(`expected 'NODE DEV COUNTER [REASON] OP VALUE' (COUNTER: ${COUNTERS.join(', ')}; OP: ${COMPARISONS.join(' ')}), e.g. 'node-2 eth0 drops malformed-vxlan >= 1'; got '${s}'`);
-  if (!scope.nodes.includes(m![1])) f.fail(`unknown node '${m![1]}' (this lab has ${scope.nodes.join(', ')})`);
-  if (m![4] && m![3] !== 'drops') f.fail(`a reason ('${m![4]}') goes with drops only`);
-  return { kind: 'counter', node: m![1], dev: m![2], counter: m![3], reason: m![4], op: m![5] as Comparison, value: Number(m![6]), name: s, line: f.line };
+  if (!scope.nodes.includes(m[1])) f.fail(`unknown node '${m[1]}' (this lab has ${scope.nodes.join(', ')})`);
+  if (m[4] && m[3] !== 'drops') f.fail(`a reason ('${m[4]}') goes with drops only`);
+  return { kind: 'counter', node: m[1], dev: m[2], counter: m[3], reason: m[4], op: m[5] as Comparison, value: Number(m[6]), name: s, line: f.line };
 }

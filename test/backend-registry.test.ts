@@ -65,8 +65,8 @@ test('BGP peers: full mesh, route reflectors and BGPPeers, as both speakers comp
   const ca = (ip: string) => ({ 'projectcalico.org/IPv4Address': `${ip}/24` });
   const nodes = [node('node-1', ca('10.0.0.11'), { 'route-reflector': 'true' }), node('node-2', ca('10.0.0.12')), node('node-3', ca('10.0.0.13')), node('node-4', {})];
   const peers: BgpPeer[] = [
-    { apiVersion: 'crd.projectcalico.org/v1', kind: 'BGPPeer', metadata: { name: 'tor', uid: 'p', resourceVersion: '1', creationTimestamp: '' }, spec: { peerIP: '10.0.0.99:1179', asNumber: 65001 } } as BgpPeer,
-    { apiVersion: 'crd.projectcalico.org/v1', kind: 'BGPPeer', metadata: { name: 'only-3', uid: 'q', resourceVersion: '1', creationTimestamp: '' }, spec: { peerIP: '10.0.0.98', asNumber: 65002, node: 'node-3' } } as BgpPeer,
+    { apiVersion: 'crd.projectcalico.org/v1', kind: 'BGPPeer', metadata: { name: 'tor', uid: 'p', resourceVersion: '1', creationTimestamp: '' }, spec: { peerIP: '10.0.0.99:1179', asNumber: 65001 } },
+    { apiVersion: 'crd.projectcalico.org/v1', kind: 'BGPPeer', metadata: { name: 'only-3', uid: 'q', resourceVersion: '1', creationTimestamp: '' }, spec: { peerIP: '10.0.0.98', asNumber: 65002, node: 'node-3' } },
   ];
   const mesh = desiredPeers({ self: 'node-2', port: 179, topology: 'full-mesh', reflector: false }, { nodes, config: undefined, peers });
   t.deepEqual([...mesh.keys()].sort(), ['10.0.0.11', '10.0.0.13', '10.0.0.99']);
