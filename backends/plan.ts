@@ -81,6 +81,6 @@ export function flannelPublicIp(node: Node, matches: (type: string | undefined) 
   const name = node.metadata.name;
   const publicIp = ann[FLANNEL_PUBLIC_IP];
   if (!publicIp) return `node ${name}: no flannel annotations yet`;
-  if (!isIpv4Address(publicIp)) return `node ${name}: bad ${FLANNEL_PUBLIC_IP} ${publicIp}`;
+  if (!isIpv4Address(publicIp)) return `node ${String(name)}: bad ${String(FLANNEL_PUBLIC_IP)} ${String(publicIp)}`;
   return { publicIp };
 }

@@ -50,16 +50,12 @@ export function objectKey(obj: KubeObject): string {
   return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
 }
 
-/** Typed event signatures of {@link Informer}. */
-export interface Informer<T extends KubeObject = KubeObject> {
-  on(event: 'add', listener: (obj: T) => void): this;
-  on(event: 'update', listener: (oldObj: T, newObj: T) => void): this;
-  on(event: 'delete', listener: (obj: T) => void): this;
-  on(event: 'status', listener: (status: InformerStatus) => void): this;
-  once(event: 'add', listener: (obj: T) => void): this;
-  once(event: 'update', listener: (oldObj: T, newObj: T) => void): this;
-  once(event: 'delete', listener: (obj: T) => void): this;
-  once(event: 'status', listener: (status: InformerStatus) => void): this;
+/** The events an {@link Informer} emits, with their arguments. */
+export interface InformerEvents<T extends KubeObject> {
+  add: [obj: T];
+  update: [oldObj: T, newObj: T];
+  delete: [obj: T];
+  status: [status: InformerStatus];
 }
 
 /** Thrown internally to force a relist (ERROR event in the stream). */
@@ -68,7 +64,7 @@ class RelistNeeded extends Error {
 }
 
 /** Lists and watches one resource, keeping a cache. Objects handed out are shared: do not mutate them. */
-export class Informer<T extends KubeObject = KubeObject> extends EventEmitter {
+export class Informer<T extends KubeObject = KubeObject> extends EventEmitter<InformerEvents<T>> {
   private readonly client: ApiClient;
   private readonly resource: string;
   private readonly opts: InformerOptions;
@@ -151,9 +147,9 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter {
     return [...this.cache.keys()].sort();
   }
 
-  private emitSafe(event: 'add' | 'update' | 'delete' | 'status', ...args: unknown[]): void {
+  private emitSafe<K extends keyof InformerEvents<T>>(event: K, ...args: InformerEvents<T>[K]): void {
     try {
-      this.emit(event, ...args);
+      (this.emit as (e: K, ...a: InformerEvents<T>[K]) => boolean)(event, ...args);
     } catch (err) {
       // A throwing handler must not tear down the informer; report it and carry on.
       if (event !== 'status') this.emitSafe('status', { state: 'listener-error', resourceVersion: this.lastRv, error: err as Error });
@@ -270,31 +266,31 @@ export class Informer<T extends KubeObject = KubeObject> extends EventEmitter {
     if (this.stopped) return { added: 0, updated: 0, deleted: 0 };
     const changes = { added: 0, updated: 0, deleted: 0 };
     const seen = new Set<string>();
-    const pending: [string, ...unknown[]][] = [];
+    const pending: (() => void)[] = [];
     for (const item of list.items) {
       const key = objectKey(item);
       seen.add(key);
       const old = this.cache.get(key);
       if (!old) {
         this.cache.set(key, item);
-        pending.push(['add', item]);
+        pending.push(() => this.emitSafe('add', item));
         changes.added++;
       } else if (old.metadata.resourceVersion !== item.metadata.resourceVersion) {
         this.cache.set(key, item);
-        pending.push(['update', old, item]);
+        pending.push(() => this.emitSafe('update', old, item));
         changes.updated++;
       }
     }
     for (const [key, old] of [...this.cache]) {
       if (!seen.has(key)) {
         this.cache.delete(key);
-        pending.push(['delete', old]);
+        pending.push(() => this.emitSafe('delete', old));
         changes.deleted++;
       }
     }
     this.lastRv = list.metadata.resourceVersion;
     // Emit after the cache is consistent, so handlers that read list() see the new state.
-    for (const [event, ...args] of pending) this.emitSafe(event as 'add' | 'update' | 'delete', ...args);
+    for (const emit of pending) emit();
     return changes;
   }
 

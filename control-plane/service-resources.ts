@@ -195,7 +195,7 @@ export function validateService(obj: KubeObject, old: KubeObject | undefined): F
     } else if (tp !== undefined) {
       errs.push({ field: `${at}.targetPort`, type: 'FieldValueInvalid', value: tp, detail: 'must be a port number or a port name' });
     }
-    const key = `${protocol}/${p.port}`;
+    const key = `${JSON.stringify(protocol)}/${JSON.stringify(p.port)}`;
     if (keys.has(key)) errs.push({ field: at, type: 'FieldValueDuplicate', value: { protocol, port: p.port } });
     keys.add(key);
     const np = p.nodePort;
@@ -203,7 +203,7 @@ export function validateService(obj: KubeObject, old: KubeObject | undefined): F
       if (type === 'ClusterIP') errs.push({ field: `${at}.nodePort`, type: 'FieldValueForbidden', detail: "may not be used when `type` is 'ClusterIP'" });
       else if (typeof np !== 'number' || !Number.isInteger(np)) errs.push({ field: `${at}.nodePort`, type: 'FieldValueInvalid', value: np, detail: 'must be an integer' });
       else {
-        const nk = `${protocol}/${np}`;
+        const nk = `${JSON.stringify(protocol)}/${np}`;
         if (nodePorts.has(nk)) errs.push({ field: `${at}.nodePort`, type: 'FieldValueDuplicate', value: np });
         nodePorts.add(nk);
       }
@@ -286,7 +286,7 @@ export function validateEndpointSlice(obj: KubeObject, old: KubeObject | undefin
         ep.addresses.forEach((a: unknown, j) => {
           const ok = at === 'IPv4' ? isIpv4Address(a) : at === 'IPv6' ? isIpAddress(a) && !isIpv4Address(a) : typeof a === 'string';
           if (!ok) {
-            errs.push({ field: `${base}.addresses[${j}]`, type: 'FieldValueInvalid', value: a, detail: `must be a valid ${at} address` });
+            errs.push({ field: `${String(base)}.addresses[${String(j)}]`, type: 'FieldValueInvalid', value: a, detail: `must be a valid ${String(at)} address` });
           }
         });
       }

@@ -506,7 +506,7 @@ export class Store {
     const apiVersion = copy.apiVersion ?? apiVersionOf(rt);
     const kind = copy.kind ?? rt.kind;
     if (apiVersion !== apiVersionOf(rt) || kind !== rt.kind) {
-      throw badRequest(`${String(kind)} in version "${String(apiVersion)}" cannot be handled as a ${rt.kind}: the object's kind does not match the resource`);
+      throw badRequest(`${typeof kind === 'string' ? kind : JSON.stringify(kind)} in version "${typeof apiVersion === 'string' ? apiVersion : JSON.stringify(apiVersion)}" cannot be handled as a ${rt.kind}: the object's kind does not match the resource`);
     }
     const metaIn = copy.metadata ?? {};
     if (!isRecord(metaIn)) throw badRequest('metadata must be a JSON object');

@@ -234,7 +234,7 @@ export function validatePod(obj: KubeObject): FieldError[] {
       errs.push({ field: 'status', type: 'FieldValueInvalid', value: status, detail: 'must be an object' });
     } else {
       const phases = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'];
-      if (status.phase !== undefined && !phases.includes(String(status.phase))) {
+      if (status.phase !== undefined && !(typeof status.phase === 'string' && phases.includes(status.phase))) {
         errs.push({ field: 'status.phase', type: 'FieldValueNotSupported', value: status.phase, detail: 'supported values: "Failed", "Pending", "Running", "Succeeded", "Unknown"' });
       }
       for (const key of ['podIP', 'hostIP'] as const) {
@@ -301,7 +301,7 @@ export function defaultNodeFromOld(obj: KubeObject, old: KubeObject | undefined)
   const spec = isRecord(obj.spec) ? obj.spec : {};
   if ((spec.podCIDR === undefined || spec.podCIDR === '') && typeof old.spec.podCIDR === 'string') {
     spec.podCIDR = old.spec.podCIDR;
-    if (spec.podCIDRs === undefined && Array.isArray(old.spec.podCIDRs)) spec.podCIDRs = [...old.spec.podCIDRs];
+    if (spec.podCIDRs === undefined && Array.isArray(old.spec.podCIDRs)) spec.podCIDRs = [...(old.spec.podCIDRs as unknown[])];
   }
   obj.spec = spec;
 }

@@ -126,10 +126,10 @@ export class KernelNodeAgent {
   }
 
   private registerHandlers(c: ControlServer): void {
-    const kernelOnly = (what: string, hint: string) => async () => {
+    const kernelOnly = (what: string, hint: string) => () => {
       throw new ControlError(`${this.name} is a kernel node: ${what} is not available through podlab; ${hint}`);
     };
-    c.handle('info', async () => ({
+    c.handle('info', () => ({
       name: this.name,
       kind: 'kernel',
       netns: this.o.netns,
@@ -151,8 +151,8 @@ export class KernelNodeAgent {
     c.handle('stats', async () => this.stats());
     c.handle('exec', async (params, ctx) => this.execInPod(params as { pod: string; argv: string[]; stdin?: boolean }, ctx));
     // A trace through a kernel node shows the emulated nodes' hops; the kernel reports none.
-    c.handle('trace.start', async () => ({ node: this.name }));
-    c.handle('trace.collect', async () => []);
+    c.handle('trace.start', () => ({ node: this.name }));
+    c.handle('trace.collect', () => []);
     c.handle('trace.probe', kernelOnly('trace from a kernel pod', `run: podlab exec POD -- tracepath -n DEST (or ip netns exec <pod-ns> ...)`));
     const captureHint = this.backend.kernel!.captureHint(this.o.netns, { vxlanPort: this.o.vxlanPort });
     c.handle('capture.list', kernelOnly('capture', captureHint));

@@ -15,7 +15,6 @@ import { createLogger } from '../common/log.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import { KernelNodeAgent } from './agent.ts';
 import { BACKEND_NAMES, DEFAULT_BACKEND, findBackend } from '../backends/registry.ts';
-import type { BgpTopology } from '../backends/bgp/bgp-backend.ts';
 
 const log = createLogger('podlab:kernel-node');
 

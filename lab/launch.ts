@@ -116,13 +116,13 @@ export function validateUpOptions(o: UpOptions): void {
   }
   if (!Number.isInteger(o.apiPort) || o.apiPort < 0 || o.apiPort > 65535) throw new LabError(`--api-port: must be 0-65535, got ${o.apiPort}`);
   if (!Number.isInteger(o.vxlanPort) || o.vxlanPort < 1 || o.vxlanPort > 65535) throw new LabError(`--vxlan-port: must be 1-65535, got ${o.vxlanPort}`);
-  if (!isIpv4Cidr(o.clusterCidr)) throw new LabError(`--cluster-cidr: not an IPv4 CIDR: '${o.clusterCidr}'`);
+  if (!isIpv4Cidr(o.clusterCidr)) throw new LabError(`--cluster-cidr: not an IPv4 CIDR: '${String(o.clusterCidr)}'`);
   if (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 9000) throw new LabError(`--mtu: must be 576-9000, got ${o.mtu}`);
   if (o.backend !== undefined && !SUPPORTED_BACKENDS.includes(o.backend)) {
     throw new LabError(`--backend: must be one of ${SUPPORTED_BACKENDS.join(', ')}, got '${o.backend}'`);
   }
   if (o.wirePort !== undefined && (!Number.isInteger(o.wirePort) || o.wirePort < 1 || o.wirePort > 65535)) throw new LabError(`--wire-port: must be 1-65535, got ${o.wirePort}`);
-  if (o.wire !== undefined && o.wire !== 'udp' && o.wire !== 'raw') throw new LabError(`--wire: must be udp or raw, got '${o.wire}'`);
+  if (o.wire !== undefined && o.wire !== 'udp' && o.wire !== 'raw') throw new LabError(`--wire: must be udp or raw, got '${String(o.wire)}'`);
   if (o.wire === 'raw' && (o.mode ?? 'local') !== 'netns') throw new LabError('--wire raw: raw frames need a real eth0: use --mode netns (root); local labs on loopback use the UDP wire');
   if (o.bgpPort !== undefined && (!Number.isInteger(o.bgpPort) || o.bgpPort < 1 || o.bgpPort > 65535)) throw new LabError(`--bgp-port: must be 1-65535, got ${o.bgpPort}`);
   if (o.bgpPort !== undefined && o.bgpPort < 1024 && process.getuid?.() !== 0) throw new LabError(`--bgp-port: ${o.bgpPort} needs root; use e.g. --bgp-port 1179`);
@@ -130,7 +130,7 @@ export function validateUpOptions(o: UpOptions): void {
     throw new LabError(`--bgp-hold-time: must be 0 or 3-65535 seconds (RFC 4271), got ${o.bgpHoldTime}`);
   }
   if (o.bgpTopology !== undefined && o.bgpTopology !== 'full-mesh' && o.bgpTopology !== 'route-reflector') {
-    throw new LabError(`--bgp-topology: must be full-mesh or route-reflector, got '${o.bgpTopology}'`);
+    throw new LabError(`--bgp-topology: must be full-mesh or route-reflector, got '${String(o.bgpTopology)}'`);
   }
   if (o.bgpReflectors !== undefined && (!Number.isInteger(o.bgpReflectors) || o.bgpReflectors < 1 || o.bgpReflectors > o.nodes)) {
     throw new LabError(`--bgp-reflectors: must be 1 to --nodes (${o.nodes}), got ${o.bgpReflectors}`);

@@ -106,7 +106,7 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
     for (const s of started) {
       const ready = await waitForEvent(s.pr.log, 'ready', s.pr.pid, timeout, s.offset);
       rec.nodes.push({ name: s.name, ip: s.ip, control: String(ready.control) });
-      say(`${s.name} ready: ${s.ip}, podCIDR ${ready.podCIDR}, VtepMAC ${ready.vtepMac}`);
+      say(`${String(s.name)} ready: ${String(s.ip)}, podCIDR ${String(ready.podCIDR)}, VtepMAC ${String(ready.vtepMac)}`);
     }
     writeLab(rec);
 

@@ -116,8 +116,8 @@ function checkDocument(doc: Document.Parsed, lc: LineCounter, file: string): Loa
   const kind = obj.kind;
   if (typeof kind !== 'string') fail(['kind'], 'required field is missing');
   const want = SUPPORTED_KINDS[kind as string];
-  if (!want) fail(['kind'], `unsupported kind "${kind}" (podlab accepts: ${Object.keys(SUPPORTED_KINDS).join(', ')})`);
-  if (obj.apiVersion !== want) fail(['apiVersion'], `must be "${want}" for kind ${kind}, got ${JSON.stringify(obj.apiVersion)}`);
+  if (!want) fail(['kind'], `unsupported kind "${String(kind)}" (podlab accepts: ${Object.keys(SUPPORTED_KINDS).join(', ')})`);
+  if (obj.apiVersion !== want) fail(['apiVersion'], `must be "${String(want)}" for kind ${String(kind)}, got ${JSON.stringify(obj.apiVersion)}`);
   const meta = obj.metadata as Record<string, unknown> | undefined;
   if (!meta || typeof meta !== 'object') fail(['metadata'], 'required field is missing');
   const name = meta!.name;
@@ -125,7 +125,7 @@ function checkDocument(doc: Document.Parsed, lc: LineCounter, file: string): Loa
   if (typeof name !== 'string') fail(['metadata', 'name'], `name must be a string, got ${JSON.stringify(name)} (quote it: "${String(name)}")`);
   const nameRe = kind === 'Namespace' ? DNS1123_LABEL : DNS1123_SUBDOMAIN;
   if (!nameRe.test(name as string) || (name as string).length > 253) {
-    fail(['metadata', 'name'], `invalid value "${name}": must be a lowercase RFC 1123 ${kind === 'Namespace' ? 'label' : 'subdomain'}`);
+    fail(['metadata', 'name'], `invalid value "${String(name)}": must be a lowercase RFC 1123 ${kind === 'Namespace' ? 'label' : 'subdomain'}`);
   }
   if (meta!.namespace !== undefined && (typeof meta!.namespace !== 'string' || !DNS1123_LABEL.test(meta!.namespace))) {
     fail(['metadata', 'namespace'], `invalid value ${JSON.stringify(meta!.namespace)}`);
@@ -160,7 +160,7 @@ function checkPod(doc: Document.Parsed, obj: Record<string, unknown>, fail: (pat
       if (!Number.isInteger(cp) || (cp as number) < 1 || (cp as number) > 65535) fail(at('ports', j, 'containerPort'), `must be a port number 1-65535, got ${JSON.stringify(cp)}`);
       const proto = (p.protocol as string | undefined) ?? 'TCP';
       if (!['TCP', 'UDP', 'SCTP'].includes(proto)) fail(at('ports', j, 'protocol'), `must be TCP, UDP or SCTP, got ${JSON.stringify(p.protocol)}`);
-      const key = `${cp}/${proto}`;
+      const key = `${String(cp)}/${String(proto)}`;
       const other = seenPorts.get(key);
       // The pod's containers share one network namespace: two cannot bind one port.
       if (other) fail(at('ports', j, 'containerPort'), `port ${key} is already used by container "${other}" of this pod (containers share the pod's network namespace)`);

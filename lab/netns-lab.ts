@@ -216,7 +216,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
       const ready = await waitForEvent(s.pr.log, 'ready', s.pr.pid, timeout, s.offset);
       const nr: NodeRecord = { name: s.n.name, ip: s.n.ip, control: String(ready.control), kind: s.n.kind, netns: s.n.netns };
       rec.nodes.push(nr);
-      say(`${s.n.name} ready (${s.n.kind}, ${s.n.netns}): ${s.n.ip}, podCIDR ${ready.podCIDR}, VtepMAC ${ready.vtepMac}`);
+      say(`${String(s.n.name)} ready (${String(s.n.kind)}, ${String(s.n.netns)}): ${String(s.n.ip)}, podCIDR ${String(ready.podCIDR)}, VtepMAC ${String(ready.vtepMac)}`);
     }
     writeLab(rec);
 

@@ -288,7 +288,7 @@ export class NodeAgent {
   }
 
   private registerHandlers(c: ControlServer): void {
-    c.handle('info', async () => ({
+    c.handle('info', () => ({
       name: this.name,
       ip: this.opts.ip,
       podCIDR: this.podCIDR,
@@ -296,10 +296,10 @@ export class NodeAgent {
       pid: process.pid,
       pods: [...this.dp.pods.values()].map((p) => ({ key: p.key, ip: p.ip, veth: p.hostVeth.name, mac: p.eth0.mac })),
     }));
-    c.handle('node.cmd', async (params) => ({ stdout: this.nodeCommand((params as { argv: string[] }).argv) }));
-    c.handle('stats', async () => this.stats());
+    c.handle('node.cmd', (params) => ({ stdout: this.nodeCommand((params as { argv: string[] }).argv) }));
+    c.handle('stats', () => this.stats());
     c.handle('exec', async (params, ctx) => this.exec(params as { pod: string; argv: string[]; stdin?: boolean }, ctx));
-    c.handle('impair.set', async (params) => {
+    c.handle('impair.set', (params) => {
       const { peer, spec } = params as { peer: string; spec: ImpairmentSpec };
       const bad = validateImpairment(spec);
       if (bad) throw new ControlError(bad);
@@ -308,13 +308,13 @@ export class NodeAgent {
       this.dp.underlay.setImpairment(ip, spec, name);
       return { peer, ip, spec };
     });
-    c.handle('impair.clear', async (params) => {
+    c.handle('impair.clear', (params) => {
       const { peer } = (params ?? {}) as { peer?: string };
       const peers = peer ? [this.peerIp(peer)] : [...this.dp.underlay.impairmentsByPeer().keys()];
       for (const ip of peers) this.dp.underlay.setImpairment(ip, null);
       return { cleared: peers };
     });
-    c.handle('capture.list', async () => {
+    c.handle('capture.list', () => {
       const seen = new Set<unknown>();
       return [...this.captureTargets().entries()].filter(([, t]) => !seen.has(t) && seen.add(t)).map(([k, t]) => ({ ref: k, name: t.name, description: t.description }));
     });
@@ -337,7 +337,7 @@ export class NodeAgent {
         throw e;
       }
     });
-    c.handle('trace.start', async (params) => {
+    c.handle('trace.start', (params) => {
       this.dp.tracer.start((params as { filter: TraceFilter }).filter);
       return { node: this.name };
     });
@@ -345,13 +345,13 @@ export class NodeAgent {
       const { filter, pod, ...opts } = params as { filter: TraceFilter; pod: string; timeoutMs?: number; size?: number; ttl?: number };
       return sendProbe(this.findPod(pod), filter, this.clock, opts);
     });
-    c.handle('trace.collect', async (params) => {
+    c.handle('trace.collect', (params) => {
       const { id } = params as { id: string };
       const hops = this.dp.tracer.collect(id);
       this.dp.tracer.stop(id);
       return hops;
     });
-    c.handle('bgp.reset', async (params) => {
+    c.handle('bgp.reset', (params) => {
       const bgp = this.core.bgp;
       if (!bgp?.reset) throw new ControlError(`${this.name} runs the ${this.backend.name} backend: no BGP sessions to reset`);
       const { peer } = (params ?? {}) as { peer?: string };
@@ -360,7 +360,7 @@ export class NodeAgent {
       this.core.reconcileBgp();
       return { reset };
     });
-    c.handle('stack.mtu', async (params) => {
+    c.handle('stack.mtu', (params) => {
       const { dev, mtu } = params as { dev: string; mtu: number };
       const iface = this.dp.stack.interfaces.get(dev);
       if (!iface) throw new ControlError(`no device ${dev} on ${this.name}`);
@@ -379,7 +379,7 @@ export class NodeAgent {
       return { exitCode: 127 };
     }
     try {
-      const exitCode = await cmd({ pod, argv, stdout: ctx.stdout, stderr: ctx.stderr, signal: ctx.signal, clock: this.clock, rng: this.rng.fork(`exec:${pod.key}:${this.execCount++}`), stdin: params.stdin ? ctx.stdin : EMPTY_STDIN });
+      const exitCode = await cmd({ pod, argv, stdout: (t) => ctx.stdout(t), stderr: (t) => ctx.stderr(t), signal: ctx.signal, clock: this.clock, rng: this.rng.fork(`exec:${pod.key}:${this.execCount++}`), stdin: params.stdin ? ctx.stdin : EMPTY_STDIN });
       return { exitCode };
     } catch (e) {
       if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
@@ -393,8 +393,8 @@ export class NodeAgent {
   /** Stops serving and closes sockets; the Node object stays (a restart resumes it). */
   async stop(): Promise<void> {
     await this.core.stop();
-    this.serviceInformer?.stop();
-    this.sliceInformer?.stop();
+    void this.serviceInformer?.stop();
+    void this.sliceInformer?.stop();
     this.kubeProxy?.close();
     this.remoteControl?.close();
     await this.control?.close();

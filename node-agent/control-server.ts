@@ -21,7 +21,8 @@ export interface CallContext {
   stdin?: AsyncIterable<Buffer>;
 }
 
-export type Handler = (params: unknown, ctx: CallContext) => Promise<unknown>;
+/** A call's handler: its value, or a promise of it (a throw, sync or async, becomes the error reply). */
+export type Handler = (params: unknown, ctx: CallContext) => unknown;
 
 /**
  * Where a node's control socket lives: in the state directory, unless that

@@ -13,7 +13,6 @@ import { DEFAULT_NODE_PORT_RANGE } from '../control-plane/service-allocator.ts';
 import type { NetworkBackend, PlanAction } from '../backends/backend.ts';
 import { CalicoBgp, type BgpTopology } from '../backends/bgp/bgp-backend.ts';
 import { RawWire, RawWireError, claimFilter, pcapImmediateModeLikely } from '../overlay/underlay-raw.ts';
-import type { PodNet } from '../netstack/pod-net.ts';
 import { containerStateOverride, startPodApps, stopPodApps } from '../apps/index.ts';
 import { NodeDataPlane } from './dataplane.ts';
 import type { NodeRuntime, RuntimeIdentity, RuntimePod } from './runtime.ts';
@@ -104,9 +103,9 @@ export class EmulatedRuntime implements NodeRuntime {
     await this.dp.start();
   }
 
-  async applyPlan(actions: PlanAction[]): Promise<Set<string>> {
+  applyPlan(actions: PlanAction[]): Promise<Set<string>> {
     for (const a of actions) this.dp.applyPlan(a);
-    return new Set();
+    return Promise.resolve(new Set());
   }
 
   bgpRouting(podCIDR: string): CalicoBgp {
@@ -132,20 +131,22 @@ export class EmulatedRuntime implements NodeRuntime {
     return [...this.dp.pods.values()].map((p) => ({ uid: p.opts.uid, ip: p.ip }));
   }
 
-  async addPod(p: Pod, key: string, ip: string): Promise<void> {
-    if (this.dp.pods.get(key)?.opts.uid === p.metadata.uid) return;
+  addPod(p: Pod, key: string, ip: string): Promise<void> {
+    if (this.dp.pods.get(key)?.opts.uid === p.metadata.uid) return Promise.resolve();
     const net = this.dp.addPod({ namespace: p.metadata.namespace ?? 'default', name: p.metadata.name, uid: p.metadata.uid, ip });
     log.info('pod network ready', { pod: key, ip, veth: net.hostVeth.name });
     // The containers' built-in apps by image (apps/); a failure is logged and shown in the container's status.
     startPodApps(net, p.spec?.containers ?? [], { podName: p.metadata.name, nodeName: this.o.name, log: (m, f) => (/fail/.test(m) ? log.error(m, f) : log.info(m, f)) });
+    return Promise.resolve();
   }
 
-  async removePod(key: string): Promise<void> {
+  removePod(key: string): Promise<void> {
     const net = this.dp.pods.get(key);
-    if (!net) return;
+    if (!net) return Promise.resolve();
     stopPodApps(net);
     this.dp.removePod(net);
     log.info('pod network removed', { pod: net.key, ip: net.ip });
+    return Promise.resolve();
   }
 
   containerState(key: string, container: string): Record<string, unknown> {

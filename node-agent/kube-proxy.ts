@@ -179,7 +179,11 @@ export class KubeProxy implements NatEngine {
 
   private syncUserspaceListeners(): void {
     const want = new Map(this.engine.proxyPorts().filter((p) => p.protocol === 'tcp').map((p) => [p.port, p.servicePort]));
-    for (const [port, l] of this.userspaceListeners) if (!want.has(port)) (l.close(), this.userspaceListeners.delete(port));
+    for (const [port, l] of this.userspaceListeners) {
+      if (want.has(port)) continue;
+      l.close();
+      this.userspaceListeners.delete(port);
+    }
     for (const [port, spn] of want) {
       if (this.userspaceListeners.has(port)) continue;
       const server = this.tcp.listen(port, {}, (client) => this.proxyUserspace(client, spn));

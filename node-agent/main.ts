@@ -53,7 +53,7 @@ try {
 const v = parsed.values;
 for (const req of ['name', 'ip', 'api', 'state-dir'] as const) if (!v[req]) fail(`--${req} is required`);
 if (!isIpv4Address(v.ip)) fail(`--ip: not an IPv4 address: '${v.ip}'`);
-for (const flag of ['underlay', 'cluster-cidr'] as const) if (!isIpv4Cidr(v[flag])) fail(`--${flag}: not an IPv4 CIDR: '${v[flag]}'`);
+for (const flag of ['underlay', 'cluster-cidr'] as const) if (!isIpv4Cidr(v[flag])) fail(`--${String(flag)}: not an IPv4 CIDR: '${String(v[flag])}'`);
 const int = (flag: string, s: string, min: number, max: number) => {
   const n = Number(s);
   if (!Number.isInteger(n) || n < min || n > max) fail(`--${flag}: '${s}' must be an integer from ${min} to ${max}`);

@@ -250,8 +250,8 @@ export class NodeCore {
   }
 
   private async reportRunning(p: Pod, key: string, ip: string): Promise<void> {
-    const override = this.runtime.containerState;
-    await this.api.patchStatus<Pod>('pods', p.metadata.name, runningPodStatus(p, ip, this.o.ip, (name) => override?.call(this.runtime, key, name) ?? {}), p.metadata.namespace);
+    const rt = this.runtime;
+    await this.api.patchStatus<Pod>('pods', p.metadata.name, runningPodStatus(p, ip, this.o.ip, (name) => rt.containerState?.(key, name) ?? {}), p.metadata.namespace);
   }
 
   private async removePod(p: Pod): Promise<void> {
@@ -282,10 +282,10 @@ export class NodeCore {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
-    this.nodeInformer?.stop();
-    this.podInformer?.stop();
-    this.bgpConfigInformer?.stop();
-    this.bgpPeerInformer?.stop();
+    void this.nodeInformer?.stop();
+    void this.podInformer?.stop();
+    void this.bgpConfigInformer?.stop();
+    void this.bgpPeerInformer?.stop();
     await this.queue.catch(() => {});
     await this.bgpQueue.catch(() => {});
     await this.bgp?.stop().catch(() => {});

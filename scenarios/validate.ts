@@ -163,7 +163,7 @@ class F {
   duration(min = 0, max = 3_600_000): number {
     const ms = parseDurationText(this.v);
     if (ms === null) this.fail(`expected a duration like 500ms, 2s or 1m, got ${JSON.stringify(this.v)}`);
-    if (ms < min || ms > max) this.fail(`must be from ${fmtMs(min)} to ${fmtMs(max)}, got ${this.v}`);
+    if (ms < min || ms > max) this.fail(`must be from ${fmtMs(min)} to ${fmtMs(max)}, got ${String(this.v)}`);
     return ms;
   }
 

@@ -38,7 +38,7 @@ export const bgp: NetworkBackend = {
   plan: (desired, current, self) => diffPeers(desired, current, self, peers),
   attach: attachRoutedWire,
   kernel: {
-    setup: async () => ({}),
+    setup: () => Promise.resolve({}),
     command: routedKernelCommand,
     wireProblem: routedWireProblem(NAME),
     tools: { names: ['bird', 'birdc'], hint: `--kernel-nodes with --backend ${NAME} runs BIRD in each kernel node: apt-get install bird2` },

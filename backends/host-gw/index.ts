@@ -38,7 +38,7 @@ export const hostGw: NetworkBackend = {
   plan: (desired, current, self) => diffPeers(desired, current, self, peers),
   attach: attachRoutedWire,
   kernel: {
-    setup: async () => ({}),
+    setup: () => Promise.resolve({}),
     command: routedKernelCommand,
     wireProblem: routedWireProblem(NAME),
     captureHint: (ns) => `run: ip netns exec ${ns} tshark -i eth0 (or -i cni0)`,
