@@ -49,15 +49,19 @@ let lab: TestLab | undefined;
 let hg: TestLab | undefined;
 
 /** Root-namespace veths and addresses, to prove the lab adds none. */
-/** Docker's bridges and their veths come and go with containers (the compose test may run meanwhile): not podlab's. */
-const DOCKER_LINK = /^(docker\d*|br-[0-9a-f]{12})$/;
-
+/**
+ * The root namespace as podlab could touch it: its veths and IPv4 addresses.
+ * Bridges in the root namespace and the veths enslaved to them are left out:
+ * Docker's networks (the compose test may run meanwhile) come and go with their
+ * containers, and a netns lab keeps its own bridge inside its underlay namespace.
+ */
 function rootSnapshot(): { veths: string[]; addrs: string[] } {
+  const bridges = new Set((JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'type', 'bridge'], { encoding: 'utf8' }) || '[]') as { ifname: string }[]).map((b) => b.ifname));
   const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'type', 'veth'], { encoding: 'utf8' }) || '[]') as { ifname: string; master?: string }[];
   const addrs = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show'], { encoding: 'utf8' }) || '[]') as { ifname: string; addr_info: { local: string }[] }[];
   return {
-    veths: links.filter((l) => !DOCKER_LINK.test(l.master ?? '')).map((l) => l.ifname).sort(),
-    addrs: addrs.filter((a) => !DOCKER_LINK.test(a.ifname)).flatMap((a) => a.addr_info.map((i) => i.local)).sort(),
+    veths: links.filter((l) => !(l.master && bridges.has(l.master))).map((l) => l.ifname).sort(),
+    addrs: addrs.filter((a) => !bridges.has(a.ifname)).flatMap((a) => a.addr_info.map((i) => i.local)).sort(),
   };
 }
 let rootBefore: ReturnType<typeof rootSnapshot> | undefined;
