@@ -16,6 +16,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stopAllRecorded } from '../common/recorded-process.ts';
 import { ApiClient } from '../control-plane/client.ts';
+import { adminCredentials } from '../control-plane/credentials.ts';
+import { defaultPkiDir, ensurePki, writeNodeTokenFile } from '../control-plane/pki.ts';
 import { ControlClient } from './control-client.ts';
 import { registry } from '../control-plane/resources.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
@@ -163,11 +165,32 @@ export function agentFeatureArgs(o: UpOptions): string[] {
   ];
 }
 
+/** Where a node's bearer token is written for its agent (pki.ts issues it). */
+export function nodeTokenPath(stateDir: string, name: string): string {
+  return path.join(defaultPkiDir(stateDir), 'nodes', `${name}.token`);
+}
+
+/**
+ * Creates the lab's CA, serving certificate, admin token and node-token key
+ * (pki.ts) before the apiserver starts, and one token file per node.
+ */
+export function prepareLabPki(stateDir: string, hosts: string[], nodeNames: string[]): void {
+  const dir = defaultPkiDir(stateDir);
+  ensurePki(dir, ['localhost', '127.0.0.1', ...hosts]);
+  for (const n of nodeNames) writeNodeTokenFile(dir, n);
+}
+
+/** An admin client of a running lab (its URL, the CA and the admin token from its state directory). */
+export function labApi(rec: { apiUrl?: string; stateDir: string }): ApiClient {
+  if (!rec.apiUrl) throw new LabError(`the lab in ${rec.stateDir} has no apiserver URL yet`);
+  return new ApiClient(rec.apiUrl, { credentials: adminCredentials(rec.stateDir) });
+}
+
 /** The arguments of one node agent; kept in lab.json so `podlab node NODE restart` can reuse them. */
 function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): string[] {
   return [
     '--import', TSX, path.join(ROOT, 'node-agent/main.ts'),
-    '--name', name, '--ip', ip, '--underlay', o.labNet, '--api', apiUrl, '--state-dir', o.stateDir,
+    '--name', name, '--ip', ip, '--underlay', o.labNet, '--api', apiUrl, '--state-dir', o.stateDir, '--token-file', nodeTokenPath(o.stateDir, name),
     '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),
     ...agentFeatureArgs(o),
   ];
@@ -258,10 +281,13 @@ function claimStateDir(stateDir: string): void {
 }
 
 /**
- * `<stateDir>/kubeconfig`, so a real kubectl talks to the lab's apiserver:
+ * `<stateDir>/kubeconfig` (mode 0600), so a real kubectl or
+ * @kubernetes/client-node talks to the lab's apiserver unmodified: the
+ * server URL, the lab CA (certificate-authority-data) and the admin token.
  * `KUBECONFIG=.podlab/kubeconfig kubectl get pods -o wide`.
  */
 export function writeKubeconfig(stateDir: string, apiUrl: string): void {
+  const creds = adminCredentials(stateDir, {});
   const text = [
     'apiVersion: v1',
     'kind: Config',
@@ -269,16 +295,20 @@ export function writeKubeconfig(stateDir: string, apiUrl: string): void {
     '- name: podlab',
     '  cluster:',
     `    server: ${apiUrl}`,
+    `    certificate-authority-data: ${Buffer.from(creds.ca).toString('base64')}`,
     'contexts:',
     '- name: podlab',
-    '  context: {cluster: podlab, user: podlab, namespace: default}',
+    '  context: {cluster: podlab, user: admin, namespace: default}',
     'current-context: podlab',
     'users:',
-    '- name: podlab',
-    '  user: {}',
+    '- name: admin',
+    '  user:',
+    `    token: ${creds.token}`,
     '',
   ].join('\n');
-  fs.writeFileSync(path.join(stateDir, 'kubeconfig'), text, { mode: 0o600 });
+  const file = path.join(stateDir, 'kubeconfig');
+  fs.writeFileSync(file, text, { mode: 0o600 });
+  fs.chmodSync(file, 0o600);
 }
 
 /** Removes everything of a lab but its logs. */
@@ -312,6 +342,7 @@ export async function up(o: UpOptions): Promise<LabRecord> {
   };
   writeLab(rec);
   try {
+    prepareLabPki(o.stateDir, [addrs.api], addrs.nodes.map((_, i) => `node-${i + 1}`));
     const apiArgs = ['--import', TSX, path.join(ROOT, 'control-plane/main.ts'), '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr];
     const api = spawnLogged(o.stateDir, 'apiserver', apiArgs);
     rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log });
@@ -325,7 +356,7 @@ export async function up(o: UpOptions): Promise<LabRecord> {
 
     // Nodes are registered in order before their agents start, so node-N always
     // gets the N-th podCIDR and a seed replays the same lab (agents race otherwise).
-    const api1 = new ApiClient(rec.apiUrl);
+    const api1 = labApi(rec);
     for (let i = 0; i < addrs.nodes.length; i++) await api1.create('nodes', nodeObject(`node-${i + 1}`, i, o));
     const started = addrs.nodes.map((ip, i) => {
       const name = `node-${i + 1}`;
@@ -343,7 +374,7 @@ export async function up(o: UpOptions): Promise<LabRecord> {
     }
     writeLab(rec);
 
-    const api2 = new ApiClient(rec.apiUrl);
+    const api2 = labApi(rec);
     await createWorkload(api2, o);
     if (o.waitReady) await waitPodsRunning(api2, timeout);
     if (o.waitReady && (o.backend === 'bgp' || o.backend === 'host-gw')) await waitRoutesConverged(rec, timeout, say);
@@ -438,7 +469,7 @@ export async function waitPodsRunning(api: ApiClient, timeoutMs: number): Promis
  */
 export async function waitRoutesConverged(rec: LabRecord, timeoutMs: number, say: (m: string) => void = () => {}): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const api = new ApiClient(rec.apiUrl!);
+  const api = labApi(rec);
   const cidrs = (await api.list<Node>('nodes')).items.map((n) => ({ name: n.metadata.name, cidr: n.spec?.podCIDR ?? '' }));
   const t0 = Date.now();
   for (const n of rec.nodes) {

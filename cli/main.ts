@@ -10,7 +10,8 @@ import { capture } from './capture.ts';
 import { runDemo } from './demo.ts';
 import { formatTrace, trace } from './trace.ts';
 import { FILTER_HELP } from '../node-agent/capture/filter.ts';
-import { LabError, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up } from './lab.ts';
+import { LabError, SUPPORTED_BACKENDS, applyObjects, down, labApi, requireLab, restartProcess, up } from './lab.ts';
+import { adminCredentials } from '../control-plane/credentials.ts';
 import { ManifestError, loadManifestFile, type LoadedObject } from './manifest.ts';
 import { readLab, resolveStateDir } from './state.ts';
 import { registerScenarioCommand } from '../scenarios/cli.ts';
@@ -133,10 +134,11 @@ program
   .command('apply')
   .description('create the Pods and Namespaces of a YAML file in the running lab')
   .requiredOption('-f, --filename <file...>', 'YAML file(s), multi-document; - reads stdin')
-  .option('-s, --server <url>', 'an apiserver without a local lab.json (containers: http://apiserver:6443; or unix:/path/api.sock)')
+  .option('-s, --server <url>', 'an apiserver without a local lab.json (containers: https://apiserver:6443; or unix:/path/api.sock)')
   .action(async (o) => {
     const objs = loadAll(o.filename);
-    const api = new ApiClient(o.server ?? requireLab(stateDir()).apiUrl);
+    // Without a lab.json (containers), the token and CA come from PODLAB_TOKEN / PODLAB_CA_FILE or $PODLAB_HOME/pki.
+    const api = o.server ? new ApiClient(o.server, { credentials: adminCredentials(stateDir()) }) : labApi(requireLab(stateDir()));
     for (const line of await applyObjects(api, objs)) out(line + '\n');
   });
 
@@ -149,7 +151,7 @@ program
   .option('-f, --filename <file...>', 'delete the objects of these files')
   .action(async (kind: string | undefined, names: string[], o) => {
     const rec = requireLab(stateDir());
-    const api = new ApiClient(rec.apiUrl);
+    const api = labApi(rec);
     const targets: { rt: ResourceType; name: string; ns?: string }[] = [];
     for (const l of loadAll(o.filename)) {
       const rt = registry.byKind(l.obj.apiVersion, l.obj.kind);

@@ -4,13 +4,20 @@
  *   node --import tsx control-plane/main.ts --host 127.0.0.1 --port 6443 --state-dir DIR
  *        [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24] [--unix-socket PATH]
  *        [--service-cluster-ip-range 10.96.0.0/12] [--service-node-port-range 30000-32767]
+ *        [--pki-dir DIR] [--tls-san NAME_OR_IP]...
+ *
+ * It serves HTTPS only and requires a bearer token (control-plane/auth.ts).
+ * The CA, serving certificate, admin token and node-token key live in
+ * --pki-dir (default `<state-dir>/pki`); whatever is missing is created at
+ * start (`podlab up` creates them first). --tls-san adds names the
+ * certificate must cover.
  *
  * Prints exactly one line on stdout once listening,
- * `{"event":"listening","url":"http://127.0.0.1:PORT","pid":N}`, and writes
+ * `{"event":"listening","url":"https://127.0.0.1:PORT","pid":N}`, and writes
  * the same JSON to `<stateDir>/apiserver/endpoint.json` (the launcher reads
  * either). Exit codes: 0 on SIGTERM/SIGINT, 1 on a runtime failure such as
  * EADDRINUSE, 2 on bad flags. With --unix-socket the same HTTP is also served
- * on that socket file (netns labs: the CLI in the root namespace uses it), and
+ * on that socket file, relayed byte for byte to the TLS port (netns labs: the CLI in the root namespace uses it), and
  * the listening line carries `"unix":"PATH"`. Logs go to stderr via common/log.ts; set
  * PODLAB_DEBUG=* (or podlab:apiserver) to log every request.
  */
@@ -42,10 +49,12 @@ interface Flags {
   unixSocket?: string;
   serviceClusterIpRange: string;
   serviceNodePortRange: string;
+  pkiDir?: string;
+  tlsSans: string[];
 }
 
 function parseFlags(argv: string[]): Flags {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined>;
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -60,6 +69,8 @@ function parseFlags(argv: string[]): Flags {
         'unix-socket': { type: 'string' },
         'service-cluster-ip-range': { type: 'string' },
         'service-node-port-range': { type: 'string' },
+        'pki-dir': { type: 'string' },
+        'tls-san': { type: 'string', multiple: true },
       },
     }));
   } catch (err) {
@@ -85,7 +96,10 @@ function parseFlags(argv: string[]): Flags {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
-  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket'), serviceClusterIpRange, serviceNodePortRange };
+  const sans = values['tls-san'];
+  const tlsSans = Array.isArray(sans) ? sans : [];
+  for (const san of tlsSans) if (!/^[A-Za-z0-9.:-]+$/.test(san)) throw new UsageError(`--tls-san: not a DNS name or IP address: ${JSON.stringify(san)}`);
+  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket'), serviceClusterIpRange, serviceNodePortRange, pkiDir: str('pki-dir'), tlsSans };
 }
 
 async function main(): Promise<void> {
@@ -109,6 +123,8 @@ async function main(): Promise<void> {
       serviceClusterIpRange: flags.serviceClusterIpRange,
       serviceNodePortRange: flags.serviceNodePortRange,
       kubernetesService: true,
+      pkiDir: flags.pkiDir,
+      tlsSans: flags.tlsSans,
       log: log.debugEnabled ? (e) => log.debug('request', { ...e }) : undefined,
     });
   } catch (err) {

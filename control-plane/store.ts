@@ -14,7 +14,9 @@ import { randomUUID, randomInt } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { formatTimestamp, systemClock, type Clock } from './clock.ts';
 import { alreadyExists, ApiError, badRequest, conflict, expired, forbidden, internalError, invalid, makeStatus, notFound } from './errors.ts';
-import { applyMergePatch, stripStrategicDirectives } from './merge-patch.ts';
+import { applyJsonPatch, applyMergePatch, type PatchType } from './merge-patch.ts';
+import { schemaOf } from './openapi.ts';
+import { applyStrategicMergePatch } from './strategic-merge-patch.ts';
 import { NodeIpam, parseIpamConfig } from './ipam.ts';
 import { FileStatePersister, StateFileError, type StatePersister } from './persistence.ts';
 import { Scheduler } from './scheduler.ts';
@@ -363,23 +365,28 @@ export class Store {
   }
 
   /**
-   * JSON merge patch (RFC 7386) of an object or its status. `strategic`
-   * patches have their `$` directives stripped and are then merged the same
-   * way (see merge-patch.ts).
+   * Patches an object or its status: a JSON merge patch (RFC 7386), a
+   * strategic merge patch driven by the kind's schema (strategic-merge-patch.ts),
+   * or a JSON patch (RFC 6902, an array of operations). The result goes
+   * through the same path as an update (validation, admission, conflicts).
+   * `strategic: true` is the older spelling of `type: 'strategic'`.
    */
   patch<T extends KubeObject = KubeObject>(
     resource: ResourceRef,
     name: string,
     patch: unknown,
-    opts: { namespace?: string; subresource?: 'status'; strategic?: boolean } = {},
+    opts: { namespace?: string; subresource?: 'status'; strategic?: boolean; type?: PatchType } = {},
   ): T {
     const rt = this.resolve(resource);
-    if (!isRecord(patch)) throw badRequest('a merge patch must be a JSON object');
+    const type: PatchType = opts.type ?? (opts.strategic ? 'strategic' : 'merge');
+    if (type === 'json' ? !Array.isArray(patch) : !isRecord(patch)) {
+      throw badRequest(type === 'json' ? 'a JSON patch must be a JSON array of operations' : `a ${type} merge patch must be a JSON object`);
+    }
     const namespace = rt.namespaced ? (opts.namespace ?? 'default') : undefined;
     const old = this.lookup(rt, namespace, name);
     if (!old) throw notFound(rt.plural, name, rt.group);
-    const effective = opts.strategic ? stripStrategicDirectives(patch) : patch;
-    const merged = applyMergePatch(JSON.parse(old.json), effective);
+    const current = JSON.parse(old.json) as unknown;
+    const merged = type === 'json' ? applyJsonPatch(current, patch) : type === 'strategic' ? applyStrategicMergePatch(current, patch, schemaOf(rt)) : applyMergePatch(current, patch);
     const incoming = this.decode(rt, merged, namespace);
     if (incoming.metadata.name !== name) {
       throw badRequest(`the name of the object (${incoming.metadata.name}) does not match the name on the URL (${name})`);

@@ -153,6 +153,8 @@ export type StatusReason =
   | 'BadRequest'
   | 'MethodNotAllowed'
   | 'Forbidden'
+  | 'Unauthorized'
+  | 'NotAcceptable'
   | 'UnsupportedMediaType'
   | 'RequestEntityTooLarge'
   | 'Timeout'

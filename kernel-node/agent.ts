@@ -48,6 +48,7 @@ import { RR_LABEL, type BgpTopology } from '../node-agent/bgp-backend.ts';
 import { BirdProcess, birdConfig, type BirdPeer } from './bird.ts';
 import { startKernelPodApps, stopKernelPodApps } from './pod-apps.ts';
 import { ApiClient } from '../control-plane/client.ts';
+import { agentCredentials, type ClientCredentials } from '../control-plane/credentials.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { gatewayOf, leaseFromNode, planFlannel, type Backend, type Lease, type PlanAction } from '../overlay/flannel-plan.ts';
@@ -68,6 +69,8 @@ export interface KernelNodeOptions {
   /** eth0's address: InternalIP, Flannel's public-ip, the VTEP's local address. */
   ip: string;
   apiUrl: string;
+  /** Token and CA for the apiserver; default: found from the state directory (control-plane/credentials.ts). */
+  credentials?: ClientCredentials;
   stateDir: string;
   vxlanPort?: number;
   vni?: number;
@@ -99,7 +102,7 @@ export class KernelNodeAgent {
   readonly name: string;
   podCIDR = '';
   vtepMac = '';
-  private readonly o: Required<KernelNodeOptions>;
+  private readonly o: Required<Omit<KernelNodeOptions, 'credentials'>> & Pick<KernelNodeOptions, 'credentials'>;
   private readonly api: ApiClient;
   private nodeInformer?: Informer<Node>;
   private podInformer?: Informer<Pod>;
@@ -118,7 +121,7 @@ export class KernelNodeAgent {
   constructor(opts: KernelNodeOptions) {
     this.o = { vxlanPort: 8472, vni: 1, mtu: 1500, heartbeatMs: 10_000, backend: 'vxlan', bgpPort: 179, bgpHoldTime: 9, bgpTopology: 'full-mesh', ...opts };
     this.name = opts.name;
-    this.api = new ApiClient(opts.apiUrl);
+    this.api = new ApiClient(opts.apiUrl, { credentials: opts.credentials ?? agentCredentials({ stateDir: opts.stateDir, name: opts.name }) });
   }
 
   /** Without encapsulation pods get the full underlay MTU. */

@@ -30,6 +30,7 @@ import {
   parseFlannelBackendData,
 } from '../control-plane/annotations.ts';
 import { ApiClient } from '../control-plane/client.ts';
+import { agentCredentials, type ClientCredentials } from '../control-plane/credentials.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
@@ -65,6 +66,8 @@ export interface AgentOptions {
   /** The underlay network the node sits on, e.g. 127.0.0.0/24 in local mode. */
   underlayCidr: string;
   apiUrl: string;
+  /** Token and CA for the apiserver; default: found from the state directory (control-plane/credentials.ts). */
+  credentials?: ClientCredentials;
   stateDir: string;
   clusterCidr?: string;
   vxlanPort?: number;
@@ -99,7 +102,7 @@ export class NodeAgent {
   dp!: NodeDataPlane;
   podCIDR = '';
   vtepMac = '';
-  private readonly opts: Required<Omit<AgentOptions, 'clock'>>;
+  private readonly opts: Required<Omit<AgentOptions, 'clock' | 'credentials'>> & Pick<AgentOptions, 'credentials'>;
   private readonly api: ApiClient;
   private nodeInformer?: Informer<Node>;
   private podInformer?: Informer<Pod>;
@@ -142,7 +145,7 @@ export class NodeAgent {
     this.name = opts.name;
     this.clock = opts.clock ?? systemClock;
     this.rng = new SeededRng(seedFrom(this.opts.seed, `node:${opts.name}`));
-    this.api = new ApiClient(opts.apiUrl);
+    this.api = new ApiClient(opts.apiUrl, { credentials: opts.credentials ?? agentCredentials({ stateDir: opts.stateDir, name: opts.name }) });
   }
 
   /** This node's control socket (see controlSocketPath in control-server.ts). */

@@ -1,6 +1,6 @@
 /**
  * The node-agent process: `node --import tsx node-agent/main.ts --name node-1
- * --ip 127.0.0.11 --underlay 127.0.0.0/24 --api http://127.0.0.10:6443
+ * --ip 127.0.0.11 --underlay 127.0.0.0/24 --api https://127.0.0.10:6443
  * --state-dir .podlab`. Prints one JSON line `{"event":"ready",...}` on stdout
  * once the node is Ready (the launcher waits for it), or `{"event":"error"}`
  * and exits 1.
@@ -10,6 +10,7 @@
  * (overlay/underlay-raw.ts).
  */
 import { parseArgs } from 'node:util';
+import { agentCredentials, type ClientCredentials } from '../control-plane/credentials.ts';
 import { runDaemon, failDaemon } from '../common/daemon.ts';
 import { createLogger } from '../common/log.ts';
 import { BACKENDS, type Backend } from '../overlay/flannel-plan.ts';
@@ -30,6 +31,8 @@ try {
       underlay: { type: 'string', default: '127.0.0.0/24' },
       api: { type: 'string' },
       'state-dir': { type: 'string' },
+      'token-file': { type: 'string' },
+      'ca-file': { type: 'string' },
       'cluster-cidr': { type: 'string', default: '10.244.0.0/16' },
       'vxlan-port': { type: 'string', default: '8472' },
       vni: { type: 'string', default: '1' },
@@ -73,11 +76,19 @@ function topology(s: string): 'full-mesh' | 'route-reflector' {
   return s;
 }
 
+// A node authenticates as itself: --token-file, else the environment or the lab's PKI directory.
+let credentials: ClientCredentials;
+try {
+  credentials = agentCredentials({ stateDir: v['state-dir']!, name: v.name!, tokenFile: v['token-file'], caFile: v['ca-file'] });
+} catch (e) {
+  fail((e as Error).message, 1);
+}
 const agent = new NodeAgent({
   name: v.name!,
   ip: v.ip!,
   underlayCidr: v.underlay!,
   apiUrl: v.api!,
+  credentials,
   stateDir: v['state-dir']!,
   clusterCidr: v['cluster-cidr'],
   vxlanPort: int('vxlan-port', v['vxlan-port']!, 1, 65535),

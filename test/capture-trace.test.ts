@@ -5,6 +5,7 @@
  * traffic flows; trace names every hop for same-node and cross-node
  * destinations and the right drop reason for unroutable, TTL, MTU and loss.
  */
+import { labApi } from '../cli/lab.ts';
 import test, { type ExecutionContext } from 'ava';
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -25,7 +26,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-capture-'));
 
 test.before(async () => {
   lab = await startLab('127.0.75.0/24');
-  const pods = (await new ApiClient(lab.rec.apiUrl).list<Pod>('pods')).items;
+  const pods = (await labApi(lab.rec).list<Pod>('pods')).items;
   ips = Object.fromEntries(pods.map((p) => [p.metadata.name, p.status!.podIP!]));
 });
 

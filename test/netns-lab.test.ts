@@ -28,7 +28,7 @@ import { ApiClient } from '../control-plane/client.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { callNode, execInPod, getResources, nodeCommand } from '../cli/commands.ts';
 import { capture } from '../cli/capture.ts';
-import { down, ROOT, spawnLogged, stopProcess, waitForEvent } from '../cli/lab.ts';
+import { down, ROOT, spawnLogged, stopProcess, waitForEvent, labApi } from '../cli/lab.ts';
 import { addNetns, addVethPair, hasIproute2, ipIn, isRoot, listNetnsSync } from '../cli/netns.ts';
 import { isOurProcess, readLab, writeLab } from '../cli/state.ts';
 import { trace } from '../cli/trace.ts';
@@ -69,8 +69,8 @@ test.after.always(async () => {
 
 const need = (t: ExecutionContext) => requireOrSkip(t, canRun, why);
 const ipj = <T>(ns: string, ...args: string[]): T => JSON.parse(execFileSync('ip', ['-n', ns, '-j', ...args], { encoding: 'utf8' }) || '[]') as T;
-const api = () => new ApiClient(lab!.rec.apiUrl);
-const pods = async (l: TestLab = lab!) => (await new ApiClient(l.rec.apiUrl).list<Pod>('pods', { namespace: 'default' })).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+const api = () => labApi(lab!.rec);
+const pods = async (l: TestLab = lab!) => (await labApi(l.rec).list<Pod>('pods', { namespace: 'default' })).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
 const podIp = async (name: string) => (await pods()).find((p) => p.metadata.name === name)!.status!.podIP!;
 
 test.serial('the lab network: namespaces, a bridge and veths between them; the root namespace untouched', async (t) => {

@@ -23,7 +23,7 @@ type Ctx = { teardown: (fn: () => unknown) => void };
 async function server(t: Ctx, extra: Partial<ApiServerOptions> = {}): Promise<{ api: ApiServer; c: ApiClient; dir: string }> {
   const dir = extra.stateDir ?? mkdtempSync(join(tmpdir(), 'podlab-svc-'));
   const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir, ...extra });
-  const c = new ApiClient(api.url);
+  const c = new ApiClient(api.url, { credentials: api.credentials });
   t.teardown(async () => {
     c.close();
     await api.close();
@@ -247,7 +247,7 @@ test('allocations and slices persist across an apiserver restart; --service-clus
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const opts = { host: '127.0.0.1', port: 0, stateDir: dir, serviceClusterIpRange: '10.100.0.0/16', kubernetesService: true };
   const first = await startApiServer(opts);
-  const c1 = new ApiClient(first.url);
+  const c1 = new ApiClient(first.url, { credentials: first.credentials });
   const k = await c1.get<Service>('services', 'kubernetes');
   t.like(k?.spec, { clusterIP: '10.100.0.1', ports: [{ name: 'https', port: 443, protocol: 'TCP', targetPort: first.port }] });
   t.deepEqual(addrs(await slicesOf(c1, 'kubernetes')), ['127.0.0.1']);
@@ -258,7 +258,7 @@ test('allocations and slices persist across an apiserver restart; --service-clus
   c1.close();
   await first.close();
   const second = await startApiServer(opts);
-  const c2 = new ApiClient(second.url);
+  const c2 = new ApiClient(second.url, { credentials: second.credentials });
   t.teardown(async () => {
     c2.close();
     await second.close();
