@@ -93,7 +93,7 @@ test.serial('the lab network: namespaces, a bridge and veths between them; the r
   t.is(rec.netns?.bridge, 'podlab0');
   t.deepEqual(rec.netns?.namespaces.slice(0, 2), [`${PREFIX}-underlay`, `${PREFIX}-node-1`]);
   t.regex(rec.apiUrl!, /^unix:\/.*api\.sock$/);
-  t.regex(rec.apiInternalUrl!, new RegExp(`^http://${NET.replace(/\./g, '\\.')}\\.10:\\d+$`));
+  t.regex(rec.apiInternalUrl!, new RegExp(`^https://${NET.replace(/\./g, '\\.')}\\.10:\\d+$`));
   t.deepEqual(rec.procs.map((p) => `${p.role}:${p.netns ?? 'root'}`), ['apiserver:' + `${PREFIX}-underlay`, `node:${PREFIX}-node-1`, `node:${PREFIX}-node-2`, `node:${PREFIX}-node-3`, 'kernel-node:root']);
   // `ip netns exec` execs: the recorded pid is the agent itself, and it lives in its namespace.
   const agent = rec.procs.find((p) => p.name === 'node-1')!;
