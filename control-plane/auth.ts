@@ -167,7 +167,8 @@ export function selfSubjectAccessReview(who: Identity, body: unknown, lookup: Ob
     apiVersion: 'authorization.k8s.io/v1',
     metadata: { creationTimestamp: null },
     spec,
-    status: { allowed: decision.allowed, ...(decision.reason ? { reason: decision.reason } : {}) },
+    // A denial carries no reason, as with Kubernetes' RBAC (kubectl would print `no - <reason>`).
+    status: { allowed: decision.allowed, ...(decision.allowed && decision.reason ? { reason: decision.reason } : {}) },
   };
 }
 
