@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { stopAllRecorded } from '../common/recorded-process.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { adminCredentials } from '../control-plane/credentials.ts';
-import { defaultPkiDir, ensurePki, writeNodeTokenFile } from '../control-plane/pki.ts';
+import { apiserverCertHosts, defaultPkiDir, ensurePki, writeNodeTokenFile } from '../control-plane/pki.ts';
 import { ControlClient } from './control-client.ts';
 import { registry } from '../control-plane/resources.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
@@ -174,9 +174,9 @@ export function nodeTokenPath(stateDir: string, name: string): string {
  * Creates the lab's CA, serving certificate, admin token and node-token key
  * (pki.ts) before the apiserver starts, and one token file per node.
  */
-export function prepareLabPki(stateDir: string, hosts: string[], nodeNames: string[]): void {
+export function prepareLabPki(stateDir: string, apiHost: string, nodeNames: string[]): void {
   const dir = defaultPkiDir(stateDir);
-  ensurePki(dir, ['localhost', '127.0.0.1', ...hosts]);
+  ensurePki(dir, apiserverCertHosts(apiHost));
   for (const n of nodeNames) writeNodeTokenFile(dir, n);
 }
 
@@ -342,7 +342,7 @@ export async function up(o: UpOptions): Promise<LabRecord> {
   };
   writeLab(rec);
   try {
-    prepareLabPki(o.stateDir, [addrs.api], addrs.nodes.map((_, i) => `node-${i + 1}`));
+    prepareLabPki(o.stateDir, addrs.api, addrs.nodes.map((_, i) => `node-${i + 1}`));
     const apiArgs = ['--import', TSX, path.join(ROOT, 'control-plane/main.ts'), '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr];
     const api = spawnLogged(o.stateDir, 'apiserver', apiArgs);
     rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log });

@@ -174,7 +174,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     if (offloadWarn) say('ethtool not found: captures on the bridge will show partial (offloaded) checksums and TCP super-packets larger than the MTU');
     say(`namespaces up: ${underlay} (bridge ${LAB_BRIDGE} ${addrs.api}/${prefixLen}), ${all.map((n) => `${n.netns} ${n.ip}`).join(', ')}`);
 
-    prepareLabPki(o.stateDir, [addrs.api], all.map((n) => n.name));
+    prepareLabPki(o.stateDir, addrs.api, all.map((n) => n.name));
     const apiArgs = [bin, 'apiserver', '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, '--unix-socket', sock];
     const api = spawnLogged(o.stateDir, 'apiserver', apiArgs, underlay);
     rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log, netns: underlay });

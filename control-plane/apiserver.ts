@@ -13,7 +13,6 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import { hostname } from 'node:os';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Clock } from './clock.ts';
 import { authenticate, authorize, forbiddenFor, isPublicPath, selfSubjectAccessReview, selfSubjectReview, unauthorized, verbOf, type Identity, type ObjectLookup } from './auth.ts';
@@ -21,7 +20,8 @@ import type { ClientCredentials } from './credentials.ts';
 import { ApiError, badRequest, internalError, makeStatus, methodNotAllowed, pathNotFound } from './errors.ts';
 import { checkFields, parseFieldValidation } from './field-validation.ts';
 import { openApiV2, openApiV3Document, openApiV3Index, schemaOf } from './openapi.ts';
-import { defaultPkiDir, ensurePki } from './pki.ts';
+import { execUpgradeHandler } from './pod-exec.ts';
+import { apiserverCertHosts, defaultPkiDir, ensurePki } from './pki.ts';
 import { PODS } from './resources.ts';
 import { patchTypeOf, unsupportedPatchType } from './merge-patch.ts';
 import { bookmarkObject, discoveryFor, parseResourcePath, VERSION_INFO, type ResourceRoute } from './routes.ts';
@@ -29,7 +29,7 @@ import { parseSelector } from './selectors.ts';
 import { openStore, type Store } from './store.ts';
 import { ensureKubernetesService } from './service-allocator.ts';
 import { buildTable, DEFAULT_TABLE, parseIncludeObject, wantsTable } from './tables.ts';
-import type { KubeObject } from './types.ts';
+import type { KubeObject, Pod } from './types.ts';
 
 /** Options of {@link startApiServer}. */
 export interface ApiServerOptions {
@@ -195,11 +195,7 @@ function preconditionsOf(body: unknown): { resourceVersion?: string; uid?: strin
  * EADDRINUSE), a ConfigError for bad IPAM flags, or a StateFileError.
  */
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
-  const sans = [opts.host, 'localhost', '127.0.0.1', ...(opts.tlsSans ?? [])];
-  // A wildcard listener is reached by the machine's names too (the compose lab: `apiserver`).
-  if (opts.host === '0.0.0.0' || opts.host === '::') sans.push(hostname(), 'apiserver');
-  sans.push('kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local');
-  const creds = ensurePki(opts.pkiDir ?? defaultPkiDir(opts.stateDir), sans.filter((h) => h !== '0.0.0.0' && h !== '::'));
+  const creds = ensurePki(opts.pkiDir ?? defaultPkiDir(opts.stateDir), apiserverCertHosts(opts.host, opts.tlsSans));
   const store = openStore({
     stateDir: opts.stateDir,
     clusterCidr: opts.clusterCidr,
@@ -455,6 +451,19 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const server: Server = createServer({ keepAliveTimeout: 5_000, cert: creds.cert, key: creds.key }, (req, res) => {
     void handle(req, res);
   });
+  // kubectl exec: a WebSocket upgrade on pods/{name}/exec, relayed to the pod's node agent.
+  server.on(
+    'upgrade',
+    execUpgradeHandler({
+      stateDir: opts.stateDir,
+      authenticate: (req) => authenticate(req.headers, creds),
+      authorize: (who, namespace, name) => {
+        const attrs = { verb: 'create', group: '', resource: 'pods', subresource: 'exec', namespace, name };
+        if (!authorize(who, attrs, lookup).allowed) throw forbiddenFor(who, attrs);
+      },
+      getPod: (namespace, name) => store.objectsOf(PODS).find((p) => p.metadata.namespace === namespace && p.metadata.name === name) as Pod | undefined,
+    }),
+  );
   server.on('connection', (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));

@@ -21,6 +21,7 @@
 import { createHmac, generateKeyPairSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import forge from 'node-forge';
 
@@ -122,6 +123,15 @@ function makeServerCert(caCertPem: string, caKeyPem: string, hosts: string[]): {
   ]);
   cert.sign(caKey, forge.md.sha256.create());
   return { cert: forge.pki.certificateToPem(cert), key: kp.pem };
+}
+
+/** The names and addresses the serving certificate covers for a listener on `host`. */
+export function apiserverCertHosts(host: string, extra: string[] = []): string[] {
+  const sans = [host, 'localhost', '127.0.0.1', ...extra];
+  // A wildcard listener is reached by the machine's names too (the compose lab: `apiserver`).
+  if (host === '0.0.0.0' || host === '::') sans.push(hostname(), 'apiserver');
+  sans.push('kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local');
+  return [...new Set(sans.filter((h) => h !== '0.0.0.0' && h !== '::'))];
 }
 
 /** The DNS names and IP addresses a certificate is valid for. */
