@@ -282,6 +282,11 @@ test.serial('pods come and go on the kernel node; a container-style node (podlab
   await ipIn(ns, 'addr', 'add', `${NET}.30/24`, 'dev', 'eth0');
   await ipIn(ns, 'link', 'set', 'eth0', 'up');
   const cdir = path.join(lab!.stateDir, 'cnode'); // inside the lab's state dir: `down` recognises the process
+  // As docker-compose mounts one PKI volume into the apiserver and every node container, the
+  // container-style node sees the lab's pki/ in its own state dir: it trusts the CA and issues
+  // its node token from the shared key; the CLI inside finds the admin token there.
+  fs.mkdirSync(cdir, { recursive: true });
+  fs.symlinkSync(path.join(lab!.stateDir, 'pki'), path.join(cdir, 'pki'));
   const args = [path.join(ROOT, 'bin/podlab.js'), 'agent', '--api', rec.apiInternalUrl!, '--state-dir', cdir, '--lab-json'];
   const prevName = process.env.PODLAB_NODE_NAME;
   process.env.PODLAB_NODE_NAME = 'cnode-1';
