@@ -12,7 +12,7 @@ import { labApi } from '../cli/lab.ts';
 import { defaultPkiDir } from '../control-plane/pki.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { kubectl } from './helpers/kubectl.ts';
-import { hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
+import { eventually, hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
 
 const NET = '127.0.137.0/24';
 let lab: TestLab | undefined;
@@ -39,6 +39,20 @@ test.serial('kubectl exec runs a command in a pod on either node and returns its
   const addr = await kubectl(dir, ['exec', 'pod-2a', '-c', 'main', '--', 'ip', 'addr']);
   t.is(addr.code, 0, addr.stderr);
   t.true(addr.stdout.includes(`inet ${pod2.status!.podIP}/24`), addr.stdout);
+});
+
+test.serial('kubectl exec -i forwards stdin and its end (v5 close) to the command: nc to an echo pod on the other node', async (t) => {
+  if (!requireOrSkip(t, haveKubectl, 'kubectl not installed')) return;
+  const dir = lab!.stateDir;
+  const made = await kubectl(dir, ['apply', '-f', '-'], { stdin: 'apiVersion: v1\nkind: Pod\nmetadata: {name: echo}\nspec:\n  nodeName: node-2\n  containers:\n  - {name: echo, image: podlab/echo, ports: [{containerPort: 7}]}\n' });
+  t.is(made.code, 0, made.stderr);
+  const echo = await eventually(async () => {
+    const p = await labApi(lab!.rec).get<Pod>('pods', 'echo');
+    return p?.status?.phase === 'Running' ? p : undefined;
+  }, 30_000);
+  const r = await kubectl(dir, ['exec', '-i', 'pod-1a', '--', 'nc', echo.status!.podIP!, '7'], { stdin: 'hello through the apiserver\nsecond line\n' });
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, 'hello through the apiserver\nsecond line\n');
 });
 
 test.serial('a failing command\'s exit code comes back through kubectl', async (t) => {
