@@ -15,7 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Clock } from './clock.ts';
-import { authenticate, authorize, forbiddenFor, isPublicPath, selfSubjectAccessReview, selfSubjectReview, unauthorized, verbOf, type Identity, type ObjectLookup } from './auth.ts';
+import { authenticate, authorize, forbiddenFor, isPublicPath, selfSubjectAccessReview, selfSubjectReview, selfSubjectRulesReview, unauthorized, verbOf, type Identity, type ObjectLookup } from './auth.ts';
 import type { ClientCredentials } from './credentials.ts';
 import { ApiError, badRequest, internalError, makeStatus, methodNotAllowed, pathNotFound } from './errors.ts';
 import { checkFields, parseFieldValidation } from './field-validation.ts';
@@ -400,6 +400,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     if (path === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews') {
       if (method !== 'POST') throw methodNotAllowed(method);
       sendJson(res, 201, JSON.stringify(selfSubjectAccessReview(who, await readJson(req), lookup)));
+      return true;
+    }
+    if (path === '/apis/authorization.k8s.io/v1/selfsubjectrulesreviews') {
+      if (method !== 'POST') throw methodNotAllowed(method);
+      sendJson(res, 201, JSON.stringify(selfSubjectRulesReview(who, await readJson(req))));
       return true;
     }
     if (path === '/apis/authentication.k8s.io/v1/selfsubjectreviews') {

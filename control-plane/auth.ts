@@ -172,6 +172,40 @@ export function selfSubjectAccessReview(who: Identity, body: unknown, lookup: Ob
   };
 }
 
+/**
+ * Answers a SelfSubjectRulesReview (`kubectl auth can-i --list`): the rules
+ * the authorizer above applies, written out (names and the bound-pod check
+ * shown as resourceNames where they are fixed).
+ */
+export function selfSubjectRulesReview(who: Identity, body: unknown): unknown {
+  const namespace = isRecord(body) && isRecord(body.spec) && typeof body.spec.namespace === 'string' ? body.spec.namespace : '';
+  let resourceRules: unknown[];
+  let nonResourceRules: unknown[];
+  if (who.groups.includes('system:masters')) {
+    resourceRules = [{ verbs: ['*'], apiGroups: ['*'], resources: ['*'] }];
+    nonResourceRules = [{ verbs: ['*'], nonResourceURLs: ['*'] }];
+  } else {
+    const node = who.node ?? '';
+    resourceRules = [
+      { verbs: ['get', 'list', 'watch'], apiGroups: ['*'], resources: ['*'] },
+      { verbs: ['create'], apiGroups: [''], resources: ['nodes'] },
+      { verbs: ['update', 'patch'], apiGroups: [''], resources: ['nodes', 'nodes/status'], resourceNames: [node] },
+      { verbs: ['update', 'patch'], apiGroups: [''], resources: ['pods/status'] },
+      { verbs: ['create', 'update', 'patch'], apiGroups: ['', 'events.k8s.io'], resources: ['events'] },
+      ...(namespace === 'kube-node-lease' ? [{ verbs: ['create'], apiGroups: ['coordination.k8s.io'], resources: ['leases'] }, { verbs: ['update', 'patch'], apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [node] }] : []),
+    ];
+    nonResourceRules = [{ verbs: ['get'], nonResourceURLs: ['/api', '/api/*', '/apis', '/apis/*', '/openapi', '/openapi/*', '/version', '/healthz', '/livez', '/readyz'] }];
+  }
+  return {
+    kind: 'SelfSubjectRulesReview',
+    apiVersion: 'authorization.k8s.io/v1',
+    metadata: { creationTimestamp: null },
+    spec: { namespace },
+    // pods/status writes are further limited to Pods bound to the node, which a rule cannot express.
+    status: { resourceRules, nonResourceRules, incomplete: who.node !== undefined },
+  };
+}
+
 /** Answers a SelfSubjectReview (`kubectl auth whoami`). */
 export function selfSubjectReview(who: Identity): unknown {
   return {

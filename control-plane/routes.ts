@@ -83,7 +83,14 @@ const VERBS = ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];
  */
 const REVIEW_GROUPS: { group: string; version: string; resources: { name: string; kind: string }[] }[] = [
   { group: 'authentication.k8s.io', version: 'v1', resources: [{ name: 'selfsubjectreviews', kind: 'SelfSubjectReview' }] },
-  { group: 'authorization.k8s.io', version: 'v1', resources: [{ name: 'selfsubjectaccessreviews', kind: 'SelfSubjectAccessReview' }] },
+  {
+    group: 'authorization.k8s.io',
+    version: 'v1',
+    resources: [
+      { name: 'selfsubjectaccessreviews', kind: 'SelfSubjectAccessReview' },
+      { name: 'selfsubjectrulesreviews', kind: 'SelfSubjectRulesReview' },
+    ],
+  },
 ];
 
 function allGroups(registry: ResourceRegistry): { group: string; version: string }[] {

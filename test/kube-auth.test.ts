@@ -106,6 +106,12 @@ test.serial('kubectl auth can-i and whoami: the admin can do everything, a node 
   t.is(await can(['patch', 'nodes/node-2'], node), 'no');
   t.is(await can(['patch', 'pods/pod-1a', '--subresource=status'], node), 'yes', 'pod-1a runs on node-1');
   t.is(await can(['patch', 'pods/pod-2a', '--subresource=status'], node), 'no', 'pod-2a runs on node-2');
+  const adminList = await kubectl(dir, ['auth', 'can-i', '--list']);
+  t.regex(adminList.stdout, /^\*\.\*\s+\[\]\s+\[\]\s+\[\*\]$/m);
+  const nodeList = await kubectl(dir, ['auth', 'can-i', '--list', '-n', 'kube-node-lease'], { kubeconfig: node });
+  t.regex(nodeList.stdout, /^nodes\/status\s+\[\]\s+\[node-1\]\s+\[update patch\]$/m);
+  t.regex(nodeList.stdout, /^leases\.coordination\.k8s\.io\s+\[\]\s+\[node-1\]\s+\[update patch\]$/m);
+  t.notRegex(nodeList.stdout, /\[\*\]$/m);
   const nwho = await kubectl(dir, ['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}'], { kubeconfig: node });
   t.is(nwho.stdout, 'system:node:node-1');
   // And the decisions are enforced, in kube-apiserver's words.
