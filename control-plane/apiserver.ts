@@ -140,6 +140,10 @@ function readBody(req: IncomingMessage): Promise<string> {
       else resolve(Buffer.concat(chunks).toString('utf8'));
     });
     req.on('error', reject);
+    // Past the drain limit the request is destroyed and never ends: settle anyway.
+    req.on('close', () => {
+      if (tooLarge) reject(new ApiError(makeStatus(413, 'RequestEntityTooLarge', `Request entity too large: limit is ${MAX_BODY_BYTES}`)));
+    });
   });
 }
 
