@@ -105,6 +105,14 @@ export function execUpgradeHandler(deps: ExecDeps): (req: IncomingMessage, socke
 
 async function runExec(ws: WebSocket, stateDir: string, pod: Pod, argv: string[], stdin: boolean): Promise<void> {
   const v5 = ws.protocol === 'v5.channel.k8s.io';
+  // kubectl sends stdin right after the handshake: hold it until the agent's command runs.
+  const early: Buffer[] = [];
+  let onInput: ((data: Buffer) => void) | undefined;
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    if (!isBinary || data.length === 0) return;
+    if (onInput) onInput(data);
+    else early.push(data);
+  });
   const send = (channel: number, data: Buffer | string): void => {
     if (ws.readyState !== ws.OPEN) return;
     const payload = typeof data === 'string' ? Buffer.from(data) : data;
@@ -131,23 +139,26 @@ async function runExec(ws: WebSocket, stateDir: string, pod: Pod, argv: string[]
   }
   let id = 0;
   let done = false;
-  ws.on('message', (data: Buffer, isBinary: boolean) => {
-    if (!isBinary || data.length === 0 || done) return;
+  const input = (data: Buffer): void => {
+    if (done) return;
     const channel = data[0];
     if (channel === 0 && stdin) client.sendStdin(id, data.subarray(1));
     else if (v5 && channel === 255 && data[1] === 0 && stdin) client.endStdin(id);
-  });
+  };
   // The client going away is a Ctrl-C for the command.
   ws.on('close', () => {
     if (!done) client.cancel(id);
   });
   try {
-    const result = await client.call<{ exitCode: number }>(
+    const running = client.call<{ exitCode: number }>(
       'exec',
       { pod: key, argv, stdin },
       (fd, s) => send(fd, s),
       (i) => (id = i),
     );
+    for (const data of early.splice(0)) input(data);
+    onInput = input;
+    const result = await running;
     done = true;
     finish(exitStatus(argv, result.exitCode));
   } catch (err) {

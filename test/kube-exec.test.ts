@@ -51,7 +51,7 @@ test.serial('kubectl exec -i forwards stdin and its end (v5 close) to the comman
     return p?.status?.phase === 'Running' ? p : undefined;
   }, 30_000);
   const r = await kubectl(dir, ['exec', '-i', 'pod-1a', '--', 'nc', echo.status!.podIP!, '7'], { stdin: 'hello through the apiserver\nsecond line\n' });
-  t.is(r.code, 0, r.stderr);
+  t.is(r.code, 0, `stdout: ${r.stdout}\nstderr: ${r.stderr}`);
   t.is(r.stdout, 'hello through the apiserver\nsecond line\n');
 });
 
