@@ -300,6 +300,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     if (subresource !== undefined && subresource !== 'status') throw pathNotFound();
     if (subresource === 'status' && !rt.hasStatus) throw pathNotFound();
     const watching = ['true', '1'].includes(q.get('watch') ?? '');
+    // `dryRun=All` (kubectl diff, --dry-run=server): everything but storing.
+    const dryRunValues = q.getAll('dryRun');
+    if (dryRunValues.some((v) => v !== 'All')) throw badRequest(`Invalid dryRun value: ${JSON.stringify(dryRunValues)}: supported values: "All"`);
+    const dryRun = dryRunValues.length > 0;
     const attrs = { verb: verbOf(method, name !== undefined, watching), group: rt.group, resource: rt.plural, subresource, namespace, name };
     if (!authorize(who, attrs, lookup).allowed) throw forbiddenFor(who, attrs);
     if (name === undefined) {
@@ -328,7 +332,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       if (method === 'POST') {
         if (rt.namespaced && namespace === undefined) throw methodNotAllowed(method);
         const { body, warnings } = await readChecked(req, route, q);
-        const created = store.create(rt, body, { namespace });
+        const created = store.create(rt, body, { namespace, dryRun });
         sendJson(res, 201, JSON.stringify(created), warnings);
         return 201;
       }
@@ -353,7 +357,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       }
       case 'PUT': {
         const { body, warnings } = await readChecked(req, route, q);
-        const updated = store.update(rt, body, { namespace, name, subresource: status });
+        const updated = store.update(rt, body, { namespace, name, subresource: status, dryRun });
         sendJson(res, 200, JSON.stringify(updated), warnings);
         return 200;
       }
@@ -365,14 +369,14 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         const mode = parseFieldValidation(q.get('fieldValidation'));
         const body = await readJson(req);
         const warnings = type === 'json' ? [] : checkFields(rt, body, schemaOf(rt), mode);
-        const patched = store.patch(rt, name, body, { namespace, subresource: status, type });
+        const patched = store.patch(rt, name, body, { namespace, subresource: status, type, dryRun });
         sendJson(res, 200, JSON.stringify(patched), warnings);
         return 200;
       }
       case 'DELETE': {
         if (status) throw methodNotAllowed(method);
         const body = await readJson(req, true);
-        const deleted = store.delete(rt, name, { namespace, preconditions: preconditionsOf(body) });
+        const deleted = store.delete(rt, name, { namespace, preconditions: preconditionsOf(body), dryRun });
         sendJson(res, 200, JSON.stringify(deleted));
         return 200;
       }

@@ -317,7 +317,7 @@ export class Store {
    * Creates an object (POST). The namespace comes from `opts.namespace`
    * (the URL) or the body, defaulting to `default`; a mismatch is a 400.
    */
-  create<T extends KubeObject = KubeObject>(resource: ResourceRef, body: unknown, opts: { namespace?: string } = {}): T {
+  create<T extends KubeObject = KubeObject>(resource: ResourceRef, body: unknown, opts: { namespace?: string; dryRun?: boolean } = {}): T {
     const rt = this.resolve(resource);
     const obj = this.decode(rt, body, opts.namespace);
     const meta = obj.metadata;
@@ -335,6 +335,9 @@ export class Store {
     rt.defaulting?.(obj, 'create', undefined);
     this.validate(rt, obj, undefined);
     if (this.lookup(rt, meta.namespace, meta.name)) throw alreadyExists(rt.plural, meta.name, rt.group);
+    // A dry run validates and returns what would be stored; admission (IPAM, the scheduler,
+    // Service allocation) is skipped because its allocations would outlive the request.
+    if (opts.dryRun) return canonical(obj) as T;
     for (const hook of this.admission) hook({ op: 'create', rt, obj });
     const [rec] = this.commit([{ rt, key: objectKey(meta.namespace, meta.name), type: 'ADDED', next: obj }]);
     return JSON.parse(rec.json) as T;
@@ -349,7 +352,7 @@ export class Store {
   update<T extends KubeObject = KubeObject>(
     resource: ResourceRef,
     body: unknown,
-    opts: { namespace?: string; name?: string; subresource?: 'status' } = {},
+    opts: { namespace?: string; name?: string; subresource?: 'status'; dryRun?: boolean } = {},
   ): T {
     const rt = this.resolve(resource);
     const incoming = this.decode(rt, body, opts.namespace);
@@ -361,7 +364,7 @@ export class Store {
     const namespace = rt.namespaced ? (incoming.metadata.namespace ?? opts.namespace ?? 'default') : undefined;
     const old = this.lookup(rt, namespace, name);
     if (!old) throw notFound(rt.plural, name, rt.group);
-    return this.applyUpdate<T>(rt, old, incoming, opts.subresource);
+    return this.applyUpdate<T>(rt, old, incoming, opts.subresource, opts.dryRun);
   }
 
   /**
@@ -375,7 +378,7 @@ export class Store {
     resource: ResourceRef,
     name: string,
     patch: unknown,
-    opts: { namespace?: string; subresource?: 'status'; strategic?: boolean; type?: PatchType } = {},
+    opts: { namespace?: string; subresource?: 'status'; strategic?: boolean; type?: PatchType; dryRun?: boolean } = {},
   ): T {
     const rt = this.resolve(resource);
     const type: PatchType = opts.type ?? (opts.strategic ? 'strategic' : 'merge');
@@ -391,7 +394,7 @@ export class Store {
     if (incoming.metadata.name !== name) {
       throw badRequest(`the name of the object (${incoming.metadata.name}) does not match the name on the URL (${name})`);
     }
-    return this.applyUpdate<T>(rt, old, incoming, opts.subresource);
+    return this.applyUpdate<T>(rt, old, incoming, opts.subresource, opts.dryRun);
   }
 
   /**
@@ -418,7 +421,7 @@ export class Store {
   delete<T extends KubeObject = KubeObject>(
     resource: ResourceRef,
     name: string,
-    opts: { namespace?: string; preconditions?: { resourceVersion?: string; uid?: string } } = {},
+    opts: { namespace?: string; preconditions?: { resourceVersion?: string; uid?: string }; dryRun?: boolean } = {},
   ): T {
     const rt = this.resolve(resource);
     const namespace = rt.namespaced ? (opts.namespace ?? 'default') : undefined;
@@ -450,6 +453,7 @@ export class Store {
       }
     }
     changes.push({ rt, key: objectKey(namespace, name), type: 'DELETED', prev: old });
+    if (opts.dryRun) return JSON.parse(old.json) as T;
     const recs = this.commit(changes);
     return JSON.parse(recs[recs.length - 1].json) as T;
   }
@@ -553,7 +557,7 @@ export class Store {
     obj.metadata.generation = (old.metadata.generation ?? 1) + (specChanged ? 1 : 0);
   }
 
-  private applyUpdate<T extends KubeObject>(rt: ResourceType, old: StoredRecord, incoming: KubeObject, subresource: 'status' | undefined): T {
+  private applyUpdate<T extends KubeObject>(rt: ResourceType, old: StoredRecord, incoming: KubeObject, subresource: 'status' | undefined, dryRun = false): T {
     const name = old.obj.metadata.name;
     const wantRv = incoming.metadata.resourceVersion;
     if (wantRv && wantRv !== old.obj.metadata.resourceVersion) {
@@ -578,6 +582,7 @@ export class Store {
     this.keepSystemFields(next, old.obj);
     rt.defaulting?.(next, 'update', old.obj);
     this.validate(rt, next, old.obj);
+    if (dryRun) return canonical(next) as T;
     for (const hook of this.admission) hook({ op: 'update', rt, obj: next, old: old.obj, subresource });
     // A no-op update commits nothing, like etcd's guaranteed update: watchers see no event.
     if (isDeepStrictEqual(next, old.obj)) return JSON.parse(old.json) as T;

@@ -520,3 +520,24 @@ test('informer: retries forever with capped exponential backoff on an injected c
   t.deepEqual(states, ['disconnected', 'connected']);
   await Promise.race([inf.stop(), new Promise((r) => setTimeout(r, 1000))]);
 });
+
+test('dryRun=All (kubectl diff, --dry-run=server) validates and answers but stores nothing', async (t) => {
+  const { api, client } = await server(t);
+  const u = api.url;
+  const created = await client.create<Pod>('pods', podBody('web'));
+  const rv = created.metadata.resourceVersion;
+  const patched = await http(u, 'PATCH', '/api/v1/namespaces/default/pods/web?dryRun=All', { metadata: { labels: { dry: 'yes' } } }, { 'content-type': 'application/strategic-merge-patch+json' });
+  t.is(patched.code, 200);
+  t.is((patched.json as Pod).metadata.labels?.dry, 'yes');
+  const now = (await client.get<Pod>('pods', 'web'))!;
+  t.is(now.metadata.labels?.dry, undefined);
+  t.is(now.metadata.resourceVersion, rv);
+  const forbidden = await http(u, 'PATCH', '/api/v1/namespaces/default/pods/web?dryRun=All', { spec: { nodeName: 'elsewhere' } }, { 'content-type': 'application/merge-patch+json' });
+  t.is(forbidden.code, 422, 'a dry run is validated like the real thing');
+  t.is((await http(u, 'POST', '/api/v1/namespaces/default/pods?dryRun=All', podBody('ghost'))).code, 201);
+  t.is(await client.get('pods', 'ghost'), null);
+  t.is((await http(u, 'DELETE', '/api/v1/namespaces/default/pods/web?dryRun=All')).code, 200);
+  t.truthy(await client.get('pods', 'web'));
+  t.is((await http(u, 'DELETE', '/api/v1/namespaces/default/pods/web?dryRun=Some')).code, 400);
+  t.is((await client.list('pods')).metadata.resourceVersion, rv, 'no dry run moved the resourceVersion');
+});
