@@ -125,6 +125,23 @@ test.serial('apply with kubectl\'s default validation: a valid Service is create
   t.is(await labApi(lab!.rec).get('pods', 'typo'), null);
 });
 
+test.serial('kubectl diff and --dry-run=server show the change and store nothing', async (t) => {
+  if (!requireOrSkip(t, haveKubectl, 'kubectl not installed')) return;
+  const dir = lab!.stateDir;
+  const before = (await labApi(lab!.rec).get<Pod>('pods', 'web'))!;
+  const changed = write('web-4.yaml', manifest('nginx:1.19'));
+  const diff = await kubectl(dir, ['diff', '-f', changed]);
+  t.is(diff.code, 1, diff.stderr); // kubectl diff: 1 means "differences found"
+  t.regex(diff.stdout, /^-\s+image: nginx:1\.17$/m);
+  t.regex(diff.stdout, /^\+\s+image: nginx:1\.19$/m);
+  const dry = await kubectl(dir, ['apply', '--dry-run=server', '-f', changed]);
+  t.is(dry.code, 0, dry.stderr);
+  t.regex(dry.stdout, /pod\/web configured \(server dry run\)/);
+  const after = (await labApi(lab!.rec).get<Pod>('pods', 'web'))!;
+  t.is(after.metadata.resourceVersion, before.metadata.resourceVersion);
+  t.is(after.spec!.containers[0].image, 'nginx:1.17');
+});
+
 test.serial('apply --server-side fails as against a server without server-side apply', async (t) => {
   if (!requireOrSkip(t, haveKubectl, 'kubectl not installed')) return;
   const r = await kubectl(lab!.stateDir, ['apply', '--server-side', '-f', path.join(lab!.stateDir, 'web-3.yaml')]);
