@@ -48,6 +48,7 @@ import { RR_LABEL, type BgpTopology } from '../node-agent/bgp-backend.ts';
 import { BirdProcess, birdConfig, type BirdPeer } from './bird.ts';
 import { startKernelPodApps, stopKernelPodApps } from './pod-apps.ts';
 import { ApiClient } from '../control-plane/client.ts';
+import { renewNodeLease } from '../control-plane/node-lease.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { gatewayOf, leaseFromNode, planFlannel, type Backend, type Lease, type PlanAction } from '../overlay/flannel-plan.ts';
@@ -194,7 +195,8 @@ export class KernelNodeAgent {
     this.registerHandlers(this.control);
     await this.control.listen();
     await this.setReady();
-    this.timers.push(setInterval(() => void this.setReady().catch(() => {}), this.o.heartbeatMs));
+    await renewNodeLease(this.api, this.name).catch(() => {});
+    this.timers.push(setInterval(() => void Promise.all([this.setReady(), renewNodeLease(this.api, this.name)]).catch(() => {}), this.o.heartbeatMs));
     for (const t of this.timers) t.unref();
     log.info('kernel node ready', { node: this.name, netns: ns, ip: this.o.ip, podCIDR: this.podCIDR, vtepMac: this.vtepMac });
   }

@@ -29,6 +29,7 @@ import {
   PODLAB_ETH0_MAC,
   parseFlannelBackendData,
 } from '../control-plane/annotations.ts';
+import { renewNodeLease } from '../control-plane/node-lease.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
@@ -204,7 +205,8 @@ export class NodeAgent {
     await this.control.listen();
 
     await this.setReady(true);
-    this.heartbeat = setInterval(() => void this.setReady(true).catch(() => {}), this.opts.heartbeatMs);
+    await renewNodeLease(this.api, this.name).catch(() => {});
+    this.heartbeat = setInterval(() => void Promise.all([this.setReady(true), renewNodeLease(this.api, this.name)]).catch(() => {}), this.opts.heartbeatMs);
     this.heartbeat.unref();
     log.info('node ready', { node: this.name, ip: this.opts.ip, podCIDR: this.podCIDR, vtepMac: this.vtepMac });
   }
