@@ -6,7 +6,7 @@
  * kube-apiserver; the objects themselves are stored as sent.
  */
 import type { FieldError } from './errors.ts';
-import { fieldPath, type ResourceType } from './resources.ts';
+import type { FieldGetter, ResourceType } from './resources.ts';
 import { humanDuration, type TableColumn, type TableDefinition } from './tables.ts';
 import type { KubeObject } from './types.ts';
 
@@ -178,7 +178,17 @@ function defaultEvent(obj: KubeObject): void {
   e.type ??= 'Normal';
 }
 
-const event = (p: string): ((obj: KubeObject) => string) => fieldPath(p);
+/** Reads a dotted path as a field-selector string (resources.ts has the same; importing it would be circular). */
+function fieldPath(path: string): FieldGetter {
+  const parts = path.split('.');
+  return (obj) => {
+    let cur: unknown = obj;
+    for (const part of parts) cur = isRecord(cur) ? cur[part] : undefined;
+    return typeof cur === 'string' || typeof cur === 'number' || typeof cur === 'boolean' ? String(cur) : '';
+  };
+}
+
+const event = fieldPath;
 
 export const ENDPOINTS: ResourceType = {
   group: '',
