@@ -40,12 +40,17 @@ import {
 const SOURCE = { component: 'deployment-controller' };
 const SAFE_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
 
-/** JSON with sorted keys, so equal templates hash equally whatever order a client sent. */
+/**
+ * JSON with sorted keys and without null members, so that templates equal as
+ * Go structs compare equal: a template that went through a typed client
+ * (`kubectl rollout undo` copies one from a ReplicaSet) carries
+ * `metadata.creationTimestamp: null`, which a typed comparison ignores.
+ */
 export function stableJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
   if (v && typeof v === 'object') {
     return `{${Object.keys(v as object)
-      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined && (v as Record<string, unknown>)[k] !== null)
       .sort()
       .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
       .join(',')}}`;

@@ -312,7 +312,7 @@ export class Store {
   listJson(resource: ResourceRef, opts: ListOptions = {}): string {
     const rt = this.resolve(resource);
     const recs = this.select(rt, opts.namespace, parseSelector(rt, opts.labelSelector, opts.fieldSelector));
-    const head = JSON.stringify({ apiVersion: 'v1', kind: rt.listKind, metadata: { resourceVersion: this.resourceVersion() } });
+    const head = JSON.stringify({ apiVersion: apiVersionOf(rt), kind: rt.listKind, metadata: { resourceVersion: this.resourceVersion() } });
     // Splice the cached item JSON into the envelope instead of re-serializing every object.
     return `${head.slice(0, -1)},"items":[${recs.map((r) => r.json).join(',')}]}`;
   }
