@@ -35,3 +35,15 @@ export class ManualClock extends CommonManualClock {
 export function formatTimestamp(ms: number): string {
   return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
+
+/**
+ * A timer for an in-process controller's housekeeping: on the real clock it
+ * does not keep the process alive (an apiserver or a test that is done must
+ * be able to exit); a manual clock's timers are driven by the test anyway.
+ */
+export function backgroundTimer(clock: Clock, fn: () => void, ms: number): Timer {
+  if (clock !== systemClock) return clock.setTimeout(fn, ms);
+  const t = setTimeout(fn, ms);
+  t.unref();
+  return { cancel: () => clearTimeout(t) };
+}

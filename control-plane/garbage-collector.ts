@@ -12,7 +12,7 @@
  *   `ownerReferences` uid) are deleted too (background propagation), pods
  *   gracefully.
  */
-import { formatTimestamp } from './clock.ts';
+import { backgroundTimer, formatTimestamp } from './clock.ts';
 import { EVENTS, EVENTS_V1 } from './core-resources.ts';
 import { PODS, resourceKeyOf, type ResourceType } from './resources.ts';
 import type { Store } from './store.ts';
@@ -93,7 +93,7 @@ export class GarbageCollector {
     const uid = pod.metadata.uid;
     if (this.timers.has(uid)) return;
     const grace = typeof pod.spec?.terminationGracePeriodSeconds === 'number' ? pod.spec.terminationGracePeriodSeconds * 1000 : 30_000;
-    const timer = store.clock.setTimeout(() => {
+    const timer = backgroundTimer(store.clock, () => {
       this.timers.delete(uid);
       const live = store.tryGet(PODS, pod.metadata.name, pod.metadata.namespace);
       if (live && live.metadata.uid === uid) {

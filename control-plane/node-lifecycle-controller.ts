@@ -20,7 +20,7 @@
  *   (every podlab node is a process on it) where the agent reported none.
  */
 import os from 'node:os';
-import { formatTimestamp } from './clock.ts';
+import { backgroundTimer, formatTimestamp } from './clock.ts';
 import { LEASES, NODE_LEASE_NAMESPACE, type Lease } from './core-resources.ts';
 import type { EventRecorder } from './event-recorder.ts';
 import type { GarbageCollector } from './garbage-collector.ts';
@@ -161,7 +161,7 @@ export class NodeLifecycleController {
   }
 
   private schedule(): void {
-    this.timer = this.store!.clock.setTimeout(() => {
+    this.timer = backgroundTimer(this.store!.clock, () => {
       try {
         this.monitor();
       } catch (err) {

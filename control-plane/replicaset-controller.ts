@@ -10,6 +10,7 @@
  * gracefully (see garbage-collector.ts). Pods go through the normal create
  * path, so the scheduler and the node agents' IPAM place them like any Pod.
  */
+import { backgroundTimer } from './clock.ts';
 import { isPodReady } from './endpointslice-controller.ts';
 import type { EventRecorder } from './event-recorder.ts';
 import type { GarbageCollector } from './garbage-collector.ts';
@@ -180,7 +181,7 @@ export class ReplicaSetController {
     if (this.retry.has(key)) return;
     this.retry.set(
       key,
-      this.store!.clock.setTimeout(() => {
+      backgroundTimer(this.store!.clock, () => {
         this.retry.delete(key);
         this.sync(rs.metadata.namespace ?? 'default', rs.metadata.name);
       }, ms),
