@@ -19,7 +19,7 @@
 import { formatTimestamp } from './clock.ts';
 import type { EventRecorder } from './event-recorder.ts';
 import { ownedBy } from './replicaset-controller.ts';
-import { resourceKeyOf } from './resources.ts';
+import { PODS, resourceKeyOf } from './resources.ts';
 import type { Store, StoreEvent } from './store.ts';
 import {
   controllerOf,
@@ -125,6 +125,12 @@ export class DeploymentController {
       if (ev.type !== 'DELETED') this.sync(ev.object.metadata.namespace ?? 'default', ev.object.metadata.name);
     } else if (key === resourceKeyOf(REPLICASETS)) {
       const owner = controllerOf(ev.object);
+      if (owner?.kind === 'Deployment') this.sync(ev.object.metadata.namespace ?? 'default', owner.name);
+    } else if (key === resourceKeyOf(PODS) && ev.type === 'DELETED') {
+      // A Recreate rollout waits for the last old pod to be gone.
+      const rsRef = controllerOf(ev.object);
+      const rs = rsRef?.kind === 'ReplicaSet' ? this.store!.tryGet(REPLICASETS, rsRef.name, ev.object.metadata.namespace) : undefined;
+      const owner = rs ? controllerOf(rs) : undefined;
       if (owner?.kind === 'Deployment') this.sync(ev.object.metadata.namespace ?? 'default', owner.name);
     }
   }
@@ -275,7 +281,8 @@ export class DeploymentController {
 
   private recreate(d: Deployment, newRS: ReplicaSet, olds: ReplicaSet[]): void {
     for (const rs of olds) if (specReplicas(rs) > 0) this.scale(d, rs, 0);
-    if (olds.some((rs) => (rs.status?.replicas ?? 0) > 0)) return;
+    // oldPodsRunning: terminating pods still run, so the new ones wait until they are gone.
+    if (olds.some((rs) => ownedBy(this.store!, PODS, rs).some((p) => !['Succeeded', 'Failed'].includes(String((p.status as { phase?: string } | undefined)?.phase))))) return;
     this.scale(d, newRS, d.spec?.replicas ?? 1);
   }
 
