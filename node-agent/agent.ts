@@ -43,7 +43,8 @@ import { captureTargets, runCapture } from './capture/session.ts';
 import { FilterError } from './capture/filter.ts';
 import { sendProbe } from './trace-probe.ts';
 import { tracer, type TraceFilter } from './trace.ts';
-import { HostLocalIpam } from './ipam.ts';
+import { HostLocalIpam, IpamError } from './ipam.ts';
+import { postEvent } from '../control-plane/event-client.ts';
 import { formatBridgeFdb, formatIpAddr, formatIpLink, formatIpNeigh, formatIpRoute } from './iproute2.ts';
 import { DEFAULT_WIRE_PORT, NodeDataPlane } from './dataplane.ts';
 import { RawWire, RawWireError, claimFilter, pcapImmediateModeLikely } from '../overlay/underlay-raw.ts';
@@ -375,7 +376,13 @@ export class NodeAgent {
 
   /** Pod changes are applied one at a time, in order, so IPAM never races. */
   private enqueuePod(p: Pod): void {
-    this.podQueue = this.podQueue.then(() => this.syncPod(p)).catch((e) => log.error('pod sync failed', { pod: p.metadata.name, error: String(e) }));
+    this.podQueue = this.podQueue
+      .then(() => this.syncPod(p))
+      .catch((e) => {
+        log.error('pod sync failed', { pod: p.metadata.name, error: String(e) });
+        // The kubelet's event when CNI cannot give the sandbox an address.
+        if (e instanceof IpamError) void postEvent(this.api, p, 'Warning', 'FailedCreatePodSandBox', `Failed to create pod sandbox: plugin type="host-local" failed (add): ${e.message}`, { component: 'kubelet', host: this.name }).catch(() => {});
+      });
   }
 
   private enqueuePodDelete(p: Pod): void {
