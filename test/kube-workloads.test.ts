@@ -204,6 +204,11 @@ test.serial('ConfigMaps and Secrets are stored and listed; deleting the Deployme
   const bad = await kubectl(lab.stateDir, ['create', 'configmap', 'bad', '--from-literal=a b=1']);
   t.not(bad.code, 0);
 
+  // kubectl's own generator (no manifest) makes a working Deployment too.
+  await k(['create', 'deployment', 'hello', '--image=podlab/http', '--replicas=2']);
+  await eventually(async () => (await pods('app=hello')).filter(ready).length === 2, 60_000, 250);
+  await k(['delete', 'deployment', 'hello']);
+
   await k(['delete', 'deployment', 'nginx-deployment']);
   await eventually(async () => (await pods('app=nginx')).length === 0 && JSON.parse(await k(['get', 'rs', '-l', 'app=nginx', '-o', 'json'])).items.length === 0, 30_000, 250);
   t.pass();
