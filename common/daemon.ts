@@ -39,3 +39,21 @@ export async function runDaemon(name: string, d: Daemon, log: Logger, ready: () 
     failDaemon(name, (e as Error).message, 1);
   }
 }
+
+/** A daemon flag as node:util's parseArgs declares it. */
+type FlagSpec = { type: 'string' | 'boolean'; default?: string | boolean };
+
+/**
+ * `--help` / `-h` for a daemon: prints its usage, one line per flag with its
+ * default, taken from the very option table the daemon parses with, and exits 0.
+ * Does nothing when neither flag is in `argv`.
+ */
+export function helpIfAsked(name: string, summary: string, options: Record<string, FlagSpec>, argv: readonly string[] = process.argv.slice(2)): void {
+  if (!argv.includes('--help') && !argv.includes('-h')) return;
+  const lines = Object.entries(options).map(([flag, o]) => {
+    const left = `  --${flag}${o.type === 'string' ? ' <value>' : ''}`;
+    return o.default === undefined ? left : `${left.padEnd(34)} default: ${String(o.default)}`;
+  });
+  process.stdout.write(`Usage: podlab ${name} [flags]\n\n${summary}\n\nFlags:\n${lines.join('\n')}\n  -h, --help                       this help\n`);
+  process.exit(0);
+}

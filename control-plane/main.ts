@@ -18,6 +18,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../common/log.ts';
+import { helpIfAsked } from '../common/daemon.ts';
 import { startApiServer, type ApiServer } from './apiserver.ts';
 import { ConfigError, DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parseIpamConfig } from './ipam.ts';
 import { writeFileAtomic } from './persistence.ts';
@@ -44,23 +45,26 @@ interface Flags {
   serviceNodePortRange: string;
 }
 
+const OPTIONS = {
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'state-dir': { type: 'string' },
+  'cluster-cidr': { type: 'string' },
+  'node-cidr-mask-size': { type: 'string' },
+  'unix-socket': { type: 'string' },
+  'service-cluster-ip-range': { type: 'string' },
+  'service-node-port-range': { type: 'string' },
+} as const;
+
 function parseFlags(argv: string[]): Flags {
+  helpIfAsked('apiserver', 'The Kubernetes-shaped apiserver of a lab: REST, list+watch, the store and the controllers (control-plane/).', OPTIONS, argv);
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       args: argv,
       strict: true,
       allowPositionals: false,
-      options: {
-        host: { type: 'string' },
-        port: { type: 'string' },
-        'state-dir': { type: 'string' },
-        'cluster-cidr': { type: 'string' },
-        'node-cidr-mask-size': { type: 'string' },
-        'unix-socket': { type: 'string' },
-        'service-cluster-ip-range': { type: 'string' },
-        'service-node-port-range': { type: 'string' },
-      },
+      options: OPTIONS,
     }));
   } catch (err) {
     // parseArgs names the offending flag in its message (e.g. "Unknown option '--prot'").

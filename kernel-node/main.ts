@@ -10,7 +10,7 @@
  * and exits 1 (2 for bad flags), like node-agent/main.ts.
  */
 import { parseArgs } from 'node:util';
-import { runDaemon, failDaemon } from '../common/daemon.ts';
+import { failDaemon, helpIfAsked, runDaemon } from '../common/daemon.ts';
 import { createLogger } from '../common/log.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import { KernelNodeAgent } from './agent.ts';
@@ -22,24 +22,25 @@ function fail(msg: string, code = 2): never {
   return failDaemon('kernel-node', msg, code);
 }
 
+const OPTIONS = {
+  name: { type: 'string' },
+  netns: { type: 'string' },
+  ip: { type: 'string' },
+  api: { type: 'string' },
+  'state-dir': { type: 'string' },
+  'vxlan-port': { type: 'string', default: '8472' },
+  vni: { type: 'string', default: '1' },
+  mtu: { type: 'string', default: '1500' },
+  backend: { type: 'string', default: DEFAULT_BACKEND },
+  'bgp-port': { type: 'string', default: '179' },
+  'bgp-hold-time': { type: 'string', default: '9' },
+  'bgp-topology': { type: 'string', default: 'full-mesh' },
+} as const;
+helpIfAsked('kernel-node', 'One kernel node of a netns lab: configures a real network namespace as a node (kernel-node/).', OPTIONS);
+
 let parsed;
 try {
-  parsed = parseArgs({
-    options: {
-      name: { type: 'string' },
-      netns: { type: 'string' },
-      ip: { type: 'string' },
-      api: { type: 'string' },
-      'state-dir': { type: 'string' },
-      'vxlan-port': { type: 'string', default: '8472' },
-      vni: { type: 'string', default: '1' },
-      mtu: { type: 'string', default: '1500' },
-      backend: { type: 'string', default: DEFAULT_BACKEND },
-      'bgp-port': { type: 'string', default: '179' },
-      'bgp-hold-time': { type: 'string', default: '9' },
-      'bgp-topology': { type: 'string', default: 'full-mesh' },
-    },
-  });
+  parsed = parseArgs({ options: OPTIONS });
 } catch (e) {
   fail((e as Error).message);
 }

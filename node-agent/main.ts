@@ -10,7 +10,7 @@
  * (overlay/underlay-raw.ts).
  */
 import { parseArgs } from 'node:util';
-import { runDaemon, failDaemon } from '../common/daemon.ts';
+import { failDaemon, helpIfAsked, runDaemon } from '../common/daemon.ts';
 import { createLogger } from '../common/log.ts';
 import { BACKEND_NAMES, DEFAULT_BACKEND, findBackend } from '../backends/registry.ts';
 import { NodeAgent } from './agent.ts';
@@ -22,31 +22,32 @@ function fail(msg: string, code = 2): never {
   return failDaemon('node-agent', msg, code);
 }
 
+const OPTIONS = {
+  name: { type: 'string' },
+  ip: { type: 'string' },
+  underlay: { type: 'string', default: '127.0.0.0/24' },
+  api: { type: 'string' },
+  'state-dir': { type: 'string' },
+  'cluster-cidr': { type: 'string', default: '10.244.0.0/16' },
+  'vxlan-port': { type: 'string', default: '8472' },
+  vni: { type: 'string', default: '1' },
+  backend: { type: 'string', default: DEFAULT_BACKEND },
+  'wire-port': { type: 'string', default: '8473' },
+  wire: { type: 'string', default: 'udp' },
+  'bgp-port': { type: 'string', default: '179' },
+  'bgp-hold-time': { type: 'string', default: '9' },
+  'bgp-topology': { type: 'string', default: 'full-mesh' },
+  'proxy-mode': { type: 'string', default: 'iptables' },
+  'ipvs-scheduler': { type: 'string', default: 'rr' },
+  seed: { type: 'string', default: '1' },
+  mtu: { type: 'string', default: '1500' },
+  'control-port': { type: 'string', default: '0' },
+} as const;
+helpIfAsked('agent', 'One emulated node: kubelet, the CNI plugins, the backend agent and kube-proxy in one process (node-agent/).', OPTIONS);
+
 let parsed;
 try {
-  parsed = parseArgs({
-    options: {
-      name: { type: 'string' },
-      ip: { type: 'string' },
-      underlay: { type: 'string', default: '127.0.0.0/24' },
-      api: { type: 'string' },
-      'state-dir': { type: 'string' },
-      'cluster-cidr': { type: 'string', default: '10.244.0.0/16' },
-      'vxlan-port': { type: 'string', default: '8472' },
-      vni: { type: 'string', default: '1' },
-      backend: { type: 'string', default: DEFAULT_BACKEND },
-      'wire-port': { type: 'string', default: '8473' },
-      wire: { type: 'string', default: 'udp' },
-      'bgp-port': { type: 'string', default: '179' },
-      'bgp-hold-time': { type: 'string', default: '9' },
-      'bgp-topology': { type: 'string', default: 'full-mesh' },
-      'proxy-mode': { type: 'string', default: 'iptables' },
-      'ipvs-scheduler': { type: 'string', default: 'rr' },
-      seed: { type: 'string', default: '1' },
-      mtu: { type: 'string', default: '1500' },
-      'control-port': { type: 'string', default: '0' },
-    },
-  });
+  parsed = parseArgs({ options: OPTIONS });
 } catch (e) {
   fail((e as Error).message);
 }

@@ -40,13 +40,20 @@ test('every verb has --help', async (t) => {
   const home = tmpHome(t);
   const top = await podlab(home, ['--help']);
   t.is(top.code, 0);
-  for (const verb of ['up', 'down', 'apply', 'delete', 'get', 'exec', 'node', 'impair']) {
+  for (const verb of ['up', 'down', 'apply', 'delete', 'get', 'exec', 'node', 'impair', 'capture', 'trace', 'wireshark', 'scenario']) {
     t.regex(top.stdout, new RegExp(`\\b${verb}\\b`));
     const r = await podlab(home, [verb, '--help']);
     t.is(r.code, 0, `${verb} --help: ${r.stderr}`);
     t.regex(r.stdout, /Usage: podlab/);
   }
   t.regex((await podlab(home, ['exec', '--help'])).stdout, /ping \[-c N\]/);
+  // The lab's own processes answer --help too, listing the flags they parse.
+  for (const [daemon, flag] of [['agent', '--vxlan-port'], ['apiserver', '--service-cluster-ip-range'], ['kernel-node', '--netns']]) {
+    const r = await podlab(home, [daemon, '--help']);
+    t.is(r.code, 0, `${daemon} --help: ${r.stderr}`);
+    t.regex(r.stdout, new RegExp(`^Usage: podlab ${daemon} \\[flags\\]`));
+    t.true(r.stdout.includes(`  ${flag} <value>`), r.stdout);
+  }
 });
 
 test('a bad manifest names file, line and field, and starts nothing', async (t) => {
