@@ -6,7 +6,7 @@
  * `bridge fdb replace ... self permanent` is its iproute2 spelling; `append`
  * would add a second destination if a node's IP ever changed).
  */
-import type { KernelArgv, PlanAction } from './backend.ts';
+import type { KernelArgv, KernelSupport, PlanAction } from './backend.ts';
 
 /** The command that applies one plan step in namespace `ns`; FDB entries go on `fdbDev`. */
 export function iproute2Command(ns: string, a: PlanAction, fdbDev: string): KernelArgv {
@@ -39,4 +39,19 @@ export function routedKernelCommand(ns: string, a: PlanAction): KernelArgv | und
 export function routedWireProblem(name: string) {
   return (wire: 'udp' | 'raw'): string | undefined =>
     wire === 'udp' ? `--kernel-nodes: with --backend ${name} kernel nodes need --wire raw (the kernel does not speak podlab's UDP wire)` : undefined;
+}
+
+/**
+ * How a kernel node runs a backend whose packets cross the underlay as they
+ * are (host-gw, Calico BGP): no devices to set up, routes via the peers on
+ * eth0, the raw wire required; `tools` names what else the node needs.
+ */
+export function routedKernelSupport(name: string, tools?: KernelSupport['tools']): KernelSupport {
+  return {
+    setup: () => Promise.resolve({}),
+    command: routedKernelCommand,
+    wireProblem: routedWireProblem(name),
+    ...(tools ? { tools } : {}),
+    captureHint: (ns) => `run: ip netns exec ${ns} tshark -i eth0 (or -i cni0)`,
+  };
 }

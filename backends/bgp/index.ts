@@ -10,7 +10,7 @@ import { isIpv4Address } from '../../packet/ip-input.ts';
 import type { Lease, NetworkBackend } from '../backend.ts';
 import { diffPeers, eth0NeighbourAdd, eth0NeighbourDel, publishedEth0Mac } from '../plan.ts';
 import { attachRoutedWire } from '../routed-wire.ts';
-import { routedKernelCommand, routedWireProblem } from '../kernel-iproute2.ts';
+import { routedKernelSupport } from '../kernel-iproute2.ts';
 
 const NAME = 'bgp';
 
@@ -37,11 +37,5 @@ export const bgp: NetworkBackend = {
   accepts: peers.accepts,
   plan: (desired, current, self) => diffPeers(desired, current, self, peers),
   attach: attachRoutedWire,
-  kernel: {
-    setup: () => Promise.resolve({}),
-    command: routedKernelCommand,
-    wireProblem: routedWireProblem(NAME),
-    tools: { names: ['bird', 'birdc'], hint: `--kernel-nodes with --backend ${NAME} runs BIRD in each kernel node: apt-get install bird2` },
-    captureHint: (ns) => `run: ip netns exec ${ns} tshark -i eth0 (or -i cni0)`,
-  },
+  kernel: routedKernelSupport(NAME, { names: ['bird', 'birdc'], hint: `--kernel-nodes with --backend ${NAME} runs BIRD in each kernel node: apt-get install bird2` }),
 };

@@ -11,7 +11,7 @@ import { FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE } from '../../control-plane/
 import type { Lease, NetworkBackend, PlanAction } from '../backend.ts';
 import { diffPeers, eth0NeighbourAdd, eth0NeighbourDel, flannelPublicIp, publishedEth0Mac } from '../plan.ts';
 import { attachRoutedWire } from '../routed-wire.ts';
-import { routedKernelCommand, routedWireProblem } from '../kernel-iproute2.ts';
+import { routedKernelSupport } from '../kernel-iproute2.ts';
 
 const NAME = 'host-gw';
 
@@ -37,10 +37,5 @@ export const hostGw: NetworkBackend = {
   accepts: peers.accepts,
   plan: (desired, current, self) => diffPeers(desired, current, self, peers),
   attach: attachRoutedWire,
-  kernel: {
-    setup: () => Promise.resolve({}),
-    command: routedKernelCommand,
-    wireProblem: routedWireProblem(NAME),
-    captureHint: (ns) => `run: ip netns exec ${ns} tshark -i eth0 (or -i cni0)`,
-  },
+  kernel: routedKernelSupport(NAME),
 };
