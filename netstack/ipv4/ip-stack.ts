@@ -555,21 +555,30 @@ export class IpStack {
       const s = st;
       s.inDev = inDev.name;
       s.outDev = route.dev;
-      const pkt = Ipv4Packet.unchecked(copy);
-      const out = this.nf.forward.run(pkt, s);
-      if (!out) {
-        inDev.counters.drop(s.dropReason ?? 'netfilter');
-        if (this.tracer.current) this.traceDrop('forward', `dropped by netfilter FORWARD (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
-        return;
-      }
-      if (out !== pkt || out.modified) {
-        copy = out.datagram;
-        const again = parseIpv4(copy, { verifyChecksum: false });
-        if (isWireError(again)) return;
-        repr = again;
-      }
+      const passed = this.runChain(this.nf.forward, 'forward', copy, s, inDev.counters);
+      if (!passed) return;
+      if (passed.ip) ({ raw: copy, ip: repr } = passed as { raw: Buffer; ip: Ipv4Repr });
     }
     this.output(repr, copy, route, st);
+  }
+
+  /**
+   * Runs one hook chain on a datagram. Null when a hook dropped it (counted on
+   * `counters` and traced) or a rewrite left it unparsable; otherwise the bytes
+   * to go on with, with their Repr when a hook rewrote them.
+   */
+  private runChain(chain: Netfilter['input'], point: 'forward' | 'input', raw: Buffer, s: NfState, counters: Counters): { raw: Buffer; ip?: Ipv4Repr } | null {
+    const pkt = Ipv4Packet.unchecked(raw);
+    const out = chain.run(pkt, s);
+    if (!out) {
+      const reason = s.dropReason ?? 'netfilter';
+      counters.drop(reason);
+      if (this.tracer.current) this.traceDrop(point, `dropped by netfilter ${point.toUpperCase()} (${reason})`, reason);
+      return null;
+    }
+    if (out === pkt && !out.modified) return { raw };
+    const again = parseIpv4(out.datagram, { verifyChecksum: false });
+    return isWireError(again) ? null : { raw: out.datagram, ip: again };
   }
 
   private inputArp(dev: NetDevice, payload: Buffer): void {
@@ -630,19 +639,9 @@ export class IpStack {
     if (this.nf.input.active) {
       // INPUT runs after reassembly, as ip_local_deliver does.
       const s = st ?? nfState('input', inDev?.name ?? 'lo');
-      const pkt = Ipv4Packet.unchecked(raw);
-      const out = this.nf.input.run(pkt, s);
-      if (!out) {
-        (inDev?.counters ?? this.counters).drop(s.dropReason ?? 'netfilter');
-        if (this.tracer.current) this.traceDrop('input', `dropped by netfilter INPUT (${s.dropReason ?? 'netfilter'})`, s.dropReason ?? 'netfilter');
-        return;
-      }
-      if (out !== pkt || out.modified) {
-        raw = out.datagram;
-        const again = parseIpv4(raw, { verifyChecksum: false });
-        if (isWireError(again)) return;
-        ip = again;
-      }
+      const passed = this.runChain(this.nf.input, 'input', raw, s, (inDev ?? { counters: this.counters }).counters);
+      if (!passed) return;
+      if (passed.ip) ({ raw, ip } = passed as { raw: Buffer; ip: Ipv4Repr });
     }
     if (this.tracer.current) this.tracer.hop(this.traceNs, 'local', `${ip.dst} is a local address: delivered to the ${ip.protocol === IPPROTO_ICMP ? 'ICMP' : ip.protocol === IPPROTO_UDP ? 'UDP' : ip.protocol === 6 ? 'TCP' : `protocol ${ip.protocol}`} layer`);
     if (ip.protocol === IPPROTO_ICMP) return this.deliverIcmp(ip, raw);
