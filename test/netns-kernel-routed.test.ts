@@ -250,7 +250,7 @@ test.serial('bgp: a killed emulated agent and a restarted kernel-node agent come
   // The session coming back, as tshark on the underlay bridge decodes it (BIRD on .14 dials node-1 on .11).
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-raw-bgp-'));
   const file = path.join(dir, 'bgp.pcapng');
-  const cap = spawn('ip', ['netns', 'exec', `${PREFIX}-underlay`, 'tshark', '-i', 'podlab0', '-f', `tcp port 179 and host ${NET}.11 and host ${NET}.14`, '-w', file, '-P'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const cap = spawn('ip', ['netns', 'exec', `${PREFIX}-underlay`, 'tshark', '-i', 'podlab0', '-f', `tcp port 179 and host ${NET}.11 and host ${NET}.14`, '-w', file, '-P', '-l'], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => {
     if (cap.exitCode === null) cap.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
@@ -259,17 +259,25 @@ test.serial('bgp: a killed emulated agent and a restarted kernel-node agent come
   let capErr = '';
   cap.stdout.on('data', (d) => (printed += d));
   cap.stderr.on('data', (d) => (capErr += d));
-  // Keepalives every 3 s show that tshark is attached before the session is cut.
+  // Keepalives every 3 s show that tshark is attached before the session is cut. `-l` flushes each
+  // printed packet: piped output is otherwise block-buffered and a few keepalives never reach us.
   await eventually(() => /BGP/.test(printed), 30_000, 100).catch(async (e: unknown) => {
     // What the session was doing meanwhile, for a failure that only shows under load.
     t.log(`tshark stdout:\n${printed}\ntshark stderr:\n${capErr}\nnode-1 bgp summary:\n${await nodeCommand(lab!.stateDir, 'node-1', ['bgp', 'summary']).catch((x: Error) => x.message)}\nknode-1 bgp summary:\n${await nodeCommand(lab!.stateDir, 'knode-1', ['bgp', 'summary']).catch((x: Error) => x.message)}`);
     throw e;
   });
   // SIGKILL: no Cease, BIRD sees the session die; the new agent reopens eth0, reloads its nft table, re-peers.
+  const t0 = Date.now();
+  const phase = (what: string) => t.log(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`);
   await restartProcess(lab!.stateDir, 'node-1', { kill: true, timeoutMs: 60_000 });
+  phase('node-1 agent killed and restarted (ready)');
+  await eventually(async () => /Established/.test(await nodeCommand(lab!.stateDir, 'node-1', ['bgp', 'summary'])), 30_000, 200);
+  phase('node-1 has an Established session');
   await eventually(() => reaches('pod-k1a', 'pod-1a'), 30_000, 200);
+  phase('pod-k1a reaches pod-1a');
   t.true(await reaches('pod-1a', 'pod-k1b'));
   await eventually(() => (printed.match(/UPDATE/g) ?? []).length >= 2, 20_000, 100);
+  phase('tshark saw both UPDATEs');
   const exited = new Promise((r) => cap.on('exit', r));
   cap.kill('SIGINT');
   await exited;
@@ -287,6 +295,7 @@ test.serial('bgp: a killed emulated agent and a restarted kernel-node agent come
   t.false(rows.some((r) => r['_ws.malformed']), 'nothing malformed');
   const oldBird = Number(fs.readFileSync(birdPaths(lab!.stateDir, 'knode-1').pid, 'utf8'));
   await restartProcess(lab!.stateDir, 'knode-1', { timeoutMs: 60_000 });
+  phase('knode-1 agent restarted');
   const newBird = Number(fs.readFileSync(birdPaths(lab!.stateDir, 'knode-1').pid, 'utf8'));
   t.not(newBird, oldBird);
   t.false(fs.existsSync(`/proc/${oldBird}/cmdline`) && fs.readFileSync(`/proc/${oldBird}/cmdline`, 'utf8').includes('bird'), 'the old BIRD is gone');
@@ -294,6 +303,7 @@ test.serial('bgp: a killed emulated agent and a restarted kernel-node agent come
   await eventually(() => reaches('pod-2a', 'pod-k1a'), 30_000, 200);
   await eventually(() => reaches('pod-k1b', 'pod-3b'), 30_000, 200);
   await eventually(async () => /(Established[\s\S]*){3}/.test(await nodeCommand(lab!.stateDir, 'knode-1', ['bgp', 'summary'])), 30_000, 200);
+  phase('the new BIRD has its three sessions');
   t.true(await reaches('pod-1b', 'pod-k1b'));
 });
 
@@ -302,7 +312,7 @@ test.serial('bgp: tshark on the underlay bridge decodes the kernel\'s and podlab
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-raw-cap-'));
   const file = path.join(dir, 'underlay.pcapng');
   // Everything a node could carry pod traffic in: ICMP as it is, and the UDP wire and VXLAN, which must not appear.
-  const cap = spawn('ip', ['netns', 'exec', `${PREFIX}-underlay`, 'tshark', '-i', 'podlab0', '-f', 'icmp or udp port 8473 or udp port 8472', '-a', 'duration:12', '-w', file, '-P'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const cap = spawn('ip', ['netns', 'exec', `${PREFIX}-underlay`, 'tshark', '-i', 'podlab0', '-f', 'icmp or udp port 8473 or udp port 8472', '-a', 'duration:12', '-w', file, '-P', '-l'], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => {
     if (cap.exitCode === null) cap.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
