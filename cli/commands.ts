@@ -44,7 +44,9 @@ export async function getResources(stateDir: string, kind: string, opts: { name?
     if (opts.name) nodes = nodes.filter((n) => n.metadata.name === opts.name);
     if (opts.name && !nodes.length) throw new LabError(`Error from server (NotFound): nodes "${opts.name}" not found`);
     nodes.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name, undefined, { numeric: true }));
-    return structured(nodes, opts.output, !!opts.name) ?? formatNodes(nodes, wide);
+    // Agent restarts live in the lab's records, not in the API: a supervised lab shows them.
+    const restarts = rec.supervisor ? new Map(rec.procs.map((p) => [p.name, p.restarts ?? 0])) : undefined;
+    return structured(nodes, opts.output, !!opts.name) ?? formatNodes(nodes, wide, restarts);
   }
   const ns = opts.all ? undefined : (opts.namespace ?? 'default');
   if (k === 'services' || k === 'endpointslices') {

@@ -29,11 +29,17 @@ function nodeStatus(n: Node): string {
   return n.spec?.unschedulable ? `${s},SchedulingDisabled` : s;
 }
 
-export function formatNodes(nodes: Node[], wide: boolean): string {
+/**
+ * kubectl's node table; with `restarts` (the lab's records: how often the
+ * supervisor restarted each node's agent) a RESTARTS column, podlab's own.
+ */
+export function formatNodes(nodes: Node[], wide: boolean, restarts?: ReadonlyMap<string, number>): string {
   const header = ['NAME', 'STATUS', 'ROLES', 'AGE', 'VERSION'];
+  if (restarts) header.push('RESTARTS');
   if (wide) header.push('INTERNAL-IP', 'EXTERNAL-IP', 'OS-IMAGE', 'KERNEL-VERSION', 'CONTAINER-RUNTIME');
   const rows = nodes.map((n) => {
     const r = [n.metadata.name, nodeStatus(n), '<none>', age(n.metadata.creationTimestamp), 'v1.30.0-podlab'];
+    if (restarts) r.push(String(restarts.get(n.metadata.name) ?? 0));
     if (wide) {
       const ip = n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address ?? '<none>';
       // A kernel node (netns labs, kernel-node/) publishes its own nodeInfo.

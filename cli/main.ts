@@ -12,7 +12,8 @@ import { formatTrace, trace, traceExitCode } from './trace.ts';
 import { decodeHint, installProfile } from './wireshark.ts';
 import { FILTER_HELP } from '../node-agent/capture/filter.ts';
 import { BACKEND_NAMES, DEFAULT_BACKEND, backendHelp, bgpBackendNames, findBackend } from '../backends/registry.ts';
-import { LabError, ROOT, SUPPORTED_BACKENDS, applyObjects, down, requireLab, restartProcess, up, waitApplied } from '../lab/lab.ts';
+import { labStatus } from './status.ts';
+import { LabError, ROOT, SUPPORTED_BACKENDS, applyObjects, down, killProcess, requireLab, restartProcess, up, waitApplied } from '../lab/lab.ts';
 import type { UpOptions } from '../lab/launch.ts';
 import { ManifestError, SUPPORTED_KINDS, loadManifestFile, type LoadedObject } from '../lab/manifest.ts';
 import { readLab, resolveStateDir } from '../lab/state.ts';
@@ -197,7 +198,8 @@ program
       kernelNodes: o.kernelNodes,
       netnsPrefix: o.netnsPrefix,
       waitReady: true,
-      supervisorPid: o.detach ? undefined : process.pid,
+      ownerPid: o.detach ? undefined : process.pid,
+      supervise: true,
       onProgress: (m) => process.stderr.write(`podlab: ${m}\n`),
     });
     const where = rec.netns ? `${rec.netns.subnet} (namespaces ${rec.netns.prefix}-*, bridge ${rec.netns.bridge} in ${rec.netns.underlay})` : o.labNet;
@@ -235,6 +237,15 @@ program
     const had = readLab(dir);
     const r = await down(dir);
     out(had ? `podlab: lab stopped (${r.stopped} processes)\n` : `podlab: no lab in ${dir}\n`);
+  });
+
+program
+  .command('status')
+  .description("the lab's processes: pid, running / stopped / crashed, restarts by the supervisor")
+  .action(() => {
+    const r = labStatus(stateDir());
+    out(r.text);
+    if (!r.found) process.exitCode = 1;
   });
 
 program
@@ -340,15 +351,21 @@ Commands available in pods:
 
 program
   .command('node')
-  .description('look inside a node: ip route | ip neigh | ip link | ip addr | bridge fdb | bgp summary | bgp routes | iptables-save [-t nat] | ipvsadm -Ln | ipset list | conntrack -L | stats | restart [--kill] | ip link set dev DEV mtu N')
+  .description('look inside a node: ip route | ip neigh | ip link | ip addr | bridge fdb | bgp summary | bgp routes | iptables-save [-t nat] | ipvsadm -Ln | ipset list | conntrack -L | stats | restart [--kill] | stop [--kill] | start | ip link set dev DEV mtu N')
   .argument('<node>', 'node name, e.g. node-1')
   .argument('<command...>', 'what to show or do')
   .allowUnknownOption()
   .action(async (node: string, command: string[]) => {
     const dir = stateDir();
-    if (command[0] === 'restart') {
-      const r = await restartProcess(dir, node, { kill: command.includes("--kill") });
-      out(`podlab: ${node} restarted (pid ${r.pid})\n`);
+    if (command[0] === 'restart' || command[0] === 'start') {
+      const r = await restartProcess(dir, node, { kill: command.includes('--kill') });
+      out(`podlab: ${node} ${command[0] === 'start' ? 'started' : 'restarted'} (pid ${r.pid})\n`);
+      return;
+    }
+    if (command[0] === 'stop') {
+      // Held: the lab's supervisor leaves a node stopped this way down until `start` or `restart`.
+      await killProcess(dir, node, { kill: command.includes('--kill') });
+      out(`podlab: ${node} stopped${command.includes('--kill') ? ' (SIGKILL)' : ''}; 'podlab node ${node} start' brings it back\n`);
       return;
     }
     out(await nodeCommand(dir, node, command));

@@ -1,5 +1,5 @@
 /**
- * `podlab agent | apiserver | kernel-node`: the long-running processes of a
+ * `podlab agent | apiserver | kernel-node | supervise`: the long-running processes of a
  * lab as subcommands of the one `podlab` command (bin/podlab.js dispatches
  * here before the CLI loads). netns labs start their processes this way
  * (`ip netns exec podlab-node-1 node bin/podlab.js agent ...`) and so does the
@@ -25,7 +25,7 @@ import path from 'node:path';
 import { Cidr } from '../packet/cidr.ts';
 
 /** The daemon subcommands. */
-export const DAEMONS = ['agent', 'apiserver', 'kernel-node'] as const;
+export const DAEMONS = ['agent', 'apiserver', 'kernel-node', 'supervise'] as const;
 export type Daemon = (typeof DAEMONS)[number];
 
 export function isDaemon(word: string | undefined): word is Daemon {
@@ -119,6 +119,10 @@ async function writeSelfLabJson(args: string[]): Promise<void> {
 
 /** Runs a daemon in this process: its entry module reads `process.argv` as if started directly. */
 export async function runDaemon(daemon: Daemon, argv: string[]): Promise<void> {
+  if (daemon === 'supervise') {
+    const { runSupervisor } = await import('./supervisor.ts');
+    return runSupervisor(argv);
+  }
   let args = argv;
   if (daemon === 'agent') {
     try {

@@ -36,7 +36,7 @@ export const SUPPORTED_BACKENDS: readonly BackendName[] = BACKEND_NAMES;
 export function defaultBgpPort(): number {
   return process.getuid?.() === 0 ? 179 : 1179;
 }
-import { isOurProcess, labIsLive, readLab, writeLab, type LabRecord } from './state.ts';
+import { isOurProcess, labIsLive, readLab, withLabLock, writeLab, type LabRecord } from './state.ts';
 import { isRoot, removeLabNamespaces } from '../hostnet/netns.ts';
 
 /** A lab-level failure with a message meant for the user. */
@@ -76,11 +76,13 @@ export interface UpOptions {
   mtu: number;
   /** Wait for every node Ready and pod Running before returning. */
   waitReady: boolean;
-  /** Recorded as the lab's supervisor (foreground `up`). */
-  supervisorPid?: number;
+  /** The process that owns the lab (foreground `up`, a scenario run): with `supervise`, the lab stops when it dies. */
+  ownerPid?: number;
+  /** Start a supervisor (lab/supervisor.ts) that restarts crashed agents and the apiserver with backoff. */
+  supervise?: boolean;
   timeoutMs?: number;
   onProgress?: (msg: string) => void;
-  // --- issue 7: netns labs (lab/netns-lab.ts) ---
+  // netns labs (lab/netns-lab.ts)
   /** local (default: loopback addresses) or netns (root: network namespaces, a bridge, kernel nodes). */
   mode?: 'local' | 'netns';
   /** netns: the underlay subnet inside the lab's namespaces (default 10.250.0.0/24). */
@@ -407,20 +409,37 @@ export async function stopProcess(pid: number, stateDir: string, graceMs = 4000)
 }
 
 /**
+ * Refuses to start over a live lab; a dead one's records (every pid gone) are
+ * cleaned up as `podlab down` would (a leftover supervisor, a kernel node's
+ * BIRD, a netns lab's namespaces), and the user is told.
+ */
+export async function claimStateDir(stateDir: string, say: (msg: string) => void): Promise<void> {
+  const old = readLab(stateDir);
+  if (old && labIsLive(old)) {
+    throw new LabError(`a lab is already running (state dir ${stateDir}, started ${old.startedAt}); run 'podlab down' first, or set PODLAB_HOME for a second lab`);
+  }
+  if (!old) return cleanState(stateDir);
+  await down(stateDir);
+  say(`cleaned up a dead lab's records in ${stateDir} (started ${old.startedAt}; pids ${old.procs.map((p) => p.pid).join(', ') || 'none'} gone)`);
+}
+
+/**
  * Stops every process of the lab (agents first, then the apiserver) and
  * removes its state but the logs. Safe to run on a half-started or crashed lab.
  */
-export async function down(stateDir: string): Promise<{ stopped: number }> {
+export async function down(stateDir: string, opts: { keepSupervisor?: boolean } = {}): Promise<{ stopped: number }> {
   const rec = readLab(stateDir);
   if (!rec) {
     cleanState(stateDir);
     return { stopped: 0 };
   }
+  // The supervisor goes first, so it does not restart what is being stopped (it calls down itself with keepSupervisor).
+  if (rec.supervisor && !opts.keepSupervisor && rec.supervisor.pid !== process.pid) await stopProcess(rec.supervisor.pid, stateDir);
   const order = [...rec.procs.filter((p) => p.role !== 'apiserver'), ...rec.procs.filter((p) => p.role === 'apiserver')];
   const alive = order.filter((p) => isOurProcess(p.pid, stateDir));
   await Promise.all(alive.filter((p) => p.role !== 'apiserver').map((p) => stopProcess(p.pid, stateDir)));
   await Promise.all(alive.filter((p) => p.role === 'apiserver').map((p) => stopProcess(p.pid, stateDir)));
-  // netns labs (issue 7): delete every namespace lab.json and the kernel nodes recorded; their veths go with them.
+  // netns labs: delete every namespace lab.json and the kernel nodes recorded; their veths go with them.
   if (rec.netns) {
     // A kernel node's BIRD and its pods' servers would outlive their namespaces (and a killed agent): stop them by pid file.
     await stopAllRecorded(stateDir);
@@ -437,30 +456,48 @@ export async function down(stateDir: string): Promise<{ stopped: number }> {
  * with its recorded arguments; `kill` sends SIGKILL first, as a crash would.
  */
 export async function restartProcess(stateDir: string, name: string, opts: { kill?: boolean; timeoutMs?: number } = {}): Promise<{ pid: number }> {
-  const rec = readLab(stateDir);
-  if (!rec) throw new LabError(`no lab in ${stateDir}`);
-  const pr = rec.procs.find((p) => p.name === name);
-  if (!pr) throw new LabError(`no process ${name} in this lab (${rec.procs.map((p) => p.name).join(', ')})`);
-  await killProcess(stateDir, name, { kill: opts.kill });
-  const p = spawnLogged(stateDir, name, pr.args, pr.netns);
-  pr.pid = p.pid;
-  writeLab(rec);
+  const { pr, p } = await withLabLock(stateDir, async () => {
+    const rec = readLab(stateDir);
+    if (!rec) throw new LabError(`no lab in ${stateDir}`);
+    const pr = rec.procs.find((x) => x.name === name);
+    if (!pr) throw new LabError(`no process ${name} in this lab (${rec.procs.map((x) => x.name).join(', ')})`);
+    await signalAndWait(stateDir, pr.pid, opts.kill);
+    const p = spawnLogged(stateDir, name, pr.args, pr.netns);
+    pr.pid = p.pid;
+    // A restart ends a deliberate stop: the supervisor watches it again.
+    delete pr.held;
+    writeLab(rec);
+    return { pr, p };
+  });
   await waitForEvent(pr.log, pr.role === 'apiserver' ? 'listening' : 'ready', p.pid, opts.timeoutMs ?? 30_000, p.offset);
   return { pid: p.pid };
 }
 
-/** Stops one process of the lab without restarting it (SIGKILL with `kill`, else SIGTERM). */
+/**
+ * Stops one process of the lab without restarting it (SIGKILL with `kill`,
+ * else SIGTERM). It is marked held first, so a supervisor leaves it down
+ * until `restartProcess`.
+ */
 export async function killProcess(stateDir: string, name: string, opts: { kill?: boolean } = {}): Promise<void> {
-  const rec = readLab(stateDir);
-  const pr = rec?.procs.find((p) => p.name === name);
-  if (!rec || !pr) throw new LabError(`no process ${name} in the lab in ${stateDir}`);
-  if (!opts.kill) return stopProcess(pr.pid, stateDir);
+  await withLabLock(stateDir, async () => {
+    const rec = readLab(stateDir);
+    const pr = rec?.procs.find((p) => p.name === name);
+    if (!rec || !pr) throw new LabError(`no process ${name} in the lab in ${stateDir}`);
+    pr.held = true;
+    writeLab(rec);
+    await signalAndWait(stateDir, pr.pid, opts.kill);
+  });
+}
+
+/** SIGKILL (a crash) or SIGTERM then SIGKILL (a stop), and waits until the process is gone. */
+async function signalAndWait(stateDir: string, pid: number, kill?: boolean): Promise<void> {
+  if (!kill) return stopProcess(pid, stateDir);
   try {
-    if (isOurProcess(pr.pid, stateDir)) process.kill(pr.pid, 'SIGKILL');
+    if (isOurProcess(pid, stateDir)) process.kill(pid, 'SIGKILL');
   } catch {
     /* already gone */
   }
-  while (isOurProcess(pr.pid, stateDir)) await sleep(10);
+  while (isOurProcess(pid, stateDir)) await sleep(10);
 }
 
 /** The running lab, or a LabError telling the user to start one. */

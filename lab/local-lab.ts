@@ -14,7 +14,7 @@ import {
   TSX,
   agentFeatureArgs,
   applyObjects,
-  cleanState,
+  claimStateDir,
   demoPods,
   down,
   labAddresses,
@@ -27,7 +27,7 @@ import {
   writeKubeconfig,
   type UpOptions,
 } from './launch.ts';
-import { labIsLive, readLab, writeLab, type LabRecord, type ProcRecord } from './state.ts';
+import { writeLab, type LabRecord, type ProcRecord } from './state.ts';
 
 /** The arguments of one node agent; kept in lab.json so `podlab node NODE restart` can reuse them. */
 function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): string[] {
@@ -48,22 +48,11 @@ async function portFree(host: string, port: number): Promise<boolean> {
   });
 }
 
-/** Refuses to start over a live lab; clears a dead one's leftovers. */
-function claimStateDir(stateDir: string): void {
-  const old = readLab(stateDir);
-  if (old && labIsLive(old)) {
-    throw new LabError(`a lab is already running (state dir ${stateDir}, started ${old.startedAt}); run 'podlab down' first, or set PODLAB_HOME for a second lab`);
-  }
-  // A crashed netns lab's namespaces are only known from its lab.json: never forget them here.
-  if (old?.netns?.namespaces.length) throw new LabError(`a stopped netns lab left network namespaces recorded in ${stateDir}: run 'podlab down' (as root) first`);
-  if (old) cleanState(stateDir);
-}
-
 export async function upLocal(o: UpOptions): Promise<LabRecord> {
   validateUpOptions(o);
   const say = o.onProgress ?? (() => {});
   const timeout = o.timeoutMs ?? 30_000;
-  claimStateDir(o.stateDir);
+  await claimStateDir(o.stateDir, say);
   const addrs = labAddresses(o.labNet, o.nodes);
   if (!(await portFree(addrs.api, o.apiPort))) throw new LabError(`--api-port: ${addrs.api}:${o.apiPort} is already in use (choose another with --api-port, or 0 for any)`);
 
@@ -72,7 +61,7 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
     status: 'starting',
     stateDir: o.stateDir,
     startedAt: new Date().toISOString(),
-    supervisorPid: o.supervisorPid,
+    ownerPid: o.ownerPid,
     options: { nodes: o.nodes, labNet: o.labNet, apiPort: o.apiPort, clusterCidr: o.clusterCidr, vxlanPort: o.vxlanPort, wirePort: o.wirePort, seed: o.seed, mtu: o.mtu, backend: backendNamed(o.backend).name },
     procs: [],
     nodes: [],

@@ -33,10 +33,10 @@ import { deriveMac } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, hasTool, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, validatePrefix, wireLikeOffloads } from '../hostnet/netns.ts';
-import { LabError, ROOT, agentFeatureArgs, applyObjects, cleanState, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './launch.ts';
+import { LabError, ROOT, agentFeatureArgs, applyObjects, claimStateDir, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './launch.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
 import { DEFAULT_BACKEND, backendNamed, findBackend } from '../backends/registry.ts';
-import { labIsLive, readLab, writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
+import { writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
 import { Cidr } from '../packet/cidr.ts';
 import { parseIpv4CidrInput } from '../packet/ip-input.ts';
 
@@ -112,12 +112,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
   const backend = backendNamed(o.backend).name;
   const bin = path.join(ROOT, 'bin/podlab.js');
 
-  const old = readLab(o.stateDir);
-  if (old && labIsLive(old)) throw new LabError(`a lab is already running (state dir ${o.stateDir}, started ${old.startedAt}); run 'podlab down' first, or set PODLAB_HOME for a second lab`);
-  if (old) {
-    await down(o.stateDir); // a crashed lab's namespaces go too
-    cleanState(o.stateDir);
-  }
+  await claimStateDir(o.stateDir, o.onProgress ?? (() => {}));
 
   const addrs = labAddresses(subnet, o.nodes + kernelNodes);
   const emulated = Array.from({ length: o.nodes }, (_, i) => ({ name: `node-${i + 1}`, ip: addrs.nodes[i], kind: 'emulated' as const }));
@@ -133,7 +128,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     status: 'starting',
     stateDir: o.stateDir,
     startedAt: new Date().toISOString(),
-    supervisorPid: o.supervisorPid,
+    ownerPid: o.ownerPid,
     options: { nodes: o.nodes, labNet: subnet, apiPort: o.apiPort, clusterCidr: o.clusterCidr, vxlanPort: o.vxlanPort, wirePort: o.wirePort, seed: o.seed, mtu: o.mtu, backend, mode: 'netns', underlayNet: subnet, kernelNodes, wire },
     procs: [],
     nodes: [],

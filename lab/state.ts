@@ -16,6 +16,11 @@ export interface ProcRecord {
   log: string;
   /** netns labs: the network namespace the process runs in (started with `ip netns exec`). */
   netns?: string;
+  /** Stopped on purpose (`podlab node NODE stop`, a scenario fault): the supervisor leaves it down. */
+  held?: boolean;
+  /** Times the supervisor restarted it after a crash. */
+  restarts?: number;
+  lastRestartAt?: string;
 }
 
 export interface NodeRecord {
@@ -70,8 +75,10 @@ export interface LabRecord {
   stateDir: string;
   apiUrl?: string;
   startedAt: string;
-  /** The CLI process supervising a foreground lab (absent with --detach). */
-  supervisorPid?: number;
+  /** The process that owns the lab (a foreground `podlab up`, a scenario run; absent with --detach): the lab dies with it. */
+  ownerPid?: number;
+  /** The lab's supervisor process (lab/supervisor.ts), when `up` started one. */
+  supervisor?: { pid: number; log: string; owner?: number };
   options: LabOptionsRecord;
   procs: ProcRecord[];
   nodes: NodeRecord[];
@@ -106,6 +113,58 @@ export function writeLab(rec: LabRecord): void {
   const tmp = labFile(rec.stateDir) + '.tmp';
   fs.writeFileSync(tmp, JSON.stringify(rec, null, 2) + '\n', { mode: 0o600 });
   fs.renameSync(tmp, labFile(rec.stateDir));
+}
+
+/** True if a process with this pid exists (ours to signal or not). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Runs `fn` holding the lab's lock (`<stateDir>/lab.lock`, O_EXCL, holding our
+ * pid; a dead holder's lock is taken over), so the supervisor and a CLI that
+ * stops or restarts a process never both act on the same crash.
+ */
+export async function withLabLock<T>(stateDir: string, fn: () => T | Promise<T>, timeoutMs = 30_000): Promise<T> {
+  const file = path.join(stateDir, 'lab.lock');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const fd = fs.openSync(file, 'wx', 0o600);
+      fs.writeSync(fd, String(process.pid));
+      fs.closeSync(fd);
+      break;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+      else if (code !== 'EEXIST') throw e;
+      else {
+        const holder = lockHolder(file);
+        // 0: released meanwhile, or its holder is between create and write; a dead holder left it behind.
+        if (holder && !pidAlive(holder)) fs.rmSync(file, { force: true });
+        else if (Date.now() > deadline) throw new Error(`lab lock ${file} held by pid ${holder} for over ${timeoutMs} ms`, { cause: e });
+        else await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+}
+
+function lockHolder(file: string): number {
+  try {
+    return Number(fs.readFileSync(file, 'utf8').trim()) || 0;
+  } catch {
+    return 0;
+  }
 }
 
 /** True if the pid is alive and is one of this lab's processes (not a recycled pid). */

@@ -80,7 +80,7 @@ export async function runScenario(sc: Scenario, o: RunOptions = {}): Promise<Sce
   const rootRng = new SeededRng(seed);
   let ctx: RunContext | undefined;
   let t0 = performance.now();
-  const claimed = await claimLabNet(sc.lab.nodes, [8472, DEFAULT_WIRE_PORT], o.labNet).catch((e: Error) => {
+  const claimed = await claimLabNet(sc.lab.nodes, [8472, DEFAULT_WIRE_PORT], o.labNet, stateDir, say).catch((e: Error) => {
     fs.rmSync(stateDir, { recursive: true, force: true });
     throw e;
   });
@@ -105,6 +105,9 @@ export async function runScenario(sc: Scenario, o: RunOptions = {}): Promise<Sce
       mtu: sc.lab.mtu,
       waitReady: true,
       timeoutMs: 60_000,
+      // Supervised as `podlab up` is, and owned by this run: if it dies, its lab goes with it.
+      supervise: true,
+      ownerPid: process.pid,
     });
     o.onLab?.(stateDir);
     report.labUpMs = Math.round(performance.now() - labStart);
