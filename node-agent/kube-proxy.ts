@@ -42,6 +42,11 @@ const log = createLogger('podlab:kube-proxy');
  */
 export const EXTERNAL_CLIENT = '203.0.113.1';
 
+/** Connections (or UDP clients) one proxy path carries at most: the userspace proxy, a real NodePort listener. */
+const MAX_PROXIED_CONNECTIONS = 1024;
+/** A real UDP client of a NodePort is forgotten after conntrack's unreplied-UDP timeout. */
+const UDP_CLIENT_IDLE_MS = 30_000;
+
 export interface KubeProxyOptions {
   mode: ProxyMode;
   node: string;
@@ -65,6 +70,8 @@ export class KubeProxy implements NatEngine {
   /** The node's own TCP, for the userspace proxy and the NodePort edge. */
   readonly tcp: TcpStack;
   private readonly userspaceListeners = new Map<number, { close(): void }>();
+  /** Userspace-proxied connections open now. */
+  private proxied = 0;
   private readonly nodePorts = new Map<string, net.Server | dgram.Socket>();
   private services: readonly KubeObject[] = [];
   private slices: readonly KubeObject[] = [];
@@ -194,11 +201,22 @@ export class KubeProxy implements NatEngine {
   /** One proxied connection: the node opens a second connection to a backend and copies both ways. */
   private proxyUserspace(client: TcpSocket, spn: string): void {
     const choice = this.engine.pickBackend(spn, client.remoteAddress);
-    if (!choice) {
+    // Each proxied connection costs two sockets: past the limit new ones are refused, as a proxy out of fds would.
+    if (!choice || this.proxied >= MAX_PROXIED_CONNECTIONS) {
+      if (choice) this.dp.stack.counters.drop('userspace-proxy-full');
       client.destroy();
       return;
     }
     const upstream = this.tcp.connect({ host: choice.ip, port: choice.port });
+    this.proxied++;
+    let done = false;
+    const release = () => {
+      if (done) return;
+      done = true;
+      this.proxied--;
+    };
+    client.once('close', release);
+    upstream.once('close', release);
     splice(client, upstream);
   }
 
@@ -240,6 +258,8 @@ export class KubeProxy implements NatEngine {
     });
     return new Promise((resolve, reject) => {
       server.once('error', reject);
+      // Real clients beyond this are refused by Node (the socket is closed), not queued without end.
+      server.maxConnections = MAX_PROXIED_CONNECTIONS;
       server.listen(port, this.o.nodeIp, () => resolve(server));
     });
   }
@@ -247,17 +267,35 @@ export class KubeProxy implements NatEngine {
   /** A real UDP socket: each client gets its own emulated socket on the node, replies go back to it. */
   private openUdpNodePort(port: number): Promise<dgram.Socket> {
     const sock = dgram.createSocket('udp4');
-    const clients = new Map<string, { port: number; close(): void }>();
+    // One emulated socket per real client, forgotten after conntrack's UDP timeout and bounded in number
+    // (least recently used first), so a scan of source ports cannot grow the node without end.
+    const clients = new Map<string, { port: number; close(): void; lastSeen: number }>();
+    const sweep = setInterval(() => {
+      const idle = Date.now() - UDP_CLIENT_IDLE_MS;
+      for (const [k, c] of clients) if (c.lastSeen < idle) {
+        c.close();
+        clients.delete(k);
+      }
+    }, UDP_CLIENT_IDLE_MS / 2);
+    sweep.unref();
     sock.on('message', (msg, rinfo) => {
       const key = `${rinfo.address}:${rinfo.port}`;
       let inner = clients.get(key);
-      if (!inner) {
-        inner = this.dp.stack.bindUdp(0, { message: (m) => sock.send(m.data, rinfo.port, rinfo.address) });
-        clients.set(key, inner);
+      if (inner) clients.delete(key); // re-inserted below: the map's order is least recently used first
+      else {
+        if (clients.size >= MAX_PROXIED_CONNECTIONS) {
+          const [oldest, c] = clients.entries().next().value!;
+          c.close();
+          clients.delete(oldest);
+        }
+        inner = { ...this.dp.stack.bindUdp(0, { message: (m) => sock.send(m.data, rinfo.port, rinfo.address) }), lastSeen: 0 };
       }
+      inner.lastSeen = Date.now();
+      clients.set(key, inner);
       this.dp.stack.sendUdp(inner.port, this.o.nodeIp, port, msg, { src: EXTERNAL_CLIENT });
     });
     sock.on('close', () => {
+      clearInterval(sweep);
       for (const c of clients.values()) c.close();
     });
     return new Promise((resolve, reject) => {

@@ -179,7 +179,7 @@ export class IpStack {
     });
     this.traceNs = opts.traceNs ?? name;
     this.tracer = opts.tracer ?? new Tracer();
-    this.neigh = new NeighbourTable(this.clock, (dev, ip) => this.sendArpRequest(dev, ip));
+    this.neigh = new NeighbourTable(this.clock, (dev, ip) => this.sendArpRequest(dev, ip), { onOverflow: () => this.counters.drop('neigh-table-overflow') });
     this.nf = new Netfilter(new Conntrack(this.clock));
   }
 

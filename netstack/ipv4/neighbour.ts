@@ -6,6 +6,9 @@
  * then get ICMP host unreachable, as Linux does). Confirmed entries are
  * REACHABLE for `reachableMs`, then STALE (still used, re-confirmed by any ARP
  * seen from the neighbour). Flannel's entries on flannel.1 are PERMANENT.
+ * The table is bounded as Linux bounds it (gc_thresh3): when full, the oldest
+ * STALE or FAILED entries are collected; if none can go, the new neighbour is
+ * refused and counted (the kernel's "neighbour table overflow").
  */
 import type { Clock, Timer } from '../../common/clock.ts';
 
@@ -34,6 +37,10 @@ export interface NeighbourOptions {
   queueLen?: number;
   /** How long a FAILED entry is kept (for `ip neigh` to show it) before it is forgotten. */
   failedKeepMs?: number;
+  /** Most entries (Linux net.ipv4.neigh.default.gc_thresh3: 1024). */
+  maxEntries?: number;
+  /** Called for each new neighbour refused because the table was full (counted as a drop by the stack). */
+  onOverflow?: () => void;
 }
 
 export class NeighbourTable {
@@ -43,6 +50,8 @@ export class NeighbourTable {
   private readonly maxProbes: number;
   private readonly queueLen: number;
   private readonly failedKeepMs: number;
+  private readonly maxEntries: number;
+  private readonly onOverflow: () => void;
 
   constructor(
     private readonly clock: Clock,
@@ -55,6 +64,24 @@ export class NeighbourTable {
     this.maxProbes = opts.maxProbes ?? 3;
     this.queueLen = opts.queueLen ?? 3;
     this.failedKeepMs = opts.failedKeepMs ?? 10_000;
+    this.maxEntries = opts.maxEntries ?? 1024;
+    this.onOverflow = opts.onOverflow ?? (() => {});
+  }
+
+  /** Room for one more entry: collects the oldest STALE/FAILED ones when full (neigh_forced_gc); false if none could go. */
+  private admit(): boolean {
+    if (this.entries.size < this.maxEntries) return true;
+    const victims = [...this.entries.entries()]
+      .filter(([, e]) => (e.state === 'STALE' || e.state === 'FAILED' || (e.state === 'REACHABLE' && this.clock.now() - e.updatedAt > this.reachableMs)))
+      .sort((a, b) => a[1].updatedAt - b[1].updatedAt);
+    // Collect a slice at once, so a flood does not pay a scan per packet.
+    for (const [k, e] of victims.slice(0, Math.max(1, this.maxEntries >> 3))) {
+      e.timer?.cancel();
+      this.entries.delete(k);
+    }
+    if (this.entries.size < this.maxEntries) return true;
+    this.onOverflow();
+    return false;
   }
 
   private key(dev: string, ip: string): string {
@@ -98,7 +125,7 @@ export class NeighbourTable {
   learn(dev: string, ip: string, mac: string, create: boolean): void {
     const e = this.entries.get(this.key(dev, ip));
     if (!e) {
-      if (create) this.entries.set(this.key(dev, ip), { dev, ip, mac, state: 'STALE', updatedAt: this.clock.now(), probes: 0, queue: [] });
+      if (create && this.admit()) this.entries.set(this.key(dev, ip), { dev, ip, mac, state: 'STALE', updatedAt: this.clock.now(), probes: 0, queue: [] });
       return;
     }
     if (e.state === 'PERMANENT') return;
@@ -124,6 +151,10 @@ export class NeighbourTable {
       return;
     }
     const fresh = !e || e.state === 'FAILED';
+    if (!e && !this.admit()) {
+      fail();
+      return;
+    }
     if (fresh) {
       e?.timer?.cancel();
       e = { dev, ip, state: 'INCOMPLETE', updatedAt: this.clock.now(), probes: 0, queue: [] };

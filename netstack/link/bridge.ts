@@ -35,6 +35,11 @@ export class Bridge {
   readonly dev: NetDevice;
   readonly ports = new Set<NetDevice>();
   private readonly fdb = new Map<string, BridgeFdbEntry>();
+  /** Learned (not permanent) entries in the fdb. */
+  private learned = 0;
+  private lastForcedAge = -Infinity;
+  /** Most learned entries (Linux: the bridge's fdb_max_learned); past it, sources are not learned and frames still switch. */
+  private readonly maxLearned: number;
   /** br_netfilter: the namespace's bridge FORWARD hooks, run on IPv4 frames switched between two ports. */
   private readonly nf?: HookChain;
   private readonly tracer: Tracer;
@@ -45,9 +50,10 @@ export class Bridge {
     mtu: number,
     private readonly clock: Clock,
     readonly ageingMs = 300_000,
-    opts: { netfilter?: HookChain; ifindexes?: IfindexAllocator; tracer?: Tracer } = {},
+    opts: { netfilter?: HookChain; ifindexes?: IfindexAllocator; tracer?: Tracer; maxLearned?: number } = {},
   ) {
     this.nf = opts.netfilter;
+    this.maxLearned = opts.maxLearned ?? 4096;
     this.dev = new NetDevice(name, 'bridge', mac, mtu, { ifindexes: opts.ifindexes, tracer: opts.tracer });
     this.tracer = this.dev.tracer;
     // A capture on cni0 sees every frame crossing the bridge, as tcpdump (promiscuous) does.
@@ -60,6 +66,8 @@ export class Bridge {
   addPort(port: NetDevice): void {
     port.master = this.dev;
     this.ports.add(port);
+    const old = this.fdb.get(port.mac);
+    if (old && !old.permanent) this.learned--;
     this.fdb.set(port.mac, { mac: port.mac, port, permanent: true, updatedAt: this.clock.now() });
     port.onFrame = (frame) => this.forward(frame, port);
   }
@@ -68,7 +76,13 @@ export class Bridge {
   removePort(port: NetDevice): void {
     this.ports.delete(port);
     port.master = undefined;
-    for (const [mac, e] of this.fdb) if (e.port === port) this.fdb.delete(mac);
+    for (const [mac, e] of this.fdb) if (e.port === port) this.forget(mac, e);
+  }
+
+  private forget(mac: string, e: BridgeFdbEntry): void {
+    if (this.fdb.get(mac) !== e) return;
+    this.fdb.delete(mac);
+    if (!e.permanent) this.learned--;
   }
 
   /** The forwarding database, learned entries aged first. */
@@ -80,8 +94,23 @@ export class Bridge {
   private age(): void {
     const now = this.clock.now();
     for (const [mac, e] of this.fdb) {
-      if (!e.permanent && now - e.updatedAt > this.ageingMs) this.fdb.delete(mac);
+      if (!e.permanent && now - e.updatedAt > this.ageingMs) this.forget(mac, e);
     }
+  }
+
+  /** Learns a source MAC, within the limit (aged entries make room first; a flood of new sources is not learned). */
+  private learn(mac: string, port: NetDevice, now: number): void {
+    // Aging scans the table: under a flood of new sources, at most once a second.
+    if (this.learned >= this.maxLearned && now - this.lastForcedAge >= 1000) {
+      this.lastForcedAge = now;
+      this.age();
+    }
+    if (this.learned >= this.maxLearned) {
+      this.dev.counters.count('fdb-full-not-learned');
+      return;
+    }
+    this.fdb.set(mac, { mac, port, permanent: false, updatedAt: now });
+    this.learned++;
   }
 
   /** Switches one frame that came in on `from` (null = the bridge's local port). */
@@ -95,7 +124,7 @@ export class Bridge {
     if (from && !isGroupMac(frame.subarray(6))) {
       const src = readMac(frame, 6);
       const known = this.fdb.get(src);
-      if (!known) this.fdb.set(src, { mac: src, port: from, permanent: false, updatedAt: now });
+      if (!known) this.learn(src, from, now);
       else if (!known.permanent) {
         known.port = from;
         known.updatedAt = now;

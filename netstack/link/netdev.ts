@@ -18,9 +18,15 @@ export class Counters {
   txPackets = 0;
   txBytes = 0;
   readonly drops = new Map<DropReason, number>();
+  /** Events that are not drops but show a bounded table at its limit (a frame switched without learning its source). */
+  readonly events = new Map<string, number>();
 
   drop(reason: DropReason): void {
     this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
+  }
+
+  count(event: string): void {
+    this.events.set(event, (this.events.get(event) ?? 0) + 1);
   }
 
   get dropped(): number {
@@ -36,6 +42,7 @@ export class Counters {
       txPackets: this.txPackets,
       txBytes: this.txBytes,
       drops: Object.fromEntries(this.drops),
+      ...(this.events.size ? { events: Object.fromEntries(this.events) } : {}),
     };
   }
 }

@@ -50,6 +50,8 @@ export interface ConntrackOptions {
   tcpEstablishedMs?: number;
   tcpTransientMs?: number;
   icmpMs?: number;
+  /** Most connections (nf_conntrack_max; the kernel's default on a machine with a few GB). */
+  maxEntries?: number;
 }
 
 /** The 5-tuple of an IPv4 packet (a view over bytes a parser accepted), or null for what conntrack ignores. */
@@ -82,6 +84,7 @@ export class Conntrack {
       tcpEstablishedMs: 3_600_000,
       tcpTransientMs: 120_000,
       icmpMs: 30_000,
+      maxEntries: 65_536,
       ...opts,
     };
   }
@@ -107,7 +110,8 @@ export class Conntrack {
    * back after the translation: from the DNAT target (or the original
    * destination) to the SNAT source (or the original source).
    */
-  create(orig: Tuple, nat: { dnat?: { ip: string; port: number }; snat?: { ip: string; port: number }; note?: string; onClose?: () => void }): CtEntry {
+  create(orig: Tuple, nat: { dnat?: { ip: string; port: number }; snat?: { ip: string; port: number }; note?: string; onClose?: () => void }): CtEntry | null {
+    if (this.byTuple.size >= 2 * this.o.maxEntries && !this.earlyDrop()) return null;
     const d = nat.dnat ?? { ip: orig.dst, port: orig.dport };
     const s = nat.snat ?? { ip: orig.src, port: orig.sport };
     const reply: Tuple = { proto: orig.proto, src: d.ip, sport: orig.proto === 'icmp' ? s.port : d.port, dst: s.ip, dport: orig.proto === 'icmp' ? s.port : s.port };
@@ -127,6 +131,25 @@ export class Conntrack {
     this.byTuple.set(key(orig), { e, dir: 'orig' });
     this.byTuple.set(key(reply), { e, dir: 'reply' });
     return e;
+  }
+
+  /**
+   * A full table makes room as the kernel's early_drop does: the oldest
+   * expired or not yet assured connection among the first few goes; assured
+   * ones are never pushed out, so a flood of new connections cannot break
+   * established ones (it is dropped instead: "table full, dropping packet").
+   */
+  private earlyDrop(): boolean {
+    const now = this.clock.now();
+    let scanned = 0;
+    for (const { e } of this.byTuple.values()) {
+      if (e.expiresAt <= now || !e.assured) {
+        this.remove(e);
+        return true;
+      }
+      if (++scanned >= 128) break;
+    }
+    return false;
   }
 
   /** Updates state and timers for a packet seen in `dir` with TCP flags (if TCP). */

@@ -134,6 +134,12 @@ export class ServiceNat {
     const snat = d.kind === 'dnat' && d.masquerade ? this.masqueradeSource(d.to, t) : undefined;
     const opened = d.kind === 'dnat' ? d.onOpen?.() : undefined;
     const e = this.conntrack.create(t, { dnat: d.to, snat, note: d.service, onClose: opened ? () => opened.onClose() : undefined });
+    if (!e) {
+      opened?.onClose();
+      if (this.tracer.current) this.tracer.hop(NS, 'conntrack', 'table full (nf_conntrack_max), dropping packet', { drop: 'conntrack-table-full' });
+      st.dropReason = 'conntrack-table-full';
+      return null;
+    }
     if (this.tracer.current) {
       this.tracer.hop(NS, 'conntrack', `new ${t.proto} connection ${fmt(t)}: DNAT to ${d.to.ip}:${d.to.port}${snat ? `, masquerade to ${snat.ip}:${snat.port}` : ''}`, {
         detail: { conntrack: { orig: e.orig, reply: e.reply } },
