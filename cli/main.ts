@@ -475,6 +475,13 @@ registerScenarioCommand(program);
 
 /** Prints errors the way kubectl does: one line, no stack, exit 1. */
 async function main(): Promise<void> {
+  // `podlab ... | head`: a reader that stops reading ends the command quietly, as coreutils do on SIGPIPE.
+  // A verb with its own teardown (scenario run) listens too and finishes first.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (process.stdout.listenerCount('error') > 1) return;
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
   try {
     await program.parseAsync(process.argv);
   } catch (e) {
