@@ -30,17 +30,20 @@ import { ipv4ToInt } from '../packet/addr.ts';
 import { groupByChain, ipToUint, RuleWalker, type WalkPacket, type WalkVerdict } from './iptables/evaluate.ts';
 import {
   addrMatch,
+  BUILTIN_CHAINS,
   formatIptablesRestore,
   formatIptablesSave,
   inAddr,
   rule,
+  saveText,
+  stampSave,
   type AddrMatch,
   type Rule,
   type SaveFormatOptions,
   type TableData,
   type TableName,
 } from './iptables/rules.ts';
-import { buildModel, categorizeEndpoints, endpointHash, externallyAccessible, fingerprint, portProtoHash, type ServicePortInfo } from './model.ts';
+import { buildModel, categorizeEndpoints, endpointHash, externallyAccessible, fingerprint, portProtoHash, type EndpointInfo, type ServicePortInfo } from './model.ts';
 import { connectionKey, type BackendChoice, type Decision, type EngineOptions, type EngineViews, type ProxyPort, type ServicePacket, type ServiceProxyEngine } from './types.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 
@@ -79,13 +82,16 @@ interface RenderConfig {
   largeClusterMode: boolean;
 }
 
-/** The rules one service port contributes. */
-interface ServiceBlock {
-  fp: string;
+/** The rules of one service port that land in chains every service shares (KUBE-SERVICES, KUBE-NODEPORTS, filter). */
+interface EntryRules {
   filterRules: Rule[];
-  natChains: string[];
   natServiceRules: Rule[];
   natNodePortRules: Rule[];
+}
+
+/** The chains one service port owns (KUBE-SVC/SVL/EXT/SEP) and their rules. */
+interface OwnChains {
+  natChains: string[];
   natRules: Rule[];
   /** SEP chain → service info, for naming the DNAT decision. */
   seps: Map<string, ServicePortInfo>;
@@ -109,10 +115,27 @@ function sepOf(sp: ServicePortInfo, ep: string): string {
   return endpointChain(sp.spn, sp.protocol, ep);
 }
 
-/** syncProxyRules' per-service-port body. */
-function renderService(sp: ServicePortInfo, cfg: RenderConfig, fp: string): ServiceBlock {
-  const block: ServiceBlock = { fp, filterRules: [], natChains: [], natServiceRules: [], natNodePortRules: [], natRules: [], seps: new Map() };
-  const proto = sp.protocol;
+/** syncProxyRules' per-service-port decisions: which chains it uses and where its traffic goes. */
+interface ServicePolicy {
+  names: ServiceChains;
+  clusterEndpoints: EndpointInfo[];
+  localEndpoints: EndpointInfo[];
+  allReachableEndpoints: EndpointInfo[];
+  hasEndpoints: boolean;
+  usesClusterPolicyChain: boolean;
+  usesLocalPolicyChain: boolean;
+  internalTrafficChain: string;
+  hasInternalEndpoints: boolean;
+  externalPolicyChain: string;
+  hasExternalEndpoints: boolean;
+  usesExternalTrafficChain: boolean;
+  internalFilterTarget: 'REJECT' | 'DROP' | undefined;
+  internalFilterComment: string;
+  externalFilterTarget: 'REJECT' | 'DROP' | undefined;
+  externalFilterComment: string;
+}
+
+function policyOf(sp: ServicePortInfo): ServicePolicy {
   const spn = sp.spn;
   const names = chainsOf(sp);
   const { clusterEndpoints, localEndpoints, allReachableEndpoints, hasAnyEndpoints: hasEndpoints } = categorizeEndpoints(sp);
@@ -126,15 +149,12 @@ function renderService(sp: ServicePortInfo, cfg: RenderConfig, fp: string): Serv
     internalPolicyChain = localPolicyChain;
     if (localEndpoints.length === 0) hasInternalEndpoints = false;
   }
-  const internalTrafficChain = internalPolicyChain;
   let externalPolicyChain = clusterPolicyChain;
   let hasExternalEndpoints = hasEndpoints;
   if (sp.externalPolicyLocal) {
     externalPolicyChain = localPolicyChain;
     if (localEndpoints.length === 0) hasExternalEndpoints = false;
   }
-  const externalTrafficChain = names.ext;
-  const usesExternalTrafficChain = hasEndpoints && externallyAccessible(sp);
 
   let internalFilterTarget: 'REJECT' | 'DROP' | undefined;
   let internalFilterComment = '';
@@ -155,32 +175,74 @@ function renderService(sp: ServicePortInfo, cfg: RenderConfig, fp: string): Serv
       externalFilterComment = `${spn} has no local endpoints`;
     }
   }
+  return {
+    names,
+    clusterEndpoints,
+    localEndpoints,
+    allReachableEndpoints,
+    hasEndpoints,
+    usesClusterPolicyChain,
+    usesLocalPolicyChain,
+    internalTrafficChain: internalPolicyChain,
+    hasInternalEndpoints,
+    externalPolicyChain,
+    hasExternalEndpoints,
+    usesExternalTrafficChain: hasEndpoints && externallyAccessible(sp),
+    internalFilterTarget,
+    internalFilterComment,
+    externalFilterTarget,
+    externalFilterComment,
+  };
+}
 
+/** The service port's rules in the shared chains: written on every sync, as kube-proxy rewrites KUBE-SERVICES whole. */
+function renderEntry(sp: ServicePortInfo, pol: ServicePolicy): EntryRules {
+  const out: EntryRules = { filterRules: [], natServiceRules: [], natNodePortRules: [] };
+  const proto = sp.protocol;
+  const spn = sp.spn;
   // Capture the clusterIP.
-  if (hasInternalEndpoints) {
-    block.natServiceRules.push(
-      rule('nat', 'KUBE-SERVICES').comment(`${spn} cluster IP`, true).m(proto).p(proto).d(sp.clusterIP).dport(sp.port).jump(internalTrafficChain),
+  if (pol.hasInternalEndpoints) {
+    out.natServiceRules.push(
+      rule('nat', 'KUBE-SERVICES').comment(`${spn} cluster IP`, true).m(proto).p(proto).d(sp.clusterIP).dport(sp.port).jump(pol.internalTrafficChain),
     );
   } else {
-    block.filterRules.push(
-      rule('filter', 'KUBE-SERVICES').comment(internalFilterComment, true).m(proto).p(proto).d(sp.clusterIP).dport(sp.port).verdict(internalFilterTarget!),
+    out.filterRules.push(
+      rule('filter', 'KUBE-SERVICES').comment(pol.internalFilterComment, true).m(proto).p(proto).d(sp.clusterIP).dport(sp.port).verdict(pol.internalFilterTarget!),
     );
   }
 
   // Capture nodeports.
   if (sp.nodePort !== 0) {
-    if (hasEndpoints) {
-      block.natNodePortRules.push(rule('nat', 'KUBE-NODEPORTS').comment(spn, false).m(proto).p(proto).dport(sp.nodePort).jump(externalTrafficChain));
+    if (pol.hasEndpoints) {
+      out.natNodePortRules.push(rule('nat', 'KUBE-NODEPORTS').comment(spn, false).m(proto).p(proto).dport(sp.nodePort).jump(pol.names.ext));
     }
-    if (!hasExternalEndpoints) {
-      block.filterRules.push(
-        rule('filter', 'KUBE-EXTERNAL-SERVICES').comment(externalFilterComment, true).addrtype('dst').m(proto).p(proto).dport(sp.nodePort).verdict(externalFilterTarget!),
+    if (!pol.hasExternalEndpoints) {
+      out.filterRules.push(
+        rule('filter', 'KUBE-EXTERNAL-SERVICES')
+          .comment(pol.externalFilterComment, true)
+          .addrtype('dst')
+          .m(proto)
+          .p(proto)
+          .dport(sp.nodePort)
+          .verdict(pol.externalFilterTarget!),
       );
     }
   }
+  return out;
+}
+
+/** The chains the service port owns: rendered only when a packet walks into them or a full text is asked for. */
+function renderOwnChains(sp: ServicePortInfo, pol: ServicePolicy, cfg: RenderConfig): OwnChains {
+  const block: OwnChains = { natChains: [], natRules: [], seps: new Map() };
+  const proto = sp.protocol;
+  const spn = sp.spn;
+  const { names, clusterEndpoints, localEndpoints, allReachableEndpoints, internalTrafficChain, externalPolicyChain } = pol;
+  const clusterPolicyChain = names.svc;
+  const localPolicyChain = names.svl;
+  const externalTrafficChain = names.ext;
 
   // Internal traffic handling: masquerade off-cluster sources to the clusterIP.
-  if (hasInternalEndpoints && cfg.clusterCidr) {
+  if (pol.hasInternalEndpoints && cfg.clusterCidr) {
     block.natRules.push(
       rule('nat', internalTrafficChain)
         .comment(`${spn} cluster IP`, true)
@@ -194,7 +256,7 @@ function renderService(sp: ServicePortInfo, cfg: RenderConfig, fp: string): Serv
   }
 
   // External traffic handling.
-  if (usesExternalTrafficChain) {
+  if (pol.usesExternalTrafficChain) {
     block.natChains.push(externalTrafficChain);
     if (!sp.externalPolicyLocal) {
       block.natRules.push(rule('nat', externalTrafficChain).comment(`masquerade traffic for ${spn} external destinations`, true).jump('KUBE-MARK-MASQ'));
@@ -207,10 +269,10 @@ function renderService(sp: ServicePortInfo, cfg: RenderConfig, fp: string): Serv
       );
       block.natRules.push(rule('nat', externalTrafficChain).comment(`route LOCAL traffic for ${spn} external destinations`, true).addrtype('src').jump(clusterPolicyChain));
     }
-    if (hasExternalEndpoints) block.natRules.push(rule('nat', externalTrafficChain).jump(externalPolicyChain));
+    if (pol.hasExternalEndpoints) block.natRules.push(rule('nat', externalTrafficChain).jump(externalPolicyChain));
   }
 
-  const writeServiceToEndpointRules = (svcChain: string, endpoints: typeof clusterEndpoints): void => {
+  const writeServiceToEndpointRules = (svcChain: string, endpoints: EndpointInfo[]): void => {
     if (sp.affinity) {
       for (const ep of endpoints) {
         const b = rule('nat', svcChain);
@@ -227,11 +289,11 @@ function renderService(sp: ServicePortInfo, cfg: RenderConfig, fp: string): Serv
       block.natRules.push(b.jump(sepOf(sp, ep.str)));
     });
   };
-  if (usesClusterPolicyChain) {
+  if (pol.usesClusterPolicyChain) {
     block.natChains.push(clusterPolicyChain);
     writeServiceToEndpointRules(clusterPolicyChain, clusterEndpoints);
   }
-  if (usesLocalPolicyChain) {
+  if (pol.usesLocalPolicyChain) {
     block.natChains.push(localPolicyChain);
     writeServiceToEndpointRules(localPolicyChain, localEndpoints);
   }
@@ -250,6 +312,60 @@ function renderService(sp: ServicePortInfo, cfg: RenderConfig, fp: string): Serv
     block.natRules.push(dnat.m(proto).p(proto).dnat(ep.ip, ep.port));
   }
   return block;
+}
+
+/**
+ * One service port's share of the tables. The entry rules are built on every
+ * change; the service's own chains are built when first needed (a packet
+ * walks into them, or someone asks for the whole table) and kept until the
+ * service changes, so a sync costs what changed, not what exists.
+ */
+class ServiceBlock {
+  readonly entry: EntryRules;
+  private readonly pol: ServicePolicy;
+  /** Own chains, kept while they are loaded in the walker. */
+  own: OwnChains | undefined;
+  /** `iptables-save` text of each own chain that has rules: [chain, lines] (built on first full save). */
+  private saved: [string, string][] | undefined;
+  /** The own chains' names, for the save's chain list (with the texts). */
+  private declared: string[] | undefined;
+
+  constructor(
+    readonly sp: ServicePortInfo,
+    readonly fp: string,
+    private readonly cfg: RenderConfig,
+  ) {
+    this.pol = policyOf(sp);
+    this.entry = renderEntry(sp, this.pol);
+  }
+
+  /** The chain names a shared chain can jump to (where a walk enters this service). */
+  get entryChains(): ServiceChains {
+    return this.pol.names;
+  }
+
+  /** The own chains (rendered now if not loaded; not kept). */
+  chains(): OwnChains {
+    return this.own ?? renderOwnChains(this.sp, this.pol, this.cfg);
+  }
+
+  /** Own chain names and their save text, for the table's `iptables-save`. */
+  saveParts(): { declared: string[]; saved: [string, string][] } {
+    if (!this.saved || !this.declared) {
+      const own = this.chains();
+      const by = groupByChain(own.natRules);
+      this.declared = own.natChains;
+      this.saved = [];
+      for (const c of new Set(own.natChains)) {
+        const rules = by.get(c);
+        if (!rules) continue;
+        let text = saveText(rules[0]);
+        for (let i = 1; i < rules.length; i++) text += `\n${saveText(rules[i])}`;
+        this.saved.push([c, text]);
+      }
+    }
+    return { declared: this.declared, saved: this.saved };
+  }
 }
 
 /** Jump rules kube-proxy keeps in built-in chains (iptablesJumpChains + kubelet's KUBE-FIREWALL), in final chain order. */
@@ -289,10 +405,15 @@ export class IptablesProxier implements ServiceProxyEngine {
   private readonly loopback: AddrMatch;
   /** Per service port (`spn|protocol`), in model order. */
   private blocks = new Map<string, ServiceBlock>();
+  /** KUBE-SVC/SVL/EXT chain → its service's block: where a walk leaving a shared chain loads the service's own chains. */
+  private readonly owners = new Map<string, ServiceBlock>();
+  /** SEP chain → service, for the chains loaded in the walker. */
   private readonly seps = new Map<string, ServicePortInfo>();
   private largeClusterMode = false;
   private top: { natHead: Rule[]; natTail: Rule[]; filterHead: Rule[]; filterTail: Rule[]; jumps: { filter: Rule[]; nat: Rule[] } } | undefined;
   private tablesCache: { nat: TableData; filter: TableData } | undefined;
+  /** `iptables-save -t nat` without stamps, built on first request after a change. */
+  private natSaveCache: string | undefined;
   /** The last model (for tests and traces). */
   model: ServicePortInfo[] = [];
 
@@ -305,6 +426,7 @@ export class IptablesProxier implements ServiceProxyEngine {
       loopbackCidr: opts.loopbackCidr ?? '127.0.0.0/8',
     };
     this.walker = new RuleWalker(opts.rng, opts.clock);
+    this.walker.onMissingChain = (table, chain) => table === 'nat' && this.load(chain);
     for (const a of [opts.nodeIP, ...(opts.localAddresses ?? [])]) this.local.add(ipv4ToInt(a));
     this.loopback = addrMatch(this.cfgBase.loopbackCidr);
     this.update([], []);
@@ -315,24 +437,40 @@ export class IptablesProxier implements ServiceProxyEngine {
     this.apply(buildModel(services, slices, this.opts.nodeName));
   }
 
-  private dropBlock(block: ServiceBlock): void {
-    for (const c of block.natChains) this.walker.setChain('nat', c, []);
-    for (const k of block.seps.keys()) this.seps.delete(k);
+  /** Loads the own chains of the service `chain` belongs to into the walker; false if no service owns it. */
+  private load(chain: string): boolean {
+    const block = this.owners.get(chain);
+    if (!block || block.own) return false;
+    const own = block.chains();
+    block.own = own;
+    for (const [c, rules] of groupByChain(own.natRules)) this.walker.setChain('nat', c, rules);
+    for (const [k, v] of own.seps) this.seps.set(k, v);
+    return true;
   }
 
-  private addBlock(block: ServiceBlock): void {
-    for (const [chain, rules] of groupByChain(block.natRules)) this.walker.setChain('nat', chain, rules);
-    for (const [k, v] of block.seps) this.seps.set(k, v);
+  /** Takes a replaced or removed service's chains out of the walker. */
+  private unload(block: ServiceBlock): void {
+    const own = block.own;
+    if (!own) return;
+    for (const c of own.natChains) this.walker.setChain('nat', c, []);
+    for (const k of own.seps.keys()) this.seps.delete(k);
+    block.own = undefined;
   }
 
-  /** Renders from an already-built model. */
+  private forget(block: ServiceBlock): void {
+    this.unload(block);
+    const names = block.entryChains;
+    for (const c of [names.svc, names.svl, names.ext]) if (this.owners.get(c) === block) this.owners.delete(c);
+  }
+
+  /** Renders from an already-built model: only services whose fingerprint changed get new rules. */
   apply(model: ServicePortInfo[]): void {
     this.model = model;
     let total = 0;
     for (const sp of model) total += sp.endpoints.length;
     const large = total > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
     if (large !== this.largeClusterMode) {
-      for (const b of this.blocks.values()) this.dropBlock(b);
+      for (const b of this.blocks.values()) this.forget(b);
       this.blocks.clear();
     }
     this.largeClusterMode = large;
@@ -343,29 +481,31 @@ export class IptablesProxier implements ServiceProxyEngine {
       const fp = fingerprint(sp);
       let block = this.blocks.get(key);
       if (!block || block.fp !== fp) {
-        if (block) this.dropBlock(block);
-        block = renderService(sp, cfg, fp);
-        this.addBlock(block);
+        if (block) this.forget(block);
+        block = new ServiceBlock(sp, fp, cfg);
+        const names = block.entryChains;
+        for (const c of [names.svc, names.svl, names.ext]) this.owners.set(c, block);
       }
       this.blocks.delete(key);
       next.set(key, block);
     }
-    for (const gone of this.blocks.values()) this.dropBlock(gone);
+    for (const gone of this.blocks.values()) this.forget(gone);
     this.blocks = next;
     this.top ??= this.topRules(cfg);
     // Only the chains every service writes into are reloaded whole: KUBE-SERVICES, KUBE-NODEPORTS, filter.
     const natShared: Rule[] = [...this.top.jumps.nat, ...this.top.natHead];
     const filterShared: Rule[] = [...this.top.jumps.filter, ...this.top.filterHead];
     for (const b of next.values()) {
-      for (const r of b.natServiceRules) natShared.push(r);
-      for (const r of b.natNodePortRules) natShared.push(r);
-      for (const r of b.filterRules) filterShared.push(r);
+      for (const r of b.entry.natServiceRules) natShared.push(r);
+      for (const r of b.entry.natNodePortRules) natShared.push(r);
+      for (const r of b.entry.filterRules) filterShared.push(r);
     }
     for (const r of this.top.natTail) natShared.push(r);
     for (const r of this.top.filterTail) filterShared.push(r);
     this.walker.load('nat', natShared);
     this.walker.load('filter', filterShared);
     this.tablesCache = undefined;
+    this.natSaveCache = undefined;
   }
 
   /** The rules that do not depend on services. */
@@ -402,37 +542,92 @@ export class IptablesProxier implements ServiceProxyEngine {
     };
   }
 
-  /** The tables as kube-proxy wrote them (built on demand after a sync). */
+  /** The filter table as kube-proxy wrote it (no per-service chains: built from the entry rules alone). */
+  private filterTable(): TableData {
+    const top = this.top!;
+    const filter = emptyTable('filter');
+    filter.chains.push('KUBE-SERVICES', 'KUBE-EXTERNAL-SERVICES', 'KUBE-FORWARD', 'KUBE-NODEPORTS', 'KUBE-PROXY-FIREWALL', 'KUBE-FIREWALL');
+    append(filter.rules, top.filterHead);
+    for (const block of this.blocks.values()) append(filter.rules, block.entry.filterRules);
+    append(filter.rules, top.filterTail);
+    filter.builtinRules = top.jumps.filter;
+    filter.extraChains = ['KUBE-PROXY-CANARY'];
+    return filter;
+  }
+
+  /** The tables as kube-proxy wrote them, as rule objects (built on demand after a sync: every service's chains). */
   private get tables(): { nat: TableData; filter: TableData } {
     if (this.tablesCache) return this.tablesCache;
     const top = this.top!;
-    const filter = emptyTable('filter');
     const nat = emptyTable('nat');
-    filter.chains.push('KUBE-SERVICES', 'KUBE-EXTERNAL-SERVICES', 'KUBE-FORWARD', 'KUBE-NODEPORTS', 'KUBE-PROXY-FIREWALL', 'KUBE-FIREWALL');
     nat.chains.push('KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ');
     append(nat.rules, top.natHead);
-    append(filter.rules, top.filterHead);
     for (const block of this.blocks.values()) {
-      append(filter.rules, block.filterRules);
-      append(nat.chains, block.natChains);
+      const own = block.chains();
+      append(nat.chains, own.natChains);
       // kube-proxy's per-service write order in the restore payload.
-      append(nat.rules, block.natServiceRules);
-      append(nat.rules, block.natNodePortRules);
-      append(nat.rules, block.natRules);
+      append(nat.rules, block.entry.natServiceRules);
+      append(nat.rules, block.entry.natNodePortRules);
+      append(nat.rules, own.natRules);
     }
     append(nat.rules, top.natTail);
-    append(filter.rules, top.filterTail);
-    filter.builtinRules = top.jumps.filter;
     nat.builtinRules = top.jumps.nat;
-    filter.extraChains = ['KUBE-PROXY-CANARY'];
     nat.extraChains = ['KUBE-PROXY-CANARY'];
-    this.tablesCache = { nat, filter };
+    this.tablesCache = { nat, filter: this.filterTable() };
     return this.tablesCache;
+  }
+
+  /**
+   * `iptables-save -t nat` from per-service texts: the same text as
+   * formatIptablesSave over {@link tables} (tests hold the two equal), but
+   * each service's chains are formatted once per change of that service and
+   * the table is joined only when asked for.
+   */
+  private natSave(): string {
+    if (this.natSaveCache !== undefined) return this.natSaveCache;
+    const top = this.top!;
+    // The chains services share: every service's entry rules, in model order.
+    const shared = new Map<string, string[]>();
+    const add = (r: Rule): void => {
+      let l = shared.get(r.chain);
+      if (!l) shared.set(r.chain, (l = []));
+      l.push(saveText(r));
+    };
+    for (const r of top.jumps.nat) add(r);
+    for (const r of top.natHead) add(r);
+    for (const block of this.blocks.values()) {
+      for (const r of block.entry.natServiceRules) add(r);
+      for (const r of block.entry.natNodePortRules) add(r);
+    }
+    for (const r of top.natTail) add(r);
+    const declared = new Set<string>(['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ', 'KUBE-PROXY-CANARY']);
+    const own = new Map<string, string>();
+    for (const block of this.blocks.values()) {
+      const parts = block.saveParts();
+      for (const c of parts.declared) declared.add(c);
+      for (const [c, text] of parts.saved) own.set(c, text);
+    }
+    const user = [...declared].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const builtins = BUILTIN_CHAINS.nat;
+    const lines: string[] = ['*nat'];
+    for (const c of builtins) lines.push(`:${c} ACCEPT [0:0]`);
+    for (const c of user) lines.push(`:${c} - [0:0]`);
+    for (const c of builtins) for (const t of shared.get(c) ?? []) lines.push(t);
+    for (const c of user) {
+      const s = shared.get(c);
+      if (s) for (const t of s) lines.push(t);
+      const o = own.get(c);
+      if (o !== undefined) lines.push(o);
+    }
+    lines.push('COMMIT');
+    this.natSaveCache = lines.join('\n') + '\n';
+    return this.natSaveCache;
   }
 
   /** `iptables-save -t nat|filter` on this node. */
   iptablesSave(table: TableName = 'nat', opts: SaveFormatOptions = {}): string {
-    return formatIptablesSave(this.tables[table], opts);
+    if (table === 'filter') return formatIptablesSave(this.filterTable(), opts);
+    return stampSave(this.natSave(), opts);
   }
 
   /** kube-proxy's iptables-restore input for the table (its unit tests' format). */

@@ -195,6 +195,12 @@ export class RuleWalker {
     ['filter', new Set()],
   ]);
   readonly recent = new RecentTables();
+  /**
+   * Asked when a jump names a chain the walker does not have: the owner may
+   * {@link setChain} it (and its siblings) and answer true, so chains are
+   * compiled when a packet first needs them.
+   */
+  onMissingChain: ((table: TableName, chain: string) => boolean) | undefined;
 
   constructor(
     private readonly rng: SeededRng,
@@ -305,7 +311,8 @@ export class RuleWalker {
         case 'none':
           break;
         case 'jump': {
-          const next = chains.get(t.chain);
+          let next = chains.get(t.chain);
+          if (!next && this.onMissingChain?.(table, t.chain)) next = chains.get(t.chain);
           if (++depth > 256) throw new Error(`iptables: chain loop at ${t.chain}`);
           if (next) stack.push({ c: next, cand: this.candidates(next, pkt), pos: 0 });
           break;
