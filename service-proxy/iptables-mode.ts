@@ -93,8 +93,6 @@ interface EntryRules {
 interface OwnChains {
   natChains: string[];
   natRules: Rule[];
-  /** SEP chain → service info, for naming the DNAT decision. */
-  seps: Map<string, ServicePortInfo>;
 }
 
 const nameCache = new Map<string, ServiceChains>();
@@ -108,11 +106,6 @@ function chainsOf(sp: ServicePortInfo): ServiceChains {
     nameCache.set(k, c);
   }
   return c;
-}
-
-function sepOf(sp: ServicePortInfo, ep: string): string {
-  // Not cached: a service's rules are rebuilt only when its endpoints change (see ServiceBlock.fp).
-  return endpointChain(sp.spn, sp.protocol, ep);
 }
 
 /** syncProxyRules' per-service-port decisions: which chains it uses and where its traffic goes. */
@@ -233,7 +226,7 @@ function renderEntry(sp: ServicePortInfo, pol: ServicePolicy): EntryRules {
 
 /** The chains the service port owns: rendered only when a packet walks into them or a full text is asked for. */
 function renderOwnChains(sp: ServicePortInfo, pol: ServicePolicy, cfg: RenderConfig): OwnChains {
-  const block: OwnChains = { natChains: [], natRules: [], seps: new Map() };
+  const block: OwnChains = { natChains: [], natRules: [] };
   const proto = sp.protocol;
   const spn = sp.spn;
   const { names, clusterEndpoints, localEndpoints, allReachableEndpoints, internalTrafficChain, externalPolicyChain } = pol;
@@ -272,12 +265,19 @@ function renderOwnChains(sp: ServicePortInfo, pol: ServicePolicy, cfg: RenderCon
     if (pol.hasExternalEndpoints) block.natRules.push(rule('nat', externalTrafficChain).jump(externalPolicyChain));
   }
 
+  // One name per endpoint: a hash costs a microsecond, and the jumps then share their target chain's very string.
+  const sepNames = new Map<string, string>();
+  const sepOf = (ep: EndpointInfo): string => {
+    let sep = sepNames.get(ep.str);
+    if (sep === undefined) sepNames.set(ep.str, (sep = endpointChain(spn, proto, ep.str)));
+    return sep;
+  };
   const writeServiceToEndpointRules = (svcChain: string, endpoints: EndpointInfo[]): void => {
     if (sp.affinity) {
       for (const ep of endpoints) {
         const b = rule('nat', svcChain);
         if (!cfg.largeClusterMode) b.comment(`${spn} -> ${ep.str}`, true);
-        const sep = sepOf(sp, ep.str);
+        const sep = sepOf(ep);
         block.natRules.push(b.recentCheck(sep, sp.affinitySeconds).jump(sep));
       }
     }
@@ -286,7 +286,7 @@ function renderOwnChains(sp: ServicePortInfo, pol: ServicePolicy, cfg: RenderCon
       const b = rule('nat', svcChain);
       if (!cfg.largeClusterMode) b.comment(`${spn} -> ${ep.str}`, true);
       if (i < n - 1) b.statistic(probability(n - i));
-      block.natRules.push(b.jump(sepOf(sp, ep.str)));
+      block.natRules.push(b.jump(sepOf(ep)));
     });
   };
   if (pol.usesClusterPolicyChain) {
@@ -300,16 +300,17 @@ function renderOwnChains(sp: ServicePortInfo, pol: ServicePolicy, cfg: RenderCon
 
   // Per-endpoint chains.
   for (const ep of allReachableEndpoints) {
-    const sep = sepOf(sp, ep.str);
+    const sep = sepOf(ep);
     block.natChains.push(sep);
-    block.seps.set(sep, sp);
     const masq = rule('nat', sep);
     if (!cfg.largeClusterMode) masq.comment(spn, false);
     block.natRules.push(masq.s(ep.ip).jump('KUBE-MARK-MASQ'));
     const dnat = rule('nat', sep);
     if (!cfg.largeClusterMode) dnat.comment(spn, false);
     if (sp.affinity) dnat.recentSet(sep);
-    block.natRules.push(dnat.m(proto).p(proto).dnat(ep.ip, ep.port));
+    const r = dnat.m(proto).p(proto).dnat(ep.ip, ep.port);
+    r.owner = sp;
+    block.natRules.push(r);
   }
   return block;
 }
@@ -359,9 +360,8 @@ class ServiceBlock {
       for (const c of new Set(own.natChains)) {
         const rules = by.get(c);
         if (!rules) continue;
-        let text = saveText(rules[0]);
-        for (let i = 1; i < rules.length; i++) text += `\n${saveText(rules[i])}`;
-        this.saved.push([c, text]);
+        // join: one flat string per chain (a += chain would keep every piece alive as a rope until the save is joined).
+        this.saved.push([c, rules.map(saveText).join('\n')]);
       }
     }
     return { declared: this.declared, saved: this.saved };
@@ -407,8 +407,6 @@ export class IptablesProxier implements ServiceProxyEngine {
   private blocks = new Map<string, ServiceBlock>();
   /** KUBE-SVC/SVL/EXT chain → its service's block: where a walk leaving a shared chain loads the service's own chains. */
   private readonly owners = new Map<string, ServiceBlock>();
-  /** SEP chain → service, for the chains loaded in the walker. */
-  private readonly seps = new Map<string, ServicePortInfo>();
   private largeClusterMode = false;
   private top: { natHead: Rule[]; natTail: Rule[]; filterHead: Rule[]; filterTail: Rule[]; jumps: { filter: Rule[]; nat: Rule[] } } | undefined;
   private tablesCache: { nat: TableData; filter: TableData } | undefined;
@@ -444,7 +442,6 @@ export class IptablesProxier implements ServiceProxyEngine {
     const own = block.chains();
     block.own = own;
     for (const [c, rules] of groupByChain(own.natRules)) this.walker.setChain('nat', c, rules);
-    for (const [k, v] of own.seps) this.seps.set(k, v);
     return true;
   }
 
@@ -453,7 +450,6 @@ export class IptablesProxier implements ServiceProxyEngine {
     const own = block.own;
     if (!own) return;
     for (const c of own.natChains) this.walker.setChain('nat', c, []);
-    for (const k of own.seps.keys()) this.seps.delete(k);
     block.own = undefined;
   }
 
@@ -674,7 +670,7 @@ export class IptablesProxier implements ServiceProxyEngine {
     if (!dnat) return null;
     let masquerade = false;
     if (!dstLocal) masquerade = this.walker.walk('nat', 'POSTROUTING', w, env, steps).kind === 'masquerade';
-    const sp = this.seps.get(dnat.rule.chain);
+    const sp = dnat.rule.owner as ServicePortInfo | undefined;
     return {
       kind: 'dnat',
       to: { ip: dnat.ip, port: dnat.port },

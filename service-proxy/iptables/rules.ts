@@ -75,6 +75,8 @@ export interface Rule {
   seq: string;
   /** Cached save form (built on first use). */
   saveText?: string;
+  /** What the rule's writer tagged it with (kube-proxy: the service port a DNAT rule serves), so a verdict names it without a lookup. */
+  owner?: unknown;
 }
 
 const cidrCache = new Map<string, AddrMatch>();
@@ -92,8 +94,35 @@ export function addrMatch(text: string, neg = false): AddrMatch {
 }
 
 function parseAddrMatch(text: string, neg: boolean): AddrMatch {
+  // Every endpoint's `-s IP` and every clusterIP's `-d IP` comes through here: canonical bare addresses skip the Cidr object.
+  const bare = canonicalIpv4(text);
+  if (bare !== undefined) return { net: bare, mask: 0xffffffff, cidr: `${text}/32`, text, neg };
   const c = Cidr.parse(text, { allowBare: true });
   return { net: c.network, mask: c.mask, cidr: c.format(), text, neg };
+}
+
+/** `a.b.c.d` as unsigned, only when written as iptables-save prints it (no leading zeros, octets <= 255); else undefined. */
+function canonicalIpv4(text: string): number | undefined {
+  let v = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return undefined;
+      v = v * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return undefined;
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return undefined;
+    } else return undefined;
+  }
+  if (dots !== 3 || digits === 0) return undefined;
+  return v * 256 + octet;
 }
 
 /** True if the unsigned address lies in the match's network (ignoring negation). */
@@ -118,8 +147,6 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 
 const NO_TARGET: Target = { kind: 'none' };
 const NO_CHECKS: Match[] = [];
-/** Jump targets are immutable: one object per chain name. */
-const jumpTargets = new Map<string, Target>();
 const VERDICTS = { RETURN: { kind: 'RETURN' }, ACCEPT: { kind: 'ACCEPT' }, DROP: { kind: 'DROP' }, REJECT: { kind: 'REJECT' } } as const satisfies Record<string, Target>;
 /** Interned op sequences. */
 const seqs = new Map<string, string>();
@@ -132,7 +159,7 @@ export class RuleBuilder {
 
   constructor(table: TableName, chain: string) {
     // Every field present from the start: one hidden class for all rules keeps property access monomorphic.
-    this.r = { table, chain, src: undefined, dst: undefined, proto: undefined, matches: [], target: NO_TARGET, dport: undefined, checks: NO_CHECKS, seq: '', saveText: undefined };
+    this.r = { table, chain, src: undefined, dst: undefined, proto: undefined, matches: [], target: NO_TARGET, dport: undefined, checks: NO_CHECKS, seq: '', saveText: undefined, owner: undefined };
   }
 
   /** `-m comment --comment TEXT`; `quoted` when kube-proxy itself wrote the quotes (its `"%s cluster IP"` strings). */
@@ -237,12 +264,7 @@ export class RuleBuilder {
 
   /** `-j CHAIN`. */
   jump(chain: string): Rule {
-    let t = jumpTargets.get(chain);
-    if (!t) {
-      if (jumpTargets.size > 500_000) jumpTargets.clear();
-      jumpTargets.set(chain, (t = { kind: 'jump', chain }));
-    }
-    return this.finish(t);
+    return this.finish({ kind: 'jump', chain });
   }
 
   /** `-j DNAT --to-destination IP:PORT`. */
