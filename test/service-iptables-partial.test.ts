@@ -11,7 +11,7 @@ import test from 'ava';
 import { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { createServiceProxyEngine, type Decision } from '../service-proxy/index.ts';
-import type { IptablesProxier } from '../service-proxy/iptables-mode.ts';
+import { strcmpOrder, type IptablesProxier } from '../service-proxy/iptables-mode.ts';
 import { RuleWalker } from '../service-proxy/iptables/evaluate.ts';
 import { formatIptablesSave, rule } from '../service-proxy/iptables/rules.ts';
 import { engineOpts, slice, svc, type Ep, type SvcOpts } from './helpers/service-fixtures.ts';
@@ -236,4 +236,20 @@ test('the walker follows a replaced chain, never a link to its old rules', (t) =
   t.like(w.walk('nat', 'PREROUTING', p(), env, null), { kind: 'dnat', ip: '10.244.3.3' });
   t.like(w.walk('nat', 'PREROUTING', p(), env, null), { kind: 'dnat', ip: '10.244.3.3' });
   t.is(asked, 1);
+});
+
+test('chain names are listed in strcmp order, as libiptc keeps them', (t) => {
+  const rng = new SeededRng(11);
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567-_';
+  const names = ['KUBE-SERVICES', 'KUBE-SEP-', 'KUBE-SEP', 'KUBE-SEPA', 'KUBE-MARK-MASQ', 'KUBE-PROXY-CANARY', 'KUBE-SERVICES', 'x'.repeat(40), `${'x'.repeat(39)}y`];
+  for (let i = 0; i < 3000; i++) {
+    let s = pick(rng, ['KUBE-SEP-', 'KUBE-SVC-', 'KUBE-EXT-', 'KUBE-SVL-', 'KUBE-', '']);
+    const len = rng.int(0, 34);
+    for (let j = 0; j < len; j++) s += alphabet[rng.int(0, alphabet.length - 1)];
+    names.push(s);
+  }
+  const want = [...names].sort();
+  t.deepEqual(strcmpOrder(names).map((i) => names[i]), want);
+  const wide = [...names.slice(0, 50), 'KUBE-SÉP', 'KUBE-SEQ'];
+  t.deepEqual(strcmpOrder(wide).map((i) => wide[i]), [...wide].sort(), 'non-ASCII names fall back to comparing strings');
 });
