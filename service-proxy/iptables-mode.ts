@@ -36,7 +36,10 @@ import {
   inAddr,
   rule,
   saveText,
+  SaveLineWriter,
   stampSave,
+  type RuleWriter,
+  type SavedRule,
   type AddrMatch,
   type Rule,
   type SaveFormatOptions,
@@ -89,10 +92,10 @@ interface EntryRules {
   natNodePortRules: Rule[];
 }
 
-/** The chains one service port owns (KUBE-SVC/SVL/EXT/SEP) and their rules. */
-interface OwnChains {
+/** The chains one service port owns (KUBE-SVC/SVL/EXT/SEP) and their rules (objects, or only their save lines). */
+interface OwnChains<R extends { chain: string; owner?: unknown } = Rule> {
   natChains: string[];
-  natRules: Rule[];
+  natRules: R[];
 }
 
 const nameCache = new Map<string, ServiceChains>();
@@ -225,8 +228,13 @@ function renderEntry(sp: ServicePortInfo, pol: ServicePolicy): EntryRules {
 }
 
 /** The chains the service port owns: rendered only when a packet walks into them or a full text is asked for. */
-function renderOwnChains(sp: ServicePortInfo, pol: ServicePolicy, cfg: RenderConfig): OwnChains {
-  const block: OwnChains = { natChains: [], natRules: [] };
+function renderOwnChains<R extends { chain: string; owner?: unknown }>(
+  sp: ServicePortInfo,
+  pol: ServicePolicy,
+  cfg: RenderConfig,
+  rule: (table: 'nat', chain: string) => RuleWriter<R>,
+): OwnChains<R> {
+  const block: OwnChains<R> = { natChains: [], natRules: [] };
   const proto = sp.protocol;
   const spn = sp.spn;
   const { names, clusterEndpoints, localEndpoints, allReachableEndpoints, internalTrafficChain, externalPolicyChain } = pol;
@@ -345,16 +353,24 @@ class ServiceBlock {
 
   /** The own chains (rendered now if not loaded; not kept). */
   chains(): OwnChains {
-    return this.own ?? renderOwnChains(this.sp, this.pol, this.cfg);
+    return this.own ?? renderOwnChains(this.sp, this.pol, this.cfg, rule);
   }
 
   /** Own chains (declaration order) and the save text of each ('' for a chain without rules), for the table's `iptables-save`. */
   saveParts(): { names: string[]; texts: string[] } {
     if (!this.saved) {
-      const own = this.chains();
-      const by = groupByChain(own.natRules);
+      // Straight to text unless the rule objects exist anyway (loaded for packets).
+      const own: OwnChains<SavedRule> = this.own
+        ? { natChains: this.own.natChains, natRules: this.own.natRules.map((r) => ({ chain: r.chain, text: saveText(r) })) }
+        : renderOwnChains(this.sp, this.pol, this.cfg, (_table, chain) => new SaveLineWriter(chain));
+      const by = new Map<string, string[]>();
+      for (const r of own.natRules) {
+        const l = by.get(r.chain);
+        if (l) l.push(r.text);
+        else by.set(r.chain, [r.text]);
+      }
       // join: one flat string per chain (a += chain would keep every piece alive as a rope until the save is joined).
-      this.saved = { names: own.natChains, texts: own.natChains.map((c) => by.get(c)?.map(saveText).join('\n') ?? '') };
+      this.saved = { names: own.natChains, texts: own.natChains.map((c) => by.get(c)?.join('\n') ?? '') };
     }
     return this.saved;
   }

@@ -152,7 +152,7 @@ const VERDICTS = { RETURN: { kind: 'RETURN' }, ACCEPT: { kind: 'ACCEPT' }, DROP:
 const seqs = new Map<string, string>();
 
 /** Builds a rule, recording kube-proxy's argument order and the structured form together. */
-export class RuleBuilder {
+export class RuleBuilder implements RuleWriter<Rule> {
   private readonly r: Rule;
   private seq = '';
   private lastL4?: Extract<Match, { kind: 'l4' }>;
@@ -312,6 +312,114 @@ export class RuleBuilder {
     if (seq === undefined) seqs.set(this.seq, (seq = this.seq));
     this.r.seq = seq;
     return this.r;
+  }
+}
+
+/** The builder calls kube-proxy's per-service rendering makes: {@link RuleBuilder} (rule objects) and {@link SaveLineWriter} (save text) both take them. */
+export interface RuleWriter<R> {
+  comment(text: string, quoted: boolean): this;
+  p(proto: 'tcp' | 'udp'): this;
+  m(proto: 'tcp' | 'udp'): this;
+  dport(port: number): this;
+  s(text: string, neg?: boolean): this;
+  d(text: string, neg?: boolean): this;
+  statistic(probability: string): this;
+  recentCheck(name: string, seconds: number): this;
+  recentSet(name: string): this;
+  addrtype(side: 'src' | 'dst', neg?: boolean): this;
+  jump(chain: string): R;
+  dnat(ip: string, port: number): R;
+}
+
+/** A rule known only by its `iptables-save` line. */
+export interface SavedRule {
+  chain: string;
+  text: string;
+  owner?: unknown;
+}
+
+/**
+ * Writes a rule straight into its `iptables-save` line, with the same
+ * formatting as {@link saveText} of the rule object the same calls would build
+ * (-s, -d, -p first, then the matches in call order, then the target), but
+ * without the object: a full `iptables-save` of 10,000 services formats
+ * 300,000 rules no packet may ever walk.
+ */
+export class SaveLineWriter implements RuleWriter<SavedRule> {
+  private src = '';
+  private dst = '';
+  private proto = '';
+  private readonly matches: Match[] = [];
+  private lastL4?: Extract<Match, { kind: 'l4' }>;
+
+  constructor(private readonly chain: string) {}
+
+  comment(text: string, quoted: boolean): this {
+    this.matches.push({ kind: 'comment', text, quoted });
+    return this;
+  }
+
+  p(proto: 'tcp' | 'udp'): this {
+    this.proto = ` -p ${proto}`;
+    return this;
+  }
+
+  m(proto: 'tcp' | 'udp'): this {
+    this.lastL4 = { kind: 'l4', proto };
+    this.matches.push(this.lastL4);
+    return this;
+  }
+
+  dport(port: number): this {
+    if (!this.lastL4) throw new Error('--dport without -m tcp|udp');
+    this.lastL4.dport = port;
+    return this;
+  }
+
+  s(text: string, neg = false): this {
+    this.src = `${neg ? ' ! -s ' : ' -s '}${addrMatch(text, neg).cidr}`;
+    return this;
+  }
+
+  d(text: string, neg = false): this {
+    this.dst = `${neg ? ' ! -d ' : ' -d '}${addrMatch(text, neg).cidr}`;
+    return this;
+  }
+
+  statistic(probability: string): this {
+    this.matches.push({ kind: 'statistic', probability, threshold: statisticThreshold(probability) });
+    return this;
+  }
+
+  recentCheck(name: string, seconds: number): this {
+    this.matches.push({ kind: 'recent', op: 'rcheck', name, seconds, reap: true });
+    return this;
+  }
+
+  recentSet(name: string): this {
+    this.matches.push({ kind: 'recent', op: 'set', name });
+    return this;
+  }
+
+  addrtype(side: 'src' | 'dst', neg = false): this {
+    this.matches.push({ kind: 'addrtype', side, type: 'LOCAL', neg });
+    return this;
+  }
+
+  jump(chain: string): SavedRule {
+    return this.finish({ kind: 'jump', chain });
+  }
+
+  dnat(ip: string, port: number): SavedRule {
+    return this.finish({ kind: 'DNAT', ip, port });
+  }
+
+  private finish(target: Target): SavedRule {
+    let out = `-A ${this.chain}${this.src}${this.dst}${this.proto}`;
+    for (const m of this.matches) out += ` ${matchSave(m)}`;
+    const t = targetSave(target);
+    if (t) out += ` ${t}`;
+    return { chain: this.chain, text: out, owner: undefined };
   }
 }
 
