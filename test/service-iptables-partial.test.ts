@@ -226,6 +226,10 @@ test('the walker follows a replaced chain, never a link to its old rules', (t) =
   t.like(w.walk('nat', 'PREROUTING', p(), env, null), { kind: 'dnat', ip: '10.244.9.9' });
   w.setChain('nat', 'KUBE-SVC-A', []);
   t.like(w.walk('nat', 'PREROUTING', p(), env, null), { kind: 'accept' });
+  t.like(w.walk('nat', 'PREROUTING', p(), env, null), { kind: 'accept' }, 'the miss is remembered');
+  w.setChain('nat', 'KUBE-SVC-A', [rule('nat', 'KUBE-SVC-A').dnat('10.244.5.5', 80)]);
+  t.like(w.walk('nat', 'PREROUTING', p(), env, null), { kind: 'dnat', ip: '10.244.5.5' }, 'a chain added after a miss is found');
+  w.setChain('nat', 'KUBE-SVC-A', []);
   // A chain loaded on demand the first time a jump misses it.
   let asked = 0;
   w.onMissingChain = (_table, chain) => {

@@ -72,8 +72,10 @@ interface IndexedChain {
    * walker's `removals`: a packet to one of 10,000 services then follows
    * pointers instead of hashing chain names into a table of 100,000 chains.
    */
-  links?: (IndexedChain | undefined)[];
+  links?: (IndexedChain | null | undefined)[];
   linkGen?: number;
+  /** A `null` link (the chain did not exist, and could not be loaded) holds while this is the walker's `additions`. */
+  missGen?: number;
 }
 
 const INDEX_THRESHOLD = 16;
@@ -237,14 +239,17 @@ export class RuleWalker {
   /** Sets (or with an empty list, removes) one chain: partial syncs touch only the chains of changed services. */
   setChain(table: TableName, chain: string, rules: readonly Rule[]): void {
     const map = this.tables.get(table)!;
-    // A chain that is new cannot be behind a link (only found chains are linked): adding keeps the links.
+    // A chain that is new cannot be behind a link (only found chains are linked): adding keeps the links, not the misses.
     if (map.has(chain)) this.removals++;
+    else if (rules.length > 0) this.additions++;
     if (rules.length === 0) map.delete(chain);
     else map.set(chain, this.indexed ? indexChain(rules as Rule[]) : { rules: rules as Rule[] });
   }
 
   /** Bumped whenever a chain is replaced or removed: every cached jump link is then stale. */
   private removals = 0;
+  /** Bumped whenever a chain is added: every cached miss is then stale. */
+  private additions = 0;
 
   /** The chain a jump of rule `idx` of `c` leads to (cached), loading it through {@link onMissingChain} if needed. */
   private follow(chains: Map<string, IndexedChain>, table: TableName, c: IndexedChain, idx: number, chain: string): IndexedChain | undefined {
