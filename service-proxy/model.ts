@@ -80,9 +80,9 @@ export function endpointHash(spn: string, protocol: string, endpoint: string): s
   return hash16(spn + protocol + endpoint);
 }
 
-const B64 = new Map([...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'].map((c, i) => [c.charCodeAt(0), i]));
+/** Character code → value of a base64 digit. */
 const B64_VALUE = new Uint8Array(128);
-for (const [code, v] of B64) B64_VALUE[code] = v;
+[...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'].forEach((c, i) => (B64_VALUE[c.charCodeAt(0)] = i));
 
 /**
  * base32(SHA-256(text))[:16], the first 80 bits of the digest. A full sync
