@@ -13,7 +13,8 @@
  *   the same mode at 10 Services (how it scales: the iptables walk is
  *   indexed, so it should stay flat like IPVS' hash table).
  *
- * Run alone with `node --import tsx bench/services.ts`.
+ * Run alone with `node --import tsx bench/services.ts [MODE...]` (e.g. `iptables`:
+ * only that mode's rows).
  */
 import { pathToFileURL } from 'node:url';
 import { SeededRng } from '../common/rng.ts';
@@ -96,7 +97,7 @@ function decideCost(e: AnyProxier, services: number, iters: number, trace = fals
   }, iters);
 }
 
-export function benchServices(): Measure[] {
+export function benchServices(modes: readonly ProxyMode[] = MODES): Measure[] {
   const out: Measure[] = [];
   const big = makeCluster(10_000, 10);
   const small = makeCluster(10, 10);
@@ -104,7 +105,7 @@ export function benchServices(): Measure[] {
   const lookup = new Map<string, object>();
   for (const s of small.services) lookup.set(`tcp|${(s.spec as { clusterIP: string }).clusterIP}|80`, s);
   const mapUs = perCallUs((i) => lookup.get(`tcp|10.96.1.${(i % 10) + 1}|80`), 200_000);
-  for (const mode of MODES) {
+  for (const mode of modes) {
     let e = engine(mode);
     const syncMs = timeMs(() => {
       e = engine(mode);
@@ -139,5 +140,6 @@ export function benchServices(): Measure[] {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  for (const m of benchServices()) process.stdout.write(`${m.name}: ${m.value} ${m.unit} | baseline (${m.baselineName}): ${m.baseline} ${m.unit} | ratio ${m.ratio}\n`);
+  const picked = process.argv.slice(2).filter((a): a is ProxyMode => (MODES as string[]).includes(a));
+  for (const m of benchServices(picked.length ? picked : MODES)) process.stdout.write(`${m.name}: ${m.value} ${m.unit} | baseline (${m.baselineName}): ${m.baseline} ${m.unit} | ratio ${m.ratio}\n`);
 }

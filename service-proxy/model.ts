@@ -8,7 +8,7 @@
  * Every mode (iptables, ipvs, userspace) renders from this model, so the
  * three agree on which endpoints exist; they differ only in how they pick.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { isValidIpv4 } from '../packet/addr.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import type { L4Protocol } from './types.ts';
@@ -72,12 +72,38 @@ export function servicePortName(namespace: string, name: string, portName: strin
 
 /** kube-proxy's portProtoHash: base32(SHA-256(servicePortName + protocol))[:16]. */
 export function portProtoHash(spn: string, protocol: string): string {
-  return base32(createHash('sha256').update(spn + protocol).digest()).slice(0, 16);
+  return hash16(spn + protocol);
 }
 
 /** The KUBE-SEP hash: base32(SHA-256(servicePortName + protocol + "ip:port"))[:16]. */
 export function endpointHash(spn: string, protocol: string, endpoint: string): string {
-  return base32(createHash('sha256').update(spn + protocol + endpoint).digest()).slice(0, 16);
+  return hash16(spn + protocol + endpoint);
+}
+
+/** Character code → value of a base64 digit. */
+const B64_VALUE = new Uint8Array(128);
+[...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'].forEach((c, i) => (B64_VALUE[c.charCodeAt(0)] = i));
+
+/**
+ * base32(SHA-256(text))[:16], the first 80 bits of the digest. A full sync
+ * names ~110,000 chains at 10,000 Services: the one-shot crypto.hash with a
+ * base64 result (no Hash object, no Buffer) re-cut from 6-bit into 5-bit
+ * groups costs a fraction of createHash().update().digest() + base32.
+ */
+function hash16(text: string): string {
+  const b64 = hash('sha256', text, 'base64');
+  let out = '';
+  let value = 0;
+  let bits = 0;
+  for (let i = 0; out.length < 16; i++) {
+    value = ((value << 6) | B64_VALUE[b64.charCodeAt(i)]) & 0xfff;
+    bits += 6;
+    while (bits >= 5 && out.length < 16) {
+      bits -= 5;
+      out += B32[(value >>> bits) & 31];
+    }
+  }
+  return out;
 }
 
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';

@@ -49,6 +49,9 @@ export type WalkVerdict =
   | { kind: 'redirect'; port: number; rule: Rule }
   | { kind: 'masquerade'; rule: Rule };
 
+/** The verdict without a rule: one object for every walk that ends so. */
+const ACCEPTED: WalkVerdict = { kind: 'accept' };
+
 /** What the walker asks its owner about addresses and ipsets. */
 export interface WalkEnv {
   isLocal(ip: number, ipStr: string): boolean;
@@ -64,6 +67,15 @@ interface IndexedChain {
   byPort?: Map<number, number[]>;
   /** Indices of rules the index cannot key, ascending. */
   wild?: number[];
+  /**
+   * Jump targets already looked up, by rule index, valid while `linkGen` is the
+   * walker's `removals`: a packet to one of 10,000 services then follows
+   * pointers instead of hashing chain names into a table of 100,000 chains.
+   */
+  links?: (IndexedChain | null | undefined)[];
+  linkGen?: number;
+  /** A `null` link (the chain did not exist, and could not be loaded) holds while this is the walker's `additions`. */
+  missGen?: number;
 }
 
 const INDEX_THRESHOLD = 16;
@@ -195,6 +207,12 @@ export class RuleWalker {
     ['filter', new Set()],
   ]);
   readonly recent = new RecentTables();
+  /**
+   * Asked when a jump names a chain the walker does not have: the owner may
+   * {@link setChain} it (and its siblings) and answer true, so chains are
+   * compiled when a packet first needs them.
+   */
+  onMissingChain: ((table: TableName, chain: string) => boolean) | undefined;
 
   constructor(
     private readonly rng: SeededRng,
@@ -215,13 +233,37 @@ export class RuleWalker {
     for (const c of prev) if (!by.has(c)) map.delete(c);
     for (const [chain, list] of by) map.set(chain, this.indexed ? indexChain(list) : { rules: list });
     this.loaded.set(table, new Set(by.keys()));
+    this.removals++;
   }
 
   /** Sets (or with an empty list, removes) one chain: partial syncs touch only the chains of changed services. */
   setChain(table: TableName, chain: string, rules: readonly Rule[]): void {
     const map = this.tables.get(table)!;
+    // A chain that is new cannot be behind a link (only found chains are linked): adding keeps the links, not the misses.
+    if (map.has(chain)) this.removals++;
+    else if (rules.length > 0) this.additions++;
     if (rules.length === 0) map.delete(chain);
     else map.set(chain, this.indexed ? indexChain(rules as Rule[]) : { rules: rules as Rule[] });
+  }
+
+  /** Bumped whenever a chain is replaced or removed: every cached jump link is then stale. */
+  private removals = 0;
+  /** Bumped whenever a chain is added: every cached miss is then stale. */
+  private additions = 0;
+
+  /** The chain a jump of rule `idx` of `c` leads to (cached), loading it through {@link onMissingChain} if needed. */
+  private follow(chains: Map<string, IndexedChain>, table: TableName, c: IndexedChain, idx: number, chain: string): IndexedChain | undefined {
+    if (c.linkGen !== this.removals || !c.links) {
+      c.links = new Array<IndexedChain | undefined>(c.rules.length);
+      c.linkGen = this.removals;
+    }
+    let next = c.links[idx];
+    if (next) return next;
+    next = chains.get(chain);
+    if (!next && this.onMissingChain?.(table, chain)) next = chains.get(chain);
+    // Loading may have replaced chains (and bumped removals): link only under the generation it was found in.
+    if (next && c.linkGen === this.removals) c.links[idx] = next;
+    return next;
   }
 
   private candidates(c: IndexedChain, pkt: WalkPacket): number[] | undefined {
@@ -286,7 +328,7 @@ export class RuleWalker {
     }
     const chains = this.tables.get(table)!;
     const root = chains.get(chain);
-    if (!root) return { kind: 'accept' };
+    if (!root) return ACCEPTED;
     const stack: Frame[] = [{ c: root, cand: this.candidates(root, pkt), pos: 0 }];
     let depth = 0;
     while (stack.length > 0) {
@@ -296,7 +338,8 @@ export class RuleWalker {
         stack.pop(); // end of chain: return (built-in: policy ACCEPT)
         continue;
       }
-      const r = f.c.rules[f.cand ? f.cand[f.pos] : f.pos];
+      const idx = f.cand ? f.cand[f.pos] : f.pos;
+      const r = f.c.rules[idx];
       f.pos++;
       if (!this.matches(r, pkt, env, steps)) continue;
       const t = r.target;
@@ -305,7 +348,7 @@ export class RuleWalker {
         case 'none':
           break;
         case 'jump': {
-          const next = chains.get(t.chain);
+          const next = this.follow(chains, table, f.c, idx, t.chain);
           if (++depth > 256) throw new Error(`iptables: chain loop at ${t.chain}`);
           if (next) stack.push({ c: next, cand: this.candidates(next, pkt), pos: 0 });
           break;
@@ -317,7 +360,7 @@ export class RuleWalker {
           pkt.mark = t.op === 'or' ? (pkt.mark | t.value) >>> 0 : (pkt.mark ^ t.value) >>> 0;
           break;
         case 'ACCEPT':
-          return { kind: 'accept' };
+          return ACCEPTED;
         case 'DROP':
           return { kind: 'drop', rule: r };
         case 'REJECT':
@@ -330,6 +373,6 @@ export class RuleWalker {
           return { kind: 'masquerade', rule: r };
       }
     }
-    return { kind: 'accept' };
+    return ACCEPTED;
   }
 }

@@ -75,6 +75,8 @@ export interface Rule {
   seq: string;
   /** Cached save form (built on first use). */
   saveText?: string;
+  /** What the rule's writer tagged it with (kube-proxy: the service port a DNAT rule serves), so a verdict names it without a lookup. */
+  owner?: unknown;
 }
 
 const cidrCache = new Map<string, AddrMatch>();
@@ -92,8 +94,35 @@ export function addrMatch(text: string, neg = false): AddrMatch {
 }
 
 function parseAddrMatch(text: string, neg: boolean): AddrMatch {
+  // Every endpoint's `-s IP` and every clusterIP's `-d IP` comes through here: canonical bare addresses skip the Cidr object.
+  const bare = canonicalIpv4(text);
+  if (bare !== undefined) return { net: bare, mask: 0xffffffff, cidr: `${text}/32`, text, neg };
   const c = Cidr.parse(text, { allowBare: true });
   return { net: c.network, mask: c.mask, cidr: c.format(), text, neg };
+}
+
+/** `a.b.c.d` as unsigned, only when written as iptables-save prints it (no leading zeros, octets <= 255); else undefined. */
+function canonicalIpv4(text: string): number | undefined {
+  let v = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return undefined;
+      v = v * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return undefined;
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return undefined;
+    } else return undefined;
+  }
+  if (dots !== 3 || digits === 0) return undefined;
+  return v * 256 + octet;
 }
 
 /** True if the unsigned address lies in the match's network (ignoring negation). */
@@ -118,21 +147,19 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 
 const NO_TARGET: Target = { kind: 'none' };
 const NO_CHECKS: Match[] = [];
-/** Jump targets are immutable: one object per chain name. */
-const jumpTargets = new Map<string, Target>();
 const VERDICTS = { RETURN: { kind: 'RETURN' }, ACCEPT: { kind: 'ACCEPT' }, DROP: { kind: 'DROP' }, REJECT: { kind: 'REJECT' } } as const satisfies Record<string, Target>;
 /** Interned op sequences. */
 const seqs = new Map<string, string>();
 
 /** Builds a rule, recording kube-proxy's argument order and the structured form together. */
-export class RuleBuilder {
+export class RuleBuilder implements RuleWriter<Rule> {
   private readonly r: Rule;
   private seq = '';
   private lastL4?: Extract<Match, { kind: 'l4' }>;
 
   constructor(table: TableName, chain: string) {
     // Every field present from the start: one hidden class for all rules keeps property access monomorphic.
-    this.r = { table, chain, src: undefined, dst: undefined, proto: undefined, matches: [], target: NO_TARGET, dport: undefined, checks: NO_CHECKS, seq: '', saveText: undefined };
+    this.r = { table, chain, src: undefined, dst: undefined, proto: undefined, matches: [], target: NO_TARGET, dport: undefined, checks: NO_CHECKS, seq: '', saveText: undefined, owner: undefined };
   }
 
   /** `-m comment --comment TEXT`; `quoted` when kube-proxy itself wrote the quotes (its `"%s cluster IP"` strings). */
@@ -237,12 +264,7 @@ export class RuleBuilder {
 
   /** `-j CHAIN`. */
   jump(chain: string): Rule {
-    let t = jumpTargets.get(chain);
-    if (!t) {
-      if (jumpTargets.size > 500_000) jumpTargets.clear();
-      jumpTargets.set(chain, (t = { kind: 'jump', chain }));
-    }
-    return this.finish(t);
+    return this.finish({ kind: 'jump', chain });
   }
 
   /** `-j DNAT --to-destination IP:PORT`. */
@@ -290,6 +312,114 @@ export class RuleBuilder {
     if (seq === undefined) seqs.set(this.seq, (seq = this.seq));
     this.r.seq = seq;
     return this.r;
+  }
+}
+
+/** The builder calls kube-proxy's per-service rendering makes: {@link RuleBuilder} (rule objects) and {@link SaveLineWriter} (save text) both take them. */
+export interface RuleWriter<R> {
+  comment(text: string, quoted: boolean): this;
+  p(proto: 'tcp' | 'udp'): this;
+  m(proto: 'tcp' | 'udp'): this;
+  dport(port: number): this;
+  s(text: string, neg?: boolean): this;
+  d(text: string, neg?: boolean): this;
+  statistic(probability: string): this;
+  recentCheck(name: string, seconds: number): this;
+  recentSet(name: string): this;
+  addrtype(side: 'src' | 'dst', neg?: boolean): this;
+  jump(chain: string): R;
+  dnat(ip: string, port: number): R;
+}
+
+/** A rule known only by its `iptables-save` line. */
+export interface SavedRule {
+  chain: string;
+  text: string;
+  owner?: unknown;
+}
+
+/**
+ * Writes a rule straight into its `iptables-save` line, with the same
+ * formatting as {@link saveText} of the rule object the same calls would build
+ * (-s, -d, -p first, then the matches in call order, then the target), but
+ * without the object: a full `iptables-save` of 10,000 services formats
+ * 300,000 rules no packet may ever walk.
+ */
+export class SaveLineWriter implements RuleWriter<SavedRule> {
+  private src = '';
+  private dst = '';
+  private proto = '';
+  private readonly matches: Match[] = [];
+  private lastL4?: Extract<Match, { kind: 'l4' }>;
+
+  constructor(private readonly chain: string) {}
+
+  comment(text: string, quoted: boolean): this {
+    this.matches.push({ kind: 'comment', text, quoted });
+    return this;
+  }
+
+  p(proto: 'tcp' | 'udp'): this {
+    this.proto = ` -p ${proto}`;
+    return this;
+  }
+
+  m(proto: 'tcp' | 'udp'): this {
+    this.lastL4 = { kind: 'l4', proto };
+    this.matches.push(this.lastL4);
+    return this;
+  }
+
+  dport(port: number): this {
+    if (!this.lastL4) throw new Error('--dport without -m tcp|udp');
+    this.lastL4.dport = port;
+    return this;
+  }
+
+  s(text: string, neg = false): this {
+    this.src = `${neg ? ' ! -s ' : ' -s '}${addrMatch(text, neg).cidr}`;
+    return this;
+  }
+
+  d(text: string, neg = false): this {
+    this.dst = `${neg ? ' ! -d ' : ' -d '}${addrMatch(text, neg).cidr}`;
+    return this;
+  }
+
+  statistic(probability: string): this {
+    this.matches.push({ kind: 'statistic', probability, threshold: statisticThreshold(probability) });
+    return this;
+  }
+
+  recentCheck(name: string, seconds: number): this {
+    this.matches.push({ kind: 'recent', op: 'rcheck', name, seconds, reap: true });
+    return this;
+  }
+
+  recentSet(name: string): this {
+    this.matches.push({ kind: 'recent', op: 'set', name });
+    return this;
+  }
+
+  addrtype(side: 'src' | 'dst', neg = false): this {
+    this.matches.push({ kind: 'addrtype', side, type: 'LOCAL', neg });
+    return this;
+  }
+
+  jump(chain: string): SavedRule {
+    return this.finish({ kind: 'jump', chain });
+  }
+
+  dnat(ip: string, port: number): SavedRule {
+    return this.finish({ kind: 'DNAT', ip, port });
+  }
+
+  private finish(target: Target): SavedRule {
+    let out = `-A ${this.chain}${this.src}${this.dst}${this.proto}`;
+    for (const m of this.matches) out += ` ${matchSave(m)}`;
+    const t = targetSave(target);
+    if (t) out += ` ${t}`;
+    return { chain: this.chain, text: out, owner: undefined };
   }
 }
 
@@ -465,7 +595,6 @@ function ctime(d: Date): string {
  */
 export function formatIptablesSave(t: TableData, opts: SaveFormatOptions = {}): string {
   const lines: string[] = [];
-  if (opts.stamp) lines.push(`# Generated by iptables-save v1.8.9 on ${ctime(opts.stamp)}`);
   lines.push(`*${t.name}`);
   const builtins = BUILTIN_CHAINS[t.name];
   for (const c of builtins) lines.push(`:${c} ACCEPT [0:0]`);
@@ -480,8 +609,13 @@ export function formatIptablesSave(t: TableData, opts: SaveFormatOptions = {}): 
   }
   for (const c of [...builtins, ...user]) for (const r of byChain.get(c) ?? []) lines.push(saveText(r));
   lines.push('COMMIT');
-  if (opts.stamp) lines.push(`# Completed on ${ctime(opts.stamp)}`);
-  return lines.join('\n') + '\n';
+  return stampSave(lines.join('\n') + '\n', opts);
+}
+
+/** Wraps one table's `iptables-save` body in the `# Generated by` / `# Completed on` lines when asked to. */
+export function stampSave(body: string, opts: SaveFormatOptions): string {
+  if (!opts.stamp) return body;
+  return `# Generated by iptables-save v1.8.9 on ${ctime(opts.stamp)}\n${body}# Completed on ${ctime(opts.stamp)}\n`;
 }
 
 /** kube-proxy's iptables-restore input for one table (what its unit tests compare). */
