@@ -9,11 +9,13 @@
  * before the store acknowledges it; kill -9 loses nothing acknowledged and a
  * torn write is rolled back by SQLite on the next open. A full disk makes the
  * transaction fail (SQLITE_FULL), never half-apply. A delete row carries no
- * object, so a DELETE needs only a few bytes, which the slack of free pages
- * left after compaction provides.
+ * object, so a DELETE needs only a few pages; so that it can always have them,
+ * the store keeps a small reserve file (ballast) beside the database and
+ * gives it up when a DELETE hits a full disk, then takes it back once there
+ * is room again.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   readLegacyState,
@@ -36,6 +38,12 @@ export const SQLITE_STORE_FILE = 'store.db';
 /** Free pages kept after compaction (4 MiB at 4 KiB pages), so a DELETE on a full disk still has room. */
 const SLACK_PAGES = 1024;
 
+/** Ballast beside the database, given up so DELETEs work on a full disk. */
+export const RESERVE_FILE = 'store.db.reserve';
+const RESERVE_BYTES = 2 * 1024 * 1024;
+/** While the reserve is gone, retaking it is tried every this many commits. */
+const RESERVE_RETRY_COMMITS = 100;
+
 /** The WAL is cut back to this after a checkpoint, so one big write does not leave a big WAL behind. */
 const WAL_SIZE_LIMIT = 4 * 1024 * 1024;
 
@@ -56,11 +64,38 @@ export class SqlitePersister implements StorePersister {
     dropDeletes: Database.Statement;
   };
   private compactRv = 0;
+  private readonly reservePath: string;
+  /** Commits since the reserve was last found missing (0 = present). */
+  private reserveMissingFor = 0;
   private txn?: (batch: PersistBatch) => void;
 
   constructor(stateDir: string) {
     this.dir = join(stateDir, 'apiserver');
     this.path = join(this.dir, SQLITE_STORE_FILE);
+    this.reservePath = join(this.dir, RESERVE_FILE);
+  }
+
+  /** Writes the ballast if it is missing; on a full disk leaves nothing behind and tries again later. */
+  private takeReserve(): void {
+    if (existsSync(this.reservePath)) {
+      this.reserveMissingFor = 0;
+      return;
+    }
+    let fd: number | undefined;
+    try {
+      fd = openSync(this.reservePath, 'w', 0o600);
+      const chunk = Buffer.alloc(64 * 1024);
+      for (let n = 0; n < RESERVE_BYTES; n += chunk.length) writeSync(fd, chunk);
+      fsyncSync(fd);
+      this.reserveMissingFor = 0;
+    } catch {
+      if (fd !== undefined) closeSync(fd);
+      fd = undefined;
+      rmSync(this.reservePath, { force: true });
+      this.reserveMissingFor = 1;
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
   }
 
   private open(): Database.Database {
@@ -98,6 +133,7 @@ export class SqlitePersister implements StorePersister {
       dropDeletes: db.prepare('DELETE FROM log WHERE id > ? AND id <= ? AND type = 2'),
     };
     this.txn = db.transaction((batch: PersistBatch) => this.apply(batch));
+    this.takeReserve();
     return db;
   }
 
@@ -149,7 +185,18 @@ export class SqlitePersister implements StorePersister {
 
   commit(batch: PersistBatch): void {
     this.open();
-    (this.txn as (b: PersistBatch) => void)(batch);
+    const txn = this.txn as (b: PersistBatch) => void;
+    try {
+      txn(batch);
+    } catch (err) {
+      // Deleting is how an operator makes room: give up the ballast for it, once.
+      const onlyDeletes = batch.changes.length > 0 && batch.changes.every((c) => c.type === 'DELETED');
+      if ((err as { code?: string }).code !== 'SQLITE_FULL' || !onlyDeletes || !existsSync(this.reservePath)) throw err;
+      rmSync(this.reservePath, { force: true });
+      this.reserveMissingFor = 1;
+      txn(batch);
+    }
+    if (this.reserveMissingFor > 0 && this.reserveMissingFor++ % RESERVE_RETRY_COMMITS === 0) this.takeReserve();
     this.compactRv = Math.max(this.compactRv, batch.compactRv);
     this.reclaim();
   }

@@ -386,7 +386,7 @@ test('persistence: SQLite has each change on disk before the call returns and re
   t.teardown(() => s2.close());
   t.deepEqual(s2.get('pods', 'durable', 'default'), p);
   t.is(s2.resourceVersion(), p.metadata.resourceVersion);
-  t.deepEqual(readdirSync(join(dir, 'apiserver')).filter((n) => !/^store\.db(-wal|-shm)?$/.test(n)), [], 'no temp files beside the database');
+  t.deepEqual(readdirSync(join(dir, 'apiserver')).filter((n) => !/^store\.db(-wal|-shm|\.reserve)?$/.test(n)), [], 'no temp files beside the database');
 
   const bad = mkdtempSync(join(tmpdir(), 'podlab-cp-bad-'));
   t.teardown(() => rmSync(bad, { recursive: true, force: true }));
