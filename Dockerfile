@@ -29,7 +29,7 @@ COPY scripts/build.mjs scripts/
 COPY common/compiled.js common/
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libpcap-dev g++ make python3 \
- && npm_config_nodedir=/usr/local npm ci --omit=dev --no-audit --no-fund \
+ && npm_config_nodedir=/usr/local npm_config_build_from_source=better-sqlite3 npm ci --omit=dev --no-audit --no-fund \
  && apt-get purge -y --auto-remove libpcap-dev g++ make python3 \
  && so="$(ls /usr/lib/*/libpcap.so.0.8)" && ln -s "$so" "${so%.0.8}" \
  && rm -rf /var/lib/apt/lists/*

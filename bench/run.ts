@@ -15,6 +15,8 @@
  *
  * `npm run bench -- --scale [--nodes N] [--pods-per-node M]` runs only the
  * big-lab measures instead (bench/scale.ts; 100 nodes x 10 pods by default).
+ * - The apiserver's store: big-object patches, create cost as the store grows,
+ *   restart (bench/store.ts); `npm run bench -- --store` runs only these.
  */
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -29,6 +31,7 @@ import { benchTcp } from './tcp.ts';
 import { benchServices } from './services.ts';
 import { benchNetnsWire } from './netns-wire.ts';
 import { benchScale } from './scale.ts';
+import { benchStore } from './store.ts';
 import { podEchoPps } from './pod-echo.ts';
 import { measure, writeResults, RESULTS, type Measure } from './results.ts';
 
@@ -120,6 +123,7 @@ function report(measures: Measure[]): void {
 
 async function main(): Promise<void> {
   if (process.argv.includes('--scale')) return report(await benchScale(flag('--nodes', 100), flag('--pods-per-node', 10)));
+  if (process.argv.includes('--store')) return report(benchStore());
   const measures: Measure[] = [];
   const echo = await startEchoServer();
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bench-'));
@@ -149,6 +153,7 @@ async function main(): Promise<void> {
   measures.push(...(await benchTcp()));
   measures.push(...benchServices());
   measures.push(...(await benchNetnsWire()));
+  measures.push(...benchStore());
   report(measures);
 }
 

@@ -38,6 +38,7 @@ interface UpCli {
   labNet: string;
   apiPort: number;
   clusterCidr: string;
+  store?: string;
   backend: NonNullable<UpOptions['backend']>;
   proxyMode: UpOptions['proxyMode'];
   ipvsScheduler: UpOptions['ipvsScheduler'];
@@ -140,6 +141,7 @@ program
   .addOption(new Option('--lab-net <cidr>', 'loopback network of the lab: apiserver at .10, node-N at .(10+N)').default('127.0.0.0/24'))
   .option('--api-port <port>', 'apiserver port (0 = any free port)', int('--api-port'), 6443)
   .option('--cluster-cidr <cidr>', 'pod network; each node gets a /24 of it', '10.244.0.0/16')
+  .option('--store <store>', "the apiserver's store: sqlite (in the state dir; default) | etcd://HOST:PORT (a running etcd, keys as kube-apiserver lays them out)")
   .option('--backend <name>', `pod network backend: ${SUPPORTED_BACKENDS.join(' | ')} (${backendHelp()})`, DEFAULT_BACKEND)
   .option('--proxy-mode <mode>', 'kube-proxy mode: iptables (default) | ipvs | userspace', 'iptables')
   .option('--ipvs-scheduler <s>', 'with --proxy-mode ipvs: rr | wrr | lc | wlc | sh | dh | sed | nq', 'rr')
@@ -196,6 +198,7 @@ program
       labNet: o.labNet,
       apiPort: o.apiPort,
       clusterCidr: o.clusterCidr,
+      store: o.store,
       vxlanPort: o.vxlanPort,
       backend: o.backend,
       wirePort: o.wirePort,

@@ -16,6 +16,7 @@ import { ApiError, badRequest, internalError, makeStatus, methodNotAllowed, path
 import { MERGE_PATCH_TYPE, STRATEGIC_MERGE_PATCH_TYPE } from './merge-patch.ts';
 import { bookmarkObject, discoveryFor, parseResourcePath, type ResourceRoute } from './routes.ts';
 import { parseSelector } from './selectors.ts';
+import type { StorePersister } from './persistence.ts';
 import { openStore, type Store } from './store.ts';
 import { ensureKubernetesService } from './service-allocator.ts';
 import { buildTable, DEFAULT_TABLE, parseIncludeObject, wantsTable } from './tables.ts';
@@ -27,7 +28,7 @@ export interface ApiServerOptions {
   host: string;
   /** TCP port; 0 picks an ephemeral one. */
   port: number;
-  /** State lives in `<stateDir>/apiserver/state.json`. */
+  /** State lives in `<stateDir>/apiserver/store.db` unless `persister` says otherwise. */
   stateDir: string;
   /** `--cluster-cidr` (default 10.244.0.0/16). */
   clusterCidr?: string;
@@ -42,8 +43,10 @@ export interface ApiServerOptions {
   clock?: Clock;
   /** Watch history length in memory (default 10,000 events). */
   historyLimit?: number;
-  /** Newest events also persisted in state.json (default 1,000). */
-  persistedHistoryLimit?: number;
+  /** Bytes of object JSON the watch history may hold, in memory and on disk (default 32 MiB). */
+  historyBytes?: number;
+  /** A persister other than `<stateDir>/apiserver/store.db` (`--store etcd://`). */
+  persister?: StorePersister;
   /** How often BOOKMARK events go to watchers that allow them (default 30 s). */
   bookmarkIntervalMs?: number;
   /** Receives one record per finished request (main.ts prints them when PODLAB_DEBUG is set). */
@@ -146,7 +149,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     serviceNodePortRange: opts.serviceNodePortRange,
     clock: opts.clock,
     historyLimit: opts.historyLimit,
-    persistedHistoryLimit: opts.persistedHistoryLimit,
+    historyBytes: opts.historyBytes,
+    persister: opts.persister,
   });
   const bookmarkMs = opts.bookmarkIntervalMs ?? DEFAULT_BOOKMARK_INTERVAL_MS;
   const activeWatches = new Set<() => void>();

@@ -157,7 +157,7 @@ export class NodeIpam {
     return null;
   }
 
-  /** Wires the allocator into a store: admission on Node create, pointer persisted in state.json. */
+  /** Wires the allocator into a store: admission on Node create, pointer persisted with the store. */
   install(store: Store): void {
     store.registerSection('nodeIpam', {
       save: () => ({ clusterCidr: this.clusterCidr(), maskSize: this.config.maskSize, next: this.next }),

@@ -4,6 +4,7 @@
  *   node --import tsx control-plane/main.ts --host 127.0.0.1 --port 6443 --state-dir DIR
  *        [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24] [--unix-socket PATH]
  *        [--service-cluster-ip-range 10.96.0.0/12] [--service-node-port-range 30000-32767]
+ *        [--store sqlite | etcd://HOST:PORT]
  *
  * Prints exactly one line on stdout once listening,
  * `{"event":"listening","url":"http://127.0.0.1:PORT","pid":N}`, and writes
@@ -13,6 +14,8 @@
  * on that socket file (netns labs: the CLI in the root namespace uses it), and
  * the listening line carries `"unix":"PATH"`. Logs go to stderr via common/log.ts; set
  * PODLAB_DEBUG=* (or podlab:apiserver) to log every request.
+ * The store is `<stateDir>/apiserver/store.db` (SQLite) unless --store names
+ * an etcd; the state dir still holds endpoint.json either way.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,7 +24,9 @@ import { createLogger } from '../common/log.ts';
 import { helpIfAsked } from '../common/daemon.ts';
 import { startApiServer, type ApiServer } from './apiserver.ts';
 import { ConfigError, DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parseIpamConfig } from './ipam.ts';
+import { EtcdPersister, parseEtcdUrl } from './etcd-persister.ts';
 import { writeFileAtomic } from './persistence.ts';
+import { registry, resourceKeyOf } from './resources.ts';
 import { DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, parseServiceAllocConfig } from './service-allocator.ts';
 import { startUnixRelay, type UnixRelay } from './unix-proxy.ts';
 
@@ -43,6 +48,8 @@ interface Flags {
   unixSocket?: string;
   serviceClusterIpRange: string;
   serviceNodePortRange: string;
+  /** `http://HOST:PORT` of an etcd's gateway, or undefined for SQLite in the state dir. */
+  etcd?: string;
 }
 
 const OPTIONS = {
@@ -54,6 +61,7 @@ const OPTIONS = {
   'unix-socket': { type: 'string' },
   'service-cluster-ip-range': { type: 'string' },
   'service-node-port-range': { type: 'string' },
+  store: { type: 'string' },
 } as const;
 
 function parseFlags(argv: string[]): Flags {
@@ -75,7 +83,16 @@ function parseFlags(argv: string[]): Flags {
   const portText = str('port') ?? '6443';
   if (!/^\d+$/.test(portText) || Number(portText) > 65535) throw new FlagError(`--port: must be an integer 0-65535, got ${JSON.stringify(portText)}`);
   const stateDir = str('state-dir');
-  if (!stateDir) throw new FlagError('--state-dir: required (directory for apiserver/state.json)');
+  if (!stateDir) throw new FlagError('--state-dir: required (directory for apiserver/store.db and endpoint.json)');
+  const storeText = str('store') ?? 'sqlite';
+  let etcd: string | undefined;
+  if (storeText !== 'sqlite') {
+    try {
+      etcd = parseEtcdUrl(storeText);
+    } catch (err) {
+      throw new FlagError((err as Error).message);
+    }
+  }
   const clusterCidr = str('cluster-cidr') ?? DEFAULT_CLUSTER_CIDR;
   const maskText = str('node-cidr-mask-size') ?? String(DEFAULT_NODE_CIDR_MASK_SIZE);
   if (!/^\d+$/.test(maskText)) throw new FlagError(`--node-cidr-mask-size: must be an integer, got ${JSON.stringify(maskText)}`);
@@ -89,7 +106,7 @@ function parseFlags(argv: string[]): Flags {
     if (err instanceof ConfigError) throw new FlagError(err.message);
     throw err;
   }
-  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket'), serviceClusterIpRange, serviceNodePortRange };
+  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket'), serviceClusterIpRange, serviceNodePortRange, etcd };
 }
 
 async function main(): Promise<void> {
@@ -113,6 +130,7 @@ async function main(): Promise<void> {
       serviceClusterIpRange: flags.serviceClusterIpRange,
       serviceNodePortRange: flags.serviceNodePortRange,
       kubernetesService: true,
+      persister: flags.etcd ? new EtcdPersister(flags.etcd, registry.all().map(resourceKeyOf)) : undefined,
       log: log.debugEnabled ? (e) => log.debug('request', { ...e }) : undefined,
     });
   } catch (err) {
@@ -147,7 +165,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   process.stdout.write(`${line}\n`);
-  log.info('listening', { url: server.url, stateDir: flags.stateDir, clusterCidr: flags.clusterCidr, nodeCidrMaskSize: flags.nodeCidrMaskSize });
+  log.info('listening', { url: server.url, stateDir: flags.stateDir, store: flags.etcd ?? 'sqlite', clusterCidr: flags.clusterCidr, nodeCidrMaskSize: flags.nodeCidrMaskSize });
 
   let stopping = false;
   const stop = (signal: string): void => {

@@ -7,7 +7,7 @@
  * node straight away) and otherwise waits: whenever a Node event arrives it
  * retries every still-unbound Pod, oldest first. The round-robin pointer is
  * the name of the last node chosen (stable when nodes come and go) and is
- * persisted in state.json, so a restart continues the rotation.
+ * persisted with the store, so a restart continues the rotation.
  */
 import { formatTimestamp } from './timestamp.ts';
 import { NODES, PODS, resourceKeyOf } from './resources.ts';

@@ -19,7 +19,7 @@
  *
  * Allocations are not bookkept separately: the set of used addresses and
  * ports is read from the live Service objects at each admission, so they are
- * persisted with the Services (state.json) and freed by deleting the Service.
+ * persisted with the Services (in the store) and freed by deleting the Service.
  * Errors are worded as kube-apiserver's (`spec.clusterIPs: Invalid value:
  * ["10.96.0.10"]: failed to allocate IP 10.96.0.10: provided IP is already
  * allocated`, `spec.ports[0].nodePort: Invalid value: 30080: provided port is

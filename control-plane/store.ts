@@ -3,21 +3,24 @@
  * real cluster, in one synchronous in-memory class.
  *
  * Why synchronous: a mutation validates, runs admission (IPAM, scheduler),
- * bumps the single resourceVersion counter, persists the whole state and
+ * bumps the single resourceVersion counter, persists the change and
  * only then delivers watch events, all in one call. Nothing can interleave,
  * so there is no window in which a watcher sees an event that a crash could
  * still lose, and no window between replaying history and going live.
- * The cost is a full state write per mutation, fine at emulator scale
- * (tens of nodes, hundreds of pods).
+ * Persistence is per change (see persistence.ts): a write costs the object
+ * written, and the watch history is a window of revisions, compacted as etcd
+ * compacts, bounded in count and bytes.
  */
 import { randomUUID, randomInt } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { wallClock, type Clock } from '../common/clock.ts';
+import { createLogger } from '../common/log.ts';
 import { formatTimestamp } from './timestamp.ts';
 import { alreadyExists, ApiError, badRequest, conflict, expired, forbidden, internalError, invalid, makeStatus, notFound } from './errors.ts';
 import { applyMergePatch, stripStrategicDirectives } from './merge-patch.ts';
 import { NodeIpam, parseIpamConfig } from './ipam.ts';
-import { FileStatePersister, StateFileError, type StatePersister } from './persistence.ts';
+import { StateFileError, type LoadedState, type PersistedChange, type StorePersister } from './persistence.ts';
+import { SqlitePersister } from './sqlite-persister.ts';
 import { Scheduler } from './scheduler.ts';
 import { ServiceAllocator, parseServiceAllocConfig } from './service-allocator.ts';
 import { EndpointSliceController } from './endpointslice-controller.ts';
@@ -30,20 +33,15 @@ import { validateObjectMeta } from './validation.ts';
 export const DEFAULT_HISTORY_LIMIT = 10_000;
 
 /**
- * Default number of the newest events also written to state.json. Every
- * mutation rewrites the whole file, so this bounds its cost: a full
- * 10,000-event tail is ~8 MB and measured ~60 ms per mutation here, 1,000 is
- * ~1 MB and ~10 ms. A restart only needs enough history for informers to
- * resume from where they were a few seconds earlier; older versions get a
- * 410 and a relist, exactly as when memory history runs out.
+ * Default bytes of object JSON the watch history may hold. Memory and disk
+ * keep the same window, so this bounds both: 100 patches of a 3 MiB object
+ * keep the newest ~10 versions, not 100. Older resume points get 410 and a
+ * relist, as when etcd has compacted.
  */
-export const DEFAULT_PERSISTED_HISTORY_LIMIT = 1_000;
+export const DEFAULT_HISTORY_BYTES = 32 * 1024 * 1024;
 
 /** Namespaces that exist from the first start and may not be deleted. */
 export const SYSTEM_NAMESPACES = ['default', 'kube-system'] as const;
-
-/** Version tag of state.json. */
-const STATE_FORMAT = 'podlab-apiserver-state/v1';
 
 /** A resource as the caller names it: a registry entry or any name the registry resolves. */
 export type ResourceRef = ResourceType | string;
@@ -71,7 +69,7 @@ export interface AdmissionContext {
 /** A mutating/validating admission step run after validation, before commit. */
 export type AdmissionHook = (ctx: AdmissionContext) => void;
 
-/** Extra state a controller keeps in state.json (e.g. the scheduler's round-robin pointer). */
+/** Extra state a controller persists with the store (e.g. the scheduler's round-robin pointer). */
 export interface StateSection {
   save(): unknown;
   load(data: unknown): void;
@@ -105,11 +103,11 @@ export interface WatchHandle {
 
 /** Construction options of {@link Store}. */
 export interface StoreOptions {
-  persister?: StatePersister;
+  persister?: StorePersister;
   clock?: Clock;
   historyLimit?: number;
-  /** How many of the newest events go to state.json (default 1,000, at most historyLimit). */
-  persistedHistoryLimit?: number;
+  /** Bytes of object JSON the history window may hold (default 32 MiB; the newest event always stays). */
+  historyBytes?: number;
   registry?: ResourceRegistry;
 }
 
@@ -118,8 +116,6 @@ interface StoredRecord {
   obj: KubeObject;
   json: string;
   attrs: SelectableAttrs;
-  /** UTF-8 bytes of the state.json `objects` entry, built on first save. */
-  persisted?: Buffer;
 }
 
 interface HistoryEntry {
@@ -127,8 +123,6 @@ interface HistoryEntry {
   type: 'ADDED' | 'MODIFIED' | 'DELETED';
   rec: StoredRecord;
   prevAttrs?: SelectableAttrs;
-  /** UTF-8 bytes for state.json, cached because history entries never change. */
-  persisted: Buffer;
 }
 
 interface Watcher {
@@ -179,9 +173,14 @@ const GENERATE_NAME_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
 export class Store {
   readonly clock: Clock;
   readonly registry: ResourceRegistry;
-  private readonly persister?: StatePersister;
+  private readonly persister?: StorePersister;
   private readonly historyLimit: number;
-  private readonly persistedHistoryLimit: number;
+  private readonly historyByteLimit: number;
+  /** Bytes of object JSON in `history`. */
+  private historyBytes = 0;
+  /** Last persisted value of each section, so a commit writes only sections that changed. */
+  private readonly savedSections = new Map<string, string>();
+  private readonly log = createLogger('podlab:store');
   private readonly objects = new Map<string, Map<string, StoredRecord>>();
   private rv = 0;
   /** Every event with rv > historyStartRv is still in `history`. */
@@ -202,7 +201,7 @@ export class Store {
     this.registry = opts.registry ?? defaultRegistry;
     this.persister = opts.persister;
     this.historyLimit = opts.historyLimit ?? DEFAULT_HISTORY_LIMIT;
-    this.persistedHistoryLimit = Math.min(this.historyLimit, opts.persistedHistoryLimit ?? DEFAULT_PERSISTED_HISTORY_LIMIT);
+    this.historyByteLimit = opts.historyBytes ?? DEFAULT_HISTORY_BYTES;
   }
 
   // ---------------------------------------------------------------- wiring
@@ -235,21 +234,21 @@ export class Store {
    */
   open(): void {
     if (this.opened) return;
-    const doc = this.persister?.load() ?? null;
-    if (doc !== null) this.loadDocument(doc);
+    const saved = this.persister?.load() ?? null;
+    if (saved !== null) this.loadState(saved);
     this.opened = true;
-    if (doc === null) {
-      for (const ns of SYSTEM_NAMESPACES) {
-        if (!this.lookup(NAMESPACES, undefined, ns)) this.create(NAMESPACES, { metadata: { name: ns } });
-      }
+    // Also after a load: a store may come up empty (a fresh etcd), and these may never be deleted anyway.
+    for (const ns of SYSTEM_NAMESPACES) {
+      if (!this.lookup(NAMESPACES, undefined, ns)) this.create(NAMESPACES, { metadata: { name: ns } });
     }
     for (const fn of this.openHooks.splice(0)) fn();
   }
 
-  /** Drops all watchers; the store stays readable. */
+  /** Drops all watchers and closes the persister; the store stays readable. */
   close(): void {
     this.watchers.clear();
     this.subscribers.clear();
+    this.persister?.close();
   }
 
   /** The current value of the global resourceVersion counter. */
@@ -595,9 +594,13 @@ export class Store {
   }
 
   private makeEntry(rv: number, type: HistoryEntry['type'], rec: StoredRecord, prevAttrs: SelectableAttrs | undefined): HistoryEntry {
-    const prev = prevAttrs ? `,"prevAttrs":${JSON.stringify(prevAttrs)}` : '';
-    const persisted = Buffer.from(`{"rv":${rv},"type":"${type}","resource":${JSON.stringify(resourceKeyOf(rec.rt))},"object":${rec.json}${prev}}`, 'utf8');
-    return { rv, type, rec, prevAttrs, persisted };
+    return { rv, type, rec, prevAttrs };
+  }
+
+  /** Appends to the history window (trimmed separately, once the commit is durable). */
+  private pushHistory(entry: HistoryEntry): void {
+    this.history.push(entry);
+    this.historyBytes += entry.rec.json.length;
   }
 
   /**
@@ -608,6 +611,8 @@ export class Store {
   private commit(changes: Change[]): StoredRecord[] {
     const savedRv = this.rv;
     const savedHistoryLength = this.history.length;
+    const savedHistoryBytes = this.historyBytes;
+    const persisted: PersistedChange[] = [];
     const undo: { map: Map<string, StoredRecord>; key: string; prev?: StoredRecord }[] = [];
     const recs: StoredRecord[] = [];
     const entries: HistoryEntry[] = [];
@@ -630,12 +635,22 @@ export class Store {
         map.set(ch.key, rec);
       }
       const entry = this.makeEntry(rv, ch.type, rec, ch.prev?.attrs);
-      this.history.push(entry);
+      this.pushHistory(entry);
       entries.push(entry);
       recs.push(rec);
+      persisted.push({
+        rv,
+        type: ch.type,
+        resource: resourceKeyOf(ch.rt),
+        key: ch.key,
+        json: ch.type === 'DELETED' ? null : rec.json,
+        prevRv: ch.prev ? Number(ch.prev.obj.metadata.resourceVersion) : 0,
+        ...(ch.prev ? { prevAttrs: ch.prev.attrs } : {}),
+      });
     }
+    const trim = this.historyExcess();
     try {
-      this.persist();
+      this.persist(persisted, trim > 0 ? this.history[trim - 1].rv : this.historyStartRv);
     } catch (err) {
       for (const u of undo.reverse()) {
         if (u.prev) u.map.set(u.key, u.prev);
@@ -643,9 +658,11 @@ export class Store {
       }
       this.rv = savedRv;
       this.history.length = savedHistoryLength;
+      this.historyBytes = savedHistoryBytes;
+      this.log.error('persist failed; change rolled back', { error: (err as Error).message, resourceVersion: savedRv + 1 });
       throw internalError(`cannot persist state: ${(err as Error).message}`);
     }
-    this.trimHistory();
+    this.trimHistory(trim);
     changes.forEach((ch, i) => {
       this.queue.push({ type: ch.type, rt: ch.rt, object: recs[i].obj, prev: ch.prev?.obj, resourceVersion: entries[i].rv });
       this.queuedEntries.push(entries[i]);
@@ -710,101 +727,85 @@ export class Store {
     return map;
   }
 
-  private trimHistory(): void {
-    const excess = this.history.length - this.historyLimit;
+  /** How many of the oldest events fall out of the window (count and bytes); the newest always stays. */
+  private historyExcess(): number {
+    let excess = Math.max(0, this.history.length - this.historyLimit);
+    let bytes = this.historyBytes;
+    for (let i = 0; i < excess; i++) bytes -= this.history[i].rec.json.length;
+    while (bytes > this.historyByteLimit && excess < this.history.length - 1) {
+      bytes -= this.history[excess].rec.json.length;
+      excess++;
+    }
+    return excess;
+  }
+
+  private trimHistory(excess = this.historyExcess()): void {
     if (excess <= 0) return;
     this.historyStartRv = this.history[excess - 1].rv;
+    for (let i = 0; i < excess; i++) this.historyBytes -= this.history[i].rec.json.length;
     this.history.splice(0, excess);
   }
 
   /**
-   * Writes the whole state. Every object and event contributes cached bytes,
-   * so a save costs one gather-write plus fsync, not a re-serialization
-   * (joining thousands of strings per mutation measured ~10x slower).
+   * Hands the persister this commit's changes, the sections that changed and
+   * the new start of the history window (its compaction point).
    */
-  private persist(): void {
+  private persist(changes: PersistedChange[], compactRv: number): void {
     if (!this.persister) return;
     const sections: Record<string, unknown> = {};
-    for (const [name, s] of this.sections) sections[name] = s.save();
-    // Only the newest events are written; the file's history then starts after the last one left out.
-    const excess = Math.max(0, this.history.length - this.persistedHistoryLimit);
-    const startRv = excess > 0 ? this.history[excess - 1].rv : this.historyStartRv;
-    const comma = Buffer.from(',');
-    const chunks: Buffer[] = [
-      Buffer.from(
-        `{"format":${JSON.stringify(STATE_FORMAT)},"resourceVersion":"${this.rv}","historyStartRv":"${startRv}",` +
-          `"sections":${JSON.stringify(sections)},"objects":[`,
-      ),
-    ];
-    let first = true;
-    for (const [key, map] of this.objects) {
-      for (const rec of map.values()) {
-        rec.persisted ??= Buffer.from(`{"resource":${JSON.stringify(key)},"object":${rec.json}}`, 'utf8');
-        if (!first) chunks.push(comma);
-        chunks.push(rec.persisted);
-        first = false;
-      }
+    const fresh: [string, string][] = [];
+    for (const [name, sec] of this.sections) {
+      const value = sec.save();
+      const json = JSON.stringify(value);
+      if (this.savedSections.get(name) === json) continue;
+      sections[name] = value;
+      fresh.push([name, json]);
     }
-    chunks.push(Buffer.from('],"history":['));
-    for (let i = excess; i < this.history.length; i++) {
-      if (i > excess) chunks.push(comma);
-      chunks.push(this.history[i].persisted);
-    }
-    chunks.push(Buffer.from(']}'));
-    this.persister.save(chunks);
+    this.persister.commit({ changes, sections: fresh.length > 0 ? sections : undefined, compactRv });
+    for (const [name, json] of fresh) this.savedSections.set(name, json);
   }
 
-  private loadDocument(doc: string): void {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(doc);
-    } catch (err) {
-      throw new StateFileError(`state file is not valid JSON: ${(err as Error).message}`);
-    }
-    if (!isRecord(parsed) || parsed.format !== STATE_FORMAT) throw new StateFileError(`state file has an unknown format (want ${STATE_FORMAT})`);
-    const rv = Number(parsed.resourceVersion);
-    const startRv = Number(parsed.historyStartRv);
-    if (!Number.isInteger(rv) || !Number.isInteger(startRv)) throw new StateFileError('state file has a bad resourceVersion');
-    if (!Array.isArray(parsed.objects) || !Array.isArray(parsed.history)) throw new StateFileError('state file lacks objects/history');
+  private loadState(state: LoadedState): void {
     const byKey = new Map(this.registry.all().map((rt) => [resourceKeyOf(rt), rt] as const));
-    const resourceOf = (v: unknown): ResourceType => {
-      const rt = typeof v === 'string' ? byKey.get(v) : undefined;
-      if (!rt) throw new StateFileError(`state file names an unknown resource ${JSON.stringify(v)}`);
+    const resourceOf = (v: string): ResourceType => {
+      const rt = byKey.get(v);
+      if (!rt) throw new StateFileError(`saved state names an unknown resource ${JSON.stringify(v)}`);
       return rt;
     };
-    const objectOf = (v: unknown): KubeObject => {
-      if (!isRecord(v) || !isRecord(v.metadata) || typeof v.metadata.name !== 'string') throw new StateFileError('state file holds a malformed object');
+    const objectOf = (json: string): KubeObject => {
+      const v: unknown = JSON.parse(json);
+      if (!isRecord(v) || !isRecord(v.metadata) || typeof v.metadata.name !== 'string') throw new StateFileError('saved state holds a malformed object');
       return v as unknown as KubeObject;
     };
-    for (const item of parsed.objects) {
-      if (!isRecord(item)) throw new StateFileError('state file holds a malformed object entry');
+    // The newest revision of a current object is also its last event: share one record.
+    const byJson = new Map<string, StoredRecord>();
+    for (const item of state.objects) {
       const rt = resourceOf(item.resource);
-      const obj = objectOf(item.object);
-      this.kindMap(rt).set(objectKey(obj.metadata.namespace, obj.metadata.name), this.makeRecord(rt, obj));
+      const rec = this.makeRecord(rt, objectOf(item.json));
+      byJson.set(item.json, rec);
+      this.kindMap(rt).set(objectKey(rec.obj.metadata.namespace, rec.obj.metadata.name), rec);
     }
-    for (const item of parsed.history) {
-      if (!isRecord(item) || typeof item.rv !== 'number') throw new StateFileError('state file holds a malformed history entry');
-      const type = item.type;
-      if (type !== 'ADDED' && type !== 'MODIFIED' && type !== 'DELETED') throw new StateFileError(`bad history event type ${String(type)}`);
-      const rt = resourceOf(item.resource);
-      const rec = this.makeRecord(rt, objectOf(item.object));
-      const prevAttrs = isRecord(item.prevAttrs) ? (item.prevAttrs as unknown as SelectableAttrs) : undefined;
-      this.history.push(this.makeEntry(item.rv, type, rec, prevAttrs));
+    for (const ev of state.events) {
+      const rec = byJson.get(ev.json) ?? this.makeRecord(resourceOf(ev.resource), objectOf(ev.json));
+      this.pushHistory(this.makeEntry(ev.rv, ev.type, rec, ev.prevAttrs));
     }
-    this.rv = rv;
-    this.historyStartRv = startRv;
+    this.rv = state.rv;
+    this.historyStartRv = state.compactRv;
     this.trimHistory();
-    const sections = isRecord(parsed.sections) ? parsed.sections : {};
-    for (const [name, s] of this.sections) if (sections[name] !== undefined) s.load(sections[name]);
+    for (const [name, s] of this.sections) {
+      if (state.sections[name] === undefined) continue;
+      s.load(state.sections[name]);
+      this.savedSections.set(name, JSON.stringify(state.sections[name]));
+    }
   }
 }
 
 /** Options of {@link openStore}. */
 export interface OpenStoreOptions extends Omit<StoreOptions, 'persister'> {
-  /** Persist to `<stateDir>/apiserver/state.json`; omit for a purely in-memory store. */
+  /** Persist to `<stateDir>/apiserver/store.db` (SQLite); omit for a purely in-memory store. */
   stateDir?: string;
-  /** Overrides stateDir (tests use MemoryStatePersister). */
-  persister?: StatePersister;
+  /** Overrides stateDir (tests use MemoryPersister; `--store etcd://` passes its own). */
+  persister?: StorePersister;
   /** `--cluster-cidr`, default 10.244.0.0/16. */
   clusterCidr?: string;
   /** `--node-cidr-mask-size`, default 24. */
@@ -823,11 +824,11 @@ export interface OpenStoreOptions extends Omit<StoreOptions, 'persister'> {
 export function openStore(opts: OpenStoreOptions = {}): Store {
   const ipam = new NodeIpam(parseIpamConfig(opts.clusterCidr, opts.nodeCidrMaskSize));
   const serviceAlloc = new ServiceAllocator(parseServiceAllocConfig(opts.serviceClusterIpRange, opts.serviceNodePortRange));
-  const persister = opts.persister ?? (opts.stateDir !== undefined ? new FileStatePersister(opts.stateDir) : undefined);
+  const persister = opts.persister ?? (opts.stateDir !== undefined ? new SqlitePersister(opts.stateDir) : undefined);
   const store = new Store({
     clock: opts.clock,
     historyLimit: opts.historyLimit,
-    persistedHistoryLimit: opts.persistedHistoryLimit,
+    historyBytes: opts.historyBytes,
     registry: opts.registry,
     persister,
   });

@@ -28,6 +28,8 @@ import type { BackendName } from '../backends/backend.ts';
 import { BACKEND_NAMES, DEFAULT_BACKEND, backendNamed, bgpBackendNames, findBackend } from '../backends/registry.ts';
 import { DEFAULT_WIRE_PORT } from '../backends/routed-wire.ts';
 import { DEFAULT_RR_CLUSTER_ID, RR_CLUSTER_ANNOTATION, RR_LABEL } from '../backends/bgp/bgp-backend.ts';
+import { parseEtcdUrl } from '../control-plane/etcd-persister.ts';
+
 
 /** Backends `up` offers in this build (the registry's). */
 export const SUPPORTED_BACKENDS: readonly BackendName[] = BACKEND_NAMES;
@@ -53,6 +55,8 @@ export interface UpOptions {
   labNet: string;
   apiPort: number;
   clusterCidr: string;
+  /** The apiserver's --store: `sqlite` (default, in the state dir) or `etcd://HOST:PORT`. */
+  store?: string;
   vxlanPort: number;
   /** A registered backend (default: the registry's default, vxlan). */
   backend?: BackendName;
@@ -118,6 +122,13 @@ export function validateUpOptions(o: UpOptions): void {
   if (!Number.isInteger(o.apiPort) || o.apiPort < 0 || o.apiPort > 65535) throw new LabError(`--api-port: must be 0-65535, got ${o.apiPort}`);
   if (!Number.isInteger(o.vxlanPort) || o.vxlanPort < 1 || o.vxlanPort > 65535) throw new LabError(`--vxlan-port: must be 1-65535, got ${o.vxlanPort}`);
   if (!isIpv4Cidr(o.clusterCidr)) throw new LabError(`--cluster-cidr: not an IPv4 CIDR: '${String(o.clusterCidr)}'`);
+  if (o.store !== undefined && o.store !== 'sqlite') {
+    try {
+      parseEtcdUrl(o.store);
+    } catch (err) {
+      throw new LabError((err as Error).message);
+    }
+  }
   if (!Number.isInteger(o.mtu) || o.mtu < 576 || o.mtu > 9000) throw new LabError(`--mtu: must be 576-9000, got ${o.mtu}`);
   if (o.backend !== undefined && !SUPPORTED_BACKENDS.includes(o.backend)) {
     throw new LabError(`--backend: must be one of ${SUPPORTED_BACKENDS.join(', ')}, got '${o.backend}'`);

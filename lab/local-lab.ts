@@ -67,6 +67,7 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
   writeLab(rec);
   try {
     const apiArgs = [...nodeArgsFor('control-plane/main.ts'), '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr];
+    if (o.store) apiArgs.push('--store', o.store);
     const api = spawnLogged(o.stateDir, 'apiserver', apiArgs);
     rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log });
     writeLab(rec);

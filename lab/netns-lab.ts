@@ -166,6 +166,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     say(`namespaces up: ${underlay} (bridge ${LAB_BRIDGE} ${addrs.api}/${prefixLen}), ${all.map((n) => `${n.netns} ${n.ip}`).join(', ')}`);
 
     const apiArgs = [bin, 'apiserver', '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, '--unix-socket', sock];
+    if (o.store) apiArgs.push('--store', o.store);
     const api = spawnLogged(o.stateDir, 'apiserver', apiArgs, underlay);
     rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log, netns: underlay });
     writeLab(rec);

@@ -1,13 +1,14 @@
 import test from 'ava';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ManualClock , MANUAL_WALL_START_MS } from '../common/clock.ts';
 import { ApiError } from '../control-plane/errors.ts';
 import { ConfigError, parseIpamConfig } from '../control-plane/ipam.ts';
-import { MemoryStatePersister, StateFileError, type StatePersister } from '../control-plane/persistence.ts';
+import { MemoryPersister, StateFileError, type StorePersister } from '../control-plane/persistence.ts';
+import { SqlitePersister } from '../control-plane/sqlite-persister.ts';
 import { openStore, type Store, type StoreWatchEvent } from '../control-plane/store.ts';
-import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
+import type { Node, Pod } from '../control-plane/types.ts';
 import { omit } from './helpers/objects.ts';
 
 function pod(name: string, extra: { labels?: Record<string, string>; nodeName?: string; namespace?: string } = {}): unknown {
@@ -34,8 +35,8 @@ function apiErr(t: { throws: (fn: () => unknown, exp?: object) => unknown }, fn:
   return err;
 }
 
-function mem(opts: Parameters<typeof openStore>[0] = {}): { store: Store; persister: MemoryStatePersister; clock: ManualClock } {
-  const persister = new MemoryStatePersister();
+function mem(opts: Parameters<typeof openStore>[0] = {}): { store: Store; persister: MemoryPersister; clock: ManualClock } {
+  const persister = new MemoryPersister();
   const clock = new ManualClock(MANUAL_WALL_START_MS);
   return { store: openStore({ persister, clock, ...opts }), persister, clock };
 }
@@ -111,12 +112,15 @@ test('status subresource: main updates ignore status, status updates ignore ever
   const viaMain = store.update<Pod>('pods', { ...p, status: { phase: 'Running' } });
   t.is(viaMain.status?.phase, 'Pending');
   t.is(viaMain.metadata.resourceVersion, p.metadata.resourceVersion, 'nothing changed, so no new version');
-  const saves = persister.saves;
+  const saves = persister.commits;
   const viaStatus = store.update<Pod>('pods', { ...p, metadata: { ...p.metadata, labels: { x: 'y' } }, status: { phase: 'Running', podIP: '10.244.1.2' } }, { subresource: 'status' });
   t.is(viaStatus.status?.phase, 'Running');
   t.is(viaStatus.status?.podIP, '10.244.1.2');
   t.is(viaStatus.metadata.labels, undefined);
-  t.is(persister.saves, saves + 1, 'one durable write per mutation');
+  t.is(persister.commits, saves + 1, 'one durable write per mutation');
+  t.deepEqual(persister.lastBatch?.changes.map((c) => `${c.type} ${c.resource} ${c.key} @${c.rv} prev@${c.prevRv}`), [
+    `MODIFIED /pods default/web @${viaStatus.metadata.resourceVersion} prev@${p.metadata.resourceVersion}`,
+  ], 'the write carries only the changed object');
   t.is(viaStatus.metadata.generation, 1, 'status changes do not bump generation');
   const specChange = store.patch<Pod>('pods', 'web', { spec: { nodeName: 'n2' } }, { namespace: 'default' });
   t.is(specChange.metadata.generation, 2);
@@ -349,7 +353,7 @@ test('watch: history replay, selector transitions become ADDED/DELETED, 410 when
 });
 
 test('persistence: round trip of objects, uids, versions, history, IPAM and scheduler pointers', (t) => {
-  const persister = new MemoryStatePersister();
+  const persister = new MemoryPersister();
   const s1 = openStore({ persister });
   s1.create('nodes', node('node-1'));
   s1.create('nodes', node('node-2'));
@@ -371,33 +375,66 @@ test('persistence: round trip of objects, uids, versions, history, IPAM and sche
   t.true(Number(s2.resourceVersion()) > Number(s1.resourceVersion()));
 });
 
-test('persistence: file state is written atomically before the call returns and reloads', (t) => {
+test('persistence: SQLite has each change on disk before the call returns and reloads', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'podlab-cp-store-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const s1 = openStore({ stateDir: dir });
+  t.teardown(() => s1.close());
   const p = s1.create<Pod>('pods', pod('durable'));
-  const onDisk = JSON.parse(readFileSync(join(dir, 'apiserver', 'state.json'), 'utf8')) as { resourceVersion: string; objects: { object: KubeObject }[] };
-  t.is(onDisk.resourceVersion, p.metadata.resourceVersion);
-  t.true(onDisk.objects.some((o) => o.object.metadata.uid === p.metadata.uid));
+  // A second connection sees it at once: the commit was durable before create() returned.
   const s2 = openStore({ stateDir: dir });
+  t.teardown(() => s2.close());
   t.deepEqual(s2.get('pods', 'durable', 'default'), p);
+  t.is(s2.resourceVersion(), p.metadata.resourceVersion);
+  t.deepEqual(readdirSync(join(dir, 'apiserver')).filter((n) => !/^store\.db(-wal|-shm|\.reserve)?$/.test(n)), [], 'no temp files beside the database');
 
   const bad = mkdtempSync(join(tmpdir(), 'podlab-cp-bad-'));
   t.teardown(() => rmSync(bad, { recursive: true, force: true }));
   mkdirSync(join(bad, 'apiserver'));
-  writeFileSync(join(bad, 'apiserver', 'state.json'), '{"truncated":');
+  writeFileSync(join(bad, 'apiserver', 'store.db'), 'this is not a database, it is a text file long enough to have a header......');
   t.throws(() => openStore({ stateDir: bad }), { instanceOf: StateFileError });
+});
+
+test('persistence: an old state.json is imported once, then removed with stale temp files', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'podlab-cp-legacy-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'apiserver'));
+  const ns = (name: string, rv: number) => ({ resource: '/namespaces', object: { apiVersion: 'v1', kind: 'Namespace', metadata: { name, uid: `u-${name}`, resourceVersion: String(rv), creationTimestamp: '2026-11-25T11:30:00Z' } } });
+  const podObj = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'old', namespace: 'default', uid: 'u-old', resourceVersion: '7', creationTimestamp: '2026-11-25T11:30:00Z' }, spec: { containers: [{ name: 'c', image: 'busybox' }] } };
+  const doc = {
+    format: 'podlab-apiserver-state/v1',
+    resourceVersion: '9',
+    historyStartRv: '0',
+    sections: { scheduler: { lastNode: 'node-2' } },
+    objects: [ns('default', 1), ns('kube-system', 2), { resource: '/pods', object: podObj }],
+    history: [{ rv: 7, type: 'ADDED', resource: '/pods', object: podObj }],
+  };
+  writeFileSync(join(dir, 'apiserver', 'state.json'), JSON.stringify(doc));
+  writeFileSync(join(dir, 'apiserver', 'state.json.tmp-12345'), '{"half');
+  const s1 = openStore({ stateDir: dir });
+  t.is(s1.get<Pod>('pods', 'old', 'default').metadata.uid, 'u-old');
+  t.is(s1.resourceVersion(), '9');
+  t.is(apiErr(t, () => s1.watch('pods', { resourceVersion: '6' }, () => {})).code, 410, 'history is not carried over');
+  t.deepEqual(readdirSync(join(dir, 'apiserver')).filter((n) => n.startsWith('state.json')), [], 'state.json and its stale temp file are gone');
+  const next = s1.create<Pod>('pods', pod('new'));
+  t.is(next.metadata.resourceVersion, '10');
+  s1.close();
+  const s2 = openStore({ stateDir: dir });
+  t.teardown(() => s2.close());
+  t.deepEqual(s2.list('pods').items.map((x) => x.metadata.name), ['new', 'old']);
+  t.deepEqual(s2.list('namespaces').items.map((x) => x.metadata.uid), ['u-default', 'u-kube-system']);
 });
 
 test('persistence failure rolls the mutation back and reports 500', (t) => {
   let fail = false;
-  const inner = new MemoryStatePersister();
-  const persister: StatePersister = {
+  const inner = new MemoryPersister();
+  const persister: StorePersister = {
     load: () => inner.load(),
-    save: (doc) => {
+    commit: (batch) => {
       if (fail) throw new Error('disk full');
-      inner.save(doc);
+      inner.commit(batch);
     },
+    close: () => {},
   };
   const store = openStore({ persister });
   const rv = store.resourceVersion();
@@ -415,21 +452,50 @@ test('persistence failure rolls the mutation back and reports 500', (t) => {
   t.deepEqual(seen, ['kept']);
 });
 
-test('persistence: only the newest events are written; older resume points become 410 after a restart', (t) => {
-  const persister = new MemoryStatePersister();
-  const s1 = openStore({ persister, historyLimit: 100, persistedHistoryLimit: 3 });
+test('persistence: the history is one window by revision, bounded in count and bytes, compacted on disk as etcd compacts', (t) => {
+  const persister = new MemoryPersister();
+  const s1 = openStore({ persister, historyLimit: 3 });
   const versions: string[] = [];
   for (const n of ['a', 'b', 'c', 'd', 'e']) versions.push(s1.create<Pod>('pods', pod(n)).metadata.resourceVersion);
-  // In memory the whole history is still there.
-  const all: string[] = [];
-  s1.watch('pods', { resourceVersion: versions[0] }, (ev) => all.push(ev.object.metadata.name));
-  t.deepEqual(all, ['b', 'c', 'd', 'e']);
-  const doc = JSON.parse(persister.document ?? '{}') as { history: unknown[] };
-  t.is(doc.history.length, 3);
-
-  const s2 = openStore({ persister, historyLimit: 100, persistedHistoryLimit: 3 });
   const tail: string[] = [];
-  s2.watch('pods', { resourceVersion: versions[1] }, (ev) => tail.push(ev.object.metadata.name));
+  s1.watch('pods', { resourceVersion: versions[1] }, (ev) => tail.push(ev.object.metadata.name));
   t.deepEqual(tail, ['c', 'd', 'e']);
-  t.is(apiErr(t, () => s2.watch('pods', { resourceVersion: versions[0] }, () => {})).code, 410);
+  t.is(apiErr(t, () => s1.watch('pods', { resourceVersion: versions[0] }, () => {})).code, 410);
+  // Superseded revisions leave the log once out of the window: only current objects and the window remain.
+  for (let i = 0; i < 20; i++) s1.patch('pods', 'a', { metadata: { labels: { i: String(i) } } }, { namespace: 'default' });
+  const objects = 2 + 5;
+  t.true(persister.size() <= objects + 3, `log rows ${persister.size()} stay at objects + window`);
+  const s2 = openStore({ persister, historyLimit: 3 });
+  t.deepEqual(s2.list('pods'), s1.list('pods'));
+  t.is(s2.oldestResumableVersion(), s1.oldestResumableVersion());
+  const after: string[] = [];
+  s2.watch('pods', { resourceVersion: s1.oldestResumableVersion() }, (ev) => after.push(`${ev.type} ${ev.object.metadata.labels?.i}`));
+  t.deepEqual(after, ['MODIFIED 17', 'MODIFIED 18', 'MODIFIED 19']);
+
+  // A byte budget keeps big objects from filling the window: the newest event always stays.
+  const big = openStore({ persister: new MemoryPersister(), historyBytes: 10_000 });
+  const blob = 'x'.repeat(4_000);
+  for (let i = 0; i < 10; i++) big.create('namespaces', { metadata: { name: `cm-${i}`, annotations: { blob } } });
+  const seen: string[] = [];
+  big.watch('namespaces', { resourceVersion: big.oldestResumableVersion() }, (ev) => seen.push(ev.object.metadata.name));
+  t.deepEqual(seen, ['cm-8', 'cm-9']);
+});
+
+test('persistence: a delete row holds no object; its event is rebuilt from the previous revision after a restart', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'podlab-cp-del-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const s1 = openStore({ stateDir: dir });
+  const before = s1.resourceVersion();
+  s1.create('pods', pod('gone', { labels: { app: 'x' } }));
+  const del = s1.delete<Pod>('pods', 'gone', { namespace: 'default' });
+  s1.close();
+  const s2 = openStore({ stateDir: dir });
+  t.teardown(() => s2.close());
+  const seen: string[] = [];
+  s2.watch('pods', { resourceVersion: before, labelSelector: 'app=x' }, (ev) => seen.push(`${ev.type} ${ev.object.metadata.name}@${ev.object.metadata.resourceVersion}`));
+  t.is(seen.length, 2);
+  t.is(seen[1], `DELETED gone@${del.metadata.resourceVersion}`);
+  const p = new SqlitePersister(dir);
+  t.teardown(() => p.close());
+  t.is(p.load()?.objects.some((o) => o.json.includes('"gone"')), false);
 });
