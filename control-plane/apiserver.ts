@@ -14,9 +14,11 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Clock } from '../common/clock.ts';
 import { ApiError, badRequest, internalError, makeStatus, methodNotAllowed, pathNotFound } from './errors.ts';
 import { MERGE_PATCH_TYPE, STRATEGIC_MERGE_PATCH_TYPE } from './merge-patch.ts';
+import { JSON_PATCH_TYPE } from './json-patch.ts';
+import { serveScale } from './scale-subresource.ts';
 import { bookmarkObject, discoveryFor, parseResourcePath, type ResourceRoute } from './routes.ts';
 import { parseSelector } from './selectors.ts';
-import { openStore, type Store } from './store.ts';
+import { openStore, type Store, type WorkloadControllerOptions } from './store.ts';
 import { ensureKubernetesService } from './service-allocator.ts';
 import { buildTable, DEFAULT_TABLE, parseIncludeObject, wantsTable } from './tables.ts';
 import type { KubeObject } from './types.ts';
@@ -46,6 +48,8 @@ export interface ApiServerOptions {
   persistedHistoryLimit?: number;
   /** How often BOOKMARK events go to watchers that allow them (default 30 s). */
   bookmarkIntervalMs?: number;
+  /** Durations of the in-process controllers (node lifecycle, pod drain). */
+  controllers?: WorkloadControllerOptions;
   /** Receives one record per finished request (main.ts prints them when PODLAB_DEBUG is set). */
   log?: (entry: RequestLogEntry) => void;
 }
@@ -147,6 +151,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     clock: opts.clock,
     historyLimit: opts.historyLimit,
     persistedHistoryLimit: opts.persistedHistoryLimit,
+    controllers: opts.controllers,
   });
   const bookmarkMs = opts.bookmarkIntervalMs ?? DEFAULT_BOOKMARK_INTERVAL_MS;
   const activeWatches = new Set<() => void>();
@@ -220,6 +225,12 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const handleResource = async (req: IncomingMessage, res: ServerResponse, route: ResourceRoute, q: URLSearchParams): Promise<number> => {
     const { rt, namespace, name, subresource } = route;
     const method = req.method ?? 'GET';
+    if (subresource === 'scale' && rt.scalable && name !== undefined && (method === 'GET' || method === 'PUT' || method === 'PATCH')) {
+      const ct = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+      const body = method === 'GET' ? undefined : await readJson(req);
+      sendJson(res, 200, JSON.stringify(serveScale(store, rt, name, namespace, method, body, ct === JSON_PATCH_TYPE ? 'json' : 'merge')));
+      return 200;
+    }
     if (subresource !== undefined && subresource !== 'status') throw pathNotFound();
     if (subresource === 'status' && !rt.hasStatus) throw pathNotFound();
     if (name === undefined) {
@@ -277,16 +288,16 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       }
       case 'PATCH': {
         const ct = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-        if (ct !== MERGE_PATCH_TYPE && ct !== STRATEGIC_MERGE_PATCH_TYPE) {
+        if (ct !== MERGE_PATCH_TYPE && ct !== STRATEGIC_MERGE_PATCH_TYPE && ct !== JSON_PATCH_TYPE) {
           throw new ApiError(
             makeStatus(
               415,
               'UnsupportedMediaType',
-              `the body of the request was in an unknown format - accepted media types include: ${MERGE_PATCH_TYPE}, ${STRATEGIC_MERGE_PATCH_TYPE}`,
+              `the body of the request was in an unknown format - accepted media types include: ${JSON_PATCH_TYPE}, ${MERGE_PATCH_TYPE}, ${STRATEGIC_MERGE_PATCH_TYPE}`,
             ),
           );
         }
-        const patched = store.patch(rt, name, await readJson(req), { namespace, subresource: status, strategic: ct === STRATEGIC_MERGE_PATCH_TYPE });
+        const patched = store.patch(rt, name, await readJson(req), { namespace, subresource: status, strategic: ct === STRATEGIC_MERGE_PATCH_TYPE, json: ct === JSON_PATCH_TYPE });
         sendJson(res, 200, JSON.stringify(patched));
         return 200;
       }

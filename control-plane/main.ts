@@ -4,6 +4,8 @@
  *   node --import tsx control-plane/main.ts --host 127.0.0.1 --port 6443 --state-dir DIR
  *        [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24] [--unix-socket PATH]
  *        [--service-cluster-ip-range 10.96.0.0/12] [--service-node-port-range 30000-32767]
+ *        [--node-monitor-period 5s] [--node-monitor-grace-period 40s] [--pod-termination-drain 2s]
+ *        [--default-not-ready-toleration-seconds 300] [--default-unreachable-toleration-seconds 300]
  *
  * Prints exactly one line on stdout once listening,
  * `{"event":"listening","url":"http://127.0.0.1:PORT","pid":N}`, and writes
@@ -20,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { createLogger } from '../common/log.ts';
 import { helpIfAsked } from '../common/daemon.ts';
 import { startApiServer, type ApiServer } from './apiserver.ts';
+import type { WorkloadControllerOptions } from './store.ts';
 import { ConfigError, DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parseIpamConfig } from './ipam.ts';
 import { writeFileAtomic } from './persistence.ts';
 import { DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, parseServiceAllocConfig } from './service-allocator.ts';
@@ -43,6 +46,15 @@ interface Flags {
   unixSocket?: string;
   serviceClusterIpRange: string;
   serviceNodePortRange: string;
+  controllers: WorkloadControllerOptions;
+}
+
+/** A Go-style duration (`40s`, `500ms`, `2m`) or plain seconds, in ms. */
+function parseDuration(flag: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new FlagError(`--${flag}: not a duration (e.g. 40s, 500ms, 2m): ${JSON.stringify(text)}`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's'] as number;
+  return Math.round(Number(m[1]) * unit);
 }
 
 const OPTIONS = {
@@ -54,6 +66,11 @@ const OPTIONS = {
   'unix-socket': { type: 'string' },
   'service-cluster-ip-range': { type: 'string' },
   'service-node-port-range': { type: 'string' },
+  'node-monitor-period': { type: 'string' },
+  'node-monitor-grace-period': { type: 'string' },
+  'pod-termination-drain': { type: 'string' },
+  'default-not-ready-toleration-seconds': { type: 'string' },
+  'default-unreachable-toleration-seconds': { type: 'string' },
 } as const;
 
 function parseFlags(argv: string[]): Flags {
@@ -89,7 +106,24 @@ function parseFlags(argv: string[]): Flags {
     if (err instanceof ConfigError) throw new FlagError(err.message);
     throw err;
   }
-  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket'), serviceClusterIpRange, serviceNodePortRange };
+  const dur = (flag: string): number | undefined => (str(flag) === undefined ? undefined : parseDuration(flag, str(flag)!));
+  const secs = (flag: string): number | undefined => {
+    const v = str(flag);
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v)) throw new FlagError(`--${flag}: must be a whole number of seconds, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  const controllers: WorkloadControllerOptions = {
+    podDrainMs: dur('pod-termination-drain'),
+    nodeLifecycle: {
+      monitorPeriodMs: dur('node-monitor-period'),
+      gracePeriodMs: dur('node-monitor-grace-period'),
+      notReadyTolerationSeconds: secs('default-not-ready-toleration-seconds'),
+      unreachableTolerationSeconds: secs('default-unreachable-toleration-seconds'),
+    },
+  };
+  if (controllers.nodeLifecycle!.monitorPeriodMs === 0) throw new FlagError('--node-monitor-period: must be above 0');
+  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket'), serviceClusterIpRange, serviceNodePortRange, controllers };
 }
 
 async function main(): Promise<void> {
@@ -113,6 +147,7 @@ async function main(): Promise<void> {
       serviceClusterIpRange: flags.serviceClusterIpRange,
       serviceNodePortRange: flags.serviceNodePortRange,
       kubernetesService: true,
+      controllers: flags.controllers,
       log: log.debugEnabled ? (e) => log.debug('request', { ...e }) : undefined,
     });
   } catch (err) {

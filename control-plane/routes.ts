@@ -83,8 +83,12 @@ export function apiResourceList(registry: ResourceRegistry, group: string, versi
     if (rt.group !== group || rt.version !== version) continue;
     const entry: Record<string, unknown> = { name: rt.plural, singularName: rt.singular, namespaced: rt.namespaced, kind: rt.kind, verbs: VERBS };
     if (rt.shortNames?.length) entry.shortNames = rt.shortNames;
+    if (rt.categories?.length) entry.categories = rt.categories;
     resources.push(entry);
     if (rt.hasStatus) resources.push({ name: `${rt.plural}/status`, singularName: '', namespaced: rt.namespaced, kind: rt.kind, verbs: ['get', 'patch', 'update'] });
+    if (rt.scalable) {
+      resources.push({ name: `${rt.plural}/scale`, singularName: '', namespaced: rt.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
+    }
   }
   return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version, resources };
 }

@@ -16,11 +16,21 @@ import { wallClock, type Clock } from '../common/clock.ts';
 import { formatTimestamp } from './timestamp.ts';
 import { alreadyExists, ApiError, badRequest, conflict, expired, forbidden, internalError, invalid, makeStatus, notFound } from './errors.ts';
 import { applyMergePatch, stripStrategicDirectives } from './merge-patch.ts';
+import { applyJsonPatch } from './json-patch.ts';
 import { NodeIpam, parseIpamConfig } from './ipam.ts';
 import { FileStatePersister, StateFileError, type StatePersister } from './persistence.ts';
 import { Scheduler } from './scheduler.ts';
 import { ServiceAllocator, parseServiceAllocConfig } from './service-allocator.ts';
 import { EndpointSliceController } from './endpointslice-controller.ts';
+import { EndpointsController } from './endpoints-controller.ts';
+import { ServiceAccountController } from './serviceaccount-controller.ts';
+import { EventRecorder } from './event-recorder.ts';
+import { GarbageCollector } from './garbage-collector.ts';
+import { PodEventController } from './pod-event-controller.ts';
+import { ReplicaSetController } from './replicaset-controller.ts';
+import { DeploymentController } from './deployment-controller.ts';
+import { DaemonSetController } from './daemonset-controller.ts';
+import { NodeLifecycleController, type NodeLifecycleOptions } from './node-lifecycle-controller.ts';
 import { apiVersionOf, NAMESPACES, registry as defaultRegistry, resourceKeyOf, type ResourceRegistry, type ResourceType } from './resources.ts';
 import { matches, parseSelector, selectableAttrs, type SelectableAttrs, type Selector } from './selectors.ts';
 import type { KubeObject, List, WatchEventType } from './types.ts';
@@ -40,7 +50,7 @@ export const DEFAULT_HISTORY_LIMIT = 10_000;
 export const DEFAULT_PERSISTED_HISTORY_LIMIT = 1_000;
 
 /** Namespaces that exist from the first start and may not be deleted. */
-export const SYSTEM_NAMESPACES = ['default', 'kube-system'] as const;
+export const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'] as const;
 
 /** Version tag of state.json. */
 const STATE_FORMAT = 'podlab-apiserver-state/v1';
@@ -192,6 +202,7 @@ export class Store {
   private readonly admission: AdmissionHook[] = [];
   private readonly sections = new Map<string, StateSection>();
   private readonly openHooks: (() => void)[] = [];
+  private readonly closeHooks: (() => void)[] = [];
   private readonly queue: StoreEvent[] = [];
   private readonly queuedEntries: HistoryEntry[] = [];
   private draining = false;
@@ -246,8 +257,14 @@ export class Store {
     for (const fn of this.openHooks.splice(0)) fn();
   }
 
-  /** Drops all watchers; the store stays readable. */
+  /** Runs `fn` when the store closes (controllers stop their timers here). */
+  onClose(fn: () => void): void {
+    this.closeHooks.push(fn);
+  }
+
+  /** Drops all watchers and stops controllers' timers; the store stays readable. */
   close(): void {
+    for (const fn of this.closeHooks.splice(0)) fn();
     this.watchers.clear();
     this.subscribers.clear();
   }
@@ -296,7 +313,7 @@ export class Store {
   listJson(resource: ResourceRef, opts: ListOptions = {}): string {
     const rt = this.resolve(resource);
     const recs = this.select(rt, opts.namespace, parseSelector(rt, opts.labelSelector, opts.fieldSelector));
-    const head = JSON.stringify({ apiVersion: 'v1', kind: rt.listKind, metadata: { resourceVersion: this.resourceVersion() } });
+    const head = JSON.stringify({ apiVersion: apiVersionOf(rt), kind: rt.listKind, metadata: { resourceVersion: this.resourceVersion() } });
     // Splice the cached item JSON into the envelope instead of re-serializing every object.
     return `${head.slice(0, -1)},"items":[${recs.map((r) => r.json).join(',')}]}`;
   }
@@ -372,15 +389,16 @@ export class Store {
     resource: ResourceRef,
     name: string,
     patch: unknown,
-    opts: { namespace?: string; subresource?: 'status'; strategic?: boolean } = {},
+    opts: { namespace?: string; subresource?: 'status'; strategic?: boolean; json?: boolean } = {},
   ): T {
     const rt = this.resolve(resource);
-    if (!isRecord(patch)) throw badRequest('a merge patch must be a JSON object');
+    if (!opts.json && !isRecord(patch)) throw badRequest('a merge patch must be a JSON object');
     const namespace = rt.namespaced ? (opts.namespace ?? 'default') : undefined;
     const old = this.lookup(rt, namespace, name);
     if (!old) throw notFound(rt.plural, name, rt.group);
-    const effective = opts.strategic ? stripStrategicDirectives(patch) : patch;
-    const merged = applyMergePatch(JSON.parse(old.json), effective);
+    const merged = opts.json
+      ? applyJsonPatch(JSON.parse(old.json), patch)
+      : applyMergePatch(JSON.parse(old.json), opts.strategic ? stripStrategicDirectives(patch) : patch);
     const incoming = this.decode(rt, merged, namespace);
     if (incoming.metadata.name !== name) {
       throw badRequest(`the name of the object (${incoming.metadata.name}) does not match the name on the URL (${name})`);
@@ -813,6 +831,15 @@ export interface OpenStoreOptions extends Omit<StoreOptions, 'persister'> {
   serviceClusterIpRange?: string;
   /** `--service-node-port-range`, default 30000-32767. */
   serviceNodePortRange?: string;
+  /** Durations of the workload and node lifecycle controllers. */
+  controllers?: WorkloadControllerOptions;
+}
+
+/** The controller-manager flags podlab's apiserver takes. */
+export interface WorkloadControllerOptions {
+  /** How long a terminating pod keeps serving before removal (default 2 s). */
+  podDrainMs?: number;
+  nodeLifecycle?: NodeLifecycleOptions;
 }
 
 /**
@@ -835,6 +862,16 @@ export function openStore(opts: OpenStoreOptions = {}): Store {
   new Scheduler().install(store);
   serviceAlloc.install(store);
   new EndpointSliceController().install(store);
+  new EndpointsController().install(store);
+  new ServiceAccountController().install(store);
+  const recorder = new EventRecorder(store);
+  const gc = new GarbageCollector({ podDrainMs: opts.controllers?.podDrainMs });
+  gc.install(store);
+  new PodEventController(recorder).install(store);
+  new ReplicaSetController(recorder, gc).install(store);
+  new DeploymentController(recorder).install(store);
+  new DaemonSetController(recorder, gc).install(store);
+  new NodeLifecycleController(recorder, gc, opts.controllers?.nodeLifecycle).install(store);
   store.open();
   return store;
 }

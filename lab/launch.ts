@@ -91,6 +91,29 @@ export interface UpOptions {
   kernelNodes?: number;
   /** netns: every namespace is `<prefix>-...` (default podlab). */
   netnsPrefix?: string;
+  /** The apiserver's controller durations (Go durations such as `15s`), so scenarios can shorten them. */
+  controllerFlags?: ControllerFlags;
+}
+
+/** Controller-manager durations passed to the apiserver process. */
+export interface ControllerFlags {
+  nodeMonitorPeriod?: string;
+  nodeMonitorGracePeriod?: string;
+  podTerminationDrain?: string;
+  defaultNotReadyTolerationSeconds?: number;
+  defaultUnreachableTolerationSeconds?: number;
+}
+
+/** The apiserver flags for {@link ControllerFlags}. */
+export function controllerArgs(f: ControllerFlags | undefined): string[] {
+  if (!f) return [];
+  const out: string[] = [];
+  if (f.nodeMonitorPeriod !== undefined) out.push('--node-monitor-period', f.nodeMonitorPeriod);
+  if (f.nodeMonitorGracePeriod !== undefined) out.push('--node-monitor-grace-period', f.nodeMonitorGracePeriod);
+  if (f.podTerminationDrain !== undefined) out.push('--pod-termination-drain', f.podTerminationDrain);
+  if (f.defaultNotReadyTolerationSeconds !== undefined) out.push('--default-not-ready-toleration-seconds', String(f.defaultNotReadyTolerationSeconds));
+  if (f.defaultUnreachableTolerationSeconds !== undefined) out.push('--default-unreachable-toleration-seconds', String(f.defaultUnreachableTolerationSeconds));
+  return out;
 }
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

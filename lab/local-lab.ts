@@ -15,6 +15,7 @@ import {
   agentFeatureArgs,
   applyObjects,
   claimStateDir,
+  controllerArgs,
   demoPods,
   down,
   labAddresses,
@@ -68,7 +69,7 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
   };
   writeLab(rec);
   try {
-    const apiArgs = ['--import', TSX, path.join(ROOT, 'control-plane/main.ts'), '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr];
+    const apiArgs = ['--import', TSX, path.join(ROOT, 'control-plane/main.ts'), '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, ...controllerArgs(o.controllerFlags)];
     const api = spawnLogged(o.stateDir, 'apiserver', apiArgs);
     rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log });
     writeLab(rec);

@@ -33,7 +33,7 @@ import { deriveMac } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, hasTool, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, validatePrefix, wireLikeOffloads } from '../hostnet/netns.ts';
-import { LabError, ROOT, agentFeatureArgs, applyObjects, claimStateDir, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './launch.ts';
+import { LabError, ROOT, agentFeatureArgs, applyObjects, claimStateDir, controllerArgs, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './launch.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
 import { DEFAULT_BACKEND, backendNamed, findBackend } from '../backends/registry.ts';
 import { writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
@@ -165,7 +165,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     if (offloadWarn) say('ethtool not found: captures on the bridge will show partial (offloaded) checksums and TCP super-packets larger than the MTU');
     say(`namespaces up: ${underlay} (bridge ${LAB_BRIDGE} ${addrs.api}/${prefixLen}), ${all.map((n) => `${n.netns} ${n.ip}`).join(', ')}`);
 
-    const apiArgs = [bin, 'apiserver', '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, '--unix-socket', sock];
+    const apiArgs = [bin, 'apiserver', '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, '--unix-socket', sock, ...controllerArgs(o.controllerFlags)];
     const api = spawnLogged(o.stateDir, 'apiserver', apiArgs, underlay);
     rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log, netns: underlay });
     writeLab(rec);

@@ -44,7 +44,7 @@ test('CRUD with k8s metadata: uid, creationTimestamp without millis, monotonic r
   const { store } = mem();
   t.deepEqual(
     store.list('namespaces').items.map((n) => n.metadata.name),
-    ['default', 'kube-system'],
+    ['default', 'kube-node-lease', 'kube-public', 'kube-system'],
   );
   const created = store.create<Pod>('pods', pod('web'), { namespace: 'default' });
   t.is(created.metadata.namespace, 'default');
@@ -375,7 +375,7 @@ test('persistence: file state is written atomically before the call returns and 
   const dir = mkdtempSync(join(tmpdir(), 'podlab-cp-store-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const s1 = openStore({ stateDir: dir });
-  const p = s1.create<Pod>('pods', pod('durable'));
+  const p = s1.create<Pod>('pods', pod('durable', { nodeName: 'node-1' }));
   const onDisk = JSON.parse(readFileSync(join(dir, 'apiserver', 'state.json'), 'utf8')) as { resourceVersion: string; objects: { object: KubeObject }[] };
   t.is(onDisk.resourceVersion, p.metadata.resourceVersion);
   t.true(onDisk.objects.some((o) => o.object.metadata.uid === p.metadata.uid));
@@ -419,7 +419,8 @@ test('persistence: only the newest events are written; older resume points becom
   const persister = new MemoryStatePersister();
   const s1 = openStore({ persister, historyLimit: 100, persistedHistoryLimit: 3 });
   const versions: string[] = [];
-  for (const n of ['a', 'b', 'c', 'd', 'e']) versions.push(s1.create<Pod>('pods', pod(n)).metadata.resourceVersion);
+  // Bound pods: an unschedulable one would also get a FailedScheduling Event, another history entry.
+  for (const n of ['a', 'b', 'c', 'd', 'e']) versions.push(s1.create<Pod>('pods', pod(n, { nodeName: 'node-1' })).metadata.resourceVersion);
   // In memory the whole history is still there.
   const all: string[] = [];
   s1.watch('pods', { resourceVersion: versions[0] }, (ev) => all.push(ev.object.metadata.name));
