@@ -6,13 +6,20 @@
  *        [--service-cluster-ip-range 10.96.0.0/12] [--service-node-port-range 30000-32767]
  *        [--node-monitor-period 5s] [--node-monitor-grace-period 40s] [--pod-termination-drain 2s]
  *        [--default-not-ready-toleration-seconds 300] [--default-unreachable-toleration-seconds 300]
+ *        [--pki-dir DIR] [--tls-san NAME_OR_IP]...
+ *
+ * It serves HTTPS only and requires a bearer token (control-plane/auth.ts).
+ * The CA, serving certificate, admin token and node-token key live in
+ * --pki-dir (default `<state-dir>/pki`); whatever is missing is created at
+ * start (`podlab up` creates them first). --tls-san adds names the
+ * certificate must cover.
  *
  * Prints exactly one line on stdout once listening,
- * `{"event":"listening","url":"http://127.0.0.1:PORT","pid":N}`, and writes
+ * `{"event":"listening","url":"https://127.0.0.1:PORT","pid":N}`, and writes
  * the same JSON to `<stateDir>/apiserver/endpoint.json` (the launcher reads
  * either). Exit codes: 0 on SIGTERM/SIGINT, 1 on a runtime failure such as
  * EADDRINUSE, 2 on bad flags. With --unix-socket the same HTTP is also served
- * on that socket file (netns labs: the CLI in the root namespace uses it), and
+ * on that socket file, relayed byte for byte to the TLS port (netns labs: the CLI in the root namespace uses it), and
  * the listening line carries `"unix":"PATH"`. Logs go to stderr via common/log.ts; set
  * PODLAB_DEBUG=* (or podlab:apiserver) to log every request.
  */
@@ -47,6 +54,8 @@ interface Flags {
   serviceClusterIpRange: string;
   serviceNodePortRange: string;
   controllers: WorkloadControllerOptions;
+  pkiDir?: string;
+  tlsSans: string[];
 }
 
 /** A Go-style duration (`40s`, `500ms`, `2m`) or plain seconds, in ms. */
@@ -71,11 +80,13 @@ const OPTIONS = {
   'pod-termination-drain': { type: 'string' },
   'default-not-ready-toleration-seconds': { type: 'string' },
   'default-unreachable-toleration-seconds': { type: 'string' },
+  'pki-dir': { type: 'string' },
+  'tls-san': { type: 'string', multiple: true },
 } as const;
 
 function parseFlags(argv: string[]): Flags {
   helpIfAsked('apiserver', 'The Kubernetes-shaped apiserver of a lab: REST, list+watch, the store and the controllers (control-plane/).', OPTIONS, argv);
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined>;
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -123,7 +134,10 @@ function parseFlags(argv: string[]): Flags {
     },
   };
   if (controllers.nodeLifecycle!.monitorPeriodMs === 0) throw new FlagError('--node-monitor-period: must be above 0');
-  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket'), serviceClusterIpRange, serviceNodePortRange, controllers };
+  const sans = values['tls-san'];
+  const tlsSans = Array.isArray(sans) ? sans : [];
+  for (const san of tlsSans) if (!/^[A-Za-z0-9.:-]+$/.test(san)) throw new FlagError(`--tls-san: not a DNS name or IP address: ${JSON.stringify(san)}`);
+  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket'), serviceClusterIpRange, serviceNodePortRange, controllers, pkiDir: str('pki-dir'), tlsSans };
 }
 
 async function main(): Promise<void> {
@@ -148,6 +162,8 @@ async function main(): Promise<void> {
       serviceNodePortRange: flags.serviceNodePortRange,
       kubernetesService: true,
       controllers: flags.controllers,
+      pkiDir: flags.pkiDir,
+      tlsSans: flags.tlsSans,
       log: log.debugEnabled ? (e) => log.debug('request', { ...e }) : undefined,
     });
   } catch (err) {

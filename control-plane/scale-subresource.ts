@@ -5,9 +5,8 @@
  * JSON patch of the Scale) change only the parent's spec.replicas.
  */
 import { badRequest, conflict } from './errors.ts';
-import { applyJsonPatch } from './json-patch.ts';
 import { formatLabelSelector, type LabelSelector } from './label-selector.ts';
-import { applyMergePatch } from './merge-patch.ts';
+import { applyJsonPatch, applyMergePatch } from './merge-patch.ts';
 import type { ResourceType } from './resources.ts';
 import type { Store } from './store.ts';
 import type { KubeObject } from './types.ts';

@@ -15,8 +15,9 @@ import { isDeepStrictEqual } from 'node:util';
 import { wallClock, type Clock } from '../common/clock.ts';
 import { formatTimestamp } from './timestamp.ts';
 import { alreadyExists, ApiError, badRequest, conflict, expired, forbidden, internalError, invalid, makeStatus, notFound } from './errors.ts';
-import { applyMergePatch, stripStrategicDirectives } from './merge-patch.ts';
-import { applyJsonPatch } from './json-patch.ts';
+import { applyJsonPatch, applyMergePatch, type PatchType } from './merge-patch.ts';
+import { schemaOf } from './openapi.ts';
+import { applyStrategicMergePatch } from './strategic-merge-patch.ts';
 import { NodeIpam, parseIpamConfig } from './ipam.ts';
 import { FileStatePersister, StateFileError, type StatePersister } from './persistence.ts';
 import { Scheduler } from './scheduler.ts';
@@ -333,7 +334,7 @@ export class Store {
    * Creates an object (POST). The namespace comes from `opts.namespace`
    * (the URL) or the body, defaulting to `default`; a mismatch is a 400.
    */
-  create<T extends KubeObject = KubeObject>(resource: ResourceRef, body: unknown, opts: { namespace?: string } = {}): T {
+  create<T extends KubeObject = KubeObject>(resource: ResourceRef, body: unknown, opts: { namespace?: string; dryRun?: boolean } = {}): T {
     const rt = this.resolve(resource);
     const obj = this.decode(rt, body, opts.namespace);
     const meta = obj.metadata;
@@ -351,6 +352,9 @@ export class Store {
     rt.defaulting?.(obj, 'create', undefined);
     this.validate(rt, obj, undefined);
     if (this.lookup(rt, meta.namespace, meta.name)) throw alreadyExists(rt.plural, meta.name, rt.group);
+    // A dry run validates and returns what would be stored; admission (IPAM, the scheduler,
+    // Service allocation) is skipped because its allocations would outlive the request.
+    if (opts.dryRun) return canonical(obj) as T;
     for (const hook of this.admission) hook({ op: 'create', rt, obj });
     const [rec] = this.commit([{ rt, key: objectKey(meta.namespace, meta.name), type: 'ADDED', next: obj }]);
     return JSON.parse(rec.json) as T;
@@ -365,7 +369,7 @@ export class Store {
   update<T extends KubeObject = KubeObject>(
     resource: ResourceRef,
     body: unknown,
-    opts: { namespace?: string; name?: string; subresource?: 'status' } = {},
+    opts: { namespace?: string; name?: string; subresource?: 'status'; dryRun?: boolean } = {},
   ): T {
     const rt = this.resolve(resource);
     const incoming = this.decode(rt, body, opts.namespace);
@@ -377,33 +381,37 @@ export class Store {
     const namespace = rt.namespaced ? (incoming.metadata.namespace ?? opts.namespace ?? 'default') : undefined;
     const old = this.lookup(rt, namespace, name);
     if (!old) throw notFound(rt.plural, name, rt.group);
-    return this.applyUpdate<T>(rt, old, incoming, opts.subresource);
+    return this.applyUpdate<T>(rt, old, incoming, opts.subresource, opts.dryRun);
   }
 
   /**
-   * JSON merge patch (RFC 7386) of an object or its status. `strategic`
-   * patches have their `$` directives stripped and are then merged the same
-   * way (see merge-patch.ts).
+   * Patches an object or its status: a JSON merge patch (RFC 7386), a
+   * strategic merge patch driven by the kind's schema (strategic-merge-patch.ts),
+   * or a JSON patch (RFC 6902, an array of operations). The result goes
+   * through the same path as an update (validation, admission, conflicts).
+   * `strategic: true` is the older spelling of `type: 'strategic'`.
    */
   patch<T extends KubeObject = KubeObject>(
     resource: ResourceRef,
     name: string,
     patch: unknown,
-    opts: { namespace?: string; subresource?: 'status'; strategic?: boolean; json?: boolean } = {},
+    opts: { namespace?: string; subresource?: 'status'; strategic?: boolean; type?: PatchType; dryRun?: boolean } = {},
   ): T {
     const rt = this.resolve(resource);
-    if (!opts.json && !isRecord(patch)) throw badRequest('a merge patch must be a JSON object');
+    const type: PatchType = opts.type ?? (opts.strategic ? 'strategic' : 'merge');
+    if (type === 'json' ? !Array.isArray(patch) : !isRecord(patch)) {
+      throw badRequest(type === 'json' ? 'a JSON patch must be a JSON array of operations' : `a ${type} merge patch must be a JSON object`);
+    }
     const namespace = rt.namespaced ? (opts.namespace ?? 'default') : undefined;
     const old = this.lookup(rt, namespace, name);
     if (!old) throw notFound(rt.plural, name, rt.group);
-    const merged = opts.json
-      ? applyJsonPatch(JSON.parse(old.json), patch)
-      : applyMergePatch(JSON.parse(old.json), opts.strategic ? stripStrategicDirectives(patch) : patch);
+    const current = JSON.parse(old.json) as unknown;
+    const merged = type === 'json' ? applyJsonPatch(current, patch) : type === 'strategic' ? applyStrategicMergePatch(current, patch, schemaOf(rt)) : applyMergePatch(current, patch);
     const incoming = this.decode(rt, merged, namespace);
     if (incoming.metadata.name !== name) {
       throw badRequest(`the name of the object (${incoming.metadata.name}) does not match the name on the URL (${name})`);
     }
-    return this.applyUpdate<T>(rt, old, incoming, opts.subresource);
+    return this.applyUpdate<T>(rt, old, incoming, opts.subresource, opts.dryRun);
   }
 
   /**
@@ -430,7 +438,7 @@ export class Store {
   delete<T extends KubeObject = KubeObject>(
     resource: ResourceRef,
     name: string,
-    opts: { namespace?: string; preconditions?: { resourceVersion?: string; uid?: string } } = {},
+    opts: { namespace?: string; preconditions?: { resourceVersion?: string; uid?: string }; dryRun?: boolean } = {},
   ): T {
     const rt = this.resolve(resource);
     const namespace = rt.namespaced ? (opts.namespace ?? 'default') : undefined;
@@ -462,6 +470,7 @@ export class Store {
       }
     }
     changes.push({ rt, key: objectKey(namespace, name), type: 'DELETED', prev: old });
+    if (opts.dryRun) return JSON.parse(old.json) as T;
     const recs = this.commit(changes);
     return JSON.parse(recs[recs.length - 1].json) as T;
   }
@@ -565,7 +574,7 @@ export class Store {
     obj.metadata.generation = (old.metadata.generation ?? 1) + (specChanged ? 1 : 0);
   }
 
-  private applyUpdate<T extends KubeObject>(rt: ResourceType, old: StoredRecord, incoming: KubeObject, subresource: 'status' | undefined): T {
+  private applyUpdate<T extends KubeObject>(rt: ResourceType, old: StoredRecord, incoming: KubeObject, subresource: 'status' | undefined, dryRun = false): T {
     const name = old.obj.metadata.name;
     const wantRv = incoming.metadata.resourceVersion;
     if (wantRv && wantRv !== old.obj.metadata.resourceVersion) {
@@ -590,6 +599,7 @@ export class Store {
     this.keepSystemFields(next, old.obj);
     rt.defaulting?.(next, 'update', old.obj);
     this.validate(rt, next, old.obj);
+    if (dryRun) return canonical(next) as T;
     for (const hook of this.admission) hook({ op: 'update', rt, obj: next, old: old.obj, subresource });
     // A no-op update commits nothing, like etcd's guaranteed update: watchers see no event.
     if (isDeepStrictEqual(next, old.obj)) return JSON.parse(old.json) as T;

@@ -9,7 +9,7 @@
  */
 import test from 'ava';
 import { ManualClock, MANUAL_WALL_START_MS } from '../common/clock.ts';
-import { applyJsonPatch } from '../control-plane/json-patch.ts';
+import { applyJsonPatch } from '../control-plane/merge-patch.ts';
 import { openStore, type Store } from '../control-plane/store.ts';
 import type { KubeObject, Pod } from '../control-plane/types.ts';
 import { computeTemplateHash } from '../control-plane/deployment-controller.ts';
@@ -97,7 +97,7 @@ test('rollback by patching the old template reuses its ReplicaSet as the next re
   }
   // What `kubectl rollout undo` sends: a JSON patch with the old template, as a typed client marshals it.
   (template as { metadata: Record<string, unknown> }).metadata.creationTimestamp = null;
-  store.patch('deployments', 'web', [{ op: 'replace', path: '/spec/template', value: template }], { namespace: 'default', json: true });
+  store.patch('deployments', 'web', [{ op: 'replace', path: '/spec/template', value: template }], { namespace: 'default', type: 'json' });
   for (let i = 0; i < 20; i++) {
     kubelet(store);
     clock.advance(500);
@@ -209,7 +209,7 @@ test('evictionTime: no matching toleration is immediate, tolerationSeconds count
   t.is(evictionTime(pod([{ operator: 'Exists' }]), [taint]), Infinity);
 });
 
-test('JSON patch: RFC 6902 operations and errors', (t) => {
+test('JSON patch (fast-json-patch): RFC 6902 operations, pointer escapes and errors', (t) => {
   const doc = { a: { b: [1, 2] }, c: 'x' };
   t.deepEqual(applyJsonPatch(doc, [{ op: 'add', path: '/a/b/-', value: 3 }, { op: 'replace', path: '/c', value: 'y' }, { op: 'remove', path: '/a/b/0' }, { op: 'copy', from: '/c', path: '/d' }, { op: 'move', from: '/d', path: '/e' }, { op: 'test', path: '/e', value: 'y' }]), {
     a: { b: [2, 3] },

@@ -9,6 +9,7 @@
  * are evicted and the Deployment brings them back on the live nodes.
  */
 import test from 'ava';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { killProcess } from '../lab/launch.ts';
@@ -52,7 +53,10 @@ async function nginxPods(): Promise<PodJson[]> {
 
 test.serial('kill -9 of a node agent: Unknown, unreachable taint, endpoints leave, the Service answers from the rest, pods evicted and replaced', async (t) => {
   if (!requireOrSkip(t, haveKubectl, 'kubectl is not installed (Debian: kubernetes-client)')) return;
-  await k(['apply', '--validate=false', '-f', path.join(FIX, 'nginx-deployment.yaml'), '-f', path.join(FIX, 'nginx-service.yaml'), '-f', path.join(FIX, 'client-pod.yaml')]);
+  // The docs' Deployment, but podlab/http: it answers which pod and node served a request (nginx's welcome page does not say).
+  const deployment = fs.readFileSync(path.join(FIX, 'nginx-deployment.yaml'), 'utf8').replace('image: nginx:1.14.2', 'image: podlab/http');
+  await kubectlOk(lab!.stateDir, ['apply', '--validate=false', '-f', '-'], { stdin: deployment });
+  await k(['apply', '--validate=false', '-f', path.join(FIX, 'nginx-service.yaml'), '-f', path.join(FIX, 'client-pod.yaml')]);
   // Six replicas, so that every node has nginx pods whatever the rotation.
   await k(['scale', 'deployment/nginx-deployment', '--replicas=6']);
   const before = await eventually(async () => {
