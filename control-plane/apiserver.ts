@@ -22,7 +22,7 @@ import { checkFields, parseFieldValidation } from './field-validation.ts';
 import { openApiV2, openApiV3Document, openApiV3Index, schemaOf } from './openapi.ts';
 import { execUpgradeHandler } from './pod-exec.ts';
 import { apiserverCertHosts, defaultPkiDir, ensurePki } from './pki.ts';
-import { PODS } from './resources.ts';
+import { NODES, PODS } from './resources.ts';
 import { patchTypeOf, unsupportedPatchType } from './merge-patch.ts';
 import { serveScale } from './scale-subresource.ts';
 import { bookmarkObject, discoveryFor, parseResourcePath, VERSION_INFO, type ResourceRoute } from './routes.ts';
@@ -30,7 +30,7 @@ import { parseSelector } from './selectors.ts';
 import { openStore, type Store, type WorkloadControllerOptions } from './store.ts';
 import { ensureKubernetesService } from './service-allocator.ts';
 import { buildTable, DEFAULT_TABLE, parseIncludeObject, wantsTable } from './tables.ts';
-import type { KubeObject, Pod } from './types.ts';
+import type { KubeObject, Node, Pod } from './types.ts';
 
 /** Options of {@link startApiServer}. */
 export interface ApiServerOptions {
@@ -487,6 +487,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         if (!authorize(who, attrs, lookup).allowed) throw forbiddenFor(who, attrs);
       },
       getPod: (namespace, name) => store.objectsOf(PODS).find((p) => p.metadata.namespace === namespace && p.metadata.name === name) as Pod | undefined,
+      getNode: (name) => store.objectsOf(NODES).find((n) => n.metadata.name === name) as Node | undefined,
     }),
   );
   server.on('connection', (s: Socket) => {

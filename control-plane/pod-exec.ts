@@ -13,10 +13,13 @@
  * cause `ExitCode`, which kubectl turns into its own exit status.
  *
  * The agent is reached through its control socket in the lab's state
- * directory (node-agent/control-server.ts), so this works wherever the
- * apiserver shares that directory with the agents (`podlab up`, netns labs);
- * a node whose socket is not there (a compose lab's other containers) gets a
- * clear Failure instead. The emulated pods have one network stack shared by
+ * directory (node-agent/control-server.ts) where the apiserver shares that
+ * directory with the agents (`podlab up`, netns labs); elsewhere (a compose
+ * lab, whose agents are other containers) at the Node's InternalIP and
+ * `status.daemonEndpoints.kubeletEndpoint.Port`, where an agent started with
+ * `--control-port` serves the same channel over TCP
+ * (node-agent/control-remote.ts), as kube-apiserver finds a kubelet. A node
+ * reachable neither way gets a clear Failure. The emulated pods have one network stack shared by
  * their containers, so `-c CONTAINER` selects nothing; a TTY is not
  * emulated (resize messages are ignored).
  */
@@ -28,7 +31,7 @@ import { ControlClient } from './node-control-client.ts';
 import { controlSocketPath } from './node-control-protocol.ts';
 import type { Identity } from './auth.ts';
 import { ApiError, makeStatus, notFound } from './errors.ts';
-import type { Pod, Status } from './types.ts';
+import type { Node, Pod, Status } from './types.ts';
 
 /** Subprotocols served, best first. */
 export const EXEC_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'] as const;
@@ -42,6 +45,7 @@ export interface ExecDeps {
   /** Throws the 403 ApiError when `who` may not create pods/exec there. */
   authorize(who: Identity, namespace: string, name: string): void;
   getPod(namespace: string, name: string): Pod | undefined;
+  getNode(name: string): Node | undefined;
 }
 
 /** Writes an HTTP error with a Status body on a socket that asked for an upgrade, and closes it. */
@@ -99,11 +103,20 @@ export function execUpgradeHandler(deps: ExecDeps): (req: IncomingMessage, socke
       return refuse(socket, makeStatus(400, 'BadRequest', `unsupported subprotocol: offered ${JSON.stringify(offered)}, served ${EXEC_PROTOCOLS.join(', ')}`));
     }
     const stdin = ['1', 'true'].includes(url.searchParams.get('stdin') ?? '');
-    wss.handleUpgrade(req, socket, head, (ws) => void runExec(ws, deps.stateDir, pod, argv, stdin));
+    wss.handleUpgrade(req, socket, head, (ws) => void runExec(ws, deps, pod, argv, stdin));
   };
 }
 
-async function runExec(ws: WebSocket, stateDir: string, pod: Pod, argv: string[], stdin: boolean): Promise<void> {
+/** Where the apiserver reaches a node's agent: its local socket, else its published TCP endpoint. */
+export function agentAddress(stateDir: string, node: string, nodeObj: Node | undefined, exists: (path: string) => boolean = fs.existsSync): string | undefined {
+  const sock = controlSocketPath(stateDir, node);
+  if (exists(sock)) return sock;
+  const ip = nodeObj?.status?.addresses?.find((a) => a.type === 'InternalIP')?.address;
+  const port = nodeObj?.status?.daemonEndpoints?.kubeletEndpoint?.Port;
+  return ip && port ? `tcp://${ip}:${port}` : undefined;
+}
+
+async function runExec(ws: WebSocket, deps: ExecDeps, pod: Pod, argv: string[], stdin: boolean): Promise<void> {
   const v5 = ws.protocol === 'v5.channel.k8s.io';
   // kubectl sends stdin right after the handshake: hold it until the agent's command runs.
   const early: Buffer[] = [];
@@ -127,9 +140,9 @@ async function runExec(ws: WebSocket, stateDir: string, pod: Pod, argv: string[]
   if (!node || pod.status?.phase !== 'Running') {
     return finish(makeStatus(400, 'BadRequest', `pod ${key} is not running (phase ${pod.status?.phase ?? 'Pending'})`));
   }
-  const sock = controlSocketPath(stateDir, node);
-  if (!fs.existsSync(sock)) {
-    return finish(makeStatus(500, 'InternalError', `node ${node}'s agent is not reachable from the apiserver (no control socket at ${sock})`));
+  const sock = agentAddress(deps.stateDir, node, deps.getNode(node));
+  if (!sock) {
+    return finish(makeStatus(500, 'InternalError', `node ${node}'s agent is not reachable from the apiserver (no control socket at ${controlSocketPath(deps.stateDir, node)}, and its Node publishes no kubelet endpoint)`));
   }
   let client: ControlClient;
   try {

@@ -10,6 +10,9 @@ import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { authenticate, authorize, selfSubjectAccessReview, type Identity } from '../control-plane/auth.ts';
 import { agentCredentials, adminCredentials, CredentialsError } from '../control-plane/credentials.ts';
+import { agentAddress } from '../control-plane/pod-exec.ts';
+import { controlSocketPath } from '../control-plane/node-control-protocol.ts';
+import type { Node } from '../control-plane/types.ts';
 import { certificateHosts, ensurePki, nodeToken, pkiFiles, verifyNodeToken, writeNodeTokenFile } from '../control-plane/pki.ts';
 
 function tmp(t: { teardown(fn: () => void): void }): string {
@@ -94,4 +97,13 @@ test('authorizer: admin everything; a node reads, changes only its own Node and 
   const review = selfSubjectAccessReview(node, { spec: { resourceAttributes: { verb: '*', resource: '*' } } }, lookup) as { status: { allowed: boolean } };
   t.false(review.status.allowed);
   t.throws(() => selfSubjectAccessReview(node, { spec: {} }, lookup), { message: /resourceAttributes or spec.nonResourceAttributes/ });
+});
+
+test('exec relay: the node agent at its local control socket, else at the kubelet endpoint its Node publishes', (t) => {
+  const sock = controlSocketPath('/var/lib/podlab', 'node-2');
+  const node = { metadata: { name: 'node-2' }, status: { addresses: [{ type: 'InternalIP', address: '172.30.0.4' }], daemonEndpoints: { kubeletEndpoint: { Port: 10250 } } } } as Node;
+  t.is(agentAddress('/var/lib/podlab', 'node-2', node, (p) => p === sock), sock, 'a shared state directory wins (podlab up, netns labs)');
+  t.is(agentAddress('/var/lib/podlab', 'node-2', node, () => false), 'tcp://172.30.0.4:10250', 'a compose lab: the Node InternalIP and kubelet port');
+  t.is(agentAddress('/var/lib/podlab', 'node-2', { ...node, status: { addresses: node.status!.addresses } }, () => false), undefined, 'no --control-port: unreachable');
+  t.is(agentAddress('/var/lib/podlab', 'node-2', undefined, () => false), undefined);
 });
