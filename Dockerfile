@@ -22,8 +22,11 @@ RUN apt-get update \
 
 WORKDIR /opt/podlab
 COPY package.json package-lock.json ./
-# tsx runs the TypeScript directly (no build step). The optional `cap` addon (raw frames) is built
+# npm ci runs the prepare step (scripts/build.mjs): without TypeScript (--omit=dev) it builds nothing and
+# the image runs the sources through tsx. The optional `cap` addon (raw frames) is built
 # against the image's own Node headers, then the compilers go again.
+COPY scripts/build.mjs scripts/
+COPY common/compiled.js common/
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libpcap-dev g++ make python3 \
  && npm_config_nodedir=/usr/local npm ci --omit=dev --no-audit --no-fund \

@@ -34,6 +34,21 @@ export interface HttpServerOptions {
   clock: Clock;
   /** Idle time before a kept-alive connection is closed (nginx: keepalive_timeout 75s). */
   keepAliveMs?: number;
+  /** One line per answered request, in nginx's `combined` format: the container's access log (`kubectl logs`). */
+  accessLog?: (line: string) => void;
+}
+
+/** nginx's `$time_local`: `04/Dec/2026:12:00:00 +0000`. */
+function timeLocal(d: Date): string {
+  const mon = d.toUTCString().split(' ')[2];
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${p(d.getUTCDate())}/${mon}/${d.getUTCFullYear()}:${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
+}
+
+/** nginx's `combined` log line for one request (`$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`). */
+export function combinedLogLine(req: HttpRequest, status: number, bytes: number, now = new Date()): string {
+  const h = (name: string) => req.headers.get(name) ?? '-';
+  return `${req.remoteAddress} - - [${timeLocal(now)}] "${req.method} ${req.target} HTTP/${req.version}" ${status} ${bytes} "${h('referer')}" "${h('user-agent')}"`;
 }
 
 export const STATUS_TEXT: Record<number, string> = {
@@ -189,6 +204,7 @@ class HttpConnection {
         .join('') +
       '\r\n';
     const headOnly = req?.method === 'HEAD';
+    if (req) this.opts.accessLog?.(combinedLogLine(req, res.status, headOnly ? 0 : length));
     this.busy = true;
     const finish = () => {
       this.busy = false;

@@ -47,6 +47,11 @@ export function httpHandler(ctx: Pick<AppContext, 'podName' | 'nodeName'>): (req
   };
 }
 
+/** nginx's error-log (and Go's log package) timestamp: `2026/12/04 12:00:00`. */
+function errorLogTime(d: Date): string {
+  return d.toISOString().slice(0, 19).replace('T', ' ').replace(/-/g, '/');
+}
+
 /** The nginx version an image tag names; untagged and non-version tags get the stable release current at this build. */
 export const NGINX_DEFAULT_VERSION = '1.27.3';
 
@@ -117,11 +122,16 @@ function startHttp(appName: string) {
     const servers: ReturnType<typeof serveHttp>[] = [];
     const { handler, serverName } = httpServerFor(container.image ?? appName, ctx);
     try {
-      for (const port of portsOf(container, 'TCP', [80])) servers.push(serveHttp(pod.tcp, port, handler, { serverName, clock: pod.opts.clock }));
+      for (const port of portsOf(container, 'TCP', [80])) servers.push(serveHttp(pod.tcp, port, handler, { serverName, clock: pod.opts.clock, accessLog: ctx.stdout }));
     } catch (e) {
       for (const s of servers) s.close();
       throw e;
     }
+    // What the image prints as it starts (nginx's entrypoint and master process), then one access line per request.
+    if (serverName.startsWith('nginx/')) {
+      const at = errorLogTime(new Date());
+      for (const l of ['/docker-entrypoint.sh: Configuration complete; ready for start up', `${at} [notice] 1#1: ${serverName}`, `${at} [notice] 1#1: start worker processes`]) ctx.stdout?.(l);
+    } else ctx.stdout?.(`${serverName} serving ${ctx.podName} on ${servers.map((s) => `:${s.server.port}`).join(' ')}`);
     return {
       stop: () => servers.forEach((s) => s.close()),
       status: () => ({
@@ -178,9 +188,9 @@ export const httpEchoApp: BuiltinApp = {
         req.path === '/health'
           ? { status: 200, headers: { 'Content-Type': 'application/json' }, body: '{"status":"ok"}\n' }
           : { status: 200, headers: { 'X-App-Name': 'http-echo', 'X-App-Version': '1.0.0' }, body: `${text}\n` },
-      { serverName: 'http-echo (podlab)', clock: pod.opts.clock },
+      { serverName: 'http-echo (podlab)', clock: pod.opts.clock, accessLog: ctx.stdout },
     );
-    void ctx;
+    ctx.stdout?.(`${errorLogTime(new Date())} [INFO] server is listening on ${listen}`);
     return {
       stop: () => s.close(),
       status: () => ({ app: 'hashicorp/http-echo', listening: [`tcp 0.0.0.0:${port}`], counters: { ...s.stats } }),

@@ -44,7 +44,7 @@ interface RunningContainer {
 const running = new WeakMap<PodNet, RunningContainer[]>();
 
 /** Starts every container's app in the pod's namespace. Failures are recorded, never thrown. */
-export function startPodApps(pod: PodNet, containers: Container[], ctx: AppContext): RunningContainer[] {
+export function startPodApps(pod: PodNet, containers: Container[], ctx: AppContext, stdoutOf?: (container: string) => (line: string) => void): RunningContainer[] {
   stopPodApps(pod);
   const list: RunningContainer[] = [];
   for (const c of containers) {
@@ -52,7 +52,7 @@ export function startPodApps(pod: PodNet, containers: Container[], ctx: AppConte
     const entry: RunningContainer = { container: c.name, image: c.image, app };
     if (app) {
       try {
-        entry.instance = app.start(pod, c, ctx);
+        entry.instance = app.start(pod, c, { ...ctx, stdout: stdoutOf?.(c.name) });
         ctx.log?.('container app started', { pod: pod.key, container: c.name, image: c.image, app: app.name, listening: entry.instance.status().listening });
       } catch (e) {
         entry.error = (e as Error).message;

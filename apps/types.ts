@@ -13,6 +13,8 @@ export interface AppContext {
   nodeName: string;
   /** Where an app reports things worth a log line (default: nowhere). */
   log?: (msg: string, fields?: Record<string, unknown>) => void;
+  /** The container's standard output, line by line: what `kubectl logs` / `podlab logs` show. */
+  stdout?: (line: string) => void;
 }
 
 /** What `podlab exec POD -- ps` shows about a running app. */

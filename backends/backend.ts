@@ -86,7 +86,7 @@ export interface EmulatedNodeContext {
   /** The node namespace's interface numbers, for the devices the backend creates. */
   ifindexes: IfindexAllocator;
   /** Real frames on the real eth0 (root modes), when the agent started one. */
-  rawWire?: Pick<RawWire, 'send' | 'onFrame' | 'sent' | 'received'>;
+  rawWire?: Pick<RawWire, 'send' | 'attach' | 'sent' | 'received'>;
   /** Builds the node's real-socket underlay with the ports the backend needs. */
   underlay(ports: Pick<UnderlayOptions, 'port' | 'wirePort' | 'sourcePorts'>): UdpUnderlay;
 }

@@ -63,26 +63,28 @@ export function attachRoutedWire(ctx: EmulatedNodeContext): EmulatedLink {
     const put = (f: Buffer) => {
       if (!raw.send(f)) eth0.counters.drop('raw-send-failed');
     };
-    eth0.wire = wireTransmit(
+    eth0.connect(wireTransmit(
       'raw frame',
       (peer, frame) => underlay.throughImpairment(peer, frame, put),
       (verdict, peer, dst) => `raw frame on the real eth0 to ${dst} (${peer}), pod addresses intact, no encapsulation${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`,
-    );
-    raw.onFrame = (frame) => receiveTraced(frame.subarray(14), `raw frame from ${readMac(frame, 6)} on the real eth0, ${frame.length} bytes`, () => eth0.receive(frame));
+    ));
+    raw.attach((frame) => receiveTraced(frame.subarray(14), `raw frame from ${readMac(frame, 6)} on the real eth0, ${frame.length} bytes`, () => eth0.receive(frame)));
   } else {
-    eth0.wire = wireTransmit(
+    eth0.connect(wireTransmit(
       'bare IPv4 packet',
       (peer, frame) => underlay.sendBare(peer, frame.subarray(14)),
       (verdict, peer) => `bare IPv4 packet (pod addresses intact, no encapsulation) sent to ${peer}:${underlay.wirePort} UDP${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`,
-    );
-    underlay.onBare = (buf, from) =>
-      receiveTraced(buf, `bare IPv4 packet from ${from.address}:${from.port}, ${buf.length} bytes`, () => {
-        const frame = Buffer.allocUnsafe(14 + buf.length);
-        const srcMac = [...wirePeers].find(([, ip]) => ip === from.address)?.[0] ?? '02:00:00:00:00:00';
-        writeEthernetHeader(frame, 0, eth0.mac, srcMac, 0x0800);
-        buf.copy(frame, 14);
-        eth0.receive(frame);
-      });
+    ));
+    underlay.attach({
+      bare: (buf, from) =>
+        receiveTraced(buf, `bare IPv4 packet from ${from.address}:${from.port}, ${buf.length} bytes`, () => {
+          const frame = Buffer.allocUnsafe(14 + buf.length);
+          const srcMac = [...wirePeers].find(([, ip]) => ip === from.address)?.[0] ?? '02:00:00:00:00:00';
+          writeEthernetHeader(frame, 0, eth0.mac, srcMac, 0x0800);
+          buf.copy(frame, 14);
+          eth0.receive(frame);
+        }),
+    });
   }
 
   return {

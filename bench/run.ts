@@ -12,6 +12,9 @@
  * - Capture: the data path's rate with capture support idle versus the same
  *   path with the hooks removed, and while capturing (bench/capture.ts).
  * - The raw-frame wire (root): bgp pod echo over raw frames versus the UDP wire (bench/netns-wire.ts).
+ *
+ * `npm run bench -- --scale [--nodes N] [--pods-per-node M]` runs only the
+ * big-lab measures instead (bench/scale.ts; 100 nodes x 10 pods by default).
  */
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -25,6 +28,7 @@ import { benchCapture } from './capture.ts';
 import { benchTcp } from './tcp.ts';
 import { benchServices } from './services.ts';
 import { benchNetnsWire } from './netns-wire.ts';
+import { benchScale } from './scale.ts';
 import { podEchoPps } from './pod-echo.ts';
 import { measure, writeResults, RESULTS, type Measure } from './results.ts';
 
@@ -98,7 +102,24 @@ async function rawUdpRtt(port: number): Promise<number> {
   return rtts.reduce((a, b) => a + b, 0) / rtts.length;
 }
 
+/** The value of `--flag N`, or the default. */
+function flag(name: string, dflt: number): number {
+  const i = process.argv.indexOf(name);
+  const v = i < 0 ? dflt : Number(process.argv[i + 1]);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${name}: a positive integer, got '${process.argv[i + 1]}'`);
+  return v;
+}
+
+function report(measures: Measure[]): void {
+  writeResults(measures);
+  for (const x of measures) {
+    process.stdout.write(`${x.name}: ${x.value} ${x.unit} | baseline (${x.baselineName}): ${x.baseline} ${x.unit} | ratio ${x.ratio}${x.note ? ` (${x.note})` : ''}\n`);
+  }
+  process.stdout.write(`written to ${RESULTS}\n`);
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--scale')) return report(await benchScale(flag('--nodes', 100), flag('--pods-per-node', 10)));
   const measures: Measure[] = [];
   const echo = await startEchoServer();
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bench-'));
@@ -128,11 +149,7 @@ async function main(): Promise<void> {
   measures.push(...(await benchTcp()));
   measures.push(...benchServices());
   measures.push(...(await benchNetnsWire()));
-  writeResults(measures);
-  for (const x of measures) {
-    process.stdout.write(`${x.name}: ${x.value} ${x.unit} | baseline (${x.baselineName}): ${x.baseline} ${x.unit} | ratio ${x.ratio}\n`);
-  }
-  process.stdout.write(`written to ${RESULTS}\n`);
+  report(measures);
 }
 
 await main();

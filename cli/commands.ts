@@ -172,6 +172,29 @@ export async function execInPod(
   }
 }
 
+/** `podlab logs POD [-c C] [-f] [--tail N] [--since S] [--timestamps]`: a container's output, from its node. */
+export async function podLogs(
+  stateDir: string,
+  ref: string,
+  q: { container?: string; follow?: boolean; tailLines?: number; sinceSeconds?: number; timestamps?: boolean; limitBytes?: number },
+  io: { stdout(s: string): void; signal?: AbortSignal; namespace?: string },
+): Promise<void> {
+  const { rec, key, node } = await locatePod(stateDir, ref, io.namespace);
+  const c = await connectNode(rec, node);
+  try {
+    let id = 0;
+    const onAbort = () => c.cancel(id);
+    io.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await c.call('pod.logs', { pod: key, ...q }, (_fd, s) => io.stdout(s), (i) => (id = i));
+    } finally {
+      io.signal?.removeEventListener('abort', onAbort);
+    }
+  } finally {
+    c.close();
+  }
+}
+
 /** `podlab node NODE ...`: iproute2 views, `ip link set dev D mtu N`, `stats`. */
 export async function nodeCommand(stateDir: string, node: string, argv: string[]): Promise<string> {
   if (argv[0] === 'stats') {

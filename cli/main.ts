@@ -5,7 +5,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ApiClient } from '../control-plane/client.ts';
 import { registry, type ResourceType } from '../control-plane/resources.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
-import { callNode, execInPod, getResources, nodeCommand, parseDuration, parsePercent, type Output } from './commands.ts';
+import { callNode, execInPod, getResources, nodeCommand, parseDuration, parsePercent, podLogs, type Output } from './commands.ts';
 import { capture } from './capture.ts';
 import { runDemo } from './demo.ts';
 import { formatTrace, trace, traceExitCode } from './trace.ts';
@@ -69,6 +69,14 @@ interface GetCli {
   namespace: string;
   allNamespaces?: boolean;
 }
+interface LogsCli {
+  container?: string;
+  follow?: boolean;
+  tail?: number;
+  since?: number;
+  timestamps?: boolean;
+  namespace: string;
+}
 interface ExecCli {
   namespace: string;
   stdin?: boolean;
@@ -110,6 +118,13 @@ const int = (flag: string) => (v: string) => {
   if (!Number.isInteger(n)) throw new LabError(`${flag}: '${v}' is not an integer`);
   return n;
 };
+
+/** kubectl's --since: `30s`, `5m`, `2h` in whole seconds. */
+function sinceSeconds(v: string): number {
+  const m = /^(\d+)(s|m|h)$/.exec(v.trim());
+  if (!m || Number(m[1]) === 0) throw new LabError(`--since: '${v}' is not a duration like 30s, 5m or 2h`);
+  return Number(m[1]) * { s: 1, m: 60, h: 3600 }[m[2] as 's' | 'm' | 'h'];
+}
 
 function loadAll(files: string[] | undefined): LoadedObject[] {
   return (files ?? []).flatMap((f) => loadManifestFile(f));
@@ -352,6 +367,27 @@ Commands available in pods:
   });
 
 program
+  .command('logs')
+  .description("a container's output (nginx's access log, an app's start line), as kubectl logs")
+  .argument('<pod>', 'pod name (or namespace/name)')
+  .option('-c, --container <name>', 'the container (needed when the pod has several)')
+  .option('-f, --follow', 'keep printing new lines until Ctrl-C')
+  .option('--tail <n>', 'only the last N lines', int('--tail'))
+  .option('--since <duration>', 'only lines newer than this (5s, 2m, 1h)', sinceSeconds)
+  .option('--timestamps', 'prefix each line with its RFC 3339 time')
+  .option('-n, --namespace <ns>', 'namespace', 'default')
+  .action(async (pod: string, o: LogsCli) => {
+    const ac = new AbortController();
+    const onInt = () => ac.abort();
+    process.on('SIGINT', onInt);
+    try {
+      await podLogs(stateDir(), pod, { container: o.container, follow: o.follow, tailLines: o.tail, sinceSeconds: o.since, timestamps: o.timestamps }, { stdout: (s) => process.stdout.write(s), signal: ac.signal, namespace: o.namespace });
+    } finally {
+      process.off('SIGINT', onInt);
+    }
+  });
+
+program
   .command('node')
   .description('look inside a node: ip route | ip neigh | ip link | ip addr | bridge fdb | bgp summary | bgp routes | iptables-save [-t nat] | ipvsadm -Ln | ipset list | conntrack -L | stats | restart [--kill] | stop [--kill] | start | ip link set dev DEV mtu N')
   .argument('<node>', 'node name, e.g. node-1')
@@ -477,6 +513,13 @@ registerScenarioCommand(program);
 
 /** Prints errors the way kubectl does: one line, no stack, exit 1. */
 async function main(): Promise<void> {
+  // `podlab ... | head`: a reader that stops reading ends the command quietly, as coreutils do on SIGPIPE.
+  // A verb with its own teardown (scenario run) listens too and finishes first.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (process.stdout.listenerCount('error') > 1) return;
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
   try {
     await program.parseAsync(process.argv);
   } catch (e) {

@@ -6,10 +6,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ROOT } from '../common/compiled.js';
 import type { LabOptionsRecord } from '../lab/state.ts';
 
-const PROFILE_DIR = fileURLToPath(new URL('../wireshark/profiles/podlab', import.meta.url));
+const PROFILE_DIR = path.join(ROOT, 'wireshark/profiles/podlab');
 
 /** Where Wireshark looks for personal profiles: $WIRESHARK_CONFIG_DIR, $XDG_CONFIG_HOME/wireshark, else ~/.config/wireshark. */
 export function wiresharkConfigDir(env: NodeJS.ProcessEnv = process.env): string {

@@ -11,14 +11,12 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Container } from '../control-plane/types.ts';
 import { normaliseImage } from '../apps/image.ts';
 import { portsOf } from '../apps/types.ts';
 import { recordedPid, stopRecorded } from '../common/recorded-process.ts';
+import { nodeArgsFor } from '../common/compiled.js';
 
-const SERVER = fileURLToPath(new URL('./pod-server.ts', import.meta.url));
-const TSX = import.meta.resolve('tsx');
 /** Images whose kernel-pod container is a real HTTP server. */
 export const KERNEL_POD_HTTP_IMAGES = ['nginx', 'podlab/http'];
 
@@ -57,7 +55,7 @@ export async function startKernelPodApps(o: { stateDir: string; node: string }, 
 }
 
 function startServer(file: string, pod: KernelPodRef, node: string, port: number, stateDir: string, image: string): Promise<void> {
-  const args = ['netns', 'exec', pod.netns, process.execPath, '--import', TSX, SERVER, '--pod', pod.name, '--node', node, '--port', String(port), '--image', image, '--state-dir', stateDir];
+  const args = ['netns', 'exec', pod.netns, process.execPath, ...nodeArgsFor('kernel-node/pod-server.ts'), '--pod', pod.name, '--node', node, '--port', String(port), '--image', image, '--state-dir', stateDir];
   // Detached: a kernel pod's server lives on when its agent restarts, as containers outlive a kubelet restart.
   const child = spawn('ip', args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   fs.writeFileSync(file, `${child.pid}\n`);

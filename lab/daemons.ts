@@ -145,6 +145,8 @@ export async function runDaemon(daemon: Daemon, argv: string[]): Promise<void> {
     if (argv.includes('--lab-json')) await writeSelfLabJson(args);
   }
   const entry = { agent: '../node-agent/main.ts', apiserver: '../control-plane/main.ts', 'kernel-node': '../kernel-node/main.ts' }[daemon];
-  process.argv = [process.argv[0], new URL(entry, import.meta.url).pathname, ...args];
+  // Compiled (dist/lab/daemons.js) the entries are .js files beside it.
+  const file = import.meta.url.endsWith('.js') ? entry.replace(/\.ts$/, '.js') : entry;
+  process.argv = [process.argv[0], new URL(file, import.meta.url).pathname, ...args];
   await import(entry);
 }

@@ -14,8 +14,8 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { stopAllRecorded } from '../common/recorded-process.ts';
+import { ROOT } from '../common/compiled.js';
 import { ApiClient } from '../control-plane/client.ts';
 import { adminCredentials } from '../control-plane/credentials.ts';
 import { apiserverCertHosts, defaultPkiDir, ensurePki, writeNodeTokenFile } from '../control-plane/pki.ts';
@@ -118,8 +118,7 @@ export function controllerArgs(f: ControllerFlags | undefined): string[] {
   return out;
 }
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const TSX = import.meta.resolve('tsx');
+export { ROOT };
 
 /** Node addresses of a lab network: the apiserver and node-i. */
 export function labAddresses(labNet: string, nodes: number): { api: string; nodes: string[] } {

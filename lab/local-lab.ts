@@ -5,13 +5,11 @@
  * own address. Startup is all-or-nothing.
  */
 import net from 'node:net';
-import path from 'node:path';
 import { ApiClient } from '../control-plane/client.ts';
+import { nodeArgsFor } from '../common/compiled.js';
 import { backendNamed } from '../backends/registry.ts';
 import {
   LabError,
-  ROOT,
-  TSX,
   agentFeatureArgs,
   applyObjects,
   claimStateDir,
@@ -36,7 +34,7 @@ import { writeLab, type LabRecord, type ProcRecord } from './state.ts';
 /** The arguments of one node agent; kept in lab.json so `podlab node NODE restart` can reuse them. */
 function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): string[] {
   return [
-    '--import', TSX, path.join(ROOT, 'node-agent/main.ts'),
+    ...nodeArgsFor('node-agent/main.ts'),
     '--name', name, '--ip', ip, '--underlay', o.labNet, '--api', apiUrl, '--state-dir', o.stateDir, '--token-file', nodeTokenPath(o.stateDir, name),
     '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),
     ...agentFeatureArgs(o),
@@ -73,7 +71,7 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
   writeLab(rec);
   try {
     prepareLabPki(o.stateDir, addrs.api, addrs.nodes.map((_, i) => `node-${i + 1}`));
-    const apiArgs = ['--import', TSX, path.join(ROOT, 'control-plane/main.ts'), '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, ...controllerArgs(o.controllerFlags)];
+    const apiArgs = [...nodeArgsFor('control-plane/main.ts'), '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, ...controllerArgs(o.controllerFlags)];
     const api = spawnLogged(o.stateDir, 'apiserver', apiArgs);
     rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log });
     writeLab(rec);

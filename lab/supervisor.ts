@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { helpIfAsked } from '../common/daemon.ts';
+import { ROOT } from '../common/compiled.js';
 import { down, sleep, spawnLogged, waitForEvent } from './launch.ts';
 import { isOurProcess, pidAlive, readLab, withLabLock, writeLab, type ProcRecord } from './state.ts';
 
@@ -133,7 +134,7 @@ export async function runSupervisor(argv: string[]): Promise<void> {
 
 /** Starts a lab's supervisor and records it in lab.json; `owner` is the process whose death stops the lab. */
 export async function startSupervisor(stateDir: string, owner?: number): Promise<number> {
-  const args = [path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'bin', 'podlab.js'), 'supervise', '--state-dir', stateDir, ...(owner ? ['--owner', String(owner)] : [])];
+  const args = [path.join(ROOT, 'bin', 'podlab.js'), 'supervise', '--state-dir', stateDir, ...(owner ? ['--owner', String(owner)] : [])];
   const p = spawnLogged(stateDir, 'supervisor', args);
   await withLabLock(stateDir, () => {
     const rec = readLab(stateDir);

@@ -8,6 +8,8 @@
  * ./node-core.ts. This file adds kube-proxy and serves the CLI on a Unix
  * socket: exec in pods, iproute2 views, counters, impairments, capture, trace.
  */
+import { z } from 'zod';
+import { formatLine, type LogQuery } from './pod-logs.ts';
 import { monotonicClock, type Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
 import { SeededRng, seedFrom } from '../common/rng.ts';
@@ -77,6 +79,18 @@ export interface AgentOptions {
 }
 
 const log = createLogger('podlab:agent');
+
+/** What `pod.logs` takes: the pod, the container (optional with one), kubectl's query options. */
+const podLogsParams = z.object({
+  pod: z.string().min(1),
+  container: z.string().min(1).optional(),
+  follow: z.boolean().optional(),
+  tailLines: z.number().int().optional(),
+  sinceSeconds: z.number().int().positive().optional(),
+  timestamps: z.boolean().optional(),
+  limitBytes: z.number().int().positive().optional(),
+});
+type PodLogsParams = z.infer<typeof podLogsParams> & LogQuery;
 
 export class NodeAgent {
   readonly name: string;
@@ -302,6 +316,11 @@ export class NodeAgent {
     c.handle('node.cmd', (params) => ({ stdout: this.nodeCommand((params as { argv: string[] }).argv) }));
     c.handle('stats', () => this.stats());
     c.handle('exec', async (params, ctx) => this.exec(params as { pod: string; argv: string[]; stdin?: boolean }, ctx));
+    c.handle('pod.logs', async (params, ctx) => {
+      const p = podLogsParams.safeParse(params);
+      if (!p.success) throw new ControlError(`pod.logs: ${p.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+      return this.podLogs(p.data, ctx);
+    });
     c.handle('impair.set', (params) => {
       const { peer, spec } = params as { peer: string; spec: ImpairmentSpec };
       const bad = validateImpairment(spec);
@@ -371,6 +390,37 @@ export class NodeAgent {
       iface.dev.mtu = mtu;
       return { dev, mtu };
     });
+  }
+
+  /**
+   * `kubectl logs`: a container's output, chosen as the kubelet chooses it
+   * (the only container, or the one named), with kubectl's query options;
+   * `follow` streams new lines until the caller cancels or the pod goes.
+   */
+  private async podLogs(params: PodLogsParams, ctx: CallContext): Promise<{ container: string }> {
+    const key = params.pod.includes('/') ? params.pod : `default/${params.pod}`;
+    const logs = this.runtime.logs;
+    const pod = this.core.podObject(key);
+    if (!pod || !this.runtime.pod(key)) throw new ControlError(`pods "${key.split('/')[1]}" not found on node ${this.name}`);
+    if (!logs) throw new ControlError(`${this.name} keeps no container logs`);
+    const names = (pod.spec?.containers ?? []).map((c) => c.name);
+    const container = params.container ?? (names.length === 1 ? names[0] : undefined);
+    if (!container) throw new ControlError(`a container name must be specified for pod ${pod.metadata.name}, choose one of: [${names.join(' ')}]`);
+    if (!names.includes(container)) throw new ControlError(`container ${container} is not valid for pod ${pod.metadata.name}`);
+    ctx.stdout(logs.text(key, container, params));
+    if (!params.follow) return { container };
+    await new Promise<void>((resolve) => {
+      const stop = logs.follow(key, container, (l) => ctx.stdout(formatLine(l, params.timestamps)));
+      const done = () => {
+        stop();
+        clearInterval(gone);
+        resolve();
+      };
+      // A deleted pod ends the stream, as the kubelet closes a removed container's log.
+      const gone = setInterval(() => !this.runtime.pod(key) && done(), 500);
+      ctx.signal.addEventListener('abort', done, { once: true });
+    });
+    return { container };
   }
 
   private async exec(params: { pod: string; argv: string[]; stdin?: boolean }, ctx: CallContext): Promise<{ exitCode: number }> {

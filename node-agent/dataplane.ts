@@ -30,7 +30,7 @@ export interface DataPlaneOptions {
   /** The bare-IPv4 wire's UDP port (backends with pods on the underlay, local mode). */
   wirePort?: number;
   /** Backends with pods on the underlay, root modes: real frames on the real eth0 instead of the UDP wire (started by the caller). */
-  rawWire?: Pick<RawWire, 'send' | 'onFrame' | 'sent' | 'received'>;
+  rawWire?: Pick<RawWire, 'send' | 'attach' | 'sent' | 'received'>;
   ip: string;
   underlayCidr: string;
   podCIDR: string;

@@ -16,6 +16,7 @@ import { RawWire, RawWireError, claimFilter, pcapImmediateModeLikely } from '../
 import { containerStateOverride, startPodApps, stopPodApps } from '../apps/index.ts';
 import { NodeDataPlane } from './dataplane.ts';
 import type { NodeRuntime, RuntimeIdentity, RuntimePod } from './runtime.ts';
+import { ContainerLogs } from './pod-logs.ts';
 
 const log = createLogger('podlab:agent');
 
@@ -41,6 +42,7 @@ export class EmulatedRuntime implements NodeRuntime {
   /** Set once built: the node's namespace, underlay and pods. */
   dp!: NodeDataPlane;
   rawWire?: RawWire;
+  readonly logs = new ContainerLogs();
   private eth0Mac = '';
   /** The tunnel MAC the node registers with: kept from its Node on a restart. */
   private vtepMac = '';
@@ -136,7 +138,7 @@ export class EmulatedRuntime implements NodeRuntime {
     const net = this.dp.addPod({ namespace: p.metadata.namespace ?? 'default', name: p.metadata.name, uid: p.metadata.uid, ip });
     log.info('pod network ready', { pod: key, ip, veth: net.hostVeth.name });
     // The containers' built-in apps by image (apps/); a failure is logged and shown in the container's status.
-    startPodApps(net, p.spec?.containers ?? [], { podName: p.metadata.name, nodeName: this.o.name, log: (m, f) => (/fail/.test(m) ? log.error(m, f) : log.info(m, f)) });
+    startPodApps(net, p.spec?.containers ?? [], { podName: p.metadata.name, nodeName: this.o.name, log: (m, f) => (/fail/.test(m) ? log.error(m, f) : log.info(m, f)) }, (c) => this.logs.writer(key, c));
     return Promise.resolve();
   }
 
@@ -144,6 +146,7 @@ export class EmulatedRuntime implements NodeRuntime {
     const net = this.dp.pods.get(key);
     if (!net) return Promise.resolve();
     stopPodApps(net);
+    this.logs.drop(key);
     this.dp.removePod(net);
     log.info('pod network removed', { pod: net.key, ip: net.ip });
     return Promise.resolve();

@@ -230,6 +230,11 @@ export class NodeCore {
 
   // ------------------------------------------------------------ pods (kubelet + CNI)
 
+  /** The Pod object of a pod on this node, as the informer has it (`namespace/name`). */
+  podObject(key: string): Pod | undefined {
+    return this.podInformer?.get(key);
+  }
+
   private podKey(p: Pod): string {
     return `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
   }

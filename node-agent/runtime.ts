@@ -9,6 +9,7 @@
 import type { Node, Pod } from '../control-plane/types.ts';
 import type { PlanAction } from '../backends/backend.ts';
 import type { BgpRouting } from '../backends/bgp/bgp-backend.ts';
+import type { ContainerLogs } from './pod-logs.ts';
 
 /** What a node publishes about its devices when it registers. */
 export interface RuntimeIdentity {
@@ -47,6 +48,8 @@ export interface NodeRuntime {
   addPod(p: Pod, key: string, ip: string): Promise<void>;
   /** Stops a pod's apps and removes its network. */
   removePod(key: string): Promise<void>;
+  /** Containers' standard output (the runtimes that run apps keep it). */
+  logs?: ContainerLogs;
   /** A container's state when it differs from running (an app that failed to start). */
   containerState?(key: string, container: string): Record<string, unknown> | undefined;
   /** Releases what the runtime holds (sockets, raw wire); the namespaces stay. */

@@ -39,12 +39,14 @@ export class Eth0Sockets {
 
   /** Takes the datagrams that arrive on the underlay's listening port. */
   bind(rx: SocketReceiver): void {
-    this.underlay.onDatagram = (buf, from) => {
-      const inner = this.eth0.tracer.filters.size ? rx.innerFrame(buf) : undefined;
-      const ctx = inner ? this.eth0.tracer.matchFrame(inner) : null;
-      if (ctx) this.eth0.tracer.run(ctx, () => this.received(rx, buf, from));
-      else this.received(rx, buf, from);
-    };
+    this.underlay.attach({
+      datagram: (buf, from) => {
+        const inner = this.eth0.tracer.filters.size ? rx.innerFrame(buf) : undefined;
+        const ctx = inner ? this.eth0.tracer.matchFrame(inner) : null;
+        if (ctx) this.eth0.tracer.run(ctx, () => this.received(rx, buf, from));
+        else this.received(rx, buf, from);
+      },
+    });
   }
 
   private received(rx: SocketReceiver, buf: Buffer, from: { address: string; port: number }): void {

@@ -192,7 +192,7 @@ export interface RawWireOptions {
 
 /** Frames in and out of the node's real eth0. */
 export class RawWire {
-  onFrame: (frame: Buffer) => void = () => {};
+  private onFrame: (frame: Buffer) => void = () => {};
   sent = 0;
   received = 0;
   sendErrors = 0;
@@ -204,6 +204,11 @@ export class RawWire {
   private ruleset = false;
 
   constructor(readonly o: RawWireOptions) {}
+
+  /** The node's eth0 takes the frames libpcap delivers. */
+  attach(onFrame: (frame: Buffer) => void): void {
+    this.onFrame = onFrame;
+  }
 
   async start(): Promise<void> {
     const why = await rawWireAllowedHere();

@@ -55,9 +55,8 @@ export class UdpUnderlay {
   readonly sourcePortList: number[] = [];
   refused = 0;
   sendErrors = 0;
-  onDatagram: DatagramHandler = () => {};
-  /** Bare IPv4 packets arriving on the wire port. */
-  onBare: DatagramHandler = () => {};
+  private onDatagram: DatagramHandler = () => {};
+  private onBare: DatagramHandler = () => {};
   private wire?: dgram.Socket;
   /** Where datagrams may go and come from. */
   private readonly allowed: Cidr;
@@ -65,6 +64,15 @@ export class UdpUnderlay {
   constructor(private readonly opts: UnderlayOptions) {
     const allowed = opts.allowed ?? { net: '127.0.0.0', prefixLen: 8 };
     this.allowed = Cidr.of(allowed.net, allowed.prefixLen);
+  }
+
+  /**
+   * The node's receive side takes what arrives: datagrams on the listening
+   * port (VXLAN), bare IPv4 packets on the wire port (host-gw, bgp).
+   */
+  attach(handlers: { datagram?: DatagramHandler; bare?: DatagramHandler }): void {
+    if (handlers.datagram) this.onDatagram = handlers.datagram;
+    if (handlers.bare) this.onBare = handlers.bare;
   }
 
   /** The node's underlay address. */

@@ -16,19 +16,8 @@ import { intToIpv4, ipv4ToInt } from './addr.ts';
 import { checksumAdjust, checksumAdjust32, foldChecksum, onesComplementSum } from './checksum.ts';
 import { WireError } from './errors.ts';
 
-const TOTAL_LEN = 2;
-const IDENT = 4;
-const FLAGS_FRAG = 6;
-const TTL = 8;
-const PROTOCOL = 9;
-const CHECKSUM = 10;
-const SRC = 12;
-const DST = 16;
-const MIN_HEADER = 20;
-
-const PROTO_ICMP = 1;
-const PROTO_TCP = 6;
-const PROTO_UDP = 17;
+import { CHECKSUM, DST, FLAGS_FRAG, IDENT, PROTOCOL, SRC, TOTAL_LEN, TTL } from './ipv4-layout.ts';
+import { IPPROTO_ICMP as PROTO_ICMP, IPPROTO_TCP as PROTO_TCP, IPPROTO_UDP as PROTO_UDP, IPV4_HEADER_LEN as MIN_HEADER } from './ipv4.ts';
 
 export class Ipv4Packet {
   /** Header length in bytes (IHL × 4). */

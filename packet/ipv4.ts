@@ -26,6 +26,7 @@
 import { readIpv4, writeIpv4 } from './addr.ts';
 import { checksumAdjust, foldChecksum, onesComplementSum } from './checksum.ts';
 import { WireError } from './errors.ts';
+import { CHECKSUM, DST, FLAGS_FRAG, FLAG_DF, FLAG_MF, FRAG_OFFSET_MASK, IDENT, PROTOCOL, SRC, TOS, TOTAL_LEN, TTL, VER_IHL } from './ipv4-layout.ts';
 
 /** IP protocol number of ICMP (IANA). */
 export const IPPROTO_ICMP = 1;
@@ -43,20 +44,6 @@ export const IPV4_MAX_TOTAL_LEN = 65535;
 /** Smallest MTU every IPv4 link must support (RFC 791 §3.2). */
 export const IPV4_MIN_MTU = 68;
 
-const VER_IHL = 0;
-const TOS = 1;
-const TOTAL_LEN = 2;
-const IDENT = 4;
-const FLAGS_FRAG = 6;
-const TTL = 8;
-const PROTOCOL = 9;
-const CHECKSUM = 10;
-const SRC = 12;
-const DST = 16;
-
-const FLAG_DF = 0x4000;
-const FLAG_MF = 0x2000;
-const FRAG_OFFSET_MASK = 0x1fff;
 
 /** A decoded IPv4 datagram. Derived fields (IHL, total length, checksum) are computed on serialize. */
 export interface Ipv4Repr {

@@ -56,7 +56,7 @@ test('reassembly expires on a timer and the node answers ICMP time exceeded (rea
   const stack = new IpStack('n', { clock, forwarding: false });
   const dev = new NetDevice('eth0', 'ether', '02:00:00:00:00:01', 1500);
   const sent: Buffer[] = [];
-  dev.wire = (f) => sent.push(f);
+  dev.connect((f) => sent.push(f));
   stack.addInterface(dev, { arp: false });
   stack.addAddress('eth0', '10.244.1.2', 24);
   stack.neigh.setPermanent('eth0', '10.244.1.9', '02:00:00:00:00:09');

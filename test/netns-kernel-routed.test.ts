@@ -81,7 +81,8 @@ function processesOf(stateDir: string, what: string): number[] {
     .filter((d) => {
       try {
         const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
-        return cmd.includes(stateDir) && cmd.includes(what);
+        // The server runs compiled (pod-server.js) when dist/ is fresh, from source otherwise.
+        return cmd.includes(stateDir) && cmd.includes(what.replace(/\.ts$/, ''));
       } catch {
         return false;
       }

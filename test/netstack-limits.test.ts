@@ -45,7 +45,7 @@ test('bridge fdb: past the learned limit new sources are not learned (counted) a
   br.addPort(a.hostEnd);
   br.addPort(b.hostEnd);
   let atB = 0;
-  b.podEnd.onFrame = () => atB++;
+  b.podEnd.attach(() => atB++);
   const frame = (src: number) => {
     const f = Buffer.alloc(60);
     Buffer.from('020000002002', 'hex').copy(f, 0); // to b's pod

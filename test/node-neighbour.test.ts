@@ -55,11 +55,11 @@ test('the bridge learns, forwards known unicast to one port, floods the rest, an
   const got: Record<string, number> = { p1: 0, p2: 0, p3: 0, local: 0 };
   const ports = ['p1', 'p2', 'p3'].map((n, i) => {
     const d = new NetDevice(n, 'veth', `02:00:00:00:01:0${i}`, 1450);
-    d.wire = () => got[n]++;
+    d.connect(() => got[n]++);
     br.addPort(d);
     return d;
   });
-  br.dev.onFrame = () => got.local++;
+  br.dev.attach(() => got.local++);
   const frame = (dst: string, src: string) => Buffer.concat([Buffer.from(dst.replace(/:/g, ''), 'hex'), Buffer.from(src.replace(/:/g, ''), 'hex'), Buffer.from([8, 0]), Buffer.alloc(46)]);
   // Unknown destination: flooded to the other ports and the local port.
   ports[0].receive(frame('0a:00:00:00:00:02', '0a:00:00:00:00:01'));

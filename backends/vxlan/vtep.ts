@@ -49,7 +49,7 @@ export class Vtep {
     this.vni = opts.vni;
     this.port = opts.port;
     this.sockets = opts.sockets;
-    this.dev.wire = (frame) => this.encap(frame);
+    this.dev.connect((frame) => this.encap(frame));
     opts.sockets.bind({ port: opts.port, innerFrame: (buf) => (buf.length > VXLAN_HEADER_LEN ? buf.subarray(VXLAN_HEADER_LEN) : undefined), receive: (buf) => this.decap(buf) });
   }
 

@@ -189,7 +189,7 @@ export class IpStack {
   addInterface(dev: NetDevice, opts: { arp: boolean }): StackInterface {
     const iface: StackInterface = { dev, addrs: [], arp: opts.arp };
     this.interfaces.set(dev.name, iface);
-    dev.onFrame = (frame, d) => this.input(d, frame);
+    dev.attach((frame, d) => this.input(d, frame));
     return iface;
   }
 

@@ -59,7 +59,7 @@ export class Bridge {
     // A capture on cni0 sees every frame crossing the bridge, as tcpdump (promiscuous) does.
     this.dev.tapInDevice = false;
     // What the node's stack transmits on cni0 enters the switch from the local port.
-    this.dev.wire = (frame) => this.forward(frame, null);
+    this.dev.connect((frame) => this.forward(frame, null));
   }
 
   /** Enslaves a device (`ip link set vethX master cni0`). */
@@ -69,7 +69,7 @@ export class Bridge {
     const old = this.fdb.get(port.mac);
     if (old && !old.permanent) this.learned--;
     this.fdb.set(port.mac, { mac: port.mac, port, permanent: true, updatedAt: this.clock.now() });
-    port.onFrame = (frame) => this.forward(frame, port);
+    port.attach((frame) => this.forward(frame, port));
   }
 
   /** Releases a port and forgets everything learned on it. */

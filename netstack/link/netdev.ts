@@ -47,6 +47,9 @@ export class Counters {
   }
 }
 
+const noHandler: FrameDispatcher = (_f, dev) => dev.counters.drop('no-handler');
+const noCarrier: FrameLink = (_f, dev) => dev.counters.drop('no-carrier');
+
 /** A capture tap: sees every frame a device sends ('out') or receives ('in'). */
 export type FrameTap = (frame: Buffer, direction: 'in' | 'out', dev: NetDevice) => void;
 
@@ -70,20 +73,25 @@ export class IfindexAllocator {
   }
 }
 
+/** The layer above a device (gVisor's NetworkDispatcher): a bridge's port handler or an IP stack. */
+export type FrameDispatcher = (frame: Buffer, dev: NetDevice) => void;
+/** The link below a device: where its transmitted frames go (a veth peer, the bridge, a VTEP, the underlay). */
+export type FrameLink = (frame: Buffer, dev: NetDevice) => void;
+
 /**
- * One interface. `transmit` sends a frame out of the device (to its peer or
- * wire); `receive` is called by the peer/wire and hands the frame to `onFrame`,
- * the layer above (a bridge port handler or an IP stack).
+ * One interface. `transmit` sends a frame out of the device onto its link;
+ * `receive` is called by the link and hands the frame to the dispatcher the
+ * layer above attached. Both ends are set through methods, never by another
+ * object writing this one's fields: `attach` from above (as gVisor's
+ * `LinkEndpoint.Attach(NetworkDispatcher)`), `connect` from below.
  */
 export class NetDevice {
   readonly ifindex: number;
   readonly counters = new Counters();
   readonly taps = new Set<FrameTap>();
   up = true;
-  /** Set by the layer above: where received frames go. */
-  onFrame: (frame: Buffer, dev: NetDevice) => void = (_f, dev) => dev.counters.drop('no-handler');
-  /** Set by whoever owns the wire: where transmitted frames go. */
-  wire: (frame: Buffer, dev: NetDevice) => void = (_f, dev) => dev.counters.drop('no-carrier');
+  private dispatcher: FrameDispatcher = noHandler;
+  private link: FrameLink = noCarrier;
   /** The bridge this device is a port of, if any (`master cni0`). */
   master?: NetDevice;
   /** For a veth end: the peer's ifindex and namespace label, for `ip link`'s `@ifN` and link-netns. */
@@ -107,6 +115,21 @@ export class NetDevice {
     this.tracer = opts.tracer ?? new Tracer();
   }
 
+  /** The layer above takes this device's received frames (an IP stack's input, a bridge port). */
+  attach(dispatcher: FrameDispatcher): void {
+    this.dispatcher = dispatcher;
+  }
+
+  /** Received frames are dropped again (no-handler): the device left its stack or bridge. */
+  detach(): void {
+    this.dispatcher = noHandler;
+  }
+
+  /** The device's link: where frames it transmits go. */
+  connect(link: FrameLink): void {
+    this.link = link;
+  }
+
   /** Sends a frame out of this device. */
   transmit(frame: Buffer): void {
     if (!this.up) {
@@ -117,7 +140,7 @@ export class NetDevice {
     this.counters.txBytes += frame.length;
     if (this.taps.size && this.tapInDevice) for (const tap of this.taps) tap(frame, 'out', this);
     if (this.tracer.current) this.tracer.hop(this.ns, this.name, describeFrame(frame), { dir: 'tx' });
-    this.wire(frame, this);
+    this.link(frame, this);
   }
 
   /** Delivers a frame arriving on this device to the layer above. */
@@ -130,7 +153,7 @@ export class NetDevice {
     this.counters.rxBytes += frame.length;
     if (this.taps.size && this.tapInDevice) for (const tap of this.taps) tap(frame, 'in', this);
     if (this.tracer.current) this.tracer.hop(this.ns, this.name, describeFrame(frame), { dir: 'rx' });
-    this.onFrame(frame, this);
+    this.dispatcher(frame, this);
   }
 }
 
@@ -150,8 +173,8 @@ export function vethPair(
   // `link-netns` names the namespace where the other end lives.
   hostEnd.peer = { ifindex: podEnd.ifindex, netns: pod.netns };
   podEnd.peer = { ifindex: hostEnd.ifindex, netns: host.netns };
-  hostEnd.wire = (f) => podEnd.receive(f);
-  podEnd.wire = (f) => hostEnd.receive(f);
+  hostEnd.connect((f) => podEnd.receive(f));
+  podEnd.connect((f) => hostEnd.receive(f));
   return { hostEnd, podEnd };
 }
 

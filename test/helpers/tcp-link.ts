@@ -71,8 +71,8 @@ export class TcpLink {
     this.b = this.makeStack('b', podEnd, B_IP);
     this.a.neigh.setPermanent('eth0', B_IP, podEnd.mac);
     this.b.neigh.setPermanent('eth0', A_IP, hostEnd.mac);
-    hostEnd.wire = (f) => this.carry(f, 'a>b', podEnd);
-    podEnd.wire = (f) => this.carry(f, 'b>a', hostEnd);
+    hostEnd.connect((f) => this.carry(f, 'a>b', podEnd));
+    podEnd.connect((f) => this.carry(f, 'b>a', hostEnd));
     this.tcpA = new TcpStack(this.a, { clock: this.clock, rng: new SeededRng(101), config: opts.config });
     this.tcpB = new TcpStack(this.b, { clock: this.clock, rng: new SeededRng(202), config: { ...opts.config, ...opts.configB } });
   }

@@ -1,0 +1,135 @@
+/**
+ * `npm run bench -- --scale [--nodes N] [--pods-per-node M]`: a big lab on
+ * this machine (default 100 nodes × 10 pods), measured as a user meets it:
+ * the time `up --detach` takes, memory per agent and of the apiserver, the
+ * time until every node has every peer's route and FDB entry, seeded random
+ * cross-node pings, the same node count converging over BGP with two route
+ * reflectors, and the time `down` takes. Baselines come from the same run: a
+ * bare Node process's RSS, and the time to start as many bare Node processes.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execInPod } from '../cli/commands.ts';
+import { SeededRng } from '../common/rng.ts';
+import type { Pod } from '../control-plane/types.ts';
+import { down, labApi, up, waitRoutesConverged } from '../lab/lab.ts';
+import { connectNode } from '../lab/node-endpoint.ts';
+import type { LabRecord } from '../lab/state.ts';
+import { measure, type Measure } from './results.ts';
+
+const say = (m: string) => process.stderr.write(`scale: ${m}\n`);
+
+/** Resident set size of a process, in MB (from /proc). */
+export function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Baseline: `n` bare Node processes started and answering, and one's RSS. */
+async function bareNodes(n: number): Promise<{ ms: number; rss: number }> {
+  const t0 = performance.now();
+  const procs = await Promise.all(
+    Array.from({ length: n }, () => {
+      const p = spawn(process.execPath, ['-e', 'process.stdout.write("ready\\n"); setInterval(() => {}, 1000)'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      return new Promise<typeof p>((resolve) => p.stdout.once('data', () => resolve(p)));
+    }),
+  );
+  const ms = performance.now() - t0;
+  const rss = median(procs.map((p) => rssMb(p.pid!)));
+  for (const p of procs) p.kill('SIGKILL');
+  return { ms, rss };
+}
+
+/** Polls every node until it has `n - 1` peer routes and FDB entries (vxlan); the time that took. */
+async function untilProgrammed(rec: LabRecord, n: number, timeoutMs: number): Promise<number> {
+  const t0 = performance.now();
+  const pending = new Set(rec.nodes.map((x) => x.name));
+  while (pending.size) {
+    for (const name of [...pending]) {
+      const c = await connectNode(rec, name);
+      try {
+        const fdb = (await c.call<{ stdout: string }>('node.cmd', { argv: ['bridge', 'fdb'] })).stdout;
+        const routes = (await c.call<{ stdout: string }>('node.cmd', { argv: ['ip', 'route'] })).stdout;
+        const fdbs = fdb.split('\n').filter((l) => l.includes(' dst ')).length;
+        const peerRoutes = routes.split('\n').filter((l) => l.includes('dev flannel.1')).length;
+        if (fdbs >= n - 1 && peerRoutes >= n - 1) pending.delete(name);
+      } finally {
+        c.close();
+      }
+    }
+    if (performance.now() - t0 > timeoutMs) throw new Error(`not programmed after ${timeoutMs} ms: ${[...pending].slice(0, 5).join(', ')}...`);
+    if (pending.size) await new Promise((r) => setTimeout(r, 200));
+  }
+  return performance.now() - t0;
+}
+
+export async function benchScale(nodes: number, podsPerNode: number): Promise<Measure[]> {
+  const out: Measure[] = [];
+  const base = await bareNodes(nodes + 1);
+  say(`baseline: ${nodes + 1} bare Node processes in ${base.ms.toFixed(0)} ms, ${base.rss.toFixed(1)} MB RSS each`);
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bench-scale-'));
+  const opts = { stateDir, nodes, podsPerNode, manifests: [], labNet: '127.0.98.0/24', apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true, timeoutMs: 600_000 };
+  try {
+    let t0 = performance.now();
+    const rec = await up(opts);
+    const upMs = performance.now() - t0;
+    say(`up --detach (every node Ready, ${nodes * podsPerNode} pods Running): ${(upMs / 1000).toFixed(1)} s`);
+    const programmedMs = await untilProgrammed(rec, nodes, 300_000);
+    say(`every route and FDB entry programmed ${(programmedMs / 1000).toFixed(1)} s after up returned`);
+    const agents = rec.procs.filter((p) => p.role === 'node').map((p) => rssMb(p.pid));
+    const api = rec.procs.find((p) => p.role === 'apiserver')!;
+    const apiRss = rssMb(api.pid);
+    say(`RSS: agents median ${median(agents).toFixed(1)} MB, max ${Math.max(...agents).toFixed(1)} MB; apiserver ${apiRss.toFixed(1)} MB; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+
+    // 50 seeded random cross-node pod pairs, one ping each.
+    const pods = (await labApi(rec).list<Pod>('pods')).items.filter((p) => p.status?.podIP);
+    const rng = new SeededRng(1);
+    let ok = 0;
+    const pairs = 50;
+    for (let i = 0; i < pairs; i++) {
+      const a = pods[rng.int(0, pods.length - 1)];
+      let b = pods[rng.int(0, pods.length - 1)];
+      while (b.spec?.nodeName === a.spec?.nodeName) b = pods[rng.int(0, pods.length - 1)];
+      let text = '';
+      await execInPod(stateDir, a.metadata.name, ['ping', '-c', '1', '-W', '2', b.status!.podIP!], { stdout: (s) => (text += s), stderr: () => {} });
+      if (/ 0% packet loss/.test(text)) ok++;
+    }
+    say(`${ok}/${pairs} random cross-node pings answered`);
+
+    t0 = performance.now();
+    await down(stateDir);
+    const downMs = performance.now() - t0;
+    say(`down: ${(downMs / 1000).toFixed(1)} s`);
+
+    out.push(measure(`scale: up --detach, ${nodes} nodes x ${podsPerNode} pods`, upMs, 'ms', `starting ${nodes + 1} bare Node processes`, base.ms));
+    out.push(measure(`scale: every route and FDB entry programmed after up, ${nodes} nodes`, programmedMs, 'ms', 'up --detach itself', upMs));
+    out.push(measure(`scale: agent RSS median, ${nodes} nodes`, median(agents), 'MB', 'a bare Node process', base.rss, `max ${Math.max(...agents).toFixed(1)} MB`));
+    out.push(measure(`scale: agent RSS max, ${nodes} nodes`, Math.max(...agents), 'MB', 'a bare Node process', base.rss));
+    out.push(measure(`scale: apiserver RSS, ${nodes} nodes x ${podsPerNode} pods`, apiRss, 'MB', 'a bare Node process', base.rss));
+    out.push(measure(`scale: random cross-node pings answered, ${nodes} nodes`, ok, 'pings', 'pings sent', pairs, 'seed 1, one ping each, 2 s timeout'));
+    out.push(measure(`scale: down, ${nodes} nodes`, downMs, 'ms', 'up --detach', upMs));
+
+    // The same node count over BGP with two route reflectors: from up until every node routes to every block.
+    const bgpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bench-scale-bgp-'));
+    try {
+      t0 = performance.now();
+      const bgp = await up({ ...opts, stateDir: bgpDir, podsPerNode: 0, backend: 'bgp', bgpTopology: 'route-reflector', bgpReflectors: 2, waitReady: false });
+      const started = performance.now() - t0;
+      await waitRoutesConverged(bgp, 300_000);
+      const converged = performance.now() - t0 - started;
+      say(`bgp, ${nodes} nodes, 2 route reflectors: agents up in ${(started / 1000).toFixed(1)} s, every route learned ${(converged / 1000).toFixed(1)} s later`);
+      out.push(measure(`scale: BGP convergence after the agents are up, ${nodes} nodes, 2 route reflectors`, converged, 'ms', 'starting the agents', started));
+    } finally {
+      await down(bgpDir).catch(() => {});
+      fs.rmSync(bgpDir, { recursive: true, force: true });
+    }
+  } finally {
+    await down(stateDir).catch(() => {});
+    fs.rmSync(stateDir, { recursive: true, force: true });
+  }
+  return out;
+}

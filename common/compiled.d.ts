@@ -1,0 +1,14 @@
+/** The repository root (the folder of podlab's package.json), from the sources or from dist/. */
+export const ROOT: string;
+/** Where `npm run build` puts the compiled JavaScript. */
+export const DIST: string;
+/** The folders compiled into dist/. */
+export const RUNTIME_DIRS: readonly string[];
+/** Every runtime source file (relative path) with its size and mtime. */
+export function sourceFingerprint(): Record<string, { size: number; mtimeMs: number }>;
+/** Records the sources dist/ was built from. */
+export function writeManifest(): void;
+/** True when dist/ was built from exactly the sources on disk. */
+export function compiledFresh(): boolean;
+/** Node arguments that run an entry file (`node-agent/main.ts`): compiled when fresh, else through tsx. */
+export function nodeArgsFor(rel: string): string[];
