@@ -17,10 +17,11 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Clock } from '../common/clock.ts';
 import { authenticate, authorize, forbiddenFor, isPublicPath, selfSubjectAccessReview, selfSubjectReview, selfSubjectRulesReview, unauthorized, verbOf, type Identity, type ObjectLookup } from './auth.ts';
 import type { ClientCredentials } from './credentials.ts';
-import { ApiError, badRequest, internalError, makeStatus, methodNotAllowed, pathNotFound } from './errors.ts';
+import { ApiError, badRequest, internalError, makeStatus, methodNotAllowed, notFound, pathNotFound } from './errors.ts';
 import { checkFields, parseFieldValidation } from './field-validation.ts';
 import { openApiV2, openApiV3Document, openApiV3Index, schemaOf } from './openapi.ts';
 import { execUpgradeHandler } from './pod-exec.ts';
+import { parseLogQuery, servePodLog } from './pod-log.ts';
 import { apiserverCertHosts, defaultPkiDir, ensurePki } from './pki.ts';
 import { NODES, PODS } from './resources.ts';
 import { patchTypeOf, unsupportedPatchType } from './merge-patch.ts';
@@ -302,7 +303,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     const { rt, namespace, name, subresource } = route;
     const method = req.method ?? 'GET';
     const scale = subresource === 'scale' && rt.scalable && name !== undefined && (method === 'GET' || method === 'PUT' || method === 'PATCH');
-    if (subresource !== undefined && subresource !== 'status' && !scale) throw pathNotFound();
+    const podLog = subresource === 'log' && rt === PODS && name !== undefined && method === 'GET';
+    if (subresource !== undefined && subresource !== 'status' && !scale && !podLog) throw pathNotFound();
     if (subresource === 'status' && !rt.hasStatus) throw pathNotFound();
     const watching = ['true', '1'].includes(q.get('watch') ?? '');
     // `dryRun=All` (kubectl diff, --dry-run=server): everything but storing.
@@ -311,6 +313,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     const dryRun = dryRunValues.length > 0;
     const attrs = { verb: verbOf(method, name !== undefined, watching), group: rt.group, resource: rt.plural, subresource, namespace, name };
     if (!authorize(who, attrs, lookup).allowed) throw forbiddenFor(who, attrs);
+    if (podLog) {
+      const pod = store.objectsOf(PODS).find((p) => p.metadata.namespace === namespace && p.metadata.name === name) as Pod | undefined;
+      if (!pod) throw notFound('pods', name);
+      return servePodLog(res, pod, parseLogQuery(q), { stateDir: opts.stateDir, getNode: (n) => store.objectsOf(NODES).find((x) => x.metadata.name === n) as Node | undefined });
+    }
     if (scale) {
       const type = method === 'PATCH' ? patchTypeOf(req.headers['content-type']) : undefined;
       if (method === 'PATCH' && type === undefined) throw unsupportedPatchType();

@@ -13,7 +13,7 @@
  *   endpoints leave every Service (EndpointSlices show ready=false).
  * - Pods on a node with a NoExecute taint are evicted when their matching
  *   toleration's tolerationSeconds run out (at once without one).
- * - DefaultTolerationSeconds admission: every new Pod tolerates not-ready
+ * - DefaultTolerationSeconds admission: every Pod (created or replaced) tolerates not-ready
  *   and unreachable for 300 s (--default-unreachable-toleration-seconds,
  *   --default-not-ready-toleration-seconds) unless it says otherwise.
  * - Node status defaulting: nodeInfo, capacity and allocatable of this host
@@ -136,10 +136,13 @@ export class NodeLifecycleController {
 
   install(store: Store): void {
     this.store = store;
+    // DefaultTolerationSeconds runs on create and update (a `replace` without the tolerations gets them
+    // back, so Pod update validation sees no change to them), before validation, as the admission plugin does.
+    store.addMutatingAdmission((ctx) => {
+      if (resourceKeyOf(ctx.rt) === resourceKeyOf(PODS) && ctx.subresource === undefined) this.defaultTolerations(ctx.obj as Pod);
+    });
     store.addAdmission((ctx) => {
-      const key = resourceKeyOf(ctx.rt);
-      if (key === resourceKeyOf(PODS) && ctx.op === 'create') this.defaultTolerations(ctx.obj as Pod);
-      if (key === resourceKeyOf(NODES)) this.defaultNodeStatus(ctx.obj);
+      if (resourceKeyOf(ctx.rt) === resourceKeyOf(NODES)) this.defaultNodeStatus(ctx.obj);
     });
     store.subscribe((ev) => {
       if (resourceKeyOf(ev.rt) !== resourceKeyOf(NODES) || ev.type !== 'MODIFIED') return;

@@ -201,6 +201,7 @@ export class Store {
   private readonly watchers = new Set<Watcher>();
   private readonly subscribers = new Set<(ev: StoreEvent) => void>();
   private readonly admission: AdmissionHook[] = [];
+  private readonly mutatingAdmission: AdmissionHook[] = [];
   private readonly sections = new Map<string, StateSection>();
   private readonly openHooks: (() => void)[] = [];
   private readonly closeHooks: (() => void)[] = [];
@@ -222,6 +223,15 @@ export class Store {
   /** Adds an admission step (run in registration order on create/update). */
   addAdmission(hook: AdmissionHook): void {
     this.admission.push(hook);
+  }
+
+  /**
+   * Adds a mutating admission step: it runs before validation (and in dry
+   * runs), as kube-apiserver's mutating admission does, so what it adds is
+   * validated with the rest. It must not allocate anything.
+   */
+  addMutatingAdmission(hook: AdmissionHook): void {
+    this.mutatingAdmission.push(hook);
   }
 
   /** Subscribes to every committed change, in resourceVersion order. Returns an unsubscribe function. */
@@ -350,6 +360,7 @@ export class Store {
     meta.generation = 1;
     meta.resourceVersion = '';
     rt.defaulting?.(obj, 'create', undefined);
+    for (const hook of this.mutatingAdmission) hook({ op: 'create', rt, obj });
     this.validate(rt, obj, undefined);
     if (this.lookup(rt, meta.namespace, meta.name)) throw alreadyExists(rt.plural, meta.name, rt.group);
     // A dry run validates and returns what would be stored; admission (IPAM, the scheduler,
@@ -598,6 +609,7 @@ export class Store {
     }
     this.keepSystemFields(next, old.obj);
     rt.defaulting?.(next, 'update', old.obj);
+    for (const hook of this.mutatingAdmission) hook({ op: 'update', rt, obj: next, old: old.obj, subresource });
     this.validate(rt, next, old.obj);
     if (dryRun) return canonical(next) as T;
     for (const hook of this.admission) hook({ op: 'update', rt, obj: next, old: old.obj, subresource });

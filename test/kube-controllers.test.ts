@@ -223,3 +223,15 @@ test('JSON patch (fast-json-patch): RFC 6902 operations, pointer escapes and err
   t.is((t.throws(() => applyJsonPatch(doc, [{ op: 'replace', path: '/missing/deep', value: 1 }])) as { status?: { code: number } }).status?.code, 422);
   t.deepEqual(applyJsonPatch(doc, [{ op: 'add', path: '/k~1v', value: 1 }]), { ...doc, 'k/v': 1 });
 });
+
+test('DefaultTolerationSeconds: a created Pod gets both NoExecute tolerations; a replace without them keeps them and passes Pod update validation', (t) => {
+  const { store } = lab({ toleration: 20 });
+  const manifest = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: 'default' }, spec: { nodeName: 'node-1', containers: [{ name: 'web', image: 'nginx:1.14.2' }] } };
+  const created = store.create<Pod>('pods', manifest, { namespace: 'default' });
+  const keys = (p: Pod) => ((p.spec as { tolerations?: { key?: string; tolerationSeconds?: number }[] }).tolerations ?? []).map((x) => `${x.key}:${x.tolerationSeconds}`);
+  t.deepEqual(keys(created), ['node.kubernetes.io/not-ready:300', 'node.kubernetes.io/unreachable:20']);
+  // What `kubectl replace -f` sends: the manifest as written, with the image changed.
+  const replaced = store.update<Pod>('pods', { ...manifest, spec: { ...manifest.spec, containers: [{ name: 'web', image: 'nginx:1.16.1' }] } }, { namespace: 'default' });
+  t.deepEqual(keys(replaced), keys(created));
+  t.is(replaced.spec?.containers[0].image, 'nginx:1.16.1');
+});

@@ -3,9 +3,11 @@
  * (v5.channel.k8s.io) through the apiserver to the pod's node agent, with
  * the real kubectl against a real lab (127.0.137.0/24): output, the exit
  * code carried back, cross-node traffic from inside a pod, and the
- * authorization of the exec subresource.
+ * authorization of the exec subresource; and `kubectl logs [-f]`, relayed
+ * the same way to the agent's container logs.
  */
 import test from 'ava';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { labApi } from '../lab/lab.ts';
@@ -78,3 +80,41 @@ test.serial('a node identity may not exec into pods', async (t) => {
   t.is((await kubectl(dir, ['auth', 'can-i', 'create', 'pods', '--subresource=exec'], { kubeconfig: file })).stdout.trim(), 'no');
   t.is((await kubectl(dir, ['auth', 'can-i', 'create', 'pods', '--subresource=exec'])).stdout.trim(), 'yes');
 });
+
+test.serial('kubectl logs through the apiserver: nginx access lines, --tail, --timestamps, -f follows new requests, a wrong container is refused', async (t) => {
+  if (!requireOrSkip(t, haveKubectl, 'kubectl not installed')) return;
+  const dir = lab!.stateDir;
+  const made = await kubectl(dir, ['apply', '-f', '-'], { stdin: 'apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  nodeName: node-2\n  containers:\n  - {name: nginx, image: "nginx:1.14.2", ports: [{containerPort: 80}]}\n' });
+  t.is(made.code, 0, made.stderr);
+  const web = await eventually(async () => {
+    const p = await labApi(lab!.rec).get<Pod>('pods', 'web');
+    return p?.status?.phase === 'Running' ? p : undefined;
+  }, 30_000);
+  const get = await kubectl(dir, ['exec', 'pod-1a', '--', 'curl', '-s', '-o', '/dev/null', `http://${web.status!.podIP}/`]);
+  t.is(get.code, 0, get.stderr);
+  const logs = await eventually(async () => {
+    const r = await kubectl(dir, ['logs', 'web']);
+    return r.code === 0 && /"GET \/ HTTP\/1\.1" 200 /.test(r.stdout) ? r.stdout : undefined;
+  }, 10_000, 200);
+  const client = (await labApi(lab!.rec).get<Pod>('pods', 'pod-1a'))!;
+  t.true(logs.split('\n').some((l) => l.startsWith(`${client.status!.podIP} - - [`)), `the combined log line names the client: ${logs}`);
+  const tail = await kubectl(dir, ['logs', 'web', '--tail=1', '--timestamps']);
+  t.is(tail.code, 0, tail.stderr);
+  t.regex(tail.stdout, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z .*"GET \/ HTTP\/1\.1" 200 /);
+  t.is(tail.stdout.trim().split('\n').length, 1);
+
+  // -f: a second request shows up in the running stream.
+  const follow = spawn('kubectl', ['logs', '-f', '--tail=0', 'web'], { env: { ...process.env, KUBECONFIG: path.join(dir, 'kubeconfig'), HOME: dir } });
+  t.teardown(() => void follow.kill());
+  let streamed = '';
+  follow.stdout.on('data', (d: Buffer) => (streamed += d.toString()));
+  await new Promise((r) => setTimeout(r, 1000));
+  t.is((await kubectl(dir, ['exec', 'pod-1a', '--', 'curl', '-s', '-o', '/dev/null', `http://${web.status!.podIP}/index.html`])).code, 0);
+  await eventually(() => streamed.includes('"GET /index.html HTTP/1.1" 200'), 10_000, 100);
+  follow.kill();
+
+  const wrong = await kubectl(dir, ['logs', 'web', '-c', 'nope']);
+  t.not(wrong.code, 0);
+  t.regex(wrong.stderr, /nope/);
+});
+
