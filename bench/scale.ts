@@ -13,9 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execInPod } from '../cli/commands.ts';
 import { SeededRng } from '../common/rng.ts';
-import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
-import { down, up, waitRoutesConverged } from '../lab/lab.ts';
+import { down, labApi, up, waitRoutesConverged } from '../lab/lab.ts';
 import { connectNode } from '../lab/node-endpoint.ts';
 import type { LabRecord } from '../lab/state.ts';
 import { measure, type Measure } from './results.ts';
@@ -87,7 +86,7 @@ export async function benchScale(nodes: number, podsPerNode: number): Promise<Me
     say(`RSS: agents median ${median(agents).toFixed(1)} MB, max ${Math.max(...agents).toFixed(1)} MB; apiserver ${apiRss.toFixed(1)} MB; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 
     // 50 seeded random cross-node pod pairs, one ping each.
-    const pods = (await new ApiClient(rec.apiUrl!).list<Pod>('pods')).items.filter((p) => p.status?.podIP);
+    const pods = (await labApi(rec).list<Pod>('pods')).items.filter((p) => p.status?.podIP);
     const rng = new SeededRng(1);
     let ok = 0;
     const pairs = 50;

@@ -3,14 +3,13 @@
  * (or stream it), so `podlab` itself, the demo walkthrough and the tests all go
  * through the same code.
  */
-import { ApiClient } from '../control-plane/client.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import { connectNode } from '../lab/node-endpoint.ts';
 import { JsonPathError, formatJsonPath, formatNodes, formatObjects, formatPods } from './format.ts';
 import { formatEndpointSlices, formatServices } from './format-services.ts';
 import type { EndpointSlice, Service } from '../control-plane/service-resources.ts';
-import { LabError, requireLab } from '../lab/lab.ts';
+import { LabError, labApi, requireLab } from '../lab/lab.ts';
 import type { LabRecord } from '../lab/state.ts';
 
 /** `-o`: a table, or `json`, `yaml`, `jsonpath=TEMPLATE`. */
@@ -36,7 +35,7 @@ export async function callNode<T>(stateDir: string, node: string, method: string
 
 export async function getResources(stateDir: string, kind: string, opts: { name?: string; namespace?: string; all?: boolean; output: Output }): Promise<string> {
   const rec = requireLab(stateDir);
-  const api = new ApiClient(rec.apiUrl);
+  const api = labApi(rec);
   const wide = opts.output === 'wide';
   const k = normalizeKind(kind);
   if (k === 'nodes') {
@@ -93,7 +92,7 @@ export function normalizeKind(kind: string): 'nodes' | 'pods' | 'services' | 'en
 /** Finds which node runs a pod: from the apiserver, or, while it is down, by asking the agents. */
 export async function locatePod(stateDir: string, ref: string, namespace = 'default'): Promise<{ rec: LabRecord & { apiUrl: string }; key: string; node: string }> {
   const rec = requireLab(stateDir);
-  const api = new ApiClient(rec.apiUrl);
+  const api = labApi(rec);
   const [ns, name] = ref.includes('/') ? ref.split('/', 2) : [namespace, ref.replace(/^pods?\//, '')];
   const key = `${ns}/${name}`;
   let pod: Pod | null;

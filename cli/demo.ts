@@ -2,14 +2,13 @@
  * The `npm start` walkthrough: the seeds' explanation of a packet's way from
  * pod to pod, run for real against the lab just started.
  */
-import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { execInPod, getResources, nodeCommand } from './commands.ts';
-import { requireLab } from '../lab/lab.ts';
+import { labApi, requireLab } from '../lab/lab.ts';
 
 export async function runDemo(stateDir: string, signal: AbortSignal): Promise<void> {
   const rec = requireLab(stateDir);
-  const api = new ApiClient(rec.apiUrl);
+  const api = labApi(rec);
   const pods = (await api.list<Pod>('pods', { namespace: 'default' })).items;
   const on = (node: string) => pods.filter((p) => p.spec?.nodeName === node).sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   const [a, b] = on('node-1');

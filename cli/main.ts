@@ -13,10 +13,11 @@ import { decodeHint, installProfile } from './wireshark.ts';
 import { FILTER_HELP } from '../node-agent/capture/filter.ts';
 import { BACKEND_NAMES, DEFAULT_BACKEND, backendHelp, bgpBackendNames, findBackend } from '../backends/registry.ts';
 import { labStatus } from './status.ts';
-import { LabError, ROOT, SUPPORTED_BACKENDS, applyObjects, down, killProcess, requireLab, restartProcess, up, waitApplied } from '../lab/lab.ts';
+import { LabError, ROOT, SUPPORTED_BACKENDS, applyObjects, down, killProcess, labApi, requireLab, restartProcess, up, waitApplied } from '../lab/lab.ts';
 import type { UpOptions } from '../lab/launch.ts';
 import { ManifestError, SUPPORTED_KINDS, loadManifestFile, type LoadedObject } from '../lab/manifest.ts';
 import { readLab, resolveStateDir } from '../lab/state.ts';
+import { adminCredentials } from '../control-plane/credentials.ts';
 import { registerScenarioCommand } from '../scenarios/cli.ts';
 
 const program = new Command();
@@ -270,11 +271,12 @@ program
   .command('apply')
   .description(`create or update the objects of YAML files in the running lab (${Object.keys(SUPPORTED_KINDS).join(', ')})`)
   .requiredOption('-f, --filename <file...>', 'YAML file(s), multi-document; - reads stdin')
-  .option('-s, --server <url>', 'an apiserver without a local lab.json (containers: http://apiserver:6443; or unix:/path/api.sock)')
+  .option('-s, --server <url>', 'an apiserver without a local lab.json (containers: https://apiserver:6443; or unix:/path/api.sock)')
   .option('--wait [sec]', "then wait until every pod is Running and every applied Service's endpoints are ready (default 60 s)")
   .action(async (o: { filename: string[]; server?: string; wait?: boolean | string }) => {
     const objs = loadAll(o.filename);
-    const api = new ApiClient(o.server ?? requireLab(stateDir()).apiUrl);
+    // Without a lab.json (containers), the token and CA come from PODLAB_TOKEN / PODLAB_CA_FILE or $PODLAB_HOME/pki.
+    const api = o.server ? new ApiClient(o.server, { credentials: adminCredentials(stateDir()) }) : labApi(requireLab(stateDir()));
     for (const line of await applyObjects(api, objs)) out(line + '\n');
     if (o.wait === undefined) return;
     const seconds = o.wait === true ? 60 : Number(o.wait);
@@ -291,7 +293,7 @@ program
   .option('-f, --filename <file...>', 'delete the objects of these files')
   .action(async (kind: string | undefined, names: string[], o: DeleteCli) => {
     const rec = requireLab(stateDir());
-    const api = new ApiClient(rec.apiUrl);
+    const api = labApi(rec);
     const targets: { rt: ResourceType; name: string; ns?: string }[] = [];
     for (const l of loadAll(o.filename)) {
       const rt = registry.byKind(l.obj.apiVersion, l.obj.kind);

@@ -8,10 +8,9 @@ import { isValidIpv4 } from '../packet/addr.ts';
 import { SeededRng } from '../common/rng.ts';
 import type { ProbeResult } from '../netstack/trace-probe.ts';
 import type { TraceFilter, TraceHop } from '../netstack/trace.ts';
-import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { callNode, locatePod } from './commands.ts';
-import { LabError } from '../lab/lab.ts';
+import { LabError, labApi } from '../lab/lab.ts';
 
 export interface TraceReport {
   from: { pod: string; ip: string; node: string };
@@ -35,7 +34,7 @@ export async function trace(
   if (o.proto !== 'icmp' && o.proto !== 'udp' && o.proto !== 'tcp') throw new LabError(`--proto: must be icmp, udp or tcp, got '${o.proto}'`);
   if (o.proto !== 'icmp' && (o.port === undefined || !Number.isInteger(o.port) || o.port < 1 || o.port > 65535)) throw new LabError(`--port: a ${o.proto.toUpperCase()} trace needs --port 1-65535`);
   const { rec, key, node } = await locatePod(stateDir, ref);
-  const pod = await new ApiClient(rec.apiUrl).get<Pod>('pods', key.split('/')[1], key.split('/')[0]).catch(() => null);
+  const pod = await labApi(rec).get<Pod>('pods', key.split('/')[1], key.split('/')[0]).catch(() => null);
   const podIp = pod?.status?.podIP ?? (await callNode<{ pods: { key: string; ip: string }[] }>(stateDir, node, 'info', {})).pods.find((p) => p.key === key)?.ip;
   if (!podIp) throw new LabError(`pod ${key} has no IP`);
   const rng = new SeededRng(o.seed ?? 1);

@@ -79,3 +79,16 @@ export class ManualClock implements Clock {
     this.t = end;
   }
 }
+
+/**
+ * A timer for housekeeping that must not hold a process up (an in-process
+ * controller's periodic work: an apiserver or a test that is done must be able
+ * to exit). On the wall clock it is unref'd; a manual clock's timers are driven
+ * by the test anyway.
+ */
+export function backgroundTimer(clock: Clock, fn: () => void, ms: number): Timer {
+  if (clock !== wallClock) return clock.setTimeout(fn, ms);
+  const t = setTimeout(fn, ms);
+  t.unref();
+  return { cancel: () => clearTimeout(t) };
+}

@@ -1,26 +1,38 @@
 /**
- * The HTTP face of the control plane: Kubernetes REST paths over node:http,
- * JSON only, with chunked newline-delimited watch streams.
+ * The HTTPS face of the control plane: Kubernetes REST paths over node:https,
+ * JSON only, with chunked newline-delimited watch streams. Every request but
+ * the health probes needs a bearer token (auth.ts); the certificate and the
+ * tokens come from the lab's PKI directory (pki.ts), created when missing.
  *
- * Shapes follow kube-apiserver closely enough for `kubectl --server
- * http://127.0.0.1:PORT get pods -o wide` to work: errors are `Status`
+ * Shapes follow kube-apiserver closely enough for the real kubectl and
+ * @kubernetes/client-node to work unmodified: errors are `Status`
  * objects with the matching HTTP code, lists carry `metadata.resourceVersion`,
  * and a request whose Accept asks for `as=Table;g=meta.k8s.io` gets a
  * server-side printed Table (see tables.ts) — any other Accept gets the
  * plain object or List.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Clock } from '../common/clock.ts';
-import { ApiError, badRequest, internalError, makeStatus, methodNotAllowed, pathNotFound } from './errors.ts';
-import { MERGE_PATCH_TYPE, STRATEGIC_MERGE_PATCH_TYPE } from './merge-patch.ts';
-import { bookmarkObject, discoveryFor, parseResourcePath, type ResourceRoute } from './routes.ts';
+import { authenticate, authorize, forbiddenFor, isPublicPath, selfSubjectAccessReview, selfSubjectReview, selfSubjectRulesReview, unauthorized, verbOf, type Identity, type ObjectLookup } from './auth.ts';
+import type { ClientCredentials } from './credentials.ts';
+import { ApiError, badRequest, internalError, makeStatus, methodNotAllowed, notFound, pathNotFound } from './errors.ts';
+import { checkFields, parseFieldValidation } from './field-validation.ts';
+import { openApiV2, openApiV3Document, openApiV3Index, schemaOf } from './openapi.ts';
+import { execUpgradeHandler } from './pod-exec.ts';
+import { parseLogQuery, servePodLog } from './pod-log.ts';
+import { apiserverCertHosts, defaultPkiDir, ensurePki } from './pki.ts';
+import { NODES, PODS } from './resources.ts';
+import { patchTypeOf, unsupportedPatchType } from './merge-patch.ts';
+import { serveScale } from './scale-subresource.ts';
+import { bookmarkObject, discoveryFor, parseResourcePath, VERSION_INFO, type ResourceRoute } from './routes.ts';
 import { parseSelector } from './selectors.ts';
 import type { StorePersister } from './persistence.ts';
-import { openStore, type Store } from './store.ts';
+import { openStore, type Store, type WorkloadControllerOptions } from './store.ts';
 import { ensureKubernetesService } from './service-allocator.ts';
 import { buildTable, DEFAULT_TABLE, parseIncludeObject, wantsTable } from './tables.ts';
-import type { KubeObject } from './types.ts';
+import type { KubeObject, Node, Pod } from './types.ts';
 
 /** Options of {@link startApiServer}. */
 export interface ApiServerOptions {
@@ -49,8 +61,14 @@ export interface ApiServerOptions {
   persister?: StorePersister;
   /** How often BOOKMARK events go to watchers that allow them (default 30 s). */
   bookmarkIntervalMs?: number;
+  /** Durations of the in-process controllers (node lifecycle, pod drain). */
+  controllers?: WorkloadControllerOptions;
   /** Receives one record per finished request (main.ts prints them when PODLAB_DEBUG is set). */
   log?: (entry: RequestLogEntry) => void;
+  /** CA, serving certificate and tokens; default `<stateDir>/pki`, created when missing. */
+  pkiDir?: string;
+  /** More names/addresses the serving certificate must cover (it always covers `host`, localhost and 127.0.0.1). */
+  tlsSans?: string[];
 }
 
 /** One request log record. */
@@ -59,27 +77,45 @@ export interface RequestLogEntry {
   path: string;
   code: number;
   ms: number;
+  /** The authenticated user, when there was one. */
+  user?: string;
   watch?: boolean;
 }
 
 /** A running apiserver. */
 export interface ApiServer {
-  /** `http://host:port`. */
+  /** `https://host:port`. */
   url: string;
   port: number;
   store: Store;
+  /** The admin identity's token and the CA, for in-process clients and tests. */
+  credentials: ClientCredentials;
   /** Ends all watches, stops listening and closes connections. */
   close(): Promise<void>;
 }
 
 /** Request bodies above this are refused with 413, as kube-apiserver does at 3 MiB. */
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
+/**
+ * An oversized body is still read (and dropped) up to this much, so the
+ * client gets its 413 instead of a reset connection; past it the connection is closed.
+ */
+const MAX_DRAIN_BYTES = 64 * 1024 * 1024;
+/**
+ * JSON nested deeper than this is a 400. No Kubernetes object comes near it,
+ * and it keeps the recursive merge, validation and printing code far from
+ * the stack limit, so a hostile body never becomes a 500.
+ */
+export const MAX_JSON_DEPTH = 1000;
 /** A watcher that lets this much output pile up is dropped (it reconnects from its last resourceVersion). */
 const MAX_WATCH_BACKLOG_BYTES = 16 * 1024 * 1024;
 const DEFAULT_BOOKMARK_INTERVAL_MS = 30_000;
 
-function sendJson(res: ServerResponse, code: number, body: string): void {
-  res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+function sendJson(res: ServerResponse, code: number, body: string, warnings: string[] = []): void {
+  const headers: Record<string, string | number | string[]> = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
+  // RFC 7234 warning headers, as kube-apiserver sends them (kubectl prints "Warning: ...").
+  if (warnings.length > 0) headers.Warning = warnings.map((w) => `299 - ${JSON.stringify(w)}`);
+  res.writeHead(code, headers);
   res.end(body);
 }
 
@@ -94,18 +130,46 @@ function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let tooLarge = false;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > MAX_BODY_BYTES) {
-        reject(new ApiError(makeStatus(413, 'RequestEntityTooLarge', `request body exceeds ${MAX_BODY_BYTES} bytes`)));
-        req.destroy();
+        // Keep reading and dropping, so the 413 reaches a client still sending.
+        tooLarge = true;
+        chunks.length = 0;
+        if (size > MAX_DRAIN_BYTES) req.destroy();
         return;
       }
       chunks.push(chunk);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => {
+      if (tooLarge) reject(new ApiError(makeStatus(413, 'RequestEntityTooLarge', `Request entity too large: limit is ${MAX_BODY_BYTES}`)));
+      else resolve(Buffer.concat(chunks).toString('utf8'));
+    });
     req.on('error', reject);
+    // Past the drain limit the request is destroyed and never ends: settle anyway.
+    req.on('close', () => {
+      if (tooLarge) reject(new ApiError(makeStatus(413, 'RequestEntityTooLarge', `Request entity too large: limit is ${MAX_BODY_BYTES}`)));
+    });
   });
+}
+
+/** Nesting depth of a JSON text (brackets outside strings), without parsing it. */
+export function jsonDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) max = depth;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return max;
 }
 
 async function readJson(req: IncomingMessage, allowEmpty = false): Promise<unknown> {
@@ -114,6 +178,7 @@ async function readJson(req: IncomingMessage, allowEmpty = false): Promise<unkno
     if (allowEmpty) return undefined;
     throw badRequest('the request body is empty; a JSON object is required');
   }
+  if (jsonDepth(text) > MAX_JSON_DEPTH) throw badRequest(`the request body is nested deeper than ${MAX_JSON_DEPTH} levels: exceeded max depth`);
   try {
     return JSON.parse(text) as unknown;
   } catch (err) {
@@ -141,6 +206,7 @@ function preconditionsOf(body: unknown): { resourceVersion?: string; uid?: strin
  * EADDRINUSE), a ConfigError for bad IPAM flags, or a StateFileError.
  */
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
+  const creds = ensurePki(opts.pkiDir ?? defaultPkiDir(opts.stateDir), apiserverCertHosts(opts.host, opts.tlsSans));
   const store = openStore({
     stateDir: opts.stateDir,
     clusterCidr: opts.clusterCidr,
@@ -151,6 +217,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     historyLimit: opts.historyLimit,
     historyBytes: opts.historyBytes,
     persister: opts.persister,
+    controllers: opts.controllers,
   });
   const bookmarkMs = opts.bookmarkIntervalMs ?? DEFAULT_BOOKMARK_INTERVAL_MS;
   const activeWatches = new Set<() => void>();
@@ -221,11 +288,47 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     }
   };
 
-  const handleResource = async (req: IncomingMessage, res: ServerResponse, route: ResourceRoute, q: URLSearchParams): Promise<number> => {
+  const lookup: ObjectLookup = {
+    podNodeName: (namespace, name) => {
+      const pod = store.objectsOf(PODS).find((p) => p.metadata.namespace === namespace && p.metadata.name === name);
+      const nodeName = (pod?.spec as { nodeName?: unknown } | undefined)?.nodeName;
+      return typeof nodeName === 'string' ? nodeName : undefined;
+    },
+  };
+
+  /** Reads a POST/PUT body and checks it for unknown fields as `fieldValidation` asks; returns it and the warnings. */
+  const readChecked = async (req: IncomingMessage, route: ResourceRoute, q: URLSearchParams): Promise<{ body: unknown; warnings: string[] }> => {
+    const mode = parseFieldValidation(q.get('fieldValidation'));
+    const body = await readJson(req);
+    return { body, warnings: checkFields(route.rt, body, schemaOf(route.rt), mode) };
+  };
+
+  const handleResource = async (req: IncomingMessage, res: ServerResponse, route: ResourceRoute, q: URLSearchParams, who: Identity): Promise<number> => {
     const { rt, namespace, name, subresource } = route;
     const method = req.method ?? 'GET';
-    if (subresource !== undefined && subresource !== 'status') throw pathNotFound();
+    const scale = subresource === 'scale' && rt.scalable && name !== undefined && (method === 'GET' || method === 'PUT' || method === 'PATCH');
+    const podLog = subresource === 'log' && rt === PODS && name !== undefined && method === 'GET';
+    if (subresource !== undefined && subresource !== 'status' && !scale && !podLog) throw pathNotFound();
     if (subresource === 'status' && !rt.hasStatus) throw pathNotFound();
+    const watching = ['true', '1'].includes(q.get('watch') ?? '');
+    // `dryRun=All` (kubectl diff, --dry-run=server): everything but storing.
+    const dryRunValues = q.getAll('dryRun');
+    if (dryRunValues.some((v) => v !== 'All')) throw badRequest(`Invalid dryRun value: ${JSON.stringify(dryRunValues)}: supported values: "All"`);
+    const dryRun = dryRunValues.length > 0;
+    const attrs = { verb: verbOf(method, name !== undefined, watching), group: rt.group, resource: rt.plural, subresource, namespace, name };
+    if (!authorize(who, attrs, lookup).allowed) throw forbiddenFor(who, attrs);
+    if (podLog) {
+      const pod = store.objectsOf(PODS).find((p) => p.metadata.namespace === namespace && p.metadata.name === name) as Pod | undefined;
+      if (!pod) throw notFound('pods', name);
+      return servePodLog(res, pod, parseLogQuery(q), { stateDir: opts.stateDir, getNode: (n) => store.objectsOf(NODES).find((x) => x.metadata.name === n) as Node | undefined });
+    }
+    if (scale) {
+      const type = method === 'PATCH' ? patchTypeOf(req.headers['content-type']) : undefined;
+      if (method === 'PATCH' && type === undefined) throw unsupportedPatchType();
+      const body = method === 'GET' ? undefined : await readJson(req);
+      sendJson(res, 200, JSON.stringify(serveScale(store, rt, name, namespace, method, body, type === 'json' ? 'json' : 'merge')));
+      return 200;
+    }
     if (name === undefined) {
       // Collection.
       if (method === 'GET') {
@@ -251,8 +354,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       }
       if (method === 'POST') {
         if (rt.namespaced && namespace === undefined) throw methodNotAllowed(method);
-        const created = store.create(rt, await readJson(req), { namespace });
-        sendJson(res, 201, JSON.stringify(created));
+        const { body, warnings } = await readChecked(req, route, q);
+        const created = store.create(rt, body, { namespace, dryRun });
+        sendJson(res, 201, JSON.stringify(created), warnings);
         return 201;
       }
       throw methodNotAllowed(method);
@@ -275,29 +379,27 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         return 200;
       }
       case 'PUT': {
-        const updated = store.update(rt, await readJson(req), { namespace, name, subresource: status });
-        sendJson(res, 200, JSON.stringify(updated));
+        const { body, warnings } = await readChecked(req, route, q);
+        const updated = store.update(rt, body, { namespace, name, subresource: status, dryRun });
+        sendJson(res, 200, JSON.stringify(updated), warnings);
         return 200;
       }
       case 'PATCH': {
-        const ct = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
-        if (ct !== MERGE_PATCH_TYPE && ct !== STRATEGIC_MERGE_PATCH_TYPE) {
-          throw new ApiError(
-            makeStatus(
-              415,
-              'UnsupportedMediaType',
-              `the body of the request was in an unknown format - accepted media types include: ${MERGE_PATCH_TYPE}, ${STRATEGIC_MERGE_PATCH_TYPE}`,
-            ),
-          );
-        }
-        const patched = store.patch(rt, name, await readJson(req), { namespace, subresource: status, strategic: ct === STRATEGIC_MERGE_PATCH_TYPE });
-        sendJson(res, 200, JSON.stringify(patched));
+        // Server-side apply (application/apply-patch+yaml) is not implemented: it gets the
+        // 415 of a kube-apiserver without it, which is what makes `kubectl apply --server-side` fail.
+        const type = patchTypeOf(req.headers['content-type']);
+        if (type === undefined) throw unsupportedPatchType();
+        const mode = parseFieldValidation(q.get('fieldValidation'));
+        const body = await readJson(req);
+        const warnings = type === 'json' ? [] : checkFields(rt, body, schemaOf(rt), mode);
+        const patched = store.patch(rt, name, body, { namespace, subresource: status, type, dryRun });
+        sendJson(res, 200, JSON.stringify(patched), warnings);
         return 200;
       }
       case 'DELETE': {
         if (status) throw methodNotAllowed(method);
         const body = await readJson(req, true);
-        const deleted = store.delete(rt, name, { namespace, preconditions: preconditionsOf(body) });
+        const deleted = store.delete(rt, name, { namespace, preconditions: preconditionsOf(body), dryRun });
         sendJson(res, 200, JSON.stringify(deleted));
         return 200;
       }
@@ -306,38 +408,100 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     }
   };
 
+  /** The non-resource and virtual endpoints: OpenAPI, discovery, access reviews. Returns false when the path is none of them. */
+  const handleSpecial = async (req: IncomingMessage, res: ServerResponse, path: string, who: Identity): Promise<boolean> => {
+    const method = req.method ?? 'GET';
+    if (path === '/openapi/v2' || path === '/openapi/v3' || path.startsWith('/openapi/v3/')) {
+      if (method !== 'GET') throw methodNotAllowed(method);
+      if (path === '/openapi/v2') {
+        // kubectl's old client-side validation asks for the protobuf form; only JSON is served.
+        if (/protobuf/.test(req.headers.accept ?? '') && !/json|\*\/\*/.test(req.headers.accept ?? '')) {
+          throw new ApiError(makeStatus(406, 'NotAcceptable', 'only application/json is served for /openapi/v2'));
+        }
+        sendJson(res, 200, JSON.stringify(openApiV2(store.registry, VERSION_INFO.gitVersion)));
+      } else if (path === '/openapi/v3') {
+        sendJson(res, 200, JSON.stringify(openApiV3Index(store.registry, VERSION_INFO.gitVersion)));
+      } else {
+        const doc = openApiV3Document(store.registry, VERSION_INFO.gitVersion, path.slice('/openapi/v3/'.length));
+        if (doc === undefined) throw pathNotFound();
+        sendJson(res, 200, doc);
+      }
+      return true;
+    }
+    if (path === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews') {
+      if (method !== 'POST') throw methodNotAllowed(method);
+      sendJson(res, 201, JSON.stringify(selfSubjectAccessReview(who, await readJson(req), lookup)));
+      return true;
+    }
+    if (path === '/apis/authorization.k8s.io/v1/selfsubjectrulesreviews') {
+      if (method !== 'POST') throw methodNotAllowed(method);
+      sendJson(res, 201, JSON.stringify(selfSubjectRulesReview(who, await readJson(req))));
+      return true;
+    }
+    if (path === '/apis/authentication.k8s.io/v1/selfsubjectreviews') {
+      if (method !== 'POST') throw methodNotAllowed(method);
+      await readJson(req, true);
+      sendJson(res, 201, JSON.stringify(selfSubjectReview(who)));
+      return true;
+    }
+    const disc = discoveryFor(store.registry, path, serverAddress);
+    if (!disc) return false;
+    if (method !== 'GET') throw methodNotAllowed(method);
+    sendJson(res, 200, JSON.stringify(disc.discovery));
+    return true;
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = Date.now();
     const url = new URL(req.url ?? '/', 'http://apiserver.invalid');
     let code = 200;
     let watch = false;
+    let user: string | undefined;
     try {
       const path = url.pathname;
-      if (path === '/healthz' || path === '/readyz' || path === '/livez') {
+      if (isPublicPath(path)) {
         res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': 2 });
         res.end('ok');
       } else {
-        const disc = discoveryFor(store.registry, path, serverAddress);
-        if (disc) {
-          if (req.method !== 'GET') throw methodNotAllowed(req.method ?? '');
-          sendJson(res, 200, JSON.stringify(disc.discovery));
-        } else {
+        const who = authenticate(req.headers, creds);
+        if (!who) {
+          // The body is not read: close after answering, so a large upload is not left half-sent on a kept-alive connection.
+          res.setHeader('Connection', 'close');
+          req.resume();
+          throw unauthorized();
+        }
+        user = who.username;
+        if (!(await handleSpecial(req, res, path, who))) {
           const route = parseResourcePath(store.registry, path);
           if (!route) throw pathNotFound();
           watch = req.method === 'GET' && route.name === undefined && ['true', '1'].includes(url.searchParams.get('watch') ?? '');
-          code = await handleResource(req, res, route, url.searchParams);
+          code = await handleResource(req, res, route, url.searchParams, who);
         }
       }
     } catch (err) {
       code = sendError(res, err);
     }
-    opts.log?.({ method: req.method ?? '', path: `${url.pathname}${url.search}`, code, ms: Date.now() - started, ...(watch ? { watch } : {}) });
+    opts.log?.({ method: req.method ?? '', path: `${url.pathname}${url.search}`, code, ms: Date.now() - started, ...(user ? { user } : {}), ...(watch ? { watch } : {}) });
   };
 
-  const server: Server = createServer({ keepAliveTimeout: 5_000 }, (req, res) => {
+  const server: Server = createServer({ keepAliveTimeout: 5_000, cert: creds.cert, key: creds.key }, (req, res) => {
     void handle(req, res);
   });
-  server.on('connection', (s) => {
+  // kubectl exec: a WebSocket upgrade on pods/{name}/exec, relayed to the pod's node agent.
+  server.on(
+    'upgrade',
+    execUpgradeHandler({
+      stateDir: opts.stateDir,
+      authenticate: (req) => authenticate(req.headers, creds),
+      authorize: (who, namespace, name) => {
+        const attrs = { verb: 'create', group: '', resource: 'pods', subresource: 'exec', namespace, name };
+        if (!authorize(who, attrs, lookup).allowed) throw forbiddenFor(who, attrs);
+      },
+      getPod: (namespace, name) => store.objectsOf(PODS).find((p) => p.metadata.namespace === namespace && p.metadata.name === name) as Pod | undefined,
+      getNode: (name) => store.objectsOf(NODES).find((n) => n.metadata.name === name) as Node | undefined,
+    }),
+  );
+  server.on('connection', (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -369,9 +533,10 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
 
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${hostForUrl}:${port}`,
+    url: `https://${hostForUrl}:${port}`,
     port,
     store,
+    credentials: { token: creds.adminToken, ca: creds.ca },
     close(): Promise<void> {
       closing ??= new Promise<void>((resolve) => {
         for (const finish of [...activeWatches]) finish();

@@ -4,10 +4,14 @@
  *
  * Resource names go through the registry, so callers may say `pods`, `pod`,
  * `Pod`, `po` or a group-qualified name once such kinds are registered.
+ * It speaks HTTPS only, trusting the lab's CA and sending a bearer token
+ * (credentials.ts says where both come from).
  * Failures are typed: `ApiError` when the server answered with a Status,
  * `ApiConnectionError` when it could not be reached or a stream broke.
  */
-import { Agent, request as httpRequest, type IncomingMessage, type ClientRequest } from 'node:http';
+import type { IncomingMessage, ClientRequest } from 'node:http';
+import { Agent, request as httpsRequest } from 'node:https';
+import type { ClientCredentials } from './credentials.ts';
 import { ApiError, isStatus, makeStatus } from './errors.ts';
 import { MERGE_PATCH_TYPE } from './merge-patch.ts';
 import { registry, resourcePath, type ResourceType } from './resources.ts';
@@ -58,10 +62,12 @@ export interface WatchRequestOptions extends ListRequestOptions {
 
 /** Construction options of ApiClient. */
 export interface ApiClientOptions {
+  /** The CA to trust and the bearer token to send. */
+  credentials: ClientCredentials;
   /** Per-request timeout for non-watch requests (default 30 s). */
   timeoutMs?: number;
   /**
-   * Talk HTTP over this Unix socket instead of TCP (netns labs: the apiserver
+   * Talk HTTPS over this Unix socket instead of TCP (netns labs: the apiserver
    * lives in a network namespace, the CLI reaches it through a socket file).
    * A base URL `unix:/path/api.sock` sets it too.
    */
@@ -85,26 +91,30 @@ export function decodeWatchEvent<T>(line: string): WatchEvent<T> {
 
 /** Client for one apiserver. Reuses connections (keep-alive); call close() when done. */
 export class ApiClient {
-  /** Base URL without trailing slash, e.g. `http://127.0.0.1:6443`. */
+  /** Base URL without trailing slash, e.g. `https://127.0.0.1:6443`. */
   readonly baseUrl: string;
   private readonly url: URL;
-  private readonly agent = new Agent({ keepAlive: true, keepAliveMsecs: 1000 });
+  private readonly agent: Agent;
+  private readonly token: string;
   private readonly timeoutMs: number;
   /** Set for `unix:` base URLs (or opts.socketPath): HTTP over a Unix socket. */
   readonly socketPath?: string;
 
-  constructor(baseUrl: string, opts: ApiClientOptions = {}) {
+  constructor(baseUrl: string, opts: ApiClientOptions) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     if (this.baseUrl.startsWith('unix:')) {
-      // `unix:/abs/path/api.sock`: the path is the socket; requests carry Host: localhost.
+      // `unix:/abs/path/api.sock`: the path is the socket, relayed byte for byte to the
+      // apiserver's TLS port; the certificate is checked against the name `localhost`.
       this.socketPath = this.baseUrl.slice('unix:'.length);
       if (!this.socketPath.startsWith('/')) throw new Error(`ApiClient: a unix: URL needs an absolute socket path, got ${baseUrl}`);
-      this.url = new URL('http://localhost');
+      this.url = new URL('https://localhost');
     } else {
       this.url = new URL(this.baseUrl);
-      if (this.url.protocol !== 'http:') throw new Error(`ApiClient supports http:// and unix:/path URLs only, got ${baseUrl}`);
+      if (this.url.protocol !== 'https:') throw new Error(`ApiClient supports https:// and unix:/path URLs only, got ${baseUrl}`);
       this.socketPath = opts.socketPath;
     }
+    this.token = opts.credentials.token;
+    this.agent = new Agent({ keepAlive: true, keepAliveMsecs: 1000, ca: opts.credentials.ca });
     this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 
@@ -301,13 +311,13 @@ export class ApiClient {
   ): Promise<{ req: ClientRequest; res: IncomingMessage } | null> {
     const label = `${method} ${this.baseUrl}${path}`;
     return new Promise((resolve, reject) => {
-      const headers: Record<string, string | number> = { Accept: 'application/json' };
+      const headers: Record<string, string | number> = { Accept: 'application/json', Authorization: `Bearer ${this.token}` };
       if (payload !== undefined) {
         headers['Content-Type'] = contentType ?? 'application/json';
         headers['Content-Length'] = Buffer.byteLength(payload);
       }
-      const req = httpRequest({
-        ...(this.socketPath ? { socketPath: this.socketPath } : { host: this.url.hostname.replace(/^\[|\]$/g, ''), port: this.url.port || 80 }),
+      const req = httpsRequest({
+        ...(this.socketPath ? { socketPath: this.socketPath, host: 'localhost', servername: 'localhost' } : { host: this.url.hostname.replace(/^\[|\]$/g, ''), port: this.url.port || 443 }),
         method,
         path,
         headers,

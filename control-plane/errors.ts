@@ -98,7 +98,8 @@ export function formatFieldError(e: FieldError): string {
 export function invalid(kind: string, name: string, errors: FieldError[], group = ''): ApiError {
   const texts = errors.map(formatFieldError);
   const joined = texts.length === 1 ? texts[0] : `[${texts.join(', ')}]`;
-  const causes: StatusCause[] = errors.map((e, i) => ({ reason: e.type, message: texts[i], field: e.field }));
+  // A cause's message leaves out the field, which it carries separately (kubectl prints `field: message`).
+  const causes: StatusCause[] = errors.map((e, i) => ({ reason: e.type, message: texts[i].slice(e.field.length + 2), field: e.field }));
   return new ApiError(
     makeStatus(422, 'Invalid', `${kind} "${name}" is invalid: ${joined}`, withGroup({ name, kind, causes }, group)),
   );

@@ -5,13 +5,22 @@
  *        [--cluster-cidr 10.244.0.0/16] [--node-cidr-mask-size 24] [--unix-socket PATH]
  *        [--service-cluster-ip-range 10.96.0.0/12] [--service-node-port-range 30000-32767]
  *        [--store sqlite | etcd://HOST:PORT]
+ *        [--node-monitor-period 5s] [--node-monitor-grace-period 40s] [--pod-termination-drain 2s]
+ *        [--default-not-ready-toleration-seconds 300] [--default-unreachable-toleration-seconds 300]
+ *        [--pki-dir DIR] [--tls-san NAME_OR_IP]...
+ *
+ * It serves HTTPS only and requires a bearer token (control-plane/auth.ts).
+ * The CA, serving certificate, admin token and node-token key live in
+ * --pki-dir (default `<state-dir>/pki`); whatever is missing is created at
+ * start (`podlab up` creates them first). --tls-san adds names the
+ * certificate must cover.
  *
  * Prints exactly one line on stdout once listening,
- * `{"event":"listening","url":"http://127.0.0.1:PORT","pid":N}`, and writes
+ * `{"event":"listening","url":"https://127.0.0.1:PORT","pid":N}`, and writes
  * the same JSON to `<stateDir>/apiserver/endpoint.json` (the launcher reads
  * either). Exit codes: 0 on SIGTERM/SIGINT, 1 on a runtime failure such as
  * EADDRINUSE, 2 on bad flags. With --unix-socket the same HTTP is also served
- * on that socket file (netns labs: the CLI in the root namespace uses it), and
+ * on that socket file, relayed byte for byte to the TLS port (netns labs: the CLI in the root namespace uses it), and
  * the listening line carries `"unix":"PATH"`. Logs go to stderr via common/log.ts; set
  * PODLAB_DEBUG=* (or podlab:apiserver) to log every request.
  * The store is `<stateDir>/apiserver/store.db` (SQLite) unless --store names
@@ -23,6 +32,7 @@ import { parseArgs } from 'node:util';
 import { createLogger } from '../common/log.ts';
 import { helpIfAsked } from '../common/daemon.ts';
 import { startApiServer, type ApiServer } from './apiserver.ts';
+import type { WorkloadControllerOptions } from './store.ts';
 import { ConfigError, DEFAULT_CLUSTER_CIDR, DEFAULT_NODE_CIDR_MASK_SIZE, parseIpamConfig } from './ipam.ts';
 import { EtcdPersister, parseEtcdUrl } from './etcd-persister.ts';
 import { writeFileAtomic } from './persistence.ts';
@@ -50,6 +60,17 @@ interface Flags {
   serviceNodePortRange: string;
   /** `http://HOST:PORT` of an etcd's gateway, or undefined for SQLite in the state dir. */
   etcd?: string;
+  controllers: WorkloadControllerOptions;
+  pkiDir?: string;
+  tlsSans: string[];
+}
+
+/** A Go-style duration (`40s`, `500ms`, `2m`) or plain seconds, in ms. */
+function parseDuration(flag: string, text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new FlagError(`--${flag}: not a duration (e.g. 40s, 500ms, 2m): ${JSON.stringify(text)}`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] ?? 's'] as number;
+  return Math.round(Number(m[1]) * unit);
 }
 
 const OPTIONS = {
@@ -62,11 +83,18 @@ const OPTIONS = {
   'service-cluster-ip-range': { type: 'string' },
   'service-node-port-range': { type: 'string' },
   store: { type: 'string' },
+  'node-monitor-period': { type: 'string' },
+  'node-monitor-grace-period': { type: 'string' },
+  'pod-termination-drain': { type: 'string' },
+  'default-not-ready-toleration-seconds': { type: 'string' },
+  'default-unreachable-toleration-seconds': { type: 'string' },
+  'pki-dir': { type: 'string' },
+  'tls-san': { type: 'string', multiple: true },
 } as const;
 
 function parseFlags(argv: string[]): Flags {
   helpIfAsked('apiserver', 'The Kubernetes-shaped apiserver of a lab: REST, list+watch, the store and the controllers (control-plane/).', OPTIONS, argv);
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined>;
   try {
     ({ values } = parseArgs({
       args: argv,
@@ -106,7 +134,27 @@ function parseFlags(argv: string[]): Flags {
     if (err instanceof ConfigError) throw new FlagError(err.message);
     throw err;
   }
-  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket'), serviceClusterIpRange, serviceNodePortRange, etcd };
+  const dur = (flag: string): number | undefined => (str(flag) === undefined ? undefined : parseDuration(flag, str(flag)!));
+  const secs = (flag: string): number | undefined => {
+    const v = str(flag);
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v)) throw new FlagError(`--${flag}: must be a whole number of seconds, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  const controllers: WorkloadControllerOptions = {
+    podDrainMs: dur('pod-termination-drain'),
+    nodeLifecycle: {
+      monitorPeriodMs: dur('node-monitor-period'),
+      gracePeriodMs: dur('node-monitor-grace-period'),
+      notReadyTolerationSeconds: secs('default-not-ready-toleration-seconds'),
+      unreachableTolerationSeconds: secs('default-unreachable-toleration-seconds'),
+    },
+  };
+  if (controllers.nodeLifecycle!.monitorPeriodMs === 0) throw new FlagError('--node-monitor-period: must be above 0');
+  const sans = values['tls-san'];
+  const tlsSans = Array.isArray(sans) ? sans : [];
+  for (const san of tlsSans) if (!/^[A-Za-z0-9.:-]+$/.test(san)) throw new FlagError(`--tls-san: not a DNS name or IP address: ${JSON.stringify(san)}`);
+  return { host, port: Number(portText), stateDir, clusterCidr, nodeCidrMaskSize, unixSocket: str('unix-socket'), serviceClusterIpRange, serviceNodePortRange, etcd, controllers, pkiDir: str('pki-dir'), tlsSans };
 }
 
 async function main(): Promise<void> {
@@ -131,6 +179,9 @@ async function main(): Promise<void> {
       serviceNodePortRange: flags.serviceNodePortRange,
       kubernetesService: true,
       persister: flags.etcd ? new EtcdPersister(flags.etcd, registry.all().map(resourceKeyOf)) : undefined,
+      controllers: flags.controllers,
+      pkiDir: flags.pkiDir,
+      tlsSans: flags.tlsSans,
       log: log.debugEnabled ? (e) => log.debug('request', { ...e }) : undefined,
     });
   } catch (err) {

@@ -1,19 +1,40 @@
 /**
- * JSON merge patch (RFC 7386), the patch flavour the apiserver implements.
- *
- * `application/strategic-merge-patch+json` is accepted too and treated as a
- * merge patch, because kubectl sends it by default for built-in kinds. The
- * difference to real SMP: lists are replaced wholesale (SMP merges lists such
- * as `containers` by their `name` key), and SMP directives (`$patch`,
- * `$setElementOrder/...`, `$retainKeys`, `$deleteFromPrimitiveList/...`) are
- * dropped rather than interpreted. For the small objects podlab serves, every
- * patch kubectl or the node agents send behaves the same under both.
+ * The patch flavours of the PATCH verb, except the strategic one (see
+ * strategic-merge-patch.ts): JSON merge patch (RFC 7386) and JSON patch
+ * (RFC 6902, applied by the fast-json-patch library).
  */
+import jsonpatch from 'fast-json-patch';
+import { ApiError, badRequest, makeStatus } from './errors.ts';
 
 /** Content types the PATCH verb accepts. */
 export const MERGE_PATCH_TYPE = 'application/merge-patch+json';
-/** Accepted and treated as a merge patch; see the module comment. */
 export const STRATEGIC_MERGE_PATCH_TYPE = 'application/strategic-merge-patch+json';
+export const JSON_PATCH_TYPE = 'application/json-patch+json';
+/** Server-side apply's content type; podlab does not implement server-side apply and refuses it with 415. */
+export const APPLY_PATCH_TYPE = 'application/apply-patch+yaml';
+
+/** The patch flavours the store applies. */
+export type PatchType = 'merge' | 'strategic' | 'json';
+
+/** Maps a PATCH Content-Type to its flavour, or undefined for anything else. */
+export function patchTypeOf(contentType: string | undefined): PatchType | undefined {
+  const ct = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  if (ct === MERGE_PATCH_TYPE) return 'merge';
+  if (ct === STRATEGIC_MERGE_PATCH_TYPE) return 'strategic';
+  if (ct === JSON_PATCH_TYPE) return 'json';
+  return undefined;
+}
+
+/** The 415 a kube-apiserver without server-side apply sends for any other PATCH content type. */
+export function unsupportedPatchType(): ApiError {
+  return new ApiError(
+    makeStatus(
+      415,
+      'UnsupportedMediaType',
+      `the body of the request was in an unknown format - accepted media types include: ${JSON_PATCH_TYPE}, ${MERGE_PATCH_TYPE}, ${STRATEGIC_MERGE_PATCH_TYPE}`,
+    ),
+  );
+}
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -34,14 +55,26 @@ export function applyMergePatch(target: unknown, patch: unknown): unknown {
   return result;
 }
 
-/** Removes strategic-merge-patch directive keys (those starting with `$`), recursively. */
-export function stripStrategicDirectives(patch: unknown): unknown {
-  if (Array.isArray(patch)) return patch.map(stripStrategicDirectives);
-  if (!isPlainObject(patch)) return patch;
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(patch)) {
-    if (k.startsWith('$')) continue;
-    out[k] = stripStrategicDirectives(v);
+/**
+ * Applies an RFC 6902 operation list to a copy of `target`. A malformed
+ * operation is a 400; an operation that cannot apply (a failed `test`, a
+ * missing path) is a 422, as kube-apiserver answers.
+ */
+export function applyJsonPatch(target: unknown, ops: unknown): unknown {
+  if (!Array.isArray(ops)) throw badRequest('a JSON patch must be a JSON array of operations');
+  const invalid = jsonpatch.validate(ops as jsonpatch.Operation[], target);
+  if (invalid && ['OPERATION_NOT_AN_OBJECT', 'OPERATION_OP_INVALID', 'OPERATION_PATH_INVALID', 'OPERATION_FROM_REQUIRED', 'OPERATION_VALUE_REQUIRED', 'OPERATION_VALUE_CANNOT_CONTAIN_UNDEFINED', 'SEQUENCE_NOT_AN_ARRAY'].includes(invalid.name)) {
+    throw badRequest(`invalid JSON patch operation ${invalid.index ?? ''}: ${firstLine(invalid.message)}`);
   }
-  return out;
+  try {
+    return jsonpatch.applyPatch(structuredClone(target), ops as jsonpatch.Operation[], true, true).newDocument;
+  } catch (err) {
+    const e = err as jsonpatch.JsonPatchError;
+    const where = e.operation ? ` (operation ${e.index ?? '?'}: ${JSON.stringify(e.operation)})` : '';
+    throw new ApiError(makeStatus(422, 'Invalid', `the server rejected our request due to an error in our request: ${firstLine(e.message ?? String(err))}${where}`));
+  }
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0];
 }

@@ -13,6 +13,8 @@ import type { NameRule } from './validation.ts';
 import { NAMESPACE_TABLE, NODE_TABLE, POD_TABLE, type TableDefinition } from './tables.ts';
 import { BGP_CONFIGURATIONS, BGP_PEERS } from './calico.ts';
 import { ENDPOINTSLICES, SERVICES } from './service-resources.ts';
+import { DAEMONSETS, DEPLOYMENTS, REPLICASETS } from './workload-resources.ts';
+import { CONFIGMAPS, ENDPOINTS, EVENTS, EVENTS_V1, LEASES, SECRETS, SERVICEACCOUNTS } from './core-resources.ts';
 
 /** A field-selector getter: returns the field as a string ("" when absent, as k8s does). */
 export type FieldGetter = (obj: KubeObject) => string;
@@ -42,6 +44,10 @@ export interface ResourceType {
   validate?: (obj: KubeObject, old: KubeObject | undefined) => FieldError[];
   /** Server-side printing for `kubectl get` (default: Name + Created At). */
   table?: TableDefinition;
+  /** Discovery categories (`all` makes `kubectl get all` include the kind). */
+  categories?: string[];
+  /** True when the kind serves the autoscaling/v1 `scale` subresource (spec.replicas). */
+  scalable?: boolean;
 }
 
 /** The `apiVersion` string for a resource (`v1`, `discovery.k8s.io/v1`). */
@@ -191,6 +197,7 @@ export const PODS: ResourceType = {
   namespaced: true,
   listKind: 'PodList',
   shortNames: ['po'],
+  categories: ['all'],
   hasStatus: true,
   fieldSelectors: {
     'spec.nodeName': fieldPath('spec.nodeName'),
@@ -213,5 +220,15 @@ registry.register(BGP_CONFIGURATIONS);
 registry.register(BGP_PEERS);
 registry.register(SERVICES);
 registry.register(ENDPOINTSLICES);
+registry.register(ENDPOINTS);
+registry.register(EVENTS);
+registry.register(CONFIGMAPS);
+registry.register(SECRETS);
+registry.register(SERVICEACCOUNTS);
+registry.register(DEPLOYMENTS);
+registry.register(REPLICASETS);
+registry.register(DAEMONSETS);
+registry.register(EVENTS_V1);
+registry.register(LEASES);
 
 export { ENDPOINTSLICES, SERVICES };

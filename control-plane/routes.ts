@@ -76,6 +76,27 @@ export function parseResourcePath(registry: ResourceRegistry, pathname: string):
 
 const VERBS = ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];
 
+/**
+ * Create-only review kinds that are answered, never stored (auth.ts): they
+ * are discoverable like any group so that `kubectl auth can-i` and
+ * `kubectl auth whoami` find them.
+ */
+const REVIEW_GROUPS: { group: string; version: string; resources: { name: string; kind: string }[] }[] = [
+  { group: 'authentication.k8s.io', version: 'v1', resources: [{ name: 'selfsubjectreviews', kind: 'SelfSubjectReview' }] },
+  {
+    group: 'authorization.k8s.io',
+    version: 'v1',
+    resources: [
+      { name: 'selfsubjectaccessreviews', kind: 'SelfSubjectAccessReview' },
+      { name: 'selfsubjectrulesreviews', kind: 'SelfSubjectRulesReview' },
+    ],
+  },
+];
+
+function allGroups(registry: ResourceRegistry): { group: string; version: string }[] {
+  return [...registry.groups(), ...REVIEW_GROUPS.map((g) => ({ group: g.group, version: g.version }))];
+}
+
 /** The APIResourceList for one group/version (what `kubectl api-resources` reads). */
 export function apiResourceList(registry: ResourceRegistry, group: string, version: string): unknown {
   const resources: unknown[] = [];
@@ -83,8 +104,16 @@ export function apiResourceList(registry: ResourceRegistry, group: string, versi
     if (rt.group !== group || rt.version !== version) continue;
     const entry: Record<string, unknown> = { name: rt.plural, singularName: rt.singular, namespaced: rt.namespaced, kind: rt.kind, verbs: VERBS };
     if (rt.shortNames?.length) entry.shortNames = rt.shortNames;
+    if (rt.categories?.length) entry.categories = rt.categories;
     resources.push(entry);
     if (rt.hasStatus) resources.push({ name: `${rt.plural}/status`, singularName: '', namespaced: rt.namespaced, kind: rt.kind, verbs: ['get', 'patch', 'update'] });
+    if (rt.scalable) {
+      resources.push({ name: `${rt.plural}/scale`, singularName: '', namespaced: rt.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
+    }
+  }
+  for (const g of REVIEW_GROUPS) {
+    if (g.group !== group || g.version !== version) continue;
+    for (const r of g.resources) resources.push({ name: r.name, singularName: '', namespaced: false, kind: r.kind, verbs: ['create'] });
   }
   return { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version, resources };
 }
@@ -102,7 +131,7 @@ export function discoveryFor(registry: ResourceRegistry, pathname: string, serve
   }
   if (seg.length === 1 && seg[0] === 'apis') {
     const groups = new Map<string, string[]>();
-    for (const g of registry.groups()) groups.set(g.group, [...(groups.get(g.group) ?? []), g.version]);
+    for (const g of allGroups(registry)) groups.set(g.group, [...(groups.get(g.group) ?? []), g.version]);
     return {
       discovery: {
         kind: 'APIGroupList',
@@ -116,7 +145,7 @@ export function discoveryFor(registry: ResourceRegistry, pathname: string, serve
     };
   }
   if (seg.length === 2 && seg[0] === 'apis') {
-    const versions = registry.groups().filter((g) => g.group === seg[1]).map((g) => g.version);
+    const versions = allGroups(registry).filter((g) => g.group === seg[1]).map((g) => g.version);
     if (versions.length === 0) return null;
     return {
       discovery: {
@@ -128,45 +157,11 @@ export function discoveryFor(registry: ResourceRegistry, pathname: string, serve
       },
     };
   }
-  if (seg.length === 3 && seg[0] === 'apis' && registry.groups().some((g) => g.group === seg[1] && g.version === seg[2])) {
+  if (seg.length === 3 && seg[0] === 'apis' && allGroups(registry).some((g) => g.group === seg[1] && g.version === seg[2])) {
     return { discovery: apiResourceList(registry, seg[1], seg[2]) };
   }
   if (seg.length === 1 && seg[0] === 'version') return { discovery: VERSION_INFO };
-  if (seg[0] === 'openapi' && seg[1] === 'v3') return openApiV3(registry, seg.slice(2));
   return null;
-}
-
-/**
- * A minimal OpenAPI v3 tree. It carries no schemas; it exists so that
- * kubectl's create/apply validation finds that every kind's PATCH accepts
- * `fieldValidation` and therefore leaves validation to the server (which
- * validates anyway) instead of failing with "failed to download openapi".
- */
-function openApiV3(registry: ResourceRegistry, rest: string[]): DiscoveryRoute | null {
-  const gvs = [
-    ...new Set(registry.all().map((t) => (t.group ? `apis/${t.group}/${t.version}` : `api/${t.version}`))),
-  ];
-  if (rest.length === 0) {
-    return { discovery: { paths: Object.fromEntries(gvs.map((gv) => [gv, { serverRelativeURL: `/openapi/v3/${gv}?hash=podlab` }])) } };
-  }
-  const gv = rest.join('/');
-  if (!gvs.includes(gv)) return null;
-  const paths: Record<string, unknown> = {};
-  for (const rt of registry.all()) {
-    if ((rt.group ? `apis/${rt.group}/${rt.version}` : `api/${rt.version}`) !== gv) continue;
-    const prefix = `/${gv}${rt.namespaced ? '/namespaces/{namespace}' : ''}/${rt.plural}`;
-    const gvk = { group: rt.group, version: rt.version, kind: rt.kind };
-    const fieldValidation = { name: 'fieldValidation', in: 'query', schema: { type: 'string', uniqueItems: true } };
-    const op = (action: string) => ({
-      'x-kubernetes-action': action,
-      'x-kubernetes-group-version-kind': gvk,
-      parameters: [fieldValidation],
-      responses: { '200': { description: 'OK' } },
-    });
-    paths[prefix] = { post: op('post') };
-    paths[`${prefix}/{name}`] = { put: op('put'), patch: op('patch') };
-  }
-  return { discovery: { openapi: '3.0.0', info: { title: 'Kubernetes', version: VERSION_INFO.gitVersion }, paths, components: { schemas: {} } } };
 }
 
 /** The `apiVersion` and `kind` of a BOOKMARK event object for a resource. */

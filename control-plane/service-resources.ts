@@ -409,6 +409,7 @@ export const SERVICES: ResourceType = {
   namespaced: true,
   listKind: 'ServiceList',
   shortNames: ['svc'],
+  categories: ['all'],
   hasStatus: true,
   fieldSelectors: { 'spec.clusterIP': fieldOf((s) => s.clusterIP), 'spec.type': fieldOf((s) => s.type) },
   defaulting: defaultService,

@@ -17,13 +17,24 @@ import { wallClock, type Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
 import { formatTimestamp } from './timestamp.ts';
 import { alreadyExists, ApiError, badRequest, conflict, expired, forbidden, internalError, invalid, makeStatus, notFound } from './errors.ts';
-import { applyMergePatch, stripStrategicDirectives } from './merge-patch.ts';
+import { applyJsonPatch, applyMergePatch, type PatchType } from './merge-patch.ts';
+import { schemaOf } from './openapi.ts';
+import { applyStrategicMergePatch } from './strategic-merge-patch.ts';
 import { NodeIpam, parseIpamConfig } from './ipam.ts';
 import { StateFileError, type LoadedState, type PersistedChange, type StorePersister } from './persistence.ts';
 import { SqlitePersister } from './sqlite-persister.ts';
 import { Scheduler } from './scheduler.ts';
 import { ServiceAllocator, parseServiceAllocConfig } from './service-allocator.ts';
 import { EndpointSliceController } from './endpointslice-controller.ts';
+import { EndpointsController } from './endpoints-controller.ts';
+import { ServiceAccountController } from './serviceaccount-controller.ts';
+import { EventRecorder } from './event-recorder.ts';
+import { GarbageCollector } from './garbage-collector.ts';
+import { PodEventController } from './pod-event-controller.ts';
+import { ReplicaSetController } from './replicaset-controller.ts';
+import { DeploymentController } from './deployment-controller.ts';
+import { DaemonSetController } from './daemonset-controller.ts';
+import { NodeLifecycleController, type NodeLifecycleOptions } from './node-lifecycle-controller.ts';
 import { apiVersionOf, NAMESPACES, registry as defaultRegistry, resourceKeyOf, type ResourceRegistry, type ResourceType } from './resources.ts';
 import { matches, parseSelector, selectableAttrs, type SelectableAttrs, type Selector } from './selectors.ts';
 import type { KubeObject, List, WatchEventType } from './types.ts';
@@ -41,7 +52,7 @@ export const DEFAULT_HISTORY_LIMIT = 10_000;
 export const DEFAULT_HISTORY_BYTES = 32 * 1024 * 1024;
 
 /** Namespaces that exist from the first start and may not be deleted. */
-export const SYSTEM_NAMESPACES = ['default', 'kube-system'] as const;
+export const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'] as const;
 
 /** A resource as the caller names it: a registry entry or any name the registry resolves. */
 export type ResourceRef = ResourceType | string;
@@ -189,8 +200,10 @@ export class Store {
   private readonly watchers = new Set<Watcher>();
   private readonly subscribers = new Set<(ev: StoreEvent) => void>();
   private readonly admission: AdmissionHook[] = [];
+  private readonly mutatingAdmission: AdmissionHook[] = [];
   private readonly sections = new Map<string, StateSection>();
   private readonly openHooks: (() => void)[] = [];
+  private readonly closeHooks: (() => void)[] = [];
   private readonly queue: StoreEvent[] = [];
   private readonly queuedEntries: HistoryEntry[] = [];
   private draining = false;
@@ -209,6 +222,15 @@ export class Store {
   /** Adds an admission step (run in registration order on create/update). */
   addAdmission(hook: AdmissionHook): void {
     this.admission.push(hook);
+  }
+
+  /**
+   * Adds a mutating admission step: it runs before validation (and in dry
+   * runs), as kube-apiserver's mutating admission does, so what it adds is
+   * validated with the rest. It must not allocate anything.
+   */
+  addMutatingAdmission(hook: AdmissionHook): void {
+    this.mutatingAdmission.push(hook);
   }
 
   /** Subscribes to every committed change, in resourceVersion order. Returns an unsubscribe function. */
@@ -244,8 +266,14 @@ export class Store {
     for (const fn of this.openHooks.splice(0)) fn();
   }
 
-  /** Drops all watchers and closes the persister; the store stays readable. */
+  /** Runs `fn` when the store closes (controllers stop their timers here). */
+  onClose(fn: () => void): void {
+    this.closeHooks.push(fn);
+  }
+
+  /** Drops all watchers, stops controllers' timers and closes the persister; the store stays readable. */
   close(): void {
+    for (const fn of this.closeHooks.splice(0)) fn();
     this.watchers.clear();
     this.subscribers.clear();
     this.persister?.close();
@@ -295,7 +323,7 @@ export class Store {
   listJson(resource: ResourceRef, opts: ListOptions = {}): string {
     const rt = this.resolve(resource);
     const recs = this.select(rt, opts.namespace, parseSelector(rt, opts.labelSelector, opts.fieldSelector));
-    const head = JSON.stringify({ apiVersion: 'v1', kind: rt.listKind, metadata: { resourceVersion: this.resourceVersion() } });
+    const head = JSON.stringify({ apiVersion: apiVersionOf(rt), kind: rt.listKind, metadata: { resourceVersion: this.resourceVersion() } });
     // Splice the cached item JSON into the envelope instead of re-serializing every object.
     return `${head.slice(0, -1)},"items":[${recs.map((r) => r.json).join(',')}]}`;
   }
@@ -315,7 +343,7 @@ export class Store {
    * Creates an object (POST). The namespace comes from `opts.namespace`
    * (the URL) or the body, defaulting to `default`; a mismatch is a 400.
    */
-  create<T extends KubeObject = KubeObject>(resource: ResourceRef, body: unknown, opts: { namespace?: string } = {}): T {
+  create<T extends KubeObject = KubeObject>(resource: ResourceRef, body: unknown, opts: { namespace?: string; dryRun?: boolean } = {}): T {
     const rt = this.resolve(resource);
     const obj = this.decode(rt, body, opts.namespace);
     const meta = obj.metadata;
@@ -331,8 +359,12 @@ export class Store {
     meta.generation = 1;
     meta.resourceVersion = '';
     rt.defaulting?.(obj, 'create', undefined);
+    for (const hook of this.mutatingAdmission) hook({ op: 'create', rt, obj });
     this.validate(rt, obj, undefined);
     if (this.lookup(rt, meta.namespace, meta.name)) throw alreadyExists(rt.plural, meta.name, rt.group);
+    // A dry run validates and returns what would be stored; admission (IPAM, the scheduler,
+    // Service allocation) is skipped because its allocations would outlive the request.
+    if (opts.dryRun) return canonical(obj) as T;
     for (const hook of this.admission) hook({ op: 'create', rt, obj });
     const [rec] = this.commit([{ rt, key: objectKey(meta.namespace, meta.name), type: 'ADDED', next: obj }]);
     return JSON.parse(rec.json) as T;
@@ -347,7 +379,7 @@ export class Store {
   update<T extends KubeObject = KubeObject>(
     resource: ResourceRef,
     body: unknown,
-    opts: { namespace?: string; name?: string; subresource?: 'status' } = {},
+    opts: { namespace?: string; name?: string; subresource?: 'status'; dryRun?: boolean } = {},
   ): T {
     const rt = this.resolve(resource);
     const incoming = this.decode(rt, body, opts.namespace);
@@ -359,32 +391,37 @@ export class Store {
     const namespace = rt.namespaced ? (incoming.metadata.namespace ?? opts.namespace ?? 'default') : undefined;
     const old = this.lookup(rt, namespace, name);
     if (!old) throw notFound(rt.plural, name, rt.group);
-    return this.applyUpdate<T>(rt, old, incoming, opts.subresource);
+    return this.applyUpdate<T>(rt, old, incoming, opts.subresource, opts.dryRun);
   }
 
   /**
-   * JSON merge patch (RFC 7386) of an object or its status. `strategic`
-   * patches have their `$` directives stripped and are then merged the same
-   * way (see merge-patch.ts).
+   * Patches an object or its status: a JSON merge patch (RFC 7386), a
+   * strategic merge patch driven by the kind's schema (strategic-merge-patch.ts),
+   * or a JSON patch (RFC 6902, an array of operations). The result goes
+   * through the same path as an update (validation, admission, conflicts).
+   * `strategic: true` is the older spelling of `type: 'strategic'`.
    */
   patch<T extends KubeObject = KubeObject>(
     resource: ResourceRef,
     name: string,
     patch: unknown,
-    opts: { namespace?: string; subresource?: 'status'; strategic?: boolean } = {},
+    opts: { namespace?: string; subresource?: 'status'; strategic?: boolean; type?: PatchType; dryRun?: boolean } = {},
   ): T {
     const rt = this.resolve(resource);
-    if (!isRecord(patch)) throw badRequest('a merge patch must be a JSON object');
+    const type: PatchType = opts.type ?? (opts.strategic ? 'strategic' : 'merge');
+    if (type === 'json' ? !Array.isArray(patch) : !isRecord(patch)) {
+      throw badRequest(type === 'json' ? 'a JSON patch must be a JSON array of operations' : `a ${type} merge patch must be a JSON object`);
+    }
     const namespace = rt.namespaced ? (opts.namespace ?? 'default') : undefined;
     const old = this.lookup(rt, namespace, name);
     if (!old) throw notFound(rt.plural, name, rt.group);
-    const effective = opts.strategic ? stripStrategicDirectives(patch) : patch;
-    const merged = applyMergePatch(JSON.parse(old.json), effective);
+    const current = JSON.parse(old.json) as unknown;
+    const merged = type === 'json' ? applyJsonPatch(current, patch) : type === 'strategic' ? applyStrategicMergePatch(current, patch, schemaOf(rt)) : applyMergePatch(current, patch);
     const incoming = this.decode(rt, merged, namespace);
     if (incoming.metadata.name !== name) {
       throw badRequest(`the name of the object (${incoming.metadata.name}) does not match the name on the URL (${name})`);
     }
-    return this.applyUpdate<T>(rt, old, incoming, opts.subresource);
+    return this.applyUpdate<T>(rt, old, incoming, opts.subresource, opts.dryRun);
   }
 
   /**
@@ -411,7 +448,7 @@ export class Store {
   delete<T extends KubeObject = KubeObject>(
     resource: ResourceRef,
     name: string,
-    opts: { namespace?: string; preconditions?: { resourceVersion?: string; uid?: string } } = {},
+    opts: { namespace?: string; preconditions?: { resourceVersion?: string; uid?: string }; dryRun?: boolean } = {},
   ): T {
     const rt = this.resolve(resource);
     const namespace = rt.namespaced ? (opts.namespace ?? 'default') : undefined;
@@ -443,6 +480,7 @@ export class Store {
       }
     }
     changes.push({ rt, key: objectKey(namespace, name), type: 'DELETED', prev: old });
+    if (opts.dryRun) return JSON.parse(old.json) as T;
     const recs = this.commit(changes);
     return JSON.parse(recs[recs.length - 1].json) as T;
   }
@@ -546,7 +584,7 @@ export class Store {
     obj.metadata.generation = (old.metadata.generation ?? 1) + (specChanged ? 1 : 0);
   }
 
-  private applyUpdate<T extends KubeObject>(rt: ResourceType, old: StoredRecord, incoming: KubeObject, subresource: 'status' | undefined): T {
+  private applyUpdate<T extends KubeObject>(rt: ResourceType, old: StoredRecord, incoming: KubeObject, subresource: 'status' | undefined, dryRun = false): T {
     const name = old.obj.metadata.name;
     const wantRv = incoming.metadata.resourceVersion;
     if (wantRv && wantRv !== old.obj.metadata.resourceVersion) {
@@ -570,7 +608,9 @@ export class Store {
     }
     this.keepSystemFields(next, old.obj);
     rt.defaulting?.(next, 'update', old.obj);
+    for (const hook of this.mutatingAdmission) hook({ op: 'update', rt, obj: next, old: old.obj, subresource });
     this.validate(rt, next, old.obj);
+    if (dryRun) return canonical(next) as T;
     for (const hook of this.admission) hook({ op: 'update', rt, obj: next, old: old.obj, subresource });
     // A no-op update commits nothing, like etcd's guaranteed update: watchers see no event.
     if (isDeepStrictEqual(next, old.obj)) return JSON.parse(old.json) as T;
@@ -814,6 +854,15 @@ export interface OpenStoreOptions extends Omit<StoreOptions, 'persister'> {
   serviceClusterIpRange?: string;
   /** `--service-node-port-range`, default 30000-32767. */
   serviceNodePortRange?: string;
+  /** Durations of the workload and node lifecycle controllers. */
+  controllers?: WorkloadControllerOptions;
+}
+
+/** The controller-manager flags podlab's apiserver takes. */
+export interface WorkloadControllerOptions {
+  /** How long a terminating pod keeps serving before removal (default 2 s). */
+  podDrainMs?: number;
+  nodeLifecycle?: NodeLifecycleOptions;
 }
 
 /**
@@ -836,6 +885,16 @@ export function openStore(opts: OpenStoreOptions = {}): Store {
   new Scheduler().install(store);
   serviceAlloc.install(store);
   new EndpointSliceController().install(store);
+  new EndpointsController().install(store);
+  new ServiceAccountController().install(store);
+  const recorder = new EventRecorder(store);
+  const gc = new GarbageCollector({ podDrainMs: opts.controllers?.podDrainMs });
+  gc.install(store);
+  new PodEventController(recorder).install(store);
+  new ReplicaSetController(recorder, gc).install(store);
+  new DeploymentController(recorder).install(store);
+  new DaemonSetController(recorder, gc).install(store);
+  new NodeLifecycleController(recorder, gc, opts.controllers?.nodeLifecycle).install(store);
   store.open();
   return store;
 }

@@ -122,7 +122,8 @@ export const NODE_TABLE: TableDefinition = {
   cells(obj, now) {
     const status = (obj.status ?? {}) as NodeStatus & { nodeInfo?: Record<string, unknown> };
     const ready = status.conditions?.find((c) => c.type === 'Ready');
-    let state = ready?.status === 'True' ? 'Ready' : ready?.status === 'False' ? 'NotReady' : 'Unknown';
+    // As kube's printer: any Ready condition that is not True (False or Unknown) prints NotReady; none at all, Unknown.
+    let state = !ready ? 'Unknown' : ready.status === 'True' ? 'Ready' : 'NotReady';
     if ((obj.spec as { unschedulable?: boolean } | undefined)?.unschedulable) state += ',SchedulingDisabled';
     const roles = Object.keys(obj.metadata.labels ?? {})
       .filter((k) => k.startsWith('node-role.kubernetes.io/'))

@@ -155,6 +155,8 @@ export type StatusReason =
   | 'BadRequest'
   | 'MethodNotAllowed'
   | 'Forbidden'
+  | 'Unauthorized'
+  | 'NotAcceptable'
   | 'UnsupportedMediaType'
   | 'RequestEntityTooLarge'
   | 'Timeout'

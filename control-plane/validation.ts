@@ -10,6 +10,7 @@
 import { isIpAddress, isIpv4Cidr } from '../packet/ip-input.ts';
 import type { FieldError } from './errors.ts';
 import type { KubeObject } from './types.ts';
+import { validatePodUpdate } from './pod-update-validation.ts';
 
 const DNS1123_LABEL_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_SUBDOMAIN_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -165,8 +166,8 @@ export function validateNamespace(): FieldError[] {
 }
 
 /** Pod validation: at least one container, each with a DNS-1123 label name and an image. */
-export function validatePod(obj: KubeObject): FieldError[] {
-  const errs: FieldError[] = [];
+export function validatePod(obj: KubeObject, old?: KubeObject): FieldError[] {
+  const errs: FieldError[] = old ? validatePodUpdate(obj, old) : [];
   const spec = obj.spec;
   if (!isRecord(spec)) return [{ field: 'spec', type: 'FieldValueRequired' }];
   const containers = spec.containers;

@@ -15,6 +15,7 @@ import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { createLogger } from '../common/log.ts';
 import { ApiClient } from '../control-plane/client.ts';
+import { agentCredentials, type ClientCredentials } from '../control-plane/credentials.ts';
 import type { BackendName, NetworkBackend } from '../backends/backend.ts';
 import { DEFAULT_BACKEND, backendNamed } from '../backends/registry.ts';
 import type { BgpTopology } from '../backends/bgp/bgp-backend.ts';
@@ -34,6 +35,8 @@ export interface KernelNodeOptions {
   /** eth0's address: InternalIP, Flannel's public-ip, the VTEP's local address. */
   ip: string;
   apiUrl: string;
+  /** Token and CA for the apiserver; default: found from the state directory (control-plane/credentials.ts). */
+  credentials?: ClientCredentials;
   stateDir: string;
   vxlanPort?: number;
   vni?: number;
@@ -51,7 +54,7 @@ export interface KernelNodeOptions {
 export class KernelNodeAgent {
   readonly name: string;
   readonly backend: NetworkBackend;
-  private readonly o: Required<KernelNodeOptions>;
+  private readonly o: Required<Omit<KernelNodeOptions, 'credentials'>> & Pick<KernelNodeOptions, 'credentials'>;
   private readonly runtime: KernelRuntime;
   private readonly core: NodeCore;
   private control?: ControlServer;
@@ -82,7 +85,7 @@ export class KernelNodeAgent {
           readyMessage: 'podlab kernel node agent is posting ready status',
         },
       },
-      new ApiClient(opts.apiUrl),
+      new ApiClient(opts.apiUrl, { credentials: opts.credentials ?? agentCredentials({ stateDir: opts.stateDir, name: opts.name }) }),
       this.runtime,
       'podlab:kernel-node',
     );

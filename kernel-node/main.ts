@@ -11,6 +11,7 @@
  */
 import { parseArgs } from 'node:util';
 import { failDaemon, helpIfAsked, runDaemon } from '../common/daemon.ts';
+import { agentCredentials, type ClientCredentials } from '../control-plane/credentials.ts';
 import { createLogger } from '../common/log.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import { KernelNodeAgent } from './agent.ts';
@@ -28,6 +29,8 @@ const OPTIONS = {
   ip: { type: 'string' },
   api: { type: 'string' },
   'state-dir': { type: 'string' },
+  'token-file': { type: 'string' },
+  'ca-file': { type: 'string' },
   'vxlan-port': { type: 'string', default: '8472' },
   vni: { type: 'string', default: '1' },
   mtu: { type: 'string', default: '1500' },
@@ -64,11 +67,19 @@ function holdTime(s: string): number {
   return n;
 }
 
+// A node authenticates as itself: --token-file, else the environment or the lab's PKI directory.
+let credentials: ClientCredentials;
+try {
+  credentials = agentCredentials({ stateDir: v['state-dir']!, name: v.name!, tokenFile: v['token-file'], caFile: v['ca-file'] });
+} catch (e) {
+  fail((e as Error).message, 1);
+}
 const agent = new KernelNodeAgent({
   name: v.name!,
   netns: v.netns!,
   ip: v.ip!,
   apiUrl: v.api!,
+  credentials,
   stateDir: v['state-dir']!,
   vxlanPort: int('vxlan-port', v['vxlan-port'], 1, 65535),
   vni: int('vni', v.vni, 0, 0xffffff),

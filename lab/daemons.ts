@@ -13,7 +13,7 @@
  * compose-ordinal.ts), the
  * node IP and underlay CIDR from the first non-loopback IPv4 interface
  * ($PODLAB_IFACE to choose), the apiserver from $PODLAB_API
- * (default http://apiserver:6443), the state dir from $PODLAB_HOME
+ * (default https://apiserver:6443), the state dir from $PODLAB_HOME
  * (default /var/lib/podlab). With `--lab-json` it also writes a lab.json
  * describing itself, so `podlab exec|get|node|capture` work inside the
  * container (`docker compose exec node podlab exec POD -- ping ...`).
@@ -81,7 +81,7 @@ export function resolveAgentArgs(argv: string[], e: AgentEnv): string[] {
     if (missing('--ip')) out = setFlag(out, '--ip', ifc.address);
     if (missing('--underlay')) out = setFlag(out, '--underlay', ifc.cidr);
   }
-  if (missing('--api')) out = setFlag(out, '--api', e.env.PODLAB_API || 'http://apiserver:6443');
+  if (missing('--api')) out = setFlag(out, '--api', e.env.PODLAB_API || 'https://apiserver:6443');
   if (missing('--state-dir')) out = setFlag(out, '--state-dir', e.env.PODLAB_HOME || '/var/lib/podlab');
   return out;
 }

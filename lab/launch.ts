@@ -17,7 +17,9 @@ import path from 'node:path';
 import { stopAllRecorded } from '../common/recorded-process.ts';
 import { ROOT } from '../common/compiled.js';
 import { ApiClient } from '../control-plane/client.ts';
-import { ControlClient } from './control-client.ts';
+import { adminCredentials } from '../control-plane/credentials.ts';
+import { apiserverCertHosts, defaultPkiDir, ensurePki, writeNodeTokenFile } from '../control-plane/pki.ts';
+import { ControlClient } from '../control-plane/node-control-client.ts';
 import { registry } from '../control-plane/resources.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import { intToIpv4 } from '../packet/addr.ts';
@@ -95,6 +97,29 @@ export interface UpOptions {
   kernelNodes?: number;
   /** netns: every namespace is `<prefix>-...` (default podlab). */
   netnsPrefix?: string;
+  /** The apiserver's controller durations (Go durations such as `15s`), so scenarios can shorten them. */
+  controllerFlags?: ControllerFlags;
+}
+
+/** Controller-manager durations passed to the apiserver process. */
+export interface ControllerFlags {
+  nodeMonitorPeriod?: string;
+  nodeMonitorGracePeriod?: string;
+  podTerminationDrain?: string;
+  defaultNotReadyTolerationSeconds?: number;
+  defaultUnreachableTolerationSeconds?: number;
+}
+
+/** The apiserver flags for {@link ControllerFlags}. */
+export function controllerArgs(f: ControllerFlags | undefined): string[] {
+  if (!f) return [];
+  const out: string[] = [];
+  if (f.nodeMonitorPeriod !== undefined) out.push('--node-monitor-period', f.nodeMonitorPeriod);
+  if (f.nodeMonitorGracePeriod !== undefined) out.push('--node-monitor-grace-period', f.nodeMonitorGracePeriod);
+  if (f.podTerminationDrain !== undefined) out.push('--pod-termination-drain', f.podTerminationDrain);
+  if (f.defaultNotReadyTolerationSeconds !== undefined) out.push('--default-not-ready-toleration-seconds', String(f.defaultNotReadyTolerationSeconds));
+  if (f.defaultUnreachableTolerationSeconds !== undefined) out.push('--default-unreachable-toleration-seconds', String(f.defaultUnreachableTolerationSeconds));
+  return out;
 }
 
 export { ROOT };
@@ -180,6 +205,27 @@ export function agentFeatureArgs(o: UpOptions): string[] {
   ];
 }
 
+/** Where a node's bearer token is written for its agent (pki.ts issues it). */
+export function nodeTokenPath(stateDir: string, name: string): string {
+  return path.join(defaultPkiDir(stateDir), 'nodes', `${name}.token`);
+}
+
+/**
+ * Creates the lab's CA, serving certificate, admin token and node-token key
+ * (pki.ts) before the apiserver starts, and one token file per node.
+ */
+export function prepareLabPki(stateDir: string, apiHost: string, nodeNames: string[]): void {
+  const dir = defaultPkiDir(stateDir);
+  ensurePki(dir, apiserverCertHosts(apiHost));
+  for (const n of nodeNames) writeNodeTokenFile(dir, n);
+}
+
+/** An admin client of a running lab (its URL, the CA and the admin token from its state directory). */
+export function labApi(rec: { apiUrl?: string; stateDir: string }): ApiClient {
+  if (!rec.apiUrl) throw new LabError(`the lab in ${rec.stateDir} has no apiserver URL yet`);
+  return new ApiClient(rec.apiUrl, { credentials: adminCredentials(rec.stateDir) });
+}
+
 /**
  * Starts a detached child with output to a log file; resolves with its pid.
  * With `netns` (netns labs) it runs inside that network namespace through
@@ -245,10 +291,13 @@ function tail(text: string, n: number): string {
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * `<stateDir>/kubeconfig`, so a real kubectl talks to the lab's apiserver:
+ * `<stateDir>/kubeconfig` (mode 0600), so a real kubectl or
+ * @kubernetes/client-node talks to the lab's apiserver unmodified: the
+ * server URL, the lab CA (certificate-authority-data) and the admin token.
  * `KUBECONFIG=.podlab/kubeconfig kubectl get pods -o wide`.
  */
 export function writeKubeconfig(stateDir: string, apiUrl: string): void {
+  const creds = adminCredentials(stateDir, {});
   const text = [
     'apiVersion: v1',
     'kind: Config',
@@ -256,16 +305,20 @@ export function writeKubeconfig(stateDir: string, apiUrl: string): void {
     '- name: podlab',
     '  cluster:',
     `    server: ${apiUrl}`,
+    `    certificate-authority-data: ${Buffer.from(creds.ca).toString('base64')}`,
     'contexts:',
     '- name: podlab',
-    '  context: {cluster: podlab, user: podlab, namespace: default}',
+    '  context: {cluster: podlab, user: admin, namespace: default}',
     'current-context: podlab',
     'users:',
-    '- name: podlab',
-    '  user: {}',
+    '- name: admin',
+    '  user:',
+    `    token: ${creds.token}`,
     '',
   ].join('\n');
-  fs.writeFileSync(path.join(stateDir, 'kubeconfig'), text, { mode: 0o600 });
+  const file = path.join(stateDir, 'kubeconfig');
+  fs.writeFileSync(file, text, { mode: 0o600 });
+  fs.chmodSync(file, 0o600);
 }
 
 /** Removes everything of a lab but its logs. */
@@ -376,7 +429,7 @@ export async function waitPodsRunning(api: ApiClient, timeoutMs: number): Promis
  */
 export async function waitRoutesConverged(rec: LabRecord, timeoutMs: number, say: (m: string) => void = () => {}): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const api = new ApiClient(rec.apiUrl!);
+  const api = labApi(rec);
   const cidrs = (await api.list<Node>('nodes')).items.map((n) => ({ name: n.metadata.name, cidr: n.spec?.podCIDR ?? '' }));
   const t0 = Date.now();
   for (const n of rec.nodes) {

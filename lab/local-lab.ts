@@ -13,10 +13,14 @@ import {
   agentFeatureArgs,
   applyObjects,
   claimStateDir,
+  controllerArgs,
   demoPods,
   down,
   labAddresses,
+  labApi,
   nodeObject,
+  nodeTokenPath,
+  prepareLabPki,
   spawnLogged,
   validateUpOptions,
   waitForEvent,
@@ -31,7 +35,7 @@ import { writeLab, type LabRecord, type ProcRecord } from './state.ts';
 function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): string[] {
   return [
     ...nodeArgsFor('node-agent/main.ts'),
-    '--name', name, '--ip', ip, '--underlay', o.labNet, '--api', apiUrl, '--state-dir', o.stateDir,
+    '--name', name, '--ip', ip, '--underlay', o.labNet, '--api', apiUrl, '--state-dir', o.stateDir, '--token-file', nodeTokenPath(o.stateDir, name),
     '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),
     ...agentFeatureArgs(o),
   ];
@@ -66,7 +70,8 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
   };
   writeLab(rec);
   try {
-    const apiArgs = [...nodeArgsFor('control-plane/main.ts'), '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr];
+    prepareLabPki(o.stateDir, addrs.api, addrs.nodes.map((_, i) => `node-${i + 1}`));
+    const apiArgs = [...nodeArgsFor('control-plane/main.ts'), '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, ...controllerArgs(o.controllerFlags)];
     if (o.store) apiArgs.push('--store', o.store);
     const api = spawnLogged(o.stateDir, 'apiserver', apiArgs);
     rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log });
@@ -80,7 +85,7 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
 
     // Nodes are registered in order before their agents start, so node-N always
     // gets the N-th podCIDR and a seed replays the same lab (agents race otherwise).
-    const api1 = new ApiClient(rec.apiUrl);
+    const api1 = labApi(rec);
     for (let i = 0; i < addrs.nodes.length; i++) await api1.create('nodes', nodeObject(`node-${i + 1}`, i, o));
     const started = addrs.nodes.map((ip, i) => {
       const name = `node-${i + 1}`;
@@ -98,7 +103,7 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
     }
     writeLab(rec);
 
-    const api2 = new ApiClient(rec.apiUrl);
+    const api2 = labApi(rec);
     await createWorkload(api2, o);
     if (o.waitReady) await waitPodsRunning(api2, timeout);
     // With pods on the underlay, traffic needs the routes to every peer (BGP learns them a moment later).

@@ -28,6 +28,12 @@ export const SUPPORTED_KINDS: Record<string, string> = {
   BGPPeer: 'projectcalico.org/v3',
   Service: 'v1',
   EndpointSlice: 'discovery.k8s.io/v1',
+  Deployment: 'apps/v1',
+  ReplicaSet: 'apps/v1',
+  DaemonSet: 'apps/v1',
+  ConfigMap: 'v1',
+  Secret: 'v1',
+  ServiceAccount: 'v1',
 };
 
 export interface LoadedObject {

@@ -30,10 +30,9 @@
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { deriveMac } from '../common/rng.ts';
-import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, hasTool, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, validatePrefix, wireLikeOffloads } from '../hostnet/netns.ts';
-import { LabError, ROOT, agentFeatureArgs, applyObjects, claimStateDir, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './launch.ts';
+import { LabError, ROOT, agentFeatureArgs, applyObjects, claimStateDir, controllerArgs, demoPods, down, labAddresses, labApi, nodeTokenPath, prepareLabPki, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './launch.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
 import { DEFAULT_BACKEND, backendNamed, findBackend } from '../backends/registry.ts';
 import { writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
@@ -165,7 +164,8 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     if (offloadWarn) say('ethtool not found: captures on the bridge will show partial (offloaded) checksums and TCP super-packets larger than the MTU');
     say(`namespaces up: ${underlay} (bridge ${LAB_BRIDGE} ${addrs.api}/${prefixLen}), ${all.map((n) => `${n.netns} ${n.ip}`).join(', ')}`);
 
-    const apiArgs = [bin, 'apiserver', '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, '--unix-socket', sock];
+    prepareLabPki(o.stateDir, addrs.api, all.map((n) => n.name));
+    const apiArgs = [bin, 'apiserver', '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, '--unix-socket', sock, ...controllerArgs(o.controllerFlags)];
     if (o.store) apiArgs.push('--store', o.store);
     const api = spawnLogged(o.stateDir, 'apiserver', apiArgs, underlay);
     rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log, netns: underlay });
@@ -179,7 +179,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     say(`apiserver listening on ${rec.apiInternalUrl} in ${underlay}, and on ${sock}`);
 
     // Registered in order before the agents start: node-N gets the N-th podCIDR, knode-K the ones after.
-    const client = new ApiClient(rec.apiUrl);
+    const client = labApi(rec);
     for (const [i, n] of all.entries()) await client.create('nodes', nodeObject(n.name, i, o));
 
     const started = all.map((n) => {
@@ -190,7 +190,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
         role = 'node';
         where = n.netns;
         args = [
-          bin, 'agent', '--name', n.name, '--ip', n.ip, '--underlay', subnet, '--api', rec.apiInternalUrl!, '--state-dir', o.stateDir,
+          bin, 'agent', '--name', n.name, '--ip', n.ip, '--underlay', subnet, '--api', rec.apiInternalUrl!, '--state-dir', o.stateDir, '--token-file', nodeTokenPath(o.stateDir, n.name),
           '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),
           ...agentFeatureArgs({ ...o, backend, wire }),
         ];
@@ -198,7 +198,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
         // In the root namespace: it creates pod namespaces (see kernel-node/agent.ts) and reaches the apiserver over its socket.
         role = 'kernel-node';
         args = [
-          bin, 'kernel-node', '--name', n.name, '--netns', n.netns, '--ip', n.ip, '--api', rec.apiUrl!, '--state-dir', o.stateDir, '--vxlan-port', String(o.vxlanPort), '--mtu', String(o.mtu),
+          bin, 'kernel-node', '--name', n.name, '--netns', n.netns, '--ip', n.ip, '--api', rec.apiUrl!, '--state-dir', o.stateDir, '--token-file', nodeTokenPath(o.stateDir, n.name), '--vxlan-port', String(o.vxlanPort), '--mtu', String(o.mtu),
           '--backend', backend, '--bgp-port', String(o.bgpPort ?? 179), '--bgp-hold-time', String(o.bgpHoldTime ?? 9), '--bgp-topology', o.bgpTopology ?? 'full-mesh',
         ];
       }

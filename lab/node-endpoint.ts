@@ -8,10 +8,9 @@
  * (node-agent/control-remote.ts). Replaceable as one piece once exec goes
  * through the apiserver.
  */
-import { ApiClient } from '../control-plane/client.ts';
 import type { Node } from '../control-plane/types.ts';
-import { ControlClient } from './control-client.ts';
-import { LabError } from './lab.ts';
+import { ControlClient } from '../control-plane/node-control-client.ts';
+import { LabError, labApi } from './lab.ts';
 import type { LabRecord } from './state.ts';
 
 /** A Unix socket path, or `tcp://IP:PORT` for a node of a container lab that is not this container's. */
@@ -22,7 +21,7 @@ export async function controlAddress(rec: LabRecord, node: string): Promise<stri
   if (rec.options.mode !== 'container' || !rec.apiUrl) throw new LabError(`no node "${node}" in this lab (nodes: ${names})`);
   let n: Node | null;
   try {
-    n = await new ApiClient(rec.apiUrl).get<Node>('nodes', node);
+    n = await labApi(rec).get<Node>('nodes', node);
   } catch (e) {
     throw new LabError(`node ${node} is not in this container (${names}) and the apiserver at ${rec.apiUrl} could not be asked where it is: ${(e as Error).message}`);
   }

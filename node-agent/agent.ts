@@ -14,6 +14,7 @@ import { monotonicClock, type Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
 import { SeededRng, seedFrom } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
+import { agentCredentials, type ClientCredentials } from '../control-plane/credentials.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { BackendName, NetworkBackend } from '../backends/backend.ts';
 import { DEFAULT_BACKEND, backendNamed } from '../backends/registry.ts';
@@ -49,6 +50,8 @@ export interface AgentOptions {
   /** The underlay network the node sits on, e.g. 127.0.0.0/24 in local mode. */
   underlayCidr: string;
   apiUrl: string;
+  /** Token and CA for the apiserver; default: found from the state directory (control-plane/credentials.ts). */
+  credentials?: ClientCredentials;
   stateDir: string;
   clusterCidr?: string;
   vxlanPort?: number;
@@ -94,7 +97,7 @@ export class NodeAgent {
   readonly clock: Clock;
   readonly rng: SeededRng;
   readonly backend: NetworkBackend;
-  private readonly opts: Required<Omit<AgentOptions, 'clock'>>;
+  private readonly opts: Required<Omit<AgentOptions, 'clock' | 'credentials'>> & Pick<AgentOptions, 'credentials'>;
   private readonly runtime: EmulatedRuntime;
   private readonly core: NodeCore;
   private control?: ControlServer;
@@ -155,7 +158,7 @@ export class NodeAgent {
         controlPort: o.controlPort,
         kind: { labels: { 'kubernetes.io/hostname': o.name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' }, readyMessage: 'podlab node agent is posting ready status' },
       },
-      new ApiClient(opts.apiUrl),
+      new ApiClient(opts.apiUrl, { credentials: opts.credentials ?? agentCredentials({ stateDir: opts.stateDir, name: opts.name }) }),
       this.runtime,
       'podlab:agent',
     );

@@ -3,12 +3,9 @@
  * calls to named handlers. A handler may stream output (exec) and is told
  * through an AbortSignal when the client cancels or disconnects.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import net from 'node:net';
-import { frame, parseClientMessage, type ServerMessage } from './control-protocol.ts';
+import { frame, parseClientMessage, type ServerMessage } from '../control-plane/node-control-protocol.ts';
 import { StdinQueue } from './stdin-queue.ts';
 
 export interface CallContext {
@@ -24,17 +21,7 @@ export interface CallContext {
 /** A call's handler: its value, or a promise of it (a throw, sync or async, becomes the error reply). */
 export type Handler = (params: unknown, ctx: CallContext) => unknown;
 
-/**
- * Where a node's control socket lives: in the state directory, unless that
- * path would exceed the 107 bytes a Unix socket path may have; then in the
- * temp dir, under a name derived from the state directory.
- */
-export function controlSocketPath(stateDir: string, node: string): string {
-  const p = path.join(stateDir, 'nodes', node, 'control.sock');
-  if (Buffer.byteLength(p) < 100) return p;
-  const h = createHash('sha256').update(stateDir).digest('hex').slice(0, 12);
-  return path.join(os.tmpdir(), `podlab-${h}-${node}.sock`);
-}
+export { controlSocketPath } from '../control-plane/node-control-protocol.ts';
 
 /** A control-call failure the client should print as is. */
 export class ControlError extends Error {

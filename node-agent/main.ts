@@ -1,6 +1,6 @@
 /**
  * The node-agent process: `node --import tsx node-agent/main.ts --name node-1
- * --ip 127.0.0.11 --underlay 127.0.0.0/24 --api http://127.0.0.10:6443
+ * --ip 127.0.0.11 --underlay 127.0.0.0/24 --api https://127.0.0.10:6443
  * --state-dir .podlab`. Prints one JSON line `{"event":"ready",...}` on stdout
  * once the node is Ready (the launcher waits for it), or `{"event":"error"}`
  * and exits 1.
@@ -11,6 +11,7 @@
  */
 import { parseArgs } from 'node:util';
 import { failDaemon, helpIfAsked, runDaemon } from '../common/daemon.ts';
+import { agentCredentials, type ClientCredentials } from '../control-plane/credentials.ts';
 import { createLogger } from '../common/log.ts';
 import { BACKEND_NAMES, DEFAULT_BACKEND, findBackend } from '../backends/registry.ts';
 import { NodeAgent } from './agent.ts';
@@ -28,6 +29,8 @@ const OPTIONS = {
   underlay: { type: 'string', default: '127.0.0.0/24' },
   api: { type: 'string' },
   'state-dir': { type: 'string' },
+  'token-file': { type: 'string' },
+  'ca-file': { type: 'string' },
   'cluster-cidr': { type: 'string', default: '10.244.0.0/16' },
   'vxlan-port': { type: 'string', default: '8472' },
   vni: { type: 'string', default: '1' },
@@ -81,11 +84,19 @@ function topology(s: string): 'full-mesh' | 'route-reflector' {
   return s;
 }
 
+// A node authenticates as itself: --token-file, else the environment or the lab's PKI directory.
+let credentials: ClientCredentials;
+try {
+  credentials = agentCredentials({ stateDir: v['state-dir']!, name: v.name!, tokenFile: v['token-file'], caFile: v['ca-file'] });
+} catch (e) {
+  fail((e as Error).message, 1);
+}
 const agent = new NodeAgent({
   name: v.name!,
   ip: v.ip,
   underlayCidr: v.underlay,
   apiUrl: v.api!,
+  credentials,
   stateDir: v['state-dir']!,
   clusterCidr: v['cluster-cidr'],
   vxlanPort: int('vxlan-port', v['vxlan-port'], 1, 65535),

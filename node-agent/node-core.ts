@@ -18,13 +18,15 @@ import { createLogger } from '../common/log.ts';
 import { FLANNEL_KUBE_SUBNET_MANAGER, FLANNEL_PUBLIC_IP, PODLAB_ETH0_MAC } from '../control-plane/annotations.ts';
 import type { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
+import { renewNodeLease } from '../control-plane/node-lease.ts';
+import { postEvent } from '../control-plane/event-client.ts';
 import type { BgpConfiguration, BgpPeer } from '../control-plane/calico.ts';
 import type { Node, NodeAddress, Pod } from '../control-plane/types.ts';
 import { Cidr } from '../packet/cidr.ts';
 import type { Lease, NetworkBackend } from '../backends/backend.ts';
 import { leaseFromNode } from '../backends/registry.ts';
 import type { BgpRouting } from '../backends/bgp/bgp-backend.ts';
-import { HostLocalIpam } from './ipam.ts';
+import { HostLocalIpam, IpamError } from './ipam.ts';
 import { runningPodStatus } from './pod-status.ts';
 import type { NodeRuntime } from './runtime.ts';
 
@@ -111,18 +113,19 @@ export class NodeCore {
     await hooks.watching?.();
 
     this.podInformer = new Informer<Pod>(this.api, 'pods', { fieldSelector: `spec.nodeName=${this.name}` });
-    this.podInformer.on('add', (p: Pod) => this.enqueue(() => this.syncPod(p)));
-    this.podInformer.on('update', (_o: Pod, p: Pod) => this.enqueue(() => this.syncPod(p)));
+    this.podInformer.on('add', (p: Pod) => this.enqueue(() => this.syncPodOrReport(p)));
+    this.podInformer.on('update', (_o: Pod, p: Pod) => this.enqueue(() => this.syncPodOrReport(p)));
     this.podInformer.on('delete', (p: Pod) => this.enqueue(() => this.removePod(p)));
     await this.podInformer.start();
-    for (const p of this.podInformer.list()) this.enqueue(() => this.syncPod(p));
+    for (const p of this.podInformer.list()) this.enqueue(() => this.syncPodOrReport(p));
     await this.queue;
     this.releaseOrphanAddresses();
     if (this.o.resyncMs) this.timers.push(setInterval(resync, this.o.resyncMs));
 
     await hooks.serve?.();
     await this.setReady();
-    this.timers.push(setInterval(() => void this.setReady().catch(() => {}), this.o.heartbeatMs));
+    await renewNodeLease(this.api, this.name).catch(() => {});
+    this.timers.push(setInterval(() => void Promise.all([this.setReady(), renewNodeLease(this.api, this.name)]).catch(() => {}), this.o.heartbeatMs));
     for (const t of this.timers) t.unref();
   }
 
@@ -234,6 +237,16 @@ export class NodeCore {
 
   private podKey(p: Pod): string {
     return `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
+  }
+
+  /** syncPod, and the kubelet's event when CNI cannot give the sandbox an address. */
+  private async syncPodOrReport(p: Pod): Promise<void> {
+    try {
+      await this.syncPod(p);
+    } catch (e) {
+      if (e instanceof IpamError) void postEvent(this.api, p, 'Warning', 'FailedCreatePodSandBox', `Failed to create pod sandbox: plugin type="host-local" failed (add): ${e.message}`, { component: 'kubelet', host: this.name }).catch(() => {});
+      throw e;
+    }
   }
 
   private async syncPod(p: Pod): Promise<void> {

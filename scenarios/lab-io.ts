@@ -4,7 +4,7 @@
  * and a stopped process still accepts connections on its Unix socket but never
  * answers, so nothing here may wait without a timeout.
  */
-import { ControlClient } from '../lab/control-client.ts';
+import { ControlClient } from '../control-plane/node-control-client.ts';
 import { LabError } from '../lab/lab.ts';
 import { isOurProcess, readLab, type LabRecord } from '../lab/state.ts';
 

@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ApiClient } from '../control-plane/client.ts';
+import { adminCredentials } from '../control-plane/credentials.ts';
 import type { Node } from '../control-plane/types.ts';
 import { SeededRng } from '../common/rng.ts';
 import { LabError, down, up, type UpOptions } from '../lab/lab.ts';
@@ -114,7 +115,7 @@ export async function runScenario(sc: Scenario, o: RunOptions = {}): Promise<Sce
     say(`lab up in ${fmtMs(report.labUpMs)}: ${rec.procs.map((p) => `${p.name} pid ${p.pid}`).join(', ')}`);
     if (signal.aborted) throw new Interrupted();
 
-    api.client = new ApiClient(rec.apiUrl!, { timeoutMs: 5000 });
+    api.client = new ApiClient(rec.apiUrl!, { timeoutMs: 5000, credentials: adminCredentials(rec.stateDir) });
     const io = new LabIo(stateDir);
     const pods = new PodTable(api.client);
     await pods.refresh();

@@ -6,10 +6,9 @@
  * routes are withdrawn when the hold timer expires.
  */
 import test from 'ava';
-import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { nodeCommand } from '../cli/commands.ts';
-import { killProcess } from '../lab/lab.ts';
+import { killProcess, labApi } from '../lab/lab.ts';
 import { readLab } from '../lab/state.ts';
 import { captureLo, tsharkFields } from './helpers/capture.ts';
 import { eventually, hasTool, requireOrSkip, startLab } from './helpers/lab.ts';
@@ -30,7 +29,7 @@ test.serial('full mesh: BGP routes proto bird, all pods ping, no encapsulation, 
   t.regex(summary, /local AS number 64512/);
   t.is((summary.match(/Established/g) ?? []).length, 2);
 
-  const pods = (await new ApiClient(lab.rec.apiUrl).list<Pod>('pods')).items;
+  const pods = (await labApi(lab.rec).list<Pod>('pods')).items;
   const pairs = pods.flatMap((a) => pods.filter((b) => b !== a).map((b) => [a, b] as const));
   const results = await Promise.all(pairs.map(([a, b]) => lab.exec(a.metadata.name, ['ping', '-c', '2', '-i', '0.05', b.status!.podIP!])));
   results.forEach((r, i) => t.regex(r.out, /2 received, 0% packet loss/, `${pairs[i][0].metadata.name} -> ${pairs[i][1].metadata.name}`));
@@ -83,7 +82,7 @@ test.serial('route reflectors: 6 nodes, 2 reflectors, everyone learns every podC
   t.is((client.match(/Established/g) ?? []).length, 2, 'a client peers with the two reflectors only');
   const routes = await nodeCommand(lab.stateDir, 'node-5', ['bgp', 'routes']);
   t.regex(routes, /originator 127\.0\.78\.16 cluster-list 244\.0\.0\.1|cluster-list 244\.0\.0\.1/);
-  const pods = (await new ApiClient(lab.rec.apiUrl).list<Pod>('pods')).items;
+  const pods = (await labApi(lab.rec).list<Pod>('pods')).items;
   const r = await lab.exec('pod-5a', ['ping', '-c', '2', '-i', '0.05', pods.find((p) => p.metadata.name === 'pod-6a')!.status!.podIP!]);
   t.regex(r.out, /0% packet loss/);
 });

@@ -15,9 +15,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ApiClient } from '../control-plane/client.ts';
 import { nodeCommand } from '../cli/commands.ts';
-import { defaultBgpPort } from '../lab/lab.ts';
+import { defaultBgpPort, labApi } from '../lab/lab.ts';
 import { eventually, hasTool, requireOrSkip, startLab } from './helpers/lab.ts';
 
 const BIRD_IP = '127.0.79.5';
@@ -71,7 +70,7 @@ test('BIRD peers with the node agents through a BGPPeer; routes flow both ways; 
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  await new ApiClient(lab.rec.apiUrl).create('bgppeers', {
+  await labApi(lab.rec).create('bgppeers', {
     apiVersion: 'projectcalico.org/v3',
     kind: 'BGPPeer',
     metadata: { name: 'bird' },

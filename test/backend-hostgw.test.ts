@@ -3,8 +3,8 @@
  * `<podCIDR> via <node IP> dev eth0`, pod MTU 1500, every pair pings, and the
  * underlay carries bare IPv4 packets with pod addresses (no VXLAN header).
  */
+import { labApi } from '../lab/lab.ts';
 import test from 'ava';
-import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { nodeCommand } from '../cli/commands.ts';
 import { trace } from '../cli/trace.ts';
@@ -19,7 +19,7 @@ test.after.always(async () => {
   await lab?.close();
 });
 
-const pods = async () => (await new ApiClient(lab.rec.apiUrl).list<Pod>('pods')).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+const pods = async () => (await labApi(lab.rec).list<Pod>('pods')).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
 
 test.serial('routes point at the peer nodes on eth0; no flannel.1; pods get MTU 1500', async (t) => {
   const route = await nodeCommand(lab.stateDir, 'node-1', ['ip', 'route']);

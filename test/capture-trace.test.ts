@@ -5,6 +5,7 @@
  * traffic flows; trace names every hop for same-node and cross-node
  * destinations and the right drop reason for unroutable, TTL, MTU and loss.
  */
+import { labApi } from '../lab/lab.ts';
 import test, { type ExecutionContext } from 'ava';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,7 +16,6 @@ import { fileURLToPath } from 'node:url';
 import { capture } from '../cli/capture.ts';
 import { callNode } from '../cli/commands.ts';
 import { trace, formatTrace, type TraceReport } from '../cli/trace.ts';
-import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { eventually, hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
 
@@ -26,7 +26,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-capture-'));
 
 test.before(async () => {
   lab = await startLab('127.0.75.0/24');
-  const pods = (await new ApiClient(lab.rec.apiUrl).list<Pod>('pods')).items;
+  const pods = (await labApi(lab.rec).list<Pod>('pods')).items;
   ips = Object.fromEntries(pods.map((p) => [p.metadata.name, p.status!.podIP!]));
 });
 

@@ -67,9 +67,9 @@ test('a bad manifest names file, line and field, and starts nothing', async (t) 
   t.is(r.code, 1);
   t.regex(r.stderr, new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:19: spec\\.containers\\[0\\]\\.ports\\[0\\]\\.containerPort: must be a port number 1-65535, got 99999`));
   t.false(fs.existsSync(path.join(home, '.podlab', 'lab.json')), 'nothing was started');
-  fs.writeFileSync(file, 'apiVersion: v1\nkind: Deployment\nmetadata:\n  name: x\n');
+  fs.writeFileSync(file, 'apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: x\n');
   const kind = await podlab(home, ['up', '--detach', '--lab-net', '127.0.72.0/24', '-f', file]);
-  t.regex(kind.stderr, /bad\.yaml:2: kind: unsupported kind "Deployment"/);
+  t.regex(kind.stderr, /bad\.yaml:2: kind: unsupported kind "CronJob"/);
   fs.writeFileSync(file, 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n  labels: [a\n');
   t.regex((await podlab(home, ['up', '--detach', '-f', file])).stderr, /bad\.yaml:\d+: invalid YAML/);
   t.regex((await podlab(home, ['up', '--detach', '--lab-net', '10.0.0.0/24'])).stderr, /--lab-net: must be a CIDR inside 127\.0\.0\.0\/8/);

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { composeOrdinalName, OrdinalError, parseComposeName, type OrdinalDns } from '../lab/compose-ordinal.ts';
 import { addressAllowed, listenRemoteControl } from '../node-agent/control-remote.ts';
 import { ControlServer } from '../node-agent/control-server.ts';
-import { ControlClient } from '../lab/control-client.ts';
+import { ControlClient } from '../control-plane/node-control-client.ts';
 import { HostLocalIpam } from '../node-agent/ipam.ts';
 
 /** Docker's embedded DNS as seen from the container at `self`. */

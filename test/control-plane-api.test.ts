@@ -1,12 +1,14 @@
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, request } from 'node:http';
+import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
+import { createServer, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startApiServer, type ApiServer, type ApiServerOptions } from '../control-plane/apiserver.ts';
 import { ApiClient, ApiConnectionError, ApiError } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
+import { ensurePki } from '../control-plane/pki.ts';
 import { openStore } from '../control-plane/store.ts';
 import type { KubeObject, Node, Pod, Status, WatchEvent } from '../control-plane/types.ts';
 
@@ -15,7 +17,8 @@ type Ctx = { teardown: (fn: () => unknown) => void };
 async function server(t: Ctx, extra: Partial<ApiServerOptions> = {}): Promise<{ api: ApiServer; client: ApiClient; dir: string }> {
   const dir = extra.stateDir ?? mkdtempSync(join(tmpdir(), 'podlab-cp-api-'));
   const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir, ...extra });
-  const client = new ApiClient(api.url);
+  const client = new ApiClient(api.url, { credentials: api.credentials });
+  credsByBase.set(api.url, api.credentials);
   t.teardown(async () => {
     client.close();
     await api.close();
@@ -31,20 +34,45 @@ interface RawResponse {
   json: unknown;
 }
 
+/** The admin credentials of each test server, by base URL: raw requests authenticate like any client. */
+const credsByBase = new Map<string, ApiServer['credentials']>();
+
+function credsFor(url: string): ApiServer['credentials'] {
+  const creds = credsByBase.get(new URL(url).origin);
+  if (!creds) throw new Error(`no test server at ${url}`);
+  return creds;
+}
+
+/** node:https request to a test server, trusting its CA and sending its admin token. */
+function request(url: string, opts: RequestOptions, cb: (res: IncomingMessage) => void): ClientRequest;
+function request(url: string, cb: (res: IncomingMessage) => void): ClientRequest;
+function request(url: string, a: RequestOptions | ((res: IncomingMessage) => void), b?: (res: IncomingMessage) => void): ClientRequest {
+  const opts = typeof a === 'function' ? {} : a;
+  const cb = typeof a === 'function' ? a : b!;
+  const creds = credsFor(url);
+  return httpsRequest(url, { ...opts, ca: creds.ca, headers: { authorization: `Bearer ${creds.token}`, ...(opts.headers as Record<string, string> | undefined) } }, cb);
+}
+
 async function http(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<RawResponse> {
-  const res = await fetch(base + path, {
-    method,
-    headers: { ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
-    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = request(base + path, { method, headers: { ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) } : {}), ...headers } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => {
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        resolve({ code: res.statusCode ?? 0, headers: res.headers, text, json });
+      });
+    });
+    req.on('error', reject);
+    req.end(payload);
   });
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { code: res.status, headers: Object.fromEntries(res.headers), text, json };
 }
 
 function podBody(name: string, nodeName?: string, labels?: Record<string, string>): KubeObject {
@@ -123,7 +151,9 @@ test('REST verbs and status codes for namespaced and cluster-scoped resources', 
   t.is((await http(u, 'GET', '/api/v1/namespaces/default/pods/web')).code, 200);
 
   const plain = await http(u, 'GET', '/api/v1/namespaces/default/pods?limit=500', undefined, { accept: 'application/json' });
-  t.like(plain.json, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: pod.metadata.resourceVersion } });
+  t.like(plain.json, { kind: 'PodList', apiVersion: 'v1' });
+  // The scheduler's FailedScheduling Event for the unbound pod may come after it: the list is at least as new.
+  t.true(Number((plain.json as { metadata: { resourceVersion: string } }).metadata.resourceVersion) >= Number(pod.metadata.resourceVersion));
   t.is((plain.json as { items: unknown[] }).items.length, 1);
   t.is(((await http(u, 'GET', '/api/v1/pods')).json as { items: unknown[] }).items.length, 1);
   t.is(((await http(u, 'GET', '/api/v1/namespaces/kube-system/pods')).json as { items: unknown[] }).items.length, 0);
@@ -151,8 +181,13 @@ test('REST verbs and status codes for namespaced and cluster-scoped resources', 
   t.deepEqual((patched.json as Pod).metadata.labels, { w: '3' });
   const smp = await http(u, 'PATCH', '/api/v1/namespaces/default/pods/web', { metadata: { labels: { s: '1' } } }, { 'content-type': 'application/strategic-merge-patch+json' });
   t.is(smp.code, 200);
-  const jsonPatch = await http(u, 'PATCH', '/api/v1/namespaces/default/pods/web', [{ op: 'add', path: '/x', value: 1 }], { 'content-type': 'application/json-patch+json' });
-  t.is(jsonPatch.code, 415);
+  const jsonPatch = await http(u, 'PATCH', '/api/v1/namespaces/default/pods/web', [{ op: 'add', path: '/metadata/labels/j', value: '1' }], { 'content-type': 'application/json-patch+json' });
+  t.is(jsonPatch.code, 200);
+  t.is((jsonPatch.json as Pod).metadata.labels?.j, '1');
+  const badPointer = await http(u, 'PATCH', '/api/v1/namespaces/default/pods/web', [{ op: 'replace', path: '/metadata/nothing/here', value: 1 }], { 'content-type': 'application/json-patch+json' });
+  t.is(badPointer.code, 422);
+  const apply = await http(u, 'PATCH', '/api/v1/namespaces/default/pods/web', 'metadata: {}', { 'content-type': 'application/apply-patch+yaml' });
+  t.is(apply.code, 415);
 
   const status = await http(u, 'PATCH', '/api/v1/namespaces/default/pods/web/status', { status: { phase: 'Running', podIP: '10.244.1.5' } }, { 'content-type': 'application/merge-patch+json' });
   t.is(status.code, 200);
@@ -181,7 +216,8 @@ test('REST verbs and status codes for namespaced and cluster-scoped resources', 
   t.is((await http(u, 'POST', '/api/v1/namespaces', { metadata: { name: 'team' } })).code, 201);
   t.is((await http(u, 'DELETE', '/api/v1/namespaces/team')).code, 200);
   t.is((await http(u, 'DELETE', '/api/v1/namespaces/default')).code, 403);
-  t.is((await http(u, 'DELETE', '/api/v1/nodes/node-1', { preconditions: { uid: 'nope' } })).code, 409);
+  const pre = await http(u, 'DELETE', '/api/v1/nodes/node-1', { preconditions: { uid: 'nope' } });
+  t.is(pre.code, 409, pre.text);
   t.is((await http(u, 'DELETE', '/api/v1/nodes/node-1')).code, 200);
 });
 
@@ -286,17 +322,21 @@ test('watch with a resourceVersion older than history: one ERROR 410 event, then
 });
 
 test('fieldSelector watch: pods on node-1 only; a pod rebound elsewhere is DELETED, rebound here is ADDED', async (t) => {
-  const { client } = await server(t);
+  const { api, client } = await server(t);
   const ac = new AbortController();
   t.teardown(() => ac.abort());
   // The generator opens its request lazily, so start from an explicit version.
   const from = (await client.list('pods')).metadata.resourceVersion;
+  // A Pod's node is immutable through the API (as in Kubernetes); rebinding is done the way
+  // in-process controllers write, through the store.
+  const rebind = (name: string, node: string) => api.store.mutate<Pod>('pods', name, 'default', (d) => void (d.spec!.nodeName = node));
   const it = client.watch<Pod>('pods', { fieldSelector: 'spec.nodeName=node-1', resourceVersion: from, signal: ac.signal })[Symbol.asyncIterator]();
   await client.create('pods', podBody('p1', 'node-1'));
   await client.create('pods', podBody('p2', 'node-2'));
   await client.patch('pods', 'p1', { metadata: { labels: { touched: 'yes' } } });
-  await client.patch('pods', 'p1', { spec: { nodeName: 'node-2' } });
-  await client.patch('pods', 'p2', { spec: { nodeName: 'node-1' } });
+  await t.throwsAsync(client.patch('pods', 'p1', { spec: { nodeName: 'node-2' } }), { instanceOf: ApiError, message: /spec: Forbidden: pod updates may not change fields/ });
+  rebind('p1', 'node-2');
+  rebind('p2', 'node-1');
   const evs = await take(it, 4);
   t.deepEqual(
     evs.map((e) => `${e.type} ${e.object.metadata.name} ${e.object.spec?.nodeName}`),
@@ -338,10 +378,10 @@ test('client: typed results, null on 404, ApiError with Status, connection error
   t.is(ps.status?.podIP, '10.244.1.9');
   t.is(ps.status?.phase, 'Running');
   const ns = await client.list('namespaces');
-  t.deepEqual(ns.items.map((n) => n.metadata.name), ['default', 'kube-system']);
+  t.deepEqual(ns.items.map((n) => n.metadata.name), ['default', 'kube-node-lease', 'kube-public', 'kube-system']);
   t.throws(() => client.resource('widgets'), { name: 'UnknownResourceError' });
 
-  const dead = new ApiClient('http://127.0.0.1:1');
+  const dead = new ApiClient('https://127.0.0.1:1', { credentials: { token: 'x', ca: '' } });
   const e = await t.throwsAsync(dead.list('pods'), { instanceOf: ApiConnectionError });
   t.regex(e?.message ?? '', /connection refused/);
 });
@@ -350,7 +390,10 @@ test('client watch reassembles lines split across chunks, including multi-byte c
   const ev1 = JSON.stringify({ type: 'ADDED', object: { kind: 'Pod', metadata: { name: 'a', annotations: { note: 'héllo ✓ 世界' } } } });
   const ev2 = JSON.stringify({ type: 'DELETED', object: { kind: 'Pod', metadata: { name: 'b' } } });
   const bytes = Buffer.from(`${ev1}\n${ev2}\n`, 'utf8');
-  const srv = createServer((_req, res) => {
+  const pkiDir = mkdtempSync(join(tmpdir(), 'podlab-cp-pki-'));
+  t.teardown(() => rmSync(pkiDir, { recursive: true, force: true }));
+  const pki = ensurePki(pkiDir, ['127.0.0.1']);
+  const srv = createServer({ cert: pki.cert, key: pki.key }, (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
     // Dribble 7 bytes at a time so lines and UTF-8 sequences straddle chunks.
     let off = 0;
@@ -364,7 +407,7 @@ test('client watch reassembles lines split across chunks, including multi-byte c
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   t.teardown(() => new Promise<void>((r) => srv.close(() => r())));
-  const client = new ApiClient(`http://127.0.0.1:${(srv.address() as AddressInfo).port}`);
+  const client = new ApiClient(`https://127.0.0.1:${(srv.address() as AddressInfo).port}`, { credentials: { token: pki.adminToken, ca: pki.ca } });
   t.teardown(() => client.close());
   const got: WatchEvent<KubeObject>[] = [];
   for await (const ev of client.watch('pods', {})) got.push(ev);
@@ -400,7 +443,7 @@ test('informer: after a 410 it relists and emits exactly the differences', async
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const first = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir, historyLimit: 3 });
   const port = first.port;
-  const client = new ApiClient(first.url);
+  const client = new ApiClient(first.url, { credentials: first.credentials });
   t.teardown(() => client.close());
   for (const n of ['keep', 'change', 'remove']) await client.create('pods', podBody(n));
   const inf = new Informer<Pod>(client, 'pods', { resyncBackoffMs: 20, maxBackoffMs: 100 });
@@ -456,7 +499,7 @@ test('informer: retries forever with capped exponential backoff on an injected c
       yield await new Promise<WatchEvent<T>>(() => {}); // a watch that never delivers
     }
   }
-  const inf = new Informer<Pod>(new FlakyClient('http://127.0.0.1:1'), 'pods', { clock });
+  const inf = new Informer<Pod>(new FlakyClient('https://127.0.0.1:1', { credentials: { token: 'x', ca: '' } }), 'pods', { clock });
   const states: string[] = [];
   inf.on('status', (s) => states.push(s.state));
   const started = inf.start();
@@ -484,4 +527,26 @@ test('informer: retries forever with capped exponential backoff on an injected c
   t.is(inf.resourceVersion, '7');
   t.deepEqual(states, ['disconnected', 'connected']);
   await Promise.race([inf.stop(), new Promise((r) => setTimeout(r, 1000))]);
+});
+
+test('dryRun=All (kubectl diff, --dry-run=server) validates and answers but stores nothing', async (t) => {
+  const { api, client } = await server(t);
+  const u = api.url;
+  const created = await client.create<Pod>('pods', podBody('web'));
+  const rv = created.metadata.resourceVersion;
+  const patched = await http(u, 'PATCH', '/api/v1/namespaces/default/pods/web?dryRun=All', { metadata: { labels: { dry: 'yes' } } }, { 'content-type': 'application/strategic-merge-patch+json' });
+  t.is(patched.code, 200);
+  t.is((patched.json as Pod).metadata.labels?.dry, 'yes');
+  const now = (await client.get<Pod>('pods', 'web'))!;
+  t.is(now.metadata.labels?.dry, undefined);
+  t.is(now.metadata.resourceVersion, rv);
+  const forbidden = await http(u, 'PATCH', '/api/v1/namespaces/default/pods/web?dryRun=All', { spec: { nodeName: 'elsewhere' } }, { 'content-type': 'application/merge-patch+json' });
+  t.is(forbidden.code, 422, 'a dry run is validated like the real thing');
+  t.is((await http(u, 'POST', '/api/v1/namespaces/default/pods?dryRun=All', podBody('ghost'))).code, 201);
+  t.is(await client.get('pods', 'ghost'), null);
+  t.is((await http(u, 'DELETE', '/api/v1/namespaces/default/pods/web?dryRun=All')).code, 200);
+  t.truthy(await client.get('pods', 'web'));
+  t.is((await http(u, 'DELETE', '/api/v1/namespaces/default/pods/web?dryRun=Some')).code, 400);
+  // The store's resourceVersion moves with the controllers' Events; the pods themselves must not have changed.
+  t.deepEqual((await client.list<Pod>('pods')).items.map((p) => `${p.metadata.name}@${p.metadata.resourceVersion}`), [`web@${rv}`], 'no dry run changed a pod');
 });

@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { adminCredentials } from '../control-plane/credentials.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { Informer, objectKey } from '../control-plane/informer.ts';
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
@@ -86,11 +87,11 @@ async function killAndRestart(t: ExecutionContext, storeArgs: string[], resumes:
   const hello = await listening(first);
   t.is(hello.event, 'listening');
   t.is(hello.pid, first.child.pid ?? -1);
-  t.regex(hello.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  t.regex(hello.url, /^https:\/\/127\.0\.0\.1:\d+$/);
   t.deepEqual(JSON.parse(readFileSync(join(dir, 'apiserver', 'endpoint.json'), 'utf8')), hello);
   const port = new URL(hello.url).port;
 
-  const client = new ApiClient(hello.url);
+  const client = new ApiClient(hello.url, { credentials: adminCredentials(dir) });
   t.teardown(() => client.close());
   const n1 = await client.create<Node>('nodes', nodeBody('node-1'));
   const n2 = await client.create<Node>('nodes', nodeBody('node-2'));

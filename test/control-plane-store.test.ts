@@ -45,7 +45,7 @@ test('CRUD with k8s metadata: uid, creationTimestamp without millis, monotonic r
   const { store } = mem();
   t.deepEqual(
     store.list('namespaces').items.map((n) => n.metadata.name),
-    ['default', 'kube-system'],
+    ['default', 'kube-node-lease', 'kube-public', 'kube-system'],
   );
   const created = store.create<Pod>('pods', pod('web'), { namespace: 'default' });
   t.is(created.metadata.namespace, 'default');
@@ -122,24 +122,28 @@ test('status subresource: main updates ignore status, status updates ignore ever
     `MODIFIED /pods default/web @${viaStatus.metadata.resourceVersion} prev@${p.metadata.resourceVersion}`,
   ], 'the write carries only the changed object');
   t.is(viaStatus.metadata.generation, 1, 'status changes do not bump generation');
-  const specChange = store.patch<Pod>('pods', 'web', { spec: { nodeName: 'n2' } }, { namespace: 'default' });
+  // An image is one of the few Pod spec fields that may change.
+  const specChange = store.patch<Pod>('pods', 'web', { spec: { containers: [{ name: 'c', image: 'busybox:2' }] } }, { namespace: 'default' });
   t.is(specChange.metadata.generation, 2);
 });
 
-test('JSON merge patch (RFC 7386): merge objects, null deletes, arrays replace; SMP directives stripped; rv precondition', (t) => {
+test('JSON merge patch (RFC 7386): merge objects, null deletes, arrays replace; strategic merge keeps list entries by key; rv precondition', (t) => {
   const { store } = mem();
   store.create('pods', pod('web', { labels: { app: 'web', tier: 'fe' } }));
   const p1 = store.patch<Pod>('pods', 'web', { metadata: { labels: { tier: null, env: 'dev' } } }, { namespace: 'default' });
   t.deepEqual(p1.metadata.labels, { app: 'web', env: 'dev' });
-  const p2 = store.patch<Pod>('pods', 'web', { spec: { containers: [{ name: 'd', image: 'nginx' }] } }, { namespace: 'default' });
-  t.deepEqual(p2.spec?.containers.map((c) => c.name), ['d']);
+  // Arrays replace under a merge patch (a Node's taints: a Pod's containers are immutable but for images).
+  store.create('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'n' }, spec: { taints: [{ key: 'a', effect: 'NoSchedule' }] } });
+  const n2 = store.patch<Node>('nodes', 'n', { spec: { taints: [{ key: 'd', effect: 'NoSchedule' }] } });
+  t.deepEqual((n2.spec as { taints?: { key: string }[] }).taints?.map((x) => x.key), ['d']);
+  // A strategic merge patch merges `containers` by name: the image changes, nothing else is lost.
   const p3 = store.patch<Pod>(
     'pods',
     'web',
-    { metadata: { annotations: { a: 'b' } }, spec: { $setElementOrder: 1, containers: [{ name: 'e', image: 'x', $patch: 'merge' }] } },
+    { metadata: { annotations: { a: 'b' } }, spec: { '$setElementOrder/containers': [{ name: 'c' }], containers: [{ name: 'c', image: 'x', $patch: 'merge' }] } },
     { namespace: 'default', strategic: true },
   );
-  t.deepEqual(p3.spec?.containers, [{ name: 'e', image: 'x' }]);
+  t.deepEqual(p3.spec?.containers, [{ name: 'c', image: 'x' }]);
   t.deepEqual(p3.metadata.annotations, { a: 'b' });
   const e = apiErr(t, () => store.patch('pods', 'web', { metadata: { resourceVersion: p1.metadata.resourceVersion, labels: { z: '1' } } }, { namespace: 'default' }));
   t.is(e.code, 409);
@@ -325,8 +329,9 @@ test('watch: history replay, selector transitions become ADDED/DELETED, 410 when
   const h = store.watch('pods', { fieldSelector: 'spec.nodeName=node-1', resourceVersion: start }, sink);
   const a = store.create<Pod>('pods', pod('a', { nodeName: 'node-1' }));
   store.create('pods', pod('b', { nodeName: 'node-2' }));
-  const moved = store.patch<Pod>('pods', 'a', { spec: { nodeName: 'node-2' } }, { namespace: 'default' });
-  const back = store.patch<Pod>('pods', 'b', { spec: { nodeName: 'node-1' } }, { namespace: 'default' });
+  // The API refuses to rebind a Pod; controllers write through mutate(), as the scheduler does.
+  const moved = store.mutate<Pod>('pods', 'a', 'default', (d) => void (d.spec!.nodeName = 'node-2'));
+  const back = store.mutate<Pod>('pods', 'b', 'default', (d) => void (d.spec!.nodeName = 'node-1'));
   const gone = store.delete<Pod>('pods', 'b', { namespace: 'default' });
   t.deepEqual(events, [
     `ADDED a@${a.metadata.resourceVersion}`,
@@ -380,7 +385,7 @@ test('persistence: SQLite has each change on disk before the call returns and re
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const s1 = openStore({ stateDir: dir });
   t.teardown(() => s1.close());
-  const p = s1.create<Pod>('pods', pod('durable'));
+  const p = s1.create<Pod>('pods', pod('durable', { nodeName: 'node-1' }));
   // A second connection sees it at once: the commit was durable before create() returned.
   const s2 = openStore({ stateDir: dir });
   t.teardown(() => s2.close());
@@ -456,7 +461,8 @@ test('persistence: the history is one window by revision, bounded in count and b
   const persister = new MemoryPersister();
   const s1 = openStore({ persister, historyLimit: 3 });
   const versions: string[] = [];
-  for (const n of ['a', 'b', 'c', 'd', 'e']) versions.push(s1.create<Pod>('pods', pod(n)).metadata.resourceVersion);
+  // Bound pods: an unschedulable one would also get a FailedScheduling Event, another history entry.
+  for (const n of ['a', 'b', 'c', 'd', 'e']) versions.push(s1.create<Pod>('pods', pod(n, { nodeName: 'node-1' })).metadata.resourceVersion);
   const tail: string[] = [];
   s1.watch('pods', { resourceVersion: versions[1] }, (ev) => tail.push(ev.object.metadata.name));
   t.deepEqual(tail, ['c', 'd', 'e']);

@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ManifestError, parseManifests } from '../lab/manifest.ts';
 import { FilterError, compileFilter } from '../node-agent/capture/filter.ts';
-import { frame, type ServerMessage } from '../node-agent/control-protocol.ts';
+import { frame, type ServerMessage } from '../control-plane/node-control-protocol.ts';
 import { ControlServer } from '../node-agent/control-server.ts';
 import { ScenarioError, parseScenario } from '../scenarios/validate.ts';
 import { bytes, fuzz, fuzzAsync } from './helpers/fuzz.ts';

@@ -10,7 +10,7 @@ import test from 'ava';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import { ManualClock , MANUAL_WALL_START_MS } from '../common/clock.ts';
-import { ApiClient } from '../control-plane/client.ts';
+import { labApi } from '../lab/lab.ts';
 import type { Node } from '../control-plane/types.ts';
 import { callNode } from '../cli/commands.ts';
 import { serializeEthernet } from '../packet/ethernet.ts';
@@ -87,7 +87,7 @@ test.after.always(async () => {
 const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 
 test.serial('a real agent under a 15,000-datagram fragment flood: RSS grows by less than 30 MB, drops counted, pods still ping', async (t) => {
-  const node1 = (await new ApiClient(lab.rec.apiUrl).get<Node>('nodes', 'node-1'))!;
+  const node1 = (await labApi(lab.rec).get<Node>('nodes', 'node-1'))!;
   const vtepMac = (JSON.parse(node1.metadata.annotations!['flannel.alpha.coreos.com/backend-data']) as { VtepMAC: string }).VtepMAC;
   const pid = lab.rec.procs.find((p) => p.name === 'node-1')!.pid;
   const before = rssKb(pid);
@@ -123,6 +123,6 @@ test.serial('a real agent under a 15,000-datagram fragment flood: RSS grows by l
   const growthMb = (rssKb(pid) - before) / 1024;
   t.log(`node-1 RSS ${(before / 1024).toFixed(1)} MB -> ${((before / 1024) + growthMb).toFixed(1)} MB; drops ${JSON.stringify(stats2.ip.drops)}`);
   t.true(growthMb < 30, `RSS grew by ${growthMb.toFixed(1)} MB`);
-  const pods = await lab.exec('pod-2a', ['ping', '-c', '2', '-i', '0.2', (await new ApiClient(lab.rec.apiUrl).get<{ status: { podIP: string } }>('pods', 'pod-1a'))!.status.podIP]);
+  const pods = await lab.exec('pod-2a', ['ping', '-c', '2', '-i', '0.2', (await labApi(lab.rec).get<{ status: { podIP: string } }>('pods', 'pod-1a'))!.status.podIP]);
   t.regex(pods.out, / 0% packet loss/);
 });

@@ -11,11 +11,10 @@ import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ApiClient } from '../control-plane/client.ts';
 import type { FlannelVxlanBackendData } from '../control-plane/annotations.ts';
 import type { List, Node, Pod } from '../control-plane/types.ts';
 import { callNode, nodeCommand } from '../cli/commands.ts';
-import { down, killProcess, restartProcess, waitPodsRunning } from '../lab/lab.ts';
+import { down, killProcess, restartProcess, waitPodsRunning, labApi } from '../lab/lab.ts';
 import { isOurProcess, readLab } from '../lab/state.ts';
 import { captureLo, tsharkFields } from './helpers/capture.ts';
 import { eventually, hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
@@ -32,12 +31,12 @@ test.after.always(async () => {
 });
 
 async function podsByNode(): Promise<Pod[]> {
-  const api = new ApiClient(lab.rec.apiUrl);
+  const api = labApi(lab.rec);
   return (await api.list<Pod>('pods', { namespace: 'default' })).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
 }
 
 test.serial('nodes get podCIDRs and Flannel annotations; pods get IPs from their node', async (t) => {
-  const api = new ApiClient(lab.rec.apiUrl);
+  const api = labApi(lab.rec);
   const nodes = (await api.list<Node>('nodes')).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   t.deepEqual(nodes.map((n) => n.spec?.podCIDR), ['10.244.1.0/24', '10.244.2.0/24', '10.244.3.0/24']);
   for (const [i, n] of nodes.entries()) {
@@ -78,7 +77,7 @@ test.serial('node views read like iproute2 on a Flannel node', async (t) => {
   t.regex(route, /^10\.244\.1\.0\/24 dev cni0 proto kernel scope link src 10\.244\.1\.1$/m);
   t.regex(route, /^10\.244\.2\.0\/24 via 10\.244\.2\.0 dev flannel\.1 onlink$/m);
   t.regex(route, /^10\.244\.3\.0\/24 via 10\.244\.3\.0 dev flannel\.1 onlink$/m);
-  const api = new ApiClient(lab.rec.apiUrl);
+  const api = labApi(lab.rec);
   const n2 = (await api.get<Node>('nodes', 'node-2'))!;
   const mac2 = (JSON.parse(n2.metadata.annotations!['flannel.alpha.coreos.com/backend-data']) as FlannelVxlanBackendData).VtepMAC;
   const neigh = await nodeCommand(lab.stateDir, 'node-1', ['ip', 'neigh', 'show', 'dev', 'flannel.1']);
@@ -175,7 +174,7 @@ test.serial('impairment hook: 100% loss towards a peer, then cleared', async (t)
 });
 
 test.serial('a killed agent restarts with the same podCIDR, VtepMAC and pod IPs; peers keep their entries', async (t) => {
-  const api = new ApiClient(lab.rec.apiUrl);
+  const api = labApi(lab.rec);
   const before = (await api.get<Node>('nodes', 'node-2'))!;
   const podsBefore = await podsByNode();
   const fdbBefore = await nodeCommand(lab.stateDir, 'node-1', ['bridge', 'fdb', 'show', 'dev', 'flannel.1']);
@@ -200,7 +199,7 @@ test.serial('apiserver restart: data plane keeps forwarding, agents resync and s
   const during = await lab.exec('pod-1a', ['ping', '-c', '2', '-i', '0.05', pods.find((p) => p.metadata.name === 'pod-3a')!.status!.podIP!]);
   t.is(during.code, 0, during.out);
   await restartProcess(lab.stateDir, 'apiserver');
-  const api = new ApiClient(lab.rec.apiUrl);
+  const api = labApi(lab.rec);
   t.deepEqual((await podsByNode()).map((p) => p.metadata.uid), pods.map((p) => p.metadata.uid));
   await api.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'late', namespace: 'default' }, spec: { nodeName: 'node-3', containers: [{ name: 'c', image: 'busybox' }] } }, 'default');
   const all = await waitPodsRunning(api, 20_000);
@@ -212,7 +211,7 @@ test.serial('apiserver restart: data plane keeps forwarding, agents resync and s
 });
 
 test.serial('deleting a Node removes its route, neighbour and FDB entry on every peer', async (t) => {
-  const api = new ApiClient(lab.rec.apiUrl);
+  const api = labApi(lab.rec);
   await killProcess(lab.stateDir, 'node-3', { kill: true });
   await api.delete('nodes', 'node-3');
   await eventually(async () => !(await nodeCommand(lab.stateDir, 'node-1', ['ip', 'route'])).includes('10.244.3.0/24'));

@@ -32,12 +32,11 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ApiClient } from '../control-plane/client.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { callNode, nodeCommand } from '../cli/commands.ts';
 import { hasIproute2, isRoot, listNetnsSync } from '../hostnet/netns.ts';
 import { readLab } from '../lab/state.ts';
-import { ROOT, restartProcess } from '../lab/lab.ts';
+import { ROOT, restartProcess, labApi } from '../lab/lab.ts';
 import { trace } from '../cli/trace.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
 import { birdPaths } from '../backends/bgp/bird.ts';
@@ -90,7 +89,7 @@ function processesOf(stateDir: string, what: string): number[] {
     })
     .map(Number);
 }
-const pods = async (l: TestLab) => (await new ApiClient(l.rec.apiUrl).list<Pod>('pods', { namespace: 'default' })).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+const pods = async (l: TestLab) => (await labApi(l.rec).list<Pod>('pods', { namespace: 'default' })).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
 
 /** Every ordered pair of pods pings with 0% loss, no duplicates, the TTL of its path. */
 async function allPairsPing(t: ExecutionContext, l: TestLab, expected: number): Promise<void> {
@@ -129,7 +128,7 @@ test.serial('bgp: BIRD in the kernel node peers with every podlab speaker; route
     t.regex(await nodeCommand(lab!.stateDir, n, ['bgp', 'summary']), new RegExp(`^${esc(NET)}\\.14\\s+64512\\s+iBGP\\s+up\\s.*Established\\s+1/1/1`, 'm'), n);
   }
   // The kernel node announces itself as calico-node does.
-  const k = (await new ApiClient(lab!.rec.apiUrl).get<Node>('nodes', 'knode-1'))!;
+  const k = (await labApi(lab!.rec).get<Node>('nodes', 'knode-1'))!;
   t.is(k.metadata.annotations!['projectcalico.org/IPv4Address'], `${NET}.14/24`);
   t.false('flannel.alpha.coreos.com/backend-data' in k.metadata.annotations!);
 });
@@ -149,7 +148,7 @@ test.serial('bgp: every pod, emulated and kernel, pings every other with 0% loss
 
 test.serial('bgp: real curl from kernel pods, podlab curl from emulated pods and an outside client reach nginx (pod IP, ClusterIP, every NodePort)', async (t) => {
   if (!need(t)) return;
-  const client = new ApiClient(lab!.rec.apiUrl);
+  const client = labApi(lab!.rec);
   await client.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: 'default', labels: { app: 'web' } }, spec: { nodeName: 'node-2', containers: [{ name: 'web', image: 'nginx' }] } });
   await client.create('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' }, spec: { type: 'NodePort', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 80 }] } }, 'default');
   const web = await eventually(async () => {
@@ -177,7 +176,7 @@ test.serial('bgp: real curl from kernel pods, podlab curl from emulated pods and
 
 test.serial('bgp: a kernel pod running podlab/http is a real HTTP server on the kernel\'s TCP: emulated pods reach it by pod IP and ClusterIP', async (t) => {
   if (!need(t)) return;
-  const client = new ApiClient(lab!.rec.apiUrl);
+  const client = labApi(lab!.rec);
   const cni0Mac = () => (JSON.parse(sh('ip', '-n', KNS, '-j', 'link', 'show', 'cni0')) as { address: string }[])[0].address;
   const macBefore = cni0Mac();
   await client.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'kweb', namespace: 'default', labels: { app: 'kweb' } }, spec: { nodeName: 'knode-1', containers: [{ name: 'web', image: 'podlab/http' }, { name: 'site', image: 'nginx:1.25', ports: [{ containerPort: 8080 }] }] } });
@@ -389,7 +388,7 @@ test.serial('bgp: a trace names the raw-frame hop on the real eth0, and the kern
 
 test.serial('bgp: a BIRD and a kernel pod server orphaned by a SIGKILLed kernel-node agent are stopped by podlab down; nothing is left', async (t) => {
   if (!need(t)) return;
-  const client = new ApiClient(lab!.rec.apiUrl);
+  const client = labApi(lab!.rec);
   await client.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'orphan', namespace: 'default' }, spec: { nodeName: 'knode-1', containers: [{ name: 'web', image: 'nginx' }] } });
   await eventually(async () => (await client.get<Pod>('pods', 'orphan'))?.status?.phase === 'Running', 20_000);
   const stateDir = lab!.stateDir;
@@ -417,7 +416,7 @@ test.serial('host-gw: a kernel node gets flanneld\'s host-gw routes, the emulate
     const kroutes = sh('ip', '-n', `${HG_PREFIX}-knode-1`, 'route', 'show');
     for (const i of [1, 2]) t.regex(kroutes, new RegExp(`^10\\.244\\.${i}\\.0/24 via ${esc(HG_NET)}\\.1${i} dev eth0 $`, 'm'), kroutes);
     t.regex(await nodeCommand(hg.stateDir, 'node-1', ['ip', 'route']), new RegExp(`^10\\.244\\.3\\.0/24 via ${esc(HG_NET)}\\.13 dev eth0$`, 'm'));
-    const k = (await new ApiClient(hg.rec.apiUrl).get<Node>('nodes', 'knode-1'))!;
+    const k = (await labApi(hg.rec).get<Node>('nodes', 'knode-1'))!;
     t.is(k.metadata.annotations!['flannel.alpha.coreos.com/backend-type'], 'host-gw');
     await allPairsPing(t, hg, 3);
   } finally {

@@ -24,12 +24,11 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ApiClient } from '../control-plane/client.ts';
 import type { FlannelVxlanBackendData } from '../control-plane/annotations.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { callNode, execInPod, getResources, nodeCommand } from '../cli/commands.ts';
 import { capture } from '../cli/capture.ts';
-import { down, ROOT, spawnLogged, stopProcess, waitForEvent } from '../lab/lab.ts';
+import { down, ROOT, spawnLogged, stopProcess, waitForEvent, labApi } from '../lab/lab.ts';
 import { addNetns, addVethPair, hasIproute2, ipIn, isRoot, listNetnsSync } from '../hostnet/netns.ts';
 import { isOurProcess, readLab, writeLab } from '../lab/state.ts';
 import { trace } from '../cli/trace.ts';
@@ -96,8 +95,8 @@ async function captureUnderlay(t: ExecutionContext, filter: string, count: numbe
   return { file, exited };
 }
 const ipj = <T>(ns: string, ...args: string[]): T => JSON.parse(execFileSync('ip', ['-n', ns, '-j', ...args], { encoding: 'utf8' }) || '[]') as T;
-const api = () => new ApiClient(lab!.rec.apiUrl);
-const pods = async (l: TestLab = lab!) => (await new ApiClient(l.rec.apiUrl).list<Pod>('pods', { namespace: 'default' })).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+const api = () => labApi(lab!.rec);
+const pods = async (l: TestLab = lab!) => (await labApi(l.rec).list<Pod>('pods', { namespace: 'default' })).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
 const podIp = async (name: string) => (await pods()).find((p) => p.metadata.name === name)!.status!.podIP!;
 
 test.serial('the lab network: namespaces, a bridge and veths between them; the root namespace untouched', (t) => {
@@ -120,7 +119,7 @@ test.serial('the lab network: namespaces, a bridge and veths between them; the r
   t.is(rec.netns?.bridge, 'podlab0');
   t.deepEqual(rec.netns?.namespaces.slice(0, 2), [`${PREFIX}-underlay`, `${PREFIX}-node-1`]);
   t.regex(rec.apiUrl!, /^unix:\/.*api\.sock$/);
-  t.regex(rec.apiInternalUrl!, new RegExp(`^http://${NET.replace(/\./g, '\\.')}\\.10:\\d+$`));
+  t.regex(rec.apiInternalUrl!, new RegExp(`^https://${NET.replace(/\./g, '\\.')}\\.10:\\d+$`));
   t.deepEqual(rec.procs.map((p) => `${p.role}:${p.netns ?? 'root'}`), ['apiserver:' + `${PREFIX}-underlay`, `node:${PREFIX}-node-1`, `node:${PREFIX}-node-2`, `node:${PREFIX}-node-3`, 'kernel-node:root']);
   // `ip netns exec` execs: the recorded pid is the agent itself, and it lives in its namespace.
   const agent = rec.procs.find((p) => p.name === 'node-1')!;
@@ -353,6 +352,11 @@ test.serial('pods come and go on the kernel node; a container-style node (podlab
   await ipIn(ns, 'addr', 'add', `${NET}.30/24`, 'dev', 'eth0');
   await ipIn(ns, 'link', 'set', 'eth0', 'up');
   const cdir = path.join(lab!.stateDir, 'cnode'); // inside the lab's state dir: `down` recognises the process
+  // As docker-compose mounts one PKI volume into the apiserver and every node container, the
+  // container-style node sees the lab's pki/ in its own state dir: it trusts the CA and issues
+  // its node token from the shared key; the CLI inside finds the admin token there.
+  fs.mkdirSync(cdir, { recursive: true });
+  fs.symlinkSync(path.join(lab!.stateDir, 'pki'), path.join(cdir, 'pki'));
   const args = [path.join(ROOT, 'bin/podlab.js'), 'agent', '--api', rec.apiInternalUrl!, '--state-dir', cdir, '--lab-json'];
   const prevName = process.env.PODLAB_NODE_NAME;
   process.env.PODLAB_NODE_NAME = 'cnode-1';

@@ -167,7 +167,7 @@ test('the apiserver answers on its Unix socket exactly as on TCP, watches includ
     fs.rmSync(dir, { recursive: true, force: true });
   });
   t.is((fs.statSync(relay.path).mode & 0o777).toString(8), '600');
-  const client = new ApiClient(`unix:${relay.path}`);
+  const client = new ApiClient(`unix:${relay.path}`, { credentials: api.credentials });
   t.is(client.socketPath, relay.path);
   const ac = new AbortController();
   const seen: string[] = [];
@@ -180,10 +180,10 @@ test('the apiserver answers on its Unix socket exactly as on TCP, watches includ
   await client.create('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'knode-1' }, spec: {} });
   await watching;
   t.deepEqual(seen, ['ADDED knode-1']);
-  const viaTcp = await new ApiClient(api.url).get<Node>('nodes', 'knode-1');
+  const viaTcp = await new ApiClient(api.url, { credentials: api.credentials }).get<Node>('nodes', 'knode-1');
   const viaUnix = await client.get<Node>('nodes', 'knode-1');
   t.deepEqual(viaUnix, viaTcp);
   t.is(viaUnix?.spec?.podCIDR, '10.244.1.0/24');
   client.close();
-  t.throws(() => new ApiClient('unix:relative/api.sock'), { message: /absolute socket path/ });
+  t.throws(() => new ApiClient('unix:relative/api.sock', { credentials: api.credentials }), { message: /absolute socket path/ });
 });

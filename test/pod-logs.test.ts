@@ -8,9 +8,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { combinedLogLine } from '../apps/http-server.ts';
 import { podLogs } from '../cli/commands.ts';
-import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
-import { waitPodsRunning } from '../lab/lab.ts';
+import { labApi, waitPodsRunning } from '../lab/lab.ts';
 import { ContainerLogs, MAX_LINES, logTimestamp } from '../node-agent/pod-logs.ts';
 import { eventually, startLab } from './helpers/lab.ts';
 import { BIN } from './helpers/scenario.ts';
@@ -55,7 +54,7 @@ test("nginx's combined log format", (t) => {
 test.serial('podlab logs: nginx prints its start and one access line per request; -c picks a container; -f follows', async (t) => {
   const lab = await startLab('127.0.148.0/24', { nodes: 2, podsPerNode: 1 });
   t.teardown(() => lab.close());
-  const api = new ApiClient(lab.rec.apiUrl);
+  const api = labApi(lab.rec);
   await api.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: 'default' }, spec: { nodeName: 'node-2', containers: [{ name: 'nginx', image: 'nginx:1.25' }, { name: 'side', image: 'podlab/http', ports: [{ containerPort: 8080 }] }] } }, 'default');
   await waitPodsRunning(api, 20_000);
   const web = (await api.get<Pod>('pods', 'web'))!;

@@ -5,6 +5,7 @@
  * target ports) with watch latency measured, persistence across restarts,
  * and the kubectl-style printing.
  */
+import { httpsJson } from './helpers/https.ts';
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,7 +24,7 @@ type Ctx = { teardown: (fn: () => unknown) => void };
 async function server(t: Ctx, extra: Partial<ApiServerOptions> = {}): Promise<{ api: ApiServer; c: ApiClient; dir: string }> {
   const dir = extra.stateDir ?? mkdtempSync(join(tmpdir(), 'podlab-svc-'));
   const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir, ...extra });
-  const c = new ApiClient(api.url);
+  const c = new ApiClient(api.url, { credentials: api.credentials });
   t.teardown(async () => {
     c.close();
     await api.close();
@@ -247,7 +248,7 @@ test('allocations and slices persist across an apiserver restart; --service-clus
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const opts = { host: '127.0.0.1', port: 0, stateDir: dir, serviceClusterIpRange: '10.100.0.0/16', kubernetesService: true };
   const first = await startApiServer(opts);
-  const c1 = new ApiClient(first.url);
+  const c1 = new ApiClient(first.url, { credentials: first.credentials });
   const k = await c1.get<Service>('services', 'kubernetes');
   t.like(k?.spec, { clusterIP: '10.100.0.1', ports: [{ name: 'https', port: 443, protocol: 'TCP', targetPort: first.port }] });
   t.deepEqual(addrs(await slicesOf(c1, 'kubernetes')), ['127.0.0.1']);
@@ -258,7 +259,7 @@ test('allocations and slices persist across an apiserver restart; --service-clus
   c1.close();
   await first.close();
   const second = await startApiServer(opts);
-  const c2 = new ApiClient(second.url);
+  const c2 = new ApiClient(second.url, { credentials: second.credentials });
   t.teardown(async () => {
     c2.close();
     await second.close();
@@ -280,8 +281,7 @@ test('kubectl columns: server-side Table and the podlab CLI tables', async (t) =
   await pod(c, 'web-2', { ip: '10.244.2.2', node: 'node-2' });
   await c.create('services', { metadata: { name: 'web' }, spec: { type: 'NodePort', selector: { app: 'web', tier: 'fe' }, ports: [{ port: 80, nodePort: 30080 }, { name: 'x', port: 443, protocol: 'UDP' }].map((p, i) => ({ ...p, name: i ? 'x' : 'h' })) } });
   await c.patch('pods', 'web-1', { metadata: { labels: { app: 'web', tier: 'fe' } } });
-  const res = await fetch(`${api.url}/api/v1/namespaces/default/services`, { headers: { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } });
-  const table = (await res.json()) as { columnDefinitions: { name: string }[]; rows: { cells: string[] }[] };
+  const table = await httpsJson<{ columnDefinitions: { name: string }[]; rows: { cells: string[] }[] }>(`${api.url}/api/v1/namespaces/default/services`, api.credentials, { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' });
   t.deepEqual(table.columnDefinitions.map((d) => d.name), ['Name', 'Type', 'Cluster-IP', 'External-IP', 'Port(s)', 'Age', 'Selector']);
   const svc = (await c.get<Service>('services', 'web'))!;
   const np2 = svc.spec!.ports![1].nodePort;
@@ -294,8 +294,7 @@ test('kubectl columns: server-side Table and the podlab CLI tables', async (t) =
   const so = formatEndpointSlices(slices, false).split('\n');
   t.is(so[0].replace(/ +/g, ' '), 'NAME ADDRESSTYPE PORTS ENDPOINTS AGE');
   t.regex(so[1], /^web-[a-z0-9]{5} {3}IPv4 {10}80,443 {3}10\.244\.1\.2 {3}\d+s$/);
-  const st = await fetch(`${api.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices`, { headers: { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } });
-  const stable = (await st.json()) as { columnDefinitions: { name: string }[]; rows: { cells: string[] }[] };
+  const stable = await httpsJson<{ columnDefinitions: { name: string }[]; rows: { cells: string[] }[] }>(`${api.url}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices`, api.credentials, { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' });
   t.deepEqual(stable.columnDefinitions.map((d) => d.name), ['Name', 'AddressType', 'Ports', 'Endpoints', 'Age']);
   t.deepEqual(stable.rows[0].cells.slice(1, 4), ['IPv4', '80,443', '10.244.1.2']);
   t.is(formatServices([], false, false), 'No resources found in default namespace.\n');

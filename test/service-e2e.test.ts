@@ -7,6 +7,7 @@
  * endpoints is rejected; ipvs rr answers exactly in turn; the userspace proxy
  * adds its hop.
  */
+import { labApi } from '../lab/lab.ts';
 import test from 'ava';
 import http from 'node:http';
 import { ApiClient } from '../control-plane/client.ts';
@@ -30,7 +31,7 @@ const service = (name: string, app: string, extra: Record<string, unknown> = {})
 });
 
 async function setup(lab: TestLab, objs: object[]): Promise<ApiClient> {
-  const api = new ApiClient(lab.rec.apiUrl);
+  const api = labApi(lab.rec);
   for (const o of objs) await api.create((o as KubeObject).kind === 'Service' ? 'services' : 'pods', o, 'default');
   await eventually(async () => (await api.list<Pod>('pods')).items.every((p) => p.status?.phase === 'Running'), 20_000);
   return api;

@@ -7,10 +7,9 @@
  * (~15 s) with curl's exit code 7.
  */
 import test from 'ava';
-import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { execInPod } from '../cli/commands.ts';
-import { killProcess } from '../lab/lab.ts';
+import { killProcess, labApi } from '../lab/lab.ts';
 import type { LoadedObject } from '../lab/manifest.ts';
 import { startLab, type TestLab } from './helpers/lab.ts';
 
@@ -42,7 +41,7 @@ async function exec(podName: string, argv: string[]): Promise<{ code: number; ou
 }
 
 test.serial("the peer node's agent killed mid-transfer: the connection fails in bounded time with ETIMEDOUT", async (t) => {
-  const api = new ApiClient(lab.rec.apiUrl);
+  const api = labApi(lab.rec);
   const echoIp = (await api.get<Pod>('pods', 'echo', 'default'))!.status!.podIP!;
   // Sanity: the path works first.
   const ok = await exec('client', ['transfer', '--bytes', '1M', `${echoIp}:7`]);

@@ -12,10 +12,9 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { callNode, execInPod } from '../cli/commands.ts';
-import { ROOT } from '../lab/lab.ts';
+import { ROOT, labApi } from '../lab/lab.ts';
 import type { LoadedObject } from '../lab/manifest.ts';
 import { startLab, type TestLab } from './helpers/lab.ts';
 
@@ -51,7 +50,7 @@ test.before(async () => {
       ]),
     ],
   });
-  const api = new ApiClient(lab.rec.apiUrl);
+  const api = labApi(lab.rec);
   for (const p of (await api.list<Pod>('pods', { namespace: 'default' })).items) ip[p.metadata.name] = p.status!.podIP!;
 });
 
@@ -134,7 +133,7 @@ test.serial('containers of one pod reach each other on localhost and 127.0.0.1 (
 });
 
 test.serial('two containers binding one port: the second fails with EADDRINUSE in the pod status; the pod still serves and exec works', async (t) => {
-  const api = new ApiClient(lab.rec.apiUrl);
+  const api = labApi(lab.rec);
   const p = await api.get<Pod>('pods', 'clash', 'default');
   const statuses = (p?.status as { containerStatuses?: { name: string; ready: boolean; state: Record<string, { reason?: string; message?: string }> }[] })?.containerStatuses ?? [];
   const first = statuses.find((s) => s.name === 'first');

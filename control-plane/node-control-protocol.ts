@@ -1,7 +1,8 @@
 /**
  * The agent's local control channel: msgpack messages (self-delimiting, so a
  * byte stream of them needs no extra framing) over a Unix socket with 0600
- * permissions in the lab's state directory. The CLI is the only client.
+ * permissions in the lab's state directory (or TCP, node-agent/control-remote.ts).
+ * Its clients are the CLI and the apiserver relaying `kubectl exec` (pod-exec.ts).
  *
  *   client → agent: {t:'req', id, method, params}   one call
  *                   {t:'cancel', id}                 Ctrl-C for a running exec
@@ -14,7 +15,22 @@
  */
 import { PackrStream, UnpackrStream } from 'msgpackr';
 import { z } from 'zod';
+import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * Where a node's control socket lives: in the state directory, unless that
+ * path would exceed the 107 bytes a Unix socket path may have; then in the
+ * temp dir, under a name derived from the state directory.
+ */
+export function controlSocketPath(stateDir: string, node: string): string {
+  const p = path.join(stateDir, 'nodes', node, 'control.sock');
+  if (Buffer.byteLength(p) < 100) return p;
+  const h = createHash('sha256').update(stateDir).digest('hex').slice(0, 12);
+  return path.join(os.tmpdir(), `podlab-${h}-${node}.sock`);
+}
 
 export type ClientMessage =
   | { t: 'req'; id: number; method: string; params: unknown }

@@ -1,8 +1,10 @@
 /**
- * The CLI side of an agent's control channel.
+ * The client side of a node agent's control channel: the CLI's, and the
+ * apiserver's when it relays `kubectl exec` to the pod's node (pod-exec.ts),
+ * as kube-apiserver talks to a kubelet.
  */
 import net from 'node:net';
-import { frame, type ClientMessage, type ServerMessage } from '../node-agent/control-protocol.ts';
+import { frame, type ClientMessage, type ServerMessage } from './node-control-protocol.ts';
 
 /** A failed control call, carrying the agent's error name. */
 export class RemoteError extends Error {
