@@ -16,6 +16,7 @@ import { exportVerdict, importVerdict, nodeOwners, peerKinds, prefixWithin, rule
 import { desiredPeers } from '../backends/bgp/peers.ts';
 import type { BgpFilter, BgpPeer } from '../control-plane/calico.ts';
 import type { Node } from '../control-plane/types.ts';
+import { registry } from '../control-plane/resources.ts';
 
 const node = (name: string, ip: string, podCIDR: string): Node =>
   ({ apiVersion: 'v1', kind: 'Node', metadata: { name, annotations: { 'projectcalico.org/IPv4Address': `${ip}/24` } }, spec: { podCIDR } }) as unknown as Node;
@@ -149,4 +150,15 @@ test('log throttle: one line per source per minute, with a count', (t) => {
   const capped = new LogThrottle({ clock, maxSources: 3, write: (l) => lines.push(l) });
   for (let i = 0; i < 100; i++) capped.note(`10.0.0.${i}`);
   t.is(capped.size, 3, 'sources beyond the cap share one window');
+});
+
+test('BGPFilter and BGPPeer.filters are validated as the apiserver serves them', (t) => {
+  const type = registry.resolve('bgpfilters')!;
+  t.is(type.kind, 'BGPFilter');
+  const ok = filter('f', { importV4: [{ action: 'Accept', matchOperator: 'Equal', cidr: '0.0.0.0/0' }, { action: 'Reject' }], exportV4: [] });
+  t.deepEqual(type.validate!(ok as never, undefined), []);
+  const bad = filter('f', { importV4: [{ action: 'Allow', matchOperator: 'Within', cidr: '10.0.0.0/33' } as never, { action: 'Reject', cidr: '10.0.0.0/8' }] });
+  t.deepEqual(type.validate!(bad as never, undefined).map((e) => e.field), ['spec.importV4[0].action', 'spec.importV4[0].matchOperator', 'spec.importV4[0].cidr', 'spec.importV4[1]']);
+  const peers = registry.resolve('bgppeers')!;
+  t.deepEqual(peers.validate!({ spec: { peerIP: '127.0.0.5', asNumber: 65001, filters: 'x' } } as never, undefined).map((e) => e.field), ['spec.filters']);
 });
