@@ -11,6 +11,10 @@
  * its ORIGINATOR_ID is our router ID, its CLUSTER_LIST contains our cluster
  * ID (when we reflect), or its NEXT_HOP is our own session address. LOCAL_PREF
  * from an eBGP peer is ignored (§5.1.5) and replaced by the default 100.
+ * Then the import policy (`policy.import`, e.g. Calico's filters: owner
+ * blocks, BGPFilter rules) may reject it as 'filtered', naming its rule; the
+ * path stays in the Adj-RIB-In, so a changed policy re-decides at once
+ * (`reimport`, as soft reconfiguration does) and `bgp routes` shows it.
  *
  * Decision (RFC 4271 §9.1.2.2 plus RFC 4456 §9), as elimination steps over
  * the candidates; the reason a best path won is the step that removed its
@@ -89,7 +93,21 @@ export const DECISION_STEPS: readonly Exclude<BestPathReason, 'only-path'>[] = [
 ];
 
 /** Why a received path is not a candidate. */
-export type RejectReason = 'as-path-loop' | 'originator-id-loop' | 'cluster-list-loop' | 'next-hop-local';
+export type RejectReason = 'as-path-loop' | 'originator-id-loop' | 'cluster-list-loop' | 'next-hop-local' | 'filtered';
+
+/** A policy's decision on one path, with the rule that decided. */
+export interface PolicyVerdict {
+  accept: boolean;
+  rule: string;
+}
+
+/** Import and export policy beyond the RFC's checks (pure functions of the path). */
+export interface RibPolicy {
+  /** Decides a received path; undefined = accept. */
+  import?(peer: Readonly<RibPeer>, prefix: string, attributes: PathAttributes): PolicyVerdict | undefined;
+  /** Decides whether `prefix` may go to `peer`; undefined = accept. */
+  export?(peer: Readonly<RibPeer>, prefix: string): PolicyVerdict | undefined;
+}
 
 /** What the RIB needs to know about a peer (the speaker fills it once the session is up). */
 export interface RibPeer {
@@ -139,6 +157,8 @@ export interface BestChange {
 export interface AdjInEntry {
   path: RoutePath;
   rejected?: RejectReason;
+  /** For 'filtered': the rule that rejected it. */
+  rule?: string;
 }
 
 /** Per-peer route counts (`birdc show protocols all`: imported / filtered / exported; + preferred). */
@@ -158,6 +178,7 @@ export interface RibOptions {
   /** Set to act as a route reflector (RFC 4456) with this CLUSTER_ID (dotted quad). */
   clusterId?: string;
   clock?: Clock;
+  policy?: RibPolicy;
 }
 
 const localPref = (p: RoutePath): number => p.attributes.localPref ?? DEFAULT_LOCAL_PREF;
@@ -244,6 +265,7 @@ export class Rib {
   readonly routerId: string;
   readonly clusterId: string | undefined;
   private readonly clock: Clock;
+  private policy: RibPolicy;
   private readonly local = new Map<string, RoutePath>();
   private readonly adjIn = new Map<string, Map<string, AdjInEntry>>();
   private readonly loc = new Map<string, { best: RoutePath; reason: BestPathReason }>();
@@ -254,6 +276,38 @@ export class Rib {
     this.routerId = opts.routerId;
     this.clusterId = opts.clusterId;
     this.clock = opts.clock ?? monotonicClock;
+    this.policy = opts.policy ?? {};
+  }
+
+  /**
+   * Replaces the import/export policy and re-decides every received path
+   * under it (what BIRD does on `configure` with a changed filter). Callers
+   * must then re-send exports to every peer (`exportsFor` without prefixes).
+   */
+  setPolicy(policy: RibPolicy): BestChange[] {
+    this.policy = policy;
+    const touched = new Set<string>();
+    for (const table of this.adjIn.values()) {
+      for (const [prefix, e] of table) {
+        const before = `${e.rejected}|${e.rule}`;
+        this.judge(e);
+        if (`${e.rejected}|${e.rule}` !== before) touched.add(prefix);
+      }
+    }
+    return this.decideAll(touched);
+  }
+
+  /** Applies the RFC checks and then the import policy to an Adj-RIB-In entry. */
+  private judge(e: AdjInEntry): void {
+    const p = e.path;
+    e.rejected = this.importCheck(p.peer!, p.attributes);
+    e.rule = undefined;
+    if (e.rejected) return;
+    const v = this.policy.import?.(p.peer!, p.prefix, p.attributes);
+    if (v && !v.accept) {
+      e.rejected = 'filtered';
+      e.rule = v.rule;
+    }
   }
 
   /** Announces (or replaces) a locally originated prefix. ORIGIN defaults to IGP, AS_PATH to empty. */
@@ -285,10 +339,11 @@ export class Rib {
     for (const w of u.withdrawn) if (table.delete(w)) touched.add(w);
     if (u.nlri.length) {
       const a = this.importAttributes(snap, u.attributes);
-      const rejected = this.importCheck(snap, a);
       const now = this.clock.now();
       for (const prefix of u.nlri) {
-        table.set(prefix, { path: { prefix, source: 'peer', peer: snap, attributes: a, since: now }, rejected });
+        const e: AdjInEntry = { path: { prefix, source: 'peer', peer: snap, attributes: a, since: now } };
+        this.judge(e);
+        table.set(prefix, e);
         touched.add(prefix);
       }
     }
@@ -312,6 +367,11 @@ export class Rib {
   /** A peer's Adj-RIB-In (accepted and rejected paths). */
   adjRibIn(address: string): AdjInEntry[] {
     return [...(this.adjIn.get(address)?.values() ?? [])];
+  }
+
+  /** One received path of a peer. */
+  adjInEntry(address: string, prefix: string): AdjInEntry | undefined {
+    return this.adjIn.get(address)?.get(prefix);
   }
 
   /** What was last announced to a peer. */
@@ -394,6 +454,8 @@ export class Rib {
   exportAttributes(best: RoutePath, peer: RibPeer): PathAttributes | undefined {
     const src = best.peer;
     if (src && src.address === peer.address) return undefined;
+    const verdict = this.policy.export?.(peer, best.prefix);
+    if (verdict && !verdict.accept) return undefined;
     const a = best.attributes;
     const comms = a.communities ?? [];
     if (comms.includes(COMMUNITY_NO_ADVERTISE)) return undefined;

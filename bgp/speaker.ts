@@ -57,6 +57,7 @@ import net from 'node:net';
 import type { Clock } from '../common/clock.ts';
 import { monotonicClock } from '../common/clock.ts';
 import { type Logger, createLogger } from '../common/log.ts';
+import { LogThrottle } from '../common/log-throttle.ts';
 import { SeededRng } from '../common/rng.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import {
@@ -85,7 +86,7 @@ import {
   endOfRib,
 } from './codec/index.ts';
 import { type BgpState, type ConnDirection, type FsmAction, type SessionError, BgpPeerFsm, shutdownCommunication } from './fsm.ts';
-import { type BestChange, type BestPathReason, type RejectReason, type RibPeer, type RoutePath, Rib } from './rib.ts';
+import { type BestChange, type BestPathReason, type RejectReason, type RibPeer, type RibPolicy, type RoutePath, Rib, comparePrefixes } from './rib.ts';
 import type { NegotiatedSession } from './session.ts';
 
 /** Speaker configuration. Times in seconds unless named `...Ms`. */
@@ -109,6 +110,10 @@ export interface BgpSpeakerOptions {
   log?: Logger;
   /** Seed of the retry jitter (RFC 4271 §10); default 1. */
   seed?: number;
+  /** Import/export policy beyond the RFC's checks (route filters); replace it with `setPolicy`. */
+  policy?: RibPolicy;
+  /** Interval of the throttled WARN lines (rejected connections, filtered routes, malformed messages); default 60 s. */
+  logIntervalMs?: number;
 }
 
 /** One configured neighbour. */
@@ -167,6 +172,8 @@ export interface BgpSpeakerEvents {
   'peer-state': [peer: string, state: BgpState, reason: string];
   /** A malformed message arrived from `peer`; the NOTIFICATION `error` describes has been sent. */
   malformed: [peer: string, error: BgpError];
+  /** The import policy rejected `prefix` from `peer` (`rule` says which rule). */
+  filtered: [peer: string, prefix: string, rule: string];
 }
 
 /** Per-peer status, like one block of `birdc show protocols all` / a row of `calicoctl node status`. */
@@ -242,6 +249,11 @@ export interface RejectedRoute {
   prefix: string;
   peer: string;
   reason: RejectReason;
+  /** For 'filtered': the rule that rejected it. */
+  rule?: string;
+  nextHop?: string;
+  localPref?: number;
+  asPathText: string;
 }
 
 /**
@@ -298,6 +310,8 @@ export class BgpSpeaker extends EventEmitter<BgpSpeakerEvents> {
   private running = false;
   private rejectedConnections = 0;
   private readonly sockets = new Set<net.Socket>();
+  /** One WARN line per source per interval: outsiders trigger these at will. */
+  private readonly warnings: LogThrottle;
 
   constructor(opts: BgpSpeakerOptions) {
     super();
@@ -311,7 +325,25 @@ export class BgpSpeaker extends EventEmitter<BgpSpeakerEvents> {
     this.clock = opts.clock ?? monotonicClock;
     this.log = opts.log ?? createLogger(`podlab:bgp:${opts.routerId}`);
     this.rng = new SeededRng(opts.seed ?? 1);
-    this.rib = new Rib({ asn: opts.asn, routerId: opts.routerId, clusterId: opts.routeReflector?.clusterId, clock: this.clock });
+    this.rib = new Rib({ asn: opts.asn, routerId: opts.routerId, clusterId: opts.routeReflector?.clusterId, clock: this.clock, policy: opts.policy });
+    this.warnings = new LogThrottle({
+      clock: this.clock,
+      intervalMs: opts.logIntervalMs,
+      write: ({ count, fields, repeated }) => {
+        const { msg, ...rest } = fields as { msg: string };
+        this.log.warn(repeated ? `${msg} (${count} times in the last ${Math.round((opts.logIntervalMs ?? 60_000) / 1000)} s)` : msg, { ...rest, count });
+      },
+    });
+  }
+
+  /**
+   * Replaces the import/export policy: every received path is judged again,
+   * the agent hears of changed best paths, and every Established peer gets
+   * what changed for it (soft reconfiguration; no session reset).
+   */
+  setPolicy(policy: RibPolicy): void {
+    this.propagate(this.rib.setPolicy(policy));
+    for (const p of this.peers.values()) if (p.rib) this.sendExports(p, this.rib.exportsFor(p.rib));
   }
 
   /** The bound listen address (port resolved if 0 was asked), once started. */
@@ -348,6 +380,7 @@ export class BgpSpeaker extends EventEmitter<BgpSpeakerEvents> {
   async stop(message = 'podlab speaker stopping'): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    this.warnings.flush();
     for (const p of this.peers.values()) {
       this.apply(p, p.fsm.stop(shutdownCommunication(message)));
       this.apply(p, p.fsm.dispose());
@@ -494,13 +527,17 @@ export class BgpSpeaker extends EventEmitter<BgpSpeakerEvents> {
     }));
   }
 
-  /** Received paths the import checks rejected (loops, our own next hop). */
+  /** Received paths the import checks or the policy rejected (loops, our own next hop, filters), by prefix. */
   rejected(): RejectedRoute[] {
     const out: RejectedRoute[] = [];
     for (const addr of this.peers.keys()) {
-      for (const e of this.rib.adjRibIn(addr)) if (e.rejected) out.push({ prefix: e.path.prefix, peer: addr, reason: e.rejected });
+      for (const e of this.rib.adjRibIn(addr)) {
+        if (!e.rejected) continue;
+        const a = e.path.attributes;
+        out.push({ prefix: e.path.prefix, peer: addr, reason: e.rejected, rule: e.rule, nextHop: a.nextHop, localPref: a.localPref, asPathText: asPathToString(a.asPath ?? []) });
+      }
     }
-    return out;
+    return out.sort((x, y) => comparePrefixes(x.prefix, y.prefix) || (x.peer < y.peer ? -1 : 1));
   }
 
   // -------------------------------------------------------------------------
@@ -512,7 +549,7 @@ export class BgpSpeaker extends EventEmitter<BgpSpeakerEvents> {
     const peer = this.peers.get(remote);
     if (!peer || !this.running) {
       this.rejectedConnections++;
-      this.log.warn('connection from an unconfigured address closed', { remote });
+      this.warnings.note(`conn ${remote}`, { msg: 'connection from an unconfigured address closed', remote });
       socket.destroy();
       return;
     }
@@ -559,7 +596,7 @@ export class BgpSpeaker extends EventEmitter<BgpSpeakerEvents> {
       if (m === undefined) return;
       if (isBgpError(m)) {
         peer.malformed++;
-        this.log.warn('malformed message: sending NOTIFICATION', { peer: peer.opts.address, error: m.toString() });
+        this.warnings.note(`malformed ${peer.opts.address}`, { msg: 'malformed message: sending NOTIFICATION', peer: peer.opts.address, error: m.toString() });
         this.emit('malformed', peer.opts.address, m);
         this.apply(peer, peer.fsm.messageError(c.id, m));
         if (!c.closing) this.closeConn(peer, c.id); // the connection was not the FSM's: still, the stream is broken
@@ -672,6 +709,12 @@ export class BgpSpeaker extends EventEmitter<BgpSpeakerEvents> {
       return;
     }
     this.propagate(this.rib.applyUpdate(peer.rib, u));
+    for (const prefix of u.nlri) {
+      const e = this.rib.adjInEntry(peer.opts.address, prefix);
+      if (e?.rejected !== 'filtered') continue;
+      this.warnings.note(`filtered ${peer.opts.address}`, { msg: 'route filtered', peer: peer.opts.address, prefix, rule: e.rule });
+      this.emit('filtered', peer.opts.address, prefix, e.rule!);
+    }
   }
 
   /** Route events for the agent, then the changed prefixes to every Established peer. */

@@ -5,7 +5,11 @@
  * - BGPConfiguration (cluster-scoped; Calico reads the one named `default`):
  *   `spec.asNumber` (default 64512), `spec.nodeToNodeMeshEnabled` (default true);
  * - BGPPeer (cluster-scoped): `spec.peerIP` (`IP` or `IP:port`), `spec.asNumber`,
- *   optional `spec.node` to peer from that node only (without it every node peers).
+ *   optional `spec.node` to peer from that node only (without it every node peers),
+ *   optional `spec.filters` (BGPFilter names, applied in order);
+ * - BGPFilter (cluster-scoped): `spec.importV4` / `spec.exportV4` rules of
+ *   `action` (Accept/Reject), `matchOperator` (Equal/In/NotIn) and `cidr`; the
+ *   first matching rule decides (backends/bgp/filters.ts).
  */
 import type { FieldError } from './errors.ts';
 import type { ResourceType } from './resources.ts';
@@ -22,10 +26,23 @@ export interface BgpPeerSpec {
   peerIP: string;
   asNumber: number;
   node?: string;
+  filters?: string[];
+}
+
+export interface BgpFilterRule {
+  action: 'Accept' | 'Reject';
+  matchOperator?: 'Equal' | 'In' | 'NotIn';
+  cidr?: string;
+}
+
+export interface BgpFilterSpec {
+  importV4?: BgpFilterRule[];
+  exportV4?: BgpFilterRule[];
 }
 
 export type BgpConfiguration = KubeObject<BgpConfigurationSpec, never>;
 export type BgpPeer = KubeObject<BgpPeerSpec, never>;
+export type BgpFilter = KubeObject<BgpFilterSpec, never>;
 
 /** Calico's default AS number. */
 export const CALICO_DEFAULT_ASN = 64512;
@@ -60,6 +77,38 @@ function validateBgpPeer(obj: KubeObject): FieldError[] {
   if (spec.asNumber === undefined) errs.push({ field: 'spec.asNumber', type: 'FieldValueRequired' });
   else if (!isAsn(spec.asNumber)) errs.push({ field: 'spec.asNumber', type: 'FieldValueInvalid', value: spec.asNumber, detail: 'must be an AS number from 1 to 4294967295' });
   if (spec.node !== undefined && typeof spec.node !== 'string') errs.push({ field: 'spec.node', type: 'FieldValueInvalid', value: spec.node, detail: 'must be a node name' });
+  if (spec.filters !== undefined && (!Array.isArray(spec.filters) || !spec.filters.every((f) => typeof f === 'string'))) {
+    errs.push({ field: 'spec.filters', type: 'FieldValueInvalid', value: spec.filters, detail: 'must be a list of BGPFilter names' });
+  }
+  return errs;
+}
+
+const IPV4_CIDR = /^(\d+\.\d+\.\d+\.\d+)\/(\d|[12]\d|3[0-2])$/;
+
+function validateBgpFilter(obj: KubeObject): FieldError[] {
+  const spec = rec(obj.spec);
+  const errs: FieldError[] = [];
+  for (const dir of ['importV4', 'exportV4'] as const) {
+    const rules = spec[dir];
+    if (rules === undefined) continue;
+    if (!Array.isArray(rules)) {
+      errs.push({ field: `spec.${dir}`, type: 'FieldValueInvalid', value: rules, detail: 'must be a list of rules' });
+      continue;
+    }
+    rules.forEach((r: unknown, i: number) => {
+      const rule = rec(r);
+      const f = `spec.${dir}[${i}]`;
+      if (rule.action !== 'Accept' && rule.action !== 'Reject') errs.push({ field: `${f}.action`, type: 'FieldValueNotSupported', value: rule.action, detail: 'supported values: "Accept", "Reject"' });
+      if (rule.matchOperator !== undefined && !['Equal', 'In', 'NotIn'].includes(rule.matchOperator as string)) {
+        errs.push({ field: `${f}.matchOperator`, type: 'FieldValueNotSupported', value: rule.matchOperator, detail: 'supported values: "Equal", "In", "NotIn"' });
+      }
+      if (rule.cidr !== undefined) {
+        const m = typeof rule.cidr === 'string' ? IPV4_CIDR.exec(rule.cidr) : null;
+        if (!m || !isIpv4Address(m[1])) errs.push({ field: `${f}.cidr`, type: 'FieldValueInvalid', value: rule.cidr, detail: 'must be an IPv4 CIDR' });
+      }
+      if ((rule.matchOperator === undefined) !== (rule.cidr === undefined)) errs.push({ field: f, type: 'FieldValueInvalid', value: r, detail: 'cidr and matchOperator go together' });
+    });
+  }
   return errs;
 }
 
@@ -86,4 +135,16 @@ export const BGP_PEERS: ResourceType = {
   listKind: 'BGPPeerList',
   hasStatus: false,
   validate: validateBgpPeer,
+};
+
+export const BGP_FILTERS: ResourceType = {
+  group: 'projectcalico.org',
+  version: 'v3',
+  kind: 'BGPFilter',
+  plural: 'bgpfilters',
+  singular: 'bgpfilter',
+  namespaced: false,
+  listKind: 'BGPFilterList',
+  hasStatus: false,
+  validate: validateBgpFilter,
 };

@@ -48,6 +48,8 @@ export interface KernelNodeOptions {
   bgpPort?: number;
   bgpHoldTime?: number;
   bgpTopology?: BgpTopology;
+  /** The cluster's IP pool: what BGP filters let nodes announce and keep external peers from announcing. */
+  clusterCidr?: string;
   heartbeatMs?: number;
 }
 
@@ -60,11 +62,11 @@ export class KernelNodeAgent {
   private control?: ControlServer;
 
   constructor(opts: KernelNodeOptions) {
-    this.o = { vxlanPort: 8472, vni: 1, mtu: 1500, heartbeatMs: 10_000, backend: DEFAULT_BACKEND, bgpPort: 179, bgpHoldTime: 9, bgpTopology: 'full-mesh', ...opts };
+    this.o = { vxlanPort: 8472, vni: 1, mtu: 1500, heartbeatMs: 10_000, backend: DEFAULT_BACKEND, bgpPort: 179, bgpHoldTime: 9, bgpTopology: 'full-mesh', clusterCidr: '10.244.0.0/16', ...opts };
     this.name = opts.name;
     this.backend = backendNamed(this.o.backend);
     const o = this.o;
-    this.runtime = new KernelRuntime({ name: o.name, netns: o.netns, ip: o.ip, stateDir: o.stateDir, backend: this.backend, vxlanPort: o.vxlanPort, vni: o.vni, mtu: o.mtu, bgp: { port: o.bgpPort, holdTime: o.bgpHoldTime, topology: o.bgpTopology } });
+    this.runtime = new KernelRuntime({ name: o.name, netns: o.netns, ip: o.ip, stateDir: o.stateDir, backend: this.backend, vxlanPort: o.vxlanPort, vni: o.vni, mtu: o.mtu, bgp: { port: o.bgpPort, holdTime: o.bgpHoldTime, topology: o.bgpTopology, pools: [o.clusterCidr] } });
     const labels = { 'kubernetes.io/os': 'linux', 'podlab.io/kernel-node': 'true' };
     this.core = new NodeCore(
       {

@@ -4,6 +4,7 @@
  *   podlab kernel-node --name knode-1 --netns podlab-knode-1 --ip 10.250.0.14
  *       --api unix:/path/.podlab/api.sock --state-dir .podlab [--vxlan-port 8472] [--vni 1] [--mtu 1500]
  *       [--backend NAME (backends/registry.ts)] [--bgp-port 179] [--bgp-hold-time 9] [--bgp-topology full-mesh|route-reflector]
+ *       [--cluster-cidr 10.244.0.0/16 (the IP pool BGP filters check)]
  *
  * The namespace must exist with eth0 carrying --ip (the netns lab creates it).
  * Prints `{"event":"ready",...}` once the node is Ready, or `{"event":"error"}`
@@ -38,6 +39,7 @@ const OPTIONS = {
   'bgp-port': { type: 'string', default: '179' },
   'bgp-hold-time': { type: 'string', default: '9' },
   'bgp-topology': { type: 'string', default: 'full-mesh' },
+  'cluster-cidr': { type: 'string', default: '10.244.0.0/16' },
 } as const;
 helpIfAsked('kernel-node', 'One kernel node of a netns lab: configures a real network namespace as a node (kernel-node/).', OPTIONS);
 
@@ -88,6 +90,7 @@ const agent = new KernelNodeAgent({
   bgpPort: int('bgp-port', v['bgp-port'], 1, 65535),
   bgpHoldTime: holdTime(v['bgp-hold-time']),
   bgpTopology: v['bgp-topology'],
+  clusterCidr: v['cluster-cidr'],
 });
 
 await runDaemon('kernel-node', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath, kind: 'kernel' }));

@@ -50,7 +50,7 @@ export interface KernelRuntimeOptions {
   vxlanPort: number;
   vni: number;
   mtu: number;
-  bgp: { port: number; holdTime: number; topology: BgpTopology };
+  bgp: { port: number; holdTime: number; topology: BgpTopology; pools: string[] };
 }
 
 export class KernelRuntime implements NodeRuntime {
@@ -132,7 +132,7 @@ export class KernelRuntime implements NodeRuntime {
   }
 
   bgpRouting(podCIDR: string): BirdRouting {
-    return new BirdRouting({ node: this.o.name, netns: this.o.netns, stateDir: this.o.stateDir, ip: this.o.ip, podCIDR, port: this.o.bgp.port, holdTime: this.o.bgp.holdTime, topology: this.o.bgp.topology });
+    return new BirdRouting({ node: this.o.name, netns: this.o.netns, stateDir: this.o.stateDir, ip: this.o.ip, podCIDR, port: this.o.bgp.port, holdTime: this.o.bgp.holdTime, topology: this.o.bgp.topology, pools: this.o.bgp.pools });
   }
 
   pod(key: string): RuntimePod | undefined {

@@ -199,7 +199,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
         role = 'kernel-node';
         args = [
           bin, 'kernel-node', '--name', n.name, '--netns', n.netns, '--ip', n.ip, '--api', rec.apiUrl!, '--state-dir', o.stateDir, '--token-file', nodeTokenPath(o.stateDir, n.name), '--vxlan-port', String(o.vxlanPort), '--mtu', String(o.mtu),
-          '--backend', backend, '--bgp-port', String(o.bgpPort ?? 179), '--bgp-hold-time', String(o.bgpHoldTime ?? 9), '--bgp-topology', o.bgpTopology ?? 'full-mesh',
+          '--backend', backend, '--bgp-port', String(o.bgpPort ?? 179), '--bgp-hold-time', String(o.bgpHoldTime ?? 9), '--bgp-topology', o.bgpTopology ?? 'full-mesh', '--cluster-cidr', o.clusterCidr,
         ];
       }
       const p = spawnLogged(o.stateDir, n.name, args, where);

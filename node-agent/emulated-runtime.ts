@@ -118,6 +118,7 @@ export class EmulatedRuntime implements NodeRuntime {
       port: this.o.bgp.port,
       holdTime: this.o.bgp.holdTime,
       topology: this.o.bgp.topology,
+      pools: [this.o.clusterCidr],
       clock: this.o.clock,
       seed: this.o.seed,
       apply: (a) => this.dp.applyPlan(a),

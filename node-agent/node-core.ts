@@ -7,7 +7,7 @@
  *   agent finds its Node and keeps the podCIDR and tunnel MAC, as flanneld
  *   keeps its lease, so peers need not change.
  * - Watches Nodes and applies the backend's plan (one entry set per remote
- *   node); with a BGP backend also the BGPConfiguration and BGPPeers, and
+ *   node); with a BGP backend also the BGPConfiguration, BGPPeers and BGPFilters, and
  *   reconciles the node's speaker.
  * - Watches its Pods and gives each a network and an address from host-local
  *   IPAM, reports them Running, and posts Ready with a heartbeat.
@@ -20,7 +20,7 @@ import type { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import { renewNodeLease } from '../control-plane/node-lease.ts';
 import { postEvent } from '../control-plane/event-client.ts';
-import type { BgpConfiguration, BgpPeer } from '../control-plane/calico.ts';
+import type { BgpConfiguration, BgpFilter, BgpPeer } from '../control-plane/calico.ts';
 import type { Node, NodeAddress, Pod } from '../control-plane/types.ts';
 import { Cidr } from '../packet/cidr.ts';
 import type { Lease, NetworkBackend } from '../backends/backend.ts';
@@ -63,6 +63,7 @@ export class NodeCore {
   private podInformer?: Informer<Pod>;
   private bgpConfigInformer?: Informer<BgpConfiguration>;
   private bgpPeerInformer?: Informer<BgpPeer>;
+  private bgpFilterInformer?: Informer<BgpFilter>;
   private ipam!: HostLocalIpam;
   private readonly programmed = new Map<string, Lease>();
   /** Plans and pod changes are applied one at a time, in order, so IPAM never races. */
@@ -211,9 +212,10 @@ export class NodeCore {
     this.bgp = this.runtime.bgpRouting(this.podCIDR);
     this.bgpConfigInformer = new Informer<BgpConfiguration>(this.api, 'bgpconfigurations');
     this.bgpPeerInformer = new Informer<BgpPeer>(this.api, 'bgppeers');
+    this.bgpFilterInformer = new Informer<BgpFilter>(this.api, 'bgpfilters');
     const again = () => this.reconcileBgp();
-    for (const inf of [this.bgpConfigInformer, this.bgpPeerInformer, this.nodeInformer!] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
-    await Promise.all([this.bgpConfigInformer.start(), this.bgpPeerInformer.start()]);
+    for (const inf of [this.bgpConfigInformer, this.bgpPeerInformer, this.bgpFilterInformer, this.nodeInformer!] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
+    await Promise.all([this.bgpConfigInformer.start(), this.bgpPeerInformer.start(), this.bgpFilterInformer.start()]);
     if (this.o.resyncMs) this.timers.push(setInterval(again, this.o.resyncMs));
     this.reconcileBgp();
     await this.bgpQueue;
@@ -224,7 +226,7 @@ export class NodeCore {
     const bgp = this.bgp;
     if (!bgp || this.stopped) return;
     this.bgpQueue = this.bgpQueue
-      .then(() => bgp.reconcile({ nodes: this.nodeInformer!.list(), config: this.bgpConfigInformer!.list().find((c) => c.metadata.name === 'default'), peers: this.bgpPeerInformer!.list() }))
+      .then(() => bgp.reconcile({ nodes: this.nodeInformer!.list(), config: this.bgpConfigInformer!.list().find((c) => c.metadata.name === 'default'), peers: this.bgpPeerInformer!.list(), filters: this.bgpFilterInformer!.list() }))
       .catch((e) => this.log.error('bgp reconcile failed', { node: this.name, error: String(e) }));
   }
 
@@ -304,6 +306,7 @@ export class NodeCore {
     void this.podInformer?.stop();
     void this.bgpConfigInformer?.stop();
     void this.bgpPeerInformer?.stop();
+    void this.bgpFilterInformer?.stop();
     await this.queue.catch(() => {});
     await this.bgpQueue.catch(() => {});
     await this.bgp?.stop().catch(() => {});

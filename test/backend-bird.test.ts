@@ -1,6 +1,7 @@
 /**
  * A real BIRD 2 joins a running Calico-style lab the Calico way: a BGPPeer
- * object applied to the apiserver makes every node agent peer with it. Both
+ * object (with a BGPFilter admitting its prefix) applied to the apiserver
+ * makes every node agent peer with it. Both
  * directions are checked: BIRD learns every node's podCIDR with that node as
  * next hop (`birdc show route`), and every node installs the route BIRD
  * announces (`proto bird`). BIRD frozen → the nodes withdraw its route when
@@ -70,11 +71,18 @@ test('BIRD peers with the node agents through a BGPPeer; routes flow both ways; 
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  // A BGPPeer imports only what its BGPFilters accept (backends/bgp/filters.ts).
+  await labApi(lab.rec).create('bgpfilters', {
+    apiVersion: 'projectcalico.org/v3',
+    kind: 'BGPFilter',
+    metadata: { name: 'bird-in' },
+    spec: { importV4: [{ action: 'Accept', matchOperator: 'In', cidr: '10.96.0.0/16' }, { action: 'Reject' }] },
+  });
   await labApi(lab.rec).create('bgppeers', {
     apiVersion: 'projectcalico.org/v3',
     kind: 'BGPPeer',
     metadata: { name: 'bird' },
-    spec: { peerIP: `${BIRD_IP}:${BIRD_PORT}`, asNumber: 64512 },
+    spec: { peerIP: `${BIRD_IP}:${BIRD_PORT}`, asNumber: 64512, filters: ['bird-in'] },
   });
 
   // BIRD learns both podCIDRs, each with its node as next hop.

@@ -11,6 +11,7 @@
  * Without root, nft or bird: those checks are skipped with the reason (failed in CI).
  */
 import test from 'ava';
+import type { BgpFilter } from '../control-plane/calico.ts';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -92,7 +93,16 @@ const birdInput = {
   peers: [
     { name: 'node-2', ip: '10.250.0.12', asn: 64512, port: 179 },
     { name: 'node-1', ip: '10.250.0.11', asn: 64512, port: 179 },
-    { name: 'tor "switch"', ip: '10.250.0.200', asn: 65000, port: 1179 },
+    {
+      name: 'tor "switch"', ip: '10.250.0.200', asn: 65000, port: 1179,
+      external: { name: 'tor', filters: [{ apiVersion: 'projectcalico.org/v3', kind: 'BGPFilter', metadata: { name: 'tor-in' }, spec: { importV4: [{ action: 'Accept', matchOperator: 'Equal', cidr: '0.0.0.0/0' }, { action: 'Reject', matchOperator: 'NotIn', cidr: '198.51.100.0/24' }], exportV4: [{ action: 'Reject', matchOperator: 'In', cidr: '10.244.4.128/25' }] } } as BgpFilter] },
+    },
+  ],
+  pools: ['10.244.0.0/16'],
+  owners: [
+    { name: 'node-1', ip: '10.250.0.11', blocks: ['10.244.1.0/24'] },
+    { name: 'node-2', ip: '10.250.0.12', blocks: ['10.244.2.0/24'] },
+    { name: 'knode-4', ip: '10.250.0.14', blocks: ['10.244.4.0/24'] },
   ],
 };
 
@@ -110,6 +120,29 @@ test('bird.conf for a kernel node: Calico\'s shape, sorted peers, passive toward
   t.regex(block('10.250.0.200'), /passive on;/);
   t.regex(block('10.250.0.200'), /neighbor 10\.250\.0\.200 port 1179 as 65000;/);
   t.regex(block('10.250.0.200'), /description "tor switch";/);
+});
+
+test('bird.conf filters: a node peer only its block in the pools, a BGPPeer its BGPFilter rules in order, no default unless accepted', (t) => {
+  const conf = birdConfig(birdInput);
+  const filt = (kind: string, ip: string) => conf.slice(conf.indexOf(`filter podlab_${kind}_${birdProtocolName(ip)} {`)).split('\n}')[0];
+  const n2 = filt('import', '10.250.0.12');
+  t.regex(n2, /if net = 0\.0\.0\.0\/0 then reject "default route: never from a node";/);
+  t.regex(n2, /if !\(net ~ \[ 10\.244\.0\.0\/16\+ \]\) then reject "outside the IP pools";/);
+  t.regex(n2, /if !defined\(bgp_originator_id\) then \{\n {4}if net ~ \[ 10\.244\.2\.0\/24\+ \] then accept "node-2's block";\n {4}reject "not node-2's block";/);
+  t.regex(n2, /if bgp_originator_id = 10\.250\.0\.11 && net ~ \[ 10\.244\.1\.0\/24\+ \] then accept "node-1's block";/);
+  const tor = filt('import', '10.250.0.200');
+  const lines = tor.split('\n').map((l) => l.trim());
+  t.deepEqual(lines.slice(1), [
+    `if net ~ [ 10.244.0.0/16+ ] then reject "inside an IP pool: only nodes announce the cluster's addresses";`,
+    'if net = 0.0.0.0/0 then accept "BGPFilter tor-in importV4[0] Accept Equal 0.0.0.0/0";',
+    'if !(net ~ [ 198.51.100.0/24+ ]) then reject "BGPFilter tor-in importV4[1] Reject NotIn 198.51.100.0/24";',
+    'if net = 0.0.0.0/0 then reject "default route: only a BGPFilter rule may accept it";',
+    'accept;',
+  ]);
+  t.regex(filt('export', '10.250.0.200'), /if net ~ \[ 10\.244\.4\.128\/25\+ \] then reject "BGPFilter tor-in exportV4\[0\] Reject In 10\.244\.4\.128\/25";/);
+  t.regex(conf, /ipv4 \{ import keep filtered on; import filter podlab_import_Mesh_10_250_0_200; export filter podlab_export_Mesh_10_250_0_200; \};/);
+  const bare = birdConfig({ ...birdInput, peers: [{ ...birdInput.peers[2], external: { name: 'tor', filters: [] } }] });
+  t.regex(bare, /reject "no BGPFilter on BGPPeer tor: nothing is imported";/);
 });
 
 test('BIRD\'s own parser accepts the configuration (bird -p)', async (t) => {

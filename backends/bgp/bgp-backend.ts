@@ -9,10 +9,14 @@
  *
  * The peers come from ./peers.ts; of each pair the node whose IP compares
  * greater as a string dials (Calico's `passive on` rule, in bgp/speaker.ts).
+ * What the speaker accepts from each peer is Calico's filters (./filters.ts),
+ * given to it as the RIB's policy and replaced whenever Nodes, BGPPeers or
+ * BGPFilters change.
  */
 import type { Clock } from '../../common/clock.ts';
 import { createLogger } from '../../common/log.ts';
-import { BgpSpeaker, formatSummary, type RouteSummary } from '../../bgp/index.ts';
+import { BgpSpeaker, formatSummary, type RibPolicy, type RouteSummary } from '../../bgp/index.ts';
+import { exportVerdict, importVerdict, nodeOwners, peerKinds, type FilterContext, type PeerKind } from './filters.ts';
 import type { PlanAction } from '../backend.ts';
 import { clusterAsn, desiredPeers, reflectorClusterId, type BgpInputs, type BgpTopology, type DesiredPeer } from './peers.ts';
 
@@ -36,6 +40,8 @@ export interface BgpBackendOptions {
   port: number;
   holdTime: number;
   topology: BgpTopology;
+  /** The cluster's IP pools (the cluster CIDR): node routes must fall inside, external ones outside. */
+  pools: string[];
   clock: Clock;
   seed: number;
   /** Installs or removes a learned route in the node's table. */
@@ -52,6 +58,8 @@ export class CalicoBgp implements BgpRouting {
   private readonly configured = new Map<string, DesiredPeer>();
   private readonly learned = new Set<string>();
   private starting?: Promise<void>;
+  private policyKey = '';
+  private policy: RibPolicy = { import: () => ({ accept: false, rule: 'no policy yet' }) };
 
   constructor(private readonly o: BgpBackendOptions) {}
 
@@ -62,6 +70,7 @@ export class CalicoBgp implements BgpRouting {
     if (!this.speaker || asn !== this.asn || clusterId !== this.clusterId) await this.restart(asn, clusterId);
     const want = desiredPeers({ self: this.o.node, port: this.o.port, topology: this.o.topology, reflector: clusterId !== undefined }, input);
     const speaker = this.speaker!;
+    this.updatePolicy(input, want);
     for (const [addr, have] of this.configured) {
       const w = want.get(addr);
       if (!w || JSON.stringify(w) !== JSON.stringify(have)) {
@@ -76,6 +85,17 @@ export class CalicoBgp implements BgpRouting {
     }
   }
 
+  /** Rebuilds the filters from the cluster's state; the speaker re-judges what it holds when they changed. */
+  private updatePolicy(input: BgpInputs, want: Map<string, DesiredPeer>): void {
+    const ctx: FilterContext = { pools: this.o.pools, nodes: nodeOwners(input) };
+    const kinds = peerKinds(want, input.filters ?? []);
+    const key = JSON.stringify([ctx.pools, [...ctx.nodes], [...kinds]]);
+    if (key === this.policyKey) return;
+    this.policyKey = key;
+    this.policy = calicoPolicy(ctx, kinds);
+    this.speaker?.setPolicy(this.policy);
+  }
+
   private async restart(asn: number, clusterId: string | undefined): Promise<void> {
     await this.stop();
     this.asn = asn;
@@ -88,6 +108,7 @@ export class CalicoBgp implements BgpRouting {
       routeReflector: clusterId ? { clusterId } : undefined,
       clock: this.o.clock,
       seed: this.o.seed,
+      policy: this.policy,
     });
     speaker.on('route-add', (prefix, r) => {
       this.learned.add(prefix);
@@ -98,7 +119,6 @@ export class CalicoBgp implements BgpRouting {
       this.o.apply({ op: 'del-route', cidr: prefix, node: '' });
     });
     speaker.on('peer-state', (peer, state, reason) => log.info('bgp peer', { node: this.o.node, peer, state, reason }));
-    speaker.on('malformed', (peer, err) => log.warn('malformed BGP message', { peer, error: err.message }));
     speaker.announce(this.o.podCIDR, { nextHop: this.o.ip });
     this.speaker = speaker;
     this.starting = speaker.start();
@@ -126,8 +146,17 @@ export class CalicoBgp implements BgpRouting {
     return `BGP router identifier ${s.routerId}, local AS number ${s.asn}${s.clusterId ? `, route reflector (cluster ${s.clusterId})` : ''}\n${formatSummary(s)}\n`;
   }
 
-  /** `podlab node NODE bgp routes`: the Loc-RIB, best paths first, with the reason each won. */
+  /** `podlab node NODE bgp routes`: the Loc-RIB, best paths first, with the reason each won; then what was filtered and by which rule (`birdc show route filtered`). */
   routes(): string {
+    if (!this.speaker) return '';
+    const filtered = this.speaker.rejected();
+    const tail = filtered.length
+      ? `Filtered (received, not installed):\n${filtered.map((r) => `${r.prefix.padEnd(18)}   via ${r.nextHop ?? '?'} from ${r.peer} as-path [${r.asPathText}]${r.localPref !== undefined ? ` local-pref ${r.localPref}` : ''} (${r.reason === 'filtered' ? `filtered: ${r.rule}` : `rejected: ${r.reason}`})`).join('\n')}\n`
+      : '';
+    return this.loc() + tail;
+  }
+
+  private loc(): string {
     if (!this.speaker) return '';
     return this.speaker
       .routes()
@@ -152,4 +181,19 @@ export class CalicoBgp implements BgpRouting {
     this.learned.clear();
     if (s) await s.stop();
   }
+}
+
+/** The RIB policy of Calico's filters: import by ./filters.ts, export through BGPFilter exportV4 to external peers. */
+export function calicoPolicy(ctx: FilterContext, kinds: Map<string, PeerKind>): RibPolicy {
+  return {
+    import: (peer, prefix, a) => {
+      const kind = kinds.get(peer.address);
+      if (!kind) return { accept: false, rule: `${peer.address} is not a configured peer` };
+      return importVerdict(ctx, kind, prefix, kind.kind === 'node' ? (a.originatorId ?? peer.address) : peer.address);
+    },
+    export: (peer, prefix) => {
+      const kind = kinds.get(peer.address);
+      return kind ? exportVerdict(kind, prefix) : undefined;
+    },
+  };
 }

@@ -7,6 +7,7 @@
 import { BirdProcess, birdConfig } from './bird.ts';
 import type { BgpRouting } from './bgp-backend.ts';
 import { clusterAsn, desiredPeers, type BgpInputs, type BgpTopology } from './peers.ts';
+import { nodeOwners, peerKinds } from './filters.ts';
 
 export interface BirdRoutingOptions {
   node: string;
@@ -17,6 +18,8 @@ export interface BirdRoutingOptions {
   port: number;
   holdTime: number;
   topology: BgpTopology;
+  /** The cluster's IP pools (filters: ./filters.ts). */
+  pools: string[];
 }
 
 export class BirdRouting implements BgpRouting {
@@ -28,8 +31,13 @@ export class BirdRouting implements BgpRouting {
 
   async reconcile(input: BgpInputs): Promise<void> {
     const want = desiredPeers({ self: this.o.node, port: this.o.port, topology: this.o.topology, reflector: false }, input);
-    const peers = [...want.values()].map((p) => ({ name: p.name, ip: p.address, asn: p.asn, port: p.port }));
-    const text = birdConfig({ node: this.o.node, routerId: this.o.ip, asn: clusterAsn(input.config), podCIDR: this.o.podCIDR, port: this.o.port, holdTime: this.o.holdTime, peers });
+    const kinds = peerKinds(want, input.filters ?? []);
+    const peers = [...want.values()].map((p) => {
+      const k = kinds.get(p.address);
+      return { name: p.name, ip: p.address, asn: p.asn, port: p.port, ...(k?.kind === 'external' ? { external: { name: k.name, filters: k.filters } } : {}) };
+    });
+    const owners = [...nodeOwners(input).values()];
+    const text = birdConfig({ node: this.o.node, routerId: this.o.ip, asn: clusterAsn(input.config), podCIDR: this.o.podCIDR, port: this.o.port, holdTime: this.o.holdTime, peers, pools: this.o.pools, owners });
     await this.bird.apply(text);
   }
 

@@ -12,6 +12,14 @@
  * podlab's speakers, bgp/speaker.ts calicoMeshPassive), `next hop self`, and
  * `direct` (the peers share eth0's subnet).
  *
+ * Import filters are ./filters.ts's decisions rendered as BIRD filters, one
+ * per peer (`podlab_import_<protocol>`): from a node only its own block inside
+ * the IP pools (the announcing node is `bgp_originator_id` when reflected),
+ * from a BGPPeer nothing inside the pools, then its BGPFilters' importV4 rules
+ * in order (Calico's `bgp_<filter>_importFilterV4` functions inlined), no
+ * default route unless a rule accepts it; exportV4 rules likewise on export.
+ * Every reject names its rule, and `birdc show route filtered` lists them.
+ *
  * The renderer is pure; BirdProcess owns the one BIRD of a kernel node: it
  * runs in the foreground as the agent's child (`ip netns exec NS bird -f`),
  * writes its pid file into the state dir (so `podlab down` stops it even after
@@ -23,6 +31,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { calicoMeshPassive } from '../../bgp/speaker.ts';
+import type { BgpFilter, BgpFilterRule } from '../../control-plane/calico.ts';
+import { ruleText, type NodeOwner } from './filters.ts';
 import { systemTool } from '../../common/system-tool.ts';
 import { stopRecorded } from '../../common/recorded-process.ts';
 
@@ -35,6 +45,8 @@ export interface BirdPeer {
   ip: string;
   asn: number;
   port: number;
+  /** A BGPPeer (external router) with its BGPFilters, in order; absent: a node. */
+  external?: { name: string; filters: BgpFilter[] };
 }
 
 export interface BirdConfigInput {
@@ -46,6 +58,62 @@ export interface BirdConfigInput {
   port: number;
   holdTime: number;
   peers: BirdPeer[];
+  /** The cluster's IP pools. */
+  pools: string[];
+  /** Every node and its blocks (who may announce what). */
+  owners: NodeOwner[];
+}
+
+const q = (s: string) => `"${s.replace(/["\\]/g, '')}"`;
+const set = (cidrs: string[]) => `[ ${cidrs.map((c) => `${c}+`).join(', ')} ]`;
+
+function ruleCondition(r: BgpFilterRule): string {
+  if (!r.cidr) return 'true';
+  if (r.matchOperator === 'Equal') return `net = ${r.cidr}`;
+  if (r.matchOperator === 'NotIn') return `!(net ~ ${set([r.cidr])})`;
+  return `net ~ ${set([r.cidr])}`;
+}
+
+/** BGPFilter rules as BIRD statements: the first match accepts or rejects, naming its rule. */
+function filterRules(filters: BgpFilter[], dir: 'importV4' | 'exportV4'): string[] {
+  const out: string[] = [];
+  for (const f of filters) {
+    (f.spec?.[dir] ?? []).forEach((r, i) => out.push(`  if ${ruleCondition(r)} then ${r.action === 'Accept' ? 'accept' : 'reject'} ${q(ruleText(f.metadata.name, dir, i, r))};`));
+  }
+  return out;
+}
+
+/** The import filter of one peer (./filters.ts importVerdict, in BIRD's language). */
+export function birdImportFilter(c: Pick<BirdConfigInput, 'pools' | 'owners'>, p: BirdPeer): string[] {
+  const name = `podlab_import_${birdProtocolName(p.ip)}`;
+  const lines = [`filter ${name} {`];
+  if (p.external) {
+    if (c.pools.length) lines.push(`  if net ~ ${set(c.pools)} then reject ${q("inside an IP pool: only nodes announce the cluster's addresses")};`);
+    if (!p.external.filters.length) lines.push(`  reject ${q(`no BGPFilter on BGPPeer ${p.external.name}: nothing is imported`)};`);
+    else {
+      lines.push(...filterRules(p.external.filters, 'importV4'));
+      lines.push(`  if net = 0.0.0.0/0 then reject ${q('default route: only a BGPFilter rule may accept it')};`, '  accept;');
+    }
+  } else {
+    lines.push(`  if net = 0.0.0.0/0 then reject ${q('default route: never from a node')};`);
+    lines.push(c.pools.length ? `  if !(net ~ ${set(c.pools)}) then reject ${q('outside the IP pools')};` : `  reject ${q('no IP pools')};`);
+    const self = c.owners.find((o) => o.ip === p.ip);
+    // Not reflected: the peer announced it itself.
+    lines.push('  if !defined(bgp_originator_id) then {');
+    if (self?.blocks.length) lines.push(`    if net ~ ${set(self.blocks)} then accept ${q(`${self.name}'s block`)};`);
+    lines.push(`    reject ${q(`not ${self?.name ?? p.ip}'s block`)};`, '  }');
+    // Reflected: the originator's block.
+    for (const o of c.owners) if (o.blocks.length) lines.push(`  if bgp_originator_id = ${o.ip} && net ~ ${set(o.blocks)} then accept ${q(`${o.name}'s block`)};`);
+    lines.push(`  reject ${q("not the announcing node's block")};`);
+  }
+  lines.push('}');
+  return lines;
+}
+
+/** The export filter of one peer: our block, through a BGPPeer's exportV4 rules. */
+export function birdExportFilter(p: BirdPeer): string[] {
+  const rules = p.external ? filterRules(p.external.filters, 'exportV4') : [];
+  return [`filter podlab_export_${birdProtocolName(p.ip)} {`, '  if proto != "podcidr" then reject;', ...rules, '  accept;', '}'];
 }
 
 /** A BIRD protocol name for a peer: Calico's `Mesh_10_250_0_11` style. */
@@ -93,11 +161,14 @@ export function birdConfig(c: BirdConfigInput): string {
   for (const p of [...c.peers].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0))) {
     lines.push(
       '',
+      ...birdImportFilter(c, p),
+      ...birdExportFilter(p),
       `protocol bgp ${birdProtocolName(p.ip)} from podlab_mesh {`,
       `  description "${p.name.replace(/"/g, '')}";`,
       `  neighbor ${p.ip} port ${p.port} as ${p.asn};`,
       // Of each pair the greater IP (as a string) dials, as Calico's template says.
       ...(calicoMeshPassive(c.routerId, p.ip) ? ['  passive on;'] : []),
+      `  ipv4 { import keep filtered on; import filter podlab_import_${birdProtocolName(p.ip)}; export filter podlab_export_${birdProtocolName(p.ip)}; };`,
       '}',
     );
   }
@@ -183,9 +254,10 @@ export class BirdProcess {
     return birdc(this.paths.ctl, 'show', 'protocols');
   }
 
-  /** `birdc show route`, the kernel node's `bgp routes`. */
-  routes(): Promise<string> {
-    return birdc(this.paths.ctl, 'show', 'route');
+  /** `birdc show route`, then `show route filtered` (with each route's attributes), the kernel node's `bgp routes`. */
+  async routes(): Promise<string> {
+    const [all, filtered] = await Promise.all([birdc(this.paths.ctl, 'show', 'route'), birdc(this.paths.ctl, 'show', 'route', 'filtered', 'all')]);
+    return `${all}\nFiltered (received, not installed; birdc show route filtered all):\n${filtered}`;
   }
 
   async stop(): Promise<void> {

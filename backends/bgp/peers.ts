@@ -11,7 +11,7 @@
  * - BGPPeer objects add external routers (BIRD, a top-of-rack switch), from
  *   every node or from `spec.node` only.
  */
-import { CALICO_DEFAULT_ASN, parsePeerIP, type BgpConfiguration, type BgpPeer } from '../../control-plane/calico.ts';
+import { CALICO_DEFAULT_ASN, parsePeerIP, type BgpConfiguration, type BgpFilter, type BgpPeer } from '../../control-plane/calico.ts';
 import { CALICO_IPV4_ADDRESS } from '../../control-plane/annotations.ts';
 import type { Node } from '../../control-plane/types.ts';
 
@@ -22,11 +22,13 @@ export const RR_LABEL = 'route-reflector';
 export const RR_CLUSTER_ANNOTATION = 'projectcalico.org/RouteReflectorClusterID';
 export const DEFAULT_RR_CLUSTER_ID = '244.0.0.1';
 
-/** What a node's BGP reads from the cluster: Nodes, the `default` BGPConfiguration, BGPPeers. */
+/** What a node's BGP reads from the cluster: Nodes, the `default` BGPConfiguration, BGPPeers, BGPFilters. */
 export interface BgpInputs {
   nodes: Node[];
   config: BgpConfiguration | undefined;
   peers: BgpPeer[];
+  /** The BGPFilters BGPPeers name in spec.filters (absent: none). */
+  filters?: BgpFilter[];
 }
 
 export interface DesiredPeer {
@@ -39,6 +41,8 @@ export interface DesiredPeer {
   /** External routers: we dial too (they usually both listen and dial; collisions resolve it). */
   passive?: boolean;
   description: string;
+  /** An external router (a BGPPeer), not a node: its routes pass its BGPFilters (spec.filters, by name). */
+  external?: { filters: string[] };
 }
 
 /** The AS of the cluster's nodes. */
@@ -73,7 +77,7 @@ export function desiredPeers(o: { self: string; port: number; topology: BgpTopol
     if (p.spec?.node && p.spec.node !== o.self) continue;
     const addr = parsePeerIP(p.spec?.peerIP ?? '');
     if (!addr) continue;
-    want.set(addr.ip, { name: `BGPPeer ${p.metadata.name}`, address: addr.ip, port: addr.port ?? 179, asn: p.spec!.asNumber, rrClient: false, passive: false, description: `BGPPeer ${p.metadata.name}` });
+    want.set(addr.ip, { name: `BGPPeer ${p.metadata.name}`, address: addr.ip, port: addr.port ?? 179, asn: p.spec!.asNumber, rrClient: false, passive: false, description: `BGPPeer ${p.metadata.name}`, external: { filters: p.spec!.filters ?? [] } });
   }
   return want;
 }
