@@ -14,6 +14,7 @@
  * Nothing outside backends/ compares a backend's name: it asks the backend.
  */
 import type { Node } from '../control-plane/types.ts';
+import type { IpPool } from '../control-plane/calico.ts';
 import type { IpStack } from '../netstack/ipv4/ip-stack.ts';
 import type { IfindexAllocator, NetDevice } from '../netstack/link/netdev.ts';
 import type { RouteProto } from '../netstack/ipv4/route-table.ts';
@@ -61,6 +62,15 @@ export interface NodeIdentity {
   vni: number;
   /** The tunnel device's MAC (VXLAN's VtepMAC), kept across restarts. */
   vtepMac: string;
+}
+
+/** A route a BGP speaker learned, with what decides how it is installed. */
+export interface LearnedRoute {
+  prefix: string;
+  nextHop: string;
+  /** The node's own underlay address and prefix (CrossSubnet compares the next hop with it). */
+  self: { ip: string; underlayPrefixLen: number };
+  pools: IpPool[];
 }
 
 /** A device a capture may open, with the line `podlab capture --list` shows. */
@@ -152,6 +162,12 @@ export interface NetworkBackend {
   readonly ipUnderlay: boolean;
   /** True when routes to other nodes come from BGP (a speaker, or BIRD on kernel nodes). */
   readonly bgp: boolean;
+  /**
+   * BGP backends: the device a learned route goes out of (default `dev eth0`,
+   * as Calico installs routes without encapsulation; Calico IPIP: `dev tunl0
+   * onlink` where the pool's ipipMode says to encapsulate).
+   */
+  learnedRoute?(r: LearnedRoute): { dev: string; onlink: boolean };
   /** The annotations this backend publishes on its Node (null removes one another backend left). */
   annotations(self: NodeIdentity): Record<string, string | null>;
   /** The lease a Node publishes for this backend; undefined when the Node is not this backend's, a reason when its annotations are bad. */

@@ -5,7 +5,9 @@
  * - BGPConfiguration (cluster-scoped; Calico reads the one named `default`):
  *   `spec.asNumber` (default 64512), `spec.nodeToNodeMeshEnabled` (default true);
  * - BGPPeer (cluster-scoped): `spec.peerIP` (`IP` or `IP:port`), `spec.asNumber`,
- *   optional `spec.node` to peer from that node only (without it every node peers).
+ *   optional `spec.node` to peer from that node only (without it every node peers);
+ * - IPPool (cluster-scoped): `spec.cidr` and `spec.ipipMode` (Always, CrossSubnet
+ *   or Never): whether routes to blocks of the pool go through tunl0 (the ipip backend).
  */
 import type { FieldError } from './errors.ts';
 import type { ResourceType } from './resources.ts';
@@ -24,7 +26,19 @@ export interface BgpPeerSpec {
   node?: string;
 }
 
+/** Calico's encapsulation choice for a pool: always IPIP, only across subnets, or never. */
+export type IpipMode = 'Always' | 'CrossSubnet' | 'Never';
+export const IPIP_MODES: readonly IpipMode[] = ['Always', 'CrossSubnet', 'Never'];
+
+export interface IpPoolSpec {
+  cidr: string;
+  ipipMode?: IpipMode;
+  natOutgoing?: boolean;
+  blockSize?: number;
+}
+
 export type BgpConfiguration = KubeObject<BgpConfigurationSpec, never>;
+export type IpPool = KubeObject<IpPoolSpec, never>;
 export type BgpPeer = KubeObject<BgpPeerSpec, never>;
 
 /** Calico's default AS number. */
@@ -62,6 +76,31 @@ function validateBgpPeer(obj: KubeObject): FieldError[] {
   if (spec.node !== undefined && typeof spec.node !== 'string') errs.push({ field: 'spec.node', type: 'FieldValueInvalid', value: spec.node, detail: 'must be a node name' });
   return errs;
 }
+
+function validateIpPool(obj: KubeObject): FieldError[] {
+  const spec = rec(obj.spec);
+  const errs: FieldError[] = [];
+  const cidr = typeof spec.cidr === 'string' ? /^([\d.]+)\/(\d{1,2})$/.exec(spec.cidr) : null;
+  if (spec.cidr === undefined) errs.push({ field: 'spec.cidr', type: 'FieldValueRequired' });
+  else if (!cidr || !isIpv4Address(cidr[1]) || Number(cidr[2]) > 32) errs.push({ field: 'spec.cidr', type: 'FieldValueInvalid', value: spec.cidr, detail: 'must be an IPv4 CIDR' });
+  if (spec.ipipMode !== undefined && !IPIP_MODES.includes(spec.ipipMode as IpipMode)) {
+    errs.push({ field: 'spec.ipipMode', type: 'FieldValueNotSupported', value: spec.ipipMode, detail: `supported values: ${IPIP_MODES.map((m) => `"${m}"`).join(', ')}` });
+  }
+  return errs;
+}
+
+export const IP_POOLS: ResourceType = {
+  group: 'projectcalico.org',
+  version: 'v3',
+  kind: 'IPPool',
+  plural: 'ippools',
+  singular: 'ippool',
+  namespaced: false,
+  listKind: 'IPPoolList',
+  shortNames: ['ippool'],
+  hasStatus: false,
+  validate: validateIpPool,
+};
 
 export const BGP_CONFIGURATIONS: ResourceType = {
   group: 'projectcalico.org',

@@ -11,7 +11,7 @@ import type { FieldError } from './errors.ts';
 import { defaultNamespace, defaultNodeFromOld, defaultPod, validateNamespace, validateNode, validatePod } from './validation.ts';
 import type { NameRule } from './validation.ts';
 import { NAMESPACE_TABLE, NODE_TABLE, POD_TABLE, type TableDefinition } from './tables.ts';
-import { BGP_CONFIGURATIONS, BGP_PEERS } from './calico.ts';
+import { BGP_CONFIGURATIONS, BGP_PEERS, IP_POOLS } from './calico.ts';
 import { ENDPOINTSLICES, SERVICES } from './service-resources.ts';
 
 /** A field-selector getter: returns the field as a string ("" when absent, as k8s does). */
@@ -211,6 +211,7 @@ registry.register(NODES);
 registry.register(PODS);
 registry.register(BGP_CONFIGURATIONS);
 registry.register(BGP_PEERS);
+registry.register(IP_POOLS);
 registry.register(SERVICES);
 registry.register(ENDPOINTSLICES);
 
