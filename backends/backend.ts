@@ -89,6 +89,8 @@ export interface EmulatedNodeContext {
   vxlanPort: number;
   /** The bare-IPv4 wire's UDP port (routed backends, local mode). */
   wirePort: number;
+  /** The cluster's pod network (flannel's Network, e.g. 10.244.0.0/16). */
+  clusterCidr: string;
   /** The MTU pods and tunnel devices get (the underlay's minus the overhead). */
   podMtu: number;
   stack: IpStack;
@@ -118,6 +120,10 @@ export interface EmulatedLink {
   apply(a: PlanAction): boolean;
   /** eth0 neighbour learned or forgotten by the plan (the routed wire needs the MAC → peer map). */
   neighbour?(op: 'add' | 'del', ip: string, mac?: string): void;
+  /** How `stats` names the underlay, when the wire kind alone does not say it. */
+  readonly wireText?: string;
+  /** The backend's own counters for `podlab node NODE stats` (flanneld's user-space copies). */
+  stats?(): Record<string, unknown>;
   /** `bridge fdb` lines for the backend's devices. */
   fdb?(): { dev: string; fdb: Map<string, string> };
   /** `ip -d link`'s details for the tunnel device. */
@@ -160,6 +166,8 @@ export interface NetworkBackend {
    * programmed). False for backends on UDP sockets (VXLAN 8472, flannel UDP 8285).
    */
   readonly ipUnderlay: boolean;
+  /** A UDP port captures decode as another protocol (`tshark -d udp.port==PORT,AS`): flannel UDP's 8285 as IP. */
+  readonly udpDecode?: { port: number; as: string };
   /** True when routes to other nodes come from BGP (a speaker, or BIRD on kernel nodes). */
   readonly bgp: boolean;
   /**
