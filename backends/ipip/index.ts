@@ -15,7 +15,6 @@ import { diffPeers, eth0NeighbourAdd, eth0NeighbourDel, gatewayOf } from '../pla
 import { attachRoutedWire } from '../routed-wire.ts';
 import { calicoAnnotations, readCalicoLease } from '../bgp/index.ts';
 import { IpipTunnel, TUNL_DEV } from './tunnel.ts';
-import { ipipKernel } from './kernel.ts';
 
 const NAME = 'ipip';
 /** The marker an ipip node's Node carries (control-plane/annotations.ts PODLAB_CALICO_ENCAP). */
@@ -70,5 +69,6 @@ export const ipip: NetworkBackend = {
     ctx.stack.addAddress(TUNL_DEV, gatewayOf(ctx.podCIDR), 32);
     return { ...wire, devices: [...wire.devices, { dev: tun.dev, description: `IPIP tunnel ${TUNL_DEV} (IP protocol 4, no remote: the route's next hop)` }] };
   },
-  kernel: ipipKernel,
+  // No kernel-node form yet: it needs BIRD to install learned routes `dev tunl0 onlink` (Calico's BIRD has a
+  // tunnel attribute; BIRD 2 would set ifname and onlink in the kernel export) and a kernel with the ipip module.
 };
