@@ -14,6 +14,7 @@
  * Nothing outside backends/ compares a backend's name: it asks the backend.
  */
 import type { Node } from '../control-plane/types.ts';
+import type { IpPool } from '../control-plane/calico.ts';
 import type { IpStack } from '../netstack/ipv4/ip-stack.ts';
 import type { IfindexAllocator, NetDevice } from '../netstack/link/netdev.ts';
 import type { RouteProto } from '../netstack/ipv4/route-table.ts';
@@ -63,6 +64,15 @@ export interface NodeIdentity {
   vtepMac: string;
 }
 
+/** A route a BGP speaker learned, with what decides how it is installed. */
+export interface LearnedRoute {
+  prefix: string;
+  nextHop: string;
+  /** The node's own underlay address and prefix (CrossSubnet compares the next hop with it). */
+  self: { ip: string; underlayPrefixLen: number };
+  pools: IpPool[];
+}
+
 /** A device a capture may open, with the line `podlab capture --list` shows. */
 export interface CaptureDevice {
   dev: NetDevice;
@@ -79,6 +89,8 @@ export interface EmulatedNodeContext {
   vxlanPort: number;
   /** The bare-IPv4 wire's UDP port (routed backends, local mode). */
   wirePort: number;
+  /** The cluster's pod network (flannel's Network, e.g. 10.244.0.0/16). */
+  clusterCidr: string;
   /** The MTU pods and tunnel devices get (the underlay's minus the overhead). */
   podMtu: number;
   stack: IpStack;
@@ -108,6 +120,10 @@ export interface EmulatedLink {
   apply(a: PlanAction): boolean;
   /** eth0 neighbour learned or forgotten by the plan (the routed wire needs the MAC → peer map). */
   neighbour?(op: 'add' | 'del', ip: string, mac?: string): void;
+  /** How `stats` names the underlay, when the wire kind alone does not say it. */
+  readonly wireText?: string;
+  /** The backend's own counters for `podlab node NODE stats` (flanneld's user-space copies). */
+  stats?(): Record<string, unknown>;
   /** `bridge fdb` lines for the backend's devices. */
   fdb?(): { dev: string; fdb: Map<string, string> };
   /** `ip -d link`'s details for the tunnel device. */
@@ -150,8 +166,16 @@ export interface NetworkBackend {
    * programmed). False for backends on UDP sockets (VXLAN 8472, flannel UDP 8285).
    */
   readonly ipUnderlay: boolean;
+  /** A UDP port captures decode as another protocol (`tshark -d udp.port==PORT,AS`): flannel UDP's 8285 as IP. */
+  readonly udpDecode?: { port: number; as: string };
   /** True when routes to other nodes come from BGP (a speaker, or BIRD on kernel nodes). */
   readonly bgp: boolean;
+  /**
+   * BGP backends: the device a learned route goes out of (default `dev eth0`,
+   * as Calico installs routes without encapsulation; Calico IPIP: `dev tunl0
+   * onlink` where the pool's ipipMode says to encapsulate).
+   */
+  learnedRoute?(r: LearnedRoute): { dev: string; onlink: boolean };
   /** The annotations this backend publishes on its Node (null removes one another backend left). */
   annotations(self: NodeIdentity): Record<string, string | null>;
   /** The lease a Node publishes for this backend; undefined when the Node is not this backend's, a reason when its annotations are bad. */

@@ -11,6 +11,8 @@ import type { BackendName, Lease, NetworkBackend, PlanAction, PlanSelf } from '.
 import { vxlan } from './vxlan/index.ts';
 import { hostGw } from './host-gw/index.ts';
 import { bgp } from './bgp/index.ts';
+import { ipip } from './ipip/index.ts';
+import { udp } from './udp/index.ts';
 
 const registered = new Map<BackendName, NetworkBackend>();
 
@@ -22,6 +24,8 @@ function register(b: NetworkBackend): void {
 register(vxlan);
 register(hostGw);
 register(bgp);
+register(ipip);
+register(udp);
 
 /** The backend a lab and an agent use when none is named. */
 export const DEFAULT_BACKEND: BackendName = vxlan.name;

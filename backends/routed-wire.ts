@@ -13,10 +13,18 @@
  */
 import { readMac } from '../packet/addr.ts';
 import { writeEthernetHeader } from '../packet/ethernet.ts';
+import { IPPROTO_IPIP } from '../packet/ipip.ts';
 import type { EmulatedLink, EmulatedNodeContext } from './backend.ts';
 
 /** The bare-IPv4 wire's default port in local mode (next to VXLAN's 8472). */
 export const DEFAULT_WIRE_PORT = 8473;
+
+/** An IP-in-IP packet's inner datagram passed to `match` (a trace filter names pods, not the nodes outside). */
+function innerOfIpip<T>(ipPacket: Buffer, match: (inner: Buffer) => T | null): T | null {
+  if (ipPacket.length < 20 || ipPacket[9] !== IPPROTO_IPIP) return null;
+  const ihl = (ipPacket[0] & 0x0f) * 4;
+  return ipPacket.length > ihl ? match(ipPacket.subarray(ihl)) : null;
+}
 
 export function attachRoutedWire(ctx: EmulatedNodeContext): EmulatedLink {
   const raw = ctx.rawWire;
@@ -33,7 +41,7 @@ export function attachRoutedWire(ctx: EmulatedNodeContext): EmulatedLink {
 
   /** Delivers what a wire received, inside the trace it belongs to (if a trace filter matches its IPv4 packet). */
   const receiveTraced = (ipPacket: Buffer, hop: string, deliver: () => void): void => {
-    const trace = tracer.filters.size ? tracer.matchIpv4(ipPacket) : null;
+    const trace = tracer.filters.size ? (tracer.matchIpv4(ipPacket) ?? innerOfIpip(ipPacket, (inner) => tracer.matchIpv4(inner))) : null;
     const run = () => {
       if (tracer.current) tracer.hop('node', 'underlay', hop);
       deliver();

@@ -12,6 +12,7 @@
  * - Capture: the data path's rate with capture support idle versus the same
  *   path with the hooks removed, and while capturing (bench/capture.ts).
  * - The raw-frame wire (root): bgp pod echo over raw frames versus the UDP wire (bench/netns-wire.ts).
+ * - Backends: pod UDP echo on every registered backend, each against VXLAN in the same run (bench/backends.ts).
  *
  * `npm run bench -- --scale [--nodes N] [--pods-per-node M]` runs only the
  * big-lab measures instead (bench/scale.ts; 100 nodes x 10 pods by default).
@@ -26,6 +27,7 @@ import path from 'node:path';
 import { execInPod } from '../cli/commands.ts';
 import { ROOT, down, up } from '../lab/lab.ts';
 import { benchBgp } from './bgp.ts';
+import { benchBackends } from './backends.ts';
 import { benchCapture } from './capture.ts';
 import { benchTcp } from './tcp.ts';
 import { benchServices } from './services.ts';
@@ -148,6 +150,7 @@ async function main(): Promise<void> {
     await down(stateDir);
     fs.rmSync(stateDir, { recursive: true, force: true });
   }
+  measures.push(...(await benchBackends()));
   measures.push(...(await benchCapture()));
   measures.push(...(await benchBgp()));
   measures.push(...(await benchTcp()));

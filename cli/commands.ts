@@ -5,6 +5,7 @@
  */
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
+import type { FlanneldCopies } from '../backends/udp/flanneld.ts';
 import { connectNode } from '../lab/node-endpoint.ts';
 import { JsonPathError, formatJsonPath, formatNodes, formatObjects, formatPods } from './format.ts';
 import { formatEndpointSlices, formatServices } from './format-services.ts';
@@ -221,8 +222,13 @@ function formatStats(s: Record<string, unknown>): string {
   const ip = s.ip as { drops: Record<string, number> };
   lines.push(`ip drops: ${Object.entries(ip.drops).map(([r, n]) => `${r}=${n}`).join(' ') || 'none'}`);
   // Emulated nodes say what carries their pod traffic; kernel nodes report no underlay.
-  const u = s.underlay as { wire?: string; raw?: { sent: number; received: number; sendErrors: number; claim: string } } | undefined;
-  if (u?.wire) lines.push(`underlay: ${u.wire === 'raw' ? 'raw frames on eth0' : u.wire === 'udp' ? 'bare-IPv4 UDP wire' : 'VXLAN'}${u.raw ? `, ${u.raw.sent} sent, ${u.raw.received} received, ${u.raw.sendErrors} send errors; claimed: ${u.raw.claim}` : ''}`);
+  const u = s.underlay as { wire?: string; text?: string; raw?: { sent: number; received: number; sendErrors: number; claim: string }; flanneld?: FlanneldCopies } | undefined;
+  if (u?.wire) lines.push(`underlay: ${u.text ?? (u.wire === 'raw' ? 'raw frames on eth0' : u.wire === 'udp' ? 'bare-IPv4 UDP wire' : 'VXLAN')}${u.raw ? `, ${u.raw.sent} sent, ${u.raw.received} received, ${u.raw.sendErrors} send errors; claimed: ${u.raw.claim}` : ''}`);
+  const f = u?.flanneld;
+  if (f) {
+    lines.push(`flanneld copies: ${f.tunReads} packets read from flannel0 (kernel -> flanneld), ${f.sent} sent to UDP sockets (flanneld -> kernel), ${f.received} received from UDP sockets (kernel -> flanneld), ${f.tunWrites} written to flannel0 (flanneld -> kernel); ${f.bytesCopied} bytes copied`);
+    if (f.noRoute || f.malformed) lines.push(`flanneld drops: no-route=${f.noRoute} malformed=${f.malformed}`);
+  }
   const imp = s.impairments as Record<string, { spec: ImpairmentSpec; stats: Record<string, number> }>;
   for (const [peer, v] of Object.entries(imp)) lines.push(`impairment to ${peer}: ${JSON.stringify(v.spec)} ${JSON.stringify(v.stats)}`);
   return lines.join('\n') + '\n';

@@ -6,6 +6,7 @@
 import { readDockerLab } from '../lab/docker-lab.ts';
 import { isOurProcess, readLab, type LabRecord } from '../lab/state.ts';
 import { age, table } from './format.ts';
+import { DEFAULT_BACKEND } from '../backends/registry.ts';
 
 /** The status report of the lab in `stateDir` (and whether a lab is there at all). */
 export function labStatus(stateDir: string, now = Date.now()): { text: string; found: boolean } {
@@ -21,7 +22,7 @@ export function labStatus(stateDir: string, now = Date.now()): { text: string; f
   const o = rec.options;
   const live = rec.procs.some((p) => alive(p.pid));
   const lines = [
-    `lab: ${o.mode ?? 'local'} mode, backend ${o.backend ?? 'vxlan'}, ${rec.nodes.length || o.nodes} nodes on ${rec.netns?.subnet ?? o.labNet}, ${rec.status}${live ? '' : ' but no process is alive (podlab down cleans up)'}, up ${age(rec.startedAt, now)}`,
+    `lab: ${o.mode ?? 'local'} mode, backend ${o.backend ?? DEFAULT_BACKEND}, ${rec.nodes.length || o.nodes} nodes on ${rec.netns?.subnet ?? o.labNet}, ${rec.status}${live ? '' : ' but no process is alive (podlab down cleans up)'}, up ${age(rec.startedAt, now)}`,
     `apiserver: ${rec.apiUrl ?? '-'}   state: ${stateDir}`,
     supervisorLine(rec, stateDir),
     '',

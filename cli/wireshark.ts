@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from '../common/compiled.js';
 import type { LabOptionsRecord } from '../lab/state.ts';
+import { backendNamed } from '../backends/registry.ts';
 
 const PROFILE_DIR = path.join(ROOT, 'wireshark/profiles/podlab');
 
@@ -27,13 +28,15 @@ export function installProfile(configDir = wiresharkConfigDir()): string {
 
 /**
  * tshark's `-d` flags for a lab's underlay: its VXLAN port as VXLAN (Wireshark
- * 4.0 maps only 4789), and for host-gw/bgp in local labs the bare-IPv4 wire
- * as IPv4.
+ * 4.0 maps only 4789), for backends with pods on the underlay in local labs
+ * the bare-IPv4 wire as IPv4, and a backend's own port (flannel UDP's 8285).
  */
 export function decodeFlags(o: Pick<LabOptionsRecord, 'vxlanPort' | 'wirePort' | 'backend' | 'mode' | 'wire'>): string[] {
   const flags = [`-d udp.port==${o.vxlanPort},vxlan`];
-  const bareWire = (o.backend ?? 'vxlan') !== 'vxlan' && (o.mode !== 'netns' || o.wire === 'udp');
+  const b = backendNamed(o.backend);
+  const bareWire = b.ipUnderlay && (o.mode !== 'netns' || o.wire === 'udp');
   if (bareWire) flags.push(`-d udp.port==${o.wirePort ?? 8473},ip`);
+  if (b.udpDecode) flags.push(`-d udp.port==${b.udpDecode.port},${b.udpDecode.as}`);
   return flags;
 }
 

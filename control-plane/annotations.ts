@@ -54,3 +54,10 @@ export const PODLAB_WIRE_PORT = 'podlab.io/wire-port';
 
 /** calico-node's annotation of the node's address and prefix, e.g. `127.0.0.11/24`. */
 export const CALICO_IPV4_ADDRESS = 'projectcalico.org/IPv4Address';
+
+/**
+ * podlab's own: the encapsulation of a Calico node (`IPIP` for the ipip
+ * backend; absent for plain BGP). Calico sets it per pool (IPPool ipipMode);
+ * a node carries it so the two BGP backends read only their own Nodes' leases.
+ */
+export const PODLAB_CALICO_ENCAP = 'podlab.io/calico-encapsulation';

@@ -9,7 +9,9 @@
  *   optional `spec.filters` (BGPFilter names, applied in order);
  * - BGPFilter (cluster-scoped): `spec.importV4` / `spec.exportV4` rules of
  *   `action` (Accept/Reject), `matchOperator` (Equal/In/NotIn) and `cidr`; the
- *   first matching rule decides (backends/bgp/filters.ts).
+ *   first matching rule decides (backends/bgp/filters.ts);
+ * - IPPool (cluster-scoped): `spec.cidr` and `spec.ipipMode` (Always, CrossSubnet
+ *   or Never): whether routes to blocks of the pool go through tunl0 (the ipip backend).
  */
 import type { FieldError } from './errors.ts';
 import type { ResourceType } from './resources.ts';
@@ -40,7 +42,19 @@ export interface BgpFilterSpec {
   exportV4?: BgpFilterRule[];
 }
 
+/** Calico's encapsulation choice for a pool: always IPIP, only across subnets, or never. */
+export type IpipMode = 'Always' | 'CrossSubnet' | 'Never';
+export const IPIP_MODES: readonly IpipMode[] = ['Always', 'CrossSubnet', 'Never'];
+
+export interface IpPoolSpec {
+  cidr: string;
+  ipipMode?: IpipMode;
+  natOutgoing?: boolean;
+  blockSize?: number;
+}
+
 export type BgpConfiguration = KubeObject<BgpConfigurationSpec, never>;
+export type IpPool = KubeObject<IpPoolSpec, never>;
 export type BgpPeer = KubeObject<BgpPeerSpec, never>;
 export type BgpFilter = KubeObject<BgpFilterSpec, never>;
 
@@ -111,6 +125,31 @@ function validateBgpFilter(obj: KubeObject): FieldError[] {
   }
   return errs;
 }
+
+function validateIpPool(obj: KubeObject): FieldError[] {
+  const spec = rec(obj.spec);
+  const errs: FieldError[] = [];
+  const cidr = typeof spec.cidr === 'string' ? /^([\d.]+)\/(\d{1,2})$/.exec(spec.cidr) : null;
+  if (spec.cidr === undefined) errs.push({ field: 'spec.cidr', type: 'FieldValueRequired' });
+  else if (!cidr || !isIpv4Address(cidr[1]) || Number(cidr[2]) > 32) errs.push({ field: 'spec.cidr', type: 'FieldValueInvalid', value: spec.cidr, detail: 'must be an IPv4 CIDR' });
+  if (spec.ipipMode !== undefined && !IPIP_MODES.includes(spec.ipipMode as IpipMode)) {
+    errs.push({ field: 'spec.ipipMode', type: 'FieldValueNotSupported', value: spec.ipipMode, detail: `supported values: ${IPIP_MODES.map((m) => `"${m}"`).join(', ')}` });
+  }
+  return errs;
+}
+
+export const IP_POOLS: ResourceType = {
+  group: 'projectcalico.org',
+  version: 'v3',
+  kind: 'IPPool',
+  plural: 'ippools',
+  singular: 'ippool',
+  namespaced: false,
+  listKind: 'IPPoolList',
+  shortNames: ['ippool'],
+  hasStatus: false,
+  validate: validateIpPool,
+};
 
 export const BGP_CONFIGURATIONS: ResourceType = {
   group: 'projectcalico.org',

@@ -11,6 +11,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LabError } from './lab.ts';
+import { BACKEND_NAMES, backendNamed } from '../backends/registry.ts';
 
 export interface DockerLabOptions {
   stateDir: string;
@@ -100,7 +101,7 @@ const BRIDGE_NAME = /^[a-zA-Z0-9_.-]{1,15}$/;
 export async function dockerUp(o: DockerLabOptions): Promise<DockerLabRecord> {
   if (!BRIDGE_NAME.test(o.bridge)) throw new LabError(`--docker-bridge: '${o.bridge}' is not an interface name (1-15 of letters, digits, _ . -)`);
   if (!/^[a-z0-9][a-z0-9_-]*$/.test(o.project)) throw new LabError(`--docker-project: '${o.project}' must be lowercase letters, digits, _ and - (a compose project name)`);
-  if (o.wire === 'raw' && o.backend === 'vxlan') throw new LabError('--wire raw: only host-gw and bgp put raw frames on eth0');
+  if (o.wire === 'raw' && !backendNamed(o.backend).ipUnderlay) throw new LabError(`--wire raw: only ${BACKEND_NAMES.filter((n) => backendNamed(n).ipUnderlay).join(', ')} put raw frames on eth0`);
   if (readDockerLab(o.stateDir)) throw new LabError(`a docker lab is already recorded in ${o.stateDir} (podlab down first)`);
   const docker = await run(['docker', 'info', '--format', '{{.ServerVersion}}'], { cwd: o.root, env: {} });
   if (docker.code !== 0) throw new LabError(`--mode docker needs a running Docker engine: docker info says: ${docker.out.trim()}`);

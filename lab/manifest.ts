@@ -26,6 +26,7 @@ export const SUPPORTED_KINDS: Record<string, string> = {
   Namespace: 'v1',
   BGPConfiguration: 'projectcalico.org/v3',
   BGPPeer: 'projectcalico.org/v3',
+  IPPool: 'projectcalico.org/v3',
   Service: 'v1',
   EndpointSlice: 'discovery.k8s.io/v1',
   Deployment: 'apps/v1',

@@ -141,7 +141,7 @@ function selectors(args: string[], what: string): { dev?: string; type?: string 
   return out;
 }
 
-const KIND_OF: Record<string, string> = { vxlan: 'vxlan', veth: 'veth', bridge: 'bridge', ether: 'ether', loopback: 'loopback' };
+const KIND_OF: Record<string, string> = { vxlan: 'vxlan', veth: 'veth', bridge: 'bridge', ether: 'ether', loopback: 'loopback', ipip: 'ipip', tun: 'tun' };
 
 function pickLinks(view: IpView, sel: { dev?: string; type?: string }): NetDevice[] {
   let devs = [...view.links].sort((a, b) => a.ifindex - b.ifindex);
@@ -150,7 +150,7 @@ function pickLinks(view: IpView, sel: { dev?: string; type?: string }): NetDevic
     if (!devs.length) throw new NoDeviceError(`Device "${sel.dev}" does not exist.`);
   }
   if (sel.type !== undefined) {
-    if (!KIND_OF[sel.type]) throw new IpUsageError(`ip link show type ${sel.type}: podlab's links are vxlan, veth, bridge, ether or loopback`);
+    if (!KIND_OF[sel.type]) throw new IpUsageError(`ip link show type ${sel.type}: podlab's links are vxlan, ipip, tun, veth, bridge, ether or loopback`);
     devs = devs.filter((d) => d.kind === sel.type);
   }
   return devs;
@@ -170,13 +170,14 @@ function link(rest: string[], view: IpView, flags: Flags): string {
 }
 
 function briefName(d: NetDevice): string {
-  return d.peer ? `${d.name}@if${d.peer.ifindex}` : d.name;
+  return d.peer ? `${d.name}@if${d.peer.ifindex}` : d.kind === 'ipip' ? `${d.name}@NONE` : d.name;
 }
 
 
 function briefLink(d: NetDevice): string {
   const flags = String(linkHeaderFields(d).flags.join(','));
-  return `${briefName(d).padEnd(16)} ${operState(d).padEnd(14)} ${d.mac} <${flags}>\n`;
+  const addr = d.kind === 'ipip' ? '0.0.0.0' : d.kind === 'tun' ? '' : d.mac;
+  return `${briefName(d).padEnd(16)} ${operState(d).padEnd(14)} ${addr ? `${addr} ` : ''}<${flags}>\n`;
 }
 
 function addr(rest: string[], view: IpView, flags: Flags): string {

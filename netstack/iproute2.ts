@@ -33,6 +33,9 @@ export function formatIpNeigh(stack: IpStack, dev?: string): string {
 function linkFlags(d: NetDevice, carrier: boolean): string[] {
   const f: string[] = [];
   if (d.kind === 'loopback') f.push('LOOPBACK');
+  // tunl0 shows only NOARP; a TUN device (flannel0) is point-to-point.
+  else if (d.kind === 'ipip') f.push('NOARP');
+  else if (d.kind === 'tun') f.push('POINTOPOINT', 'MULTICAST', 'NOARP');
   else f.push('BROADCAST', 'MULTICAST');
   // flannel.1 resolves no neighbours (they are programmed), yet flanneld creates it without
   // IFF_NOARP, so the kernel shows no NOARP flag: neither does podlab.
@@ -42,21 +45,29 @@ function linkFlags(d: NetDevice, carrier: boolean): string[] {
 }
 
 function linkName(d: NetDevice): string {
-  return d.peer ? `${d.name}@if${d.peer.ifindex}` : d.name;
+  // The fallback tunnel has no underlying device: `tunl0@NONE`.
+  return d.peer ? `${d.name}@if${d.peer.ifindex}` : d.kind === 'ipip' ? `${d.name}@NONE` : d.name;
+}
+
+/** A TUN device gets qdisc fq_codel and txqueuelen 500 from the kernel; everything else here noqueue and 1000. */
+function qdiscOf(d: NetDevice): { qdisc: string; qlen: number } {
+  return d.kind === 'tun' ? { qdisc: 'fq_codel', qlen: 500 } : { qdisc: 'noqueue', qlen: 1000 };
 }
 
 /** The `state` iproute2 shows for a device. */
 export function operState(d: NetDevice): string {
-  return d.kind === 'loopback' || d.kind === 'vxlan' ? 'UNKNOWN' : d.up ? 'UP' : 'DOWN';
+  return d.kind === 'loopback' || d.kind === 'vxlan' || d.kind === 'ipip' || d.kind === 'tun' ? 'UNKNOWN' : d.up ? 'UP' : 'DOWN';
 }
 
 function linkHeader(d: NetDevice): string {
   const master = d.master ? ` master ${d.master.name}` : '';
-  // Every link type the kernel creates here has txqueuelen 1000.
-  return `${d.ifindex}: ${linkName(d)}: <${linkFlags(d, true).join(',')}> mtu ${d.mtu} qdisc noqueue${master} state ${operState(d)} mode DEFAULT group default qlen 1000`;
+  const q = qdiscOf(d);
+  return `${d.ifindex}: ${linkName(d)}: <${linkFlags(d, true).join(',')}> mtu ${d.mtu} qdisc ${q.qdisc}${master} state ${operState(d)} mode DEFAULT group default qlen ${q.qlen}`;
 }
 
 function linkLine(d: NetDevice): string {
+  if (d.kind === 'ipip') return '    link/ipip 0.0.0.0 brd 0.0.0.0';
+  if (d.kind === 'tun') return '    link/none';
   const kind = d.kind === 'loopback' ? 'loopback' : 'ether';
   const brd = d.kind === 'loopback' ? '00:00:00:00:00:00' : 'ff:ff:ff:ff:ff:ff';
   const netns = d.peer ? ` link-netns ${d.peer.netns}` : '';
@@ -65,12 +76,16 @@ function linkLine(d: NetDevice): string {
 
 /** `ip -j link`'s object for a device (iproute2's JSON keys). */
 export function linkHeaderFields(d: NetDevice, withLinkmode = true): { flags: string[] } & Record<string, unknown> {
-  const o: { flags: string[] } & Record<string, unknown> = { ifindex: d.ifindex, ifname: d.name, flags: linkFlags(d, true), mtu: d.mtu, qdisc: 'noqueue' };
+  const q = qdiscOf(d);
+  const o: { flags: string[] } & Record<string, unknown> = { ifindex: d.ifindex, ifname: d.name, flags: linkFlags(d, true), mtu: d.mtu, qdisc: q.qdisc };
+  if (d.kind === 'ipip') o.link = null;
   if (d.peer) o.link_index = d.peer.ifindex;
   if (d.master) o.master = d.master.name;
   o.operstate = operState(d);
   if (withLinkmode) o.linkmode = 'DEFAULT';
-  Object.assign(o, { group: 'default', txqlen: 1000, link_type: d.kind === 'loopback' ? 'loopback' : 'ether', address: d.mac, broadcast: d.kind === 'loopback' ? '00:00:00:00:00:00' : 'ff:ff:ff:ff:ff:ff' });
+  if (d.kind === 'tun') Object.assign(o, { group: 'default', txqlen: q.qlen, link_type: 'none' });
+  else if (d.kind === 'ipip') Object.assign(o, { group: 'default', txqlen: q.qlen, link_type: 'ipip', address: '0.0.0.0', broadcast: '0.0.0.0' });
+  else Object.assign(o, { group: 'default', txqlen: q.qlen, link_type: d.kind === 'loopback' ? 'loopback' : 'ether', address: d.mac, broadcast: d.kind === 'loopback' ? '00:00:00:00:00:00' : 'ff:ff:ff:ff:ff:ff' });
   if (d.peer) o.link_netnsid = 0;
   return o;
 }
@@ -125,7 +140,8 @@ export function formatIpAddr(stack: IpStack, only?: Set<string>): string {
       let s = `${linkHeader(dev).replace(' mode DEFAULT', '')}\n${linkLine(dev)}\n`;
       for (const a of addrs) {
         const scope = a.ip.startsWith('127.') && dev.kind === 'loopback' ? 'host' : 'global';
-        const brd = a.prefixLen < 31 ? ` brd ${broadcastOf(a.ip, a.prefixLen)}` : '';
+        // `ip addr add` on a point-to-point or tunnel device sets no broadcast address.
+        const brd = a.prefixLen < 31 && !dev.headerless ? ` brd ${broadcastOf(a.ip, a.prefixLen)}` : '';
         s += `    inet ${a.ip}/${a.prefixLen}${brd && dev.kind !== 'loopback' ? brd : ''} scope ${scope} ${dev.name}\n`;
         s += `       valid_lft forever preferred_lft forever\n`;
       }

@@ -284,6 +284,8 @@ export class NodeAgent {
       ip: this.dp.stack.counters.toJSON(),
       underlay: {
         wire: this.dp.wireKind,
+        ...(this.dp.link.wireText ? { text: this.dp.link.wireText } : {}),
+        ...this.dp.link.stats?.(),
         refused: this.dp.underlay.refused,
         sendErrors: this.dp.underlay.sendErrors,
         sourcePorts: this.dp.underlay.sourcePortList,

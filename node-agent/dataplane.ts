@@ -88,6 +88,7 @@ export class NodeDataPlane {
       name,
       ip: opts.ip,
       podCIDR: opts.podCIDR,
+      clusterCidr: opts.clusterCidr,
       vni: opts.vni,
       vtepMac: opts.vtepMac,
       vxlanPort: opts.vxlanPort,

@@ -122,6 +122,8 @@ export class EmulatedRuntime implements NodeRuntime {
       clock: this.o.clock,
       seed: this.o.seed,
       apply: (a) => this.dp.applyPlan(a),
+      routeVia: (prefix, nextHop, pools) =>
+        this.o.backend.learnedRoute?.({ prefix, nextHop, pools, self: { ip: this.o.ip, underlayPrefixLen: Number(this.o.underlayCidr.split('/')[1]) } }) ?? { dev: 'eth0', onlink: false },
     });
   }
 

@@ -20,7 +20,7 @@ import type { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import { renewNodeLease } from '../control-plane/node-lease.ts';
 import { postEvent } from '../control-plane/event-client.ts';
-import type { BgpConfiguration, BgpFilter, BgpPeer } from '../control-plane/calico.ts';
+import type { BgpConfiguration, BgpFilter, BgpPeer, IpPool } from '../control-plane/calico.ts';
 import type { Node, NodeAddress, Pod } from '../control-plane/types.ts';
 import { Cidr } from '../packet/cidr.ts';
 import type { Lease, NetworkBackend } from '../backends/backend.ts';
@@ -64,6 +64,7 @@ export class NodeCore {
   private bgpConfigInformer?: Informer<BgpConfiguration>;
   private bgpPeerInformer?: Informer<BgpPeer>;
   private bgpFilterInformer?: Informer<BgpFilter>;
+  private ipPoolInformer?: Informer<IpPool>;
   private ipam!: HostLocalIpam;
   private readonly programmed = new Map<string, Lease>();
   /** Plans and pod changes are applied one at a time, in order, so IPAM never races. */
@@ -207,15 +208,16 @@ export class NodeCore {
 
   // ------------------------------------------------------------ BGP (calico-node)
 
-  /** calico-node's role: the node's speaker fed by Nodes, the BGPConfiguration and BGPPeers. */
+  /** calico-node's role: the node's speaker fed by Nodes, the BGPConfiguration, BGPPeers and IPPools. */
   private async startBgp(): Promise<void> {
     this.bgp = this.runtime.bgpRouting(this.podCIDR);
     this.bgpConfigInformer = new Informer<BgpConfiguration>(this.api, 'bgpconfigurations');
     this.bgpPeerInformer = new Informer<BgpPeer>(this.api, 'bgppeers');
     this.bgpFilterInformer = new Informer<BgpFilter>(this.api, 'bgpfilters');
+    this.ipPoolInformer = new Informer<IpPool>(this.api, 'ippools');
     const again = () => this.reconcileBgp();
-    for (const inf of [this.bgpConfigInformer, this.bgpPeerInformer, this.bgpFilterInformer, this.nodeInformer!] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
-    await Promise.all([this.bgpConfigInformer.start(), this.bgpPeerInformer.start(), this.bgpFilterInformer.start()]);
+    for (const inf of [this.bgpConfigInformer, this.bgpPeerInformer, this.bgpFilterInformer, this.ipPoolInformer, this.nodeInformer!] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
+    await Promise.all([this.bgpConfigInformer.start(), this.bgpPeerInformer.start(), this.bgpFilterInformer.start(), this.ipPoolInformer.start()]);
     if (this.o.resyncMs) this.timers.push(setInterval(again, this.o.resyncMs));
     this.reconcileBgp();
     await this.bgpQueue;
@@ -226,7 +228,7 @@ export class NodeCore {
     const bgp = this.bgp;
     if (!bgp || this.stopped) return;
     this.bgpQueue = this.bgpQueue
-      .then(() => bgp.reconcile({ nodes: this.nodeInformer!.list(), config: this.bgpConfigInformer!.list().find((c) => c.metadata.name === 'default'), peers: this.bgpPeerInformer!.list(), filters: this.bgpFilterInformer!.list() }))
+      .then(() => bgp.reconcile({ nodes: this.nodeInformer!.list(), config: this.bgpConfigInformer!.list().find((c) => c.metadata.name === 'default'), peers: this.bgpPeerInformer!.list(), filters: this.bgpFilterInformer!.list(), pools: this.ipPoolInformer!.list() }))
       .catch((e) => this.log.error('bgp reconcile failed', { node: this.name, error: String(e) }));
   }
 
@@ -307,6 +309,7 @@ export class NodeCore {
     void this.bgpConfigInformer?.stop();
     void this.bgpPeerInformer?.stop();
     void this.bgpFilterInformer?.stop();
+    void this.ipPoolInformer?.stop();
     await this.queue.catch(() => {});
     await this.bgpQueue.catch(() => {});
     await this.bgp?.stop().catch(() => {});

@@ -19,14 +19,28 @@ const node = (name: string, annotations: Record<string, string | null>, labels: 
   }) as Node;
 
 test('the registry lists every backend once, with help, and explains an unknown name', (t) => {
-  t.deepEqual([...BACKEND_NAMES], ['vxlan', 'host-gw', 'bgp']);
+  t.deepEqual([...BACKEND_NAMES], ['vxlan', 'host-gw', 'bgp', 'ipip', 'udp']);
   t.is(DEFAULT_BACKEND, 'vxlan');
   for (const n of BACKEND_NAMES) t.true(backendHelp().includes(`${n}: `));
-  t.deepEqual(bgpBackendNames(), ['bgp']);
+  t.deepEqual(bgpBackendNames(), ['bgp', 'ipip']);
   t.is(findBackend('weave'), undefined);
-  t.throws(() => backendNamed('weave'), { message: /unknown backend 'weave': podlab has vxlan, host-gw, bgp/ });
+  t.throws(() => backendNamed('weave'), { message: /unknown backend 'weave': podlab has vxlan, host-gw, bgp, ipip, udp/ });
   t.is(backendNamed('vxlan').mtuOverhead, 50);
   t.is(backendNamed('host-gw').mtuOverhead, 0);
+  t.is(backendNamed('ipip').mtuOverhead, 20);
+  t.is(backendNamed('udp').mtuOverhead, 28);
+});
+
+test('ipip: learned routes go through tunl0 onlink unless the pool says otherwise', (t) => {
+  const b = backendNamed('ipip');
+  const route = (r: Parameters<NonNullable<typeof b.learnedRoute>>[0]) => b.learnedRoute!(r);
+  const self = { ip: '10.250.0.11', underlayPrefixLen: 24 };
+  const pool = (ipipMode: 'Always' | 'CrossSubnet' | 'Never') => [{ apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'p', uid: 'p', resourceVersion: '1', creationTimestamp: '' }, spec: { cidr: '10.244.0.0/16', ipipMode } }];
+  t.deepEqual(route({ prefix: '10.244.2.0/24', nextHop: '10.250.0.12', self, pools: [] }), { dev: 'tunl0', onlink: true }, 'no pool: Always');
+  t.deepEqual(route({ prefix: '10.244.2.0/24', nextHop: '10.250.0.12', self, pools: pool('CrossSubnet') }), { dev: 'eth0', onlink: false });
+  t.deepEqual(route({ prefix: '10.244.2.0/24', nextHop: '10.250.1.12', self, pools: pool('CrossSubnet') }), { dev: 'tunl0', onlink: true });
+  t.deepEqual(route({ prefix: '10.244.2.0/24', nextHop: '10.250.1.12', self, pools: pool('Never') }), { dev: 'eth0', onlink: false });
+  t.false('learnedRoute' in backendNamed('bgp'), 'plain BGP installs dev eth0');
 });
 
 for (const name of BACKEND_NAMES) {
@@ -56,7 +70,7 @@ for (const name of BACKEND_NAMES) {
 }
 
 test('a node of no known backend says why', (t) => {
-  t.regex(leaseFromNode(node('n', { 'flannel.alpha.coreos.com/public-ip': '10.0.0.1', 'flannel.alpha.coreos.com/backend-type': 'udp' })) as string, /unknown backend type udp/);
+  t.regex(leaseFromNode(node('n', { 'flannel.alpha.coreos.com/public-ip': '10.0.0.1', 'flannel.alpha.coreos.com/backend-type': 'ipsec' })) as string, /unknown backend type ipsec/);
   t.regex(leaseFromNode(node('n', {})) as string, /no flannel annotations yet/);
   t.regex(leaseFromNode(node('n', { 'projectcalico.org/IPv4Address': 'nope/24' })) as string, /bad projectcalico.org\/IPv4Address/);
 });

@@ -32,6 +32,7 @@ import {
   type WireLayer,
   type WireReason,
 } from '../packet/index.ts';
+import { IPPROTO_IPIP, decapIpip } from '../packet/ipip.ts';
 import { hex, xorshift32 } from './fixtures/packet/helpers.ts';
 
 const A = { srcMac: '02:00:00:00:00:0a', dstMac: '02:00:00:00:00:0b', srcIp: '192.0.2.1', dstIp: '192.0.2.2' };
@@ -60,6 +61,8 @@ const parsers: Record<Layer, Parser> = {
   icmp: (b) => parseIcmp(b),
   udp: (b) => parseUdp(b, A.srcIp, A.dstIp),
   vxlan: parseVxlan,
+  // An IPIP outer packet's payload: the inner datagram is checked as ip_rcv checks it after decap.
+  ipip: (b) => decapIpip({ protocol: IPPROTO_IPIP, payload: b }),
   pcapng: readPcapng,
 };
 
@@ -169,6 +172,14 @@ for (const i of [1, 2, 3, 7]) {
   cases.push({ name: `vxlan reserved byte ${i} set`, layer: 'vxlan', input: patch(VXLAN, (c) => (c[i] = 0x01)), reason: 'reserved-bits' });
 }
 
+// IPIP (the inner datagram of a protocol-4 packet)
+truncations('ipip', IP, 20);
+cases.push(
+  { name: 'ipip inner version 6', layer: 'ipip', input: ipPatch((c) => (c[0] = 0x65)), reason: 'bad-version' },
+  { name: 'ipip inner bad checksum', layer: 'ipip', input: patch(IP, (c) => (c[10] ^= 0x01)), reason: 'bad-checksum' },
+  { name: 'ipip inner total length past the outer payload', layer: 'ipip', input: ipPatch((c) => c.writeUInt16BE(IP.length + 1, 2)), reason: 'truncated' },
+);
+
 // pcapng
 cases.push(
   { name: 'pcapng empty', layer: 'pcapng', input: Buffer.alloc(0), reason: 'truncated' },
@@ -198,7 +209,7 @@ for (const c of cases) {
 }
 
 test('malformed: the specimens themselves are valid (sanity)', (t) => {
-  for (const [layer, valid] of [['ethernet', ETH], ['arp', ARP], ['ipv4', IP], ['icmp', ICMP], ['udp', UDP], ['vxlan', VXLAN], ['pcapng', PCAP]] as const) {
+  for (const [layer, valid] of [['ethernet', ETH], ['arp', ARP], ['ipv4', IP], ['icmp', ICMP], ['udp', UDP], ['vxlan', VXLAN], ['ipip', IP], ['pcapng', PCAP]] as const) {
     t.false(isWireError(parsers[layer](valid)), layer);
   }
 });

@@ -18,6 +18,7 @@ import { createLogger } from '../../common/log.ts';
 import { BgpSpeaker, formatSummary, type RibPolicy, type RouteSummary } from '../../bgp/index.ts';
 import { exportVerdict, importVerdict, nodeOwners, peerKinds, type FilterContext, type PeerKind } from './filters.ts';
 import type { PlanAction } from '../backend.ts';
+import type { IpPool } from '../../control-plane/calico.ts';
 import { clusterAsn, desiredPeers, reflectorClusterId, type BgpInputs, type BgpTopology, type DesiredPeer } from './peers.ts';
 
 export { RR_LABEL, RR_CLUSTER_ANNOTATION, DEFAULT_RR_CLUSTER_ID, type BgpTopology } from './peers.ts';
@@ -46,6 +47,15 @@ export interface BgpBackendOptions {
   seed: number;
   /** Installs or removes a learned route in the node's table. */
   apply: (a: PlanAction) => void;
+  /** The device a learned route goes out of (default eth0); the pools as last reconciled. */
+  routeVia?: (prefix: string, nextHop: string, pools: IpPool[]) => { dev: string; onlink: boolean };
+}
+
+interface Learned {
+  nextHop: string;
+  peer: string;
+  dev: string;
+  onlink: boolean;
 }
 
 
@@ -56,7 +66,8 @@ export class CalicoBgp implements BgpRouting {
   private asn = clusterAsn(undefined);
   private clusterId: string | undefined;
   private readonly configured = new Map<string, DesiredPeer>();
-  private readonly learned = new Set<string>();
+  private readonly learned = new Map<string, Learned>();
+  private pools: IpPool[] = [];
   private starting?: Promise<void>;
   private policyKey = '';
   private policy: RibPolicy = { import: () => ({ accept: false, rule: 'no policy yet' }) };
@@ -65,6 +76,9 @@ export class CalicoBgp implements BgpRouting {
 
   /** Recomputes peers from the cluster's state and applies the difference. */
   async reconcile(input: BgpInputs): Promise<void> {
+    this.pools = input.pools ?? [];
+    // A pool's ipipMode changed: routes already learned move between eth0 and the tunnel.
+    for (const [prefix, l] of this.learned) this.install(prefix, l.nextHop, l.peer);
     const asn = clusterAsn(input.config);
     const clusterId = reflectorClusterId(this.o.node, this.o.topology, input.nodes);
     if (!this.speaker || asn !== this.asn || clusterId !== this.clusterId) await this.restart(asn, clusterId);
@@ -110,10 +124,7 @@ export class CalicoBgp implements BgpRouting {
       seed: this.o.seed,
       policy: this.policy,
     });
-    speaker.on('route-add', (prefix, r) => {
-      this.learned.add(prefix);
-      this.o.apply({ op: 'add-route', cidr: prefix, via: r.nextHop, dev: 'eth0', onlink: false, proto: 'bird', node: r.peer });
-    });
+    speaker.on('route-add', (prefix, r) => this.install(prefix, r.nextHop, r.peer));
     speaker.on('route-del', (prefix) => {
       if (!this.learned.delete(prefix)) return;
       this.o.apply({ op: 'del-route', cidr: prefix, node: '' });
@@ -123,6 +134,15 @@ export class CalicoBgp implements BgpRouting {
     this.speaker = speaker;
     this.starting = speaker.start();
     await this.starting;
+  }
+
+  /** Installs (or moves) a learned route as the backend shapes it: `via NEXT-HOP dev eth0`, or `dev tunl0 onlink`. */
+  private install(prefix: string, nextHop: string, peer: string): void {
+    const { dev, onlink } = this.o.routeVia?.(prefix, nextHop, this.pools) ?? { dev: 'eth0', onlink: false };
+    const have = this.learned.get(prefix);
+    if (have && have.nextHop === nextHop && have.dev === dev && have.onlink === onlink) return;
+    this.learned.set(prefix, { nextHop, peer, dev, onlink });
+    this.o.apply({ op: 'add-route', cidr: prefix, via: nextHop, dev, onlink, proto: 'bird', node: peer });
   }
 
   /**
@@ -177,7 +197,7 @@ export class CalicoBgp implements BgpRouting {
     const s = this.speaker;
     this.speaker = undefined;
     this.configured.clear();
-    for (const prefix of this.learned) this.o.apply({ op: 'del-route', cidr: prefix, node: '' });
+    for (const prefix of this.learned.keys()) this.o.apply({ op: 'del-route', cidr: prefix, node: '' });
     this.learned.clear();
     if (s) await s.stop();
   }

@@ -11,7 +11,7 @@
  * - BGPPeer objects add external routers (BIRD, a top-of-rack switch), from
  *   every node or from `spec.node` only.
  */
-import { CALICO_DEFAULT_ASN, parsePeerIP, type BgpConfiguration, type BgpFilter, type BgpPeer } from '../../control-plane/calico.ts';
+import { CALICO_DEFAULT_ASN, parsePeerIP, type BgpConfiguration, type BgpFilter, type BgpPeer, type IpPool } from '../../control-plane/calico.ts';
 import { CALICO_IPV4_ADDRESS } from '../../control-plane/annotations.ts';
 import type { Node } from '../../control-plane/types.ts';
 
@@ -22,13 +22,15 @@ export const RR_LABEL = 'route-reflector';
 export const RR_CLUSTER_ANNOTATION = 'projectcalico.org/RouteReflectorClusterID';
 export const DEFAULT_RR_CLUSTER_ID = '244.0.0.1';
 
-/** What a node's BGP reads from the cluster: Nodes, the `default` BGPConfiguration, BGPPeers, BGPFilters. */
+/** What a node's BGP reads from the cluster: Nodes, the `default` BGPConfiguration, BGPPeers, BGPFilters, IPPools. */
 export interface BgpInputs {
   nodes: Node[];
   config: BgpConfiguration | undefined;
   peers: BgpPeer[];
   /** The BGPFilters BGPPeers name in spec.filters (absent: none). */
   filters?: BgpFilter[];
+  /** The IPPools (their ipipMode shapes learned routes on the ipip backend). */
+  pools?: IpPool[];
 }
 
 export interface DesiredPeer {

@@ -431,15 +431,22 @@ export class IpStack {
     }
     const nextHop = route.gateway ?? repr.dst;
     const emit = (mac: string) => {
-      if (this.tracer.current) {
+      if (this.tracer.current && iface.dev.headerless) {
+        this.tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev}: no link layer, no neighbour to resolve (the device gets the next hop)`);
+      } else if (this.tracer.current) {
         const e = this.neigh.get(route.dev, nextHop);
         this.tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev} lladdr ${mac} ${e?.state ?? ''}`.trim(), { detail: { neighbour: { ip: nextHop, dev: route.dev, mac, state: e?.state } } });
       }
       const frame = Buffer.allocUnsafe(14 + bytes.length);
       writeEthernetHeader(frame, 0, mac, iface.dev.mac, ETHERTYPE_IPV4);
       bytes.copy(frame, 14);
-      iface.dev.transmit(frame);
+      iface.dev.transmit(frame, nextHop);
     };
+    if (iface.dev.headerless) {
+      // No link layer: nothing to resolve; the device takes the next hop (an IPIP tunnel's outer destination).
+      emit('00:00:00:00:00:00');
+      return;
+    }
     if (!iface.arp) {
       const e = this.neigh.get(route.dev, nextHop);
       if (!e?.mac) {

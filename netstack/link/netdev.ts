@@ -53,7 +53,18 @@ const noCarrier: FrameLink = (_f, dev) => dev.counters.drop('no-carrier');
 /** A capture tap: sees every frame a device sends ('out') or receives ('in'). */
 export type FrameTap = (frame: Buffer, direction: 'in' | 'out', dev: NetDevice) => void;
 
-export type DeviceKind = 'loopback' | 'ether' | 'veth' | 'bridge' | 'vxlan';
+export type DeviceKind = 'loopback' | 'ether' | 'veth' | 'bridge' | 'vxlan' | 'ipip' | 'tun';
+
+/**
+ * Devices without a link-layer header (ARPHRD_TUNNEL, ARPHRD_NONE): an IP-in-IP
+ * tunnel, a TUN device. The stack resolves no neighbour for them and hands the
+ * route's next hop along with the packet, as the kernel's skb carries its dst
+ * (the IPIP device reads the outer destination from it). Inside podlab their
+ * packets still move as Ethernet frames with zero MACs; captures strip them.
+ */
+export function isHeaderless(kind: DeviceKind): boolean {
+  return kind === 'ipip' || kind === 'tun';
+}
 
 /**
  * Interface numbers of one network namespace (the kernel's dev_new_index):
@@ -76,7 +87,7 @@ export class IfindexAllocator {
 /** The layer above a device (gVisor's NetworkDispatcher): a bridge's port handler or an IP stack. */
 export type FrameDispatcher = (frame: Buffer, dev: NetDevice) => void;
 /** The link below a device: where its transmitted frames go (a veth peer, the bridge, a VTEP, the underlay). */
-export type FrameLink = (frame: Buffer, dev: NetDevice) => void;
+export type FrameLink = (frame: Buffer, dev: NetDevice, nextHop?: string) => void;
 
 /**
  * One interface. `transmit` sends a frame out of the device onto its link;
@@ -130,8 +141,13 @@ export class NetDevice {
     this.link = link;
   }
 
-  /** Sends a frame out of this device. */
-  transmit(frame: Buffer): void {
+  /** True for devices without a link-layer header (tunl0, flannel0). */
+  get headerless(): boolean {
+    return isHeaderless(this.kind);
+  }
+
+  /** Sends a frame out of this device; `nextHop` is the route's next hop (headerless devices use it). */
+  transmit(frame: Buffer, nextHop?: string): void {
     if (!this.up) {
       this.counters.drop('link-down');
       return;
@@ -140,7 +156,7 @@ export class NetDevice {
     this.counters.txBytes += frame.length;
     if (this.taps.size && this.tapInDevice) for (const tap of this.taps) tap(frame, 'out', this);
     if (this.tracer.current) this.tracer.hop(this.ns, this.name, describeFrame(frame), { dir: 'tx' });
-    this.link(frame, this);
+    this.link(frame, this, nextHop);
   }
 
   /** Delivers a frame arriving on this device to the layer above. */
