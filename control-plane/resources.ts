@@ -13,6 +13,7 @@ import type { NameRule } from './validation.ts';
 import { NAMESPACE_TABLE, NODE_TABLE, POD_TABLE, type TableDefinition } from './tables.ts';
 import { BGP_CONFIGURATIONS, BGP_PEERS } from './calico.ts';
 import { ENDPOINTSLICES, SERVICES } from './service-resources.ts';
+import { NETWORK_POLICIES } from './network-policy.ts';
 
 /** A field-selector getter: returns the field as a string ("" when absent, as k8s does). */
 export type FieldGetter = (obj: KubeObject) => string;
@@ -213,5 +214,6 @@ registry.register(BGP_CONFIGURATIONS);
 registry.register(BGP_PEERS);
 registry.register(SERVICES);
 registry.register(ENDPOINTSLICES);
+registry.register(NETWORK_POLICIES);
 
 export { ENDPOINTSLICES, SERVICES };
