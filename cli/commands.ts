@@ -226,6 +226,12 @@ function formatStats(s: Record<string, unknown>): string {
   if (u?.wire) lines.push(`underlay: ${u.wire === 'raw' ? 'raw frames on eth0' : u.wire === 'udp' ? 'bare-IPv4 UDP wire' : 'VXLAN'}${u.raw ? `, ${u.raw.sent} sent, ${u.raw.received} received, ${u.raw.sendErrors} send errors; claimed: ${u.raw.claim}` : ''}`);
   const imp = s.impairments as Record<string, { spec: ImpairmentSpec; stats: Record<string, number> }>;
   for (const [peer, v] of Object.entries(imp)) lines.push(`impairment to ${peer}: ${JSON.stringify(v.spec)} ${JSON.stringify(v.stats)}`);
+  const pol = s.policy as { policies: number; acceptedConnections: number; drops: number; dropsByPolicy: Record<string, number>; trackedConnections: number } | undefined;
+  if (pol) {
+    lines.push(`network policy: ${pol.policies} policies, ${pol.acceptedConnections} connections accepted, ${pol.drops} packets dropped, ${pol.trackedConnections} connections tracked`);
+    if (Object.keys(pol.dropsByPolicy).length) lines.push('POLICY                           DROPS');
+    for (const [p, n] of Object.entries(pol.dropsByPolicy)) lines.push(`${p.padEnd(32)} ${n}`);
+  }
   return lines.join('\n') + '\n';
 }
 
