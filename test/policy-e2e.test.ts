@@ -73,6 +73,7 @@ test.serial('truth tables, Service traffic after DNAT, trace, stats and iptables
     return new Map(pods.map((p) => [`${p.metadata.namespace}/${p.metadata.name}`, p.status!.podIP!]));
   }, 30_000);
   await converged(lab, 0);
+  const started = Date.now();
 
   // Without policy every pod reaches every pod on both ports.
   for (const port of [80, 81]) t.deepEqual(diffMatrix(POD_NAMES, parseMatrix(Array<string>(9).fill('.........')), await matrix(lab, ips, port)), [], `no policy, port ${port}`);
@@ -86,6 +87,7 @@ test.serial('truth tables, Service traffic after DNAT, trace, stats and iptables
       t.deepEqual(diffMatrix(POD_NAMES, parseMatrix(c.expect[port]), got), [], `${name}, port ${port}:\n${formatMatrix(POD_NAMES, got)}`);
     }
     await removePolicies(api, lab, pols);
+    t.log(`${name}: ${Date.now() - started} ms since the lab was up`);
   }
 
   // A Service whose only endpoint is x/a, and a policy admitting only pods b of x into x/a: judged after DNAT.
