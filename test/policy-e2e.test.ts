@@ -120,7 +120,7 @@ test.serial('truth tables, Service traffic after DNAT, trace, stats and iptables
   t.regex(await nodeCommand(lab.stateDir, 'node-1', ['stats']), /x\/allow-b-to-a\s+\d+/);
   const filter = await nodeCommand(lab.stateDir, 'node-1', ['iptables-save', '-t', 'filter']);
   t.regex(filter, /^:cali-pi-_[A-Za-z0-9_-]{19} - \[0:0\]$/m);
-  t.regex(filter, /^-A cali-tw-\S+ -m comment --comment "Drop if no policies passed packet"/m);
+  t.regex(filter, /^-A cali-tw-\S+ -m mark --mark 0x0\/0x20000 -m comment --comment "Drop if no policies passed packet" -j DROP$/m);
   t.regex(filter, new RegExp(`^-A cali-pi-\\S+ -m comment --comment "Policy x/knp.default.allow-b-to-a ingress rule 0" -s ${ips.get('x/b')!.replace(/\./g, '\\.')}/32 -j MARK`, 'm'));
   await removePolicies(api, lab, svcPolicy);
 });
