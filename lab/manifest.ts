@@ -28,6 +28,7 @@ export const SUPPORTED_KINDS: Record<string, string> = {
   BGPPeer: 'projectcalico.org/v3',
   Service: 'v1',
   EndpointSlice: 'discovery.k8s.io/v1',
+  NetworkPolicy: 'networking.k8s.io/v1',
 };
 
 export interface LoadedObject {
