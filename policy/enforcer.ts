@@ -105,7 +105,7 @@ export class PolicyEnforcer {
     if (!o) return pkt;
     const { t } = o;
     if (this.flows.hit(t)) {
-      if (this.tracer.current) this.tracer.hop('node', 'policy', `${fmt(t)}: ESTABLISHED connection: accepted`);
+      if (this.tracer.current) this.tracer.hop('node', 'policy', `${fmt(t)}: a connection allowed when first seen (conntrack): accepted`);
       return pkt;
     }
     if (this.set.empty) return pkt;
