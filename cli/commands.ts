@@ -10,6 +10,8 @@ import { connectNode } from '../lab/node-endpoint.ts';
 import { JsonPathError, formatJsonPath, formatNodes, formatObjects, formatPods } from './format.ts';
 import { formatEndpointSlices, formatServices } from './format-services.ts';
 import type { EndpointSlice, Service } from '../control-plane/service-resources.ts';
+import { formatLabelSelector } from '../control-plane/network-policy.ts';
+import { humanDuration } from '../control-plane/tables.ts';
 import { LabError, labApi, requireLab } from '../lab/lab.ts';
 import type { LabRecord } from '../lab/state.ts';
 
@@ -58,11 +60,28 @@ export async function getResources(stateDir: string, kind: string, opts: { name?
     if (asked !== undefined) return asked;
     return k === 'services' ? formatServices(items as Service[], wide, !!opts.all, ns) : formatEndpointSlices(items as EndpointSlice[], !!opts.all, ns);
   }
+  if (k === 'networkpolicies') {
+    let items = (await api.list<KubeObject>(k, { namespace: ns })).items;
+    if (opts.name) items = items.filter((x) => x.metadata.name === opts.name);
+    if (opts.name && !items.length) throw new LabError(`Error from server (NotFound): networkpolicies.networking.k8s.io "${opts.name}" not found`);
+    items.sort((a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.metadata.name.localeCompare(b.metadata.name));
+    return structured(items, opts.output, !!opts.name) ?? formatNetworkPolicies(items, !!opts.all, ns);
+  }
   let pods = (await api.list<Pod>('pods', { namespace: ns })).items;
   if (opts.name) pods = pods.filter((p) => p.metadata.name === opts.name);
   if (opts.name && !pods.length) throw new LabError(`Error from server (NotFound): pods "${opts.name}" not found`);
   pods.sort((a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.metadata.name.localeCompare(b.metadata.name, undefined, { numeric: true }));
   return structured(pods, opts.output, !!opts.name) ?? formatPods(pods, wide, !!opts.all);
+}
+
+/** kubectl's NetworkPolicy columns: [NAMESPACE] NAME POD-SELECTOR AGE. */
+function formatNetworkPolicies(items: KubeObject[], all: boolean, ns: string | undefined): string {
+  if (!items.length) return all ? 'No resources found\n' : `No resources found in ${ns ?? 'default'} namespace.\n`;
+  const now = Date.now();
+  const rows = items.map((p) => [...(all ? [p.metadata.namespace ?? ''] : []), p.metadata.name, formatLabelSelector((p.spec as { podSelector?: unknown } | undefined)?.podSelector), humanDuration(now - Date.parse(p.metadata.creationTimestamp))]);
+  const head = [...(all ? ['NAMESPACE'] : []), 'NAME', 'POD-SELECTOR', 'AGE'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  return [head, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] + 3))).join('')).join('\n') + '\n';
 }
 
 /** json, yaml or jsonpath output of what a get found (undefined for the table forms). */
@@ -81,13 +100,14 @@ function structured(items: KubeObject[], output: Output, named: boolean): string
 }
 
 /** kubectl's kind aliases for what podlab serves. */
-export function normalizeKind(kind: string): 'nodes' | 'pods' | 'services' | 'endpointslices' {
+export function normalizeKind(kind: string): 'nodes' | 'pods' | 'services' | 'endpointslices' | 'networkpolicies' {
   const k = kind.toLowerCase();
   if (['node', 'nodes', 'no'].includes(k)) return 'nodes';
   if (['pod', 'pods', 'po'].includes(k)) return 'pods';
   if (['service', 'services', 'svc'].includes(k)) return 'services';
   if (['endpointslice', 'endpointslices', 'endpointslice.discovery.k8s.io', 'endpointslices.discovery.k8s.io'].includes(k)) return 'endpointslices';
-  throw new LabError(`error: the server doesn't have a resource type "${kind}" (podlab serves: nodes, pods, services, endpointslices)`);
+  if (['networkpolicy', 'networkpolicies', 'netpol', 'networkpolicies.networking.k8s.io'].includes(k)) return 'networkpolicies';
+  throw new LabError(`error: the server doesn't have a resource type "${kind}" (podlab serves: nodes, pods, services, endpointslices, networkpolicies)`);
 }
 
 /** Finds which node runs a pod: from the apiserver, or, while it is down, by asking the agents. */
@@ -231,6 +251,12 @@ function formatStats(s: Record<string, unknown>): string {
   }
   const imp = s.impairments as Record<string, { spec: ImpairmentSpec; stats: Record<string, number> }>;
   for (const [peer, v] of Object.entries(imp)) lines.push(`impairment to ${peer}: ${JSON.stringify(v.spec)} ${JSON.stringify(v.stats)}`);
+  const pol = s.policy as { policies: number; acceptedConnections: number; drops: number; dropsByPolicy: Record<string, number>; trackedConnections: number } | undefined;
+  if (pol) {
+    lines.push(`network policy: ${pol.policies} policies, ${pol.acceptedConnections} connections accepted, ${pol.drops} packets dropped, ${pol.trackedConnections} connections tracked`);
+    if (Object.keys(pol.dropsByPolicy).length) lines.push('POLICY                           DROPS');
+    for (const [p, n] of Object.entries(pol.dropsByPolicy)) lines.push(`${p.padEnd(32)} ${n}`);
+  }
   return lines.join('\n') + '\n';
 }
 

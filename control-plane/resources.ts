@@ -15,6 +15,7 @@ import { BGP_CONFIGURATIONS, BGP_FILTERS, BGP_PEERS, IP_POOLS } from './calico.t
 import { ENDPOINTSLICES, SERVICES } from './service-resources.ts';
 import { DAEMONSETS, DEPLOYMENTS, REPLICASETS } from './workload-resources.ts';
 import { CONFIGMAPS, ENDPOINTS, EVENTS, EVENTS_V1, LEASES, SECRETS, SERVICEACCOUNTS } from './core-resources.ts';
+import { NETWORK_POLICIES } from './network-policy.ts';
 
 /** A field-selector getter: returns the field as a string ("" when absent, as k8s does). */
 export type FieldGetter = (obj: KubeObject) => string;
@@ -232,5 +233,6 @@ registry.register(REPLICASETS);
 registry.register(DAEMONSETS);
 registry.register(EVENTS_V1);
 registry.register(LEASES);
+registry.register(NETWORK_POLICIES);
 
 export { ENDPOINTSLICES, SERVICES };

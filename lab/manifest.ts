@@ -35,6 +35,7 @@ export const SUPPORTED_KINDS: Record<string, string> = {
   ConfigMap: 'v1',
   Secret: 'v1',
   ServiceAccount: 'v1',
+  NetworkPolicy: 'networking.k8s.io/v1',
 };
 
 export interface LoadedObject {

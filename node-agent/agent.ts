@@ -33,6 +33,7 @@ import { DEFAULT_WIRE_PORT, type NodeDataPlane } from './dataplane.ts';
 import type { BgpTopology } from '../backends/bgp/bgp-backend.ts';
 import { bgpView } from '../backends/bgp/views.ts';
 import { KubeProxy } from './kube-proxy.ts';
+import { NetworkPolicyAgent } from './network-policy.ts';
 import type { IpvsSchedulerName, ProxyMode } from '../service-proxy/index.ts';
 import type { NetDevice } from '../netstack/link/netdev.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
@@ -103,6 +104,7 @@ export class NodeAgent {
   private control?: ControlServer;
   private remoteControl?: net.Server;
   private kubeProxy?: KubeProxy;
+  private policy?: NetworkPolicyAgent;
   private serviceInformer?: Informer;
   private sliceInformer?: Informer;
   private execCount = 0;
@@ -189,7 +191,10 @@ export class NodeAgent {
   /** Registers, builds the data plane, starts watching and serving. */
   async start(): Promise<void> {
     await this.core.start({
-      watching: () => this.startKubeProxy(),
+      watching: async () => {
+        await this.startKubeProxy();
+        await this.startPolicy();
+      },
       serve: async () => {
         this.control = new ControlServer(this.controlSocketPath);
         this.registerHandlers(this.control);
@@ -228,6 +233,12 @@ export class NodeAgent {
     kp.sync();
   }
 
+  /** calico-node's policy role: NetworkPolicies, pods and namespaces into the node's policy hooks. */
+  private async startPolicy(): Promise<void> {
+    this.policy = new NetworkPolicyAgent(this.dp, this.core.api, this.clock);
+    await this.policy.start();
+  }
+
   // ------------------------------------------------------------ control channel
 
   /** Finds a pod of this node by `name` or `namespace/name`. */
@@ -247,6 +258,8 @@ export class NodeAgent {
   nodeCommand(argv: string[]): string {
     const [tool, obj] = argv;
     const kp = this.kubeProxy?.command(argv);
+    // Policy's chains live in the filter table beside kube-proxy's.
+    if (kp !== undefined && tool === 'iptables-save' && this.policy) return this.policy.filterView(kp);
     if (kp !== undefined) return kp;
     const view = bgpView(argv, this.core.bgp, { node: this.name, backend: this.backend.name });
     if (view && 'error' in view) throw new ControlError(view.error);
@@ -267,7 +280,7 @@ export class NodeAgent {
       if (r.code !== 0) throw new ControlError(r.stderr.trimEnd());
       return r.stdout;
     }
-    throw new ControlError(`unsupported node command '${argv.join(' ')}': try ip route | ip neigh | ip link | ip addr | bridge fdb | bgp summary | iptables-save [-t nat] | ipvsadm -Ln | ipset list | conntrack -L`);
+    throw new ControlError(`unsupported node command '${argv.join(' ')}': try ip route | ip neigh | ip link | ip addr | bridge fdb | bgp summary | iptables-save [-t nat|filter] | ipvsadm -Ln | ipset list | conntrack -L`);
   }
 
   /** Per-interface counters and drop reasons. */
@@ -292,6 +305,7 @@ export class NodeAgent {
         ...(this.runtime.rawWire ? { raw: rawStats(this.runtime.rawWire) } : {}),
       },
       impairments,
+      ...(this.policy ? { policy: this.policy.stats() } : {}),
       pods,
     };
   }
@@ -451,6 +465,7 @@ export class NodeAgent {
     void this.serviceInformer?.stop();
     void this.sliceInformer?.stop();
     this.kubeProxy?.close();
+    this.policy?.stop();
     this.remoteControl?.close();
     await this.control?.close();
     await this.runtime.stop();

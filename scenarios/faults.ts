@@ -263,6 +263,26 @@ export const FAULTS: { [K in FaultSpec['kind']]: FaultFn<K> } = {
     return `${label}: ${created.length ? `created ${created.map(short).join(', ')}` : deleted.length ? `deleted ${deleted.map(short).join(', ')}` : 'already there'}`;
   },
 
+  async policy(f, ctx) {
+    // Felix applies policy within a second or so of the apiserver's write; the next step sees it in force.
+    if (f.apply) {
+      const ns = f.apply.metadata.namespace ?? 'default';
+      await ctx.api.create('networkpolicies', f.apply, ns);
+    } else if (f.remove) {
+      const gone = await ctx.api.delete('networkpolicies', f.remove.name, f.remove.namespace);
+      if (!gone) throw new StepError(`policy: no NetworkPolicy ${f.remove.namespace}/${f.remove.name} to remove`);
+    }
+    const want = (await ctx.api.list('networkpolicies')).items.length;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const counts = await Promise.all(ctx.nodes.map((n) => ctx.io.call<{ policy?: { policies: number } }>(n, 'stats', {}).then((s) => s.policy?.policies, () => undefined)));
+      if (counts.every((c) => c === undefined || c === want)) break;
+      if (Date.now() > deadline) throw new StepError(`policy: nodes did not apply ${want} policies within 10 s (they report ${counts.join(', ')})`);
+      await sleep(50);
+    }
+    return f.apply ? `applied NetworkPolicy ${f.apply.metadata.namespace ?? 'default'}/${f.apply.metadata.name}` : `removed NetworkPolicy ${f.remove!.namespace}/${f.remove!.name}`;
+  },
+
   async mtu(f, ctx, step) {
     await ctx.io.call(f.node, 'stack.mtu', { dev: f.dev, mtu: f.mtu });
     closeBands(ctx, 'mtu', (b) => b.kind === 'mtu' && b.label.startsWith(`${f.node} ${f.dev} `));
@@ -304,5 +324,7 @@ export function describeFault(f: FaultSpec): string {
       return `mtu ${f.node} ${f.dev} ${f.mtu}`;
     case 'heal':
       return `heal ${f.nodes ? f.nodes.join(',') : 'all links'}`;
+    case 'policy':
+      return f.apply ? `apply NetworkPolicy ${f.apply.metadata.namespace ?? 'default'}/${f.apply.metadata.name}` : `remove NetworkPolicy ${f.remove!.namespace}/${f.remove!.name}`;
   }
 }

@@ -6,6 +6,7 @@
  */
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import type { LoadedObject } from '../lab/manifest.ts';
+import type { KubeObject } from '../control-plane/types.ts';
 
 /** A point in scenario time: timeline start, or the start/end of a named step, plus an offset. */
 export interface TimeRef {
@@ -76,6 +77,8 @@ export type FaultSpec =
   | { kind: 'mark-not-ready'; pods: PodRef; ready: boolean }
   | { kind: 'scale'; prefix: string; replicas: number; namespace: string; labels: Record<string, string>; nodes?: string[] }
   | { kind: 'mtu'; node: string; dev: string; mtu: number }
+  /** Create a NetworkPolicy (`apply`, the manifest) or delete one (`remove`). */
+  | { kind: 'policy'; apply?: KubeObject; remove?: { namespace: string; name: string } }
   | { kind: 'heal'; nodes?: string[] };
 
 export type Comparison = '>=' | '>' | '<=' | '<' | '==' | '!=';

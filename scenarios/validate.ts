@@ -18,6 +18,9 @@ import { ManifestError, loadManifestFile, parseManifests, toJsBounded, type Load
 import { isValidIpv4 } from '../packet/addr.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import { DEFAULT_BACKEND } from '../backends/registry.ts';
+import { NETWORK_POLICIES } from '../control-plane/network-policy.ts';
+import { formatFieldError } from '../control-plane/errors.ts';
+import type { KubeObject } from '../control-plane/types.ts';
 import { BACKENDS, BGP_BACKENDS, BGP_TOPOLOGIES, PROXY_MODES, backendHasDevice, backendsWithDevice, speaksBgp } from './capabilities.ts';
 import type { Comparison, Condition, FaultSpec, FlowSpec, LabSpec, PodRef, PodSelector, Scenario, Step, StepBody, Window } from './model.ts';
 import { COMPARISONS, fmtMs, fmtPct, isName, parseDurationText, parseRate, parseRatio, parseTimeRef } from './units.ts';
@@ -38,7 +41,7 @@ export class ScenarioError extends Error {
 type Path = (string | number)[];
 
 /** The fault kinds the runner implements (faults.ts registers one function per kind). */
-export const FAULT_KINDS = ['link', 'partition', 'kill', 'freeze', 'thaw', 'restart', 'delete-pods', 'delete-node', 'scale', 'mtu', 'heal', 'bgp-reset', 'mark-not-ready'] as const;
+export const FAULT_KINDS = ['link', 'partition', 'kill', 'freeze', 'thaw', 'restart', 'delete-pods', 'delete-node', 'scale', 'mtu', 'heal', 'bgp-reset', 'mark-not-ready', 'policy'] as const;
 /** The condition kinds usable in `assert` and `wait.until`. */
 export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors', 'bgp-converged', 'transfer', 'lb-spread'] as const;
 /** The flow kinds traffic steps can start (traffic.ts registers one driver per kind). */
@@ -441,6 +444,17 @@ function nodeList(f: F, scope: Scope): string[] {
   return f.oneOrMany('a node list').map((x) => scope.node(x));
 }
 
+/** A NetworkPolicy manifest, checked as the apiserver will check it. */
+function parseNetworkPolicy(f: F): KubeObject {
+  if (!f.isMap()) f.fail('apply: a NetworkPolicy manifest (apiVersion networking.k8s.io/v1, kind NetworkPolicy)');
+  const obj = structuredClone(f.v) as KubeObject;
+  if (obj.apiVersion !== 'networking.k8s.io/v1' || obj.kind !== 'NetworkPolicy') f.fail('apply: apiVersion must be networking.k8s.io/v1 and kind NetworkPolicy');
+  if (typeof obj.metadata?.name !== 'string' || !obj.metadata.name) f.at('metadata').fail('apply: metadata.name is required');
+  const errs = NETWORK_POLICIES.validate?.(obj, undefined) ?? [];
+  if (errs.length) f.fail(`apply: ${errs.map(formatFieldError).join('; ')}`);
+  return obj;
+}
+
 function parseFault(f: F, scope: Scope): FaultSpec {
   if (!f.isMap()) f.fail('fault must be a mapping with a kind');
   const kind = f.req('kind', (x) => x.oneOf(FAULT_KINDS));
@@ -527,6 +541,17 @@ function parseFault(f: F, scope: Scope): FaultSpec {
     case 'heal':
       only('nodes');
       return { kind, nodes: f.opt('nodes', (x) => nodeList(x, scope)) };
+    case 'policy': {
+      only('apply', 'remove');
+      if (f.has('apply') === f.has('remove')) f.fail('a policy fault takes exactly one of apply (a NetworkPolicy) or remove (NAMESPACE/NAME)');
+      const remove = f.opt('remove', (x) => {
+        const m = /^(?:([a-z0-9][-a-z0-9]*)\/)?([a-z0-9][-a-z0-9.]*)$/.exec(x.str());
+        if (!m) return x.fail('remove: NAME or NAMESPACE/NAME of a NetworkPolicy');
+        return { namespace: m[1] ?? 'default', name: m[2] };
+      });
+      const apply = f.opt('apply', (x) => parseNetworkPolicy(x));
+      return { kind, apply, remove };
+    }
   }
 }
 
