@@ -11,6 +11,8 @@ import type { PodNet } from '../netstack/pod-net.ts';
 export interface AppContext {
   podName: string;
   nodeName: string;
+  /** The apiserver, for apps that watch the cluster as their real images do (CoreDNS). */
+  apiUrl?: string;
   /** Where an app reports things worth a log line (default: nowhere). */
   log?: (msg: string, fields?: Record<string, unknown>) => void;
   /** The container's standard output, line by line: what `kubectl logs` / `podlab logs` show. */

@@ -25,6 +25,7 @@ import {
   writeKubeconfig,
   type UpOptions,
 } from './launch.ts';
+import { installClusterDns } from './cluster-dns.ts';
 import { writeLab, type LabRecord, type ProcRecord } from './state.ts';
 
 /** The arguments of one node agent; kept in lab.json so `podlab node NODE restart` can reuse them. */
@@ -114,6 +115,8 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
 }
 
 async function createWorkload(api: ApiClient, o: UpOptions): Promise<void> {
+  // kubeadm's addon: kube-dns at 10.96.0.10 and its CoreDNS pods (lab/cluster-dns.ts).
+  await installClusterDns(api, Array.from({ length: o.nodes }, (_, i) => `node-${i + 1}`));
   for (const p of demoPods(o.nodes, o.podsPerNode)) await api.create('pods', p, 'default');
   await applyObjects(api, o.manifests);
 }

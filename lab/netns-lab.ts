@@ -33,6 +33,7 @@ import { deriveMac } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, hasTool, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, validatePrefix, wireLikeOffloads } from '../hostnet/netns.ts';
+import { installClusterDns } from './cluster-dns.ts';
 import { LabError, ROOT, agentFeatureArgs, applyObjects, claimStateDir, demoPods, down, labAddresses, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './launch.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
 import { DEFAULT_BACKEND, backendNamed, findBackend } from '../backends/registry.ts';
@@ -216,6 +217,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     }
     writeLab(rec);
 
+    await installClusterDns(client, emulated.map((n) => n.name));
     for (const p of [...demoPods(o.nodes, o.podsPerNode), ...kernelDemoPods(kernelNodes, o.podsPerNode)]) await client.create('pods', p, 'default');
     await applyObjects(client, o.manifests);
     if (o.waitReady) await waitPodsRunning(client, timeout);

@@ -143,6 +143,7 @@ export class NodeAgent {
       mtu: o.mtu,
       clock: this.clock,
       rng: this.rng,
+      apiUrl: opts.apiUrl,
     });
     this.core = new NodeCore(
       {

@@ -36,6 +36,8 @@ export interface EmulatedRuntimeOptions {
   mtu: number;
   clock: Clock;
   rng: SeededRng;
+  /** Handed to pod apps that watch the cluster (CoreDNS). */
+  apiUrl?: string;
 }
 
 export class EmulatedRuntime implements NodeRuntime {
@@ -138,7 +140,7 @@ export class EmulatedRuntime implements NodeRuntime {
     const net = this.dp.addPod({ namespace: p.metadata.namespace ?? 'default', name: p.metadata.name, uid: p.metadata.uid, ip });
     log.info('pod network ready', { pod: key, ip, veth: net.hostVeth.name });
     // The containers' built-in apps by image (apps/); a failure is logged and shown in the container's status.
-    startPodApps(net, p.spec?.containers ?? [], { podName: p.metadata.name, nodeName: this.o.name, log: (m, f) => (/fail/.test(m) ? log.error(m, f) : log.info(m, f)) }, (c) => this.logs.writer(key, c));
+    startPodApps(net, p.spec?.containers ?? [], { podName: p.metadata.name, nodeName: this.o.name, apiUrl: this.o.apiUrl, log: (m, f) => (/fail/.test(m) ? log.error(m, f) : log.info(m, f)) }, (c) => this.logs.writer(key, c));
     return Promise.resolve();
   }
 

@@ -17,7 +17,8 @@
 import { parseArgs } from 'node:util';
 import { TcpError } from '../netstack/tcp/errors.ts';
 import type { TcpSocket } from '../netstack/tcp/socket.ts';
-import { resolveHost, textOut } from './net-util.ts';
+import { textOut } from './net-util.ts';
+import { resolveForTool } from './resolver.ts';
 import { UsageError, type ExecContext } from './types.ts';
 
 const USAGE = 'Usage: curl [-s] [-S] [-v] [-f] [-i] [-I] [-m SECONDS] [--connect-timeout SECONDS] [-o /dev/null] [-w FORMAT] [-H HEADER] [-X METHOD] URL';
@@ -92,8 +93,8 @@ export async function curl(ctx: ExecContext): Promise<number> {
   if (port < 1 || port > 65535) return err(3, `URL rejected: Port number was not a decimal number between 0 and 65535`);
   let path = m[3] ?? '/';
   if (path.startsWith('?')) path = `/${path}`;
-  const host = resolveHost(hostName);
-  if (!host) return err(6, `Could not resolve host: ${hostName} (podlab pods have no DNS: use an IPv4 address)`);
+  const host = await resolveForTool(ctx, hostName);
+  if (!host) return err(6, `Could not resolve host: ${hostName}`);
 
   const method = values.request ?? (values.head ? 'HEAD' : 'GET');
   const hostHeader = port === 80 ? hostName : `${hostName}:${port}`;
