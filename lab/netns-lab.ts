@@ -217,9 +217,9 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     }
     writeLab(rec);
 
-    await installClusterDns(client, emulated.map((n) => n.name));
     for (const p of [...demoPods(o.nodes, o.podsPerNode), ...kernelDemoPods(kernelNodes, o.podsPerNode)]) await client.create('pods', p, 'default');
     await applyObjects(client, o.manifests);
+    await installClusterDns(client, emulated.map((n) => n.name));
     if (o.waitReady) await waitPodsRunning(client, timeout);
     if (o.waitReady && backendNamed(backend).ipUnderlay) await waitRoutesConverged(rec, timeout, say);
     rec.status = 'running';
