@@ -4,7 +4,7 @@
  * over the pod's own TCP: one HTTP/1.1 request, the body on stdout, curl's
  * messages and exit codes:
  *   0 ok;  1 unsupported protocol;  3 malformed URL;  6 host not resolvable
- *   (pods have no DNS: IPv4 or localhost);  7 couldn't connect (refused,
+ *   (names resolve through the pod's resolver, pod-tools/resolver.ts);  7 couldn't connect (refused,
  *   unreachable, SYN timeout);  18 partial body;  22 HTTP >= 400 with -f;
  *   23 write error (-o to a file: pods have no filesystem);  28 -m or
  *   --connect-timeout expired;  52 empty reply;  56 receive failure (reset).
