@@ -3,9 +3,10 @@
  * CoreDNS with the Corefile kubeadm installs minus `forward` and `cache`,
  * serving on UDP 53 in its pod. Like CoreDNS it lists and watches the
  * apiserver itself (Services, EndpointSlices, Namespaces) and answers from
- * that cache (apps/dns/kubernetes.ts says what it answers). Until the first
- * list has arrived it answers SERVFAIL, as CoreDNS does before its informers
- * have synced.
+ * that cache (apps/dns/kubernetes.ts says what it answers). Queries that
+ * arrive before the first lists are held (up to 256) and answered once they
+ * are in, as CoreDNS holds its readiness until the plugin has synced; without
+ * an apiserver at all every query gets SERVFAIL.
  *
  * Each query is one real UDP datagram on the pod's stack: clients reach it
  * through the kube-dns ClusterIP, kube-proxy's DNAT and the pod's veth, so
@@ -38,10 +39,9 @@ export const corednsApp: BuiltinApp = {
     // The SOA serial moves with the data, as CoreDNS's does (seconds of the last change).
     let serial = Math.floor(Date.now() / 1000);
     const bump = () => (serial = Math.max(serial + 1, Math.floor(Date.now() / 1000)));
-    for (const inf of informers) {
-      inf.on('add', bump).on('update', bump).on('delete', bump);
-      void inf.start();
-    }
+    const held: (() => void)[] = [];
+    for (const inf of informers) inf.on('add', bump).on('update', bump).on('delete', bump);
+    void Promise.all(informers.map((i) => i.start())).then(() => held.splice(0).forEach((f) => f()));
     if (!api) ctx.log?.('coredns has no apiserver to watch: every query gets SERVFAIL', { pod: ctx.podName });
     const synced = () => informers.length > 0 && informers.every((i) => i.hasSynced);
 
@@ -67,21 +67,28 @@ export const corednsApp: BuiltinApp = {
           return;
         }
         if (q.flags.qr) return; // never answer a response
-        const r = answer(q);
-        // EDNS (RFC 6891): echo an OPT record carrying our own UDP size when the query had one.
-        const opt = q.additionals.find((x) => x.type === DnsType.OPT);
-        const limit = opt ? Math.max(512, Math.min(opt.class, 1232)) : 512;
-        if (opt) r.additionals = [...r.additionals, { name: '', type: DnsType.OPT, class: 1232, ttl: 0, data: { type: DnsType.OPT, raw: Buffer.alloc(0) } }];
-        let out = serializeDns(r);
-        if (out.length > limit) {
-          counters.truncated++;
-          out = serializeDns({ ...r, flags: { ...r.flags, tc: true }, answers: [], authorities: [], additionals: [] });
+        if (api && !synced()) {
+          if (held.length < 256) held.push(() => respond(sock, q, from));
+          return;
         }
-        if (r.flags.rcode === DnsRcode.NXDOMAIN) counters.nxdomain++;
-        else if (r.flags.rcode === DnsRcode.SERVFAIL) counters.servfail++;
-        else counters.answered++;
-        sock.send(out, from.port, from.address);
+        respond(sock, q, from);
       });
+    }
+    function respond(sock: UdpSocket, q: DnsMessage, from: { address: string; port: number }): void {
+      const r = answer(q);
+      // EDNS (RFC 6891): echo an OPT record carrying our own UDP size when the query had one.
+      const opt = q.additionals.find((x) => x.type === DnsType.OPT);
+      const limit = opt ? Math.max(512, Math.min(opt.class, 1232)) : 512;
+      if (opt) r.additionals = [...r.additionals, { name: '', type: DnsType.OPT, class: 1232, ttl: 0, data: { type: DnsType.OPT, raw: Buffer.alloc(0) } }];
+      let out = serializeDns(r);
+      if (out.length > limit) {
+        counters.truncated++;
+        out = serializeDns({ ...r, flags: { ...r.flags, tc: true }, answers: [], authorities: [], additionals: [] });
+      }
+      if (r.flags.rcode === DnsRcode.NXDOMAIN) counters.nxdomain++;
+      else if (r.flags.rcode === DnsRcode.SERVFAIL) counters.servfail++;
+      else counters.answered++;
+      sock.send(out, from.port, from.address);
     }
     return {
       stop() {
