@@ -44,6 +44,9 @@ export const corednsApp: BuiltinApp = {
     void Promise.all(informers.map((i) => i.start())).then(() => held.splice(0).forEach((f) => f()));
     if (!api) ctx.log?.('coredns has no apiserver to watch: every query gets SERVFAIL', { pod: ctx.podName });
     const synced = () => informers.length > 0 && informers.every((i) => i.hasSynced);
+    // CoreDNS's start lines, with the version the image's tag names (registry.k8s.io/coredns/coredns:v1.11.3).
+    const version = /:v?(\d+\.\d+\.\d+)$/.exec(container.image)?.[1] ?? '1.11.3';
+    for (const l of ports.map((p) => `.:${p}`).concat([`CoreDNS-${version}`, 'linux/amd64, go1.21.11 (podlab)'])) ctx.stdout?.(l);
 
     const answer = (q: DnsMessage): DnsMessage => {
       if (!synced()) return { ...q, flags: { ...q.flags, qr: true, ra: false, aa: false, ad: false, rcode: DnsRcode.SERVFAIL }, answers: [], authorities: [], additionals: [] };
