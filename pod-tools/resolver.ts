@@ -103,7 +103,7 @@ export async function queryDns(ctx: ExecContext, name: string, type: number, o: 
         resolve(v);
       };
       const onAbort = () => finish({ ok: false, error: 'aborted' });
-      const sock = stack.bindUdp(0, {
+      const sock = bindRandomPort(ctx, {
         message: (m) => {
           // Only the server's answer to this id and question counts (RFC 5452's checks).
           if (m.srcIp !== server || m.srcPort !== port) return;
@@ -121,6 +121,22 @@ export async function queryDns(ctx: ExecContext, name: string, type: number, o: 
     if (r) return r;
   }
   return { ok: false, error: 'timeout' };
+}
+
+/**
+ * A UDP socket on a random port of Linux's ephemeral range, as the kernel gives
+ * glibc's resolver (RFC 5452): each query is a new 5-tuple, so conntrack and
+ * kube-proxy pick a CoreDNS replica afresh and a retry can find a live one.
+ */
+function bindRandomPort(ctx: ExecContext, handlers: Parameters<ExecContext['pod']['stack']['bindUdp']>[1]): { port: number; close(): void } {
+  for (let i = 0; i < 16; i++) {
+    try {
+      return ctx.pod.stack.bindUdp(ctx.rng.int(32768, 60999), handlers);
+    } catch {
+      // in use: draw again
+    }
+  }
+  return ctx.pod.stack.bindUdp(0, handlers);
 }
 
 /** The names res_search tries for `name`, in order. */

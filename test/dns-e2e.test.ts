@@ -153,19 +153,23 @@ test.serial('tshark decodes the DNS captured on cni0 with no malformed packets',
     env: { ...process.env, PODLAB_HOME: lab.stateDir },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  let capErr = '';
+  cap.stderr.on('data', (d) => (capErr += String(d)));
   const exited = new Promise<void>((r) => cap.on('exit', () => r()));
   t.teardown(() => void cap.kill('SIGKILL'));
-  await new Promise((r) => setTimeout(r, 1000));
   let done = false;
   void exited.then(() => (done = true));
-  for (let i = 0; i < 30 && !done; i++) {
+  // Query until the capture has its 12 packets (it attaches a moment after it starts).
+  const until = Date.now() + 40_000;
+  while (!done && Date.now() < until) {
     await ok('pod-1a', ['dig', '+short', 'SRV', '_http._tcp.web.default.svc.cluster.local']);
     await lab.exec('pod-1a', ['nslookup', 'nope']);
     await ok('pod-1a', ['dig', '+short', '-x', '10.96.0.10']);
+    await new Promise((r) => setTimeout(r, 200));
   }
   await exited;
   const rows = await tsharkFields(file, ['dns.flags.response', 'dns.qry.name', 'dns.flags.rcode', 'dns.count.answers']);
-  t.true(rows.length >= 6, `${rows.length} DNS packets`);
+  t.true(rows.length >= 6, `${rows.length} DNS packets; capture said: ${capErr}`);
   t.true(rows.some((r) => r[0] === '1' && r[1] === '_http._tcp.web.default.svc.cluster.local' && r[2] === '0' && r[3] === '1'), JSON.stringify(rows));
   t.true(rows.some((r) => r[0] === '1' && r[2] === '3'), 'an NXDOMAIN answer');
   const expert = await expertInfo(file, []);
