@@ -215,7 +215,7 @@ export const CONDITIONS: { [K in Condition['kind']]: CondFn<K> } = {
     if (ctx.down.has(a.node) || ctx.frozen.has(a.node)) return { ok: false, expected, actual: `${a.node} is ${ctx.down.has(a.node) ? 'down' : 'frozen'}` };
     let out = '';
     await ctx.io
-      .exec(a.node, a.key, ['nslookup', c.host], { stdout: (s) => (out += s), stderr: (s) => (out += s), timeoutMs: 15_000, signal: ctx.signal })
+      .exec(a.node, a.key, ['nslookup', c.host], { stdout: (s) => (out += s), stderr: (s) => (out += s), timeoutMs: 45_000, signal: ctx.signal })
       .catch((e: Error) => (out += e.message));
     const addr = /^Address: (\S+)$/m.exec(out)?.[1];
     const failure = /\*\* server can't find \S+: (\w+)|(timed out)/.exec(out);
