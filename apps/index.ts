@@ -7,6 +7,7 @@
  *   hashicorp/http-echo     -text=... on -listen=:5678
  *   podlab/echo             TCP + UDP echo (default 7)
  *   podlab/sink             TCP + UDP discard, counted (default 9)
+ *   coredns/coredns         cluster DNS on UDP 53 from its own apiserver watch (dns/)
  *   busybox, anything else  no listener (the container "sleeps")
  *
  * The containers of a pod share its network namespace, so they reach each
@@ -19,12 +20,13 @@ import type { PodNet } from '../netstack/pod-net.ts';
 import { echoApp, sinkApp } from './echo.ts';
 import { httpEchoApp, nginxApp, podlabHttpApp } from './http.ts';
 import { normaliseImage } from './image.ts';
+import { corednsApp } from './dns/coredns.ts';
 import type { AppContext, AppInstance, AppStatus, BuiltinApp } from './types.ts';
 
 export type { AppContext, AppInstance, AppStatus, BuiltinApp } from './types.ts';
 
 /** Image name (normalised) -> app. */
-export const APPS: ReadonlyMap<string, BuiltinApp> = new Map([nginxApp, podlabHttpApp, httpEchoApp, echoApp, sinkApp].map((a) => [a.name, a]));
+export const APPS: ReadonlyMap<string, BuiltinApp> = new Map([nginxApp, podlabHttpApp, httpEchoApp, echoApp, sinkApp, corednsApp].map((a) => [a.name, a]));
 
 
 /** The app for an image, or undefined (busybox and unknown images run no listener). */

@@ -5,12 +5,15 @@
  * its ports at once (so a port clash fails `start` with EADDRINUSE) and
  * serves until `stop()`.
  */
+import type { ClientCredentials } from '../control-plane/credentials.ts';
 import type { Container } from '../control-plane/types.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
 
 export interface AppContext {
   podName: string;
   nodeName: string;
+  /** The apiserver and credentials, for apps that watch the cluster as their real images do (CoreDNS with its ServiceAccount token; here the node's). */
+  api?: { url: string; credentials: ClientCredentials };
   /** Where an app reports things worth a log line (default: nowhere). */
   log?: (msg: string, fields?: Record<string, unknown>) => void;
   /** The container's standard output, line by line: what `kubectl logs` / `podlab logs` show. */

@@ -43,6 +43,13 @@ export async function runDemo(stateDir: string, signal: AbortSignal): Promise<vo
   await show('   ...and one FDB entry (peer VtepMAC -> peer node IP, where the UDP datagram goes).', 'podlab node node-1 bridge fdb show dev flannel.1', async () =>
     w(await nodeCommand(stateDir, 'node-1', ['bridge', 'fdb', 'show', 'dev', 'flannel.1'])),
   );
+  if (a) {
+    await show(
+      '4) Names: a UDP query to kube-dns (10.96.0.10, DNATed by kube-proxy to a CoreDNS pod), the search list of the kubelet\'s resolv.conf completing the name.',
+      `podlab exec ${a.metadata.name} -- nslookup kubernetes.default`,
+      () => execInPod(stateDir, a.metadata.name, ['nslookup', 'kubernetes.default'], io),
+    );
+  }
   if (signal.aborted) return;
   w(`
 Watch the VXLAN datagrams (another terminal, needs capture rights on lo):
@@ -51,6 +58,8 @@ Try more (another terminal, same directory):
   npx podlab get nodes -o wide
   npx podlab exec ${a?.metadata.name ?? 'pod-1a'} -- ping ${c?.status?.podIP ?? '10.244.2.2'}
   npx podlab impair node-1 --peer node-2 --loss 20%
+  npx podlab apply -f examples/web-service.yaml --wait
+  npx podlab exec ${a?.metadata.name ?? 'pod-1a'} -- curl http://web.default.svc.cluster.local
 The lab stays up until Ctrl-C.
 `);
 }

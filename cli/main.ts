@@ -331,7 +331,7 @@ program
 
 program
   .command('exec')
-  .description('run a command in a pod: ping, udp, curl, nc, transfer, ip, ss, ps, hostname (podlab exec POD -- ping -c 3 10.244.2.2)')
+  .description('run a command in a pod: ping, udp, curl, nc, transfer, nslookup, dig, cat, ip, ss, ps, hostname (podlab exec POD -- curl http://web.default.svc.cluster.local)')
   .argument('<pod>', 'pod name (or namespace/name)')
   .argument('<command...>', 'the command after --')
   .option('-n, --namespace <ns>', 'namespace', 'default')

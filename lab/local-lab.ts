@@ -29,6 +29,7 @@ import {
   writeKubeconfig,
   type UpOptions,
 } from './launch.ts';
+import { installClusterDns } from './cluster-dns.ts';
 import { writeLab, type LabRecord, type ProcRecord } from './state.ts';
 
 /** The arguments of one node agent; kept in lab.json so `podlab node NODE restart` can reuse them. */
@@ -121,5 +122,8 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
 async function createWorkload(api: ApiClient, o: UpOptions): Promise<void> {
   for (const p of demoPods(o.nodes, o.podsPerNode)) await api.create('pods', p, 'default');
   await applyObjects(api, o.manifests);
+  // kubeadm's addon: kube-dns at 10.96.0.10 and its CoreDNS pods (lab/cluster-dns.ts). Last, so the
+  // demo's and the manifests' pods keep the addresses they had before the lab had DNS.
+  await installClusterDns(api, Array.from({ length: o.nodes }, (_, i) => `node-${i + 1}`));
 }
 

@@ -32,6 +32,7 @@ import { createHash } from 'node:crypto';
 import { deriveMac } from '../common/rng.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, hasTool, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, validatePrefix, wireLikeOffloads } from '../hostnet/netns.ts';
+import { installClusterDns } from './cluster-dns.ts';
 import { LabError, ROOT, agentFeatureArgs, applyObjects, claimStateDir, controllerArgs, demoPods, down, labAddresses, labApi, nodeTokenPath, prepareLabPki, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './launch.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
 import { DEFAULT_BACKEND, backendNamed, findBackend } from '../backends/registry.ts';
@@ -218,6 +219,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
 
     for (const p of [...demoPods(o.nodes, o.podsPerNode), ...kernelDemoPods(kernelNodes, o.podsPerNode)]) await client.create('pods', p, 'default');
     await applyObjects(client, o.manifests);
+    await installClusterDns(client, emulated.map((n) => n.name));
     if (o.waitReady) await waitPodsRunning(client, timeout);
     if (o.waitReady && backendNamed(backend).ipUnderlay) await waitRoutesConverged(rec, timeout, say);
     rec.status = 'running';

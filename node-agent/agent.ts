@@ -133,6 +133,7 @@ export class NodeAgent {
     this.clock = opts.clock ?? monotonicClock;
     this.rng = new SeededRng(seedFrom(this.opts.seed, `node:${opts.name}`));
     const o = this.opts;
+    const credentials = opts.credentials ?? agentCredentials({ stateDir: opts.stateDir, name: opts.name });
     this.runtime = new EmulatedRuntime({
       name: o.name,
       ip: o.ip,
@@ -148,6 +149,7 @@ export class NodeAgent {
       mtu: o.mtu,
       clock: this.clock,
       rng: this.rng,
+      api: { url: opts.apiUrl, credentials },
     });
     this.core = new NodeCore(
       {
@@ -160,7 +162,7 @@ export class NodeAgent {
         controlPort: o.controlPort,
         kind: { labels: { 'kubernetes.io/hostname': o.name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' }, readyMessage: 'podlab node agent is posting ready status' },
       },
-      new ApiClient(opts.apiUrl, { credentials: opts.credentials ?? agentCredentials({ stateDir: opts.stateDir, name: opts.name }) }),
+      new ApiClient(opts.apiUrl, { credentials }),
       this.runtime,
       'podlab:agent',
     );

@@ -13,7 +13,7 @@ import { DEFAULT_NODE_PORT_RANGE } from '../control-plane/service-allocator.ts';
 import type { NetworkBackend, PlanAction } from '../backends/backend.ts';
 import { CalicoBgp, type BgpTopology } from '../backends/bgp/bgp-backend.ts';
 import { RawWire, RawWireError, claimFilter, pcapImmediateModeLikely } from '../overlay/underlay-raw.ts';
-import { containerStateOverride, startPodApps, stopPodApps } from '../apps/index.ts';
+import { containerStateOverride, startPodApps, stopPodApps, type AppContext } from '../apps/index.ts';
 import { NodeDataPlane } from './dataplane.ts';
 import type { NodeRuntime, RuntimeIdentity, RuntimePod } from './runtime.ts';
 import { ContainerLogs } from './pod-logs.ts';
@@ -36,6 +36,9 @@ export interface EmulatedRuntimeOptions {
   mtu: number;
   clock: Clock;
   rng: SeededRng;
+  /** Handed to pod apps that watch the cluster (CoreDNS). */
+  /** The apiserver and the node's credentials, for apps that watch the cluster (CoreDNS). */
+  api?: AppContext['api'];
 }
 
 export class EmulatedRuntime implements NodeRuntime {
@@ -141,7 +144,7 @@ export class EmulatedRuntime implements NodeRuntime {
     const net = this.dp.addPod({ namespace: p.metadata.namespace ?? 'default', name: p.metadata.name, uid: p.metadata.uid, ip });
     log.info('pod network ready', { pod: key, ip, veth: net.hostVeth.name });
     // The containers' built-in apps by image (apps/); a failure is logged and shown in the container's status.
-    startPodApps(net, p.spec?.containers ?? [], { podName: p.metadata.name, nodeName: this.o.name, log: (m, f) => (/fail/.test(m) ? log.error(m, f) : log.info(m, f)) }, (c) => this.logs.writer(key, c));
+    startPodApps(net, p.spec?.containers ?? [], { podName: p.metadata.name, nodeName: this.o.name, api: this.o.api, log: (m, f) => (/fail/.test(m) ? log.error(m, f) : log.info(m, f)) }, (c) => this.logs.writer(key, c));
     return Promise.resolve();
   }
 

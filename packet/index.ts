@@ -17,3 +17,4 @@ export * from './tcp.ts';
 export * from './vxlan.ts';
 export * from './pcapng.ts';
 export * from './frame.ts';
+export * from './dns.ts';

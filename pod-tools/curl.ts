@@ -4,7 +4,7 @@
  * over the pod's own TCP: one HTTP/1.1 request, the body on stdout, curl's
  * messages and exit codes:
  *   0 ok;  1 unsupported protocol;  3 malformed URL;  6 host not resolvable
- *   (pods have no DNS: IPv4 or localhost);  7 couldn't connect (refused,
+ *   (names resolve through the pod's resolver, pod-tools/resolver.ts);  7 couldn't connect (refused,
  *   unreachable, SYN timeout);  18 partial body;  22 HTTP >= 400 with -f;
  *   23 write error (-o to a file: pods have no filesystem);  28 -m or
  *   --connect-timeout expired;  52 empty reply;  56 receive failure (reset).
@@ -17,7 +17,8 @@
 import { parseArgs } from 'node:util';
 import { TcpError } from '../netstack/tcp/errors.ts';
 import type { TcpSocket } from '../netstack/tcp/socket.ts';
-import { resolveHost, textOut } from './net-util.ts';
+import { textOut } from './net-util.ts';
+import { resolveForTool } from './resolver.ts';
 import { UsageError, type ExecContext } from './types.ts';
 
 const USAGE = 'Usage: curl [-s] [-S] [-v] [-f] [-i] [-I] [-m SECONDS] [--connect-timeout SECONDS] [-o /dev/null] [-w FORMAT] [-H HEADER] [-X METHOD] URL';
@@ -92,8 +93,8 @@ export async function curl(ctx: ExecContext): Promise<number> {
   if (port < 1 || port > 65535) return err(3, `URL rejected: Port number was not a decimal number between 0 and 65535`);
   let path = m[3] ?? '/';
   if (path.startsWith('?')) path = `/${path}`;
-  const host = resolveHost(hostName);
-  if (!host) return err(6, `Could not resolve host: ${hostName} (podlab pods have no DNS: use an IPv4 address)`);
+  const host = await resolveForTool(ctx, hostName);
+  if (!host) return err(6, `Could not resolve host: ${hostName}`);
 
   const method = values.request ?? (values.head ? 'HEAD' : 'GET');
   const hostHeader = port === 80 ? hostName : `${hostName}:${port}`;

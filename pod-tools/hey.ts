@@ -10,7 +10,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { TcpSocket } from '../netstack/tcp/socket.ts';
-import { resolveHost } from './net-util.ts';
+import { resolveForTool } from './resolver.ts';
 import { UsageError, type ExecContext } from './types.ts';
 
 const USAGE = 'Usage: hey -n N [-c C] [-disable-keepalive] [-m METHOD] [-t TIMEOUT] [-o json] URL';
@@ -84,8 +84,8 @@ export async function hey(ctx: ExecContext): Promise<number> {
   const url = positionals[0];
   const m = url ? /^http:\/\/([^/:]+)(?::(\d+))?(\/.*)?$/.exec(url) : null;
   if (!m) throw new UsageError(USAGE);
-  const host = resolveHost(m[1]);
-  if (!host) throw new UsageError(`hey: cannot resolve ${m[1]} (pods have no DNS: use an IP)`);
+  const host = await resolveForTool(ctx, m[1]);
+  if (!host) throw new UsageError(`hey: cannot resolve ${m[1]}: no such host`);
   const port = Number(m[2] ?? 80);
   const path = m[3] ?? '/';
   const n = Number(values.n ?? 200);

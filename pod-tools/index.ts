@@ -11,6 +11,7 @@ import { nc } from './nc.ts';
 import { ps, ss } from './ss.ts';
 import { transfer } from './transfer.ts';
 import { probe } from './probe.ts';
+import { cat, dig, nslookup } from './dns-tools.ts';
 
 /** `ip ...` as seen from inside the pod's namespace (iproute2's forms: netstack/ip-command.ts). */
 export function ip(ctx: ExecContext): Promise<number> {
@@ -37,4 +38,7 @@ export const podCommands: Record<string, PodCommand> = {
   probe,
   ss,
   ps,
+  cat,
+  nslookup,
+  dig,
 };

@@ -17,7 +17,8 @@ import { parseArgs } from 'node:util';
 import type { TcpError } from '../netstack/tcp/errors.ts';
 import type { TcpSocket } from '../netstack/tcp/socket.ts';
 import { UdpSocket } from '../netstack/tcp/udp-socket.ts';
-import { resolveHost, sleep, textOut } from './net-util.ts';
+import { sleep, textOut } from './net-util.ts';
+import { resolveForTool } from './resolver.ts';
 import { UsageError, type ExecContext } from './types.ts';
 
 const USAGE = 'Usage: nc [-u] [-v] [-z] [-w SECONDS] HOST PORT\n       nc -l [-u] [-k] [-v] [-w SECONDS] [-p] PORT';
@@ -67,9 +68,9 @@ export async function nc(ctx: ExecContext): Promise<number> {
   }
   if (positionals.length !== 2) throw new UsageError(USAGE);
   const [hostArg, portArg] = positionals;
-  const host = resolveHost(hostArg);
+  const host = await resolveForTool(ctx, hostArg);
   if (!host) {
-    ctx.stderr(`nc: getaddrinfo for host "${hostArg}" port ${portArg}: Name or service not known (podlab pods have no DNS)\n`);
+    ctx.stderr(`nc: getaddrinfo for host "${hostArg}" port ${portArg}: Name or service not known\n`);
     return 1;
   }
   const port = portOf(portArg);

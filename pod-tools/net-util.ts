@@ -1,17 +1,9 @@
 /**
- * Helpers shared by the pod's network clients (curl, nc, transfer): host
- * names, sleeping on the context's clock, byte counts with suffixes, and a
+ * Helpers shared by the pod's network clients (curl, nc, transfer): sleeping on the context's clock, byte counts with suffixes, and a
  * UTF-8 decoder for streaming binary-safe-ish output to the CLI.
  */
 import { StringDecoder } from 'node:string_decoder';
-import { isValidIpv4 } from '../packet/addr.ts';
 import type { ExecContext } from './types.ts';
-
-/** `localhost` or a dotted quad; undefined otherwise (pods have no DNS in podlab). */
-export function resolveHost(host: string): string | undefined {
-  if (host === 'localhost') return '127.0.0.1';
-  return isValidIpv4(host) ? host : undefined;
-}
 
 /** Resolves after `ms` on the context's clock, or at once when the command is aborted. */
 export function sleep(ctx: ExecContext, ms: number): Promise<void> {

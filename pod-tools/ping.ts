@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { isValidIpv4 } from '../packet/addr.ts';
 import type { IcmpEvent, PmtuDisc } from '../netstack/ipv4/ip-stack.ts';
 import { UsageError, type ExecContext } from './types.ts';
+import { resolveName } from './resolver.ts';
 
 const USAGE = 'Usage: ping [-c count] [-i interval] [-W timeout] [-w deadline] [-s size] [-t ttl] [-M do|want|dont] [-q] DEST';
 
@@ -63,8 +64,15 @@ export async function ping(ctx: ExecContext): Promise<number> {
     },
   });
   if (positionals.length !== 1) throw new UsageError(USAGE);
-  const dest = positionals[0];
-  if (!isValidIpv4(dest)) throw new UsageError(`ping: ${dest}: Name or service not known`);
+  const target = positionals[0];
+  const resolved = await resolveName(ctx, target);
+  if (!resolved.ok) {
+    ctx.stderr(`ping: ${target}: ${resolved.error === 'NXDOMAIN' ? 'Name or service not known' : 'Temporary failure in name resolution'}\n`);
+    return 2;
+  }
+  const dest = resolved.address;
+  // iputils prints the name as resolved (the search suffix included), or the address given.
+  const shown = isValidIpv4(target) ? dest : resolved.name;
   const count = num(values.c, 'c', 1, 1e9, Infinity);
   const intervalMs = num(values.i, 'i', 0.002, 3600, 1) * 1000;
   const timeoutMs = num(values.W, 'W', 0, 3600, 10) * 1000;
@@ -101,7 +109,7 @@ export async function ping(ctx: ExecContext): Promise<number> {
   let wake: (() => void) | undefined;
   const kick = () => wake?.();
 
-  ctx.stdout(`PING ${dest} (${dest}) ${size}(${size + 28}) bytes of data.\n`);
+  ctx.stdout(`PING ${shown} (${dest}) ${size}(${size + 28}) bytes of data.\n`);
 
   function onEvent(e: IcmpEvent): void {
     lastActivity = ctx.clock.now();
@@ -183,7 +191,7 @@ export async function ping(ctx: ExecContext): Promise<number> {
   const elapsed = Math.round(ctx.clock.now() - start);
   const nrecv = received.size;
   const loss = transmitted ? Math.round(((transmitted - nrecv) * 100) / transmitted) : 0;
-  ctx.stdout(`\n--- ${dest} ping statistics ---\n`);
+  ctx.stdout(`\n--- ${shown} ping statistics ---\n`);
   const errs = errors ? `, +${errors} errors` : '';
   ctx.stdout(`${transmitted} packets transmitted, ${nrecv} received${errs}, ${loss}% packet loss, time ${elapsed}ms\n`);
   if (rtts.length) {

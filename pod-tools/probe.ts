@@ -13,7 +13,8 @@
  */
 import { parseArgs } from 'node:util';
 import { connect, exchange } from './hey.ts';
-import { resolveHost, sleep } from './net-util.ts';
+import { sleep } from './net-util.ts';
+import { resolveForTool } from './resolver.ts';
 import { UsageError, type ExecContext } from './types.ts';
 
 const USAGE = 'Usage: probe tcp HOST PORT | probe http URL [-c COUNT] [-i INTERVAL_SEC] [-W TIMEOUT_SEC]';
@@ -25,21 +26,21 @@ interface Target {
   request?: Buffer;
 }
 
-function parseTarget(positionals: string[]): Target {
+async function parseTarget(ctx: ExecContext, positionals: string[]): Promise<Target> {
   const [kind, a, b] = positionals;
   if (kind === 'tcp') {
-    const host = a ? resolveHost(a) : undefined;
+    const host = a ? await resolveForTool(ctx, a) : undefined;
     const port = Number(b);
     if (!a || !b) throw new UsageError(USAGE);
-    if (!host) throw new UsageError(`probe: cannot resolve ${a} (pods have no DNS: use an IP)`);
+    if (!host) throw new UsageError(`probe: cannot resolve ${a}`);
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`probe: bad port '${b}'`);
     return { kind, host, port };
   }
   if (kind === 'http') {
     const m = a ? /^http:\/\/([^/:]+)(?::(\d+))?(\/.*)?$/.exec(a) : null;
     if (!m) throw new UsageError(USAGE);
-    const host = resolveHost(m[1]);
-    if (!host) throw new UsageError(`probe: cannot resolve ${m[1]} (pods have no DNS: use an IP)`);
+    const host = await resolveForTool(ctx, m[1]);
+    if (!host) throw new UsageError(`probe: cannot resolve ${m[1]}`);
     const request = Buffer.from(`GET ${m[3] ?? '/'} HTTP/1.1\r\nHost: ${m[1]}${m[2] ? ':' + m[2] : ''}\r\nUser-Agent: podlab-probe\r\nConnection: close\r\n\r\n`);
     return { kind, host, port: Number(m[2] ?? 80), request };
   }
@@ -54,7 +55,7 @@ export async function probe(ctx: ExecContext): Promise<number> {
     allowPositionals: true,
     options: { c: { type: 'string' }, i: { type: 'string' }, W: { type: 'string' } },
   });
-  const target = parseTarget(positionals);
+  const target = await parseTarget(ctx, positionals);
   const count = Number(values.c ?? 1);
   const intervalMs = Number(values.i ?? 1) * 1000;
   const timeoutMs = Number(values.W ?? 2) * 1000;

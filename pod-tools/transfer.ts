@@ -10,7 +10,8 @@
 import { createHash } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import type { TcpError } from '../netstack/tcp/errors.ts';
-import { formatRate, parseBytes, resolveHost } from './net-util.ts';
+import { formatRate, parseBytes } from './net-util.ts';
+import { resolveForTool } from './resolver.ts';
 import { UsageError, type ExecContext } from './types.ts';
 
 const USAGE = 'Usage: transfer --bytes N [--seed S] [--chunk BYTES] [-m SECONDS] HOST:PORT   (N like 5M, 64k, 1000)';
@@ -70,10 +71,10 @@ export async function transfer(ctx: ExecContext): Promise<number> {
   const maxMs = values['max-time'] !== undefined ? Number(values['max-time']) * 1000 : undefined;
   const m = /^(.+):(\d{1,5})$/.exec(positionals[0]);
   if (!m) throw new UsageError(USAGE);
-  const host = resolveHost(m[1]);
+  const host = await resolveForTool(ctx, m[1]);
   const port = Number(m[2]);
   if (!host) {
-    ctx.stderr(`transfer: ${m[1]}: not an IPv4 address (podlab pods have no DNS)\n`);
+    ctx.stderr(`transfer: ${m[1]}: Name or service not known\n`);
     return 1;
   }
 

@@ -5,6 +5,7 @@
 import type { Clock } from '../common/clock.ts';
 import type { SeededRng } from '../common/rng.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
+import type { ResolvConf } from './resolver.ts';
 
 export interface ExecContext {
   pod: PodNet;
@@ -17,6 +18,8 @@ export interface ExecContext {
   rng: SeededRng;
   /** Standard input forwarded by the CLI (`podlab exec -i`, or a pipe); absent or empty means EOF at once. */
   stdin?: AsyncIterable<Buffer>;
+  /** The pod's /etc/resolv.conf (default: the kubelet's, for kube-dns at 10.96.0.10). */
+  resolvConf?: ResolvConf;
 }
 
 /** A command: resolves to its exit code. */

@@ -206,6 +206,24 @@ export const CONDITIONS: { [K in Condition['kind']]: CondFn<K> } = {
    * ClusterIP: how many were answered, and whether the answers (each names its
    * backend pod) spread evenly over the ready endpoints (chi-square at p > 0.01).
    */
+  /** One lookup from a pod through the cluster DNS (nslookup over real UDP via kube-dns' ClusterIP). */
+  async resolve(c, ctx) {
+    await ctx.pods.refresh();
+    const [a] = ctx.pods.resolve(c.from, ctx.rng);
+    if (!a) throw new StepError(`resolve: cannot resolve ${c.from.text}`);
+    const expected = c.expect === 'nxdomain' ? `${c.host}: NXDOMAIN` : `${c.host} -> ${c.address ?? 'an address'}`;
+    if (ctx.down.has(a.node) || ctx.frozen.has(a.node)) return { ok: false, expected, actual: `${a.node} is ${ctx.down.has(a.node) ? 'down' : 'frozen'}` };
+    let out = '';
+    await ctx.io
+      .exec(a.node, a.key, ['nslookup', c.host], { stdout: (s) => (out += s), stderr: (s) => (out += s), timeoutMs: 45_000, signal: ctx.signal })
+      .catch((e: Error) => (out += e.message));
+    const addr = /^Address: (\S+)$/m.exec(out)?.[1];
+    const failure = /\*\* server can't find \S+: (\w+)|(timed out)/.exec(out);
+    const actual = addr ? `${c.host} -> ${addr}` : failure ? `${c.host}: ${failure[1] ?? 'no answer (timed out)'}` : out.trim().slice(0, 200);
+    const ok = c.expect === 'nxdomain' ? failure?.[1] === 'NXDOMAIN' : !!addr && (c.address === undefined || addr === c.address);
+    return { ok, expected, actual, message: ok ? undefined : `nslookup ${c.host} in ${short(a.key)}: ${actual}` };
+  },
+
   async 'lb-spread'(c, ctx) {
     await ctx.pods.refresh();
     const [a] = ctx.pods.resolve(c.from, ctx.rng);

@@ -93,6 +93,7 @@ export type Condition = { name: string; withinMs?: number; line: number } & (
   | { kind: 'lb-spread'; from: PodRef; service: string; namespace: string; port: number; requests: number; minSuccess: number; maxChi2?: number; path: string; backends?: number }
   | { kind: 'counter'; node: string; dev: string; counter: string; reason?: string; op: Comparison; value: number }
   | { kind: 'flow-errors'; flow: string; error: string; min?: number; max?: number }
+  | { kind: 'resolve'; from: PodRef; host: string; expect: 'resolves' | 'nxdomain'; address?: string }
 );
 
 export type StepBody =

@@ -43,7 +43,7 @@ type Path = (string | number)[];
 /** The fault kinds the runner implements (faults.ts registers one function per kind). */
 export const FAULT_KINDS = ['link', 'partition', 'kill', 'freeze', 'thaw', 'restart', 'delete-pods', 'delete-node', 'scale', 'mtu', 'heal', 'bgp-reset', 'mark-not-ready', 'policy'] as const;
 /** The condition kinds usable in `assert` and `wait.until`. */
-export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors', 'bgp-converged', 'transfer', 'lb-spread'] as const;
+export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors', 'bgp-converged', 'transfer', 'lb-spread', 'resolve'] as const;
 /** The flow kinds traffic steps can start (traffic.ts registers one driver per kind). */
 export const FLOW_KINDS = ['ping', 'udp', 'tcp', 'http'] as const;
 /** Flows that open connections (`probe tcp|http`): they may target a Service, and default to port 80. */
@@ -674,6 +674,15 @@ function parseCondition(f: F, scope: Scope): Condition {
       const port = f.opt('port', (x) => x.int(1, 65535)) ?? 7;
       const bytes = f.opt('bytes', (x) => x.int(1, 100_000_000)) ?? 1_000_000;
       return { ...base, kind, from, to, port, bytes, withinMs: within(), name: given() ?? `${bytes} bytes ${from.text} -> ${to.text}:${port} echoed back intact` };
+    }
+    case 'resolve': {
+      only('from', 'host', 'expect', 'address');
+      const from = f.req('from', (x) => parsePodRef(x, scope, 'one'));
+      const host = f.req('host', (x) => x.str());
+      const expect = f.opt('expect', (x) => x.oneOf(['resolves', 'nxdomain'] as const)) ?? 'resolves';
+      const address = f.opt('address', (x) => x.str());
+      if (address !== undefined && expect === 'nxdomain') f.at('address').fail('an address is only checked with expect: resolves');
+      return { ...base, kind, from, host, expect, address, withinMs: within(), name: given() ?? `${host} from ${from.text} ${expect === 'resolves' ? `resolves${address ? ` to ${address}` : ''}` : 'does not exist'}` };
     }
     case 'lb-spread': {
       only('from', 'service', 'namespace', 'port', 'requests', 'success', 'chi2', 'path', 'backends');

@@ -1,6 +1,6 @@
 /**
  * Property-based fuzzing of every wire codec that reads outside input:
- * Ethernet, ARP, IPv4 (and its reassembly), ICMP, UDP, TCP, VXLAN, BGP. For
+ * Ethernet, ARP, IPv4 (and its reassembly), ICMP, UDP, TCP, VXLAN, BGP, DNS. For
  * any bytes, a parser returns its Repr or its typed error, never throws; for
  * any valid Repr, parse(serialize(x)) gives x back. Seeded and bounded in
  * `npm test`; `npm run fuzz` runs the same properties for as long as asked
@@ -19,6 +19,7 @@ import { Reassembler, fragmentIpv4, parseIpv4, serializeIpv4, type Ipv4Repr } fr
 import { parseTcp } from '../packet/tcp.ts';
 import { parseUdp, serializeUdp } from '../packet/udp.ts';
 import { parseVxlan, serializeVxlan } from '../packet/vxlan.ts';
+import { DnsType, dnsFlags, parseDns, serializeDns, type DnsMessage, type DnsRecord } from '../packet/dns.ts';
 import { fixture as bgpFixture } from './fixtures/bgp/helpers.ts';
 import { fixture } from './fixtures/packet/helpers.ts';
 import { bytes, fuzz, mutated } from './helpers/fuzz.ts';
@@ -41,6 +42,7 @@ test('every packet parser takes any bytes without throwing', (t) => {
     ['udp', (b) => parseUdp(b, '10.0.0.1', '10.0.0.2')],
     ['tcp', (b) => parseTcp(b, '10.0.0.1', '10.0.0.2')],
     ['vxlan', parseVxlan],
+    ['dns', parseDns],
   ];
   for (const [name, parse] of parsers) {
     fuzz(fc.property(bytes, neverThrows(parse)));
@@ -189,5 +191,51 @@ test('BGP: any bytes and any mutation of real messages parse or give a NOTIFICAT
   };
   fuzz(fc.property(bytes, check));
   for (const msg of [...real, ...bgpCorpus]) fuzz(fc.property(mutated(msg), check));
+  t.pass();
+});
+
+const dnsFixture = (name: string) => Buffer.from(readFileSync(new URL(`./fixtures/dns/${name}`, import.meta.url), 'utf8').trim(), 'hex');
+
+test('DNS: mutations of real dig queries parse or give a typed error; what parses serializes and parses back the same', (t) => {
+  for (const q of ['dig-9.18-query-a.hex', 'dig-9.18-query-srv.hex', 'dig-9.18-query-ptr.hex'].map(dnsFixture)) {
+    fuzz(
+      fc.property(mutated(q), (b) => {
+        const m = parseDns(b);
+        if (isWireError(m)) {
+          if (m.layer !== 'dns') throw new Error(`layer ${m.layer}`);
+          return;
+        }
+        let again: ReturnType<typeof parseDns>;
+        try {
+          again = parseDns(serializeDns(m));
+        } catch (e) {
+          // Labels read off the wire can hold bytes a presentation name cannot carry back (e.g. > 0x7e): a RangeError, never a crash.
+          if (e instanceof RangeError) return;
+          throw e;
+        }
+        if (isWireError(again) || JSON.stringify(again) !== JSON.stringify(m)) throw new Error(`round trip: ${JSON.stringify(m)}`);
+      }),
+    );
+  }
+  t.pass();
+});
+
+const label = fc.stringMatching(/^[a-z0-9_-]{1,20}$/);
+const dnsName = fc.array(label, { minLength: 0, maxLength: 5 }).map((l) => l.join('.'));
+const rr: fc.Arbitrary<DnsRecord> = fc.oneof(
+  fc.tuple(dnsName, ipv4).map(([name, address]) => ({ name, type: DnsType.A, class: 1, ttl: 5, data: { type: 1 as const, address } })),
+  fc.tuple(dnsName, dnsName).map(([name, target]) => ({ name, type: DnsType.PTR, class: 1, ttl: 30, data: { type: 12 as const, target } })),
+  fc.tuple(dnsName, dnsName, fc.nat(65535), fc.nat(65535)).map(([name, target, port, weight]) => ({ name, type: DnsType.SRV, class: 1, ttl: 5, data: { type: 33 as const, srv: { priority: 0, weight, port, target } } })),
+  fc.tuple(dnsName, dnsName, dnsName, fc.nat()).map(([name, mname, rname, serial]) => ({ name, type: DnsType.SOA, class: 1, ttl: 5, data: { type: 6 as const, soa: { mname, rname, serial, refresh: 7200, retry: 1800, expire: 86400, minimum: 5 } } })),
+);
+
+test('DNS: any message of names and records round-trips, compressed or not', (t) => {
+  fuzz(
+    fc.property(fc.nat(65535), fc.array(dnsName, { maxLength: 3 }), fc.array(rr, { maxLength: 6 }), fc.array(rr, { maxLength: 2 }), fc.boolean(), (id, qs, answers, authorities, compress) => {
+      const m: DnsMessage = { id, flags: dnsFlags({ qr: true, aa: true, rcode: 3 }), questions: qs.map((name) => ({ name, type: 1, class: 1 })), answers, authorities, additionals: [] };
+      const back = parseDns(serializeDns(m, { compress }));
+      if (isWireError(back) || JSON.stringify(back) !== JSON.stringify(m)) throw new Error(`round trip: ${JSON.stringify(back)}`);
+    }),
+  );
   t.pass();
 });

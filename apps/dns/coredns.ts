@@ -1,0 +1,104 @@
+/**
+ * `coredns/coredns` (and `registry.k8s.io/coredns/coredns`, any tag): a
+ * CoreDNS with the Corefile kubeadm installs minus `forward` and `cache`,
+ * serving on UDP 53 in its pod. Like CoreDNS it lists and watches the
+ * apiserver itself (Services, EndpointSlices, Namespaces) and answers from
+ * that cache (apps/dns/kubernetes.ts says what it answers). Queries that
+ * arrive before the first lists are held (up to 256) and answered once they
+ * are in, as CoreDNS holds its readiness until the plugin has synced; without
+ * an apiserver at all every query gets SERVFAIL.
+ *
+ * Each query is one real UDP datagram on the pod's stack: clients reach it
+ * through the kube-dns ClusterIP, kube-proxy's DNAT and the pod's veth, so
+ * capture and trace see every hop. Responses above 512 bytes (or the
+ * client's EDNS size) are cut to the header and question with TC set
+ * (RFC 1035 4.2.1); there is no TCP listener, so such a client gets no more.
+ */
+import { ApiClient } from '../../control-plane/client.ts';
+import { Informer } from '../../control-plane/informer.ts';
+import type { EndpointSlice, Service } from '../../control-plane/service-resources.ts';
+import type { KubeObject } from '../../control-plane/types.ts';
+import { UdpSocket } from '../../netstack/tcp/udp-socket.ts';
+import { DnsRcode, DnsType, parseDns, serializeDns, type DnsMessage } from '../../packet/dns.ts';
+import { isWireError } from '../../packet/errors.ts';
+import { portsOf, type AppInstance, type BuiltinApp } from '../types.ts';
+import { answerQuery } from './kubernetes.ts';
+
+export const corednsApp: BuiltinApp = {
+  name: 'coredns/coredns',
+  description: 'cluster DNS on UDP 53: the kubernetes plugin (cluster.local, in-addr.arpa) from its own apiserver watch',
+  start(pod, container, ctx): AppInstance {
+    const counters = { queries: 0, answered: 0, nxdomain: 0, servfail: 0, malformed: 0, truncated: 0 };
+    const ports = portsOf(container, 'UDP', [53]);
+    const socks = ports.map((p) => new UdpSocket(pod.stack).bind(p));
+    const api = ctx.api ? new ApiClient(ctx.api.url, { credentials: ctx.api.credentials }) : undefined;
+    const services = api && new Informer<Service>(api, 'services');
+    const slices = api && new Informer<EndpointSlice>(api, 'endpointslices');
+    const namespaces = api && new Informer<KubeObject>(api, 'namespaces');
+    const informers = [services, slices, namespaces].filter((i): i is NonNullable<typeof i> => !!i);
+    // The SOA serial moves with the data, as CoreDNS's does (seconds of the last change).
+    let serial = Math.floor(Date.now() / 1000);
+    const bump = () => (serial = Math.max(serial + 1, Math.floor(Date.now() / 1000)));
+    const held: (() => void)[] = [];
+    for (const inf of informers) inf.on('add', bump).on('update', bump).on('delete', bump);
+    void Promise.all(informers.map((i) => i.start())).then(() => held.splice(0).forEach((f) => f()));
+    if (!api) ctx.log?.('coredns has no apiserver to watch: every query gets SERVFAIL', { pod: ctx.podName });
+    const synced = () => informers.length > 0 && informers.every((i) => i.hasSynced);
+    // CoreDNS's start lines, with the version the image's tag names (registry.k8s.io/coredns/coredns:v1.11.3).
+    const version = /:v?(\d+\.\d+\.\d+)$/.exec(container.image)?.[1] ?? '1.11.3';
+    for (const l of ports.map((p) => `.:${p}`).concat([`CoreDNS-${version}`, 'linux/amd64, go1.21.11 (podlab)'])) ctx.stdout?.(l);
+
+    const answer = (q: DnsMessage): DnsMessage => {
+      if (!synced()) return { ...q, flags: { ...q.flags, qr: true, ra: false, aa: false, ad: false, rcode: DnsRcode.SERVFAIL }, answers: [], authorities: [], additionals: [] };
+      return answerQuery({ services: services!.list(), slices: slices!.list(), namespaces: namespaces!.list() }, q, serial);
+    };
+
+    for (const sock of socks) {
+      sock.on('message', (data, from) => {
+        counters.queries++;
+        const q = parseDns(data);
+        if (isWireError(q)) {
+          counters.malformed++;
+          // A header we can read gets FORMERR back (RFC 1035 4.1.1); less than that, nothing.
+          if (data.length >= 12 && !(data[2] & 0x80)) {
+            const h = Buffer.from(data.subarray(0, 12));
+            h[2] = 0x80 | (h[2] & 0x79);
+            h[3] = DnsRcode.FORMERR;
+            h.fill(0, 4, 12);
+            sock.send(h, from.port, from.address);
+          }
+          return;
+        }
+        if (q.flags.qr) return; // never answer a response
+        if (api && !synced()) {
+          if (held.length < 256) held.push(() => respond(sock, q, from));
+          return;
+        }
+        respond(sock, q, from);
+      });
+    }
+    function respond(sock: UdpSocket, q: DnsMessage, from: { address: string; port: number }): void {
+      const r = answer(q);
+      // EDNS (RFC 6891): echo an OPT record carrying our own UDP size when the query had one.
+      const opt = q.additionals.find((x) => x.type === DnsType.OPT);
+      const limit = opt ? Math.max(512, Math.min(opt.class, 1232)) : 512;
+      if (opt) r.additionals = [...r.additionals, { name: '', type: DnsType.OPT, class: 1232, ttl: 0, data: { type: DnsType.OPT, raw: Buffer.alloc(0) } }];
+      let out = serializeDns(r);
+      if (out.length > limit) {
+        counters.truncated++;
+        out = serializeDns({ ...r, flags: { ...r.flags, tc: true }, answers: [], authorities: [], additionals: [] });
+      }
+      if (r.flags.rcode === DnsRcode.NXDOMAIN) counters.nxdomain++;
+      else if (r.flags.rcode === DnsRcode.SERVFAIL) counters.servfail++;
+      else counters.answered++;
+      sock.send(out, from.port, from.address);
+    }
+    return {
+      stop() {
+        socks.forEach((s) => s.close());
+        for (const i of informers) void i.stop();
+      },
+      status: () => ({ app: 'coredns/coredns', listening: socks.map((s) => `udp 0.0.0.0:${s.address().port}`), counters: { ...counters } }),
+    };
+  },
+};
