@@ -491,13 +491,17 @@ export async function claimStateDir(stateDir: string, say: (msg: string) => void
  * removes its state but the logs. Safe to run on a half-started or crashed lab.
  */
 export async function down(stateDir: string, opts: { keepSupervisor?: boolean } = {}): Promise<{ stopped: number }> {
-  const rec = readLab(stateDir);
+  let rec = readLab(stateDir);
   if (!rec) {
     cleanState(stateDir);
     return { stopped: 0 };
   }
   // The supervisor goes first, so it does not restart what is being stopped (it calls down itself with keepSupervisor).
-  if (rec.supervisor && !opts.keepSupervisor && rec.supervisor.pid !== process.pid) await stopProcess(rec.supervisor.pid, stateDir);
+  if (rec.supervisor && !opts.keepSupervisor && rec.supervisor.pid !== process.pid) {
+    await stopProcess(rec.supervisor.pid, stateDir);
+    // It may have restarted a crashed process while it was being stopped: stop the pids on record now.
+    rec = readLab(stateDir) ?? rec;
+  }
   const order = [...rec.procs.filter((p) => p.role !== 'apiserver'), ...rec.procs.filter((p) => p.role === 'apiserver')];
   const alive = order.filter((p) => isOurProcess(p.pid, stateDir));
   await Promise.all(alive.filter((p) => p.role !== 'apiserver').map((p) => stopProcess(p.pid, stateDir)));
