@@ -12,6 +12,7 @@ import {
   LabError,
   agentFeatureArgs,
   applyObjects,
+  defaultLoadBalancerObjects,
   claimStateDir,
   controllerArgs,
   demoPods,
@@ -119,6 +120,6 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
 
 async function createWorkload(api: ApiClient, o: UpOptions): Promise<void> {
   for (const p of demoPods(o.nodes, o.podsPerNode)) await api.create('pods', p, 'default');
-  await applyObjects(api, o.manifests);
+  await applyObjects(api, [...defaultLoadBalancerObjects(o.labNet), ...o.manifests]);
 }
 
