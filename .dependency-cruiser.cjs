@@ -9,7 +9,7 @@ const LAYERS = [
   ['packet', 'common'],
   ['bgp', 'control-plane', 'hostnet'],
   ['netstack', 'overlay'],
-  ['service-proxy'],
+  ['service-proxy', 'edge'],
   ['backends'],
   ['apps', 'pod-tools'],
   ['node-agent', 'kernel-node'],
