@@ -247,9 +247,10 @@ export class NodeAgent {
         const socks: { close(): void }[] = [];
         try {
           for (const p of a.ports) {
-            // Into the node as a connection to its own NodePort (KUBE-NODEPORTS / the NodePort virtual server decide);
-            // without NodePorts (allocateLoadBalancerNodePorts: false), to the ClusterIP.
-            const to = p.nodePort ? { ip: this.opts.ip, port: p.nodePort } : { ip: a.clusterIP, port: p.port };
+            // Into the node addressed to the LB IP itself, as the elected node receives it: kube-proxy's
+            // KUBE-SERVICES "loadbalancer IP" rule (or IPVS's virtual server on kube-ipvs0) takes it from there.
+            // The legacy userspace proxy has no rule for LB IPs: there the NodePort carries it.
+            const to = kp.mode === 'userspace' && p.nodePort ? { ip: this.opts.ip, port: p.nodePort } : { ip: a.ip, port: p.port };
             socks.push(p.protocol === 'tcp' ? await kp.openRealTcp(a.ip, p.port, to) : await kp.openRealUdp(a.ip, p.port, to));
           }
         } catch (e) {

@@ -180,6 +180,9 @@ export class KubeProxy implements NatEngine {
     for (const s of this.services) {
       const spec = (s.spec ?? {}) as ServiceSpecLite & { clusterIP?: string; clusterIPs?: string[] };
       for (const ip of [spec.clusterIP, ...(spec.clusterIPs ?? [])]) if (ip && ip !== 'None' && isValidIpv4(ip)) this.vips.add(ipv4ToInt(ip));
+      // LoadBalancer addresses are virtual IPs too: KUBE-SERVICES captures them.
+      const lb = (s.status as { loadBalancer?: { ingress?: { ip?: string }[] } } | undefined)?.loadBalancer?.ingress ?? [];
+      if (spec.type === 'LoadBalancer') for (const i of lb) if (i.ip && isValidIpv4(i.ip)) this.vips.add(ipv4ToInt(i.ip));
       for (const p of spec.ports ?? []) if (p.nodePort) this.nodePortNumbers.add(p.nodePort);
     }
     // userspace mode: connections redirected to the node's proxy ports are services too.

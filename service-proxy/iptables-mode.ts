@@ -19,9 +19,12 @@
  *   nat POSTROUTING -> KUBE-POSTROUTING: unmarked RETURN, clear mark, MASQUERADE
  *   filter KUBE-SERVICES / KUBE-EXTERNAL-SERVICES: REJECT (no endpoints) or
  *                    DROP (Local policy without local endpoints)
+ *   LoadBalancer: KUBE-SERVICES -d <lbIP> --dport <port> -> KUBE-EXT-<hash>
+ *                    ("ns/svc:port loadbalancer IP"), or -> KUBE-FW-<hash> with
+ *                    loadBalancerSourceRanges: allowed sources -> KUBE-EXT,
+ *                    the rest falls through to filter KUBE-PROXY-FIREWALL's DROP
  *
- * Things podlab leaves out: LoadBalancer, externalIPs, KUBE-FW firewall chains
- * (no LoadBalancer), topology hints, the nfacct counter rules (they depend on
+ * Things podlab leaves out: externalIPs, topology hints, the nfacct counter rules (they depend on
  * the host's nfacct support), and the health-check node port. Services are
  * written sorted by ServicePortName (kube-proxy walks a Go map, so a real
  * node's KUBE-SERVICES order varies between syncs).
@@ -77,6 +80,7 @@ interface RenderConfig {
   clusterCidr: string;
   loopbackCidr: string;
   largeClusterMode: boolean;
+  nodeIP: string;
 }
 
 /** The rules one service port contributes. */
@@ -167,6 +171,23 @@ function renderService(sp: ServicePortInfo, cfg: RenderConfig, fp: string): Serv
     );
   }
 
+  // Capture load-balancer ingress (through KUBE-FW when loadBalancerSourceRanges restrict it).
+  const usesFWChain = hasEndpoints && sp.loadBalancerIPs.length > 0 && sp.loadBalancerSourceRanges.length > 0;
+  const loadBalancerTrafficChain = usesFWChain ? names.fw : externalTrafficChain;
+  for (const lbip of sp.loadBalancerIPs) {
+    if (hasEndpoints) {
+      block.natServiceRules.push(rule('nat', 'KUBE-SERVICES').comment(`${spn} loadbalancer IP`, true).m(proto).p(proto).d(lbip).dport(sp.port).jump(loadBalancerTrafficChain));
+    }
+    if (usesFWChain) {
+      block.filterRules.push(rule('filter', 'KUBE-PROXY-FIREWALL').comment(`${spn} traffic not accepted by ${names.fw}`, true).m(proto).p(proto).d(lbip).dport(sp.port).verdict('DROP'));
+    }
+  }
+  if (!hasExternalEndpoints) {
+    for (const lbip of sp.loadBalancerIPs) {
+      block.filterRules.push(rule('filter', 'KUBE-EXTERNAL-SERVICES').comment(externalFilterComment, true).m(proto).p(proto).d(lbip).dport(sp.port).verdict(externalFilterTarget!));
+    }
+  }
+
   // Capture nodeports.
   if (sp.nodePort !== 0) {
     if (hasEndpoints) {
@@ -208,6 +229,16 @@ function renderService(sp: ServicePortInfo, cfg: RenderConfig, fp: string): Serv
       block.natRules.push(rule('nat', externalTrafficChain).comment(`route LOCAL traffic for ${spn} external destinations`, true).addrtype('src').jump(clusterPolicyChain));
     }
     if (hasExternalEndpoints) block.natRules.push(rule('nat', externalTrafficChain).jump(externalPolicyChain));
+  }
+
+  // The firewall chain: allowed sources go on to KUBE-EXT; what falls off the end is dropped by KUBE-PROXY-FIREWALL.
+  if (usesFWChain) {
+    block.natChains.push(names.fw);
+    const allowFromNode = sp.loadBalancerSourceRanges.some((r) => { const m = addrMatch(r); return ((ipToUint(cfg.nodeIP) & m.mask) >>> 0) === m.net; });
+    for (const src of sp.loadBalancerSourceRanges) block.natRules.push(rule('nat', names.fw).comment(`${spn} loadbalancer IP`, true).s(src).jump(externalTrafficChain));
+    // A request from the node to its own VIP loops back with the VIP as source.
+    if (allowFromNode) for (const lbip of sp.loadBalancerIPs) block.natRules.push(rule('nat', names.fw).comment(`${spn} loadbalancer IP`, true).s(lbip).jump(externalTrafficChain));
+    block.natRules.push(rule('nat', names.fw).comment(`other traffic to ${spn} will be dropped by KUBE-PROXY-FIREWALL`, true).noTarget());
   }
 
   const writeServiceToEndpointRules = (svcChain: string, endpoints: typeof clusterEndpoints): void => {
@@ -303,6 +334,7 @@ export class IptablesProxier implements ServiceProxyEngine {
       masqueradeMark: (1 << bit) >>> 0,
       clusterCidr: opts.clusterCidr ?? '10.244.0.0/16',
       loopbackCidr: opts.loopbackCidr ?? '127.0.0.0/8',
+      nodeIP: opts.nodeIP,
     };
     this.walker = new RuleWalker(opts.rng, opts.clock);
     for (const a of [opts.nodeIP, ...(opts.localAddresses ?? [])]) this.local.add(ipv4ToInt(a));
