@@ -6,7 +6,9 @@
  * node with the endpoint and the pod sees each outside client as its own
  * address; killing the elected agent (SIGKILL, not restarted) moves the
  * address to another node within the documented failover bound, measured
- * from the host as the time until the address answers again.
+ * from the host as the time until the address answers again. The owner's
+ * conntrack shows the host's connections addressed to the LB IP, and
+ * iptables-save the "loadbalancer IP" rule that took them.
  */
 import test from 'ava';
 import http from 'node:http';
@@ -77,6 +79,10 @@ test.serial('L2: an elected node holds the LB IP for the host, Local keeps the c
   t.regex(a, /^203\.0\.113\.\d+$/);
   t.regex(b, /^203\.0\.113\.\d+$/);
   t.not(a, b, 'two outside clients are two sources to a Local backend');
+
+  // The host's connections entered the owner addressed to the LB IP: kube-proxy's "loadbalancer IP" rule took them.
+  t.regex(await nodeCommand(lab.stateDir, leader, ['conntrack', '-L']), /dst=127\.0\.215\.200 .*dport=80/);
+  t.regex(await nodeCommand(lab.stateDir, 'node-1', ['iptables-save', '-t', 'nat']), /-A KUBE-SERVICES -d 127\.0\.215\.200\/32 -p tcp -m comment --comment "default\/web loadbalancer IP" -m tcp --dport 80 -j KUBE-EXT-/);
 
   // SIGKILL the leader's agent: another node takes the address over.
   await killProcess(lab.stateDir, leader, { kill: true });
