@@ -15,6 +15,8 @@ import { ApiClient } from '../control-plane/client.ts';
 import type { Service } from '../control-plane/service-resources.ts';
 import { defaultLabPool, parsePoolAddresses, poolAddresses } from '../control-plane/metallb.ts';
 import { formatServices } from '../cli/format-services.ts';
+import { INGRESS_TABLE } from '../control-plane/ingress-resources.ts';
+import type { KubeObject } from '../control-plane/types.ts';
 
 type Ctx = { teardown: (fn: () => unknown) => void };
 
@@ -123,4 +125,19 @@ test('metallb.io kinds are validated', async (t) => {
   t.regex(e3.message, /spec\.loadBalancerIP: Forbidden/);
   await c.create('l2advertisements', { apiVersion: 'metallb.io/v1beta1', kind: 'L2Advertisement', metadata: { name: 'l2' }, spec: { ipAddressPools: ['lab'] } }, 'metallb-system');
   t.is((await c.list('l2advertisements', { namespace: 'metallb-system' })).items.length, 1);
+});
+
+test('networking.k8s.io/v1 Ingress and IngressClass: validation, the default class, kubectl columns', async (t) => {
+  const c = await server(t);
+  await c.create('ingressclasses', { apiVersion: 'networking.k8s.io/v1', kind: 'IngressClass', metadata: { name: 'nginx', annotations: { 'ingressclass.kubernetes.io/is-default-class': 'true' } }, spec: { controller: 'k8s.io/ingress-nginx' } });
+  const ing = (rules: unknown, extra: Record<string, unknown> = {}) => ({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: 'x' }, spec: { rules, ...extra } });
+  const bad = async (rules: unknown, extra: Record<string, unknown> = {}) => (await t.throwsAsync(c.create('ingresses', ing(rules, extra), 'default'))).message;
+  t.regex(await bad([]), /spec\.rules: Required value: either `defaultBackend` or `rules` must be specified/);
+  t.regex(await bad([{ host: 'a.example', http: { paths: [{ path: '/', backend: { service: { name: 'web', port: { number: 80 } } } }] } }]), /pathType: Required value/);
+  t.regex(await bad([{ http: { paths: [{ path: 'api', pathType: 'Prefix', backend: { service: { name: 'web', port: { number: 80 } } } }] } }]), /path: Invalid value: "api": must be an absolute path/);
+  t.regex(await bad([{ http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'web', port: { number: 80, name: 'http' } } } }] } }]), /cannot set both port name & port number/);
+  const made = await c.create<{ spec: { ingressClassName?: string } }>('ingresses', ing([{ host: 'a.example', http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'web', port: { name: 'http' } } } }] } }, { http: { paths: [{ path: '/x', pathType: 'Exact', backend: { service: { name: 'web', port: { number: 80 } } } }] } }]), 'default');
+  t.is(made.spec.ingressClassName, 'nginx', 'DefaultIngressClass admission');
+  const stored = (await c.get<KubeObject>('ingresses', 'x', 'default'))!;
+  t.deepEqual(INGRESS_TABLE.cells(stored, Date.parse(stored.metadata.creationTimestamp) + 5000).slice(0, 5), ['x', 'nginx', 'a.example,*', '', '80']);
 });
