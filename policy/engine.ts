@@ -26,6 +26,7 @@
 import { ipv4ToInt, isValidIpv4 } from '../packet/addr.ts';
 import { Cidr } from '../packet/cidr.ts';
 import type { KubeObject, Pod } from '../control-plane/types.ts';
+import { labelSelectorMatches } from '../control-plane/label-selector.ts';
 import type { Direction, LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, PolicyNamespace, PolicyPod, PolicyProtocol } from './types.ts';
 
 /** What a flow carries for policy: after DNAT, so `dst`/`dport` are the backend's. */
@@ -93,32 +94,9 @@ export interface PodTable {
   egress?: CompiledPolicy[];
 }
 
-/** Label selector semantics of metav1.LabelSelectorAsSelector. */
+/** Label selector semantics of metav1.LabelSelectorAsSelector; an absent selector (a policy's omitted podSelector) selects every pod. */
 export function selectorMatches(sel: LabelSelector | undefined, labels: Record<string, string>): boolean {
-  if (!sel) return true;
-  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (labels[k] !== v) return false;
-  for (const e of sel.matchExpressions ?? []) {
-    const has = Object.hasOwn(labels, e.key);
-    const values = e.values ?? [];
-    switch (e.operator) {
-      case 'In':
-        if (!has || !values.includes(labels[e.key])) return false;
-        break;
-      case 'NotIn':
-        if (has && values.includes(labels[e.key])) return false;
-        break;
-      case 'Exists':
-        if (!has) return false;
-        break;
-      case 'DoesNotExist':
-        if (has) return false;
-        break;
-      default:
-        // An operator the API would have refused selects nothing, rather than everything.
-        return false;
-    }
-  }
-  return true;
+  return !sel || labelSelectorMatches(sel, labels);
 }
 
 /** The policy types in force: as written, else Ingress plus Egress when egress rules exist. */
