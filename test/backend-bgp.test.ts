@@ -29,7 +29,7 @@ test.serial('full mesh: BGP routes proto bird, all pods ping, no encapsulation, 
   t.regex(summary, /local AS number 64512/);
   t.is((summary.match(/Established/g) ?? []).length, 2);
 
-  const pods = (await labApi(lab.rec).list<Pod>('pods')).items;
+  const pods = (await labApi(lab.rec).list<Pod>('pods', { namespace: 'default' })).items;
   const pairs = pods.flatMap((a) => pods.filter((b) => b !== a).map((b) => [a, b] as const));
   const results = await Promise.all(pairs.map(([a, b]) => lab.exec(a.metadata.name, ['ping', '-c', '2', '-i', '0.05', b.status!.podIP!])));
   results.forEach((r, i) => t.regex(r.out, /2 received, 0% packet loss/, `${pairs[i][0].metadata.name} -> ${pairs[i][1].metadata.name}`));
@@ -82,7 +82,7 @@ test.serial('route reflectors: 6 nodes, 2 reflectors, everyone learns every podC
   t.is((client.match(/Established/g) ?? []).length, 2, 'a client peers with the two reflectors only');
   const routes = await nodeCommand(lab.stateDir, 'node-5', ['bgp', 'routes']);
   t.regex(routes, /originator 127\.0\.78\.16 cluster-list 244\.0\.0\.1|cluster-list 244\.0\.0\.1/);
-  const pods = (await labApi(lab.rec).list<Pod>('pods')).items;
+  const pods = (await labApi(lab.rec).list<Pod>('pods', { namespace: 'default' })).items;
   const r = await lab.exec('pod-5a', ['ping', '-c', '2', '-i', '0.05', pods.find((p) => p.metadata.name === 'pod-6a')!.status!.podIP!]);
   t.regex(r.out, /0% packet loss/);
 });

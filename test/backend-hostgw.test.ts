@@ -19,7 +19,7 @@ test.after.always(async () => {
   await lab?.close();
 });
 
-const pods = async () => (await labApi(lab.rec).list<Pod>('pods')).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+const pods = async () => (await labApi(lab.rec).list<Pod>('pods', { namespace: 'default' })).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
 
 test.serial('routes point at the peer nodes on eth0; no flannel.1; pods get MTU 1500', async (t) => {
   const route = await nodeCommand(lab.stateDir, 'node-1', ['ip', 'route']);

@@ -22,7 +22,7 @@ test.after.always(async () => {
   await lab?.close();
 });
 
-const pods = async () => (await labApi(lab.rec).list<Pod>('pods')).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+const pods = async () => (await labApi(lab.rec).list<Pod>('pods', { namespace: 'default' })).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
 const ipOf = async (name: string) => (await pods()).find((p) => p.metadata.name === name)!.status!.podIP!;
 
 test.serial('routes go through tunl0 onlink, proto bird; ip link and ip addr read like a Calico node', async (t) => {

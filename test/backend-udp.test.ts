@@ -19,7 +19,7 @@ test.after.always(async () => {
   await lab?.close();
 });
 
-const pods = async () => (await labApi(lab.rec).list<Pod>('pods')).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+const pods = async () => (await labApi(lab.rec).list<Pod>('pods', { namespace: 'default' })).items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
 
 test.serial('flannel0 and 10.244.0.0/16 dev flannel0; pods get MTU 1472', async (t) => {
   const route = await nodeCommand(lab.stateDir, 'node-1', ['ip', 'route']);

@@ -56,7 +56,7 @@ test.serial('a BGPPeer announcing default, 10.244.2.0/25 and node-3\'s block wit
   t.regex(await nodeCommand(lab.stateDir, 'node-1', ['bgp', 'summary']), /127\.0\.205\.9 +64512 +iBGP +up .*Established +3\/0\//);
 
   // Pods keep talking: every pair, 0% loss.
-  const pods = (await api.list<Pod>('pods')).items;
+  const pods = (await api.list<Pod>('pods', { namespace: 'default' })).items;
   const pairs = pods.flatMap((a) => pods.filter((b) => b !== a).map((b) => [a, b] as const));
   const results = await Promise.all(pairs.map(([a, b]) => lab.exec(a.metadata.name, ['ping', '-c', '3', '-i', '0.05', b.status!.podIP!])));
   results.forEach((r, i) => t.regex(r.out, /3 received, 0% packet loss/, `${pairs[i][0].metadata.name} -> ${pairs[i][1].metadata.name}`));

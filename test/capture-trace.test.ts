@@ -26,7 +26,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-capture-'));
 
 test.before(async () => {
   lab = await startLab('127.0.75.0/24');
-  const pods = (await labApi(lab.rec).list<Pod>('pods')).items;
+  const pods = (await labApi(lab.rec).list<Pod>('pods', { namespace: 'default' })).items;
   ips = Object.fromEntries(pods.map((p) => [p.metadata.name, p.status!.podIP!]));
 });
 

@@ -21,7 +21,7 @@ test('netns + bgp: routes proto bird on port 179, all pods ping, nothing left', 
     const route = await nodeCommand(lab.stateDir, 'node-1', ['ip', 'route']);
     t.regex(route, new RegExp(`^10\\.244\\.2\\.0/24 via ${NET.replace(/\./g, '\\.')}\\.12 dev eth0 proto bird$`, 'm'));
     t.regex(await nodeCommand(lab.stateDir, 'node-1', ['bgp', 'summary']), /64512 +iBGP +up/);
-    const pods = (await labApi(lab.rec).list<Pod>('pods')).items;
+    const pods = (await labApi(lab.rec).list<Pod>('pods', { namespace: 'default' })).items;
     const pairs = pods.flatMap((a) => pods.filter((b) => b !== a).map((b) => [a, b] as const));
     const results = await Promise.all(pairs.map(([a, b]) => lab.exec(a.metadata.name, ['ping', '-c', '2', '-i', '0.05', b.status!.podIP!])));
     results.forEach((r, i) => t.regex(r.out, /2 received, 0% packet loss/, `${pairs[i][0].metadata.name} -> ${pairs[i][1].metadata.name}`));

@@ -116,7 +116,7 @@ test('compose files: the podlab entry point, Swarm-compatible keys, capabilities
   t.regex(dockerfile, /npm ci --omit=dev/);
   t.regex(dockerfile, /iproute2/);
   t.regex(dockerfile, /libpcap0\.8 nftables ethtool/, 'the raw wire\'s runtime needs');
-  t.regex(dockerfile, /npm_config_nodedir=\/usr\/local npm ci/, 'cap is built against the image\'s Node headers');
+  t.regex(dockerfile, /npm_config_nodedir=\/usr\/local (npm_config_\w+=\S+ )*npm ci/, 'cap (and better-sqlite3) are built against the image\'s Node headers');
   t.regex(dockerfile, /ln -s "\$so" "\$\{so%\.0\.8\}"/, 'libpcap.so stays after libpcap-dev goes (cap dlopens it for immediate mode)');
   t.regex(dockerfile, /WITH_TSHARK/);
   t.true(fs.existsSync(path.join(ROOT, 'compose/pods.yaml')));
