@@ -4,6 +4,7 @@
  * (policyTypes, protocol TCP), validation errors with its field paths, list,
  * watch, get, delete, and the `NAME POD-SELECTOR AGE` table.
  */
+import { httpsJson } from './helpers/https.ts';
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,9 +32,9 @@ const bare = (p: NetworkPolicy) => ({ ...p, metadata: { name: p.metadata.name, n
 
 test('discovery lists networkpolicies in networking.k8s.io/v1', async (t) => {
   const { api } = await server(t);
-  const groups = (await (await fetch(`${api.url}/apis`)).json()) as { groups: { name: string }[] };
+  const groups = await httpsJson<{ groups: { name: string }[] }>(`${api.url}/apis`, api.credentials);
   t.true(groups.groups.some((g) => g.name === 'networking.k8s.io'));
-  const list = (await (await fetch(`${api.url}/apis/networking.k8s.io/v1`)).json()) as { resources: { name: string; namespaced: boolean; kind: string; shortNames?: string[]; verbs: string[] }[] };
+  const list = await httpsJson<{ resources: { name: string; namespaced: boolean; kind: string; shortNames?: string[]; verbs: string[] }[] }>(`${api.url}/apis/networking.k8s.io/v1`, api.credentials);
   const r = list.resources.find((x) => x.name === 'networkpolicies');
   t.truthy(r);
   t.true(r!.namespaced);
@@ -85,8 +86,7 @@ test('kubectl get networkpolicies prints NAME POD-SELECTOR AGE', async (t) => {
   const { api, client } = await server(t);
   await client.create('networkpolicies', bare(np('x', 'sel', { podSelector: { matchLabels: { pod: 'a' }, matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['db', 'cache'] }] } })), 'x');
   await client.create('networkpolicies', bare(np('x', 'all', { podSelector: {} })), 'x');
-  const res = await fetch(`${api.url}/apis/networking.k8s.io/v1/namespaces/x/networkpolicies`, { headers: { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' } });
-  const table = (await res.json()) as { columnDefinitions: { name: string }[]; rows: { cells: string[] }[] };
+  const table = await httpsJson<{ columnDefinitions: { name: string }[]; rows: { cells: string[] }[] }>(`${api.url}/apis/networking.k8s.io/v1/namespaces/x/networkpolicies`, api.credentials, { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' });
   t.deepEqual(table.columnDefinitions.map((c) => c.name), ['Name', 'Pod-Selector', 'Age']);
   t.deepEqual(table.rows.map((r) => r.cells.slice(0, 2)).sort(), [['all', '<none>'], ['sel', 'pod=a,tier notin (db,cache)']]);
 });
