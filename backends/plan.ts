@@ -8,11 +8,11 @@
  * Adds program the neighbour (and FDB entry) before the route, so no packet is
  * routed to an unresolvable next hop; removals take the route away first.
  */
-import { FLANNEL_BACKEND_TYPE, FLANNEL_PUBLIC_IP, PODLAB_ETH0_MAC } from '../control-plane/annotations.ts';
+import { FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE, FLANNEL_PUBLIC_IP, PODLAB_ETH0_MAC } from '../control-plane/annotations.ts';
 import { intToIpv4, ipv4ToInt, isValidMac } from '../packet/addr.ts';
 import { isIpv4Address } from '../packet/ip-input.ts';
 import type { Node } from '../control-plane/types.ts';
-import type { Lease, PlanAction, PlanSelf } from './backend.ts';
+import type { Lease, NetworkBackend, PlanAction, PlanSelf } from './backend.ts';
 
 export type { Lease, PlanAction, PlanSelf } from './backend.ts';
 
@@ -83,4 +83,19 @@ export function flannelPublicIp(node: Node, matches: (type: string | undefined) 
   if (!publicIp) return `node ${name}: no flannel annotations yet`;
   if (!isIpv4Address(publicIp)) return `node ${String(name)}: bad ${String(FLANNEL_PUBLIC_IP)} ${String(publicIp)}`;
   return { publicIp };
+}
+
+/**
+ * The Node side of a Flannel backend that publishes no backend data (host-gw,
+ * udp): its type annotation, and the lease of a Node of the same type.
+ */
+export function flannelNoDataLease(name: string): Pick<NetworkBackend, 'annotations' | 'readLease'> {
+  return {
+    annotations: () => ({ [FLANNEL_BACKEND_TYPE]: name, [FLANNEL_BACKEND_DATA]: 'null' }),
+    readLease(node) {
+      const ip = flannelPublicIp(node, (type) => type === name);
+      if (ip === undefined || typeof ip === 'string') return ip;
+      return { node: node.metadata.name, podCIDR: node.spec!.podCIDR!, publicIp: ip.publicIp, backend: name, eth0Mac: publishedEth0Mac(node) };
+    },
+  };
 }

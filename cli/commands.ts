@@ -7,6 +7,7 @@ import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import type { FlanneldCopies } from '../backends/udp/flanneld.ts';
 import { connectNode } from '../lab/node-endpoint.ts';
+import type { ControlClient } from '../control-plane/node-control-client.ts';
 import { JsonPathError, formatJsonPath, formatNodes, formatObjects, formatPods } from './format.ts';
 import { formatEndpointSlices, formatServices } from './format-services.ts';
 import type { EndpointSlice, Service } from '../control-plane/service-resources.ts';
@@ -147,18 +148,8 @@ export async function execInPod(
   argv: string[],
   io: { stdout(s: string): void; stderr(s: string): void; signal?: AbortSignal; namespace?: string; stdin?: AsyncIterable<Uint8Array | string> },
 ): Promise<number> {
-  const { rec, key, node } = await locatePod(stateDir, ref, io.namespace);
-  const c = await connectNode(rec, node);
-  try {
-    let id = 0;
-    const onAbort = () => c.cancel(id);
-    io.signal?.addEventListener('abort', onAbort, { once: true });
-    const call = c.call<{ exitCode: number }>(
-      'exec',
-      { pod: key, argv, stdin: !!io.stdin },
-      (fd, s) => (fd === 1 ? io.stdout(s) : io.stderr(s)),
-      (i) => (id = i),
-    );
+  return podCall(stateDir, ref, io, async (c, key, call) => {
+    const res = call<{ exitCode: number }>('exec', { pod: key, argv, stdin: !!io.stdin }, (fd, s) => (fd === 1 ? io.stdout(s) : io.stderr(s)));
     let done = false;
     let it: AsyncIterator<Uint8Array | string> | undefined;
     if (io.stdin) {
@@ -170,27 +161,23 @@ export async function execInPod(
             const r = await it.next();
             if (done) return;
             if (r.done) break;
-            c.sendStdin(id, typeof r.value === 'string' ? Buffer.from(r.value) : r.value);
+            c.sendStdin(res.id, typeof r.value === 'string' ? Buffer.from(r.value) : r.value);
           }
-          c.endStdin(id);
+          c.endStdin(res.id);
         } catch {
-          if (!done) c.endStdin(id);
+          if (!done) c.endStdin(res.id);
         }
       })();
     }
     try {
-      const res = await call;
-      return res.exitCode;
+      return (await res.result).exitCode;
     } finally {
       done = true;
       void it?.return?.();
       // A stream (process.stdin) must stop being read, or it keeps the CLI alive after the command exits.
       (io.stdin as { destroy?: () => void } | undefined)?.destroy?.();
-      io.signal?.removeEventListener('abort', onAbort);
     }
-  } finally {
-    c.close();
-  }
+  });
 }
 
 /** `podlab logs POD [-c C] [-f] [--tail N] [--since S] [--timestamps]`: a container's output, from its node. */
@@ -200,18 +187,33 @@ export async function podLogs(
   q: { container?: string; follow?: boolean; tailLines?: number; sinceSeconds?: number; timestamps?: boolean; limitBytes?: number },
   io: { stdout(s: string): void; signal?: AbortSignal; namespace?: string },
 ): Promise<void> {
+  await podCall(stateDir, ref, io, async (_c, key, call) => {
+    await call('pod.logs', { pod: key, ...q }, (_fd, s) => io.stdout(s)).result;
+  });
+}
+
+/**
+ * One streamed call about a pod to the agent of its node: the connection,
+ * `signal` (Ctrl-C) cancelling the call, and the cleanup, shared by exec and logs.
+ */
+async function podCall<T>(
+  stateDir: string,
+  ref: string,
+  io: { signal?: AbortSignal; namespace?: string },
+  run: (c: ControlClient, key: string, call: <R>(method: string, params: unknown, out: (fd: 1 | 2, s: string) => void) => { result: Promise<R>; id: number }) => Promise<T>,
+): Promise<T> {
   const { rec, key, node } = await locatePod(stateDir, ref, io.namespace);
   const c = await connectNode(rec, node);
+  let id = 0;
+  const onAbort = () => c.cancel(id);
+  io.signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    let id = 0;
-    const onAbort = () => c.cancel(id);
-    io.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      await c.call('pod.logs', { pod: key, ...q }, (_fd, s) => io.stdout(s), (i) => (id = i));
-    } finally {
-      io.signal?.removeEventListener('abort', onAbort);
-    }
+    return await run(c, key, <R>(method: string, params: unknown, out: (fd: 1 | 2, s: string) => void) => {
+      const result = c.call<R>(method, params, out, (i) => (id = i));
+      return { result, get id() { return id; } };
+    });
   } finally {
+    io.signal?.removeEventListener('abort', onAbort);
     c.close();
   }
 }

@@ -10,6 +10,7 @@
  */
 import { formatTimestamp } from './timestamp.ts';
 import { EVENTS, type CoreEvent } from './core-resources.ts';
+import { coreEventObject, eventName } from './event-client.ts';
 import { NAMESPACES } from './resources.ts';
 import type { Store } from './store.ts';
 import type { KubeObject } from './types.ts';
@@ -68,32 +69,8 @@ export class EventRecorder {
       }
       this.prune();
       const ms = store.clock.now();
-      const name = `${obj.metadata.name}.${(BigInt(ms) * 1_000_000n + BigInt(this.seq++ % 1_000_000)).toString(16)}`;
-      const involvedObject: CoreEvent['involvedObject'] = {
-        kind: obj.kind,
-        name: obj.metadata.name,
-        uid: obj.metadata.uid,
-        apiVersion: obj.apiVersion,
-        resourceVersion: obj.metadata.resourceVersion,
-      };
-      if (obj.metadata.namespace) involvedObject.namespace = obj.metadata.namespace;
-      if (fieldPath) involvedObject.fieldPath = fieldPath;
-      store.create(EVENTS, {
-        apiVersion: 'v1',
-        kind: 'Event',
-        metadata: { name, namespace },
-        involvedObject,
-        reason,
-        message,
-        source: source.host ? { component: source.component, host: source.host } : { component: source.component },
-        firstTimestamp: now,
-        lastTimestamp: now,
-        count: 1,
-        type,
-        eventTime: null,
-        reportingComponent: source.component,
-        reportingInstance: source.host ?? '',
-      });
+      const name = eventName(obj, ms, this.seq++);
+      store.create(EVENTS, coreEventObject(obj, { name, namespace, now, type, reason, message, source, fieldPath }));
       this.byKey.set(key, { namespace, name });
     } catch (err) {
       process.emitWarning(`event ${reason} about ${obj.kind} ${obj.metadata.name} not recorded: ${(err as Error).message}`);

@@ -7,9 +7,8 @@
  *   ip neigh replace <public IP> lladdr <peer eth0 MAC> dev eth0 nud permanent
  * Pods get the full underlay MTU.
  */
-import { FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE } from '../../control-plane/annotations.ts';
 import type { Lease, NetworkBackend, PlanAction } from '../backend.ts';
-import { diffPeers, eth0NeighbourAdd, eth0NeighbourDel, flannelPublicIp, publishedEth0Mac } from '../plan.ts';
+import { diffPeers, eth0NeighbourAdd, eth0NeighbourDel, flannelNoDataLease } from '../plan.ts';
 import { attachRoutedWire } from '../routed-wire.ts';
 import { routedKernelSupport } from '../kernel-iproute2.ts';
 
@@ -28,12 +27,7 @@ export const hostGw: NetworkBackend = {
   ipUnderlay: true,
   bgp: false,
   // flanneld's host-gw backend publishes no backend data.
-  annotations: () => ({ [FLANNEL_BACKEND_TYPE]: NAME, [FLANNEL_BACKEND_DATA]: 'null' }),
-  readLease(node) {
-    const ip = flannelPublicIp(node, (type) => type === NAME);
-    if (ip === undefined || typeof ip === 'string') return ip;
-    return { node: node.metadata.name, podCIDR: node.spec!.podCIDR!, publicIp: ip.publicIp, backend: NAME, eth0Mac: publishedEth0Mac(node) };
-  },
+  ...flannelNoDataLease(NAME),
   accepts: peers.accepts,
   plan: (desired, current, self) => diffPeers(desired, current, self, peers),
   attach: attachRoutedWire,

@@ -6,11 +6,10 @@
  * carrying bare IP packets over UDP 8285 (./flanneld.ts). The per-node table
  * is flanneld's, not the kernel's: the plan's route steps go to it.
  */
-import { FLANNEL_BACKEND_DATA, FLANNEL_BACKEND_TYPE } from '../../control-plane/annotations.ts';
 import { Eth0Sockets } from '../../overlay/eth0-sockets.ts';
 import { Cidr } from '../../packet/cidr.ts';
 import type { Lease, NetworkBackend, PlanAction } from '../backend.ts';
-import { diffPeers, flannelPublicIp, gatewayOf, publishedEth0Mac } from '../plan.ts';
+import { diffPeers, flannelNoDataLease, gatewayOf } from '../plan.ts';
 import { FLANNEL_UDP_PORT, Flanneld, TUN_DEV } from './flanneld.ts';
 
 const NAME = 'udp';
@@ -32,12 +31,7 @@ export const udp: NetworkBackend = {
   bgp: false,
   udpDecode: { port: FLANNEL_UDP_PORT, as: 'ip' },
   // flanneld's udp backend publishes no backend data.
-  annotations: () => ({ [FLANNEL_BACKEND_TYPE]: NAME, [FLANNEL_BACKEND_DATA]: 'null' }),
-  readLease(node) {
-    const ip = flannelPublicIp(node, (type) => type === NAME);
-    if (ip === undefined || typeof ip === 'string') return ip;
-    return { node: node.metadata.name, podCIDR: node.spec!.podCIDR!, publicIp: ip.publicIp, backend: NAME, eth0Mac: publishedEth0Mac(node) };
-  },
+  ...flannelNoDataLease(NAME),
   accepts: peers.accepts,
   plan: (desired, current, self) => diffPeers(desired, current, self, peers),
   attach(ctx) {
