@@ -9,7 +9,7 @@ const LAYERS = [
   ['packet', 'common'],
   ['bgp', 'control-plane', 'hostnet'],
   ['netstack', 'overlay'],
-  ['service-proxy', 'policy'],
+  ['service-proxy', 'policy', 'edge'],
   ['backends'],
   ['apps', 'pod-tools'],
   ['node-agent', 'kernel-node'],

@@ -38,6 +38,8 @@ export function httpHandler(ctx: Pick<AppContext, 'podName' | 'nodeName'>): (req
     if (req.method !== 'GET' && req.method !== 'HEAD') return { status: 405, headers: { Allow: 'GET, HEAD' }, body: '405 Method Not Allowed\n' };
     if (req.path === '/') return { status: 200, body: `${ctx.podName} on ${ctx.nodeName}\n` };
     if (req.path === '/healthz') return { status: 200, body: 'ok\n' };
+    // The client address this pod sees (after any SNAT on the way), as httpbin's /ip answers it.
+    if (req.path === '/ip') return { status: 200, body: `${req.remoteAddress}\n` };
     const m = /^\/bytes\/(\d{1,10})$/.exec(req.path);
     if (m && Number(m[1]) <= MAX_BYTES) {
       const n = Number(m[1]);

@@ -4,7 +4,7 @@
  * `NAME ADDRESSTYPE PORTS ENDPOINTS AGE`, cells as kubectl's printers make
  * them (control-plane/service-resources.ts holds the shared cell helpers).
  */
-import { selectorString, servicePortsString, sliceEndpointsString, slicePortsString, type EndpointSlice, type Service } from '../control-plane/service-resources.ts';
+import { selectorString, serviceExternalIP, servicePortsString, sliceEndpointsString, slicePortsString, type EndpointSlice, type Service } from '../control-plane/service-resources.ts';
 import { age, table } from './format.ts';
 
 function empty(allNamespaces: boolean, namespace: string | undefined): string {
@@ -18,7 +18,7 @@ export function formatServices(services: Service[], wide: boolean, allNamespaces
   if (wide) header.push('SELECTOR');
   const rows = services.map((s) => {
     const spec = s.spec ?? {};
-    const r = [s.metadata.name, spec.type ?? 'ClusterIP', spec.clusterIPs?.[0] ?? spec.clusterIP ?? '<none>', '<none>', servicePortsString(spec), age(s.metadata.creationTimestamp)];
+    const r = [s.metadata.name, spec.type ?? 'ClusterIP', spec.clusterIPs?.[0] ?? spec.clusterIP ?? '<none>', serviceExternalIP(s), servicePortsString(spec), age(s.metadata.creationTimestamp)];
     if (allNamespaces) r.unshift(s.metadata.namespace ?? 'default');
     if (wide) r.push(selectorString(spec.selector));
     return r;

@@ -392,7 +392,7 @@ program
 
 program
   .command('node')
-  .description('look inside a node: ip route | ip neigh | ip link | ip addr | bridge fdb | bgp summary | bgp routes | iptables-save [-t nat|filter] | ipvsadm -Ln | ipset list | conntrack -L | stats | restart [--kill] | stop [--kill] | start | ip link set dev DEV mtu N')
+  .description('look inside a node: ip route | ip neigh | ip link | ip addr | bridge fdb | bgp summary | bgp routes | iptables-save [-t nat|filter] | ipvsadm -Ln | ipset list | conntrack -L | lb | stats | restart [--kill] | stop [--kill] | start | ip link set dev DEV mtu N')
   .argument('<node>', 'node name, e.g. node-1')
   .argument('<command...>', 'what to show or do')
   .allowUnknownOption()

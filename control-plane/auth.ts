@@ -7,7 +7,8 @@
  *   - `system:node:<name>` (group `system:nodes`), from a node token (pki.ts):
  *     reads everything; creates Nodes and changes its own Node (and status);
  *     writes the status of Pods bound to it; creates and updates Events and
- *     its own Lease in `kube-node-lease`. That is what an agent does, and
+ *     its own Lease in `kube-node-lease`; Leases in `metallb-system` (its
+ *     load-balancer speaker's per-address election). That is what an agent does, and
  *     roughly what Kubernetes' Node authorizer plus NodeRestriction allow.
  * A request without a valid token is 401 (no anonymous access), except the
  * health probes /healthz, /livez and /readyz, which container health checks
@@ -18,6 +19,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { ApiError, badRequest, makeStatus } from './errors.ts';
+import { METALLB_NAMESPACE } from './metallb.ts';
 import { tokensEqual, verifyNodeToken, type ServerCredentials } from './pki.ts';
 
 /** An authenticated user. */
@@ -99,6 +101,9 @@ export function authorize(who: Identity, a: ResourceAttributes, lookup: ObjectLo
   if ((core || a.group === 'events.k8s.io') && a.resource === 'events' && WRITE_OWN.has(a.verb)) return { allowed: true, reason: 'nodes record events' };
   if (a.group === 'coordination.k8s.io' && a.resource === 'leases' && a.namespace === 'kube-node-lease' && WRITE_OWN.has(a.verb)) {
     if (a.verb === 'create' || a.name === node) return { allowed: true, reason: 'a node renews its own Lease' };
+  }
+  if (a.group === 'coordination.k8s.io' && a.resource === 'leases' && a.namespace === METALLB_NAMESPACE && WRITE_OWN.has(a.verb)) {
+    return { allowed: true, reason: "the node's load-balancer speaker elects address owners with Leases" };
   }
   return { allowed: false };
 }
@@ -192,6 +197,7 @@ export function selfSubjectRulesReview(who: Identity, body: unknown): unknown {
       { verbs: ['update', 'patch'], apiGroups: [''], resources: ['nodes', 'nodes/status'], resourceNames: [node] },
       { verbs: ['update', 'patch'], apiGroups: [''], resources: ['pods/status'] },
       { verbs: ['create', 'update', 'patch'], apiGroups: ['', 'events.k8s.io'], resources: ['events'] },
+      ...(namespace === METALLB_NAMESPACE ? [{ verbs: ['create', 'update', 'patch'], apiGroups: ['coordination.k8s.io'], resources: ['leases'] }] : []),
       ...(namespace === 'kube-node-lease' ? [{ verbs: ['create'], apiGroups: ['coordination.k8s.io'], resources: ['leases'] }, { verbs: ['update', 'patch'], apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [node] }] : []),
     ];
     nonResourceRules = [{ verbs: ['get'], nonResourceURLs: ['/api', '/api/*', '/apis', '/apis/*', '/openapi', '/openapi/*', '/version', '/healthz', '/livez', '/readyz'] }];

@@ -12,6 +12,8 @@ import { defaultNamespace, defaultNodeFromOld, defaultPod, validateNamespace, va
 import type { NameRule } from './validation.ts';
 import { NAMESPACE_TABLE, NODE_TABLE, POD_TABLE, type TableDefinition } from './tables.ts';
 import { BGP_CONFIGURATIONS, BGP_FILTERS, BGP_PEERS, IP_POOLS } from './calico.ts';
+import { BGP_ADVERTISEMENTS, IP_ADDRESS_POOLS, L2_ADVERTISEMENTS } from './metallb.ts';
+import { INGRESSES, INGRESS_CLASSES } from './ingress-resources.ts';
 import { ENDPOINTSLICES, SERVICES } from './service-resources.ts';
 import { DAEMONSETS, DEPLOYMENTS, REPLICASETS } from './workload-resources.ts';
 import { CONFIGMAPS, ENDPOINTS, EVENTS, EVENTS_V1, LEASES, SECRETS, SERVICEACCOUNTS } from './core-resources.ts';
@@ -234,5 +236,10 @@ registry.register(DAEMONSETS);
 registry.register(EVENTS_V1);
 registry.register(LEASES);
 registry.register(NETWORK_POLICIES);
+registry.register(IP_ADDRESS_POOLS);
+registry.register(L2_ADVERTISEMENTS);
+registry.register(BGP_ADVERTISEMENTS);
+registry.register(INGRESSES);
+registry.register(INGRESS_CLASSES);
 
 export { ENDPOINTSLICES, SERVICES };

@@ -182,7 +182,8 @@ export class ServiceAllocator {
       }
       if (spec.clusterIP) spec.clusterIPs = [spec.clusterIP];
     }
-    if (spec.type === 'NodePort' && Array.isArray(spec.ports)) {
+    const wantsNodePorts = spec.type === 'NodePort' || (spec.type === 'LoadBalancer' && spec.allocateLoadBalancerNodePorts !== false);
+    if (wantsNodePorts && Array.isArray(spec.ports)) {
       const used = this.usedPorts(services, old ?? svc);
       const mine = new Set<number>();
       spec.ports.forEach((p, i) => {
@@ -209,6 +210,7 @@ export class ServiceAllocator {
         mine.add(np);
       });
     } else if (Array.isArray(spec.ports)) {
+      // A LoadBalancer without allocated NodePorts may still name its own (checked like any other).
       for (const p of spec.ports) if (isRecord(p) && p.nodePort === 0) delete p.nodePort;
     }
     if (errs.length) throw invalid('Service', name, errs);

@@ -10,10 +10,12 @@
  * entries; allocation (clusterIP, nodePort) is admission in
  * service-allocator.ts, endpoints in endpointslice-controller.ts.
  *
- * podlab serves `type: ClusterIP | NodePort` (and headless `clusterIP: None`);
- * LoadBalancer and ExternalName are refused as unsupported values.
+ * podlab serves `type: ClusterIP | NodePort | LoadBalancer` (and headless
+ * `clusterIP: None`); ExternalName is refused as an unsupported value. A
+ * LoadBalancer gets NodePorts (unless `allocateLoadBalancerNodePorts: false`)
+ * and its address from the MetalLB-style allocator (lb-allocator.ts).
  */
-import { isIpAddress, isIpv4Address } from '../packet/ip-input.ts';
+import { isIpAddress, isIpv4Address, isIpv4Cidr } from '../packet/ip-input.ts';
 import type { FieldError } from './errors.ts';
 import type { ResourceType } from './resources.ts';
 import type { TableColumn, TableDefinition } from './tables.ts';
@@ -22,7 +24,12 @@ import type { KubeObject } from './types.ts';
 import { dns1123LabelErrors } from './validation.ts';
 
 /** `spec.type` values podlab serves. */
-export const SERVICE_TYPES = ['ClusterIP', 'NodePort'] as const;
+export const SERVICE_TYPES = ['ClusterIP', 'NodePort', 'LoadBalancer'] as const;
+
+/** Types whose ports are reachable from outside the cluster (k8s' ExternallyAccessible): they take NodePorts and externalTrafficPolicy. */
+export function isExternalType(type: unknown): type is 'NodePort' | 'LoadBalancer' {
+  return type === 'NodePort' || type === 'LoadBalancer';
+}
 
 /** The affinity timeout the apiserver defaults (3 hours), and k8s' maximum (1 day). */
 export const DEFAULT_CLIENT_IP_TIMEOUT_SECONDS = 10800;
@@ -46,7 +53,7 @@ export interface ServicePort {
 
 /** `Service.spec` (the subset podlab serves). */
 export interface ServiceSpec {
-  type?: 'ClusterIP' | 'NodePort';
+  type?: 'ClusterIP' | 'NodePort' | 'LoadBalancer';
   selector?: Record<string, string>;
   ports?: ServicePort[];
   clusterIP?: string;
@@ -57,11 +64,20 @@ export interface ServiceSpec {
   internalTrafficPolicy?: 'Cluster' | 'Local';
   ipFamilies?: string[];
   ipFamilyPolicy?: string;
+  loadBalancerIP?: string;
+  loadBalancerSourceRanges?: string[];
+  loadBalancerClass?: string;
+  allocateLoadBalancerNodePorts?: boolean;
   [extra: string]: unknown;
 }
 
 /** A Service. */
-export type Service = KubeObject<ServiceSpec, { loadBalancer?: Record<string, unknown> }>;
+export type Service = KubeObject<ServiceSpec, { loadBalancer?: LoadBalancerStatus }>;
+
+/** `status.loadBalancer`: the addresses the load balancer answers on. */
+export interface LoadBalancerStatus {
+  ingress?: { ip?: string; hostname?: string; ipMode?: 'VIP' | 'Proxy'; ports?: unknown[] }[];
+}
 
 /** One endpoint of an EndpointSlice. */
 export interface SliceEndpoint {
@@ -120,7 +136,8 @@ export function defaultService(obj: KubeObject, op: 'create' | 'update', old: Ku
       if (p.targetPort === undefined || p.targetPort === 0 || p.targetPort === '') p.targetPort = p.port;
     }
   }
-  if (spec.type === 'NodePort') spec.externalTrafficPolicy ??= 'Cluster';
+  if (isExternalType(spec.type)) spec.externalTrafficPolicy ??= 'Cluster';
+  if (spec.type === 'LoadBalancer') spec.allocateLoadBalancerNodePorts ??= true;
   spec.internalTrafficPolicy ??= 'Cluster';
   if (spec.clusterIP !== 'None') {
     spec.ipFamilies ??= ['IPv4'];
@@ -133,7 +150,7 @@ export function defaultService(obj: KubeObject, op: 'create' | 'update', old: Ku
     spec.clusterIP = oldSpec.clusterIP;
   }
   if (spec.clusterIP) spec.clusterIPs = [spec.clusterIP];
-  if (op === 'update' && oldSpec && spec.type === 'NodePort' && oldSpec.type === 'NodePort' && Array.isArray(spec.ports) && Array.isArray(oldSpec.ports)) {
+  if (op === 'update' && oldSpec && isExternalType(spec.type) && isExternalType(oldSpec.type) && Array.isArray(spec.ports) && Array.isArray(oldSpec.ports)) {
     const used = new Set(spec.ports.filter((p) => isRecord(p) && p.nodePort).map((p) => p.nodePort));
     const byName = new Map(oldSpec.ports.filter(isRecord).map((p) => [p.name ?? '', p.nodePort]));
     for (const p of spec.ports) {
@@ -213,7 +230,23 @@ export function validateService(obj: KubeObject, old: KubeObject | undefined): F
   if (cip !== undefined && cip !== '' && cip !== 'None' && !isIpv4Address(cip)) {
     errs.push({ field: 'spec.clusterIPs[0]', type: 'FieldValueInvalid', value: cip, detail: 'must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)' });
   }
-  if (headless && type === 'NodePort') errs.push({ field: 'spec.clusterIPs[0]', type: 'FieldValueInvalid', value: 'None', detail: "may not be set to 'None' for NodePort services" });
+  if (headless && isExternalType(type)) errs.push({ field: 'spec.clusterIPs[0]', type: 'FieldValueInvalid', value: 'None', detail: `may not be set to 'None' for ${type} services` });
+  const lbIP = spec.loadBalancerIP;
+  if (lbIP !== undefined && lbIP !== '') {
+    if (type !== 'LoadBalancer') errs.push({ field: 'spec.loadBalancerIP', type: 'FieldValueForbidden', detail: 'may only be used when `type` is \'LoadBalancer\'' });
+    else if (!isIpv4Address(lbIP)) errs.push({ field: 'spec.loadBalancerIP', type: 'FieldValueInvalid', value: lbIP, detail: 'must be a valid IP address' });
+  }
+  const ranges = spec.loadBalancerSourceRanges;
+  if (ranges !== undefined && ranges !== null) {
+    if (type !== 'LoadBalancer') errs.push({ field: 'spec.loadBalancerSourceRanges', type: 'FieldValueForbidden', detail: 'may only be used when `type` is \'LoadBalancer\'' });
+    else if (!Array.isArray(ranges)) errs.push({ field: 'spec.loadBalancerSourceRanges', type: 'FieldValueInvalid', value: ranges, detail: 'must be a list of CIDRs' });
+    else ranges.forEach((r: unknown, i) => {
+      if (!isIpv4Cidr(typeof r === 'string' ? r.trim() : r)) errs.push({ field: `spec.loadBalancerSourceRanges[${i}]`, type: 'FieldValueInvalid', value: r, detail: 'must be a list of IP ranges. For example, 10.240.0.0/24,10.250.0.0/24 ' });
+    });
+  }
+  const alloc = spec.allocateLoadBalancerNodePorts;
+  if (type === 'LoadBalancer' && typeof alloc !== 'boolean') errs.push({ field: 'spec.allocateLoadBalancerNodePorts', type: 'FieldValueRequired' });
+  if (type !== 'LoadBalancer' && alloc !== undefined && alloc !== null) errs.push({ field: 'spec.allocateLoadBalancerNodePorts', type: 'FieldValueForbidden', detail: 'may only be used when `type` is \'LoadBalancer\'' });
   const sel = spec.selector;
   if (sel !== undefined && (!isRecord(sel) || Object.values(sel).some((v) => typeof v !== 'string'))) {
     errs.push({ field: 'spec.selector', type: 'FieldValueInvalid', value: sel, detail: 'must be a map of string to string' });
@@ -236,7 +269,7 @@ export function validateService(obj: KubeObject, old: KubeObject | undefined): F
   }
   const etp = spec.externalTrafficPolicy;
   if (etp !== undefined && etp !== '') {
-    if (type !== 'NodePort') errs.push({ field: 'spec.externalTrafficPolicy', type: 'FieldValueInvalid', value: etp, detail: 'may only be set for externally-accessible services' });
+    if (!isExternalType(type)) errs.push({ field: 'spec.externalTrafficPolicy', type: 'FieldValueInvalid', value: etp, detail: 'may only be set for externally-accessible services' });
     else if (etp !== 'Cluster' && etp !== 'Local') errs.push(unsupported('spec.externalTrafficPolicy', etp, ['Cluster', 'Local']));
   }
   const itp = spec.internalTrafficPolicy;
@@ -359,6 +392,22 @@ export function sliceEndpointsString(endpoints: SliceEndpoint[] | undefined): st
   return listWithMore(list, count, 3);
 }
 
+/**
+ * kubectl's getServiceExternalIP: for a LoadBalancer the ingress addresses
+ * (and externalIPs), `<pending>` until the load balancer has one; for other
+ * types the externalIPs or `<none>`.
+ */
+export function serviceExternalIP(svc: Service): string {
+  const spec = (svc.spec ?? {});
+  const external = Array.isArray(spec.externalIPs) ? (spec.externalIPs as unknown[]).filter((x): x is string => typeof x === 'string') : [];
+  if (spec.type === 'LoadBalancer') {
+    const lb = (svc.status?.loadBalancer?.ingress ?? []).map((i) => i.ip ?? i.hostname ?? '').filter((x) => x !== '');
+    const all = [...lb, ...external];
+    return all.length ? all.join(',') : '<pending>';
+  }
+  return external.length ? external.join(',') : '<none>';
+}
+
 /** Service: NAME TYPE CLUSTER-IP EXTERNAL-IP PORT(S) AGE [SELECTOR]. */
 export const SERVICE_TABLE: TableDefinition = {
   columns: [
@@ -373,7 +422,7 @@ export const SERVICE_TABLE: TableDefinition = {
   cells(obj, now) {
     const spec = (obj.spec ?? {}) as ServiceSpec;
     const ip = spec.clusterIPs?.[0] ?? spec.clusterIP ?? '<none>';
-    return [obj.metadata.name, spec.type ?? 'ClusterIP', ip || '<none>', '<none>', servicePortsString(spec), age(obj, now), selectorString(spec.selector)];
+    return [obj.metadata.name, spec.type ?? 'ClusterIP', ip || '<none>', serviceExternalIP(obj as Service), servicePortsString(spec), age(obj, now), selectorString(spec.selector)];
   },
 };
 

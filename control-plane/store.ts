@@ -28,6 +28,8 @@ import { ServiceAllocator, parseServiceAllocConfig } from './service-allocator.t
 import { EndpointSliceController } from './endpointslice-controller.ts';
 import { EndpointsController } from './endpoints-controller.ts';
 import { ServiceAccountController } from './serviceaccount-controller.ts';
+import { LoadBalancerAllocator } from './lb-allocator.ts';
+import { installDefaultIngressClass } from './ingress-resources.ts';
 import { EventRecorder } from './event-recorder.ts';
 import { GarbageCollector } from './garbage-collector.ts';
 import { PodEventController } from './pod-event-controller.ts';
@@ -888,6 +890,8 @@ export function openStore(opts: OpenStoreOptions = {}): Store {
   new EndpointsController().install(store);
   new ServiceAccountController().install(store);
   const recorder = new EventRecorder(store);
+  new LoadBalancerAllocator(recorder).install(store);
+  installDefaultIngressClass(store);
   const gc = new GarbageCollector({ podDrainMs: opts.controllers?.podDrainMs });
   gc.install(store);
   new PodEventController(recorder).install(store);

@@ -26,6 +26,7 @@ import { intToIpv4 } from '../packet/addr.ts';
 import { Cidr } from '../packet/cidr.ts';
 import { isIpv4Cidr, parseIpv4CidrInput } from '../packet/ip-input.ts';
 import type { LoadedObject } from './manifest.ts';
+import { METALLB_NAMESPACE, defaultLabPool } from '../control-plane/metallb.ts';
 import type { BackendName } from '../backends/backend.ts';
 import { BACKEND_NAMES, DEFAULT_BACKEND, backendNamed, bgpBackendNames, findBackend } from '../backends/registry.ts';
 import { DEFAULT_WIRE_PORT } from '../backends/routed-wire.ts';
@@ -346,6 +347,24 @@ export function demoPods(nodes: number, perNode: number): Pod[] {
     }
   }
   return pods;
+}
+
+/**
+ * MetalLB's configuration a local lab starts with: the namespace, an
+ * IPAddressPool `default` of `<net>.200/29` (loopback, so the host reaches LB
+ * IPs with a real socket) and an L2Advertisement for it. Nothing when the lab
+ * net is smaller than a /24; a user's manifests may replace both.
+ */
+export function defaultLoadBalancerObjects(labNet: string): LoadedObject[] {
+  const cidr = defaultLabPool(labNet);
+  if (!cidr) return [];
+  const meta = { name: 'default', namespace: METALLB_NAMESPACE };
+  const at = (obj: unknown): LoadedObject => ({ obj: obj as KubeObject, file: '<lab defaults>', line: 1 });
+  return [
+    at({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: METALLB_NAMESPACE } }),
+    at({ apiVersion: 'metallb.io/v1beta1', kind: 'IPAddressPool', metadata: meta, spec: { addresses: [cidr] } }),
+    at({ apiVersion: 'metallb.io/v1beta1', kind: 'L2Advertisement', metadata: meta, spec: { ipAddressPools: ['default'] } }),
+  ];
 }
 
 /**

@@ -43,6 +43,8 @@ import type net from 'node:net';
 import { EMPTY_STDIN } from './stdin-queue.ts';
 import { NodeCore } from './node-core.ts';
 import { EmulatedRuntime } from './emulated-runtime.ts';
+import { L2Speaker, L2_TIMING, l2Candidates } from '../edge/l2-speaker.ts';
+import type { Advertisement, IpAddressPool } from '../control-plane/metallb.ts';
 
 export interface AgentOptions {
   name: string;
@@ -107,6 +109,9 @@ export class NodeAgent {
   private policy?: NetworkPolicyAgent;
   private serviceInformer?: Informer;
   private sliceInformer?: Informer;
+  private poolInformer?: Informer<IpAddressPool>;
+  private l2AdvInformer?: Informer<Advertisement>;
+  private speaker?: L2Speaker;
   private execCount = 0;
 
   constructor(opts: AgentOptions) {
@@ -233,6 +238,46 @@ export class NodeAgent {
     await Promise.all([this.serviceInformer.start(), this.sliceInformer.start()]);
     kp.update(this.serviceInformer.list(), this.sliceInformer.list());
     kp.sync();
+    await this.startSpeaker(kp, under);
+  }
+
+  /** MetalLB's speaker role (layer 2): elected per address, the owner opens real sockets on it. */
+  private async startSpeaker(kp: KubeProxy, under: Cidr): Promise<void> {
+    const api = this.core.api;
+    const speaker = new L2Speaker({
+      api,
+      node: this.name,
+      firstTryDelayMs: this.rng.fork('l2-speaker').int(0, L2_TIMING.retryPeriodMs),
+      log: (msg, fields) => log.info(msg, fields),
+      announce: async (a) => {
+        if (!under.contains(a.ip)) throw new Error(`${a.ip} is outside the underlay ${under.toString()}: no real socket may hold it`);
+        const socks: { close(): void }[] = [];
+        try {
+          for (const p of a.ports) {
+            // Into the node addressed to the LB IP itself, as the elected node receives it: kube-proxy's
+            // KUBE-SERVICES "loadbalancer IP" rule (or IPVS's virtual server on kube-ipvs0) takes it from there.
+            // The legacy userspace proxy has no rule for LB IPs: there the NodePort carries it.
+            const to = kp.mode === 'userspace' && p.nodePort ? { ip: this.opts.ip, port: p.nodePort } : { ip: a.ip, port: p.port };
+            socks.push(p.protocol === 'tcp' ? await kp.openRealTcp(a.ip, p.port, to) : await kp.openRealUdp(a.ip, p.port, to));
+          }
+        } catch (e) {
+          for (const s of socks) s.close();
+          throw e;
+        }
+        return { close: () => socks.forEach((s) => s.close()) };
+      },
+    });
+    this.speaker = speaker;
+    this.poolInformer = new Informer<IpAddressPool>(api, 'ipaddresspools');
+    this.l2AdvInformer = new Informer<Advertisement>(api, 'l2advertisements');
+    const again = () => {
+      const me = this.core.nodeInformer?.list().find((n) => n.metadata.name === this.name);
+      speaker.setCandidates(l2Candidates(this.name, me?.metadata.labels ?? {}, this.serviceInformer!.list(), this.sliceInformer!.list(), this.poolInformer!.list(), this.l2AdvInformer!.list()));
+    };
+    for (const inf of [this.serviceInformer!, this.sliceInformer!, this.poolInformer, this.l2AdvInformer] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
+    await Promise.all([this.poolInformer.start(), this.l2AdvInformer.start()]);
+    again();
+    speaker.start();
   }
 
   /** calico-node's policy role: NetworkPolicies, pods and namespaces into the node's policy hooks. */
@@ -263,6 +308,10 @@ export class NodeAgent {
     // Policy's chains live in the filter table beside kube-proxy's.
     if (kp !== undefined && tool === 'iptables-save' && this.policy) return this.policy.filterView(kp);
     if (kp !== undefined) return kp;
+    if (tool === 'lb') {
+      const clients = this.kubeProxy?.clients.view() ?? '';
+      return (this.speaker?.view() ?? 'no speaker\n') + (clients ? `outside clients (real -> inside):\n${clients}\n` : '');
+    }
     const view = bgpView(argv, this.core.bgp, { node: this.name, backend: this.backend.name });
     if (view && 'error' in view) throw new ControlError(view.error);
     if (view) return view.out as string;
@@ -466,6 +515,9 @@ export class NodeAgent {
     await this.core.stop();
     void this.serviceInformer?.stop();
     void this.sliceInformer?.stop();
+    void this.poolInformer?.stop();
+    void this.l2AdvInformer?.stop();
+    await this.speaker?.stop();
     this.kubeProxy?.close();
     this.policy?.stop();
     this.remoteControl?.close();

@@ -29,18 +29,68 @@ import type { NatDecision, NatEngine, ServiceNat } from '../netstack/netfilter/s
 import { TcpStack } from '../netstack/tcp/stack.ts';
 import type { TcpSocket } from '../netstack/tcp/socket.ts';
 import { SeededRng as Rng } from '../common/rng.ts';
+import { Cidr } from '../packet/cidr.ts';
 
 const log = createLogger('podlab:kube-proxy');
 
 /**
  * The source address of a client outside the cluster, for connections carried
- * in from a real NodePort socket (TEST-NET-3, RFC 5737). It exists only inside
- * the lab, on the node's lo, so that the rules see an external client (not the
- * node itself) and a backend behind externalTrafficPolicy Local sees a client
- * address it can answer, as on a real node. The real client's address (on the
- * host) is not carried into the lab.
+ * in from a real NodePort or LoadBalancer socket (TEST-NET-3, RFC 5737). It
+ * exists only inside the lab, on the node's lo, so that the rules see an
+ * external client (not the node itself) and a backend behind
+ * externalTrafficPolicy Local sees a client address it can answer, as on a
+ * real node. See {@link ExternalClients} for how real addresses map to it.
  */
 export const EXTERNAL_CLIENT = '203.0.113.1';
+/** How many distinct outside clients get their own inside address. */
+const MAX_EXTERNAL_CLIENTS = 250;
+
+/**
+ * The inside address of a real client. A client address that can exist in
+ * the lab (outside 127.0.0.0/8, not a node's, not a pod's) is carried in as
+ * it is, so a backend behind externalTrafficPolicy: Local sees the real
+ * client. A host client on loopback (every client of a local lab) cannot: a
+ * pod's own lo owns 127.0.0.0/8, so it could never answer it. Each distinct
+ * such client gets its own TEST-NET-3 stand-in instead, in order of arrival
+ * (127.0.0.1, curl's default source, is 203.0.113.1): distinct clients stay
+ * distinct, and `podlab node N lb` lists the mapping.
+ */
+export class ExternalClients {
+  private readonly standIns = new Map<string, string>();
+  private readonly carried = new Set<string>();
+
+  constructor(
+    private readonly stack: NodeDataPlane['stack'],
+    private readonly foreign: (ip: string) => boolean,
+  ) {
+    this.standIns.set('127.0.0.1', EXTERNAL_CLIENT);
+  }
+
+  /** The inside address for a real client (added to the node's lo when new). */
+  inside(real: string | undefined): string {
+    const ip = real?.startsWith('::ffff:') ? real.slice(7) : real;
+    if (!ip || !isValidIpv4(ip)) return EXTERNAL_CLIENT;
+    if (!ip.startsWith('127.') && this.foreign(ip)) {
+      if (this.carried.has(ip) || this.stack.isLocal(ip)) return this.carried.has(ip) ? ip : EXTERNAL_CLIENT;
+      if (this.carried.size >= MAX_EXTERNAL_CLIENTS) return EXTERNAL_CLIENT;
+      this.stack.addAddress('lo', ip, 32);
+      this.carried.add(ip);
+      return ip;
+    }
+    let s = this.standIns.get(ip);
+    if (s) return s;
+    if (this.standIns.size >= MAX_EXTERNAL_CLIENTS) return EXTERNAL_CLIENT;
+    s = `203.0.113.${this.standIns.size + 1}`;
+    if (!this.stack.isLocal(s)) this.stack.addAddress('lo', s, 32);
+    this.standIns.set(ip, s);
+    return s;
+  }
+
+  /** `real → inside` lines for the views. */
+  view(): string {
+    return [...[...this.standIns].map(([r, i]) => `${r} -> ${i}`), ...[...this.carried].map((ip) => `${ip} (carried in)`)].join('\n');
+  }
+}
 
 /** Connections (or UDP clients) one proxy path carries at most: the userspace proxy, a real NodePort listener. */
 const MAX_PROXIED_CONNECTIONS = 1024;
@@ -80,6 +130,8 @@ export class KubeProxy implements NatEngine {
   private vips = new Set<number>();
   private nodePortNumbers = new Set<number>();
   private readonly nat?: ServiceNat;
+  /** Inside addresses of real clients of the NodePort and LoadBalancer edges. */
+  readonly clients: ExternalClients;
 
   constructor(
     private readonly dp: NodeDataPlane,
@@ -99,6 +151,8 @@ export class KubeProxy implements NatEngine {
     this.tcp = new TcpStack(dp.stack, { clock: o.clock, rng: new Rng(o.rng.int(1, 0x7fffffff)) });
     // After the engine took its list of local addresses: the stand-in external client is not one of them.
     if (!dp.stack.isLocal(EXTERNAL_CLIENT)) dp.stack.addAddress('lo', EXTERNAL_CLIENT, 32);
+    const cluster = Cidr.parse(o.clusterCidr);
+    this.clients = new ExternalClients(dp.stack, (ip) => !cluster.contains(ip) && !o.allowRealBind(ip));
     // kube-proxy's rules, at the hook points and priorities where iptables keeps them.
     this.nat = dp.installServiceNat(this);
   }
@@ -126,6 +180,9 @@ export class KubeProxy implements NatEngine {
     for (const s of this.services) {
       const spec = (s.spec ?? {}) as ServiceSpecLite & { clusterIP?: string; clusterIPs?: string[] };
       for (const ip of [spec.clusterIP, ...(spec.clusterIPs ?? [])]) if (ip && ip !== 'None' && isValidIpv4(ip)) this.vips.add(ipv4ToInt(ip));
+      // LoadBalancer addresses are virtual IPs too: KUBE-SERVICES captures them.
+      const lb = (s.status as { loadBalancer?: { ingress?: { ip?: string }[] } } | undefined)?.loadBalancer?.ingress ?? [];
+      if (spec.type === 'LoadBalancer') for (const i of lb) if (i.ip && isValidIpv4(i.ip)) this.vips.add(ipv4ToInt(i.ip));
       for (const p of spec.ports ?? []) if (p.nodePort) this.nodePortNumbers.add(p.nodePort);
     }
     // userspace mode: connections redirected to the node's proxy ports are services too.
@@ -251,21 +308,37 @@ export class KubeProxy implements NatEngine {
 
   /** A real TCP listener whose connections continue inside the lab as node → own NodePort. */
   private openTcpNodePort(port: number): Promise<net.Server> {
+    return this.openRealTcp(this.o.nodeIp, port, { ip: this.o.nodeIp, port });
+  }
+
+  /**
+   * A real TCP listener on `bindIp:port` whose connections continue inside
+   * the lab as (inside client address) → `to`, entering the node's rules.
+   */
+  openRealTcp(bindIp: string, port: number, to: { ip: string; port: number }): Promise<net.Server> {
     const server = net.createServer((real) => {
       real.pause();
-      const inner = this.tcp.connect({ host: this.o.nodeIp, port, localAddress: EXTERNAL_CLIENT });
+      const inner = this.tcp.connect({ host: to.ip, port: to.port, localAddress: this.clients.inside(real.remoteAddress) });
       spliceReal(real, inner);
     });
     return new Promise((resolve, reject) => {
       server.once('error', reject);
       // Real clients beyond this are refused by Node (the socket is closed), not queued without end.
       server.maxConnections = MAX_PROXIED_CONNECTIONS;
-      server.listen(port, this.o.nodeIp, () => resolve(server));
+      server.listen(port, bindIp, () => resolve(server));
     });
   }
 
-  /** A real UDP socket: each client gets its own emulated socket on the node, replies go back to it. */
+  /** A real UDP socket on the node IP at a NodePort. */
   private openUdpNodePort(port: number): Promise<dgram.Socket> {
+    return this.openRealUdp(this.o.nodeIp, port, { ip: this.o.nodeIp, port });
+  }
+
+  /**
+   * A real UDP socket on `bindIp:port`: each client gets its own emulated
+   * socket on the node sending to `to`, replies go back to it.
+   */
+  openRealUdp(bindIp: string, port: number, to: { ip: string; port: number }): Promise<dgram.Socket> {
     const sock = dgram.createSocket('udp4');
     // One emulated socket per real client, forgotten after conntrack's UDP timeout and bounded in number
     // (least recently used first), so a scan of source ports cannot grow the node without end.
@@ -292,7 +365,7 @@ export class KubeProxy implements NatEngine {
       }
       inner.lastSeen = Date.now();
       clients.set(key, inner);
-      this.dp.stack.sendUdp(inner.port, this.o.nodeIp, port, msg, { src: EXTERNAL_CLIENT });
+      this.dp.stack.sendUdp(inner.port, to.ip, to.port, msg, { src: this.clients.inside(rinfo.address) });
     });
     sock.on('close', () => {
       clearInterval(sweep);
@@ -300,7 +373,7 @@ export class KubeProxy implements NatEngine {
     });
     return new Promise((resolve, reject) => {
       sock.once('error', reject);
-      sock.bind(port, this.o.nodeIp, () => resolve(sock));
+      sock.bind(port, bindIp, () => resolve(sock));
     });
   }
 

@@ -12,6 +12,7 @@ import { LabTimeoutError } from './lab-io.ts';
 import { StepError, type PodInfo } from './pods.ts';
 import { percentile, type FlowRecord } from './traffic.ts';
 import { compare, fmtMs, fmtPct } from './units.ts';
+import { hostGet, lbAddress } from './lb.ts';
 
 export interface Outcome {
   ok: boolean;
@@ -265,6 +266,15 @@ export const CONDITIONS: { [K in Condition['kind']]: CondFn<K> } = {
       message: ok ? undefined : `Service ${c.service} from ${short(a.key)}: ${fmtPct(ratio)} of ${r.requests} connections answered by ${counts.length} backends (${spread || 'none'}), chi-square ${chi2.toFixed(2)}`,
       detail: { bodies: r.bodies, errors: r.errors, chi2 },
     };
+  },
+
+  async 'lb-answers'(c, ctx) {
+    const ip = await lbAddress(ctx, c.service, c.namespace);
+    const url = `http://${ip}:${c.port}${c.path}`;
+    const r = await hostGet(url, 1000);
+    const ok = 'status' in r && r.status >= 200 && r.status < 300;
+    const actual = 'status' in r ? `HTTP ${r.status}: ${r.body.slice(0, 80)}` : r.error;
+    return { ok, expected: `GET ${url} from the host answered 2xx`, actual, message: ok ? undefined : `GET ${url} from the host: ${actual}` };
   },
 
   async 'bgp-converged'(c, ctx) {

@@ -16,6 +16,7 @@ import type { FaultSpec } from './model.ts';
 import { sleep, type Band, type RunContext } from './context.ts';
 import { StepError, shuffle } from './pods.ts';
 import { fmtMs, fmtPct } from './units.ts';
+import { lbLeader } from './lb.ts';
 
 type FaultFn<K extends FaultSpec['kind']> = (f: Extract<FaultSpec, { kind: K }>, ctx: RunContext, step: number) => Promise<string>;
 
@@ -131,6 +132,7 @@ export const FAULTS: { [K in FaultSpec['kind']]: FaultFn<K> } = {
   },
 
   async kill(f, ctx, step) {
+    if (f.lbLeader) f = { ...f, target: await lbLeader(ctx, f.lbLeader.service, f.lbLeader.namespace) };
     await killProcess(ctx.stateDir, f.target, { kill: true });
     ctx.frozen.delete(f.target);
     ctx.down.add(f.target);
@@ -305,6 +307,7 @@ export function describeFault(f: FaultSpec): string {
     case 'partition':
       return `partition ${f.a.join(',')} from ${f.b.join(',')}`;
     case 'kill':
+      return f.lbLeader ? `kill the node holding ${f.lbLeader.namespace}/${f.lbLeader.service}'s LoadBalancer IP` : `kill ${f.target}`;
     case 'freeze':
     case 'thaw':
       return `${f.kind} ${f.target}`;

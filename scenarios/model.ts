@@ -67,7 +67,8 @@ export interface FlowSpec {
 export type FaultSpec =
   | { kind: 'link'; from: string[]; to: string[]; oneWay: boolean; spec: ImpairmentSpec }
   | { kind: 'partition'; a: string[]; b: string[] }
-  | { kind: 'kill'; target: string }
+  /** `lbLeader`: the target is whichever node holds the Service's LoadBalancer address when the fault runs. */
+  | { kind: 'kill'; target: string; lbLeader?: { service: string; namespace: string } }
   | { kind: 'freeze'; target: string }
   | { kind: 'thaw'; target: string }
   | { kind: 'restart'; target: string; kill: boolean }
@@ -94,6 +95,7 @@ export type Condition = { name: string; withinMs?: number; line: number } & (
   | { kind: 'counter'; node: string; dev: string; counter: string; reason?: string; op: Comparison; value: number }
   | { kind: 'flow-errors'; flow: string; error: string; min?: number; max?: number }
   | { kind: 'resolve'; from: PodRef; host: string; expect: 'resolves' | 'nxdomain'; address?: string }
+  | { kind: 'lb-answers'; service: string; namespace: string; port: number; path: string }
 );
 
 export type StepBody =

@@ -43,7 +43,7 @@ type Path = (string | number)[];
 /** The fault kinds the runner implements (faults.ts registers one function per kind). */
 export const FAULT_KINDS = ['link', 'partition', 'kill', 'freeze', 'thaw', 'restart', 'delete-pods', 'delete-node', 'scale', 'mtu', 'heal', 'bgp-reset', 'mark-not-ready', 'policy'] as const;
 /** The condition kinds usable in `assert` and `wait.until`. */
-export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors', 'bgp-converged', 'transfer', 'lb-spread', 'resolve'] as const;
+export const CONDITION_KINDS = ['reachability', 'delivery', 'latency', 'no-route', 'counter', 'flow-errors', 'bgp-converged', 'transfer', 'lb-spread', 'resolve', 'lb-answers'] as const;
 /** The flow kinds traffic steps can start (traffic.ts registers one driver per kind). */
 export const FLOW_KINDS = ['ping', 'udp', 'tcp', 'http'] as const;
 /** Flows that open connections (`probe tcp|http`): they may target a Service, and default to port 80. */
@@ -486,7 +486,16 @@ function parseFault(f: F, scope: Scope): FaultSpec {
       if (!b.length) f.fail('nothing on the other side: every node is in nodes');
       return { kind, a, b };
     }
-    case 'kill':
+    case 'kill': {
+      only('node', 'lb-leader');
+      if (f.has('lb-leader')) {
+        if (f.has('node')) f.fail('give node: or lb-leader:, not both');
+        const ref = f.req('lb-leader', (x) => x.str());
+        const [namespace, service] = ref.includes('/') ? ref.split('/', 2) : ['default', ref];
+        return { kind, target: '', lbLeader: { service, namespace } };
+      }
+      return { kind, target: f.req('node', proc) };
+    }
     case 'freeze':
     case 'thaw':
       only('node');
@@ -714,6 +723,14 @@ function parseCondition(f: F, scope: Scope): Condition {
         withinMs: within(),
         name: given() ?? `${requests} new connections from ${from.text} to Service ${service}: >= ${Math.round(minSuccess * 100)}% answered${backends ? ` by ${backends} backends` : ''}${spread === undefined ? '' : ', spread evenly over its endpoints'}`,
       };
+    }
+    case 'lb-answers': {
+      only('service', 'namespace', 'port', 'path');
+      const service = f.req('service', (x) => x.str());
+      const namespace = f.opt('namespace', (x) => x.str()) ?? 'default';
+      const port = f.opt('port', (x) => x.int(1, 65535)) ?? 80;
+      const path = f.opt('path', (x) => x.str()) ?? '/';
+      return { ...base, kind, service, namespace, port, path, withinMs: within(), name: given() ?? `Service ${service}'s LoadBalancer IP answers the host on port ${port}` };
     }
     case 'bgp-converged': {
       only('on');

@@ -20,8 +20,12 @@
  *   filter KUBE-SERVICES / KUBE-EXTERNAL-SERVICES: REJECT (no endpoints) or
  *                    DROP (Local policy without local endpoints)
  *
- * Things podlab leaves out: LoadBalancer, externalIPs, KUBE-FW firewall chains
- * (no LoadBalancer), topology hints, the nfacct counter rules (they depend on
+ *   LoadBalancer: KUBE-SERVICES -d <lbIP> --dport <port> -> KUBE-EXT-<hash>
+ *                    ("ns/svc:port loadbalancer IP"), or -> KUBE-FW-<hash> with
+ *                    loadBalancerSourceRanges: allowed sources -> KUBE-EXT,
+ *                    the rest falls through to filter KUBE-PROXY-FIREWALL's DROP
+ *
+ * Things podlab leaves out: externalIPs, topology hints, the nfacct counter rules (they depend on
  * the host's nfacct support), and the health-check node port. Services are
  * written sorted by ServicePortName (kube-proxy walks a Go map, so a real
  * node's KUBE-SERVICES order varies between syncs).
@@ -83,6 +87,7 @@ interface RenderConfig {
   clusterCidr: string;
   loopbackCidr: string;
   largeClusterMode: boolean;
+  nodeIP: string;
 }
 
 /** The rules of one service port that land in chains every service shares (KUBE-SERVICES, KUBE-NODEPORTS, filter). */
@@ -191,6 +196,11 @@ function policyOf(sp: ServicePortInfo): ServicePolicy {
   };
 }
 
+/** kube-proxy's usesFWChain: a LoadBalancer with endpoints, addresses and loadBalancerSourceRanges. */
+function usesFirewallChain(sp: ServicePortInfo, pol: ServicePolicy): boolean {
+  return pol.hasEndpoints && sp.loadBalancerIPs.length > 0 && sp.loadBalancerSourceRanges.length > 0;
+}
+
 /** The service port's rules in the shared chains: written on every sync, as kube-proxy rewrites KUBE-SERVICES whole. */
 function renderEntry(sp: ServicePortInfo, pol: ServicePolicy): EntryRules {
   const out: EntryRules = { filterRules: [], natServiceRules: [], natNodePortRules: [] };
@@ -205,6 +215,23 @@ function renderEntry(sp: ServicePortInfo, pol: ServicePolicy): EntryRules {
     out.filterRules.push(
       rule('filter', 'KUBE-SERVICES').comment(pol.internalFilterComment, true).m(proto).p(proto).d(sp.clusterIP).dport(sp.port).verdict(pol.internalFilterTarget!),
     );
+  }
+
+  // Capture load-balancer ingress (through KUBE-FW when loadBalancerSourceRanges restrict it).
+  const usesFWChain = usesFirewallChain(sp, pol);
+  const loadBalancerTrafficChain = usesFWChain ? pol.names.fw : pol.names.ext;
+  for (const lbip of sp.loadBalancerIPs) {
+    if (pol.hasEndpoints) {
+      out.natServiceRules.push(rule('nat', 'KUBE-SERVICES').comment(`${spn} loadbalancer IP`, true).m(proto).p(proto).d(lbip).dport(sp.port).jump(loadBalancerTrafficChain));
+    }
+    if (usesFWChain) {
+      out.filterRules.push(rule('filter', 'KUBE-PROXY-FIREWALL').comment(`${spn} traffic not accepted by ${pol.names.fw}`, true).m(proto).p(proto).d(lbip).dport(sp.port).verdict('DROP'));
+    }
+  }
+  if (!pol.hasExternalEndpoints) {
+    for (const lbip of sp.loadBalancerIPs) {
+      out.filterRules.push(rule('filter', 'KUBE-EXTERNAL-SERVICES').comment(pol.externalFilterComment, true).m(proto).p(proto).d(lbip).dport(sp.port).verdict(pol.externalFilterTarget!));
+    }
   }
 
   // Capture nodeports.
@@ -271,6 +298,19 @@ function renderOwnChains<R extends { chain: string; owner?: unknown }>(
       block.natRules.push(rule('nat', externalTrafficChain).comment(`route LOCAL traffic for ${spn} external destinations`, true).addrtype('src').jump(clusterPolicyChain));
     }
     if (pol.hasExternalEndpoints) block.natRules.push(rule('nat', externalTrafficChain).jump(externalPolicyChain));
+  }
+
+  // The firewall chain: allowed sources go on to KUBE-EXT; what falls off the end is dropped by KUBE-PROXY-FIREWALL.
+  if (usesFirewallChain(sp, pol)) {
+    block.natChains.push(names.fw);
+    const allowFromNode = sp.loadBalancerSourceRanges.some((r) => {
+      const m = addrMatch(r);
+      return ((ipToUint(cfg.nodeIP) & m.mask) >>> 0) === m.net;
+    });
+    for (const src of sp.loadBalancerSourceRanges) block.natRules.push(rule('nat', names.fw).comment(`${spn} loadbalancer IP`, true).s(src).jump(externalTrafficChain));
+    // A request from the node to its own VIP loops back with the VIP as source.
+    if (allowFromNode) for (const lbip of sp.loadBalancerIPs) block.natRules.push(rule('nat', names.fw).comment(`${spn} loadbalancer IP`, true).s(lbip).jump(externalTrafficChain));
+    block.natRules.push(rule('nat', names.fw).comment(`other traffic to ${spn} will be dropped by KUBE-PROXY-FIREWALL`, true).noTarget());
   }
 
   // One name per endpoint: a hash costs a microsecond, and the jumps then share their target chain's very string.
@@ -430,6 +470,7 @@ export class IptablesProxier implements ServiceProxyEngine {
       masqueradeMark: (1 << bit) >>> 0,
       clusterCidr: opts.clusterCidr ?? '10.244.0.0/16',
       loopbackCidr: opts.loopbackCidr ?? '127.0.0.0/8',
+      nodeIP: opts.nodeIP,
     };
     this.walker = new RuleWalker(opts.rng, opts.clock);
     this.walker.onMissingChain = (table, chain) => table === 'nat' && this.load(chain);
@@ -464,7 +505,7 @@ export class IptablesProxier implements ServiceProxyEngine {
   private forget(block: ServiceBlock): void {
     this.unload(block);
     const names = block.entryChains;
-    for (const c of [names.svc, names.svl, names.ext]) if (this.owners.get(c) === block) this.owners.delete(c);
+    for (const c of [names.svc, names.svl, names.ext, names.fw]) if (this.owners.get(c) === block) this.owners.delete(c);
   }
 
   /** Renders from an already-built model: only services whose fingerprint changed get new rules. */
@@ -488,7 +529,7 @@ export class IptablesProxier implements ServiceProxyEngine {
         if (block) this.forget(block);
         block = new ServiceBlock(sp, fp, cfg);
         const names = block.entryChains;
-        for (const c of [names.svc, names.svl, names.ext]) this.owners.set(c, block);
+        for (const c of [names.svc, names.svl, names.ext, names.fw]) this.owners.set(c, block);
       }
       this.blocks.delete(key);
       next.set(key, block);

@@ -45,7 +45,7 @@ export interface VirtualServer {
   /** The ServicePortName it serves, and whether it is the ClusterIP or a NodePort. */
   spn: string;
   service: string;
-  kind: 'cluster-ip' | 'node-port';
+  kind: 'cluster-ip' | 'node-port' | 'load-balancer';
 }
 
 /** An ipset as kube-proxy creates it. */
@@ -164,6 +164,18 @@ export class IpvsProxier implements ServiceProxyEngine {
         for (const addr of this.nodeAddrs) {
           wanted.set(vsKey(addr, sp.nodePort), { sp, ip: addr, port: sp.nodePort, kind: 'node-port', endpoints: pick(sp.externalPolicyLocal) });
         }
+      }
+      // LoadBalancer ingress: a virtual server on the LB IP, bound on kube-ipvs0 like a ClusterIP.
+      for (const lbip of sp.loadBalancerIPs) {
+        const entry = `${lbip},${proto}:${sp.port}`;
+        add('KUBE-LOAD-BALANCER', entry);
+        if (sp.externalPolicyLocal) add('KUBE-LOAD-BALANCER-LOCAL', entry);
+        if (sp.loadBalancerSourceRanges.length) {
+          add('KUBE-LOAD-BALANCER-FW', entry);
+          for (const src of sp.loadBalancerSourceRanges) add('KUBE-LOAD-BALANCER-SOURCE-CIDR', `${entry},${src}`);
+        }
+        wanted.set(vsKey(lbip, sp.port), { sp, ip: lbip, port: sp.port, kind: 'load-balancer', endpoints: pick(sp.externalPolicyLocal) });
+        vips.add(ipv4ToInt(lbip));
       }
     }
     for (const v of vips) add('KUBE-IPVS-IPS', intToStr(v));

@@ -49,6 +49,10 @@ export interface ServicePortInfo {
   affinitySeconds: number;
   externalPolicyLocal: boolean;
   internalPolicyLocal: boolean;
+  /** status.loadBalancer.ingress IPs of a LoadBalancer Service (svcInfo.LoadBalancerVIPStrings). */
+  loadBalancerIPs: string[];
+  /** spec.loadBalancerSourceRanges (a KUBE-FW chain when set). */
+  loadBalancerSourceRanges: string[];
   /** Every endpoint known for this port, sorted by `ip:port` as kube-proxy's cache does. */
   endpoints: EndpointInfo[];
 }
@@ -194,6 +198,10 @@ export function buildModel(services: readonly KubeObject[], slices: readonly Kub
     const affinitySeconds = typeof cfg.timeoutSeconds === 'number' ? cfg.timeoutSeconds : DEFAULT_AFFINITY_SECONDS;
     const type = typeof spec.type === 'string' ? spec.type : 'ClusterIP';
     const slicesOf = bySvc.get(`${ns}/${name}`);
+    const ingress = type === 'LoadBalancer' && isRecord(svc.status) && isRecord(svc.status.loadBalancer) && Array.isArray(svc.status.loadBalancer.ingress) ? svc.status.loadBalancer.ingress : [];
+    const loadBalancerIPs = ingress.flatMap((i: unknown) => (isRecord(i) && typeof i.ip === 'string' && isValidIpv4(i.ip) ? [i.ip] : []));
+    const ranges = type === 'LoadBalancer' && Array.isArray(spec.loadBalancerSourceRanges) ? spec.loadBalancerSourceRanges : [];
+    const loadBalancerSourceRanges = ranges.flatMap((r: unknown) => (typeof r === 'string' && r.trim() !== '' ? [r.trim()] : []));
     for (const p of Array.isArray(spec.ports) ? spec.ports : []) {
       if (!isRecord(p) || typeof p.port !== 'number') continue;
       const protocol = (typeof p.protocol === 'string' ? p.protocol : 'TCP').toLowerCase();
@@ -216,6 +224,8 @@ export function buildModel(services: readonly KubeObject[], slices: readonly Kub
         affinitySeconds,
         externalPolicyLocal: spec.externalTrafficPolicy === 'Local' && (type === 'NodePort' || type === 'LoadBalancer'),
         internalPolicyLocal: spec.internalTrafficPolicy === 'Local',
+        loadBalancerIPs,
+        loadBalancerSourceRanges,
         endpoints: eps,
       });
     }
@@ -225,9 +235,9 @@ export function buildModel(services: readonly KubeObject[], slices: readonly Kub
   return out;
 }
 
-/** ServicePort.ExternallyAccessible(): NodePort (podlab has no LoadBalancer or externalIPs). */
+/** ServicePort.ExternallyAccessible(): a NodePort or a LoadBalancer address (podlab has no externalIPs). */
 export function externallyAccessible(sp: ServicePortInfo): boolean {
-  return sp.nodePort !== 0;
+  return sp.nodePort !== 0 || sp.loadBalancerIPs.length > 0;
 }
 
 /** ServicePort.UsesClusterEndpoints(). */
@@ -284,7 +294,7 @@ export function categorizeEndpoints(sp: ServicePortInfo): CategorizedEndpoints {
 
 /** A cheap fingerprint of everything a service port's rules depend on (for partial syncs). */
 export function fingerprint(sp: ServicePortInfo): string {
-  let s = `${sp.spn}|${sp.protocol}|${sp.clusterIP}|${sp.port}|${sp.nodePort}|${sp.affinity ? sp.affinitySeconds : 0}|${sp.externalPolicyLocal ? 1 : 0}${sp.internalPolicyLocal ? 1 : 0}`;
+  let s = `${sp.spn}|${sp.protocol}|${sp.clusterIP}|${sp.port}|${sp.nodePort}|${sp.loadBalancerIPs.join(',')}|${sp.loadBalancerSourceRanges.join(',')}|${sp.affinity ? sp.affinitySeconds : 0}|${sp.externalPolicyLocal ? 1 : 0}${sp.internalPolicyLocal ? 1 : 0}`;
   for (const ep of sp.endpoints) s += `|${ep.str}${ep.isLocal ? 'L' : ''}${ep.ready ? 'r' : ''}${ep.serving ? 's' : ''}${ep.terminating ? 't' : ''}`;
   return s;
 }

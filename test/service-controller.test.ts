@@ -227,7 +227,7 @@ test('validation speaks kube-apiserver', async (t) => {
   );
   t.is(await bad({ ports: [{ port: 80 }, { port: 81 }] }), 'Service "x" is invalid: [spec.ports[0].name: Required value, spec.ports[1].name: Required value]');
   t.is(await bad({ ports: [{ name: 'a', port: 80 }, { name: 'a', port: 81 }] }), 'Service "x" is invalid: spec.ports[1].name: Duplicate value: "a"');
-  t.is(await bad({ type: 'LoadBalancer', ports: [{ port: 80 }] }), 'Service "x" is invalid: spec.type: Unsupported value: "LoadBalancer": supported values: "ClusterIP", "NodePort"');
+  t.is(await bad({ type: 'ExternalName', ports: [{ port: 80 }] }), 'Service "x" is invalid: spec.type: Unsupported value: "ExternalName": supported values: "ClusterIP", "NodePort", "LoadBalancer"');
   t.is(await bad({ ports: [{ port: 80, protocol: 'ICMP' }] }), 'Service "x" is invalid: spec.ports[0].protocol: Unsupported value: "ICMP": supported values: "SCTP", "TCP", "UDP"');
   t.is(await bad({ ports: [{ port: 80, targetPort: 'http-web-server-x' }] }), 'Service "x" is invalid: spec.ports[0].targetPort: Invalid value: "http-web-server-x": must be no more than 15 characters');
   t.is(await bad({ sessionAffinity: 'Sticky', ports: [{ port: 80 }] }), 'Service "x" is invalid: spec.sessionAffinity: Unsupported value: "Sticky": supported values: "ClientIP", "None"');

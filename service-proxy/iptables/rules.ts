@@ -329,6 +329,8 @@ export interface RuleWriter<R> {
   addrtype(side: 'src' | 'dst', neg?: boolean): this;
   jump(chain: string): R;
   dnat(ip: string, port: number): R;
+  /** A rule without a target (KUBE-FW's last rule: it only counts what falls through). */
+  noTarget(): R;
 }
 
 /** A rule known only by its `iptables-save` line. */
@@ -412,6 +414,10 @@ export class SaveLineWriter implements RuleWriter<SavedRule> {
 
   dnat(ip: string, port: number): SavedRule {
     return this.finish({ kind: 'DNAT', ip, port });
+  }
+
+  noTarget(): SavedRule {
+    return this.finish(NO_TARGET);
   }
 
   private finish(target: Target): SavedRule {
