@@ -5,8 +5,9 @@
  * packet, as tcpdump prints.
  */
 import fs from 'node:fs';
-import { PcapngWriter } from '../packet/pcapng.ts';
+import { LINKTYPE_ETHERNET, LINKTYPE_RAW, PcapngWriter } from '../packet/pcapng.ts';
 import { describeFrame } from '../netstack/link/netdev.ts';
+import { describeIpv4 } from '../netstack/trace.ts';
 import { connectNode } from '../lab/node-endpoint.ts';
 import { LabError, requireLab } from '../lab/lab.ts';
 
@@ -23,7 +24,7 @@ export interface CaptureOptions {
   log: (s: string) => void;
 }
 
-type Evt = { type: 'interfaces'; list: { name: string; description: string }[] } | { type: 'pkt'; i: number; dir: 'in' | 'out'; ts: string; data: Uint8Array };
+type Evt = { type: 'interfaces'; list: { name: string; description: string; link?: 'ethernet' | 'raw' }[] } | { type: 'pkt'; i: number; dir: 'in' | 'out'; ts: string; data: Uint8Array };
 
 export async function capture(stateDir: string, o: CaptureOptions): Promise<{ captured: number; dropped: number }> {
   const rec = requireLab(stateDir);
@@ -33,6 +34,7 @@ export async function capture(stateDir: string, o: CaptureOptions): Promise<{ ca
   const writer = new PcapngWriter({ application: 'podlab capture' });
   let out: NodeJS.WritableStream | null = null;
   let names: string[] = [];
+  let raw: boolean[] = [];
   let id = 0;
   const stop = () => c.cancel(id);
   o.signal?.addEventListener('abort', stop, { once: true });
@@ -50,12 +52,13 @@ export async function capture(stateDir: string, o: CaptureOptions): Promise<{ ca
         const e = d as Evt;
         if (e.type === 'interfaces') {
           names = e.list.map((x) => x.name);
+          raw = e.list.map((x) => x.link === 'raw');
           if (o.write) {
             out = o.write === '-' ? process.stdout : fs.createWriteStream(o.write);
             // A reader that goes away (Wireshark closed) ends the capture quietly.
             out.on('error', stop);
             write(writer.header());
-            for (const x of e.list) write(writer.addInterface({ name: x.name, description: x.description }).block);
+            for (const x of e.list) write(writer.addInterface({ name: x.name, description: x.description, linkType: x.link === 'raw' ? LINKTYPE_RAW : LINKTYPE_ETHERNET }).block);
           } else {
             o.log(`capturing on ${o.node}: ${e.list.map((x) => x.name).join(', ')}${o.filter ? ` (filter: ${o.filter})` : ''}\n`);
           }
@@ -65,7 +68,7 @@ export async function capture(stateDir: string, o: CaptureOptions): Promise<{ ca
         if (o.write) write(writer.packet(e.i, data, { timestampNs: BigInt(e.ts), direction: e.dir }));
         else {
           const t = new Date(Number(BigInt(e.ts) / 1_000_000n)).toISOString().slice(11, 23);
-          o.log(`${t} ${names[e.i]} ${e.dir === 'in' ? 'In ' : 'Out'} ${describeFrame(data)}\n`);
+          o.log(`${t} ${names[e.i]} ${e.dir === 'in' ? 'In ' : 'Out'} ${raw[e.i] ? describeIpv4(data) : describeFrame(data)}\n`);
         }
       },
     );

@@ -418,7 +418,7 @@ export class NodeAgent {
             return t;
           });
       if (!chosen.length) throw new ControlError('capture: name an interface, or --all');
-      ctx.emit({ type: 'interfaces', list: chosen.map((t) => ({ name: t.name, description: t.description })) });
+      ctx.emit({ type: 'interfaces', list: chosen.map((t) => ({ name: t.name, description: t.description, link: t.link })) });
       try {
         return await runCapture(chosen, { filter, count, signal: ctx.signal, emit: (e) => ctx.emit(e) });
       } catch (e) {

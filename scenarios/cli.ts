@@ -8,11 +8,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { LabError, ROOT } from '../lab/lab.ts';
-import { toHtml } from './html.ts';
+import { toComparisonHtml, toHtml } from './html.ts';
 import { toJunit } from './junit.ts';
 import { Progress } from './progress.ts';
-import { EXIT, exitCodeOf, formatSummary, toJson } from './report.ts';
-import { runScenario } from './runner.ts';
+import { EXIT, exitCodeOf, formatComparison, formatSummary, toJson, type ComparisonReport, type ScenarioReport } from './report.ts';
+import { runComparison, runScenario } from './runner.ts';
 import { ScenarioError, loadScenarioFile } from './validate.ts';
 
 export const LIBRARY_DIR = path.join(ROOT, 'scenarios/library');
@@ -86,21 +86,25 @@ export function registerScenarioCommand(program: Command): void {
       process.stderr.on('error', ignore);
       try {
         const progress = new Progress(process.stderr);
-        const report = await runScenario(scenario, { seed: o.seed, labNet: o.labNet, signal: ac.signal, progress, keepState: o.keepState });
+        const opts = { seed: o.seed, labNet: o.labNet, signal: ac.signal, progress, keepState: o.keepState };
+        // One backend: a run's report. A list of backends: a comparison, each run as above plus the table.
+        const report: ScenarioReport | ComparisonReport = scenario.backends.length > 1 ? await runComparison(scenario, opts) : await runScenario(scenario, opts);
+        const single = report.format === 'podlab-scenario-report/1' ? report : undefined;
+        const runs = single ? [single] : (report as ComparisonReport).runs;
         const written: string[] = [];
         if (o.report) {
           fs.writeFileSync(o.report, toJson(report));
           written.push(o.report);
         }
         if (o.junit) {
-          fs.writeFileSync(o.junit, toJunit(report));
+          fs.writeFileSync(o.junit, toJunit(single ?? runs));
           written.push(o.junit);
         }
         if (o.html) {
-          fs.writeFileSync(o.html, toHtml(report));
+          fs.writeFileSync(o.html, single ? toHtml(single) : toComparisonHtml(report as ComparisonReport));
           written.push(o.html);
         }
-        process.stdout.write(formatSummary(report));
+        process.stdout.write(single ? formatSummary(single) : formatComparison(report as ComparisonReport));
         if (written.length) process.stderr.write(`podlab: reports: ${written.join(', ')}\n`);
         process.exitCode = exitCodeOf(report.verdict);
       } catch (e) {
@@ -135,7 +139,7 @@ export function registerScenarioCommand(program: Command): void {
           const s = loadScenarioFile(resolveScenarioPath(f));
           const flows = s.timeline.reduce((n, st) => n + (st.body.type === 'traffic' ? st.body.flows.length : 0), 0);
           const asserts = s.timeline.reduce((n, st) => n + (st.body.type === 'assert' ? st.body.conditions.length : st.body.type === 'wait' && st.body.until ? 1 : 0), 0);
-          process.stdout.write(`${s.file}: valid: ${s.name}, ${s.lab.nodes} nodes, ${s.timeline.length} steps, ${flows} flows, ${asserts} conditions, seed ${s.seed}\n`);
+          process.stdout.write(`${s.file}: valid: ${s.name}, ${s.lab.nodes} nodes${s.backends.length > 1 ? ` on ${s.backends.length} backends (${s.backends.join(', ')})` : ''}, ${s.timeline.length} steps, ${flows} flows, ${asserts} conditions, seed ${s.seed}\n`);
         } catch (e) {
           fail(e);
         }

@@ -7,7 +7,7 @@
  */
 import type { Band } from './context.ts';
 import { compactSeqs } from './conditions.ts';
-import type { ScenarioReport } from './report.ts';
+import { comparisonTable, type ComparisonReport, type ScenarioReport } from './report.ts';
 import type { FlowResult } from './traffic.ts';
 import { xmlEscape as esc } from './junit.ts';
 import { fmtMs, fmtPct } from './units.ts';
@@ -150,7 +150,7 @@ th{background:#f5f5f5} tr.bad td{background:#fdecea} code{font:12px ui-monospace
 .legend span{display:inline-block;margin-right:12px}.legend i{display:inline-block;width:12px;height:10px;margin-right:4px;vertical-align:middle}
 `;
 
-export function toHtml(r: ScenarioReport): string {
+function runSection(r: ScenarioReport, title: string): string {
   const kinds = [...new Set(r.faults.map((b) => b.kind))];
   const legend = kinds.map((k) => `<span><i style="background:${BAND_COLORS[k] ?? '#999'}"></i>${esc(k)}</span>`).join('');
   const flows = r.flows
@@ -168,10 +168,7 @@ ${deliverySvg(f, r)}${latencySvg(f, r)}`;
   const steps = r.steps
     .map((s) => `<tr class="${s.ok ? '' : 'bad'}"><td>${s.index + 1}</td><td>${esc(fmtMs(s.startMs))}</td><td>${s.endMs === undefined ? '' : esc(fmtMs(s.endMs - s.startMs))}</td><td>${esc(s.name ?? '')}</td><td>${esc(s.summary)}${s.detail ? `<br><span class="meta">${esc(s.detail)}</span>` : ''}${s.error ? `<br><b>${esc(s.error)}</b>` : ''}</td></tr>`)
     .join('\n');
-  return `<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>${esc(`podlab scenario ${r.scenario.name}: ${r.verdict}`)}</title><style>${CSS}</style></head>
-<body>
-<h1>${esc(r.scenario.name)} <span class="verdict ${r.verdict}">${r.verdict.toUpperCase()}</span></h1>
+  return `<h1>${esc(title)} <span class="verdict ${r.verdict}">${r.verdict.toUpperCase()}</span></h1>
 <p>${esc(r.scenario.description)}</p>
 <p class="meta">file <code>${esc(r.scenario.file)}</code> · seed <b>${r.seed}</b> · ${r.lab.nodes} nodes on ${esc(r.labNet)} · started ${esc(r.startedAt)} · lab up in ${esc(fmtMs(r.labUpMs))} · timeline ${esc(fmtMs(r.durationMs))} · ${r.summary.passed}/${r.summary.asserts} assertions passed</p>
 ${r.error ? `<p><b>${esc(r.verdict)}:</b> ${esc(r.error)}</p>` : ''}
@@ -188,6 +185,31 @@ ${asserts}
 <table><tr><th>#</th><th>at</th><th>took</th><th>name</th><th>what</th></tr>
 ${steps}
 </table>
-</body></html>
 `;
+}
+
+function page(title: string, body: string): string {
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${CSS}</style></head>
+<body>
+${body}</body></html>
+`;
+}
+
+export function toHtml(r: ScenarioReport): string {
+  return page(`podlab scenario ${r.scenario.name}: ${r.verdict}`, runSection(r, r.scenario.name));
+}
+
+/** A comparison: the side-by-side table first, then each backend's run as a single run's report shows it. */
+export function toComparisonHtml(c: ComparisonReport): string {
+  const [head, ...rows] = comparisonTable(c);
+  const table = `<table><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr>
+${rows.map((r) => `<tr>${r.map((x) => `<td>${esc(x)}</td>`).join('')}</tr>`).join('\n')}
+</table>`;
+  const body = `<h1>${esc(c.scenario.name)} on ${c.backends.length} backends <span class="verdict ${c.verdict}">${c.verdict.toUpperCase()}</span></h1>
+<p>${esc(c.scenario.description)}</p>
+<p class="meta">file <code>${esc(c.scenario.file)}</code> · seed <b>${c.seed}</b> · the same timeline on each backend in turn, each in a fresh lab</p>
+${table}
+${c.runs.map((r) => runSection(r, `${r.scenario.name} on ${r.lab.backend}`)).join('\n')}`;
+  return page(`podlab scenario ${c.scenario.name} on ${c.backends.join(', ')}: ${c.verdict}`, body);
 }

@@ -1,5 +1,5 @@
 /**
- * JUnit XML for CI: one <testsuite> per scenario run, one <testcase> per
+ * JUnit XML for CI: one <testsuite> per scenario run (per backend in a comparison), one <testcase> per
  * checked condition (asserts and `wait until`), a <failure> with expected,
  * actual and the explanation for each failed one, and an <error> testcase when
  * the run itself broke (a step error, the lab would not start, Ctrl-C).
@@ -19,16 +19,36 @@ export function xmlEscape(s: string): string {
 
 const secs = (ms: number) => (Math.max(0, ms) / 1000).toFixed(3);
 
-export function toJunit(r: ScenarioReport): string {
+interface Counts {
+  tests: number;
+  failures: number;
+  errors: number;
+}
+
+function countsOf(r: ScenarioReport): Counts {
   const broken = r.verdict === 'error' || r.verdict === 'interrupted';
-  const tests = r.asserts.length + (broken ? 1 : 0);
-  const failures = r.asserts.filter((a) => !a.ok).length;
-  const errors = broken ? 1 : 0;
-  const cls = `podlab.scenario.${r.scenario.name}`;
+  return { tests: r.asserts.length + (broken ? 1 : 0), failures: r.asserts.filter((a) => !a.ok).length, errors: broken ? 1 : 0 };
+}
+
+/** JUnit XML of one run, or of a comparison's runs (one testsuite per backend, classnames ending in the backend). */
+export function toJunit(reports: ScenarioReport | ScenarioReport[]): string {
+  const runs = Array.isArray(reports) ? reports : [reports];
+  const total = runs.map(countsOf).reduce((a, c) => ({ tests: a.tests + c.tests, failures: a.failures + c.failures, errors: a.errors + c.errors }), { tests: 0, failures: 0, errors: 0 });
+  const time = runs.reduce((a, r) => a + r.durationMs, 0);
   const out: string[] = [];
   out.push('<?xml version="1.0" encoding="UTF-8"?>');
-  out.push(`<testsuites name="podlab scenarios" tests="${tests}" failures="${failures}" errors="${errors}" time="${secs(r.durationMs)}">`);
-  out.push(`  <testsuite name="${xmlEscape(r.scenario.name)}" tests="${tests}" failures="${failures}" errors="${errors}" skipped="0" time="${secs(r.durationMs)}" timestamp="${xmlEscape(r.startedAt.replace(/\.\d+Z$/, ''))}">`);
+  out.push(`<testsuites name="podlab scenarios" tests="${total.tests}" failures="${total.failures}" errors="${total.errors}" time="${secs(time)}">`);
+  for (const r of runs) out.push(...suite(r, runs.length > 1));
+  out.push('</testsuites>');
+  return out.join('\n') + '\n';
+}
+
+function suite(r: ScenarioReport, perBackend: boolean): string[] {
+  const { tests, failures, errors } = countsOf(r);
+  const broken = errors > 0;
+  const cls = `podlab.scenario.${r.scenario.name}${perBackend ? `.${r.lab.backend}` : ''}`;
+  const out: string[] = [];
+  out.push(`  <testsuite name="${xmlEscape(perBackend ? `${r.scenario.name} [${r.lab.backend}]` : r.scenario.name)}" tests="${tests}" failures="${failures}" errors="${errors}" skipped="0" time="${secs(r.durationMs)}" timestamp="${xmlEscape(r.startedAt.replace(/\.\d+Z$/, ''))}">`);
   out.push('    <properties>');
   const props: [string, string][] = [
     ['seed', String(r.seed)],
@@ -36,6 +56,7 @@ export function toJunit(r: ScenarioReport): string {
     ['verdict', r.verdict],
     ['labNet', r.labNet],
     ['nodes', String(r.lab.nodes)],
+    ['backend', r.lab.backend],
     ['labUpMs', String(r.labUpMs)],
   ];
   for (const [k, v] of props) out.push(`      <property name="${k}" value="${xmlEscape(v)}"/>`);
@@ -61,6 +82,5 @@ export function toJunit(r: ScenarioReport): string {
   const log = r.steps.map((s) => `${(s.startMs / 1000).toFixed(1)}s step ${s.index + 1}: ${s.summary}${s.detail ? ` -> ${s.detail}` : ''}${s.error ? ` ERROR ${s.error}` : ''}`).join('\n');
   out.push(`    <system-out>${xmlEscape(log)}</system-out>`);
   out.push('  </testsuite>');
-  out.push('</testsuites>');
-  return out.join('\n') + '\n';
+  return out;
 }

@@ -126,6 +126,11 @@ export interface Scenario {
   description: string;
   seed: number;
   lab: LabSpec;
+  /**
+   * The backends to run it on: `lab.backend` alone, or, when `lab.backend` is a list, each in turn with the same
+   * seed, workload and timeline, for reports side by side. `lab.backend` is the first.
+   */
+  backends: string[];
   workload: LoadedObject[];
   timeline: Step[];
 }

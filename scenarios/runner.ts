@@ -32,7 +32,7 @@ import { claimLabNet } from './lab-net.ts';
 import { PodTable, StepError } from './pods.ts';
 import { DEFAULT_WIRE_PORT } from '../backends/routed-wire.ts';
 import { Progress, bar } from './progress.ts';
-import type { ScenarioReport, Verdict } from './report.ts';
+import { overallVerdict, type ComparisonReport, type ScenarioReport, type Verdict } from './report.ts';
 import { DRIVERS, EchoListeners, FlowRecord } from './traffic.ts';
 import { fmtMs } from './units.ts';
 
@@ -388,6 +388,29 @@ async function waitFlows(flows: FlowRecord[], c: RunContext, timeoutMs: number):
     f.note = `did not finish within ${fmtMs(timeoutMs)}; stopped`;
   }
   if (late.length) await within(Promise.all(late.map((f) => f.done)), 3000);
+}
+
+/**
+ * Runs the scenario on each of its backends in turn, stopping before the next
+ * once `o.signal` aborts. The runs are sequential so that they do not compete
+ * for the machine's cores: latencies taken under different loads would
+ * compare the loads, not the backends.
+ */
+export async function runComparison(sc: Scenario, o: RunOptions = {}): Promise<ComparisonReport> {
+  const runs: ScenarioReport[] = [];
+  for (const [i, backend] of sc.backends.entries()) {
+    if (o.signal?.aborted) break;
+    o.progress?.line(`backend ${backend} (${i + 1} of ${sc.backends.length})`);
+    runs.push(await runScenario({ ...sc, lab: { ...sc.lab, backend } }, o));
+  }
+  return {
+    format: 'podlab-scenario-comparison/1',
+    scenario: { name: sc.name, description: sc.description, file: sc.file },
+    seed: o.seed ?? sc.seed,
+    backends: sc.backends,
+    verdict: overallVerdict(runs, sc.backends.length),
+    runs,
+  };
 }
 
 export type { Verdict };

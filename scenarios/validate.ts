@@ -259,28 +259,43 @@ export function parseScenario(text: string, file: string): Scenario {
   const name = root.req('name', (f) => f.name('scenario name'));
   const description = root.opt('description', (f) => f.str()) ?? '';
   const seed = root.opt('seed', (f) => f.int(-(2 ** 31), 2 ** 31 - 1)) ?? 1;
-  const lab = parseLab(root.at('lab'));
+  const { lab, backends } = parseLab(root.at('lab'));
   const workload = root.opt('workload', (f) => f.list('workload').flatMap((item) => parseWorkloadItem(item, file))) ?? [];
-  const scope = new Scope(lab, workload);
-  const timeline = root.req('timeline', (f) => f.list('timeline', 1)).map((s, i) => parseStep(s, i, scope));
-  return { file, name, description, seed, lab, workload, timeline };
+  // A comparison runs the one timeline on every backend: check it against each, so that a step one of them cannot
+  // take (bgp-reset on vxlan, a fault on flannel.1 under bgp) is refused before anything starts.
+  const parseTimeline = (backend: string) => {
+    const scope = new Scope({ ...lab, backend }, workload);
+    return root.req('timeline', (f) => f.list('timeline', 1)).map((s, i) => parseStep(s, i, scope));
+  };
+  const timeline = parseTimeline(lab.backend);
+  for (const b of backends.slice(1)) parseTimeline(b);
+  return { file, name, description, seed, lab, backends, workload, timeline };
 }
 
-function parseLab(f: F): LabSpec {
+function parseLab(f: F): { lab: LabSpec; backends: string[] } {
   const lab: LabSpec = { nodes: 3, podsPerNode: 1, backend: DEFAULT_BACKEND, mtu: 1500 };
-  if (!f.present) return lab;
+  if (!f.present) return { lab, backends: [lab.backend] };
   f.map(['nodes', 'podsPerNode', 'backend', 'proxyMode', 'bgpTopology', 'mtu'], 'lab');
   lab.nodes = f.opt('nodes', (x) => x.int(1, 20)) ?? lab.nodes;
   lab.podsPerNode = f.opt('podsPerNode', (x) => x.int(0, 26)) ?? lab.podsPerNode;
-  lab.backend = f.opt('backend', (x) => x.oneOf(BACKENDS)) ?? lab.backend;
+  const backends =
+    f.opt('backend', (x) => {
+      if (!Array.isArray(x.v)) return [x.oneOf(BACKENDS)];
+      const list = x.list('backend', 2).map((b) => b.oneOf(BACKENDS));
+      const twice = list.find((b, i) => list.indexOf(b) !== i);
+      if (twice) x.fail(`${twice} is listed twice: a comparison runs each backend once`);
+      return list;
+    }) ?? [lab.backend];
+  lab.backend = backends[0];
   lab.proxyMode = f.opt('proxyMode', (x) => x.oneOf(PROXY_MODES));
   lab.bgpTopology = f.opt('bgpTopology', (x) => {
     const v = x.oneOf(BGP_TOPOLOGIES);
-    if (!speaksBgp(lab.backend)) x.fail(`bgpTopology goes with backend: ${BGP_BACKENDS.join(' or ')} (this lab's backend is ${lab.backend})`);
+    const other = backends.find((b) => !speaksBgp(b));
+    if (other) x.fail(`bgpTopology goes with backend: ${BGP_BACKENDS.join(' or ')} (this lab's backend${backends.length > 1 ? 's include' : ' is'} ${other})`);
     return v;
   });
   lab.mtu = f.opt('mtu', (x) => x.int(576, 9000)) ?? lab.mtu;
-  return lab;
+  return { lab, backends };
 }
 
 /** A workload item: `file: pods.yaml` (relative to the scenario) or an inline manifest. */

@@ -11,7 +11,7 @@ import { labApi } from '../lab/lab.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { nodeCommand } from '../cli/commands.ts';
 import { trace } from '../cli/trace.ts';
-import { captureLo, tsharkFields } from './helpers/capture.ts';
+import { captureLo, captureNode, tsharkFields } from './helpers/capture.ts';
 import { eventually, hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
 
 let lab: TestLab;
@@ -87,4 +87,19 @@ test.serial('an IPPool with ipipMode CrossSubnet: same-subnet peers are routed o
   await api.delete('ippools', 'default-ipv4-ippool');
   await eventually(async () => /dev tunl0 proto bird onlink/.test(await nodeCommand(lab.stateDir, 'node-1', ['ip', 'route'])), 10_000);
   t.pass();
+});
+
+test.serial('podlab capture on tunl0 writes raw IPv4 (no link-layer header), as tcpdump on a Calico node does', async (t) => {
+  if (!requireOrSkip(t, hasTool('tshark'), 'tshark is not installed')) return;
+  const dst = await ipOf('pod-2a');
+  const cap = await captureNode(lab.stateDir, 'node-1', 'tunl0', 2, () => lab.exec('pod-1a', ['ping', '-c', '1', dst]));
+  t.teardown(cap.cleanup);
+  const rows = await tsharkFields(cap.file, ['frame.interface_name', 'frame.protocols', 'ip.src', 'ip.dst', 'ip.proto', '_ws.malformed']);
+  t.is(rows.length, 2, JSON.stringify(rows));
+  const src = await ipOf('pod-1a');
+  t.deepEqual(rows.map((r) => r.slice(0, 5)), [
+    ['tunl0', 'raw:ip:icmp:data', src, dst, '1'],
+    ['tunl0', 'raw:ip:icmp:data', dst, src, '1'],
+  ]);
+  t.true(rows.every((r) => r[5] === ''), 'nothing malformed');
 });

@@ -8,7 +8,7 @@ import test from 'ava';
 import { labApi } from '../lab/lab.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { nodeCommand } from '../cli/commands.ts';
-import { captureLo, tsharkFields } from './helpers/capture.ts';
+import { captureLo, captureNode, tsharkFields } from './helpers/capture.ts';
 import { hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
 
 let lab: TestLab;
@@ -55,4 +55,17 @@ test.serial('tshark decodes UDP 8285 as the pods\' bare IPv4 packets, nothing ma
     t.regex(src, /^127\.0\.173\.1[12],10\.244\.[12]\.\d+$/);
     t.is(malformed, '');
   }
+});
+
+test.serial('podlab capture on flannel0 writes raw IPv4, as tcpdump on a TUN device does', async (t) => {
+  if (!requireOrSkip(t, hasTool('tshark'), 'tshark is not installed')) return;
+  const all = await pods();
+  const [src, dst] = ['pod-1a', 'pod-2a'].map((n) => all.find((p) => p.metadata.name === n)!.status!.podIP!);
+  const cap = await captureNode(lab.stateDir, 'node-1', 'flannel0', 2, () => lab.exec('pod-1a', ['ping', '-c', '1', dst]));
+  t.teardown(cap.cleanup);
+  const rows = await tsharkFields(cap.file, ['frame.interface_name', 'frame.protocols', 'ip.src', 'ip.dst', '_ws.malformed']);
+  t.deepEqual(rows, [
+    ['flannel0', 'raw:ip:icmp:data', src, dst, ''],
+    ['flannel0', 'raw:ip:icmp:data', dst, src, ''],
+  ]);
 });

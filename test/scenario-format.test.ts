@@ -15,9 +15,9 @@ import { parse as parseYaml } from 'yaml';
 import { BACKENDS } from '../scenarios/capabilities.ts';
 import { libraryFiles } from '../scenarios/cli.ts';
 import { compactSeqs } from '../scenarios/conditions.ts';
-import { toHtml } from '../scenarios/html.ts';
+import { toComparisonHtml, toHtml } from '../scenarios/html.ts';
 import { toJunit } from '../scenarios/junit.ts';
-import type { ScenarioReport } from '../scenarios/report.ts';
+import { formatComparison, overallVerdict, type ComparisonReport, type ScenarioReport } from '../scenarios/report.ts';
 import { FlowRecord, percentile } from '../scenarios/traffic.ts';
 import { parseTimeRef } from '../scenarios/units.ts';
 import { CONDITION_KINDS, FAULT_KINDS, FLOW_KINDS, ScenarioError, loadScenarioFile, parseScenario } from '../scenarios/validate.ts';
@@ -67,6 +67,11 @@ const BAD: [string, string, RegExp][] = [
   ['bad scenario name', `name: Bad Name\ntimeline: [{wait: 1s}]\n`, /^bad\.yaml:1: name: invalid scenario name "Bad Name"/],
   ['bgpTopology without backend bgp', `name: t\nlab:\n  backend: vxlan\n  bgpTopology: full-mesh\ntimeline: [{wait: 1s}]\n`, /^bad\.yaml:4: lab\.bgpTopology: bgpTopology goes with backend: bgp/],
   ['unknown backend', `name: t\nlab: {backend: weave}\ntimeline: [{wait: 1s}]\n`, /^bad\.yaml:2: lab\.backend: must be one of vxlan/],
+  ['unknown backend in a comparison', `name: t\nlab:\n  backend: [vxlan, weave]\ntimeline: [{wait: 1s}]\n`, /^bad\.yaml:3: lab\.backend\[1\]: must be one of vxlan/],
+  ['a comparison of one backend', `name: t\nlab:\n  backend: [vxlan]\ntimeline: [{wait: 1s}]\n`, /^bad\.yaml:3: lab\.backend: backend needs at least 2 items/],
+  ['a backend twice in a comparison', `name: t\nlab:\n  backend: [bgp, vxlan, bgp]\ntimeline: [{wait: 1s}]\n`, /^bad\.yaml:3: lab\.backend: bgp is listed twice/],
+  ['bgpTopology in a comparison with vxlan', `name: t\nlab:\n  backend: [bgp, vxlan]\n  bgpTopology: full-mesh\ntimeline: [{wait: 1s}]\n`, /^bad\.yaml:4: lab\.bgpTopology: .*backends include vxlan/],
+  ['bgp-reset in a comparison that has vxlan', `name: t\nlab:\n  backend: [bgp, vxlan]\ntimeline:\n  - fault: {kind: bgp-reset, node: node-1}\n`, /^bad\.yaml:5: timeline\[0\]\.fault\.kind: bgp-reset needs lab\.backend: bgp.*this lab runs vxlan/],
   ['unknown proxy mode', `name: t\nlab:\n  proxyMode: nftables\ntimeline: [{wait: 1s}]\n`, /^bad\.yaml:3: lab\.proxyMode: /],
   ['two kinds in a step', `${HEAD}  - wait: 1s\n    assert: {kind: reachability}\n`, /^bad\.yaml:4: timeline\[0\]: a step has exactly one of traffic, fault, wait, assert; this one has wait and assert/],
   ['bad duration', `${HEAD}  - wait: {for: 2 seconds}\n`, /^bad\.yaml:4: timeline\[0\]\.wait\.for: expected a duration like 500ms, 2s or 1m, got "2 seconds"/],
@@ -101,6 +106,17 @@ test('backends follow what podlab up offers: every one of them validates', (t) =
     const text = `name: t\nlab: {nodes: 2, backend: ${b}}\ntimeline: [{wait: 1s}]\n`;
     t.is(parseScenario(text, 'b.yaml').lab.backend, b);
   }
+});
+
+test('a list of backends: one timeline checked against each, the first as lab.backend; the schema offers the same backends', (t) => {
+  const sc = parseScenario(`name: t\nlab:\n  backend: [host-gw, bgp]\ntimeline: [{wait: 1s}]\n`, 'c.yaml');
+  t.deepEqual(sc.backends, ['host-gw', 'bgp']);
+  t.is(sc.lab.backend, 'host-gw');
+  t.deepEqual(parseScenario(`name: t\ntimeline: [{wait: 1s}]\n`, 'd.yaml').backends, ['vxlan'], 'one backend by default');
+  t.deepEqual(parseScenario(`name: t\nlab: {backend: ipip}\ntimeline: [{wait: 1s}]\n`, 'e.yaml').backends, ['ipip']);
+  const branches = (schema.properties as { lab: { properties: { backend: { oneOf: [{ enum: string[] }, { items: { enum: string[] } }] } } } }).lab.properties.backend.oneOf;
+  t.deepEqual(branches[0].enum, [...BACKENDS]);
+  t.deepEqual(branches[1].items.enum, [...BACKENDS]);
 });
 
 test('tcp and http flows: a new connection per probe, to a pod or to a Service (port 80 by default)', (t) => {
@@ -229,6 +245,35 @@ test('JUnit: well-formed, one testcase per assertion, failures carry expected an
   t.regex(xml, /<property name="seed" value="9"\/>/);
   t.notRegex(xml, /\cA/, 'control characters are dropped');
   t.is(xmlProblem('<a><b></a></b>') !== null, true, 'the checker itself catches bad nesting');
+});
+
+function fakeComparison(): ComparisonReport {
+  const runs = ['vxlan', 'bgp'].map((backend) => ({ ...fakeReport(), lab: { ...fakeReport().lab, backend } }));
+  return { format: 'podlab-scenario-comparison/1', scenario: runs[0].scenario, seed: 9, backends: ['vxlan', 'bgp', 'ipip'], verdict: overallVerdict(runs, 3), runs };
+}
+
+test('a comparison: verdict is the worst run, interrupted when a backend never ran; JUnit has a suite per backend; HTML and text have the table', (t) => {
+  const pass = { ...fakeReport(), verdict: 'pass' as const };
+  t.is(overallVerdict([pass, { ...pass, verdict: 'fail' }], 2), 'fail');
+  t.is(overallVerdict([pass, { ...pass, verdict: 'error' }, { ...pass, verdict: 'fail' }], 3), 'error');
+  t.is(overallVerdict([pass], 2), 'interrupted');
+  t.is(overallVerdict([pass, pass], 2), 'pass');
+  const c = fakeComparison();
+  const xml = toJunit(c.runs);
+  t.is(xmlProblem(xml), null, xml);
+  t.regex(xml, /<testsuites name="podlab scenarios" tests="4" failures="2" errors="0"/);
+  t.regex(xml, /<testsuite name="fake \[vxlan\]"/);
+  t.regex(xml, /<testsuite name="fake \[bgp\]"/);
+  t.regex(xml, /classname="podlab\.scenario\.fake\.bgp"/);
+  const text = formatComparison(c);
+  t.regex(text, /^INTERRUPTED: fake \(seed 9\) on 3 backends: vxlan, bgp, ipip/);
+  t.regex(text, /\n\s+vxlan\s+bgp\s+ipip\n/);
+  t.regex(text, /\nflow across\s+50% p50 1\.00 p99 2\.00 ms\s+50% p50 1\.00 p99 2\.00 ms\s+not run\n/);
+  const html = toComparisonHtml(c);
+  t.regex(html, /^<!DOCTYPE html>/);
+  t.notRegex(html, /<script|<link |src="http|href="http/);
+  t.regex(html, /<th>vxlan<\/th><th>bgp<\/th><th>ipip<\/th>/);
+  t.is((html.match(/<svg class="timeline"/g) ?? []).length, 2, 'each run keeps its own timeline');
 });
 
 test('HTML: self-contained, escaped, with the timeline and the plots as inline SVG', (t) => {

@@ -10,7 +10,9 @@
  *   test/netns-lab.test.ts; peer MAC = the peer node's eth0 MAC);
  * - `flannel.1`: inner frames before encapsulation / after decapsulation;
  * - `cni0`: every frame crossing the bridge (tcpdump puts it in promiscuous mode);
- * - each host-side `vethXXXXXXXX`, and a pod's own `eth0` (`pod/NAME`).
+ * - each host-side `vethXXXXXXXX`, and a pod's own `eth0` (`pod/NAME`);
+ * - `tunl0` and `flannel0`, which have no link-layer header: their packets are
+ *   written as raw IPv4 (LINKTYPE_RAW), as tcpdump on a real node writes them.
  *
  * Frames that pass the filter are handed to `emit` with the interface index,
  * direction and a nanosecond timestamp; when `emit` reports back-pressure the
@@ -22,13 +24,16 @@ import { IPPROTO_UDP } from '../../packet/ipv4.ts';
 import { writeUdpHeader } from '../../packet/udp.ts';
 import type { OuterTap } from '../../overlay/eth0-sockets.ts';
 import type { NodeDataPlane } from '../dataplane.ts';
-import type { FrameTap, NetDevice } from '../../netstack/link/netdev.ts';
+import { isHeaderless, type FrameTap, type NetDevice } from '../../netstack/link/netdev.ts';
+import { ETHERNET_HEADER_LEN } from '../../packet/ethernet.ts';
 import { compileFilter } from './filter.ts';
 
 /** An interface that can be captured. */
 export interface CaptureTarget {
   name: string;
   description: string;
+  /** 'raw': packets start with the IPv4 header (ARPHRD_TUNNEL, ARPHRD_NONE); 'ethernet' otherwise. */
+  link: 'ethernet' | 'raw';
   attach(cb: (frame: Buffer, dir: 'in' | 'out') => void): () => void;
 }
 
@@ -47,6 +52,7 @@ function deviceTarget(dev: NetDevice, node: string, what: string): CaptureTarget
   return {
     name: dev.name,
     description: `${what} on ${node}`,
+    link: isHeaderless(dev.kind) ? 'raw' : 'ethernet',
     attach(cb) {
       const tap: FrameTap = (frame, dir) => cb(frame, dir);
       dev.taps.add(tap);
@@ -71,6 +77,7 @@ export function captureTargets(dp: NodeDataPlane, node: string, seed: number, pe
     // A backend on real UDP sockets: eth0's frames are rebuilt from the outer datagrams.
     t.set('eth0', {
       name: 'eth0',
+      link: 'ethernet',
       description: `eth0 (underlay ${dp.opts.ip}, outer ${dp.link.wireKind.toUpperCase()} datagrams) on ${node}`,
       attach(cb) {
         const tap: OuterTap = (dir, peer, localPort, udpPayload) => {
@@ -123,10 +130,12 @@ export async function runCapture(
   const detach = targets.map((target, i) =>
     target.attach((frame, dir) => {
       if (opts.count !== undefined && captured >= opts.count) return;
+      // Headerless devices' packets move inside podlab in an Ethernet frame of zero MACs: the filter reads that
+      // frame (its EtherType is IPv4's), the capture keeps what the device really carries, the IP packet.
       if (!match(frame)) return;
       const ts = (EPOCH_OFFSET_NS + process.hrtime.bigint()).toString();
       // Frames may be reused by the data path after this call: copy what is kept.
-      if (opts.emit({ type: 'pkt', i, dir, ts, data: Buffer.from(frame) })) captured++;
+      if (opts.emit({ type: 'pkt', i, dir, ts, data: Buffer.from(target.link === 'raw' ? frame.subarray(ETHERNET_HEADER_LEN) : frame) })) captured++;
       else dropped++;
       if (opts.count !== undefined && captured >= opts.count) finish();
     }),

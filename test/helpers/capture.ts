@@ -6,6 +6,7 @@ import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { capture } from '../../cli/capture.ts';
 import { eventually } from './lab.ts';
 
 /**
@@ -47,4 +48,36 @@ export function tsharkFields(file: string, fields: string[], decodeAs: string[] 
       e ? reject(new Error(`${e.message}\n${err}`)) : resolve(out.trim() ? out.trim().split('\n').map((l) => l.split('|')) : []),
     ),
   );
+}
+
+/**
+ * `podlab capture NODE IFACE -w FILE -c COUNT` (in-process), calling `poke`
+ * once the capture is running until it has `count` packets; the pcapng path
+ * and its cleanup, as captureLo.
+ */
+export async function captureNode(stateDir: string, node: string, iface: string, count: number, poke: () => Promise<unknown>): Promise<{ file: string; cleanup: () => void }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-cap-'));
+  const file = path.join(dir, `${iface}.pcapng`);
+  const ac = new AbortController();
+  const cleanup = () => {
+    ac.abort();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    let started = false;
+    let done = false;
+    const run = capture(stateDir, { node, ifaces: [iface], write: file, count, signal: ac.signal, log: () => {} }).finally(() => (done = true));
+    // The interface list reaches the file first: once it is there, the taps are attached.
+    await eventually(() => (started = fs.existsSync(file) && fs.statSync(file).size > 0) || done, 20_000);
+    for (let i = 0; i < 40 && started && !done; i++) {
+      await poke();
+      await Promise.race([run, new Promise((r) => setTimeout(r, 200))]);
+    }
+    ac.abort();
+    await run;
+    return { file, cleanup };
+  } catch (e) {
+    cleanup();
+    throw e;
+  }
 }

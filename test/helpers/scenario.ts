@@ -10,8 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
 import { Progress } from '../../scenarios/progress.ts';
-import { formatSummary, type ScenarioReport } from '../../scenarios/report.ts';
-import { runScenario } from '../../scenarios/runner.ts';
+import { formatComparison, formatSummary, type ComparisonReport, type ScenarioReport } from '../../scenarios/report.ts';
+import { runComparison, runScenario } from '../../scenarios/runner.ts';
 import { loadScenarioFile } from '../../scenarios/validate.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -127,20 +127,38 @@ export function processesMentioning(needle: string): number[] {
 
 /**
  * Runs a library scenario in-process on `net`, logs its timings, and checks
- * that no process of its lab survives the run.
+ * that no process of its lab survives the run. A scenario on several backends
+ * runs as a comparison, one lab after another on the same net, each checked.
  */
 export async function runLibraryScenario(t: ExecutionContext, name: string, net: string, seed?: number): Promise<{ report: ScenarioReport; summary: string }> {
+  const { report, summary } = await runLibrary(t, name, net, seed);
+  if (report.format !== 'podlab-scenario-report/1') throw new Error(`${name} runs on ${report.backends.length} backends: use runLibraryComparison`);
+  return { report, summary };
+}
+
+export async function runLibraryComparison(t: ExecutionContext, name: string, net: string, seed?: number): Promise<{ report: ComparisonReport; summary: string }> {
+  const { report, summary } = await runLibrary(t, name, net, seed);
+  if (report.format !== 'podlab-scenario-comparison/1') throw new Error(`${name} runs on one backend: use runLibraryScenario`);
+  return { report, summary };
+}
+
+async function runLibrary(t: ExecutionContext, name: string, net: string, seed?: number): Promise<{ report: ScenarioReport | ComparisonReport; summary: string }> {
   const sc = loadScenarioFile(path.join(ROOT, 'scenarios/library', `${name}.yaml`));
-  let stateDir = '';
+  const stateDirs: string[] = [];
   const lines: string[] = [];
   const started = Date.now();
-  const report = await runScenario(sc, { labNet: net, seed, onLab: (d) => (stateDir = d), progress: new Progress({ write: (s) => lines.push(s) }) });
+  const o = { labNet: net, seed, onLab: (d: string) => stateDirs.push(d), progress: new Progress({ write: (s) => lines.push(s) }) };
+  const report = sc.backends.length > 1 ? await runComparison(sc, o) : await runScenario(sc, o);
   const wall = Date.now() - started;
-  const summary = formatSummary(report);
-  t.log(`${name}: ${report.verdict}, wall ${(wall / 1000).toFixed(1)}s (lab up ${(report.labUpMs / 1000).toFixed(1)}s, timeline ${(report.durationMs / 1000).toFixed(1)}s), ${report.summary.passed}/${report.summary.asserts} assertions`);
+  const runs = report.format === 'podlab-scenario-report/1' ? [report] : report.runs;
+  const summary = report.format === 'podlab-scenario-report/1' ? formatSummary(report) : formatComparison(report);
+  for (const r of runs) t.log(`${name}${runs.length > 1 ? ` [${r.lab.backend}]` : ''}: ${r.verdict}, lab up ${(r.labUpMs / 1000).toFixed(1)}s, timeline ${(r.durationMs / 1000).toFixed(1)}s, ${r.summary.passed}/${r.summary.asserts} assertions`);
+  t.log(`${name}: wall ${(wall / 1000).toFixed(1)}s`);
   if (report.verdict !== 'pass') t.log(lines.join('').trimEnd());
-  t.truthy(stateDir, 'the lab came up');
-  t.deepEqual(processesMentioning(stateDir), [], 'every process of the lab is gone');
-  t.false(fs.existsSync(stateDir), 'the state dir is removed');
+  t.is(stateDirs.length, runs.length, 'every run brought its lab up');
+  for (const d of stateDirs) {
+    t.deepEqual(processesMentioning(d), [], `every process of the lab in ${d} is gone`);
+    t.false(fs.existsSync(d), `the state dir ${d} is removed`);
+  }
   return { report, summary };
 }
