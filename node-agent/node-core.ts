@@ -21,13 +21,14 @@ import { Informer } from '../control-plane/informer.ts';
 import { renewNodeLease } from '../control-plane/node-lease.ts';
 import { postEvent } from '../control-plane/event-client.ts';
 import type { BgpConfiguration, BgpFilter, BgpPeer, IpPool } from '../control-plane/calico.ts';
+import type { IpAddressPool } from '../control-plane/metallb.ts';
 import type { Node, NodeAddress, Pod } from '../control-plane/types.ts';
 import { Cidr } from '../packet/cidr.ts';
 import type { Lease, NetworkBackend } from '../backends/backend.ts';
 import { leaseFromNode } from '../backends/registry.ts';
 import type { BgpRouting } from '../backends/bgp/bgp-backend.ts';
 import { HostLocalIpam, IpamError } from './ipam.ts';
-import { runningPodStatus } from './pod-status.ts';
+import { runningPodStatus, sandboxFailedPodStatus } from './pod-status.ts';
 import type { NodeRuntime } from './runtime.ts';
 
 export interface NodeCoreOptions {
@@ -65,8 +66,11 @@ export class NodeCore {
   private bgpPeerInformer?: Informer<BgpPeer>;
   private bgpFilterInformer?: Informer<BgpFilter>;
   private ipPoolInformer?: Informer<IpPool>;
+  private lbPoolInformer?: Informer<IpAddressPool>;
   private ipam!: HostLocalIpam;
   private readonly programmed = new Map<string, Lease>();
+  /** Pods whose sandbox could not get an address (`namespace/name` → uid and the CNI error), retried when one frees. */
+  private readonly sandboxFailed = new Map<string, { uid: string; message: string }>();
   /** Plans and pod changes are applied one at a time, in order, so IPAM never races. */
   private queue: Promise<void> = Promise.resolve();
   private bgpQueue: Promise<void> = Promise.resolve();
@@ -208,16 +212,17 @@ export class NodeCore {
 
   // ------------------------------------------------------------ BGP (calico-node)
 
-  /** calico-node's role: the node's speaker fed by Nodes, the BGPConfiguration, BGPPeers and IPPools. */
+  /** calico-node's role: the node's speaker fed by Nodes, the BGPConfiguration, BGPPeers, BGPFilters, IPPools and MetalLB's IPAddressPools. */
   private async startBgp(): Promise<void> {
     this.bgp = this.runtime.bgpRouting(this.podCIDR);
     this.bgpConfigInformer = new Informer<BgpConfiguration>(this.api, 'bgpconfigurations');
     this.bgpPeerInformer = new Informer<BgpPeer>(this.api, 'bgppeers');
     this.bgpFilterInformer = new Informer<BgpFilter>(this.api, 'bgpfilters');
     this.ipPoolInformer = new Informer<IpPool>(this.api, 'ippools');
+    this.lbPoolInformer = new Informer<IpAddressPool>(this.api, 'ipaddresspools');
     const again = () => this.reconcileBgp();
-    for (const inf of [this.bgpConfigInformer, this.bgpPeerInformer, this.bgpFilterInformer, this.ipPoolInformer, this.nodeInformer!] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
-    await Promise.all([this.bgpConfigInformer.start(), this.bgpPeerInformer.start(), this.bgpFilterInformer.start(), this.ipPoolInformer.start()]);
+    for (const inf of [this.bgpConfigInformer, this.bgpPeerInformer, this.bgpFilterInformer, this.ipPoolInformer, this.lbPoolInformer, this.nodeInformer!] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
+    await Promise.all([this.bgpConfigInformer.start(), this.bgpPeerInformer.start(), this.bgpFilterInformer.start(), this.ipPoolInformer.start(), this.lbPoolInformer.start()]);
     if (this.o.resyncMs) this.timers.push(setInterval(again, this.o.resyncMs));
     this.reconcileBgp();
     await this.bgpQueue;
@@ -228,7 +233,7 @@ export class NodeCore {
     const bgp = this.bgp;
     if (!bgp || this.stopped) return;
     this.bgpQueue = this.bgpQueue
-      .then(() => bgp.reconcile({ nodes: this.nodeInformer!.list(), config: this.bgpConfigInformer!.list().find((c) => c.metadata.name === 'default'), peers: this.bgpPeerInformer!.list(), filters: this.bgpFilterInformer!.list(), pools: this.ipPoolInformer!.list() }))
+      .then(() => bgp.reconcile({ nodes: this.nodeInformer!.list(), config: this.bgpConfigInformer!.list().find((c) => c.metadata.name === 'default'), peers: this.bgpPeerInformer!.list(), filters: this.bgpFilterInformer!.list(), pools: this.ipPoolInformer!.list(), lbPools: this.lbPoolInformer!.list() }))
       .catch((e) => this.log.error('bgp reconcile failed', { node: this.name, error: String(e) }));
   }
 
@@ -243,13 +248,41 @@ export class NodeCore {
     return `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
   }
 
-  /** syncPod, and the kubelet's event when CNI cannot give the sandbox an address. */
+  /**
+   * syncPod, and what the kubelet reports when CNI cannot give the sandbox an
+   * address: a FailedCreatePodSandBox Event and a Pending status saying why
+   * (./pod-status.ts). Written once per distinct error, so the status patch
+   * this causes (an informer update, synced again) does not loop; the pod is
+   * retried when an address frees on this node.
+   */
   private async syncPodOrReport(p: Pod): Promise<void> {
+    const key = this.podKey(p);
     try {
       await this.syncPod(p);
+      this.sandboxFailed.delete(key);
     } catch (e) {
-      if (e instanceof IpamError) void postEvent(this.api, p, 'Warning', 'FailedCreatePodSandBox', `Failed to create pod sandbox: plugin type="host-local" failed (add): ${e.message}`, { component: 'kubelet', host: this.name }).catch(() => {});
-      throw e;
+      if (!(e instanceof IpamError)) throw e;
+      const message = `Failed to create pod sandbox: plugin type="host-local" failed (add): ${e.message}`;
+      const had = this.sandboxFailed.get(key);
+      this.sandboxFailed.set(key, { uid: p.metadata.uid, message });
+      if (had?.uid === p.metadata.uid && had.message === message) return;
+      this.log.warn('pod sandbox failed', { node: this.name, pod: key, error: e.message });
+      await postEvent(this.api, p, 'Warning', 'FailedCreatePodSandBox', message, { component: 'kubelet', host: this.name }).catch(() => {});
+      await this.api.patchStatus<Pod>('pods', p.metadata.name, sandboxFailedPodStatus(p, this.o.ip, message), p.metadata.namespace);
+    }
+  }
+
+  /** An address freed: the pods that found the range exhausted try again, in the order they failed. */
+  private retrySandboxes(): void {
+    for (const key of this.sandboxFailed.keys()) {
+      this.enqueue(async () => {
+        const p = this.podInformer?.get(key);
+        if (!p || p.metadata.uid !== this.sandboxFailed.get(key)?.uid) {
+          this.sandboxFailed.delete(key);
+          return;
+        }
+        await this.syncPodOrReport(p);
+      });
     }
   }
 
@@ -281,6 +314,8 @@ export class NodeCore {
     const have = this.runtime.pod(key);
     if (have && have.uid === p.metadata.uid) await this.teardown(key, have.uid);
     this.ipam.release(p.metadata.uid);
+    if (this.sandboxFailed.get(key)?.uid === p.metadata.uid) this.sandboxFailed.delete(key);
+    this.retrySandboxes();
   }
 
   private async teardown(key: string, uid: string): Promise<void> {
@@ -310,6 +345,7 @@ export class NodeCore {
     void this.bgpPeerInformer?.stop();
     void this.bgpFilterInformer?.stop();
     void this.ipPoolInformer?.stop();
+    void this.lbPoolInformer?.stop();
     await this.queue.catch(() => {});
     await this.bgpQueue.catch(() => {});
     await this.bgp?.stop().catch(() => {});

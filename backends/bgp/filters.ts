@@ -4,12 +4,15 @@
  * decided (shown by `bgp routes` for what was filtered). The same decisions are
  * rendered as BIRD filter functions for kernel nodes (./bird.ts).
  *
+ * - The IP pools are the cluster's IPPool objects (projectcalico.org/v3,
+ *   spec.cidr) and the cluster CIDR, which stands for the default pool
+ *   calico-node creates from CALICO_IPV4POOL_CIDR (podlab has no object for it).
  * - From a node peer (mesh or route reflector): only prefixes inside the
  *   cluster's IP pools that the announcing node owns: its block (Node
  *   spec.podCIDR(s)). With route reflection the announcing node is the path's
- *   ORIGINATOR_ID, else the peer itself. Seam: LoadBalancer /32s a node
- *   announces are to be added to `NodeOwner.blocks` (or a second list) when
- *   they exist.
+ *   ORIGINATOR_ID, else the peer itself. Also LoadBalancer addresses: a
+ *   prefix inside a MetalLB IPAddressPool (metallb.io/v1beta1), from any node,
+ *   because every node with a ready endpoint announces the same /32.
  * - From an external BGPPeer: nothing inside an IP pool (those are the
  *   cluster's own routes: a router must not take them over); anything else as
  *   the peer's BGPFilters (spec.filters, in order) say: the first matching
@@ -24,7 +27,8 @@
  */
 import type { BgpFilter, BgpFilterRule } from '../../control-plane/calico.ts';
 import { CALICO_IPV4_ADDRESS } from '../../control-plane/annotations.ts';
-import { ipv4ToInt } from '../../packet/addr.ts';
+import { parsePoolAddresses } from '../../control-plane/metallb.ts';
+import { intToIpv4, ipv4ToInt } from '../../packet/addr.ts';
 import type { BgpInputs, DesiredPeer } from './peers.ts';
 
 /** What a filter said: accepted or not, and the rule that decided (text for `bgp routes` and the log). */
@@ -43,9 +47,18 @@ export interface NodeOwner {
 /** Who a peer is, for filtering. */
 export type PeerKind = { kind: 'node' } | { kind: 'external'; name: string; filters: BgpFilter[] };
 
-/** The cluster-wide inputs: IP pools and who owns which block. */
+/** A MetalLB IPAddressPool as CIDRs (a `first-last` range is covered exactly by several). */
+export interface LbPool {
+  /** `namespace/name`. */
+  name: string;
+  cidrs: string[];
+}
+
+/** The cluster-wide inputs: IP pools, LoadBalancer pools and who owns which block. */
 export interface FilterContext {
   pools: string[];
+  /** MetalLB's address pools: the LoadBalancer addresses nodes may announce. */
+  lbPools?: LbPool[];
   /** Nodes by IP (their router id and session address). */
   nodes: Map<string, NodeOwner>;
 }
@@ -129,7 +142,14 @@ export function importVerdict(ctx: FilterContext, peer: PeerKind, prefix: string
   }
   if (prefixEqual(prefix, DEFAULT_ROUTE)) return { accept: false, rule: 'default route: never from a node' };
   const pool = ctx.pools.find((p) => prefixWithin(prefix, p));
-  if (!pool) return { accept: false, rule: `outside the IP pools (${ctx.pools.join(', ')})` };
+  if (!pool) {
+    // A MetalLB pool overlapping an IP pool grants nothing there: the block's owner decides.
+    for (const lb of ctx.lbPools ?? []) {
+      const c = lb.cidrs.find((x) => prefixWithin(prefix, x));
+      if (c) return { accept: true, rule: `LoadBalancer addresses of IPAddressPool ${lb.name} (${c})` };
+    }
+    return { accept: false, rule: `outside the IP pools (${ctx.pools.join(', ')})` };
+  }
   const owner = ctx.nodes.get(announcer);
   if (!owner) return { accept: false, rule: `announced by ${announcer}, which is no node` };
   const block = owner.blocks.find((b) => prefixWithin(prefix, b));
@@ -151,7 +171,6 @@ export function nodeOwners(input: BgpInputs): Map<string, NodeOwner> {
     const ip = n.metadata.annotations?.[CALICO_IPV4_ADDRESS]?.split('/')[0];
     if (!ip) continue;
     const blocks = n.spec?.podCIDRs?.length ? n.spec.podCIDRs : n.spec?.podCIDR ? [n.spec.podCIDR] : [];
-    // Seam: a node's LoadBalancer /32s join its blocks here once nodes announce them.
     out.set(ip, { name: n.metadata.name, ip, blocks });
   }
   return out;
@@ -165,4 +184,49 @@ export function peerKinds(want: Map<string, DesiredPeer>, filters: BgpFilter[]):
     out.set(addr, p.external ? { kind: 'external', name: p.name.replace(/^BGPPeer /, ''), filters: p.external.filters.flatMap((n) => byName.get(n) ?? []) } : { kind: 'node' });
   }
   return out;
+}
+
+/**
+ * The IP pools filters judge by: every IPPool's spec.cidr, and `clusterCidr`
+ * (the default pool) unless a pool already covers it; sorted and without
+ * duplicates, so an unchanged cluster gives an unchanged policy.
+ */
+export function ipPoolCidrs(input: BgpInputs, clusterCidr: string[]): string[] {
+  const pools = (input.pools ?? []).map((p) => p.spec?.cidr).filter((c): c is string => typeof c === 'string' && parse(c) !== undefined);
+  const all = [...pools, ...clusterCidr.filter((c) => !pools.some((p) => prefixWithin(c, p)))];
+  return [...new Set(all.map(normal))].sort();
+}
+
+/** MetalLB's IPAddressPools as CIDR lists, by `namespace/name`. */
+export function lbPoolCidrs(input: BgpInputs): LbPool[] {
+  return (input.lbPools ?? [])
+    .map((p) => ({ name: `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`, cidrs: (p.spec?.addresses ?? []).flatMap((a) => {
+      const r = parsePoolAddresses(a);
+      return r ? rangeCidrs(r.first, r.last) : [];
+    }) }))
+    .filter((p) => p.cidrs.length)
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** The fewest CIDRs covering exactly `first`..`last` (inclusive), as integers of IPv4 addresses. */
+export function rangeCidrs(first: number, last: number): string[] {
+  const out: string[] = [];
+  let n = first;
+  while (n <= last) {
+    // The largest block aligned at n that stays inside the range.
+    let len = 32;
+    while (len > 0) {
+      const size = 2 ** (33 - len);
+      if (n % size !== 0 || n + size - 1 > last) break;
+      len--;
+    }
+    out.push(`${intToIpv4(n >>> 0)}/${len}`);
+    n += 2 ** (32 - len);
+  }
+  return out;
+}
+
+function normal(cidr: string): string {
+  const p = parse(cidr)!;
+  return `${intToIpv4(p.net)}/${p.len}`;
 }

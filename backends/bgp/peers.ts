@@ -13,6 +13,7 @@
  */
 import { CALICO_DEFAULT_ASN, parsePeerIP, type BgpConfiguration, type BgpFilter, type BgpPeer, type IpPool } from '../../control-plane/calico.ts';
 import { CALICO_IPV4_ADDRESS } from '../../control-plane/annotations.ts';
+import type { IpAddressPool } from '../../control-plane/metallb.ts';
 import type { Node } from '../../control-plane/types.ts';
 
 export type BgpTopology = 'full-mesh' | 'route-reflector';
@@ -22,15 +23,17 @@ export const RR_LABEL = 'route-reflector';
 export const RR_CLUSTER_ANNOTATION = 'projectcalico.org/RouteReflectorClusterID';
 export const DEFAULT_RR_CLUSTER_ID = '244.0.0.1';
 
-/** What a node's BGP reads from the cluster: Nodes, the `default` BGPConfiguration, BGPPeers, BGPFilters, IPPools. */
+/** What a node's BGP reads from the cluster: Nodes, the `default` BGPConfiguration, BGPPeers, BGPFilters, IPPools, IPAddressPools. */
 export interface BgpInputs {
   nodes: Node[];
   config: BgpConfiguration | undefined;
   peers: BgpPeer[];
   /** The BGPFilters BGPPeers name in spec.filters (absent: none). */
   filters?: BgpFilter[];
-  /** The IPPools (their ipipMode shapes learned routes on the ipip backend). */
+  /** The IPPools (their ipipMode shapes learned routes on the ipip backend; filters accept node routes inside them). */
   pools?: IpPool[];
+  /** MetalLB's IPAddressPools: the LoadBalancer addresses a node may announce. */
+  lbPools?: IpAddressPool[];
 }
 
 export interface DesiredPeer {
