@@ -11,7 +11,7 @@ import { Informer } from '../control-plane/informer.ts';
 import { ensurePki } from '../control-plane/pki.ts';
 import { openStore } from '../control-plane/store.ts';
 import type { KubeObject, Node, Pod, Status, WatchEvent } from '../control-plane/types.ts';
-import { EtcdPool, storeOf, storeTest } from './helpers/stores.ts';
+import { EtcdPool, storeOptions, storeTest } from './helpers/stores.ts';
 
 type Ctx = ExecutionContext;
 
@@ -24,14 +24,14 @@ const etcds = new EtcdPool([23800]);
  */
 async function server(t: Ctx, extra: Partial<ApiServerOptions> = {}): Promise<{ api: ApiServer; client: ApiClient; dir: string }> {
   const dir = extra.stateDir ?? mkdtempSync(join(tmpdir(), 'podlab-cp-api-'));
-  const lease = storeOf(t) === 'etcd' ? await etcds.lease() : undefined;
-  const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir, ...(lease ? { persister: EtcdPool.persister(lease.etcd) } : {}), ...extra });
+  const store = await storeOptions(t, etcds);
+  const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir, ...store.options, ...extra });
   const client = new ApiClient(api.url, { credentials: api.credentials });
   credsByBase.set(api.url, api.credentials);
   t.teardown(async () => {
     client.close();
     await api.close();
-    await lease?.release();
+    await store.release();
     if (!extra.stateDir) rmSync(dir, { recursive: true, force: true });
   });
   return { api, client, dir };

@@ -89,3 +89,15 @@ async function wipe(etcd: TestEtcd): Promise<void> {
   const res = await fetch(`${etcd.base}/v3/kv/deleterange`, { method: 'POST', body: JSON.stringify({ key: all, range_end: all }) });
   if (!res.ok) throw new Error(`etcd ${etcd.base}: deleterange: HTTP ${res.status}`);
 }
+
+/**
+ * What startApiServer takes for the test's store: nothing for SQLite (the state
+ * dir), a persister on an etcd leased from `pool` for [etcd]; `reopen` gives the
+ * same for a restarted apiserver on the same store (a closed apiserver closes
+ * its persister). Call `release` after the last apiserver is closed.
+ */
+export async function storeOptions(t: object, pool: EtcdPool): Promise<{ options: { persister?: EtcdPersister }; reopen: () => { persister?: EtcdPersister }; release: () => Promise<void> }> {
+  if (storeOf(t) !== 'etcd') return { options: {}, reopen: () => ({}), release: () => Promise.resolve() };
+  const lease = await pool.lease();
+  return { options: { persister: EtcdPool.persister(lease.etcd) }, reopen: () => ({ persister: EtcdPool.persister(lease.etcd) }), release: lease.release };
+}
