@@ -326,12 +326,15 @@ export class NodeCore {
   /** Frees addresses whose pods no longer exist (a pod deleted while the agent was down). */
   private releaseOrphanAddresses(): void {
     const live = new Set(this.runtime.pods().map((p) => p.uid));
+    let freed = false;
     for (const [ip, owner] of this.ipam.allocations()) {
       if (!live.has(owner)) {
         this.ipam.release(owner);
         this.log.info('released orphan address', { ip, owner });
+        freed = true;
       }
     }
+    if (freed) this.retrySandboxes();
   }
 
   /** Stops watching; a clean stop tells BGP peers at once (Cease), so they withdraw our routes without waiting for the hold time. */
