@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hasTool, requireOrSkip } from './lab.ts';
+import { systemTool } from '../../common/system-tool.ts';
 
 /** A running etcd. */
 export interface TestEtcd {
@@ -41,8 +42,9 @@ export async function launchEtcd(clientPort: number, o: { inMemory?: boolean } =
   const client = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${clientPort + 1}`;
   let log = '';
+  // The same etcd hasTool found (the system's directories), not whatever PATH names first.
   const child = spawn(
-    'etcd',
+    systemTool('etcd') ?? 'etcd',
     [
       '--name', 'podlab-test', '--data-dir', dir,
       '--listen-client-urls', client, '--advertise-client-urls', client,
@@ -53,6 +55,8 @@ export async function launchEtcd(clientPort: number, o: { inMemory?: boolean } =
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   child.stderr?.setEncoding('utf8').on('data', (c: string) => (log = (log + c).slice(-4000)));
+  let spawnError: Error | undefined;
+  child.on('error', (e) => (spawnError = e));
   const stop = () => {
     if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
     rmSync(dir, { recursive: true, force: true });
@@ -65,9 +69,9 @@ export async function launchEtcd(clientPort: number, o: { inMemory?: boolean } =
     } catch {
       // not listening yet
     }
-    if (child.exitCode !== null || Date.now() > deadline) {
+    if (spawnError || child.exitCode !== null || Date.now() > deadline) {
       stop();
-      throw new Error(`etcd did not start on ${client}: ${log}`);
+      throw new Error(`etcd did not start on ${client}: ${spawnError?.message ?? log}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
