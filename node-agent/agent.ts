@@ -44,7 +44,7 @@ import { EMPTY_STDIN } from './stdin-queue.ts';
 import { NodeCore } from './node-core.ts';
 import { EmulatedRuntime } from './emulated-runtime.ts';
 import { L2Speaker, L2_TIMING, l2Candidates } from '../edge/l2-speaker.ts';
-import { bgpLbRoutes } from '../edge/bgp-advertiser.ts';
+import { bgpLbRoutes, type LbRoute } from '../edge/bgp-advertiser.ts';
 import type { Advertisement, IpAddressPool } from '../control-plane/metallb.ts';
 
 export interface AgentOptions {
@@ -113,6 +113,8 @@ export class NodeAgent {
   private poolInformer?: Informer<IpAddressPool>;
   private l2AdvInformer?: Informer<Advertisement>;
   private bgpAdvInformer?: Informer<Advertisement>;
+  /** The LoadBalancer routes this node announces in BGP mode, as last computed. */
+  private bgpLb: LbRoute[] = [];
   private speaker?: L2Speaker;
   private execCount = 0;
 
@@ -303,6 +305,7 @@ export class NodeAgent {
         if (n.metadata.name === this.name) own = routes;
         if (routes.length) byNode.set(n.metadata.name, routes.map((r) => r.prefix));
       }
+      this.bgpLb = own;
       this.core.setLoadBalancerRoutes(own, byNode);
     };
     for (const inf of [this.serviceInformer!, this.sliceInformer!, this.poolInformer!, this.bgpAdvInformer, this.core.nodeInformer!] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
@@ -340,7 +343,8 @@ export class NodeAgent {
     if (kp !== undefined) return kp;
     if (tool === 'lb') {
       const clients = this.kubeProxy?.clients.view() ?? '';
-      return (this.speaker?.view() ?? 'no speaker\n') + (clients ? `outside clients (real -> inside):\n${clients}\n` : '');
+      const bgp = this.bgpLb.map((r) => `${r.prefix}\t${r.services.join(',')}\tbgp\tannouncing${r.localPref !== undefined ? ` local-pref ${r.localPref}` : ''}\n`).join('');
+      return (this.speaker?.view() ?? 'no speaker\n') + bgp + (clients ? `outside clients (real -> inside):\n${clients}\n` : '');
     }
     const view = bgpView(argv, this.core.bgp, { node: this.name, backend: this.backend.name });
     if (view && 'error' in view) throw new ControlError(view.error);

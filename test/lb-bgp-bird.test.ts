@@ -56,7 +56,7 @@ function birdc(sock: string, args: string[]): Promise<string> {
 /** The BGP protocols (node1..node3) BIRD holds a route for `prefix` from. */
 async function birdPaths(sock: string, prefix: string): Promise<{ protos: string[]; text: string }> {
   const text = await birdc(sock, ['show', 'route', 'all', prefix]).catch(() => '');
-  const protos = [...text.matchAll(/unicast \[(node\d) /g)].map((m) => m[1]).sort();
+  const protos = [...text.matchAll(/^\S*\s+\w+ \[(node\d) /gm)].map((m) => m[1]).sort();
   return { protos, text: text.includes(prefix) ? text : '' };
 }
 
@@ -87,8 +87,12 @@ test('BGP mode: BIRD learns the LB /32s with localpref and communities, from the
     bird.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  const withLog = (e: unknown) => {
-    throw new Error(`${String(e)}\nbird log:\n${birdLog.slice(-3000)}`);
+  const withLog = async (e: unknown): Promise<never> => {
+    const protocols = await birdc(sock, ['show', 'protocols']).catch((x: unknown) => String(x));
+    const routes = await birdc(sock, ['show', 'route', 'all']).catch((x: unknown) => String(x));
+    const node1 = await nodeCommand(lab.stateDir, 'node-1', ['bgp', 'routes']).catch((x: unknown) => String(x));
+    const summary = await nodeCommand(lab.stateDir, 'node-1', ['bgp', 'summary']).catch((x: unknown) => String(x));
+    throw new Error(`${String(e)}\nbird log:\n${birdLog.slice(-3000)}\nbirdc show protocols:\n${protocols}\nbirdc show route all:\n${routes.slice(-4000)}\nnode-1 bgp summary:\n${summary}\nnode-1 bgp routes:\n${node1}`);
   };
 
   const api = labApi(lab.rec);
