@@ -226,7 +226,9 @@ export class CalicoBgp implements BgpRouting {
               p.localPref !== undefined ? `local-pref ${p.localPref}` : '',
               p.communities.length ? `communities ${p.communities.map((c) => `(${c >>> 16}, ${c & 0xffff})`).join(' ')}` : '',
               p.largeCommunities.length ? `large-communities ${p.largeCommunities.map(formatLargeCommunity).join(' ')}` : '',
-              p.originatorId ? `originator ${p.originatorId}` : '', p.clusterList.length ? `cluster-list ${p.clusterList.join(' ')}` : ''].filter(Boolean);
+              p.originatorId ? `originator ${p.originatorId}` : '',
+              p.clusterList.length ? `cluster-list ${p.clusterList.join(' ')}` : '',
+            ].filter(Boolean);
             return `${head} ${p.best ? '*' : ' '} ${via} ${attrs.join(' ')}${p.best && p.reason ? ` (best: ${p.reason})` : !p.best && p.reason ? ` (lost: ${p.reason})` : ''}${i === 0 ? lbNote(r.prefix) : ''}`;
           })
           .join('\n'),
