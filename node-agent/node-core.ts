@@ -26,6 +26,7 @@ import { Cidr } from '../packet/cidr.ts';
 import type { Lease, NetworkBackend } from '../backends/backend.ts';
 import { leaseFromNode } from '../backends/registry.ts';
 import type { BgpRouting } from '../backends/bgp/bgp-backend.ts';
+import type { LbRoute } from '../edge/bgp-advertiser.ts';
 import { HostLocalIpam, IpamError } from './ipam.ts';
 import { runningPodStatus } from './pod-status.ts';
 import type { NodeRuntime } from './runtime.ts';
@@ -70,6 +71,10 @@ export class NodeCore {
   /** Plans and pod changes are applied one at a time, in order, so IPAM never races. */
   private queue: Promise<void> = Promise.resolve();
   private bgpQueue: Promise<void> = Promise.resolve();
+  /** LoadBalancer routes (MetalLB's BGP mode): what each node announces, by node name; this node's own. */
+  private lbByNode = new Map<string, string[]>();
+  private lbOwn: readonly LbRoute[] = [];
+  private lbKey = '';
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
   private readonly log;
@@ -226,10 +231,26 @@ export class NodeCore {
   /** Reconciles BGP peers, one run at a time, in order. */
   reconcileBgp(): void {
     const bgp = this.bgp;
-    if (!bgp || this.stopped) return;
+    if (!bgp || this.stopped || !this.bgpConfigInformer) return;
     this.bgpQueue = this.bgpQueue
-      .then(() => bgp.reconcile({ nodes: this.nodeInformer!.list(), config: this.bgpConfigInformer!.list().find((c) => c.metadata.name === 'default'), peers: this.bgpPeerInformer!.list(), filters: this.bgpFilterInformer!.list(), pools: this.ipPoolInformer!.list() }))
+      .then(async () => {
+        await bgp.reconcile({ nodes: this.nodeInformer!.list(), config: this.bgpConfigInformer!.list().find((c) => c.metadata.name === 'default'), peers: this.bgpPeerInformer!.list(), filters: this.bgpFilterInformer!.list(), pools: this.ipPoolInformer!.list(), lb: this.lbByNode });
+        bgp.advertise?.(this.lbOwn);
+      })
       .catch((e) => this.log.error('bgp reconcile failed', { node: this.name, error: String(e) }));
+  }
+
+  /**
+   * MetalLB's BGP mode: the LoadBalancer routes this node announces and what
+   * every node announces (the node peers' filters accept each node's own).
+   */
+  setLoadBalancerRoutes(own: readonly LbRoute[], byNode: Map<string, string[]>): void {
+    const key = JSON.stringify([own, [...byNode]]);
+    if (key === this.lbKey) return;
+    this.lbKey = key;
+    this.lbOwn = own;
+    this.lbByNode = byNode;
+    this.reconcileBgp();
   }
 
   // ------------------------------------------------------------ pods (kubelet + CNI)

@@ -7,9 +7,13 @@
  * - From a node peer (mesh or route reflector): only prefixes inside the
  *   cluster's IP pools that the announcing node owns: its block (Node
  *   spec.podCIDR(s)). With route reflection the announcing node is the path's
- *   ORIGINATOR_ID, else the peer itself. Seam: LoadBalancer /32s a node
- *   announces are to be added to `NodeOwner.blocks` (or a second list) when
- *   they exist.
+ *   ORIGINATOR_ID, else the peer itself. Also the LoadBalancer routes the
+ *   announcing node is eligible for (`NodeOwner.lb`, MetalLB's BGP mode,
+ *   edge/bgp-advertiser.ts): they lie outside the pools, and are accepted
+ *   from their owner only. A node never installs such a route in its table
+ *   (kube-proxy serves LB addresses on every node, as Calico's kernel filter
+ *   keeps service addresses out) and never passes one learned from another
+ *   node on to an external peer: every eligible node announces for itself.
  * - From an external BGPPeer: nothing inside an IP pool (those are the
  *   cluster's own routes: a router must not take them over); anything else as
  *   the peer's BGPFilters (spec.filters, in order) say: the first matching
@@ -38,6 +42,8 @@ export interface NodeOwner {
   name: string;
   ip: string;
   blocks: string[];
+  /** The LoadBalancer routes (prefixes) the node announces. */
+  lb?: string[];
 }
 
 /** Who a peer is, for filtering. */
@@ -48,6 +54,11 @@ export interface FilterContext {
   pools: string[];
   /** Nodes by IP (their router id and session address). */
   nodes: Map<string, NodeOwner>;
+}
+
+/** Every LoadBalancer route some node announces. */
+export function lbPrefixes(ctx: FilterContext): Set<string> {
+  return new Set([...ctx.nodes.values()].flatMap((n) => n.lb ?? []));
 }
 
 const DEFAULT_ROUTE = '0.0.0.0/0';
@@ -128,6 +139,9 @@ export function importVerdict(ctx: FilterContext, peer: PeerKind, prefix: string
     return byFilters(peer.filters, 'importV4', prefix, `BGPPeer ${peer.name}`);
   }
   if (prefixEqual(prefix, DEFAULT_ROUTE)) return { accept: false, rule: 'default route: never from a node' };
+  const lbOwner = ctx.nodes.get(announcer);
+  const lb = lbOwner?.lb?.find((p) => prefixEqual(p, prefix));
+  if (lb) return { accept: true, rule: `${lbOwner!.name}'s LoadBalancer route ${lb}` };
   const pool = ctx.pools.find((p) => prefixWithin(prefix, p));
   if (!pool) return { accept: false, rule: `outside the IP pools (${ctx.pools.join(', ')})` };
   const owner = ctx.nodes.get(announcer);
@@ -137,22 +151,27 @@ export function importVerdict(ctx: FilterContext, peer: PeerKind, prefix: string
   return { accept: true, rule: `${owner.name}'s block ${block}` };
 }
 
-/** The export decision for `prefix` towards an external peer (node peers: undefined, no filter). */
-export function exportVerdict(peer: PeerKind, prefix: string): FilterVerdict | undefined {
+/**
+ * The export decision for `prefix` towards an external peer (node peers:
+ * undefined, no filter). `lb`: the prefix is a LoadBalancer route, and
+ * whether this node originates it.
+ */
+export function exportVerdict(peer: PeerKind, prefix: string, lb?: { local: boolean }): FilterVerdict | undefined {
   if (peer.kind !== 'external') return undefined;
+  if (lb && !lb.local) return { accept: false, rule: 'LoadBalancer route of another node: each eligible node announces its own' };
   if (!peer.filters.length) return undefined; // Calico exports the pools' blocks to external peers by default
   return byFilters(peer.filters, 'exportV4', prefix, `BGPPeer ${peer.name}`);
 }
 
-/** The node owners of a cluster: each BGP node's address and its blocks (spec.podCIDRs, else spec.podCIDR). */
+/** The node owners of a cluster: each BGP node's address, its blocks (spec.podCIDRs, else spec.podCIDR) and LoadBalancer routes. */
 export function nodeOwners(input: BgpInputs): Map<string, NodeOwner> {
   const out = new Map<string, NodeOwner>();
   for (const n of input.nodes) {
     const ip = n.metadata.annotations?.[CALICO_IPV4_ADDRESS]?.split('/')[0];
     if (!ip) continue;
     const blocks = n.spec?.podCIDRs?.length ? n.spec.podCIDRs : n.spec?.podCIDR ? [n.spec.podCIDR] : [];
-    // Seam: a node's LoadBalancer /32s join its blocks here once nodes announce them.
-    out.set(ip, { name: n.metadata.name, ip, blocks });
+    const lb = input.lb?.get(n.metadata.name);
+    out.set(ip, { name: n.metadata.name, ip, blocks, ...(lb?.length ? { lb } : {}) });
   }
   return out;
 }

@@ -31,6 +31,8 @@ export interface BgpInputs {
   filters?: BgpFilter[];
   /** The IPPools (their ipipMode shapes learned routes on the ipip backend). */
   pools?: IpPool[];
+  /** The LoadBalancer routes each node announces, by node name (MetalLB's BGP mode; absent: none). */
+  lb?: Map<string, string[]>;
 }
 
 export interface DesiredPeer {
