@@ -9,6 +9,8 @@
  *   between two processes.
  * - TCP: cross-node pod-to-pod throughput and connection cost versus raw Node TCP (bench/tcp.ts).
  * - BGP: convergence at 10 and 30 nodes, full mesh versus route reflectors (bench/bgp.ts).
+ * - The data plane during control-plane work: the worst pod ping round trip while
+ *   kube-proxy syncs 10,000 Services in the same event loop (bench/sync-stall.ts).
  * - Capture: the data path's rate with capture support idle versus the same
  *   path with the hooks removed, and while capturing (bench/capture.ts).
  * - The raw-frame wire (root): bgp pod echo over raw frames versus the UDP wire (bench/netns-wire.ts).
@@ -31,6 +33,7 @@ import { benchBackends } from './backends.ts';
 import { benchCapture } from './capture.ts';
 import { benchTcp } from './tcp.ts';
 import { benchServices } from './services.ts';
+import { benchSyncStall } from './sync-stall.ts';
 import { benchNetnsWire } from './netns-wire.ts';
 import { benchScale } from './scale.ts';
 import { benchStore } from './store.ts';
@@ -155,6 +158,7 @@ async function main(): Promise<void> {
   measures.push(...(await benchBgp()));
   measures.push(...(await benchTcp()));
   measures.push(...benchServices());
+  measures.push(...(await benchSyncStall()));
   measures.push(...(await benchNetnsWire()));
   measures.push(...benchStore());
   report(measures);

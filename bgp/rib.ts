@@ -105,8 +105,8 @@ export interface PolicyVerdict {
 export interface RibPolicy {
   /** Decides a received path; undefined = accept. */
   import?(peer: Readonly<RibPeer>, prefix: string, attributes: PathAttributes): PolicyVerdict | undefined;
-  /** Decides whether `prefix` may go to `peer`; undefined = accept. */
-  export?(peer: Readonly<RibPeer>, prefix: string): PolicyVerdict | undefined;
+  /** Decides whether `prefix` (its best path `best`) may go to `peer`; undefined = accept. */
+  export?(peer: Readonly<RibPeer>, prefix: string, best: Readonly<RoutePath>): PolicyVerdict | undefined;
 }
 
 /** What the RIB needs to know about a peer (the speaker fills it once the session is up). */
@@ -454,7 +454,7 @@ export class Rib {
   exportAttributes(best: RoutePath, peer: RibPeer): PathAttributes | undefined {
     const src = best.peer;
     if (src && src.address === peer.address) return undefined;
-    const verdict = this.policy.export?.(peer, best.prefix);
+    const verdict = this.policy.export?.(peer, best.prefix, best);
     if (verdict && !verdict.accept) return undefined;
     const a = best.attributes;
     const comms = a.communities ?? [];

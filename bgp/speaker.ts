@@ -62,7 +62,9 @@ import { SeededRng } from '../common/rng.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import {
   AS_TRANS,
+  ATTR_LARGE_COMMUNITY,
   CEASE_PEER_DECONFIGURED,
+  type LargeCommunity,
   type Announcement,
   type BgpError,
   type BgpMessage,
@@ -79,7 +81,9 @@ import {
   flattenAsPath,
   isBgpError,
   isEndOfRib,
+  largeCommunityAttribute,
   normalizePrefix,
+  parseLargeCommunities,
   packUpdates,
   serializeBgpMessage,
   toTwoOctetPath,
@@ -145,6 +149,8 @@ export interface AnnounceOptions {
   med?: number;
   /** RFC 1997 communities as u32 (e.g. (65000 << 16) | 100, or COMMUNITY_NO_EXPORT). */
   communities?: number[];
+  /** RFC 8092 large communities. */
+  largeCommunities?: LargeCommunity[];
 }
 
 /** What `route-add` tells the agent: install `<prefix> via <nextHop> proto bird`. */
@@ -234,6 +240,8 @@ export interface RoutePathSummary {
   localPref?: number;
   med?: number;
   communities: number[];
+  /** RFC 8092 large communities (from the raw LARGE_COMMUNITY attribute). */
+  largeCommunities: LargeCommunity[];
   originatorId?: string;
   clusterList: string[];
 }
@@ -450,6 +458,7 @@ export class BgpSpeaker extends EventEmitter<BgpSpeakerEvents> {
     if (o.localPref !== undefined) a.localPref = o.localPref;
     if (o.med !== undefined) a.med = o.med;
     if (o.communities?.length) a.communities = [...o.communities];
+    if (o.largeCommunities?.length) a.other = [largeCommunityAttribute(o.largeCommunities)];
     this.propagate(this.rib.originate(prefix, a));
   }
 
@@ -521,6 +530,7 @@ export class BgpSpeaker extends EventEmitter<BgpSpeakerEvents> {
         localPref: path.attributes.localPref,
         med: path.attributes.med,
         communities: path.attributes.communities ?? [],
+        largeCommunities: parseLargeCommunities(path.attributes.other?.find((o) => o.type === ATTR_LARGE_COMMUNITY)?.value ?? Buffer.alloc(0)) ?? [],
         originatorId: path.attributes.originatorId,
         clusterList: path.attributes.clusterList ?? [],
       })),

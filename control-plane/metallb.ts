@@ -8,7 +8,8 @@
  * - L2Advertisement: `spec.ipAddressPools` (none: every pool),
  *   `spec.nodeSelectors` (matchLabels only);
  * - BGPAdvertisement: the same selection plus `spec.localPref`,
- *   `spec.communities` (`65000:100`), `spec.aggregationLength` (32).
+ *   `spec.communities` (`65000:100`, large `large:65000:1:2`),
+ *   `spec.aggregationLength` (32).
  *
  * All three are namespaced (MetalLB reads them in `metallb-system`); podlab
  * reads them in every namespace.
@@ -136,8 +137,10 @@ function validateAdvertisement(bgp: boolean): (obj: KubeObject) => FieldError[] 
       if (!strList(spec.communities)) errs.push({ field: 'spec.communities', type: 'FieldValueInvalid', value: spec.communities, detail: 'must be a list of communities' });
       else
         (spec.communities).forEach((c, i) => {
-          const m = /^(\d+):(\d+)$/.exec(c);
-          if (!m || Number(m[1]) > 65535 || Number(m[2]) > 65535) errs.push({ field: `spec.communities[${i}]`, type: 'FieldValueInvalid', value: c, detail: 'must be a standard community (ASN:value, 16 bits each)' });
+          const m = /^(\d{1,5}):(\d{1,5})$/.exec(c);
+          const l = /^large:(\d{1,10}):(\d{1,10}):(\d{1,10})$/.exec(c);
+          const ok = m ? Number(m[1]) <= 0xffff && Number(m[2]) <= 0xffff : !!l && l.slice(1).every((n) => Number(n) <= 0xffffffff);
+          if (!ok) errs.push({ field: `spec.communities[${i}]`, type: 'FieldValueInvalid', value: c, detail: 'must be a standard community (ASN:value, 16 bits each) or a large one (large:A:B:C, 32 bits each)' });
         });
     }
     const al = spec.aggregationLength;

@@ -19,9 +19,12 @@
  * gratuitous ARP: the first bind wins, and a dead owner's sockets die with it.
  */
 import type { ApiClient } from '../control-plane/client.ts';
-import { advertisesFromNode, advertisesPool, METALLB_NAMESPACE, poolContains, type Advertisement, type IpAddressPool } from '../control-plane/metallb.ts';
+import { METALLB_NAMESPACE, type Advertisement, type IpAddressPool } from '../control-plane/metallb.ts';
+import { eligibleAddresses, type Announcement } from './lb-eligibility.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { LeaseElector, type ElectionTiming } from './lease-election.ts';
+
+export type { AnnouncedPort, Announcement } from './lb-eligibility.ts';
 
 /**
  * podlab's L2 election timing: a 5 s lease, tried (and renewed) every 1 s.
@@ -33,37 +36,12 @@ export const L2_TIMING: ElectionTiming = { leaseDurationMs: 5000, retryPeriodMs:
 /** The documented failover bound that follows from {@link L2_TIMING}. */
 export const L2_FAILOVER_MS = L2_TIMING.leaseDurationMs + 2 * L2_TIMING.retryPeriodMs;
 
-/** One port of an announced Service. */
-export interface AnnouncedPort {
-  port: number;
-  protocol: 'tcp' | 'udp';
-  nodePort?: number;
-}
-
-/** One address this node may announce, with what it serves. */
-export interface Announcement {
-  ip: string;
-  /** `ns/name` of the Service. */
-  service: string;
-  clusterIP: string;
-  ports: AnnouncedPort[];
-  /** externalTrafficPolicy: Local (the real client address is carried in). */
-  local: boolean;
-  /** The pool that holds the address. */
-  pool: string;
-}
-
 /** The Lease name for an address. */
 export function leaseNameFor(ip: string): string {
   return `l2-${ip.replaceAll('.', '-')}`;
 }
 
-interface SliceLite {
-  metadata: KubeObject['metadata'];
-  endpoints?: { nodeName?: string; conditions?: { ready?: boolean } }[];
-}
-
-/** The addresses this node stands for, from the watched objects (pure). */
+/** The addresses this node stands for in layer 2, from the watched objects (pure). */
 export function l2Candidates(
   node: string,
   nodeLabels: Record<string, string>,
@@ -72,30 +50,7 @@ export function l2Candidates(
   pools: readonly IpAddressPool[],
   advertisements: readonly Advertisement[],
 ): Announcement[] {
-  const out: Announcement[] = [];
-  for (const svc of services) {
-    const spec = (svc.spec ?? {}) as { type?: string; clusterIP?: string; externalTrafficPolicy?: string; ports?: { port: number; protocol?: string; nodePort?: number }[] };
-    if (spec.type !== 'LoadBalancer') continue;
-    const ns = svc.metadata.namespace ?? 'default';
-    const key = `${ns}/${svc.metadata.name}`;
-    const local = spec.externalTrafficPolicy === 'Local';
-    if (local) {
-      const mine = (slices as readonly unknown[] as readonly SliceLite[]).some(
-        (s) => s.metadata.namespace === ns && s.metadata.labels?.['kubernetes.io/service-name'] === svc.metadata.name && (s.endpoints ?? []).some((e) => e.nodeName === node && e.conditions?.ready !== false),
-      );
-      if (!mine) continue;
-    }
-    const ingress = ((svc.status as { loadBalancer?: { ingress?: { ip?: string }[] } } | undefined)?.loadBalancer?.ingress ?? []).map((i) => i.ip).filter((ip): ip is string => !!ip);
-    for (const ip of ingress) {
-      const pool = pools.find((p) => poolContains(p.spec ?? { addresses: [] }, ip));
-      if (!pool) continue;
-      const advertised = advertisements.some((a) => advertisesPool(a.spec, pool.metadata.name) && advertisesFromNode(a.spec, nodeLabels));
-      if (!advertised) continue;
-      const ports = (spec.ports ?? []).map((p) => ({ port: p.port, protocol: (p.protocol ?? 'TCP').toLowerCase() === 'udp' ? ('udp' as const) : ('tcp' as const), ...(p.nodePort ? { nodePort: p.nodePort } : {}) }));
-      out.push({ ip, service: key, clusterIP: spec.clusterIP ?? '', ports, local, pool: pool.metadata.name });
-    }
-  }
-  return out.sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
+  return eligibleAddresses(node, nodeLabels, services, slices, pools, advertisements).map((e) => e.announcement);
 }
 
 /** What owning an address does; `close` gives it up. */

@@ -68,7 +68,11 @@ export class PodNet {
     this.lo.ns = ns;
     this.stack = new IpStack(`pod ${this.key}`, { clock: opts.clock, forwarding: false, idSeed: seedFrom(opts.seed, `ipid:${opts.uid}`), traceNs: ns, tracer: opts.tracer });
     this.stack.addInterface(this.lo, { arp: false });
-    this.stack.addAddress('lo', '127.0.0.1', 8);
+    // Linux makes all of 127/8 local with a local-table route; podlab's stack answers 127.0.0.1 only, and a
+    // link route for the rest would send a reply to a real client carried in from the host's loopback
+    // (externalTrafficPolicy: Local, node-agent/kube-proxy.ts) into lo, where it dies. Without it the reply
+    // takes the default route back to the node, whose conntrack returns it to the client.
+    this.stack.addAddress('lo', '127.0.0.1', 8, { noPrefixRoute: true });
     this.stack.addInterface(this.eth0, { arp: true });
     const prefixLen = Number(opts.podCIDR.split('/')[1]);
     this.stack.addAddress('eth0', opts.ip, prefixLen);

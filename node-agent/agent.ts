@@ -44,6 +44,7 @@ import { EMPTY_STDIN } from './stdin-queue.ts';
 import { NodeCore } from './node-core.ts';
 import { EmulatedRuntime } from './emulated-runtime.ts';
 import { L2Speaker, L2_TIMING, l2Candidates } from '../edge/l2-speaker.ts';
+import { bgpLbRoutes, type LbRoute } from '../edge/bgp-advertiser.ts';
 import type { Advertisement, IpAddressPool } from '../control-plane/metallb.ts';
 
 export interface AgentOptions {
@@ -111,6 +112,9 @@ export class NodeAgent {
   private sliceInformer?: Informer;
   private poolInformer?: Informer<IpAddressPool>;
   private l2AdvInformer?: Informer<Advertisement>;
+  private bgpAdvInformer?: Informer<Advertisement>;
+  /** The LoadBalancer routes this node announces in BGP mode, as last computed. */
+  private bgpLb: LbRoute[] = [];
   private speaker?: L2Speaker;
   private execCount = 0;
 
@@ -278,6 +282,35 @@ export class NodeAgent {
     await Promise.all([this.poolInformer.start(), this.l2AdvInformer.start()]);
     again();
     speaker.start();
+    if (this.core.bgp) await this.startBgpAdvertiser();
+  }
+
+  /**
+   * MetalLB's speaker role in BGP mode, through the node's own BGP speaker:
+   * the routes every node announces (its own for the speaker, everyone's for
+   * the node peers' filters), recomputed as Services, endpoints, pools,
+   * BGPAdvertisements and Node labels change.
+   */
+  private async startBgpAdvertiser(): Promise<void> {
+    this.bgpAdvInformer = new Informer<Advertisement>(this.core.api, 'bgpadvertisements');
+    const again = () => {
+      const services = this.serviceInformer!.list();
+      const slices = this.sliceInformer!.list();
+      const pools = this.poolInformer!.list();
+      const advs = this.bgpAdvInformer!.list();
+      const byNode = new Map<string, string[]>();
+      let own = bgpLbRoutes(this.name, {}, services, slices, pools, advs);
+      for (const n of this.core.nodeInformer?.list() ?? []) {
+        const routes = bgpLbRoutes(n.metadata.name, n.metadata.labels ?? {}, services, slices, pools, advs);
+        if (n.metadata.name === this.name) own = routes;
+        if (routes.length) byNode.set(n.metadata.name, routes.map((r) => r.prefix));
+      }
+      this.bgpLb = own;
+      this.core.setLoadBalancerRoutes(own, byNode);
+    };
+    for (const inf of [this.serviceInformer!, this.sliceInformer!, this.poolInformer!, this.bgpAdvInformer, this.core.nodeInformer!] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
+    await this.bgpAdvInformer.start();
+    again();
   }
 
   /** calico-node's policy role: NetworkPolicies, pods and namespaces into the node's policy hooks. */
@@ -310,7 +343,8 @@ export class NodeAgent {
     if (kp !== undefined) return kp;
     if (tool === 'lb') {
       const clients = this.kubeProxy?.clients.view() ?? '';
-      return (this.speaker?.view() ?? 'no speaker\n') + (clients ? `outside clients (real -> inside):\n${clients}\n` : '');
+      const bgp = this.bgpLb.map((r) => `${r.prefix}\t${r.services.join(',')}\tbgp\tannouncing${r.localPref !== undefined ? ` local-pref ${r.localPref}` : ''}\n`).join('');
+      return (this.speaker?.view() ?? 'no speaker\n') + bgp + (clients ? `outside clients (real -> inside):\n${clients}\n` : '');
     }
     const view = bgpView(argv, this.core.bgp, { node: this.name, backend: this.backend.name });
     if (view && 'error' in view) throw new ControlError(view.error);
@@ -517,6 +551,7 @@ export class NodeAgent {
     void this.sliceInformer?.stop();
     void this.poolInformer?.stop();
     void this.l2AdvInformer?.stop();
+    void this.bgpAdvInformer?.stop();
     await this.speaker?.stop();
     this.kubeProxy?.close();
     this.policy?.stop();

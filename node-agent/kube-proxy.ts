@@ -34,12 +34,12 @@ import { Cidr } from '../packet/cidr.ts';
 const log = createLogger('podlab:kube-proxy');
 
 /**
- * The source address of a client outside the cluster, for connections carried
- * in from a real NodePort or LoadBalancer socket (TEST-NET-3, RFC 5737). It
- * exists only inside the lab, on the node's lo, so that the rules see an
- * external client (not the node itself) and a backend behind
- * externalTrafficPolicy Local sees a client address it can answer, as on a
- * real node. See {@link ExternalClients} for how real addresses map to it.
+ * The source address of a client outside the cluster whose own address cannot
+ * be carried in (TEST-NET-3, RFC 5737), for connections from a real NodePort
+ * or LoadBalancer socket. It exists only inside the lab, on the node's lo, so
+ * that the rules see an external client (not the node itself) and a backend
+ * behind externalTrafficPolicy Local sees a client address it can answer, as
+ * on a real node. See {@link ExternalClients} for how real addresses map to it.
  */
 export const EXTERNAL_CLIENT = '203.0.113.1';
 /** How many distinct outside clients get their own inside address. */
@@ -47,13 +47,18 @@ const MAX_EXTERNAL_CLIENTS = 250;
 
 /**
  * The inside address of a real client. A client address that can exist in
- * the lab (outside 127.0.0.0/8, not a node's, not a pod's) is carried in as
- * it is, so a backend behind externalTrafficPolicy: Local sees the real
- * client. A host client on loopback (every client of a local lab) cannot: a
- * pod's own lo owns 127.0.0.0/8, so it could never answer it. Each distinct
- * such client gets its own TEST-NET-3 stand-in instead, in order of arrival
- * (127.0.0.1, curl's default source, is 203.0.113.1): distinct clients stay
- * distinct, and `podlab node N lb` lists the mapping.
+ * the lab (not a node's or the underlay's, not a pod's) is carried in as it
+ * is: the node holds it on its lo (so the emulated connection to the Service
+ * starts from it and the reply, un-DNATed by conntrack, is delivered back to
+ * the node's socket), and a backend behind externalTrafficPolicy: Local sees
+ * the real client, as kube-proxy promises (Cluster masquerades it to the
+ * node, as kube-proxy does). That includes a host client on loopback outside
+ * the lab's underlay (`curl --interface 127.0.9.9`): a pod answers 127.x
+ * other than its own 127.0.0.1 through its default route (netstack/pod-net.ts).
+ * Two kinds cannot be carried and get a TEST-NET-3 stand-in each, in order
+ * of arrival: 127.0.0.1 (curl's default source; every pod's own loopback
+ * address, so a pod would answer itself) is 203.0.113.1; an address inside
+ * the underlay would shadow a node's. `podlab node N lb` lists the mapping.
  */
 export class ExternalClients {
   private readonly standIns = new Map<string, string>();
@@ -70,12 +75,13 @@ export class ExternalClients {
   inside(real: string | undefined): string {
     const ip = real?.startsWith('::ffff:') ? real.slice(7) : real;
     if (!ip || !isValidIpv4(ip)) return EXTERNAL_CLIENT;
-    if (!ip.startsWith('127.') && this.foreign(ip)) {
-      if (this.carried.has(ip) || this.stack.isLocal(ip)) return this.carried.has(ip) ? ip : EXTERNAL_CLIENT;
-      if (this.carried.size >= MAX_EXTERNAL_CLIENTS) return EXTERNAL_CLIENT;
-      this.stack.addAddress('lo', ip, 32);
-      this.carried.add(ip);
-      return ip;
+    if (ip !== '127.0.0.1' && this.foreign(ip)) {
+      if (this.carried.has(ip)) return ip;
+      if (!this.stack.isLocal(ip) && this.carried.size < MAX_EXTERNAL_CLIENTS) {
+        this.stack.addAddress('lo', ip, 32);
+        this.carried.add(ip);
+        return ip;
+      }
     }
     let s = this.standIns.get(ip);
     if (s) return s;

@@ -21,12 +21,12 @@ import { Informer } from '../control-plane/informer.ts';
 import { renewNodeLease } from '../control-plane/node-lease.ts';
 import { postEvent } from '../control-plane/event-client.ts';
 import type { BgpConfiguration, BgpFilter, BgpPeer, IpPool } from '../control-plane/calico.ts';
-import type { IpAddressPool } from '../control-plane/metallb.ts';
 import type { Node, NodeAddress, Pod } from '../control-plane/types.ts';
 import { Cidr } from '../packet/cidr.ts';
 import type { Lease, NetworkBackend } from '../backends/backend.ts';
 import { leaseFromNode } from '../backends/registry.ts';
 import type { BgpRouting } from '../backends/bgp/bgp-backend.ts';
+import type { LbRoute } from '../edge/bgp-advertiser.ts';
 import { HostLocalIpam, IpamError } from './ipam.ts';
 import { runningPodStatus, sandboxFailedPodStatus } from './pod-status.ts';
 import type { NodeRuntime } from './runtime.ts';
@@ -66,7 +66,6 @@ export class NodeCore {
   private bgpPeerInformer?: Informer<BgpPeer>;
   private bgpFilterInformer?: Informer<BgpFilter>;
   private ipPoolInformer?: Informer<IpPool>;
-  private lbPoolInformer?: Informer<IpAddressPool>;
   private ipam!: HostLocalIpam;
   private readonly programmed = new Map<string, Lease>();
   /** Pods whose sandbox could not get an address (`namespace/name` → uid and the CNI error), retried when one frees. */
@@ -74,6 +73,10 @@ export class NodeCore {
   /** Plans and pod changes are applied one at a time, in order, so IPAM never races. */
   private queue: Promise<void> = Promise.resolve();
   private bgpQueue: Promise<void> = Promise.resolve();
+  /** LoadBalancer routes (MetalLB's BGP mode): what each node announces, by node name; this node's own. */
+  private lbByNode = new Map<string, string[]>();
+  private lbOwn: readonly LbRoute[] = [];
+  private lbKey = '';
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
   private readonly log;
@@ -212,17 +215,16 @@ export class NodeCore {
 
   // ------------------------------------------------------------ BGP (calico-node)
 
-  /** calico-node's role: the node's speaker fed by Nodes, the BGPConfiguration, BGPPeers, BGPFilters, IPPools and MetalLB's IPAddressPools. */
+  /** calico-node's role: the node's speaker fed by Nodes, the BGPConfiguration, BGPPeers, BGPFilters and IPPools. */
   private async startBgp(): Promise<void> {
     this.bgp = this.runtime.bgpRouting(this.podCIDR);
     this.bgpConfigInformer = new Informer<BgpConfiguration>(this.api, 'bgpconfigurations');
     this.bgpPeerInformer = new Informer<BgpPeer>(this.api, 'bgppeers');
     this.bgpFilterInformer = new Informer<BgpFilter>(this.api, 'bgpfilters');
     this.ipPoolInformer = new Informer<IpPool>(this.api, 'ippools');
-    this.lbPoolInformer = new Informer<IpAddressPool>(this.api, 'ipaddresspools');
     const again = () => this.reconcileBgp();
-    for (const inf of [this.bgpConfigInformer, this.bgpPeerInformer, this.bgpFilterInformer, this.ipPoolInformer, this.lbPoolInformer, this.nodeInformer!] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
-    await Promise.all([this.bgpConfigInformer.start(), this.bgpPeerInformer.start(), this.bgpFilterInformer.start(), this.ipPoolInformer.start(), this.lbPoolInformer.start()]);
+    for (const inf of [this.bgpConfigInformer, this.bgpPeerInformer, this.bgpFilterInformer, this.ipPoolInformer, this.nodeInformer!] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
+    await Promise.all([this.bgpConfigInformer.start(), this.bgpPeerInformer.start(), this.bgpFilterInformer.start(), this.ipPoolInformer.start()]);
     if (this.o.resyncMs) this.timers.push(setInterval(again, this.o.resyncMs));
     this.reconcileBgp();
     await this.bgpQueue;
@@ -231,10 +233,26 @@ export class NodeCore {
   /** Reconciles BGP peers, one run at a time, in order. */
   reconcileBgp(): void {
     const bgp = this.bgp;
-    if (!bgp || this.stopped) return;
+    if (!bgp || this.stopped || !this.bgpConfigInformer) return;
     this.bgpQueue = this.bgpQueue
-      .then(() => bgp.reconcile({ nodes: this.nodeInformer!.list(), config: this.bgpConfigInformer!.list().find((c) => c.metadata.name === 'default'), peers: this.bgpPeerInformer!.list(), filters: this.bgpFilterInformer!.list(), pools: this.ipPoolInformer!.list(), lbPools: this.lbPoolInformer!.list() }))
+      .then(async () => {
+        await bgp.reconcile({ nodes: this.nodeInformer!.list(), config: this.bgpConfigInformer!.list().find((c) => c.metadata.name === 'default'), peers: this.bgpPeerInformer!.list(), filters: this.bgpFilterInformer!.list(), pools: this.ipPoolInformer!.list(), lb: this.lbByNode });
+        bgp.advertise?.(this.lbOwn);
+      })
       .catch((e) => this.log.error('bgp reconcile failed', { node: this.name, error: String(e) }));
+  }
+
+  /**
+   * MetalLB's BGP mode: the LoadBalancer routes this node announces and what
+   * every node announces (the node peers' filters accept each node's own).
+   */
+  setLoadBalancerRoutes(own: readonly LbRoute[], byNode: Map<string, string[]>): void {
+    const key = JSON.stringify([own, [...byNode]]);
+    if (key === this.lbKey) return;
+    this.lbKey = key;
+    this.lbOwn = own;
+    this.lbByNode = byNode;
+    this.reconcileBgp();
   }
 
   // ------------------------------------------------------------ pods (kubelet + CNI)
@@ -348,7 +366,6 @@ export class NodeCore {
     void this.bgpPeerInformer?.stop();
     void this.bgpFilterInformer?.stop();
     void this.ipPoolInformer?.stop();
-    void this.lbPoolInformer?.stop();
     await this.queue.catch(() => {});
     await this.bgpQueue.catch(() => {});
     await this.bgp?.stop().catch(() => {});

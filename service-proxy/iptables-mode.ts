@@ -50,7 +50,7 @@ import {
   type TableData,
   type TableName,
 } from './iptables/rules.ts';
-import { buildModel, categorizeEndpoints, endpointHash, externallyAccessible, fingerprint, portProtoHash, type EndpointInfo, type ServicePortInfo } from './model.ts';
+import { ModelCache, categorizeEndpoints, endpointHash, externallyAccessible, fingerprint, portProtoHash, type EndpointInfo, type ServicePortInfo } from './model.ts';
 import { connectionKey, type BackendChoice, type Decision, type EngineOptions, type EngineViews, type ProxyPort, type ServicePacket, type ServiceProxyEngine } from './types.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 
@@ -95,6 +95,12 @@ interface EntryRules {
   filterRules: Rule[];
   natServiceRules: Rule[];
   natNodePortRules: Rule[];
+}
+
+function entryText(e: EntryRules): string {
+  let s = '';
+  for (const l of [e.natServiceRules, e.natNodePortRules, e.filterRules]) for (const r of l) s += `${r.chain} ${saveText(r)}\n`;
+  return s;
 }
 
 /** The chains one service port owns (KUBE-SVC/SVL/EXT/SEP) and their rules (objects, or only their save lines). */
@@ -370,7 +376,8 @@ function renderOwnChains<R extends { chain: string; owner?: unknown }>(
  * service changes, so a sync costs what changed, not what exists.
  */
 class ServiceBlock {
-  readonly entry: EntryRules;
+  /** Replaced by the previous block's when their texts are equal, so the shared chains need no reload. */
+  entry: EntryRules;
   private readonly pol: ServicePolicy;
   /** Own chains, kept while they are loaded in the walker. */
   own: OwnChains | undefined;
@@ -378,7 +385,8 @@ class ServiceBlock {
   private saved: { names: string[]; texts: string[] } | undefined;
 
   constructor(
-    readonly sp: ServicePortInfo,
+    /** The latest service port object with this fingerprint (an equal one replaces it without new rules). */
+    public sp: ServicePortInfo,
     readonly fp: string,
     private readonly cfg: RenderConfig,
   ) {
@@ -456,6 +464,9 @@ export class IptablesProxier implements ServiceProxyEngine {
   /** KUBE-SVC/SVL/EXT chain → its service's block: where a walk leaving a shared chain loads the service's own chains. */
   private readonly owners = new Map<string, ServiceBlock>();
   private largeClusterMode = false;
+  private readonly models: ModelCache;
+  /** Every block's entry rules, in the order the shared chains were last loaded with them. */
+  private loadedEntries: EntryRules[] | undefined;
   private top: { natHead: Rule[]; natTail: Rule[]; filterHead: Rule[]; filterTail: Rule[]; jumps: { filter: Rule[]; nat: Rule[] } } | undefined;
   private tablesCache: { nat: TableData; filter: TableData } | undefined;
   /** `iptables-save -t nat` without stamps, built on first request after a change. */
@@ -472,6 +483,7 @@ export class IptablesProxier implements ServiceProxyEngine {
       loopbackCidr: opts.loopbackCidr ?? '127.0.0.0/8',
       nodeIP: opts.nodeIP,
     };
+    this.models = new ModelCache(opts.nodeName);
     this.walker = new RuleWalker(opts.rng, opts.clock);
     this.walker.onMissingChain = (table, chain) => table === 'nat' && this.load(chain);
     for (const a of [opts.nodeIP, ...(opts.localAddresses ?? [])]) this.local.add(ipv4ToInt(a));
@@ -481,7 +493,7 @@ export class IptablesProxier implements ServiceProxyEngine {
 
   /** Rebuilds the rules from full Service/EndpointSlice lists; unchanged services keep their rules (a partial sync). */
   update(services: readonly KubeObject[], slices: readonly KubeObject[]): void {
-    this.apply(buildModel(services, slices, this.opts.nodeName));
+    this.apply(this.models.build(services, slices));
   }
 
   /** Loads the own chains of the service `chain` belongs to into the walker; false if no service owns it. */
@@ -523,21 +535,32 @@ export class IptablesProxier implements ServiceProxyEngine {
     const next = new Map<string, ServiceBlock>();
     for (const sp of model) {
       const key = `${sp.spn}|${sp.protocol}`;
-      const fp = fingerprint(sp);
       let block = this.blocks.get(key);
+      // The same service port object: nothing it depends on changed (ModelCache), no fingerprint to compare.
+      const fp = block?.sp === sp ? block.fp : fingerprint(sp);
       if (!block || block.fp !== fp) {
-        if (block) this.forget(block);
+        const old = block;
+        if (old) this.forget(old);
         block = new ServiceBlock(sp, fp, cfg);
+        // Most changes are endpoints: the service's own chains change, its KUBE-SERVICES/NODEPORTS/filter rules not.
+        if (old && entryText(old.entry) === entryText(block.entry)) block.entry = old.entry;
         const names = block.entryChains;
         for (const c of [names.svc, names.svl, names.ext, names.fw]) this.owners.set(c, block);
-      }
+      } else block.sp = sp;
       this.blocks.delete(key);
       next.set(key, block);
     }
     for (const gone of this.blocks.values()) this.forget(gone);
     this.blocks = next;
     this.top ??= this.topRules(cfg);
-    // Only the chains every service writes into are reloaded whole: KUBE-SERVICES, KUBE-NODEPORTS, filter.
+    this.tablesCache = undefined;
+    this.natSaveCache = undefined;
+    // The chains every service writes into (KUBE-SERVICES, KUBE-NODEPORTS, filter) are reloaded whole, and only
+    // when one of their rules changed: the same entry objects in the same order mean the same chains.
+    const entries = [...next.values()].map((b) => b.entry);
+    const loaded = this.loadedEntries;
+    if (loaded && entries.length === loaded.length && entries.every((e, i) => e === loaded[i])) return;
+    this.loadedEntries = entries;
     const natShared: Rule[] = [...this.top.jumps.nat, ...this.top.natHead];
     const filterShared: Rule[] = [...this.top.jumps.filter, ...this.top.filterHead];
     for (const b of next.values()) {
@@ -549,8 +572,6 @@ export class IptablesProxier implements ServiceProxyEngine {
     for (const r of this.top.filterTail) filterShared.push(r);
     this.walker.load('nat', natShared);
     this.walker.load('filter', filterShared);
-    this.tablesCache = undefined;
-    this.natSaveCache = undefined;
   }
 
   /** The rules that do not depend on services. */

@@ -27,7 +27,7 @@ import { ipv4ToInt } from '../packet/addr.ts';
 import { ipToUint, RuleWalker, type WalkPacket } from './iptables/evaluate.ts';
 import { addrMatch, formatIptablesRestore, formatIptablesSave, inAddr, rule, type AddrMatch, type Rule, type SaveFormatOptions, type TableData, type TableName } from './iptables/rules.ts';
 import { makeScheduler, type RealServer, type Scheduler } from './ipvs/schedulers.ts';
-import { buildModel, categorizeEndpoints, type EndpointInfo, type ServicePortInfo } from './model.ts';
+import { ModelCache, categorizeEndpoints, type EndpointInfo, type ServicePortInfo } from './model.ts';
 import { connectionKey, type BackendChoice, type Decision, type EngineOptions, type EngineViews, type IpvsSchedulerName, type L4Protocol, type ProxyPort, type ServicePacket, type ServiceProxyEngine } from './types.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 
@@ -120,6 +120,7 @@ export class IpvsProxier implements ServiceProxyEngine {
   private tables: { nat: TableData; filter: TableData } = { nat: emptyTable('nat'), filter: emptyTable('filter') };
   private readonly conns = new Map<string, Conn>();
   private readonly templates = new Map<string, Template>();
+  private readonly models: ModelCache;
   model: ServicePortInfo[] = [];
 
   constructor(opts: EngineOptions) {
@@ -129,6 +130,7 @@ export class IpvsProxier implements ServiceProxyEngine {
     this.clusterCidr = opts.clusterCidr ?? '10.244.0.0/16';
     this.loopback = addrMatch(opts.loopbackCidr ?? '127.0.0.0/8');
     this.walker = new RuleWalker(opts.rng, opts.clock);
+    this.models = new ModelCache(opts.nodeName);
     const addrs = [...new Set([opts.nodeIP, ...(opts.localAddresses ?? [])])];
     for (const a of addrs) this.local.add(ipv4ToInt(a));
     // NodePort virtual servers go on every node address except loopback ones (GetAllLocalAddressesExcept + isValidForSet).
@@ -137,7 +139,7 @@ export class IpvsProxier implements ServiceProxyEngine {
   }
 
   update(services: readonly KubeObject[], slices: readonly KubeObject[]): void {
-    this.apply(buildModel(services, slices, this.opts.nodeName));
+    this.apply(this.models.build(services, slices));
   }
 
   /** Syncs virtual servers, ipsets and glue rules from a model. */

@@ -292,6 +292,51 @@ export function categorizeEndpoints(sp: ServicePortInfo): CategorizedEndpoints {
   return { clusterEndpoints, localEndpoints, allReachableEndpoints, hasAnyEndpoints };
 }
 
+/**
+ * buildModel for a stream of full lists, as kube-proxy's ServiceChangeTracker
+ * and EndpointsChangeTracker spare it a rebuild: a Service whose object and
+ * EndpointSlice objects are the very ones of the last build (informer caches
+ * hand unchanged objects back as they were; a watch event replaces an object,
+ * never edits it) keeps its service ports, the same objects, so an engine sees
+ * them unchanged without comparing their contents. A sync then costs a pass
+ * that groups the slices, plus what changed.
+ */
+export class ModelCache {
+  private last = new Map<string, { svc: KubeObject; slices: KubeObject[]; ports: ServicePortInfo[] }>();
+
+  constructor(private readonly nodeName: string) {}
+
+  build(services: readonly KubeObject[], slices: readonly KubeObject[]): ServicePortInfo[] {
+    const bySvc = new Map<string, KubeObject[]>();
+    for (const slice of slices) {
+      const svcName = slice.metadata.labels?.['kubernetes.io/service-name'];
+      if (!svcName) continue;
+      const key = `${slice.metadata.namespace ?? 'default'}/${svcName}`;
+      const l = bySvc.get(key);
+      if (l) l.push(slice);
+      else bySvc.set(key, [slice]);
+    }
+    const next = new Map<string, { svc: KubeObject; slices: KubeObject[]; ports: ServicePortInfo[] }>();
+    const out: ServicePortInfo[] = [];
+    for (const svc of services) {
+      const key = `${svc.metadata.namespace ?? 'default'}/${svc.metadata.name}`;
+      const mine = bySvc.get(key) ?? [];
+      const was = this.last.get(key);
+      const ports = was && was.svc === svc && sameObjects(was.slices, mine) ? was.ports : buildModel([svc], mine, this.nodeName);
+      next.set(key, { svc, slices: mine, ports });
+      for (const sp of ports) out.push(sp);
+    }
+    this.last = next;
+    return out;
+  }
+}
+
+function sameObjects(a: readonly KubeObject[], b: readonly KubeObject[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** A cheap fingerprint of everything a service port's rules depend on (for partial syncs). */
 export function fingerprint(sp: ServicePortInfo): string {
   let s = `${sp.spn}|${sp.protocol}|${sp.clusterIP}|${sp.port}|${sp.nodePort}|${sp.loadBalancerIPs.join(',')}|${sp.loadBalancerSourceRanges.join(',')}|${sp.affinity ? sp.affinitySeconds : 0}|${sp.externalPolicyLocal ? 1 : 0}${sp.internalPolicyLocal ? 1 : 0}`;

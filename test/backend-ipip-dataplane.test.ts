@@ -5,34 +5,14 @@
  * node, and protocol-4 packets with a bad inner header are counted and dropped.
  */
 import test from 'ava';
-import { monotonicClock } from '../common/clock.ts';
-import { SeededRng } from '../common/rng.ts';
-import { NodeDataPlane } from '../node-agent/dataplane.ts';
-import { ping } from '../pod-tools/ping.ts';
-import type { PodNet } from '../netstack/pod-net.ts';
+import type { NodeDataPlane } from '../node-agent/dataplane.ts';
+import { addPod, makeNode as makeTestNode, runPing } from './helpers/dataplane.ts';
 import { formatIpRoute } from '../netstack/iproute2.ts';
 import { IPPROTO_IPIP } from '../packet/ipip.ts';
 
 const NET = '127.0.171.0/24';
 
-function makeNode(n: number): NodeDataPlane {
-  return new NodeDataPlane({
-    name: `node-${n}`,
-    ip: `127.0.171.${10 + n}`,
-    underlayCidr: NET,
-    podCIDR: `10.244.${n}.0/24`,
-    vtepMac: `02:00:00:00:00:0${n}`,
-    eth0Mac: `02:00:00:00:01:0${n}`,
-    clusterCidr: '10.244.0.0/16',
-    vxlanPort: 8472,
-    backend: 'ipip',
-    vni: 1,
-    seed: 42,
-    mtu: 1500,
-    clock: monotonicClock,
-    rng: new SeededRng(n),
-  });
-}
+const makeNode = (n: number) => makeTestNode(n, { net: NET, backend: 'ipip', fixedEth0Mac: true });
 
 /** What BGP would install: the peer's eth0 neighbour (the ARP-less wire) and its block through tunl0. */
 function mesh(nodes: NodeDataPlane[]): void {
@@ -45,13 +25,7 @@ function mesh(nodes: NodeDataPlane[]): void {
   }
 }
 
-async function runPing(pod: PodNet, argv: string[]): Promise<{ code: number; out: string }> {
-  let out = '';
-  const code = await ping({ pod, argv: ['ping', ...argv], stdout: (s) => (out += s), stderr: (s) => (out += s), signal: new AbortController().signal, clock: monotonicClock, rng: new SeededRng(9) });
-  return { code, out };
-}
-
-const pod = (dp: NodeDataPlane, name: string, ip: string) => dp.addPod({ namespace: 'default', name, uid: `uid-${name}`, ip });
+const pod = addPod;
 
 test.serial('pods ping through tunl0; MTU 1480; DF past the tunnel gets fragmentation-needed; bad inner packets are dropped', async (t) => {
   const n1 = makeNode(1);

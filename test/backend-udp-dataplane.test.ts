@@ -7,48 +7,15 @@
  */
 import test from 'ava';
 import dgram from 'node:dgram';
-import { monotonicClock } from '../common/clock.ts';
-import { SeededRng } from '../common/rng.ts';
-import { NodeDataPlane } from '../node-agent/dataplane.ts';
-import { ping } from '../pod-tools/ping.ts';
-import type { PodNet } from '../netstack/pod-net.ts';
+import type { NodeDataPlane } from '../node-agent/dataplane.ts';
 import { formatIpAddr, formatIpLink, formatIpRoute } from '../netstack/iproute2.ts';
-import type { Lease } from '../backends/plan.ts';
-import { planPeers } from '../backends/registry.ts';
+import { addPod, makeNode as makeTestNode, mesh as meshNodes, runPing } from './helpers/dataplane.ts';
 
 const NET = '127.0.172.0/24';
 
-function makeNode(n: number): NodeDataPlane {
-  return new NodeDataPlane({
-    name: `node-${n}`,
-    ip: `127.0.172.${10 + n}`,
-    underlayCidr: NET,
-    podCIDR: `10.244.${n}.0/24`,
-    vtepMac: `02:00:00:00:00:0${n}`,
-    clusterCidr: '10.244.0.0/16',
-    vxlanPort: 8472,
-    backend: 'udp',
-    vni: 1,
-    seed: 42,
-    mtu: 1500,
-    clock: monotonicClock,
-    rng: new SeededRng(n),
-  });
-}
-
-const lease = (dp: NodeDataPlane): Lease => ({ node: dp.opts.name, podCIDR: dp.opts.podCIDR, publicIp: dp.opts.ip, backend: 'udp' });
-
-function mesh(nodes: NodeDataPlane[]): void {
-  for (const me of nodes) for (const a of planPeers(nodes.map(lease), new Map(), { node: me.opts.name, vni: 1, backend: 'udp' })) me.applyPlan(a);
-}
-
-async function runPing(pod: PodNet, argv: string[]): Promise<{ code: number; out: string }> {
-  let out = '';
-  const code = await ping({ pod, argv: ['ping', ...argv], stdout: (s) => (out += s), stderr: (s) => (out += s), signal: new AbortController().signal, clock: monotonicClock, rng: new SeededRng(9) });
-  return { code, out };
-}
-
-const pod = (dp: NodeDataPlane, name: string, ip: string) => dp.addPod({ namespace: 'default', name, uid: `uid-${name}`, ip });
+const makeNode = (n: number) => makeTestNode(n, { net: NET, backend: 'udp' });
+const mesh = (nodes: NodeDataPlane[]) => meshNodes(nodes, 'udp');
+const pod = addPod;
 
 test.serial('flannel0 reads like flannel\'s TUN device; pods ping through flanneld; its copies are counted', async (t) => {
   const n1 = makeNode(1);

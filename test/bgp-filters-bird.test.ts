@@ -4,8 +4,7 @@
  * peers with a podlab speaker playing node-2 and with one playing a BGPPeer
  * intruder. BIRD must install and filter exactly the prefixes podlab's own
  * evaluation (backends/bgp/filters.ts) accepts and refuses, with a second
- * IPPool (10.245.0.0/16: neither node-2's block nor the intruder's) and a
- * MetalLB pool whose /32s node-2 may announce.
+ * IPPool (10.245.0.0/16: neither node-2's block nor the intruder's).
  *
  * Safety: the `protocol kernel` block is cut from the configuration, so
  * nothing reaches the kernel's tables; everything listens on loopback
@@ -32,12 +31,11 @@ const owners: NodeOwner[] = [
   { name: 'node-3', ip: '127.0.206.13', blocks: ['10.244.3.0/24'] },
   { name: 'knode-4', ip: KNODE, blocks: ['10.244.4.0/24'] },
 ];
-/** The default pool and a second IPPool; a MetalLB pool given as a range (its CIDRs as lbPoolCidrs makes them). */
+/** The default pool and a second IPPool. */
 const pools = ['10.244.0.0/16', '10.245.0.0/16'];
-const lbPools = [{ name: 'metallb-system/edge', cidrs: ['203.0.113.8/30'] }];
 const filter = { apiVersion: 'projectcalico.org/v3', kind: 'BGPFilter', metadata: { name: 'intruder-in' }, spec: { importV4: [{ action: 'Accept', matchOperator: 'In', cidr: '198.51.100.0/24' }, { action: 'Reject', matchOperator: 'In', cidr: '192.0.2.0/24' }] } } as BgpFilter;
 
-const fromNode2 = ['10.244.2.0/24', '10.244.2.128/25', '10.244.3.0/24', '192.0.2.0/24', '10.245.2.0/24', '203.0.113.9/32', '203.0.113.12/32'];
+const fromNode2 = ['10.244.2.0/24', '10.244.2.128/25', '10.244.3.0/24', '192.0.2.0/24', '10.245.2.0/24'];
 const fromIntruder = ['0.0.0.0/0', '10.244.2.0/25', '10.244.3.0/24', '198.51.100.0/24', '192.0.2.0/24', '203.0.113.0/24', '10.245.1.0/24'];
 
 test('a real BIRD with the kernel node filters accepts and refuses what podlab does', async (t) => {
@@ -47,7 +45,7 @@ test('a real BIRD with the kernel node filters accepts and refuses what podlab d
     { name: 'node-2', ip: NODE2, asn: 64512, port: PORT + 1 },
     { name: 'BGPPeer intruder', ip: INTRUDER, asn: 64512, port: PORT + 2, external: { name: 'intruder', filters: [filter] } },
   ];
-  const conf = birdConfig({ node: 'knode-4', routerId: KNODE, asn: 64512, podCIDR: '10.244.4.0/24', port: PORT, holdTime: 9, peers, pools, lbPools, owners });
+  const conf = birdConfig({ node: 'knode-4', routerId: KNODE, asn: 64512, podCIDR: '10.244.4.0/24', port: PORT, holdTime: 9, peers, pools, owners });
   // Loopback has no directly connected neighbours for BIRD: multihop instead of `direct` (the filters are under test).
   const safe = conf.replace(/protocol kernel \{[\s\S]*?\n\}\n/, '').replace('  direct;\n', '  multihop;\n');
   t.notRegex(safe, /protocol kernel/);
@@ -88,13 +86,13 @@ test('a real BIRD with the kernel node filters accepts and refuses what podlab d
     throw new Error(`${e}\nbirdc:\n${last}\nbird log:\n${birdLog}`);
   });
 
-  const ctx: FilterContext = { pools, lbPools, nodes: new Map(owners.map((o) => [o.ip, o])) };
+  const ctx: FilterContext = { pools, nodes: new Map(owners.map((o) => [o.ip, o])) };
   const expect = (kind: 'node' | 'external', ip: string, list: string[]) =>
     list.map((p) => ({ key: `${ip === NODE2 ? 'Mesh_127_0_206_12' : 'Mesh_127_0_206_9'} ${p}`, ok: importVerdict(ctx, kind === 'node' ? { kind } : { kind, name: 'intruder', filters: [filter] }, p, ip).accept }));
   const want = [...expect('node', NODE2, fromNode2), ...expect('external', INTRUDER, fromIntruder)];
   t.deepEqual(accepted, want.filter((w) => w.ok).map((w) => w.key).sort(), 'BIRD installs what podlab accepts');
   t.deepEqual(filtered, want.filter((w) => !w.ok).map((w) => w.key).sort(), 'BIRD filters what podlab refuses');
-  t.deepEqual(want.filter((w) => w.ok).map((w) => w.key).sort(), ['Mesh_127_0_206_12 10.244.2.0/24', 'Mesh_127_0_206_12 10.244.2.128/25', 'Mesh_127_0_206_12 203.0.113.9/32', 'Mesh_127_0_206_9 198.51.100.0/24', 'Mesh_127_0_206_9 203.0.113.0/24']);
+  t.deepEqual(want.filter((w) => w.ok).map((w) => w.key).sort(), ['Mesh_127_0_206_12 10.244.2.0/24', 'Mesh_127_0_206_12 10.244.2.128/25', 'Mesh_127_0_206_9 198.51.100.0/24', 'Mesh_127_0_206_9 203.0.113.0/24']);
   t.log(`BIRD accepted ${accepted.length}, filtered ${filtered.length}, as podlab's evaluation says`);
 });
 

@@ -12,10 +12,8 @@ import { ManualClock } from '../common/clock.ts';
 import { LogThrottle, type ThrottledLine } from '../common/log-throttle.ts';
 import { Rib, type RibPeer, type UpdateRepr } from '../bgp/index.ts';
 import { calicoPolicy } from '../backends/bgp/bgp-backend.ts';
-import { exportVerdict, importVerdict, ipPoolCidrs, lbPoolCidrs, nodeOwners, peerKinds, prefixWithin, rangeCidrs, ruleMatches, type FilterContext, type PeerKind } from '../backends/bgp/filters.ts';
-import { ipv4ToInt } from '../packet/addr.ts';
+import { exportVerdict, importVerdict, ipPoolCidrs, nodeOwners, peerKinds, prefixWithin, ruleMatches, type FilterContext, type PeerKind } from '../backends/bgp/filters.ts';
 import type { IpPool } from '../control-plane/calico.ts';
-import type { IpAddressPool } from '../control-plane/metallb.ts';
 import { desiredPeers } from '../backends/bgp/peers.ts';
 import type { BgpFilter, BgpPeer } from '../control-plane/calico.ts';
 import type { Node } from '../control-plane/types.ts';
@@ -52,7 +50,6 @@ test('node peers: only the announcing node own block inside the pools', (t) => {
 });
 
 const ipPool = (name: string, cidr: string): IpPool => ({ apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name }, spec: { cidr } }) as IpPool;
-const lbPool = (name: string, addresses: string[]): IpAddressPool => ({ apiVersion: 'metallb.io/v1beta1', kind: 'IPAddressPool', metadata: { name, namespace: 'metallb-system' }, spec: { addresses } }) as IpAddressPool;
 
 test('IP pools are the IPPool objects plus the cluster CIDR (the default pool) unless a pool covers it', (t) => {
   const base = { nodes: NODES, config: undefined, peers: [] };
@@ -62,36 +59,19 @@ test('IP pools are the IPPool objects plus the cluster CIDR (the default pool) u
   t.deepEqual(ipPoolCidrs({ ...base, pools: [ipPool('host-bits', '10.246.1.7/16')] }, []), ['10.246.0.0/16'], 'host bits masked as Calico does');
 });
 
-test('MetalLB pools as CIDRs: a first-last range is covered exactly', (t) => {
-  const r = (a: string, b: string) => rangeCidrs(ipv4ToInt(a), ipv4ToInt(b));
-  t.deepEqual(r('203.0.113.8', '203.0.113.11'), ['203.0.113.8/30']);
-  t.deepEqual(r('203.0.113.7', '203.0.113.17'), ['203.0.113.7/32', '203.0.113.8/29', '203.0.113.16/31']);
-  t.deepEqual(r('0.0.0.0', '255.255.255.255'), ['0.0.0.0/0']);
-  t.deepEqual(r('127.0.205.200', '127.0.205.200'), ['127.0.205.200/32']);
-  const pools = lbPoolCidrs({ nodes: [], config: undefined, peers: [], lbPools: [lbPool('web', ['198.51.100.10-198.51.100.13']), lbPool('default', ['127.0.205.200/29', 'junk'])] });
-  t.deepEqual(pools, [{ name: 'metallb-system/default', cidrs: ['127.0.205.200/29'] }, { name: 'metallb-system/web', cidrs: ['198.51.100.10/31', '198.51.100.12/31'] }]);
-});
-
-test('node peers: a second IPPool and MetalLB /32s', (t) => {
+test('node peers and external peers with a second IPPool', (t) => {
   const c: FilterContext = {
     pools: ipPoolCidrs({ nodes: NODES, config: undefined, peers: [], pools: [ipPool('second', '10.245.0.0/16')] }, ['10.244.0.0/16']),
-    lbPools: lbPoolCidrs({ nodes: [], config: undefined, peers: [], lbPools: [lbPool('default', ['127.0.205.200/29'])] }),
     nodes: nodeOwners({ nodes: [...NODES.slice(0, 2), { ...NODES[2], spec: { podCIDRs: ['10.244.3.0/24', '10.245.3.0/24'] } }], config: undefined, peers: [] }),
   };
   t.deepEqual(importVerdict(c, NODE, '10.245.3.0/24', '127.0.205.13'), { accept: true, rule: "node-3's block 10.245.3.0/24" }, 'a block in the second pool, owned');
   t.deepEqual(importVerdict(c, NODE, '10.245.3.0/24', '127.0.205.12'), { accept: false, rule: "not node-2's block (10.244.2.0/24)" }, 'the second pool, not owned');
   t.deepEqual(importVerdict(c, NODE, '10.246.0.0/24', '127.0.205.12'), { accept: false, rule: 'outside the IP pools (10.244.0.0/16, 10.245.0.0/16)' });
-  for (const from of ['127.0.205.11', '127.0.205.12']) {
-    t.deepEqual(importVerdict(c, NODE, '127.0.205.201/32', from), { accept: true, rule: 'LoadBalancer addresses of IPAddressPool metallb-system/default (127.0.205.200/29)' }, 'any node announces an LB address');
-  }
-  t.false(importVerdict(c, NODE, '127.0.205.208/32', '127.0.205.11').accept, 'just outside the LB pool');
-  t.false(importVerdict(c, NODE, '127.0.205.0/24', '127.0.205.11').accept, 'a prefix covering the LB pool is not inside it');
-  const overlap: FilterContext = { ...c, lbPools: [{ name: 'metallb-system/bad', cidrs: ['10.244.2.0/24'] }] };
-  t.deepEqual(importVerdict(overlap, NODE, '10.244.2.7/32', '127.0.205.11'), { accept: false, rule: "not node-1's block (10.244.1.0/24)" }, 'an LB pool overlapping a block grants nothing');
-  // External peers: the second pool is the cluster's too; an LB address is judged by the peer's filters.
+  // External peers: the second pool is the cluster's too.
   const all = ext(filter('any', { importV4: [] }));
   t.deepEqual(importVerdict(c, all, '10.245.9.0/24', '127.0.205.9'), { accept: false, rule: "inside IP pool 10.245.0.0/16: only nodes announce the cluster's addresses" });
   t.true(importVerdict(c, all, '10.246.9.0/24', '127.0.205.9').accept);
+  t.true(importVerdict({ ...c, pools: ['10.244.0.0/16'] }, all, '10.245.9.0/24', '127.0.205.9').accept, 'without the pool the filters decide');
 });
 
 test('external peers: nothing inside the pools, no default, only as BGPFilters allow', (t) => {

@@ -24,6 +24,7 @@ import {
   AS_TRANS,
   COMMUNITY_NO_EXPORT,
   buildOpen,
+  largeCommunityAttribute,
   serializeBgpMessage,
   serializeKeepalive,
   serializeNotification,
@@ -148,6 +149,27 @@ function buildCapture(): { pcap: Buffer; expects: { what: string; fields: Fields
   // malformed, so this capture keeps 0.0.0.0/0 alone in its UPDATE.
   c1.send(true, serializeUpdate({ withdrawn: [], attributes: { origin: 'igp', asPath: [], nextHop: A.ip, localPref: 100 }, nlri: ['0.0.0.0/0'] }), 'default route');
   expects.push({ what: 'default route', fields: { 'bgp.nlri_prefix': '0.0.0.0', 'bgp.prefix_length': '0' } });
+  // A LoadBalancer /32 as a BGPAdvertisement shapes it: localPref, a standard and two large communities (RFC 8092).
+  c1.send(
+    true,
+    serializeUpdate({ withdrawn: [], attributes: { origin: 'igp', asPath: [], nextHop: A.ip, localPref: 300, communities: [65000 * 65536 + 100], other: [largeCommunityAttribute([[64512, 7, 9], [65000, 1, 4294967295]])] }, nlri: ['198.51.100.10/32'] }),
+    'LoadBalancer /32',
+  );
+  expects.push({
+    what: 'LoadBalancer /32',
+    fields: {
+      'bgp.update.path_attribute.type_code': ['1', '2', '3', '5', '8', '32'],
+      'bgp.update.path_attribute.flags': ['0x40', '0x40', '0x40', '0x40', '0xc0', '0xc0'],
+      'bgp.update.path_attribute.local_pref': '300',
+      'bgp.update.path_attribute.community_as': '65000',
+      'bgp.update.path_attribute.community_value': '100',
+      'bgp.large_communities.ga': ['64512', '65000'],
+      'bgp.large_communities.ldp1': ['7', '1'],
+      'bgp.large_communities.ldp2': ['9', '4294967295'],
+      'bgp.nlri_prefix': '198.51.100.10',
+      'bgp.prefix_length': '32',
+    },
+  });
   c1.send(true, serializeRouteRefresh({ afi: 1, safi: 1, subtype: 0 }), 'ROUTE-REFRESH');
   expects.push({ what: 'ROUTE-REFRESH', fields: { 'bgp.type': '5', 'bgp.route_refresh.afi': '1', 'bgp.route_refresh.safi': '1' } });
   c1.send(true, serializeUpdate({ withdrawn: ['10.244.1.0/24', '10.96.0.0/12'], attributes: {}, nlri: [] }), 'withdraw-only UPDATE');
@@ -235,8 +257,8 @@ tsharkTest('tshark: zero malformed packets, no expert info of severity warning o
       'frame 1: Connection establish request (SYN): server port 1179',
       'frame 2: Connection establish acknowledge (SYN+ACK): server port 1179',
       'frame 5: Graceful Restart Capability supported in Helper mode only',
-      'frame 13: Connection establish request (SYN): server port 1179',
-      'frame 14: Connection establish acknowledge (SYN+ACK): server port 1179',
+      'frame 14: Connection establish request (SYN): server port 1179',
+      'frame 15: Connection establish acknowledge (SYN+ACK): server port 1179',
     ]);
     const summary = await run(['-r', file, ...COMMON, '-q', '-z', 'expert']);
     t.notRegex(summary, /^\s*(Errors|Warns)\s*\(/m, summary);

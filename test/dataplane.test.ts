@@ -7,56 +7,13 @@ import test from 'ava';
 import dgram from 'node:dgram';
 import { ManualClock, monotonicClock, type Clock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
-import type { Lease } from '../backends/plan.ts';
-import { planPeers } from '../backends/registry.ts';
-import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import { ping } from '../pod-tools/ping.ts';
-import type { PodNet } from '../netstack/pod-net.ts';
+import { addPod, makeNode as makeTestNode, mesh, runPing } from './helpers/dataplane.ts';
 
 const NET = '127.0.60.0/24';
 
-function makeNode(n: number, clock: Clock, port = 8472): NodeDataPlane {
-  return new NodeDataPlane({
-    name: `node-${n}`,
-    ip: `127.0.60.${10 + n}`,
-    underlayCidr: NET,
-    podCIDR: `10.244.${n}.0/24`,
-    vtepMac: `02:00:00:00:00:0${n}`,
-    clusterCidr: '10.244.0.0/16',
-    vxlanPort: port,
-    vni: 1,
-    seed: 42,
-    mtu: 1500,
-    clock,
-    rng: new SeededRng(n),
-  });
-}
-
-function lease(dp: NodeDataPlane): Lease {
-  return { node: dp.opts.name, podCIDR: dp.opts.podCIDR, publicIp: dp.opts.ip, vtepMac: dp.opts.vtepMac, vni: 1, backend: 'vxlan' };
-}
-
-function mesh(nodes: NodeDataPlane[]): void {
-  for (const me of nodes) {
-    for (const a of planPeers(nodes.map(lease), new Map(), { node: me.opts.name, vni: 1 })) me.applyPlan(a);
-  }
-}
-
-async function runPing(pod: PodNet, argv: string[], clock: Clock = monotonicClock): Promise<{ code: number; out: string }> {
-  let out = '';
-  const code = await ping({
-    pod,
-    argv: ['ping', ...argv],
-    stdout: (s) => (out += s),
-    stderr: (s) => (out += s),
-    signal: new AbortController().signal,
-    clock,
-    rng: new SeededRng(9),
-  });
-  return { code, out };
-}
-
-const pod = (dp: NodeDataPlane, name: string, ip: string) => dp.addPod({ namespace: 'default', name, uid: `uid-${name}`, ip });
+const makeNode = (n: number, clock: Clock, port = 8472) => makeTestNode(n, { net: NET, clock, vxlanPort: port });
+const pod = addPod;
 
 test.serial('pods ping on one node (bridge, TTL 64) and across nodes (VXLAN, TTL 62)', async (t) => {
   const n1 = makeNode(1, monotonicClock);

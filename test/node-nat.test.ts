@@ -6,20 +6,13 @@
  * the same node, br_netfilter), masquerade, REJECT with ICMP port unreachable.
  */
 import test from 'ava';
-import { monotonicClock } from '../common/clock.ts';
-import { SeededRng } from '../common/rng.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
-import type { Lease } from '../backends/plan.ts';
-import { planPeers } from '../backends/registry.ts';
-import { NodeDataPlane } from '../node-agent/dataplane.ts';
+import { makeNode as makeTestNode, mesh } from './helpers/dataplane.ts';
 import type { NatDecision, NatEngine } from '../netstack/netfilter/service-nat.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
 
 const NET = '127.0.61.0/24';
-function makeNode(n: number): NodeDataPlane {
-  return new NodeDataPlane({ name: `node-${n}`, ip: `127.0.61.${10 + n}`, underlayCidr: NET, podCIDR: `10.244.${n}.0/24`, vtepMac: `02:00:00:00:00:0${n}`, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, vni: 1, seed: 3, mtu: 1500, clock: monotonicClock, rng: new SeededRng(n) });
-}
-const lease = (dp: NodeDataPlane): Lease => ({ node: dp.opts.name, podCIDR: dp.opts.podCIDR, publicIp: dp.opts.ip, vtepMac: dp.opts.vtepMac, vni: 1, backend: 'vxlan' });
+const makeNode = (n: number) => makeTestNode(n, { net: NET, seed: 3 });
 
 /** VIP 10.96.0.10:53/udp → the given backends in turn; 10.96.0.11 has none. */
 function engine(backends: string[], masquerade = false): NatEngine & { picks: string[] } {
@@ -61,7 +54,7 @@ test.serial('DNAT to a backend on another node; replies come back from the VIP; 
   await n1.start();
   await n2.start();
   t.teardown(() => Promise.all([n1.close(), n2.close()]));
-  for (const me of [n1, n2]) for (const a of planPeers([lease(n1), lease(n2)], new Map(), { node: me.opts.name, vni: 1 })) me.applyPlan(a);
+  mesh([n1, n2]);
   const client = n1.addPod({ namespace: 'default', name: 'client', uid: 'c', ip: '10.244.1.2' });
   const b1 = n2.addPod({ namespace: 'default', name: 'b1', uid: 'b1', ip: '10.244.2.2' });
   const server = echoServer(b1);

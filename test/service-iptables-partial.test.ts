@@ -4,8 +4,10 @@
  * only what changed (and built its service chains lazily, when a packet walked
  * into them) prints exactly the `iptables-save` / restore text of an engine
  * that rendered the final state from scratch, that text is the one the rule
- * objects themselves format to, and both engines decide alike. Sequences are
- * random from fixed seeds.
+ * objects themselves format to, and both engines decide alike. Unchanged
+ * services keep their objects between syncs, as informer caches keep them, so
+ * the engine's reuse of unchanged service ports and shared chains is what runs.
+ * Sequences are random from fixed seeds.
  */
 import test from 'ava';
 import { SeededRng } from '../common/rng.ts';
@@ -96,19 +98,20 @@ function mutate(rng: SeededRng, s: SvcState): SvcState {
   return { ...s, eps };
 }
 
+/** Objects per state, made once: an unchanged service hands the engine the very objects of the last sync, as an informer's cache does. */
+const made = new WeakMap<SvcState, { service: KubeObject; slice: KubeObject }>();
+
 function objects(state: Map<string, SvcState>): { services: KubeObject[]; slices: KubeObject[] } {
   const services: KubeObject[] = [];
   const slices: KubeObject[] = [];
   for (const s of state.values()) {
-    services.push(svc(s.name, s.opts));
-    slices.push(
-      slice(
-        s.name,
-        s.eps,
-        s.opts.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol })),
-        s.opts.ns,
-      ),
-    );
+    let o = made.get(s);
+    if (!o) {
+      o = { service: svc(s.name, s.opts), slice: slice(s.name, s.eps, s.opts.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol })), s.opts.ns) };
+      made.set(s, o);
+    }
+    services.push(o.service);
+    slices.push(o.slice);
   }
   return { services, slices };
 }

@@ -11,12 +11,14 @@
  * greater as a string dials (Calico's `passive on` rule, in bgp/speaker.ts).
  * What the speaker accepts from each peer is Calico's filters (./filters.ts),
  * given to it as the RIB's policy and replaced whenever Nodes, BGPPeers,
- * BGPFilters, IPPools or MetalLB's IPAddressPools change.
+ * BGPFilters or IPPools change.
  */
 import type { Clock } from '../../common/clock.ts';
 import { createLogger } from '../../common/log.ts';
 import { BgpSpeaker, formatSummary, type RibPolicy, type RouteSummary } from '../../bgp/index.ts';
-import { exportVerdict, importVerdict, ipPoolCidrs, lbPoolCidrs, nodeOwners, peerKinds, type FilterContext, type PeerKind } from './filters.ts';
+import { exportVerdict, importVerdict, ipPoolCidrs, lbPrefixes, nodeOwners, peerKinds, type FilterContext, type PeerKind } from './filters.ts';
+import type { LbRoute } from '../../edge/bgp-advertiser.ts';
+import { formatLargeCommunity } from '../../bgp/codec/index.ts';
 import type { PlanAction } from '../backend.ts';
 import type { IpPool } from '../../control-plane/calico.ts';
 import { clusterAsn, desiredPeers, reflectorClusterId, type BgpInputs, type BgpTopology, type DesiredPeer } from './peers.ts';
@@ -28,6 +30,8 @@ export interface BgpRouting {
   reconcile(input: BgpInputs): Promise<void>;
   /** Resets sessions (all, or towards one peer address); the addresses reset. */
   reset?(peer?: string): string[];
+  /** Sets the LoadBalancer routes this node originates (MetalLB's BGP mode); the speaker announces the difference. */
+  advertise?(routes: readonly LbRoute[]): void;
   summary(): Promise<string> | string;
   routes(): Promise<string> | string;
   stop(): Promise<void>;
@@ -71,6 +75,10 @@ export class CalicoBgp implements BgpRouting {
   private starting?: Promise<void>;
   private policyKey = '';
   private policy: RibPolicy = { import: () => ({ accept: false, rule: 'no policy yet' }) };
+  /** Every LoadBalancer route some node announces: never installed in the table. */
+  private lb = new Set<string>();
+  /** The LoadBalancer routes this node originates, by prefix. */
+  private readonly own = new Map<string, LbRoute>();
 
   constructor(private readonly o: BgpBackendOptions) {}
 
@@ -101,11 +109,14 @@ export class CalicoBgp implements BgpRouting {
 
   /** Rebuilds the filters from the cluster's state; the speaker re-judges what it holds when they changed. */
   private updatePolicy(input: BgpInputs, want: Map<string, DesiredPeer>): void {
-    const ctx: FilterContext = { pools: ipPoolCidrs(input, this.o.pools), lbPools: lbPoolCidrs(input), nodes: nodeOwners(input) };
+    const ctx: FilterContext = { pools: ipPoolCidrs(input, this.o.pools), nodes: nodeOwners(input) };
     const kinds = peerKinds(want, input.filters ?? []);
-    const key = JSON.stringify([ctx.pools, ctx.lbPools, [...ctx.nodes], [...kinds]]);
+    const key = JSON.stringify([ctx.pools, [...ctx.nodes], [...kinds]]);
     if (key === this.policyKey) return;
     this.policyKey = key;
+    this.lb = lbPrefixes(ctx);
+    // A route installed before it was known as a LoadBalancer route leaves the table.
+    for (const prefix of [...this.learned.keys()]) if (this.lb.has(prefix)) this.forget(prefix);
     this.policy = calicoPolicy(ctx, kinds);
     this.speaker?.setPolicy(this.policy);
   }
@@ -126,11 +137,11 @@ export class CalicoBgp implements BgpRouting {
     });
     speaker.on('route-add', (prefix, r) => this.install(prefix, r.nextHop, r.peer));
     speaker.on('route-del', (prefix) => {
-      if (!this.learned.delete(prefix)) return;
-      this.o.apply({ op: 'del-route', cidr: prefix, node: '' });
+      if (this.learned.has(prefix)) this.forget(prefix);
     });
     speaker.on('peer-state', (peer, state, reason) => log.info('bgp peer', { node: this.o.node, peer, state, reason }));
     speaker.announce(this.o.podCIDR, { nextHop: this.o.ip });
+    for (const r of this.own.values()) speaker.announce(r.prefix, lbAnnounceOptions(r, this.o.ip));
     this.speaker = speaker;
     this.starting = speaker.start();
     await this.starting;
@@ -138,11 +149,35 @@ export class CalicoBgp implements BgpRouting {
 
   /** Installs (or moves) a learned route as the backend shapes it: `via NEXT-HOP dev eth0`, or `dev tunl0 onlink`. */
   private install(prefix: string, nextHop: string, peer: string): void {
+    // kube-proxy serves LoadBalancer addresses on every node: a route to another node's would only bypass it.
+    if (this.lb.has(prefix)) return;
     const { dev, onlink } = this.o.routeVia?.(prefix, nextHop, this.pools) ?? { dev: 'eth0', onlink: false };
     const have = this.learned.get(prefix);
     if (have && have.nextHop === nextHop && have.dev === dev && have.onlink === onlink) return;
     this.learned.set(prefix, { nextHop, peer, dev, onlink });
     this.o.apply({ op: 'add-route', cidr: prefix, via: nextHop, dev, onlink, proto: 'bird', node: peer });
+  }
+
+  private forget(prefix: string): void {
+    this.learned.delete(prefix);
+    this.o.apply({ op: 'del-route', cidr: prefix, node: '' });
+  }
+
+  /** MetalLB's BGP mode: announces new and changed LoadBalancer routes, withdraws those gone. */
+  advertise(routes: readonly LbRoute[]): void {
+    const want = new Map(routes.map((r) => [r.prefix, r]));
+    for (const [prefix] of this.own) {
+      if (want.has(prefix)) continue;
+      this.own.delete(prefix);
+      this.speaker?.withdraw(prefix);
+      log.info('LoadBalancer route withdrawn', { node: this.o.node, prefix });
+    }
+    for (const [prefix, r] of want) {
+      if (JSON.stringify(this.own.get(prefix)) === JSON.stringify(r)) continue;
+      this.own.set(prefix, r);
+      this.speaker?.announce(prefix, lbAnnounceOptions(r, this.o.ip));
+      log.info('LoadBalancer route announced', { node: this.o.node, prefix, services: r.services, localPref: r.localPref, communities: r.communities.length + r.largeCommunities.length });
+    }
   }
 
   /**
@@ -178,6 +213,7 @@ export class CalicoBgp implements BgpRouting {
 
   private loc(): string {
     if (!this.speaker) return '';
+    const lbNote = (prefix: string) => (this.own.has(prefix) ? `  LoadBalancer ${this.own.get(prefix)!.services.join(', ')}` : this.lb.has(prefix) ? '  LoadBalancer (another node\'s: not installed)' : '');
     return this.speaker
       .routes()
       .map((r: RouteSummary) =>
@@ -185,8 +221,15 @@ export class CalicoBgp implements BgpRouting {
           .map((p, i) => {
             const head = i === 0 ? r.prefix.padEnd(18) : ''.padEnd(18);
             const via = p.source === 'local' ? 'local' : `via ${p.nextHop} from ${p.peer}`;
-            const attrs = [`as-path [${p.asPathText}]`, p.localPref !== undefined ? `local-pref ${p.localPref}` : '', p.originatorId ? `originator ${p.originatorId}` : '', p.clusterList.length ? `cluster-list ${p.clusterList.join(' ')}` : ''].filter(Boolean);
-            return `${head} ${p.best ? '*' : ' '} ${via} ${attrs.join(' ')}${p.best && p.reason ? ` (best: ${p.reason})` : !p.best && p.reason ? ` (lost: ${p.reason})` : ''}`;
+            const attrs = [
+              `as-path [${p.asPathText}]`,
+              p.localPref !== undefined ? `local-pref ${p.localPref}` : '',
+              p.communities.length ? `communities ${p.communities.map((c) => `(${c >>> 16}, ${c & 0xffff})`).join(' ')}` : '',
+              p.largeCommunities.length ? `large-communities ${p.largeCommunities.map(formatLargeCommunity).join(' ')}` : '',
+              p.originatorId ? `originator ${p.originatorId}` : '',
+              p.clusterList.length ? `cluster-list ${p.clusterList.join(' ')}` : '',
+            ].filter(Boolean);
+            return `${head} ${p.best ? '*' : ' '} ${via} ${attrs.join(' ')}${p.best && p.reason ? ` (best: ${p.reason})` : !p.best && p.reason ? ` (lost: ${p.reason})` : ''}${i === 0 ? lbNote(r.prefix) : ''}`;
           })
           .join('\n'),
       )
@@ -203,17 +246,23 @@ export class CalicoBgp implements BgpRouting {
   }
 }
 
+/** What the speaker announces for a LoadBalancer route: the node as next hop, the advertisement's attributes. */
+function lbAnnounceOptions(r: LbRoute, nextHop: string) {
+  return { nextHop, ...(r.localPref !== undefined ? { localPref: r.localPref } : {}), communities: r.communities, largeCommunities: r.largeCommunities };
+}
+
 /** The RIB policy of Calico's filters: import by ./filters.ts, export through BGPFilter exportV4 to external peers. */
 export function calicoPolicy(ctx: FilterContext, kinds: Map<string, PeerKind>): RibPolicy {
+  const lb = lbPrefixes(ctx);
   return {
     import: (peer, prefix, a) => {
       const kind = kinds.get(peer.address);
       if (!kind) return { accept: false, rule: `${peer.address} is not a configured peer` };
       return importVerdict(ctx, kind, prefix, kind.kind === 'node' ? (a.originatorId ?? peer.address) : peer.address);
     },
-    export: (peer, prefix) => {
+    export: (peer, prefix, best) => {
       const kind = kinds.get(peer.address);
-      return kind ? exportVerdict(kind, prefix) : undefined;
+      return kind ? exportVerdict(kind, prefix, lb.has(prefix) ? { local: best.source === 'local' } : undefined) : undefined;
     },
   };
 }

@@ -14,8 +14,7 @@
  *
  * Import filters are ./filters.ts's decisions rendered as BIRD filters, one
  * per peer (`podlab_import_<protocol>`): from a node only its own block inside
- * the IP pools (the announcing node is `bgp_originator_id` when reflected) and
- * LoadBalancer addresses inside a MetalLB pool from any node,
+ * the IP pools (the announcing node is `bgp_originator_id` when reflected),
  * from a BGPPeer nothing inside the pools, then its BGPFilters' importV4 rules
  * in order (Calico's `bgp_<filter>_importFilterV4` functions inlined), no
  * default route unless a rule accepts it; exportV4 rules likewise on export.
@@ -33,7 +32,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { calicoMeshPassive } from '../../bgp/speaker.ts';
 import type { BgpFilter, BgpFilterRule } from '../../control-plane/calico.ts';
-import { ruleText, type LbPool, type NodeOwner } from './filters.ts';
+import { ruleText, type NodeOwner } from './filters.ts';
 import { systemTool } from '../../common/system-tool.ts';
 import { stopRecorded } from '../../common/recorded-process.ts';
 
@@ -61,8 +60,6 @@ export interface BirdConfigInput {
   peers: BirdPeer[];
   /** The cluster's IP pools. */
   pools: string[];
-  /** MetalLB's address pools: LoadBalancer addresses any node may announce. */
-  lbPools?: LbPool[];
   /** Every node and its blocks (who may announce what). */
   owners: NodeOwner[];
 }
@@ -87,7 +84,7 @@ function filterRules(filters: BgpFilter[], dir: 'importV4' | 'exportV4'): string
 }
 
 /** The import filter of one peer (./filters.ts importVerdict, in BIRD's language). */
-export function birdImportFilter(c: Pick<BirdConfigInput, 'pools' | 'lbPools' | 'owners'>, p: BirdPeer): string[] {
+export function birdImportFilter(c: Pick<BirdConfigInput, 'pools' | 'owners'>, p: BirdPeer): string[] {
   const name = `podlab_import_${birdProtocolName(p.ip)}`;
   const lines = [`filter ${name} {`];
   if (p.external) {
@@ -99,8 +96,6 @@ export function birdImportFilter(c: Pick<BirdConfigInput, 'pools' | 'lbPools' | 
     }
   } else {
     lines.push(`  if net = 0.0.0.0/0 then reject ${q('default route: never from a node')};`);
-    const notPools = c.pools.length ? ` && !(net ~ ${set(c.pools)})` : '';
-    for (const lb of c.lbPools ?? []) lines.push(`  if net ~ ${set(lb.cidrs)}${notPools} then accept ${q(`LoadBalancer addresses of IPAddressPool ${lb.name}`)};`);
     lines.push(c.pools.length ? `  if !(net ~ ${set(c.pools)}) then reject ${q('outside the IP pools')};` : `  reject ${q('no IP pools')};`);
     const self = c.owners.find((o) => o.ip === p.ip);
     // Not reflected: the peer announced it itself.

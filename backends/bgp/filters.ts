@@ -10,9 +10,13 @@
  * - From a node peer (mesh or route reflector): only prefixes inside the
  *   cluster's IP pools that the announcing node owns: its block (Node
  *   spec.podCIDR(s)). With route reflection the announcing node is the path's
- *   ORIGINATOR_ID, else the peer itself. Also LoadBalancer addresses: a
- *   prefix inside a MetalLB IPAddressPool (metallb.io/v1beta1), from any node,
- *   because every node with a ready endpoint announces the same /32.
+ *   ORIGINATOR_ID, else the peer itself. Also the LoadBalancer routes the
+ *   announcing node is eligible for (`NodeOwner.lb`, MetalLB's BGP mode,
+ *   edge/bgp-advertiser.ts): they lie outside the pools, and are accepted
+ *   from their owner only. A node never installs such a route in its table
+ *   (kube-proxy serves LB addresses on every node, as Calico's kernel filter
+ *   keeps service addresses out) and never passes one learned from another
+ *   node on to an external peer: every eligible node announces for itself.
  * - From an external BGPPeer: nothing inside an IP pool (those are the
  *   cluster's own routes: a router must not take them over); anything else as
  *   the peer's BGPFilters (spec.filters, in order) say: the first matching
@@ -27,7 +31,6 @@
  */
 import type { BgpFilter, BgpFilterRule } from '../../control-plane/calico.ts';
 import { CALICO_IPV4_ADDRESS } from '../../control-plane/annotations.ts';
-import { parsePoolAddresses } from '../../control-plane/metallb.ts';
 import { intToIpv4, ipv4ToInt } from '../../packet/addr.ts';
 import type { BgpInputs, DesiredPeer } from './peers.ts';
 
@@ -42,25 +45,23 @@ export interface NodeOwner {
   name: string;
   ip: string;
   blocks: string[];
+  /** The LoadBalancer routes (prefixes) the node announces. */
+  lb?: string[];
 }
 
 /** Who a peer is, for filtering. */
 export type PeerKind = { kind: 'node' } | { kind: 'external'; name: string; filters: BgpFilter[] };
 
-/** A MetalLB IPAddressPool as CIDRs (a `first-last` range is covered exactly by several). */
-export interface LbPool {
-  /** `namespace/name`. */
-  name: string;
-  cidrs: string[];
-}
-
 /** The cluster-wide inputs: IP pools, LoadBalancer pools and who owns which block. */
 export interface FilterContext {
   pools: string[];
-  /** MetalLB's address pools: the LoadBalancer addresses nodes may announce. */
-  lbPools?: LbPool[];
   /** Nodes by IP (their router id and session address). */
   nodes: Map<string, NodeOwner>;
+}
+
+/** Every LoadBalancer route some node announces. */
+export function lbPrefixes(ctx: FilterContext): Set<string> {
+  return new Set([...ctx.nodes.values()].flatMap((n) => n.lb ?? []));
 }
 
 const DEFAULT_ROUTE = '0.0.0.0/0';
@@ -141,15 +142,11 @@ export function importVerdict(ctx: FilterContext, peer: PeerKind, prefix: string
     return byFilters(peer.filters, 'importV4', prefix, `BGPPeer ${peer.name}`);
   }
   if (prefixEqual(prefix, DEFAULT_ROUTE)) return { accept: false, rule: 'default route: never from a node' };
+  const lbOwner = ctx.nodes.get(announcer);
+  const lb = lbOwner?.lb?.find((p) => prefixEqual(p, prefix));
+  if (lb) return { accept: true, rule: `${lbOwner!.name}'s LoadBalancer route ${lb}` };
   const pool = ctx.pools.find((p) => prefixWithin(prefix, p));
-  if (!pool) {
-    // A MetalLB pool overlapping an IP pool grants nothing there: the block's owner decides.
-    for (const lb of ctx.lbPools ?? []) {
-      const c = lb.cidrs.find((x) => prefixWithin(prefix, x));
-      if (c) return { accept: true, rule: `LoadBalancer addresses of IPAddressPool ${lb.name} (${c})` };
-    }
-    return { accept: false, rule: `outside the IP pools (${ctx.pools.join(', ')})` };
-  }
+  if (!pool) return { accept: false, rule: `outside the IP pools (${ctx.pools.join(', ')})` };
   const owner = ctx.nodes.get(announcer);
   if (!owner) return { accept: false, rule: `announced by ${announcer}, which is no node` };
   const block = owner.blocks.find((b) => prefixWithin(prefix, b));
@@ -157,21 +154,27 @@ export function importVerdict(ctx: FilterContext, peer: PeerKind, prefix: string
   return { accept: true, rule: `${owner.name}'s block ${block}` };
 }
 
-/** The export decision for `prefix` towards an external peer (node peers: undefined, no filter). */
-export function exportVerdict(peer: PeerKind, prefix: string): FilterVerdict | undefined {
+/**
+ * The export decision for `prefix` towards an external peer (node peers:
+ * undefined, no filter). `lb`: the prefix is a LoadBalancer route, and
+ * whether this node originates it.
+ */
+export function exportVerdict(peer: PeerKind, prefix: string, lb?: { local: boolean }): FilterVerdict | undefined {
   if (peer.kind !== 'external') return undefined;
+  if (lb && !lb.local) return { accept: false, rule: 'LoadBalancer route of another node: each eligible node announces its own' };
   if (!peer.filters.length) return undefined; // Calico exports the pools' blocks to external peers by default
   return byFilters(peer.filters, 'exportV4', prefix, `BGPPeer ${peer.name}`);
 }
 
-/** The node owners of a cluster: each BGP node's address and its blocks (spec.podCIDRs, else spec.podCIDR). */
+/** The node owners of a cluster: each BGP node's address, its blocks (spec.podCIDRs, else spec.podCIDR) and LoadBalancer routes. */
 export function nodeOwners(input: BgpInputs): Map<string, NodeOwner> {
   const out = new Map<string, NodeOwner>();
   for (const n of input.nodes) {
     const ip = n.metadata.annotations?.[CALICO_IPV4_ADDRESS]?.split('/')[0];
     if (!ip) continue;
     const blocks = n.spec?.podCIDRs?.length ? n.spec.podCIDRs : n.spec?.podCIDR ? [n.spec.podCIDR] : [];
-    out.set(ip, { name: n.metadata.name, ip, blocks });
+    const lb = input.lb?.get(n.metadata.name);
+    out.set(ip, { name: n.metadata.name, ip, blocks, ...(lb?.length ? { lb } : {}) });
   }
   return out;
 }
@@ -195,35 +198,6 @@ export function ipPoolCidrs(input: BgpInputs, clusterCidr: string[]): string[] {
   const pools = (input.pools ?? []).map((p) => p.spec?.cidr).filter((c): c is string => typeof c === 'string' && parse(c) !== undefined);
   const all = [...pools, ...clusterCidr.filter((c) => !pools.some((p) => prefixWithin(c, p)))];
   return [...new Set(all.map(normal))].sort();
-}
-
-/** MetalLB's IPAddressPools as CIDR lists, by `namespace/name`. */
-export function lbPoolCidrs(input: BgpInputs): LbPool[] {
-  return (input.lbPools ?? [])
-    .map((p) => ({ name: `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`, cidrs: (p.spec?.addresses ?? []).flatMap((a) => {
-      const r = parsePoolAddresses(a);
-      return r ? rangeCidrs(r.first, r.last) : [];
-    }) }))
-    .filter((p) => p.cidrs.length)
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-}
-
-/** The fewest CIDRs covering exactly `first`..`last` (inclusive), as integers of IPv4 addresses. */
-export function rangeCidrs(first: number, last: number): string[] {
-  const out: string[] = [];
-  let n = first;
-  while (n <= last) {
-    // The largest block aligned at n that stays inside the range.
-    let len = 32;
-    while (len > 0) {
-      const size = 2 ** (33 - len);
-      if (n % size !== 0 || n + size - 1 > last) break;
-      len--;
-    }
-    out.push(`${intToIpv4(n >>> 0)}/${len}`);
-    n += 2 ** (32 - len);
-  }
-  return out;
 }
 
 function normal(cidr: string): string {

@@ -13,7 +13,6 @@
  */
 import { CALICO_DEFAULT_ASN, parsePeerIP, type BgpConfiguration, type BgpFilter, type BgpPeer, type IpPool } from '../../control-plane/calico.ts';
 import { CALICO_IPV4_ADDRESS } from '../../control-plane/annotations.ts';
-import type { IpAddressPool } from '../../control-plane/metallb.ts';
 import type { Node } from '../../control-plane/types.ts';
 
 export type BgpTopology = 'full-mesh' | 'route-reflector';
@@ -23,7 +22,7 @@ export const RR_LABEL = 'route-reflector';
 export const RR_CLUSTER_ANNOTATION = 'projectcalico.org/RouteReflectorClusterID';
 export const DEFAULT_RR_CLUSTER_ID = '244.0.0.1';
 
-/** What a node's BGP reads from the cluster: Nodes, the `default` BGPConfiguration, BGPPeers, BGPFilters, IPPools, IPAddressPools. */
+/** What a node's BGP reads from the cluster: Nodes, the `default` BGPConfiguration, BGPPeers, BGPFilters, IPPools. */
 export interface BgpInputs {
   nodes: Node[];
   config: BgpConfiguration | undefined;
@@ -32,8 +31,8 @@ export interface BgpInputs {
   filters?: BgpFilter[];
   /** The IPPools (their ipipMode shapes learned routes on the ipip backend; filters accept node routes inside them). */
   pools?: IpPool[];
-  /** MetalLB's IPAddressPools: the LoadBalancer addresses a node may announce. */
-  lbPools?: IpAddressPool[];
+  /** The LoadBalancer routes each node announces, by node name (MetalLB's BGP mode; absent: none). */
+  lb?: Map<string, string[]>;
 }
 
 export interface DesiredPeer {

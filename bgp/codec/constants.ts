@@ -71,6 +71,8 @@ export const ATTR_MP_UNREACH_NLRI = 15;
 /** RFC 6793. */
 export const ATTR_AS4_PATH = 17;
 export const ATTR_AS4_AGGREGATOR = 18;
+/** RFC 8092 (carried as a raw optional transitive attribute: ./large-community.ts). */
+export const ATTR_LARGE_COMMUNITY = 32;
 
 /** Names for log lines and `routes()` output. */
 export const ATTR_NAMES: Readonly<Record<number, string>> = {
@@ -88,7 +90,7 @@ export const ATTR_NAMES: Readonly<Record<number, string>> = {
   [ATTR_MP_UNREACH_NLRI]: 'MP_UNREACH_NLRI',
   [ATTR_AS4_PATH]: 'AS4_PATH',
   [ATTR_AS4_AGGREGATOR]: 'AS4_AGGREGATOR',
-  32: 'LARGE_COMMUNITY',
+  [ATTR_LARGE_COMMUNITY]: 'LARGE_COMMUNITY',
 };
 
 /** AS_PATH segment types (RFC 4271 §4.3, RFC 5065 §3). */

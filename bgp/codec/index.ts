@@ -8,6 +8,7 @@ export * from './header.ts';
 export * from './prefix.ts';
 export * from './aspath.ts';
 export * from './attributes.ts';
+export * from './large-community.ts';
 export * from './open.ts';
 export * from './update.ts';
 export * from './message.ts';

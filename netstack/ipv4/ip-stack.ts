@@ -205,13 +205,14 @@ export class IpStack {
 
   /**
    * `ip addr add IP/LEN dev DEV`: also adds the prefix route
-   * (`proto kernel scope link src IP`) unless the prefix is a /32.
+   * (`proto kernel scope link src IP`) unless the prefix is a /32 or
+   * `noPrefixRoute` (iproute2's `noprefixroute`) is set.
    */
-  addAddress(devName: string, ip: string, prefixLen: number): void {
+  addAddress(devName: string, ip: string, prefixLen: number, opts: { noPrefixRoute?: boolean } = {}): void {
     const iface = this.mustIface(devName);
     iface.addrs.push({ ip, prefixLen });
     this.local.add(ip);
-    if (prefixLen < 32) {
+    if (prefixLen < 32 && !opts.noPrefixRoute) {
       this.routes.replace({ dst: ip, prefixLen, dev: devName, proto: 'kernel', scope: 'link', src: ip });
     }
   }
