@@ -40,6 +40,7 @@ interface UpCli {
   apiPort: number;
   clusterCidr: string;
   store?: string;
+  nodeCidrMaskSize?: number;
   backend: NonNullable<UpOptions['backend']>;
   proxyMode: UpOptions['proxyMode'];
   ipvsScheduler: UpOptions['ipvsScheduler'];
@@ -142,6 +143,7 @@ program
   .addOption(new Option('--lab-net <cidr>', 'loopback network of the lab: apiserver at .10, node-N at .(10+N)').default('127.0.0.0/24'))
   .option('--api-port <port>', 'apiserver port (0 = any free port)', int('--api-port'), 6443)
   .option('--cluster-cidr <cidr>', 'pod network; each node gets a /24 of it', '10.244.0.0/16')
+  .option('--node-cidr-mask-size <n>', "size of each node's podCIDR (default 24; /29 leaves 5 pod addresses, to see IPAM run out)", int('--node-cidr-mask-size'))
   .option('--store <store>', "the apiserver's store: sqlite (in the state dir; default) | etcd://HOST:PORT (a running etcd, keys as kube-apiserver lays them out)")
   .option('--backend <name>', `pod network backend: ${SUPPORTED_BACKENDS.join(' | ')} (${backendHelp()})`, DEFAULT_BACKEND)
   .option('--proxy-mode <mode>', 'kube-proxy mode: iptables (default) | ipvs | userspace', 'iptables')
@@ -200,6 +202,7 @@ program
       apiPort: o.apiPort,
       clusterCidr: o.clusterCidr,
       store: o.store,
+      nodeCidrMaskSize: o.nodeCidrMaskSize,
       vxlanPort: o.vxlanPort,
       backend: o.backend,
       wirePort: o.wirePort,

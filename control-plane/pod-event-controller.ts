@@ -21,6 +21,9 @@ function statuses(p: Pod | undefined): ContainerStatusLike[] {
   return Array.isArray(s) ? (s as ContainerStatusLike[]) : [];
 }
 
+/** Waiting reasons of a container on its way up, not failures (the sandbox's own failure has its Event from the kubelet). */
+const STARTING = new Set(['ContainerCreating', 'PodInitializing']);
+
 export class PodEventController {
   constructor(private readonly recorder: EventRecorder) {}
 
@@ -47,7 +50,7 @@ export class PodEventController {
           this.recorder.record(pod, 'Normal', 'Pulled', `Container image "${image}" already present on machine`, kubelet, field);
           this.recorder.record(pod, 'Normal', 'Created', `Created container ${cs.name}`, kubelet, field);
           this.recorder.record(pod, 'Normal', 'Started', `Started container ${cs.name}`, kubelet, field);
-        } else if (cs.state?.waiting?.reason && cs.state.waiting.reason !== before?.state?.waiting?.reason) {
+        } else if (cs.state?.waiting?.reason && !STARTING.has(cs.state.waiting.reason) && cs.state.waiting.reason !== before?.state?.waiting?.reason) {
           this.recorder.record(pod, 'Warning', 'Failed', `Error: ${cs.state.waiting.message ?? cs.state.waiting.reason}`, kubelet, field);
         }
       }

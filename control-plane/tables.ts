@@ -77,6 +77,7 @@ const AGE_COL = col('Age', 'CreationTimestamp is a timestamp representing the se
 interface ContainerStatusLike {
   ready?: boolean;
   restartCount?: number;
+  state?: { waiting?: { reason?: string } };
 }
 
 /** Pod: NAME READY STATUS RESTARTS AGE [IP NODE NOMINATED NODE READINESS GATES]. */
@@ -100,7 +101,9 @@ export const POD_TABLE: TableDefinition = {
     const podReady = status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
     const ready = statuses ? statuses.filter((s) => s.ready === true).length : status.phase === 'Running' && podReady ? total : 0;
     const restarts = statuses ? statuses.reduce((n, s) => n + (typeof s.restartCount === 'number' ? s.restartCount : 0), 0) : 0;
-    const reason = typeof status.reason === 'string' && status.reason ? status.reason : (status.phase ?? 'Pending');
+    // kubectl's printPod: a waiting container's reason (ContainerCreating, CrashLoopBackOff) stands for the pod.
+    const waiting = statuses?.map((s) => s.state?.waiting?.reason).find((r) => typeof r === 'string' && r);
+    const reason = waiting ?? (typeof status.reason === 'string' && status.reason ? status.reason : (status.phase ?? 'Pending'));
     return [obj.metadata.name, `${ready}/${total}`, reason, String(restarts), age(obj, now), status.podIP || '<none>', spec.nodeName || '<none>', '<none>', '<none>'];
   },
 };

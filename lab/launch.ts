@@ -58,6 +58,8 @@ export interface UpOptions {
   labNet: string;
   apiPort: number;
   clusterCidr: string;
+  /** The size of each node's podCIDR (the apiserver's --node-cidr-mask-size; default 24). */
+  nodeCidrMaskSize?: number;
   /** The apiserver's --store: `sqlite` (default, in the state dir) or `etcd://HOST:PORT`. */
   store?: string;
   vxlanPort: number;
@@ -148,6 +150,13 @@ export function validateUpOptions(o: UpOptions): void {
   if (!Number.isInteger(o.apiPort) || o.apiPort < 0 || o.apiPort > 65535) throw new LabError(`--api-port: must be 0-65535, got ${o.apiPort}`);
   if (!Number.isInteger(o.vxlanPort) || o.vxlanPort < 1 || o.vxlanPort > 65535) throw new LabError(`--vxlan-port: must be 1-65535, got ${o.vxlanPort}`);
   if (!isIpv4Cidr(o.clusterCidr)) throw new LabError(`--cluster-cidr: not an IPv4 CIDR: '${String(o.clusterCidr)}'`);
+  if (o.nodeCidrMaskSize !== undefined) {
+    const clusterLen = Number(o.clusterCidr.split('/')[1]);
+    // /30 is the smallest that leaves a pod an address (network, cni0's gateway and broadcast are taken).
+    if (!Number.isInteger(o.nodeCidrMaskSize) || o.nodeCidrMaskSize < clusterLen || o.nodeCidrMaskSize > 30) {
+      throw new LabError(`--node-cidr-mask-size: must be an integer from the cluster CIDR's /${clusterLen} to 30, got ${o.nodeCidrMaskSize}`);
+    }
+  }
   if (o.store !== undefined && o.store !== 'sqlite') {
     try {
       parseEtcdUrl(o.store);

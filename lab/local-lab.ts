@@ -75,6 +75,7 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
     prepareLabPki(o.stateDir, addrs.api, addrs.nodes.map((_, i) => `node-${i + 1}`));
     const apiArgs = [...nodeArgsFor('control-plane/main.ts'), '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, ...controllerArgs(o.controllerFlags)];
     if (o.store) apiArgs.push('--store', o.store);
+    if (o.nodeCidrMaskSize !== undefined) apiArgs.push('--node-cidr-mask-size', String(o.nodeCidrMaskSize));
     const api = spawnLogged(o.stateDir, 'apiserver', apiArgs);
     rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log });
     writeLab(rec);

@@ -168,6 +168,7 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     prepareLabPki(o.stateDir, addrs.api, all.map((n) => n.name));
     const apiArgs = [bin, 'apiserver', '--host', addrs.api, '--port', String(o.apiPort), '--state-dir', o.stateDir, '--cluster-cidr', o.clusterCidr, '--unix-socket', sock, ...controllerArgs(o.controllerFlags)];
     if (o.store) apiArgs.push('--store', o.store);
+    if (o.nodeCidrMaskSize !== undefined) apiArgs.push('--node-cidr-mask-size', String(o.nodeCidrMaskSize));
     const api = spawnLogged(o.stateDir, 'apiserver', apiArgs, underlay);
     rec.procs.push({ role: 'apiserver', name: 'apiserver', pid: api.pid, args: apiArgs, log: api.log, netns: underlay });
     writeLab(rec);

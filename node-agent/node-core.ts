@@ -28,7 +28,7 @@ import { leaseFromNode } from '../backends/registry.ts';
 import type { BgpRouting } from '../backends/bgp/bgp-backend.ts';
 import type { LbRoute } from '../edge/bgp-advertiser.ts';
 import { HostLocalIpam, IpamError } from './ipam.ts';
-import { runningPodStatus } from './pod-status.ts';
+import { runningPodStatus, sandboxFailedPodStatus } from './pod-status.ts';
 import type { NodeRuntime } from './runtime.ts';
 
 export interface NodeCoreOptions {
@@ -68,6 +68,8 @@ export class NodeCore {
   private ipPoolInformer?: Informer<IpPool>;
   private ipam!: HostLocalIpam;
   private readonly programmed = new Map<string, Lease>();
+  /** Pods whose sandbox could not get an address (`namespace/name` → uid and the CNI error), retried when one frees. */
+  private readonly sandboxFailed = new Map<string, { uid: string; message: string }>();
   /** Plans and pod changes are applied one at a time, in order, so IPAM never races. */
   private queue: Promise<void> = Promise.resolve();
   private bgpQueue: Promise<void> = Promise.resolve();
@@ -213,7 +215,7 @@ export class NodeCore {
 
   // ------------------------------------------------------------ BGP (calico-node)
 
-  /** calico-node's role: the node's speaker fed by Nodes, the BGPConfiguration, BGPPeers and IPPools. */
+  /** calico-node's role: the node's speaker fed by Nodes, the BGPConfiguration, BGPPeers, BGPFilters and IPPools. */
   private async startBgp(): Promise<void> {
     this.bgp = this.runtime.bgpRouting(this.podCIDR);
     this.bgpConfigInformer = new Informer<BgpConfiguration>(this.api, 'bgpconfigurations');
@@ -264,13 +266,41 @@ export class NodeCore {
     return `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
   }
 
-  /** syncPod, and the kubelet's event when CNI cannot give the sandbox an address. */
+  /**
+   * syncPod, and what the kubelet reports when CNI cannot give the sandbox an
+   * address: a FailedCreatePodSandBox Event and a Pending status saying why
+   * (./pod-status.ts). Written once per distinct error, so the status patch
+   * this causes (an informer update, synced again) does not loop; the pod is
+   * retried when an address frees on this node.
+   */
   private async syncPodOrReport(p: Pod): Promise<void> {
+    const key = this.podKey(p);
     try {
       await this.syncPod(p);
+      this.sandboxFailed.delete(key);
     } catch (e) {
-      if (e instanceof IpamError) void postEvent(this.api, p, 'Warning', 'FailedCreatePodSandBox', `Failed to create pod sandbox: plugin type="host-local" failed (add): ${e.message}`, { component: 'kubelet', host: this.name }).catch(() => {});
-      throw e;
+      if (!(e instanceof IpamError)) throw e;
+      const message = `Failed to create pod sandbox: plugin type="host-local" failed (add): ${e.message}`;
+      const had = this.sandboxFailed.get(key);
+      this.sandboxFailed.set(key, { uid: p.metadata.uid, message });
+      if (had?.uid === p.metadata.uid && had.message === message) return;
+      this.log.warn('pod sandbox failed', { node: this.name, pod: key, error: e.message });
+      await postEvent(this.api, p, 'Warning', 'FailedCreatePodSandBox', message, { component: 'kubelet', host: this.name }).catch(() => {});
+      await this.api.patchStatus<Pod>('pods', p.metadata.name, sandboxFailedPodStatus(p, this.o.ip, message), p.metadata.namespace);
+    }
+  }
+
+  /** An address freed: the pods that found the range exhausted try again, in the order they failed. */
+  private retrySandboxes(): void {
+    for (const key of this.sandboxFailed.keys()) {
+      this.enqueue(async () => {
+        const p = this.podInformer?.get(key);
+        if (!p || p.metadata.uid !== this.sandboxFailed.get(key)?.uid) {
+          this.sandboxFailed.delete(key);
+          return;
+        }
+        await this.syncPodOrReport(p);
+      });
     }
   }
 
@@ -302,6 +332,8 @@ export class NodeCore {
     const have = this.runtime.pod(key);
     if (have && have.uid === p.metadata.uid) await this.teardown(key, have.uid);
     this.ipam.release(p.metadata.uid);
+    if (this.sandboxFailed.get(key)?.uid === p.metadata.uid) this.sandboxFailed.delete(key);
+    this.retrySandboxes();
   }
 
   private async teardown(key: string, uid: string): Promise<void> {
@@ -312,12 +344,15 @@ export class NodeCore {
   /** Frees addresses whose pods no longer exist (a pod deleted while the agent was down). */
   private releaseOrphanAddresses(): void {
     const live = new Set(this.runtime.pods().map((p) => p.uid));
+    let freed = false;
     for (const [ip, owner] of this.ipam.allocations()) {
       if (!live.has(owner)) {
         this.ipam.release(owner);
         this.log.info('released orphan address', { ip, owner });
+        freed = true;
       }
     }
+    if (freed) this.retrySandboxes();
   }
 
   /** Stops watching; a clean stop tells BGP peers at once (Cease), so they withdraw our routes without waiting for the hold time. */

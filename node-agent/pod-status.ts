@@ -31,3 +31,43 @@ export function runningPodStatus(p: Pod, ip: string, hostIp: string, container: 
     },
   };
 }
+
+/** The reason podlab gives on PodReadyToStartContainers when the sandbox has no network, as the kubelet's Event names it. */
+export const SANDBOX_FAILED_REASON = 'FailedCreatePodSandBox';
+
+/**
+ * `status` of a pod whose sandbox cannot be created (CNI's ADD failed, e.g. host-local has no free
+ * address): Pending, not ready, its containers waiting in ContainerCreating, as the kubelet reports it.
+ * The kubelet leaves PodReadyToStartContainers without a reason; podlab puts the CNI error there too, so
+ * the cause is in the pod's own status and not only in an Event that expires.
+ */
+export function sandboxFailedPodStatus(p: Pod, hostIp: string, message: string): { status: Record<string, unknown> } {
+  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const names = p.spec?.containers.map((c) => c.name) ?? [];
+  const unready = `containers with unready status: [${names.join(' ')}]`;
+  const cond = (type: string, status: 'True' | 'False', reason?: string, msg?: string) => ({ type, status, lastProbeTime: null, lastTransitionTime: now, ...(reason ? { reason } : {}), ...(msg ? { message: msg } : {}) });
+  return {
+    status: {
+      phase: 'Pending',
+      hostIP: hostIp,
+      hostIPs: [{ ip: hostIp }],
+      startTime: p.status?.startTime ?? now,
+      conditions: [
+        cond('PodReadyToStartContainers', 'False', SANDBOX_FAILED_REASON, message),
+        cond('Initialized', 'True'),
+        cond('Ready', 'False', 'ContainersNotReady', unready),
+        cond('ContainersReady', 'False', 'ContainersNotReady', unready),
+        cond('PodScheduled', 'True'),
+      ],
+      containerStatuses: p.spec?.containers.map((c) => ({
+        name: c.name,
+        image: c.image,
+        imageID: '',
+        ready: false,
+        started: false,
+        restartCount: 0,
+        state: { waiting: { reason: 'ContainerCreating' } },
+      })),
+    },
+  };
+}

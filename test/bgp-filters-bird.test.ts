@@ -3,7 +3,8 @@
  * a real BIRD 2 (127.0.206.0/24): BIRD, configured as knode-4 would be,
  * peers with a podlab speaker playing node-2 and with one playing a BGPPeer
  * intruder. BIRD must install and filter exactly the prefixes podlab's own
- * evaluation (backends/bgp/filters.ts) accepts and refuses.
+ * evaluation (backends/bgp/filters.ts) accepts and refuses, with a second
+ * IPPool (10.245.0.0/16: neither node-2's block nor the intruder's).
  *
  * Safety: the `protocol kernel` block is cut from the configuration, so
  * nothing reaches the kernel's tables; everything listens on loopback
@@ -30,11 +31,12 @@ const owners: NodeOwner[] = [
   { name: 'node-3', ip: '127.0.206.13', blocks: ['10.244.3.0/24'] },
   { name: 'knode-4', ip: KNODE, blocks: ['10.244.4.0/24'] },
 ];
-const pools = ['10.244.0.0/16'];
+/** The default pool and a second IPPool. */
+const pools = ['10.244.0.0/16', '10.245.0.0/16'];
 const filter = { apiVersion: 'projectcalico.org/v3', kind: 'BGPFilter', metadata: { name: 'intruder-in' }, spec: { importV4: [{ action: 'Accept', matchOperator: 'In', cidr: '198.51.100.0/24' }, { action: 'Reject', matchOperator: 'In', cidr: '192.0.2.0/24' }] } } as BgpFilter;
 
-const fromNode2 = ['10.244.2.0/24', '10.244.2.128/25', '10.244.3.0/24', '192.0.2.0/24'];
-const fromIntruder = ['0.0.0.0/0', '10.244.2.0/25', '10.244.3.0/24', '198.51.100.0/24', '192.0.2.0/24', '203.0.113.0/24'];
+const fromNode2 = ['10.244.2.0/24', '10.244.2.128/25', '10.244.3.0/24', '192.0.2.0/24', '10.245.2.0/24'];
+const fromIntruder = ['0.0.0.0/0', '10.244.2.0/25', '10.244.3.0/24', '198.51.100.0/24', '192.0.2.0/24', '203.0.113.0/24', '10.245.1.0/24'];
 
 test('a real BIRD with the kernel node filters accepts and refuses what podlab does', async (t) => {
   if (!requireOrSkip(t, !!systemTool('bird') && !!systemTool('birdc'), 'bird2 is not installed')) return;

@@ -12,7 +12,8 @@ import { ManualClock } from '../common/clock.ts';
 import { LogThrottle, type ThrottledLine } from '../common/log-throttle.ts';
 import { Rib, type RibPeer, type UpdateRepr } from '../bgp/index.ts';
 import { calicoPolicy } from '../backends/bgp/bgp-backend.ts';
-import { exportVerdict, importVerdict, nodeOwners, peerKinds, prefixWithin, ruleMatches, type FilterContext, type PeerKind } from '../backends/bgp/filters.ts';
+import { exportVerdict, importVerdict, ipPoolCidrs, nodeOwners, peerKinds, prefixWithin, ruleMatches, type FilterContext, type PeerKind } from '../backends/bgp/filters.ts';
+import type { IpPool } from '../control-plane/calico.ts';
 import { desiredPeers } from '../backends/bgp/peers.ts';
 import type { BgpFilter, BgpPeer } from '../control-plane/calico.ts';
 import type { Node } from '../control-plane/types.ts';
@@ -46,6 +47,31 @@ test('node peers: only the announcing node own block inside the pools', (t) => {
   t.regex(importVerdict(ctx, NODE, '0.0.0.0/0', '127.0.205.12').rule, /default route/);
   t.regex(importVerdict(ctx, NODE, '192.0.2.0/24', '127.0.205.12').rule, /outside the IP pools/);
   t.regex(importVerdict(ctx, NODE, '10.244.9.0/24', '127.0.205.99').rule, /no node/);
+});
+
+const ipPool = (name: string, cidr: string): IpPool => ({ apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name }, spec: { cidr } }) as IpPool;
+
+test('IP pools are the IPPool objects plus the cluster CIDR (the default pool) unless a pool covers it', (t) => {
+  const base = { nodes: NODES, config: undefined, peers: [] };
+  t.deepEqual(ipPoolCidrs(base, ['10.244.0.0/16']), ['10.244.0.0/16'], 'no IPPool: the default pool alone');
+  t.deepEqual(ipPoolCidrs({ ...base, pools: [ipPool('second', '10.245.0.0/16')] }, ['10.244.0.0/16']), ['10.244.0.0/16', '10.245.0.0/16']);
+  t.deepEqual(ipPoolCidrs({ ...base, pools: [ipPool('wide', '10.0.0.0/8'), ipPool('dup', '10.0.0.0/8')] }, ['10.244.0.0/16']), ['10.0.0.0/8'], 'a covering pool stands for the default one');
+  t.deepEqual(ipPoolCidrs({ ...base, pools: [ipPool('host-bits', '10.246.1.7/16')] }, []), ['10.246.0.0/16'], 'host bits masked as Calico does');
+});
+
+test('node peers and external peers with a second IPPool', (t) => {
+  const c: FilterContext = {
+    pools: ipPoolCidrs({ nodes: NODES, config: undefined, peers: [], pools: [ipPool('second', '10.245.0.0/16')] }, ['10.244.0.0/16']),
+    nodes: nodeOwners({ nodes: [...NODES.slice(0, 2), { ...NODES[2], spec: { podCIDRs: ['10.244.3.0/24', '10.245.3.0/24'] } }], config: undefined, peers: [] }),
+  };
+  t.deepEqual(importVerdict(c, NODE, '10.245.3.0/24', '127.0.205.13'), { accept: true, rule: "node-3's block 10.245.3.0/24" }, 'a block in the second pool, owned');
+  t.deepEqual(importVerdict(c, NODE, '10.245.3.0/24', '127.0.205.12'), { accept: false, rule: "not node-2's block (10.244.2.0/24)" }, 'the second pool, not owned');
+  t.deepEqual(importVerdict(c, NODE, '10.246.0.0/24', '127.0.205.12'), { accept: false, rule: 'outside the IP pools (10.244.0.0/16, 10.245.0.0/16)' });
+  // External peers: the second pool is the cluster's too.
+  const all = ext(filter('any', { importV4: [] }));
+  t.deepEqual(importVerdict(c, all, '10.245.9.0/24', '127.0.205.9'), { accept: false, rule: "inside IP pool 10.245.0.0/16: only nodes announce the cluster's addresses" });
+  t.true(importVerdict(c, all, '10.246.9.0/24', '127.0.205.9').accept);
+  t.true(importVerdict({ ...c, pools: ['10.244.0.0/16'] }, all, '10.245.9.0/24', '127.0.205.9').accept, 'without the pool the filters decide');
 });
 
 test('external peers: nothing inside the pools, no default, only as BGPFilters allow', (t) => {

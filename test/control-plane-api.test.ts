@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
 import { createServer, request as httpsRequest } from 'node:https';
@@ -11,17 +11,27 @@ import { Informer } from '../control-plane/informer.ts';
 import { ensurePki } from '../control-plane/pki.ts';
 import { openStore } from '../control-plane/store.ts';
 import type { KubeObject, Node, Pod, Status, WatchEvent } from '../control-plane/types.ts';
+import { EtcdPool, storeOptions, storeTest } from './helpers/stores.ts';
 
-type Ctx = { teardown: (fn: () => unknown) => void };
+type Ctx = ExecutionContext;
 
+/** The etcd of the [etcd] variants (serial, so one is enough): client port 23800, peer 23801. */
+const etcds = new EtcdPool([23800]);
+
+/**
+ * An apiserver on the test's store (./helpers/stores.ts): SQLite in a fresh
+ * state dir, or an emptied etcd of this file's pool.
+ */
 async function server(t: Ctx, extra: Partial<ApiServerOptions> = {}): Promise<{ api: ApiServer; client: ApiClient; dir: string }> {
   const dir = extra.stateDir ?? mkdtempSync(join(tmpdir(), 'podlab-cp-api-'));
-  const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir, ...extra });
+  const store = await storeOptions(t, etcds);
+  const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir, ...store.options, ...extra });
   const client = new ApiClient(api.url, { credentials: api.credentials });
   credsByBase.set(api.url, api.credentials);
   t.teardown(async () => {
     client.close();
     await api.close();
+    await store.release();
     if (!extra.stateDir) rmSync(dir, { recursive: true, force: true });
   });
   return { api, client, dir };
@@ -111,7 +121,7 @@ async function firstOf<T>(it: AsyncIterable<T>): Promise<T | undefined> {
 
 const short = (ev: WatchEvent<KubeObject>) => `${ev.type} ${ev.object.metadata?.name ?? ''}`;
 
-test('discovery documents, version and health endpoints', async (t) => {
+storeTest('discovery documents, version and health endpoints', async (t) => {
   const { api } = await server(t);
   const apis = await http(api.url, 'GET', '/api');
   t.is(apis.code, 200);
@@ -139,7 +149,7 @@ test('discovery documents, version and health endpoints', async (t) => {
   t.like(missing.json, { kind: 'Status', status: 'Failure', reason: 'NotFound', code: 404 });
 });
 
-test('REST verbs and status codes for namespaced and cluster-scoped resources', async (t) => {
+storeTest('REST verbs and status codes for namespaced and cluster-scoped resources', async (t) => {
   const { api } = await server(t);
   const u = api.url;
   const created = await http(u, 'POST', '/api/v1/namespaces/default/pods', podBody('web'));
@@ -230,7 +240,7 @@ interface Table {
   rows: { cells: unknown[]; object?: { kind: string; metadata: { name: string } } }[];
 }
 
-test('kubectl support: as=Table gets server-side printed tables (list, get, watch); OpenAPI v3 stub', async (t) => {
+storeTest('kubectl support: as=Table gets server-side printed tables (list, get, watch); OpenAPI v3 stub', async (t) => {
   const { api, client } = await server(t);
   await client.create('nodes', { ...nodeBody('node-1'), status: { addresses: [{ type: 'InternalIP', address: '10.99.0.11' }], conditions: [{ type: 'Ready', status: 'True' }] } });
   await client.create('pods', podBody('web'));
@@ -268,7 +278,7 @@ test('kubectl support: as=Table gets server-side printed tables (list, get, watc
   t.is(doc.paths['/api/v1/namespaces/{namespace}/pods/{name}'].patch?.parameters[0].name, 'fieldValidation');
 });
 
-test('watch stream: chunked NDJSON, from 0 (synthetic ADDED then live) and from N (history only after N)', async (t) => {
+storeTest('watch stream: chunked NDJSON, from 0 (synthetic ADDED then live) and from N (history only after N)', async (t) => {
   const { api, client } = await server(t);
   await client.create('pods', podBody('a'));
   const b = await client.create<Pod>('pods', podBody('b'));
@@ -307,7 +317,7 @@ test('watch stream: chunked NDJSON, from 0 (synthetic ADDED then live) and from 
   t.is(ev.object.metadata.resourceVersion, live.metadata.resourceVersion);
 });
 
-test('watch with a resourceVersion older than history: one ERROR 410 event, then the stream ends', async (t) => {
+storeTest('watch with a resourceVersion older than history: one ERROR 410 event, then the stream ends', async (t) => {
   const { client } = await server(t, { historyLimit: 3 });
   for (const n of ['a', 'b', 'c', 'd', 'e']) await client.create('pods', podBody(n));
   const events: WatchEvent<KubeObject | Status>[] = [];
@@ -321,7 +331,7 @@ test('watch with a resourceVersion older than history: one ERROR 410 event, then
   await t.throwsAsync(() => firstOf(client.watch('pods', { fieldSelector: 'spec.bogus=1' })), { instanceOf: ApiError, message: 'field label not supported: spec.bogus' });
 });
 
-test('fieldSelector watch: pods on node-1 only; a pod rebound elsewhere is DELETED, rebound here is ADDED', async (t) => {
+storeTest('fieldSelector watch: pods on node-1 only; a pod rebound elsewhere is DELETED, rebound here is ADDED', async (t) => {
   const { api, client } = await server(t);
   const ac = new AbortController();
   t.teardown(() => ac.abort());
@@ -344,7 +354,7 @@ test('fieldSelector watch: pods on node-1 only; a pod rebound elsewhere is DELET
   );
 });
 
-test('timeoutSeconds ends the stream cleanly; bookmarks carry the current resourceVersion', async (t) => {
+storeTest('timeoutSeconds ends the stream cleanly; bookmarks carry the current resourceVersion', async (t) => {
   const { client } = await server(t, { bookmarkIntervalMs: 100 });
   const started = Date.now();
   const evs: WatchEvent<KubeObject>[] = [];
@@ -361,7 +371,7 @@ test('timeoutSeconds ends the stream cleanly; bookmarks carry the current resour
   t.deepEqual(plain, []);
 });
 
-test('client: typed results, null on 404, ApiError with Status, connection errors', async (t) => {
+storeTest('client: typed results, null on 404, ApiError with Status, connection errors', async (t) => {
   const { client } = await server(t);
   t.is(await client.get('pods', 'nope'), null);
   t.is(await client.delete('pods', 'nope'), null);
@@ -415,7 +425,7 @@ test('client watch reassembles lines split across chunks, including multi-byte c
   t.is(got[0].object.metadata.annotations?.note, 'héllo ✓ 世界');
 });
 
-test('informer: add/update/delete from a live watch; no event for unchanged objects', async (t) => {
+storeTest('informer: add/update/delete from a live watch; no event for unchanged objects', async (t) => {
   const { client } = await server(t);
   await client.create('pods', podBody('pre'));
   const inf = new Informer<Pod>(client, 'pods');
@@ -529,7 +539,7 @@ test('informer: retries forever with capped exponential backoff on an injected c
   await Promise.race([inf.stop(), new Promise((r) => setTimeout(r, 1000))]);
 });
 
-test('dryRun=All (kubectl diff, --dry-run=server) validates and answers but stores nothing', async (t) => {
+storeTest('dryRun=All (kubectl diff, --dry-run=server) validates and answers but stores nothing', async (t) => {
   const { api, client } = await server(t);
   const u = api.url;
   const created = await client.create<Pod>('pods', podBody('web'));

@@ -5,26 +5,38 @@
  * maxSurge; scale and rollback through the store; graceful termination and
  * garbage collection; the node lifecycle controller's grace period, taints,
  * not-ready endpoints and eviction after tolerationSeconds, timed by the
- * clock; JSON patch; the Endpoints mirror.
+ * clock; JSON patch; the Endpoints mirror. Each store test runs again on etcd
+ * ([etcd]: the controllers' writes through the etcd persister).
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { ManualClock, MANUAL_WALL_START_MS } from '../common/clock.ts';
 import { applyJsonPatch } from '../control-plane/merge-patch.ts';
 import { openStore, type Store } from '../control-plane/store.ts';
 import type { KubeObject, Pod } from '../control-plane/types.ts';
 import { computeTemplateHash } from '../control-plane/deployment-controller.ts';
 import { evictionTime } from '../control-plane/node-lifecycle-controller.ts';
+import { EtcdPool, storeOptions, storeTest } from './helpers/stores.ts';
 
-function lab(opts: { grace?: number; toleration?: number } = {}) {
+/** The etcd of the [etcd] variants (./helpers/stores.ts): client port 23808, peer 23809. */
+const etcds = new EtcdPool([23808]);
+
+/** A store with the controllers on a manual clock, on the test's store (in memory, or an emptied etcd for [etcd]). */
+async function lab(t: ExecutionContext, opts: { grace?: number; toleration?: number } = {}) {
   const clock = new ManualClock(MANUAL_WALL_START_MS);
+  const backing = await storeOptions(t, etcds);
   const store = openStore({
     clock,
+    ...backing.options,
     controllers: { podDrainMs: 1000, nodeLifecycle: { monitorPeriodMs: 1000, gracePeriodMs: (opts.grace ?? 40) * 1000, unreachableTolerationSeconds: opts.toleration ?? 300 } },
   });
   for (const n of ['node-1', 'node-2', 'node-3']) {
     store.create('nodes', { metadata: { name: n }, spec: {} });
     heartbeat(store, n);
   }
+  t.teardown(async () => {
+    store.close();
+    await backing.release();
+  });
   return { clock, store };
 }
 
@@ -57,8 +69,8 @@ const deployment = (replicas: number, image: string, extra: Record<string, unkno
 const active = (store: Store) => store.list<Pod>('pods', { labelSelector: 'app=web' }).items.filter((p) => !p.metadata.deletionTimestamp);
 const availableCount = (store: Store) => active(store).filter((p) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length;
 
-test('rolling update keeps availability >= replicas - maxUnavailable and total <= replicas + maxSurge', (t) => {
-  const { clock, store } = lab();
+storeTest('rolling update keeps availability >= replicas - maxUnavailable and total <= replicas + maxSurge', async (t) => {
+  const { clock, store } = await lab(t);
   store.create('deployments', deployment(4, 'nginx:1.14.2', { strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 1 } } }), { namespace: 'default' });
   kubelet(store);
   t.is(availableCount(store), 4);
@@ -84,8 +96,8 @@ test('rolling update keeps availability >= replicas - maxUnavailable and total <
   t.true(reasons.includes('ScalingReplicaSet'));
 });
 
-test('rollback by patching the old template reuses its ReplicaSet as the next revision; Recreate goes to zero first', (t) => {
-  const { clock, store } = lab();
+storeTest('rollback by patching the old template reuses its ReplicaSet as the next revision; Recreate goes to zero first', async (t) => {
+  const { clock, store } = await lab(t);
   store.create('deployments', deployment(2, 'nginx:1.14.2'), { namespace: 'default' });
   kubelet(store);
   const first = store.list('replicasets').items[0];
@@ -119,8 +131,8 @@ test('rollback by patching the old template reuses its ReplicaSet as the next re
   t.deepEqual([...new Set(active(store).map((p) => p.spec?.containers[0].image))], ['nginx:1.17']);
 });
 
-test('pod-template-hash is stable, differs per template, and the selector is immutable', (t) => {
-  const { store } = lab();
+storeTest('pod-template-hash is stable, differs per template, and the selector is immutable', async (t) => {
+  const { store } = await lab(t);
   const a = computeTemplateHash({ metadata: { labels: { app: 'x' } }, spec: { containers: [{ name: 'c', image: 'i:1' }] } });
   t.is(a, computeTemplateHash({ spec: { containers: [{ image: 'i:1', name: 'c' }] }, metadata: { labels: { app: 'x' } } }));
   t.not(a, computeTemplateHash({ metadata: { labels: { app: 'x' } }, spec: { containers: [{ name: 'c', image: 'i:2' }] } }));
@@ -134,8 +146,8 @@ test('pod-template-hash is stable, differs per template, and the selector is imm
   t.regex(String(mismatch?.message), /`selector` does not match template `labels`/);
 });
 
-test('deleting a ReplicaSet garbage-collects its pods gracefully; a DaemonSet follows nodes', (t) => {
-  const { clock, store } = lab();
+storeTest('deleting a ReplicaSet garbage-collects its pods gracefully; a DaemonSet follows nodes', async (t) => {
+  const { clock, store } = await lab(t);
   store.create('deployments', deployment(3, 'nginx'), { namespace: 'default' });
   kubelet(store);
   const rs = store.list('replicasets').items[0];
@@ -157,8 +169,8 @@ test('deleting a ReplicaSet garbage-collects its pods gracefully; a DaemonSet fo
   t.deepEqual(nodesOf(), ['node-1', 'node-2', 'node-3']);
 });
 
-test('node lifecycle: silent past the grace -> Unknown, taints, pods not ready in endpoints, eviction after tolerationSeconds', (t) => {
-  const { clock, store } = lab({ grace: 40, toleration: 300 });
+storeTest('node lifecycle: silent past the grace -> Unknown, taints, pods not ready in endpoints, eviction after tolerationSeconds', async (t) => {
+  const { clock, store } = await lab(t, { grace: 40, toleration: 300 });
   store.create('deployments', deployment(3, 'nginx'), { namespace: 'default' });
   store.create('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ port: 80 }] } }, { namespace: 'default' });
   kubelet(store);
@@ -224,8 +236,8 @@ test('JSON patch (fast-json-patch): RFC 6902 operations, pointer escapes and err
   t.deepEqual(applyJsonPatch(doc, [{ op: 'add', path: '/k~1v', value: 1 }]), { ...doc, 'k/v': 1 });
 });
 
-test('DefaultTolerationSeconds: a created Pod gets both NoExecute tolerations; a replace without them keeps them and passes Pod update validation', (t) => {
-  const { store } = lab({ toleration: 20 });
+storeTest('DefaultTolerationSeconds: a created Pod gets both NoExecute tolerations; a replace without them keeps them and passes Pod update validation', async (t) => {
+  const { store } = await lab(t, { toleration: 20 });
   const manifest = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', namespace: 'default' }, spec: { nodeName: 'node-1', containers: [{ name: 'web', image: 'nginx:1.14.2' }] } };
   const created = store.create<Pod>('pods', manifest, { namespace: 'default' });
   const keys = (p: Pod) => ((p.spec as { tolerations?: { key?: string; tolerationSeconds?: number }[] }).tolerations ?? []).map((x) => `${x.key}:${x.tolerationSeconds}`);

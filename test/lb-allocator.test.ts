@@ -17,16 +17,22 @@ import { defaultLabPool, parsePoolAddresses, poolAddresses } from '../control-pl
 import { formatServices } from '../cli/format-services.ts';
 import { INGRESS_TABLE } from '../control-plane/ingress-resources.ts';
 import type { KubeObject } from '../control-plane/types.ts';
+import { EtcdPool, storeOptions, storeTest } from './helpers/stores.ts';
 
 type Ctx = { teardown: (fn: () => unknown) => void };
 
+/** The etcd of the [etcd] variants (./helpers/stores.ts): client port 23806, peer 23807. */
+const etcds = new EtcdPool([23806]);
+
 async function server(t: Ctx): Promise<ApiClient> {
   const dir = mkdtempSync(join(tmpdir(), 'podlab-lb-'));
-  const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir });
+  const store = await storeOptions(t, etcds);
+  const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir, ...store.options });
   const c = new ApiClient(api.url, { credentials: api.credentials });
   t.teardown(async () => {
     c.close();
     await api.close();
+    await store.release();
     rmSync(dir, { recursive: true, force: true });
   });
   await c.create('namespaces', { metadata: { name: 'metallb-system' } });
@@ -65,7 +71,7 @@ test('pool addresses: CIDRs, ranges, avoidBuggyIPs, the default lab slice', (t) 
   t.is(defaultLabPool('127.0.215.0/28'), undefined);
 });
 
-test('a LoadBalancer Service gets NodePorts and the first free address; EXTERNAL-IP pending, then shown', async (t) => {
+storeTest('a LoadBalancer Service gets NodePorts and the first free address; EXTERNAL-IP pending, then shown', async (t) => {
   const c = await server(t);
   const first = await c.create<Service>('services', lb('web'));
   t.true(typeof first.spec?.ports?.[0].nodePort === 'number' && first.spec.ports[0].nodePort >= 30000);
@@ -86,7 +92,7 @@ test('a LoadBalancer Service gets NodePorts and the first free address; EXTERNAL
   t.is(bare.spec?.ports?.[0].nodePort, undefined);
 });
 
-test('requested addresses, pool annotation, priority, autoAssign, exhaustion and reuse', async (t) => {
+storeTest('requested addresses, pool annotation, priority, autoAssign, exhaustion and reuse', async (t) => {
   const c = await server(t);
   await c.create('ipaddresspools', pool('b-low', ['127.0.216.10/31']), 'metallb-system');
   await c.create('ipaddresspools', pool('a-manual', ['127.0.216.20-127.0.216.21'], { autoAssign: false }), 'metallb-system');
@@ -115,7 +121,7 @@ test('requested addresses, pool annotation, priority, autoAssign, exhaustion and
   t.is(ipOf(await until(c, 'one', (s) => !ipOf(s))), undefined);
 });
 
-test('metallb.io kinds are validated', async (t) => {
+storeTest('metallb.io kinds are validated', async (t) => {
   const c = await server(t);
   const e1 = await t.throwsAsync(c.create('ipaddresspools', pool('bad', ['10.0.0.0/33']), 'metallb-system'));
   t.regex(e1.message, /spec\.addresses\[0\]: Invalid value: "10\.0\.0\.0\/33"/);
@@ -127,7 +133,7 @@ test('metallb.io kinds are validated', async (t) => {
   t.is((await c.list('l2advertisements', { namespace: 'metallb-system' })).items.length, 1);
 });
 
-test('networking.k8s.io/v1 Ingress and IngressClass: validation, the default class, kubectl columns', async (t) => {
+storeTest('networking.k8s.io/v1 Ingress and IngressClass: validation, the default class, kubectl columns', async (t) => {
   const c = await server(t);
   await c.create('ingressclasses', { apiVersion: 'networking.k8s.io/v1', kind: 'IngressClass', metadata: { name: 'nginx', annotations: { 'ingressclass.kubernetes.io/is-default-class': 'true' } }, spec: { controller: 'k8s.io/ingress-nginx' } });
   const ing = (rules: unknown, extra: Record<string, unknown> = {}) => ({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: 'x' }, spec: { rules, ...extra } });

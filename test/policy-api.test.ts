@@ -5,7 +5,6 @@
  * watch, get, delete, and the `NAME POD-SELECTOR AGE` table.
  */
 import { httpsJson } from './helpers/https.ts';
-import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,15 +13,21 @@ import { ApiClient, ApiError } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import type { NetworkPolicy } from '../policy/types.ts';
 import { np } from './helpers/netpol-cases.ts';
+import { EtcdPool, storeOptions, storeTest } from './helpers/stores.ts';
+
+/** The etcd of the [etcd] variants (./helpers/stores.ts): client port 23804, peer 23805. */
+const etcds = new EtcdPool([23804]);
 
 async function server(t: { teardown(fn: () => unknown): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'podlab-netpol-api-'));
-  const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir });
+  const store = await storeOptions(t, etcds);
+  const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir, ...store.options });
   const client = new ApiClient(api.url, { credentials: api.credentials });
   await client.create('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'x' } });
   t.teardown(async () => {
     client.close();
     await api.close();
+    await store.release();
     rmSync(dir, { recursive: true, force: true });
   });
   return { api, client };
@@ -30,7 +35,7 @@ async function server(t: { teardown(fn: () => unknown): void }) {
 
 const bare = (p: NetworkPolicy) => ({ ...p, metadata: { name: p.metadata.name, namespace: p.metadata.namespace } });
 
-test('discovery lists networkpolicies in networking.k8s.io/v1', async (t) => {
+storeTest('discovery lists networkpolicies in networking.k8s.io/v1', async (t) => {
   const { api } = await server(t);
   const groups = await httpsJson<{ groups: { name: string }[] }>(`${api.url}/apis`, api.credentials);
   t.true(groups.groups.some((g) => g.name === 'networking.k8s.io'));
@@ -43,7 +48,7 @@ test('discovery lists networkpolicies in networking.k8s.io/v1', async (t) => {
   for (const v of ['create', 'delete', 'get', 'list', 'watch']) t.true(r!.verbs.includes(v), v);
 });
 
-test('create defaults policyTypes and protocol; get, list, watch, delete', async (t) => {
+storeTest('create defaults policyTypes and protocol; get, list, watch, delete', async (t) => {
   const { client } = await server(t);
   const inf = new Informer<NetworkPolicy>(client, 'networkpolicies');
   const seen: string[] = [];
@@ -65,7 +70,7 @@ test('create defaults policyTypes and protocol; get, list, watch, delete', async
   t.deepEqual(seen, ['add x/egress', 'add x/deny', 'delete x/deny']);
 });
 
-test('validation: field paths and wording as kube-apiserver', async (t) => {
+storeTest('validation: field paths and wording as kube-apiserver', async (t) => {
   const { client } = await server(t);
   const bad = np('x', 'bad', {
     podSelector: {},
@@ -82,7 +87,7 @@ test('validation: field paths and wording as kube-apiserver', async (t) => {
   t.regex(msg, /spec\.egress\[0\]\.ports\[0\]\.port: Invalid value: 70000/);
 });
 
-test('kubectl get networkpolicies prints NAME POD-SELECTOR AGE', async (t) => {
+storeTest('kubectl get networkpolicies prints NAME POD-SELECTOR AGE', async (t) => {
   const { api, client } = await server(t);
   await client.create('networkpolicies', bare(np('x', 'sel', { podSelector: { matchLabels: { pod: 'a' }, matchExpressions: [{ key: 'tier', operator: 'NotIn', values: ['db', 'cache'] }] } })), 'x');
   await client.create('networkpolicies', bare(np('x', 'all', { podSelector: {} })), 'x');

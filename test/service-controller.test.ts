@@ -6,7 +6,6 @@
  * and the kubectl-style printing.
  */
 import { httpsJson } from './helpers/https.ts';
-import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,16 +17,22 @@ import type { KubeObject, WatchEvent } from '../control-plane/types.ts';
 import { formatEndpointSlices, formatServices } from '../cli/format-services.ts';
 import { createServiceProxyEngine, type DnatDecision } from '../service-proxy/index.ts';
 import { engineOpts, pkt } from './helpers/service-fixtures.ts';
+import { EtcdPool, storeOptions, storeTest } from './helpers/stores.ts';
 
 type Ctx = { teardown: (fn: () => unknown) => void };
 
+/** The etcd of the [etcd] variants (./helpers/stores.ts): client port 23802, peer 23803. */
+const etcds = new EtcdPool([23802]);
+
 async function server(t: Ctx, extra: Partial<ApiServerOptions> = {}): Promise<{ api: ApiServer; c: ApiClient; dir: string }> {
   const dir = extra.stateDir ?? mkdtempSync(join(tmpdir(), 'podlab-svc-'));
-  const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir, ...extra });
+  const store = await storeOptions(t, etcds);
+  const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir, ...store.options, ...extra });
   const c = new ApiClient(api.url, { credentials: api.credentials });
   t.teardown(async () => {
     c.close();
     await api.close();
+    await store.release();
     if (!extra.stateDir) rmSync(dir, { recursive: true, force: true });
   });
   return { api, c, dir };
@@ -78,7 +83,7 @@ async function waitFor(c: ApiClient, rv: string, pred: (ev: WatchEvent<EndpointS
   }
 }
 
-test('Pods with matching labels become an EndpointSlice kept by endpointslice-controller.k8s.io', async (t) => {
+storeTest('Pods with matching labels become an EndpointSlice kept by endpointslice-controller.k8s.io', async (t) => {
   const { c } = await server(t);
   await pod(c, 'web-1', { ip: '10.244.1.2', node: 'node-1' });
   await pod(c, 'web-2', { ip: '10.244.2.2', node: 'node-2' });
@@ -112,7 +117,7 @@ test('Pods with matching labels become an EndpointSlice kept by endpointslice-co
   t.deepEqual(await slicesOf(c, 'web'), []);
 });
 
-test('readiness and deletion reach watchers well under a second', async (t) => {
+storeTest('readiness and deletion reach watchers well under a second', async (t) => {
   const { c } = await server(t);
   await pod(c, 'web-1', { ip: '10.244.1.2' });
   await pod(c, 'web-2', { ip: '10.244.2.2', node: 'node-2' });
@@ -148,7 +153,7 @@ test('readiness and deletion reach watchers well under a second', async (t) => {
   t.deepEqual([left[0].endpoints, left[0].ports], [[], []]);
 });
 
-test('named targetPorts resolve per pod; different numbers make different slices', async (t) => {
+storeTest('named targetPorts resolve per pod; different numbers make different slices', async (t) => {
   const { c } = await server(t);
   await pod(c, 'a', { ip: '10.244.1.2', ports: [{ name: 'http', containerPort: 8080 }] });
   await pod(c, 'b', { ip: '10.244.1.3', ports: [{ name: 'http', containerPort: 8080 }] });
@@ -166,7 +171,7 @@ test('named targetPorts resolve per pod; different numbers make different slices
   t.regex(e.ipvsadmList(), / {2}-> 10\.244\.2\.2:9090 /);
 });
 
-test('ClusterIP allocation: automatic, user-chosen, conflicts and range errors worded as kube-apiserver', async (t) => {
+storeTest('ClusterIP allocation: automatic, user-chosen, conflicts and range errors worded as kube-apiserver', async (t) => {
   const { c } = await server(t);
   const a = await c.create<Service>('services', { metadata: { name: 'a' }, spec: { ports: [{ port: 80 }] } });
   const ip = a.spec!.clusterIP!;
@@ -192,7 +197,7 @@ test('ClusterIP allocation: automatic, user-chosen, conflicts and range errors w
   t.is(h.spec!.clusterIP, 'None');
 });
 
-test('NodePort allocation: from 30000-32767, conflicts and range errors, kept across updates', async (t) => {
+storeTest('NodePort allocation: from 30000-32767, conflicts and range errors, kept across updates', async (t) => {
   const { c } = await server(t);
   const a = await c.create<Service>('services', { metadata: { name: 'a' }, spec: { type: 'NodePort', selector: { app: 'a' }, ports: [{ name: 'http', port: 80 }, { name: 'https', port: 443 }] } });
   const [p1, p2] = a.spec!.ports!.map((p) => p.nodePort!);
@@ -216,7 +221,7 @@ test('NodePort allocation: from 30000-32767, conflicts and range errors, kept ac
   t.is(reuse.spec!.ports![0].nodePort, p1);
 });
 
-test('validation speaks kube-apiserver', async (t) => {
+storeTest('validation speaks kube-apiserver', async (t) => {
   const { c } = await server(t);
   const bad = async (spec: unknown) => (await t.throwsAsync(c.create('services', { metadata: { name: 'x' }, spec }))).message;
   t.is(await bad({}), 'Service "x" is invalid: spec.ports: Required value');
@@ -243,11 +248,15 @@ test('validation speaks kube-apiserver', async (t) => {
   t.is(sliceErr.message, 'EndpointSlice "s" is invalid: endpoints[0].addresses[0]: Invalid value: "not-an-ip": must be a valid IPv4 address');
 });
 
-test('allocations and slices persist across an apiserver restart; --service-cluster-ip-range is honoured', async (t) => {
+storeTest('allocations and slices persist across an apiserver restart; --service-cluster-ip-range is honoured', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'podlab-svc-restart-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = await storeOptions(t, etcds);
+  t.teardown(async () => {
+    await store.release();
+    rmSync(dir, { recursive: true, force: true });
+  });
   const opts = { host: '127.0.0.1', port: 0, stateDir: dir, serviceClusterIpRange: '10.100.0.0/16', kubernetesService: true };
-  const first = await startApiServer(opts);
+  const first = await startApiServer({ ...opts, ...store.options });
   const c1 = new ApiClient(first.url, { credentials: first.credentials });
   const k = await c1.get<Service>('services', 'kubernetes');
   t.like(k?.spec, { clusterIP: '10.100.0.1', ports: [{ name: 'https', port: 443, protocol: 'TCP', targetPort: first.port }] });
@@ -258,7 +267,7 @@ test('allocations and slices persist across an apiserver restart; --service-clus
   const before = await slicesOf(c1, 'web');
   c1.close();
   await first.close();
-  const second = await startApiServer(opts);
+  const second = await startApiServer({ ...opts, ...store.reopen() });
   const c2 = new ApiClient(second.url, { credentials: second.credentials });
   t.teardown(async () => {
     c2.close();
@@ -275,7 +284,7 @@ test('allocations and slices persist across an apiserver restart; --service-clus
   t.is((await c2.get<KubeObject>('endpointslices', 'kubernetes'))!.metadata.name, 'kubernetes');
 });
 
-test('kubectl columns: server-side Table and the podlab CLI tables', async (t) => {
+storeTest('kubectl columns: server-side Table and the podlab CLI tables', async (t) => {
   const { api, c } = await server(t);
   await pod(c, 'web-1', { ip: '10.244.1.2' });
   await pod(c, 'web-2', { ip: '10.244.2.2', node: 'node-2' });

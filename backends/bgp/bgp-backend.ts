@@ -10,13 +10,13 @@
  * The peers come from ./peers.ts; of each pair the node whose IP compares
  * greater as a string dials (Calico's `passive on` rule, in bgp/speaker.ts).
  * What the speaker accepts from each peer is Calico's filters (./filters.ts),
- * given to it as the RIB's policy and replaced whenever Nodes, BGPPeers or
- * BGPFilters change.
+ * given to it as the RIB's policy and replaced whenever Nodes, BGPPeers,
+ * BGPFilters or IPPools change.
  */
 import type { Clock } from '../../common/clock.ts';
 import { createLogger } from '../../common/log.ts';
 import { BgpSpeaker, formatSummary, type RibPolicy, type RouteSummary } from '../../bgp/index.ts';
-import { exportVerdict, importVerdict, lbPrefixes, nodeOwners, peerKinds, type FilterContext, type PeerKind } from './filters.ts';
+import { exportVerdict, importVerdict, ipPoolCidrs, lbPrefixes, nodeOwners, peerKinds, type FilterContext, type PeerKind } from './filters.ts';
 import type { LbRoute } from '../../edge/bgp-advertiser.ts';
 import { formatLargeCommunity } from '../../bgp/codec/index.ts';
 import type { PlanAction } from '../backend.ts';
@@ -45,7 +45,7 @@ export interface BgpBackendOptions {
   port: number;
   holdTime: number;
   topology: BgpTopology;
-  /** The cluster's IP pools (the cluster CIDR): node routes must fall inside, external ones outside. */
+  /** The default IP pool (the cluster CIDR); the IPPool objects join it (./filters.ts ipPoolCidrs). */
   pools: string[];
   clock: Clock;
   seed: number;
@@ -109,7 +109,7 @@ export class CalicoBgp implements BgpRouting {
 
   /** Rebuilds the filters from the cluster's state; the speaker re-judges what it holds when they changed. */
   private updatePolicy(input: BgpInputs, want: Map<string, DesiredPeer>): void {
-    const ctx: FilterContext = { pools: this.o.pools, nodes: nodeOwners(input) };
+    const ctx: FilterContext = { pools: ipPoolCidrs(input, this.o.pools), nodes: nodeOwners(input) };
     const kinds = peerKinds(want, input.filters ?? []);
     const key = JSON.stringify([ctx.pools, [...ctx.nodes], [...kinds]]);
     if (key === this.policyKey) return;

@@ -7,7 +7,7 @@
 import { BirdProcess, birdConfig } from './bird.ts';
 import type { BgpRouting } from './bgp-backend.ts';
 import { clusterAsn, desiredPeers, type BgpInputs, type BgpTopology } from './peers.ts';
-import { nodeOwners, peerKinds } from './filters.ts';
+import { ipPoolCidrs, nodeOwners, peerKinds } from './filters.ts';
 
 export interface BirdRoutingOptions {
   node: string;
@@ -18,7 +18,7 @@ export interface BirdRoutingOptions {
   port: number;
   holdTime: number;
   topology: BgpTopology;
-  /** The cluster's IP pools (filters: ./filters.ts). */
+  /** The default IP pool (the cluster CIDR); IPPool objects join it (filters: ./filters.ts). */
   pools: string[];
 }
 
@@ -37,7 +37,7 @@ export class BirdRouting implements BgpRouting {
       return { name: p.name, ip: p.address, asn: p.asn, port: p.port, ...(k?.kind === 'external' ? { external: { name: k.name, filters: k.filters } } : {}) };
     });
     const owners = [...nodeOwners(input).values()];
-    const text = birdConfig({ node: this.o.node, routerId: this.o.ip, asn: clusterAsn(input.config), podCIDR: this.o.podCIDR, port: this.o.port, holdTime: this.o.holdTime, peers, pools: this.o.pools, owners });
+    const text = birdConfig({ node: this.o.node, routerId: this.o.ip, asn: clusterAsn(input.config), podCIDR: this.o.podCIDR, port: this.o.port, holdTime: this.o.holdTime, peers, pools: ipPoolCidrs(input, this.o.pools), owners });
     await this.bird.apply(text);
   }
 

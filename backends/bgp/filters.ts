@@ -4,6 +4,9 @@
  * decided (shown by `bgp routes` for what was filtered). The same decisions are
  * rendered as BIRD filter functions for kernel nodes (./bird.ts).
  *
+ * - The IP pools are the cluster's IPPool objects (projectcalico.org/v3,
+ *   spec.cidr) and the cluster CIDR, which stands for the default pool
+ *   calico-node creates from CALICO_IPV4POOL_CIDR (podlab has no object for it).
  * - From a node peer (mesh or route reflector): only prefixes inside the
  *   cluster's IP pools that the announcing node owns: its block (Node
  *   spec.podCIDR(s)). With route reflection the announcing node is the path's
@@ -28,7 +31,7 @@
  */
 import type { BgpFilter, BgpFilterRule } from '../../control-plane/calico.ts';
 import { CALICO_IPV4_ADDRESS } from '../../control-plane/annotations.ts';
-import { ipv4ToInt } from '../../packet/addr.ts';
+import { intToIpv4, ipv4ToInt } from '../../packet/addr.ts';
 import type { BgpInputs, DesiredPeer } from './peers.ts';
 
 /** What a filter said: accepted or not, and the rule that decided (text for `bgp routes` and the log). */
@@ -49,7 +52,7 @@ export interface NodeOwner {
 /** Who a peer is, for filtering. */
 export type PeerKind = { kind: 'node' } | { kind: 'external'; name: string; filters: BgpFilter[] };
 
-/** The cluster-wide inputs: IP pools and who owns which block. */
+/** The cluster-wide inputs: IP pools, LoadBalancer pools and who owns which block. */
 export interface FilterContext {
   pools: string[];
   /** Nodes by IP (their router id and session address). */
@@ -184,4 +187,20 @@ export function peerKinds(want: Map<string, DesiredPeer>, filters: BgpFilter[]):
     out.set(addr, p.external ? { kind: 'external', name: p.name.replace(/^BGPPeer /, ''), filters: p.external.filters.flatMap((n) => byName.get(n) ?? []) } : { kind: 'node' });
   }
   return out;
+}
+
+/**
+ * The IP pools filters judge by: every IPPool's spec.cidr, and `clusterCidr`
+ * (the default pool) unless a pool already covers it; sorted and without
+ * duplicates, so an unchanged cluster gives an unchanged policy.
+ */
+export function ipPoolCidrs(input: BgpInputs, clusterCidr: string[]): string[] {
+  const pools = (input.pools ?? []).map((p) => p.spec?.cidr).filter((c): c is string => typeof c === 'string' && parse(c) !== undefined);
+  const all = [...pools, ...clusterCidr.filter((c) => !pools.some((p) => prefixWithin(c, p)))];
+  return [...new Set(all.map(normal))].sort();
+}
+
+function normal(cidr: string): string {
+  const p = parse(cidr)!;
+  return `${intToIpv4(p.net)}/${p.len}`;
 }

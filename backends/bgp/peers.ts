@@ -29,7 +29,7 @@ export interface BgpInputs {
   peers: BgpPeer[];
   /** The BGPFilters BGPPeers name in spec.filters (absent: none). */
   filters?: BgpFilter[];
-  /** The IPPools (their ipipMode shapes learned routes on the ipip backend). */
+  /** The IPPools (their ipipMode shapes learned routes on the ipip backend; filters accept node routes inside them). */
   pools?: IpPool[];
   /** The LoadBalancer routes each node announces, by node name (MetalLB's BGP mode; absent: none). */
   lb?: Map<string, string[]>;

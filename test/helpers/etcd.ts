@@ -5,10 +5,11 @@
  */
 import type { ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hasTool, requireOrSkip } from './lab.ts';
+import { systemTool } from '../../common/system-tool.ts';
 
 /** A running etcd. */
 export interface TestEtcd {
@@ -26,12 +27,24 @@ export interface TestEtcd {
  */
 export async function startEtcd(t: ExecutionContext, clientPort: number): Promise<TestEtcd | undefined> {
   if (!requireOrSkip(t, hasTool('etcd'), 'etcd not found (apt-get install etcd-server)')) return undefined;
-  const dir = mkdtempSync(join(tmpdir(), 'podlab-etcd-'));
+  const { etcd, stop } = await launchEtcd(clientPort);
+  t.teardown(stop);
+  return etcd;
+}
+
+/**
+ * Starts etcd on `clientPort` (peer port `clientPort + 1`) with a temporary data dir; `stop` kills it by pid
+ * and removes the dir. `inMemory` puts the dir on /dev/shm where there is one: an fsync costs nothing there,
+ * for tests of the API rather than of durability.
+ */
+export async function launchEtcd(clientPort: number, o: { inMemory?: boolean } = {}): Promise<{ etcd: TestEtcd; stop: () => void }> {
+  const dir = mkdtempSync(join(o.inMemory && existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'podlab-etcd-'));
   const client = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${clientPort + 1}`;
   let log = '';
+  // The same etcd hasTool found (the system's directories), not whatever PATH names first.
   const child = spawn(
-    'etcd',
+    systemTool('etcd') ?? 'etcd',
     [
       '--name', 'podlab-test', '--data-dir', dir,
       '--listen-client-urls', client, '--advertise-client-urls', client,
@@ -42,10 +55,12 @@ export async function startEtcd(t: ExecutionContext, clientPort: number): Promis
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   child.stderr?.setEncoding('utf8').on('data', (c: string) => (log = (log + c).slice(-4000)));
-  t.teardown(() => {
+  let spawnError: Error | undefined;
+  child.on('error', (e) => (spawnError = e));
+  const stop = () => {
     if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
     rmSync(dir, { recursive: true, force: true });
-  });
+  };
   const deadline = Date.now() + 20_000;
   for (;;) {
     try {
@@ -54,10 +69,13 @@ export async function startEtcd(t: ExecutionContext, clientPort: number): Promis
     } catch {
       // not listening yet
     }
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`etcd did not start on ${client}: ${log}`);
+    if (spawnError || child.exitCode !== null || Date.now() > deadline) {
+      stop();
+      throw new Error(`etcd did not start on ${client}: ${spawnError?.message ?? log}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return {
+  const etcd: TestEtcd = {
     store: `etcd://127.0.0.1:${clientPort}`,
     base: client,
     async keys(prefix) {
@@ -72,4 +90,5 @@ export async function startEtcd(t: ExecutionContext, clientPort: number): Promis
       }));
     },
   };
+  return { etcd, stop };
 }
