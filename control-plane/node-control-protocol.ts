@@ -13,7 +13,8 @@
  *                   {t:'res', id, result}            the call's result (exec: {exitCode})
  *                   {t:'err', id, error: {name, message}}
  */
-import { PackrStream, UnpackrStream } from 'msgpackr';
+import type * as Msgpackr from 'msgpackr';
+import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
@@ -69,8 +70,29 @@ export function parseClientMessage(m: unknown): { ok: true; msg: ClientMessage }
   return { ok: false, id, error: `bad control message: ${where}${issue?.message ?? 'invalid'}` };
 }
 
+let msgpackr: typeof Msgpackr | undefined;
+/**
+ * msgpackr, loaded at the first connection, without its native string
+ * extractor: that addon costs every node agent some 4 MB RSS for decoding
+ * long strings faster, and control messages are small. Through require, as
+ * an ESM import of CommonJS would compile Node's CommonJS lexer (8 MB more).
+ */
+function loadMsgpackr(): typeof Msgpackr {
+  if (msgpackr) return msgpackr;
+  const KEY = 'MSGPACKR_NATIVE_ACCELERATION_DISABLED';
+  const before = process.env[KEY];
+  process.env[KEY] = 'true';
+  try {
+    return (msgpackr = createRequire(import.meta.url)('msgpackr') as typeof Msgpackr);
+  } finally {
+    if (before === undefined) delete process.env[KEY];
+    else process.env[KEY] = before;
+  }
+}
+
 /** Wraps a socket into a message reader and writer. */
 export function frame<In, Out>(sock: Socket): { onMessage(cb: (m: In) => void): void; send(m: Out): boolean; end(): void } {
+  const { PackrStream, UnpackrStream } = loadMsgpackr();
   const enc = new PackrStream({ useRecords: false });
   const dec = new UnpackrStream({ useRecords: false });
   enc.pipe(sock);
