@@ -217,7 +217,7 @@ export class NodeCore {
 
   /** calico-node's role: the node's speaker fed by Nodes, the BGPConfiguration, BGPPeers, BGPFilters and IPPools. */
   private async startBgp(): Promise<void> {
-    this.bgp = this.runtime.bgpRouting(this.podCIDR);
+    this.bgp = await this.runtime.bgpRouting(this.podCIDR);
     this.bgpConfigInformer = new Informer<BgpConfiguration>(this.api, 'bgpconfigurations');
     this.bgpPeerInformer = new Informer<BgpPeer>(this.api, 'bgppeers');
     this.bgpFilterInformer = new Informer<BgpFilter>(this.api, 'bgpfilters');
