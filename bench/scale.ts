@@ -95,7 +95,8 @@ export async function benchScale(nodes: number, podsPerNode: number): Promise<Me
       let b = pods[rng.int(0, pods.length - 1)];
       while (b.spec?.nodeName === a.spec?.nodeName) b = pods[rng.int(0, pods.length - 1)];
       let text = '';
-      await execInPod(stateDir, a.metadata.name, ['ping', '-c', '1', '-W', '2', b.status!.podIP!], { stdout: (s) => (text += s), stderr: () => {} });
+      // Any pod of the lab, CoreDNS's in kube-system too; a failed exec counts as an unanswered ping.
+      await execInPod(stateDir, a.metadata.name, ['ping', '-c', '1', '-W', '2', b.status!.podIP!], { namespace: a.metadata.namespace, stdout: (s) => (text += s), stderr: () => {} }).catch((e: unknown) => say(`exec in ${a.metadata.name}: ${(e as Error).message}`));
       if (/ 0% packet loss/.test(text)) ok++;
     }
     say(`${ok}/${pairs} random cross-node pings answered`);

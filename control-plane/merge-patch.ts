@@ -3,8 +3,14 @@
  * strategic-merge-patch.ts): JSON merge patch (RFC 7386) and JSON patch
  * (RFC 6902, applied by the fast-json-patch library).
  */
-import jsonpatch from 'fast-json-patch';
+import { createRequire } from 'node:module';
+import type * as jsonpatchTypes from 'fast-json-patch';
 import { ApiError, badRequest, makeStatus } from './errors.ts';
+
+// Through require: an ESM import of this CommonJS package would make Node
+// compile its CommonJS lexer (WebAssembly, some 8 MB RSS) in every node agent,
+// whose API client loads this module for its content types.
+const jsonpatch = createRequire(import.meta.url)('fast-json-patch') as typeof jsonpatchTypes;
 
 /** Content types the PATCH verb accepts. */
 export const MERGE_PATCH_TYPE = 'application/merge-patch+json';
@@ -62,14 +68,14 @@ export function applyMergePatch(target: unknown, patch: unknown): unknown {
  */
 export function applyJsonPatch(target: unknown, ops: unknown): unknown {
   if (!Array.isArray(ops)) throw badRequest('a JSON patch must be a JSON array of operations');
-  const invalid = jsonpatch.validate(ops as jsonpatch.Operation[], target);
+  const invalid = jsonpatch.validate(ops as jsonpatchTypes.Operation[], target);
   if (invalid && ['OPERATION_NOT_AN_OBJECT', 'OPERATION_OP_INVALID', 'OPERATION_PATH_INVALID', 'OPERATION_FROM_REQUIRED', 'OPERATION_VALUE_REQUIRED', 'OPERATION_VALUE_CANNOT_CONTAIN_UNDEFINED', 'SEQUENCE_NOT_AN_ARRAY'].includes(invalid.name)) {
     throw badRequest(`invalid JSON patch operation ${invalid.index ?? ''}: ${firstLine(invalid.message)}`);
   }
   try {
-    return jsonpatch.applyPatch(structuredClone(target), ops as jsonpatch.Operation[], true, true).newDocument;
+    return jsonpatch.applyPatch(structuredClone(target), ops as jsonpatchTypes.Operation[], true, true).newDocument;
   } catch (err) {
-    const e = err as jsonpatch.JsonPatchError;
+    const e = err as jsonpatchTypes.JsonPatchError;
     const where = e.operation ? ` (operation ${e.index ?? '?'}: ${JSON.stringify(e.operation)})` : '';
     throw new ApiError(makeStatus(422, 'Invalid', `the server rejected our request due to an error in our request: ${firstLine(e.message ?? String(err))}${where}`));
   }

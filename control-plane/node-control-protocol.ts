@@ -13,8 +13,8 @@
  *                   {t:'res', id, result}            the call's result (exec: {exitCode})
  *                   {t:'err', id, error: {name, message}}
  */
-import { PackrStream, UnpackrStream } from 'msgpackr';
-import { z } from 'zod';
+import type * as Msgpackr from 'msgpackr';
+import { createRequire } from 'node:module';
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import os from 'node:os';
@@ -46,31 +46,72 @@ export type ServerMessage =
 
 const HIGH_WATER = 8 * 1024 * 1024;
 
-const callId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-
-/** What a client may send, checked at the boundary: anything else gets an error reply, never a crash. */
-const clientMessage = z.discriminatedUnion('t', [
-  z.object({ t: z.literal('req'), id: callId, method: z.string().min(1).max(128), params: z.unknown() }),
-  z.object({ t: z.literal('cancel'), id: callId }),
-  z.object({ t: z.literal('stdin'), id: callId, data: z.instanceof(Uint8Array, { message: 'stdin data must be binary (msgpack bin), not a string' }) }),
-  z.object({ t: z.literal('stdin-end'), id: callId }),
-]);
-
 /** The call id a bad message's error reply carries when the message names none. */
 export const NO_CALL_ID = -1;
 
-/** Checks one decoded control message; a bad one comes back with the reason and the id it names, if any. */
+/** Why `v` is no call id (a safe non-negative integer), or undefined when it is one. */
+function callIdProblem(v: unknown): string | undefined {
+  if (v === undefined) return 'Required';
+  if (typeof v !== 'number') return `Expected number, received ${v === null ? 'null' : typeof v}`;
+  if (!Number.isInteger(v)) return 'Expected integer, received float';
+  if (v < 0 || v > Number.MAX_SAFE_INTEGER) return `Number must be from 0 to ${Number.MAX_SAFE_INTEGER}`;
+  return undefined;
+}
+
+const KINDS = ['req', 'cancel', 'stdin', 'stdin-end'];
+
+/**
+ * Checks one decoded control message; a bad one comes back with the reason and
+ * the id it names, if any. What a client may send is checked at the boundary:
+ * anything else gets an error reply, never a crash. Written out rather than
+ * with a schema library, which would cost every node agent its load (some
+ * 3 MB RSS) for four message shapes.
+ */
 export function parseClientMessage(m: unknown): { ok: true; msg: ClientMessage } | { ok: false; id: number; error: string } {
-  const r = clientMessage.safeParse(m);
-  if (r.success) return { ok: true, msg: r.data as ClientMessage };
-  const id = typeof m === 'object' && m !== null && typeof (m as { id?: unknown }).id === 'number' ? (m as { id: number }).id : NO_CALL_ID;
-  const issue = r.error.issues[0];
-  const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
-  return { ok: false, id, error: `bad control message: ${where}${issue?.message ?? 'invalid'}` };
+  const o = typeof m === 'object' && m !== null && !Array.isArray(m) ? (m as Record<string, unknown>) : undefined;
+  const id = typeof o?.id === 'number' ? o.id : NO_CALL_ID;
+  const bad = (where: string, problem: string) => ({ ok: false as const, id, error: `bad control message: ${where ? `${where}: ` : ''}${problem}` });
+  if (!o) return bad('', `Expected object, received ${m === null ? 'null' : Array.isArray(m) ? 'array' : typeof m}`);
+  if (typeof o.t !== 'string' || !KINDS.includes(o.t)) return bad('t', `Invalid discriminator value. Expected ${KINDS.map((k) => `'${k}'`).join(' | ')}`);
+  const idProblem = callIdProblem(o.id);
+  if (idProblem) return bad('id', idProblem);
+  const callId = o.id as number;
+  switch (o.t) {
+    case 'req':
+      if (typeof o.method !== 'string') return bad('method', o.method === undefined ? 'Required' : `Expected string, received ${o.method === null ? 'null' : typeof o.method}`);
+      if (o.method.length < 1 || o.method.length > 128) return bad('method', 'String must contain from 1 to 128 character(s)');
+      return { ok: true, msg: { t: 'req', id: callId, method: o.method, params: o.params } };
+    case 'stdin':
+      if (!(o.data instanceof Uint8Array)) return bad('data', 'stdin data must be binary (msgpack bin), not a string');
+      return { ok: true, msg: { t: 'stdin', id: callId, data: o.data } };
+    default:
+      return { ok: true, msg: { t: o.t as 'cancel' | 'stdin-end', id: callId } };
+  }
+}
+
+let msgpackr: typeof Msgpackr | undefined;
+/**
+ * msgpackr, loaded at the first connection, without its native string
+ * extractor: that addon costs every node agent some 4 MB RSS for decoding
+ * long strings faster, and control messages are small. Through require, as
+ * an ESM import of CommonJS would compile Node's CommonJS lexer (8 MB more).
+ */
+function loadMsgpackr(): typeof Msgpackr {
+  if (msgpackr) return msgpackr;
+  const KEY = 'MSGPACKR_NATIVE_ACCELERATION_DISABLED';
+  const before = process.env[KEY];
+  process.env[KEY] = 'true';
+  try {
+    return (msgpackr = createRequire(import.meta.url)('msgpackr') as typeof Msgpackr);
+  } finally {
+    if (before === undefined) delete process.env[KEY];
+    else process.env[KEY] = before;
+  }
 }
 
 /** Wraps a socket into a message reader and writer. */
 export function frame<In, Out>(sock: Socket): { onMessage(cb: (m: In) => void): void; send(m: Out): boolean; end(): void } {
+  const { PackrStream, UnpackrStream } = loadMsgpackr();
   const enc = new PackrStream({ useRecords: false });
   const dec = new UnpackrStream({ useRecords: false });
   enc.pipe(sock);

@@ -23,7 +23,16 @@ import fs from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import forge from 'node-forge';
+import { createRequire } from 'node:module';
+import type forgeModule from 'node-forge';
+
+// node-forge is a megabyte of CommonJS run at load: only the processes that
+// issue or read certificates (the launcher, the apiserver) load it, when they
+// first do, and through require, which spares them Node's CommonJS lexer (a
+// WebAssembly module that an ESM import of CommonJS compiles, some 8 MB RSS).
+// Node agents only read their token and CA from this module.
+let forgeLoaded: typeof forgeModule | undefined;
+const forge = (): typeof forgeModule => (forgeLoaded ??= createRequire(import.meta.url)('node-forge') as typeof forgeModule);
 
 /** Paths of the files of a PKI directory. */
 export interface PkiFiles {
@@ -71,11 +80,11 @@ function writeSecret(file: string, text: string): void {
   fs.chmodSync(file, SECRET_MODE);
 }
 
-function newKeyPair(): { privateKey: forge.pki.rsa.PrivateKey; publicKey: forge.pki.rsa.PublicKey; pem: string } {
+function newKeyPair(): { privateKey: forgeModule.pki.rsa.PrivateKey; publicKey: forgeModule.pki.rsa.PublicKey; pem: string } {
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const pem = privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
-  const priv = forge.pki.privateKeyFromPem(pem);
-  return { privateKey: priv, publicKey: forge.pki.rsa.setPublicKey(priv.n, priv.e), pem };
+  const priv = forge().pki.privateKeyFromPem(pem);
+  return { privateKey: priv, publicKey: forge().pki.rsa.setPublicKey(priv.n, priv.e), pem };
 }
 
 function serial(): string {
@@ -87,7 +96,7 @@ function serial(): string {
 
 function makeCa(): { cert: string; key: string } {
   const kp = newKeyPair();
-  const cert = forge.pki.createCertificate();
+  const cert = forge().pki.createCertificate();
   cert.publicKey = kp.publicKey;
   cert.serialNumber = serial();
   cert.validity.notBefore = new Date(Date.now() - 60_000);
@@ -100,15 +109,15 @@ function makeCa(): { cert: string; key: string } {
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
     { name: 'subjectKeyIdentifier' },
   ]);
-  cert.sign(kp.privateKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: kp.pem };
+  cert.sign(kp.privateKey, forge().md.sha256.create());
+  return { cert: forge().pki.certificateToPem(cert), key: kp.pem };
 }
 
 function makeServerCert(caCertPem: string, caKeyPem: string, hosts: string[]): { cert: string; key: string } {
-  const caCert = forge.pki.certificateFromPem(caCertPem);
-  const caKey = forge.pki.privateKeyFromPem(caKeyPem);
+  const caCert = forge().pki.certificateFromPem(caCertPem);
+  const caKey = forge().pki.privateKeyFromPem(caKeyPem);
   const kp = newKeyPair();
-  const cert = forge.pki.createCertificate();
+  const cert = forge().pki.createCertificate();
   cert.publicKey = kp.publicKey;
   cert.serialNumber = serial();
   cert.validity.notBefore = new Date(Date.now() - 60_000);
@@ -121,8 +130,8 @@ function makeServerCert(caCertPem: string, caKeyPem: string, hosts: string[]): {
     { name: 'extKeyUsage', serverAuth: true },
     { name: 'subjectAltName', altNames: hosts.map((h) => (isIP(h) ? { type: 7, ip: h } : { type: 2, value: h })) },
   ]);
-  cert.sign(caKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: kp.pem };
+  cert.sign(caKey, forge().md.sha256.create());
+  return { cert: forge().pki.certificateToPem(cert), key: kp.pem };
 }
 
 /** The names and addresses the serving certificate covers for a listener on `host`. */
@@ -136,7 +145,7 @@ export function apiserverCertHosts(host: string, extra: string[] = []): string[]
 
 /** The DNS names and IP addresses a certificate is valid for. */
 export function certificateHosts(certPem: string): string[] {
-  const cert = forge.pki.certificateFromPem(certPem);
+  const cert = forge().pki.certificateFromPem(certPem);
   // node-forge types an extension as a bare object; subjectAltName's fields are these.
   const ext: { altNames?: { type: number; ip?: string; value?: string }[] } | undefined = cert.getExtension('subjectAltName');
   return (ext?.altNames ?? []).map((a) => (a.type === 7 ? (a.ip ?? '') : (a.value ?? ''))).filter(Boolean);

@@ -131,8 +131,8 @@ export class KernelRuntime implements NodeRuntime {
     return failed;
   }
 
-  bgpRouting(podCIDR: string): BirdRouting {
-    return new BirdRouting({ node: this.o.name, netns: this.o.netns, stateDir: this.o.stateDir, ip: this.o.ip, podCIDR, port: this.o.bgp.port, holdTime: this.o.bgp.holdTime, topology: this.o.bgp.topology, pools: this.o.bgp.pools });
+  bgpRouting(podCIDR: string): Promise<BirdRouting> {
+    return Promise.resolve(new BirdRouting({ node: this.o.name, netns: this.o.netns, stateDir: this.o.stateDir, ip: this.o.ip, podCIDR, port: this.o.bgp.port, holdTime: this.o.bgp.holdTime, topology: this.o.bgp.topology, pools: this.o.bgp.pools }));
   }
 
   pod(key: string): RuntimePod | undefined {

@@ -8,7 +8,6 @@
  * ./node-core.ts. This file adds kube-proxy and serves the CLI on a Unix
  * socket: exec in pods, iproute2 views, counters, impairments, capture, trace.
  */
-import { z } from 'zod';
 import { formatLine, type LogQuery } from './pod-logs.ts';
 import { monotonicClock, type Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
@@ -21,7 +20,6 @@ import { DEFAULT_BACKEND, backendNamed } from '../backends/registry.ts';
 import { validateImpairment, type ImpairmentSpec } from '../overlay/impairment.ts';
 import { claimFilter } from '../overlay/underlay-raw.ts';
 import { ControlError, ControlServer, controlSocketPath, type CallContext } from './control-server.ts';
-import { podCommands } from '../pod-tools/index.ts';
 import { UsageError } from '../pod-tools/types.ts';
 import { captureTargets, runCapture } from './capture/session.ts';
 import { FilterError } from './capture/filter.ts';
@@ -85,16 +83,34 @@ export interface AgentOptions {
 const log = createLogger('podlab:agent');
 
 /** What `pod.logs` takes: the pod, the container (optional with one), kubectl's query options. */
-const podLogsParams = z.object({
-  pod: z.string().min(1),
-  container: z.string().min(1).optional(),
-  follow: z.boolean().optional(),
-  tailLines: z.number().int().optional(),
-  sinceSeconds: z.number().int().positive().optional(),
-  timestamps: z.boolean().optional(),
-  limitBytes: z.number().int().positive().optional(),
-});
-type PodLogsParams = z.infer<typeof podLogsParams> & LogQuery;
+interface PodLogsParams extends LogQuery {
+  pod: string;
+  container?: string;
+  follow?: boolean;
+}
+
+/** Checks `pod.logs`' parameters at the boundary; every problem is named in the error. */
+function podLogsParams(params: unknown): PodLogsParams {
+  const p = (typeof params === 'object' && params !== null ? params : {}) as Record<string, unknown>;
+  const problems: string[] = [];
+  const check = (key: string, ok: (v: unknown) => boolean, want: string, required = false) => {
+    if (p[key] === undefined ? required : !ok(p[key])) problems.push(`${key}: ${p[key] === undefined ? 'Required' : `expected ${want}`}`);
+  };
+  const text = (v: unknown) => typeof v === 'string' && v.length > 0;
+  const flag = (v: unknown) => typeof v === 'boolean';
+  const int = (v: unknown) => Number.isInteger(v);
+  const positive = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
+  check('pod', text, 'a non-empty string', true);
+  check('container', text, 'a non-empty string');
+  check('follow', flag, 'a boolean');
+  check('tailLines', int, 'an integer');
+  check('sinceSeconds', positive, 'a positive integer');
+  check('timestamps', flag, 'a boolean');
+  check('limitBytes', positive, 'a positive integer');
+  if (problems.length) throw new ControlError(`pod.logs: ${problems.join('; ')}`);
+  const { pod, container, follow, tailLines, sinceSeconds, timestamps, limitBytes } = p as unknown as PodLogsParams;
+  return { pod, container, follow, tailLines, sinceSeconds, timestamps, limitBytes };
+}
 
 export class NodeAgent {
   readonly name: string;
@@ -418,9 +434,7 @@ export class NodeAgent {
     c.handle('stats', () => this.stats());
     c.handle('exec', async (params, ctx) => this.exec(params as { pod: string; argv: string[]; stdin?: boolean }, ctx));
     c.handle('pod.logs', async (params, ctx) => {
-      const p = podLogsParams.safeParse(params);
-      if (!p.success) throw new ControlError(`pod.logs: ${p.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-      return this.podLogs(p.data, ctx);
+      return this.podLogs(podLogsParams(params), ctx);
     });
     c.handle('impair.set', (params) => {
       const { peer, spec } = params as { peer: string; spec: ImpairmentSpec };
@@ -527,6 +541,8 @@ export class NodeAgent {
   private async exec(params: { pod: string; argv: string[]; stdin?: boolean }, ctx: CallContext): Promise<{ exitCode: number }> {
     const pod = this.findPod(params.pod);
     const argv = params.argv;
+    // The pod tools (ping, curl, dig, hey...) load with the node's first exec: most nodes of a big lab never see one.
+    const { podCommands } = await import('../pod-tools/index.ts');
     const cmd = podCommands[argv[0] ?? ''];
     if (!cmd) {
       ctx.stderr(`exec: "${argv[0] ?? ''}": executable file not found in $PATH (podlab pods have: ${Object.keys(podCommands).join(', ')})\n`);

@@ -11,7 +11,7 @@ import { deriveMac, type SeededRng } from '../common/rng.ts';
 import type { Node, Pod } from '../control-plane/types.ts';
 import { DEFAULT_NODE_PORT_RANGE } from '../control-plane/service-allocator.ts';
 import type { NetworkBackend, PlanAction } from '../backends/backend.ts';
-import { CalicoBgp, type BgpTopology } from '../backends/bgp/bgp-backend.ts';
+import type { BgpTopology, CalicoBgp } from '../backends/bgp/bgp-backend.ts';
 import { RawWire, RawWireError, claimFilter, pcapImmediateModeLikely } from '../overlay/underlay-raw.ts';
 import { containerStateOverride, startPodApps, stopPodApps, type AppContext } from '../apps/index.ts';
 import { NodeDataPlane } from './dataplane.ts';
@@ -113,7 +113,9 @@ export class EmulatedRuntime implements NodeRuntime {
     return Promise.resolve(new Set());
   }
 
-  bgpRouting(podCIDR: string): CalicoBgp {
+  async bgpRouting(podCIDR: string): Promise<CalicoBgp> {
+    // The BGP-4 speaker (codec, FSM, RIB) loads only on nodes of a backend that speaks BGP.
+    const { CalicoBgp } = await import('../backends/bgp/bgp-backend.ts');
     return new CalicoBgp({
       node: this.o.name,
       ip: this.o.ip,

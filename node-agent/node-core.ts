@@ -31,6 +31,13 @@ import { HostLocalIpam, IpamError } from './ipam.ts';
 import { runningPodStatus, sandboxFailedPodStatus } from './pod-status.ts';
 import type { NodeRuntime } from './runtime.ts';
 
+
+/** The kubelet's nodeStatusReportFrequency: how often an unchanged Node status is posted again. */
+const STATUS_REPORT_MS = 5 * 60_000;
+/** Backoff of a failed pod sync: first retry, and the longest wait between tries. */
+const POD_RETRY_FIRST_MS = 1000;
+const POD_RETRY_MAX_MS = 30_000;
+
 export interface NodeCoreOptions {
   name: string;
   /** The node's underlay address: InternalIP, the backend's public IP. */
@@ -79,6 +86,7 @@ export class NodeCore {
   private lbKey = '';
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
+  private statusReportedAt = -Infinity;
   private readonly log;
 
   constructor(
@@ -122,11 +130,11 @@ export class NodeCore {
     await hooks.watching?.();
 
     this.podInformer = new Informer<Pod>(this.api, 'pods', { fieldSelector: `spec.nodeName=${this.name}` });
-    this.podInformer.on('add', (p: Pod) => this.enqueue(() => this.syncPodOrReport(p)));
-    this.podInformer.on('update', (_o: Pod, p: Pod) => this.enqueue(() => this.syncPodOrReport(p)));
+    this.podInformer.on('add', (p: Pod) => this.enqueueSync(p));
+    this.podInformer.on('update', (_o: Pod, p: Pod) => this.enqueueSync(p));
     this.podInformer.on('delete', (p: Pod) => this.enqueue(() => this.removePod(p)));
     await this.podInformer.start();
-    for (const p of this.podInformer.list()) this.enqueue(() => this.syncPodOrReport(p));
+    for (const p of this.podInformer.list()) this.enqueueSync(p);
     await this.queue;
     this.releaseOrphanAddresses();
     if (this.o.resyncMs) this.timers.push(setInterval(resync, this.o.resyncMs));
@@ -134,8 +142,31 @@ export class NodeCore {
     await hooks.serve?.();
     await this.setReady();
     await renewNodeLease(this.api, this.name).catch(() => {});
-    this.timers.push(setInterval(() => void Promise.all([this.setReady(), renewNodeLease(this.api, this.name)]).catch(() => {}), this.o.heartbeatMs));
+    this.timers.push(setInterval(() => void Promise.all([this.reportStatusIfDue(), renewNodeLease(this.api, this.name)]).catch(() => {}), this.o.heartbeatMs));
     for (const t of this.timers) t.unref();
+  }
+
+  /**
+   * syncPod in the queue; a failed one (the apiserver too slow to answer, say)
+   * is tried again with backoff while the pod still exists, as the kubelet's pod
+   * workers requeue, rather than waiting for the pod's next change.
+   */
+  private enqueueSync(p: Pod, attempt = 0): void {
+    this.enqueue(async () => {
+      try {
+        await this.syncPodOrReport(p);
+      } catch (e) {
+        const key = this.podKey(p);
+        const delayMs = Math.min(POD_RETRY_MAX_MS, POD_RETRY_FIRST_MS * 2 ** attempt);
+        this.log.error('sync failed', { node: this.name, pod: key, retryInMs: delayMs, error: String(e) });
+        const t = setTimeout(() => {
+          const now = this.podInformer?.get(key);
+          if (!this.stopped && now && now.metadata.uid === p.metadata.uid) this.enqueueSync(now, attempt + 1);
+        }, delayMs);
+        t.unref();
+        this.timers.push(t);
+      }
+    });
   }
 
   private enqueue(fn: () => Promise<void>): void {
@@ -178,11 +209,32 @@ export class NodeCore {
     return created;
   }
 
+  /**
+   * The kubelet's status loop: the Lease renewed beside this is the heartbeat;
+   * the Node's status is posted when it differs from what the apiserver holds
+   * (not Ready, say, after the lifecycle controller marked it Unknown) or every
+   * nodeStatusReportFrequency. Posting it every 10 s would send every Node
+   * change to every node's watch: 100 nodes make 1,000 events a second.
+   */
+  private async reportStatusIfDue(): Promise<void> {
+    const ready = this.readyCondition();
+    if (ready?.status === 'True' && ready.message === this.o.kind.readyMessage && Date.now() - this.statusReportedAt < STATUS_REPORT_MS) return;
+    await this.setReady();
+  }
+
+  private readyCondition(): { status?: string; message?: string; lastTransitionTime?: string } | undefined {
+    return this.nodeInformer?.get(this.name)?.status?.conditions?.find((c) => c.type === 'Ready');
+  }
+
   private async setReady(): Promise<void> {
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const ready = this.readyCondition();
+    // The transition time moves only when the status does.
+    const since = ready?.status === 'True' && ready.lastTransitionTime ? ready.lastTransitionTime : now;
     await this.api.patchStatus<Node>('nodes', this.name, {
-      status: { conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: now, lastTransitionTime: now, reason: 'KubeletReady', message: this.o.kind.readyMessage }] },
+      status: { conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: now, lastTransitionTime: since, reason: 'KubeletReady', message: this.o.kind.readyMessage }] },
     });
+    this.statusReportedAt = Date.now();
   }
 
   // ------------------------------------------------------------ peers (the backend's plan)
@@ -217,7 +269,7 @@ export class NodeCore {
 
   /** calico-node's role: the node's speaker fed by Nodes, the BGPConfiguration, BGPPeers, BGPFilters and IPPools. */
   private async startBgp(): Promise<void> {
-    this.bgp = this.runtime.bgpRouting(this.podCIDR);
+    this.bgp = await this.runtime.bgpRouting(this.podCIDR);
     this.bgpConfigInformer = new Informer<BgpConfiguration>(this.api, 'bgpconfigurations');
     this.bgpPeerInformer = new Informer<BgpPeer>(this.api, 'bgppeers');
     this.bgpFilterInformer = new Informer<BgpFilter>(this.api, 'bgpfilters');

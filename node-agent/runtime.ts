@@ -38,8 +38,8 @@ export interface NodeRuntime {
   build(podCIDR: string): Promise<void>;
   /** Applies a plan in order; returns the peers whose steps failed (retried on the next resync). */
   applyPlan(actions: PlanAction[]): Promise<Set<string>>;
-  /** The node's BGP speaker (backends that speak BGP). */
-  bgpRouting(podCIDR: string): BgpRouting;
+  /** The node's BGP speaker (backends that speak BGP; loaded on demand, as other backends' nodes never need it). */
+  bgpRouting(podCIDR: string): Promise<BgpRouting>;
   /** The pod's network, if the runtime has one under `key` (`namespace/name`). */
   pod(key: string): RuntimePod | undefined;
   /** Every pod's network. */

@@ -9,8 +9,13 @@
  * What passes is handed on as a `Cidr` (packet/cidr.ts), whose integer math
  * is what the data path uses.
  */
-import ipaddr from 'ipaddr.js';
+import { createRequire } from 'node:module';
+import type ipaddrModule from 'ipaddr.js';
 import { Cidr } from './cidr.ts';
+
+// Through require, not an ESM import: importing CommonJS from ESM makes Node
+// compile its CommonJS lexer (WebAssembly, some 8 MB RSS in every process).
+const ipaddr = createRequire(import.meta.url)('ipaddr.js') as typeof ipaddrModule;
 
 /** True if `s` is an IPv4 address in four-part decimal (`10.244.1.2`). */
 export function isIpv4Address(s: unknown): s is string {
