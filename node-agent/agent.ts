@@ -59,6 +59,8 @@ export interface AgentOptions {
   stateDir: string;
   clusterCidr?: string;
   vxlanPort?: number;
+  /** The node's flow cache for established forwarded flows (netstack/flow/); default on. */
+  fastPath?: boolean;
   vni?: number;
   /** The pod-network backend (backends/registry.ts). */
   backend?: BackendName;
@@ -135,6 +137,7 @@ export class NodeAgent {
       mtu: 1500,
       heartbeatMs: 10_000,
       controlPort: 0,
+      fastPath: true,
       ...opts,
     };
     this.name = opts.name;
@@ -156,6 +159,7 @@ export class NodeAgent {
       bgp: { port: o.bgpPort, holdTime: o.bgpHoldTime, topology: o.bgpTopology },
       seed: o.seed,
       mtu: o.mtu,
+      fastPath: o.fastPath,
       clock: this.clock,
       rng: this.rng,
       api: { url: opts.apiUrl, credentials },
@@ -380,6 +384,7 @@ export class NodeAgent {
       node: this.name,
       interfaces: ifaces,
       ip: this.dp.stack.counters.toJSON(),
+      ...(this.dp.stack.flows ? { flows: this.dp.stack.flows.stats() } : {}),
       underlay: {
         wire: this.dp.wireKind,
         ...(this.dp.link.wireText ? { text: this.dp.link.wireText } : {}),

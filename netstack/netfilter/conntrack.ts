@@ -13,6 +13,7 @@
  */
 import type { Clock } from '../../common/clock.ts';
 import type { Ipv4Packet } from '../../packet/ipv4-packet.ts';
+import type { FlowGeneration } from '../flow/generation.ts';
 
 export type CtProto = 'tcp' | 'udp' | 'icmp';
 
@@ -77,6 +78,8 @@ export class Conntrack {
   constructor(
     private readonly clock: Clock,
     opts: ConntrackOptions = {},
+    /** Moved by each new connection: an untracked flow cached before may be its reply direction now. */
+    private readonly generation?: FlowGeneration,
   ) {
     this.o = {
       udpUnrepliedMs: 30_000,
@@ -130,6 +133,7 @@ export class Conntrack {
     e.expiresAt = this.clock.now() + this.timeoutOf(e);
     this.byTuple.set(key(orig), { e, dir: 'orig' });
     this.byTuple.set(key(reply), { e, dir: 'reply' });
+    this.generation?.bump('conntrack');
     return e;
   }
 
