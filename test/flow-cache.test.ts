@@ -309,3 +309,69 @@ test.serial('a running trace takes every packet on the slow path; capture taps s
   t.is(tapped, 6, 'flannel.1 taps saw every packet, cached or not');
   t.is(lastOut(l).data, 'after the trace');
 });
+
+/** kube-proxy's decision for 10.96.0.10 (53/udp, 80/tcp), round robin over `backends`; the data path is what is tested. */
+function serviceEngine(backends: string[], masquerade: boolean): NatEngine & { decisions: number } {
+  const e = {
+    mode: 'test',
+    decisions: 0,
+    wants: (dst: number) => dst === ipv4ToInt('10.96.0.10'),
+    decide(p: { dst: string; dport: number }): NatDecision | null {
+      if (p.dst !== '10.96.0.10') return null;
+      const to = backends[e.decisions++ % backends.length];
+      return { kind: 'dnat', to: { ip: to, port: p.dport === 53 ? 5353 : 8080 }, masquerade, service: 'default/svc', steps: [] };
+    },
+  };
+  return e;
+}
+
+/** A Service's traffic from pod a: UDP queries and TCP ACK/PSH segments to the VIP. */
+function serviceRound(l: Lab, i: number): Buffer[] {
+  const vip = '10.96.0.10';
+  const tcpSeg = (seq: number) =>
+    ip({
+      dst: vip,
+      protocol: 6,
+      payload: serializeTcp({ srcPort: 41000, dstPort: 80, seq, ack: 1, flags: { fin: false, syn: false, rst: false, psh: true, ack: true, urg: false, ece: false, cwr: false }, window: 65535, urgent: 0, options: {}, payload: Buffer.from(`seg ${seq}`) }, '10.244.1.2', vip),
+    });
+  return [udp(40000, 53, `query ${i}`, { dst: vip }), tcpSeg(1000 + i * 10), udp(40000, 53, `again ${i}`, { dst: vip })].map((d) => fromA(l, d));
+}
+
+test.serial('a Service connection (DNAT and masquerade) is cached both ways, byte for byte as without the cache; a removed connection is decided afresh', async (t) => {
+  const fast = await lab(t, 49, true);
+  const slow = await lab(t, 46, false);
+  const engines = [fast, slow].map((l) => {
+    const e = serviceEngine(['10.244.2.2', '10.244.2.3', '10.244.2.4'], true);
+    l.n1.installServiceNat(e);
+    l.c.stack.bindUdp(5353, { message: (m) => l.c.stack.sendUdp(5353, m.srcIp, m.srcPort, Buffer.from(`answer to ${m.data.toString()}`)) });
+    return e;
+  });
+  for (let i = 0; i < 6; i++) {
+    for (const frame of serviceRound(fast, i)) fast.a.eth0.transmit(frame);
+    for (const frame of serviceRound(slow, i)) slow.a.eth0.transmit(frame);
+    await settle();
+  }
+  await settle(150);
+  t.deepEqual(fast.out1.map((x) => hex(x.payload)), slow.out1.map((x) => hex(x.payload)));
+  const sorted = (xs: Buffer[]) => xs.map(hex).sort();
+  t.deepEqual(sorted(fast.inC), sorted(slow.inC));
+  t.deepEqual(sorted(fast.inA), sorted(slow.inA));
+  t.true(fast.inA.some((f) => f.subarray(42).toString().startsWith('answer to query')), 'pod a got the answers');
+  // Connection tracking saw every packet alike (state, replied, assured; the seconds left aside).
+  const ct = (l: Lab) => l.n1.netfilter.conntrack.format().replace(/^(\w+ +\d+) \d+ /gm, '$1 ');
+  t.is(ct(fast), ct(slow));
+  t.deepEqual(engines.map((e) => e.decisions), [2, 2], 'one decision per connection, cached or not');
+  const flows = fast.n1.stack.flows!;
+  t.true(flows.hits >= 10, `translated packets answered from the cache both ways: ${flows.hits}`);
+  t.is(flows.refused, 0);
+
+  // kube-proxy flushes the connection (an endpoint went away): the next packet is decided again, to the next backend.
+  const hits = flows.hits;
+  fast.n1.netfilter.conntrack.deleteWhere((e) => e.orig.proto === 'udp');
+  fast.a.eth0.transmit(fromA(fast, udp(40000, 53, 'after the flush', { dst: '10.96.0.10' })));
+  await settle(60);
+  t.is(engines[0].decisions, 3);
+  t.is(lastOut(fast).dst, '10.244.2.4', 'the third backend: a new decision');
+  t.is(lastOut(fast).data, 'after the flush');
+  t.is(flows.hits, hits, 'the flushed connection was not used from the cache');
+});

@@ -2,21 +2,26 @@
  * The fast path of a forwarding namespace, in the manner of Open vSwitch's
  * megaflow cache: the first packet of a flow takes the slow path (every
  * decision made, hooks run, traceable) and, if nothing about it is unusual,
- * the slow path records what it did as a flow entry: the device it left by,
- * its link-layer header, the next hop, and the out device's link template
- * where it offers one (a VTEP: VXLAN header, peer, source port by flow hash).
- * Later packets of the flow match on the ingress device and the 5-tuple and
- * are forwarded from their own frame: TTL decremented with the checksum
- * patched incrementally (RFC 1624), the recorded header written over the old
- * one, no parse into objects, no hook chains, no route or neighbour lookup.
+ * the slow path records what it did as a flow entry: kube-proxy's translation
+ * (DNAT, masquerade, or their reverse on replies) with its conntrack entry,
+ * the device it left by, its link-layer header, the next hop, and the out
+ * device's link template where it offers one (a VTEP: VXLAN header, peer,
+ * source port by flow hash). An entry is only kept once its replay, tried on
+ * the recording packet, gives exactly the bytes the slow path sent. Later
+ * packets of the flow match on the ingress device and the 5-tuple and are
+ * forwarded from their own frame: TTL decremented with the checksum patched
+ * incrementally (RFC 1624), addresses and ports translated as the hooks do,
+ * the conntrack entry refreshed (state, timers), the recorded header written
+ * over the old one; no parse into objects, no hook chains, no route or
+ * neighbour lookup.
  *
  * Only plain established-flow packets match or record: IPv4 without options,
  * not a fragment, header checksum good, TTL above 1, and TCP carrying only
  * ACK (and PSH), UDP, or an ICMP echo request or reply. Anything else (SYN,
  * FIN, RST, ICMP errors, fragments, options, TTL expiring) takes the slow
- * path, as do packets while a trace runs. A flow whose hooks touched a
- * connection (NAT) or ran a hook that made no promise (`flowSafe`) is never
- * recorded; the packets stay on the slow path.
+ * path, as do packets while a trace runs. A flow that ran a hook without the
+ * promise (`flowSafe`) is never recorded; its packets stay on the slow path.
+ * A translated flow's entry lives as long as its connection does.
  *
  * Entries die when the namespace's flow generation moves (./generation.ts),
  * which every table the slow path read moves on change. Devices still count,
@@ -26,7 +31,9 @@
 import { macToBuffer } from '../../packet/addr.ts';
 import { foldChecksum, onesComplementSum } from '../../packet/checksum.ts';
 import { decrementTtlAt } from '../../packet/ipv4.ts';
+import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
 import type { LinkTemplate, NetDevice } from '../link/netdev.ts';
+import { rewrite, type Conntrack, type CtEntry } from '../netfilter/conntrack.ts';
 import type { FlowGeneration } from './generation.ts';
 
 /**
@@ -36,9 +43,23 @@ import type { FlowGeneration } from './generation.ts';
  */
 export type FlowKeep = () => boolean;
 
+/** What kube-proxy's hooks do to a connection's packets: before routing (DNAT, un-masquerade), after (masquerade, un-DNAT). */
+type Rewrite = Parameters<typeof rewrite>[1];
+
+/** The connection a recorded packet belonged to (the netfilter state's ct). */
+export interface FlowConnection {
+  e: CtEntry;
+  dir: 'orig' | 'reply';
+}
+
 /** Where a packet on the slow path stands as a candidate flow entry. */
 export interface FlowRecording {
   readonly gen: number;
+  /** The frame as received (the slow path works on copies): the replay is checked against it. */
+  readonly frame: Buffer;
+  readonly len: number;
+  /** Set by the stack when kube-proxy's hooks found the packet's connection. */
+  ct: FlowConnection | undefined;
   readonly inDev: NetDevice;
   readonly inMac: string;
   readonly proto: number;
@@ -69,6 +90,29 @@ interface FlowEntry {
   readonly nextHop: string | undefined;
   readonly link: LinkTemplate | undefined;
   readonly keep: FlowKeep[] | undefined;
+  /** A translated connection: refreshed per packet as conntrack would, and its rewrites. */
+  readonly ct: CtEntry | undefined;
+  readonly dir: 'orig' | 'reply';
+  readonly pre: Rewrite | undefined;
+  readonly post: Rewrite | undefined;
+}
+
+/** The rewrites kube-proxy's hooks apply to a packet of `ct` (service-nat.ts: natDst at PREROUTING, natSrc at POSTROUTING). */
+function rewritesOf(ct: FlowConnection): { pre: Rewrite | undefined; post: Rewrite | undefined } {
+  const { e, dir } = ct;
+  if (dir === 'orig') return { pre: e.dnat && { dst: e.dnat.ip, dport: e.dnat.port }, post: e.snat && { src: e.snat.ip, sport: e.snat.port } };
+  return { pre: e.snat && { dst: e.orig.src, dport: e.orig.sport }, post: e.dnat && { src: e.orig.dst, sport: e.orig.dport } };
+}
+
+/**
+ * What forwarding does to a datagram at `off` in `buf`: the translation before
+ * routing, the TTL, the translation after, in the slow path's order so the
+ * checksums come out the same.
+ */
+function replay(buf: Buffer, off: number, pre: Rewrite | undefined, post: Rewrite | undefined): void {
+  if (pre) rewrite(Ipv4Packet.unchecked(off === 0 ? buf : buf.subarray(off)), pre);
+  decrementTtlAt(buf, off);
+  if (post) rewrite(Ipv4Packet.unchecked(off === 0 ? buf : buf.subarray(off)), post);
 }
 
 const ETH = 14;
@@ -80,6 +124,7 @@ export interface FlowCacheStats {
   hits: number;
   misses: number;
   recorded: number;
+  refused: number;
   generation: number;
   invalidations: Record<string, number>;
 }
@@ -91,6 +136,8 @@ export class FlowCache {
   hits = 0;
   misses = 0;
   recorded = 0;
+  /** Recordings refused because the replay did not give the slow path's bytes (a hook did more than the cache knows). */
+  refused = 0;
   // The key of the packet last read (one packet at a time: no object per packet).
   private kProto = 0;
   private kSrc = 0;
@@ -102,6 +149,8 @@ export class FlowCache {
 
   constructor(
     readonly generation: FlowGeneration,
+    /** The namespace's connections (translated flows are refreshed in them). */
+    private readonly conntrack?: Conntrack,
     private readonly maxEntries = 8192,
   ) {}
 
@@ -182,6 +231,11 @@ export class FlowCache {
       this.misses++;
       return false;
     }
+    // Connection tracking first, as PREROUTING comes before FORWARD's policy.
+    if (e.ct !== undefined && !this.conntrack!.refresh(e.ct, e.dir, this.kProto === 6 ? frame[ETH + 33] : undefined)) {
+      this.misses++;
+      return false;
+    }
     const keep = e.keep;
     if (keep !== undefined) {
       for (let i = 0; i < keep.length; i++) {
@@ -197,7 +251,8 @@ export class FlowCache {
     if (tpl === undefined) {
       const out = frame.length === len ? frame : frame.subarray(0, len);
       e.eth.copy(out, 0);
-      decrementTtlAt(out, ETH);
+      if (e.ct === undefined) decrementTtlAt(out, ETH);
+      else replay(out, ETH, e.pre, e.post);
       e.out.transmit(out, e.nextHop);
       return true;
     }
@@ -206,7 +261,8 @@ export class FlowCache {
     tpl.header.copy(out, 0);
     e.eth.copy(out, head);
     frame.copy(out, head + ETH, ETH, len);
-    decrementTtlAt(out, head + ETH);
+    if (e.ct === undefined) decrementTtlAt(out, head + ETH);
+    else replay(out, head + ETH, e.pre, e.post);
     e.out.transmitTemplated(out, head, tpl);
     return true;
   }
@@ -214,18 +270,28 @@ export class FlowCache {
   /** The slow path's start: a recording when this packet could become a flow entry. */
   begin(dev: NetDevice, frame: Buffer): FlowRecording | undefined {
     if (!this.readKey(frame)) return undefined;
-    return { gen: this.generation.value, inDev: dev, inMac: dev.mac, proto: this.kProto, src: this.kSrc, dst: this.kDst, a: this.kA, b: this.kB, hash: this.kHash, keep: [] };
+    return { gen: this.generation.value, frame, len: this.kLen, ct: undefined, inDev: dev, inMac: dev.mac, proto: this.kProto, src: this.kSrc, dst: this.kDst, a: this.kA, b: this.kB, hash: this.kHash, keep: [] };
   }
 
   /**
-   * The slow path's end: the packet is about to leave `out` as `frame` (its
-   * datagram unchanged but for the TTL), towards `nextHop`. Recorded unless a
-   * table moved while it was on its way (an ARP answer it waited for, a
-   * connection it opened).
+   * The slow path's end: the packet is about to leave `out` as `frame`,
+   * towards `nextHop`. Recorded unless a table moved while it was on its way
+   * (an ARP answer it waited for, a connection it opened), and only once the
+   * replay, tried on the packet as it came in, gives exactly the bytes the
+   * slow path is sending.
    */
   record(rec: FlowRecording, out: NetDevice, frame: Buffer, nextHop: string | undefined): void {
     const gen = this.generation.value;
     if (rec.gen !== gen) return;
+    const ct = rec.ct;
+    if (ct && !this.conntrack) return;
+    const { pre, post } = ct ? rewritesOf(ct) : { pre: undefined, post: undefined };
+    const tried = Buffer.from(rec.frame.subarray(ETH, ETH + rec.len));
+    replay(tried, 0, pre, post);
+    if (frame.length !== ETH + rec.len || frame.compare(tried, 0, rec.len, ETH) !== 0) {
+      this.refused++;
+      return;
+    }
     let link: LinkTemplate | undefined;
     if (out.linkTemplate) {
       link = out.linkTemplate(frame);
@@ -255,6 +321,10 @@ export class FlowCache {
       nextHop,
       link,
       keep: rec.keep.length ? rec.keep : undefined,
+      ct: ct?.e,
+      dir: ct?.dir ?? 'orig',
+      pre,
+      post,
     });
     this.recorded++;
   }
@@ -265,6 +335,6 @@ export class FlowCache {
   }
 
   stats(): FlowCacheStats {
-    return { entries: this.size, hits: this.hits, misses: this.misses, recorded: this.recorded, generation: this.generation.value, invalidations: Object.fromEntries(this.generation.changes) };
+    return { entries: this.size, hits: this.hits, misses: this.misses, recorded: this.recorded, refused: this.refused, generation: this.generation.value, invalidations: Object.fromEntries(this.generation.changes) };
   }
 }

@@ -189,7 +189,7 @@ export class IpStack {
     this.tracer = opts.tracer ?? new Tracer();
     this.neigh = new NeighbourTable(this.clock, (dev, ip) => this.sendArpRequest(dev, ip), { onOverflow: () => this.counters.drop('neigh-table-overflow'), generation: this.generation });
     this.nf = new Netfilter(new Conntrack(this.clock, {}, this.generation), this.generation);
-    if (this.forwarding && opts.fastPath !== false) this.flows = new FlowCache(this.generation);
+    if (this.forwarding && opts.fastPath !== false) this.flows = new FlowCache(this.generation, this.nf.conntrack);
   }
 
   // ---------------------------------------------------------------- config
@@ -407,7 +407,6 @@ export class IpStack {
         return;
       }
       if (out !== pkt || out.modified) {
-        rec = undefined;
         const again = parseIpv4(out.datagram, { verifyChecksum: false });
         if (isWireError(again)) return;
         repr = again;
@@ -416,8 +415,10 @@ export class IpStack {
       } else if (!raw) {
         built = pkt.buffer;
       }
-      if (s.noFlow || s.ct) rec = undefined;
+      if (s.noFlow) rec = undefined;
     }
+    // The connection kube-proxy's hooks found: the recorded flow translates as they did (checked when recorded).
+    if (rec && st) rec.ct = st.ct;
     this.transmitRouted(repr, raw, route, built, rec);
   }
 
@@ -455,7 +456,7 @@ export class IpStack {
       const frame = Buffer.allocUnsafe(14 + bytes.length);
       writeEthernetHeader(frame, 0, mac, iface.dev.mac, ETHERTYPE_IPV4);
       bytes.copy(frame, 14);
-      // What this forwarded packet did becomes its flow's entry (rec is only passed for forwarded, unrewritten ones).
+      // What this forwarded packet did becomes its flow's entry (rec is only passed along the forwarding path).
       if (rec && this.flows) this.flows.record(rec, iface.dev, frame, nextHop);
       iface.dev.transmit(frame, nextHop);
     };
@@ -537,9 +538,8 @@ export class IpStack {
         dev.counters.drop(st.dropReason ?? 'netfilter');
         return;
       }
-      if (st.noFlow || st.ct) rec = undefined;
+      if (st.noFlow) rec = undefined;
       if (out !== pkt || out.modified) {
-        rec = undefined;
         raw = out.datagram;
         const again = parseIpv4(raw, { verifyChecksum: false });
         if (isWireError(again)) return;
@@ -591,11 +591,8 @@ export class IpStack {
       s.outDev = route.dev;
       const passed = this.runChain(this.nf.forward, 'forward', copy, s, inDev.counters);
       if (!passed) return;
-      if (passed.ip) {
-        ({ raw: copy, ip: repr } = passed as { raw: Buffer; ip: Ipv4Repr });
-        rec = undefined;
-      }
-      if (s.noFlow || s.ct) rec = undefined;
+      if (passed.ip) ({ raw: copy, ip: repr } = passed as { raw: Buffer; ip: Ipv4Repr });
+      if (s.noFlow) rec = undefined;
     }
     this.output(repr, copy, route, st, undefined, rec);
   }

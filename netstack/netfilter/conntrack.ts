@@ -170,9 +170,22 @@ export class Conntrack {
     return e.tcpState === 'ESTABLISHED' ? this.o.tcpEstablishedMs : e.tcpState === 'CLOSE' ? 10_000 : this.o.tcpTransientMs;
   }
 
+  /**
+   * A cached flow's packet (netstack/flow/): what lookup and touch do for it,
+   * on the entry it was recorded with. False once that entry has expired or
+   * been removed: the packet goes to the slow path, which decides afresh.
+   */
+  refresh(e: CtEntry, dir: 'orig' | 'reply', tcpFlags?: number): boolean {
+    if (e.expiresAt <= this.clock.now()) return false;
+    this.touch(e, dir, tcpFlags);
+    return true;
+  }
+
   remove(e: CtEntry): void {
     if (this.byTuple.get(key(e.orig))?.e === e) this.byTuple.delete(key(e.orig));
     if (this.byTuple.get(key(e.reply))?.e === e) this.byTuple.delete(key(e.reply));
+    // Gone is expired to whoever still holds it (a cached flow).
+    e.expiresAt = 0;
     e.onClose?.();
     e.onClose = undefined;
   }
