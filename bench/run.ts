@@ -26,7 +26,7 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execInPod } from '../cli/commands.ts';
+import { callNode, execInPod } from '../cli/commands.ts';
 import { ROOT, down, up } from '../lab/lab.ts';
 import { benchBgp } from './bgp.ts';
 import { benchBackends } from './backends.ts';
@@ -147,6 +147,11 @@ async function main(): Promise<void> {
     await up({ stateDir, nodes: 2, podsPerNode: 1, manifests: [], labNet, apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true });
     const quiet = { stdout: () => {}, stderr: (s: string) => process.stderr.write(s) };
     const podPps = await podEchoPps(stateDir, N, WINDOW);
+    // How many of those packets each node answered from its flow cache (absent when it runs without one).
+    for (const node of ['node-1', 'node-2']) {
+      const { flows } = await callNode<{ flows?: { hits: number; misses: number; recorded: number } }>(stateDir, node, 'stats', {});
+      process.stderr.write(`${node} flow cache: ${flows ? `${flows.hits} hits, ${flows.misses} misses, ${flows.recorded} recorded` : 'off'}\n`);
+    }
 
     let pingOut = '';
     await execInPod(stateDir, 'pod-1a', ['ping', '-q', '-c', String(PINGS), '-i', '0.01', '10.244.2.2'], { stdout: (s) => (pingOut += s), stderr: quiet.stderr });
