@@ -26,7 +26,7 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execInPod } from '../cli/commands.ts';
+import { callNode, execInPod } from '../cli/commands.ts';
 import { ROOT, down, up } from '../lab/lab.ts';
 import { benchBgp } from './bgp.ts';
 import { benchBackends } from './backends.ts';
@@ -118,6 +118,12 @@ function flag(name: string, dflt: number): number {
   return v;
 }
 
+/** The value of `--flag VALUE`, if given. */
+function option(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i < 0 ? undefined : process.argv[i + 1];
+}
+
 function report(measures: Measure[]): void {
   writeResults(measures);
   for (const x of measures) {
@@ -130,6 +136,7 @@ async function main(): Promise<void> {
   if (process.argv.includes('--scale')) return report(await benchScale(flag('--nodes', 100), flag('--pods-per-node', 10)));
   if (process.argv.includes('--store')) return report(benchStore());
   const measures: Measure[] = [];
+  const labNet = option('--lab-net') ?? '127.0.99.0/24';
   const echo = await startEchoServer();
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bench-'));
   try {
@@ -137,9 +144,14 @@ async function main(): Promise<void> {
     const rawRtt = await rawUdpRtt(echo.port);
     process.stderr.write(`baseline: raw UDP echo ${rawPps.toFixed(0)} pps, rtt ${rawRtt.toFixed(3)} ms\n`);
 
-    await up({ stateDir, nodes: 2, podsPerNode: 1, manifests: [], labNet: '127.0.99.0/24', apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true });
+    await up({ stateDir, nodes: 2, podsPerNode: 1, manifests: [], labNet, apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true });
     const quiet = { stdout: () => {}, stderr: (s: string) => process.stderr.write(s) };
     const podPps = await podEchoPps(stateDir, N, WINDOW);
+    // How many of those packets each node answered from its flow cache (absent when it runs without one).
+    for (const node of ['node-1', 'node-2']) {
+      const { flows } = await callNode<{ flows?: { hits: number; misses: number; recorded: number } }>(stateDir, node, 'stats', {});
+      process.stderr.write(`${node} flow cache: ${flows ? `${flows.hits} hits, ${flows.misses} misses, ${flows.recorded} recorded` : 'off'}\n`);
+    }
 
     let pingOut = '';
     await execInPod(stateDir, 'pod-1a', ['ping', '-q', '-c', String(PINGS), '-i', '0.01', '10.244.2.2'], { stdout: (s) => (pingOut += s), stderr: quiet.stderr });
@@ -153,6 +165,7 @@ async function main(): Promise<void> {
     await down(stateDir);
     fs.rmSync(stateDir, { recursive: true, force: true });
   }
+  if (process.argv.includes('--echo')) return report(measures);
   measures.push(...(await benchBackends()));
   measures.push(...(await benchCapture()));
   measures.push(...(await benchBgp()));

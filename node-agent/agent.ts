@@ -57,6 +57,8 @@ export interface AgentOptions {
   stateDir: string;
   clusterCidr?: string;
   vxlanPort?: number;
+  /** The node's flow cache for established forwarded flows (netstack/flow/); default on. */
+  fastPath?: boolean;
   vni?: number;
   /** The pod-network backend (backends/registry.ts). */
   backend?: BackendName;
@@ -151,6 +153,7 @@ export class NodeAgent {
       mtu: 1500,
       heartbeatMs: 10_000,
       controlPort: 0,
+      fastPath: true,
       ...opts,
     };
     this.name = opts.name;
@@ -172,6 +175,7 @@ export class NodeAgent {
       bgp: { port: o.bgpPort, holdTime: o.bgpHoldTime, topology: o.bgpTopology },
       seed: o.seed,
       mtu: o.mtu,
+      fastPath: o.fastPath,
       clock: this.clock,
       rng: this.rng,
       api: { url: opts.apiUrl, credentials },
@@ -396,6 +400,7 @@ export class NodeAgent {
       node: this.name,
       interfaces: ifaces,
       ip: this.dp.stack.counters.toJSON(),
+      ...(this.dp.stack.flows ? { flows: this.dp.stack.flows.stats() } : {}),
       underlay: {
         wire: this.dp.wireKind,
         ...(this.dp.link.wireText ? { text: this.dp.link.wireText } : {}),

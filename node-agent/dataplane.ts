@@ -46,6 +46,8 @@ export interface DataPlaneOptions {
   rng: SeededRng;
   /** The node's tracer, shared by its namespaces (default: a fresh one). */
   tracer?: Tracer;
+  /** The node namespace's flow cache for established forwarded flows (netstack/flow/); default on. */
+  fastPath?: boolean;
 }
 
 export class NodeDataPlane {
@@ -73,7 +75,7 @@ export class NodeDataPlane {
     this.tracer = opts.tracer ?? new Tracer();
     this.tracer.node = name;
     const tracer = this.tracer;
-    this.stack = new IpStack(`node ${name}`, { clock, forwarding: true, idSeed: opts.rng.int(0, 0xffff), traceNs: 'node', tracer });
+    this.stack = new IpStack(`node ${name}`, { clock, forwarding: true, idSeed: opts.rng.int(0, 0xffff), traceNs: 'node', tracer, fastPath: opts.fastPath });
     const lo = new NetDevice('lo', 'loopback', '00:00:00:00:00:00', 65536, { ifindexes: this.ifindexes, tracer });
     this.stack.addInterface(lo, { arp: false });
     this.stack.addAddress('lo', '127.0.0.1', 8);
@@ -101,6 +103,8 @@ export class NodeDataPlane {
       underlay: (ports) => new UdpUnderlay({ localIp: opts.ip, ...ports, allowed: { net: intToIpv4(under.net), prefixLen: under.prefixLen }, clock, rng: opts.rng.fork('underlay') }),
     });
     this.underlay = this.link.underlay;
+    // Impairments act on every datagram, cached flow or not; a change still re-decides the flows, as any table's does.
+    this.underlay.onImpairmentChange = () => this.stack.generation.bump('impairment');
 
     this.netfilter = this.stack.nf;
     this.bridge = new Bridge('cni0', deriveMac(seed, `cni0:${name}`), this.podMtu, clock, undefined, { netfilter: this.netfilter.bridgeForward, ifindexes: this.ifindexes, tracer });

@@ -34,6 +34,8 @@ export interface EmulatedRuntimeOptions {
   bgp: { port: number; holdTime: number; topology: BgpTopology };
   seed: number;
   mtu: number;
+  /** The flow cache for established forwarded flows; default on. */
+  fastPath?: boolean;
   clock: Clock;
   rng: SeededRng;
   /** Handed to pod apps that watch the cluster (CoreDNS). */
@@ -102,6 +104,7 @@ export class EmulatedRuntime implements NodeRuntime {
       eth0Mac: this.eth0Mac,
       seed: this.o.seed,
       mtu: this.o.mtu,
+      fastPath: this.o.fastPath,
       clock: this.o.clock,
       rng: this.o.rng,
     });

@@ -181,6 +181,7 @@ export class KubeProxy implements NatEngine {
   /** Applies the current state now (also used by tests). */
   sync(): void {
     this.engine.update(this.services, this.slices);
+    this.nat?.rulesChanged();
     this.vips = new Set();
     this.nodePortNumbers = new Set();
     for (const s of this.services) {

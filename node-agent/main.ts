@@ -112,6 +112,8 @@ const agent = new NodeAgent({
   seed: int('seed', v.seed, -(2 ** 31), 2 ** 31 - 1),
   mtu: int('mtu', v.mtu, 576, 65535),
   controlPort: int('control-port', v['control-port'], 0, 65535),
+  // Off only to measure what the flow cache saves (bench/README.md); nothing else should need it.
+  fastPath: process.env.PODLAB_FAST_PATH !== 'off',
 });
 
 await runDaemon('node-agent', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath }));

@@ -57,6 +57,8 @@ export class UdpUnderlay {
   sendErrors = 0;
   private onDatagram: DatagramHandler = () => {};
   private onBare: DatagramHandler = () => {};
+  /** Called when an impairment is set or cleared (the node's cached flows are re-decided). */
+  onImpairmentChange: () => void = () => {};
   private wire?: dgram.Socket;
   /** Where datagrams may go and come from. */
   private readonly allowed: Cidr;
@@ -163,6 +165,7 @@ export class UdpUnderlay {
   setImpairment(peerIp: string, spec: ImpairmentSpec | null, label = peerIp): void {
     if (!spec) this.impairments.delete(peerIp);
     else this.impairments.set(peerIp, new Impairment(spec, this.opts.rng.fork(`impair:${label}`), this.opts.clock));
+    this.onImpairmentChange();
   }
 
   impairmentsByPeer(): Map<string, Impairment> {

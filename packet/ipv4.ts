@@ -232,15 +232,25 @@ export function readIpv4Src(buf: Buffer): string {
  */
 export function decrementTtlInPlace(buf: Buffer): number {
   if (buf.length < IPV4_HEADER_LEN) return 0;
-  const ttl = buf[TTL];
+  return decrementTtlAt(buf, 0);
+}
+
+/**
+ * `decrementTtlInPlace` for the header at `off` in a bigger buffer (a frame,
+ * an encapsulation), without a view of it; the caller has checked that 20
+ * header bytes are there.
+ */
+export function decrementTtlAt(buf: Buffer, off: number): number {
+  const ttl = buf[off + TTL];
   if (ttl === 0) return 0;
-  const proto = buf[PROTOCOL];
-  const hc = (buf[CHECKSUM] << 8) | buf[CHECKSUM + 1];
+  const proto = buf[off + PROTOCOL];
+  const c = off + CHECKSUM;
+  const hc = (buf[c] << 8) | buf[c + 1];
   // TTL shares a 16-bit checksum word with Protocol.
   const nc = checksumAdjust(hc, (ttl << 8) | proto, ((ttl - 1) << 8) | proto);
-  buf[TTL] = ttl - 1;
-  buf[CHECKSUM] = nc >> 8;
-  buf[CHECKSUM + 1] = nc & 0xff;
+  buf[off + TTL] = ttl - 1;
+  buf[c] = nc >> 8;
+  buf[c + 1] = nc & 0xff;
   return ttl - 1;
 }
 

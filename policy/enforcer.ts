@@ -53,7 +53,7 @@ export class PolicyEnforcer {
   private readonly unregister: (() => void)[];
 
   constructor(
-    nf: Netfilter,
+    private readonly nf: Netfilter,
     private readonly host: EnforcerHost,
     private readonly tracer: Tracer,
     clock: Clock,
@@ -62,7 +62,8 @@ export class PolicyEnforcer {
     this.flows = new FlowTable(clock, opts);
     const idle = () => this.set.empty && this.flows.size === 0;
     this.unregister = [
-      nf.register('forward', { name: 'calico policy', priority: NF_IP_PRI.FILTER, hook: (p, s) => this.hook(p, s), idle }),
+      // flowSafe: a flow's later packets pass while its connection stays in the table (refreshed for each, see keep).
+      nf.register('forward', { name: 'calico policy', priority: NF_IP_PRI.FILTER, hook: (p, s) => this.hook(p, s), idle, flowSafe: true }),
       // Before kube-proxy's br_netfilter hook: a same-node backend's reply is judged as sent, before it is un-DNATed.
       nf.register('bridge-forward', { name: 'calico policy', priority: NF_BR_PRI.FILTER_BRIDGED, hook: (p, s) => this.hook(p, s), idle }),
     ];
@@ -76,6 +77,7 @@ export class PolicyEnforcer {
   update(set: PolicySet): void {
     this.set = set;
     if (set.empty) this.flows.clear();
+    this.nf.changed('policy');
   }
 
   close(): void {
@@ -106,6 +108,7 @@ export class PolicyEnforcer {
     const { t } = o;
     if (this.flows.hit(t)) {
       if (this.tracer.current) this.tracer.hop('node', 'policy', `${fmt(t)}: a connection allowed when first seen (conntrack): accepted`);
+      this.keep(t, st);
       return pkt;
     }
     if (this.set.empty) return pkt;
@@ -118,6 +121,7 @@ export class PolicyEnforcer {
     if (v.allowed) {
       this.accepted++;
       this.flows.add(t);
+      this.keep(t, st);
       return pkt;
     }
     this.drops++;
@@ -126,6 +130,11 @@ export class PolicyEnforcer {
     }
     st.dropReason = POLICY_DROP;
     return null;
+  }
+
+  /** A cached flow's later packets refresh its connection as this hook would, and leave the fast path once it is gone. */
+  private keep(t: Tuple, st: NfState): void {
+    if (st.flowKeep) st.flowKeep.push(() => this.flows.hit(t));
   }
 
   private trace(t: Tuple, v: Verdict, srcIface: string | undefined, dstIface: string | undefined): void {

@@ -69,7 +69,17 @@ export const vxlan: NetworkBackend = {
   attach(ctx) {
     const underlay = ctx.underlay({ port: ctx.vxlanPort });
     const sockets = new Eth0Sockets(ctx.eth0, underlay);
-    const vtep = new Vtep({ name: VTEP_DEV, vni: ctx.vni, mac: ctx.vtepMac, mtu: ctx.podMtu, port: ctx.vxlanPort, sockets, ifindex: ctx.ifindexes.take(), tracer: ctx.eth0.tracer });
+    const vtep = new Vtep({
+      name: VTEP_DEV,
+      vni: ctx.vni,
+      mac: ctx.vtepMac,
+      mtu: ctx.podMtu,
+      port: ctx.vxlanPort,
+      sockets,
+      ifindex: ctx.ifindexes.take(),
+      tracer: ctx.eth0.tracer,
+      onFdbChange: () => ctx.stack.generation.bump('fdb'),
+    });
     ctx.stack.addInterface(vtep.dev, { arp: false });
     ctx.stack.addAddress(VTEP_DEV, gatewayOf(ctx.podCIDR), 32);
     return {
@@ -78,8 +88,8 @@ export const vxlan: NetworkBackend = {
       sockets,
       devices: [{ dev: vtep.dev, description: `VXLAN device ${VTEP_DEV} (VNI ${vtep.vni})` }],
       apply(a) {
-        if (a.op === 'add-fdb') vtep.fdb.set(a.mac, a.dst);
-        else if (a.op === 'del-fdb') vtep.fdb.delete(a.mac);
+        if (a.op === 'add-fdb') vtep.setFdb(a.mac, a.dst);
+        else if (a.op === 'del-fdb') vtep.deleteFdb(a.mac);
         else return false;
         return true;
       },

@@ -16,7 +16,7 @@
 import { readMac } from '../../packet/addr.ts';
 import { isWireError } from '../../packet/errors.ts';
 import { VXLAN_HEADER_LEN, parseVxlan } from '../../packet/vxlan.ts';
-import { NetDevice } from '../../netstack/link/netdev.ts';
+import { NetDevice, type LinkTemplate } from '../../netstack/link/netdev.ts';
 import type { Tracer } from '../../netstack/trace.ts';
 import { flowHash } from '../../packet/flow-hash.ts';
 import type { Eth0Sockets } from '../../overlay/eth0-sockets.ts';
@@ -34,23 +34,57 @@ export interface VtepOptions {
   ifindex?: number;
   /** The node's tracer. */
   tracer?: Tracer;
+  /** Called when the FDB changes (cached flows carry the peer it gave). */
+  onFdbChange?: () => void;
 }
 
 export class Vtep {
   readonly dev: NetDevice;
   readonly vni: number;
   readonly port: number;
-  /** VtepMAC → remote public IP. */
+  /** VtepMAC → remote public IP (changed through setFdb / deleteFdb). */
   readonly fdb = new Map<string, string>();
   private readonly sockets: Eth0Sockets;
+  /** Flags 0x08 (VNI valid), the VNI, reserved bytes zero: the same for every datagram. */
+  private readonly header: Buffer;
+  private readonly onFdbChange: () => void;
 
   constructor(opts: VtepOptions) {
     this.dev = new NetDevice(opts.name ?? 'flannel.1', 'vxlan', opts.mac, opts.mtu, { ifindex: opts.ifindex, tracer: opts.tracer });
     this.vni = opts.vni;
     this.port = opts.port;
     this.sockets = opts.sockets;
+    this.onFdbChange = opts.onFdbChange ?? (() => {});
+    this.header = Buffer.alloc(VXLAN_HEADER_LEN);
+    this.header.writeUInt32BE(0x08000000, 0);
+    this.header.writeUInt32BE((this.vni & 0xffffff) << 8, 4);
     this.dev.connect((frame) => this.encap(frame));
+    this.dev.linkTemplate = (frame) => this.template(frame);
     opts.sockets.bind({ port: opts.port, innerFrame: (buf) => (buf.length > VXLAN_HEADER_LEN ? buf.subarray(VXLAN_HEADER_LEN) : undefined), receive: (buf) => this.decap(buf) });
+  }
+
+  /** `bridge fdb replace MAC dev flannel.1 dst IP self permanent`. */
+  setFdb(mac: string, dst: string): void {
+    this.fdb.set(mac, dst);
+    this.onFdbChange();
+  }
+
+  /** `bridge fdb del MAC dev flannel.1`. */
+  deleteFdb(mac: string): void {
+    if (this.fdb.delete(mac)) this.onFdbChange();
+  }
+
+  /**
+   * What encap does for this frame's flow, worked out once for a flow cache:
+   * the VXLAN header, the peer from the FDB and the source socket from the
+   * inner flow's hash (the same for every packet of the flow).
+   */
+  template(frame: Buffer): LinkTemplate | undefined {
+    const remote = this.fdb.get(readMac(frame, 0));
+    if (!remote) return undefined;
+    const hash = flowHash(frame);
+    const { sockets, port } = this;
+    return { headroom: VXLAN_HEADER_LEN, header: this.header, send: (buf) => void sockets.send(remote, port, buf, hash) };
   }
 
   /** Encapsulates an inner frame towards the VTEP that owns its destination MAC. */
@@ -63,8 +97,7 @@ export class Vtep {
       return;
     }
     const out = Buffer.allocUnsafe(VXLAN_HEADER_LEN + frame.length);
-    out.writeUInt32BE(0x08000000, 0); // flags: I (VNI valid); reserved zero
-    out.writeUInt32BE((this.vni & 0xffffff) << 8, 4); // VNI, reserved byte zero
+    this.header.copy(out, 0);
     frame.copy(out, VXLAN_HEADER_LEN);
     const hash = flowHash(frame);
     if (this.dev.tracer.current) {

@@ -50,6 +50,8 @@ import { RouteTable, formatRoute, type Route } from './route-table.ts';
 import { Tracer } from '../trace.ts';
 import { Conntrack } from '../netfilter/conntrack.ts';
 import { Netfilter, nfState, type NfState } from '../netfilter/netfilter.ts';
+import { FlowCache, type FlowRecording } from '../flow/flow-cache.ts';
+import { FlowGeneration } from '../flow/generation.ts';
 
 /** An interface as the stack sees it: the device, its addresses, whether it ARPs. */
 export interface StackInterface {
@@ -135,13 +137,19 @@ export interface IpStackOptions {
   traceNs?: string;
   /** The node's tracer (shared by the node's and its pods' namespaces: a traced packet crosses them). */
   tracer?: Tracer;
+  /** The flow cache for forwarded packets (../flow/flow-cache.ts); default on when forwarding. */
+  fastPath?: boolean;
 }
 
 const EMPTY = Buffer.alloc(0);
 
 export class IpStack {
-  readonly routes = new RouteTable();
+  /** Moved by every table a forwarding decision reads: cached flows die with it. */
+  readonly generation = new FlowGeneration();
+  readonly routes = new RouteTable(this.generation);
   readonly neigh: NeighbourTable;
+  /** The fast path for established forwarded flows (absent when not forwarding, or turned off). */
+  readonly flows?: FlowCache;
   readonly interfaces = new Map<string, StackInterface>();
   /** Stack-level drops (`ip -s` has no such view; `podlab node stats` shows them as "ip"). */
   readonly counters = new Counters();
@@ -179,8 +187,9 @@ export class IpStack {
     });
     this.traceNs = opts.traceNs ?? name;
     this.tracer = opts.tracer ?? new Tracer();
-    this.neigh = new NeighbourTable(this.clock, (dev, ip) => this.sendArpRequest(dev, ip), { onOverflow: () => this.counters.drop('neigh-table-overflow') });
-    this.nf = new Netfilter(new Conntrack(this.clock));
+    this.neigh = new NeighbourTable(this.clock, (dev, ip) => this.sendArpRequest(dev, ip), { onOverflow: () => this.counters.drop('neigh-table-overflow'), generation: this.generation });
+    this.nf = new Netfilter(new Conntrack(this.clock, {}, this.generation), this.generation);
+    if (this.forwarding && opts.fastPath !== false) this.flows = new FlowCache(this.generation, this.nf.conntrack);
   }
 
   // ---------------------------------------------------------------- config
@@ -190,6 +199,7 @@ export class IpStack {
     const iface: StackInterface = { dev, addrs: [], arp: opts.arp };
     this.interfaces.set(dev.name, iface);
     dev.attach((frame, d) => this.input(d, frame));
+    this.generation.bump('device');
     return iface;
   }
 
@@ -201,6 +211,7 @@ export class IpStack {
     this.interfaces.delete(name);
     this.routes.deleteByDev(name);
     this.neigh.flushDev(name);
+    this.generation.bump('device');
   }
 
   /**
@@ -212,6 +223,7 @@ export class IpStack {
     const iface = this.mustIface(devName);
     iface.addrs.push({ ip, prefixLen });
     this.local.add(ip);
+    this.generation.bump('address');
     if (prefixLen < 32 && !opts.noPrefixRoute) {
       this.routes.replace({ dst: ip, prefixLen, dev: devName, proto: 'kernel', scope: 'link', src: ip });
     }
@@ -381,7 +393,7 @@ export class IpStack {
    * when forwarding (TTL already decremented), null when originating (`built`:
    * its bytes if the OUTPUT hooks already serialized it).
    */
-  private output(repr: Ipv4Repr, raw: Buffer | null, route: Route, st?: NfState, built?: Buffer): void {
+  private output(repr: Ipv4Repr, raw: Buffer | null, route: Route, st?: NfState, built?: Buffer, rec?: FlowRecording): void {
     if (this.nf.postrouting.active) {
       const s = st ?? nfState('postrouting');
       s.outDev = route.dev;
@@ -403,15 +415,18 @@ export class IpStack {
       } else if (!raw) {
         built = pkt.buffer;
       }
+      if (s.noFlow) rec = undefined;
     }
-    this.transmitRouted(repr, raw, route, built);
+    // The connection kube-proxy's hooks found: the recorded flow translates as they did (checked when recorded).
+    if (rec && st) rec.ct = st.ct;
+    this.transmitRouted(repr, raw, route, built, rec);
   }
 
   /**
    * MTU check (fragmenting or refusing DF), neighbour resolution, and
    * transmission on the route's device. `raw` as for `output`.
    */
-  private transmitRouted(repr: Ipv4Repr, raw: Buffer | null, route: Route, built?: Buffer): void {
+  private transmitRouted(repr: Ipv4Repr, raw: Buffer | null, route: Route, built?: Buffer, rec?: FlowRecording): void {
     const iface = this.interfaces.get(route.dev);
     if (!iface) {
       this.counters.drop('no-device');
@@ -441,6 +456,8 @@ export class IpStack {
       const frame = Buffer.allocUnsafe(14 + bytes.length);
       writeEthernetHeader(frame, 0, mac, iface.dev.mac, ETHERTYPE_IPV4);
       bytes.copy(frame, 14);
+      // What this forwarded packet did becomes its flow's entry (rec is only passed along the forwarding path).
+      if (rec && this.flows) this.flows.record(rec, iface.dev, frame, nextHop);
       iface.dev.transmit(frame, nextHop);
     };
     if (iface.dev.headerless) {
@@ -474,6 +491,8 @@ export class IpStack {
 
   /** A frame arriving on one of this namespace's devices (traced when it belongs to a running trace). */
   input(dev: NetDevice, frame: Buffer): void {
+    // A running trace forces the slow path: every decision is made where it can be recorded.
+    if (this.flows !== undefined && this.tracer.filters.size === 0 && this.tracer.current === null && this.flows.forward(dev, frame)) return;
     if (this.tracer.filters.size && !this.tracer.current) {
       const ctx = this.tracer.matchFrame(frame);
       if (ctx) {
@@ -508,14 +527,18 @@ export class IpStack {
     let ip = parsed;
     let raw = eth.payload.subarray(0, 20 + (ip.options?.length ?? 0) + ip.payload.length);
     let st: NfState | undefined;
+    // A packet that could start a flow entry, unless a hook or the route says otherwise.
+    let rec = this.flows !== undefined && this.tracer.current === null ? this.flows.begin(dev, frame) : undefined;
     if (this.nf.prerouting.active) {
       st = nfState('prerouting', dev.name);
+      if (rec) st.flowKeep = rec.keep;
       const pkt = Ipv4Packet.unchecked(raw);
       const out = this.nf.prerouting.run(pkt, st);
       if (!out) {
         dev.counters.drop(st.dropReason ?? 'netfilter');
         return;
       }
+      if (st.noFlow) rec = undefined;
       if (out !== pkt || out.modified) {
         raw = out.datagram;
         const again = parseIpv4(raw, { verifyChecksum: false });
@@ -532,10 +555,10 @@ export class IpStack {
       if (this.tracer.current) this.traceDrop(dev.name, `${ip.dst} is not an address of this namespace: dropped`, 'not-for-us');
       return;
     }
-    this.forward(ip, raw, dev, st);
+    this.forward(ip, raw, dev, st, rec);
   }
 
-  private forward(ip: Ipv4Repr, raw: Buffer, inDev: NetDevice, st?: NfState): void {
+  private forward(ip: Ipv4Repr, raw: Buffer, inDev: NetDevice, st?: NfState, rec?: FlowRecording): void {
     if (ip.ttl <= 1) {
       inDev.counters.drop('ttl-exceeded');
       if (this.tracer.current) this.traceDrop('routing', `ttl ${ip.ttl} would reach 0 here: dropped, ICMP time exceeded sent back to ${ip.src}`, 'ttl-exceeded');
@@ -558,7 +581,10 @@ export class IpStack {
     let repr: Ipv4Repr = { ...ip, ttl: ip.ttl - 1 };
     if (!st && (this.nf.forward.active || this.nf.postrouting.active)) st = nfState('forward', inDev.name);
     // The copy is this packet's own: hooks may rewrite it in place.
-    if (st) st.owned = true;
+    if (st) {
+      st.owned = true;
+      if (rec) st.flowKeep = rec.keep;
+    }
     if (st && this.nf.forward.active) {
       const s = st;
       s.inDev = inDev.name;
@@ -566,8 +592,9 @@ export class IpStack {
       const passed = this.runChain(this.nf.forward, 'forward', copy, s, inDev.counters);
       if (!passed) return;
       if (passed.ip) ({ raw: copy, ip: repr } = passed as { raw: Buffer; ip: Ipv4Repr });
+      if (s.noFlow) rec = undefined;
     }
-    this.output(repr, copy, route, st);
+    this.output(repr, copy, route, st, undefined, rec);
   }
 
   /**

@@ -11,6 +11,7 @@
  * refused and counted (the kernel's "neighbour table overflow").
  */
 import type { Clock, Timer } from '../../common/clock.ts';
+import type { FlowGeneration } from '../flow/generation.ts';
 
 export type NeighState = 'PERMANENT' | 'REACHABLE' | 'STALE' | 'INCOMPLETE' | 'FAILED';
 
@@ -41,6 +42,8 @@ export interface NeighbourOptions {
   maxEntries?: number;
   /** Called for each new neighbour refused because the table was full (counted as a drop by the stack). */
   onOverflow?: () => void;
+  /** The namespace's flow generation: moved when an entry appears, goes, fails or changes its MAC (cached flows carry MACs). */
+  generation?: FlowGeneration;
 }
 
 export class NeighbourTable {
@@ -52,6 +55,7 @@ export class NeighbourTable {
   private readonly failedKeepMs: number;
   private readonly maxEntries: number;
   private readonly onOverflow: () => void;
+  private readonly generation?: FlowGeneration;
 
   constructor(
     private readonly clock: Clock,
@@ -66,6 +70,11 @@ export class NeighbourTable {
     this.failedKeepMs = opts.failedKeepMs ?? 10_000;
     this.maxEntries = opts.maxEntries ?? 1024;
     this.onOverflow = opts.onOverflow ?? (() => {});
+    this.generation = opts.generation;
+  }
+
+  private changed(): void {
+    this.generation?.bump('neighbour');
   }
 
   /** Room for one more entry: collects the oldest STALE/FAILED ones when full (neigh_forced_gc); false if none could go. */
@@ -79,6 +88,7 @@ export class NeighbourTable {
       e.timer?.cancel();
       this.entries.delete(k);
     }
+    this.changed();
     if (this.entries.size < this.maxEntries) return true;
     this.onOverflow();
     return false;
@@ -100,6 +110,7 @@ export class NeighbourTable {
     const old = this.entries.get(this.key(dev, ip));
     old?.timer?.cancel();
     this.entries.set(this.key(dev, ip), { dev, ip, mac, state: 'PERMANENT', updatedAt: this.clock.now(), probes: 0, queue: [] });
+    this.changed();
     if (old) for (const p of old.queue) p.send(mac);
   }
 
@@ -107,7 +118,9 @@ export class NeighbourTable {
   delete(dev: string, ip: string): boolean {
     const e = this.entries.get(this.key(dev, ip));
     e?.timer?.cancel();
-    return this.entries.delete(this.key(dev, ip));
+    if (!this.entries.delete(this.key(dev, ip))) return false;
+    this.changed();
+    return true;
   }
 
   /** Forgets every entry on a device. */
@@ -116,6 +129,7 @@ export class NeighbourTable {
       e.timer?.cancel();
       this.entries.delete(k);
     }
+    this.changed();
   }
 
   /**
@@ -125,10 +139,15 @@ export class NeighbourTable {
   learn(dev: string, ip: string, mac: string, create: boolean): void {
     const e = this.entries.get(this.key(dev, ip));
     if (!e) {
-      if (create && this.admit()) this.entries.set(this.key(dev, ip), { dev, ip, mac, state: 'STALE', updatedAt: this.clock.now(), probes: 0, queue: [] });
+      if (create && this.admit()) {
+        this.entries.set(this.key(dev, ip), { dev, ip, mac, state: 'STALE', updatedAt: this.clock.now(), probes: 0, queue: [] });
+        this.changed();
+      }
       return;
     }
     if (e.state === 'PERMANENT') return;
+    // A confirmation of what is known moves nothing; a new MAC, or an answer to a resolution, does.
+    if (e.mac !== mac || e.state === 'INCOMPLETE' || e.state === 'FAILED') this.changed();
     e.timer?.cancel();
     e.timer = undefined;
     e.mac = mac;
@@ -176,11 +195,15 @@ export class NeighbourTable {
     if (e.probes >= this.maxProbes) {
       e.state = 'FAILED';
       e.updatedAt = this.clock.now();
+      this.changed();
       const queue = e.queue;
       e.queue = [];
       for (const p of queue) p.fail();
       e.timer = this.clock.setTimeout(() => {
-        if (this.entries.get(this.key(e.dev, e.ip)) === e && e.state === 'FAILED') this.entries.delete(this.key(e.dev, e.ip));
+        if (this.entries.get(this.key(e.dev, e.ip)) === e && e.state === 'FAILED') {
+          this.entries.delete(this.key(e.dev, e.ip));
+          this.changed();
+        }
       }, this.failedKeepMs);
       return;
     }

@@ -4,6 +4,7 @@
  */
 import { intToIpv4, ipv4ToInt } from '../../packet/addr.ts';
 import { Cidr, maskOf } from '../../packet/cidr.ts';
+import type { FlowGeneration } from '../flow/generation.ts';
 
 export type RouteProto = 'kernel' | 'boot' | 'static' | 'bird';
 
@@ -37,6 +38,9 @@ interface Entry {
 export class RouteTable {
   private entries: Entry[] = [];
 
+  /** `generation`: the namespace's, moved by every change (cached flows read routes). */
+  constructor(private readonly generation?: FlowGeneration) {}
+
   /** Adds or replaces (same dst/len/metric) a route; `ip route replace`. */
   replace(route: Route): void {
     const net = Cidr.of(route.dst, route.prefixLen).network;
@@ -47,6 +51,7 @@ export class RouteTable {
     this.entries.push({ route: r, net, mask: maskOf(r.prefixLen) });
     // Longest prefix first, then lowest metric: lookup takes the first match.
     this.entries.sort((a, b) => b.route.prefixLen - a.route.prefixLen || (a.route.metric ?? 0) - (b.route.metric ?? 0));
+    this.generation?.bump('route');
   }
 
   /** Removes the route for dst/prefixLen; returns whether one existed. */
@@ -54,12 +59,15 @@ export class RouteTable {
     const net = Cidr.of(dst, prefixLen).network;
     const before = this.entries.length;
     this.entries = this.entries.filter((e) => !(e.net === net && e.route.prefixLen === prefixLen));
-    return this.entries.length !== before;
+    if (this.entries.length === before) return false;
+    this.generation?.bump('route');
+    return true;
   }
 
   /** Removes every route through a device (the device went away). */
   deleteByDev(dev: string): void {
     this.entries = this.entries.filter((e) => e.route.dev !== dev);
+    this.generation?.bump('route');
   }
 
   /** Longest-prefix match for a destination. */

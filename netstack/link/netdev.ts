@@ -90,6 +90,25 @@ export type FrameDispatcher = (frame: Buffer, dev: NetDevice) => void;
 export type FrameLink = (frame: Buffer, dev: NetDevice, nextHop?: string) => void;
 
 /**
+ * What the owner of a device's link (a VXLAN VTEP) lets a cached flow replay
+ * for one destination instead of calling the link: the bytes the link puts in
+ * front of the frame (the VXLAN header), and where the whole then goes (the
+ * peer's address and port, the source socket of the flow's hash), all worked
+ * out once when the flow was recorded. Built by the same owner as the link,
+ * so it does what the link would do for that destination; it stays valid only
+ * while the namespace's flow generation does (the owner bumps it when its
+ * table changes).
+ */
+export interface LinkTemplate {
+  /** Bytes the link puts before the frame. */
+  readonly headroom: number;
+  /** Those bytes, `headroom` long. */
+  readonly header: Buffer;
+  /** Sends the header and frame, already laid out in one buffer. */
+  send(buf: Buffer): void;
+}
+
+/**
  * One interface. `transmit` sends a frame out of the device onto its link;
  * `receive` is called by the link and hands the frame to the dispatcher the
  * layer above attached. Both ends are set through methods, never by another
@@ -113,6 +132,8 @@ export class NetDevice {
   tapInDevice = true;
   /** The node's tracer: the device records a hop for every frame of a traced packet. */
   readonly tracer: Tracer;
+  /** Set by the owner of the link when it can hand a flow cache a template for a frame's destination (see LinkTemplate). */
+  linkTemplate?: (frame: Buffer) => LinkTemplate | undefined;
 
   constructor(
     readonly name: string,
@@ -157,6 +178,26 @@ export class NetDevice {
     if (this.taps.size && this.tapInDevice) for (const tap of this.taps) tap(frame, 'out', this);
     if (this.tracer.current) this.tracer.hop(this.ns, this.name, describeFrame(frame), { dir: 'tx' });
     this.link(frame, this, nextHop);
+  }
+
+  /**
+   * Transmits through a template: `buf` holds the template's header, then the
+   * frame from `frameAt`. Counted, tapped and traced as `transmit` does, then
+   * sent by the template instead of the link.
+   */
+  transmitTemplated(buf: Buffer, frameAt: number, tpl: LinkTemplate): void {
+    if (!this.up) {
+      this.counters.drop('link-down');
+      return;
+    }
+    this.counters.txPackets++;
+    this.counters.txBytes += buf.length - frameAt;
+    if (this.taps.size && this.tapInDevice) {
+      const frame = buf.subarray(frameAt);
+      for (const tap of this.taps) tap(frame, 'out', this);
+    }
+    if (this.tracer.current) this.tracer.hop(this.ns, this.name, describeFrame(buf.subarray(frameAt)), { dir: 'tx' });
+    tpl.send(buf);
   }
 
   /** Delivers a frame arriving on this device to the layer above. */

@@ -13,6 +13,7 @@
  */
 import type { Clock } from '../../common/clock.ts';
 import type { Ipv4Packet } from '../../packet/ipv4-packet.ts';
+import type { FlowGeneration } from '../flow/generation.ts';
 
 export type CtProto = 'tcp' | 'udp' | 'icmp';
 
@@ -77,6 +78,8 @@ export class Conntrack {
   constructor(
     private readonly clock: Clock,
     opts: ConntrackOptions = {},
+    /** Moved by each new connection: an untracked flow cached before may be its reply direction now. */
+    private readonly generation?: FlowGeneration,
   ) {
     this.o = {
       udpUnrepliedMs: 30_000,
@@ -130,6 +133,7 @@ export class Conntrack {
     e.expiresAt = this.clock.now() + this.timeoutOf(e);
     this.byTuple.set(key(orig), { e, dir: 'orig' });
     this.byTuple.set(key(reply), { e, dir: 'reply' });
+    this.generation?.bump('conntrack');
     return e;
   }
 
@@ -166,9 +170,22 @@ export class Conntrack {
     return e.tcpState === 'ESTABLISHED' ? this.o.tcpEstablishedMs : e.tcpState === 'CLOSE' ? 10_000 : this.o.tcpTransientMs;
   }
 
+  /**
+   * A cached flow's packet (netstack/flow/): what lookup and touch do for it,
+   * on the entry it was recorded with. False once that entry has expired or
+   * been removed: the packet goes to the slow path, which decides afresh.
+   */
+  refresh(e: CtEntry, dir: 'orig' | 'reply', tcpFlags?: number): boolean {
+    if (e.expiresAt <= this.clock.now()) return false;
+    this.touch(e, dir, tcpFlags);
+    return true;
+  }
+
   remove(e: CtEntry): void {
     if (this.byTuple.get(key(e.orig))?.e === e) this.byTuple.delete(key(e.orig));
     if (this.byTuple.get(key(e.reply))?.e === e) this.byTuple.delete(key(e.reply));
+    // Gone is expired to whoever still holds it (a cached flow).
+    e.expiresAt = 0;
     e.onClose?.();
     e.onClose = undefined;
   }

@@ -25,6 +25,8 @@
  */
 import type { Ipv4Packet } from '../../packet/ipv4-packet.ts';
 import { Conntrack, type CtEntry } from './conntrack.ts';
+import type { FlowKeep } from '../flow/flow-cache.ts';
+import type { FlowGeneration } from '../flow/generation.ts';
 
 /** The IPv4 hook points (NF_INET_*). */
 export type NfHookPoint = 'prerouting' | 'input' | 'forward' | 'output' | 'postrouting';
@@ -78,6 +80,13 @@ export interface NfState {
   owned?: boolean;
   /** Set by the hook that returned null. */
   dropReason?: string;
+  /**
+   * Set while the packet may become a flow entry (../flow/flow-cache.ts): a
+   * hook whose pass needs upkeep on every later packet of the flow adds it here.
+   */
+  flowKeep?: FlowKeep[];
+  /** Set when a hook without `flowSafe` ran: the packet's flow stays on the slow path. */
+  noFlow?: boolean;
 }
 
 /** One registered hook: `nf_hook_ops`. */
@@ -93,13 +102,26 @@ export interface NfHookOps {
    * stack skips the chain without building a view of the packet.
    */
   idle?(): boolean;
+  /**
+   * The hook's promise to the flow cache: a packet it passes unchanged,
+   * leaving no connection in the state, is a decision every later packet of
+   * the same flow would get too, as long as the namespace's flow generation
+   * does not move (the hook's owner bumps it whenever its rules change), with
+   * what it added to `flowKeep` done for each. A hook without it keeps the
+   * flows it sees on the slow path.
+   */
+  flowSafe?: boolean;
 }
 
 /** The ordered hooks of one hook point. */
 export class HookChain {
   private ops: NfHookOps[] = [];
 
-  constructor(readonly point: NfHookPoint | 'bridge-forward') {}
+  constructor(
+    readonly point: NfHookPoint | 'bridge-forward',
+    /** Moved when hooks come and go: a new hook may judge cached flows differently. */
+    private readonly generation?: FlowGeneration,
+  ) {}
 
   /** Number of hooks registered. */
   get size(): number {
@@ -128,8 +150,10 @@ export class HookChain {
     next.splice(i, 0, ops);
     // Copy-on-write: a hook unregistering itself mid-run does not disturb the running loop.
     this.ops = next;
+    this.generation?.bump('hooks');
     return () => {
       this.ops = this.ops.filter((o) => o !== ops);
+      this.generation?.bump('hooks');
     };
   }
 
@@ -144,6 +168,7 @@ export class HookChain {
     const ops = this.ops;
     let p: Ipv4Packet | null = pkt;
     for (let i = 0; i < ops.length; i++) {
+      if (ops[i].flowSafe !== true) state.noFlow = true;
       p = ops[i].hook(p, state);
       if (p === null) {
         state.dropReason ??= `netfilter-${ops[i].name}`;
@@ -156,15 +181,31 @@ export class HookChain {
 
 /** One network namespace's netfilter: the hook chains and the connection table. */
 export class Netfilter {
-  readonly prerouting = new HookChain('prerouting');
-  readonly input = new HookChain('input');
-  readonly forward = new HookChain('forward');
-  readonly output = new HookChain('output');
-  readonly postrouting = new HookChain('postrouting');
+  readonly prerouting: HookChain;
+  readonly input: HookChain;
+  readonly forward: HookChain;
+  readonly output: HookChain;
+  readonly postrouting: HookChain;
   /** br_netfilter: IPv4 frames switched between two ports of a bridge in this namespace. */
-  readonly bridgeForward = new HookChain('bridge-forward');
+  readonly bridgeForward: HookChain;
 
-  constructor(readonly conntrack: Conntrack) {}
+  constructor(
+    readonly conntrack: Conntrack,
+    /** The namespace's flow generation: hooks' owners bump it when their rules change (absent: nothing is cached). */
+    readonly generation?: FlowGeneration,
+  ) {
+    this.prerouting = new HookChain('prerouting', generation);
+    this.input = new HookChain('input', generation);
+    this.forward = new HookChain('forward', generation);
+    this.output = new HookChain('output', generation);
+    this.postrouting = new HookChain('postrouting', generation);
+    this.bridgeForward = new HookChain('bridge-forward', generation);
+  }
+
+  /** A hook's owner changed its rules: cached flows are judged afresh. */
+  changed(why: 'service' | 'policy'): void {
+    this.generation?.bump(why);
+  }
 
   /** Registers a hook at a point; returns the unregister function. */
   register(point: NfHookPoint | 'bridge-forward', ops: NfHookOps): () => void {
@@ -192,5 +233,5 @@ export class Netfilter {
 /** A fresh per-packet state. */
 export function nfState(hook: NfHookPoint | 'bridge-forward', inDev?: string): NfState {
   // Every field present from the start: one object shape for every packet.
-  return { hook, inDev, outDev: undefined, ct: undefined, owned: false, dropReason: undefined };
+  return { hook, inDev, outDev: undefined, ct: undefined, owned: false, dropReason: undefined, flowKeep: undefined, noFlow: false };
 }

@@ -74,13 +74,20 @@ export class ServiceNat {
     const src = (pkt: Ipv4Packet, st: NfState) => this.natSrc(pkt, st);
     // Only the destination side decides about new connections; the rest has nothing to do while nothing is tracked.
     const idle = () => this.nf.conntrack.size === 0;
+    // flowSafe: a packet passed untranslated with no connection is passed so until the rules change
+    // (rulesChanged) or a connection appears (conntrack moves the flow generation itself).
     this.unregister.push(
-      nf.register('prerouting', { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_DST, hook: dst }),
-      nf.register('output', { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_DST, hook: dst }),
-      nf.register('postrouting', { name: 'kube-proxy masquerade', priority: NF_IP_PRI.NAT_SRC, hook: src, idle }),
-      nf.register('input', { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_SRC, hook: src, idle }),
+      nf.register('prerouting', { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_DST, hook: dst, flowSafe: true }),
+      nf.register('output', { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_DST, hook: dst, flowSafe: true }),
+      nf.register('postrouting', { name: 'kube-proxy masquerade', priority: NF_IP_PRI.NAT_SRC, hook: src, idle, flowSafe: true }),
+      nf.register('input', { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_SRC, hook: src, idle, flowSafe: true }),
       nf.register('bridge-forward', { name: 'kube-proxy br_netfilter', priority: NF_BR_PRI.BRNF, hook: (pkt, st) => this.bridged(pkt, st), idle }),
     );
+  }
+
+  /** The engine's rules changed (a sync): flows cached under the old ones are decided afresh. */
+  rulesChanged(): void {
+    this.nf.changed('service');
   }
 
   /** Removes every hook (another engine takes over, or kube-proxy stops). */
