@@ -14,6 +14,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Clock } from '../common/clock.ts';
 import { authenticate, authorize, forbiddenFor, isPublicPath, selfSubjectAccessReview, selfSubjectReview, selfSubjectRulesReview, unauthorized, verbOf, type Identity, type ObjectLookup } from './auth.ts';
 import type { ClientCredentials } from './credentials.ts';
@@ -21,6 +22,7 @@ import { ApiError, badRequest, internalError, makeStatus, methodNotAllowed, notF
 import { checkFields, parseFieldValidation } from './field-validation.ts';
 import { openApiV2, openApiV3Document, openApiV3Index, schemaOf } from './openapi.ts';
 import { execUpgradeHandler } from './pod-exec.ts';
+import { isPortForwardPath, portForwardUpgradeHandler } from './pod-port-forward.ts';
 import { parseLogQuery, servePodLog } from './pod-log.ts';
 import { apiserverCertHosts, defaultPkiDir, ensurePki } from './pki.ts';
 import { NODES, PODS } from './resources.ts';
@@ -487,20 +489,24 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const server: Server = createServer({ keepAliveTimeout: 5_000, cert: creds.cert, key: creds.key }, (req, res) => {
     void handle(req, res);
   });
-  // kubectl exec: a WebSocket upgrade on pods/{name}/exec, relayed to the pod's node agent.
-  server.on(
-    'upgrade',
-    execUpgradeHandler({
-      stateDir: opts.stateDir,
-      authenticate: (req) => authenticate(req.headers, creds),
-      authorize: (who, namespace, name) => {
-        const attrs = { verb: 'create', group: '', resource: 'pods', subresource: 'exec', namespace, name };
-        if (!authorize(who, attrs, lookup).allowed) throw forbiddenFor(who, attrs);
-      },
-      getPod: (namespace, name) => store.objectsOf(PODS).find((p) => p.metadata.namespace === namespace && p.metadata.name === name) as Pod | undefined,
-      getNode: (name) => store.objectsOf(NODES).find((n) => n.metadata.name === name) as Node | undefined,
-    }),
-  );
+  // kubectl exec (a WebSocket on pods/{name}/exec) and port-forward (SPDY, or SPDY in a WebSocket, on
+  // pods/{name}/portforward): upgrades relayed to the pod's node agent.
+  const podUpgradeDeps = {
+    stateDir: opts.stateDir,
+    authenticate: (req: IncomingMessage) => authenticate(req.headers, creds),
+    authorize: (who: Identity, namespace: string, name: string, subresource: 'exec' | 'portforward') => {
+      const attrs = { verb: 'create', group: '', resource: 'pods', subresource, namespace, name };
+      if (!authorize(who, attrs, lookup).allowed) throw forbiddenFor(who, attrs);
+    },
+    getPod: (namespace: string, name: string) => store.objectsOf(PODS).find((p) => p.metadata.namespace === namespace && p.metadata.name === name) as Pod | undefined,
+    getNode: (name: string) => store.objectsOf(NODES).find((n) => n.metadata.name === name) as Node | undefined,
+  };
+  const execUpgrade = execUpgradeHandler(podUpgradeDeps);
+  const portForwardUpgrade = portForwardUpgradeHandler(podUpgradeDeps);
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (isPortForwardPath(req.url)) portForwardUpgrade(req, socket, head);
+    else execUpgrade(req, socket, head);
+  });
   server.on('connection', (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));

@@ -41,6 +41,7 @@ import { Cidr } from '../packet/cidr.ts';
 import { listenRemoteControl } from './control-remote.ts';
 import type net from 'node:net';
 import { EMPTY_STDIN } from './stdin-queue.ts';
+import { forwardPodPort } from './port-forward.ts';
 import { NodeCore } from './node-core.ts';
 import { EmulatedRuntime } from './emulated-runtime.ts';
 import { L2Speaker, L2_TIMING, l2Candidates } from '../edge/l2-speaker.ts';
@@ -95,6 +96,9 @@ const podLogsParams = z.object({
   limitBytes: z.number().int().positive().optional(),
 });
 type PodLogsParams = z.infer<typeof podLogsParams> & LogQuery;
+
+/** What `pod.portforward` takes: the pod and the port to dial on its localhost. */
+const portForwardParams = z.object({ pod: z.string().min(1), port: z.number().int().min(1).max(65535) });
 
 export class NodeAgent {
   readonly name: string;
@@ -421,6 +425,11 @@ export class NodeAgent {
       const p = podLogsParams.safeParse(params);
       if (!p.success) throw new ControlError(`pod.logs: ${p.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
       return this.podLogs(p.data, ctx);
+    });
+    c.handle('pod.portforward', async (params, ctx) => {
+      const p = portForwardParams.safeParse(params);
+      if (!p.success) throw new ControlError(`pod.portforward: ${p.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+      return forwardPodPort(this.findPod(p.data.pod), p.data.port, ctx);
     });
     c.handle('impair.set', (params) => {
       const { peer, spec } = params as { peer: string; spec: ImpairmentSpec };
