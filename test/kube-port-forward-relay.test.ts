@@ -11,7 +11,8 @@
  * concurrent connections, 4 MB both ways byte-exact, the kubelet's error for
  * a closed port, the subresource's authorization, and the protocol's edges
  * (PING echo, streams the kubelet refuses, the stream creation timeout, a
- * malformed frame) with a hand-made SPDY client.
+ * malformed frame) with a hand-made SPDY client. And the apiserver exec client
+ * behind `podlab exec --via-apiserver` against the real exec relay.
  */
 import test from 'ava';
 import { createHash } from 'node:crypto';
@@ -32,6 +33,10 @@ import type { Pod } from '../control-plane/types.ts';
 import { ControlServer } from '../node-agent/control-server.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import { forwardPodPort } from '../node-agent/port-forward.ts';
+import { EMPTY_STDIN } from '../node-agent/stdin-queue.ts';
+import { podCommands } from '../pod-tools/index.ts';
+import { execThroughApiserver } from '../control-plane/exec-client.ts';
+import { adminCredentials } from '../control-plane/credentials.ts';
 import { writeKubeconfig } from '../lab/launch.ts';
 import { isWireError } from '../packet/errors.ts';
 import { SpdyFlag, SpdyRstStatus, SpdyType, parseSpdyFrame, serializeSpdyFrame, type SpdyFrame, type SpdyHeaders } from '../packet/spdy.ts';
@@ -84,6 +89,13 @@ test.before(async () => {
     const net = dp.pods.get(pod);
     if (!net) throw new Error(`pod ${pod} is not on node-1`);
     return forwardPodPort(net, port, ctx);
+  });
+  // The agent's exec, as NodeAgent runs it, for the apiserver exec client below.
+  agent.handle('exec', async (params, ctx) => {
+    const { pod, argv, stdin } = params as { pod: string; argv: string[]; stdin?: boolean };
+    const net = dp.pods.get(pod)!;
+    const exitCode = await podCommands[argv[0]]({ pod: net, argv, stdout: (x) => ctx.stdout(x), stderr: (x) => ctx.stderr(x), signal: ctx.signal, clock: monotonicClock, rng: new SeededRng(1), stdin: stdin ? ctx.stdin : EMPTY_STDIN });
+    return { exitCode };
   });
   await agent.listen();
 });
@@ -302,4 +314,22 @@ test.serial('a pair whose second stream never comes is given up with an error af
   t.is(frames[2].flags, SpdyFlag.FIN);
   t.is(SpdyType.SYN_REPLY, 2);
   session.close();
+});
+
+test.serial("the apiserver exec client (podlab exec --via-apiserver): output, stdin and its v5 close, the exit code, refusals", async (t) => {
+  const run = async (name: string, argv: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> => {
+    let out = '';
+    let err = '';
+    const input = stdin === undefined ? undefined : { [Symbol.asyncIterator]: () => [Buffer.from(stdin)][Symbol.iterator]() } as unknown as AsyncIterable<Uint8Array>;
+    const code = await execThroughApiserver({ apiUrl: api.url, credentials: adminCredentials(stateDir, {}), namespace: 'default', name, argv, stdout: (x) => (out += x), stderr: (x) => (err += x), stdin: input });
+    return { code, out, err };
+  };
+  t.deepEqual(await run('web', ['hostname']), { code: 0, out: 'web\n', err: '' });
+  const nc = await run('web', ['nc', '10.244.1.3', '7'], 'echoed through pods/exec\n');
+  t.deepEqual(nc, { code: 0, out: 'echoed through pods/exec\n', err: '' });
+  const bad = await run('web', ['ip', 'bogus']);
+  t.not(bad.code, 0);
+  t.regex(bad.err, /Usage: ip/);
+  await t.throwsAsync(run('nope', ['hostname']), { message: /404: pods "nope" not found/ });
+  await t.throwsAsync(execThroughApiserver({ apiUrl: api.url, credentials: { ...adminCredentials(stateDir, {}), token: 'wrong' }, namespace: 'default', name: 'web', argv: ['hostname'], stdout: () => {}, stderr: () => {} }), { message: /401/ });
 });
