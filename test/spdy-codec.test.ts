@@ -9,6 +9,8 @@
  * blocks itself).
  */
 import test from 'ava';
+import fc from 'fast-check';
+import { SpdyServerSession } from '../control-plane/spdy-session.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -229,4 +231,29 @@ tsharkTest("Wireshark's SPDY dissector reads kubectl's frames and ours alike, he
     t.false(f.malformed, `frame ${f.frame} malformed`);
     for (const i of f.infos) t.true(i.severity < EXPERT.warn, `frame ${f.frame}: ${i.message}`);
   }
+});
+
+test('fuzz: random bytes, and kubectl frames with random corruption, never throw out of the parser or a server session', (t) => {
+  const kubectl = KUBECTL;
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 256 }), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 8 }), fc.nat({ max: 64 }), (junk, flips, split) => {
+      // The parser alone on junk: a frame, a need or a WireError.
+      const r = parseSpdyFrame(Buffer.from(junk));
+      if (!isWireError(r) && !('need' in r) && !('frame' in r)) return false;
+      // A session fed kubectl's bytes with a few bytes changed, in two pieces, then junk.
+      const bytes = Buffer.from(kubectl);
+      for (const [i, v] of flips) bytes[i % bytes.length] = v;
+      let closed = false;
+      const session = new SpdyServerSession({ write: () => true, onDrain: () => {}, pause: () => {}, resume: () => {}, close: () => (closed = true) });
+      session.on('stream', (s) => (s.id % 4 === 1 ? s.reply() : s.abort()));
+      const cut = Math.min(split, bytes.length);
+      session.feed(bytes.subarray(0, cut));
+      session.feed(bytes.subarray(cut));
+      session.feed(Buffer.from(junk));
+      // A session that closed said why; one that did not is still usable.
+      return closed ? session.protocolErrors > 0 || session.streamCount === 0 : true;
+    }),
+    { seed: 42, numRuns: 500 },
+  );
+  t.pass();
 });
