@@ -26,7 +26,8 @@ import { isPortForwardPath, portForwardUpgradeHandler } from './pod-port-forward
 import { parseLogQuery, servePodLog } from './pod-log.ts';
 import { apiserverCertHosts, defaultPkiDir, ensurePki } from './pki.ts';
 import { NODES, PODS } from './resources.ts';
-import { patchTypeOf, unsupportedPatchType } from './merge-patch.ts';
+import { APPLY_PATCH_TYPE, patchTypeOf, unsupportedPatchType } from './merge-patch.ts';
+import { checkApplied, serverSideApply } from './server-side-apply.ts';
 import { serveScale } from './scale-subresource.ts';
 import { bookmarkObject, discoveryFor, parseResourcePath, VERSION_INFO, type ResourceRoute } from './routes.ts';
 import { parseSelector } from './selectors.ts';
@@ -387,8 +388,23 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         return 200;
       }
       case 'PATCH': {
-        // Server-side apply (application/apply-patch+yaml) is not implemented: it gets the
-        // 415 of a kube-apiserver without it, which is what makes `kubectl apply --server-side` fail.
+        if (String(req.headers['content-type'] ?? '').split(';')[0].trim() === APPLY_PATCH_TYPE && !status) {
+          // Server-side apply: create or merge, managedFields per applier (server-side-apply.ts).
+          const manager = q.get('fieldManager') ?? '';
+          if (!manager) throw new ApiError(makeStatus(422, 'Invalid', 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'));
+          const { body, warnings } = await readChecked(req, route, q);
+          const applied = checkApplied(body, name);
+          const live = store.objectsOf(rt).find((o) => o.metadata.name === name && (!rt.namespaced || o.metadata.namespace === namespace)) as Record<string, unknown> | undefined;
+          const next = serverSideApply(live && structuredClone(live), applied, { manager, force: ['true', '1'].includes(q.get('force') ?? ''), schema: schemaOf(rt), apiVersion: typeof applied.apiVersion === 'string' ? applied.apiVersion : '', now: new Date(store.clock.now()).toISOString().replace(/\.\d+Z$/, 'Z') });
+          if (!live) {
+            const created = store.create(rt, next, { namespace, dryRun });
+            sendJson(res, 201, JSON.stringify(created), warnings);
+            return 201;
+          }
+          const updated = store.update(rt, next, { namespace, name, dryRun });
+          sendJson(res, 200, JSON.stringify(updated), warnings);
+          return 200;
+        }
         const type = patchTypeOf(req.headers['content-type']);
         if (type === undefined) throw unsupportedPatchType();
         const mode = parseFieldValidation(q.get('fieldValidation'));
