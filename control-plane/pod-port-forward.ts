@@ -238,6 +238,7 @@ export class PortForwardRelay {
     let finished = false;
     const early: Buffer[] = [];
     let clientEnded = false;
+    let waiting = false;
     // What kubectl sends before the agent's call runs waits here.
     const toAgent = (b: Buffer): void => {
       if (!client || !id) return void early.push(b);
@@ -266,9 +267,14 @@ export class PortForwardRelay {
         undefined,
         (i) => (id = i),
         (evt) => {
-          if (!data.write(Buffer.from(evt as Uint8Array))) {
+          // Items already decoded still arrive after pause(): one wait for the drain is enough.
+          if (!data.write(Buffer.from(evt as Uint8Array)) && !waiting) {
+            waiting = true;
             c.pause();
-            this.session.once('drain', () => c.resume());
+            this.session.once('drain', () => {
+              waiting = false;
+              c.resume();
+            });
           }
         },
       );
