@@ -23,11 +23,12 @@ import { portsOf, type AppContext, type AppInstance, type BuiltinApp } from './t
 /** Largest body /bytes/N serves: 1 GiB. */
 export const MAX_BYTES = 1 << 30;
 
-const PATTERN = Buffer.from('podlab-http-bytes:0123456789abcdefghijklmnopqrstuvwxyz\n'.repeat(1300)); // > 64 KiB
+const LINE = 'podlab-http-bytes:0123456789abcdefghijklmnopqrstuvwxyz\n';
+const PATTERN = Buffer.from(LINE.repeat(1300)); // > 64 KiB
 
-/** `len` bytes of the repeating /bytes pattern starting at stream offset `off`. */
+/** `len` bytes of the repeating /bytes pattern starting at stream offset `off` (the same stream however it is cut). */
 export function bytesChunk(off: number, len: number): Buffer {
-  const period = 56; // the pattern's line length
+  const period = LINE.length;
   const start = off % period;
   return PATTERN.subarray(start, start + len);
 }

@@ -8,6 +8,8 @@ import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import type { FlanneldCopies } from '../backends/udp/flanneld.ts';
 import { connectNode } from '../lab/node-endpoint.ts';
 import type { ControlClient } from '../control-plane/node-control-client.ts';
+import { execThroughApiserver } from '../control-plane/exec-client.ts';
+import { adminCredentials } from '../control-plane/credentials.ts';
 import { JsonPathError, formatJsonPath, formatNodes, formatObjects, formatPods } from './format.ts';
 import { formatEndpointSlices, formatServices } from './format-services.ts';
 import type { EndpointSlice, Service } from '../control-plane/service-resources.ts';
@@ -146,8 +148,18 @@ export async function execInPod(
   stateDir: string,
   ref: string,
   argv: string[],
-  io: { stdout(s: string): void; stderr(s: string): void; signal?: AbortSignal; namespace?: string; stdin?: AsyncIterable<Uint8Array | string> },
+  io: { stdout(s: string): void; stderr(s: string): void; signal?: AbortSignal; namespace?: string; stdin?: AsyncIterable<Uint8Array | string>; viaApiserver?: boolean },
 ): Promise<number> {
+  // Through the apiserver's pods/exec, as kubectl exec goes: asked for, or when the pod's agent cannot be reached
+  // from here (another container of a compose lab) and nothing ran yet.
+  const viaApiserver = async (rec: LabRecord & { apiUrl: string }, key: string): Promise<number> => {
+    const [namespace, name] = key.split('/', 2);
+    return execThroughApiserver({ apiUrl: rec.apiUrl, credentials: adminCredentials(stateDir), namespace, name, argv, stdout: (s) => io.stdout(s), stderr: (s) => io.stderr(s), stdin: io.stdin, signal: io.signal });
+  };
+  if (io.viaApiserver) {
+    const { rec, key } = await locatePod(stateDir, ref, io.namespace);
+    return viaApiserver(rec, key);
+  }
   return podCall(stateDir, ref, io, async (c, key, call) => {
     const res = call<{ exitCode: number }>('exec', { pod: key, argv, stdin: !!io.stdin }, (fd, s) => (fd === 1 ? io.stdout(s) : io.stderr(s)));
     let done = false;
@@ -161,7 +173,7 @@ export async function execInPod(
             const r = await it.next();
             if (done) return;
             if (r.done) break;
-            c.sendStdin(res.id, typeof r.value === 'string' ? Buffer.from(r.value) : r.value);
+            void c.sendStdin(res.id, typeof r.value === 'string' ? Buffer.from(r.value) : r.value);
           }
           c.endStdin(res.id);
         } catch {
@@ -177,7 +189,7 @@ export async function execInPod(
       // A stream (process.stdin) must stop being read, or it keeps the CLI alive after the command exits.
       (io.stdin as { destroy?: () => void } | undefined)?.destroy?.();
     }
-  });
+  }, viaApiserver);
 }
 
 /** `podlab logs POD [-c C] [-f] [--tail N] [--since S] [--timestamps]`: a container's output, from its node. */
@@ -201,9 +213,17 @@ async function podCall<T>(
   ref: string,
   io: { signal?: AbortSignal; namespace?: string },
   run: (c: ControlClient, key: string, call: <R>(method: string, params: unknown, out: (fd: 1 | 2, s: string) => void) => { result: Promise<R>; id: number }) => Promise<T>,
+  /** What to do instead when the node's agent cannot be reached from here (nothing was sent to it). */
+  unreachable?: (rec: LabRecord & { apiUrl: string }, key: string) => Promise<T>,
 ): Promise<T> {
   const { rec, key, node } = await locatePod(stateDir, ref, io.namespace);
-  const c = await connectNode(rec, node);
+  let c: ControlClient;
+  try {
+    c = await connectNode(rec, node);
+  } catch (e) {
+    if (!unreachable || !rec.apiUrl) throw e;
+    return unreachable(rec, key);
+  }
   let id = 0;
   const onAbort = () => c.cancel(id);
   io.signal?.addEventListener('abort', onAbort, { once: true });

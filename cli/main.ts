@@ -82,6 +82,7 @@ interface LogsCli {
 interface ExecCli {
   namespace: string;
   stdin?: boolean;
+  viaApiserver?: boolean;
 }
 interface ImpairCli {
   peer?: string;
@@ -339,6 +340,7 @@ program
   .argument('<command...>', 'the command after --')
   .option('-n, --namespace <ns>', 'namespace', 'default')
   .option('-i, --stdin', "forward this terminal's standard input to the command (always done when stdin is not a terminal)")
+  .option('--via-apiserver', "go through the apiserver's pods/exec (WebSocket v5.channel.k8s.io) as kubectl exec does, not straight to the node's agent; done anyway when the agent cannot be reached from here")
   .addHelpText(
     'after',
     `
@@ -366,6 +368,7 @@ Commands available in pods:
         namespace: o.namespace,
         // Standard input goes to the command when piped in, or with -i (nc, transfer read it).
         stdin: o.stdin || !process.stdin.isTTY ? process.stdin : undefined,
+        viaApiserver: o.viaApiserver,
       });
     } finally {
       process.off('SIGINT', onInt);

@@ -14,6 +14,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Clock } from '../common/clock.ts';
 import { authenticate, authorize, forbiddenFor, isPublicPath, selfSubjectAccessReview, selfSubjectReview, selfSubjectRulesReview, unauthorized, verbOf, type Identity, type ObjectLookup } from './auth.ts';
 import type { ClientCredentials } from './credentials.ts';
@@ -21,10 +22,12 @@ import { ApiError, badRequest, internalError, makeStatus, methodNotAllowed, notF
 import { checkFields, parseFieldValidation } from './field-validation.ts';
 import { openApiV2, openApiV3Document, openApiV3Index, schemaOf } from './openapi.ts';
 import { execUpgradeHandler } from './pod-exec.ts';
+import { isPortForwardPath, portForwardUpgradeHandler } from './pod-port-forward.ts';
 import { parseLogQuery, servePodLog } from './pod-log.ts';
 import { apiserverCertHosts, defaultPkiDir, ensurePki } from './pki.ts';
 import { NODES, PODS } from './resources.ts';
-import { patchTypeOf, unsupportedPatchType } from './merge-patch.ts';
+import { APPLY_PATCH_TYPE, patchTypeOf, unsupportedPatchType } from './merge-patch.ts';
+import { checkApplied, serverSideApply } from './server-side-apply.ts';
 import { serveScale } from './scale-subresource.ts';
 import { bookmarkObject, discoveryFor, parseResourcePath, VERSION_INFO, type ResourceRoute } from './routes.ts';
 import { parseSelector } from './selectors.ts';
@@ -385,8 +388,23 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         return 200;
       }
       case 'PATCH': {
-        // Server-side apply (application/apply-patch+yaml) is not implemented: it gets the
-        // 415 of a kube-apiserver without it, which is what makes `kubectl apply --server-side` fail.
+        if (String(req.headers['content-type'] ?? '').split(';')[0].trim() === APPLY_PATCH_TYPE && !status) {
+          // Server-side apply: create or merge, managedFields per applier (server-side-apply.ts).
+          const manager = q.get('fieldManager') ?? '';
+          if (!manager) throw new ApiError(makeStatus(422, 'Invalid', 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'));
+          const { body, warnings } = await readChecked(req, route, q);
+          const applied = checkApplied(body, name);
+          const live = store.objectsOf(rt).find((o) => o.metadata.name === name && (!rt.namespaced || o.metadata.namespace === namespace)) as Record<string, unknown> | undefined;
+          const next = serverSideApply(live && structuredClone(live), applied, { manager, force: ['true', '1'].includes(q.get('force') ?? ''), schema: schemaOf(rt), apiVersion: typeof applied.apiVersion === 'string' ? applied.apiVersion : '', now: new Date(store.clock.now()).toISOString().replace(/\.\d+Z$/, 'Z') });
+          if (!live) {
+            const created = store.create(rt, next, { namespace, dryRun });
+            sendJson(res, 201, JSON.stringify(created), warnings);
+            return 201;
+          }
+          const updated = store.update(rt, next, { namespace, name, dryRun });
+          sendJson(res, 200, JSON.stringify(updated), warnings);
+          return 200;
+        }
         const type = patchTypeOf(req.headers['content-type']);
         if (type === undefined) throw unsupportedPatchType();
         const mode = parseFieldValidation(q.get('fieldValidation'));
@@ -487,20 +505,24 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const server: Server = createServer({ keepAliveTimeout: 5_000, cert: creds.cert, key: creds.key }, (req, res) => {
     void handle(req, res);
   });
-  // kubectl exec: a WebSocket upgrade on pods/{name}/exec, relayed to the pod's node agent.
-  server.on(
-    'upgrade',
-    execUpgradeHandler({
-      stateDir: opts.stateDir,
-      authenticate: (req) => authenticate(req.headers, creds),
-      authorize: (who, namespace, name) => {
-        const attrs = { verb: 'create', group: '', resource: 'pods', subresource: 'exec', namespace, name };
-        if (!authorize(who, attrs, lookup).allowed) throw forbiddenFor(who, attrs);
-      },
-      getPod: (namespace, name) => store.objectsOf(PODS).find((p) => p.metadata.namespace === namespace && p.metadata.name === name) as Pod | undefined,
-      getNode: (name) => store.objectsOf(NODES).find((n) => n.metadata.name === name) as Node | undefined,
-    }),
-  );
+  // kubectl exec (a WebSocket on pods/{name}/exec) and port-forward (SPDY, or SPDY in a WebSocket, on
+  // pods/{name}/portforward): upgrades relayed to the pod's node agent.
+  const podUpgradeDeps = {
+    stateDir: opts.stateDir,
+    authenticate: (req: IncomingMessage) => authenticate(req.headers, creds),
+    authorize: (who: Identity, namespace: string, name: string, subresource: 'exec' | 'portforward') => {
+      const attrs = { verb: 'create', group: '', resource: 'pods', subresource, namespace, name };
+      if (!authorize(who, attrs, lookup).allowed) throw forbiddenFor(who, attrs);
+    },
+    getPod: (namespace: string, name: string) => store.objectsOf(PODS).find((p) => p.metadata.namespace === namespace && p.metadata.name === name) as Pod | undefined,
+    getNode: (name: string) => store.objectsOf(NODES).find((n) => n.metadata.name === name) as Node | undefined,
+  };
+  const execUpgrade = execUpgradeHandler(podUpgradeDeps);
+  const portForwardUpgrade = portForwardUpgradeHandler(podUpgradeDeps);
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (isPortForwardPath(req.url)) portForwardUpgrade(req, socket, head);
+    else execUpgrade(req, socket, head);
+  });
   server.on('connection', (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));

@@ -73,9 +73,23 @@ export class ControlClient {
     this.ch.send({ t: 'cancel', id });
   }
 
-  /** Forwards bytes to a running call's standard input. */
-  sendStdin(id: number, data: Uint8Array): void {
-    this.ch.send({ t: 'stdin', id, data });
+  /** Forwards bytes to a running call's standard input; false once the agent reads slower than we send. */
+  sendStdin(id: number, data: Uint8Array): boolean {
+    return this.ch.send({ t: 'stdin', id, data });
+  }
+
+  /** Resolves when a false sendStdin's data has drained. */
+  whenDrained(): Promise<void> {
+    return this.ch.whenDrained();
+  }
+
+  /** Stops reading the agent's messages (back-pressure on its streamed output), until resume(). */
+  pause(): void {
+    this.sock.pause();
+  }
+
+  resume(): void {
+    this.sock.resume();
   }
 
   /** Ends a running call's standard input (EOF). */

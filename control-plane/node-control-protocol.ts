@@ -110,7 +110,7 @@ function loadMsgpackr(): typeof Msgpackr {
 }
 
 /** Wraps a socket into a message reader and writer. */
-export function frame<In, Out>(sock: Socket): { onMessage(cb: (m: In) => void): void; send(m: Out): boolean; end(): void } {
+export function frame<In, Out>(sock: Socket): { onMessage(cb: (m: In) => void): void; send(m: Out): boolean; whenDrained(): Promise<void>; end(): void } {
   const { PackrStream, UnpackrStream } = loadMsgpackr();
   const enc = new PackrStream({ useRecords: false });
   const dec = new UnpackrStream({ useRecords: false });
@@ -123,6 +123,22 @@ export function frame<In, Out>(sock: Socket): { onMessage(cb: (m: In) => void): 
     onMessage: (cb) => dec.on('data', (m: In) => cb(m)),
     // False once the peer reads slower than we write (back-pressure).
     send: (m) => (!sock.destroyed && sock.writable ? enc.write(m) && sock.writableLength < HIGH_WATER : false),
+    // After a false send: resolves once the encoder and the socket have room again (or the socket is gone).
+    whenDrained: async () => {
+      while (!sock.destroyed && (enc.writableNeedDrain || sock.writableLength >= HIGH_WATER)) {
+        await new Promise<void>((resolve) => {
+          const done = (): void => {
+            enc.off('drain', done);
+            sock.off('drain', done);
+            sock.off('close', done);
+            resolve();
+          };
+          enc.once('drain', done);
+          sock.once('drain', done);
+          sock.once('close', done);
+        });
+      }
+    },
     end: () => enc.end(),
   };
 }

@@ -42,20 +42,20 @@ const EXEC_PATH = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/exec$/;
 export interface ExecDeps {
   stateDir: string;
   authenticate(req: IncomingMessage): Identity | undefined;
-  /** Throws the 403 ApiError when `who` may not create pods/exec there. */
-  authorize(who: Identity, namespace: string, name: string): void;
+  /** Throws the 403 ApiError when `who` may not create pods/SUBRESOURCE there. */
+  authorize(who: Identity, namespace: string, name: string, subresource: 'exec' | 'portforward'): void;
   getPod(namespace: string, name: string): Pod | undefined;
   getNode(name: string): Node | undefined;
 }
 
 /** Writes an HTTP error with a Status body on a socket that asked for an upgrade, and closes it. */
-function refuse(socket: Duplex, status: Status): void {
+export function refuse(socket: Duplex, status: Status): void {
   const body = JSON.stringify(status);
   const text = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found' }[status.code] ?? 'Error';
   socket.end(`HTTP/1.1 ${status.code} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 
-function statusOf(err: unknown): Status {
+export function statusOf(err: unknown): Status {
   return err instanceof ApiError ? err.status : makeStatus(500, 'InternalError', (err as Error)?.message ?? String(err));
 }
 
@@ -90,7 +90,7 @@ export function execUpgradeHandler(deps: ExecDeps): (req: IncomingMessage, socke
     if (!who) return refuse(socket, makeStatus(401, 'Unauthorized', 'Unauthorized'));
     let pod: Pod | undefined;
     try {
-      deps.authorize(who, namespace, name);
+      deps.authorize(who, namespace, name, 'exec');
       pod = deps.getPod(namespace, name);
       if (!pod) throw notFound('pods', name);
     } catch (err) {

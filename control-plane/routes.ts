@@ -107,6 +107,12 @@ export function apiResourceList(registry: ResourceRegistry, group: string, versi
     if (rt.categories?.length) entry.categories = rt.categories;
     resources.push(entry);
     if (rt.hasStatus) resources.push({ name: `${rt.plural}/status`, singularName: '', namespaced: rt.namespaced, kind: rt.kind, verbs: ['get', 'patch', 'update'] });
+    if (rt.plural === 'pods' && !rt.group) {
+      // The streaming subresources, relayed to the node agents (pod-exec.ts, pod-log.ts, pod-port-forward.ts).
+      for (const [sub, kind, verbs] of [['exec', 'PodExecOptions', ['create', 'get']], ['log', 'Pod', ['get']], ['portforward', 'PodPortForwardOptions', ['create', 'get']]] as const) {
+        resources.push({ name: `pods/${sub}`, singularName: '', namespaced: true, kind, verbs });
+      }
+    }
     if (rt.scalable) {
       resources.push({ name: `${rt.plural}/scale`, singularName: '', namespaced: rt.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
     }

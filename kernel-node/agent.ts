@@ -160,6 +160,7 @@ export class KernelNodeAgent {
     c.handle('trace.collect', () => []);
     c.handle('trace.probe', kernelOnly('trace from a kernel pod', `run: podlab exec POD -- tracepath -n DEST (or ip netns exec <pod-ns> ...)`));
     const captureHint = this.backend.kernel!.captureHint(this.o.netns, { vxlanPort: this.o.vxlanPort });
+    c.handle('pod.portforward', kernelOnly('kubectl port-forward', 'reach the pod from the host with ip netns exec <pod-ns> ..., or forward to a pod of an emulated node'));
     c.handle('capture.list', kernelOnly('capture', captureHint));
     c.handle('capture', kernelOnly('capture', captureHint));
     c.handle('impair.set', kernelOnly('impair', 'impair the emulated side (podlab impair NODE --peer ' + this.name + ' ...)'));

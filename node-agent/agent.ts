@@ -39,6 +39,7 @@ import { Cidr } from '../packet/cidr.ts';
 import { listenRemoteControl } from './control-remote.ts';
 import type net from 'node:net';
 import { EMPTY_STDIN } from './stdin-queue.ts';
+import { forwardPodPort } from './port-forward.ts';
 import { NodeCore } from './node-core.ts';
 import { EmulatedRuntime } from './emulated-runtime.ts';
 import { L2Speaker, L2_TIMING, l2Candidates } from '../edge/l2-speaker.ts';
@@ -112,6 +113,16 @@ function podLogsParams(params: unknown): PodLogsParams {
   if (problems.length) throw new ControlError(`pod.logs: ${problems.join('; ')}`);
   const { pod, container, follow, tailLines, sinceSeconds, timestamps, limitBytes } = p as unknown as PodLogsParams;
   return { pod, container, follow, tailLines, sinceSeconds, timestamps, limitBytes };
+}
+
+/** What `pod.portforward` takes: the pod and the port to dial on its localhost. */
+function portForwardParams(params: unknown): { pod: string; port: number } {
+  const p = (params ?? {}) as Record<string, unknown>;
+  const problems: string[] = [];
+  if (typeof p.pod !== 'string' || p.pod.length === 0) problems.push(`pod: ${p.pod === undefined ? 'Required' : 'expected a non-empty string'}`);
+  if (!Number.isInteger(p.port) || (p.port as number) < 1 || (p.port as number) > 65535) problems.push(`port: ${p.port === undefined ? 'Required' : 'expected an integer from 1 to 65535'}`);
+  if (problems.length) throw new ControlError(`pod.portforward: ${problems.join('; ')}`);
+  return { pod: p.pod as string, port: p.port as number };
 }
 
 export class NodeAgent {
@@ -440,6 +451,10 @@ export class NodeAgent {
     c.handle('exec', async (params, ctx) => this.exec(params as { pod: string; argv: string[]; stdin?: boolean }, ctx));
     c.handle('pod.logs', async (params, ctx) => {
       return this.podLogs(podLogsParams(params), ctx);
+    });
+    c.handle('pod.portforward', async (params, ctx) => {
+      const p = portForwardParams(params);
+      return forwardPodPort(this.findPod(p.pod), p.port, ctx);
     });
     c.handle('impair.set', (params) => {
       const { peer, spec } = params as { peer: string; spec: ImpairmentSpec };

@@ -13,6 +13,8 @@ export interface CallContext {
   stderr(s: string): void;
   /** Streams a structured item; false when the client is not keeping up. */
   emit(data: unknown): boolean;
+  /** After a false emit: resolves when the client has caught up. */
+  drained(): Promise<void>;
   signal: AbortSignal;
   /** What the client forwards as standard input ({t:'stdin'} messages); ends on {t:'stdin-end'}. */
   stdin?: AsyncIterable<Buffer>;
@@ -97,6 +99,7 @@ export class ControlServer {
         stdout: (data) => void ch.send({ t: 'out', id: m.id, fd: 1, data }),
         stderr: (data) => void ch.send({ t: 'out', id: m.id, fd: 2, data }),
         emit: (data) => ch.send({ t: 'evt', id: m.id, data }),
+        drained: () => ch.whenDrained(),
         signal: ac.signal,
         stdin,
       };
