@@ -59,7 +59,7 @@ const slice = (service: string, port: number, ips: string[], portName?: string):
     addressType: 'IPv4',
     ports: [{ name: portName, port, protocol: 'TCP' }],
     endpoints: ips.map((ip) => ({ addresses: [ip], conditions: { ready: true } })),
-  }) as EndpointSlice;
+  }) as unknown as EndpointSlice;
 const route = (host: string, paths: [string, 'Exact' | 'Prefix', string, number | string][]) => ({
   host,
   http: { paths: paths.map(([path, pathType, name, port]) => ({ path, pathType, backend: { service: { name, port: typeof port === 'number' ? { number: port } : { name: port } } } })) },

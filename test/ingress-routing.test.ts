@@ -133,7 +133,7 @@ test('endpoints: the named or numbered Service port, its slice port, ready addre
     addressType: 'IPv4',
     ports: [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'alt', port: 8081, protocol: 'TCP' }],
     endpoints: [{ addresses: ['10.244.2.9'], conditions: { ready: true } }, { addresses: ['10.244.1.5'] }, { addresses: ['10.244.1.6'], conditions: { ready: false } }],
-  } as EndpointSlice;
+  } as unknown as EndpointSlice;
   t.deepEqual(resolveUpstream({ namespace: 'default', service: 'web', port: 80 }, [svc], [slice]), { name: 'default-web-80', endpoints: [{ ip: '10.244.1.5', port: 8080 }, { ip: '10.244.2.9', port: 8080 }] });
   t.deepEqual(resolveUpstream({ namespace: 'default', service: 'web', port: 'alt' }, [svc], [slice]), { name: 'default-web-alt', endpoints: [{ ip: '10.244.1.5', port: 8081 }, { ip: '10.244.2.9', port: 8081 }] });
   t.deepEqual(resolveUpstream({ namespace: 'default', service: 'web', port: 82 }, [svc], [slice]), { name: 'default-web-82', error: 'no-port' });
