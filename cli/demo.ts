@@ -67,7 +67,7 @@ Try more (another terminal, same directory):
   npx podlab impair node-1 --peer node-2 --loss 20%
   npx podlab apply -f examples/web-service.yaml --wait
   npx podlab exec ${a?.metadata.name ?? 'pod-1a'} -- curl http://web.default.svc.cluster.local
-${ways ? `  curl -H 'Host: web.example' http://${ways}/          # the Ingress route; kubectl get ingress shows ADDRESS\n  npx podlab logs -n ingress-nginx POD                 # the controller's access log (npx podlab get pods -n ingress-nginx)\n` : ''}The lab stays up until Ctrl-C.
+${ways ? `  curl -H 'Host: web.example' http://${ways}/   # the Ingress route (kubectl get ingress: its ADDRESS)\n  npx podlab get pods -n ingress-nginx; npx podlab logs -n ingress-nginx POD   # the controller's access log\n` : ''}The lab stays up until Ctrl-C.
 `);
 }
 
