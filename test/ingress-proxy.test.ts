@@ -19,24 +19,12 @@ import { buildRoutingTable } from '../apps/ingress/routing.ts';
 import { UpstreamPool } from '../apps/ingress/upstream.ts';
 import type { Ingress } from '../control-plane/ingress-resources.ts';
 import type { EndpointSlice, Service } from '../control-plane/service-resources.ts';
-import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
 import { podCommands } from '../pod-tools/index.ts';
+import { makeNode } from './helpers/dataplane.ts';
 
-const node = new NodeDataPlane({
-  name: 'node-1',
-  ip: '127.0.20.11',
-  underlayCidr: '127.0.20.0/24',
-  podCIDR: '10.244.1.0/24',
-  vtepMac: '02:00:00:00:20:01',
-  clusterCidr: '10.244.0.0/16',
-  vxlanPort: 8472,
-  vni: 1,
-  seed: 20,
-  mtu: 1500,
-  clock: monotonicClock,
-  rng: new SeededRng(20),
-});
+// Never started: pods on one bridge need no underlay socket.
+const node = makeNode(1, { net: '127.0.20.0/24', seed: 20 });
 const pod = (name: string, ip: string) => node.addPod({ namespace: 'default', name, uid: `uid-${name}`, ip });
 const client = pod('client', '10.244.1.2');
 const ingressPod = pod('ingress', '10.244.1.3');
