@@ -18,16 +18,25 @@ export interface HttpRequest {
   headers: Map<string, string>;
   remoteAddress: string;
   remotePort: number;
+  /** The request's body (Content-Length bytes; empty without one). */
+  body: Buffer;
+  /** Bytes the request took on the wire: request line, headers and body (nginx's `$request_length`). */
+  length: number;
+  /** The port the request arrived on (nginx's `$server_port`). */
+  localPort: number;
 }
 
 export interface HttpResponse {
   status: number;
+  /** The reason phrase, when not the one STATUS_TEXT gives (a proxy passes its upstream's). */
+  reason?: string;
   headers?: Record<string, string>;
   /** A body in one piece, or `length` bytes produced by `chunk(offset, n)` and streamed. */
   body?: Buffer | string | { length: number; chunk(offset: number, n: number): Buffer };
 }
 
-export type HttpHandler = (req: HttpRequest) => HttpResponse;
+/** Answers a request at once, or later (a proxy waits for its upstream; the connection answers in order meanwhile). */
+export type HttpHandler = (req: HttpRequest) => HttpResponse | Promise<HttpResponse>;
 
 export interface HttpServerOptions {
   serverName: string;
@@ -39,7 +48,7 @@ export interface HttpServerOptions {
 }
 
 /** nginx's `$time_local`: `04/Dec/2026:12:00:00 +0000`. */
-function timeLocal(d: Date): string {
+export function timeLocal(d: Date): string {
   const mon = d.toUTCString().split(' ')[2];
   const p = (n: number) => String(n).padStart(2, '0');
   return `${p(d.getUTCDate())}/${mon}/${d.getUTCFullYear()}:${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
@@ -58,7 +67,12 @@ export const STATUS_TEXT: Record<number, string> = {
   405: 'Method Not Allowed',
   413: 'Content Too Large',
   431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
   501: 'Not Implemented',
+  // nginx's own wording for the proxy errors (ngx_http_header_filter_module.c).
+  502: 'Bad Gateway',
+  503: 'Service Temporarily Unavailable',
+  504: 'Gateway Time-out',
   505: 'HTTP Version Not Supported',
 };
 
@@ -156,7 +170,8 @@ class HttpConnection {
       const bodyLen = cl === undefined ? 0 : /^\d+$/.test(cl) ? Number(cl) : -1;
       if (bodyLen < 0) return this.fail(400);
       if (bodyLen > 16 * 1024 * 1024) return this.fail(413);
-      if (this.buf.length < end + 4 + bodyLen) return; // wait for the body (which we ignore)
+      if (this.buf.length < end + 4 + bodyLen) return; // wait for the whole body
+      const body = Buffer.from(this.buf.subarray(end + 4, end + 4 + bodyLen));
       this.buf = this.buf.subarray(end + 4 + bodyLen);
       const version = m[4] === '0' ? '1.0' : '1.1';
       const conn = (headers.get('connection') ?? '').toLowerCase();
@@ -170,13 +185,25 @@ class HttpConnection {
         headers,
         remoteAddress: this.sock.remoteAddress,
         remotePort: this.sock.remotePort,
+        body,
+        length: end + 4 + bodyLen,
+        localPort: this.sock.localPort,
       };
       this.stats.requests++;
-      let res: HttpResponse;
+      let res: HttpResponse | Promise<HttpResponse>;
       try {
         res = this.handler(req);
       } catch {
         res = { status: 500, body: 'internal error\n' };
+      }
+      if (res instanceof Promise) {
+        // Later requests on this connection wait: responses go out in request order (RFC 9112 §9.3.2).
+        this.busy = true;
+        res.then(
+          (r) => this.respond(req, r, keepAlive),
+          () => this.respond(req, { status: 500, body: 'internal error\n' }, keepAlive),
+        );
+        return;
       }
       this.respond(req, res, keepAlive);
     }
@@ -187,6 +214,7 @@ class HttpConnection {
   }
 
   private respond(req: HttpRequest | null, res: HttpResponse, keepAlive: boolean): void {
+    if (this.sock.destroyed) return; // the client went away while an answer was pending
     const body = res.body ?? '';
     const length = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
     const headers: Record<string, string> = {
@@ -198,7 +226,7 @@ class HttpConnection {
       Connection: keepAlive ? 'keep-alive' : 'close',
     };
     const head =
-      `HTTP/1.1 ${res.status} ${STATUS_TEXT[res.status] ?? 'Unknown'}\r\n` +
+      `HTTP/1.1 ${res.status} ${res.reason ?? STATUS_TEXT[res.status] ?? 'Unknown'}\r\n` +
       Object.entries(headers)
         .map(([k, v]) => `${k}: ${v}\r\n`)
         .join('') +

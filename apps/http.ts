@@ -7,7 +7,8 @@
  * `podlab/http`: podlab's informative server on each TCP containerPort
  * (default 80). `GET /` answers who served it (`pod-2a on node-2`), `GET
  * /bytes/N` sends N bytes (a repeating pattern, streamed), `GET /healthz`
- * says `ok`; other paths are 404, other methods 405. Use it behind a Service
+ * says `ok`, `/ip` the client address it sees, `/headers` the request
+ * headers it received; other paths are 404, other methods 405. Use it behind a Service
  * to see which endpoint answered.
  *
  * `hashicorp/http-echo`: answers its `-text` argument on every path (and
@@ -41,6 +42,8 @@ export function httpHandler(ctx: Pick<AppContext, 'podName' | 'nodeName'>): (req
     if (req.path === '/healthz') return { status: 200, body: 'ok\n' };
     // The client address this pod sees (after any SNAT on the way), as httpbin's /ip answers it.
     if (req.path === '/ip') return { status: 200, body: `${req.remoteAddress}\n` };
+    // The request's headers as this pod received them (httpbin's /headers, as text): what a proxy in between added.
+    if (req.path === '/headers') return { status: 200, body: [...req.headers].map(([k, v]) => `${k}: ${v}\n`).join('') };
     const m = /^\/bytes\/(\d{1,10})$/.exec(req.path);
     if (m && Number(m[1]) <= MAX_BYTES) {
       const n = Number(m[1]);
@@ -96,8 +99,9 @@ Commercial support is available at
 `;
 }
 
-function nginxErrorPage(status: number, text: string, version: string): string {
-  return `<html>\r\n<head><title>${status} ${text}</title></head>\r\n<body>\r\n<center><h1>${status} ${text}</h1></center>\r\n<hr><center>nginx/${version}</center>\r\n</body>\r\n</html>\r\n`;
+/** nginx's built-in error page; `server` is its signature line (`nginx/1.27.3`, or `nginx` with server_tokens off). */
+export function nginxErrorPage(status: number, text: string, version: string, server = `nginx/${version}`): string {
+  return `<html>\r\n<head><title>${status} ${text}</title></head>\r\n<body>\r\n<center><h1>${status} ${text}</h1></center>\r\n<hr><center>${server}</center>\r\n</body>\r\n</html>\r\n`;
 }
 
 /** nginx's default server: the welcome page, and nginx's own error pages. */

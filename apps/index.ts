@@ -8,6 +8,7 @@
  *   podlab/echo             TCP + UDP echo (default 7)
  *   podlab/sink             TCP + UDP discard, counted (default 9)
  *   coredns/coredns         cluster DNS on UDP 53 from its own apiserver watch (dns/)
+ *   ingress-nginx/controller  Ingress routing on 80 from its own apiserver watch (ingress/)
  *   busybox, anything else  no listener (the container "sleeps")
  *
  * The containers of a pod share its network namespace, so they reach each
@@ -21,12 +22,13 @@ import { echoApp, sinkApp } from './echo.ts';
 import { httpEchoApp, nginxApp, podlabHttpApp } from './http.ts';
 import { normaliseImage } from './image.ts';
 import { corednsApp } from './dns/coredns.ts';
+import { ingressNginxApp } from './ingress/controller.ts';
 import type { AppContext, AppInstance, AppStatus, BuiltinApp } from './types.ts';
 
 export type { AppContext, AppInstance, AppStatus, BuiltinApp } from './types.ts';
 
 /** Image name (normalised) -> app. */
-export const APPS: ReadonlyMap<string, BuiltinApp> = new Map([nginxApp, podlabHttpApp, httpEchoApp, echoApp, sinkApp, corednsApp].map((a) => [a.name, a]));
+export const APPS: ReadonlyMap<string, BuiltinApp> = new Map([nginxApp, podlabHttpApp, httpEchoApp, echoApp, sinkApp, corednsApp, ingressNginxApp].map((a) => [a.name, a]));
 
 
 /** The app for an image, or undefined (busybox and unknown images run no listener). */

@@ -8,7 +8,9 @@
  *     reads everything; creates Nodes and changes its own Node (and status);
  *     writes the status of Pods bound to it; creates and updates Events and
  *     its own Lease in `kube-node-lease`; Leases in `metallb-system` (its
- *     load-balancer speaker's per-address election). That is what an agent does, and
+ *     load-balancer speaker's per-address election); the status of Ingresses
+ *     (an ingress controller in one of its pods publishes its address: pods
+ *     act with their node's identity here). That is what an agent does, and
  *     roughly what Kubernetes' Node authorizer plus NodeRestriction allow.
  * A request without a valid token is 401 (no anonymous access), except the
  * health probes /healthz, /livez and /readyz, which container health checks
@@ -104,6 +106,9 @@ export function authorize(who: Identity, a: ResourceAttributes, lookup: ObjectLo
   }
   if (a.group === 'coordination.k8s.io' && a.resource === 'leases' && a.namespace === METALLB_NAMESPACE && WRITE_OWN.has(a.verb)) {
     return { allowed: true, reason: "the node's load-balancer speaker elects address owners with Leases" };
+  }
+  if (a.group === 'networking.k8s.io' && a.resource === 'ingresses' && a.subresource === 'status' && (a.verb === 'update' || a.verb === 'patch')) {
+    return { allowed: true, reason: "an ingress controller in the node's pods publishes its address" };
   }
   return { allowed: false };
 }

@@ -29,6 +29,10 @@ const server = http.createServer((req, res) => {
     headers: new Map(Object.entries(req.headers).map(([k, val]) => [k, String(val)])),
     remoteAddress: req.socket.remoteAddress ?? '',
     remotePort: req.socket.remotePort ?? 0,
+    // These apps read no body and log nothing per request here.
+    body: Buffer.alloc(0),
+    length: 0,
+    localPort: req.socket.localPort ?? port,
   });
   res.setHeader('Server', serverName);
   const body = out.body;

@@ -383,7 +383,9 @@ export function defaultLoadBalancerObjects(labNet: string): LoadedObject[] {
  */
 export async function applyObjects(api: ApiClient, objs: LoadedObject[]): Promise<string[]> {
   const done: string[] = [];
-  const ordered = [...objs].sort((a, b) => Number(b.obj.kind === 'Namespace') - Number(a.obj.kind === 'Namespace'));
+  // Namespaces before what lives in them; IngressClasses before Ingresses (the default class is given at creation).
+  const rank = (k: string) => (k === 'Namespace' ? 0 : k === 'IngressClass' ? 1 : 2);
+  const ordered = [...objs].sort((a, b) => rank(a.obj.kind) - rank(b.obj.kind));
   for (const { obj, file, line } of ordered) {
     const rt = registry.byKind(obj.apiVersion, obj.kind);
     if (!rt) throw new LabError(`${file}:${line}: kind ${obj.kind} (${obj.apiVersion}) is not served by podlab`);

@@ -36,6 +36,11 @@ export const SUPPORTED_KINDS: Record<string, string> = {
   Secret: 'v1',
   ServiceAccount: 'v1',
   NetworkPolicy: 'networking.k8s.io/v1',
+  Ingress: 'networking.k8s.io/v1',
+  IngressClass: 'networking.k8s.io/v1',
+  IPAddressPool: 'metallb.io/v1beta1',
+  L2Advertisement: 'metallb.io/v1beta1',
+  BGPAdvertisement: 'metallb.io/v1beta1',
 };
 
 export interface LoadedObject {

@@ -278,7 +278,7 @@ function parseHead(text: string): Omit<Parsed, 'headerBytes'> | undefined {
 }
 
 /** Decodes `Transfer-Encoding: chunked` (RFC 9112 §7.1) incrementally. */
-class ChunkDecoder {
+export class ChunkDecoder {
   private buf: Buffer = Buffer.alloc(0);
   private left = -1; // bytes left in the current chunk; -1: expecting a size line
   finished = false;

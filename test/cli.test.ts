@@ -157,8 +157,12 @@ test.serial('npm start: the walkthrough runs, the lab stays up, Ctrl-C stops eve
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
-  await eventually(() => out.includes('The lab stays up until Ctrl-C'), 90_000, 100);
+  await eventually(() => out.includes('The lab stays up until Ctrl-C'), 150_000, 100);
   t.regex(out, /64 bytes from 10\.244\.1\.3: icmp_seq=1 ttl=64/);
+  // The three ways in, each answered from the host by a web pod.
+  t.regex(out, /\$ curl http:\/\/127\.0\.74\.11:30080\/\nweb-\d on node-\d\n/);
+  t.regex(out, /\$ curl http:\/\/127\.0\.74\.20\d\/\nweb-\d on node-\d\n/);
+  t.regex(out, /\$ curl -H 'Host: web\.example' http:\/\/127\.0\.74\.20\d\/\nweb-\d on node-\d\n/);
   t.regex(out, /64 bytes from 10\.244\.2\.2: icmp_seq=1 ttl=62/);
   t.regex(out, /10\.244\.2\.0\/24 via 10\.244\.2\.0 dev flannel\.1 onlink/);
   t.regex(out, /dev flannel\.1 dst 127\.0\.74\.12 self permanent/);

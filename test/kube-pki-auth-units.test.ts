@@ -94,6 +94,10 @@ test('authorizer: admin everything; a node reads, changes only its own Node and 
   t.false(authorize(node, { verb: 'create', group: 'projectcalico.org', resource: 'bgppeers' }, lookup).allowed, 'a node cannot make nodes peer with someone else');
   t.true(authorize(node, { verb: 'update', group: 'coordination.k8s.io', resource: 'leases', namespace: 'kube-node-lease', name: 'node-1' }, lookup).allowed);
   t.false(authorize(node, { verb: 'update', group: 'coordination.k8s.io', resource: 'leases', namespace: 'kube-node-lease', name: 'node-2' }, lookup).allowed);
+  // An ingress controller in one of the node's pods publishes its address, and only that.
+  t.true(authorize(node, { verb: 'patch', group: 'networking.k8s.io', resource: 'ingresses', subresource: 'status', namespace: 'default', name: 'web' }, lookup).allowed);
+  t.false(authorize(node, { verb: 'patch', group: 'networking.k8s.io', resource: 'ingresses', namespace: 'default', name: 'web' }, lookup).allowed);
+  t.false(authorize(node, { verb: 'delete', group: 'networking.k8s.io', resource: 'ingresses', subresource: 'status', namespace: 'default', name: 'web' }, lookup).allowed);
   const review = selfSubjectAccessReview(node, { spec: { resourceAttributes: { verb: '*', resource: '*' } } }, lookup) as { status: { allowed: boolean } };
   t.false(review.status.allowed);
   t.throws(() => selfSubjectAccessReview(node, { spec: {} }, lookup), { message: /resourceAttributes or spec.nonResourceAttributes/ });

@@ -43,7 +43,7 @@ test('a container log keeps the newest lines within its bounds; tail, since and 
 
 test("nginx's combined log format", (t) => {
   const line = combinedLogLine(
-    { method: 'GET', target: '/index.html?x=1', path: '/index.html', version: '1.1', headers: new Map([['user-agent', 'curl/8.5.0']]), remoteAddress: '10.244.1.2', remotePort: 40000 },
+    { method: 'GET', target: '/index.html?x=1', path: '/index.html', version: '1.1', headers: new Map([['user-agent', 'curl/8.5.0']]), remoteAddress: '10.244.1.2', remotePort: 40000, body: Buffer.alloc(0), length: 0, localPort: 80 },
     200,
     615,
     new Date(Date.UTC(2026, 11, 4, 9, 5, 7)),

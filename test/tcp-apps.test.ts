@@ -138,7 +138,7 @@ test('nginx images serve nginx\'s welcome page and error pages, with the Server 
   t.regex(missing, /^HTTP\/1\.1 404 Not Found\r\n[\s\S]*<hr><center>nginx\/1\.14\.2<\/center>/);
   t.is(nginxVersion('nginx'), NGINX_DEFAULT_VERSION);
   // Today's page: 615 bytes, with the dark-mode rule.
-  t.is((nginxHandler('1.27.3')({ method: 'GET', path: '/', target: '/', version: '1.1', headers: new Map(), remoteAddress: '', remotePort: 0 }).body as string).length, 615);
+  t.is((nginxHandler('1.27.3')({ method: 'GET', path: '/', target: '/', version: '1.1', headers: new Map(), remoteAddress: '', remotePort: 0, body: Buffer.alloc(0), length: 0, localPort: 80 }).body as string).length, 615);
   t.is(nginxVersion('docker.io/library/nginx:1.25-alpine'), '1.25');
   t.is(nginxVersion('registry.local:5000/nginx:latest'), NGINX_DEFAULT_VERSION);
 });
