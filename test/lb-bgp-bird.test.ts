@@ -25,6 +25,7 @@ import { nodeCommand } from '../cli/commands.ts';
 import { defaultBgpPort, labApi } from '../lab/lab.ts';
 import type { Service } from '../control-plane/service-resources.ts';
 import type { Pod } from '../control-plane/types.ts';
+import { httpPod, lbService } from './helpers/lb.ts';
 import { eventually, hasTool, requireOrSkip, startLab } from './helpers/lab.ts';
 
 const BIRD_IP = '127.0.25.5';
@@ -60,18 +61,8 @@ async function birdPaths(sock: string, prefix: string): Promise<{ protos: string
   return { protos, text: text.includes(prefix) ? text : '' };
 }
 
-const pod = (name: string, node: string, app: string) => ({
-  apiVersion: 'v1',
-  kind: 'Pod',
-  metadata: { name, labels: { app } },
-  spec: { nodeName: node, containers: [{ name: 'c', image: 'podlab/http', ports: [{ name: 'http', containerPort: 80 }] }] },
-});
-const lb = (name: string, app: string, extra: Record<string, unknown> = {}) => ({
-  apiVersion: 'v1',
-  kind: 'Service',
-  metadata: { name, annotations: { 'metallb.io/address-pool': 'upstream' } },
-  spec: { type: 'LoadBalancer', selector: { app }, ports: [{ port: 80, targetPort: 'http' }], ...extra },
-});
+const pod = httpPod;
+const lb = (name: string, app: string, extra: Record<string, unknown> = {}) => lbService(name, app, extra, { 'metallb.io/address-pool': 'upstream' });
 
 test('BGP mode: BIRD learns the LB /32s with localpref and communities, from the right nodes, and sees them withdrawn', async (t) => {
   if (!requireOrSkip(t, hasTool('bird') || fs.existsSync('/usr/sbin/bird'), 'bird2 is not installed')) return;

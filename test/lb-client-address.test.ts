@@ -9,39 +9,17 @@
  * TEST-NET-3 stand-in.
  */
 import test from 'ava';
-import http from 'node:http';
 import { labApi } from '../lab/lab.ts';
 import { nodeCommand } from '../cli/commands.ts';
 import type { Lease } from '../control-plane/core-resources.ts';
 import type { Service } from '../control-plane/service-resources.ts';
 import type { Pod } from '../control-plane/types.ts';
+import { httpPod, lbService, realGet as realGetFrom } from './helpers/lb.ts';
 import { eventually, startLab } from './helpers/lab.ts';
 
-const pod = (name: string, node: string, app: string) => ({
-  apiVersion: 'v1',
-  kind: 'Pod',
-  metadata: { name, labels: { app } },
-  spec: { nodeName: node, containers: [{ name: 'c', image: 'podlab/http', ports: [{ name: 'http', containerPort: 80 }] }] },
-});
-const lb = (name: string, app: string, extra: Record<string, unknown> = {}) => ({
-  apiVersion: 'v1',
-  kind: 'Service',
-  metadata: { name },
-  spec: { type: 'LoadBalancer', selector: { app }, ports: [{ port: 80, targetPort: 'http' }], ...extra },
-});
-
-/** One real HTTP GET from the host, from `localAddress`. */
-function realGet(url: string, localAddress?: string, timeout = 3000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { timeout, agent: false, ...(localAddress ? { localAddress } : {}) }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve(body.trim()));
-    });
-    req.on('error', reject);
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-  });
-}
+const pod = httpPod;
+const lb = lbService;
+const realGet = (url: string, localAddress?: string, timeout = 3000) => realGetFrom(url, localAddress, timeout);
 
 test.serial('Local carries the host client\'s real 127.x address into the pod; Cluster masquerades it to the node', async (t) => {
   const lab = await startLab('127.0.26.0/24', { nodes: 2, podsPerNode: 0 });
