@@ -60,12 +60,22 @@ const ok = async (pod: string, argv: string[]) => {
   return r.out;
 };
 
-test.serial('the lab installs kube-dns at 10.96.0.10 with two CoreDNS pods in kube-system', async (t) => {
+test.serial('the lab installs kube-dns at 10.96.0.10 and the coredns Deployment, its two pods on two nodes', async (t) => {
   const s = await api.get<Service>('services', 'kube-dns', 'kube-system');
   t.is(s?.spec?.clusterIP, '10.96.0.10');
+  const d = await api.get<{ spec?: { replicas?: number; template?: { spec?: { containers?: { image?: string }[] } } }; status?: { readyReplicas?: number } }>('deployments', 'coredns', 'kube-system');
+  t.is(d?.spec?.replicas, 2);
+  t.is(d?.spec?.template?.spec?.containers?.[0]?.image, 'registry.k8s.io/coredns/coredns:v1.11.1');
   const pods = (await api.list<Pod>('pods', { namespace: 'kube-system', labelSelector: 'k8s-app=kube-dns' })).items;
-  t.deepEqual(pods.map((p) => p.metadata.name).sort(), ['coredns-1', 'coredns-2']);
+  t.is(pods.length, 2);
+  for (const p of pods) {
+    t.regex(p.metadata.name, /^coredns-[0-9a-z]{6,10}-[0-9a-z]{5}$/);
+    t.is((p.metadata as { ownerReferences?: { kind: string }[] }).ownerReferences?.[0]?.kind, 'ReplicaSet');
+  }
   t.true(pods.every((p) => p.status?.phase === 'Running'));
+  // The template's preferred anti-affinity spreads the replicas: node-1 first, then the next node.
+  t.deepEqual(pods.map((p) => p.spec?.nodeName).sort(), ['node-1', 'node-2']);
+  t.is((await eventually(() => api.get<{ status?: { readyReplicas?: number } }>('deployments', 'coredns', 'kube-system').then((x) => (x?.status?.readyReplicas === 2 ? x : undefined)), 15_000))?.status?.readyReplicas, 2);
 });
 
 test.serial('resolv.conf is the kubelet\'s', async (t) => {
@@ -149,7 +159,7 @@ test.serial('tshark decodes the DNS captured on cni0 with no malformed packets',
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-dns-cap-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'cni0.pcapng');
-  // node-1 hosts pod-1a and coredns-1: its cni0 sees the queries, and the answers of whichever replica kube-proxy picked.
+  // node-1 hosts pod-1a and a CoreDNS replica: its cni0 sees the queries, and the answers of whichever replica kube-proxy picked.
   const cap = spawn(process.execPath, [path.join(ROOT, 'bin/podlab.js'), 'capture', 'node-1', 'cni0', '-w', file, '-c', '12', '-f', 'udp port 53', '--duration', '30'], {
     env: { ...process.env, PODLAB_HOME: lab.stateDir },
     stdio: ['ignore', 'ignore', 'pipe'],
