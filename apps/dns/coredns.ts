@@ -1,7 +1,7 @@
 /**
  * `coredns/coredns` (and `registry.k8s.io/coredns/coredns`, any tag): a
  * CoreDNS with the Corefile kubeadm installs minus `forward` and `cache`,
- * serving on UDP 53 in its pod. Like CoreDNS it lists and watches the
+ * serving on UDP and TCP 53 in its pod. Like CoreDNS it lists and watches the
  * apiserver itself (Services, EndpointSlices, Namespaces) and answers from
  * that cache (apps/dns/kubernetes.ts says what it answers). Queries that
  * arrive before the first lists are held (up to 256) and answered once they
