@@ -7,7 +7,7 @@
  *   hashicorp/http-echo     -text=... on -listen=:5678
  *   podlab/echo             TCP + UDP echo (default 7)
  *   podlab/sink             TCP + UDP discard, counted (default 9)
- *   coredns/coredns         cluster DNS on UDP 53 from its own apiserver watch (dns/)
+ *   coredns/coredns         cluster DNS on UDP and TCP 53 from its own apiserver watch (dns/)
  *   ingress-nginx/controller  Ingress routing on 80 from its own apiserver watch (ingress/)
  *   busybox, anything else  no listener (the container "sleeps")
  *

@@ -1,7 +1,9 @@
 /**
  * A deliberately tiny kube-scheduler: unbound Pods go round-robin over the
  * Nodes that are schedulable (not `spec.unschedulable`) and Ready
- * (condition Ready=True), taken in name order.
+ * (condition Ready=True), taken in name order, among those their
+ * nodeSelector and required node affinity admit and, of these, the ones
+ * their preferred pod anti-affinity scores best (placement.ts).
  *
  * It binds at create time when it can (so `kubectl get pods -o wide` shows a
  * node straight away) and otherwise waits: whenever a Node event arrives it
@@ -10,6 +12,7 @@
  * persisted with the store, so a restart continues the rotation.
  */
 import { formatTimestamp } from './timestamp.ts';
+import { antiAffinityCost, hasAntiAffinity, nodeFits } from './placement.ts';
 import { NODES, PODS, resourceKeyOf } from './resources.ts';
 import type { Store } from './store.ts';
 import type { KubeObject, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec, PodStatus } from './types.ts';
@@ -52,6 +55,32 @@ export class Scheduler {
     return choice;
   }
 
+  /**
+   * The node for `pod` among `nodes`: schedulable ones it fits, the lowest
+   * anti-affinity cost against the bound `pods`, round-robin among equals.
+   * Undefined (with kube-scheduler's reason) when none fits.
+   */
+  place(pod: Pod, nodes: readonly KubeObject[], pods: readonly KubeObject[]): { node: string } | { reason: string } {
+    const ready = new Set(this.candidates(nodes));
+    const fit = nodes.filter((n) => ready.has(n.metadata.name) && nodeFits(pod, n));
+    if (!fit.length) {
+      const mismatched = nodes.filter((n) => ready.has(n.metadata.name)).length;
+      const why = ready.size === 0 ? 'no node is Ready and schedulable.' : `${mismatched} node(s) didn't match Pod's node affinity/selector.`;
+      return { reason: `0/${nodes.length} nodes are available: ${why}` };
+    }
+    if (!hasAntiAffinity(pod)) return { node: this.pick(fit.map((n) => n.metadata.name).sort())! };
+    const byName = new Map(nodes.map((n) => [n.metadata.name, n]));
+    const placed = pods.flatMap((p) => {
+      const node = byName.get((p.spec as PodSpec | undefined)?.nodeName ?? '');
+      const phase = (p.status as PodStatus | undefined)?.phase;
+      const active = node && p !== pod && !p.metadata.deletionTimestamp && phase !== 'Succeeded' && phase !== 'Failed';
+      return active ? [{ pod: p, node }] : [];
+    });
+    const cost = new Map(fit.map((n) => [n.metadata.name, antiAffinityCost(pod, n, placed)]));
+    const best = Math.min(...cost.values());
+    return { node: this.pick([...cost].filter(([, c]) => c === best).map(([n]) => n).sort())! };
+  }
+
   /** Wires the scheduler into a store: admission on Pod create, retries on Node changes and at open. */
   install(store: Store): void {
     this.store = store;
@@ -70,19 +99,12 @@ export class Scheduler {
       const now = formatTimestamp(store.clock.now());
       const status = (pod.status ??= {});
       const nodes = store.objectsOf(NODES);
-      const node = this.pick(this.candidates(nodes));
-      if (node) {
-        (pod.spec as PodSpec).nodeName = node;
+      const r = this.place(pod, nodes, store.objectsOf(PODS));
+      if ('node' in r) {
+        (pod.spec as PodSpec).nodeName = r.node;
         setCondition(status, { type: 'PodScheduled', status: 'True', lastProbeTime: null, lastTransitionTime: now });
       } else {
-        setCondition(status, {
-          type: 'PodScheduled',
-          status: 'False',
-          lastProbeTime: null,
-          lastTransitionTime: now,
-          reason: 'Unschedulable',
-          message: `0/${nodes.length} nodes are available: no node is Ready and schedulable.`,
-        });
+        setCondition(status, { type: 'PodScheduled', status: 'False', lastProbeTime: null, lastTransitionTime: now, reason: 'Unschedulable', message: r.reason });
       }
     });
     store.subscribe((ev) => {
@@ -111,11 +133,12 @@ export class Scheduler {
       );
     let bound = 0;
     for (const pod of pending) {
-      const node = this.pick(this.candidates(store.objectsOf(NODES)));
-      if (!node) break;
+      // Each binding counts for the next pod's anti-affinity: read the pods afresh.
+      const r = this.place(pod as Pod, store.objectsOf(NODES), store.objectsOf(PODS));
+      if (!('node' in r)) continue;
       const now = formatTimestamp(store.clock.now());
       store.mutate<Pod>(PODS, pod.metadata.name, pod.metadata.namespace, (draft) => {
-        (draft.spec as PodSpec).nodeName = node;
+        (draft.spec as PodSpec).nodeName = r.node;
         setCondition((draft.status ??= {}), { type: 'PodScheduled', status: 'True', lastProbeTime: null, lastTransitionTime: now });
       });
       bound++;

@@ -220,7 +220,8 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
 
     for (const p of [...demoPods(o.nodes, o.podsPerNode), ...kernelDemoPods(kernelNodes, o.podsPerNode)]) await client.create('pods', p, 'default');
     await applyObjects(client, o.manifests);
-    await installClusterDns(client, emulated.map((n) => n.name));
+    // CoreDNS runs on emulated nodes only (its template keeps off kernel nodes): none, no replicas.
+    await installClusterDns(client, { replicas: emulated.length ? 2 : 0 });
     if (o.waitReady) await waitPodsRunning(client, timeout);
     if (o.waitReady && backendNamed(backend).ipUnderlay) await waitRoutesConverged(rec, timeout, say);
     rec.status = 'running';

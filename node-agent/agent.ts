@@ -46,6 +46,8 @@ import { L2Speaker, L2_TIMING, l2Candidates } from '../edge/l2-speaker.ts';
 import { bgpLbRoutes, type LbRoute } from '../edge/bgp-advertiser.ts';
 import type { Advertisement, IpAddressPool } from '../control-plane/metallb.ts';
 
+const NODE_DEFAULT_LABELS = (name: string) => ({ 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' });
+
 export interface AgentOptions {
   name: string;
   /** The node's underlay address (`InternalIP`, Flannel's public-ip). */
@@ -200,7 +202,8 @@ export class NodeAgent {
         vni: o.vni,
         heartbeatMs: o.heartbeatMs,
         controlPort: o.controlPort,
-        kind: { labels: { 'kubernetes.io/hostname': o.name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' }, readyMessage: 'podlab node agent is posting ready status' },
+        // kubelet's default labels, set again on a Node the lab pre-registered (kubelet's reconcileDefaultLabels).
+        kind: { labels: NODE_DEFAULT_LABELS(o.name), patchLabels: NODE_DEFAULT_LABELS(o.name), readyMessage: 'podlab node agent is posting ready status' },
       },
       new ApiClient(opts.apiUrl, { credentials }),
       this.runtime,

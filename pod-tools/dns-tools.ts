@@ -111,7 +111,11 @@ export async function nslookup(ctx: ExecContext): Promise<number> {
 
 const DIG_VERSION = 'DiG 9.18.28-1~deb12u2-Debian';
 
-/** `dig [@SERVER] [-p PORT] [-t TYPE | TYPE] [-x ADDR] [+short] [+search] NAME`. */
+/**
+ * `dig [@SERVER] [-p PORT] [-t TYPE | TYPE] [-x ADDR] [+short] [+search] [+tcp] [+ignore] NAME`.
+ * A truncated UDP answer is asked again over TCP unless +ignore, with dig's
+ * `;; Truncated, retrying in TCP mode.` first.
+ */
 export async function dig(ctx: ExecContext): Promise<number> {
   const args = ctx.argv.slice(1);
   const rc = resolvConfOf(ctx);
@@ -121,6 +125,8 @@ export async function dig(ctx: ExecContext): Promise<number> {
   let name: string | undefined;
   let short = false;
   let search = false;
+  let tcp = false;
+  let ignoreTc = false;
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const t = (DnsType as Record<string, number>)[a.toUpperCase()];
@@ -137,6 +143,10 @@ export async function dig(ctx: ExecContext): Promise<number> {
     } else if (a === '+short') short = true;
     else if (a === '+search') search = true;
     else if (a === '+nosearch') search = false;
+    else if (a === '+tcp' || a === '+vc') tcp = true;
+    else if (a === '+notcp' || a === '+novc') tcp = false;
+    else if (a === '+ignore') ignoreTc = true;
+    else if (a === '+noignore') ignoreTc = false;
     else if (a.startsWith('+')) continue; // other display options are accepted and ignored
     // As dig reads its arguments: a type mnemonic (before or after the name) is the type, anything else the name.
     else if (t !== undefined && type === undefined) type = t;
@@ -148,17 +158,18 @@ export async function dig(ctx: ExecContext): Promise<number> {
   const qname = (name ?? '').replace(/\.$/, '');
   const qtype = type ?? DnsType.A;
   const candidates = search && name ? searchCandidates(name, rc) : [qname];
-  let got: { resp: DnsMessage; ms: number; bytes: number } | undefined;
+  let got: { resp: DnsMessage; ms: number; bytes: number; transport: 'udp' | 'tcp' } | undefined;
   for (const cand of candidates) {
-    const r = await queryDns(ctx, cand, qtype, { server, port, edns: 1232, timeoutMs: 5000, attempts: 3 });
+    const r = await queryDns(ctx, cand, qtype, { server, port, edns: 1232, timeoutMs: 5000, attempts: 3, tcp, ignoreTc });
+    if (r.truncated) ctx.stdout(';; Truncated, retrying in TCP mode.\n');
     if (!r.ok) {
       ctx.stdout(`;; communications error to ${server}#${port}: timed out\n`.repeat(3) + `\n; <<>> ${DIG_VERSION} <<>> ${args.join(' ')}\n;; global options: +cmd\n;; no servers could be reached\n`);
       return 9;
     }
-    got = { resp: r.response, ms: r.ms, bytes: r.bytes };
+    got = { resp: r.response, ms: r.ms, bytes: r.bytes, transport: r.transport };
     if (r.response.flags.rcode === DnsRcode.NOERROR && r.response.answers.length) break;
   }
-  const { resp, ms, bytes } = got!;
+  const { resp, ms, bytes, transport } = got!;
   if (short) {
     for (const rr of resp.answers) ctx.stdout(`${rdataText(rr)}\n`);
     return 0;
@@ -184,7 +195,7 @@ export async function dig(ctx: ExecContext): Promise<number> {
   if (additionals.length) out.push(';; ADDITIONAL SECTION:', ...additionals.map(digRecord), '');
   out.push(
     `;; Query time: ${Math.round(ms)} msec`,
-    `;; SERVER: ${server}#${port}(${server}) (UDP)`,
+    `;; SERVER: ${server}#${port}(${server}) (${transport.toUpperCase()})`,
     `;; WHEN: ${new Date().toUTCString().replace(/^(\w+), (\d+) (\w+) (\d+) ([\d:]+) GMT$/, '$1 $3 $2 $5 UTC $4')}`,
     `;; MSG SIZE  rcvd: ${bytes}`,
     '',

@@ -12,12 +12,17 @@
  *   to the nameserver's port 53 (so it crosses kube-proxy's DNAT and shows
  *   in capture and trace), retried once after 5 s without an answer (glibc's
  *   `timeout:5 attempts:2`). Only A is asked: podlab pods are IPv4-only.
+ * - an answer with TC set (it did not fit 512 bytes) is asked again over TCP
+ *   to the same server and port, as glibc's res_send does: one connection,
+ *   the query and the answer each behind a two-byte length (RFC 1035 4.2.2).
  * - `/etc/hosts` (localhost, the pod's own name) answers before DNS, as nss
  *   `files dns` does.
  */
 import { isValidIpv4 } from '../packet/addr.ts';
 import { DnsRcode, DnsType, dnsFlags, parseDns, serializeDns, type DnsMessage } from '../packet/dns.ts';
+import { DnsTcpReader, frameDnsTcp } from '../packet/dns-tcp.ts';
 import { isWireError } from '../packet/errors.ts';
+import type { TcpError } from '../netstack/tcp/errors.ts';
 import type { ExecContext } from './types.ts';
 
 /** kube-dns' ClusterIP in the default service CIDR (10.96.0.0/12): its tenth address, as kubeadm picks it. */
@@ -60,7 +65,19 @@ export function etcHosts(ctx: ExecContext): string {
   ].join('\n');
 }
 
-export type QueryResult = { ok: true; response: DnsMessage; server: string; ms: number; bytes: number } | { ok: false; error: 'timeout' | 'unreachable' | 'aborted'; detail?: string };
+export type QueryResult =
+  | {
+      ok: true;
+      response: DnsMessage;
+      server: string;
+      ms: number;
+      bytes: number;
+      /** How the answer came: over UDP, or over TCP (asked so, or after a truncated UDP answer). */
+      transport: 'udp' | 'tcp';
+      /** A UDP answer came back with TC set before this one was asked over TCP. */
+      truncated?: boolean;
+    }
+  | { ok: false; error: 'timeout' | 'unreachable' | 'aborted'; detail?: string; truncated?: boolean };
 
 export interface QueryOptions {
   server?: string;
@@ -71,56 +88,109 @@ export interface QueryOptions {
   rd?: boolean;
   /** Add an EDNS OPT record with this UDP size (dig does, 1232). */
   edns?: number;
+  /** Ask over TCP from the start (dig +tcp, glibc's `options use-vc`). */
+  tcp?: boolean;
+  /** Keep a truncated UDP answer instead of asking again over TCP (dig +ignore). */
+  ignoreTc?: boolean;
 }
 
-/** One DNS question over UDP from the pod, with retries; the response as parsed. */
+type Attempt = { response: DnsMessage; bytes: number } | { ok: false; error: 'unreachable' | 'aborted'; detail?: string } | undefined;
+
+/** One DNS question from the pod, with retries; over UDP, then TCP if the answer was truncated. */
 export async function queryDns(ctx: ExecContext, name: string, type: number, o: QueryOptions = {}): Promise<QueryResult> {
   const server = o.server ?? resolvConfOf(ctx).nameserver;
   const port = o.port ?? 53;
-  const stack = ctx.pod.stack;
   const attempts = o.attempts ?? 2;
   const timeoutMs = o.timeoutMs ?? 5000;
-  for (let a = 0; a < attempts; a++) {
-    if (ctx.signal.aborted) return { ok: false, error: 'aborted' };
-    const id = ctx.rng.int(0, 0xffff);
-    const query: DnsMessage = {
-      id,
-      flags: dnsFlags({ rd: o.rd !== false }),
-      questions: [{ name, type, class: 1 }],
-      answers: [],
-      authorities: [],
-      additionals: o.edns ? [{ name: '', type: DnsType.OPT, class: o.edns, ttl: 0, data: { type: DnsType.OPT, raw: Buffer.alloc(0) } }] : [],
+  const build = (): DnsMessage => ({
+    id: ctx.rng.int(0, 0xffff),
+    flags: dnsFlags({ rd: o.rd !== false }),
+    questions: [{ name, type, class: 1 }],
+    answers: [],
+    authorities: [],
+    additionals: o.edns ? [{ name: '', type: DnsType.OPT, class: o.edns, ttl: 0, data: { type: DnsType.OPT, raw: Buffer.alloc(0) } }] : [],
+  });
+  const run = async (transport: 'udp' | 'tcp', truncated: boolean): Promise<QueryResult> => {
+    for (let a = 0; a < attempts; a++) {
+      if (ctx.signal.aborted) return { ok: false, error: 'aborted' };
+      const start = ctx.clock.now();
+      const query = build();
+      const r = transport === 'udp' ? await udpAttempt(ctx, server, port, query, timeoutMs) : await tcpAttempt(ctx, server, port, query, timeoutMs);
+      if (r && 'response' in r) return { ok: true, response: r.response, server, ms: ctx.clock.now() - start, bytes: r.bytes, transport, ...(truncated ? { truncated } : {}) };
+      if (r) return { ...r, ...(truncated ? { truncated } : {}) };
+    }
+    return { ok: false, error: 'timeout', ...(truncated ? { truncated } : {}) };
+  };
+  if (o.tcp) return run('tcp', false);
+  const udp = await run('udp', false);
+  if (!udp.ok || !udp.response.flags.tc || o.ignoreTc) return udp;
+  return run('tcp', true);
+}
+
+/** True when `resp` answers `query` (RFC 5452's checks: id, a response, the same question). */
+function answers(query: DnsMessage, resp: DnsMessage): boolean {
+  return resp.id === query.id && resp.flags.qr && resp.questions[0]?.name.toLowerCase() === query.questions[0].name.toLowerCase();
+}
+
+function udpAttempt(ctx: ExecContext, server: string, port: number, query: DnsMessage, timeoutMs: number): Promise<Attempt> {
+  return new Promise<Attempt>((resolve) => {
+    let done = false;
+    const finish = (v: Attempt) => {
+      if (done) return;
+      done = true;
+      timer.cancel();
+      ctx.signal.removeEventListener('abort', onAbort);
+      sock.close();
+      resolve(v);
     };
-    const start = ctx.clock.now();
-    const r = await new Promise<QueryResult | undefined>((resolve) => {
-      let done = false;
-      const finish = (v: QueryResult | undefined) => {
-        if (done) return;
-        done = true;
-        timer.cancel();
-        ctx.signal.removeEventListener('abort', onAbort);
-        sock.close();
-        resolve(v);
-      };
-      const onAbort = () => finish({ ok: false, error: 'aborted' });
-      const sock = bindRandomPort(ctx, {
-        message: (m) => {
-          // Only the server's answer to this id and question counts (RFC 5452's checks).
-          if (m.srcIp !== server || m.srcPort !== port) return;
-          const resp = parseDns(m.data);
-          if (isWireError(resp) || resp.id !== id || !resp.flags.qr || resp.questions[0]?.name.toLowerCase() !== name.toLowerCase()) return;
-          finish({ ok: true, response: resp, server, ms: ctx.clock.now() - start, bytes: m.data.length });
-        },
-        error: (e) => finish({ ok: false, error: 'unreachable', detail: `${e.type} from ${e.from}` }),
-      });
-      const timer = ctx.clock.setTimeout(() => finish(undefined), timeoutMs);
-      ctx.signal.addEventListener('abort', onAbort, { once: true });
-      const sent = stack.sendUdp(sock.port, server, port, serializeDns(query));
-      if (!sent.ok) finish({ ok: false, error: 'unreachable', detail: sent.error });
+    const onAbort = () => finish({ ok: false, error: 'aborted' });
+    const sock = bindRandomPort(ctx, {
+      message: (m) => {
+        // Only the server's answer to this id and question counts.
+        if (m.srcIp !== server || m.srcPort !== port) return;
+        const resp = parseDns(m.data);
+        if (isWireError(resp) || !answers(query, resp)) return;
+        finish({ response: resp, bytes: m.data.length });
+      },
+      error: (e) => finish({ ok: false, error: 'unreachable', detail: `${e.type} from ${e.from}` }),
     });
-    if (r) return r;
-  }
-  return { ok: false, error: 'timeout' };
+    const timer = ctx.clock.setTimeout(() => finish(undefined), timeoutMs);
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    const sent = ctx.pod.stack.sendUdp(sock.port, server, port, serializeDns(query));
+    if (!sent.ok) finish({ ok: false, error: 'unreachable', detail: sent.error });
+  });
+}
+
+/** One query over its own TCP connection: connect, send it framed, read the framed answer, close. */
+function tcpAttempt(ctx: ExecContext, server: string, port: number, query: DnsMessage, timeoutMs: number): Promise<Attempt> {
+  return new Promise<Attempt>((resolve) => {
+    let done = false;
+    const sock = ctx.pod.tcp.connect({ host: server, port });
+    const reader = new DnsTcpReader();
+    const finish = (v: Attempt) => {
+      if (done) return;
+      done = true;
+      timer.cancel();
+      ctx.signal.removeEventListener('abort', onAbort);
+      if (v && 'response' in v) sock.end();
+      else sock.destroy();
+      resolve(v);
+    };
+    const onAbort = () => finish({ ok: false, error: 'aborted' });
+    sock.on('connect', () => sock.write(frameDnsTcp(serializeDns(query))));
+    sock.on('data', (chunk) => {
+      const msgs = reader.push(chunk);
+      if (isWireError(msgs)) return finish({ ok: false, error: 'unreachable', detail: msgs.message });
+      for (const m of msgs) {
+        const resp = parseDns(m);
+        if (!isWireError(resp) && answers(query, resp)) return finish({ response: resp, bytes: m.length });
+      }
+    });
+    sock.on('error', (e: TcpError) => finish({ ok: false, error: 'unreachable', detail: e.text }));
+    sock.on('close', () => finish({ ok: false, error: 'unreachable', detail: 'connection closed before an answer' }));
+    const timer = ctx.clock.setTimeout(() => finish(undefined), timeoutMs);
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /**

@@ -103,8 +103,79 @@ async function pool<T, R>(items: T[], n: number, fn: (x: T) => Promise<R>): Prom
 
 const short = (k: string) => k.replace(/^default\//, '');
 
+/** One TCP connect from `a` to `ip:port` (nc -z): connected, or why not (refused, timed out). */
+async function connectPair(ctx: RunContext, a: PodInfo, ip: string, port: number): Promise<{ ok: boolean; note?: string }> {
+  if (ctx.down.has(a.node)) return { ok: false, note: `${a.node} is down` };
+  if (ctx.frozen.has(a.node)) return { ok: false, note: `${a.node} is frozen` };
+  let out = '';
+  try {
+    const code = await ctx.io.exec(a.node, a.key, ['nc', '-z', '-w', '2', ip, String(port)], { stdout: (x) => (out += x), stderr: (x) => (out += x), timeoutMs: 6000, signal: ctx.signal });
+    if (code === 0) return { ok: true };
+  } catch (e) {
+    return { ok: false, note: e instanceof LabTimeoutError ? 'no answer from the agent' : (e as Error).message };
+  }
+  // A denied SYN is dropped (timed out); refused means the packet passed and nothing listens.
+  return { ok: false, note: /refused/i.test(out) ? 'refused: nothing listens there' : /timed out/i.test(out) ? 'timed out' : out.trim().split('\n').pop() };
+}
+
+/**
+ * A reachability truth table: every (source, destination) pod pair of every
+ * cell, on every probe, checked for real (nc -z for TCP, ping for ICMP); a
+ * pod reaches itself without its packets leaving its namespace, so its own
+ * pair counts as allowed (the e2e suite's AllowLoopback). A cell holds when
+ * all its pairs agree with it.
+ */
+async function reachabilityMatrix(c: Extract<Condition, { kind: 'reachability' }>, m: NonNullable<Extract<Condition, { kind: 'reachability' }>['matrix']>, ctx: RunContext): Promise<Outcome> {
+  await ctx.pods.refresh();
+  const rows = m.rows.map((r) => ctx.pods.resolve(r, ctx.rng));
+  const cols = m.cols.map((r) => ctx.pods.resolve(r, ctx.rng));
+  type Probe = { p: number; i: number; j: number; a: PodInfo; b: PodInfo };
+  const probes: Probe[] = [];
+  m.probes.forEach((_, p) => rows.forEach((rs, i) => cols.forEach((cs, j) => rs.forEach((a) => cs.forEach((b) => a.key !== b.key && probes.push({ p, i, j, a, b }))))));
+  const results = await pool(probes, 12, async (x) => {
+    const probe = m.probes[x.p];
+    if (!x.b.ip) return { ...x, ok: false, note: `${short(x.b.key)} has no IP` };
+    if (probe.protocol === 'TCP') return { ...x, ...(await connectPair(ctx, x.a, x.b.ip, probe.port!)) };
+    const r = await pingPair(ctx, x.a, x.b.ip, c.count);
+    return { ...x, ok: r.replies > 0, note: r.note };
+  });
+  const label = (refs: typeof m.rows, i: number, pods: PodInfo[]) => (refs[i].type === 'name' ? refs[i].text : pods.map((p) => short(p.key)).join(',') || refs[i].text);
+  const rowNames = m.rows.map((_, i) => label(m.rows, i, rows[i]));
+  const colNames = m.cols.map((_, j) => label(m.cols, j, cols[j]));
+  const wrong: string[] = [];
+  const tables: Record<string, { expected: string[]; observed: string[] }> = {};
+  m.probes.forEach((probe, p) => {
+    const observed = rows.map((_, i) =>
+      cols
+        .map((_, j) => {
+          const cell = results.filter((r) => r.p === p && r.i === i && r.j === j);
+          const allowed = cell.filter((r) => r.ok).length;
+          const want = probe.expect[i][j];
+          for (const r of cell) if (r.ok !== want) wrong.push(`${probe.text} ${short(r.a.key)} -> ${short(r.b.key)}: expected ${want ? '.' : 'X'}, got ${r.ok ? '.' : 'X'}${r.note ? ` (${r.note})` : ''}`);
+          // No pair but the pod itself: loopback, allowed.
+          return !cell.length || allowed === cell.length ? '.' : allowed === 0 ? 'X' : '?';
+        })
+        .join(''),
+    );
+    tables[probe.text] = { expected: probe.expect.map((r) => r.map((ok) => (ok ? '.' : 'X')).join('')), observed };
+  });
+  const cells = m.rows.length * m.cols.length * m.probes.length;
+  const text = (t: Record<string, { expected: string[]; observed: string[] }>, k: 'expected' | 'observed') =>
+    Object.entries(t)
+      .map(([probe, x]) => `${probe}: ${x[k].join(' ')}`)
+      .join('; ');
+  return {
+    ok: !wrong.length,
+    expected: `${cells} cells (${probes.length} pod pairs) as the table says: ${text(tables, 'expected')}`,
+    actual: wrong.length ? `${wrong.length} of ${probes.length} pairs differ: ${text(tables, 'observed')}` : `every pair as expected: ${text(tables, 'observed')}`,
+    message: wrong.length ? `rows ${rowNames.join(' | ')}; columns ${colNames.join(' | ')}: ` + wrong.slice(0, 12).join('; ') + (wrong.length > 12 ? `; and ${wrong.length - 12} more` : '') : undefined,
+    detail: { rows: rowNames, columns: colNames, tables },
+  };
+}
+
 export const CONDITIONS: { [K in Condition['kind']]: CondFn<K> } = {
   async reachability(c, ctx) {
+    if (c.matrix) return reachabilityMatrix(c, c.matrix, ctx);
     await ctx.pods.refresh();
     const sources = ctx.pods.resolve(c.from, ctx.rng);
     const targets = c.to.type === 'ip' ? [{ key: c.to.ip, ip: c.to.ip } as PodInfo] : ctx.pods.resolve(c.to, ctx.rng);

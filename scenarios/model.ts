@@ -82,10 +82,22 @@ export type FaultSpec =
   | { kind: 'policy'; apply?: KubeObject; remove?: { namespace: string; name: string } }
   | { kind: 'heal'; nodes?: string[] };
 
+/**
+ * A reachability truth table (the netpol e2e suite's and cyclonus' style):
+ * rows are sources, columns destinations, each a pod or a selector of pods;
+ * one expected table per probe (a TCP port, or ICMP echo).
+ */
+export interface ReachabilityMatrix {
+  rows: PodRef[];
+  cols: PodRef[];
+  probes: { protocol: 'TCP' | 'ICMP'; port?: number; text: string; expect: boolean[][]; line: number }[];
+}
+
 export type Comparison = '>=' | '>' | '<=' | '<' | '==' | '!=';
 
 export type Condition = { name: string; withinMs?: number; line: number } & (
-  | { kind: 'reachability'; from: PodRef; to: PodRef; expect: 'reachable' | 'unreachable'; count: number }
+  /** With `matrix`, from/to are its first row and column (for messages) and the table decides. */
+  | { kind: 'reachability'; from: PodRef; to: PodRef; expect: 'reachable' | 'unreachable'; count: number; matrix?: ReachabilityMatrix }
   | { kind: 'delivery'; flow: string; min?: number; max?: number; window?: Window }
   | { kind: 'latency'; flow: string; percentile: number; maxMs?: number; minMs?: number; window?: Window }
   | { kind: 'no-route'; node: string; on?: string[] }

@@ -22,7 +22,7 @@ import { NETWORK_POLICIES } from '../control-plane/network-policy.ts';
 import { formatFieldError } from '../control-plane/errors.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { BACKENDS, BGP_BACKENDS, BGP_TOPOLOGIES, PROXY_MODES, backendHasDevice, backendsWithDevice, speaksBgp } from './capabilities.ts';
-import type { Comparison, Condition, FaultSpec, FlowSpec, LabSpec, PodRef, PodSelector, Scenario, Step, StepBody, Window } from './model.ts';
+import type { Comparison, Condition, FaultSpec, FlowSpec, LabSpec, PodRef, PodSelector, ReachabilityMatrix, Scenario, Step, StepBody, Window } from './model.ts';
 import { COMPARISONS, fmtMs, fmtPct, isName, parseDurationText, parseRate, parseRatio, parseTimeRef } from './units.ts';
 
 /** A scenario problem, located in its file. Nothing has been started when this is thrown. */
@@ -653,6 +653,14 @@ function parseCondition(f: F, scope: Scope): Condition {
   };
   switch (kind) {
     case 'reachability': {
+      if (f.has('matrix')) {
+        only('from', 'to', 'matrix', 'ports', 'count');
+        const matrix = parseMatrix(f, scope);
+        const count = f.opt('count', (x) => x.int(1, 20)) ?? 2;
+        const probes = matrix.probes.map((p) => p.text).join(', ');
+        return { ...base, kind, from: matrix.rows[0], to: matrix.cols[0], expect: 'reachable', count, matrix, withinMs: within(), name: given() ?? `reachability matrix ${matrix.rows.length}x${matrix.cols.length} on ${probes}` };
+      }
+      if (f.has('ports')) f.at('ports').fail('ports go with matrix: (a truth table per port); a pair check pings');
       only('from', 'to', 'expect', 'count');
       const anyPod: PodRef = { type: 'selector', selector: {}, pick: 'all', text: 'every pod' };
       const from = f.opt('from', (x) => parsePodRef(x, scope, 'many')) ?? anyPod;
@@ -780,6 +788,72 @@ function parseCondition(f: F, scope: Scope): Condition {
       return { ...base, kind, flow, error, min, max, withinMs: within(), name: given() ?? `${error} errors of ${flow}${min !== undefined ? ` >= ${min}` : ''}${max !== undefined ? ` <= ${max}` : ''}` };
     }
   }
+}
+
+/** `80`, `tcp/80` or `icmp`: what a matrix probes with. */
+function parseProbe(f: F, v: unknown): { protocol: 'TCP' | 'ICMP'; port?: number; text: string } {
+  const m = /^(?:(tcp)\/)?(\d+)$|^(icmp)$/i.exec(String(v).trim());
+  const port = m?.[2] !== undefined ? Number(m[2]) : undefined;
+  if (!m || (port !== undefined && (port < 1 || port > 65535))) f.fail(`a probe is a TCP port (80, tcp/80) or icmp; got ${JSON.stringify(v)}`);
+  return port !== undefined ? { protocol: 'TCP', port, text: `tcp/${port}` } : { protocol: 'ICMP', text: 'icmp' };
+}
+
+/** A truth table: one row per source, one `.` (allowed) or `X` (denied) per destination; spaces are ignored. */
+function parseTable(f: F, rows: number, cols: number): boolean[][] {
+  // A block string (one row per line) or a list of row strings; lines are found from the list items or the block's own lines.
+  const items: { text: string; at: F; line: number }[] = [];
+  if (typeof f.v === 'string') {
+    f.v.split('\n').forEach((l, i) => {
+      if (l.trim()) items.push({ text: l, at: f, line: f.line + 1 + i });
+    });
+  } else {
+    for (const x of f.list('a matrix', 1)) {
+      if (typeof x.v !== 'string') x.fail(`a matrix row is a string of . and X, got ${JSON.stringify(x.v)}`);
+      items.push({ text: x.v as string, at: x, line: x.line });
+    }
+  }
+  const failAt = (it: { at: F; line: number }, msg: string): never => {
+    throw new ScenarioError(it.at.cx.file, it.line, fieldName(it.at.path), msg);
+  };
+  if (items.length !== rows) f.fail(`the matrix has ${items.length} row${items.length === 1 ? '' : 's'}, from: lists ${rows} source${rows === 1 ? '' : 's'}`);
+  return items.map((it, i) => {
+    const cells = it.text.replace(/\s+/g, '');
+    const bad = /[^.Xx]/.exec(cells);
+    if (bad) failAt(it, `row ${i + 1} '${it.text.trim()}': '${bad[0]}' is not a cell; write . (allowed) or X (denied)`);
+    if (cells.length !== cols) failAt(it, `row ${i + 1} '${it.text.trim()}' has ${cells.length} cell${cells.length === 1 ? '' : 's'}, to: lists ${cols} destination${cols === 1 ? '' : 's'}`);
+    return [...cells].map((c) => c === '.');
+  });
+}
+
+/**
+ * `from: [REFS]`, `to: [REFS]`, and `matrix:` one table for every port of
+ * `ports:` (default icmp), or a mapping PORT -> table.
+ */
+function parseMatrix(f: F, scope: Scope): ReachabilityMatrix {
+  const refs = (k: 'from' | 'to') =>
+    f.req(k, (x) =>
+      x.oneOrMany(`${k}`).map((r) => {
+        const ref = parsePodRef(r, scope, 'many');
+        if (ref.type !== 'name' && ref.type !== 'selector') r.fail('a matrix row or column is a pod or a pod: selector');
+        if (ref.type === 'selector' && ref.pick !== 'all') r.at('pick').fail('a matrix row or column takes every pod its selector matches (pick: all)');
+        return ref;
+      }),
+    );
+  const rows = refs('from');
+  const cols = refs('to');
+  const m = f.at('matrix');
+  if (m.isMap()) {
+    if (f.has('ports')) f.at('ports').fail('give ports: with one table, or matrix: as a mapping PORT -> table, not both');
+    const entries = Object.keys(m.v as object);
+    if (!entries.length) m.fail('a matrix mapping needs at least one PORT: table');
+    const probes = entries.map((k) => ({ ...parseProbe(m.at(k), k), expect: parseTable(m.at(k), rows.length, cols.length), line: m.at(k).line }));
+    const dup = probes.find((p, i) => probes.findIndex((q) => q.text === p.text) !== i);
+    if (dup) m.fail(`${dup.text} has two tables`);
+    return { rows, cols, probes };
+  }
+  const ports = f.opt('ports', (x) => x.oneOrMany('ports').map((p) => parseProbe(p, p.v))) ?? [{ protocol: 'ICMP' as const, text: 'icmp' }];
+  const expect = parseTable(m, rows.length, cols.length);
+  return { rows, cols, probes: ports.map((p) => ({ ...p, expect, line: m.line })) };
 }
 
 /** `node-2 eth0 drops malformed-vxlan >= 1`, `node-1 flannel.1 tx-packets == 0`. */

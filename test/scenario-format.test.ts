@@ -97,6 +97,13 @@ const BAD: [string, string, RegExp][] = [
   ['duplicate step name', `${HEAD}  - {name: a, wait: 1s}\n  - {name: a, wait: 1s}\n`, /^bad\.yaml:5: timeline\[1\]\.name: step name 'a' is used twice/],
   ['inline manifest, line mapped into the scenario', `name: t\nlab: {nodes: 1, podsPerNode: 0}\nworkload:\n  - apiVersion: v1\n    kind: Pod\n    metadata: {name: web}\n    spec:\n      containers:\n        - name: web\n          image: nginx\n          ports:\n            - containerPort: 99999\ntimeline: [{wait: 1s}]\n`, /^bad\.yaml:12: workload\[0\]\.spec\.containers\[0\]\.ports\[0\]\.containerPort: must be a port number 1-65535, got 99999/],
   ['missing workload file', `name: t\nworkload:\n  - file: nope.yaml\ntimeline: [{wait: 1s}]\n`, /^bad\.yaml:3: workload\[0\]\.file: no such file: nope\.yaml/],
+  ['matrix row count', `${HEAD}  - assert:\n      kind: reachability\n      from: [pod-1a, pod-2a]\n      to: [pod-1a, pod-2a]\n      matrix: [". X"]\n`, /^bad\.yaml:8: timeline\[0\]\.assert\.matrix: the matrix has 1 row, from: lists 2 sources/],
+  ['matrix row width, at its own line', `${HEAD}  - assert:\n      kind: reachability\n      from: [pod-1a, pod-2a]\n      to: [pod-1a, pod-2a]\n      ports: [80]\n      matrix:\n        - ". X"\n        - ". X X"\n`, /^bad\.yaml:11: timeline\[0\]\.assert\.matrix\[1\]: row 2 '\. X X' has 3 cells, to: lists 2 destinations/],
+  ['matrix cell, in a block table', `${HEAD}  - assert:\n      kind: reachability\n      from: [pod-1a, pod-2a]\n      to: [pod-1a]\n      matrix: |\n        .\n        o\n`, /^bad\.yaml:10: timeline\[0\]\.assert\.matrix: row 2 'o': 'o' is not a cell; write \. \(allowed\) or X \(denied\)/],
+  ['matrix probe', `${HEAD}  - assert:\n      kind: reachability\n      from: pod-1a\n      to: pod-2a\n      ports: [udp/53]\n      matrix: ["X"]\n`, /^bad\.yaml:8: timeline\[0\]\.assert\.ports\[0\]: a probe is a TCP port \(80, tcp\/80\) or icmp; got "udp\/53"/],
+  ['matrix mapping and ports', `${HEAD}  - assert:\n      kind: reachability\n      from: pod-1a\n      to: pod-2a\n      ports: [80]\n      matrix: {tcp/80: ["X"]}\n`, /^bad\.yaml:8: timeline\[0\]\.assert\.ports: give ports: with one table, or matrix: as a mapping PORT -> table, not both/],
+  ['matrix selector picking one', `${HEAD}  - assert:\n      kind: reachability\n      from: [{pod: {node: node-1}, pick: first}]\n      to: pod-2a\n      matrix: ["X"]\n`, /^bad\.yaml:6: timeline\[0\]\.assert\.from\[0\]\.pick: a matrix row or column takes every pod its selector matches/],
+  ['ports without matrix', `${HEAD}  - assert: {kind: reachability, from: pod-1a, to: pod-2a, ports: [80]}\n`, /^bad\.yaml:4: timeline\[0\]\.assert\.ports: ports go with matrix:/],
   ['flannel.1 on host-gw', `name: t\nlab: {nodes: 2, backend: host-gw}\ntimeline:\n  - fault: {kind: mtu, node: node-1, mtu: 1400}\n`, /^bad\.yaml:4: timeline\[0\]\.fault: the host-gw backend has no flannel\.1/],
 ];
 
@@ -129,6 +136,22 @@ test('tcp and http flows: a new connection per probe, to a pod or to a Service (
   t.like(step.flows[0], { kind: 'tcp', port: 8080, to: { type: 'name', key: 'default/pod-2a' } });
   t.like(step.flows[1], { kind: 'http', port: 80, to: { type: 'service', name: 'web', namespace: 'default' } });
   t.like(step.flows[2], { kind: 'http', port: 8443, to: { type: 'service', name: 'api', namespace: 'shop' } });
+});
+
+test('a reachability matrix: rows and columns of pods or selectors, one table for every port or one per port', (t) => {
+  const sc = parseScenario(
+    `${HEAD}  - assert:\n      kind: reachability\n      from: [pod-1a, {pod: {node: node-2}}]\n      to: [pod-1a, pod-2a]\n      ports: [80, tcp/81]\n      matrix: |\n        . X\n        x .\n  - assert:\n      kind: reachability\n      from: pod-1a\n      to: pod-2a\n      matrix: {icmp: [.], tcp/8080: [X]}\n`,
+    'ok.yaml',
+  );
+  const [a, b] = sc.timeline.map((s) => (s.body.type === 'assert' ? s.body.conditions[0] : undefined));
+  if (a?.kind !== 'reachability' || b?.kind !== 'reachability') return t.fail('two reachability asserts');
+  t.deepEqual(a.matrix?.probes.map((p) => [p.text, p.protocol, p.port]), [['tcp/80', 'TCP', 80], ['tcp/81', 'TCP', 81]]);
+  t.deepEqual(a.matrix?.probes[0].expect, [[true, false], [false, true]]);
+  t.like(a.matrix?.rows[1], { type: 'selector', pick: 'all', selector: { node: 'node-2' } });
+  t.is(a.name, 'reachability matrix 2x2 on tcp/80, tcp/81');
+  t.deepEqual(b.matrix?.probes.map((p) => [p.text, p.expect]), [['icmp', [[true]]], ['tcp/8080', [[false]]]]);
+  t.deepEqual(checkSchema(schema, parseYaml(`name: t\ntimeline:\n  - assert: {kind: reachability, from: [a, b], to: a, ports: [80, icmp], matrix: ['.', 'X']}\n`)), []);
+  t.true(checkSchema(schema, parseYaml(`name: t\ntimeline:\n  - assert: {kind: reachability, from: a, to: a, matrix: {tcp/80: 3}}\n`)).length > 0);
 });
 
 for (const [what, text, want] of BAD) {
