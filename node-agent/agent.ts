@@ -8,6 +8,8 @@
  * ./node-core.ts. This file adds kube-proxy and serves the CLI on a Unix
  * socket: exec in pods, iproute2 views, counters, impairments, capture, trace.
  */
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { formatLine, type LogQuery } from './pod-logs.ts';
 import { monotonicClock, type Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
@@ -125,6 +127,16 @@ function portForwardParams(params: unknown): { pod: string; port: number } {
   if (!Number.isInteger(p.port) || (p.port as number) < 1 || (p.port as number) > 65535) problems.push(`port: ${p.port === undefined ? 'Required' : 'expected an integer from 1 to 65535'}`);
   if (problems.length) throw new ControlError(`pod.portforward: ${problems.join('; ')}`);
   return { pod: p.pod as string, port: p.port as number };
+}
+
+let gcFn: (() => void) | undefined;
+/** A full garbage collection on request: V8's gc(), exposed at the first call rather than by a flag on every agent. */
+function fullGc(): void {
+  if (!gcFn) {
+    v8.setFlagsFromString('--expose-gc');
+    gcFn = vm.runInNewContext('gc') as () => void;
+  }
+  gcFn();
 }
 
 export class NodeAgent {
@@ -451,6 +463,11 @@ export class NodeAgent {
     }));
     c.handle('node.cmd', (params) => ({ stdout: this.nodeCommand((params as { argv: string[] }).argv) }));
     c.handle('stats', () => this.stats());
+    // What the process holds; with gc, after a full collection, so garbage not yet collected does not count.
+    c.handle('memory', (params) => {
+      if ((params as { gc?: boolean } | undefined)?.gc === true) fullGc();
+      return process.memoryUsage();
+    });
     c.handle('exec', async (params, ctx) => this.exec(params as { pod: string; argv: string[]; stdin?: boolean }, ctx));
     c.handle('pod.logs', async (params, ctx) => {
       return this.podLogs(podLogsParams(params), ctx);
