@@ -12,6 +12,7 @@ import { ensurePki } from '../control-plane/pki.ts';
 import { openStore } from '../control-plane/store.ts';
 import type { KubeObject, Node, Pod, Status, WatchEvent } from '../control-plane/types.ts';
 import { EtcdPool, storeOptions, storeTest } from './helpers/stores.ts';
+import { httpsCall, type HttpsResponse } from './helpers/https.ts';
 
 type Ctx = ExecutionContext;
 
@@ -37,12 +38,7 @@ async function server(t: Ctx, extra: Partial<ApiServerOptions> = {}): Promise<{ 
   return { api, client, dir };
 }
 
-interface RawResponse {
-  code: number;
-  headers: Record<string, string | string[] | undefined>;
-  text: string;
-  json: unknown;
-}
+type RawResponse = HttpsResponse;
 
 /** The admin credentials of each test server, by base URL: raw requests authenticate like any client. */
 const credsByBase = new Map<string, ApiServer['credentials']>();
@@ -63,27 +59,8 @@ function request(url: string, a: RequestOptions | ((res: IncomingMessage) => voi
   return httpsRequest(url, { ...opts, ca: creds.ca, headers: { authorization: `Bearer ${creds.token}`, ...(opts.headers as Record<string, string> | undefined) } }, cb);
 }
 
-async function http(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<RawResponse> {
-  const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = request(base + path, { method, headers: { ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) } : {}), ...headers } }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => {
-        let json: unknown;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          json = undefined;
-        }
-        resolve({ code: res.statusCode ?? 0, headers: res.headers, text, json });
-      });
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+/** A raw request to a test server with its admin token (test/helpers/https.ts). */
+const http = (base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<RawResponse> => httpsCall(base + path, credsFor(base), { method, body, headers });
 
 function podBody(name: string, nodeName?: string, labels?: Record<string, string>): KubeObject {
   return {
