@@ -12,32 +12,13 @@
 import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
-import type { Lease } from '../backends/plan.ts';
-import { planPeers } from '../backends/registry.ts';
-import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import { ping } from '../pod-tools/ping.ts';
 import { createServiceProxyEngine } from '../service-proxy/index.ts';
 import { measure, type Measure } from './results.ts';
 import { makeCluster } from './services.ts';
+import { twoNodes } from './two-nodes.ts';
 
 const NET = '127.0.57';
-
-function node(n: number): NodeDataPlane {
-  return new NodeDataPlane({
-    name: `node-${n}`,
-    ip: `${NET}.${10 + n}`,
-    underlayCidr: `${NET}.0/24`,
-    podCIDR: `10.244.${n}.0/24`,
-    vtepMac: `02:00:00:00:00:0${n}`,
-    clusterCidr: '10.244.0.0/16',
-    vxlanPort: 8472,
-    vni: 1,
-    seed: 1,
-    mtu: 1500,
-    clock: monotonicClock,
-    rng: new SeededRng(n),
-  });
-}
 
 /**
  * The longest wait (ms) between two consecutive echo replies of 150 pings sent 2 ms apart; `during` runs 60 ms
@@ -68,13 +49,9 @@ async function worstGap(pod: Parameters<typeof ping>[0]['pod'], dst: string, dur
 }
 
 export async function benchSyncStall(): Promise<Measure[]> {
-  const nodes = [node(1), node(2)];
-  for (const n of nodes) await n.start();
+  const lab = await twoNodes(`${NET}.0/24`, 57);
+  const a = lab.a;
   try {
-    const leases: Lease[] = nodes.map((n) => ({ node: n.opts.name, podCIDR: n.opts.podCIDR, publicIp: n.opts.ip, vtepMac: n.opts.vtepMac, vni: 1, backend: 'vxlan' }));
-    for (const me of nodes) for (const a of planPeers(leases, new Map(), { node: me.opts.name, vni: 1 })) me.applyPlan(a);
-    const a = nodes[0].addPod({ namespace: 'default', name: 'a', uid: 'uid-a', ip: '10.244.1.2' });
-    nodes[1].addPod({ namespace: 'default', name: 'b', uid: 'uid-b', ip: '10.244.2.2' });
     const big = makeCluster(10_000, 10);
     const changed = big.slices.map((s, i) => (i === 5 ? ({ ...s, endpoints: (s as unknown as { endpoints: unknown[] }).endpoints.slice(1) } as unknown as KubeObject) : s));
     const engine = createServiceProxyEngine('iptables', { nodeName: 'node-1', nodeIP: `${NET}.11`, localAddresses: ['10.244.1.1'], clock: monotonicClock, rng: new SeededRng(1) });
@@ -87,6 +64,6 @@ export async function benchSyncStall(): Promise<Measure[]> {
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy resyncs one endpoint change at 10,000 Services', resync, 'ms', 'the same with nothing else running', idle, 'a partial sync: unchanged Services are reused'),
     ];
   } finally {
-    await Promise.all(nodes.map((n) => n.close()));
+    await lab.close();
   }
 }

@@ -21,46 +21,15 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { monotonicClock } from '../common/clock.ts';
-import { SeededRng } from '../common/rng.ts';
-import type { Lease } from '../backends/plan.ts';
-import { DEFAULT_BACKEND, planPeers } from '../backends/registry.ts';
-import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
 import { measure, type Measure } from './results.ts';
+import { twoNodes } from './two-nodes.ts';
 
 const BYTES = Number(process.env.BENCH_TCP_BYTES ?? 32 * 1024 * 1024);
 const RPCS = Number(process.env.BENCH_TCP_RPCS ?? 200);
 const CHUNK = 64 * 1024;
 const NET = '127.0.93.0/24';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-
-function makeNode(n: number): NodeDataPlane {
-  return new NodeDataPlane({
-    name: `node-${n}`,
-    ip: `127.0.93.${10 + n}`,
-    underlayCidr: NET,
-    podCIDR: `10.244.${n}.0/24`,
-    vtepMac: `02:00:00:00:93:0${n}`,
-    clusterCidr: '10.244.0.0/16',
-    vxlanPort: 8472,
-    vni: 1,
-    seed: 93,
-    mtu: 1500,
-    clock: monotonicClock,
-    rng: new SeededRng(n),
-  });
-}
-
-async function twoNodes(): Promise<{ a: PodNet; b: PodNet; close(): Promise<void> }> {
-  const nodes = [makeNode(1), makeNode(2)];
-  for (const n of nodes) await n.start();
-  const leases: Lease[] = nodes.map((dp) => ({ node: dp.opts.name, podCIDR: dp.opts.podCIDR, publicIp: dp.opts.ip, vtepMac: dp.opts.vtepMac, vni: 1, backend: DEFAULT_BACKEND }));
-  for (const me of nodes) for (const act of planPeers(leases, new Map(), { node: me.opts.name, vni: 1 })) me.applyPlan(act);
-  const a = nodes[0].addPod({ namespace: 'default', name: 'bench-a', uid: 'bench-a', ip: '10.244.1.2' });
-  const b = nodes[1].addPod({ namespace: 'default', name: 'bench-b', uid: 'bench-b', ip: '10.244.2.2' });
-  return { a, b, close: async () => void (await Promise.all(nodes.map((n) => n.close()))) };
-}
 
 const payload = Buffer.alloc(CHUNK, 0x5a);
 
@@ -195,7 +164,7 @@ export async function benchTcp(): Promise<Measure[]> {
     sink.stop();
     replier.stop();
   }
-  const lab = await twoNodes();
+  const lab = await twoNodes(NET, 93);
   let emuBps: number;
   let emuMs: number;
   try {
