@@ -17,6 +17,7 @@
 import { parseArgs } from 'node:util';
 import { TcpError } from '../netstack/tcp/errors.ts';
 import type { TcpSocket } from '../netstack/tcp/socket.ts';
+import { ResponseReader, type ResponseHead } from '../apps/http-response.ts';
 import { textOut } from './net-util.ts';
 import { resolveForTool } from './resolver.ts';
 import { UsageError, type ExecContext } from './types.ts';
@@ -31,13 +32,6 @@ class CurlError extends Error {
   ) {
     super(message);
   }
-}
-
-interface Parsed {
-  status: number;
-  reason: string;
-  headers: [string, string][];
-  headerBytes: number;
 }
 
 export async function curl(ctx: ExecContext): Promise<number> {
@@ -110,7 +104,7 @@ export async function curl(ctx: ExecContext): Promise<number> {
   const start = ctx.clock.now();
   let connectedAt = 0;
   let sock: TcpSocket | undefined;
-  let parsed: Parsed | undefined;
+  let parsed: ResponseHead | undefined;
   let bodyBytes = 0;
   const out = textOut(ctx.stdout);
   const writeBody = (b: Buffer) => {
@@ -148,9 +142,7 @@ export async function curl(ctx: ExecContext): Promise<number> {
 
       const s = ctx.pod.tcp.connect({ host, port, allowHalfOpen: true });
       sock = s;
-      let head: Buffer = Buffer.alloc(0);
-      let remaining: number | undefined; // Content-Length left to read
-      let chunked: ChunkDecoder | undefined;
+      const reader = new ResponseReader({ method, maxHead: 64 * 1024, strict: false });
       const complete = () => finish();
       s.on('connect', () => {
         connectedAt = ctx.clock.now();
@@ -161,52 +153,28 @@ export async function curl(ctx: ExecContext): Promise<number> {
         }
         s.write(request);
       });
-      s.on('data', (d) => {
-        if (!parsed) {
-          head = head.length ? Buffer.concat([head, d]) : d;
-          const end = head.indexOf('\r\n\r\n');
-          if (end < 0) {
-            if (head.length > 64 * 1024) finish(new CurlError(8, 'Weird server reply: header too long'));
-            return;
-          }
-          const p = parseHead(head.subarray(0, end).toString('latin1'));
-          if (!p) return finish(new CurlError(8, 'Weird server reply'));
-          parsed = { ...p, headerBytes: end + 4 };
+      s.on('data', (d: Buffer) => {
+        const r = reader.push(d);
+        if (r.head) {
+          const p = (parsed = r.head);
           if (verbose) {
             ctx.stderr(`< HTTP/1.1 ${p.status} ${p.reason}\n`);
             for (const [k, v] of p.headers) ctx.stderr(`< ${k}: ${v}\n`);
             ctx.stderr('< \n');
           }
-          if (values.include || values.head) ctx.stdout(head.subarray(0, end + 4).toString('latin1'));
-          const get = (n: string) => p.headers.find(([k]) => k.toLowerCase() === n)?.[1];
-          const te = get('transfer-encoding');
-          const cl = get('content-length');
-          if (method === 'HEAD' || p.status === 204 || p.status === 304) remaining = 0;
-          else if (te && /chunked/i.test(te)) chunked = new ChunkDecoder();
-          else if (cl !== undefined && /^\d+$/.test(cl.trim())) remaining = Number(cl);
-          d = head.subarray(end + 4);
-          if (remaining === 0) return complete();
+          if (values.include || values.head) ctx.stdout(p.text);
         }
-        if (chunked) {
-          const r = chunked.push(d);
-          for (const b of r.data) writeBody(b);
-          if (r.error) return finish(new CurlError(56, `Failure when receiving data from the peer: ${r.error}`));
-          if (r.done) complete();
-          return;
-        }
-        if (remaining !== undefined) {
-          const take = d.subarray(0, remaining);
-          writeBody(take);
-          remaining -= take.length;
-          if (remaining === 0) complete();
-          return;
-        }
-        writeBody(d); // until the server closes
+        for (const b of r.body) writeBody(b);
+        if (r.error?.kind === 'head-too-long') return finish(new CurlError(8, 'Weird server reply: header too long'));
+        if (r.error?.kind === 'bad-head') return finish(new CurlError(8, 'Weird server reply'));
+        if (r.error) return finish(new CurlError(56, `Failure when receiving data from the peer: ${r.error.detail}`));
+        if (r.done) complete();
       });
       s.on('end', () => {
-        if (!parsed) return finish(new CurlError(52, 'Empty reply from server'));
-        if (remaining !== undefined && remaining > 0) return finish(new CurlError(18, `transfer closed with ${remaining} bytes remaining to read`));
-        if (chunked && !chunked.finished) return finish(new CurlError(18, 'transfer closed with outstanding read data remaining'));
+        const at = reader.end();
+        if (at.state === 'no-head') return finish(new CurlError(52, 'Empty reply from server'));
+        if (at.state === 'short') return finish(new CurlError(18, `transfer closed with ${at.remaining} bytes remaining to read`));
+        if (at.state === 'open-chunk') return finish(new CurlError(18, 'transfer closed with outstanding read data remaining'));
         complete();
       });
       s.on('error', (e: TcpError) => {
@@ -263,55 +231,4 @@ function formatSpeed(bytes: number, ms: number): string {
   if (ms <= 0) return 'n/a';
   const bps = (bytes * 1000) / ms;
   return bps >= 1e6 ? `${(bps / 1e6).toFixed(2)} MB/s` : bps >= 1e3 ? `${(bps / 1e3).toFixed(1)} kB/s` : `${bps.toFixed(0)} B/s`;
-}
-
-function parseHead(text: string): Omit<Parsed, 'headerBytes'> | undefined {
-  const lines = text.split('\r\n');
-  const m = /^HTTP\/\d(?:\.\d)? (\d{3})(?: (.*))?$/.exec(lines[0]);
-  if (!m) return undefined;
-  const headers: [string, string][] = [];
-  for (const l of lines.slice(1)) {
-    const i = l.indexOf(':');
-    if (i > 0) headers.push([l.slice(0, i), l.slice(i + 1).trim()]);
-  }
-  return { status: Number(m[1]), reason: m[2] ?? '', headers };
-}
-
-/** Decodes `Transfer-Encoding: chunked` (RFC 9112 §7.1) incrementally. */
-export class ChunkDecoder {
-  private buf: Buffer = Buffer.alloc(0);
-  private left = -1; // bytes left in the current chunk; -1: expecting a size line
-  finished = false;
-
-  push(d: Buffer): { data: Buffer[]; done: boolean; error?: string } {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
-    const data: Buffer[] = [];
-    for (;;) {
-      if (this.finished) return { data, done: true };
-      if (this.left < 0) {
-        const eol = this.buf.indexOf('\r\n');
-        if (eol < 0) return { data, done: false };
-        const size = parseInt(this.buf.subarray(0, eol).toString('latin1').split(';')[0].trim(), 16);
-        if (!Number.isFinite(size) || size < 0) return { data, done: false, error: 'bad chunk size' };
-        this.buf = this.buf.subarray(eol + 2);
-        if (size === 0) {
-          this.finished = true; // trailers, if any, are ignored
-          return { data, done: true };
-        }
-        this.left = size;
-      }
-      if (this.left > 0) {
-        if (!this.buf.length) return { data, done: false };
-        const take = this.buf.subarray(0, this.left);
-        data.push(take);
-        this.left -= take.length;
-        this.buf = this.buf.subarray(take.length);
-      }
-      if (this.left === 0) {
-        if (this.buf.length < 2) return { data, done: false };
-        this.buf = this.buf.subarray(2);
-        this.left = -1;
-      }
-    }
-  }
 }

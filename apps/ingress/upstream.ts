@@ -15,7 +15,7 @@
 import type { Clock, Timer } from '../../common/clock.ts';
 import type { TcpSocket } from '../../netstack/tcp/socket.ts';
 import type { TcpStack } from '../../netstack/tcp/stack.ts';
-import { ChunkDecoder } from '../../pod-tools/curl.ts';
+import { ResponseReader, type ResponseHead } from '../http-response.ts';
 import type { Endpoint } from './routing.ts';
 
 export interface UpstreamOptions {
@@ -164,10 +164,8 @@ export class UpstreamPool {
     method: string,
   ): Promise<UpstreamResponse | UpstreamFailure | { retry: true; failure: UpstreamFailure }> {
     return new Promise((resolve) => {
-      let buf: Buffer = Buffer.alloc(0);
-      let parsed: { status: number; reason: string; headers: [string, string][]; close: boolean } | undefined;
-      let remaining: number | undefined;
-      let chunked: ChunkDecoder | undefined;
+      const reader = new ResponseReader({ method, maxHead: MAX_HEAD, strict: true });
+      let parsed: ResponseHead | undefined;
       const parts: Buffer[] = [];
       let size = 0;
       let gotAny = false;
@@ -195,7 +193,7 @@ export class UpstreamPool {
         cleanup();
         const res: UpstreamResponse = { status: parsed.status, reason: parsed.reason, headers: parsed.headers, body: Buffer.concat(parts), reused };
         // Reusable only when the message ended by its framing and nobody asked to close.
-        if (remaining === 0 || chunked?.finished) {
+        if (reader.framed) {
           if (parsed.close || sock.destroyed || sock.writableEnded) sock.end();
           else this.release(ep, sock, served + 1);
         } else sock.end();
@@ -208,44 +206,17 @@ export class UpstreamPool {
       };
       const onData = (d: Buffer) => {
         gotAny = true;
-        if (!parsed) {
-          buf = buf.length ? Buffer.concat([buf, d]) : d;
-          const end = buf.indexOf('\r\n\r\n');
-          if (end < 0) {
-            if (buf.length > MAX_HEAD) fail('invalid', 'upstream sent too big header');
-            return;
-          }
-          const p = parseResponseHead(buf.subarray(0, end).toString('latin1'));
-          if (!p) return fail('invalid', 'upstream sent invalid header');
-          parsed = p;
-          const get = (n: string) => p.headers.find(([k]) => k.toLowerCase() === n)?.[1];
-          const te = get('transfer-encoding');
-          const cl = get('content-length');
-          if (method === 'HEAD' || p.status === 204 || p.status === 304 || (p.status >= 100 && p.status < 200)) remaining = 0;
-          else if (te && /chunked/i.test(te)) chunked = new ChunkDecoder();
-          else if (cl !== undefined && /^\d+$/.test(cl.trim())) remaining = Number(cl);
-          d = buf.subarray(end + 4);
-          buf = Buffer.alloc(0);
-          if (remaining === 0) return done();
-        }
-        if (chunked) {
-          const r = chunked.push(d);
-          for (const b of r.data) take(b);
-          if (r.error) return fail('invalid', `upstream sent invalid chunked response: ${r.error}`);
-          if (r.done) done();
-          return;
-        }
-        if (remaining !== undefined) {
-          const t = d.subarray(0, remaining);
-          take(t);
-          remaining -= t.length;
-          if (remaining === 0) done();
-          return;
-        }
-        take(d); // delimited by the close
+        const r = reader.push(d);
+        if (r.head) parsed = r.head;
+        for (const b of r.body) take(b);
+        if (settled) return; // too large
+        if (r.error?.kind === 'head-too-long') return fail('invalid', 'upstream sent too big header');
+        if (r.error?.kind === 'bad-head') return fail('invalid', 'upstream sent invalid header');
+        if (r.error) return fail('invalid', `upstream sent invalid chunked response: ${r.error.detail}`);
+        if (r.done) done();
       };
       const onEnd = () => {
-        if (parsed && remaining === undefined && !chunked) return done();
+        if (parsed && reader.end().state === 'complete' && !reader.framed) return done();
         fail(gotAny ? 'invalid' : 'reset', gotAny ? 'upstream prematurely closed connection while reading upstream' : 'upstream prematurely closed connection while reading response header from upstream');
       };
       const onError = (e: Error & { code?: string }) =>
@@ -267,21 +238,3 @@ export class UpstreamPool {
 }
 
 /** `HTTP/1.1 200 OK` and its fields; undefined when it is not a response head. */
-export function parseResponseHead(text: string): { status: number; reason: string; headers: [string, string][]; close: boolean } | undefined {
-  const lines = text.split('\r\n');
-  const m = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0]);
-  if (!m) return undefined;
-  const headers: [string, string][] = [];
-  for (const l of lines.slice(1)) {
-    const i = l.indexOf(':');
-    if (i <= 0) return undefined;
-    headers.push([l.slice(0, i).trim(), l.slice(i + 1).trim()]);
-  }
-  const conn = headers
-    .filter(([k]) => k.toLowerCase() === 'connection')
-    .map(([, v]) => v.toLowerCase())
-    .join(',');
-  // HTTP/1.0 closes unless it says keep-alive; 1.1 keeps unless it says close.
-  const close = m[1] === '0' ? !/\bkeep-alive\b/.test(conn) : /\bclose\b/.test(conn);
-  return { status: Number(m[2]), reason: m[3] ?? '', headers, close };
-}
