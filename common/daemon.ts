@@ -4,6 +4,7 @@
  * it), stop cleanly on SIGTERM/SIGINT (forced after 3 s), and on a failed
  * start print `{"event":"error"}` and exit 1 having stopped what started.
  */
+import { parseArgs } from 'node:util';
 import type { Logger } from './log.ts';
 
 export interface Daemon {
@@ -56,4 +57,59 @@ export function helpIfAsked(name: string, summary: string, options: Record<strin
   });
   process.stdout.write(`Usage: podlab ${name} [flags]\n\n${summary}\n\nFlags:\n${lines.join('\n')}\n  -h, --help                       this help\n`);
   process.exit(0);
+}
+
+/** What a daemon's flags parse to, with checks that fail the way {@link failDaemon} does. */
+export interface DaemonFlags<V> {
+  values: V;
+  fail(msg: string, code?: number): never;
+  /** An integer flag within [min, max]. */
+  int(flag: string, s: string, min: number, max: number): number;
+  /** A flag with a closed set of values. */
+  oneOf<T extends string>(flag: string, s: string, values: readonly T[]): T;
+  /** A BGP hold time: 0 (no keepalives) or 3-65535 seconds (RFC 4271 §4.2). */
+  holdTime(flag: string, s: string): number;
+}
+
+/**
+ * A daemon's command line: `--help`, then node:util's parseArgs over `options`,
+ * then the flags it cannot run without. Every failure is a usage error (exit 2).
+ */
+export function parseDaemonFlags<O extends Record<string, FlagSpec>>(
+  name: string,
+  summary: string,
+  options: O,
+  required: readonly (keyof O & string)[],
+  /** The `podlab` verb that runs it, as its usage line names it. */
+  verb = name,
+): DaemonFlags<ReturnType<typeof parseArgs<{ options: O }>>['values']> {
+  helpIfAsked(verb, summary, options);
+  const fail = (msg: string, code = 2): never => failDaemon(name, msg, code);
+  type Values = ReturnType<typeof parseArgs<{ options: O }>>['values'];
+  let values: Values | undefined;
+  try {
+    values = parseArgs({ options }).values;
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  for (const req of required) if (!(values as Record<string, unknown>)[req]) fail(`--${req} is required`);
+  const int = (flag: string, s: string, min: number, max: number): number => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < min || n > max) fail(`--${flag}: '${s}' must be an integer from ${min} to ${max}`);
+    return n;
+  };
+  return {
+    values: values!,
+    fail,
+    int,
+    oneOf<T extends string>(flag: string, s: string, allowed: readonly T[]): T {
+      if (!(allowed as readonly string[]).includes(s)) fail(`--${flag}: must be one of ${allowed.join(', ')}, got '${s}'`);
+      return s as T;
+    },
+    holdTime(flag: string, s: string): number {
+      const n = Number(s);
+      if (!Number.isInteger(n) || (n !== 0 && (n < 3 || n > 65535))) fail(`--${flag}: '${s}' must be 0 or 3-65535 seconds (RFC 4271)`);
+      return n;
+    },
+  };
 }

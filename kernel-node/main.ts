@@ -10,8 +10,7 @@
  * Prints `{"event":"ready",...}` once the node is Ready, or `{"event":"error"}`
  * and exits 1 (2 for bad flags), like node-agent/main.ts.
  */
-import { parseArgs } from 'node:util';
-import { failDaemon, helpIfAsked, runDaemon } from '../common/daemon.ts';
+import { failDaemon, parseDaemonFlags, runDaemon } from '../common/daemon.ts';
 import { agentCredentials, type ClientCredentials } from '../control-plane/credentials.ts';
 import { createLogger } from '../common/log.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
@@ -19,10 +18,6 @@ import { KernelNodeAgent } from './agent.ts';
 import { BACKEND_NAMES, DEFAULT_BACKEND, findBackend } from '../backends/registry.ts';
 
 const log = createLogger('podlab:kernel-node');
-
-function fail(msg: string, code = 2): never {
-  return failDaemon('kernel-node', msg, code);
-}
 
 const OPTIONS = {
   name: { type: 'string' },
@@ -41,33 +36,18 @@ const OPTIONS = {
   'bgp-topology': { type: 'string', default: 'full-mesh' },
   'cluster-cidr': { type: 'string', default: '10.244.0.0/16' },
 } as const;
-helpIfAsked('kernel-node', 'One kernel node of a netns lab: configures a real network namespace as a node (kernel-node/).', OPTIONS);
-
-let parsed;
-try {
-  parsed = parseArgs({ options: OPTIONS });
-} catch (e) {
-  fail((e as Error).message);
+const flags = parseDaemonFlags('kernel-node', 'One kernel node of a netns lab: configures a real network namespace as a node (kernel-node/).', OPTIONS, ['name', 'netns', 'ip', 'api', 'state-dir']);
+const v = flags.values;
+const int = flags.int.bind(flags);
+function fail(msg: string, code = 2): never {
+  return failDaemon('kernel-node', msg, code);
 }
-const v = parsed.values;
-for (const req of ['name', 'netns', 'ip', 'api', 'state-dir'] as const) if (!v[req]) fail(`--${req} is required`);
 if (process.getuid?.() !== 0) fail('a kernel node needs root (it creates network namespaces and a kernel vxlan device)');
 if (!v.netns!.startsWith('podlab-')) fail(`--netns: lab namespaces are named podlab-..., got '${v.netns}'`);
 if (!isValidIpv4(v.ip!)) fail(`--ip: not an IPv4 address: '${v.ip}'`);
-const int = (flag: string, s: string, min: number, max: number) => {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < min || n > max) fail(`--${flag}: '${s}' must be an integer from ${min} to ${max}`);
-  return n;
-};
 
 const backend = findBackend(v.backend) ?? fail(`--backend: must be one of ${BACKEND_NAMES.join(', ')}, got '${v.backend}'`);
 if (!backend.kernel) fail(`--backend ${backend.name}: kernel nodes cannot run it (they run ${BACKEND_NAMES.filter((n) => findBackend(n)!.kernel).join(', ')})`);
-if (v['bgp-topology'] !== 'full-mesh' && v['bgp-topology'] !== 'route-reflector') fail(`--bgp-topology: must be full-mesh or route-reflector, got '${v['bgp-topology']}'`);
-function holdTime(s: string): number {
-  const n = Number(s);
-  if (!Number.isInteger(n) || (n !== 0 && (n < 3 || n > 65535))) fail(`--bgp-hold-time: '${s}' must be 0 or 3-65535 seconds (RFC 4271)`);
-  return n;
-}
 
 // A node authenticates as itself: --token-file, else the environment or the lab's PKI directory.
 let credentials: ClientCredentials;
@@ -88,8 +68,8 @@ const agent = new KernelNodeAgent({
   mtu: int('mtu', v.mtu, 576, 9000),
   backend: backend.name,
   bgpPort: int('bgp-port', v['bgp-port'], 1, 65535),
-  bgpHoldTime: holdTime(v['bgp-hold-time']),
-  bgpTopology: v['bgp-topology'],
+  bgpHoldTime: flags.holdTime('bgp-hold-time', v['bgp-hold-time']),
+  bgpTopology: flags.oneOf('bgp-topology', v['bgp-topology'], ['full-mesh', 'route-reflector'] as const),
   clusterCidr: v['cluster-cidr'],
 });
 

@@ -9,8 +9,7 @@
  * pod packets leave as real frames on eth0 instead of the UDP wire
  * (overlay/underlay-raw.ts).
  */
-import { parseArgs } from 'node:util';
-import { failDaemon, helpIfAsked, runDaemon } from '../common/daemon.ts';
+import { failDaemon, parseDaemonFlags, runDaemon } from '../common/daemon.ts';
 import { agentCredentials, type ClientCredentials } from '../control-plane/credentials.ts';
 import { createLogger } from '../common/log.ts';
 import { BACKEND_NAMES, DEFAULT_BACKEND, findBackend } from '../backends/registry.ts';
@@ -18,10 +17,6 @@ import { NodeAgent } from './agent.ts';
 import { isIpv4Address, isIpv4Cidr } from '../packet/ip-input.ts';
 
 const log = createLogger('podlab:agent');
-
-function fail(msg: string, code = 2): never {
-  return failDaemon('node-agent', msg, code);
-}
 
 const OPTIONS = {
   name: { type: 'string' },
@@ -46,23 +41,14 @@ const OPTIONS = {
   mtu: { type: 'string', default: '1500' },
   'control-port': { type: 'string', default: '0' },
 } as const;
-helpIfAsked('agent', 'One emulated node: kubelet, the CNI plugins, the backend agent and kube-proxy in one process (node-agent/).', OPTIONS);
-
-let parsed;
-try {
-  parsed = parseArgs({ options: OPTIONS });
-} catch (e) {
-  fail((e as Error).message);
+const flags = parseDaemonFlags('node-agent', 'One emulated node: kubelet, the CNI plugins, the backend agent and kube-proxy in one process (node-agent/).', OPTIONS, ['name', 'ip', 'api', 'state-dir'], 'agent');
+const v = flags.values;
+const int = flags.int.bind(flags);
+function fail(msg: string, code = 2): never {
+  return failDaemon('node-agent', msg, code);
 }
-const v = parsed.values;
-for (const req of ['name', 'ip', 'api', 'state-dir'] as const) if (!v[req]) fail(`--${req} is required`);
 if (!isIpv4Address(v.ip)) fail(`--ip: not an IPv4 address: '${v.ip}'`);
 for (const flag of ['underlay', 'cluster-cidr'] as const) if (!isIpv4Cidr(v[flag])) fail(`--${String(flag)}: not an IPv4 CIDR: '${String(v[flag])}'`);
-const int = (flag: string, s: string, min: number, max: number) => {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < min || n > max) fail(`--${flag}: '${s}' must be an integer from ${min} to ${max}`);
-  return n;
-};
 
 const backend = findBackend(v.backend) ?? fail(`--backend: must be one of ${BACKEND_NAMES.join(', ')}, got '${v.backend}'`);
 if (v.wire === 'raw' && !backend.ipUnderlay) {
@@ -70,19 +56,6 @@ if (v.wire === 'raw' && !backend.ipUnderlay) {
   fail(`--wire raw: only the unencapsulated backends (${routed.join(', ')}) put raw frames on eth0; ${backend.name} always rides its own tunnel`);
 }
 
-function holdTime(s: string): number {
-  const n = Number(s);
-  if (!Number.isInteger(n) || (n !== 0 && (n < 3 || n > 65535))) fail(`--bgp-hold-time: '${s}' must be 0 or 3-65535 seconds (RFC 4271)`);
-  return n;
-}
-function oneOf<T extends string>(flag: string, s: string, values: readonly T[]): T {
-  if (!(values as readonly string[]).includes(s)) fail(`--${flag}: must be one of ${values.join(', ')}, got '${s}'`);
-  return s as T;
-}
-function topology(s: string): 'full-mesh' | 'route-reflector' {
-  if (s !== 'full-mesh' && s !== 'route-reflector') fail(`--bgp-topology: must be full-mesh or route-reflector, got '${s}'`);
-  return s;
-}
 
 // A node authenticates as itself: --token-file, else the environment or the lab's PKI directory.
 let credentials: ClientCredentials;
@@ -103,12 +76,12 @@ const agent = new NodeAgent({
   vni: int('vni', v.vni, 0, 0xffffff),
   backend: backend.name,
   wirePort: int('wire-port', v['wire-port'], 1, 65535),
-  wire: oneOf('wire', v.wire, ['udp', 'raw'] as const),
+  wire: flags.oneOf('wire', v.wire, ['udp', 'raw'] as const),
   bgpPort: int('bgp-port', v['bgp-port'], 1, 65535),
-  bgpHoldTime: holdTime(v['bgp-hold-time']),
-  bgpTopology: topology(v['bgp-topology']),
-  proxyMode: oneOf('proxy-mode', v['proxy-mode'], ['iptables', 'ipvs', 'userspace'] as const),
-  ipvsScheduler: oneOf('ipvs-scheduler', v['ipvs-scheduler'], ['rr', 'wrr', 'lc', 'wlc', 'sh', 'dh', 'sed', 'nq'] as const),
+  bgpHoldTime: flags.holdTime('bgp-hold-time', v['bgp-hold-time']),
+  bgpTopology: flags.oneOf('bgp-topology', v['bgp-topology'], ['full-mesh', 'route-reflector'] as const),
+  proxyMode: flags.oneOf('proxy-mode', v['proxy-mode'], ['iptables', 'ipvs', 'userspace'] as const),
+  ipvsScheduler: flags.oneOf('ipvs-scheduler', v['ipvs-scheduler'], ['rr', 'wrr', 'lc', 'wlc', 'sh', 'dh', 'sed', 'nq'] as const),
   seed: int('seed', v.seed, -(2 ** 31), 2 ** 31 - 1),
   mtu: int('mtu', v.mtu, 576, 65535),
   controlPort: int('control-port', v['control-port'], 0, 65535),
