@@ -53,7 +53,8 @@ export const udp: NetworkBackend = {
         else return false;
         return true;
       },
-      stats: () => ({ flanneld: { ...flanneld.copies } }),
+      stats: () => ({ flanneld: flanneld.copies() }),
+      close: () => flanneld.close(),
     };
   },
 };
