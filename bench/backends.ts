@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { BACKEND_NAMES, DEFAULT_BACKEND } from '../backends/registry.ts';
 import { down, up } from '../lab/lab.ts';
+import { readLab } from '../lab/state.ts';
 import { Cidr } from '../packet/cidr.ts';
 import { intToIpv4 } from '../packet/addr.ts';
 import { podEchoPps } from './pod-echo.ts';
@@ -20,6 +21,8 @@ import { measure, type Measure } from './results.ts';
 
 const N = Number(process.env.BENCH_BACKEND_PACKETS ?? 5_000);
 const WINDOW = 32;
+/** USER_HZ, the unit of /proc/PID/stat's times (`getconf CLK_TCK`: 100 on Linux). */
+const CLOCK_TICKS = 100;
 
 export interface BackendBenchOptions {
   /** The first lab's /24; the others take the ones after it (default 127.0.174.0/24). */
@@ -34,6 +37,7 @@ export async function benchBackends(o: BackendBenchOptions = {}): Promise<Measur
   if (first.prefixLen !== 24) throw new Error(`the backends' lab nets are /24s: ${o.firstNet}`);
   const labs: { backend: string; stateDir: string }[] = [];
   const samples = new Map<string, number[]>(BACKEND_NAMES.map((b) => [b, []]));
+  const cpu = new Map<string, number[]>(BACKEND_NAMES.map((b) => [b, []]));
   try {
     for (const [i, backend] of BACKEND_NAMES.entries()) {
       const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), `podlab-bench-${backend}-`));
@@ -44,9 +48,12 @@ export async function benchBackends(o: BackendBenchOptions = {}): Promise<Measur
     for (let r = 0; r < rounds; r++) {
       for (let k = 0; k < labs.length; k++) {
         const { backend, stateDir } = labs[(r + k) % labs.length];
+        const cpu0 = agentCpuMs(stateDir);
         const pps = await podEchoPps(stateDir, N, WINDOW);
+        const us = ((agentCpuMs(stateDir) - cpu0) * 1000) / N;
         samples.get(backend)!.push(pps);
-        process.stderr.write(`round ${r + 1}/${rounds} backend ${backend}: ${pps.toFixed(0)} pps\n`);
+        cpu.get(backend)!.push(us);
+        process.stderr.write(`round ${r + 1}/${rounds} backend ${backend}: ${pps.toFixed(0)} pps, ${us.toFixed(0)} µs of agent CPU per datagram echoed\n`);
       }
     }
   } finally {
@@ -56,10 +63,29 @@ export async function benchBackends(o: BackendBenchOptions = {}): Promise<Measur
     }
   }
   const base = median(samples.get(DEFAULT_BACKEND)!);
-  return BACKEND_NAMES.map((b) => {
-    const s = samples.get(b)!;
-    return measure(`cross-node pod UDP echo throughput, --backend ${b}`, median(s), 'packets/s', `--backend ${DEFAULT_BACKEND}, same run`, base, `median of ${rounds} interleaved rounds (${s.map((x) => x.toFixed(0)).join(', ')}); ${N} datagrams of 64 bytes, ${WINDOW} in flight; a 2-node local lab per backend`);
-  });
+  const baseCpu = median(cpu.get(DEFAULT_BACKEND)!);
+  const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(', ');
+  return BACKEND_NAMES.flatMap((b) => [
+    measure(`cross-node pod UDP echo throughput, --backend ${b}`, median(samples.get(b)!), 'packets/s', `--backend ${DEFAULT_BACKEND}, same run`, base, `median of ${rounds} interleaved rounds (${list(samples.get(b)!)}); ${N} datagrams of 64 bytes, ${WINDOW} in flight; a 2-node local lab per backend`),
+    measure(`agent CPU per cross-node pod UDP echo, --backend ${b}`, median(cpu.get(b)!), 'µs', `--backend ${DEFAULT_BACKEND}, same run`, baseCpu, `both node agents' CPU time (all their threads) over the echo above, per datagram echoed; median of ${rounds} rounds (${list(cpu.get(b)!)}); ratio > 1 = costlier`),
+  ]);
+}
+
+/**
+ * CPU time the lab's node agents have used, all threads (flanneld's too), in
+ * ms: what the path costs, which a throughput figure on a busy machine, with
+ * threads running in parallel, can hide.
+ */
+export function agentCpuMs(stateDir: string): number {
+  let ticks = 0;
+  for (const p of readLab(stateDir)?.procs ?? []) {
+    if (p.role !== 'node') continue;
+    const stat = fs.readFileSync(`/proc/${p.pid}/stat`, 'utf8');
+    // After the command name in parentheses: state is field 3, utime and stime fields 14 and 15.
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks * (1000 / CLOCK_TICKS);
 }
 
 function median(xs: number[]): number {
