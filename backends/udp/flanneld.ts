@@ -113,6 +113,7 @@ export class Flanneld {
 
   /** The route step of a plan: `ip route` has only 10.244.0.0/16 dev flannel0; the per-node table is flanneld's. */
   setRoute(cidr: string, publicIp: string): void {
+    // A bad subnet throws here, in the plan's step, not in flanneld's thread.
     Cidr.parse(cidr);
     this.routes.set(cidr, publicIp);
     if (this.alive) this.post({ k: 'route', cidr, publicIp });
