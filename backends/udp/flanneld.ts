@@ -17,8 +17,11 @@
  * which runs when its event loop gets to it. flannel0 is the boundary one way,
  * eth0's socket path (overlay/eth0-sockets.ts: counters, captures,
  * impairments, whichever underlay the lab has) the other; flanneld never
- * touches a socket itself. It counts its crossings in memory both threads see
- * (`podlab node NODE stats`).
+ * touches a socket itself: sending from a socket of its own would skip eth0's
+ * accounting, captures and impairments, and measured no cheaper (the agents'
+ * CPU per echoed datagram was the same, its rate within the shared machine's
+ * noise). It counts its crossings in memory both threads see (`podlab node
+ * NODE stats`).
  *
  * A traced packet's context stays here while the packet is in flanneld's
  * thread, under a number the packet's messages carry there and back: the hop
