@@ -124,6 +124,8 @@ export interface EmulatedLink {
   readonly wireText?: string;
   /** The backend's own counters for `podlab node NODE stats` (flanneld's user-space copies). */
   stats?(): Record<string, unknown>;
+  /** Stops what the backend runs beside the node's tables (flanneld's thread). */
+  close?(): Promise<void>;
   /** `bridge fdb` lines for the backend's devices. */
   fdb?(): { dev: string; fdb: Map<string, string> };
   /** `ip -d link`'s details for the tunnel device. */

@@ -14,8 +14,11 @@
  * - Capture: the data path's rate with capture support idle versus the same
  *   path with the hooks removed, and while capturing (bench/capture.ts).
  * - The raw-frame wire (root): bgp pod echo over raw frames versus the UDP wire (bench/netns-wire.ts).
- * - Backends: pod UDP echo on every registered backend, each against VXLAN in the same run (bench/backends.ts).
+ * - Backends: pod UDP echo on every registered backend in interleaved rounds, each median against VXLAN's (bench/backends.ts).
  *
+ * `npm run bench -- --backends [--rounds R] [--backends-net 127.0.X.0/24]` runs
+ * only the backend comparison (R interleaved rounds, 3 by default; the labs
+ * take five /24s from the given one on, 127.0.174.0/24 by default).
  * `npm run bench -- --scale [--nodes N] [--pods-per-node M]` runs only the
  * big-lab measures instead (bench/scale.ts; 100 nodes x 10 pods by default).
  * - The apiserver's store: big-object patches, create cost as the store grows,
@@ -135,6 +138,8 @@ function report(measures: Measure[]): void {
 async function main(): Promise<void> {
   if (process.argv.includes('--scale')) return report(await benchScale(flag('--nodes', 100), flag('--pods-per-node', 10)));
   if (process.argv.includes('--store')) return report(benchStore());
+  const backendOpts = { rounds: flag('--rounds', 3), firstNet: option('--backends-net') };
+  if (process.argv.includes('--backends')) return report(await benchBackends(backendOpts));
   const measures: Measure[] = [];
   const labNet = option('--lab-net') ?? '127.0.99.0/24';
   const echo = await startEchoServer();
@@ -166,7 +171,7 @@ async function main(): Promise<void> {
     fs.rmSync(stateDir, { recursive: true, force: true });
   }
   if (process.argv.includes('--echo')) return report(measures);
-  measures.push(...(await benchBackends()));
+  measures.push(...(await benchBackends(backendOpts)));
   measures.push(...(await benchCapture()));
   measures.push(...(await benchBgp()));
   measures.push(...(await benchTcp()));

@@ -270,6 +270,7 @@ function formatStats(s: Record<string, unknown>): string {
   if (f) {
     lines.push(`flanneld copies: ${f.tunReads} packets read from flannel0 (kernel -> flanneld), ${f.sent} sent to UDP sockets (flanneld -> kernel), ${f.received} received from UDP sockets (kernel -> flanneld), ${f.tunWrites} written to flannel0 (flanneld -> kernel); ${f.bytesCopied} bytes copied`);
     if (f.noRoute || f.malformed) lines.push(`flanneld drops: no-route=${f.noRoute} malformed=${f.malformed}`);
+    if (f.thread) lines.push(`flanneld thread: id ${f.thread.id}, event loop busy ${f.thread.busyMs} ms, restarted ${f.thread.restarts} times`);
   }
   const imp = s.impairments as Record<string, { spec: ImpairmentSpec; stats: Record<string, number> }>;
   for (const [peer, v] of Object.entries(imp)) lines.push(`impairment to ${peer}: ${JSON.stringify(v.spec)} ${JSON.stringify(v.stats)}`);

@@ -149,8 +149,9 @@ export class NodeDataPlane {
     return this.underlay.start();
   }
 
-  close(): Promise<void> {
-    return this.underlay.close();
+  async close(): Promise<void> {
+    await this.link.close?.();
+    await this.underlay.close();
   }
 
   /** Creates a pod's namespace and plugs its veth into cni0 (the CNI ADD). */

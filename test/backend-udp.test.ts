@@ -1,13 +1,15 @@
 /**
  * flannel's udp backend in a real 3-node lab (127.0.173.0/24): flannel0 and
  * the /16 route on every node, every ordered pair pings, `stats` shows
- * flanneld's copies, and tshark decodes UDP 8285 as the pods' bare IPv4
- * packets with nothing malformed.
+ * flanneld's copies, a trace follows a packet through flanneld's thread on
+ * both nodes, and tshark decodes UDP 8285 as the pods' bare IPv4 packets with
+ * nothing malformed.
  */
 import test from 'ava';
 import { labApi } from '../lab/lab.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { nodeCommand } from '../cli/commands.ts';
+import { trace } from '../cli/trace.ts';
 import { captureLo, captureNode, tsharkFields } from './helpers/capture.ts';
 import { hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
 
@@ -36,10 +38,31 @@ test.serial('every ordered pair of pods pings with 0% loss; stats count flanneld
   results.forEach((r, i) => t.regex(r.out, /2 received, 0% packet loss/, `${pairs[i][0].metadata.name} -> ${pairs[i][1].metadata.name}\n${r.out}`));
   const stats = await nodeCommand(lab.stateDir, 'node-1', ['stats']);
   t.regex(stats, /underlay: flanneld over UDP 8285/);
+  t.regex(stats, /flanneld thread: id [1-9]\d*, event loop busy \d+ ms, restarted 0 times/);
   const m = /flanneld copies: (\d+) packets read from flannel0 \(kernel -> flanneld\), (\d+) sent to UDP sockets \(flanneld -> kernel\), (\d+) received from UDP sockets \(kernel -> flanneld\), (\d+) written to flannel0/.exec(stats);
   t.truthy(m, stats);
   // node-1's pods pinged the pods of the other two nodes twice each, and were pinged back: every packet crossed both ways.
   t.true(Number(m![1]) >= 8 && Number(m![1]) === Number(m![2]) && Number(m![3]) === Number(m![4]), stats);
+});
+
+test.serial('podlab trace follows the packet into flanneld\'s thread and out again on both nodes', async (t) => {
+  const dst = (await pods()).find((p) => p.metadata.name === 'pod-2a')!.status!.podIP!;
+  const r = await trace(lab.stateDir, 'pod-1a', dst, { proto: 'icmp' });
+  t.is(r.result.kind, 'reply');
+  t.deepEqual(r.drops, []);
+  const flanneld = r.hops.filter((h) => h.point === 'flanneld').map((h) => `${h.leg} ${h.node} ${h.summary.replace(/:.*/, '')}`);
+  t.deepEqual(flanneld, [
+    'request node-1 read() by flanneld',
+    'request node-1 flanneld',
+    'request node-2 recvfrom() by flanneld',
+    'request node-2 flanneld',
+    'reply node-2 read() by flanneld',
+    'reply node-2 flanneld',
+    'reply node-1 recvfrom() by flanneld',
+    'reply node-1 flanneld',
+  ], r.hops.map((h) => `${h.leg} ${h.node} ${h.point}: ${h.summary}`).join('\n'));
+  t.true(r.hops.some((h) => h.node === 'node-1' && /sendto 127\.0\.173\.12:8285/.test(h.summary)));
+  t.true(r.hops.some((h) => h.node === 'node-2' && /write\(\) into flannel0/.test(h.summary)));
 });
 
 test.serial('tshark decodes UDP 8285 as the pods\' bare IPv4 packets, nothing malformed', async (t) => {

@@ -3,8 +3,9 @@
  * TUN device flannel0 (MTU 1472: the underlay's 1500 less IPv4 20 and UDP 8),
  * `10.244.0.0/16 dev flannel0` (the cluster network on flannel0's address,
  * `<podCIDR.0>/16`) next to the local cni0 subnet, and flanneld in user space
- * carrying bare IP packets over UDP 8285 (./flanneld.ts). The per-node table
- * is flanneld's, not the kernel's: the plan's route steps go to it.
+ * (a thread of the node's agent, started only here) carrying bare IP packets
+ * over UDP 8285 (./flanneld.ts). The per-node table is flanneld's, not the
+ * kernel's: the plan's route steps go to it.
  */
 import { Eth0Sockets } from '../../overlay/eth0-sockets.ts';
 import { Cidr } from '../../packet/cidr.ts';
@@ -24,7 +25,7 @@ const peers = {
 
 export const udp: NetworkBackend = {
   name: NAME,
-  help: 'flannel UDP (flannel0 TUN, flanneld copies bare packets over UDP 8285; slow, for teaching)',
+  help: 'flannel UDP (flannel0 TUN; flanneld, a thread of its own, copies bare packets over UDP 8285; slow, for teaching)',
   mtuOverhead: FLANNEL_UDP_OVERHEAD,
   tunnelDevice: TUN_DEV,
   ipUnderlay: false,
@@ -53,7 +54,8 @@ export const udp: NetworkBackend = {
         else return false;
         return true;
       },
-      stats: () => ({ flanneld: { ...flanneld.copies } }),
+      stats: () => ({ flanneld: flanneld.copies() }),
+      close: () => flanneld.close(),
     };
   },
 };
