@@ -325,8 +325,7 @@ export class KubeProxy implements NatEngine {
   openRealTcp(bindIp: string, port: number, to: { ip: string; port: number }): Promise<net.Server> {
     const server = net.createServer((real) => {
       real.pause();
-      const inner = this.tcp.connect({ host: to.ip, port: to.port, localAddress: this.clients.inside(real.remoteAddress) });
-      spliceReal(real, inner);
+      this.carryIn(real, real.remoteAddress, to);
     });
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -334,6 +333,37 @@ export class KubeProxy implements NatEngine {
       server.maxConnections = MAX_PROXIED_CONNECTIONS;
       server.listen(port, bindIp, () => resolve(server));
     });
+  }
+
+  /**
+   * Carries a real connection on into the node: a connection of the node's
+   * TCP from the client's inside address to `to`, spliced to `real` (which
+   * the caller paused); `head` is what was already read from it.
+   */
+  carryIn(real: net.Socket, client: string | undefined, to: { ip: string; port: number }, head?: Buffer): void {
+    const inner = this.tcp.connect({ host: to.ip, port: to.port, localAddress: this.clients.inside(client) });
+    if (head?.length) inner.write(head);
+    spliceReal(real, inner);
+  }
+
+  /**
+   * Where a connection to a LoadBalancer address goes inside the node: the
+   * address itself (kube-proxy's "loadbalancer IP" rule or IPVS's virtual
+   * server takes it), or under the legacy userspace proxy, which has no rule
+   * for it, the Service's NodePort on the node. Undefined when no
+   * LoadBalancer Service has that address and port.
+   */
+  loadBalancerTarget(ip: string, port: number, protocol: 'tcp' | 'udp'): { ip: string; port: number } | undefined {
+    for (const s of this.services) {
+      const spec = (s.spec ?? {}) as ServiceSpecLite;
+      if (spec.type !== 'LoadBalancer') continue;
+      const ingress = (s.status as { loadBalancer?: { ingress?: { ip?: string }[] } } | undefined)?.loadBalancer?.ingress ?? [];
+      if (!ingress.some((i) => i.ip === ip)) continue;
+      const p = (spec.ports ?? []).find((x) => x.port === port && (x.protocol ?? 'TCP').toLowerCase() === protocol);
+      if (!p) continue;
+      return this.o.mode === 'userspace' && p.nodePort ? { ip: this.o.nodeIp, port: p.nodePort } : { ip, port };
+    }
+    return undefined;
   }
 
   /** A real UDP socket on the node IP at a NodePort. */

@@ -8,7 +8,7 @@ import test from 'ava';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PROXY_V2_SIGNATURE, isWireError, parseProxyV2, serializeProxyV2, type ProxyV2Repr } from '../packet/index.ts';
+import { PROXY_V2_SIGNATURE, type WireReason, isWireError, parseProxyV2, serializeProxyV2, type ProxyV2Repr } from '../packet/index.ts';
 import { TcpConversation, toPcapng } from './fixtures/bgp/capture.ts';
 import { TSHARK, flattenTsharkJson, hasTshark, runTshark, tsharkTestFor } from './helpers/tshark.ts';
 
@@ -51,7 +51,7 @@ test('LOCAL with UNSPEC carries no addresses; an UNSPEC block is skipped', (t) =
 });
 
 test('bad input is a typed error, never a throw; a prefix is truncated', (t) => {
-  const cases: [string, Buffer, string][] = [
+  const cases: [string, Buffer, WireReason][] = [
     ['empty', Buffer.alloc(0), 'truncated'],
     ['half a signature', GOLDEN.subarray(0, 7), 'truncated'],
     ['fixed part cut', GOLDEN.subarray(0, 15), 'truncated'],

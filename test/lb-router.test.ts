@@ -1,0 +1,139 @@
+/**
+ * MetalLB's BGP mode from the host, through the lab router (`up --lb-router`;
+ * local lab on 127.0.155.0/24, BGP backend, router at 127.0.155.9; host
+ * clients bound to 127.0.156.x, outside the lab's net): the real `curl`
+ * reaches a BGP-advertised LB IP; the router holds the /32 with every node as
+ * an ECMP next hop for Cluster and only the endpoint's node for Local, and
+ * spreads flows by its seeded hash; a Local pod sees the real client address;
+ * a withdrawn route (the Local endpoint gone, the Service deleted) makes the
+ * address stop answering. No node holds the address (no L2 election).
+ */
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import net from 'node:net';
+import { promisify } from 'node:util';
+import { nodeCommand, routerCommand } from '../cli/commands.ts';
+import { labApi } from '../lab/lab.ts';
+import type { Service } from '../control-plane/service-resources.ts';
+import type { Pod } from '../control-plane/types.ts';
+import { httpPod, lbService } from './helpers/lb.ts';
+import { eventually, startLab } from './helpers/lab.ts';
+
+const NET = '127.0.155';
+const NODE_IPS = [`${NET}.11`, `${NET}.12`, `${NET}.13`];
+
+/** The real curl from the host: body, or the exit code on failure. */
+async function curl(url: string, iface?: string): Promise<{ ok: true; body: string } | { ok: false; code: number; err: string }> {
+  try {
+    const r = await promisify(execFile)('curl', ['-sS', '--max-time', '3', ...(iface ? ['--interface', iface] : []), url], { timeout: 10_000 });
+    return { ok: true, body: r.stdout.trim() };
+  } catch (e) {
+    const err = e as { code?: number; stderr?: string };
+    return { ok: false, code: Number(err.code), err: String(err.stderr ?? e) };
+  }
+}
+
+/** True when nothing listens on ip:port (connection refused). */
+function refused(ip: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: ip, port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
+  });
+}
+
+interface Stats {
+  byNextHop: Record<string, number>;
+  noRoute: number;
+  failed: number;
+  bound: string[];
+  routes: { prefix: string; nextHops: string[] }[];
+}
+
+test('BGP mode from the host: the lab router learns the /32s with ECMP next hops and hands each connection to one node', async (t) => {
+  const t0 = performance.now();
+  const lab = await startLab(`${NET}.0/24`, { nodes: 3, podsPerNode: 0, backend: 'bgp', bgpHoldTime: 3, lbRouter: true });
+  t.teardown(() => lab.close());
+  t.log(`lab with router up in ${(performance.now() - t0).toFixed(0)} ms`);
+  const router = lab.rec.procs.find((p) => p.role === 'router');
+  t.truthy(router, 'the router is a recorded process of the lab');
+  const stats = async () => JSON.parse(await routerCommand(lab.stateDir, true)) as Stats;
+  const withView = async (e: unknown): Promise<never> => {
+    const view = await routerCommand(lab.stateDir, false).catch((x: unknown) => String(x));
+    const bgp = await nodeCommand(lab.stateDir, 'node-1', ['bgp', 'summary']).catch((x: unknown) => String(x));
+    throw new Error(`${String(e)}\npodlab router:\n${view}\nnode-1 bgp summary:\n${bgp}`);
+  };
+
+  const api = labApi(lab.rec);
+  for (const p of [httpPod('web-1', 'node-1', 'web'), httpPod('web-2', 'node-2', 'web'), httpPod('solo', 'node-3', 'solo')]) await api.create('pods', p, 'default');
+  await api.create('services', lbService('web', 'web'), 'default');
+  await api.create('services', lbService('solo', 'solo', { externalTrafficPolicy: 'Local' }), 'default');
+  await eventually(async () => (await api.list<Pod>('pods')).items.every((p) => p.status?.phase === 'Running'), 30_000);
+  const ipOf = async (n: string) => (await api.get<Service>('services', n, 'default'))?.status?.loadBalancer?.ingress?.[0]?.ip;
+  t.is(await eventually(() => ipOf('web'), 10_000), `${NET}.200`);
+  t.is(await eventually(() => ipOf('solo'), 10_000), `${NET}.201`);
+
+  // The router's table: every node for Cluster, only node-3 (the endpoint's) for Local.
+  const s1 = await eventually(async () => {
+    const s = await stats();
+    const web = s.routes.find((r) => r.prefix === `${NET}.200/32`);
+    const solo = s.routes.find((r) => r.prefix === `${NET}.201/32`);
+    return web?.nextHops.length === 3 && solo && s.bound.length === 2 ? s : undefined;
+  }, 30_000, 200).catch(withView);
+  t.deepEqual(s1.routes.find((r) => r.prefix === `${NET}.200/32`)!.nextHops, NODE_IPS);
+  await new Promise((r) => setTimeout(r, 1000)); // would another node announce the Local one too?
+  t.deepEqual((await stats()).routes.find((r) => r.prefix === `${NET}.201/32`)!.nextHops, [`${NET}.13`]);
+  t.deepEqual((await stats()).bound, [`${NET}.200:80`, `${NET}.201:80`]);
+  const view = await routerCommand(lab.stateDir, false);
+  t.regex(view, new RegExp(`${NET}\\.200/32 +via ${NET}\\.11 via ${NET}\\.12 via ${NET}\\.13  \\(ECMP\\)`));
+  t.log(view.split('\n').filter((l) => l.startsWith(`${NET}.`)).join('\n'));
+  // No node holds them: no layer-2 Lease (the default pool is advertised over BGP only).
+  t.is((await api.list('leases', { namespace: 'metallb-system' })).items.length, 0);
+
+  // The real curl from the host, Cluster: answered by a web pod; flows spread over the three nodes.
+  const first = await curl(`http://${NET}.200/`);
+  t.true(first.ok, JSON.stringify(first));
+  t.regex(first.ok ? first.body : '', /^web-[12] on node-[12]$/);
+  const before = (await stats()).byNextHop;
+  const answers = new Map<string, number>();
+  for (let i = 0; i < 30; i++) {
+    const r = await curl(`http://${NET}.200/`, `${NET.replace(/\d+$/, '156')}.${10 + (i % 5)}`);
+    if (r.ok) answers.set(r.body, (answers.get(r.body) ?? 0) + 1);
+  }
+  const after = await stats();
+  const spread = Object.fromEntries(NODE_IPS.map((ip) => [ip, (after.byNextHop[ip] ?? 0) - (before[ip] ?? 0)]));
+  t.log(`30 connections to ${NET}.200 handed to next hops: ${JSON.stringify(spread)}; answered by ${JSON.stringify(Object.fromEntries(answers))}`);
+  t.is([...answers.values()].reduce((a, b) => a + b, 0), 30, 'every connection answered');
+  for (const ip of NODE_IPS) t.true(spread[ip] > 0, `flows reach ${ip}`);
+  t.is(after.failed, 0);
+
+  // Local: only node-3, and the pod sees the real client address.
+  const local = await curl(`http://${NET}.201/ip`, '127.0.156.9');
+  t.deepEqual(local, { ok: true, body: '127.0.156.9' });
+  t.deepEqual(await curl(`http://${NET}.201/`, '127.0.156.9'), { ok: true, body: 'solo on node-3' });
+  t.regex(await nodeCommand(lab.stateDir, 'node-3', ['conntrack', '-L']), new RegExp(`src=127\\.0\\.156\\.9 dst=${NET}\\.201 .*dport=80 .*dst=127\\.0\\.156\\.9`), 'un-DNAT back to the real client on node-3');
+  t.regex(await nodeCommand(lab.stateDir, 'node-3', ['iptables-save', '-t', 'nat']), new RegExp(`-A KUBE-SERVICES -d ${NET}\\.201/32 -p tcp .*"default/solo loadbalancer IP" .* -j KUBE-EXT-`));
+  t.regex(await nodeCommand(lab.stateDir, 'node-3', ['lb']), /router hand-offs: [1-9]\d* accepted, 0 refused/);
+
+  // The Local Service's endpoint goes: node-3 withdraws, the router unbinds, the address stops answering.
+  let t1 = performance.now();
+  await api.delete('pods', 'solo', 'default');
+  await eventually(async () => !(await stats()).bound.includes(`${NET}.201:80`) || undefined, 30_000, 50).catch(withView);
+  const unboundLocal = performance.now() - t1;
+  t.true(await refused(`${NET}.201`, 80));
+  t.false((await curl(`http://${NET}.201/`)).ok);
+  t.log(`Local endpoint deleted: ${NET}.201 unbound after ${unboundLocal.toFixed(0)} ms`);
+
+  // The Service is deleted: the address stops answering.
+  t1 = performance.now();
+  await api.delete('services', 'web', 'default');
+  await eventually(async () => (await refused(`${NET}.200`, 80)) || undefined, 30_000, 50).catch(withView);
+  t.log(`Service deleted: ${NET}.200 refused after ${(performance.now() - t1).toFixed(0)} ms`);
+  await eventually(async () => !(await stats()).routes.some((r) => r.prefix === `${NET}.200/32`) || undefined, 30_000, 100).catch(withView);
+  const c = await curl(`http://${NET}.200/`);
+  t.false(c.ok);
+  t.is(c.ok ? 0 : c.code, 7, 'curl: failed to connect');
+});
