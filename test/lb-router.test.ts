@@ -7,13 +7,18 @@
  * spreads flows by its seeded hash; a Local pod sees the real client address;
  * a withdrawn route (the Local endpoint gone, the Service deleted) makes the
  * address stop answering. No node holds the address (no L2 election).
+ * A router that cannot start (its address taken; lab on 127.0.157.0/24)
+ * fails `up` by name and leaves nothing running.
  */
 import test from 'ava';
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { nodeCommand, routerCommand } from '../cli/commands.ts';
-import { labApi } from '../lab/lab.ts';
+import { LabError, defaultBgpPort, down, labApi, up } from '../lab/lab.ts';
 import type { Service } from '../control-plane/service-resources.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { httpPod, lbService } from './helpers/lb.ts';
@@ -53,7 +58,7 @@ interface Stats {
   routes: { prefix: string; nextHops: string[] }[];
 }
 
-test('BGP mode from the host: the lab router learns the /32s with ECMP next hops and hands each connection to one node', async (t) => {
+test.serial('BGP mode from the host: the lab router learns the /32s with ECMP next hops and hands each connection to one node', async (t) => {
   const t0 = performance.now();
   const lab = await startLab(`${NET}.0/24`, { nodes: 3, podsPerNode: 0, backend: 'bgp', bgpHoldTime: 3, lbRouter: true });
   t.teardown(() => lab.close());
@@ -136,4 +141,39 @@ test('BGP mode from the host: the lab router learns the /32s with ECMP next hops
   const c = await curl(`http://${NET}.200/`);
   t.false(c.ok);
   t.is(c.ok ? 0 : c.code, 7, 'curl: failed to connect');
+});
+
+test.serial('a router that cannot start fails the whole lab by name and leaves no process or port behind', async (t) => {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-test-'));
+  t.teardown(async () => {
+    await down(stateDir).catch(() => {});
+    fs.rmSync(stateDir, { recursive: true, force: true });
+  });
+  // Someone else holds the router's BGP address and port.
+  const squatter = net.createServer();
+  await new Promise<void>((r) => squatter.listen(defaultBgpPort(), '127.0.157.9', r));
+  t.teardown(() => squatter.close());
+  const err = await t.throwsAsync(
+    up({ stateDir, nodes: 2, podsPerNode: 0, manifests: [], labNet: '127.0.157.0/24', apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true, timeoutMs: 60_000, backend: 'bgp', lbRouter: true }),
+    { instanceOf: LabError },
+  );
+  t.regex(err!.message, new RegExp(`^--lb-router: 127\\.0\\.157\\.9:${defaultBgpPort()} \\(the router's BGP\\) is already in use`));
+  // Every process the attempt started is gone (none names the state dir), and so are their sockets.
+  const mine = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try {
+      return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(stateDir);
+    } catch {
+      return false;
+    }
+  });
+  t.deepEqual(mine, []);
+  for (const [ip, port] of [['127.0.157.11', 8474], ['127.0.157.11', defaultBgpPort()], ['127.0.157.12', 8474]] as const) {
+    const free = await new Promise<boolean>((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, ip, () => s.close(() => resolve(true)));
+    });
+    t.true(free, `${ip}:${port} is free again`);
+  }
+  t.false(fs.existsSync(path.join(stateDir, 'lab.json')));
 });
