@@ -123,6 +123,17 @@ test.serial('BGP mode from the host: the lab router learns the /32s with ECMP ne
   t.regex(await nodeCommand(lab.stateDir, 'node-3', ['iptables-save', '-t', 'nat']), new RegExp(`-A KUBE-SERVICES -d ${NET}\\.201/32 -p tcp .*"default/solo loadbalancer IP" .* -j KUBE-EXT-`));
   t.regex(await nodeCommand(lab.stateDir, 'node-3', ['lb']), /router hand-offs: [1-9]\d* accepted, 0 refused/);
 
+  // loadBalancerSourceRanges: KUBE-FW lets 127.0.156.9 in and drops anyone else, after the router's hand-off.
+  await api.create('services', lbService('fw', 'web', { loadBalancerSourceRanges: ['127.0.156.9/32'] }), 'default');
+  t.is(await eventually(() => ipOf('fw'), 10_000), `${NET}.202`);
+  await eventually(async () => (await stats()).bound.includes(`${NET}.202:80`) || undefined, 30_000, 100).catch(withView);
+  const allowed = await curl(`http://${NET}.202/`, '127.0.156.9');
+  t.true(allowed.ok && /^web-[12] on node-[12]$/.test(allowed.body), JSON.stringify(allowed));
+  const denied = await curl(`http://${NET}.202/`, '127.0.156.10');
+  t.false(denied.ok, 'a source outside loadBalancerSourceRanges gets nothing');
+  t.regex(await nodeCommand(lab.stateDir, 'node-1', ['iptables-save', '-t', 'nat']), new RegExp(`-A KUBE-FW-\\w+ -s 127\\.0\\.156\\.9/32 .*"default/fw loadbalancer IP"`));
+  await api.delete('services', 'fw', 'default');
+
   // The Local Service's endpoint goes: node-3 withdraws, the router unbinds, the address stops answering.
   let t1 = performance.now();
   await api.delete('pods', 'solo', 'default');
