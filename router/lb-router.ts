@@ -244,7 +244,8 @@ export class LbRouter {
   view(): string {
     const s = this.speaker.summary();
     const table = this.table();
-    const routes = table.map((r) => `${r.prefix.padEnd(18)} ${r.nextHops.map((h) => `via ${h}`).join(' ')}${r.nextHops.length > 1 ? '  (ECMP)' : ''}`);
+    const inBind = (prefix: string) => this.o.bindNet.contains(prefix.split('/')[0]);
+    const routes = table.map((r) => `${r.prefix.padEnd(18)} ${r.nextHops.map((h) => `via ${h}`).join(' ')}${r.nextHops.length > 1 ? '  (ECMP)' : ''}${inBind(r.prefix) ? '' : `  (not forwarded: outside ${this.o.bindNet.toString()})`}`);
     const bound = [...this.listeners.values()].map((l) => `${l.ip}:${l.port}/tcp  ${l.services}`);
     const hops = [...this.counters.byNextHop].sort(([a], [b]) => (a < b ? -1 : 1)).map(([h, n]) => `${h} ${n}`);
     return [
