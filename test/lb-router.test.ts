@@ -168,7 +168,7 @@ test.serial('a router that cannot start fails the whole lab by name and leaves n
     up({ stateDir, nodes: 2, podsPerNode: 0, manifests: [], labNet: '127.0.157.0/24', apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true, timeoutMs: 60_000, backend: 'bgp', lbRouter: true }),
     { instanceOf: LabError },
   );
-  t.regex(err!.message, new RegExp(`^--lb-router: 127\\.0\\.157\\.9:${defaultBgpPort()} \\(the router's BGP\\) is already in use`));
+  t.regex(err.message, new RegExp(`^--lb-router: 127\\.0\\.157\\.9:${defaultBgpPort()} \\(the router's BGP\\) is already in use`));
   // Every process the attempt started is gone (none names the state dir), and so are their sockets.
   const mine = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
     try {
