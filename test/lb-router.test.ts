@@ -8,7 +8,8 @@
  * a withdrawn route (the Local endpoint gone, the Service deleted) makes the
  * address stop answering. No node holds the address (no L2 election).
  * A router that cannot start (its address taken; lab on 127.0.157.0/24)
- * fails `up` by name and leaves nothing running.
+ * fails `up` by name and leaves nothing running. In IPVS mode (127.0.158.0/24)
+ * the node's virtual server on the LB IP takes the handed-off connection.
  */
 import test from 'ava';
 import { execFile } from 'node:child_process';
@@ -187,4 +188,18 @@ test.serial('a router that cannot start fails the whole lab by name and leaves n
     t.true(free, `${ip}:${port} is free again`);
   }
   t.false(fs.existsSync(path.join(stateDir, 'lab.json')));
+});
+
+test.serial('IPVS mode: the router hands the connection to a node whose kube-ipvs0 virtual server on the LB IP takes it', async (t) => {
+  const lab = await startLab('127.0.158.0/24', { nodes: 2, podsPerNode: 0, backend: 'bgp', bgpHoldTime: 3, lbRouter: true, proxyMode: 'ipvs' });
+  t.teardown(() => lab.close());
+  const api = labApi(lab.rec);
+  await api.create('pods', httpPod('solo', 'node-2', 'solo'), 'default');
+  await api.create('services', lbService('solo', 'solo', { externalTrafficPolicy: 'Local' }), 'default');
+  await eventually(async () => (await api.list<Pod>('pods')).items.every((p) => p.status?.phase === 'Running'), 30_000);
+  const stats = async () => JSON.parse(await routerCommand(lab.stateDir, true)) as Stats;
+  await eventually(async () => (await stats()).bound.includes('127.0.158.200:80') || undefined, 30_000, 100);
+  t.deepEqual((await stats()).routes.find((r) => r.prefix === '127.0.158.200/32')?.nextHops, ['127.0.158.12']);
+  t.deepEqual(await curl('http://127.0.158.200/ip', '127.0.156.20'), { ok: true, body: '127.0.156.20' });
+  t.regex(await nodeCommand(lab.stateDir, 'node-2', ['ipvsadm', '-Ln']), /TCP {2}127\.0\.158\.200:80 rr\n {2}-> 10\.244\.\d+\.\d+:80 +Masq/);
 });
