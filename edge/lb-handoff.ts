@@ -37,3 +37,16 @@ export class HandoffHeaderReader {
     return { header: p, rest: this.buf.subarray(p.headerLength) };
   }
 }
+
+/**
+ * A UDP hand-off datagram: the PROXY v2 header (DGRAM) in front of every
+ * datagram, as the spec has it for datagram transports; the rest is the
+ * client's payload. Replies go back bare to the socket that sent it (the
+ * router keeps one per client).
+ */
+export function parseHandoffDatagram(buf: Buffer): { header: ProxyV2Parsed; payload: Buffer } | { error: string } {
+  const p = parseProxyV2(buf);
+  if (isWireError(p)) return { error: p.message };
+  if (p.command !== 'proxy' || p.family !== 'inet' || p.transport !== 'dgram') return { error: `PROXY v2 ${p.command} ${p.family} ${p.transport}: a UDP hand-off is PROXY, AF_INET, DGRAM` };
+  return { header: p, payload: buf.subarray(p.headerLength) };
+}

@@ -163,7 +163,7 @@ export class NodeAgent {
   /** The LoadBalancer routes this node announces in BGP mode, as last computed. */
   private bgpLb: LbRoute[] = [];
   private speaker?: L2Speaker;
-  private handoff?: net.Server;
+  private handoff?: { close(): void };
   private handoffCounters?: HandoffCounters;
   private execCount = 0;
 
@@ -356,7 +356,7 @@ export class NodeAgent {
         kubeProxy: kp,
         allowed: (ip) => under.contains(ip) && this.core.bgpPeerAddresses().includes(ip),
       });
-      this.handoff = h.server;
+      this.handoff = h;
       this.handoffCounters = h.counters;
     } catch (e) {
       log.warn('cannot open the LoadBalancer hand-off port', { address: `${this.opts.ip}:${this.opts.lbHandoffPort}`, error: String(e) });

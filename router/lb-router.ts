@@ -11,7 +11,7 @@
  *   nodes with a local endpoint for Local.
  * - Data plane: each LB address a learned route covers (inside the router's
  *   bind range, the lab's loopback net) gets real host-facing listeners for
- *   its Service's TCP ports. An accepted connection picks one next hop by a
+ *   its Service's TCP and UDP ports. An accepted connection (a UDP client) picks one next hop by a
  *   seeded hash of its 5-tuple, as ECMP does, and is handed to that node's
  *   hand-off port with a PROXY v2 header naming the client and the LB
  *   address (edge/lb-handoff.ts); the node carries it in addressed to the LB
@@ -23,6 +23,7 @@
  * real router learns only prefixes and forwards every port, which a
  * user-space socket cannot.
  */
+import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Clock } from '../common/clock.ts';
 import { monotonicClock } from '../common/clock.ts';
@@ -60,9 +61,14 @@ export interface LbRouterOptions {
 interface Listener {
   ip: string;
   port: number;
-  server: net.Server;
+  protocol: 'tcp' | 'udp';
+  close(): void;
   services: string;
 }
+
+/** A UDP client of an LB address is forgotten after conntrack's unreplied-UDP timeout; at most this many are kept. */
+const UDP_CLIENT_IDLE_MS = 30_000;
+const MAX_UDP_CLIENTS = 1024;
 
 /** Hand-offs per next hop and the ones that found none. */
 interface Counters {
@@ -147,9 +153,9 @@ export class LbRouter {
     return ecmpTable(this.speaker.routes());
   }
 
-  /** The listeners wanted now: each LB address a route covers, at its Service's TCP ports. */
-  private wanted(table: EcmpRoute[]): Map<string, { ip: string; port: number; services: string[] }> {
-    const want = new Map<string, { ip: string; port: number; services: string[] }>();
+  /** The listeners wanted now: each LB address a route covers, at its Service's ports (`ip:port`, `ip:port/udp`). */
+  private wanted(table: EcmpRoute[]): Map<string, { ip: string; port: number; protocol: 'tcp' | 'udp'; services: string[] }> {
+    const want = new Map<string, { ip: string; port: number; protocol: 'tcp' | 'udp'; services: string[] }>();
     for (const s of this.services.list()) {
       const spec = (s.spec ?? {}) as { type?: string; ports?: { port: number; protocol?: string }[] };
       if (spec.type !== 'LoadBalancer') continue;
@@ -157,9 +163,10 @@ export class LbRouter {
       for (const { ip } of ingress) {
         if (!ip || !this.o.bindNet.contains(ip) || !longestMatch(table, ip)) continue;
         for (const p of spec.ports ?? []) {
-          if ((p.protocol ?? 'TCP').toUpperCase() !== 'TCP') continue;
-          const key = `${ip}:${p.port}`;
-          const w = want.get(key) ?? { ip, port: p.port, services: [] };
+          const protocol = (p.protocol ?? 'TCP').toUpperCase() === 'UDP' ? 'udp' : (p.protocol ?? 'TCP').toUpperCase() === 'TCP' ? 'tcp' : undefined;
+          if (!protocol) continue; // SCTP: no user-space socket for it
+          const key = protocol === 'tcp' ? `${ip}:${p.port}` : `${ip}:${p.port}/udp`;
+          const w = want.get(key) ?? { ip, port: p.port, protocol, services: [] };
           w.services.push(`${s.metadata.namespace ?? 'default'}/${s.metadata.name}`);
           want.set(key, w);
         }
@@ -178,15 +185,15 @@ export class LbRouter {
     const want = this.wanted(this.table());
     for (const [key, l] of this.listeners) {
       if (want.has(key)) continue;
-      l.server.close();
+      l.close();
       this.listeners.delete(key);
       this.log.info('LB address unbound', { address: key, services: l.services });
     }
     for (const [key, w] of want) {
       if (this.listeners.has(key)) continue;
       try {
-        const server = await this.listen(w.ip, w.port);
-        this.listeners.set(key, { ip: w.ip, port: w.port, server, services: w.services.join(',') });
+        const sock = w.protocol === 'tcp' ? await this.listen(w.ip, w.port) : await this.listenUdp(w.ip, w.port);
+        this.listeners.set(key, { ip: w.ip, port: w.port, protocol: w.protocol, close: () => sock.close(), services: w.services.join(',') });
         this.log.info('LB address bound', { address: key, services: w.services });
       } catch (e) {
         this.log.warn('cannot bind LB address', { address: key, error: String(e) });
@@ -202,6 +209,65 @@ export class LbRouter {
         server.off('error', reject);
         server.on('error', (e) => this.log.warn('listener error', { address: `${ip}:${port}`, error: String(e) }));
         resolve(server);
+      });
+    });
+  }
+
+  /**
+   * A UDP LB address: each client (address and port, a flow) is hashed to one
+   * next hop once and gets its own socket towards that node's hand-off port;
+   * every datagram goes behind a PROXY v2 DGRAM header, replies come back bare
+   * on that socket and go to the client from the LB address.
+   */
+  private listenUdp(ip: string, port: number): Promise<dgram.Socket> {
+    const sock = dgram.createSocket('udp4');
+    const clients = new Map<string, { up: dgram.Socket; hop: string; lastSeen: number }>();
+    const sweep = setInterval(() => {
+      const idle = Date.now() - UDP_CLIENT_IDLE_MS;
+      for (const [k, c] of clients) if (c.lastSeen < idle) {
+        c.up.close();
+        clients.delete(k);
+      }
+    }, UDP_CLIENT_IDLE_MS / 2);
+    sweep.unref();
+    sock.on('message', (msg, rinfo) => {
+      const key = `${rinfo.address}:${rinfo.port}`;
+      let c = clients.get(key);
+      if (c) clients.delete(key); // re-inserted below: least recently used first
+      else {
+        const flow = { src: rinfo.address, srcPort: rinfo.port, dst: ip, dstPort: port, protocol: 17 };
+        const hop = pickNextHop(longestMatch(this.table(), ip)?.nextHops ?? [], flow, this.o.seed);
+        if (!hop) {
+          this.counters.noRoute++;
+          return;
+        }
+        if (clients.size >= MAX_UDP_CLIENTS) {
+          const [oldest, o] = clients.entries().next().value!;
+          o.up.close();
+          clients.delete(oldest);
+        }
+        this.counters.byNextHop.set(hop, (this.counters.byNextHop.get(hop) ?? 0) + 1);
+        const up = dgram.createSocket('udp4');
+        up.on('message', (reply) => sock.send(reply, rinfo.port, rinfo.address));
+        up.on('error', (e) => this.log.debug('UDP hand-off error', { nextHop: hop, error: String(e) }));
+        up.bind(0, this.o.ip);
+        c = { up, hop, lastSeen: 0 };
+      }
+      c.lastSeen = Date.now();
+      clients.set(key, c);
+      const header = serializeProxyV2({ command: 'proxy', family: 'inet', transport: 'dgram', src: { ip: rinfo.address, port: rinfo.port }, dst: { ip, port }, tlvs: [] });
+      c.up.send(Buffer.concat([header, msg]), this.o.handoffPort, c.hop);
+    });
+    sock.on('close', () => {
+      clearInterval(sweep);
+      for (const c of clients.values()) c.up.close();
+    });
+    return new Promise((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(port, ip, () => {
+        sock.off('error', reject);
+        sock.on('error', (e) => this.log.warn('UDP listener error', { address: `${ip}:${port}/udp`, error: String(e) }));
+        resolve(sock);
       });
     });
   }
@@ -246,7 +312,7 @@ export class LbRouter {
     const table = this.table();
     const inBind = (prefix: string) => this.o.bindNet.contains(prefix.split('/')[0]);
     const routes = table.map((r) => `${r.prefix.padEnd(18)} ${r.nextHops.map((h) => `via ${h}`).join(' ')}${r.nextHops.length > 1 ? '  (ECMP)' : ''}${inBind(r.prefix) ? '' : `  (not forwarded: outside ${this.o.bindNet.toString()})`}`);
-    const bound = [...this.listeners.values()].map((l) => `${l.ip}:${l.port}/tcp  ${l.services}`);
+    const bound = [...this.listeners.values()].map((l) => `${l.ip}:${l.port}/${l.protocol}  ${l.services}`);
     const hops = [...this.counters.byNextHop].sort(([a], [b]) => (a < b ? -1 : 1)).map(([h, n]) => `${h} ${n}`);
     return [
       `BGP router identifier ${s.routerId}, local AS number ${s.asn}, listening on ${this.o.ip}:${this.o.bgpPort}`,
@@ -270,7 +336,7 @@ export class LbRouter {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const l of this.listeners.values()) l.server.close();
+    for (const l of this.listeners.values()) l.close();
     this.listeners.clear();
     for (const s of this.live) s.destroy();
     for (const inf of [this.nodes, this.configs, this.services] as Informer[]) void inf.stop();

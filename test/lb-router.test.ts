@@ -13,6 +13,7 @@
  */
 import test from 'ava';
 import { execFile } from 'node:child_process';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -49,6 +50,33 @@ function refused(ip: string, port: number): Promise<boolean> {
     });
     s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ECONNREFUSED'));
   });
+}
+
+/** One datagram from a host socket on `from` to ip:port; the reply's text (retried: the first may race the node's rules). */
+async function udpRoundTrip(ip: string, port: number, from: string, data: Buffer): Promise<string> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, from, r));
+  try {
+    return await eventually(
+      () =>
+        new Promise<string | undefined>((resolve) => {
+          const onMessage = (m: Buffer) => {
+            clearTimeout(timer);
+            resolve(m.toString());
+          };
+          const timer = setTimeout(() => {
+            sock.off('message', onMessage);
+            resolve(undefined);
+          }, 500);
+          sock.once('message', onMessage);
+          sock.send(data, port, ip);
+        }),
+      10_000,
+      10,
+    );
+  } finally {
+    sock.close();
+  }
 }
 
 interface Stats {
@@ -123,6 +151,16 @@ test.serial('BGP mode from the host: the lab router learns the /32s with ECMP ne
   t.regex(await nodeCommand(lab.stateDir, 'node-3', ['conntrack', '-L']), new RegExp(`src=127\\.0\\.156\\.9 dst=${NET}\\.201 .*dport=80 .*dst=127\\.0\\.156\\.9`), 'un-DNAT back to the real client on node-3');
   t.regex(await nodeCommand(lab.stateDir, 'node-3', ['iptables-save', '-t', 'nat']), new RegExp(`-A KUBE-SERVICES -d ${NET}\\.201/32 -p tcp .*"default/solo loadbalancer IP" .* -j KUBE-EXT-`));
   t.regex(await nodeCommand(lab.stateDir, 'node-3', ['lb']), /router hand-offs: [1-9]\d* accepted, 0 refused/);
+
+  // UDP: the router keeps one socket per client towards one node; each datagram goes behind a PROXY v2 DGRAM header.
+  await api.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'echo-1', labels: { app: 'echo' } }, spec: { nodeName: 'node-1', containers: [{ name: 'c', image: 'podlab/echo', ports: [{ containerPort: 7, protocol: 'UDP' }] }] } }, 'default');
+  await api.create('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo' }, spec: { type: 'LoadBalancer', externalTrafficPolicy: 'Local', selector: { app: 'echo' }, ports: [{ port: 7, protocol: 'UDP', targetPort: 7 }] } }, 'default');
+  const echoIp = await eventually(() => ipOf('echo'), 10_000);
+  await eventually(async () => (await stats()).bound.includes(`${echoIp}:7/udp`) || undefined, 30_000, 100).catch(withView);
+  t.deepEqual((await stats()).routes.find((r) => r.prefix === `${echoIp}/32`)?.nextHops, [`${NET}.11`]);
+  const echoed = await udpRoundTrip(echoIp, 7, '127.0.156.30', Buffer.from('ping over udp')).catch(withView);
+  t.is(echoed, 'ping over udp');
+  await api.delete('services', 'echo', 'default');
 
   // loadBalancerSourceRanges: KUBE-FW lets 127.0.156.9 in and drops anyone else, after the router's hand-off.
   await api.create('services', lbService('fw', 'web', { loadBalancerSourceRanges: ['127.0.156.9/32'] }), 'default');

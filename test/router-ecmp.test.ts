@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import type { RouteSummary } from '../bgp/index.ts';
 import { ecmpTable, flowHash, longestMatch, pickNextHop } from '../router/ecmp.ts';
 import { parseRouterFlags } from '../router/flags.ts';
-import { HandoffHeaderReader } from '../edge/lb-handoff.ts';
+import { HandoffHeaderReader, parseHandoffDatagram } from '../edge/lb-handoff.ts';
 import { serializeProxyV2 } from '../packet/index.ts';
 import { LabError, validateUpOptions, type UpOptions } from '../lab/lab.ts';
 import { ROOT } from '../common/compiled.js';
@@ -92,6 +92,11 @@ test('the hand-off header reader: byte by byte, the rest of the stream kept; ref
   t.regex('error' in local ? local.error : '', /a hand-off is PROXY, AF_INET, STREAM/);
   const http = new HandoffHeaderReader().push(Buffer.from('GET / HTTP/1.1\r\n'));
   t.regex('error' in http ? http.error : '', /not a PROXY protocol v2 signature/);
+  const dgramHeader = serializeProxyV2({ command: 'proxy', family: 'inet', transport: 'dgram', src: { ip: '127.0.156.9', port: 5555 }, dst: { ip: '127.0.155.202', port: 7 }, tlvs: [] });
+  const d = parseHandoffDatagram(Buffer.concat([dgramHeader, Buffer.from('ping')]));
+  t.is('payload' in d ? d.payload.toString() : '', 'ping');
+  t.regex((() => { const e = parseHandoffDatagram(stream); return 'error' in e ? e.error : ''; })(), /a UDP hand-off is PROXY, AF_INET, DGRAM/);
+  t.regex((() => { const e = parseHandoffDatagram(dgramHeader.subarray(0, 20)); return 'error' in e ? e.error : ''; })(), /announces 12 address bytes, 4 present/);
 });
 
 const base = { ip: '127.0.155.9', 'bind-net': '127.0.155.0/24', api: 'https://127.0.155.10:6443', 'state-dir': '/tmp/x' } as Record<string, string>;
