@@ -24,7 +24,8 @@ import { LabError, defaultBgpPort, down, labApi, up } from '../lab/lab.ts';
 import type { Service } from '../control-plane/service-resources.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { httpPod, lbService } from './helpers/lb.ts';
-import { eventually, startLab } from './helpers/lab.ts';
+import { eventually, hasTool, requireOrSkip, startLab } from './helpers/lab.ts';
+import { captureLo, tsharkFields } from './helpers/capture.ts';
 
 const NET = '127.0.155';
 const NODE_IPS = [`${NET}.11`, `${NET}.12`, `${NET}.13`];
@@ -151,6 +152,18 @@ test.serial('BGP mode from the host: the lab router learns the /32s with ECMP ne
   t.regex(await nodeCommand(lab.stateDir, 'node-3', ['conntrack', '-L']), new RegExp(`src=127\\.0\\.156\\.9 dst=${NET}\\.201 .*dport=80 .*dst=127\\.0\\.156\\.9`), 'un-DNAT back to the real client on node-3');
   t.regex(await nodeCommand(lab.stateDir, 'node-3', ['iptables-save', '-t', 'nat']), new RegExp(`-A KUBE-SERVICES -d ${NET}\\.201/32 -p tcp .*"default/solo loadbalancer IP" .* -j KUBE-EXT-`));
   t.regex(await nodeCommand(lab.stateDir, 'node-3', ['lb']), /router hand-offs: [1-9]\d* accepted, 0 refused/);
+
+  // The hop on the wire: tshark on lo decodes the router's PROXY v2 header (heuristic dissector) towards node-3.
+  if (requireOrSkip(t, hasTool('tshark'), 'tshark is not installed') && requireOrSkip(t, process.getuid?.() === 0, 'capturing on lo needs root (or dumpcap capabilities)')) {
+    const cap = await captureLo(`tcp port 8474 and host ${NET}.9`, 4, () => curl(`http://${NET}.201/`, '127.0.156.9'));
+    try {
+      const rows = await tsharkFields(cap.file, ['ip.src', 'ip.dst', 'tcp.dstport', 'proxy.src.ipv4', 'proxy.srcport', 'proxy.dst.ipv4', 'proxy.dstport']);
+      const hop = rows.find((r) => r[3]);
+      t.deepEqual(hop && [hop[0], hop[1], hop[2], hop[3], hop[5], hop[6]], [`${NET}.9`, `${NET}.13`, '8474', '127.0.156.9', `${NET}.201`, '80']);
+    } finally {
+      cap.cleanup();
+    }
+  }
 
   // UDP: the router keeps one socket per client towards one node; each datagram goes behind a PROXY v2 DGRAM header.
   await api.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'echo-1', labels: { app: 'echo' } }, spec: { nodeName: 'node-1', containers: [{ name: 'c', image: 'podlab/echo', ports: [{ containerPort: 7, protocol: 'UDP' }] }] } }, 'default');
