@@ -13,7 +13,7 @@ const LAYERS = [
   ['backends'],
   ['apps'],
   ['pod-tools'],
-  ['node-agent', 'kernel-node'],
+  ['node-agent', 'kernel-node', 'router'],
   ['lab'],
   ['scenarios'],
   ['cli', 'bench'],

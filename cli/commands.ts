@@ -7,7 +7,9 @@ import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import type { FlanneldCopies } from '../backends/udp/flanneld.ts';
 import { connectNode } from '../lab/node-endpoint.ts';
-import type { ControlClient } from '../control-plane/node-control-client.ts';
+import { ControlClient } from '../control-plane/node-control-client.ts';
+import { controlSocketPath } from '../control-plane/node-control-protocol.ts';
+import { ROUTER_CONTROL_NAME } from '../router/flags.ts';
 import { execThroughApiserver } from '../control-plane/exec-client.ts';
 import { adminCredentials } from '../control-plane/credentials.ts';
 import { JsonPathError, formatJsonPath, formatNodes, formatObjects, formatPods } from './format.ts';
@@ -239,6 +241,19 @@ async function podCall<T>(
 }
 
 /** `podlab node NODE ...`: iproute2 views, `ip link set dev D mtu N`, `stats`. */
+/** `podlab router`: the lab router's view (or its counters as JSON), over its control socket. */
+export async function routerCommand(stateDir: string, json: boolean): Promise<string> {
+  const rec = requireLab(stateDir);
+  if (!rec.procs.some((p) => p.role === 'router')) throw new LabError("this lab has no router: start one with 'podlab up --backend bgp --lb-router'");
+  const c = await ControlClient.connect(controlSocketPath(rec.stateDir, ROUTER_CONTROL_NAME));
+  try {
+    if (json) return JSON.stringify(await c.call('router.stats', {}), null, 2) + '\n';
+    return (await c.call<{ stdout: string }>('router.view', {})).stdout;
+  } finally {
+    c.close();
+  }
+}
+
 export async function nodeCommand(stateDir: string, node: string, argv: string[]): Promise<string> {
   if (argv[0] === 'stats') {
     const s = await callNode<Record<string, unknown>>(stateDir, node, 'stats', {});

@@ -5,7 +5,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ApiClient } from '../control-plane/client.ts';
 import { registry, type ResourceType } from '../control-plane/resources.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
-import { callNode, execInPod, getResources, nodeCommand, parseDuration, parsePercent, podLogs, type Output } from './commands.ts';
+import { callNode, execInPod, getResources, nodeCommand, parseDuration, parsePercent, podLogs, routerCommand, type Output } from './commands.ts';
 import { capture } from './capture.ts';
 import { runDemo } from './demo.ts';
 import { formatTrace, trace, traceExitCode } from './trace.ts';
@@ -48,6 +48,8 @@ interface UpCli {
   bgpReflectors?: number;
   bgpPort?: number;
   bgpHoldTime: number;
+  lbRouter?: boolean;
+  lbRouterAsn?: number;
   vxlanPort: number;
   wirePort: number;
   wire?: UpOptions['wire'];
@@ -153,6 +155,8 @@ program
   .option('--bgp-reflectors <n>', 'with --bgp-topology route-reflector: how many nodes reflect (default 2)', int('--bgp-reflectors'))
   .option('--bgp-port <port>', 'BGP port of every node (default 179 as root, else 1179)', int('--bgp-port'))
   .option('--bgp-hold-time <sec>', 'BGP hold time proposed by the nodes (keepalive = a third)', int('--bgp-hold-time'), 9)
+  .option('--lb-router', `with --backend ${bgpBackendNames().join('/')}: start the lab's upstream router (lb-router at <net>.9): it peers with every node over BGP (BGPPeer lb-router), binds the BGP-advertised LoadBalancer addresses on loopback and hands each connection to one announcing node (ECMP); the default pool gets a BGPAdvertisement instead of an L2Advertisement`)
+  .option('--lb-router-asn <asn>', 'with --lb-router: the router\'s AS (default 64513; the nodes\' is 64512)', int('--lb-router-asn'))
   .option('--vxlan-port <port>', 'VXLAN UDP port (Flannel and Linux: 8472; IANA: 4789)', int('--vxlan-port'), 8472)
   .option('--wire-port <port>', `UDP port of the bare-IPv4 underlay wire of ${routedBackends()} in local mode (Wireshark: -d udp.port==N,ip)`, int('--wire-port'), 8473)
   .addOption(new Option('--wire <kind>', `${routedBackends()}: udp = the bare-IPv4 wire in UDP (local default) | raw = real frames on eth0 with pod IPs, via libpcap (netns default)`).choices(['udp', 'raw']))
@@ -214,6 +218,8 @@ program
       bgpReflectors: o.bgpReflectors,
       bgpPort: o.bgpPort,
       bgpHoldTime: findBackend(o.backend)?.bgp ? o.bgpHoldTime : undefined,
+      lbRouter: o.lbRouter,
+      lbRouterAsn: o.lbRouterAsn,
       seed: o.seed,
       mtu: o.mtu,
       mode: o.mode,
@@ -394,6 +400,14 @@ program
     } finally {
       process.off('SIGINT', onInt);
     }
+  });
+
+program
+  .command('router')
+  .description("the lab's upstream router (up --lb-router): its BGP sessions with the nodes, the learned LoadBalancer routes with their ECMP next hops, the addresses it binds and the hand-offs per next hop")
+  .option('--json', 'the counters, bound addresses and routes as JSON')
+  .action(async (o: { json?: boolean }) => {
+    out(await routerCommand(stateDir(), !!o.json));
   });
 
 program

@@ -30,7 +30,7 @@ export const DIST = path.join(ROOT, 'dist');
 const MANIFEST = path.join(DIST, '.sources.json');
 
 /** The folders compiled into dist/ (the runtime; tests, bench and scripts run from source). */
-export const RUNTIME_DIRS = ['packet', 'common', 'netstack', 'overlay', 'backends', 'bgp', 'service-proxy', 'policy', 'edge', 'apps', 'pod-tools', 'node-agent', 'kernel-node', 'control-plane', 'hostnet', 'lab', 'cli', 'scenarios'];
+export const RUNTIME_DIRS = ['packet', 'common', 'netstack', 'overlay', 'backends', 'bgp', 'service-proxy', 'policy', 'edge', 'apps', 'pod-tools', 'node-agent', 'kernel-node', 'router', 'control-plane', 'hostnet', 'lab', 'cli', 'scenarios'];
 
 /** Every runtime source file (relative path) with its size and mtime. */
 export function sourceFingerprint() {

@@ -1,5 +1,5 @@
 /**
- * `podlab agent | apiserver | kernel-node | supervise`: the long-running processes of a
+ * `podlab agent | apiserver | kernel-node | lb-router | supervise`: the long-running processes of a
  * lab as subcommands of the one `podlab` command (bin/podlab.js dispatches
  * here before the CLI loads). netns labs start their processes this way
  * (`ip netns exec podlab-node-1 node bin/podlab.js agent ...`) and so does the
@@ -25,7 +25,7 @@ import path from 'node:path';
 import { Cidr } from '../packet/cidr.ts';
 
 /** The daemon subcommands. */
-export const DAEMONS = ['agent', 'apiserver', 'kernel-node', 'supervise'] as const;
+export const DAEMONS = ['agent', 'apiserver', 'kernel-node', 'lb-router', 'supervise'] as const;
 export type Daemon = (typeof DAEMONS)[number];
 
 export function isDaemon(word: string | undefined): word is Daemon {
@@ -144,7 +144,7 @@ export async function runDaemon(daemon: Daemon, argv: string[]): Promise<void> {
     }
     if (argv.includes('--lab-json')) await writeSelfLabJson(args);
   }
-  const entry = { agent: '../node-agent/main.ts', apiserver: '../control-plane/main.ts', 'kernel-node': '../kernel-node/main.ts' }[daemon];
+  const entry = { agent: '../node-agent/main.ts', apiserver: '../control-plane/main.ts', 'kernel-node': '../kernel-node/main.ts', 'lb-router': '../router/main.ts' }[daemon];
   // Compiled (dist/lab/daemons.js) the entries are .js files beside it.
   const file = import.meta.url.endsWith('.js') ? entry.replace(/\.ts$/, '.js') : entry;
   process.argv = [process.argv[0], new URL(file, import.meta.url).pathname, ...args];

@@ -32,6 +32,7 @@ import { BACKEND_NAMES, DEFAULT_BACKEND, backendNamed, bgpBackendNames, findBack
 import { DEFAULT_WIRE_PORT } from '../backends/routed-wire.ts';
 import { DEFAULT_RR_CLUSTER_ID, RR_CLUSTER_ANNOTATION, RR_LABEL } from '../backends/bgp/bgp-backend.ts';
 import { parseEtcdUrl } from '../control-plane/etcd-persister.ts';
+import { DEFAULT_ROUTER_ASN, checkRouterAsn } from '../router/flags.ts';
 
 
 /** Backends `up` offers in this build (the registry's). */
@@ -78,6 +79,14 @@ export interface UpOptions {
   bgpHoldTime?: number;
   bgpTopology?: 'full-mesh' | 'route-reflector';
   bgpReflectors?: number;
+  /**
+   * Start the lab's upstream router (router/, local labs on a BGP backend):
+   * it peers with every node as the BGPPeer `lb-router`, and the default
+   * LoadBalancer pool is advertised over BGP instead of layer 2.
+   */
+  lbRouter?: boolean;
+  /** The router's AS (default 64513: eBGP towards the nodes' 64512). */
+  lbRouterAsn?: number;
   /** kube-proxy: iptables (default), ipvs or userspace; the IPVS scheduler. */
   proxyMode?: 'iptables' | 'ipvs' | 'userspace';
   ipvsScheduler?: string;
@@ -187,7 +196,28 @@ export function validateUpOptions(o: UpOptions): void {
   if (o.ipvsScheduler !== undefined && !['rr', 'wrr', 'lc', 'wlc', 'sh', 'dh', 'sed', 'nq'].includes(o.ipvsScheduler)) {
     throw new LabError(`--ipvs-scheduler: must be one of rr, wrr, lc, wlc, sh, dh, sed, nq, got '${o.ipvsScheduler}'`);
   }
+  if (o.lbRouterAsn !== undefined && !o.lbRouter) throw new LabError('--lb-router-asn: only with --lb-router');
+  if (o.lbRouter) {
+    if ((o.mode ?? 'local') !== 'local') throw new LabError('--lb-router: local labs only (a netns lab\'s nodes have real addresses a router namespace could route to; not built)');
+    if (!findBackend(o.backend ?? DEFAULT_BACKEND)?.bgp) throw new LabError(`--lb-router: the router learns LoadBalancer routes over BGP: needs --backend ${bgpBackendNames().join(' or ')}`);
+    const asnError = checkRouterAsn('--lb-router-asn', o.lbRouterAsn ?? DEFAULT_ROUTER_ASN);
+    if (asnError) throw new LabError(asnError);
+  }
   labAddresses(o.labNet, o.nodes);
+}
+
+/** The lab router's address: `<net>.9`, just below the apiserver's `.10`. */
+export function routerAddress(labNet: string): string {
+  return intToIpv4(Cidr.parse(labNet).network + 9);
+}
+
+/** The BGPPeer that makes every node peer with the lab router (`--lb-router`). */
+export function routerPeerObject(ip: string, port: number, asn: number): LoadedObject {
+  return {
+    obj: { apiVersion: 'projectcalico.org/v3', kind: 'BGPPeer', metadata: { name: 'lb-router' }, spec: { peerIP: `${ip}:${port}`, asNumber: asn } } as unknown as KubeObject,
+    file: '<lab defaults>',
+    line: 1,
+  };
 }
 
 /**
@@ -361,10 +391,11 @@ export function demoPods(nodes: number, perNode: number): Pod[] {
 /**
  * MetalLB's configuration a local lab starts with: the namespace, an
  * IPAddressPool `default` of `<net>.200/29` (loopback, so the host reaches LB
- * IPs with a real socket) and an L2Advertisement for it. Nothing when the lab
+ * IPs with a real socket) and an L2Advertisement for it (a BGPAdvertisement
+ * with the lab router, `--lb-router`, which binds them). Nothing when the lab
  * net is smaller than a /24; a user's manifests may replace both.
  */
-export function defaultLoadBalancerObjects(labNet: string): LoadedObject[] {
+export function defaultLoadBalancerObjects(labNet: string, mode: 'l2' | 'bgp' = 'l2'): LoadedObject[] {
   const cidr = defaultLabPool(labNet);
   if (!cidr) return [];
   const meta = { name: 'default', namespace: METALLB_NAMESPACE };
@@ -372,7 +403,7 @@ export function defaultLoadBalancerObjects(labNet: string): LoadedObject[] {
   return [
     at({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: METALLB_NAMESPACE } }),
     at({ apiVersion: 'metallb.io/v1beta1', kind: 'IPAddressPool', metadata: meta, spec: { addresses: [cidr] } }),
-    at({ apiVersion: 'metallb.io/v1beta1', kind: 'L2Advertisement', metadata: meta, spec: { ipAddressPools: ['default'] } }),
+    at({ apiVersion: 'metallb.io/v1beta1', kind: mode === 'bgp' ? 'BGPAdvertisement' : 'L2Advertisement', metadata: meta, spec: { ipAddressPools: ['default'] } }),
   ];
 }
 

@@ -15,6 +15,9 @@ import {
   defaultLoadBalancerObjects,
   claimStateDir,
   controllerArgs,
+  defaultBgpPort,
+  routerAddress,
+  routerPeerObject,
   demoPods,
   down,
   labAddresses,
@@ -32,6 +35,8 @@ import {
 } from './launch.ts';
 import { installClusterDns } from './cluster-dns.ts';
 import { writeLab, type LabRecord, type ProcRecord } from './state.ts';
+import type { LoadedObject } from './manifest.ts';
+import { DEFAULT_ROUTER_ASN } from '../router/flags.ts';
 
 /** The arguments of one node agent; kept in lab.json so `podlab node NODE restart` can reuse them. */
 function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): string[] {
@@ -105,9 +110,10 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
       say(`${String(s.name)} ready: ${String(s.ip)}, podCIDR ${String(ready.podCIDR)}, VtepMAC ${String(ready.vtepMac)}`);
     }
     writeLab(rec);
+    const routerObjects = o.lbRouter ? await startRouter(o, rec, timeout, say) : [];
 
     const api2 = labApi(rec);
-    await createWorkload(api2, o);
+    await createWorkload(api2, o, routerObjects);
     if (o.waitReady) await waitPodsRunning(api2, timeout);
     // With pods on the underlay, traffic needs the routes to every peer (BGP learns them a moment later).
     if (o.waitReady && backendNamed(o.backend).ipUnderlay) await waitRoutesConverged(rec, timeout, say);
@@ -121,9 +127,32 @@ export async function upLocal(o: UpOptions): Promise<LabRecord> {
   }
 }
 
-async function createWorkload(api: ApiClient, o: UpOptions): Promise<void> {
+/**
+ * `--lb-router`: the lab's upstream router (router/) on `<net>.9`, recorded
+ * like the agents (so `podlab down` and a failed start stop it); returns the
+ * BGPPeer that makes the nodes peer with it.
+ */
+async function startRouter(o: UpOptions, rec: LabRecord, timeout: number, say: (m: string) => void): Promise<LoadedObject[]> {
+  const ip = routerAddress(o.labNet);
+  const port = o.bgpPort ?? defaultBgpPort();
+  const asn = o.lbRouterAsn ?? DEFAULT_ROUTER_ASN;
+  if (!(await portFree(ip, port))) throw new LabError(`--lb-router: ${ip}:${port} (the router's BGP) is already in use`);
+  const args = [
+    ...nodeArgsFor('router/main.ts'),
+    '--ip', ip, '--asn', String(asn), '--bgp-port', String(port), '--hold-time', String(o.bgpHoldTime ?? 9),
+    '--bind-net', o.labNet, '--seed', String(o.seed), '--api', rec.apiUrl!, '--state-dir', o.stateDir,
+  ];
+  const p = spawnLogged(o.stateDir, 'lb-router', args);
+  rec.procs.push({ role: 'router', name: 'lb-router', pid: p.pid, args, log: p.log });
+  writeLab(rec);
+  await waitForEvent(p.log, 'ready', p.pid, timeout, p.offset);
+  say(`lb-router ready: BGP ${ip}:${port} AS ${asn}, binds BGP-advertised LoadBalancer addresses in ${o.labNet}`);
+  return [routerPeerObject(ip, port, asn)];
+}
+
+async function createWorkload(api: ApiClient, o: UpOptions, routerObjects: LoadedObject[] = []): Promise<void> {
   for (const p of demoPods(o.nodes, o.podsPerNode)) await api.create('pods', p, 'default');
-  await applyObjects(api, [...defaultLoadBalancerObjects(o.labNet), ...o.manifests]);
+  await applyObjects(api, [...routerObjects, ...defaultLoadBalancerObjects(o.labNet, o.lbRouter ? 'bgp' : 'l2'), ...o.manifests]);
   // kubeadm's addon: kube-dns at 10.96.0.10 and the CoreDNS Deployment (lab/cluster-dns.ts). Last, so the
   // demo's and the manifests' pods keep the addresses they had before the lab had DNS.
   await installClusterDns(api);

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 export interface ProcRecord {
-  /** kernel-node: the small agent that programs a kernel (real Linux) node of a netns lab. */
-  role: 'apiserver' | 'node' | 'kernel-node';
+  /** kernel-node: the small agent that programs a kernel (real Linux) node of a netns lab; router: the lab's upstream BGP router (`--lb-router`). */
+  role: 'apiserver' | 'node' | 'kernel-node' | 'router';
   name: string;
   pid: number;
   args: string[];

@@ -44,7 +44,7 @@ interface Watch {
 }
 
 /** Processes a supervisor restarts (not the supervisor itself). */
-const SUPERVISED: ReadonlySet<ProcRecord['role']> = new Set(['apiserver', 'node', 'kernel-node']);
+const SUPERVISED: ReadonlySet<ProcRecord['role']> = new Set(['apiserver', 'node', 'kernel-node', 'router']);
 
 const line = (event: string, fields: Record<string, unknown>) => process.stdout.write(JSON.stringify({ event, time: new Date().toISOString(), ...fields }) + '\n');
 

@@ -45,6 +45,8 @@ import { forwardPodPort } from './port-forward.ts';
 import { NodeCore } from './node-core.ts';
 import { EmulatedRuntime } from './emulated-runtime.ts';
 import { L2Speaker, L2_TIMING, l2Candidates } from '../edge/l2-speaker.ts';
+import { DEFAULT_LB_HANDOFF_PORT } from '../edge/lb-handoff.ts';
+import { listenLbHandoff, type HandoffCounters } from './lb-handoff.ts';
 import { bgpLbRoutes, type LbRoute } from '../edge/bgp-advertiser.ts';
 import type { Advertisement, IpAddressPool } from '../control-plane/metallb.ts';
 
@@ -85,6 +87,8 @@ export interface AgentOptions {
   heartbeatMs?: number;
   /** Container labs: also serve the control channel on TCP <ip>:<port> (0 = Unix socket only; control-remote.ts). */
   controlPort?: number;
+  /** BGP nodes: where a lab router hands LoadBalancer connections over (edge/lb-handoff.ts); 0 = none. */
+  lbHandoffPort?: number;
 }
 
 const log = createLogger('podlab:agent');
@@ -159,6 +163,8 @@ export class NodeAgent {
   /** The LoadBalancer routes this node announces in BGP mode, as last computed. */
   private bgpLb: LbRoute[] = [];
   private speaker?: L2Speaker;
+  private handoff?: { close(): void };
+  private handoffCounters?: HandoffCounters;
   private execCount = 0;
 
   constructor(opts: AgentOptions) {
@@ -178,6 +184,7 @@ export class NodeAgent {
       mtu: 1500,
       heartbeatMs: 10_000,
       controlPort: 0,
+      lbHandoffPort: DEFAULT_LB_HANDOFF_PORT,
       fastPath: true,
       ...opts,
     };
@@ -328,7 +335,32 @@ export class NodeAgent {
     await Promise.all([this.poolInformer.start(), this.l2AdvInformer.start()]);
     again();
     speaker.start();
-    if (this.core.bgp) await this.startBgpAdvertiser();
+    if (this.core.bgp) {
+      await this.startBgpAdvertiser();
+      await this.startLbHandoff(kp, under);
+    }
+  }
+
+  /**
+   * BGP mode's data path in a lab: a router that learned an LB route with
+   * this node as a next hop hands its connections over here (edge/lb-handoff.ts).
+   * Only from a BGPPeer's address inside the underlay; a taken port costs the
+   * hand-off, not the node.
+   */
+  private async startLbHandoff(kp: KubeProxy, under: Cidr): Promise<void> {
+    if (!this.opts.lbHandoffPort || !under.contains(this.opts.ip)) return;
+    try {
+      const h = await listenLbHandoff({
+        host: this.opts.ip,
+        port: this.opts.lbHandoffPort,
+        kubeProxy: kp,
+        allowed: (ip) => under.contains(ip) && this.core.bgpPeerAddresses().includes(ip),
+      });
+      this.handoff = h;
+      this.handoffCounters = h.counters;
+    } catch (e) {
+      log.warn('cannot open the LoadBalancer hand-off port', { address: `${this.opts.ip}:${this.opts.lbHandoffPort}`, error: String(e) });
+    }
   }
 
   /**
@@ -390,7 +422,8 @@ export class NodeAgent {
     if (tool === 'lb') {
       const clients = this.kubeProxy?.clients.view() ?? '';
       const bgp = this.bgpLb.map((r) => `${r.prefix}\t${r.services.join(',')}\tbgp\tannouncing${r.localPref !== undefined ? ` local-pref ${r.localPref}` : ''}\n`).join('');
-      return (this.speaker?.view() ?? 'no speaker\n') + bgp + (clients ? `outside clients (real -> inside):\n${clients}\n` : '');
+      const handoff = this.handoffCounters ? `router hand-offs: ${this.handoffCounters.accepted} accepted, ${this.handoffCounters.refused} refused\n` : '';
+      return (this.speaker?.view() ?? 'no speaker\n') + bgp + handoff + (clients ? `outside clients (real -> inside):\n${clients}\n` : '');
     }
     const view = bgpView(argv, this.core.bgp, { node: this.name, backend: this.backend.name });
     if (view && 'error' in view) throw new ControlError(view.error);
@@ -609,6 +642,7 @@ export class NodeAgent {
     void this.l2AdvInformer?.stop();
     void this.bgpAdvInformer?.stop();
     await this.speaker?.stop();
+    this.handoff?.close();
     this.kubeProxy?.close();
     this.policy?.stop();
     this.remoteControl?.close();

@@ -325,8 +325,7 @@ export class KubeProxy implements NatEngine {
   openRealTcp(bindIp: string, port: number, to: { ip: string; port: number }): Promise<net.Server> {
     const server = net.createServer((real) => {
       real.pause();
-      const inner = this.tcp.connect({ host: to.ip, port: to.port, localAddress: this.clients.inside(real.remoteAddress) });
-      spliceReal(real, inner);
+      this.carryIn(real, real.remoteAddress, to);
     });
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -334,6 +333,37 @@ export class KubeProxy implements NatEngine {
       server.maxConnections = MAX_PROXIED_CONNECTIONS;
       server.listen(port, bindIp, () => resolve(server));
     });
+  }
+
+  /**
+   * Carries a real connection on into the node: a connection of the node's
+   * TCP from the client's inside address to `to`, spliced to `real` (which
+   * the caller paused); `head` is what was already read from it.
+   */
+  carryIn(real: net.Socket, client: string | undefined, to: { ip: string; port: number }, head?: Buffer): void {
+    const inner = this.tcp.connect({ host: to.ip, port: to.port, localAddress: this.clients.inside(client) });
+    if (head?.length) inner.write(head);
+    spliceReal(real, inner);
+  }
+
+  /**
+   * Where a connection to a LoadBalancer address goes inside the node: the
+   * address itself (kube-proxy's "loadbalancer IP" rule or IPVS's virtual
+   * server takes it), or under the legacy userspace proxy, which has no rule
+   * for it, the Service's NodePort on the node. Undefined when no
+   * LoadBalancer Service has that address and port.
+   */
+  loadBalancerTarget(ip: string, port: number, protocol: 'tcp' | 'udp'): { ip: string; port: number } | undefined {
+    for (const s of this.services) {
+      const spec = (s.spec ?? {}) as ServiceSpecLite;
+      if (spec.type !== 'LoadBalancer') continue;
+      const ingress = (s.status as { loadBalancer?: { ingress?: { ip?: string }[] } } | undefined)?.loadBalancer?.ingress ?? [];
+      if (!ingress.some((i) => i.ip === ip)) continue;
+      const p = (spec.ports ?? []).find((x) => x.port === port && (x.protocol ?? 'TCP').toLowerCase() === protocol);
+      if (!p) continue;
+      return this.o.mode === 'userspace' && p.nodePort ? { ip: this.o.nodeIp, port: p.nodePort } : { ip, port };
+    }
+    return undefined;
   }
 
   /** A real UDP socket on the node IP at a NodePort. */
@@ -347,41 +377,18 @@ export class KubeProxy implements NatEngine {
    */
   openRealUdp(bindIp: string, port: number, to: { ip: string; port: number }): Promise<dgram.Socket> {
     const sock = dgram.createSocket('udp4');
-    // One emulated socket per real client, forgotten after conntrack's UDP timeout and bounded in number
-    // (least recently used first), so a scan of source ports cannot grow the node without end.
-    const clients = new Map<string, { port: number; close(): void; lastSeen: number }>();
-    const sweep = setInterval(() => {
-      const idle = Date.now() - UDP_CLIENT_IDLE_MS;
-      for (const [k, c] of clients) if (c.lastSeen < idle) {
-        c.close();
-        clients.delete(k);
-      }
-    }, UDP_CLIENT_IDLE_MS / 2);
-    sweep.unref();
-    sock.on('message', (msg, rinfo) => {
-      const key = `${rinfo.address}:${rinfo.port}`;
-      let inner = clients.get(key);
-      if (inner) clients.delete(key); // re-inserted below: the map's order is least recently used first
-      else {
-        if (clients.size >= MAX_PROXIED_CONNECTIONS) {
-          const [oldest, c] = clients.entries().next().value!;
-          c.close();
-          clients.delete(oldest);
-        }
-        inner = { ...this.dp.stack.bindUdp(0, { message: (m) => sock.send(m.data, rinfo.port, rinfo.address) }), lastSeen: 0 };
-      }
-      inner.lastSeen = Date.now();
-      clients.set(key, inner);
-      this.dp.stack.sendUdp(inner.port, to.ip, to.port, msg, { src: this.clients.inside(rinfo.address) });
-    });
-    sock.on('close', () => {
-      clearInterval(sweep);
-      for (const c of clients.values()) c.close();
-    });
+    const table = this.udpClients();
+    sock.on('message', (msg, rinfo) => table.send(`${rinfo.address}:${rinfo.port}`, rinfo.address, to, msg, (d) => sock.send(d, rinfo.port, rinfo.address)));
+    sock.on('close', () => table.close());
     return new Promise((resolve, reject) => {
       sock.once('error', reject);
       sock.bind(port, bindIp, () => resolve(sock));
     });
+  }
+
+  /** A table of emulated UDP sockets standing in for real clients (see {@link UdpClients}). */
+  udpClients(): UdpClients {
+    return new UdpClients(this.dp.stack, this.clients);
   }
 
   /** `podlab node NODE iptables-save|ipvsadm|ipset|conntrack ...` */
@@ -448,4 +455,54 @@ function spliceReal(real: net.Socket, inner: TcpSocket): void {
   real.on('error', () => inner.destroy());
   inner.on('error', () => real.destroy());
   real.on('close', () => inner.destroy());
+}
+
+/**
+ * Emulated UDP sockets on the node, one per real client of a real UDP socket
+ * (a NodePort, an LB IP, a router's hand-off): the client's datagrams leave
+ * from it, from the client's inside address, and what comes back to it is
+ * handed to `reply`. Forgotten after conntrack's UDP timeout and bounded in
+ * number (least recently used first), so a scan of source ports cannot grow
+ * the node without end.
+ */
+export class UdpClients {
+  private readonly clients = new Map<string, { port: number; close(): void; lastSeen: number }>();
+  private readonly sweep: NodeJS.Timeout;
+
+  constructor(
+    private readonly stack: NodeDataPlane['stack'],
+    private readonly inside: ExternalClients,
+  ) {
+    this.sweep = setInterval(() => {
+      const idle = Date.now() - UDP_CLIENT_IDLE_MS;
+      for (const [k, c] of this.clients) if (c.lastSeen < idle) {
+        c.close();
+        this.clients.delete(k);
+      }
+    }, UDP_CLIENT_IDLE_MS / 2);
+    this.sweep.unref();
+  }
+
+  /** Sends `data` from the client known by `key` (real address `client`) to `to`; the first datagram binds its socket with `reply`. */
+  send(key: string, client: string | undefined, to: { ip: string; port: number }, data: Buffer, reply: (data: Buffer) => void): void {
+    let inner = this.clients.get(key);
+    if (inner) this.clients.delete(key); // re-inserted below: the map's order is least recently used first
+    else {
+      if (this.clients.size >= MAX_PROXIED_CONNECTIONS) {
+        const [oldest, c] = this.clients.entries().next().value!;
+        c.close();
+        this.clients.delete(oldest);
+      }
+      inner = { ...this.stack.bindUdp(0, { message: (m) => reply(m.data) }), lastSeen: 0 };
+    }
+    inner.lastSeen = Date.now();
+    this.clients.set(key, inner);
+    this.stack.sendUdp(inner.port, to.ip, to.port, data, { src: this.inside.inside(client) });
+  }
+
+  close(): void {
+    clearInterval(this.sweep);
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
 }

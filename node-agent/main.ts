@@ -14,6 +14,7 @@ import { agentCredentials, type ClientCredentials } from '../control-plane/crede
 import { createLogger } from '../common/log.ts';
 import { BACKEND_NAMES, DEFAULT_BACKEND, findBackend } from '../backends/registry.ts';
 import { NodeAgent } from './agent.ts';
+import { DEFAULT_LB_HANDOFF_PORT } from '../edge/lb-handoff.ts';
 import { isIpv4Address, isIpv4Cidr } from '../packet/ip-input.ts';
 
 const log = createLogger('podlab:agent');
@@ -40,6 +41,7 @@ const OPTIONS = {
   seed: { type: 'string', default: '1' },
   mtu: { type: 'string', default: '1500' },
   'control-port': { type: 'string', default: '0' },
+  'lb-handoff-port': { type: 'string', default: String(DEFAULT_LB_HANDOFF_PORT) },
 } as const;
 const flags = parseDaemonFlags('node-agent', 'One emulated node: kubelet, the CNI plugins, the backend agent and kube-proxy in one process (node-agent/).', OPTIONS, ['name', 'ip', 'api', 'state-dir'], 'agent');
 const v = flags.values;
@@ -85,6 +87,7 @@ const agent = new NodeAgent({
   seed: int('seed', v.seed, -(2 ** 31), 2 ** 31 - 1),
   mtu: int('mtu', v.mtu, 576, 65535),
   controlPort: int('control-port', v['control-port'], 0, 65535),
+  lbHandoffPort: int('lb-handoff-port', v['lb-handoff-port'], 0, 65535),
   // Off only to measure what the flow cache saves (bench/README.md); nothing else should need it.
   fastPath: process.env.PODLAB_FAST_PATH !== 'off',
 });

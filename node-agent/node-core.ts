@@ -20,7 +20,7 @@ import type { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import { renewNodeLease } from '../control-plane/node-lease.ts';
 import { postEvent } from '../control-plane/event-client.ts';
-import type { BgpConfiguration, BgpFilter, BgpPeer, IpPool } from '../control-plane/calico.ts';
+import { parsePeerIP, type BgpConfiguration, type BgpFilter, type BgpPeer, type IpPool } from '../control-plane/calico.ts';
 import type { Node, NodeAddress, Pod } from '../control-plane/types.ts';
 import { Cidr } from '../packet/cidr.ts';
 import type { Lease, NetworkBackend } from '../backends/backend.ts';
@@ -280,6 +280,14 @@ export class NodeCore {
     if (this.o.resyncMs) this.timers.push(setInterval(again, this.o.resyncMs));
     this.reconcileBgp();
     await this.bgpQueue;
+  }
+
+  /** The addresses of the BGPPeers this node peers with (external routers): who may hand it routed connections. */
+  bgpPeerAddresses(): string[] {
+    return (this.bgpPeerInformer?.list() ?? [])
+      .filter((p) => !p.spec?.node || p.spec.node === this.name)
+      .map((p) => parsePeerIP(p.spec?.peerIP ?? '')?.ip)
+      .filter((ip): ip is string => !!ip);
   }
 
   /** Reconciles BGP peers, one run at a time, in order. */

@@ -13,7 +13,7 @@
  */
 
 /** The protocol layer whose decoder rejected the input. */
-export type WireLayer = 'ethernet' | 'arp' | 'ipv4' | 'ipip' | 'icmp' | 'udp' | 'vxlan' | 'tcp' | 'dns' | 'pcapng' | 'spdy';
+export type WireLayer = 'ethernet' | 'arp' | 'ipv4' | 'ipip' | 'icmp' | 'udp' | 'vxlan' | 'tcp' | 'dns' | 'pcapng' | 'spdy' | 'proxy';
 
 /**
  * Why the input was rejected.

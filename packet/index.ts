@@ -18,3 +18,4 @@ export * from './vxlan.ts';
 export * from './pcapng.ts';
 export * from './frame.ts';
 export * from './dns.ts';
+export * from './proxy-protocol.ts';

@@ -53,7 +53,7 @@ const PCAP = (() => {
 })();
 
 type Parser = (b: Buffer) => unknown;
-type Layer = Exclude<WireLayer, 'tcp' | 'dns' | 'spdy'>; // no TCP codec yet; DNS's and SPDY's cases are in their own tests
+type Layer = Exclude<WireLayer, 'tcp' | 'dns' | 'spdy' | 'proxy'>; // no TCP codec yet; DNS's, SPDY's and PROXY's cases are in their own tests
 const parsers: Record<Layer, Parser> = {
   ethernet: parseEthernet,
   arp: parseArp,
