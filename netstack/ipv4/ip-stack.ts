@@ -13,6 +13,13 @@
  * fragmentation needed (with the next-hop MTU) for DF packets over the MTU,
  * net unreachable without a route, host unreachable after ARP gives up, port
  * unreachable for closed UDP ports. Every drop is counted with its reason.
+ *
+ * I/O: processing never transmits or delivers by itself. What it emits goes
+ * to the namespace's dispatcher (./dispatcher.ts), which sends it once the
+ * current packet's processing is over; frames arriving meanwhile wait their
+ * turn. So no protocol is re-entered, loopback is a queued delivery drained
+ * by the same loop, and a chain of replies between stacks of one process
+ * runs in constant JS stack depth.
  */
 import type { Clock, Timer } from '../../common/clock.ts';
 import { BROADCAST_MAC } from '../../packet/addr.ts';
@@ -52,6 +59,7 @@ import { Conntrack } from '../netfilter/conntrack.ts';
 import { Netfilter, nfState, type NfState } from '../netfilter/netfilter.ts';
 import { FlowCache, type FlowRecording } from '../flow/flow-cache.ts';
 import { FlowGeneration } from '../flow/generation.ts';
+import { Dispatcher, type LoopbackItem } from './dispatcher.ts';
 
 /** An interface as the stack sees it: the device, its addresses, whether it ARPs. */
 export interface StackInterface {
@@ -109,6 +117,12 @@ export interface UdpHandlers {
 export interface ProtocolHandler {
   input(ip: Ipv4Repr): void;
   icmpError?(e: { from: string; type: 'dest-unreachable' | 'time-exceeded'; code: number; nextHopMtu?: number; quote: Buffer }): void;
+  /**
+   * The protocol's sockets' pending output (smoltcp's socket egress), asked
+   * for by the dispatcher when nothing else is queued; true if it sent
+   * something or ran an application (the loop goes round again).
+   */
+  egress?(): boolean;
 }
 
 /** Outcome of a locally originated send. */
@@ -160,6 +174,9 @@ export class IpStack {
   private readonly icmpSockets = new Map<number, (e: IcmpEvent) => void>();
   private readonly udpSockets = new Map<number, UdpHandlers>();
   private readonly protocols = new Map<number, ProtocolHandler>();
+  private egressOf: (() => boolean)[] = [];
+  /** Performs what processing emits, after it: see the file's comment. */
+  private readonly io: Dispatcher;
   private readonly reassembler: Reassembler;
   private reassemblyTimer?: Timer;
   private nextId: number;
@@ -190,6 +207,38 @@ export class IpStack {
     this.neigh = new NeighbourTable(this.clock, (dev, ip) => this.sendArpRequest(dev, ip), { onOverflow: () => this.counters.drop('neigh-table-overflow'), generation: this.generation });
     this.nf = new Netfilter(new Conntrack(this.clock, {}, this.generation), this.generation);
     if (this.forwarding && opts.fastPath !== false) this.flows = new FlowCache(this.generation, this.nf.conntrack);
+    this.io = new Dispatcher(this.tracer, {
+      receive: (dev, frame) => this.inputNow(dev, frame),
+      loopback: (item) => this.deliverLocal(item.ip, item.raw, item.st),
+      egress: () => {
+        const e = this.egressOf;
+        for (let i = 0; i < e.length; i++) if (e[i]()) return true;
+        return false;
+      },
+    });
+  }
+
+  /**
+   * Runs `fn` (an application's call, a timer) as one unit of processing: what
+   * it emits leaves after it returns. Inside processing, just `fn`.
+   */
+  run<T>(fn: () => T): T {
+    return this.io.run(fn);
+  }
+
+  /** Runs the dispatcher if the stack is idle: a protocol has output to send from outside any processing. */
+  wake(): void {
+    this.io.wake();
+  }
+
+  /** True while this namespace processes a packet or performs what it emitted. */
+  get busy(): boolean {
+    return this.io.active;
+  }
+
+  /** Most items the dispatcher held at once (`podlab node stats`-like; tests read it). */
+  get maxQueued(): number {
+    return this.io.maxQueued;
   }
 
   // ---------------------------------------------------------------- config
@@ -198,7 +247,7 @@ export class IpStack {
   addInterface(dev: NetDevice, opts: { arp: boolean }): StackInterface {
     const iface: StackInterface = { dev, addrs: [], arp: opts.arp };
     this.interfaces.set(dev.name, iface);
-    dev.attach((frame, d) => this.input(d, frame));
+    dev.attach((frame, d) => this.io.receive(d, frame));
     this.generation.bump('device');
     return iface;
   }
@@ -256,6 +305,7 @@ export class IpStack {
   /** Plugs a transport protocol (by IP protocol number) into the stack. */
   registerProtocol(protocol: number, handler: ProtocolHandler): void {
     this.protocols.set(protocol, handler);
+    this.egressOf = [...this.protocols.values()].flatMap((h) => (h.egress ? [h.egress.bind(h)] : []));
   }
 
   /** A ping socket: receives echo replies and ICMP errors for echo requests with this id. */
@@ -305,8 +355,12 @@ export class IpStack {
 
   // ---------------------------------------------------------------- output
 
-  /** Originates one IPv4 datagram from this namespace. */
+  /** Originates one IPv4 datagram from this namespace (it leaves when the current processing is over). */
   send(opts: SendOptions): SendResult {
+    return this.io.active ? this.sendNow(opts) : this.io.run(() => this.sendNow(opts));
+  }
+
+  private sendNow(opts: SendOptions): SendResult {
     let route = this.routeFor(opts.dst);
     if (!route) {
       this.counters.drop('no-route');
@@ -353,8 +407,8 @@ export class IpStack {
     }
     if (route.dev === 'lo') {
       // Loopback: the kernel delivers to itself without touching a device MTU.
-      const raw = built ?? serializeIpv4(repr);
-      queueMicrotask(() => this.deliverLocal(repr, raw, st));
+      const item: LoopbackItem = { ip: repr, raw: built ?? serializeIpv4(repr), st };
+      this.io.loopback(item);
       return { ok: true };
     }
     const mtu = this.interfaces.get(route.dev)?.dev.mtu ?? 1500;
@@ -458,7 +512,7 @@ export class IpStack {
       bytes.copy(frame, 14);
       // What this forwarded packet did becomes its flow's entry (rec is only passed along the forwarding path).
       if (rec && this.flows) this.flows.record(rec, iface.dev, frame, nextHop);
-      iface.dev.transmit(frame, nextHop);
+      this.io.transmit(iface.dev, frame, nextHop);
     };
     if (iface.dev.headerless) {
       // No link layer: nothing to resolve; the device takes the next hop (an IPIP tunnel's outer destination).
@@ -489,8 +543,16 @@ export class IpStack {
 
   // ---------------------------------------------------------------- input
 
-  /** A frame arriving on one of this namespace's devices (traced when it belongs to a running trace). */
+  /**
+   * A frame arriving on one of this namespace's devices: processed now when
+   * the stack is idle, else after the work in hand (the devices' dispatcher).
+   */
   input(dev: NetDevice, frame: Buffer): void {
+    this.io.receive(dev, frame);
+  }
+
+  /** Processes one received frame (traced when it belongs to a running trace); called by the dispatcher only. */
+  private inputNow(dev: NetDevice, frame: Buffer): void {
     // A running trace forces the slow path: every decision is made where it can be recorded.
     if (this.flows !== undefined && this.tracer.filters.size === 0 && this.tracer.current === null && this.flows.forward(dev, frame)) return;
     if (this.tracer.filters.size && !this.tracer.current) {
@@ -637,7 +699,7 @@ export class IpStack {
         targetMac: arp.senderMac,
         targetIp: arp.senderIp,
       });
-      dev.transmit(serializeEthernet({ dst: arp.senderMac, src: dev.mac, etherType: ETHERTYPE_ARP, payload: reply }));
+      this.io.transmit(dev, serializeEthernet({ dst: arp.senderMac, src: dev.mac, etherType: ETHERTYPE_ARP, payload: reply }));
     }
   }
 
@@ -647,7 +709,7 @@ export class IpStack {
     const route = this.routes.lookup(ip);
     const senderIp = (route?.dev === devName ? route.src : undefined) ?? iface.addrs[0]?.ip ?? '0.0.0.0';
     const req = serializeArp({ op: ARP_REQUEST, senderMac: iface.dev.mac, senderIp, targetMac: '00:00:00:00:00:00', targetIp: ip });
-    iface.dev.transmit(serializeEthernet({ dst: BROADCAST_MAC, src: iface.dev.mac, etherType: ETHERTYPE_ARP, payload: req }));
+    this.io.transmit(iface.dev, serializeEthernet({ dst: BROADCAST_MAC, src: iface.dev.mac, etherType: ETHERTYPE_ARP, payload: req }));
   }
 
   /** Incomplete datagrams time out on a timer, as ipfrag_time does, not only when another fragment arrives. */
