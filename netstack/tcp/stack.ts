@@ -109,7 +109,7 @@ export class TcpStack implements ConnectionHost {
     this.config = { ...DEFAULT_TCP_CONFIG, ...opts.config };
     this.nextPort = 32768 + opts.rng.int(0, 28231);
     ip.registerProtocol(IPPROTO_TCP, {
-      input: (d) => this.segmentIn(d),
+      input: (d, raw) => this.segmentIn(d, raw),
       icmpError: (e) => this.icmpError(e),
       egress: () => this.egress(),
     });
@@ -272,8 +272,9 @@ export class TcpStack implements ConnectionHost {
     return true;
   }
 
-  private segmentIn(d: Ipv4Repr): void {
-    const seg = parseTcp(d.payload, d.src, d.dst);
+  private segmentIn(d: Ipv4Repr, raw: Buffer): void {
+    // The pseudo header from the IPv4 header's words, not from d's address strings parsed back.
+    const seg = parseTcp(d.payload, raw.readUInt32BE(12), raw.readUInt32BE(16));
     if (isWireError(seg)) {
       this.counters.badSegments++;
       this.ip.counters.drop(`malformed-tcp:${seg.reason}`);
