@@ -239,7 +239,7 @@ export class IpStack {
     return this.io.active;
   }
 
-  /** Most items the dispatcher held at once (`podlab node stats`-like; tests read it). */
+  /** Most items the dispatcher held queued at once (a bound the tests check). */
   get maxQueued(): number {
     return this.io.maxQueued;
   }
