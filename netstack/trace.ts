@@ -8,7 +8,8 @@
  * in the packet: when a frame that matches an active trace filter enters, the
  * tracer sets `current` for the duration of that call, and every trace point
  * on the way appends a hop while `current` is set. Where the path is deferred
- * (ARP resolution, impairment delay), the context is captured and restored.
+ * (ARP resolution, impairment delay, the work a namespace's dispatcher queues
+ * until the current packet is processed), the context is captured and restored.
  * With no trace running, each trace point costs one null check.
  *
  * The packet itself is real and unmodified: remote nodes recognise it by the

@@ -75,6 +75,21 @@ export function parseEthernet(buf: Buffer): EthernetRepr | WireError {
   };
 }
 
+/**
+ * The EtherType of a frame, after the same checks as `parseEthernet`, without
+ * reading the MACs into strings: for receive paths that compare MACs as bytes.
+ */
+export function ethernetType(buf: Buffer): number | WireError {
+  if (buf.length < ETHERNET_HEADER_LEN) {
+    return new WireError('ethernet', 'truncated', `frame of ${buf.length} bytes is shorter than the 14-byte header`);
+  }
+  const etherType = (buf[ETHERTYPE] << 8) | buf[ETHERTYPE + 1];
+  if (etherType < MIN_ETHERTYPE) {
+    return new WireError('ethernet', 'unsupported', `802.3 length field 0x${etherType.toString(16)} (LLC framing) is not supported`);
+  }
+  return etherType;
+}
+
 /** Writes a 14-byte Ethernet II header at `buf[off]`. Throws RangeError on an invalid MAC or EtherType. */
 export function writeEthernetHeader(buf: Buffer, off: number, dst: string, src: string, etherType: number): void {
   if (!Number.isInteger(etherType) || etherType < MIN_ETHERTYPE || etherType > 0xffff) {

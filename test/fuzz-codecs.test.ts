@@ -13,7 +13,7 @@ import { isBgpError } from '../bgp/codec/error.ts';
 import { parseBgpMessage, serializeBgpMessage } from '../bgp/codec/message.ts';
 import { parseArp, serializeArp, type ArpRepr } from '../packet/arp.ts';
 import { isWireError } from '../packet/errors.ts';
-import { parseEthernet, serializeEthernet } from '../packet/ethernet.ts';
+import { ethernetType, parseEthernet, serializeEthernet } from '../packet/ethernet.ts';
 import { parseIcmp } from '../packet/icmp.ts';
 import { Reassembler, fragmentIpv4, parseIpv4, serializeIpv4, type Ipv4Repr } from '../packet/ipv4.ts';
 import { parseTcp } from '../packet/tcp.ts';
@@ -48,6 +48,23 @@ test('every packet parser takes any bytes without throwing', (t) => {
     fuzz(fc.property(bytes, neverThrows(parse)));
     t.pass(name);
   }
+});
+
+test('ethernetType (the receive path\'s header read, no MAC strings) agrees with parseEthernet on any bytes: the same EtherType or the same refusal', (t) => {
+  const agree = (b: Buffer) => {
+    const full = parseEthernet(b);
+    const type = ethernetType(b);
+    if (isWireError(full) !== isWireError(type)) throw new Error(`disagree on ${b.toString('hex')}`);
+    if (isWireError(full) && isWireError(type) && full.reason !== type.reason) throw new Error(`reasons ${full.reason} / ${type.reason}`);
+    if (!isWireError(full) && full.etherType !== type) throw new Error(`etherType ${full.etherType} / ${String(type)}`);
+  };
+  fuzz(fc.property(bytes, agree));
+  for (const f of ['linux-icmp-echo-1228.hex', 'linux-icmp-fragneeded.hex'].map(fixture)) {
+    agree(f);
+    t.is(ethernetType(f), 0x0800);
+  }
+  const llc = ethernetType(Buffer.from('ffffffffffff0a0000000001002e', 'hex'));
+  t.true(isWireError(llc) && llc.reason === 'unsupported', 'an 802.3 length field is refused');
 });
 
 test('real Linux frames with bytes flipped, cut or extended: parsed or refused with a typed error', (t) => {

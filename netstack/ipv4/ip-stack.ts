@@ -13,12 +13,19 @@
  * fragmentation needed (with the next-hop MTU) for DF packets over the MTU,
  * net unreachable without a route, host unreachable after ARP gives up, port
  * unreachable for closed UDP ports. Every drop is counted with its reason.
+ *
+ * I/O: processing never transmits or delivers by itself. What it emits goes
+ * to the namespace's dispatcher (./dispatcher.ts), which sends it once the
+ * current packet's processing is over; frames arriving meanwhile wait their
+ * turn. So no protocol is re-entered, loopback is a queued delivery drained
+ * by the same loop, and a chain of replies between stacks of one process
+ * runs in constant JS stack depth.
  */
 import type { Clock, Timer } from '../../common/clock.ts';
-import { BROADCAST_MAC } from '../../packet/addr.ts';
+import { BROADCAST_MAC, readMac } from '../../packet/addr.ts';
 import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
 import { ARP_REPLY, ARP_REQUEST, parseArp, serializeArp } from '../../packet/arp.ts';
-import { ETHERTYPE_ARP, ETHERTYPE_IPV4, parseEthernet, serializeEthernet, writeEthernetHeader } from '../../packet/ethernet.ts';
+import { ETHERNET_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ethernetType, serializeEthernet, writeEthernetHeader } from '../../packet/ethernet.ts';
 import { isWireError } from '../../packet/errors.ts';
 import {
   ICMP_TIMXCEED_INTRANS,
@@ -39,8 +46,10 @@ import {
   Reassembler,
   decrementTtlInPlace,
   fragmentIpv4,
+  ipv4HeaderLenFor,
   parseIpv4,
   serializeIpv4,
+  writeIpv4Header,
   type Ipv4Repr,
 } from '../../packet/ipv4.ts';
 import { parseUdp, serializeUdp } from '../../packet/udp.ts';
@@ -52,6 +61,7 @@ import { Conntrack } from '../netfilter/conntrack.ts';
 import { Netfilter, nfState, type NfState } from '../netfilter/netfilter.ts';
 import { FlowCache, type FlowRecording } from '../flow/flow-cache.ts';
 import { FlowGeneration } from '../flow/generation.ts';
+import { Dispatcher, type LoopbackItem } from './dispatcher.ts';
 
 /** An interface as the stack sees it: the device, its addresses, whether it ARPs. */
 export interface StackInterface {
@@ -107,8 +117,15 @@ export interface UdpHandlers {
  * reassembled) and the ICMP errors that quote one of its datagrams.
  */
 export interface ProtocolHandler {
-  input(ip: Ipv4Repr): void;
+  /** `raw` is the datagram `ip` was read from: its header holds the addresses as integers (checksums need no string parsed back). */
+  input(ip: Ipv4Repr, raw: Buffer): void;
   icmpError?(e: { from: string; type: 'dest-unreachable' | 'time-exceeded'; code: number; nextHopMtu?: number; quote: Buffer }): void;
+  /**
+   * The protocol's sockets' pending output (smoltcp's socket egress), asked
+   * for by the dispatcher when nothing else is queued; true if it sent
+   * something or ran an application (the loop goes round again).
+   */
+  egress?(): boolean;
 }
 
 /** Outcome of a locally originated send. */
@@ -160,6 +177,9 @@ export class IpStack {
   private readonly icmpSockets = new Map<number, (e: IcmpEvent) => void>();
   private readonly udpSockets = new Map<number, UdpHandlers>();
   private readonly protocols = new Map<number, ProtocolHandler>();
+  private egressOf: (() => boolean)[] = [];
+  /** Performs what processing emits, after it: see the file's comment. */
+  private readonly io: Dispatcher;
   private readonly reassembler: Reassembler;
   private reassemblyTimer?: Timer;
   private nextId: number;
@@ -190,6 +210,38 @@ export class IpStack {
     this.neigh = new NeighbourTable(this.clock, (dev, ip) => this.sendArpRequest(dev, ip), { onOverflow: () => this.counters.drop('neigh-table-overflow'), generation: this.generation });
     this.nf = new Netfilter(new Conntrack(this.clock, {}, this.generation), this.generation);
     if (this.forwarding && opts.fastPath !== false) this.flows = new FlowCache(this.generation, this.nf.conntrack);
+    this.io = new Dispatcher(this.tracer, {
+      receive: (dev, frame) => this.inputNow(dev, frame),
+      loopback: (item) => this.deliverLocal(item.ip, item.raw, item.st),
+      egress: () => {
+        const e = this.egressOf;
+        for (let i = 0; i < e.length; i++) if (e[i]()) return true;
+        return false;
+      },
+    });
+  }
+
+  /**
+   * Runs `fn` (an application's call, a timer) as one unit of processing: what
+   * it emits leaves after it returns. Inside processing, just `fn`.
+   */
+  run<T>(fn: () => T): T {
+    return this.io.run(fn);
+  }
+
+  /** Runs the dispatcher if the stack is idle: a protocol has output to send from outside any processing. */
+  wake(): void {
+    this.io.wake();
+  }
+
+  /** True while this namespace processes a packet or performs what it emitted. */
+  get busy(): boolean {
+    return this.io.active;
+  }
+
+  /** Most items the dispatcher held queued at once (a bound the tests check). */
+  get maxQueued(): number {
+    return this.io.maxQueued;
   }
 
   // ---------------------------------------------------------------- config
@@ -198,7 +250,7 @@ export class IpStack {
   addInterface(dev: NetDevice, opts: { arp: boolean }): StackInterface {
     const iface: StackInterface = { dev, addrs: [], arp: opts.arp };
     this.interfaces.set(dev.name, iface);
-    dev.attach((frame, d) => this.input(d, frame));
+    dev.attach((frame, d) => this.io.receive(d, frame));
     this.generation.bump('device');
     return iface;
   }
@@ -256,6 +308,7 @@ export class IpStack {
   /** Plugs a transport protocol (by IP protocol number) into the stack. */
   registerProtocol(protocol: number, handler: ProtocolHandler): void {
     this.protocols.set(protocol, handler);
+    this.egressOf = [...this.protocols.values()].flatMap((h) => (h.egress ? [h.egress.bind(h)] : []));
   }
 
   /** A ping socket: receives echo replies and ICMP errors for echo requests with this id. */
@@ -305,8 +358,12 @@ export class IpStack {
 
   // ---------------------------------------------------------------- output
 
-  /** Originates one IPv4 datagram from this namespace. */
+  /** Originates one IPv4 datagram from this namespace (it leaves when the current processing is over). */
   send(opts: SendOptions): SendResult {
+    return this.io.active ? this.sendNow(opts) : this.io.run(() => this.sendNow(opts));
+  }
+
+  private sendNow(opts: SendOptions): SendResult {
     let route = this.routeFor(opts.dst);
     if (!route) {
       this.counters.drop('no-route');
@@ -353,8 +410,8 @@ export class IpStack {
     }
     if (route.dev === 'lo') {
       // Loopback: the kernel delivers to itself without touching a device MTU.
-      const raw = built ?? serializeIpv4(repr);
-      queueMicrotask(() => this.deliverLocal(repr, raw, st));
+      const item: LoopbackItem = { ip: repr, raw: built ?? serializeIpv4(repr), st };
+      this.io.loopback(item);
       return { ok: true };
     }
     const mtu = this.interfaces.get(route.dev)?.dev.mtu ?? 1500;
@@ -432,7 +489,16 @@ export class IpStack {
       this.counters.drop('no-device');
       return;
     }
-    const bytes = raw ?? built ?? serializeIpv4(repr);
+    // A datagram this namespace originates is written once, straight into its frame behind the Ethernet header's room.
+    let framed: Buffer | undefined;
+    let bytes = raw ?? built;
+    if (bytes === undefined) {
+      const hlen = ipv4HeaderLenFor(repr);
+      framed = Buffer.allocUnsafe(ETHERNET_HEADER_LEN + hlen + repr.payload.length);
+      writeIpv4Header(framed, ETHERNET_HEADER_LEN, repr, repr.payload.length);
+      repr.payload.copy(framed, ETHERNET_HEADER_LEN + hlen);
+      bytes = framed.subarray(ETHERNET_HEADER_LEN);
+    }
     if (bytes.length > iface.dev.mtu) {
       if (repr.dontFragment) {
         iface.dev.counters.drop('frag-needed');
@@ -446,23 +512,9 @@ export class IpStack {
       return;
     }
     const nextHop = route.gateway ?? repr.dst;
-    const emit = (mac: string) => {
-      if (this.tracer.current && iface.dev.headerless) {
-        this.tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev}: no link layer, no neighbour to resolve (the device gets the next hop)`);
-      } else if (this.tracer.current) {
-        const e = this.neigh.get(route.dev, nextHop);
-        this.tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev} lladdr ${mac} ${e?.state ?? ''}`.trim(), { detail: { neighbour: { ip: nextHop, dev: route.dev, mac, state: e?.state } } });
-      }
-      const frame = Buffer.allocUnsafe(14 + bytes.length);
-      writeEthernetHeader(frame, 0, mac, iface.dev.mac, ETHERTYPE_IPV4);
-      bytes.copy(frame, 14);
-      // What this forwarded packet did becomes its flow's entry (rec is only passed along the forwarding path).
-      if (rec && this.flows) this.flows.record(rec, iface.dev, frame, nextHop);
-      iface.dev.transmit(frame, nextHop);
-    };
     if (iface.dev.headerless) {
       // No link layer: nothing to resolve; the device takes the next hop (an IPIP tunnel's outer destination).
-      emit('00:00:00:00:00:00');
+      this.emitFrame(iface, nextHop, bytes, framed, rec, '00:00:00:00:00:00');
       return;
     }
     if (!iface.arp) {
@@ -473,24 +525,63 @@ export class IpStack {
         if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_HOST, original: EMPTY });
         return;
       }
-      emit(e.mac);
+      this.emitFrame(iface, nextHop, bytes, framed, rec, e.mac);
       return;
     }
+    // A resolved neighbour: sent now, without the callbacks a resolution in flight needs.
+    const known = this.neigh.usable(route.dev, nextHop);
+    if (known !== undefined) {
+      this.emitFrame(iface, nextHop, bytes, framed, rec, known);
+      return;
+    }
+    const data = bytes;
     if (this.tracer.current && !this.neigh.get(route.dev, nextHop)?.mac) this.tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${route.dev}: not resolved yet, ARP request sent, packet queued`);
-    this.neigh.resolve(route.dev, nextHop, this.tracer.bind(emit), this.tracer.bind(() => {
+    this.neigh.resolve(route.dev, nextHop, this.tracer.bind((mac: string) => this.emitFrame(iface, nextHop, data, framed, rec, mac)), this.tracer.bind(() => {
       iface.dev.counters.drop('neighbour-failed');
       if (this.tracer.current) this.traceDrop(route.dev, `ARP for ${nextHop} on ${route.dev} unanswered after 3 probes: dropped, host unreachable`, 'arp-unresolved');
       // Forwarded packets get ICMP host unreachable; locally originated ones are reported
       // to the sending socket, as the kernel reports EHOSTUNREACH to ping.
       if (raw) this.sendIcmpError(repr, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_HOST, original: EMPTY });
-      else this.dispatchError(repr.src, 'dest-unreachable', ICMP_UNREACH_HOST, bytes);
+      else this.dispatchError(repr.src, 'dest-unreachable', ICMP_UNREACH_HOST, data);
     }));
+  }
+
+  /**
+   * The datagram `bytes` leaves `iface` towards `mac`: in `framed` when it was
+   * written there (its Ethernet header's room in front), else copied behind a
+   * new header. Queued on the dispatcher: it goes out after the current processing.
+   */
+  private emitFrame(iface: StackInterface, nextHop: string, bytes: Buffer, framed: Buffer | undefined, rec: FlowRecording | undefined, mac: string): void {
+    const dev = iface.dev;
+    if (this.tracer.current && dev.headerless) {
+      this.tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${dev.name}: no link layer, no neighbour to resolve (the device gets the next hop)`);
+    } else if (this.tracer.current) {
+      const e = this.neigh.get(dev.name, nextHop);
+      this.tracer.hop(this.traceNs, 'neighbour', `${nextHop} dev ${dev.name} lladdr ${mac} ${e?.state ?? ''}`.trim(), { detail: { neighbour: { ip: nextHop, dev: dev.name, mac, state: e?.state } } });
+    }
+    let frame = framed;
+    if (frame === undefined) {
+      frame = Buffer.allocUnsafe(ETHERNET_HEADER_LEN + bytes.length);
+      bytes.copy(frame, ETHERNET_HEADER_LEN);
+    }
+    writeEthernetHeader(frame, 0, mac, dev.mac, ETHERTYPE_IPV4);
+    // What this forwarded packet did becomes its flow's entry (rec is only passed along the forwarding path).
+    if (rec && this.flows) this.flows.record(rec, dev, frame, nextHop);
+    this.io.transmit(dev, frame, nextHop);
   }
 
   // ---------------------------------------------------------------- input
 
-  /** A frame arriving on one of this namespace's devices (traced when it belongs to a running trace). */
+  /**
+   * A frame arriving on one of this namespace's devices: processed now when
+   * the stack is idle, else after the work in hand (the devices' dispatcher).
+   */
   input(dev: NetDevice, frame: Buffer): void {
+    this.io.receive(dev, frame);
+  }
+
+  /** Processes one received frame (traced when it belongs to a running trace); called by the dispatcher only. */
+  private inputNow(dev: NetDevice, frame: Buffer): void {
     // A running trace forces the slow path: every decision is made where it can be recorded.
     if (this.flows !== undefined && this.tracer.filters.size === 0 && this.tracer.current === null && this.flows.forward(dev, frame)) return;
     if (this.tracer.filters.size && !this.tracer.current) {
@@ -504,28 +595,31 @@ export class IpStack {
   }
 
   private inputFrame(dev: NetDevice, frame: Buffer): void {
-    const eth = parseEthernet(frame);
-    if (isWireError(eth)) {
-      dev.counters.drop(`malformed-ethernet:${eth.reason}`);
+    // The Ethernet header read in place: MACs compared as bytes, not turned into strings.
+    const etherType = ethernetType(frame);
+    if (isWireError(etherType)) {
+      dev.counters.drop(`malformed-ethernet:${etherType.reason}`);
       return;
     }
-    if (eth.dst !== dev.mac && eth.dst !== BROADCAST_MAC && (frame[0] & 1) === 0) {
+    // Group addresses (broadcast, multicast) have the I/G bit set; a unicast frame must be ours.
+    if ((frame[0] & 1) === 0 && !dev.isOwnMac(frame, 0)) {
       dev.counters.drop('other-host');
-      if (this.tracer.current) this.traceDrop(dev.name, `destination MAC ${eth.dst} is not ${dev.name}'s: dropped`, 'other-host');
+      if (this.tracer.current) this.traceDrop(dev.name, `destination MAC ${readMac(frame, 0)} is not ${dev.name}'s: dropped`, 'other-host');
       return;
     }
-    if (eth.etherType === ETHERTYPE_ARP) return this.inputArp(dev, eth.payload);
-    if (eth.etherType !== ETHERTYPE_IPV4) {
+    const l3 = frame.subarray(ETHERNET_HEADER_LEN);
+    if (etherType === ETHERTYPE_ARP) return this.inputArp(dev, l3);
+    if (etherType !== ETHERTYPE_IPV4) {
       dev.counters.drop('unknown-ethertype');
       return;
     }
-    const parsed = parseIpv4(eth.payload);
+    const parsed = parseIpv4(l3);
     if (isWireError(parsed)) {
       dev.counters.drop(`malformed-ipv4:${parsed.reason}`);
       return;
     }
     let ip = parsed;
-    let raw = eth.payload.subarray(0, 20 + (ip.options?.length ?? 0) + ip.payload.length);
+    let raw = l3.subarray(0, 20 + (ip.options?.length ?? 0) + ip.payload.length);
     let st: NfState | undefined;
     // A packet that could start a flow entry, unless a hook or the route says otherwise.
     let rec = this.flows !== undefined && this.tracer.current === null ? this.flows.begin(dev, frame) : undefined;
@@ -637,7 +731,7 @@ export class IpStack {
         targetMac: arp.senderMac,
         targetIp: arp.senderIp,
       });
-      dev.transmit(serializeEthernet({ dst: arp.senderMac, src: dev.mac, etherType: ETHERTYPE_ARP, payload: reply }));
+      this.io.transmit(dev, serializeEthernet({ dst: arp.senderMac, src: dev.mac, etherType: ETHERTYPE_ARP, payload: reply }));
     }
   }
 
@@ -647,7 +741,7 @@ export class IpStack {
     const route = this.routes.lookup(ip);
     const senderIp = (route?.dev === devName ? route.src : undefined) ?? iface.addrs[0]?.ip ?? '0.0.0.0';
     const req = serializeArp({ op: ARP_REQUEST, senderMac: iface.dev.mac, senderIp, targetMac: '00:00:00:00:00:00', targetIp: ip });
-    iface.dev.transmit(serializeEthernet({ dst: BROADCAST_MAC, src: iface.dev.mac, etherType: ETHERTYPE_ARP, payload: req }));
+    this.io.transmit(iface.dev, serializeEthernet({ dst: BROADCAST_MAC, src: iface.dev.mac, etherType: ETHERTYPE_ARP, payload: req }));
   }
 
   /** Incomplete datagrams time out on a timer, as ipfrag_time does, not only when another fragment arrives. */
@@ -682,7 +776,7 @@ export class IpStack {
     if (ip.protocol === IPPROTO_ICMP) return this.deliverIcmp(ip, raw);
     if (ip.protocol === IPPROTO_UDP) return this.deliverUdp(ip, raw);
     const handler = this.protocols.get(ip.protocol);
-    if (handler) return handler.input(ip);
+    if (handler) return handler.input(ip, raw);
     this.counters.drop('unknown-protocol');
     this.sendIcmpError(ip, raw, { kind: 'dest-unreachable', code: ICMP_UNREACH_PROTOCOL, original: EMPTY });
   }
@@ -746,7 +840,8 @@ export class IpStack {
   }
 
   private deliverUdp(ip: Ipv4Repr, raw: Buffer): void {
-    const udp = parseUdp(ip.payload, ip.src, ip.dst);
+    // The pseudo header from the header's own words: the addresses were read once, into ip's strings.
+    const udp = parseUdp(ip.payload, raw.readUInt32BE(12), raw.readUInt32BE(16));
     if (isWireError(udp)) {
       this.counters.drop(`malformed-udp:${udp.reason}`);
       return;

@@ -159,6 +159,12 @@ export class NeighbourTable {
     for (const p of queue) p.send(mac);
   }
 
+  /** The MAC `resolve` would send to at once (a resolved entry), or undefined when it would have to wait. */
+  usable(dev: string, ip: string): string | undefined {
+    const e = this.get(dev, ip);
+    return e && e.mac && e.state !== 'INCOMPLETE' && e.state !== 'FAILED' ? e.mac : undefined;
+  }
+
   /**
    * Sends through the neighbour: at once if its MAC is known, otherwise after
    * resolution, or `fail` is called when resolution gives up or the queue is full.

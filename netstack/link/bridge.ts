@@ -29,12 +29,17 @@ function isGroupMac(frame: Buffer): boolean {
   return (frame[0] & 1) === 1;
 }
 
+/** The MAC at `frame[off]` as one number (48 bits, exact in a double): the fdb's key, no string per frame. */
+function macKeyAt(frame: Buffer, off: number): number {
+  return frame.readUInt32BE(off) * 0x10000 + frame.readUInt16BE(off + 4);
+}
+
 
 export class Bridge {
   /** The bridge device itself (cni0): its IP stack side. */
   readonly dev: NetDevice;
   readonly ports = new Set<NetDevice>();
-  private readonly fdb = new Map<string, BridgeFdbEntry>();
+  private readonly fdb = new Map<number, BridgeFdbEntry>();
   /** Learned (not permanent) entries in the fdb. */
   private learned = 0;
   private lastForcedAge = -Infinity;
@@ -66,9 +71,9 @@ export class Bridge {
   addPort(port: NetDevice): void {
     port.master = this.dev;
     this.ports.add(port);
-    const old = this.fdb.get(port.mac);
+    const old = this.fdb.get(port.macKey);
     if (old && !old.permanent) this.learned--;
-    this.fdb.set(port.mac, { mac: port.mac, port, permanent: true, updatedAt: this.clock.now() });
+    this.fdb.set(port.macKey, { mac: port.mac, port, permanent: true, updatedAt: this.clock.now() });
     port.attach((frame) => this.forward(frame, port));
   }
 
@@ -79,7 +84,7 @@ export class Bridge {
     for (const [mac, e] of this.fdb) if (e.port === port) this.forget(mac, e);
   }
 
-  private forget(mac: string, e: BridgeFdbEntry): void {
+  private forget(mac: number, e: BridgeFdbEntry): void {
     if (this.fdb.get(mac) !== e) return;
     this.fdb.delete(mac);
     if (!e.permanent) this.learned--;
@@ -99,7 +104,7 @@ export class Bridge {
   }
 
   /** Learns a source MAC, within the limit (aged entries make room first; a flood of new sources is not learned). */
-  private learn(mac: string, port: NetDevice, now: number): void {
+  private learn(mac: number, frame: Buffer, port: NetDevice, now: number): void {
     // Aging scans the table: under a flood of new sources, at most once a second.
     if (this.learned >= this.maxLearned && now - this.lastForcedAge >= 1000) {
       this.lastForcedAge = now;
@@ -109,7 +114,7 @@ export class Bridge {
       this.dev.counters.count('fdb-full-not-learned');
       return;
     }
-    this.fdb.set(mac, { mac, port, permanent: false, updatedAt: now });
+    this.fdb.set(mac, { mac: readMac(frame, 6), port, permanent: false, updatedAt: now });
     this.learned++;
   }
 
@@ -121,10 +126,10 @@ export class Bridge {
     }
     const now = this.clock.now();
     if (this.dev.taps.size) for (const tap of this.dev.taps) tap(frame, from ? 'in' : 'out', this.dev);
-    if (from && !isGroupMac(frame.subarray(6))) {
-      const src = readMac(frame, 6);
+    if (from && (frame[6] & 1) === 0) {
+      const src = macKeyAt(frame, 6);
       const known = this.fdb.get(src);
-      if (!known) this.learn(src, from, now);
+      if (!known) this.learn(src, frame, from, now);
       else if (!known.permanent) {
         known.port = from;
         known.updatedAt = now;
@@ -135,9 +140,8 @@ export class Bridge {
       this.flood(frame, from);
       return;
     }
-    const dst = readMac(frame, 0);
-    if (dst === this.dev.mac) {
-      if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: destination ${dst} is ${this.dev.name}'s own MAC (the gateway): up to the node's IP stack`);
+    if (this.dev.isOwnMac(frame, 0)) {
+      if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: destination ${readMac(frame, 0)} is ${this.dev.name}'s own MAC (the gateway): up to the node's IP stack`);
       if (from) this.dev.receive(frame);
       return;
     }
@@ -147,13 +151,13 @@ export class Bridge {
       if (!f) return;
       frame = f;
     }
-    const entry = this.fdb.get(dst);
+    const entry = this.fdb.get(macKeyAt(frame, 0));
     if (entry && (entry.permanent || now - entry.updatedAt <= this.ageingMs)) {
-      if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: fdb ${dst} -> port ${entry.port.name}${entry.permanent ? ' (permanent)' : ' (learned)'}: forwarded`, { detail: { fdb: { mac: dst, port: entry.port.name } } });
+      if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: fdb ${entry.mac} -> port ${entry.port.name}${entry.permanent ? ' (permanent)' : ' (learned)'}: forwarded`, { detail: { fdb: { mac: entry.mac, port: entry.port.name } } });
       if (entry.port !== from) entry.port.transmit(frame);
       return;
     }
-    if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: ${dst} not in the fdb: flooded to every port`);
+    if (this.tracer.current) this.tracer.hop(this.dev.ns, this.dev.name, `bridge: ${readMac(frame, 0)} not in the fdb: flooded to every port`);
     this.flood(frame, from);
   }
 

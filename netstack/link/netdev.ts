@@ -5,7 +5,7 @@
  * direct calls; what is "on the wire" is always a complete Ethernet frame.
  */
 
-import { readMac } from '../../packet/addr.ts';
+import { macToBuffer, readMac } from '../../packet/addr.ts';
 import { Tracer, describeIpv4 } from '../trace.ts';
 
 /** Why a frame was dropped: shown by `podlab node NODE stats` and by trace. */
@@ -134,6 +134,10 @@ export class NetDevice {
   readonly tracer: Tracer;
   /** Set by the owner of the link when it can hand a flow cache a template for a frame's destination (see LinkTemplate). */
   linkTemplate?: (frame: Buffer) => LinkTemplate | undefined;
+  /** `mac` as two numbers, for comparing frames' MACs without a string per frame (refreshed when `mac` changes). */
+  private macSeen = '';
+  private macHi = 0;
+  private macLo = 0;
 
   constructor(
     readonly name: string,
@@ -145,6 +149,26 @@ export class NetDevice {
   ) {
     this.ifindex = opts.ifindex ?? opts.ifindexes?.take() ?? 0;
     this.tracer = opts.tracer ?? new Tracer();
+  }
+
+  /** The MAC as one number (48 bits, exact in a double): a map key that costs no string. */
+  get macKey(): number {
+    this.macWords();
+    return this.macHi * 0x10000 + this.macLo;
+  }
+
+  /** True if the 6 bytes at `buf[off]` are this device's MAC. */
+  isOwnMac(buf: Buffer, off = 0): boolean {
+    this.macWords();
+    return buf.readUInt32BE(off) === this.macHi && buf.readUInt16BE(off + 4) === this.macLo;
+  }
+
+  private macWords(): void {
+    if (this.macSeen === this.mac) return;
+    const b = macToBuffer(this.mac);
+    this.macHi = b.readUInt32BE(0);
+    this.macLo = b.readUInt16BE(4);
+    this.macSeen = this.mac;
   }
 
   /** The layer above takes this device's received frames (an IP stack's input, a bridge port). */

@@ -6,12 +6,13 @@
  * connection, `accept` it. Time comes from the injected Clock only.
  *
  * Design notes
- * - Reentrancy. Frames move between namespaces by direct calls (veth, bridge),
- *   so a segment we send can be answered before `transmit` returns. The host
- *   therefore queues input that arrives while it is busy, and a connection
- *   never calls the application in the middle of processing: data, 'end',
- *   'error' and 'close' are collected and handed out by `flush()`, which the
- *   host runs after the event, followed by `output()`.
+ * - Events in, segments out. `transmit` only queues a segment: the IP
+ *   stack's dispatcher sends it once the current event is processed, so an
+ *   answer (which can come back in the same turn, across a veth and a
+ *   bridge) is a later event, never a nested one. A connection never calls
+ *   the application in the middle of processing: data, 'end', 'error' and
+ *   'close' are collected and handed out by `flush()`, which the host runs
+ *   after the event, followed by `output()`.
  * - Sending (RFC 5681, RFC 6582, RFC 6298): slow start and congestion
  *   avoidance on a byte-counted cwnd (initial 10 segments), fast retransmit
  *   on the third duplicate ACK with NewReno recovery (partial ACKs retransmit

@@ -7,13 +7,15 @@
  * options, data copied from the send queue, checksum) and gives it to the
  * IPv4 stack.
  *
- * Reentrancy: every entry (a datagram from the IP layer, a timer, a call from
- * an application) runs inside `run()`. Datagrams that arrive while the stack
- * is busy (our own segment answered synchronously across a veth and a
- * bridge) are queued and processed after the current one; connections touched
- * are flushed (events to the application, then output) at the end. So
- * protocol code never sees itself re-entered, and the application is only
- * called between events.
+ * Reentrancy: there is none to guard against. Every entry (a datagram from
+ * the IP layer, a timer, a call from an application) runs as one unit of the
+ * IP stack's processing (`ip.run`), and what it sends leaves only after it,
+ * from the IP stack's dispatcher (../ipv4/dispatcher.ts): a segment answered
+ * synchronously across a veth and a bridge comes back as a later datagram,
+ * never inside this one. Connections an event touched are flushed (events to
+ * the application, then output) by the dispatcher's egress step, one at a
+ * time once nothing else is queued, so the application is only called
+ * between events.
  */
 import type { Clock } from '../../common/clock.ts';
 import type { SeededRng } from '../../common/rng.ts';
@@ -94,9 +96,6 @@ export class TcpStack implements ConnectionHost {
   private readonly listeners = new Map<number, Listener>();
   private readonly portUse = new Map<number, number>();
   private readonly halfOpenOf = new Map<TcpConnection, Listener>();
-  private depth = 0;
-  private inbox: Ipv4Repr[] = [];
-  private inboxHead = 0;
   private readonly dirty = new Set<TcpConnection>();
   private nextPort: number;
 
@@ -110,8 +109,9 @@ export class TcpStack implements ConnectionHost {
     this.config = { ...DEFAULT_TCP_CONFIG, ...opts.config };
     this.nextPort = 32768 + opts.rng.int(0, 28231);
     ip.registerProtocol(IPPROTO_TCP, {
-      input: (d) => this.input(d),
-      icmpError: (e) => this.run(() => this.icmpError(e)),
+      input: (d, raw) => this.segmentIn(d, raw),
+      icmpError: (e) => this.icmpError(e),
+      egress: () => this.egress(),
     });
   }
 
@@ -200,20 +200,14 @@ export class TcpStack implements ConnectionHost {
 
   // ================================================================ host interface
 
-  /** Runs `fn` in the stack's critical section; flushes touched connections after. */
+  /** Runs `fn` as one unit of the IP stack's processing; touched connections are flushed after. */
   run(fn: () => void): void {
-    this.depth++;
-    try {
-      fn();
-    } finally {
-      this.depth--;
-    }
-    if (this.depth === 0) this.settle();
+    this.ip.run(fn);
   }
 
   touch(c: TcpConnection): void {
     this.dirty.add(c);
-    if (this.depth === 0) this.settle();
+    this.ip.wake();
   }
 
   release(c: TcpConnection): void {
@@ -265,40 +259,22 @@ export class TcpStack implements ConnectionHost {
 
   // ================================================================ input
 
-  private input(d: Ipv4Repr): void {
-    this.inbox.push(d);
-    if (this.depth === 0) this.settle();
+  /**
+   * The dispatcher's egress step: flushes one touched connection (its events
+   * to the application, then its output). One at a time, so what it sent
+   * leaves, and what that brings back is processed, before the next.
+   */
+  private egress(): boolean {
+    if (this.dirty.size === 0) return false;
+    const c = this.dirty.values().next().value as TcpConnection;
+    this.dirty.delete(c);
+    c.flush();
+    return true;
   }
 
-  /** Processes queued datagrams and flushes touched connections until both are empty. */
-  private settle(): void {
-    this.depth++;
-    try {
-      for (;;) {
-        if (this.inboxHead < this.inbox.length) {
-          const d = this.inbox[this.inboxHead++];
-          if (this.inboxHead === this.inbox.length) {
-            this.inbox = [];
-            this.inboxHead = 0;
-          }
-          this.segmentIn(d);
-          continue;
-        }
-        if (this.dirty.size) {
-          const c = this.dirty.values().next().value as TcpConnection;
-          this.dirty.delete(c);
-          c.flush();
-          continue;
-        }
-        break;
-      }
-    } finally {
-      this.depth--;
-    }
-  }
-
-  private segmentIn(d: Ipv4Repr): void {
-    const seg = parseTcp(d.payload, d.src, d.dst);
+  private segmentIn(d: Ipv4Repr, raw: Buffer): void {
+    // The pseudo header from the IPv4 header's words, not from d's address strings parsed back.
+    const seg = parseTcp(d.payload, raw.readUInt32BE(12), raw.readUInt32BE(16));
     if (isWireError(seg)) {
       this.counters.badSegments++;
       this.ip.counters.drop(`malformed-tcp:${seg.reason}`);
