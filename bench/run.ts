@@ -137,7 +137,7 @@ function report(measures: Measure[]): void {
 
 async function main(): Promise<void> {
   if (process.argv.includes('--scale')) return report(await benchScale(flag('--nodes', 100), flag('--pods-per-node', 10)));
-  if (process.argv.includes('--store')) return report(benchStore());
+  if (process.argv.includes('--store')) return report(await benchStore());
   const backendOpts = { rounds: flag('--rounds', 3), firstNet: option('--backends-net') };
   if (process.argv.includes('--backends')) return report(await benchBackends(backendOpts));
   const measures: Measure[] = [];
@@ -178,7 +178,7 @@ async function main(): Promise<void> {
   measures.push(...benchServices());
   measures.push(...(await benchSyncStall()));
   measures.push(...(await benchNetnsWire()));
-  measures.push(...benchStore());
+  measures.push(...(await benchStore()));
   report(measures);
 }
 

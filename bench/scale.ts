@@ -27,6 +27,15 @@ export function rssMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+/** CPU time a process has used so far (user + system), in seconds (from /proc; clock ticks of 10 ms). */
+export function cpuSeconds(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** How long the lab idles before memory is read a second time. */
+const IDLE_MS = 20_000;
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** Baseline: `n` bare Node processes started and answering, and one's RSS. */
@@ -83,7 +92,16 @@ export async function benchScale(nodes: number, podsPerNode: number): Promise<Me
     const agents = rec.procs.filter((p) => p.role === 'node').map((p) => rssMb(p.pid));
     const api = rec.procs.find((p) => p.role === 'apiserver')!;
     const apiRss = rssMb(api.pid);
+    // CPU each process used to get here: what `up` costs the machine, next to how long it took.
+    const agentCpu = rec.procs.filter((p) => p.role === 'node').map((p) => cpuSeconds(p.pid));
+    const apiCpu = cpuSeconds(api.pid);
+    say(`CPU used by up: agents median ${median(agentCpu).toFixed(2)} s (sum ${agentCpu.reduce((a, b) => a + b, 0).toFixed(1)} s), apiserver ${apiCpu.toFixed(1)} s`);
     say(`RSS: agents median ${median(agents).toFixed(1)} MB, max ${Math.max(...agents).toFixed(1)} MB; apiserver ${apiRss.toFixed(1)} MB; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    // Read again once the lab has idled: the first reading comes right after each agent's busiest minute,
+    // before V8's memory reducer has given back what start-up left behind (before the pings' execs load the pod tools).
+    await new Promise((r) => setTimeout(r, IDLE_MS));
+    const agentsIdle = rec.procs.filter((p) => p.role === 'node').map((p) => rssMb(p.pid));
+    say(`RSS after ${IDLE_MS / 1000} s idle: agents median ${median(agentsIdle).toFixed(1)} MB, max ${Math.max(...agentsIdle).toFixed(1)} MB`);
 
     // 50 seeded random cross-node pod pairs, one ping each.
     const pods = (await labApi(rec).list<Pod>('pods')).items.filter((p) => p.status?.podIP);
@@ -110,7 +128,9 @@ export async function benchScale(nodes: number, podsPerNode: number): Promise<Me
     out.push(measure(`scale: every route and FDB entry programmed after up, ${nodes} nodes`, programmedMs, 'ms', 'up --detach itself', upMs));
     out.push(measure(`scale: agent RSS median, ${nodes} nodes`, median(agents), 'MB', 'a bare Node process', base.rss, `max ${Math.max(...agents).toFixed(1)} MB`));
     out.push(measure(`scale: agent RSS max, ${nodes} nodes`, Math.max(...agents), 'MB', 'a bare Node process', base.rss));
+    out.push(measure(`scale: agent RSS median after ${IDLE_MS / 1000} s idle, ${nodes} nodes`, median(agentsIdle), 'MB', 'a bare Node process', base.rss, `max ${Math.max(...agentsIdle).toFixed(1)} MB`));
     out.push(measure(`scale: apiserver RSS, ${nodes} nodes x ${podsPerNode} pods`, apiRss, 'MB', 'a bare Node process', base.rss));
+    out.push(measure(`scale: CPU used by the agents and the apiserver until every route is programmed, ${nodes} nodes`, agentCpu.reduce((a, b) => a + b, 0) + apiCpu, 's', 'up --detach wall time x 2 cores', (upMs / 1000) * os.cpus().length, `agent median ${median(agentCpu).toFixed(2)} s, apiserver ${apiCpu.toFixed(1)} s`));
     out.push(measure(`scale: random cross-node pings answered, ${nodes} nodes`, ok, 'pings', 'pings sent', pairs, 'seed 1, one ping each, 2 s timeout'));
     out.push(measure(`scale: down, ${nodes} nodes`, downMs, 'ms', 'up --detach', upMs));
 

@@ -62,6 +62,14 @@ export interface ApiServerOptions {
   historyBytes?: number;
   /** A persister other than `<stateDir>/apiserver/store.db` (`--store etcd://`). */
   persister?: StorePersister;
+  /**
+   * Persist the writes of one event-loop turn in one transaction, answering
+   * each once that transaction is on disk (default true; only persisters
+   * whose commit is atomic take part, so not etcd's).
+   */
+  groupCommit?: boolean;
+  /** How long a transaction waits for more writes to join it (ms; default 0: the end of the event-loop turn). */
+  groupCommitWindowMs?: number;
   /** How often BOOKMARK events go to watchers that allow them (default 30 s). */
   bookmarkIntervalMs?: number;
   /** Durations of the in-process controllers (node lifecycle, pod drain). */
@@ -221,7 +229,14 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     historyBytes: opts.historyBytes,
     persister: opts.persister,
     controllers: opts.controllers,
+    groupCommit: opts.groupCommit ?? true,
+    groupCommitWindowMs: opts.groupCommitWindowMs,
   });
+  /** A write is answered once its transaction is on disk; a failed transaction makes it a 500 (group commit). */
+  const durable = async <T>(value: T): Promise<T> => {
+    await store.committed();
+    return value;
+  };
   const bookmarkMs = opts.bookmarkIntervalMs ?? DEFAULT_BOOKMARK_INTERVAL_MS;
   const activeWatches = new Set<() => void>();
   const sockets = new Set<Socket>();
@@ -320,6 +335,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     const dryRun = dryRunValues.length > 0;
     const attrs = { verb: verbOf(method, name !== undefined, watching), group: rt.group, resource: rt.plural, subresource, namespace, name };
     if (!authorize(who, attrs, lookup).allowed) throw forbiddenFor(who, attrs);
+    // Reads (and a watch's replay) see committed state only, never a write whose transaction may still fail.
+    if (method === 'GET') await store.settled();
     if (podLog) {
       const pod = store.objectsOf(PODS).find((p) => p.metadata.namespace === namespace && p.metadata.name === name) as Pod | undefined;
       if (!pod) throw notFound('pods', name);
@@ -329,7 +346,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       const type = method === 'PATCH' ? patchTypeOf(req.headers['content-type']) : undefined;
       if (method === 'PATCH' && type === undefined) throw unsupportedPatchType();
       const body = method === 'GET' ? undefined : await readJson(req);
-      sendJson(res, 200, JSON.stringify(serveScale(store, rt, name, namespace, method, body, type === 'json' ? 'json' : 'merge')));
+      sendJson(res, 200, JSON.stringify(await durable(serveScale(store, rt, name, namespace, method, body, type === 'json' ? 'json' : 'merge'))));
       return 200;
     }
     if (name === undefined) {
@@ -358,7 +375,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       if (method === 'POST') {
         if (rt.namespaced && namespace === undefined) throw methodNotAllowed(method);
         const { body, warnings } = await readChecked(req, route, q);
-        const created = store.create(rt, body, { namespace, dryRun });
+        const created = await durable(store.create(rt, body, { namespace, dryRun }));
         sendJson(res, 201, JSON.stringify(created), warnings);
         return 201;
       }
@@ -383,7 +400,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       }
       case 'PUT': {
         const { body, warnings } = await readChecked(req, route, q);
-        const updated = store.update(rt, body, { namespace, name, subresource: status, dryRun });
+        const updated = await durable(store.update(rt, body, { namespace, name, subresource: status, dryRun }));
         sendJson(res, 200, JSON.stringify(updated), warnings);
         return 200;
       }
@@ -397,11 +414,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
           const live = store.objectsOf(rt).find((o) => o.metadata.name === name && (!rt.namespaced || o.metadata.namespace === namespace)) as Record<string, unknown> | undefined;
           const next = serverSideApply(live && structuredClone(live), applied, { manager, force: ['true', '1'].includes(q.get('force') ?? ''), schema: schemaOf(rt), apiVersion: typeof applied.apiVersion === 'string' ? applied.apiVersion : '', now: new Date(store.clock.now()).toISOString().replace(/\.\d+Z$/, 'Z') });
           if (!live) {
-            const created = store.create(rt, next, { namespace, dryRun });
+            const created = await durable(store.create(rt, next, { namespace, dryRun }));
             sendJson(res, 201, JSON.stringify(created), warnings);
             return 201;
           }
-          const updated = store.update(rt, next, { namespace, name, dryRun });
+          const updated = await durable(store.update(rt, next, { namespace, name, dryRun }));
           sendJson(res, 200, JSON.stringify(updated), warnings);
           return 200;
         }
@@ -410,14 +427,14 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         const mode = parseFieldValidation(q.get('fieldValidation'));
         const body = await readJson(req);
         const warnings = type === 'json' ? [] : checkFields(rt, body, schemaOf(rt), mode);
-        const patched = store.patch(rt, name, body, { namespace, subresource: status, type, dryRun });
+        const patched = await durable(store.patch(rt, name, body, { namespace, subresource: status, type, dryRun }));
         sendJson(res, 200, JSON.stringify(patched), warnings);
         return 200;
       }
       case 'DELETE': {
         if (status) throw methodNotAllowed(method);
         const body = await readJson(req, true);
-        const deleted = store.delete(rt, name, { namespace, preconditions: preconditionsOf(body), dryRun });
+        const deleted = await durable(store.delete(rt, name, { namespace, preconditions: preconditionsOf(body), dryRun }));
         sendJson(res, 200, JSON.stringify(deleted));
         return 200;
       }

@@ -9,8 +9,11 @@ import { ApiError, badRequest, makeStatus } from './errors.ts';
 
 // Through require: an ESM import of this CommonJS package would make Node
 // compile its CommonJS lexer (WebAssembly, some 8 MB RSS) in every node agent,
-// whose API client loads this module for its content types.
-const jsonpatch = createRequire(import.meta.url)('fast-json-patch') as typeof jsonpatchTypes;
+// whose API client loads this module for its content types. And only on the
+// first JSON patch: loading the package costs an agent, which never applies
+// one, another ~2.4 MB.
+let jsonpatchLib: typeof jsonpatchTypes | undefined;
+const jsonpatch = (): typeof jsonpatchTypes => (jsonpatchLib ??= createRequire(import.meta.url)('fast-json-patch') as typeof jsonpatchTypes);
 
 /** Content types the PATCH verb accepts. */
 export const MERGE_PATCH_TYPE = 'application/merge-patch+json';
@@ -68,12 +71,12 @@ export function applyMergePatch(target: unknown, patch: unknown): unknown {
  */
 export function applyJsonPatch(target: unknown, ops: unknown): unknown {
   if (!Array.isArray(ops)) throw badRequest('a JSON patch must be a JSON array of operations');
-  const invalid = jsonpatch.validate(ops as jsonpatchTypes.Operation[], target);
+  const invalid = jsonpatch().validate(ops as jsonpatchTypes.Operation[], target);
   if (invalid && ['OPERATION_NOT_AN_OBJECT', 'OPERATION_OP_INVALID', 'OPERATION_PATH_INVALID', 'OPERATION_FROM_REQUIRED', 'OPERATION_VALUE_REQUIRED', 'OPERATION_VALUE_CANNOT_CONTAIN_UNDEFINED', 'SEQUENCE_NOT_AN_ARRAY'].includes(invalid.name)) {
     throw badRequest(`invalid JSON patch operation ${invalid.index ?? ''}: ${firstLine(invalid.message)}`);
   }
   try {
-    return jsonpatch.applyPatch(structuredClone(target), ops as jsonpatchTypes.Operation[], true, true).newDocument;
+    return jsonpatch().applyPatch(structuredClone(target), ops as jsonpatchTypes.Operation[], true, true).newDocument;
   } catch (err) {
     const e = err as jsonpatchTypes.JsonPatchError;
     const where = e.operation ? ` (operation ${e.index ?? '?'}: ${JSON.stringify(e.operation)})` : '';

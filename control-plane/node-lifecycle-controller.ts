@@ -85,9 +85,12 @@ export function evictionTime(pod: Pod, taints: Taint[]): number {
 }
 
 /** status.nodeInfo/capacity/allocatable of a node process on this host. */
+let hostFacts: { memKi: number; cpus: string } | undefined;
+
 export function hostNodeStatus(): Record<string, unknown> {
-  const memKi = Math.floor(os.totalmem() / 1024);
-  const cpus = String(Math.max(1, os.cpus().length));
+  // os.cpus() reads /proc/cpuinfo and /proc/stat: read once, not for every Node written (a 100-node lab writes many).
+  hostFacts ??= { memKi: Math.floor(os.totalmem() / 1024), cpus: String(Math.max(1, os.cpus().length)) };
+  const { memKi, cpus } = hostFacts;
   return {
     nodeInfo: {
       machineID: '',

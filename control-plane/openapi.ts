@@ -86,12 +86,22 @@ export function deref(node: SchemaNode | undefined): SchemaNode | undefined {
 
 /** The definition name of a kind (`io.k8s.api.core.v1.Pod`), or undefined when the package has none. */
 export function definitionNameOf(rt: Pick<ResourceType, 'group' | 'version' | 'kind'>): string | undefined {
+  // A scan of every definition; every write checks its body against the schema, so remember the answer.
+  const key = `${rt.group}/${rt.version}/${rt.kind}`;
+  if (definitionNames.has(key)) return definitionNames.get(key);
+  let found: string | undefined;
   for (const [name, def] of Object.entries(definitions())) {
     const gvks = def['x-kubernetes-group-version-kind'];
-    if (gvks?.some((g) => g.group === rt.group && g.version === rt.version && g.kind === rt.kind)) return name;
+    if (gvks?.some((g) => g.group === rt.group && g.version === rt.version && g.kind === rt.kind)) {
+      found = name;
+      break;
+    }
   }
-  return undefined;
+  definitionNames.set(key, found);
+  return found;
 }
+
+const definitionNames = new Map<string, string | undefined>();
 
 /** The root schema of a kind, or undefined. */
 export function schemaOf(rt: Pick<ResourceType, 'group' | 'version' | 'kind'>): SchemaNode | undefined {

@@ -68,6 +68,12 @@ export interface LoadedState {
 
 /** Where the store's state lives. Every method is synchronous: the store's commit is one atomic call. */
 export interface StorePersister {
+  /**
+   * True when one commit is one atomic transaction whatever its size, so the
+   * store may put many writes into it (group commit); a persister that
+   * applies a batch change by change (etcd) leaves it unset.
+   */
+  readonly atomicCommit?: boolean;
   /** Returns the saved state, or null on first start. Throws StateFileError when it cannot be read. */
   load(): LoadedState | null;
   /** Durably applies one commit before returning, or throws and applies nothing. */
@@ -96,6 +102,7 @@ interface LogRow {
  * compaction without disk. Same semantics as the SQLite persister.
  */
 export class MemoryPersister implements StorePersister {
+  readonly atomicCommit = true;
   /** Number of commits so far (tests assert one per mutation). */
   commits = 0;
   /** The changes of the last commit (tests check a write carries only what changed). */

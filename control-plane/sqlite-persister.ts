@@ -54,6 +54,8 @@ type Row = [number, number, string, string, string | null, number, string | null
 
 /** Persists to `<stateDir>/apiserver/store.db`; imports an old `state.json` once. */
 export class SqlitePersister implements StorePersister {
+  /** One better-sqlite3 transaction per commit. */
+  readonly atomicCommit = true;
   readonly dir: string;
   readonly path: string;
   private db?: Database.Database;

@@ -10,6 +10,15 @@
  * Persistence is per change (see persistence.ts): a write costs the object
  * written, and the watch history is a window of revisions, compacted as etcd
  * compacts, bounded in count and bytes.
+ *
+ * Group commit (the apiserver's mode): a transaction's fsync, not its rows,
+ * is what a write costs, so the writes of one event-loop turn are applied in
+ * memory at once (each gets its resourceVersion, conflicts are checked against
+ * them) and persisted together in one transaction at the end of the turn.
+ * Their watch events and in-process subscribers only run after that commit,
+ * and the HTTP layer awaits {@link Store.committed} before answering, so a 2xx
+ * still means on disk and no watcher sees what a crash could lose. If the
+ * transaction fails, exactly its writes are rolled back and answered 500.
  */
 import { randomUUID, randomInt } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
@@ -122,6 +131,19 @@ export interface StoreOptions {
   /** Bytes of object JSON the history window may hold (default 32 MiB; the newest event always stays). */
   historyBytes?: number;
   registry?: ResourceRegistry;
+  /**
+   * Persist the writes of one event-loop turn in one commit (see the top of
+   * this file); only with a persister whose commit is one atomic transaction.
+   * Off by default: every write is then persisted before its call returns.
+   */
+  groupCommit?: boolean;
+  /**
+   * Under group commit, how long the first write of a transaction waits for
+   * others to join it (ms); 0 (the default) means until the end of the
+   * current event-loop turn. A few ms let writes that arrive in quick
+   * succession (a hundred agents' status updates) share one fsync.
+   */
+  groupCommitWindowMs?: number;
 }
 
 interface StoredRecord {
@@ -152,6 +174,21 @@ interface Change {
   /** New object (ADDED/MODIFIED); its resourceVersion is assigned at commit. */
   next?: KubeObject;
   prev?: StoredRecord;
+}
+
+/** Writes applied in memory and not yet persisted: one transaction at the end of the turn. */
+interface PendingGroup {
+  /** What to restore if the transaction fails. */
+  savedRv: number;
+  savedHistoryLength: number;
+  savedHistoryBytes: number;
+  undo: { map: Map<string, StoredRecord>; key: string; prev?: StoredRecord }[];
+  persisted: PersistedChange[];
+  events: { ev: StoreEvent; entry: HistoryEntry }[];
+  /** Settles once the transaction committed (or failed: an ApiError 500). */
+  done: Promise<void>;
+  resolve: () => void;
+  reject: (err: ApiError) => void;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -210,6 +247,12 @@ export class Store {
   private readonly queuedEntries: HistoryEntry[] = [];
   private draining = false;
   private opened = false;
+  private readonly groupCommit: boolean;
+  private readonly groupCommitWindowMs: number;
+  /** The current group (group commit only). */
+  private pending?: PendingGroup;
+  /** Transactions persisted, in either mode (the store bench reports writes per commit). */
+  commitCount = 0;
 
   constructor(opts: StoreOptions = {}) {
     this.clock = opts.clock ?? wallClock;
@@ -217,6 +260,8 @@ export class Store {
     this.persister = opts.persister;
     this.historyLimit = opts.historyLimit ?? DEFAULT_HISTORY_LIMIT;
     this.historyByteLimit = opts.historyBytes ?? DEFAULT_HISTORY_BYTES;
+    this.groupCommit = opts.groupCommit === true && this.persister?.atomicCommit === true;
+    this.groupCommitWindowMs = opts.groupCommitWindowMs ?? 0;
   }
 
   // ---------------------------------------------------------------- wiring
@@ -266,6 +311,7 @@ export class Store {
       if (!this.lookup(NAMESPACES, undefined, ns)) this.create(NAMESPACES, { metadata: { name: ns } });
     }
     for (const fn of this.openHooks.splice(0)) fn();
+    this.flush();
   }
 
   /** Runs `fn` when the store closes (controllers stop their timers here). */
@@ -276,14 +322,39 @@ export class Store {
   /** Drops all watchers, stops controllers' timers and closes the persister; the store stays readable. */
   close(): void {
     for (const fn of this.closeHooks.splice(0)) fn();
+    // What was answered from memory is still owed to disk.
+    this.flush();
     this.watchers.clear();
     this.subscribers.clear();
     this.persister?.close();
   }
 
-  /** The current value of the global resourceVersion counter. */
+  /**
+   * The global resourceVersion counter as committed: under group commit a
+   * revision still in the current transaction is not handed out (a list or
+   * bookmark naming it could be resumed from after the transaction failed and
+   * the revision went to another write).
+   */
   resourceVersion(): string {
-    return String(this.rv);
+    return String(this.pending ? this.pending.savedRv : this.rv);
+  }
+
+  /**
+   * Settles when every write made so far is persisted; rejects with the 500
+   * of a failed transaction (so exactly that transaction's writers fail).
+   * Resolved at once outside group commit or with nothing pending.
+   */
+  committed(): Promise<void> {
+    return this.pending?.done ?? Promise.resolve();
+  }
+
+  /**
+   * Waits until nothing is pending, so a read that follows sees only
+   * committed state (the writes that in-process controllers make while the
+   * previous transaction's events are delivered go into the next one).
+   */
+  async settled(): Promise<void> {
+    while (this.pending) await this.pending.done.catch(() => {});
   }
 
   /** Oldest resourceVersion a watch may still resume from. */
@@ -496,6 +567,8 @@ export class Store {
    * is newer than the store, and a 400 on a bad selector.
    */
   watch(resource: ResourceRef, opts: WatchOptions, sink: (ev: StoreWatchEvent) => void): WatchHandle {
+    // The replay below must hold committed revisions only, and none that the pending transaction's delivery would send again.
+    this.flush();
     const rt = this.resolve(resource);
     const selector = parseSelector(rt, opts.labelSelector, opts.fieldSelector);
     const namespace = rt.namespaced ? opts.namespace : undefined;
@@ -648,20 +721,53 @@ export class Store {
   /**
    * Applies changes, each with its own resourceVersion, persists, then
    * delivers the events. On a persistence failure everything is rolled back
-   * and a 500 is thrown, so memory never runs ahead of disk.
+   * and a 500 is thrown, so memory never runs ahead of disk. Under group
+   * commit the changes join the turn's transaction instead (see flush).
    */
   private commit(changes: Change[]): StoredRecord[] {
-    const savedRv = this.rv;
-    const savedHistoryLength = this.history.length;
-    const savedHistoryBytes = this.historyBytes;
-    const persisted: PersistedChange[] = [];
-    const undo: { map: Map<string, StoredRecord>; key: string; prev?: StoredRecord }[] = [];
+    if (this.groupCommit) return this.commitToGroup(changes);
+    const group = this.newGroup();
+    const recs = this.applyChanges(changes, group);
+    const trim = this.historyExcess();
+    try {
+      this.persist(group.persisted, trim > 0 ? this.history[trim - 1].rv : this.historyStartRv);
+    } catch (err) {
+      throw this.rollBack(group, err);
+    }
+    this.trimHistory(trim);
+    this.enqueue(group);
+    this.drain();
+    return recs;
+  }
+
+  private newGroup(): PendingGroup {
+    let resolve!: () => void;
+    let reject!: (err: ApiError) => void;
+    const done = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // A transaction only in-process writers were in is failed with nobody awaiting it; it is logged in rollBack.
+    done.catch(() => {});
+    return { savedRv: this.rv, savedHistoryLength: this.history.length, savedHistoryBytes: this.historyBytes, undo: [], persisted: [], events: [], done, resolve, reject };
+  }
+
+  private commitToGroup(changes: Change[]): StoredRecord[] {
+    if (!this.pending) {
+      this.pending = this.newGroup();
+      if (this.groupCommitWindowMs > 0) setTimeout(() => this.flush(), this.groupCommitWindowMs);
+      else setImmediate(() => this.flush());
+    }
+    return this.applyChanges(changes, this.pending);
+  }
+
+  /** Applies changes in memory, each at the next resourceVersion, recording how to undo them into `group`. */
+  private applyChanges(changes: Change[], group: PendingGroup): StoredRecord[] {
     const recs: StoredRecord[] = [];
-    const entries: HistoryEntry[] = [];
     for (const ch of changes) {
       const rv = ++this.rv;
       const map = this.kindMap(ch.rt);
-      undo.push({ map, key: ch.key, prev: map.get(ch.key) });
+      group.undo.push({ map, key: ch.key, prev: map.get(ch.key) });
       let rec: StoredRecord;
       if (ch.type === 'DELETED') {
         if (!ch.prev) throw new Error('DELETED change without prev');
@@ -678,9 +784,9 @@ export class Store {
       }
       const entry = this.makeEntry(rv, ch.type, rec, ch.prev?.attrs);
       this.pushHistory(entry);
-      entries.push(entry);
       recs.push(rec);
-      persisted.push({
+      group.events.push({ ev: { type: ch.type, rt: ch.rt, object: rec.obj, prev: ch.prev?.obj, resourceVersion: rv }, entry });
+      group.persisted.push({
         rv,
         type: ch.type,
         resource: resourceKeyOf(ch.rt),
@@ -690,27 +796,53 @@ export class Store {
         ...(ch.prev ? { prevAttrs: ch.prev.attrs } : {}),
       });
     }
-    const trim = this.historyExcess();
-    try {
-      this.persist(persisted, trim > 0 ? this.history[trim - 1].rv : this.historyStartRv);
-    } catch (err) {
-      for (const u of undo.reverse()) {
-        if (u.prev) u.map.set(u.key, u.prev);
-        else u.map.delete(u.key);
-      }
-      this.rv = savedRv;
-      this.history.length = savedHistoryLength;
-      this.historyBytes = savedHistoryBytes;
-      this.log.error('persist failed; change rolled back', { error: (err as Error).message, resourceVersion: savedRv + 1 });
-      throw internalError(`cannot persist state: ${(err as Error).message}`);
-    }
-    this.trimHistory(trim);
-    changes.forEach((ch, i) => {
-      this.queue.push({ type: ch.type, rt: ch.rt, object: recs[i].obj, prev: ch.prev?.obj, resourceVersion: entries[i].rv });
-      this.queuedEntries.push(entries[i]);
-    });
-    this.drain();
     return recs;
+  }
+
+  /** Undoes a group that failed to persist (it is the newest: nothing was applied after it); returns the 500 its writers get. */
+  private rollBack(group: PendingGroup, err: unknown): ApiError {
+    for (const u of group.undo.reverse()) {
+      if (u.prev) u.map.set(u.key, u.prev);
+      else u.map.delete(u.key);
+    }
+    this.rv = group.savedRv;
+    this.history.length = group.savedHistoryLength;
+    this.historyBytes = group.savedHistoryBytes;
+    this.log.error('persist failed; change rolled back', { error: (err as Error).message, resourceVersion: group.savedRv + 1, writes: group.persisted.length });
+    return internalError(`cannot persist state: ${(err as Error).message}`);
+  }
+
+  private enqueue(group: PendingGroup): void {
+    for (const { ev, entry } of group.events) {
+      this.queue.push(ev);
+      this.queuedEntries.push(entry);
+    }
+  }
+
+  /**
+   * Group commit: persists the pending writes in one transaction, then
+   * answers their writers and delivers their events in resourceVersion order.
+   * What subscribers write meanwhile forms the next group, persisted in the
+   * same call, so a controller cascade costs a few transactions, not one per
+   * write. Runs at the end of the turn, and at once before a watch starts or
+   * the store closes.
+   */
+  private flush(): void {
+    while (this.pending) {
+      const group = this.pending;
+      this.pending = undefined;
+      const trim = this.historyExcess();
+      try {
+        this.persist(group.persisted, trim > 0 ? this.history[trim - 1].rv : this.historyStartRv);
+      } catch (err) {
+        group.reject(this.rollBack(group, err));
+        continue;
+      }
+      this.trimHistory(trim);
+      group.resolve();
+      this.enqueue(group);
+      this.drain();
+    }
   }
 
   /** Delivers queued events in order; re-entrant commits (controllers reacting) just enqueue. */
@@ -804,6 +936,7 @@ export class Store {
       fresh.push([name, json]);
     }
     this.persister.commit({ changes, sections: fresh.length > 0 ? sections : undefined, compactRv });
+    this.commitCount++;
     for (const [name, json] of fresh) this.savedSections.set(name, json);
   }
 
@@ -882,6 +1015,8 @@ export function openStore(opts: OpenStoreOptions = {}): Store {
     historyBytes: opts.historyBytes,
     registry: opts.registry,
     persister,
+    groupCommit: opts.groupCommit,
+    groupCommitWindowMs: opts.groupCommitWindowMs,
   });
   ipam.install(store);
   new Scheduler().install(store);

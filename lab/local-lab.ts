@@ -6,6 +6,7 @@
  */
 import net from 'node:net';
 import { ApiClient } from '../control-plane/client.ts';
+import type { Pod } from '../control-plane/types.ts';
 import { nodeArgsFor } from '../common/compiled.js';
 import { backendNamed } from '../backends/registry.ts';
 import {
@@ -38,9 +39,20 @@ import { writeLab, type LabRecord, type ProcRecord } from './state.ts';
 import type { LoadedObject } from './manifest.ts';
 import { DEFAULT_ROUTER_ASN } from '../router/flags.ts';
 
+/**
+ * V8 flags of every agent, for memory: a young generation of 1 MB semi-spaces
+ * (V8 grows them to 16 MB on a busy heap), garbage collection and compilation
+ * without helper threads (a hundred agents on two cores gain nothing from
+ * them, and each thread is memory). At 6 nodes x 10 pods they took the median
+ * agent from 62.4 to 57.0 MB RSS; pod UDP echo did not measurably change
+ * (7.3k vs 7.4k pps, interleaved runs that varied ±25% on a shared machine).
+ */
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--single-threaded-gc', '--v8-pool-size=1'];
+
 /** The arguments of one node agent; kept in lab.json so `podlab node NODE restart` can reuse them. */
 function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): string[] {
   return [
+    ...AGENT_NODE_FLAGS,
     ...nodeArgsFor('node-agent/main.ts'),
     '--name', name, '--ip', ip, '--underlay', o.labNet, '--api', apiUrl, '--state-dir', o.stateDir, '--token-file', nodeTokenPath(o.stateDir, name),
     '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),
@@ -150,8 +162,19 @@ async function startRouter(o: UpOptions, rec: LabRecord, timeout: number, say: (
   return [routerPeerObject(ip, port, asn)];
 }
 
+/** Nodes whose pods are created at once by `up`. */
+const POD_CREATE_CONCURRENCY = 16;
+
 async function createWorkload(api: ApiClient, o: UpOptions, routerObjects: LoadedObject[] = []): Promise<void> {
-  for (const p of demoPods(o.nodes, o.podsPerNode)) await api.create('pods', p, 'default');
+  // Several nodes' pods at once (the apiserver commits what arrives together in one transaction), each
+  // node's in order, so every pod still gets the address it always had from its node's IPAM.
+  const byNode = new Map<string, Pod[]>();
+  for (const p of demoPods(o.nodes, o.podsPerNode)) byNode.set(p.spec!.nodeName!, [...(byNode.get(p.spec!.nodeName!) ?? []), p]);
+  const queue = [...byNode.values()];
+  const worker = async (): Promise<void> => {
+    for (let pods = queue.shift(); pods; pods = queue.shift()) for (const p of pods) await api.create('pods', p, 'default');
+  };
+  await Promise.all(Array.from({ length: Math.min(POD_CREATE_CONCURRENCY, queue.length) }, worker));
   await applyObjects(api, [...routerObjects, ...defaultLoadBalancerObjects(o.labNet, o.lbRouter ? 'bgp' : 'l2'), ...o.manifests]);
   // kubeadm's addon: kube-dns at 10.96.0.10 and the CoreDNS Deployment (lab/cluster-dns.ts). Last, so the
   // demo's and the manifests' pods keep the addresses they had before the lab had DNS.
