@@ -1,0 +1,273 @@
+/**
+ * The data plane's side of kube-proxy's engine in a worker thread
+ * (./worker.ts, protocol in ./worker-protocol.ts): feeds it the informers'
+ * changes as deltas, in small messages so that no single structured clone
+ * holds the data plane up; asks for first-packet decisions and views; and
+ * watches the thread: one that exits is reported (the `down` callback) and
+ * started again with backoff, given the whole state anew, and meanwhile no
+ * decision waits on it.
+ */
+import { Worker } from 'node:worker_threads';
+import type { KubeObject } from '../control-plane/types.ts';
+import type { Decision, ServicePacket } from './types.ts';
+import type { EngineObjectKind, EngineSummary, EngineWorkerInit, FromEngine, ToEngine } from './worker-protocol.ts';
+
+/** Objects per message: a structured clone of 50 EndpointSlices of 10 endpoints costs the sender about 1 ms. */
+const CHUNK = 50;
+/** A decision unanswered this long fails (a hung worker must not hold packets for ever). */
+const DECISION_TIMEOUT_MS = 10_000;
+const RESTART_MIN_MS = 500;
+const RESTART_MAX_MS = 30_000;
+
+export interface EngineWorkerHooks {
+  /** After each sync in the worker. */
+  summary(s: EngineSummary): void;
+  /** The worker exited or failed; it is restarted after `retryMs`. */
+  down(reason: string, retryMs: number): void;
+  /** The worker (re)started and has the state. */
+  up?(restarts: number): void;
+}
+
+/** Where the worker's entry is: beside this file, compiled (dist/) or as TypeScript under tsx. */
+function workerSource(): { source: string | URL; eval: boolean } {
+  const here = import.meta.url;
+  if (here.endsWith('.js')) return { source: new URL('./worker.js', here), eval: false };
+  // Under tsx (tests, a lab run from source): a worker does not inherit the parent's loader, so it registers tsx first.
+  const entry = new URL('./worker.ts', here).href;
+  const tsx = import.meta.resolve('tsx/esm/api');
+  return { source: `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`, eval: true };
+}
+
+interface Waiting<T> {
+  resolve(v: T): void;
+  reject(e: Error): void;
+  at: number;
+}
+
+export class EngineWorker {
+  state: 'starting' | 'up' | 'down' | 'closed' = 'starting';
+  restarts = 0;
+  decisions = 0;
+  lastError = '';
+  lastSummary?: EngineSummary;
+  private worker!: Worker;
+  private nextId = 1;
+  private readonly decisionsWaiting = new Map<number, Waiting<Decision | null>>();
+  private readonly commandsWaiting = new Map<number, Waiting<string | undefined>>();
+  /** The informers' objects as last sent, for a restarted worker. */
+  private readonly objects: Record<EngineObjectKind, Map<string, KubeObject>> = { services: new Map(), endpointslices: new Map() };
+  /** Changes not sent yet: an object, or null for a deletion. */
+  private readonly unsent: Record<EngineObjectKind, Map<string, KubeObject | null>> = { services: new Map(), endpointslices: new Map() };
+  private flushing?: NodeJS.Immediate;
+  private restartTimer?: NodeJS.Timeout;
+  private watchdog?: NodeJS.Timeout;
+  private backoff = RESTART_MIN_MS;
+
+  constructor(
+    private readonly init: EngineWorkerInit,
+    private readonly hooks: EngineWorkerHooks,
+  ) {
+    this.spawn();
+  }
+
+  /** The thread, for tests that make it fail. */
+  get thread(): Worker {
+    return this.worker;
+  }
+
+  /** Requests waiting for the worker. */
+  get pending(): number {
+    return this.decisionsWaiting.size + this.commandsWaiting.size;
+  }
+
+  private spawn(): void {
+    const { source, eval: isEval } = workerSource();
+    const w = new Worker(source, { eval: isEval, workerData: this.init, stdout: false, stderr: false });
+    this.worker = w;
+    this.state = 'starting';
+    // The agent's other handles keep it alive; a bare engine in a test must not.
+    w.unref();
+    w.on('message', (m: FromEngine) => this.onMessage(m));
+    w.on('error', (e) => {
+      this.lastError = e.stack ?? String(e);
+    });
+    w.on('exit', (code) => {
+      if (w !== this.worker || this.state === 'closed') return;
+      this.failed(`kube-proxy's engine worker exited (code ${code})${this.lastError ? `: ${this.lastError.split('\n')[0]}` : ''}`);
+    });
+    // Everything the worker should hold, then one sync.
+    for (const kind of ['services', 'endpointslices'] as const) for (const [k, o] of this.objects[kind]) if (!this.unsent[kind].has(k)) this.unsent[kind].set(k, o);
+    this.schedule();
+  }
+
+  private failed(reason: string): void {
+    this.state = 'down';
+    const err = new Error(reason);
+    for (const w of this.decisionsWaiting.values()) w.reject(err);
+    for (const w of this.commandsWaiting.values()) w.reject(err);
+    this.decisionsWaiting.clear();
+    this.commandsWaiting.clear();
+    if (this.flushing) clearImmediate(this.flushing);
+    this.flushing = undefined;
+    const retry = this.backoff;
+    this.backoff = Math.min(this.backoff * 2, RESTART_MAX_MS);
+    this.hooks.down(reason, retry);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      this.restarts++;
+      this.lastError = '';
+      this.spawn();
+    }, retry);
+    this.restartTimer.unref();
+  }
+
+  private onMessage(m: FromEngine): void {
+    switch (m.t) {
+      case 'ready':
+        return;
+      case 'decision': {
+        const w = this.decisionsWaiting.get(m.id);
+        this.decisionsWaiting.delete(m.id);
+        this.decisions++;
+        return w?.resolve(m.d);
+      }
+      case 'command': {
+        const w = this.commandsWaiting.get(m.id);
+        this.commandsWaiting.delete(m.id);
+        if (m.error !== undefined) w?.reject(new Error(m.error));
+        else w?.resolve(m.out);
+        return;
+      }
+      case 'summary':
+        if (this.state === 'starting') {
+          this.state = 'up';
+          this.backoff = RESTART_MIN_MS;
+          this.hooks.up?.(this.restarts);
+        }
+        this.lastSummary = m.s;
+        return this.hooks.summary(m.s);
+    }
+  }
+
+  private send(m: ToEngine): void {
+    this.worker.postMessage(m);
+  }
+
+  /** An informer's object added or changed. */
+  put(kind: EngineObjectKind, key: string, obj: KubeObject): void {
+    this.objects[kind].set(key, obj);
+    this.unsent[kind].set(key, obj);
+    this.schedule();
+  }
+
+  /** An informer's object deleted. */
+  delete(kind: EngineObjectKind, key: string): void {
+    if (!this.objects[kind].delete(key)) return;
+    this.unsent[kind].set(key, null);
+    this.schedule();
+  }
+
+  /** Replaces the state wholesale (a full list), sending only what differs from what the worker has. */
+  replace(kind: EngineObjectKind, list: readonly KubeObject[], keyOf: (o: KubeObject) => string): void {
+    const seen = new Set<string>();
+    for (const o of list) {
+      const k = keyOf(o);
+      seen.add(k);
+      if (this.objects[kind].get(k) !== o) this.put(kind, k, o);
+    }
+    for (const k of [...this.objects[kind].keys()]) if (!seen.has(k)) this.delete(kind, k);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.flushing || this.state === 'down' || this.state === 'closed') return;
+    this.flushing = setImmediate(() => this.flush());
+  }
+
+  /** One message of changes per turn of the event loop; a sync after the last. */
+  private flush(): void {
+    this.flushing = undefined;
+    for (const kind of ['services', 'endpointslices'] as const) {
+      const unsent = this.unsent[kind];
+      if (!unsent.size) continue;
+      const put: KubeObject[] = [];
+      const del: string[] = [];
+      for (const [k, o] of unsent) {
+        unsent.delete(k);
+        if (o) put.push(o);
+        else del.push(k);
+        if (put.length + del.length >= CHUNK) break;
+      }
+      this.send({ t: 'objects', kind, put, del });
+      this.flushing = setImmediate(() => this.flush());
+      return;
+    }
+    this.send({ t: 'sync' });
+  }
+
+  /**
+   * A first packet's decision, or a failure when the worker is gone (or does
+   * not answer within 10 s): the caller decides what its packets become then.
+   */
+  decide(pkt: ServicePacket): Promise<Decision | null> {
+    if (this.state === 'down' || this.state === 'closed') return Promise.reject(new Error(`kube-proxy's engine worker is ${this.state === 'down' ? 'down' : 'stopped'}`));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.decisionsWaiting.set(id, { resolve, reject, at: Date.now() });
+      this.send({ t: 'decide', id, pkt });
+      this.armWatchdog();
+    });
+  }
+
+  /** `iptables-save`, `ipvsadm`, `ipset` from the engine. */
+  command(argv: string[], stamp: Date): Promise<string | undefined> {
+    if (this.state === 'down' || this.state === 'closed') return Promise.reject(new Error(`kube-proxy's engine worker is ${this.state === 'down' ? `down (${this.lastError || 'restarting'})` : 'stopped'}`));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.commandsWaiting.set(id, { resolve, reject, at: Date.now() });
+      this.send({ t: 'command', id, argv, stamp: stamp.getTime() });
+      this.armWatchdog();
+    });
+  }
+
+  opened(key: string): void {
+    if (this.state !== 'down' && this.state !== 'closed') this.send({ t: 'opened', key });
+  }
+
+  closed(key: string): void {
+    if (this.state !== 'down' && this.state !== 'closed') this.send({ t: 'closed', key });
+  }
+
+  /** Fails requests older than the timeout; runs only while some wait. */
+  private armWatchdog(): void {
+    if (this.watchdog) return;
+    this.watchdog = setInterval(() => {
+      const old = Date.now() - DECISION_TIMEOUT_MS;
+      for (const waiting of [this.decisionsWaiting, this.commandsWaiting] as Map<number, Waiting<unknown>>[]) {
+        for (const [id, w] of waiting) {
+          if (w.at > old) break;
+          waiting.delete(id);
+          w.reject(new Error(`kube-proxy's engine worker did not answer within ${DECISION_TIMEOUT_MS / 1000} s`));
+        }
+      }
+      if (!this.pending) {
+        clearInterval(this.watchdog);
+        this.watchdog = undefined;
+      }
+    }, 1000);
+    this.watchdog.unref();
+  }
+
+  close(): Promise<number> {
+    this.state = 'closed';
+    if (this.flushing) clearImmediate(this.flushing);
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    if (this.watchdog) clearInterval(this.watchdog);
+    const err = new Error("kube-proxy's engine worker is stopped");
+    for (const w of this.decisionsWaiting.values()) w.reject(err);
+    for (const w of this.commandsWaiting.values()) w.reject(err);
+    this.decisionsWaiting.clear();
+    this.commandsWaiting.clear();
+    return this.worker.terminate();
+  }
+}
