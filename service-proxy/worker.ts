@@ -4,6 +4,7 @@
  * and in here they hold up only first-packet decisions, never the packets of
  * established connections on the agent's thread.
  */
+import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
@@ -11,6 +12,13 @@ import { createServiceProxyEngine } from './index.ts';
 import { EngineServer, type EngineWorkerInit, type ToEngine } from './worker-protocol.ts';
 
 const init = workerData as EngineWorkerInit;
+// Below the data plane's thread on a busy CPU, as kube-proxy's syncs are below the kernel's packet path: on
+// Linux a nice value is per thread, and 0 names the calling one (this worker's, not the agent's).
+try {
+  os.setPriority(0, 10);
+} catch {
+  /* not permitted here: the same priority, still off the data plane's thread */
+}
 const port = parentPort!;
 const engine = createServiceProxyEngine(init.mode, {
   nodeName: init.nodeName,
