@@ -274,8 +274,9 @@ export class NodeAgent {
   private async startKubeProxy(): Promise<void> {
     const under = Cidr.parse(this.opts.underlayCidr);
     const kp = new KubeProxy(this.dp, {
-      // The engine syncs in a worker thread, off the packets' path; its time must then be the real clock.
-      worker: this.clock === monotonicClock && process.env.PODLAB_KUBE_PROXY_WORKER !== 'off',
+      // Syncs of many Services run in a worker thread, off the packets' path (PODLAB_KUBE_PROXY_WORKER=on: from the
+      // first Service, off: never); the worker's time is the real clock.
+      worker: this.clock !== monotonicClock ? false : ({ on: true, off: false } as Record<string, boolean>)[process.env.PODLAB_KUBE_PROXY_WORKER ?? ''] ?? 'auto',
       onEngineDown: (reason, retryMs) => void this.reportEngineDown(reason, retryMs),
       mode: this.opts.proxyMode,
       node: this.name,

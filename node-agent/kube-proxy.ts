@@ -16,12 +16,14 @@
  * - endpoint churn: UDP conntrack entries to endpoints that disappeared are
  *   flushed, as kube-proxy runs `conntrack -D` for them.
  *
- * The engine runs on this thread, or (`worker: true`, the agent's default in
- * iptables and ipvs modes) in a worker thread started with the first Service
+ * The engine runs on this thread, or in a worker thread
  * (service-proxy/engine-worker.ts): its syncs then never hold up a packet of
  * an established connection; a first packet waits in the NAT hook's queue
  * for its decision, and each sync sends back the summary this side needs
- * (service addresses, NodePorts, endpoints gone).
+ * (service addresses, NodePorts, endpoints gone). A worker costs the process
+ * about 17 MB, so agents (`worker: 'auto'`) move the engine there when the
+ * node's Services reach WORKER_AT_SERVICES: below, a whole sync takes less
+ * than the data plane's 5 ms budget.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -108,6 +110,9 @@ export class ExternalClients {
   }
 }
 
+/** Services from which `worker: 'auto'` runs the engine in its worker: a full sync of 100 takes about 5 ms on the thread. */
+export const WORKER_AT_SERVICES = 100;
+
 /** Connections (or UDP clients) one proxy path carries at most: the userspace proxy, a real NodePort listener. */
 const MAX_PROXIED_CONNECTIONS = 1024;
 /** A real UDP client of a NodePort is forgotten after conntrack's unreplied-UDP timeout. */
@@ -126,10 +131,12 @@ export interface KubeProxyOptions {
   allowRealBind: (ip: string) => boolean;
   /**
    * Run the engine in a worker thread (iptables and ipvs modes; the legacy
-   * userspace proxy picks backends per accepted connection and stays here).
-   * Its time is the worker's monotonic clock, so only with `monotonicClock`.
+   * userspace proxy picks backends per accepted connection and stays here):
+   * from the first Service (true), from WORKER_AT_SERVICES Services on ('auto'),
+   * or never (false, the default). Its time is the worker's monotonic clock,
+   * so only with `monotonicClock`.
    */
-  worker?: boolean;
+  worker?: boolean | 'auto';
   /** The engine's worker died (it is restarted after `retryMs`): the agent reports it. */
   onEngineDown?: (reason: string, retryMs: number) => void;
 }
@@ -150,7 +157,7 @@ const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.nam
 
 export class KubeProxy implements NatEngine {
   /** The engine on this thread (absent when it runs in the worker). */
-  readonly engine?: ServiceProxyEngine;
+  private engine?: ServiceProxyEngine;
   /** The engine's worker, once the first Service exists. */
   private remote?: EngineWorker;
   private readonly engineOptions: Parameters<typeof createServiceProxyEngine>[1];
@@ -187,7 +194,7 @@ export class KubeProxy implements NatEngine {
       loopbackCidr: '127.0.0.1/32',
       ipvsScheduler: o.ipvsScheduler,
     };
-    if (!o.worker || o.mode === 'userspace') this.engine = createServiceProxyEngine(o.mode, this.engineOptions);
+    if (o.worker !== true || o.mode === 'userspace') this.engine = createServiceProxyEngine(o.mode, this.engineOptions);
     this.tcp = new TcpStack(dp.stack, { clock: o.clock, rng: new Rng(o.rng.int(1, 0x7fffffff)) });
     // After the engine took its list of local addresses: the stand-in external client is not one of them.
     if (!dp.stack.isLocal(EXTERNAL_CLIENT)) dp.stack.addAddress('lo', EXTERNAL_CLIENT, 32);
@@ -218,24 +225,23 @@ export class KubeProxy implements NatEngine {
    */
   watch(services: ObjectSource, slices: ObjectSource): void {
     this.sources = { services, slices };
-    const whole = () => this.update(services.list(), slices.list());
     for (const [kind, inf] of [['services', services], ['endpointslices', slices]] as const) {
-      if (this.engine) {
-        inf.on('add', whole);
-        inf.on('update', whole);
-        inf.on('delete', whole);
-        continue;
-      }
-      inf.on('add', (o) => this.put(kind, o));
-      inf.on('update', (_old, o) => this.put(kind, o));
-      inf.on('delete', (o) => this.worker(kind === 'services')?.delete(kind, keyOf(o)));
+      inf.on('add', (o) => this.changed(kind, o));
+      inf.on('update', (_old, o) => this.changed(kind, o));
+      inf.on('delete', (o) => this.changed(kind, o, true));
     }
     this.update(services.list(), slices.list());
     this.sync();
   }
 
-  private put(kind: EngineObjectKind, o: KubeObject): void {
-    this.worker(kind === 'services')?.put(kind, keyOf(o), o);
+  private changed(kind: EngineObjectKind, o: KubeObject, deleted = false): void {
+    const src = this.sources!;
+    if (this.engine) return this.update(src.services.list(), src.slices.list());
+    // A worker not started yet starts from the informers' lists, this change included.
+    const w = this.remote ?? this.worker(kind === 'services' && !deleted);
+    if (!w || w !== this.remote) return;
+    if (deleted) w.delete(kind, keyOf(o));
+    else w.put(kind, keyOf(o), o);
   }
 
   /**
@@ -277,6 +283,12 @@ export class KubeProxy implements NatEngine {
   update(services: readonly KubeObject[], slices: readonly KubeObject[]): void {
     this.services = services;
     this.slices = slices;
+    if (this.engine && this.o.worker === 'auto' && this.o.mode !== 'userspace' && services.length >= WORKER_AT_SERVICES) {
+      log.info('kube-proxy engine moves to a worker thread', { node: this.o.node, services: services.length });
+      this.engine = undefined;
+      if (this.pending) clearImmediate(this.pending);
+      this.pending = undefined;
+    }
     if (!this.engine) {
       // The worker diffs the lists against what it has by object identity: only changes are sent.
       const w = this.worker(services.length > 0);

@@ -68,6 +68,11 @@ export class EngineWorker {
   private worker!: Worker;
   private nextId = 1;
   private readonly decisionsWaiting = new Map<number, Waiting<Decision | null>>();
+  /**
+   * Decisions asked before the worker's first sync: sent once it is done, so
+   * that none is made from half the objects (a Service without its endpoints would REJECT).
+   */
+  private held: ToEngine[] = [];
   private readonly commandsWaiting = new Map<number, Waiting<string | undefined>>();
   /** The informers' objects as last sent, for a restarted worker. */
   private readonly objects: Record<EngineObjectKind, Map<string, KubeObject>> = { services: new Map(), endpointslices: new Map() };
@@ -130,6 +135,7 @@ export class EngineWorker {
     for (const w of this.commandsWaiting.values()) w.reject(err);
     this.decisionsWaiting.clear();
     this.commandsWaiting.clear();
+    this.held = [];
     if (this.flushing) clearImmediate(this.flushing);
     this.flushing = undefined;
     const retry = this.backoff;
@@ -165,6 +171,7 @@ export class EngineWorker {
         if (this.state === 'starting') {
           this.state = 'up';
           this.backoff = RESTART_MIN_MS;
+          for (const h of this.held.splice(0)) this.send(h);
           this.hooks.up?.(this.restarts);
         }
         this.lastSummary = m.s;
@@ -271,7 +278,8 @@ export class EngineWorker {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.decisionsWaiting.set(id, { resolve, reject, at: Date.now() });
-      this.send({ t: 'decide', id, pkt });
+      if (this.state === 'starting') this.held.push({ t: 'decide', id, pkt });
+      else this.send({ t: 'decide', id, pkt });
       this.armWatchdog();
     });
   }
@@ -325,6 +333,7 @@ export class EngineWorker {
     for (const w of this.commandsWaiting.values()) w.reject(err);
     this.decisionsWaiting.clear();
     this.commandsWaiting.clear();
+    this.held = [];
     return this.worker.terminate();
   }
 }

@@ -14,7 +14,7 @@ import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
-import { KubeProxy } from '../node-agent/kube-proxy.ts';
+import { KubeProxy, WORKER_AT_SERVICES } from '../node-agent/kube-proxy.ts';
 import { sendProbe } from '../netstack/trace-probe.ts';
 import { eventually } from './helpers/lab.ts';
 
@@ -134,4 +134,24 @@ test.serial('a worker that dies is reported and restarted; meanwhile new connect
   await synced(kp);
   const again = await sendProbe(client, { id: 'tr3', a: client.ip, b: VIP, protocol: 6, key: 40003, port: 80 }, monotonicClock, { timeoutMs: 5000 });
   t.is(again.kind, 'reply');
+});
+
+test.serial("'auto' keeps the engine on the thread for a few Services and moves it to the worker at 100", async (t) => {
+  const dp = new NodeDataPlane({ name: 'node-1', ip: '127.0.101.11', underlayCidr: '127.0.101.0/24', podCIDR: '10.244.1.0/24', vtepMac: '02:00:00:00:65:01', clusterCidr: '10.244.0.0/16', vxlanPort: 8472, vni: 1, seed: 6, mtu: 1500, clock: monotonicClock, rng: new SeededRng(6) });
+  const client = dp.addPod({ namespace: 'default', name: 'client', uid: 'uid-client', ip: '10.244.1.4' });
+  const web = dp.addPod({ namespace: 'default', name: 'web', uid: 'uid-web', ip: '10.244.1.5' });
+  web.tcp.listen(8080, {}, (s) => s.end());
+  const kp = new KubeProxy(dp, { mode: 'iptables', node: 'node-1', nodeIp: '127.0.101.11', clusterCidr: '10.244.0.0/16', clock: monotonicClock, rng: new SeededRng(3), allowRealBind: () => false, worker: 'auto' });
+  t.teardown(() => kp.close());
+  const others = Array.from({ length: WORKER_AT_SERVICES }, (_, i) => ({ ...service, metadata: { ...service.metadata, name: `other-${i}`, uid: `other-${i}` }, spec: { ...service.spec!, clusterIP: `10.96.102.${i + 1}`, clusterIPs: [`10.96.102.${i + 1}`] } }));
+  kp.update([service, ...others.slice(0, WORKER_AT_SERVICES - 2)], [slice]);
+  kp.sync();
+  t.is(kp.engineHost, 'thread');
+  t.is((await sendProbe(client, { id: 'a1', a: client.ip, b: VIP, protocol: 6, key: 40011, port: 80 }, monotonicClock, { timeoutMs: 3000 })).kind, 'reply');
+  kp.update([service, ...others.slice(0, WORKER_AT_SERVICES - 1)], [slice]);
+  kp.sync();
+  t.is(kp.engineHost, 'worker');
+  await eventually(() => kp.engineWorker?.state === 'up', 10_000, 10);
+  t.is((await sendProbe(client, { id: 'a2', a: client.ip, b: VIP, protocol: 6, key: 40012, port: 80 }, monotonicClock, { timeoutMs: 5000 })).kind, 'reply');
+  t.true(kp.engineWorker!.decisions >= 1);
 });
