@@ -7,7 +7,8 @@
  * started again with backoff, given the whole state anew, and meanwhile no
  * decision waits on it.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startModuleWorker } from '../common/module-worker.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import type { Decision, ServicePacket } from './types.ts';
 import type { EngineObjectKind, EngineSummary, EngineWorkerInit, FromEngine, ToEngine } from './worker-protocol.ts';
@@ -28,16 +29,6 @@ export interface EngineWorkerHooks {
   down(reason: string, retryMs: number): void;
   /** The worker (re)started and has the state. */
   up?(restarts: number): void;
-}
-
-/** Where the worker's entry is: beside this file, compiled (dist/) or as TypeScript under tsx. */
-function workerSource(): { source: string | URL; eval: boolean } {
-  const here = import.meta.url;
-  if (here.endsWith('.js')) return { source: new URL('./worker.js', here), eval: false };
-  // Under tsx (tests, a lab run from source): a worker does not inherit the parent's loader, so it registers tsx first.
-  const entry = new URL('./worker.ts', here).href;
-  const tsx = import.meta.resolve('tsx/esm/api');
-  return { source: `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`, eval: true };
 }
 
 function keyOfObject(o: KubeObject): string {
@@ -103,8 +94,7 @@ export class EngineWorker {
   }
 
   private spawn(): void {
-    const { source, eval: isEval } = workerSource();
-    const w = new Worker(source, { eval: isEval, workerData: this.init, stdout: false, stderr: false });
+    const w = startModuleWorker(import.meta.url, 'worker', { workerData: this.init });
     this.worker = w;
     this.state = 'starting';
     // The agent's other handles keep it alive; a bare engine in a test must not.
