@@ -109,7 +109,8 @@ export class EngineWorker {
     });
     // Everything the worker should hold (a new worker holds nothing), then one sync.
     for (const kind of ['services', 'endpointslices'] as const) {
-      if (this.lists[kind]) continue; // a list being sent is the whole truth already
+      // A list half compared: the rest at once (a restart is rare), so that `objects` is the whole truth.
+      while (!this.scan(kind));
       const list = [...this.objects[kind].values()];
       this.objects[kind].clear();
       this.unsent[kind].clear();
