@@ -307,7 +307,9 @@ export class KubeProxy implements NatEngine {
   sync(): void {
     const e = this.engine;
     if (!e) {
-      this.update(this.services, this.slices);
+      // Followed informers are newer than the last lists given (their changes went to the worker one by one).
+      const src = this.sources;
+      this.update(src ? src.services.list() : this.services, src ? src.slices.list() : this.slices);
       return;
     }
     e.update(this.services, this.slices);
