@@ -15,6 +15,7 @@
  * clone of every EndpointSlice at once against one message of 50.
  */
 import { PerformanceObserver } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
@@ -89,15 +90,6 @@ export async function benchSyncStall(): Promise<Measure[]> {
     const changed = big.slices.map((s, i) => (i === 5 ? ({ ...s, endpoints: (s as unknown as { endpoints: unknown[] }).endpoints.slice(1) } as unknown as KubeObject) : s));
     await gaps(a, '10.244.2.2'); // warm: ARP, the JIT
     const idle = await gaps(a, '10.244.2.2');
-    // The engine on this thread, in a function of its own: its 10,000 compiled Services are garbage before the
-    // worker's turn, as an agent's heap does not hold them when the engine runs in the worker.
-    const { full, resync } = await (async () => {
-      const engine = createServiceProxyEngine('iptables', { ...init, clock: monotonicClock, rng: new SeededRng(1) });
-      return {
-        full: await gaps(a, '10.244.2.2', () => engine.update(big.services, big.slices)),
-        resync: await gaps(a, '10.244.2.2', () => engine.update(big.services, changed)),
-      };
-    })();
 
     // The worker, fed as an agent feeds it; each phase's pings last until its sync's summary is back.
     let summaries: EngineSummary[] = [];
@@ -128,6 +120,26 @@ export async function benchSyncStall(): Promise<Measure[]> {
     });
     const wResync = await during(() => worker!.put('endpointslices', keyOf(changed[5]), changed[5]));
     const wIdle = await gaps(a, '10.244.2.2');
+    // The control: a thread that only burns CPU at the worker's nice 10 for as long as the full sync took, so
+    // what the cores' sharing costs the pings on this machine shows apart from anything the sync does.
+    const burnMs = Math.round(wFull.coveredMs);
+    const burner = new Worker(
+      `const os = require('node:os'); try { os.setPriority(0, 10); } catch {} const { parentPort } = require('node:worker_threads');
+       parentPort.once('message', (ms) => { const end = Date.now() + ms; let x = 0; while (Date.now() < end) x++; parentPort.postMessage(x); });`,
+      { eval: true },
+    );
+    const burnt = new Promise<void>((r) => burner.once('message', () => r()));
+    const busy = await gaps(a, '10.244.2.2', () => burner.postMessage(burnMs), 150, burnt);
+    await burner.terminate();
+    // The engine on this thread, last: its 10,000 compiled Services (hundreds of MB) would otherwise be garbage
+    // collected on the data plane's thread during the worker's turn, which an agent's heap never holds.
+    const { full, resync } = await (async () => {
+      const engine = createServiceProxyEngine('iptables', { ...init, clock: monotonicClock, rng: new SeededRng(1) });
+      return {
+        full: await gaps(a, '10.244.2.2', () => engine.update(big.services, big.slices)),
+        resync: await gaps(a, '10.244.2.2', () => engine.update(big.services, changed)),
+      };
+    })();
     if (summaries.length && summaries[summaries.length - 1].services !== 10_000) throw new Error('the worker lost Services');
 
     const cloneAll = timeMs(() => structuredClone(big.slices), 3);
@@ -138,6 +150,7 @@ export async function benchSyncStall(): Promise<Measure[]> {
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy resyncs one endpoint change at 10,000 Services', resync.worst, 'ms', 'the same with nothing else running', idle.worst, `the same, a partial sync: unchanged Services are reused; ${note(resync)}`),
       measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker fully syncs 10,000 Services", wFull.worst, 'ms', 'the same with nothing else running', wIdle.worst, `agents' arrangement: 20,000 objects sent to the worker in messages of 50, its sync ${wFull.syncMs.toFixed(0)} ms, ${wFull.coveredMs.toFixed(0)} ms from the first message to the summary back, the pings going on until then; ${note(wFull)}; longest GC pause on the data plane's thread meanwhile ${wFull.gcMs.toFixed(0)} ms`),
       measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker resyncs one endpoint change at 10,000 Services", wResync.worst, 'ms', 'the same with nothing else running', wIdle.worst, `one changed EndpointSlice sent, the worker's partial sync ${wResync.syncMs.toFixed(0)} ms; ${note(wResync)}; longest GC pause on the data plane's thread meanwhile ${wResync.gcMs.toFixed(0)} ms`),
+      measure('data plane beside a CPU-bound thread: longest wait between pod ping replies while another thread burns CPU at nice 10', busy.worst, 'ms', 'the same with nothing else running', wIdle.worst, `the control for the worker's figures: a thread doing nothing but a busy loop for ${burnMs} ms (the worker's full sync, feed included); ${note(busy)}`),
       measure('kube-proxy worker feed: structured clone of every EndpointSlice at once (10,000 x 10 endpoints)', cloneAll, 'ms', 'one message of 50 EndpointSlices, as the feed sends them', cloneChunk, 'what posting the whole state would hold the data plane for, against the feed\'s largest message'),
     ];
   } finally {
