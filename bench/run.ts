@@ -140,6 +140,7 @@ async function main(): Promise<void> {
   if (process.argv.includes('--store')) return report(await benchStore());
   const backendOpts = { rounds: flag('--rounds', 3), firstNet: option('--backends-net') };
   if (process.argv.includes('--backends')) return report(await benchBackends(backendOpts));
+  if (process.argv.includes('--sync-stall')) return report(await benchSyncStall());
   const measures: Measure[] = [];
   const labNet = option('--lab-net') ?? '127.0.99.0/24';
   const echo = await startEchoServer();

@@ -289,6 +289,11 @@ function formatStats(s: Record<string, unknown>): string {
   }
   const imp = s.impairments as Record<string, { spec: ImpairmentSpec; stats: Record<string, number> }>;
   for (const [peer, v] of Object.entries(imp)) lines.push(`impairment to ${peer}: ${JSON.stringify(v.spec)} ${JSON.stringify(v.stats)}`);
+  const kp = s.kubeProxy as { mode: string; engine: string; worker?: string; restarts?: number; decisions?: number; lastSyncMs?: number; lastError?: string; queue?: { waiting: number; queued: number; max: number; failed: number } } | undefined;
+  if (kp) {
+    const w = kp.engine === 'worker' ? `its worker thread (${kp.worker ?? 'not started'}${kp.restarts ? `, ${kp.restarts} restarts` : ''}${kp.lastSyncMs !== undefined ? `, last sync ${kp.lastSyncMs} ms` : ''}${kp.decisions !== undefined ? `, ${kp.decisions} decisions` : ''})` : 'the data plane thread';
+    lines.push(`kube-proxy: ${kp.mode} engine on ${w}${kp.queue ? `; first packets queued for a decision: ${kp.queue.queued} (most at once ${kp.queue.max}, waiting now ${kp.queue.waiting}, failed ${kp.queue.failed})` : ''}${kp.lastError ? `; last error: ${kp.lastError}` : ''}`);
+  }
   const pol = s.policy as { policies: number; acceptedConnections: number; drops: number; dropsByPolicy: Record<string, number>; trackedConnections: number } | undefined;
   if (pol) {
     lines.push(`network policy: ${pol.policies} policies, ${pol.acceptedConnections} connections accepted, ${pol.drops} packets dropped, ${pol.trackedConnections} connections tracked`);

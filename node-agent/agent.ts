@@ -33,6 +33,7 @@ import { DEFAULT_WIRE_PORT, type NodeDataPlane } from './dataplane.ts';
 import type { BgpTopology } from '../backends/bgp/bgp-backend.ts';
 import { bgpView } from '../backends/bgp/views.ts';
 import { KubeProxy } from './kube-proxy.ts';
+import { postEvent } from '../control-plane/event-client.ts';
 import { NetworkPolicyAgent } from './network-policy.ts';
 import type { IpvsSchedulerName, ProxyMode } from '../service-proxy/index.ts';
 import type { NetDevice } from '../netstack/link/netdev.ts';
@@ -273,6 +274,10 @@ export class NodeAgent {
   private async startKubeProxy(): Promise<void> {
     const under = Cidr.parse(this.opts.underlayCidr);
     const kp = new KubeProxy(this.dp, {
+      // Syncs of many Services run in a worker thread, off the packets' path (PODLAB_KUBE_PROXY_WORKER=on: from the
+      // first Service, off: never); the worker's time is the real clock.
+      worker: this.clock !== monotonicClock ? false : ({ on: true, off: false } as Record<string, boolean>)[process.env.PODLAB_KUBE_PROXY_WORKER ?? ''] ?? 'auto',
+      onEngineDown: (reason, retryMs) => void this.reportEngineDown(reason, retryMs),
       mode: this.opts.proxyMode,
       node: this.name,
       nodeIp: this.opts.ip,
@@ -286,16 +291,21 @@ export class NodeAgent {
     const api = this.core.api;
     this.serviceInformer = new Informer(api, 'services');
     this.sliceInformer = new Informer(api, 'endpointslices');
-    const again = () => kp.update(this.serviceInformer!.list(), this.sliceInformer!.list());
-    for (const inf of [this.serviceInformer, this.sliceInformer]) {
-      inf.on('add', again);
-      inf.on('update', again);
-      inf.on('delete', again);
-    }
     await Promise.all([this.serviceInformer.start(), this.sliceInformer.start()]);
-    kp.update(this.serviceInformer.list(), this.sliceInformer.list());
-    kp.sync();
+    kp.watch(this.serviceInformer, this.sliceInformer);
     await this.startSpeaker(kp, under);
+  }
+
+  /**
+   * kube-proxy's engine worker died: connections to Services fail until it is
+   * back, so the node says so, in its log and as a Warning Event on the Node
+   * (once per failure; the worker is restarted with backoff).
+   */
+  private async reportEngineDown(reason: string, retryMs: number): Promise<void> {
+    const node = this.core.nodeInformer?.get(this.name);
+    if (!node) return;
+    const message = `kube-proxy's ${this.opts.proxyMode} engine stopped (${reason}); new connections to Services are dropped until it restarts in ${retryMs} ms`;
+    await postEvent(this.core.api, node, 'Warning', 'KubeProxyEngineFailed', message, { component: 'kube-proxy', host: this.name }).catch((e: unknown) => log.warn('cannot post the kube-proxy engine event', { error: String(e) }));
   }
 
   /** MetalLB's speaker role (layer 2): elected per address, the owner opens real sockets on it. */
@@ -413,9 +423,9 @@ export class NodeAgent {
   }
 
   /** Runs `ip ...` / `bridge fdb` against the node's namespace. */
-  nodeCommand(argv: string[]): string {
+  async nodeCommand(argv: string[]): Promise<string> {
     const [tool, obj] = argv;
-    const kp = this.kubeProxy?.command(argv);
+    const kp = await this.kubeProxy?.command(argv);
     // Policy's chains live in the filter table beside kube-proxy's.
     if (kp !== undefined && tool === 'iptables-save' && this.policy) return this.policy.filterView(kp);
     if (kp !== undefined) return kp;
@@ -427,7 +437,7 @@ export class NodeAgent {
     }
     const view = bgpView(argv, this.core.bgp, { node: this.name, backend: this.backend.name });
     if (view && 'error' in view) throw new ControlError(view.error);
-    if (view) return view.out as string;
+    if (view) return view.out;
     if (tool === 'bridge' && (obj === 'fdb' || obj === 'f')) {
       const all = formatBridgeFdb(this.dp.bridge, this.dp.link.fdb?.());
       const i = argv.indexOf('dev');
@@ -470,6 +480,7 @@ export class NodeAgent {
         ...(this.runtime.rawWire ? { raw: rawStats(this.runtime.rawWire) } : {}),
       },
       impairments,
+      ...(this.kubeProxy ? { kubeProxy: this.kubeProxy.stats() } : {}),
       ...(this.policy ? { policy: this.policy.stats() } : {}),
       pods,
     };
@@ -494,7 +505,7 @@ export class NodeAgent {
       pid: process.pid,
       pods: [...this.dp.pods.values()].map((p) => ({ key: p.key, ip: p.ip, veth: p.hostVeth.name, mac: p.eth0.mac })),
     }));
-    c.handle('node.cmd', (params) => ({ stdout: this.nodeCommand((params as { argv: string[] }).argv) }));
+    c.handle('node.cmd', async (params) => ({ stdout: await this.nodeCommand((params as { argv: string[] }).argv) }));
     c.handle('stats', () => this.stats());
     // What the process holds; with gc, after a full collection, so garbage not yet collected does not count.
     c.handle('memory', (params) => {

@@ -119,6 +119,7 @@ export class NodeDataPlane {
       },
       reject: (raw, from) => this.stack.rejectPortUnreachable(raw, from),
       isLocalPod: (ip) => [...this.pods.values()].some((p) => p.ip === ip),
+      reinject: (pkt, st, after) => this.stack.reinject(pkt, st, after),
     };
   }
 

@@ -15,6 +15,15 @@
  *   KUBE-NODEPORTS / the IPVS NodePort virtual server decide as for any other;
  * - endpoint churn: UDP conntrack entries to endpoints that disappeared are
  *   flushed, as kube-proxy runs `conntrack -D` for them.
+ *
+ * The engine runs on this thread, or in a worker thread
+ * (service-proxy/engine-worker.ts): its syncs then never hold up a packet of
+ * an established connection; a first packet waits in the NAT hook's queue
+ * for its decision, and each sync sends back the summary this side needs
+ * (service addresses, NodePorts, endpoints gone). A worker costs an agent
+ * about 11 MB RSS (17 MB without the agents' V8 flags), so agents (`worker: 'auto'`) move the engine there when the
+ * node's Services reach WORKER_AT_SERVICES: below, a whole sync takes less
+ * than the data plane's 5 ms budget.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -22,8 +31,11 @@ import type { Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
 import type { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
-import { ipv4ToInt, isValidIpv4 } from '../packet/addr.ts';
-import { createServiceProxyEngine, type Decision, type IpvsSchedulerName, type ProxyMode, type ServiceProxyEngine } from '../service-proxy/index.ts';
+import { isValidIpv4 } from '../packet/addr.ts';
+import { createServiceProxyEngine, type Decision, type IpvsSchedulerName, type ProxyMode, type ServicePacket, type ServiceProxyEngine } from '../service-proxy/index.ts';
+import { engineCommand } from '../service-proxy/commands.ts';
+import { EngineWorker } from '../service-proxy/engine-worker.ts';
+import { liveEndpoints, serviceAddresses, type EngineObjectKind, type EngineSummary } from '../service-proxy/worker-protocol.ts';
 import type { NodeDataPlane } from './dataplane.ts';
 import type { NatDecision, NatEngine, ServiceNat } from '../netstack/netfilter/service-nat.ts';
 import { TcpStack } from '../netstack/tcp/stack.ts';
@@ -98,6 +110,9 @@ export class ExternalClients {
   }
 }
 
+/** Services from which `worker: 'auto'` runs the engine in its worker: a full sync of 100 takes about 5 ms on the thread. */
+export const WORKER_AT_SERVICES = 100;
+
 /** Connections (or UDP clients) one proxy path carries at most: the userspace proxy, a real NodePort listener. */
 const MAX_PROXIED_CONNECTIONS = 1024;
 /** A real UDP client of a NodePort is forgotten after conntrack's unreplied-UDP timeout. */
@@ -114,6 +129,16 @@ export interface KubeProxyOptions {
   rng: SeededRng;
   /** Real sockets may only be bound inside this range (local mode: the lab's 127.x network). */
   allowRealBind: (ip: string) => boolean;
+  /**
+   * Run the engine in a worker thread (iptables and ipvs modes; the legacy
+   * userspace proxy picks backends per accepted connection and stays here):
+   * from the first Service (true), from WORKER_AT_SERVICES Services on ('auto'),
+   * or never (false, the default). Its time is the worker's monotonic clock,
+   * so only with `monotonicClock`.
+   */
+  worker?: boolean | 'auto';
+  /** The engine's worker died (it is restarted after `retryMs`): the agent reports it. */
+  onEngineDown?: (reason: string, retryMs: number) => void;
 }
 
 interface ServiceSpecLite {
@@ -121,8 +146,23 @@ interface ServiceSpecLite {
   ports?: { port: number; nodePort?: number; protocol?: string; name?: string }[];
 }
 
+/** What informers look like to kube-proxy. */
+interface ObjectSource {
+  list(): KubeObject[];
+  on(ev: 'add' | 'delete', fn: (o: KubeObject) => void): unknown;
+  on(ev: 'update', fn: (old: KubeObject, o: KubeObject) => void): unknown;
+}
+
+const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+
 export class KubeProxy implements NatEngine {
-  readonly engine: ServiceProxyEngine;
+  /** The engine on this thread (absent when it runs in the worker). */
+  private engine?: ServiceProxyEngine;
+  /** The engine's worker, once the first Service exists. */
+  private remote?: EngineWorker;
+  private readonly engineOptions: Parameters<typeof createServiceProxyEngine>[1];
+  /** The informers, once `watch` follows them: a worker started later begins from their lists. */
+  private sources?: { services: ObjectSource; slices: ObjectSource };
   /** The node's own TCP, for the userspace proxy and the NodePort edge. */
   readonly tcp: TcpStack;
   private readonly userspaceListeners = new Map<number, { close(): void }>();
@@ -143,7 +183,7 @@ export class KubeProxy implements NatEngine {
     private readonly dp: NodeDataPlane,
     private readonly o: KubeProxyOptions,
   ) {
-    this.engine = createServiceProxyEngine(o.mode, {
+    this.engineOptions = {
       nodeName: o.node,
       nodeIP: o.nodeIp,
       localAddresses: [...dp.stack.interfaces.values()].flatMap((i) => i.addrs.map((a) => a.ip)).filter((ip) => !ip.startsWith('127.0.0.1')),
@@ -153,7 +193,8 @@ export class KubeProxy implements NatEngine {
       // Node addresses are 127.0.0.x in local mode: only 127.0.0.1 is "localhost" to the rules.
       loopbackCidr: '127.0.0.1/32',
       ipvsScheduler: o.ipvsScheduler,
-    });
+    };
+    if (o.worker !== true || o.mode === 'userspace') this.engine = createServiceProxyEngine(o.mode, this.engineOptions);
     this.tcp = new TcpStack(dp.stack, { clock: o.clock, rng: new Rng(o.rng.int(1, 0x7fffffff)) });
     // After the engine took its list of local addresses: the stand-in external client is not one of them.
     if (!dp.stack.isLocal(EXTERNAL_CLIENT)) dp.stack.addAddress('lo', EXTERNAL_CLIENT, 32);
@@ -167,10 +208,94 @@ export class KubeProxy implements NatEngine {
     return this.o.mode;
   }
 
+  /** The engine's worker once started (tests make it fail). */
+  get engineWorker(): EngineWorker | undefined {
+    return this.remote;
+  }
+
+  /** Where the engine runs: `worker` or `thread` (the data plane's). */
+  get engineHost(): 'worker' | 'thread' {
+    return this.engine ? 'thread' : 'worker';
+  }
+
+  /**
+   * Follows the Service and EndpointSlice informers: with the engine in the
+   * worker, each change goes to it as it comes (one object, a cheap message);
+   * on this thread, the lists are applied once per tick.
+   */
+  watch(services: ObjectSource, slices: ObjectSource): void {
+    this.sources = { services, slices };
+    for (const [kind, inf] of [['services', services], ['endpointslices', slices]] as const) {
+      inf.on('add', (o) => this.changed(kind, o));
+      inf.on('update', (_old, o) => this.changed(kind, o));
+      inf.on('delete', (o) => this.changed(kind, o, true));
+    }
+    this.update(services.list(), slices.list());
+    this.sync();
+  }
+
+  private changed(kind: EngineObjectKind, o: KubeObject, deleted = false): void {
+    const src = this.sources!;
+    if (this.engine) return this.update(src.services.list(), src.slices.list());
+    // A worker not started yet starts from the informers' lists, this change included.
+    const w = this.remote ?? this.worker(kind === 'services' && !deleted);
+    if (!w || w !== this.remote) return;
+    if (deleted) w.delete(kind, keyOf(o));
+    else w.put(kind, keyOf(o), o);
+  }
+
+  /**
+   * The engine's worker; started by the first Service (a node without
+   * Services has nothing to decide). Objects seen before it are in the lists
+   * it is started with.
+   */
+  private worker(start: boolean): EngineWorker | undefined {
+    if (this.remote || !start) return this.remote;
+    const e = this.engineOptions;
+    this.remote = new EngineWorker(
+      {
+        mode: this.o.mode,
+        nodeName: e.nodeName,
+        nodeIP: e.nodeIP,
+        localAddresses: e.localAddresses ?? [],
+        clusterCidr: e.clusterCidr ?? '',
+        loopbackCidr: e.loopbackCidr ?? '',
+        ipvsScheduler: e.ipvsScheduler,
+        seed: this.o.rng.int(1, 0x7fffffff),
+      },
+      {
+        summary: (s) => this.applySummary(s),
+        down: (reason, retryMs) => {
+          log.error('kube-proxy engine worker failed: new connections to Services are dropped until it is back', { node: this.o.node, reason, retryMs });
+          this.o.onEngineDown?.(reason, retryMs);
+        },
+        up: (restarts) => {
+          if (restarts) log.info('kube-proxy engine worker restarted', { node: this.o.node, restarts });
+        },
+      },
+    );
+    this.remote.replace('services', this.sources?.services.list() ?? this.services, keyOf);
+    this.remote.replace('endpointslices', this.sources?.slices.list() ?? this.slices, keyOf);
+    return this.remote;
+  }
+
   /** New Services/EndpointSlices; applied once per tick however many events arrive. */
   update(services: readonly KubeObject[], slices: readonly KubeObject[]): void {
     this.services = services;
     this.slices = slices;
+    if (this.engine && this.o.worker === 'auto' && this.o.mode !== 'userspace' && services.length >= WORKER_AT_SERVICES) {
+      log.info('kube-proxy engine moves to a worker thread', { node: this.o.node, services: services.length });
+      this.engine = undefined;
+      if (this.pending) clearImmediate(this.pending);
+      this.pending = undefined;
+    }
+    if (!this.engine) {
+      // The worker diffs the lists against what it has by object identity: only changes are sent.
+      const w = this.worker(services.length > 0);
+      w?.replace('services', services, keyOf);
+      w?.replace('endpointslices', slices, keyOf);
+      return;
+    }
     if (this.pending) return;
     this.pending = setImmediate(() => {
       this.pending = undefined;
@@ -178,35 +303,62 @@ export class KubeProxy implements NatEngine {
     });
   }
 
-  /** Applies the current state now (also used by tests). */
+  /** Applies the current state now (also used by tests); with the worker, sends what changed. */
   sync(): void {
-    this.engine.update(this.services, this.slices);
-    this.nat?.rulesChanged();
-    this.vips = new Set();
-    this.nodePortNumbers = new Set();
-    for (const s of this.services) {
-      const spec = (s.spec ?? {}) as ServiceSpecLite & { clusterIP?: string; clusterIPs?: string[] };
-      for (const ip of [spec.clusterIP, ...(spec.clusterIPs ?? [])]) if (ip && ip !== 'None' && isValidIpv4(ip)) this.vips.add(ipv4ToInt(ip));
-      // LoadBalancer addresses are virtual IPs too: KUBE-SERVICES captures them.
-      const lb = (s.status as { loadBalancer?: { ingress?: { ip?: string }[] } } | undefined)?.loadBalancer?.ingress ?? [];
-      if (spec.type === 'LoadBalancer') for (const i of lb) if (i.ip && isValidIpv4(i.ip)) this.vips.add(ipv4ToInt(i.ip));
-      for (const p of spec.ports ?? []) if (p.nodePort) this.nodePortNumbers.add(p.nodePort);
+    const e = this.engine;
+    if (!e) {
+      // Followed informers are newer than the last lists given (their changes went to the worker one by one).
+      const src = this.sources;
+      this.update(src ? src.services.list() : this.services, src ? src.slices.list() : this.slices);
+      return;
     }
-    // userspace mode: connections redirected to the node's proxy ports are services too.
-    for (const p of this.engine.proxyPorts()) this.nodePortNumbers.add(p.port);
-    this.flushStaleUdp();
-    this.syncUserspaceListeners();
-    void this.syncNodePorts();
+    e.update(this.services, this.slices);
+    this.nat?.rulesChanged();
+    const { vips, nodePorts, sockets } = serviceAddresses(this.services, e.proxyPorts());
+    this.vips = vips;
+    this.nodePortNumbers = nodePorts;
+    this.flushStaleUdp(liveEndpoints(this.slices));
+    this.syncUserspaceListeners(e);
+    void this.syncNodePorts(sockets);
+  }
+
+  /** A sync in the worker finished: what this side keeps of it. */
+  private applySummary(s: EngineSummary): void {
+    if (s.vips) this.vips = new Set(s.vips);
+    this.nodePortNumbers = new Set(s.nodePorts);
+    this.nat?.rulesChanged();
+    if (s.goneEndpoints.length) this.flushStaleUdp(undefined, new Set(s.goneEndpoints));
+    void this.syncNodePorts(s.sockets);
+  }
+
+  /** Where the engine is and what it did, for `podlab node NODE stats`. */
+  stats(): Record<string, unknown> {
+    const r = this.remote;
+    return {
+      mode: this.o.mode,
+      engine: this.engineHost,
+      ...(r ? { worker: r.state, restarts: r.restarts, decisions: r.decisions, lastSyncMs: r.lastSummary && Math.round(r.lastSummary.syncMs * 10) / 10, ...(r.lastError ? { lastError: r.lastError.split('\n')[0] } : {}) } : {}),
+      ...(this.nat ? { queue: { waiting: this.nat.waiting, ...this.nat.queueStats } } : {}),
+    };
   }
 
   wants(dst: number, dport: number, isLocal: () => boolean): boolean {
     return this.vips.has(dst) || (this.nodePortNumbers.has(dport) && isLocal());
   }
 
-  /** The netfilter hooks' question: what to do with the first packet of a connection. */
-  decide(pkt: Parameters<NatEngine['decide']>[0]): NatDecision | null {
+  /** The netfilter hooks' question: what to do with the first packet of a connection (later, from the worker). */
+  decide(pkt: Parameters<NatEngine['decide']>[0]): NatDecision | null | Promise<NatDecision | null> {
     // The human-readable rule path costs 15-30% of a decision: built only while a trace runs.
-    const d: Decision | null = this.engine.decide({ ...pkt, fromHost: !pkt.fromLocalPod && pkt.src === this.o.nodeIp, ...(this.dp.tracer.current ? {} : { trace: false as const }) });
+    const q: ServicePacket = { ...pkt, fromHost: !pkt.fromLocalPod && pkt.src === this.o.nodeIp, ...(this.dp.tracer.current ? {} : { trace: false as const }) };
+    if (this.engine) return this.toNat(this.engine.decide(q), pkt.src);
+    const r = this.remote;
+    // No worker yet: no Service either, so nothing is a service address.
+    if (!r) return null;
+    return r.decide(q).then((d) => this.toNat(d, pkt.src));
+  }
+
+  /** An engine's decision as the NAT hooks apply it. */
+  private toNat(d: Decision | null, src: string): NatDecision | null {
     if (!d) return null;
     switch (d.kind) {
       case 'dnat':
@@ -217,8 +369,16 @@ export class KubeProxy implements NatEngine {
           service: d.servicePort,
           steps: d.steps,
           onOpen: () => {
-            this.engine.connectionOpened(d.key);
-            return { onClose: () => this.engine.connectionClosed(d.key) };
+            const e = this.engine;
+            if (e) {
+              e.connectionOpened(d.key);
+              return { onClose: () => e.connectionClosed(d.key) };
+            }
+            // Only IPVS counts connections (lc, wlc, sed, nq, persistence): the other engines need no message.
+            const r = this.remote;
+            if (this.o.mode !== 'ipvs' || !r) return;
+            r.opened(d.key);
+            return { onClose: () => r.closed(d.key) };
           },
         };
       case 'reject':
@@ -227,7 +387,7 @@ export class KubeProxy implements NatEngine {
         return { kind: 'drop', reason: d.reason, steps: d.steps };
       case 'userspace':
         // The legacy proxy: the connection is redirected to the node's own listener.
-        return { kind: 'redirect', to: { ip: this.gatewayFor(pkt.src), port: d.proxyPort }, service: d.service, steps: d.steps };
+        return { kind: 'redirect', to: { ip: this.gatewayFor(src), port: d.proxyPort }, service: d.service, steps: d.steps };
     }
   }
 
@@ -237,19 +397,19 @@ export class KubeProxy implements NatEngine {
     return (r && this.dp.stack.sourceFor(r)) || this.o.nodeIp;
   }
 
-  /** kube-proxy flushes UDP conntrack entries of endpoints that are gone (TCP ones fail on their own). */
-  private flushStaleUdp(): void {
-    const live = new Set<string>();
-    for (const s of this.slices) {
-      const sl = s as unknown as { endpoints?: { addresses?: string[]; conditions?: { ready?: boolean } }[]; ports?: { port?: number }[] };
-      for (const e of sl.endpoints ?? []) if (e.conditions?.ready !== false) for (const a of e.addresses ?? []) for (const p of sl.ports ?? []) live.add(`${a}:${p.port}`);
-    }
-    const n = this.dp.netfilter.conntrack.deleteWhere((e) => e.orig.proto === 'udp' && !!e.dnat && !live.has(`${e.dnat.ip}:${e.dnat.port}`));
+  /**
+   * kube-proxy flushes UDP conntrack entries of endpoints that are gone (TCP
+   * ones fail on their own): those not `live`, or those `gone` (the worker's
+   * summary names the endpoints that went since its last one).
+   */
+  private flushStaleUdp(live?: Set<string>, gone?: Set<string>): void {
+    const stale = (ep: string) => (live ? !live.has(ep) : !!gone?.has(ep));
+    const n = this.dp.netfilter.conntrack.deleteWhere((e) => e.orig.proto === 'udp' && !!e.dnat && stale(`${e.dnat.ip}:${e.dnat.port}`));
     if (n) log.info('flushed UDP conntrack entries of removed endpoints', { node: this.o.node, entries: n });
   }
 
-  private syncUserspaceListeners(): void {
-    const want = new Map(this.engine.proxyPorts().filter((p) => p.protocol === 'tcp').map((p) => [p.port, p.servicePort]));
+  private syncUserspaceListeners(engine: ServiceProxyEngine): void {
+    const want = new Map(engine.proxyPorts().filter((p) => p.protocol === 'tcp').map((p) => [p.port, p.servicePort]));
     for (const [port, l] of this.userspaceListeners) {
       if (want.has(port)) continue;
       l.close();
@@ -264,7 +424,7 @@ export class KubeProxy implements NatEngine {
 
   /** One proxied connection: the node opens a second connection to a backend and copies both ways. */
   private proxyUserspace(client: TcpSocket, spn: string): void {
-    const choice = this.engine.pickBackend(spn, client.remoteAddress);
+    const choice = this.engine?.pickBackend(spn, client.remoteAddress) ?? null;
     // Each proxied connection costs two sockets: past the limit new ones are refused, as a proxy out of fds would.
     if (!choice || this.proxied >= MAX_PROXIED_CONNECTIONS) {
       if (choice) this.dp.stack.counters.drop('userspace-proxy-full');
@@ -285,17 +445,9 @@ export class KubeProxy implements NatEngine {
   }
 
   /** Real sockets on the node IP at every NodePort (TCP and UDP), opened and closed as Services change. */
-  private async syncNodePorts(): Promise<void> {
+  private async syncNodePorts(sockets: EngineSummary['sockets']): Promise<void> {
     const want = new Map<string, { port: number; proto: 'tcp' | 'udp' }>();
-    for (const s of this.services) {
-      const spec = (s.spec ?? {}) as ServiceSpecLite;
-      if (spec.type !== 'NodePort' && spec.type !== 'LoadBalancer') continue;
-      for (const p of spec.ports ?? []) {
-        if (!p.nodePort) continue;
-        const proto = (p.protocol ?? 'TCP').toLowerCase() === 'udp' ? 'udp' : 'tcp';
-        want.set(`${proto}:${p.nodePort}`, { port: p.nodePort, proto });
-      }
-    }
+    for (const s of sockets) want.set(`${s.proto}:${s.port}`, s);
     for (const [k, sock] of this.nodePorts) {
       if (want.has(k)) continue;
       sock.close();
@@ -354,7 +506,8 @@ export class KubeProxy implements NatEngine {
    * LoadBalancer Service has that address and port.
    */
   loadBalancerTarget(ip: string, port: number, protocol: 'tcp' | 'udp'): { ip: string; port: number } | undefined {
-    for (const s of this.services) {
+    // The informer's own list when followed: with the engine in the worker, changes do not pass through `update`.
+    for (const s of this.sources?.services.list() ?? this.services) {
       const spec = (s.spec ?? {}) as ServiceSpecLite;
       if (spec.type !== 'LoadBalancer') continue;
       const ingress = (s.status as { loadBalancer?: { ingress?: { ip?: string }[] } } | undefined)?.loadBalancer?.ingress ?? [];
@@ -391,31 +544,19 @@ export class KubeProxy implements NatEngine {
     return new UdpClients(this.dp.stack, this.clients);
   }
 
-  /** `podlab node NODE iptables-save|ipvsadm|ipset|conntrack ...` */
-  command(argv: string[]): string | undefined {
-    const [tool, ...rest] = argv;
-    const e = this.engine;
-    if (tool === 'iptables-save') {
-      const t = rest[rest.indexOf('-t') + 1];
-      const table = rest.includes('-t') ? t : undefined;
-      if (table !== undefined && table !== 'nat' && table !== 'filter') return `# podlab emulates the nat and filter tables only\n`;
-      // As the real tool: each table between "# Generated by" and "# Completed on" lines, stamped now.
-      const stamp = { stamp: new Date() };
-      return table ? e.iptablesSave(table, stamp) : e.iptablesSave('filter', stamp) + e.iptablesSave('nat', stamp);
-    }
-    if (tool === 'ipvsadm') {
-      if (!e.views.ipvsadm) return `ipvsadm: kube-proxy runs in ${this.o.mode} mode on this node (no virtual servers)\n`;
-      return e.views.ipvsadm();
-    }
-    if (tool === 'ipset') {
-      if (!e.views.ipset) return `ipset: kube-proxy runs in ${this.o.mode} mode (no ipsets)\n`;
-      return e.views.ipset(rest[0] === 'list' ? rest[1] : undefined);
-    }
+  /** `podlab node NODE iptables-save|ipvsadm|ipset|conntrack ...` (the engine's views from wherever it runs). */
+  async command(argv: string[]): Promise<string | undefined> {
+    const tool = argv[0];
     if (tool === 'conntrack') return this.dp.netfilter.conntrack.format();
-    return undefined;
+    if (tool !== 'iptables-save' && tool !== 'ipvsadm' && tool !== 'ipset') return undefined;
+    const stamp = new Date();
+    if (this.engine) return engineCommand(this.engine, argv, stamp);
+    // A node without Services has no worker yet: asking for its rules starts it.
+    return this.worker(true)!.command(argv, stamp);
   }
 
   close(): void {
+    void this.remote?.close();
     this.nat?.close();
     if (this.pending) clearImmediate(this.pending);
     for (const l of this.userspaceListeners.values()) l.close();

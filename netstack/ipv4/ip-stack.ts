@@ -58,7 +58,7 @@ import { Counters, NetDevice } from '../link/netdev.ts';
 import { RouteTable, formatRoute, type Route } from './route-table.ts';
 import { Tracer } from '../trace.ts';
 import { Conntrack } from '../netfilter/conntrack.ts';
-import { Netfilter, nfState, type NfState } from '../netfilter/netfilter.ts';
+import { Netfilter, nfState, type NfHookOps, type NfState } from '../netfilter/netfilter.ts';
 import { FlowCache, type FlowRecording } from '../flow/flow-cache.ts';
 import { FlowGeneration } from '../flow/generation.ts';
 import { Dispatcher, type LoopbackItem } from './dispatcher.ts';
@@ -395,7 +395,8 @@ export class IpStack {
       st.owned = true;
       const pkt = Ipv4Packet.unchecked(serializeIpv4(repr));
       const out = this.nf.output.run(pkt, st);
-      if (!out) return { ok: false, error: 'ENETUNREACH' };
+      // Kept by a hook (kube-proxy waiting for its engine): sent, as far as the sender knows.
+      if (!out) return st.stolen ? { ok: true } : { ok: false, error: 'ENETUNREACH' };
       built = out === pkt && !out.modified ? pkt.buffer : out.datagram;
       if (out !== pkt || out.modified) {
         if (out.dst !== repr.dst || out.src !== repr.src) {
@@ -408,6 +409,11 @@ export class IpStack {
         Object.assign(repr, { src: out.src, dst: out.dst, payload: out.payload });
       }
     }
+    return this.sendRouted(repr, route, mode, st, built);
+  }
+
+  /** The rest of `send` once OUTPUT passed the packet: loopback, fragmentation, POSTROUTING and the device. */
+  private sendRouted(repr: Ipv4Repr, route: Route, mode: NonNullable<SendOptions['pmtudisc']>, st?: NfState, built?: Buffer): SendResult {
     if (route.dev === 'lo') {
       // Loopback: the kernel delivers to itself without touching a device MTU.
       const item: LoopbackItem = { ip: repr, raw: built ?? serializeIpv4(repr), st };
@@ -415,7 +421,7 @@ export class IpStack {
       return { ok: true };
     }
     const mtu = this.interfaces.get(route.dev)?.dev.mtu ?? 1500;
-    const total = 20 + opts.payload.length;
+    const total = 20 + repr.payload.length;
     if (total > mtu) {
       if (mode === 'do') return { ok: false, error: 'EMSGSIZE', mtu };
       // PMTUDISC_WANT fragments locally, and fragments never carry DF.
@@ -629,7 +635,7 @@ export class IpStack {
       const pkt = Ipv4Packet.unchecked(raw);
       const out = this.nf.prerouting.run(pkt, st);
       if (!out) {
-        dev.counters.drop(st.dropReason ?? 'netfilter');
+        if (!st.stolen) dev.counters.drop(st.dropReason ?? 'netfilter');
         return;
       }
       if (st.noFlow) rec = undefined;
@@ -640,6 +646,55 @@ export class IpStack {
         ip = again;
       }
     }
+    this.routeInput(ip, raw, dev, st, rec);
+  }
+
+  /**
+   * Hands back a packet a hook kept (NF_QUEUE: kube-proxy's first packet of a
+   * connection while its engine decides): the hooks after `after` run, then
+   * the packet goes on as if it had never stopped: routed after PREROUTING,
+   * or sent after OUTPUT. `pkt` null: the hook's owner dropped it (`st.dropReason`).
+   */
+  reinject(pkt: Ipv4Packet | null, st: NfState, after: NfHookOps): void {
+    st.stolen = false;
+    if (st.hook === 'prerouting') {
+      const dev = st.inDev !== undefined ? this.interfaces.get(st.inDev)?.dev : undefined;
+      const counters = dev?.counters ?? this.counters;
+      const out = pkt && this.nf.prerouting.runAfter(after, pkt, st);
+      if (!out) {
+        if (!st.stolen) {
+          counters.drop(st.dropReason ?? 'netfilter');
+          if (this.tracer.current) this.traceDrop(st.inDev ?? 'prerouting', `dropped by netfilter PREROUTING (${st.dropReason ?? 'netfilter'})`, st.dropReason ?? 'netfilter');
+        }
+        return;
+      }
+      const ip = parseIpv4(out.datagram, { verifyChecksum: false });
+      if (isWireError(ip)) return;
+      if (!dev) {
+        this.counters.drop('device-gone');
+        return;
+      }
+      this.routeInput(ip, out.datagram, dev, st, undefined);
+      return;
+    }
+    const out = pkt && this.nf.output.runAfter(after, pkt, st);
+    if (!out) {
+      if (!st.stolen) this.counters.drop(st.dropReason ?? 'netfilter');
+      return;
+    }
+    const repr = parseIpv4(out.datagram, { verifyChecksum: false });
+    if (isWireError(repr)) return;
+    const route = this.routeFor(repr.dst);
+    if (!route) {
+      this.counters.drop('no-route');
+      return;
+    }
+    st.outDev = route.dev;
+    this.sendRouted(repr, route, repr.dontFragment ? 'want' : 'dont', st, out.datagram);
+  }
+
+  /** After PREROUTING: local delivery or forwarding. */
+  private routeInput(ip: Ipv4Repr, raw: Buffer, dev: NetDevice, st: NfState | undefined, rec: FlowRecording | undefined): void {
     if (this.local.has(ip.dst) || ip.dst === '255.255.255.255') {
       this.deliverLocal(ip, raw, st, dev);
       return;

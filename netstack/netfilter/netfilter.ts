@@ -87,6 +87,12 @@ export interface NfState {
   flowKeep?: FlowKeep[];
   /** Set when a hook without `flowSafe` ran: the packet's flow stays on the slow path. */
   noFlow?: boolean;
+  /**
+   * Set by a hook that kept the packet (NF_QUEUE / NF_STOLEN) and returned
+   * null: not a drop. The hook's owner hands it back later to the stack's
+   * `reinject`, which runs the rest of the chain and goes on from there.
+   */
+  stolen?: boolean;
 }
 
 /** One registered hook: `nf_hook_ops`. */
@@ -171,7 +177,33 @@ export class HookChain {
       if (ops[i].flowSafe !== true) state.noFlow = true;
       p = ops[i].hook(p, state);
       if (p === null) {
-        state.dropReason ??= `netfilter-${ops[i].name}`;
+        if (!state.stolen) state.dropReason ??= `netfilter-${ops[i].name}`;
+        return null;
+      }
+    }
+    return p;
+  }
+
+  /**
+   * Runs the hooks after `after` on a packet that hook kept and now hands
+   * back (nf_reinject); null when one drops or keeps it, or when `after` is
+   * no longer registered (the kernel drops the packets queued by a hook that goes).
+   */
+  runAfter(after: NfHookOps, pkt: Ipv4Packet, state: NfState): Ipv4Packet | null {
+    state.hook = this.point;
+    state.stolen = false;
+    const ops = this.ops;
+    const from = ops.indexOf(after);
+    if (from < 0) {
+      state.dropReason = `netfilter-${after.name}-gone`;
+      return null;
+    }
+    let p: Ipv4Packet | null = pkt;
+    for (let i = from + 1; i < ops.length; i++) {
+      if (ops[i].flowSafe !== true) state.noFlow = true;
+      p = ops[i].hook(p, state);
+      if (p === null) {
+        if (!state.stolen) state.dropReason ??= `netfilter-${ops[i].name}`;
         return null;
       }
     }
@@ -233,5 +265,5 @@ export class Netfilter {
 /** A fresh per-packet state. */
 export function nfState(hook: NfHookPoint | 'bridge-forward', inDev?: string): NfState {
   // Every field present from the start: one object shape for every packet.
-  return { hook, inDev, outDev: undefined, ct: undefined, owned: false, dropReason: undefined, flowKeep: undefined, noFlow: false };
+  return { hook, inDev, outDev: undefined, ct: undefined, owned: false, dropReason: undefined, flowKeep: undefined, noFlow: false, stolen: false };
 }

@@ -20,12 +20,21 @@
  * Only translated connections are tracked (a real node tracks every flow;
  * podlab keeps the untranslated fast path free of it), and the engine's
  * `wants()` is the cheap test that keeps every other packet off `decide()`.
+ *
+ * An engine in another thread answers later: `decide()` returns a promise,
+ * and the first packet is queued, as an NFQUEUE verdict queues it for a
+ * userspace daemon (or as an Open vSwitch megaflow miss goes up to
+ * ovs-vswitchd). Packets of the same flow arriving meanwhile join the queue;
+ * the answer creates the conntrack entry and the queue is reinjected in
+ * order, each going on after this hook (nf_reinject). Established
+ * connections never ask. A failed answer (the engine's thread died) drops
+ * the queue, counted and traced, as NFQUEUE without a listener does.
  */
 import { intToIpv4 } from '../../packet/addr.ts';
 import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
-import type { Tracer } from '../trace.ts';
+import type { TraceContext, Tracer } from '../trace.ts';
 import { rewrite, tupleOf, type CtEntry, type Tuple } from './conntrack.ts';
-import { NF_BR_PRI, NF_IP_PRI, type Netfilter, type NfState } from './netfilter.ts';
+import { NF_BR_PRI, NF_IP_PRI, type Netfilter, type NfHookOps, type NfState } from './netfilter.ts';
 
 /** kube-proxy's decision for the first packet of a connection (see service-proxy/). */
 export type NatDecision =
@@ -43,7 +52,8 @@ export interface NatEngine {
    * other packet off `decide`. `isLocal` is only called for NodePort candidates.
    */
   wants(dst: number, dport: number, isLocal: () => boolean): boolean;
-  decide(pkt: { src: string; dst: string; protocol: 'tcp' | 'udp'; sport: number; dport: number; localDst: boolean; fromLocalPod: boolean }): NatDecision | null;
+  /** The decision now, or later (an engine in a worker thread): the packet is queued meanwhile. */
+  decide(pkt: { src: string; dst: string; protocol: 'tcp' | 'udp'; sport: number; dport: number; localDst: boolean; fromLocalPod: boolean }): NatDecision | null | Promise<NatDecision | null>;
 }
 
 /** What the hooks need from the node's stack. */
@@ -55,6 +65,17 @@ export interface NatHost {
   reject(raw: Buffer, from: string): void;
   /** Whether `ip` is a pod of this node (for fromLocalPod). */
   isLocalPod(ip: string): boolean;
+  /** Hands back a queued packet after hook `after` (null: dropped, the reason in `st.dropReason`). */
+  reinject(pkt: Ipv4Packet | null, st: NfState, after: NfHookOps): void;
+}
+
+/** Packets queued for decisions at most, node-wide (NFQUEUE's default --queue-maxlen). */
+const MAX_QUEUED = 1024;
+
+/** The packets of one flow waiting for the engine's decision. */
+interface Queued {
+  t: Tuple;
+  items: { pkt: Ipv4Packet; st: NfState; trace: TraceContext | null }[];
 }
 
 /** The trace label of the namespace these hooks run in. */
@@ -62,6 +83,13 @@ const NS = 'node';
 
 export class ServiceNat {
   private readonly unregister: (() => void)[] = [];
+  /** The destination-side hooks, where queued packets go on from. */
+  private readonly dstOps: Record<'prerouting' | 'output', NfHookOps>;
+  /** Flows whose first packet waits for a decision, by their original tuple. */
+  private readonly queued = new Map<string, Queued>();
+  private queuedPackets = 0;
+  /** Packets ever queued, and the most queued at once (stats). */
+  readonly queueStats = { queued: 0, max: 0, failed: 0 };
 
   constructor(
     private readonly nf: Netfilter,
@@ -76,9 +104,13 @@ export class ServiceNat {
     const idle = () => this.nf.conntrack.size === 0;
     // flowSafe: a packet passed untranslated with no connection is passed so until the rules change
     // (rulesChanged) or a connection appears (conntrack moves the flow generation itself).
+    this.dstOps = {
+      prerouting: { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_DST, hook: dst, flowSafe: true },
+      output: { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_DST, hook: dst, flowSafe: true },
+    };
     this.unregister.push(
-      nf.register('prerouting', { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_DST, hook: dst, flowSafe: true }),
-      nf.register('output', { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_DST, hook: dst, flowSafe: true }),
+      nf.register('prerouting', this.dstOps.prerouting),
+      nf.register('output', this.dstOps.output),
       nf.register('postrouting', { name: 'kube-proxy masquerade', priority: NF_IP_PRI.NAT_SRC, hook: src, idle, flowSafe: true }),
       nf.register('input', { name: 'kube-proxy nat', priority: NF_IP_PRI.NAT_SRC, hook: src, idle, flowSafe: true }),
       nf.register('bridge-forward', { name: 'kube-proxy br_netfilter', priority: NF_BR_PRI.BRNF, hook: (pkt, st) => this.bridged(pkt, st), idle }),
@@ -93,6 +125,14 @@ export class ServiceNat {
   /** Removes every hook (another engine takes over, or kube-proxy stops). */
   close(): void {
     for (const u of this.unregister.splice(0)) u();
+    // Queued packets die with the hook, as the kernel drops a departing queue's packets.
+    this.queued.clear();
+    this.queuedPackets = 0;
+  }
+
+  /** Packets waiting for decisions now. */
+  get waiting(): number {
+    return this.queuedPackets;
   }
 
   private get conntrack() {
@@ -106,16 +146,12 @@ export class ServiceNat {
     const t = tupleOf(pkt);
     if (!t) return pkt;
     const hit = this.conntrack.lookup(t);
-    if (hit) {
-      st.ct = hit;
-      const e = hit.e;
-      const to = hit.dir === 'orig' ? e.dnat && { dst: e.dnat.ip, dport: e.dnat.port } : e.snat && { dst: e.orig.src, dport: e.orig.sport };
-      const out = to ? this.own(pkt, st) : pkt;
-      this.touch(out, e, hit.dir);
-      if (to) rewrite(out, to);
-      return out;
-    }
+    if (hit) return this.translate(hit, pkt, st);
     if (t.proto === 'icmp' || !this.candidate(pkt)) return pkt;
+    if (this.queued.size) {
+      const q = this.queued.get(flowKey(t));
+      if (q) return this.enqueue(q, pkt, st);
+    }
     const d = this.engine.decide({
       src: t.src,
       dst: t.dst,
@@ -125,6 +161,23 @@ export class ServiceNat {
       localDst: this.host.isLocal(t.dst),
       fromLocalPod: st.hook === 'prerouting' && this.host.isLocalPod(t.src),
     });
+    if (d instanceof Promise) return this.queue(t, d, pkt, st);
+    return this.verdict(d, t, pkt, st);
+  }
+
+  /** A packet of a known connection: translated as its entry says. */
+  private translate(hit: { e: CtEntry; dir: 'orig' | 'reply' }, pkt: Ipv4Packet, st: NfState): Ipv4Packet {
+    st.ct = hit;
+    const e = hit.e;
+    const to = hit.dir === 'orig' ? e.dnat && { dst: e.dnat.ip, dport: e.dnat.port } : e.snat && { dst: e.orig.src, dport: e.orig.sport };
+    const out = to ? this.own(pkt, st) : pkt;
+    this.touch(out, e, hit.dir);
+    if (to) rewrite(out, to);
+    return out;
+  }
+
+  /** Applies the engine's decision to a first packet: DNAT with a new conntrack entry, REJECT, DROP, or pass. */
+  private verdict(d: NatDecision | null, t: Tuple, pkt: Ipv4Packet, st: NfState): Ipv4Packet | null {
     if (!d) return pkt;
     if (this.tracer.current) for (const s of d.steps) this.tracer.hop(NS, `kube-proxy(${this.engine.mode})`, s);
     if (d.kind === 'drop') {
@@ -157,6 +210,53 @@ export class ServiceNat {
     this.touch(out, e, 'orig');
     rewrite(out, { dst: d.to.ip, dport: d.to.port });
     return out;
+  }
+
+  /** The first packet of a flow whose decision comes later: queued until it does. */
+  private queue(t: Tuple, d: Promise<NatDecision | null>, pkt: Ipv4Packet, st: NfState): null {
+    const key = flowKey(t);
+    const q: Queued = { t, items: [] };
+    this.queued.set(key, q);
+    this.enqueue(q, pkt, st);
+    d.then(
+      (answer) => this.decided(key, q, answer),
+      (e: Error) => {
+        this.queueStats.failed++;
+        this.decided(key, q, { kind: 'drop', reason: 'kube-proxy-unavailable', steps: [`no decision: ${e.message}`] });
+      },
+    );
+    return null;
+  }
+
+  /** Keeps a packet of a flow waiting for its decision (NF_QUEUE), or drops it when the queue is full. */
+  private enqueue(q: Queued, pkt: Ipv4Packet, st: NfState): null {
+    if (this.queuedPackets >= MAX_QUEUED) {
+      if (this.tracer.current) this.tracer.hop(NS, 'netfilter', `queue for kube-proxy's decisions full (${MAX_QUEUED} packets): dropped`, { drop: 'service-queue-full' });
+      st.dropReason = 'service-queue-full';
+      return null;
+    }
+    // Received bytes may be shared (bridge flooding): the queued packet keeps its own.
+    q.items.push({ pkt: this.own(pkt, st), st, trace: this.tracer.current });
+    this.queuedPackets++;
+    this.queueStats.queued++;
+    if (this.queuedPackets > this.queueStats.max) this.queueStats.max = this.queuedPackets;
+    st.stolen = true;
+    if (this.tracer.current) this.tracer.hop(NS, `kube-proxy(${this.engine.mode})`, `${fmt(q.t)}: queued until kube-proxy's engine decides (NFQUEUE)`);
+    return null;
+  }
+
+  /** The decision arrived: the first packet gets it, the others follow its conntrack entry, in arrival order. */
+  private decided(key: string, q: Queued, d: NatDecision | null): void {
+    if (this.queued.get(key) !== q) return; // the hooks were closed meanwhile
+    this.queued.delete(key);
+    this.queuedPackets -= q.items.length;
+    for (const it of q.items) {
+      this.tracer.run(it.trace, () => {
+        const hit = this.conntrack.lookup(q.t);
+        const out = hit ? this.translate(hit, it.pkt, it.st) : this.verdict(d, q.t, it.pkt, it.st);
+        this.host.reinject(out, it.st, it.st.hook === 'output' ? this.dstOps.output : this.dstOps.prerouting);
+      });
+    }
   }
 
   /** POSTROUTING / INPUT: the connection's source side (MASQUERADE, or the ClusterIP back on replies). */
@@ -224,6 +324,11 @@ export class ServiceNat {
     while (this.conntrack.lookup({ proto: t.proto, src: backend.ip, sport: backend.port, dst: ip, dport: port }) && port < 65535) port++;
     return { ip, port };
   }
+}
+
+/** A flow's key in the queue: its original tuple. */
+function flowKey(t: Tuple): string {
+  return `${t.proto} ${t.src}:${t.sport} ${t.dst}:${t.dport}`;
 }
 
 function fmt(t: Tuple): string {

@@ -1,0 +1,173 @@
+/**
+ * The narrow command interface between a node's data plane and kube-proxy's
+ * engine running in a worker thread (./worker.ts), and the worker's side of
+ * it (`EngineServer`, pure: no worker API, so tests drive it directly).
+ *
+ * Nothing is shared: the data plane sends the informers' changes as deltas
+ * (one structured clone per changed object, never the whole state, which
+ * costs the sender ~100 ms for 10,000 EndpointSlices), asks for first-packet
+ * decisions and views, and gets back after every sync a summary of what it
+ * needs on its own thread (the service addresses its hooks pre-filter on,
+ * the NodePorts to open real sockets for, the endpoints that went away).
+ */
+import type { KubeObject } from '../control-plane/types.ts';
+import { ipv4ToInt, isValidIpv4 } from '../packet/addr.ts';
+import { engineCommand } from './commands.ts';
+import type { AnyProxier } from './index.ts';
+import type { Decision, IpvsSchedulerName, ProxyMode, ServicePacket } from './types.ts';
+
+/** What the worker is started with (`workerData`). */
+export interface EngineWorkerInit {
+  mode: ProxyMode;
+  nodeName: string;
+  nodeIP: string;
+  localAddresses: string[];
+  clusterCidr: string;
+  loopbackCidr: string;
+  ipvsScheduler?: IpvsSchedulerName;
+  /** The engine's RNG seed, drawn from the agent's seeded RNG. */
+  seed: number;
+}
+
+/** Which informer an object comes from. */
+export type EngineObjectKind = 'services' | 'endpointslices';
+
+/** Data plane → worker. */
+export type ToEngine =
+  /** Informer changes: objects added or updated, keys (`namespace/name`) deleted. */
+  | { t: 'objects'; kind: EngineObjectKind; put: KubeObject[]; del: string[] }
+  /** Apply what arrived so far (sent after the last chunk of a batch, so a half-sent list is never synced). */
+  | { t: 'sync' }
+  | { t: 'decide'; id: number; pkt: ServicePacket }
+  | { t: 'opened'; key: string }
+  | { t: 'closed'; key: string }
+  | { t: 'command'; id: number; argv: string[]; stamp: number };
+
+/** What the data plane keeps on its own thread, sent after each sync. */
+export interface EngineSummary {
+  /** Service addresses (ClusterIPs and LoadBalancer ingress IPs) as integers; absent when unchanged since the last summary. */
+  vips?: number[];
+  /** Every NodePort number (the hooks' pre-filter for node addresses). */
+  nodePorts: number[];
+  /** NodePorts of NodePort/LoadBalancer Services: real sockets on the node IP. */
+  sockets: { port: number; proto: 'tcp' | 'udp' }[];
+  /** `ip:port` of ready endpoints gone since the last summary: their UDP conntrack entries are flushed. */
+  goneEndpoints: string[];
+  /** How long the sync took in the worker (ms). */
+  syncMs: number;
+  services: number;
+}
+
+/** Worker → data plane. */
+export type FromEngine =
+  | { t: 'ready' }
+  | { t: 'decision'; id: number; d: Decision | null }
+  | { t: 'command'; id: number; out?: string; error?: string }
+  | { t: 'summary'; s: EngineSummary };
+
+interface SpecLite {
+  type?: string;
+  clusterIP?: string;
+  clusterIPs?: string[];
+  ports?: { port: number; nodePort?: number; protocol?: string }[];
+}
+
+function keyOf(o: KubeObject): string {
+  return `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+}
+
+/**
+ * The worker's state: the informers' objects as the deltas left them (the
+ * unchanged ones keep their identity, which the engines' partial sync relies
+ * on) and the engine they feed.
+ */
+export class EngineServer {
+  private readonly services = new Map<string, KubeObject>();
+  private readonly slices = new Map<string, KubeObject>();
+  private lastVips = '';
+  private live = new Set<string>();
+
+  constructor(
+    private readonly engine: AnyProxier,
+    private readonly post: (m: FromEngine) => void,
+  ) {}
+
+  handle(m: ToEngine): void {
+    switch (m.t) {
+      case 'objects': {
+        const map = m.kind === 'services' ? this.services : this.slices;
+        for (const k of m.del) map.delete(k);
+        for (const o of m.put) map.set(keyOf(o), o);
+        return;
+      }
+      case 'sync':
+        return this.sync();
+      case 'decide':
+        return this.post({ t: 'decision', id: m.id, d: this.engine.decide(m.pkt) });
+      case 'opened':
+        return this.engine.connectionOpened(m.key);
+      case 'closed':
+        return this.engine.connectionClosed(m.key);
+      case 'command':
+        try {
+          this.post({ t: 'command', id: m.id, out: engineCommand(this.engine, m.argv, new Date(m.stamp)) });
+        } catch (e) {
+          this.post({ t: 'command', id: m.id, error: String(e) });
+        }
+        return;
+    }
+  }
+
+  /** One sync of the engine from the current objects, and the summary the data plane needs. */
+  sync(): void {
+    const t0 = performance.now();
+    const services = [...this.services.values()];
+    this.engine.update(services, [...this.slices.values()]);
+    const syncMs = performance.now() - t0;
+    const { vips, nodePorts, sockets } = serviceAddresses(services, this.engine.proxyPorts());
+    const live = liveEndpoints(this.slices.values());
+    const goneEndpoints = [...this.live].filter((e) => !live.has(e));
+    this.live = live;
+    const vipList = [...vips].sort((a, b) => a - b);
+    const vipKey = vipList.join(',');
+    const changed = vipKey !== this.lastVips;
+    this.lastVips = vipKey;
+    this.post({ t: 'summary', s: { ...(changed ? { vips: vipList } : {}), nodePorts: [...nodePorts], sockets, goneEndpoints, syncMs, services: services.length } });
+  }
+}
+
+/**
+ * What the data plane's hooks and sockets need from the Services: the
+ * addresses KUBE-SERVICES captures (ClusterIPs, LoadBalancer ingress IPs) as
+ * integers, every NodePort (and userspace proxy port), and the NodePorts that
+ * get real sockets.
+ */
+export function serviceAddresses(services: Iterable<KubeObject>, proxyPorts: readonly { port: number }[]): { vips: Set<number>; nodePorts: Set<number>; sockets: EngineSummary['sockets'] } {
+  const vips = new Set<number>();
+  const nodePorts = new Set<number>();
+  const sockets: EngineSummary['sockets'] = [];
+  for (const s of services) {
+    const spec = (s.spec ?? {}) as SpecLite;
+    for (const ip of [spec.clusterIP, ...(spec.clusterIPs ?? [])]) if (ip && ip !== 'None' && isValidIpv4(ip)) vips.add(ipv4ToInt(ip));
+    const lb = (s.status as { loadBalancer?: { ingress?: { ip?: string }[] } } | undefined)?.loadBalancer?.ingress ?? [];
+    if (spec.type === 'LoadBalancer') for (const i of lb) if (i.ip && isValidIpv4(i.ip)) vips.add(ipv4ToInt(i.ip));
+    for (const p of spec.ports ?? []) {
+      if (!p.nodePort) continue;
+      nodePorts.add(p.nodePort);
+      if (spec.type === 'NodePort' || spec.type === 'LoadBalancer') sockets.push({ port: p.nodePort, proto: (p.protocol ?? 'TCP').toLowerCase() === 'udp' ? 'udp' : 'tcp' });
+    }
+  }
+  // userspace mode: connections redirected to the node's proxy ports are services too.
+  for (const p of proxyPorts) nodePorts.add(p.port);
+  return { vips, nodePorts, sockets };
+}
+
+/** `ip:port` of every ready endpoint of the slices (kube-proxy flushes UDP conntrack entries of the others). */
+export function liveEndpoints(slices: Iterable<KubeObject>): Set<string> {
+  const live = new Set<string>();
+  for (const s of slices) {
+    const sl = s as unknown as { endpoints?: { addresses?: string[]; conditions?: { ready?: boolean } }[]; ports?: { port?: number }[] };
+    for (const e of sl.endpoints ?? []) if (e.conditions?.ready !== false) for (const a of e.addresses ?? []) for (const p of sl.ports ?? []) live.add(`${a}:${p.port}`);
+  }
+  return live;
+}
