@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { isIpv4Address, parseIpv4CidrInput } from '../packet/ip-input.ts';
 import { Cidr } from '../packet/cidr.ts';
+import type { LbRouterOptions } from './lb-router.ts';
 
 /** The router's AS when none is given: a private AS next to Calico's default 64512, so the nodes peer over eBGP as with a ToR. */
 export const DEFAULT_ROUTER_ASN = 64513;
@@ -25,18 +26,8 @@ export const ROUTER_OPTIONS = {
   'state-dir': { type: 'string' },
 } as const;
 
-export interface RouterFlags {
-  ip: string;
-  asn: number;
-  bgpPort: number;
-  nodeBgpPort: number;
-  holdTime: number;
-  handoffPort: number;
-  bindNet: Cidr;
-  seed: number;
-  api: string;
-  stateDir: string;
-}
+/** The router's options as its flags give them: the apiserver as a URL, with the lab's state directory (its credentials). */
+export type RouterFlags = Omit<LbRouterOptions, 'api' | 'clock' | 'log'> & { api: string; stateDir: string };
 
 /** A flag whose value is wrong; the message starts with the flag. */
 export class RouterFlagError extends Error {
