@@ -27,6 +27,8 @@ export async function twoNodes(net: string, seed: number): Promise<{ a: PodNet; 
         mtu: 1500,
         clock: monotonicClock,
         rng: new SeededRng(n),
+        // As for the lab's agents (node-agent/main.ts): off only to measure what the flow cache saves.
+        fastPath: process.env.PODLAB_FAST_PATH !== 'off',
       }),
   );
   for (const n of nodes) await n.start();
