@@ -732,7 +732,7 @@ export class IptablesProxier implements ServiceProxyEngine {
     let dnat: Extract<WalkVerdict, { kind: 'dnat' }> | undefined;
     if (v1.kind === 'dnat') {
       dnat = v1;
-      w.dst = ipToUint(v1.ip);
+      w.dst = v1.addr;
       w.dstStr = v1.ip;
       w.dport = v1.port;
       w.ctDnat = true;

@@ -23,7 +23,7 @@
  */
 import type { SeededRng } from '../../common/rng.ts';
 import type { EngineClock } from '../types.ts';
-import { inAddr, saveText, type Match, type Rule, type TableName } from './rules.ts';
+import { inAddr, saveText, type Match, type Rule, type TableName, type Target } from './rules.ts';
 
 /** Per-packet state while walking tables. */
 export interface WalkPacket {
@@ -45,7 +45,8 @@ export type WalkVerdict =
   | { kind: 'accept' }
   | { kind: 'drop'; rule: Rule }
   | { kind: 'reject'; rule: Rule }
-  | { kind: 'dnat'; ip: string; port: number; rule: Rule }
+  /** `addr`: `ip` as unsigned 32-bit. */
+  | { kind: 'dnat'; ip: string; addr: number; port: number; rule: Rule }
   | { kind: 'redirect'; port: number; rule: Rule }
   | { kind: 'masquerade'; rule: Rule };
 
@@ -61,12 +62,24 @@ export interface WalkEnv {
 
 interface IndexedChain {
   rules: Rule[];
-  /** (dst/32, proto, dport) → ascending indices of the rules such a packet can match: that bucket ∪ its (*, proto, dport) bucket ∪ wild. */
-  byDst?: Map<number, number[]>;
-  /** (proto, dport) → ascending indices for a destination without a bucket: that bucket ∪ wild. */
-  byPort?: Map<number, number[]>;
+  /** rules.length, kept here so that entering a chain does not touch the rules array. */
+  n: number;
+  /**
+   * The rules' address, protocol, port and statistic matches and their
+   * targets as {@link PROG_STRIDE} int32s each, in rule order: a walk reads
+   * one contiguous block per chain instead of four or five objects per rule
+   * (rule, checks array, match, target, address), which at 10,000 services is
+   * what a first packet pays for (cache misses, not comparisons). The rule
+   * objects are read only for a trace step, a verdict or a match kept as an
+   * object. Absent in the reference walker (`compiled` false).
+   */
+  prog?: Int32Array;
+  /** (dst as int32) → [portKey, n, n rule indices ascending, portKey, ...]: that (dst, proto, dport) bucket ∪ its (*, proto, dport) bucket ∪ wild. */
+  byDst?: Map<number, Int32Array>;
+  /** portKey → ascending indices for a destination without a bucket: that bucket ∪ wild. */
+  byPort?: Map<number, Int32Array>;
   /** Indices of rules the index cannot key, ascending. */
-  wild?: number[];
+  wild?: Int32Array;
   /**
    * Jump targets already looked up, by rule index, valid while `linkGen` is the
    * walker's `removals`: a packet to one of 10,000 services then follows
@@ -80,14 +93,83 @@ interface IndexedChain {
 
 const INDEX_THRESHOLD = 16;
 
+function jumpTarget(r: Rule): string {
+  return (r.target as Extract<Target, { kind: 'jump' }>).chain;
+}
+
+/** Where a walk is in one chain: the next position in its candidate list (or in its rules), and the end. */
+interface Frame {
+  c: IndexedChain;
+  cand: Int32Array | undefined;
+  pos: number;
+  end: number;
+}
+
+/** int32s per rule in {@link IndexedChain.prog}: flags, dport, src net, src mask, dst net, dst mask, statistic threshold, MARK value or DNAT address. */
+const PROG_STRIDE = 8;
+// Flags (prog[o]): the protocol in bits 0-1, then which matches the rule has, then the target code in bits 12-15.
+const P_TCP = 1;
+const P_UDP = 2;
+const F_DPORT = 1 << 2;
+const F_SRC = 1 << 3;
+const F_SRC_NEG = 1 << 4;
+const F_DST = 1 << 5;
+const F_DST_NEG = 1 << 6;
+/** The rule's only check is `-m statistic` (KUBE-SVC's per-endpoint rules): threshold in prog[o + 6]. */
+const F_STAT = 1 << 7;
+/** Other checks: evaluated from the rule object's `checks`. */
+const F_CHECKS = 1 << 8;
+/** MARK target with --xor-mark (else --or-mark). */
+const F_XOR = 1 << 9;
+const T_SHIFT = 12;
+const TARGET_CODES = { none: 0, jump: 1, RETURN: 2, MARK: 3, ACCEPT: 4, DROP: 5, REJECT: 6, DNAT: 7, REDIRECT: 8, MASQUERADE: 9 } as const;
+const T_NONE = 0;
+const T_JUMP = 1;
+const T_RETURN = 2;
+const T_MARK = 3;
+const T_ACCEPT = 4;
+
+function compile(rules: readonly Rule[]): Int32Array {
+  const prog = new Int32Array(rules.length * PROG_STRIDE);
+  rules.forEach((r, i) => {
+    const o = i * PROG_STRIDE;
+    let f = r.proto === 'tcp' ? P_TCP : r.proto === 'udp' ? P_UDP : 0;
+    if (r.dport !== undefined) {
+      f |= F_DPORT;
+      prog[o + 1] = r.dport;
+    }
+    if (r.src) {
+      f |= F_SRC | (r.src.neg ? F_SRC_NEG : 0);
+      prog[o + 2] = r.src.net | 0;
+      prog[o + 3] = r.src.mask | 0;
+    }
+    if (r.dst) {
+      f |= F_DST | (r.dst.neg ? F_DST_NEG : 0);
+      prog[o + 4] = r.dst.net | 0;
+      prog[o + 5] = r.dst.mask | 0;
+    }
+    const c = r.checks;
+    if (c.length === 1 && c[0].kind === 'statistic') {
+      f |= F_STAT;
+      prog[o + 6] = c[0].threshold;
+    } else if (c.length > 0) f |= F_CHECKS;
+    const t = r.target;
+    if (t.kind === 'MARK') {
+      if (t.op === 'xor') f |= F_XOR;
+      prog[o + 7] = t.value | 0;
+    } else if (t.kind === 'DNAT') prog[o + 7] = ipToUint(t.ip) | 0;
+    prog[o] = f | (TARGET_CODES[t.kind] << T_SHIFT);
+  });
+  return prog;
+}
+
 function l4Of(r: Rule): { proto: string; dport: number } | undefined {
   for (const m of r.matches) if (m.kind === 'l4' && m.dport !== undefined) return { proto: m.proto, dport: m.dport };
   return undefined;
 }
 
-/** Numeric keys (no string building per packet): protocol and port in the low 17 bits, the address above. */
+/** Protocol and port in 17 bits: a small integer key, never a string built per packet. */
 const portKey = (proto: string, dport: number): number => (proto === 'udp' ? 65536 : 0) + dport;
-const dstKey = (dst: number, proto: string, dport: number): number => dst * 131072 + portKey(proto, dport);
 
 function sortedUnion(...lists: number[][]): number[] {
   const nonEmpty = lists.filter((l) => l.length > 0);
@@ -96,31 +178,41 @@ function sortedUnion(...lists: number[][]): number[] {
 }
 
 function indexChain(rules: Rule[]): IndexedChain {
-  if (rules.length < INDEX_THRESHOLD) return { rules };
-  const dstBuckets = new Map<number, number[]>();
+  const prog = compile(rules);
+  if (rules.length < INDEX_THRESHOLD) return { rules, n: rules.length, prog };
+  // dst (int32) → portKey → rule indices.
+  const dstBuckets = new Map<number, Map<number, number[]>>();
   const portBuckets = new Map<number, number[]>();
   const wild: number[] = [];
   rules.forEach((r, i) => {
     const l4 = l4Of(r);
     if (!l4 || !r.proto) return wild.push(i);
-    let map: Map<number, number[]>;
-    let key: number;
+    const pk = portKey(l4.proto, l4.dport);
+    let b: number[] | undefined;
     if (!r.dst) {
-      map = portBuckets;
-      key = portKey(l4.proto, l4.dport);
+      b = portBuckets.get(pk);
+      if (!b) portBuckets.set(pk, (b = []));
     } else if (!r.dst.neg && r.dst.mask === 0xffffffff) {
-      map = dstBuckets;
-      key = dstKey(r.dst.net, l4.proto, l4.dport);
+      let ports = dstBuckets.get(r.dst.net | 0);
+      if (!ports) dstBuckets.set(r.dst.net | 0, (ports = new Map()));
+      b = ports.get(pk);
+      if (!b) ports.set(pk, (b = []));
     } else return wild.push(i);
-    let b = map.get(key);
-    if (!b) map.set(key, (b = []));
     b.push(i);
   });
-  const byDst = new Map<number, number[]>();
-  for (const [k, b] of dstBuckets) byDst.set(k, sortedUnion(b, portBuckets.get(k % 131072) ?? [], wild));
-  const byPort = new Map<number, number[]>();
-  for (const [k, b] of portBuckets) byPort.set(k, sortedUnion(b, wild));
-  return { rules, byDst, byPort, wild };
+  const byDst = new Map<number, Int32Array>();
+  for (const [dst, ports] of dstBuckets) {
+    const flat: number[] = [];
+    for (const [pk, b] of ports) {
+      const cand = sortedUnion(b, portBuckets.get(pk) ?? [], wild);
+      flat.push(pk, cand.length);
+      for (const i of cand) flat.push(i);
+    }
+    byDst.set(dst, Int32Array.from(flat));
+  }
+  const byPort = new Map<number, Int32Array>();
+  for (const [k, b] of portBuckets) byPort.set(k, Int32Array.from(sortedUnion(b, wild)));
+  return { rules, n: rules.length, prog, byDst, byPort, wild: Int32Array.from(wild) };
 }
 
 /**
@@ -231,7 +323,7 @@ export class RuleWalker {
     const by = groupByChain(rules);
     const prev = this.loaded.get(table)!;
     for (const c of prev) if (!by.has(c)) map.delete(c);
-    for (const [chain, list] of by) map.set(chain, this.indexed ? indexChain(list) : { rules: list });
+    for (const [chain, list] of by) map.set(chain, this.indexed ? indexChain(list) : { rules: list, n: list.length });
     this.loaded.set(table, new Set(by.keys()));
     this.removals++;
   }
@@ -243,7 +335,7 @@ export class RuleWalker {
     if (map.has(chain)) this.removals++;
     else if (rules.length > 0) this.additions++;
     if (rules.length === 0) map.delete(chain);
-    else map.set(chain, this.indexed ? indexChain(rules as Rule[]) : { rules: rules as Rule[] });
+    else map.set(chain, this.indexed ? indexChain(rules as Rule[]) : { rules: rules as Rule[], n: rules.length });
   }
 
   /** Bumped whenever a chain is replaced or removed: every cached jump link is then stale. */
@@ -252,23 +344,48 @@ export class RuleWalker {
   private additions = 0;
 
   /** The chain a jump of rule `idx` of `c` leads to (cached), loading it through {@link onMissingChain} if needed. */
-  private follow(chains: Map<string, IndexedChain>, table: TableName, c: IndexedChain, idx: number, chain: string): IndexedChain | undefined {
-    if (c.linkGen !== this.removals || !c.links) {
-      c.links = new Array<IndexedChain | undefined>(c.rules.length);
+  private follow(chains: Map<string, IndexedChain>, table: TableName, c: IndexedChain, idx: number): IndexedChain | undefined {
+    // Any chain replaced or removed: links may point at old rules; any chain added: a miss may be found now.
+    if (c.linkGen !== this.removals || !c.links || (c.missGen !== undefined && c.missGen !== this.additions)) {
+      c.links = new Array<IndexedChain | null | undefined>(c.n);
       c.linkGen = this.removals;
+      c.missGen = undefined;
     }
-    let next = c.links[idx];
-    if (next) return next;
-    next = chains.get(chain);
+    const link = c.links[idx];
+    if (link) return link;
+    if (link === null) return undefined;
+    // The rule object is read only here: a linked jump needs nothing but the link.
+    const chain = jumpTarget(c.rules[idx]);
+    let next = chains.get(chain);
     if (!next && this.onMissingChain?.(table, chain)) next = chains.get(chain);
     // Loading may have replaced chains (and bumped removals): link only under the generation it was found in.
-    if (next && c.linkGen === this.removals) c.links[idx] = next;
+    if (c.linkGen === this.removals && (c.missGen === undefined || c.missGen === this.additions)) {
+      c.links[idx] = next ?? null;
+      if (!next) c.missGen = this.additions;
+    }
     return next;
   }
 
-  private candidates(c: IndexedChain, pkt: WalkPacket): number[] | undefined {
-    if (!c.byDst) return undefined;
-    return c.byDst.get(dstKey(pkt.dst, pkt.proto, pkt.dport)) ?? c.byPort!.get(portKey(pkt.proto, pkt.dport)) ?? c.wild;
+  /** The bucket of rule indices a packet can match in an indexed chain, or undefined: every rule, in order. */
+  private candidates(c: IndexedChain, pkt: WalkPacket, f: Frame): void {
+    f.cand = undefined;
+    f.pos = 0;
+    f.end = c.n;
+    if (!c.byDst) return;
+    const pk = portKey(pkt.proto, pkt.dport);
+    const ports = c.byDst.get(pkt.dst | 0);
+    if (ports) {
+      for (let i = 0; i < ports.length; i += 2 + ports[i + 1]) {
+        if (ports[i] !== pk) continue;
+        f.cand = ports;
+        f.pos = i + 2;
+        f.end = i + 2 + ports[i + 1];
+        return;
+      }
+    }
+    const cand = c.byPort!.get(pk) ?? c.wild!;
+    f.cand = cand;
+    f.end = cand.length;
   }
 
   private matchOne(m: Match, pkt: WalkPacket, env: WalkEnv, steps: string[] | null, r: Rule): boolean {
@@ -316,61 +433,108 @@ export class RuleWalker {
     return true;
   }
 
+  /** The compiled form of {@link matches} (same order of checks, so the same random draws). */
+  private matchesCompiled(c: IndexedChain, prog: Int32Array, idx: number, pkt: WalkPacket, src: number, dst: number, env: WalkEnv, steps: string[] | null): boolean {
+    const o = idx * PROG_STRIDE;
+    const f = prog[o];
+    const proto = f & 3;
+    if (proto !== 0 && proto !== (pkt.proto === 'tcp' ? P_TCP : P_UDP)) return false;
+    if ((f & F_DPORT) !== 0 && prog[o + 1] !== pkt.dport) return false;
+    if ((f & F_SRC) !== 0 && ((src & prog[o + 3]) === prog[o + 2]) === ((f & F_SRC_NEG) !== 0)) return false;
+    if ((f & F_DST) !== 0 && ((dst & prog[o + 5]) === prog[o + 4]) === ((f & F_DST_NEG) !== 0)) return false;
+    if ((f & F_STAT) !== 0) {
+      const draw = Math.floor(this.rng.next() * 0x80000000);
+      if (draw < prog[o + 6]) return true;
+      if (steps) {
+        const r = c.rules[idx];
+        const m = r.checks[0] as Extract<Match, { kind: 'statistic' }>;
+        steps.push(`  ${r.table} ${r.chain}: -m statistic --probability ${m.probability} not taken (draw ${(Math.floor((draw / 0x80000000) * 1e4) / 1e4).toFixed(4)})`);
+      }
+      return false;
+    }
+    if ((f & F_CHECKS) !== 0) {
+      const r = c.rules[idx];
+      const checks = r.checks;
+      for (let i = 0; i < checks.length; i++) if (!this.matchOne(checks[i], pkt, env, steps, r)) return false;
+    }
+    return true;
+  }
+
   /**
    * Walks `table`'s built-in `chain` for `pkt` (mutating its mark), recording
    * every rule that fired in `steps` in iptables-save form (null: no trace).
    */
   walk(table: TableName, chain: string, pkt: WalkPacket, env: WalkEnv, steps: string[] | null): WalkVerdict {
-    interface Frame {
-      c: IndexedChain;
-      cand?: number[];
-      pos: number;
-    }
     const chains = this.tables.get(table)!;
     const root = chains.get(chain);
     if (!root) return ACCEPTED;
-    const stack: Frame[] = [{ c: root, cand: this.candidates(root, pkt), pos: 0 }];
+    const src = pkt.src | 0;
+    const dst = pkt.dst | 0;
+    const stack: Frame[] = [{ c: root, cand: undefined, pos: 0, end: 0 }];
+    this.candidates(root, pkt, stack[0]);
     let depth = 0;
     while (stack.length > 0) {
       const f = stack[stack.length - 1];
-      const limit = f.cand ? f.cand.length : f.c.rules.length;
-      if (f.pos >= limit) {
+      if (f.pos >= f.end) {
         stack.pop(); // end of chain: return (built-in: policy ACCEPT)
         continue;
       }
+      const c = f.c;
       const idx = f.cand ? f.cand[f.pos] : f.pos;
-      const r = f.c.rules[idx];
       f.pos++;
-      if (!this.matches(r, pkt, env, steps)) continue;
-      const t = r.target;
-      if (steps && t.kind !== 'none') steps.push(`${table} ${saveText(r)}`);
-      switch (t.kind) {
-        case 'none':
-          break;
-        case 'jump': {
-          const next = this.follow(chains, table, f.c, idx, t.chain);
-          if (++depth > 256) throw new Error(`iptables: chain loop at ${t.chain}`);
-          if (next) stack.push({ c: next, cand: this.candidates(next, pkt), pos: 0 });
-          break;
+      const prog = c.prog;
+      let code: number;
+      if (prog) {
+        if (!this.matchesCompiled(c, prog, idx, pkt, src, dst, env, steps)) continue;
+        code = (prog[idx * PROG_STRIDE] >>> T_SHIFT) & 15;
+        if (steps && code !== T_NONE) steps.push(`${table} ${saveText(c.rules[idx])}`);
+      } else {
+        const r = c.rules[idx];
+        if (!this.matches(r, pkt, env, steps)) continue;
+        code = TARGET_CODES[r.target.kind];
+        if (steps && code !== T_NONE) steps.push(`${table} ${saveText(r)}`);
+      }
+      if (code === T_NONE) continue;
+      if (code === T_JUMP) {
+        const next = this.follow(chains, table, c, idx);
+        if (++depth > 256) throw new Error(`iptables: chain loop at ${jumpTarget(c.rules[idx])}`);
+        if (next) {
+          const nf: Frame = { c: next, cand: undefined, pos: 0, end: 0 };
+          this.candidates(next, pkt, nf);
+          stack.push(nf);
         }
-        case 'RETURN':
-          stack.pop();
-          break;
-        case 'MARK':
+        continue;
+      }
+      if (code === T_RETURN) {
+        stack.pop();
+        continue;
+      }
+      if (code === T_MARK) {
+        if (prog) {
+          const o = idx * PROG_STRIDE;
+          pkt.mark = (prog[o] & F_XOR) === 0 ? (pkt.mark | prog[o + 7]) >>> 0 : (pkt.mark ^ prog[o + 7]) >>> 0;
+        } else {
+          const t = c.rules[idx].target as Extract<Target, { kind: 'MARK' }>;
           pkt.mark = t.op === 'or' ? (pkt.mark | t.value) >>> 0 : (pkt.mark ^ t.value) >>> 0;
-          break;
-        case 'ACCEPT':
-          return ACCEPTED;
+        }
+        continue;
+      }
+      if (code === T_ACCEPT) return ACCEPTED;
+      const r = c.rules[idx];
+      const t = r.target;
+      switch (t.kind) {
         case 'DROP':
           return { kind: 'drop', rule: r };
         case 'REJECT':
           return { kind: 'reject', rule: r };
         case 'DNAT':
-          return { kind: 'dnat', ip: t.ip, port: t.port, rule: r };
+          return { kind: 'dnat', ip: t.ip, addr: prog ? prog[idx * PROG_STRIDE + 7] >>> 0 : ipToUint(t.ip), port: t.port, rule: r };
         case 'REDIRECT':
           return { kind: 'redirect', port: t.port, rule: r };
         case 'MASQUERADE':
           return { kind: 'masquerade', rule: r };
+        default:
+          throw new Error(`iptables: unexpected target ${t.kind}`);
       }
     }
     return ACCEPTED;
