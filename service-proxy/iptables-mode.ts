@@ -50,7 +50,7 @@ import {
   type TableData,
   type TableName,
 } from './iptables/rules.ts';
-import { ModelCache, categorizeEndpoints, endpointHash, externallyAccessible, fingerprint, portProtoHash, type EndpointInfo, type ServicePortInfo } from './model.ts';
+import { ModelCache, categorizeEndpoints, endpointHashed, externallyAccessible, fingerprint, portProtoHash, type EndpointInfo, type ServicePortInfo } from './model.ts';
 import { connectionKey, type BackendChoice, type Decision, type EngineOptions, type EngineViews, type ProxyPort, type ServicePacket, type ServiceProxyEngine } from './types.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 
@@ -73,13 +73,17 @@ export function serviceChains(spn: string, protocol: string): ServiceChains {
 
 /** KUBE-SEP name for a ServicePortName, protocol and endpoint `ip:port`. */
 export function endpointChain(spn: string, protocol: string, endpoint: string): string {
-  return `KUBE-SEP-${endpointHash(spn, protocol, endpoint)}`;
+  return endpointHashed('KUBE-SEP-', spn, protocol, endpoint);
 }
 
 /** `%0.10f` of 1/n, as computeProbability. */
 export function probability(n: number): string {
+  if (n < PROBABILITIES.length) return (PROBABILITIES[n] ??= (1 / n).toFixed(10));
   return (1 / n).toFixed(10);
 }
+
+/** probability(n) for n up to 4096 endpoints, formatted once (a full sync asks 100,000 times for a few values). */
+const PROBABILITIES: string[] = new Array<string>(4097);
 
 /** Render-time settings shared by the whole table. */
 interface RenderConfig {
@@ -411,14 +415,26 @@ class ServiceBlock {
       const own: OwnChains<SavedRule> = this.own
         ? { natChains: this.own.natChains, natRules: this.own.natRules.map((r) => ({ chain: r.chain, text: saveText(r) })) }
         : renderOwnChains(this.sp, this.pol, this.cfg, (_table, chain) => new SaveLineWriter(chain));
-      const by = new Map<string, string[]>();
-      for (const r of own.natRules) {
-        const l = by.get(r.chain);
-        if (l) l.push(r.text);
-        else by.set(r.chain, [r.text]);
-      }
       // join: one flat string per chain (a += chain would keep every piece alive as a rope until the save is joined).
-      this.saved = { names: own.natChains, texts: own.natChains.map((c) => by.get(c)?.join('\n') ?? '') };
+      // A dozen chains of a few rules each: a scan per chain costs less than a Map per service; a big service gets the Map.
+      const rules = own.natRules;
+      let texts: string[];
+      if (own.natChains.length <= 32) {
+        texts = own.natChains.map((c) => {
+          const lines: string[] = [];
+          for (const r of rules) if (r.chain === c) lines.push(r.text);
+          return lines.join('\n');
+        });
+      } else {
+        const by = new Map<string, string[]>();
+        for (const r of rules) {
+          const l = by.get(r.chain);
+          if (l) l.push(r.text);
+          else by.set(r.chain, [r.text]);
+        }
+        texts = own.natChains.map((c) => by.get(c)?.join('\n') ?? '');
+      }
+      this.saved = { names: own.natChains, texts };
     }
     return this.saved;
   }

@@ -180,31 +180,36 @@ function sortedUnion(...lists: number[][]): number[] {
 function indexChain(rules: Rule[]): IndexedChain {
   const prog = compile(rules);
   if (rules.length < INDEX_THRESHOLD) return { rules, n: rules.length, prog };
-  // dst (int32) → portKey → rule indices.
-  const dstBuckets = new Map<number, Map<number, number[]>>();
+  // dst (int32) → [portKey, rule index, ...] in rule order (no Map per address: 10,000 of them).
+  const dstBuckets = new Map<number, number[]>();
   const portBuckets = new Map<number, number[]>();
   const wild: number[] = [];
   rules.forEach((r, i) => {
     const l4 = l4Of(r);
     if (!l4 || !r.proto) return wild.push(i);
     const pk = portKey(l4.proto, l4.dport);
-    let b: number[] | undefined;
     if (!r.dst) {
-      b = portBuckets.get(pk);
-      if (!b) portBuckets.set(pk, (b = []));
+      const b = portBuckets.get(pk);
+      if (b) b.push(i);
+      else portBuckets.set(pk, [i]);
     } else if (!r.dst.neg && r.dst.mask === 0xffffffff) {
-      let ports = dstBuckets.get(r.dst.net | 0);
-      if (!ports) dstBuckets.set(r.dst.net | 0, (ports = new Map()));
-      b = ports.get(pk);
-      if (!b) ports.set(pk, (b = []));
-    } else return wild.push(i);
-    b.push(i);
+      const b = dstBuckets.get(r.dst.net | 0);
+      if (b) b.push(pk, i);
+      else dstBuckets.set(r.dst.net | 0, [pk, i]);
+    } else wild.push(i);
   });
   const byDst = new Map<number, Int32Array>();
-  for (const [dst, ports] of dstBuckets) {
-    const flat: number[] = [];
-    for (const [pk, b] of ports) {
-      const cand = sortedUnion(b, portBuckets.get(pk) ?? [], wild);
+  const flat: number[] = [];
+  for (const [dst, pairs] of dstBuckets) {
+    flat.length = 0;
+    for (let j = 0; j < pairs.length; j += 2) {
+      const pk = pairs[j];
+      let seen = false;
+      for (let k = 0; k < j && !seen; k += 2) seen = pairs[k] === pk;
+      if (seen) continue; // this port's bucket is already written
+      const mine: number[] = [];
+      for (let k = j; k < pairs.length; k += 2) if (pairs[k] === pk) mine.push(pairs[k + 1]);
+      const cand = sortedUnion(mine, portBuckets.get(pk) ?? [], wild);
       flat.push(pk, cand.length);
       for (const i of cand) flat.push(i);
     }
