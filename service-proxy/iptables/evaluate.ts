@@ -217,7 +217,8 @@ function compile(rules: readonly Rule[], buf: Int32Array, base: number, idField:
     const c = r.checks;
     if (c.length === 1 && c[0].kind === 'statistic') {
       f |= F_STAT;
-      buf[o + R_THRESHOLD] = c[0].threshold;
+      // threshold - 1, compared with <=: a threshold of 2^31 (probability 1) does not fit an int32.
+      buf[o + R_THRESHOLD] = c[0].threshold - 1;
     } else if (c.length > 0) f |= F_CHECKS;
     const t = r.target;
     if (t.kind === 'MARK') {
@@ -583,7 +584,7 @@ export class RuleWalker {
     if ((f & F_DST) !== 0 && ((dst & buf[o + R_DST + 1]) === buf[o + R_DST]) === ((f & F_DST_NEG) !== 0)) return false;
     if ((f & F_STAT) !== 0) {
       const draw = Math.floor(this.rng.next() * 0x80000000);
-      if (draw < buf[o + R_THRESHOLD]) return true;
+      if (draw <= buf[o + R_THRESHOLD]) return true;
       if (steps) {
         const r = arena.rules[o / STRIDE]!;
         const m = r.checks[0] as Extract<Match, { kind: 'statistic' }>;
