@@ -391,12 +391,22 @@ class ServiceBlock {
   constructor(
     /** The latest service port object with this fingerprint (an equal one replaces it without new rules). */
     public sp: ServicePortInfo,
-    readonly fp: string,
     private readonly cfg: RenderConfig,
   ) {
     this.pol = policyOf(sp);
     this.entry = renderEntry(sp, this.pol);
   }
+
+  /**
+   * What the rules depend on, computed only when a sync brings a different
+   * service port object (unchanged services keep theirs): a sync from nothing
+   * computes none, and no block keeps a rope of a fingerprint.
+   */
+  get fp(): string {
+    return (this.fpCache ??= fingerprint(this.sp));
+  }
+
+  private fpCache: string | undefined;
 
   /** The chain names a shared chain can jump to (where a walk enters this service). */
   get entryChains(): ServiceChains {
@@ -553,11 +563,10 @@ export class IptablesProxier implements ServiceProxyEngine {
       const key = `${sp.spn}|${sp.protocol}`;
       let block = this.blocks.get(key);
       // The same service port object: nothing it depends on changed (ModelCache), no fingerprint to compare.
-      const fp = block?.sp === sp ? block.fp : fingerprint(sp);
-      if (!block || block.fp !== fp) {
+      if (!block || (block.sp !== sp && block.fp !== fingerprint(sp))) {
         const old = block;
         if (old) this.forget(old);
-        block = new ServiceBlock(sp, fp, cfg);
+        block = new ServiceBlock(sp, cfg);
         // Most changes are endpoints: the service's own chains change, its KUBE-SERVICES/NODEPORTS/filter rules not.
         if (old && entryText(old.entry) === entryText(block.entry)) block.entry = old.entry;
         const names = block.entryChains;
