@@ -68,8 +68,13 @@ interface IndexedChain {
   base: number;
   /** The chain's number in its table's arena (`byId`), written in its header. */
   id: number;
-  /** (dst as int32) → [portKey, n, n rule indices ascending, portKey, ...]: that (dst, proto, dport) bucket ∪ its (*, proto, dport) bucket ∪ wild. */
-  byDst?: Map<number, Int32Array>;
+  /**
+   * Open-addressing table of (dst as int32, offset into `cands`) pairs, -1 offsets empty: one probe into
+   * one typed array instead of a Map's table, entry and value object.
+   */
+  byDst?: Int32Array;
+  /** Per destination: [length, then portKey, n, n rule indices ascending, portKey, ...]: that (dst, proto, dport) bucket ∪ its (*, proto, dport) bucket ∪ wild. */
+  cands?: Int32Array;
   /** portKey → ascending indices for a destination without a bucket: that bucket ∪ wild. */
   byPort?: Map<number, Int32Array>;
   /** Indices of rules the index cannot key, ascending. */
@@ -244,9 +249,14 @@ function sortedUnion(...lists: number[][]): number[] {
   return nonEmpty.flat().sort((a, b) => a - b);
 }
 
+/** Fibonacci hashing of a destination into a table of `cap` (a power of two) slots. */
+function dstSlot(dst: number, cap: number): number {
+  return (Math.imul(dst, 0x9e3779b1) >>> 0) & (cap - 1);
+}
+
 /** The chain's lookup structures (its rules are compiled by the arena it is added to). */
 function indexChain(rules: Rule[]): IndexedChain {
-  const chain: IndexedChain = { rules, n: rules.length, base: -1, id: -1, byDst: undefined, byPort: undefined, wild: undefined };
+  const chain: IndexedChain = { rules, n: rules.length, base: -1, id: -1, byDst: undefined, cands: undefined, byPort: undefined, wild: undefined };
   if (rules.length < INDEX_THRESHOLD) return chain;
   // dst (int32) → [portKey, rule index, ...] in rule order (no Map per address: 10,000 of them).
   const dstBuckets = new Map<number, number[]>();
@@ -266,10 +276,13 @@ function indexChain(rules: Rule[]): IndexedChain {
       else dstBuckets.set(r.dst.net | 0, [pk, i]);
     } else wild.push(i);
   });
-  const byDst = new Map<number, Int32Array>();
+  let cap = 8;
+  while (cap < dstBuckets.size * 2) cap *= 2;
+  const byDst = new Int32Array(cap * 2).fill(-1);
   const flat: number[] = [];
   for (const [dst, pairs] of dstBuckets) {
-    flat.length = 0;
+    const start = flat.length;
+    flat.push(0);
     for (let j = 0; j < pairs.length; j += 2) {
       const pk = pairs[j];
       let seen = false;
@@ -281,11 +294,16 @@ function indexChain(rules: Rule[]): IndexedChain {
       flat.push(pk, cand.length);
       for (const i of cand) flat.push(i);
     }
-    byDst.set(dst, Int32Array.from(flat));
+    flat[start] = flat.length - start - 1;
+    let slot = dstSlot(dst, cap);
+    while (byDst[slot * 2 + 1] !== -1) slot = (slot + 1) & (cap - 1);
+    byDst[slot * 2] = dst;
+    byDst[slot * 2 + 1] = start;
   }
   const byPort = new Map<number, Int32Array>();
   for (const [k, b] of portBuckets) byPort.set(k, Int32Array.from(sortedUnion(b, wild)));
   chain.byDst = byDst;
+  chain.cands = Int32Array.from(flat);
   chain.byPort = byPort;
   chain.wild = Int32Array.from(wild);
   return chain;
@@ -512,17 +530,24 @@ export class RuleWalker {
 
   /** The bucket of rule indices a packet can match in an indexed chain. */
   private candidates(c: IndexedChain, pkt: WalkPacket, f: Frame): void {
-    if (!c.byDst) return;
+    const table = c.byDst;
+    if (!table) return;
     const pk = portKey(pkt.proto, pkt.dport);
-    const ports = c.byDst.get(pkt.dst | 0);
-    if (ports) {
-      for (let i = 0; i < ports.length; i += 2 + ports[i + 1]) {
-        if (ports[i] !== pk) continue;
-        f.cand = ports;
+    const dst = pkt.dst | 0;
+    const cap = table.length >> 1;
+    for (let slot = dstSlot(dst, cap); table[slot * 2 + 1] !== -1; slot = (slot + 1) & (cap - 1)) {
+      if (table[slot * 2] !== dst) continue;
+      const cands = c.cands!;
+      const start = table[slot * 2 + 1];
+      const end = start + 1 + cands[start];
+      for (let i = start + 1; i < end; i += 2 + cands[i + 1]) {
+        if (cands[i] !== pk) continue;
+        f.cand = cands;
         f.pos = i + 2;
-        f.end = i + 2 + ports[i + 1];
+        f.end = i + 2 + cands[i + 1];
         return;
       }
+      break;
     }
     const cand = c.byPort!.get(pk) ?? c.wild!;
     f.cand = cand;
