@@ -23,6 +23,9 @@
  * big-lab measures instead (bench/scale.ts; 100 nodes x 10 pods by default).
  * - The apiserver's store: big-object patches, create cost as the store grows,
  *   restart (bench/store.ts); `npm run bench -- --store` runs only these.
+ * - `npm run bench -- --services [iptables|ipvs|userspace ...]` runs only
+ *   kube-proxy's engines at 10,000 Services (bench/services.ts), all modes
+ *   unless some are named.
  */
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -36,6 +39,7 @@ import { benchBackends } from './backends.ts';
 import { benchCapture } from './capture.ts';
 import { benchTcp } from './tcp.ts';
 import { benchServices } from './services.ts';
+import type { ProxyMode } from '../service-proxy/index.ts';
 import { benchSyncStall } from './sync-stall.ts';
 import { benchNetnsWire } from './netns-wire.ts';
 import { benchScale } from './scale.ts';
@@ -141,6 +145,10 @@ async function main(): Promise<void> {
   const backendOpts = { rounds: flag('--rounds', 3), firstNet: option('--backends-net') };
   if (process.argv.includes('--backends')) return report(await benchBackends(backendOpts));
   if (process.argv.includes('--sync-stall')) return report(await benchSyncStall());
+  if (process.argv.includes('--services')) {
+    const modes = process.argv.filter((a): a is ProxyMode => a === 'iptables' || a === 'ipvs' || a === 'userspace');
+    return report(modes.length ? benchServices(modes) : benchServices());
+  }
   const measures: Measure[] = [];
   const labNet = option('--lab-net') ?? '127.0.99.0/24';
   const echo = await startEchoServer();

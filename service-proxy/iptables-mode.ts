@@ -50,7 +50,7 @@ import {
   type TableData,
   type TableName,
 } from './iptables/rules.ts';
-import { ModelCache, categorizeEndpoints, endpointHash, externallyAccessible, fingerprint, portProtoHash, type EndpointInfo, type ServicePortInfo } from './model.ts';
+import { ModelCache, categorizeEndpoints, endpointHashed, externallyAccessible, fingerprint, portProtoHash, type EndpointInfo, type ServicePortInfo } from './model.ts';
 import { connectionKey, type BackendChoice, type Decision, type EngineOptions, type EngineViews, type ProxyPort, type ServicePacket, type ServiceProxyEngine } from './types.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 
@@ -73,13 +73,17 @@ export function serviceChains(spn: string, protocol: string): ServiceChains {
 
 /** KUBE-SEP name for a ServicePortName, protocol and endpoint `ip:port`. */
 export function endpointChain(spn: string, protocol: string, endpoint: string): string {
-  return `KUBE-SEP-${endpointHash(spn, protocol, endpoint)}`;
+  return endpointHashed('KUBE-SEP-', spn, protocol, endpoint);
 }
 
 /** `%0.10f` of 1/n, as computeProbability. */
 export function probability(n: number): string {
+  if (n < PROBABILITIES.length) return (PROBABILITIES[n] ??= (1 / n).toFixed(10));
   return (1 / n).toFixed(10);
 }
+
+/** probability(n) for n up to 4096 endpoints, formatted once (a full sync asks 100,000 times for a few values). */
+const PROBABILITIES: string[] = new Array<string>(4097);
 
 /** Render-time settings shared by the whole table. */
 interface RenderConfig {
@@ -387,12 +391,22 @@ class ServiceBlock {
   constructor(
     /** The latest service port object with this fingerprint (an equal one replaces it without new rules). */
     public sp: ServicePortInfo,
-    readonly fp: string,
     private readonly cfg: RenderConfig,
   ) {
     this.pol = policyOf(sp);
     this.entry = renderEntry(sp, this.pol);
   }
+
+  /**
+   * What the rules depend on, computed only when a sync brings a different
+   * service port object (unchanged services keep theirs): a sync from nothing
+   * computes none, and no block keeps a rope of a fingerprint.
+   */
+  get fp(): string {
+    return (this.fpCache ??= fingerprint(this.sp));
+  }
+
+  private fpCache: string | undefined;
 
   /** The chain names a shared chain can jump to (where a walk enters this service). */
   get entryChains(): ServiceChains {
@@ -411,14 +425,26 @@ class ServiceBlock {
       const own: OwnChains<SavedRule> = this.own
         ? { natChains: this.own.natChains, natRules: this.own.natRules.map((r) => ({ chain: r.chain, text: saveText(r) })) }
         : renderOwnChains(this.sp, this.pol, this.cfg, (_table, chain) => new SaveLineWriter(chain));
-      const by = new Map<string, string[]>();
-      for (const r of own.natRules) {
-        const l = by.get(r.chain);
-        if (l) l.push(r.text);
-        else by.set(r.chain, [r.text]);
-      }
       // join: one flat string per chain (a += chain would keep every piece alive as a rope until the save is joined).
-      this.saved = { names: own.natChains, texts: own.natChains.map((c) => by.get(c)?.join('\n') ?? '') };
+      // A dozen chains of a few rules each: a scan per chain costs less than a Map per service; a big service gets the Map.
+      const rules = own.natRules;
+      let texts: string[];
+      if (own.natChains.length <= 32) {
+        texts = own.natChains.map((c) => {
+          const lines: string[] = [];
+          for (const r of rules) if (r.chain === c) lines.push(r.text);
+          return lines.join('\n');
+        });
+      } else {
+        const by = new Map<string, string[]>();
+        for (const r of rules) {
+          const l = by.get(r.chain);
+          if (l) l.push(r.text);
+          else by.set(r.chain, [r.text]);
+        }
+        texts = own.natChains.map((c) => by.get(c)?.join('\n') ?? '');
+      }
+      this.saved = { names: own.natChains, texts };
     }
     return this.saved;
   }
@@ -537,11 +563,10 @@ export class IptablesProxier implements ServiceProxyEngine {
       const key = `${sp.spn}|${sp.protocol}`;
       let block = this.blocks.get(key);
       // The same service port object: nothing it depends on changed (ModelCache), no fingerprint to compare.
-      const fp = block?.sp === sp ? block.fp : fingerprint(sp);
-      if (!block || block.fp !== fp) {
+      if (!block || (block.sp !== sp && block.fp !== fingerprint(sp))) {
         const old = block;
         if (old) this.forget(old);
-        block = new ServiceBlock(sp, fp, cfg);
+        block = new ServiceBlock(sp, cfg);
         // Most changes are endpoints: the service's own chains change, its KUBE-SERVICES/NODEPORTS/filter rules not.
         if (old && entryText(old.entry) === entryText(block.entry)) block.entry = old.entry;
         const names = block.entryChains;
@@ -681,20 +706,21 @@ export class IptablesProxier implements ServiceProxyEngine {
       }
     }
     const order = strcmpOrder(names);
-    const lines: string[] = ['*nat'];
-    for (const c of BUILTIN_CHAINS.nat) lines.push(`:${c} ACCEPT [0:0]`);
+    // One pass over the sorted names: the unique ones (declared) and their texts (a chain declared twice, which
+    // iptables-save lists once, keeps the text of its first declaration, the one with rules).
+    const declared: string[] = [];
+    const body: string[] = [];
+    for (const c of BUILTIN_CHAINS.nat) for (const t of shared.get(c) ?? []) body.push(t);
     let prev = '';
-    for (const i of order) if (names[i] !== prev) lines.push(`:${(prev = names[i])} - [0:0]`);
-    for (const c of BUILTIN_CHAINS.nat) for (const t of shared.get(c) ?? []) lines.push(t);
-    prev = '';
     for (const i of order) {
-      // A chain declared twice (iptables-save lists it once) keeps the text of its first declaration, which is the one with rules.
       if (names[i] === prev) continue;
-      prev = names[i];
-      if (texts[i]) lines.push(texts[i]);
+      declared.push((prev = names[i]));
+      if (texts[i]) body.push(texts[i]);
     }
-    lines.push('COMMIT');
-    this.natSaveCache = lines.join('\n') + '\n';
+    const head = ['*nat', ...BUILTIN_CHAINS.nat.map((c) => `:${c} ACCEPT [0:0]`)].join('\n');
+    // The declarations joined straight from the names (no `:NAME - [0:0]` string per chain).
+    const decl = declared.length ? `\n:${declared.join(' - [0:0]\n:')} - [0:0]` : '';
+    this.natSaveCache = `${head}${decl}\n${body.length ? `${body.join('\n')}\n` : ''}COMMIT\n`;
     return this.natSaveCache;
   }
 
@@ -732,7 +758,7 @@ export class IptablesProxier implements ServiceProxyEngine {
     let dnat: Extract<WalkVerdict, { kind: 'dnat' }> | undefined;
     if (v1.kind === 'dnat') {
       dnat = v1;
-      w.dst = ipToUint(v1.ip);
+      w.dst = v1.addr;
       w.dstStr = v1.ip;
       w.dport = v1.port;
       w.ctDnat = true;
@@ -775,15 +801,94 @@ export class IptablesProxier implements ServiceProxyEngine {
 }
 
 const KEY_CHARS = 7;
+/** Indices fit 17 bits of a sort key (131,072 chain names; more fall back to comparing keys in JavaScript). */
+const INDEX_BITS = 17;
+const INDEX_SPAN = 2 ** INDEX_BITS;
 
 /**
  * Indices of `names` in strcmp order (libiptc keeps chains sorted so). The
- * names are ASCII; each is cut into 7-character numeric keys (7 bits a
- * character, 49 bits, exact in a double) so that the 1.7 million comparisons
- * of 110,000 chain names compare numbers, not strings; names alike in their
- * first 28 characters (none of kube-proxy's) fall back to comparing strings.
+ * names are ASCII. Each gets one number: the rank of its first 9 characters
+ * among the names' distinct 9-character prefixes (a handful: `KUBE-SEP-`,
+ * `KUBE-SVC-`, ...), its next 4 characters at 7 bits each, and its index;
+ * a Float64Array of those sorts natively, without a JavaScript comparator
+ * called 1.7 million times for 110,000 names. Names alike in their first 13
+ * characters (a few hundred of kube-proxy's hashed names) are then put in
+ * order among themselves by comparing strings. Many prefixes, many names or
+ * non-ASCII names fall back to {@link strcmpOrderByKeys}.
  */
 export function strcmpOrder(names: readonly string[]): number[] {
+  const n = names.length;
+  if (n >= INDEX_SPAN) return strcmpOrderByKeys(names);
+  const code = (s: string, j: number): number => (j < s.length ? s.charCodeAt(j) : 0);
+  // Prefix (first 7 characters as a number, then 2 more) of each name, and the distinct prefixes.
+  const heads = new Float64Array(n);
+  const tails = new Int32Array(n);
+  const prefixes = new Map<number, Set<number>>();
+  let distinct = 0;
+  for (let i = 0; i < n; i++) {
+    const s = names[i];
+    let head = 0;
+    for (let j = 0; j < KEY_CHARS; j++) {
+      const c = code(s, j);
+      if (c > 127) return strcmpOrderByKeys(names);
+      head = head * 128 + c;
+    }
+    const tail = code(s, 7) * 128 + code(s, 8);
+    heads[i] = head;
+    tails[i] = tail;
+    let set = prefixes.get(head);
+    if (!set) prefixes.set(head, (set = new Set()));
+    if (!set.has(tail)) {
+      set.add(tail);
+      if (++distinct > 64) return strcmpOrderByKeys(names);
+    }
+  }
+  // Rank of each prefix in strcmp order.
+  const ranks = new Map<number, Map<number, number>>();
+  let rank = 0;
+  for (const head of [...prefixes.keys()].sort((a, b) => a - b)) {
+    const byTail = new Map<number, number>();
+    for (const tail of [...prefixes.get(head)!].sort((a, b) => a - b)) byTail.set(tail, rank++);
+    ranks.set(head, byTail);
+  }
+  const keys = new Float64Array(n);
+  let lastHead = NaN;
+  let lastRanks: Map<number, number> | undefined;
+  for (let i = 0; i < n; i++) {
+    const s = names[i];
+    if (heads[i] !== lastHead) lastRanks = ranks.get((lastHead = heads[i]));
+    let next = 0;
+    for (let j = 9; j < 13; j++) {
+      const c = code(s, j);
+      if (c > 127) return strcmpOrderByKeys(names);
+      next = next * 128 + c;
+    }
+    // rank (6 bits) · next 4 characters (28 bits) · index (17 bits): 51 bits, exact in a double.
+    keys[i] = (lastRanks!.get(tails[i])! * 2 ** 28 + next) * INDEX_SPAN + i;
+  }
+  keys.sort();
+  const order = new Array<number>(n);
+  for (let i = 0; i < n; i++) order[i] = keys[i] % INDEX_SPAN;
+  // Runs of names equal in their first 13 characters: by the whole string.
+  for (let i = 0; i < n; ) {
+    const group = Math.floor(keys[i] / INDEX_SPAN);
+    let j = i + 1;
+    while (j < n && Math.floor(keys[j] / INDEX_SPAN) === group) j++;
+    if (j - i > 1) {
+      const run = order.slice(i, j).sort((a, b) => (names[a] < names[b] ? -1 : names[a] > names[b] ? 1 : a - b));
+      for (let k = 0; k < run.length; k++) order[i + k] = run[k];
+    }
+    i = j;
+  }
+  return order;
+}
+
+/**
+ * strcmp order by comparing numbers: each ASCII name cut into 7-character
+ * numeric keys (7 bits a character, 49 bits, exact in a double); names alike
+ * in their first 28 characters, and non-ASCII names, by comparing strings.
+ */
+export function strcmpOrderByKeys(names: readonly string[]): number[] {
   const n = names.length;
   const keys = [new Float64Array(n), new Float64Array(n), new Float64Array(n), new Float64Array(n)];
   let ascii = true;

@@ -84,6 +84,11 @@ export function endpointHash(spn: string, protocol: string, endpoint: string): s
   return hash16(spn + protocol + endpoint);
 }
 
+/** `prefix` + {@link endpointHash}, as one flat string (see {@link hash16}). */
+export function endpointHashed(prefix: string, spn: string, protocol: string, endpoint: string): string {
+  return hash16(spn + protocol + endpoint, prefix);
+}
+
 /** Character code → value of a base64 digit. */
 const B64_VALUE = new Uint8Array(128);
 [...'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'].forEach((c, i) => (B64_VALUE[c.charCodeAt(0)] = i));
@@ -94,23 +99,32 @@ const B64_VALUE = new Uint8Array(128);
  * base64 result (no Hash object, no Buffer) re-cut from 6-bit into 5-bit
  * groups costs a fraction of createHash().update().digest() + base32.
  */
-function hash16(text: string): string {
+function hash16(text: string, prefix = ''): string {
   const b64 = hash('sha256', text, 'base64');
-  let out = '';
+  // Character codes gathered and made into one flat string: `out +=` per digit would leave a rope of 16 pieces
+  // (and `prefix + hash` another), which the chain-name sort and the save's joins would each flatten again.
+  const codes = HASH_CODES;
+  codes.length = 0;
+  for (let i = 0; i < prefix.length; i++) codes.push(prefix.charCodeAt(i));
   let value = 0;
   let bits = 0;
-  for (let i = 0; out.length < 16; i++) {
+  let n = 0;
+  for (let i = 0; n < 16; i++) {
     value = ((value << 6) | B64_VALUE[b64.charCodeAt(i)]) & 0xfff;
     bits += 6;
-    while (bits >= 5 && out.length < 16) {
+    while (bits >= 5 && n < 16) {
       bits -= 5;
-      out += B32[(value >>> bits) & 31];
+      codes.push(B32_CODES[(value >>> bits) & 31]);
+      n++;
     }
   }
-  return out;
+  return String.fromCharCode.apply(null, codes);
 }
 
+const HASH_CODES: number[] = [];
+
 const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+const B32_CODES = Uint8Array.from(B32, (c) => c.charCodeAt(0));
 
 /** RFC 4648 base32 (Go's base32.StdEncoding), enough of it for 16-character prefixes. */
 export function base32(buf: Uint8Array): string {

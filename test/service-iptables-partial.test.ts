@@ -259,4 +259,15 @@ test('chain names are listed in strcmp order, as libiptc keeps them', (t) => {
   t.deepEqual(strcmpOrder(names).map((i) => names[i]), want);
   const wide = [...names.slice(0, 50), 'KUBE-SÉP', 'KUBE-SEQ'];
   t.deepEqual(strcmpOrder(wide).map((i) => wide[i]), [...wide].sort(), 'non-ASCII names fall back to comparing strings');
+  // kube-proxy's names: few prefixes, so they sort on one number each; a small alphabet makes many alike in their
+  // first 13 characters, and duplicates keep their index order (the first declaration is the one printed).
+  const kube: string[] = ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ', 'KUBE-PROXY-CANARY', 'KUBE-SEP', 'KUBE-SEP-', 'KUBE-'];
+  for (let i = 0; i < 20_000; i++) {
+    let s = pick(rng, ['KUBE-SEP-', 'KUBE-SVC-', 'KUBE-EXT-', 'KUBE-SVL-', 'KUBE-FW-']);
+    const len = rng.int(0, 18);
+    for (let j = 0; j < len; j++) s += 'AB2-'[rng.int(0, 3)];
+    kube.push(s);
+  }
+  const stable = kube.map((_, i) => i).sort((a, b) => (kube[a] < kube[b] ? -1 : kube[a] > kube[b] ? 1 : 0));
+  t.deepEqual(strcmpOrder(kube), stable);
 });

@@ -18,7 +18,7 @@ import test from 'ava';
 import { createServiceProxyEngine, endpointChain, probability, serviceChains, type DnatDecision } from '../service-proxy/index.ts';
 import { SeededRng } from '../common/rng.ts';
 import { RuleWalker, type WalkPacket } from '../service-proxy/iptables/evaluate.ts';
-import { rule, type Rule } from '../service-proxy/iptables/rules.ts';
+import { rule, saveText, type Rule } from '../service-proxy/iptables/rules.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
 import { engineOpts, nginx, pkt, slice, svc } from './helpers/service-fixtures.ts';
 
@@ -403,6 +403,79 @@ test('the (destination, protocol, port) index walks to exactly the verdicts of a
     if (a.length) fired++;
   }
   t.true(fired > 2000, `${fired} packets matched some rule`);
+});
+
+/** A random rule of chain `chain` of `n` chains: any match the compiled form packs or keeps as an object, any target; jumps only go forward (no loops), sometimes to a chain that is not there. */
+function randomRule(rng: SeededRng, chain: number, n: number): Rule {
+  const b = rule('nat', `C${chain}`);
+  if (rng.chance(0.2)) b.comment(`c${rng.int(0, 9)}`, false);
+  const proto = rng.chance(0.5) ? 'tcp' : 'udp';
+  if (rng.chance(0.6)) {
+    b.m(proto).p(proto);
+    if (rng.chance(0.6)) b.dport(rng.int(1, 3) * 10);
+  }
+  if (rng.chance(0.3)) b.s(rng.chance(0.5) ? '10.244.0.0/16' : '192.168.0.9', rng.chance(0.3));
+  if (rng.chance(0.3)) b.d(rng.chance(0.5) ? `10.96.0.${rng.int(1, 4)}` : '10.96.0.0/30', rng.chance(0.3));
+  if (rng.chance(0.3)) b.statistic(probability(rng.int(1, 4)));
+  if (rng.chance(0.15)) b.mark(0x4000, 0x4000, rng.chance(0.5));
+  if (rng.chance(0.1)) b.addrtype('dst', rng.chance(0.5));
+  if (rng.chance(0.1)) b.conntrack(['DNAT'], rng.chance(0.5));
+  const k = rng.int(0, 9);
+  if (k <= 2 && chain < n - 1) return b.jump(rng.chance(0.1) ? 'NOWHERE' : `C${rng.int(chain + 1, n - 1)}`);
+  if (k === 3) return b.verdict('RETURN');
+  if (k === 4) return b.markTarget(rng.chance(0.5) ? 'or' : 'xor', 0x4000);
+  if (k === 5) return b.dnat(`10.244.${rng.int(1, 3)}.${rng.int(2, 9)}`, 8080);
+  if (k === 6) return b.verdict(rng.chance(0.5) ? 'DROP' : 'REJECT');
+  if (k === 7) return b.masquerade(rng.chance(0.5));
+  if (k === 8) return b.verdict('ACCEPT');
+  return b.noTarget();
+}
+
+test('the compiled walk (one arena per table, links by offset) walks exactly as the rule objects do, through chain replacements, misses and compactions', (t) => {
+  const rng = new SeededRng(23);
+  const clock = { now: () => 0 };
+  const compiled = new RuleWalker(new SeededRng(5), clock, true);
+  const reference = new RuleWalker(new SeededRng(5), clock, false);
+  const walkers = [compiled, reference];
+  const N = 8;
+  const chainRules = (c: number): Rule[] => Array.from({ length: rng.int(0, 20) }, () => randomRule(rng, c, N));
+  for (const w of walkers) w.load('nat', [rule('nat', 'PREROUTING').jump('C0')]);
+  // A missing chain is loaded on demand by both, as kube-proxy's engine loads a service's chains.
+  let lazy = 0;
+  const onMissing = (w: RuleWalker) => (_table: string, chain: string) => {
+    if (chain !== `C${N - 1}`) return false;
+    lazy++;
+    w.setChain('nat', chain, [rule('nat', chain).dnat('10.244.9.9', 80)]);
+    return true;
+  };
+  for (const w of walkers) w.onMissingChain = onMissing(w);
+  let walks = 0;
+  const verdicts = new Set<string>();
+  for (let round = 0; round < 3000; round++) {
+    // Replace (or remove) one chain in both: a chain of up to 20 rules, so dead space outgrows the live chains many times over.
+    const c = rng.int(0, N - 1);
+    const rules = chainRules(c);
+    for (const w of walkers) w.setChain('nat', `C${c}`, rules);
+    for (let i = 0; i < 3; i++) {
+      const src = rng.chance(0.5) ? '10.244.1.5' : '192.168.0.9';
+      const dst = `10.96.0.${rng.int(1, 4)}`;
+      const p: WalkPacket = { src: ipv4ToInt(src), srcStr: src, dst: ipv4ToInt(dst), dstStr: dst, proto: rng.chance(0.5) ? 'tcp' : 'udp', sport: 1000, dport: rng.int(1, 3) * 10, mark: rng.chance(0.3) ? 0x4000 : 0, ctDnat: rng.chance(0.3) };
+      const local = rng.chance(0.5);
+      const env = { isLocal: () => local };
+      const steps: string[][] = [[], []];
+      const pkts = [{ ...p }, { ...p }];
+      const out = walkers.map((w, j) => w.walk('nat', 'PREROUTING', pkts[j], env, steps[j]));
+      const show = (v: (typeof out)[number]) => ('rule' in v ? { ...v, rule: saveText(v.rule) } : v);
+      t.deepEqual(show(out[0]), show(out[1]));
+      t.deepEqual(steps[0], steps[1]);
+      t.is(pkts[0].mark, pkts[1].mark);
+      verdicts.add(out[0].kind);
+      walks++;
+    }
+  }
+  t.is(walks, 9000);
+  t.deepEqual([...verdicts].sort(), ['accept', 'dnat', 'drop', 'masquerade', 'reject']);
+  t.true(lazy > 0, 'chains were loaded on demand');
 });
 
 test('a partial sync (only changed services re-rendered) yields the same tables as a fresh full sync', (t) => {

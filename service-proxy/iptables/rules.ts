@@ -135,6 +135,20 @@ export function statisticThreshold(probability: string): number {
   return Math.round(0x80000000 * Number(probability));
 }
 
+type StatisticMatch = Extract<Match, { kind: 'statistic' }>;
+/** One match object per probability text, with its save form: matches are never mutated, and 10,000 services use a handful. */
+const statistics = new Map<string, { match: StatisticMatch; save: string }>();
+
+function statisticOf(probability: string): { match: StatisticMatch; save: string } {
+  let st = statistics.get(probability);
+  if (!st) {
+    if (statistics.size > 10_000) statistics.clear();
+    const match: StatisticMatch = { kind: 'statistic', probability, threshold: statisticThreshold(probability) };
+    statistics.set(probability, (st = { match, save: matchSave(match) }));
+  }
+  return st;
+}
+
 const NO_QUOTE = /^[A-Za-z0-9_-]+$/;
 
 /** libxtables' xtables_save_string: bare when only [A-Za-z0-9_-], else double-quoted with `"`, `\`, `'` escaped. */
@@ -209,7 +223,7 @@ export class RuleBuilder implements RuleWriter<Rule> {
   /** `-m statistic --mode random --probability P` (P already formatted `%0.10f`). */
   statistic(probability: string): this {
     this.op('t');
-    this.r.matches.push({ kind: 'statistic', probability, threshold: statisticThreshold(probability) });
+    this.r.matches.push(statisticOf(probability).match);
     return this;
   }
 
@@ -351,14 +365,22 @@ export class SaveLineWriter implements RuleWriter<SavedRule> {
   private src = '';
   private dst = '';
   private proto = '';
-  private readonly matches: Match[] = [];
-  private lastL4?: Extract<Match, { kind: 'l4' }>;
+  // The matches' text in call order, kept as: before the last `-m tcp|udp`, that match (which a later
+  // --dport still extends), after it. Text only: no match objects for rules nobody evaluates.
+  private pre = '';
+  private l4 = '';
+  private post = '';
 
   constructor(private readonly chain: string) {}
 
-  comment(text: string, quoted: boolean): this {
-    this.matches.push({ kind: 'comment', text, quoted });
+  private add(text: string): this {
+    if (this.l4) this.post += text;
+    else this.pre += text;
     return this;
+  }
+
+  comment(text: string, quoted: boolean): this {
+    return this.add(` ${matchSave({ kind: 'comment', text, quoted })}`);
   }
 
   p(proto: 'tcp' | 'udp'): this {
@@ -367,66 +389,64 @@ export class SaveLineWriter implements RuleWriter<SavedRule> {
   }
 
   m(proto: 'tcp' | 'udp'): this {
-    this.lastL4 = { kind: 'l4', proto };
-    this.matches.push(this.lastL4);
+    this.pre += this.l4 + this.post;
+    this.post = '';
+    this.l4 = ` -m ${proto}`;
     return this;
   }
 
   dport(port: number): this {
-    if (!this.lastL4) throw new Error('--dport without -m tcp|udp');
-    this.lastL4.dport = port;
+    if (!this.l4) throw new Error('--dport without -m tcp|udp');
+    this.l4 += ` --dport ${port}`;
     return this;
   }
 
   s(text: string, neg = false): this {
-    this.src = `${neg ? ' ! -s ' : ' -s '}${addrMatch(text, neg).cidr}`;
+    this.src = `${neg ? ' ! -s ' : ' -s '}${saveCidr(text, neg)}`;
     return this;
   }
 
   d(text: string, neg = false): this {
-    this.dst = `${neg ? ' ! -d ' : ' -d '}${addrMatch(text, neg).cidr}`;
+    this.dst = `${neg ? ' ! -d ' : ' -d '}${saveCidr(text, neg)}`;
     return this;
   }
 
   statistic(probability: string): this {
-    this.matches.push({ kind: 'statistic', probability, threshold: statisticThreshold(probability) });
-    return this;
+    return this.add(` ${statisticOf(probability).save}`);
   }
 
   recentCheck(name: string, seconds: number): this {
-    this.matches.push({ kind: 'recent', op: 'rcheck', name, seconds, reap: true });
-    return this;
+    return this.add(` ${matchSave({ kind: 'recent', op: 'rcheck', name, seconds, reap: true })}`);
   }
 
   recentSet(name: string): this {
-    this.matches.push({ kind: 'recent', op: 'set', name });
-    return this;
+    return this.add(` ${matchSave({ kind: 'recent', op: 'set', name })}`);
   }
 
   addrtype(side: 'src' | 'dst', neg = false): this {
-    this.matches.push({ kind: 'addrtype', side, type: 'LOCAL', neg });
-    return this;
+    return this.add(` ${matchSave({ kind: 'addrtype', side, type: 'LOCAL', neg })}`);
   }
 
   jump(chain: string): SavedRule {
-    return this.finish({ kind: 'jump', chain });
+    return this.finish(` -j ${chain}`);
   }
 
   dnat(ip: string, port: number): SavedRule {
-    return this.finish({ kind: 'DNAT', ip, port });
+    return this.finish(` -j DNAT --to-destination ${ip}:${port}`);
   }
 
   noTarget(): SavedRule {
-    return this.finish(NO_TARGET);
+    return this.finish('');
   }
 
-  private finish(target: Target): SavedRule {
-    let out = `-A ${this.chain}${this.src}${this.dst}${this.proto}`;
-    for (const m of this.matches) out += ` ${matchSave(m)}`;
-    const t = targetSave(target);
-    if (t) out += ` ${t}`;
-    return { chain: this.chain, text: out, owner: undefined };
+  private finish(target: string): SavedRule {
+    return { chain: this.chain, text: `-A ${this.chain}${this.src}${this.dst}${this.proto}${this.pre}${this.l4}${this.post}${target}`, owner: undefined };
   }
+}
+
+/** The `-s`/`-d` text iptables-save prints for an address as written, without an {@link AddrMatch} for bare addresses. */
+function saveCidr(text: string, neg: boolean): string {
+  return canonicalIpv4(text) !== undefined ? `${text}/32` : addrMatch(text, neg).cidr;
 }
 
 /** Shorthand for `new RuleBuilder(table, chain)`. */
