@@ -20,7 +20,7 @@ import { pathToFileURL } from 'node:url';
 import { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { buildModel, createServiceProxyEngine, type AnyProxier, type ProxyMode } from '../service-proxy/index.ts';
-import { measure, type Measure } from './results.ts';
+import { measure, timeMs, type Measure } from './results.ts';
 
 const MODES: ProxyMode[] = ['iptables', 'ipvs', 'userspace'];
 
@@ -64,17 +64,6 @@ function engine(mode: ProxyMode): AnyProxier {
 
 function render(e: AnyProxier): number {
   return e.mode === 'ipvs' ? e.ipvsadmList().length : e.iptablesSave('nat').length;
-}
-
-/** Median of `runs` timings of fn (ms). */
-function timeMs(fn: () => void, runs: number): number {
-  const t: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    fn();
-    t.push(performance.now() - t0);
-  }
-  return t.sort((a, b) => a - b)[Math.floor(runs / 2)];
 }
 
 /** Mean cost per call (µs) over `iters` calls. */

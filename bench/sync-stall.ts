@@ -23,7 +23,7 @@ import { ping } from '../pod-tools/ping.ts';
 import { createServiceProxyEngine } from '../service-proxy/index.ts';
 import { EngineWorker } from '../service-proxy/engine-worker.ts';
 import type { EngineSummary } from '../service-proxy/worker-protocol.ts';
-import { measure, type Measure } from './results.ts';
+import { measure, timeMs, type Measure } from './results.ts';
 import { makeCluster } from './services.ts';
 import { twoNodes } from './two-nodes.ts';
 
@@ -68,17 +68,6 @@ async function gaps(pod: Parameters<typeof ping>[0]['pod'], dst: string, during?
 }
 
 const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
-
-/** Median of `runs` timings of fn (ms). */
-function timeMs(fn: () => unknown, runs: number): number {
-  const t: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    fn();
-    t.push(performance.now() - t0);
-  }
-  return t.sort((a, b) => a - b)[Math.floor(runs / 2)];
-}
 
 export async function benchSyncStall(): Promise<Measure[]> {
   const lab = await twoNodes(`${NET}.0/24`, 57);
