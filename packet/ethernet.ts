@@ -60,13 +60,8 @@ export interface EthernetRepr {
  * are `unsupported`: nothing in a pod network speaks them.
  */
 export function parseEthernet(buf: Buffer): EthernetRepr | WireError {
-  if (buf.length < ETHERNET_HEADER_LEN) {
-    return new WireError('ethernet', 'truncated', `frame of ${buf.length} bytes is shorter than the 14-byte header`);
-  }
-  const etherType = (buf[ETHERTYPE] << 8) | buf[ETHERTYPE + 1];
-  if (etherType < MIN_ETHERTYPE) {
-    return new WireError('ethernet', 'unsupported', `802.3 length field 0x${etherType.toString(16)} (LLC framing) is not supported`);
-  }
+  const etherType = ethernetType(buf);
+  if (typeof etherType !== 'number') return etherType;
   return {
     dst: readMac(buf, DST),
     src: readMac(buf, SRC),
