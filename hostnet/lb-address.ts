@@ -28,8 +28,12 @@ export async function inLabNamespace(): Promise<boolean> {
 }
 
 export interface HeldLbAddress {
-  /** What the gratuitous ARP did: sent, or why not (the kernel still answers ARP requests). */
-  readonly garp: string;
+  /**
+   * Sends the gratuitous ARP; resolves with 'sent' or why not (the kernel
+   * still answers ARP requests). Called once the sockets are bound, so the
+   * first client that follows it finds them (arping itself lingers a second).
+   */
+  announce(): Promise<string>;
   /** Extends the kernel lifetime again (each election round while leading). */
   renew(): Promise<void>;
   /** Removes the address (lost election, Service gone, shutdown). */
@@ -55,17 +59,16 @@ export async function gratuitousArp(ip: string, dev: string): Promise<string> {
   }
 }
 
-/** Adds `ip`/32 to `dev` in this process's own lab namespace and announces it; see the module comment. */
+/** Adds `ip`/32 to `dev` in this process's own lab namespace; see the module comment. */
 export async function holdLbAddress(ip: string, o: HoldOptions): Promise<HeldLbAddress> {
   const ns = await ownNetnsName();
   if (!ns.startsWith('podlab-')) throw new NetnsError(`refusing to add ${ip} to ${o.dev}: this process is not in a podlab network namespace (it is in '${ns || 'an unnamed one'}')`);
   const lft = ['valid_lft', String(o.lifetimeS), 'preferred_lft', String(o.lifetimeS)];
   // replace: a previous life of this agent may have left it (until its lifetime ran out).
   await run('ip', ['addr', 'replace', `${ip}/32`, 'dev', o.dev, ...lft]);
-  const garp = await gratuitousArp(ip, o.dev);
   let released = false;
   return {
-    garp,
+    announce: () => gratuitousArp(ip, o.dev),
     renew: async () => {
       // replace, not change: re-adds it should a stalled process have let it lapse.
       if (!released) await run('ip', ['addr', 'replace', `${ip}/32`, 'dev', o.dev, ...lft]);

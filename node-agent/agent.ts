@@ -325,7 +325,6 @@ export class NodeAgent {
       announce: async (a) => {
         if (!under.contains(a.ip)) throw new Error(`${a.ip} is outside the underlay ${under.toString()}: no real socket may hold it`);
         const held = onEth0 ? await holdLbAddress(a.ip, { dev: 'eth0', lifetimeS: L2_ADDRESS_LIFETIME_S }) : undefined;
-        if (held) log.info('gratuitous ARP', { ip: a.ip, dev: 'eth0', result: held.garp });
         const socks: { close(): void }[] = [];
         try {
           for (const p of a.ports) {
@@ -340,6 +339,7 @@ export class NodeAgent {
           await held?.release();
           throw e;
         }
+        if (held) void held.announce().then((result) => log.info('gratuitous ARP', { ip: a.ip, dev: 'eth0', result }));
         return {
           close: async () => {
             socks.forEach((s) => s.close());
