@@ -23,7 +23,8 @@ import { labApi, killProcess } from '../lab/lab.ts';
 import type { Lease } from '../control-plane/core-resources.ts';
 import type { Service } from '../control-plane/service-resources.ts';
 import type { Pod } from '../control-plane/types.ts';
-import { L2_FAILOVER_MS } from '../edge/l2-speaker.ts';
+import { L2_ADDRESS_LIFETIME_S, L2_FAILOVER_MS } from '../edge/l2-speaker.ts';
+import { holdLbAddress } from '../hostnet/lb-address.ts';
 import { hasIproute2, isRoot, listNetnsSync } from '../hostnet/netns.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
 import { httpPod, lbService } from './helpers/lb.ts';
@@ -117,6 +118,10 @@ const l2Failover = test.macro(async (t, backend: 'vxlan' | 'host-gw') => {
   t.false(holds(first), 'the dead node\'s kernel dropped the address it no longer renewed');
   t.is(neighbourMac(), otherMac, 'the client\'s neighbour entry moved to the new owner\'s MAC');
   t.true(interruption < L2_FAILOVER_MS + 3000, `${interruption.toFixed(0)} ms`);
+  // The owner renews the kernel lifetime every round: past one lifetime it still holds the address.
+  await new Promise((r) => setTimeout(r, (L2_ADDRESS_LIFETIME_S + 1) * 1000));
+  t.true(holds(other), 'the owner kept renewing it');
+  t.regex(curl(), /^web-\d on node-\d$/);
 
   // The gratuitous ARPs on the bridge: one from each owner's eth0 MAC, sender = target = the LB IP. The new
   // owner sends its own once its sockets are bound, so a client may get there first: wait for its log line.
@@ -146,3 +151,7 @@ const l2Failover = test.macro(async (t, backend: 'vxlan' | 'host-gw') => {
 
 test.serial('L2 in a netns lab (vxlan): the elected node\'s eth0 answers ARP for the LB IP, gratuitous ARP on the bridge, failover after SIGKILL', l2Failover, 'vxlan');
 test.serial('L2 in a netns lab (host-gw, raw frames on eth0): the same, the kernel keeping the LB address\'s frames', l2Failover, 'host-gw');
+
+test('an LB address goes on eth0 only inside a podlab namespace: refused here, before anything is touched', async (t) => {
+  await t.throwsAsync(holdLbAddress(LB_IP, { dev: 'eth0', lifetimeS: L2_ADDRESS_LIFETIME_S }), { message: /not in a podlab network namespace/ });
+});
