@@ -17,6 +17,8 @@
  * Owning an address means what `announce` does (node-agent: real sockets on
  * the address, carried into the node). The host's loopback needs no
  * gratuitous ARP: the first bind wins, and a dead owner's sockets die with it.
+ * In a netns lab the owner first adds the address to its namespace's eth0 and
+ * sends a gratuitous ARP (hostnet/lb-address.ts).
  */
 import type { ApiClient } from '../control-plane/client.ts';
 import { METALLB_NAMESPACE, type Advertisement, type IpAddressPool } from '../control-plane/metallb.ts';
@@ -35,6 +37,12 @@ export type { AnnouncedPort, Announcement } from './lb-eligibility.ts';
 export const L2_TIMING: ElectionTiming = { leaseDurationMs: 5000, retryPeriodMs: 1000 };
 /** The documented failover bound that follows from {@link L2_TIMING}. */
 export const L2_FAILOVER_MS = L2_TIMING.leaseDurationMs + 2 * L2_TIMING.retryPeriodMs;
+/**
+ * The kernel lifetime (seconds) of an LB address a netns node holds on eth0,
+ * renewed every round: shorter than the lease, so a dead holder's kernel has
+ * dropped it (and stopped answering ARP) before another node can be elected.
+ */
+export const L2_ADDRESS_LIFETIME_S = Math.floor(L2_TIMING.leaseDurationMs / 1000) - 2;
 
 /** The Lease name for an address. */
 export function leaseNameFor(ip: string): string {
@@ -53,8 +61,11 @@ export function l2Candidates(
   return eligibleAddresses(node, nodeLabels, services, slices, pools, advertisements).map((e) => e.announcement);
 }
 
-/** What owning an address does; `close` gives it up. */
-export type Announcer = (a: Announcement) => Promise<{ close(): void }>;
+/**
+ * What owning an address does; `close` gives it up, `renew` (optional) runs
+ * every round the node still leads (a netns node's kernel address lifetime).
+ */
+export type Announcer = (a: Announcement) => Promise<{ close(): void | Promise<void>; renew?(): Promise<void> }>;
 
 export interface L2SpeakerOptions {
   api: ApiClient;
@@ -71,7 +82,7 @@ interface Held {
   elector: LeaseElector;
   want: Announcement;
   /** The open announcement and the fingerprint of what it serves. */
-  open?: { close(): void; fingerprint: string };
+  open?: { close(): void | Promise<void>; renew?(): Promise<void>; fingerprint: string };
 }
 
 /** The speaker: one elector per candidate address, tried every retry period. */
@@ -92,7 +103,7 @@ export class L2Speaker {
     for (const [ip, h] of this.held) {
       if (want.has(ip)) continue;
       this.held.delete(ip);
-      this.give(ip, h);
+      void this.give(ip, h);
       void h.elector.release();
     }
     for (const [ip, a] of want) {
@@ -126,12 +137,15 @@ export class L2Speaker {
           if (this.held.get(ip) !== h || this.stopped) return;
           if (!leading) return this.give(ip, h);
           const fp = JSON.stringify(h.want);
-          if (h.open?.fingerprint === fp) return;
-          this.give(ip, h);
+          if (h.open?.fingerprint === fp) {
+            await h.open.renew?.().catch((e: unknown) => this.o.log?.('cannot renew', { ip, error: String(e) }));
+            return;
+          }
+          await this.give(ip, h);
           try {
             const open = await this.o.announce(h.want);
-            if (this.held.get(ip) !== h || this.stopped) return open.close();
-            h.open = { close: () => open.close(), fingerprint: fp };
+            if (this.held.get(ip) !== h || this.stopped) return void (await open.close());
+            h.open = { close: () => open.close(), renew: open.renew && (() => open.renew!()), fingerprint: fp };
             this.o.log?.('announcing', { ip, service: h.want.service, node: this.o.node, protocol: 'layer2' });
           } catch (e) {
             this.o.log?.('cannot announce', { ip, error: String(e) });
@@ -145,11 +159,12 @@ export class L2Speaker {
     }
   }
 
-  private give(ip: string, h: Held): void {
-    if (!h.open) return;
-    h.open.close();
+  private give(ip: string, h: Held): Promise<void> {
+    if (!h.open) return Promise.resolve();
+    const closed = Promise.resolve(h.open.close()).catch((e: unknown) => this.o.log?.('cannot withdraw', { ip, error: String(e) }));
     h.open = undefined;
     this.o.log?.('withdrawn', { ip, service: h.want.service, node: this.o.node });
+    return closed;
   }
 
   /** `podlab node N lb`: the addresses this node stands for and who holds them. */
@@ -163,7 +178,7 @@ export class L2Speaker {
   async stop(release = true): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    for (const [ip, h] of this.held) this.give(ip, h);
+    await Promise.all([...this.held.entries()].map(([ip, h]) => this.give(ip, h)));
     if (release) await Promise.all([...this.held.values()].map((h) => h.elector.release()));
   }
 }

@@ -33,7 +33,7 @@ import { deriveMac } from '../common/rng.ts';
 import type { Pod } from '../control-plane/types.ts';
 import { LAB_BRIDGE, addNetns, addVethPair, hasIproute2, hasTool, ifname, ipIn, isRoot, listNetns, netnsNames, sysctlIn, validatePrefix, wireLikeOffloads } from '../hostnet/netns.ts';
 import { installClusterDns } from './cluster-dns.ts';
-import { LabError, ROOT, agentFeatureArgs, applyObjects, claimStateDir, controllerArgs, demoPods, down, labAddresses, labApi, nodeTokenPath, prepareLabPki, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './launch.ts';
+import { LabError, ROOT, agentFeatureArgs, applyObjects, claimStateDir, defaultLoadBalancerObjects, controllerArgs, demoPods, down, labAddresses, labApi, nodeTokenPath, prepareLabPki, nodeObject, spawnLogged, validateUpOptions, waitForEvent, waitPodsRunning, waitRoutesConverged, writeKubeconfig, type UpOptions } from './launch.ts';
 import { capAvailable } from '../overlay/underlay-raw.ts';
 import { DEFAULT_BACKEND, backendNamed, findBackend } from '../backends/registry.ts';
 import { writeLab, type LabRecord, type NodeRecord, type ProcRecord } from './state.ts';
@@ -219,7 +219,10 @@ export async function upNetns(o: UpOptions): Promise<LabRecord> {
     writeLab(rec);
 
     for (const p of [...demoPods(o.nodes, o.podsPerNode), ...kernelDemoPods(kernelNodes, o.podsPerNode)]) await client.create('pods', p, 'default');
-    await applyObjects(client, o.manifests);
+    // MetalLB's default pool, as local labs get one: <net>.200/29 of the underlay, held by the elected
+    // node's eth0 (hostnet/lb-address.ts); none when node addresses would reach into it.
+    const lbDefaults = 11 + all.length <= 200 ? defaultLoadBalancerObjects(subnet) : [];
+    await applyObjects(client, [...lbDefaults, ...o.manifests]);
     // CoreDNS runs on emulated nodes only (its template keeps off kernel nodes): none, no replicas.
     await installClusterDns(client, { replicas: emulated.length ? 2 : 0 });
     if (o.waitReady) await waitPodsRunning(client, timeout);

@@ -45,7 +45,8 @@ import { EMPTY_STDIN } from './stdin-queue.ts';
 import { forwardPodPort } from './port-forward.ts';
 import { NodeCore } from './node-core.ts';
 import { EmulatedRuntime } from './emulated-runtime.ts';
-import { L2Speaker, L2_TIMING, l2Candidates } from '../edge/l2-speaker.ts';
+import { L2Speaker, L2_ADDRESS_LIFETIME_S, L2_TIMING, l2Candidates } from '../edge/l2-speaker.ts';
+import { holdLbAddress, inLabNamespace } from '../hostnet/lb-address.ts';
 import { DEFAULT_LB_HANDOFF_PORT } from '../edge/lb-handoff.ts';
 import { listenLbHandoff, type HandoffCounters } from './lb-handoff.ts';
 import { bgpLbRoutes, type LbRoute } from '../edge/bgp-advertiser.ts';
@@ -308,9 +309,14 @@ export class NodeAgent {
     await postEvent(this.core.api, node, 'Warning', 'KubeProxyEngineFailed', message, { component: 'kube-proxy', host: this.name }).catch((e: unknown) => log.warn('cannot post the kube-proxy engine event', { error: String(e) }));
   }
 
-  /** MetalLB's speaker role (layer 2): elected per address, the owner opens real sockets on it. */
+  /**
+   * MetalLB's speaker role (layer 2): elected per address, the owner opens real sockets on it. In a
+   * netns lab the owner's namespace must hold the address first: it goes on eth0 (so the kernel
+   * answers ARP on the bridge) with a gratuitous ARP, and comes off when the node gives it up.
+   */
   private async startSpeaker(kp: KubeProxy, under: Cidr): Promise<void> {
     const api = this.core.api;
+    const onEth0 = await inLabNamespace();
     const speaker = new L2Speaker({
       api,
       node: this.name,
@@ -318,6 +324,7 @@ export class NodeAgent {
       log: (msg, fields) => log.info(msg, fields),
       announce: async (a) => {
         if (!under.contains(a.ip)) throw new Error(`${a.ip} is outside the underlay ${under.toString()}: no real socket may hold it`);
+        const held = onEth0 ? await holdLbAddress(a.ip, { dev: 'eth0', lifetimeS: L2_ADDRESS_LIFETIME_S }) : undefined;
         const socks: { close(): void }[] = [];
         try {
           for (const p of a.ports) {
@@ -329,9 +336,17 @@ export class NodeAgent {
           }
         } catch (e) {
           for (const s of socks) s.close();
+          await held?.release();
           throw e;
         }
-        return { close: () => socks.forEach((s) => s.close()) };
+        if (held) void held.announce().then((result) => log.info('gratuitous ARP', { ip: a.ip, dev: 'eth0', result }));
+        return {
+          close: async () => {
+            socks.forEach((s) => s.close());
+            await held?.release();
+          },
+          renew: held && (() => held.renew()),
+        };
       },
     });
     this.speaker = speaker;

@@ -17,6 +17,7 @@ import { containerStateOverride, startPodApps, stopPodApps, type AppContext } fr
 import { NodeDataPlane } from './dataplane.ts';
 import type { NodeRuntime, RuntimeIdentity, RuntimePod } from './runtime.ts';
 import { ContainerLogs } from './pod-logs.ts';
+import { Cidr } from '../packet/cidr.ts';
 
 const log = createLogger('podlab:agent');
 
@@ -80,7 +81,9 @@ export class EmulatedRuntime implements NodeRuntime {
       throw new RawWireError(`--wire raw: this namespace has no ${dev}`);
     }
     const [lo, hi] = DEFAULT_NODE_PORT_RANGE.split('-').map(Number);
-    const raw = new RawWire({ dev, mac, nodeIp: this.o.ip, bgpPort: this.o.bgp.port, nodePorts: [lo, hi], clusterCidr: this.o.clusterCidr });
+    const [under, cluster] = [Cidr.parse(this.o.underlayCidr), Cidr.parse(this.o.clusterCidr)];
+    const underlay = under.overlaps(cluster) ? undefined : under.toString();
+    const raw = new RawWire({ dev, mac, nodeIp: this.o.ip, bgpPort: this.o.bgp.port, nodePorts: [lo, hi], clusterCidr: this.o.clusterCidr, underlay });
     await raw.start();
     this.rawWire = raw;
     this.eth0Mac = mac;

@@ -19,6 +19,9 @@
  *   nftables rule at prerouting drops it in the kernel so it is not answered
  *   twice (a TCP RST from the kernel would kill an emulated connection).
  *
+ * - the kernel also keeps underlay addresses other than the node IP: the
+ *   LoadBalancer addresses an elected layer-2 node holds on eth0.
+ *
  * ARP stays with the kernel: it owns the node IP and answers for it; the
  * emulated node programs its neighbours from the Nodes' eth0 MACs.
  *
@@ -49,6 +52,12 @@ export interface KernelOwned {
   clusterCidr: string;
   /** The kernel's ephemeral ports (its client connections: BGP, the apiserver). */
   ephemeral: [number, number];
+  /**
+   * The underlay: addresses in it other than the node IP that reach eth0's MAC
+   * are LoadBalancer addresses the kernel holds (an elected layer-2 node's, on
+   * its real sockets). Left out when it overlaps the cluster CIDR.
+   */
+  underlay?: string;
 }
 
 /** The nftables table the agent owns in its namespace. */
@@ -57,7 +66,8 @@ export const NFT_TABLE = 'podlab_rawwire';
 /** Matches what the kernel keeps, as a pcap-filter expression. */
 function kernelKeepsPcap(k: KernelOwned): string {
   const range = ([lo, hi]: [number, number]) => (lo === hi ? `dst port ${lo}` : `dst portrange ${lo}-${hi}`);
-  return `(tcp port ${k.bgpPort}) or (dst host ${k.nodeIp} and (tcp or udp) and ((${range(k.nodePorts)} and not src net ${k.clusterCidr}) or ${range(k.ephemeral)}))`;
+  const lb = k.underlay ? ` or (dst net ${k.underlay} and not dst host ${k.nodeIp})` : '';
+  return `(tcp port ${k.bgpPort}) or (dst host ${k.nodeIp} and (tcp or udp) and ((${range(k.nodePorts)} and not src net ${k.clusterCidr}) or ${range(k.ephemeral)}))${lb}`;
 }
 
 /**
@@ -87,6 +97,7 @@ export function claimRuleset(k: KernelOwned, dev = 'eth0'): string {
     `    tcp dport ${k.bgpPort} accept`,
     `    ip daddr ${k.nodeIp} ip saddr != ${k.clusterCidr} meta l4proto { tcp, udp } th dport ${r(k.nodePorts)} accept`,
     `    ip daddr ${k.nodeIp} meta l4proto { tcp, udp } th dport ${r(k.ephemeral)} accept`,
+    ...(k.underlay ? [`    ip daddr ${k.underlay} ip daddr != ${k.nodeIp} accept`] : []),
     '    counter drop comment "the emulated node took it through libpcap"',
     '  }',
     '}',
@@ -188,6 +199,8 @@ export interface RawWireOptions {
   bgpPort: number;
   nodePorts: [number, number];
   clusterCidr: string;
+  /** See KernelOwned.underlay. */
+  underlay?: string;
 }
 
 /** Frames in and out of the node's real eth0. */
@@ -218,7 +231,7 @@ export class RawWire {
     if (ephemeral[1] >= 32768 && ephemeral[0] <= 60999) {
       throw new RawWireError(`the kernel's ephemeral ports ${ephemeral.join('-')} overlap the emulated node's 32768-60999: set net.ipv4.ip_local_port_range to "${KERNEL_EPHEMERAL.join(' ')}" in this namespace`);
     }
-    const owned: KernelOwned = { nodeIp: this.o.nodeIp, mac: this.o.mac.toLowerCase(), bgpPort: this.o.bgpPort, nodePorts: this.o.nodePorts, clusterCidr: this.o.clusterCidr, ephemeral };
+    const owned: KernelOwned = { nodeIp: this.o.nodeIp, mac: this.o.mac.toLowerCase(), bgpPort: this.o.bgpPort, nodePorts: this.o.nodePorts, clusterCidr: this.o.clusterCidr, ephemeral, underlay: this.o.underlay };
     this.owned = owned;
     await nft(['delete', 'table', 'ip', NFT_TABLE]).catch(() => {});
     await nft(['-f', '-'], claimRuleset(owned, this.o.dev));

@@ -22,12 +22,12 @@ import { systemTool } from '../common/system-tool.ts';
 import { isRoot } from '../hostnet/netns.ts';
 import { requireOrSkip } from './helpers/lab.ts';
 
-const owned: KernelOwned = { nodeIp: '10.250.0.11', mac: '02:9c:98:39:42:7b', bgpPort: 179, nodePorts: [30000, 32767], clusterCidr: '10.244.0.0/16', ephemeral: KERNEL_EPHEMERAL };
+const owned: KernelOwned = { nodeIp: '10.250.0.11', mac: '02:9c:98:39:42:7b', bgpPort: 179, nodePorts: [30000, 32767], clusterCidr: '10.244.0.0/16', ephemeral: KERNEL_EPHEMERAL, underlay: '10.250.0.0/24' };
 
-test('the claim filter: IPv4 to our MAC, less BGP, NodePorts from outside the cluster and the kernel\'s ephemeral ports', (t) => {
+test('the claim filter: IPv4 to our MAC, less BGP, NodePorts from outside the cluster, the kernel\'s ephemeral ports and the LB addresses it holds', (t) => {
   t.is(
     claimFilter(owned),
-    'ether dst 02:9c:98:39:42:7b and ip and not ((tcp port 179) or (dst host 10.250.0.11 and (tcp or udp) and ((dst portrange 30000-32767 and not src net 10.244.0.0/16) or dst portrange 61000-65535)))',
+    'ether dst 02:9c:98:39:42:7b and ip and not ((tcp port 179) or (dst host 10.250.0.11 and (tcp or udp) and ((dst portrange 30000-32767 and not src net 10.244.0.0/16) or dst portrange 61000-65535)) or (dst net 10.250.0.0/24 and not dst host 10.250.0.11))',
   );
   // No `inbound`: libpcap 1.10 lost the first frame with it.
   t.notRegex(claimFilter(owned), /inbound/);
@@ -48,6 +48,7 @@ test('the nftables rule set drops in the kernel exactly what the filter claims',
       '    tcp dport 179 accept',
       '    ip daddr 10.250.0.11 ip saddr != 10.244.0.0/16 meta l4proto { tcp, udp } th dport 30000-32767 accept',
       '    ip daddr 10.250.0.11 meta l4proto { tcp, udp } th dport 61000-65535 accept',
+      '    ip daddr 10.250.0.0/24 ip daddr != 10.250.0.11 accept',
       '    counter drop comment "the emulated node took it through libpcap"',
       '  }',
       '}',
