@@ -133,6 +133,13 @@ export class FlowCache {
   private readonly table = new Map<number, FlowEntry>();
   /** The generation the table's entries were recorded at: dead ones are dropped all at once when it moves. */
   private tableGen = -1;
+  /**
+   * Flows whose first recordable packet took the slow path (hash -> generation). A
+   * flow is recorded from its second: a short exchange (one request, one reply)
+   * would otherwise pay for a recording and its replay check that no later
+   * packet uses.
+   */
+  private readonly seen = new Map<number, number>();
   hits = 0;
   misses = 0;
   recorded = 0;
@@ -270,6 +277,12 @@ export class FlowCache {
   /** The slow path's start: a recording when this packet could become a flow entry. */
   begin(dev: NetDevice, frame: Buffer): FlowRecording | undefined {
     if (!this.readKey(frame)) return undefined;
+    const gen = this.generation.value;
+    if (this.seen.get(this.kHash) !== gen) {
+      if (this.seen.size >= this.maxEntries) this.seen.delete(this.seen.keys().next().value!);
+      this.seen.set(this.kHash, gen);
+      return undefined;
+    }
     return { gen: this.generation.value, frame, len: this.kLen, ct: undefined, inDev: dev, inMac: dev.mac, proto: this.kProto, src: this.kSrc, dst: this.kDst, a: this.kA, b: this.kB, hash: this.kHash, keep: [] };
   }
 
