@@ -5,6 +5,7 @@
  */
 import type { ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,7 +38,24 @@ export async function startEtcd(t: ExecutionContext, clientPort: number): Promis
  * and removes the dir. `inMemory` puts the dir on /dev/shm where there is one: an fsync costs nothing there,
  * for tests of the API rather than of durability.
  */
+/**
+ * Refuses a port something already listens on: an etcd left running there (a
+ * killed test run's) would answer the readiness probe before ours failed to
+ * bind, and the test would share its keys with whatever wrote them.
+ */
+async function assertFree(port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new Error(e.code === 'EADDRINUSE' ? `port ${port} is already in use (an etcd left by an earlier run? \`ss -ltnp sport = :${port}\`)` : `port ${port}: ${e.message}`)),
+    );
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve()));
+  });
+}
+
 export async function launchEtcd(clientPort: number, o: { inMemory?: boolean } = {}): Promise<{ etcd: TestEtcd; stop: () => void }> {
+  await assertFree(clientPort);
+  await assertFree(clientPort + 1);
   const dir = mkdtempSync(join(o.inMemory && existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'podlab-etcd-'));
   const client = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${clientPort + 1}`;
@@ -65,7 +83,8 @@ export async function launchEtcd(clientPort: number, o: { inMemory?: boolean } =
   for (;;) {
     try {
       const res = await fetch(`${client}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: Buffer.from('/').toString('base64') }) });
-      if (res.ok) break;
+      // Ready only if it is ours: a child that exited answers nothing.
+      if (res.ok && child.exitCode === null) break;
     } catch {
       // not listening yet
     }
