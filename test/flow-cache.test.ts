@@ -10,14 +10,12 @@
 import test from 'ava';
 import dgram from 'node:dgram';
 import { monotonicClock } from '../common/clock.ts';
-import { SeededRng } from '../common/rng.ts';
 import { ipv4ToInt, readMac } from '../packet/addr.ts';
 import { serializeEthernet } from '../packet/ethernet.ts';
 import { serializeIcmp } from '../packet/icmp.ts';
 import { serializeIpv4, type Ipv4Repr } from '../packet/ipv4.ts';
 import { serializeTcp } from '../packet/tcp.ts';
 import { serializeUdp } from '../packet/udp.ts';
-import type { Lease } from '../backends/plan.ts';
 import { planPeers } from '../backends/registry.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
@@ -25,26 +23,9 @@ import type { NatDecision, NatEngine } from '../netstack/netfilter/service-nat.t
 import { PolicySet } from '../policy/engine.ts';
 import { PolicyEnforcer } from '../policy/enforcer.ts';
 import { np } from './helpers/netpol-cases.ts';
+import { addPod, leaseOf, makeNode, mesh } from './helpers/dataplane.ts';
 
-function makeNode(net: number, n: number, fastPath: boolean): NodeDataPlane {
-  return new NodeDataPlane({
-    name: `node-${n}`,
-    ip: `127.0.${net}.${10 + n}`,
-    underlayCidr: `127.0.${net}.0/24`,
-    podCIDR: `10.244.${n}.0/24`,
-    vtepMac: `02:00:00:00:00:0${n}`,
-    clusterCidr: '10.244.0.0/16',
-    vxlanPort: 8472,
-    vni: 1,
-    seed: 7,
-    mtu: 1500,
-    clock: monotonicClock,
-    rng: new SeededRng(n),
-    fastPath,
-  });
-}
-
-const lease = (dp: NodeDataPlane): Lease => ({ node: dp.opts.name, podCIDR: dp.opts.podCIDR, publicIp: dp.opts.ip, vtepMac: dp.opts.vtepMac, vni: 1, backend: 'vxlan' });
+const node = (net: number, n: number, fastPath: boolean): NodeDataPlane => makeNode(n, { net: `127.0.${net}.0/24`, seed: 7, fastPath });
 const hex = (b: Buffer) => b.toString('hex');
 const settle = (ms = 60) => new Promise((r) => setTimeout(r, ms));
 
@@ -81,14 +62,14 @@ interface Lab {
 }
 
 async function lab(t: { teardown(f: () => unknown): void }, net: number, fastPath: boolean): Promise<Lab> {
-  const n1 = makeNode(net, 1, fastPath);
-  const n2 = makeNode(net, 2, fastPath);
+  const n1 = node(net, 1, fastPath);
+  const n2 = node(net, 2, fastPath);
   await n1.start();
   await n2.start();
   t.teardown(() => Promise.all([n1.close(), n2.close()]));
-  for (const me of [n1, n2]) for (const x of planPeers([lease(n1), lease(n2)], new Map(), { node: me.opts.name, vni: 1 })) me.applyPlan(x);
-  const a = n1.addPod({ namespace: 'default', name: 'a', uid: 'uid-a', ip: '10.244.1.2' });
-  const c = n2.addPod({ namespace: 'default', name: 'c', uid: 'uid-c', ip: '10.244.2.2' });
+  mesh([n1, n2]);
+  const a = addPod(n1, 'a', '10.244.1.2');
+  const c = addPod(n2, 'c', '10.244.2.2');
   const l: Lab = { n1, n2, a, c, out1: [], out2: [], inC: [], inA: [], echoed: 0 };
   // Captures copy what they keep, as podlab capture does: the data path may reuse a frame after its taps.
   n1.link.sockets!.outerTaps.add((dir, peer, _port, payload) => dir === 'out' && l.out1.push({ peer: peer.ip, payload: Buffer.from(payload) }));
@@ -224,7 +205,7 @@ test.serial('every table a cached flow read, changed between two packets: the ne
   t.is(l.n1.bridge.dev.counters.drops.get('no-route'), 1);
   t.true(l.inA.some((f) => f[23] === 1 && f[34] === 3 && f[35] === 0), 'pod a got net unreachable');
   t.is(gen.changes.get('route'), (gen.changes.get('route') ?? 0));
-  for (const x of planPeers([lease(l.n1), lease(l.n2)], new Map(), { node: 'node-1', vni: 1 })) l.n1.applyPlan(x);
+  for (const x of planPeers([leaseOf(l.n1), leaseOf(l.n2)], new Map(), { node: 'node-1', vni: 1 })) l.n1.applyPlan(x);
 
   // Neighbour: the next hop's MAC changes (and the FDB knows the new MAC at the same peer).
   await warm(t, l, 'neigh');

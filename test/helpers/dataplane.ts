@@ -20,6 +20,8 @@ export interface TestNodeOptions {
   seed?: number;
   /** A fixed eth0 MAC (`02:00:00:00:01:0N`) for backends whose plan a test writes by hand. */
   fixedEth0Mac?: boolean;
+  /** The flow cache (netstack/flow/), on unless a test compares without it. */
+  fastPath?: boolean;
 }
 
 export function makeNode(n: number, o: TestNodeOptions): NodeDataPlane {
@@ -38,6 +40,7 @@ export function makeNode(n: number, o: TestNodeOptions): NodeDataPlane {
     rng: new SeededRng(n),
     ...(o.backend ? { backend: o.backend } : {}),
     ...(o.fixedEth0Mac ? { eth0Mac: `02:00:00:00:01:0${n}` } : {}),
+    ...(o.fastPath === false ? { fastPath: false } : {}),
   };
   return new NodeDataPlane(opts);
 }
