@@ -13,9 +13,14 @@ const ETH_LEN = 14;
 const IPPROTO_ICMP = 1;
 const PORT_PROTOCOLS = new Set([6, 17, 132, 136]);
 
-function mix(h: number, byte: number): number {
+/** FNV-1a's offset basis (32-bit). */
+export const FNV1A_OFFSET = 0x811c9dc5;
+
+/** One FNV-1a step: the hash `h` with one more byte. */
+export function fnv1aByte(h: number, byte: number): number {
   return Math.imul(h ^ byte, 0x01000193);
 }
+const mix = fnv1aByte;
 
 /** FNV-1a over the flow's fields; 0 for a frame that is not IPv4. */
 export function flowHash(frame: Buffer): number {
@@ -23,7 +28,7 @@ export function flowHash(frame: Buffer): number {
   const ip = ETH_LEN;
   const ihl = (frame[ip] & 0x0f) * 4;
   const proto = frame[ip + 9];
-  let h = 0x811c9dc5;
+  let h = FNV1A_OFFSET;
   h = mix(h, proto);
   for (let i = ip + 12; i < ip + 20; i++) h = mix(h, frame[i]);
   const fragmented = (frame.readUInt16BE(ip + 6) & 0x3fff) !== 0;

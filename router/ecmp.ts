@@ -7,6 +7,7 @@
  */
 import type { RouteSummary } from '../bgp/index.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
+import { FNV1A_OFFSET, fnv1aByte as mix } from '../packet/flow-hash.ts';
 
 /**
  * Paths that lose only at these steps are as good as the best for
@@ -61,13 +62,9 @@ export interface Flow {
   protocol: number;
 }
 
-function mix(h: number, byte: number): number {
-  return Math.imul(h ^ byte, 0x01000193);
-}
-
 /** FNV-1a over the seed and the 5-tuple: the same flow and seed always hash alike. */
 export function flowHash(f: Flow, seed: number): number {
-  let h = 0x811c9dc5;
+  let h = FNV1A_OFFSET;
   for (let i = 0; i < 4; i++) h = mix(h, (seed >>> (8 * i)) & 0xff);
   h = mix(h, f.protocol);
   for (const ip of [f.src, f.dst]) {
