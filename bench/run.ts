@@ -38,7 +38,7 @@ import { benchBgp } from './bgp.ts';
 import { benchBackends } from './backends.ts';
 import { benchCapture } from './capture.ts';
 import { benchTcp } from './tcp.ts';
-import { benchServices } from './services.ts';
+import { benchServicesApart } from './services.ts';
 import type { ProxyMode } from '../service-proxy/index.ts';
 import { benchSyncStall } from './sync-stall.ts';
 import { benchNetnsWire } from './netns-wire.ts';
@@ -147,7 +147,7 @@ async function main(): Promise<void> {
   if (process.argv.includes('--sync-stall')) return report(await benchSyncStall());
   if (process.argv.includes('--services')) {
     const modes = process.argv.filter((a): a is ProxyMode => a === 'iptables' || a === 'ipvs' || a === 'userspace');
-    return report(modes.length ? benchServices(modes) : benchServices());
+    return report(await benchServicesApart(modes.length ? modes : undefined));
   }
   const measures: Measure[] = [];
   const labNet = option('--lab-net') ?? '127.0.99.0/24';
@@ -184,7 +184,7 @@ async function main(): Promise<void> {
   measures.push(...(await benchCapture()));
   measures.push(...(await benchBgp()));
   measures.push(...(await benchTcp()));
-  measures.push(...benchServices());
+  measures.push(...(await benchServicesApart()));
   measures.push(...(await benchSyncStall()));
   measures.push(...(await benchNetnsWire()));
   measures.push(...(await benchStore()));
