@@ -1,14 +1,17 @@
 /**
  * Cross-node pod UDP echo throughput in a running lab: pod-2a echoes on port
  * 7777, pod-1a sends `n` datagrams of 64 bytes with `window` in flight
- * (podlab's `udp bench`), through whatever path the lab's backend takes.
+ * (podlab's `udp bench`), through whatever path the lab's backend takes. The
+ * echo server is quiet (-q), as the raw baseline's is: printing a line per
+ * datagram streamed back to the bench cost the echoing node more CPU than the
+ * whole data path.
  */
 import { execInPod } from '../cli/commands.ts';
 
-export async function podEchoPps(stateDir: string, n: number, window: number): Promise<number> {
+export async function podEchoPps(stateDir: string, n: number, window: number, quietEcho = true): Promise<number> {
   const quiet = { stdout: () => {}, stderr: (s: string) => process.stderr.write(s) };
   const listen = new AbortController();
-  const server = execInPod(stateDir, 'pod-2a', ['udp', 'listen', '7777', '--echo'], { ...quiet, signal: listen.signal });
+  const server = execInPod(stateDir, 'pod-2a', ['udp', 'listen', '7777', '--echo', ...(quietEcho ? ['-q'] : [])], { ...quiet, signal: listen.signal });
   await new Promise((r) => setTimeout(r, 300));
   let out = '';
   try {
