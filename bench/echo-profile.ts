@@ -11,17 +11,16 @@
  * datagram (bench/profile-breakdown.ts) there.
  */
 import { spawn } from 'node:child_process';
-import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execInPod } from '../cli/commands.ts';
 import { ROOT, down, up } from '../lab/lab.ts';
 import { readLab } from '../lab/state.ts';
 import { agentCpuMs, pidCpuMs } from './backends.ts';
 import type { Profile } from './cpu-profile.ts';
 import { breakdown } from './profile-breakdown.ts';
-import { podEchoPps } from './pod-echo.ts';
+import { podEchoPps, podPingRtt } from './pod-echo.ts';
+import { rawUdpPps, rawUdpRtt, startEchoServer } from './raw-udp.ts';
 
 const N = Number(process.env.BENCH_PACKETS ?? 20_000);
 const WINDOW = 32;
@@ -30,72 +29,6 @@ const POD_ECHOES = 60_000;
 function option(name: string): string | undefined {
   const i = process.argv.indexOf(name);
   return i < 0 ? undefined : process.argv[i + 1];
-}
-
-async function startEchoServer(log?: string): Promise<{ port: number; pid: number; stop(): void }> {
-  if (log) fs.mkdirSync(path.dirname(log), { recursive: true });
-  const err = log ? fs.openSync(log, 'w') : 'inherit';
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/udp-echo-server.ts'), '127.0.0.1'], { cwd: ROOT, stdio: ['ignore', 'pipe', err] });
-  const port = await new Promise<number>((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d) => {
-      buf += d;
-      const m = /"port":(\d+)/.exec(buf);
-      if (m) resolve(Number(m[1]));
-    });
-    child.on('exit', () => reject(new Error('echo server exited')));
-  });
-  return { port, pid: child.pid!, stop: () => child.kill('SIGTERM') };
-}
-
-/** Raw echo with WINDOW in flight; returns pps. */
-async function rawEcho(port: number, n: number): Promise<number> {
-  const sock = dgram.createSocket('udp4');
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-  const payload = Buffer.alloc(64, 0x61);
-  let sent = 0;
-  let received = 0;
-  const start = performance.now();
-  await new Promise<void>((resolve) => {
-    sock.on('message', () => {
-      received++;
-      if (received >= n) resolve();
-      else if (sent < n) {
-        sent++;
-        sock.send(payload, port, '127.0.0.1');
-      }
-    });
-    for (; sent < WINDOW; sent++) sock.send(payload, port, '127.0.0.1');
-  });
-  const pps = received / ((performance.now() - start) / 1000);
-  sock.close();
-  return pps;
-}
-
-/** Raw ping-pong RTT (ms, mean) of `n` pings `gapMs` apart. */
-async function rawRtt(port: number, n: number, gapMs: number): Promise<number> {
-  const sock = dgram.createSocket('udp4');
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-  let sum = 0;
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    await new Promise<void>((resolve) => {
-      sock.once('message', () => resolve());
-      sock.send(Buffer.alloc(64), port, '127.0.0.1');
-    });
-    sum += performance.now() - t0;
-    await new Promise((r) => setTimeout(r, gapMs));
-  }
-  sock.close();
-  return sum / n;
-}
-
-/** `ping -q` from pod-1a to pod-2a: mean RTT (ms). */
-async function podRtt(stateDir: string, n: number, gapMs: number): Promise<number> {
-  let out = '';
-  await execInPod(stateDir, 'pod-1a', ['ping', '-q', '-c', String(n), '-i', String(gapMs / 1000), '10.244.2.2'], { stdout: (t) => (out += t), stderr: (t) => process.stderr.write(t) });
-  const m = /rtt min\/avg\/max\/mdev = [\d.]+\/([\d.]+)\//.exec(out);
-  return m ? Number(m[1]) : NaN;
 }
 
 function profile(pid: number, seconds: number, out: string, log: string): Promise<string> {
@@ -117,16 +50,17 @@ async function main(): Promise<void> {
   const rounds = Number(option('--rounds') ?? 3);
   const profDir = option('--profile');
   // Each process opens its inspector on a free port of its own when profiled (SIGUSR1), announced in its log.
+  if (profDir) fs.mkdirSync(profDir, { recursive: true });
   if (profDir) process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --inspect-port=0`;
   const echo = await startEchoServer(profDir ? path.join(profDir, 'raw-echo-server.log') : undefined);
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-echoprof-'));
   try {
     await up({ stateDir, nodes: 2, podsPerNode: 1, manifests: [], labNet, apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true });
-    await rawEcho(echo.port, 2000);
+    await rawUdpPps(echo.port, 2000, WINDOW);
     await podEchoPps(stateDir, 2000, WINDOW);
     for (let r = 0; r < (process.argv.includes('--ping') ? 0 : rounds); r++) {
       const a0 = selfMs() + pidCpuMs(echo.pid);
-      const rawPps = await rawEcho(echo.port, N);
+      const rawPps = await rawUdpPps(echo.port, N, WINDOW);
       const rawUs = ((selfMs() + pidCpuMs(echo.pid) - a0) * 1000) / N;
       for (const quiet of process.argv.includes('--loud') ? [true, false] : [true]) {
         const c0 = agentCpuMs(stateDir);
@@ -139,9 +73,9 @@ async function main(): Promise<void> {
       for (let r = 0; r < rounds; r++) {
         for (const gap of [10, 5]) {
           const n = gap === 10 ? 50 : 200;
-          const raw = await rawRtt(echo.port, n, gap);
+          const raw = await rawUdpRtt(echo.port, n, gap);
           const c0 = agentCpuMs(stateDir);
-          const pod = await podRtt(stateDir, n, gap);
+          const pod = await podPingRtt(stateDir, n, gap);
           const us = ((agentCpuMs(stateDir) - c0) * 1000) / n;
           process.stdout.write(`round ${r + 1}: ${n} pings ${gap} ms apart: raw ${raw.toFixed(3)} ms | pod ${pod.toFixed(3)} ms (agents ${us.toFixed(0)} µs CPU per ping, idle work included) | ratio ${(pod / raw).toFixed(2)}\n`);
         }
@@ -157,7 +91,7 @@ async function main(): Promise<void> {
       const outs = await Promise.all(profs);
       const rawProf = profile(echo.pid, 6, path.join(profDir, 'raw-echo-server.cpuprofile'), path.join(profDir, 'raw-echo-server.log'));
       await new Promise((r) => setTimeout(r, 1000));
-      for (let i = 0; i < 3; i++) await rawEcho(echo.port, 40_000);
+      for (let i = 0; i < 3; i++) await rawUdpPps(echo.port, 40_000, WINDOW);
       outs.push(await rawProf);
       const read = (name: string) => JSON.parse(fs.readFileSync(path.join(profDir, `${name}.cpuprofile`), 'utf8')) as Profile;
       for (const a of agents) outs.push(`${a.name}, by category:\n${breakdown(read(a.name), POD_ECHOES)}`);

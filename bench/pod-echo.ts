@@ -22,3 +22,11 @@ export async function podEchoPps(stateDir: string, n: number, window: number, qu
   }
   return (JSON.parse(out) as { pps: number }).pps;
 }
+
+/** `ping -q -c COUNT -i GAP` from pod-1a to pod-2a (10.244.2.2): the mean RTT (ms) ping reports. */
+export async function podPingRtt(stateDir: string, count: number, gapMs: number): Promise<number> {
+  let out = '';
+  await execInPod(stateDir, 'pod-1a', ['ping', '-q', '-c', String(count), '-i', String(gapMs / 1000), '10.244.2.2'], { stdout: (s) => (out += s), stderr: (s) => process.stderr.write(s) });
+  const m = /rtt min\/avg\/max\/mdev = [\d.]+\/([\d.]+)\//.exec(out);
+  return m ? Number(m[1]) : NaN;
+}
