@@ -13,7 +13,8 @@ function category(name: string, url: string): string | undefined {
   if (name === '(idle)') return undefined;
   if (name === '(garbage collector)') return 'GC';
   if (name === '(program)') return '(program): libuv, recvmsg, native entry';
-  if (name === 'send' && !url) return "Node's dgram send (native: the syscall)";
+  // A profile started with the process (--cpu-prof) may show the native send as doSend's own time.
+  if ((name === 'send' && !url) || (name === 'doSend' && url === 'node:dgram')) return "Node's dgram send (native: the syscall)";
   if (/node:(dgram|dns|internal\/dgram|internal\/net|internal\/async_hooks|internal\/validators)/.test(url) || name === 'QueryReqWrap' || name === 'SendWrap') return "Node's dgram JS (send, receive)";
   if (/node:internal\/process\/task_queues|node:internal\/timers|node:timers|promises/.test(url) || name === 'runMicrotasks') return 'ticks, microtasks, timers';
   if (/node:buffer|internal\/buffer/.test(url) || ['compareOffset', 'set length', 'copy', 'FastBuffer', 'byteLengthUtf8', 'fill'].includes(name)) return 'Buffer operations';

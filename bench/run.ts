@@ -99,6 +99,9 @@ async function main(): Promise<void> {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bench-'));
   try {
     await up({ stateDir, nodes: 2, podsPerNode: 1, manifests: [], labNet, apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true });
+    // Both warmed up first (the agents' JIT, ARP, the flow cache's entries), as a long-running lab would be.
+    await rawUdpPps(echo.port, 2000, WINDOW);
+    await podEchoPps(stateDir, 2000, WINDOW);
     // The raw echo right before the pod echo, each with the CPU its processes used (client and server; both agents).
     const raw0 = selfCpuMs() + pidCpuMs(echo.pid);
     const rawPps = await rawUdpPps(echo.port, N, WINDOW);

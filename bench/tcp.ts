@@ -26,16 +26,16 @@ import { measure, type Measure } from './results.ts';
 import { rawUdpPps, startEchoServer } from './raw-udp.ts';
 import { twoNodes } from './two-nodes.ts';
 
-const BYTES = Number(process.env.BENCH_TCP_BYTES ?? 32 * 1024 * 1024);
+export const BYTES = Number(process.env.BENCH_TCP_BYTES ?? 32 * 1024 * 1024);
 const RPCS = Number(process.env.BENCH_TCP_RPCS ?? 200);
 const CHUNK = 64 * 1024;
-const NET = '127.0.93.0/24';
+export const NET = '127.0.93.0/24';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 const payload = Buffer.alloc(CHUNK, 0x5a);
 
 /** Bytes per second from pod a to a discard listener in pod b, until b sees the FIN. */
-async function emulatedThroughput(a: PodNet, b: PodNet, port: number): Promise<number> {
+export async function emulatedThroughput(a: PodNet, b: PodNet, port: number): Promise<number> {
   let t0 = 0;
   const done = new Promise<number>((resolve, reject) => {
     const server = b.tcp.listen(port, {}, (s) => {
