@@ -1,10 +1,13 @@
 /**
- * `node --import tsx bench/echo-profile.ts [--lab-net CIDR] [--rounds R] [--profile DIR]`:
+ * `node --import tsx bench/echo-profile.ts [--lab-net CIDR] [--rounds R] [--ping] [--loud] [--profile DIR]`:
  * where a cross-node pod UDP echo's CPU goes. Brings up a 2-node lab, then in
  * R interleaved rounds measures CPU time per echoed datagram (utime + stime
  * from /proc, every thread) of
  * - the raw Node echo: the echo server process plus this process's client;
- * - the pod echo: both node agents (client pod on node-1, echo pod on node-2).
+ * - the pod echo: both node agents (client pod on node-1, echo pod on node-2);
+ *   with --loud also with the echo pod printing every datagram (as it did).
+ * With --ping, instead: pod ping against the raw ping-pong at 10 and 5 ms gaps,
+ * RTT and CPU per ping.
  * With --profile DIR, a last round runs with both agents and the raw echo
  * server under the inspector's CPU profiler (bench/cpu-profile.ts) and writes
  * their .cpuprofile files, top self-time summaries and a breakdown per echoed
@@ -73,11 +76,13 @@ async function main(): Promise<void> {
       for (let r = 0; r < rounds; r++) {
         for (const gap of [10, 5]) {
           const n = gap === 10 ? 50 : 200;
+          const raw0 = selfMs() + pidCpuMs(echo.pid);
           const raw = await rawUdpRtt(echo.port, n, gap);
+          const rawUs = ((selfMs() + pidCpuMs(echo.pid) - raw0) * 1000) / n;
           const c0 = agentCpuMs(stateDir);
           const pod = await podPingRtt(stateDir, n, gap);
           const us = ((agentCpuMs(stateDir) - c0) * 1000) / n;
-          process.stdout.write(`round ${r + 1}: ${n} pings ${gap} ms apart: raw ${raw.toFixed(3)} ms | pod ${pod.toFixed(3)} ms (agents ${us.toFixed(0)} µs CPU per ping, idle work included) | ratio ${(pod / raw).toFixed(2)}\n`);
+          process.stdout.write(`round ${r + 1}: ${n} pings ${gap} ms apart: raw ${raw.toFixed(3)} ms, ${rawUs.toFixed(0)} µs CPU per ping | pod ${pod.toFixed(3)} ms, agents ${us.toFixed(0)} µs CPU per ping | ratio ${(pod / raw).toFixed(2)}\n`);
         }
       }
     }
