@@ -1,5 +1,5 @@
 /**
- * `node --import tsx bench/echo-profile.ts [--lab-net CIDR] [--rounds R] [--ping] [--loud] [--profile DIR]`:
+ * `node --import tsx bench/echo-profile.ts [--lab-net CIDR] [--rounds R] [--ping [--cold]] [--loud] [--profile DIR]`:
  * where a cross-node pod UDP echo's CPU goes. Brings up a 2-node lab, then in
  * R interleaved rounds measures CPU time per echoed datagram (utime + stime
  * from /proc, every thread) of
@@ -73,6 +73,8 @@ async function main(): Promise<void> {
       }
     }
     if (process.argv.includes('--ping')) {
+      // As the bench does (run.ts): the ping's path warmed up first, unless --cold.
+      if (!process.argv.includes('--cold')) await podPingRtt(stateDir, 1000, 2);
       for (let r = 0; r < rounds; r++) {
         for (const gap of [10, 5]) {
           const n = gap === 10 ? 50 : 200;
