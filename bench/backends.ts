@@ -77,15 +77,17 @@ export async function benchBackends(o: BackendBenchOptions = {}): Promise<Measur
  * threads running in parallel, can hide.
  */
 export function agentCpuMs(stateDir: string): number {
-  let ticks = 0;
-  for (const p of readLab(stateDir)?.procs ?? []) {
-    if (p.role !== 'node') continue;
-    const stat = fs.readFileSync(`/proc/${p.pid}/stat`, 'utf8');
-    // After the command name in parentheses: state is field 3, utime and stime fields 14 and 15.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(f[11]) + Number(f[12]);
-  }
-  return ticks * (1000 / CLOCK_TICKS);
+  let ms = 0;
+  for (const p of readLab(stateDir)?.procs ?? []) if (p.role === 'node') ms += pidCpuMs(p.pid);
+  return ms;
+}
+
+/** CPU time (user + system, every thread) process `pid` has used, in ms, from /proc. */
+export function pidCpuMs(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // After the command name in parentheses: state is field 3, utime and stime fields 14 and 15.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * (1000 / CLOCK_TICKS);
 }
 
 function median(xs: number[]): number {

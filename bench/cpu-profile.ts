@@ -1,23 +1,25 @@
 /**
- * `node --import tsx bench/cpu-profile.ts PID SECONDS OUT.cpuprofile [PORT]`:
+ * `node --import tsx bench/cpu-profile.ts PID SECONDS OUT.cpuprofile [PORT | STDERR-LOG]`:
  * a CPU profile of a running podlab process (the apiserver during a big `up`,
  * say) without restarting it: SIGUSR1 opens Node's inspector on 127.0.0.1
  * (PORT, default 9229), the profiler runs for SECONDS, the profile is written
  * in Chrome's .cpuprofile format (open it in DevTools or speedscope), and the
  * functions with the most self time are printed. The inspector is closed
- * again afterwards, so a later process can be profiled on the same port.
+ * again afterwards, so a later process can be profiled on the same port. For a
+ * process started with `--inspect-port=0` (its own free port), give the file
+ * its stderr goes to instead of PORT: the URL it announces there is used.
  */
 import fs from 'node:fs';
 import WebSocket from 'ws';
 
-interface ProfileNode {
+export interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount?: number;
   children?: number[];
 }
 
-interface Profile {
+export interface Profile {
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -25,8 +27,16 @@ interface Profile {
   endTime: number;
 }
 
-async function inspectorUrl(port: number, deadline: number): Promise<string> {
+async function inspectorUrl(port: number, deadline: number, log?: string, logFrom = 0): Promise<string> {
   for (;;) {
+    if (log) {
+      // A process started with --inspect-port=0 opens its inspector on a free port and says which on stderr.
+      const m = /Debugger listening on (ws:\/\/\S+)/.exec(fs.readFileSync(log, 'utf8').slice(logFrom));
+      if (m) return m[1];
+      if (Date.now() > deadline) throw new Error(`no inspector announced in ${log}`);
+      await new Promise((r) => setTimeout(r, 50));
+      continue;
+    }
     try {
       const list = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as { webSocketDebuggerUrl: string }[];
       if (list[0]) return list[0].webSocketDebuggerUrl;
@@ -64,9 +74,12 @@ async function main(): Promise<void> {
   const pid = Number(pidText);
   const seconds = Number(secondsText);
   if (!Number.isInteger(pid) || !(seconds > 0) || !out) throw new Error('usage: cpu-profile.ts PID SECONDS OUT.cpuprofile [PORT]');
-  const port = Number(portText ?? 9229);
+  // PORT, or the log file (stderr) of a process started with --inspect-port=0.
+  const log = portText !== undefined && !/^\d+$/.test(portText) ? portText : undefined;
+  const port = log ? 0 : Number(portText ?? 9229);
+  const logFrom = log ? fs.statSync(log).size : 0;
   process.kill(pid, 'SIGUSR1');
-  const ws = new WebSocket(await inspectorUrl(port, Date.now() + 10_000));
+  const ws = new WebSocket(await inspectorUrl(port, Date.now() + 10_000, log, logFrom));
   await new Promise<void>((resolve, reject) => ws.once('open', resolve).once('error', reject));
   let next = 1;
   const pending = new Map<number, (r: unknown) => void>();

@@ -23,18 +23,19 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PodNet } from '../netstack/pod-net.ts';
 import { measure, type Measure } from './results.ts';
+import { rawUdpPps, startEchoServer } from './raw-udp.ts';
 import { twoNodes } from './two-nodes.ts';
 
-const BYTES = Number(process.env.BENCH_TCP_BYTES ?? 32 * 1024 * 1024);
+export const BYTES = Number(process.env.BENCH_TCP_BYTES ?? 32 * 1024 * 1024);
 const RPCS = Number(process.env.BENCH_TCP_RPCS ?? 200);
 const CHUNK = 64 * 1024;
-const NET = '127.0.93.0/24';
+export const NET = '127.0.93.0/24';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 const payload = Buffer.alloc(CHUNK, 0x5a);
 
 /** Bytes per second from pod a to a discard listener in pod b, until b sees the FIN. */
-async function emulatedThroughput(a: PodNet, b: PodNet, port: number): Promise<number> {
+export async function emulatedThroughput(a: PodNet, b: PodNet, port: number): Promise<number> {
   let t0 = 0;
   const done = new Promise<number>((resolve, reject) => {
     const server = b.tcp.listen(port, {}, (s) => {
@@ -151,8 +152,21 @@ async function rawRpc(port: number): Promise<number> {
   return median(times);
 }
 
-/** TCP measures, each against Node's own TCP measured in the same run. */
-export async function benchTcp(): Promise<Measure[]> {
+/**
+ * TCP measures, each against Node's own TCP measured in the same run; and the
+ * goodput against the ceiling a datagram rate sets: the raw Node UDP echo's
+ * datagrams per second (`rawUdpEchoPps`, from the same run; measured here if
+ * not given) times the pods' MSS, as if every echoed datagram were a full segment.
+ */
+export async function benchTcp(rawUdpEchoPps?: number): Promise<Measure[]> {
+  if (!rawUdpEchoPps) {
+    const echo = await startEchoServer();
+    try {
+      rawUdpEchoPps = await rawUdpPps(echo.port, 20_000, 32);
+    } finally {
+      echo.stop();
+    }
+  }
   const sink = await startChild('tcp-sink-server.ts', 'discard');
   const replier = await startChild('tcp-sink-server.ts', 'reply');
   let rawBps: number;
@@ -167,6 +181,8 @@ export async function benchTcp(): Promise<Measure[]> {
   const lab = await twoNodes(NET, 93);
   let emuBps: number;
   let emuMs: number;
+  // The pods' MSS: their MTU (the lab's, less VXLAN's 50 bytes) less the IPv4 and TCP headers.
+  const mss = lab.a.eth0.mtu - 40;
   try {
     await emulatedThroughput(lab.a, lab.b, 5000); // warm-up: ARP, JIT
     emuBps = await emulatedThroughput(lab.a, lab.b, 5001);
@@ -183,6 +199,14 @@ export async function benchTcp(): Promise<Measure[]> {
       'raw Node TCP, two processes on loopback',
       mb(rawBps),
       `${BYTES} bytes pod -> pod across VXLAN (two in-process nodes); higher is better`,
+    ),
+    measure(
+      'tcp.cross-node.throughput vs UDP echo ceiling',
+      mb(emuBps),
+      'MB/s',
+      `raw Node UDP echo pps x MSS (${Math.round(rawUdpEchoPps)} x ${mss} B)`,
+      mb(rawUdpEchoPps * mss),
+      'the goodput above against what the raw UDP echo rate of this run would carry in full segments; higher is better',
     ),
     measure(
       'tcp.cross-node.request-rtt',

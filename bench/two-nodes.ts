@@ -10,7 +10,7 @@ import { DEFAULT_BACKEND, planPeers } from '../backends/registry.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
 
-export async function twoNodes(net: string, seed: number): Promise<{ a: PodNet; b: PodNet; close(): Promise<void> }> {
+export async function twoNodes(net: string, seed: number): Promise<{ a: PodNet; b: PodNet; nodes: NodeDataPlane[]; close(): Promise<void> }> {
   const prefix = net.split('.').slice(0, 3).join('.');
   const nodes = [1, 2].map(
     (n) =>
@@ -36,5 +36,5 @@ export async function twoNodes(net: string, seed: number): Promise<{ a: PodNet; 
   for (const me of nodes) for (const act of planPeers(leases, new Map(), { node: me.opts.name, vni: 1 })) me.applyPlan(act);
   const a = nodes[0].addPod({ namespace: 'default', name: 'bench-a', uid: 'bench-a', ip: '10.244.1.2' });
   const b = nodes[1].addPod({ namespace: 'default', name: 'bench-b', uid: 'bench-b', ip: '10.244.2.2' });
-  return { a, b, close: async () => void (await Promise.all(nodes.map((n) => n.close()))) };
+  return { a, b, nodes, close: async () => void (await Promise.all(nodes.map((n) => n.close()))) };
 }

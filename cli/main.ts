@@ -353,7 +353,7 @@ program
 Commands available in pods:
   ping [-c N] [-i INTERVAL] [-W TIMEOUT] [-w DEADLINE] [-s SIZE] [-t TTL] [-M do|want|dont] [-q] DEST
   udp send DEST PORT [MESSAGE] [-n COUNT] [-i INTERVAL] [-p SRCPORT] [-s SIZE]
-  udp listen PORT [-n COUNT] [-w TIMEOUT] [--echo]
+  udp listen PORT [-n COUNT] [-w TIMEOUT] [--echo] [-q]
   ip addr | ip route | ip neigh | ip link
   curl [-s] [-v] [-f] [-i] [-I] [-m SECONDS] [-o /dev/null] [-w FORMAT] URL
   nc [-v] [-z] [-w SECONDS] HOST PORT | nc -l [-k] PORT | nc -u HOST PORT     (stdin: pipe into podlab exec, or -i)

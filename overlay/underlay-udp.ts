@@ -62,6 +62,8 @@ export class UdpUnderlay {
   private wire?: dgram.Socket;
   /** Where datagrams may go and come from. */
   private readonly allowed: Cidr;
+  /** The last peer address found inside `allowed`. */
+  private lastAllowed: string | undefined;
 
   constructor(private readonly opts: UnderlayOptions) {
     const allowed = opts.allowed ?? { net: '127.0.0.0', prefixLen: 8 };
@@ -106,18 +108,27 @@ export class UdpUnderlay {
    * Returns what happened, for traces: 'sent', 'refused', or the impairment's verdict.
    */
   send(peerIp: string, port: number, buf: Buffer, flowHash: number): string {
-    if (!this.allowed.contains(peerIp)) {
-      this.refused++;
-      return 'refused';
+    // Every datagram of a flow goes to the same peer (the same string): its address is checked once.
+    if (peerIp !== this.lastAllowed) {
+      if (!this.allowed.contains(peerIp)) {
+        this.refused++;
+        return 'refused';
+      }
+      this.lastAllowed = peerIp;
     }
     const sock = this.tx[flowHash % this.tx.length] ?? this.rx;
     if (!sock) return 'refused';
-    return this.throughImpairment(peerIp, buf, (b) =>
-      sock.send(b, port, peerIp, (err) => {
-        if (err) this.sendErrors++;
-      }),
-    );
+    // Without an impairment, straight to the socket: no closure per datagram.
+    const imp = this.impairments.size === 0 ? undefined : this.impairments.get(peerIp);
+    if (imp) return imp.apply(buf, (b) => sock.send(b, port, peerIp, this.countSendError));
+    sock.send(buf, port, peerIp, this.countSendError);
+    return 'sent';
   }
+
+  /** Every send's completion (one function for all, not a closure per datagram). */
+  private readonly countSendError = (err: Error | null): void => {
+    if (err) this.sendErrors++;
+  };
 
   /**
    * Hands `buf` to `emit` through the impairment towards `peerIp`, if any (also
@@ -144,11 +155,7 @@ export class UdpUnderlay {
     const sock = this.wire;
     const port = this.opts.wirePort;
     if (!sock || port === undefined) return 'refused';
-    return this.throughImpairment(peerIp, packet, (b) =>
-      sock.send(b, port, peerIp, (err) => {
-        if (err) this.sendErrors++;
-      }),
-    );
+    return this.throughImpairment(peerIp, packet, (b) => sock.send(b, port, peerIp, this.countSendError));
   }
 
   /** The bound wire port, if any. */

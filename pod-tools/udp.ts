@@ -1,8 +1,10 @@
 /**
  * `udp send DEST PORT [MESSAGE] [-n COUNT] [-i INTERVAL] [-p SRCPORT]` and
- * `udp listen PORT [-n COUNT] [-w TIMEOUT] [--echo]`: datagrams over the pod's
+ * `udp listen PORT [-n COUNT] [-w TIMEOUT] [--echo] [-q]`: datagrams over the pod's
  * own UDP sockets. `send` reports ICMP errors (port unreachable, ...) that come
- * back for its datagrams; `listen` prints each datagram with its source.
+ * back for its datagrams; `listen` prints each datagram with its source, or
+ * with -q only how many it got when it ends (an echo server for `udp bench`,
+ * which would otherwise spend most of its time streaming one line per datagram).
  */
 import { parseArgs } from 'node:util';
 import { isValidIpv4 } from '../packet/addr.ts';
@@ -12,7 +14,7 @@ import { UsageError, type ExecContext } from './types.ts';
 
 const USAGE =
   'Usage: udp send DEST PORT [MESSAGE] [-n COUNT] [-i INTERVAL] [-p SRCPORT] [-s SIZE]\n' +
-  '       udp listen PORT [-n COUNT] [-w TIMEOUT] [--echo]\n' +
+  '       udp listen PORT [-n COUNT] [-w TIMEOUT] [--echo] [-q]\n' +
   '       udp bench DEST PORT [-n COUNT] [-W WINDOW] [-s SIZE]   (against `udp listen PORT --echo`; prints JSON)';
 
 function port(v: string | undefined, what: string): number {
@@ -27,7 +29,7 @@ export async function udp(ctx: ExecContext): Promise<number> {
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
-    options: { n: { type: 'string' }, i: { type: 'string' }, p: { type: 'string' }, w: { type: 'string' }, W: { type: 'string' }, s: { type: 'string' }, echo: { type: 'boolean' } },
+    options: { n: { type: 'string' }, i: { type: 'string' }, p: { type: 'string' }, w: { type: 'string' }, W: { type: 'string' }, s: { type: 'string' }, echo: { type: 'boolean' }, q: { type: 'boolean' } },
   });
   const stack = ctx.pod.stack;
   if (sub === 'send') {
@@ -76,7 +78,7 @@ export async function udp(ctx: ExecContext): Promise<number> {
       sock = stack.bindUdp(p, {
         message: (m) => {
           got++;
-          ctx.stdout(`from ${m.srcIp}:${m.srcPort}: ${m.data.toString()}\n`);
+          if (!values.q) ctx.stdout(`from ${m.srcIp}:${m.srcPort}: ${m.data.toString()}\n`);
           if (values.echo) stack.sendUdp(p, m.srcIp, m.srcPort, m.data);
           if (got >= count) done();
         },
@@ -91,6 +93,7 @@ export async function udp(ctx: ExecContext): Promise<number> {
     await finished;
     timer?.cancel();
     sock.close();
+    if (values.q) ctx.stdout(`${got} datagrams received\n`);
     return got > 0 || count === Infinity ? 0 : 1;
   }
   if (sub === 'bench') return udpBench(ctx, positionals, values);

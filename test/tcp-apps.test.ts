@@ -231,6 +231,20 @@ test('nc -l in one pod, nc with stdin in another: bytes cross both ways; the lis
   t.is(cli.out, 'hello from the server\n');
 });
 
+test('udp listen --echo -q echoes every datagram of udp bench and prints only the count when it ends', async (t) => {
+  const n = 200;
+  const listening = run(server, ['udp', 'listen', '4001', '--echo', '-q', '-n', String(n)]);
+  await new Promise((r) => setTimeout(r, 20));
+  const bench = await run(client, ['udp', 'bench', server.ip, '4001', '-n', String(n), '-W', '8']);
+  t.is(bench.code, 0);
+  const result = JSON.parse(bench.out) as { sent: number; received: number };
+  t.is(result.sent, n);
+  t.is(result.received, n);
+  const srv = await listening;
+  t.is(srv.code, 0);
+  t.is(srv.out, `listening on ${server.ip}:4001/udp\n${n} datagrams received\n`);
+});
+
 test('transfer: a verified echo; the seeded stream is reproducible; a bad target fails cleanly', async (t) => {
   const r = await run(client, ['transfer', '--bytes', '2M', '--seed', '42', `${server.ip}:7`]);
   t.is(r.code, 0, r.out + r.err);

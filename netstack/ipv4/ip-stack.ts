@@ -342,7 +342,9 @@ export class IpStack {
     const src = opts.src ?? (this.isLocal(dst) ? dst : this.sourceFor(route));
     if (!src) return { ok: false, error: 'ENETUNREACH' };
     const payload = serializeUdp({ srcPort, dstPort, payload: data }, src, dst);
-    return this.send({ dst, src, protocol: IPPROTO_UDP, payload, ...opts });
+    const o: SendOptions = { dst, src, protocol: IPPROTO_UDP, payload, ttl: opts.ttl, pmtudisc: opts.pmtudisc };
+    // The route just found goes along: the datagram is not routed twice.
+    return this.io.active ? this.sendNow(o, route) : this.io.run(() => this.sendNow(o, route));
   }
 
   /** Sends an ICMP echo request. */
@@ -363,8 +365,8 @@ export class IpStack {
     return this.io.active ? this.sendNow(opts) : this.io.run(() => this.sendNow(opts));
   }
 
-  private sendNow(opts: SendOptions): SendResult {
-    let route = this.routeFor(opts.dst);
+  private sendNow(opts: SendOptions, routed?: Route): SendResult {
+    let route = routed ?? this.routeFor(opts.dst);
     if (!route) {
       this.counters.drop('no-route');
       return { ok: false, error: 'ENETUNREACH' };

@@ -95,8 +95,17 @@ export class NeighbourTable {
   }
 
   private key(dev: string, ip: string): string {
-    return `${dev}|${ip}`;
+    // A stack sends most packets to one next hop (a pod: its gateway): the last key is reused, not rebuilt.
+    if (dev === this.lastDev && ip === this.lastIp) return this.lastKey;
+    this.lastDev = dev;
+    this.lastIp = ip;
+    this.lastKey = `${dev}|${ip}`;
+    return this.lastKey;
   }
+
+  private lastDev = '';
+  private lastIp = '';
+  private lastKey = '|';
 
   /** The entry, with REACHABLE turned STALE once its time is up. */
   get(dev: string, ip: string): NeighEntry | undefined {

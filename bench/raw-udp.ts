@@ -1,0 +1,85 @@
+/**
+ * The raw Node UDP baselines the pod figures are set against: an echo server
+ * in its own process (bench/udp-echo-server.ts), echo throughput with a window
+ * in flight, and a ping-pong round trip at a given gap.
+ */
+import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ROOT } from '../lab/lab.ts';
+
+export interface EchoServer {
+  port: number;
+  pid: number;
+  stop(): void;
+}
+
+/** Starts the echo server; its stderr goes to `log` if given (the profiler reads the inspector's URL there). */
+export async function startEchoServer(log?: string): Promise<EchoServer> {
+  const err = log ? fs.openSync(log, 'w') : 'inherit';
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/udp-echo-server.ts'), '127.0.0.1'], { cwd: ROOT, stdio: ['ignore', 'pipe', err] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let buf = '';
+    child.stdout!.on('data', (d) => {
+      buf += d;
+      const m = /"port":(\d+)/.exec(buf);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on('exit', () => reject(new Error('echo server exited')));
+  });
+  return { port, pid: child.pid!, stop: () => child.kill('SIGTERM') };
+}
+
+/** Echo throughput (datagrams echoed per second): `n` datagrams of 64 bytes, `window` in flight. */
+export async function rawUdpPps(port: number, n: number, window: number): Promise<number> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  const payload = Buffer.alloc(64, 0x61);
+  let sent = 0;
+  let received = 0;
+  const start = performance.now();
+  await new Promise<void>((resolve) => {
+    let last = 0;
+    // A lost datagram would stall the window: refilled when nothing came back for 50 ms.
+    const watchdog = setInterval(() => {
+      if (received === last && sent < n) {
+        sent++;
+        sock.send(payload, port, '127.0.0.1');
+      }
+      last = received;
+    }, 50);
+    sock.on('message', () => {
+      received++;
+      if (received >= n) {
+        clearInterval(watchdog);
+        resolve();
+      } else if (sent < n) {
+        sent++;
+        sock.send(payload, port, '127.0.0.1');
+      }
+    });
+    for (; sent < window; sent++) sock.send(payload, port, '127.0.0.1');
+  });
+  const pps = received / ((performance.now() - start) / 1000);
+  sock.close();
+  return pps;
+}
+
+/** Ping-pong: mean round trip (ms) of `n` datagrams of 64 bytes, one at a time, `gapMs` apart (as `ping -i`). */
+export async function rawUdpRtt(port: number, n: number, gapMs: number): Promise<number> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await new Promise<void>((resolve) => {
+      sock.once('message', () => resolve());
+      sock.send(Buffer.alloc(64), port, '127.0.0.1');
+    });
+    sum += performance.now() - t0;
+    await new Promise((r) => setTimeout(r, gapMs));
+  }
+  sock.close();
+  return sum / n;
+}
