@@ -6,7 +6,9 @@
  * datagram streamed back to the bench cost the echoing node more CPU than the
  * whole data path.
  */
-import { execInPod } from '../cli/commands.ts';
+import { execInPod, getResources } from '../cli/commands.ts';
+import type { KubeObject } from '../control-plane/types.ts';
+import type { LoadedObject } from '../lab/manifest.ts';
 
 export async function podEchoPps(stateDir: string, n: number, window: number, quietEcho = true): Promise<number> {
   const quiet = { stdout: () => {}, stderr: (s: string) => process.stderr.write(s) };
@@ -29,4 +31,28 @@ export async function podPingRtt(stateDir: string, count: number, gapMs: number)
   await execInPod(stateDir, 'pod-1a', ['ping', '-q', '-c', String(count), '-i', String(gapMs / 1000), '10.244.2.2'], { stdout: (s) => (out += s), stderr: (s) => process.stderr.write(s) });
   const m = /rtt min\/avg\/max\/mdev = [\d.]+\/([\d.]+)\//.exec(out);
   return m ? Number(m[1]) : NaN;
+}
+
+/** A `podlab/sink` pod on node-2, for {@link podTcpGoodput}: a manifest for `up`. */
+export const SINK_POD: LoadedObject = {
+  // As a manifest file gives it: the apiserver fills in uid, resourceVersion and creationTimestamp.
+  obj: { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'sink', namespace: 'default' }, spec: { nodeName: 'node-2', containers: [{ name: 'sink', image: 'podlab/sink' }] } } as unknown as KubeObject,
+  file: 'bench/pod-echo.ts',
+  line: 1,
+};
+
+/**
+ * One-way TCP goodput (bytes/s) from pod-1a to the sink pod on node-2 (`transfer --discard`): each
+ * node's TCP in its own agent process, as in a lab, where bench/tcp.ts runs both nodes in one thread.
+ */
+export async function podTcpGoodput(stateDir: string, bytes: number): Promise<number> {
+  const pod = JSON.parse(await getResources(stateDir, 'pods', { name: 'sink', output: 'json' })) as { status?: { podIP?: string } };
+  const ip = pod.status?.podIP;
+  if (!ip) throw new Error('bench: the sink pod has no address');
+  let out = '';
+  const code = await execInPod(stateDir, 'pod-1a', ['transfer', '--discard', '--bytes', String(bytes), '--seed', '1', `${ip}:9`], { stdout: (s) => (out += s), stderr: (s) => process.stderr.write(s) });
+  const m = /^duration [\d.]+ s \(connect ([\d.]+) ms\)/m.exec(out);
+  const total = /^duration ([\d.]+) s/m.exec(out);
+  if (code !== 0 || !m || !total || !out.endsWith('delivered\n')) throw new Error(`bench: transfer --discard failed (${code}): ${out}`);
+  return bytes / (Number(total[1]) - Number(m[1]) / 1000);
 }

@@ -1,11 +1,14 @@
 /**
- * `transfer --bytes N [--seed S] [--chunk BYTES] [-m SECONDS] HOST:PORT`:
+ * `transfer --bytes N [--seed S] [--chunk BYTES] [-m SECONDS] [--discard] HOST:PORT`:
  * sends N pseudo-random bytes (xorshift32, seeded: the same seed sends the
  * same stream) over one TCP connection to an echo service (podlab/echo),
  * half-closes, reads the echoed stream to its end and checks that its
  * SHA-256 equals that of what was sent. Prints bytes, duration, throughput,
  * the connection's retransmission counters and `verified` (exit 0) or
  * `CORRUPTED` (exit 1); a connection error exits 1 with the error.
+ * With `--discard` the peer is a discard service (podlab/sink): one-way
+ * goodput, until the peer closes after our FIN (so it has read every byte);
+ * anything it sends back is an error.
  */
 import { createHash } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -14,7 +17,7 @@ import { formatRate, parseBytes } from './net-util.ts';
 import { resolveForTool } from './resolver.ts';
 import { UsageError, type ExecContext } from './types.ts';
 
-const USAGE = 'Usage: transfer --bytes N [--seed S] [--chunk BYTES] [-m SECONDS] HOST:PORT   (N like 5M, 64k, 1000)';
+const USAGE = 'Usage: transfer --bytes N [--seed S] [--chunk BYTES] [-m SECONDS] [--discard] HOST:PORT   (N like 5M, 64k, 1000)';
 
 /** A seeded byte stream (xorshift32 words): the same seed gives the same bytes, fast enough for 100 MB. */
 export class StreamGenerator {
@@ -59,6 +62,7 @@ export async function transfer(ctx: ExecContext): Promise<number> {
       seed: { type: 'string' },
       chunk: { type: 'string' },
       'max-time': { type: 'string', short: 'm' },
+      discard: { type: 'boolean' },
     },
   });
   if (positionals.length !== 1 || values.bytes === undefined) throw new UsageError(USAGE);
@@ -86,7 +90,8 @@ export async function transfer(ctx: ExecContext): Promise<number> {
   const start = ctx.clock.now();
   let connectedAt = 0;
   const sock = ctx.pod.tcp.connect({ host, port, allowHalfOpen: true });
-  ctx.stdout(`transfer: ${total} bytes to ${host}:${port} and back (seed ${seed})\n`);
+  const discard = values.discard === true;
+  ctx.stdout(`transfer: ${total} bytes to ${host}:${port}${discard ? ', discarded there' : ' and back'} (seed ${seed})\n`);
 
   const outcome = await new Promise<{ ok: true } | { ok: false; message: string }>((resolve) => {
     let settled = false;
@@ -131,6 +136,17 @@ export async function transfer(ctx: ExecContext): Promise<number> {
   const a = sentHash.digest('hex');
   const b = recvHash.digest('hex');
   const xfer = elapsed - (connectedAt - start);
+  if (discard) {
+    ctx.stdout(`sent     ${sent} bytes  sha256 ${a}\n`);
+    ctx.stdout(`duration ${(elapsed / 1000).toFixed(3)} s (connect ${(connectedAt - start).toFixed(1)} ms), throughput ${formatRate(total, xfer)} one way\n`);
+    ctx.stdout(`tcp: ${st.segsOut} segments out, ${st.retransmits} retransmitted (${st.fastRetransmits} fast retransmits, ${st.timeouts} timeouts), ${st.oooSegments} out-of-order in\n`);
+    if (received === 0) {
+      ctx.stdout('delivered\n');
+      return 0;
+    }
+    ctx.stdout(`UNEXPECTED: a discard service sent ${received} bytes back\n`);
+    return 1;
+  }
   ctx.stdout(`sent     ${sent} bytes  sha256 ${a}\n`);
   ctx.stdout(`received ${received} bytes  sha256 ${b}\n`);
   ctx.stdout(

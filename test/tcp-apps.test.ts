@@ -49,6 +49,7 @@ startPodApps(
     { name: 'greeter', image: 'hashicorp/http-echo', args: ['-text', 'hi there', '--listen=:5678'] },
     { name: 'echo', image: 'podlab/echo', ports: [{ containerPort: 7 }, { containerPort: 7, protocol: 'UDP' }] },
     { name: 'sink', image: 'podlab/sink' },
+    { name: 'oneway', image: 'podlab/sink', ports: [{ containerPort: 19 }] },
     { name: 'sleeper', image: 'busybox' },
   ],
   { podName: 'server', nodeName: 'node-1' },
@@ -262,6 +263,24 @@ test('transfer: a verified echo; the seeded stream is reproducible; a bad target
   t.is(sunk.code, 1);
   t.regex(sunk.out, /CORRUPTED \(expected 10240 bytes back, got 0\)\n$/);
 });
+
+test('transfer --discard: one-way to the sink, which counts every byte; an echo sending back fails it', async (t) => {
+  const before = sinkBytes();
+  const r = await run(client, ['transfer', '--discard', '--bytes', '3M', '--seed', '7', `${server.ip}:19`]);
+  t.is(r.code, 0, r.out + r.err);
+  t.regex(r.out, /^transfer: 3145728 bytes to 10\.244\.1\.3:19, discarded there \(seed 7\)\n/);
+  t.regex(r.out, /throughput [\d.]+ [kMG]?bit\/s one way\n/);
+  t.true(r.out.endsWith('delivered\n'));
+  t.is(sinkBytes() - before, 3 * 1024 * 1024);
+  const echoed = await run(client, ['transfer', '--discard', '--bytes', '10k', `${server.ip}:7`]);
+  t.is(echoed.code, 1);
+  t.regex(echoed.out, /UNEXPECTED: a discard service sent 10240 bytes back\n$/);
+});
+
+function sinkBytes(): number {
+  const sink = podApps(server).find((a) => a.container === 'oneway');
+  return (sink?.status?.counters as { bytes: number } | undefined)?.bytes ?? NaN;
+}
 
 test('ss lists listeners and connections with TCP details', async (t) => {
   const ss = await run(server, ['ss', '-tln']);
