@@ -11,8 +11,9 @@
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Worker, type WorkerOptions } from 'node:worker_threads';
+import type { Worker, WorkerOptions } from 'node:worker_threads';
 import { BUNDLED, ROOT, compiledFile } from './compiled.js';
+import { workerThreads } from './lazy-builtins.ts';
 
 /** Whether this module, and so the whole process, runs from the sources. */
 const fromSource = import.meta.url.endsWith('.ts');
@@ -24,6 +25,7 @@ const fromSource = import.meta.url.endsWith('.ts');
 export function startModuleWorker(entry: string, options: Omit<WorkerOptions, 'eval' | 'execArgv'> = {}): Worker {
   if (!BUNDLED.includes(entry)) throw new Error(`startModuleWorker: ${entry} is not a bundled entry (common/compiled.js BUNDLED)`);
   // No inherited flags: a test runner's `--import=tsx` would load tsx twice, and nothing else applies to a worker.
+  const { Worker } = workerThreads();
   if (!fromSource) return new Worker(pathToFileURL(compiledFile(entry)), { ...options, execArgv: [] });
   const url = pathToFileURL(path.join(ROOT, entry));
   const tsx = import.meta.resolve('tsx/esm/api');
