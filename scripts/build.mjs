@@ -21,9 +21,11 @@ try {
   process.exit(0);
 }
 const t0 = Date.now();
-// A failed build must not leave a manifest that calls a partial dist/ fresh.
+// Neither a build under way nor a failed one may leave a manifest that calls a partial dist/ fresh.
+const MANIFEST = path.join(DIST, '.sources.json');
+fs.rmSync(MANIFEST, { force: true });
 const failed = (code) => {
-  fs.rmSync(path.join(DIST, '.sources.json'), { force: true });
+  fs.rmSync(MANIFEST, { force: true });
   process.exit(code);
 };
 const r = spawnSync(process.execPath, [tsc, '-p', path.join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
