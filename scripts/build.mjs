@@ -38,11 +38,15 @@ fs.copyFileSync(path.join(ROOT, 'common/compiled.js'), path.join(DIST, 'common/c
 // are bundled too, except native addons and tsx (resolved at run time only, for a stale build's fallback);
 // packages loaded through createRequire stay out of sight of esbuild, so they load as they do from dist/.
 // Inlined CommonJS packages also spare Node's ESM-to-CommonJS lexer (a WebAssembly module, megabytes of RSS).
+// Chunks are named by their content's hash and not deleted by the next build: an agent still running from an
+// earlier build imports its lazy chunks (the pod tools at the first exec) long after it started. Chunks no
+// build has written for a week go.
 const esbuild = await import('esbuild');
-fs.rmSync(BUNDLE, { recursive: true, force: true });
+const written = new Set();
 try {
   for (const entry of BUNDLED) {
-    await esbuild.build({
+    const out = await esbuild.build({
+      metafile: true,
       absWorkingDir: ROOT,
       entryPoints: { [entry.replace(/\.ts$/, '')]: entry },
       outdir: BUNDLE,
@@ -58,10 +62,17 @@ try {
       // CommonJS packages inlined into an ES module still call require() (for Node's built-ins).
       banner: { js: "import { createRequire as __podlabCreateRequire } from 'node:module'; const require = __podlabCreateRequire(import.meta.url);" },
     });
+    for (const f of Object.keys(out.metafile.outputs)) written.add(path.resolve(ROOT, f));
   }
 } catch {
   // esbuild has printed what failed.
   failed(1);
+}
+const CHUNKS = path.join(BUNDLE, 'chunks');
+const weekAgo = Date.now() - 7 * 24 * 3600 * 1000;
+for (const f of fs.readdirSync(CHUNKS)) {
+  const file = path.join(CHUNKS, f);
+  if (!written.has(file) && fs.statSync(file).mtimeMs < weekAgo) fs.rmSync(file, { force: true });
 }
 writeManifest();
 process.stdout.write(`podlab build: dist/ compiled and bundled in ${((Date.now() - t0) / 1000).toFixed(1)} s` + '\n');
