@@ -2,6 +2,10 @@
 export const ROOT: string;
 /** Where `npm run build` puts the compiled JavaScript. */
 export const DIST: string;
+/** Where `npm run build` puts the bundled entry files. */
+export const BUNDLE: string;
+/** The entry files (`node-agent/main.ts`) built as bundles into BUNDLE. */
+export const BUNDLED: readonly string[];
 /** The folders compiled into dist/. */
 export const RUNTIME_DIRS: readonly string[];
 /** Every runtime source file (relative path) with its size and mtime. */
@@ -10,5 +14,7 @@ export function sourceFingerprint(): Record<string, { size: number; mtimeMs: num
 export function writeManifest(): void;
 /** True when dist/ was built from exactly the sources on disk. */
 export function compiledFresh(): boolean;
+/** The compiled file of an entry file (`node-agent/main.ts`): its bundle if it has one, else tsc's module. */
+export function compiledFile(rel: string): string;
 /** Node arguments that run an entry file (`node-agent/main.ts`): compiled when fresh, else through tsx. */
 export function nodeArgsFor(rel: string): string[];

@@ -11,6 +11,7 @@
  */
 import type { IncomingMessage, ClientRequest } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
+import { createSecureContext } from 'node:tls';
 import type { ClientCredentials } from './credentials.ts';
 import { ApiError, isStatus, makeStatus } from './errors.ts';
 import { MERGE_PATCH_TYPE } from './merge-patch.ts';
@@ -114,7 +115,9 @@ export class ApiClient {
       this.socketPath = opts.socketPath;
     }
     this.token = opts.credentials.token;
-    this.agent = new Agent({ keepAlive: true, keepAliveMsecs: 1000, ca: opts.credentials.ca });
+    // One TLS context for all of this client's connections: given only `ca`, every new connection (an agent opens
+    // one per watch) would parse the CA again into a context of its own.
+    this.agent = new Agent({ keepAlive: true, keepAliveMsecs: 1000, secureContext: createSecureContext({ ca: opts.credentials.ca }) });
     this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 

@@ -21,7 +21,7 @@
  *        └── v-knode-1 ─veth─ eth0 10.250.0.14/24 in <prefix>-knode-1  (a kernel node: flannel.1, cni0)
  *                                                      └── veth ─ eth0 in <prefix>-knode-1-<pod> (a kernel pod)
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { childProcess } from '../common/lazy-builtins.ts';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -89,7 +89,7 @@ export function ifname(prefix: string, name: string): string {
 /** Runs a command; resolves with its output, rejects with a NetnsError naming it. */
 export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = execFile(cmd, args, { timeout: opts.timeoutMs ?? 20_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+    const child = childProcess().execFile(cmd, args, { timeout: opts.timeoutMs ?? 20_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
       if (err) reject(new NetnsError(`${cmd} ${args.join(' ')}: ${String(stderr).trim() || err.message}`));
       else resolve({ stdout: String(stdout), stderr: String(stderr) });
     });
@@ -156,7 +156,7 @@ export async function listNetns(): Promise<string[]> {
 /** Same, synchronously (tests, teardown assertions). */
 export function listNetnsSync(): string[] {
   try {
-    return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    return childProcess().execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
       .split('\n')
       .map((l) => l.trim().split(/\s+/)[0])
       .filter((n): n is string => !!n);

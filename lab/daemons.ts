@@ -22,6 +22,8 @@ import { DEFAULT_BACKEND } from '../backends/registry.ts';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ROOT, compiledFile } from '../common/compiled.js';
 import { Cidr } from '../packet/cidr.ts';
 
 /** The daemon subcommands. */
@@ -144,9 +146,9 @@ export async function runDaemon(daemon: Daemon, argv: string[]): Promise<void> {
     }
     if (argv.includes('--lab-json')) await writeSelfLabJson(args);
   }
-  const entry = { agent: '../node-agent/main.ts', apiserver: '../control-plane/main.ts', 'kernel-node': '../kernel-node/main.ts', 'lb-router': '../router/main.ts' }[daemon];
-  // Compiled (dist/lab/daemons.js) the entries are .js files beside it.
-  const file = import.meta.url.endsWith('.js') ? entry.replace(/\.ts$/, '.js') : entry;
-  process.argv = [process.argv[0], new URL(file, import.meta.url).pathname, ...args];
-  await import(entry);
+  const entry = { agent: 'node-agent/main.ts', apiserver: 'control-plane/main.ts', 'kernel-node': 'kernel-node/main.ts', 'lb-router': 'router/main.ts' }[daemon];
+  // Compiled (dist/lab/daemons.js), the entry's bundle (dist/bundle/, common/compiled.js); else its source.
+  const file = import.meta.url.endsWith('.js') ? compiledFile(entry) : path.join(ROOT, entry);
+  process.argv = [process.argv[0], file, ...args];
+  await import(pathToFileURL(file).href);
 }

@@ -8,8 +8,7 @@
  * ./node-core.ts. This file adds kube-proxy and serves the CLI on a Unix
  * socket: exec in pods, iproute2 views, counters, impairments, capture, trace.
  */
-import v8 from 'node:v8';
-import vm from 'node:vm';
+import { v8, vm } from '../common/lazy-builtins.ts';
 import { formatLine, type LogQuery } from './pod-logs.ts';
 import { monotonicClock, type Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
@@ -139,8 +138,8 @@ let gcFn: (() => void) | undefined;
 /** A full garbage collection on request: V8's gc(), exposed at the first call rather than by a flag on every agent. */
 function fullGc(): void {
   if (!gcFn) {
-    v8.setFlagsFromString('--expose-gc');
-    gcFn = vm.runInNewContext('gc') as () => void;
+    v8().setFlagsFromString('--expose-gc');
+    gcFn = vm().runInNewContext('gc') as () => void;
   }
   gcFn();
 }

@@ -29,7 +29,7 @@
  * pcap filter (claimFilter) and as the nftables rule set (claimRuleset), so
  * the two can never disagree.
  */
-import { execFile } from 'node:child_process';
+import { childProcess } from '../common/lazy-builtins.ts';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { systemTool } from '../common/system-tool.ts';
@@ -164,7 +164,7 @@ export function capAvailable(): boolean {
  * an unnamed one must be a container's (`/.dockerenv`).
  */
 export async function rawWireAllowedHere(): Promise<string | undefined> {
-  const named = await new Promise<string>((resolve) => execFile('ip', ['netns', 'identify', String(process.pid)], (err, out) => resolve(err ? '' : out.trim())));
+  const named = await new Promise<string>((resolve) => childProcess().execFile('ip', ['netns', 'identify', String(process.pid)], (err, out) => resolve(err ? '' : out.trim())));
   if (named.startsWith('podlab-')) return undefined;
   if (!named && fs.existsSync('/.dockerenv')) return undefined;
   return named ? `this process runs in network namespace '${named}', not a podlab one` : 'this process is not in a podlab network namespace or a container (raw frames would go out on the host\'s own interface)';
@@ -175,7 +175,7 @@ function nft(args: string[], input?: string): Promise<void> {
   const bin = systemTool('nft');
   if (!bin) return Promise.reject(new RawWireError('raw frames need nftables (the nft command): apt-get install nftables'));
   return new Promise((resolve, reject) => {
-    const child = execFile(bin, args, (err, _o, stderr) => (err ? reject(new RawWireError(`nft ${args.join(' ')}: ${stderr.trim() || err.message}`)) : resolve()));
+    const child = childProcess().execFile(bin, args, (err, _o, stderr) => (err ? reject(new RawWireError(`nft ${args.join(' ')}: ${stderr.trim() || err.message}`)) : resolve()));
     if (input !== undefined) child.stdin?.end(input);
   });
 }
@@ -240,7 +240,7 @@ export class RawWire {
     // turn it off where we may (netns labs did already; a container may lack ethtool), and keep a ring
     // that holds a burst either way (16 MB: ~250 slots of 64 KB, ~8000 of an MTU).
     const ethtool = systemTool('ethtool');
-    if (ethtool) await new Promise<void>((r) => execFile(ethtool, ['-K', this.o.dev, 'tx', 'off', 'tso', 'off', 'gso', 'off', 'gro', 'off'], () => r()));
+    if (ethtool) await new Promise<void>((r) => childProcess().execFile(ethtool, ['-K', this.o.dev, 'tx', 'off', 'tso', 'off', 'gso', 'off', 'gro', 'off'], () => r()));
     const cap = new Cap();
     const buf = Buffer.alloc(65536);
     try {

@@ -1,6 +1,8 @@
 // `npm run build` (also run by `npm install` as prepare): compiles the runtime
-// folders to dist/ with tsc, then records the sources it compiled, so labs run
-// the compiled JavaScript only while it matches them (common/compiled.js).
+// folders to dist/ with tsc, bundles the lab's processes and worker threads into
+// dist/bundle/ with esbuild (common/compiled.js's BUNDLED: one file each to
+// load instead of some 140 modules), then records the sources it compiled, so
+// labs run the compiled JavaScript only while it matches them (common/compiled.js).
 // Without TypeScript installed (`npm ci --omit=dev`, as the image installs)
 // there is nothing to build: podlab runs from source through tsx.
 import { spawnSync } from 'node:child_process';
@@ -8,23 +10,69 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import process from 'node:process';
-import { DIST, ROOT, writeManifest } from '../common/compiled.js';
+import { BUNDLE, BUNDLED, DIST, ROOT, writeManifest } from '../common/compiled.js';
 
+const require = createRequire(path.join(ROOT, 'package.json'));
 let tsc;
 try {
-  tsc = createRequire(path.join(ROOT, 'package.json')).resolve('typescript/bin/tsc');
+  tsc = require.resolve('typescript/bin/tsc');
 } catch {
   process.stdout.write('podlab build: TypeScript is not installed; podlab runs from source (tsx)' + '\n');
   process.exit(0);
 }
 const t0 = Date.now();
+// Neither a build under way nor a failed one may leave a manifest that calls a partial dist/ fresh.
+const MANIFEST = path.join(DIST, '.sources.json');
+fs.rmSync(MANIFEST, { force: true });
+const failed = (code) => {
+  fs.rmSync(MANIFEST, { force: true });
+  process.exit(code);
+};
 const r = spawnSync(process.execPath, [tsc, '-p', path.join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' });
-if (r.status !== 0) {
-  // A failed build must not leave a manifest that calls a partial dist/ fresh.
-  fs.rmSync(path.join(DIST, '.sources.json'), { force: true });
-  process.exit(r.status ?? 1);
-}
+if (r.status !== 0) failed(r.status ?? 1);
 // Plain JavaScript modules the sources import are not tsc's to emit: copied beside their importers.
 fs.copyFileSync(path.join(ROOT, 'common/compiled.js'), path.join(DIST, 'common/compiled.js'));
+
+// One esbuild run per entry, so an entry's bundle holds all it imports statically; its lazy import()s
+// become chunks loaded when first used (esbuild's code splitting, which needs ESM output). npm packages
+// are bundled too, except native addons and tsx (resolved at run time only, for a stale build's fallback);
+// packages loaded through createRequire stay out of sight of esbuild, so they load as they do from dist/.
+// Inlined CommonJS packages also spare Node's ESM-to-CommonJS lexer (a WebAssembly module, megabytes of RSS).
+// Chunks are named by their content's hash and not deleted by the next build: an agent still running from an
+// earlier build imports its lazy chunks (the pod tools at the first exec) long after it started. Chunks no
+// build has written for a week go.
+const esbuild = await import('esbuild');
+const written = new Set();
+try {
+  for (const entry of BUNDLED) {
+    const out = await esbuild.build({
+      metafile: true,
+      absWorkingDir: ROOT,
+      entryPoints: { [entry.replace(/\.ts$/, '')]: entry },
+      outdir: BUNDLE,
+      chunkNames: 'chunks/[name]-[hash]',
+      bundle: true,
+      splitting: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      sourcemap: 'linked',
+      external: ['better-sqlite3', 'cap', 'msgpackr-extract', 'tsx'],
+      logLevel: 'warning',
+      // CommonJS packages inlined into an ES module still call require() (for Node's built-ins).
+      banner: { js: "import { createRequire as __podlabCreateRequire } from 'node:module'; const require = __podlabCreateRequire(import.meta.url);" },
+    });
+    for (const f of Object.keys(out.metafile.outputs)) written.add(path.resolve(ROOT, f));
+  }
+} catch {
+  // esbuild has printed what failed.
+  failed(1);
+}
+const CHUNKS = path.join(BUNDLE, 'chunks');
+const weekAgo = Date.now() - 7 * 24 * 3600 * 1000;
+for (const f of fs.readdirSync(CHUNKS)) {
+  const file = path.join(CHUNKS, f);
+  if (!written.has(file) && fs.statSync(file).mtimeMs < weekAgo) fs.rmSync(file, { force: true });
+}
 writeManifest();
-process.stdout.write(`podlab build: dist/ compiled in ${((Date.now() - t0) / 1000).toFixed(1)} s` + '\n');
+process.stdout.write(`podlab build: dist/ compiled and bundled in ${((Date.now() - t0) / 1000).toFixed(1)} s` + '\n');

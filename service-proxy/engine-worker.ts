@@ -94,7 +94,7 @@ export class EngineWorker {
   }
 
   private spawn(): void {
-    const w = startModuleWorker(import.meta.url, 'worker', { workerData: this.init });
+    const w = startModuleWorker('service-proxy/worker.ts', { workerData: this.init });
     this.worker = w;
     this.state = 'starting';
     // The agent's other handles keep it alive; a bare engine in a test must not.

@@ -7,7 +7,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { DIST, ROOT, compiledFresh, nodeArgsFor, sourceFingerprint } from '../common/compiled.js';
+import { BUNDLE, BUNDLED, DIST, ROOT, compiledFresh, nodeArgsFor, sourceFingerprint } from '../common/compiled.js';
 import { readLab } from '../lab/state.ts';
 import { startLab } from './helpers/lab.ts';
 
@@ -25,9 +25,13 @@ test('the build compiled every runtime source and recorded them (npm install run
   }
   const sources = Object.keys(sourceFingerprint());
   t.true(sources.length > 100);
+  t.true(sources.includes('common/compiled.js'), 'plain JavaScript sources count too');
   const missing = sources.filter((s) => !fs.existsSync(path.join(DIST, s.replace(/\.ts$/, '.js'))));
   t.deepEqual(missing, []);
-  t.deepEqual(nodeArgsFor('node-agent/main.ts'), [path.join(DIST, 'node-agent/main.js')]);
+  // The lab's processes and worker threads run from their bundles (one file each, lazy imports in chunks).
+  t.deepEqual(nodeArgsFor('node-agent/main.ts'), [path.join(BUNDLE, 'node-agent/main.js')]);
+  t.deepEqual(BUNDLED.filter((e) => !fs.existsSync(path.join(BUNDLE, e.replace(/\.ts$/, '.js')))), []);
+  t.deepEqual(nodeArgsFor('cli/main.ts'), [path.join(DIST, 'cli/main.js')]);
 });
 
 test.serial('a lab runs compiled agents and apiserver; an edited source makes the next process run the sources', async (t) => {
@@ -41,7 +45,7 @@ test.serial('a lab runs compiled agents and apiserver; an edited source makes th
   const cmdline = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
   for (const p of readLab(lab.stateDir)!.procs) {
     const argv = cmdline(p.pid);
-    t.true(argv.some((a) => a.startsWith(DIST) && a.endsWith('/main.js')), `${p.name}: ${argv.join(' ')}`);
+    t.true(argv.some((a) => a.startsWith(BUNDLE + path.sep) && a.endsWith('/main.js')), `${p.name}: ${argv.join(' ')}`);
     t.false(argv.some((a) => a.includes('tsx')), `${p.name} loads no transpiler`);
   }
   t.regex((await lab.exec('pod-1a', ['ping', '-c', '1', '-W', '2', '10.244.2.2'])).out, / 0% packet loss/);

@@ -89,7 +89,7 @@ export class Flanneld {
   }
 
   private start(): void {
-    const w = startModuleWorker(import.meta.url, 'flanneld-worker', { workerData: { counters: this.counters.buffer }, name: `flanneld ${this.o.sockets.underlay.localIp}` });
+    const w = startModuleWorker('backends/udp/flanneld-worker.ts', { workerData: { counters: this.counters.buffer }, name: `flanneld ${this.o.sockets.underlay.localIp}` });
     // The node's own sockets and timers keep its process alive; flanneld's thread must not keep a finished one.
     w.unref();
     w.on('message', (m: FromFlanneld) => this.fromWorker(m));
