@@ -129,7 +129,7 @@ export class LbIndex {
   private count(s: { service: string; nodes: string[] }, by: 1 | -1): void {
     if (!s.nodes.length) return;
     let m = this.nodes.get(s.service);
-    if (!m) this.nodes.set(s.service, (m = new Map()));
+    if (!m) this.nodes.set(s.service, (m = new Map<string, number>()));
     for (const n of s.nodes) {
       const c = (m.get(n) ?? 0) + by;
       if (c > 0) m.set(n, c);

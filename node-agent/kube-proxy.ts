@@ -278,8 +278,11 @@ export class KubeProxy implements NatEngine {
     const ix = this.lbIndex;
     if (ix) {
       const k = keyOf(o);
-      if (kind === 'services') deleted ? ix.deleteService(k) : ix.putService(k, o);
-      else deleted ? ix.deleteSlice(k) : ix.putSlice(k, o);
+      if (kind === 'services') {
+        if (deleted) ix.deleteService(k);
+        else ix.putService(k, o);
+      } else if (deleted) ix.deleteSlice(k);
+      else ix.putSlice(k, o);
       this.lbChanged(ix.take());
     }
     if (this.engine) return this.update(src.services.list(), src.slices.list());
