@@ -14,6 +14,8 @@
  *   so that a stall counts for every datagram it held, not once (coordinated
  *   omission). The pod ping cannot do that: it sends each echo an interval
  *   after the last.
+ * CoreDNS is scaled to no replicas first: its pods are apps on the agents'
+ * threads with their own informers over all Services and EndpointSlices.
  * Also node-1's agent: its RSS (sampled every second, and after a full GC at
  * the end), its CPU time, and, where the agent reports them (`memory` with
  * gcPauses), the GC pauses of its data-plane thread. The baseline of each
@@ -179,6 +181,15 @@ export async function benchAgentServices(o: { net?: string; services?: number } 
     const rec = await up({ stateDir, nodes: 2, podsPerNode: 1, manifests: [], labNet: `${net}.0/24`, apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true, timeoutMs: 90_000 });
     const api: ApiClient = labApi(rec);
     const nodeIp = `${net}.11`;
+    // CoreDNS's pods run as apps on the agents' threads with informers of their own over every Service and
+    // EndpointSlice (a real cluster runs them as processes of their own): scaled to none, so that what is
+    // measured is the agent's own work.
+    await api.patch('deployments', 'coredns', { spec: { replicas: 0 } }, 'kube-system');
+    const dnsGone = performance.now() + 60_000;
+    while ((await api.list<KubeObject>('pods', { namespace: 'kube-system' })).items.some((p) => p.metadata.name.startsWith('coredns-'))) {
+      if (performance.now() > dnsGone) throw new Error('the coredns pods did not go');
+      await new Promise((r) => setTimeout(r, 200));
+    }
     await api.create('pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'echo', labels: { app: 'echo' } }, spec: { nodeName: 'node-2', containers: [{ name: 'c', image: 'podlab/echo', ports: [{ containerPort: 7, protocol: 'UDP' }] }] } }, 'default');
     await api.create('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo' }, spec: { type: 'NodePort', selector: { app: 'echo' }, ports: [{ port: 7, protocol: 'UDP', targetPort: 7, nodePort: ECHO_NODEPORT }] } }, 'default');
     if (!(await answers(nodeIp, ECHO_NODEPORT, 60_000))) throw new Error(`no UDP echo through ${nodeIp}:${ECHO_NODEPORT}`);
