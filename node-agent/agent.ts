@@ -292,10 +292,12 @@ export class NodeAgent {
     });
     this.kubeProxy = kp;
     const api = this.core.api;
-    // Only until the engine moves to its worker (kube-proxy.ts): kube-proxy owns them, and stops them then.
+    // Only until the engine moves to its worker (kube-proxy.ts): kube-proxy owns them, and stops them then. A
+    // node (re)starting among many Services lists only the Services here: EndpointSlices, the bulk, never.
     const services = new Informer(api, 'services');
     const slices = new Informer(api, 'endpointslices');
-    await Promise.all([services.start(), slices.start()]);
+    await services.start();
+    if (!kp.watchesInWorker(services.list().length)) await slices.start();
     kp.watch(services, slices);
     await this.startSpeaker(kp, under);
   }

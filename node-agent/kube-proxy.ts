@@ -236,6 +236,16 @@ export class KubeProxy implements NatEngine {
   }
 
   /**
+   * True when `services` Services put the engine in a worker that watches
+   * the apiserver itself: then this side need not even list EndpointSlices.
+   */
+  watchesInWorker(services: number): boolean {
+    if (!this.o.api || this.o.mode === 'userspace') return false;
+    if (this.o.worker === true) return services > 0;
+    return this.o.worker === 'auto' && services >= WORKER_AT_SERVICES;
+  }
+
+  /**
    * Follows the Service and EndpointSlice informers: with the engine in the
    * worker, each change goes to it as it comes (one object, a cheap message);
    * on this thread, the lists are applied once per tick.

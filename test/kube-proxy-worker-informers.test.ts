@@ -5,11 +5,14 @@
  * (its `stats` count them), yet Services created, changed and deleted through
  * the API are served, and the L2 speaker, fed the LoadBalancer Services'
  * summary from the worker, elects a node and fails over when it dies. With
- * 'auto' the thread's informers serve until the 100th Service, then stop.
+ * 'auto' the thread's informers serve until the 100th Service, then stop,
+ * and an agent restarted among 100 Services hands over at once.
  * Labs on 127.0.186.0/24 (worker forced on) and 127.0.109.0/24 ('auto').
  */
 import test from 'ava';
-import { labApi, killProcess } from '../lab/lab.ts';
+import fs from 'node:fs';
+import path from 'node:path';
+import { labApi, killProcess, restartProcess } from '../lab/lab.ts';
 import { callNode } from '../cli/commands.ts';
 import type { Lease } from '../control-plane/core-resources.ts';
 import type { Service } from '../control-plane/service-resources.ts';
@@ -114,4 +117,15 @@ test.serial("'auto': the thread's informers serve below 100 Services and stop at
   await api.create('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ port: 80, targetPort: 'http' }] } }, 'default');
   const vip = (await api.get<KubeObject<{ clusterIP: string }>>('services', 'web', 'default'))!.spec!.clusterIP;
   t.is(await eventually(async () => ((await curl(lab, `http://${vip}/`)) === 'web-1 on node-2' ? 'ok' : ''), 20_000, 200), 'ok');
+  // node-1's agent restarts among 100 Services: it lists only the Services on its thread, hands over at once.
+  await restartProcess(lab.stateDir, 'node-1');
+  const restarted = await eventually(async () => {
+    const k = await kpStats(lab, 'node-1').catch(() => undefined);
+    return k?.worker === 'up' && k.services !== undefined && k;
+  }, 30_000, 200);
+  t.like(restarted, { engine: 'worker', onThread: { services: 0, endpointslices: 0 } });
+  t.is(await eventually(async () => ((await curl(lab, `http://${vip}/`)) === 'web-1 on node-2' ? 'ok' : ''), 20_000, 200), 'ok');
+  const moves = [...fs.readFileSync(path.join(lab.stateDir, 'logs', 'node-1.log'), 'utf8').matchAll(/kube-proxy engine moves to a worker thread .*"services":(\d+)/g)].map((m) => Number(m[1]));
+  t.deepEqual(moves.length, 2, 'once at the 100th Service, once at the restart');
+  t.true(moves[1] > WORKER_AT_SERVICES, String(moves));
 });
