@@ -32,7 +32,7 @@ import { down, labApi, up } from '../lab/lab.ts';
 import type { ApiClient } from '../control-plane/client.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { adminCredentials } from '../control-plane/credentials.ts';
-import { startModuleWorker } from '../common/module-worker.ts';
+import { Worker } from 'node:worker_threads';
 import { sliceObject } from './agent-services-objects.ts';
 import { measure, type Measure } from './results.ts';
 
@@ -151,6 +151,14 @@ function cpuMs(pid: number): number {
   return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
 }
 
+/** The creator (./agent-services-creator.ts) in a worker thread; the bench runs from the sources, so through tsx. */
+function startCreator(workerData: unknown): Worker {
+  const url = new URL('./agent-services-creator.ts', import.meta.url);
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const bootstrap = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`;
+  return new Worker(bootstrap, { eval: true, execArgv: [], workerData });
+}
+
 /** A real UDP echo through `port` on `ip` answers. */
 async function answers(ip: string, port: number, timeoutMs: number): Promise<boolean> {
   const sock = dgram.createSocket('udp4');
@@ -212,7 +220,7 @@ export async function benchAgentServices(o: { net?: string; services?: number } 
       await mem({ gcPauses: true, reset: true });
       const cpu0 = cpuMs(pid);
       const createW = { from: performance.now(), to: 0 };
-      const creator = startModuleWorker(import.meta.url, 'agent-services-creator', { workerData: { url: api.baseUrl, credentials: adminCredentials(stateDir), n, eps } });
+      const creator = startCreator({ url: api.baseUrl, credentials: adminCredentials(stateDir), n, eps });
       await new Promise<void>((resolve, reject) => {
         creator.on('message', (m: { t: string; done?: number }) => (m.t === 'done' ? resolve() : m.done! % 5000 === 0 && log(`${m.done} of ${n} Services created`)));
         creator.once('error', reject);
