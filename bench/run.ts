@@ -23,6 +23,9 @@
  * big-lab measures instead (bench/scale.ts; 100 nodes x 10 pods by default).
  * - The apiserver's store: big-object patches, create cost as the store grows,
  *   restart (bench/store.ts); `npm run bench -- --store` runs only these.
+ * - `npm run bench -- --agent-services [--count N] [--lab-net 127.0.X.0/24]` runs only the data plane of a
+ *   real 2-node lab while N Services (10,000 by default) and their EndpointSlices are created through the
+ *   API (bench/agent-services.ts; 127.0.107.0/24 by default).
  * - `npm run bench -- --services [iptables|ipvs|userspace ...]` runs only
  *   kube-proxy's engines at 10,000 Services (bench/services.ts), all modes
  *   unless some are named.
@@ -39,6 +42,7 @@ import { benchTcp } from './tcp.ts';
 import { benchServicesApart } from './services.ts';
 import type { ProxyMode } from '../service-proxy/index.ts';
 import { benchSyncStall } from './sync-stall.ts';
+import { benchAgentServices } from './agent-services.ts';
 import { benchNetnsWire } from './netns-wire.ts';
 import { benchScale } from './scale.ts';
 import { benchStore } from './store.ts';
@@ -91,6 +95,7 @@ async function main(): Promise<void> {
   const backendOpts = { rounds: flag('--rounds', 3), firstNet: option('--backends-net') };
   if (process.argv.includes('--backends')) return report(await benchBackends(backendOpts));
   if (process.argv.includes('--sync-stall')) return report(await benchSyncStall());
+  if (process.argv.includes('--agent-services')) return report(await benchAgentServices({ net: option('--lab-net'), services: process.argv.includes('--count') ? flag('--count', 10_000) : undefined }));
   if (process.argv.includes('--services')) {
     const modes = process.argv.filter((a): a is ProxyMode => a === 'iptables' || a === 'ipvs' || a === 'userspace');
     return report(await benchServicesApart(modes.length ? modes : undefined));

@@ -17,7 +17,7 @@
  * which announces the difference to external BGPPeers.
  */
 import type { Advertisement, IpAddressPool } from '../control-plane/metallb.ts';
-import type { KubeObject } from '../control-plane/types.ts';
+import type { LbService } from './lb-services.ts';
 import { intToIpv4, ipv4ToInt } from '../packet/addr.ts';
 import { eligibleAddresses } from './lb-eligibility.ts';
 
@@ -61,13 +61,12 @@ const cmpLarge = (a: readonly number[], b: readonly number[]) => a[0] - b[0] || 
 export function bgpLbRoutes(
   node: string,
   nodeLabels: Record<string, string>,
-  services: readonly KubeObject[],
-  slices: readonly KubeObject[],
+  lbs: readonly LbService[],
   pools: readonly IpAddressPool[],
   advertisements: readonly Advertisement[],
 ): LbRoute[] {
   const byPrefix = new Map<string, { localPref?: number; std: Set<number>; large: Map<string, [number, number, number]>; services: Set<string> }>();
-  for (const e of eligibleAddresses(node, nodeLabels, services, slices, pools, advertisements)) {
+  for (const e of eligibleAddresses(node, nodeLabels, lbs, pools, advertisements)) {
     for (const adv of e.advertisements) {
       const prefix = aggregate(e.announcement.ip, adv.spec?.aggregationLength ?? 32);
       let r = byPrefix.get(prefix);

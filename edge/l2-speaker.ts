@@ -23,7 +23,7 @@
 import type { ApiClient } from '../control-plane/client.ts';
 import { METALLB_NAMESPACE, type Advertisement, type IpAddressPool } from '../control-plane/metallb.ts';
 import { eligibleAddresses, type Announcement } from './lb-eligibility.ts';
-import type { KubeObject } from '../control-plane/types.ts';
+import type { LbService } from './lb-services.ts';
 import { LeaseElector, type ElectionTiming } from './lease-election.ts';
 
 export type { AnnouncedPort, Announcement } from './lb-eligibility.ts';
@@ -49,16 +49,15 @@ export function leaseNameFor(ip: string): string {
   return `l2-${ip.replaceAll('.', '-')}`;
 }
 
-/** The addresses this node stands for in layer 2, from the watched objects (pure). */
+/** The addresses this node stands for in layer 2, from the LoadBalancer Services and MetalLB's objects (pure). */
 export function l2Candidates(
   node: string,
   nodeLabels: Record<string, string>,
-  services: readonly KubeObject[],
-  slices: readonly KubeObject[],
+  lbs: readonly LbService[],
   pools: readonly IpAddressPool[],
   advertisements: readonly Advertisement[],
 ): Announcement[] {
-  return eligibleAddresses(node, nodeLabels, services, slices, pools, advertisements).map((e) => e.announcement);
+  return eligibleAddresses(node, nodeLabels, lbs, pools, advertisements).map((e) => e.announcement);
 }
 
 /**

@@ -43,6 +43,7 @@ import type net from 'node:net';
 import { EMPTY_STDIN } from './stdin-queue.ts';
 import { forwardPodPort } from './port-forward.ts';
 import { NodeCore } from './node-core.ts';
+import { GcPauses } from './gc-pauses.ts';
 import { EmulatedRuntime } from './emulated-runtime.ts';
 import { L2Speaker, L2_ADDRESS_LIFETIME_S, L2_TIMING, l2Candidates } from '../edge/l2-speaker.ts';
 import { holdLbAddress, inLabNamespace } from '../hostnet/lb-address.ts';
@@ -151,13 +152,12 @@ export class NodeAgent {
   readonly backend: NetworkBackend;
   private readonly opts: Required<Omit<AgentOptions, 'clock' | 'credentials'>> & Pick<AgentOptions, 'credentials'>;
   private readonly runtime: EmulatedRuntime;
+  private readonly credentials: ClientCredentials;
   private readonly core: NodeCore;
   private control?: ControlServer;
   private remoteControl?: net.Server;
   private kubeProxy?: KubeProxy;
   private policy?: NetworkPolicyAgent;
-  private serviceInformer?: Informer;
-  private sliceInformer?: Informer;
   private poolInformer?: Informer<IpAddressPool>;
   private l2AdvInformer?: Informer<Advertisement>;
   private bgpAdvInformer?: Informer<Advertisement>;
@@ -167,6 +167,7 @@ export class NodeAgent {
   private handoff?: { close(): void };
   private handoffCounters?: HandoffCounters;
   private execCount = 0;
+  private readonly gcPauses = new GcPauses();
 
   constructor(opts: AgentOptions) {
     this.opts = {
@@ -195,6 +196,7 @@ export class NodeAgent {
     this.rng = new SeededRng(seedFrom(this.opts.seed, `node:${opts.name}`));
     const o = this.opts;
     const credentials = opts.credentials ?? agentCredentials({ stateDir: opts.stateDir, name: opts.name });
+    this.credentials = credentials;
     this.runtime = new EmulatedRuntime({
       name: o.name,
       ip: o.ip,
@@ -275,8 +277,9 @@ export class NodeAgent {
     const under = Cidr.parse(this.opts.underlayCidr);
     const kp = new KubeProxy(this.dp, {
       // Syncs of many Services run in a worker thread, off the packets' path (PODLAB_KUBE_PROXY_WORKER=on: from the
-      // first Service, off: never); the worker's time is the real clock.
+      // first Service, off: never); the worker's time is the real clock. The worker watches the apiserver itself.
       worker: this.clock !== monotonicClock ? false : ({ on: true, off: false } as Record<string, boolean>)[process.env.PODLAB_KUBE_PROXY_WORKER ?? ''] ?? 'auto',
+      api: { url: this.opts.apiUrl, credentials: this.credentials },
       onEngineDown: (reason, retryMs) => void this.reportEngineDown(reason, retryMs),
       mode: this.opts.proxyMode,
       node: this.name,
@@ -289,10 +292,13 @@ export class NodeAgent {
     });
     this.kubeProxy = kp;
     const api = this.core.api;
-    this.serviceInformer = new Informer(api, 'services');
-    this.sliceInformer = new Informer(api, 'endpointslices');
-    await Promise.all([this.serviceInformer.start(), this.sliceInformer.start()]);
-    kp.watch(this.serviceInformer, this.sliceInformer);
+    // Only until the engine moves to its worker (kube-proxy.ts): kube-proxy owns them, and stops them then. A
+    // node (re)starting among many Services lists only the Services here: EndpointSlices, the bulk, never.
+    const services = new Informer(api, 'services');
+    const slices = new Informer(api, 'endpointslices');
+    await services.start();
+    if (!kp.watchesInWorker(services.list().length)) await slices.start();
+    kp.watch(services, slices);
     await this.startSpeaker(kp, under);
   }
 
@@ -351,11 +357,13 @@ export class NodeAgent {
     this.speaker = speaker;
     this.poolInformer = new Informer<IpAddressPool>(api, 'ipaddresspools');
     this.l2AdvInformer = new Informer<Advertisement>(api, 'l2advertisements');
+    // Over the LoadBalancer Services only (kube-proxy keeps their summary, or its worker sends it when it changes).
     const again = () => {
-      const me = this.core.nodeInformer?.list().find((n) => n.metadata.name === this.name);
-      speaker.setCandidates(l2Candidates(this.name, me?.metadata.labels ?? {}, this.serviceInformer!.list(), this.sliceInformer!.list(), this.poolInformer!.list(), this.l2AdvInformer!.list()));
+      const me = this.core.nodeInformer?.get(this.name);
+      speaker.setCandidates(l2Candidates(this.name, me?.metadata.labels ?? {}, kp.loadBalancers, this.poolInformer!.list(), this.l2AdvInformer!.list()));
     };
-    for (const inf of [this.serviceInformer!, this.sliceInformer!, this.poolInformer, this.l2AdvInformer] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
+    kp.onLoadBalancers(again);
+    for (const inf of [this.poolInformer, this.l2AdvInformer] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
     await Promise.all([this.poolInformer.start(), this.l2AdvInformer.start()]);
     again();
     speaker.start();
@@ -395,22 +403,23 @@ export class NodeAgent {
    */
   private async startBgpAdvertiser(): Promise<void> {
     this.bgpAdvInformer = new Informer<Advertisement>(this.core.api, 'bgpadvertisements');
+    const kp = this.kubeProxy!;
     const again = () => {
-      const services = this.serviceInformer!.list();
-      const slices = this.sliceInformer!.list();
+      const lbs = kp.loadBalancers;
       const pools = this.poolInformer!.list();
       const advs = this.bgpAdvInformer!.list();
       const byNode = new Map<string, string[]>();
-      let own = bgpLbRoutes(this.name, {}, services, slices, pools, advs);
+      let own = bgpLbRoutes(this.name, {}, lbs, pools, advs);
       for (const n of this.core.nodeInformer?.list() ?? []) {
-        const routes = bgpLbRoutes(n.metadata.name, n.metadata.labels ?? {}, services, slices, pools, advs);
+        const routes = bgpLbRoutes(n.metadata.name, n.metadata.labels ?? {}, lbs, pools, advs);
         if (n.metadata.name === this.name) own = routes;
         if (routes.length) byNode.set(n.metadata.name, routes.map((r) => r.prefix));
       }
       this.bgpLb = own;
       this.core.setLoadBalancerRoutes(own, byNode);
     };
-    for (const inf of [this.serviceInformer!, this.sliceInformer!, this.poolInformer!, this.bgpAdvInformer, this.core.nodeInformer!] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
+    kp.onLoadBalancers(again);
+    for (const inf of [this.poolInformer!, this.bgpAdvInformer, this.core.nodeInformer!] as Informer[]) inf.on('add', again).on('update', again).on('delete', again);
     await this.bgpAdvInformer.start();
     again();
   }
@@ -522,9 +531,11 @@ export class NodeAgent {
     c.handle('node.cmd', async (params) => ({ stdout: await this.nodeCommand((params as { argv: string[] }).argv) }));
     c.handle('stats', () => this.stats());
     // What the process holds; with gc, after a full collection, so garbage not yet collected does not count.
+    // `gcPauses`: this thread's GC pauses since the last such call (the first starts watching), `reset` opens a new window.
     c.handle('memory', (params) => {
-      if ((params as { gc?: boolean } | undefined)?.gc === true) fullGc();
-      return process.memoryUsage();
+      const p = (params ?? {}) as { gc?: boolean; gcPauses?: boolean; reset?: boolean };
+      if (p.gc === true) fullGc();
+      return { ...process.memoryUsage(), ...(p.gcPauses === true ? { gcPauses: this.gcPauses.read(p.reset === true) } : {}) };
     });
     c.handle('exec', async (params, ctx) => this.exec(params as { pod: string; argv: string[]; stdin?: boolean }, ctx));
     c.handle('pod.logs', async (params, ctx) => {
@@ -661,8 +672,6 @@ export class NodeAgent {
   /** Stops serving and closes sockets; the Node object stays (a restart resumes it). */
   async stop(): Promise<void> {
     await this.core.stop();
-    void this.serviceInformer?.stop();
-    void this.sliceInformer?.stop();
     void this.poolInformer?.stop();
     void this.l2AdvInformer?.stop();
     void this.bgpAdvInformer?.stop();
@@ -670,6 +679,7 @@ export class NodeAgent {
     this.handoff?.close();
     this.kubeProxy?.close();
     this.policy?.stop();
+    this.gcPauses.stop();
     this.remoteControl?.close();
     await this.control?.close();
     await this.runtime.stop();

@@ -24,13 +24,24 @@
  * about 11 MB RSS (17 MB without the agents' V8 flags), so agents (`worker: 'auto'`) move the engine there when the
  * node's Services reach WORKER_AT_SERVICES: below, a whole sync takes less
  * than the data plane's 5 ms budget.
+ *
+ * Given the apiserver (`api`), the worker is kube-proxy's own process as in a
+ * real cluster: it lists and watches Services and EndpointSlices itself.
+ * This side's informers (`watch`) serve only until the engine moves there
+ * (they count the Services and feed the engine below the threshold): at the
+ * move they are stopped and dropped, and the worker lists afresh, so no change
+ * between the two is lost and this thread keeps no Service or EndpointSlice
+ * from then on, only the summaries, the LoadBalancer Services' among them
+ * (edge/lb-services.ts; the speaker's input, `onLoadBalancers`).
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
 import type { SeededRng } from '../common/rng.ts';
+import type { ClientCredentials } from '../control-plane/credentials.ts';
 import type { KubeObject } from '../control-plane/types.ts';
+import { LbIndex, loadBalancerServices, type LbService } from '../edge/lb-services.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import { createServiceProxyEngine, type Decision, type IpvsSchedulerName, type ProxyMode, type ServicePacket, type ServiceProxyEngine } from '../service-proxy/index.ts';
 import { engineCommand } from '../service-proxy/commands.ts';
@@ -139,11 +150,8 @@ export interface KubeProxyOptions {
   worker?: boolean | 'auto';
   /** The engine's worker died (it is restarted after `retryMs`): the agent reports it. */
   onEngineDown?: (reason: string, retryMs: number) => void;
-}
-
-interface ServiceSpecLite {
-  type?: string;
-  ports?: { port: number; nodePort?: number; protocol?: string; name?: string }[];
+  /** The apiserver: the worker watches it itself, and the followed informers are stopped when the engine moves there. */
+  api?: { url: string; credentials: ClientCredentials };
 }
 
 /** What informers look like to kube-proxy. */
@@ -151,6 +159,8 @@ interface ObjectSource {
   list(): KubeObject[];
   on(ev: 'add' | 'delete', fn: (o: KubeObject) => void): unknown;
   on(ev: 'update', fn: (old: KubeObject, o: KubeObject) => void): unknown;
+  /** Informers: stopped when the worker takes over (with `api`), or at close. */
+  stop?(): unknown;
 }
 
 const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
@@ -161,8 +171,15 @@ export class KubeProxy implements NatEngine {
   /** The engine's worker, once the first Service exists. */
   private remote?: EngineWorker;
   private readonly engineOptions: Parameters<typeof createServiceProxyEngine>[1];
-  /** The informers, once `watch` follows them: a worker started later begins from their lists. */
+  /**
+   * The informers, once `watch` follows them: a worker started later begins
+   * from their lists; with `api`, until the worker watches for itself.
+   */
   private sources?: { services: ObjectSource; slices: ObjectSource };
+  /** The LoadBalancer Services kept from the followed objects; absent once the worker sends them. */
+  private lbIndex? = new LbIndex();
+  private lb: LbService[] = [];
+  private readonly lbListeners: ((lbs: readonly LbService[]) => void)[] = [];
   /** The node's own TCP, for the userspace proxy and the NodePort edge. */
   readonly tcp: TcpStack;
   private readonly userspaceListeners = new Map<number, { close(): void }>();
@@ -219,6 +236,16 @@ export class KubeProxy implements NatEngine {
   }
 
   /**
+   * True when `services` Services put the engine in a worker that watches
+   * the apiserver itself: then this side need not even list EndpointSlices.
+   */
+  watchesInWorker(services: number): boolean {
+    if (!this.o.api || this.o.mode === 'userspace') return false;
+    if (this.o.worker === true) return services > 0;
+    return this.o.worker === 'auto' && services >= WORKER_AT_SERVICES;
+  }
+
+  /**
    * Follows the Service and EndpointSlice informers: with the engine in the
    * worker, each change goes to it as it comes (one object, a cheap message);
    * on this thread, the lists are applied once per tick.
@@ -230,16 +257,48 @@ export class KubeProxy implements NatEngine {
       inf.on('update', (_old, o) => this.changed(kind, o));
       inf.on('delete', (o) => this.changed(kind, o, true));
     }
+    const ix = this.lbIndex;
+    for (const o of services.list()) ix?.putService(keyOf(o), o);
+    for (const o of slices.list()) ix?.putSlice(keyOf(o), o);
+    this.lbChanged(ix?.take());
     this.update(services.list(), slices.list());
     this.sync();
   }
 
+  /** The LoadBalancer Services with an address (MetalLB's speaker's input), as last known. */
+  get loadBalancers(): readonly LbService[] {
+    return this.lb;
+  }
+
+  /** Calls `fn` whenever the LoadBalancer Services change (a Service's address, ports, policy, ready nodes). */
+  onLoadBalancers(fn: (lbs: readonly LbService[]) => void): void {
+    this.lbListeners.push(fn);
+  }
+
+  private lbChanged(lbs: LbService[] | undefined): void {
+    if (!lbs) return;
+    this.lb = lbs;
+    for (const fn of this.lbListeners) fn(lbs);
+  }
+
   private changed(kind: EngineObjectKind, o: KubeObject, deleted = false): void {
-    const src = this.sources!;
+    const src = this.sources;
+    // A late event of informers already handed over to the worker.
+    if (!src) return;
+    const ix = this.lbIndex;
+    if (ix) {
+      const k = keyOf(o);
+      if (kind === 'services') {
+        if (deleted) ix.deleteService(k);
+        else ix.putService(k, o);
+      } else if (deleted) ix.deleteSlice(k);
+      else ix.putSlice(k, o);
+      this.lbChanged(ix.take());
+    }
     if (this.engine) return this.update(src.services.list(), src.slices.list());
-    // A worker not started yet starts from the informers' lists, this change included.
+    // A worker not started yet starts from the informers' lists (or its own), this change included.
     const w = this.remote ?? this.worker(kind === 'services' && !deleted);
-    if (!w || w !== this.remote) return;
+    if (!w || w !== this.remote || this.o.api) return;
     if (deleted) w.delete(kind, keyOf(o));
     else w.put(kind, keyOf(o), o);
   }
@@ -262,9 +321,11 @@ export class KubeProxy implements NatEngine {
         loopbackCidr: e.loopbackCidr ?? '',
         ipvsScheduler: e.ipvsScheduler,
         seed: this.o.rng.int(1, 0x7fffffff),
+        ...(this.o.api ? { api: this.o.api } : {}),
       },
       {
         summary: (s) => this.applySummary(s),
+        informer: (kind, state, error) => log.info(`kube-proxy worker's ${kind} informer ${state}`, { node: this.o.node, ...(error ? { error } : {}) }),
         down: (reason, retryMs) => {
           log.error('kube-proxy engine worker failed: new connections to Services are dropped until it is back', { node: this.o.node, reason, retryMs });
           this.o.onEngineDown?.(reason, retryMs);
@@ -274,15 +335,38 @@ export class KubeProxy implements NatEngine {
         },
       },
     );
+    if (this.o.api) {
+      this.handOver();
+      return this.remote;
+    }
     this.remote.replace('services', this.sources?.services.list() ?? this.services, keyOf);
     this.remote.replace('endpointslices', this.sources?.slices.list() ?? this.slices, keyOf);
     return this.remote;
+  }
+
+  /**
+   * The worker watches the apiserver from now on: this side's informers stop
+   * and every object they held is let go. The worker lists after this
+   * moment, so whatever changes in between is in its list; until its first
+   * summary the last LoadBalancer list and service addresses stand.
+   */
+  private handOver(): void {
+    const src = this.sources;
+    this.sources = undefined;
+    this.services = [];
+    this.slices = [];
+    this.lbIndex = undefined;
+    void src?.services.stop?.();
+    void src?.slices.stop?.();
+    log.info('kube-proxy worker watches Services and EndpointSlices itself; the data plane dropped its copies', { node: this.o.node });
   }
 
   /** New Services/EndpointSlices; applied once per tick however many events arrive. */
   update(services: readonly KubeObject[], slices: readonly KubeObject[]): void {
     this.services = services;
     this.slices = slices;
+    // Lists given directly (no informers followed): the LoadBalancer Services are theirs.
+    if (!this.sources && !this.o.api) this.lbChanged(loadBalancerServices(services, slices));
     if (this.engine && this.o.worker === 'auto' && this.o.mode !== 'userspace' && services.length >= WORKER_AT_SERVICES) {
       log.info('kube-proxy engine moves to a worker thread', { node: this.o.node, services: services.length });
       this.engine = undefined;
@@ -292,6 +376,7 @@ export class KubeProxy implements NatEngine {
     if (!this.engine) {
       // The worker diffs the lists against what it has by object identity: only changes are sent.
       const w = this.worker(services.length > 0);
+      if (this.o.api) return;
       w?.replace('services', services, keyOf);
       w?.replace('endpointslices', slices, keyOf);
       return;
@@ -307,6 +392,8 @@ export class KubeProxy implements NatEngine {
   sync(): void {
     const e = this.engine;
     if (!e) {
+      // The worker watches for itself (or will, from the first Service).
+      if (this.o.api) return;
       // Followed informers are newer than the last lists given (their changes went to the worker one by one).
       const src = this.sources;
       this.update(src ? src.services.list() : this.services, src ? src.slices.list() : this.slices);
@@ -325,6 +412,7 @@ export class KubeProxy implements NatEngine {
   /** A sync in the worker finished: what this side keeps of it. */
   private applySummary(s: EngineSummary): void {
     if (s.vips) this.vips = new Set(s.vips);
+    if (!this.lbIndex) this.lbChanged(s.lb);
     this.nodePortNumbers = new Set(s.nodePorts);
     this.nat?.rulesChanged();
     if (s.goneEndpoints.length) this.flushStaleUdp(undefined, new Set(s.goneEndpoints));
@@ -334,9 +422,14 @@ export class KubeProxy implements NatEngine {
   /** Where the engine is and what it did, for `podlab node NODE stats`. */
   stats(): Record<string, unknown> {
     const r = this.remote;
+    const held = r?.objectsHeld;
     return {
       mode: this.o.mode,
       engine: this.engineHost,
+      // Services and EndpointSlices this thread holds (its informers' caches and the worker's feed): none once the worker watches.
+      onThread: { services: (this.sources?.services.list().length ?? 0) + (held?.services ?? 0), endpointslices: (this.sources?.slices.list().length ?? 0) + (held?.endpointslices ?? 0) },
+      loadBalancers: this.lb.length,
+      ...(r?.lastSummary ? { services: r.lastSummary.services, endpointslices: r.lastSummary.slices } : {}),
       ...(r ? { worker: r.state, restarts: r.restarts, decisions: r.decisions, lastSyncMs: r.lastSummary && Math.round(r.lastSummary.syncMs * 10) / 10, ...(r.lastError ? { lastError: r.lastError.split('\n')[0] } : {}) } : {}),
       ...(this.nat ? { queue: { waiting: this.nat.waiting, ...this.nat.queueStats } } : {}),
     };
@@ -506,13 +599,9 @@ export class KubeProxy implements NatEngine {
    * LoadBalancer Service has that address and port.
    */
   loadBalancerTarget(ip: string, port: number, protocol: 'tcp' | 'udp'): { ip: string; port: number } | undefined {
-    // The informer's own list when followed: with the engine in the worker, changes do not pass through `update`.
-    for (const s of this.sources?.services.list() ?? this.services) {
-      const spec = (s.spec ?? {}) as ServiceSpecLite;
-      if (spec.type !== 'LoadBalancer') continue;
-      const ingress = (s.status as { loadBalancer?: { ingress?: { ip?: string }[] } } | undefined)?.loadBalancer?.ingress ?? [];
-      if (!ingress.some((i) => i.ip === ip)) continue;
-      const p = (spec.ports ?? []).find((x) => x.port === port && (x.protocol ?? 'TCP').toLowerCase() === protocol);
+    for (const s of this.lb) {
+      if (!s.ingress.includes(ip)) continue;
+      const p = s.ports.find((x) => x.port === port && x.protocol === protocol);
       if (!p) continue;
       return this.o.mode === 'userspace' && p.nodePort ? { ip: this.o.nodeIp, port: p.nodePort } : { ip, port };
     }
@@ -556,6 +645,8 @@ export class KubeProxy implements NatEngine {
   }
 
   close(): void {
+    void this.sources?.services.stop?.();
+    void this.sources?.slices.stop?.();
     void this.remote?.close();
     this.nat?.close();
     if (this.pending) clearImmediate(this.pending);

@@ -6,6 +6,9 @@
  * watches the thread: one that exits is reported (the `down` callback) and
  * started again with backoff, given the whole state anew, and meanwhile no
  * decision waits on it.
+ *
+ * Given the apiserver (`init.api`), the worker lists and watches the objects
+ * itself and nothing is fed from here (a restarted worker lists them anew).
  */
 import type { Worker } from 'node:worker_threads';
 import { startModuleWorker } from '../common/module-worker.ts';
@@ -29,6 +32,8 @@ export interface EngineWorkerHooks {
   down(reason: string, retryMs: number): void;
   /** The worker (re)started and has the state. */
   up?(restarts: number): void;
+  /** The worker's own informers connected, lost or relisted (`init.api` given). */
+  informer?(kind: EngineObjectKind, state: string, error?: string): void;
 }
 
 function keyOfObject(o: KubeObject): string {
@@ -88,6 +93,11 @@ export class EngineWorker {
     return this.worker;
   }
 
+  /** Objects held on this side for the worker (none when it watches the apiserver itself). */
+  get objectsHeld(): Record<EngineObjectKind, number> {
+    return { services: this.objects.services.size, endpointslices: this.objects.endpointslices.size };
+  }
+
   /** Requests waiting for the worker. */
   get pending(): number {
     return this.decisionsWaiting.size + this.commandsWaiting.size;
@@ -107,6 +117,8 @@ export class EngineWorker {
       if (w !== this.worker || this.state === 'closed') return;
       this.failed(`kube-proxy's engine worker exited (code ${code})${this.lastError ? `: ${this.lastError.split('\n')[0]}` : ''}`);
     });
+    // It lists the objects itself.
+    if (this.init.api) return;
     // Everything the worker should hold (a new worker holds nothing), then one sync.
     for (const kind of ['services', 'endpointslices'] as const) {
       // A list half compared: the rest at once (a restart is rare), so that `objects` is the whole truth.
@@ -167,6 +179,8 @@ export class EngineWorker {
         }
         this.lastSummary = m.s;
         return this.hooks.summary(m.s);
+      case 'informer':
+        return this.hooks.informer?.(m.kind, m.state, m.error);
     }
   }
 

@@ -9,8 +9,17 @@
  * decisions and views, and gets back after every sync a summary of what it
  * needs on its own thread (the service addresses its hooks pre-filter on,
  * the NodePorts to open real sockets for, the endpoints that went away).
+ *
+ * In a node agent the worker does not even need the deltas: given the
+ * apiserver's address and the agent's credentials (`api`), it lists and
+ * watches Services and EndpointSlices itself (./worker.ts), so their JSON is
+ * decoded, and the objects live, only here; the data plane's thread then
+ * also gets the LoadBalancer Services' summary (edge/lb-services.ts) for the
+ * speaker, whenever it changes.
  */
+import type { ClientCredentials } from '../control-plane/credentials.ts';
 import type { KubeObject } from '../control-plane/types.ts';
+import { LbIndex, type LbService } from '../edge/lb-services.ts';
 import { ipv4ToInt, isValidIpv4 } from '../packet/addr.ts';
 import { engineCommand } from './commands.ts';
 import type { AnyProxier } from './index.ts';
@@ -27,6 +36,8 @@ export interface EngineWorkerInit {
   ipvsScheduler?: IpvsSchedulerName;
   /** The engine's RNG seed, drawn from the agent's seeded RNG. */
   seed: number;
+  /** Given: the worker lists and watches Services and EndpointSlices itself, with these credentials; no deltas come. */
+  api?: { url: string; credentials: ClientCredentials };
 }
 
 /** Which informer an object comes from. */
@@ -56,6 +67,10 @@ export interface EngineSummary {
   /** How long the sync took in the worker (ms). */
   syncMs: number;
   services: number;
+  /** EndpointSlices the worker holds. */
+  slices: number;
+  /** The LoadBalancer Services with an address; absent when unchanged since the last summary. */
+  lb?: LbService[];
 }
 
 /** Worker → data plane. */
@@ -63,7 +78,9 @@ export type FromEngine =
   | { t: 'ready' }
   | { t: 'decision'; id: number; d: Decision | null }
   | { t: 'command'; id: number; out?: string; error?: string }
-  | { t: 'summary'; s: EngineSummary };
+  | { t: 'summary'; s: EngineSummary }
+  /** The worker's own informers (`api` given): connected, disconnected, relisted. */
+  | { t: 'informer'; kind: EngineObjectKind; state: string; error?: string };
 
 interface SpecLite {
   type?: string;
@@ -84,8 +101,9 @@ function keyOf(o: KubeObject): string {
 export class EngineServer {
   private readonly services = new Map<string, KubeObject>();
   private readonly slices = new Map<string, KubeObject>();
-  private lastVips = '';
+  private lastVips?: string;
   private live = new Set<string>();
+  private readonly lb = new LbIndex();
 
   constructor(
     private readonly engine: AnyProxier,
@@ -95,9 +113,8 @@ export class EngineServer {
   handle(m: ToEngine): void {
     switch (m.t) {
       case 'objects': {
-        const map = m.kind === 'services' ? this.services : this.slices;
-        for (const k of m.del) map.delete(k);
-        for (const o of m.put) map.set(keyOf(o), o);
+        for (const k of m.del) this.delete(m.kind, k);
+        for (const o of m.put) this.put(m.kind, keyOf(o), o);
         return;
       }
       case 'sync':
@@ -118,6 +135,28 @@ export class EngineServer {
     }
   }
 
+  /** An object added or changed. */
+  put(kind: EngineObjectKind, key: string, o: KubeObject): void {
+    if (kind === 'services') {
+      this.services.set(key, o);
+      this.lb.putService(key, o);
+    } else {
+      this.slices.set(key, o);
+      this.lb.putSlice(key, o);
+    }
+  }
+
+  /** An object deleted. */
+  delete(kind: EngineObjectKind, key: string): void {
+    if (kind === 'services') {
+      this.services.delete(key);
+      this.lb.deleteService(key);
+    } else {
+      this.slices.delete(key);
+      this.lb.deleteSlice(key);
+    }
+  }
+
   /** One sync of the engine from the current objects, and the summary the data plane needs. */
   sync(): void {
     const t0 = performance.now();
@@ -132,7 +171,8 @@ export class EngineServer {
     const vipKey = vipList.join(',');
     const changed = vipKey !== this.lastVips;
     this.lastVips = vipKey;
-    this.post({ t: 'summary', s: { ...(changed ? { vips: vipList } : {}), nodePorts: [...nodePorts], sockets, goneEndpoints, syncMs, services: services.length } });
+    const lb = this.lb.take();
+    this.post({ t: 'summary', s: { ...(changed ? { vips: vipList } : {}), nodePorts: [...nodePorts], sockets, goneEndpoints, syncMs, services: services.length, slices: this.slices.size, ...(lb ? { lb } : {}) } });
   }
 }
 

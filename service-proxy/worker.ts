@@ -3,13 +3,20 @@
  * ./engine-worker.ts): syncs of 10,000 Services take hundreds of milliseconds,
  * and in here they hold up only first-packet decisions, never the packets of
  * established connections on the agent's thread.
+ *
+ * Given the apiserver (`api`), it is kube-proxy's own process as in a real
+ * cluster: it lists and watches Services and EndpointSlices itself, so the
+ * data plane's thread neither decodes them nor holds them; its first sync
+ * waits for both lists, so no decision is made from half of them.
  */
 import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { monotonicClock } from '../common/clock.ts';
+import { ApiClient } from '../control-plane/client.ts';
+import { Informer } from '../control-plane/informer.ts';
 import { SeededRng } from '../common/rng.ts';
 import { createServiceProxyEngine } from './index.ts';
-import { EngineServer, type EngineWorkerInit, type ToEngine } from './worker-protocol.ts';
+import { EngineServer, type EngineWorkerInit, type FromEngine, type ToEngine } from './worker-protocol.ts';
 
 const init = workerData as EngineWorkerInit;
 // Below the data plane's thread on a busy CPU, as kube-proxy's syncs are below the kernel's packet path: on
@@ -33,13 +40,35 @@ const engine = createServiceProxyEngine(init.mode, {
 const server = new EngineServer(engine, (m) => port.postMessage(m));
 // Syncs queued behind each other collapse into one: the latest objects are what counts.
 let syncDue = false;
-port.on('message', (m: ToEngine) => {
-  if (m.t !== 'sync') return server.handle(m);
-  if (syncDue) return;
+/** False until the worker's own informers have their first lists. */
+let listed = !init.api;
+function syncSoon(): void {
+  if (syncDue || !listed) return;
   syncDue = true;
   setImmediate(() => {
     syncDue = false;
     server.sync();
   });
+}
+port.on('message', (m: ToEngine) => {
+  if (m.t !== 'sync') return server.handle(m);
+  syncSoon();
 });
+if (init.api) {
+  const client = new ApiClient(init.api.url, { credentials: init.api.credentials });
+  // The engine keys objects as `namespace/name` always (a Service is namespaced): the same key for put and delete.
+  const keyOf = (o: { metadata: { namespace?: string; name: string } }) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+  const started = (['services', 'endpointslices'] as const).map((kind) => {
+    const inf = new Informer(client, kind);
+    inf.on('add', (o) => (server.put(kind, keyOf(o), o), syncSoon()));
+    inf.on('update', (_old, o) => (server.put(kind, keyOf(o), o), syncSoon()));
+    inf.on('delete', (o) => (server.delete(kind, keyOf(o)), syncSoon()));
+    inf.on('status', (st) => port.postMessage({ t: 'informer', kind, state: st.state, ...(st.error ? { error: st.error.message } : {}) } satisfies FromEngine));
+    return inf.start();
+  });
+  void Promise.all(started).then(() => {
+    listed = true;
+    syncSoon();
+  });
+}
 port.postMessage({ t: 'ready' });

@@ -13,6 +13,7 @@ import { largeCommunityAttribute, parseLargeCommunities } from '../bgp/index.ts'
 import { BGP_ADVERTISEMENTS, type Advertisement, type IpAddressPool } from '../control-plane/metallb.ts';
 import type { KubeObject, Node } from '../control-plane/types.ts';
 import { CALICO_IPV4_ADDRESS } from '../control-plane/annotations.ts';
+import { loadBalancerServices } from '../edge/lb-services.ts';
 
 const meta = (name: string, ns = 'default') => ({ name, namespace: ns, uid: name, resourceVersion: '1', creationTimestamp: '' });
 const pool = (name: string, addresses: string[]): IpAddressPool => ({ apiVersion: 'metallb.io/v1beta1', kind: 'IPAddressPool', metadata: meta(name, 'metallb-system'), spec: { addresses } });
@@ -21,6 +22,10 @@ const svc = (name: string, ip: string, local = false): KubeObject =>
   ({ apiVersion: 'v1', kind: 'Service', metadata: meta(name), spec: { type: 'LoadBalancer', clusterIP: '10.96.0.50', externalTrafficPolicy: local ? 'Local' : 'Cluster', ports: [{ port: 80, protocol: 'TCP', nodePort: 30080 }] }, status: { loadBalancer: { ingress: [{ ip }] } } });
 const slice = (service: string, nodes: { node: string; ready?: boolean }[]): KubeObject =>
   ({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { ...meta(`${service}-x`), labels: { 'kubernetes.io/service-name': service } }, endpoints: nodes.map((n, i) => ({ addresses: [`10.244.${i}.5`], nodeName: n.node, conditions: { ready: n.ready ?? true } })) }) as unknown as KubeObject;
+
+/** The routes from whole lists of Services and EndpointSlices, through the LoadBalancer Services' summary an agent keeps. */
+const routesOf = (node: string, labels: Record<string, string>, services: KubeObject[], slices: KubeObject[], pools: IpAddressPool[], advs: Advertisement[]) =>
+  bgpLbRoutes(node, labels, loadBalancerServices(services, slices), pools, advs);
 
 test('communities: standard and large parse, out-of-range and malformed do not; aggregation masks', (t) => {
   t.deepEqual(parseCommunity('65000:100'), { standard: (65000 << 16 | 100) >>> 0 });
@@ -54,22 +59,22 @@ test('Cluster: every admitted node announces; Local: only nodes with a ready end
   ];
   const services = [svc('web', '198.51.100.1'), svc('solo', '198.51.100.2', true), svc('elsewhere', '192.0.2.1')];
   const slices = [slice('solo', [{ node: 'node-2' }, { node: 'node-3', ready: false }])];
-  const n1 = bgpLbRoutes('node-1', { rack: 'r1' }, services, slices, pools, advs);
+  const n1 = routesOf('node-1', { rack: 'r1' }, services, slices, pools, advs);
   t.deepEqual(n1, [
     { prefix: '198.51.100.0/28', communities: [], largeCommunities: [], services: ['default/web'] },
     { prefix: '198.51.100.1/32', localPref: 300, communities: [65000 * 65536 + 100, 65000 * 65536 + 200], largeCommunities: [[64512, 7, 9]], services: ['default/web'] },
   ]);
-  const n2 = bgpLbRoutes('node-2', {}, services, slices, pools, advs);
+  const n2 = routesOf('node-2', {}, services, slices, pools, advs);
   t.deepEqual(n2.map((r) => r.prefix), ['198.51.100.1/32', '198.51.100.2/32'], 'node-2: no aggregate (selector), the Local /32 (ready endpoint)');
-  t.deepEqual(bgpLbRoutes('node-3', {}, services, slices, pools, advs).map((r) => r.prefix), ['198.51.100.1/32'], 'node-3: its endpoint is not ready');
+  t.deepEqual(routesOf('node-3', {}, services, slices, pools, advs).map((r) => r.prefix), ['198.51.100.1/32'], 'node-3: its endpoint is not ready');
   // The endpoint goes: node-2 stops announcing the Local address.
-  t.deepEqual(bgpLbRoutes('node-2', {}, services, [slice('solo', [])], pools, advs).map((r) => r.prefix), ['198.51.100.1/32']);
+  t.deepEqual(routesOf('node-2', {}, services, [slice('solo', [])], pools, advs).map((r) => r.prefix), ['198.51.100.1/32']);
   // The Service is being deleted, or its address moves: the old route goes.
   const deleting = { ...services[0], metadata: { ...services[0].metadata, deletionTimestamp: 'now' } };
-  t.deepEqual(bgpLbRoutes('node-3', {}, [deleting], [], pools, advs), []);
-  t.deepEqual(bgpLbRoutes('node-3', {}, [svc('web', '198.51.100.9')], [], pools, advs).map((r) => r.prefix), ['198.51.100.9/32']);
+  t.deepEqual(routesOf('node-3', {}, [deleting], [], pools, advs), []);
+  t.deepEqual(routesOf('node-3', {}, [svc('web', '198.51.100.9')], [], pools, advs).map((r) => r.prefix), ['198.51.100.9/32']);
   // No BGPAdvertisement: nothing.
-  t.deepEqual(bgpLbRoutes('node-1', {}, services, slices, pools, []), []);
+  t.deepEqual(routesOf('node-1', {}, services, slices, pools, []), []);
 });
 
 test('node peers accept a LoadBalancer route from its owner only; external peers get only a node\'s own', (t) => {

@@ -7,9 +7,18 @@
  * - UDP datagrams of one flow sent while its decision is pending are queued,
  *   then all delivered, in order;
  * - a worker that dies is reported, connections meanwhile are dropped and
- *   counted (not a silent blackhole), and the restarted worker decides again.
+ *   counted (not a silent blackhole), and the restarted worker decides again;
+ * - given a real apiserver (127.0.107.0/24 for the node), the worker lists and
+ *   watches for itself, the thread's informers stop at once, and a worker
+ *   restarted after a Service was created while it was down lists it.
  */
 import test from 'ava';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startApiServer } from '../control-plane/apiserver.ts';
+import { ApiClient } from '../control-plane/client.ts';
+import { Informer } from '../control-plane/informer.ts';
 import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
@@ -154,4 +163,52 @@ test.serial("'auto' keeps the engine on the thread for a few Services and moves 
   await eventually(() => kp.engineWorker?.state === 'up', 10_000, 10);
   t.is((await sendProbe(client, { id: 'a2', a: client.ip, b: VIP, protocol: 6, key: 40012, port: 80 }, monotonicClock, { timeoutMs: 5000 })).kind, 'reply');
   t.true(kp.engineWorker!.decisions >= 1);
+});
+
+test.serial('given the apiserver, the worker lists and watches for itself: the thread drops its informers, and a restarted worker lists again', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'podlab-kp-worker-api-'));
+  const server = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir });
+  const api = new ApiClient(server.url, { credentials: server.credentials });
+  t.teardown(async () => {
+    api.close();
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const alive = setInterval(() => {}, 1000);
+  t.teardown(() => clearInterval(alive));
+  const strip = (o: KubeObject) => ({ ...o, metadata: { name: o.metadata.name, namespace: o.metadata.namespace, ...(o.metadata.labels ? { labels: o.metadata.labels } : {}) } });
+  await api.create('services', strip(service), 'default');
+  await api.create('endpointslices', strip(slice), 'default');
+  const dp = new NodeDataPlane({ name: 'node-1', ip: '127.0.107.11', underlayCidr: '127.0.107.0/24', podCIDR: '10.244.1.0/24', vtepMac: '02:00:00:00:6b:01', clusterCidr: '10.244.0.0/16', vxlanPort: 8472, vni: 1, seed: 7, mtu: 1500, clock: monotonicClock, rng: new SeededRng(7) });
+  const client = dp.addPod({ namespace: 'default', name: 'client', uid: 'uid-client', ip: '10.244.1.4' });
+  const web = dp.addPod({ namespace: 'default', name: 'web', uid: 'uid-web', ip: '10.244.1.5' });
+  web.tcp.listen(8080, {}, (s) => s.end());
+  const kp = new KubeProxy(dp, { mode: 'iptables', node: 'node-1', nodeIp: '127.0.107.11', clusterCidr: '10.244.0.0/16', clock: monotonicClock, rng: new SeededRng(3), allowRealBind: () => false, worker: true, api: { url: server.url, credentials: server.credentials } });
+  t.teardown(() => kp.close());
+  const services = new Informer(api, 'services');
+  const slices = new Informer(api, 'endpointslices');
+  await Promise.all([services.start(), slices.start()]);
+  kp.watch(services, slices);
+  // The Service is there: the worker starts, and this side's informers are stopped and let go.
+  t.like(kp.stats(), { engine: 'worker', onThread: { services: 0, endpointslices: 0 } });
+  await synced(kp);
+  const held = services.list().length;
+  await api.create('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'after', namespace: 'default' }, spec: { clusterIP: '10.96.100.11', ports: [{ port: 81, targetPort: 8080, protocol: 'TCP' }] } }, 'default');
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(services.list().length, held, 'a stopped informer takes no new Service');
+  const probe = (b: string, port: number, key: number) => sendProbe(client, { id: `p${key}`, a: client.ip, b, protocol: 6, key, port }, monotonicClock, { timeoutMs: 5000 });
+  t.is((await probe(VIP, 80, 40021)).kind, 'reply');
+  // The worker dies; while it is down a Service and its slice are created: the restarted worker's own list has them.
+  await kp.engineWorker!.thread.terminate();
+  await eventually(() => kp.stats().worker === 'down', 2000, 5);
+  await api.create('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'late', namespace: 'default' }, spec: { clusterIP: '10.96.100.12', ports: [{ port: 82, targetPort: 8080, protocol: 'TCP' }] } }, 'default');
+  await api.create('endpointslices', { ...strip(slice), metadata: { name: 'late-a', namespace: 'default', labels: { 'kubernetes.io/service-name': 'late' } } }, 'default');
+  await eventually(() => kp.stats().worker === 'up', 5000, 20);
+  await eventually(() => kp.wants(0x0a60640c, 82, () => false), 10_000, 10);
+  t.is((await probe('10.96.100.12', 82, 40022)).kind, 'reply');
+  t.is((await probe(VIP, 80, 40023)).kind, 'reply');
+  t.like(kp.stats(), { restarts: 1, onThread: { services: 0, endpointslices: 0 } });
+  t.like(kp.stats(), { services: 3 }, 'the restarted worker holds web, after and late');
+  // web-a and late-a (and whatever slice the apiserver's controller made for web's selector).
+  t.true((kp.stats().endpointslices as number) >= 2, JSON.stringify(kp.stats()));
 });
