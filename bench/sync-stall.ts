@@ -19,10 +19,12 @@ import { Worker } from 'node:worker_threads';
 import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
+import type { PodNet } from '../netstack/pod-net.ts';
 import { ping } from '../pod-tools/ping.ts';
 import { createServiceProxyEngine } from '../service-proxy/index.ts';
 import { EngineWorker } from '../service-proxy/engine-worker.ts';
 import type { EngineSummary } from '../service-proxy/worker-protocol.ts';
+import { pacedPing, type PacedLatency } from './paced-ping.ts';
 import { measure, timeMs, type Measure } from './results.ts';
 import { makeCluster } from './services.ts';
 import { twoNodes } from './two-nodes.ts';
@@ -34,19 +36,26 @@ interface Gaps {
   worst: number;
   /** The 99th percentile of those waits (ms). */
   p99: number;
+  /** Ping latency corrected for coordinated omission, from echoes on a fixed schedule sent meanwhile (./paced-ping.ts). */
+  paced: PacedLatency;
 }
 
 /**
  * The waits (ms) between consecutive echo replies of `count` pings sent 2 ms apart; `during` runs 60 ms after
  * the first. Gaps, not round trips: a stall delays whatever is due while it lasts, whether or not a ping
  * happened to be in flight when it began. With `until`, the pings go on (up to 20,000) until it resolves, and 60 ms more.
+ * Meanwhile echoes on a fixed 2 ms schedule from the same pod give the latency each would have seen from when it
+ * was due (the issue's "ping p99", without the coordinated omission a round trip has).
  */
-async function gaps(pod: Parameters<typeof ping>[0]['pod'], dst: string, during?: () => void, count = 150, until?: Promise<void>): Promise<Gaps> {
+async function gaps(pod: PodNet, dst: string, during?: () => void, count = 150, until?: Promise<void>): Promise<Gaps> {
   const replies: number[] = [];
   let out = '';
   const timer = during ? setTimeout(during, 60) : undefined;
   const stop = new AbortController();
   void until?.then(() => setTimeout(() => stop.abort(), 60));
+  const pacedStop = new AbortController();
+  // Offset by half an interval from ping's echoes, so that the two do not always queue behind each other.
+  const pacedRun = new Promise((r) => setTimeout(r, 1)).then(() => pacedPing(pod, dst, pacedStop.signal));
   await ping({
     pod,
     argv: ['ping', '-c', String(until ? 20_000 : count), '-i', '0.002', dst],
@@ -60,11 +69,14 @@ async function gaps(pod: Parameters<typeof ping>[0]['pod'], dst: string, during?
     rng: new SeededRng(3),
   });
   clearTimeout(timer);
+  pacedStop.abort();
+  const paced = await pacedRun;
+  if (paced.lost > 2) throw new Error(`${paced.lost} of ${paced.latencies.length} paced echoes unanswered`);
   if (replies.length < Math.min(count, 100)) throw new Error(`only ${replies.length} of ${count} pings answered:\n${out.slice(-2000)}`);
   const g: number[] = [];
   for (let i = 1; i < replies.length; i++) g.push(replies[i] - replies[i - 1]);
   g.sort((a, b) => a - b);
-  return { worst: g[g.length - 1], p99: g[Math.floor(g.length * 0.99)] };
+  return { worst: g[g.length - 1], p99: g[Math.floor(g.length * 0.99)], paced };
 }
 
 const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
@@ -133,13 +145,17 @@ export async function benchSyncStall(): Promise<Measure[]> {
 
     const cloneAll = timeMs(() => structuredClone(big.slices), 3);
     const cloneChunk = timeMs(() => structuredClone(big.slices.slice(0, 50)), 50);
-    const note = (g: Gaps) => `p99 gap ${g.p99.toFixed(1)} ms`;
+    const note = (g: Gaps) => `p99 gap ${g.p99.toFixed(1)} ms; ping latency (corrected) p99 ${g.paced.p99.toFixed(1)} ms, max ${g.paced.max.toFixed(1)} ms`;
+    const lat = (g: Gaps) => `max ${g.paced.max.toFixed(1)} ms over ${g.paced.latencies.length} echoes (p99 gap ${g.p99.toFixed(1)} ms); with nothing running max ${wIdle.paced.max.toFixed(1)} ms`;
     return [
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy fully syncs 10,000 Services', full.worst, 'ms', 'the same with nothing else running', idle.worst, `iptables engine in the agent's event loop (the synchronous engine); 150 pings 2 ms apart; ${note(full)}`),
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy resyncs one endpoint change at 10,000 Services', resync.worst, 'ms', 'the same with nothing else running', idle.worst, `the same, a partial sync: unchanged Services are reused; ${note(resync)}`),
       measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker fully syncs 10,000 Services", wFull.worst, 'ms', 'the same with nothing else running', wIdle.worst, `agents' arrangement: 20,000 objects sent to the worker in messages of 50, its sync ${wFull.syncMs.toFixed(0)} ms, ${wFull.coveredMs.toFixed(0)} ms from the first message to the summary back, the pings going on until then; ${note(wFull)}; longest GC pause on the data plane's thread meanwhile ${wFull.gcMs.toFixed(0)} ms`),
       measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker resyncs one endpoint change at 10,000 Services", wResync.worst, 'ms', 'the same with nothing else running', wIdle.worst, `one changed EndpointSlice sent, the worker's partial sync ${wResync.syncMs.toFixed(0)} ms; ${note(wResync)}; longest GC pause on the data plane's thread meanwhile ${wResync.gcMs.toFixed(0)} ms`),
       measure('data plane beside a CPU-bound thread: longest wait between pod ping replies while another thread burns CPU at nice 10', busy.worst, 'ms', 'the same with nothing else running', wIdle.worst, `the control for the worker's figures: a thread doing nothing but a busy loop for ${burnMs} ms (the worker's full sync, feed included); ${note(busy)}`),
+      measure("data plane during control-plane work, engine in a worker: pod ping latency p99 (coordinated-omission corrected) while kube-proxy's worker fully syncs 10,000 Services", wFull.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `echoes due every 2 ms, each reply's time minus when it was due; ${lat(wFull)}`),
+      measure("data plane during control-plane work, engine in a worker: pod ping latency p99 (coordinated-omission corrected) while kube-proxy's worker resyncs one endpoint change at 10,000 Services", wResync.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `the same; ${lat(wResync)}`),
+      measure('data plane beside a CPU-bound thread: pod ping latency p99 (coordinated-omission corrected) while another thread burns CPU at nice 10', busy.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `the control for the two rows above; ${lat(busy)}`),
       measure('kube-proxy worker feed: structured clone of every EndpointSlice at once (10,000 x 10 endpoints)', cloneAll, 'ms', 'one message of 50 EndpointSlices, as the feed sends them', cloneChunk, 'what posting the whole state would hold the data plane for, against the feed\'s largest message'),
     ];
   } finally {
