@@ -43,7 +43,7 @@ interface Gaps {
 /**
  * The waits (ms) between consecutive echo replies of `count` pings sent 2 ms apart; `during` runs 60 ms after
  * the first. Gaps, not round trips: a stall delays whatever is due while it lasts, whether or not a ping
- * happened to be in flight when it began. With `until`, the pings go on (up to 20,000) until it resolves, and 60 ms more.
+ * happened to be in flight when it began. With `until`, the pings go on (up to 20,000) until it resolves, and 60 ms more (and at least `count` of them).
  * Meanwhile echoes on a fixed 2 ms schedule from the same pod give the latency each would have seen from when it
  * was due (the issue's "ping p99", without the coordinated omission a round trip has).
  */
@@ -52,7 +52,9 @@ async function gaps(pod: PodNet, dst: string, during?: () => void, count = 150, 
   let out = '';
   const timer = during ? setTimeout(during, 60) : undefined;
   const stop = new AbortController();
-  void until?.then(() => setTimeout(() => stop.abort(), 60));
+  // Stops 60 ms after `until`, but never before `count` replies (a quick resync would leave too few for a p99).
+  let over = false;
+  void until?.then(() => setTimeout(() => ((over = true), replies.length >= count && stop.abort()), 60));
   const pacedStop = new AbortController();
   // Offset by half an interval from ping's echoes, so that the two do not always queue behind each other.
   const pacedRun = new Promise((r) => setTimeout(r, 1)).then(() => pacedPing(pod, dst, pacedStop.signal));
@@ -62,6 +64,7 @@ async function gaps(pod: PodNet, dst: string, during?: () => void, count = 150, 
     stdout: (s) => {
       out += s;
       for (const line of s.split('\n')) if (/bytes from/.test(line)) replies.push(performance.now());
+      if (over && replies.length >= count) stop.abort();
     },
     stderr: (s) => (out += s),
     signal: stop.signal,
@@ -121,14 +124,21 @@ export async function benchSyncStall(): Promise<Measure[]> {
     });
     const wResync = await during(() => worker!.put('endpointslices', keyOf(changed[5]), changed[5]));
     const wIdle = await gaps(a, '10.244.2.2');
-    // The control: a thread that only burns CPU at the worker's nice 10 for as long as the full sync took, so
+    // The control: a thread that only burns CPU at the worker's priority for as long as the full sync took, so
     // what the cores' sharing costs the pings on this machine shows apart from anything the sync does.
     const burnMs = Math.round(wFull.coveredMs);
+    // Under the same scheduling as the worker (common/thread-priority.ts's choice, repeated here in plain JS).
     const burner = new Worker(
-      `const os = require('node:os'); try { os.setPriority(0, 10); } catch {} const { parentPort } = require('node:worker_threads');
-       parentPort.once('message', (ms) => { const end = Date.now() + ms; let x = 0; while (Date.now() < end) x++; parentPort.postMessage(x); });`,
+      `const { spawnSync } = require('node:child_process'); const fs = require('node:fs'); const os = require('node:os');
+       const tid = fs.readlinkSync('/proc/thread-self').split('/').pop();
+       const idle = process.env.PODLAB_ENGINE_SCHED !== 'nice' && spawnSync('chrt', ['--idle', '--pid', '0', tid], { stdio: 'ignore' }).status === 0;
+       if (!idle) try { os.setPriority(0, process.env.PODLAB_ENGINE_SCHED === 'nice' ? 10 : 19); } catch {}
+       const { parentPort } = require('node:worker_threads');
+       parentPort.postMessage(idle ? 'SCHED_IDLE' : 'nice');
+       parentPort.on('message', (ms) => { const end = Date.now() + ms; let x = 0; while (Date.now() < end) x++; parentPort.postMessage(x); });`,
       { eval: true },
     );
+    const burnerPriority = await new Promise<string>((r) => burner.once('message', r));
     const burnt = new Promise<void>((r) => burner.once('message', () => r()));
     const busy = await gaps(a, '10.244.2.2', () => burner.postMessage(burnMs), 150, burnt);
     await burner.terminate();
@@ -146,16 +156,16 @@ export async function benchSyncStall(): Promise<Measure[]> {
     const cloneAll = timeMs(() => structuredClone(big.slices), 3);
     const cloneChunk = timeMs(() => structuredClone(big.slices.slice(0, 50)), 50);
     const note = (g: Gaps) => `p99 gap ${g.p99.toFixed(1)} ms; ping latency (corrected) p99 ${g.paced.p99.toFixed(1)} ms, max ${g.paced.max.toFixed(1)} ms`;
-    const lat = (g: Gaps) => `max ${g.paced.max.toFixed(1)} ms over ${g.paced.latencies.length} echoes (p99 gap ${g.p99.toFixed(1)} ms); with nothing running max ${wIdle.paced.max.toFixed(1)} ms`;
+    const lat = (g: Gaps) => `max ${g.paced.max.toFixed(1)} ms over ${g.paced.latencies.length} slots (p99 gap ${g.p99.toFixed(1)} ms); with nothing running max ${wIdle.paced.max.toFixed(1)} ms`;
     return [
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy fully syncs 10,000 Services', full.worst, 'ms', 'the same with nothing else running', idle.worst, `iptables engine in the agent's event loop (the synchronous engine); 150 pings 2 ms apart; ${note(full)}`),
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy resyncs one endpoint change at 10,000 Services', resync.worst, 'ms', 'the same with nothing else running', idle.worst, `the same, a partial sync: unchanged Services are reused; ${note(resync)}`),
-      measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker fully syncs 10,000 Services", wFull.worst, 'ms', 'the same with nothing else running', wIdle.worst, `agents' arrangement: 20,000 objects sent to the worker in messages of 50, its sync ${wFull.syncMs.toFixed(0)} ms, ${wFull.coveredMs.toFixed(0)} ms from the first message to the summary back, the pings going on until then; ${note(wFull)}; longest GC pause on the data plane's thread meanwhile ${wFull.gcMs.toFixed(0)} ms`),
+      measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker fully syncs 10,000 Services", wFull.worst, 'ms', 'the same with nothing else running', wIdle.worst, `agents' arrangement (worker thread ${worker.priority}): 20,000 objects sent to the worker in messages of 50, its sync ${wFull.syncMs.toFixed(0)} ms, ${wFull.coveredMs.toFixed(0)} ms from the first message to the summary back, the pings going on until then; ${note(wFull)}; longest GC pause on the data plane's thread meanwhile ${wFull.gcMs.toFixed(0)} ms`),
       measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker resyncs one endpoint change at 10,000 Services", wResync.worst, 'ms', 'the same with nothing else running', wIdle.worst, `one changed EndpointSlice sent, the worker's partial sync ${wResync.syncMs.toFixed(0)} ms; ${note(wResync)}; longest GC pause on the data plane's thread meanwhile ${wResync.gcMs.toFixed(0)} ms`),
-      measure('data plane beside a CPU-bound thread: longest wait between pod ping replies while another thread burns CPU at nice 10', busy.worst, 'ms', 'the same with nothing else running', wIdle.worst, `the control for the worker's figures: a thread doing nothing but a busy loop for ${burnMs} ms (the worker's full sync, feed included); ${note(busy)}`),
+      measure("data plane beside a CPU-bound thread: longest wait between pod ping replies while another thread burns CPU at the worker's priority", busy.worst, 'ms', 'the same with nothing else running', wIdle.worst, `the control for the worker's figures: a thread doing nothing but a busy loop (${burnerPriority}) for ${burnMs} ms (the worker's full sync, feed included); ${note(busy)}`),
       measure("data plane during control-plane work, engine in a worker: pod ping latency p99 (coordinated-omission corrected) while kube-proxy's worker fully syncs 10,000 Services", wFull.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `echoes due every 2 ms, each reply's time minus when it was due; ${lat(wFull)}`),
       measure("data plane during control-plane work, engine in a worker: pod ping latency p99 (coordinated-omission corrected) while kube-proxy's worker resyncs one endpoint change at 10,000 Services", wResync.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `the same; ${lat(wResync)}`),
-      measure('data plane beside a CPU-bound thread: pod ping latency p99 (coordinated-omission corrected) while another thread burns CPU at nice 10', busy.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `the control for the two rows above; ${lat(busy)}`),
+      measure("data plane beside a CPU-bound thread: pod ping latency p99 (coordinated-omission corrected) while another thread burns CPU at the worker's priority", busy.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `the control for the two rows above; ${lat(busy)}`),
       measure('kube-proxy worker feed: structured clone of every EndpointSlice at once (10,000 x 10 endpoints)', cloneAll, 'ms', 'one message of 50 EndpointSlices, as the feed sends them', cloneChunk, 'what posting the whole state would hold the data plane for, against the feed\'s largest message'),
     ];
   } finally {

@@ -56,6 +56,9 @@ export class EngineWorker {
   decisions = 0;
   lastError = '';
   lastSummary?: EngineSummary;
+  /** The worker thread's scheduling and kernel thread id, as it reported them. */
+  priority?: string;
+  tid?: number;
   private worker!: Worker;
   private nextId = 1;
   private readonly decisionsWaiting = new Map<number, Waiting<Decision | null>>();
@@ -144,6 +147,8 @@ export class EngineWorker {
   private onMessage(m: FromEngine): void {
     switch (m.t) {
       case 'ready':
+        this.priority = m.priority;
+        this.tid = m.tid;
         return;
       case 'decision': {
         const w = this.decisionsWaiting.get(m.id);

@@ -4,21 +4,20 @@
  * and in here they hold up only first-packet decisions, never the packets of
  * established connections on the agent's thread.
  */
-import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
+import { lowerThisThread, threadId } from '../common/thread-priority.ts';
 import { createServiceProxyEngine } from './index.ts';
 import { EngineServer, type EngineWorkerInit, type ToEngine } from './worker-protocol.ts';
 
 const init = workerData as EngineWorkerInit;
-// Below the data plane's thread on a busy CPU, as kube-proxy's syncs are below the kernel's packet path: on
-// Linux a nice value is per thread, and 0 names the calling one (this worker's, not the agent's).
-try {
-  os.setPriority(0, 10);
-} catch {
-  /* not permitted here: the same priority, still off the data plane's thread */
-}
+/** A sync's work between two looks at the messages (decisions wait at most about this long, plus one message's handling). */
+const STEP_MS = 4;
+// Below the data plane's thread on a busy CPU, as kube-proxy's syncs are below the kernel's packet path: in
+// SCHED_IDLE a waking data-plane thread preempts this one at once (nice 19 where that cannot be had).
+// PODLAB_ENGINE_SCHED=nice keeps the former nice 10, to measure what the policy buys (bench/sync-stall.ts).
+const priority = process.env.PODLAB_ENGINE_SCHED === 'nice' ? lowerThisThread('nice', 10) : lowerThisThread('idle', 19);
 const port = parentPort!;
 const engine = createServiceProxyEngine(init.mode, {
   nodeName: init.nodeName,
@@ -31,15 +30,25 @@ const engine = createServiceProxyEngine(init.mode, {
   rng: new SeededRng(init.seed),
 });
 const server = new EngineServer(engine, (m) => port.postMessage(m));
-// Syncs queued behind each other collapse into one: the latest objects are what counts.
+// A sync runs in steps of a few ms, with the messages that arrived (decisions above all) handled between them;
+// syncs asked for meanwhile collapse into one after it: the latest objects are what counts.
 let syncDue = false;
+let syncing = false;
+function startSync(): void {
+  syncDue = false;
+  syncing = true;
+  const steps = server.syncSteps(STEP_MS);
+  const step = () => {
+    if (!steps.next().done) return void setImmediate(step);
+    syncing = false;
+    if (syncDue) setImmediate(startSync);
+  };
+  step();
+}
 port.on('message', (m: ToEngine) => {
   if (m.t !== 'sync') return server.handle(m);
   if (syncDue) return;
   syncDue = true;
-  setImmediate(() => {
-    syncDue = false;
-    server.sync();
-  });
+  if (!syncing) setImmediate(startSync);
 });
-port.postMessage({ t: 'ready' });
+port.postMessage({ t: 'ready', priority, tid: threadId() });
