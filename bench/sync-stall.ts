@@ -105,18 +105,31 @@ export async function benchSyncStall(): Promise<Measure[]> {
     const gcWatch = new PerformanceObserver((l) => {
       for (const e of l.getEntries()) gcMax = Math.max(gcMax, e.duration);
     });
-    const during = async (feed: () => void): Promise<Gaps & { syncMs: number; coveredMs: number; gcMs: number }> => {
+    // A new connection's first packet to a ClusterIP, as the agent asks the worker: how long its decision takes.
+    let sport = 20000;
+    const decideMs = async (): Promise<number> => {
+      const t0 = performance.now();
+      await worker!.decide({ src: '10.244.1.2', dst: '10.96.1.1', protocol: 'tcp', sport: sport++, dport: 80, localDst: false, fromLocalPod: true, trace: false });
+      return performance.now() - t0;
+    };
+    /** A decision asked while the feed still goes out (NaN: wait), or after it, while the worker syncs. */
+    const tagged = async (syncing: boolean): Promise<{ syncing: boolean; ms: number }> => ({ syncing, ms: await decideMs() });
+    const during = async (feed: () => void): Promise<Gaps & { syncMs: number; longestStepMs: number; coveredMs: number; gcMs: number; decisions: { syncing: boolean; ms: number }[] }> => {
       summaries = [];
       gcMax = 0;
       gcWatch.observe({ entryTypes: ['gc'] });
       let done = 0;
       let fedAt = 0;
-      const synced = new Promise<void>((r) => (onSummary = () => ((done = performance.now()), r())));
-      const g = await gaps(a, '10.244.2.2', () => ((fedAt = performance.now()), feed()), 150, synced);
+      // Decisions asked every 20 ms from the first message of the feed until the summary is back.
+      const decisions: Promise<{ syncing: boolean; ms: number }>[] = [];
+      let asking: NodeJS.Timeout | undefined;
+      const asked = worker!.syncsAsked;
+      const synced = new Promise<void>((r) => (onSummary = () => ((done = performance.now()), clearInterval(asking), r())));
+      const g = await gaps(a, '10.244.2.2', () => ((fedAt = performance.now()), feed(), (asking = setInterval(() => decisions.push(tagged(worker!.syncsAsked > asked)), 20))), 150, synced);
       if (!done) throw new Error('the worker did not finish its sync within 20,000 pings');
       gcWatch.disconnect();
       const s = summaries[summaries.length - 1];
-      return { ...g, syncMs: s.syncMs, coveredMs: done - fedAt, gcMs: gcMax };
+      return { ...g, syncMs: s.syncMs, longestStepMs: s.longestStepMs ?? NaN, coveredMs: done - fedAt, gcMs: gcMax, decisions: await Promise.all(decisions) };
     };
     const wFull = await during(() => {
       worker!.replace('services', big.services, keyOf);
@@ -124,6 +137,9 @@ export async function benchSyncStall(): Promise<Measure[]> {
     });
     const wResync = await during(() => worker!.put('endpointslices', keyOf(changed[5]), changed[5]));
     const wIdle = await gaps(a, '10.244.2.2');
+    const idleDecisions: number[] = [];
+    for (let i = 0; i < 20; i++) idleDecisions.push(await decideMs());
+    idleDecisions.sort((x, y) => x - y);
     // The control: a thread that only burns CPU at the worker's priority for as long as the full sync took, so
     // what the cores' sharing costs the pings on this machine shows apart from anything the sync does.
     const burnMs = Math.round(wFull.coveredMs);
@@ -155,6 +171,8 @@ export async function benchSyncStall(): Promise<Measure[]> {
 
     const cloneAll = timeMs(() => structuredClone(big.slices), 3);
     const cloneChunk = timeMs(() => structuredClone(big.slices.slice(0, 50)), 50);
+    const duringSync = wFull.decisions.filter((d) => d.syncing).map((d) => d.ms).sort((x, y) => x - y);
+    const duringFeed = wFull.decisions.filter((d) => !d.syncing).map((d) => d.ms).sort((x, y) => x - y);
     const note = (g: Gaps) => `p99 gap ${g.p99.toFixed(1)} ms; ping latency (corrected) p99 ${g.paced.p99.toFixed(1)} ms, max ${g.paced.max.toFixed(1)} ms`;
     const lat = (g: Gaps) => `max ${g.paced.max.toFixed(1)} ms over ${g.paced.latencies.length} slots (p99 gap ${g.p99.toFixed(1)} ms); with nothing running max ${wIdle.paced.max.toFixed(1)} ms`;
     return [
@@ -166,6 +184,7 @@ export async function benchSyncStall(): Promise<Measure[]> {
       measure("data plane during control-plane work, engine in a worker: pod ping latency p99 (coordinated-omission corrected) while kube-proxy's worker fully syncs 10,000 Services", wFull.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `echoes due every 2 ms, each reply's time minus when it was due; ${lat(wFull)}`),
       measure("data plane during control-plane work, engine in a worker: pod ping latency p99 (coordinated-omission corrected) while kube-proxy's worker resyncs one endpoint change at 10,000 Services", wResync.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `the same; ${lat(wResync)}`),
       measure("data plane beside a CPU-bound thread: pod ping latency p99 (coordinated-omission corrected) while another thread burns CPU at the worker's priority", busy.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `the control for the two rows above; ${lat(busy)}`),
+      measure("kube-proxy worker: longest wait for a new ClusterIP connection's first-packet decision while the worker fully syncs 10,000 Services", duringSync[duringSync.length - 1] ?? NaN, 'ms', 'the same with the worker idle', idleDecisions[idleDecisions.length - 1], `decisions asked every 20 ms from the feed's last message to the summary (${duringSync.length} of them, median ${(duringSync[duringSync.length >> 1] ?? NaN).toFixed(1)} ms); the worker's sync ${process.env.PODLAB_ENGINE_SYNC === 'whole' ? 'in one go (PODLAB_ENGINE_SYNC=whole)' : 'in steps, decisions between them from the previous rules'}, ${wFull.syncMs.toFixed(0)} ms of work, its longest step ${wFull.longestStepMs.toFixed(1)} ms; while the feed went out (behind its messages) longest ${(duringFeed[duringFeed.length - 1] ?? NaN).toFixed(1)} ms of ${duringFeed.length}; idle median ${idleDecisions[idleDecisions.length >> 1].toFixed(1)} ms`),
       measure('kube-proxy worker feed: structured clone of every EndpointSlice at once (10,000 x 10 endpoints)', cloneAll, 'ms', 'one message of 50 EndpointSlices, as the feed sends them', cloneChunk, 'what posting the whole state would hold the data plane for, against the feed\'s largest message'),
     ];
   } finally {

@@ -54,6 +54,8 @@ export class EngineWorker {
   state: 'starting' | 'up' | 'down' | 'closed' = 'starting';
   restarts = 0;
   decisions = 0;
+  /** Syncs asked of the worker (each after the last message of a batch of changes). */
+  syncsAsked = 0;
   lastError = '';
   lastSummary?: EngineSummary;
   /** The worker thread's scheduling and kernel thread id, as it reported them. */
@@ -262,6 +264,7 @@ export class EngineWorker {
       this.flushing = setImmediate(() => this.flush());
       return;
     }
+    this.syncsAsked++;
     this.send({ t: 'sync' });
   }
 

@@ -57,6 +57,8 @@ export interface EngineSummary {
   syncMs: number;
   /** From the sync's start to its summary (ms): its steps and the messages handled between them. */
   spanMs?: number;
+  /** The longest step (ms, wall clock): the longest a decision waited on the sync's own work. */
+  longestStepMs?: number;
   services: number;
 }
 
@@ -139,9 +141,16 @@ export class EngineServer {
     let from = t0;
     const services = [...this.services.values()];
     const slices = [...this.slices.values()];
+    let longest = 0;
+    /** Ends a step (before a yield): its length counts. */
+    const stepDone = () => {
+      const now = performance.now();
+      longest = Math.max(longest, now - from);
+      return now - from;
+    };
     if (this.engine.mode === 'iptables' && budgetMs !== Infinity) {
       for (const steps = this.engine.updateSteps(services, slices, budgetMs); !steps.next().done; ) {
-        work += performance.now() - from;
+        work += stepDone();
         yield;
         from = performance.now();
       }
@@ -150,12 +159,14 @@ export class EngineServer {
     // The summary's endpoints (100,000 of them at 10,000 Services) in steps too.
     let until = performance.now() + budgetMs;
     const pause = () => performance.now() >= until;
+    const next = () => ((from = until = performance.now()), (until += budgetMs));
     const { vips, nodePorts, sockets } = serviceAddresses(services, this.engine.proxyPorts());
     const live = new Set<string>();
     for (let i = 0; i < slices.length; i++) {
       if ((i & 255) === 255 && pause()) {
+        stepDone();
         yield;
-        until = performance.now() + budgetMs;
+        next();
       }
       addLiveEndpoints(live, slices[i]);
     }
@@ -163,8 +174,9 @@ export class EngineServer {
     let n = 0;
     for (const e of this.live) {
       if ((++n & 4095) === 0 && pause()) {
+        stepDone();
         yield;
-        until = performance.now() + budgetMs;
+        next();
       }
       if (!live.has(e)) goneEndpoints.push(e);
     }
@@ -173,7 +185,8 @@ export class EngineServer {
     const vipKey = vipList.join(',');
     const changed = vipKey !== this.lastVips;
     this.lastVips = vipKey;
-    this.post({ t: 'summary', s: { ...(changed ? { vips: vipList } : {}), nodePorts: [...nodePorts], sockets, goneEndpoints, syncMs, spanMs: performance.now() - t0, services: services.length } });
+    stepDone();
+    this.post({ t: 'summary', s: { ...(changed ? { vips: vipList } : {}), nodePorts: [...nodePorts], sockets, goneEndpoints, syncMs, spanMs: performance.now() - t0, longestStepMs: longest, services: services.length } });
   }
 }
 

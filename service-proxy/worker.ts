@@ -14,6 +14,8 @@ import { EngineServer, type EngineWorkerInit, type ToEngine } from './worker-pro
 const init = workerData as EngineWorkerInit;
 /** A sync's work between two looks at the messages (decisions wait at most about this long, plus one message's handling). */
 const STEP_MS = 4;
+/** PODLAB_ENGINE_SYNC=whole: each sync in one go, decisions waiting for it (what the steps save: bench/sync-stall.ts). */
+const WHOLE = process.env.PODLAB_ENGINE_SYNC === 'whole';
 // Below the data plane's thread on a busy CPU, as kube-proxy's syncs are below the kernel's packet path: in
 // SCHED_IDLE a waking data-plane thread preempts this one at once (nice 19 where that cannot be had).
 // PODLAB_ENGINE_SCHED=nice keeps the former nice 10, to measure what the policy buys (bench/sync-stall.ts).
@@ -37,7 +39,7 @@ let syncing = false;
 function startSync(): void {
   syncDue = false;
   syncing = true;
-  const steps = server.syncSteps(STEP_MS);
+  const steps = server.syncSteps(WHOLE ? Infinity : STEP_MS);
   const step = () => {
     if (!steps.next().done) return void setImmediate(step);
     syncing = false;
