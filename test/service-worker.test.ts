@@ -7,7 +7,8 @@
  * - UDP datagrams of one flow sent while its decision is pending are queued,
  *   then all delivered, in order;
  * - a worker that dies is reported, connections meanwhile are dropped and
- *   counted (not a silent blackhole), and the restarted worker decides again.
+ *   counted (not a silent blackhole), and the restarted worker decides again;
+ * - the worker's thread is in SCHED_IDLE (as /proc shows it), the agent's not.
  */
 import test from 'ava';
 import { monotonicClock } from '../common/clock.ts';
@@ -16,6 +17,8 @@ import type { KubeObject } from '../control-plane/types.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import { KubeProxy, WORKER_AT_SERVICES } from '../node-agent/kube-proxy.ts';
 import { sendProbe } from '../netstack/trace-probe.ts';
+import { systemTool } from '../common/system-tool.ts';
+import { threadId, threadPolicy } from '../common/thread-priority.ts';
 import { eventually } from './helpers/lab.ts';
 
 const VIP = '10.96.100.10';
@@ -154,4 +157,22 @@ test.serial("'auto' keeps the engine on the thread for a few Services and moves 
   await eventually(() => kp.engineWorker?.state === 'up', 10_000, 10);
   t.is((await sendProbe(client, { id: 'a2', a: client.ip, b: VIP, protocol: 6, key: 40012, port: 80 }, monotonicClock, { timeoutMs: 5000 })).kind, 'reply');
   t.true(kp.engineWorker!.decisions >= 1);
+});
+
+test.serial('the worker thread runs in SCHED_IDLE, below the data plane, and still syncs and decides', async (t) => {
+  if (!systemTool('chrt') || process.platform !== 'linux') {
+    if (process.env.CI === 'true') return t.fail('chrt (util-linux) is needed');
+    t.log('skipped: no chrt here');
+    return t.pass();
+  }
+  const { kp } = node();
+  t.teardown(() => kp.close());
+  await synced(kp);
+  const w = kp.engineWorker!;
+  t.is(w.priority, 'SCHED_IDLE');
+  // /proc's word for the thread, not the worker's own report: policy 5 is SCHED_IDLE; the agent's thread keeps 0.
+  t.is(threadPolicy(w.tid!), 5);
+  t.is(threadPolicy(threadId()!), 0);
+  const d = await w.decide({ src: '10.244.1.4', dst: VIP, protocol: 'tcp', sport: 40999, dport: 80, localDst: false, fromLocalPod: true, trace: false });
+  t.is(d?.kind === 'dnat' ? `${d.to.ip}:${d.to.port}` : String(d?.kind), '10.244.1.5:8080');
 });
