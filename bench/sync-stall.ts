@@ -147,10 +147,11 @@ export async function benchSyncStall(): Promise<Measure[]> {
     const burner = new Worker(
       `const { spawnSync } = require('node:child_process'); const fs = require('node:fs'); const os = require('node:os');
        const tid = fs.readlinkSync('/proc/thread-self').split('/').pop();
-       const idle = process.env.PODLAB_ENGINE_SCHED !== 'nice' && spawnSync('chrt', ['--idle', '--pid', '0', tid], { stdio: 'ignore' }).status === 0;
-       if (!idle) try { os.setPriority(0, process.env.PODLAB_ENGINE_SCHED === 'nice' ? 10 : 19); } catch {}
+       const idle = process.env.PODLAB_ENGINE_SCHED === 'idle' && spawnSync('chrt', ['--idle', '--pid', '0', tid], { stdio: 'ignore' }).status === 0;
+       const nice = process.env.PODLAB_ENGINE_SCHED === 'idle' ? 19 : 10;
+       if (!idle) try { os.setPriority(0, nice); } catch {}
        const { parentPort } = require('node:worker_threads');
-       parentPort.postMessage(idle ? 'SCHED_IDLE' : 'nice');
+       parentPort.postMessage(idle ? 'SCHED_IDLE' : 'nice ' + nice);
        parentPort.on('message', (ms) => { const end = Date.now() + ms; let x = 0; while (Date.now() < end) x++; parentPort.postMessage(x); });`,
       { eval: true },
     );

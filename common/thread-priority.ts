@@ -1,13 +1,15 @@
 /**
  * Lowers the calling thread (a worker thread doing background work) below
- * every ordinary thread of the machine. SCHED_IDLE, not a high nice value: a
+ * the others. SCHED_IDLE puts it below every ordinary thread: a
  * thread of an ordinary policy that wakes up always preempts an idle-policy
  * one at once, whereas against a nice-10 thread the scheduler may let the
  * running one finish its slice first (milliseconds, which the data plane's
  * thread would wait with a packet in hand). An idle-policy thread still gets
  * every cycle no runnable ordinary thread wants, so its work finishes on a
- * busy machine, only later. Linux lets an unprivileged thread move itself to
- * SCHED_IDLE; Node has no call for it, so `chrt` does it for the thread's id.
+ * busy machine, only later, unless the machine's ordinary threads never
+ * rest (then never, which is why kube-proxy's worker stays at nice 10 unless
+ * asked). Linux lets an unprivileged thread move itself to SCHED_IDLE; Node
+ * has no call for it, so `chrt` does it for the thread's id.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -46,11 +48,12 @@ export function lowerThisThread(policy: 'idle' | 'nice' = 'idle', fallbackNice =
   }
 }
 
-/** The policy of a thread of this process as /proc shows it (field 41 of stat: 5 is SCHED_IDLE), for tests. */
-export function threadPolicy(tid: number): number | undefined {
+/** A thread of this process as /proc shows it (stat fields 41 and 19): policy (0 normal, 5 SCHED_IDLE) and nice value; for tests. */
+export function threadSched(tid: number): { policy: number; nice: number } | undefined {
   try {
     const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[41 - 3]);
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { policy: Number(f[41 - 3]), nice: Number(f[19 - 3]) };
   } catch {
     return undefined;
   }

@@ -16,10 +16,10 @@ const init = workerData as EngineWorkerInit;
 const STEP_MS = 4;
 /** PODLAB_ENGINE_SYNC=whole: each sync in one go, decisions waiting for it (what the steps save: bench/sync-stall.ts). */
 const WHOLE = process.env.PODLAB_ENGINE_SYNC === 'whole';
-// Below the data plane's thread on a busy CPU, as kube-proxy's syncs are below the kernel's packet path: in
-// SCHED_IDLE a waking data-plane thread preempts this one at once (nice 19 where that cannot be had).
-// PODLAB_ENGINE_SCHED=nice keeps the former nice 10, to measure what the policy buys (bench/sync-stall.ts).
-const priority = process.env.PODLAB_ENGINE_SCHED === 'nice' ? lowerThisThread('nice', 10) : lowerThisThread('idle', 19);
+// Below the data plane's thread on a busy CPU, as kube-proxy's syncs are below the kernel's packet path: on
+// Linux a nice value is per thread. Not SCHED_IDLE (PODLAB_ENGINE_SCHED=idle, to measure it): there a full sync of
+// 10,000 Services did not finish in 60 s while two of the agent's threads kept the 2 cores busy; at nice 10 it took 4.6 s.
+const priority = process.env.PODLAB_ENGINE_SCHED === 'idle' ? lowerThisThread('idle', 19) : lowerThisThread('nice', 10);
 const port = parentPort!;
 const engine = createServiceProxyEngine(init.mode, {
   nodeName: init.nodeName,

@@ -8,7 +8,8 @@
  *   then all delivered, in order;
  * - a worker that dies is reported, connections meanwhile are dropped and
  *   counted (not a silent blackhole), and the restarted worker decides again;
- * - the worker's thread is in SCHED_IDLE (as /proc shows it), the agent's not.
+ * - the worker's thread runs at nice 10 (as /proc shows it), the agent's at 0;
+ *   a thread can also move itself to SCHED_IDLE.
  */
 import test from 'ava';
 import { monotonicClock } from '../common/clock.ts';
@@ -18,7 +19,8 @@ import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import { KubeProxy, WORKER_AT_SERVICES } from '../node-agent/kube-proxy.ts';
 import { sendProbe } from '../netstack/trace-probe.ts';
 import { systemTool } from '../common/system-tool.ts';
-import { threadId, threadPolicy } from '../common/thread-priority.ts';
+import { startModuleWorker } from '../common/module-worker.ts';
+import { threadId, threadSched } from '../common/thread-priority.ts';
 import { eventually } from './helpers/lab.ts';
 
 const VIP = '10.96.100.10';
@@ -159,20 +161,29 @@ test.serial("'auto' keeps the engine on the thread for a few Services and moves 
   t.true(kp.engineWorker!.decisions >= 1);
 });
 
-test.serial('the worker thread runs in SCHED_IDLE, below the data plane, and still syncs and decides', async (t) => {
+test.serial('the worker thread runs at nice 10, below the data plane (as /proc shows it), and still decides', async (t) => {
+  const { kp } = node();
+  t.teardown(() => kp.close());
+  await synced(kp);
+  const w = kp.engineWorker!;
+  t.is(w.priority, 'nice 10');
+  // /proc's word for the thread, not the worker's own report; the agent's thread keeps nice 0.
+  t.deepEqual(threadSched(w.tid!), { policy: 0, nice: 10 });
+  t.deepEqual(threadSched(threadId()!), { policy: 0, nice: 0 });
+  const d = await w.decide({ src: '10.244.1.4', dst: VIP, protocol: 'tcp', sport: 40999, dport: 80, localDst: false, fromLocalPod: true, trace: false });
+  t.is(d?.kind === 'dnat' ? `${d.to.ip}:${d.to.port}` : String(d?.kind), '10.244.1.5:8080');
+});
+
+test.serial('a thread can put itself in SCHED_IDLE (the PODLAB_ENGINE_SCHED=idle switch), alone', async (t) => {
   if (!systemTool('chrt') || process.platform !== 'linux') {
     if (process.env.CI === 'true') return t.fail('chrt (util-linux) is needed');
     t.log('skipped: no chrt here');
     return t.pass();
   }
-  const { kp } = node();
-  t.teardown(() => kp.close());
-  await synced(kp);
-  const w = kp.engineWorker!;
-  t.is(w.priority, 'SCHED_IDLE');
-  // /proc's word for the thread, not the worker's own report: policy 5 is SCHED_IDLE; the agent's thread keeps 0.
-  t.is(threadPolicy(w.tid!), 5);
-  t.is(threadPolicy(threadId()!), 0);
-  const d = await w.decide({ src: '10.244.1.4', dst: VIP, protocol: 'tcp', sport: 40999, dport: 80, localDst: false, fromLocalPod: true, trace: false });
-  t.is(d?.kind === 'dnat' ? `${d.to.ip}:${d.to.port}` : String(d?.kind), '10.244.1.5:8080');
+  const w = startModuleWorker(import.meta.url, 'helpers/idle-thread');
+  t.teardown(() => void w.terminate());
+  const [got, tid] = await new Promise<[string, number]>((r) => w.once('message', r));
+  t.is(got, 'SCHED_IDLE');
+  t.is(threadSched(tid)?.policy, 5);
+  t.is(threadSched(threadId()!)?.policy, 0);
 });
