@@ -11,9 +11,9 @@
  * asked). Linux lets an unprivileged thread move itself to SCHED_IDLE; Node
  * has no call for it, so `chrt` does it for the thread's id.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
+import { childProcess } from './lazy-builtins.ts';
 import { systemTool } from './system-tool.ts';
 
 export type ThreadPriority = 'SCHED_IDLE' | `nice ${number}` | 'unchanged';
@@ -36,7 +36,7 @@ export function lowerThisThread(policy: 'idle' | 'nice' = 'idle', fallbackNice =
   const tid = threadId();
   const chrt = systemTool('chrt');
   if (policy === 'idle' && tid !== undefined && chrt) {
-    const r = spawnSync(chrt, ['--idle', '--pid', '0', String(tid)], { stdio: 'ignore', timeout: 5000 });
+    const r = childProcess().spawnSync(chrt, ['--idle', '--pid', '0', String(tid)], { stdio: 'ignore', timeout: 5000 });
     if (r.status === 0) return 'SCHED_IDLE';
   }
   try {
