@@ -19,10 +19,12 @@ import { Worker } from 'node:worker_threads';
 import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
+import type { PodNet } from '../netstack/pod-net.ts';
 import { ping } from '../pod-tools/ping.ts';
 import { createServiceProxyEngine } from '../service-proxy/index.ts';
 import { EngineWorker } from '../service-proxy/engine-worker.ts';
 import type { EngineSummary } from '../service-proxy/worker-protocol.ts';
+import { pacedPing, type PacedLatency } from './paced-ping.ts';
 import { measure, timeMs, type Measure } from './results.ts';
 import { makeCluster } from './services.ts';
 import { twoNodes } from './two-nodes.ts';
@@ -34,25 +36,35 @@ interface Gaps {
   worst: number;
   /** The 99th percentile of those waits (ms). */
   p99: number;
+  /** Ping latency corrected for coordinated omission, from echoes on a fixed schedule sent meanwhile (./paced-ping.ts). */
+  paced: PacedLatency;
 }
 
 /**
  * The waits (ms) between consecutive echo replies of `count` pings sent 2 ms apart; `during` runs 60 ms after
  * the first. Gaps, not round trips: a stall delays whatever is due while it lasts, whether or not a ping
- * happened to be in flight when it began. With `until`, the pings go on (up to 20,000) until it resolves, and 60 ms more.
+ * happened to be in flight when it began. With `until`, the pings go on (up to 20,000) until it resolves, and 60 ms more (and at least `count` of them).
+ * Meanwhile echoes on a fixed 2 ms schedule from the same pod give the latency each would have seen from when it
+ * was due (the issue's "ping p99", without the coordinated omission a round trip has).
  */
-async function gaps(pod: Parameters<typeof ping>[0]['pod'], dst: string, during?: () => void, count = 150, until?: Promise<void>): Promise<Gaps> {
+async function gaps(pod: PodNet, dst: string, during?: () => void, count = 150, until?: Promise<void>): Promise<Gaps> {
   const replies: number[] = [];
   let out = '';
   const timer = during ? setTimeout(during, 60) : undefined;
   const stop = new AbortController();
-  void until?.then(() => setTimeout(() => stop.abort(), 60));
+  // Stops 60 ms after `until`, but never before `count` replies (a quick resync would leave too few for a p99).
+  let over = false;
+  void until?.then(() => setTimeout(() => ((over = true), replies.length >= count && stop.abort()), 60));
+  const pacedStop = new AbortController();
+  // Offset by half an interval from ping's echoes, so that the two do not always queue behind each other.
+  const pacedRun = new Promise((r) => setTimeout(r, 1)).then(() => pacedPing(pod, dst, pacedStop.signal));
   await ping({
     pod,
     argv: ['ping', '-c', String(until ? 20_000 : count), '-i', '0.002', dst],
     stdout: (s) => {
       out += s;
       for (const line of s.split('\n')) if (/bytes from/.test(line)) replies.push(performance.now());
+      if (over && replies.length >= count) stop.abort();
     },
     stderr: (s) => (out += s),
     signal: stop.signal,
@@ -60,11 +72,14 @@ async function gaps(pod: Parameters<typeof ping>[0]['pod'], dst: string, during?
     rng: new SeededRng(3),
   });
   clearTimeout(timer);
+  pacedStop.abort();
+  const paced = await pacedRun;
+  if (paced.lost > 2) throw new Error(`${paced.lost} of ${paced.latencies.length} paced echoes unanswered`);
   if (replies.length < Math.min(count, 100)) throw new Error(`only ${replies.length} of ${count} pings answered:\n${out.slice(-2000)}`);
   const g: number[] = [];
   for (let i = 1; i < replies.length; i++) g.push(replies[i] - replies[i - 1]);
   g.sort((a, b) => a - b);
-  return { worst: g[g.length - 1], p99: g[Math.floor(g.length * 0.99)] };
+  return { worst: g[g.length - 1], p99: g[Math.floor(g.length * 0.99)], paced };
 }
 
 const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
@@ -90,18 +105,31 @@ export async function benchSyncStall(): Promise<Measure[]> {
     const gcWatch = new PerformanceObserver((l) => {
       for (const e of l.getEntries()) gcMax = Math.max(gcMax, e.duration);
     });
-    const during = async (feed: () => void): Promise<Gaps & { syncMs: number; coveredMs: number; gcMs: number }> => {
+    // A new connection's first packet to a ClusterIP, as the agent asks the worker: how long its decision takes.
+    let sport = 20000;
+    const decideMs = async (): Promise<number> => {
+      const t0 = performance.now();
+      await worker!.decide({ src: '10.244.1.2', dst: '10.96.1.1', protocol: 'tcp', sport: sport++, dport: 80, localDst: false, fromLocalPod: true, trace: false });
+      return performance.now() - t0;
+    };
+    /** A decision asked while the feed still goes out (NaN: wait), or after it, while the worker syncs. */
+    const tagged = async (syncing: boolean): Promise<{ syncing: boolean; ms: number }> => ({ syncing, ms: await decideMs() });
+    const during = async (feed: () => void): Promise<Gaps & { syncMs: number; longestStepMs: number; coveredMs: number; gcMs: number; decisions: { syncing: boolean; ms: number }[] }> => {
       summaries = [];
       gcMax = 0;
       gcWatch.observe({ entryTypes: ['gc'] });
       let done = 0;
       let fedAt = 0;
-      const synced = new Promise<void>((r) => (onSummary = () => ((done = performance.now()), r())));
-      const g = await gaps(a, '10.244.2.2', () => ((fedAt = performance.now()), feed()), 150, synced);
+      // Decisions asked every 20 ms from the first message of the feed until the summary is back.
+      const decisions: Promise<{ syncing: boolean; ms: number }>[] = [];
+      let asking: NodeJS.Timeout | undefined;
+      const asked = worker!.syncsAsked;
+      const synced = new Promise<void>((r) => (onSummary = () => ((done = performance.now()), clearInterval(asking), r())));
+      const g = await gaps(a, '10.244.2.2', () => ((fedAt = performance.now()), feed(), (asking = setInterval(() => decisions.push(tagged(worker!.syncsAsked > asked)), 20))), 150, synced);
       if (!done) throw new Error('the worker did not finish its sync within 20,000 pings');
       gcWatch.disconnect();
       const s = summaries[summaries.length - 1];
-      return { ...g, syncMs: s.syncMs, coveredMs: done - fedAt, gcMs: gcMax };
+      return { ...g, syncMs: s.syncMs, longestStepMs: s.longestStepMs ?? NaN, coveredMs: done - fedAt, gcMs: gcMax, decisions: await Promise.all(decisions) };
     };
     const wFull = await during(() => {
       worker!.replace('services', big.services, keyOf);
@@ -109,14 +137,25 @@ export async function benchSyncStall(): Promise<Measure[]> {
     });
     const wResync = await during(() => worker!.put('endpointslices', keyOf(changed[5]), changed[5]));
     const wIdle = await gaps(a, '10.244.2.2');
-    // The control: a thread that only burns CPU at the worker's nice 10 for as long as the full sync took, so
+    const idleDecisions: number[] = [];
+    for (let i = 0; i < 20; i++) idleDecisions.push(await decideMs());
+    idleDecisions.sort((x, y) => x - y);
+    // The control: a thread that only burns CPU at the worker's priority for as long as the full sync took, so
     // what the cores' sharing costs the pings on this machine shows apart from anything the sync does.
     const burnMs = Math.round(wFull.coveredMs);
+    // Under the same scheduling as the worker (common/thread-priority.ts's choice, repeated here in plain JS).
     const burner = new Worker(
-      `const os = require('node:os'); try { os.setPriority(0, 10); } catch {} const { parentPort } = require('node:worker_threads');
-       parentPort.once('message', (ms) => { const end = Date.now() + ms; let x = 0; while (Date.now() < end) x++; parentPort.postMessage(x); });`,
+      `const { spawnSync } = require('node:child_process'); const fs = require('node:fs'); const os = require('node:os');
+       const tid = fs.readlinkSync('/proc/thread-self').split('/').pop();
+       const idle = process.env.PODLAB_ENGINE_SCHED === 'idle' && spawnSync('chrt', ['--idle', '--pid', '0', tid], { stdio: 'ignore' }).status === 0;
+       const nice = process.env.PODLAB_ENGINE_SCHED === 'idle' ? 19 : 10;
+       if (!idle) try { os.setPriority(0, nice); } catch {}
+       const { parentPort } = require('node:worker_threads');
+       parentPort.postMessage(idle ? 'SCHED_IDLE' : 'nice ' + nice);
+       parentPort.on('message', (ms) => { const end = Date.now() + ms; let x = 0; while (Date.now() < end) x++; parentPort.postMessage(x); });`,
       { eval: true },
     );
+    const burnerPriority = await new Promise<string>((r) => burner.once('message', r));
     const burnt = new Promise<void>((r) => burner.once('message', () => r()));
     const busy = await gaps(a, '10.244.2.2', () => burner.postMessage(burnMs), 150, burnt);
     await burner.terminate();
@@ -133,13 +172,20 @@ export async function benchSyncStall(): Promise<Measure[]> {
 
     const cloneAll = timeMs(() => structuredClone(big.slices), 3);
     const cloneChunk = timeMs(() => structuredClone(big.slices.slice(0, 50)), 50);
-    const note = (g: Gaps) => `p99 gap ${g.p99.toFixed(1)} ms`;
+    const duringSync = wFull.decisions.filter((d) => d.syncing).map((d) => d.ms).sort((x, y) => x - y);
+    const duringFeed = wFull.decisions.filter((d) => !d.syncing).map((d) => d.ms).sort((x, y) => x - y);
+    const note = (g: Gaps) => `p99 gap ${g.p99.toFixed(1)} ms; ping latency (corrected) p99 ${g.paced.p99.toFixed(1)} ms, max ${g.paced.max.toFixed(1)} ms`;
+    const lat = (g: Gaps) => `max ${g.paced.max.toFixed(1)} ms over ${g.paced.latencies.length} slots (p99 gap ${g.p99.toFixed(1)} ms); with nothing running max ${wIdle.paced.max.toFixed(1)} ms`;
     return [
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy fully syncs 10,000 Services', full.worst, 'ms', 'the same with nothing else running', idle.worst, `iptables engine in the agent's event loop (the synchronous engine); 150 pings 2 ms apart; ${note(full)}`),
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy resyncs one endpoint change at 10,000 Services', resync.worst, 'ms', 'the same with nothing else running', idle.worst, `the same, a partial sync: unchanged Services are reused; ${note(resync)}`),
-      measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker fully syncs 10,000 Services", wFull.worst, 'ms', 'the same with nothing else running', wIdle.worst, `agents' arrangement: 20,000 objects sent to the worker in messages of 50, its sync ${wFull.syncMs.toFixed(0)} ms, ${wFull.coveredMs.toFixed(0)} ms from the first message to the summary back, the pings going on until then; ${note(wFull)}; longest GC pause on the data plane's thread meanwhile ${wFull.gcMs.toFixed(0)} ms`),
+      measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker fully syncs 10,000 Services", wFull.worst, 'ms', 'the same with nothing else running', wIdle.worst, `agents' arrangement (worker thread ${worker.priority}): 20,000 objects sent to the worker in messages of 50, its sync ${wFull.syncMs.toFixed(0)} ms, ${wFull.coveredMs.toFixed(0)} ms from the first message to the summary back, the pings going on until then; ${note(wFull)}; longest GC pause on the data plane's thread meanwhile ${wFull.gcMs.toFixed(0)} ms`),
       measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker resyncs one endpoint change at 10,000 Services", wResync.worst, 'ms', 'the same with nothing else running', wIdle.worst, `one changed EndpointSlice sent, the worker's partial sync ${wResync.syncMs.toFixed(0)} ms; ${note(wResync)}; longest GC pause on the data plane's thread meanwhile ${wResync.gcMs.toFixed(0)} ms`),
-      measure('data plane beside a CPU-bound thread: longest wait between pod ping replies while another thread burns CPU at nice 10', busy.worst, 'ms', 'the same with nothing else running', wIdle.worst, `the control for the worker's figures: a thread doing nothing but a busy loop for ${burnMs} ms (the worker's full sync, feed included); ${note(busy)}`),
+      measure("data plane beside a CPU-bound thread: longest wait between pod ping replies while another thread burns CPU at the worker's priority", busy.worst, 'ms', 'the same with nothing else running', wIdle.worst, `the control for the worker's figures: a thread doing nothing but a busy loop (${burnerPriority}) for ${burnMs} ms (the worker's full sync, feed included); ${note(busy)}`),
+      measure("data plane during control-plane work, engine in a worker: pod ping latency p99 (coordinated-omission corrected) while kube-proxy's worker fully syncs 10,000 Services", wFull.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `echoes due every 2 ms, each reply's time minus when it was due; ${lat(wFull)}`),
+      measure("data plane during control-plane work, engine in a worker: pod ping latency p99 (coordinated-omission corrected) while kube-proxy's worker resyncs one endpoint change at 10,000 Services", wResync.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `the same; ${lat(wResync)}`),
+      measure("data plane beside a CPU-bound thread: pod ping latency p99 (coordinated-omission corrected) while another thread burns CPU at the worker's priority", busy.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `the control for the two rows above; ${lat(busy)}`),
+      measure("kube-proxy worker: longest wait for a new ClusterIP connection's first-packet decision while the worker fully syncs 10,000 Services", duringSync[duringSync.length - 1] ?? NaN, 'ms', 'the same with the worker idle', idleDecisions[idleDecisions.length - 1], `decisions asked every 20 ms from the feed's last message to the summary (${duringSync.length} of them, median ${(duringSync[duringSync.length >> 1] ?? NaN).toFixed(1)} ms); the worker's sync ${process.env.PODLAB_ENGINE_SYNC === 'whole' ? 'in one go (PODLAB_ENGINE_SYNC=whole)' : 'in steps, decisions between them from the previous rules'}, ${wFull.syncMs.toFixed(0)} ms of work, its longest step ${wFull.longestStepMs.toFixed(1)} ms; while the feed went out (behind its messages) longest ${(duringFeed[duringFeed.length - 1] ?? NaN).toFixed(1)} ms of ${duringFeed.length}; idle median ${idleDecisions[idleDecisions.length >> 1].toFixed(1)} ms`),
       measure('kube-proxy worker feed: structured clone of every EndpointSlice at once (10,000 x 10 endpoints)', cloneAll, 'ms', 'one message of 50 EndpointSlices, as the feed sends them', cloneChunk, 'what posting the whole state would hold the data plane for, against the feed\'s largest message'),
     ];
   } finally {

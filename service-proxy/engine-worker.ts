@@ -59,8 +59,13 @@ export class EngineWorker {
   state: 'starting' | 'up' | 'down' | 'closed' = 'starting';
   restarts = 0;
   decisions = 0;
+  /** Syncs asked of the worker (each after the last message of a batch of changes). */
+  syncsAsked = 0;
   lastError = '';
   lastSummary?: EngineSummary;
+  /** The worker thread's scheduling and kernel thread id, as it reported them. */
+  priority?: string;
+  tid?: number;
   private worker!: Worker;
   private nextId = 1;
   private readonly decisionsWaiting = new Map<number, Waiting<Decision | null>>();
@@ -156,6 +161,8 @@ export class EngineWorker {
   private onMessage(m: FromEngine): void {
     switch (m.t) {
       case 'ready':
+        this.priority = m.priority;
+        this.tid = m.tid;
         return;
       case 'decision': {
         const w = this.decisionsWaiting.get(m.id);
@@ -271,6 +278,7 @@ export class EngineWorker {
       this.flushing = setImmediate(() => this.flush());
       return;
     }
+    this.syncsAsked++;
     this.send({ t: 'sync' });
   }
 

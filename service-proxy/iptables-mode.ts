@@ -50,7 +50,7 @@ import {
   type TableData,
   type TableName,
 } from './iptables/rules.ts';
-import { ModelCache, categorizeEndpoints, endpointHashed, externallyAccessible, fingerprint, portProtoHash, type EndpointInfo, type ServicePortInfo } from './model.ts';
+import { ModelCache, runSteps, categorizeEndpoints, endpointHashed, externallyAccessible, fingerprint, portProtoHash, type EndpointInfo, type ServicePortInfo } from './model.ts';
 import { connectionKey, type BackendChoice, type Decision, type EngineOptions, type EngineViews, type ProxyPort, type ServicePacket, type ServiceProxyEngine } from './types.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 
@@ -475,6 +475,9 @@ function builtinJumps(): { filter: Rule[]; nat: Rule[] } {
   };
 }
 
+/** New blocks in a sync above which the chain owners are rebuilt aside rather than updated in the swap. */
+const OWNERS_ASIDE = 1000;
+
 /** The iptables-mode engine. */
 export class IptablesProxier implements ServiceProxyEngine {
   /** No IPVS, no ipsets. */
@@ -488,7 +491,7 @@ export class IptablesProxier implements ServiceProxyEngine {
   /** Per service port (`spn|protocol`), in model order. */
   private blocks = new Map<string, ServiceBlock>();
   /** KUBE-SVC/SVL/EXT chain → its service's block: where a walk leaving a shared chain loads the service's own chains. */
-  private readonly owners = new Map<string, ServiceBlock>();
+  private owners = new Map<string, ServiceBlock>();
   private largeClusterMode = false;
   private readonly models: ModelCache;
   /** Every block's entry rules, in the order the shared chains were last loaded with them. */
@@ -522,6 +525,35 @@ export class IptablesProxier implements ServiceProxyEngine {
     this.apply(this.models.build(services, slices));
   }
 
+  /**
+   * update() in steps of about `budgetMs` of work each (the iterator yields
+   * between them), as kube-proxy has iptables-restore build the new table
+   * while the kernel goes on with the old: until the last step nothing that
+   * decide() or the views read changes, so a decision between steps comes
+   * from the previous, complete rules; the last step swaps the new ones in at
+   * once. Run one at a time, to its end.
+   */
+  *updateSteps(services: readonly KubeObject[], slices: readonly KubeObject[], budgetMs = 4): Generator<void, void, void> {
+    let until = performance.now() + budgetMs;
+    const pause = () => performance.now() >= until;
+    const steps = this.models.steps(services, slices, pause);
+    let model: ServicePortInfo[];
+    for (;;) {
+      const r = steps.next();
+      if (r.done) {
+        model = r.value;
+        break;
+      }
+      yield;
+      until = performance.now() + budgetMs;
+    }
+    const apply = this.applySteps(model, pause);
+    while (!apply.next().done) {
+      yield;
+      until = performance.now() + budgetMs;
+    }
+  }
+
   /** Loads the own chains of the service `chain` belongs to into the walker; false if no service owns it. */
   private load(chain: string): boolean {
     const block = this.owners.get(chain);
@@ -548,55 +580,100 @@ export class IptablesProxier implements ServiceProxyEngine {
 
   /** Renders from an already-built model: only services whose fingerprint changed get new rules. */
   apply(model: ServicePortInfo[]): void {
-    this.model = model;
+    runSteps(this.applySteps(model, () => false));
+  }
+
+  /**
+   * apply() in steps: the new blocks are rendered aside (yielding when
+   * `pause()` says so), and the last step alone changes the engine: blocks,
+   * chain owners, the walker's chains.
+   */
+  private *applySteps(model: ServicePortInfo[], pause: () => boolean): Generator<void, void, void> {
     let total = 0;
     for (const sp of model) total += sp.endpoints.length;
     const large = total > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
-    if (large !== this.largeClusterMode) {
-      for (const b of this.blocks.values()) this.forget(b);
-      this.blocks.clear();
-    }
-    this.largeClusterMode = large;
+    // Crossing the threshold changes every service's rules: none is reused.
+    const prev = large !== this.largeClusterMode ? new Map<string, ServiceBlock>() : this.blocks;
     const cfg: RenderConfig = { ...this.cfgBase, largeClusterMode: large };
     const next = new Map<string, ServiceBlock>();
-    for (const sp of model) {
+    /** New blocks, with the blocks they replace. */
+    const fresh: { block: ServiceBlock; old: ServiceBlock | undefined }[] = [];
+    /** Kept blocks, with the equal service port object they take. */
+    const kept: { block: ServiceBlock; sp: ServicePortInfo }[] = [];
+    for (let i = 0; i < model.length; i++) {
+      if ((i & 31) === 31 && pause()) yield;
+      const sp = model[i];
       const key = `${sp.spn}|${sp.protocol}`;
-      let block = this.blocks.get(key);
+      const old = prev.get(key);
+      let block: ServiceBlock;
       // The same service port object: nothing it depends on changed (ModelCache), no fingerprint to compare.
-      if (!block || (block.sp !== sp && block.fp !== fingerprint(sp))) {
-        const old = block;
-        if (old) this.forget(old);
+      if (!old || (old.sp !== sp && old.fp !== fingerprint(sp))) {
         block = new ServiceBlock(sp, cfg);
         // Most changes are endpoints: the service's own chains change, its KUBE-SERVICES/NODEPORTS/filter rules not.
         if (old && entryText(old.entry) === entryText(block.entry)) block.entry = old.entry;
-        const names = block.entryChains;
-        for (const c of [names.svc, names.svl, names.ext, names.fw]) this.owners.set(c, block);
-      } else block.sp = sp;
-      this.blocks.delete(key);
+        fresh.push({ block, old });
+      } else {
+        block = old;
+        kept.push({ block, sp });
+      }
       next.set(key, block);
     }
-    for (const gone of this.blocks.values()) this.forget(gone);
-    this.blocks = next;
     this.top ??= this.topRules(cfg);
-    this.tablesCache = undefined;
-    this.natSaveCache = undefined;
     // The chains every service writes into (KUBE-SERVICES, KUBE-NODEPORTS, filter) are reloaded whole, and only
     // when one of their rules changed: the same entry objects in the same order mean the same chains.
     const entries = [...next.values()].map((b) => b.entry);
     const loaded = this.loadedEntries;
-    if (loaded && entries.length === loaded.length && entries.every((e, i) => e === loaded[i])) return;
-    this.loadedEntries = entries;
-    const natShared: Rule[] = [...this.top.jumps.nat, ...this.top.natHead];
-    const filterShared: Rule[] = [...this.top.jumps.filter, ...this.top.filterHead];
-    for (const b of next.values()) {
-      for (const r of b.entry.natServiceRules) natShared.push(r);
-      for (const r of b.entry.natNodePortRules) natShared.push(r);
-      for (const r of b.entry.filterRules) filterShared.push(r);
+    let commitNat: (() => void) | undefined;
+    let commitFilter: (() => void) | undefined;
+    if (!loaded || entries.length !== loaded.length || !entries.every((e, i) => e === loaded[i])) {
+      const natShared: Rule[] = [...this.top.jumps.nat, ...this.top.natHead];
+      const filterShared: Rule[] = [...this.top.jumps.filter, ...this.top.filterHead];
+      for (const b of next.values()) {
+        for (const r of b.entry.natServiceRules) natShared.push(r);
+        for (const r of b.entry.natNodePortRules) natShared.push(r);
+        for (const r of b.entry.filterRules) filterShared.push(r);
+      }
+      for (const r of this.top.natTail) natShared.push(r);
+      for (const r of this.top.filterTail) filterShared.push(r);
+      if (pause()) yield;
+      commitNat = yield* this.walker.stageLoad('nat', natShared, pause);
+      commitFilter = yield* this.walker.stageLoad('filter', filterShared, pause);
     }
-    for (const r of this.top.natTail) natShared.push(r);
-    for (const r of this.top.filterTail) filterShared.push(r);
-    this.walker.load('nat', natShared);
-    this.walker.load('filter', filterShared);
+    // Many new blocks (a full sync): the chain owners are built aside too, whole, rather than changed in the swap.
+    let owners: Map<string, ServiceBlock> | undefined;
+    if (fresh.length > OWNERS_ASIDE) {
+      owners = new Map();
+      let i = 0;
+      for (const b of next.values()) {
+        if ((++i & 255) === 0 && pause()) yield;
+        const names = b.entryChains;
+        for (const c of [names.svc, names.svl, names.ext, names.fw]) owners.set(c, b);
+      }
+    }
+    // The swap, in one step: from here on decisions see the new rules.
+    this.model = model;
+    if (owners) {
+      for (const [key, b] of this.blocks) if (next.get(key) !== b) this.unload(b);
+      this.owners = owners;
+    } else {
+      if (large !== this.largeClusterMode) for (const b of this.blocks.values()) this.forget(b);
+      for (const { block, old } of fresh) {
+        if (old) this.forget(old);
+        const names = block.entryChains;
+        for (const c of [names.svc, names.svl, names.ext, names.fw]) this.owners.set(c, block);
+      }
+      for (const [key, b] of this.blocks) if (next.get(key) !== b) this.forget(b);
+    }
+    this.largeClusterMode = large;
+    for (const { block, sp } of kept) block.sp = sp;
+    this.blocks = next;
+    this.tablesCache = undefined;
+    this.natSaveCache = undefined;
+    if (commitNat && commitFilter) {
+      this.loadedEntries = entries;
+      commitNat();
+      commitFilter();
+    }
   }
 
   /** The rules that do not depend on services. */

@@ -321,8 +321,19 @@ export class ModelCache {
   constructor(private readonly nodeName: string) {}
 
   build(services: readonly KubeObject[], slices: readonly KubeObject[]): ServicePortInfo[] {
+    return runSteps(this.steps(services, slices, () => false));
+  }
+
+  /**
+   * build() in steps: it yields whenever `pause()` says so (checked every 64
+   * services), and its cache changes only at the end, so an unfinished build
+   * leaves nothing behind.
+   */
+  *steps(services: readonly KubeObject[], slices: readonly KubeObject[], pause: () => boolean): Generator<void, ServicePortInfo[], void> {
     const bySvc = new Map<string, KubeObject[]>();
-    for (const slice of slices) {
+    for (let i = 0; i < slices.length; i++) {
+      const slice = slices[i];
+      if ((i & 1023) === 1023 && pause()) yield;
       const svcName = slice.metadata.labels?.['kubernetes.io/service-name'];
       if (!svcName) continue;
       const key = `${slice.metadata.namespace ?? 'default'}/${svcName}`;
@@ -332,7 +343,9 @@ export class ModelCache {
     }
     const next = new Map<string, { svc: KubeObject; slices: KubeObject[]; ports: ServicePortInfo[] }>();
     const out: ServicePortInfo[] = [];
-    for (const svc of services) {
+    for (let i = 0; i < services.length; i++) {
+      const svc = services[i];
+      if ((i & 63) === 63 && pause()) yield;
       const key = `${svc.metadata.namespace ?? 'default'}/${svc.metadata.name}`;
       const mine = bySvc.get(key) ?? [];
       const was = this.last.get(key);
@@ -342,6 +355,14 @@ export class ModelCache {
     }
     this.last = next;
     return out;
+  }
+}
+
+/** Runs a stepped computation to its end at once. */
+export function runSteps<T>(steps: Generator<void, T, void>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
   }
 }
 

@@ -64,8 +64,12 @@ export interface EngineSummary {
   sockets: { port: number; proto: 'tcp' | 'udp' }[];
   /** `ip:port` of ready endpoints gone since the last summary: their UDP conntrack entries are flushed. */
   goneEndpoints: string[];
-  /** How long the sync took in the worker (ms). */
+  /** How long the sync took in the worker (ms of work: a sync in steps counts its steps). */
   syncMs: number;
+  /** From the sync's start to its summary (ms): its steps and the messages handled between them. */
+  spanMs?: number;
+  /** The longest step (ms, wall clock): the longest a decision waited on the sync's own work. */
+  longestStepMs?: number;
   services: number;
   /** EndpointSlices the worker holds. */
   slices: number;
@@ -75,7 +79,8 @@ export interface EngineSummary {
 
 /** Worker → data plane. */
 export type FromEngine =
-  | { t: 'ready' }
+  /** Started; its scheduling (common/thread-priority.ts) and kernel thread id. */
+  | { t: 'ready'; priority?: string; tid?: number }
   | { t: 'decision'; id: number; d: Decision | null }
   | { t: 'command'; id: number; out?: string; error?: string }
   | { t: 'summary'; s: EngineSummary }
@@ -159,20 +164,69 @@ export class EngineServer {
 
   /** One sync of the engine from the current objects, and the summary the data plane needs. */
   sync(): void {
+    for (const step = this.syncSteps(Infinity); !step.next().done; );
+  }
+
+  /**
+   * sync() in steps of about `budgetMs` of work (the iterator yields between
+   * them, for the caller to handle messages meanwhile): with the iptables
+   * engine a decision between steps comes from the previous, complete rules
+   * and the last step swaps the new ones in (other engines sync in one step).
+   * Objects that arrive meanwhile wait for the next sync.
+   */
+  *syncSteps(budgetMs = 4): Generator<void, void, void> {
     const t0 = performance.now();
+    let work = 0;
+    let from = t0;
     const services = [...this.services.values()];
-    this.engine.update(services, [...this.slices.values()]);
-    const syncMs = performance.now() - t0;
+    const slices = [...this.slices.values()];
+    let longest = 0;
+    /** Ends a step (before a yield): its length counts. */
+    const stepDone = () => {
+      const now = performance.now();
+      longest = Math.max(longest, now - from);
+      return now - from;
+    };
+    if (this.engine.mode === 'iptables' && budgetMs !== Infinity) {
+      for (const steps = this.engine.updateSteps(services, slices, budgetMs); !steps.next().done; ) {
+        work += stepDone();
+        yield;
+        from = performance.now();
+      }
+    } else this.engine.update(services, slices);
+    const syncMs = work + performance.now() - from;
+    // The summary's endpoints (100,000 of them at 10,000 Services) in steps too.
+    let until = performance.now() + budgetMs;
+    const pause = () => performance.now() >= until;
+    const next = () => ((from = until = performance.now()), (until += budgetMs));
     const { vips, nodePorts, sockets } = serviceAddresses(services, this.engine.proxyPorts());
-    const live = liveEndpoints(this.slices.values());
-    const goneEndpoints = [...this.live].filter((e) => !live.has(e));
+    const live = new Set<string>();
+    for (let i = 0; i < slices.length; i++) {
+      if ((i & 255) === 255 && pause()) {
+        stepDone();
+        yield;
+        next();
+      }
+      addLiveEndpoints(live, slices[i]);
+    }
+    const goneEndpoints: string[] = [];
+    let n = 0;
+    for (const e of this.live) {
+      if ((++n & 4095) === 0 && pause()) {
+        stepDone();
+        yield;
+        next();
+      }
+      if (!live.has(e)) goneEndpoints.push(e);
+    }
     this.live = live;
     const vipList = [...vips].sort((a, b) => a - b);
     const vipKey = vipList.join(',');
     const changed = vipKey !== this.lastVips;
     this.lastVips = vipKey;
+    stepDone();
     const lb = this.lb.take();
-    this.post({ t: 'summary', s: { ...(changed ? { vips: vipList } : {}), nodePorts: [...nodePorts], sockets, goneEndpoints, syncMs, services: services.length, slices: this.slices.size, ...(lb ? { lb } : {}) } });
+    this.post({ t: 'summary', s: { ...(changed ? { vips: vipList } : {}), nodePorts: [...nodePorts], sockets, goneEndpoints, syncMs, spanMs: performance.now() - t0, longestStepMs: longest, services: services.length, slices: this.slices.size, ...(lb ? { lb } : {}) } });
   }
 }
 
@@ -205,9 +259,11 @@ export function serviceAddresses(services: Iterable<KubeObject>, proxyPorts: rea
 /** `ip:port` of every ready endpoint of the slices (kube-proxy flushes UDP conntrack entries of the others). */
 export function liveEndpoints(slices: Iterable<KubeObject>): Set<string> {
   const live = new Set<string>();
-  for (const s of slices) {
-    const sl = s as unknown as { endpoints?: { addresses?: string[]; conditions?: { ready?: boolean } }[]; ports?: { port?: number }[] };
-    for (const e of sl.endpoints ?? []) if (e.conditions?.ready !== false) for (const a of e.addresses ?? []) for (const p of sl.ports ?? []) live.add(`${a}:${p.port}`);
-  }
+  for (const s of slices) addLiveEndpoints(live, s);
   return live;
+}
+
+function addLiveEndpoints(live: Set<string>, s: KubeObject): void {
+  const sl = s as unknown as { endpoints?: { addresses?: string[]; conditions?: { ready?: boolean } }[]; ports?: { port?: number }[] };
+  for (const e of sl.endpoints ?? []) if (e.conditions?.ready !== false) for (const a of e.addresses ?? []) for (const p of sl.ports ?? []) live.add(`${a}:${p.port}`);
 }

@@ -9,23 +9,24 @@
  * data plane's thread neither decodes them nor holds them; its first sync
  * waits for both lists, so no decision is made from half of them.
  */
-import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { monotonicClock } from '../common/clock.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import { SeededRng } from '../common/rng.ts';
+import { lowerThisThread, threadId } from '../common/thread-priority.ts';
 import { createServiceProxyEngine } from './index.ts';
 import { EngineServer, type EngineWorkerInit, type FromEngine, type ToEngine } from './worker-protocol.ts';
 
 const init = workerData as EngineWorkerInit;
+/** A sync's work between two looks at the messages (decisions wait at most about this long, plus one message's handling). */
+const STEP_MS = 4;
+/** PODLAB_ENGINE_SYNC=whole: each sync in one go, decisions waiting for it (what the steps save: bench/sync-stall.ts). */
+const WHOLE = process.env.PODLAB_ENGINE_SYNC === 'whole';
 // Below the data plane's thread on a busy CPU, as kube-proxy's syncs are below the kernel's packet path: on
-// Linux a nice value is per thread, and 0 names the calling one (this worker's, not the agent's).
-try {
-  os.setPriority(0, 10);
-} catch {
-  /* not permitted here: the same priority, still off the data plane's thread */
-}
+// Linux a nice value is per thread. Not SCHED_IDLE (PODLAB_ENGINE_SCHED=idle, to measure it): there a full sync of
+// 10,000 Services did not finish in 60 s while two of the agent's threads kept the 2 cores busy; at nice 10 it took 4.6 s.
+const priority = process.env.PODLAB_ENGINE_SCHED === 'idle' ? lowerThisThread('idle', 19) : lowerThisThread('nice', 10);
 const port = parentPort!;
 const engine = createServiceProxyEngine(init.mode, {
   nodeName: init.nodeName,
@@ -38,17 +39,27 @@ const engine = createServiceProxyEngine(init.mode, {
   rng: new SeededRng(init.seed),
 });
 const server = new EngineServer(engine, (m) => port.postMessage(m));
-// Syncs queued behind each other collapse into one: the latest objects are what counts.
+// A sync runs in steps of a few ms, with the messages that arrived (decisions above all) handled between them;
+// syncs asked for meanwhile collapse into one after it: the latest objects are what counts.
 let syncDue = false;
+let syncing = false;
 /** False until the worker's own informers have their first lists. */
 let listed = !init.api;
+function startSync(): void {
+  syncDue = false;
+  syncing = true;
+  const steps = server.syncSteps(WHOLE ? Infinity : STEP_MS);
+  const step = () => {
+    if (!steps.next().done) return void setImmediate(step);
+    syncing = false;
+    if (syncDue) setImmediate(startSync);
+  };
+  step();
+}
 function syncSoon(): void {
   if (syncDue || !listed) return;
   syncDue = true;
-  setImmediate(() => {
-    syncDue = false;
-    server.sync();
-  });
+  if (!syncing) setImmediate(startSync);
 }
 port.on('message', (m: ToEngine) => {
   if (m.t !== 'sync') return server.handle(m);
@@ -71,4 +82,4 @@ if (init.api) {
     syncSoon();
   });
 }
-port.postMessage({ t: 'ready' });
+port.postMessage({ t: 'ready', priority, tid: threadId() });

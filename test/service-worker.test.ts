@@ -11,7 +11,10 @@
  * - given a real apiserver (127.0.107.0/24 for the node), the worker lists and
  *   watches for itself, the thread's informers stop at once, and a worker
  *   restarted after a Service was created while it was down lists it.
+ * - the worker's thread runs at nice 10 (as /proc shows it), the agent's at 0;
+ *   a thread can also move itself to SCHED_IDLE.
  */
+import { Worker } from 'node:worker_threads';
 import test from 'ava';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +28,8 @@ import type { KubeObject } from '../control-plane/types.ts';
 import { NodeDataPlane } from '../node-agent/dataplane.ts';
 import { KubeProxy, WORKER_AT_SERVICES } from '../node-agent/kube-proxy.ts';
 import { sendProbe } from '../netstack/trace-probe.ts';
+import { systemTool } from '../common/system-tool.ts';
+import { threadId, threadSched } from '../common/thread-priority.ts';
 import { eventually } from './helpers/lab.ts';
 
 const VIP = '10.96.100.10';
@@ -211,4 +216,33 @@ test.serial('given the apiserver, the worker lists and watches for itself: the t
   t.like(kp.stats(), { services: 3 }, 'the restarted worker holds web, after and late');
   // web-a and late-a (and whatever slice the apiserver's controller made for web's selector).
   t.true((kp.stats().endpointslices as number) >= 2, JSON.stringify(kp.stats()));
+});
+
+test.serial('the worker thread runs at nice 10, below the data plane (as /proc shows it), and still decides', async (t) => {
+  const { kp } = node();
+  t.teardown(() => kp.close());
+  await synced(kp);
+  const w = kp.engineWorker!;
+  t.is(w.priority, 'nice 10');
+  // /proc's word for the thread, not the worker's own report; the agent's thread keeps nice 0.
+  t.deepEqual(threadSched(w.tid!), { policy: 0, nice: 10 });
+  t.deepEqual(threadSched(threadId()!), { policy: 0, nice: 0 });
+  const d = await w.decide({ src: '10.244.1.4', dst: VIP, protocol: 'tcp', sport: 40999, dport: 80, localDst: false, fromLocalPod: true, trace: false });
+  t.is(d?.kind === 'dnat' ? `${d.to.ip}:${d.to.port}` : String(d?.kind), '10.244.1.5:8080');
+});
+
+test.serial('a thread can put itself in SCHED_IDLE (the PODLAB_ENGINE_SCHED=idle switch), alone', async (t) => {
+  if (!systemTool('chrt') || process.platform !== 'linux') {
+    if (process.env.CI === 'true') return t.fail('chrt (util-linux) is needed');
+    t.log('skipped: no chrt here');
+    return t.pass();
+  }
+  // From the sources, as common/module-worker.ts starts one (the helper is no bundled entry).
+  const bootstrap = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(new URL('./helpers/idle-thread.ts', import.meta.url).href)}); });`;
+  const w = new Worker(bootstrap, { eval: true, execArgv: [] });
+  t.teardown(() => void w.terminate());
+  const [got, tid] = await new Promise<[string, number]>((r) => w.once('message', r));
+  t.is(got, 'SCHED_IDLE');
+  t.is(threadSched(tid)?.policy, 5);
+  t.is(threadSched(threadId()!)?.policy, 0);
 });

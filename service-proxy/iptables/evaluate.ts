@@ -256,15 +256,25 @@ function dstSlot(dst: number, cap: number): number {
 
 /** The chain's lookup structures (its rules are compiled by the arena it is added to). */
 function indexChain(rules: Rule[]): IndexedChain {
+  return runToEnd(indexChainSteps(rules, () => false));
+}
+
+/** indexChain() in steps, yielding every 1,024 rules or addresses when `pause()` says so (KUBE-SERVICES has one rule per service port). */
+function* indexChainSteps(rules: Rule[], pause: () => boolean): Generator<void, IndexedChain, void> {
   const chain: IndexedChain = { rules, n: rules.length, base: -1, id: -1, byDst: undefined, cands: undefined, byPort: undefined, wild: undefined };
   if (rules.length < INDEX_THRESHOLD) return chain;
   // dst (int32) → [portKey, rule index, ...] in rule order (no Map per address: 10,000 of them).
   const dstBuckets = new Map<number, number[]>();
   const portBuckets = new Map<number, number[]>();
   const wild: number[] = [];
-  rules.forEach((r, i) => {
+  for (let i = 0; i < rules.length; i++) {
+    if ((i & 1023) === 1023 && pause()) yield;
+    const r = rules[i];
     const l4 = l4Of(r);
-    if (!l4 || !r.proto) return wild.push(i);
+    if (!l4 || !r.proto) {
+      wild.push(i);
+      continue;
+    }
     const pk = portKey(l4.proto, l4.dport);
     if (!r.dst) {
       const b = portBuckets.get(pk);
@@ -275,12 +285,14 @@ function indexChain(rules: Rule[]): IndexedChain {
       if (b) b.push(pk, i);
       else dstBuckets.set(r.dst.net | 0, [pk, i]);
     } else wild.push(i);
-  });
+  }
   let cap = 8;
   while (cap < dstBuckets.size * 2) cap *= 2;
   const byDst = new Int32Array(cap * 2).fill(-1);
   const flat: number[] = [];
+  let d = 0;
   for (const [dst, pairs] of dstBuckets) {
+    if ((++d & 1023) === 0 && pause()) yield;
     const start = flat.length;
     flat.push(0);
     for (let j = 0; j < pairs.length; j += 2) {
@@ -333,6 +345,14 @@ export function ipToUint(s: string): number {
   }
   if (dots !== 3 || digits === 0 || octet > 255) return NaN;
   return v * 256 + octet;
+}
+
+/** Runs a stepped computation to its end at once. */
+function runToEnd<T>(steps: Generator<void, T, void>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
 }
 
 /** Groups rules by chain, keeping their order. */
@@ -449,14 +469,39 @@ export class RuleWalker {
    * with {@link setChain} are left alone. Recent lists survive, as in the kernel.
    */
   load(table: TableName, rules: readonly Rule[]): void {
-    const map = this.tables.get(table)!;
+    runToEnd(this.stageLoad(table, rules, () => false))();
+  }
+
+  /**
+   * load() in two parts: the steps (yielding between chains whenever
+   * `pause()` says so) index and compile the new chains aside, where the
+   * arena holds them but no name leads to them, so walks meanwhile see the
+   * old chains; the function they return puts them in place of the old ones
+   * at once, as iptables-restore commits a table. Chains set with
+   * {@link setChain} meanwhile are kept; commit before staging the table again.
+   */
+  *stageLoad(table: TableName, rules: readonly Rule[], pause: () => boolean): Generator<void, () => void, void> {
     const by = groupByChain(rules);
-    const prev = this.loaded.get(table)!;
-    for (const c of prev) if (!by.has(c)) this.put(table, map, c, []);
-    for (const [chain, list] of by) this.put(table, map, chain, list);
-    this.loaded.set(table, new Set(by.keys()));
-    this.removals++;
-    this.maybeCompact(table);
+    const arena = this.arenas.get(table)!;
+    const staged: [string, IndexedChain][] = [];
+    for (const [chain, list] of by) {
+      if (pause()) yield;
+      const c = this.compiled ? yield* indexChainSteps(list, pause) : { rules: list, n: list.length, base: -1, id: -1 };
+      if (this.compiled) arena.add(c);
+      staged.push([chain, c]);
+    }
+    return () => {
+      const map = this.tables.get(table)!;
+      for (const c of this.loaded.get(table)!) if (!by.has(c)) this.put(table, map, c, []);
+      for (const [chain, c] of staged) {
+        const old = map.get(chain);
+        if (old && this.compiled) arena.drop(old);
+        map.set(chain, c);
+      }
+      this.loaded.set(table, new Set(by.keys()));
+      this.removals++;
+      this.maybeCompact(table);
+    };
   }
 
   /** Sets (or with an empty list, removes) one chain: partial syncs touch only the chains of changed services. */
