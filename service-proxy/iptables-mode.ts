@@ -826,11 +826,26 @@ export class IptablesProxier implements ServiceProxyEngine {
     return this.local.has(ip) || inAddr(this.loopback, ip);
   }
 
+  /**
+   * The walker's view of local addresses for the decision being made: one object, its packet's fields set per
+   * decision, rather than a closure made for every first packet (decide() is not re-entered).
+   */
+  private readonly env = {
+    origDst: 0,
+    localDst: false,
+    proxier: this as IptablesProxier,
+    isLocal(ip: number): boolean {
+      return (ip === this.origDst && this.localDst) || this.proxier.isLocal(ip);
+    },
+  };
+
   decide(pkt: ServicePacket): Decision | null {
     const steps: string[] | null = pkt.trace === false ? null : [`${pkt.protocol} ${pkt.src}:${pkt.sport} > ${pkt.dst}:${pkt.dport} enters nat ${pkt.fromHost ? 'OUTPUT (from the node)' : `PREROUTING (${pkt.fromLocalPod ? 'from a local pod' : 'from the network'})`}`];
     const origDst = ipToUint(pkt.dst);
     const w: WalkPacket = { src: ipToUint(pkt.src), srcStr: pkt.src, dst: origDst, dstStr: pkt.dst, proto: pkt.protocol, sport: pkt.sport, dport: pkt.dport, mark: 0, ctDnat: false };
-    const env = { isLocal: (ip: number) => (ip === origDst && pkt.localDst) || this.isLocal(ip) };
+    const env = this.env;
+    env.origDst = origDst;
+    env.localDst = pkt.localDst;
     const v1 = this.walker.walk('nat', pkt.fromHost ? 'OUTPUT' : 'PREROUTING', w, env, steps);
     let dnat: Extract<WalkVerdict, { kind: 'dnat' }> | undefined;
     if (v1.kind === 'dnat') {
