@@ -138,7 +138,7 @@ export function benchServices(modes: readonly ProxyMode[] = MODES): Measure[] {
  * kube-proxy worker runs it.
  */
 export async function benchServicesApart(modes: readonly ProxyMode[] = MODES): Promise<Measure[]> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--json', ...modes], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--json', ...modes], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
