@@ -131,8 +131,9 @@ export class DnsIndex implements ClusterIndex {
     return key === undefined ? undefined : this.services.get(key);
   }
 
+  /** In the order of their keys, so that an address two Services share names the same one however the events came. */
   *servicesWithAddress(ip: string): Iterable<Service> {
-    for (const key of this.byAddress.get(ip)?.keys() ?? []) {
+    for (const key of [...(this.byAddress.get(ip)?.keys() ?? [])].sort()) {
       const s = this.services.get(key);
       if (s) yield s;
     }
