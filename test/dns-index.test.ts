@@ -38,7 +38,10 @@ test('incremental puts and deletes answer as the final lists do', (t) => {
     } else if (r < 4) {
       const key = `${ns}/${pick(NAMES)}`;
       const s = services.get(key);
-      if (s) (services.delete(key), idx.deleteService(s));
+      if (s) {
+        services.delete(key);
+        idx.deleteService(s);
+      }
     } else if (r < 7) {
       const ips = Array.from({ length: rng.int(0, 3) }, () => `10.244.1.${rng.int(1, 8)}`);
       const s = slice(ns, `sl-${rng.int(1, 5)}`, pick(NAMES), ips, rng.int(0, 3) > 0);
@@ -47,7 +50,10 @@ test('incremental puts and deletes answer as the final lists do', (t) => {
     } else if (r < 8) {
       const key = `${ns}/sl-${rng.int(1, 5)}`;
       const s = slices.get(key);
-      if (s) (slices.delete(key), idx.deleteSlice(s));
+      if (s) {
+        slices.delete(key);
+        idx.deleteSlice(s);
+      }
     } else if (r < 9) {
       const n = { metadata: { name: ns } } as KubeObject;
       namespaces.set(ns, n);
