@@ -25,6 +25,7 @@
 import { DnsRcode, DnsType, DNS_CLASS_IN, type DnsMessage, type DnsQuestion, type DnsRecord } from '../../packet/dns.ts';
 import type { EndpointSlice, Service } from '../../control-plane/service-resources.ts';
 import type { KubeObject } from '../../control-plane/types.ts';
+import { DnsIndex } from './dns-index.ts';
 
 export const CLUSTER_DOMAIN = 'cluster.local';
 /** CoreDNS's kubernetes plugin default TTL. */
@@ -32,11 +33,26 @@ export const DNS_TTL = 5;
 /** The negative-answer TTL CoreDNS puts on the SOA (its minimum field too). */
 export const SOA_TTL = 30;
 
-/** The objects the answers come from (an informer cache's lists). */
+/** The objects the answers come from, as lists (tests; an index is built from them per query). */
 export interface ClusterObjects {
   services: readonly Service[];
   slices: readonly EndpointSlice[];
   namespaces: readonly KubeObject[];
+}
+
+/**
+ * The lookups the answers need, each costing about its result, not the
+ * cluster's size (./dns-index.ts keeps one from the informers' events).
+ */
+export interface ClusterIndex {
+  hasNamespace(ns: string): boolean;
+  service(ns: string, name: string): Service | undefined;
+  /** The Service's EndpointSlices (label `kubernetes.io/service-name`), oldest first. */
+  slicesOf(ns: string, svc: string): Iterable<EndpointSlice>;
+  /** The Service whose ClusterIP this is. */
+  serviceByClusterIP(ip: string): Service | undefined;
+  /** The Services with a slice listing this address (ready or not; the caller checks). */
+  servicesWithAddress(ip: string): Iterable<Service>;
 }
 
 interface Endpoint {
@@ -49,11 +65,11 @@ function endpointLabel(hostname: string | undefined, ip: string): string {
   return hostname || ip.replace(/\./g, '-');
 }
 
-function readyEndpoints(o: ClusterObjects, ns: string, svc: string): Endpoint[] {
+function readyEndpoints(o: ClusterIndex, ns: string, svc: string): Endpoint[] {
   const out: Endpoint[] = [];
   const seen = new Set<string>();
-  for (const s of o.slices) {
-    if (s.metadata.namespace !== ns || s.metadata.labels?.['kubernetes.io/service-name'] !== svc || s.addressType !== 'IPv4') continue;
+  for (const s of o.slicesOf(ns, svc)) {
+    if (s.addressType !== 'IPv4') continue;
     for (const e of s.endpoints ?? []) {
       if (e.conditions?.ready === false) continue;
       for (const ip of e.addresses) {
@@ -66,9 +82,8 @@ function readyEndpoints(o: ClusterObjects, ns: string, svc: string): Endpoint[] 
   return out.sort((a, b) => a.ip.localeCompare(b.ip, 'en', { numeric: true }));
 }
 
-function slicePorts(o: ClusterObjects, ns: string, svc: string): { name: string; port: number; protocol: string }[] {
-  for (const s of o.slices) {
-    if (s.metadata.namespace !== ns || s.metadata.labels?.['kubernetes.io/service-name'] !== svc) continue;
+function slicePorts(o: ClusterIndex, ns: string, svc: string): { name: string; port: number; protocol: string }[] {
+  for (const s of o.slicesOf(ns, svc)) {
     return (s.ports ?? []).map((p) => ({ name: p.name ?? '', port: p.port ?? 0, protocol: p.protocol ?? 'TCP' }));
   }
   return [];
@@ -98,7 +113,7 @@ interface Lookup {
 
 const none = (exists: boolean): Lookup => ({ exists, answers: [], additionals: [] });
 
-function lookupForward(o: ClusterObjects, q: DnsQuestion, labels: string[]): Lookup {
+function lookupForward(o: ClusterIndex, q: DnsQuestion, labels: string[]): Lookup {
   // labels are the part before `cluster.local`, lower case, rightmost last.
   const n = labels.length;
   if (n === 0) return none(true);
@@ -106,7 +121,7 @@ function lookupForward(o: ClusterObjects, q: DnsQuestion, labels: string[]): Loo
   if (kind !== 'svc' && kind !== 'pod') return none(false);
   if (n === 1) return none(true);
   const ns = labels[n - 2];
-  if (!o.namespaces.some((x) => x.metadata.name === ns)) return none(false);
+  if (!o.hasNamespace(ns)) return none(false);
   if (n === 2) return none(true);
   if (kind === 'pod') {
     if (n !== 3) return none(false);
@@ -115,7 +130,7 @@ function lookupForward(o: ClusterObjects, q: DnsQuestion, labels: string[]): Loo
     return { exists: true, answers: q.type === DnsType.A ? [a(q.name, m.slice(1).join('.'))] : [], additionals: [] };
   }
   const svcName = labels[n - 3];
-  const svc = o.services.find((s) => s.metadata.namespace === ns && s.metadata.name === svcName);
+  const svc = o.service(ns, svcName);
   if (!svc) return none(false);
   const svcFqdn = `${svcName}.${ns}.svc.${CLUSTER_DOMAIN}`;
   const eps = isHeadless(svc) ? readyEndpoints(o, ns, svcName) : [];
@@ -144,7 +159,7 @@ function lookupForward(o: ClusterObjects, q: DnsQuestion, labels: string[]): Loo
   return none(false);
 }
 
-function srv(o: ClusterObjects, owner: string, svc: Service, svcFqdn: string, eps: Endpoint[], want: { port: string; proto: string } | undefined): Lookup {
+function srv(o: ClusterIndex, owner: string, svc: Service, svcFqdn: string, eps: Endpoint[], want: { port: string; proto: string } | undefined): Lookup {
   const ns = svc.metadata.namespace ?? 'default';
   const ports = isHeadless(svc)
     ? slicePorts(o, ns, svc.metadata.name)
@@ -165,12 +180,11 @@ function srv(o: ClusterObjects, owner: string, svc: Service, svcFqdn: string, ep
   return { exists: true, answers, additionals };
 }
 
-function lookupReverse(o: ClusterObjects, q: DnsQuestion, ip: string): Lookup {
+function lookupReverse(o: ClusterIndex, q: DnsQuestion, ip: string): Lookup {
   const ptr = (target: string): Lookup => ({ exists: true, answers: q.type === DnsType.PTR ? [{ name: q.name, type: DnsType.PTR, class: DNS_CLASS_IN, ttl: DNS_TTL, data: { type: DnsType.PTR, target } }] : [], additionals: [] });
-  for (const s of o.services) {
-    if (s.spec?.clusterIP === ip) return ptr(`${s.metadata.name}.${s.metadata.namespace}.svc.${CLUSTER_DOMAIN}`);
-  }
-  for (const s of o.services) {
+  const byVip = o.serviceByClusterIP(ip);
+  if (byVip) return ptr(`${byVip.metadata.name}.${byVip.metadata.namespace}.svc.${CLUSTER_DOMAIN}`);
+  for (const s of o.servicesWithAddress(ip)) {
     const ns = s.metadata.namespace ?? 'default';
     for (const e of readyEndpoints(o, ns, s.metadata.name)) if (e.ip === ip) return ptr(`${e.name}.${s.metadata.name}.${ns}.svc.${CLUSTER_DOMAIN}`);
   }
@@ -189,7 +203,8 @@ function under(name: string, zone: string): string[] | undefined {
  * The response to `query` (the same id, question and RD bit; AA set for the
  * zones; RA clear, as CoreDNS without `forward`). `serial` is the SOA serial.
  */
-export function answerQuery(o: ClusterObjects, query: DnsMessage, serial: number): DnsMessage {
+export function answerQuery(objects: ClusterIndex | ClusterObjects, query: DnsMessage, serial: number): DnsMessage {
+  const o = 'hasNamespace' in objects ? objects : DnsIndex.of(objects);
   const base: DnsMessage = {
     id: query.id,
     flags: { qr: true, opcode: query.flags.opcode, aa: false, tc: false, rd: query.flags.rd, ra: false, z: false, ad: false, cd: query.flags.cd, rcode: DnsRcode.NOERROR },
