@@ -20,7 +20,7 @@ import { startApiServer } from '../control-plane/apiserver.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { DnsType } from '../packet/dns.ts';
 import { queryDns } from '../pod-tools/resolver.ts';
-import { addPod, makeNode } from '../test/helpers/dataplane.ts';
+import { NodeDataPlane } from '../node-agent/dataplane.ts';
 
 const N = Number(process.argv.find((a) => /^\d+$/.test(a)) ?? 10_000);
 const SLICES = process.argv.includes('--slices');
@@ -59,9 +59,11 @@ if (SLICES) {
 }
 process.stderr.write(`${N} Services${SLICES ? ' and EndpointSlices' : ''} created in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 
-const node = makeNode(1, { net: '127.0.103.0/24' });
-const server = addPod(node, 'coredns', '10.244.1.2');
-const pod = addPod(node, 'client', '10.244.1.3');
+// One node, never started: the client and CoreDNS pods share its cni0, no underlay socket.
+const node = new NodeDataPlane({ name: 'node-1', ip: '127.0.103.11', underlayCidr: '127.0.103.0/24', podCIDR: '10.244.1.0/24', vtepMac: '02:00:00:00:00:01', clusterCidr: '10.244.0.0/16', vxlanPort: 8472, vni: 1, seed: 42, mtu: 1500, clock: monotonicClock, rng: new SeededRng(1) });
+const addPod = (name: string, ip: string) => node.addPod({ namespace: 'default', name, uid: `uid-${name}`, ip });
+const server = addPod('coredns', '10.244.1.2');
+const pod = addPod('client', '10.244.1.3');
 const before = heapMB();
 const app = corednsApp.start(server, { name: 'coredns', image: 'registry.k8s.io/coredns/coredns:v1.11.1', ports: [{ containerPort: 53, protocol: 'UDP' }] }, { podName: 'coredns', nodeName: 'node-1', api: { url: api.url, credentials: api.credentials } });
 const ctx = { pod, argv: [], stdout: () => {}, stderr: () => {}, signal: new AbortController().signal, clock: monotonicClock, rng: new SeededRng(9) };
