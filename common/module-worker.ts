@@ -32,3 +32,77 @@ export function startModuleWorker(entry: string, options: Omit<WorkerOptions, 'e
   const bootstrap = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`;
   return new Worker(bootstrap, { ...options, eval: true, execArgv: [] });
 }
+
+const RESTART_MIN_MS = 500;
+const RESTART_MAX_MS = 30_000;
+
+export interface RestartingWorkerHooks<From> {
+  message(m: From): void;
+  /** After every start, the first included: the new thread holds nothing yet. */
+  started(): void;
+  /** The thread exited (not by `close()`): it is started again after `retryMs`. */
+  exited(reason: string, retryMs: number): void;
+}
+
+/**
+ * A worker thread started again whenever it exits, with backoff: 0.5 s doubling to 30 s, back to 0.5 s once its
+ * owner says a new one is healthy. What kube-proxy's engine and a CoreDNS pod each run beside the data plane;
+ * the owner keeps its own state and says what a restart means for it. Unref'd: the agent's sockets keep the
+ * process alive, and a bare engine or app in a test must not.
+ */
+export class RestartingWorker<From> {
+  restarts = 0;
+  lastError = '';
+  private current!: Worker;
+  private backoff = RESTART_MIN_MS;
+  private timer?: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private readonly entry: string,
+    private readonly workerData: unknown,
+    /** How the exit reason names it ("kube-proxy's engine worker"). */
+    private readonly what: string,
+    private readonly hooks: RestartingWorkerHooks<From>,
+  ) {}
+
+  /** The thread now (tests make it fail). */
+  get thread(): Worker {
+    return this.current;
+  }
+
+  start(): void {
+    const w = startModuleWorker(this.entry, { workerData: this.workerData });
+    this.current = w;
+    w.unref();
+    w.on('message', (m: From) => this.hooks.message(m));
+    w.on('error', (e) => {
+      this.lastError = e.stack ?? String(e);
+    });
+    w.on('exit', (code) => {
+      if (w !== this.current || this.closed) return;
+      const retry = this.backoff;
+      this.backoff = Math.min(this.backoff * 2, RESTART_MAX_MS);
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.restarts++;
+        this.lastError = '';
+        this.start();
+      }, retry);
+      this.timer.unref();
+      this.hooks.exited(`${this.what} exited (code ${code})${this.lastError ? `: ${this.lastError.split('\n')[0]}` : ''}`, retry);
+    });
+    this.hooks.started();
+  }
+
+  /** The thread got what it needs to serve: the next failure starts the backoff anew. */
+  healthy(): void {
+    this.backoff = RESTART_MIN_MS;
+  }
+
+  close(): Promise<number> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    return this.current.terminate();
+  }
+}

@@ -11,7 +11,7 @@
  * itself and nothing is fed from here (a restarted worker lists them anew).
  */
 import type { Worker } from 'node:worker_threads';
-import { startModuleWorker } from '../common/module-worker.ts';
+import { RestartingWorker } from '../common/module-worker.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import type { Decision, ServicePacket } from './types.ts';
 import type { EngineObjectKind, EngineSummary, EngineWorkerInit, FromEngine, ToEngine } from './worker-protocol.ts';
@@ -22,8 +22,6 @@ const CHUNK = 50;
 const SCAN = 1000;
 /** A decision unanswered this long fails (a hung worker must not hold packets for ever). */
 const DECISION_TIMEOUT_MS = 10_000;
-const RESTART_MIN_MS = 500;
-const RESTART_MAX_MS = 30_000;
 
 export interface EngineWorkerHooks {
   /** After each sync in the worker. */
@@ -57,16 +55,14 @@ interface Waiting<T> {
 
 export class EngineWorker {
   state: 'starting' | 'up' | 'down' | 'closed' = 'starting';
-  restarts = 0;
   decisions = 0;
   /** Syncs asked of the worker (each after the last message of a batch of changes). */
   syncsAsked = 0;
-  lastError = '';
   lastSummary?: EngineSummary;
   /** The worker thread's scheduling and kernel thread id, as it reported them. */
   priority?: string;
   tid?: number;
-  private worker!: Worker;
+  private readonly runner: RestartingWorker<FromEngine>;
   private nextId = 1;
   private readonly decisionsWaiting = new Map<number, Waiting<Decision | null>>();
   /**
@@ -82,20 +78,33 @@ export class EngineWorker {
   /** Whole lists being compared with `objects`, a slice per turn. */
   private readonly lists: Partial<Record<EngineObjectKind, PendingList>> = {};
   private flushing?: NodeJS.Immediate;
-  private restartTimer?: NodeJS.Timeout;
   private watchdog?: NodeJS.Timeout;
-  private backoff = RESTART_MIN_MS;
 
   constructor(
     private readonly init: EngineWorkerInit,
     private readonly hooks: EngineWorkerHooks,
   ) {
-    this.spawn();
+    this.runner = new RestartingWorker<FromEngine>('service-proxy/worker.ts', init, "kube-proxy's engine worker", {
+      message: (m) => this.onMessage(m),
+      started: () => this.started(),
+      exited: (reason, retryMs) => this.failed(reason, retryMs),
+    });
+    this.runner.start();
   }
 
   /** The thread, for tests that make it fail. */
   get thread(): Worker {
-    return this.worker;
+    return this.runner.thread;
+  }
+
+  /** Times the thread was started again. */
+  get restarts(): number {
+    return this.runner.restarts;
+  }
+
+  /** The last uncaught error of the thread now, if any. */
+  get lastError(): string {
+    return this.runner.lastError;
   }
 
   /** Objects held on this side for the worker (none when it watches the apiserver itself). */
@@ -108,20 +117,8 @@ export class EngineWorker {
     return this.decisionsWaiting.size + this.commandsWaiting.size;
   }
 
-  private spawn(): void {
-    const w = startModuleWorker('service-proxy/worker.ts', { workerData: this.init });
-    this.worker = w;
+  private started(): void {
     this.state = 'starting';
-    // The agent's other handles keep it alive; a bare engine in a test must not.
-    w.unref();
-    w.on('message', (m: FromEngine) => this.onMessage(m));
-    w.on('error', (e) => {
-      this.lastError = e.stack ?? String(e);
-    });
-    w.on('exit', (code) => {
-      if (w !== this.worker || this.state === 'closed') return;
-      this.failed(`kube-proxy's engine worker exited (code ${code})${this.lastError ? `: ${this.lastError.split('\n')[0]}` : ''}`);
-    });
     // It lists the objects itself.
     if (this.init.api) return;
     // Everything the worker should hold (a new worker holds nothing), then one sync.
@@ -136,7 +133,7 @@ export class EngineWorker {
     this.schedule();
   }
 
-  private failed(reason: string): void {
+  private failed(reason: string, retry: number): void {
     this.state = 'down';
     const err = new Error(reason);
     for (const w of this.decisionsWaiting.values()) w.reject(err);
@@ -146,16 +143,7 @@ export class EngineWorker {
     this.held = [];
     if (this.flushing) clearImmediate(this.flushing);
     this.flushing = undefined;
-    const retry = this.backoff;
-    this.backoff = Math.min(this.backoff * 2, RESTART_MAX_MS);
     this.hooks.down(reason, retry);
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = undefined;
-      this.restarts++;
-      this.lastError = '';
-      this.spawn();
-    }, retry);
-    this.restartTimer.unref();
   }
 
   private onMessage(m: FromEngine): void {
@@ -180,7 +168,7 @@ export class EngineWorker {
       case 'summary':
         if (this.state === 'starting') {
           this.state = 'up';
-          this.backoff = RESTART_MIN_MS;
+          this.runner.healthy();
           for (const h of this.held.splice(0)) this.send(h);
           this.hooks.up?.(this.restarts);
         }
@@ -192,7 +180,7 @@ export class EngineWorker {
   }
 
   private send(m: ToEngine): void {
-    this.worker.postMessage(m);
+    this.runner.thread.postMessage(m);
   }
 
   /** An informer's object added or changed. */
@@ -339,7 +327,6 @@ export class EngineWorker {
   close(): Promise<number> {
     this.state = 'closed';
     if (this.flushing) clearImmediate(this.flushing);
-    if (this.restartTimer) clearTimeout(this.restartTimer);
     if (this.watchdog) clearInterval(this.watchdog);
     const err = new Error("kube-proxy's engine worker is stopped");
     for (const w of this.decisionsWaiting.values()) w.reject(err);
@@ -347,6 +334,6 @@ export class EngineWorker {
     this.decisionsWaiting.clear();
     this.commandsWaiting.clear();
     this.held = [];
-    return this.worker.terminate();
+    return this.runner.close();
   }
 }
