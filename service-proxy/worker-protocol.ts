@@ -87,6 +87,32 @@ export type FromEngine =
   /** The worker's own informers (`api` given): connected, disconnected, relisted. */
   | { t: 'informer'; kind: EngineObjectKind; state: string; error?: string };
 
+/**
+ * What the data plane's thread keeps of the summaries: the service addresses
+ * and NodePorts its netfilter hooks pre-filter on (one lookup per packet).
+ */
+export class ServiceAddressSet {
+  private vips = new Set<number>();
+  private nodePorts = new Set<number>();
+
+  /** A sync's summary. */
+  apply(s: EngineSummary): void {
+    if (s.vips) this.vips = new Set(s.vips);
+    this.nodePorts = new Set(s.nodePorts);
+  }
+
+  /** The thread's own sync (the engine on this thread). */
+  set(vips: Set<number>, nodePorts: Set<number>): void {
+    this.vips = vips;
+    this.nodePorts = nodePorts;
+  }
+
+  /** A service address, or a NodePort on one of the node's addresses. */
+  wants(dst: number, dport: number, isLocal: () => boolean): boolean {
+    return this.vips.has(dst) || (this.nodePorts.has(dport) && isLocal());
+  }
+}
+
 interface SpecLite {
   type?: string;
   clusterIP?: string;
