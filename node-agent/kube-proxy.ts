@@ -46,7 +46,7 @@ import { isValidIpv4 } from '../packet/addr.ts';
 import { createServiceProxyEngine, type Decision, type IpvsSchedulerName, type ProxyMode, type ServicePacket, type ServiceProxyEngine } from '../service-proxy/index.ts';
 import { engineCommand } from '../service-proxy/commands.ts';
 import { EngineWorker } from '../service-proxy/engine-worker.ts';
-import { liveEndpoints, ServiceAddressSet, serviceAddresses, type EngineObjectKind, type EngineSummary } from '../service-proxy/worker-protocol.ts';
+import { liveEndpoints, ServiceAddressSet, serviceAddresses, type EngineObjectKind, type EngineSummary, type NodePortSocket } from '../service-proxy/worker-protocol.ts';
 import type { NodeDataPlane } from './dataplane.ts';
 import type { NatDecision, NatEngine, ServiceNat } from '../netstack/netfilter/service-nat.ts';
 import { TcpStack } from '../netstack/tcp/stack.ts';
@@ -413,7 +413,7 @@ export class KubeProxy implements NatEngine {
     if (!this.lbIndex) this.lbChanged(s.lb);
     this.nat?.rulesChanged();
     if (s.goneEndpoints.length) this.flushStaleUdp(undefined, new Set(s.goneEndpoints));
-    void this.syncNodePorts(s.sockets);
+    if (s.sockets) void this.syncNodePorts(s.sockets);
   }
 
   /** Where the engine is and what it did, for `podlab node NODE stats`. */
@@ -535,7 +535,7 @@ export class KubeProxy implements NatEngine {
   }
 
   /** Real sockets on the node IP at every NodePort (TCP and UDP), opened and closed as Services change. */
-  private async syncNodePorts(sockets: EngineSummary['sockets']): Promise<void> {
+  private async syncNodePorts(sockets: NodePortSocket[]): Promise<void> {
     const want = new Map<string, { port: number; proto: 'tcp' | 'udp' }>();
     for (const s of sockets) want.set(`${s.proto}:${s.port}`, s);
     for (const [k, sock] of this.nodePorts) {
