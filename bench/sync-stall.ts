@@ -1,16 +1,23 @@
 /**
  * What control-plane work costs the data plane: a pod on one in-process node
  * pings a pod on another (real VXLAN datagrams on 127.0.57.0/24) every 2 ms,
- * and the longest wait between two replies is taken while kube-proxy's
+ * and the longest wait between two replies, and the ping latency corrected
+ * for coordinated omission (./paced-ping.ts), are taken while kube-proxy's
  * iptables engine does a full sync of 10,000 Services x 10 endpoints, and
  * while it resyncs after one endpoint changed, against the same with nothing
- * else running; in two arrangements:
- * - the engine in the data plane's event loop (how agents ran it before):
- *   every millisecond of a sync is a millisecond no packet moves;
- * - the engine in its worker thread, as agents run it now
- *   (service-proxy/engine-worker.ts): the data plane's side only sends the
- *   changed objects, in small messages, and takes the summary back; the pings
- *   go on until the worker's sync is done, so the window covers all of it.
+ * else running; in three arrangements:
+ * - as agents run it: the engine's worker thread (service-proxy/engine-worker.ts)
+ *   lists and watches Services and EndpointSlices from an apiserver in a
+ *   child process (./sync-stall-apiserver.ts) that holds 10,000 of each; the
+ *   data plane's thread only gets the summaries. The full sync is the
+ *   worker's start, initial list and sync; the resync follows one
+ *   EndpointSlice patched through the API. Beside it the control: a thread
+ *   that only burns CPU at the worker's priority as long;
+ * - the previous arrangement, after it (its objects live on the data plane's
+ *   heap): the worker fed the 20,000 objects from the data plane's thread in
+ *   messages of 50, and the first-packet decisions asked meanwhile;
+ * - the engine in the data plane's event loop (how agents ran it first):
+ *   every millisecond of a sync is a millisecond no packet moves.
  * Also the cost the worker's feed puts on the sending thread: one structured
  * clone of every EndpointSlice at once against one message of 50.
  */
@@ -20,6 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import v8 from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
@@ -153,7 +161,17 @@ async function apiserverChild(): Promise<{ url: string; credentials: ClientCrede
   }
 }
 
-type SyncWindow = Gaps & { syncMs: number; longestStepMs: number; coveredMs: number; gc: GcPauses; decisions: { syncing: boolean; ms: number }[]; summary: EngineSummary };
+type SyncWindow = Gaps & {
+  syncMs: number;
+  longestStepMs: number;
+  coveredMs: number;
+  gc: GcPauses;
+  decisions: { syncing: boolean; ms: number }[];
+  summary: EngineSummary;
+  summaryCost: { count: number; bytes: number; decodeMs: number; applyMs: number };
+};
+
+const costNote = (w: SyncWindow) => `the thread got ${w.summaryCost.count} summary of ${(w.summaryCost.bytes / 1024).toFixed(1)} KiB (its deserialization ~${w.summaryCost.decodeMs.toFixed(2)} ms, applied in ${w.summaryCost.applyMs.toFixed(2)} ms)`;
 
 export async function benchSyncStall(): Promise<Measure[]> {
   const lab = await twoNodes(`${NET}.0/24`, 57);
@@ -175,7 +193,18 @@ export async function benchSyncStall(): Promise<Measure[]> {
     const addresses = new ServiceAddressSet();
     let onSummary = () => {};
     let summaries: EngineSummary[] = [];
-    const hooks = { summary: (s: EngineSummary) => (addresses.apply(s), summaries.push(s), onSummary()), down: (reason: string) => console.error(reason) };
+    // How long the thread spends applying them (the message's deserialization before the hook: ./summaryCost).
+    let applyMs = 0;
+    const hooks = {
+      summary: (s: EngineSummary) => {
+        const t0 = performance.now();
+        addresses.apply(s);
+        applyMs += performance.now() - t0;
+        summaries.push(s);
+        onSummary();
+      },
+      down: (reason: string) => console.error(reason),
+    };
     // A new connection's first packet to a ClusterIP, as the agent asks the worker: how long its decision takes.
     let sport = 20000;
     const decideMs = async (w: EngineWorker): Promise<number> => {
@@ -189,6 +218,7 @@ export async function benchSyncStall(): Promise<Measure[]> {
      */
     const window = async (start: () => void, w: () => EngineWorker | undefined, syncing: () => boolean = () => true): Promise<SyncWindow> => {
       summaries = [];
+      applyMs = 0;
       const gc = watchGc();
       let done = 0;
       let startedAt = 0;
@@ -204,7 +234,8 @@ export async function benchSyncStall(): Promise<Measure[]> {
           asking = setInterval(() => {
             const s = syncing();
             const wk = w();
-            if (wk) decisions.push(decideMs(wk).then((ms) => ({ syncing: s, ms })));
+            // A decision that failed (the worker's 10 s limit) counts as NaN, never as an unhandled rejection.
+            if (wk) decisions.push(decideMs(wk).then((ms) => ({ syncing: s, ms }), () => ({ syncing: s, ms: NaN })));
           }, 20);
         },
         150,
@@ -212,12 +243,17 @@ export async function benchSyncStall(): Promise<Measure[]> {
       );
       if (!done) throw new Error('the worker did not finish its sync within 20,000 pings');
       const summary = summaries[summaries.length - 1];
-      return { ...g, syncMs: summary.syncMs, longestStepMs: summary.longestStepMs ?? NaN, coveredMs: done - startedAt, gc: gc.stop(), decisions: await Promise.all(decisions), summary };
+      const gcPauses = gc.stop();
+      // What the summaries cost the thread: their structured clone's size, its deserialization (timed again here), the apply.
+      const bufs = summaries.map((x) => v8.serialize(x));
+      const summaryCost = { count: bufs.length, bytes: bufs.reduce((n, b) => n + b.length, 0), decodeMs: bufs.reduce((n, b) => n + timeMs(() => v8.deserialize(b), 5), 0), applyMs };
+      return { ...g, syncMs: summary.syncMs, longestStepMs: summary.longestStepMs ?? NaN, coveredMs: done - startedAt, gc: gcPauses, decisions: await Promise.all(decisions), summary, summaryCost };
     };
 
     // Agents' arrangement: the worker lists and watches the apiserver itself; its first summary ends its initial list and sync.
     const apiInit = { ...init, mode: 'iptables' as const, seed: 1, api: { url: apiserver.url, credentials: apiserver.credentials } };
-    const wFull = await window(() => (worker = new EngineWorker(apiInit, hooks)), () => worker);
+    // No decisions asked: a starting worker holds them until its first sync (none is made from half the objects).
+    const wFull = await window(() => (worker = new EngineWorker(apiInit, hooks)), () => undefined);
     const priority = worker!.priority;
     if (wFull.summary.services !== 10_000 || wFull.summary.slices !== 10_000) throw new Error(`the worker listed ${wFull.summary.services} Services, ${wFull.summary.slices} EndpointSlices`);
     if (!addresses.wants(ipv4ToInt('10.96.1.1'), 1, () => false)) throw new Error('the summary lacks a ClusterIP');
@@ -299,8 +335,8 @@ export async function benchSyncStall(): Promise<Measure[]> {
     return [
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy fully syncs 10,000 Services', full.worst, 'ms', 'the same with nothing else running', idle.worst, `iptables engine in the agent's event loop (the synchronous engine); 150 pings 2 ms apart; ${note(full)}`),
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy resyncs one endpoint change at 10,000 Services', resync.worst, 'ms', 'the same with nothing else running', idle.worst, `the same, a partial sync: unchanged Services are reused; ${note(resync)}`),
-      measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker lists and fully syncs 10,000 Services", wFull.worst, 'ms', 'the same with nothing else running', wIdle.worst, `agents' arrangement: the worker (${priority}, started at the window's start) lists and watches Services and EndpointSlices from an apiserver in a child process holding 10,000 of each, the data plane's thread only gets the summary; its sync ${wFull.syncMs.toFixed(0)} ms, ${wFull.coveredMs.toFixed(0)} ms from the worker's start to the summary back, the pings going on until then; ${note(wFull)}; ${gcNote(wFull.gc)}; load average ${load}`),
-      measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker resyncs one endpoint change at 10,000 Services", wResync.worst, 'ms', 'the same with nothing else running', wIdle.worst, `one EndpointSlice patched through the API, the worker's watch event and partial sync ${wResync.syncMs.toFixed(0)} ms; ${note(wResync)}; ${gcNote(wResync.gc)}; decisions meanwhile longest ${(resyncDecisions[resyncDecisions.length - 1] ?? NaN).toFixed(1)} ms of ${resyncDecisions.length}`),
+      measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker lists and fully syncs 10,000 Services", wFull.worst, 'ms', 'the same with nothing else running', wIdle.worst, `agents' arrangement: the worker (${priority}, started at the window's start) lists and watches Services and EndpointSlices from an apiserver in a child process holding 10,000 of each, the data plane's thread only gets the summary; its sync ${wFull.syncMs.toFixed(0)} ms, ${wFull.coveredMs.toFixed(0)} ms from the worker's start to the summary back, the pings going on until then; ${note(wFull)}; ${gcNote(wFull.gc)}; ${costNote(wFull)}; load average ${load}`),
+      measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker resyncs one endpoint change at 10,000 Services", wResync.worst, 'ms', 'the same with nothing else running', wIdle.worst, `one EndpointSlice patched through the API, the worker's watch event and partial sync ${wResync.syncMs.toFixed(0)} ms; ${note(wResync)}; ${gcNote(wResync.gc)}; ${costNote(wResync)}; decisions meanwhile longest ${(resyncDecisions[resyncDecisions.length - 1] ?? NaN).toFixed(1)} ms of ${resyncDecisions.length}`),
       measure("data plane beside a CPU-bound thread: longest wait between pod ping replies while another thread burns CPU at the worker's priority", busy.worst, 'ms', 'the same with nothing else running', wIdle.worst, `the control for the worker's figures: a thread doing nothing but a busy loop (${burnerPriority}) for ${burnMs} ms (the worker's start, list and full sync); ${note(busy)}; ${gcNote(busyGcPauses)}`),
       measure("data plane during control-plane work, engine in a worker: pod ping latency p99 (coordinated-omission corrected) while kube-proxy's worker lists and fully syncs 10,000 Services", wFull.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `echoes due every 2 ms, each reply's time minus when it was due; ${lat(wFull)}; ${gcNote(wFull.gc)}`),
       measure("data plane during control-plane work, engine in a worker: pod ping latency p99 (coordinated-omission corrected) while kube-proxy's worker resyncs one endpoint change at 10,000 Services", wResync.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `the same; ${lat(wResync)}`),
