@@ -133,8 +133,19 @@ function watchGc(): { stop(): GcPauses } {
 
 const gcNote = (g: GcPauses) => `GC pauses on the data plane's thread meanwhile: longest ${g.max.toFixed(1)} ms, ${g.count} in all, ${g.total.toFixed(0)} ms`;
 
+/** CPU time (user + system, ms) of a process or one of this process's threads, from /proc (USER_HZ 100); NaN if gone. */
+function cpuMs(stat: string): number {
+  try {
+    const f = fs.readFileSync(stat, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 /** The apiserver in a child process, serving 10,000 Services + EndpointSlices (./sync-stall-apiserver.ts). */
-async function apiserverChild(): Promise<{ url: string; credentials: ClientCredentials; filledMs: number; stop(): Promise<void> }> {
+async function apiserverChild(): Promise<{ url: string; credentials: ClientCredentials; filledMs: number; pid: number; stop(): Promise<void> }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-sync-stall-'));
   const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./sync-stall-apiserver.ts', import.meta.url)), dir, '10000', '10'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
@@ -154,7 +165,7 @@ async function apiserverChild(): Promise<{ url: string; credentials: ClientCrede
       });
       void exited.then(() => reject(new Error(`the bench's apiserver exited before serving: ${out}`)));
     });
-    return { ...(JSON.parse(line) as { url: string; credentials: ClientCredentials; filledMs: number }), stop };
+    return { ...(JSON.parse(line) as { url: string; credentials: ClientCredentials; filledMs: number }), pid: child.pid!, stop };
   } catch (e) {
     await stop();
     throw e;
@@ -253,7 +264,11 @@ export async function benchSyncStall(): Promise<Measure[]> {
     // Agents' arrangement: the worker lists and watches the apiserver itself; its first summary ends its initial list and sync.
     const apiInit = { ...init, mode: 'iptables' as const, seed: 1, api: { url: apiserver.url, credentials: apiserver.credentials } };
     // No decisions asked: a starting worker holds them until its first sync (none is made from half the objects).
+    const apiCpu0 = cpuMs(`/proc/${apiserver.pid}/stat`);
     const wFull = await window(() => (worker = new EngineWorker(apiInit, hooks)), () => undefined);
+    // What shared the cores with the data plane meanwhile: the apiserver's list, the worker's decoding and sync.
+    const apiCpu = cpuMs(`/proc/${apiserver.pid}/stat`) - apiCpu0;
+    const workerCpu = cpuMs(`/proc/self/task/${worker!.tid}/stat`);
     const priority = worker!.priority;
     if (wFull.summary.services !== 10_000 || wFull.summary.slices !== 10_000) throw new Error(`the worker listed ${wFull.summary.services} Services, ${wFull.summary.slices} EndpointSlices`);
     if (!addresses.wants(ipv4ToInt('10.96.1.1'), 1, () => false)) throw new Error('the summary lacks a ClusterIP');
@@ -335,7 +350,7 @@ export async function benchSyncStall(): Promise<Measure[]> {
     return [
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy fully syncs 10,000 Services', full.worst, 'ms', 'the same with nothing else running', idle.worst, `iptables engine in the agent's event loop (the synchronous engine); 150 pings 2 ms apart; ${note(full)}`),
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy resyncs one endpoint change at 10,000 Services', resync.worst, 'ms', 'the same with nothing else running', idle.worst, `the same, a partial sync: unchanged Services are reused; ${note(resync)}`),
-      measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker lists and fully syncs 10,000 Services", wFull.worst, 'ms', 'the same with nothing else running', wIdle.worst, `agents' arrangement: the worker (${priority}, started at the window's start) lists and watches Services and EndpointSlices from an apiserver in a child process holding 10,000 of each, the data plane's thread only gets the summary; its sync ${wFull.syncMs.toFixed(0)} ms, ${wFull.coveredMs.toFixed(0)} ms from the worker's start to the summary back, the pings going on until then; ${note(wFull)}; ${gcNote(wFull.gc)}; ${costNote(wFull)}; load average ${load}`),
+      measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker lists and fully syncs 10,000 Services", wFull.worst, 'ms', 'the same with nothing else running', wIdle.worst, `agents' arrangement: the worker (${priority}, started at the window's start) lists and watches Services and EndpointSlices from an apiserver in a child process holding 10,000 of each, the data plane's thread only gets the summary; its sync ${wFull.syncMs.toFixed(0)} ms, ${wFull.coveredMs.toFixed(0)} ms from the worker's start to the summary back, the pings going on until then; ${note(wFull)}; ${gcNote(wFull.gc)}; ${costNote(wFull)}; CPU meanwhile: the apiserver ${apiCpu.toFixed(0)} ms, the worker thread ${workerCpu.toFixed(0)} ms; load average ${load}`),
       measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker resyncs one endpoint change at 10,000 Services", wResync.worst, 'ms', 'the same with nothing else running', wIdle.worst, `one EndpointSlice patched through the API, the worker's watch event and partial sync ${wResync.syncMs.toFixed(0)} ms; ${note(wResync)}; ${gcNote(wResync.gc)}; ${costNote(wResync)}; decisions meanwhile longest ${(resyncDecisions[resyncDecisions.length - 1] ?? NaN).toFixed(1)} ms of ${resyncDecisions.length}`),
       measure("data plane beside a CPU-bound thread: longest wait between pod ping replies while another thread burns CPU at the worker's priority", busy.worst, 'ms', 'the same with nothing else running', wIdle.worst, `the control for the worker's figures: a thread doing nothing but a busy loop (${burnerPriority}) for ${burnMs} ms (the worker's start, list and full sync); ${note(busy)}; ${gcNote(busyGcPauses)}`),
       measure("data plane during control-plane work, engine in a worker: pod ping latency p99 (coordinated-omission corrected) while kube-proxy's worker lists and fully syncs 10,000 Services", wFull.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `echoes due every 2 ms, each reply's time minus when it was due; ${lat(wFull)}; ${gcNote(wFull.gc)}`),
