@@ -9,8 +9,9 @@
  *   between two processes.
  * - TCP: cross-node pod-to-pod throughput and connection cost versus raw Node TCP (bench/tcp.ts).
  * - BGP: convergence at 10 and 30 nodes, full mesh versus route reflectors (bench/bgp.ts).
- * - The data plane during control-plane work: the worst pod ping round trip while
- *   kube-proxy syncs 10,000 Services in the same event loop (bench/sync-stall.ts).
+ * - The data plane during control-plane work: pod ping gaps and latency while
+ *   kube-proxy's worker lists and syncs 10,000 Services from an apiserver in a
+ *   child process, and while the engine syncs in the same event loop (bench/sync-stall.ts).
  * - Capture: the data path's rate with capture support idle versus the same
  *   path with the hooks removed, and while capturing (bench/capture.ts).
  * - The raw-frame wire (root): bgp pod echo over raw frames versus the UDP wire (bench/netns-wire.ts).

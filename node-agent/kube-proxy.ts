@@ -46,7 +46,7 @@ import { isValidIpv4 } from '../packet/addr.ts';
 import { createServiceProxyEngine, type Decision, type IpvsSchedulerName, type ProxyMode, type ServicePacket, type ServiceProxyEngine } from '../service-proxy/index.ts';
 import { engineCommand } from '../service-proxy/commands.ts';
 import { EngineWorker } from '../service-proxy/engine-worker.ts';
-import { liveEndpoints, serviceAddresses, type EngineObjectKind, type EngineSummary } from '../service-proxy/worker-protocol.ts';
+import { liveEndpoints, ServiceAddressSet, serviceAddresses, type EngineObjectKind, type EngineSummary, type NodePortSocket } from '../service-proxy/worker-protocol.ts';
 import type { NodeDataPlane } from './dataplane.ts';
 import type { NatDecision, NatEngine, ServiceNat } from '../netstack/netfilter/service-nat.ts';
 import { TcpStack } from '../netstack/tcp/stack.ts';
@@ -190,8 +190,7 @@ export class KubeProxy implements NatEngine {
   private slices: readonly KubeObject[] = [];
   private pending?: NodeJS.Immediate;
   /** ClusterIPs (as integers) and NodePorts of the current Services: the netfilter hooks' pre-filter. */
-  private vips = new Set<number>();
-  private nodePortNumbers = new Set<number>();
+  private readonly addresses = new ServiceAddressSet();
   private readonly nat?: ServiceNat;
   /** Inside addresses of real clients of the NodePort and LoadBalancer edges. */
   readonly clients: ExternalClients;
@@ -402,8 +401,7 @@ export class KubeProxy implements NatEngine {
     e.update(this.services, this.slices);
     this.nat?.rulesChanged();
     const { vips, nodePorts, sockets } = serviceAddresses(this.services, e.proxyPorts());
-    this.vips = vips;
-    this.nodePortNumbers = nodePorts;
+    this.addresses.set(vips, nodePorts);
     this.flushStaleUdp(liveEndpoints(this.slices));
     this.syncUserspaceListeners(e);
     void this.syncNodePorts(sockets);
@@ -411,12 +409,11 @@ export class KubeProxy implements NatEngine {
 
   /** A sync in the worker finished: what this side keeps of it. */
   private applySummary(s: EngineSummary): void {
-    if (s.vips) this.vips = new Set(s.vips);
+    this.addresses.apply(s);
     if (!this.lbIndex) this.lbChanged(s.lb);
-    this.nodePortNumbers = new Set(s.nodePorts);
     this.nat?.rulesChanged();
     if (s.goneEndpoints.length) this.flushStaleUdp(undefined, new Set(s.goneEndpoints));
-    void this.syncNodePorts(s.sockets);
+    if (s.sockets) void this.syncNodePorts(s.sockets);
   }
 
   /** Where the engine is and what it did, for `podlab node NODE stats`. */
@@ -436,7 +433,7 @@ export class KubeProxy implements NatEngine {
   }
 
   wants(dst: number, dport: number, isLocal: () => boolean): boolean {
-    return this.vips.has(dst) || (this.nodePortNumbers.has(dport) && isLocal());
+    return this.addresses.wants(dst, dport, isLocal);
   }
 
   /** The netfilter hooks' question: what to do with the first packet of a connection (later, from the worker). */
@@ -538,7 +535,7 @@ export class KubeProxy implements NatEngine {
   }
 
   /** Real sockets on the node IP at every NodePort (TCP and UDP), opened and closed as Services change. */
-  private async syncNodePorts(sockets: EngineSummary['sockets']): Promise<void> {
+  private async syncNodePorts(sockets: NodePortSocket[]): Promise<void> {
     const want = new Map<string, { port: number; proto: 'tcp' | 'udp' }>();
     for (const s of sockets) want.set(`${s.proto}:${s.port}`, s);
     for (const [k, sock] of this.nodePorts) {

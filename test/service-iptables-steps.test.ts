@@ -12,7 +12,8 @@ import test from 'ava';
 import type { KubeObject } from '../control-plane/types.ts';
 import { createServiceProxyEngine, type Decision } from '../service-proxy/index.ts';
 import type { IptablesProxier } from '../service-proxy/iptables-mode.ts';
-import { EngineServer, type FromEngine } from '../service-proxy/worker-protocol.ts';
+import { ipv4ToInt } from '../packet/addr.ts';
+import { EngineServer, ServiceAddressSet, type EngineSummary, type FromEngine } from '../service-proxy/worker-protocol.ts';
 import { engineOpts, pkt, slice, svc } from './helpers/service-fixtures.ts';
 
 const WEB_VIP = '10.96.0.10';
@@ -124,4 +125,50 @@ test("the worker's EngineServer answers a decision between a sync's steps from t
   ask();
   const last = posted[posted.length - 1];
   t.is(last.t === 'decision' ? dnatTo(last.d) : '', '10.244.3.7:8080');
+});
+
+test("the worker's summaries carry only what changed: the data plane's pre-filter applied from them is the Services' own, and a restarted worker's first summary replaces it", (t) => {
+  const posted: FromEngine[] = [];
+  const post = (m: FromEngine) => posted.push(m);
+  let server = new EngineServer(iptables(), post);
+  const addresses = new ServiceAddressSet();
+  const summaries = (): EngineSummary[] => posted.flatMap((m) => (m.t === 'summary' ? [m.s] : []));
+  const nodePort = (name: string, ip: string, port: number) => svc(name, { type: 'NodePort', clusterIP: ip, ports: [{ name: 'http', port: 80, nodePort: port }] });
+  const kept = others(300);
+  const syncWith = (services: KubeObject[]) => {
+    posted.length = 0;
+    server.handle({ t: 'objects', kind: 'services', put: services, del: [] });
+    server.sync();
+    const [s] = summaries();
+    addresses.apply(s);
+    return s;
+  };
+  const first = syncWith([...kept.services, nodePort('np-a', '10.96.9.1', 30001)]);
+  t.is(first.vips?.add.length, 301);
+  t.true(first.vips?.reset);
+  t.deepEqual(first.nodePorts, { add: Uint32Array.of(30001), del: Uint32Array.of(), reset: true });
+  t.deepEqual(first.sockets, [{ port: 30001, proto: 'tcp' }]);
+  // Unchanged Services: nothing of them goes to the thread.
+  const same = syncWith([]);
+  t.deepEqual([same.vips, same.nodePorts, same.sockets], [undefined, undefined, undefined]);
+  // One NodePort Service replaced by another: just that.
+  server.handle({ t: 'objects', kind: 'services', put: [], del: ['default/np-a'] });
+  const swapped = syncWith([nodePort('np-b', '10.96.9.2', 30002)]);
+  t.deepEqual(swapped.vips, { add: Uint32Array.of(ipv4ToInt('10.96.9.2')), del: Uint32Array.of(ipv4ToInt('10.96.9.1')) });
+  t.deepEqual(swapped.nodePorts, { add: Uint32Array.of(30002), del: Uint32Array.of(30001) });
+  t.deepEqual(swapped.sockets, [{ port: 30002, proto: 'tcp' }]);
+  const local = () => true;
+  t.false(addresses.wants(ipv4ToInt('10.96.9.1'), 80, local));
+  t.true(addresses.wants(ipv4ToInt('10.96.9.2'), 80, local));
+  t.true(addresses.wants(ipv4ToInt('10.96.1.7'), 80, local));
+  t.false(addresses.wants(ipv4ToInt('10.1.1.1'), 30001, local));
+  t.true(addresses.wants(ipv4ToInt('10.1.1.1'), 30002, local));
+  // A restarted worker (a new server) holding fewer Services: its first summary replaces the thread's sets.
+  server = new EngineServer(iptables(), post);
+  const restarted = syncWith(others(10).services);
+  t.true(restarted.vips?.reset);
+  t.true(addresses.wants(ipv4ToInt('10.96.1.9'), 80, local));
+  t.false(addresses.wants(ipv4ToInt('10.96.1.10'), 80, local));
+  t.false(addresses.wants(ipv4ToInt('10.96.9.2'), 80, local));
+  t.false(addresses.wants(ipv4ToInt('10.1.1.1'), 30002, local));
 });
