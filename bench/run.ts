@@ -42,7 +42,7 @@ import { benchCapture } from './capture.ts';
 import { benchTcp } from './tcp.ts';
 import { benchServicesApart } from './services.ts';
 import type { ProxyMode } from '../service-proxy/index.ts';
-import { benchSyncStall } from './sync-stall.ts';
+import { benchSyncStallApart } from './sync-stall.ts';
 import { benchAgentServices } from './agent-services.ts';
 import { benchNetnsWire } from './netns-wire.ts';
 import { benchScale } from './scale.ts';
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
   if (process.argv.includes('--store')) return report(await benchStore());
   const backendOpts = { rounds: flag('--rounds', 3), firstNet: option('--backends-net') };
   if (process.argv.includes('--backends')) return report(await benchBackends(backendOpts));
-  if (process.argv.includes('--sync-stall')) return report(await benchSyncStall());
+  if (process.argv.includes('--sync-stall')) return report(await benchSyncStallApart());
   if (process.argv.includes('--agent-services')) return report(await benchAgentServices({ net: option('--lab-net'), services: process.argv.includes('--count') ? flag('--count', 10_000) : undefined }));
   if (process.argv.includes('--services')) {
     const modes = process.argv.filter((a): a is ProxyMode => a === 'iptables' || a === 'ipvs' || a === 'userspace');
@@ -165,7 +165,7 @@ async function main(): Promise<void> {
   measures.push(...(await benchBgp()));
   measures.push(...(await benchTcp(echoPps)));
   measures.push(...(await benchServicesApart()));
-  measures.push(...(await benchSyncStall()));
+  measures.push(...(await benchSyncStallApart()));
   measures.push(...(await benchNetnsWire()));
   measures.push(...(await benchStore()));
   report(measures);

@@ -14,14 +14,13 @@
  *   indexed, so it should stay flat like IPVS' hash table).
  *
  * Run alone with `node --import tsx bench/services.ts [MODE...]` (e.g. `iptables`:
- * only that mode's rows; `--json` prints them as JSON). `npm run bench` runs it in
- * a process of its own (benchServicesApart).
+ * only that mode's rows). `npm run bench` runs it in a process of its own
+ * (benchServicesApart, bench/apart.ts).
  */
-import { spawn } from 'node:child_process';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { SeededRng } from '../common/rng.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { buildModel, createServiceProxyEngine, type AnyProxier, type ProxyMode } from '../service-proxy/index.ts';
+import { measuresApart, runAsMain } from './apart.ts';
 import { measure, timeMs, type Measure } from './results.ts';
 
 const MODES: ProxyMode[] = ['iptables', 'ipvs', 'userspace'];
@@ -137,18 +136,11 @@ export function benchServices(modes: readonly ProxyMode[] = MODES): Measure[] {
  * speakers) the same decide() measured 2-3x what it costs in a fresh process, where an agent's
  * kube-proxy worker runs it.
  */
-export async function benchServicesApart(modes: readonly ProxyMode[] = MODES): Promise<Measure[]> {
-  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--json', ...modes], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  if (code !== 0) throw new Error(`bench/services.ts exited with ${code}`);
-  return JSON.parse(out) as Measure[];
+export function benchServicesApart(modes: readonly ProxyMode[] = MODES): Promise<Measure[]> {
+  return measuresApart(import.meta.url, modes);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+await runAsMain(import.meta.url, () => {
   const picked = process.argv.slice(2).filter((a): a is ProxyMode => (MODES as string[]).includes(a));
-  const measures = benchServices(picked.length ? picked : MODES);
-  if (process.argv.includes('--json')) process.stdout.write(JSON.stringify(measures));
-  else for (const m of measures) process.stdout.write(`${m.name}: ${m.value} ${m.unit} | baseline (${m.baselineName}): ${m.baseline} ${m.unit} | ratio ${m.ratio}\n`);
-}
+  return benchServices(picked.length ? picked : MODES);
+});
