@@ -30,6 +30,7 @@
  * written sorted by ServicePortName (kube-proxy walks a Go map, so a real
  * node's KUBE-SERVICES order varies between syncs).
  */
+import { runSteps } from '../common/run-steps.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
 import { groupByChain, ipToUint, RuleWalker, type WalkPacket, type WalkVerdict } from './iptables/evaluate.ts';
 import {
@@ -50,7 +51,7 @@ import {
   type TableData,
   type TableName,
 } from './iptables/rules.ts';
-import { ModelCache, runSteps, categorizeEndpoints, endpointHashed, externallyAccessible, fingerprint, portProtoHash, type EndpointInfo, type ServicePortInfo } from './model.ts';
+import { ModelCache, categorizeEndpoints, endpointHashed, externallyAccessible, fingerprint, portProtoHash, type EndpointInfo, type ServicePortInfo } from './model.ts';
 import { connectionKey, type BackendChoice, type Decision, type EngineOptions, type EngineViews, type ProxyPort, type ServicePacket, type ServiceProxyEngine } from './types.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 

@@ -9,6 +9,7 @@
  * three agree on which endpoints exist; they differ only in how they pick.
  */
 import { hash } from 'node:crypto';
+import { runSteps } from '../common/run-steps.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import type { L4Protocol } from './types.ts';
@@ -355,14 +356,6 @@ export class ModelCache {
     }
     this.last = next;
     return out;
-  }
-}
-
-/** Runs a stepped computation to its end at once. */
-export function runSteps<T>(steps: Generator<void, T, void>): T {
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
   }
 }
 

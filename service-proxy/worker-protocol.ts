@@ -17,6 +17,7 @@
  * also gets the LoadBalancer Services' summary (edge/lb-services.ts) for the
  * speaker, whenever it changes.
  */
+import { runSteps } from '../common/run-steps.ts';
 import type { ClientCredentials } from '../control-plane/credentials.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { LbIndex, type LbService } from '../edge/lb-services.ts';
@@ -233,7 +234,7 @@ export class EngineServer {
 
   /** One sync of the engine from the current objects, and the summary the data plane needs. */
   sync(): void {
-    for (const step = this.syncSteps(Infinity); !step.next().done; );
+    runSteps(this.syncSteps(Infinity));
   }
 
   /**

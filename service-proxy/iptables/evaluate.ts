@@ -22,6 +22,7 @@
  * lookups instead of 10,000 comparisons).
  */
 import type { SeededRng } from '../../common/rng.ts';
+import { runSteps } from '../../common/run-steps.ts';
 import type { EngineClock } from '../types.ts';
 import { inAddr, saveText, type Match, type Rule, type TableName, type Target } from './rules.ts';
 
@@ -256,7 +257,7 @@ function dstSlot(dst: number, cap: number): number {
 
 /** The chain's lookup structures (its rules are compiled by the arena it is added to). */
 function indexChain(rules: Rule[]): IndexedChain {
-  return runToEnd(indexChainSteps(rules, () => false));
+  return runSteps(indexChainSteps(rules, () => false));
 }
 
 /** indexChain() in steps, yielding every 1,024 rules or addresses when `pause()` says so (KUBE-SERVICES has one rule per service port). */
@@ -345,14 +346,6 @@ export function ipToUint(s: string): number {
   }
   if (dots !== 3 || digits === 0 || octet > 255) return NaN;
   return v * 256 + octet;
-}
-
-/** Runs a stepped computation to its end at once. */
-function runToEnd<T>(steps: Generator<void, T, void>): T {
-  for (;;) {
-    const r = steps.next();
-    if (r.done) return r.value;
-  }
 }
 
 /** Groups rules by chain, keeping their order. */
@@ -469,7 +462,7 @@ export class RuleWalker {
    * with {@link setChain} are left alone. Recent lists survive, as in the kernel.
    */
   load(table: TableName, rules: readonly Rule[]): void {
-    runToEnd(this.stageLoad(table, rules, () => false))();
+    runSteps(this.stageLoad(table, rules, () => false))();
   }
 
   /**
