@@ -32,6 +32,7 @@ import { Worker } from 'node:worker_threads';
 import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
+import { objectKey } from '../control-plane/informer.ts';
 import type { ClientCredentials } from '../control-plane/credentials.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
@@ -99,8 +100,6 @@ async function gaps(pod: PodNet, dst: string, during?: () => void, count = 150, 
   g.sort((a, b) => a - b);
   return { worst: g[g.length - 1], p99: g[Math.floor(g.length * 0.99)], paced };
 }
-
-const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
 /** The data plane's thread's GC pauses over a window (PerformanceObserver 'gc'): the longest, how many, in all (ms). */
 interface GcPauses {
@@ -321,13 +320,13 @@ export async function benchSyncStall(): Promise<Measure[]> {
     const fFull = await window(
       () => {
         askedBefore = asked();
-        fed!.replace('services', big.services, keyOf);
-        fed!.replace('endpointslices', big.slices, keyOf);
+        fed!.replace('services', big.services);
+        fed!.replace('endpointslices', big.slices);
       },
       () => fed,
       () => asked() > askedBefore,
     );
-    const fResync = await window(() => fed!.put('endpointslices', keyOf(changed[5]), changed[5]), () => fed);
+    const fResync = await window(() => fed!.put('endpointslices', objectKey(changed[5]), changed[5]), () => fed);
     await fed.close();
     fed = undefined;
 

@@ -9,6 +9,7 @@
  * Services there are. kube-proxy's engine worker keeps one and sends it back
  * when it changes (service-proxy/worker-protocol.ts).
  */
+import { objectKey } from '../control-plane/informer.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import type { AnnouncedPort } from './lb-eligibility.ts';
 
@@ -160,12 +161,10 @@ export class LbIndex {
   }
 }
 
-const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
-
 /** The LoadBalancer Services of whole lists (pure; tests and one-off views). */
 export function loadBalancerServices(services: readonly KubeObject[], slices: readonly KubeObject[]): LbService[] {
   const ix = new LbIndex();
-  for (const s of services) ix.putService(keyOf(s), s);
-  for (const s of slices) ix.putSlice(keyOf(s), s);
+  for (const s of services) ix.putService(objectKey(s), s);
+  for (const s of slices) ix.putSlice(objectKey(s), s);
   return ix.list();
 }

@@ -40,6 +40,7 @@ import type { Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
 import type { SeededRng } from '../common/rng.ts';
 import type { ClientCredentials } from '../control-plane/credentials.ts';
+import { objectKey } from '../control-plane/informer.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { LbIndex, loadBalancerServices, type LbService } from '../edge/lb-services.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
@@ -163,8 +164,6 @@ interface ObjectSource {
   stop?(): unknown;
 }
 
-const keyOf = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
-
 export class KubeProxy implements NatEngine {
   /** The engine on this thread (absent when it runs in the worker). */
   private engine?: ServiceProxyEngine;
@@ -257,8 +256,8 @@ export class KubeProxy implements NatEngine {
       inf.on('delete', (o) => this.changed(kind, o, true));
     }
     const ix = this.lbIndex;
-    for (const o of services.list()) ix?.putService(keyOf(o), o);
-    for (const o of slices.list()) ix?.putSlice(keyOf(o), o);
+    for (const o of services.list()) ix?.putService(objectKey(o), o);
+    for (const o of slices.list()) ix?.putSlice(objectKey(o), o);
     this.lbChanged(ix?.take());
     this.update(services.list(), slices.list());
     this.sync();
@@ -286,7 +285,7 @@ export class KubeProxy implements NatEngine {
     if (!src) return;
     const ix = this.lbIndex;
     if (ix) {
-      const k = keyOf(o);
+      const k = objectKey(o);
       if (kind === 'services') {
         if (deleted) ix.deleteService(k);
         else ix.putService(k, o);
@@ -298,8 +297,8 @@ export class KubeProxy implements NatEngine {
     // A worker not started yet starts from the informers' lists (or its own), this change included.
     const w = this.remote ?? this.worker(kind === 'services' && !deleted);
     if (!w || w !== this.remote || this.o.api) return;
-    if (deleted) w.delete(kind, keyOf(o));
-    else w.put(kind, keyOf(o), o);
+    if (deleted) w.delete(kind, objectKey(o));
+    else w.put(kind, objectKey(o), o);
   }
 
   /**
@@ -338,8 +337,8 @@ export class KubeProxy implements NatEngine {
       this.handOver();
       return this.remote;
     }
-    this.remote.replace('services', this.sources?.services.list() ?? this.services, keyOf);
-    this.remote.replace('endpointslices', this.sources?.slices.list() ?? this.slices, keyOf);
+    this.remote.replace('services', this.sources?.services.list() ?? this.services);
+    this.remote.replace('endpointslices', this.sources?.slices.list() ?? this.slices);
     return this.remote;
   }
 
@@ -376,8 +375,8 @@ export class KubeProxy implements NatEngine {
       // The worker diffs the lists against what it has by object identity: only changes are sent.
       const w = this.worker(services.length > 0);
       if (this.o.api) return;
-      w?.replace('services', services, keyOf);
-      w?.replace('endpointslices', slices, keyOf);
+      w?.replace('services', services);
+      w?.replace('endpointslices', slices);
       return;
     }
     if (this.pending) return;

@@ -12,6 +12,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { RestartingWorker } from '../common/module-worker.ts';
+import { objectKey } from '../control-plane/informer.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import type { Decision, ServicePacket } from './types.ts';
 import type { EngineObjectKind, EngineSummary, EngineWorkerInit, FromEngine, ToEngine } from './worker-protocol.ts';
@@ -34,14 +35,9 @@ export interface EngineWorkerHooks {
   informer?(kind: EngineObjectKind, state: string, error?: string): void;
 }
 
-function keyOfObject(o: KubeObject): string {
-  return `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
-}
-
 /** A whole list being compared with what the worker has; `newer`: keys changed (or deleted: null) since it was given. */
 interface PendingList {
   list: readonly KubeObject[];
-  keyOf: (o: KubeObject) => string;
   i: number;
   seen: Set<string>;
   newer: Map<string, KubeObject | null>;
@@ -128,7 +124,7 @@ export class EngineWorker {
       const list = [...this.objects[kind].values()];
       this.objects[kind].clear();
       this.unsent[kind].clear();
-      this.lists[kind] = { list, keyOf: keyOfObject, i: 0, seen: new Set(), newer: new Map() };
+      this.lists[kind] = { list, i: 0, seen: new Set(), newer: new Map() };
     }
     this.schedule();
   }
@@ -205,8 +201,8 @@ export class EngineWorker {
    * from what the worker has (by object identity); compared a slice per turn
    * of the event loop, so that even a list of 20,000 costs no long stall.
    */
-  replace(kind: EngineObjectKind, list: readonly KubeObject[], keyOf: (o: KubeObject) => string = keyOfObject): void {
-    this.lists[kind] = { list, keyOf, i: 0, seen: new Set(), newer: new Map() };
+  replace(kind: EngineObjectKind, list: readonly KubeObject[]): void {
+    this.lists[kind] = { list, i: 0, seen: new Set(), newer: new Map() };
     this.schedule();
   }
 
@@ -219,7 +215,7 @@ export class EngineWorker {
     const end = Math.min(l.list.length, l.i + SCAN);
     for (; l.i < end; l.i++) {
       const o = l.list[l.i];
-      const k = l.keyOf(o);
+      const k = objectKey(o);
       // Changed since the list was taken: the change is newer than the list.
       if (l.newer.has(k)) continue;
       l.seen.add(k);

@@ -19,6 +19,7 @@
  */
 import { runSteps } from '../common/run-steps.ts';
 import type { ClientCredentials } from '../control-plane/credentials.ts';
+import { objectKey } from '../control-plane/informer.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { LbIndex, type LbService } from '../edge/lb-services.ts';
 import { ipv4ToInt, isValidIpv4 } from '../packet/addr.ts';
@@ -162,9 +163,6 @@ interface SpecLite {
   ports?: { port: number; nodePort?: number; protocol?: string }[];
 }
 
-function keyOf(o: KubeObject): string {
-  return `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
-}
 
 /**
  * The worker's state: the informers' objects as the deltas left them (the
@@ -189,7 +187,7 @@ export class EngineServer {
     switch (m.t) {
       case 'objects': {
         for (const k of m.del) this.delete(m.kind, k);
-        for (const o of m.put) this.put(m.kind, keyOf(o), o);
+        for (const o of m.put) this.put(m.kind, objectKey(o), o);
         return;
       }
       case 'sync':

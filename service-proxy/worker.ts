@@ -12,7 +12,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { monotonicClock } from '../common/clock.ts';
 import { ApiClient } from '../control-plane/client.ts';
-import { Informer } from '../control-plane/informer.ts';
+import { Informer, objectKey } from '../control-plane/informer.ts';
 import { SeededRng } from '../common/rng.ts';
 import { lowerThisThread, threadId } from '../common/thread-priority.ts';
 import { createServiceProxyEngine } from './index.ts';
@@ -67,13 +67,11 @@ port.on('message', (m: ToEngine) => {
 });
 if (init.api) {
   const client = new ApiClient(init.api.url, { credentials: init.api.credentials });
-  // The engine keys objects as `namespace/name` always (a Service is namespaced): the same key for put and delete.
-  const keyOf = (o: { metadata: { namespace?: string; name: string } }) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
   const started = (['services', 'endpointslices'] as const).map((kind) => {
     const inf = new Informer(client, kind);
-    inf.on('add', (o) => (server.put(kind, keyOf(o), o), syncSoon()));
-    inf.on('update', (_old, o) => (server.put(kind, keyOf(o), o), syncSoon()));
-    inf.on('delete', (o) => (server.delete(kind, keyOf(o)), syncSoon()));
+    inf.on('add', (o) => (server.put(kind, objectKey(o), o), syncSoon()));
+    inf.on('update', (_old, o) => (server.put(kind, objectKey(o), o), syncSoon()));
+    inf.on('delete', (o) => (server.delete(kind, objectKey(o)), syncSoon()));
     inf.on('status', (st) => port.postMessage({ t: 'informer', kind, state: st.state, ...(st.error ? { error: st.error.message } : {}) } satisfies FromEngine));
     return inf.start();
   });
