@@ -13,34 +13,12 @@
  * Only ever inside a podlab-* namespace: the caller's namespace is checked,
  * and nothing here touches the root namespace.
  */
-import fs from 'node:fs';
 import { systemTool } from '../common/system-tool.ts';
-import { NetnsError, run } from './netns.ts';
-
-/** Where `ip netns add` mounts named namespaces. */
-const NETNS_RUN_DIR = '/run/netns';
-
-/**
- * The name of the network namespace this process runs in ('' when unnamed, e.g. the root one): the
- * name under /run/netns bound to the same namespace as /proc/self/ns/net, found as `ip netns identify`
- * finds it, without starting it (every agent asks once at start, and a hundred forks were CPU for nothing).
- */
-export function ownNetnsName(): Promise<string> {
-  try {
-    const self = fs.statSync('/proc/self/ns/net');
-    for (const name of fs.readdirSync(NETNS_RUN_DIR)) {
-      const st = fs.statSync(`${NETNS_RUN_DIR}/${name}`, { throwIfNoEntry: false });
-      if (st && st.dev === self.dev && st.ino === self.ino) return Promise.resolve(name);
-    }
-  } catch {
-    /* no named namespaces here (or not readable): unnamed */
-  }
-  return Promise.resolve('');
-}
+import { NetnsError, ownNetnsName, run } from './netns.ts';
 
 /** True when this process runs in a lab's namespace (where an agent may add addresses to its own eth0). */
-export async function inLabNamespace(): Promise<boolean> {
-  return (await ownNetnsName()).startsWith('podlab-');
+export function inLabNamespace(): boolean {
+  return ownNetnsName().startsWith('podlab-');
 }
 
 export interface HeldLbAddress {
@@ -77,7 +55,7 @@ export async function gratuitousArp(ip: string, dev: string): Promise<string> {
 
 /** Adds `ip`/32 to `dev` in this process's own lab namespace; see the module comment. */
 export async function holdLbAddress(ip: string, o: HoldOptions): Promise<HeldLbAddress> {
-  const ns = await ownNetnsName();
+  const ns = ownNetnsName();
   if (!ns.startsWith('podlab-')) throw new NetnsError(`refusing to add ${ip} to ${o.dev}: this process is not in a podlab network namespace (it is in '${ns || 'an unnamed one'}')`);
   const lft = ['valid_lft', String(o.lifetimeS), 'preferred_lft', String(o.lifetimeS)];
   // replace: a previous life of this agent may have left it (until its lifetime ran out).

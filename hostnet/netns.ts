@@ -86,6 +86,27 @@ export function ifname(prefix: string, name: string): string {
   return n.length <= IFNAMSIZ_MAX ? n : `${prefix}${createHash('sha256').update(name).digest('hex').slice(0, IFNAMSIZ_MAX - prefix.length)}`;
 }
 
+/** Where `ip netns add` mounts named namespaces. */
+const NETNS_RUN_DIR = '/run/netns';
+
+/**
+ * The name of the network namespace this process runs in ('' when unnamed, e.g. the root one): the
+ * name under /run/netns bound to the same namespace as /proc/self/ns/net, found as `ip netns identify`
+ * finds it, without starting it (every agent asks at start, and a hundred forks were CPU for nothing).
+ */
+export function ownNetnsName(): string {
+  try {
+    const self = fs.statSync('/proc/self/ns/net');
+    for (const name of fs.readdirSync(NETNS_RUN_DIR)) {
+      const st = fs.statSync(`${NETNS_RUN_DIR}/${name}`, { throwIfNoEntry: false });
+      if (st && st.dev === self.dev && st.ino === self.ino) return name;
+    }
+  } catch {
+    /* no named namespaces here (or not readable): unnamed */
+  }
+  return '';
+}
+
 /** Runs a command; resolves with its output, rejects with a NetnsError naming it. */
 export function run(cmd: string, args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {

@@ -321,7 +321,7 @@ export class NodeAgent {
    */
   private async startSpeaker(kp: KubeProxy, under: Cidr): Promise<void> {
     const api = this.core.api;
-    const onEth0 = await inLabNamespace();
+    const onEth0 = inLabNamespace();
     const speaker = new L2Speaker({
       api,
       node: this.name,

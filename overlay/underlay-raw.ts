@@ -33,6 +33,7 @@ import { childProcess } from '../common/lazy-builtins.ts';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { systemTool } from '../common/system-tool.ts';
+import { ownNetnsName } from '../hostnet/netns.ts';
 
 /** The kernel's ephemeral ports in a raw-wire namespace, apart from the emulated stack's 32768-60999. */
 export const KERNEL_EPHEMERAL: [number, number] = [61000, 65535];
@@ -163,8 +164,8 @@ export function capAvailable(): boolean {
  * container: never on the host's. A named namespace must be a podlab one;
  * an unnamed one must be a container's (`/.dockerenv`).
  */
-export async function rawWireAllowedHere(): Promise<string | undefined> {
-  const named = await new Promise<string>((resolve) => childProcess().execFile('ip', ['netns', 'identify', String(process.pid)], (err, out) => resolve(err ? '' : out.trim())));
+export function rawWireAllowedHere(): string | undefined {
+  const named = ownNetnsName();
   if (named.startsWith('podlab-')) return undefined;
   if (!named && fs.existsSync('/.dockerenv')) return undefined;
   return named ? `this process runs in network namespace '${named}', not a podlab one` : 'this process is not in a podlab network namespace or a container (raw frames would go out on the host\'s own interface)';
@@ -224,7 +225,7 @@ export class RawWire {
   }
 
   async start(): Promise<void> {
-    const why = await rawWireAllowedHere();
+    const why = rawWireAllowedHere();
     if (why) throw new RawWireError(`refusing raw frames on ${this.o.dev}: ${why}`);
     const { Cap } = loadCap();
     const ephemeral = kernelEphemeralRange();
