@@ -25,11 +25,11 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { monotonicClock } from '../common/clock.ts';
+import { GcPauses, type GcPauseStats } from '../common/gc-pauses.ts';
 import { SeededRng } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { objectKey } from '../control-plane/informer.ts';
@@ -101,38 +101,20 @@ async function gaps(pod: PodNet, dst: string, during?: () => void, count = 150, 
   return { worst: g[g.length - 1], p99: g[Math.floor(g.length * 0.99)], paced };
 }
 
-/** The data plane's thread's GC pauses over a window (PerformanceObserver 'gc'): the longest, how many, in all (ms). */
-interface GcPauses {
-  max: number;
-  count: number;
-  total: number;
-}
-
-function watchGc(): { stop(): GcPauses } {
-  const r: GcPauses = { max: 0, count: 0, total: 0 };
-  const obs = new PerformanceObserver((l) => {
-    for (const e of l.getEntries()) {
-      r.max = Math.max(r.max, e.duration);
-      r.count++;
-      r.total += e.duration;
-    }
-  });
-  obs.observe({ entryTypes: ['gc'] });
+/** The data plane's thread's GC pauses over one window (common/gc-pauses.ts, as agents report theirs). */
+function watchGc(): { stop(): GcPauseStats } {
+  const g = new GcPauses();
+  g.read();
   return {
     stop: () => {
-      // Entries queued but not delivered yet.
-      for (const e of obs.takeRecords()) {
-        r.max = Math.max(r.max, e.duration);
-        r.count++;
-        r.total += e.duration;
-      }
-      obs.disconnect();
+      const r = g.read();
+      g.stop();
       return r;
     },
   };
 }
 
-const gcNote = (g: GcPauses) => `GC pauses on the data plane's thread meanwhile: longest ${g.max.toFixed(1)} ms, ${g.count} in all, ${g.total.toFixed(0)} ms`;
+const gcNote = (g: GcPauseStats) => `GC pauses on the data plane's thread meanwhile: longest ${g.maxMs.toFixed(1)} ms, ${g.count} in all, ${g.totalMs.toFixed(0)} ms`;
 
 /** CPU time (user + system, ms) of a process or one of this process's threads, from /proc (USER_HZ 100); NaN if gone. */
 function cpuMs(stat: string): number {
@@ -177,7 +159,7 @@ type SyncWindow = Gaps & {
   syncMs: number;
   longestStepMs: number;
   coveredMs: number;
-  gc: GcPauses;
+  gc: GcPauseStats;
   decisions: { syncing: boolean; ms: number }[];
   summary: EngineSummary;
   summaryCost: { count: number; bytes: number; decodeMs: number; applyMs: number };

@@ -43,7 +43,7 @@ import type net from 'node:net';
 import { EMPTY_STDIN } from './stdin-queue.ts';
 import { forwardPodPort } from './port-forward.ts';
 import { NodeCore } from './node-core.ts';
-import { GcPauses } from './gc-pauses.ts';
+import { GcPauses } from '../common/gc-pauses.ts';
 import { EmulatedRuntime } from './emulated-runtime.ts';
 import { L2Speaker, L2_ADDRESS_LIFETIME_S, L2_TIMING, l2Candidates } from '../edge/l2-speaker.ts';
 import { holdLbAddress, inLabNamespace } from '../hostnet/lb-address.ts';
