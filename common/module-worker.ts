@@ -44,17 +44,26 @@ export interface RestartingWorkerHooks<From> {
   exited(reason: string, retryMs: number): void;
 }
 
+export interface RestartingWorkerOptions {
+  /** The delay before a restart: `min` doubling to `max`, back to `min` once healthy (default 0.5 s to 30 s). */
+  restartMs?: { min: number; max: number };
+  /** The thread's name (in inspectors and profiles). */
+  name?: string;
+}
+
 /**
- * A worker thread started again whenever it exits, with backoff: 0.5 s doubling to 30 s, back to 0.5 s once its
- * owner says a new one is healthy. What kube-proxy's engine and a CoreDNS pod each run beside the data plane;
- * the owner keeps its own state and says what a restart means for it. Unref'd: the agent's sockets keep the
- * process alive, and a bare engine or app in a test must not.
+ * A worker thread started again whenever it exits, with backoff: 0.5 s doubling to 30 s (by default), back to
+ * the minimum once its owner says a new one is healthy. What kube-proxy's engine, a CoreDNS pod and flanneld each
+ * run beside the data plane; the owner keeps its own state and says what a restart means for it. Unref'd: the
+ * agent's sockets keep the process alive, and a bare engine or app in a test must not.
  */
 export class RestartingWorker<From> {
   restarts = 0;
   lastError = '';
   private current!: Worker;
-  private backoff = RESTART_MIN_MS;
+  private readonly minMs: number;
+  private readonly maxMs: number;
+  private backoff: number;
   private timer?: NodeJS.Timeout;
   private closed = false;
 
@@ -64,7 +73,12 @@ export class RestartingWorker<From> {
     /** How the exit reason names it ("kube-proxy's engine worker"). */
     private readonly what: string,
     private readonly hooks: RestartingWorkerHooks<From>,
-  ) {}
+    private readonly opts: RestartingWorkerOptions = {},
+  ) {
+    this.minMs = opts.restartMs?.min ?? RESTART_MIN_MS;
+    this.maxMs = opts.restartMs?.max ?? RESTART_MAX_MS;
+    this.backoff = this.minMs;
+  }
 
   /** The thread now (tests make it fail). */
   get thread(): Worker {
@@ -72,7 +86,7 @@ export class RestartingWorker<From> {
   }
 
   start(): void {
-    const w = startModuleWorker(this.entry, { workerData: this.workerData });
+    const w = startModuleWorker(this.entry, { workerData: this.workerData, ...(this.opts.name ? { name: this.opts.name } : {}) });
     this.current = w;
     w.unref();
     w.on('message', (m: From) => this.hooks.message(m));
@@ -82,7 +96,7 @@ export class RestartingWorker<From> {
     w.on('exit', (code) => {
       if (w !== this.current || this.closed) return;
       const retry = this.backoff;
-      this.backoff = Math.min(this.backoff * 2, RESTART_MAX_MS);
+      this.backoff = Math.min(this.backoff * 2, this.maxMs);
       this.timer = setTimeout(() => {
         this.timer = undefined;
         this.restarts++;
@@ -97,7 +111,7 @@ export class RestartingWorker<From> {
 
   /** The thread got what it needs to serve: the next failure starts the backoff anew. */
   healthy(): void {
-    this.backoff = RESTART_MIN_MS;
+    this.backoff = this.minMs;
   }
 
   close(): Promise<number> {

@@ -29,7 +29,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { createLogger } from '../../common/log.ts';
-import { startModuleWorker } from '../../common/module-worker.ts';
+import { RestartingWorker } from '../../common/module-worker.ts';
 import { NetDevice, type IfindexAllocator } from '../../netstack/link/netdev.ts';
 import type { TraceContext, Tracer } from '../../netstack/trace.ts';
 import { writeEthernetHeader } from '../../packet/ethernet.ts';
@@ -71,10 +71,8 @@ export class Flanneld {
   /** Subnet -> peer public IP: what flanneld's table holds, kept to start a new thread with. */
   private readonly routes = new Map<string, string>();
   private readonly counters = new BigUint64Array(new SharedArrayBuffer(COUNTERS.length * 8));
-  private worker!: Worker;
+  private readonly runner: RestartingWorker<FromFlanneld>;
   private alive = false;
-  private closed = false;
-  private restarts = 0;
   /** Contexts of traced packets now in flanneld's thread, by the number their messages carry. */
   private readonly traced = new Map<number, TraceContext>();
   private nextTrace = 1;
@@ -85,29 +83,30 @@ export class Flanneld {
     this.dev = new NetDevice(TUN_DEV, 'tun', '00:00:00:00:00:00', o.mtu, { ifindexes: o.ifindexes, tracer: o.tracer });
     this.dev.connect((frame) => this.fromTun(frame));
     o.sockets.bind({ port: o.port, innerFrame: (buf) => framed(buf), receive: (buf, from) => this.fromSocket(buf, from) });
-    this.start();
+    // flanneld dies: the node's supervisor starts it again after a second, with the table from the leases.
+    this.runner = new RestartingWorker<FromFlanneld>(
+      'backends/udp/flanneld-worker.ts',
+      { counters: this.counters.buffer },
+      'flanneld thread',
+      {
+        message: (m) => this.fromWorker(m),
+        started: () => {
+          this.alive = true;
+          for (const [cidr, publicIp] of this.routes) this.post({ k: 'route', cidr, publicIp });
+        },
+        exited: (reason, inMs) => {
+          this.alive = false;
+          this.traced.clear();
+          log.warn('flanneld thread exited; starting it again', { reason, inMs });
+        },
+      },
+      { restartMs: { min: RESTART_DELAY_MS, max: RESTART_DELAY_MS }, name: `flanneld ${this.o.sockets.underlay.localIp}` },
+    );
+    this.runner.start();
   }
 
-  private start(): void {
-    const w = startModuleWorker('backends/udp/flanneld-worker.ts', { workerData: { counters: this.counters.buffer }, name: `flanneld ${this.o.sockets.underlay.localIp}` });
-    // The node's own sockets and timers keep its process alive; flanneld's thread must not keep a finished one.
-    w.unref();
-    w.on('message', (m: FromFlanneld) => this.fromWorker(m));
-    w.on('error', (err) => log.error('flanneld thread failed', { error: String(err) }));
-    w.on('exit', (code) => {
-      this.alive = false;
-      if (this.closed) return;
-      // flanneld died: the node's supervisor would start it again, with the table from the leases.
-      log.warn('flanneld thread exited; starting it again', { code, inMs: RESTART_DELAY_MS });
-      this.restarts++;
-      this.traced.clear();
-      setTimeout(() => {
-        if (!this.closed) this.start();
-      }, RESTART_DELAY_MS).unref();
-    });
-    this.worker = w;
-    this.alive = true;
-    for (const [cidr, publicIp] of this.routes) this.post({ k: 'route', cidr, publicIp });
+  private get worker(): Worker {
+    return this.runner.thread;
   }
 
   private post(m: ToFlanneld, transfer: ArrayBuffer[] = []): void {
@@ -132,13 +131,12 @@ export class Flanneld {
   copies(): FlanneldCopies {
     const c = Object.fromEntries(COUNTERS.map((n) => [n, Number(Atomics.load(this.counters, COUNTER_SLOT[n]))])) as Omit<FlanneldCopies, 'thread'>;
     const busyMs = this.alive ? Math.round(this.worker.performance.eventLoopUtilization().active) : 0;
-    return { ...c, thread: { id: this.worker.threadId, busyMs, restarts: this.restarts } };
+    return { ...c, thread: { id: this.worker.threadId, busyMs, restarts: this.runner.restarts } };
   }
 
   async close(): Promise<void> {
-    this.closed = true;
     this.alive = false;
-    await this.worker.terminate();
+    await this.runner.close();
   }
 
   /** A packet the kernel routed into flannel0: read() copies it out to flanneld. */
