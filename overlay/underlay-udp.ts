@@ -160,6 +160,8 @@ export class UdpUnderlay {
     const slot = flowHash % this.tx.length;
     const sock = this.tx[slot] ?? this.rx;
     if (!sock) return 'refused';
+    // No pool (an underlay that only listens): from the listening socket, never connected.
+    if (this.tx.length === 0) return this.throughImpairment(peerIp, buf, (b) => sock.send(b, port, peerIp, this.countSendError));
     const peer = this.lastPeer?.ip === peerIp ? this.lastPeer : this.peerTx(peerIp, port);
     this.lastPeer = peer;
     const conn = peer.port === port ? peer.socks[slot] : null;
