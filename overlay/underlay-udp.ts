@@ -95,7 +95,7 @@ export class UdpUnderlay {
   /** The sending side per peer address (inside `allowed`), and the last one used. */
   private readonly peers = new Map<string, PeerTx>();
   private lastPeer: PeerTx | undefined;
-  /** Connected (source port, peer) sockets made so far. */
+  /** Connected (source port, peer) sockets open now. */
   connectedSockets = 0;
   /** Datagrams a connected socket failed to send that went again through the pool's socket. */
   resent = 0;
@@ -187,6 +187,23 @@ export class UdpUnderlay {
       this.peers.set(peerIp, peer);
     }
     return peer;
+  }
+
+  /**
+   * Closes the sockets connected to a peer that is gone (its node left the
+   * FDB): a lab whose nodes come and go keeps none for the ones that went. Its
+   * datagrams, if any come, start again from the pool.
+   */
+  forgetPeer(peerIp: string): void {
+    const peer = this.peers.get(peerIp);
+    if (!peer) return;
+    this.peers.delete(peerIp);
+    if (this.lastPeer === peer) this.lastPeer = undefined;
+    for (const conn of peer.socks) {
+      if (!conn) continue;
+      this.connectedSockets--;
+      conn.sock.close();
+    }
   }
 
   /**

@@ -3,14 +3,17 @@
  * (source port, peer) pair moves to a connected socket of its own without the
  * wire seeing a difference, and a datagram that socket fails to send (the
  * refusal a connected socket keeps from an ICMP port unreachable) still
- * reaches the peer.
+ * reaches the peer; a peer that leaves the VTEP's FDB leaves no socket behind.
  */
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import test from 'ava';
 import { ManualClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
+import { Eth0Sockets } from '../overlay/eth0-sockets.ts';
 import { UdpUnderlay } from '../overlay/underlay-udp.ts';
+import { Vtep } from '../backends/vxlan/vtep.ts';
+import { NetDevice } from '../netstack/link/netdev.ts';
 
 const A = '127.0.231.1';
 const B = '127.0.231.2';
@@ -99,6 +102,40 @@ test('a send the connected socket refuses (an earlier ICMP port unreachable) goe
     t.is(a.sendErrors, 0);
   } finally {
     r.sock.close();
+    await a.close();
+  }
+});
+
+test('a peer that leaves the FDB leaves no connected socket; its flows start again from the pool, from the same port', async (t) => {
+  const a = underlay(A, 2);
+  await a.start();
+  const vtep = new Vtep({ vni: 1, mac: '02:00:00:00:00:01', mtu: 1450, port: 0, sockets: new Eth0Sockets(new NetDevice('eth0', 'ether', '02:00:00:00:00:02', 1500), a) });
+  const { sock, got } = await receiver();
+  const port = sock.address().port;
+  const busy = async (from: number) => {
+    let seq = from;
+    while (a.connectedSockets === 0 && seq < from + 1000) {
+      a.send(B, port, datagram(seq++), 5);
+      await new Promise((r) => setImmediate(r));
+    }
+    return seq;
+  };
+  try {
+    vtep.setFdb('02:00:00:00:00:0b', B);
+    vtep.setFdb('02:00:00:00:00:0c', B);
+    let seq = await busy(0);
+    t.is(a.connectedSockets, 1);
+    vtep.deleteFdb('02:00:00:00:00:0b');
+    t.is(a.connectedSockets, 1, 'another FDB entry still points at the peer');
+    vtep.setFdb('02:00:00:00:00:0c', '127.0.231.3');
+    t.is(a.connectedSockets, 0, 'no FDB entry points at the peer any more');
+    seq = await busy(seq);
+    t.is(a.connectedSockets, 1, 'a busy flow to it again connects again');
+    await until(() => got.length === seq);
+    t.is(got.length, seq);
+    t.true(got.every((g) => g.from === a.sourcePortFor(5)));
+  } finally {
+    sock.close();
     await a.close();
   }
 });
