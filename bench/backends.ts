@@ -17,7 +17,7 @@ import { readLab } from '../lab/state.ts';
 import { Cidr } from '../packet/cidr.ts';
 import { intToIpv4 } from '../packet/addr.ts';
 import { podEchoPps } from './pod-echo.ts';
-import { measure, type Measure } from './results.ts';
+import { measure, median, type Measure } from './results.ts';
 
 const N = Number(process.env.BENCH_BACKEND_PACKETS ?? 5_000);
 const WINDOW = 32;
@@ -88,12 +88,6 @@ export function pidCpuMs(pid: number): number {
   // After the command name in parentheses: state is field 3, utime and stime fields 14 and 15.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) * (1000 / CLOCK_TICKS);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 /** `npx tsx bench/backends.ts`: just this comparison. */

@@ -45,6 +45,13 @@ function round(x: number, digits = 3): number {
   return Math.round(x * f) / f;
 }
 
+/** The median of some samples (the mean of the middle two for an even count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
 /** Median of `runs` timings of fn (ms). */
 export function timeMs(fn: () => unknown, runs: number): number {
   const t: number[] = [];

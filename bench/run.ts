@@ -4,7 +4,9 @@
  *
  * - UDP echo throughput: pod-to-pod across nodes (through veth, cni0, routing,
  *   flannel.1, a real VXLAN datagram, and back) versus a raw Node UDP echo
- *   between two processes on loopback; same window of 32 datagrams in flight.
+ *   between two processes on loopback; same window of 32 datagrams in flight;
+ *   the median of R interleaved rounds each (raw, pod, raw, pod ...;
+ *   `--echo-rounds R`, 5 by default).
  * - Ping round-trip time: pod-to-pod across nodes versus a raw UDP ping-pong
  *   between two processes.
  * - TCP: cross-node pod-to-pod throughput and connection cost versus raw Node TCP (bench/tcp.ts).
@@ -49,7 +51,7 @@ import { benchScale } from './scale.ts';
 import { benchStore } from './store.ts';
 import { SINK_POD, podEchoPps, podPingRtt, podTcpGoodput } from './pod-echo.ts';
 import { rawUdpPps, rawUdpRtt, startEchoServer } from './raw-udp.ts';
-import { measure, writeResults, RESULTS, type Measure } from './results.ts';
+import { measure, median, writeResults, RESULTS, type Measure } from './results.ts';
 
 const N = Number(process.env.BENCH_PACKETS ?? 20_000);
 const WINDOW = 32;
@@ -104,6 +106,7 @@ async function main(): Promise<void> {
   const measures: Measure[] = [];
   let echoPps: number | undefined;
   const labNet = option('--lab-net') ?? '127.0.99.0/24';
+  const echoRounds = flag('--echo-rounds', 5);
   const echo = await startEchoServer();
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bench-'));
   try {
@@ -111,22 +114,35 @@ async function main(): Promise<void> {
     // Both warmed up first (the agents' JIT, ARP, the flow cache's entries), as a long-running lab would be.
     await rawUdpPps(echo.port, 2000, WINDOW);
     await podEchoPps(stateDir, 2000, WINDOW);
-    // The raw echo right before the pod echo, each with the CPU its processes used (client and server; both agents).
-    const raw0 = selfCpuMs() + pidCpuMs(echo.pid);
-    const rawPps = await rawUdpPps(echo.port, N, WINDOW);
-    const rawUs = ((selfCpuMs() + pidCpuMs(echo.pid) - raw0) * 1000) / N;
-    echoPps = rawPps;
-    const pod0 = agentCpuMs(stateDir);
-    const podPps = await podEchoPps(stateDir, N, WINDOW);
-    const podUs = ((agentCpuMs(stateDir) - pod0) * 1000) / N;
-    process.stderr.write(`UDP echo: raw ${rawPps.toFixed(0)} pps, ${rawUs.toFixed(1)} µs CPU per datagram; pod ${podPps.toFixed(0)} pps, ${podUs.toFixed(1)} µs\n`);
-    // How many of those packets each node answered from its flow cache (absent when it runs without one).
-    for (const node of ['node-1', 'node-2']) {
-      const { flows } = await callNode<{ flows?: { hits: number; misses: number; recorded: number } }>(stateDir, node, 'stats', {});
-      process.stderr.write(`${node} flow cache: ${flows ? `${flows.hits} hits, ${flows.misses} misses, ${flows.recorded} recorded` : 'off'}\n`);
+    // Interleaved rounds, each the raw echo right before the pod echo, each with the CPU its processes used (client
+    // and server; both agents): one run of each swung 0.33-0.91 in pps ratio on this shared machine, their medians
+    // hold still enough to compare commits.
+    const rounds = { rawPps: [] as number[], rawUs: [] as number[], podPps: [] as number[], podUs: [] as number[] };
+    for (let r = 0; r < echoRounds; r++) {
+      const raw0 = selfCpuMs() + pidCpuMs(echo.pid);
+      const rPps = await rawUdpPps(echo.port, N, WINDOW);
+      const rUs = ((selfCpuMs() + pidCpuMs(echo.pid) - raw0) * 1000) / N;
+      const pod0 = agentCpuMs(stateDir);
+      const pPps = await podEchoPps(stateDir, N, WINDOW);
+      const pUs = ((agentCpuMs(stateDir) - pod0) * 1000) / N;
+      rounds.rawPps.push(rPps);
+      rounds.rawUs.push(rUs);
+      rounds.podPps.push(pPps);
+      rounds.podUs.push(pUs);
+      process.stderr.write(`UDP echo, round ${r + 1}/${echoRounds}: raw ${rPps.toFixed(0)} pps, ${rUs.toFixed(1)} µs CPU per datagram; pod ${pPps.toFixed(0)} pps, ${pUs.toFixed(1)} µs; ratio ${(pPps / rPps).toFixed(3)}\n`);
     }
-    measures.push(measure('cross-node pod UDP echo throughput (VXLAN)', podPps, 'packets/s', 'raw Node UDP echo between two processes', rawPps, `${N} datagrams of 64 bytes, ${WINDOW} in flight`));
-    measures.push(measure('CPU per cross-node pod UDP echo (VXLAN)', podUs, 'µs', "raw Node UDP echo: its two processes' CPU per datagram", rawUs, `both node agents' CPU (all threads, /proc) over the echo above, per datagram echoed; the raw echo's client (this process) and server likewise; above 1 = costlier`));
+    const [rawPps, rawUs, podPps, podUs] = [rounds.rawPps, rounds.rawUs, rounds.podPps, rounds.podUs].map(median);
+    echoPps = rawPps;
+    const pairs = (pod: number[], raw: number[], digits: number) => pod.map((p, i) => `${p.toFixed(digits)}/${raw[i].toFixed(digits)}`).join(', ');
+    const load = os.loadavg()[0].toFixed(1);
+    // How many of those packets each node answered from its flow cache (absent when it runs without one), and the
+    // underlay sockets connected to a peer it sent them through.
+    for (const node of ['node-1', 'node-2']) {
+      const { flows, underlay } = await callNode<{ flows?: { hits: number; misses: number; recorded: number }; underlay?: { connectedSockets?: number } }>(stateDir, node, 'stats', {});
+      process.stderr.write(`${node} flow cache: ${flows ? `${flows.hits} hits, ${flows.misses} misses, ${flows.recorded} recorded` : 'off'}; ${underlay?.connectedSockets ?? 0} connected underlay sockets\n`);
+    }
+    measures.push(measure('cross-node pod UDP echo throughput (VXLAN)', podPps, 'packets/s', 'raw Node UDP echo between two processes', rawPps, `${N} datagrams of 64 bytes, ${WINDOW} in flight; medians of ${echoRounds} interleaved rounds (pod/raw: ${pairs(rounds.podPps, rounds.rawPps, 0)}); load average ${load}`));
+    measures.push(measure('CPU per cross-node pod UDP echo (VXLAN)', podUs, 'µs', "raw Node UDP echo: its two processes' CPU per datagram", rawUs, `both node agents' CPU (all threads, /proc) over the echo above, per datagram echoed; the raw echo's client (this process) and server likewise; medians of the rounds (pod/raw: ${pairs(rounds.podUs, rounds.rawUs, 1)}); above 1 = costlier`));
 
     // The ping's own path (the pods' ICMP, the agents' code for it) warmed up as the echo's was: V8 optimizes a
     // function after many calls, and a few hundred pings are not enough (RTT 0.36-0.46 ms over the first 200

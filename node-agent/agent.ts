@@ -500,6 +500,8 @@ export class NodeAgent {
         refused: this.dp.underlay.refused,
         sendErrors: this.dp.underlay.sendErrors,
         sourcePorts: this.dp.underlay.sourcePortList,
+        connectedSockets: this.dp.underlay.connectedSockets,
+        resent: this.dp.underlay.resent,
         ...(this.runtime.rawWire ? { raw: rawStats(this.runtime.rawWire) } : {}),
       },
       impairments,

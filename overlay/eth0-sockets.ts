@@ -58,6 +58,11 @@ export class Eth0Sockets {
     rx.receive(buf, from);
   }
 
+  /** A peer left: the underlay lets go of what it kept for it. */
+  forgetPeer(remote: string): void {
+    this.underlay.forgetPeer(remote);
+  }
+
   /** The source port of a flow, as the kernel derives it from the inner headers. */
   sourcePortFor(flowHash: number): number {
     return this.underlay.sourcePortFor(flowHash);

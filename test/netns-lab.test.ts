@@ -233,13 +233,17 @@ test.serial('tshark on the underlay bridge decodes the kernel\'s and podlab\'s V
 test.serial('one flow keeps one VXLAN source port, on the kernel node and on podlab\'s nodes alike (udp_flow_src_port)', async (t) => {
   if (!need(t)) return;
   if (!requireOrSkip(t, hasTool('tshark'), 'tshark is not installed')) return;
-  // 2 pings x 5 echoes, each echo a request and a reply: 20 VXLAN frames.
-  const { file, exited } = await captureUnderlay(t, 'udp port 8472', 20);
+  // 5 echoes from the kernel's pod and 80 from podlab's, each echo a request and a reply: 170 VXLAN frames. After 64
+  // datagrams of a flow node-1 sends them through a socket connected to the kernel node: its source port stays.
+  const { file, exited } = await captureUnderlay(t, 'udp port 8472', 170);
   const [k1a, p1a] = [await podIp('pod-k1a'), await podIp('pod-1a')];
+  const connected = async () => (await callNode<{ underlay: { connectedSockets: number } }>(lab!.stateDir, 'node-1', 'stats', {})).underlay.connectedSockets;
+  const connectedBefore = await connected();
   // Every echo of a ping shares its identifier; the sequence number and the ICMP checksum change.
   execFileSync('ip', ['netns', 'exec', `${KNS}-pod-k1a`, 'ping', '-c', '5', '-i', '0.2', '-W', '2', p1a], { stdio: 'ignore' });
-  await lab!.exec('pod-1a', ['ping', '-c', '5', '-i', '0.2', k1a]);
+  t.is((await lab!.exec('pod-1a', ['ping', '-q', '-c', '80', '-i', '0.01', k1a])).code, 0);
   await exited;
+  t.true((await connected()) > connectedBefore, 'node-1 sent the busy flow through a connected socket');
   const fields = ['ip.src', 'udp.srcport', 'icmp.type', 'icmp.ident'];
   const out = execFileSync('tshark', ['-r', file, '-d', 'udp.port==8472,vxlan', '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   const flows = new Map<string, Set<string>>();

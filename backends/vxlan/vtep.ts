@@ -65,13 +65,24 @@ export class Vtep {
 
   /** `bridge fdb replace MAC dev flannel.1 dst IP self permanent`. */
   setFdb(mac: string, dst: string): void {
+    const old = this.fdb.get(mac);
     this.fdb.set(mac, dst);
+    if (old !== undefined && old !== dst) this.forgetIfUnused(old);
     this.onFdbChange();
   }
 
   /** `bridge fdb del MAC dev flannel.1`. */
   deleteFdb(mac: string): void {
-    if (this.fdb.delete(mac)) this.onFdbChange();
+    const old = this.fdb.get(mac);
+    if (!this.fdb.delete(mac)) return;
+    if (old !== undefined) this.forgetIfUnused(old);
+    this.onFdbChange();
+  }
+
+  /** A peer address no FDB entry points at any more: eth0's sockets need keep nothing for it. */
+  private forgetIfUnused(dst: string): void {
+    for (const d of this.fdb.values()) if (d === dst) return;
+    this.sockets.forgetPeer(dst);
   }
 
   /**
