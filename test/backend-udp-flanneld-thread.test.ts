@@ -5,7 +5,8 @@
  * crosses), its counters show the four crossings per packet and node, its
  * event loop did the work, a malformed 8285 datagram is counted and dropped
  * while it keeps serving, and a trace follows the packet into the thread and
- * out again on both nodes, a drop inside it included.
+ * out again on both nodes, a drop inside it included; a busy flow's connected
+ * underlay socket is closed once no subnet routes to its node.
  */
 import test from 'ava';
 import dgram from 'node:dgram';
@@ -77,6 +78,16 @@ test.serial('a malformed datagram on 8285 is counted and dropped; flanneld keeps
   t.is(Object.entries(eth0Drops).filter(([r]) => r.startsWith('malformed-flannel-udp:')).reduce((s, [, v]) => s + v, 0), 2, JSON.stringify(eth0Drops));
   t.regex((await runPing(a, ['-c', '2', '-i', '0.01', '10.244.2.2'])).out, /2 received, 0% packet loss/);
   t.like(copies(n2), { received: 4, tunWrites: 2, malformed: 2, thread: { restarts: 0 } });
+});
+
+test.serial('a busy flow to a node gets a connected underlay socket, which goes when no subnet routes to that node any more', async (t) => {
+  const { n1, a, close } = await lab();
+  t.teardown(close);
+  // Past the underlay's threshold of busy datagrams to one peer from one source port.
+  t.regex((await runPing(a, ['-c', '80', '-i', '0.002', '10.244.2.2'])).out, /80 received, 0% packet loss/);
+  t.is(n1.underlay.connectedSockets, 1);
+  n1.applyPlan({ op: 'del-route', cidr: '10.244.2.0/24', node: 'node-2' });
+  t.is(n1.underlay.connectedSockets, 0, 'no subnet routes to node-2: its socket is closed');
 });
 
 test.serial('a trace follows the packet into flanneld\'s thread and out again on both nodes, and a drop inside it', async (t) => {

@@ -117,14 +117,25 @@ export class Flanneld {
   setRoute(cidr: string, publicIp: string): void {
     // A bad subnet throws here, in the plan's step, not in flanneld's thread.
     Cidr.parse(cidr);
+    const old = this.routes.get(cidr);
     this.routes.set(cidr, publicIp);
     if (this.alive) this.post({ k: 'route', cidr, publicIp });
+    if (old !== undefined && old !== publicIp) this.forgetIfUnused(old);
   }
 
   deleteRoute(cidr: string): boolean {
-    if (!this.routes.delete(cidr)) return false;
+    const publicIp = this.routes.get(cidr);
+    if (publicIp === undefined) return false;
+    this.routes.delete(cidr);
     if (this.alive) this.post({ k: 'unroute', cidr });
+    this.forgetIfUnused(publicIp);
     return true;
+  }
+
+  /** A node no subnet routes to any more: the underlay lets go of the connected socket it may keep for it. */
+  private forgetIfUnused(publicIp: string): void {
+    for (const ip of this.routes.values()) if (ip === publicIp) return;
+    this.o.sockets.forgetPeer(publicIp);
   }
 
   /** The crossings so far, read from the memory flanneld counts in. */
