@@ -74,11 +74,15 @@ interface ConnectedTx {
   sock: dgram.Socket;
   pending: Buffer[];
   done: (err: Error | null) => void;
+  /** Closed (its peer forgotten): a datagram an impairment held until later is dropped, not sent on a closed socket. */
+  closed: boolean;
 }
 
 export class UdpUnderlay {
   private rx?: dgram.Socket;
   private tx: dgram.Socket[] = [];
+  /** After close(): an impairment's delayed datagram finds no socket to throw on. */
+  private closed = false;
   private readonly impairments = new Map<string, Impairment>();
   readonly sourcePortList: number[] = [];
   refused = 0;
@@ -161,19 +165,19 @@ export class UdpUnderlay {
     const sock = this.tx[slot] ?? this.rx;
     if (!sock) return 'refused';
     // No pool (an underlay that only listens): from the listening socket, never connected.
-    if (this.tx.length === 0) return this.throughImpairment(peerIp, buf, (b) => sock.send(b, port, peerIp, this.countSendError));
+    if (this.tx.length === 0) return this.throughImpairment(peerIp, buf, (b) => this.sendLater(sock, b, port, peerIp));
     const peer = this.lastPeer?.ip === peerIp ? this.lastPeer : this.peerTx(peerIp, port);
     this.lastPeer = peer;
     const conn = peer.port === port ? peer.socks[slot] : null;
     // Without an impairment, straight to the socket: no closure per datagram.
     const imp = this.impairments.size === 0 ? undefined : this.impairments.get(peerIp);
     if (conn) {
-      if (imp) return imp.apply(buf, (b) => sendConnected(conn, b));
+      if (imp) return imp.apply(buf, (b) => (conn.closed ? this.sendErrors++ : sendConnected(conn, b)));
       sendConnected(conn, buf);
       return 'sent';
     }
     if (conn === undefined && ++peer.counts[slot] >= CONNECT_AFTER) this.connect(peer, slot, sock);
-    if (imp) return imp.apply(buf, (b) => sock.send(b, port, peerIp, this.countSendError));
+    if (imp) return imp.apply(buf, (b) => this.sendLater(sock, b, port, peerIp));
     sock.send(buf, port, peerIp, this.countSendError);
     return 'sent';
   }
@@ -202,6 +206,7 @@ export class UdpUnderlay {
     for (const conn of peer.socks) {
       if (!conn) continue;
       this.connectedSockets--;
+      conn.closed = true;
       conn.sock.close();
     }
   }
@@ -227,6 +232,7 @@ export class UdpUnderlay {
               sock.on('message', (msg, rinfo) => this.onDatagram(msg, rinfo));
               const conn: ConnectedTx = {
                 sock,
+                closed: false,
                 pending: [],
                 done: (e) => {
                   const b = conn.pending.shift();
@@ -250,6 +256,12 @@ export class UdpUnderlay {
   private readonly countSendError = (err: Error | null): void => {
     if (err) this.sendErrors++;
   };
+
+  /** A send an impairment may have delayed past close(): counted as a send error then, never thrown. */
+  private sendLater(sock: dgram.Socket, b: Buffer, port: number, peerIp: string): void {
+    if (this.closed) this.sendErrors++;
+    else sock.send(b, port, peerIp, this.countSendError);
+  }
 
   /**
    * Hands `buf` to `emit` through the impairment towards `peerIp`, if any (also
@@ -276,7 +288,7 @@ export class UdpUnderlay {
     const sock = this.wire;
     const port = this.opts.wirePort;
     if (!sock || port === undefined) return 'refused';
-    return this.throughImpairment(peerIp, packet, (b) => sock.send(b, port, peerIp, this.countSendError));
+    return this.throughImpairment(peerIp, packet, (b) => this.sendLater(sock, b, port, peerIp));
   }
 
   /** The bound wire port, if any. */
@@ -306,7 +318,10 @@ export class UdpUnderlay {
   }
 
   async close(): Promise<void> {
-    const connected = [...this.peers.values()].flatMap((p) => p.socks.map((c) => c?.sock));
+    this.closed = true;
+    const conns = [...this.peers.values()].flatMap((p) => p.socks).filter((c): c is ConnectedTx => !!c);
+    for (const c of conns) c.closed = true;
+    const connected = conns.map((c) => c.sock);
     this.peers.clear();
     this.lastPeer = undefined;
     const all = [this.rx, this.wire, ...this.tx, ...connected].filter((s): s is dgram.Socket => !!s);

@@ -139,3 +139,29 @@ test('a peer that leaves the FDB leaves no connected socket; its flows start aga
     await a.close();
   }
 });
+
+test('a datagram an impairment holds past its socket closing is counted as a send error, never thrown', async (t) => {
+  const clock = new ManualClock();
+  const a = new UdpUnderlay({ localIp: A, port: 0, sourcePorts: 1, allowed: { net: '127.0.231.0', prefixLen: 24 }, clock, rng: new SeededRng(1) });
+  await a.start();
+  const { sock, got } = await receiver();
+  const port = sock.address().port;
+  try {
+    let seq = 0;
+    while (a.connectedSockets === 0 && seq < 1000) {
+      a.send(B, port, datagram(seq++), 0);
+      await new Promise((r) => setImmediate(r));
+    }
+    t.is(a.connectedSockets, 1);
+    a.setImpairment(B, { delayMs: 50 });
+    t.regex(a.send(B, port, datagram(seq++), 0), /^delayed/);
+    a.forgetPeer(B);
+    t.regex(a.send(B, port, datagram(seq++), 0), /^delayed/, 'from the pool again');
+    await a.close();
+    t.notThrows(() => clock.advance(100));
+    t.is(a.sendErrors, 2, 'the connected socket was closed for one, the whole underlay for the other');
+    t.is(got.length, seq - 2);
+  } finally {
+    sock.close();
+  }
+});
