@@ -41,6 +41,27 @@ export function rssSplit(pid: number): { anon: number; file: number } {
   return { anon: kb('Anonymous') / 1024, file: (kb('Rss') - kb('Anonymous')) / 1024 };
 }
 
+/**
+ * Where a process's anonymous memory is, in MB (from /proc/PID/smaps): the malloc arena (`[heap]`: OpenSSL's
+ * per-connection state, SQLite, Node's native objects), 256 KiB mappings (V8's heap pages: its young and old
+ * generation) and the rest (code space, large objects, thread stacks).
+ */
+export function anonSplit(pid: number): { malloc: number; v8: number; other: number } {
+  const out = { malloc: 0, v8: 0, other: 0 };
+  let into: keyof typeof out | undefined;
+  for (const line of fs.readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      const kb = (parseInt(head[2], 16) - parseInt(head[1], 16)) / 1024;
+      into = head[3] === '[heap]' ? 'malloc' : head[3] !== '' ? undefined : kb === 256 ? 'v8' : 'other';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && into) out[into] += Number(rss[1]) / 1024;
+  }
+  return out;
+}
+
 /** Threads of a process (the main thread, V8's and libuv's, one per worker thread). */
 const threadCount = (pid: number) => fs.readdirSync(`/proc/${pid}/task`).length;
 
@@ -132,7 +153,8 @@ export async function benchScale(nodes: number, podsPerNode: number, labNet = '1
     const apiCpu = cpuSeconds(api.pid);
     say(`CPU used by up: agents median ${median(agentCpu).toFixed(2)} s (sum ${agentCpu.reduce((a, b) => a + b, 0).toFixed(1)} s), apiserver ${apiCpu.toFixed(1)} s`);
     const heaviest = await heaviestAgent(rec, agentsNow);
-    const apiNote = `peak ${apiPeak.toFixed(1)} MB during up; anon ${apiSplit.anon.toFixed(1)}, file ${apiSplit.file.toFixed(1)}`;
+    const apiAnon = anonSplit(api.pid);
+    const apiNote = `peak ${apiPeak.toFixed(1)} MB during up; anon ${apiSplit.anon.toFixed(1)} (malloc ${apiAnon.malloc.toFixed(1)}, V8 pages ${apiAnon.v8.toFixed(1)}, other ${apiAnon.other.toFixed(1)}), file ${apiSplit.file.toFixed(1)}`;
     say(`RSS: agents median ${median(agents).toFixed(1)} MB, max ${Math.max(...agents).toFixed(1)} MB; apiserver ${apiRss.toFixed(1)} MB (${apiNote}); load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     say(`heaviest agent: ${heaviest} (median agent: ${medianThreads(rec)} threads)`);
     // Read again once the lab has idled: the first reading comes right after each agent's busiest minute,
@@ -142,7 +164,9 @@ export async function benchScale(nodes: number, podsPerNode: number, labNet = '1
     const agentsIdle = [...agentsIdleNow.values()];
     const heaviestIdle = await heaviestAgent(rec, agentsIdleNow);
     const apiIdle = rssMb(api.pid);
-    say(`RSS after ${IDLE_MS / 1000} s idle: agents median ${median(agentsIdle).toFixed(1)} MB, max ${Math.max(...agentsIdle).toFixed(1)} MB (${heaviestIdle}); apiserver ${apiIdle.toFixed(1)} MB`);
+    const apiIdleAnon = anonSplit(api.pid);
+    const apiIdleNote = `malloc ${apiIdleAnon.malloc.toFixed(1)}, V8 pages ${apiIdleAnon.v8.toFixed(1)}, other anon ${apiIdleAnon.other.toFixed(1)}`;
+    say(`RSS after ${IDLE_MS / 1000} s idle: agents median ${median(agentsIdle).toFixed(1)} MB, max ${Math.max(...agentsIdle).toFixed(1)} MB (${heaviestIdle}); apiserver ${apiIdle.toFixed(1)} MB (${apiIdleNote})`);
 
     // 50 seeded random cross-node pod pairs, one ping each.
     const pods = (await labApi(rec).list<Pod>('pods')).items.filter((p) => p.status?.podIP);
@@ -171,7 +195,7 @@ export async function benchScale(nodes: number, podsPerNode: number, labNet = '1
     out.push(measure(`scale: agent RSS max, ${nodes} nodes`, Math.max(...agents), 'MB', 'a bare Node process', base.rss, heaviest));
     out.push(measure(`scale: agent RSS median after ${IDLE_MS / 1000} s idle, ${nodes} nodes`, median(agentsIdle), 'MB', 'a bare Node process', base.rss, `max ${heaviestIdle}`));
     out.push(measure(`scale: apiserver RSS, ${nodes} nodes x ${podsPerNode} pods`, apiRss, 'MB', 'a bare Node process', base.rss, apiNote));
-    out.push(measure(`scale: apiserver RSS after ${IDLE_MS / 1000} s idle, ${nodes} nodes x ${podsPerNode} pods`, apiIdle, 'MB', 'a bare Node process', base.rss));
+    out.push(measure(`scale: apiserver RSS after ${IDLE_MS / 1000} s idle, ${nodes} nodes x ${podsPerNode} pods`, apiIdle, 'MB', 'a bare Node process', base.rss, apiIdleNote));
     out.push(measure(`scale: CPU used by the agents and the apiserver until every route is programmed, ${nodes} nodes`, agentCpu.reduce((a, b) => a + b, 0) + apiCpu, 's', 'up --detach wall time x 2 cores', (upMs / 1000) * os.cpus().length, `agent median ${median(agentCpu).toFixed(2)} s, apiserver ${apiCpu.toFixed(1)} s`));
     out.push(measure(`scale: random cross-node pings answered, ${nodes} nodes`, ok, 'pings', 'pings sent', pairs, 'seed 1, one ping each, 2 s timeout'));
     out.push(measure(`scale: down, ${nodes} nodes`, downMs, 'ms', 'up --detach', upMs));

@@ -542,10 +542,11 @@ export class NodeAgent {
     c.handle('stats', () => this.stats());
     // What the process holds; with gc, after a full collection, so garbage not yet collected does not count.
     // `gcPauses`: this thread's GC pauses since the last such call (the first starts watching), `reset` opens a new window.
+    // `workerThread`: what runs on the agent's shared worker thread (none: no such thread), the heap above being this thread's.
     c.handle('memory', (params) => {
       const p = (params ?? {}) as { gc?: boolean; gcPauses?: boolean; reset?: boolean };
       if (p.gc === true) fullGc();
-      return { ...process.memoryUsage(), ...(p.gcPauses === true ? { gcPauses: this.gcPauses.read(p.reset === true) } : {}) };
+      return { ...process.memoryUsage(), workerThread: this.thread.entries, ...(p.gcPauses === true ? { gcPauses: this.gcPauses.read(p.reset === true) } : {}) };
     });
     c.handle('exec', async (params, ctx) => this.exec(params as { pod: string; argv: string[]; stdin?: boolean }, ctx));
     c.handle('pod.logs', async (params, ctx) => {
