@@ -5,6 +5,7 @@
  * its ports at once (so a port clash fails `start` with EADDRINUSE) and
  * serves until `stop()`.
  */
+import type { SharedThread } from '../common/module-worker.ts';
 import type { ClientCredentials } from '../control-plane/credentials.ts';
 import type { Container } from '../control-plane/types.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
@@ -14,6 +15,8 @@ export interface AppContext {
   nodeName: string;
   /** The apiserver and credentials, for apps that watch the cluster as their real images do (CoreDNS with its ServiceAccount token; here the node's). */
   api?: { url: string; credentials: ClientCredentials };
+  /** The node's worker thread for code off the data plane (the agent's, shared with kube-proxy's engine); without it such an app starts a thread of its own. */
+  thread?: SharedThread;
   /** Where an app reports things worth a log line (default: nowhere). */
   log?: (msg: string, fields?: Record<string, unknown>) => void;
   /** The container's standard output, line by line: what `kubectl logs` / `podlab logs` show. */

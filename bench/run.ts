@@ -22,7 +22,7 @@
  * `npm run bench -- --backends [--rounds R] [--backends-net 127.0.X.0/24]` runs
  * only the backend comparison (R interleaved rounds, 3 by default; the labs
  * take five /24s from the given one on, 127.0.174.0/24 by default).
- * `npm run bench -- --scale [--nodes N] [--pods-per-node M]` runs only the
+ * `npm run bench -- --scale [--nodes N] [--pods-per-node M] [--lab-net 127.0.X.0/24]` runs only the
  * big-lab measures instead (bench/scale.ts; 100 nodes x 10 pods by default).
  * - The apiserver's store: big-object patches, create cost as the store grows,
  *   restart (bench/store.ts); `npm run bench -- --store` runs only these.
@@ -93,7 +93,7 @@ function report(measures: Measure[]): void {
 }
 
 async function main(): Promise<void> {
-  if (process.argv.includes('--scale')) return report(await benchScale(flag('--nodes', 100), flag('--pods-per-node', 10)));
+  if (process.argv.includes('--scale')) return report(await benchScale(flag('--nodes', 100), flag('--pods-per-node', 10), option('--lab-net')));
   if (process.argv.includes('--store')) return report(await benchStore());
   const backendOpts = { rounds: flag('--rounds', 3), firstNet: option('--backends-net') };
   if (process.argv.includes('--backends')) return report(await benchBackends(backendOpts));

@@ -4,7 +4,8 @@
  * the time `up --detach` takes, memory per agent and of the apiserver, the
  * time until every node has every peer's route and FDB entry, seeded random
  * cross-node pings, the same node count converging over BGP with two route
- * reflectors, and the time `down` takes. Baselines come from the same run: a
+ * reflectors, and the time `down` takes. Its lab runs on `labNet` (127.0.98.0/24
+ * unless `--lab-net` says otherwise), and the BGP lab after it on the same net. Baselines come from the same run: a
  * bare Node process's RSS, and the time to start as many bare Node processes.
  */
 import { spawn } from 'node:child_process';
@@ -26,6 +27,43 @@ export function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
 }
+
+/** Peak resident set size of a process so far, in MB (VmHWM). */
+export function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** A process's resident memory split into anonymous (heaps) and file-backed (Node's binary, libraries), in MB. */
+export function rssSplit(pid: number): { anon: number; file: number } {
+  const t = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(t)?.[1] ?? NaN);
+  return { anon: kb('Anonymous') / 1024, file: (kb('Rss') - kb('Anonymous')) / 1024 };
+}
+
+/**
+ * Where a process's anonymous memory is, in MB (from /proc/PID/smaps): the malloc arena (`[heap]`: OpenSSL's
+ * per-connection state, SQLite, Node's native objects), 256 KiB mappings (V8's heap pages: its young and old
+ * generation) and the rest (code space, large objects, thread stacks).
+ */
+export function anonSplit(pid: number): { malloc: number; v8: number; other: number } {
+  const out = { malloc: 0, v8: 0, other: 0 };
+  let into: keyof typeof out | undefined;
+  for (const line of fs.readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      const kb = (parseInt(head[2], 16) - parseInt(head[1], 16)) / 1024;
+      into = head[3] === '[heap]' ? 'malloc' : head[3] !== '' ? undefined : kb === 256 ? 'v8' : 'other';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && into) out[into] += Number(rss[1]) / 1024;
+  }
+  return out;
+}
+
+/** Threads of a process (the main thread, V8's and libuv's, one per worker thread). */
+const threadCount = (pid: number) => fs.readdirSync(`/proc/${pid}/task`).length;
 
 /** CPU time a process has used so far (user + system), in seconds (from /proc; clock ticks of 10 ms). */
 export function cpuSeconds(pid: number): number {
@@ -76,12 +114,26 @@ async function untilProgrammed(rec: LabRecord, n: number, timeoutMs: number): Pr
   return performance.now() - t0;
 }
 
-export async function benchScale(nodes: number, podsPerNode: number): Promise<Measure[]> {
+/** The agent with the most RSS: its node, what it holds and how many threads it runs (a CoreDNS pod adds a worker thread). */
+async function heaviestAgent(rec: LabRecord, rss: Map<string, number>): Promise<string> {
+  const [name, mb] = [...rss].sort((a, b) => b[1] - a[1])[0];
+  const pid = rec.procs.find((p) => p.role === 'node' && p.name === name)!.pid;
+  const c = await connectNode(rec, name);
+  const pods = await c.call<{ pods: { key: string }[] }>('info', {}).then((i) => i.pods.map((p) => p.key)).finally(() => c.close());
+  const { anon, file } = rssSplit(pid);
+  const others = pods.filter((k) => !k.startsWith('default/'));
+  return `${name} ${mb.toFixed(1)} MB (anon ${anon.toFixed(1)}, file ${file.toFixed(1)}), ${threadCount(pid)} threads, ${pods.length} pods${others.length ? ` with ${others.join(', ')}` : ''}`;
+}
+
+/** Median threads per agent, to set the heaviest one's against. */
+const medianThreads = (rec: LabRecord) => median(rec.procs.filter((p) => p.role === 'node').map((p) => threadCount(p.pid)));
+
+export async function benchScale(nodes: number, podsPerNode: number, labNet = '127.0.98.0/24'): Promise<Measure[]> {
   const out: Measure[] = [];
   const base = await bareNodes(nodes + 1);
   say(`baseline: ${nodes + 1} bare Node processes in ${base.ms.toFixed(0)} ms, ${base.rss.toFixed(1)} MB RSS each`);
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bench-scale-'));
-  const opts = { stateDir, nodes, podsPerNode, manifests: [], labNet: '127.0.98.0/24', apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true, timeoutMs: 600_000 };
+  const opts = { stateDir, nodes, podsPerNode, manifests: [], labNet, apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true, timeoutMs: 600_000 };
   try {
     let t0 = performance.now();
     const rec = await up(opts);
@@ -89,19 +141,32 @@ export async function benchScale(nodes: number, podsPerNode: number): Promise<Me
     say(`up --detach (every node Ready, ${nodes * podsPerNode} pods Running): ${(upMs / 1000).toFixed(1)} s`);
     const programmedMs = await untilProgrammed(rec, nodes, 300_000);
     say(`every route and FDB entry programmed ${(programmedMs / 1000).toFixed(1)} s after up returned`);
-    const agents = rec.procs.filter((p) => p.role === 'node').map((p) => rssMb(p.pid));
+    const agentRss = () => new Map(rec.procs.filter((p) => p.role === 'node').map((p) => [p.name, rssMb(p.pid)] as const));
+    const agentsNow = agentRss();
+    const agents = [...agentsNow.values()];
     const api = rec.procs.find((p) => p.role === 'apiserver')!;
     const apiRss = rssMb(api.pid);
+    const apiPeak = peakRssMb(api.pid);
+    const apiSplit = rssSplit(api.pid);
     // CPU each process used to get here: what `up` costs the machine, next to how long it took.
     const agentCpu = rec.procs.filter((p) => p.role === 'node').map((p) => cpuSeconds(p.pid));
     const apiCpu = cpuSeconds(api.pid);
     say(`CPU used by up: agents median ${median(agentCpu).toFixed(2)} s (sum ${agentCpu.reduce((a, b) => a + b, 0).toFixed(1)} s), apiserver ${apiCpu.toFixed(1)} s`);
-    say(`RSS: agents median ${median(agents).toFixed(1)} MB, max ${Math.max(...agents).toFixed(1)} MB; apiserver ${apiRss.toFixed(1)} MB; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    const heaviest = await heaviestAgent(rec, agentsNow);
+    const apiAnon = anonSplit(api.pid);
+    const apiNote = `peak ${apiPeak.toFixed(1)} MB during up; anon ${apiSplit.anon.toFixed(1)} (malloc ${apiAnon.malloc.toFixed(1)}, V8 pages ${apiAnon.v8.toFixed(1)}, other ${apiAnon.other.toFixed(1)}), file ${apiSplit.file.toFixed(1)}`;
+    say(`RSS: agents median ${median(agents).toFixed(1)} MB, max ${Math.max(...agents).toFixed(1)} MB; apiserver ${apiRss.toFixed(1)} MB (${apiNote}); load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    say(`heaviest agent: ${heaviest} (median agent: ${medianThreads(rec)} threads)`);
     // Read again once the lab has idled: the first reading comes right after each agent's busiest minute,
     // before V8's memory reducer has given back what start-up left behind (before the pings' execs load the pod tools).
     await new Promise((r) => setTimeout(r, IDLE_MS));
-    const agentsIdle = rec.procs.filter((p) => p.role === 'node').map((p) => rssMb(p.pid));
-    say(`RSS after ${IDLE_MS / 1000} s idle: agents median ${median(agentsIdle).toFixed(1)} MB, max ${Math.max(...agentsIdle).toFixed(1)} MB`);
+    const agentsIdleNow = agentRss();
+    const agentsIdle = [...agentsIdleNow.values()];
+    const heaviestIdle = await heaviestAgent(rec, agentsIdleNow);
+    const apiIdle = rssMb(api.pid);
+    const apiIdleAnon = anonSplit(api.pid);
+    const apiIdleNote = `malloc ${apiIdleAnon.malloc.toFixed(1)}, V8 pages ${apiIdleAnon.v8.toFixed(1)}, other anon ${apiIdleAnon.other.toFixed(1)}`;
+    say(`RSS after ${IDLE_MS / 1000} s idle: agents median ${median(agentsIdle).toFixed(1)} MB, max ${Math.max(...agentsIdle).toFixed(1)} MB (${heaviestIdle}); apiserver ${apiIdle.toFixed(1)} MB (${apiIdleNote})`);
 
     // 50 seeded random cross-node pod pairs, one ping each.
     const pods = (await labApi(rec).list<Pod>('pods')).items.filter((p) => p.status?.podIP);
@@ -127,9 +192,10 @@ export async function benchScale(nodes: number, podsPerNode: number): Promise<Me
     out.push(measure(`scale: up --detach, ${nodes} nodes x ${podsPerNode} pods`, upMs, 'ms', `starting ${nodes + 1} bare Node processes`, base.ms));
     out.push(measure(`scale: every route and FDB entry programmed after up, ${nodes} nodes`, programmedMs, 'ms', 'up --detach itself', upMs));
     out.push(measure(`scale: agent RSS median, ${nodes} nodes`, median(agents), 'MB', 'a bare Node process', base.rss, `max ${Math.max(...agents).toFixed(1)} MB`));
-    out.push(measure(`scale: agent RSS max, ${nodes} nodes`, Math.max(...agents), 'MB', 'a bare Node process', base.rss));
-    out.push(measure(`scale: agent RSS median after ${IDLE_MS / 1000} s idle, ${nodes} nodes`, median(agentsIdle), 'MB', 'a bare Node process', base.rss, `max ${Math.max(...agentsIdle).toFixed(1)} MB`));
-    out.push(measure(`scale: apiserver RSS, ${nodes} nodes x ${podsPerNode} pods`, apiRss, 'MB', 'a bare Node process', base.rss));
+    out.push(measure(`scale: agent RSS max, ${nodes} nodes`, Math.max(...agents), 'MB', 'a bare Node process', base.rss, heaviest));
+    out.push(measure(`scale: agent RSS median after ${IDLE_MS / 1000} s idle, ${nodes} nodes`, median(agentsIdle), 'MB', 'a bare Node process', base.rss, `max ${heaviestIdle}`));
+    out.push(measure(`scale: apiserver RSS, ${nodes} nodes x ${podsPerNode} pods`, apiRss, 'MB', 'a bare Node process', base.rss, apiNote));
+    out.push(measure(`scale: apiserver RSS after ${IDLE_MS / 1000} s idle, ${nodes} nodes x ${podsPerNode} pods`, apiIdle, 'MB', 'a bare Node process', base.rss, apiIdleNote));
     out.push(measure(`scale: CPU used by the agents and the apiserver until every route is programmed, ${nodes} nodes`, agentCpu.reduce((a, b) => a + b, 0) + apiCpu, 's', 'up --detach wall time x 2 cores', (upMs / 1000) * os.cpus().length, `agent median ${median(agentCpu).toFixed(2)} s, apiserver ${apiCpu.toFixed(1)} s`));
     out.push(measure(`scale: random cross-node pings answered, ${nodes} nodes`, ok, 'pings', 'pings sent', pairs, 'seed 1, one ping each, 2 s timeout'));
     out.push(measure(`scale: down, ${nodes} nodes`, downMs, 'ms', 'up --detach', upMs));

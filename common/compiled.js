@@ -42,7 +42,7 @@ const MANIFEST = path.join(DIST, '.sources.json');
  * them: agents, pod servers) and the worker threads they start (a worker
  * loads its own copy of its modules).
  */
-export const BUNDLED = ['node-agent/main.ts', 'control-plane/main.ts', 'router/main.ts', 'kernel-node/main.ts', 'kernel-node/pod-server.ts', 'service-proxy/worker.ts', 'backends/udp/flanneld-worker.ts', 'apps/dns/worker.ts'];
+export const BUNDLED = ['node-agent/main.ts', 'control-plane/main.ts', 'router/main.ts', 'kernel-node/main.ts', 'kernel-node/pod-server.ts', 'service-proxy/worker.ts', 'backends/udp/flanneld-worker.ts', 'apps/dns/worker.ts', 'node-agent/threads.ts'];
 
 /** The folders compiled into dist/ (the runtime; tests, bench and scripts run from source). */
 export const RUNTIME_DIRS = ['packet', 'common', 'netstack', 'overlay', 'backends', 'bgp', 'service-proxy', 'policy', 'edge', 'apps', 'pod-tools', 'node-agent', 'kernel-node', 'router', 'control-plane', 'hostnet', 'lab', 'cli', 'scenarios'];

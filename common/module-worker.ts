@@ -11,7 +11,7 @@
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Worker, WorkerOptions } from 'node:worker_threads';
+import type { MessagePort, Transferable, Worker, WorkerOptions } from 'node:worker_threads';
 import { BUNDLED, ROOT, compiledFile } from './compiled.js';
 import { workerThreads } from './lazy-builtins.ts';
 
@@ -31,6 +31,75 @@ export function startModuleWorker(entry: string, options: Omit<WorkerOptions, 'e
   const tsx = import.meta.resolve('tsx/esm/api');
   const bootstrap = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`;
   return new Worker(bootstrap, { ...options, eval: true, execArgv: [] });
+}
+
+/**
+ * What the owner of a worker's code needs of it, whether that code has a
+ * thread of its own (RestartingWorker) or shares one (SharedThread.attach).
+ */
+export interface WorkerRunner {
+  /** Starts the code (its `started` hook is called from here: call it once the owner holds the runner). */
+  start(): void;
+  /** The thread the code runs on now (tests make it fail). */
+  readonly thread: Worker;
+  /** Times the thread was started again. */
+  readonly restarts: number;
+  /** The last uncaught error of the thread now, if any. */
+  readonly lastError: string;
+  post(m: unknown, transfer?: readonly Transferable[]): void;
+  /** The code got what it needs to serve: the next failure starts the backoff anew. */
+  healthy(): void;
+  close(): Promise<number>;
+}
+
+/**
+ * A runner for a bundled worker entry's code, not started yet: on `shared`'s
+ * thread when given (the entry is one of that thread's tenants), else on a
+ * thread of its own.
+ */
+export function workerRunner<From>(entry: string, workerData: unknown, what: string, hooks: RestartingWorkerHooks<From>, opts: RestartingWorkerOptions & { shared?: SharedThread } = {}): WorkerRunner {
+  return opts.shared ? opts.shared.tenant(entry, workerData, hooks) : new RestartingWorker<From>(entry, workerData, what, hooks, opts);
+}
+
+/** A worker entry's code as a function: it serves its protocol on `port` and returns how to stop it. */
+export type TenantServe = (port: MessagePort, workerData: unknown) => () => void;
+
+/**
+ * A worker entry's code run on this very thread, over a MessageChannel, so its
+ * owner speaks the same protocol as to a thread (and can move it to one later):
+ * for code that is cheap while its data is small. It has no thread to restart.
+ */
+export function inThreadRunner<From>(serve: TenantServe, workerData: unknown, hooks: RestartingWorkerHooks<From>): WorkerRunner {
+  let port: MessagePort | undefined;
+  let stop = () => {};
+  return {
+    start() {
+      const { MessageChannel } = workerThreads();
+      const { port1, port2 } = new MessageChannel();
+      port1.on('message', (m: From) => hooks.message(m));
+      port = port1;
+      stop = serve(port2, workerData);
+      // Neither end keeps the process alive, as a worker thread does not.
+      port1.unref();
+      port2.unref();
+      hooks.started();
+    },
+    get thread(): Worker {
+      throw new Error('runs on this thread');
+    },
+    restarts: 0,
+    lastError: '',
+    post(m, transfer = []) {
+      port?.postMessage(m, transfer);
+    },
+    healthy() {},
+    close() {
+      stop();
+      port?.close();
+      port = undefined;
+      return Promise.resolve(0);
+    },
+  };
 }
 
 const RESTART_MIN_MS = 500;
@@ -57,7 +126,7 @@ export interface RestartingWorkerOptions {
  * run beside the data plane; the owner keeps its own state and says what a restart means for it. Unref'd: the
  * agent's sockets keep the process alive, and a bare engine or app in a test must not.
  */
-export class RestartingWorker<From> {
+export class RestartingWorker<From> implements WorkerRunner {
   restarts = 0;
   lastError = '';
   private current!: Worker;
@@ -109,6 +178,10 @@ export class RestartingWorker<From> {
     this.hooks.started();
   }
 
+  post(m: unknown, transfer: readonly Transferable[] = []): void {
+    this.current.postMessage(m, transfer);
+  }
+
   /** The thread got what it needs to serve: the next failure starts the backoff anew. */
   healthy(): void {
     this.backoff = this.minMs;
@@ -118,5 +191,124 @@ export class RestartingWorker<From> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     return this.current.terminate();
+  }
+}
+
+/** What a SharedThread's owner side tells its thread (common/shared-thread-host.ts serves it). */
+export type ToSharedThread = { t: 'attach'; id: number; entry: string; workerData: unknown; port: MessagePort } | { t: 'detach'; id: number };
+
+interface Tenant {
+  entry: string;
+  workerData: unknown;
+  hooks: RestartingWorkerHooks<unknown>;
+  port?: MessagePort;
+}
+
+/**
+ * One worker thread (a RestartingWorker on `hostEntry`, which serves
+ * shared-thread-host.ts's protocol) that several worker entries' code runs on
+ * as tenants, each with a MessagePort of its own speaking its usual protocol.
+ * A worker thread is a whole Node environment (~10 MB RSS before any of its
+ * code runs), so an agent holding a CoreDNS pod runs that pod's code on the
+ * thread of kube-proxy's engine rather than on a second one. They share its
+ * fate: when the thread dies, every tenant is told it exited and is attached
+ * again to the restarted thread (the thread's restart count and backoff are
+ * theirs). The thread starts with the first tenant and
+ * ends with the last.
+ */
+export class SharedThread {
+  private host?: RestartingWorker<never>;
+  private readonly tenants = new Map<number, Tenant>();
+  private nextId = 1;
+
+  constructor(
+    private readonly hostEntry: string,
+    private readonly what: string,
+    private readonly opts: RestartingWorkerOptions = {},
+  ) {}
+
+  /** The thread now, if any tenant runs. */
+  get thread(): Worker | undefined {
+    return this.host?.thread;
+  }
+
+  /** Tenants attached (their entries). */
+  get entries(): string[] {
+    return [...this.tenants.values()].map((t) => t.entry);
+  }
+
+  /** A tenant running `entry`'s code (a bundled worker entry that the host entry serves), once started. */
+  tenant<From>(entry: string, workerData: unknown, hooks: RestartingWorkerHooks<From>): WorkerRunner {
+    const id = this.nextId++;
+    const tenant: Tenant = { entry, workerData, hooks: hooks };
+    const running = () => this.host;
+    const host = () => {
+      const h = running();
+      if (!h) throw new Error(`shared thread: ${entry} is not started`);
+      return h;
+    };
+    return {
+      start: () => this.attach(id, tenant),
+      get thread() {
+        return host().thread;
+      },
+      get restarts() {
+        return running()?.restarts ?? 0;
+      },
+      get lastError() {
+        return running()?.lastError ?? '';
+      },
+      post(m, transfer = []) {
+        tenant.port?.postMessage(m, transfer);
+      },
+      healthy: () => this.host?.healthy(),
+      close: () => this.detach(id),
+    };
+  }
+
+  private attach(id: number, tenant: Tenant): void {
+    this.tenants.set(id, tenant);
+    if (!this.host) {
+      this.host = new RestartingWorker<never>(this.hostEntry, undefined, this.what, {
+        message: () => {},
+        started: () => {
+          for (const [i, t] of this.tenants) this.connect(i, t);
+        },
+        exited: (reason, retryMs) => {
+          for (const t of this.tenants.values()) {
+            t.port?.close();
+            t.port = undefined;
+            t.hooks.exited(reason, retryMs);
+          }
+        },
+      }, this.opts);
+      this.host.start();
+    } else this.connect(id, tenant);
+  }
+
+  private connect(id: number, t: Tenant): void {
+    const { MessageChannel } = workerThreads();
+    const { port1, port2 } = new MessageChannel();
+    port1.on('message', (m) => t.hooks.message(m));
+    // As the thread itself is unref'd: the agent's sockets keep the process alive, a tenant must not.
+    port1.unref();
+    t.port = port1;
+    this.host!.thread.postMessage({ t: 'attach', id, entry: t.entry, workerData: t.workerData, port: port2 } satisfies ToSharedThread, [port2]);
+    t.hooks.started();
+  }
+
+  private detach(id: number): Promise<number> {
+    const t = this.tenants.get(id);
+    const host = this.host;
+    if (!t || !host) return Promise.resolve(0);
+    this.tenants.delete(id);
+    t.port?.close();
+    t.port = undefined;
+    if (this.tenants.size > 0) {
+      host.thread.postMessage({ t: 'detach', id } satisfies ToSharedThread);
+      return Promise.resolve(0);
+    }
+    this.host = undefined;
+    return host.close();
   }
 }

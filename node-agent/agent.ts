@@ -12,6 +12,7 @@ import { v8, vm } from '../common/lazy-builtins.ts';
 import { formatLine, type LogQuery } from './pod-logs.ts';
 import { monotonicClock, type Clock } from '../common/clock.ts';
 import { createLogger } from '../common/log.ts';
+import { SharedThread } from '../common/module-worker.ts';
 import { SeededRng, seedFrom } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { agentCredentials, type ClientCredentials } from '../control-plane/credentials.ts';
@@ -157,6 +158,11 @@ export class NodeAgent {
   private control?: ControlServer;
   private remoteControl?: net.Server;
   private kubeProxy?: KubeProxy;
+  /**
+   * The one worker thread that kube-proxy's engine and the CoreDNS pods' code share (node-agent/threads.ts):
+   * a thread each cost a CoreDNS node ~10 MB RSS more than the others (a whole Node environment).
+   */
+  private readonly thread = new SharedThread('node-agent/threads.ts', "the agent's worker thread", { name: 'agent-worker' });
   private policy?: NetworkPolicyAgent;
   private poolInformer?: Informer<IpAddressPool>;
   private l2AdvInformer?: Informer<Advertisement>;
@@ -214,6 +220,7 @@ export class NodeAgent {
       clock: this.clock,
       rng: this.rng,
       api: { url: opts.apiUrl, credentials },
+      thread: this.thread,
     });
     this.core = new NodeCore(
       {
@@ -280,6 +287,7 @@ export class NodeAgent {
       // first Service, off: never); the worker's time is the real clock. The worker watches the apiserver itself.
       worker: this.clock !== monotonicClock ? false : ({ on: true, off: false } as Record<string, boolean>)[process.env.PODLAB_KUBE_PROXY_WORKER ?? ''] ?? 'auto',
       api: { url: this.opts.apiUrl, credentials: this.credentials },
+      thread: this.thread,
       onEngineDown: (reason, retryMs) => void this.reportEngineDown(reason, retryMs),
       mode: this.opts.proxyMode,
       node: this.name,
@@ -534,10 +542,11 @@ export class NodeAgent {
     c.handle('stats', () => this.stats());
     // What the process holds; with gc, after a full collection, so garbage not yet collected does not count.
     // `gcPauses`: this thread's GC pauses since the last such call (the first starts watching), `reset` opens a new window.
+    // `workerThread`: what runs on the agent's shared worker thread (none: no such thread), the heap above being this thread's.
     c.handle('memory', (params) => {
       const p = (params ?? {}) as { gc?: boolean; gcPauses?: boolean; reset?: boolean };
       if (p.gc === true) fullGc();
-      return { ...process.memoryUsage(), ...(p.gcPauses === true ? { gcPauses: this.gcPauses.read(p.reset === true) } : {}) };
+      return { ...process.memoryUsage(), workerThread: this.thread.entries, ...(p.gcPauses === true ? { gcPauses: this.gcPauses.read(p.reset === true) } : {}) };
     });
     c.handle('exec', async (params, ctx) => this.exec(params as { pod: string; argv: string[]; stdin?: boolean }, ctx));
     c.handle('pod.logs', async (params, ctx) => {

@@ -42,6 +42,8 @@ export interface EmulatedRuntimeOptions {
   /** Handed to pod apps that watch the cluster (CoreDNS). */
   /** The apiserver and the node's credentials, for apps that watch the cluster (CoreDNS). */
   api?: AppContext['api'];
+  /** The agent's shared worker thread, for pod apps with work off the data plane (CoreDNS). */
+  thread?: AppContext['thread'];
 }
 
 export class EmulatedRuntime implements NodeRuntime {
@@ -152,7 +154,7 @@ export class EmulatedRuntime implements NodeRuntime {
     const net = this.dp.addPod({ namespace: p.metadata.namespace ?? 'default', name: p.metadata.name, uid: p.metadata.uid, ip });
     log.info('pod network ready', { pod: key, ip, veth: net.hostVeth.name });
     // The containers' built-in apps by image (apps/); a failure is logged and shown in the container's status.
-    startPodApps(net, p.spec?.containers ?? [], { podName: p.metadata.name, nodeName: this.o.name, api: this.o.api, log: (m, f) => (/fail/.test(m) ? log.error(m, f) : log.info(m, f)) }, (c) => this.logs.writer(key, c));
+    startPodApps(net, p.spec?.containers ?? [], { podName: p.metadata.name, nodeName: this.o.name, api: this.o.api, thread: this.o.thread, log: (m, f) => (/fail/.test(m) ? log.error(m, f) : log.info(m, f)) }, (c) => this.logs.writer(key, c));
     return Promise.resolve();
   }
 

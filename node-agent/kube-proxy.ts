@@ -46,6 +46,7 @@ import { LbIndex, loadBalancerServices, type LbService } from '../edge/lb-servic
 import { isValidIpv4 } from '../packet/addr.ts';
 import { createServiceProxyEngine, type Decision, type IpvsSchedulerName, type ProxyMode, type ServicePacket, type ServiceProxyEngine } from '../service-proxy/index.ts';
 import { engineCommand } from '../service-proxy/commands.ts';
+import type { SharedThread } from '../common/module-worker.ts';
 import { EngineWorker } from '../service-proxy/engine-worker.ts';
 import { liveEndpoints, ServiceAddressSet, serviceAddresses, type EngineObjectKind, type EngineSummary, type NodePortSocket } from '../service-proxy/worker-protocol.ts';
 import type { NodeDataPlane } from './dataplane.ts';
@@ -153,6 +154,8 @@ export interface KubeProxyOptions {
   onEngineDown?: (reason: string, retryMs: number) => void;
   /** The apiserver: the worker watches it itself, and the followed informers are stopped when the engine moves there. */
   api?: { url: string; credentials: ClientCredentials };
+  /** The thread the worker's code runs on with the agent's other workers' (default: a thread of its own). */
+  thread?: SharedThread;
 }
 
 /** What informers look like to kube-proxy. */
@@ -332,6 +335,7 @@ export class KubeProxy implements NatEngine {
           if (restarts) log.info('kube-proxy engine worker restarted', { node: this.o.node, restarts });
         },
       },
+      this.o.thread,
     );
     if (this.o.api) {
       this.handOver();

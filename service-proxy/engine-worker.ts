@@ -11,7 +11,7 @@
  * itself and nothing is fed from here (a restarted worker lists them anew).
  */
 import type { Worker } from 'node:worker_threads';
-import { RestartingWorker } from '../common/module-worker.ts';
+import { workerRunner, type SharedThread, type WorkerRunner } from '../common/module-worker.ts';
 import { objectKey } from '../control-plane/informer.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import type { Decision, ServicePacket } from './types.ts';
@@ -58,7 +58,7 @@ export class EngineWorker {
   /** The worker thread's scheduling and kernel thread id, as it reported them. */
   priority?: string;
   tid?: number;
-  private readonly runner: RestartingWorker<FromEngine>;
+  private readonly runner: WorkerRunner;
   private nextId = 1;
   private readonly decisionsWaiting = new Map<number, Waiting<Decision | null>>();
   /**
@@ -79,12 +79,14 @@ export class EngineWorker {
   constructor(
     private readonly init: EngineWorkerInit,
     private readonly hooks: EngineWorkerHooks,
+    /** A thread to run on with other workers' code (the agent's); else a thread of its own. */
+    shared?: SharedThread,
   ) {
-    this.runner = new RestartingWorker<FromEngine>('service-proxy/worker.ts', init, "kube-proxy's engine worker", {
+    this.runner = workerRunner<FromEngine>('service-proxy/worker.ts', init, "kube-proxy's engine worker", {
       message: (m) => this.onMessage(m),
       started: () => this.started(),
       exited: (reason, retryMs) => this.failed(reason, retryMs),
-    });
+    }, { shared });
     this.runner.start();
   }
 
@@ -176,7 +178,7 @@ export class EngineWorker {
   }
 
   private send(m: ToEngine): void {
-    this.runner.thread.postMessage(m);
+    this.runner.post(m);
   }
 
   /** An informer's object added or changed. */

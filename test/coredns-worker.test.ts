@@ -5,7 +5,9 @@
  * so a Service created or deleted through the API is answered over
  * the pod's UDP and TCP 53 without the app on the data plane's thread
  * holding any object; a worker that dies is restarted, queries meanwhile get
- * SERVFAIL from the thread. One node data plane on 127.0.102.0/24, never
+ * SERVFAIL from the thread; an agent's runs on its own thread until there are
+ * 100 Services, then on the worker thread it shares with kube-proxy's engine.
+ * One node data plane on 127.0.102.0/24, never
  * started (two pods on its cni0 need no underlay).
  */
 import test, { type ExecutionContext } from 'ava';
@@ -18,6 +20,8 @@ import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import { corednsApp } from '../apps/dns/coredns.ts';
 import { DnsWorkerClient } from '../apps/dns/worker-client.ts';
+import { SharedThread } from '../common/module-worker.ts';
+import { EngineWorker } from '../service-proxy/engine-worker.ts';
 import { startApiServer } from '../control-plane/apiserver.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Container } from '../control-plane/types.ts';
@@ -140,4 +144,48 @@ test.serial("the data plane's thread holds no Service for CoreDNS: its heap does
   t.log(`the thread's heap grew ${grown.toFixed(2)} MB with ${N} Services in CoreDNS's worker`);
   // On the thread the informers' cache of 4,000 Services took ~3.4 MB (bench/coredns.ts: 8.6 MB at 10,000).
   t.true(grown < 1.5, `${grown.toFixed(2)} MB`);
+});
+
+test.serial("an agent's CoreDNS: on the data plane's thread below 100 Services, then on the worker thread it shares with kube-proxy's engine; both restart with it", async (t) => {
+  const { api, client } = await apiserver(t);
+  await client.create('services', svc('db', 'shop'), 'shop');
+  const shared = new SharedThread('node-agent/threads.ts', "the agent's worker thread");
+  const credentials = { url: api.url, credentials: api.credentials };
+  const engine = new EngineWorker({ mode: 'iptables', nodeName: 'node-1', nodeIP: '127.0.0.1', localAddresses: [], clusterCidr: '10.244.0.0/16', loopbackCidr: '127.0.0.0/8', seed: 1, api: credentials }, { summary: () => {}, down: () => {} }, shared);
+  const w = new DnsWorkerClient({ api: credentials }, () => {}, shared);
+  t.teardown(async () => {
+    w.close();
+    await engine.close();
+  });
+  const ask = (id: number, name: string) =>
+    new Promise<{ outcome: string; answers: number }>((resolve, reject) => {
+      const took = w.query(query(id, name), 'udp', (a) => {
+        const msg = a.out && parseDns(a.out);
+        if (msg && isWireError(msg)) return reject(new Error(msg.message));
+        resolve({ outcome: a.outcome, answers: msg ? msg.answers.length : -1 });
+      });
+      if (!took) resolve({ outcome: 'refused', answers: -1 });
+    });
+  t.deepEqual(await ask(1, 'db.shop.svc.cluster.local'), { outcome: 'answered', answers: 1 });
+  t.is(w.where, 'here');
+  t.deepEqual(shared.entries, ['service-proxy/worker.ts']);
+  for (let i = 0; i < 100; i += 25) await Promise.all(Array.from({ length: 25 }, (_, j) => client.create('services', svc(`s-${i + j}`), 'default')));
+  await eventually(() => w.where === 'thread', 10_000, 50);
+  // One thread runs both, and the code that ran here stopped.
+  t.deepEqual(shared.entries.sort(), ['apps/dns/worker.ts', 'service-proxy/worker.ts']);
+  t.is(w.thread, engine.thread);
+  t.deepEqual(await ask(2, 's-99.default.svc.cluster.local'), { outcome: 'answered', answers: 1 });
+  await eventually(() => engine.state === 'up', 10_000, 50);
+  const exited = new Promise((r) => w.thread.once('exit', r));
+  await w.thread.terminate();
+  await exited;
+  t.is(w.state, 'down');
+  t.is(engine.state, 'down');
+  await eventually(() => w.state === 'up' && engine.state === 'up', 10_000, 50);
+  t.is(w.restarts, 1);
+  t.deepEqual(await ask(3, 's-42.default.svc.cluster.local'), { outcome: 'answered', answers: 1 });
+  // The last tenant gone, the thread ends.
+  w.close();
+  await engine.close();
+  t.is(shared.thread, undefined);
 });

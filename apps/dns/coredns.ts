@@ -54,7 +54,7 @@ export const corednsApp: BuiltinApp = {
       servers.forEach((x) => x.close());
       throw e;
     }
-    const worker = ctx.api ? new DnsWorkerClient({ api: ctx.api }, (m, f) => ctx.log?.(m, { pod: ctx.podName, ...f })) : undefined;
+    const worker = ctx.api ? new DnsWorkerClient({ api: ctx.api }, (m, f) => ctx.log?.(m, { pod: ctx.podName, ...f }), ctx.thread) : undefined;
     if (!worker) ctx.log?.('coredns has no apiserver to watch: every query gets SERVFAIL', { pod: ctx.podName });
     // CoreDNS's start lines, with the version the image's tag names (registry.k8s.io/coredns/coredns:v1.11.1).
     const version = /:v?(\d+\.\d+\.\d+)$/.exec(container.image)?.[1] ?? '1.11.1';
