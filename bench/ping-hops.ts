@@ -71,11 +71,14 @@ async function dump(pids: number[]): Promise<Map<number, Event[]>> {
  * The round trips in a trace: from each program send, the origin's send() of a datagram of `len` bytes, the
  * peer's receive and send() of one, the origin's receive and the program's reply.
  */
-function cycles(origin: Event[], peer: Event[], len: number): { hops: number[][]; side: number[][] } {
+function cycles(origin: Event[], peer: Event[], len: number): { hops: number[][]; side: number[][]; gapMs: number } {
   const all: Tagged[] = [...origin.map((e) => ({ who: 'origin' as const, kind: e[0], port: e[1], len: e[2], t: e[3] })), ...peer.map((e) => ({ who: 'peer' as const, kind: e[0], port: e[1], len: e[2], t: e[3] }))];
   all.sort((a, b) => a.t - b.t);
   const hops: number[][] = HOPS.map(() => []);
   const side: number[][] = SIDE.map(() => []);
+  const sends = origin.filter((e) => e[0] === 'app-send').map((e) => e[3]);
+  // The program's real gap between sends (timers fire late, and ping re-sleeps when one fires early).
+  const gapMs = sends.length > 1 ? (sends[sends.length - 1] - sends[0]) / (sends.length - 1) / 1e6 : NaN;
   /** What each stage waits for, after the program's send: its stamp is the next hop's end. */
   const steps: [Tagged['who'], Kind][] = [
     ['origin', 'send'],
@@ -111,7 +114,7 @@ function cycles(origin: Event[], peer: Event[], len: number): { hops: number[][]
     side[1].push((pSent - st[3]) / 1000);
     stage = -1;
   }
-  return { hops, side };
+  return { hops, side, gapMs };
 }
 
 /** Minor page faults of process `pid` (every thread), from /proc. */
@@ -135,6 +138,7 @@ interface Run {
   rttMs: number;
   hops: number[][];
   side: number[][];
+  gapMs: number;
   cpu: { origin: number; peer: number };
   faults: { origin: number; peer: number };
 }
@@ -149,6 +153,7 @@ function print(raw: Run, pod: Run): void {
   s += row('**round trip, stamped**', total(raw.hops), total(pod.hops));
   for (let i = 0; i < SIDE.length; i++) s += row(`(${SIDE[i]})`, raw.side[i], pod.side[i]);
   s += `| the program's own mean RTT | ${(raw.rttMs * 1000).toFixed(1)} | ${(pod.rttMs * 1000).toFixed(1)} | ratio ${(pod.rttMs / raw.rttMs).toFixed(2)} |\n`;
+  s += `| the program's mean gap between sends (ms) | ${raw.gapMs.toFixed(3)} | ${pod.gapMs.toFixed(3)} | |\n`;
   s += `| CPU per ping, origin / peer process (µs, /proc) | ${raw.cpu.origin.toFixed(0)} / ${raw.cpu.peer.toFixed(0)} | ${pod.cpu.origin.toFixed(0)} / ${pod.cpu.peer.toFixed(0)} | |\n`;
   s += `| minor page faults per ping, origin / peer | ${raw.faults.origin.toFixed(2)} / ${raw.faults.peer.toFixed(2)} | ${pod.faults.origin.toFixed(2)} / ${pod.faults.peer.toFixed(2)} | |\n`;
   process.stdout.write(s);

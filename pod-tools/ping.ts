@@ -145,7 +145,8 @@ export async function ping(ctx: ExecContext): Promise<number> {
     return b;
   };
 
-  const sleep = (ms: number) =>
+  /** Sleeps `ms`, or until aborted; with `untilReply`, also until the next reply or error comes. */
+  const sleep = (ms: number, untilReply: boolean) =>
     new Promise<void>((resolve) => {
       if (ctx.signal.aborted) return resolve();
       const t = ctx.clock.setTimeout(done, ms);
@@ -155,7 +156,7 @@ export async function ping(ctx: ExecContext): Promise<number> {
         ctx.signal.removeEventListener('abort', done);
         resolve();
       }
-      wake = done;
+      if (untilReply) wake = done;
       ctx.signal.addEventListener('abort', done, { once: true });
     });
 
@@ -177,15 +178,16 @@ export async function ping(ctx: ExecContext): Promise<number> {
         }
       }
       if (seq < count) {
-        // The next echo goes after the interval; replies wake us only to be printed.
+        // The next echo goes after the interval. A reply, printed as it comes, does not cut this wait short:
+        // that cancelled and re-armed the timer and the abort listener once per reply, for nothing.
         const due = ctx.clock.now() + intervalMs;
-        while (!ctx.signal.aborted && ctx.clock.now() < due) await sleep(due - ctx.clock.now());
+        while (!ctx.signal.aborted && ctx.clock.now() < due) await sleep(due - ctx.clock.now(), false);
       }
     }
     // After the last echo: wait for outstanding replies (up to -W, or the -w deadline).
     const waitUntil = Math.min(ctx.clock.now() + timeoutMs, start + deadlineMs);
     while (!ctx.signal.aborted && received.size + errors < transmitted && ctx.clock.now() < waitUntil) {
-      await sleep(waitUntil - ctx.clock.now());
+      await sleep(waitUntil - ctx.clock.now(), true);
     }
   } finally {
     sock.close();
