@@ -66,10 +66,16 @@ function apiserverNodeFlags(): string[] {
   return env === undefined ? APISERVER_NODE_FLAGS : env.split(' ').filter((f) => f !== '');
 }
 
+/** More V8 flags for the agents from PODLAB_AGENT_V8_FLAGS (space-separated): for benchmarks comparing them. */
+function extraAgentFlags(): string[] {
+  return (process.env.PODLAB_AGENT_V8_FLAGS ?? '').split(/\s+/).filter((f) => f.startsWith('--'));
+}
+
 /** The arguments of one node agent; kept in lab.json so `podlab node NODE restart` can reuse them. */
 function agentArgs(o: UpOptions, name: string, ip: string, apiUrl: string): string[] {
   return [
     ...AGENT_NODE_FLAGS,
+    ...extraAgentFlags(),
     ...nodeArgsFor('node-agent/main.ts'),
     '--name', name, '--ip', ip, '--underlay', o.labNet, '--api', apiUrl, '--state-dir', o.stateDir, '--token-file', nodeTokenPath(o.stateDir, name),
     '--cluster-cidr', o.clusterCidr, '--vxlan-port', String(o.vxlanPort), '--seed', String(o.seed), '--mtu', String(o.mtu),

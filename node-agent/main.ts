@@ -16,6 +16,7 @@ import { BACKEND_NAMES, DEFAULT_BACKEND, findBackend } from '../backends/registr
 import { NodeAgent } from './agent.ts';
 import { DEFAULT_LB_HANDOFF_PORT } from '../edge/lb-handoff.ts';
 import { isIpv4Address, isIpv4Cidr } from '../packet/ip-input.ts';
+import { tierUpSooner } from './tiering.ts';
 
 const log = createLogger('podlab:agent');
 
@@ -93,3 +94,4 @@ const agent = new NodeAgent({
 });
 
 await runDaemon('node-agent', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath }));
+tierUpSooner();

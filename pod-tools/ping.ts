@@ -82,6 +82,8 @@ export async function ping(ctx: ExecContext): Promise<number> {
   const mode = (values.M ?? 'want') as PmtuDisc;
   if (!['do', 'want', 'dont'].includes(mode)) throw new UsageError(`ping: invalid -M argument: ${values.M}`);
   const quiet = !!values.q;
+  // A diagnostic preload's hook (bench/hop-trace.mjs), when one is loaded: it stamps each echo and reply.
+  const hopTrace = (globalThis as Record<symbol, ((what: 'send' | 'reply', seq: number) => void) | undefined>)[Symbol.for('podlab.hopTrace')];
 
   const stack = ctx.pod.stack;
   let id = 0;
@@ -117,6 +119,7 @@ export async function ping(ctx: ExecContext): Promise<number> {
       const t0 = sentAt.get(e.seq);
       if (t0 === undefined) return;
       const rtt = ctx.clock.now() - t0;
+      hopTrace?.('reply', e.seq);
       const dup = received.has(e.seq);
       if (!dup) {
         received.add(e.seq);
@@ -142,7 +145,8 @@ export async function ping(ctx: ExecContext): Promise<number> {
     return b;
   };
 
-  const sleep = (ms: number) =>
+  /** Sleeps `ms`, or until aborted; with `untilReply`, also until the next reply or error comes. */
+  const sleep = (ms: number, untilReply: boolean) =>
     new Promise<void>((resolve) => {
       if (ctx.signal.aborted) return resolve();
       const t = ctx.clock.setTimeout(done, ms);
@@ -152,7 +156,7 @@ export async function ping(ctx: ExecContext): Promise<number> {
         ctx.signal.removeEventListener('abort', done);
         resolve();
       }
-      wake = done;
+      if (untilReply) wake = done;
       ctx.signal.addEventListener('abort', done, { once: true });
     });
 
@@ -161,6 +165,7 @@ export async function ping(ctx: ExecContext): Promise<number> {
     for (let seq = 1; seq <= count && !ctx.signal.aborted; seq++) {
       if (ctx.clock.now() - start >= deadlineMs) break;
       sentAt.set(seq & 0xffff, ctx.clock.now());
+      hopTrace?.('send', seq & 0xffff);
       const r = stack.sendEcho(dest, id, seq & 0xffff, payload(seq), { ttl, pmtudisc: mode });
       transmitted++;
       if (!r.ok) {
@@ -173,15 +178,16 @@ export async function ping(ctx: ExecContext): Promise<number> {
         }
       }
       if (seq < count) {
-        // The next echo goes after the interval; replies wake us only to be printed.
+        // The next echo goes after the interval. A reply, printed as it comes, does not cut this wait short:
+        // that cancelled and re-armed the timer and the abort listener once per reply, for nothing.
         const due = ctx.clock.now() + intervalMs;
-        while (!ctx.signal.aborted && ctx.clock.now() < due) await sleep(due - ctx.clock.now());
+        while (!ctx.signal.aborted && ctx.clock.now() < due) await sleep(due - ctx.clock.now(), false);
       }
     }
     // After the last echo: wait for outstanding replies (up to -W, or the -w deadline).
     const waitUntil = Math.min(ctx.clock.now() + timeoutMs, start + deadlineMs);
     while (!ctx.signal.aborted && received.size + errors < transmitted && ctx.clock.now() < waitUntil) {
-      await sleep(waitUntil - ctx.clock.now());
+      await sleep(waitUntil - ctx.clock.now(), true);
     }
   } finally {
     sock.close();

@@ -1,0 +1,19 @@
+/**
+ * V8's tier-up, made quicker once the agent is up. V8 optimizes a function after it has run some ticks' worth
+ * of bytecode (3 ticks + 1 per 150 bytes of its size, a tick every 66 KB by default), so a function of the data
+ * path that runs once per packet, as a ping's do, stays in the baseline tier for a thousand packets or more:
+ * a cross-node ping's JS ran 5-10x slower than in a hot loop (bench/ping-hops.ts, bench/README.md). Set from
+ * the command line the same flags would also tier up the start-up's code: 20-50 ms more CPU per agent to come up
+ * at 8 KB ticks, 60-80 ms and ~1 MB RSS at 4 KB (6 nodes x 10 pods). Set once the agent is ready they cost the
+ * start nothing; what runs after (packets, watch events, syncs) is optimized sooner. The price moves to the
+ * first packets of a path, compiled while they pass: a fresh lab's first 200 pings had a higher mean RTT (rare
+ * stalls of a few ms), the warm ones 17-30% less JS. PODLAB_AGENT_STEADY_V8_FLAGS overrides them (empty: none).
+ */
+import { v8 } from '../common/lazy-builtins.ts';
+
+export const STEADY_V8_FLAGS = '--interrupt-budget=8192 --bytecode-size-allowance-per-tick=1000';
+
+/** Applies the flags to this process (every isolate in it: V8's flags are process-wide). */
+export function tierUpSooner(flags = process.env.PODLAB_AGENT_STEADY_V8_FLAGS ?? STEADY_V8_FLAGS): void {
+  if (flags.trim()) v8().setFlagsFromString(flags);
+}
