@@ -58,6 +58,18 @@ interface Gaps {
   p99: number;
   /** Ping latency corrected for coordinated omission, from echoes on a fixed schedule sent meanwhile (./paced-ping.ts). */
   paced: PacedLatency;
+  /** How long the thread was runnable but waiting for a core (ms, /proc schedstat), and over how long a window (ms). */
+  queuedMs: number;
+  spanMs: number;
+}
+
+/** This thread's time spent runnable but not running so far (ms): /proc/thread-self/schedstat's second field; NaN off Linux. */
+function queuedSoFar(): number {
+  try {
+    return Number(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[1]) / 1e6;
+  } catch {
+    return NaN;
+  }
 }
 
 /**
@@ -70,6 +82,8 @@ interface Gaps {
 async function gaps(pod: PodNet, dst: string, during?: () => void, count = 150, until?: Promise<void>): Promise<Gaps> {
   const replies: number[] = [];
   let out = '';
+  const q0 = queuedSoFar();
+  const t0 = performance.now();
   const timer = during ? setTimeout(during, 60) : undefined;
   const stop = new AbortController();
   // Stops 60 ms after `until`, but never before `count` replies (a quick resync would leave too few for a p99).
@@ -99,7 +113,7 @@ async function gaps(pod: PodNet, dst: string, during?: () => void, count = 150, 
   const g: number[] = [];
   for (let i = 1; i < replies.length; i++) g.push(replies[i] - replies[i - 1]);
   g.sort((a, b) => a - b);
-  return { worst: g[g.length - 1], p99: g[Math.floor(g.length * 0.99)], paced };
+  return { worst: g[g.length - 1], p99: g[Math.floor(g.length * 0.99)], paced, queuedMs: queuedSoFar() - q0, spanMs: performance.now() - t0 };
 }
 
 /** The data plane's thread's GC pauses over one window (common/gc-pauses.ts, as agents report theirs). */
@@ -335,8 +349,9 @@ export async function benchSyncStall(): Promise<Measure[]> {
     const duringSync = fFull.decisions.filter((d) => d.syncing).map((d) => d.ms).sort((x, y) => x - y);
     const duringFeed = fFull.decisions.filter((d) => !d.syncing).map((d) => d.ms).sort((x, y) => x - y);
     const resyncDecisions = wResync.decisions.map((d) => d.ms).sort((x, y) => x - y);
-    const note = (g: Gaps) => `p99 gap ${g.p99.toFixed(1)} ms; ping latency (corrected) p99 ${g.paced.p99.toFixed(1)} ms, max ${g.paced.max.toFixed(1)} ms`;
-    const lat = (g: Gaps) => `max ${g.paced.max.toFixed(1)} ms over ${g.paced.latencies.length} slots (p99 gap ${g.p99.toFixed(1)} ms); with nothing running max ${wIdle.paced.max.toFixed(1)} ms`;
+    const queued = (g: Gaps) => `the thread waited for a core ${g.queuedMs.toFixed(0)} ms of the ${g.spanMs.toFixed(0)} ms window`;
+    const note = (g: Gaps) => `p99 gap ${g.p99.toFixed(1)} ms; ping latency (corrected) p99 ${g.paced.p99.toFixed(1)} ms, max ${g.paced.max.toFixed(1)} ms; ${queued(g)}`;
+    const lat = (g: Gaps) => `max ${g.paced.max.toFixed(1)} ms over ${g.paced.latencies.length} slots (p99 gap ${g.p99.toFixed(1)} ms); ${queued(g)}; with nothing running max ${wIdle.paced.max.toFixed(1)} ms, ${queued(wIdle)}`;
     const load = os.loadavg().map((x) => x.toFixed(1)).join(' ');
     return [
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy fully syncs 10,000 Services', full.worst, 'ms', 'the same with nothing else running', idle.worst, `iptables engine in the agent's event loop (the synchronous engine); 150 pings 2 ms apart; ${note(full)}`),
