@@ -83,26 +83,31 @@ function timeslices(): Map<number, number> {
 
 /**
  * V8's platform worker threads: where every isolate of the process runs its background jobs (above all the
- * optimizing compiler's). Node names none of its threads, so each is found by what it does: the threads woken by
- * each of three asynchronous WebAssembly compiles (with `--v8-pool-size=1`, as agents run, one thread, woken by
- * each). Empty off Linux.
+ * optimizing compiler's). Node names none of its threads, so each is found by what it does: the threads that
+ * were scheduled in for each of three asynchronous WebAssembly compiles (with `--v8-pool-size=1`, as agents run,
+ * one thread). A platform thread busy with a long job all through a probe is not scheduled in anew, so up to
+ * five rounds are tried, 50 ms apart. Empty off Linux, or if every round came back empty.
  */
 export async function findV8PlatformThreads(): Promise<number[]> {
   const self = threadId();
-  let found: Set<number> | undefined;
   try {
-    for (let i = 0; i < 3; i++) {
-      const before = timeslices();
-      await wasm.compile(PLATFORM_PROBE);
-      const after = timeslices();
-      const woke = new Set<number>();
-      for (const [tid, n] of after) if (tid !== self && before.has(tid) && n > before.get(tid)! && (!found || found.has(tid))) woke.add(tid);
-      found = woke;
+    for (let round = 0; round < 5; round++) {
+      if (round) await new Promise((r) => setTimeout(r, 50));
+      let found: Set<number> | undefined;
+      for (let i = 0; i < 3 && (!found || found.size); i++) {
+        const before = timeslices();
+        await wasm.compile(PLATFORM_PROBE);
+        const after = timeslices();
+        const woke = new Set<number>();
+        for (const [tid, n] of after) if (tid !== self && before.has(tid) && n > before.get(tid)! && (!found || found.has(tid))) woke.add(tid);
+        found = woke;
+      }
+      if (found?.size) return [...found];
     }
   } catch {
-    return [];
+    // No /proc, or no WebAssembly.
   }
-  return [...(found ?? [])];
+  return [];
 }
 
 /**
