@@ -38,6 +38,7 @@ import type { KubeObject } from '../control-plane/types.ts';
 import { ipv4ToInt } from '../packet/addr.ts';
 import type { PodNet } from '../netstack/pod-net.ts';
 import { ping } from '../pod-tools/ping.ts';
+import { findV8PlatformThreads, lowerV8PlatformThreads } from '../common/thread-priority.ts';
 import { createServiceProxyEngine } from '../service-proxy/index.ts';
 import { EngineWorker } from '../service-proxy/engine-worker.ts';
 import { ServiceAddressSet, type EngineSummary } from '../service-proxy/worker-protocol.ts';
@@ -57,6 +58,18 @@ interface Gaps {
   p99: number;
   /** Ping latency corrected for coordinated omission, from echoes on a fixed schedule sent meanwhile (./paced-ping.ts). */
   paced: PacedLatency;
+  /** How long the thread was runnable but waiting for a core (ms, /proc schedstat), and over how long a window (ms). */
+  queuedMs: number;
+  spanMs: number;
+}
+
+/** This thread's time spent runnable but not running so far (ms): /proc/thread-self/schedstat's second field; NaN off Linux. */
+function queuedSoFar(): number {
+  try {
+    return Number(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[1]) / 1e6;
+  } catch {
+    return NaN;
+  }
 }
 
 /**
@@ -69,6 +82,8 @@ interface Gaps {
 async function gaps(pod: PodNet, dst: string, during?: () => void, count = 150, until?: Promise<void>): Promise<Gaps> {
   const replies: number[] = [];
   let out = '';
+  const q0 = queuedSoFar();
+  const t0 = performance.now();
   const timer = during ? setTimeout(during, 60) : undefined;
   const stop = new AbortController();
   // Stops 60 ms after `until`, but never before `count` replies (a quick resync would leave too few for a p99).
@@ -98,7 +113,7 @@ async function gaps(pod: PodNet, dst: string, during?: () => void, count = 150, 
   const g: number[] = [];
   for (let i = 1; i < replies.length; i++) g.push(replies[i] - replies[i - 1]);
   g.sort((a, b) => a - b);
-  return { worst: g[g.length - 1], p99: g[Math.floor(g.length * 0.99)], paced };
+  return { worst: g[g.length - 1], p99: g[Math.floor(g.length * 0.99)], paced, queuedMs: queuedSoFar() - q0, spanMs: performance.now() - t0 };
 }
 
 /** The data plane's thread's GC pauses over one window (common/gc-pauses.ts, as agents report theirs). */
@@ -168,6 +183,11 @@ type SyncWindow = Gaps & {
 const costNote = (w: SyncWindow) => `the thread got ${w.summaryCost.count} summary of ${(w.summaryCost.bytes / 1024).toFixed(1)} KiB (its deserialization ~${w.summaryCost.decodeMs.toFixed(2)} ms, applied in ${w.summaryCost.applyMs.toFixed(2)} ms)`;
 
 export async function benchSyncStall(): Promise<Measure[]> {
+  // As an agent's process does at its start (node-agent/main.ts); the threads' CPU is in the notes either way.
+  const platform = await findV8PlatformThreads();
+  const platformLowered = await lowerV8PlatformThreads(10, platform);
+  const platformCpu = () => platform.reduce((n, t) => n + cpuMs(`/proc/self/task/${t}/stat`), 0);
+  const platformNote = platformLowered.length ? `nice 10` : `unchanged (${platform.length ? 'nice 0' : 'not found'})`;
   const lab = await twoNodes(`${NET}.0/24`, 57);
   const a = lab.a;
   const init = { nodeName: 'node-1', nodeIP: `${NET}.11`, localAddresses: ['10.244.1.1'], clusterCidr: '10.244.0.0/16', loopbackCidr: '127.0.0.1/32' };
@@ -248,9 +268,11 @@ export async function benchSyncStall(): Promise<Measure[]> {
     const apiInit = { ...init, mode: 'iptables' as const, seed: 1, api: { url: apiserver.url, credentials: apiserver.credentials } };
     // No decisions asked: a starting worker holds them until its first sync (none is made from half the objects).
     const apiCpu0 = cpuMs(`/proc/${apiserver.pid}/stat`);
+    const platformCpu0 = platformCpu();
     const wFull = await window(() => (worker = new EngineWorker(apiInit, hooks)), () => undefined);
     // What shared the cores with the data plane meanwhile: the apiserver's list, the worker's decoding and sync.
     const apiCpu = cpuMs(`/proc/${apiserver.pid}/stat`) - apiCpu0;
+    const platformUsed = platformCpu() - platformCpu0;
     const workerCpu = cpuMs(`/proc/self/task/${worker!.tid}/stat`);
     const priority = worker!.priority;
     if (wFull.summary.services !== 10_000 || wFull.summary.slices !== 10_000) throw new Error(`the worker listed ${wFull.summary.services} Services, ${wFull.summary.slices} EndpointSlices`);
@@ -327,13 +349,14 @@ export async function benchSyncStall(): Promise<Measure[]> {
     const duringSync = fFull.decisions.filter((d) => d.syncing).map((d) => d.ms).sort((x, y) => x - y);
     const duringFeed = fFull.decisions.filter((d) => !d.syncing).map((d) => d.ms).sort((x, y) => x - y);
     const resyncDecisions = wResync.decisions.map((d) => d.ms).sort((x, y) => x - y);
-    const note = (g: Gaps) => `p99 gap ${g.p99.toFixed(1)} ms; ping latency (corrected) p99 ${g.paced.p99.toFixed(1)} ms, max ${g.paced.max.toFixed(1)} ms`;
-    const lat = (g: Gaps) => `max ${g.paced.max.toFixed(1)} ms over ${g.paced.latencies.length} slots (p99 gap ${g.p99.toFixed(1)} ms); with nothing running max ${wIdle.paced.max.toFixed(1)} ms`;
+    const queued = (g: Gaps) => `the thread waited for a core ${g.queuedMs.toFixed(0)} ms of the ${g.spanMs.toFixed(0)} ms window`;
+    const note = (g: Gaps) => `p99 gap ${g.p99.toFixed(1)} ms; ping latency (corrected) p99 ${g.paced.p99.toFixed(1)} ms, max ${g.paced.max.toFixed(1)} ms; ${queued(g)}`;
+    const lat = (g: Gaps) => `max ${g.paced.max.toFixed(1)} ms over ${g.paced.latencies.length} slots (p99 gap ${g.p99.toFixed(1)} ms); ${queued(g)}; with nothing running max ${wIdle.paced.max.toFixed(1)} ms, ${queued(wIdle)}`;
     const load = os.loadavg().map((x) => x.toFixed(1)).join(' ');
     return [
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy fully syncs 10,000 Services', full.worst, 'ms', 'the same with nothing else running', idle.worst, `iptables engine in the agent's event loop (the synchronous engine); 150 pings 2 ms apart; ${note(full)}`),
       measure('data plane during control-plane work: longest wait between pod ping replies while kube-proxy resyncs one endpoint change at 10,000 Services', resync.worst, 'ms', 'the same with nothing else running', idle.worst, `the same, a partial sync: unchanged Services are reused; ${note(resync)}`),
-      measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker lists and fully syncs 10,000 Services", wFull.worst, 'ms', 'the same with nothing else running', wIdle.worst, `agents' arrangement: the worker (${priority}, started at the window's start) lists and watches Services and EndpointSlices from an apiserver in a child process holding 10,000 of each, the data plane's thread only gets the summary; its sync ${wFull.syncMs.toFixed(0)} ms, ${wFull.coveredMs.toFixed(0)} ms from the worker's start to the summary back, the pings going on until then; ${note(wFull)}; ${gcNote(wFull.gc)}; ${costNote(wFull)}; CPU meanwhile: the apiserver ${apiCpu.toFixed(0)} ms, the worker thread ${workerCpu.toFixed(0)} ms; load average ${load}`),
+      measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker lists and fully syncs 10,000 Services", wFull.worst, 'ms', 'the same with nothing else running', wIdle.worst, `agents' arrangement: the worker (${priority}, started at the window's start) lists and watches Services and EndpointSlices from an apiserver in a child process holding 10,000 of each, the data plane's thread only gets the summary; its sync ${wFull.syncMs.toFixed(0)} ms, ${wFull.coveredMs.toFixed(0)} ms from the worker's start to the summary back, the pings going on until then; ${note(wFull)}; ${gcNote(wFull.gc)}; ${costNote(wFull)}; CPU meanwhile: the apiserver ${apiCpu.toFixed(0)} ms, the worker thread ${workerCpu.toFixed(0)} ms, V8's platform thread (${platformNote}) ${platformUsed.toFixed(0)} ms; load average ${load}`),
       measure("data plane during control-plane work, engine in a worker: longest wait between pod ping replies while kube-proxy's worker resyncs one endpoint change at 10,000 Services", wResync.worst, 'ms', 'the same with nothing else running', wIdle.worst, `one EndpointSlice patched through the API, the worker's watch event and partial sync ${wResync.syncMs.toFixed(0)} ms; ${note(wResync)}; ${gcNote(wResync.gc)}; ${costNote(wResync)}; decisions meanwhile longest ${(resyncDecisions[resyncDecisions.length - 1] ?? NaN).toFixed(1)} ms of ${resyncDecisions.length}`),
       measure("data plane beside a CPU-bound thread: longest wait between pod ping replies while another thread burns CPU at the worker's priority", busy.worst, 'ms', 'the same with nothing else running', wIdle.worst, `the control for the worker's figures: a thread doing nothing but a busy loop (${burnerPriority}) for ${burnMs} ms (the worker's start, list and full sync); ${note(busy)}; ${gcNote(busyGcPauses)}`),
       measure("data plane during control-plane work, engine in a worker: pod ping latency p99 (coordinated-omission corrected) while kube-proxy's worker lists and fully syncs 10,000 Services", wFull.paced.p99, 'ms', 'the same with nothing else running', wIdle.paced.p99, `echoes due every 2 ms, each reply's time minus when it was due; ${lat(wFull)}; ${gcNote(wFull.gc)}`),

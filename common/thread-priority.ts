@@ -58,3 +58,76 @@ export function threadSched(tid: number): { policy: number; nice: number } | und
     return undefined;
   }
 }
+
+/**
+ * A WebAssembly module of one function returning 42. V8 compiles a module given to `WebAssembly.compile` in a job
+ * on its platform's worker threads, so the thread that wakes for it is one of them.
+ */
+const PLATFORM_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 127, 3, 2, 1, 0, 10, 6, 1, 4, 0, 65, 42, 11]);
+
+/** The global WebAssembly (the project's TypeScript libraries do not declare it). */
+const wasm = (globalThis as unknown as { WebAssembly: { compile(bytes: Uint8Array): Promise<unknown> } }).WebAssembly;
+
+/** Timeslices each thread of this process has run (/proc/PID/task/TID/schedstat's third field). */
+function timeslices(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const t of fs.readdirSync('/proc/self/task')) {
+    try {
+      out.set(Number(t), Number(fs.readFileSync(`/proc/self/task/${t}/schedstat`, 'utf8').split(' ')[2]));
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return out;
+}
+
+/**
+ * V8's platform worker threads: where every isolate of the process runs its background jobs (above all the
+ * optimizing compiler's). Node names none of its threads, so each is found by what it does: the threads that
+ * were scheduled in for each of three asynchronous WebAssembly compiles (with `--v8-pool-size=1`, as agents run,
+ * one thread). A platform thread busy with a long job all through a probe is not scheduled in anew, so up to
+ * five rounds are tried, 50 ms apart. Empty off Linux, or if every round came back empty.
+ */
+export async function findV8PlatformThreads(): Promise<number[]> {
+  const self = threadId();
+  try {
+    for (let round = 0; round < 5; round++) {
+      if (round) await new Promise((r) => setTimeout(r, 50));
+      let found: Set<number> | undefined;
+      for (let i = 0; i < 3 && (!found || found.size); i++) {
+        const before = timeslices();
+        await wasm.compile(PLATFORM_PROBE);
+        const after = timeslices();
+        const woke = new Set<number>();
+        for (const [tid, n] of after) if (tid !== self && before.has(tid) && n > before.get(tid)! && (!found || found.has(tid))) woke.add(tid);
+        found = woke;
+      }
+      if (found?.size) return [...found];
+    }
+  } catch {
+    // No /proc, or no WebAssembly.
+  }
+  return [];
+}
+
+/**
+ * Lowers V8's platform worker threads (./findV8PlatformThreads) to nice `nice`; returns those lowered. They start
+ * at the process's priority, so a worker thread lowered below the data plane still has its code compiled beside
+ * the data plane at full weight: a fresh kube-proxy worker's isolate kept that thread busy for ~400 ms of its
+ * first list and sync, the data plane's thread waiting for a core behind it. The data plane's own optimizations
+ * then wait for a free core too, which a warm data plane hardly asks for.
+ * `PODLAB_V8_PLATFORM=unchanged` in the environment leaves them (to measure what this buys: bench/sync-stall.ts).
+ */
+export async function lowerV8PlatformThreads(nice = 10, threads?: readonly number[]): Promise<number[]> {
+  if (process.env.PODLAB_V8_PLATFORM === 'unchanged') return [];
+  const lowered: number[] = [];
+  for (const tid of threads ?? (await findV8PlatformThreads())) {
+    try {
+      os.setPriority(tid, nice);
+      lowered.push(tid);
+    } catch {
+      // The thread ended.
+    }
+  }
+  return lowered;
+}

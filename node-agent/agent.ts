@@ -162,7 +162,8 @@ export class NodeAgent {
    * The one worker thread that kube-proxy's engine and the CoreDNS pods' code share (node-agent/threads.ts):
    * a thread each cost a CoreDNS node ~10 MB RSS more than the others (a whole Node environment).
    */
-  private readonly thread = new SharedThread('node-agent/threads.ts', "the agent's worker thread", { name: 'agent-worker' });
+  // Its code optimized on it, below the data plane, not on V8's platform thread (common/module-worker.ts ownCompiles).
+  private readonly thread = new SharedThread('node-agent/threads.ts', "the agent's worker thread", { name: 'agent-worker', ownCompiles: process.env.PODLAB_ENGINE_COMPILES !== 'shared' });
   private policy?: NetworkPolicyAgent;
   private poolInformer?: Informer<IpAddressPool>;
   private l2AdvInformer?: Informer<Advertisement>;

@@ -17,6 +17,7 @@ import { NodeAgent } from './agent.ts';
 import { DEFAULT_LB_HANDOFF_PORT } from '../edge/lb-handoff.ts';
 import { isIpv4Address, isIpv4Cidr } from '../packet/ip-input.ts';
 import { tierUpSooner } from './tiering.ts';
+import { lowerV8PlatformThreads } from '../common/thread-priority.ts';
 
 const log = createLogger('podlab:agent');
 
@@ -93,5 +94,9 @@ const agent = new NodeAgent({
   fastPath: process.env.PODLAB_FAST_PATH !== 'off',
 });
 
+// V8 compiles the code of every isolate in the process (kube-proxy's worker's too) on its platform thread: at the
+// worker's priority, below the data plane's thread, not beside it (common/thread-priority.ts).
+const lowered = await lowerV8PlatformThreads(10);
+log.debug(`V8's platform threads at nice 10: ${lowered.join(', ') || 'none found'}`);
 await runDaemon('node-agent', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath }));
 tierUpSooner();

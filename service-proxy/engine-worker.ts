@@ -86,7 +86,9 @@ export class EngineWorker {
       message: (m) => this.onMessage(m),
       started: () => this.started(),
       exited: (reason, retryMs) => this.failed(reason, retryMs),
-    }, { shared });
+    // On a thread of its own, its compiles there, below the data plane (PODLAB_ENGINE_COMPILES=shared: on V8's platform
+    // thread, to measure it); the agent's shared thread is made so too (node-agent/agent.ts).
+    }, { shared, ownCompiles: process.env.PODLAB_ENGINE_COMPILES !== 'shared' });
     this.runner.start();
   }
 

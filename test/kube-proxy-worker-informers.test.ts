@@ -103,6 +103,12 @@ test.serial("'auto': the thread's informers serve below 100 Services and stop at
     return k.onThread.services >= 1 && k;
   }, 10_000, 100);
   t.like(before, { engine: 'thread' }, 'the kubernetes Service only: on the thread, its informers hold it');
+  // No worker thread yet: the agent's one thread at nice 10 is V8's platform thread (common/thread-priority.ts).
+  const agentPid = lab.rec.procs.find((p) => p.name === 'node-1')!.pid;
+  const niceOf = (tid: string) => Number(fs.readFileSync(`/proc/${agentPid}/task/${tid}/stat`, 'utf8').split(') ')[1].split(' ')[16]);
+  const atNice10 = fs.readdirSync(`/proc/${agentPid}/task`).filter((tid) => niceOf(tid) === 10);
+  t.is(atNice10.length, 1, "V8's platform thread, lowered at the agent's start");
+  t.not(atNice10[0], String(agentPid), "never the agent's own thread");
   // Selector-less Services up to the threshold (the kubernetes Service is one).
   for (let i = 0; i < WORKER_AT_SERVICES - 1; i++) {
     await api.create('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: `filler-${i}` }, spec: { ports: [{ port: 80 }] } }, 'default');
