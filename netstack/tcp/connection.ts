@@ -171,6 +171,8 @@ export class TcpConnection {
   private finQueued = false;
   private finSeq = 0;
   private writeBlocked = false;
+  /** The send buffer's size now (`sndBuf`, grown by expandSndBuf). */
+  private sndBufSize: number;
 
   // ---- receive sequence space
   irs = 0;
@@ -256,6 +258,7 @@ export class TcpConnection {
     this.rto = host.config.initialRtoMs;
     this.cwnd = host.config.initialCwnd * this.sndMss;
     this.offerWscale = true;
+    this.sndBufSize = host.config.sndBuf;
   }
 
   private get cfg(): TcpConfig {
@@ -332,14 +335,14 @@ export class TcpConnection {
 
   // ================================================================ application calls
 
-  /** Queues data; false when the send buffer is over `sndBuf` (wait for 'drain'). */
+  /** Queues data; false when the send buffer is full (wait for 'drain'). */
   write(data: Buffer): boolean {
     if (this.finQueued || (this.state === 'CLOSED' && this.started) || this.state === 'TIME-WAIT') {
       throw new TcpError('EPIPE', 'write', undefined, undefined, 'the socket has been ended');
     }
     this.sendQueue.push(data);
     this.host.touch(this);
-    const ok = this.sendQueue.length < this.cfg.sndBuf;
+    const ok = this.sendQueue.length < this.sndBufSize;
     if (!ok) this.writeBlocked = true;
     return ok;
   }
@@ -564,6 +567,7 @@ export class TcpConnection {
     }
     this.dupAcks = 0;
     this.updateWindow(seg, wnd);
+    this.expandSndBuf();
 
     // Timers.
     if (this.sndUna === this.sndMax || this.sndNxt === this.sndUna) {
@@ -572,7 +576,7 @@ export class TcpConnection {
       this.armTimer('rto', this.now + this.rto);
     }
 
-    if (this.writeBlocked && this.sendQueue.length <= this.cfg.sndBuf / 2) {
+    if (this.writeBlocked && this.sendQueue.length <= this.sndBufSize / 2) {
       this.writeBlocked = false;
       this.pendingDrain = true;
     }
@@ -584,6 +588,22 @@ export class TcpConnection {
       else if (this.state === 'LAST-ACK') this.closeNow(null);
     }
     return true;
+  }
+
+  /**
+   * Grows the send buffer (never shrinks it) to two windows the connection can
+   * fill, up to `sndBufMax`, as Linux's tcp_sndbuf_expand sizes sk_sndbuf at
+   * twice the congestion window ("extra cushion: the application might react
+   * slowly to EPOLLOUT"). A buffer of one window holds only what is in flight:
+   * the ACKs of its first half then free space with nothing left to send, until
+   * 'drain' lets the writer refill half a window, which leaves in one burst, so
+   * the two ends take turns instead of overlapping. Linux's cwnd stops growing
+   * when the window does not fill it (tcp_is_cwnd_limited); ours does not, so
+   * the window counted is bounded by the largest the peer offered.
+   */
+  private expandSndBuf(): void {
+    const want = Math.min(2 * Math.min(this.cwnd, this.maxSndWnd), this.cfg.sndBufMax);
+    if (want > this.sndBufSize) this.sndBufSize = want;
   }
 
   /** SND.WND update rule (RFC 9293 §3.10.7.4): only from newer segments. */
@@ -1166,6 +1186,7 @@ export class TcpConnection {
       rcvShift: this.rcvShift,
       unacked: seqDiff(this.sndMax, this.sndUna),
       queued: this.sendQueue.length,
+      sndBuf: this.sndBufSize,
       retries: this.retries,
       inRecovery: this.inRecovery,
     };
