@@ -37,6 +37,16 @@ const datagram = (seq: number) => {
   return b;
 };
 
+/** Sends datagrams of flow `hash` to B, a turn of the event loop apart, until a connected socket is up; the next seq. */
+async function untilConnected(a: UdpUnderlay, port: number, hash: number, from = 0): Promise<number> {
+  let seq = from;
+  while (a.connectedSockets === 0 && seq < from + 1000) {
+    a.send(B, port, datagram(seq++), hash);
+    await new Promise((r) => setImmediate(r));
+  }
+  return seq;
+}
+
 const until = async (cond: () => boolean, ms = 5000) => {
   const end = Date.now() + ms;
   while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
@@ -78,11 +88,7 @@ test('a send the connected socket refuses (an earlier ICMP port unreachable) goe
   let r = await receiver();
   const port = r.sock.address().port;
   try {
-    let seq = 0;
-    while (a.connectedSockets === 0 && seq < 1000) {
-      a.send(B, port, datagram(seq++), 3);
-      await new Promise((res) => setImmediate(res));
-    }
+    const seq = await untilConnected(a, port, 3);
     t.is(a.connectedSockets, 1);
     await until(() => r.got.length === seq);
     r.sock.close();
@@ -112,14 +118,7 @@ test('a peer that leaves the FDB leaves no connected socket; its flows start aga
   const vtep = new Vtep({ vni: 1, mac: '02:00:00:00:00:01', mtu: 1450, port: 0, sockets: new Eth0Sockets(new NetDevice('eth0', 'ether', '02:00:00:00:00:02', 1500), a) });
   const { sock, got } = await receiver();
   const port = sock.address().port;
-  const busy = async (from: number) => {
-    let seq = from;
-    while (a.connectedSockets === 0 && seq < from + 1000) {
-      a.send(B, port, datagram(seq++), 5);
-      await new Promise((r) => setImmediate(r));
-    }
-    return seq;
-  };
+  const busy = (from: number) => untilConnected(a, port, 5, from);
   try {
     vtep.setFdb('02:00:00:00:00:0b', B);
     vtep.setFdb('02:00:00:00:00:0c', B);
@@ -147,11 +146,7 @@ test('a datagram an impairment holds past its socket closing is counted as a sen
   const { sock, got } = await receiver();
   const port = sock.address().port;
   try {
-    let seq = 0;
-    while (a.connectedSockets === 0 && seq < 1000) {
-      a.send(B, port, datagram(seq++), 0);
-      await new Promise((r) => setImmediate(r));
-    }
+    let seq = await untilConnected(a, port, 0);
     t.is(a.connectedSockets, 1);
     a.setImpairment(B, { delayMs: 50 });
     t.regex(a.send(B, port, datagram(seq++), 0), /^delayed/);
