@@ -82,19 +82,36 @@ function timeslices(): Map<number, number> {
 }
 
 /**
+ * How many platform worker threads V8 has: `--v8-pool-size` from the command line or NODE_OPTIONS (agents run with
+ * 1), else Node's default of 4.
+ */
+function platformPoolSize(): number {
+  const args = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  for (const a of args) {
+    const m = /^--v8-pool-size=(\d+)$/.exec(a);
+    if (m) return Math.max(1, Number(m[1]));
+  }
+  return 4;
+}
+
+/**
  * V8's platform worker threads: where every isolate of the process runs its background jobs (above all the
  * optimizing compiler's). Node names none of its threads, so each is found by what it does: the threads that
- * were scheduled in for each of three asynchronous WebAssembly compiles (with `--v8-pool-size=1`, as agents run,
- * one thread). A platform thread busy with a long job all through a probe is not scheduled in anew, so up to
- * five rounds are tried, 50 ms apart. Empty off Linux, or if every round came back empty.
+ * were scheduled in for each of several asynchronous WebAssembly compiles (with `--v8-pool-size=1`, as agents
+ * run, one thread). A platform thread busy with a long job all through a probe is not scheduled in anew, and on
+ * a loaded machine other threads (libuv's pool, Node's delayed-task thread) may happen to run during every
+ * probe of a round: a round that finds none, or more than the pool has, is tried again, up to five, 50 ms apart.
+ * Empty off Linux, or if no round was unambiguous: then nothing is lowered, rather than the wrong threads.
  */
 export async function findV8PlatformThreads(): Promise<number[]> {
   const self = threadId();
+  const pool = platformPoolSize();
   try {
     for (let round = 0; round < 5; round++) {
       if (round) await new Promise((r) => setTimeout(r, 50));
       let found: Set<number> | undefined;
-      for (let i = 0; i < 3 && (!found || found.size); i++) {
+      // At least three probes; up to six while more threads than the pool's keep turning up.
+      for (let i = 0; i < 6 && (!found || (found.size && (i < 3 || found.size > pool))); i++) {
         const before = timeslices();
         await wasm.compile(PLATFORM_PROBE);
         const after = timeslices();
@@ -102,7 +119,7 @@ export async function findV8PlatformThreads(): Promise<number[]> {
         for (const [tid, n] of after) if (tid !== self && before.has(tid) && n > before.get(tid)! && (!found || found.has(tid))) woke.add(tid);
         found = woke;
       }
-      if (found?.size) return [...found];
+      if (found?.size && found.size <= pool) return [...found];
     }
   } catch {
     // No /proc, or no WebAssembly.
