@@ -8,6 +8,7 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT } from '../lab/lab.ts';
+import { hopTrace } from '../common/hop-trace.ts';
 
 export interface EchoServer {
   port: number;
@@ -72,16 +73,16 @@ export async function rawUdpRtt(port: number, n: number, gapMs: number): Promise
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
   let sum = 0;
   // bench/hop-trace.mjs's hook, when preloaded (bench/ping-hops.ts): stamps where the timing starts and ends, as ping's.
-  const hopTrace = (globalThis as Record<symbol, ((what: 'send' | 'reply', seq: number) => void) | undefined>)[Symbol.for('podlab.hopTrace')];
+  const trace = hopTrace();
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
-    hopTrace?.('send', i);
+    trace?.('send', i);
     await new Promise<void>((resolve) => {
       sock.once('message', () => resolve());
       sock.send(Buffer.alloc(64), port, '127.0.0.1');
     });
     sum += performance.now() - t0;
-    hopTrace?.('reply', i);
+    trace?.('reply', i);
     await new Promise((r) => setTimeout(r, gapMs));
   }
   sock.close();

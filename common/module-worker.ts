@@ -280,17 +280,14 @@ export class SharedThread {
   /** A tenant running `entry`'s code (a bundled worker entry that the host entry serves), once started. */
   tenant<From>(entry: string, workerData: unknown, hooks: RestartingWorkerHooks<From>): WorkerRunner {
     const id = this.nextId++;
-    const tenant: Tenant = { entry, workerData, hooks: hooks };
+    const tenant: Tenant = { entry, workerData, hooks };
     const running = () => this.host;
-    const host = () => {
-      const h = running();
-      if (!h) throw new Error(`shared thread: ${entry} is not started`);
-      return h;
-    };
     return {
       start: () => this.attach(id, tenant),
       get thread() {
-        return host().thread;
+        const h = running();
+        if (!h) throw new Error(`shared thread: ${entry} is not started`);
+        return h.thread;
       },
       get restarts() {
         return running()?.restarts ?? 0;

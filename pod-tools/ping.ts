@@ -12,6 +12,7 @@ import { isValidIpv4 } from '../packet/addr.ts';
 import type { IcmpEvent, PmtuDisc } from '../netstack/ipv4/ip-stack.ts';
 import { UsageError, type ExecContext } from './types.ts';
 import { resolveName } from './resolver.ts';
+import { hopTrace } from '../common/hop-trace.ts';
 
 const USAGE = 'Usage: ping [-c count] [-i interval] [-W timeout] [-w deadline] [-s size] [-t ttl] [-M do|want|dont] [-q] DEST';
 
@@ -83,7 +84,7 @@ export async function ping(ctx: ExecContext): Promise<number> {
   if (!['do', 'want', 'dont'].includes(mode)) throw new UsageError(`ping: invalid -M argument: ${values.M}`);
   const quiet = !!values.q;
   // A diagnostic preload's hook (bench/hop-trace.mjs), when one is loaded: it stamps each echo and reply.
-  const hopTrace = (globalThis as Record<symbol, ((what: 'send' | 'reply', seq: number) => void) | undefined>)[Symbol.for('podlab.hopTrace')];
+  const trace = hopTrace();
 
   const stack = ctx.pod.stack;
   let id = 0;
@@ -119,7 +120,7 @@ export async function ping(ctx: ExecContext): Promise<number> {
       const t0 = sentAt.get(e.seq);
       if (t0 === undefined) return;
       const rtt = ctx.clock.now() - t0;
-      hopTrace?.('reply', e.seq);
+      trace?.('reply', e.seq);
       const dup = received.has(e.seq);
       if (!dup) {
         received.add(e.seq);
@@ -165,7 +166,7 @@ export async function ping(ctx: ExecContext): Promise<number> {
     for (let seq = 1; seq <= count && !ctx.signal.aborted; seq++) {
       if (ctx.clock.now() - start >= deadlineMs) break;
       sentAt.set(seq & 0xffff, ctx.clock.now());
-      hopTrace?.('send', seq & 0xffff);
+      trace?.('send', seq & 0xffff);
       const r = stack.sendEcho(dest, id, seq & 0xffff, payload(seq), { ttl, pmtudisc: mode });
       transmitted++;
       if (!r.ok) {
