@@ -1,13 +1,15 @@
 /**
  * `coredns/coredns` (and `registry.k8s.io/coredns/coredns`, any tag): a
  * CoreDNS with the Corefile kubeadm installs minus `forward` and `cache`,
- * serving on UDP and TCP 53 in its pod. Like CoreDNS it is a process of its
- * own: a worker thread per pod (./worker.ts) lists and watches the apiserver
- * (Services, EndpointSlices, Namespaces) and answers from an index of them
- * (apps/dns/kubernetes.ts says what it answers), so the data plane's thread,
- * where this app runs, keeps only the sockets and moves bytes to and from it
- * (./worker-client.ts: a dead worker is restarted with backoff, the queries
- * it held are dropped and counted, and new ones get SERVFAIL meanwhile).
+ * serving on UDP and TCP 53 in its pod. Its kubernetes plugin lists and
+ * watches the apiserver (Services, EndpointSlices, Namespaces) and answers
+ * from an index of them (apps/dns/kubernetes.ts says what it answers), apart
+ * from the sockets: ./worker-client.ts runs it on the agent's thread while the
+ * cluster has few Services, and from 100 on the agent's shared worker thread
+ * (a thread of its own without an agent's), so the data plane's thread, where
+ * this app runs, keeps only the sockets and moves bytes to and from it (a dead
+ * worker is restarted with backoff, the queries it held are dropped and
+ * counted, and new ones get SERVFAIL meanwhile).
  * Queries that arrive before the first lists are held (up to 256) and
  * answered once they are in, as CoreDNS holds its readiness until the plugin
  * has synced; without an apiserver at all every query gets SERVFAIL (from
