@@ -126,6 +126,64 @@ test('data flows both ways in order; segments never exceed the MSS (interface MT
   t.is(Math.max(...link.seen.map((s) => s.seg.payload.length)), 960);
 });
 
+/** One-way bulk transfer A -> B; B's pure ACKs and A's data segments, grouped by the instant they left. */
+async function bulk(link: TcpLink, bytes: number) {
+  const { data } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  const payload = pattern(bytes, 3);
+  sendAll(c, payload);
+  const took = await link.until(() => data().length === bytes, 10_000, 1);
+  const acks = link.seen.filter((s) => s.dir === 'b>a' && s.seg.payload.length === 0 && flagsOf(s) === '.' && s.seg.ack !== link.seen[1].seg.ack);
+  const dataSegs = link.seen.filter((s) => s.dir === 'a>b' && s.seg.payload.length > 0);
+  const byInstant = (xs: Seen[]) => {
+    const m = new Map<number, Seen[]>();
+    for (const x of xs) m.set(x.at, [...(m.get(x.at) ?? []), x]);
+    return [...m.values()];
+  };
+  return { intact: sha(data()) === sha(payload), took, acks, bursts: byInstant(dataSegs), ackBursts: byInstant(acks) };
+}
+
+test('ACKs: every second full segment; with receive batches (real I/O), one per batch, at most 64 KiB apart; slow start counts every byte ACKed', async (t) => {
+  const plain = await bulk(new TcpLink(), 1_000_000);
+  t.true(plain.intact);
+  t.is(plain.bursts[0].length, 10, 'initial window: 10 segments');
+  t.is(plain.ackBursts[0].length, 5, 'no batches: an ACK for every second segment of the burst');
+  t.deepEqual(
+    plain.ackBursts[0].map((a) => (a.seg.ack - plain.bursts[0][0].seg.seq) >>> 0),
+    [2, 4, 6, 8, 10].map((n) => n * 1460),
+  );
+  t.is(plain.bursts[1].length, 20, 'slow start: each ACK of two segments opens cwnd by two');
+
+  const gro = await bulk(new TcpLink({ batches: true }), 1_000_000);
+  t.true(gro.intact);
+  t.is(gro.ackBursts[0].length, 1, 'the burst arrived as one batch: one ACK');
+  t.is((gro.ackBursts[0][0].seg.ack - gro.bursts[0][0].seg.seq) >>> 0, 10 * 1460, 'covering all of it');
+  t.is(gro.bursts[1].length, 20, 'slow start counts every byte the stretch ACK covers (Linux tcp_slow_start)');
+  const advances = gro.acks.slice(1).map((a, i) => (a.seg.ack - gro.acks[i].seg.ack) >>> 0);
+  t.true(Math.max(...advances) <= 65536 + 1460, `no ACK covers more than a GRO packet's 64 KiB (${Math.max(...advances)})`);
+  t.true(gro.acks.length * 3 < plain.acks.length, `far fewer ACKs: ${gro.acks.length} against ${plain.acks.length}`);
+  t.true(gro.took <= plain.took, `no slower on the clock: ${gro.took} ms against ${plain.took} ms (no delayed-ACK waits)`);
+});
+
+test('the send buffer grows to two usable windows (tcp_sndbuf_expand), up to sndBufMax', async (t) => {
+  const link = new TcpLink();
+  const { data } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  t.is(c.conn.info().sndBuf, 256 * 1024, 'starts at sndBuf');
+  const first = pattern(1_000_000, 4);
+  t.false(c.write(first), 'past it write() asks to wait');
+  await link.until(() => data().length === first.length, 5000, 1);
+  t.is(c.conn.info().sndBuf, 512 * 1024, "two of the peer's 256 KiB windows once cwnd has grown past one");
+  t.true(c.write(pattern(400_000, 5)), 'which write() now takes without asking to wait');
+  const capped = new TcpLink({ config: { sndBufMax: 300_000 } });
+  const s2 = sink(capped, 80);
+  const c2 = capped.tcpA.connect({ host: B_IP, port: 80 });
+  sendAll(c2, pattern(2_000_000, 6));
+  await capped.until(() => s2.data().length === 2_000_000, 10_000, 1);
+  t.is(c2.conn.info().sndBuf, 300_000, 'never past sndBufMax');
+});
+
 test('a closed port answers RST (seq 0, ack ISN+1): connect fails with ECONNREFUSED at once', async (t) => {
   const link = new TcpLink();
   const c = link.tcpA.connect({ host: B_IP, port: 81 });
