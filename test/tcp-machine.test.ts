@@ -342,6 +342,32 @@ test('zero window, then the peer vanishes: unanswered probes fail the connection
   t.true(failedAfter >= 15_000 && failedAfter <= 16_000, `failed ${failedAfter} ms after the last ACK`);
 });
 
+test("a pure ACK at the right edge of the window we offered is taken (Linux's tcp_sequence): the peer's data filled it, its last segment missing here", async (t) => {
+  // B reads nothing and has a ten-segment buffer; A fills it, and A's last segment never arrives.
+  const link = new TcpLink({ configB: { rcvBuf: 10 * 1460 } });
+  let server: TcpSocket | undefined;
+  link.tcpB.listen(80, {}, (s) => {
+    server = s;
+    s.pause();
+  });
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED' && server !== undefined, 100, 1);
+  const edge = (c.conn.sndUna + 10 * 1460) >>> 0;
+  link.drop = (s) => s.dir === 'a>b' && s.seg.payload.length > 0 && ((s.seg.seq + s.seg.payload.length) >>> 0) === edge;
+  c.write(pattern(10 * 1460, 8));
+  await link.run(10, 1);
+  const b = server!.conn;
+  t.is(c.conn.sndMax, edge, "A's data reaches B's right edge");
+  t.is(b.rcvNxt, (edge - 1460) >>> 0, 'but the last segment is missing at B');
+  // B replies; A's ACK of it is a pure ACK sequenced at A's SND.NXT, which is B's right edge.
+  server!.write(pattern(1000, 9));
+  await link.run(100, 1);
+  const acks = link.seen.filter((s) => s.dir === 'a>b' && s.seg.payload.length === 0 && s.seg.ack === b.sndMax);
+  t.true(acks.length > 0 && acks.every((s) => s.seg.seq === edge), "A's ACK of the reply carries SEG.SEQ = B's right edge");
+  t.is(b.sndUna, b.sndMax, 'B took that ACK: its reply is acknowledged');
+  t.is(b.stats.timeouts, 0, 'with no retransmission timeout');
+});
+
 test('out-of-order segments are buffered and delivered in order', async (t) => {
   const link = new TcpLink({ reorder: 0.3, seed: 11 });
   const { data } = sink(link, 80);

@@ -410,11 +410,17 @@ export class TcpConnection {
       return;
     }
 
-    // 1. Acceptability (RFC 9293 §3.10.7.4, first check).
+    // 1. Acceptability (RFC 9293 §3.10.7.4, first check). A segment without data may sit AT
+    // the right edge of the window we advertised, as Linux's tcp_sequence allows (SEG.SEQ <=
+    // RCV.NXT + RCV.WND): a peer whose data filled our window sends its ACKs at SND.NXT, that
+    // edge, while part of that data is still missing here. RFC 793's strict "<" drops those
+    // ACKs, and with them the only news that our own data arrived: when our window stays
+    // (nearly) closed, as an echo server's does while its writes wait for those very ACKs, we
+    // retransmit into ACKs we refuse until the user timeout kills the connection.
     const len = seg.payload.length + (f.syn ? 1 : 0) + (f.fin ? 1 : 0);
     const wnd = this.rcvWindow();
     let ok: boolean;
-    if (len === 0) ok = wnd === 0 ? seg.seq === this.rcvNxt : this.inWindow(seg.seq, wnd);
+    if (len === 0) ok = seqLe(this.rcvNxt, seg.seq) && seqLe(seg.seq, seqAdd(this.rcvNxt, wnd));
     else ok = wnd > 0 && (this.inWindow(seg.seq, wnd) || this.inWindow(seqAdd(seg.seq, len - 1), wnd));
     if (!ok) {
       if (f.rst) return;
