@@ -368,6 +368,38 @@ test("a pure ACK at the right edge of the window we offered is taken (Linux's tc
   t.is(b.stats.timeouts, 0, 'with no retransmission timeout');
 });
 
+test("the window an ACK that moves SND.UNA carries is taken even from an older retransmission (Linux's tcp_may_update_window): never sending past the peer's window", async (t) => {
+  const link = new TcpLink({ configB: { rcvBuf: 10 * 1460 } });
+  let server: TcpSocket | undefined;
+  link.tcpB.listen(80, {}, (s) => {
+    server = s;
+    s.pause();
+  });
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED' && server !== undefined, 100, 1);
+  const edge = (c.conn.sndUna + 10 * 1460) >>> 0;
+  // B sends two segments; the first is lost until further notice, so A takes its window from the second (SND.WL1).
+  const first = server!.conn.sndMax;
+  let passFirst = false;
+  let passAcks = false;
+  link.drop = (s) => s.dir === 'b>a' && (s.seg.payload.length ? s.seg.seq === first && !passFirst : !passAcks);
+  server!.write(pattern(2 * 1460, 10));
+  await link.run(5, 1);
+  // A fills B's buffer; B's ACKs of it, closing its window, are lost.
+  c.write(pattern(20 * 1460, 11));
+  await link.until(() => server!.conn.rcvNxt === edge, 100, 1);
+  t.is(c.conn.sndMax, edge, "A stopped at B's right edge");
+  // B's next retransmission of its first segment carries the news: everything ACKed, window zero.
+  passFirst = true;
+  await link.until(() => c.conn.sndUna === edge, 2000, 1);
+  t.is(c.conn.sndUna, edge);
+  t.is(c.conn.sndWnd, 0, "A holds B's zero window, though that segment's SEG.SEQ is below SND.WL1");
+  passAcks = true;
+  await link.run(1000, 5);
+  const past = link.seen.filter((s) => s.dir === 'a>b' && s.seg.payload.length > 0 && ((s.seg.seq + s.seg.payload.length - edge) | 0) > 0);
+  t.deepEqual(past.map((s) => s.seg.seq), [], "A never sends data past B's right edge");
+});
+
 test('out-of-order segments are buffered and delivered in order', async (t) => {
   const link = new TcpLink({ reorder: 0.3, seed: 11 });
   const { data } = sink(link, 80);

@@ -591,7 +591,7 @@ export class TcpConnection {
       this.cwnd = Math.min(this.cwnd + Math.max(1, Math.floor((mss * mss) / this.cwnd)), MAX_CWND);
     }
     this.dupAcks = 0;
-    this.updateWindow(seg, wnd);
+    this.updateWindow(seg, wnd, true);
     this.expandSndBuf();
 
     // Timers.
@@ -631,9 +631,16 @@ export class TcpConnection {
     if (want > this.sndBufSize) this.sndBufSize = want;
   }
 
-  /** SND.WND update rule (RFC 9293 §3.10.7.4): only from newer segments. */
-  private updateWindow(seg: TcpRepr, wnd: number): void {
-    if (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLe(this.sndWl2, seg.ack))) {
+  /**
+   * SND.WND update rule (RFC 9293 §3.10.7.4): only from newer segments, and, as Linux's
+   * tcp_may_update_window, always from one whose ACK moved SND.UNA (`advanced`): the peer's
+   * ACKs only grow, so that window is its newest even when the segment carrying it is an older
+   * retransmission (SEG.SEQ < SND.WL1, reordered or resent). Keeping the older window with the
+   * newer SND.UNA instead moves the right edge we send to past the one the peer offered: we
+   * send beyond its window, and our ACKs, sequenced at SND.MAX, then fall outside it too.
+   */
+  private updateWindow(seg: TcpRepr, wnd: number, advanced = false): void {
+    if (advanced || seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLe(this.sndWl2, seg.ack))) {
       this.sndWnd = wnd;
       this.sndWl1 = seg.seq;
       this.sndWl2 = seg.ack;
