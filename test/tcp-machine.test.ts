@@ -165,6 +165,35 @@ test('ACKs: every second full segment; with receive batches (real I/O), one per 
   t.true(gro.took <= plain.took, `no slower on the clock: ${gro.took} ms against ${plain.took} ms (no delayed-ACK waits)`);
 });
 
+test('congestion avoidance counts the bytes ACKed (RFC 5681 §3.1, RFC 3465): one SMSS per cwnd of data, with one ACK per batch as with one per two segments', async (t) => {
+  const payload = pattern(2_000_000, 7);
+  for (const batches of [false, true]) {
+    const link = new TcpLink({ batches });
+    const { data } = sink(link, 80);
+    const c = link.tcpA.connect({ host: B_IP, port: 80 });
+    await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+    let n = 0;
+    link.drop = (s) => s.dir === 'a>b' && s.seg.payload.length > 0 && ++n === 30; // one loss: ssthresh halves
+    sendAll(c, payload);
+    let wasInRecovery = false;
+    let exit: { cwnd: number; una: number } | undefined;
+    await link.until(() => {
+      const inRecovery = c.conn.info().inRecovery === true;
+      if (wasInRecovery && !inRecovery && !exit) exit = { cwnd: c.conn.cwnd, una: c.conn.sndUna };
+      wasInRecovery ||= inRecovery;
+      return data().length === payload.length;
+    }, 10_000, 1);
+    t.is(data().length, payload.length);
+    t.is(c.conn.stats.fastRetransmits, 1);
+    t.is(c.conn.stats.timeouts, 0);
+    // d(cwnd) = SMSS * d(acked) / cwnd from the end of recovery: cwnd^2 grows by 2 * SMSS per byte ACKed.
+    const acked = (c.conn.sndUna - exit!.una) >>> 0;
+    const expected = Math.sqrt(exit!.cwnd ** 2 + 2 * 1460 * acked);
+    const ratio = c.conn.cwnd / expected;
+    t.true(ratio > 0.95 && ratio < 1.05, `batches ${batches}: cwnd ${exit!.cwnd} -> ${c.conn.cwnd} over ${acked} bytes ACKed, ${Math.round(expected)} expected`);
+  }
+});
+
 test('the send buffer grows to two usable windows (tcp_sndbuf_expand), up to sndBufMax', async (t) => {
   const link = new TcpLink();
   const { data } = sink(link, 80);

@@ -28,9 +28,12 @@
  *   window updates. With real I/O (the clock's `afterIo`), the ACK owed for
  *   every second segment waits for the end of the batch of datagrams being
  *   received (GRO-like: at most 64 KiB, not past a PSH), so a burst costs one
- *   ACK. Slow start counts all the bytes an ACK covers, as Linux's does. The advertised window is the free receive buffer, never
- *   shrunk (its right edge only moves right) and opened only by at least
- *   min(rcvBuf/2, MSS) (receiver-side silly window avoidance, RFC 9293 §3.8.6.2.2).
+ *   ACK; slow start and congestion avoidance count the bytes an ACK covers
+ *   (RFC 3465), so such stretch ACKs slow neither. The advertised window is
+ *   the free receive buffer, never shrunk (its right edge only moves right)
+ *   and opened only by at least min(rcvBuf/2, MSS) (receiver-side silly
+ *   window avoidance, RFC 9293 §3.8.6.2.2). As Linux, a pure ACK may sit at
+ *   that right edge, and an ACK that moves SND.UNA always brings its window.
  * - Zero window: with data to send, nothing in flight and a closed window, a
  *   persist timer sends one-byte probes with backoff; a peer that answers
  *   them keeps the connection alive forever, one that does not is given up
@@ -231,6 +234,8 @@ export class TcpConnection {
   private inRecovery = false;
   /** In the slow start that follows a retransmission timeout. */
   private rtoSlowStart = false;
+  /** Bytes acknowledged in congestion avoidance towards the next SMSS of cwnd. */
+  private caBytes = 0;
   private recover: number;
 
   // ---- ACK state
@@ -588,7 +593,17 @@ export class TcpConnection {
       this.cwnd = Math.min(this.cwnd + inc, Math.max(this.ssthresh, this.cwnd + mss), MAX_CWND);
       if (this.cwnd >= this.ssthresh) this.rtoSlowStart = false;
     } else {
-      this.cwnd = Math.min(this.cwnd + Math.max(1, Math.floor((mss * mss) / this.cwnd)), MAX_CWND);
+      // Congestion avoidance counts bytes too (RFC 5681 §3.1's recommended way, RFC 3465 §2.1;
+      // Linux's tcp_cong_avoid_ai counts segments): one SMSS per cwnd of data acknowledged. The
+      // per-ACK SMSS*SMSS/cwnd grows once per ACK, so with one ACK per receive batch it hardly
+      // grew at all, and a window kept small after a loss has too few segments in flight for
+      // three duplicate ACKs: the next loss costs a retransmission timeout instead.
+      this.caBytes += acked;
+      if (this.caBytes >= this.cwnd) {
+        const n = Math.floor(this.caBytes / this.cwnd);
+        this.caBytes -= n * this.cwnd;
+        this.cwnd = Math.min(this.cwnd + n * mss, MAX_CWND);
+      }
     }
     this.dupAcks = 0;
     this.updateWindow(seg, wnd, true);
@@ -670,6 +685,7 @@ export class TcpConnection {
       this.stats.fastRetransmits++;
       this.retransmitOne(this.sndUna);
       this.cwnd = this.ssthresh + 3 * mss;
+      this.caBytes = 0;
       this.inRecovery = true;
       this.armTimer('rto', this.now + this.rto);
     }
@@ -1130,6 +1146,7 @@ export class TcpConnection {
     const mss = this.sndMss;
     if (this.retries === 1) this.ssthresh = Math.max(Math.floor(seqDiff(this.sndMax, this.sndUna) / 2), 2 * mss);
     this.cwnd = mss;
+    this.caBytes = 0;
     this.rtoSlowStart = true;
     this.inRecovery = false;
     this.dupAcks = 0;
