@@ -11,6 +11,13 @@ export interface Clock {
   /** Milliseconds, monotonic. */
   now(): number;
   setTimeout(fn: () => void, ms: number): Timer;
+  /**
+   * Runs `fn` once the I/O the process has in hand is processed (setImmediate:
+   * after the event loop's poll phase), never inside the current callback: the
+   * data path's batch boundary, as the end of a NAPI poll is the kernel's. A
+   * clock without real I/O (a manual clock) has none.
+   */
+  afterIo?(fn: () => void): void;
 }
 
 /**
@@ -24,6 +31,9 @@ export const monotonicClock: Clock = {
     const t = setTimeout(fn, ms);
     t.unref();
     return { cancel: () => clearTimeout(t) };
+  },
+  afterIo(fn) {
+    setImmediate(fn);
   },
 };
 

@@ -11,11 +11,14 @@
  * anything it sends back is an error.
  */
 import { createHash } from 'node:crypto';
+import { endianness } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { TcpError } from '../netstack/tcp/errors.ts';
 import { formatRate, parseBytes } from './net-util.ts';
 import { resolveForTool } from './resolver.ts';
 import { UsageError, type ExecContext } from './types.ts';
+
+const LITTLE_ENDIAN = endianness() === 'LE';
 
 const USAGE = 'Usage: transfer --bytes N [--seed S] [--chunk BYTES] [-m SECONDS] [--discard] HOST:PORT   (N like 5M, 64k, 1000)';
 
@@ -36,7 +39,19 @@ export class StreamGenerator {
     const b = Buffer.allocUnsafe(n);
     let s = this.s;
     const words = n >> 2;
-    for (let i = 0; i < words; i++) {
+    let i = 0;
+    if (LITTLE_ENDIAN && b.byteOffset % 4 === 0) {
+      // Words stored through a typed array: a quarter of writeInt32LE's cost, which was a
+      // sixth of a sending agent's CPU in a bulk transfer. The same little-endian bytes.
+      const w = new Int32Array(b.buffer, b.byteOffset, words);
+      for (; i < words; i++) {
+        s ^= s << 13;
+        s ^= s >>> 17;
+        s ^= s << 5;
+        w[i] = s;
+      }
+    }
+    for (; i < words; i++) {
       s ^= s << 13;
       s ^= s >>> 17;
       s ^= s << 5;

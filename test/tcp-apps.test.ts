@@ -5,6 +5,7 @@
  * /bytes/N), TCP and UDP echo, the sink's counters, a port clash between
  * containers, stopping apps, and curl / nc / transfer / ss / ps against them.
  */
+import { createHash } from 'node:crypto';
 import test from 'ava';
 import { monotonicClock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
@@ -255,6 +256,11 @@ test('transfer: a verified echo; the seeded stream is reproducible; a bad target
   t.true(r.out.endsWith('verified\n'));
   t.deepEqual(new StreamGenerator(42).fill(64), new StreamGenerator(42).fill(64));
   t.notDeepEqual(new StreamGenerator(42).fill(64), new StreamGenerator(43).fill(64));
+  // The stream's bytes are pinned (the same seed sends the same bytes across versions), whether a
+  // chunk is its own buffer or a slice of Node's pool at any offset.
+  const g = new StreamGenerator(42);
+  const h16 = (b: Buffer) => createHash('sha256').update(b).digest('hex').slice(0, 16);
+  t.deepEqual([h16(g.fill(65536)), h16(g.fill(1001)), h16(g.fill(8)), h16(g.fill(65536))], ['1208102d45793f01', '7688e289153eeb2e', '1b4754d4facd98c4', '8ff6bdd24e12949e']);
   const refused = await run(client, ['transfer', '--bytes', '1k', `${server.ip}:6`]);
   t.is(refused.code, 1);
   t.regex(refused.err, /^transfer: connect ECONNREFUSED 10\.244\.1\.3:6 \(Connection refused\)/);

@@ -126,6 +126,93 @@ test('data flows both ways in order; segments never exceed the MSS (interface MT
   t.is(Math.max(...link.seen.map((s) => s.seg.payload.length)), 960);
 });
 
+/** One-way bulk transfer A -> B; B's pure ACKs and A's data segments, grouped by the instant they left. */
+async function bulk(link: TcpLink, bytes: number) {
+  const { data } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  const payload = pattern(bytes, 3);
+  sendAll(c, payload);
+  const took = await link.until(() => data().length === bytes, 10_000, 1);
+  const acks = link.seen.filter((s) => s.dir === 'b>a' && s.seg.payload.length === 0 && flagsOf(s) === '.' && s.seg.ack !== link.seen[1].seg.ack);
+  const dataSegs = link.seen.filter((s) => s.dir === 'a>b' && s.seg.payload.length > 0);
+  const byInstant = (xs: Seen[]) => {
+    const m = new Map<number, Seen[]>();
+    for (const x of xs) m.set(x.at, [...(m.get(x.at) ?? []), x]);
+    return [...m.values()];
+  };
+  return { intact: sha(data()) === sha(payload), took, acks, bursts: byInstant(dataSegs), ackBursts: byInstant(acks) };
+}
+
+test('ACKs: every second full segment; with receive batches (real I/O), one per batch, at most 64 KiB apart; slow start counts every byte ACKed', async (t) => {
+  const plain = await bulk(new TcpLink(), 1_000_000);
+  t.true(plain.intact);
+  t.is(plain.bursts[0].length, 10, 'initial window: 10 segments');
+  t.is(plain.ackBursts[0].length, 5, 'no batches: an ACK for every second segment of the burst');
+  t.deepEqual(
+    plain.ackBursts[0].map((a) => (a.seg.ack - plain.bursts[0][0].seg.seq) >>> 0),
+    [2, 4, 6, 8, 10].map((n) => n * 1460),
+  );
+  t.is(plain.bursts[1].length, 20, 'slow start: each ACK of two segments opens cwnd by two');
+
+  const gro = await bulk(new TcpLink({ batches: true }), 1_000_000);
+  t.true(gro.intact);
+  t.is(gro.ackBursts[0].length, 1, 'the burst arrived as one batch: one ACK');
+  t.is((gro.ackBursts[0][0].seg.ack - gro.bursts[0][0].seg.seq) >>> 0, 10 * 1460, 'covering all of it');
+  t.is(gro.bursts[1].length, 20, 'slow start counts every byte the stretch ACK covers (Linux tcp_slow_start)');
+  const advances = gro.acks.slice(1).map((a, i) => (a.seg.ack - gro.acks[i].seg.ack) >>> 0);
+  t.true(Math.max(...advances) <= 65536 + 1460, `no ACK covers more than a GRO packet's 64 KiB (${Math.max(...advances)})`);
+  t.true(gro.acks.length * 3 < plain.acks.length, `far fewer ACKs: ${gro.acks.length} against ${plain.acks.length}`);
+  t.true(gro.took <= plain.took, `no slower on the clock: ${gro.took} ms against ${plain.took} ms (no delayed-ACK waits)`);
+});
+
+test('congestion avoidance counts the bytes ACKed (RFC 5681 §3.1, RFC 3465): one SMSS per cwnd of data, with one ACK per batch as with one per two segments', async (t) => {
+  const payload = pattern(2_000_000, 7);
+  for (const batches of [false, true]) {
+    const link = new TcpLink({ batches });
+    const { data } = sink(link, 80);
+    const c = link.tcpA.connect({ host: B_IP, port: 80 });
+    await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+    let n = 0;
+    link.drop = (s) => s.dir === 'a>b' && s.seg.payload.length > 0 && ++n === 30; // one loss: ssthresh halves
+    sendAll(c, payload);
+    let wasInRecovery = false;
+    let exit: { cwnd: number; una: number } | undefined;
+    await link.until(() => {
+      const inRecovery = c.conn.info().inRecovery === true;
+      if (wasInRecovery && !inRecovery && !exit) exit = { cwnd: c.conn.cwnd, una: c.conn.sndUna };
+      wasInRecovery ||= inRecovery;
+      return data().length === payload.length;
+    }, 10_000, 1);
+    t.is(data().length, payload.length);
+    t.is(c.conn.stats.fastRetransmits, 1);
+    t.is(c.conn.stats.timeouts, 0);
+    // d(cwnd) = SMSS * d(acked) / cwnd from the end of recovery: cwnd^2 grows by 2 * SMSS per byte ACKed.
+    const acked = (c.conn.sndUna - exit!.una) >>> 0;
+    const expected = Math.sqrt(exit!.cwnd ** 2 + 2 * 1460 * acked);
+    const ratio = c.conn.cwnd / expected;
+    t.true(ratio > 0.95 && ratio < 1.05, `batches ${batches}: cwnd ${exit!.cwnd} -> ${c.conn.cwnd} over ${acked} bytes ACKed, ${Math.round(expected)} expected`);
+  }
+});
+
+test('the send buffer grows to two usable windows (tcp_sndbuf_expand), up to sndBufMax', async (t) => {
+  const link = new TcpLink();
+  const { data } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  t.is(c.conn.info().sndBuf, 256 * 1024, 'starts at sndBuf');
+  const first = pattern(1_000_000, 4);
+  t.false(c.write(first), 'past it write() asks to wait');
+  await link.until(() => data().length === first.length, 5000, 1);
+  t.is(c.conn.info().sndBuf, 512 * 1024, "two of the peer's 256 KiB windows once cwnd has grown past one");
+  t.true(c.write(pattern(400_000, 5)), 'which write() now takes without asking to wait');
+  const capped = new TcpLink({ config: { sndBufMax: 300_000 } });
+  const s2 = sink(capped, 80);
+  const c2 = capped.tcpA.connect({ host: B_IP, port: 80 });
+  sendAll(c2, pattern(2_000_000, 6));
+  await capped.until(() => s2.data().length === 2_000_000, 10_000, 1);
+  t.is(c2.conn.info().sndBuf, 300_000, 'never past sndBufMax');
+});
+
 test('a closed port answers RST (seq 0, ack ISN+1): connect fails with ECONNREFUSED at once', async (t) => {
   const link = new TcpLink();
   const c = link.tcpA.connect({ host: B_IP, port: 81 });
@@ -282,6 +369,64 @@ test('zero window, then the peer vanishes: unanswered probes fail the connection
   t.is(err?.code, 'ETIMEDOUT');
   const failedAfter = link.clock.now() - lastAck;
   t.true(failedAfter >= 15_000 && failedAfter <= 16_000, `failed ${failedAfter} ms after the last ACK`);
+});
+
+test("a pure ACK at the right edge of the window we offered is taken (Linux's tcp_sequence): the peer's data filled it, its last segment missing here", async (t) => {
+  // B reads nothing and has a ten-segment buffer; A fills it, and A's last segment never arrives.
+  const link = new TcpLink({ configB: { rcvBuf: 10 * 1460 } });
+  let server: TcpSocket | undefined;
+  link.tcpB.listen(80, {}, (s) => {
+    server = s;
+    s.pause();
+  });
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED' && server !== undefined, 100, 1);
+  const edge = (c.conn.sndUna + 10 * 1460) >>> 0;
+  link.drop = (s) => s.dir === 'a>b' && s.seg.payload.length > 0 && ((s.seg.seq + s.seg.payload.length) >>> 0) === edge;
+  c.write(pattern(10 * 1460, 8));
+  await link.run(10, 1);
+  const b = server!.conn;
+  t.is(c.conn.sndMax, edge, "A's data reaches B's right edge");
+  t.is(b.rcvNxt, (edge - 1460) >>> 0, 'but the last segment is missing at B');
+  // B replies; A's ACK of it is a pure ACK sequenced at A's SND.NXT, which is B's right edge.
+  server!.write(pattern(1000, 9));
+  await link.run(100, 1);
+  const acks = link.seen.filter((s) => s.dir === 'a>b' && s.seg.payload.length === 0 && s.seg.ack === b.sndMax);
+  t.true(acks.length > 0 && acks.every((s) => s.seg.seq === edge), "A's ACK of the reply carries SEG.SEQ = B's right edge");
+  t.is(b.sndUna, b.sndMax, 'B took that ACK: its reply is acknowledged');
+  t.is(b.stats.timeouts, 0, 'with no retransmission timeout');
+});
+
+test("the window an ACK that moves SND.UNA carries is taken even from an older retransmission (Linux's tcp_may_update_window): never sending past the peer's window", async (t) => {
+  const link = new TcpLink({ configB: { rcvBuf: 10 * 1460 } });
+  let server: TcpSocket | undefined;
+  link.tcpB.listen(80, {}, (s) => {
+    server = s;
+    s.pause();
+  });
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED' && server !== undefined, 100, 1);
+  const edge = (c.conn.sndUna + 10 * 1460) >>> 0;
+  // B sends two segments; the first is lost until further notice, so A takes its window from the second (SND.WL1).
+  const first = server!.conn.sndMax;
+  let passFirst = false;
+  let passAcks = false;
+  link.drop = (s) => s.dir === 'b>a' && (s.seg.payload.length ? s.seg.seq === first && !passFirst : !passAcks);
+  server!.write(pattern(2 * 1460, 10));
+  await link.run(5, 1);
+  // A fills B's buffer; B's ACKs of it, closing its window, are lost.
+  c.write(pattern(20 * 1460, 11));
+  await link.until(() => server!.conn.rcvNxt === edge, 100, 1);
+  t.is(c.conn.sndMax, edge, "A stopped at B's right edge");
+  // B's next retransmission of its first segment carries the news: everything ACKed, window zero.
+  passFirst = true;
+  await link.until(() => c.conn.sndUna === edge, 2000, 1);
+  t.is(c.conn.sndUna, edge);
+  t.is(c.conn.sndWnd, 0, "A holds B's zero window, though that segment's SEG.SEQ is below SND.WL1");
+  passAcks = true;
+  await link.run(1000, 5);
+  const past = link.seen.filter((s) => s.dir === 'a>b' && s.seg.payload.length > 0 && ((s.seg.seq + s.seg.payload.length - edge) | 0) > 0);
+  t.deepEqual(past.map((s) => s.seg.seq), [], "A never sends data past B's right edge");
 });
 
 test('out-of-order segments are buffered and delivered in order', async (t) => {

@@ -7,8 +7,14 @@
 export interface TcpConfig {
   /** Receive buffer, bytes: the most the receive window opens to (tcp_rmem). */
   rcvBuf: number;
-  /** Send buffer, bytes: `write()` returns false beyond it (tcp_wmem). */
+  /**
+   * Send buffer, bytes: `write()` returns false beyond it (tcp_wmem's default). It grows, as
+   * Linux's tcp_sndbuf_expand grows sk_sndbuf, to two windows the connection can use, so a
+   * window's worth of data is still queued when the first half drains: see `sndBufMax`.
+   */
   sndBuf: number;
+  /** Most the send buffer grows to (tcp_wmem's max; Linux 4 MiB). */
+  sndBufMax: number;
   /** RTO before any RTT sample (RFC 6298 §2.1: 1 s). */
   initialRtoMs: number;
   /** Floor of the RTO (Linux TCP_RTO_MIN: 200 ms). */
@@ -39,6 +45,7 @@ export interface TcpConfig {
 export const DEFAULT_TCP_CONFIG: Readonly<TcpConfig> = Object.freeze({
   rcvBuf: 256 * 1024,
   sndBuf: 256 * 1024,
+  sndBufMax: 4 * 1024 * 1024,
   initialRtoMs: 1000,
   minRtoMs: 200,
   maxRtoMs: 60_000,

@@ -25,9 +25,15 @@
  *   out-of-order segments are buffered within the window and cost an
  *   immediate duplicate ACK; ACKs are delayed (every second full segment, or
  *   after `delayedAckMs`) except for out-of-order data, hole fills, FINs and
- *   window updates. The advertised window is the free receive buffer, never
- *   shrunk (its right edge only moves right) and opened only by at least
- *   min(rcvBuf/2, MSS) (receiver-side silly window avoidance, RFC 9293 §3.8.6.2.2).
+ *   window updates. With real I/O (the clock's `afterIo`), the ACK owed for
+ *   every second segment waits for the end of the batch of datagrams being
+ *   received (GRO-like: at most 64 KiB, not past a PSH), so a burst costs one
+ *   ACK; slow start and congestion avoidance count the bytes an ACK covers
+ *   (RFC 3465), so such stretch ACKs slow neither. The advertised window is
+ *   the free receive buffer, never shrunk (its right edge only moves right)
+ *   and opened only by at least min(rcvBuf/2, MSS) (receiver-side silly
+ *   window avoidance, RFC 9293 §3.8.6.2.2). As Linux, a pure ACK may sit at
+ *   that right edge, and an ACK that moves SND.UNA always brings its window.
  * - Zero window: with data to send, nothing in flight and a closed window, a
  *   persist timer sends one-byte probes with backoff; a peer that answers
  *   them keeps the connection alive forever, one that does not is given up
@@ -75,6 +81,12 @@ export interface ConnectionHost {
   run(fn: () => void): void;
   /** Asks for `c.flush()` once the current event is processed. */
   touch(c: TcpConnection): void;
+  /**
+   * Defers the ACK `c` owes to the end of the batch of datagrams being
+   * received, then calls `c.batchEnded()`; false if the host has no batches
+   * (no real I/O): the ACK goes at once.
+   */
+  ackAfterBatch(c: TcpConnection): boolean;
   /** `c` reached CLOSED: forget its 4-tuple. */
   release(c: TcpConnection): void;
   /** `c`, a passive open, reached ESTABLISHED: hand it to its listener. */
@@ -111,6 +123,8 @@ type TimerKind = 'rto' | 'persist' | 'time-wait' | null;
 const SYNCHRONIZED_SEND: ReadonlySet<TcpState> = new Set(['ESTABLISHED', 'CLOSE-WAIT', 'FIN-WAIT-1', 'CLOSING', 'LAST-ACK']);
 const RECEIVES_DATA: ReadonlySet<TcpState> = new Set(['ESTABLISHED', 'FIN-WAIT-1', 'FIN-WAIT-2']);
 const MAX_CWND = 1 << 24;
+/** Most data one coalesced ACK covers: Linux's GRO packet limit (GRO_LEGACY_MAX_SIZE, gro_max_size's default). */
+const GRO_MAX_BYTES = 65536;
 
 interface OooSegment {
   seq: number;
@@ -171,6 +185,8 @@ export class TcpConnection {
   private finQueued = false;
   private finSeq = 0;
   private writeBlocked = false;
+  /** The send buffer's size now (`sndBuf`, grown by expandSndBuf). */
+  private sndBufSize: number;
 
   // ---- receive sequence space
   irs = 0;
@@ -216,6 +232,10 @@ export class TcpConnection {
   ssthresh = 0x7fffffff;
   private dupAcks = 0;
   private inRecovery = false;
+  /** In the slow start that follows a retransmission timeout. */
+  private rtoSlowStart = false;
+  /** Bytes acknowledged in congestion avoidance towards the next SMSS of cwnd. */
+  private caBytes = 0;
   private recover: number;
 
   // ---- ACK state
@@ -256,6 +276,7 @@ export class TcpConnection {
     this.rto = host.config.initialRtoMs;
     this.cwnd = host.config.initialCwnd * this.sndMss;
     this.offerWscale = true;
+    this.sndBufSize = host.config.sndBuf;
   }
 
   private get cfg(): TcpConfig {
@@ -332,14 +353,14 @@ export class TcpConnection {
 
   // ================================================================ application calls
 
-  /** Queues data; false when the send buffer is over `sndBuf` (wait for 'drain'). */
+  /** Queues data; false when the send buffer is full (wait for 'drain'). */
   write(data: Buffer): boolean {
     if (this.finQueued || (this.state === 'CLOSED' && this.started) || this.state === 'TIME-WAIT') {
       throw new TcpError('EPIPE', 'write', undefined, undefined, 'the socket has been ended');
     }
     this.sendQueue.push(data);
     this.host.touch(this);
-    const ok = this.sendQueue.length < this.cfg.sndBuf;
+    const ok = this.sendQueue.length < this.sndBufSize;
     if (!ok) this.writeBlocked = true;
     return ok;
   }
@@ -394,11 +415,17 @@ export class TcpConnection {
       return;
     }
 
-    // 1. Acceptability (RFC 9293 §3.10.7.4, first check).
+    // 1. Acceptability (RFC 9293 §3.10.7.4, first check). A segment without data may sit AT
+    // the right edge of the window we advertised, as Linux's tcp_sequence allows (SEG.SEQ <=
+    // RCV.NXT + RCV.WND): a peer whose data filled our window sends its ACKs at SND.NXT, that
+    // edge, while part of that data is still missing here. RFC 793's strict "<" drops those
+    // ACKs, and with them the only news that our own data arrived: when our window stays
+    // (nearly) closed, as an echo server's does while its writes wait for those very ACKs, we
+    // retransmit into ACKs we refuse until the user timeout kills the connection.
     const len = seg.payload.length + (f.syn ? 1 : 0) + (f.fin ? 1 : 0);
     const wnd = this.rcvWindow();
     let ok: boolean;
-    if (len === 0) ok = wnd === 0 ? seg.seq === this.rcvNxt : this.inWindow(seg.seq, wnd);
+    if (len === 0) ok = seqLe(this.rcvNxt, seg.seq) && seqLe(seg.seq, seqAdd(this.rcvNxt, wnd));
     else ok = wnd > 0 && (this.inWindow(seg.seq, wnd) || this.inWindow(seqAdd(seg.seq, len - 1), wnd));
     if (!ok) {
       if (f.rst) return;
@@ -452,7 +479,7 @@ export class TcpConnection {
 
     // 7. Text, 8. FIN.
     if (RECEIVES_DATA.has(this.state)) {
-      if (seg.payload.length || f.fin) this.processData(seg.seq, seg.payload, f.fin);
+      if (seg.payload.length || f.fin) this.processData(seg.seq, seg.payload, f.fin, f.psh);
     } else if (this.state === 'TIME-WAIT' && f.fin) {
       this.ackNow = true; // the peer lost our ACK of its FIN
       this.armTimer('time-wait', this.now + this.cfg.timeWaitMs);
@@ -558,12 +585,29 @@ export class TcpConnection {
         this.armTimer('rto', this.now + this.rto);
       }
     } else if (this.cwnd < this.ssthresh) {
-      this.cwnd = Math.min(this.cwnd + Math.min(acked, mss), MAX_CWND);
+      // Every byte a stretch ACK covers counts (Linux's tcp_slow_start), so coalesced ACKs do
+      // not slow the start down; never past ssthresh in one step. Except in the slow start after
+      // a timeout (RFC 3465 §2.3: one SMSS per ACK): without SACK it resends go-back-N, much of
+      // it data the peer holds already, and a faster ramp only resends more of that.
+      const inc = this.rtoSlowStart ? Math.min(acked, mss) : acked;
+      this.cwnd = Math.min(this.cwnd + inc, Math.max(this.ssthresh, this.cwnd + mss), MAX_CWND);
+      if (this.cwnd >= this.ssthresh) this.rtoSlowStart = false;
     } else {
-      this.cwnd = Math.min(this.cwnd + Math.max(1, Math.floor((mss * mss) / this.cwnd)), MAX_CWND);
+      // Congestion avoidance counts bytes too (RFC 5681 §3.1's recommended way, RFC 3465 §2.1;
+      // Linux's tcp_cong_avoid_ai counts segments): one SMSS per cwnd of data acknowledged. The
+      // per-ACK SMSS*SMSS/cwnd grows once per ACK, so with one ACK per receive batch it hardly
+      // grew at all, and a window kept small after a loss has too few segments in flight for
+      // three duplicate ACKs: the next loss costs a retransmission timeout instead.
+      this.caBytes += acked;
+      if (this.caBytes >= this.cwnd) {
+        const n = Math.floor(this.caBytes / this.cwnd);
+        this.caBytes -= n * this.cwnd;
+        this.cwnd = Math.min(this.cwnd + n * mss, MAX_CWND);
+      }
     }
     this.dupAcks = 0;
-    this.updateWindow(seg, wnd);
+    this.updateWindow(seg, wnd, true);
+    this.expandSndBuf();
 
     // Timers.
     if (this.sndUna === this.sndMax || this.sndNxt === this.sndUna) {
@@ -572,7 +616,7 @@ export class TcpConnection {
       this.armTimer('rto', this.now + this.rto);
     }
 
-    if (this.writeBlocked && this.sendQueue.length <= this.cfg.sndBuf / 2) {
+    if (this.writeBlocked && this.sendQueue.length <= this.sndBufSize / 2) {
       this.writeBlocked = false;
       this.pendingDrain = true;
     }
@@ -586,9 +630,32 @@ export class TcpConnection {
     return true;
   }
 
-  /** SND.WND update rule (RFC 9293 §3.10.7.4): only from newer segments. */
-  private updateWindow(seg: TcpRepr, wnd: number): void {
-    if (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLe(this.sndWl2, seg.ack))) {
+  /**
+   * Grows the send buffer (never shrinks it) to two windows the connection can
+   * fill, up to `sndBufMax`, as Linux's tcp_sndbuf_expand sizes sk_sndbuf at
+   * twice the congestion window ("extra cushion: the application might react
+   * slowly to EPOLLOUT"). A buffer of one window holds only what is in flight:
+   * the ACKs of its first half then free space with nothing left to send, until
+   * 'drain' lets the writer refill half a window, which leaves in one burst, so
+   * the two ends take turns instead of overlapping. Linux's cwnd stops growing
+   * when the window does not fill it (tcp_is_cwnd_limited); ours does not, so
+   * the window counted is bounded by the largest the peer offered.
+   */
+  private expandSndBuf(): void {
+    const want = Math.min(2 * Math.min(this.cwnd, this.maxSndWnd), this.cfg.sndBufMax);
+    if (want > this.sndBufSize) this.sndBufSize = want;
+  }
+
+  /**
+   * SND.WND update rule (RFC 9293 §3.10.7.4): only from newer segments, and, as Linux's
+   * tcp_may_update_window, always from one whose ACK moved SND.UNA (`advanced`): the peer's
+   * ACKs only grow, so that window is its newest even when the segment carrying it is an older
+   * retransmission (SEG.SEQ < SND.WL1, reordered or resent). Keeping the older window with the
+   * newer SND.UNA instead moves the right edge we send to past the one the peer offered: we
+   * send beyond its window, and our ACKs, sequenced at SND.MAX, then fall outside it too.
+   */
+  private updateWindow(seg: TcpRepr, wnd: number, advanced = false): void {
+    if (advanced || seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLe(this.sndWl2, seg.ack))) {
       this.sndWnd = wnd;
       this.sndWl1 = seg.seq;
       this.sndWl2 = seg.ack;
@@ -618,6 +685,7 @@ export class TcpConnection {
       this.stats.fastRetransmits++;
       this.retransmitOne(this.sndUna);
       this.cwnd = this.ssthresh + 3 * mss;
+      this.caBytes = 0;
       this.inRecovery = true;
       this.armTimer('rto', this.now + this.rto);
     }
@@ -635,7 +703,7 @@ export class TcpConnection {
     return 3;
   }
 
-  private processData(seq: number, data: Buffer, fin: boolean): void {
+  private processData(seq: number, data: Buffer, fin: boolean, psh: boolean): void {
     // Trim what we already have.
     let off = 0;
     if (seqLt(seq, this.rcvNxt)) {
@@ -669,9 +737,22 @@ export class TcpConnection {
       this.ackNow = true; // a hole was filled: ACK at once (RFC 5681 §4.2)
     } else if (!this.ackNow) {
       this.delackBytes += chunk.length;
-      if (this.delackBytes >= 2 * this.rcvMss) this.ackNow = true;
-      else if (!this.delackDeadline) this.armDelack();
+      if (this.delackBytes >= 2 * this.rcvMss) {
+        // Every second full segment is owed an ACK (RFC 1122 §4.2.3.2); it waits for the end of
+        // the batch being received, as GRO hands Linux's TCP the segments of one NAPI poll as one
+        // (flushed at a PSH or at 64 KiB) and the receiver ACKs that: one ACK for a batch, not
+        // one per two datagrams, each of which costs both agents a datagram and a trip through
+        // their stacks.
+        if (psh || this.delackBytes >= GRO_MAX_BYTES || !this.host.ackAfterBatch(this)) this.ackNow = true;
+      } else if (!this.delackDeadline) this.armDelack();
     }
+  }
+
+  /** The batch of received datagrams is over: the ACK it deferred goes, unless one went meanwhile. */
+  batchEnded(): void {
+    if (this.state === 'CLOSED' || this.delackBytes < 2 * this.rcvMss) return;
+    this.ackNow = true;
+    this.host.touch(this);
   }
 
   private dupData(): void {
@@ -1065,6 +1146,8 @@ export class TcpConnection {
     const mss = this.sndMss;
     if (this.retries === 1) this.ssthresh = Math.max(Math.floor(seqDiff(this.sndMax, this.sndUna) / 2), 2 * mss);
     this.cwnd = mss;
+    this.caBytes = 0;
+    this.rtoSlowStart = true;
     this.inRecovery = false;
     this.dupAcks = 0;
     this.recover = this.sndMax;
@@ -1166,6 +1249,7 @@ export class TcpConnection {
       rcvShift: this.rcvShift,
       unacked: seqDiff(this.sndMax, this.sndUna),
       queued: this.sendQueue.length,
+      sndBuf: this.sndBufSize,
       retries: this.retries,
       inRecovery: this.inRecovery,
     };

@@ -97,6 +97,10 @@ export class TcpStack implements ConnectionHost {
   private readonly portUse = new Map<number, number>();
   private readonly halfOpenOf = new Map<TcpConnection, Listener>();
   private readonly dirty = new Set<TcpConnection>();
+  /** Connections owing an ACK at the end of the current receive batch (GRO-like, see TcpConnection). */
+  private readonly batchAcks = new Set<TcpConnection>();
+  private batchEndQueued = false;
+  private readonly afterIo: ((fn: () => void) => void) | undefined;
   private nextPort: number;
 
   constructor(
@@ -107,6 +111,7 @@ export class TcpStack implements ConnectionHost {
     this.rng = opts.rng;
     this.mssOverride = opts.mss;
     this.config = { ...DEFAULT_TCP_CONFIG, ...opts.config };
+    this.afterIo = opts.clock.afterIo?.bind(opts.clock);
     this.nextPort = 32768 + opts.rng.int(0, 28231);
     ip.registerProtocol(IPPROTO_TCP, {
       input: (d, raw) => this.segmentIn(d, raw),
@@ -209,6 +214,26 @@ export class TcpStack implements ConnectionHost {
     this.dirty.add(c);
     this.ip.wake();
   }
+
+  ackAfterBatch(c: TcpConnection): boolean {
+    if (!this.afterIo) return false;
+    this.batchAcks.add(c);
+    if (!this.batchEndQueued) {
+      this.batchEndQueued = true;
+      this.afterIo(this.endBatch);
+    }
+    return true;
+  }
+
+  /** The batch of received datagrams is over: the ACKs it deferred go out. */
+  private readonly endBatch = (): void => {
+    this.batchEndQueued = false;
+    const cs = [...this.batchAcks];
+    this.batchAcks.clear();
+    this.run(() => {
+      for (const c of cs) c.batchEnded();
+    });
+  };
 
   release(c: TcpConnection): void {
     const k = key(c.localAddr, c.localPort, c.remoteAddr, c.remotePort);

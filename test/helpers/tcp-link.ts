@@ -4,7 +4,7 @@
  * and seeded faults (loss, reordering, a drop filter), all on a ManualClock.
  * Permanent neighbour entries keep ARP out of the way unless a test wants it.
  */
-import { ManualClock } from '../../common/clock.ts';
+import { ManualClock, type Clock } from '../../common/clock.ts';
 import { SeededRng } from '../../common/rng.ts';
 import { isWireError } from '../../packet/errors.ts';
 import { parseIpv4 } from '../../packet/ipv4.ts';
@@ -38,6 +38,11 @@ export interface LinkOptions {
   mtu?: number;
   config?: Partial<TcpConfig>;
   configB?: Partial<TcpConfig>;
+  /**
+   * Give the TCP stacks receive batches, as real I/O has (Clock.afterIo): the
+   * frames arriving at one instant are one batch, its end after the last of them.
+   */
+  batches?: boolean;
 }
 
 export class TcpLink {
@@ -73,8 +78,11 @@ export class TcpLink {
     this.b.neigh.setPermanent('eth0', A_IP, hostEnd.mac);
     hostEnd.connect((f) => this.carry(f, 'a>b', podEnd));
     podEnd.connect((f) => this.carry(f, 'b>a', hostEnd));
-    this.tcpA = new TcpStack(this.a, { clock: this.clock, rng: new SeededRng(101), config: opts.config });
-    this.tcpB = new TcpStack(this.b, { clock: this.clock, rng: new SeededRng(202), config: { ...opts.config, ...opts.configB } });
+    const mc = this.clock;
+    // A timer of 0 ms fires at this instant, after every timer already due at it: after the frames of the burst.
+    const clock: Clock = opts.batches ? { now: () => mc.now(), setTimeout: (fn, ms) => mc.setTimeout(fn, ms), afterIo: (fn) => void mc.setTimeout(fn, 0) } : mc;
+    this.tcpA = new TcpStack(this.a, { clock, rng: new SeededRng(101), config: opts.config });
+    this.tcpB = new TcpStack(this.b, { clock, rng: new SeededRng(202), config: { ...opts.config, ...opts.configB } });
   }
 
   private makeStack(name: string, eth: NetDevice, ip: string): IpStack {
