@@ -38,6 +38,7 @@ import {
   icmpErrorQuote,
   parseIcmp,
   serializeIcmp,
+  serializeIcmpFramed,
   type IcmpRepr,
 } from '../../packet/icmp.ts';
 import {
@@ -368,8 +369,8 @@ export class IpStack {
 
   /** Sends an ICMP echo request. */
   sendEcho(dst: string, id: number, seq: number, data: Buffer, opts: { ttl?: number; pmtudisc?: PmtuDisc } = {}): SendResult {
-    const payload = serializeIcmp({ kind: 'echo-request', id, seq, data });
-    return this.send({ dst, protocol: IPPROTO_ICMP, payload, ...opts });
+    const frame = serializeIcmpFramed({ kind: 'echo-request', id, seq, data }, FRAME_ROOM);
+    return this.send({ dst, protocol: IPPROTO_ICMP, payload: frame.subarray(FRAME_ROOM), frame, ...opts });
   }
 
   private routeFor(dst: string): Route | undefined {
@@ -868,15 +869,11 @@ export class IpStack {
       return;
     }
     switch (icmp.kind) {
-      case 'echo-request':
-        this.send({
-          dst: ip.src,
-          src: ip.dst === '255.255.255.255' ? undefined : ip.dst,
-          protocol: IPPROTO_ICMP,
-          payload: serializeIcmp({ kind: 'echo-reply', id: icmp.id, seq: icmp.seq, data: icmp.data }),
-          pmtudisc: 'dont',
-        });
+      case 'echo-request': {
+        const frame = serializeIcmpFramed({ kind: 'echo-reply', id: icmp.id, seq: icmp.seq, data: icmp.data }, FRAME_ROOM);
+        this.send({ dst: ip.src, src: ip.dst === '255.255.255.255' ? undefined : ip.dst, protocol: IPPROTO_ICMP, payload: frame.subarray(FRAME_ROOM), frame, pmtudisc: 'dont' });
         return;
+      }
       case 'echo-reply': {
         const sock = this.icmpSockets.get(icmp.id);
         if (!sock) {
