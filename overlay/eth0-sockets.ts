@@ -68,21 +68,16 @@ export class Eth0Sockets {
     return this.underlay.sourcePortFor(flowHash);
   }
 
-  /**
-   * Sends one outer UDP payload to `remote:port` out of eth0; returns the
-   * underlay's verdict. With `head`, the payload is `head` then `payload`
-   * (a tunnel's header before its inner frame), sent without joining them.
-   */
-  send(remote: string, port: number, payload: Buffer, flowHash: number, head?: Buffer): string {
+  /** Sends one outer UDP payload to `remote:port` out of eth0; returns the underlay's verdict. */
+  send(remote: string, port: number, payload: Buffer, flowHash: number): string {
     const c = this.eth0.counters;
     c.txPackets++;
-    c.txBytes += payload.length + (head === undefined ? 0 : head.length) + OUTER_UDP_FRAME_OVERHEAD;
+    c.txBytes += payload.length + OUTER_UDP_FRAME_OVERHEAD;
     if (this.outerTaps.size) {
       const sport = this.underlay.sourcePortFor(flowHash);
-      const whole = head === undefined ? payload : Buffer.concat([head, payload]);
-      for (const tap of this.outerTaps) tap('out', { ip: remote, port }, sport, whole);
+      for (const tap of this.outerTaps) tap('out', { ip: remote, port }, sport, payload);
     }
-    const verdict = this.underlay.send(remote, port, payload, flowHash, head);
+    const verdict = this.underlay.send(remote, port, payload, flowHash);
     if (this.eth0.tracer.current) {
       const lost = verdict === 'lost' || verdict === 'blackholed' || verdict === 'refused';
       this.eth0.tracer.hop('node', this.eth0.name, lost ? `underlay: datagram ${verdict} (impairment towards ${remote})` : `underlay: real UDP datagram sent to ${remote}:${port}${verdict === 'sent' ? '' : ` (impairment: ${verdict})`}`, {

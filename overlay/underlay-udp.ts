@@ -56,9 +56,6 @@ export interface UnderlayOptions {
 
 export type DatagramHandler = (buf: Buffer, from: { address: string; port: number }) => void;
 
-/** One datagram as a socket's send takes it: a buffer, or buffers sent back to back as one (a header and a frame). */
-type Datagram = Buffer | Buffer[];
-
 /** Datagrams from one pool socket to one peer before that pair gets its own connected socket. */
 const CONNECT_AFTER = 64;
 
@@ -75,7 +72,7 @@ interface PeerTx {
 /** A connected socket and the datagrams it has sent whose completion has not come yet (in send order). */
 interface ConnectedTx {
   sock: dgram.Socket;
-  pending: Datagram[];
+  pending: Buffer[];
   done: (err: Error | null) => void;
   /** Closed (its peer forgotten): a datagram an impairment held until later is dropped, not sent on a closed socket. */
   closed: boolean;
@@ -152,14 +149,10 @@ export class UdpUnderlay {
   }
 
   /**
-   * Sends one datagram to a peer's underlay address, through its impairment:
-   * `buf`, or with `head` the two back to back (a tunnel's header and its
-   * inner frame), handed to the socket as a list so that they are not joined
-   * in a new buffer (one `sendmsg` with two iovecs; an impairment, which
-   * holds datagrams, gets them joined).
+   * Sends one datagram to a peer's underlay address, through its impairment.
    * Returns what happened, for traces: 'sent', 'refused', or the impairment's verdict.
    */
-  send(peerIp: string, port: number, buf: Buffer, flowHash: number, head?: Buffer): string {
+  send(peerIp: string, port: number, buf: Buffer, flowHash: number): string {
     // Every datagram of a flow goes to the same peer (the same string): its address is checked once.
     if (peerIp !== this.lastAllowed) {
       if (!this.allowed.contains(peerIp)) {
@@ -171,26 +164,21 @@ export class UdpUnderlay {
     const slot = flowHash % this.tx.length;
     const sock = this.tx[slot] ?? this.rx;
     if (!sock) return 'refused';
-    // Without an impairment, straight to the socket: no closure per datagram.
-    const imp = this.impairments.size === 0 ? undefined : this.impairments.get(peerIp);
-    const whole = imp === undefined || head === undefined ? buf : Buffer.concat([head, buf]);
     // No pool (an underlay that only listens): from the listening socket, never connected.
-    if (this.tx.length === 0) {
-      if (imp) return imp.apply(whole, (b) => this.sendLater(sock, b, port, peerIp));
-      this.sendLater(sock, head === undefined ? buf : [head, buf], port, peerIp);
-      return 'sent';
-    }
+    if (this.tx.length === 0) return this.throughImpairment(peerIp, buf, (b) => this.sendLater(sock, b, port, peerIp));
     const peer = this.lastPeer?.ip === peerIp ? this.lastPeer : this.peerTx(peerIp, port);
     this.lastPeer = peer;
     const conn = peer.port === port ? peer.socks[slot] : null;
+    // Without an impairment, straight to the socket: no closure per datagram.
+    const imp = this.impairments.size === 0 ? undefined : this.impairments.get(peerIp);
     if (conn) {
-      if (imp) return imp.apply(whole, (b) => (conn.closed ? this.sendErrors++ : sendConnected(conn, b)));
-      sendConnected(conn, head === undefined ? buf : [head, buf]);
+      if (imp) return imp.apply(buf, (b) => (conn.closed ? this.sendErrors++ : sendConnected(conn, b)));
+      sendConnected(conn, buf);
       return 'sent';
     }
     if (conn === undefined && ++peer.counts[slot] >= CONNECT_AFTER) this.connect(peer, slot, sock);
-    if (imp) return imp.apply(whole, (b) => this.sendLater(sock, b, port, peerIp));
-    sock.send(head === undefined ? buf : [head, buf], port, peerIp, this.countSendError);
+    if (imp) return imp.apply(buf, (b) => this.sendLater(sock, b, port, peerIp));
+    sock.send(buf, port, peerIp, this.countSendError);
     return 'sent';
   }
 
@@ -270,7 +258,7 @@ export class UdpUnderlay {
   };
 
   /** A send an impairment may have delayed past close(): counted as a send error then, never thrown. */
-  private sendLater(sock: dgram.Socket, b: Datagram, port: number, peerIp: string): void {
+  private sendLater(sock: dgram.Socket, b: Buffer, port: number, peerIp: string): void {
     if (this.closed) this.sendErrors++;
     else sock.send(b, port, peerIp, this.countSendError);
   }
@@ -353,7 +341,7 @@ export class UdpUnderlay {
 const RECV_BUFFER = 4 * 1024 * 1024;
 
 /** Sends one datagram through a connected socket; its completion comes back in send order. */
-function sendConnected(conn: ConnectedTx, buf: Datagram): void {
+function sendConnected(conn: ConnectedTx, buf: Buffer): void {
   conn.pending.push(buf);
   conn.sock.send(buf, conn.done);
 }

@@ -227,7 +227,7 @@ export class FlowCache {
    * and returns true, or returns false and leaves the frame to the slow path.
    * The frame is rewritten in place (a frame addressed to the device's own
    * MAC is nobody else's: the bridge hands it up and to no port) and leaves as
-   * it is, behind the template's header where the out device has one.
+   * it is, or through the out device's template, which puts its header in front.
    */
   forward(dev: NetDevice, frame: Buffer): boolean {
     if (this.table.size === 0 || !this.readKey(frame)) return false;
@@ -270,7 +270,6 @@ export class FlowCache {
     writeEth(out, e.eth);
     if (e.ct === undefined) decrementTtlAt(out, ETH);
     else replay(out, ETH, e.pre, e.post);
-    // A VTEP's template sends its header and the frame together: the frame is not copied behind it.
     if (e.link === undefined) e.out.transmit(out, e.nextHop);
     else e.out.transmitTemplated(out, e.link);
     return true;

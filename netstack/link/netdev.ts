@@ -102,10 +102,7 @@ export type FrameLink = (frame: Buffer, dev: NetDevice, nextHop?: string) => voi
 export interface LinkTemplate {
   /** Bytes the link puts before the frame. */
   readonly header: Buffer;
-  /**
-   * Sends the header and the frame as one datagram, without joining them in
-   * a new buffer (a socket's send takes both: one `sendmsg` with two iovecs).
-   */
+  /** Sends the header and the frame as one datagram. */
   send(frame: Buffer): void;
 }
 
