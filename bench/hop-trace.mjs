@@ -50,7 +50,7 @@ function install(dir) {
   const send = dgram.Socket.prototype.send;
   dgram.Socket.prototype.send = function (buf, ...rest) {
     const port = localPort(this);
-    // A list (a tunnel's header and its frame) leaves as one datagram of their summed length.
+    // A list of buffers leaves as one datagram of their summed length.
     const len = Buffer.isBuffer(buf) ? buf.length : Array.isArray(buf) ? buf.reduce((n, b) => n + b.length, 0) : 0;
     rec(0, port, len);
     const last = rest.length - 1;

@@ -145,7 +145,8 @@ export interface SendOptions {
    * (`FRAME_ROOM` bytes) before `payload`, which is its tail: the frame is
    * then written around the payload rather than the payload copied into a
    * new frame. Ignored whenever the datagram takes another shape (options,
-   * fragments, a hook's rewrite).
+   * fragments, a hook's rewrite). The stack owns the buffer from then on: it
+   * leaves in it, and the flow cache may rewrite it in place.
    */
   frame?: Buffer;
   src?: string;
