@@ -58,26 +58,31 @@ let lastMac0 = '';
 let lastMacBytes0: Uint8Array | undefined;
 let lastMac1 = '';
 let lastMacBytes1: Uint8Array | undefined;
+let lastSlot = 1;
 
 /** Writes `mac` as 6 bytes at `off`. Throws RangeError if `mac` is not a valid MAC string. */
 export function writeMac(buf: Buffer, off: number, mac: string): void {
   // A frame's two MACs are the last two written, most of the time: compared before the memo's hash lookup.
-  let bytes: Uint8Array | undefined;
-  if (mac === lastMac0) bytes = lastMacBytes0;
-  else if (mac === lastMac1) bytes = lastMacBytes1;
-  else bytes = macMemo.get(mac);
+  let bytes = mac === lastMac0 ? lastMacBytes0 : mac === lastMac1 ? lastMacBytes1 : undefined;
   if (bytes === undefined) {
-    if (!isValidMac(mac)) throw new RangeError(`invalid MAC address: ${JSON.stringify(mac)}`);
-    bytes = new Uint8Array(6);
-    for (let i = 0; i < 6; i++) bytes[i] = (hexVal(mac.charCodeAt(i * 3)) << 4) | hexVal(mac.charCodeAt(i * 3 + 1));
-    if (macMemo.size >= MEMO_MAX) macMemo.clear();
-    macMemo.set(mac, bytes);
-  }
-  if (mac !== lastMac0) {
-    lastMac1 = lastMac0;
-    lastMacBytes1 = lastMacBytes0;
-    lastMac0 = mac;
-    lastMacBytes0 = bytes;
+    bytes = macMemo.get(mac);
+    if (bytes === undefined) {
+      if (!isValidMac(mac)) throw new RangeError(`invalid MAC address: ${JSON.stringify(mac)}`);
+      bytes = new Uint8Array(6);
+      for (let i = 0; i < 6; i++) bytes[i] = (hexVal(mac.charCodeAt(i * 3)) << 4) | hexVal(mac.charCodeAt(i * 3 + 1));
+      if (macMemo.size >= MEMO_MAX) macMemo.clear();
+      macMemo.set(mac, bytes);
+    }
+    // The slot filled longer ago takes it: a hit costs no store.
+    if (lastSlot === 1) {
+      lastMac0 = mac;
+      lastMacBytes0 = bytes;
+      lastSlot = 0;
+    } else {
+      lastMac1 = mac;
+      lastMacBytes1 = bytes;
+      lastSlot = 1;
+    }
   }
   buf[off] = bytes[0];
   buf[off + 1] = bytes[1];
@@ -149,6 +154,11 @@ export function intToIpv4(n: number): string {
   return ((n >>> 24) & 0xff) + '.' + ((n >>> 16) & 0xff) + '.' + ((n >>> 8) & 0xff) + '.' + (n & 0xff);
 }
 
+const ADDR_CACHE = 64;
+/** -1 never matches an address read as an unsigned 32-bit number. */
+const addrCacheInt: number[] = new Array<number>(ADDR_CACHE).fill(-1);
+const addrCacheStr: string[] = new Array<string>(ADDR_CACHE).fill('');
+
 /** Reads the 4-byte IPv4 address at `off` as a dotted quad. Caller guarantees bounds. */
 export function readIpv4(buf: Buffer, off: number): string {
   // A packet's addresses are those of the last few: their strings come from a small direct-mapped cache, not
@@ -161,11 +171,6 @@ export function readIpv4(buf: Buffer, off: number): string {
   addrCacheStr[i] = s;
   return s;
 }
-
-const ADDR_CACHE = 64;
-/** -1 never matches an address read as an unsigned 32-bit number. */
-const addrCacheInt: number[] = new Array<number>(ADDR_CACHE).fill(-1);
-const addrCacheStr: string[] = new Array<string>(ADDR_CACHE).fill('');
 
 /** Writes `ip` as 4 network-order bytes at `off`. Throws RangeError on an invalid address. */
 export function writeIpv4(buf: Buffer, off: number, ip: string): void {
