@@ -54,16 +54,35 @@ export function readMac(buf: Buffer, off: number): string {
 const MEMO_MAX = 4096;
 const macMemo = new Map<string, Uint8Array>();
 const ipv4Memo = new Map<string, number>();
+let lastMac0 = '';
+let lastMacBytes0: Uint8Array | undefined;
+let lastMac1 = '';
+let lastMacBytes1: Uint8Array | undefined;
+let lastSlot = 1;
 
 /** Writes `mac` as 6 bytes at `off`. Throws RangeError if `mac` is not a valid MAC string. */
 export function writeMac(buf: Buffer, off: number, mac: string): void {
-  let bytes = macMemo.get(mac);
+  // A frame's two MACs are the last two written, most of the time: compared before the memo's hash lookup.
+  let bytes = mac === lastMac0 ? lastMacBytes0 : mac === lastMac1 ? lastMacBytes1 : undefined;
   if (bytes === undefined) {
-    if (!isValidMac(mac)) throw new RangeError(`invalid MAC address: ${JSON.stringify(mac)}`);
-    bytes = new Uint8Array(6);
-    for (let i = 0; i < 6; i++) bytes[i] = (hexVal(mac.charCodeAt(i * 3)) << 4) | hexVal(mac.charCodeAt(i * 3 + 1));
-    if (macMemo.size >= MEMO_MAX) macMemo.clear();
-    macMemo.set(mac, bytes);
+    bytes = macMemo.get(mac);
+    if (bytes === undefined) {
+      if (!isValidMac(mac)) throw new RangeError(`invalid MAC address: ${JSON.stringify(mac)}`);
+      bytes = new Uint8Array(6);
+      for (let i = 0; i < 6; i++) bytes[i] = (hexVal(mac.charCodeAt(i * 3)) << 4) | hexVal(mac.charCodeAt(i * 3 + 1));
+      if (macMemo.size >= MEMO_MAX) macMemo.clear();
+      macMemo.set(mac, bytes);
+    }
+    // The slot filled longer ago takes it: a hit costs no store.
+    if (lastSlot === 1) {
+      lastMac0 = mac;
+      lastMacBytes0 = bytes;
+      lastSlot = 0;
+    } else {
+      lastMac1 = mac;
+      lastMacBytes1 = bytes;
+      lastSlot = 1;
+    }
   }
   buf[off] = bytes[0];
   buf[off + 1] = bytes[1];
@@ -135,9 +154,22 @@ export function intToIpv4(n: number): string {
   return ((n >>> 24) & 0xff) + '.' + ((n >>> 16) & 0xff) + '.' + ((n >>> 8) & 0xff) + '.' + (n & 0xff);
 }
 
+const ADDR_CACHE = 64;
+/** -1 never matches an address read as an unsigned 32-bit number. */
+const addrCacheInt: number[] = new Array<number>(ADDR_CACHE).fill(-1);
+const addrCacheStr: string[] = new Array<string>(ADDR_CACHE).fill('');
+
 /** Reads the 4-byte IPv4 address at `off` as a dotted quad. Caller guarantees bounds. */
 export function readIpv4(buf: Buffer, off: number): string {
-  return buf[off] + '.' + buf[off + 1] + '.' + buf[off + 2] + '.' + buf[off + 3];
+  // A packet's addresses are those of the last few: their strings come from a small direct-mapped cache, not
+  // built again for every packet (and a string seen before has its hash, for the maps keyed by address).
+  const v = ((buf[off] << 24) | (buf[off + 1] << 16) | (buf[off + 2] << 8) | buf[off + 3]) >>> 0;
+  const i = (v ^ (v >>> 11) ^ (v >>> 22)) & (ADDR_CACHE - 1);
+  if (addrCacheInt[i] === v) return addrCacheStr[i];
+  const s = buf[off] + '.' + buf[off + 1] + '.' + buf[off + 2] + '.' + buf[off + 3];
+  addrCacheInt[i] = v;
+  addrCacheStr[i] = s;
+  return s;
 }
 
 /** Writes `ip` as 4 network-order bytes at `off`. Throws RangeError on an invalid address. */

@@ -132,13 +132,36 @@ function checkByte(name: string, v: number, max: number): void {
 
 /** Serializes an ICMP message and computes its checksum. Throws RangeError on an out-of-range field. */
 export function serializeIcmp(repr: IcmpRepr): Buffer {
-  let buf: Buffer;
+  return serializeIcmpFramed(repr, 0);
+}
+
+function messageLength(repr: IcmpRepr): number {
+  switch (repr.kind) {
+    case 'echo-request':
+    case 'echo-reply':
+      return BODY + repr.data.length;
+    case 'dest-unreachable':
+    case 'time-exceeded':
+      return BODY + repr.original.length;
+    case 'other':
+      return REST + repr.rest.length;
+  }
+}
+
+/**
+ * `serializeIcmp` into a new buffer that starts with `room` bytes left for
+ * the caller (the headers a stack puts in front: the message is written once,
+ * into the frame it leaves in). Returns the whole buffer; the message is
+ * `buf.subarray(room)`.
+ */
+export function serializeIcmpFramed(repr: IcmpRepr, room: number): Buffer {
+  const whole = Buffer.allocUnsafe(room + messageLength(repr));
+  const buf = room === 0 ? whole : whole.subarray(room);
   switch (repr.kind) {
     case 'echo-request':
     case 'echo-reply': {
       checkByte('id', repr.id, 0xffff);
       checkByte('seq', repr.seq, 0xffff);
-      buf = Buffer.allocUnsafe(BODY + repr.data.length);
       buf[TYPE] = repr.kind === 'echo-request' ? ICMP_ECHO_REQUEST : ICMP_ECHO_REPLY;
       buf[CODE] = 0;
       buf.writeUInt16BE(repr.id, ID);
@@ -149,7 +172,6 @@ export function serializeIcmp(repr: IcmpRepr): Buffer {
     case 'dest-unreachable':
     case 'time-exceeded': {
       checkByte('code', repr.code, 0xff);
-      buf = Buffer.allocUnsafe(BODY + repr.original.length);
       buf[TYPE] = repr.kind === 'dest-unreachable' ? ICMP_DEST_UNREACH : ICMP_TIME_EXCEEDED;
       buf[CODE] = repr.code;
       buf.writeUInt32BE(0, REST);
@@ -164,7 +186,6 @@ export function serializeIcmp(repr: IcmpRepr): Buffer {
       checkByte('type', repr.type, 0xff);
       checkByte('code', repr.code, 0xff);
       if (repr.rest.length < ICMP_HEADER_LEN - REST) throw new RangeError('ICMP rest must hold at least the 4 header bytes after the checksum');
-      buf = Buffer.allocUnsafe(REST + repr.rest.length);
       buf[TYPE] = repr.type;
       buf[CODE] = repr.code;
       repr.rest.copy(buf, REST);
@@ -176,7 +197,7 @@ export function serializeIcmp(repr: IcmpRepr): Buffer {
   const sum = internetChecksum(buf);
   buf[CHECKSUM] = sum >> 8;
   buf[CHECKSUM + 1] = sum & 0xff;
-  return buf;
+  return whole;
 }
 
 /**

@@ -38,6 +38,7 @@ import {
   icmpErrorQuote,
   parseIcmp,
   serializeIcmp,
+  serializeIcmpFramed,
   type IcmpRepr,
 } from '../../packet/icmp.ts';
 import {
@@ -52,7 +53,7 @@ import {
   writeIpv4Header,
   type Ipv4Repr,
 } from '../../packet/ipv4.ts';
-import { parseUdp, serializeUdp } from '../../packet/udp.ts';
+import { parseUdp, writeUdpHeader } from '../../packet/udp.ts';
 import { NeighbourTable } from './neighbour.ts';
 import { Counters, NetDevice } from '../link/netdev.ts';
 import { RouteTable, formatRoute, type Route } from './route-table.ts';
@@ -139,6 +140,15 @@ export interface SendOptions {
   dst: string;
   protocol: number;
   payload: Buffer;
+  /**
+   * A buffer with room for the Ethernet and option-less IPv4 headers
+   * (`FRAME_ROOM` bytes) before `payload`, which is its tail: the frame is
+   * then written around the payload rather than the payload copied into a
+   * new frame. Ignored whenever the datagram takes another shape (options,
+   * fragments, a hook's rewrite). The stack owns the buffer from then on: it
+   * leaves in it, and the flow cache may rewrite it in place.
+   */
+  frame?: Buffer;
   src?: string;
   ttl?: number;
   pmtudisc?: PmtuDisc;
@@ -159,6 +169,14 @@ export interface IpStackOptions {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** Room a transport leaves before its payload for the stack to frame it in place (SendOptions.frame): Ethernet 14 + IPv4 20. */
+export const FRAME_ROOM = ETHERNET_HEADER_LEN + 20;
+
+/** True if `payload` is still the tail of `frame` after FRAME_ROOM bytes (no hook or option moved it). */
+function framesPayload(frame: Buffer, payload: Buffer): boolean {
+  return payload.buffer === frame.buffer && payload.byteOffset === frame.byteOffset + FRAME_ROOM && payload.length === frame.length - FRAME_ROOM;
+}
 
 export class IpStack {
   /** Moved by every table a forwarding decision reads: cached flows die with it. */
@@ -341,16 +359,19 @@ export class IpStack {
     if (!route) return { ok: false, error: 'ENETUNREACH' };
     const src = opts.src ?? (this.isLocal(dst) ? dst : this.sourceFor(route));
     if (!src) return { ok: false, error: 'ENETUNREACH' };
-    const payload = serializeUdp({ srcPort, dstPort, payload: data }, src, dst);
-    const o: SendOptions = { dst, src, protocol: IPPROTO_UDP, payload, ttl: opts.ttl, pmtudisc: opts.pmtudisc };
+    // Written once, into the frame it leaves in: UDP header and data behind the room for the link and IP headers.
+    const frame = Buffer.allocUnsafe(FRAME_ROOM + 8 + data.length);
+    data.copy(frame, FRAME_ROOM + 8);
+    writeUdpHeader(frame, FRAME_ROOM, { srcPort, dstPort }, data.length, src, dst);
+    const o: SendOptions = { dst, src, protocol: IPPROTO_UDP, payload: frame.subarray(FRAME_ROOM), frame, ttl: opts.ttl, pmtudisc: opts.pmtudisc };
     // The route just found goes along: the datagram is not routed twice.
     return this.io.active ? this.sendNow(o, route) : this.io.run(() => this.sendNow(o, route));
   }
 
   /** Sends an ICMP echo request. */
   sendEcho(dst: string, id: number, seq: number, data: Buffer, opts: { ttl?: number; pmtudisc?: PmtuDisc } = {}): SendResult {
-    const payload = serializeIcmp({ kind: 'echo-request', id, seq, data });
-    return this.send({ dst, protocol: IPPROTO_ICMP, payload, ...opts });
+    const frame = serializeIcmpFramed({ kind: 'echo-request', id, seq, data }, FRAME_ROOM);
+    return this.send({ dst, protocol: IPPROTO_ICMP, payload: frame.subarray(FRAME_ROOM), frame, ...opts });
   }
 
   private routeFor(dst: string): Route | undefined {
@@ -411,11 +432,11 @@ export class IpStack {
         Object.assign(repr, { src: out.src, dst: out.dst, payload: out.payload });
       }
     }
-    return this.sendRouted(repr, route, mode, st, built);
+    return this.sendRouted(repr, route, mode, st, built, opts.frame);
   }
 
   /** The rest of `send` once OUTPUT passed the packet: loopback, fragmentation, POSTROUTING and the device. */
-  private sendRouted(repr: Ipv4Repr, route: Route, mode: NonNullable<SendOptions['pmtudisc']>, st?: NfState, built?: Buffer): SendResult {
+  private sendRouted(repr: Ipv4Repr, route: Route, mode: NonNullable<SendOptions['pmtudisc']>, st?: NfState, built?: Buffer, room?: Buffer): SendResult {
     if (route.dev === 'lo') {
       // Loopback: the kernel delivers to itself without touching a device MTU.
       const item: LoopbackItem = { ip: repr, raw: built ?? serializeIpv4(repr), st };
@@ -435,16 +456,16 @@ export class IpStack {
       // later (a TCP segment from a timer) is recognised by the trace's filter.
       const ctx = this.tracer.matchIpv4(serializeIpv4(repr)) ?? this.tracer.current;
       if (!ctx) {
-        this.output(repr, null, route, st, built);
+        this.output(repr, null, route, st, built, undefined, room);
         return { ok: true };
       }
       this.tracer.run(ctx, () => {
         this.tracer.hop(this.traceNs, 'send', `${repr.src} > ${repr.dst}: new packet, route "${formatRoute(route)}"`);
-        this.output(repr, null, route, st, built);
+        this.output(repr, null, route, st, built, undefined, room);
       });
       return { ok: true };
     }
-    this.output(repr, null, route, st, built);
+    this.output(repr, null, route, st, built, undefined, room);
     return { ok: true };
   }
 
@@ -458,7 +479,7 @@ export class IpStack {
    * when forwarding (TTL already decremented), null when originating (`built`:
    * its bytes if the OUTPUT hooks already serialized it).
    */
-  private output(repr: Ipv4Repr, raw: Buffer | null, route: Route, st?: NfState, built?: Buffer, rec?: FlowRecording): void {
+  private output(repr: Ipv4Repr, raw: Buffer | null, route: Route, st?: NfState, built?: Buffer, rec?: FlowRecording, room?: Buffer): void {
     if (this.nf.postrouting.active) {
       const s = st ?? nfState('postrouting');
       s.outDev = route.dev;
@@ -484,14 +505,14 @@ export class IpStack {
     }
     // The connection kube-proxy's hooks found: the recorded flow translates as they did (checked when recorded).
     if (rec && st) rec.ct = st.ct;
-    this.transmitRouted(repr, raw, route, built, rec);
+    this.transmitRouted(repr, raw, route, built, rec, room);
   }
 
   /**
    * MTU check (fragmenting or refusing DF), neighbour resolution, and
    * transmission on the route's device. `raw` as for `output`.
    */
-  private transmitRouted(repr: Ipv4Repr, raw: Buffer | null, route: Route, built?: Buffer, rec?: FlowRecording): void {
+  private transmitRouted(repr: Ipv4Repr, raw: Buffer | null, route: Route, built?: Buffer, rec?: FlowRecording, room?: Buffer): void {
     const iface = this.interfaces.get(route.dev);
     if (!iface) {
       this.counters.drop('no-device');
@@ -502,9 +523,13 @@ export class IpStack {
     let bytes = raw ?? built;
     if (bytes === undefined) {
       const hlen = ipv4HeaderLenFor(repr);
-      framed = Buffer.allocUnsafe(ETHERNET_HEADER_LEN + hlen + repr.payload.length);
+      if (room !== undefined && hlen === 20 && framesPayload(room, repr.payload)) {
+        framed = room;
+      } else {
+        framed = Buffer.allocUnsafe(ETHERNET_HEADER_LEN + hlen + repr.payload.length);
+        repr.payload.copy(framed, ETHERNET_HEADER_LEN + hlen);
+      }
       writeIpv4Header(framed, ETHERNET_HEADER_LEN, repr, repr.payload.length);
-      repr.payload.copy(framed, ETHERNET_HEADER_LEN + hlen);
       bytes = framed.subarray(ETHERNET_HEADER_LEN);
     }
     if (bytes.length > iface.dev.mtu) {
@@ -845,15 +870,11 @@ export class IpStack {
       return;
     }
     switch (icmp.kind) {
-      case 'echo-request':
-        this.send({
-          dst: ip.src,
-          src: ip.dst === '255.255.255.255' ? undefined : ip.dst,
-          protocol: IPPROTO_ICMP,
-          payload: serializeIcmp({ kind: 'echo-reply', id: icmp.id, seq: icmp.seq, data: icmp.data }),
-          pmtudisc: 'dont',
-        });
+      case 'echo-request': {
+        const frame = serializeIcmpFramed({ kind: 'echo-reply', id: icmp.id, seq: icmp.seq, data: icmp.data }, FRAME_ROOM);
+        this.send({ dst: ip.src, src: ip.dst === '255.255.255.255' ? undefined : ip.dst, protocol: IPPROTO_ICMP, payload: frame.subarray(FRAME_ROOM), frame, pmtudisc: 'dont' });
         return;
+      }
       case 'echo-reply': {
         const sock = this.icmpSockets.get(icmp.id);
         if (!sock) {

@@ -37,6 +37,9 @@ interface Entry {
 
 export class RouteTable {
   private entries: Entry[] = [];
+  /** The last destination looked up as a string and its route: a socket sends to one peer over and over. Reset on every change. */
+  private lastDst: string | undefined;
+  private lastRoute: Route | undefined;
 
   /** `generation`: the namespace's, moved by every change (cached flows read routes). */
   constructor(private readonly generation?: FlowGeneration) {}
@@ -51,6 +54,7 @@ export class RouteTable {
     this.entries.push({ route: r, net, mask: maskOf(r.prefixLen) });
     // Longest prefix first, then lowest metric: lookup takes the first match.
     this.entries.sort((a, b) => b.route.prefixLen - a.route.prefixLen || (a.route.metric ?? 0) - (b.route.metric ?? 0));
+    this.lastDst = undefined;
     this.generation?.bump('route');
   }
 
@@ -60,6 +64,7 @@ export class RouteTable {
     const before = this.entries.length;
     this.entries = this.entries.filter((e) => !(e.net === net && e.route.prefixLen === prefixLen));
     if (this.entries.length === before) return false;
+    this.lastDst = undefined;
     this.generation?.bump('route');
     return true;
   }
@@ -67,14 +72,26 @@ export class RouteTable {
   /** Removes every route through a device (the device went away). */
   deleteByDev(dev: string): void {
     this.entries = this.entries.filter((e) => e.route.dev !== dev);
+    this.lastDst = undefined;
     this.generation?.bump('route');
   }
 
   /** Longest-prefix match for a destination. */
   lookup(dst: string | number): Route | undefined {
+    if (dst === this.lastDst) return this.lastRoute;
     const ip = typeof dst === 'number' ? dst : ipv4ToInt(dst);
-    for (const e of this.entries) if (((ip & e.mask) >>> 0) === e.net) return e.route;
-    return undefined;
+    let found: Route | undefined;
+    for (const e of this.entries) {
+      if (((ip & e.mask) >>> 0) === e.net) {
+        found = e.route;
+        break;
+      }
+    }
+    if (typeof dst === 'string') {
+      this.lastDst = dst;
+      this.lastRoute = found;
+    }
+    return found;
   }
 
   /** Every route, in `ip route` order (by destination address, default first). */

@@ -101,11 +101,9 @@ export type FrameLink = (frame: Buffer, dev: NetDevice, nextHop?: string) => voi
  */
 export interface LinkTemplate {
   /** Bytes the link puts before the frame. */
-  readonly headroom: number;
-  /** Those bytes, `headroom` long. */
   readonly header: Buffer;
-  /** Sends the header and frame, already laid out in one buffer. */
-  send(buf: Buffer): void;
+  /** Sends the header and the frame as one datagram. */
+  send(frame: Buffer): void;
 }
 
 /**
@@ -205,23 +203,20 @@ export class NetDevice {
   }
 
   /**
-   * Transmits through a template: `buf` holds the template's header, then the
-   * frame from `frameAt`. Counted, tapped and traced as `transmit` does, then
-   * sent by the template instead of the link.
+   * Transmits through a template: counted, tapped and traced as `transmit`
+   * does, then sent by the template (its header, then the frame) instead of
+   * the link.
    */
-  transmitTemplated(buf: Buffer, frameAt: number, tpl: LinkTemplate): void {
+  transmitTemplated(frame: Buffer, tpl: LinkTemplate): void {
     if (!this.up) {
       this.counters.drop('link-down');
       return;
     }
     this.counters.txPackets++;
-    this.counters.txBytes += buf.length - frameAt;
-    if (this.taps.size && this.tapInDevice) {
-      const frame = buf.subarray(frameAt);
-      for (const tap of this.taps) tap(frame, 'out', this);
-    }
-    if (this.tracer.current) this.tracer.hop(this.ns, this.name, describeFrame(buf.subarray(frameAt)), { dir: 'tx' });
-    tpl.send(buf);
+    this.counters.txBytes += frame.length;
+    if (this.taps.size && this.tapInDevice) for (const tap of this.taps) tap(frame, 'out', this);
+    if (this.tracer.current) this.tracer.hop(this.ns, this.name, describeFrame(frame), { dir: 'tx' });
+    tpl.send(frame);
   }
 
   /** Delivers a frame arriving on this device to the layer above. */
