@@ -9,6 +9,7 @@
 import type { Clock, Timer } from '../common/clock.ts';
 import type { TcpServer, TcpSocket } from '../netstack/tcp/socket.ts';
 import type { TcpStack } from '../netstack/tcp/stack.ts';
+import { imfFixdate, utcMonthName } from '../common/utc-time.ts';
 
 export interface HttpRequest {
   method: string;
@@ -49,7 +50,7 @@ export interface HttpServerOptions {
 
 /** nginx's `$time_local`: `04/Dec/2026:12:00:00 +0000`. */
 export function timeLocal(d: Date): string {
-  const mon = d.toUTCString().split(' ')[2];
+  const mon = utcMonthName(d);
   const p = (n: number) => String(n).padStart(2, '0');
   return `${p(d.getUTCDate())}/${mon}/${d.getUTCFullYear()}:${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
 }
@@ -81,7 +82,7 @@ const STREAM_CHUNK = 64 * 1024;
 
 /** IMF-fixdate (RFC 9110 §5.6.7), as servers send in Date. */
 export function httpDate(d = new Date()): string {
-  return d.toUTCString();
+  return imfFixdate(d);
 }
 
 export interface HttpServerStats {

@@ -20,6 +20,7 @@ import type { PodNet } from '../netstack/pod-net.ts';
 import { normaliseImage } from './image.ts';
 import { serveHttp, type HttpRequest, type HttpResponse } from './http-server.ts';
 import { portsOf, type AppContext, type AppInstance, type BuiltinApp } from './types.ts';
+import { isoUtc } from '../common/utc-time.ts';
 
 /** Largest body /bytes/N serves: 1 GiB. */
 export const MAX_BYTES = 1 << 30;
@@ -55,7 +56,7 @@ export function httpHandler(ctx: Pick<AppContext, 'podName' | 'nodeName'>): (req
 
 /** nginx's error-log (and Go's log package) timestamp: `2026/12/04 12:00:00`. */
 function errorLogTime(d: Date): string {
-  return d.toISOString().slice(0, 19).replace('T', ' ').replace(/-/g, '/');
+  return isoUtc(d.getTime(), 0).slice(0, 19).replace('T', ' ').replace(/-/g, '/');
 }
 
 /** The nginx version an image tag names; untagged and non-version tags get the stable release current at this build. */

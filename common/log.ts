@@ -3,6 +3,8 @@
  * to stderr. Debug lines appear when PODLAB_DEBUG matches the namespace
  * (`*`, `podlab:*`, or a comma list of prefixes), as the `debug` package does.
  */
+import { isoUtc } from './utc-time.ts';
+
 export interface Logger {
   info(msg: string, fields?: Record<string, unknown>): void;
   warn(msg: string, fields?: Record<string, unknown>): void;
@@ -26,7 +28,7 @@ export function createLogger(ns: string): Logger {
   const debugEnabled = debugMatches(ns);
   const line = (level: string, msg: string, fields?: Record<string, unknown>) => {
     const extra = fields ? ' ' + JSON.stringify(fields) : '';
-    process.stderr.write(`${new Date().toISOString()} ${level} ${ns} ${msg}${extra}\n`);
+    process.stderr.write(`${isoUtc(Date.now())} ${level} ${ns} ${msg}${extra}\n`);
   };
   return {
     debugEnabled,

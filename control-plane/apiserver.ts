@@ -36,6 +36,7 @@ import { openStore, type Store, type WorkloadControllerOptions } from './store.t
 import { ensureKubernetesService } from './service-allocator.ts';
 import { buildTable, DEFAULT_TABLE, parseIncludeObject, wantsTable } from './tables.ts';
 import type { KubeObject, Node, Pod } from './types.ts';
+import { formatTimestamp } from './timestamp.ts';
 
 /** Options of {@link startApiServer}. */
 export interface ApiServerOptions {
@@ -412,7 +413,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
           const { body, warnings } = await readChecked(req, route, q);
           const applied = checkApplied(body, name);
           const live = store.objectsOf(rt).find((o) => o.metadata.name === name && (!rt.namespaced || o.metadata.namespace === namespace)) as Record<string, unknown> | undefined;
-          const next = serverSideApply(live && structuredClone(live), applied, { manager, force: ['true', '1'].includes(q.get('force') ?? ''), schema: schemaOf(rt), apiVersion: typeof applied.apiVersion === 'string' ? applied.apiVersion : '', now: new Date(store.clock.now()).toISOString().replace(/\.\d+Z$/, 'Z') });
+          const next = serverSideApply(live && structuredClone(live), applied, { manager, force: ['true', '1'].includes(q.get('force') ?? ''), schema: schemaOf(rt), apiVersion: typeof applied.apiVersion === 'string' ? applied.apiVersion : '', now: formatTimestamp(store.clock.now()) });
           if (!live) {
             const created = await durable(store.create(rt, next, { namespace, dryRun }));
             sendJson(res, 201, JSON.stringify(created), warnings);

@@ -6,10 +6,11 @@
 import type { ApiClient } from './client.ts';
 import { NODE_LEASE_NAMESPACE, type Lease } from './core-resources.ts';
 import type { Node } from './types.ts';
+import { isoUtc } from '../common/utc-time.ts';
 
 /** RFC 3339 with microseconds, as metav1.MicroTime is serialized. */
 export function microTime(ms = Date.now()): string {
-  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+  return isoUtc(ms, 6);
 }
 
 /** Creates or renews the node's Lease. Rejects on API errors (callers retry on the next beat). */

@@ -1,4 +1,6 @@
+import { isoUtc } from '../common/utc-time.ts';
+
 /** Formats epoch milliseconds as Kubernetes does: RFC 3339, UTC, no fractional seconds. */
 export function formatTimestamp(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return isoUtc(ms, 0);
 }

@@ -270,8 +270,9 @@ export function labApi(rec: { apiUrl?: string; stateDir: string }): ApiClient {
  * Starts a detached child with output to a log file; resolves with its pid.
  * With `netns` (netns labs) it runs inside that network namespace through
  * `ip netns exec`, which execs: the pid is still the node process's own.
+ * `env` is added to this process's environment (ProcRecord.env, for restarts).
  */
-export function spawnLogged(stateDir: string, name: string, args: string[], netns?: string): { pid: number; log: string; offset: number } {
+export function spawnLogged(stateDir: string, name: string, args: string[], netns?: string, env?: Record<string, string>): { pid: number; log: string; offset: number } {
   const logDir = path.join(stateDir, 'logs');
   fs.mkdirSync(logDir, { recursive: true });
   const log = path.join(logDir, `${name}.log`);
@@ -279,7 +280,7 @@ export function spawnLogged(stateDir: string, name: string, args: string[], netn
   // Logs outlive labs: readers start at what this run appends.
   const offset = fs.fstatSync(fd).size;
   const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, process.execPath, ...args]] : [process.execPath, args];
-  const child = spawn(cmd, argv, { detached: true, stdio: ['ignore', fd, fd], cwd: ROOT, env: { ...process.env } });
+  const child = spawn(cmd, argv, { detached: true, stdio: ['ignore', fd, fd], cwd: ROOT, env: { ...process.env, ...env } });
   fs.closeSync(fd);
   child.unref();
   if (!child.pid) throw new LabError(`could not start ${name}`);
@@ -597,7 +598,7 @@ export async function restartProcess(stateDir: string, name: string, opts: { kil
     const pr = rec.procs.find((x) => x.name === name);
     if (!pr) throw new LabError(`no process ${name} in this lab (${rec.procs.map((x) => x.name).join(', ')})`);
     await signalAndWait(stateDir, pr.pid, opts.kill);
-    const p = spawnLogged(stateDir, name, pr.args, pr.netns);
+    const p = spawnLogged(stateDir, name, pr.args, pr.netns, pr.env);
     pr.pid = p.pid;
     // A restart ends a deliberate stop: the supervisor watches it again.
     delete pr.held;

@@ -13,6 +13,8 @@ export interface ProcRecord {
   name: string;
   pid: number;
   args: string[];
+  /** Environment variables it starts with besides the launcher's (the agents' malloc tuning: lab/local-lab.ts). */
+  env?: Record<string, string>;
   log: string;
   /** netns labs: the network namespace the process runs in (started with `ip netns exec`). */
   netns?: string;

@@ -79,7 +79,7 @@ export async function superviseOnce(stateDir: string, watches: Map<string, Watch
       const fresh = readLab(stateDir);
       const cur = fresh?.procs.find((p) => p.name === pr.name);
       if (!fresh || !cur || cur.held || cur.pid !== pr.pid || isOurProcess(cur.pid, stateDir)) return;
-      const p = spawnLogged(stateDir, cur.name, cur.args, cur.netns);
+      const p = spawnLogged(stateDir, cur.name, cur.args, cur.netns, cur.env);
       const old = cur.pid;
       cur.pid = p.pid;
       cur.restarts = (cur.restarts ?? 0) + 1;

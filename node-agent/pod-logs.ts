@@ -5,6 +5,7 @@
  * sinceSeconds, timestamps, limitBytes) and followable. A deleted pod's logs
  * go with it.
  */
+import { isoUtc } from '../common/utc-time.ts';
 export interface LogLine {
   /** Wall-clock milliseconds. */
   at: number;
@@ -30,7 +31,7 @@ interface Stream {
 
 /** RFC 3339 with nanoseconds, as `kubectl logs --timestamps` prints them. */
 export function logTimestamp(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000000Z');
+  return isoUtc(ms, 9);
 }
 
 export function formatLine(l: LogLine, timestamps?: boolean): string {

@@ -8,6 +8,7 @@ import { isValidIpv4 } from '../packet/addr.ts';
 import { DnsRcode, DnsType, dnsRcodeName, dnsTypeName, reverseName, type DnsMessage, type DnsRecord } from '../packet/dns.ts';
 import { etcHosts, formatResolvConf, queryDns, resolvConfOf, searchCandidates } from './resolver.ts';
 import { UsageError, type ExecContext } from './types.ts';
+import { imfFixdate } from '../common/utc-time.ts';
 
 /** `cat FILE...` over the few files a podlab pod has. */
 export function cat(ctx: ExecContext): Promise<number> {
@@ -196,7 +197,7 @@ export async function dig(ctx: ExecContext): Promise<number> {
   out.push(
     `;; Query time: ${Math.round(ms)} msec`,
     `;; SERVER: ${server}#${port}(${server}) (${transport.toUpperCase()})`,
-    `;; WHEN: ${new Date().toUTCString().replace(/^(\w+), (\d+) (\w+) (\d+) ([\d:]+) GMT$/, '$1 $3 $2 $5 UTC $4')}`,
+    `;; WHEN: ${imfFixdate(new Date()).replace(/^(\w+), (\d+) (\w+) (\d+) ([\d:]+) GMT$/, '$1 $3 $2 $5 UTC $4')}`,
     `;; MSG SIZE  rcvd: ${bytes}`,
     '',
     '',

@@ -48,6 +48,8 @@ test.serial('a crashed agent and apiserver come back and are counted; a stopped 
   await eventually(async () => / 0% packet loss/.test((await lab.exec('pod-1a', ['ping', '-c', '1', '-W', '1', '10.244.2.2'])).out), 20_000, 200);
   const node2 = readLab(lab.stateDir)!.procs.find((p) => p.name === 'node-2')!;
   t.is(node2.restarts, 1);
+  // Restarted with the environment it was first started with (the agents' malloc tuning, lab/local-lab.ts).
+  t.true(fs.readFileSync(`/proc/${node2.pid}/environ`, 'utf8').split('\0').includes(`MALLOC_TRIM_THRESHOLD_=${process.env.MALLOC_TRIM_THRESHOLD_ ?? '131072'}`));
   t.truthy(node2.lastRestartAt);
   const status = labStatus(lab.stateDir).text;
   t.regex(status, /^node-2 +node +\d+ +running +1 /m, status);
