@@ -17,9 +17,10 @@
  *   avoidance on a byte-counted cwnd (initial 10 segments), fast retransmit
  *   on the third duplicate ACK with NewReno recovery (partial ACKs retransmit
  *   the next hole), limited transmit (RFC 3042) on the first two duplicates,
- *   RTO from SRTT/RTTVAR with Karn's rule (no samples from retransmitted
- *   data, backed-off RTO kept until a new sample), exponential backoff,
- *   go-back-N after a timeout. No SACK, no timestamps: options we do not
+ *   RTO from SRTT/RTTVAR, sampled (as Linux without timestamps) by every ACK
+ *   that covers data sent only once, from that data's send time (Karn's
+ *   rule: never from retransmitted data; a sample ends the backoff),
+ *   exponential backoff, go-back-N after a timeout. No SACK, no timestamps: options we do not
  *   implement are ignored, and we never offer them.
  * - Receiving: in-order data is delivered at once (or held while paused),
  *   out-of-order segments are buffered within the window and cost an
@@ -53,6 +54,7 @@ import { TCP_ACK, TCP_FIN, TCP_MAX_WSCALE, TCP_PSH, TCP_RST, TCP_SYN, type TcpOp
 import type { TcpConfig } from './config.ts';
 import { TcpError, type TcpErrorCode } from './errors.ts';
 import { SendQueue } from './send-queue.ts';
+import { SentTimes } from './sent-times.ts';
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from './seq.ts';
 
 /** RFC 9293 connection states (LISTEN lives in the stack's listener table). */
@@ -210,6 +212,11 @@ export class TcpConnection {
   rttvar = 0;
   rto: number;
   private hasRtt = false;
+  /** When each segment in flight first left: an RTT sample from every ACK of data sent once. */
+  private readonly sentTimes = new SentTimes();
+  /** End of the highest data retransmitted (at most SND.UNA when none is outstanding). */
+  private rtxEnd: number;
+  /** Timing of our SYN (data segments are timed through `sentTimes`). */
   private timing = false;
   private rttSeq = 0;
   private rttStart = 0;
@@ -271,6 +278,7 @@ export class TcpConnection {
     this.sndMax = this.iss;
     this.qSeq = seqAdd(this.iss, 1);
     this.recover = this.iss;
+    this.rtxEnd = this.qSeq;
     this.rcvMss = opts.mss;
     this.sndMss = Math.min(opts.mss, 536);
     this.rto = host.config.initialRtoMs;
@@ -558,15 +566,17 @@ export class TcpConnection {
 
     // New data acknowledged.
     const acked = seqDiff(ack, this.sndUna);
+    // RTT: timed from the first segment this ACK covers that was sent only once (Linux's seq_rtt
+    // in tcp_clean_rtx_queue; Karn's rule for the rest). A valid sample recomputes the RTO, which
+    // ends any backoff (RFC 6298 §5.7, Linux's tcp_ack_update_rtt).
+    const sentAt = this.sentTimes.ack(this.sndUna, ack, this.rtxEnd, seqLt, seqLe);
+    if (sentAt >= 0) this.rttSample(this.now - sentAt);
     const dataAcked = Math.max(0, Math.min(seqDiff(ack, this.qSeq), this.sendQueue.length));
     this.sendQueue.consume(dataAcked);
     this.qSeq = seqAdd(this.qSeq, dataAcked);
     this.sndUna = ack;
     if (seqLt(this.sndNxt, this.sndUna)) this.sndNxt = this.sndUna;
-    if (this.timing && seqGe(ack, this.rttSeq)) {
-      this.rttSample(this.now - this.rttStart);
-      this.timing = false;
-    }
+    if (seqLt(this.rtxEnd, this.sndUna)) this.rtxEnd = this.sndUna; // stays within 2^31 of SND.UNA
     this.retries = 0;
     this.probes = 0;
 
@@ -840,7 +850,6 @@ export class TcpConnection {
       if (nextHopMtu && nextHopMtu >= 68 && nextHopMtu - 40 < this.sndMss) {
         this.sndMss = Math.max(nextHopMtu - 40, 28);
         this.sndNxt = this.sndUna;
-        this.timing = false;
         this.host.touch(this);
       }
       return;
@@ -984,17 +993,19 @@ export class TcpConnection {
     if (fin) flags |= TCP_FIN;
     if (len && off + len === this.sendQueue.length) flags |= TCP_PSH;
     if (isNew) {
-      if (!this.timing) this.startTiming(end);
       this.stats.bytesSent += len;
     } else {
-      this.timing = false; // Karn: never time a retransmission
+      if (seqGt(end, this.rtxEnd)) this.rtxEnd = end; // Karn: never time a retransmission
       const fresh = Math.max(0, Math.min(len, seqDiff(seqAdd(seq, len), this.sndMax)));
       this.stats.retransmits++;
       this.stats.bytesRetrans += len - fresh;
       this.stats.bytesSent += fresh;
     }
     if (seq === this.sndNxt) this.sndNxt = end;
-    if (seqGt(end, this.sndMax)) this.sndMax = end;
+    if (seqGt(end, this.sndMax)) {
+      if (isNew) this.sentTimes.push(this.sndMax, end, this.now);
+      this.sndMax = end;
+    }
     this.send(flags, seq, this.rcvNxt, this.advertise(), off, len);
   }
 
@@ -1151,7 +1162,6 @@ export class TcpConnection {
     this.inRecovery = false;
     this.dupAcks = 0;
     this.recover = this.sndMax;
-    this.timing = false;
     this.rto = Math.min(this.rto * 2, cfg.maxRtoMs);
     this.stats.timeouts++;
     this.sndNxt = this.sndUna; // go back N: resend from the oldest unacknowledged byte
