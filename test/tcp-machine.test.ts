@@ -289,6 +289,47 @@ test("Karn's rule: a retransmitted segment gives no RTT sample; the backed-off R
   t.is(c.conn.info().rto, 200, 'a fresh sample recomputes the RTO');
 });
 
+test('RTT: every ACK of data sent once is a sample (Linux seq_rtt), so SRTT follows a longer path within a round trip or two', async (t) => {
+  const link = new TcpLink();
+  const { data } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  const payload = pattern(3_000_000, 5);
+  sendAll(c, payload);
+  await link.until(() => data().length > 500_000, 10_000, 1);
+  t.true(c.conn.srtt < 5, `srtt ${c.conn.srtt} ms on the 2 ms path`);
+  link.opts.delayMs = 25; // the round trip grows from 2 to 50 ms
+  const changed = link.clock.now();
+  const took = await link.until(() => c.conn.srtt > 40, 5000, 1);
+  t.true(took - changed <= 2 * 50 + 10, `srtt over 40 ms ${took - changed} ms after the change (timing one segment per round trip takes ~12 round trips)`);
+  await link.until(() => data().length === payload.length, 20_000, 1);
+  t.is(sha(data()), sha(payload));
+  t.is(c.conn.stats.timeouts, 0);
+});
+
+test("Karn's rule with every ACK timed: an ACK covering a retransmission times no data sent before it (the receiver held that data until the hole was filled); the next ACK of data sent once ends the backoff", async (t) => {
+  const link = new TcpLink();
+  const { data } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  // Ten segments: the first is lost and so are the duplicate ACKs, until the timeout resends it.
+  const t0 = link.clock.now();
+  let lost = false;
+  link.drop = (s) => (s.dir === 'b>a' ? link.clock.now() < t0 + 150 : s.seg.payload.length > 0 && !lost && (lost = true));
+  c.write(pattern(10 * 1460));
+  await link.until(() => c.bufferedAmount === 0, 2000, 1);
+  t.is(data().length, 10 * 1460);
+  t.is(c.conn.stats.timeouts, 1);
+  let info = c.conn.info();
+  t.true(Number(info.srtt) < 5, `srtt ${info.srtt} ms must not include the 200 ms the nine segments waited for the first`);
+  t.is(info.rto, 400, 'still backed off: no valid sample yet');
+  c.write(pattern(4 * 1460));
+  await link.until(() => c.bufferedAmount === 0, 2000, 1);
+  info = c.conn.info();
+  t.is(info.rto, 200, 'the first ACK of new data is a sample: the RTO is recomputed');
+  t.true(Number(info.srtt) < 5, `srtt ${info.srtt} ms`);
+});
+
 test('fast retransmit on the third duplicate ACK, NewReno recovery, no timeout', async (t) => {
   const link = new TcpLink();
   const { data } = sink(link, 80);

@@ -216,6 +216,8 @@ export class TcpConnection {
   private readonly sentTimes = new SentTimes();
   /** End of the highest data retransmitted (at most SND.UNA when none is outstanding). */
   private rtxEnd: number;
+  /** When data was last retransmitted. */
+  private rtxAt = -Infinity;
   /** Timing of our SYN (data segments are timed through `sentTimes`). */
   private timing = false;
   private rttSeq = 0;
@@ -568,8 +570,12 @@ export class TcpConnection {
     const acked = seqDiff(ack, this.sndUna);
     // RTT: timed from the first segment this ACK covers that was sent only once (Linux's seq_rtt
     // in tcp_clean_rtx_queue; Karn's rule for the rest). A valid sample recomputes the RTO, which
-    // ends any backoff (RFC 6298 §5.7, Linux's tcp_ack_update_rtt).
-    const sentAt = this.sentTimes.ack(this.sndUna, ack, this.rtxEnd, seqLt, seqLe);
+    // ends any backoff (RFC 6298 §5.7, Linux's tcp_ack_update_rtt). When the ACK also covers a
+    // retransmission, the receiver may have held the data sent before it until that hole was
+    // filled, so only data sent after it is timed (Linux times none; BSD times the first new
+    // segment sent after it): a sample that never includes the wait for a lost segment.
+    const notBefore = seqGt(this.rtxEnd, this.sndUna) ? this.rtxAt : -Infinity;
+    const sentAt = this.sentTimes.ack(this.sndUna, ack, this.rtxEnd, notBefore, seqLt, seqLe);
     if (sentAt >= 0) this.rttSample(this.now - sentAt);
     const dataAcked = Math.max(0, Math.min(seqDiff(ack, this.qSeq), this.sendQueue.length));
     this.sendQueue.consume(dataAcked);
@@ -996,6 +1002,7 @@ export class TcpConnection {
       this.stats.bytesSent += len;
     } else {
       if (seqGt(end, this.rtxEnd)) this.rtxEnd = end; // Karn: never time a retransmission
+      this.rtxAt = this.now;
       const fresh = Math.max(0, Math.min(len, seqDiff(seqAdd(seq, len), this.sndMax)));
       this.stats.retransmits++;
       this.stats.bytesRetrans += len - fresh;

@@ -12,8 +12,7 @@
  * timeout's go-back-N continues from there), so the retransmitted data still
  * outstanding is one range [SND.UNA, highest retransmitted end); a segment
  * that starts at or beyond that end was sent once, and Karn's rule lets its
- * ACK be timed. Its send time, taken after any earlier retransmission, gives
- * a sample that can only over-estimate the round trip, never under-estimate it.
+ * ACK be timed.
  */
 export class SentTimes {
   private start = new Float64Array(64);
@@ -40,18 +39,18 @@ export class SentTimes {
   /**
    * An ACK up to `ack` arrived: returns the send time of the first segment it
    * newly covers (data below `ack`, at or after `una`, the old SND.UNA) that
-   * starts at or beyond `rtxEnd` (never retransmitted), or -1 if there is
-   * none; then forgets the segments `ack` covers entirely. `lt`/`le` compare
-   * in sequence space.
+   * starts at or beyond `rtxEnd` (never retransmitted) and left at or after
+   * `notBefore`, or -1 if there is none; then forgets the segments `ack`
+   * covers entirely. `lt`/`le` compare in sequence space.
    */
-  ack(una: number, ack: number, rtxEnd: number, lt: (a: number, b: number) => boolean, le: (a: number, b: number) => boolean): number {
+  ack(una: number, ack: number, rtxEnd: number, notBefore: number, lt: (a: number, b: number) => boolean, le: (a: number, b: number) => boolean): number {
     const mask = this.start.length - 1;
     let sentAt = -1;
     for (let k = 0; k < this.count; k++) {
       const i = (this.head + k) & mask;
       if (!lt(this.start[i], ack)) break;
       if (le(this.end[i], una)) continue; // acknowledged before (a lagging record)
-      if (le(rtxEnd, this.start[i])) {
+      if (le(rtxEnd, this.start[i]) && this.at[i] >= notBefore) {
         sentAt = this.at[i];
         break;
       }
