@@ -165,6 +165,29 @@ test('ACKs: every second full segment; with receive batches (real I/O), one per 
   t.true(gro.took <= plain.took, `no slower on the clock: ${gro.took} ms against ${plain.took} ms (no delayed-ACK waits)`);
 });
 
+test("with receive batches, a loss sign (out-of-order data, a hole filled) makes the next 16 segments ACKed every second one (Linux's quick-ACK mode), then batches again", async (t) => {
+  const link = new TcpLink({ batches: true });
+  const { data } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  let n = 0;
+  let lost: Seen | undefined;
+  link.drop = (s) => s.dir === 'a>b' && s.seg.payload.length > 0 && ++n === 60 && !!(lost = s);
+  const payload = pattern(1_000_000, 9);
+  sendAll(c, payload);
+  await link.until(() => data().length === payload.length, 10_000, 1);
+  t.is(sha(data()), sha(payload));
+  t.is(c.conn.stats.timeouts, 0);
+  const end = (lost!.seg.seq + lost!.seg.payload.length) >>> 0;
+  const acks = link.seen.filter((s) => s.dir === 'b>a' && s.seg.payload.length === 0);
+  const fill = acks.findIndex((a) => ((a.seg.ack - end) | 0) >= 0);
+  t.true(fill > 0, 'the hole was filled');
+  // After the ACK of the hole fill: in-order data, one ACK per two segments for 16 segments.
+  const after = acks.slice(fill + 1).map((a, i, xs) => (a.seg.ack - (i ? xs[i - 1] : acks[fill]).seg.ack) >>> 0);
+  t.deepEqual(after.slice(0, 8), Array(8).fill(2 * 1460), `ACK advances after the hole fill: ${after.slice(0, 12).join(' ')}`);
+  t.true(after.slice(8).some((d) => d > 2 * 1460), 'then one ACK per batch again');
+});
+
 test('congestion avoidance counts the bytes ACKed (RFC 5681 §3.1, RFC 3465): one SMSS per cwnd of data, with one ACK per batch as with one per two segments', async (t) => {
   const payload = pattern(2_000_000, 7);
   for (const batches of [false, true]) {

@@ -127,6 +127,8 @@ const RECEIVES_DATA: ReadonlySet<TcpState> = new Set(['ESTABLISHED', 'FIN-WAIT-1
 const MAX_CWND = 1 << 24;
 /** Most data one coalesced ACK covers: Linux's GRO packet limit (GRO_LEGACY_MAX_SIZE, gro_max_size's default). */
 const GRO_MAX_BYTES = 65536;
+/** In-order segments ACKed without waiting for the batch's end after a loss sign (Linux's TCP_MAX_QUICKACKS). */
+const QUICK_ACKS = 16;
 
 interface OooSegment {
   seq: number;
@@ -252,6 +254,8 @@ export class TcpConnection {
   private dupAckNow = false;
   private lastOowAck = -Infinity;
   private delackBytes = 0;
+  /** In-order segments still to be ACKed every second one, not per batch (quick-ACK mode). */
+  private quickAcks = 0;
   private softError: TcpErrorCode | null = null;
 
   // ---- events for flush()
@@ -738,6 +742,7 @@ export class TcpConnection {
     if (seq !== this.rcvNxt) {
       this.insertOoo(seq, chunk, fin);
       this.stats.oooSegments++;
+      this.quickAcks = QUICK_ACKS;
       // A duplicate ACK, sent pure even if we have data going the other way: an
       // ACK riding on data does not count as a duplicate (RFC 5681 §2).
       this.ackNow = true;
@@ -751,7 +756,10 @@ export class TcpConnection {
     if (hadOoo) {
       this.pullOoo();
       this.ackNow = true; // a hole was filled: ACK at once (RFC 5681 §4.2)
+      this.quickAcks = QUICK_ACKS;
     } else if (!this.ackNow) {
+      const quick = this.quickAcks > 0;
+      if (quick) this.quickAcks--;
       this.delackBytes += chunk.length;
       if (this.delackBytes >= 2 * this.rcvMss) {
         // Every second full segment is owed an ACK (RFC 1122 §4.2.3.2); it waits for the end of
@@ -759,7 +767,10 @@ export class TcpConnection {
         // (flushed at a PSH or at 64 KiB) and the receiver ACKs that: one ACK for a batch, not
         // one per two datagrams, each of which costs both agents a datagram and a trip through
         // their stacks.
-        if (psh || this.delackBytes >= GRO_MAX_BYTES || !this.host.ackAfterBatch(this)) this.ackNow = true;
+        // After out-of-order data or a hole fill, as Linux's quick-ACK mode (tcp_enter_quickack_mode),
+        // the next segments are ACKed every second one, not per batch: in a loss recovery one lost
+        // ACK would otherwise be the only news of a whole batch, and cost the sender a timeout.
+        if (psh || quick || this.delackBytes >= GRO_MAX_BYTES || !this.host.ackAfterBatch(this)) this.ackNow = true;
       } else if (!this.delackDeadline) this.armDelack();
     }
   }
@@ -773,6 +784,7 @@ export class TcpConnection {
 
   private dupData(): void {
     this.ackNow = true;
+    this.quickAcks = QUICK_ACKS; // a retransmission we did not need: our ACKs were lost (Linux's tcp_data_queue)
   }
 
   private deliver(chunk: Buffer): void {
