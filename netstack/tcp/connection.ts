@@ -29,7 +29,8 @@
  *   window updates. With real I/O (the clock's `afterIo`), the ACK owed for
  *   every second segment waits for the end of the batch of datagrams being
  *   received (GRO-like: at most 64 KiB, not past a PSH), so a burst costs one
- *   ACK; slow start and congestion avoidance count the bytes an ACK covers
+ *   ACK, except for the 16 segments after out-of-order data, a hole fill or
+ *   a duplicate (Linux's quick-ACK mode: a recovery needs its ACKs); slow start and congestion avoidance count the bytes an ACK covers
  *   (RFC 3465), so such stretch ACKs slow neither. The advertised window is
  *   the free receive buffer, never shrunk (its right edge only moves right)
  *   and opened only by at least min(rcvBuf/2, MSS) (receiver-side silly
