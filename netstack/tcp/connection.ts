@@ -20,8 +20,8 @@
  *   RTO from SRTT/RTTVAR, sampled (as Linux without timestamps) by every ACK
  *   that covers data sent only once, from that data's send time (Karn's
  *   rule: never from retransmitted data; a sample ends the backoff),
- *   exponential backoff, go-back-N after a timeout. No SACK, no timestamps: options we do not
- *   implement are ignored, and we never offer them.
+ *   exponential backoff, go-back-N after a timeout. No SACK, no timestamps:
+ *   options we do not implement are ignored, and we never offer them.
  * - Receiving: in-order data is delivered at once (or held while paused),
  *   out-of-order segments are buffered within the window and cost an
  *   immediate duplicate ACK; ACKs are delayed (every second full segment, or
@@ -30,8 +30,9 @@
  *   every second segment waits for the end of the batch of datagrams being
  *   received (GRO-like: at most 64 KiB, not past a PSH), so a burst costs one
  *   ACK, except for the 16 segments after out-of-order data, a hole fill or
- *   a duplicate (Linux's quick-ACK mode: a recovery needs its ACKs); slow start and congestion avoidance count the bytes an ACK covers
- *   (RFC 3465), so such stretch ACKs slow neither. The advertised window is
+ *   a duplicate (Linux's quick-ACK mode: a recovery needs its ACKs); slow
+ *   start and congestion avoidance count the bytes an ACK covers (RFC
+ *   3465), so such stretch ACKs slow neither. The advertised window is
  *   the free receive buffer, never shrunk (its right edge only moves right)
  *   and opened only by at least min(rcvBuf/2, MSS) (receiver-side silly
  *   window avoidance, RFC 9293 §3.8.6.2.2). As Linux, a pure ACK may sit at

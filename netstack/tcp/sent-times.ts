@@ -62,11 +62,6 @@ export class SentTimes {
     return sentAt;
   }
 
-  clear(): void {
-    this.head = 0;
-    this.count = 0;
-  }
-
   private grow(): void {
     const n = this.start.length;
     const copy = (a: Float64Array) => {
