@@ -165,6 +165,29 @@ test('ACKs: every second full segment; with receive batches (real I/O), one per 
   t.true(gro.took <= plain.took, `no slower on the clock: ${gro.took} ms against ${plain.took} ms (no delayed-ACK waits)`);
 });
 
+test("with receive batches, a loss sign (out-of-order data, a hole filled) makes the next 16 segments ACKed every second one (Linux's quick-ACK mode), then batches again", async (t) => {
+  const link = new TcpLink({ batches: true });
+  const { data } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  let n = 0;
+  let lost: Seen | undefined;
+  link.drop = (s) => s.dir === 'a>b' && s.seg.payload.length > 0 && ++n === 60 && !!(lost = s);
+  const payload = pattern(1_000_000, 9);
+  sendAll(c, payload);
+  await link.until(() => data().length === payload.length, 10_000, 1);
+  t.is(sha(data()), sha(payload));
+  t.is(c.conn.stats.timeouts, 0);
+  const end = (lost!.seg.seq + lost!.seg.payload.length) >>> 0;
+  const acks = link.seen.filter((s) => s.dir === 'b>a' && s.seg.payload.length === 0);
+  const fill = acks.findIndex((a) => ((a.seg.ack - end) | 0) >= 0);
+  t.true(fill > 0, 'the hole was filled');
+  // After the ACK of the hole fill: in-order data, one ACK per two segments for 16 segments.
+  const after = acks.slice(fill + 1).map((a, i, xs) => (a.seg.ack - (i ? xs[i - 1] : acks[fill]).seg.ack) >>> 0);
+  t.deepEqual(after.slice(0, 8), Array(8).fill(2 * 1460), `ACK advances after the hole fill: ${after.slice(0, 12).join(' ')}`);
+  t.true(after.slice(8).some((d) => d > 2 * 1460), 'then one ACK per batch again');
+});
+
 test('congestion avoidance counts the bytes ACKed (RFC 5681 §3.1, RFC 3465): one SMSS per cwnd of data, with one ACK per batch as with one per two segments', async (t) => {
   const payload = pattern(2_000_000, 7);
   for (const batches of [false, true]) {
@@ -287,6 +310,47 @@ test("Karn's rule: a retransmitted segment gives no RTT sample; the backed-off R
   c.write(pattern(100));
   await link.until(() => c.bufferedAmount === 0, 2000, 1);
   t.is(c.conn.info().rto, 200, 'a fresh sample recomputes the RTO');
+});
+
+test('RTT: every ACK of data sent once is a sample (Linux seq_rtt), so SRTT follows a longer path within a round trip or two', async (t) => {
+  const link = new TcpLink();
+  const { data } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  const payload = pattern(3_000_000, 5);
+  sendAll(c, payload);
+  await link.until(() => data().length > 500_000, 10_000, 1);
+  t.true(c.conn.srtt < 5, `srtt ${c.conn.srtt} ms on the 2 ms path`);
+  link.opts.delayMs = 25; // the round trip grows from 2 to 50 ms
+  const changed = link.clock.now();
+  const took = await link.until(() => c.conn.srtt > 40, 5000, 1);
+  t.true(took - changed <= 2 * 50 + 10, `srtt over 40 ms ${took - changed} ms after the change (timing one segment per round trip takes ~12 round trips)`);
+  await link.until(() => data().length === payload.length, 20_000, 1);
+  t.is(sha(data()), sha(payload));
+  t.is(c.conn.stats.timeouts, 0);
+});
+
+test("Karn's rule with every ACK timed: an ACK covering a retransmission times no data sent before it (the receiver held that data until the hole was filled); the next ACK of data sent once ends the backoff", async (t) => {
+  const link = new TcpLink();
+  const { data } = sink(link, 80);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED', 100, 1);
+  // Ten segments: the first is lost and so are the duplicate ACKs, until the timeout resends it.
+  const t0 = link.clock.now();
+  let lost = false;
+  link.drop = (s) => (s.dir === 'b>a' ? link.clock.now() < t0 + 150 : s.seg.payload.length > 0 && !lost && (lost = true));
+  c.write(pattern(10 * 1460));
+  await link.until(() => c.bufferedAmount === 0, 2000, 1);
+  t.is(data().length, 10 * 1460);
+  t.is(c.conn.stats.timeouts, 1);
+  let info = c.conn.info();
+  t.true(Number(info.srtt) < 5, `srtt ${info.srtt} ms must not include the 200 ms the nine segments waited for the first`);
+  t.is(info.rto, 400, 'still backed off: no valid sample yet');
+  c.write(pattern(4 * 1460));
+  await link.until(() => c.bufferedAmount === 0, 2000, 1);
+  info = c.conn.info();
+  t.is(info.rto, 200, 'the first ACK of new data is a sample: the RTO is recomputed');
+  t.true(Number(info.srtt) < 5, `srtt ${info.srtt} ms`);
 });
 
 test('fast retransmit on the third duplicate ACK, NewReno recovery, no timeout', async (t) => {

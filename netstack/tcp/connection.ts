@@ -17,10 +17,11 @@
  *   avoidance on a byte-counted cwnd (initial 10 segments), fast retransmit
  *   on the third duplicate ACK with NewReno recovery (partial ACKs retransmit
  *   the next hole), limited transmit (RFC 3042) on the first two duplicates,
- *   RTO from SRTT/RTTVAR with Karn's rule (no samples from retransmitted
- *   data, backed-off RTO kept until a new sample), exponential backoff,
- *   go-back-N after a timeout. No SACK, no timestamps: options we do not
- *   implement are ignored, and we never offer them.
+ *   RTO from SRTT/RTTVAR, sampled (as Linux without timestamps) by every ACK
+ *   that covers data sent only once, from that data's send time (Karn's
+ *   rule: never from retransmitted data; a sample ends the backoff),
+ *   exponential backoff, go-back-N after a timeout. No SACK, no timestamps:
+ *   options we do not implement are ignored, and we never offer them.
  * - Receiving: in-order data is delivered at once (or held while paused),
  *   out-of-order segments are buffered within the window and cost an
  *   immediate duplicate ACK; ACKs are delayed (every second full segment, or
@@ -28,8 +29,10 @@
  *   window updates. With real I/O (the clock's `afterIo`), the ACK owed for
  *   every second segment waits for the end of the batch of datagrams being
  *   received (GRO-like: at most 64 KiB, not past a PSH), so a burst costs one
- *   ACK; slow start and congestion avoidance count the bytes an ACK covers
- *   (RFC 3465), so such stretch ACKs slow neither. The advertised window is
+ *   ACK, except for the 16 segments after out-of-order data, a hole fill or
+ *   a duplicate (Linux's quick-ACK mode: a recovery needs its ACKs); slow
+ *   start and congestion avoidance count the bytes an ACK covers (RFC
+ *   3465), so such stretch ACKs slow neither. The advertised window is
  *   the free receive buffer, never shrunk (its right edge only moves right)
  *   and opened only by at least min(rcvBuf/2, MSS) (receiver-side silly
  *   window avoidance, RFC 9293 §3.8.6.2.2). As Linux, a pure ACK may sit at
@@ -53,6 +56,7 @@ import { TCP_ACK, TCP_FIN, TCP_MAX_WSCALE, TCP_PSH, TCP_RST, TCP_SYN, type TcpOp
 import type { TcpConfig } from './config.ts';
 import { TcpError, type TcpErrorCode } from './errors.ts';
 import { SendQueue } from './send-queue.ts';
+import { SentTimes } from './sent-times.ts';
 import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from './seq.ts';
 
 /** RFC 9293 connection states (LISTEN lives in the stack's listener table). */
@@ -125,6 +129,8 @@ const RECEIVES_DATA: ReadonlySet<TcpState> = new Set(['ESTABLISHED', 'FIN-WAIT-1
 const MAX_CWND = 1 << 24;
 /** Most data one coalesced ACK covers: Linux's GRO packet limit (GRO_LEGACY_MAX_SIZE, gro_max_size's default). */
 const GRO_MAX_BYTES = 65536;
+/** In-order segments ACKed without waiting for the batch's end after a loss sign (Linux's TCP_MAX_QUICKACKS). */
+const QUICK_ACKS = 16;
 
 interface OooSegment {
   seq: number;
@@ -210,6 +216,13 @@ export class TcpConnection {
   rttvar = 0;
   rto: number;
   private hasRtt = false;
+  /** When each segment in flight first left: an RTT sample from every ACK of data sent once. */
+  private readonly sentTimes = new SentTimes();
+  /** End of the highest data retransmitted (at most SND.UNA when none is outstanding). */
+  private rtxEnd: number;
+  /** When data was last retransmitted. */
+  private rtxAt = -Infinity;
+  /** Timing of our SYN (data segments are timed through `sentTimes`). */
   private timing = false;
   private rttSeq = 0;
   private rttStart = 0;
@@ -243,6 +256,8 @@ export class TcpConnection {
   private dupAckNow = false;
   private lastOowAck = -Infinity;
   private delackBytes = 0;
+  /** In-order segments still to be ACKed every second one, not per batch (quick-ACK mode). */
+  private quickAcks = 0;
   private softError: TcpErrorCode | null = null;
 
   // ---- events for flush()
@@ -271,6 +286,7 @@ export class TcpConnection {
     this.sndMax = this.iss;
     this.qSeq = seqAdd(this.iss, 1);
     this.recover = this.iss;
+    this.rtxEnd = this.qSeq;
     this.rcvMss = opts.mss;
     this.sndMss = Math.min(opts.mss, 536);
     this.rto = host.config.initialRtoMs;
@@ -558,15 +574,21 @@ export class TcpConnection {
 
     // New data acknowledged.
     const acked = seqDiff(ack, this.sndUna);
+    // RTT: timed from the first segment this ACK covers that was sent only once (Linux's seq_rtt
+    // in tcp_clean_rtx_queue; Karn's rule for the rest). A valid sample recomputes the RTO, which
+    // ends any backoff (RFC 6298 §5.7, Linux's tcp_ack_update_rtt). When the ACK also covers a
+    // retransmission, the receiver may have held the data sent before it until that hole was
+    // filled, so only data sent after it is timed (Linux times none; BSD times the first new
+    // segment sent after it): a sample that never includes the wait for a lost segment.
+    const notBefore = seqGt(this.rtxEnd, this.sndUna) ? this.rtxAt : -Infinity;
+    const sentAt = this.sentTimes.ack(this.sndUna, ack, this.rtxEnd, notBefore, seqLt, seqLe);
+    if (sentAt >= 0) this.rttSample(this.now - sentAt);
     const dataAcked = Math.max(0, Math.min(seqDiff(ack, this.qSeq), this.sendQueue.length));
     this.sendQueue.consume(dataAcked);
     this.qSeq = seqAdd(this.qSeq, dataAcked);
     this.sndUna = ack;
     if (seqLt(this.sndNxt, this.sndUna)) this.sndNxt = this.sndUna;
-    if (this.timing && seqGe(ack, this.rttSeq)) {
-      this.rttSample(this.now - this.rttStart);
-      this.timing = false;
-    }
+    if (seqLt(this.rtxEnd, this.sndUna)) this.rtxEnd = this.sndUna; // stays within 2^31 of SND.UNA
     this.retries = 0;
     this.probes = 0;
 
@@ -722,6 +744,7 @@ export class TcpConnection {
     if (seq !== this.rcvNxt) {
       this.insertOoo(seq, chunk, fin);
       this.stats.oooSegments++;
+      this.quickAcks = QUICK_ACKS;
       // A duplicate ACK, sent pure even if we have data going the other way: an
       // ACK riding on data does not count as a duplicate (RFC 5681 §2).
       this.ackNow = true;
@@ -735,7 +758,10 @@ export class TcpConnection {
     if (hadOoo) {
       this.pullOoo();
       this.ackNow = true; // a hole was filled: ACK at once (RFC 5681 §4.2)
+      this.quickAcks = QUICK_ACKS;
     } else if (!this.ackNow) {
+      const quick = this.quickAcks > 0;
+      if (quick) this.quickAcks--;
       this.delackBytes += chunk.length;
       if (this.delackBytes >= 2 * this.rcvMss) {
         // Every second full segment is owed an ACK (RFC 1122 §4.2.3.2); it waits for the end of
@@ -743,7 +769,10 @@ export class TcpConnection {
         // (flushed at a PSH or at 64 KiB) and the receiver ACKs that: one ACK for a batch, not
         // one per two datagrams, each of which costs both agents a datagram and a trip through
         // their stacks.
-        if (psh || this.delackBytes >= GRO_MAX_BYTES || !this.host.ackAfterBatch(this)) this.ackNow = true;
+        // After out-of-order data or a hole fill, as Linux's quick-ACK mode (tcp_enter_quickack_mode),
+        // the next segments are ACKed every second one, not per batch: in a loss recovery one lost
+        // ACK would otherwise be the only news of a whole batch, and cost the sender a timeout.
+        if (psh || quick || this.delackBytes >= GRO_MAX_BYTES || !this.host.ackAfterBatch(this)) this.ackNow = true;
       } else if (!this.delackDeadline) this.armDelack();
     }
   }
@@ -757,6 +786,7 @@ export class TcpConnection {
 
   private dupData(): void {
     this.ackNow = true;
+    this.quickAcks = QUICK_ACKS; // a retransmission we did not need: our ACKs were lost (Linux's tcp_data_queue)
   }
 
   private deliver(chunk: Buffer): void {
@@ -840,7 +870,6 @@ export class TcpConnection {
       if (nextHopMtu && nextHopMtu >= 68 && nextHopMtu - 40 < this.sndMss) {
         this.sndMss = Math.max(nextHopMtu - 40, 28);
         this.sndNxt = this.sndUna;
-        this.timing = false;
         this.host.touch(this);
       }
       return;
@@ -984,17 +1013,20 @@ export class TcpConnection {
     if (fin) flags |= TCP_FIN;
     if (len && off + len === this.sendQueue.length) flags |= TCP_PSH;
     if (isNew) {
-      if (!this.timing) this.startTiming(end);
       this.stats.bytesSent += len;
     } else {
-      this.timing = false; // Karn: never time a retransmission
+      if (seqGt(end, this.rtxEnd)) this.rtxEnd = end; // Karn: never time a retransmission
+      this.rtxAt = this.now;
       const fresh = Math.max(0, Math.min(len, seqDiff(seqAdd(seq, len), this.sndMax)));
       this.stats.retransmits++;
       this.stats.bytesRetrans += len - fresh;
       this.stats.bytesSent += fresh;
     }
     if (seq === this.sndNxt) this.sndNxt = end;
-    if (seqGt(end, this.sndMax)) this.sndMax = end;
+    if (seqGt(end, this.sndMax)) {
+      if (isNew) this.sentTimes.push(this.sndMax, end, this.now);
+      this.sndMax = end;
+    }
     this.send(flags, seq, this.rcvNxt, this.advertise(), off, len);
   }
 
@@ -1151,7 +1183,6 @@ export class TcpConnection {
     this.inRecovery = false;
     this.dupAcks = 0;
     this.recover = this.sndMax;
-    this.timing = false;
     this.rto = Math.min(this.rto * 2, cfg.maxRtoMs);
     this.stats.timeouts++;
     this.sndNxt = this.sndUna; // go back N: resend from the oldest unacknowledged byte
