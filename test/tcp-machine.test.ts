@@ -127,6 +127,19 @@ test('data flows both ways in order; segments never exceed the MSS (interface MT
 });
 
 /** One-way bulk transfer A -> B; B's pure ACKs and A's data segments, grouped by the instant they left. */
+/** A connection to a server on B that reads nothing, with a ten-segment receive buffer; `edge`: that window's right edge. */
+async function pausedTenSegmentServer() {
+  const link = new TcpLink({ configB: { rcvBuf: 10 * 1460 } });
+  let accepted: TcpSocket | undefined;
+  link.tcpB.listen(80, {}, (s) => {
+    accepted = s;
+    s.pause();
+  });
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  await link.until(() => c.state === 'ESTABLISHED' && accepted !== undefined, 100, 1);
+  return { link, c, server: accepted!, edge: (c.conn.sndUna + 10 * 1460) >>> 0 };
+}
+
 async function bulk(link: TcpLink, bytes: number) {
   const { data } = sink(link, 80);
   const c = link.tcpA.connect({ host: B_IP, port: 80 });
@@ -437,23 +450,15 @@ test('zero window, then the peer vanishes: unanswered probes fail the connection
 
 test("a pure ACK at the right edge of the window we offered is taken (Linux's tcp_sequence): the peer's data filled it, its last segment missing here", async (t) => {
   // B reads nothing and has a ten-segment buffer; A fills it, and A's last segment never arrives.
-  const link = new TcpLink({ configB: { rcvBuf: 10 * 1460 } });
-  let server: TcpSocket | undefined;
-  link.tcpB.listen(80, {}, (s) => {
-    server = s;
-    s.pause();
-  });
-  const c = link.tcpA.connect({ host: B_IP, port: 80 });
-  await link.until(() => c.state === 'ESTABLISHED' && server !== undefined, 100, 1);
-  const edge = (c.conn.sndUna + 10 * 1460) >>> 0;
+  const { link, c, server, edge } = await pausedTenSegmentServer();
   link.drop = (s) => s.dir === 'a>b' && s.seg.payload.length > 0 && ((s.seg.seq + s.seg.payload.length) >>> 0) === edge;
   c.write(pattern(10 * 1460, 8));
   await link.run(10, 1);
-  const b = server!.conn;
+  const b = server.conn;
   t.is(c.conn.sndMax, edge, "A's data reaches B's right edge");
   t.is(b.rcvNxt, (edge - 1460) >>> 0, 'but the last segment is missing at B');
   // B replies; A's ACK of it is a pure ACK sequenced at A's SND.NXT, which is B's right edge.
-  server!.write(pattern(1000, 9));
+  server.write(pattern(1000, 9));
   await link.run(100, 1);
   const acks = link.seen.filter((s) => s.dir === 'a>b' && s.seg.payload.length === 0 && s.seg.ack === b.sndMax);
   t.true(acks.length > 0 && acks.every((s) => s.seg.seq === edge), "A's ACK of the reply carries SEG.SEQ = B's right edge");
@@ -462,25 +467,17 @@ test("a pure ACK at the right edge of the window we offered is taken (Linux's tc
 });
 
 test("the window an ACK that moves SND.UNA carries is taken even from an older retransmission (Linux's tcp_may_update_window): never sending past the peer's window", async (t) => {
-  const link = new TcpLink({ configB: { rcvBuf: 10 * 1460 } });
-  let server: TcpSocket | undefined;
-  link.tcpB.listen(80, {}, (s) => {
-    server = s;
-    s.pause();
-  });
-  const c = link.tcpA.connect({ host: B_IP, port: 80 });
-  await link.until(() => c.state === 'ESTABLISHED' && server !== undefined, 100, 1);
-  const edge = (c.conn.sndUna + 10 * 1460) >>> 0;
+  const { link, c, server, edge } = await pausedTenSegmentServer();
   // B sends two segments; the first is lost until further notice, so A takes its window from the second (SND.WL1).
-  const first = server!.conn.sndMax;
+  const first = server.conn.sndMax;
   let passFirst = false;
   let passAcks = false;
   link.drop = (s) => s.dir === 'b>a' && (s.seg.payload.length ? s.seg.seq === first && !passFirst : !passAcks);
-  server!.write(pattern(2 * 1460, 10));
+  server.write(pattern(2 * 1460, 10));
   await link.run(5, 1);
   // A fills B's buffer; B's ACKs of it, closing its window, are lost.
   c.write(pattern(20 * 1460, 11));
-  await link.until(() => server!.conn.rcvNxt === edge, 100, 1);
+  await link.until(() => server.conn.rcvNxt === edge, 100, 1);
   t.is(c.conn.sndMax, edge, "A stopped at B's right edge");
   // B's next retransmission of its first segment carries the news: everything ACKed, window zero.
   passFirst = true;
