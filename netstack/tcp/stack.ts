@@ -24,7 +24,7 @@ import { isWireError } from '../../packet/errors.ts';
 import { IPPROTO_TCP, type Ipv4Repr } from '../../packet/ipv4.ts';
 import { Ipv4Packet } from '../../packet/ipv4-packet.ts';
 import { TCP_ACK, TCP_RST, parseTcp, tcpHeaderLength, writeTcpHeader, type TcpOptions, type TcpRepr } from '../../packet/tcp.ts';
-import type { IpStack } from '../ipv4/ip-stack.ts';
+import { FRAME_ROOM, type IpStack } from '../ipv4/ip-stack.ts';
 import { DEFAULT_TCP_CONFIG, type TcpConfig } from './config.ts';
 import { TcpConnection, type ConnectionHost } from './connection.ts';
 import { TcpError } from './errors.ts';
@@ -270,11 +270,13 @@ export class TcpStack implements ConnectionHost {
 
   transmit(c: TcpConnection, flags: number, seq: number, ack: number, window: number, dataOff: number, dataLen: number, options?: TcpOptions): boolean {
     const hlen = tcpHeaderLength(options);
-    const buf = Buffer.allocUnsafe(hlen + dataLen);
-    if (dataLen) c.sendQueue.copyTo(buf, hlen, dataOff, dataLen);
-    writeTcpHeader(buf, 0, { srcPort: c.localPort, dstPort: c.remotePort, seq, ack, flags, window, options }, dataLen, c.localAddr, c.remoteAddr, c.pseudoSeed);
+    // The segment is written behind room for its Ethernet and IPv4 headers, so the stack frames it in place
+    // rather than copying it into a new frame (one allocation and one copy of the data per segment, not two).
+    const frame = Buffer.allocUnsafe(FRAME_ROOM + hlen + dataLen);
+    if (dataLen) c.sendQueue.copyTo(frame, FRAME_ROOM + hlen, dataOff, dataLen);
+    writeTcpHeader(frame, FRAME_ROOM, { srcPort: c.localPort, dstPort: c.remotePort, seq, ack, flags, window, options }, dataLen, c.localAddr, c.remoteAddr, c.pseudoSeed);
     this.counters.segsOut++;
-    const r = this.ip.send({ dst: c.remoteAddr, src: c.localAddr, protocol: IPPROTO_TCP, payload: buf });
+    const r = this.ip.send({ dst: c.remoteAddr, src: c.localAddr, protocol: IPPROTO_TCP, payload: frame.subarray(FRAME_ROOM), frame });
     if (!r.ok) {
       c.localSendError(r.error === 'ENETUNREACH' ? 'ENETUNREACH' : r.error === 'EMSGSIZE' ? 'EMSGSIZE' : 'EINVAL');
       return false;
