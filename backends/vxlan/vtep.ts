@@ -15,7 +15,7 @@
  */
 import { readMac } from '../../packet/addr.ts';
 import { isWireError } from '../../packet/errors.ts';
-import { VXLAN_HEADER_LEN, parseVxlan } from '../../packet/vxlan.ts';
+import { VXLAN_HEADER_LEN, parseVxlan, writeVxlanHeader } from '../../packet/vxlan.ts';
 import { NetDevice, type LinkTemplate } from '../../netstack/link/netdev.ts';
 import type { Tracer } from '../../netstack/trace.ts';
 import { flowHash } from '../../packet/flow-hash.ts';
@@ -45,10 +45,9 @@ export class Vtep {
   /** VtepMAC → remote public IP (changed through setFdb / deleteFdb). */
   readonly fdb = new Map<string, string>();
   private readonly sockets: Eth0Sockets;
-  /** Flags 0x08 (VNI valid), the VNI, reserved bytes zero: the same for every datagram. */
-  private readonly header: Buffer;
   private readonly onFdbChange: () => void;
-  /** The header's second word (VNI, reserved byte zero), as a datagram of ours carries it. */
+  /** The VXLAN header's two words (flags 0x08 and reserved bytes; the VNI and a reserved byte), the same for every datagram of ours. */
+  private readonly flagsWord: number;
   private readonly vniWord: number;
 
   constructor(opts: VtepOptions) {
@@ -57,10 +56,10 @@ export class Vtep {
     this.port = opts.port;
     this.sockets = opts.sockets;
     this.onFdbChange = opts.onFdbChange ?? (() => {});
-    this.header = Buffer.alloc(VXLAN_HEADER_LEN);
-    this.header.writeUInt32BE(0x08000000, 0);
-    this.header.writeUInt32BE((this.vni & 0xffffff) << 8, 4);
-    this.vniWord = this.header.readUInt32BE(4);
+    const header = Buffer.alloc(VXLAN_HEADER_LEN);
+    writeVxlanHeader(header, 0, this.vni);
+    this.flagsWord = header.readUInt32BE(0);
+    this.vniWord = header.readUInt32BE(4);
     this.dev.connect((frame) => this.encap(frame));
     this.dev.linkTemplate = (frame) => this.template(frame);
     opts.sockets.bind({ port: opts.port, innerFrame: (buf) => (buf.length > VXLAN_HEADER_LEN ? buf.subarray(VXLAN_HEADER_LEN) : undefined), receive: (buf) => this.decap(buf) });
@@ -98,7 +97,7 @@ export class Vtep {
     if (!remote) return undefined;
     const hash = flowHash(frame);
     const { sockets, port } = this;
-    return { header: this.header, send: (frame) => void sockets.send(remote, port, this.withHeader(frame), hash) };
+    return { send: (frame) => void sockets.send(remote, port, this.withHeader(frame), hash) };
   }
 
   /**
@@ -109,7 +108,7 @@ export class Vtep {
    */
   private withHeader(frame: Buffer): Buffer {
     const out = Buffer.allocUnsafe(VXLAN_HEADER_LEN + frame.length);
-    out.writeUInt32BE(0x08000000, 0);
+    out.writeUInt32BE(this.flagsWord, 0);
     out.writeUInt32BE(this.vniWord, 4);
     frame.copy(out, VXLAN_HEADER_LEN);
     return out;
@@ -138,7 +137,7 @@ export class Vtep {
   /** Handles one datagram that eth0 received on the VXLAN port. */
   decap(buf: Buffer): void {
     // A well-formed header of our VNI, read in place (no object per datagram); anything else is parsed for its reason.
-    if (buf.length >= VXLAN_HEADER_LEN + 14 && buf.readUInt32BE(0) === 0x08000000 && buf.readUInt32BE(4) === this.vniWord && this.dev.tracer.current === null) {
+    if (buf.length >= VXLAN_HEADER_LEN + 14 && buf.readUInt32BE(0) === this.flagsWord && buf.readUInt32BE(4) === this.vniWord && this.dev.tracer.current === null) {
       this.dev.receive(buf.subarray(VXLAN_HEADER_LEN));
       return;
     }

@@ -100,9 +100,7 @@ export type FrameLink = (frame: Buffer, dev: NetDevice, nextHop?: string) => voi
  * table changes).
  */
 export interface LinkTemplate {
-  /** Bytes the link puts before the frame. */
-  readonly header: Buffer;
-  /** Sends the header and the frame as one datagram. */
+  /** Sends the frame behind the link's header, as one datagram. */
   send(frame: Buffer): void;
 }
 

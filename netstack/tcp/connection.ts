@@ -581,7 +581,7 @@ export class TcpConnection {
     // filled, so only data sent after it is timed (Linux times none; BSD times the first new
     // segment sent after it): a sample that never includes the wait for a lost segment.
     const notBefore = seqGt(this.rtxEnd, this.sndUna) ? this.rtxAt : -Infinity;
-    const sentAt = this.sentTimes.ack(this.sndUna, ack, this.rtxEnd, notBefore, seqLt, seqLe);
+    const sentAt = this.sentTimes.ack(this.sndUna, ack, this.rtxEnd, notBefore);
     if (sentAt >= 0) this.rttSample(this.now - sentAt);
     const dataAcked = Math.max(0, Math.min(seqDiff(ack, this.qSeq), this.sendQueue.length));
     this.sendQueue.consume(dataAcked);

@@ -14,6 +14,8 @@
  * that starts at or beyond that end was sent once, and Karn's rule lets its
  * ACK be timed.
  */
+import { seqLe, seqLt } from './seq.ts';
+
 export class SentTimes {
   private start = new Float64Array(64);
   private end = new Float64Array(64);
@@ -21,10 +23,6 @@ export class SentTimes {
   /** Index of the oldest record, and how many there are (capacity is a power of two). */
   private head = 0;
   private count = 0;
-
-  get size(): number {
-    return this.count;
-  }
 
   /** New data [start, end) (sequence numbers, end may include a FIN) left at `at`. */
   push(start: number, end: number, at: number): void {
@@ -41,21 +39,21 @@ export class SentTimes {
    * newly covers (data below `ack`, at or after `una`, the old SND.UNA) that
    * starts at or beyond `rtxEnd` (never retransmitted) and left at or after
    * `notBefore`, or -1 if there is none; then forgets the segments `ack`
-   * covers entirely. `lt`/`le` compare in sequence space.
+   * covers entirely.
    */
-  ack(una: number, ack: number, rtxEnd: number, notBefore: number, lt: (a: number, b: number) => boolean, le: (a: number, b: number) => boolean): number {
+  ack(una: number, ack: number, rtxEnd: number, notBefore: number): number {
     const mask = this.start.length - 1;
     let sentAt = -1;
     for (let k = 0; k < this.count; k++) {
       const i = (this.head + k) & mask;
-      if (!lt(this.start[i], ack)) break;
-      if (le(this.end[i], una)) continue; // acknowledged before (a lagging record)
-      if (le(rtxEnd, this.start[i]) && this.at[i] >= notBefore) {
+      if (!seqLt(this.start[i], ack)) break;
+      if (seqLe(this.end[i], una)) continue; // acknowledged before (a lagging record)
+      if (seqLe(rtxEnd, this.start[i]) && this.at[i] >= notBefore) {
         sentAt = this.at[i];
         break;
       }
     }
-    while (this.count && le(this.end[this.head], ack)) {
+    while (this.count && seqLe(this.end[this.head], ack)) {
       this.head = (this.head + 1) & mask;
       this.count--;
     }
