@@ -155,7 +155,9 @@ test.serial('BGP mode from the host: the lab router learns the /32s with ECMP ne
 
   // The hop on the wire: tshark on lo decodes the router's PROXY v2 header (heuristic dissector) towards node-3.
   if (requireOrSkip(t, hasTool('tshark'), 'tshark is not installed') && requireOrSkip(t, process.getuid?.() === 0, 'capturing on lo needs root (or dumpcap capabilities)')) {
-    const cap = await captureLo(`tcp port 8474 and host ${NET}.9`, 4, () => curl(`http://${NET}.201/`, '127.0.156.9'));
+    // tshark says "Capturing on" a moment before it captures: 4 packets could all come after one
+    // connection's first data segment and before the next one's. 16 hold a whole connection's opening.
+    const cap = await captureLo(`tcp port 8474 and host ${NET}.9`, 16, () => curl(`http://${NET}.201/`, '127.0.156.9'));
     try {
       const rows = await tsharkFields(cap.file, ['ip.src', 'ip.dst', 'tcp.dstport', 'proxy.src.ipv4', 'proxy.srcport', 'proxy.dst.ipv4', 'proxy.dstport']);
       const hop = rows.find((r) => r[3]);
