@@ -17,9 +17,18 @@ export interface EchoServer {
 }
 
 /** Starts the echo server; its stderr goes to `log` if given (the profiler reads the inspector's URL there). */
-export async function startEchoServer(log?: string): Promise<EchoServer> {
+export function startEchoServer(log?: string): Promise<EchoServer> {
+  return startServer('bench/udp-echo-server.ts', [], log);
+}
+
+/** Starts the acknowledging receiver of {@link rawUdpBulk}, answering every `ackEvery`-th datagram. */
+export function startAckServer(ackEvery: number): Promise<EchoServer> {
+  return startServer('bench/udp-ack-server.ts', [String(ackEvery)]);
+}
+
+async function startServer(script: string, args: string[], log?: string): Promise<EchoServer> {
   const err = log ? fs.openSync(log, 'w') : 'inherit';
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/udp-echo-server.ts'), '127.0.0.1'], { cwd: ROOT, stdio: ['ignore', 'pipe', err] });
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script), '127.0.0.1', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', err] });
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
     child.stdout!.on('data', (d) => {
@@ -63,6 +72,53 @@ export async function rawUdpPps(port: number, n: number, window: number): Promis
     for (; sent < window; sent++) sock.send(payload, port, '127.0.0.1');
   });
   const pps = received / ((performance.now() - start) / 1000);
+  sock.close();
+  return pps;
+}
+
+/**
+ * One-way bulk in raw Node, shaped as a TCP transfer between agents is on the wire: `n` datagrams of `size`
+ * bytes to the acknowledging receiver, at most `window` unacknowledged, the receiver answering every
+ * `ackEvery`-th with the count it has. Datagrams received per second. The cost of a full-size datagram's
+ * `sendmsg` against a 64-byte one's, with no emulation at all: what the TCP ceiling's pps x MSS leaves out.
+ */
+export async function rawUdpBulk(port: number, n: number, window: number, size: number, ackEvery: number): Promise<number> {
+  const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  sock.connect(port, '127.0.0.1');
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  const payload = Buffer.alloc(size, 0x61);
+  let sent = 0;
+  let acked = 0;
+  const start = performance.now();
+  let lastAckAt = start;
+  await new Promise<void>((resolve) => {
+    const fill = () => {
+      for (; sent < n && sent - acked < window; sent++) sock.send(payload);
+    };
+    let last = 0;
+    // A lost datagram would hold the count below what was sent: after 50 ms without an answer, all is taken as come.
+    const watchdog = setInterval(() => {
+      if (acked === last) {
+        acked = sent;
+        progress();
+      }
+      last = acked;
+    }, 50);
+    const progress = () => {
+      if (acked < n) return fill();
+      clearInterval(watchdog);
+      resolve();
+    };
+    sock.on('message', (m) => {
+      acked = Math.max(acked, m.readDoubleBE(0));
+      lastAckAt = performance.now();
+      progress();
+    });
+    fill();
+  });
+  // The last few datagrams past the receiver's last multiple of ackEvery were taken by the watchdog's wait: not counted.
+  const pps = Math.floor(n / ackEvery) * ackEvery / ((lastAckAt - start) / 1000);
   sock.close();
   return pps;
 }
