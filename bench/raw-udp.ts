@@ -79,8 +79,8 @@ export async function rawUdpPps(port: number, n: number, window: number): Promis
 /**
  * One-way bulk in raw Node, shaped as a TCP transfer between agents is on the wire: `n` datagrams of `size`
  * bytes to the acknowledging receiver, at most `window` unacknowledged, the receiver answering every
- * `ackEvery`-th with the count it has. Datagrams received per second. The cost of a full-size datagram's
- * `sendmsg` against a 64-byte one's, with no emulation at all: what the TCP ceiling's pps x MSS leaves out.
+ * `ackEvery`-th with the count it has. Datagrams received per second: what raw Node carries one way in
+ * full-size datagrams, where the echo's pps (the TCP goal's ceiling) pays two sends and two receives each.
  */
 export async function rawUdpBulk(port: number, n: number, window: number, size: number, ackEvery: number): Promise<number> {
   const sock = dgram.createSocket({ type: 'udp4', recvBufferSize: 4 << 20 });
