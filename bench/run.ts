@@ -180,7 +180,7 @@ async function main(): Promise<void> {
     }
     // TCP between the two agents' processes: the ceiling the issue sets, the raw UDP echo rate x the pods' MSS. In
     // interleaved rounds, each transfer right after a raw echo that sets its ceiling, as the echo's rounds: the first
-    // 32 MiB after a 4 MiB warm-up ran at 0.54-0.68 of its ceiling and the next ones at 0.68-0.95 (both agents'
+    // 32 MiB after a 4 MiB warm-up ran at 0.54-0.68 of its ceiling and the next ones at 0.60-0.95 (both agents'
     // TCP path still being optimized, and the machine's clock with it: the raw echo's first round is low too).
     await podTcpGoodput(stateDir, TCP_BYTES); // warm-up
     const mss = 1500 - 50 - 40;

@@ -9,7 +9,7 @@
  * With `--discard` the peer is a discard service (podlab/sink): one-way
  * goodput, until the peer closes after our FIN (so it has read every byte);
  * anything it sends back is an error. Nothing is hashed then: nothing comes
- * back to compare, and SHA-256 was a fifth of the sending agent's CPU.
+ * back to compare, and the digest was ~5% of a sending agent's CPU.
  */
 import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
