@@ -22,6 +22,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PodNet } from '../netstack/pod-net.ts';
+import type { TcpSocket } from '../netstack/tcp/socket.ts';
 import { measure, type Measure } from './results.ts';
 import { rawUdpPps, startEchoServer } from './raw-udp.ts';
 import { twoNodes } from './two-nodes.ts';
@@ -74,10 +75,12 @@ export async function emulatedThroughput(a: PodNet, b: PodNet, port: number): Pr
 async function emulatedRpc(a: PodNet, b: PodNet, port: number): Promise<number> {
   const server = b.tcp.listen(port, {}, (s) => s.on('data', (d) => s.end(d)));
   const times: number[] = [];
+  let last: TcpSocket | undefined;
   for (let i = 0; i < RPCS; i++) {
     const t0 = performance.now();
     await new Promise<void>((resolve, reject) => {
       const c = a.tcp.connect({ host: b.ip, port });
+      last = c;
       c.on('connect', () => c.write('ping-ping-ping!\n'));
       c.on('data', () => {});
       c.on('end', () => resolve());
@@ -85,6 +88,10 @@ async function emulatedRpc(a: PodNet, b: PodNet, port: number): Promise<number> 
     });
     times.push(performance.now() - t0);
   }
+  // The last exchange's closing segments are still on their way (the client ACKs the server's FIN at the end of
+  // its receive batch): closing the nodes before they land left the server retransmitting its FIN into a closed
+  // lab until its user timeout, an ETIMEDOUT printed 15 s into the next figures.
+  await new Promise<void>((r) => (!last || last.conn.state === 'CLOSED' ? r() : last.once('close', () => r())));
   server.close();
   return median(times);
 }

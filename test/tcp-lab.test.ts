@@ -6,7 +6,8 @@
  * localhost, a port clash between two containers reported in the pod's
  * status while exec keeps working, nc with stdin forwarded through the
  * control channel, and `transfer` of 5 MB verified by SHA-256, clean and
- * with 5% loss + 5% reordering set on the underlay between the two nodes.
+ * with 5% loss + 5% reordering set on the underlay between the two nodes;
+ * and a deleted pod's connections closed at their peer, as a killed process's are.
  */
 import test from 'ava';
 import { spawn } from 'node:child_process';
@@ -16,7 +17,7 @@ import type { Pod } from '../control-plane/types.ts';
 import { callNode, execInPod } from '../cli/commands.ts';
 import { ROOT, labApi } from '../lab/lab.ts';
 import type { LoadedObject } from '../lab/manifest.ts';
-import { startLab, type TestLab } from './helpers/lab.ts';
+import { eventually, startLab, type TestLab } from './helpers/lab.ts';
 
 const NET = '127.0.90.0/24';
 let lab: TestLab;
@@ -226,4 +227,22 @@ test.serial('ss shows the pod sockets: LISTEN on the app ports, TIME-WAIT after 
   const web = await exec('web', ['ss', '-tln']);
   t.regex(web.out, /LISTEN\s+0\s+128\s+0\.0\.0\.0:80\s/);
   t.regex(web.out, /LISTEN\s+0\s+128\s+0\.0\.0\.0:5678\s/);
+});
+
+test.serial('a deleted pod with no app of its own takes its connections with it: the sink across nodes sees them go', async (t) => {
+  const api = labApi(lab.rec);
+  await api.create('pods', pod('leaver', 'node-1', [{ name: 'sh', image: 'busybox' }]).obj, 'default');
+  const leaverIp = await eventually(async () => (await api.get<Pod>('pods', 'leaver', 'default'))?.status?.podIP, 30_000);
+  const toSink = new RegExp(`ESTAB\\s+\\d+\\s+\\d+\\s+${ip.sink.replace(/\./g, '\\.')}:9000\\s+${leaverIp.replace(/\./g, '\\.')}:\\d+`);
+  // A long one-way transfer from the pod (an exec'd tool, not a container's app) to the sink on the other node.
+  const running = exec('leaver', ['transfer', '--discard', '--bytes', '2G', `${ip.sink}:9000`]).catch((e: unknown) => ({ code: -1, out: '', err: String(e) }));
+  await eventually(async () => toSink.test((await exec('sink', ['ss', '-tn'])).out), 10_000, 100);
+  const t0 = performance.now();
+  await api.delete('pods', 'leaver', 'default');
+  // The namespace goes, and its sockets with it, as the kernel closes a killed process's: the peer is told
+  // (a reset), rather than holding an established connection to an address that no longer answers.
+  await eventually(async () => !toSink.test((await exec('sink', ['ss', '-tn'])).out), 10_000, 100);
+  t.log(`the sink's connection from the deleted pod went ${(performance.now() - t0).toFixed(0)} ms after the delete`);
+  const r = await running;
+  t.not(r.code, 0, 'the transfer did not complete');
 });
