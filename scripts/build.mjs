@@ -57,6 +57,11 @@ try {
       platform: 'node',
       target: 'node20',
       sourcemap: 'linked',
+      // V8 keeps every script's source, and more for each line and comment: without whitespace and comments the
+      // agent's heap holds 0.7 MB less. Names stay as written (profiles and stack traces read as the sources do),
+      // and lines stay short, so an uncaught error's source excerpt is one line of code, not the whole bundle.
+      minifyWhitespace: true,
+      lineLimit: 160,
       external: ['better-sqlite3', 'cap', 'msgpackr-extract', 'tsx'],
       logLevel: 'warning',
       // CommonJS packages inlined into an ES module still call require() (for Node's built-ins).
