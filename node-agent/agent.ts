@@ -33,6 +33,7 @@ import { DEFAULT_WIRE_PORT, type NodeDataPlane } from './dataplane.ts';
 import type { BgpTopology } from '../backends/bgp/bgp-backend.ts';
 import { bgpView } from '../backends/bgp/views.ts';
 import { KubeProxy } from './kube-proxy.ts';
+import { loadEngineFactory } from '../service-proxy/load-engine.ts';
 import { postEvent } from '../control-plane/event-client.ts';
 import { NetworkPolicyAgent } from './network-policy.ts';
 import type { IpvsSchedulerName, ProxyMode } from '../service-proxy/index.ts';
@@ -291,6 +292,7 @@ export class NodeAgent {
       thread: this.thread,
       onEngineDown: (reason, retryMs) => void this.reportEngineDown(reason, retryMs),
       mode: this.opts.proxyMode,
+      engine: await loadEngineFactory(this.opts.proxyMode),
       node: this.name,
       nodeIp: this.opts.ip,
       clusterCidr: this.opts.clusterCidr,

@@ -44,7 +44,8 @@ import { objectKey } from '../control-plane/informer.ts';
 import type { KubeObject } from '../control-plane/types.ts';
 import { LbIndex, loadBalancerServices, type LbService } from '../edge/lb-services.ts';
 import { isValidIpv4 } from '../packet/addr.ts';
-import { createServiceProxyEngine, type Decision, type IpvsSchedulerName, type ProxyMode, type ServicePacket, type ServiceProxyEngine } from '../service-proxy/index.ts';
+import type { Decision, EngineOptions, IpvsSchedulerName, ProxyMode, ServicePacket, ServiceProxyEngine } from '../service-proxy/types.ts';
+import type { EngineFactory } from '../service-proxy/load-engine.ts';
 import { engineCommand } from '../service-proxy/commands.ts';
 import type { SharedThread } from '../common/module-worker.ts';
 import { EngineWorker } from '../service-proxy/engine-worker.ts';
@@ -133,6 +134,8 @@ const UDP_CLIENT_IDLE_MS = 30_000;
 
 export interface KubeProxyOptions {
   mode: ProxyMode;
+  /** Builds `mode`'s engine (`loadEngineFactory(mode)`: only that mode's code is loaded). */
+  engine: EngineFactory;
   node: string;
   /** The node's underlay IP: NodePorts listen here for real. */
   nodeIp: string;
@@ -172,7 +175,7 @@ export class KubeProxy implements NatEngine {
   private engine?: ServiceProxyEngine;
   /** The engine's worker, once the first Service exists. */
   private remote?: EngineWorker;
-  private readonly engineOptions: Parameters<typeof createServiceProxyEngine>[1];
+  private readonly engineOptions: EngineOptions;
   /**
    * The informers, once `watch` follows them: a worker started later begins
    * from their lists; with `api`, until the worker watches for itself.
@@ -212,7 +215,7 @@ export class KubeProxy implements NatEngine {
       loopbackCidr: '127.0.0.1/32',
       ipvsScheduler: o.ipvsScheduler,
     };
-    if (o.worker !== true || o.mode === 'userspace') this.engine = createServiceProxyEngine(o.mode, this.engineOptions);
+    if (o.worker !== true || o.mode === 'userspace') this.engine = o.engine(this.engineOptions);
     this.tcp = new TcpStack(dp.stack, { clock: o.clock, rng: new Rng(o.rng.int(1, 0x7fffffff)) });
     // After the engine took its list of local addresses: the stand-in external client is not one of them.
     if (!dp.stack.isLocal(EXTERNAL_CLIENT)) dp.stack.addAddress('lo', EXTERNAL_CLIENT, 32);
