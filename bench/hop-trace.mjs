@@ -50,8 +50,7 @@ function install(dir) {
   const send = dgram.Socket.prototype.send;
   dgram.Socket.prototype.send = function (buf, ...rest) {
     const port = localPort(this);
-    // A list of buffers leaves as one datagram of their summed length.
-    const len = Buffer.isBuffer(buf) ? buf.length : Array.isArray(buf) ? buf.reduce((n, b) => n + b.length, 0) : 0;
+    const len = Buffer.isBuffer(buf) ? buf.length : 0;
     rec(0, port, len);
     const last = rest.length - 1;
     if (typeof rest[last] === 'function') {

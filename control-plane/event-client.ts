@@ -4,7 +4,7 @@
  */
 import type { ApiClient } from './client.ts';
 import type { KubeObject } from './types.ts';
-import { isoUtc } from '../common/utc-time.ts';
+import { formatTimestamp } from './timestamp.ts';
 
 /** Distinguishes events posted in the same millisecond. */
 let seq = 0;
@@ -54,7 +54,7 @@ export async function postEvent(
   message: string,
   source: { component: string; host?: string },
 ): Promise<void> {
-  const now = isoUtc(Date.now(), 0);
+  const now = formatTimestamp(Date.now());
   const namespace = obj.metadata.namespace ?? 'default';
   await api.create('events', coreEventObject(obj, { name: eventName(obj, Date.now(), seq++), namespace, now, type, reason, message, source }), namespace);
 }

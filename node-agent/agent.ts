@@ -291,7 +291,6 @@ export class NodeAgent {
       api: { url: this.opts.apiUrl, credentials: this.credentials },
       thread: this.thread,
       onEngineDown: (reason, retryMs) => void this.reportEngineDown(reason, retryMs),
-      mode: this.opts.proxyMode,
       engine: await loadEngineFactory(this.opts.proxyMode),
       node: this.name,
       nodeIp: this.opts.ip,

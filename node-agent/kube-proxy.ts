@@ -133,8 +133,7 @@ const MAX_PROXIED_CONNECTIONS = 1024;
 const UDP_CLIENT_IDLE_MS = 30_000;
 
 export interface KubeProxyOptions {
-  mode: ProxyMode;
-  /** Builds `mode`'s engine (`loadEngineFactory(mode)`: only that mode's code is loaded). */
+  /** The `--proxy-mode` and its engines (`loadEngineFactory(mode)`: only that mode's code is loaded). */
   engine: EngineFactory;
   node: string;
   /** The node's underlay IP: NodePorts listen here for real. */
@@ -215,7 +214,7 @@ export class KubeProxy implements NatEngine {
       loopbackCidr: '127.0.0.1/32',
       ipvsScheduler: o.ipvsScheduler,
     };
-    if (o.worker !== true || o.mode === 'userspace') this.engine = o.engine(this.engineOptions);
+    if (o.worker !== true || o.engine.mode === 'userspace') this.engine = o.engine.create(this.engineOptions);
     this.tcp = new TcpStack(dp.stack, { clock: o.clock, rng: new Rng(o.rng.int(1, 0x7fffffff)) });
     // After the engine took its list of local addresses: the stand-in external client is not one of them.
     if (!dp.stack.isLocal(EXTERNAL_CLIENT)) dp.stack.addAddress('lo', EXTERNAL_CLIENT, 32);
@@ -225,8 +224,8 @@ export class KubeProxy implements NatEngine {
     this.nat = dp.installServiceNat(this);
   }
 
-  get mode(): string {
-    return this.o.mode;
+  get mode(): ProxyMode {
+    return this.o.engine.mode;
   }
 
   /** The engine's worker once started (tests make it fail). */
@@ -244,7 +243,7 @@ export class KubeProxy implements NatEngine {
    * the apiserver itself: then this side need not even list EndpointSlices.
    */
   watchesInWorker(services: number): boolean {
-    if (!this.o.api || this.o.mode === 'userspace') return false;
+    if (!this.o.api || this.o.engine.mode === 'userspace') return false;
     if (this.o.worker === true) return services > 0;
     return this.o.worker === 'auto' && services >= WORKER_AT_SERVICES;
   }
@@ -317,7 +316,7 @@ export class KubeProxy implements NatEngine {
     const e = this.engineOptions;
     this.remote = new EngineWorker(
       {
-        mode: this.o.mode,
+        mode: this.o.engine.mode,
         nodeName: e.nodeName,
         nodeIP: e.nodeIP,
         localAddresses: e.localAddresses ?? [],
@@ -372,7 +371,7 @@ export class KubeProxy implements NatEngine {
     this.slices = slices;
     // Lists given directly (no informers followed): the LoadBalancer Services are theirs.
     if (!this.sources && !this.o.api) this.lbChanged(loadBalancerServices(services, slices));
-    if (this.engine && this.o.worker === 'auto' && this.o.mode !== 'userspace' && services.length >= WORKER_AT_SERVICES) {
+    if (this.engine && this.o.worker === 'auto' && this.o.engine.mode !== 'userspace' && services.length >= WORKER_AT_SERVICES) {
       log.info('kube-proxy engine moves to a worker thread', { node: this.o.node, services: services.length });
       this.engine = undefined;
       if (this.pending) clearImmediate(this.pending);
@@ -427,7 +426,7 @@ export class KubeProxy implements NatEngine {
     const r = this.remote;
     const held = r?.objectsHeld;
     return {
-      mode: this.o.mode,
+      mode: this.o.engine.mode,
       engine: this.engineHost,
       // Services and EndpointSlices this thread holds (its informers' caches and the worker's feed): none once the worker watches.
       onThread: { services: (this.sources?.services.list().length ?? 0) + (held?.services ?? 0), endpointslices: (this.sources?.slices.list().length ?? 0) + (held?.endpointslices ?? 0) },
@@ -472,7 +471,7 @@ export class KubeProxy implements NatEngine {
             }
             // Only IPVS counts connections (lc, wlc, sed, nq, persistence): the other engines need no message.
             const r = this.remote;
-            if (this.o.mode !== 'ipvs' || !r) return;
+            if (this.o.engine.mode !== 'ipvs' || !r) return;
             r.opened(d.key);
             return { onClose: () => r.closed(d.key) };
           },
@@ -606,7 +605,7 @@ export class KubeProxy implements NatEngine {
       if (!s.ingress.includes(ip)) continue;
       const p = s.ports.find((x) => x.port === port && x.protocol === protocol);
       if (!p) continue;
-      return this.o.mode === 'userspace' && p.nodePort ? { ip: this.o.nodeIp, port: p.nodePort } : { ip, port };
+      return this.o.engine.mode === 'userspace' && p.nodePort ? { ip: this.o.nodeIp, port: p.nodePort } : { ip, port };
     }
     return undefined;
   }

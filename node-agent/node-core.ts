@@ -30,7 +30,7 @@ import type { LbRoute } from '../edge/bgp-advertiser.ts';
 import { HostLocalIpam, IpamError } from './ipam.ts';
 import { runningPodStatus, sandboxFailedPodStatus } from './pod-status.ts';
 import type { NodeRuntime } from './runtime.ts';
-import { isoUtc } from '../common/utc-time.ts';
+import { formatTimestamp } from '../control-plane/timestamp.ts';
 
 
 /** The kubelet's nodeStatusReportFrequency: how often an unchanged Node status is posted again. */
@@ -249,7 +249,7 @@ export class NodeCore {
   }
 
   private async setReady(): Promise<void> {
-    const now = isoUtc(Date.now(), 0);
+    const now = formatTimestamp(Date.now());
     const ready = this.readyCondition();
     // The transition time moves only when the status does.
     const since = ready?.status === 'True' && ready.lastTransitionTime ? ready.lastTransitionTime : now;

@@ -4,11 +4,11 @@
  * and the kernel-node agent.
  */
 import type { Pod } from '../control-plane/types.ts';
-import { isoUtc } from '../common/utc-time.ts';
+import { formatTimestamp } from '../control-plane/timestamp.ts';
 
 /** `status` of a Running pod with `ip` on the node at `hostIp`; `container` may refine a container's entry. */
 export function runningPodStatus(p: Pod, ip: string, hostIp: string, container: (name: string) => Record<string, unknown> = () => ({})): { status: Record<string, unknown> } {
-  const now = isoUtc(Date.now(), 0);
+  const now = formatTimestamp(Date.now());
   const cond = (type: string) => ({ type, status: 'True' as const, lastProbeTime: null, lastTransitionTime: now });
   return {
     status: {
@@ -43,7 +43,7 @@ export const SANDBOX_FAILED_REASON = 'FailedCreatePodSandBox';
  * the cause is in the pod's own status and not only in an Event that expires.
  */
 export function sandboxFailedPodStatus(p: Pod, hostIp: string, message: string): { status: Record<string, unknown> } {
-  const now = isoUtc(Date.now(), 0);
+  const now = formatTimestamp(Date.now());
   const names = p.spec?.containers.map((c) => c.name) ?? [];
   const unready = `containers with unready status: [${names.join(' ')}]`;
   const cond = (type: string, status: 'True' | 'False', reason?: string, msg?: string) => ({ type, status, lastProbeTime: null, lastTransitionTime: now, ...(reason ? { reason } : {}), ...(msg ? { message: msg } : {}) });

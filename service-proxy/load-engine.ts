@@ -5,22 +5,25 @@
  */
 import type { EngineOptions, ProxyMode, ServiceProxyEngine } from './types.ts';
 
-/** Builds the engine of the mode it was loaded for. */
-export type EngineFactory = (opts: EngineOptions) => ServiceProxyEngine;
+/** Builds engines of the mode it was loaded for. */
+export interface EngineFactory {
+  readonly mode: ProxyMode;
+  create(opts: EngineOptions): ServiceProxyEngine;
+}
 
 export async function loadEngineFactory(mode: ProxyMode): Promise<EngineFactory> {
   switch (mode) {
     case 'iptables': {
       const { IptablesProxier } = await import('./iptables-mode.ts');
-      return (opts) => new IptablesProxier(opts);
+      return { mode, create: (opts) => new IptablesProxier(opts) };
     }
     case 'ipvs': {
       const { IpvsProxier } = await import('./ipvs-mode.ts');
-      return (opts) => new IpvsProxier(opts);
+      return { mode, create: (opts) => new IpvsProxier(opts) };
     }
     case 'userspace': {
       const { UserspaceProxier } = await import('./userspace-mode.ts');
-      return (opts) => new UserspaceProxier(opts);
+      return { mode, create: (opts) => new UserspaceProxier(opts) };
     }
   }
 }

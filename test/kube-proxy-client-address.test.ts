@@ -59,7 +59,7 @@ for (const [policy, port] of [['Local', 18081], ['Cluster', 18082]] as const) {
     const dp = new NodeDataPlane({ name: 'node-1', ip: '127.0.28.11', underlayCidr: under.toString(), podCIDR: '10.244.1.0/24', vtepMac: '02:00:00:00:28:01', clusterCidr: '10.244.0.0/16', vxlanPort: 8472, vni: 1, seed: 7, mtu: 1500, clock: monotonicClock, rng: new SeededRng(7) });
     const pod = dp.addPod({ namespace: 'default', name: 'web', uid: 'uid-web', ip: '10.244.1.5' });
     startPodApps(pod, [{ name: 'web', image: 'podlab/http' }], { podName: 'web', nodeName: 'node-1' });
-    const kp = new KubeProxy(dp, { mode: 'iptables', engine: iptablesEngine, node: 'node-1', nodeIp: '127.0.28.11', clusterCidr: '10.244.0.0/16', clock: monotonicClock, rng: new SeededRng(3), allowRealBind: (ip) => under.contains(ip) });
+    const kp = new KubeProxy(dp, { engine: iptablesEngine, node: 'node-1', nodeIp: '127.0.28.11', clusterCidr: '10.244.0.0/16', clock: monotonicClock, rng: new SeededRng(3), allowRealBind: (ip) => under.contains(ip) });
     t.teardown(() => kp.close());
     kp.update([service('web', policy, '10.96.0.80', 30080)], [slice('web', '10.244.1.5')]);
     kp.sync();

@@ -68,7 +68,7 @@ function node(onDown?: (reason: string) => void) {
   const dp = new NodeDataPlane({ name: 'node-1', ip: '127.0.100.11', underlayCidr: '127.0.100.0/24', podCIDR: '10.244.1.0/24', vtepMac: '02:00:00:00:64:01', clusterCidr: '10.244.0.0/16', vxlanPort: 8472, vni: 1, seed: 5, mtu: 1500, clock: monotonicClock, rng: new SeededRng(5) });
   const client = dp.addPod({ namespace: 'default', name: 'client', uid: 'uid-client', ip: '10.244.1.4' });
   const web = dp.addPod({ namespace: 'default', name: 'web', uid: 'uid-web', ip: '10.244.1.5' });
-  const kp = new KubeProxy(dp, { mode: 'iptables', engine: iptablesEngine, node: 'node-1', nodeIp: '127.0.100.11', clusterCidr: '10.244.0.0/16', clock: monotonicClock, rng: new SeededRng(3), allowRealBind: () => false, worker: true, onEngineDown: onDown });
+  const kp = new KubeProxy(dp, { engine: iptablesEngine, node: 'node-1', nodeIp: '127.0.100.11', clusterCidr: '10.244.0.0/16', clock: monotonicClock, rng: new SeededRng(3), allowRealBind: () => false, worker: true, onEngineDown: onDown });
   kp.update([service], [slice]);
   return { dp, client, web, kp };
 }
@@ -158,7 +158,7 @@ test.serial("'auto' keeps the engine on the thread for a few Services and moves 
   const client = dp.addPod({ namespace: 'default', name: 'client', uid: 'uid-client', ip: '10.244.1.4' });
   const web = dp.addPod({ namespace: 'default', name: 'web', uid: 'uid-web', ip: '10.244.1.5' });
   web.tcp.listen(8080, {}, (s) => s.end());
-  const kp = new KubeProxy(dp, { mode: 'iptables', engine: iptablesEngine, node: 'node-1', nodeIp: '127.0.101.11', clusterCidr: '10.244.0.0/16', clock: monotonicClock, rng: new SeededRng(3), allowRealBind: () => false, worker: 'auto' });
+  const kp = new KubeProxy(dp, { engine: iptablesEngine, node: 'node-1', nodeIp: '127.0.101.11', clusterCidr: '10.244.0.0/16', clock: monotonicClock, rng: new SeededRng(3), allowRealBind: () => false, worker: 'auto' });
   t.teardown(() => kp.close());
   const others = Array.from({ length: WORKER_AT_SERVICES }, (_, i) => ({ ...service, metadata: { ...service.metadata, name: `other-${i}`, uid: `other-${i}` }, spec: { ...service.spec!, clusterIP: `10.96.102.${i + 1}`, clusterIPs: [`10.96.102.${i + 1}`] } }));
   kp.update([service, ...others.slice(0, WORKER_AT_SERVICES - 2)], [slice]);
@@ -191,7 +191,7 @@ test.serial('given the apiserver, the worker lists and watches for itself: the t
   const client = dp.addPod({ namespace: 'default', name: 'client', uid: 'uid-client', ip: '10.244.1.4' });
   const web = dp.addPod({ namespace: 'default', name: 'web', uid: 'uid-web', ip: '10.244.1.5' });
   web.tcp.listen(8080, {}, (s) => s.end());
-  const kp = new KubeProxy(dp, { mode: 'iptables', engine: iptablesEngine, node: 'node-1', nodeIp: '127.0.107.11', clusterCidr: '10.244.0.0/16', clock: monotonicClock, rng: new SeededRng(3), allowRealBind: () => false, worker: true, api: { url: server.url, credentials: server.credentials } });
+  const kp = new KubeProxy(dp, { engine: iptablesEngine, node: 'node-1', nodeIp: '127.0.107.11', clusterCidr: '10.244.0.0/16', clock: monotonicClock, rng: new SeededRng(3), allowRealBind: () => false, worker: true, api: { url: server.url, credentials: server.credentials } });
   t.teardown(() => kp.close());
   const services = new Informer(api, 'services');
   const slices = new Informer(api, 'endpointslices');

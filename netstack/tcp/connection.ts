@@ -222,10 +222,8 @@ export class TcpConnection {
   private rtxEnd: number;
   /** When data was last retransmitted. */
   private rtxAt = -Infinity;
-  /** Timing of our SYN (data segments are timed through `sentTimes`). */
-  private timing = false;
-  private rttSeq = 0;
-  private rttStart = 0;
+  /** When our SYN first left, while it is being timed (data segments are timed through `sentTimes`). */
+  private synSentAt: number | undefined;
   /** Consecutive timeouts of the oldest outstanding segment (or SYN). */
   private retries = 0;
   private firstRtoAt = 0;
@@ -363,7 +361,7 @@ export class TcpConnection {
     if (this.offerWscale) options.windowScale = wscaleFor(this.cfg.rcvBuf);
     const window = Math.min(this.cfg.rcvBuf, 0xffff);
     if (synAck) this.rcvAdvRight = seqAdd(this.rcvNxt, window);
-    if (this.retries === 0 && !this.timing) this.startTiming(seqAdd(this.iss, 1));
+    if (this.retries === 0 && this.synSentAt === undefined) this.synSentAt = this.now;
     this.send(synAck ? TCP_SYN | TCP_ACK : TCP_SYN, this.iss, synAck ? this.rcvNxt : 0, window, 0, 0, options);
   }
 
@@ -541,8 +539,9 @@ export class TcpConnection {
 
   /** SYN acknowledged: ESTABLISHED (or FIN-WAIT-1 if the application already called end()). */
   private establish(seg: TcpRepr): void {
-    if (this.timing && seqGe(seg.ack, this.rttSeq)) this.rttSample(this.now - this.rttStart);
-    this.timing = false;
+    // Only an acceptable ACK (of our SYN) gets here.
+    if (this.synSentAt !== undefined) this.rttSample(this.now - this.synSentAt);
+    this.synSentAt = undefined;
     this.sndUna = seg.ack;
     if (seqLt(this.sndNxt, this.sndUna)) this.sndNxt = this.sndUna;
     this.retries = 0;
@@ -1090,12 +1089,6 @@ export class TcpConnection {
 
   // ================================================================ RTT and timers
 
-  private startTiming(endSeq: number): void {
-    this.timing = true;
-    this.rttSeq = endSeq;
-    this.rttStart = this.now;
-  }
-
   /** RFC 6298 §2.2-2.4. */
   private rttSample(r: number): void {
     if (r < 0) return;
@@ -1160,7 +1153,7 @@ export class TcpConnection {
         if (this.passive) return this.closeNow(null, true); // a half-open connection just goes away
         return this.fail(this.softError ?? 'ETIMEDOUT', 'connect');
       }
-      this.timing = false;
+      this.synSentAt = undefined; // Karn: a retransmitted SYN is not timed
       this.rto = Math.min(this.rto * 2, cfg.maxRtoMs);
       this.stats.timeouts++;
       this.stats.retransmits++;
