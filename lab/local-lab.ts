@@ -7,7 +7,8 @@
 import net from 'node:net';
 import { ApiClient } from '../control-plane/client.ts';
 import type { Pod } from '../control-plane/types.ts';
-import { nodeArgsFor } from '../common/compiled.js';
+import path from 'node:path';
+import { nodeArgsFor, ROOT } from '../common/compiled.js';
 import { backendNamed } from '../backends/registry.ts';
 import {
   LabError,
@@ -46,8 +47,15 @@ import { DEFAULT_ROUTER_ASN } from '../router/flags.ts';
  * them, and each thread is memory). At 6 nodes x 10 pods they took the median
  * agent from 62.4 to 57.0 MB RSS; pod UDP echo did not measurably change
  * (7.3k vs 7.4k pps, interleaved runs that varied ±25% on a shared machine).
+ * The preload sets the heap size back to V8's default once the heap is made, so the code cache of Node's
+ * built-ins still applies (common/heap-flags-reset.cjs).
  */
-export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--single-threaded-gc', '--v8-pool-size=1'];
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--single-threaded-gc', '--v8-pool-size=1', ...heapFlagsReset()];
+
+/** The preload that keeps heap-size flags out of V8's flag hash once the heap is sized (see the file). */
+function heapFlagsReset(): string[] {
+  return ['--require', path.join(ROOT, 'common/heap-flags-reset.cjs')];
+}
 
 /**
  * V8 flags of the apiserver: a young generation of 2 MB semi-spaces. Left alone,
@@ -61,9 +69,10 @@ export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--single-threaded-g
  */
 export const APISERVER_NODE_FLAGS = ['--max-semi-space-size=2'];
 
-function apiserverNodeFlags(): string[] {
+/** The apiserver's command-line flags: APISERVER_NODE_FLAGS or their replacement, with the heap flags' preload. */
+export function apiserverNodeFlags(): string[] {
   const env = process.env.PODLAB_APISERVER_FLAGS;
-  return env === undefined ? APISERVER_NODE_FLAGS : env.split(' ').filter((f) => f !== '');
+  return [...(env === undefined ? APISERVER_NODE_FLAGS : env.split(' ').filter((f) => f !== '')), ...heapFlagsReset()];
 }
 
 /**
