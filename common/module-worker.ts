@@ -15,6 +15,7 @@ import v8 from 'node:v8';
 import type { MessagePort, Transferable, Worker, WorkerOptions } from 'node:worker_threads';
 import { BUNDLED, ROOT, compiledFile } from './compiled.js';
 import { workerThreads } from './lazy-builtins.ts';
+import { workerResourceLimits } from './young-generation.ts';
 
 /** Whether this module, and so the whole process, runs from the sources. */
 const fromSource = import.meta.url.endsWith('.ts');
@@ -27,6 +28,7 @@ export function startModuleWorker(entry: string, options: Omit<WorkerOptions, 'e
   if (!BUNDLED.includes(entry)) throw new Error(`startModuleWorker: ${entry} is not a bundled entry (common/compiled.js BUNDLED)`);
   // No inherited flags: a test runner's `--import=tsx` would load tsx twice, and nothing else applies to a worker.
   const { Worker } = workerThreads();
+  options = { ...options, resourceLimits: { ...workerResourceLimits(), ...options.resourceLimits } };
   if (!fromSource) return new Worker(pathToFileURL(compiledFile(entry)), { ...options, execArgv: [] });
   const url = pathToFileURL(path.join(ROOT, entry));
   const tsx = import.meta.resolve('tsx/esm/api');

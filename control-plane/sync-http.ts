@@ -6,6 +6,7 @@
  * storage is a remote etcd.
  */
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { workerResourceLimits } from '../common/young-generation.ts';
 
 /**
  * The worker's whole program, evaluated from a string: it needs no loader
@@ -46,7 +47,7 @@ export class SyncHttp {
 
   constructor(private readonly timeoutMs = 10_000) {
     const { port1, port2 } = new MessageChannel();
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { port: port2, flag: this.flag }, transferList: [port2] });
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], resourceLimits: workerResourceLimits(), workerData: { port: port2, flag: this.flag }, transferList: [port2] });
     this.worker.unref();
     this.port = port1;
   }

@@ -2,11 +2,15 @@
  * The lab's processes start with heap-size flags (lab/local-lab.ts), which would make V8 refuse the code cache
  * Node's binary carries for its built-in modules. Their preload (common/heap-flags-reset.cjs) sets the flags back
  * once the heap is sized: V8's cache tag (its version, CPU features and flag hash: what a code cache must match)
- * is then plain Node's, and the young generation keeps the bound the command line gave it.
+ * is then plain Node's, and the young generation keeps the bound the command line gave it, in worker threads too
+ * (common/young-generation.ts, which startModuleWorker applies).
  */
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { AGENT_NODE_FLAGS, apiserverNodeFlags } from '../lab/local-lab.ts';
+import { ROOT } from '../lab/lab.ts';
 
 /** Churns short-lived objects, then prints V8's cache tag and the young generation's size. */
 const PROBE = `
@@ -38,3 +42,28 @@ for (const [who, flags, semiMb] of [
     t.true(plain.youngMb > 4 * semiMb, `plain Node's young generation grew to ${plain.youngMb.toFixed(2)} MB under the same churn`);
   });
 }
+
+/** In a process started with the agents' flags: a worker's young generation after churn, with and without the limits. */
+const WORKERS = `
+import { Worker } from 'node:worker_threads';
+import { workerResourceLimits } from ${JSON.stringify(pathToFileURL(path.join(ROOT, 'common/young-generation.ts')).href)};
+// Dynamic imports: the worker's eval code inherits --input-type=module.
+const churn = \`
+Promise.all([import('node:v8'), import('node:worker_threads')]).then(([v8, wt]) => {
+  let keep = [];
+  for (let i = 0; i < 1e6; i++) { keep.push({ a: i, b: 'x' + i }); if (keep.length > 20000) keep = []; }
+  wt.parentPort.postMessage(v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size / 2 ** 20);
+});
+\`;
+const youngMb = (resourceLimits) => new Promise((resolve) => {
+  const w = new Worker(churn, { eval: true, resourceLimits });
+  w.once('message', (mb) => void w.terminate().then(() => resolve(mb)));
+});
+process.stdout.write(JSON.stringify({ limited: await youngMb(workerResourceLimits()), unlimited: await youngMb(undefined) }));
+`;
+
+test("an agent's worker threads keep the young generation of its command line", (t) => {
+  const out = JSON.parse(execFileSync(process.execPath, [...AGENT_NODE_FLAGS, '--import', 'tsx', '--input-type=module', '-e', WORKERS], { encoding: 'utf8', cwd: ROOT })) as { limited: number; unlimited: number };
+  t.true(out.limited <= 2.5, `a worker with workerResourceLimits(): young generation ${out.limited.toFixed(2)} MB`);
+  t.true(out.unlimited > 4, `without them V8's defaults apply once the flag is reset (${out.unlimited.toFixed(2)} MB): the limits are needed`);
+});
