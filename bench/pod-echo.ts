@@ -13,8 +13,29 @@ import type { LoadedObject } from '../lab/manifest.ts';
 export async function podEchoPps(stateDir: string, n: number, window: number, quietEcho = true): Promise<number> {
   const quiet = { stdout: () => {}, stderr: (s: string) => process.stderr.write(s) };
   const listen = new AbortController();
-  const server = execInPod(stateDir, 'pod-2a', ['udp', 'listen', '7777', '--echo', ...(quietEcho ? ['-q'] : [])], { ...quiet, signal: listen.signal });
-  await new Promise((r) => setTimeout(r, 300));
+  // The bench starts once the echo server says it is bound (it was a fixed 300 ms): a datagram sent before would be
+  // refused, one fewer in flight for the rest of the run, which would then wait out its 60 s timeout for the reply.
+  let bound = false;
+  let heard = '';
+  let listening: () => void = () => {};
+  const server = execInPod(stateDir, 'pod-2a', ['udp', 'listen', '7777', '--echo', ...(quietEcho ? ['-q'] : [])], {
+    stdout: (s) => {
+      if (bound) return;
+      heard += s;
+      if (heard.includes('listening on')) {
+        bound = true;
+        listening();
+      }
+    },
+    stderr: quiet.stderr,
+    signal: listen.signal,
+  });
+  await Promise.race([
+    new Promise<void>((r) => (listening = r)),
+    server.then((code) => {
+      if (!bound) throw new Error(`udp listen in pod-2a exited (${code}) before it was listening: ${heard}`);
+    }),
+  ]);
   let out = '';
   try {
     await execInPod(stateDir, 'pod-1a', ['udp', 'bench', '10.244.2.2', '7777', '-n', String(n), '-W', String(window)], { stdout: (s) => (out += s), stderr: quiet.stderr });
