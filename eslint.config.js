@@ -29,7 +29,7 @@ export default tseslint.config(
   },
   {
     // Preloads given to node with --require (common/heap-flags-reset.cjs) are CommonJS scripts.
-    files: ['**/*.cjs'],
+    files: ['common/**/*.cjs'],
     languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', process: 'readonly' } },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
