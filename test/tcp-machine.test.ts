@@ -307,6 +307,33 @@ test('RTO: exponential backoff from 200 ms; a vanished peer fails with ETIMEDOUT
   t.is(c.state, 'CLOSED');
 });
 
+test('an application that closed both ways is not told its FIN went unacknowledged: counted as an orphan error, as Node has closed the socket', async (t) => {
+  const link = new TcpLink();
+  const serverErrors: TcpError[] = [];
+  let server: TcpSocket | undefined;
+  link.tcpB.listen(80, {}, (s) => {
+    server = s;
+    s.on('error', (e) => serverErrors.push(e));
+  });
+  const appErrors: unknown[] = [];
+  link.tcpB.onAppError = (e) => appErrors.push(e);
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  let clientErr: TcpError | undefined;
+  c.on('error', (e) => (clientErr = e));
+  await link.until(() => c.state === 'ESTABLISHED' && server !== undefined, 100, 1);
+  // B's segments stop arriving: A's FIN reaches B, whose application gets 'end' and ends its side (allowHalfOpen
+  // false), but B's FIN is never acknowledged.
+  link.down['b>a'] = true;
+  c.end();
+  await link.until(() => server?.conn.state === 'LAST_ACK', 1000, 1);
+  await link.until(() => server?.conn.state === 'CLOSED' && !!clientErr, 60_000, 10);
+  t.deepEqual(serverErrors, [], "no 'error' for the socket its application had closed both ways");
+  t.deepEqual(appErrors, [], 'nothing reported as unhandled either');
+  t.is(link.tcpB.counters.orphanErrors, 1);
+  t.is(clientErr?.code, 'ETIMEDOUT', 'A, whose application still waits for the peer to end, is told');
+  t.is(link.tcpA.counters.orphanErrors, 0);
+});
+
 test("Karn's rule: a retransmitted segment gives no RTT sample; the backed-off RTO holds until a fresh one", async (t) => {
   const link = new TcpLink();
   const { data } = sink(link, 80);

@@ -18,6 +18,8 @@ import { TcpError } from './errors.ts';
 interface SocketHost {
   run(fn: () => void): void;
   onAppError(err: unknown): void;
+  /** An error of a connection its application had closed both ways (see the 'error' event below). */
+  onOrphanError(err: TcpError): void;
 }
 
 export interface TcpSocketEvents {
@@ -31,6 +33,8 @@ export interface TcpSocketEvents {
 
 export class TcpSocket extends EventEmitter<TcpSocketEvents> {
   private ended = false;
+  /** The peer's FIN reached the application ('end'). */
+  private readEnded = false;
   private destroyedFlag = false;
   private readonly allowHalfOpen: boolean;
 
@@ -46,14 +50,19 @@ export class TcpSocket extends EventEmitter<TcpSocketEvents> {
       connect: () => this.safeEmit('connect'),
       data: (b) => this.safeEmit('data', b),
       end: () => {
+        this.readEnded = true;
         this.safeEmit('end');
         if (!this.allowHalfOpen && !this.ended) this.end();
       },
       drain: () => this.safeEmit('drain'),
       error: (e) => {
         this.destroyedFlag = true;
+        // Closed both ways by the application (it ended its side and had the peer's 'end'): Node has closed such a
+        // socket, and the kernel finishes the close on its own, or fails it (a FIN never acknowledged), telling
+        // nobody. So the error is counted, not emitted.
+        if (this.ended && this.readEnded) this.host.onOrphanError(e);
         // An 'error' nobody listens to must not crash the node: report it instead.
-        if (this.listenerCount('error')) this.safeEmit('error', e);
+        else if (this.listenerCount('error')) this.safeEmit('error', e);
         else this.host.onAppError(e);
       },
       close: (hadError) => {

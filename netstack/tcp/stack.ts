@@ -67,6 +67,8 @@ export interface TcpCounters {
   rstOut: number;
   badSegments: number;
   listenOverflows: number;
+  /** Errors of connections their applications had closed both ways, which nobody is told of (the kernel's orphans). */
+  orphanErrors: number;
   noPort: number;
 }
 
@@ -82,7 +84,7 @@ interface Listener {
 export class TcpStack implements ConnectionHost {
   readonly clock: Clock;
   readonly config: TcpConfig;
-  readonly counters: TcpCounters = { activeOpens: 0, passiveOpens: 0, segsIn: 0, segsOut: 0, rstOut: 0, badSegments: 0, listenOverflows: 0, noPort: 0 };
+  readonly counters: TcpCounters = { activeOpens: 0, passiveOpens: 0, segsIn: 0, segsOut: 0, rstOut: 0, badSegments: 0, listenOverflows: 0, orphanErrors: 0, noPort: 0 };
   /** Called when an application's event handler throws, or a socket error has no listener (default: logged to stderr). */
   onAppError: (err: unknown) => void = (err) =>
     process.stderr.write(
@@ -118,6 +120,11 @@ export class TcpStack implements ConnectionHost {
       icmpError: (e) => this.icmpError(e),
       egress: () => this.egress(),
     });
+  }
+
+  /** An error of a connection its application had closed both ways: counted, as the kernel's orphans fail unseen. */
+  onOrphanError(): void {
+    this.counters.orphanErrors++;
   }
 
   // ================================================================ application API
