@@ -325,13 +325,34 @@ test('an application that closed both ways is not told its FIN went unacknowledg
   // false), but B's FIN is never acknowledged.
   link.down['b>a'] = true;
   c.end();
-  await link.until(() => server?.conn.state === 'LAST_ACK', 1000, 1);
+  t.is(await link.until(() => server?.conn.state === 'LAST-ACK', 1000, 1) < 1000, true, 'B closed its side');
   await link.until(() => server?.conn.state === 'CLOSED' && !!clientErr, 60_000, 10);
   t.deepEqual(serverErrors, [], "no 'error' for the socket its application had closed both ways");
   t.deepEqual(appErrors, [], 'nothing reported as unhandled either');
   t.is(link.tcpB.counters.orphanErrors, 1);
   t.is(clientErr?.code, 'ETIMEDOUT', 'A, whose application still waits for the peer to end, is told');
   t.is(link.tcpA.counters.orphanErrors, 0);
+});
+
+test('an application that closed both ways with writes still unsent is told they failed (in Node they would still be in its buffer)', async (t) => {
+  const link = new TcpLink();
+  const serverErrors: TcpError[] = [];
+  let server: TcpSocket | undefined;
+  link.tcpB.listen(80, {}, (s) => {
+    server = s;
+    s.on('error', (e) => serverErrors.push(e));
+    // Answers the peer's end with 1 MB, more than one window sends, then ends its side (allowHalfOpen false).
+    s.on('end', () => s.write(pattern(1 << 20)));
+  });
+  const c = link.tcpA.connect({ host: B_IP, port: 80 });
+  c.on('error', () => {});
+  await link.until(() => c.state === 'ESTABLISHED' && server !== undefined, 100, 1);
+  link.down['b>a'] = true;
+  c.end();
+  await link.until(() => serverErrors.length > 0, 60_000, 10);
+  t.is(serverErrors[0]?.code, 'ETIMEDOUT');
+  t.false(server!.conn.finSent, 'the FIN never went out: data was still queued');
+  t.is(link.tcpB.counters.orphanErrors, 0);
 });
 
 test("Karn's rule: a retransmitted segment gives no RTT sample; the backed-off RTO holds until a fresh one", async (t) => {

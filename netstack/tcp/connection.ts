@@ -306,6 +306,11 @@ export class TcpConnection {
     return this.sendQueue.length;
   }
 
+  /** Our FIN has gone out, so all the application wrote has been sent at least once. */
+  get finSent(): boolean {
+    return this.finQueued && seqGt(this.sndMax, this.finSeq);
+  }
+
   /** The 4-tuple as `ss` prints it. */
   toString(): string {
     return `${this.localAddr}:${this.localPort} ${this.remoteAddr}:${this.remotePort} ${this.state}`;

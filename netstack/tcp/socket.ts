@@ -57,10 +57,11 @@ export class TcpSocket extends EventEmitter<TcpSocketEvents> {
       drain: () => this.safeEmit('drain'),
       error: (e) => {
         this.destroyedFlag = true;
-        // Closed both ways by the application (it ended its side and had the peer's 'end'): Node has closed such a
-        // socket, and the kernel finishes the close on its own, or fails it (a FIN never acknowledged), telling
-        // nobody. So the error is counted, not emitted.
-        if (this.ended && this.readEnded) this.host.onOrphanError(e);
+        // Closed both ways by the application (it ended its side and had the peer's 'end') and everything it wrote
+        // sent: Node has closed such a socket once its writes reached the kernel, and the kernel finishes the close
+        // on its own, or fails it (a FIN never acknowledged), telling nobody. So the error is counted, not emitted.
+        // Writes still queued here would still be in Node's own buffer, and their failure is the application's.
+        if (this.ended && this.readEnded && this.conn.finSent) this.host.onOrphanError(e);
         // An 'error' nobody listens to must not crash the node: report it instead.
         else if (this.listenerCount('error')) this.safeEmit('error', e);
         else this.host.onAppError(e);
