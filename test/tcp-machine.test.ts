@@ -314,7 +314,9 @@ test('an application that closed both ways is not told its FIN went unacknowledg
   link.tcpB.listen(80, {}, (s) => {
     server = s;
     s.on('error', (e) => serverErrors.push(e));
+    s.on('close', (hadError) => (serverClose = hadError));
   });
+  let serverClose: boolean | undefined;
   const appErrors: unknown[] = [];
   link.tcpB.onAppError = (e) => appErrors.push(e);
   const c = link.tcpA.connect({ host: B_IP, port: 80 });
@@ -330,6 +332,7 @@ test('an application that closed both ways is not told its FIN went unacknowledg
   t.deepEqual(serverErrors, [], "no 'error' for the socket its application had closed both ways");
   t.deepEqual(appErrors, [], 'nothing reported as unhandled either');
   t.is(link.tcpB.counters.orphanErrors, 1);
+  t.is(serverClose, false, "its 'close' reports no error the application was never given");
   t.is(clientErr?.code, 'ETIMEDOUT', 'A, whose application still waits for the peer to end, is told');
   t.is(link.tcpA.counters.orphanErrors, 0);
 });

@@ -35,6 +35,8 @@ export class TcpSocket extends EventEmitter<TcpSocketEvents> {
   private ended = false;
   /** The peer's FIN reached the application ('end'). */
   private readEnded = false;
+  /** The connection failed after the application had closed it both ways (see 'error' below). */
+  private failedOrphaned = false;
   private destroyedFlag = false;
   private readonly allowHalfOpen: boolean;
 
@@ -61,14 +63,18 @@ export class TcpSocket extends EventEmitter<TcpSocketEvents> {
         // sent: Node has closed such a socket once its writes reached the kernel, and the kernel finishes the close
         // on its own, or fails it (a FIN never acknowledged), telling nobody. So the error is counted, not emitted.
         // Writes still queued here would still be in Node's own buffer, and their failure is the application's.
-        if (this.ended && this.readEnded && this.conn.finSent) this.host.onOrphanError(e);
+        if (this.ended && this.readEnded && this.conn.finSent) {
+          this.failedOrphaned = true;
+          this.host.onOrphanError(e);
+        }
         // An 'error' nobody listens to must not crash the node: report it instead.
         else if (this.listenerCount('error')) this.safeEmit('error', e);
         else this.host.onAppError(e);
       },
       close: (hadError) => {
         this.destroyedFlag = true;
-        this.safeEmit('close', hadError);
+        // For the application an orphan's close was clean: it never had the error.
+        this.safeEmit('close', hadError && !this.failedOrphaned);
       },
     };
     conn.events = events;
