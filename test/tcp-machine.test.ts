@@ -307,54 +307,49 @@ test('RTO: exponential backoff from 200 ms; a vanished peer fails with ETIMEDOUT
   t.is(c.state, 'CLOSED');
 });
 
-test('an application that closed both ways is not told its FIN went unacknowledged: counted as an orphan error, as Node has closed the socket', async (t) => {
-  const link = new TcpLink();
-  const serverErrors: TcpError[] = [];
-  let server: TcpSocket | undefined;
+/**
+ * A server on B whose peer ends the connection while B's segments stop arriving: A's FIN reaches B, whose
+ * application gets 'end' (doing `onEnd` first) and ends its side (allowHalfOpen false), and nothing B sends is
+ * acknowledged from then on.
+ */
+async function closedWithoutAcks(link: TcpLink, onEnd: (s: TcpSocket) => void = () => {}) {
+  const seen = { server: undefined as TcpSocket | undefined, errors: [] as TcpError[], closeHadError: undefined as boolean | undefined, clientErr: undefined as TcpError | undefined };
   link.tcpB.listen(80, {}, (s) => {
-    server = s;
-    s.on('error', (e) => serverErrors.push(e));
-    s.on('close', (hadError) => (serverClose = hadError));
+    seen.server = s;
+    s.on('error', (e) => seen.errors.push(e));
+    s.on('close', (hadError) => (seen.closeHadError = hadError));
+    s.on('end', () => onEnd(s));
   });
-  let serverClose: boolean | undefined;
-  const appErrors: unknown[] = [];
-  link.tcpB.onAppError = (e) => appErrors.push(e);
   const c = link.tcpA.connect({ host: B_IP, port: 80 });
-  let clientErr: TcpError | undefined;
-  c.on('error', (e) => (clientErr = e));
-  await link.until(() => c.state === 'ESTABLISHED' && server !== undefined, 100, 1);
-  // B's segments stop arriving: A's FIN reaches B, whose application gets 'end' and ends its side (allowHalfOpen
-  // false), but B's FIN is never acknowledged.
+  c.on('error', (e) => (seen.clientErr = e));
+  await link.until(() => c.state === 'ESTABLISHED' && seen.server !== undefined, 100, 1);
   link.down['b>a'] = true;
   c.end();
-  t.is(await link.until(() => server?.conn.state === 'LAST-ACK', 1000, 1) < 1000, true, 'B closed its side');
-  await link.until(() => server?.conn.state === 'CLOSED' && !!clientErr, 60_000, 10);
-  t.deepEqual(serverErrors, [], "no 'error' for the socket its application had closed both ways");
+  return seen;
+}
+
+test('an application that closed both ways is not told its FIN went unacknowledged: counted as an orphan error, as Node has closed the socket', async (t) => {
+  const link = new TcpLink();
+  const appErrors: unknown[] = [];
+  link.tcpB.onAppError = (e) => appErrors.push(e);
+  const seen = await closedWithoutAcks(link);
+  t.true((await link.until(() => seen.server?.conn.state === 'LAST-ACK', 1000, 1)) < 1000, 'B closed its side');
+  await link.until(() => seen.server?.conn.state === 'CLOSED' && !!seen.clientErr, 60_000, 10);
+  t.deepEqual(seen.errors, [], "no 'error' for the socket its application had closed both ways");
   t.deepEqual(appErrors, [], 'nothing reported as unhandled either');
   t.is(link.tcpB.counters.orphanErrors, 1);
-  t.is(serverClose, false, "its 'close' reports no error the application was never given");
-  t.is(clientErr?.code, 'ETIMEDOUT', 'A, whose application still waits for the peer to end, is told');
+  t.is(seen.closeHadError, false, "its 'close' reports no error the application was never given");
+  t.is(seen.clientErr?.code, 'ETIMEDOUT', 'A, whose application still waits for the peer to end, is told');
   t.is(link.tcpA.counters.orphanErrors, 0);
 });
 
 test('an application that closed both ways with writes still unsent is told they failed (in Node they would still be in its buffer)', async (t) => {
   const link = new TcpLink();
-  const serverErrors: TcpError[] = [];
-  let server: TcpSocket | undefined;
-  link.tcpB.listen(80, {}, (s) => {
-    server = s;
-    s.on('error', (e) => serverErrors.push(e));
-    // Answers the peer's end with 1 MB, more than one window sends, then ends its side (allowHalfOpen false).
-    s.on('end', () => s.write(pattern(1 << 20)));
-  });
-  const c = link.tcpA.connect({ host: B_IP, port: 80 });
-  c.on('error', () => {});
-  await link.until(() => c.state === 'ESTABLISHED' && server !== undefined, 100, 1);
-  link.down['b>a'] = true;
-  c.end();
-  await link.until(() => serverErrors.length > 0, 60_000, 10);
-  t.is(serverErrors[0]?.code, 'ETIMEDOUT');
-  t.false(server!.conn.finSent, 'the FIN never went out: data was still queued');
+  // B answers the peer's end with 1 MB, more than one window sends, so its FIN never goes out.
+  const seen = await closedWithoutAcks(link, (s) => s.write(pattern(1 << 20)));
+  await link.until(() => seen.errors.length > 0, 60_000, 10);
+  t.is(seen.errors[0]?.code, 'ETIMEDOUT');
+  t.false(seen.server!.conn.finSent, 'the FIN never went out: data was still queued');
   t.is(link.tcpB.counters.orphanErrors, 0);
 });
 
