@@ -266,6 +266,17 @@ export function labApi(rec: { apiUrl?: string; stateDir: string }): ApiClient {
   return new ApiClient(rec.apiUrl, { credentials: adminCredentials(rec.stateDir) });
 }
 
+/** Why this process starts no more lab processes (see refuseLaunches), once it was told. */
+let launchesRefused: string | undefined;
+
+/**
+ * From now on spawnLogged refuses: for a launcher interrupted while a lab comes up. Every process it started is in
+ * lab.json before the next await, so a `down` after this stops them all, and none can start behind its back.
+ */
+export function refuseLaunches(reason: string): void {
+  launchesRefused = reason;
+}
+
 /**
  * Starts a detached child with output to a log file; resolves with its pid.
  * With `netns` (netns labs) it runs inside that network namespace through
@@ -273,6 +284,7 @@ export function labApi(rec: { apiUrl?: string; stateDir: string }): ApiClient {
  * `env` is added to this process's environment (ProcRecord.env, for restarts).
  */
 export function spawnLogged(stateDir: string, name: string, args: string[], netns?: string, env?: Record<string, string>): { pid: number; log: string; offset: number } {
+  if (launchesRefused !== undefined) throw new LabError(`${name} not started: ${launchesRefused}`);
   const logDir = path.join(stateDir, 'logs');
   fs.mkdirSync(logDir, { recursive: true });
   const log = path.join(logDir, `${name}.log`);

@@ -175,3 +175,36 @@ test.serial('npm start: the walkthrough runs, the lab stays up, Ctrl-C stops eve
   for (const p of rec.procs) t.false(isOurProcess(p.pid, rec.stateDir));
   t.false(fs.existsSync(path.join(home, '.podlab', 'lab.json')));
 });
+
+test.serial('Ctrl-C while `up` brings the lab up: nothing more starts, what had started stops, exit 130', async (t) => {
+  const home = tmpHome(t);
+  const stateDir = path.join(home, '.podlab');
+  const child = spawn(process.execPath, [BIN, 'up', '--lab-net', '127.0.74.0/24', '--api-port', '0'], { cwd: home, env: { ...process.env, PODLAB_HOME: stateDir } });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  // Interrupted once the apiserver runs, while the agents start.
+  await eventually(() => out.includes('apiserver listening'), 60_000, 20);
+  const started = readLab(stateDir)!.procs.map((p) => p.pid);
+  child.kill('SIGINT');
+  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+  t.is(code, 130, out);
+  t.regex(out, /SIGINT while the lab came up: stopping what had started/);
+  t.true(started.length > 0);
+  for (const pid of started) t.false(isOurProcess(pid, stateDir), `pid ${pid} still runs`);
+  // Nor anything started after that reading: no process of this state directory is left.
+  const ours = fs
+    .readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(stateDir);
+      } catch {
+        return false;
+      }
+    });
+  t.deepEqual(ours, []);
+});
