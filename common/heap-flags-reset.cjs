@@ -10,7 +10,7 @@
 // static imports load their built-ins.
 'use strict';
 
-const RESET = ['max-semi-space-size', 'min-semi-space-size'];
-const given = RESET.filter((name) => process.execArgv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`)));
+// Spelt as node takes them (`--max-semi-space-size=N`, dashes or underscores), as common/young-generation.ts reads them.
+const given = ['max', 'min'].filter((m) => process.execArgv.some((a) => new RegExp(`^--${m}[-_]semi[-_]space[-_]size=`).test(a)));
 // Their default is 0: V8 picks the sizes itself.
-if (given.length > 0) require('node:v8').setFlagsFromString(given.map((name) => `--${name}=0`).join(' '));
+if (given.length > 0) require('node:v8').setFlagsFromString(given.map((m) => `--${m}-semi-space-size=0`).join(' '));

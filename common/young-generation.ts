@@ -9,10 +9,10 @@ import type { ResourceLimits } from 'node:worker_threads';
 
 /** `resourceLimits` for a worker of this process: none unless its command line bounds the semi-spaces. */
 export function workerResourceLimits(execArgv: readonly string[] = process.execArgv): ResourceLimits {
-  for (let i = 0; i < execArgv.length; i++) {
-    // `--max-semi-space-size=N` or `--max-semi-space-size N`, as node takes either.
-    const m = /^--max[-_]semi[-_]space[-_]size(?:=(\d+))?$/.exec(execArgv[i]);
-    const mb = m ? Number(m[1] ?? execArgv[i + 1]) : NaN;
+  for (const arg of execArgv) {
+    // node takes V8's size flags only as `--max-semi-space-size=N` (dashes or underscores).
+    const m = /^--max[-_]semi[-_]space[-_]size=(\d+)$/.exec(arg);
+    const mb = m ? Number(m[1]) : 0;
     // A young generation is two semi-spaces and a large-object space of one semi-space's size (V8's
     // Heap::YoungGenerationSizeFromSemiSpaceSize): 3 MB gives the worker the 1 MB semi-spaces of the flag's 1.
     if (mb > 0) return { maxYoungGenerationSizeMb: 3 * mb };

@@ -40,6 +40,9 @@ import { writeLab, type LabRecord, type ProcRecord } from './state.ts';
 import type { LoadedObject } from './manifest.ts';
 import { DEFAULT_ROUTER_ASN } from '../router/flags.ts';
 
+/** The preload that keeps heap-size flags out of V8's flag hash once the heap is sized (see the file). */
+const HEAP_FLAGS_RESET = ['--require', path.join(ROOT, 'common/heap-flags-reset.cjs')];
+
 /**
  * V8 flags of every agent, for memory: a young generation of 1 MB semi-spaces
  * (V8 grows them to 16 MB on a busy heap), garbage collection and compilation
@@ -50,12 +53,7 @@ import { DEFAULT_ROUTER_ASN } from '../router/flags.ts';
  * The preload sets the heap size back to V8's default once the heap is made, so the code cache of Node's
  * built-ins still applies (common/heap-flags-reset.cjs).
  */
-export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--single-threaded-gc', '--v8-pool-size=1', ...heapFlagsReset()];
-
-/** The preload that keeps heap-size flags out of V8's flag hash once the heap is sized (see the file). */
-function heapFlagsReset(): string[] {
-  return ['--require', path.join(ROOT, 'common/heap-flags-reset.cjs')];
-}
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--single-threaded-gc', '--v8-pool-size=1', ...HEAP_FLAGS_RESET];
 
 /**
  * V8 flags of the apiserver: a young generation of 2 MB semi-spaces. Left alone,
@@ -72,7 +70,7 @@ export const APISERVER_NODE_FLAGS = ['--max-semi-space-size=2'];
 /** The apiserver's command-line flags: APISERVER_NODE_FLAGS or their replacement, with the heap flags' preload. */
 export function apiserverNodeFlags(): string[] {
   const env = process.env.PODLAB_APISERVER_FLAGS;
-  return [...(env === undefined ? APISERVER_NODE_FLAGS : env.split(' ').filter((f) => f !== '')), ...heapFlagsReset()];
+  return [...(env === undefined ? APISERVER_NODE_FLAGS : env.split(' ').filter((f) => f !== '')), ...HEAP_FLAGS_RESET];
 }
 
 /**

@@ -68,10 +68,10 @@ test("an agent's worker threads keep the young generation of its command line", 
   t.true(out.unlimited > 4, `without them V8's defaults apply once the flag is reset (${out.unlimited.toFixed(2)} MB): the limits are needed`);
 });
 
-test('workerResourceLimits reads the semi-space flag as node takes it, in either form', async (t) => {
+test('workerResourceLimits reads the semi-space flag as node takes it (=N, dashes or underscores)', async (t) => {
   const { workerResourceLimits } = await import('../common/young-generation.ts');
   t.deepEqual(workerResourceLimits(['--max-semi-space-size=1']), { maxYoungGenerationSizeMb: 3 });
-  t.deepEqual(workerResourceLimits(['--single-threaded-gc', '--max-semi-space-size', '2']), { maxYoungGenerationSizeMb: 6 });
+  t.deepEqual(workerResourceLimits(['--single-threaded-gc', '--max-semi-space-size=2']), { maxYoungGenerationSizeMb: 6 });
   t.deepEqual(workerResourceLimits(['--max_semi_space_size=4']), { maxYoungGenerationSizeMb: 12 });
   t.deepEqual(workerResourceLimits(['--max-semi-space-size=0']), {}, "0 is V8's default: no limit of ours");
   t.deepEqual(workerResourceLimits([]), {});
