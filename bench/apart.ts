@@ -12,13 +12,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Measure } from './results.ts';
+import { benchChild, stopOnInterrupt } from './interrupt.ts';
 
 export async function measuresApart(moduleUrl: string, args: readonly string[] = [], nodeFlags: readonly string[] = []): Promise<Measure[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bench-apart-'));
   const out = path.join(dir, 'measures.json');
   try {
     // The same loaders as this process (tsx, bench/compiled.mjs), plus the flags of the process it stands for.
-    const child = spawn(process.execPath, [...nodeFlags, ...process.execArgv, fileURLToPath(moduleUrl), '--json-out', out, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = benchChild(spawn(process.execPath, [...nodeFlags, ...process.execArgv, fileURLToPath(moduleUrl), '--json-out', out, ...args], { stdio: ['ignore', 'inherit', 'inherit'] }));
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     if (code !== 0) throw new Error(`${path.basename(fileURLToPath(moduleUrl))} exited with ${code}`);
     return JSON.parse(fs.readFileSync(out, 'utf8')) as Measure[];
@@ -30,6 +31,7 @@ export async function measuresApart(moduleUrl: string, args: readonly string[] =
 /** When `moduleUrl` is the process's entry: runs `measures` and writes them where `--json-out` says (or prints them). */
 export async function runAsMain(moduleUrl: string, measures: () => Measure[] | Promise<Measure[]>): Promise<void> {
   if (!process.argv[1] || moduleUrl !== pathToFileURL(process.argv[1]).href) return;
+  stopOnInterrupt();
   const i = process.argv.indexOf('--json-out');
   const got = await measures();
   if (i > 0) fs.writeFileSync(process.argv[i + 1], JSON.stringify(got));

@@ -24,6 +24,7 @@ import type { Profile } from './cpu-profile.ts';
 import { breakdown } from './profile-breakdown.ts';
 import { podEchoPps, podPingRtt } from './pod-echo.ts';
 import { rawUdpPps, rawUdpRtt, startEchoServer } from './raw-udp.ts';
+import { benchChild, stopOnInterrupt } from './interrupt.ts';
 
 const N = Number(process.env.BENCH_PACKETS ?? 20_000);
 const WINDOW = 32;
@@ -36,7 +37,7 @@ function option(name: string): string | undefined {
 
 function profile(pid: number, seconds: number, out: string, log: string): Promise<string> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/cpu-profile.ts'), String(pid), String(seconds), out, log], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = benchChild(spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'bench/cpu-profile.ts'), String(pid), String(seconds), out, log], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] }));
     let text = '';
     p.stdout.on('data', (d) => (text += d));
     p.on('exit', () => resolve(text));
@@ -113,4 +114,5 @@ async function main(): Promise<void> {
   }
 }
 
+stopOnInterrupt();
 await main();

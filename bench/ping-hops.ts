@@ -19,6 +19,7 @@ import { readLab } from '../lab/state.ts';
 import { pidCpuMs } from './backends.ts';
 import { podPingRtt } from './pod-echo.ts';
 import { rawUdpRtt, startEchoServer } from './raw-udp.ts';
+import { stopOnInterrupt } from './interrupt.ts';
 
 type Kind = 'send' | 'sent' | 'recv' | 'app-send' | 'app-reply';
 /** One stamped event: kind, local port, datagram length (or the program's sequence number), time in ns. */
@@ -161,6 +162,7 @@ function print(raw: Run, pod: Run): void {
 
 const labNet = option('--lab-net') ?? '127.0.222.0/24';
 const rounds = Number(option('--rounds') ?? 1);
+stopOnInterrupt();
 const echo = await startEchoServer();
 const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-hops-lab-'));
 try {

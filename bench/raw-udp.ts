@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT } from '../lab/lab.ts';
 import { hopTrace } from '../common/hop-trace.ts';
+import { benchChild } from './interrupt.ts';
 
 export interface EchoServer {
   port: number;
@@ -28,7 +29,7 @@ export function startAckServer(ackEvery: number): Promise<EchoServer> {
 
 async function startServer(script: string, args: string[], log?: string): Promise<EchoServer> {
   const err = log ? fs.openSync(log, 'w') : 'inherit';
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script), '127.0.0.1', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', err] });
+  const child = benchChild(spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, script), '127.0.0.1', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', err] }));
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
     child.stdout!.on('data', (d) => {

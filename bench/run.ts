@@ -52,6 +52,7 @@ import { benchStore } from './store.ts';
 import { SINK_POD, podEchoPps, podPingRtt, podTcpGoodput } from './pod-echo.ts';
 import { rawUdpBulk, rawUdpPps, rawUdpRtt, startAckServer, startEchoServer } from './raw-udp.ts';
 import { measure, median, writeResults, RESULTS, type Measure } from './results.ts';
+import { stopOnInterrupt } from './interrupt.ts';
 
 const N = Number(process.env.BENCH_PACKETS ?? 20_000);
 const WINDOW = 32;
@@ -230,4 +231,5 @@ async function main(): Promise<void> {
   report(measures);
 }
 
+stopOnInterrupt();
 await main();

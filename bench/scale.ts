@@ -19,6 +19,7 @@ import { down, labApi, up, waitRoutesConverged } from '../lab/lab.ts';
 import { connectNode } from '../lab/node-endpoint.ts';
 import type { LabRecord } from '../lab/state.ts';
 import { measure, type Measure } from './results.ts';
+import { benchChild } from './interrupt.ts';
 
 const say = (m: string) => process.stderr.write(`scale: ${m}\n`);
 
@@ -81,7 +82,7 @@ async function bareNodes(n: number): Promise<{ ms: number; rss: number }> {
   const t0 = performance.now();
   const procs = await Promise.all(
     Array.from({ length: n }, () => {
-      const p = spawn(process.execPath, ['-e', 'process.stdout.write("ready\\n"); setInterval(() => {}, 1000)'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const p = benchChild(spawn(process.execPath, ['-e', 'process.stdout.write("ready\\n"); setInterval(() => {}, 1000)'], { stdio: ['ignore', 'pipe', 'ignore'] }));
       return new Promise<typeof p>((resolve) => p.stdout.once('data', () => resolve(p)));
     }),
   );

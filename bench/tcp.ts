@@ -26,6 +26,7 @@ import type { TcpSocket } from '../netstack/tcp/socket.ts';
 import { measure, type Measure } from './results.ts';
 import { rawUdpPps, startEchoServer } from './raw-udp.ts';
 import { twoNodes } from './two-nodes.ts';
+import { benchChild } from './interrupt.ts';
 
 export const BYTES = Number(process.env.BENCH_TCP_BYTES ?? 32 * 1024 * 1024);
 const RPCS = Number(process.env.BENCH_TCP_RPCS ?? 200);
@@ -102,7 +103,7 @@ function median(xs: number[]): number {
 }
 
 async function startChild(script: string, ...args: string[]): Promise<{ port: number; stop(): void }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(HERE, script), '127.0.0.1', ...args], { cwd: path.join(HERE, '..'), stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = benchChild(spawn(process.execPath, ['--import', 'tsx', path.join(HERE, script), '127.0.0.1', ...args], { cwd: path.join(HERE, '..'), stdio: ['ignore', 'pipe', 'inherit'] }));
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
     child.stdout.on('data', (d) => {

@@ -13,7 +13,7 @@ import { decodeHint, installProfile } from './wireshark.ts';
 import { FILTER_HELP } from '../node-agent/capture/filter.ts';
 import { BACKEND_NAMES, DEFAULT_BACKEND, backendHelp, bgpBackendNames, findBackend } from '../backends/registry.ts';
 import { labStatus } from './status.ts';
-import { LabError, ROOT, SUPPORTED_BACKENDS, applyObjects, down, killProcess, labApi, refuseLaunches, requireLab, restartProcess, up, waitApplied } from '../lab/lab.ts';
+import { LabError, ROOT, SUPPORTED_BACKENDS, applyObjects, down, killProcess, labApi, requireLab, restartProcess, stopLabsOnInterrupt, up, waitApplied } from '../lab/lab.ts';
 import type { UpOptions } from '../lab/launch.ts';
 import { ManifestError, SUPPORTED_KINDS, loadManifestFile, type LoadedObject } from '../lab/manifest.ts';
 import { readLab, resolveStateDir } from '../lab/state.ts';
@@ -197,17 +197,8 @@ program
     if (o.mode !== 'netns' && o.kernelNodes) throw new LabError('--kernel-nodes: kernel nodes need --mode netns (and root)');
     const manifests = loadAll(o.filename); // checked before anything starts
     const dir = stateDir();
-    // Ctrl-C while the lab comes up: nothing more starts, and what had started stops (the processes are detached,
-    // so they would outlive this one).
-    const interrupted = (signal: NodeJS.Signals) => {
-      refuseLaunches(`interrupted (${signal})`);
-      process.stderr.write(`podlab: ${signal} while the lab came up: stopping what had started\n`);
-      void down(dir)
-        .catch(() => {})
-        .finally(() => process.exit(130));
-    };
-    process.once('SIGINT', interrupted);
-    process.once('SIGTERM', interrupted);
+    // Ctrl-C while the lab comes up: nothing more starts, and what had started stops.
+    const upInterrupted = stopLabsOnInterrupt((m) => process.stderr.write(`podlab: ${m}\n`));
     const rec = await up({
       stateDir: dir,
       nodes: demo && o.nodes === 3 ? 3 : o.nodes,
@@ -241,10 +232,7 @@ program
       ownerPid: o.detach ? undefined : process.pid,
       supervise: true,
       onProgress: (m) => process.stderr.write(`podlab: ${m}\n`),
-    }).finally(() => {
-      process.off('SIGINT', interrupted);
-      process.off('SIGTERM', interrupted);
-    });
+    }).finally(upInterrupted);
     const where = rec.netns ? `${rec.netns.subnet} (namespaces ${rec.netns.prefix}-*, bridge ${rec.netns.bridge} in ${rec.netns.underlay})` : o.labNet;
     out(`podlab: lab up: ${rec.nodes.length} nodes on ${where}, apiserver ${rec.apiInternalUrl ? `${rec.apiInternalUrl} (CLI: ${rec.apiUrl})` : rec.apiUrl}, state ${dir}\n`);
     if (o.detach) return;

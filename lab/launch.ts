@@ -277,6 +277,37 @@ export function refuseLaunches(reason: string): void {
   launchesRefused = reason;
 }
 
+/** The state directories of the labs this process brought up (or began to) and has not taken down. */
+const labsUp = new Set<string>();
+
+/**
+ * Until the returned function is called, SIGINT or SIGTERM make this process a launcher interrupted: nothing more
+ * starts (refuseLaunches), every lab it brought up is taken down, `also` runs (for children of its own), and it
+ * exits 130. A lab's processes are detached, in sessions of their own, so a Ctrl-C at the terminal reaches the
+ * launcher only: without this they would outlive it.
+ */
+export function stopLabsOnInterrupt(say: (msg: string) => void, also: () => void = () => {}): () => void {
+  let stopping = false;
+  const interrupted = (signal: NodeJS.Signals) => {
+    // The other signal while stopping (a child gets the terminal's SIGINT and its parent's SIGTERM): one stop.
+    if (stopping) return;
+    stopping = true;
+    refuseLaunches(`interrupted (${signal})`);
+    say(`${signal}: ${labsUp.size ? `stopping the lab${labsUp.size > 1 ? 's' : ''} in ${[...labsUp].join(', ')}` : 'no lab to stop'}`);
+    try {
+      also();
+    } finally {
+      void Promise.allSettled([...labsUp].map((dir) => down(dir))).finally(() => process.exit(130));
+    }
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  return () => {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
+  };
+}
+
 /**
  * Starts a detached child with output to a log file; resolves with its pid.
  * With `netns` (netns labs) it runs inside that network namespace through
@@ -562,9 +593,11 @@ export async function claimStateDir(stateDir: string, say: (msg: string) => void
   if (old && labIsLive(old)) {
     throw new LabError(`a lab is already running (state dir ${stateDir}, started ${old.startedAt}); run 'podlab down' first, or set PODLAB_HOME for a second lab`);
   }
-  if (!old) return cleanState(stateDir);
-  await down(stateDir);
-  say(`cleaned up a dead lab's records in ${stateDir} (started ${old.startedAt}; pids ${old.procs.map((p) => p.pid).join(', ') || 'none'} gone)`);
+  if (old) await down(stateDir);
+  else cleanState(stateDir);
+  // Ours from here: an interrupt stops it even half started (stopLabsOnInterrupt).
+  labsUp.add(path.resolve(stateDir));
+  if (old) say(`cleaned up a dead lab's records in ${stateDir} (started ${old.startedAt}; pids ${old.procs.map((p) => p.pid).join(', ') || 'none'} gone)`);
 }
 
 /**
@@ -596,6 +629,7 @@ export async function down(stateDir: string, opts: { keepSupervisor?: boolean } 
     if (left.length) throw new LabError(`could not delete network namespaces ${left.join(', ')}${isRoot() ? '' : ' (run podlab down as root)'}; lab.json is kept for another 'podlab down'`);
   }
   cleanState(stateDir);
+  labsUp.delete(path.resolve(stateDir));
   return { stopped: alive.length };
 }
 
