@@ -21,6 +21,15 @@ export default tseslint.config(
         { property: 'toISOString', message: 'common/utc-time.ts isoUtc: toISOString loads ICU time-zone data into the process.' },
         { property: 'toUTCString', message: 'common/utc-time.ts imfFixdate: toUTCString loads ICU time-zone data into the process.' },
       ],
+      // A worker's isolate is made after common/heap-flags-reset.cjs reset the semi-space flag: without limits of its
+      // own it gets V8's default young generation (16 MB semi-spaces), not the process's.
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: "NewExpression[callee.name='Worker']:not(:has(ObjectExpression > Property[key.name='resourceLimits']))",
+          message: 'A worker thread needs resourceLimits (common/young-generation.ts workerResourceLimits, or startModuleWorker).',
+        },
+      ],
     },
   },
   {

@@ -28,12 +28,12 @@ export function startModuleWorker(entry: string, options: Omit<WorkerOptions, 'e
   if (!BUNDLED.includes(entry)) throw new Error(`startModuleWorker: ${entry} is not a bundled entry (common/compiled.js BUNDLED)`);
   // No inherited flags: a test runner's `--import=tsx` would load tsx twice, and nothing else applies to a worker.
   const { Worker } = workerThreads();
-  options = { ...options, resourceLimits: { ...workerResourceLimits(), ...options.resourceLimits } };
-  if (!fromSource) return new Worker(pathToFileURL(compiledFile(entry)), { ...options, execArgv: [] });
+  const resourceLimits = { ...workerResourceLimits(), ...options.resourceLimits };
+  if (!fromSource) return new Worker(pathToFileURL(compiledFile(entry)), { ...options, resourceLimits, execArgv: [] });
   const url = pathToFileURL(path.join(ROOT, entry));
   const tsx = import.meta.resolve('tsx/esm/api');
   const bootstrap = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`;
-  return new Worker(bootstrap, { ...options, eval: true, execArgv: [] });
+  return new Worker(bootstrap, { ...options, resourceLimits, eval: true, execArgv: [] });
 }
 
 /**
