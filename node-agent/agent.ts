@@ -17,6 +17,7 @@ import { SeededRng, seedFrom } from '../common/rng.ts';
 import { ApiClient } from '../control-plane/client.ts';
 import { agentCredentials, type ClientCredentials } from '../control-plane/credentials.ts';
 import { Informer } from '../control-plane/informer.ts';
+import type { Node } from '../control-plane/types.ts';
 import type { BackendName, NetworkBackend } from '../backends/backend.ts';
 import { DEFAULT_BACKEND, backendNamed } from '../backends/registry.ts';
 import { validateImpairment, type ImpairmentSpec } from '../overlay/impairment.ts';
@@ -257,6 +258,11 @@ export class NodeAgent {
 
   private get peersByName(): Map<string, string> {
     return this.core.peersByName;
+  }
+
+  /** The Node informer (add, update, delete), once the agent has started. */
+  get nodeEvents(): Informer<Node> | undefined {
+    return this.core.nodeInformer;
   }
 
   /** This node's control socket (see controlSocketPath in control-server.ts). */

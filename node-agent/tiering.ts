@@ -8,7 +8,9 @@
  * start nothing; what runs after (packets, watch events, syncs) is optimized sooner. The price moves to the
  * first packets of a path, compiled while they pass: a fresh lab's first 200 pings had a higher mean RTT (rare
  * stalls of a few ms), the warm ones 17-30% less JS. PODLAB_AGENT_STEADY_V8_FLAGS overrides them (empty: none).
+ * They wait for the cluster's start-up to settle around the node as well (tierUpOnceSettled).
  */
+import type { EventEmitter } from 'node:events';
 import { v8 } from '../common/lazy-builtins.ts';
 
 export const STEADY_V8_FLAGS = '--interrupt-budget=8192 --bytecode-size-allowance-per-tick=1000';
@@ -16,4 +18,34 @@ export const STEADY_V8_FLAGS = '--interrupt-budget=8192 --bytecode-size-allowanc
 /** Applies the flags to this process (every isolate in it: V8's flags are process-wide). */
 export function tierUpSooner(flags = process.env.PODLAB_AGENT_STEADY_V8_FLAGS ?? STEADY_V8_FLAGS): void {
   if (flags.trim()) v8().setFlagsFromString(flags);
+}
+
+/** How long the node's view of the cluster must be still before the agent tiers up (tierUpOnceSettled). */
+export const SETTLE_MS = 2000;
+/** The longest the agent waits for that. */
+export const SETTLE_MAX_MS = 60_000;
+
+/**
+ * Tiers up (tierUpSooner) once `nodes` (the agent's Node informer) has had no event for `settleMs`, or after
+ * `maxMs` whatever comes. An agent is ready long before a big lab is: at 100 nodes x 10 pods the first agents
+ * handle the other 99 nodes' registrations for half a minute after their own, and with the flags already set
+ * V8 optimized that start-up storm's code (watch decoding, the peers' diff: ~340 ms of compile for one
+ * function on a crowded machine) on the two cores every agent was starting on. Returns a function that cancels.
+ */
+export function tierUpOnceSettled(nodes: Pick<EventEmitter, 'on' | 'off'>, settleMs = SETTLE_MS, maxMs = SETTLE_MAX_MS, tierUp: () => void = tierUpSooner): () => void {
+  const events = ['add', 'update', 'delete'] as const;
+  const stop = () => {
+    clearTimeout(quiet);
+    clearTimeout(cap);
+    for (const e of events) nodes.off(e, bump);
+  };
+  const settled = () => {
+    stop();
+    tierUp();
+  };
+  const quiet = setTimeout(settled, settleMs).unref();
+  const cap = setTimeout(settled, maxMs).unref();
+  const bump = () => void quiet.refresh();
+  for (const e of events) nodes.on(e, bump);
+  return stop;
 }
