@@ -521,6 +521,7 @@ export class NodeAgent {
         ...(this.runtime.rawWire ? { raw: rawStats(this.runtime.rawWire) } : {}),
       },
       impairments,
+      peerPlans: { ...this.core.planCounts },
       ...(this.kubeProxy ? { kubeProxy: this.kubeProxy.stats() } : {}),
       ...(this.policy ? { policy: this.policy.stats() } : {}),
       pods,

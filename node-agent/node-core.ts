@@ -94,6 +94,10 @@ export class NodeCore {
    * 400 Node events; one run each made that 400 plans over 100 nodes.
    */
   private peersQueued = false;
+  /** The last plan failed for some peer (runtime.applyPlan): every Node event tries again. */
+  private peersFailed = false;
+  /** Peer plans computed, and those with actions (the node's stats: what the Node events cost it). */
+  readonly planCounts = { plans: 0, applied: 0 };
   private bgpQueued = false;
   /** LoadBalancer routes (MetalLB's BGP mode): what each node announces, by node name; this node's own. */
   private lbByNode = new Map<string, string[]>();
@@ -143,7 +147,11 @@ export class NodeCore {
         return this.reconcilePeers();
       });
     };
-    this.nodeInformer.on('add', resync).on('update', resync).on('delete', resync);
+    // A Node update that leaves its lease as it was (its status: addresses, conditions, heartbeats; labels) changes
+    // no plan: at 100 nodes most of the ~400 Node events an agent sees while the lab comes up are such. A plan that
+    // failed for some peer is tried again on every event, as before.
+    const leaseMoved = (old: Node, cur: Node) => this.peersFailed || JSON.stringify(this.leaseOfNode(old)) !== JSON.stringify(this.leaseOfNode(cur));
+    this.nodeInformer.on('add', resync).on('update', (old: Node, cur: Node) => leaseMoved(old, cur) && resync()).on('delete', resync);
     this.nodeInformer.on('status', (s: unknown) => this.log.debug('node watch', { status: s }));
     await this.nodeInformer.start();
     resync();
@@ -261,14 +269,20 @@ export class NodeCore {
 
   // ------------------------------------------------------------ peers (the backend's plan)
 
+  /** A Node's lease (or why it has none), read once per Node object. */
+  private leaseOfNode(n: Node): Lease | string {
+    let l = this.leaseOf.get(n);
+    if (l === undefined) this.leaseOf.set(n, (l = leaseFromNode(n)));
+    return l;
+  }
+
   /** flanneld's loop body: compute the plan from the leases, then have the runtime apply it. */
   private async reconcilePeers(): Promise<void> {
     if (!this.nodeInformer || this.stopped) return;
     const leases: Lease[] = [];
     this.peersByName.clear();
     for (const n of this.nodeInformer.list()) {
-      let l = this.leaseOf.get(n);
-      if (l === undefined) this.leaseOf.set(n, (l = leaseFromNode(n)));
+      const l = this.leaseOfNode(n);
       if (typeof l === 'string') {
         this.log.debug('skipping node', { reason: l });
         continue;
@@ -278,7 +292,10 @@ export class NodeCore {
     }
     const self = { node: this.name, vni: this.o.vni };
     const actions = this.o.backend.plan(leases, this.programmed, self);
+    this.planCounts.plans++;
+    if (actions.length) this.planCounts.applied++;
     const failed = await this.runtime.applyPlan(actions);
+    this.peersFailed = failed.size > 0;
     for (const l of leases) {
       if (l.node === this.name || !this.o.backend.accepts(l, self)) continue;
       if (failed.has(l.node)) this.programmed.delete(l.node);

@@ -93,6 +93,36 @@ test.serial('node views read like iproute2 on a Flannel node', async (t) => {
   t.regex(link, /veth[0-9a-f]{8}@if\d+: .* master cni0/);
 });
 
+test.serial("a peer's changed VtepMAC is reprogrammed; a Node update that leaves its lease alone plans nothing", async (t) => {
+  const api = labApi(lab.rec);
+  const ann = 'flannel.alpha.coreos.com/backend-data';
+  const original = (await api.get<Node>('nodes', 'node-3'))!.metadata.annotations![ann];
+  const mac = (JSON.parse(original) as FlannelVxlanBackendData).VtepMAC;
+  const moved = '02:42:00:00:00:33';
+  const plans = async () => (await callNode<{ peerPlans: { plans: number; applied: number } }>(lab.stateDir, 'node-1', 'stats', {})).peerPlans;
+  const fdb = () => nodeCommand(lab.stateDir, 'node-1', ['bridge', 'fdb', 'show', 'dev', 'flannel.1']);
+  const setMac = (m: string) => api.patch<Node>('nodes', 'node-3', { metadata: { annotations: { [ann]: JSON.stringify({ VNI: 1, VtepMAC: m }) } } });
+  t.teardown(async () => {
+    await setMac(mac);
+  });
+  await setMac(moved);
+  await eventually(async () => (await fdb()).includes(`${moved} dev flannel.1 dst 127.0.71.13`), 10_000);
+  t.notRegex(await fdb(), new RegExp(`^${mac} `, 'm'));
+  t.regex(await nodeCommand(lab.stateDir, 'node-1', ['ip', 'neigh', 'show', 'dev', 'flannel.1']), new RegExp(`^10\\.244\\.3\\.0 dev flannel\\.1 lladdr ${moved} PERMANENT$`, 'm'));
+  // A label and a status change: node-1 sees both, and makes no plan of them.
+  const before = await plans();
+  await api.patch<Node>('nodes', 'node-3', { metadata: { labels: { 'podlab.test/lease-probe': '1' } } });
+  await api.patchStatus<Node>('nodes', 'node-3', { status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'probe' }] } });
+  // The back-to-back MAC change proves node-1 has seen the two updates before it: its plan comes after them, alone.
+  await setMac(mac);
+  await eventually(async () => (await fdb()).includes(`${mac} dev flannel.1 dst 127.0.71.13`), 10_000);
+  const after = await eventually(async () => {
+    const p = await plans();
+    return p.applied === before.applied + 1 && p;
+  }, 5_000);
+  t.is(after.plans, before.plans + 1, 'one plan: the VtepMAC change back; none for the label or the status');
+});
+
 /** Wireshark's expert severity PI_CHAT (epan/proto.h). */
 const PI_CHAT = 0x00200000;
 
