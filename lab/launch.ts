@@ -273,7 +273,7 @@ let launchesRefused: string | undefined;
  * From now on spawnLogged refuses: for a launcher interrupted while a lab comes up. Every process it started is in
  * lab.json before the next await, so a `down` after this stops them all, and none can start behind its back.
  */
-export function refuseLaunches(reason: string): void {
+function refuseLaunches(reason: string): void {
   launchesRefused = reason;
 }
 

@@ -29,8 +29,8 @@ export const SETTLE_MAX_MS = 60_000;
  * Tiers up (tierUpSooner) once `nodes` (the agent's Node informer) has had no event for `settleMs`, or after
  * `maxMs` whatever comes. An agent is ready long before a big lab is: at 100 nodes x 10 pods the first agents
  * handle the other 99 nodes' registrations for half a minute after their own, and with the flags already set
- * V8 optimized that start-up storm's code (watch decoding, the peers' diff: ~340 ms of compile for one
- * function on a crowded machine) on the two cores every agent was starting on. Returns a function that cancels.
+ * V8 optimized that start-up storm's code (watch decoding, the peers' diff: one function's optimizing compile
+ * took 340 ms of wall time on a crowded machine) on the two cores every agent was starting on. Returns a function that cancels.
  */
 export function tierUpOnceSettled(nodes: Pick<EventEmitter, 'on' | 'off'>, settleMs = SETTLE_MS, maxMs = SETTLE_MAX_MS, tierUp: () => void = tierUpSooner): () => void {
   const events = ['add', 'update', 'delete'] as const;
