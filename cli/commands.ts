@@ -287,6 +287,13 @@ function formatStats(s: Record<string, unknown>): string {
     if (f.noRoute || f.malformed) lines.push(`flanneld drops: no-route=${f.noRoute} malformed=${f.malformed}`);
     if (f.thread) lines.push(`flanneld thread: id ${f.thread.id}, event loop busy ${f.thread.busyMs} ms, restarted ${f.thread.restarts} times`);
   }
+  const fl = s.flows as { entries: number; hits: number; misses: number; recorded: number; refused: number; generation: number; invalidations: Record<string, number> } | undefined;
+  if (fl) {
+    const why = Object.entries(fl.invalidations).map(([r, n]) => `${r}=${n}`).join(' ') || 'nothing';
+    lines.push(`flow cache: ${fl.entries} entries, ${fl.hits} hits, ${fl.misses} misses, ${fl.recorded} recorded, ${fl.refused} refused; generation ${fl.generation}, moved by ${why}`);
+  }
+  const pp = s.peerPlans as { plans: number; applied: number } | undefined;
+  if (pp) lines.push(`peer plans: ${pp.plans} computed from Node events, ${pp.applied} changed routes, neighbours or FDB entries`);
   const imp = s.impairments as Record<string, { spec: ImpairmentSpec; stats: Record<string, number> }>;
   for (const [peer, v] of Object.entries(imp)) lines.push(`impairment to ${peer}: ${JSON.stringify(v.spec)} ${JSON.stringify(v.stats)}`);
   const kp = s.kubeProxy as { mode: string; engine: string; worker?: string; restarts?: number; decisions?: number; lastSyncMs?: number; lastError?: string; queue?: { waiting: number; queued: number; max: number; failed: number } } | undefined;

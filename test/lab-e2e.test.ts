@@ -121,6 +121,8 @@ test.serial("a peer's changed VtepMAC is reprogrammed; a Node update that leaves
     return p.applied === before.applied + 1 && p;
   }, 5_000);
   t.is(after.plans, before.plans + 1, 'one plan: the VtepMAC change back; none for the label or the status');
+  t.regex(await nodeCommand(lab.stateDir, 'node-1', ['stats']), new RegExp(`^peer plans: ${after.plans} computed from Node events, ${after.applied} changed routes, neighbours or FDB entries$`, 'm'));
+  t.regex(await nodeCommand(lab.stateDir, 'node-1', ['stats']), /^flow cache: \d+ entries, \d+ hits, \d+ misses, \d+ recorded, \d+ refused; generation \d+, moved by /m);
 });
 
 /** Wireshark's expert severity PI_CHAT (epan/proto.h). */
