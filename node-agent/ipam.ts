@@ -7,6 +7,12 @@
  *
  * The range is the node's podCIDR minus the network address (`.0`, which is
  * flannel.1's), the gateway (`.1`, cni0) and the broadcast address.
+ *
+ * The files are read once, when the node's agent starts, and then kept in step
+ * with its own writes (the agent is the directory's only writer, as the plugin's
+ * lock makes it on a node): the plugin's scan of every file for the pod's
+ * address made each allocation cost as many file reads as the node had pods
+ * (150 pods on one node: ~3.5 ms of the agent's CPU per pod).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -22,6 +28,9 @@ export class HostLocalIpam {
   private readonly dir: string;
   private readonly first: number;
   private readonly last: number;
+  /** Every allocation on disk: IP → owner. */
+  private readonly held = new Map<string, string>();
+  private lastReserved: number | undefined;
 
   constructor(stateDir: string, node: string, podCIDR: string) {
     this.dir = path.join(stateDir, 'nodes', node, 'ipam', 'cbr0');
@@ -33,12 +42,14 @@ export class HostLocalIpam {
     // registered again, with a new podCIDR): drop them, or a rebuilt pod would keep an address no route leads to.
     for (const f of this.files()) {
       if (!cidr.contains(ipv4ToInt(f))) fs.rmSync(path.join(this.dir, f), { force: true });
+      else this.held.set(f, this.owner(f) ?? '');
     }
+    this.lastReserved = this.readLast();
   }
 
   /** The address already held by `owner`, if any. */
   find(owner: string): string | undefined {
-    for (const f of this.files()) if (this.owner(f) === owner) return f;
+    for (const [ip, o] of this.held) if (o === owner) return ip;
     return undefined;
   }
 
@@ -50,21 +61,21 @@ export class HostLocalIpam {
     const held = this.find(owner);
     if (held && (!want || held === want)) return held;
     if (want) {
-      const cur = this.owner(want);
+      const cur = this.held.get(want);
       if (cur && cur !== owner) throw new IpamError(`address ${want} is already allocated to ${cur}`);
       this.write(want, owner);
       return want;
     }
-    const used = new Set(this.files());
-    const lastReserved = this.readLast();
+    const lastReserved = this.lastReserved;
     const size = this.last - this.first + 1;
     const start = lastReserved !== undefined && lastReserved >= this.first && lastReserved <= this.last ? lastReserved + 1 : this.first;
     for (let i = 0; i < size; i++) {
       const n = this.first + ((start - this.first + i) % size);
       const ip = intToIpv4(n >>> 0);
-      if (!used.has(ip)) {
+      if (!this.held.has(ip)) {
         this.write(ip, owner);
         fs.writeFileSync(path.join(this.dir, 'last_reserved_ip.0'), ip);
+        this.lastReserved = ipv4ToInt(ip);
         return ip;
       }
     }
@@ -73,12 +84,16 @@ export class HostLocalIpam {
 
   /** Frees whatever `owner` holds. */
   release(owner: string): void {
-    for (const f of this.files()) if (this.owner(f) === owner) fs.rmSync(path.join(this.dir, f), { force: true });
+    for (const [ip, o] of [...this.held]) {
+      if (o !== owner) continue;
+      fs.rmSync(path.join(this.dir, ip), { force: true });
+      this.held.delete(ip);
+    }
   }
 
   /** Every allocation: IP → owner. */
   allocations(): Map<string, string> {
-    return new Map(this.files().map((f) => [f, this.owner(f) ?? '']));
+    return new Map(this.held);
   }
 
   private files(): string[] {
@@ -95,6 +110,7 @@ export class HostLocalIpam {
 
   private write(ip: string, owner: string): void {
     fs.writeFileSync(path.join(this.dir, ip), owner + '\n', { mode: 0o600 });
+    this.held.set(ip, owner);
   }
 
   private readLast(): number | undefined {
