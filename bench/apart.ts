@@ -12,10 +12,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Measure } from './results.ts';
-import { benchChild, stopOnInterrupt } from './interrupt.ts';
+import { benchChild, benchTempDir, benchTempDirGone, stopOnInterrupt } from './interrupt.ts';
 
 export async function measuresApart(moduleUrl: string, args: readonly string[] = [], nodeFlags: readonly string[] = []): Promise<Measure[]> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bench-apart-'));
+  const dir = benchTempDir(fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bench-apart-')));
   const out = path.join(dir, 'measures.json');
   try {
     // The same loaders as this process (tsx, bench/compiled.mjs), plus the flags of the process it stands for.
@@ -25,6 +25,7 @@ export async function measuresApart(moduleUrl: string, args: readonly string[] =
     return JSON.parse(fs.readFileSync(out, 'utf8')) as Measure[];
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
+    benchTempDirGone(dir);
   }
 }
 

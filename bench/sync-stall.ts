@@ -48,7 +48,7 @@ import { measuresApart, runAsMain } from './apart.ts';
 import { measure, timeMs, type Measure } from './results.ts';
 import { makeCluster } from './services.ts';
 import { twoNodes } from './two-nodes.ts';
-import { benchChild } from './interrupt.ts';
+import { benchChild, benchTempDir, benchTempDirGone } from './interrupt.ts';
 
 const NET = '127.0.57';
 
@@ -145,7 +145,7 @@ function cpuMs(stat: string): number {
 
 /** The apiserver in a child process, serving 10,000 Services + EndpointSlices (./sync-stall-apiserver.ts). */
 async function apiserverChild(): Promise<{ url: string; credentials: ClientCredentials; filledMs: number; pid: number; stop(): Promise<void> }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-sync-stall-'));
+  const dir = benchTempDir(fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-sync-stall-')));
   const child = benchChild(spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./sync-stall-apiserver.ts', import.meta.url)), dir, '10000', '10'], { stdio: ['pipe', 'pipe', 'inherit'] }));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const stop = async () => {
@@ -154,6 +154,7 @@ async function apiserverChild(): Promise<{ url: string; credentials: ClientCrede
     await exited;
     clearTimeout(t);
     fs.rmSync(dir, { recursive: true, force: true });
+    benchTempDirGone(dir);
   };
   try {
     const line = await new Promise<string>((resolve, reject) => {
