@@ -4,6 +4,7 @@
  * through the same code.
  */
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
+import type { FlowCacheStats } from '../netstack/flow/flow-cache.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import type { FlanneldCopies } from '../backends/udp/flanneld.ts';
 import { connectNode } from '../lab/node-endpoint.ts';
@@ -287,7 +288,7 @@ function formatStats(s: Record<string, unknown>): string {
     if (f.noRoute || f.malformed) lines.push(`flanneld drops: no-route=${f.noRoute} malformed=${f.malformed}`);
     if (f.thread) lines.push(`flanneld thread: id ${f.thread.id}, event loop busy ${f.thread.busyMs} ms, restarted ${f.thread.restarts} times`);
   }
-  const fl = s.flows as { entries: number; hits: number; misses: number; recorded: number; refused: number; generation: number; invalidations: Record<string, number> } | undefined;
+  const fl = s.flows as FlowCacheStats | undefined;
   if (fl) {
     const why = Object.entries(fl.invalidations).map(([r, n]) => `${r}=${n}`).join(' ') || 'nothing';
     lines.push(`flow cache: ${fl.entries} entries, ${fl.hits} hits, ${fl.misses} misses, ${fl.recorded} recorded, ${fl.refused} refused; generation ${fl.generation}, moved by ${why}`);

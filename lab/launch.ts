@@ -608,6 +608,7 @@ export async function down(stateDir: string, opts: { keepSupervisor?: boolean } 
   let rec = readLab(stateDir);
   if (!rec) {
     cleanState(stateDir);
+    labsUp.delete(path.resolve(stateDir));
     return { stopped: 0 };
   }
   // The supervisor goes first, so it does not restart what is being stopped (it calls down itself with keepSupervisor).

@@ -260,9 +260,11 @@ export class NodeAgent {
     return this.core.peersByName;
   }
 
-  /** The Node informer (add, update, delete), once the agent has started. */
-  get nodeEvents(): Informer<Node> | undefined {
-    return this.core.nodeInformer;
+  /** The Node informer (add, update, delete); the agent must have started. */
+  get nodeEvents(): Informer<Node> {
+    const nodes = this.core.nodeInformer;
+    if (!nodes) throw new Error('the node agent has not started: no Node informer yet');
+    return nodes;
   }
 
   /** This node's control socket (see controlSocketPath in control-server.ts). */

@@ -16,7 +16,7 @@ import { BACKEND_NAMES, DEFAULT_BACKEND, findBackend } from '../backends/registr
 import { NodeAgent } from './agent.ts';
 import { DEFAULT_LB_HANDOFF_PORT } from '../edge/lb-handoff.ts';
 import { isIpv4Address, isIpv4Cidr } from '../packet/ip-input.ts';
-import { SETTLE_MAX_MS, SETTLE_MS, tierUpOnceSettled, tierUpSooner } from './tiering.ts';
+import { tierUpOnceSettled, tierUpSooner } from './tiering.ts';
 import { lowerV8PlatformThreads } from '../common/thread-priority.ts';
 
 const log = createLogger('podlab:agent');
@@ -99,10 +99,9 @@ const agent = new NodeAgent({
 const lowered = await lowerV8PlatformThreads(10);
 log.debug(`V8's platform threads at nice 10: ${lowered.join(', ') || 'none found'}`);
 await runDaemon('node-agent', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath }));
-const tierUp = () => {
-  tierUpSooner();
-  log.debug("V8's tier-up thresholds lowered (node-agent/tiering.ts)");
-};
-const nodeEvents = agent.nodeEvents;
-if (nodeEvents) tierUpOnceSettled(nodeEvents, SETTLE_MS, SETTLE_MAX_MS, tierUp);
-else tierUp();
+tierUpOnceSettled(agent.nodeEvents, {
+  tierUp: () => {
+    tierUpSooner();
+    log.debug("V8's tier-up thresholds lowered (node-agent/tiering.ts)");
+  },
+});

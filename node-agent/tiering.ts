@@ -20,19 +20,15 @@ export function tierUpSooner(flags = process.env.PODLAB_AGENT_STEADY_V8_FLAGS ??
   if (flags.trim()) v8().setFlagsFromString(flags);
 }
 
-/** How long the node's view of the cluster must be still before the agent tiers up (tierUpOnceSettled). */
-export const SETTLE_MS = 2000;
-/** The longest the agent waits for that. */
-export const SETTLE_MAX_MS = 60_000;
-
 /**
- * Tiers up (tierUpSooner) once `nodes` (the agent's Node informer) has had no event for `settleMs`, or after
- * `maxMs` whatever comes. An agent is ready long before a big lab is: at 100 nodes x 10 pods the first agents
- * handle the other 99 nodes' registrations for half a minute after their own, and with the flags already set
- * V8 optimized that start-up storm's code (watch decoding, the peers' diff: one function's optimizing compile
- * took 340 ms of wall time on a crowded machine) on the two cores every agent was starting on. Returns a function that cancels.
+ * Tiers up (`tierUp`, by default tierUpSooner) once `nodes` (the agent's Node informer) has had no event for
+ * `settleMs` (2 s), or after `maxMs` (60 s) whatever comes. An agent is ready long before a big lab is: at 100
+ * nodes x 10 pods the first agents handle the other 99 nodes' registrations for half a minute after their own,
+ * and with the flags already set V8 optimized that start-up storm's code (watch decoding, the peers' diff: one
+ * function's optimizing compile took 340 ms of wall time on a crowded machine) on the two cores every agent was
+ * starting on. Returns a function that cancels.
  */
-export function tierUpOnceSettled(nodes: Pick<EventEmitter, 'on' | 'off'>, settleMs = SETTLE_MS, maxMs = SETTLE_MAX_MS, tierUp: () => void = tierUpSooner): () => void {
+export function tierUpOnceSettled(nodes: Pick<EventEmitter, 'on' | 'off'>, { settleMs = 2000, maxMs = 60_000, tierUp = (): void => tierUpSooner() } = {}): () => void {
   const events = ['add', 'update', 'delete'] as const;
   const stop = () => {
     clearTimeout(quiet);

@@ -30,7 +30,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 test('an agent tiers up once its Node informer has been still for the settle time, once, and stops listening', async (t) => {
   const nodes = new EventEmitter();
   let tiered = 0;
-  tierUpOnceSettled(nodes, 150, 10_000, () => tiered++);
+  tierUpOnceSettled(nodes, { settleMs: 150, maxMs: 10_000, tierUp: () => tiered++ });
   // A start-up storm: an event every 30 ms keeps it waiting.
   for (let i = 0; i < 15; i++) {
     nodes.emit(['add', 'update', 'delete'][i % 3]);
@@ -48,10 +48,10 @@ test('an agent tiers up once its Node informer has been still for the settle tim
 test('an agent whose Node informer never goes still tiers up at the cap; cancelled, it does not', async (t) => {
   const nodes = new EventEmitter();
   let tiered = 0;
-  tierUpOnceSettled(nodes, 150, 400, () => tiered++);
+  tierUpOnceSettled(nodes, { settleMs: 150, maxMs: 400, tierUp: () => tiered++ });
   const cancelled = new EventEmitter();
   let never = 0;
-  tierUpOnceSettled(cancelled, 100, 300, () => never++)();
+  tierUpOnceSettled(cancelled, { settleMs: 100, maxMs: 300, tierUp: () => never++ })();
   for (let i = 0; i < 30; i++) {
     nodes.emit('update');
     await sleep(30);

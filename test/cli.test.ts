@@ -27,6 +27,18 @@ function podlab(home: string, args: string[], timeoutMs = 90_000): Promise<{ cod
   });
 }
 
+/** `podlab ARGS` left running in `home`, its stdout and stderr gathered; killed at the test's end if still running. */
+function podlabRunning(t: { teardown(fn: () => unknown): void }, home: string, args: string[]) {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: home, env: { ...process.env, PODLAB_HOME: path.join(home, '.podlab') } });
+  const run = { child, out: '', exited: new Promise<number | null>((r) => child.on('exit', (c) => r(c))) };
+  child.stdout.on('data', (d) => (run.out += d));
+  child.stderr.on('data', (d) => (run.out += d));
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  return run;
+}
+
 function tmpHome(t: { teardown(fn: () => unknown): void }): string {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-cli-'));
   t.teardown(async () => {
@@ -150,14 +162,9 @@ test.serial('a detached lab: get, exec, node, impair, a refused second up, down'
 
 test.serial('npm start: the walkthrough runs, the lab stays up, Ctrl-C stops everything', async (t) => {
   const home = tmpHome(t);
-  const child = spawn(process.execPath, [BIN, 'up', '--demo', '--lab-net', '127.0.74.0/24', '--api-port', '0'], { cwd: home, env: { ...process.env, PODLAB_HOME: path.join(home, '.podlab') } });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  await eventually(() => out.includes('The lab stays up until Ctrl-C'), 150_000, 100);
+  const run = podlabRunning(t, home, ['up', '--demo', '--lab-net', '127.0.74.0/24', '--api-port', '0']);
+  await eventually(() => run.out.includes('The lab stays up until Ctrl-C'), 150_000, 100);
+  const out = run.out;
   t.regex(out, /64 bytes from 10\.244\.1\.3: icmp_seq=1 ttl=64/);
   // The three ways in, each answered from the host by a web pod.
   t.regex(out, /\$ curl http:\/\/127\.0\.74\.11:30080\/\nweb-\d on node-\d\n/);
@@ -167,11 +174,10 @@ test.serial('npm start: the walkthrough runs, the lab stays up, Ctrl-C stops eve
   t.regex(out, /10\.244\.2\.0\/24 via 10\.244\.2\.0 dev flannel\.1 onlink/);
   t.regex(out, /dev flannel\.1 dst 127\.0\.74\.12 self permanent/);
   await new Promise((r) => setTimeout(r, 500));
-  t.is(child.exitCode, null, 'still running after the walkthrough');
+  t.is(run.child.exitCode, null, 'still running after the walkthrough');
   const rec = readLab(path.join(home, '.podlab'))!;
-  child.kill('SIGINT');
-  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-  t.is(code, 0);
+  run.child.kill('SIGINT');
+  t.is(await run.exited, 0);
   for (const p of rec.procs) t.false(isOurProcess(p.pid, rec.stateDir));
   t.false(fs.existsSync(path.join(home, '.podlab', 'lab.json')));
 });
@@ -179,20 +185,14 @@ test.serial('npm start: the walkthrough runs, the lab stays up, Ctrl-C stops eve
 test.serial('Ctrl-C while `up` brings the lab up: nothing more starts, what had started stops, exit 130', async (t) => {
   const home = tmpHome(t);
   const stateDir = path.join(home, '.podlab');
-  const child = spawn(process.execPath, [BIN, 'up', '--lab-net', '127.0.74.0/24', '--api-port', '0'], { cwd: home, env: { ...process.env, PODLAB_HOME: stateDir } });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (out += d));
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
+  const run = podlabRunning(t, home, ['up', '--lab-net', '127.0.74.0/24', '--api-port', '0']);
   // Interrupted once the apiserver runs, while the agents start.
-  await eventually(() => out.includes('apiserver listening'), 60_000, 20);
+  await eventually(() => run.out.includes('apiserver listening'), 60_000, 20);
   const started = readLab(stateDir)!.procs.map((p) => p.pid);
-  child.kill('SIGINT');
-  const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-  t.is(code, 130, out);
-  t.regex(out, /SIGINT: stopping the lab in /);
+  run.child.kill('SIGINT');
+  const code = await run.exited;
+  t.is(code, 130, run.out);
+  t.regex(run.out, /SIGINT: stopping the lab in /);
   t.true(started.length > 0);
   for (const pid of started) t.false(isOurProcess(pid, stateDir), `pid ${pid} still runs`);
   // Nor anything started after that reading: no process of this state directory is left.

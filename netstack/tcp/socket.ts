@@ -19,7 +19,7 @@ interface SocketHost {
   run(fn: () => void): void;
   onAppError(err: unknown): void;
   /** An error of a connection its application had closed both ways (see the 'error' event below). */
-  onOrphanError(err: TcpError): void;
+  onOrphanError(): void;
 }
 
 export interface TcpSocketEvents {
@@ -65,7 +65,7 @@ export class TcpSocket extends EventEmitter<TcpSocketEvents> {
         // Writes still queued here would still be in Node's own buffer, and their failure is the application's.
         if (this.ended && this.readEnded && this.conn.finSent) {
           this.failedOrphaned = true;
-          this.host.onOrphanError(e);
+          this.host.onOrphanError();
         }
         // An 'error' nobody listens to must not crash the node: report it instead.
         else if (this.listenerCount('error')) this.safeEmit('error', e);
