@@ -205,7 +205,7 @@ export class NodeCore {
 
   // ------------------------------------------------------------ Node (kubelet + the backend's agent)
 
-  /** Creates the Node or, when it exists (agent restart), refreshes its annotations and addresses. */
+  /** Creates the Node or, when it exists (made by `up`, or an agent restart), refreshes its annotations (its addresses go with Ready). */
   private async register(existing: Node | undefined, eth0Mac: string | undefined, underlayPrefixLen: number): Promise<Node> {
     const annotations: Record<string, string | null> = {
       ...(eth0Mac ? { [PODLAB_ETH0_MAC]: eth0Mac } : {}),
@@ -214,20 +214,15 @@ export class NodeCore {
       ...this.o.kind.annotations,
       ...this.o.backend.annotations({ ip: this.o.ip, underlayPrefixLen, vni: this.o.vni, vtepMac: this.vtepMac }),
     };
-    const addresses: NodeAddress[] = [
-      { type: 'InternalIP', address: this.o.ip },
-      { type: 'Hostname', address: this.name },
-    ];
-    const nodeInfo = this.o.kind.nodeInfo;
-    // Where the control channel is served over TCP, if it is (control-remote.ts); null clears an old one.
-    const daemonEndpoints = this.o.controlPort ? { kubeletEndpoint: { Port: this.o.controlPort } } : null;
     if (existing) {
+      // The addresses go with the Ready status (setReady): posted here as well, they were one more event for
+      // every node's Node watch while a lab comes up (a hundred nodes: a hundred events each).
       const labels = this.o.kind.patchLabels;
       const patched = await this.api.patch<Node>('nodes', this.name, { metadata: { annotations, ...(labels ? { labels } : {}) } });
-      await this.api.patchStatus<Node>('nodes', this.name, { status: { addresses, daemonEndpoints, ...(nodeInfo ? { nodeInfo } : {}) } });
       if (!patched.spec?.podCIDR) throw new Error(`node ${this.name} has no podCIDR`);
       return patched;
     }
+    const { addresses, daemonEndpoints, nodeInfo } = this.statusFields();
     const created = await this.api.create<Node>('nodes', {
       apiVersion: 'v1',
       kind: 'Node',
@@ -237,6 +232,19 @@ export class NodeCore {
     });
     if (!created.spec?.podCIDR) throw new Error(`apiserver gave node ${this.name} no podCIDR`);
     return created;
+  }
+
+  /** What the node reports of itself in every status post besides its conditions, as the kubelet's setters do. */
+  private statusFields(): { addresses: NodeAddress[]; daemonEndpoints: { kubeletEndpoint: { Port: number } } | null; nodeInfo?: Record<string, string> } {
+    return {
+      addresses: [
+        { type: 'InternalIP', address: this.o.ip },
+        { type: 'Hostname', address: this.name },
+      ],
+      // Where the control channel is served over TCP, if it is (control-remote.ts); null clears an old one.
+      daemonEndpoints: this.o.controlPort ? { kubeletEndpoint: { Port: this.o.controlPort } } : null,
+      ...(this.o.kind.nodeInfo ? { nodeInfo: this.o.kind.nodeInfo } : {}),
+    };
   }
 
   /**
@@ -262,7 +270,7 @@ export class NodeCore {
     // The transition time moves only when the status does.
     const since = ready?.status === 'True' && ready.lastTransitionTime ? ready.lastTransitionTime : now;
     await this.api.patchStatus<Node>('nodes', this.name, {
-      status: { conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: now, lastTransitionTime: since, reason: 'KubeletReady', message: this.o.kind.readyMessage }] },
+      status: { ...this.statusFields(), conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: now, lastTransitionTime: since, reason: 'KubeletReady', message: this.o.kind.readyMessage }] },
     });
     this.statusReportedAt = Date.now();
   }
