@@ -16,7 +16,7 @@ import { BACKEND_NAMES, DEFAULT_BACKEND, findBackend } from '../backends/registr
 import { NodeAgent } from './agent.ts';
 import { DEFAULT_LB_HANDOFF_PORT } from '../edge/lb-handoff.ts';
 import { isIpv4Address, isIpv4Cidr } from '../packet/ip-input.ts';
-import { tierUpOnceSettled, tierUpSooner } from './tiering.ts';
+import { tierUpLater, tierUpOnceSettled, tierUpSooner } from './tiering.ts';
 import { lowerV8PlatformThreads } from '../common/thread-priority.ts';
 
 const log = createLogger('podlab:agent');
@@ -48,6 +48,8 @@ const OPTIONS = {
 const flags = parseDaemonFlags('node-agent', 'One emulated node: kubelet, the CNI plugins, the backend agent and kube-proxy in one process (node-agent/).', OPTIONS, ['name', 'ip', 'api', 'state-dir'], 'agent');
 const v = flags.values;
 const int = flags.int.bind(flags);
+// The modules are loaded: V8 may now tier up the start-up's code more slowly (./tiering.ts).
+tierUpLater();
 function fail(msg: string, code = 2): never {
   return failDaemon('node-agent', msg, code);
 }
