@@ -15,7 +15,7 @@ import path from 'node:path';
 import { execInPod } from '../cli/commands.ts';
 import { SeededRng } from '../common/rng.ts';
 import type { Pod } from '../control-plane/types.ts';
-import { down, labApi, up, waitRoutesConverged } from '../lab/lab.ts';
+import { down, labApi, labProcessEnv, up, waitRoutesConverged } from '../lab/lab.ts';
 import { connectNode } from '../lab/node-endpoint.ts';
 import type { LabRecord } from '../lab/state.ts';
 import { measure, type Measure } from './results.ts';
@@ -77,12 +77,12 @@ const IDLE_MS = 20_000;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-/** Baseline: `n` bare Node processes started and answering, and one's RSS. */
+/** Baseline: `n` bare Node processes started and answering, and one's RSS; in the environment the lab's processes get. */
 async function bareNodes(n: number): Promise<{ ms: number; rss: number }> {
   const t0 = performance.now();
   const procs = await Promise.all(
     Array.from({ length: n }, () => {
-      const p = benchChild(spawn(process.execPath, ['-e', 'process.stdout.write("ready\\n"); setInterval(() => {}, 1000)'], { stdio: ['ignore', 'pipe', 'ignore'] }));
+      const p = benchChild(spawn(process.execPath, ['-e', 'process.stdout.write("ready\\n"); setInterval(() => {}, 1000)'], { stdio: ['ignore', 'pipe', 'ignore'], env: labProcessEnv() }));
       return new Promise<typeof p>((resolve) => p.stdout.once('data', () => resolve(p)));
     }),
   );

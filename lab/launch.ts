@@ -314,6 +314,18 @@ export function stopLabsOnInterrupt(say: (msg: string) => void, also: () => void
  * `ip netns exec`, which execs: the pid is still the node process's own.
  * `env` is added to this process's environment (ProcRecord.env, for restarts).
  */
+/**
+ * The environment of the lab's processes: the user's without NODE_EXTRA_CA_CERTS. They trust no CA but the lab's
+ * own, which each is given by path, yet Node reads the extra certificates into every process it starts, before any
+ * code runs: with a distribution's bundle (225 KB) that was 50 ms of CPU per process, `node -e 0` taking 124 ms
+ * against 72 ms, a hundred agents' five seconds.
+ */
+export function labProcessEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  delete env.NODE_EXTRA_CA_CERTS;
+  return env;
+}
+
 export function spawnLogged(stateDir: string, name: string, args: string[], netns?: string, env?: Record<string, string>): { pid: number; log: string; offset: number } {
   if (launchesRefused !== undefined) throw new LabError(`${name} not started: ${launchesRefused}`);
   const logDir = path.join(stateDir, 'logs');
@@ -323,7 +335,7 @@ export function spawnLogged(stateDir: string, name: string, args: string[], netn
   // Logs outlive labs: readers start at what this run appends.
   const offset = fs.fstatSync(fd).size;
   const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, process.execPath, ...args]] : [process.execPath, args];
-  const child = spawn(cmd, argv, { detached: true, stdio: ['ignore', fd, fd], cwd: ROOT, env: { ...process.env, ...env } });
+  const child = spawn(cmd, argv, { detached: true, stdio: ['ignore', fd, fd], cwd: ROOT, env: labProcessEnv(env) });
   fs.closeSync(fd);
   child.unref();
   if (!child.pid) throw new LabError(`could not start ${name}`);

@@ -23,6 +23,8 @@ const NET = '127.0.71.0/24';
 let lab: TestLab;
 
 test.before(async () => {
+  // As a user's shell may have it: the lab's processes must not pay for reading it (lab/launch.ts, labProcessEnv).
+  process.env.NODE_EXTRA_CA_CERTS = '/etc/ssl/certs/ca-certificates.crt';
   lab = await startLab(NET);
 });
 
@@ -56,6 +58,35 @@ test.serial('nodes get podCIDRs and Flannel annotations; pods get IPs from their
     t.is(p.status!.hostIP, `127.0.71.${10 + n}`);
     t.is(p.status!.phase, 'Running');
   }
+});
+
+test.serial("the lab's processes run without the user's NODE_EXTRA_CA_CERTS, with the rest of the environment", (t) => {
+  const env = (pid: number) => fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+  for (const p of lab.rec.procs) {
+    const vars = env(p.pid);
+    t.false(vars.some((v) => v.startsWith('NODE_EXTRA_CA_CERTS=')), `${p.name}`);
+    t.true(vars.includes(`PATH=${process.env.PATH}`), `${p.name}`);
+  }
+  t.true(env(lab.rec.procs.find((p) => p.role === 'node')!.pid).some((v) => v.startsWith('MALLOC_TRIM_THRESHOLD_=')), "the agents' own variables");
+});
+
+test.serial("an agent writes its Node twice on the way up: the backend's annotations, then Ready with its addresses", async (t) => {
+  // Every Node write is an event on every agent's Node watch: the node's own history, from the lab's first
+  // resourceVersion, up to its Ready (later tests change node-3; nothing had yet).
+  const history: { type: string; node: Node }[] = [];
+  for await (const ev of labApi(lab.rec).watch<Node>('nodes', { resourceVersion: '1', fieldSelector: 'metadata.name=node-3', timeoutSeconds: 1 })) {
+    history.push({ type: ev.type, node: ev.object });
+    if (ev.object.status?.conditions?.some((c) => c.type === 'Ready')) break;
+  }
+  t.deepEqual(history.map((e) => e.type), ['ADDED', 'MODIFIED', 'MODIFIED'], 'made by up, annotated, Ready');
+  const [made, annotated, ready] = history.map((e) => e.node);
+  t.is(made.metadata.annotations?.['flannel.alpha.coreos.com/public-ip'], undefined);
+  t.is(annotated.metadata.annotations?.['flannel.alpha.coreos.com/public-ip'], '127.0.71.13');
+  t.is(annotated.status?.addresses, undefined, 'the addresses come with Ready, not as a write of their own');
+  t.deepEqual(ready.status?.addresses, [
+    { type: 'InternalIP', address: '127.0.71.13' },
+    { type: 'Hostname', address: 'node-3' },
+  ]);
 });
 
 test.serial('every ordered pair of pods pings with 0% loss', async (t) => {
