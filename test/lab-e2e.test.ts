@@ -60,13 +60,15 @@ test.serial('nodes get podCIDRs and Flannel annotations; pods get IPs from their
   }
 });
 
-test.serial("the lab's processes run without the user's NODE_EXTRA_CA_CERTS, with the rest of the environment", (t) => {
+test.serial("the lab's processes run without the user's NODE_EXTRA_CA_CERTS or any root certificate, with the rest of the environment", (t) => {
   const env = (pid: number) => fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
   for (const p of lab.rec.procs) {
     const vars = env(p.pid);
     t.false(vars.some((v) => v.startsWith('NODE_EXTRA_CA_CERTS=')), `${p.name}`);
     t.true(vars.includes(`PATH=${process.env.PATH}`), `${p.name}`);
+    t.true(vars.includes('SSL_CERT_FILE=/dev/null'), `${p.name}: no root certificates to parse`);
   }
+  for (const p of lab.rec.procs.filter((q) => q.role === 'node' || q.role === 'apiserver')) t.true(p.args.includes('--use-openssl-ca'), p.name);
   t.true(env(lab.rec.procs.find((p) => p.role === 'node')!.pid).some((v) => v.startsWith('MALLOC_TRIM_THRESHOLD_=')), "the agents' own variables");
 });
 
