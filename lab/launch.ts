@@ -309,12 +309,6 @@ export function stopLabsOnInterrupt(say: (msg: string) => void, also: () => void
 }
 
 /**
- * Starts a detached child with output to a log file; resolves with its pid.
- * With `netns` (netns labs) it runs inside that network namespace through
- * `ip netns exec`, which execs: the pid is still the node process's own.
- * `env` is added to this process's environment (ProcRecord.env, for restarts).
- */
-/**
  * The environment of the lab's processes: the user's, without NODE_EXTRA_CA_CERTS and with OpenSSL's default
  * certificate paths pointing at nothing (with LAB_TLS_FLAGS). They trust no CA but the lab's own, which each is
  * given by path, yet Node read the extra certificates into every process it started, before any code ran (with a
@@ -331,6 +325,12 @@ export function labProcessEnv(extra: Record<string, string> = {}): NodeJS.Proces
 /** Node flags of the lab's processes that go with labProcessEnv: root certificates from OpenSSL's default paths, not Node's bundle. */
 export const LAB_TLS_FLAGS = ['--use-openssl-ca'];
 
+/**
+ * Starts a detached child with output to a log file; resolves with its pid.
+ * With `netns` (netns labs) it runs inside that network namespace through
+ * `ip netns exec`, which execs: the pid is still the node process's own.
+ * `env` is added to the environment the lab's processes get (labProcessEnv; ProcRecord.env, for restarts).
+ */
 export function spawnLogged(stateDir: string, name: string, args: string[], netns?: string, env?: Record<string, string>): { pid: number; log: string; offset: number } {
   if (launchesRefused !== undefined) throw new LabError(`${name} not started: ${launchesRefused}`);
   const logDir = path.join(stateDir, 'logs');

@@ -22,7 +22,7 @@ const DEFAULT_INTERRUPT_BUDGET = 67_584;
  * A tick 16 times V8's while the agent comes up. A start-up's code runs a few hundred times at most (a watch
  * event per Node, a plan per lease change), enough to get optimized at V8's tick and not enough to repay it: in a
  * 100-node up the agents' optimizing compiles (the peers' diff and plan, stream reads) were 9% of their CPU,
- * against 2% for what the same start costs without them. PODLAB_AGENT_START_V8_FLAGS overrides it (empty: none).
+ * and 2% with this tick. PODLAB_AGENT_START_V8_FLAGS overrides it (empty: none).
  */
 export const START_V8_FLAGS = `--interrupt-budget=${16 * DEFAULT_INTERRUPT_BUDGET}`;
 
