@@ -88,7 +88,8 @@ async function bareNodes(n: number): Promise<{ ms: number; rss: number }> {
   );
   const ms = performance.now() - t0;
   const rss = median(procs.map((p) => rssMb(p.pid!)));
-  for (const p of procs) p.kill('SIGKILL');
+  // Gone before anything is timed after them.
+  await Promise.all(procs.map((p) => new Promise((resolve) => (p.kill('SIGKILL'), p.once('exit', resolve)))));
   return { ms, rss };
 }
 
