@@ -22,7 +22,7 @@ export function gatewayOf(podCIDR: string): string {
   return intToIpv4(ipv4ToInt(net));
 }
 
-function sameLease(a: Lease, b: Lease): boolean {
+export function sameLease(a: Lease, b: Lease): boolean {
   return a.podCIDR === b.podCIDR && a.publicIp === b.publicIp && a.vtepMac === b.vtepMac && a.eth0Mac === b.eth0Mac && a.backend === b.backend;
 }
 

@@ -5,6 +5,7 @@
  */
 import type { KubeObject, Node, Pod } from '../control-plane/types.ts';
 import type { FlowCacheStats } from '../netstack/flow/flow-cache.ts';
+import type { PeerPlanCounts } from '../node-agent/node-core.ts';
 import type { ImpairmentSpec } from '../overlay/impairment.ts';
 import type { FlanneldCopies } from '../backends/udp/flanneld.ts';
 import { connectNode } from '../lab/node-endpoint.ts';
@@ -293,7 +294,7 @@ function formatStats(s: Record<string, unknown>): string {
     const why = Object.entries(fl.invalidations).map(([r, n]) => `${r}=${n}`).join(' ') || 'nothing';
     lines.push(`flow cache: ${fl.entries} entries, ${fl.hits} hits, ${fl.misses} misses, ${fl.recorded} recorded, ${fl.refused} refused; generation ${fl.generation}, moved by ${why}`);
   }
-  const pp = s.peerPlans as { plans: number; applied: number } | undefined;
+  const pp = s.peerPlans as PeerPlanCounts | undefined;
   if (pp) lines.push(`peer plans: ${pp.plans} computed from Node events, ${pp.applied} changed routes, neighbours or FDB entries`);
   const imp = s.impairments as Record<string, { spec: ImpairmentSpec; stats: Record<string, number> }>;
   for (const [peer, v] of Object.entries(imp)) lines.push(`impairment to ${peer}: ${JSON.stringify(v.spec)} ${JSON.stringify(v.stats)}`);

@@ -310,7 +310,7 @@ export function stopLabsOnInterrupt(say: (msg: string) => void, also: () => void
 
 /**
  * The environment of the lab's processes: the user's, without NODE_EXTRA_CA_CERTS and with OpenSSL's default
- * certificate paths pointing at nothing (with LAB_TLS_FLAGS). They trust no CA but the lab's own, which each is
+ * certificate paths pointing at nothing (for LAB_TLS_FLAGS, which spawnLogged gives every lab process). They trust no CA but the lab's own, which each is
  * given by path, yet Node read the extra certificates into every process it started, before any code ran (with a
  * distribution's bundle of 225 KB, 50 ms of CPU: `node -e 0` took 124 ms against 72 ms), and parsed its own
  * ~140 root certificates at the first TLS context a process made, whatever that context trusted (22 ms of CPU
@@ -322,8 +322,8 @@ export function labProcessEnv(extra: Record<string, string> = {}): NodeJS.Proces
   return env;
 }
 
-/** Node flags of the lab's processes that go with labProcessEnv: root certificates from OpenSSL's default paths, not Node's bundle. */
-export const LAB_TLS_FLAGS = ['--use-openssl-ca'];
+/** Node flags that go with labProcessEnv: root certificates from OpenSSL's default paths, not Node's bundle. */
+const LAB_TLS_FLAGS = ['--use-openssl-ca'];
 
 /**
  * Starts a detached child with output to a log file; resolves with its pid.
@@ -339,7 +339,8 @@ export function spawnLogged(stateDir: string, name: string, args: string[], netn
   const fd = fs.openSync(log, 'a');
   // Logs outlive labs: readers start at what this run appends.
   const offset = fs.fstatSync(fd).size;
-  const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, process.execPath, ...args]] : [process.execPath, args];
+  const node = [...LAB_TLS_FLAGS, ...args];
+  const [cmd, argv] = netns ? ['ip', ['netns', 'exec', netns, process.execPath, ...node]] : [process.execPath, node];
   const child = spawn(cmd, argv, { detached: true, stdio: ['ignore', fd, fd], cwd: ROOT, env: labProcessEnv(env) });
   fs.closeSync(fd);
   child.unref();

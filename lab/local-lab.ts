@@ -11,7 +11,6 @@ import path from 'node:path';
 import { nodeArgsFor, ROOT } from '../common/compiled.js';
 import { backendNamed } from '../backends/registry.ts';
 import {
-  LAB_TLS_FLAGS,
   LabError,
   agentFeatureArgs,
   applyObjects,
@@ -43,8 +42,6 @@ import { DEFAULT_ROUTER_ASN } from '../router/flags.ts';
 
 /** The preload that keeps heap-size flags out of V8's flag hash once the heap is sized (see the file). */
 const HEAP_FLAGS_RESET = ['--require', path.join(ROOT, 'common/heap-flags-reset.cjs')];
-/** What every lab process started here gets besides its heap flags (./launch.ts, labProcessEnv). */
-const LAB_PROCESS_FLAGS = [...HEAP_FLAGS_RESET, ...LAB_TLS_FLAGS];
 
 /**
  * V8 flags of every agent, for memory: a young generation of 1 MB semi-spaces
@@ -56,7 +53,7 @@ const LAB_PROCESS_FLAGS = [...HEAP_FLAGS_RESET, ...LAB_TLS_FLAGS];
  * The preload sets the heap size back to V8's default once the heap is made, so the code cache of Node's
  * built-ins still applies (common/heap-flags-reset.cjs).
  */
-export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--single-threaded-gc', '--v8-pool-size=1', ...LAB_PROCESS_FLAGS];
+export const AGENT_NODE_FLAGS = ['--max-semi-space-size=1', '--single-threaded-gc', '--v8-pool-size=1', ...HEAP_FLAGS_RESET];
 
 /**
  * V8 flags of the apiserver: a young generation of 2 MB semi-spaces. Left alone,
@@ -73,7 +70,7 @@ export const APISERVER_NODE_FLAGS = ['--max-semi-space-size=2'];
 /** The apiserver's command-line flags: APISERVER_NODE_FLAGS or their replacement, with the heap flags' preload. */
 export function apiserverNodeFlags(): string[] {
   const env = process.env.PODLAB_APISERVER_FLAGS;
-  return [...(env === undefined ? APISERVER_NODE_FLAGS : env.split(' ').filter((f) => f !== '')), ...LAB_PROCESS_FLAGS];
+  return [...(env === undefined ? APISERVER_NODE_FLAGS : env.split(' ').filter((f) => f !== '')), ...HEAP_FLAGS_RESET];
 }
 
 /**

@@ -24,6 +24,7 @@ import { parsePeerIP, type BgpConfiguration, type BgpFilter, type BgpPeer, type 
 import type { Node, NodeAddress, Pod } from '../control-plane/types.ts';
 import { Cidr } from '../packet/cidr.ts';
 import type { Lease, NetworkBackend } from '../backends/backend.ts';
+import { sameLease } from '../backends/plan.ts';
 import { leaseFromNode } from '../backends/registry.ts';
 import type { BgpRouting } from '../backends/bgp/bgp-backend.ts';
 import type { LbRoute } from '../edge/bgp-advertiser.ts';
@@ -62,6 +63,12 @@ export interface NodeCoreOptions {
   controlPort?: number;
 }
 
+/** Peer plans a node computed from its Node events, and those that changed its tables (`podlab node NODE stats`). */
+export interface PeerPlanCounts {
+  plans: number;
+  applied: number;
+}
+
 export class NodeCore {
   podCIDR = '';
   vtepMac = '';
@@ -97,7 +104,7 @@ export class NodeCore {
   /** The last plan failed for some peer (runtime.applyPlan): every Node event tries again. */
   private peersFailed = false;
   /** Peer plans computed, and those with actions (the node's stats: what the Node events cost it). */
-  readonly planCounts = { plans: 0, applied: 0 };
+  readonly planCounts: PeerPlanCounts = { plans: 0, applied: 0 };
   private bgpQueued = false;
   /** LoadBalancer routes (MetalLB's BGP mode): what each node announces, by node name; this node's own. */
   private lbByNode = new Map<string, string[]>();
@@ -147,10 +154,14 @@ export class NodeCore {
         return this.reconcilePeers();
       });
     };
-    // A Node update that leaves its lease as it was (its status: addresses, conditions, heartbeats; labels) changes
-    // no plan: at 100 nodes most of the ~400 Node events an agent sees while the lab comes up are such. A plan that
-    // failed for some peer is tried again on every event, as before.
-    const leaseMoved = (old: Node, cur: Node) => this.peersFailed || JSON.stringify(this.leaseOfNode(old)) !== JSON.stringify(this.leaseOfNode(cur));
+    // A Node update that leaves its lease as the plan compares it (sameLease; the Node's status: addresses,
+    // conditions, heartbeats; labels) changes no plan: at 100 nodes most of the Node events an agent sees while the
+    // lab comes up are such. A Node without a lease is skipped whatever the reason. A plan that failed for some peer
+    // is tried again on every event, as before.
+    const leaseMoved = (old: Node, cur: Node) => {
+      const [a, b] = [this.leaseOfNode(old), this.leaseOfNode(cur)];
+      return this.peersFailed || (typeof a === 'string' ? typeof b !== 'string' : typeof b === 'string' || !sameLease(a, b));
+    };
     this.nodeInformer.on('add', resync).on('update', (old: Node, cur: Node) => leaseMoved(old, cur) && resync()).on('delete', resync);
     this.nodeInformer.on('status', (s: unknown) => this.log.debug('node watch', { status: s }));
     await this.nodeInformer.start();

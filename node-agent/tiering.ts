@@ -35,7 +35,10 @@ export function tierUpLater(flags = process.env.PODLAB_AGENT_START_V8_FLAGS ?? S
   startFlagsSet = true;
 }
 
-/** Applies the flags to this process (every isolate in it: V8's flags are process-wide), undoing the start's first. */
+/**
+ * Applies the flags to this process (every isolate in it: V8's flags are process-wide), after putting V8's tick
+ * back where the start flags raised it (the only flag they set; other flags given in PODLAB_AGENT_START_V8_FLAGS stay).
+ */
 export function tierUpSooner(flags = process.env.PODLAB_AGENT_STEADY_V8_FLAGS ?? STEADY_V8_FLAGS): void {
   if (startFlagsSet) v8().setFlagsFromString(`--interrupt-budget=${DEFAULT_INTERRUPT_BUDGET}`);
   startFlagsSet = false;

@@ -16,6 +16,7 @@ import type { List, Node, Pod } from '../control-plane/types.ts';
 import { callNode, nodeCommand } from '../cli/commands.ts';
 import { down, killProcess, restartProcess, waitPodsRunning, labApi } from '../lab/lab.ts';
 import { isOurProcess, readLab } from '../lab/state.ts';
+import type { PeerPlanCounts } from '../node-agent/node-core.ts';
 import { captureLo, tsharkFields } from './helpers/capture.ts';
 import { eventually, hasTool, requireOrSkip, startLab, type TestLab } from './helpers/lab.ts';
 
@@ -68,7 +69,7 @@ test.serial("the lab's processes run without the user's NODE_EXTRA_CA_CERTS or a
     t.true(vars.includes(`PATH=${process.env.PATH}`), `${p.name}`);
     t.true(vars.includes('SSL_CERT_FILE=/dev/null'), `${p.name}: no root certificates to parse`);
   }
-  for (const p of lab.rec.procs.filter((q) => q.role === 'node' || q.role === 'apiserver')) t.true(p.args.includes('--use-openssl-ca'), p.name);
+  for (const p of lab.rec.procs) t.true(fs.readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').split('\0').includes('--use-openssl-ca'), p.name);
   t.true(env(lab.rec.procs.find((p) => p.role === 'node')!.pid).some((v) => v.startsWith('MALLOC_TRIM_THRESHOLD_=')), "the agents' own variables");
 });
 
@@ -132,7 +133,7 @@ test.serial("a peer's changed VtepMAC is reprogrammed; a Node update that leaves
   const original = (await api.get<Node>('nodes', 'node-3'))!.metadata.annotations![ann];
   const mac = (JSON.parse(original) as FlannelVxlanBackendData).VtepMAC;
   const moved = '02:42:00:00:00:33';
-  const plans = async () => (await callNode<{ peerPlans: { plans: number; applied: number } }>(lab.stateDir, 'node-1', 'stats', {})).peerPlans;
+  const plans = async () => (await callNode<{ peerPlans: PeerPlanCounts }>(lab.stateDir, 'node-1', 'stats', {})).peerPlans;
   const fdb = () => nodeCommand(lab.stateDir, 'node-1', ['bridge', 'fdb', 'show', 'dev', 'flannel.1']);
   const setMac = (m: string) => api.patch<Node>('nodes', 'node-3', { metadata: { annotations: { [ann]: JSON.stringify({ VNI: 1, VtepMAC: m }) } } });
   t.teardown(async () => {
