@@ -2,37 +2,27 @@
  * The lab's credentials, kept in one directory (`<stateDir>/pki` unless told
  * otherwise):
  *
- *   ca.crt, ca.key               the lab's own CA (RSA 2048, 10 years)
+ *   ca.crt, ca.key               the lab's own CA (ECDSA P-256, 10 years; a lab made before keeps its RSA one)
  *   apiserver.crt, apiserver.key the serving certificate, signed by the CA,
  *                                with every name and address the apiserver is reached by
  *   admin.token                  the bearer token of the one admin identity
  *   node-token.key               the HMAC key node tokens are derived from
  *   nodes/<name>.token           a node's token, written for the agents a launcher starts
  *
- * Certificates are made with node-forge (keys with Node's own crypto, which
- * forge defers to); nothing shells out to openssl. Files holding secrets are
- * mode 0600 and the directory 0700.
+ * Keys come from Node's crypto and certificates from ./x509.ts; nothing
+ * shells out to openssl. Files holding secrets are mode 0600 and the
+ * directory 0700.
  *
  * A node token is `node.<name>.<mac>`, the mac an HMAC-SHA256 of the name
  * under node-token.key: the apiserver checks any node's token without a
  * table, and a launcher (or, in the compose lab, an agent that can read the
  * shared key) issues one for a node whose name is only known when it starts.
  */
-import { constants, createHmac, createPrivateKey, generateKeyPairSync, privateEncrypt, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createHmac, createPrivateKey, generateKeyPairSync, randomBytes, timingSafeEqual, X509Certificate, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
-import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import type forgeModule from 'node-forge';
-
-// node-forge is a megabyte of CommonJS run at load: only the processes that
-// issue or read certificates (the launcher, the apiserver) load it, when they
-// first do, and through require, which spares them Node's CommonJS lexer (a
-// WebAssembly module that an ESM import of CommonJS compiles, some 8 MB RSS).
-// Node agents only read their token and CA from this module.
-let forgeLoaded: typeof forgeModule | undefined;
-const forge = (): typeof forgeModule => (forgeLoaded ??= createRequire(import.meta.url)('node-forge') as typeof forgeModule);
+import { certificateSans, issueCertificate, KEY_USAGE } from './x509.ts';
 
 /** Paths of the files of a PKI directory. */
 export interface PkiFiles {
@@ -80,75 +70,45 @@ function writeSecret(file: string, text: string): void {
   fs.chmodSync(file, SECRET_MODE);
 }
 
-/** DER prefix of a PKCS#1 v1.5 DigestInfo for SHA-256 (RFC 8017, 9.2 note 1); the digest follows. */
-const SHA256_DIGEST_INFO = Buffer.from('3031300d060960864801650304020105000420', 'hex');
-
-/**
- * A key forge's `cert.sign` can use, whose RSA operation is Node's (native)
- * rather than forge's JavaScript big integers: forge hands it the SHA-256 of
- * the to-be-signed certificate, and the signature is the PKCS#1 v1.5 one forge
- * would compute. Signing two certificates in JavaScript took ~0.4 s of every
- * lab's start.
- */
-function nativeSigner(key: KeyObject): forgeModule.pki.rsa.PrivateKey {
-  const sign = (md: forgeModule.md.MessageDigest): string => {
-    const digest = Buffer.from(md.digest().getBytes(), 'binary');
-    return privateEncrypt({ key, padding: constants.RSA_PKCS1_PADDING }, Buffer.concat([SHA256_DIGEST_INFO, digest])).toString('binary');
-  };
-  return { sign } as unknown as forgeModule.pki.rsa.PrivateKey;
+/** A new ECDSA P-256 pair, the private half as SEC 1 PEM (`EC PRIVATE KEY`, as kubeadm writes it). */
+function newKeyPair(): { privateKey: KeyObject; publicKey: KeyObject; pem: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { privateKey, publicKey, pem: privateKey.export({ type: 'sec1', format: 'pem' }).toString() };
 }
 
-function newKeyPair(): { privateKey: forgeModule.pki.rsa.PrivateKey; publicKey: forgeModule.pki.rsa.PublicKey; pem: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const pem = privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
-  return { privateKey: nativeSigner(privateKey), publicKey: forge().pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString()), pem };
-}
-
-function serial(): string {
-  // A positive serial: the top bit of the first byte clear.
-  const b = randomBytes(16);
-  b[0] &= 0x7f;
-  return b.toString('hex');
-}
+const DAY_MS = 24 * 3600_000;
 
 function makeCa(): { cert: string; key: string } {
   const kp = newKeyPair();
-  const cert = forge().pki.createCertificate();
-  cert.publicKey = kp.publicKey;
-  cert.serialNumber = serial();
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + 10 * 365 * 24 * 3600_000);
-  const attrs = [{ name: 'commonName', value: 'podlab-ca' }];
-  cert.setSubject(attrs);
-  cert.setIssuer(attrs);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: true, critical: true },
-    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
-    { name: 'subjectKeyIdentifier' },
-  ]);
-  cert.sign(kp.privateKey, forge().md.sha256.create());
-  return { cert: forge().pki.certificateToPem(cert), key: kp.pem };
+  const cert = issueCertificate({
+    commonName: 'podlab-ca',
+    publicKey: kp.publicKey,
+    serial: randomBytes(16),
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 10 * 365 * DAY_MS),
+    ca: true,
+    keyUsage: [KEY_USAGE.digitalSignature, KEY_USAGE.keyCertSign, KEY_USAGE.cRLSign],
+    signingKey: kp.privateKey,
+  });
+  return { cert, key: kp.pem };
 }
 
 function makeServerCert(caCertPem: string, caKeyPem: string, hosts: string[]): { cert: string; key: string } {
-  const caCert = forge().pki.certificateFromPem(caCertPem);
-  const caKey = nativeSigner(createPrivateKey(caKeyPem));
   const kp = newKeyPair();
-  const cert = forge().pki.createCertificate();
-  cert.publicKey = kp.publicKey;
-  cert.serialNumber = serial();
-  cert.validity.notBefore = new Date(Date.now() - 60_000);
-  cert.validity.notAfter = new Date(Date.now() + 365 * 24 * 3600_000);
-  cert.setSubject([{ name: 'commonName', value: 'kube-apiserver' }]);
-  cert.setIssuer(caCert.subject.attributes);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: false },
-    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    { name: 'extKeyUsage', serverAuth: true },
-    { name: 'subjectAltName', altNames: hosts.map((h) => (isIP(h) ? { type: 7, ip: h } : { type: 2, value: h })) },
-  ]);
-  cert.sign(caKey, forge().md.sha256.create());
-  return { cert: forge().pki.certificateToPem(cert), key: kp.pem };
+  const cert = issueCertificate({
+    commonName: 'kube-apiserver',
+    publicKey: kp.publicKey,
+    serial: randomBytes(16),
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 365 * DAY_MS),
+    ca: false,
+    keyUsage: [KEY_USAGE.digitalSignature],
+    serverAuth: true,
+    hosts,
+    issuer: new X509Certificate(caCertPem),
+    signingKey: createPrivateKey(caKeyPem),
+  });
+  return { cert, key: kp.pem };
 }
 
 /** The names and addresses the serving certificate covers for a listener on `host`. */
@@ -162,10 +122,7 @@ export function apiserverCertHosts(host: string, extra: string[] = []): string[]
 
 /** The DNS names and IP addresses a certificate is valid for. */
 export function certificateHosts(certPem: string): string[] {
-  const cert = forge().pki.certificateFromPem(certPem);
-  // node-forge types an extension as a bare object; subjectAltName's fields are these.
-  const ext: { altNames?: { type: number; ip?: string; value?: string }[] } | undefined = cert.getExtension('subjectAltName');
-  return (ext?.altNames ?? []).map((a) => (a.type === 7 ? (a.ip ?? '') : (a.value ?? ''))).filter(Boolean);
+  return certificateSans(new X509Certificate(certPem));
 }
 
 /**

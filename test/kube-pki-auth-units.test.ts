@@ -7,13 +7,14 @@ import test from 'ava';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { authenticate, authorize, selfSubjectAccessReview, type Identity } from '../control-plane/auth.ts';
 import { agentCredentials, adminCredentials, CredentialsError } from '../control-plane/credentials.ts';
 import { agentAddress } from '../control-plane/pod-exec.ts';
 import { controlSocketPath } from '../control-plane/node-control-protocol.ts';
 import type { Node } from '../control-plane/types.ts';
 import { certificateHosts, ensurePki, nodeToken, pkiFiles, verifyNodeToken, writeNodeTokenFile } from '../control-plane/pki.ts';
+import { issueCertificate, KEY_USAGE } from '../control-plane/x509.ts';
 
 function tmp(t: { teardown(fn: () => void): void }): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-pki-'));
@@ -28,6 +29,7 @@ test('ensurePki: a CA-signed serving certificate for every host; kept on restart
   const cert = new X509Certificate(a.cert);
   t.true(ca.ca);
   t.true(cert.verify(ca.publicKey), 'signed by the lab CA');
+  for (const c of [ca, cert]) t.like(c.publicKey.asymmetricKeyDetails, { namedCurve: 'prime256v1' }, 'ECDSA P-256');
   t.true(cert.checkIssued(ca));
   t.is(cert.checkHost('apiserver'), 'apiserver');
   t.is(cert.checkIP('127.0.0.1'), '127.0.0.1');
@@ -43,6 +45,21 @@ test('ensurePki: a CA-signed serving certificate for every host; kept on restart
   const f = pkiFiles(path.join(dir, 'pki'));
   for (const file of [f.caKey, f.serverKey, f.adminToken, f.nodeTokenKey]) t.is((fs.statSync(file).mode & 0o777).toString(8), '600', file);
   t.is((fs.statSync(f.dir).mode & 0o777).toString(8), '700');
+});
+
+test('ensurePki: a lab made with an RSA CA keeps it, and its new serving certificate is signed with it', (t) => {
+  const dir = path.join(tmp(t), 'pki');
+  const keys = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const f = pkiFiles(dir);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const caPem = issueCertificate({ commonName: 'podlab-ca', publicKey: keys.publicKey, serial: Buffer.alloc(16, 1), notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3600_000), ca: true, keyUsage: [KEY_USAGE.keyCertSign], signingKey: keys.privateKey });
+  fs.writeFileSync(f.caCert, caPem);
+  fs.writeFileSync(f.caKey, keys.privateKey.export({ type: 'pkcs1', format: 'pem' }), { mode: 0o600 });
+  const got = ensurePki(dir, ['127.0.0.1']);
+  t.is(got.ca, caPem);
+  const cert = new X509Certificate(got.cert);
+  t.true(cert.verify(new X509Certificate(caPem).publicKey));
+  t.is(cert.checkIP('127.0.0.1'), '127.0.0.1');
 });
 
 test('node tokens: each proves only its own name; forged or foreign-key tokens fail', (t) => {
