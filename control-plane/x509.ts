@@ -16,6 +16,11 @@ import { createHash, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 import { isoUtc } from '../common/utc-time.ts';
 
+/** A certificate this module cannot issue: a CA whose DER it cannot walk, or a signing key of another kind. */
+export class X509Error extends Error {
+  override name = 'X509Error';
+}
+
 // ---------------------------------------------------------------- DER writer
 
 function tlv(tag: number, body: Buffer): Buffer {
@@ -90,7 +95,7 @@ function element(der: Buffer, off: number): { tag: number; body: number; end: nu
     for (let i = 0; i < n; i++) len = len * 256 + der[body + i];
     body += n;
   }
-  if (body + len > der.length) throw new Error('x509: truncated DER');
+  if (off + 2 > der.length || body + len > der.length) throw new X509Error('x509: truncated DER in the issuer certificate');
   return { tag, body, end: body + len };
 }
 
@@ -136,7 +141,7 @@ function extension(id: string, critical: boolean, value: Buffer): Buffer {
 function signatureAlgorithm(key: KeyObject): Buffer {
   if (key.asymmetricKeyType === 'ec') return seq(oid(OID.ecdsaWithSha256));
   if (key.asymmetricKeyType === 'rsa') return seq(oid(OID.sha256WithRsa), NULL);
-  throw new Error(`x509: cannot sign with a ${String(key.asymmetricKeyType)} key`);
+  throw new X509Error(`x509: cannot sign with a ${String(key.asymmetricKeyType)} key (EC or RSA)`);
 }
 
 function keyId(spki: Buffer): Buffer {

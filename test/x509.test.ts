@@ -102,6 +102,13 @@ test('an RSA CA (a lab made before) still signs: sha256WithRSAEncryption, determ
   t.is(issueCertificate(req), pem, 'PKCS#1 v1.5 signatures are deterministic, so is the whole certificate');
 });
 
+test('a signing key of another kind is refused with a typed error', (t) => {
+  const ed = generateKeyPairSync('ed25519');
+  const err = t.throws(() => ca(ed));
+  t.is(err?.name, 'X509Error');
+  t.regex(err?.message ?? '', /cannot sign with a ed25519 key/);
+});
+
 test('lengths past one and two bytes, and a date after 2049 (GeneralizedTime)', (t) => {
   const root = ca(ec(), { notAfter: at('2051-01-02T03:04:05Z') });
   t.is(new Date(root.cert.validTo).toISOString(), '2051-01-02T03:04:05.000Z');
