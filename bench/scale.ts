@@ -89,7 +89,8 @@ async function bareNodes(n: number): Promise<{ ms: number; rss: number }> {
   const ms = performance.now() - t0;
   const rss = median(procs.map((p) => rssMb(p.pid!)));
   // Gone before anything is timed after them.
-  await Promise.all(procs.map((p) => new Promise((resolve) => (p.kill('SIGKILL'), p.once('exit', resolve)))));
+  const running = procs.filter((p) => p.exitCode === null && p.signalCode === null);
+  await Promise.all(running.map((p) => new Promise((resolve) => (p.once('exit', resolve), p.kill('SIGKILL')))));
   return { ms, rss };
 }
 

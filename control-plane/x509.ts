@@ -13,8 +13,8 @@
  * byte (Go's chain building compares the raw names).
  */
 import { createHash, sign, X509Certificate, type KeyObject } from 'node:crypto';
-import { isIPv4, isIPv6 } from 'node:net';
 import { isoUtc } from '../common/utc-time.ts';
+import { canonicalIpAddress, ipAddressBytes } from '../packet/ip-input.ts';
 
 /** A certificate this module cannot issue: a CA whose DER it cannot walk, or a signing key of another kind. */
 export class X509Error extends Error {
@@ -132,7 +132,7 @@ const OID = {
 };
 
 /** KeyUsage bits (RFC 5280 4.2.1.3). */
-export const KEY_USAGE = { digitalSignature: 0, keyEncipherment: 2, keyCertSign: 5, cRLSign: 6 } as const;
+export const KEY_USAGE = { digitalSignature: 0, keyCertSign: 5, cRLSign: 6 } as const;
 
 function extension(id: string, critical: boolean, value: Buffer): Buffer {
   return seq(oid(id), ...(critical ? [TRUE] : []), octets(value));
@@ -151,24 +151,10 @@ function keyId(spki: Buffer): Buffer {
 function subjectAltName(hosts: readonly string[]): Buffer {
   return seq(
     ...hosts.map((h) => {
-      if (isIPv4(h)) return tlv(0x87, Buffer.from(h.split('.').map(Number)));
-      if (isIPv6(h)) return tlv(0x87, ipv6Bytes(h));
-      return tlv(0x82, Buffer.from(h, 'ascii'));
+      const ip = ipAddressBytes(h);
+      return ip ? tlv(0x87, ip) : tlv(0x82, Buffer.from(h, 'ascii'));
     }),
   );
-}
-
-function ipv6Bytes(written: string): Buffer {
-  // A trailing dotted quad (::ffff:10.0.0.1) is the last two groups.
-  const ip = written.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_m, a: string, b: string, c: string, d: string) => `${((+a << 8) | +b).toString(16)}:${((+c << 8) | +d).toString(16)}`);
-  const groups = (s: string): number[] => (s ? s.split(':').map((g) => parseInt(g, 16)) : []);
-  const [head, tail] = ip.split('::');
-  const h = groups(head);
-  const t = groups(tail ?? '');
-  const all = tail === undefined ? h : [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t];
-  const out = Buffer.alloc(16);
-  all.forEach((g, i) => out.writeUInt16BE(g, 2 * i));
-  return out;
 }
 
 /** What a certificate says; the issuer is the certificate itself when none is given. */
@@ -208,9 +194,7 @@ export function issueCertificate(r: CertificateRequest): string {
   ];
   const algorithm = signatureAlgorithm(r.signingKey);
   const tbs = seq(explicit(0, uint(Buffer.from([2]))), uint(serial), algorithm, issuerName, seq(time(r.notBefore), time(r.notAfter)), subject, spki, explicit(3, seq(...exts)));
-  const der = seq(tbs, algorithm, bitString(sign('sha256', tbs, r.signingKey)));
-  const b64 = der.toString('base64').replace(/.{64}/g, '$&\n');
-  return `-----BEGIN CERTIFICATE-----\n${b64}${b64.endsWith('\n') ? '' : '\n'}-----END CERTIFICATE-----\n`;
+  return new X509Certificate(seq(tbs, algorithm, bitString(sign('sha256', tbs, r.signingKey)))).toString();
 }
 
 /** The DNS names and IP addresses a certificate is valid for (its subjectAltName). */
@@ -218,8 +202,7 @@ export function certificateSans(cert: X509Certificate): string[] {
   const out: string[] = [];
   for (const entry of (cert.subjectAltName ?? '').split(', ')) {
     const m = /^(DNS|IP Address):(.*)$/.exec(entry);
-    // OpenSSL prints an IPv6 address uncompressed (0:0:0:0:0:0:0:1): back to the form it is written in (::1).
-    if (m) out.push(m[1] === 'IP Address' && m[2].includes(':') ? new URL(`http://[${m[2]}]`).hostname.slice(1, -1) : m[2]);
+    if (m) out.push(m[1] === 'IP Address' ? canonicalIpAddress(m[2]) : m[2]);
   }
   return out;
 }

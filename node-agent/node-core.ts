@@ -160,7 +160,8 @@ export class NodeCore {
     // is tried again on every event, as before.
     const leaseMoved = (old: Node, cur: Node) => {
       const [a, b] = [this.leaseOfNode(old), this.leaseOfNode(cur)];
-      return this.peersFailed || (typeof a === 'string' ? typeof b !== 'string' : typeof b === 'string' || !sameLease(a, b));
+      if (typeof a === 'string' || typeof b === 'string') return this.peersFailed || typeof a !== typeof b;
+      return this.peersFailed || !sameLease(a, b);
     };
     this.nodeInformer.on('add', resync).on('update', (old: Node, cur: Node) => leaseMoved(old, cur) && resync()).on('delete', resync);
     this.nodeInformer.on('status', (s: unknown) => this.log.debug('node watch', { status: s }));

@@ -44,3 +44,13 @@ export function isIpv4Cidr(s: unknown, opts: { strict?: boolean } = {}): s is st
 export function isIpAddress(s: unknown): s is string {
   return isIpv4Address(s) || (typeof s === 'string' && s.includes(':') && ipaddr.IPv6.isValid(s));
 }
+
+/** The bytes of an address accepted by {@link isIpAddress} (4 or 16, as a certificate's iPAddress holds them); undefined otherwise. */
+export function ipAddressBytes(s: string): Buffer | undefined {
+  return isIpAddress(s) ? Buffer.from(ipaddr.parse(s).toByteArray()) : undefined;
+}
+
+/** An address as written by convention: IPv6 compressed (RFC 5952: `::1`, not `0:0:0:0:0:0:0:1` as OpenSSL prints it). */
+export function canonicalIpAddress(s: string): string {
+  return ipaddr.isValid(s) ? ipaddr.parse(s).toString() : s;
+}
