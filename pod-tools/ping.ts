@@ -9,7 +9,8 @@
  */
 import { parseArgs } from 'node:util';
 import { isValidIpv4 } from '../packet/addr.ts';
-import type { IcmpEvent, PmtuDisc } from '../netstack/ipv4/ip-stack.ts';
+import type { IcmpEvent, IpStack, PmtuDisc } from '../netstack/ipv4/ip-stack.ts';
+import type { Clock, Timer } from '../common/clock.ts';
 import { UsageError, type ExecContext } from './types.ts';
 import { resolveName } from './resolver.ts';
 import { hopTrace } from '../common/hop-trace.ts';
@@ -46,6 +47,141 @@ function errorText(e: Extract<IcmpEvent, { kind: 'error' }>): string {
       return `Frag needed and DF set (mtu = ${e.nextHopMtu ?? 0})`;
     default:
       return `Dest Unreachable, Bad Code: ${e.code}`;
+  }
+}
+
+/**
+ * The run's waits: one timer at a time and one abort listener for the whole
+ * run. A listener added and removed around every echo's interval was an
+ * EventTarget round trip per echo, and kept the agent's optimizing compiler
+ * busy with it while the pings were being timed.
+ */
+class Waits {
+  private release: (() => void) | undefined;
+  private timer: Timer | undefined;
+  private forReply = false;
+  private readonly end = (): void => {
+    this.timer?.cancel();
+    this.timer = undefined;
+    const release = this.release;
+    this.release = undefined;
+    release?.();
+  };
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly signal: AbortSignal,
+  ) {
+    signal.addEventListener('abort', this.end, { once: true });
+  }
+
+  /** Sleeps `ms`, or until aborted; with `forReply`, also until {@link replied}. */
+  sleep(ms: number, forReply: boolean): Promise<void> {
+    if (this.signal.aborted) return Promise.resolve();
+    this.forReply = forReply;
+    return new Promise<void>((resolve) => {
+      this.release = resolve;
+      this.timer = this.clock.setTimeout(this.end, ms);
+    });
+  }
+
+  /** A reply or an error came: ends a wait that was for one. */
+  replied(): void {
+    if (this.forReply) this.end();
+  }
+
+  close(): void {
+    this.signal.removeEventListener('abort', this.end);
+    this.end();
+  }
+}
+
+/** What a run has sent and heard. */
+interface Tally {
+  readonly sentAt: Map<number, number>;
+  readonly received: Set<number>;
+  readonly rtts: number[];
+  transmitted: number;
+  errors: number;
+}
+
+/** One run's echoes, fixed by its options. */
+interface Echoes {
+  readonly stack: IpStack;
+  readonly dest: string;
+  readonly id: number;
+  readonly size: number;
+  readonly send: { ttl: number; pmtudisc: PmtuDisc };
+  readonly count: number;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly deadlineMs: number;
+  readonly start: number;
+}
+
+/** iputils' payload: a timeval, then 0x10, 0x11, ... */
+function echoPayload(size: number): Buffer {
+  const b = Buffer.alloc(size);
+  const now = Date.now();
+  if (size >= 16) {
+    b.writeBigUInt64LE(BigInt(Math.floor(now / 1000)), 0);
+    b.writeBigUInt64LE(BigInt((now % 1000) * 1000), 8);
+  }
+  for (let i = Math.min(16, size); i < size; i++) b[i] = (0x10 + i - 16) & 0xff;
+  return b;
+}
+
+/**
+ * Sends the echoes at their interval, then waits for the replies still out.
+ * A function of its own, apart from the options and the statistics: the
+ * optimized code of a long-running loop then stays valid from one run to the
+ * next, where a whole `ping` recompiled in every run. True on a local error
+ * that ends the run (no route).
+ */
+async function sendEchoes(ctx: ExecContext, e: Echoes, tally: Tally, waits: Waits, trace: ReturnType<typeof hopTrace>): Promise<boolean> {
+  const { clock, signal } = ctx;
+  for (let seq = 1; seq <= e.count && !signal.aborted; seq++) {
+    if (clock.now() - e.start >= e.deadlineMs) break;
+    tally.sentAt.set(seq & 0xffff, clock.now());
+    trace?.('send', seq & 0xffff);
+    const r = e.stack.sendEcho(e.dest, e.id, seq & 0xffff, echoPayload(e.size), e.send);
+    tally.transmitted++;
+    if (!r.ok) {
+      tally.errors++;
+      if (r.error === 'EMSGSIZE') ctx.stdout(`ping: local error: message too long, mtu=${r.mtu}\n`);
+      else if (r.error === 'ENETUNREACH') {
+        ctx.stderr('ping: connect: Network is unreachable\n');
+        return true;
+      }
+    }
+    if (seq < e.count) {
+      // The next echo goes after the interval. A reply, printed as it comes, does not cut this wait short.
+      const due = clock.now() + e.intervalMs;
+      while (!signal.aborted && clock.now() < due) await waits.sleep(due - clock.now(), false);
+    }
+  }
+  // After the last echo: wait for outstanding replies (up to -W, or the -w deadline).
+  const waitUntil = Math.min(clock.now() + e.timeoutMs, e.start + e.deadlineMs);
+  while (!signal.aborted && tally.received.size + tally.errors < tally.transmitted && clock.now() < waitUntil) {
+    await waits.sleep(waitUntil - clock.now(), true);
+  }
+  return false;
+}
+
+/** iputils' closing lines. */
+function printStatistics(ctx: ExecContext, shown: string, tally: Tally, elapsed: number): void {
+  const { transmitted, errors, rtts } = tally;
+  const nrecv = tally.received.size;
+  const loss = transmitted ? Math.round(((transmitted - nrecv) * 100) / transmitted) : 0;
+  ctx.stdout(`\n--- ${shown} ping statistics ---\n`);
+  const errs = errors ? `, +${errors} errors` : '';
+  ctx.stdout(`${transmitted} packets transmitted, ${nrecv} received${errs}, ${loss}% packet loss, time ${elapsed}ms\n`);
+  if (rtts.length) {
+    const min = Math.min(...rtts);
+    const max = Math.max(...rtts);
+    const avg = rtts.reduce((a, b) => a + b, 0) / rtts.length;
+    const mdev = Math.sqrt(rtts.reduce((a, b) => a + b * b, 0) / rtts.length - avg * avg);
+    ctx.stdout(`rtt min/avg/max/mdev = ${min.toFixed(3)}/${avg.toFixed(3)}/${max.toFixed(3)}/${(Number.isFinite(mdev) ? mdev : 0).toFixed(3)} ms\n`);
   }
 }
 
@@ -102,114 +238,44 @@ export async function ping(ctx: ExecContext): Promise<number> {
     return 2;
   }
 
-  const sentAt = new Map<number, number>();
-  const received = new Set<number>();
-  const rtts: number[] = [];
-  let transmitted = 0;
-  let errors = 0;
-  let lastActivity = ctx.clock.now();
+  const tally: Tally = { sentAt: new Map(), received: new Set(), rtts: [], transmitted: 0, errors: 0 };
   const start = ctx.clock.now();
-  let wake: (() => void) | undefined;
-  const kick = () => wake?.();
+  const waits = new Waits(ctx.clock, ctx.signal);
 
   ctx.stdout(`PING ${shown} (${dest}) ${size}(${size + 28}) bytes of data.\n`);
 
   function onEvent(e: IcmpEvent): void {
-    lastActivity = ctx.clock.now();
     if (e.kind === 'echo-reply') {
-      const t0 = sentAt.get(e.seq);
+      const t0 = tally.sentAt.get(e.seq);
       if (t0 === undefined) return;
       const rtt = ctx.clock.now() - t0;
       trace?.('reply', e.seq);
-      const dup = received.has(e.seq);
+      const dup = tally.received.has(e.seq);
       if (!dup) {
-        received.add(e.seq);
-        rtts.push(rtt);
+        tally.received.add(e.seq);
+        tally.rtts.push(rtt);
       }
       if (!quiet) ctx.stdout(`${e.bytes} bytes from ${e.from}: icmp_seq=${e.seq} ttl=${e.ttl} time=${formatRtt(rtt)} ms${dup ? ' (DUP!)' : ''}\n`);
     } else {
-      errors++;
+      tally.errors++;
       if (!quiet) ctx.stdout(`From ${e.from} icmp_seq=${e.seq} ${errorText(e)}\n`);
     }
-    kick();
+    waits.replied();
   }
 
-  const payload = (seq: number): Buffer => {
-    const b = Buffer.alloc(size);
-    const now = Date.now();
-    if (size >= 16) {
-      b.writeBigUInt64LE(BigInt(Math.floor(now / 1000)), 0);
-      b.writeBigUInt64LE(BigInt((now % 1000) * 1000), 8);
-    }
-    for (let i = Math.min(16, size); i < size; i++) b[i] = (0x10 + i - 16) & 0xff;
-    void seq;
-    return b;
-  };
-
-  /** Sleeps `ms`, or until aborted; with `untilReply`, also until the next reply or error comes. */
-  const sleep = (ms: number, untilReply: boolean) =>
-    new Promise<void>((resolve) => {
-      if (ctx.signal.aborted) return resolve();
-      const t = ctx.clock.setTimeout(done, ms);
-      function done() {
-        t.cancel();
-        wake = undefined;
-        ctx.signal.removeEventListener('abort', done);
-        resolve();
-      }
-      if (untilReply) wake = done;
-      ctx.signal.addEventListener('abort', done, { once: true });
-    });
-
-  let localError = false;
+  const echoes: Echoes = { stack, dest, id, size, send: { ttl, pmtudisc: mode }, count, intervalMs, timeoutMs, deadlineMs, start };
+  let localError: boolean;
   try {
-    for (let seq = 1; seq <= count && !ctx.signal.aborted; seq++) {
-      if (ctx.clock.now() - start >= deadlineMs) break;
-      sentAt.set(seq & 0xffff, ctx.clock.now());
-      trace?.('send', seq & 0xffff);
-      const r = stack.sendEcho(dest, id, seq & 0xffff, payload(seq), { ttl, pmtudisc: mode });
-      transmitted++;
-      if (!r.ok) {
-        errors++;
-        if (r.error === 'EMSGSIZE') ctx.stdout(`ping: local error: message too long, mtu=${r.mtu}\n`);
-        else if (r.error === 'ENETUNREACH') {
-          ctx.stderr('ping: connect: Network is unreachable\n');
-          localError = true;
-          break;
-        }
-      }
-      if (seq < count) {
-        // The next echo goes after the interval. A reply, printed as it comes, does not cut this wait short:
-        // that cancelled and re-armed the timer and the abort listener once per reply, for nothing.
-        const due = ctx.clock.now() + intervalMs;
-        while (!ctx.signal.aborted && ctx.clock.now() < due) await sleep(due - ctx.clock.now(), false);
-      }
-    }
-    // After the last echo: wait for outstanding replies (up to -W, or the -w deadline).
-    const waitUntil = Math.min(ctx.clock.now() + timeoutMs, start + deadlineMs);
-    while (!ctx.signal.aborted && received.size + errors < transmitted && ctx.clock.now() < waitUntil) {
-      await sleep(waitUntil - ctx.clock.now(), true);
-    }
+    localError = await sendEchoes(ctx, echoes, tally, waits, trace);
   } finally {
+    waits.close();
     sock.close();
   }
-  void lastActivity;
 
-  const elapsed = Math.round(ctx.clock.now() - start);
-  const nrecv = received.size;
-  const loss = transmitted ? Math.round(((transmitted - nrecv) * 100) / transmitted) : 0;
-  ctx.stdout(`\n--- ${shown} ping statistics ---\n`);
-  const errs = errors ? `, +${errors} errors` : '';
-  ctx.stdout(`${transmitted} packets transmitted, ${nrecv} received${errs}, ${loss}% packet loss, time ${elapsed}ms\n`);
-  if (rtts.length) {
-    const min = Math.min(...rtts);
-    const max = Math.max(...rtts);
-    const avg = rtts.reduce((a, b) => a + b, 0) / rtts.length;
-    const mdev = Math.sqrt(rtts.reduce((a, b) => a + b * b, 0) / rtts.length - avg * avg);
-    ctx.stdout(`rtt min/avg/max/mdev = ${min.toFixed(3)}/${avg.toFixed(3)}/${max.toFixed(3)}/${(Number.isFinite(mdev) ? mdev : 0).toFixed(3)} ms\n`);
-  }
+  printStatistics(ctx, shown, tally, Math.round(ctx.clock.now() - start));
+  const nrecv = tally.received.size;
   if (localError) return 2;
   if (nrecv === 0) return 1;
-  if (deadlineMs !== Infinity && nrecv < Math.min(count, transmitted)) return 1;
+  if (deadlineMs !== Infinity && nrecv < Math.min(count, tally.transmitted)) return 1;
   return 0;
 }

@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import dgram from 'node:dgram';
+import { getEventListeners } from 'node:events';
 import { ManualClock, monotonicClock, type Clock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
 import { ping } from '../pod-tools/ping.ts';
@@ -124,4 +125,27 @@ test('an unresolvable neighbour: 3 ARP probes a second apart, then Destination H
   t.regex(out, /From 10\.244\.1\.2 icmp_seq=1 Destination Host Unreachable/);
   t.is(code, 1);
   t.regex((await Promise.resolve(a.stack.neigh.get('eth0', '10.244.1.77')))!.state, /FAILED/);
+});
+
+test('ping holds one abort listener for its whole run, and an abort ends it with the statistics', async (t) => {
+  const clock = new ManualClock();
+  const n1 = makeNode(1, clock);
+  const a = pod(n1, 'a', '10.244.1.2');
+  const ctl = new AbortController();
+  let out = '';
+  const done = ping({ pod: a, argv: ['ping', '-c', '100', '-i', '1', '10.244.1.1'], stdout: (s) => (out += s), stderr: (s) => (out += s), signal: ctl.signal, clock, rng: new SeededRng(1) });
+  let first: ReturnType<typeof getEventListeners>[number] | undefined;
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setImmediate(r));
+    const listeners = getEventListeners(ctl.signal, 'abort');
+    t.is(listeners.length, 1, `after ${i} intervals`);
+    first ??= listeners[0];
+    t.is(listeners[0], first, `the same listener after ${i} intervals, not one added and removed per echo`);
+    clock.advance(1000);
+  }
+  await new Promise((r) => setImmediate(r));
+  ctl.abort();
+  t.is(await done, 0);
+  t.regex(out, /^6 packets transmitted, 6 received, 0% packet loss/m);
+  t.is(getEventListeners(ctl.signal, 'abort').length, 0, 'removed when the run ends');
 });
