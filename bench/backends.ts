@@ -76,9 +76,9 @@ export async function benchBackends(o: BackendBenchOptions = {}): Promise<Measur
  * ms: what the path costs, which a throughput figure on a busy machine, with
  * threads running in parallel, can hide.
  */
-export function agentCpuMs(stateDir: string): number {
+export function agentCpuMs(stateDir: string, cpuMs: (pid: number) => number = pidCpuMs): number {
   let ms = 0;
-  for (const p of readLab(stateDir)?.procs ?? []) if (p.role === 'node') ms += pidCpuMs(p.pid);
+  for (const p of readLab(stateDir)?.procs ?? []) if (p.role === 'node') ms += cpuMs(p.pid);
   return ms;
 }
 
@@ -88,6 +88,26 @@ export function pidCpuMs(pid: number): number {
   // After the command name in parentheses: state is field 3, utime and stime fields 14 and 15.
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) * (1000 / CLOCK_TICKS);
+}
+
+/**
+ * The same to the nanosecond, from the scheduler's own count of each thread's run time
+ * (/proc/PID/task/TID/schedstat): a few hundred pings cost a few of the clock ticks /proc/PID/stat counts in.
+ * A thread that ends meanwhile takes its time with it; without schedstat (a kernel without CONFIG_SCHED_INFO),
+ * the ticks.
+ */
+export function pidCpuMsPrecise(pid: number): number {
+  let ns = 0;
+  let read = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      read++;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+  return read ? ns / 1e6 : pidCpuMs(pid);
 }
 
 /** `npx tsx bench/backends.ts`: just this comparison. */

@@ -8,7 +8,7 @@
  *   the median of R interleaved rounds each (raw, pod, raw, pod ...;
  *   `--echo-rounds R`, 5 by default).
  * - Ping round-trip time: pod-to-pod across nodes versus a raw UDP ping-pong
- *   between two processes.
+ *   between two processes, and the CPU per ping of both agents versus the raw pair's.
  * - TCP: cross-node pod-to-pod throughput and connection cost versus raw Node TCP (bench/tcp.ts).
  * - BGP: convergence at 10 and 30 nodes, full mesh versus route reflectors (bench/bgp.ts).
  * - The data plane during control-plane work: pod ping gaps and latency while
@@ -39,7 +39,7 @@ import path from 'node:path';
 import { callNode } from '../cli/commands.ts';
 import { down, up } from '../lab/lab.ts';
 import { benchBgp } from './bgp.ts';
-import { agentCpuMs, benchBackends, pidCpuMs } from './backends.ts';
+import { agentCpuMs, benchBackends, pidCpuMs, pidCpuMsPrecise } from './backends.ts';
 import { benchCapture } from './capture.ts';
 import { benchTcp } from './tcp.ts';
 import { benchServicesApart } from './services.ts';
@@ -163,21 +163,39 @@ async function main(): Promise<void> {
     await podPingRtt(stateDir, PING_WARMUP, 2);
     // Each pod ping run right after its raw ping-pong at the same gap, so both see the machine alike; in interleaved
     // rounds, as the echo: one pair of 50 pings swung 1.3-2.0x at 10 ms gaps between runs minutes apart.
-    const rtts = new Map(PING_GAPS.map(({ gapMs }) => [gapMs, { raw: [] as number[], pod: [] as number[] }]));
+    // With each run's CPU per ping: the processes' own, steadier on a shared machine than the round trips they make.
+    const rtts = new Map(PING_GAPS.map(({ gapMs }) => [gapMs, { raw: [] as number[], pod: [] as number[], rawUs: [] as number[], podUs: [] as number[] }]));
     for (let r = 0; r < echoRounds; r++) {
       for (const { gapMs, count } of PING_GAPS) {
+        const run = rtts.get(gapMs)!;
+        const raw0 = selfCpuMs() + pidCpuMsPrecise(echo.pid);
         const rawRtt = await rawUdpRtt(echo.port, count, gapMs);
+        const rawUs = ((selfCpuMs() + pidCpuMsPrecise(echo.pid) - raw0) * 1000) / count;
+        const pod0 = agentCpuMs(stateDir, pidCpuMsPrecise);
         const podRtt = await podPingRtt(stateDir, count, gapMs);
-        rtts.get(gapMs)!.raw.push(rawRtt);
-        rtts.get(gapMs)!.pod.push(podRtt);
-        process.stderr.write(`round ${r + 1}/${echoRounds}: ${count} pings ${gapMs} ms apart: raw ${rawRtt.toFixed(3)} ms, pod ${podRtt.toFixed(3)} ms\n`);
+        const podUs = ((agentCpuMs(stateDir, pidCpuMsPrecise) - pod0) * 1000) / count;
+        run.raw.push(rawRtt);
+        run.pod.push(podRtt);
+        run.rawUs.push(rawUs);
+        run.podUs.push(podUs);
+        process.stderr.write(`round ${r + 1}/${echoRounds}: ${count} pings ${gapMs} ms apart: raw ${rawRtt.toFixed(3)} ms, ${rawUs.toFixed(0)} µs CPU per ping; pod ${podRtt.toFixed(3)} ms, ${podUs.toFixed(0)} µs\n`);
       }
     }
     for (const { gapMs, count } of PING_GAPS) {
-      const { raw, pod } = rtts.get(gapMs)!;
-      const name = gapMs === 10 ? 'cross-node pod ping RTT (VXLAN)' : `cross-node pod ping RTT (VXLAN), ${gapMs} ms gaps`;
+      const { raw, pod, rawUs, podUs } = rtts.get(gapMs)!;
+      const gaps = gapMs === 10 ? '' : `, ${gapMs} ms gaps`;
       const note = `${count} pings, ${gapMs} ms apart (ping -q -c ${count} -i ${gapMs / 1000}); medians of ${echoRounds} interleaved rounds (pod/raw ms: ${pairs(pod, raw, 3)}); load average ${os.loadavg()[0].toFixed(1)}; ratio > 1 = slower`;
-      measures.push(measure(name, median(pod), 'ms', 'raw Node UDP ping-pong between two processes', median(raw), note));
+      measures.push(measure(`cross-node pod ping RTT (VXLAN)${gaps}`, median(pod), 'ms', 'raw Node UDP ping-pong between two processes', median(raw), note));
+      measures.push(
+        measure(
+          `CPU per cross-node pod ping (VXLAN)${gaps}`,
+          median(podUs),
+          'µs',
+          "raw Node UDP ping-pong: its two processes' CPU per ping",
+          median(rawUs),
+          `both node agents' CPU (every thread, /proc/PID/task/*/schedstat) over the pings above, per ping; the raw ping-pong's client (this process) and echo server likewise; medians of the rounds (pod/raw µs: ${pairs(podUs, rawUs, 0)}); above 1 = costlier`,
+        ),
+      );
     }
     // TCP between the two agents' processes: the ceiling the issue sets, the raw UDP echo rate x the pods' MSS. In
     // interleaved rounds, each transfer right after a raw echo that sets its ceiling, as the echo's rounds: the first
