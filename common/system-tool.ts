@@ -9,16 +9,17 @@ import path from 'node:path';
 
 const SYSTEM_DIRS = ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/sbin', '/usr/local/bin'];
 
+/** Whether `file` is there and this process may run it. */
+export function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The absolute path of a system program, or undefined when none is installed. */
 export function systemTool(name: string): string | undefined {
-  for (const dir of SYSTEM_DIRS) {
-    const p = path.join(dir, name);
-    try {
-      fs.accessSync(p, fs.constants.X_OK);
-      return p;
-    } catch {
-      /* next */
-    }
-  }
-  return undefined;
+  return SYSTEM_DIRS.map((dir) => path.join(dir, name)).find(isExecutable);
 }

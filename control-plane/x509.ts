@@ -86,16 +86,19 @@ function time(d: Date): Buffer {
 
 /** The element at `off`: where its body starts and ends. */
 function element(der: Buffer, off: number): { tag: number; body: number; end: number } {
+  const truncated = () => new X509Error('x509: truncated DER in the issuer certificate');
+  if (off + 2 > der.length) throw truncated();
   const tag = der[off];
   let len = der[off + 1];
   let body = off + 2;
   if (len & 0x80) {
     const n = len & 0x7f;
+    if (n > 4 || body + n > der.length) throw truncated();
     len = 0;
     for (let i = 0; i < n; i++) len = len * 256 + der[body + i];
     body += n;
   }
-  if (off + 2 > der.length || body + len > der.length) throw new X509Error('x509: truncated DER in the issuer certificate');
+  if (body + len > der.length) throw truncated();
   return { tag, body, end: body + len };
 }
 

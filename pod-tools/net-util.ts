@@ -1,22 +1,65 @@
 /**
- * Helpers shared by the pod's network clients (curl, nc, transfer): sleeping on the context's clock, byte counts with suffixes, and a
+ * Helpers shared by the pod's network clients (ping, curl, nc, transfer): waiting on the context's clock, byte counts with suffixes, and a
  * UTF-8 decoder for streaming binary-safe-ish output to the CLI.
  */
 import { StringDecoder } from 'node:string_decoder';
+import type { Clock, Timer } from '../common/clock.ts';
 import type { ExecContext } from './types.ts';
 
+/**
+ * A command's waits on the context's clock: one timer at a time, and one abort
+ * listener for as long as the command keeps it. A listener added and removed
+ * around every interval of a ping was an EventTarget round trip per echo, and
+ * kept the agent's optimizing compiler busy with it while the pings were timed.
+ */
+export class Waits {
+  private release: (() => void) | undefined;
+  private timer: Timer | undefined;
+  private forReply = false;
+  private readonly end = (): void => {
+    this.timer?.cancel();
+    this.timer = undefined;
+    const release = this.release;
+    this.release = undefined;
+    release?.();
+  };
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly signal: AbortSignal,
+  ) {
+    signal.addEventListener('abort', this.end, { once: true });
+  }
+
+  /** Sleeps `ms`, or until aborted; with `forReply`, also until {@link replied}. */
+  sleep(ms: number, forReply: boolean): Promise<void> {
+    if (this.signal.aborted) return Promise.resolve();
+    this.forReply = forReply;
+    return new Promise<void>((resolve) => {
+      this.release = resolve;
+      this.timer = this.clock.setTimeout(this.end, ms);
+    });
+  }
+
+  /** A reply or an error came: ends a wait that was for one. */
+  replied(): void {
+    if (this.forReply) this.end();
+  }
+
+  close(): void {
+    this.signal.removeEventListener('abort', this.end);
+    this.end();
+  }
+}
+
 /** Resolves after `ms` on the context's clock, or at once when the command is aborted. */
-export function sleep(ctx: ExecContext, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    if (ctx.signal.aborted) return resolve();
-    const t = ctx.clock.setTimeout(done, ms);
-    function done() {
-      t.cancel();
-      ctx.signal.removeEventListener('abort', done);
-      resolve();
-    }
-    ctx.signal.addEventListener('abort', done, { once: true });
-  });
+export async function sleep(ctx: ExecContext, ms: number): Promise<void> {
+  const waits = new Waits(ctx.clock, ctx.signal);
+  try {
+    await waits.sleep(ms, false);
+  } finally {
+    waits.close();
+  }
 }
 
 /** `5M`, `5MB`, `5MiB`, `64k`, `1G`, `1000` -> bytes (k/M/G are powers of 1024, as curl and dd read them). */

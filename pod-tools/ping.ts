@@ -10,9 +10,9 @@
 import { parseArgs } from 'node:util';
 import { isValidIpv4 } from '../packet/addr.ts';
 import type { IcmpEvent, IpStack, PmtuDisc } from '../netstack/ipv4/ip-stack.ts';
-import type { Clock, Timer } from '../common/clock.ts';
 import { UsageError, type ExecContext } from './types.ts';
 import { resolveName } from './resolver.ts';
+import { Waits } from './net-util.ts';
 import { hopTrace } from '../common/hop-trace.ts';
 
 const USAGE = 'Usage: ping [-c count] [-i interval] [-W timeout] [-w deadline] [-s size] [-t ttl] [-M do|want|dont] [-q] DEST';
@@ -50,52 +50,6 @@ function errorText(e: Extract<IcmpEvent, { kind: 'error' }>): string {
   }
 }
 
-/**
- * The run's waits: one timer at a time and one abort listener for the whole
- * run. A listener added and removed around every echo's interval was an
- * EventTarget round trip per echo, and kept the agent's optimizing compiler
- * busy with it while the pings were being timed.
- */
-class Waits {
-  private release: (() => void) | undefined;
-  private timer: Timer | undefined;
-  private forReply = false;
-  private readonly end = (): void => {
-    this.timer?.cancel();
-    this.timer = undefined;
-    const release = this.release;
-    this.release = undefined;
-    release?.();
-  };
-
-  constructor(
-    private readonly clock: Clock,
-    private readonly signal: AbortSignal,
-  ) {
-    signal.addEventListener('abort', this.end, { once: true });
-  }
-
-  /** Sleeps `ms`, or until aborted; with `forReply`, also until {@link replied}. */
-  sleep(ms: number, forReply: boolean): Promise<void> {
-    if (this.signal.aborted) return Promise.resolve();
-    this.forReply = forReply;
-    return new Promise<void>((resolve) => {
-      this.release = resolve;
-      this.timer = this.clock.setTimeout(this.end, ms);
-    });
-  }
-
-  /** A reply or an error came: ends a wait that was for one. */
-  replied(): void {
-    if (this.forReply) this.end();
-  }
-
-  close(): void {
-    this.signal.removeEventListener('abort', this.end);
-    this.end();
-  }
-}
-
 /** What a run has sent and heard. */
 interface Tally {
   readonly sentAt: Map<number, number>;
@@ -119,16 +73,24 @@ interface Echoes {
   readonly start: number;
 }
 
-/** iputils' payload: a timeval, then 0x10, 0x11, ... */
-function echoPayload(size: number): Buffer {
+/** iputils' payload, filled once per run as iputils fills it: room for a timeval, then 0x10, 0x11, ... */
+function echoPattern(size: number): Buffer {
   const b = Buffer.alloc(size);
-  const now = Date.now();
-  if (size >= 16) {
-    b.writeBigUInt64LE(BigInt(Math.floor(now / 1000)), 0);
-    b.writeBigUInt64LE(BigInt((now % 1000) * 1000), 8);
-  }
   for (let i = Math.min(16, size); i < size; i++) b[i] = (0x10 + i - 16) & 0xff;
   return b;
+}
+
+/**
+ * The send time as a 64-bit struct timeval (seconds, microseconds; little-endian, each 8 bytes), written over
+ * the payload's first 16 bytes before each echo (the stack copies the payload into the frame it sends).
+ */
+function stampTimeval(b: Buffer): void {
+  if (b.length < 16) return;
+  const now = Date.now();
+  b.writeUInt32LE(Math.floor(now / 1000) >>> 0, 0);
+  b.writeUInt32LE(Math.floor(now / 1000 / 2 ** 32), 4);
+  b.writeUInt32LE((now % 1000) * 1000, 8);
+  b.writeUInt32LE(0, 12);
 }
 
 /**
@@ -140,11 +102,13 @@ function echoPayload(size: number): Buffer {
  */
 async function sendEchoes(ctx: ExecContext, e: Echoes, tally: Tally, waits: Waits, trace: ReturnType<typeof hopTrace>): Promise<boolean> {
   const { clock, signal } = ctx;
+  const payload = echoPattern(e.size);
   for (let seq = 1; seq <= e.count && !signal.aborted; seq++) {
     if (clock.now() - e.start >= e.deadlineMs) break;
     tally.sentAt.set(seq & 0xffff, clock.now());
     trace?.('send', seq & 0xffff);
-    const r = e.stack.sendEcho(e.dest, e.id, seq & 0xffff, echoPayload(e.size), e.send);
+    stampTimeval(payload);
+    const r = e.stack.sendEcho(e.dest, e.id, seq & 0xffff, payload, e.send);
     tally.transmitted++;
     if (!r.ok) {
       tally.errors++;

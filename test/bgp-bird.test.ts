@@ -25,32 +25,18 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BgpSpeaker, type RouteInfo, formatSummary } from '../bgp/index.ts';
 import { memoryLogger, waitFor } from './fixtures/bgp/helpers.ts';
+import { isExecutable } from '../common/system-tool.ts';
+import { testWithProgram } from './helpers/tool.ts';
 
 const BIRD = process.env.BIRD ?? '/usr/sbin/bird';
 const BIRDC = process.env.BIRDC ?? '/usr/sbin/birdc';
-const hasBird = (() => {
-  try {
-    accessSync(BIRD, constants.X_OK);
-    accessSync(BIRDC, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const inCi = process.env.CI === 'true';
-if (!hasBird) {
-  console.log(
-    inCi
-      ? `bgp-bird: ${BIRD} not found and CI=true: the BIRD interop test will FAIL (install bird2)`
-      : `bgp-bird: ${BIRD} not found: skipping the BIRD interop test (apt-get install bird2)`,
-  );
-}
-const birdTest = hasBird || inCi ? test : test.skip;
+const hasBird = isExecutable(BIRD) && isExecutable(BIRDC);
+const birdTest = testWithProgram('bgp-bird', [BIRD, BIRDC], 'BIRD interop', 'bird2');
 
 const BIRD_IP = '127.0.95.1';
 const OUR_IP = '127.0.95.2';

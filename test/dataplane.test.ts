@@ -149,3 +149,31 @@ test('ping holds one abort listener for its whole run, and an abort ends it with
   t.regex(out, /^6 packets transmitted, 6 received, 0% packet loss/m);
   t.is(getEventListeners(ctl.signal, 'abort').length, 0, 'removed when the run ends');
 });
+
+test("ping's echoes carry iputils' payload: the send time as a struct timeval, then 0x10, 0x11, ...", async (t) => {
+  const n1 = makeNode(1, monotonicClock);
+  await n1.start();
+  t.teardown(() => n1.close());
+  const a = pod(n1, 'a', '10.244.1.2');
+  const sent: Buffer[] = [];
+  a.eth0.taps.add((frame, dir) => {
+    // Ethernet, IPv4 (20 bytes, no options), ICMP type 8: the echo request's data from byte 42.
+    if (dir === 'out' && frame.readUInt16BE(12) === 0x0800 && frame[23] === 1 && frame[34] === 8) sent.push(Buffer.from(frame.subarray(42)));
+  });
+  const before = Date.now();
+  const r = await runPing(a, ['-c', '3', '-i', '0.01', '10.244.1.1']);
+  const after = Date.now();
+  t.is(r.code, 0, r.out);
+  t.is(sent.length, 3);
+  const times = sent.map((d) => {
+    t.is(d.length, 56);
+    t.deepEqual([...d.subarray(16)], Array.from({ length: 40 }, (_, i) => 0x10 + i));
+    t.is(d.readUInt32LE(4), 0, 'seconds: the high word');
+    t.is(d.readUInt32LE(12), 0, 'microseconds: the high word');
+    const usec = d.readUInt32LE(8);
+    t.true(usec < 1_000_000 && usec % 1000 === 0, `${usec} µs, from a millisecond clock`);
+    return d.readUInt32LE(0) * 1000 + usec / 1000;
+  });
+  for (const ms of times) t.true(ms >= before - 1 && ms <= after, `${ms} within the run (${before}-${after})`);
+  t.true(times[2] > times[0], 'each echo stamped when it goes, not once');
+});

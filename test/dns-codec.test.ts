@@ -17,6 +17,7 @@ import { buildUdpFrame } from '../packet/frame.ts';
 import { PcapngWriter } from '../packet/pcapng.ts';
 import { hex } from './fixtures/packet/helpers.ts';
 import { expertInfo, flattenTsharkJson, runTshark, tsharkTestFor } from './helpers/tshark.ts';
+import { testWithProgram } from './helpers/tool.ts';
 import { readFileSync } from 'node:fs';
 
 const fixture = (name: string) => Buffer.from(readFileSync(new URL(`./fixtures/dns/${name}`, import.meta.url), 'utf8').trim(), 'hex');
@@ -235,16 +236,7 @@ tsharkTest('tshark decodes every field the way the Repr says, with nothing malfo
 });
 
 const DIG = '/usr/bin/dig';
-const digTest = (() => {
-  try {
-    readFileSync(DIG);
-    return test;
-  } catch {
-    if (process.env.CI === 'true') return test;
-    console.log('dns-codec: /usr/bin/dig not found: skipping (apt-get install bind9-dnsutils)');
-    return test.skip as unknown as typeof test;
-  }
-})();
+const digTest = testWithProgram('dns-codec', DIG, 'dig cross-check', 'bind9-dnsutils');
 
 function dig(args: string[]): Promise<string> {
   return new Promise((resolve, reject) =>

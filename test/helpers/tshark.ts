@@ -5,11 +5,12 @@
  */
 import type test from 'ava';
 import { execFile } from 'node:child_process';
-import { hasProgram, testWithProgram } from './tool.ts';
+import { isExecutable } from '../../common/system-tool.ts';
+import { testWithProgram } from './tool.ts';
 
 export const TSHARK = process.env.TSHARK ?? '/usr/bin/tshark';
 
-export const hasTshark = hasProgram(TSHARK);
+export const hasTshark = isExecutable(TSHARK);
 
 /** `test` when tshark is there or CI=true (then its absence fails), else `test.skip`, saying why once. */
 export function tsharkTestFor(suite: string): typeof test {
