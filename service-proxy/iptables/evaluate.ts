@@ -403,6 +403,12 @@ interface Frame {
   end: number;
 }
 
+/** Frame `i` of `frames`, made if the walk has not been this deep before (a frame keeps its last chain's candidates until reused). */
+function frameAt(frames: Frame[], i: number): Frame {
+  while (frames.length <= i) frames.push({ base: 0, cand: undefined, pos: 0, end: 0 });
+  return frames[i];
+}
+
 function jumpTarget(r: Rule): string {
   return (r.target as Extract<Target, { kind: 'jump' }>).chain;
 }
@@ -431,6 +437,8 @@ export class RuleWalker {
   onMissingChain: ((table: TableName, chain: string) => boolean) | undefined;
   /** Walks in progress: an arena is not compacted under them (they hold offsets into it). */
   private walking = 0;
+  /** The outermost walk's frames (see walkCompiled). */
+  private readonly frames: Frame[] = [];
 
   constructor(
     private readonly rng: SeededRng,
@@ -684,13 +692,16 @@ export class RuleWalker {
     const arena = this.arenas.get(table)!;
     const src = pkt.src | 0;
     const dst = pkt.dst | 0;
-    const stack: Frame[] = [{ base: 0, cand: undefined, pos: 0, end: 0 }];
-    this.enter(arena, root.base, pkt, stack[0]);
+    // The frames of the outermost walk are the walker's own, reused from packet to packet: a first packet's walks
+    // enter a dozen chains, and a frame object apiece was most of what deciding it allocated.
+    const frames = this.walking === 1 ? this.frames : [];
+    this.enter(arena, root.base, pkt, frameAt(frames, 0));
+    let top = 0;
     let depth = 0;
-    while (stack.length > 0) {
-      const f = stack[stack.length - 1];
+    while (top >= 0) {
+      const f = frames[top];
       if (f.pos >= f.end) {
-        stack.pop(); // end of chain: return (built-in: policy ACCEPT)
+        top--; // end of chain: return (built-in: policy ACCEPT)
         continue;
       }
       const idx = f.cand ? f.cand[f.pos] : f.pos;
@@ -705,15 +716,11 @@ export class RuleWalker {
       if (code === T_JUMP) {
         const next = this.follow(chains, table, arena, f.base, idx);
         if (++depth > 256) throw new Error(`iptables: chain loop at ${jumpTarget(arena.rules[o / STRIDE]!)}`);
-        if (next >= 0) {
-          const nf: Frame = { base: 0, cand: undefined, pos: 0, end: 0 };
-          this.enter(arena, next, pkt, nf);
-          stack.push(nf);
-        }
+        if (next >= 0) this.enter(arena, next, pkt, frameAt(frames, ++top));
         continue;
       }
       if (code === T_RETURN) {
-        stack.pop();
+        top--;
         continue;
       }
       if (code === T_MARK) {
