@@ -76,27 +76,19 @@ export async function benchBackends(o: BackendBenchOptions = {}): Promise<Measur
  * ms: what the path costs, which a throughput figure on a busy machine, with
  * threads running in parallel, can hide.
  */
-export function agentCpuMs(stateDir: string, cpuMs: (pid: number) => number = pidCpuMs): number {
+export function agentCpuMs(stateDir: string): number {
   let ms = 0;
-  for (const p of readLab(stateDir)?.procs ?? []) if (p.role === 'node') ms += cpuMs(p.pid);
+  for (const p of readLab(stateDir)?.procs ?? []) if (p.role === 'node') ms += pidCpuMs(p.pid);
   return ms;
 }
 
-/** CPU time (user + system, every thread) process `pid` has used, in ms, from /proc. */
-export function pidCpuMs(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // After the command name in parentheses: state is field 3, utime and stime fields 14 and 15.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * (1000 / CLOCK_TICKS);
-}
-
 /**
- * The same to the nanosecond, from the scheduler's own count of each thread's run time
- * (/proc/PID/task/TID/schedstat): a few hundred pings cost a few of the clock ticks /proc/PID/stat counts in.
- * A thread that ends meanwhile takes its time with it; without schedstat (a kernel without CONFIG_SCHED_INFO),
- * the ticks.
+ * CPU time (user + system, every thread) process `pid` has used, in ms, to the nanosecond: the scheduler's own
+ * count of each thread's run time (/proc/PID/task/TID/schedstat), where /proc/PID/stat counts 10 ms clock ticks
+ * and a few hundred pings cost only a few. A thread that ends meanwhile takes its time with it (the benches'
+ * processes keep theirs); without schedstat (a kernel without CONFIG_SCHED_INFO), the ticks.
  */
-export function pidCpuMsPrecise(pid: number): number {
+export function pidCpuMs(pid: number): number {
   let ns = 0;
   let read = 0;
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
@@ -107,7 +99,15 @@ export function pidCpuMsPrecise(pid: number): number {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
   }
-  return read ? ns / 1e6 : pidCpuMs(pid);
+  return read ? ns / 1e6 : pidCpuMsTicks(pid);
+}
+
+/** The same from /proc/PID/stat, in clock ticks (threads that ended included). */
+function pidCpuMsTicks(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // After the command name in parentheses: state is field 3, utime and stime fields 14 and 15.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * (1000 / CLOCK_TICKS);
 }
 
 /** `npx tsx bench/backends.ts`: just this comparison. */

@@ -1,8 +1,8 @@
 /**
  * `node --import tsx bench/echo-profile.ts [--lab-net CIDR] [--rounds R] [--ping [--cold]] [--loud] [--profile DIR]`:
  * where a cross-node pod UDP echo's CPU goes. Brings up a 2-node lab, then in
- * R interleaved rounds measures CPU time per echoed datagram (utime + stime
- * from /proc, every thread) of
+ * R interleaved rounds measures CPU time per echoed datagram (every thread's
+ * run time, /proc/PID/task/TID/schedstat: backends.ts pidCpuMs) of
  * - the raw Node echo: the echo server process plus this process's client;
  * - the pod echo: both node agents (client pod on node-1, echo pod on node-2);
  *   with --loud also with the echo pod printing every datagram (as it did).

@@ -39,7 +39,7 @@ import path from 'node:path';
 import { callNode } from '../cli/commands.ts';
 import { down, up } from '../lab/lab.ts';
 import { benchBgp } from './bgp.ts';
-import { agentCpuMs, benchBackends, pidCpuMs, pidCpuMsPrecise } from './backends.ts';
+import { agentCpuMs, benchBackends, pidCpuMs } from './backends.ts';
 import { benchCapture } from './capture.ts';
 import { benchTcp } from './tcp.ts';
 import { benchServicesApart } from './services.ts';
@@ -148,7 +148,7 @@ async function main(): Promise<void> {
       process.stderr.write(`${node} flow cache: ${flows ? `${flows.hits} hits, ${flows.misses} misses, ${flows.recorded} recorded` : 'off'}; ${underlay?.connectedSockets ?? 0} connected underlay sockets\n`);
     }
     measures.push(measure('cross-node pod UDP echo throughput (VXLAN)', podPps, 'packets/s', 'raw Node UDP echo between two processes', rawPps, `${N} datagrams of 64 bytes, ${WINDOW} in flight; medians of ${echoRounds} interleaved rounds (pod/raw: ${pairs(rounds.podPps, rounds.rawPps, 0)}); load average ${load}`));
-    measures.push(measure('CPU per cross-node pod UDP echo (VXLAN)', podUs, 'µs', "raw Node UDP echo: its two processes' CPU per datagram", rawUs, `both node agents' CPU (all threads, /proc) over the echo above, per datagram echoed; the raw echo's client (this process) and server likewise; medians of the rounds (pod/raw: ${pairs(rounds.podUs, rounds.rawUs, 1)}); above 1 = costlier`));
+    measures.push(measure('CPU per cross-node pod UDP echo (VXLAN)', podUs, 'µs', "raw Node UDP echo: its two processes' CPU per datagram", rawUs, `both node agents' CPU (all threads, /proc/PID/task/*/schedstat) over the echo above, per datagram echoed; the raw echo's client (this process) and server likewise; medians of the rounds (pod/raw: ${pairs(rounds.podUs, rounds.rawUs, 1)}); above 1 = costlier`));
 
     // The ping's own path (the pods' ICMP, the agents' code for it) warmed up as the echo's was: V8 optimizes a
     // function after many calls, and a few hundred pings are not enough (RTT 0.36-0.46 ms over the first 200
@@ -168,12 +168,12 @@ async function main(): Promise<void> {
     for (let r = 0; r < echoRounds; r++) {
       for (const { gapMs, count } of PING_GAPS) {
         const run = rtts.get(gapMs)!;
-        const raw0 = selfCpuMs() + pidCpuMsPrecise(echo.pid);
+        const raw0 = selfCpuMs() + pidCpuMs(echo.pid);
         const rawRtt = await rawUdpRtt(echo.port, count, gapMs);
-        const rawUs = ((selfCpuMs() + pidCpuMsPrecise(echo.pid) - raw0) * 1000) / count;
-        const pod0 = agentCpuMs(stateDir, pidCpuMsPrecise);
+        const rawUs = ((selfCpuMs() + pidCpuMs(echo.pid) - raw0) * 1000) / count;
+        const pod0 = agentCpuMs(stateDir);
         const podRtt = await podPingRtt(stateDir, count, gapMs);
-        const podUs = ((agentCpuMs(stateDir, pidCpuMsPrecise) - pod0) * 1000) / count;
+        const podUs = ((agentCpuMs(stateDir) - pod0) * 1000) / count;
         run.raw.push(rawRtt);
         run.pod.push(podRtt);
         run.rawUs.push(rawUs);

@@ -140,13 +140,27 @@ function printStatistics(ctx: ExecContext, shown: string, tally: Tally, elapsed:
   ctx.stdout(`\n--- ${shown} ping statistics ---\n`);
   const errs = errors ? `, +${errors} errors` : '';
   ctx.stdout(`${transmitted} packets transmitted, ${nrecv} received${errs}, ${loss}% packet loss, time ${elapsed}ms\n`);
-  if (rtts.length) {
-    const min = Math.min(...rtts);
-    const max = Math.max(...rtts);
-    const avg = rtts.reduce((a, b) => a + b, 0) / rtts.length;
-    const mdev = Math.sqrt(rtts.reduce((a, b) => a + b * b, 0) / rtts.length - avg * avg);
-    ctx.stdout(`rtt min/avg/max/mdev = ${min.toFixed(3)}/${avg.toFixed(3)}/${max.toFixed(3)}/${(Number.isFinite(mdev) ? mdev : 0).toFixed(3)} ms\n`);
+  if (rtts.length) ctx.stdout(`${rttSummary(rtts)}\n`);
+}
+
+/**
+ * iputils' `rtt min/avg/max/mdev` line, in one pass: `Math.min(...rtts)` spreads every round trip onto the stack,
+ * and a run of ~130,000 replies overflowed it at the very end.
+ */
+export function rttSummary(rtts: readonly number[]): string {
+  let min = Infinity;
+  let max = -Infinity;
+  let sum = 0;
+  let sumSq = 0;
+  for (const r of rtts) {
+    if (r < min) min = r;
+    if (r > max) max = r;
+    sum += r;
+    sumSq += r * r;
   }
+  const avg = sum / rtts.length;
+  const mdev = Math.sqrt(Math.max(0, sumSq / rtts.length - avg * avg));
+  return `rtt min/avg/max/mdev = ${min.toFixed(3)}/${avg.toFixed(3)}/${max.toFixed(3)}/${mdev.toFixed(3)} ms`;
 }
 
 export async function ping(ctx: ExecContext): Promise<number> {

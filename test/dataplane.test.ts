@@ -8,7 +8,7 @@ import dgram from 'node:dgram';
 import { getEventListeners } from 'node:events';
 import { ManualClock, monotonicClock, type Clock } from '../common/clock.ts';
 import { SeededRng } from '../common/rng.ts';
-import { ping } from '../pod-tools/ping.ts';
+import { ping, rttSummary } from '../pod-tools/ping.ts';
 import { addPod, makeNode as makeTestNode, mesh, runPing } from './helpers/dataplane.ts';
 
 const NET = '127.0.60.0/24';
@@ -176,4 +176,12 @@ test("ping's echoes carry iputils' payload: the send time as a struct timeval, t
   });
   for (const ms of times) t.true(ms >= before - 1 && ms <= after, `${ms} within the run (${before}-${after})`);
   t.true(times[2] > times[0], 'each echo stamped when it goes, not once');
+});
+
+test("ping's rtt line: iputils' min/avg/max/mdev, and for a run of 202,000 replies too", (t) => {
+  t.is(rttSummary([1, 2, 3, 4]), 'rtt min/avg/max/mdev = 1.000/2.500/4.000/1.118 ms');
+  t.is(rttSummary([0.25]), 'rtt min/avg/max/mdev = 0.250/0.250/0.250/0.000 ms');
+  // 0.100 ... 0.200 ms, 2,000 times over: mean 0.150, mdev sqrt((101² - 1) / 12) µs = 29.2 µs.
+  const many = Array.from({ length: 202_000 }, (_, i) => 0.1 + (i % 101) / 1000);
+  t.is(rttSummary(many), 'rtt min/avg/max/mdev = 0.100/0.150/0.200/0.029 ms');
 });
