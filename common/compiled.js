@@ -44,6 +44,18 @@ const MANIFEST = path.join(DIST, '.sources.json');
  */
 export const BUNDLED = ['node-agent/main.ts', 'control-plane/main.ts', 'router/main.ts', 'kernel-node/main.ts', 'kernel-node/pod-server.ts', 'service-proxy/worker.ts', 'backends/udp/flanneld-worker.ts', 'apps/dns/worker.ts', 'node-agent/threads.ts'];
 
+/**
+ * Bundled entries built as one CommonJS file (`.cjs`, their lazy imports
+ * inlined, evaluated only when first imported) and started through
+ * common/code-cache.cjs, which keeps V8's code cache of them: Node 20 keeps
+ * none for ES modules. The agent, because a lab starts a hundred of them at
+ * once; the rest are ES modules with their lazy imports in chunks.
+ */
+export const CODE_CACHED = ['node-agent/main.ts'];
+
+/** The loader that runs a CODE_CACHED bundle with its code cache (plain CommonJS, run from the sources). */
+export const CODE_CACHE_LOADER = path.join(ROOT, 'common/code-cache.cjs');
+
 /** The folders compiled into dist/ (the runtime; tests, bench and scripts run from source). */
 export const RUNTIME_DIRS = ['packet', 'common', 'netstack', 'overlay', 'backends', 'bgp', 'service-proxy', 'policy', 'edge', 'apps', 'pod-tools', 'node-agent', 'kernel-node', 'router', 'control-plane', 'hostnet', 'lab', 'cli', 'scenarios'];
 
@@ -93,17 +105,18 @@ export function compiledFresh() {
   return fresh;
 }
 
-/** The compiled file of an entry (`node-agent/main.ts`): its bundle if it has one, else tsc's module. */
+/** The compiled file of an entry (`node-agent/main.ts`): its bundle if it has one (`.cjs` if CODE_CACHED), else tsc's module. */
 export function compiledFile(rel) {
+  if (CODE_CACHED.includes(rel)) return path.join(BUNDLE, rel.replace(/\.ts$/, '.cjs'));
   return path.join(BUNDLED.includes(rel) ? BUNDLE : DIST, rel.replace(/\.ts$/, '.js'));
 }
 
 /**
  * How to run one of podlab's entry files (a path like `node-agent/main.ts`)
- * as a Node process: its compiled JavaScript when dist/ is fresh, else the
- * source through tsx.
+ * as a Node process: its compiled JavaScript when dist/ is fresh (through the
+ * code-cache loader if CODE_CACHED), else the source through tsx.
  */
 export function nodeArgsFor(rel) {
-  if (compiledFresh()) return [compiledFile(rel)];
+  if (compiledFresh()) return CODE_CACHED.includes(rel) ? [CODE_CACHE_LOADER, compiledFile(rel)] : [compiledFile(rel)];
   return ['--import', import.meta.resolve('tsx'), path.join(ROOT, rel)];
 }

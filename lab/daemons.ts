@@ -21,9 +21,10 @@
 import { DEFAULT_BACKEND } from '../backends/registry.ts';
 import fs from 'node:fs';
 import os from 'node:os';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ROOT, compiledFile } from '../common/compiled.js';
+import { CODE_CACHE_LOADER, ROOT, compiledFile } from '../common/compiled.js';
 import { Cidr } from '../packet/cidr.ts';
 
 /** The daemon subcommands. */
@@ -150,5 +151,7 @@ export async function runDaemon(daemon: Daemon, argv: string[]): Promise<void> {
   // Compiled (dist/lab/daemons.js), the entry's bundle (dist/bundle/, common/compiled.js); else its source.
   const file = import.meta.url.endsWith('.js') ? compiledFile(entry) : path.join(ROOT, entry);
   process.argv = [process.argv[0], file, ...args];
-  await import(pathToFileURL(file).href);
+  // A CommonJS bundle runs with its code cache (common/code-cache.cjs), as the local lab starts it.
+  if (file.endsWith('.cjs')) (createRequire(import.meta.url)(CODE_CACHE_LOADER) as { run(bundle: string): void }).run(file);
+  else await import(pathToFileURL(file).href);
 }

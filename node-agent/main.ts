@@ -96,14 +96,18 @@ const agent = new NodeAgent({
   fastPath: process.env.PODLAB_FAST_PATH !== 'off',
 });
 
-// V8 compiles the code of every isolate in the process (kube-proxy's worker's too) on its platform thread: at the
-// worker's priority, below the data plane's thread, not beside it (common/thread-priority.ts).
-const lowered = await lowerV8PlatformThreads(10);
-log.debug(`V8's platform threads at nice 10: ${lowered.join(', ') || 'none found'}`);
-await runDaemon('node-agent', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath }));
-tierUpOnceSettled(agent.nodeEvents, {
-  tierUp: () => {
-    tierUpSooner();
-    log.debug("V8's tier-up thresholds lowered (node-agent/tiering.ts)");
-  },
-});
+/** Serves until stopped. (No top-level await: the agent's bundle is a CommonJS script, for its code cache.) */
+async function serve(): Promise<void> {
+  // V8 compiles the code of every isolate in the process (kube-proxy's worker's too) on its platform thread: at the
+  // worker's priority, below the data plane's thread, not beside it (common/thread-priority.ts).
+  const lowered = await lowerV8PlatformThreads(10);
+  log.debug(`V8's platform threads at nice 10: ${lowered.join(', ') || 'none found'}`);
+  await runDaemon('node-agent', agent, log, () => ({ node: agent.name, podCIDR: agent.podCIDR, vtepMac: agent.vtepMac, control: agent.controlSocketPath }));
+  tierUpOnceSettled(agent.nodeEvents, {
+    tierUp: () => {
+      tierUpSooner();
+      log.debug("V8's tier-up thresholds lowered (node-agent/tiering.ts)");
+    },
+  });
+}
+void serve();

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import process from 'node:process';
-import { BUNDLE, BUNDLED, DIST, ROOT, writeManifest } from '../common/compiled.js';
+import { BUNDLE, BUNDLED, CODE_CACHED, DIST, ROOT, writeManifest } from '../common/compiled.js';
 
 const require = createRequire(path.join(ROOT, 'package.json'));
 let tsc;
@@ -45,6 +45,7 @@ const esbuild = await import('esbuild');
 const written = new Set();
 try {
   for (const entry of BUNDLED) {
+    const cjs = CODE_CACHED.includes(entry);
     const out = await esbuild.build({
       metafile: true,
       absWorkingDir: ROOT,
@@ -52,8 +53,25 @@ try {
       outdir: BUNDLE,
       chunkNames: 'chunks/[name]-[hash]',
       bundle: true,
-      splitting: true,
-      format: 'esm',
+      // A code-cached entry (common/code-cache.cjs) is one CommonJS script: esbuild splits only ES modules, so its
+      // lazy imports are inlined, each evaluated at its first import as before, compiled from the cache or lazily.
+      ...(cjs
+        ? {
+            format: 'cjs',
+            outExtension: { '.js': '.cjs' },
+            // import.meta as the ES module had it: the bundle's own URL (ROOT, workers' files and createRequire
+            // are found from it).
+            define: { 'import.meta': '__podlabImportMeta' },
+            banner: {
+              js: '"use strict";const __podlabImportMeta = { url: require("node:url").pathToFileURL(__filename).href, resolve: (s) => require("node:url").pathToFileURL(require.resolve(s)).href };',
+            },
+          }
+        : {
+            splitting: true,
+            format: 'esm',
+            // CommonJS packages inlined into an ES module still call require() (for Node's built-ins).
+            banner: { js: "import { createRequire as __podlabCreateRequire } from 'node:module'; const require = __podlabCreateRequire(import.meta.url);" },
+          }),
       platform: 'node',
       target: 'node20',
       sourcemap: 'linked',
@@ -64,8 +82,6 @@ try {
       lineLimit: 160,
       external: ['better-sqlite3', 'cap', 'msgpackr-extract', 'tsx'],
       logLevel: 'warning',
-      // CommonJS packages inlined into an ES module still call require() (for Node's built-ins).
-      banner: { js: "import { createRequire as __podlabCreateRequire } from 'node:module'; const require = __podlabCreateRequire(import.meta.url);" },
     });
     for (const f of Object.keys(out.metafile.outputs)) written.add(path.resolve(ROOT, f));
   }
@@ -78,7 +94,7 @@ try {
 // arrows and section signs of a few comments (esbuild escapes strings, regular expressions and templates to ASCII
 // already, but keeps comments as written). Escaped as \uXXXX they mean what they meant wherever they stand.
 for (const f of written) {
-  if (!f.endsWith('.js')) continue;
+  if (!f.endsWith('.js') && !f.endsWith('.cjs')) continue;
   const text = fs.readFileSync(f, 'utf8');
   // eslint-disable-next-line no-control-regex
   if (/[^\x00-\x7f]/.test(text)) fs.writeFileSync(f, text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
@@ -89,5 +105,7 @@ for (const f of fs.readdirSync(CHUNKS)) {
   const file = path.join(CHUNKS, f);
   if (!written.has(file) && fs.statSync(file).mtimeMs < weekAgo) fs.rmSync(file, { force: true });
 }
+// Code caches are made by the processes that run the bundles (common/code-cache.cjs); those of earlier bundles go.
+fs.rmSync(path.join(BUNDLE, 'code-cache'), { recursive: true, force: true });
 writeManifest();
 process.stdout.write(`podlab build: dist/ compiled and bundled in ${((Date.now() - t0) / 1000).toFixed(1)} s` + '\n');

@@ -7,7 +7,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BUNDLE, BUNDLED, DIST, ROOT, compiledFresh, nodeArgsFor, sourceFingerprint } from '../common/compiled.js';
+import { BUNDLE, BUNDLED, CODE_CACHE_LOADER, DIST, ROOT, compiledFile, compiledFresh, nodeArgsFor, sourceFingerprint } from '../common/compiled.js';
 import { readLab } from '../lab/state.ts';
 import { startLab } from './helpers/lab.ts';
 
@@ -28,12 +28,14 @@ test('the build compiled every runtime source and recorded them (npm install run
   t.true(sources.includes('common/compiled.js'), 'plain JavaScript sources count too');
   const missing = sources.filter((s) => !fs.existsSync(path.join(DIST, s.replace(/\.ts$/, '.js'))));
   t.deepEqual(missing, []);
-  // The lab's processes and worker threads run from their bundles (one file each, lazy imports in chunks).
-  t.deepEqual(nodeArgsFor('node-agent/main.ts'), [path.join(BUNDLE, 'node-agent/main.js')]);
-  t.deepEqual(BUNDLED.filter((e) => !fs.existsSync(path.join(BUNDLE, e.replace(/\.ts$/, '.js')))), []);
+  // The lab's processes and worker threads run from their bundles (one file each, lazy imports in chunks); the
+  // agent's is one CommonJS script, started through the loader that keeps its code cache.
+  t.deepEqual(nodeArgsFor('node-agent/main.ts'), [CODE_CACHE_LOADER, path.join(BUNDLE, 'node-agent/main.cjs')]);
+  t.deepEqual(nodeArgsFor('control-plane/main.ts'), [path.join(BUNDLE, 'control-plane/main.js')]);
+  t.deepEqual(BUNDLED.filter((e) => !fs.existsSync(compiledFile(e))), []);
   // In ASCII, so V8 keeps their sources one byte per character (scripts/build.mjs escapes what esbuild left in comments).
   // eslint-disable-next-line no-control-regex
-  const notAscii = BUNDLED.filter((e) => /[^\x00-\x7f]/.test(fs.readFileSync(path.join(BUNDLE, e.replace(/\.ts$/, '.js')), 'utf8')));
+  const notAscii = BUNDLED.filter((e) => /[^\x00-\x7f]/.test(fs.readFileSync(compiledFile(e), 'utf8')));
   t.deepEqual(notAscii, []);
   t.deepEqual(nodeArgsFor('cli/main.ts'), [path.join(DIST, 'cli/main.js')]);
 });
@@ -49,9 +51,13 @@ test.serial('a lab runs compiled agents and apiserver; an edited source makes th
   const cmdline = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
   for (const p of readLab(lab.stateDir)!.procs) {
     const argv = cmdline(p.pid);
-    t.true(argv.some((a) => a.startsWith(BUNDLE + path.sep) && a.endsWith('/main.js')), `${p.name}: ${argv.join(' ')}`);
+    t.true(argv.some((a) => a.startsWith(BUNDLE + path.sep) && /\/main\.c?js$/.test(a)), `${p.name}: ${argv.join(' ')}`);
     t.false(argv.some((a) => a.includes('tsx')), `${p.name} loads no transpiler`);
+    if (p.role === 'node') t.true(argv.includes(CODE_CACHE_LOADER), `${p.name} starts through the code-cache loader`);
   }
+  // The first agent to start without a cache made it for the others and for later labs.
+  const caches = fs.readdirSync(path.join(BUNDLE, 'code-cache')).filter((f) => /^node-agent-main-[0-9a-f]{8}\.bin$/.test(f));
+  t.true(caches.length >= 1, 'a code cache of the agent bundle');
   t.regex((await lab.exec('pod-1a', ['ping', '-c', '1', '-W', '2', '10.244.2.2'])).out, / 0% packet loss/);
 
   // An edit and the sources run, with tsx, until the next build; a touch that changes nothing does not count.
