@@ -41,6 +41,19 @@ function readCache(file) {
   }
 }
 
+/** Caches kept per folder: one per set of flags, and runs with ever-new flags (a profile's output folder) add one each. */
+const MAX_CACHES = 32;
+
+/** Drops the least recently written caches beyond MAX_CACHES. */
+function prune(dir) {
+  const caches = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.bin'))
+    .map((f) => ({ f, t: fs.statSync(path.join(dir, f)).mtimeMs }))
+    .sort((a, b) => b.t - a.t);
+  for (const { f } of caches.slice(MAX_CACHES)) fs.rmSync(path.join(dir, f), { force: true });
+}
+
 /** Writes the cache; one that was there and rejected is replaced, else the first writer's stays. */
 function writeCache(file, data, replace) {
   const tmp = `${file}.${process.pid}.tmp`;
@@ -49,6 +62,7 @@ function writeCache(file, data, replace) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(tmp, data);
     fs.renameSync(tmp, file);
+    prune(path.dirname(file));
   } catch {
     // A read-only install, a full disk: the next start compiles again.
     try {

@@ -113,3 +113,21 @@ test("the agent's own bundle runs through the loader (--help)", (t) => {
   t.regex(r.out, /--proxy-mode <value>/);
   t.true(['made', 'used'].includes(r.report ?? ''), r.err);
 });
+
+test('the folder keeps the 32 most recently written caches', (t) => {
+  const f = fixture(t);
+  const dir = path.join(path.dirname(f.dir), 'code-cache');
+  fs.mkdirSync(dir);
+  for (let i = 0; i < 40; i++) {
+    const file = path.join(dir, `entry-main-old${String(i).padStart(5, '0')}.bin`);
+    fs.writeFileSync(file, 'stale');
+    fs.utimesSync(file, new Date(1_000_000 + i * 1000), new Date(1_000_000 + i * 1000));
+  }
+  t.is(run(f.bundle).report, 'made');
+  const left = f.caches();
+  t.is(left.length, 32);
+  t.true(left.some((c) => !c.includes('old')), 'the new cache stays');
+  t.false(left.includes('entry-main-old00000.bin'), 'the oldest went');
+  t.true(left.includes('entry-main-old00039.bin'));
+  t.is(run(f.bundle).report, 'used');
+});
