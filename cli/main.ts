@@ -563,7 +563,8 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// Not awaited at the top level: the built command is a CommonJS script (cli/podlab.ts).
+void main();
 
 /** `vxlan 50, host-gw 0, ...`: each backend's encapsulation overhead, for --mtu's help. */
 function mtuOverheads(): string {

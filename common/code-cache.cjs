@@ -73,12 +73,18 @@ function writeCache(file, data, replace) {
   }
 }
 
+/** PODLAB_CODE_CACHE_REPORT=1: each start says on stderr what became of its cache. */
+function reportFromEnv() {
+  if (!process.env.PODLAB_CODE_CACHE_REPORT) return undefined;
+  return (cache, file) => process.stderr.write(`podlab code cache: ${cache} ${file}\n`);
+}
+
 /**
  * Compiles `bundle` (a CommonJS file) with its code cache, making the cache when there was none or V8 rejected
  * it, and runs it as Node runs a main module. `report` hears, before the bundle runs, whether a cache was
- * used, made or rejected (for tests).
+ * used, made or rejected (for tests; by default PODLAB_CODE_CACHE_REPORT).
  */
-function run(bundle, report) {
+function run(bundle, report = reportFromEnv()) {
   const file = path.resolve(bundle);
   const fd = fs.openSync(file, 'r');
   let source;
@@ -104,7 +110,15 @@ function run(bundle, report) {
   mod.loaded = true;
 }
 
-module.exports = { run, cachePath };
+/**
+ * import() for a bundle run here: Node 20 gives a vm.Script's code no import() without --experimental-vm-modules,
+ * so an ES module named at run time (which no bundler can inline) is imported by this module, which Node loaded.
+ */
+function importModule(url) {
+  return import(url);
+}
+
+module.exports = { run, cachePath, importModule };
 
 if (require.main === module) {
   // As `node BUNDLE ARGS...`: the bundle sees itself as argv[1].
@@ -114,5 +128,5 @@ if (require.main === module) {
     process.exit(2);
   }
   process.argv.splice(1, 1);
-  run(bundle, process.env.PODLAB_CODE_CACHE_REPORT ? (cache, file) => process.stderr.write(`podlab code cache: ${cache} ${file}\n`) : undefined);
+  run(bundle);
 }

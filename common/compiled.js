@@ -38,20 +38,21 @@ export const BUNDLE = path.join(DIST, 'bundle');
 const MANIFEST = path.join(DIST, '.sources.json');
 
 /**
- * The entry files built as bundles: the processes a lab starts (many of
- * them: agents, pod servers) and the worker threads they start (a worker
- * loads its own copy of its modules).
+ * The entry files built as bundles: the `podlab` command, the processes a lab
+ * starts (many of them: agents, pod servers) and the worker threads they
+ * start (a worker loads its own copy of its modules).
  */
-export const BUNDLED = ['node-agent/main.ts', 'control-plane/main.ts', 'router/main.ts', 'kernel-node/main.ts', 'kernel-node/pod-server.ts', 'service-proxy/worker.ts', 'backends/udp/flanneld-worker.ts', 'apps/dns/worker.ts', 'node-agent/threads.ts'];
+export const BUNDLED = ['cli/podlab.ts', 'node-agent/main.ts', 'control-plane/main.ts', 'router/main.ts', 'kernel-node/main.ts', 'kernel-node/pod-server.ts', 'service-proxy/worker.ts', 'backends/udp/flanneld-worker.ts', 'apps/dns/worker.ts', 'node-agent/threads.ts'];
 
 /**
  * Bundled entries built as one CommonJS file (`.cjs`, their lazy imports
  * inlined, evaluated only when first imported) and started through
  * common/code-cache.cjs, which keeps V8's code cache of them: Node 20 keeps
  * none for ES modules. The agent, because a lab starts a hundred of them at
- * once; the rest are ES modules with their lazy imports in chunks.
+ * once, and the `podlab` command (bin/podlab.js), run for every verb; the
+ * rest are ES modules with their lazy imports in chunks.
  */
-export const CODE_CACHED = ['node-agent/main.ts'];
+export const CODE_CACHED = ['cli/podlab.ts', 'node-agent/main.ts'];
 
 /** The loader that runs a CODE_CACHED bundle with its code cache (plain CommonJS, run from the sources). */
 export const CODE_CACHE_LOADER = path.join(ROOT, 'common/code-cache.cjs');

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CODE_CACHE_LOADER, compiledFile, compiledFresh } from '../common/compiled.js';
+import { CODE_CACHE_LOADER, ROOT, compiledFile, compiledFresh } from '../common/compiled.js';
 
 /** A bundle that reports what it saw, as JSON on stdout. */
 const BUNDLE = `"use strict";
@@ -112,6 +112,27 @@ test("the agent's own bundle runs through the loader (--help)", (t) => {
   t.regex(r.out, /^Usage: podlab agent \[flags\]/);
   t.regex(r.out, /--proxy-mode <value>/);
   t.true(['made', 'used'].includes(r.report ?? ''), r.err);
+});
+
+test('the podlab command runs its bundle through the loader; its daemons start from theirs, an ES module one imported by the loader', (t) => {
+  if (!compiledFresh()) {
+    if (process.env.CI === 'true') t.fail('dist/ is missing or stale after npm ci');
+    else t.pass('skipped: no fresh dist/ here (run npm run build)');
+    return;
+  }
+  const podlab = (args: string[]) =>
+    spawnSync(process.execPath, [path.join(ROOT, 'bin/podlab.js'), ...args], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '', PODLAB_CODE_CACHE_REPORT: '1' } });
+  const help = podlab(['--help']);
+  t.is(help.status, 0, help.stderr);
+  t.regex(help.stdout, /^Usage: podlab \[options\] \[command\]/);
+  t.regex(help.stderr, /podlab code cache: (made|used) \S+\/cli-podlab-[0-9a-f]{8}\.bin/);
+  // The apiserver's bundle is an ES module: import() from inside a vm.Script would need --experimental-vm-modules.
+  for (const [daemon, bundle] of [['apiserver', null], ['agent', 'node-agent-main']] as const) {
+    const r = podlab([daemon, '--help']);
+    t.is(r.status, 0, `${daemon}: ${r.stderr}`);
+    t.regex(r.stdout, new RegExp(`^Usage: podlab ${daemon} \\[flags\\]`));
+    if (bundle) t.regex(r.stderr, new RegExp(`podlab code cache: (made|used) \\S+/${bundle}-`), 'the agent from its own cache, inside the command');
+  }
 });
 
 test('the folder keeps the 32 most recently written caches', (t) => {
