@@ -1,5 +1,6 @@
 // Runs a CommonJS bundle with V8's code cache: `node common/code-cache.cjs BUNDLE.cjs ARGS...` runs BUNDLE as
-// `node BUNDLE.cjs ARGS...` would, and `run(BUNDLE)` does the same from a process already running (lab/daemons.ts).
+// `node BUNDLE.cjs ARGS...` would, and `run(BUNDLE)` does the same from a process already running (bin/podlab.js,
+// lab/daemons.ts).
 //
 // Node 20 keeps no code cache for ES modules, so a process compiled its whole bundle at every start: a hundred
 // agents starting together each parsed the same 0.7 MB of JavaScript. V8 takes a cache only for a script of the
@@ -118,7 +119,7 @@ function importModule(url) {
   return import(url);
 }
 
-module.exports = { run, cachePath, importModule };
+module.exports = { run, importModule };
 
 if (require.main === module) {
   // As `node BUNDLE ARGS...`: the bundle sees itself as argv[1].
