@@ -9,7 +9,7 @@
 // keep caches of their own rather than rejecting each other's. The cache is made right after the compile, before
 // any of the bundle runs: the run changes V8's flags (node-agent/tiering.ts), which would make the cache
 // unacceptable to the next process, and in 20-node labs a cache made then saved as much CPU as one made after
-// the agent was ready (bench/README.md). The first process to find no cache writes it (atomically; a reader sees
+// the agent was ready (bench/README.md). A process that finds no cache writes one (atomically: a reader sees
 // all of it or none); a cache that cannot be read or written is no cache, and the bundle is compiled as before.
 'use strict';
 const fs = require('node:fs');
