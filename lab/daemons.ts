@@ -148,16 +148,17 @@ export async function runDaemon(daemon: Daemon, argv: string[]): Promise<void> {
     if (argv.includes('--lab-json')) await writeSelfLabJson(args);
   }
   const entry = { agent: 'node-agent/main.ts', apiserver: 'control-plane/main.ts', 'kernel-node': 'kernel-node/main.ts', 'lb-router': 'router/main.ts' }[daemon];
-  // Compiled (dist/lab/daemons.js, or inlined into the command's bundle), the entry's bundle (dist/bundle/,
-  // common/compiled.js); else its source.
-  const file = import.meta.url.endsWith('.ts') ? path.join(ROOT, entry) : compiledFile(entry);
+  // From the sources, the entry's source; compiled (inlined into the command's bundle), the entry's bundle
+  // (dist/bundle/, common/compiled.js).
+  const fromSource = import.meta.url.endsWith('.ts');
+  const file = fromSource ? path.join(ROOT, entry) : compiledFile(entry);
   process.argv = [process.argv[0], file, ...args];
-  if (import.meta.url.endsWith('.ts')) {
+  if (fromSource) {
     await import(pathToFileURL(file).href);
     return;
   }
   // A CommonJS bundle runs with its code cache, as the local lab starts it; an ES module is imported by the loader,
-  // since this code may itself be inlined into the command's CommonJS bundle (common/code-cache.cjs).
+  // since this code runs inside the command's CommonJS bundle, where Node 20 has no import() (common/code-cache.cjs).
   const loader = createRequire(import.meta.url)(CODE_CACHE_LOADER) as { run(bundle: string): void; importModule(url: string): Promise<unknown> };
   if (file.endsWith('.cjs')) loader.run(file);
   else await loader.importModule(pathToFileURL(file).href);

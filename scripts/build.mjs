@@ -1,7 +1,8 @@
 // `npm run build` (also run by `npm install` as prepare): compiles the runtime
-// folders to dist/ with tsc, bundles the lab's processes and worker threads into
-// dist/bundle/ with esbuild (common/compiled.js's BUNDLED: one file each to
-// load instead of some 140 modules), then records the sources it compiled, so
+// folders to dist/ with tsc, bundles the podlab command, the lab's processes and
+// their worker threads into dist/bundle/ with esbuild (common/compiled.js's
+// BUNDLED: one file each to load instead of some 140 modules; CODE_CACHED ones
+// as CommonJS, for V8's code cache), then records the sources it compiled, so
 // labs run the compiled JavaScript only while it matches them (common/compiled.js).
 // Without TypeScript installed (`npm ci --omit=dev`, as the image installs)
 // there is nothing to build: podlab runs from source through tsx.
@@ -33,13 +34,13 @@ if (r.status !== 0) failed(r.status ?? 1);
 // Plain JavaScript modules the sources import are not tsc's to emit: copied beside their importers.
 fs.copyFileSync(path.join(ROOT, 'common/compiled.js'), path.join(DIST, 'common/compiled.js'));
 
-// One esbuild run per entry, so an entry's bundle holds all it imports statically; its lazy import()s
-// become chunks loaded when first used (esbuild's code splitting, which needs ESM output). npm packages
+// One esbuild run per entry, so an entry's bundle holds all it imports statically; in an ES-module bundle its
+// lazy import()s become chunks loaded when first used (esbuild's code splitting, which needs ESM output). npm packages
 // are bundled too, except native addons and tsx (resolved at run time only, for a stale build's fallback);
 // packages loaded through createRequire stay out of sight of esbuild, so they load as they do from dist/.
 // Inlined CommonJS packages also spare Node's ESM-to-CommonJS lexer (a WebAssembly module, megabytes of RSS).
-// Chunks are named by their content's hash and not deleted by the next build: an agent still running from an
-// earlier build imports its lazy chunks (the pod tools at the first exec) long after it started. Chunks no
+// Chunks are named by their content's hash and not deleted by the next build: a process still running from an
+// earlier build may import its lazy chunks long after it started. Chunks no
 // build has written for a week go.
 const esbuild = await import('esbuild');
 const written = new Set();

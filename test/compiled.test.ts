@@ -7,7 +7,7 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BUNDLE, BUNDLED, CODE_CACHE_LOADER, DIST, ROOT, compiledFile, compiledFresh, nodeArgsFor, sourceFingerprint } from '../common/compiled.js';
+import { BUNDLE, BUNDLED, CODE_CACHED, CODE_CACHE_LOADER, DIST, ROOT, compiledFile, compiledFresh, nodeArgsFor, sourceFingerprint } from '../common/compiled.js';
 import { readLab } from '../lab/state.ts';
 import { startLab } from './helpers/lab.ts';
 
@@ -33,6 +33,8 @@ test('the build compiled every runtime source and recorded them (npm install run
   t.deepEqual(nodeArgsFor('node-agent/main.ts'), [CODE_CACHE_LOADER, path.join(BUNDLE, 'node-agent/main.cjs')]);
   t.deepEqual(nodeArgsFor('control-plane/main.ts'), [path.join(BUNDLE, 'control-plane/main.js')]);
   t.deepEqual(BUNDLED.filter((e) => !fs.existsSync(compiledFile(e))), []);
+  // A CommonJS bundle is strict only if its directive comes first, before the banner's own statement.
+  t.deepEqual(CODE_CACHED.filter((e) => !fs.readFileSync(compiledFile(e), 'utf8').startsWith('"use strict";')), []);
   // In ASCII, so V8 keeps their sources one byte per character (scripts/build.mjs escapes what esbuild left in comments).
   // eslint-disable-next-line no-control-regex
   const notAscii = BUNDLED.filter((e) => /[^\x00-\x7f]/.test(fs.readFileSync(compiledFile(e), 'utf8')));
