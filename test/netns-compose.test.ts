@@ -120,7 +120,9 @@ test('compose files: the podlab entry point, Swarm-compatible keys, capabilities
   t.regex(dockerfile, /ln -s "\$so" "\$\{so%\.0\.8\}"/, 'libpcap.so stays after libpcap-dev goes (cap dlopens it for immediate mode)');
   t.regex(dockerfile, /WITH_TSHARK/);
   t.true(fs.existsSync(path.join(ROOT, 'compose/pods.yaml')));
-  t.regex(fs.readFileSync(path.join(ROOT, 'bin/podlab.js'), 'utf8'), /isDaemon\(process\.argv\[2\]\)/);
+  // The image's entry point runs the command (cli/podlab.ts, from the sources there), which dispatches the daemons.
+  t.regex(fs.readFileSync(path.join(ROOT, 'bin/podlab.js'), 'utf8'), /await import\('\.\.\/cli\/podlab\.ts'\)/);
+  t.regex(fs.readFileSync(path.join(ROOT, 'cli/podlab.ts'), 'utf8'), /const verb = process\.argv\[2\];\s+if \(isDaemon\(verb\)\) await runDaemon\(verb/);
 });
 
 test('the image entry point: `podlab apiserver` (as compose runs it) serves TCP and, as netns labs ask, its Unix socket', async (t) => {
