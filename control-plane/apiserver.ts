@@ -12,9 +12,11 @@
  * plain object or List.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createH2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../common/clock.ts';
 import { authenticate, authorize, forbiddenFor, isPublicPath, selfSubjectAccessReview, selfSubjectReview, selfSubjectRulesReview, unauthorized, verbOf, type Identity, type ObjectLookup } from './auth.ts';
 import type { ClientCredentials } from './credentials.ts';
@@ -119,6 +121,13 @@ const MAX_DRAIN_BYTES = 64 * 1024 * 1024;
  * the stack limit, so a hostile body never becomes a 500.
  */
 export const MAX_JSON_DEPTH = 1000;
+/**
+ * What an HTTP/2 connection may hold queued to send (MB). Past it, Node refuses the connection's new streams
+ * (ENHANCE_YOUR_CALM); at the default 10 MB one list of 10,000 EndpointSlices on its way to an agent would
+ * refuse that agent's next requests and watches until it had gone. HTTP/1.1 has no such bound either.
+ */
+const H2_SESSION_MEMORY_MB = 256;
+
 /** A watcher that lets this much output pile up is dropped (it reconnects from its last resourceVersion). */
 const MAX_WATCH_BACKLOG_BYTES = 16 * 1024 * 1024;
 const DEFAULT_BOOKMARK_INTERVAL_MS = 30_000;
@@ -253,7 +262,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     if (timeoutSeconds !== undefined && (!Number.isFinite(timeoutSeconds) || timeoutSeconds < 0)) {
       throw badRequest(`invalid timeoutSeconds: ${JSON.stringify(timeoutRaw)}`);
     }
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', 'Transfer-Encoding': 'chunked' });
+    // HTTP/2 frames the stream itself, and forbids the HTTP/1.1 header.
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private', ...(req.httpVersionMajor === 2 ? {} : { 'Transfer-Encoding': 'chunked' }) });
     res.flushHeaders();
     let done = false;
     let handle: { stop(): void } | undefined;
@@ -502,7 +512,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         const who = authenticate(req.headers, creds);
         if (!who) {
           // The body is not read: close after answering, so a large upload is not left half-sent on a kept-alive connection.
-          res.setHeader('Connection', 'close');
+          if (req.httpVersionMajor < 2) res.setHeader('Connection', 'close');
           req.resume();
           throw unauthorized();
         }
@@ -520,8 +530,23 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     opts.log?.({ method: req.method ?? '', path: `${url.pathname}${url.search}`, code, ms: Date.now() - started, ...(user ? { user } : {}), ...(watch ? { watch } : {}) });
   };
 
-  const server: Server = createServer({ keepAliveTimeout: 5_000, cert: creds.cert, key: creds.key }, (req, res) => {
+  // HTTP/1.1 for every client that offers it (kubectl, curl, client libraries: the ALPN choice is the server's, in
+  // this order), HTTP/2 for a client that offers only h2: the node agents, whose watches and requests then share one
+  // connection (control-plane/client.ts), as client-go's share one over HTTP/2. Each HTTP/1.1 watch holds a
+  // connection of its own, and an agent has about ten.
+  const server: Server = createServer({ keepAliveTimeout: 5_000, cert: creds.cert, key: creds.key, ALPNProtocols: ['http/1.1', 'h2'] }, (req, res) => {
     void handle(req, res);
+  });
+  // The HTTP/2 compatibility API's request and response stand where HTTP/1.1's do, for what the handlers use of them.
+  const h2 = createH2Server({ maxSessionMemory: H2_SESSION_MEMORY_MB }, (req: Http2ServerRequest, res: Http2ServerResponse) => {
+    void handle(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+  });
+  // An https server serves a connection through its 'secureConnection' listener: h2 ones go to the HTTP/2 server.
+  const [serveHttp1] = server.listeners('secureConnection') as ((s: TLSSocket) => void)[];
+  server.removeAllListeners('secureConnection');
+  server.on('secureConnection', (s: TLSSocket) => {
+    if (s.alpnProtocol === 'h2') h2.emit('connection', s);
+    else serveHttp1.call(server, s);
   });
   // kubectl exec (a WebSocket on pods/{name}/exec) and port-forward (SPDY, or SPDY in a WebSocket, on
   // pods/{name}/portforward): upgrades relayed to the pod's node agent.

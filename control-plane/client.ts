@@ -5,13 +5,17 @@
  * Resource names go through the registry, so callers may say `pods`, `pod`,
  * `Pod`, `po` or a group-qualified name once such kinds are registered.
  * It speaks HTTPS only, trusting the lab's CA and sending a bearer token
- * (credentials.ts says where both come from).
+ * (credentials.ts says where both come from): HTTP/2 over TCP, every request
+ * and watch on one connection (client-h2.ts); HTTP/1.1 over a Unix socket, or
+ * to a server that does not speak h2.
  * Failures are typed: `ApiError` when the server answered with a Status,
  * `ApiConnectionError` when it could not be reached or a stream broke.
  */
-import type { IncomingMessage, ClientRequest } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
+import type { Readable } from 'node:stream';
 import { createSecureContext } from 'node:tls';
+import { H2Connection, H2RequestError, NO_H2 } from './client-h2.ts';
 import type { ClientCredentials } from './credentials.ts';
 import { ApiError, isStatus, makeStatus } from './errors.ts';
 import { MERGE_PATCH_TYPE } from './merge-patch.ts';
@@ -75,6 +79,13 @@ export interface ApiClientOptions {
   socketPath?: string;
 }
 
+/** A response's status, its body, and how to let go of it early. */
+interface Opened {
+  status: number;
+  body: Readable;
+  close(): void;
+}
+
 const WATCH_TYPES: readonly WatchEventType[] = ['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR'];
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -90,12 +101,14 @@ export function decodeWatchEvent<T>(line: string): WatchEvent<T> {
   return { type: parsed.type as WatchEventType, object: parsed.object as T };
 }
 
-/** Client for one apiserver. Reuses connections (keep-alive); call close() when done. */
+/** Client for one apiserver. Reuses its connection(s); call close() when done. */
 export class ApiClient {
   /** Base URL without trailing slash, e.g. `https://127.0.0.1:6443`. */
   readonly baseUrl: string;
   private readonly url: URL;
   private readonly agent: Agent;
+  /** HTTP/2 to a TCP address; HTTP/1.1 through `agent` over a Unix socket (relayed byte for byte) or to a server without h2. */
+  private h2?: H2Connection;
   private readonly token: string;
   private readonly timeoutMs: number;
   /** Set for `unix:` base URLs (or opts.socketPath): HTTP over a Unix socket. */
@@ -117,7 +130,9 @@ export class ApiClient {
     this.token = opts.credentials.token;
     // One TLS context for all of this client's connections: given only `ca`, every new connection (an agent opens
     // one per watch) would parse the CA again into a context of its own.
-    this.agent = new Agent({ keepAlive: true, keepAliveMsecs: 1000, secureContext: createSecureContext({ ca: opts.credentials.ca }) });
+    const secureContext = createSecureContext({ ca: opts.credentials.ca });
+    this.agent = new Agent({ keepAlive: true, keepAliveMsecs: 1000, secureContext });
+    if (!this.socketPath) this.h2 = new H2Connection(this.url.origin, secureContext);
     this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 
@@ -218,11 +233,11 @@ export class ApiClient {
     if (opts.signal?.aborted) return;
     const opened = await this.open('GET', path, undefined, undefined, opts.signal, false);
     if (!opened) return; // aborted before the response arrived
-    const { req, res } = opened;
+    const { status, body: res } = opened;
     try {
-      if (res.statusCode !== 200) {
+      if (status !== 200) {
         const text = await readAll(res).catch(() => '');
-        throw toApiError(res.statusCode ?? 0, text);
+        throw toApiError(status, text);
       }
       opts.onOpen?.();
       res.setEncoding('utf8');
@@ -251,13 +266,14 @@ export class ApiClient {
       }
       if (buf.trim() !== '') yield decodeWatchEvent<T>(buf.trim());
     } finally {
-      req.destroy();
+      opened.close();
     }
   }
 
-  /** Closes idle keep-alive connections. The client stays usable. */
+  /** Closes idle keep-alive connections (the HTTP/2 one once its streams end). The client stays usable. */
   close(): void {
     this.agent.destroy();
+    this.h2?.close();
   }
 
   private itemPath(rt: ResourceType, name: string, namespace?: string, subresource?: string): string {
@@ -273,23 +289,22 @@ export class ApiClient {
     const label = `${method} ${this.baseUrl}${path}`;
     const payload = body === undefined ? undefined : JSON.stringify(body);
     for (let attempt = 0; ; attempt++) {
-      let opened: { req: ClientRequest; res: IncomingMessage } | null;
+      let opened: Opened | null;
       try {
         opened = await this.open(method, path, payload, contentType, undefined, true);
       } catch (err) {
-        const e = err as NodeJS.ErrnoException & { reusedSocket?: boolean };
-        if (attempt === 0 && e.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) continue;
+        const e = err as NodeJS.ErrnoException & { retryable?: boolean };
+        if (attempt === 0 && e.retryable) continue;
         throw err instanceof ApiError || err instanceof ApiConnectionError ? err : new ApiConnectionError(label, e.message, err);
       }
       if (!opened) throw new ApiConnectionError(label, 'aborted');
-      const { res } = opened;
       let text: string;
       try {
-        text = await readAll(res);
+        text = await readAll(opened.body);
       } catch (err) {
         throw new ApiConnectionError(label, `response broken: ${(err as Error).message}`, err);
       }
-      const code = res.statusCode ?? 0;
+      const code = opened.status;
       if (code < 200 || code >= 300) throw toApiError(code, text);
       try {
         return JSON.parse(text) as unknown;
@@ -311,8 +326,15 @@ export class ApiClient {
     contentType: string | undefined,
     signal: AbortSignal | undefined,
     timed: boolean,
-  ): Promise<{ req: ClientRequest; res: IncomingMessage } | null> {
+  ): Promise<Opened | null> {
     const label = `${method} ${this.baseUrl}${path}`;
+    if (this.h2) {
+      return this.openH2(label, method, path, payload, contentType, signal, timed).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== NO_H2) throw err;
+        this.h2 = undefined;
+        return this.open(method, path, payload, contentType, signal, timed);
+      });
+    }
     return new Promise((resolve, reject) => {
       const headers: Record<string, string | number> = { Accept: 'application/json', Authorization: `Bearer ${this.token}` };
       if (payload !== undefined) {
@@ -328,9 +350,9 @@ export class ApiClient {
         signal,
       });
       let settled = false;
-      req.on('response', (res) => {
+      req.on('response', (res: IncomingMessage) => {
         settled = true;
-        resolve({ req, res });
+        resolve({ status: res.statusCode ?? 0, body: res, close: () => req.destroy() });
       });
       req.on('error', (err: NodeJS.ErrnoException) => {
         if (settled) return;
@@ -340,7 +362,8 @@ export class ApiClient {
           return;
         }
         const wrapped = new ApiConnectionError(label, err.code === 'ECONNREFUSED' ? 'connection refused (is the apiserver running?)' : err.message, err);
-        Object.assign(wrapped, { code: err.code, reusedSocket: req.reusedSocket });
+        // A kept-alive socket the server had closed: the request never reached it, and goes again once.
+        Object.assign(wrapped, { code: err.code, retryable: req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE') });
         reject(wrapped);
       });
       if (timed) {
@@ -348,6 +371,22 @@ export class ApiClient {
       }
       req.end(payload);
     });
+  }
+
+  private async openH2(label: string, method: string, path: string, payload: string | undefined, contentType: string | undefined, signal: AbortSignal | undefined, timed: boolean): Promise<Opened | null> {
+    const headers: Record<string, string | number> = { ':method': method, ':path': path, accept: 'application/json', authorization: `Bearer ${this.token}` };
+    if (payload !== undefined) {
+      headers['content-type'] = contentType ?? 'application/json';
+      headers['content-length'] = Buffer.byteLength(payload);
+    }
+    try {
+      const res = await this.h2!.request(headers, payload, signal, timed ? this.timeoutMs : undefined);
+      return res && { status: res.status, body: res.body, close: () => res.body.destroy() };
+    } catch (err) {
+      const e = err as H2RequestError;
+      const wrapped = new ApiConnectionError(label, e.code === 'ECONNREFUSED' ? 'connection refused (is the apiserver running?)' : e.message, err);
+      throw Object.assign(wrapped, { code: e.code, retryable: e instanceof H2RequestError && e.retryable });
+    }
   }
 }
 
@@ -364,13 +403,21 @@ function query(params: Record<string, string | undefined>): string {
   return s ? `?${s}` : '';
 }
 
-function readAll(res: IncomingMessage): Promise<string> {
+function readAll(res: Readable): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
+    let ended = false;
     res.on('data', (c: Buffer) => chunks.push(c));
-    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('end', () => {
+      ended = true;
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    });
     res.on('error', reject);
     res.on('aborted', () => reject(new Error('response aborted')));
+    // An HTTP/2 stream reset mid-body (a timeout, the server gone) closes without 'aborted'.
+    res.on('close', () => {
+      if (!ended) reject(new Error('response closed before its end'));
+    });
   });
 }
 
