@@ -361,10 +361,8 @@ export class ApiClient {
           resolve(null);
           return;
         }
-        const wrapped = new ApiConnectionError(label, err.code === 'ECONNREFUSED' ? 'connection refused (is the apiserver running?)' : err.message, err);
         // A kept-alive socket the server had closed: the request never reached it, and goes again once.
-        Object.assign(wrapped, { code: err.code, retryable: req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE') });
-        reject(wrapped);
+        reject(requestFailed(label, err, req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')));
       });
       if (timed) {
         req.setTimeout(this.timeoutMs, () => req.destroy(new Error(`no response within ${this.timeoutMs} ms`)));
@@ -383,11 +381,15 @@ export class ApiClient {
       const res = await this.h2!.request(headers, payload, signal, timed ? this.timeoutMs : undefined);
       return res && { status: res.status, body: res.body, close: () => res.body.destroy() };
     } catch (err) {
-      const e = err as H2RequestError;
-      const wrapped = new ApiConnectionError(label, e.code === 'ECONNREFUSED' ? 'connection refused (is the apiserver running?)' : e.message, err);
-      throw Object.assign(wrapped, { code: e.code, retryable: e instanceof H2RequestError && e.retryable });
+      throw requestFailed(label, err as NodeJS.ErrnoException, err instanceof H2RequestError && err.retryable);
     }
   }
+}
+
+/** A request that failed before its response, with the cause's code; `retryable` when it goes again once. */
+function requestFailed(label: string, err: NodeJS.ErrnoException, retryable: boolean): ApiConnectionError {
+  const wrapped = new ApiConnectionError(label, err.code === 'ECONNREFUSED' ? 'connection refused (is the apiserver running?)' : err.message, err);
+  return Object.assign(wrapped, { code: err.code, retryable });
 }
 
 function metaOf(obj: object): { name: string; namespace?: string } {
