@@ -54,12 +54,16 @@ let hg: TestLab | undefined;
  * Docker's networks (the compose test may run meanwhile) come and go with their
  * containers, and a netns lab keeps its own bridge inside its underlay namespace.
  */
+const DOCKER_VETH = /^veth[0-9a-f]{7}$/;
+
 function rootSnapshot(): { veths: string[]; addrs: string[] } {
   const bridges = new Set((JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'type', 'bridge'], { encoding: 'utf8' }) || '[]') as { ifname: string }[]).map((b) => b.ifname));
   const links = JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'type', 'veth'], { encoding: 'utf8' }) || '[]') as { ifname: string; master?: string }[];
   const addrs = JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show'], { encoding: 'utf8' }) || '[]') as { ifname: string; addr_info: { local: string }[] }[];
   return {
-    veths: links.filter((l) => !(l.master && bridges.has(l.master))).map((l) => l.ifname).sort(),
+    // Docker's engine (the compose tests run beside this one) makes and deletes its containers' pairs in the root
+    // namespace, `veth` and 7 hex digits, each unattached to its bridge for a moment; the lab makes none there.
+    veths: links.filter((l) => !(l.master && bridges.has(l.master)) && !DOCKER_VETH.test(l.ifname)).map((l) => l.ifname).sort(),
     addrs: addrs.filter((a) => !bridges.has(a.ifname)).flatMap((a) => a.addr_info.map((i) => i.local)).sort(),
   };
 }
