@@ -171,3 +171,22 @@ test('a large list on its way does not refuse the same connection its next reque
   t.is(list.items.length, 24);
   t.deepEqual(gets.map((n) => n?.metadata.name), Array(5).fill('default'));
 });
+
+test('a watch the client stops over HTTP/2 ends on the apiserver too', async (t) => {
+  const { api } = await apiserver(t);
+  // The store's watchers: one per open watch request.
+  const watching = (): number => (api.store as unknown as { watchers: Set<unknown> }).watchers.size;
+  const client = new ApiClient(api.url, { credentials: api.credentials });
+  t.teardown(() => client.close());
+  const informers = ['pods', 'nodes', 'services'].map((r) => new Informer(client, r));
+  t.teardown(() => Promise.all(informers.map((i) => i.stop())));
+  await Promise.all(informers.map((i) => i.start()));
+  const until = async (n: number): Promise<number> => {
+    for (let i = 0; i < 200 && watching() !== n; i++) await new Promise((r) => setTimeout(r, 10));
+    return watching();
+  };
+  // An informer's watch goes out after its list.
+  t.is(await until(3), 3);
+  await Promise.all(informers.map((i) => i.stop()));
+  t.is(await until(0), 0);
+});
