@@ -12,7 +12,7 @@
  * plain object or List.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer as createH2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { createServer as createH2Server, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -541,6 +541,14 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const h2 = createH2Server({ maxSessionMemory: H2_SESSION_MEMORY_MB }, (req: Http2ServerRequest, res: Http2ServerResponse) => {
     void handle(req as unknown as IncomingMessage, res as unknown as ServerResponse);
   });
+  // Closed with the server: unlike HTTP/1.1's idle connections, an open session is never idle to closeIdleConnections().
+  const h2Sessions = new Set<ServerHttp2Session>();
+  let stopping = false;
+  h2.on('session', (session: ServerHttp2Session) => {
+    if (stopping) session.close();
+    h2Sessions.add(session);
+    session.on('close', () => h2Sessions.delete(session));
+  });
   // An https server serves a connection through its 'secureConnection' listener: h2 ones go to the HTTP/2 server.
   const [serveHttp1] = server.listeners('secureConnection') as ((s: TLSSocket) => void)[];
   server.removeAllListeners('secureConnection');
@@ -603,10 +611,13 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     store,
     credentials: { token: creds.adminToken, ca: creds.ca },
     close(): Promise<void> {
+      stopping = true;
       closing ??= new Promise<void>((resolve) => {
         for (const finish of [...activeWatches]) finish();
         server.close(() => resolve());
         server.closeIdleConnections();
+        // A GOAWAY, then the connection closes once its streams have ended (the watches just did).
+        for (const session of h2Sessions) session.close();
         // In-flight requests are synchronous against the store, so anything still open shortly after is idle or a dead watch.
         setTimeout(() => {
           for (const s of sockets) s.destroy();

@@ -190,3 +190,18 @@ test('a watch the client stops over HTTP/2 ends on the apiserver too', async (t)
   await Promise.all(informers.map((i) => i.stop()));
   t.is(await until(0), 0);
 });
+
+test('a stopping apiserver sends its HTTP/2 clients a GOAWAY, and does not wait on their connections', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'podlab-cp-h2-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const api = await startApiServer({ host: '127.0.0.1', port: 0, stateDir: dir });
+  const session = h2connect(api.url, { ca: api.credentials.ca });
+  t.teardown(() => session.destroy());
+  // One round trip, so the server has the connection (its TLS handshake ends after the client's).
+  await new Promise<void>((resolve, reject) => session.request({ ':path': '/healthz' }).on('response', () => resolve()).on('error', reject).resume());
+  const goaway = new Promise<number>((resolve) => session.once('goaway', (code: number) => resolve(code)));
+  const closed = new Promise<void>((resolve) => session.once('close', () => resolve()));
+  await api.close();
+  t.is(await goaway, 0, 'NO_ERROR');
+  await closed;
+});
