@@ -401,6 +401,11 @@ export class Store {
     return `${head.slice(0, -1)},"items":[${recs.map((r) => r.json).join(',')}]}`;
   }
 
+  /** How many live objects of a kind there are. */
+  countOf(resource: ResourceRef): number {
+    return this.objects.get(resourceKeyOf(this.resolve(resource)))?.size ?? 0;
+  }
+
   /**
    * Read-only view of the live objects of a kind for in-process controllers
    * (no copies: callers must not mutate them).
