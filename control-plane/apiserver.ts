@@ -551,6 +551,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   });
   // An https server serves a connection through its 'secureConnection' listener: h2 ones go to the HTTP/2 server.
   const [serveHttp1] = server.listeners('secureConnection') as ((s: TLSSocket) => void)[];
+  // Said at start, not at the first connection, if a Node version serves HTTPS some other way.
+  if (!serveHttp1) throw new Error("apiserver: node:https has no 'secureConnection' listener to hand HTTP/1.1 connections to");
   server.removeAllListeners('secureConnection');
   server.on('secureConnection', (s: TLSSocket) => {
     if (s.alpnProtocol === 'h2') h2.emit('connection', s);
