@@ -616,14 +616,19 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       stopping = true;
       closing ??= new Promise<void>((resolve) => {
         for (const finish of [...activeWatches]) finish();
-        server.close(() => resolve());
+        // In-flight requests are synchronous against the store, so anything still open shortly after is idle or a
+        // dead watch. The timer is referenced: an HTTP/2 connection's socket, no longer read once the GOAWAY is out,
+        // keeps no process alive, and one with nothing else to wait on (a test's) exited before the close was done.
+        const leftovers = setTimeout(() => {
+          for (const s of sockets) s.destroy();
+        }, 200);
+        server.close(() => {
+          clearTimeout(leftovers);
+          resolve();
+        });
         server.closeIdleConnections();
         // A GOAWAY, then the connection closes once its streams have ended (the watches just did).
         for (const session of h2Sessions) session.close();
-        // In-flight requests are synchronous against the store, so anything still open shortly after is idle or a dead watch.
-        setTimeout(() => {
-          for (const s of sockets) s.destroy();
-        }, 200).unref();
         store.close();
       });
       return closing;

@@ -15,7 +15,6 @@ import type { IncomingMessage } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { createSecureContext } from 'node:tls';
-import { isMainThread } from 'node:worker_threads';
 import { H2Connection, H2RequestError, NO_H2 } from './client-h2.ts';
 import type { ClientCredentials } from './credentials.ts';
 import { ApiError, isStatus, makeStatus } from './errors.ts';
@@ -133,9 +132,7 @@ export class ApiClient {
     // one per watch) would parse the CA again into a context of its own.
     const secureContext = createSecureContext({ ca: opts.credentials.ca });
     this.agent = new Agent({ keepAlive: true, keepAliveMsecs: 1000, secureContext });
-    // Not in a worker thread: a worker terminated with an HTTP/2 session open (kube-proxy's engine or CoreDNS's
-    // worker, restarted after a failure) took the whole process down now and then in tests, where HTTP/1.1 never did.
-    if (!this.socketPath && isMainThread) this.h2 = new H2Connection(this.url.origin, secureContext);
+    if (!this.socketPath) this.h2 = new H2Connection(this.url.origin, secureContext);
     this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 

@@ -46,9 +46,11 @@ interface Run {
 
 function run(cmd: string, args: string[], timeoutMs = 120_000): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { cwd: ROOT, env: { ...process.env, ...ENV }, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) =>
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) || 1 : 0, out: String(stdout), err: String(stderr) }),
-    );
+    execFile(cmd, args, { cwd: ROOT, env: { ...process.env, ...ENV }, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      // Killed at the timeout, a build reads as "exit 1" with its output cut short: say so.
+      const killed = err?.killed ? `\n${cmd} killed (${err.signal ?? 'signal'}): no exit within ${timeoutMs / 1000} s` : '';
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) || 1 : 0, out: String(stdout), err: String(stderr) + killed });
+    });
   });
 }
 
