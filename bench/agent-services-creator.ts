@@ -11,7 +11,7 @@ import { serviceObject, sliceObject } from './agent-services-objects.ts';
 
 const { url, credentials, n, eps } = workerData as { url: string; credentials: ClientCredentials; n: number; eps: number };
 // HTTP/1.1, as kubectl's requests are answered: the load the agents are measured under stays the same whatever
-// protocol ApiClient picks in a worker thread.
+// protocol the agents' clients use.
 const api = new ApiClient(url, { credentials, http2: false });
 let next = 0;
 let done = 0;

@@ -15,7 +15,6 @@ import type { IncomingMessage } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { createSecureContext } from 'node:tls';
-import { isMainThread } from 'node:worker_threads';
 import { H2Connection, H2RequestError, NO_H2 } from './client-h2.ts';
 import type { ClientCredentials } from './credentials.ts';
 import { ApiError, isStatus, makeStatus } from './errors.ts';
@@ -79,8 +78,8 @@ export interface ApiClientOptions {
    */
   socketPath?: string;
   /**
-   * HTTP/2 over TCP, all requests and watches on one connection (default: on a process's main thread; see
-   * below). false: HTTP/1.1, a connection per watch, as kubectl is answered.
+   * HTTP/2 over TCP, all requests and watches on one connection (the default). false: HTTP/1.1, a connection per
+   * watch, as kubectl is answered.
    */
   http2?: boolean;
 }
@@ -138,9 +137,7 @@ export class ApiClient {
     // one per watch) would parse the CA again into a context of its own.
     const secureContext = createSecureContext({ ca: opts.credentials.ca });
     this.agent = new Agent({ keepAlive: true, keepAliveMsecs: 1000, secureContext });
-    // Not in a worker thread (kube-proxy's engine, CoreDNS's worker, from 100 Services): with HTTP/2 there, the
-    // data plane's thread answered later while 10,000 Services were created, in 6 of 6 paired runs (bench/README.md).
-    if (!this.socketPath && (opts.http2 ?? isMainThread)) this.h2 = new H2Connection(this.url.origin, secureContext);
+    if (!this.socketPath && (opts.http2 ?? true)) this.h2 = new H2Connection(this.url.origin, secureContext);
     this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 

@@ -4,7 +4,7 @@
  * one connection, where over HTTP/1.1 each watch held one.
  */
 import test, { type ExecutionContext } from 'ava';
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as h2connect, createSecureServer } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import { ApiClient, ApiConnectionError } from '../control-plane/client.ts';
 import { Informer } from '../control-plane/informer.ts';
 import { ensurePki } from '../control-plane/pki.ts';
 import type { Namespace, Pod } from '../control-plane/types.ts';
-import { httpsCall } from './helpers/https.ts';
+import { connectionsTo, httpsCall } from './helpers/https.ts';
 
 async function apiserver(t: ExecutionContext, port = 0, dir = mkdtempSync(join(tmpdir(), 'podlab-cp-h2-'))): Promise<{ api: ApiServer; dir: string }> {
   const api = await startApiServer({ host: '127.0.0.1', port, stateDir: dir });
@@ -24,18 +24,6 @@ async function apiserver(t: ExecutionContext, port = 0, dir = mkdtempSync(join(t
     rmSync(dir, { recursive: true, force: true });
   });
   return { api, dir };
-}
-
-/** Established TCP connections from this process's namespace to `port` (client ends: remote port = `port`). */
-function connectionsTo(port: number): number {
-  const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  return readFileSync('/proc/net/tcp', 'utf8')
-    .split('\n')
-    .slice(1)
-    .filter((line) => {
-      const f = line.trim().split(/\s+/);
-      return f.length > 3 && f[2].endsWith(`:${hex}`) && f[3] === '01';
-    }).length;
 }
 
 function pod(name: string): object {

@@ -29,6 +29,7 @@ import { DnsRcode, DnsType, dnsFlags, parseDns, serializeDns, type DnsMessage } 
 import { isWireError } from '../packet/errors.ts';
 import { queryDns } from '../pod-tools/resolver.ts';
 import { addPod, makeNode } from './helpers/dataplane.ts';
+import { connectionsTo } from './helpers/https.ts';
 import { eventually } from './helpers/lab.ts';
 
 const DNS: Container = { name: 'coredns', image: 'registry.k8s.io/coredns/coredns:v1.11.1', ports: [{ name: 'dns', containerPort: 53, protocol: 'UDP' }, { name: 'dns-tcp', containerPort: 53, protocol: 'TCP' }] };
@@ -104,6 +105,8 @@ test.serial('a dead worker: new queries are refused to the caller (the thread an
   t.is(first.msg?.id, 1);
   t.is(first.msg?.answers.length, 1);
   await eventually(() => w.objects.synced && w.objects.services === 1, 5_000, 50);
+  // This thread's client and the worker's, whose three informers share one HTTP/2 connection.
+  t.is(connectionsTo(api.port), 2);
   const exited = new Promise((r) => w.thread.once('exit', r));
   await w.thread.terminate();
   await exited;

@@ -3,6 +3,7 @@
  * they trust the lab CA and send a bearer token like any client (or none,
  * to check that anonymous requests are refused).
  */
+import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import type { ClientCredentials } from '../../control-plane/credentials.ts';
 
@@ -56,4 +57,16 @@ export async function httpsJson<T>(url: string, creds: ClientCredentials, header
   const r = await httpsCall(url, creds, { headers });
   if (r.code !== 200) throw new Error(`GET ${url}: HTTP ${r.code}: ${r.text.slice(0, 300)}`);
   return r.json as T;
+}
+
+/** Established TCP connections in this process's network namespace to `port` (client ends: remote port = `port`). */
+export function connectionsTo(port: number): number {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  return readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .filter((line) => {
+      const f = line.trim().split(/\s+/);
+      return f.length > 3 && f[2].endsWith(`:${hex}`) && f[3] === '01';
+    }).length;
 }
