@@ -21,7 +21,8 @@ const NET = '127.0.150.0/24';
 const makeNode = (n: number) => makeTestNode(n, { net: NET, backend: 'udp' });
 const copies = (n: NodeDataPlane) => n.link.stats!().flanneld as FlanneldCopies;
 
-async function until(what: string, ok: () => boolean, ms = 2000): Promise<void> {
+// flanneld's counters come back from its thread: on a busy host (a full suite beside other work) 2 s was once too short.
+async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!ok()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
