@@ -622,11 +622,11 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         const leftovers = setTimeout(() => {
           for (const s of sockets) s.destroy();
         }, 200);
+        // Node's close() also ends the idle HTTP/1.1 connections (closeIdleConnections()).
         server.close(() => {
           clearTimeout(leftovers);
           resolve();
         });
-        server.closeIdleConnections();
         // A GOAWAY, then the connection closes once its streams have ended (the watches just did).
         for (const session of h2Sessions) session.close();
         store.close();
