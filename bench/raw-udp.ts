@@ -10,6 +10,7 @@ import path from 'node:path';
 import { ROOT } from '../lab/lab.ts';
 import { hopTrace } from '../common/hop-trace.ts';
 import { benchChild } from './interrupt.ts';
+import { floorEchoRequest, isFloorEchoReply } from './vxlan-floor-frame.ts';
 
 export interface EchoServer {
   port: number;
@@ -20,6 +21,11 @@ export interface EchoServer {
 /** Starts the echo server; its stderr goes to `log` if given (the profiler reads the inspector's URL there). */
 export function startEchoServer(log?: string): Promise<EchoServer> {
   return startServer('bench/udp-echo-server.ts', [], log);
+}
+
+/** Starts the ping floor's far end (bench/vxlan-echo-floor.ts): the least JavaScript that answers a ping in VXLAN. */
+export function startVxlanFloor(): Promise<EchoServer> {
+  return startServer('bench/vxlan-echo-floor.ts', []);
 }
 
 /** Starts the acknowledging receiver of {@link rawUdpBulk}, answering every `ackEvery`-th datagram. */
@@ -143,5 +149,32 @@ export async function rawUdpRtt(port: number, n: number, gapMs: number): Promise
     await new Promise((r) => setTimeout(r, gapMs));
   }
   sock.close();
+  return sum / n;
+}
+
+/**
+ * The ping floor's round trip (ms), as {@link rawUdpRtt} times its own: `n` VXLAN-wrapped ICMP echoes to
+ * bench/vxlan-echo-floor.ts, one at a time, `gapMs` apart, each built inside the timing as ping builds its
+ * own, each reply checked (type, id, sequence, checksum).
+ */
+export async function floorPingRtt(port: number, n: number, gapMs: number): Promise<number> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  const id = process.pid & 0xffff;
+  let sum = 0;
+  try {
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      const seq = i & 0xffff;
+      await new Promise<void>((resolve, reject) => {
+        sock.once('message', (m: Buffer) => (isFloorEchoReply(m, id, seq) ? resolve() : reject(new Error(`bench: the ping floor answered echo ${seq} wrongly`))));
+        sock.send(floorEchoRequest(id, seq), port, '127.0.0.1');
+      });
+      sum += performance.now() - t0;
+      await new Promise((r) => setTimeout(r, gapMs));
+    }
+  } finally {
+    sock.close();
+  }
   return sum / n;
 }

@@ -50,7 +50,7 @@ import { benchNetnsWire } from './netns-wire.ts';
 import { benchScale } from './scale.ts';
 import { benchStore } from './store.ts';
 import { SINK_POD, podEchoPps, podPingRtt, podTcpGoodput } from './pod-echo.ts';
-import { rawUdpBulk, rawUdpPps, rawUdpRtt, startAckServer, startEchoServer } from './raw-udp.ts';
+import { floorPingRtt, rawUdpBulk, rawUdpPps, rawUdpRtt, startAckServer, startEchoServer, startVxlanFloor } from './raw-udp.ts';
 import { measure, median, writeResults, RESULTS, type Measure } from './results.ts';
 import { stopOnInterrupt } from './interrupt.ts';
 
@@ -114,6 +114,7 @@ async function main(): Promise<void> {
   const echoRounds = flag('--echo-rounds', 5);
   const echo = await startEchoServer();
   const acks = await startAckServer(BULK_ACK_EVERY);
+  const floor = await startVxlanFloor();
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'podlab-bench-'));
   try {
     await up({ stateDir, nodes: 2, podsPerNode: 1, manifests: [SINK_POD], labNet, apiPort: 0, clusterCidr: '10.244.0.0/16', vxlanPort: 8472, seed: 1, mtu: 1500, waitReady: true });
@@ -161,10 +162,11 @@ async function main(): Promise<void> {
       measures.push(measure('cross-node pod ping RTT (VXLAN), 5 ms gaps, cold', podRtt, 'ms', 'raw Node UDP ping-pong between two processes', rawRtt, "the lab's first 200 pings, 5 ms apart, before the warm-up below; ratio > 1 = slower"));
     }
     await podPingRtt(stateDir, PING_WARMUP, 2);
+    await floorPingRtt(floor.port, PING_WARMUP, 2);
     // Each pod ping run right after its raw ping-pong at the same gap, so both see the machine alike; in interleaved
     // rounds, as the echo: one pair of 50 pings swung 1.3-2.0x at 10 ms gaps between runs minutes apart.
     // With each run's CPU per ping: the processes' own, steadier on a shared machine than the round trips they make.
-    const rtts = new Map(PING_GAPS.map(({ gapMs }) => [gapMs, { raw: [] as number[], pod: [] as number[], rawUs: [] as number[], podUs: [] as number[] }]));
+    const rtts = new Map(PING_GAPS.map(({ gapMs }) => [gapMs, { raw: [] as number[], pod: [] as number[], floor: [] as number[], rawUs: [] as number[], podUs: [] as number[] }]));
     for (let r = 0; r < echoRounds; r++) {
       for (const { gapMs, count } of PING_GAPS) {
         const run = rtts.get(gapMs)!;
@@ -174,18 +176,31 @@ async function main(): Promise<void> {
         const pod0 = agentCpuMs(stateDir);
         const podRtt = await podPingRtt(stateDir, count, gapMs);
         const podUs = ((agentCpuMs(stateDir) - pod0) * 1000) / count;
+        // After the pair, not between: the pod's run stays right after its raw one, as before the floor was measured.
+        const floorRtt = await floorPingRtt(floor.port, count, gapMs);
+        run.floor.push(floorRtt);
         run.raw.push(rawRtt);
         run.pod.push(podRtt);
         run.rawUs.push(rawUs);
         run.podUs.push(podUs);
-        process.stderr.write(`round ${r + 1}/${echoRounds}: ${count} pings ${gapMs} ms apart: raw ${rawRtt.toFixed(3)} ms, ${rawUs.toFixed(0)} µs CPU per ping; pod ${podRtt.toFixed(3)} ms, ${podUs.toFixed(0)} µs\n`);
+        process.stderr.write(`round ${r + 1}/${echoRounds}: ${count} pings ${gapMs} ms apart: raw ${rawRtt.toFixed(3)} ms, ${rawUs.toFixed(0)} µs CPU per ping; pod ${podRtt.toFixed(3)} ms, ${podUs.toFixed(0)} µs; floor ${floorRtt.toFixed(3)} ms\n`);
       }
     }
     for (const { gapMs, count } of PING_GAPS) {
-      const { raw, pod, rawUs, podUs } = rtts.get(gapMs)!;
+      const { raw, pod, floor: floorRtts, rawUs, podUs } = rtts.get(gapMs)!;
       const gaps = gapMs === 10 ? '' : `, ${gapMs} ms gaps`;
       const note = `${count} pings, ${gapMs} ms apart (ping -q -c ${count} -i ${gapMs / 1000}); medians of ${echoRounds} interleaved rounds (pod/raw ms: ${pairs(pod, raw, 3)}); load average ${os.loadavg()[0].toFixed(1)}; ratio > 1 = slower`;
       measures.push(measure(`cross-node pod ping RTT (VXLAN)${gaps}`, median(pod), 'ms', 'raw Node UDP ping-pong between two processes', median(raw), note));
+      measures.push(
+        measure(
+          `cross-node ping RTT floor: the least Node JavaScript that answers a ping in VXLAN${gaps}`,
+          median(floorRtts),
+          'ms',
+          'raw Node UDP ping-pong between two processes',
+          median(raw),
+          `the same rounds, each right after the pod's run: a VXLAN-wrapped ICMP echo built and checked by this process, answered in place by bench/vxlan-echo-floor.ts (headers checked, addresses swapped, checksum adjusted): what Node itself adds to the raw ping-pong for this work (floor/raw ms: ${pairs(floorRtts, raw, 3)}); the pod ping is ${(median(pod) / median(floorRtts)).toFixed(2)}x the floor; ratio > 1 = slower`,
+        ),
+      );
       measures.push(
         measure(
           `CPU per cross-node pod ping (VXLAN)${gaps}`,
@@ -234,6 +249,7 @@ async function main(): Promise<void> {
   } finally {
     echo.stop();
     acks.stop();
+    floor.stop();
     await down(stateDir);
     fs.rmSync(stateDir, { recursive: true, force: true });
   }
