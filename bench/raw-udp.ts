@@ -131,46 +131,40 @@ export async function rawUdpBulk(port: number, n: number, window: number, size: 
 }
 
 /** Ping-pong: mean round trip (ms) of `n` datagrams of 64 bytes, one at a time, `gapMs` apart (as `ping -i`). */
-export async function rawUdpRtt(port: number, n: number, gapMs: number): Promise<number> {
+export function rawUdpRtt(port: number, n: number, gapMs: number): Promise<number> {
+  return pingPong(port, n, gapMs, () => Buffer.alloc(64));
+}
+
+/**
+ * The ping floor's round trip (ms), timed as {@link rawUdpRtt}'s: `n` VXLAN-wrapped ICMP echoes to
+ * bench/vxlan-echo-floor.ts, each built inside the timing as ping builds its own, each reply checked (type, id,
+ * sequence, checksum).
+ */
+export function floorPingRtt(port: number, n: number, gapMs: number): Promise<number> {
+  const id = process.pid & 0xffff;
+  return pingPong(port, n, gapMs, (i) => floorEchoRequest(id, i & 0xffff), (m, i) => isFloorEchoReply(m, id, i & 0xffff));
+}
+
+/**
+ * Mean round trip (ms) of `n` datagrams, one at a time, `gapMs` apart: `request(i)` is built inside the timing;
+ * a reply that `answers` refuses fails the run.
+ */
+async function pingPong(port: number, n: number, gapMs: number, request: (i: number) => Buffer, answers?: (reply: Buffer, i: number) => boolean): Promise<number> {
   const sock = dgram.createSocket('udp4');
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
   let sum = 0;
   // bench/hop-trace.mjs's hook, when preloaded (bench/ping-hops.ts): stamps where the timing starts and ends, as ping's.
   const trace = hopTrace();
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    trace?.('send', i);
-    await new Promise<void>((resolve) => {
-      sock.once('message', () => resolve());
-      sock.send(Buffer.alloc(64), port, '127.0.0.1');
-    });
-    sum += performance.now() - t0;
-    trace?.('reply', i);
-    await new Promise((r) => setTimeout(r, gapMs));
-  }
-  sock.close();
-  return sum / n;
-}
-
-/**
- * The ping floor's round trip (ms), as {@link rawUdpRtt} times its own: `n` VXLAN-wrapped ICMP echoes to
- * bench/vxlan-echo-floor.ts, one at a time, `gapMs` apart, each built inside the timing as ping builds its
- * own, each reply checked (type, id, sequence, checksum).
- */
-export async function floorPingRtt(port: number, n: number, gapMs: number): Promise<number> {
-  const sock = dgram.createSocket('udp4');
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-  const id = process.pid & 0xffff;
-  let sum = 0;
   try {
     for (let i = 0; i < n; i++) {
       const t0 = performance.now();
-      const seq = i & 0xffff;
+      trace?.('send', i);
       await new Promise<void>((resolve, reject) => {
-        sock.once('message', (m: Buffer) => (isFloorEchoReply(m, id, seq) ? resolve() : reject(new Error(`bench: the ping floor answered echo ${seq} wrongly`))));
-        sock.send(floorEchoRequest(id, seq), port, '127.0.0.1');
+        sock.once('message', (m: Buffer) => (!answers || answers(m, i) ? resolve() : reject(new Error(`bench: datagram ${i} answered wrongly from port ${port}`))));
+        sock.send(request(i), port, '127.0.0.1');
       });
       sum += performance.now() - t0;
+      trace?.('reply', i);
       await new Promise((r) => setTimeout(r, gapMs));
     }
   } finally {

@@ -50,7 +50,7 @@ import { benchNetnsWire } from './netns-wire.ts';
 import { benchScale } from './scale.ts';
 import { benchStore } from './store.ts';
 import { SINK_POD, podEchoPps, podPingRtt, podTcpGoodput } from './pod-echo.ts';
-import { floorPingRtt, rawUdpBulk, rawUdpPps, rawUdpRtt, startAckServer, startEchoServer, startVxlanFloor } from './raw-udp.ts';
+import { floorPingRtt, rawUdpBulk, rawUdpPps, rawUdpRtt, startAckServer, startEchoServer, startVxlanFloor, type EchoServer } from './raw-udp.ts';
 import { measure, median, writeResults, RESULTS, type Measure } from './results.ts';
 import { stopOnInterrupt } from './interrupt.ts';
 
@@ -72,23 +72,42 @@ const PING_GAPS = [
 /** At most this many rounds of the echo before the measured ones, until the agents' CPU per echo stops falling. */
 const WARM_ROUNDS_MAX = 6;
 
-/**
- * Echo rounds of N (each after a raw echo of N, as the measured rounds) until the agents' CPU per echoed datagram
- * is within 10% of the round before's. The first round's pps, pod and raw, and every round's CPU per echo.
- */
-async function echoUntilSteady(stateDir: string, rawPort: number): Promise<{ podPps: number; rawPps: number; podUs: number[] }> {
-  let first: { podPps: number; rawPps: number } | undefined;
-  const podUs: number[] = [];
+interface EchoRound {
+  rawPps: number;
+  /** The raw echo's two processes' CPU per datagram (this process's client, the echo server). */
+  rawUs: number;
+  podPps: number;
+  /** Both agents' CPU per datagram, every thread. */
+  podUs: number;
+}
+
+/** What `run` resolves to, and the CPU (µs) `cpuMs` counted meanwhile, per one of the `n` things it did. */
+async function withCpu<T>(cpuMs: () => number, n: number, run: () => Promise<T>): Promise<[T, number]> {
+  const c0 = cpuMs();
+  const out = await run();
+  return [out, ((cpuMs() - c0) * 1000) / n];
+}
+
+/** The raw baselines' CPU (ms): this process (their client) and the echo server. */
+const rawCpuMs = (echo: EchoServer) => (): number => selfCpuMs() + pidCpuMs(echo.pid);
+
+/** One round: a raw echo of N, then a pod echo of N, each with the CPU its processes used. */
+async function echoRound(stateDir: string, echo: EchoServer): Promise<EchoRound> {
+  const [rawPps, rawUs] = await withCpu(rawCpuMs(echo), N, () => rawUdpPps(echo.port, N, WINDOW));
+  const [podPps, podUs] = await withCpu(() => agentCpuMs(stateDir), N, () => podEchoPps(stateDir, N, WINDOW));
+  return { rawPps, rawUs, podPps, podUs };
+}
+
+/** Rounds until the agents' CPU per echoed datagram is within 10% of the round before's (at most WARM_ROUNDS_MAX). */
+async function echoUntilSteady(stateDir: string, echo: EchoServer): Promise<EchoRound[]> {
+  const rounds: EchoRound[] = [];
   for (let r = 0; r < WARM_ROUNDS_MAX; r++) {
-    const rawPps = await rawUdpPps(rawPort, N, WINDOW);
-    const c0 = agentCpuMs(stateDir);
-    const podPps = await podEchoPps(stateDir, N, WINDOW);
-    podUs.push(((agentCpuMs(stateDir) - c0) * 1000) / N);
-    first ??= { podPps, rawPps };
-    process.stderr.write(`UDP echo, warm-up round ${r + 1}: raw ${rawPps.toFixed(0)} pps; pod ${podPps.toFixed(0)} pps, ${podUs[r].toFixed(1)} µs CPU per datagram; ratio ${(podPps / rawPps).toFixed(3)}\n`);
-    if (r > 0 && podUs[r] > 0.9 * podUs[r - 1]) break;
+    const x = await echoRound(stateDir, echo);
+    rounds.push(x);
+    process.stderr.write(`UDP echo, warm-up round ${r + 1}: raw ${x.rawPps.toFixed(0)} pps; pod ${x.podPps.toFixed(0)} pps, ${x.podUs.toFixed(1)} µs CPU per datagram; ratio ${(x.podPps / x.rawPps).toFixed(3)}\n`);
+    if (r > 0 && x.podUs > 0.9 * rounds[r - 1].podUs) break;
   }
-  return { ...first!, podUs };
+  return rounds;
 }
 
 /** CPU time this process has used (ms). */
@@ -147,15 +166,15 @@ async function main(): Promise<void> {
     // while the first tens of thousands of datagrams pass (an agent lowers V8's tier-up thresholds only once the
     // lab has settled, ~2 s after `up`: node-agent/tiering.ts), and rounds of 20,000 right after `up` ran at 0.40-0.48
     // of raw, then 0.69-0.79 from the third on. The first such round is reported on its own.
-    const firstEcho = await echoUntilSteady(stateDir, echo.port);
+    const warm = await echoUntilSteady(stateDir, echo);
     measures.push(
       measure(
-        'cross-node pod UDP echo throughput (VXLAN), the lab\'s first datagrams',
-        firstEcho.podPps,
+        "cross-node pod UDP echo throughput (VXLAN), the lab's first datagrams",
+        warm[0].podPps,
         'packets/s',
         'raw Node UDP echo between two processes',
-        firstEcho.rawPps,
-        `${N} datagrams of 64 bytes, ${WINDOW} in flight, right after \`up\` and 2,000 of warm-up, while V8 compiles the agents' path; the echo's CPU per datagram fell from ${firstEcho.podUs.map((u) => u.toFixed(0)).join(' to ')} µs in the rounds of ${N} it took to stop falling (${firstEcho.podUs.length} rounds, at most ${WARM_ROUNDS_MAX}); the figure below is measured after them; no goal`,
+        warm[0].rawPps,
+        `${N} datagrams of 64 bytes, ${WINDOW} in flight, right after \`up\` and 2,000 of warm-up, while V8 compiles the agents' path; the echo's CPU per datagram fell from ${warm.map((x) => x.podUs.toFixed(0)).join(' to ')} µs in the rounds of ${N} it took to stop falling (${warm.length} rounds, at most ${WARM_ROUNDS_MAX}); the figure below is measured after them; no goal`,
       ),
     );
     // Interleaved rounds, each the raw echo right before the pod echo, each with the CPU its processes used (client
@@ -163,17 +182,12 @@ async function main(): Promise<void> {
     // hold still enough to compare commits.
     const rounds = { rawPps: [] as number[], rawUs: [] as number[], podPps: [] as number[], podUs: [] as number[] };
     for (let r = 0; r < echoRounds; r++) {
-      const raw0 = selfCpuMs() + pidCpuMs(echo.pid);
-      const rPps = await rawUdpPps(echo.port, N, WINDOW);
-      const rUs = ((selfCpuMs() + pidCpuMs(echo.pid) - raw0) * 1000) / N;
-      const pod0 = agentCpuMs(stateDir);
-      const pPps = await podEchoPps(stateDir, N, WINDOW);
-      const pUs = ((agentCpuMs(stateDir) - pod0) * 1000) / N;
-      rounds.rawPps.push(rPps);
-      rounds.rawUs.push(rUs);
-      rounds.podPps.push(pPps);
-      rounds.podUs.push(pUs);
-      process.stderr.write(`UDP echo, round ${r + 1}/${echoRounds}: raw ${rPps.toFixed(0)} pps, ${rUs.toFixed(1)} µs CPU per datagram; pod ${pPps.toFixed(0)} pps, ${pUs.toFixed(1)} µs; ratio ${(pPps / rPps).toFixed(3)}\n`);
+      const x = await echoRound(stateDir, echo);
+      rounds.rawPps.push(x.rawPps);
+      rounds.rawUs.push(x.rawUs);
+      rounds.podPps.push(x.podPps);
+      rounds.podUs.push(x.podUs);
+      process.stderr.write(`UDP echo, round ${r + 1}/${echoRounds}: raw ${x.rawPps.toFixed(0)} pps, ${x.rawUs.toFixed(1)} µs CPU per datagram; pod ${x.podPps.toFixed(0)} pps, ${x.podUs.toFixed(1)} µs; ratio ${(x.podPps / x.rawPps).toFixed(3)}\n`);
     }
     const [rawPps, rawUs, podPps, podUs] = [rounds.rawPps, rounds.rawUs, rounds.podPps, rounds.podUs].map(median);
     echoPps = rawPps;
@@ -207,12 +221,8 @@ async function main(): Promise<void> {
     for (let r = 0; r < echoRounds; r++) {
       for (const { gapMs, count } of PING_GAPS) {
         const run = rtts.get(gapMs)!;
-        const raw0 = selfCpuMs() + pidCpuMs(echo.pid);
-        const rawRtt = await rawUdpRtt(echo.port, count, gapMs);
-        const rawUs = ((selfCpuMs() + pidCpuMs(echo.pid) - raw0) * 1000) / count;
-        const pod0 = agentCpuMs(stateDir);
-        const podRtt = await podPingRtt(stateDir, count, gapMs);
-        const podUs = ((agentCpuMs(stateDir) - pod0) * 1000) / count;
+        const [rawRtt, rawUs] = await withCpu(rawCpuMs(echo), count, () => rawUdpRtt(echo.port, count, gapMs));
+        const [podRtt, podUs] = await withCpu(() => agentCpuMs(stateDir), count, () => podPingRtt(stateDir, count, gapMs));
         // After the pair, not between: the pod's run stays right after its raw one, as before the floor was measured.
         const floorRtt = await floorPingRtt(floor.port, count, gapMs);
         run.floor.push(floorRtt);

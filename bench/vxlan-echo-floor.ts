@@ -4,20 +4,21 @@
  * Ethernet frame with an ICMP echo request, checks the outer and inner headers,
  * and answers in place, as a node and its pod together would at the very least:
  * MACs and addresses swapped, type 0, the checksum adjusted (RFC 1624), back to
- * the sender. Written by hand on purpose (not podlab's codecs): it stands for the
- * smallest path Node can run, so that the pod ping's ratio can be split into
- * what Node costs and what podlab's path costs. Prints
+ * the sender. The answer is written by hand on purpose (not podlab's stack or
+ * parsers): it stands for the smallest path Node can run, so that the pod
+ * ping's ratio can be split into what Node costs and what podlab's path costs.
+ * Prints
  * `{"event":"listening","port":N}` once bound.
  */
 import dgram from 'node:dgram';
-import { FLOOR_ETH, FLOOR_ICMP, FLOOR_IP, FLOOR_LEN, onesComplement16 } from './vxlan-floor-frame.ts';
+import { FLOOR_ETH, FLOOR_ICMP, FLOOR_IP, FLOOR_LEN, checksumGood } from './vxlan-floor-frame.ts';
 
 const host = process.argv[2] ?? '127.0.0.1';
 const sock = dgram.createSocket('udp4');
 sock.on('message', (m, rinfo) => {
   if (m.length < FLOOR_LEN || (m[0] & 0x08) === 0 || m.readUIntBE(4, 3) !== 1) return;
   if (m.readUInt16BE(FLOOR_ETH + 12) !== 0x0800 || m[FLOOR_IP + 9] !== 1 || m[FLOOR_ICMP] !== 8) return;
-  if (onesComplement16(m, FLOOR_IP, FLOOR_IP + 20) !== 0xffff) return;
+  if (!checksumGood(m, FLOOR_IP, FLOOR_IP + 20)) return;
   for (let i = 0; i < 6; i++) {
     const t = m[FLOOR_ETH + i];
     m[FLOOR_ETH + i] = m[FLOOR_ETH + 6 + i];
