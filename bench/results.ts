@@ -16,6 +16,13 @@ export interface Measure {
   baseline: number;
   /** value / baseline. For times, above 1 means slower than the baseline. */
   ratio: number;
+  /**
+   * For figures measured in interleaved rounds (each pod run right after its baseline's): the median of the
+   * rounds' own ratios. The machine's speed drifts between rounds (a raw echo fell from 88k to 59k pps over
+   * one run's five), and a pair measured back to back shares its drift where the medians of the two series
+   * need not come from the same rounds.
+   */
+  pairedRatio?: number;
   note?: string;
 }
 
@@ -38,6 +45,16 @@ export function writeResults(measures: Measure[]): void {
 
 export function measure(name: string, value: number, unit: string, baselineName: string, baseline: number, note?: string): Measure {
   return { name, value: round(value), unit, baselineName, baseline: round(baseline), ratio: round(value / baseline, 4), note };
+}
+
+/**
+ * A figure measured in interleaved rounds: `values[i]` right after (or with) `baselines[i]`. Value and
+ * baseline are the medians of their series, `ratio` their ratio as for every figure, `pairedRatio` the
+ * median of the rounds' own ratios.
+ */
+export function measureRounds(name: string, values: number[], unit: string, baselineName: string, baselines: number[], note?: string): Measure {
+  if (values.length === 0 || values.length !== baselines.length) throw new Error(`${name}: ${values.length} rounds against ${baselines.length} of the baseline`);
+  return { ...measure(name, median(values), unit, baselineName, median(baselines), note), pairedRatio: round(median(values.map((v, i) => v / baselines[i])), 4) };
 }
 
 function round(x: number, digits = 3): number {

@@ -51,7 +51,7 @@ import { benchScale } from './scale.ts';
 import { benchStore } from './store.ts';
 import { SINK_POD, podEchoPps, podPingRtt, podTcpGoodput } from './pod-echo.ts';
 import { floorPingRtt, rawUdpBulk, rawUdpPps, rawUdpRtt, startAckServer, startEchoServer, startVxlanFloor, type EchoServer } from './raw-udp.ts';
-import { measure, median, writeResults, RESULTS, type Measure } from './results.ts';
+import { measure, measureRounds, median, writeResults, RESULTS, type Measure } from './results.ts';
 import { stopOnInterrupt } from './interrupt.ts';
 
 const N = Number(process.env.BENCH_PACKETS ?? 20_000);
@@ -133,7 +133,7 @@ function option(name: string): string | undefined {
 function report(measures: Measure[]): void {
   writeResults(measures);
   for (const x of measures) {
-    process.stdout.write(`${x.name}: ${x.value} ${x.unit} | baseline (${x.baselineName}): ${x.baseline} ${x.unit} | ratio ${x.ratio}${x.note ? ` (${x.note})` : ''}\n`);
+    process.stdout.write(`${x.name}: ${x.value} ${x.unit} | baseline (${x.baselineName}): ${x.baseline} ${x.unit} | ratio ${x.ratio}${x.pairedRatio === undefined ? '' : ` | rounds' own ratios' median ${x.pairedRatio}`}${x.note ? ` (${x.note})` : ''}\n`);
   }
   process.stdout.write(`written to ${RESULTS}\n`);
 }
@@ -189,8 +189,7 @@ async function main(): Promise<void> {
       rounds.podUs.push(x.podUs);
       process.stderr.write(`UDP echo, round ${r + 1}/${echoRounds}: raw ${x.rawPps.toFixed(0)} pps, ${x.rawUs.toFixed(1)} µs CPU per datagram; pod ${x.podPps.toFixed(0)} pps, ${x.podUs.toFixed(1)} µs; ratio ${(x.podPps / x.rawPps).toFixed(3)}\n`);
     }
-    const [rawPps, rawUs, podPps, podUs] = [rounds.rawPps, rounds.rawUs, rounds.podPps, rounds.podUs].map(median);
-    echoPps = rawPps;
+    echoPps = median(rounds.rawPps);
     const pairs = (pod: number[], raw: number[], digits: number) => pod.map((p, i) => `${p.toFixed(digits)}/${raw[i].toFixed(digits)}`).join(', ');
     const load = os.loadavg()[0].toFixed(1);
     // How many of those packets each node answered from its flow cache (absent when it runs without one), and the
@@ -199,8 +198,8 @@ async function main(): Promise<void> {
       const { flows, underlay } = await callNode<{ flows?: { hits: number; misses: number; recorded: number }; underlay?: { connectedSockets?: number } }>(stateDir, node, 'stats', {});
       process.stderr.write(`${node} flow cache: ${flows ? `${flows.hits} hits, ${flows.misses} misses, ${flows.recorded} recorded` : 'off'}; ${underlay?.connectedSockets ?? 0} connected underlay sockets\n`);
     }
-    measures.push(measure('cross-node pod UDP echo throughput (VXLAN)', podPps, 'packets/s', 'raw Node UDP echo between two processes', rawPps, `${N} datagrams of 64 bytes, ${WINDOW} in flight; medians of ${echoRounds} interleaved rounds (pod/raw: ${pairs(rounds.podPps, rounds.rawPps, 0)}); load average ${load}`));
-    measures.push(measure('CPU per cross-node pod UDP echo (VXLAN)', podUs, 'µs', "raw Node UDP echo: its two processes' CPU per datagram", rawUs, `both node agents' CPU (all threads, /proc/PID/task/*/schedstat) over the echo above, per datagram echoed; the raw echo's client (this process) and server likewise; medians of the rounds (pod/raw: ${pairs(rounds.podUs, rounds.rawUs, 1)}); above 1 = costlier`));
+    measures.push(measureRounds('cross-node pod UDP echo throughput (VXLAN)', rounds.podPps, 'packets/s', 'raw Node UDP echo between two processes', rounds.rawPps, `${N} datagrams of 64 bytes, ${WINDOW} in flight; medians of ${echoRounds} interleaved rounds (pod/raw: ${pairs(rounds.podPps, rounds.rawPps, 0)}); load average ${load}`));
+    measures.push(measureRounds('CPU per cross-node pod UDP echo (VXLAN)', rounds.podUs, 'µs', "raw Node UDP echo: its two processes' CPU per datagram", rounds.rawUs, `both node agents' CPU (all threads, /proc/PID/task/*/schedstat) over the echo above, per datagram echoed; the raw echo's client (this process) and server likewise; medians of the rounds (pod/raw: ${pairs(rounds.podUs, rounds.rawUs, 1)}); above 1 = costlier`));
 
     // The ping's own path (the pods' ICMP, the agents' code for it) warmed up as the echo's was: V8 optimizes a
     // function after many calls, and a few hundred pings are not enough (RTT 0.36-0.46 ms over the first 200
@@ -237,24 +236,24 @@ async function main(): Promise<void> {
       const { raw, pod, floor: floorRtts, rawUs, podUs } = rtts.get(gapMs)!;
       const gaps = gapMs === 10 ? '' : `, ${gapMs} ms gaps`;
       const note = `${count} pings, ${gapMs} ms apart (ping -q -c ${count} -i ${gapMs / 1000}); medians of ${echoRounds} interleaved rounds (pod/raw ms: ${pairs(pod, raw, 3)}); load average ${os.loadavg()[0].toFixed(1)}; ratio > 1 = slower`;
-      measures.push(measure(`cross-node pod ping RTT (VXLAN)${gaps}`, median(pod), 'ms', 'raw Node UDP ping-pong between two processes', median(raw), note));
+      measures.push(measureRounds(`cross-node pod ping RTT (VXLAN)${gaps}`, pod, 'ms', 'raw Node UDP ping-pong between two processes', raw, note));
       measures.push(
-        measure(
+        measureRounds(
           `cross-node ping RTT floor: the least Node JavaScript that answers a ping in VXLAN${gaps}`,
-          median(floorRtts),
+          floorRtts,
           'ms',
           'raw Node UDP ping-pong between two processes',
-          median(raw),
+          raw,
           `the same rounds, each right after the pod's run: a VXLAN-wrapped ICMP echo built and checked by this process, answered in place by bench/vxlan-echo-floor.ts (headers checked, addresses swapped, checksum adjusted): what Node itself adds to the raw ping-pong for this work (floor/raw ms: ${pairs(floorRtts, raw, 3)}); the pod ping is ${(median(pod) / median(floorRtts)).toFixed(2)}x the floor; ratio > 1 = slower`,
         ),
       );
       measures.push(
-        measure(
+        measureRounds(
           `CPU per cross-node pod ping (VXLAN)${gaps}`,
-          median(podUs),
+          podUs,
           'µs',
           "raw Node UDP ping-pong: its two processes' CPU per ping",
-          median(rawUs),
+          rawUs,
           `both node agents' CPU (every thread, /proc/PID/task/*/schedstat) over the pings above, per ping; the raw ping-pong's client (this process) and echo server likewise; medians of the rounds (pod/raw µs: ${pairs(podUs, rawUs, 0)}); above 1 = costlier`,
         ),
       );
@@ -276,20 +275,20 @@ async function main(): Promise<void> {
       process.stderr.write(`TCP between agents, round ${r + 1}/${echoRounds}: ${(goodput / 1e6).toFixed(1)} MB/s against a ceiling of ${((pps * mss) / 1e6).toFixed(1)} MB/s (${pps.toFixed(0)} pps); ratio ${(goodput / (pps * mss)).toFixed(3)}; raw one-way ${((oneWay * mss) / 1e6).toFixed(1)} MB/s\n`);
     }
     measures.push(
-      measure(
+      measureRounds(
         'tcp.cross-node.throughput between agents vs UDP echo ceiling',
-        median(tcp.goodput),
+        tcp.goodput,
         'MB/s',
         `raw Node UDP echo pps x MSS (${mss} B), measured right before each transfer`,
-        median(tcp.ceiling),
+        tcp.ceiling,
         `${TCP_BYTES} bytes one way per round, pod-1a -> a podlab/sink pod on node-2 (transfer --discard), each node's TCP in its own agent; medians of ${echoRounds} interleaved rounds after a 32 MiB warm-up (MB/s, pod/ceiling: ${pairs(tcp.goodput, tcp.ceiling, 1)}); load average ${os.loadavg()[0].toFixed(1)}; higher is better`,
       ),
-      measure(
+      measureRounds(
         'tcp.cross-node.throughput between agents vs raw Node one-way datagrams',
-        median(tcp.goodput),
+        tcp.goodput,
         'MB/s',
         `raw Node one-way ${BULK_DATAGRAM} B datagrams x MSS (${mss} B), ${BULK_WINDOW} unacknowledged, an 8-byte answer per ${BULK_ACK_EVERY} (as the VXLAN datagrams of a full segment and its ACKs)`,
-        median(tcp.oneWay),
+        tcp.oneWay,
         `the same rounds, each transfer followed by its raw counterpart (MB/s, pod/raw: ${pairs(tcp.goodput, tcp.oneWay, 1)}): no goal, context for the one above: a one-way datagram costs one send and one receive where an echo costs two of each; higher is better`,
       ),
     );
