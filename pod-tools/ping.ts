@@ -59,6 +59,9 @@ interface Tally {
   errors: number;
 }
 
+/** How early a timer may fire on the context's clock (Node's timers count whole milliseconds of the event loop's time). */
+const TIMER_GRANULARITY_MS = 1;
+
 /** One run's echoes, fixed by its options. */
 interface Echoes {
   readonly stack: IpStack;
@@ -103,9 +106,12 @@ function stampTimeval(b: Buffer): void {
 async function sendEchoes(ctx: ExecContext, e: Echoes, tally: Tally, waits: Waits, trace: ReturnType<typeof hopTrace>): Promise<boolean> {
   const { clock, signal } = ctx;
   const payload = echoPattern(e.size);
+  let due = clock.now();
   for (let seq = 1; seq <= e.count && !signal.aborted; seq++) {
-    if (clock.now() - e.start >= e.deadlineMs) break;
-    tally.sentAt.set(seq & 0xffff, clock.now());
+    const now = clock.now();
+    // Not one that falls due at the deadline, even when its timer fired early (iputils: `-w 1 -i 0.2` sends 5).
+    if (Math.max(now, due) - e.start >= e.deadlineMs) break;
+    tally.sentAt.set(seq & 0xffff, now);
     trace?.('send', seq & 0xffff);
     stampTimeval(payload);
     const r = e.stack.sendEcho(e.dest, e.id, seq & 0xffff, payload, e.send);
@@ -119,9 +125,17 @@ async function sendEchoes(ctx: ExecContext, e: Echoes, tally: Tally, waits: Wait
       }
     }
     if (seq < e.count) {
-      // The next echo goes after the interval. A reply, printed as it comes, does not cut this wait short.
-      const due = clock.now() + e.intervalMs;
-      while (!signal.aborted && clock.now() < due) await waits.sleep(due - clock.now(), false);
+      // As iputils keeps `-c 200 -i 0.005` to ~995 ms, the echoes keep the interval on average: the next one is due
+      // an interval after this one was due, or after it went when it went late (no burst to make up for a stall).
+      // It goes once the timer fires: a Node timer counts whole milliseconds of the event loop's time, taken when
+      // the loop last woke, so it may fire up to TIMER_GRANULARITY_MS before the interval is over. Sleeping again
+      // for that remainder cost a second wake-up per echo and stretched every 5 ms interval by ~10%. Two echoes are
+      // never closer than the interval less that granularity. A reply, printed as it comes, does not cut a wait short.
+      due = now <= due + TIMER_GRANULARITY_MS ? due + e.intervalMs : now + e.intervalMs;
+      const notBefore = now + e.intervalMs - TIMER_GRANULARITY_MS;
+      for (let t = clock.now(); !signal.aborted && (t < due - TIMER_GRANULARITY_MS || t < notBefore); t = clock.now()) {
+        await waits.sleep(Math.max(due, notBefore) - t, false);
+      }
     }
   }
   // After the last echo: wait for outstanding replies (up to -W, or the -w deadline).

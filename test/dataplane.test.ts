@@ -3,7 +3,7 @@
  * loopback (127.0.60.0/24): pods ping across the bridge and across VXLAN, and
  * the kernel-like error paths (TTL, MTU/DF, ARP failure, bad datagrams) behave.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import dgram from 'node:dgram';
 import { getEventListeners } from 'node:events';
 import { ManualClock, monotonicClock, type Clock } from '../common/clock.ts';
@@ -176,6 +176,69 @@ test("ping's echoes carry iputils' payload: the send time as a struct timeval, t
   });
   for (const ms of times) t.true(ms >= before - 1 && ms <= after, `${ms} within the run (${before}-${after})`);
   t.true(times[2] > times[0], 'each echo stamped when it goes, not once');
+});
+
+/**
+ * A clock whose timers fire `early(i)` ms before they are due (negative: late), as a Node timer fires up to ~1 ms
+ * early on performance.now(), counting whole milliseconds of the event loop's time. Counts the timers set.
+ */
+function skewedClock(base: ManualClock, early: (i: number) => number): Clock & { timers: number } {
+  const c = {
+    timers: 0,
+    now: () => base.now(),
+    setTimeout: (fn: () => void, ms: number) => base.setTimeout(fn, Math.max(0, ms - early(c.timers++))),
+  };
+  return c;
+}
+
+/** ping from pod a to its gateway on a manual clock, advanced in 0.1 ms steps: when each echo went (ms). */
+async function pingTimes(t: ExecutionContext, argv: string[], early: (i: number) => number): Promise<{ sent: number[]; timers: number; out: string }> {
+  const base = new ManualClock();
+  const n1 = makeNode(1, base);
+  const a = pod(n1, 'a', '10.244.1.2');
+  const sent: number[] = [];
+  a.eth0.taps.add((frame, dir) => {
+    if (dir === 'out' && frame.readUInt16BE(12) === 0x0800 && frame[23] === 1 && frame[34] === 8) sent.push(base.now());
+  });
+  const clock = skewedClock(base, early);
+  let out = '';
+  let code: number | undefined;
+  void ping({ pod: a, argv: ['ping', ...argv, '10.244.1.1'], stdout: (s) => (out += s), stderr: (s) => (out += s), signal: new AbortController().signal, clock, rng: new SeededRng(1) }).then((c) => (code = c));
+  for (let i = 0; code === undefined && i < 100_000; i++) {
+    await new Promise((r) => setImmediate(r));
+    base.advance(0.1);
+  }
+  t.is(code, 0, out);
+  return { sent, timers: clock.timers, out };
+}
+
+const gaps = (xs: number[]) => xs.slice(1).map((x, i) => x - xs[i]);
+
+test('ping keeps its interval on average with timers that fire early, one timer per interval', async (t) => {
+  // Each timer up to 0.9 ms early, as Node's are: iputils' `-c 11 -i 0.005` sends over ~50 ms.
+  const { sent, timers } = await pingTimes(t, ['-q', '-c', '11', '-i', '0.005'], (i) => [0.9, 0.3, 0.6][i % 3]);
+  t.is(sent.length, 11);
+  t.true(Math.abs(sent[10] - sent[0] - 50) <= 1, `10 intervals of 5 ms took ${(sent[10] - sent[0]).toFixed(1)} ms`);
+  for (const g of gaps(sent)) t.true(g >= 4 - 1e-9 && g <= 6 + 1e-9, `a gap of ${g.toFixed(2)} ms`);
+  // The last echo's wait for its reply is the one more.
+  t.true(timers <= 11, `${timers} timers for 10 intervals`);
+});
+
+test("ping's -w deadline takes no echo due at it, when its timer fired early", async (t) => {
+  // As iputils' `ping -w 1 -i 0.1` sends 10: here 50 ms at 5 ms intervals, each timer 0.7 ms early.
+  const { sent, out } = await pingTimes(t, ['-q', '-w', '0.05', '-i', '0.005'], () => 0.7);
+  t.is(sent.length, 10);
+  t.regex(out, /^10 packets transmitted, 10 received, 0% packet loss/m);
+});
+
+test('a late echo is not made up for by a burst, and the ones after keep the interval', async (t) => {
+  // The third timer fires 3 ms late; the others 0.5 ms early.
+  const { sent } = await pingTimes(t, ['-q', '-c', '8', '-i', '0.005'], (i) => (i === 2 ? -3 : 0.5));
+  t.is(sent.length, 8);
+  const g = gaps(sent);
+  t.true(g[2] >= 7.9, `the late one: ${g[2].toFixed(2)} ms`);
+  for (const x of g) t.true(x >= 4 - 1e-9, `no two echoes closer than the interval less 1 ms: ${x.toFixed(2)} ms`);
+  t.true(Math.abs(sent[7] - sent[3] - 20) <= 1, `after it, 4 intervals took ${(sent[7] - sent[3]).toFixed(1)} ms`);
 });
 
 test("ping's rtt line: iputils' min/avg/max/mdev, and for a run of 202,000 replies too", (t) => {
