@@ -57,6 +57,8 @@ interface Tally {
   readonly rtts: number[];
   transmitted: number;
   errors: number;
+  /** When the last echo went (the context's clock). */
+  lastSentAt: number;
 }
 
 /** How early a timer may fire on the context's clock (Node's timers count whole milliseconds of the event loop's time). */
@@ -112,6 +114,7 @@ async function sendEchoes(ctx: ExecContext, e: Echoes, tally: Tally, waits: Wait
     // Not one that falls due at the deadline, even when its timer fired early (iputils: `-w 1 -i 0.2` sends 5).
     if (Math.max(now, due) - e.start >= e.deadlineMs) break;
     tally.sentAt.set(seq & 0xffff, now);
+    tally.lastSentAt = now;
     trace?.('send', seq & 0xffff);
     stampTimeval(payload);
     const r = e.stack.sendEcho(e.dest, e.id, seq & 0xffff, payload, e.send);
@@ -230,8 +233,8 @@ export async function ping(ctx: ExecContext): Promise<number> {
     return 2;
   }
 
-  const tally: Tally = { sentAt: new Map(), received: new Set(), rtts: [], transmitted: 0, errors: 0 };
   const start = ctx.clock.now();
+  const tally: Tally = { sentAt: new Map(), received: new Set(), rtts: [], transmitted: 0, errors: 0, lastSentAt: start };
   const waits = new Waits(ctx.clock, ctx.signal);
 
   ctx.stdout(`PING ${shown} (${dest}) ${size}(${size + 28}) bytes of data.\n`);
@@ -264,7 +267,9 @@ export async function ping(ctx: ExecContext): Promise<number> {
     sock.close();
   }
 
-  printStatistics(ctx, shown, tally, Math.round(ctx.clock.now() - start));
+  // iputils' `time` runs from the start to the last echo sent, in whole milliseconds: 0 ms for `-c 1`, not the
+  // wait for replies after it (`-w 1 -i 0.2` prints ~800 ms, not 1,000).
+  printStatistics(ctx, shown, tally, Math.floor(tally.lastSentAt - start));
   const nrecv = tally.received.size;
   if (localError) return 2;
   if (nrecv === 0) return 1;

@@ -216,8 +216,10 @@ const gaps = (xs: number[]) => xs.slice(1).map((x, i) => x - xs[i]);
 
 test('ping keeps its interval on average with timers that fire early, one timer per interval', async (t) => {
   // Each timer up to 0.9 ms early, as Node's are: iputils' `-c 11 -i 0.005` sends over ~50 ms.
-  const { sent, timers } = await pingTimes(t, ['-q', '-c', '11', '-i', '0.005'], (i) => [0.9, 0.3, 0.6][i % 3]);
+  const { sent, timers, out } = await pingTimes(t, ['-q', '-c', '11', '-i', '0.005'], (i) => [0.9, 0.3, 0.6][i % 3]);
   t.is(sent.length, 11);
+  // iputils' `time`: from the start to the last echo sent, in whole milliseconds.
+  t.regex(out, new RegExp(`^11 packets transmitted, 11 received, 0% packet loss, time ${Math.floor(sent[10] - sent[0])}ms$`, 'm'));
   t.true(Math.abs(sent[10] - sent[0] - 50) <= 1, `10 intervals of 5 ms took ${(sent[10] - sent[0]).toFixed(1)} ms`);
   for (const g of gaps(sent)) t.true(g >= 4 - 1e-9 && g <= 6 + 1e-9, `a gap of ${g.toFixed(2)} ms`);
   // The last echo's wait for its reply is the one more.
@@ -228,7 +230,8 @@ test("ping's -w deadline takes no echo due at it, when its timer fired early", a
   // As iputils' `ping -w 1 -i 0.1` sends 10: here 50 ms at 5 ms intervals, each timer 0.7 ms early.
   const { sent, out } = await pingTimes(t, ['-q', '-w', '0.05', '-i', '0.005'], () => 0.7);
   t.is(sent.length, 10);
-  t.regex(out, /^10 packets transmitted, 10 received, 0% packet loss/m);
+  // Its time is the last echo's, not the deadline's.
+  t.regex(out, /^10 packets transmitted, 10 received, 0% packet loss, time 4[45]ms$/m);
 });
 
 test('a late echo is not made up for by a burst, and the ones after keep the interval', async (t) => {
