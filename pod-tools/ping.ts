@@ -113,8 +113,25 @@ async function sendEchoes(ctx: ExecContext, e: Echoes, tally: Tally, waits: Wait
     const now = clock.now();
     // Not one that falls due at the deadline, even when its timer fired early (iputils: `-w 1 -i 0.2` sends 5).
     if (Math.max(now, due) - e.start >= e.deadlineMs) break;
-    tally.sentAt.set(seq & 0xffff, now);
-    tally.lastSentAt = now;
+    // The wait for the next echo is armed before this one goes: the peer, woken by the send onto this thread's core,
+    // waits there until this thread sleeps, so what follows the send is on the round trip.
+    let wait: Promise<void> | undefined;
+    let notBefore = 0;
+    if (seq < e.count) {
+      // As iputils keeps `-c 200 -i 0.005` to ~995 ms, the echoes keep the interval on average: the next one is due
+      // an interval after this one was due, or after it went when it went late (no burst to make up for a stall).
+      // It goes once the timer fires: a Node timer counts whole milliseconds of the event loop's time, taken when
+      // the loop last woke, so it may fire up to TIMER_GRANULARITY_MS before the interval is over. Sleeping again
+      // for that remainder cost a second wake-up per echo and stretched every 5 ms interval by ~10%. Two echoes are
+      // never closer than the interval less that granularity. A reply, printed as it comes, does not cut a wait short.
+      due = now <= due + TIMER_GRANULARITY_MS ? due + e.intervalMs : now + e.intervalMs;
+      notBefore = now + e.intervalMs - TIMER_GRANULARITY_MS;
+      wait = waits.sleep(Math.max(due, notBefore) - now, false);
+    }
+    // Stamped after the timer is armed, right before the echo goes, as iputils stamps it.
+    const sentAt = clock.now();
+    tally.sentAt.set(seq & 0xffff, sentAt);
+    tally.lastSentAt = sentAt;
     trace?.('send', seq & 0xffff);
     stampTimeval(payload);
     const r = e.stack.sendEcho(e.dest, e.id, seq & 0xffff, payload, e.send);
@@ -127,15 +144,8 @@ async function sendEchoes(ctx: ExecContext, e: Echoes, tally: Tally, waits: Wait
         return true;
       }
     }
-    if (seq < e.count) {
-      // As iputils keeps `-c 200 -i 0.005` to ~995 ms, the echoes keep the interval on average: the next one is due
-      // an interval after this one was due, or after it went when it went late (no burst to make up for a stall).
-      // It goes once the timer fires: a Node timer counts whole milliseconds of the event loop's time, taken when
-      // the loop last woke, so it may fire up to TIMER_GRANULARITY_MS before the interval is over. Sleeping again
-      // for that remainder cost a second wake-up per echo and stretched every 5 ms interval by ~10%. Two echoes are
-      // never closer than the interval less that granularity. A reply, printed as it comes, does not cut a wait short.
-      due = now <= due + TIMER_GRANULARITY_MS ? due + e.intervalMs : now + e.intervalMs;
-      const notBefore = now + e.intervalMs - TIMER_GRANULARITY_MS;
+    if (wait) {
+      await wait;
       for (let t = clock.now(); !signal.aborted && (t < due - TIMER_GRANULARITY_MS || t < notBefore); t = clock.now()) {
         await waits.sleep(Math.max(due, notBefore) - t, false);
       }
