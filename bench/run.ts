@@ -98,13 +98,17 @@ async function echoRound(stateDir: string, echo: EchoServer): Promise<EchoRound>
   return { rawPps, rawUs, podPps, podUs };
 }
 
+function sayEchoRound(label: string, x: EchoRound): void {
+  process.stderr.write(`UDP echo, ${label}: raw ${x.rawPps.toFixed(0)} pps, ${x.rawUs.toFixed(1)} µs CPU per datagram; pod ${x.podPps.toFixed(0)} pps, ${x.podUs.toFixed(1)} µs; ratio ${(x.podPps / x.rawPps).toFixed(3)}\n`);
+}
+
 /** Rounds until the agents' CPU per echoed datagram is within 10% of the round before's (at most WARM_ROUNDS_MAX). */
 async function echoUntilSteady(stateDir: string, echo: EchoServer): Promise<EchoRound[]> {
   const rounds: EchoRound[] = [];
   for (let r = 0; r < WARM_ROUNDS_MAX; r++) {
     const x = await echoRound(stateDir, echo);
     rounds.push(x);
-    process.stderr.write(`UDP echo, warm-up round ${r + 1}: raw ${x.rawPps.toFixed(0)} pps; pod ${x.podPps.toFixed(0)} pps, ${x.podUs.toFixed(1)} µs CPU per datagram; ratio ${(x.podPps / x.rawPps).toFixed(3)}\n`);
+    sayEchoRound(`warm-up round ${r + 1}`, x);
     if (r > 0 && x.podUs > 0.9 * rounds[r - 1].podUs) break;
   }
   return rounds;
@@ -187,7 +191,7 @@ async function main(): Promise<void> {
       rounds.rawUs.push(x.rawUs);
       rounds.podPps.push(x.podPps);
       rounds.podUs.push(x.podUs);
-      process.stderr.write(`UDP echo, round ${r + 1}/${echoRounds}: raw ${x.rawPps.toFixed(0)} pps, ${x.rawUs.toFixed(1)} µs CPU per datagram; pod ${x.podPps.toFixed(0)} pps, ${x.podUs.toFixed(1)} µs; ratio ${(x.podPps / x.rawPps).toFixed(3)}\n`);
+      sayEchoRound(`round ${r + 1}/${echoRounds}`, x);
     }
     echoPps = median(rounds.rawPps);
     const pairs = (pod: number[], raw: number[], digits: number) => pod.map((p, i) => `${p.toFixed(digits)}/${raw[i].toFixed(digits)}`).join(', ');
@@ -244,7 +248,7 @@ async function main(): Promise<void> {
           'ms',
           'raw Node UDP ping-pong between two processes',
           raw,
-          `the same rounds, each right after the pod's run: a VXLAN-wrapped ICMP echo built and checked by this process, answered in place by bench/vxlan-echo-floor.ts (headers checked, addresses swapped, checksum adjusted): what Node itself adds to the raw ping-pong for this work (floor/raw ms: ${pairs(floorRtts, raw, 3)}); the pod ping is ${(median(pod) / median(floorRtts)).toFixed(2)}x the floor; ratio > 1 = slower`,
+          `the same rounds, each right after the pod's run: a VXLAN-wrapped ICMP echo built and checked by this process, answered in place by bench/vxlan-echo-floor.ts (headers checked, addresses swapped, checksum adjusted): what Node itself adds to the raw ping-pong for this work (floor/raw ms: ${pairs(floorRtts, raw, 3)}); the pod ping is ${(median(pod) / median(floorRtts)).toFixed(2)}x the floor (the rounds' own: ${median(pod.map((p, i) => p / floorRtts[i])).toFixed(2)}x); ratio > 1 = slower`,
         ),
       );
       measures.push(

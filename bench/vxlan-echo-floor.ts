@@ -5,12 +5,13 @@
  * and answers in place, as a node and its pod together would at the very least:
  * MACs and addresses swapped, type 0, the checksum adjusted (RFC 1624), back to
  * the sender. The answer is written by hand on purpose (not podlab's stack or
- * parsers): it stands for the smallest path Node can run, so that the pod
+ * parsers; only its RFC 1624 checksum update): it stands for the smallest path Node can run, so that the pod
  * ping's ratio can be split into what Node costs and what podlab's path costs.
  * Prints
  * `{"event":"listening","port":N}` once bound.
  */
 import dgram from 'node:dgram';
+import { checksumAdjust } from '../packet/index.ts';
 import { FLOOR_ETH, FLOOR_ICMP, FLOOR_IP, FLOOR_LEN, checksumGood } from './vxlan-floor-frame.ts';
 
 const host = process.argv[2] ?? '127.0.0.1';
@@ -29,10 +30,10 @@ sock.on('message', (m, rinfo) => {
     m[FLOOR_IP + 12 + i] = m[FLOOR_IP + 16 + i];
     m[FLOOR_IP + 16 + i] = t;
   }
+  // Type 8 -> 0 changes the ICMP header's first 16-bit word: its checksum follows by RFC 1624's update.
+  const typeCode = m.readUInt16BE(FLOOR_ICMP);
   m[FLOOR_ICMP] = 0;
-  // Type 8 -> 0 lowers the first 16-bit word by 0x0800: the one's complement checksum rises by as much.
-  const c = m.readUInt16BE(FLOOR_ICMP + 2) + 0x0800;
-  m.writeUInt16BE((c & 0xffff) + (c >>> 16), FLOOR_ICMP + 2);
+  m.writeUInt16BE(checksumAdjust(m.readUInt16BE(FLOOR_ICMP + 2), typeCode, typeCode & 0xff), FLOOR_ICMP + 2);
   sock.send(m, rinfo.port, rinfo.address);
 });
 sock.bind(0, host, () => process.stdout.write(JSON.stringify({ event: 'listening', port: sock.address().port }) + '\n'));
